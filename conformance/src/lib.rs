@@ -1,0 +1,1 @@
+//! Shared helpers for the conformance tests: fixture discovery and comparisons.

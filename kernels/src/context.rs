@@ -1,0 +1,263 @@
+//! The GPU device every kernel runs on, and what it can do.
+//!
+//! Kernels have a portable path (f32 arithmetic, f16 data read through
+//! `unpack2x16float`, no subgroups) that runs on every WebGPU adapter, and fast
+//! paths (f16 arithmetic, subgroup reductions) that are chosen at run time when
+//! the adapter has the feature. [`Capabilities`] is that choice; tests force the
+//! portable path by building the context with fast paths disabled.
+
+use std::sync::Arc;
+
+use crate::KernelError;
+
+/// Which optional shader features the kernels may use on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `enable f16;` is available (WebGPU `shader-f16`).
+    pub shader_f16: bool,
+    /// Subgroup operations are available (`subgroupAdd`, ...).
+    pub subgroups: bool,
+    /// Smallest subgroup size the adapter reports (0 when unknown).
+    pub subgroup_min_size: u32,
+}
+
+impl Capabilities {
+    /// No optional feature: the path every WebGPU adapter can run.
+    pub const PORTABLE: Capabilities =
+        Capabilities { shader_f16: false, subgroups: false, subgroup_min_size: 0 };
+}
+
+/// How to pick the device.
+#[derive(Debug, Clone, Default)]
+pub struct ContextOptions {
+    /// Use only the portable path even if the adapter offers f16 or subgroups.
+    pub portable_only: bool,
+}
+
+impl ContextOptions {
+    /// Options taken from the environment: `MLC_WGPU_PORTABLE=1` forces the
+    /// portable path (CI runs the suite both ways).
+    pub fn from_env() -> Self {
+        let portable_only = std::env::var("MLC_WGPU_PORTABLE").is_ok_and(|v| v != "0" && !v.is_empty());
+        ContextOptions { portable_only }
+    }
+}
+
+/// A wgpu device and queue with the capabilities the kernels were built for.
+#[derive(Clone)]
+pub struct GpuContext {
+    /// The logical device.
+    pub device: Arc<wgpu::Device>,
+    /// Its queue.
+    pub queue: Arc<wgpu::Queue>,
+    /// Adapter description (name, backend, driver).
+    pub adapter_info: wgpu::AdapterInfo,
+    /// The limits the device was created with (the adapter's own).
+    pub limits: wgpu::Limits,
+    /// The optional features the kernels use.
+    pub caps: Capabilities,
+}
+
+impl GpuContext {
+    /// Opens the best adapter (high performance, from `WGPU_BACKEND` etc. when set)
+    /// and requests a device with the adapter's limits and the optional features
+    /// the kernels can use.
+    pub async fn new(options: &ContextOptions) -> Result<GpuContext, KernelError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| KernelError::NoAdapter(e.to_string()))?;
+        let adapter_features = adapter.features();
+        let adapter_info = adapter.get_info();
+        let adapter_limits = adapter.limits();
+        let mut caps = Capabilities {
+            shader_f16: adapter_features.contains(wgpu::Features::SHADER_F16),
+            subgroups: adapter_features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: adapter_info.subgroup_min_size,
+        };
+        if options.portable_only {
+            caps = Capabilities::PORTABLE;
+        }
+        let mut required_features = wgpu::Features::empty();
+        if caps.shader_f16 {
+            required_features |= wgpu::Features::SHADER_F16;
+        }
+        if caps.subgroups {
+            required_features |= wgpu::Features::SUBGROUP;
+        }
+        if adapter_features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("mlc-wgpu"),
+                required_features,
+                required_limits: adapter_limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| KernelError::NoDevice(e.to_string()))?;
+        Ok(GpuContext {
+            device: Arc::new(device),
+            queue: Arc::new(queue),
+            adapter_info,
+            limits: adapter_limits,
+            caps,
+        })
+    }
+
+    /// Blocking [`GpuContext::new`] for native callers and tests.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(options: &ContextOptions) -> Result<GpuContext, KernelError> {
+        pollster::block_on(Self::new(options))
+    }
+
+    /// Compiles one WGSL compute shader into a pipeline with an automatic layout,
+    /// turning validation errors into a [`KernelError`] instead of a panic.
+    pub fn compile(&self, label: &str, wgsl: &str, entry_point: &str) -> Result<wgpu::ComputePipeline, KernelError> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry_point),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        match pollster_or_ready(scope.pop()) {
+            Some(error) => Err(KernelError::Shader { label: label.to_string(), message: error.to_string() }),
+            None => Ok(pipeline),
+        }
+    }
+
+    /// A storage buffer initialised with `contents` (padded to a multiple of 4 bytes).
+    pub fn storage_buffer(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        let mut padded;
+        let bytes = if contents.len() % 4 == 0 && !contents.is_empty() {
+            contents
+        } else {
+            padded = contents.to_vec();
+            padded.resize(contents.len().div_ceil(4).max(1) * 4, 0);
+            &padded
+        };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// An uninitialised (zeroed) storage buffer of `size` bytes.
+    pub fn empty_storage_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.div_ceil(4).max(1) * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer holding `value`.
+    pub fn uniform_buffer<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Copies `size` bytes of `buffer` back to the CPU (waits for the GPU).
+    pub async fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, KernelError> {
+        let size = size.div_ceil(4) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| KernelError::DeviceLost(e.to_string()))?;
+        let result = loop {
+            match receiver.try_recv() {
+                Ok(result) => break result,
+                Err(std::sync::mpsc::TryRecvError::Empty) => yield_now().await,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(KernelError::DeviceLost("readback was cancelled".into()));
+                }
+            }
+        };
+        result.map_err(|e| KernelError::DeviceLost(e.to_string()))?;
+        let bytes = slice.get_mapped_range().map_err(|e| KernelError::DeviceLost(e.to_string()))?.to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Blocking read of `count` f32 values from the start of `buffer`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>, KernelError> {
+        let bytes = pollster::block_on(self.read_bytes(buffer, (count * 4) as u64))?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes[..count * 4]))
+    }
+
+    /// Blocking read of `count` u32 values from the start of `buffer`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_u32(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<u32>, KernelError> {
+        let bytes = pollster::block_on(self.read_bytes(buffer, (count * 4) as u64))?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes[..count * 4]))
+    }
+}
+
+/// Resolves an error-scope future. On native wgpu it is ready at once; on the
+/// web it resolves later, so shader errors surface at the first dispatch there.
+fn pollster_or_ready<F: std::future::Future<Output = Option<wgpu::Error>>>(future: F) -> Option<wgpu::Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        pollster::block_on(future)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        drop(future);
+        None
+    }
+}
+
+/// Gives the browser's event loop a turn while a readback is pending.
+async fn yield_now() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        struct YieldOnce(bool);
+        impl std::future::Future for YieldOnce {
+            type Output = ();
+            fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+                if self.0 {
+                    std::task::Poll::Ready(())
+                } else {
+                    self.0 = true;
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            }
+        }
+        YieldOnce(false).await
+    }
+}

@@ -1,0 +1,21 @@
+//! The float32 CPU implementation of every op: the oracle the WGSL kernels are
+//! tested against, and the math of the CPU engine (the fallback where WebGPU is
+//! missing).
+//!
+//! Activations are row-major `[rows, features]` f32 slices. Weights stay in
+//! their stored (quantized) form and are decoded group by group inside the
+//! products, so the CPU engine needs no more memory than the artifact.
+
+mod activation;
+mod attention;
+mod embed;
+mod matmul;
+mod norm;
+mod rope;
+
+pub use activation::{add_in_place, gelu_tanh_mul, silu_mul};
+pub use attention::{causal_attention, KvLayout};
+pub use embed::embed;
+pub use matmul::{matmul, Q4Matrix, Weight};
+pub use norm::rms_norm;
+pub use rope::{Llama3Scaling, Rope};

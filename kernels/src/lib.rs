@@ -1,0 +1,35 @@
+//! Hand-written WGSL compute kernels for MLC-format decoder LLMs.
+//!
+//! One `.wgsl` file per op lives in `shaders/` and reads like the math; each has a
+//! thin Rust wrapper here that builds its pipeline once and records dispatches,
+//! and a CPU reference (`reference` module) that the tests compare against.
+
+pub mod context;
+pub mod cpu;
+
+pub use context::{Capabilities, ContextOptions, GpuContext};
+
+/// Why a kernel could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// No WebGPU adapter is available.
+    #[error("no GPU adapter found: {0}")]
+    NoAdapter(String),
+    /// The adapter refused to create a device.
+    #[error("could not create a GPU device: {0}")]
+    NoDevice(String),
+    /// A shader failed validation or compilation.
+    #[error("shader `{label}` failed to compile: {message}")]
+    Shader {
+        /// The kernel's label.
+        label: String,
+        /// The compiler's message.
+        message: String,
+    },
+    /// The device was lost or a readback failed.
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// A shape or size the kernel cannot handle.
+    #[error("invalid kernel arguments: {0}")]
+    InvalidArguments(String),
+}
