@@ -1,1 +1,121 @@
-//! Shared helpers for the conformance tests: fixture discovery and comparisons.
+//! Shared helpers for the conformance tests: where the fixtures are, how to read
+//! the reference files, and how outputs are compared with them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The tiny official artifacts shipped in `conformance/fixtures/`.
+pub const TINY_MODELS: &[&str] = &["tiny-qwen2", "tiny-llama"];
+
+/// `conformance/fixtures/`.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The artifact folder of a tiny model.
+pub fn tiny_artifact(model: &str) -> PathBuf {
+    fixtures_dir().join(model).join("mlc")
+}
+
+/// The project's `../shared` folder (material outside the repository), if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    dir.is_dir().then(|| dir.canonicalize().unwrap_or(dir))
+}
+
+/// A path under `../shared`. When it is absent, says so loudly on stderr; in
+/// CI (where `../shared` is always provided) that is a failure, elsewhere the
+/// caller skips the case it guards.
+pub fn shared_path(relative: &str) -> Option<PathBuf> {
+    let found = shared_dir().map(|d| d.join(relative)).filter(|p| p.exists());
+    if found.is_none() {
+        let banner = "!".repeat(78);
+        eprintln!("{banner}\n!! NOT RUN: ../shared/{relative} is missing.\n!! This conformance case needs the project's shared data folder beside the repository.\n{banner}");
+        assert!(std::env::var_os("CI").is_none(), "../shared/{relative} is required in CI");
+    }
+    found
+}
+
+/// Reads a raw little-endian f32 file.
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert_eq!(bytes.len() % 4, 0, "{} is not a whole number of f32 values", path.display());
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// `golden/index.json` of a tiny model.
+#[derive(Debug, Deserialize)]
+pub struct GoldenIndex {
+    /// The reference prompts.
+    pub prompts: Vec<GoldenPrompt>,
+    /// Fixtures for the dequantization check.
+    pub dequant_fixtures: serde_json::Value,
+}
+
+/// One reference prompt.
+#[derive(Debug, Deserialize)]
+pub struct GoldenPrompt {
+    /// `promptK`.
+    pub name: String,
+    /// Input ids.
+    pub token_ids: Vec<u32>,
+    /// The 16 greedy continuation ids.
+    pub greedy_16: Vec<u32>,
+    /// Final-position logits file.
+    pub last_logits_file: String,
+    /// All-position logits file (tiny-llama prompt1, and 1-token prompts).
+    pub all_logits_file: Option<String>,
+    /// Top-128 ids and logits per position (tiny-qwen2 prompt1).
+    pub all_positions_top128: Option<Top128>,
+    /// Residual-stream trace files by point name.
+    pub hidden_trace_files: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Top-128 logits at each position.
+#[derive(Debug, Deserialize)]
+pub struct Top128 {
+    /// `[positions][128]` token ids.
+    pub ids: Vec<Vec<u32>>,
+    /// `[positions][128]` logits.
+    pub logits: Vec<Vec<f32>>,
+}
+
+/// Reads a tiny model's golden index.
+pub fn golden(model: &str) -> GoldenIndex {
+    let path = fixtures_dir().join(model).join("golden/index.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// A golden file of a tiny model.
+pub fn golden_file(model: &str, file: &str) -> Vec<f32> {
+    read_f32(&fixtures_dir().join(model).join("golden").join(file))
+}
+
+/// Population standard deviation.
+pub fn std_dev(values: &[f32]) -> f32 {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt() as f32
+}
+
+/// Largest absolute difference; panics on a length mismatch.
+pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}
+
+/// Asserts `max|got − want| ≤ tolerance × std(want)`, the criterion.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
+    let diff = max_abs_diff(got, want);
+    let bound = tolerance * std_dev(want);
+    assert!(
+        diff <= bound && got.iter().all(|v| v.is_finite()),
+        "{what}: max |Δ| = {diff:.3e} exceeds {tolerance:e} × std = {bound:.3e}"
+    );
+    eprintln!("{what}: max |Δ| = {diff:.2e} (bound {bound:.2e})");
+}
+
+/// The CPU tolerance: max |Δlogit| ≤ 2e-3 × the reference's logit std.
+pub const CPU_TOLERANCE: f32 = 2e-3;

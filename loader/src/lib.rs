@@ -1,1 +1,49 @@
-//! placeholder
+//! Reads official MLC-LLM model artifacts, as WebLLM and MLC-LLM ship them.
+//!
+//! An artifact is a folder (or the base URL of one) holding
+//! `mlc-chat-config.json` ([`ChatConfig`]), a weight index
+//! (`tensor-cache.json`, or `ndarray-cache.json` in older artifacts;
+//! [`TensorIndex`]), the weight shards it lists, and the tokenizer files the
+//! config names. [`Artifact::open`] reads all of it, from a folder in place or
+//! from an http(s) URL through a resumable, verified disk cache, and
+//! [`Artifact::tensor`] hands out tensors by name, decoded ([`Tensor`]).
+//!
+//! ```no_run
+//! use mlc_loader::{Artifact, OpenOptions};
+//!
+//! let artifact = Artifact::open("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC", OpenOptions::default())?;
+//! let scales = artifact.tensor("model.embed_tokens.q_scale")?.to_f32_vec()?;
+//! # Ok::<(), mlc_loader::LoadError>(())
+//! ```
+
+mod artifact;
+mod cache;
+mod config;
+mod conv_template;
+mod dtype;
+mod error;
+#[cfg(not(target_arch = "wasm32"))]
+mod http;
+mod index;
+mod json;
+mod location;
+mod paths;
+mod progress;
+mod quant;
+#[cfg(not(target_arch = "wasm32"))]
+mod remote;
+mod shard;
+mod source;
+mod tensor;
+
+pub use artifact::{Artifact, OpenOptions};
+pub use cache::default_cache_dir;
+pub use config::{CONFIG_FILE, ChatConfig, TokenizerInfo};
+pub use conv_template::ConvTemplate;
+pub use dtype::DType;
+pub use error::LoadError;
+pub use index::{NDARRAY_CACHE_FILE, ShardEntry, TENSOR_CACHE_FILE, TensorIndex, TensorRecord};
+pub use location::resolve_model_url;
+pub use progress::{Progress, ProgressCallback, ProgressPhase};
+pub use quant::Quantization;
+pub use tensor::Tensor;

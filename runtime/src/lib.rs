@@ -1,1 +1,25 @@
-//! placeholder
+//! mlc-wgpu: runs official MLC-LLM artifacts on the CPU and on WebGPU.
+//!
+//! The layers, from the bottom: [`mlc_loader`] reads an artifact;
+//! [`models`] turns its config into a [`models::ModelSpec`] and runs the shared
+//! decoder over a [`backend::Backend`]; [`cpu`] is the float32 backend;
+//! [`model::Model`] ties weights, backend and KV cache position together.
+
+pub mod backend;
+pub mod cpu;
+mod error;
+pub mod generate;
+pub mod model;
+pub mod models;
+pub mod weights;
+
+pub use error::EngineError;
+pub use generate::{argmax, generate_greedy, GreedyOptions};
+pub use model::{LanguageModel, Model};
+
+use mlc_loader::Artifact;
+
+/// Loads `artifact` onto the CPU engine.
+pub fn load_cpu(artifact: &Artifact) -> Result<Model<cpu::CpuBackend>, EngineError> {
+    Model::load(artifact, cpu::CpuBackend::new())
+}

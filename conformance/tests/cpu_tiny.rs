@@ -1,0 +1,101 @@
+//! The CPU engine against the float32 references of the official tiny artifacts.
+
+use mlc_conformance::*;
+use mlc_loader::{Artifact, OpenOptions};
+use mlc_wgpu::{generate_greedy, load_cpu, GreedyOptions, LanguageModel};
+
+fn open(model: &str) -> Artifact {
+    Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).expect("open tiny artifact")
+}
+
+#[test]
+fn final_logits_match_for_every_prompt() {
+    for model in TINY_MODELS {
+        let artifact = open(model);
+        let mut engine = load_cpu(&artifact).unwrap();
+        for prompt in golden(model).prompts {
+            engine.reset();
+            let logits = engine.prefill(&prompt.token_ids).unwrap();
+            let want = golden_file(model, &prompt.last_logits_file);
+            assert_close(&format!("{model} {} last logits", prompt.name), &logits, &want, CPU_TOLERANCE);
+        }
+    }
+}
+
+#[test]
+fn prefill_in_small_chunks_equals_one_prefill() {
+    // The 130-token prompt split across chunks exercises the KV cache between calls.
+    for model in TINY_MODELS {
+        let artifact = open(model);
+        let mut engine = load_cpu(&artifact).unwrap();
+        let prompt = &golden(model).prompts[3];
+        let mut logits = Vec::new();
+        for chunk in prompt.token_ids.chunks(17) {
+            logits = engine.prefill(chunk).unwrap();
+        }
+        let want = golden_file(model, &prompt.last_logits_file);
+        assert_close(&format!("{model} chunked prefill"), &logits, &want, CPU_TOLERANCE);
+    }
+}
+
+#[test]
+fn hidden_states_and_all_position_logits_match() {
+    for model in TINY_MODELS {
+        let artifact = open(model);
+        let mut engine = load_cpu(&artifact).unwrap();
+        let prompt = golden(model).prompts.into_iter().find(|p| p.hidden_trace_files.is_some()).expect("a traced prompt");
+        let (logits, trace) = engine.trace(&prompt.token_ids).unwrap();
+        let files = prompt.hidden_trace_files.as_ref().unwrap();
+        assert_eq!(trace.len(), files.len(), "{model}: trace points {:?}", trace.iter().map(|t| &t.0).collect::<Vec<_>>());
+        for (point, values) in &trace {
+            let file = files.get(point).unwrap_or_else(|| panic!("{model}: no reference for trace point {point}"));
+            assert_close(&format!("{model} hidden {point}"), values, &golden_file(model, file), CPU_TOLERANCE);
+        }
+        let vocab = artifact.config.vocab_size;
+        let last = &logits[(prompt.token_ids.len() - 1) * vocab..];
+        assert_close(&format!("{model} traced last logits"), last, &golden_file(model, &prompt.last_logits_file), CPU_TOLERANCE);
+        if let Some(file) = &prompt.all_logits_file {
+            assert_close(&format!("{model} all-position logits"), &logits, &golden_file(model, file), CPU_TOLERANCE);
+        }
+        if let Some(top) = &prompt.all_positions_top128 {
+            for (position, (ids, want)) in top.ids.iter().zip(&top.logits).enumerate() {
+                let row = &logits[position * vocab..(position + 1) * vocab];
+                let got: Vec<f32> = ids.iter().map(|&id| row[id as usize]).collect();
+                let full_std = std_dev(row);
+                let diff = max_abs_diff(&got, want);
+                assert!(diff <= CPU_TOLERANCE * full_std, "{model} position {position}: top-128 max |Δ| {diff:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_continuations_are_identical() {
+    for model in TINY_MODELS {
+        let artifact = open(model);
+        let mut engine = load_cpu(&artifact).unwrap();
+        for prompt in golden(model).prompts {
+            engine.reset();
+            let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
+            let tokens = generate_greedy(&mut engine, &prompt.token_ids, &options).unwrap();
+            assert_eq!(tokens, prompt.greedy_16, "{model} {} greedy tokens", prompt.name);
+        }
+    }
+}
+
+#[test]
+fn dequantized_weights_match_the_reference_rows() {
+    use mlc_wgpu::weights::dequantize_rows;
+    for model in TINY_MODELS {
+        let artifact = open(model);
+        let index = golden(model);
+        let qkv_name = if *model == "tiny-qwen2" { "c_attn" } else { "qkv_proj" };
+        let qkv = dequantize_rows(&artifact, &format!("model.layers.0.self_attn.{qkv_name}"), None).unwrap();
+        assert_close(&format!("{model} dequantized qkv"), &qkv, &golden_file(model, "dequant_layer0_qkv_weight.f32"), 1e-6);
+        let down = dequantize_rows(&artifact, "model.layers.0.mlp.down_proj", None).unwrap();
+        assert_close(&format!("{model} dequantized down_proj"), &down, &golden_file(model, "dequant_layer0_down_proj_weight.f32"), 1e-6);
+        let row_ids: Vec<usize> = serde_json::from_value(index.dequant_fixtures["embed_rows"]["row_ids"].clone()).unwrap();
+        let rows = dequantize_rows(&artifact, "model.embed_tokens", Some(&row_ids)).unwrap();
+        assert_close(&format!("{model} dequantized embedding rows"), &rows, &golden_file(model, "dequant_embed_rows.f32"), 1e-6);
+    }
+}

@@ -1,0 +1,102 @@
+//! Where an artifact's files come from: a local folder, used in place, or an
+//! http(s) URL, downloaded through the disk cache.
+
+use std::path::{Path, PathBuf};
+
+use crate::location::is_url;
+use crate::progress::FileProgress;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::remote::Remote;
+use crate::{LoadError, ShardEntry, shard};
+
+/// The origin of an artifact's files.
+pub(crate) enum Source {
+    /// A folder holding the artifact.
+    Local(PathBuf),
+    /// A base URL and its cache folder.
+    #[cfg(not(target_arch = "wasm32"))]
+    Remote(Remote),
+}
+
+impl Source {
+    /// The source for `location`: a URL when it starts with `http(s)://`, else a folder.
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    pub(crate) fn open(location: &str, cache_dir: Option<&Path>, allow_network: bool) -> Result<Source, LoadError> {
+        if !is_url(location) {
+            return Ok(Source::Local(PathBuf::from(location)));
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        return Remote::new(location, cache_dir, allow_network).map(Source::Remote);
+        #[cfg(target_arch = "wasm32")]
+        return Err(LoadError::InvalidUrl {
+            url: location.to_string(),
+            message: "this build cannot download; open a folder instead".to_string(),
+        });
+    }
+
+    /// What was opened: the folder path or the resolved base URL.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Source::Local(dir) => dir.display().to_string(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Remote(remote) => remote.base_url().to_string(),
+        }
+    }
+
+    /// The folder that holds the files.
+    pub(crate) fn dir(&self) -> &Path {
+        match self {
+            Source::Local(dir) => dir,
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Remote(remote) => remote.dir(),
+        }
+    }
+
+    /// Makes file `name` available on disk and returns its path.
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    pub(crate) fn file(&mut self, name: &str, progress: &mut FileProgress<'_>) -> Result<PathBuf, LoadError> {
+        match self {
+            Source::Local(dir) => {
+                let path = dir.join(name);
+                match path.is_file() {
+                    true => Ok(path),
+                    false => Err(LoadError::MissingFile { file: path.display().to_string() }),
+                }
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Remote(remote) => remote.file(name, progress),
+        }
+    }
+
+    /// The path of the first of `names` that exists.
+    pub(crate) fn first_file(&mut self, names: &[&str]) -> Result<PathBuf, LoadError> {
+        match self {
+            Source::Local(dir) => names
+                .iter()
+                .map(|name| dir.join(name))
+                .find(|path| path.is_file())
+                .ok_or_else(|| missing_all(&dir.join(names[0]).display().to_string(), names)),
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Remote(remote) => remote.first_file(names),
+        }
+    }
+
+    /// The verified bytes of a shard.
+    pub(crate) fn shard(&mut self, entry: &ShardEntry, verify_md5: bool, progress: &mut FileProgress<'_>) -> Result<Vec<u8>, LoadError> {
+        match self {
+            Source::Local(dir) => shard::read(&dir.join(&entry.data_path), entry, verify_md5, progress),
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Remote(remote) => remote.shard(entry, verify_md5, progress),
+        }
+    }
+}
+
+/// The error for alternatives `names` that are all absent; `first` locates the first.
+pub(crate) fn missing_all(first: &str, names: &[&str]) -> LoadError {
+    let others = names.get(1..).unwrap_or_default().join(", ");
+    let file = match others.is_empty() {
+        true => first.to_string(),
+        false => format!("{first} (nor {others})"),
+    };
+    LoadError::MissingFile { file }
+}

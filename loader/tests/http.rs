@@ -1,0 +1,305 @@
+//! Opening artifacts over HTTP, through the disk cache, from a local test server.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::server::{Fault, Request, Server};
+use common::*;
+use mlc_loader::{Artifact, LoadError, OpenOptions, ProgressPhase};
+
+fn options(cache: &Path) -> OpenOptions {
+    OpenOptions { cache_dir: Some(cache.to_path_buf()), ..OpenOptions::default() }
+}
+
+fn offline(cache: &Path) -> OpenOptions {
+    OpenOptions { allow_network: false, ..options(cache) }
+}
+
+/// Where the cache keeps the server's artifact.
+fn cached(cache: &Path, server: &Server) -> PathBuf {
+    cache.join(server.cache_host()).join("org/model/resolve/main")
+}
+
+/// The names in the artifact's cache folder, sorted.
+fn cache_listing(cache: &Path, server: &Server) -> Vec<String> {
+    let mut names: Vec<String> = match fs::read_dir(cached(cache, server)) {
+        Ok(entries) => entries.map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+fn request(file: &str, range: Option<u64>) -> Request {
+    Request { file: file.to_string(), range }
+}
+
+#[test]
+fn downloads_into_the_cache_and_decodes() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    let (callback, events) = recorder();
+    let artifact = Artifact::open(&server.url(), OpenOptions { progress: Some(callback), ..options(cache.path()) }).unwrap();
+
+    assert_eq!(artifact.source(), server.base_url());
+    assert_eq!(artifact.dir(), cached(cache.path(), &server));
+    assert_synthetic_tensors(&artifact);
+    let files = synthetic_artifact();
+    for name in ["mlc-chat-config.json", "tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1] {
+        assert_eq!(fs::read(artifact.dir().join(name)).unwrap(), files[name], "{name}");
+    }
+    assert_eq!(cache_listing(cache.path(), &server).len(), 5, "no .part file is left");
+    let requested: Vec<String> = server.requests().into_iter().map(|r| r.file).collect();
+    assert_eq!(requested, ["mlc-chat-config.json", "tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1]);
+
+    let events = events.lock().unwrap();
+    assert!(events.iter().all(|e| e.file_count == 3));
+    let tokenizer = events_for(&events, ProgressPhase::Download, TOKENIZER);
+    assert_eq!(tokenizer.last().map(|e| (e.file_index, e.bytes_done)), Some((1, files[TOKENIZER].len() as u64)));
+    let size = files[SHARD_1].len() as u64;
+    let downloads = events_for(&events, ProgressPhase::Download, SHARD_1);
+    assert!((1..=21).contains(&downloads.len()), "{} download events", downloads.len());
+    assert!(downloads.iter().all(|e| e.file_index == 3 && e.bytes_total == size));
+    assert_eq!(downloads.last().unwrap().bytes_done, size);
+    let phases: Vec<ProgressPhase> = events.iter().filter(|e| e.file == SHARD_1).map(|e| e.phase).skip(downloads.len()).collect();
+    assert_eq!(phases, [ProgressPhase::Verify, ProgressPhase::Load]);
+}
+
+#[test]
+fn second_open_is_served_from_the_cache() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    Artifact::open(&server.url(), options(cache.path())).unwrap();
+    server.clear_log();
+
+    let (callback, events) = recorder();
+    let artifact = Artifact::open(&server.url(), OpenOptions { progress: Some(callback), ..options(cache.path()) }).unwrap();
+    assert_synthetic_tensors(&artifact);
+    assert_eq!(server.requests(), []);
+    assert!(events.lock().unwrap().iter().all(|e| e.phase != ProgressPhase::Download));
+
+    let artifact = Artifact::open(&server.url(), offline(cache.path())).unwrap();
+    assert_synthetic_tensors(&artifact);
+    assert_eq!(server.requests(), []);
+}
+
+#[test]
+fn offline_open_of_an_uncached_url_fails() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), offline(cache.path())).unwrap_err();
+    let LoadError::Offline { url } = &error else { panic!("{error:?}") };
+    assert_eq!(*url, format!("{}mlc-chat-config.json", server.base_url()));
+    assert_eq!(server.requests(), []);
+
+    // With only some files cached, the first missing one is named.
+    Artifact::open(&server.url(), options(cache.path())).unwrap();
+    fs::remove_file(cached(cache.path(), &server).join(SHARD_1)).unwrap();
+    let error = Artifact::open(&server.url(), offline(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Offline { url } if url.ends_with(SHARD_1)), "{error:?}");
+}
+
+#[test]
+fn cut_connection_resumes_with_a_range_request() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_once(SHARD_1, Fault::CutAfter(10_000));
+    let cache = tempfile::tempdir().unwrap();
+    let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
+    assert_synthetic_tensors(&artifact);
+    assert_eq!(server.requests_for(SHARD_1), [request(SHARD_1, None), request(SHARD_1, Some(10_000))]);
+}
+
+#[test]
+fn cut_file_of_unknown_size_starts_over() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_once(TOKENIZER, Fault::CutAfter(10));
+    let cache = tempfile::tempdir().unwrap();
+    let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
+    assert_eq!(fs::read(artifact.dir().join(TOKENIZER)).unwrap(), synthetic_artifact()[TOKENIZER]);
+    assert_eq!(server.requests_for(TOKENIZER), [request(TOKENIZER, None), request(TOKENIZER, None)]);
+}
+
+#[test]
+fn repeated_cuts_still_complete_while_bytes_arrive() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_always(SHARD_1, Fault::CutAfter(7_000));
+    let cache = tempfile::tempdir().unwrap();
+    let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
+    assert_synthetic_tensors(&artifact);
+    let ranges: Vec<Option<u64>> = server.requests_for(SHARD_1).into_iter().map(|r| r.range).collect();
+    let size = synthetic_artifact()[SHARD_1].len() as u64;
+    let expected: Vec<Option<u64>> = (0..size).step_by(7_000).map(|start| (start > 0).then_some(start)).collect();
+    assert_eq!(ranges, expected);
+}
+
+#[test]
+fn server_ignoring_the_range_restarts_from_zero() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_once(SHARD_1, Fault::CutAfter(10_000));
+    server.fail_once(SHARD_1, Fault::IgnoreRange);
+    let cache = tempfile::tempdir().unwrap();
+    let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
+    assert_synthetic_tensors(&artifact);
+    assert_eq!(server.requests_for(SHARD_1).len(), 2);
+}
+
+#[test]
+fn a_server_that_restarts_and_cuts_at_the_same_point_is_given_up_on() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_always(SHARD_1, Fault::CutIgnoringRange(7_000));
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Http { url, .. } if url.ends_with(SHARD_1)), "{error:?}");
+    assert_eq!(server.requests_for(SHARD_1).len(), 5);
+    assert!(!cached(cache.path(), &server).join(SHARD_1).exists());
+}
+
+#[test]
+fn a_connection_that_never_delivers_gives_up_without_caching() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_always(SHARD_1, Fault::CutAfter(0));
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    let LoadError::Http { url, message, .. } = &error else { panic!("{error:?}") };
+    assert!(url.ends_with(SHARD_1) && message.contains("gave up after 5 attempts"), "{error}");
+    assert_eq!(server.requests_for(SHARD_1).len(), 5);
+    assert!(!cached(cache.path(), &server).join(SHARD_1).exists());
+
+    // The partial download is kept and resumed once the server recovers.
+    server.heal();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+}
+
+#[test]
+fn md5_mismatch_leaves_nothing_in_the_cache() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_always(SHARD_1, Fault::Corrupt);
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    let LoadError::Md5Mismatch { file, expected, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(*file, format!("{}{SHARD_1}", server.base_url()));
+    assert_eq!(*expected, md5_hex(&synthetic_artifact()[SHARD_1]));
+    assert!(!cache_listing(cache.path(), &server).iter().any(|name| name.starts_with(SHARD_1)));
+}
+
+#[test]
+fn a_short_file_on_the_server_is_rejected() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_always(SHARD_1, Fault::Truncate(1000));
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    let size = synthetic_artifact()[SHARD_1].len() as u64;
+    assert!(
+        matches!(&error, LoadError::ShardSize { file, expected, actual: 1000 } if file.ends_with(SHARD_1) && *expected == size),
+        "{error:?}"
+    );
+    assert!(!cache_listing(cache.path(), &server).iter().any(|name| name.starts_with(SHARD_1)));
+}
+
+#[test]
+fn missing_shard_is_a_clear_error() {
+    let server = Server::start(synthetic_artifact());
+    server.remove(SHARD_1);
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Http { status: Some(404), .. }), "{error:?}");
+    assert_eq!(error.to_string(), format!("{}{SHARD_1}: HTTP 404 Not Found", server.base_url()));
+    assert_eq!(server.requests_for(SHARD_1).len(), 1, "a 404 is not retried");
+}
+
+#[test]
+fn missing_tokenizer_file_is_a_clear_error() {
+    let server = Server::start(synthetic_artifact());
+    server.remove(TOKENIZER);
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Http { url, status: Some(404), .. } if url.ends_with(TOKENIZER)), "{error:?}");
+    assert!(server.requests_for(SHARD_0).is_empty(), "shards are not fetched after a failed tokenizer file");
+}
+
+#[test]
+fn falls_back_to_ndarray_cache_json() {
+    let mut files = synthetic_artifact();
+    let index = files.remove("tensor-cache.json").unwrap();
+    files.insert("ndarray-cache.json".to_string(), index);
+    let server = Server::start(files);
+    let cache = tempfile::tempdir().unwrap();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    let requested: Vec<String> = server.requests().into_iter().map(|r| r.file).take(3).collect();
+    assert_eq!(requested, ["mlc-chat-config.json", "tensor-cache.json", "ndarray-cache.json"]);
+
+    server.clear_log();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), offline(cache.path())).unwrap());
+    assert_eq!(server.requests(), []);
+
+    let server = Server::start(synthetic_artifact());
+    server.remove("tensor-cache.json");
+    let error = Artifact::open(&server.url(), options(tempfile::tempdir().unwrap().path())).unwrap_err();
+    assert!(matches!(&error, LoadError::MissingFile { file } if file.ends_with("tensor-cache.json (nor ndarray-cache.json)")), "{error:?}");
+}
+
+#[test]
+fn transient_server_errors_are_retried() {
+    let server = Server::start(synthetic_artifact());
+    server.fail_once(SHARD_0, Fault::Status(503));
+    server.fail_once(SHARD_0, Fault::Status(500));
+    let cache = tempfile::tempdir().unwrap();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    assert_eq!(server.requests_for(SHARD_0).len(), 3);
+
+    let server = Server::start(synthetic_artifact());
+    server.fail_always("mlc-chat-config.json", Fault::Status(502));
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Http { status: Some(502), .. }), "{error:?}");
+    assert!(error.to_string().contains("mlc-chat-config.json: HTTP 502 Bad Gateway (gave up"), "{error}");
+}
+
+#[test]
+fn leftover_part_file_is_resumed() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    let folder = cached(cache.path(), &server);
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(folder.join(format!("{SHARD_1}.part")), &synthetic_artifact()[SHARD_1][..1000]).unwrap();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    assert_eq!(server.requests_for(SHARD_1), [request(SHARD_1, Some(1000))]);
+}
+
+#[test]
+fn leftover_part_file_with_bad_bytes_is_caught_and_replaced() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    let folder = cached(cache.path(), &server);
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(folder.join(format!("{SHARD_1}.part")), vec![0xEE; 1000]).unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if file.ends_with(SHARD_1)), "{error:?}");
+    assert!(!folder.join(SHARD_1).exists() && !folder.join(format!("{SHARD_1}.part")).exists());
+
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+}
+
+#[test]
+fn damaged_cached_shard_is_downloaded_again() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    Artifact::open(&server.url(), options(cache.path())).unwrap();
+    let shard = cached(cache.path(), &server).join(SHARD_0);
+    let size = fs::metadata(&shard).unwrap().len() as usize;
+    fs::write(&shard, vec![0; size]).unwrap();
+
+    let error = Artifact::open(&server.url(), offline(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if Path::new(file) == shard), "{error:?}");
+
+    server.clear_log();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    assert_eq!(server.requests(), [request(SHARD_0, None)]);
+}
+
+#[test]
+fn urls_with_a_query_are_rejected() {
+    let error = Artifact::open("http://127.0.0.1:9/m?rev=1", OpenOptions::default()).unwrap_err();
+    assert!(matches!(error, LoadError::InvalidUrl { .. }), "{error:?}");
+}

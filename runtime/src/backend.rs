@@ -1,0 +1,83 @@
+//! The ops a decoder needs from the hardware it runs on.
+//!
+//! The family's forward pass ([`crate::models::decoder`]) is written once
+//! against this trait; the CPU engine implements it with eager f32 math, the
+//! GPU engine by recording WGSL dispatches.
+
+use mlc_loader::Tensor;
+
+use crate::models::{Activation, ModelSpec};
+use crate::weights::LinearSource;
+use crate::EngineError;
+
+/// One decoder layer's weights, in a backend's own representation.
+pub struct LayerWeights<B: Backend + ?Sized> {
+    /// RMSNorm before attention.
+    pub attn_norm: B::Vector,
+    /// Fused `[q; k; v]` projection (with its bias, if any).
+    pub qkv: B::Linear,
+    /// Per-head query and key norms (Qwen3).
+    pub qk_norm: Option<(B::Vector, B::Vector)>,
+    /// Attention output projection.
+    pub o_proj: B::Linear,
+    /// RMSNorm before the MLP.
+    pub mlp_norm: B::Vector,
+    /// Fused `[gate; up]` projection.
+    pub gate_up: B::Linear,
+    /// MLP output projection.
+    pub down: B::Linear,
+}
+
+/// All weights of a decoder, in a backend's own representation.
+pub struct DecoderWeights<B: Backend + ?Sized> {
+    /// Token embedding table (also the output projection when tied).
+    pub embed: B::Linear,
+    /// The layers, in order.
+    pub layers: Vec<LayerWeights<B>>,
+    /// Final RMSNorm.
+    pub final_norm: B::Vector,
+    /// Output projection when the embedding is not tied.
+    pub lm_head: Option<B::Linear>,
+}
+
+/// Hardware that can run a decoder's ops. Activations are `[tokens, width]`.
+pub trait Backend {
+    /// Activations resident on the backend.
+    type Tensor;
+    /// A linear layer's weight (and optional bias), or an embedding table.
+    type Linear;
+    /// A vector parameter (norm weights).
+    type Vector;
+
+    /// Takes a linear layer's (or embedding table's) stored weights.
+    fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<Self::Linear, EngineError>;
+    /// Takes a vector parameter (f16, bf16 or f32).
+    fn load_vector(&mut self, source: &Tensor<'_>) -> Result<Self::Vector, EngineError>;
+    /// Rows of `table` for each token.
+    fn embed(&mut self, table: &Self::Linear, tokens: &[u32]) -> Result<Self::Tensor, EngineError>;
+    /// Row-wise RMSNorm.
+    fn rms_norm(&mut self, x: &Self::Tensor, weight: &Self::Vector, eps: f32) -> Result<Self::Tensor, EngineError>;
+    /// `x · Wᵀ (+ bias)`.
+    fn linear(&mut self, x: &Self::Tensor, weight: &Self::Linear) -> Result<Self::Tensor, EngineError>;
+    /// `residual += x · Wᵀ (+ bias)`.
+    fn linear_add(&mut self, x: &Self::Tensor, weight: &Self::Linear, residual: &mut Self::Tensor) -> Result<(), EngineError>;
+    /// The gated activation of a `[gate | up]` row: `act(gate) · up`.
+    fn gated(&mut self, gate_up: &Self::Tensor, activation: Activation) -> Result<Self::Tensor, EngineError>;
+    /// Attention of layer `layer` for tokens at positions `start..`: splits the
+    /// fused QKV rows, applies the optional q/k norm and RoPE, appends keys and
+    /// values to the KV cache, and attends causally over the cache.
+    fn attention(
+        &mut self,
+        spec: &ModelSpec,
+        layer: usize,
+        qkv: &Self::Tensor,
+        qk_norm: Option<&(Self::Vector, Self::Vector)>,
+        start: usize,
+    ) -> Result<Self::Tensor, EngineError>;
+    /// The last row of `x` (the only one whose logits a prefill needs).
+    fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor, EngineError>;
+    /// Copies a tensor to the host (tests and traces).
+    fn to_host(&mut self, x: &Self::Tensor) -> Result<Vec<f32>, EngineError>;
+    /// Forgets the KV cache.
+    fn reset_cache(&mut self);
+}

@@ -1,0 +1,97 @@
+//! The subcommands.
+
+use anyhow::{bail, Context, Result};
+use mlc_loader::{Artifact, OpenOptions};
+use mlc_wgpu::{generate_greedy, load_cpu, GreedyOptions, LanguageModel};
+
+use super::{progress, Command, Device, RunArgs, SourceArgs};
+
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Inspect { source } => inspect(&open(&source)?),
+        Command::Logits { source, run, out } => {
+            let artifact = open(&source)?;
+            let mut model = load(&artifact, &run)?;
+            let logits = model.prefill(&run.tokens)?;
+            let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+            std::fs::write(&out, bytes).with_context(|| format!("writing {}", out.display()))?;
+            Ok(())
+        }
+        Command::Generate { source, run, max_tokens, greedy, ignore_eos, json } => {
+            if !greedy {
+                bail!("sampling over raw token ids is not available; pass --greedy");
+            }
+            let artifact = open(&source)?;
+            let mut model = load(&artifact, &run)?;
+            let stop_token_ids = match (&artifact.config.conv_template, ignore_eos) {
+                (Some(template), false) => template.stop_token_ids.clone(),
+                _ => Vec::new(),
+            };
+            let tokens = generate_greedy(model.as_mut(), &run.tokens, &GreedyOptions { max_tokens, stop_token_ids })?;
+            let list: Vec<String> = tokens.iter().map(u32::to_string).collect();
+            match json {
+                true => println!("{}", serde_json::json!({ "tokens": tokens })),
+                false => println!("{}", list.join(" ")),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn open(source: &SourceArgs) -> Result<Artifact> {
+    let options = OpenOptions {
+        cache_dir: source.cache_dir.clone(),
+        verify_md5: !source.no_verify,
+        allow_network: !source.offline,
+        progress: Some(progress::bar()),
+    };
+    Artifact::open(&source.model, options).with_context(|| format!("opening model {}", source.model))
+}
+
+fn load(artifact: &Artifact, run: &RunArgs) -> Result<Box<dyn LanguageModel>> {
+    match run.device {
+        Device::Cpu => Ok(Box::new(load_cpu(artifact)?)),
+        Device::Auto => {
+            eprintln!("notice: the GPU engine is not available in this build; running on the CPU");
+            Ok(Box::new(load_cpu(artifact)?))
+        }
+        Device::Gpu => bail!("the GPU engine is not available in this build yet; use --device cpu"),
+    }
+}
+
+fn inspect(artifact: &Artifact) -> Result<()> {
+    let config = &artifact.config;
+    println!("source:          {}", artifact.source());
+    println!("model_type:      {}", config.model_type);
+    println!("quantization:    {}", config.quantization);
+    println!("vocab_size:      {}", config.vocab_size);
+    println!("context_window:  {}", config.context_window_size);
+    println!("prefill_chunk:   {}", config.prefill_chunk_size);
+    if let Some(template) = &config.conv_template {
+        println!("conv_template:   {}", template.name.as_deref().unwrap_or("(unnamed)"));
+    }
+    match mlc_wgpu::models::spec_for(config) {
+        Ok(spec) => println!(
+            "decoder:         {} layers, hidden {}, heads {}/{} kv, head_dim {}, ffn {}, tied {}",
+            spec.num_layers, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, spec.intermediate_size, spec.tie_word_embeddings
+        ),
+        Err(error) => println!("decoder:         not runnable here: {error}"),
+    }
+    println!();
+    println!("{:<56} {:<16} {:<8} {:>12} {:>12}  shard", "tensor", "shape", "dtype", "bytes", "offset");
+    for shard in &artifact.index.shards {
+        for record in &shard.records {
+            println!(
+                "{:<56} {:<16} {:<8} {:>12} {:>12}  {}",
+                record.name,
+                format!("{:?}", record.shape),
+                record.dtype.name(),
+                record.nbytes,
+                record.byte_offset,
+                shard.data_path
+            );
+        }
+    }
+    println!("\n{} shards, {} bytes", artifact.index.shards.len(), artifact.index.total_bytes());
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Argument parsing and the subcommands. Errors go to stderr with exit code 1;
+//! a panic is reported as an internal error without a backtrace.
+
+mod commands;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Runs official MLC-LLM model artifacts on the CPU or the GPU (WebGPU via wgpu).
+#[derive(Parser)]
+#[command(name = "mlc-wgpu", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the config summary and the tensor table of an artifact.
+    Inspect {
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Write the final-position logits for a token sequence as raw little-endian f32.
+    Logits {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Output file (vocab_size f32 values).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Generate tokens after a token sequence.
+    Generate {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Most tokens to generate.
+        #[arg(long, default_value_t = 32)]
+        max_tokens: usize,
+        /// Always take the most likely token (the only mode for raw token ids).
+        #[arg(long)]
+        greedy: bool,
+        /// Keep going past the conversation template's stop tokens.
+        #[arg(long)]
+        ignore_eos: bool,
+        /// Print `{"tokens":[...]}` as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the artifact comes from.
+#[derive(Args)]
+struct SourceArgs {
+    /// Artifact folder, or http(s) URL (Hugging Face `.../resolve/main/` convention).
+    #[arg(long)]
+    model: String,
+    /// Download cache (default: $MLC_WGPU_CACHE, $XDG_CACHE_HOME/mlc-wgpu or ~/.cache/mlc-wgpu).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Use only cached files; never touch the network.
+    #[arg(long)]
+    offline: bool,
+    /// Skip the md5 check of weight shards.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+/// How to run the model.
+#[derive(Args)]
+struct RunArgs {
+    /// Input token ids, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    tokens: Vec<u32>,
+    /// Which engine computes.
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
+}
+
+/// The engine that computes.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Device {
+    /// The GPU when one is usable, else the CPU (with a notice).
+    Auto,
+    /// The float32 CPU engine.
+    Cpu,
+    /// The WebGPU engine.
+    Gpu,
+}
+
+/// Parses the arguments, runs the command, and maps errors to exit codes.
+pub fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("internal error: {info}; please report this");
+    }));
+    let cli = Cli::parse();
+    match commands::run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The float32 CPU engine: the reference every GPU path is checked against, and
+//! the fallback where WebGPU is missing. Weights stay quantized in memory and
+//! are decoded inside the products (see [`mlc_kernels::cpu`]).
+
+use mlc_kernels::cpu::{self as ops, KvLayout, Q4Matrix, Rope, Weight};
+use mlc_loader::{DType, Tensor};
+
+use crate::backend::Backend;
+use crate::models::{Activation, ModelSpec};
+use crate::weights::{LinearSource, MatrixSource};
+use crate::EngineError;
+
+/// Activations `[rows, cols]` in host memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuTensor {
+    /// Rows (tokens).
+    pub rows: usize,
+    /// Features per row.
+    pub cols: usize,
+    /// `rows · cols` values, row-major.
+    pub data: Vec<f32>,
+}
+
+impl CpuTensor {
+    fn zeros(rows: usize, cols: usize) -> CpuTensor {
+        CpuTensor { rows, cols, data: vec![0.0; rows * cols] }
+    }
+}
+
+/// A weight matrix kept in its stored format.
+#[derive(Debug)]
+enum Matrix {
+    Q4 { rows: usize, cols: usize, q_weight: Vec<u32>, scales: Vec<f32> },
+    Dense { rows: usize, cols: usize, values: Vec<f32> },
+}
+
+/// A linear layer on the CPU.
+#[derive(Debug)]
+pub struct CpuLinear {
+    matrix: Matrix,
+    bias: Option<Vec<f32>>,
+}
+
+impl CpuLinear {
+    fn weight(&self) -> Weight<'_> {
+        match &self.matrix {
+            Matrix::Q4 { rows, cols, q_weight, scales } => {
+                Weight::Q4(Q4Matrix { rows: *rows, cols: *cols, q_weight, scales })
+            }
+            Matrix::Dense { rows, cols, values } => Weight::Dense { rows: *rows, cols: *cols, values },
+        }
+    }
+}
+
+/// One layer's keys and values, `[kv_heads, capacity, head_dim]` each; the
+/// capacity doubles on demand up to the context window.
+#[derive(Debug, Default)]
+struct LayerCache {
+    capacity: usize,
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+/// The CPU backend: eager f32 math over host memory.
+pub struct CpuBackend {
+    rope: Option<Rope>,
+    cache: Vec<LayerCache>,
+}
+
+impl CpuBackend {
+    /// A backend with an empty KV cache.
+    pub fn new() -> CpuBackend {
+        CpuBackend { rope: None, cache: Vec::new() }
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+    type Linear = CpuLinear;
+    type Vector = Vec<f32>;
+
+    fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<CpuLinear, EngineError> {
+        let (rows, cols) = (source.rows, source.cols);
+        let matrix = match &source.matrix {
+            MatrixSource::Q4 { q_weight, q_scale } => Matrix::Q4 {
+                rows,
+                cols,
+                q_weight: q_weight.to_u32_vec()?,
+                scales: q_scale.to_f32_vec()?,
+            },
+            MatrixSource::Dense(values) => Matrix::Dense { rows, cols, values: values.to_f32_vec()? },
+        };
+        let bias = source.bias.as_ref().map(|b| b.to_f32_vec()).transpose()?;
+        Ok(CpuLinear { matrix, bias })
+    }
+
+    fn load_vector(&mut self, source: &Tensor<'_>) -> Result<Vec<f32>, EngineError> {
+        debug_assert!(source.dtype != DType::U32);
+        Ok(source.to_f32_vec()?)
+    }
+
+    fn embed(&mut self, table: &CpuLinear, tokens: &[u32]) -> Result<CpuTensor, EngineError> {
+        let weight = table.weight();
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= weight.rows()) {
+            return Err(EngineError::TokenOutOfRange { token, vocab_size: weight.rows() });
+        }
+        let mut out = CpuTensor::zeros(tokens.len(), weight.cols());
+        ops::embed(&weight, tokens, &mut out.data);
+        Ok(out)
+    }
+
+    fn rms_norm(&mut self, x: &CpuTensor, weight: &Vec<f32>, eps: f32) -> Result<CpuTensor, EngineError> {
+        let mut out = CpuTensor::zeros(x.rows, x.cols);
+        ops::rms_norm(&x.data, weight, eps, &mut out.data);
+        Ok(out)
+    }
+
+    fn linear(&mut self, x: &CpuTensor, linear: &CpuLinear) -> Result<CpuTensor, EngineError> {
+        let weight = linear.weight();
+        let mut out = CpuTensor::zeros(x.rows, weight.rows());
+        ops::matmul(&x.data, x.rows, &weight, &mut out.data);
+        if let Some(bias) = &linear.bias {
+            for row in out.data.chunks_mut(bias.len()) {
+                ops::add_in_place(row, bias);
+            }
+        }
+        Ok(out)
+    }
+
+    fn linear_add(&mut self, x: &CpuTensor, linear: &CpuLinear, residual: &mut CpuTensor) -> Result<(), EngineError> {
+        let y = self.linear(x, linear)?;
+        ops::add_in_place(&mut residual.data, &y.data);
+        Ok(())
+    }
+
+    fn gated(&mut self, gate_up: &CpuTensor, activation: Activation) -> Result<CpuTensor, EngineError> {
+        let intermediate = gate_up.cols / 2;
+        let mut out = CpuTensor::zeros(gate_up.rows, intermediate);
+        match activation {
+            Activation::Silu => ops::silu_mul(&gate_up.data, intermediate, &mut out.data),
+            Activation::GeluTanh => ops::gelu_tanh_mul(&gate_up.data, intermediate, &mut out.data),
+        }
+        Ok(out)
+    }
+
+    fn attention(
+        &mut self,
+        spec: &ModelSpec,
+        layer: usize,
+        qkv: &CpuTensor,
+        qk_norm: Option<&(Vec<f32>, Vec<f32>)>,
+        start: usize,
+    ) -> Result<CpuTensor, EngineError> {
+        let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
+        let tokens = qkv.rows;
+        let end = start + tokens;
+        if end > spec.context_window_size {
+            return Err(EngineError::ContextWindowExceeded { needed: end, window: spec.context_window_size });
+        }
+        let rope = self.rope.get_or_insert_with(|| spec.rope());
+        if self.cache.len() < spec.num_layers {
+            self.cache.resize_with(spec.num_layers, LayerCache::default);
+        }
+        let cache = &mut self.cache[layer];
+        cache.reserve(end, kv_heads, d, spec.context_window_size);
+        let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
+
+        let mut q = CpuTensor::zeros(tokens, heads * d);
+        let mut k = vec![0.0; kv_heads * d];
+        for t in 0..tokens {
+            let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
+            let (q_part, kv_part) = row.split_at(heads * d);
+            let (k_part, v_part) = kv_part.split_at(kv_heads * d);
+            let q_row = &mut q.data[t * heads * d..(t + 1) * heads * d];
+            q_row.copy_from_slice(q_part);
+            k.copy_from_slice(k_part);
+            if let Some((q_norm, k_norm)) = qk_norm {
+                let normed_q = q_row.to_vec();
+                ops::rms_norm(&normed_q, q_norm, spec.rms_norm_eps, q_row);
+                let normed_k = k.clone();
+                ops::rms_norm(&normed_k, k_norm, spec.rms_norm_eps, &mut k);
+            }
+            rope.apply(q_row, d, start + t);
+            rope.apply(&mut k, d, start + t);
+            for g in 0..kv_heads {
+                let at = layout.offset(g, start + t);
+                cache.keys[at..at + d].copy_from_slice(&k[g * d..(g + 1) * d]);
+                cache.values[at..at + d].copy_from_slice(&v_part[g * d..(g + 1) * d]);
+            }
+        }
+        let mut out = CpuTensor::zeros(tokens, heads * d);
+        ops::causal_attention(&q.data, &cache.keys, &cache.values, layout, heads, start, spec.attention_scale(), &mut out.data);
+        Ok(out)
+    }
+
+    fn last_row(&mut self, x: &CpuTensor) -> Result<CpuTensor, EngineError> {
+        let start = (x.rows.saturating_sub(1)) * x.cols;
+        Ok(CpuTensor { rows: 1, cols: x.cols, data: x.data[start..].to_vec() })
+    }
+
+    fn to_host(&mut self, x: &CpuTensor) -> Result<Vec<f32>, EngineError> {
+        Ok(x.data.clone())
+    }
+
+    fn reset_cache(&mut self) {
+        self.cache.clear();
+    }
+}
+
+impl LayerCache {
+    /// Makes room for positions `..needed`, doubling the capacity (bounded by
+    /// the context window) and moving each head's history to its new place.
+    fn reserve(&mut self, needed: usize, kv_heads: usize, head_dim: usize, window: usize) {
+        if needed <= self.capacity {
+            return;
+        }
+        let capacity = needed.next_power_of_two().max(64).min(window).max(needed);
+        let mut keys = vec![0.0; kv_heads * capacity * head_dim];
+        let mut values = vec![0.0; kv_heads * capacity * head_dim];
+        let old = self.capacity * head_dim;
+        for g in 0..kv_heads {
+            keys[g * capacity * head_dim..][..old].copy_from_slice(&self.keys[g * old..(g + 1) * old]);
+            values[g * capacity * head_dim..][..old].copy_from_slice(&self.values[g * old..(g + 1) * old]);
+        }
+        *self = LayerCache { capacity, keys, values };
+    }
+}

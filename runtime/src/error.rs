@@ -1,0 +1,76 @@
+//! Errors of the engine, each naming what was wrong and where.
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Reading the artifact failed.
+    #[error(transparent)]
+    Load(#[from] mlc_loader::LoadError),
+    /// The artifact's `model_type` has no implementation here.
+    #[error("unsupported model_type `{model_type}`; supported: {supported}")]
+    UnsupportedModelType {
+        /// What the config says.
+        model_type: String,
+        /// What this build runs.
+        supported: String,
+    },
+    /// `mlc-chat-config.json` lacks a field or has a value the model cannot use.
+    #[error("invalid model config: {0}")]
+    Config(String),
+    /// A weight the model needs is absent.
+    #[error("weight `{name}` is missing from the artifact (looked for {tried})")]
+    MissingWeight {
+        /// Parameter name.
+        name: String,
+        /// Tensor names tried.
+        tried: String,
+    },
+    /// A weight's shape disagrees with the config.
+    #[error("tensor `{name}` has shape {actual:?}, but the config implies {expected:?}")]
+    WeightShape {
+        /// Tensor name.
+        name: String,
+        /// Shape implied by mlc-chat-config.json.
+        expected: Vec<usize>,
+        /// Shape in the tensor index.
+        actual: Vec<usize>,
+    },
+    /// A weight has a dtype the model cannot use there.
+    #[error("tensor `{name}` has dtype {dtype}; expected one of {allowed}")]
+    WeightDType {
+        /// Tensor name.
+        name: String,
+        /// Its dtype.
+        dtype: String,
+        /// Acceptable dtypes.
+        allowed: String,
+    },
+    /// A token id outside the vocabulary.
+    #[error("token id {token} is out of range (vocab_size {vocab_size})")]
+    TokenOutOfRange {
+        /// The id.
+        token: u32,
+        /// Rows of the embedding.
+        vocab_size: usize,
+    },
+    /// The request needs more positions than the KV cache holds.
+    #[error("context window exceeded: {needed} tokens needed, context_window_size is {window}")]
+    ContextWindowExceeded {
+        /// Positions the request needs.
+        needed: usize,
+        /// The model's window.
+        window: usize,
+    },
+    /// An empty token list where at least one token is needed.
+    #[error("no input tokens")]
+    EmptyInput,
+    /// A GPU kernel failed.
+    #[error(transparent)]
+    Gpu(#[from] mlc_kernels::KernelError),
+    /// The model produced NaN or infinite logits.
+    #[error("the model produced non-finite logits (NaN or Inf) at step {step}")]
+    NonFiniteLogits {
+        /// Decode step (0 = prefill).
+        step: usize,
+    },
+}

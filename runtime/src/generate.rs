@@ -1,0 +1,57 @@
+//! Greedy generation over token ids (sampling lives with the chat engine).
+
+use crate::model::LanguageModel;
+use crate::EngineError;
+
+/// When greedy generation stops.
+#[derive(Debug, Clone, Default)]
+pub struct GreedyOptions {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Token ids that end generation; the stop token is included in the output.
+    pub stop_token_ids: Vec<u32>,
+}
+
+/// Prefills `prompt` and then repeatedly appends the most likely token.
+pub fn generate_greedy(model: &mut dyn LanguageModel, prompt: &[u32], options: &GreedyOptions) -> Result<Vec<u32>, EngineError> {
+    let mut output = Vec::with_capacity(options.max_tokens);
+    if options.max_tokens == 0 {
+        return Ok(output);
+    }
+    let mut logits = model.prefill(prompt)?;
+    loop {
+        let token = argmax(&logits).ok_or(EngineError::NonFiniteLogits { step: output.len() })?;
+        output.push(token);
+        if output.len() >= options.max_tokens || options.stop_token_ids.contains(&token) {
+            return Ok(output);
+        }
+        logits = model.prefill(&[token])?;
+    }
+}
+
+/// Index of the largest logit (the lowest index among ties), or `None` when a
+/// logit is NaN or infinite — a broken model must be an error, not gibberish.
+pub fn argmax(logits: &[f32]) -> Option<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &v) in logits.iter().enumerate() {
+        if !v.is_finite() {
+            return None;
+        }
+        if best.is_none_or(|(_, b)| v > b) {
+            best = Some((i, v));
+        }
+    }
+    best.map(|(i, _)| i as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argmax;
+
+    #[test]
+    fn argmax_takes_the_first_of_ties_and_rejects_nan() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -2.0]), Some(1));
+        assert_eq!(argmax(&[1.0, f32::NAN]), None);
+        assert_eq!(argmax(&[]), None);
+    }
+}

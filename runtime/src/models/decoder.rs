@@ -1,0 +1,70 @@
+//! The pre-norm decoder-only transformer shared by the Llama-style families:
+//!
+//! ```text
+//! h = embed(tokens)
+//! for each layer:
+//!     h = h + o_proj(attention(rope(qkv(rms_norm(h)))))
+//!     h = h + down(act(gate) · up)(rms_norm(h))
+//! logits = lm_head(rms_norm(h))
+//! ```
+
+use super::ModelSpec;
+use crate::backend::{Backend, DecoderWeights};
+use crate::EngineError;
+
+/// Which positions' logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's (scoring, conformance).
+    All,
+}
+
+/// The residual stream copied to the host at named points (`embed`,
+/// `layer{L}_out`, `final_norm`), for conformance traces.
+pub type Trace = Vec<(String, Vec<f32>)>;
+
+/// Runs `tokens` (at positions `start..`) through the decoder, appending them
+/// to the KV cache, and returns the requested logits `[rows, vocab]`.
+pub fn forward<B: Backend>(
+    spec: &ModelSpec,
+    weights: &DecoderWeights<B>,
+    backend: &mut B,
+    tokens: &[u32],
+    start: usize,
+    logits: Logits,
+    mut trace: Option<&mut Trace>,
+) -> Result<B::Tensor, EngineError> {
+    let mut observe = |backend: &mut B, name: &str, x: &B::Tensor| -> Result<(), EngineError> {
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.push((name.to_string(), backend.to_host(x)?));
+        }
+        Ok(())
+    };
+    let eps = spec.rms_norm_eps;
+
+    let mut h = backend.embed(&weights.embed, tokens)?;
+    observe(backend, "embed", &h)?;
+    for (index, layer) in weights.layers.iter().enumerate() {
+        let x = backend.rms_norm(&h, &layer.attn_norm, eps)?;
+        let qkv = backend.linear(&x, &layer.qkv)?;
+        let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+        backend.linear_add(&attended, &layer.o_proj, &mut h)?;
+
+        let x = backend.rms_norm(&h, &layer.mlp_norm, eps)?;
+        let gate_up = backend.linear(&x, &layer.gate_up)?;
+        let activated = backend.gated(&gate_up, spec.activation)?;
+        backend.linear_add(&activated, &layer.down, &mut h)?;
+        observe(backend, &format!("layer{index}_out"), &h)?;
+    }
+
+    let h = match logits {
+        Logits::Last => backend.last_row(&h)?,
+        Logits::All => h,
+    };
+    let h = backend.rms_norm(&h, &weights.final_norm, eps)?;
+    observe(backend, "final_norm", &h)?;
+    let head = weights.lm_head.as_ref().unwrap_or(&weights.embed);
+    backend.linear(&h, head)
+}

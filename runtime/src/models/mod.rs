@@ -1,0 +1,143 @@
+//! Model families. Each family file maps its `model_config` onto a
+//! [`ModelSpec`]; the shared pre-norm decoder in [`decoder`] runs every family
+//! on any [`crate::backend::Backend`].
+
+pub mod decoder;
+mod llama;
+mod qwen2;
+mod qwen3;
+mod spec;
+
+pub use spec::{Activation, ModelSpec, ParamNames};
+
+use mlc_loader::ChatConfig;
+use serde::de::DeserializeOwned;
+
+use crate::EngineError;
+
+/// `model_type` values this runtime implements.
+pub const SUPPORTED_FAMILIES: &[&str] = &["llama", "qwen2", "qwen3"];
+
+/// The decoder description of an artifact, or a clear error when its family is
+/// not supported or its `model_config` is incomplete.
+pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
+    let fields = ConfigFields { config };
+    match config.model_type.as_str() {
+        "llama" => llama::spec(&fields),
+        "qwen2" => qwen2::spec(&fields),
+        "qwen3" => qwen3::spec(&fields),
+        other => Err(EngineError::UnsupportedModelType {
+            model_type: other.to_string(),
+            supported: SUPPORTED_FAMILIES.join(", "),
+        }),
+    }
+}
+
+/// Typed reads of `model_config`, with errors that name the missing or
+/// ill-typed key.
+pub(crate) struct ConfigFields<'a> {
+    config: &'a ChatConfig,
+}
+
+impl ConfigFields<'_> {
+    /// A key the family cannot do without.
+    pub fn required<T: DeserializeOwned>(&self, key: &str) -> Result<T, EngineError> {
+        self.optional(key)?.ok_or_else(|| EngineError::Config(format!("model_config.{key} is missing")))
+    }
+
+    /// A key with a default (absent or `null` reads as `None`).
+    pub fn optional<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, EngineError> {
+        Ok(self.config.model_config_get(key)?)
+    }
+
+    /// The whole chat config, for top-level fields.
+    pub fn chat(&self) -> &ChatConfig {
+        self.config
+    }
+
+    /// Fills the fields every family reads the same way; the family supplies the
+    /// RoPE base (whose key differs), its parameter names and its variations.
+    pub fn common(&self, family: &'static str, rope_theta: f32, names: ParamNames) -> Result<ModelSpec, EngineError> {
+        let hidden_size: usize = self.required("hidden_size")?;
+        let num_heads: usize = self.required("num_attention_heads")?;
+        let num_kv_heads: usize = self.optional("num_key_value_heads")?.unwrap_or(num_heads);
+        let head_dim = match self.optional::<usize>("head_dim")? {
+            Some(d) => d,
+            None if num_heads > 0 => hidden_size / num_heads,
+            None => 0,
+        };
+        let spec = ModelSpec {
+            family,
+            hidden_size,
+            intermediate_size: self.required("intermediate_size")?,
+            num_layers: self.required("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            vocab_size: self.chat().vocab_size,
+            rms_norm_eps: self.required("rms_norm_eps")?,
+            rope_theta,
+            rope_scaling: None,
+            activation: Activation::Silu,
+            tie_word_embeddings: self.optional("tie_word_embeddings")?.unwrap_or(false),
+            qkv_bias: false,
+            qk_norm: false,
+            context_window_size: self.window("context_window_size")?,
+            prefill_chunk_size: self.window("prefill_chunk_size")?,
+            names,
+        };
+        validate(&spec)?;
+        Ok(spec)
+    }
+
+    /// A window size: the top-level value (what WebLLM reads), else model_config's.
+    fn window(&self, key: &str) -> Result<usize, EngineError> {
+        let top = match key {
+            "context_window_size" => self.chat().context_window_size,
+            _ => self.chat().prefill_chunk_size,
+        };
+        let value = if top > 0 { top } else { self.optional::<i64>(key)?.unwrap_or(-1) };
+        usize::try_from(value)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| EngineError::Config(format!("{key} must be positive (sliding-window models are not supported yet), got {value}")))
+    }
+
+    /// The MLP activation named by `hidden_act` (default SiLU).
+    pub fn activation(&self) -> Result<Activation, EngineError> {
+        match self.optional::<String>("hidden_act")?.as_deref() {
+            None | Some("silu") | Some("swish") => Ok(Activation::Silu),
+            Some("gelu_pytorch_tanh") | Some("gelu_new") => Ok(Activation::GeluTanh),
+            Some(other) => Err(EngineError::Config(format!("model_config.hidden_act `{other}` is not supported (silu, gelu_pytorch_tanh)"))),
+        }
+    }
+}
+
+/// Rejects shapes no decoder can run, before any weight is read.
+fn validate(spec: &ModelSpec) -> Result<(), EngineError> {
+    let positive = [
+        ("hidden_size", spec.hidden_size),
+        ("intermediate_size", spec.intermediate_size),
+        ("num_hidden_layers", spec.num_layers),
+        ("num_attention_heads", spec.num_heads),
+        ("num_key_value_heads", spec.num_kv_heads),
+        ("head_dim", spec.head_dim),
+        ("vocab_size", spec.vocab_size),
+    ];
+    if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(EngineError::Config(format!("model_config.{key} must be positive")));
+    }
+    if spec.num_heads % spec.num_kv_heads != 0 {
+        return Err(EngineError::Config(format!(
+            "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
+            spec.num_heads, spec.num_kv_heads
+        )));
+    }
+    if spec.head_dim % 2 != 0 {
+        return Err(EngineError::Config(format!("head_dim ({}) must be even for RoPE", spec.head_dim)));
+    }
+    if !(spec.rms_norm_eps.is_finite() && spec.rms_norm_eps >= 0.0) || !(spec.rope_theta.is_finite() && spec.rope_theta > 0.0) {
+        return Err(EngineError::Config("rms_norm_eps and the RoPE base must be finite and positive".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Qwen3 (dense): Qwen2 plus a per-head RMSNorm of queries and keys before
+//! RoPE, an explicit `head_dim`, and a QKV bias only when `attention_bias`.
+
+use super::{ConfigFields, ModelSpec, ParamNames};
+use crate::EngineError;
+
+pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> {
+    let mut spec = fields.common("qwen3", fields.required("rope_theta")?, ParamNames::llama_style("c_attn"))?;
+    spec.qkv_bias = fields.optional("attention_bias")?.unwrap_or(false);
+    spec.qk_norm = true;
+    spec.activation = fields.activation()?;
+    Ok(spec)
+}

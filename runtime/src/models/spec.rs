@@ -1,0 +1,126 @@
+//! What a model family tells the shared decoder: its shape, its numerics and
+//! the names of its parameters in the artifact.
+
+use mlc_kernels::cpu::{Llama3Scaling, Rope};
+
+/// The activation of the gated MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu(gate) · up` (SwiGLU).
+    Silu,
+    /// `gelu_tanh(gate) · up` (GeGLU).
+    GeluTanh,
+}
+
+/// Parameter names of one family, as they appear in `tensor-cache.json`
+/// (without the `.q_weight` / `.q_scale` / `.weight` suffix).
+#[derive(Debug, Clone)]
+pub struct ParamNames {
+    /// Token embedding table.
+    pub embed: String,
+    /// Prefix of layer `L`'s parameters: `{layer_prefix}{L}.`.
+    pub layer_prefix: String,
+    /// RMSNorm before attention.
+    pub attn_norm: String,
+    /// Fused `[q; k; v]` projection.
+    pub qkv: String,
+    /// Attention output projection.
+    pub o_proj: String,
+    /// Per-head query norm (Qwen3).
+    pub q_norm: String,
+    /// Per-head key norm (Qwen3).
+    pub k_norm: String,
+    /// RMSNorm before the MLP.
+    pub mlp_norm: String,
+    /// Fused `[gate; up]` projection.
+    pub gate_up: String,
+    /// MLP output projection.
+    pub down: String,
+    /// Final RMSNorm.
+    pub final_norm: String,
+    /// Output projection when the embedding is not tied.
+    pub lm_head: String,
+}
+
+impl ParamNames {
+    /// The names used by MLC's Llama-style families (`model.layers.L.*`).
+    pub fn llama_style(qkv: &str) -> ParamNames {
+        ParamNames {
+            embed: "model.embed_tokens".into(),
+            layer_prefix: "model.layers.".into(),
+            attn_norm: "input_layernorm".into(),
+            qkv: format!("self_attn.{qkv}"),
+            o_proj: "self_attn.o_proj".into(),
+            q_norm: "self_attn.q_norm".into(),
+            k_norm: "self_attn.k_norm".into(),
+            mlp_norm: "post_attention_layernorm".into(),
+            gate_up: "mlp.gate_up_proj".into(),
+            down: "mlp.down_proj".into(),
+            final_norm: "model.norm".into(),
+            lm_head: "lm_head".into(),
+        }
+    }
+
+    /// Full name of a per-layer parameter.
+    pub fn layer(&self, layer: usize, param: &str) -> String {
+        format!("{}{layer}.{param}", self.layer_prefix)
+    }
+}
+
+/// A pre-norm decoder-only transformer, as one family configures it.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// `model_type` of the artifact.
+    pub family: &'static str,
+    /// Residual stream width.
+    pub hidden_size: usize,
+    /// MLP width (each of gate and up).
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads (GQA when fewer than `num_heads`).
+    pub num_kv_heads: usize,
+    /// Dimension of one head.
+    pub head_dim: usize,
+    /// Rows of the embedding and width of the logits.
+    pub vocab_size: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f32,
+    /// RoPE base.
+    pub rope_theta: f32,
+    /// Llama-3 RoPE frequency scaling.
+    pub rope_scaling: Option<Llama3Scaling>,
+    /// Gated MLP activation.
+    pub activation: Activation,
+    /// Logits use the embedding table instead of `lm_head`.
+    pub tie_word_embeddings: bool,
+    /// The fused QKV projection has a bias (Qwen2).
+    pub qkv_bias: bool,
+    /// Queries and keys are RMS-normalised per head before RoPE (Qwen3).
+    pub qk_norm: bool,
+    /// Most tokens the KV cache holds (prompt and generated).
+    pub context_window_size: usize,
+    /// Most tokens forwarded in one prefill call.
+    pub prefill_chunk_size: usize,
+    /// Parameter names in the artifact.
+    pub names: ParamNames,
+}
+
+impl ModelSpec {
+    /// Width of the fused QKV projection output.
+    pub fn qkv_width(&self) -> usize {
+        (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+    }
+
+    /// The rotation shared by all layers.
+    pub fn rope(&self) -> Rope {
+        Rope::new(self.rope_theta, self.head_dim, self.rope_scaling)
+    }
+
+    /// Attention softmax scale, `head_dim^-0.5`.
+    pub fn attention_scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
+    }
+}
