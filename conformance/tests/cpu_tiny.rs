@@ -24,11 +24,11 @@ fn final_logits_match_for_every_prompt() {
 
 #[test]
 fn prefill_in_small_chunks_equals_one_prefill() {
-    // The 130-token prompt split across chunks exercises the KV cache between calls.
+    // The longest prompt split across chunks exercises the KV cache between calls.
     for model in TINY_MODELS {
         let artifact = open(model);
         let mut engine = load_cpu(&artifact).unwrap();
-        let prompt = &golden(model).prompts[3];
+        let prompt = golden(model).prompts.into_iter().max_by_key(|p| p.token_ids.len()).unwrap();
         let mut logits = Vec::new();
         for chunk in prompt.token_ids.chunks(17) {
             logits = engine.prefill(chunk).unwrap();
@@ -89,11 +89,13 @@ fn dequantized_weights_match_the_reference_rows() {
     for model in TINY_MODELS {
         let artifact = open(model);
         let index = golden(model);
-        let qkv_name = if *model == "tiny-qwen2" { "c_attn" } else { "qkv_proj" };
-        let qkv = dequantize_rows(&artifact, &format!("model.layers.0.self_attn.{qkv_name}"), None).unwrap();
-        assert_close(&format!("{model} dequantized qkv"), &qkv, &golden_file(model, "dequant_layer0_qkv_weight.f32"), 1e-6);
-        let down = dequantize_rows(&artifact, "model.layers.0.mlp.down_proj", None).unwrap();
-        assert_close(&format!("{model} dequantized down_proj"), &down, &golden_file(model, "dequant_layer0_down_proj_weight.f32"), 1e-6);
+        let tensors: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(index.dequant_fixtures["tensors"].clone()).unwrap();
+        assert_eq!(tensors.len(), 2, "{model}: qkv and down_proj fixtures");
+        for (name, file) in &tensors {
+            let rows = dequantize_rows(&artifact, name, None).unwrap();
+            assert_close(&format!("{model} dequantized {name}"), &rows, &golden_file(model, file), 1e-6);
+        }
         let row_ids: Vec<usize> = serde_json::from_value(index.dequant_fixtures["embed_rows"]["row_ids"].clone()).unwrap();
         let rows = dequantize_rows(&artifact, "model.embed_tokens", Some(&row_ids)).unwrap();
         assert_close(&format!("{model} dequantized embedding rows"), &rows, &golden_file(model, "dequant_embed_rows.f32"), 1e-6);

@@ -227,6 +227,156 @@ impl GpuContext {
     }
 }
 
+/// How a kernel's shader uses one binding of its bind group (see [`KernelLayout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// `var<uniform>`: the kernel's small parameter block.
+    Uniform,
+    /// `var<storage, read>`.
+    ReadOnly,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+/// An explicit bind-group layout (group 0, bindings `0..n` in order) shared by
+/// every entry point of one shader, so a kernel made of several passes needs a
+/// single bind group.
+#[derive(Debug, Clone)]
+pub struct KernelLayout {
+    /// The layout of bind group 0.
+    pub bind_group_layout: wgpu::BindGroupLayout,
+    /// The pipeline layout holding it.
+    pub pipeline_layout: wgpu::PipelineLayout,
+    /// The kinds the layout was built from.
+    pub bindings: Vec<Binding>,
+}
+
+impl GpuContext {
+    /// Builds the layout of a compute kernel whose binding `i` is used as `bindings[i]`.
+    pub fn kernel_layout(&self, label: &str, bindings: &[Binding]) -> KernelLayout {
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match kind {
+                        Binding::Uniform => wgpu::BufferBindingType::Uniform,
+                        Binding::ReadOnly => wgpu::BufferBindingType::Storage { read_only: true },
+                        Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let bind_group_layout =
+            self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        KernelLayout { bind_group_layout, pipeline_layout, bindings: bindings.to_vec() }
+    }
+
+    /// Compiles one WGSL module and builds a pipeline for each of `entry_points`,
+    /// all with `layout`; validation errors become a [`KernelError`].
+    pub fn compile_entries(
+        &self,
+        label: &str,
+        wgsl: &str,
+        entry_points: &[&str],
+        layout: &KernelLayout,
+    ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+        self.compile_specialized(label, wgsl, entry_points, layout, &[])
+    }
+
+    /// [`GpuContext::compile_entries`] with values for the module's `override`
+    /// constants (the same values for every entry point): one readable shader
+    /// serves several weight formats without text substitution.
+    pub fn compile_specialized(
+        &self,
+        label: &str,
+        wgsl: &str,
+        entry_points: &[&str],
+        layout: &KernelLayout,
+        constants: &[(&str, f64)],
+    ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        });
+        let pipelines = entry_points
+            .iter()
+            .map(|entry| {
+                self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&format!("{label}::{entry}")),
+                    layout: Some(&layout.pipeline_layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+                    cache: None,
+                })
+            })
+            .collect();
+        match pollster_or_ready(scope.pop()) {
+            Some(error) => Err(KernelError::Shader { label: label.to_string(), message: error.to_string() }),
+            None => Ok(pipelines),
+        }
+    }
+
+    /// A bind group for `layout` binding `buffers[i]` (whole) at binding `i`.
+    pub fn bind_buffers(&self, label: &str, layout: &KernelLayout, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, buffer)| wgpu::BindGroupEntry { binding: i as u32, resource: buffer.as_entire_binding() })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &layout.bind_group_layout,
+            entries: &entries,
+        })
+    }
+
+    /// Waits until the GPU has finished all submitted work (native only; a
+    /// no-op on the web, where readbacks wait instead).
+    pub fn wait(&self) -> Result<(), KernelError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| KernelError::DeviceLost(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Records one compute pass with `record` and submits it (does not wait).
+    pub fn submit_pass(&self, label: &str, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        {
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+            record(&mut pass);
+        }
+        self.queue.submit([encoder.finish()]);
+    }
+}
+
+/// Fails with [`KernelError::InvalidArguments`] unless `buffer` holds at least `bytes` bytes.
+pub fn require_size(what: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<(), KernelError> {
+    if buffer.size() < bytes {
+        return Err(KernelError::InvalidArguments(format!(
+            "{what}: buffer has {} bytes, the shape needs {bytes}",
+            buffer.size()
+        )));
+    }
+    Ok(())
+}
+
 /// Resolves an error-scope future. On native wgpu it is ready at once; on the
 /// web it resolves later, so shader errors surface at the first dispatch there.
 fn pollster_or_ready<F: std::future::Future<Output = Option<wgpu::Error>>>(future: F) -> Option<wgpu::Error> {

@@ -6,8 +6,24 @@
 
 pub mod context;
 pub mod cpu;
+pub mod rope;
+pub mod attention;
+pub mod sampling;
+pub mod buffers;
+pub mod elementwise;
+pub mod embed;
+pub mod matmul;
+pub mod norm;
 
 pub use context::{Capabilities, ContextOptions, GpuContext};
+pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
+pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape};
+pub use sampling::{BoundSampler, Sampler, SamplerBuffers};
+pub use buffers::{Bound, Dtype};
+pub use elementwise::{Activation, Elementwise};
+pub use embed::{Embed, EmbedBuffers};
+pub use matmul::{GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
+pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
 
 /// Why a kernel could not be built or run.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! against this trait; the CPU engine implements it with eager f32 math, the
 //! GPU engine by recording WGSL dispatches.
 
-use mlc_loader::Tensor;
+use mlc_loader::{Quantization, Tensor};
 
 use crate::models::{Activation, ModelSpec};
 use crate::weights::LinearSource;
@@ -49,6 +49,24 @@ pub trait Backend {
     /// A vector parameter (norm weights).
     type Vector;
 
+    /// Builds what the backend needs for this model before its weights load
+    /// (kernels for its weight format, the KV cache).
+    fn prepare(&mut self, _spec: &ModelSpec, _quantization: Quantization) -> Result<(), EngineError> {
+        Ok(())
+    }
+    /// Most tokens one forward call may carry (with every position's logits
+    /// when `all_logits`); longer inputs are cut into calls of this size.
+    fn max_tokens_per_call(&self, _spec: &ModelSpec, _all_logits: bool) -> usize {
+        usize::MAX
+    }
+    /// Positions the KV cache can hold.
+    fn context_capacity(&self, spec: &ModelSpec) -> usize {
+        spec.context_window_size
+    }
+    /// Starts a forward pass over `tokens`.
+    fn begin(&mut self, _tokens: &[u32]) -> Result<(), EngineError> {
+        Ok(())
+    }
     /// Takes a linear layer's (or embedding table's) stored weights.
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<Self::Linear, EngineError>;
     /// Takes a vector parameter (f16, bf16 or f32).
@@ -78,6 +96,11 @@ pub trait Backend {
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor, EngineError>;
     /// Copies a tensor to the host (tests and traces).
     fn to_host(&mut self, x: &Self::Tensor) -> Result<Vec<f32>, EngineError>;
+    /// The most likely token of a one-row logits tensor (lowest id among ties),
+    /// or `None` when the logits are not all finite.
+    fn argmax(&mut self, logits: &Self::Tensor) -> Result<Option<u32>, EngineError> {
+        Ok(crate::generate::argmax(&self.to_host(logits)?))
+    }
     /// Forgets the KV cache.
     fn reset_cache(&mut self);
 }

@@ -18,14 +18,13 @@ pub fn generate_greedy(model: &mut dyn LanguageModel, prompt: &[u32], options: &
     if options.max_tokens == 0 {
         return Ok(output);
     }
-    let mut logits = model.prefill(prompt)?;
+    let mut token = model.greedy_next(prompt)?;
     loop {
-        let token = argmax(&logits).ok_or(EngineError::NonFiniteLogits { step: output.len() })?;
         output.push(token);
         if output.len() >= options.max_tokens || options.stop_token_ids.contains(&token) {
             return Ok(output);
         }
-        logits = model.prefill(&[token])?;
+        token = model.greedy_next(&[token])?;
     }
 }
 

@@ -6,9 +6,11 @@
 //! [`model::Model`] ties weights, backend and KV cache position together.
 
 pub mod backend;
+pub mod chat;
 pub mod cpu;
 mod error;
 pub mod generate;
+pub mod gpu;
 pub mod model;
 pub mod models;
 pub mod weights;
@@ -22,4 +24,9 @@ use mlc_loader::Artifact;
 /// Loads `artifact` onto the CPU engine.
 pub fn load_cpu(artifact: &Artifact) -> Result<Model<cpu::CpuBackend>, EngineError> {
     Model::load(artifact, cpu::CpuBackend::new())
+}
+
+/// Loads `artifact` onto the GPU engine running on `ctx`.
+pub fn load_gpu(artifact: &Artifact, ctx: mlc_kernels::GpuContext, options: gpu::GpuOptions) -> Result<Model<gpu::GpuBackend>, EngineError> {
+    Model::load(artifact, gpu::GpuBackend::new(ctx, options))
 }

@@ -14,14 +14,20 @@ pub trait LanguageModel {
     fn spec(&self) -> &ModelSpec;
     /// Tokens currently in the KV cache.
     fn position(&self) -> usize;
-    /// Appends `tokens` to the context (in chunks of `prefill_chunk_size`) and
-    /// returns the logits of the last one (`vocab_size` values).
+    /// Most tokens the KV cache holds on this backend.
+    fn context_capacity(&self) -> usize;
+    /// Appends `tokens` to the context and returns the logits of the last one
+    /// (`vocab_size` values).
     fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
+    /// Appends `tokens` and returns the most likely next token, computed where
+    /// the logits are (on a GPU only the token id comes back).
+    fn greedy_next(&mut self, tokens: &[u32]) -> Result<u32, EngineError>;
     /// Appends `tokens` and returns the logits of every one, `[tokens, vocab]`.
     fn score(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
-    /// Like [`LanguageModel::score`], also returning the residual stream at
-    /// each trace point (`embed`, `layer{L}_out`, `final_norm`).
-    fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, Vec<(String, Vec<f32>)>), EngineError>;
+    /// Like [`LanguageModel::score`] for one call's worth of tokens, also
+    /// returning the residual stream at each trace point (`embed`,
+    /// `layer{L}_out`, `final_norm`).
+    fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, decoder::Trace), EngineError>;
     /// Empties the KV cache.
     fn reset(&mut self);
 }
@@ -38,21 +44,39 @@ impl<B: Backend> Model<B> {
     /// Builds the family's decoder from `artifact` and loads its weights into `backend`.
     pub fn load(artifact: &Artifact, mut backend: B) -> Result<Model<B>, EngineError> {
         let spec = spec_for(&artifact.config)?;
+        backend.prepare(&spec, artifact.quantization())?;
         let weights = weights::load(&spec, artifact, &mut backend)?;
         Ok(Model { spec, weights, backend, position: 0 })
     }
 
-    fn run(&mut self, tokens: &[u32], logits: Logits, trace: Option<&mut decoder::Trace>) -> Result<Vec<f32>, EngineError> {
-        if tokens.is_empty() {
-            return Err(EngineError::EmptyInput);
-        }
+    /// The backend (for its counters).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Runs one forward call and advances the position.
+    fn forward(&mut self, tokens: &[u32], logits: Logits, trace: Option<&mut decoder::Trace>) -> Result<B::Tensor, EngineError> {
         let needed = self.position + tokens.len();
-        if needed > self.spec.context_window_size {
-            return Err(EngineError::ContextWindowExceeded { needed, window: self.spec.context_window_size });
+        let window = self.context_capacity();
+        if needed > window {
+            return Err(EngineError::ContextWindowExceeded { needed, window });
         }
         let out = decoder::forward(&self.spec, &self.weights, &mut self.backend, tokens, self.position, logits, trace)?;
         self.position = needed;
-        self.backend.to_host(&out)
+        Ok(out)
+    }
+
+    /// Runs `tokens` in calls the backend accepts and returns the last call's logits.
+    fn forward_chunked(&mut self, tokens: &[u32]) -> Result<B::Tensor, EngineError> {
+        let chunk = self.spec.prefill_chunk_size.min(self.backend.max_tokens_per_call(&self.spec, false)).max(1);
+        let (rest, last) = match tokens.len() {
+            0 => return Err(EngineError::EmptyInput),
+            n => tokens.split_at(((n - 1) / chunk) * chunk),
+        };
+        for piece in rest.chunks(chunk) {
+            self.forward(piece, Logits::Last, None)?;
+        }
+        self.forward(last, Logits::Last, None)
     }
 }
 
@@ -65,25 +89,45 @@ impl<B: Backend> LanguageModel for Model<B> {
         self.position
     }
 
+    fn context_capacity(&self) -> usize {
+        self.backend.context_capacity(&self.spec)
+    }
+
     fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        if tokens.is_empty() {
-            return Err(EngineError::EmptyInput);
-        }
-        let mut logits = Vec::new();
-        for chunk in tokens.chunks(self.spec.prefill_chunk_size) {
-            logits = self.run(chunk, Logits::Last, None)?;
-        }
-        Ok(logits)
+        let logits = self.forward_chunked(tokens)?;
+        self.backend.to_host(&logits)
+    }
+
+    fn greedy_next(&mut self, tokens: &[u32]) -> Result<u32, EngineError> {
+        let logits = self.forward_chunked(tokens)?;
+        let step = self.position;
+        self.backend.argmax(&logits)?.ok_or(EngineError::NonFiniteLogits { step })
     }
 
     fn score(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        self.run(tokens, Logits::All, None)
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyInput);
+        }
+        let chunk = self.backend.max_tokens_per_call(&self.spec, true).max(1);
+        let mut all = Vec::with_capacity(tokens.len() * self.spec.vocab_size);
+        for piece in tokens.chunks(chunk) {
+            let logits = self.forward(piece, Logits::All, None)?;
+            all.extend(self.backend.to_host(&logits)?);
+        }
+        Ok(all)
     }
 
-    fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, Vec<(String, Vec<f32>)>), EngineError> {
+    fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, decoder::Trace), EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyInput);
+        }
+        let most = self.backend.max_tokens_per_call(&self.spec, true);
+        if tokens.len() > most {
+            return Err(EngineError::Config(format!("a trace covers at most {most} tokens on this backend, got {}", tokens.len())));
+        }
         let mut trace = decoder::Trace::new();
-        let logits = self.run(tokens, Logits::All, Some(&mut trace))?;
-        Ok((logits, trace))
+        let logits = self.forward(tokens, Logits::All, Some(&mut trace))?;
+        Ok((self.backend.to_host(&logits)?, trace))
     }
 
     fn reset(&mut self) {

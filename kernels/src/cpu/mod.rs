@@ -12,6 +12,7 @@ mod embed;
 mod matmul;
 mod norm;
 mod rope;
+mod sampling;
 
 pub use activation::{add_in_place, gelu_tanh_mul, silu_mul};
 pub use attention::{causal_attention, KvLayout};
@@ -19,3 +20,7 @@ pub use embed::embed;
 pub use matmul::{matmul, Q4Matrix, Weight};
 pub use norm::rms_norm;
 pub use rope::{Llama3Scaling, Rope};
+pub use sampling::{
+    apply_logit_bias, apply_penalties, argmax, sample, sample_from, softmax_with_temperature, top_p_filter, Minstd,
+    Nucleus, SamplingParams, GREEDY_TEMPERATURE,
+};

@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use mlc_loader::{Artifact, OpenOptions};
-use mlc_wgpu::{generate_greedy, load_cpu, GreedyOptions, LanguageModel};
+use mlc_kernels::{ContextOptions, GpuContext};
+use mlc_wgpu::gpu::GpuOptions;
+use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
 
 use super::{progress, Command, Device, RunArgs, SourceArgs};
 
@@ -49,13 +51,27 @@ fn open(source: &SourceArgs) -> Result<Artifact> {
 }
 
 fn load(artifact: &Artifact, run: &RunArgs) -> Result<Box<dyn LanguageModel>> {
+    let gpu = || -> Result<Box<dyn LanguageModel>> {
+        let ctx = GpuContext::new_blocking(&ContextOptions::from_env())?;
+        Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
+    };
     match run.device {
         Device::Cpu => Ok(Box::new(load_cpu(artifact)?)),
-        Device::Auto => {
-            eprintln!("notice: the GPU engine is not available in this build; running on the CPU");
-            Ok(Box::new(load_cpu(artifact)?))
-        }
-        Device::Gpu => bail!("the GPU engine is not available in this build yet; use --device cpu"),
+        Device::Gpu => gpu(),
+        Device::Auto => match GpuContext::new_blocking(&ContextOptions::from_env()) {
+            // A software adapter (lavapipe, SwiftShader) is slower than the CPU engine.
+            Ok(ctx) if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu => {
+                Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
+            }
+            Ok(ctx) => {
+                eprintln!("notice: only a software GPU adapter ({}) is available; running on the CPU engine", ctx.adapter_info.name);
+                Ok(Box::new(load_cpu(artifact)?))
+            }
+            Err(error) => {
+                eprintln!("notice: no usable GPU ({error}); running on the CPU engine");
+                Ok(Box::new(load_cpu(artifact)?))
+            }
+        },
     }
 }
 

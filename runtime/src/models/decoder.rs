@@ -44,6 +44,7 @@ pub fn forward<B: Backend>(
     };
     let eps = spec.rms_norm_eps;
 
+    backend.begin(tokens)?;
     let mut h = backend.embed(&weights.embed, tokens)?;
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {

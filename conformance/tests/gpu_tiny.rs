@@ -1,0 +1,79 @@
+//! The GPU engine (WGSL kernels through wgpu) against the same float32
+//! references as the CPU engine, on the portable path (no f16, no subgroups)
+//! and on the device's fast paths. In CI this runs on Mesa's lavapipe.
+
+use mlc_conformance::*;
+use mlc_kernels::{ContextOptions, GpuContext};
+use mlc_loader::{Artifact, OpenOptions};
+use mlc_wgpu::gpu::{GpuBackend, GpuOptions};
+use mlc_wgpu::{generate_greedy, load_gpu, GreedyOptions, LanguageModel, Model};
+
+/// Both paths every run: portable, and whatever the adapter offers.
+fn contexts() -> Vec<(&'static str, GpuContext)> {
+    let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true }).expect("a GPU adapter (lavapipe in CI)");
+    let fast = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter");
+    if !fast.caps.shader_f16 || !fast.caps.subgroups {
+        eprintln!("!! the adapter lacks shader-f16 or subgroups ({:?}): the fast path is only partly exercised", fast.caps);
+    }
+    vec![("portable", portable), ("fast", fast)]
+}
+
+fn load(model: &str, ctx: &GpuContext) -> Model<GpuBackend> {
+    let artifact = Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).unwrap();
+    load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap()
+}
+
+#[test]
+fn final_logits_and_hidden_states_match_on_both_paths() {
+    for (path, ctx) in contexts() {
+        for model in TINY_MODELS {
+            let mut engine = load(model, &ctx);
+            for prompt in golden(model).prompts {
+                engine.reset();
+                // The 130-token prompt spans three 64-row calls: chunking and the KV cache across calls.
+                let logits = engine.prefill(&prompt.token_ids).unwrap();
+                let want = golden_file(model, &prompt.last_logits_file);
+                assert_close(&format!("gpu {path} {model} {} last logits", prompt.name), &logits, &want, GPU_TOLERANCE);
+                if let Some(files) = &prompt.hidden_trace_files {
+                    engine.reset();
+                    let (_, trace) = engine.trace(&prompt.token_ids).unwrap();
+                    for (point, values) in &trace {
+                        let want = golden_file(model, &files[point]);
+                        assert_close(&format!("gpu {path} {model} hidden {point}"), values, &want, GPU_TOLERANCE);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_tokens_are_identical_on_both_paths() {
+    for (path, ctx) in contexts() {
+        for model in TINY_MODELS {
+            let mut engine = load(model, &ctx);
+            for prompt in golden(model).prompts {
+                engine.reset();
+                let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
+                let tokens = generate_greedy(&mut engine, &prompt.token_ids, &options).unwrap();
+                assert_eq!(tokens, prompt.greedy_16, "gpu {path} {model} {} greedy tokens", prompt.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_decode_step_is_one_submission_and_a_four_byte_readback() {
+    let (_, ctx) = contexts().remove(0);
+    let mut engine = load("tiny-qwen2", &ctx);
+    let prompt = &golden("tiny-qwen2").prompts[1];
+    let first = engine.greedy_next(&prompt.token_ids).unwrap();
+    let warm = engine.greedy_next(&[first]).unwrap();
+    let before = engine.backend().stats();
+    engine.greedy_next(&[warm]).unwrap();
+    let after = engine.backend().stats();
+    assert_eq!(after.submissions - before.submissions, 1, "submissions per decode step");
+    assert_eq!(after.readback_bytes - before.readback_bytes, 4, "bytes read back per decode step");
+    assert_eq!(after.activation_buffers, before.activation_buffers, "a decode step allocates no buffer");
+    assert_eq!(after.bindings, before.bindings, "a decode step binds no new kernel");
+}

@@ -1,0 +1,388 @@
+//! Causal grouped-query attention over the KV cache (`shaders/attention.wgsl`).
+//!
+//! `out[t, h] = softmax(q[t, h] · K[g, ..=start+t]ᵀ · scale) · V[g, ..=start+t]` with
+//! `g = h / (heads / kv_heads)`, queries `[tokens, heads·head_dim]`, cache
+//! `[kv_heads, capacity, head_dim]` (see [`crate::cpu::KvLayout`]), output like
+//! the queries. One flash-attention kernel serves both steps: its workgroups hold
+//! query rows of one KV head (several tokens × several heads of the GQA group),
+//! so each key/value tile is loaded once for the group. A step of several
+//! tokens is split by token blocks (prefill); a single token is split over the
+//! context in chunks ("flash-decoding") that a second pass combines, so a model
+//! with few KV heads still fills the GPU.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::buffers::check_distinct;
+use crate::context::{Binding, KernelLayout, require_size};
+use crate::{GpuContext, KernelError};
+
+const SHADER: &str = include_str!("shaders/attention.wgsl");
+
+const MAX_HEAD_DIM: usize = 256;
+/// Invocations per workgroup of the attention kernel.
+const WORKGROUP_SIZE: usize = 128;
+/// Workgroup memory the tiles may use (the WebGPU default limit).
+const WORKGROUP_BYTES: usize = 16 * 1024;
+/// Most query rows per workgroup when decoding (one token: the heads of a KV group).
+const DECODE_ROWS: usize = 8;
+/// Most chunks one head's context is split into when decoding (`MAX_CHUNKS` in the shader).
+const MAX_DECODE_CHUNKS: usize = 512;
+/// Default of [`BoundAttention::set_min_chunk_len`].
+pub const DEFAULT_MIN_CHUNK_LEN: usize = 32;
+const MAX_WORKGROUPS: usize = 65_535;
+
+/// The static shape of one layer's attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (divides `heads`).
+    pub kv_heads: usize,
+    /// Positions the KV cache holds.
+    pub capacity: usize,
+}
+
+/// Tile sizes of the attention kernel for one head dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiles {
+    /// Query rows per workgroup (prefill).
+    pub block_q: usize,
+    /// Keys per tile in workgroup memory (a multiple of 4).
+    pub block_k: usize,
+    /// Query rows per workgroup when decoding (up to 8 heads of a KV group).
+    pub decode_q: usize,
+}
+
+impl Tiles {
+    /// About 1024 query values and 2048 key values per workgroup, `block_k`
+    /// shrunk (by 4) until queries + keys/values + scores + row statistics fit
+    /// in 16 KiB; decode takes up to 8 rows within the same budget.
+    pub fn for_head_dim(head_dim: usize) -> Tiles {
+        let block_q = (1024 / head_dim).clamp(4, 32);
+        let mut block_k = (2048 / head_dim).clamp(8, 32) / 4 * 4;
+        while Self::bytes(head_dim, block_q, block_k) > WORKGROUP_BYTES {
+            block_k -= 4;
+        }
+        let mut decode_q = DECODE_ROWS;
+        while Self::bytes(head_dim, decode_q, block_k) > WORKGROUP_BYTES {
+            decode_q -= 1;
+        }
+        Tiles { block_q, block_k, decode_q }
+    }
+
+    /// Workgroup memory of the kernel with these tiles.
+    fn bytes(head_dim: usize, block_q: usize, block_k: usize) -> usize {
+        4 * (block_q * head_dim + block_k * (head_dim + 4) + block_q * block_k + 3 * block_q + 2 * WORKGROUP_SIZE)
+    }
+}
+
+/// Decode's per-chunk partial results; one serves every layer of a model
+/// (layers run one after another).
+pub struct AttentionScratch {
+    acc: wgpu::Buffer,
+    max_sum: wgpu::Buffer,
+    heads: usize,
+    max_chunks: usize,
+}
+
+impl AttentionScratch {
+    /// Partial buffers for `heads` heads of `head_dim` over a cache of `capacity` positions.
+    pub fn new(ctx: &GpuContext, heads: usize, head_dim: usize, capacity: usize) -> AttentionScratch {
+        let max_chunks = max_chunks(head_dim, capacity);
+        AttentionScratch {
+            acc: ctx.empty_storage_buffer("attention partial acc", (heads * max_chunks * head_dim * 4) as u64),
+            max_sum: ctx.empty_storage_buffer("attention partial max/sum", (heads * max_chunks * 8) as u64),
+            heads,
+            max_chunks,
+        }
+    }
+}
+
+/// Chunks per head the scratch holds: one per key tile, at most [`MAX_DECODE_CHUNKS`].
+fn max_chunks(head_dim: usize, capacity: usize) -> usize {
+    let block_k = Tiles::for_head_dim(head_dim.clamp(16, MAX_HEAD_DIM)).block_k;
+    capacity.div_ceil(block_k).clamp(1, MAX_DECODE_CHUNKS)
+}
+
+/// The buffers one bound kernel reads and writes.
+pub struct AttentionBuffers<'a> {
+    /// Rotated queries, `[tokens, heads·head_dim]` f32.
+    pub q: &'a wgpu::Buffer,
+    /// This layer's keys, `[kv_heads, capacity, head_dim]` f32.
+    pub k_cache: &'a wgpu::Buffer,
+    /// This layer's values, `[kv_heads, capacity, head_dim]` f32.
+    pub v_cache: &'a wgpu::Buffer,
+    /// Output, `[tokens, heads·head_dim]` f32.
+    pub out: &'a wgpu::Buffer,
+    /// Decode's partial results (shared by the layers).
+    pub scratch: &'a AttentionScratch,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    tokens: u32,
+    start: u32,
+    heads: u32,
+    kv_heads: u32,
+    capacity: u32,
+    scale: f32,
+    chunk_len: u32,
+    num_chunks: u32,
+    max_chunks: u32,
+    group: u32,
+    heads_per_block: u32,
+    tokens_per_block: u32,
+    head_blocks: u32,
+    split: u32,
+    _pad: [u32; 2],
+}
+
+/// The compiled attention pipelines for one head dimension; build once per model.
+pub struct Attention {
+    layout: KernelLayout,
+    prefill: wgpu::ComputePipeline,
+    decode: wgpu::ComputePipeline,
+    combine: wgpu::ComputePipeline,
+    head_dim: usize,
+    tiles: Tiles,
+}
+
+impl Attention {
+    /// Compiles the kernel for `head_dim` (a multiple of 16, ≤ 256): a prefill
+    /// variant ([`Tiles::for_head_dim`] query rows per workgroup) and a decode
+    /// variant (up to 8 rows: the heads of a KV group). One portable f32 path: the
+    /// reductions are over a few threads per row in workgroup memory.
+    pub fn new(ctx: &GpuContext, head_dim: usize) -> Result<Attention, KernelError> {
+        if head_dim == 0 || !head_dim.is_multiple_of(16) || head_dim > MAX_HEAD_DIM {
+            return Err(KernelError::InvalidArguments(format!(
+                "attention: head_dim {head_dim} must be a multiple of 16 in 16..={MAX_HEAD_DIM}"
+            )));
+        }
+        use Binding::*;
+        let layout =
+            ctx.kernel_layout("attention", &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite]);
+        let tiles = Tiles::for_head_dim(head_dim);
+        let source = |block_q: usize| {
+            let acc_vec4 = (block_q * head_dim / 4).div_ceil(WORKGROUP_SIZE);
+            format!(
+                "const HEAD_DIM: u32 = {head_dim}u;\nconst BLOCK_Q: u32 = {block_q}u;\nconst BLOCK_K: u32 = {}u;\n\
+                 const ACC_VEC4: u32 = {acc_vec4}u;\n{SHADER}",
+                tiles.block_k
+            )
+        };
+        let prefill = ctx.compile_entries("attention prefill", &source(tiles.block_q), &["attend"], &layout)?.remove(0);
+        let mut decode =
+            ctx.compile_entries("attention decode", &source(tiles.decode_q), &["attend", "combine_chunks"], &layout)?;
+        let combine = decode.pop().expect("two pipelines");
+        let decode = decode.pop().expect("two pipelines");
+        Ok(Attention { layout, prefill, decode, combine, head_dim, tiles })
+    }
+
+    /// The tile sizes chosen for this head dimension.
+    pub fn tiles(&self) -> Tiles {
+        self.tiles
+    }
+
+    /// Checks the buffers against `shape` and creates the bind group and the
+    /// parameter block for one layer; `scale` multiplies the scores (usually
+    /// `head_dim^-0.5`). The largest step it accepts is as many tokens as `q`
+    /// and `out` hold.
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        shape: AttentionShape,
+        buffers: &AttentionBuffers,
+        scale: f32,
+    ) -> Result<BoundAttention, KernelError> {
+        let AttentionShape { heads, kv_heads, capacity } = shape;
+        let head_dim = self.head_dim;
+        let bad = |why: String| Err(KernelError::InvalidArguments(format!("attention: {why}")));
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+            return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
+        }
+        if capacity == 0 {
+            return bad("the cache holds no position".into());
+        }
+        let group = heads / kv_heads;
+        let prefill_heads = group.min(self.tiles.block_q);
+        let decode_heads = group.min(self.tiles.decode_q);
+        let head_blocks = |per_block: usize| group.div_ceil(per_block);
+        if kv_heads * head_blocks(decode_heads).max(head_blocks(prefill_heads)) > MAX_WORKGROUPS
+            || heads > MAX_WORKGROUPS
+        {
+            return bad(format!("{heads} heads exceed one dispatch"));
+        }
+        let scratch = buffers.scratch;
+        let needed_chunks = max_chunks(head_dim, capacity);
+        if scratch.heads < heads || scratch.max_chunks < needed_chunks {
+            return bad(format!(
+                "scratch for {} heads × {} chunks, the shape needs {heads} × {needed_chunks}",
+                scratch.heads, scratch.max_chunks
+            ));
+        }
+        require_size("attention scratch acc", &scratch.acc, (heads * scratch.max_chunks * head_dim * 4) as u64)?;
+        let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
+        require_size("attention k_cache", buffers.k_cache, cache_bytes)?;
+        require_size("attention v_cache", buffers.v_cache, cache_bytes)?;
+        check_distinct("attention out", buffers.out, &[Some(buffers.q), Some(buffers.k_cache), Some(buffers.v_cache)])?;
+        let row = (heads * head_dim * 4) as u64;
+        let max_tokens = (buffers.q.size() / row).min(buffers.out.size() / row) as usize;
+        if max_tokens == 0 {
+            return bad("q or out cannot hold one token".into());
+        }
+        let tokens_per_block = self.tiles.block_q / prefill_heads;
+        let params = Params {
+            tokens: 0,
+            start: 0,
+            heads: heads as u32,
+            kv_heads: kv_heads as u32,
+            capacity: capacity as u32,
+            scale,
+            chunk_len: 0,
+            num_chunks: 0,
+            max_chunks: scratch.max_chunks as u32,
+            group: group as u32,
+            heads_per_block: 0,
+            tokens_per_block: 0,
+            head_blocks: 0,
+            split: 0,
+            _pad: [0; 2],
+        };
+        let params_buffer = ctx.uniform_buffer("attention params", &params);
+        let bind_group = ctx.bind_buffers(
+            "attention",
+            &self.layout,
+            &[&params_buffer, buffers.q, buffers.k_cache, buffers.v_cache, buffers.out, &scratch.acc, &scratch.max_sum],
+        );
+        Ok(BoundAttention {
+            prefill: self.prefill.clone(),
+            decode: self.decode.clone(),
+            combine: self.combine.clone(),
+            bind_group,
+            params_buffer,
+            params,
+            block_k: self.tiles.block_k,
+            prefill_heads,
+            tokens_per_block,
+            decode_heads,
+            max_tokens: max_tokens.min(MAX_WORKGROUPS * tokens_per_block),
+            min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+        })
+    }
+}
+
+/// [`Attention`] bound to one layer's buffers.
+pub struct BoundAttention {
+    prefill: wgpu::ComputePipeline,
+    decode: wgpu::ComputePipeline,
+    combine: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    params_buffer: wgpu::Buffer,
+    params: Params,
+    block_k: usize,
+    prefill_heads: usize,
+    tokens_per_block: usize,
+    decode_heads: usize,
+    max_tokens: usize,
+    min_chunk_len: usize,
+}
+
+impl BoundAttention {
+    /// Tuning knob of decode: each chunk of the context spans at least
+    /// `positions` keys (default [`DEFAULT_MIN_CHUNK_LEN`], rounded up to whole
+    /// key tiles); fewer, longer chunks mean fewer workgroups and a cheaper
+    /// combination, more chunks more parallelism. Takes effect at the next
+    /// [`BoundAttention::set_step`].
+    pub fn set_min_chunk_len(&mut self, positions: usize) {
+        self.min_chunk_len = positions.max(1);
+    }
+
+    /// Sets the step: `tokens` queries at positions `start..start + tokens`, whose
+    /// keys and values are already in the cache (writes 64 bytes of parameters).
+    pub fn set_step(&mut self, queue: &wgpu::Queue, tokens: usize, start: usize) -> Result<(), KernelError> {
+        if tokens == 0 || tokens > self.max_tokens {
+            return Err(KernelError::InvalidArguments(format!(
+                "attention: {tokens} tokens, the buffers hold 1..={}",
+                self.max_tokens
+            )));
+        }
+        let kv_len = start + tokens;
+        if kv_len > self.params.capacity as usize {
+            return Err(KernelError::InvalidArguments(format!(
+                "attention: positions ..{kv_len} exceed the cache capacity {}",
+                self.params.capacity
+            )));
+        }
+        let p = &mut self.params;
+        p.tokens = tokens as u32;
+        p.start = start as u32;
+        let group = p.group as usize;
+        if tokens == 1 {
+            // Chunks of whole key tiles: at least `min_chunk_len` keys, few enough for the scratch.
+            let tiles = kv_len.div_ceil(self.block_k);
+            let tiles_per_chunk = tiles.div_ceil(p.max_chunks as usize).max(self.min_chunk_len.div_ceil(self.block_k));
+            let chunk_len = tiles_per_chunk * self.block_k;
+            p.split = 1;
+            p.chunk_len = chunk_len as u32;
+            p.num_chunks = kv_len.div_ceil(chunk_len) as u32;
+            p.heads_per_block = self.decode_heads as u32;
+            p.tokens_per_block = 1;
+            p.head_blocks = group.div_ceil(self.decode_heads) as u32;
+        } else {
+            p.split = 0;
+            p.chunk_len = 0;
+            p.num_chunks = 0;
+            p.heads_per_block = self.prefill_heads as u32;
+            p.tokens_per_block = self.tokens_per_block as u32;
+            p.head_blocks = group.div_ceil(self.prefill_heads) as u32;
+        }
+        queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.params));
+        Ok(())
+    }
+
+    /// Records the kernel(s) for the step last given to [`BoundAttention::set_step`]:
+    /// prefill for several tokens; for one, the chunks and (if more than one) their combination.
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let p = &self.params;
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let blocks_y = p.kv_heads * p.head_blocks;
+        if p.split == 1 {
+            pass.set_pipeline(&self.decode);
+            pass.dispatch_workgroups(p.num_chunks, blocks_y, 1);
+            if p.num_chunks > 1 {
+                pass.set_pipeline(&self.combine);
+                pass.dispatch_workgroups(p.heads, 1, 1);
+            }
+        } else {
+            pass.set_pipeline(&self.prefill);
+            pass.dispatch_workgroups(p.tokens.div_ceil(p.tokens_per_block), blocks_y, 1);
+        }
+    }
+
+    /// Blocking convenience: sets the step, submits one pass and waits for it.
+    pub fn run(&mut self, ctx: &GpuContext, tokens: usize, start: usize) -> Result<(), KernelError> {
+        self.set_step(&ctx.queue, tokens, start)?;
+        ctx.submit_pass("attention", |pass| self.dispatch(pass));
+        ctx.wait()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_fit_the_webgpu_workgroup_memory_limit() {
+        for head_dim in (16..=MAX_HEAD_DIM).step_by(16) {
+            let tiles = Tiles::for_head_dim(head_dim);
+            for block_q in [tiles.block_q, tiles.decode_q] {
+                let bytes = Tiles::bytes(head_dim, block_q, tiles.block_k);
+                assert!(bytes <= WORKGROUP_BYTES, "head_dim {head_dim}: {tiles:?} needs {bytes} bytes");
+            }
+            assert!(tiles.block_k >= 4 && tiles.block_k.is_multiple_of(4), "head_dim {head_dim}: {tiles:?}");
+        }
+        assert_eq!(Tiles::for_head_dim(64), Tiles { block_q: 16, block_k: 32, decode_q: 8 });
+        assert_eq!(Tiles::for_head_dim(128), Tiles { block_q: 8, block_k: 16, decode_q: 8 });
+    }
+}

@@ -1,0 +1,386 @@
+//! Plumbing shared by the linear-algebra kernel wrappers (`matmul`, `embed`,
+//! `norm`, `elementwise`): the [`Bound`] dispatch plan with its parameter
+//! uniforms, 2-D workgroup grids, splitting weights that exceed one storage
+//! binding into row parts, and argument checks.
+//!
+//! Every shader of these kernels follows one convention so that this code can
+//! drive them all: binding 0 is a uniform parameter block whose first word is the
+//! row (token) count of the current step, and workgroups are numbered linearly
+//! over a 2-D grid (`id.x + id.y * count.x`).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::context::KernelLayout;
+use crate::{GpuContext, KernelError};
+
+/// Invocations per workgroup of every kernel here: the WebGPU default limit, so
+/// the same pipelines run in browsers.
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// Largest storage binding the kernels use by default: WebGPU's default
+/// `maxStorageBufferBindingSize` (and lavapipe's limit), whatever the device offers.
+pub const DEFAULT_MAX_BINDING: u64 = 128 << 20;
+
+/// Offset alignment of split bindings: WebGPU's default
+/// `minStorageBufferOffsetAlignment`, the largest any adapter asks for.
+pub const BINDING_ALIGNMENT: u64 = 256;
+
+/// The largest storage binding the kernels use on `ctx`: the device's limit,
+/// capped at [`DEFAULT_MAX_BINDING`].
+pub(crate) fn max_binding(ctx: &GpuContext) -> u64 {
+    ctx.limits
+        .max_storage_buffer_binding_size
+        .min(DEFAULT_MAX_BINDING)
+}
+
+/// How a float tensor is stored on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    /// IEEE half bits, two per u32 word, the lower index in the low half (the
+    /// shard's raw bytes; read with `unpack2x16float`).
+    F16,
+    /// IEEE single precision.
+    F32,
+}
+
+impl Dtype {
+    /// Bytes per value.
+    pub fn size(self) -> u64 {
+        match self {
+            Dtype::F16 => 2,
+            Dtype::F32 => 4,
+        }
+    }
+
+    /// Bytes a buffer needs for `count` values, rounded up to whole u32 words
+    /// (the shaders read f16 data as words).
+    pub fn bytes(self, count: u64) -> u64 {
+        (count * self.size()).div_ceil(4) * 4
+    }
+
+    /// The value of the shaders' `HALF` override constant.
+    pub(crate) fn half_constant(self) -> f64 {
+        match self {
+            Dtype::F16 => 1.0,
+            Dtype::F32 => 0.0,
+        }
+    }
+}
+
+/// Picks, for `rows` rows of the step and one bound part of `extent` items
+/// (weight rows, table rows, ...), which pipeline to run and how many workgroups.
+pub(crate) type Schedule = Box<dyn Fn(u32, u32) -> (usize, u32) + Send + Sync>;
+
+/// One dispatch of a bound kernel: its bind group and parameter uniform.
+struct Part {
+    bind_group: wgpu::BindGroup,
+    params: wgpu::Buffer,
+    extent: u32,
+}
+
+/// A kernel bound to its buffers: the bind groups and parameter uniforms are
+/// created once (at model load), so a step only updates the row count with
+/// [`Bound::set_rows`] and records with [`Bound::dispatch`] — no allocation.
+///
+/// A weight larger than one storage binding is bound as several row parts, each
+/// its own dispatch; [`Bound::parts`] says how many.
+pub struct Bound {
+    label: &'static str,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    parts: Vec<Part>,
+    schedule: Schedule,
+    max_rows: u32,
+    rows: AtomicU32,
+    max_workgroups_per_dimension: u32,
+}
+
+impl Bound {
+    /// Plans the dispatches: `parts` are (bind group, parameter words, extent)
+    /// with the row count at word 0 (it starts as `max_rows`).
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        label: &'static str,
+        pipelines: Vec<wgpu::ComputePipeline>,
+        parts: Vec<(wgpu::BindGroup, wgpu::Buffer, u32)>,
+        max_rows: u32,
+        schedule: Schedule,
+    ) -> Bound {
+        let parts = parts
+            .into_iter()
+            .map(|(bind_group, params, extent)| Part {
+                bind_group,
+                params,
+                extent,
+            })
+            .collect();
+        Bound {
+            label,
+            pipelines,
+            parts,
+            schedule,
+            max_rows,
+            rows: AtomicU32::new(max_rows),
+            max_workgroups_per_dimension: ctx.limits.max_compute_workgroups_per_dimension.max(1),
+        }
+    }
+
+    /// Sets the row (token) count of the next dispatches; writes the uniforms
+    /// only when it changes (a decode step at 1 row writes nothing).
+    ///
+    /// The write takes effect at the next `queue.submit`, so one submission
+    /// must use one row count per bound kernel.
+    pub fn set_rows(&self, queue: &wgpu::Queue, rows: u32) -> Result<(), KernelError> {
+        if rows > self.max_rows {
+            return Err(KernelError::InvalidArguments(format!(
+                "{}: {rows} rows, but it was bound for at most {}",
+                self.label, self.max_rows
+            )));
+        }
+        if self.rows.swap(rows, Ordering::Relaxed) != rows {
+            for part in &self.parts {
+                queue.write_buffer(&part.params, 0, bytemuck::bytes_of(&rows));
+            }
+        }
+        Ok(())
+    }
+
+    /// The row count the next dispatch uses.
+    pub fn rows(&self) -> u32 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// The largest row count this binding accepts.
+    pub fn max_rows(&self) -> u32 {
+        self.max_rows
+    }
+
+    /// How many dispatches (row parts of a split weight) one call records.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Records the kernel into `pass` for the current row count.
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let rows = self.rows();
+        for part in &self.parts {
+            let (pipeline, workgroups) = (self.schedule)(rows, part.extent);
+            if workgroups == 0 {
+                continue;
+            }
+            let (x, y) = grid(workgroups, self.max_workgroups_per_dimension);
+            pass.set_pipeline(&self.pipelines[pipeline]);
+            pass.set_bind_group(0, &part.bind_group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+    }
+
+    /// Convenience for tests and one-off work: sets the row count, records the
+    /// kernel in its own command buffer and submits it (reading a result back
+    /// waits for it).
+    pub fn run(&self, ctx: &GpuContext, rows: u32) -> Result<(), KernelError> {
+        self.set_rows(&ctx.queue, rows)?;
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(self.label),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(self.label),
+                timestamp_writes: None,
+            });
+            self.dispatch(&mut pass);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+}
+
+/// Spreads `count` workgroups over a grid `(x, y)` with `x ≤ max_per_dimension`
+/// (WebGPU allows 65535 per dimension; a big lm_head or prefill needs more). The
+/// shaders skip the at most `x - 1` surplus workgroups of the last grid row.
+/// (`count` ≤ max², i.e. 4·10⁹ workgroups at WebGPU's limit, always holds.)
+pub(crate) fn grid(count: u32, max_per_dimension: u32) -> (u32, u32) {
+    if count <= max_per_dimension {
+        (count, 1)
+    } else {
+        let y = count.div_ceil(max_per_dimension);
+        (count.div_ceil(y), y)
+    }
+}
+
+/// A parameter uniform holding `words` (f32 values as their bits), padded to
+/// WGSL's 16-byte uniform struct granularity. Word 0 is the row count.
+pub(crate) fn params_buffer(ctx: &GpuContext, label: &str, words: &[u32]) -> wgpu::Buffer {
+    let mut padded = words.to_vec();
+    padded.resize(words.len().div_ceil(4).max(1) * 4, 0);
+    use wgpu::util::DeviceExt;
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(&padded),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+}
+
+/// A bind group for `layout` with `resources[i]` at binding `i` (whole buffers
+/// or byte ranges of them).
+pub(crate) fn bind_group(
+    ctx: &GpuContext,
+    label: &str,
+    layout: &KernelLayout,
+    resources: &[wgpu::BindingResource<'_>],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, resource)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: resource.clone(),
+        })
+        .collect();
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &layout.bind_group_layout,
+        entries: &entries,
+    })
+}
+
+/// `size` bytes of `buffer` from `offset`, as a binding.
+pub(crate) fn range(buffer: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset,
+        size: Some(wgpu::BufferSize::new(size.max(4)).expect("non-zero")),
+    })
+}
+
+/// A 16-byte storage buffer bound where a kernel's optional input is absent
+/// (a bind group must fill every binding of its layout).
+pub(crate) fn placeholder(ctx: &GpuContext, label: &str) -> wgpu::Buffer {
+    ctx.empty_storage_buffer(label, 16)
+}
+
+/// Consecutive row ranges `(first, count)` of a matrix whose row `r` takes
+/// `bytes_per_row[i]` bytes in its `i`-th buffer, such that every range's
+/// binding in every buffer is at most `max_binding` bytes and starts at a
+/// multiple of `alignment` bytes.
+pub(crate) fn split_rows(
+    what: &str,
+    rows: u64,
+    bytes_per_row: &[u64],
+    max_binding: u64,
+    alignment: u64,
+) -> Result<Vec<(u64, u64)>, KernelError> {
+    // Rows per part must be a multiple of this for every buffer's offsets to align.
+    let row_multiple = bytes_per_row
+        .iter()
+        .filter(|&&b| b > 0)
+        .fold(1, |m, &b| lcm(m, alignment / gcd(alignment, b)));
+    let widest = bytes_per_row.iter().copied().max().unwrap_or(0).max(1);
+    let per_part = (max_binding / widest) / row_multiple * row_multiple;
+    if per_part == 0 {
+        return Err(KernelError::InvalidArguments(format!(
+            "{what}: a row of {widest} bytes cannot be split into aligned bindings of at most {max_binding} bytes"
+        )));
+    }
+    Ok((0..rows)
+        .step_by(per_part as usize)
+        .map(|first| (first, per_part.min(rows - first)))
+        .collect())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    a / gcd(a, b) * b
+}
+
+/// Fails unless `buffer` holds at least `bytes` bytes and, bound whole, fits
+/// in one storage binding.
+pub(crate) fn check_buffer(
+    what: &str,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+    max_binding: u64,
+) -> Result<(), KernelError> {
+    crate::context::require_size(what, buffer, bytes)?;
+    if buffer.size() > max_binding {
+        return Err(KernelError::InvalidArguments(format!(
+            "{what}: {} bytes exceed one storage binding ({max_binding} bytes)",
+            buffer.size()
+        )));
+    }
+    Ok(())
+}
+
+/// Fails if the written buffer is also bound as an input: WebGPU (Dawn) rejects
+/// a writable binding that aliases another binding of the same dispatch.
+pub(crate) fn check_distinct(
+    what: &str,
+    written: &wgpu::Buffer,
+    inputs: &[Option<&wgpu::Buffer>],
+) -> Result<(), KernelError> {
+    if inputs.iter().flatten().any(|input| *input == written) {
+        return Err(KernelError::InvalidArguments(format!(
+            "{what}: the output buffer is also bound as an input (use the in-place form instead)"
+        )));
+    }
+    Ok(())
+}
+
+/// Fails unless `value` is positive and fits the shaders' u32 index math.
+pub(crate) fn check_dimension(what: &str, value: u64) -> Result<u32, KernelError> {
+    if value == 0 || value > u32::MAX as u64 / 4 {
+        return Err(KernelError::InvalidArguments(format!(
+            "{what} = {value} is out of range"
+        )));
+    }
+    Ok(value as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_cover_every_workgroup_within_the_limit() {
+        for (count, max) in [
+            (0, 65535),
+            (1, 65535),
+            (65535, 65535),
+            (65536, 65535),
+            (200_000, 65535),
+            (7, 3),
+            (9, 3),
+        ] {
+            let (x, y) = grid(count, max);
+            assert!(x <= max && y <= max, "{count}/{max}: ({x}, {y})");
+            assert!(
+                x * y >= count && x * y < count + x.max(1),
+                "{count}/{max}: ({x}, {y})"
+            );
+        }
+    }
+
+    #[test]
+    fn row_parts_fit_and_stay_aligned() {
+        // The 151936 × 2048 q4f16_1 lm_head of Qwen2.5-3B: 1024 bytes of codes and
+        // 128 of scales per row, 148 MiB of codes in all.
+        let parts = split_rows("lm_head", 151_936, &[1024, 128], DEFAULT_MAX_BINDING, 256).unwrap();
+        assert_eq!(parts, vec![(0, 131_072), (131_072, 20_864)]);
+        // Down-projection rows (K = 4864): 2432 + 304 bytes; parts must be multiples of 16 rows.
+        for (first, count) in split_rows("down", 1000, &[2432, 304], 100_000, 256).unwrap() {
+            assert_eq!(first * 2432 % 256, 0);
+            assert_eq!(first * 304 % 256, 0);
+            assert!(count * 2432 <= 100_000);
+        }
+        assert_eq!(
+            split_rows("tiny", 10, &[64, 0], 1 << 20, 256).unwrap(),
+            vec![(0, 10)]
+        );
+        assert!(split_rows("huge row", 10, &[4096], 2048, 256).is_err());
+    }
+}

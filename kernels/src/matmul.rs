@@ -1,0 +1,430 @@
+//! `y = x · Wᵀ (+ bias) (+ residual)` for the weight formats of MLC artifacts
+//! (`shaders/matmul*.wgsl`).
+//!
+//! One row of x (a decode step) runs a matrix × vector kernel in which a team of
+//! threads (or one subgroup) reads each weight row; several rows (prefill) run a
+//! kernel tiled over m and n through workgroup memory. Weights stay in the form
+//! the shard stores and are decoded inside the products. A weight larger than
+//! one storage binding (a big lm_head) is bound as several row parts.
+
+use crate::buffers::{
+    self, BINDING_ALIGNMENT, Bound, Dtype, bind_group, check_buffer, check_dimension,
+    check_distinct, params_buffer, placeholder, range, split_rows,
+};
+use crate::context::{Binding, KernelLayout};
+use crate::{Capabilities, GpuContext, KernelError};
+
+const TILE_F32_WGSL: &str = include_str!("shaders/matmul_tile_f32.wgsl");
+const TILE_F16_WGSL: &str = include_str!("shaders/matmul_tile_f16.wgsl");
+const DECODE_WGSL: &str = include_str!("shaders/matmul_decode.wgsl");
+const WEIGHTS_WGSL: &str = include_str!("shaders/matmul_weights.wgsl");
+const MATMUL_WGSL: &str = include_str!("shaders/matmul.wgsl");
+const SUBGROUP_WGSL: &str = include_str!("shaders/matmul_subgroup.wgsl");
+
+/// Weight rows one decode thread multiplies with the same slice of x
+/// (`ROWS_PER_THREAD` in matmul.wgsl): more rows share more x loads but leave
+/// fewer workgroups. Measured on an H100 (q4f16_1, K = 896): 4 rows per thread
+/// read a 151936-row lm_head at 1.09 TB/s against 0.86 with 2, while 2 rows
+/// keep a 896-row down projection at ~12 µs where 4 take ~18 µs (28 workgroups).
+const NARROW_ROWS_PER_THREAD: u32 = 2;
+/// The wider variant, used from [`WIDE_FROM_ROWS`] weight rows (per part) up.
+const WIDE_ROWS_PER_THREAD: u32 = 4;
+/// Weight rows from which the decode kernel takes 4 rows per thread.
+const WIDE_FROM_ROWS: u32 = 8192;
+/// Threads per row set of the portable `matvec` (`TEAM` in matmul.wgsl).
+const TEAM: u32 = 32;
+/// Output block edge of `matmul_tiled`.
+const TILE: u32 = 64;
+
+/// How a weight matrix `[N, K]` is stored: MLC's quantization modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    /// Group quantization (`q4f16_1`: `Q4(F16)`, `q4f32_1`: `Q4(F32)`): 4-bit
+    /// codes, 8 per u32 word `[N, K/8]`, and one scale per 32 inputs `[N, K/32]`
+    /// in the given dtype; `W[n, k] = (code - 7) · scale[n, k / 32]`.
+    Q4(Dtype),
+    /// Plain row-major values (`q0f16`: `Dense(F16)`, `q0f32`: `Dense(F32)`).
+    Dense(Dtype),
+}
+
+impl WeightFormat {
+    /// The format of the linear layers of an MLC quantization mode
+    /// (`"q4f16_1"`, `"q4f32_1"`, `"q0f16"`, `"q0f32"`), if supported.
+    pub fn from_quantization(name: &str) -> Option<WeightFormat> {
+        match name {
+            "q4f16_1" => Some(WeightFormat::Q4(Dtype::F16)),
+            "q4f32_1" => Some(WeightFormat::Q4(Dtype::F32)),
+            "q0f16" => Some(WeightFormat::Dense(Dtype::F16)),
+            "q0f32" => Some(WeightFormat::Dense(Dtype::F32)),
+            _ => None,
+        }
+    }
+
+    /// The model dtype: of the scales or values, and of biases.
+    pub fn dtype(self) -> Dtype {
+        match self {
+            WeightFormat::Q4(dtype) | WeightFormat::Dense(dtype) => dtype,
+        }
+    }
+
+    /// Bytes of the codes (q4) or values (dense) of a `[rows, cols]` matrix.
+    pub fn data_bytes(self, rows: u64, cols: u64) -> u64 {
+        rows * self.row_bytes(cols)[0]
+    }
+
+    /// Bytes of the scales of a `[rows, cols]` matrix (0 for dense formats).
+    pub fn scale_bytes(self, rows: u64, cols: u64) -> u64 {
+        match self {
+            WeightFormat::Q4(dtype) => dtype.bytes(rows * (cols / 32)),
+            WeightFormat::Dense(_) => 0,
+        }
+    }
+
+    /// Bytes per row in the data buffer and in the scale buffer.
+    fn row_bytes(self, cols: u64) -> [u64; 2] {
+        match self {
+            WeightFormat::Q4(dtype) => [cols / 2, cols / 32 * dtype.size()],
+            WeightFormat::Dense(dtype) => [cols * dtype.size(), 0],
+        }
+    }
+
+    /// Whether the prefill kernel multiplies in f16: on devices with shader-f16
+    /// for models whose dtype is f16 (q4f16_1, q0f16). A q4f32_1 / q0f32 model
+    /// asked for f32 arithmetic and gets it.
+    fn uses_f16(self, caps: &Capabilities) -> bool {
+        self.dtype() == Dtype::F16 && caps.shader_f16
+    }
+
+    /// WGSL reading this format (`Eight`, `q4_centered`, `weights8`, bindings 1
+    /// and 2), to be followed by a kernel; and the override constants it needs.
+    pub(crate) fn shader_prefix(self) -> (String, [(&'static str, f64); 2]) {
+        let quantized = matches!(self, WeightFormat::Q4(_)) as u8 as f64;
+        (
+            format!("{DECODE_WGSL}\n{WEIGHTS_WGSL}\n"),
+            [
+                ("QUANTIZED", quantized),
+                ("HALF", self.dtype().half_constant()),
+            ],
+        )
+    }
+}
+
+/// A weight matrix `[rows, cols]` in GPU buffers, exactly as the shard stores
+/// it (upload the shard bytes as-is). `cols` must be a multiple of 32.
+#[derive(Debug, Clone, Copy)]
+pub struct GpuWeight<'a> {
+    /// Output features N (or vocabulary rows of an embedding table).
+    pub rows: u32,
+    /// Input features K (or the hidden size of an embedding table).
+    pub cols: u32,
+    /// q4: `q_weight`, u32 `[N, K/8]`; dense: the values `[N, K]`.
+    pub data: &'a wgpu::Buffer,
+    /// q4: `q_scale` `[N, K/32]` (f16 bits or f32); dense: `None`.
+    pub scales: Option<&'a wgpu::Buffer>,
+}
+
+impl<'a> GpuWeight<'a> {
+    /// Checks the weight against `format` and splits its rows into parts whose
+    /// bindings fit in `max_binding` bytes: `(first row, rows)` per part.
+    pub(crate) fn plan(
+        &self,
+        what: &str,
+        format: WeightFormat,
+        max_binding: u64,
+    ) -> Result<Vec<(u64, u64)>, KernelError> {
+        let rows = check_dimension(&format!("{what}: weight rows"), self.rows as u64)? as u64;
+        let cols = check_dimension(&format!("{what}: weight columns"), self.cols as u64)? as u64;
+        if !cols.is_multiple_of(32) {
+            return Err(KernelError::InvalidArguments(format!(
+                "{what}: {cols} weight columns; the kernels need a multiple of 32 (every MLC model has one)"
+            )));
+        }
+        crate::context::require_size(
+            &format!("{what}: weight data"),
+            self.data,
+            format.data_bytes(rows, cols),
+        )?;
+        match (format, self.scales) {
+            (WeightFormat::Q4(_), Some(scales)) => crate::context::require_size(
+                &format!("{what}: weight scales"),
+                scales,
+                format.scale_bytes(rows, cols),
+            )?,
+            (WeightFormat::Q4(_), None) => {
+                return Err(KernelError::InvalidArguments(format!(
+                    "{what}: a q4 weight needs its scale buffer"
+                )));
+            }
+            (WeightFormat::Dense(_), Some(_)) => {
+                return Err(KernelError::InvalidArguments(format!(
+                    "{what}: a dense weight has no scales"
+                )));
+            }
+            (WeightFormat::Dense(_), None) => {}
+        }
+        split_rows(
+            what,
+            rows,
+            &format.row_bytes(cols),
+            max_binding,
+            BINDING_ALIGNMENT,
+        )
+    }
+
+    /// The data and scale bindings of rows `[first, first + count)`
+    /// (`fallback` stands in for the scales of a dense weight).
+    pub(crate) fn resources(
+        &self,
+        format: WeightFormat,
+        first: u64,
+        count: u64,
+        fallback: &'a wgpu::Buffer,
+    ) -> [wgpu::BindingResource<'a>; 2] {
+        let [data_row, scale_row] = format.row_bytes(self.cols as u64);
+        // Sizes are rounded up to whole words; the buffers hold them (checked in `plan`).
+        let words = |bytes: u64| bytes.div_ceil(4) * 4;
+        let data = range(self.data, first * data_row, words(count * data_row));
+        let scales = match self.scales {
+            Some(scales) => range(scales, first * scale_row, words(count * scale_row)),
+            None => fallback.as_entire_binding(),
+        };
+        [data, scales]
+    }
+}
+
+/// What the product adds to `y` besides an optional bias.
+#[derive(Debug, Clone, Copy)]
+pub enum Residual<'a> {
+    /// `y = x · Wᵀ (+ bias)`.
+    None,
+    /// `y += x · Wᵀ (+ bias)`: the residual connection in place
+    /// (`h = h + o_proj(a)` with `y = h`).
+    InPlace,
+    /// `y = residual + x · Wᵀ (+ bias)`, `residual` shaped like `y` (and a
+    /// different buffer: WebGPU forbids aliasing a written binding).
+    Buffer(&'a wgpu::Buffer),
+}
+
+/// The buffers of one product.
+#[derive(Debug, Clone, Copy)]
+pub struct MatmulBuffers<'a> {
+    /// Input activations, f32 `[rows, K]`.
+    pub x: &'a wgpu::Buffer,
+    /// The weight `[N, K]`.
+    pub weight: GpuWeight<'a>,
+    /// Optional bias `[N]` in the format's dtype (f16 bits for q4f16_1 / q0f16).
+    pub bias: Option<&'a wgpu::Buffer>,
+    /// Optional residual term.
+    pub residual: Residual<'a>,
+    /// Output, f32 `[rows, N]`.
+    pub y: &'a wgpu::Buffer,
+}
+
+/// The matrix product kernel for one weight format, with its pipelines built
+/// for the device's capabilities: portable, or with f16 prefill tiles and a
+/// subgroup-reduced decode kernel where the device has those features.
+pub struct Matmul {
+    format: WeightFormat,
+    layout: KernelLayout,
+    /// Narrow decode, tiled prefill, wide decode.
+    pipelines: Vec<wgpu::ComputePipeline>,
+    /// Output rows per workgroup of the narrow and the wide decode pipelines.
+    matvec_rows: [u32; 2],
+    f16: bool,
+    subgroups: bool,
+    placeholder: wgpu::Buffer,
+    max_binding: u64,
+    split_bytes: u64,
+}
+
+impl Matmul {
+    /// Compiles the decode and prefill pipelines for `format`.
+    pub fn new(ctx: &GpuContext, format: WeightFormat) -> Result<Matmul, KernelError> {
+        use Binding::{ReadOnly, ReadWrite, Uniform};
+        // params, weight, scales, x, bias, residual, y (the order of matmul.wgsl).
+        let layout = ctx.kernel_layout(
+            "matmul",
+            &[
+                Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite,
+            ],
+        );
+        let caps = ctx.caps;
+        let (weights, format_constants) = format.shader_prefix();
+        let tile = if format.uses_f16(&caps) {
+            TILE_F16_WGSL
+        } else {
+            TILE_F32_WGSL
+        };
+        let prefix = format!("{tile}\n{weights}");
+        let (source, matvec_entry, threads_per_row_set) = if caps.subgroups {
+            // Subgroups own row sets: size the rows of a workgroup so that even
+            // the smallest subgroups each get one.
+            let smallest = if caps.subgroup_min_size >= 4 {
+                caps.subgroup_min_size
+            } else {
+                32
+            };
+            (
+                format!("{prefix}{MATMUL_WGSL}\n{SUBGROUP_WGSL}"),
+                "matvec_subgroup",
+                smallest.min(256),
+            )
+        } else {
+            (format!("{prefix}{MATMUL_WGSL}"), "matvec", TEAM)
+        };
+        // The decode kernel for `rows_per_thread`, with `also` entry points, and its rows per workgroup.
+        let compile = |rows_per_thread: u32, also: &[&str]| {
+            let rows = buffers::WORKGROUP_SIZE / threads_per_row_set * rows_per_thread;
+            let mut constants = format_constants.to_vec();
+            constants.push(("ROWS_PER_THREAD", rows_per_thread as f64));
+            if caps.subgroups {
+                constants.push(("SUBGROUP_ROWS", rows as f64));
+            }
+            let entries: Vec<&str> = [matvec_entry].iter().chain(also).copied().collect();
+            ctx.compile_specialized("matmul", &source, &entries, &layout, &constants)
+                .map(|p| (p, rows))
+        };
+        let (mut pipelines, narrow_rows) = compile(NARROW_ROWS_PER_THREAD, &["matmul_tiled"])?;
+        let (wide, wide_rows) = compile(WIDE_ROWS_PER_THREAD, &[])?;
+        pipelines.extend(wide);
+        Ok(Matmul {
+            format,
+            layout,
+            pipelines,
+            matvec_rows: [narrow_rows, wide_rows],
+            f16: format.uses_f16(&caps),
+            subgroups: caps.subgroups,
+            placeholder: placeholder(ctx, "matmul placeholder"),
+            max_binding: buffers::max_binding(ctx),
+            split_bytes: buffers::max_binding(ctx),
+        })
+    }
+
+    /// The weight format this kernel reads.
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+
+    /// Whether the prefill kernel multiplies in f16 (see `matmul_tile_f16.wgsl`).
+    pub fn uses_f16(&self) -> bool {
+        self.f16
+    }
+
+    /// Whether the decode kernel reduces with subgroup operations.
+    pub fn uses_subgroups(&self) -> bool {
+        self.subgroups
+    }
+
+    /// The largest storage binding used (the device's limit, at most 128 MiB);
+    /// weights above it are split by rows, activations above it are an error.
+    pub fn max_binding_size(&self) -> u64 {
+        self.max_binding
+    }
+
+    /// Lowers the binding size above which weights are split by rows (tests use
+    /// a tiny value to exercise the split path on small matrices; activations
+    /// stay limited by the device).
+    pub fn set_weight_split_bytes(&mut self, bytes: u64) {
+        self.split_bytes = bytes.min(self.max_binding).max(4);
+    }
+
+    /// Creates the bind groups and parameter uniforms of `y = x · Wᵀ …` for up
+    /// to `max_rows` rows of x.
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        buffers: &MatmulBuffers<'_>,
+        max_rows: u32,
+    ) -> Result<Bound, KernelError> {
+        let what = "matmul";
+        let weight = &buffers.weight;
+        let parts = weight.plan(what, self.format, self.split_bytes)?;
+        let (n, k) = (weight.rows as u64, weight.cols as u64);
+        let m = check_dimension("matmul: max_rows", max_rows as u64)? as u64;
+        check_dimension("matmul: output size", m * n)?;
+        check_dimension("matmul: input size", m * k)?;
+        check_buffer("matmul: x", buffers.x, m * k * 4, self.max_binding)?;
+        check_buffer("matmul: y", buffers.y, m * n * 4, self.max_binding)?;
+        if let Some(bias) = buffers.bias {
+            check_buffer(
+                "matmul: bias",
+                bias,
+                self.format.dtype().bytes(n),
+                self.max_binding,
+            )?;
+        }
+        let residual = match buffers.residual {
+            Residual::Buffer(residual) => {
+                check_buffer("matmul: residual", residual, m * n * 4, self.max_binding)?;
+                Some(residual)
+            }
+            _ => None,
+        };
+        check_distinct(
+            what,
+            buffers.y,
+            &[
+                Some(buffers.x),
+                Some(weight.data),
+                weight.scales,
+                buffers.bias,
+                residual,
+            ],
+        )?;
+        let epilogue = buffers.bias.is_some() as u32
+            | (residual.is_some() as u32) << 1
+            | (matches!(buffers.residual, Residual::InPlace) as u32) << 2;
+
+        let bound_parts = parts
+            .into_iter()
+            .map(|(first, count)| {
+                let params = params_buffer(
+                    ctx,
+                    "matmul params",
+                    &[
+                        max_rows,
+                        count as u32,
+                        k as u32,
+                        first as u32,
+                        n as u32,
+                        epilogue,
+                    ],
+                );
+                let [data, scales] = weight.resources(self.format, first, count, &self.placeholder);
+                let group = bind_group(
+                    ctx,
+                    "matmul",
+                    &self.layout,
+                    &[
+                        params.as_entire_binding(),
+                        data,
+                        scales,
+                        buffers.x.as_entire_binding(),
+                        buffers
+                            .bias
+                            .unwrap_or(&self.placeholder)
+                            .as_entire_binding(),
+                        residual.unwrap_or(&self.placeholder).as_entire_binding(),
+                        buffers.y.as_entire_binding(),
+                    ],
+                );
+                (group, params, count as u32)
+            })
+            .collect();
+        let [narrow, wide] = self.matvec_rows;
+        let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
+            0 => (0, 0),
+            1 if part_rows >= WIDE_FROM_ROWS => (2, part_rows.div_ceil(wide)),
+            1 => (0, part_rows.div_ceil(narrow)),
+            _ => (1, part_rows.div_ceil(TILE) * rows.div_ceil(TILE)),
+        });
+        Ok(Bound::new(
+            ctx,
+            "matmul",
+            self.pipelines.clone(),
+            bound_parts,
+            max_rows,
+            schedule,
+        ))
+    }
+}

@@ -1,0 +1,282 @@
+//! Fused rotary position embedding + KV-cache append (`shaders/rope_append.wgsl`).
+//!
+//! From the fused QKV projection `[tokens, (heads + 2·kv_heads)·head_dim]`
+//! (`[q | k | v]` per token), optionally RMS-normalises every q and k head
+//! (Qwen3's `q_norm`/`k_norm`), rotates q and k (rotate-half / NeoX) for their
+//! absolute positions, writes the rotated queries to `[tokens, heads·head_dim]`
+//! and the rotated keys and raw values into the layer's KV cache
+//! (`[kv_heads, capacity, head_dim]` each, see [`crate::cpu::KvLayout`]).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::buffers::check_distinct;
+use crate::context::{Binding, KernelLayout, require_size};
+use crate::cpu::Rope;
+use crate::{GpuContext, KernelError};
+
+const SHADER: &str = include_str!("shaders/rope_append.wgsl");
+const MAX_HEAD_DIM: usize = 256;
+const MAX_WORKGROUPS: usize = 65_535;
+
+/// The `(cos, sin)` of every rotated pair at every cache position,
+/// `[capacity, rotary_dim / 2]`, computed on the CPU by [`Rope::cos_sin`] so the
+/// GPU rotates by exactly the angles of the reference. One table serves all layers.
+pub struct RopeTable {
+    /// The table, `vec2<f32>` per (position, pair).
+    pub buffer: wgpu::Buffer,
+    /// Dimensions rotated at the start of each head.
+    pub rotary_dim: usize,
+    /// Positions covered.
+    pub capacity: usize,
+}
+
+impl RopeTable {
+    /// Uploads the table of `rope` for positions `0..capacity`.
+    pub fn new(ctx: &GpuContext, rope: &Rope, capacity: usize) -> Result<RopeTable, KernelError> {
+        if rope.rotary_dim == 0 || !rope.rotary_dim.is_multiple_of(2) || rope.inv_freq.len() != rope.rotary_dim / 2 {
+            return Err(KernelError::InvalidArguments(format!(
+                "rope table: rotary_dim {} must be even and match {} frequencies",
+                rope.rotary_dim,
+                rope.inv_freq.len()
+            )));
+        }
+        let mut table = Vec::with_capacity(capacity * rope.rotary_dim);
+        for position in 0..capacity {
+            for (cos, sin) in rope.cos_sin(position) {
+                table.extend([cos, sin]);
+            }
+        }
+        Ok(RopeTable {
+            buffer: ctx.storage_buffer("rope cos/sin", bytemuck::cast_slice(&table)),
+            rotary_dim: rope.rotary_dim,
+            capacity,
+        })
+    }
+}
+
+/// Qwen3's per-head RMSNorm of q and k before the rotation (weights shared by all heads).
+#[derive(Clone, Copy)]
+pub enum QkNorm<'a> {
+    /// No q/k norm (Llama, Qwen2, ...).
+    None,
+    /// `head_dim` f32 weights each.
+    F32 {
+        /// `q_norm.weight`.
+        q: &'a wgpu::Buffer,
+        /// `k_norm.weight`.
+        k: &'a wgpu::Buffer,
+        /// `rms_norm_eps`.
+        eps: f32,
+    },
+    /// `head_dim` f16 weights each, two per little-endian u32 word (as stored in the artifact).
+    F16 {
+        /// `q_norm.weight`.
+        q: &'a wgpu::Buffer,
+        /// `k_norm.weight`.
+        k: &'a wgpu::Buffer,
+        /// `rms_norm_eps`.
+        eps: f32,
+    },
+}
+
+/// The static shape of one layer's attention block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RopeShape {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (divides `heads`).
+    pub kv_heads: usize,
+    /// Dimension of one head (≤ 256).
+    pub head_dim: usize,
+    /// Positions the KV cache holds.
+    pub capacity: usize,
+}
+
+/// The buffers one bound kernel reads and writes.
+pub struct RopeBuffers<'a> {
+    /// Fused projection output, `[tokens, (heads + 2·kv_heads)·head_dim]` f32.
+    pub qkv: &'a wgpu::Buffer,
+    /// Rotated queries, `[tokens, heads·head_dim]` f32.
+    pub q_out: &'a wgpu::Buffer,
+    /// This layer's keys, `[kv_heads, capacity, head_dim]` f32.
+    pub k_cache: &'a wgpu::Buffer,
+    /// This layer's values, `[kv_heads, capacity, head_dim]` f32.
+    pub v_cache: &'a wgpu::Buffer,
+    /// The shared cos/sin table.
+    pub table: &'a RopeTable,
+    /// Optional q/k norm.
+    pub norm: QkNorm<'a>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    tokens: u32,
+    start: u32,
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    rotary_dim: u32,
+    capacity: u32,
+    norm: u32,
+    eps: f32,
+    _pad: [u32; 3],
+}
+
+/// The compiled RoPE + KV-append pipeline; build once per device.
+pub struct RopeAppend {
+    layout: KernelLayout,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl RopeAppend {
+    /// Compiles the kernel (one portable f32 path: the op is memory-bound and
+    /// its only reduction is over one head).
+    pub fn new(ctx: &GpuContext) -> Result<RopeAppend, KernelError> {
+        use Binding::*;
+        let layout = ctx.kernel_layout(
+            "rope_append",
+            &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite],
+        );
+        let pipeline = ctx.compile_entries("rope_append", SHADER, &["rope_append"], &layout)?.remove(0);
+        Ok(RopeAppend { layout, pipeline })
+    }
+
+    /// Checks the buffers against `shape` and creates the bind group and the
+    /// parameter block for one layer. The largest step it accepts is as many
+    /// tokens as `qkv` and `q_out` hold.
+    pub fn bind(&self, ctx: &GpuContext, shape: RopeShape, buffers: &RopeBuffers) -> Result<BoundRope, KernelError> {
+        let RopeShape { heads, kv_heads, head_dim, capacity } = shape;
+        let bad = |why: String| Err(KernelError::InvalidArguments(format!("rope_append: {why}")));
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+            return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
+        }
+        if head_dim == 0 || head_dim > MAX_HEAD_DIM {
+            return bad(format!("head_dim {head_dim} must be in 1..={MAX_HEAD_DIM}"));
+        }
+        if heads + kv_heads > MAX_WORKGROUPS {
+            return bad(format!("{} head slots exceed one dispatch", heads + kv_heads));
+        }
+        let rotary_dim = buffers.table.rotary_dim;
+        if rotary_dim > head_dim {
+            return bad(format!("rotary_dim {rotary_dim} exceeds head_dim {head_dim}"));
+        }
+        if buffers.table.capacity < capacity {
+            return bad(format!("the rope table covers {} positions, the cache {capacity}", buffers.table.capacity));
+        }
+        let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
+        require_size("rope_append k_cache", buffers.k_cache, cache_bytes)?;
+        require_size("rope_append v_cache", buffers.v_cache, cache_bytes)?;
+        let qkv_row = ((heads + 2 * kv_heads) * head_dim * 4) as u64;
+        let q_row = (heads * head_dim * 4) as u64;
+        let max_tokens = (buffers.qkv.size() / qkv_row).min(buffers.q_out.size() / q_row) as usize;
+        if max_tokens == 0 {
+            return bad("qkv or q_out cannot hold one token".into());
+        }
+
+        let placeholder;
+        let (norm, eps, q_norm, k_norm) = match buffers.norm {
+            QkNorm::None => {
+                placeholder = ctx.empty_storage_buffer("rope_append no norm", 4);
+                (0, 0.0, &placeholder, &placeholder)
+            }
+            QkNorm::F32 { q, k, eps } => (1, eps, q, k),
+            QkNorm::F16 { q, k, eps } => (2, eps, q, k),
+        };
+        if norm != 0 {
+            let bytes = if norm == 1 { head_dim * 4 } else { head_dim * 2 } as u64;
+            require_size("rope_append q_norm", q_norm, bytes)?;
+            require_size("rope_append k_norm", k_norm, bytes)?;
+        }
+        let inputs = [Some(buffers.qkv), Some(&buffers.table.buffer), Some(q_norm), Some(k_norm)];
+        check_distinct(
+            "rope_append q_out",
+            buffers.q_out,
+            &[&inputs[..], &[Some(buffers.k_cache), Some(buffers.v_cache)]].concat(),
+        )?;
+        check_distinct("rope_append k_cache", buffers.k_cache, &[&inputs[..], &[Some(buffers.v_cache)]].concat())?;
+        check_distinct("rope_append v_cache", buffers.v_cache, &inputs)?;
+
+        let params = Params {
+            tokens: 0,
+            start: 0,
+            heads: heads as u32,
+            kv_heads: kv_heads as u32,
+            head_dim: head_dim as u32,
+            rotary_dim: rotary_dim as u32,
+            capacity: capacity as u32,
+            norm,
+            eps,
+            _pad: [0; 3],
+        };
+        let params_buffer = ctx.uniform_buffer("rope_append params", &params);
+        let bind_group = ctx.bind_buffers(
+            "rope_append",
+            &self.layout,
+            &[
+                &params_buffer,
+                buffers.qkv,
+                &buffers.table.buffer,
+                q_norm,
+                k_norm,
+                buffers.q_out,
+                buffers.k_cache,
+                buffers.v_cache,
+            ],
+        );
+        Ok(BoundRope {
+            pipeline: self.pipeline.clone(),
+            bind_group,
+            params_buffer,
+            params,
+            max_tokens: max_tokens.min(MAX_WORKGROUPS),
+        })
+    }
+}
+
+/// [`RopeAppend`] bound to one layer's buffers.
+pub struct BoundRope {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    params_buffer: wgpu::Buffer,
+    params: Params,
+    max_tokens: usize,
+}
+
+impl BoundRope {
+    /// Sets the step: `tokens` tokens starting at absolute position `start`
+    /// (writes 8 bytes of parameters through the queue).
+    pub fn set_step(&mut self, queue: &wgpu::Queue, tokens: usize, start: usize) -> Result<(), KernelError> {
+        if tokens == 0 || tokens > self.max_tokens {
+            return Err(KernelError::InvalidArguments(format!(
+                "rope_append: {tokens} tokens, the buffers hold 1..={}",
+                self.max_tokens
+            )));
+        }
+        if start + tokens > self.params.capacity as usize {
+            return Err(KernelError::InvalidArguments(format!(
+                "rope_append: positions {start}..{} exceed the cache capacity {}",
+                start + tokens,
+                self.params.capacity
+            )));
+        }
+        self.params.tokens = tokens as u32;
+        self.params.start = start as u32;
+        queue.write_buffer(&self.params_buffer, 0, bytemuck::cast_slice(&[self.params.tokens, self.params.start]));
+        Ok(())
+    }
+
+    /// Records the kernel for the step last given to [`BoundRope::set_step`].
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.params.heads + self.params.kv_heads, self.params.tokens, 1);
+    }
+
+    /// Blocking convenience: sets the step, submits one pass and waits for it.
+    pub fn run(&mut self, ctx: &GpuContext, tokens: usize, start: usize) -> Result<(), KernelError> {
+        self.set_step(&ctx.queue, tokens, start)?;
+        ctx.submit_pass("rope_append", |pass| self.dispatch(pass));
+        ctx.wait()
+    }
+}

@@ -1,0 +1,273 @@
+//! Token sampling on the GPU (`shaders/sampling.wgsl`): greedy argmax, or the
+//! full WebLLM chain — logit bias, repetition/presence/frequency penalties,
+//! temperature, top-p, a draw with a uniform number chosen by the CPU — writing
+//! one u32 token id, so a decode step reads back 4 bytes.
+//!
+//! The CPU reference is [`crate::cpu::sample`] / [`crate::cpu::argmax`]; the
+//! shader's header explains the passes and the top-p method.
+
+use std::mem::offset_of;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::buffers::check_distinct;
+use crate::context::{Binding, KernelLayout, require_size};
+use crate::cpu::{GREEDY_TEMPERATURE, SamplingParams};
+use crate::{GpuContext, KernelError};
+
+const SHADER: &str = include_str!("shaders/sampling.wgsl");
+const REDUCE_PORTABLE: &str = include_str!("shaders/sampling_reduce.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("shaders/sampling_reduce_subgroup.wgsl");
+/// Logits per workgroup of the vocabulary-wide passes.
+const BLOCK: usize = 1024;
+/// Largest vocabulary (256 blocks, reduced by one 256-thread workgroup).
+pub const MAX_VOCAB: usize = 256 * BLOCK;
+/// Histogram bins (plus one counter word).
+const BINS: usize = 2048;
+/// Most candidates sorted exactly.
+pub const TOP_P_CANDIDATES: usize = 1024;
+/// Bytes of the shader's `Scratch` struct: five per-block arrays and four words.
+const SCRATCH_BYTES: u64 = (5 * 256 + 4) * 4;
+
+const ENTRY_POINTS: [&str; 7] =
+    ["process", "reduce", "exponentiate", "choose_cutoff", "collect", "sample", "count_token"];
+
+/// The workgroup reductions for `caps` (subgroup operations when available),
+/// to put at the start of the shader. Browsers (Tint) also need
+/// `enable subgroups;`, which naga rejects natively.
+fn reduce_source(caps: &crate::Capabilities) -> String {
+    match (caps.subgroups, cfg!(target_arch = "wasm32")) {
+        (false, _) => REDUCE_PORTABLE.to_string(),
+        (true, false) => REDUCE_SUBGROUP.to_string(),
+        (true, true) => format!("enable subgroups;\n{REDUCE_SUBGROUP}"),
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    vocab: u32,
+    active_vocab: u32,
+    penalize: u32,
+    greedy: u32,
+    temperature: f32,
+    top_p: f32,
+    uniform: f32,
+    repetition: f32,
+    presence: f32,
+    frequency: f32,
+    blocks: u32,
+    _pad: u32,
+}
+
+/// The buffers the caller owns.
+pub struct SamplerBuffers<'a> {
+    /// The logits of the position to sample, `vocab` f32 (the first `vocab` values of the buffer).
+    pub logits: &'a wgpu::Buffer,
+    /// How often each id was generated in this round, `vocab` u32 (the
+    /// penalties' counts; the caller zeroes it at each new round, see
+    /// [`BoundSampler::set_count_sampled`] to have the GPU update it).
+    pub counts: &'a wgpu::Buffer,
+    /// Receives the token id (u32 at offset 0).
+    pub token: &'a wgpu::Buffer,
+}
+
+/// The compiled sampling pipelines; build once per device.
+pub struct Sampler {
+    layout: KernelLayout,
+    pipelines: Vec<wgpu::ComputePipeline>,
+}
+
+impl Sampler {
+    /// Compiles the passes; the workgroup reductions use subgroups when `ctx.caps.subgroups`.
+    pub fn new(ctx: &GpuContext) -> Result<Sampler, KernelError> {
+        use Binding::*;
+        let layout = ctx.kernel_layout(
+            "sampling",
+            &[Uniform, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+        );
+        let source = format!("{}\n{SHADER}", reduce_source(&ctx.caps));
+        let pipelines = ctx.compile_entries("sampling", &source, &ENTRY_POINTS, &layout)?;
+        Ok(Sampler { layout, pipelines })
+    }
+
+    /// Binds the sampler for a vocabulary of `vocab` ids, creating its private
+    /// buffers (working copy of the logits, bias table, histogram, candidates).
+    /// Starts with [`SamplingParams::default`], no bias, `u = 0.5`.
+    pub fn bind(&self, ctx: &GpuContext, vocab: usize, buffers: &SamplerBuffers) -> Result<BoundSampler, KernelError> {
+        if vocab == 0 || vocab > MAX_VOCAB {
+            return Err(KernelError::InvalidArguments(format!("sampling: vocab {vocab} must be in 1..={MAX_VOCAB}")));
+        }
+        require_size("sampling logits", buffers.logits, (vocab * 4) as u64)?;
+        require_size("sampling counts", buffers.counts, (vocab * 4) as u64)?;
+        require_size("sampling token", buffers.token, 4)?;
+        check_distinct("sampling counts", buffers.counts, &[Some(buffers.logits), Some(buffers.token)])?;
+        check_distinct("sampling token", buffers.token, &[Some(buffers.logits)])?;
+        let bias = ctx.empty_storage_buffer("sampling bias", (vocab * 4) as u64);
+        let work = ctx.empty_storage_buffer("sampling work", (vocab * 4) as u64);
+        let scratch = ctx.empty_storage_buffer("sampling scratch", SCRATCH_BYTES);
+        let hist = ctx.empty_storage_buffer("sampling histogram", ((BINS + 1) * 4) as u64);
+        let candidates = ctx.empty_storage_buffer("sampling candidates", (TOP_P_CANDIDATES * 8) as u64);
+        let params = Params {
+            vocab: vocab as u32,
+            active_vocab: vocab as u32,
+            penalize: 0,
+            greedy: 0,
+            temperature: 1.0,
+            top_p: 1.0,
+            uniform: 0.5,
+            repetition: 1.0,
+            presence: 0.0,
+            frequency: 0.0,
+            blocks: vocab.div_ceil(BLOCK) as u32,
+            _pad: 0,
+        };
+        let params_buffer = ctx.uniform_buffer("sampling params", &params);
+        let bind_group = ctx.bind_buffers(
+            "sampling",
+            &self.layout,
+            &[
+                &params_buffer,
+                buffers.logits,
+                &bias,
+                buffers.counts,
+                &work,
+                &scratch,
+                &hist,
+                &candidates,
+                buffers.token,
+            ],
+        );
+        Ok(BoundSampler {
+            pipelines: self.pipelines.clone(),
+            bind_group,
+            params_buffer,
+            params,
+            bias,
+            has_bias: false,
+            count_sampled: false,
+            _private: [work, scratch, hist, candidates],
+        })
+    }
+}
+
+/// [`Sampler`] bound to one logits buffer.
+pub struct BoundSampler {
+    pipelines: Vec<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    params_buffer: wgpu::Buffer,
+    params: Params,
+    bias: wgpu::Buffer,
+    has_bias: bool,
+    count_sampled: bool,
+    _private: [wgpu::Buffer; 4],
+}
+
+impl BoundSampler {
+    /// Sets a request's parameters (validated as the spec does) and the active
+    /// vocabulary (ids at or above it are never sampled; `None`: all).
+    pub fn set_params(
+        &mut self,
+        queue: &wgpu::Queue,
+        params: &SamplingParams,
+        active_vocab: Option<usize>,
+    ) -> Result<(), KernelError> {
+        params.validate().map_err(|e| KernelError::InvalidArguments(format!("sampling: {e}")))?;
+        let vocab = self.params.vocab as usize;
+        let active = active_vocab.unwrap_or(vocab);
+        if active == 0 || active > vocab {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: active vocabulary {active} must be in 1..={vocab}"
+            )));
+        }
+        let p = &mut self.params;
+        p.active_vocab = active as u32;
+        p.penalize = params.penalties_active() as u32;
+        p.greedy = (params.effective_temperature() <= GREEDY_TEMPERATURE) as u32;
+        p.temperature = params.effective_temperature();
+        p.top_p = params.effective_top_p();
+        p.repetition = params.repetition_penalty;
+        p.presence = params.presence_penalty;
+        p.frequency = params.frequency_penalty;
+        queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.params));
+        Ok(())
+    }
+
+    /// Sets the step's uniform random number `u ∈ [0, 1)` (writes 4 bytes).
+    pub fn set_uniform(&mut self, queue: &wgpu::Queue, uniform: f32) -> Result<(), KernelError> {
+        if !(0.0..=1.0).contains(&uniform) {
+            return Err(KernelError::InvalidArguments(format!("sampling: uniform {uniform} outside [0, 1]")));
+        }
+        self.params.uniform = uniform;
+        queue.write_buffer(&self.params_buffer, offset_of!(Params, uniform) as u64, bytemuck::bytes_of(&uniform));
+        Ok(())
+    }
+
+    /// Sets the request's logit bias, `(token id, bias)` pairs (a JSON map, so
+    /// unique ids; ids outside the vocabulary are ignored, as by the reference).
+    /// Rewrites the dense bias table only when there was or is a bias.
+    pub fn set_logit_bias(&mut self, queue: &wgpu::Queue, bias: &[(u32, f32)]) {
+        if bias.is_empty() && !self.has_bias {
+            return;
+        }
+        let mut dense = vec![0.0f32; self.params.vocab as usize];
+        for &(id, b) in bias {
+            if let Some(slot) = dense.get_mut(id as usize) {
+                *slot += b;
+            }
+        }
+        queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(&dense));
+        self.has_bias = !bias.is_empty();
+    }
+
+    /// Whether each dispatch also adds 1 to the sampled token's count (the
+    /// spec counts every generated token of the round; off by default).
+    pub fn set_count_sampled(&mut self, on: bool) {
+        self.count_sampled = on;
+    }
+
+    /// Records greedy decoding: the argmax of the biased and penalised logits
+    /// (ties: lowest id), two passes.
+    pub fn dispatch_argmax(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record(pass, &[(0, self.params.blocks), (1, 1)]);
+    }
+
+    /// Records the full sampling chain of the spec (a temperature ≤ 1e-5 draws
+    /// among the tied maxima with `u`), six passes.
+    pub fn dispatch_sample(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let blocks = self.params.blocks;
+        self.record(pass, &[(0, blocks), (1, 1), (2, blocks), (3, 1), (4, blocks), (5, 1)]);
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, passes: &[(usize, u32)]) {
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        for &(pipeline, workgroups) in passes {
+            pass.set_pipeline(&self.pipelines[pipeline]);
+            pass.dispatch_workgroups(workgroups, 1, 1);
+        }
+        if self.count_sampled {
+            pass.set_pipeline(&self.pipelines[6]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+    }
+
+    /// Blocking convenience: greedy argmax, reading the token back.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn argmax_blocking(&self, ctx: &GpuContext, token: &wgpu::Buffer) -> Result<u32, KernelError> {
+        ctx.submit_pass("argmax", |pass| self.dispatch_argmax(pass));
+        Ok(ctx.read_u32(token, 1)?[0])
+    }
+
+    /// Blocking convenience: sets `u`, samples, reads the token back.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn sample_blocking(
+        &mut self,
+        ctx: &GpuContext,
+        token: &wgpu::Buffer,
+        uniform: f32,
+    ) -> Result<u32, KernelError> {
+        self.set_uniform(&ctx.queue, uniform)?;
+        ctx.submit_pass("sample", |pass| self.dispatch_sample(pass));
+        Ok(ctx.read_u32(token, 1)?[0])
+    }
+}

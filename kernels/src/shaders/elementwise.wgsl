@@ -1,0 +1,66 @@
+// Elementwise ops on [rows, width] f32 activations, one invocation per output
+// value over a 2-D grid of 256-invocation workgroups:
+//   add_in_place:   out[i] += input[i]                       (the residual add)
+//   silu_mul:       out[t, j] = silu(gate) · up               (SwiGLU)
+//   gelu_tanh_mul:  out[t, j] = gelu_tanh(gate) · up          (GeGLU, Gemma)
+// where gate = input[t, j] and up = input[t, width + j]: MLC's fused gate_up
+// projection puts the two halves side by side in each row of `input`.
+
+struct Params {
+    rows: u32,   // rows in use (updated per step by the wrapper)
+    width: u32,  // output values per row (the intermediate size for the gated ops)
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> input: array<f32>;
+
+fn element_index(id: vec3<u32>, count: vec3<u32>, lid: u32) -> u32 {
+    return (id.x + id.y * count.x) * 256u + lid;
+}
+
+fn silu(g: f32) -> f32 {
+    // exp(-g) overflows to +inf for g < -88 and the quotient is then -0: correct.
+    return g / (1.0 + exp(-g));
+}
+
+fn gelu_tanh(g: f32) -> f32 {
+    // Clamped because some drivers compute tanh from exp and return NaN for large
+    // arguments; tanh(±10) is ±1 to f32 precision.
+    let inner = clamp(0.7978846 * (g + 0.044715 * g * g * g), -10.0, 10.0);
+    return 0.5 * g * (1.0 + tanh(inner));
+}
+
+@compute @workgroup_size(256)
+fn add_in_place(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) groups: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, groups, lid);
+    if i < params.rows * params.width {
+        out[i] += input[i];
+    }
+}
+
+@compute @workgroup_size(256)
+fn silu_mul(@builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) groups: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, groups, lid);
+    if i < params.rows * params.width {
+        let gate = input[i + (i / params.width) * params.width];
+        let up = input[i + (i / params.width + 1u) * params.width];
+        out[i] = silu(gate) * up;
+    }
+}
+
+@compute @workgroup_size(256)
+fn gelu_tanh_mul(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, groups, lid);
+    if i < params.rows * params.width {
+        let gate = input[i + (i / params.width) * params.width];
+        let up = input[i + (i / params.width + 1u) * params.width];
+        out[i] = gelu_tanh(gate) * up;
+    }
+}

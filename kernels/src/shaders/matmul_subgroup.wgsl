@@ -1,0 +1,31 @@
+// Decode matrix × vector with subgroup reductions (appended to matmul.wgsl when
+// the device has subgroups). Each subgroup owns whole sets of ROWS_PER_THREAD
+// rows and sums them with subgroupAdd: no workgroup memory, no barriers, and no
+// assumption about how invocations map to subgroups or how large subgroups are.
+
+// Rows per workgroup: ROWS_PER_THREAD × 256 / the smallest subgroup size, so
+// that every subgroup has a row set; larger subgroups take several in turn.
+override SUBGROUP_ROWS: u32 = 32u;
+
+@compute @workgroup_size(256)
+fn matvec_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) groups: vec3<u32>,
+                   @builtin(subgroup_id) subgroup: u32,
+                   @builtin(num_subgroups) subgroups: u32,
+                   @builtin(subgroup_invocation_id) lane: u32,
+                   @builtin(subgroup_size) width: u32) {
+    let base = workgroup_index(wid, groups) * SUBGROUP_ROWS;
+    for (var r = subgroup * ROWS_PER_THREAD; r < SUBGROUP_ROWS; r += subgroups * ROWS_PER_THREAD) {
+        let first = base + r;
+        var sums = vec4<f32>(0.0);
+        if first < params.n {
+            for (var g = lane; g < params.k / 32u; g += width) {
+                sums += group_dots(first, g);
+            }
+        }
+        let totals = subgroupAdd(sums);
+        if lane == 0u {
+            store_rows(first, totals);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+// RMS norm with a subgroup reduction (appended to rms_norm.wgsl when the device
+// has subgroups): one subgroupAdd per subgroup, then one barrier to combine the
+// subgroups' sums, instead of log2(256) barriers.
+
+var<workgroup> subgroup_sums: array<f32, WORKGROUP>;
+
+@compute @workgroup_size(256)
+fn rms_norm_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) groups: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32,
+                     @builtin(subgroup_id) subgroup: u32,
+                     @builtin(num_subgroups) subgroups: u32,
+                     @builtin(subgroup_invocation_id) lane: u32) {
+    let r = row_index(wid, groups);
+    if r >= params.rows * params.heads {
+        return;
+    }
+    let sum = subgroupAdd(partial_sum_of_squares(r, lid));
+    if lane == 0u {
+        subgroup_sums[subgroup] = sum;
+    }
+    workgroupBarrier();
+    var total = 0.0;
+    for (var s = 0u; s < subgroups; s++) {
+        total += subgroup_sums[s];
+    }
+    write_row(r, lid, total);
+}

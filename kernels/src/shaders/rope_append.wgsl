@@ -1,0 +1,125 @@
+// Fused RoPE + KV-cache append.
+//
+// For each of `tokens` tokens at absolute positions start..start+tokens, from the
+// fused projection row `qkv[t] = [q (heads·D) | k (kv_heads·D) | v (kv_heads·D)]`:
+//   (Qwen3 only) every q and k head:  x ← x · rsqrt(mean(x²) + eps) · w_norm
+//   every q and k head:  for i < R/2 (R = rotary_dim, angle θ_i = pos · inv_freq_i):
+//       y[i]       = x[i] · cos θ_i − x[i + R/2] · sin θ_i
+//       y[i + R/2] = x[i + R/2] · cos θ_i + x[i] · sin θ_i
+//   dims ≥ R pass through;
+//   q_out[t, h]             = y_q          ([tokens, heads·D])
+//   k_cache[g, pos]         = y_k          ([kv_heads, capacity, D])
+//   v_cache[g, pos]         = v            (unrotated)
+// cos θ and sin θ come from a table computed on the CPU ([capacity, R/2] of
+// (cos, sin)), because WGSL's cos/sin are not accurate for large angles.
+//
+// One workgroup per (head slot, token): slots 0..heads are query heads, slots
+// heads..heads+kv_heads are key heads, whose workgroup also copies the value head.
+
+struct Params {
+    tokens: u32,      // tokens in this step
+    start: u32,       // absolute position of the first one
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,    // D ≤ 256
+    rotary_dim: u32,  // R ≤ D, even
+    capacity: u32,    // positions the cache holds
+    norm: u32,        // 0: no q/k norm, 1: f32 weights, 2: f16 weights (2 per u32 word)
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> cos_sin: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> q_norm: array<u32>;
+@group(0) @binding(4) var<storage, read> k_norm: array<u32>;
+@group(0) @binding(5) var<storage, read_write> q_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
+
+const WG: u32 = 64u;
+const MAX_HEAD_DIM: u32 = 256u;
+
+var<workgroup> head: array<f32, MAX_HEAD_DIM>;
+var<workgroup> partial: array<f32, WG>;
+
+// Weight `i` of a q/k norm stored as f32 bits or as packed f16 pairs.
+fn norm_weight(is_query: bool, i: u32) -> f32 {
+    if params.norm == 1u {
+        return bitcast<f32>(select(k_norm[i], q_norm[i], is_query));
+    }
+    let word = select(k_norm[i / 2u], q_norm[i / 2u], is_query);
+    return unpack2x16float(word)[i % 2u];
+}
+
+@compute @workgroup_size(WG)
+fn rope_append(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let slot = group.x;
+    let t = group.y;
+    let d = params.head_dim;
+    let row = t * (params.heads + 2u * params.kv_heads) * d;
+    let is_query = slot < params.heads;
+    let pos = params.start + t;
+
+    for (var i = lid; i < d; i += WG) {
+        head[i] = qkv[row + slot * d + i];
+    }
+    workgroupBarrier();
+
+    if params.norm != 0u {
+        var squares = 0.0;
+        for (var i = lid; i < d; i += WG) {
+            squares += head[i] * head[i];
+        }
+        partial[lid] = squares;
+        workgroupBarrier();
+        for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+            if lid < stride {
+                partial[lid] += partial[lid + stride];
+            }
+            workgroupBarrier();
+        }
+        let inv_rms = 1.0 / sqrt(partial[0] / f32(d) + params.eps);
+        // Each thread rescales the same elements it reads below, after everyone
+        // has read `partial[0]`.
+        workgroupBarrier();
+        for (var i = lid; i < d; i += WG) {
+            head[i] = head[i] * inv_rms * norm_weight(is_query, i);
+        }
+        workgroupBarrier();
+    }
+
+    let half = params.rotary_dim / 2u;
+    var dst: u32;
+    if is_query {
+        dst = (t * params.heads + slot) * d;
+    } else {
+        dst = ((slot - params.heads) * params.capacity + pos) * d;
+    }
+    for (var i = lid; i < d; i += WG) {
+        var y = head[i];
+        if i < params.rotary_dim {
+            let cs = cos_sin[pos * half + i % half];
+            if i < half {
+                y = head[i] * cs.x - head[i + half] * cs.y;
+            } else {
+                y = head[i] * cs.x + head[i - half] * cs.y;
+            }
+        }
+        if is_query {
+            q_out[dst + i] = y;
+        } else {
+            k_cache[dst + i] = y;
+        }
+    }
+
+    if !is_query {
+        let v_src = row + (params.heads + params.kv_heads + slot - params.heads) * d;
+        for (var i = lid; i < d; i += WG) {
+            v_cache[dst + i] = qkv[v_src + i];
+        }
+    }
+}

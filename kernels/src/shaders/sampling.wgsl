@@ -1,0 +1,409 @@
+// Token sampling on the GPU, in WebLLM's order (sampling-and-stats.md §2):
+//   l = logits + bias;  penalties on generated tokens (count c > 0):
+//       l ← l − (presence + c·frequency);  l ← l·rep if l < 0 else l / rep
+//   x = l / T  (greedy, T ≤ 1e-5: x = l);   ids ≥ active_vocab are excluded (p = 0)
+//   p = exp(x − max x) / Σ exp(x − max x)   (greedy: p = 1/n on the n maxima)
+//   sort p descending (equal p: ascending id), cum = inclusive prefix sums,
+//   nucleus 0..=K, K = first index with cum[K] ≥ top_p;
+//   token = sorted[j], j = first index with u < cum[j] / cum[K].
+//
+// Passes (the vocabulary is cut into blocks of BLOCK = 1024 logits, one workgroup each):
+//   process        (blocks)  work = x; per block: argmax of l (ties → lowest id), max of x
+//   reduce         (1)       token = argmax (greedy decoding ends here); max of x;
+//                            clears the histogram
+//   exponentiate   (blocks)  work = e = exp(x − max) (greedy: 1 on the maxima, else 0);
+//                            per block Σ e; histogram of e by its top 13 bits
+//   choose_cutoff  (1)       Σ e; the lowest histogram bin such that the bins from the
+//                            top down to it hold ≤ CAP tokens: the candidates
+//   collect        (blocks)  candidates (e, id) with bin ≥ cutoff; per block Σ e of the rest
+//   sample         (1)       bitonic sort of the ≤ CAP candidates, then the spec's scan
+//   count_token    (1)       optional: counts[token] += 1 (the penalties' counts)
+//
+// Top-p method: the bin of a probability is its f32 bit pattern >> 19 (exponent and
+// 4 mantissa bits, 16 bins per octave), monotone in the value, so the candidates are
+// exactly the most probable tokens, at most CAP = 1024 of them. Their prefix sums
+// are taken in sorted order exactly as the spec does, so when the nucleus boundary
+// and the draw fall among them (peaked distributions, the usual case) the result is
+// the spec's. Otherwise the rest ("tail") is handled without sorting: the nucleus
+// mass is taken as min(top_p, total) and a draw beyond the candidates picks the
+// tail token whose running mass in id order passes the remaining goal — still
+// distributed as p when top_p = 1, but not the spec's exact order.
+
+struct Params {
+    vocab: u32,
+    active_vocab: u32,   // ids ≥ this are masked
+    penalize: u32,       // 1: apply the penalties
+    greedy: u32,         // 1: temperature ≤ 1e-5
+    temperature: f32,    // max(T, 1e-6)
+    top_p: f32,          // max(top_p, 1e-5)
+    uniform: f32,        // the step's uniform random number in [0, 1)
+    repetition: f32,
+    presence: f32,
+    frequency: f32,
+    blocks: u32,         // ceil(vocab / BLOCK) ≤ MAX_BLOCKS
+    _pad: u32,
+}
+
+const WG: u32 = 256u;
+const PER_THREAD: u32 = 4u;
+const BLOCK: u32 = WG * PER_THREAD;
+const MAX_BLOCKS: u32 = WG;            // vocab ≤ 262144
+const BINS: u32 = 2048u;
+const BINS_PER_THREAD: u32 = BINS / WG;
+const CAP: u32 = 1024u;
+
+struct Scratch {
+    block_best_value: array<f32, MAX_BLOCKS>,
+    block_best_index: array<u32, MAX_BLOCKS>,
+    block_max: array<f32, MAX_BLOCKS>,
+    block_sum: array<f32, MAX_BLOCKS>,
+    block_tail: array<f32, MAX_BLOCKS>,
+    max: f32,
+    sum: f32,
+    cutoff: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> counts: array<u32>;
+@group(0) @binding(4) var<storage, read_write> work: array<f32>;
+@group(0) @binding(5) var<storage, read_write> scratch: Scratch;
+@group(0) @binding(6) var<storage, read_write> hist: array<atomic<u32>>;   // BINS bins, then the candidate count
+@group(0) @binding(7) var<storage, read_write> candidates: array<vec2<u32>>;  // (bits of e, id)
+@group(0) @binding(8) var<storage, read_write> token: array<u32>;
+
+fn bin_of(e: f32) -> u32 {
+    return bitcast<u32>(e) >> 19u;
+}
+
+fn processed_logit(i: u32) -> f32 {
+    var l = logits[i] + bias[i];
+    if params.penalize != 0u {
+        let c = counts[i];
+        if c > 0u {
+            l = l - (params.presence + f32(c) * params.frequency);
+            l = select(l / params.repetition, l * params.repetition, l < 0.0);
+        }
+    }
+    return l;
+}
+
+@compute @workgroup_size(WG)
+fn process(inv: Invocation) {
+    let b = inv.group.x;
+    var best = Best(LOWEST, NO_INDEX);
+    var m = LOWEST;
+    for (var k = 0u; k < PER_THREAD; k++) {
+        let i = b * BLOCK + k * WG + inv.index;
+        if i < params.vocab {
+            let l = processed_logit(i);
+            var x = l;
+            if params.greedy == 0u {
+                x = l / params.temperature;
+            }
+            work[i] = x;
+            if i < params.active_vocab {
+                best = better(best, Best(l, i));
+                m = max(m, x);
+            }
+        }
+    }
+    best = block_best(best, inv);
+    m = block_max(m, inv);
+    if inv.index == 0u {
+        scratch.block_best_value[b] = best.value;
+        scratch.block_best_index[b] = best.index;
+        scratch.block_max[b] = m;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn reduce(inv: Invocation) {
+    var best = Best(LOWEST, NO_INDEX);
+    var m = LOWEST;
+    if inv.index < params.blocks {
+        best = Best(scratch.block_best_value[inv.index], scratch.block_best_index[inv.index]);
+        m = scratch.block_max[inv.index];
+    }
+    best = block_best(best, inv);
+    m = block_max(m, inv);
+    if inv.index == 0u {
+        token[0] = best.index;
+        scratch.max = m;
+    }
+    for (var j = inv.index; j <= BINS; j += WG) {
+        atomicStore(&hist[j], 0u);
+    }
+}
+
+var<workgroup> block_hist: array<atomic<u32>, BINS>;
+
+@compute @workgroup_size(WG)
+fn exponentiate(inv: Invocation) {
+    let b = inv.group.x;
+    for (var j = inv.index; j < BINS; j += WG) {
+        atomicStore(&block_hist[j], 0u);
+    }
+    workgroupBarrier();
+    let m = scratch.max;
+    var sum = 0.0;
+    for (var k = 0u; k < PER_THREAD; k++) {
+        let i = b * BLOCK + k * WG + inv.index;
+        if i < params.vocab {
+            var e = 0.0;
+            if i < params.active_vocab {
+                if params.greedy != 0u {
+                    e = select(0.0, 1.0, work[i] == m);
+                } else {
+                    e = exp(work[i] - m);
+                }
+            }
+            work[i] = e;
+            sum += e;
+            atomicAdd(&block_hist[bin_of(e)], 1u);
+        }
+    }
+    sum = block_sum(sum, inv);  // its barrier also completes `block_hist`
+    if inv.index == 0u {
+        scratch.block_sum[b] = sum;
+    }
+    for (var j = inv.index; j < BINS; j += WG) {
+        let n = atomicLoad(&block_hist[j]);
+        if n > 0u {
+            atomicAdd(&hist[j], n);
+        }
+    }
+}
+
+var<workgroup> bin_group_count: array<u32, WG>;
+
+@compute @workgroup_size(WG)
+fn choose_cutoff(inv: Invocation) {
+    var sum = 0.0;
+    if inv.index < params.blocks {
+        sum = scratch.block_sum[inv.index];
+    }
+    sum = block_sum(sum, inv);
+    var n = 0u;
+    for (var j = 0u; j < BINS_PER_THREAD; j++) {
+        n += atomicLoad(&hist[inv.index * BINS_PER_THREAD + j]);
+    }
+    bin_group_count[inv.index] = n;
+    workgroupBarrier();
+    if inv.index == 0u {
+        scratch.sum = sum;
+        // Take whole groups of bins from the top while they fit, then single bins.
+        var taken = 0u;
+        var cutoff = 0u;
+        for (var g = WG; g > 0u; g--) {
+            if taken + bin_group_count[g - 1u] <= CAP {
+                taken += bin_group_count[g - 1u];
+                continue;
+            }
+            cutoff = g * BINS_PER_THREAD;
+            for (var bin = g * BINS_PER_THREAD; bin > (g - 1u) * BINS_PER_THREAD; bin--) {
+                let c = atomicLoad(&hist[bin - 1u]);
+                if taken + c > CAP {
+                    break;
+                }
+                taken += c;
+                cutoff = bin - 1u;
+            }
+            break;
+        }
+        scratch.cutoff = cutoff;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn collect(inv: Invocation) {
+    let b = inv.group.x;
+    let cutoff = scratch.cutoff;
+    var tail = 0.0;
+    for (var k = 0u; k < PER_THREAD; k++) {
+        let i = b * BLOCK + k * WG + inv.index;
+        if i < params.vocab {
+            let e = work[i];
+            if bin_of(e) >= cutoff {
+                let slot = atomicAdd(&hist[BINS], 1u);
+                if slot < CAP {
+                    candidates[slot] = vec2<u32>(bitcast<u32>(e), i);
+                }
+            } else {
+                tail += e;
+            }
+        }
+    }
+    tail = block_sum(tail, inv);
+    if inv.index == 0u {
+        scratch.block_tail[b] = tail;
+    }
+}
+
+var<workgroup> keys: array<u32, CAP>;    // bits of e (ordered like e, as e ≥ 0)
+var<workgroup> ids: array<u32, CAP>;
+var<workgroup> cum: array<f32, CAP>;
+var<workgroup> choice: u32;
+var<workgroup> tail_block: u32;
+var<workgroup> tail_target: f32;
+var<workgroup> tail_first: atomic<u32>;
+var<workgroup> tail_last: atomic<u32>;
+
+// Sorted order: larger probability first, then lower id.
+fn goes_before(a: u32, b: u32) -> bool {
+    return keys[a] > keys[b] || (keys[a] == keys[b] && ids[a] < ids[b]);
+}
+
+@compute @workgroup_size(WG)
+fn sample(inv: Invocation) {
+    let lid = inv.index;
+    let n = min(atomicLoad(&hist[BINS]), CAP);
+    for (var j = lid; j < CAP; j += WG) {
+        if j < n {
+            let c = candidates[j];
+            keys[j] = c.x;
+            ids[j] = c.y;
+        } else {
+            keys[j] = 0u;
+            ids[j] = NO_INDEX;
+        }
+    }
+
+    // Bitonic sort of the CAP slots into `goes_before` order.
+    for (var size = 2u; size <= CAP; size <<= 1u) {
+        for (var stride = size >> 1u; stride > 0u; stride >>= 1u) {
+            workgroupBarrier();
+            for (var j = lid; j < CAP; j += WG) {
+                let partner = j ^ stride;
+                if partner > j && goes_before(j, partner) != ((j & size) == 0u) {
+                    let key = keys[j];
+                    let id = ids[j];
+                    keys[j] = keys[partner];
+                    ids[j] = ids[partner];
+                    keys[partner] = key;
+                    ids[partner] = id;
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+
+    // The spec's scan over the sorted candidates, serially (same f32 sums as the reference).
+    if lid == 0u {
+        let s = scratch.sum;
+        var total = 0.0;
+        var last = NO_INDEX;  // K when it is among the candidates
+        for (var j = 0u; j < n; j++) {
+            total += bitcast<f32>(keys[j]) / s;
+            cum[j] = total;
+            if total >= params.top_p {
+                last = j;
+                break;
+            }
+        }
+        var renorm: f32;
+        var scanned = n;
+        if last != NO_INDEX {
+            renorm = cum[last];
+            scanned = last + 1u;
+        } else {
+            var tail = 0.0;
+            for (var b = 0u; b < params.blocks; b++) {
+                tail += scratch.block_tail[b];
+            }
+            renorm = min(params.top_p, total + tail / s);
+        }
+        var chosen = NO_INDEX;
+        for (var j = 0u; j < scanned; j++) {
+            if params.uniform < cum[j] / renorm {
+                chosen = ids[j];
+                break;
+            }
+        }
+        if chosen == NO_INDEX && last != NO_INDEX {
+            chosen = ids[last];  // u ≥ 1
+        }
+        if chosen == NO_INDEX {
+            // The draw lies in the tail: find its block by the tail masses in id order.
+            var goal = (params.uniform * renorm - total) * s;
+            var b = 0u;
+            for (; b + 1u < params.blocks; b++) {
+                if goal < scratch.block_tail[b] {
+                    break;
+                }
+                goal -= scratch.block_tail[b];
+            }
+            tail_block = b;
+            tail_target = goal;
+        }
+        choice = chosen;
+        atomicStore(&tail_first, NO_INDEX);
+        atomicStore(&tail_last, 0u);
+    }
+    var chosen = workgroupUniformLoad(&choice);
+
+    if chosen == NO_INDEX {
+        // Running tail mass over the block in id order: each thread owns PER_THREAD
+        // consecutive ids; the thread totals get an inclusive scan in `cum`.
+        let b = tail_block;
+        let goal = tail_target;
+        let cutoff = scratch.cutoff;
+        var running: array<f32, PER_THREAD>;
+        var mass: array<f32, PER_THREAD>;
+        var own = 0.0;
+        for (var k = 0u; k < PER_THREAD; k++) {
+            let i = b * BLOCK + lid * PER_THREAD + k;
+            var e = 0.0;
+            if i < params.vocab && bin_of(work[i]) < cutoff {
+                e = work[i];
+            }
+            own += e;
+            mass[k] = e;
+            running[k] = own;
+        }
+        cum[lid] = own;
+        workgroupBarrier();
+        for (var offset = 1u; offset < WG; offset <<= 1u) {
+            var add = 0.0;
+            if lid >= offset {
+                add = cum[lid - offset];
+            }
+            workgroupBarrier();
+            cum[lid] += add;
+            workgroupBarrier();
+        }
+        let before = cum[lid] - own;
+        for (var k = 0u; k < PER_THREAD; k++) {
+            let i = b * BLOCK + lid * PER_THREAD + k;
+            if mass[k] > 0.0 {
+                atomicMax(&tail_last, i + 1u);  // id + 1: 0 means none
+                if before + running[k] > goal {
+                    atomicMin(&tail_first, i);
+                }
+            }
+        }
+        workgroupBarrier();
+        if lid == 0u {
+            var pick = atomicLoad(&tail_first);
+            let last_positive = atomicLoad(&tail_last);
+            if pick == NO_INDEX && last_positive != 0u {
+                pick = last_positive - 1u;  // rounding left the goal past the block's mass
+            }
+            if pick == NO_INDEX {
+                pick = token[0];  // no tail mass at all: the argmax
+            }
+            choice = pick;
+        }
+        chosen = workgroupUniformLoad(&choice);
+    }
+    if lid == 0u {
+        token[0] = chosen;
+    }
+}
+
+@compute @workgroup_size(1)
+fn count_token() {
+    counts[token[0]] += 1u;
+}

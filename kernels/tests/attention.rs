@@ -1,0 +1,185 @@
+//! Attention (prefill and split-sequence decode) against `cpu::causal_attention`.
+
+mod support_attn;
+
+use mlc_kernels::cpu::{KvLayout, causal_attention};
+use mlc_kernels::{Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, KernelError};
+use support_attn::{assert_close, contexts, random_vec, rng, upload};
+
+/// Runs `tokens` queries at `start..start + tokens` over a random cache and
+/// compares with the CPU reference.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    ctx: &GpuContext,
+    path: &str,
+    kernel: &Attention,
+    head_dim: usize,
+    heads: usize,
+    kv_heads: usize,
+    tokens: usize,
+    start: usize,
+    min_chunk_len: usize,
+    seed: u64,
+) {
+    let what = format!(
+        "{path} head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start} (chunks ≥ {min_chunk_len} keys)"
+    );
+    let mut rng = rng(seed);
+    let capacity = start + tokens + 5;
+    let layout = KvLayout { kv_heads, capacity, head_dim };
+    // Large enough values that the softmax is far from uniform.
+    let q = random_vec(&mut rng, tokens * heads * head_dim, 3.0);
+    let keys = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
+    let values = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
+    let scale = (head_dim as f32).powf(-0.5);
+    let mut want = vec![0.0; q.len()];
+    causal_attention(&q, &keys, &values, layout, heads, start, scale, &mut want);
+
+    let q_buffer = upload(ctx, &q);
+    let k_cache = upload(ctx, &keys);
+    let v_cache = upload(ctx, &values);
+    let out = ctx.empty_storage_buffer("out", (q.len() * 4) as u64);
+    let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity);
+    let buffers = AttentionBuffers { q: &q_buffer, k_cache: &k_cache, v_cache: &v_cache, out: &out, scratch: &scratch };
+    let mut bound = kernel.bind(ctx, AttentionShape { heads, kv_heads, capacity }, &buffers, scale).unwrap();
+    bound.set_min_chunk_len(min_chunk_len);
+    bound.run(ctx, tokens, start).unwrap();
+    let got = ctx.read_f32(&out, want.len()).unwrap();
+    assert_close(&what, &got, &want, 1e-4, 1e-5);
+}
+
+#[test]
+fn prefill_matches_the_cpu_reference() {
+    // (head_dim, heads, kv_heads, tokens, start)
+    let cases = [
+        (16, 4, 4, 37, 0),
+        (16, 4, 2, 70, 13),
+        (32, 4, 2, 33, 0),
+        (32, 6, 6, 9, 40),
+        (64, 14, 2, 40, 0),
+        (64, 14, 2, 17, 100),
+        (128, 8, 4, 19, 0),
+        (128, 4, 2, 10, 30),
+        (256, 2, 1, 7, 9),
+        (80, 4, 2, 13, 3),
+        // Groups larger than a workgroup's rows, and rows not a multiple of the group.
+        (64, 16, 1, 20, 5),
+        (32, 12, 4, 25, 7),
+    ];
+    for (path, ctx) in contexts() {
+        let mut kernels = std::collections::HashMap::new();
+        for (i, &(d, heads, kv_heads, tokens, start)) in cases.iter().enumerate() {
+            let kernel = kernels.entry(d).or_insert_with(|| Attention::new(ctx, d).unwrap());
+            check(ctx, path, kernel, d, heads, kv_heads, tokens, start, 1, 200 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn decode_matches_the_cpu_reference_across_chunk_boundaries() {
+    for (path, ctx) in contexts() {
+        // Qwen2.5-0.5B's shape: 14 query heads on 2 kv heads of 64.
+        let kernel = Attention::new(ctx, 64).unwrap();
+        // Longer chunks (several tiles each) once; the default on every path.
+        let chunk_lens: &[usize] = if *path == "portable" {
+            &[mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN, 128]
+        } else {
+            &[mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN]
+        };
+        for &min_chunk_len in chunk_lens {
+            for (i, kv_len) in [1, 2, 31, 32, 33, 63, 64, 65, 128, 129, 257, 1500].into_iter().enumerate() {
+                check(ctx, path, &kernel, 64, 14, 2, 1, kv_len - 1, min_chunk_len, 300 + i as u64);
+            }
+        }
+        for (i, (d, heads, kv_heads, kv_len)) in
+            [(16, 4, 4, 70), (32, 4, 2, 200), (128, 16, 8, 130), (256, 2, 1, 65), (64, 16, 1, 300), (256, 8, 1, 40)]
+                .into_iter()
+                .enumerate()
+        {
+            let kernel = Attention::new(ctx, d).unwrap();
+            check(ctx, path, &kernel, d, heads, kv_heads, 1, kv_len - 1, 1, 400 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn decode_with_more_positions_than_chunks() {
+    // 256 chunks at most: a 20000-position context uses chunks of several tiles.
+    let (path, ctx) = &contexts()[1];
+    let kernel = Attention::new(ctx, 16).unwrap();
+    check(ctx, path, &kernel, 16, 2, 1, 1, 19_999, 1, 500);
+}
+
+fn invalid<T>(result: Result<T, KernelError>) -> bool {
+    matches!(result, Err(KernelError::InvalidArguments(_)))
+}
+
+#[test]
+fn attention_rejects_wrong_shapes() {
+    let (_, ctx) = &contexts()[0];
+    assert!(invalid(Attention::new(ctx, 20)), "head_dim not a multiple of 16");
+    assert!(invalid(Attention::new(ctx, 512)), "head_dim too large");
+    let kernel = Attention::new(ctx, 16).unwrap();
+    let q = ctx.empty_storage_buffer("q", 4 * 4 * 16 * 3);
+    let out = ctx.empty_storage_buffer("out", 4 * 4 * 16 * 3);
+    let cache = ctx.empty_storage_buffer("cache", 4 * 2 * 16 * 32);
+    let scratch = AttentionScratch::new(ctx, 4, 16, 32);
+    let aliased = AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &q, scratch: &scratch };
+    let shape = AttentionShape { heads: 4, kv_heads: 2, capacity: 32 };
+    assert!(invalid(kernel.bind(ctx, shape, &aliased, 0.25)), "out aliases q");
+    let buffers = AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
+    assert!(invalid(kernel.bind(ctx, AttentionShape { capacity: 33, ..shape }, &buffers, 0.25)), "cache too small");
+    assert!(invalid(kernel.bind(ctx, AttentionShape { kv_heads: 3, ..shape }, &buffers, 0.25)), "heads % kv_heads");
+    assert!(invalid(kernel.bind(ctx, AttentionShape { heads: 8, kv_heads: 1, ..shape }, &buffers, 0.25)), "scratch");
+    let mut bound = kernel.bind(ctx, shape, &buffers, 0.25).unwrap();
+    assert!(invalid(bound.set_step(&ctx.queue, 4, 0)), "more tokens than q holds");
+    assert!(invalid(bound.set_step(&ctx.queue, 1, 32)), "past the capacity");
+    bound.set_step(&ctx.queue, 3, 29).unwrap();
+}
+
+/// Rough timings (run with `--ignored --nocapture` on a real GPU; meaningless on lavapipe).
+#[test]
+#[ignore]
+fn bench_attention() {
+    let (path, ctx) = &contexts()[1];
+    for (d, heads, kv_heads) in [(64, 14, 2), (128, 16, 8)] {
+        let capacity = 16384;
+        let mut rng = rng(900);
+        let kernel = Attention::new(ctx, d).unwrap();
+        let q = upload(ctx, &random_vec(&mut rng, 1024 * heads * d, 1.0));
+        let k_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
+        let v_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
+        let out = ctx.empty_storage_buffer("out", (1024 * heads * d * 4) as u64);
+        let scratch = AttentionScratch::new(ctx, heads, d, capacity);
+        let buffers = AttentionBuffers { q: &q, k_cache: &k_cache, v_cache: &v_cache, out: &out, scratch: &scratch };
+        let mut bound = kernel.bind(ctx, AttentionShape { heads, kv_heads, capacity }, &buffers, 0.125).unwrap();
+        let steps = [
+            (1, 127, 200, 32),
+            (1, 1023, 200, 32),
+            (1, 4095, 200, 32),
+            (1, 127, 200, 64),
+            (1, 1023, 200, 64),
+            (1, 4095, 200, 64),
+            (1, 1023, 200, 128),
+            (1, 4095, 200, 128),
+            (1, 4095, 200, 256),
+            (1, 16383, 50, 32),
+            (512, 0, 20, 1),
+            (128, 2048, 20, 1),
+            (1024, 3072, 5, 1),
+        ];
+        for (tokens, start, reps, chunk_len) in steps {
+            bound.set_min_chunk_len(chunk_len);
+            bound.set_step(&ctx.queue, tokens, start).unwrap();
+            ctx.submit_pass("warm", |pass| bound.dispatch(pass));
+            ctx.wait().unwrap();
+            let t = std::time::Instant::now();
+            ctx.submit_pass("bench", |pass| (0..reps).for_each(|_| bound.dispatch(pass)));
+            ctx.wait().unwrap();
+            let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
+            eprintln!(
+                "{path} attention d {d} {heads}/{kv_heads} heads: {tokens} tokens at {start} (chunks ≥ {chunk_len} keys): {us:.1} µs"
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Shared helpers of the matmul / embed / norm / elementwise tests: one GPU
+//! context per path (portable forced, and fast = whatever the adapter offers),
+//! random weights in the artifact formats, and tolerance checks.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use half::f16;
+use mlc_kernels::{ContextOptions, Dtype, GpuContext, GpuWeight, WeightFormat};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Writes to the test binary's stderr even while the harness captures output,
+/// so that a missing fast path is visible in every run, not only on failure.
+pub fn shout(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// The two paths every test runs: `portable` (forced: f32, no subgroups) and
+/// `fast` (the adapter's f16 and subgroups). Built once per test binary.
+pub fn contexts() -> &'static [(&'static str, GpuContext)] {
+    static CONTEXTS: OnceLock<Vec<(&'static str, GpuContext)>> = OnceLock::new();
+    CONTEXTS.get_or_init(|| {
+        let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true })
+            .expect("no WebGPU adapter (install mesa-vulkan-drivers; VK_ICD_FILENAMES=.../lvp_icd.x86_64.json)");
+        let fast = GpuContext::new_blocking(&ContextOptions::default()).expect("no WebGPU adapter");
+        assert!(!portable.caps.shader_f16 && !portable.caps.subgroups, "the portable context must not use fast paths");
+        if !fast.caps.shader_f16 {
+            shout(&format!(
+                "WARNING: adapter {:?} lacks shader-f16: the f16 FAST PATH IS NOT TESTED (the fast run repeats the portable kernels)",
+                fast.adapter_info.name
+            ));
+        }
+        if !fast.caps.subgroups {
+            shout(&format!(
+                "WARNING: adapter {:?} lacks subgroups: the subgroup FAST PATH IS NOT TESTED (the fast run repeats the portable kernels)",
+                fast.adapter_info.name
+            ));
+        }
+        vec![("portable", portable), ("fast", fast)]
+    })
+}
+
+/// A seeded generator (every test is reproducible).
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// `n` values uniform in `[-scale, scale)`.
+pub fn random_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+/// Values as stored in `dtype` (f16 bits two per word, or f32), and the exact
+/// f32 values the GPU will see (rounded to f16 where stored as f16).
+pub fn encode(values: &[f32], dtype: Dtype) -> (Vec<u8>, Vec<f32>) {
+    match dtype {
+        Dtype::F16 => {
+            let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+            let bytes = halves
+                .iter()
+                .flat_map(|h| h.to_bits().to_le_bytes())
+                .collect();
+            (bytes, halves.iter().map(|h| h.to_f32()).collect())
+        }
+        Dtype::F32 => (bytemuck::cast_slice(values).to_vec(), values.to_vec()),
+    }
+}
+
+/// A storage buffer holding f32 `values`.
+pub fn upload(ctx: &GpuContext, values: &[f32]) -> wgpu::Buffer {
+    ctx.storage_buffer("test f32", bytemuck::cast_slice(values))
+}
+
+/// A storage buffer holding u32 `values`.
+pub fn upload_u32(ctx: &GpuContext, values: &[u32]) -> wgpu::Buffer {
+    ctx.storage_buffer("test u32", bytemuck::cast_slice(values))
+}
+
+/// A random weight `[rows, cols]` in `format`, as a shard stores it, plus the
+/// exact values it decodes to (what the CPU reference multiplies with).
+pub struct TestWeight {
+    /// Output features N.
+    pub rows: usize,
+    /// Input features K.
+    pub cols: usize,
+    /// The storage format.
+    pub format: WeightFormat,
+    /// Codes (q4, `[N, K/8]` words) or values (dense) as bytes.
+    pub data: Vec<u8>,
+    /// Scale bytes (q4 only).
+    pub scale_bytes: Vec<u8>,
+    /// q4 codes as words (for the CPU reference).
+    pub q_weight: Vec<u32>,
+    /// Decoded scales (q4) or values (dense) in f32.
+    pub values: Vec<f32>,
+}
+
+impl TestWeight {
+    /// Random codes 0..=15 with scales around 0.02 (q4), or values in ±0.1 (dense).
+    pub fn random(rng: &mut StdRng, format: WeightFormat, rows: usize, cols: usize) -> TestWeight {
+        match format {
+            WeightFormat::Q4(dtype) => {
+                let q_weight: Vec<u32> = (0..rows * cols / 8).map(|_| rng.random()).collect();
+                let scales: Vec<f32> = (0..rows * cols / 32)
+                    .map(|_| rng.random_range(0.002..0.04))
+                    .collect();
+                let (scale_bytes, scales) = encode(&scales, dtype);
+                TestWeight {
+                    rows,
+                    cols,
+                    format,
+                    data: bytemuck::cast_slice(&q_weight).to_vec(),
+                    scale_bytes,
+                    q_weight,
+                    values: scales,
+                }
+            }
+            WeightFormat::Dense(dtype) => {
+                let (data, values) = encode(&random_vec(rng, rows * cols, 0.1), dtype);
+                TestWeight {
+                    rows,
+                    cols,
+                    format,
+                    data,
+                    scale_bytes: Vec::new(),
+                    q_weight: Vec::new(),
+                    values,
+                }
+            }
+        }
+    }
+
+    /// The CPU reference's view of the weight.
+    pub fn cpu(&self) -> mlc_kernels::cpu::Weight<'_> {
+        match self.format {
+            WeightFormat::Q4(_) => mlc_kernels::cpu::Weight::Q4(mlc_kernels::cpu::Q4Matrix {
+                rows: self.rows,
+                cols: self.cols,
+                q_weight: &self.q_weight,
+                scales: &self.values,
+            }),
+            WeightFormat::Dense(_) => mlc_kernels::cpu::Weight::Dense {
+                rows: self.rows,
+                cols: self.cols,
+                values: &self.values,
+            },
+        }
+    }
+
+    /// Uploads the weight; keep the result alive while it is bound.
+    pub fn upload(&self, ctx: &GpuContext) -> GpuWeightBuffers {
+        let data = ctx.storage_buffer("test weight", &self.data);
+        let scales = matches!(self.format, WeightFormat::Q4(_))
+            .then(|| ctx.storage_buffer("test scales", &self.scale_bytes));
+        GpuWeightBuffers {
+            rows: self.rows as u32,
+            cols: self.cols as u32,
+            data,
+            scales,
+        }
+    }
+}
+
+/// The GPU buffers of a [`TestWeight`].
+pub struct GpuWeightBuffers {
+    pub rows: u32,
+    pub cols: u32,
+    pub data: wgpu::Buffer,
+    pub scales: Option<wgpu::Buffer>,
+}
+
+impl GpuWeightBuffers {
+    /// The kernels' view of the weight.
+    pub fn weight(&self) -> GpuWeight<'_> {
+        GpuWeight {
+            rows: self.rows,
+            cols: self.cols,
+            data: &self.data,
+            scales: self.scales.as_ref(),
+        }
+    }
+}
+
+/// The largest |value|.
+pub fn max_abs(values: &[f32]) -> f32 {
+    values.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+/// Asserts `max |got - want| ≤ rel · max |want| + abs`, i.e. an error small
+/// relative to the output's scale, and that every value is finite.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let (mut worst, mut at) = (0.0f32, 0);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(g.is_finite(), "{what}: non-finite value {g} at {i}");
+        let d = (g - w).abs();
+        if d > worst {
+            (worst, at) = (d, i);
+        }
+    }
+    let bound = rel * max_abs(want) + abs;
+    eprintln!(
+        "{what}: max |Δ| / max |want| = {:.2e}",
+        worst / max_abs(want).max(f32::MIN_POSITIVE)
+    );
+    assert!(
+        worst <= bound,
+        "{what}: max |Δ| = {worst:e} at {at} (got {}, want {}) exceeds {bound:e} (scale {})",
+        got[at],
+        want[at],
+        max_abs(want)
+    );
+}

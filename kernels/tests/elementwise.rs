@@ -1,0 +1,151 @@
+//! `Elementwise` against `cpu::{add_in_place, silu_mul, gelu_tanh_mul}` on both
+//! paths, including large gate values, the 2-D grid and errors.
+
+mod common;
+
+use common::{assert_close, contexts, random_vec, rng, upload};
+use mlc_kernels::{Activation, Elementwise, GpuContext, cpu};
+use rand::rngs::StdRng;
+
+/// Relative to the output scale: the GPU's exp / tanh are accurate to a few
+/// ulp, the rest is the same f32 arithmetic as the CPU.
+const REL: f32 = 1e-5;
+const ABS: f32 = 1e-6;
+
+fn check_add(
+    path: &str,
+    ctx: &GpuContext,
+    kernel: &Elementwise,
+    rng: &mut StdRng,
+    rows: usize,
+    width: usize,
+) {
+    let max = rows + 1;
+    let (a, b) = (
+        random_vec(rng, max * width, 3.0),
+        random_vec(rng, max * width, 3.0),
+    );
+    let mut want = a.clone();
+    cpu::add_in_place(&mut want[..rows * width], &b[..rows * width]);
+    let (a_buffer, b_buffer) = (upload(ctx, &a), upload(ctx, &b));
+    let bound = kernel
+        .bind_add(ctx, &a_buffer, &b_buffer, max as u32, width as u32)
+        .unwrap();
+    bound.run(ctx, rows as u32).unwrap();
+    let got = ctx.read_f32(&a_buffer, max * width).unwrap();
+    assert_close(&format!("{path} add {rows}×{width}"), &got, &want, 0.0, 0.0);
+}
+
+fn check_gated(
+    path: &str,
+    ctx: &GpuContext,
+    kernel: &Elementwise,
+    rng: &mut StdRng,
+    act: Activation,
+    rows: usize,
+    width: usize,
+) {
+    let max = rows + 1;
+    let mut gate_up = random_vec(rng, max * 2 * width, 4.0);
+    // Large gates: exp overflows in silu, tanh saturates in gelu.
+    gate_up[0] = 95.0;
+    gate_up[1] = -95.0;
+    gate_up[2] = 1e4;
+    gate_up[3] = -1e4;
+    let init = vec![-7.0; max * width];
+    let mut want = init.clone();
+    match act {
+        Activation::Silu => cpu::silu_mul(
+            &gate_up[..rows * 2 * width],
+            width,
+            &mut want[..rows * width],
+        ),
+        Activation::GeluTanh => cpu::gelu_tanh_mul(
+            &gate_up[..rows * 2 * width],
+            width,
+            &mut want[..rows * width],
+        ),
+    }
+    let (input, out) = (upload(ctx, &gate_up), upload(ctx, &init));
+    let bound = kernel
+        .bind_gated(ctx, act, &input, &out, max as u32, width as u32)
+        .unwrap();
+    bound.run(ctx, rows as u32).unwrap();
+    let got = ctx.read_f32(&out, max * width).unwrap();
+    assert_close(
+        &format!("{path} {act:?} {rows}×{width}"),
+        &got,
+        &want,
+        REL,
+        ABS,
+    );
+}
+
+#[test]
+fn residual_add_and_gated_activations_match_the_cpu() {
+    for (path, ctx) in contexts() {
+        let kernel = Elementwise::new(ctx).unwrap();
+        let mut rng = rng(31);
+        for (rows, width) in [(1, 896), (7, 4864), (33, 100), (2, 3)] {
+            check_add(path, ctx, &kernel, &mut rng, rows, width);
+            check_gated(path, ctx, &kernel, &mut rng, Activation::Silu, rows, width);
+            check_gated(
+                path,
+                ctx,
+                &kernel,
+                &mut rng,
+                Activation::GeluTanh,
+                rows,
+                width,
+            );
+        }
+    }
+}
+
+#[test]
+fn more_workgroups_than_one_grid_dimension() {
+    for (path, ctx) in contexts() {
+        let mut small = ctx.clone();
+        small.limits.max_compute_workgroups_per_dimension = 3;
+        let kernel = Elementwise::new(&small).unwrap();
+        let mut rng = rng(32);
+        // 7 × 300 = 2100 values: 9 workgroups on a 3 × 3 grid; 5 × 300: 6 on 3 × 2.
+        for rows in [7, 5] {
+            check_add(path, &small, &kernel, &mut rng, rows, 300);
+            check_gated(path, &small, &kernel, &mut rng, Activation::Silu, rows, 300);
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let (_, ctx) = &contexts()[0];
+    let kernel = Elementwise::new(ctx).unwrap();
+    let a = upload(ctx, &[0.0; 64]);
+    let b = upload(ctx, &[0.0; 32]);
+    assert!(kernel.bind_add(ctx, &a, &b, 1, 32).is_ok());
+    assert!(kernel.bind_add(ctx, &a, &b, 2, 32).is_err(), "b too small");
+    assert!(kernel.bind_add(ctx, &a, &a, 1, 32).is_err(), "a aliases b");
+    assert!(
+        kernel
+            .bind_gated(ctx, Activation::Silu, &b, &a, 1, 32)
+            .is_err(),
+        "gate_up too small"
+    );
+    assert!(
+        kernel
+            .bind_gated(ctx, Activation::Silu, &a, &b, 1, 32)
+            .is_ok()
+    );
+    assert!(
+        kernel
+            .bind_gated(ctx, Activation::GeluTanh, &a, &b, 1, 0)
+            .is_err(),
+        "zero width"
+    );
+    let bound = kernel.bind_add(ctx, &a, &b, 1, 32).unwrap();
+    assert!(
+        bound.set_rows(&ctx.queue, 2).is_err(),
+        "more rows than bound"
+    );
+}

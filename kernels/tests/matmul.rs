@@ -1,0 +1,419 @@
+//! `Matmul` against `cpu::matmul` on both paths, for every weight format, the
+//! decode and prefill kernels, the bias / residual epilogues, split weights,
+//! the 2-D workgroup grid and argument errors.
+
+mod common;
+
+use common::{TestWeight, assert_close, contexts, encode, random_vec, rng, upload};
+use mlc_kernels::{Dtype, GpuContext, Matmul, MatmulBuffers, Residual, WeightFormat, cpu};
+use rand::rngs::StdRng;
+
+/// Error bound relative to max |y| for f32 arithmetic (both paths' decode
+/// kernel, the portable prefill kernel): the weights are decoded exactly, so only
+/// the summation order differs from the CPU reference.
+const REL: f32 = 1e-4;
+const ABS: f32 = 1e-5;
+/// The same for the f16 prefill tiles of the fast path: x and W are stored
+/// rounded to f16 (unit roundoff u = 2^-11 ≈ 4.9e-4), products and sums are f32,
+/// so an output is off by about u of the output scale, averaged down over K.
+/// 5e-3 ≈ 10 u leaves a margin and still catches a wrong element, which is off
+/// by O(max |y|).
+const REL_F16: f32 = 5e-3;
+
+fn tolerance(kernel: &Matmul, rows: usize) -> f32 {
+    if kernel.uses_f16() && rows > 1 {
+        REL_F16
+    } else {
+        REL
+    }
+}
+
+const FORMATS: [WeightFormat; 4] = [
+    WeightFormat::Q4(Dtype::F16),
+    WeightFormat::Q4(Dtype::F32),
+    WeightFormat::Dense(Dtype::F16),
+    WeightFormat::Dense(Dtype::F32),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Extra {
+    None,
+    InPlace,
+    Buffer,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: bool,
+    residual: Extra,
+}
+
+const fn case(m: usize, n: usize, k: usize, bias: bool, residual: Extra) -> Case {
+    Case {
+        m,
+        n,
+        k,
+        bias,
+        residual,
+    }
+}
+
+/// Runs one product on the GPU (bound for `max_rows ≥ m` rows) and compares it
+/// with the CPU reference plus the epilogue.
+fn check(
+    path: &str,
+    ctx: &GpuContext,
+    kernel: &Matmul,
+    rng: &mut StdRng,
+    c: Case,
+    max_rows: usize,
+) -> usize {
+    let what = format!("{path} {:?} {c:?}", kernel.format());
+    let weight = TestWeight::random(rng, kernel.format(), c.n, c.k);
+    let x = random_vec(rng, c.m * c.k, 1.0);
+    let (bias_bytes, bias) = encode(&random_vec(rng, c.n, 0.5), kernel.format().dtype());
+    let residual = random_vec(rng, c.m * c.n, 1.0);
+
+    let mut want = vec![0.0; c.m * c.n];
+    cpu::matmul(&x, c.m, &weight.cpu(), &mut want);
+    for (i, y) in want.iter_mut().enumerate() {
+        if c.bias {
+            *y += bias[i % c.n];
+        }
+        if c.residual != Extra::None {
+            *y += residual[i];
+        }
+    }
+
+    let mut x_padded = x.clone();
+    x_padded.resize(max_rows * c.k, 0.0);
+    let x_buffer = upload(ctx, &x_padded);
+    let gpu_weight = weight.upload(ctx);
+    let bias_buffer = ctx.storage_buffer("bias", &bias_bytes);
+    let mut y_init = if c.residual == Extra::InPlace {
+        residual.clone()
+    } else {
+        vec![-1e30; c.m * c.n]
+    };
+    y_init.resize(max_rows * c.n, -1e30);
+    let y = upload(ctx, &y_init);
+    let mut residual_padded = residual.clone();
+    residual_padded.resize(max_rows * c.n, 0.0);
+    let residual_buffer = upload(ctx, &residual_padded);
+    let buffers = MatmulBuffers {
+        x: &x_buffer,
+        weight: gpu_weight.weight(),
+        bias: c.bias.then_some(&bias_buffer),
+        residual: match c.residual {
+            Extra::None => Residual::None,
+            Extra::InPlace => Residual::InPlace,
+            Extra::Buffer => Residual::Buffer(&residual_buffer),
+        },
+        y: &y,
+    };
+    let bound = kernel
+        .bind(ctx, &buffers, max_rows as u32)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    bound.run(ctx, c.m as u32).unwrap();
+    let got = ctx.read_f32(&y, max_rows * c.n).unwrap();
+    assert_close(&what, &got[..c.m * c.n], &want, tolerance(kernel, c.m), ABS);
+    // Rows past the step's row count are untouched.
+    assert!(
+        got[c.m * c.n..].iter().all(|&v| v == -1e30),
+        "{what}: wrote past row {}",
+        c.m
+    );
+    bound.parts()
+}
+
+/// The kernels of both paths for `format`; checks the fast one uses what the adapter offers.
+fn kernels(format: WeightFormat) -> Vec<(&'static str, &'static GpuContext, Matmul)> {
+    contexts()
+        .iter()
+        .map(|(path, ctx)| {
+            let kernel =
+                Matmul::new(ctx, format).unwrap_or_else(|e| panic!("{path} {format:?}: {e}"));
+            assert_eq!(kernel.uses_subgroups(), ctx.caps.subgroups);
+            assert_eq!(
+                kernel.uses_f16(),
+                ctx.caps.shader_f16 && format.dtype() == Dtype::F16
+            );
+            (*path, ctx, kernel)
+        })
+        .collect()
+}
+
+#[test]
+fn q4f16_real_decode_shapes() {
+    // Qwen2.5-0.5B: qkv (with its bias), gate_up, down (+ the residual in place).
+    let cases = [
+        case(1, 1152, 896, true, Extra::None),
+        case(1, 9728, 896, false, Extra::None),
+        case(1, 896, 4864, false, Extra::InPlace),
+    ];
+    for (path, ctx, kernel) in kernels(WeightFormat::Q4(Dtype::F16)) {
+        let mut rng = rng(1);
+        for c in cases {
+            check(path, ctx, &kernel, &mut rng, c, c.m);
+        }
+    }
+}
+
+#[test]
+fn q4f16_prefill_shapes() {
+    let cases = [
+        case(2, 61, 64, false, Extra::None),
+        case(7, 130, 896, true, Extra::InPlace),
+        case(33, 1152, 896, true, Extra::Buffer),
+        case(33, 96, 4864, false, Extra::InPlace),
+    ];
+    for (path, ctx, kernel) in kernels(WeightFormat::Q4(Dtype::F16)) {
+        let mut rng = rng(2);
+        for c in cases {
+            check(path, ctx, &kernel, &mut rng, c, c.m + 3);
+        }
+    }
+}
+
+#[test]
+fn every_format_and_epilogue() {
+    // Odd N, N not a multiple of the rows per workgroup or of the 64-wide tile.
+    let cases = [
+        case(1, 37, 32, false, Extra::None),
+        case(1, 301, 64, true, Extra::InPlace),
+        case(1, 70, 96, false, Extra::Buffer),
+        case(2, 61, 64, true, Extra::None),
+        case(7, 130, 96, false, Extra::Buffer),
+        case(33, 65, 128, true, Extra::InPlace),
+        // Enough rows for the decode kernel's 4-rows-per-thread variant.
+        case(1, 8197, 32, true, Extra::InPlace),
+    ];
+    for format in FORMATS {
+        for (path, ctx, kernel) in kernels(format) {
+            let mut rng = rng(3);
+            for c in cases {
+                check(path, ctx, &kernel, &mut rng, c, c.m + 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn weights_above_the_binding_limit_are_split_by_rows() {
+    // A tiny split size stands in for 128 MiB: with K = 64 a q4 row takes 32
+    // bytes of codes and 4 of f16 scales, and offsets must stay 256-aligned,
+    // so parts hold multiples of 64 rows.
+    for format in [
+        WeightFormat::Q4(Dtype::F16),
+        WeightFormat::Q4(Dtype::F32),
+        WeightFormat::Dense(Dtype::F32),
+    ] {
+        for (path, ctx, mut kernel) in kernels(format) {
+            kernel.set_weight_split_bytes(4096);
+            let mut rng = rng(4);
+            for c in [
+                case(1, 300, 64, true, Extra::InPlace),
+                case(5, 300, 64, true, Extra::Buffer),
+            ] {
+                let parts = check(path, ctx, &kernel, &mut rng, c, c.m);
+                assert!(
+                    parts >= 3,
+                    "{path} {format:?}: expected a split weight, got {parts} part(s)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn more_workgroups_than_one_grid_dimension() {
+    // Pretend the device allows 3 workgroups per dimension so that the 2-D grid
+    // and the shaders' linear workgroup numbering are exercised at small sizes.
+    for (path, ctx) in contexts() {
+        let mut small = ctx.clone();
+        small.limits.max_compute_workgroups_per_dimension = 3;
+        let kernel = Matmul::new(&small, WeightFormat::Q4(Dtype::F16)).unwrap();
+        let mut rng = rng(5);
+        for c in [
+            case(1, 301, 64, true, Extra::None),
+            case(70, 150, 64, false, Extra::InPlace),
+        ] {
+            check(path, &small, &kernel, &mut rng, c, c.m);
+        }
+    }
+}
+
+#[test]
+fn one_binding_serves_decode_and_prefill() {
+    let (n, k, max_rows) = (77, 96, 9);
+    for (path, ctx, kernel) in kernels(WeightFormat::Q4(Dtype::F16)) {
+        let mut rng = rng(6);
+        let weight = TestWeight::random(&mut rng, kernel.format(), n, k);
+        let x = random_vec(&mut rng, max_rows * k, 1.0);
+        let mut want = vec![0.0; max_rows * n];
+        cpu::matmul(&x, max_rows, &weight.cpu(), &mut want);
+        let (x_buffer, gpu_weight, y) = (
+            upload(ctx, &x),
+            weight.upload(ctx),
+            upload(ctx, &vec![0.0; max_rows * n]),
+        );
+        let buffers = MatmulBuffers {
+            x: &x_buffer,
+            weight: gpu_weight.weight(),
+            bias: None,
+            residual: Residual::None,
+            y: &y,
+        };
+        let bound = kernel.bind(ctx, &buffers, max_rows as u32).unwrap();
+        for rows in [1, max_rows, 1, 4] {
+            bound.run(ctx, rows as u32).unwrap();
+            let got = ctx.read_f32(&y, rows * n).unwrap();
+            assert_close(
+                &format!("{path} rows {rows}"),
+                &got,
+                &want[..rows * n],
+                tolerance(&kernel, rows),
+                ABS,
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let (path, ctx) = &contexts()[0];
+    let kernel = Matmul::new(ctx, WeightFormat::Q4(Dtype::F16)).unwrap();
+    let mut rng = rng(7);
+    let weight = TestWeight::random(&mut rng, kernel.format(), 40, 64);
+    let gpu_weight = weight.upload(ctx);
+    let x = upload(ctx, &vec![0.0; 2 * 64]);
+    let y = upload(ctx, &vec![0.0; 2 * 40]);
+    let small = upload(ctx, &[0.0; 8]);
+    let ok = MatmulBuffers {
+        x: &x,
+        weight: gpu_weight.weight(),
+        bias: None,
+        residual: Residual::None,
+        y: &y,
+    };
+    assert!(
+        kernel.bind(ctx, &ok, 2).is_ok(),
+        "{path}: the valid binding failed"
+    );
+
+    let mut ragged = gpu_weight.weight();
+    ragged.cols = 48;
+    let with_bias = MatmulBuffers {
+        bias: Some(&small),
+        ..ok
+    };
+    let aliased = MatmulBuffers { y: &x, ..ok };
+    let mut no_scales = gpu_weight.weight();
+    no_scales.scales = None;
+    let mut too_many_rows = gpu_weight.weight();
+    too_many_rows.rows = 41;
+    let failures: [(&str, MatmulBuffers, u32); 8] = [
+        (
+            "K not a multiple of 32",
+            MatmulBuffers {
+                weight: ragged,
+                ..ok
+            },
+            2,
+        ),
+        ("x too small", ok, 3),
+        ("bias too small", with_bias, 2),
+        ("y aliases x", aliased, 2),
+        (
+            "q4 without scales",
+            MatmulBuffers {
+                weight: no_scales,
+                ..ok
+            },
+            2,
+        ),
+        (
+            "weight data too small",
+            MatmulBuffers {
+                weight: too_many_rows,
+                ..ok
+            },
+            1,
+        ),
+        (
+            "residual too small",
+            MatmulBuffers {
+                residual: Residual::Buffer(&small),
+                ..ok
+            },
+            2,
+        ),
+        ("zero rows", ok, 0),
+    ];
+    for (why, buffers, rows) in failures {
+        match kernel.bind(ctx, &buffers, rows) {
+            Err(mlc_kernels::KernelError::InvalidArguments(message)) => {
+                eprintln!("{why}: {message}")
+            }
+            Err(other) => panic!("{why}: wrong error {other}"),
+            Ok(_) => panic!("{why}: accepted"),
+        }
+    }
+    let bound = kernel.bind(ctx, &ok, 2).unwrap();
+    assert!(
+        bound.set_rows(&ctx.queue, 3).is_err(),
+        "more rows than bound"
+    );
+    assert!(bound.run(ctx, 2).is_ok());
+}
+
+/// Rough decode / prefill throughput on the current adapter (not run by
+/// default: `cargo test --test matmul -- --ignored --nocapture`). Prints, for
+/// each path, the time per dispatch and the weight bytes read per second.
+#[test]
+#[ignore]
+fn throughput() {
+    use std::time::Instant;
+    let shapes = [(1, 1152, 896), (1, 9728, 896), (1, 896, 4864), (1, 151_936, 896), (512, 4864, 896), (512, 896, 4864)];
+    for (path, ctx) in contexts() {
+        eprintln!("{path}: {} {:?}", ctx.adapter_info.name, ctx.caps);
+        let kernel = Matmul::new(ctx, WeightFormat::Q4(Dtype::F16)).unwrap();
+        let mut rng = rng(8);
+        for (m, n, k) in shapes {
+            let weight = TestWeight::random(&mut rng, kernel.format(), n, k);
+            let gpu_weight = weight.upload(ctx);
+            let x = upload(ctx, &random_vec(&mut rng, m * k, 1.0));
+            let y = upload(ctx, &vec![0.0; m * n]);
+            let buffers =
+                MatmulBuffers { x: &x, weight: gpu_weight.weight(), bias: None, residual: Residual::None, y: &y };
+            let bound = kernel.bind(ctx, &buffers, m as u32).unwrap();
+            bound.set_rows(&ctx.queue, m as u32).unwrap();
+            let repeats = if m == 1 { 200 } else { 20 };
+            let time = |repeats: usize| {
+                let start = Instant::now();
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    for _ in 0..repeats {
+                        bound.dispatch(&mut pass);
+                    }
+                }
+                ctx.queue.submit([encoder.finish()]);
+                ctx.read_f32(&y, 1).unwrap();
+                start.elapsed().as_secs_f64()
+            };
+            time(2); // warm-up
+            let seconds = (time(repeats + 1) - time(1)) / repeats as f64;
+            let bytes = (weight.data.len() + weight.scale_bytes.len()) as f64;
+            eprintln!(
+                "  q4f16 {m:>4} × {k:>5} → {n:>6}: {:>8.1} µs/dispatch, {:>7.1} GB/s of weights, {:>7.2} TFLOP/s",
+                seconds * 1e6,
+                bytes / seconds / 1e9,
+                2.0 * (m * n * k) as f64 / seconds / 1e12
+            );
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! `RmsNorm` against `cpu::rms_norm` on both paths: whole rows, per-head rows
+//! inside a fused qkv buffer (in place and not), the 2-D grid, errors.
+
+mod common;
+
+use common::{assert_close, contexts, encode, random_vec, rng, upload};
+use mlc_kernels::{Dtype, GpuContext, RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout, cpu};
+use rand::rngs::StdRng;
+
+/// Relative to the output scale: one f32 sum of squares and a few products per
+/// value; only the summation order differs from the CPU reference.
+const REL: f32 = 1e-5;
+const ABS: f32 = 1e-6;
+const EPS: f32 = 1e-6;
+
+/// Random norm weights around 1, as stored in `dtype`, and their exact values.
+fn weights(rng: &mut StdRng, width: usize, dtype: Dtype) -> (Vec<u8>, Vec<f32>) {
+    let w: Vec<f32> = random_vec(rng, width, 0.5)
+        .iter()
+        .map(|v| 1.0 + v)
+        .collect();
+    encode(&w, dtype)
+}
+
+/// The CPU reference of `shape` applied to the buffer contents `x` → `y`.
+fn reference(x: &[f32], y: &mut [f32], weight: &[f32], shape: &RmsNormShape, tokens: usize) {
+    let (w, h) = (shape.width as usize, shape.heads as usize);
+    for t in 0..tokens {
+        let src = shape.input.offset as usize + t * shape.input.token_stride as usize;
+        let dst = shape.output.offset as usize + t * shape.output.token_stride as usize;
+        cpu::rms_norm(
+            &x[src..src + h * w],
+            weight,
+            shape.eps,
+            &mut y[dst..dst + h * w],
+        );
+    }
+}
+
+/// Runs `shape` for `tokens` tokens, in place (`y_len == 0`) or into a fresh
+/// buffer of `y_len` values, and compares the whole output buffer with the CPU.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    path: &str,
+    ctx: &GpuContext,
+    kernel: &RmsNorm,
+    dtype: Dtype,
+    rng: &mut StdRng,
+    shape: RmsNormShape,
+    tokens: usize,
+    x_len: usize,
+    y_len: usize,
+) {
+    let what = format!(
+        "{path} {dtype:?} {shape:?} tokens {tokens} in place {}",
+        y_len == 0
+    );
+    let x = random_vec(rng, x_len, 2.0);
+    let (weight_bytes, weight) = weights(rng, shape.width as usize, dtype);
+    let weight_buffer = ctx.storage_buffer("norm weight", &weight_bytes);
+    let x_buffer = upload(ctx, &x);
+    let (want, got) = if y_len == 0 {
+        let mut want = x.clone();
+        reference(&x, &mut want, &weight, &shape, tokens);
+        let buffers = RmsNormBuffers {
+            x: &x_buffer,
+            weight: &weight_buffer,
+            y: None,
+        };
+        kernel
+            .bind(ctx, &buffers, &shape)
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .run(ctx, tokens as u32)
+            .unwrap();
+        (want, ctx.read_f32(&x_buffer, x_len).unwrap())
+    } else {
+        let init = vec![-7.0; y_len];
+        let mut want = init.clone();
+        reference(&x, &mut want, &weight, &shape, tokens);
+        let y = upload(ctx, &init);
+        let buffers = RmsNormBuffers {
+            x: &x_buffer,
+            weight: &weight_buffer,
+            y: Some(&y),
+        };
+        kernel
+            .bind(ctx, &buffers, &shape)
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .run(ctx, tokens as u32)
+            .unwrap();
+        (want, ctx.read_f32(&y, y_len).unwrap())
+    };
+    // The whole buffer: normalised rows and everything else untouched.
+    assert_close(&what, &got, &want, REL, ABS);
+}
+
+#[test]
+fn whole_rows_match_the_cpu_norm() {
+    for dtype in [Dtype::F16, Dtype::F32] {
+        for (path, ctx) in contexts() {
+            let kernel = RmsNorm::new(ctx, dtype).unwrap();
+            assert_eq!(kernel.uses_subgroups(), ctx.caps.subgroups);
+            let mut rng = rng(21);
+            for (tokens, width) in [(1, 896), (7, 64), (33, 896), (2, 4864), (3, 100)] {
+                let max = tokens + 1;
+                let shape = RmsNormShape::rows(max as u32, width as u32, EPS);
+                check(
+                    path,
+                    ctx,
+                    &kernel,
+                    dtype,
+                    &mut rng,
+                    shape,
+                    tokens,
+                    max * width,
+                    max * width,
+                );
+                check(
+                    path,
+                    ctx,
+                    &kernel,
+                    dtype,
+                    &mut rng,
+                    shape,
+                    tokens,
+                    max * width,
+                    0,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn per_head_q_and_k_norm_inside_the_fused_qkv_buffer() {
+    // Qwen3-0.6B: 16 q heads, 8 kv heads, head_dim 128; qkv rows of (16 + 2·8)·128.
+    let (q_heads, kv_heads, d, tokens) = (16u32, 8u32, 128u32, 5usize);
+    let row = (q_heads + 2 * kv_heads) * d;
+    let qkv = RowLayout {
+        offset: 0,
+        token_stride: row,
+    };
+    let k = RowLayout {
+        offset: q_heads * d,
+        token_stride: row,
+    };
+    let packed_q = RowLayout {
+        offset: 0,
+        token_stride: q_heads * d,
+    };
+    for (path, ctx) in contexts() {
+        let kernel = RmsNorm::new(ctx, Dtype::F16).unwrap();
+        let mut rng = rng(22);
+        let len = tokens * row as usize;
+        let q_shape = RmsNormShape::per_head(tokens as u32, d, q_heads, qkv, qkv, EPS);
+        let k_shape = RmsNormShape::per_head(tokens as u32, d, kv_heads, k, k, EPS);
+        check(
+            path,
+            ctx,
+            &kernel,
+            Dtype::F16,
+            &mut rng,
+            q_shape,
+            tokens,
+            len,
+            0,
+        );
+        check(
+            path,
+            ctx,
+            &kernel,
+            Dtype::F16,
+            &mut rng,
+            k_shape,
+            tokens,
+            len,
+            0,
+        );
+        let q_out = RmsNormShape::per_head(tokens as u32, d, q_heads, qkv, packed_q, EPS);
+        check(
+            path,
+            ctx,
+            &kernel,
+            Dtype::F16,
+            &mut rng,
+            q_out,
+            tokens,
+            len,
+            tokens * (q_heads * d) as usize,
+        );
+        // Fewer tokens than bound.
+        check(path, ctx, &kernel, Dtype::F16, &mut rng, q_shape, 2, len, 0);
+    }
+}
+
+#[test]
+fn more_rows_than_one_grid_dimension() {
+    for (path, ctx) in contexts() {
+        let mut small = ctx.clone();
+        small.limits.max_compute_workgroups_per_dimension = 4;
+        let kernel = RmsNorm::new(&small, Dtype::F32).unwrap();
+        let shape = RmsNormShape::per_head(
+            9,
+            32,
+            3,
+            RowLayout {
+                offset: 0,
+                token_stride: 96,
+            },
+            RowLayout {
+                offset: 0,
+                token_stride: 96,
+            },
+            EPS,
+        );
+        // 27 rows on a 4 × 7 grid, one idle workgroup.
+        check(
+            path,
+            &small,
+            &kernel,
+            Dtype::F32,
+            &mut rng(23),
+            shape,
+            9,
+            9 * 96,
+            9 * 96,
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let (_, ctx) = &contexts()[0];
+    let kernel = RmsNorm::new(ctx, Dtype::F16).unwrap();
+    let x = upload(ctx, &[1.0; 4 * 64]);
+    let y = upload(ctx, &[0.0; 4 * 64]);
+    let weight = ctx.storage_buffer("w", &[0u8; 128]);
+    let short_weight = ctx.storage_buffer("w", &[0u8; 64]);
+    let rows = RmsNormShape::rows(4, 64, EPS);
+    assert!(
+        kernel
+            .bind(
+                ctx,
+                &RmsNormBuffers {
+                    x: &x,
+                    weight: &weight,
+                    y: Some(&y)
+                },
+                &rows
+            )
+            .is_ok()
+    );
+    let shifted = RmsNormShape {
+        output: RowLayout {
+            offset: 1,
+            token_stride: 64,
+        },
+        ..rows
+    };
+    let overlapping = RmsNormShape {
+        output: RowLayout {
+            offset: 0,
+            token_stride: 32,
+        },
+        ..rows
+    };
+    let cases = [
+        (
+            "too many tokens for x",
+            RmsNormBuffers {
+                x: &x,
+                weight: &weight,
+                y: Some(&y),
+            },
+            RmsNormShape::rows(5, 64, EPS),
+        ),
+        (
+            "weight too short",
+            RmsNormBuffers {
+                x: &x,
+                weight: &short_weight,
+                y: Some(&y),
+            },
+            rows,
+        ),
+        (
+            "y aliases x",
+            RmsNormBuffers {
+                x: &x,
+                weight: &weight,
+                y: Some(&x),
+            },
+            rows,
+        ),
+        (
+            "in place with two layouts",
+            RmsNormBuffers {
+                x: &x,
+                weight: &weight,
+                y: None,
+            },
+            shifted,
+        ),
+        (
+            "overlapping output rows",
+            RmsNormBuffers {
+                x: &x,
+                weight: &weight,
+                y: Some(&y),
+            },
+            overlapping,
+        ),
+        (
+            "negative eps",
+            RmsNormBuffers {
+                x: &x,
+                weight: &weight,
+                y: Some(&y),
+            },
+            RmsNormShape { eps: -1.0, ..rows },
+        ),
+    ];
+    for (why, buffers, shape) in cases {
+        assert!(
+            matches!(
+                kernel.bind(ctx, &buffers, &shape),
+                Err(mlc_kernels::KernelError::InvalidArguments(_))
+            ),
+            "{why}: accepted"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! `rope_append` against `cpu::{rms_norm, Rope}`: rotated queries, rotated keys
+//! and raw values appended to the cache, earlier cache positions untouched.
+
+mod support_attn;
+
+use half::f16;
+use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, rms_norm};
+use mlc_kernels::{GpuContext, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
+use support_attn::{assert_close, contexts, random_vec, rng, upload};
+
+#[derive(Clone, Copy, Debug)]
+enum Norm {
+    None,
+    F32,
+    F16,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    rotary_dim: usize,
+    norm: Norm,
+    scaling: bool,
+    tokens: usize,
+    start: usize,
+}
+
+fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u64) {
+    let Case { heads, kv_heads, head_dim: d, rotary_dim, norm, scaling, tokens, start } = case;
+    let what = format!("{path} {case:?}");
+    let mut rng = rng(seed);
+    let capacity = start + tokens + 3;
+    let layout = KvLayout { kv_heads, capacity, head_dim: d };
+    let width = (heads + 2 * kv_heads) * d;
+    let qkv = random_vec(&mut rng, tokens * width, 2.0);
+    // Earlier positions (and the spare ones) hold data the kernel must not touch.
+    let k_before = random_vec(&mut rng, kv_heads * capacity * d, 1.0);
+    let v_before = random_vec(&mut rng, kv_heads * capacity * d, 1.0);
+    let q_weight = random_vec(&mut rng, d, 1.5);
+    let k_weight = random_vec(&mut rng, d, 1.5);
+    // The reference sees the weights the GPU sees (f16-rounded for the f16 case).
+    let as_f16 = |w: &[f32]| w.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>();
+    let (q_weight, k_weight) = match norm {
+        Norm::F16 => (
+            as_f16(&q_weight).iter().map(|v| v.to_f32()).collect(),
+            as_f16(&k_weight).iter().map(|v| v.to_f32()).collect(),
+        ),
+        _ => (q_weight, k_weight),
+    };
+    let eps = 1e-6;
+    let scaling = scaling.then_some(Llama3Scaling {
+        factor: 32.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 8192.0,
+    });
+    let rope = Rope::new(500_000.0, rotary_dim, scaling);
+
+    // CPU reference.
+    let mut q_want = vec![0.0; tokens * heads * d];
+    let (mut k_want, mut v_want) = (k_before.clone(), v_before.clone());
+    for t in 0..tokens {
+        let row = &qkv[t * width..][..width];
+        let mut q = row[..heads * d].to_vec();
+        let mut k = row[heads * d..][..kv_heads * d].to_vec();
+        if !matches!(norm, Norm::None) {
+            let (q_in, k_in) = (q.clone(), k.clone());
+            rms_norm(&q_in, &q_weight, eps, &mut q);
+            rms_norm(&k_in, &k_weight, eps, &mut k);
+        }
+        rope.apply(&mut q, d, start + t);
+        rope.apply(&mut k, d, start + t);
+        q_want[t * heads * d..][..heads * d].copy_from_slice(&q);
+        for g in 0..kv_heads {
+            let at = layout.offset(g, start + t);
+            k_want[at..at + d].copy_from_slice(&k[g * d..][..d]);
+            v_want[at..at + d].copy_from_slice(&row[(heads + kv_heads + g) * d..][..d]);
+        }
+    }
+
+    // GPU.
+    let qkv_buffer = upload(ctx, &qkv);
+    let q_out = ctx.empty_storage_buffer("q", (tokens * heads * d * 4) as u64);
+    let k_cache = upload(ctx, &k_before);
+    let v_cache = upload(ctx, &v_before);
+    let table = RopeTable::new(ctx, &rope, capacity).unwrap();
+    let (q_norm, k_norm) = match norm {
+        Norm::F16 => (
+            ctx.storage_buffer("q_norm", bytemuck::cast_slice(&as_f16(&q_weight))),
+            ctx.storage_buffer("k_norm", bytemuck::cast_slice(&as_f16(&k_weight))),
+        ),
+        _ => (upload(ctx, &q_weight), upload(ctx, &k_weight)),
+    };
+    let norm = match norm {
+        Norm::None => QkNorm::None,
+        Norm::F32 => QkNorm::F32 { q: &q_norm, k: &k_norm, eps },
+        Norm::F16 => QkNorm::F16 { q: &q_norm, k: &k_norm, eps },
+    };
+    let buffers =
+        RopeBuffers { qkv: &qkv_buffer, q_out: &q_out, k_cache: &k_cache, v_cache: &v_cache, table: &table, norm };
+    let mut bound = kernel.bind(ctx, RopeShape { heads, kv_heads, head_dim: d, capacity }, &buffers).unwrap();
+    bound.run(ctx, tokens, start).unwrap();
+
+    let q_got = ctx.read_f32(&q_out, q_want.len()).unwrap();
+    let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
+    let v_got = ctx.read_f32(&v_cache, v_want.len()).unwrap();
+    assert_close(&format!("{what} q"), &q_got, &q_want, 2e-6, 1e-6);
+    assert_close(&format!("{what} k cache"), &k_got, &k_want, 2e-6, 1e-6);
+    assert_eq!(v_got, v_want, "{what}: v cache must be an exact copy");
+}
+
+#[test]
+fn rope_append_matches_the_cpu_reference() {
+    let cases = [
+        // head_dim 16/32/64/128, GQA 1, 2, 7, prefill and decode, start > 0.
+        Case {
+            heads: 4,
+            kv_heads: 4,
+            head_dim: 16,
+            rotary_dim: 16,
+            norm: Norm::None,
+            scaling: false,
+            tokens: 5,
+            start: 0,
+        },
+        Case {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 32,
+            rotary_dim: 32,
+            norm: Norm::F32,
+            scaling: false,
+            tokens: 3,
+            start: 7,
+        },
+        Case {
+            heads: 14,
+            kv_heads: 2,
+            head_dim: 64,
+            rotary_dim: 64,
+            norm: Norm::None,
+            scaling: false,
+            tokens: 9,
+            start: 0,
+        },
+        Case {
+            heads: 14,
+            kv_heads: 2,
+            head_dim: 64,
+            rotary_dim: 64,
+            norm: Norm::None,
+            scaling: false,
+            tokens: 1,
+            start: 4000,
+        },
+        // Qwen3 (q/k norm with f16 weights), Llama-3 scaling, partial rotary.
+        Case {
+            heads: 16,
+            kv_heads: 8,
+            head_dim: 128,
+            rotary_dim: 128,
+            norm: Norm::F16,
+            scaling: false,
+            tokens: 4,
+            start: 11,
+        },
+        Case {
+            heads: 8,
+            kv_heads: 2,
+            head_dim: 64,
+            rotary_dim: 64,
+            norm: Norm::None,
+            scaling: true,
+            tokens: 6,
+            start: 20000,
+        },
+        Case {
+            heads: 4,
+            kv_heads: 1,
+            head_dim: 128,
+            rotary_dim: 32,
+            norm: Norm::None,
+            scaling: false,
+            tokens: 2,
+            start: 5,
+        },
+        Case {
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 256,
+            rotary_dim: 256,
+            norm: Norm::F32,
+            scaling: false,
+            tokens: 2,
+            start: 1,
+        },
+    ];
+    for (path, ctx) in contexts() {
+        let kernel = RopeAppend::new(ctx).unwrap();
+        for (i, case) in cases.iter().enumerate() {
+            check(ctx, path, &kernel, *case, 100 + i as u64);
+        }
+    }
+}
+
+fn invalid<T>(result: Result<T, KernelError>) -> bool {
+    matches!(result, Err(KernelError::InvalidArguments(_)))
+}
+
+#[test]
+fn rope_append_rejects_wrong_shapes() {
+    let (_, ctx) = &contexts()[0];
+    let kernel = RopeAppend::new(ctx).unwrap();
+    let table = RopeTable::new(ctx, &Rope::new(10_000.0, 16, None), 8).unwrap();
+    let qkv = ctx.empty_storage_buffer("qkv", 4 * 16 * 4 * 2);
+    let q_out = ctx.empty_storage_buffer("q", 4 * 16 * 2 * 2);
+    let cache = ctx.empty_storage_buffer("cache", 4 * 16 * 8);
+    let v_cache = ctx.empty_storage_buffer("v cache", 4 * 16 * 8);
+    let small = ctx.empty_storage_buffer("small", 4 * 16 * 4);
+    let buffers = |k_cache| RopeBuffers {
+        qkv: &qkv,
+        q_out: &q_out,
+        k_cache,
+        v_cache: &v_cache,
+        table: &table,
+        norm: QkNorm::None,
+    };
+    let shape = RopeShape { heads: 2, kv_heads: 1, head_dim: 16, capacity: 8 };
+    assert!(invalid(kernel.bind(ctx, shape, &buffers(&small))), "cache too small");
+    assert!(invalid(kernel.bind(ctx, RopeShape { kv_heads: 3, ..shape }, &buffers(&cache))), "heads % kv_heads");
+    assert!(invalid(kernel.bind(ctx, RopeShape { capacity: 9, ..shape }, &buffers(&cache))), "table too short");
+    assert!(invalid(kernel.bind(ctx, RopeShape { head_dim: 8, ..shape }, &buffers(&cache))), "rotary > head_dim");
+    assert!(invalid(kernel.bind(ctx, shape, &buffers(&qkv))), "k_cache aliases qkv");
+    let mut bound = kernel.bind(ctx, shape, &buffers(&cache)).unwrap();
+    assert!(invalid(bound.set_step(&ctx.queue, 2, 7)), "past the capacity");
+    assert!(invalid(bound.set_step(&ctx.queue, 3, 0)), "more tokens than the buffers hold");
+    assert!(invalid(bound.set_step(&ctx.queue, 0, 0)), "no tokens");
+    bound.set_step(&ctx.queue, 2, 6).unwrap();
+}

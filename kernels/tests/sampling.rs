@@ -1,0 +1,450 @@
+//! GPU sampling against the CPU reference `cpu::{sample, argmax, ...}`.
+
+mod support_attn;
+
+use mlc_kernels::cpu::{self, SamplingParams};
+use mlc_kernels::{BoundSampler, GpuContext, KernelError, Sampler, SamplerBuffers};
+use rand::Rng;
+use rand::rngs::StdRng;
+use support_attn::{contexts, rng, upload, upload_u32};
+
+/// A sampler bound to fresh logits / counts / token buffers of `vocab` entries.
+struct Rig {
+    logits: wgpu::Buffer,
+    counts: wgpu::Buffer,
+    token: wgpu::Buffer,
+    bound: BoundSampler,
+}
+
+impl Rig {
+    fn new(ctx: &GpuContext, sampler: &Sampler, vocab: usize) -> Rig {
+        let logits = upload(ctx, &vec![0.0; vocab]);
+        let counts = upload_u32(ctx, &vec![0; vocab]);
+        let token = upload_u32(ctx, &[u32::MAX]);
+        let bound =
+            sampler.bind(ctx, vocab, &SamplerBuffers { logits: &logits, counts: &counts, token: &token }).unwrap();
+        Rig { logits, counts, token, bound }
+    }
+
+    /// Uploads one step's logits, counts (dense), bias and parameters.
+    fn load(
+        &mut self,
+        ctx: &GpuContext,
+        logits: &[f32],
+        counts: &[u32],
+        bias: &[(u32, f32)],
+        params: &SamplingParams,
+        active: Option<usize>,
+    ) {
+        ctx.queue.write_buffer(&self.logits, 0, bytemuck::cast_slice(logits));
+        ctx.queue.write_buffer(&self.counts, 0, bytemuck::cast_slice(counts));
+        self.bound.set_logit_bias(&ctx.queue, bias);
+        self.bound.set_params(&ctx.queue, params, active).unwrap();
+    }
+
+    fn argmax(&self, ctx: &GpuContext) -> u32 {
+        self.bound.argmax_blocking(ctx, &self.token).unwrap()
+    }
+
+    fn sample(&mut self, ctx: &GpuContext, uniform: f32) -> u32 {
+        self.bound.sample_blocking(ctx, &self.token, uniform).unwrap()
+    }
+}
+
+/// Sparse `(id, count)` pairs of a dense count table.
+fn appeared(counts: &[u32]) -> Vec<(u32, u32)> {
+    counts.iter().enumerate().filter(|&(_, &c)| c > 0).map(|(i, &c)| (i as u32, c)).collect()
+}
+
+/// Logits like a language model's: a smooth random background plus a few strong tokens.
+fn lm_logits(rng: &mut StdRng, vocab: usize, spread: f32) -> Vec<f32> {
+    let mut logits: Vec<f32> = (0..vocab)
+        .map(|_| {
+            let g: f32 = (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum();
+            g * spread
+        })
+        .collect();
+    for _ in 0..rng.random_range(1..20) {
+        let id = rng.random_range(0..vocab);
+        logits[id] += rng.random_range(2.0..12.0);
+    }
+    logits
+}
+
+#[test]
+fn argmax_matches_the_cpu_reference() {
+    for (path, ctx) in contexts() {
+        let sampler = Sampler::new(ctx).unwrap();
+        let mut rng = rng(600);
+        for vocab in [1, 7, 1000, 1024, 1025, 32_000, 151_936, 262_144] {
+            let mut rig = Rig::new(ctx, &sampler, vocab);
+            for case in 0..3 {
+                let mut logits = lm_logits(&mut rng, vocab, 1.0);
+                let mut counts = vec![0u32; vocab];
+                let mut active = None;
+                if case == 1 && vocab > 2 {
+                    // Planted ties: the lowest id must win.
+                    let top = logits.iter().copied().fold(f32::MIN, f32::max) + 1.0;
+                    for _ in 0..3 {
+                        logits[rng.random_range(0..vocab)] = top;
+                    }
+                    // A larger logit past the active vocabulary is never chosen.
+                    active = Some(vocab - 1);
+                    logits[vocab - 1] = top + 5.0;
+                }
+                let params = if case == 2 {
+                    for _ in 0..vocab.min(50) {
+                        counts[rng.random_range(0..vocab)] += rng.random_range(1..4);
+                    }
+                    SamplingParams {
+                        repetition_penalty: 1.3,
+                        presence_penalty: 0.4,
+                        frequency_penalty: 0.2,
+                        ..Default::default()
+                    }
+                } else {
+                    SamplingParams::default()
+                };
+                let bias = [(0u32, 0.5f32), ((vocab / 2) as u32, -1.5)];
+                rig.load(ctx, &logits, &counts, &bias, &params, active);
+                let mut processed = logits.clone();
+                cpu::apply_logit_bias(&mut processed, &bias);
+                cpu::apply_penalties(&mut processed, &appeared(&counts), &params);
+                let want = cpu::argmax(&processed, active);
+                assert_eq!(rig.argmax(ctx), want, "{path}: vocab {vocab}, case {case}");
+            }
+        }
+    }
+}
+
+/// Picks `u` at least `margin` away from every CDF boundary near the draw, so
+/// rounding differences between GPU and CPU cannot change the token.
+fn safe_uniform(rng: &mut StdRng, nucleus: &cpu::Nucleus, margin: f32) -> f32 {
+    loop {
+        let u: f32 = rng.random_range(0.0..1.0);
+        let j = nucleus.cumulative.iter().position(|&c| u < c / nucleus.renorm).unwrap_or(0);
+        let low = if j == 0 { 0.0 } else { nucleus.cumulative[j - 1] / nucleus.renorm };
+        let high = nucleus.cumulative[j] / nucleus.renorm;
+        if u - low > margin && high - u > margin {
+            return u;
+        }
+    }
+}
+
+/// How many candidates the GPU sorts exactly: the tokens of the top histogram
+/// bins (`bits(e) >> 19` of `e = exp(x − max x)`) that fit in 1024 together.
+fn gpu_candidates(processed: &[f32], params: &SamplingParams, active: Option<usize>) -> usize {
+    let active = active.unwrap_or(processed.len());
+    let t = params.effective_temperature();
+    let x: Vec<f32> = processed[..active].iter().map(|&l| if params.is_greedy() { l } else { l / t }).collect();
+    let max = x.iter().copied().fold(f32::MIN, f32::max);
+    let mut bins = vec![0usize; 2048];
+    for &v in &x {
+        let e = if params.is_greedy() { (v == max) as u32 as f32 } else { (v - max).exp() };
+        bins[(e.to_bits() >> 19) as usize] += 1;
+    }
+    bins[0] += processed.len() - active;
+    let mut taken = 0;
+    for &n in bins.iter().rev() {
+        if taken + n > 1024 {
+            break;
+        }
+        taken += n;
+    }
+    taken
+}
+
+/// The GPU's order when the nucleus leaves its candidates: the `candidates`
+/// most probable tokens sorted, then the others by id; with the nucleus mass
+/// `min(top_p, total)` it renormalises by.
+fn gpu_order(probs: &[f32], top_p: f32, candidates: usize) -> (Vec<u32>, f64) {
+    let sorted = cpu::top_p_filter(probs, 1.0).order;
+    let mut order = sorted[..candidates].to_vec();
+    let mut rest = sorted[candidates..].to_vec();
+    rest.sort_unstable();
+    order.extend(rest);
+    let total: f64 = probs.iter().map(|&p| p as f64).sum();
+    (order, (top_p as f64).min(total))
+}
+
+#[test]
+fn sampling_matches_the_cpu_reference() {
+    for (path, ctx) in contexts() {
+        let sampler = Sampler::new(ctx).unwrap();
+        let mut rng = rng(700);
+        let (mut exact, mut total) = (0, 0);
+        for vocab in [3, 50, 1000, 5000, 32_000, 151_936] {
+            let mut rig = Rig::new(ctx, &sampler, vocab);
+            // The WebGPU-limits path only re-checks that the pipelines fit: fewer cases.
+            let cases = if *path == "webgpu-limits" {
+                4
+            } else if vocab > 100_000 {
+                12
+            } else {
+                25
+            };
+            for case in 0..cases {
+                let spread = rng.random_range(0.8..3.0);
+                let logits = lm_logits(&mut rng, vocab, spread);
+                let mut counts = vec![0u32; vocab];
+                let mut params = SamplingParams {
+                    temperature: [0.3, 0.7, 1.0, 1.5][rng.random_range(0..4)],
+                    top_p: [0.1, 0.5, 0.8, 0.95, 1.0][rng.random_range(0..5)],
+                    ..Default::default()
+                };
+                if case % 3 == 1 {
+                    params.repetition_penalty = rng.random_range(0.8..1.5);
+                    params.presence_penalty = rng.random_range(-1.0..1.0);
+                    params.frequency_penalty = rng.random_range(-0.5..0.5);
+                    for _ in 0..vocab.min(40) {
+                        counts[rng.random_range(0..vocab)] += rng.random_range(1..5);
+                    }
+                }
+                let bias: Vec<(u32, f32)> = if case % 4 == 2 {
+                    (0..5).map(|k| ((k * vocab / 5) as u32, rng.random_range(-10.0..10.0))).collect()
+                } else {
+                    vec![]
+                };
+                let active = (case % 5 == 3 && vocab > 10).then(|| vocab - vocab / 10);
+                rig.load(ctx, &logits, &counts, &bias, &params, active);
+
+                let mut processed = logits.clone();
+                cpu::apply_logit_bias(&mut processed, &bias);
+                cpu::apply_penalties(&mut processed, &appeared(&counts), &params);
+                let probs = cpu::softmax_with_temperature(&processed, params.temperature, active);
+                let nucleus = cpu::top_p_filter(&probs, params.top_p);
+                let u = safe_uniform(&mut rng, &nucleus, 1e-4);
+                let want = cpu::sample_from(&nucleus, u);
+                assert_eq!(want, cpu::sample(&logits, &params, &appeared(&counts), &bias, active, u));
+                let got = rig.sample(ctx, u);
+                let draw = nucleus.cumulative.iter().position(|&c| u < c / nucleus.renorm).unwrap();
+                total += 1;
+                // Exact whenever the nucleus boundary (and so the draw) lies among
+                // the GPU's sorted candidates (at most 1024 most probable tokens),
+                // or the draw does and the GPU's nucleus mass (min(top_p, total)
+                // for a boundary past the candidates) is within the margin of cum[K].
+                let candidates = gpu_candidates(&processed, &params, active);
+                let last = probs[nucleus.order[nucleus.len() - 1] as usize];
+                if nucleus.len() + 8 <= candidates || (draw + 8 <= candidates && last / nucleus.renorm < 3e-5) {
+                    exact += 1;
+                    assert_eq!(
+                        got,
+                        want,
+                        "{path}: vocab {vocab}, case {case}, {params:?}, u {u}, nucleus {} tokens, draw #{draw}",
+                        nucleus.len()
+                    );
+                } else {
+                    assert!(probs[got as usize] > 0.0, "{path}: drew a masked token {got}");
+                    // Beyond the candidates the GPU walks the rest in id order: check
+                    // the token against that documented order.
+                    let (order, renorm) = gpu_order(&probs, params.effective_top_p(), candidates);
+                    let mut before = 0.0f64;
+                    let mut found = None;
+                    for &id in &order {
+                        let after = before + probs[id as usize] as f64;
+                        if id == got {
+                            found = Some((before / renorm, after / renorm));
+                            break;
+                        }
+                        before = after;
+                    }
+                    let (low, high) = found.expect("the GPU token is in the order");
+                    let u = u as f64;
+                    assert!(
+                        low - 1e-5 <= u && u <= high + 1e-5,
+                        "{path}: tail draw {got} covers [{low}, {high}), u {u}"
+                    );
+                }
+            }
+        }
+        eprintln!("{path}: {exact} of {total} sampling cases compared exactly");
+        assert!(exact * 10 >= total * 7, "too few exact comparisons: {exact} of {total}");
+    }
+}
+
+#[test]
+fn flat_distributions_sample_in_id_order_beyond_the_candidates() {
+    // 5000 equal logits: more ties than candidates, so the GPU takes its tail
+    // path, which coincides with the spec here (equal probabilities sort by id).
+    for (path, ctx) in contexts() {
+        let sampler = Sampler::new(ctx).unwrap();
+        let vocab = 5000;
+        let mut rig = Rig::new(ctx, &sampler, vocab);
+        let logits = vec![0.25; vocab];
+        let counts = vec![0; vocab];
+        for (top_p, u) in [(1.0, 0.1234), (1.0, 0.98765), (0.5, 0.4321), (0.3, 0.0101)] {
+            let params = SamplingParams { top_p, ..Default::default() };
+            rig.load(ctx, &logits, &counts, &[], &params, None);
+            let want = cpu::sample(&logits, &params, &[], &[], None, u);
+            let got = rig.sample(ctx, u);
+            assert!(got.abs_diff(want) <= 1, "{path}: top_p {top_p}, u {u}: {got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn zero_temperature_is_greedy_and_draws_among_exact_ties() {
+    for (path, ctx) in contexts() {
+        let sampler = Sampler::new(ctx).unwrap();
+        let mut rng = rng(800);
+        let vocab = 40_000;
+        let mut rig = Rig::new(ctx, &sampler, vocab);
+        let counts = vec![0; vocab];
+        let greedy = SamplingParams { temperature: 0.0, top_p: 0.9, ..Default::default() };
+        // A unique maximum: every u gives the argmax, like greedy decoding.
+        let logits = lm_logits(&mut rng, vocab, 1.0);
+        rig.load(ctx, &logits, &counts, &[], &greedy, None);
+        let argmax = cpu::argmax(&logits, None);
+        assert_eq!(rig.argmax(ctx), argmax);
+        for u in [0.0, 0.3, 0.999] {
+            assert_eq!(rig.sample(ctx, u), argmax, "{path}: u {u}");
+        }
+        // Temperatures up to 1e-5 take the same branch.
+        let tiny = SamplingParams { temperature: 1e-5, top_p: 1.0, ..Default::default() };
+        rig.load(ctx, &logits, &counts, &[], &tiny, None);
+        assert_eq!(rig.sample(ctx, 0.77), argmax);
+        // Three exact maxima: u picks among them in id order (top_p 1 keeps all three).
+        let mut tied = logits.clone();
+        let top = logits[argmax as usize] + 1.0;
+        let ids = [123usize, 9_000, 31_000];
+        for &id in &ids {
+            tied[id] = top;
+        }
+        let all = SamplingParams { temperature: 0.0, top_p: 1.0, ..Default::default() };
+        rig.load(ctx, &tied, &counts, &[], &all, None);
+        assert_eq!(rig.argmax(ctx), 123, "{path}: argmax takes the lowest tied id");
+        for (u, want) in [(0.1, 123), (0.5, 9_000), (0.9, 31_000)] {
+            assert_eq!(cpu::sample(&tied, &all, &[], &[], None, u), want);
+            assert_eq!(rig.sample(ctx, u), want, "{path}: u {u}");
+        }
+    }
+}
+
+#[test]
+fn penalties_and_bias_change_the_choice_as_expected() {
+    for (path, ctx) in contexts() {
+        let sampler = Sampler::new(ctx).unwrap();
+        let vocab = 3000;
+        let mut rig = Rig::new(ctx, &sampler, vocab);
+        let mut logits = vec![0.0; vocab];
+        logits[3] = 5.0;
+        logits[7] = 4.9;
+        logits[11] = -2.0;
+        let mut counts = vec![0; vocab];
+        let greedy = SamplingParams { temperature: 0.0, ..Default::default() };
+        rig.load(ctx, &logits, &counts, &[], &greedy, None);
+        assert_eq!(rig.sample(ctx, 0.5), 3);
+
+        // Repetition penalty on token 3 (5 / 1.5 < 4.9).
+        counts[3] = 1;
+        let rep = SamplingParams { repetition_penalty: 1.5, ..greedy };
+        rig.load(ctx, &logits, &counts, &[], &rep, None);
+        assert_eq!(rig.sample(ctx, 0.5), 7, "{path}");
+        assert_eq!(rig.argmax(ctx), 7, "{path}");
+        // Presence penalty of 0.2 also pushes 3 below 7; frequency 0.05 × 1 does not.
+        let presence = SamplingParams { presence_penalty: 0.2, ..greedy };
+        rig.load(ctx, &logits, &counts, &[], &presence, None);
+        assert_eq!(rig.sample(ctx, 0.5), 7, "{path}");
+        let frequency = SamplingParams { frequency_penalty: 0.05, ..greedy };
+        rig.load(ctx, &logits, &counts, &[], &frequency, None);
+        assert_eq!(rig.sample(ctx, 0.5), 3, "{path}");
+        counts[3] = 3; // 3 × 0.05 = 0.15 > 0.1
+        rig.load(ctx, &logits, &counts, &[], &frequency, None);
+        assert_eq!(rig.sample(ctx, 0.5), 7, "{path}");
+        // A negative logit is multiplied by the repetition penalty.
+        let mut negative = vec![-10.0; vocab];
+        negative[11] = -2.0;
+        negative[12] = -2.5;
+        let mut counts11 = vec![0; vocab];
+        counts11[11] = 1;
+        rig.load(ctx, &negative, &counts11, &[], &rep, None);
+        assert_eq!(rig.sample(ctx, 0.5), 12, "{path}: -2 × 1.5 < -2.5");
+        // Logit bias.
+        rig.load(ctx, &logits, &vec![0; vocab], &[(11, 8.0)], &greedy, None);
+        assert_eq!(rig.sample(ctx, 0.5), 11, "{path}");
+        rig.load(ctx, &logits, &vec![0; vocab], &[], &greedy, None);
+        assert_eq!(rig.sample(ctx, 0.5), 3, "{path}: the bias is cleared");
+    }
+}
+
+#[test]
+fn the_gpu_can_count_the_sampled_tokens() {
+    let (_, ctx) = &contexts()[1];
+    let sampler = Sampler::new(ctx).unwrap();
+    let vocab = 100;
+    let mut rig = Rig::new(ctx, &sampler, vocab);
+    let mut logits = vec![0.0; vocab];
+    logits[3] = 5.0;
+    logits[7] = 4.0;
+    logits[9] = 3.5;
+    let params = SamplingParams { temperature: 0.0, frequency_penalty: 0.6, ..Default::default() };
+    rig.load(ctx, &logits, &vec![0; vocab], &[], &params, None);
+    rig.bound.set_count_sampled(true);
+    // Each pick of a token lowers its logit by 0.6: 5, 4.4, 3.8 (< 4, so 7), ...
+    let picks: Vec<u32> = (0..4).map(|_| rig.sample(ctx, 0.5)).collect();
+    assert_eq!(picks, vec![3, 3, 7, 3]);
+    let counts = ctx.read_u32(&rig.counts, vocab).unwrap();
+    assert_eq!((counts[3], counts[7], counts[9]), (3, 1, 0));
+}
+
+fn invalid<T>(result: Result<T, KernelError>) -> bool {
+    matches!(result, Err(KernelError::InvalidArguments(_)))
+}
+
+#[test]
+fn sampling_rejects_bad_arguments() {
+    let (_, ctx) = &contexts()[0];
+    let sampler = Sampler::new(ctx).unwrap();
+    let small = upload(ctx, &[0.0; 10]);
+    let token = upload_u32(ctx, &[0]);
+    assert!(invalid(sampler.bind(ctx, 11, &SamplerBuffers { logits: &small, counts: &small, token: &token })));
+    assert!(invalid(sampler.bind(ctx, 0, &SamplerBuffers { logits: &small, counts: &small, token: &token })));
+    assert!(
+        invalid(sampler.bind(ctx, 10, &SamplerBuffers { logits: &small, counts: &small, token: &token })),
+        "aliasing"
+    );
+    let counts = upload_u32(ctx, &[0; 10]);
+    let mut bound = sampler.bind(ctx, 10, &SamplerBuffers { logits: &small, counts: &counts, token: &token }).unwrap();
+    let q = &ctx.queue;
+    assert!(invalid(bound.set_params(q, &SamplingParams { top_p: 0.0, ..Default::default() }, None)));
+    assert!(invalid(bound.set_params(q, &SamplingParams { temperature: -1.0, ..Default::default() }, None)));
+    assert!(invalid(bound.set_params(q, &SamplingParams { repetition_penalty: 0.0, ..Default::default() }, None)));
+    assert!(invalid(bound.set_params(q, &SamplingParams { presence_penalty: 2.5, ..Default::default() }, None)));
+    assert!(invalid(bound.set_params(q, &SamplingParams::default(), Some(11))));
+    assert!(invalid(bound.set_uniform(q, 1.5)));
+    bound.set_params(q, &SamplingParams::default(), Some(10)).unwrap();
+}
+
+/// Rough timings (run with `--ignored --nocapture` on a real GPU; meaningless on lavapipe).
+#[test]
+#[ignore]
+fn bench_sampling() {
+    let (path, ctx) = &contexts()[1];
+    let sampler = Sampler::new(ctx).unwrap();
+    let mut rng = rng(901);
+    for vocab in [151_936, 262_144] {
+        let mut rig = Rig::new(ctx, &sampler, vocab);
+        let logits = lm_logits(&mut rng, vocab, 2.0);
+        let params = SamplingParams { temperature: 0.7, top_p: 0.8, repetition_penalty: 1.1, ..Default::default() };
+        rig.load(ctx, &logits, &vec![0; vocab], &[], &params, None);
+        for (name, sample) in [("argmax", false), ("sample", true)] {
+            let record = |pass: &mut wgpu::ComputePass<'_>| {
+                if sample { rig.bound.dispatch_sample(pass) } else { rig.bound.dispatch_argmax(pass) }
+            };
+            ctx.submit_pass("warm", record);
+            ctx.wait().unwrap();
+            let reps = 100;
+            let t = std::time::Instant::now();
+            ctx.submit_pass("bench", |pass| (0..reps).for_each(|_| record(pass)));
+            ctx.wait().unwrap();
+            let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
+            eprintln!("{path} {name} over {vocab}: {us:.1} µs");
+        }
+        // One full step as the engine sees it: write u, sample, read 4 bytes back.
+        let t = std::time::Instant::now();
+        for i in 0..20 {
+            rig.sample(ctx, (i as f32 + 0.5) / 20.0);
+        }
+        eprintln!("{path} sample + 4-byte readback over {vocab}: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / 20.0);
+    }
+}

@@ -1,0 +1,31 @@
+//! Foundations of the chat engine, reproducing WebLLM 0.2.86's observable
+//! behaviour: tokenizer conventions, prompt rendering and multi-round KV
+//! reuse, stop handling and stream deltas, OpenAI-style request/response
+//! types, and request validation with WebLLM's error names and messages.
+//!
+//! A chat request flows through these modules as follows:
+//! [`validate_chat_request`] → [`Conversation::from_request`] →
+//! [`can_reuse_kv_cache`] (keep or reset the KV cache) →
+//! [`Conversation::start_round`] → [`Conversation::prompt_tokens`] →
+//! [`check_context_window`] → prefill, then for each sampled token
+//! [`OutputStream::push`] and [`OutputStream::next_delta`] → finally
+//! [`Conversation::finish_reply`] with [`OutputStream::text`].
+//! docs/chat.md lists where this deliberately differs from WebLLM.
+
+mod conversation;
+mod error;
+mod js;
+mod openai;
+mod stream;
+mod tokenizer;
+mod validate;
+
+pub use conversation::{can_reuse_kv_cache, ConvMessage, Conversation, PromptTokens, Role, Turn, EMPTY_THINKING_BLOCK};
+pub use error::ChatError;
+pub use openai::*;
+pub use stream::{OutputStream, StopConditions};
+pub use tokenizer::{Tokenizer, TokenizerError};
+pub use validate::{
+    check_chat_request, check_completion_request, check_context_window, check_generation_config, validate_chat_request,
+    validate_completion_request, FUNCTION_CALLING_MODEL_IDS,
+};

@@ -1,0 +1,578 @@
+//! The WebGPU backend: every op of the decoder is a WGSL dispatch recorded into
+//! one compute pass per step, submitted when the host needs a result.
+//!
+//! Bind groups are built once. Each op call of a forward pass is a numbered
+//! *slot*; activation buffers come from a pool that hands them out in the same
+//! order every step, so a slot sees the same buffers each time and reuses the
+//! bound kernel it made the first time (only the token count and position are
+//! written per step). A decode step therefore allocates nothing, submits once,
+//! and — with [`Backend::argmax`] — reads back 4 bytes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use mlc_kernels::attention::BoundAttention;
+use mlc_kernels::rope::BoundRope;
+use mlc_kernels::{
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, BoundSampler, Dtype, Elementwise, Embed,
+    EmbedBuffers, GpuContext, GpuWeight, Matmul, MatmulBuffers, QkNorm, Residual, RmsNorm, RmsNormBuffers, RmsNormShape,
+    RopeAppend, RopeBuffers, RopeShape, RopeTable, Sampler, SamplerBuffers, WeightFormat,
+};
+use mlc_loader::{DType, Quantization, Tensor};
+
+use crate::backend::Backend;
+use crate::models::{Activation, ModelSpec};
+use crate::weights::{LinearSource, MatrixSource};
+use crate::EngineError;
+
+/// How much the GPU engine allocates up front.
+#[derive(Debug, Clone)]
+pub struct GpuOptions {
+    /// Most tokens one forward call processes (prefill is cut into chunks of this).
+    pub max_rows: usize,
+    /// KV cache positions; `None` takes `min(context_window_size, 4096)`.
+    pub context_length: Option<usize>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions { max_rows: 256, context_length: None }
+    }
+}
+
+/// Counters that show what a step cost (tests assert on them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    /// Command buffers submitted.
+    pub submissions: u64,
+    /// Bytes copied back to the host.
+    pub readback_bytes: u64,
+    /// Buffers created for activations.
+    pub activation_buffers: u64,
+    /// Kernels bound (bind groups and parameter blocks created).
+    pub bindings: u64,
+}
+
+/// Activations `[rows, cols]` (f32) in a pooled GPU buffer sized for the
+/// largest step; returned to the pool when dropped.
+pub struct GpuTensor {
+    buffer: wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+    pool: Rc<RefCell<Pool>>,
+}
+
+impl Drop for GpuTensor {
+    fn drop(&mut self) {
+        self.pool.borrow_mut().release(self.buffer.clone());
+    }
+}
+
+/// A linear layer's weight (as stored in the shard) and bias on the GPU.
+pub struct GpuLinear {
+    rows: usize,
+    cols: usize,
+    data: wgpu::Buffer,
+    scales: Option<wgpu::Buffer>,
+    bias: Option<wgpu::Buffer>,
+}
+
+impl GpuLinear {
+    fn weight(&self) -> GpuWeight<'_> {
+        GpuWeight { rows: self.rows as u32, cols: self.cols as u32, data: &self.data, scales: self.scales.as_ref() }
+    }
+}
+
+/// Free activation buffers by size, handed out last-in first-out so that
+/// every step of the same shape sees the same buffers in the same order.
+#[derive(Default)]
+struct Pool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    created: u64,
+}
+
+impl Pool {
+    fn acquire(&mut self, ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
+        if let Some(buffer) = self.free.get_mut(&bytes).and_then(Vec::pop) {
+            return buffer;
+        }
+        self.created += 1;
+        ctx.empty_storage_buffer("activations", bytes)
+    }
+
+    fn release(&mut self, buffer: wgpu::Buffer) {
+        self.free.entry(buffer.size()).or_default().push(buffer);
+    }
+}
+
+/// A kernel bound for one slot, with the buffers it was bound to.
+struct Slot {
+    key: Vec<wgpu::Buffer>,
+    op: BoundOp,
+}
+
+enum BoundOp {
+    Plain(Bound),
+    Rope(BoundRope),
+    Attention(BoundAttention),
+    Sampler(BoundSampler),
+}
+
+/// The kernels of one model, compiled for its weight format and head size.
+struct Kernels {
+    matmul: Matmul,
+    embed: Embed,
+    norm: RmsNorm,
+    elementwise: Elementwise,
+    rope: RopeAppend,
+    attention: Attention,
+    sampler: Sampler,
+}
+
+/// Per-model GPU state created by [`Backend::prepare`].
+struct Prepared {
+    kernels: Kernels,
+    dtype: Dtype,
+    capacity: usize,
+    rope_table: RopeTable,
+    scratch: AttentionScratch,
+    kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    tokens: wgpu::Buffer,
+    token_out: wgpu::Buffer,
+    counts: wgpu::Buffer,
+}
+
+/// The GPU backend.
+pub struct GpuBackend {
+    ctx: GpuContext,
+    options: GpuOptions,
+    prepared: Option<Prepared>,
+    pool: Rc<RefCell<Pool>>,
+    slots: Vec<Option<Slot>>,
+    next_slot: usize,
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    staging: Option<wgpu::Buffer>,
+    stats: GpuStats,
+}
+
+impl GpuBackend {
+    /// A backend on `ctx`; the model-specific state is built by `prepare`.
+    pub fn new(ctx: GpuContext, options: GpuOptions) -> GpuBackend {
+        GpuBackend {
+            ctx,
+            options,
+            prepared: None,
+            pool: Rc::default(),
+            slots: Vec::new(),
+            next_slot: 0,
+            encoder: None,
+            pass: None,
+            staging: None,
+            stats: GpuStats::default(),
+        }
+    }
+
+    /// The device this backend runs on.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Work counters since the backend was made.
+    pub fn stats(&self) -> GpuStats {
+        GpuStats { activation_buffers: self.pool.borrow().created, ..self.stats }
+    }
+
+    fn prepared(&self) -> &Prepared {
+        self.prepared.as_ref().expect("Backend::prepare runs before any op")
+    }
+
+    fn max_rows(&self) -> usize {
+        self.options.max_rows.max(1)
+    }
+
+    /// A pooled `[rows, cols]` tensor (its buffer holds `max_rows` rows).
+    fn tensor(&mut self, rows: usize, cols: usize) -> GpuTensor {
+        let bytes = (self.max_rows().max(rows) * cols * 4) as u64;
+        let buffer = self.pool.borrow_mut().acquire(&self.ctx, bytes);
+        GpuTensor { buffer, rows, cols, pool: self.pool.clone() }
+    }
+
+    /// The bound kernel of the next slot: reused when it was bound to the same
+    /// buffers, else made by `bind`.
+    fn slot(&mut self, key: Vec<wgpu::Buffer>, bind: impl FnOnce(&Self) -> Result<BoundOp, EngineError>) -> Result<usize, EngineError> {
+        let index = self.next_slot;
+        self.next_slot += 1;
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        if self.slots[index].as_ref().is_none_or(|slot| slot.key != key) {
+            let op = bind(self)?;
+            self.stats.bindings += 1;
+            self.slots[index] = Some(Slot { key, op });
+        }
+        Ok(index)
+    }
+
+    /// Records slot `index` with `rows` tokens starting at position `start`.
+    fn record(&mut self, index: usize, rows: usize, start: usize) -> Result<(), EngineError> {
+        if self.pass.is_none() {
+            let encoder = self.encoder.get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+            self.pass = Some(encoder.begin_compute_pass(&Default::default()).forget_lifetime());
+        }
+        let queue = self.ctx.queue.clone();
+        let pass = self.pass.as_mut().expect("pass begun above");
+        match &mut self.slots[index].as_mut().expect("slot bound").op {
+            BoundOp::Plain(bound) => {
+                bound.set_rows(&queue, rows as u32)?;
+                bound.dispatch(pass);
+            }
+            BoundOp::Rope(bound) => {
+                bound.set_step(&queue, rows, start)?;
+                bound.dispatch(pass);
+            }
+            BoundOp::Attention(bound) => {
+                bound.set_step(&queue, rows, start)?;
+                bound.dispatch(pass);
+            }
+            BoundOp::Sampler(bound) => bound.dispatch_argmax(pass),
+        }
+        Ok(())
+    }
+
+    /// Ends the pass, copies `bytes` of `source` to the host in the same
+    /// submission, and returns them.
+    fn submit_and_read(&mut self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, EngineError> {
+        self.pass = None;
+        let mut encoder = self.encoder.take().unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
+        let size = bytes.div_ceil(4).max(1) * 4;
+        if self.staging.as_ref().is_none_or(|s| s.size() < size) {
+            self.staging = Some(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let staging = self.staging.clone().expect("made above");
+        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.stats.submissions += 1;
+        self.stats.readback_bytes += size;
+        let bytes = pollster_map(&self.ctx, &staging, size)?;
+        Ok(bytes)
+    }
+
+    /// Submits recorded work that nobody has waited for yet.
+    fn flush(&mut self) {
+        self.pass = None;
+        if let Some(encoder) = self.encoder.take() {
+            self.ctx.queue.submit([encoder.finish()]);
+            self.stats.submissions += 1;
+        }
+    }
+
+    /// Starts the slot numbering of a new forward pass.
+    fn begin_step(&mut self) {
+        self.next_slot = 0;
+    }
+}
+
+/// Maps `staging` and copies its first `size` bytes out.
+fn pollster_map(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, EngineError> {
+    let slice = staging.slice(..size);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |result| {
+        let _ = sender.send(result);
+    });
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| mlc_kernels::KernelError::DeviceLost(e.to_string()))?;
+    receiver
+        .recv()
+        .map_err(|_| mlc_kernels::KernelError::DeviceLost("readback cancelled".into()))?
+        .map_err(|e| mlc_kernels::KernelError::DeviceLost(e.to_string()))?;
+    let bytes = slice.get_mapped_range().map_err(|e| mlc_kernels::KernelError::DeviceLost(e.to_string()))?.to_vec();
+    staging.unmap();
+    Ok(bytes)
+}
+
+/// The WGSL weight format of an artifact's quantization.
+fn weight_format(quantization: Quantization) -> (WeightFormat, Dtype) {
+    match quantization {
+        Quantization::Q4F16_1 => (WeightFormat::Q4(Dtype::F16), Dtype::F16),
+        Quantization::Q4F32_1 => (WeightFormat::Q4(Dtype::F32), Dtype::F32),
+        Quantization::Q0F16 => (WeightFormat::Dense(Dtype::F16), Dtype::F16),
+        Quantization::Q0F32 => (WeightFormat::Dense(Dtype::F32), Dtype::F32),
+    }
+}
+
+/// The bytes of `tensor` in the model's float dtype (f16 bits or f32),
+/// converting when the artifact stored another float type.
+fn float_bytes(tensor: &Tensor<'_>, dtype: Dtype) -> Result<Vec<u8>, EngineError> {
+    Ok(match (tensor.dtype, dtype) {
+        (DType::F16, Dtype::F16) | (DType::F32, Dtype::F32) => tensor.bytes.to_vec(),
+        (_, Dtype::F32) => bytemuck::cast_slice(&tensor.to_f32_vec()?).to_vec(),
+        (_, Dtype::F16) => {
+            let halves: Vec<u16> = tensor.to_f32_vec()?.into_iter().map(|v| half::f16::from_f32(v).to_bits()).collect();
+            bytemuck::cast_slice(&halves).to_vec()
+        }
+    })
+}
+
+impl Backend for GpuBackend {
+    type Tensor = GpuTensor;
+    type Linear = GpuLinear;
+    type Vector = wgpu::Buffer;
+
+    fn prepare(&mut self, spec: &ModelSpec, quantization: Quantization) -> Result<(), EngineError> {
+        let ctx = &self.ctx;
+        let (format, dtype) = weight_format(quantization);
+        let kernels = Kernels {
+            matmul: Matmul::new(ctx, format)?,
+            embed: Embed::new(ctx, format)?,
+            norm: RmsNorm::new(ctx, dtype)?,
+            elementwise: Elementwise::new(ctx)?,
+            rope: RopeAppend::new(ctx)?,
+            attention: Attention::new(ctx, spec.head_dim)?,
+            sampler: Sampler::new(ctx)?,
+        };
+        let capacity = self.options.context_length.unwrap_or(4096).min(spec.context_window_size).max(1);
+        let cache_bytes = (spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
+        let kv = (0..spec.num_layers)
+            .map(|_| (ctx.empty_storage_buffer("k cache", cache_bytes), ctx.empty_storage_buffer("v cache", cache_bytes)))
+            .collect();
+        let max_rows = self.max_rows();
+        self.prepared = Some(Prepared {
+            kernels,
+            dtype,
+            capacity,
+            rope_table: RopeTable::new(ctx, &spec.rope(), capacity)?,
+            scratch: AttentionScratch::new(ctx, spec.num_heads, spec.head_dim, capacity),
+            kv,
+            tokens: ctx.empty_storage_buffer("tokens", (max_rows * 4) as u64),
+            token_out: ctx.empty_storage_buffer("sampled token", 4),
+            counts: ctx.empty_storage_buffer("token counts", (spec.vocab_size * 4) as u64),
+        });
+        Ok(())
+    }
+
+    fn max_tokens_per_call(&self, spec: &ModelSpec, all_logits: bool) -> usize {
+        let capacity = self.prepared.as_ref().map_or(self.max_rows(), |p| p.capacity);
+        let mut rows = self.max_rows().min(capacity);
+        if all_logits {
+            // The logits of every row must fit one storage binding.
+            let binding = self.ctx.limits.max_storage_buffer_binding_size.min(mlc_kernels::buffers::DEFAULT_MAX_BINDING);
+            rows = rows.min((binding / (spec.vocab_size as u64 * 4)).max(1) as usize);
+        }
+        rows
+    }
+
+    fn context_capacity(&self, spec: &ModelSpec) -> usize {
+        self.prepared.as_ref().map_or(spec.context_window_size, |p| p.capacity)
+    }
+
+    fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<GpuLinear, EngineError> {
+        let dtype = self.prepared().dtype;
+        let label = source.name.as_str();
+        let (data, scales) = match &source.matrix {
+            MatrixSource::Q4 { q_weight, q_scale } => {
+                (self.ctx.storage_buffer(label, &q_weight.bytes), Some(self.ctx.storage_buffer(label, &float_bytes(q_scale, dtype)?)))
+            }
+            MatrixSource::Dense(values) => (self.ctx.storage_buffer(label, &float_bytes(values, dtype)?), None),
+        };
+        let bias = match &source.bias {
+            Some(bias) => Some(self.ctx.storage_buffer(label, &float_bytes(bias, dtype)?)),
+            None => None,
+        };
+        Ok(GpuLinear { rows: source.rows, cols: source.cols, data, scales, bias })
+    }
+
+    fn load_vector(&mut self, source: &Tensor<'_>) -> Result<wgpu::Buffer, EngineError> {
+        let bytes = float_bytes(source, self.prepared().dtype)?;
+        Ok(self.ctx.storage_buffer(source.name, &bytes))
+    }
+
+    fn begin(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+        // Parameter and token writes apply at the next submission, so work
+        // recorded by an earlier call (a prefill chunk) must be submitted first.
+        self.flush();
+        self.begin_step();
+        let prepared = self.prepared();
+        self.ctx.queue.write_buffer(&prepared.tokens, 0, bytemuck::cast_slice(tokens));
+        Ok(())
+    }
+
+    fn embed(&mut self, table: &GpuLinear, tokens: &[u32]) -> Result<GpuTensor, EngineError> {
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= table.rows) {
+            return Err(EngineError::TokenOutOfRange { token, vocab_size: table.rows });
+        }
+        let out = self.tensor(tokens.len(), table.cols);
+        let token_buffer = self.prepared().tokens.clone();
+        let max_rows = self.max_rows() as u32;
+        let key = vec![table.data.clone(), token_buffer.clone(), out.buffer.clone()];
+        let slot = self.slot(key, |b| {
+            let buffers = EmbedBuffers { table: table.weight(), tokens: &token_buffer, out: &out.buffer };
+            Ok(BoundOp::Plain(b.prepared().kernels.embed.bind(&b.ctx, &buffers, max_rows, 1.0)?))
+        })?;
+        self.record(slot, tokens.len(), 0)?;
+        Ok(out)
+    }
+
+    fn rms_norm(&mut self, x: &GpuTensor, weight: &wgpu::Buffer, eps: f32) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, x.cols);
+        let shape = RmsNormShape::rows(self.max_rows() as u32, x.cols as u32, eps);
+        let key = vec![x.buffer.clone(), weight.clone(), out.buffer.clone()];
+        let slot = self.slot(key, |b| {
+            let buffers = RmsNormBuffers { x: &x.buffer, weight, y: Some(&out.buffer) };
+            Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
+        })?;
+        self.record(slot, x.rows, 0)?;
+        Ok(out)
+    }
+
+    fn linear(&mut self, x: &GpuTensor, linear: &GpuLinear) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, linear.rows);
+        self.matmul(x, linear, &out.buffer, Residual::None)?;
+        Ok(out)
+    }
+
+    fn linear_add(&mut self, x: &GpuTensor, linear: &GpuLinear, residual: &mut GpuTensor) -> Result<(), EngineError> {
+        let y = residual.buffer.clone();
+        self.matmul(x, linear, &y, Residual::InPlace)
+    }
+
+    fn gated(&mut self, gate_up: &GpuTensor, activation: Activation) -> Result<GpuTensor, EngineError> {
+        let intermediate = gate_up.cols / 2;
+        let out = self.tensor(gate_up.rows, intermediate);
+        let max_rows = self.max_rows() as u32;
+        let act = match activation {
+            Activation::Silu => mlc_kernels::Activation::Silu,
+            Activation::GeluTanh => mlc_kernels::Activation::GeluTanh,
+        };
+        let key = vec![gate_up.buffer.clone(), out.buffer.clone()];
+        let slot = self.slot(key, |b| {
+            let kernel = &b.prepared().kernels.elementwise;
+            Ok(BoundOp::Plain(kernel.bind_gated(&b.ctx, act, &gate_up.buffer, &out.buffer, max_rows, intermediate as u32)?))
+        })?;
+        self.record(slot, gate_up.rows, 0)?;
+        Ok(out)
+    }
+
+    fn attention(
+        &mut self,
+        spec: &ModelSpec,
+        layer: usize,
+        qkv: &GpuTensor,
+        qk_norm: Option<&(wgpu::Buffer, wgpu::Buffer)>,
+        start: usize,
+    ) -> Result<GpuTensor, EngineError> {
+        let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
+        let capacity = self.prepared().capacity;
+        if start + qkv.rows > capacity {
+            return Err(EngineError::ContextWindowExceeded { needed: start + qkv.rows, window: capacity });
+        }
+        let q = self.tensor(qkv.rows, heads * d);
+        let out = self.tensor(qkv.rows, heads * d);
+        let (k_cache, v_cache) = self.prepared().kv[layer].clone();
+
+        let mut key = vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone()];
+        key.extend(qk_norm.iter().flat_map(|(a, b)| [a.clone(), b.clone()]));
+        let rope_slot = self.slot(key, |b| {
+            let prepared = b.prepared();
+            let norm = match (qk_norm, prepared.dtype) {
+                (None, _) => QkNorm::None,
+                (Some((q, k)), Dtype::F16) => QkNorm::F16 { q, k, eps: spec.rms_norm_eps },
+                (Some((q, k)), Dtype::F32) => QkNorm::F32 { q, k, eps: spec.rms_norm_eps },
+            };
+            let buffers = RopeBuffers {
+                qkv: &qkv.buffer,
+                q_out: &q.buffer,
+                k_cache: &k_cache,
+                v_cache: &v_cache,
+                table: &prepared.rope_table,
+                norm,
+            };
+            let shape = RopeShape { heads, kv_heads, head_dim: d, capacity };
+            Ok(BoundOp::Rope(prepared.kernels.rope.bind(&b.ctx, shape, &buffers)?))
+        })?;
+        self.record(rope_slot, qkv.rows, start)?;
+
+        let key = vec![q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
+        let attention_slot = self.slot(key, |b| {
+            let prepared = b.prepared();
+            let buffers = AttentionBuffers {
+                q: &q.buffer,
+                k_cache: &k_cache,
+                v_cache: &v_cache,
+                out: &out.buffer,
+                scratch: &prepared.scratch,
+            };
+            let shape = AttentionShape { heads, kv_heads, capacity };
+            Ok(BoundOp::Attention(prepared.kernels.attention.bind(&b.ctx, shape, &buffers, spec.attention_scale())?))
+        })?;
+        self.record(attention_slot, qkv.rows, start)?;
+        Ok(out)
+    }
+
+    fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(1, x.cols);
+        self.copy_row(x, &out, x.rows.saturating_sub(1));
+        Ok(out)
+    }
+
+    fn to_host(&mut self, x: &GpuTensor) -> Result<Vec<f32>, EngineError> {
+        let bytes = self.submit_and_read(&x.buffer.clone(), (x.rows * x.cols * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes[..x.rows * x.cols * 4]))
+    }
+
+    fn argmax(&mut self, logits: &GpuTensor) -> Result<Option<u32>, EngineError> {
+        let vocab = logits.cols;
+        let (counts, token_out) = (self.prepared().counts.clone(), self.prepared().token_out.clone());
+        let key = vec![logits.buffer.clone(), token_out.clone()];
+        let slot = self.slot(key, |b| {
+            let buffers = SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
+            Ok(BoundOp::Sampler(b.prepared().kernels.sampler.bind(&b.ctx, vocab, &buffers)?))
+        })?;
+        self.record(slot, 1, 0)?;
+        let bytes = self.submit_and_read(&token_out, 4)?;
+        let token = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        Ok((token != u32::MAX && (token as usize) < vocab).then_some(token))
+    }
+
+    fn reset_cache(&mut self) {
+        // Positions are written before they are read, so stale entries past the
+        // new position are never attended to: nothing to clear.
+    }
+}
+
+impl GpuBackend {
+    fn matmul(&mut self, x: &GpuTensor, linear: &GpuLinear, y: &wgpu::Buffer, residual: Residual<'_>) -> Result<(), EngineError> {
+        let max_rows = self.max_rows() as u32;
+        let in_place = matches!(residual, Residual::InPlace);
+        let mut key = vec![x.buffer.clone(), linear.data.clone(), y.clone()];
+        key.extend(linear.bias.clone());
+        let slot = self.slot(key, |b| {
+            let buffers = MatmulBuffers {
+                x: &x.buffer,
+                weight: linear.weight(),
+                bias: linear.bias.as_ref(),
+                residual: if in_place { Residual::InPlace } else { Residual::None },
+                y,
+            };
+            Ok(BoundOp::Plain(b.prepared().kernels.matmul.bind(&b.ctx, &buffers, max_rows)?))
+        })?;
+        self.record(slot, x.rows, 0)
+    }
+
+    /// Copies row `row` of `x` into the first row of `out`.
+    fn copy_row(&mut self, x: &GpuTensor, out: &GpuTensor, row: usize) {
+        // A buffer copy cannot happen inside a compute pass: end it, copy, and
+        // let the next op begin a new pass in the same command encoder.
+        self.pass = None;
+        let encoder = self.encoder.get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+        let bytes = (x.cols * 4) as u64;
+        encoder.copy_buffer_to_buffer(&x.buffer, row as u64 * bytes, &out.buffer, 0, bytes);
+    }
+}
