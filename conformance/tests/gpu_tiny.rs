@@ -77,3 +77,17 @@ fn a_decode_step_is_one_submission_and_a_four_byte_readback() {
     assert_eq!(after.activation_buffers, before.activation_buffers, "a decode step allocates no buffer");
     assert_eq!(after.bindings, before.bindings, "a decode step binds no new kernel");
 }
+
+#[test]
+fn default_options_serve_a_large_vocabulary() {
+    // 256 rows of 151936 logits would exceed one storage binding: the logits
+    // buffer must be sized for the rows actually needed.
+    let (_, ctx) = contexts().remove(0);
+    let artifact = Artifact::open(tiny_artifact("tiny-qwen2").to_str().unwrap(), OpenOptions::default()).unwrap();
+    let mut engine = load_gpu(&artifact, ctx, GpuOptions::default()).unwrap();
+    let prompt = &golden("tiny-qwen2").prompts[2];
+    let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
+    assert_eq!(generate_greedy(&mut engine, &prompt.token_ids, &options).unwrap(), prompt.greedy_16);
+    let all = engine.score(&prompt.token_ids[..3]).unwrap();
+    assert_eq!(all.len(), 3 * 151936);
+}

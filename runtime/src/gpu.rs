@@ -60,6 +60,8 @@ pub struct GpuTensor {
     buffer: wgpu::Buffer,
     rows: usize,
     cols: usize,
+    /// Rows the buffer holds (what its kernels are bound for).
+    capacity: usize,
     pool: Rc<RefCell<Pool>>,
 }
 
@@ -192,11 +194,20 @@ impl GpuBackend {
         self.options.max_rows.max(1)
     }
 
-    /// A pooled `[rows, cols]` tensor (its buffer holds `max_rows` rows).
+    /// A pooled `[rows, cols]` tensor. Its buffer holds `max_rows` rows, so the
+    /// same buffer (and bound kernels) serve every step, unless that would
+    /// exceed one storage binding (logits of a large vocabulary): then it holds
+    /// exactly `rows`.
     fn tensor(&mut self, rows: usize, cols: usize) -> GpuTensor {
-        let bytes = (self.max_rows().max(rows) * cols * 4) as u64;
-        let buffer = self.pool.borrow_mut().acquire(&self.ctx, bytes);
-        GpuTensor { buffer, rows, cols, pool: self.pool.clone() }
+        let full = self.max_rows().max(rows);
+        let capacity = if (full * cols * 4) as u64 <= self.max_binding() { full } else { rows };
+        let buffer = self.pool.borrow_mut().acquire(&self.ctx, (capacity * cols * 4) as u64);
+        GpuTensor { buffer, rows, cols, capacity, pool: self.pool.clone() }
+    }
+
+    /// The largest storage binding the kernels use.
+    fn max_binding(&self) -> u64 {
+        self.ctx.limits.max_storage_buffer_binding_size.min(mlc_kernels::buffers::DEFAULT_MAX_BINDING)
     }
 
     /// The bound kernel of the next slot: reused when it was bound to the same
@@ -363,8 +374,7 @@ impl Backend for GpuBackend {
         let mut rows = self.max_rows().min(capacity);
         if all_logits {
             // The logits of every row must fit one storage binding.
-            let binding = self.ctx.limits.max_storage_buffer_binding_size.min(mlc_kernels::buffers::DEFAULT_MAX_BINDING);
-            rows = rows.min((binding / (spec.vocab_size as u64 * 4)).max(1) as usize);
+            rows = rows.min((self.max_binding() / (spec.vocab_size as u64 * 4)).max(1) as usize);
         }
         rows
     }
@@ -410,7 +420,7 @@ impl Backend for GpuBackend {
         }
         let out = self.tensor(tokens.len(), table.cols);
         let token_buffer = self.prepared().tokens.clone();
-        let max_rows = self.max_rows() as u32;
+        let max_rows = out.capacity.min(self.max_rows()) as u32;
         let key = vec![table.data.clone(), token_buffer.clone(), out.buffer.clone()];
         let slot = self.slot(key, |b| {
             let buffers = EmbedBuffers { table: table.weight(), tokens: &token_buffer, out: &out.buffer };
@@ -422,7 +432,7 @@ impl Backend for GpuBackend {
 
     fn rms_norm(&mut self, x: &GpuTensor, weight: &wgpu::Buffer, eps: f32) -> Result<GpuTensor, EngineError> {
         let out = self.tensor(x.rows, x.cols);
-        let shape = RmsNormShape::rows(self.max_rows() as u32, x.cols as u32, eps);
+        let shape = RmsNormShape::rows(x.capacity.min(out.capacity) as u32, x.cols as u32, eps);
         let key = vec![x.buffer.clone(), weight.clone(), out.buffer.clone()];
         let slot = self.slot(key, |b| {
             let buffers = RmsNormBuffers { x: &x.buffer, weight, y: Some(&out.buffer) };
@@ -434,19 +444,19 @@ impl Backend for GpuBackend {
 
     fn linear(&mut self, x: &GpuTensor, linear: &GpuLinear) -> Result<GpuTensor, EngineError> {
         let out = self.tensor(x.rows, linear.rows);
-        self.matmul(x, linear, &out.buffer, Residual::None)?;
+        self.matmul(x, linear, (&out.buffer, out.capacity), Residual::None)?;
         Ok(out)
     }
 
     fn linear_add(&mut self, x: &GpuTensor, linear: &GpuLinear, residual: &mut GpuTensor) -> Result<(), EngineError> {
         let y = residual.buffer.clone();
-        self.matmul(x, linear, &y, Residual::InPlace)
+        self.matmul(x, linear, (&y, residual.capacity), Residual::InPlace)
     }
 
     fn gated(&mut self, gate_up: &GpuTensor, activation: Activation) -> Result<GpuTensor, EngineError> {
         let intermediate = gate_up.cols / 2;
         let out = self.tensor(gate_up.rows, intermediate);
-        let max_rows = self.max_rows() as u32;
+        let max_rows = gate_up.capacity.min(out.capacity) as u32;
         let act = match activation {
             Activation::Silu => mlc_kernels::Activation::Silu,
             Activation::GeluTanh => mlc_kernels::Activation::GeluTanh,
@@ -548,8 +558,10 @@ impl Backend for GpuBackend {
 }
 
 impl GpuBackend {
-    fn matmul(&mut self, x: &GpuTensor, linear: &GpuLinear, y: &wgpu::Buffer, residual: Residual<'_>) -> Result<(), EngineError> {
-        let max_rows = self.max_rows() as u32;
+    /// `y = x · Wᵀ (+ bias)`, or `y += …` for [`Residual::InPlace`]; `y` is a
+    /// buffer with its capacity in rows.
+    fn matmul(&mut self, x: &GpuTensor, linear: &GpuLinear, (y, y_capacity): (&wgpu::Buffer, usize), residual: Residual<'_>) -> Result<(), EngineError> {
+        let max_rows = x.capacity.min(y_capacity) as u32;
         let in_place = matches!(residual, Residual::InPlace);
         let mut key = vec![x.buffer.clone(), linear.data.clone(), y.clone()];
         key.extend(linear.bias.clone());

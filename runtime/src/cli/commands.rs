@@ -37,10 +37,13 @@ pub fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Synth(args) => super::synth::run(&args),
+        Command::Bench(args) => super::bench::run(&args),
     }
 }
 
-fn open(source: &SourceArgs) -> Result<Artifact> {
+/// Opens the artifact `source` names, with a download progress bar.
+pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
     let options = OpenOptions {
         cache_dir: source.cache_dir.clone(),
         verify_md5: !source.no_verify,
@@ -51,18 +54,20 @@ fn open(source: &SourceArgs) -> Result<Artifact> {
 }
 
 fn load(artifact: &Artifact, run: &RunArgs) -> Result<Box<dyn LanguageModel>> {
-    let gpu = || -> Result<Box<dyn LanguageModel>> {
-        let ctx = GpuContext::new_blocking(&ContextOptions::from_env())?;
+    let gpu = |ctx: GpuContext| -> Result<Box<dyn LanguageModel>> {
+        let info = &ctx.adapter_info;
+        eprintln!(
+            "notice: running on {} ({:?}, {}; shader-f16 {}, subgroups {})",
+            info.name, info.backend, info.driver_info, ctx.caps.shader_f16, ctx.caps.subgroups
+        );
         Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
     };
     match run.device {
         Device::Cpu => Ok(Box::new(load_cpu(artifact)?)),
-        Device::Gpu => gpu(),
+        Device::Gpu => gpu(GpuContext::new_blocking(&ContextOptions::from_env())?),
         Device::Auto => match GpuContext::new_blocking(&ContextOptions::from_env()) {
             // A software adapter (lavapipe, SwiftShader) is slower than the CPU engine.
-            Ok(ctx) if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu => {
-                Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
-            }
+            Ok(ctx) if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu => gpu(ctx),
             Ok(ctx) => {
                 eprintln!("notice: only a software GPU adapter ({}) is available; running on the CPU engine", ctx.adapter_info.name);
                 Ok(Box::new(load_cpu(artifact)?))
