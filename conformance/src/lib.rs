@@ -8,14 +8,15 @@ use serde::Deserialize;
 /// The small artifacts shipped in `conformance/fixtures/`: the two official
 /// ones, and synthetic ones (made by `conformance/tools/make_synthetic.py`,
 /// with an independent numpy reference) for Qwen3's q/k norm, 7:1 GQA with
-/// head_dim 64 over six shards with split scales, Llama-3 RoPE scaling, and
-/// records at offsets ≡ 2 (mod 4).
+/// head_dim 64 over six shards with split scales, Llama-3 RoPE scaling, an MLP
+/// width that is not a multiple of 32, and records at offsets ≡ 2 (mod 4).
 pub const TINY_MODELS: &[&str] = &[
     "tiny-qwen2",
     "tiny-llama",
     "synthetic/qwen3-tiny",
     "synthetic/qwen2-gqa7",
     "synthetic/llama3-scaled",
+    "synthetic/llama-odd-ffn",
 ];
 
 /// `conformance/fixtures/`.

@@ -72,6 +72,14 @@ CASES = {
         index_files=["tensor-cache.json", "ndarray-cache.json"], zero_groups=[],
         expect=dict(min_shards=1),
     ),
+    # An MLP width that is not a multiple of 32 (200 = 6 groups + 8): down_proj's K is padded to
+    # whole groups in the shard (tail codes 0), which a runtime must ignore.
+    "llama-odd-ffn": dict(
+        family="llama", seed=20240614, vocab=512, hidden=64, layers=2, heads=2, kv_heads=1, head_dim=32,
+        intermediate=200, tied=False, attention_bias=False, rope_theta=10000.0, eps=1e-5,
+        context_window=4096, shard_cap=SHARD_CAP_OFFICIAL, index_files=["tensor-cache.json"], zero_groups=[],
+        expect=dict(min_shards=1),
+    ),
 }
 
 PROMPT_LENGTHS = [1, 5, 40]
@@ -341,9 +349,14 @@ def mlc_params(c, hf):
 
 
 def quantize_q4f16_1(w):
-    """w: float32 [N, K], K % 32 == 0. Returns (q_weight uint32 [N, K/8], q_scale float16 [N, K/32])."""
-    N, K = w.shape
-    assert K % GROUP == 0, "K must be a multiple of 32"
+    """w: float32 [N, K]. Returns (q_weight uint32 [N, ceil(K/32)*4], q_scale float16 [N, ceil(K/32)]).
+
+    When K is not a multiple of 32 the tail group is zero-padded for the scale, and the padding
+    codes are 0, as MLC writes them (spec C.2); dequantization ignores them."""
+    N, K_valid = w.shape
+    K = -(-K_valid // GROUP) * GROUP
+    if K != K_valid:
+        w = np.concatenate([w, np.zeros((N, K - K_valid), dtype=w.dtype)], axis=1)
     g = w.astype(np.float16).reshape(N, K // GROUP, GROUP)
     max_abs = np.max(np.abs(g), axis=-1)                       # f16
     scale = (max_abs / np.float16(7)).astype(np.float16)       # f16 division
@@ -356,6 +369,7 @@ def quantize_q4f16_1(w):
     # A zero group divides 0/0 in the official kernel; the dequantized value is 0 whatever the code.
     # Write the "zero" code 7 there so that the bytes are well defined.
     code = np.where(zero[..., None], np.float16(7), code).astype(np.uint32).reshape(N, K)
+    code[:, K_valid:] = 0
     packed = code.reshape(N, K // 8, 8)
     q = np.zeros((N, K // 8), dtype=np.uint32)
     for j in range(8):
@@ -790,7 +804,7 @@ def make_golden(case, c, mlc_dir, golden_dir, params, feats, min_margin):
         q, s = tensors[name + ".q_weight"], tensors[name + ".q_scale"]
         deq = dequantize_q4f16_1(q, s, arr.shape[1]).astype(np.float64)
         err = np.abs(deq - arr.astype(np.float64))
-        sc = np.repeat(s.astype(np.float64), GROUP, axis=1)
+        sc = np.repeat(s.astype(np.float64), GROUP, axis=1)[:, :arr.shape[1]]
         ratio = np.where(sc > 0, err / np.where(sc > 0, sc, 1), 0)
         dvo[name] = {"max_abs_err": float(err.max()), "mean_abs_err": float(err.mean()),
                      "max_err_over_scale": float(ratio.max()),

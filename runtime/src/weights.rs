@@ -38,23 +38,24 @@ pub struct LinearSource<'a> {
 pub fn load<B: Backend>(spec: &ModelSpec, artifact: &Artifact, backend: &mut B) -> Result<DecoderWeights<B>, EngineError> {
     let names = &spec.names;
     let (h, i, d) = (spec.hidden_size, spec.intermediate_size, spec.head_dim);
-    let mut linear = |name: String, rows: usize, cols: usize, bias: Bias| -> Result<B::Linear, EngineError> {
-        let source = linear_source(artifact, name, rows, cols, bias)?;
-        backend.load_linear(&source)
+    let linear = |backend: &mut B, name: String, rows: usize, cols: usize, bias: Bias| -> Result<B::Linear, EngineError> {
+        backend.load_linear(&linear_source(artifact, name, rows, cols, bias)?)
     };
-    let embed = linear(names.embed.clone(), spec.vocab_size, h, Bias::None)?;
+    let embed = linear(backend, names.embed.clone(), spec.vocab_size, h, Bias::None)?;
     let lm_head = match spec.tie_word_embeddings {
         true => None,
-        false => Some(linear(names.lm_head.clone(), spec.vocab_size, h, Bias::None)?),
+        false => Some(linear(backend, names.lm_head.clone(), spec.vocab_size, h, Bias::None)?),
     };
     let mut layers_linear = Vec::with_capacity(spec.num_layers);
     for l in 0..spec.num_layers {
         let qkv_bias = if spec.qkv_bias { Bias::Required } else { Bias::IfPresent };
+        let gate_up = linear_source(artifact, names.layer(l, &names.gate_up), 2 * i, h, Bias::None)?;
+        let (gate_up, padded_i) = pad_intermediate(gate_up, i);
         layers_linear.push((
-            linear(names.layer(l, &names.qkv), spec.qkv_width(), h, qkv_bias)?,
-            linear(names.layer(l, &names.o_proj), h, spec.num_heads * d, Bias::IfPresent)?,
-            linear(names.layer(l, &names.gate_up), 2 * i, h, Bias::None)?,
-            linear(names.layer(l, &names.down), h, i, Bias::None)?,
+            linear(backend, names.layer(l, &names.qkv), spec.qkv_width(), h, qkv_bias)?,
+            linear(backend, names.layer(l, &names.o_proj), h, spec.num_heads * d, Bias::IfPresent)?,
+            gate_up.load(backend)?,
+            linear(backend, names.layer(l, &names.down), h, padded_i, Bias::None)?,
         ));
     }
     let mut vector = |name: String, len: usize| -> Result<B::Vector, EngineError> {
@@ -79,6 +80,65 @@ pub fn load<B: Backend>(spec: &ModelSpec, artifact: &Artifact, backend: &mut B) 
     }
     let final_norm = vector(names.final_norm.clone(), h)?;
     Ok(DecoderWeights { embed, layers, final_norm, lm_head })
+}
+
+/// A gate/up projection ready to load: as stored, or with each half widened.
+enum GateUp<'a> {
+    Stored(LinearSource<'a>),
+    Padded(PaddedQ4<'a>),
+}
+
+/// A q4 matrix whose rows were rearranged on load; it owns its bytes and shapes.
+struct PaddedQ4<'a> {
+    name: String,
+    cols: usize,
+    /// `(tensor name, dtype, shape, bytes)` of `q_weight` and of `q_scale`.
+    parts: [(&'a str, DType, [usize; 2], Vec<u8>); 2],
+}
+
+impl GateUp<'_> {
+    fn load<B: Backend>(self, backend: &mut B) -> Result<B::Linear, EngineError> {
+        match self {
+            GateUp::Stored(source) => backend.load_linear(&source),
+            GateUp::Padded(PaddedQ4 { name, cols, parts: [weight, scale] }) => {
+                let matrix = MatrixSource::Q4 { q_weight: part_tensor(&weight), q_scale: part_tensor(&scale) };
+                backend.load_linear(&LinearSource { name, rows: weight.2[0], cols, matrix, bias: None })
+            }
+        }
+    }
+}
+
+/// Widens an MLP whose intermediate size is not a multiple of 32.
+///
+/// MLC stores `down_proj` with K padded to whole groups of 32 (tail codes 0),
+/// and GPU kernels need whole groups. Adding zero rows (scale 0) to each half of
+/// `gate_up` makes the activation exactly 0 there (`silu(0) · 0`), so the padded
+/// tail of `down_proj` multiplies zeros: the result is exactly the unpadded one
+/// on every backend. Returns the projection and the (padded) intermediate size.
+fn pad_intermediate(source: LinearSource<'_>, intermediate: usize) -> (GateUp<'_>, usize) {
+    let padded = intermediate.next_multiple_of(32);
+    let MatrixSource::Q4 { q_weight, q_scale } = &source.matrix else {
+        return (GateUp::Stored(source), intermediate);
+    };
+    if padded == intermediate {
+        return (GateUp::Stored(source), intermediate);
+    }
+    let parts = [widen(q_weight, intermediate, padded), widen(q_scale, intermediate, padded)];
+    (GateUp::Padded(PaddedQ4 { name: source.name.clone(), cols: source.cols, parts }), padded)
+}
+
+/// `[gate; up]` rows of `tensor` as `[gate; 0; up; 0]`, each half `padded` rows.
+fn widen<'a>(tensor: &Tensor<'a>, intermediate: usize, padded: usize) -> (&'a str, DType, [usize; 2], Vec<u8>) {
+    let row = tensor.bytes.len() / (2 * intermediate);
+    let mut out = vec![0u8; 2 * padded * row];
+    out[..intermediate * row].copy_from_slice(&tensor.bytes[..intermediate * row]);
+    out[padded * row..(padded + intermediate) * row].copy_from_slice(&tensor.bytes[intermediate * row..]);
+    (tensor.name, tensor.dtype, [2 * padded, tensor.shape[1]], out)
+}
+
+/// A borrowed view of one part of a [`PaddedQ4`].
+fn part_tensor<'t>((name, dtype, shape, bytes): &'t (&'t str, DType, [usize; 2], Vec<u8>)) -> Tensor<'t> {
+    Tensor { name, shape: &shape[..], dtype: *dtype, bytes: bytes.as_slice().into() }
 }
 
 /// Whether a linear layer's bias must, may or must not be read.
@@ -143,18 +203,21 @@ fn expect_dtype(tensor: &Tensor<'_>, allowed: &[DType]) -> Result<(), EngineErro
 }
 
 /// Decodes rows of a stored weight matrix (all rows when `rows` is `None`) to
-/// f32, `[rows, cols]` row-major; q4 matrices are taken to span whole groups.
-pub fn dequantize_rows(artifact: &Artifact, name: &str, rows: Option<&[usize]>) -> Result<Vec<f32>, EngineError> {
+/// f32, `[rows, cols]` row-major. A q4 matrix spans whole groups of 32 unless
+/// `cols` gives its true width (the stored tail group is padding).
+pub fn dequantize_rows(artifact: &Artifact, name: &str, rows: Option<&[usize]>, cols: Option<usize>) -> Result<Vec<f32>, EngineError> {
     use mlc_kernels::cpu::{Q4Matrix, Weight};
     let q_weight_name = format!("{name}.q_weight");
     let (q_weight, scales, dense, shape);
     let weight = if artifact.has_tensor(&q_weight_name) {
         let packed = artifact.tensor(&q_weight_name)?;
-        shape = [packed.shape[0], packed.shape.get(1).copied().unwrap_or(0) * 8];
+        let whole_groups = packed.shape.get(1).copied().unwrap_or(0) * 8;
+        shape = [packed.shape[0], cols.filter(|&c| c <= whole_groups && c + 32 > whole_groups).unwrap_or(whole_groups)];
         q_weight = packed.to_u32_vec()?;
         scales = artifact.tensor(&format!("{name}.q_scale"))?.to_f32_vec()?;
-        if q_weight.len() != shape[0] * shape[1] / 8 || scales.len() != shape[0] * shape[1] / 32 {
-            return Err(EngineError::WeightShape { name: format!("{name}.q_scale"), expected: vec![shape[0], shape[1] / 32], actual: vec![scales.len()] });
+        let groups = shape[1].div_ceil(32);
+        if q_weight.len() != shape[0] * groups * 4 || scales.len() != shape[0] * groups {
+            return Err(EngineError::WeightShape { name: format!("{name}.q_scale"), expected: vec![shape[0], groups], actual: vec![scales.len()] });
         }
         Weight::Q4(Q4Matrix { rows: shape[0], cols: shape[1], q_weight: &q_weight, scales: &scales })
     } else {
