@@ -37,8 +37,6 @@ pub fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Synth(args) => super::synth::run(&args),
-        Command::Bench(args) => super::bench::run(&args),
     }
 }
 
