@@ -16,6 +16,7 @@ use crate::cpu::{GREEDY_TEMPERATURE, SamplingParams};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/sampling.wgsl");
+const REDUCE_BEST: &str = include_str!("shaders/sampling_best.wgsl");
 const REDUCE_PORTABLE: &str = include_str!("shaders/sampling_reduce.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("shaders/sampling_reduce_subgroup.wgsl");
 /// Logits per workgroup of the vocabulary-wide passes.
@@ -37,9 +38,9 @@ const ENTRY_POINTS: [&str; 7] =
 /// `enable subgroups;`, which naga rejects natively.
 fn reduce_source(caps: &crate::Capabilities) -> String {
     match (caps.subgroups, cfg!(target_arch = "wasm32")) {
-        (false, _) => REDUCE_PORTABLE.to_string(),
-        (true, false) => REDUCE_SUBGROUP.to_string(),
-        (true, true) => format!("enable subgroups;\n{REDUCE_SUBGROUP}"),
+        (false, _) => format!("{REDUCE_BEST}\n{REDUCE_PORTABLE}"),
+        (true, false) => format!("{REDUCE_BEST}\n{REDUCE_SUBGROUP}"),
+        (true, true) => format!("enable subgroups;\n{REDUCE_BEST}\n{REDUCE_SUBGROUP}"),
     }
 }
 
