@@ -91,3 +91,28 @@ fn default_options_serve_a_large_vocabulary() {
     let all = engine.score(&prompt.token_ids[..3]).unwrap();
     assert_eq!(all.len(), 3 * 151936);
 }
+
+#[test]
+fn gpu_sampling_draws_the_cpu_engines_tokens() {
+    use mlc_kernels::cpu::SamplingParams;
+    use mlc_wgpu::sampling::SamplingStep;
+    let (_, ctx) = contexts().remove(0);
+    let artifact = Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default()).unwrap();
+    let mut gpu = load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let mut cpu = mlc_wgpu::load_cpu(&artifact).unwrap();
+    let prompt = &golden("tiny-llama").prompts[2].token_ids;
+    let params = SamplingParams { temperature: 0.7, top_p: 0.9, repetition_penalty: 1.3, presence_penalty: 0.5, frequency_penalty: 0.2 };
+    let appeared = [(prompt[0], 2), (prompt[5], 1)];
+    let bias = [(17, 3.0), (prompt[7], -2.0)];
+    let mut drawn = std::collections::BTreeSet::new();
+    for (i, uniform) in [0.03f32, 0.31, 0.52, 0.77, 0.96].into_iter().enumerate() {
+        let step = SamplingStep { params: &params, logit_bias: &bias, appeared: &appeared, active_vocab: None, uniform };
+        gpu.reset();
+        cpu.reset();
+        let on_gpu = gpu.sample_next(prompt, &step).unwrap();
+        let on_cpu = cpu.sample_next(prompt, &step).unwrap();
+        assert_eq!(on_gpu, on_cpu, "draw {i} with u = {uniform}");
+        drawn.insert(on_gpu);
+    }
+    assert!(drawn.len() > 1, "different uniforms should reach different tokens: {drawn:?}");
+}

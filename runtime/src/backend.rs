@@ -7,6 +7,7 @@
 use mlc_loader::{Quantization, Tensor};
 
 use crate::models::{Activation, ModelSpec};
+use crate::sampling::SamplingStep;
 use crate::weights::LinearSource;
 use crate::EngineError;
 
@@ -100,6 +101,11 @@ pub trait Backend {
     /// or `None` when the logits are not all finite.
     fn argmax(&mut self, logits: &Self::Tensor) -> Result<Option<u32>, EngineError> {
         Ok(crate::generate::argmax(&self.to_host(logits)?))
+    }
+    /// Draws the next token from a one-row logits tensor, or `None` when the
+    /// logits are not all finite.
+    fn sample(&mut self, logits: &Self::Tensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
+        Ok(crate::sampling::sample_on_host(&self.to_host(logits)?, step))
     }
     /// Forgets the KV cache.
     fn reset_cache(&mut self);

@@ -23,6 +23,7 @@ use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::backend::Backend;
 use crate::models::{Activation, ModelSpec};
+use crate::sampling::SamplingStep;
 use crate::weights::{LinearSource, MatrixSource};
 use crate::EngineError;
 
@@ -226,12 +227,17 @@ impl GpuBackend {
         Ok(index)
     }
 
-    /// Records slot `index` with `rows` tokens starting at position `start`.
-    fn record(&mut self, index: usize, rows: usize, start: usize) -> Result<(), EngineError> {
+    /// Opens the step's compute pass if none is open.
+    fn begin_pass(&mut self) {
         if self.pass.is_none() {
             let encoder = self.encoder.get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
             self.pass = Some(encoder.begin_compute_pass(&Default::default()).forget_lifetime());
         }
+    }
+
+    /// Records slot `index` with `rows` tokens starting at position `start`.
+    fn record(&mut self, index: usize, rows: usize, start: usize) -> Result<(), EngineError> {
+        self.begin_pass();
         let queue = self.ctx.queue.clone();
         let pass = self.pass.as_mut().expect("pass begun above");
         match &mut self.slots[index].as_mut().expect("slot bound").op {
@@ -538,17 +544,34 @@ impl Backend for GpuBackend {
     }
 
     fn argmax(&mut self, logits: &GpuTensor) -> Result<Option<u32>, EngineError> {
-        let vocab = logits.cols;
-        let (counts, token_out) = (self.prepared().counts.clone(), self.prepared().token_out.clone());
-        let key = vec![logits.buffer.clone(), token_out.clone()];
-        let slot = self.slot(key, |b| {
-            let buffers = SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
-            Ok(BoundOp::Sampler(b.prepared().kernels.sampler.bind(&b.ctx, vocab, &buffers)?))
-        })?;
+        let slot = self.sampler_slot(logits)?;
         self.record(slot, 1, 0)?;
-        let bytes = self.submit_and_read(&token_out, 4)?;
-        let token = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        Ok((token != u32::MAX && (token as usize) < vocab).then_some(token))
+        self.read_token(logits.cols)
+    }
+
+    fn sample(&mut self, logits: &GpuTensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
+        let slot = self.sampler_slot(logits)?;
+        let vocab = logits.cols;
+        let queue = self.ctx.queue.clone();
+        let counts = self.prepared().counts.clone();
+        if step.params.penalties_active() {
+            let mut dense = vec![0u32; vocab];
+            for &(token, count) in step.appeared {
+                if let Some(c) = dense.get_mut(token as usize) {
+                    *c = count;
+                }
+            }
+            queue.write_buffer(&counts, 0, bytemuck::cast_slice(&dense));
+        }
+        self.begin_pass();
+        let pass = self.pass.as_mut().expect("pass begun above");
+        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
+            sampler.set_params(&queue, step.params, step.active_vocab)?;
+            sampler.set_logit_bias(&queue, step.logit_bias);
+            sampler.set_uniform(&queue, step.uniform)?;
+            sampler.dispatch_sample(pass);
+        }
+        self.read_token(vocab)
     }
 
     fn reset_cache(&mut self) {
@@ -576,6 +599,26 @@ impl GpuBackend {
             Ok(BoundOp::Plain(b.prepared().kernels.matmul.bind(&b.ctx, &buffers, max_rows)?))
         })?;
         self.record(slot, x.rows, 0)
+    }
+
+    /// The slot of the sampler bound to `logits` (one row).
+    fn sampler_slot(&mut self, logits: &GpuTensor) -> Result<usize, EngineError> {
+        let vocab = logits.cols;
+        let (counts, token_out) = (self.prepared().counts.clone(), self.prepared().token_out.clone());
+        let key = vec![logits.buffer.clone(), token_out.clone()];
+        self.slot(key, |b| {
+            let buffers = SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
+            Ok(BoundOp::Sampler(b.prepared().kernels.sampler.bind(&b.ctx, vocab, &buffers)?))
+        })
+    }
+
+    /// Submits the step and reads the sampled token id (4 bytes); `None` when
+    /// the sampler found no valid token (non-finite logits).
+    fn read_token(&mut self, vocab: usize) -> Result<Option<u32>, EngineError> {
+        let token_out = self.prepared().token_out.clone();
+        let bytes = self.submit_and_read(&token_out, 4)?;
+        let token = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        Ok(((token as usize) < vocab).then_some(token))
     }
 
     /// Copies row `row` of `x` into the first row of `out`.

@@ -6,6 +6,7 @@ use mlc_loader::Artifact;
 use crate::backend::{Backend, DecoderWeights};
 use crate::models::decoder::{self, Logits};
 use crate::models::{spec_for, ModelSpec};
+use crate::sampling::SamplingStep;
 use crate::{weights, EngineError};
 
 /// What the engine needs from a loaded model, whatever backend runs it.
@@ -22,6 +23,9 @@ pub trait LanguageModel {
     /// Appends `tokens` and returns the most likely next token, computed where
     /// the logits are (on a GPU only the token id comes back).
     fn greedy_next(&mut self, tokens: &[u32]) -> Result<u32, EngineError>;
+    /// Appends `tokens` and draws the next token as `step` says, where the
+    /// logits are (on a GPU only the token id comes back).
+    fn sample_next(&mut self, tokens: &[u32], step: &SamplingStep<'_>) -> Result<u32, EngineError>;
     /// Appends `tokens` and returns the logits of every one, `[tokens, vocab]`.
     fn score(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
     /// Like [`LanguageModel::score`] for one call's worth of tokens, also
@@ -102,6 +106,12 @@ impl<B: Backend> LanguageModel for Model<B> {
         let logits = self.forward_chunked(tokens)?;
         let step = self.position;
         self.backend.argmax(&logits)?.ok_or(EngineError::NonFiniteLogits { step })
+    }
+
+    fn sample_next(&mut self, tokens: &[u32], step: &SamplingStep<'_>) -> Result<u32, EngineError> {
+        let logits = self.forward_chunked(tokens)?;
+        let position = self.position;
+        self.backend.sample(&logits, step)?.ok_or(EngineError::NonFiniteLogits { step: position })
     }
 
     fn score(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
