@@ -35,6 +35,7 @@ mod remote;
 mod shard;
 mod source;
 mod tensor;
+pub mod writer;
 
 pub use artifact::{Artifact, OpenOptions};
 pub use cache::default_cache_dir;

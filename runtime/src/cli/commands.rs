@@ -6,14 +6,14 @@ use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
 
-use super::{progress, Command, Device, RunArgs, SourceArgs};
+use super::{progress, Command, Device, SourceArgs};
 
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Inspect { source } => inspect(&open(&source)?),
         Command::Logits { source, run, out } => {
             let artifact = open(&source)?;
-            let mut model = load(&artifact, &run)?;
+            let mut model = load(&artifact, run.device)?;
             let logits = model.prefill(&run.tokens)?;
             let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
             std::fs::write(&out, bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -24,7 +24,7 @@ pub fn run(command: Command) -> Result<()> {
                 bail!("sampling over raw token ids is not available; pass --greedy");
             }
             let artifact = open(&source)?;
-            let mut model = load(&artifact, &run)?;
+            let mut model = load(&artifact, run.device)?;
             let stop_token_ids = match (&artifact.config.conv_template, ignore_eos) {
                 (Some(template), false) => template.stop_token_ids.clone(),
                 _ => Vec::new(),
@@ -37,6 +37,12 @@ pub fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Synth(args) => super::synth::run(&args),
+        Command::Bench(args) => super::bench::run(&args),
+        Command::Chat(args) => super::chat::chat(&args),
+        Command::Complete(args) => super::chat::complete(&args),
+        Command::RenderPrompt(args) => super::chat::render_prompt(&args),
+        Command::Serve(args) => super::serve::serve(args),
     }
 }
 
@@ -51,7 +57,8 @@ pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
     Artifact::open(&source.model, options).with_context(|| format!("opening model {}", source.model))
 }
 
-fn load(artifact: &Artifact, run: &RunArgs) -> Result<Box<dyn LanguageModel>> {
+/// Loads `artifact` on `device` (`Auto`: a hardware GPU when there is one, else the CPU).
+pub(super) fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn LanguageModel>> {
     let gpu = |ctx: GpuContext| -> Result<Box<dyn LanguageModel>> {
         let info = &ctx.adapter_info;
         eprintln!(
@@ -60,7 +67,7 @@ fn load(artifact: &Artifact, run: &RunArgs) -> Result<Box<dyn LanguageModel>> {
         );
         Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
     };
-    match run.device {
+    match device {
         Device::Cpu => Ok(Box::new(load_cpu(artifact)?)),
         Device::Gpu => gpu(GpuContext::new_blocking(&ContextOptions::from_env())?),
         Device::Auto => match GpuContext::new_blocking(&ContextOptions::from_env()) {

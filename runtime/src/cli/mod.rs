@@ -1,8 +1,12 @@
 //! Argument parsing and the subcommands. Errors go to stderr with exit code 1;
 //! a panic is reported as an internal error without a backtrace.
 
+mod bench;
+mod chat;
 mod commands;
 mod progress;
+mod serve;
+mod synth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +57,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write an artifact with random weights and exactly the layout of a real one.
+    Synth(synth::SynthArgs),
+    /// Measure load time, time to first token, prefill and decode speed.
+    Bench(bench::BenchArgs),
+    /// Chat interactively: one message per line on stdin, replies streamed to stdout.
+    Chat(chat::ChatArgs),
+    /// Continue a text prompt (no chat template).
+    Complete(chat::CompleteArgs),
+    /// Print the prompt and token ids a chat request renders to.
+    RenderPrompt(chat::RenderPromptArgs),
+    /// Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
+    Serve(serve::ServeArgs),
 }
 
 /// Where the artifact comes from.

@@ -1,0 +1,738 @@
+//! The chat engine: OpenAI-style chat and text completions on a loaded model,
+//! generating the way WebLLM 0.2.86 does (sampling-and-stats.md §1–§5,
+//! webllm-api.md §5, §6).
+//!
+//! One request runs its `n` choices one after the other. A chat choice builds
+//! the conversation from the request, keeps the KV cache when the history
+//! equals the conversation left by the previous request (multi-round reuse,
+//! mlc-artifacts.md §A.3) and otherwise resets it, prefills the prompt, then
+//! samples one token per step until a stop rule fires. Tokens are chosen on the
+//! device (`LanguageModel::greedy_next`) when the request is greedy and nothing
+//! needs the logits on the host; otherwise the logits come to the CPU and go
+//! through [`mlc_kernels::cpu`]'s sampling chain. GPU-side sampling is a later
+//! optimisation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use mlc_kernels::cpu::{self as sampling, Minstd, SamplingParams};
+use mlc_loader::{Artifact, ChatConfig, ConvTemplate};
+use web_time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::conversation::{can_reuse_kv_cache, Conversation, EMPTY_THINKING_BLOCK};
+use super::error::ChatError;
+use super::openai::{
+    AssistantMessage, ChatCompletion, ChatCompletionChoice, ChatCompletionChunk, ChatCompletionRequest, ChoiceLogprobs,
+    Completion, CompletionChoice, CompletionChunk, CompletionRequest, FinishReason, GenerationConfig, GenerationStats,
+    StreamId, StreamOptions, TokenLogprob, TopLogprob, Usage,
+};
+use super::stream::{OutputStream, StopConditions};
+use super::tokenizer::{Tokenizer, TokenizerError};
+use super::validate::{check_context_window, validate_chat_request, validate_completion_request};
+use crate::{EngineError, LanguageModel};
+
+/// The tokenizer file every MLC artifact ships.
+const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The modulus of WebLLM's seed (`setSeed` reduces the seed by it).
+const SEED_MODULUS: f64 = 2_147_483_647.0;
+
+/// Why a chat engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineSetupError {
+    /// `mlc-chat-config.json` has no `conv_template`, which chat needs.
+    #[error("mlc-chat-config.json has no conv_template; the chat engine needs one")]
+    MissingTemplate,
+    /// The tokenizer could not be loaded.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The request is invalid or does not fit: WebLLM's error, name and message.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// The model failed while running.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<TokenizerError> for RequestError {
+    fn from(error: TokenizerError) -> RequestError {
+        RequestError::Chat(error.into())
+    }
+}
+
+impl RequestError {
+    /// Whether the request itself is at fault (HTTP 400) rather than the engine (500).
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            RequestError::Chat(ChatError::Tokenizer(_)) => false,
+            RequestError::Chat(_) => true,
+            RequestError::Engine(error) => matches!(
+                error,
+                EngineError::EmptyInput | EngineError::ContextWindowExceeded { .. } | EngineError::TokenOutOfRange { .. }
+            ),
+        }
+    }
+}
+
+/// A loaded model with its tokenizer and template, answering chat and text
+/// completion requests one at a time, and the conversation its KV cache holds.
+pub struct ChatEngine {
+    model: Box<dyn LanguageModel>,
+    tokenizer: Tokenizer,
+    /// The artifact's config, with `context_window_size` lowered to what the
+    /// KV cache holds on this backend, so the context check uses the real limit.
+    config: ChatConfig,
+    template: ConvTemplate,
+    model_id: String,
+    /// Positions the KV cache holds.
+    capacity: usize,
+    /// The conversation on the KV cache after the previous chat request.
+    kept: Conversation,
+    /// How the previous round ended (`None` after a reset or a failure).
+    last_finish: Option<FinishReason>,
+    rng: Minstd,
+    interrupt: Arc<AtomicBool>,
+}
+
+impl ChatEngine {
+    /// An engine for `model`, loaded from `artifact`: the tokenizer is read
+    /// from the artifact's folder and the model id is the artifact's name.
+    pub fn new(model: Box<dyn LanguageModel>, artifact: &Artifact) -> Result<ChatEngine, EngineSetupError> {
+        let tokenizer = Tokenizer::from_file(artifact.dir().join(TOKENIZER_FILE))?;
+        ChatEngine::from_parts(model, tokenizer, artifact.config.clone(), model_id_of(artifact.source()))
+    }
+
+    /// An engine from its parts; `model_id` is what responses name.
+    pub fn from_parts(
+        model: Box<dyn LanguageModel>,
+        tokenizer: Tokenizer,
+        mut config: ChatConfig,
+        model_id: String,
+    ) -> Result<ChatEngine, EngineSetupError> {
+        let template = config.conv_template.clone().ok_or(EngineSetupError::MissingTemplate)?;
+        let capacity = match usize::try_from(config.context_window_size) {
+            Ok(window) if window > 0 => window.min(model.context_capacity()),
+            _ => model.context_capacity(),
+        };
+        if config.sliding_window_size == -1 {
+            config.context_window_size = capacity as i64;
+        }
+        Ok(ChatEngine {
+            model,
+            tokenizer,
+            config,
+            template,
+            model_id,
+            capacity,
+            kept: Conversation::default(),
+            last_finish: None,
+            rng: clock_seeded_rng(),
+            interrupt: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The model id responses carry.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Replaces the model id responses carry.
+    pub fn set_model_id(&mut self, model_id: String) {
+        self.model_id = model_id;
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The conversation template.
+    pub fn template(&self) -> &ConvTemplate {
+        &self.template
+    }
+
+    /// The model's config (`context_window_size` as this backend holds it).
+    pub fn config(&self) -> &ChatConfig {
+        &self.config
+    }
+
+    /// A flag that, once set from anywhere, ends the running request with
+    /// `finish_reason: "abort"` at its next step (WebLLM's `interruptGenerate`);
+    /// choices not started yet come back empty. Each request clears it first.
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.interrupt)
+    }
+
+    /// Empties the KV cache and forgets the conversation (WebLLM's `resetChat`).
+    pub fn reset(&mut self) {
+        self.model.reset();
+        self.kept = Conversation::default();
+        self.last_finish = None;
+    }
+
+    /// `chat.completions.create`: validates the request, runs its choices and
+    /// returns the response. When `stream` is set, every chunk WebLLM would
+    /// yield goes to `on_chunk` as it is made, and the returned value is the
+    /// response the stream adds up to (same id).
+    pub fn chat_completion(
+        &mut self,
+        request: &ChatCompletionRequest,
+        mut on_chunk: impl FnMut(ChatCompletionChunk),
+    ) -> Result<ChatCompletion, RequestError> {
+        let started = Instant::now();
+        self.interrupt.store(false, Ordering::SeqCst);
+        validate_chat_request(request, &self.model_id)?;
+        reject_constrained_decoding(request)?;
+        let plan = self.plan(&request.generation, request.stream, request.stream_options.as_ref(), request.n, started);
+        let enable_thinking = request.extra_body.as_ref().and_then(|extra| extra.enable_thinking);
+        let prepare = |engine: &mut ChatEngine, kept: Kept| engine.prepare_chat(request, enable_thinking, kept, &plan.stop);
+        let outcome = self.run::<ChatChunks>(request.seed, &plan, &mut on_chunk, prepare)?;
+        let choices = outcome
+            .choices
+            .into_iter()
+            .zip(0..)
+            .map(|(choice, index)| ChatCompletionChoice {
+                index,
+                finish_reason: choice.finish_reason,
+                message: AssistantMessage { role: "assistant".to_string(), content: Some(choice.text), tool_calls: None },
+                logprobs: choice.logprobs,
+            })
+            .collect();
+        Ok(ChatCompletion {
+            id: plan.id.id,
+            object: "chat.completion".to_string(),
+            created: unix_seconds(),
+            model: plan.id.model,
+            choices,
+            usage: outcome.usage,
+        })
+    }
+
+    /// `completions.create`: the prompt encoded as-is on an empty KV cache (no
+    /// template, no prefix ids); the template's stop tokens and strings still
+    /// apply. Streaming as in [`chat_completion`](Self::chat_completion).
+    pub fn completion(
+        &mut self,
+        request: &CompletionRequest,
+        mut on_chunk: impl FnMut(CompletionChunk),
+    ) -> Result<Completion, RequestError> {
+        let started = Instant::now();
+        self.interrupt.store(false, Ordering::SeqCst);
+        validate_completion_request(request)?;
+        let plan = self.plan(&request.generation, request.stream, request.stream_options.as_ref(), request.n, started);
+        let prepare = |engine: &mut ChatEngine, _kept: Kept| engine.prepare_completion(&request.prompt, &plan.stop);
+        let outcome = self.run::<TextChunks>(request.seed, &plan, &mut on_chunk, prepare)?;
+        // `echo` only applies to a whole response, as in WebLLM.
+        let echo = request.echo == Some(true) && request.stream != Some(true);
+        let choices = outcome
+            .choices
+            .into_iter()
+            .zip(0..)
+            .map(|(choice, index)| CompletionChoice {
+                index,
+                text: if echo { format!("{}{}", request.prompt, choice.text) } else { choice.text },
+                finish_reason: Some(choice.finish_reason),
+                logprobs: Some(choice.logprobs),
+            })
+            .collect();
+        Ok(Completion {
+            id: plan.id.id,
+            object: "text_completion".to_string(),
+            created: unix_seconds(),
+            model: plan.id.model,
+            choices,
+            usage: Some(outcome.usage),
+        })
+    }
+
+    /// What a request's fields resolve to.
+    fn plan(
+        &self,
+        generation: &GenerationConfig,
+        stream: Option<bool>,
+        stream_options: Option<&StreamOptions>,
+        n: Option<u32>,
+        started: Instant,
+    ) -> Plan {
+        let streaming = stream == Some(true);
+        Plan {
+            sampler: Sampler::new(&self.config, generation),
+            stop: StopConditions::new(&self.template, generation),
+            // WebLLM reads `n` for truthiness: absent and 0 both mean one choice.
+            choices: n.unwrap_or(1).max(1),
+            id: StreamId { id: uuid::Uuid::new_v4().to_string(), created: unix_seconds(), model: self.model_id.clone() },
+            streaming,
+            include_usage: streaming && stream_options.and_then(|options| options.include_usage) == Some(true),
+            started,
+        }
+    }
+
+    /// Runs the choices of a request with `seed` applied (WebLLM seeds once per
+    /// request and reseeds from the clock afterwards, whatever happened).
+    fn run<K: ChunkKind>(
+        &mut self,
+        seed: Option<f64>,
+        plan: &Plan,
+        on_chunk: &mut dyn FnMut(K::Chunk),
+        mut prepare: impl FnMut(&mut ChatEngine, Kept) -> Result<Prepared, RequestError>,
+    ) -> Result<Outcome, RequestError> {
+        if let Some(seed) = seed {
+            // Validation accepted only integers; WebLLM leaves negative seeds
+            // undefined, here they wrap into range.
+            self.rng = Minstd::new(seed.rem_euclid(SEED_MODULUS) as u64);
+        }
+        let mut run_choices = || {
+            let mut choices = Vec::with_capacity(plan.choices as usize);
+            let mut stats = GenerationStats::default();
+            for _ in 0..plan.choices {
+                // One interrupt stops every remaining choice, as in WebLLM.
+                let choice = match self.interrupt.load(Ordering::SeqCst) {
+                    true => ChoiceOutcome::aborted(&plan.sampler),
+                    false => self.run_choice::<K>(plan, on_chunk, &mut prepare)?,
+                };
+                stats += choice.stats;
+                choices.push(choice);
+            }
+            let usage = Usage::from_stats(&stats, plan.started.elapsed().as_secs_f64(), None);
+            if plan.include_usage {
+                on_chunk(K::usage(&plan.id, usage.clone()));
+            }
+            Ok(Outcome { choices, usage })
+        };
+        let outcome = run_choices();
+        self.rng = clock_seeded_rng();
+        outcome
+    }
+
+    /// One choice: prompt, generation, then the conversation kept for the next request.
+    fn run_choice<K: ChunkKind>(
+        &mut self,
+        plan: &Plan,
+        on_chunk: &mut dyn FnMut(K::Chunk),
+        prepare: &mut impl FnMut(&mut ChatEngine, Kept) -> Result<Prepared, RequestError>,
+    ) -> Result<ChoiceOutcome, RequestError> {
+        let round_start = Instant::now();
+        // Forget the kept conversation before anything can fail, so that a
+        // failed round makes the next request reset the KV cache.
+        let kept = Kept { conversation: std::mem::take(&mut self.kept), finish: self.last_finish.take() };
+        let prepared = prepare(self, kept)?;
+        let mut emit = |text: String, logprobs: Option<ChoiceLogprobs>| {
+            if plan.streaming {
+                on_chunk(K::delta(&plan.id, text, logprobs));
+            }
+        };
+        let generated = self.generate(&prepared.ids, prepared.output, &plan.sampler, round_start, &mut emit)?;
+        let finish_reason = generated.output.finish_reason().unwrap_or(FinishReason::Stop);
+        if plan.streaming {
+            on_chunk(K::finish(&plan.id, finish_reason));
+        }
+        let text = generated.output.text().to_string();
+        if let Some(mut conversation) = prepared.conversation {
+            conversation.finish_reply(&text)?;
+            self.kept = conversation;
+            self.last_finish = Some(finish_reason);
+        }
+        let stats = GenerationStats { prompt_tokens: prepared.prompt_tokens, ..generated.stats };
+        let logprobs = plan.sampler.logprobs.map(|_| ChoiceLogprobs { content: generated.logprobs });
+        Ok(ChoiceOutcome { text, finish_reason, logprobs, stats })
+    }
+
+    /// A chat round's prompt (WebLLM's `prefill`): reuses the KV cache when the
+    /// request's history equals the kept conversation, else resets it.
+    fn prepare_chat(
+        &mut self,
+        request: &ChatCompletionRequest,
+        enable_thinking: Option<bool>,
+        kept: Kept,
+        stop: &StopConditions,
+    ) -> Result<Prepared, RequestError> {
+        let history = Conversation::from_request(&self.template, &request.messages)?;
+        let reuse = can_reuse_kv_cache(&kept.conversation, kept.finish, &history);
+        let mut conversation = match reuse {
+            true => kept.conversation,
+            false => {
+                self.model.reset();
+                history
+            }
+        };
+        let last = request.messages.last().ok_or(ChatError::EmptyMessages)?;
+        conversation.start_round(&self.template, last, enable_thinking)?;
+        let prompt = conversation.prompt_tokens(&self.template, &self.tokenizer, !reuse)?;
+        self.check_fits(prompt.ids.len())?;
+        // WebLLM puts the empty thinking block's ids into the output itself.
+        let preloaded = match enable_thinking {
+            Some(false) => self.tokenizer.encode(EMPTY_THINKING_BLOCK)?,
+            _ => Vec::new(),
+        };
+        let output = OutputStream::with_preloaded(self.tokenizer.clone(), stop.clone(), preloaded);
+        Ok(Prepared { ids: prompt.ids, prompt_tokens: prompt.prompt_tokens, output, conversation: Some(conversation) })
+    }
+
+    /// A text completion's prompt: the raw text on an empty KV cache.
+    fn prepare_completion(&mut self, prompt: &str, stop: &StopConditions) -> Result<Prepared, RequestError> {
+        self.model.reset();
+        let ids = self.tokenizer.encode(prompt)?;
+        self.check_fits(ids.len())?;
+        let output = OutputStream::new(self.tokenizer.clone(), stop.clone());
+        Ok(Prepared { prompt_tokens: ids.len(), ids, output, conversation: None })
+    }
+
+    /// WebLLM's context check before prefill. The count includes
+    /// `system_prefix_token_ids` (WebLLM leaves them out and would then
+    /// overrun the cache by their number).
+    fn check_fits(&self, prompt_ids: usize) -> Result<(), ChatError> {
+        check_context_window(prompt_ids, self.model.position(), &self.config)
+    }
+
+    /// The generation loop (WebLLM's prefill step and decode steps): each
+    /// sampled token goes through `output`'s stop rules, then the context
+    /// rule; `emit` gets each stream delta; the interrupt flag is checked
+    /// before every decode step.
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        mut output: OutputStream,
+        sampler: &Sampler,
+        round_start: Instant,
+        emit: &mut dyn FnMut(String, Option<ChoiceLogprobs>),
+    ) -> Result<Generated, RequestError> {
+        let mut logprobs = Vec::new();
+        let mut token = self.next_token(prompt, &output, sampler, &mut logprobs)?;
+        let mut stats = GenerationStats { completion_tokens: 1, prefill_time_s: round_start.elapsed().as_secs_f64(), ..Default::default() };
+        loop {
+            output.push(token)?;
+            // The last sampled token is never fed, so a full cache ends the round.
+            if self.model.position() >= self.capacity {
+                output.finish(FinishReason::Length);
+            }
+            if let Some(delta) = output.next_delta() {
+                emit(delta, sampler.chunk_logprobs(logprobs.last()));
+            }
+            if output.finish_reason().is_some() {
+                break;
+            }
+            if self.interrupt.load(Ordering::SeqCst) {
+                output.finish(FinishReason::Abort);
+                break;
+            }
+            let step = Instant::now();
+            token = self.next_token(&[token], &output, sampler, &mut logprobs)?;
+            stats.decode_time_s += step.elapsed().as_secs_f64();
+            stats.decode_tokens += 1;
+            stats.completion_tokens += 1;
+        }
+        Ok(Generated { output, stats, logprobs })
+    }
+
+    /// Feeds `tokens` and samples the next token; records its log
+    /// probabilities when the request asked for them.
+    fn next_token(
+        &mut self,
+        tokens: &[u32],
+        output: &OutputStream,
+        sampler: &Sampler,
+        logprobs: &mut Vec<TokenLogprob>,
+    ) -> Result<u32, RequestError> {
+        // WebLLM draws one uniform per token, greedy or not, so a seed gives
+        // the same stream whatever the temperature.
+        let uniform = self.rng.next_f32();
+        if sampler.on_device(self.config.active_vocab_size, self.config.vocab_size) {
+            return Ok(self.model.greedy_next(tokens)?);
+        }
+        let mut logits = self.model.prefill(tokens)?;
+        if logits.iter().any(|logit| !logit.is_finite()) {
+            return Err(EngineError::NonFiniteLogits { step: self.model.position() }.into());
+        }
+        sampling::apply_logit_bias(&mut logits, &sampler.bias);
+        if sampler.params.penalties_active() {
+            sampling::apply_penalties(&mut logits, &appeared(output.generated_ids()), &sampler.params);
+        }
+        let probs = sampling::softmax_with_temperature(&logits, sampler.params.temperature, self.config.active_vocab_size);
+        let token = sampling::sample_from(&sampling::top_p_filter(&probs, sampler.params.top_p), uniform);
+        if let Some(top) = sampler.logprobs.filter(|top| *top > 0) {
+            logprobs.push(self.token_logprob(token, &probs, top)?);
+        }
+        Ok(token)
+    }
+
+    /// A sampled token's log probability and the `top` most likely tokens, from
+    /// the probabilities after bias, penalties and temperature (spec §2.8).
+    fn token_logprob(&self, token: u32, probs: &[f32], top: usize) -> Result<TokenLogprob, RequestError> {
+        let entry = |id: u32| -> Result<TopLogprob, RequestError> {
+            let text = self.tokenizer.decode(&[id])?;
+            Ok(TopLogprob { bytes: Some(text.as_bytes().to_vec()), token: text, logprob: f64::from(probs[id as usize]).ln() })
+        };
+        let mut ids: Vec<u32> = (0..probs.len() as u32).collect();
+        let top = top.min(ids.len());
+        let by_probability = |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]).then(a.cmp(b));
+        if top > 0 {
+            ids.select_nth_unstable_by(top - 1, by_probability);
+        }
+        ids.truncate(top);
+        ids.sort_by(by_probability);
+        let sampled = entry(token)?;
+        let top_logprobs = ids.into_iter().map(entry).collect::<Result<_, _>>()?;
+        Ok(TokenLogprob { token: sampled.token, bytes: sampled.bytes, logprob: sampled.logprob, top_logprobs })
+    }
+}
+
+/// The model id of an artifact from what was opened: the folder name, or the
+/// repository name of a Hugging Face URL (`.../<name>/resolve/<revision>/`).
+pub fn model_id_of(source: &str) -> String {
+    let mut segments: Vec<&str> = source.split(['/', '\\']).filter(|segment| !segment.is_empty()).collect();
+    if segments.len() >= 3 && segments[segments.len() - 2] == "resolve" {
+        segments.truncate(segments.len() - 2);
+    }
+    segments.last().map_or_else(|| source.to_string(), |name| name.to_string())
+}
+
+/// A request's sampling parameters resolved against the model's defaults.
+#[derive(Debug, Clone)]
+struct Sampler {
+    params: SamplingParams,
+    /// `(token id, bias)`, in WebLLM's application order.
+    bias: Vec<(u32, f32)>,
+    /// `Some(top_logprobs)` when `logprobs` was requested.
+    logprobs: Option<usize>,
+}
+
+impl Sampler {
+    /// Config values, replaced by every field the request sets
+    /// (sampling-and-stats.md §1): setting one of the frequency and presence
+    /// penalties zeroes the other.
+    fn new(config: &ChatConfig, request: &GenerationConfig) -> Sampler {
+        let or_config = |value: Option<f64>, default: f32| value.map_or(default, |value| value as f32);
+        let (frequency_penalty, presence_penalty) = match (request.frequency_penalty, request.presence_penalty) {
+            (None, None) => (config.frequency_penalty, config.presence_penalty),
+            (frequency, presence) => (or_config(frequency, 0.0), or_config(presence, 0.0)),
+        };
+        let params = SamplingParams {
+            temperature: or_config(request.temperature, config.temperature),
+            top_p: or_config(request.top_p, config.top_p),
+            repetition_penalty: or_config(request.repetition_penalty, config.repetition_penalty),
+            presence_penalty,
+            frequency_penalty,
+        };
+        // Ids JS would not find in the logits array (negative, huge) change nothing there either.
+        let bias = request
+            .logit_bias
+            .iter()
+            .flat_map(|bias| bias.token_biases())
+            .filter_map(|(id, bias)| u32::try_from(id).ok().map(|id| (id, bias as f32)))
+            .collect();
+        let logprobs = match request.logprobs {
+            Some(true) => Some(request.top_logprobs.map_or(0, |top| top.max(0) as usize)),
+            _ => None,
+        };
+        Sampler { params, bias, logprobs }
+    }
+
+    /// Whether the device's argmax gives the token WebLLM would sample: greedy,
+    /// no bias or penalty to apply, no probabilities wanted, and no padded
+    /// vocabulary to mask. (Exactly tied maxima, which WebLLM breaks with the
+    /// uniform, go to the lowest id.)
+    fn on_device(&self, active_vocab: Option<usize>, vocab: usize) -> bool {
+        self.params.is_greedy()
+            && self.bias.is_empty()
+            && !self.params.penalties_active()
+            && self.logprobs.is_none()
+            && active_vocab.is_none_or(|active| active >= vocab)
+    }
+
+    /// A delta chunk's `logprobs`: the latest token's entry when requested
+    /// (empty with `top_logprobs: 0`, WebLLM's quirk), else `null`.
+    fn chunk_logprobs(&self, latest: Option<&TokenLogprob>) -> Option<ChoiceLogprobs> {
+        self.logprobs.map(|_| ChoiceLogprobs { content: latest.cloned().into_iter().collect() })
+    }
+}
+
+/// `(token, count)` of the generated tokens, the ones penalties apply to.
+fn appeared(generated: &[u32]) -> Vec<(u32, u32)> {
+    let mut counts: HashMap<u32, u32> = HashMap::new();
+    for &id in generated {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// A request's fields, resolved once for all its choices.
+struct Plan {
+    sampler: Sampler,
+    stop: StopConditions,
+    choices: u32,
+    /// The response id, shared by all chunks.
+    id: StreamId,
+    streaming: bool,
+    include_usage: bool,
+    started: Instant,
+}
+
+/// What the previous request left on the KV cache.
+struct Kept {
+    conversation: Conversation,
+    finish: Option<FinishReason>,
+}
+
+/// A round ready to prefill.
+struct Prepared {
+    /// The ids to prefill.
+    ids: Vec<u32>,
+    /// `usage.prompt_tokens` of the round.
+    prompt_tokens: usize,
+    output: OutputStream,
+    /// The conversation to close with the reply and keep (chat only).
+    conversation: Option<Conversation>,
+}
+
+/// The result of the generation loop.
+struct Generated {
+    output: OutputStream,
+    stats: GenerationStats,
+    logprobs: Vec<TokenLogprob>,
+}
+
+/// One finished choice.
+struct ChoiceOutcome {
+    text: String,
+    finish_reason: FinishReason,
+    logprobs: Option<ChoiceLogprobs>,
+    stats: GenerationStats,
+}
+
+impl ChoiceOutcome {
+    /// A choice skipped because the request was interrupted before it began.
+    fn aborted(sampler: &Sampler) -> ChoiceOutcome {
+        ChoiceOutcome {
+            text: String::new(),
+            finish_reason: FinishReason::Abort,
+            logprobs: sampler.chunk_logprobs(None),
+            stats: GenerationStats::default(),
+        }
+    }
+}
+
+/// All choices of a request and their summed usage.
+struct Outcome {
+    choices: Vec<ChoiceOutcome>,
+    usage: Usage,
+}
+
+/// The chunk type of an API (chat or text completion).
+trait ChunkKind {
+    /// The streamed chunk.
+    type Chunk;
+    /// A delta chunk.
+    fn delta(id: &StreamId, text: String, logprobs: Option<ChoiceLogprobs>) -> Self::Chunk;
+    /// The final chunk of a choice.
+    fn finish(id: &StreamId, reason: FinishReason) -> Self::Chunk;
+    /// The usage chunk.
+    fn usage(id: &StreamId, usage: Usage) -> Self::Chunk;
+}
+
+/// `chat.completion.chunk`s.
+struct ChatChunks;
+
+impl ChunkKind for ChatChunks {
+    type Chunk = ChatCompletionChunk;
+
+    fn delta(id: &StreamId, text: String, logprobs: Option<ChoiceLogprobs>) -> ChatCompletionChunk {
+        ChatCompletionChunk::delta(id, text, logprobs)
+    }
+
+    fn finish(id: &StreamId, reason: FinishReason) -> ChatCompletionChunk {
+        ChatCompletionChunk::finish(id, reason, None)
+    }
+
+    fn usage(id: &StreamId, usage: Usage) -> ChatCompletionChunk {
+        ChatCompletionChunk::usage(id, usage)
+    }
+}
+
+/// `text_completion` chunks.
+struct TextChunks;
+
+impl ChunkKind for TextChunks {
+    type Chunk = CompletionChunk;
+
+    fn delta(id: &StreamId, text: String, logprobs: Option<ChoiceLogprobs>) -> CompletionChunk {
+        Completion::delta(id, text, logprobs)
+    }
+
+    fn finish(id: &StreamId, reason: FinishReason) -> CompletionChunk {
+        Completion::finish(id, reason)
+    }
+
+    fn usage(id: &StreamId, usage: Usage) -> CompletionChunk {
+        Completion::usage(id, usage)
+    }
+}
+
+/// Constrained decoding (`json_object`, `grammar`, `structural_tag`) is not
+/// implemented; refusing beats returning text that ignores the constraint.
+fn reject_constrained_decoding(request: &ChatCompletionRequest) -> Result<(), ChatError> {
+    let kind = request.response_format.as_ref().and_then(|format| format.kind.as_deref());
+    match kind {
+        Some(kind @ ("json_object" | "grammar" | "structural_tag")) => Err(ChatError::Error(format!(
+            "response_format type `{kind}` needs constrained decoding, which this engine does not implement yet"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// WebLLM's unseeded generator: seeded with `Date.now()`.
+fn clock_seeded_rng() -> Minstd {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
+    Minstd::new((millis % u128::from(u64::MAX)) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_come_from_folder_names_and_hugging_face_urls() {
+        assert_eq!(model_id_of("/data/smollm2-135m-instruct-q4f16_1-mlc"), "smollm2-135m-instruct-q4f16_1-mlc");
+        assert_eq!(model_id_of("/data/model/"), "model");
+        assert_eq!(
+            model_id_of("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/"),
+            "Qwen2.5-0.5B-Instruct-q4f16_1-MLC"
+        );
+    }
+
+    #[test]
+    fn setting_one_penalty_zeroes_the_other_and_bias_keys_parse_as_in_js() {
+        let config = ChatConfig::from_json(
+            r#"{"model_type": "llama", "quantization": "q4f16_1", "vocab_size": 32,
+                "temperature": 0.7, "top_p": 0.8, "frequency_penalty": 0.5, "presence_penalty": 0.25}"#,
+        )
+        .unwrap();
+        let defaults = Sampler::new(&config, &GenerationConfig::default());
+        assert_eq!((defaults.params.frequency_penalty, defaults.params.presence_penalty), (0.5, 0.25));
+        assert_eq!((defaults.params.temperature, defaults.params.top_p), (0.7, 0.8));
+        let request: GenerationConfig =
+            serde_json::from_str(r#"{"presence_penalty": 1.0, "temperature": 0, "logit_bias": {"7": 2, "-1": 5, "3x": -1}}"#).unwrap();
+        let sampler = Sampler::new(&config, &request);
+        assert_eq!((sampler.params.frequency_penalty, sampler.params.presence_penalty), (0.0, 1.0));
+        assert_eq!(sampler.params.temperature, 0.0);
+        assert_eq!(sampler.bias, vec![(7, 2.0), (3, -1.0)]);
+        assert!(!sampler.on_device(None, 32), "a bias needs the logits on the host");
+    }
+
+    #[test]
+    fn penalties_count_each_generated_token() {
+        let mut counts = appeared(&[5, 7, 5, 5]);
+        counts.sort();
+        assert_eq!(counts, vec![(5, 3), (7, 1)]);
+    }
+}

@@ -1,0 +1,315 @@
+//! `serve`: an OpenAI-compatible HTTP server over the chat engine.
+//!
+//! Routes: `GET /v1/models`, `POST /v1/chat/completions`,
+//! `POST /v1/completions` (JSON, or server-sent events with `stream: true`).
+//! One engine answers one request at a time: it lives on a worker thread (the
+//! GPU engine cannot move between threads) that takes jobs from a channel in
+//! arrival order, while each connection is read and answered on a thread of
+//! its own. A request the engine rejects gets HTTP 400 with an OpenAI-style
+//! error body whose `type` is WebLLM's error name.
+
+use std::io::{self, Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use mlc_wgpu::chat::{
+    validate_chat_request, validate_completion_request, ChatCompletionRequest, ChatEngine, ChatError, CompletionRequest,
+    ErrorObject, ErrorResponse, RequestError,
+};
+use serde::Serialize;
+use tiny_http::{Header, Method, Request, Response};
+
+use super::chat::{load_engine, EngineArgs};
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: u64 = 16 << 20;
+
+/// `mlc-wgpu serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Model id reported by /v1/models and in responses (default: the artifact's name).
+    #[arg(long)]
+    model_id: Option<String>,
+}
+
+/// What a client asked the engine for (boxed: the two differ much in size).
+enum ApiRequest {
+    Chat(Box<ChatCompletionRequest>),
+    Completion(Box<CompletionRequest>),
+}
+
+/// A request waiting for the engine, with where its results go.
+struct Job {
+    request: ApiRequest,
+    events: Sender<Event>,
+}
+
+/// What the worker reports about a job: stream chunks, then the outcome.
+enum Event {
+    /// A serialized stream chunk.
+    Chunk(String),
+    /// The serialized response, or the error.
+    Done(Result<String, ApiError>),
+}
+
+/// An HTTP error status with its JSON body.
+struct ApiError {
+    status: u16,
+    body: ErrorResponse,
+}
+
+impl ApiError {
+    fn new(status: u16, kind: &str, message: String) -> ApiError {
+        ApiError { status, body: ErrorResponse { error: ErrorObject { message, kind: kind.to_string(), param: None, code: None } } }
+    }
+
+    /// A request WebLLM would reject: its error name and message.
+    fn invalid(error: &ChatError) -> ApiError {
+        ApiError { status: 400, body: ErrorResponse::from(error) }
+    }
+
+    /// A request the engine refused or failed: WebLLM's error name and message.
+    fn from_request_error(error: &RequestError) -> ApiError {
+        let status = if error.is_client_error() { 400 } else { 500 };
+        match error {
+            RequestError::Chat(error) => ApiError { status, body: ErrorResponse::from(error) },
+            RequestError::Engine(error) => ApiError::new(status, "EngineError", error.to_string()),
+        }
+    }
+}
+
+/// Loads the model, then answers HTTP requests until the process is stopped.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let (jobs, model_id) = start_worker(args.engine, args.model_id)?;
+    let server = tiny_http::Server::http((args.host.as_str(), args.port))
+        .map_err(|error| anyhow!("cannot listen on {}:{}: {error}", args.host, args.port))?;
+    let address = server.server_addr().to_ip().context("the server has no IP address")?;
+    // Scripts and tests read this line to find the port.
+    println!("listening on http://{address} (model {model_id})");
+    io::stdout().flush()?;
+    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    for request in server.incoming_requests() {
+        let jobs = jobs.clone();
+        let model_id = model_id.clone();
+        std::thread::spawn(move || route(request, &jobs, &model_id, created));
+    }
+    Ok(())
+}
+
+/// Starts the engine thread and waits until the model is loaded; returns the
+/// job queue and the model id.
+fn start_worker(engine_args: EngineArgs, model_id: Option<String>) -> Result<(Sender<Job>, String)> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<String>>();
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    std::thread::Builder::new().name("engine".to_string()).spawn(move || {
+        let mut engine = match load_engine(&engine_args) {
+            Ok(engine) => engine,
+            Err(error) => {
+                let _ = ready_tx.send(Err(error));
+                return;
+            }
+        };
+        if let Some(model_id) = model_id {
+            engine.set_model_id(model_id);
+        }
+        if ready_tx.send(Ok(engine.model_id().to_string())).is_err() {
+            return;
+        }
+        for job in jobs_rx {
+            run_job(&mut engine, job);
+        }
+    })?;
+    let model_id = ready_rx.recv().context("the engine thread stopped while loading")??;
+    Ok((jobs_tx, model_id))
+}
+
+/// Runs one job on the engine. A client that stops reading a stream
+/// interrupts its generation; a panic fails only its own job.
+fn run_job(engine: &mut ChatEngine, job: Job) {
+    let interrupt = engine.interrupt_handle();
+    let events = job.events;
+    let send_chunk = |chunk: String| {
+        if events.send(Event::Chunk(chunk)).is_err() {
+            interrupt.store(true, Ordering::SeqCst);
+        }
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| match &job.request {
+        ApiRequest::Chat(request) => engine.chat_completion(request, |chunk| send_chunk(to_json(&chunk))).map(|done| to_json(&done)),
+        ApiRequest::Completion(request) => engine.completion(request, |chunk| send_chunk(to_json(&chunk))).map(|done| to_json(&done)),
+    }));
+    let result = match outcome {
+        Ok(result) => result.map_err(|error| ApiError::from_request_error(&error)),
+        Err(_) => {
+            // The engine's state is unknown after a panic; start the next job afresh.
+            engine.reset();
+            Err(ApiError::new(500, "InternalError", "the engine failed on this request (see the server log)".to_string()))
+        }
+    };
+    let _ = events.send(Event::Done(result));
+}
+
+/// Answers one HTTP request. Write errors mean the client left; nothing to do.
+fn route(mut request: Request, jobs: &Sender<Job>, model_id: &str, created: u64) {
+    let path = request.url().split('?').next().unwrap_or_default().to_string();
+    let method = request.method().clone();
+    let status = match (&method, path.as_str()) {
+        (Method::Options, _) => {
+            let preflight = Response::empty(204)
+                .with_header(header("Access-Control-Allow-Methods", "GET, POST, OPTIONS"))
+                .with_header(header("Access-Control-Allow-Headers", "Content-Type, Authorization"));
+            respond(request, preflight)
+        }
+        (Method::Get, "/v1/models") => {
+            let models = serde_json::json!({
+                "object": "list",
+                "data": [{ "id": model_id, "object": "model", "created": created, "owned_by": "mlc-wgpu" }],
+            });
+            respond_json(request, 200, &models.to_string())
+        }
+        (Method::Post, "/v1/chat/completions") => match parse_chat(&mut request, model_id) {
+            Ok(chat) => {
+                let stream = chat.stream == Some(true);
+                submit(request, jobs, ApiRequest::Chat(Box::new(chat)), stream)
+            }
+            Err(error) => respond_error(request, &error),
+        },
+        (Method::Post, "/v1/completions") => match parse_completion(&mut request) {
+            Ok(completion) => {
+                let stream = completion.stream == Some(true);
+                submit(request, jobs, ApiRequest::Completion(Box::new(completion)), stream)
+            }
+            Err(error) => respond_error(request, &error),
+        },
+        (_, "/v1/models" | "/v1/chat/completions" | "/v1/completions") => {
+            let error = ApiError::new(405, "invalid_request_error", format!("{method} is not allowed on {path}"));
+            respond_error(request, &error)
+        }
+        _ => respond_error(request, &ApiError::new(404, "invalid_request_error", format!("Unknown route: {method} {path}"))),
+    };
+    eprintln!("{method} {path} {status}");
+}
+
+/// A chat request, parsed and validated (both of WebLLM's stages) before it
+/// is queued, so that a bad request is answered at once.
+fn parse_chat(request: &mut Request, model_id: &str) -> Result<ChatCompletionRequest, ApiError> {
+    let chat: ChatCompletionRequest = parse_body(request)?;
+    validate_chat_request(&chat, model_id).map_err(|error| ApiError::invalid(&error))?;
+    Ok(chat)
+}
+
+/// A text-completion request, parsed and checked.
+fn parse_completion(request: &mut Request) -> Result<CompletionRequest, ApiError> {
+    let completion: CompletionRequest = parse_body(request)?;
+    validate_completion_request(&completion).map_err(|error| ApiError::invalid(&error))?;
+    Ok(completion)
+}
+
+/// The JSON body as `T`.
+fn parse_body<T: serde::de::DeserializeOwned>(request: &mut Request) -> Result<T, ApiError> {
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(MAX_BODY_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|error| ApiError::new(400, "invalid_request_error", format!("cannot read the request body: {error}")))?;
+    if body.len() as u64 > MAX_BODY_BYTES {
+        return Err(ApiError::new(413, "invalid_request_error", format!("the request body exceeds {MAX_BODY_BYTES} bytes")));
+    }
+    serde_json::from_slice(&body).map_err(|error| ApiError::new(400, "invalid_request_error", format!("invalid request body: {error}")))
+}
+
+/// Queues a job and answers with its outcome: JSON, or a stream of events
+/// once the first chunk arrives (an error before it is still a plain 400/500).
+fn submit(request: Request, jobs: &Sender<Job>, api_request: ApiRequest, stream: bool) -> u16 {
+    let (events_tx, events) = mpsc::channel();
+    let stopped = || ApiError::new(500, "InternalError", "the engine thread has stopped".to_string());
+    if jobs.send(Job { request: api_request, events: events_tx }).is_err() {
+        return respond_error(request, &stopped());
+    }
+    match events.recv() {
+        Ok(Event::Chunk(first)) if stream => {
+            // The client leaving mid-stream is not an error of ours.
+            let _ = stream_events(request, &first, &events);
+            200
+        }
+        Ok(Event::Done(Ok(response))) => respond_json(request, 200, &response),
+        Ok(Event::Done(Err(error))) => respond_error(request, &error),
+        Ok(Event::Chunk(_)) | Err(_) => respond_error(request, &stopped()),
+    }
+}
+
+/// Writes server-sent events: `data: {chunk}` per chunk, an error event if
+/// the engine fails midway, then `data: [DONE]`. HTTP/1.1 clients get chunked
+/// transfer encoding (the connection stays usable), HTTP/1.0 clients a body
+/// that ends when the connection closes. Each event is flushed at once.
+fn stream_events(request: Request, first: &str, events: &Receiver<Event>) -> io::Result<()> {
+    let chunked = *request.http_version() >= (1, 1);
+    let framing = if chunked { "Transfer-Encoding: chunked" } else { "Connection: close" };
+    let mut writer = request.into_writer();
+    write!(
+        writer,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\n{framing}\r\n\r\n"
+    )?;
+    let mut send = |data: &str| -> io::Result<()> {
+        let event = format!("data: {data}\n\n");
+        if chunked {
+            write!(writer, "{:x}\r\n{event}\r\n", event.len())?;
+        } else {
+            writer.write_all(event.as_bytes())?;
+        }
+        writer.flush()
+    };
+    send(first)?;
+    for event in events {
+        match event {
+            Event::Chunk(chunk) => send(&chunk)?,
+            Event::Done(Ok(_)) => break,
+            Event::Done(Err(error)) => {
+                send(&to_json(&error.body))?;
+                break;
+            }
+        }
+    }
+    send("[DONE]")?;
+    if chunked {
+        writer.write_all(b"0\r\n\r\n")?;
+    }
+    writer.flush()
+}
+
+/// Sends a JSON body with `status`; returns the status.
+fn respond_json(request: Request, status: u16, body: &str) -> u16 {
+    respond(request, Response::from_string(body).with_status_code(status).with_header(header("Content-Type", "application/json")))
+}
+
+/// Sends an error's JSON body; returns its status.
+fn respond_error(request: Request, error: &ApiError) -> u16 {
+    respond_json(request, error.status, &to_json(&error.body))
+}
+
+/// Sends `response` (with CORS allowed, as browser apps call local servers); returns its status.
+fn respond<R: Read>(request: Request, response: Response<R>) -> u16 {
+    let status = response.status_code().0;
+    let _ = request.respond(response.with_header(header("Access-Control-Allow-Origin", "*")));
+    status
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header names and values are valid")
+}
+
+/// JSON text of a value whose serialization cannot fail (plain data, string keys).
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|error| format!("{{\"error\":{{\"message\":\"serialization failed: {error}\"}}}}"))
+}
