@@ -18,4 +18,9 @@ XDG_RUNTIME_DIR=$(mktemp -d)
 chmod 700 "$XDG_RUNTIME_DIR"
 export XDG_RUNTIME_DIR
 
+# The official OpenAI Python client, used only by the `serve` test to stream a chat completion.
+if ! python3 -c 'import openai' 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check openai
+fi
+
 cargo test --workspace --locked

@@ -6,11 +6,11 @@
 //! the conversation from the request, keeps the KV cache when the history
 //! equals the conversation left by the previous request (multi-round reuse,
 //! mlc-artifacts.md §A.3) and otherwise resets it, prefills the prompt, then
-//! samples one token per step until a stop rule fires. Tokens are chosen on the
-//! device (`LanguageModel::greedy_next`) when the request is greedy and nothing
-//! needs the logits on the host; otherwise the logits come to the CPU and go
-//! through [`mlc_kernels::cpu`]'s sampling chain. GPU-side sampling is a later
-//! optimisation.
+//! samples one token per step until a stop rule fires. Tokens are chosen where
+//! the logits are: `LanguageModel::greedy_next` for plain greedy requests,
+//! `LanguageModel::sample_next` (bias, penalties, temperature, top-p and the
+//! draw) otherwise; only log probabilities bring the logits to the host, to
+//! [`mlc_kernels::cpu`]'s sampling chain.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +21,7 @@ use mlc_loader::{Artifact, ChatConfig, ConvTemplate};
 use web_time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::conversation::{can_reuse_kv_cache, Conversation, EMPTY_THINKING_BLOCK};
+use crate::sampling::SamplingStep;
 use super::error::ChatError;
 use super::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChoice, ChatCompletionChunk, ChatCompletionRequest, ChoiceLogprobs,
@@ -442,8 +443,21 @@ impl ChatEngine {
         // WebLLM draws one uniform per token, greedy or not, so a seed gives
         // the same stream whatever the temperature.
         let uniform = self.rng.next_f32();
-        if sampler.on_device(self.config.active_vocab_size, self.config.vocab_size) {
+        if sampler.greedy_argmax(self.config.active_vocab_size, self.config.vocab_size) {
             return Ok(self.model.greedy_next(tokens)?);
+        }
+        if sampler.logprobs.is_none() {
+            // The whole chain runs where the logits are: on a GPU only the
+            // token id comes back.
+            let appeared = appeared(output.generated_ids());
+            let step = SamplingStep {
+                params: &sampler.params,
+                logit_bias: &sampler.bias,
+                appeared: &appeared,
+                active_vocab: self.config.active_vocab_size,
+                uniform,
+            };
+            return Ok(self.model.sample_next(tokens, &step)?);
         }
         let mut logits = self.model.prefill(tokens)?;
         if logits.iter().any(|logit| !logit.is_finite()) {
@@ -537,7 +551,7 @@ impl Sampler {
     /// no bias or penalty to apply, no probabilities wanted, and no padded
     /// vocabulary to mask. (Exactly tied maxima, which WebLLM breaks with the
     /// uniform, go to the lowest id.)
-    fn on_device(&self, active_vocab: Option<usize>, vocab: usize) -> bool {
+    fn greedy_argmax(&self, active_vocab: Option<usize>, vocab: usize) -> bool {
         self.params.is_greedy()
             && self.bias.is_empty()
             && !self.params.penalties_active()
@@ -726,7 +740,7 @@ mod tests {
         assert_eq!((sampler.params.frequency_penalty, sampler.params.presence_penalty), (0.0, 1.0));
         assert_eq!(sampler.params.temperature, 0.0);
         assert_eq!(sampler.bias, vec![(7, 2.0), (3, -1.0)]);
-        assert!(!sampler.on_device(None, 32), "a bias needs the logits on the host");
+        assert!(!sampler.greedy_argmax(None, 32), "a bias needs the sampling chain, not a plain argmax");
     }
 
     #[test]
