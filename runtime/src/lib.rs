@@ -13,6 +13,7 @@ pub mod generate;
 pub mod gpu;
 pub mod model;
 pub mod models;
+pub mod prebuilt;
 pub mod sampling;
 pub mod weights;
 

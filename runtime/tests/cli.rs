@@ -129,6 +129,12 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     let tiny = fixture("tiny-qwen2").join("mlc");
     let tiny = tiny.to_str().unwrap();
     assert_clean_failure(&["logits", "--model", "/nonexistent/model", "--tokens", "1", "--device", "cpu", "--out", "/tmp/x"], "/nonexistent/model");
+    // A WebLLM model id resolves to its official URL; offline with an empty cache it says so.
+    let empty_cache = tempdir::Dir::new();
+    assert_clean_failure(
+        &["inspect", "--model", "Qwen2.5-0.5B-Instruct-q4f16_1-MLC", "--offline", "--cache-dir", empty_cache.path().to_str().unwrap()],
+        "mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC",
+    );
     assert_clean_failure(&["generate", "--model", tiny, "--tokens", "151936", "--device", "cpu", "--greedy"], "out of range");
 
     let q3 = edited_copy("tiny-qwen2", |c| c["quantization"] = "q3f16_1".into());

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use mlc_loader::{Artifact, OpenOptions};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_wgpu::gpu::GpuOptions;
+use mlc_wgpu::prebuilt::{apply_overrides, find_prebuilt};
 use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
 
 use super::{progress, Command, Device, SourceArgs};
@@ -47,6 +48,8 @@ pub fn run(command: Command) -> Result<()> {
 }
 
 /// Opens the artifact `source` names, with a download progress bar.
+/// Opens `--model`: a folder, an http(s) URL, or one of WebLLM's prebuilt
+/// model ids (resolved to its official URL, with the record's overrides).
 pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
     let options = OpenOptions {
         cache_dir: source.cache_dir.clone(),
@@ -54,7 +57,14 @@ pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
         allow_network: !source.offline,
         progress: Some(progress::bar()),
     };
-    Artifact::open(&source.model, options).with_context(|| format!("opening model {}", source.model))
+    let is_location = std::path::Path::new(&source.model).exists() || source.model.contains("://");
+    let prebuilt = if is_location { None } else { find_prebuilt(&source.model) };
+    let location = prebuilt.as_ref().map_or(source.model.as_str(), |record| record.model.as_str());
+    let mut artifact = Artifact::open(location, options).with_context(|| format!("opening model {}", source.model))?;
+    if let Some(record) = &prebuilt {
+        apply_overrides(&mut artifact.config, &record.overrides);
+    }
+    Ok(artifact)
 }
 
 /// Loads `artifact` on `device` (`Auto`: a hardware GPU when there is one, else the CPU).

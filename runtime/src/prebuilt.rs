@@ -1,0 +1,64 @@
+//! WebLLM's prebuilt model ids (`prebuiltAppConfig.model_list` of
+//! `@mlc-ai/web-llm` 0.2.86, the entries the project ships in
+//! `prebuilt-models.json`), so a user can name a model as a WebLLM page does.
+
+use serde::Deserialize;
+
+/// One prebuilt model record.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrebuiltModel {
+    /// The id WebLLM pages pass to `CreateMLCEngine`.
+    pub model_id: String,
+    /// The artifact URL (WebLLM appends `resolve/main/`).
+    pub model: String,
+    /// Config fields WebLLM overrides for this record (e.g. `context_window_size`).
+    #[serde(default)]
+    pub overrides: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    model_list: Vec<PrebuiltModel>,
+}
+
+/// Every prebuilt record this build knows.
+pub fn prebuilt_models() -> Vec<PrebuiltModel> {
+    let list: ModelList = serde_json::from_str(include_str!("prebuilt-models.json")).expect("the embedded list is valid JSON");
+    list.model_list
+}
+
+/// The record of `model_id`, if it is a prebuilt one.
+pub fn find_prebuilt(model_id: &str) -> Option<PrebuiltModel> {
+    prebuilt_models().into_iter().find(|m| m.model_id == model_id)
+}
+
+/// Applies a record's overrides to a loaded config, as WebLLM merges
+/// `modelRecord.overrides` over `mlc-chat-config.json`. Only the window sizes
+/// occur in the prebuilt list; other keys are kept in `extra`.
+pub fn apply_overrides(config: &mut mlc_loader::ChatConfig, overrides: &serde_json::Map<String, serde_json::Value>) {
+    for (key, value) in overrides {
+        let number = value.as_i64();
+        match (key.as_str(), number) {
+            ("context_window_size", Some(v)) => config.context_window_size = v,
+            ("sliding_window_size", Some(v)) => config.sliding_window_size = v,
+            ("attention_sink_size", Some(v)) => config.attention_sink_size = v,
+            ("prefill_chunk_size", Some(v)) => config.prefill_chunk_size = v,
+            _ => {
+                config.extra.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_model_id_resolves_to_its_official_artifact() {
+        let record = find_prebuilt("Qwen2.5-0.5B-Instruct-q4f16_1-MLC").expect("the seed model is listed");
+        assert!(record.model.ends_with("/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC"), "{}", record.model);
+        assert!(find_prebuilt("no-such-model").is_none());
+        assert!(prebuilt_models().len() >= 20);
+    }
+}
