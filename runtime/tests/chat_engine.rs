@@ -3,7 +3,6 @@
 //! feeds exactly WebLLM's token sequence, streaming adds up to the response,
 //! and the stop, interrupt and context-window rules hold.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use mlc_loader::{Artifact, OpenOptions};
@@ -13,23 +12,14 @@ use mlc_wgpu::chat::{
 };
 use mlc_wgpu::{generate_greedy, load_cpu, GreedyOptions};
 
-const MODEL: &str = "data/smollm2-135m-instruct-q4f16_1-mlc";
+mod common;
+
+use common::{shared_path, SMOLLM2 as MODEL};
+
 const REFERENCE: &str = "data/smollm2-135m-instruct-q4f16_1-mlc-reference/reference.json";
 const QUESTION: &str = "What is the capital of France?";
 const ANSWER: &str = "The capital of France is Paris.";
 
-/// A path under the project's `../shared` folder. When it is absent, says so
-/// loudly; in CI (where it is always provided) that is a failure.
-fn shared_path(relative: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
-    if path.exists() {
-        return Some(path);
-    }
-    let banner = "!".repeat(78);
-    eprintln!("{banner}\n!! NOT RUN: ../shared/{relative} is missing.\n!! The chat engine tests need the project's shared data folder beside the repository.\n{banner}");
-    assert!(std::env::var_os("CI").is_none(), "../shared/{relative} is required in CI");
-    None
-}
 
 fn open_artifact() -> Option<Artifact> {
     let dir = shared_path(MODEL)?;

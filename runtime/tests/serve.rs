@@ -4,26 +4,17 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
-const MODEL: &str = "data/smollm2-135m-instruct-q4f16_1-mlc";
+mod common;
+
+use common::{shared_path, SMOLLM2 as MODEL};
+
 const ANSWER: &str = "The capital of France is Paris.";
 
-/// A path under the project's `../shared` folder. When it is absent, says so
-/// loudly; in CI (where it is always provided) that is a failure.
-fn shared_path(relative: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
-    if path.exists() {
-        return Some(path);
-    }
-    let banner = "!".repeat(78);
-    eprintln!("{banner}\n!! NOT RUN: ../shared/{relative} is missing.\n!! The serve tests need the project's shared data folder beside the repository.\n{banner}");
-    assert!(std::env::var_os("CI").is_none(), "../shared/{relative} is required in CI");
-    None
-}
 
 /// The server process, stopped when the test ends however it ends.
 struct Server {
