@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
-use mlc_kernels::{ContextOptions, Dtype, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
+use mlc_kernels::{Dtype, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
 use mlc_loader::DType;
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
@@ -130,7 +130,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (prompt_tokens, gen_tokens, steps) = (args.prompt_tokens as usize, args.gen_tokens as usize, args.context_steps as usize);
     let longest_context = args.contexts.iter().max().map_or(0, |c| c + WARM_STEPS + steps);
     let capacity_wanted = (prompt_tokens + gen_tokens).max(longest_context);
-    let ctx = pick_gpu(args.device)?;
+    let ctx = super::commands::pick_gpu(args.device)?;
     let mut model: Box<dyn LanguageModel> = match &ctx {
         Some(ctx) => {
             let options = GpuOptions { context_length: Some(capacity_wanted), ..GpuOptions::default() };
@@ -206,28 +206,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         false => print_report(&report),
     }
     Ok(())
-}
-
-/// The GPU to run on for `device`, or `None` for the CPU engine. `auto`
-/// passes over a software adapter (lavapipe, SwiftShader): it is slower than
-/// the CPU engine, and its figures would not be the GPU's.
-fn pick_gpu(device: Device) -> Result<Option<GpuContext>> {
-    let ctx = || GpuContext::new_blocking(&ContextOptions::from_env());
-    Ok(match device {
-        Device::Cpu => None,
-        Device::Gpu => Some(ctx()?),
-        Device::Auto => match ctx() {
-            Ok(ctx) if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu => Some(ctx),
-            Ok(ctx) => {
-                eprintln!("notice: only a software GPU adapter ({}) is available; benchmarking the CPU engine", ctx.adapter_info.name);
-                None
-            }
-            Err(error) => {
-                eprintln!("notice: no usable GPU ({error}); benchmarking the CPU engine");
-                None
-            }
-        },
-    })
 }
 
 /// Prefills `tokens`, then decodes `steps` tokens; returns the last one.

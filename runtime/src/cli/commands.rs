@@ -69,30 +69,39 @@ pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
 
 /// Loads `artifact` on `device` (`Auto`: a hardware GPU when there is one, else the CPU).
 pub(super) fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn LanguageModel>> {
-    let gpu = |ctx: GpuContext| -> Result<Box<dyn LanguageModel>> {
-        let info = &ctx.adapter_info;
-        eprintln!(
-            "notice: running on {} ({:?}, {}; shader-f16 {}, subgroups {})",
-            info.name, info.backend, info.driver_info, ctx.caps.shader_f16, ctx.caps.subgroups
-        );
-        Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
-    };
-    match device {
-        Device::Cpu => Ok(Box::new(load_cpu(artifact)?)),
-        Device::Gpu => gpu(GpuContext::new_blocking(&ContextOptions::from_env())?),
-        Device::Auto => match GpuContext::new_blocking(&ContextOptions::from_env()) {
-            // A software adapter (lavapipe, SwiftShader) is slower than the CPU engine.
-            Ok(ctx) if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu => gpu(ctx),
+    match pick_gpu(device)? {
+        Some(ctx) => {
+            let info = &ctx.adapter_info;
+            eprintln!(
+                "notice: running on {} ({:?}, {}; shader-f16 {}, subgroups {})",
+                info.name, info.backend, info.driver_info, ctx.caps.shader_f16, ctx.caps.subgroups
+            );
+            Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
+        }
+        None => Ok(Box::new(load_cpu(artifact)?)),
+    }
+}
+
+/// The GPU `device` asks for: `None` for the CPU engine. `Auto` takes a
+/// hardware adapter and otherwise says why it falls back to the CPU — a
+/// software adapter (lavapipe, SwiftShader) is slower than the CPU engine.
+pub(super) fn pick_gpu(device: Device) -> Result<Option<GpuContext>> {
+    let ctx = || GpuContext::new_blocking(&ContextOptions::from_env());
+    Ok(match device {
+        Device::Cpu => None,
+        Device::Gpu => Some(ctx()?),
+        Device::Auto => match ctx() {
+            Ok(ctx) if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu => Some(ctx),
             Ok(ctx) => {
-                eprintln!("notice: only a software GPU adapter ({}) is available; running on the CPU engine", ctx.adapter_info.name);
-                Ok(Box::new(load_cpu(artifact)?))
+                eprintln!("notice: only a software GPU adapter ({}) is available; using the CPU engine", ctx.adapter_info.name);
+                None
             }
             Err(error) => {
-                eprintln!("notice: no usable GPU ({error}); running on the CPU engine");
-                Ok(Box::new(load_cpu(artifact)?))
+                eprintln!("notice: no usable GPU ({error}); using the CPU engine");
+                None
             }
         },
-    }
+    })
 }
 
 fn inspect(artifact: &Artifact) -> Result<()> {
