@@ -1,10 +1,10 @@
 //! Attention (prefill and split-sequence decode) against `cpu::causal_attention`.
 
-mod support_attn;
+mod common;
 
 use mlc_kernels::cpu::{KvLayout, causal_attention};
 use mlc_kernels::{Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, KernelError};
-use support_attn::{assert_close, contexts, random_vec, rng, upload};
+use common::{assert_close, contexts, random_vec, rng, upload};
 
 /// Runs `tokens` queries at `start..start + tokens` over a random cache and
 /// compares with the CPU reference.

@@ -1,12 +1,12 @@
 //! `rope_append` against `cpu::{rms_norm, Rope}`: rotated queries, rotated keys
 //! and raw values appended to the cache, earlier cache positions untouched.
 
-mod support_attn;
+mod common;
 
 use half::f16;
 use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, rms_norm};
 use mlc_kernels::{GpuContext, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
-use support_attn::{assert_close, contexts, random_vec, rng, upload};
+use common::{assert_close, contexts, random_vec, rng, upload};
 
 #[derive(Clone, Copy, Debug)]
 enum Norm {

@@ -1,12 +1,12 @@
 //! GPU sampling against the CPU reference `cpu::{sample, argmax, ...}`.
 
-mod support_attn;
+mod common;
 
 use mlc_kernels::cpu::{self, SamplingParams};
 use mlc_kernels::{BoundSampler, GpuContext, KernelError, Sampler, SamplerBuffers};
 use rand::Rng;
 use rand::rngs::StdRng;
-use support_attn::{contexts, rng, upload, upload_u32};
+use common::{contexts, rng, upload, upload_u32};
 
 /// A sampler bound to fresh logits / counts / token buffers of `vocab` entries.
 struct Rig {

@@ -1,13 +1,14 @@
-//! Shared helpers of the matmul / embed / norm / elementwise tests: one GPU
-//! context per path (portable forced, and fast = whatever the adapter offers),
-//! random weights in the artifact formats, and tolerance checks.
+//! Shared helpers of the kernel tests: one GPU context per path (portable
+//! forced, fast = whatever the adapter offers, and portable under WebGPU's
+//! default limits), random data and weights in the artifact formats, and
+//! tolerance checks.
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use half::f16;
-use mlc_kernels::{ContextOptions, Dtype, GpuContext, GpuWeight, WeightFormat};
+use mlc_kernels::{Capabilities, ContextOptions, Dtype, GpuContext, GpuWeight, WeightFormat};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -17,8 +18,9 @@ pub fn shout(message: &str) {
     let _ = writeln!(std::io::stderr(), "{message}");
 }
 
-/// The two paths every test runs: `portable` (forced: f32, no subgroups) and
-/// `fast` (the adapter's f16 and subgroups). Built once per test binary.
+/// The paths every test runs: `portable` (forced: f32, no subgroups), `fast`
+/// (the adapter's f16 and subgroups) and `webgpu-limits` (portable under
+/// WebGPU's default limits). Built once per test binary.
 pub fn contexts() -> &'static [(&'static str, GpuContext)] {
     static CONTEXTS: OnceLock<Vec<(&'static str, GpuContext)>> = OnceLock::new();
     CONTEXTS.get_or_init(|| {
@@ -38,8 +40,35 @@ pub fn contexts() -> &'static [(&'static str, GpuContext)] {
                 fast.adapter_info.name
             ));
         }
-        vec![("portable", portable), ("fast", fast)]
+        vec![("portable", portable), ("fast", fast), ("webgpu-limits", webgpu_default_limits())]
     })
+}
+
+/// The portable path on a device created with WebGPU's *default* limits (256
+/// invocations and 16 KiB of workgroup memory per workgroup, 8 storage buffers
+/// per stage, 128 MiB per binding) instead of the adapter's: what every browser
+/// guarantees, so a kernel that exceeds them fails here.
+fn webgpu_default_limits() -> GpuContext {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .expect("no WebGPU adapter");
+    let limits = wgpu::Limits::default();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("webgpu default limits"),
+        required_limits: limits.clone(),
+        ..Default::default()
+    }))
+    .expect("device with the WebGPU default limits");
+    GpuContext {
+        device: Arc::new(device),
+        queue: Arc::new(queue),
+        adapter_info: adapter.get_info(),
+        limits,
+        caps: Capabilities::PORTABLE,
+    }
 }
 
 /// A seeded generator (every test is reproducible).
