@@ -387,6 +387,31 @@ fn the_gpu_can_count_the_sampled_tokens() {
     assert_eq!((counts[3], counts[7], counts[9]), (3, 1, 0));
 }
 
+#[test]
+fn non_finite_logits_give_no_token_instead_of_garbage() {
+    for (path, ctx) in contexts() {
+        let sampler = Sampler::new(ctx).unwrap();
+        // Several blocks, the bad value far from the first one.
+        let vocab = 70_000;
+        let mut rig = Rig::new(ctx, &sampler, vocab);
+        let counts = vec![0; vocab];
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut logits = lm_logits(&mut rng(9), vocab, 3.0);
+            logits[65_432] = bad;
+            let greedy = SamplingParams { temperature: 0.0, ..Default::default() };
+            rig.load(ctx, &logits, &counts, &[], &greedy, None);
+            assert_eq!(rig.argmax(ctx), u32::MAX, "{path}: argmax with a {bad} logit");
+            let sampled = SamplingParams { temperature: 0.8, top_p: 0.9, ..Default::default() };
+            rig.load(ctx, &logits, &counts, &[], &sampled, None);
+            assert_eq!(rig.sample(ctx, 0.4), u32::MAX, "{path}: sampling with a {bad} logit");
+        }
+        // And finite logits still give a token on the same binding.
+        let logits = lm_logits(&mut rng(9), vocab, 3.0);
+        rig.load(ctx, &logits, &counts, &[], &SamplingParams { temperature: 0.0, ..Default::default() }, None);
+        assert!(rig.argmax(ctx) < vocab as u32, "{path}: finite logits");
+    }
+}
+
 fn invalid<T>(result: Result<T, KernelError>) -> bool {
     matches!(result, Err(KernelError::InvalidArguments(_)))
 }

@@ -78,6 +78,14 @@ fn bin_of(e: f32) -> u32 {
     return bitcast<u32>(e) >> 19u;
 }
 
+/// Marks a block whose logits are not all finite (beats every real logit).
+const POISONED: f32 = 0x1.fffffep+127f;
+
+/// Neither NaN nor ±infinity, by the bits (compilers may fold `x != x` away).
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
 fn processed_logit(i: u32) -> f32 {
     var l = logits[i] + bias[i];
     if params.penalize != 0u {
@@ -95,6 +103,7 @@ fn process(inv: Invocation) {
     let b = inv.group.x;
     var best = Best(LOWEST, NO_INDEX);
     var m = LOWEST;
+    var bad = 0.0;
     for (var k = 0u; k < PER_THREAD; k++) {
         let i = b * BLOCK + k * WG + inv.index;
         if i < params.vocab {
@@ -108,10 +117,16 @@ fn process(inv: Invocation) {
                 best = better(best, Best(l, i));
                 m = max(m, x);
             }
+            if !is_finite(logits[i]) {
+                bad = 1.0;
+            }
         }
     }
     best = block_best(best, inv);
     m = block_max(m, inv);
+    if block_max(bad, inv) > 0.0 {
+        best = Best(POISONED, NO_INDEX);
+    }
     if inv.index == 0u {
         scratch.block_best_value[b] = best.value;
         scratch.block_best_index[b] = best.index;
@@ -123,14 +138,19 @@ fn process(inv: Invocation) {
 fn reduce(inv: Invocation) {
     var best = Best(LOWEST, NO_INDEX);
     var m = LOWEST;
+    var bad = 0.0;
     if inv.index < params.blocks {
         best = Best(scratch.block_best_value[inv.index], scratch.block_best_index[inv.index]);
         m = scratch.block_max[inv.index];
+        bad = select(0.0, 1.0, best.index == NO_INDEX && best.value == POISONED);
     }
     best = block_best(best, inv);
     m = block_max(m, inv);
+    let poisoned = block_max(bad, inv) > 0.0;
     if inv.index == 0u {
-        token[0] = best.index;
+        // A NaN or infinite logit anywhere makes the result "no token": the
+        // engine reports an error instead of sampling from garbage.
+        token[0] = select(best.index, NO_INDEX, poisoned);
         scratch.max = m;
     }
     for (var j = inv.index; j <= BINS; j += WG) {
@@ -398,12 +418,14 @@ fn sample(inv: Invocation) {
         }
         chosen = workgroupUniformLoad(&choice);
     }
-    if lid == 0u {
-        token[0] = chosen;
+    if lid == 0u && token[0] != NO_INDEX {
+        token[0] = chosen;  // NO_INDEX (non-finite logits, set by `reduce`) stays
     }
 }
 
 @compute @workgroup_size(1)
 fn count_token() {
-    counts[token[0]] += 1u;
+    if token[0] < params.vocab {
+        counts[token[0]] += 1u;
+    }
 }
