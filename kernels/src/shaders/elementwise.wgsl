@@ -19,6 +19,12 @@ fn element_index(id: vec3<u32>, count: vec3<u32>, lid: u32) -> u32 {
     return (id.x + id.y * count.x) * 256u + lid;
 }
 
+/// (gate, up) of output element `i`: the same column of its row's two halves.
+fn gate_and_up(i: u32) -> vec2<f32> {
+    let row = i / params.width;
+    return vec2<f32>(input[i + row * params.width], input[i + (row + 1u) * params.width]);
+}
+
 fn silu(g: f32) -> f32 {
     // exp(-g) overflows to +inf for g < -88 and the quotient is then -0: correct.
     return g / (1.0 + exp(-g));
@@ -47,9 +53,8 @@ fn silu_mul(@builtin(workgroup_id) wid: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = element_index(wid, groups, lid);
     if i < params.rows * params.width {
-        let gate = input[i + (i / params.width) * params.width];
-        let up = input[i + (i / params.width + 1u) * params.width];
-        out[i] = silu(gate) * up;
+        let pair = gate_and_up(i);
+        out[i] = silu(pair.x) * pair.y;
     }
 }
 
@@ -59,8 +64,7 @@ fn gelu_tanh_mul(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let i = element_index(wid, groups, lid);
     if i < params.rows * params.width {
-        let gate = input[i + (i / params.width) * params.width];
-        let up = input[i + (i / params.width + 1u) * params.width];
-        out[i] = gelu_tanh(gate) * up;
+        let pair = gate_and_up(i);
+        out[i] = gelu_tanh(pair.x) * pair.y;
     }
 }
