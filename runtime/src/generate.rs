@@ -31,16 +31,8 @@ pub fn generate_greedy(model: &mut dyn LanguageModel, prompt: &[u32], options: &
 /// Index of the largest logit (the lowest index among ties), or `None` when a
 /// logit is NaN or infinite — a broken model must be an error, not gibberish.
 pub fn argmax(logits: &[f32]) -> Option<u32> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &v) in logits.iter().enumerate() {
-        if !v.is_finite() {
-            return None;
-        }
-        if best.is_none_or(|(_, b)| v > b) {
-            best = Some((i, v));
-        }
-    }
-    best.map(|(i, _)| i as u32)
+    let usable = !logits.is_empty() && logits.iter().all(|v| v.is_finite());
+    usable.then(|| mlc_kernels::cpu::argmax(logits, None))
 }
 
 #[cfg(test)]
