@@ -11,6 +11,19 @@
 
 mod checkpoint;
 mod error;
+/// `mlc-chat-config.json` generation, as MLC's `gen_config` does it.
+pub mod chat_config;
+/// Model families: config parsing and the parameter map.
+pub mod families;
+mod pipeline;
+/// The official quantizers, bit-exact.
+pub mod quantize;
+mod safetensors;
+/// GGUF (llama.cpp) reading: header parsing, dequantization, the GGUF checkpoint.
+pub mod gguf;
 
 pub use checkpoint::Checkpoint;
 pub use error::ConvertError;
+pub use pipeline::{ConvertOptions, ConvertSummary, convert};
+pub use safetensors::{HfFolder, TOKENIZER_FILES};
+pub use gguf::GgufCheckpoint;

@@ -1,0 +1,557 @@
+//! What each supported model family takes from a Hugging Face checkpoint:
+//! its `model_config` as MLC's config dataclass parses `config.json`
+//! (`python/mlc_llm/model/<family>/<family>_model.py`), and its parameters
+//! with the Hugging Face tensors each one is made of
+//! (`<family>_loader.py`, `loader/standard_loader.py`).
+
+use serde_json::{Map, Value, json};
+
+use crate::ConvertError;
+
+/// `model_type` values the converter handles (the families the runtime runs).
+pub const SUPPORTED_FAMILIES: &[&str] = &["llama", "qwen2", "qwen3"];
+
+/// Hugging Face tensors MLC's loaders declare unused (not converted, not
+/// counted as parameters): `{layer}.self_attn.rotary_emb.inv_freq`.
+const UNUSED_SUFFIX: &str = ".self_attn.rotary_emb.inv_freq";
+
+/// A supported model family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `llama` (Llama-2/3, SmolLM2, TinyLlama, ...).
+    Llama,
+    /// `qwen2` (Qwen1.5/2/2.5).
+    Qwen2,
+    /// `qwen3` (Qwen3 dense).
+    Qwen3,
+}
+
+impl Family {
+    /// The family of `config.json`'s `model_type`, or `Unsupported` naming the
+    /// supported list.
+    pub fn from_hf_config(config: &Value) -> Result<Family, ConvertError> {
+        let model_type = config.get("model_type").and_then(Value::as_str);
+        match model_type {
+            Some("llama") => Ok(Family::Llama),
+            Some("qwen2") => Ok(Family::Qwen2),
+            Some("qwen3") => Ok(Family::Qwen3),
+            other => Err(ConvertError::Unsupported {
+                what: match other {
+                    Some(name) => format!("model_type {name:?}"),
+                    None => "a config.json without a string `model_type`".to_string(),
+                },
+                message: format!("the converter supports {}", SUPPORTED_FAMILIES.join(", ")),
+            }),
+        }
+    }
+
+    /// The `model_type` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        }
+    }
+
+    /// The fused QKV parameter's name (`self_attn.<name>`).
+    fn qkv_name(self) -> &'static str {
+        match self {
+            Family::Llama => "qkv_proj",
+            Family::Qwen2 | Family::Qwen3 => "c_attn",
+        }
+    }
+
+    /// The conversation template `gen_config` is usually run with for this
+    /// family, refined by what the tokenizer's special tokens show.
+    pub fn default_conv_template(self, tokenizer_json: Option<&str>) -> &'static str {
+        let has = |token: &str| tokenizer_json.is_some_and(|text| text.contains(token));
+        match self {
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+            // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
+            Family::Llama if has("<|im_start|>") => "chatml",
+            Family::Llama if has("<|start_header_id|>") || tokenizer_json.is_none() => "llama-3",
+            Family::Llama => "llama-2",
+        }
+    }
+
+    /// The config dataclass's fields, in declaration order, with their
+    /// defaults (`None`: required).
+    fn fields(self) -> Vec<(&'static str, Option<Value>)> {
+        let req = |name| (name, None);
+        let opt = |name, value: Value| (name, Some(value));
+        match self {
+            Family::Llama => vec![
+                req("hidden_size"),
+                req("intermediate_size"),
+                req("num_attention_heads"),
+                req("num_hidden_layers"),
+                req("rms_norm_eps"),
+                req("vocab_size"),
+                opt("tie_word_embeddings", json!(false)),
+                opt("position_embedding_base", json!(0)),
+                opt("rope_scaling", Value::Null),
+                opt("context_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("num_key_value_heads", json!(0)),
+                opt("head_dim", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("pipeline_parallel_stages", json!(1)),
+                opt("max_batch_size", json!(1)),
+                opt("disaggregation", json!(false)),
+            ],
+            Family::Qwen2 | Family::Qwen3 => {
+                let mut fields = vec![req("hidden_act"), req("hidden_size"), req("intermediate_size")];
+                if self == Family::Qwen3 {
+                    fields.push(req("attention_bias"));
+                }
+                fields.extend([
+                    req("num_attention_heads"),
+                    req("num_hidden_layers"),
+                    req("num_key_value_heads"),
+                    req("rms_norm_eps"),
+                    req("rope_theta"),
+                    req("vocab_size"),
+                    opt("tie_word_embeddings", json!(false)),
+                    opt("context_window_size", json!(0)),
+                    opt("prefill_chunk_size", json!(0)),
+                    opt("tensor_parallel_shards", json!(1)),
+                    opt("head_dim", json!(0)),
+                    opt("dtype", json!("float32")),
+                    opt("max_batch_size", json!(1)),
+                ]);
+                if self == Family::Qwen3 {
+                    fields.push(opt("weight_block_size", Value::Null));
+                }
+                fields
+            }
+        }
+    }
+
+    /// `model_config` as `gen_config` writes it: `config.json` parsed by the
+    /// family's config dataclass (`ConfigBase.from_dict` + `__post_init__`),
+    /// then the command-line overrides applied (`ModelConfigOverride.apply`,
+    /// which rebuilds the dataclass and so runs `__post_init__` again).
+    pub fn model_config(self, hf: &Value, overrides: &Overrides) -> Result<Map<String, Value>, ConvertError> {
+        let source = hf.as_object().ok_or_else(|| config_error("config.json is not an object".into()))?;
+        let mut fields = Map::new();
+        let mut kwargs = Map::new();
+        let declared = self.fields();
+        for (key, value) in source {
+            if declared.iter().any(|(name, _)| name == key) {
+                fields.insert(key.clone(), value.clone());
+            } else {
+                kwargs.insert(key.clone(), value.clone());
+            }
+        }
+        let build = |fields: &Map<String, Value>| -> Result<Map<String, Value>, ConvertError> {
+            let mut out = Map::new();
+            for (name, default) in &declared {
+                let value = match (fields.get(*name), default) {
+                    (Some(value), _) => value.clone(),
+                    (None, Some(default)) => default.clone(),
+                    (None, None) => return Err(config_error(format!("config.json has no `{name}`, which {} needs", self.name()))),
+                };
+                out.insert(name.to_string(), value);
+            }
+            Ok(out)
+        };
+        let mut config = build(&fields)?;
+        self.post_init(&mut config, &mut kwargs)?;
+        // The overrides that are set (`None` ones are skipped), only for keys the
+        // dataclass has: all three families have these.
+        let mut applied = false;
+        for (key, value) in [
+            ("context_window_size", overrides.context_window_size),
+            ("prefill_chunk_size", overrides.prefill_chunk_size),
+            ("max_batch_size", Some(overrides.max_batch_size)),
+        ] {
+            if let Some(value) = value {
+                config.insert(key.to_string(), json!(value));
+                applied = true;
+            }
+        }
+        if applied {
+            // `from_dict(asdict())`: kwargs are gone by now.
+            let mut config2 = build(&config)?;
+            self.post_init(&mut config2, &mut Map::new())?;
+            config = config2;
+        }
+        Ok(config)
+    }
+
+    /// The dataclass's `__post_init__`.
+    fn post_init(self, config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+        if self == Family::Llama {
+            if is_zero(&config["position_embedding_base"]) {
+                let base = kwargs.remove("rope_theta").unwrap_or(json!(10000));
+                config.insert("position_embedding_base".into(), base);
+            }
+            let scaling = &config["rope_scaling"];
+            if !scaling.is_null() {
+                match scaling.get("rope_type") {
+                    None => {
+                        config.insert("rope_scaling".into(), Value::Null);
+                    }
+                    Some(kind) if kind == "llama3" => {}
+                    Some(kind) => {
+                        return Err(ConvertError::Unsupported {
+                            what: format!("rope_scaling.rope_type {kind} for llama"),
+                            message: "MLC's Llama supports only \"llama3\" RoPE scaling".into(),
+                        });
+                    }
+                }
+            }
+        }
+        if self == Family::Qwen3 && kwargs.contains_key("quantization_config") {
+            return Err(ConvertError::Unsupported {
+                what: "a pre-quantized checkpoint (`quantization_config` in config.json)".into(),
+                message: "convert from the unquantized Hugging Face weights".into(),
+            });
+        }
+        if is_zero(&config["context_window_size"]) {
+            let found = ["max_position_embeddings", "max_sequence_length"].iter().find_map(|name| kwargs.remove(*name));
+            match found {
+                Some(value) => {
+                    config.insert("context_window_size".into(), value);
+                }
+                None => {
+                    return Err(config_error(
+                        "cannot determine the context window: config.json has none of `context_window_size`, \
+                         `max_position_embeddings`, `max_sequence_length` (pass --context-window-size)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        let hidden = int(config, "hidden_size")?;
+        let heads = int(config, "num_attention_heads")?;
+        if heads <= 0 {
+            return Err(config_error(format!("num_attention_heads must be positive, got {heads}")));
+        }
+        if self == Family::Llama {
+            let stages = int(config, "pipeline_parallel_stages")?;
+            if stages <= 0 || stages > int(config, "num_hidden_layers")? {
+                return Err(config_error(format!("invalid pipeline_parallel_stages {stages}")));
+            }
+            if int(config, "num_key_value_heads")? == 0 {
+                config.insert("num_key_value_heads".into(), json!(heads));
+            }
+        }
+        if self != Family::Qwen3 && int(config, "head_dim")? == 0 {
+            config.insert("head_dim".into(), json!(hidden.div_euclid(heads)));
+        }
+        let head_dim = int(config, "head_dim")?;
+        let kv_heads = int(config, "num_key_value_heads")?;
+        match self {
+            // An `assert` in MLC's Qwen2Config.
+            Family::Qwen2 if head_dim * heads != hidden => {
+                return Err(config_error(format!(
+                    "qwen2 needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
+                )));
+            }
+            // MLC's Qwen3 reads head_dim as given; 0 would build an empty model.
+            Family::Qwen3 if head_dim <= 0 => {
+                return Err(config_error("qwen3 config.json must give a positive `head_dim`".into()));
+            }
+            _ => {}
+        }
+        if kv_heads <= 0 || heads % kv_heads != 0 {
+            return Err(config_error(format!(
+                "num_attention_heads ({heads}) must be a multiple of num_key_value_heads ({kv_heads})"
+            )));
+        }
+        // Python's `min(context, cap)`: the context value itself unless the cap is smaller.
+        let cap = if self == Family::Qwen3 { 2048 } else { 8192 };
+        let context = config["context_window_size"].clone();
+        let context_int = int(config, "context_window_size")?;
+        let prefill = int(config, "prefill_chunk_size")?;
+        if prefill == 0 || prefill > context_int {
+            let value = if cap < context_int { json!(cap) } else { context };
+            config.insert("prefill_chunk_size".into(), value);
+        }
+        Ok(())
+    }
+}
+
+/// The `gen_config` command-line overrides of `model_config`.
+#[derive(Clone, Debug)]
+pub struct Overrides {
+    /// `--context-window-size`.
+    pub context_window_size: Option<i64>,
+    /// `--prefill-chunk-size`.
+    pub prefill_chunk_size: Option<i64>,
+    /// `--max-batch-size` (the official default is 128).
+    pub max_batch_size: i64,
+}
+
+fn config_error(message: String) -> ConvertError {
+    ConvertError::Malformed { path: "config.json".into(), message }
+}
+
+/// Python's `value == 0` for the numbers a config holds.
+fn is_zero(value: &Value) -> bool {
+    value.as_f64() == Some(0.0)
+}
+
+/// An integer field of the parsed config (integral floats are accepted, as Python would).
+fn int(config: &Map<String, Value>, key: &str) -> Result<i64, ConvertError> {
+    let value = &config[key];
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
+        .ok_or_else(|| config_error(format!("`{key}` must be an integer, got {value}")))
+}
+
+/// The sizes the parameter shapes follow from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// `hidden_size`.
+    pub hidden: usize,
+    /// `intermediate_size`.
+    pub intermediate: usize,
+    /// `num_hidden_layers`.
+    pub layers: usize,
+    /// `num_attention_heads`.
+    pub heads: usize,
+    /// `num_key_value_heads`.
+    pub kv_heads: usize,
+    /// `head_dim`.
+    pub head_dim: usize,
+    /// `vocab_size`.
+    pub vocab: usize,
+    /// No `lm_head`: the embedding computes the logits.
+    pub tie_word_embeddings: bool,
+    /// Qwen3's `attention_bias`: biases on the fused QKV and on `o_proj`.
+    pub attention_bias: bool,
+}
+
+impl Dims {
+    /// Reads the sizes from a parsed `model_config`.
+    pub fn from_model_config(config: &Map<String, Value>) -> Result<Dims, ConvertError> {
+        let size = |key: &str| -> Result<usize, ConvertError> {
+            let v = int(config, key)?;
+            usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| config_error(format!("`{key}` must be positive, got {v}")))
+        };
+        let flag = |key: &str| -> Result<bool, ConvertError> {
+            match config.get(key) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(config_error(format!("`{key}` must be true or false, got {other}"))),
+            }
+        };
+        Ok(Dims {
+            hidden: size("hidden_size")?,
+            intermediate: size("intermediate_size")?,
+            layers: size("num_hidden_layers")?,
+            heads: size("num_attention_heads")?,
+            kv_heads: size("num_key_value_heads")?,
+            head_dim: size("head_dim")?,
+            vocab: size("vocab_size")?,
+            tie_word_embeddings: flag("tie_word_embeddings")?,
+            attention_bias: flag("attention_bias")?,
+        })
+    }
+}
+
+/// How a parameter is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The weight of a Linear or Embedding: group-quantized by q4 modes.
+    Matrix,
+    /// A norm weight or a bias: always cast to the model dtype.
+    Vector,
+}
+
+/// One MLC parameter and the Hugging Face tensors it is made of, concatenated
+/// along the first axis in this order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// The MLC name (`model.layers.0.self_attn.c_attn.weight`).
+    pub name: String,
+    /// Source tensors and the shape each must have.
+    pub sources: Vec<(String, Vec<usize>)>,
+    /// How it is stored.
+    pub kind: Kind,
+}
+
+impl Param {
+    /// The shape after concatenation.
+    pub fn shape(&self) -> Vec<usize> {
+        let mut shape = self.sources[0].1.clone();
+        shape[0] = self.sources.iter().map(|(_, s)| s[0]).sum();
+        shape
+    }
+}
+
+/// Every parameter of `family` with sizes `d`.
+pub fn params(family: Family, d: &Dims) -> Vec<Param> {
+    let one = |name: String, shape: Vec<usize>, kind| Param { name: name.clone(), sources: vec![(name, shape)], kind };
+    let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
+    let mut out = vec![one("model.embed_tokens.weight".into(), vec![d.vocab, h], Kind::Matrix)];
+    for layer in 0..d.layers {
+        let p = format!("model.layers.{layer}");
+        let attn = format!("{p}.self_attn");
+        let mlp = format!("{p}.mlp");
+        let qkv = format!("{attn}.{}", family.qkv_name());
+        out.push(one(format!("{p}.input_layernorm.weight"), vec![h], Kind::Vector));
+        out.push(Param {
+            name: format!("{qkv}.weight"),
+            sources: vec![
+                (format!("{attn}.q_proj.weight"), vec![q, h]),
+                (format!("{attn}.k_proj.weight"), vec![kv, h]),
+                (format!("{attn}.v_proj.weight"), vec![kv, h]),
+            ],
+            kind: Kind::Matrix,
+        });
+        let qkv_bias = match family {
+            Family::Llama => false,
+            Family::Qwen2 => true,
+            Family::Qwen3 => d.attention_bias,
+        };
+        if qkv_bias {
+            out.push(Param {
+                name: format!("{qkv}.bias"),
+                sources: vec![
+                    (format!("{attn}.q_proj.bias"), vec![q]),
+                    (format!("{attn}.k_proj.bias"), vec![kv]),
+                    (format!("{attn}.v_proj.bias"), vec![kv]),
+                ],
+                kind: Kind::Vector,
+            });
+        }
+        if family == Family::Qwen3 {
+            out.push(one(format!("{attn}.q_norm.weight"), vec![d.head_dim], Kind::Vector));
+            out.push(one(format!("{attn}.k_norm.weight"), vec![d.head_dim], Kind::Vector));
+        }
+        out.push(one(format!("{attn}.o_proj.weight"), vec![h, q], Kind::Matrix));
+        if family == Family::Qwen3 && d.attention_bias {
+            out.push(one(format!("{attn}.o_proj.bias"), vec![h], Kind::Vector));
+        }
+        out.push(one(format!("{p}.post_attention_layernorm.weight"), vec![h], Kind::Vector));
+        out.push(Param {
+            name: format!("{mlp}.gate_up_proj.weight"),
+            sources: vec![
+                (format!("{mlp}.gate_proj.weight"), vec![d.intermediate, h]),
+                (format!("{mlp}.up_proj.weight"), vec![d.intermediate, h]),
+            ],
+            kind: Kind::Matrix,
+        });
+        out.push(one(format!("{mlp}.down_proj.weight"), vec![h, d.intermediate], Kind::Matrix));
+    }
+    out.push(one("model.norm.weight".into(), vec![h], Kind::Vector));
+    if !d.tie_word_embeddings {
+        out.push(one("lm_head.weight".into(), vec![d.vocab, h], Kind::Matrix));
+    }
+    out
+}
+
+/// Whether MLC's loaders declare source tensor `name` unused (it is then
+/// neither converted nor counted in `BitsPerParam`).
+pub fn is_declared_unused(name: &str) -> bool {
+    name.starts_with("model.layers.") && name.ends_with(UNUSED_SUFFIX)
+}
+
+/// The order the official converter emits `params` in (`_loading_order` of
+/// its Hugging Face loader): the first use of each source tensor, walking the
+/// checkpoint's tensors in its order. Returns that order (indices into
+/// `params`) and the source tensors no parameter uses; fails naming the
+/// first parameter source the checkpoint lacks.
+pub fn emission_order(params: &[Param], source_names: &[String]) -> Result<(Vec<usize>, Vec<String>), ConvertError> {
+    let mut user = std::collections::HashMap::new();
+    for (i, param) in params.iter().enumerate() {
+        for (source, _) in &param.sources {
+            user.insert(source.as_str(), i);
+        }
+    }
+    let mut seen = vec![false; params.len()];
+    let mut order = Vec::with_capacity(params.len());
+    let mut unused = Vec::new();
+    let mut present = std::collections::HashSet::new();
+    for name in source_names {
+        present.insert(name.as_str());
+        match user.get(name.as_str()) {
+            Some(&i) if !seen[i] => {
+                seen[i] = true;
+                order.push(i);
+            }
+            Some(_) => {}
+            None if is_declared_unused(name) => {}
+            None => unused.push(name.clone()),
+        }
+    }
+    for param in params {
+        if let Some((missing, _)) = param.sources.iter().find(|(s, _)| !present.contains(s.as_str())) {
+            return Err(ConvertError::Tensor {
+                name: missing.clone(),
+                message: format!("is missing from the checkpoint (needed for `{}`)", param.name),
+            });
+        }
+    }
+    Ok((order, unused))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides() -> Overrides {
+        Overrides { context_window_size: None, prefill_chunk_size: None, max_batch_size: 128 }
+    }
+
+    #[test]
+    fn an_unknown_model_type_names_the_supported_ones() {
+        let error = Family::from_hf_config(&json!({"model_type": "mamba"})).unwrap_err().to_string();
+        assert!(error.contains("\"mamba\"") && error.contains("llama, qwen2, qwen3"), "{error}");
+    }
+
+    #[test]
+    fn a_smaller_context_override_shrinks_the_prefill_chunk() {
+        let hf = json!({"model_type": "qwen2", "hidden_act": "silu", "hidden_size": 64, "intermediate_size": 128,
+            "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+            "rope_theta": 1e6, "vocab_size": 100, "max_position_embeddings": 32768});
+        let config = Family::Qwen2.model_config(&hf, &overrides()).unwrap();
+        assert_eq!((config["context_window_size"].clone(), config["prefill_chunk_size"].clone()), (json!(32768), json!(8192)));
+        let small = Overrides { context_window_size: Some(1024), ..overrides() };
+        let config = Family::Qwen2.model_config(&hf, &small).unwrap();
+        assert_eq!((config["context_window_size"].clone(), config["prefill_chunk_size"].clone()), (json!(1024), json!(1024)));
+        assert_eq!(config["head_dim"], json!(16));
+        assert_eq!(config["max_batch_size"], json!(128));
+    }
+
+    #[test]
+    fn llama_takes_rope_theta_as_its_base_and_drops_typeless_scaling() {
+        let hf = json!({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+            "num_hidden_layers": 2, "rms_norm_eps": 1e-5, "vocab_size": 100, "rope_theta": 500000.0,
+            "rope_scaling": {"type": "linear", "factor": 2.0}, "max_position_embeddings": 4096});
+        let config = Family::Llama.model_config(&hf, &overrides()).unwrap();
+        assert_eq!(config["position_embedding_base"], json!(500000.0));
+        assert_eq!(config["rope_scaling"], Value::Null);
+        assert_eq!(config["num_key_value_heads"], json!(4));
+        let bad = json!({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+            "num_hidden_layers": 2, "rms_norm_eps": 1e-5, "vocab_size": 100, "rope_scaling": {"rope_type": "yarn"},
+            "max_position_embeddings": 4096});
+        assert!(matches!(Family::Llama.model_config(&bad, &overrides()), Err(ConvertError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn the_default_template_follows_the_tokenizer() {
+        assert_eq!(Family::Qwen2.default_conv_template(None), "qwen2");
+        assert_eq!(Family::Qwen3.default_conv_template(Some("{}")), "qwen3");
+        assert_eq!(Family::Llama.default_conv_template(Some(r#"{"content": "<|im_start|>"}"#)), "chatml");
+        assert_eq!(Family::Llama.default_conv_template(Some(r#"{"content": "<|start_header_id|>"}"#)), "llama-3");
+        assert_eq!(Family::Llama.default_conv_template(None), "llama-3");
+        assert_eq!(Family::Llama.default_conv_template(Some(r#"{"content": "<s>"}"#)), "llama-2");
+    }
+
+    #[test]
+    fn a_missing_source_tensor_is_named() {
+        let d = Dims { hidden: 32, intermediate: 64, layers: 1, heads: 2, kv_heads: 1, head_dim: 16, vocab: 10,
+            tie_word_embeddings: true, attention_bias: false };
+        let params = params(Family::Llama, &d);
+        let names: Vec<String> = params.iter().flat_map(|p| p.sources.iter().map(|(s, _)| s.clone())).filter(|s| !s.contains("v_proj")).collect();
+        let error = emission_order(&params, &names).unwrap_err().to_string();
+        assert!(error.contains("model.layers.0.self_attn.v_proj.weight") && error.contains("missing"), "{error}");
+    }
+}

@@ -1,0 +1,59 @@
+//! `mlc-wgpu convert` end to end: the converted tiny Qwen2 generates exactly
+//! what the official artifact generates.
+
+#[path = "common/artifacts.rs"]
+mod artifacts;
+
+use std::path::Path;
+
+use artifacts::{fixture, mlc_wgpu, stderr, tempdir};
+
+fn succeed(args: &[&str]) -> String {
+    let output = mlc_wgpu(args);
+    assert!(output.status.success(), "mlc-wgpu {args:?} failed:\n{}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The greedy tokens `generate --device cpu` prints for `model`.
+fn greedy(model: &Path) -> String {
+    let model = model.to_str().unwrap();
+    let out = succeed(&["generate", "--model", model, "--tokens", "148109,149814,57654", "--greedy", "--max-tokens", "8", "--device", "cpu", "--json"]);
+    out.lines().last().unwrap().to_string()
+}
+
+#[test]
+fn a_converted_tiny_qwen2_generates_what_the_official_artifact_generates() {
+    let temp = tempdir::Dir::new();
+    let out = temp.path().join("tiny-qwen2");
+    let from = fixture("tiny-qwen2/hf_source");
+    let summary = succeed(&["convert", "--from", from.to_str().unwrap(), "--quantization", "q4f16_1", "--out", out.to_str().unwrap()]);
+    assert!(summary.contains("model_type:      qwen2") && summary.contains("conv_template:   qwen2"), "{summary}");
+    assert!(summary.contains("25 in 1 shard(s)"), "{summary}");
+    let official = fixture("tiny-qwen2/mlc");
+    assert_eq!(std::fs::read(out.join("params_shard_0.bin")).unwrap(), std::fs::read(official.join("params_shard_0.bin")).unwrap());
+    let ours = greedy(&out);
+    assert!(ours.starts_with("{\"tokens\":["), "{ours}");
+    assert_eq!(ours, greedy(&official));
+}
+
+#[test]
+fn convert_errors_are_reported_and_leave_nothing_behind() {
+    let temp = tempdir::Dir::new();
+    let out = temp.path().join("out");
+    // Not a model folder.
+    let output = mlc_wgpu(&["convert", "--from", temp.path().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.starts_with("error: ") && message.contains("config.json"), "{message}");
+    // An unknown template, caught before anything is written.
+    let from = fixture("tiny-llama/hf_source");
+    let output = mlc_wgpu(&["convert", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap(), "--conv-template", "nope"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("\"nope\"") && message.contains("llama-3"), "{message}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 0, "no staging folder is left");
+    // An unsupported quantization is refused by the argument parser.
+    let output = mlc_wgpu(&["convert", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quantization", "q3f16_1"]);
+    assert_eq!(output.status.code(), Some(2));
+}
