@@ -3,6 +3,7 @@
 use mlc_conformance::*;
 use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::{generate_greedy, load_cpu, GreedyOptions, LanguageModel};
+use pollster::FutureExt as _;
 
 fn open(model: &str) -> Artifact {
     Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).expect("open tiny artifact")
@@ -15,7 +16,7 @@ fn final_logits_match_for_every_prompt() {
         let mut engine = load_cpu(&artifact).unwrap();
         for prompt in golden(model).prompts {
             engine.reset();
-            let logits = engine.prefill(&prompt.token_ids).unwrap();
+            let logits = engine.prefill(&prompt.token_ids).block_on().unwrap();
             let want = golden_file(model, &prompt.last_logits_file);
             assert_close(&format!("{model} {} last logits", prompt.name), &logits, &want, CPU_TOLERANCE);
         }
@@ -31,7 +32,7 @@ fn prefill_in_small_chunks_equals_one_prefill() {
         let prompt = golden(model).prompts.into_iter().max_by_key(|p| p.token_ids.len()).unwrap();
         let mut logits = Vec::new();
         for chunk in prompt.token_ids.chunks(17) {
-            logits = engine.prefill(chunk).unwrap();
+            logits = engine.prefill(chunk).block_on().unwrap();
         }
         let want = golden_file(model, &prompt.last_logits_file);
         assert_close(&format!("{model} chunked prefill"), &logits, &want, CPU_TOLERANCE);
@@ -77,7 +78,7 @@ fn greedy_continuations_are_identical() {
         for prompt in golden(model).prompts {
             engine.reset();
             let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
-            let tokens = generate_greedy(&mut engine, &prompt.token_ids, &options).unwrap();
+            let tokens = generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap();
             assert_eq!(tokens, prompt.greedy_16, "{model} {} greedy tokens", prompt.name);
         }
     }

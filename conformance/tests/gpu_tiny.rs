@@ -7,6 +7,7 @@ use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::gpu::{GpuBackend, GpuOptions};
 use mlc_wgpu::{generate_greedy, load_gpu, GreedyOptions, LanguageModel, Model};
+use pollster::FutureExt as _;
 
 /// Both paths every run: portable, and whatever the adapter offers.
 fn contexts() -> Vec<(&'static str, GpuContext)> {
@@ -31,7 +32,7 @@ fn final_logits_and_hidden_states_match_on_both_paths() {
             for prompt in golden(model).prompts {
                 engine.reset();
                 // The 130-token prompt spans three 64-row calls: chunking and the KV cache across calls.
-                let logits = engine.prefill(&prompt.token_ids).unwrap();
+                let logits = engine.prefill(&prompt.token_ids).block_on().unwrap();
                 let want = golden_file(model, &prompt.last_logits_file);
                 assert_close(&format!("gpu {path} {model} {} last logits", prompt.name), &logits, &want, GPU_TOLERANCE);
                 if let Some(files) = &prompt.hidden_trace_files {
@@ -55,7 +56,7 @@ fn greedy_tokens_are_identical_on_both_paths() {
             for prompt in golden(model).prompts {
                 engine.reset();
                 let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
-                let tokens = generate_greedy(&mut engine, &prompt.token_ids, &options).unwrap();
+                let tokens = generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap();
                 assert_eq!(tokens, prompt.greedy_16, "gpu {path} {model} {} greedy tokens", prompt.name);
             }
         }
@@ -67,10 +68,10 @@ fn a_decode_step_is_one_submission_and_a_four_byte_readback() {
     let (_, ctx) = contexts().remove(0);
     let mut engine = load("tiny-qwen2", &ctx);
     let prompt = &golden("tiny-qwen2").prompts[1];
-    let first = engine.greedy_next(&prompt.token_ids).unwrap();
-    let warm = engine.greedy_next(&[first]).unwrap();
+    let first = engine.greedy_next(&prompt.token_ids).block_on().unwrap();
+    let warm = engine.greedy_next(&[first]).block_on().unwrap();
     let before = engine.backend().stats();
-    engine.greedy_next(&[warm]).unwrap();
+    engine.greedy_next(&[warm]).block_on().unwrap();
     let after = engine.backend().stats();
     assert_eq!(after.submissions - before.submissions, 1, "submissions per decode step");
     assert_eq!(after.readback_bytes - before.readback_bytes, 4, "bytes read back per decode step");
@@ -87,8 +88,8 @@ fn default_options_serve_a_large_vocabulary() {
     let mut engine = load_gpu(&artifact, ctx, GpuOptions::default()).unwrap();
     let prompt = &golden("tiny-qwen2").prompts[2];
     let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
-    assert_eq!(generate_greedy(&mut engine, &prompt.token_ids, &options).unwrap(), prompt.greedy_16);
-    let all = engine.score(&prompt.token_ids[..3]).unwrap();
+    assert_eq!(generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap(), prompt.greedy_16);
+    let all = engine.score(&prompt.token_ids[..3]).block_on().unwrap();
     assert_eq!(all.len(), 3 * 151936);
 }
 
@@ -109,8 +110,8 @@ fn gpu_sampling_draws_the_cpu_engines_tokens() {
         let step = SamplingStep { params: &params, logit_bias: &bias, appeared: &appeared, active_vocab: None, uniform };
         gpu.reset();
         cpu.reset();
-        let on_gpu = gpu.sample_next(prompt, &step).unwrap();
-        let on_cpu = cpu.sample_next(prompt, &step).unwrap();
+        let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap();
+        let on_cpu = cpu.sample_next(prompt, &step).block_on().unwrap();
         assert_eq!(on_gpu, on_cpu, "draw {i} with u = {uniform}");
         drawn.insert(on_gpu);
     }

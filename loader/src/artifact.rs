@@ -1,15 +1,22 @@
-//! Opening an artifact: config, index, tokenizer files and shards.
+//! Opening an artifact: config, index, tokenizer files and shards, from a
+//! folder, a URL, or files a browser already holds in memory.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::config::CONFIG_FILE;
 use crate::index::INDEX_FILES;
 use crate::paths::check_relative_file;
 use crate::progress::{FileProgress, ProgressCallback, Reporter};
-use crate::source::Source;
-use crate::{ChatConfig, LoadError, Quantization, Tensor, TensorIndex};
+use crate::source::{Source, missing_all};
+use crate::{ChatConfig, LoadError, Quantization, Tensor, TensorIndex, shard};
+
+/// What [`Artifact::source`] says for an artifact built by [`Artifact::from_files`].
+pub const MEMORY_SOURCE: &str = "memory";
 
 /// How [`Artifact::open`] finds, checks and reports files.
 pub struct OpenOptions {
@@ -50,8 +57,16 @@ pub struct Artifact {
     quantization: Quantization,
     /// One buffer per entry of `index.shards`, in the same order.
     shards: Vec<Vec<u8>>,
-    dir: PathBuf,
+    files: Files,
     source: String,
+}
+
+/// Where the artifact's other files (the tokenizer's) are read from.
+enum Files {
+    /// The artifact's folder (the cache folder for a URL).
+    Dir(PathBuf),
+    /// The files handed to [`Artifact::from_files`], shards taken out.
+    Memory(HashMap<String, Vec<u8>>),
 }
 
 impl Artifact {
@@ -89,7 +104,36 @@ impl Artifact {
             let mut progress = reporter.file(tokenizer_count + position, &entry.data_path);
             shards.push(source.shard(entry, options.verify_md5, &mut progress)?);
         }
-        Ok(Artifact { config, index, quantization, shards, dir: source.dir().to_path_buf(), source: source.name() })
+        Ok(Artifact { config, index, quantization, shards, files: Files::Dir(source.dir().to_path_buf()), source: source.name() })
+    }
+
+    /// Builds an artifact from files already in memory, keyed by their names in
+    /// the artifact — what a browser fetched and cached: `mlc-chat-config.json`,
+    /// `tensor-cache.json` (else `ndarray-cache.json`), every shard the index
+    /// lists, and the tokenizer files, which stay readable through
+    /// [`Artifact::file`]. Shards are checked as [`Artifact::open`] checks them
+    /// (size, and md5 when `options.verify_md5`) and moved, not copied.
+    ///
+    /// Unlike `open`, the files of `tokenizer_files` are not required (WebLLM
+    /// fetches only `tokenizer.json`); `cache_dir` and `allow_network` do not
+    /// apply; progress events number the shards only.
+    pub fn from_files(mut files: HashMap<String, Vec<u8>>, mut options: OpenOptions) -> Result<Artifact, LoadError> {
+        let config = ChatConfig::parse(&memory_text(&files, CONFIG_FILE)?, CONFIG_FILE)?;
+        let quantization = config.quantization()?;
+        let index_file = INDEX_FILES
+            .into_iter()
+            .find(|name| files.contains_key(*name))
+            .ok_or_else(|| missing_all(INDEX_FILES[0], &INDEX_FILES))?;
+        let index = TensorIndex::parse(&memory_text(&files, index_file)?, index_file)?;
+        let mut reporter = Reporter::new(options.progress.take(), index.shards.len());
+        let mut shards = Vec::with_capacity(index.shards.len());
+        for (position, entry) in index.shards.iter().enumerate() {
+            let name = &entry.data_path;
+            let bytes = files.remove(name).ok_or_else(|| LoadError::MissingFile { file: name.clone() })?;
+            shard::verify(name, entry, &bytes, options.verify_md5, &mut reporter.file(position, name))?;
+            shards.push(bytes);
+        }
+        Ok(Artifact { config, index, quantization, shards, files: Files::Memory(files), source: MEMORY_SOURCE.to_string() })
     }
 
     /// The tensor `name`, decoded (see [`Tensor`]).
@@ -114,12 +158,35 @@ impl Artifact {
     }
 
     /// The folder holding the artifact's files (the cache folder for a URL);
-    /// the tokenizer files are read from here.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// `None` for an artifact built [`from_files`](Artifact::from_files).
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.files {
+            Files::Dir(dir) => Some(dir),
+            Files::Memory(_) => None,
+        }
     }
 
-    /// What was opened: the folder path, or the resolved base URL.
+    /// The bytes of the artifact's file `name` other than a shard (e.g.
+    /// `tokenizer.json`): read from [`Artifact::dir`], or taken from the files
+    /// handed to [`Artifact::from_files`].
+    pub fn file(&self, name: &str) -> Result<Cow<'_, [u8]>, LoadError> {
+        let missing = |file: String| LoadError::MissingFile { file };
+        match &self.files {
+            Files::Dir(dir) => {
+                let path = dir.join(name);
+                // A name leaving the folder is not one of its files.
+                check_relative_file(name).map_err(|_| missing(path.display().to_string()))?;
+                fs::read(&path).map(Cow::Owned).map_err(|error| match error.kind() {
+                    ErrorKind::NotFound => missing(path.display().to_string()),
+                    _ => LoadError::io(&path, error),
+                })
+            }
+            Files::Memory(files) => files.get(name).map(|bytes| Cow::Borrowed(bytes.as_slice())).ok_or_else(|| missing(name.to_string())),
+        }
+    }
+
+    /// What was opened: the folder path, the resolved base URL, or
+    /// [`MEMORY_SOURCE`].
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -134,13 +201,19 @@ impl fmt::Debug for Artifact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Artifact")
             .field("source", &self.source)
-            .field("dir", &self.dir)
+            .field("dir", &self.dir())
             .field("model_type", &self.config.model_type)
             .field("quantization", &self.quantization)
             .field("tensors", &self.index.names().count())
             .field("bytes", &self.index.total_bytes())
             .finish_non_exhaustive()
     }
+}
+
+/// The UTF-8 text of in-memory file `name`.
+fn memory_text(files: &HashMap<String, Vec<u8>>, name: &str) -> Result<String, LoadError> {
+    let bytes = files.get(name).ok_or_else(|| LoadError::MissingFile { file: name.to_string() })?;
+    String::from_utf8(bytes.clone()).map_err(|error| LoadError::io(name, std::io::Error::new(ErrorKind::InvalidData, error)))
 }
 
 fn read_text(path: &Path) -> Result<String, LoadError> {

@@ -5,7 +5,9 @@
 //! (`tensor-cache.json`, or `ndarray-cache.json` in older artifacts;
 //! [`TensorIndex`]), the weight shards it lists, and the tokenizer files the
 //! config names. [`Artifact::open`] reads all of it, from a folder in place or
-//! from an http(s) URL through a resumable, verified disk cache, and
+//! from an http(s) URL through a resumable, verified disk cache;
+//! [`Artifact::from_files`] takes the same files from memory (a browser's
+//! fetches); and
 //! [`Artifact::tensor`] hands out tensors by name, decoded ([`Tensor`]).
 //!
 //! ```no_run
@@ -37,7 +39,7 @@ mod source;
 mod tensor;
 pub mod writer;
 
-pub use artifact::{Artifact, OpenOptions};
+pub use artifact::{Artifact, MEMORY_SOURCE, OpenOptions};
 pub use cache::default_cache_dir;
 pub use config::{CONFIG_FILE, ChatConfig, TokenizerInfo};
 pub use conv_template::ConvTemplate;

@@ -36,7 +36,12 @@ pub struct Progress {
 }
 
 /// The callback type of [`OpenOptions::progress`](crate::OpenOptions::progress).
+#[cfg(not(target_arch = "wasm32"))]
 pub type ProgressCallback = Box<dyn FnMut(&Progress) + Send>;
+/// The callback type of [`OpenOptions::progress`](crate::OpenOptions::progress);
+/// not `Send` in a browser, where it calls a JavaScript function (one thread).
+#[cfg(target_arch = "wasm32")]
+pub type ProgressCallback = Box<dyn FnMut(&Progress)>;
 
 /// Download events per file, at most (plus the final one).
 const DOWNLOAD_REPORTS: u64 = 20;

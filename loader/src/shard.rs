@@ -20,14 +20,21 @@ pub(crate) fn read(path: &Path, entry: &ShardEntry, verify_md5: bool, progress: 
     // Checked before reading, so a wrong file is not pulled into memory.
     check_size(&file, entry.nbytes, fs::metadata(path).map_err(io_error)?.len())?;
     let bytes = fs::read(path).map_err(io_error)?;
+    verify(&file, entry, &bytes, verify_md5, progress)?;
+    Ok(bytes)
+}
+
+/// Checks the bytes of shard `entry` (named `file` in errors) against the
+/// index: the size, and, when `verify_md5` and the index has one, the md5.
+pub(crate) fn verify(file: &str, entry: &ShardEntry, bytes: &[u8], verify_md5: bool, progress: &mut FileProgress<'_>) -> Result<(), LoadError> {
     let len = bytes.len() as u64;
-    check_size(&file, entry.nbytes, len)?;
+    check_size(file, entry.nbytes, len)?;
     if let Some(expected) = entry.md5sum.as_deref().filter(|_| verify_md5) {
-        check_md5(&file, expected, &md5_hex(&bytes))?;
+        check_md5(file, expected, &md5_hex(bytes))?;
         progress.verified(len);
     }
     progress.loaded(len);
-    Ok(bytes)
+    Ok(())
 }
 
 /// Errors unless `actual` is the index's size.

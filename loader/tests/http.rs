@@ -44,11 +44,11 @@ fn downloads_into_the_cache_and_decodes() {
     let artifact = Artifact::open(&server.url(), OpenOptions { progress: Some(callback), ..options(cache.path()) }).unwrap();
 
     assert_eq!(artifact.source(), server.base_url());
-    assert_eq!(artifact.dir(), cached(cache.path(), &server));
+    assert_eq!(artifact.dir(), Some(cached(cache.path(), &server).as_path()));
     assert_synthetic_tensors(&artifact);
     let files = synthetic_artifact();
     for name in ["mlc-chat-config.json", "tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1] {
-        assert_eq!(fs::read(artifact.dir().join(name)).unwrap(), files[name], "{name}");
+        assert_eq!(fs::read(artifact.dir().unwrap().join(name)).unwrap(), files[name], "{name}");
     }
     assert_eq!(cache_listing(cache.path(), &server).len(), 5, "no .part file is left");
     let requested: Vec<String> = server.requests().into_iter().map(|r| r.file).collect();
@@ -117,7 +117,7 @@ fn cut_file_of_unknown_size_starts_over() {
     server.fail_once(TOKENIZER, Fault::CutAfter(10));
     let cache = tempfile::tempdir().unwrap();
     let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
-    assert_eq!(fs::read(artifact.dir().join(TOKENIZER)).unwrap(), synthetic_artifact()[TOKENIZER]);
+    assert_eq!(fs::read(artifact.dir().unwrap().join(TOKENIZER)).unwrap(), synthetic_artifact()[TOKENIZER]);
     assert_eq!(server.requests_for(TOKENIZER), [request(TOKENIZER, None), request(TOKENIZER, None)]);
 }
 
@@ -302,4 +302,58 @@ fn damaged_cached_shard_is_downloaded_again() {
 fn urls_with_a_query_are_rejected() {
     let error = Artifact::open("http://127.0.0.1:9/m?rev=1", OpenOptions::default()).unwrap_err();
     assert!(matches!(error, LoadError::InvalidUrl { .. }), "{error:?}");
+}
+
+#[test]
+fn a_slow_server_is_waited_for() {
+    // 64 KiB in 8 KiB pieces, 50 ms apart: slow, but never stalled for the
+    // client's 60 s stall timeout, so the download completes in one request.
+    let server = Server::start(synthetic_artifact());
+    server.fail_once(SHARD_1, Fault::Slow { bytes: 8 * 1024, pause_ms: 50 });
+    let cache = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400), "the fault did not slow the download");
+    assert_eq!(server.requests_for(SHARD_1), [request(SHARD_1, None)]);
+}
+
+#[test]
+fn an_evicted_file_is_downloaded_again_alone() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    Artifact::open(&server.url(), options(cache.path())).unwrap();
+    // A storage layer dropping one entry (quota pressure, a user clearing files).
+    fs::remove_file(cached(cache.path(), &server).join(SHARD_1)).unwrap();
+
+    let error = Artifact::open(&server.url(), offline(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Offline { url } if url.ends_with(SHARD_1)), "{error:?}");
+    server.clear_log();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    assert_eq!(server.requests(), [request(SHARD_1, None)]);
+}
+
+#[test]
+fn a_shard_swapped_on_the_server_between_runs_is_never_mixed_into_the_cache() {
+    let original = synthetic_artifact()[SHARD_1].clone();
+    let server = Server::start(synthetic_artifact());
+    // Run 1 gives up and leaves 10 000 bytes of the original shard behind.
+    server.fail_always(SHARD_1, Fault::CutIgnoringRange(10_000));
+    let cache = tempfile::tempdir().unwrap();
+    assert!(Artifact::open(&server.url(), options(cache.path())).is_err());
+    assert!(cache_listing(cache.path(), &server).contains(&format!("{SHARD_1}.part")), "{:?}", cache_listing(cache.path(), &server));
+
+    // Between runs the server's copy changes (same size, other bytes); run 2
+    // resumes from the partial file, and the md5 of the index the cache holds
+    // catches the mix of old and new bytes.
+    server.heal();
+    server.replace(SHARD_1, original.iter().map(|byte| byte ^ 0x5A).collect());
+    server.clear_log();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if file.ends_with(SHARD_1)), "{error:?}");
+    assert_eq!(server.requests_for(SHARD_1), [request(SHARD_1, Some(10_000))], "run 2 resumed the partial file");
+    assert!(!cache_listing(cache.path(), &server).iter().any(|name| name.starts_with(SHARD_1)), "mixed bytes were kept");
+
+    // Once the server serves what the index describes again, the shard loads.
+    server.replace(SHARD_1, original);
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
 }

@@ -25,7 +25,7 @@ fn opens_a_folder_in_place_and_decodes_every_record() {
     let options = OpenOptions { progress: Some(callback), ..OpenOptions::default() };
     let artifact = Artifact::open(dir.path().to_str().unwrap(), options).unwrap();
 
-    assert_eq!(artifact.dir(), dir.path());
+    assert_eq!(artifact.dir(), Some(dir.path()));
     assert_eq!(artifact.source(), dir.path().to_str().unwrap());
     assert_eq!(artifact.quantization(), Quantization::Q4F16_1);
     assert_eq!(artifact.config.conv_template.as_ref().unwrap().stop_token_ids, [3]);

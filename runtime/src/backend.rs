@@ -42,6 +42,14 @@ pub struct DecoderWeights<B: Backend + ?Sized> {
 }
 
 /// Hardware that can run a decoder's ops. Activations are `[tokens, width]`.
+///
+/// The ops only record work; the readbacks (`read`, `argmax`, `sample`) are
+/// `async` because a browser delivers a GPU result only after control returns
+/// to its event loop. Natively the GPU engine waits inside the call, so the
+/// future is ready when first polled. The futures are not `Send` (wgpu's web
+/// types are not), which is why the `async_fn_in_trait` lint is allowed: the
+/// trait is only used through generics on one thread, never as `dyn`.
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     /// Activations resident on the backend.
     type Tensor;
@@ -95,17 +103,25 @@ pub trait Backend {
     ) -> Result<Self::Tensor, EngineError>;
     /// The last row of `x` (the only one whose logits a prefill needs).
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor, EngineError>;
-    /// Copies a tensor to the host (tests and traces).
+    /// Copies a tensor to the host, blocking until it is there: the trace
+    /// points of a forward pass call it in the middle of recording. A backend
+    /// that cannot block (the GPU engine in a browser) returns an error; the
+    /// generation path uses [`Backend::read`] instead.
     fn to_host(&mut self, x: &Self::Tensor) -> Result<Vec<f32>, EngineError>;
+    /// Copies a tensor to the host, awaiting the device instead of blocking
+    /// (the readback a browser allows).
+    async fn read(&mut self, x: &Self::Tensor) -> Result<Vec<f32>, EngineError> {
+        self.to_host(x)
+    }
     /// The most likely token of a one-row logits tensor (lowest id among ties),
     /// or `None` when the logits are not all finite.
-    fn argmax(&mut self, logits: &Self::Tensor) -> Result<Option<u32>, EngineError> {
-        Ok(crate::generate::argmax(&self.to_host(logits)?))
+    async fn argmax(&mut self, logits: &Self::Tensor) -> Result<Option<u32>, EngineError> {
+        Ok(crate::generate::argmax(&self.read(logits).await?))
     }
     /// Draws the next token from a one-row logits tensor, or `None` when the
     /// logits are not all finite.
-    fn sample(&mut self, logits: &Self::Tensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
-        Ok(crate::sampling::sample_on_host(&self.to_host(logits)?, step))
+    async fn sample(&mut self, logits: &Self::Tensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
+        Ok(crate::sampling::sample_on_host(&self.read(logits).await?, step))
     }
     /// Forgets the KV cache.
     fn reset_cache(&mut self);

@@ -73,4 +73,8 @@ pub enum EngineError {
         /// Decode step (0 = prefill).
         step: usize,
     },
+    /// A blocking readback (a trace) was asked of a backend that can only
+    /// wait asynchronously: the GPU engine in a browser.
+    #[error("the GPU engine in a browser cannot block for a readback; traces need the native build")]
+    BlockingReadback,
 }

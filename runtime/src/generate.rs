@@ -13,18 +13,18 @@ pub struct GreedyOptions {
 }
 
 /// Prefills `prompt` and then repeatedly appends the most likely token.
-pub fn generate_greedy(model: &mut dyn LanguageModel, prompt: &[u32], options: &GreedyOptions) -> Result<Vec<u32>, EngineError> {
+pub async fn generate_greedy(model: &mut dyn LanguageModel, prompt: &[u32], options: &GreedyOptions) -> Result<Vec<u32>, EngineError> {
     let mut output = Vec::with_capacity(options.max_tokens);
     if options.max_tokens == 0 {
         return Ok(output);
     }
-    let mut token = model.greedy_next(prompt)?;
+    let mut token = model.greedy_next(prompt).await?;
     loop {
         output.push(token);
         if output.len() >= options.max_tokens || options.stop_token_ids.contains(&token) {
             return Ok(output);
         }
-        token = model.greedy_next(&[token])?;
+        token = model.greedy_next(&[token]).await?;
     }
 }
 

@@ -7,10 +7,18 @@
 //! bound kernel it made the first time (only the token count and position are
 //! written per step). A decode step therefore allocates nothing, submits once,
 //! and — with [`Backend::argmax`] — reads back 4 bytes.
+//!
+//! Readbacks are futures (`MapRead`): natively `device.poll` waits for the
+//! GPU before the future is awaited, so it is ready at once; in a browser the
+//! await hands control back to the event loop until WebGPU resolves the map.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use mlc_kernels::attention::BoundAttention;
 use mlc_kernels::rope::BoundRope;
@@ -260,7 +268,7 @@ impl GpuBackend {
 
     /// Ends the pass, copies `bytes` of `source` to the host in the same
     /// submission, and returns them.
-    fn submit_and_read(&mut self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, EngineError> {
+    async fn submit_and_read(&mut self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, EngineError> {
         self.pass = None;
         let mut encoder = self.encoder.take().unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
         let size = bytes.div_ceil(4).max(1) * 4;
@@ -277,8 +285,7 @@ impl GpuBackend {
         self.ctx.queue.submit([encoder.finish()]);
         self.stats.submissions += 1;
         self.stats.readback_bytes += size;
-        let bytes = pollster_map(&self.ctx, &staging, size)?;
-        Ok(bytes)
+        read_mapped(&self.ctx, &staging, size).await
     }
 
     /// Submits recorded work that nobody has waited for yet.
@@ -296,23 +303,76 @@ impl GpuBackend {
     }
 }
 
-/// Maps `staging` and copies its first `size` bytes out.
-fn pollster_map(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, EngineError> {
+/// Maps `staging` and copies its first `size` bytes out. Natively the device
+/// is polled to completion first, so the map callback has already run when
+/// the future is awaited; in a browser the await yields to the event loop.
+async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, EngineError> {
+    let lost = |message: String| EngineError::Gpu(mlc_kernels::KernelError::DeviceLost(message));
     let slice = staging.slice(..size);
-    let (sender, receiver) = std::sync::mpsc::channel();
-    slice.map_async(wgpu::MapMode::Read, move |result| {
-        let _ = sender.send(result);
-    });
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| mlc_kernels::KernelError::DeviceLost(e.to_string()))?;
-    receiver
-        .recv()
-        .map_err(|_| mlc_kernels::KernelError::DeviceLost("readback cancelled".into()))?
-        .map_err(|e| mlc_kernels::KernelError::DeviceLost(e.to_string()))?;
-    let bytes = slice.get_mapped_range().map_err(|e| mlc_kernels::KernelError::DeviceLost(e.to_string()))?.to_vec();
-    staging.unmap();
+    let mapped = MapRead::new(&slice);
+    // Unmaps on every exit, also when the future is dropped mid-wait, so the
+    // next step can copy into the staging buffer again.
+    let _unmap = Unmap(staging);
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| lost(e.to_string()))?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = ctx;
+    // A lost device fails the map (WebGPU rejects `mapAsync`), so this never hangs.
+    mapped.await.map_err(|e| lost(e.to_string()))?;
+    let bytes = slice.get_mapped_range().map_err(|e| lost(e.to_string()))?.to_vec();
     Ok(bytes)
+}
+
+/// Unmaps a staging buffer when dropped.
+struct Unmap<'a>(&'a wgpu::Buffer);
+
+impl Drop for Unmap<'_> {
+    fn drop(&mut self) {
+        self.0.unmap();
+    }
+}
+
+/// Resolves when wgpu reports that a `map_async` finished (or failed).
+struct MapRead {
+    state: Arc<Mutex<MapState>>,
+}
+
+/// What the map callback left for [`MapRead`], and whom to wake.
+#[derive(Default)]
+struct MapState {
+    result: Option<Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<Waker>,
+}
+
+impl MapRead {
+    /// Starts mapping `slice` for reading.
+    fn new(slice: &wgpu::BufferSlice<'_>) -> MapRead {
+        let state = Arc::new(Mutex::new(MapState::default()));
+        let callback_state = Arc::clone(&state);
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let mut state = callback_state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.result = Some(result);
+            if let Some(waker) = state.waker.take() {
+                waker.wake();
+            }
+        });
+        MapRead { state }
+    }
+}
+
+impl Future for MapRead {
+    type Output = Result<(), wgpu::BufferAsyncError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match state.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
 }
 
 /// The WGSL weight format of an artifact's quantization.
@@ -538,18 +598,30 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn to_host(&mut self, x: &GpuTensor) -> Result<Vec<f32>, EngineError> {
-        let bytes = self.submit_and_read(&x.buffer.clone(), (x.rows * x.cols * 4) as u64)?;
+        // `read` polls the device to completion before it awaits, so this
+        // `block_on` never parks.
+        pollster::block_on(self.read(x))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn to_host(&mut self, _x: &GpuTensor) -> Result<Vec<f32>, EngineError> {
+        Err(EngineError::BlockingReadback)
+    }
+
+    async fn read(&mut self, x: &GpuTensor) -> Result<Vec<f32>, EngineError> {
+        let bytes = self.submit_and_read(&x.buffer.clone(), (x.rows * x.cols * 4) as u64).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes[..x.rows * x.cols * 4]))
     }
 
-    fn argmax(&mut self, logits: &GpuTensor) -> Result<Option<u32>, EngineError> {
+    async fn argmax(&mut self, logits: &GpuTensor) -> Result<Option<u32>, EngineError> {
         let slot = self.sampler_slot(logits)?;
         self.record(slot, 1, 0)?;
-        self.read_token(logits.cols)
+        self.read_token(logits.cols).await
     }
 
-    fn sample(&mut self, logits: &GpuTensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
+    async fn sample(&mut self, logits: &GpuTensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
         let slot = self.sampler_slot(logits)?;
         let vocab = logits.cols;
         let queue = self.ctx.queue.clone();
@@ -571,7 +643,7 @@ impl Backend for GpuBackend {
             sampler.set_uniform(&queue, step.uniform)?;
             sampler.dispatch_sample(pass);
         }
-        self.read_token(vocab)
+        self.read_token(vocab).await
     }
 
     fn reset_cache(&mut self) {
@@ -614,9 +686,9 @@ impl GpuBackend {
 
     /// Submits the step and reads the sampled token id (4 bytes); `None` when
     /// the sampler found no valid token (non-finite logits).
-    fn read_token(&mut self, vocab: usize) -> Result<Option<u32>, EngineError> {
+    async fn read_token(&mut self, vocab: usize) -> Result<Option<u32>, EngineError> {
         let token_out = self.prepared().token_out.clone();
-        let bytes = self.submit_and_read(&token_out, 4)?;
+        let bytes = self.submit_and_read(&token_out, 4).await?;
         let token = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         Ok(((token as usize) < vocab).then_some(token))
     }

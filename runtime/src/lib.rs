@@ -19,7 +19,7 @@ pub mod weights;
 
 pub use error::EngineError;
 pub use generate::{argmax, generate_greedy, GreedyOptions};
-pub use model::{LanguageModel, Model};
+pub use model::{LanguageModel, Model, ModelFuture};
 
 use mlc_loader::Artifact;
 

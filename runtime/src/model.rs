@@ -1,5 +1,14 @@
 //! A loaded model on one backend: weights, KV cache position, and the calls
 //! generation is made of (prefill a chunk of tokens, read logits, reset).
+//!
+//! The calls that bring a result back from the device are futures
+//! ([`ModelFuture`]): a browser hands over GPU results only through its event
+//! loop. Native callers drive them with `pollster::block_on`; the GPU engine
+//! has already waited for the device when the future is first polled, so a
+//! decode step stays one submission and a 4-byte readback.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use mlc_loader::Artifact;
 
@@ -8,6 +17,12 @@ use crate::models::decoder::{self, Logits};
 use crate::models::{spec_for, ModelSpec};
 use crate::sampling::SamplingStep;
 use crate::{weights, EngineError};
+
+/// The future of a [`LanguageModel`] call. Boxed because the engine holds a
+/// `Box<dyn LanguageModel>` and `async fn` in a trait is not dyn-compatible;
+/// not `Send` because wgpu's browser types are not (one allocation per step,
+/// nothing next to a forward pass).
+pub type ModelFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + 'a>>;
 
 /// What the engine needs from a loaded model, whatever backend runs it.
 pub trait LanguageModel {
@@ -19,18 +34,19 @@ pub trait LanguageModel {
     fn context_capacity(&self) -> usize;
     /// Appends `tokens` to the context and returns the logits of the last one
     /// (`vocab_size` values).
-    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>>;
     /// Appends `tokens` and returns the most likely next token, computed where
     /// the logits are (on a GPU only the token id comes back).
-    fn greedy_next(&mut self, tokens: &[u32]) -> Result<u32, EngineError>;
+    fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32>;
     /// Appends `tokens` and draws the next token as `step` says, where the
     /// logits are (on a GPU only the token id comes back).
-    fn sample_next(&mut self, tokens: &[u32], step: &SamplingStep<'_>) -> Result<u32, EngineError>;
+    fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32>;
     /// Appends `tokens` and returns the logits of every one, `[tokens, vocab]`.
-    fn score(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError>;
+    fn score<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>>;
     /// Like [`LanguageModel::score`] for one call's worth of tokens, also
     /// returning the residual stream at each trace point (`embed`,
-    /// `layer{L}_out`, `final_norm`).
+    /// `layer{L}_out`, `final_norm`). Blocking: a native tool (the GPU engine
+    /// in a browser returns [`EngineError::BlockingReadback`]).
     fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, decoder::Trace), EngineError>;
     /// Empties the KV cache.
     fn reset(&mut self);
@@ -97,34 +113,42 @@ impl<B: Backend> LanguageModel for Model<B> {
         self.backend.context_capacity(&self.spec)
     }
 
-    fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        let logits = self.forward_chunked(tokens)?;
-        self.backend.to_host(&logits)
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>> {
+        Box::pin(async move {
+            let logits = self.forward_chunked(tokens)?;
+            self.backend.read(&logits).await
+        })
     }
 
-    fn greedy_next(&mut self, tokens: &[u32]) -> Result<u32, EngineError> {
-        let logits = self.forward_chunked(tokens)?;
-        let step = self.position;
-        self.backend.argmax(&logits)?.ok_or(EngineError::NonFiniteLogits { step })
+    fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32> {
+        Box::pin(async move {
+            let logits = self.forward_chunked(tokens)?;
+            let step = self.position;
+            self.backend.argmax(&logits).await?.ok_or(EngineError::NonFiniteLogits { step })
+        })
     }
 
-    fn sample_next(&mut self, tokens: &[u32], step: &SamplingStep<'_>) -> Result<u32, EngineError> {
-        let logits = self.forward_chunked(tokens)?;
-        let position = self.position;
-        self.backend.sample(&logits, step)?.ok_or(EngineError::NonFiniteLogits { step: position })
+    fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32> {
+        Box::pin(async move {
+            let logits = self.forward_chunked(tokens)?;
+            let position = self.position;
+            self.backend.sample(&logits, step).await?.ok_or(EngineError::NonFiniteLogits { step: position })
+        })
     }
 
-    fn score(&mut self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        if tokens.is_empty() {
-            return Err(EngineError::EmptyInput);
-        }
-        let chunk = self.backend.max_tokens_per_call(&self.spec, true).max(1);
-        let mut all = Vec::with_capacity(tokens.len() * self.spec.vocab_size);
-        for piece in tokens.chunks(chunk) {
-            let logits = self.forward(piece, Logits::All, None)?;
-            all.extend(self.backend.to_host(&logits)?);
-        }
-        Ok(all)
+    fn score<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>> {
+        Box::pin(async move {
+            if tokens.is_empty() {
+                return Err(EngineError::EmptyInput);
+            }
+            let chunk = self.backend.max_tokens_per_call(&self.spec, true).max(1);
+            let mut all = Vec::with_capacity(tokens.len() * self.spec.vocab_size);
+            for piece in tokens.chunks(chunk) {
+                let logits = self.forward(piece, Logits::All, None)?;
+                all.extend(self.backend.read(&logits).await?);
+            }
+            Ok(all)
+        })
     }
 
     fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, decoder::Trace), EngineError> {

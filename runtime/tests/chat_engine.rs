@@ -15,6 +15,7 @@ use mlc_wgpu::{generate_greedy, load_cpu, GreedyOptions};
 mod common;
 
 use common::{shared_path, SMOLLM2 as MODEL};
+use pollster::FutureExt as _;
 
 const REFERENCE: &str = "data/smollm2-135m-instruct-q4f16_1-mlc-reference/reference.json";
 const QUESTION: &str = "What is the capital of France?";
@@ -73,7 +74,7 @@ fn no_chunks(_: ChatCompletionChunk) {
 fn a_second_round_reuses_the_kv_cache_exactly_as_webllm() {
     let Some((mut engine, artifact)) = engine() else { return };
     let reference = reference();
-    let first = engine.chat_completion(&greedy_request(capital_question(&reference.system), None), no_chunks).unwrap();
+    let first = engine.chat_completion(&greedy_request(capital_question(&reference.system), None), no_chunks).block_on().unwrap();
     assert_eq!(content(&first), ANSWER);
     assert_eq!(first.choices[0].finish_reason, FinishReason::Stop);
     assert_eq!(first.usage.prompt_tokens, reference.prompt_ids.len());
@@ -83,7 +84,7 @@ fn a_second_round_reuses_the_kv_cache_exactly_as_webllm() {
     let mut messages = capital_question(&reference.system);
     messages.push(ChatMessage::new("assistant", ANSWER));
     messages.push(ChatMessage::new("user", follow_up));
-    let second = engine.chat_completion(&greedy_request(messages, Some(8)), no_chunks).unwrap();
+    let second = engine.chat_completion(&greedy_request(messages, Some(8)), no_chunks).block_on().unwrap();
 
     // Only the last round is prefilled, and the separator after the previous
     // reply never is (mlc-artifacts.md §A.3).
@@ -97,7 +98,7 @@ fn a_second_round_reuses_the_kv_cache_exactly_as_webllm() {
     let (stop, reply) = reference.greedy_ids.split_last().unwrap();
     let context: Vec<u32> = [&reference.prompt_ids[..], reply, &last_round].concat();
     let mut fresh = load_cpu(&artifact).unwrap();
-    let mut expected = generate_greedy(&mut fresh, &context, &GreedyOptions { max_tokens: 8, stop_token_ids: vec![*stop] }).unwrap();
+    let mut expected = generate_greedy(&mut fresh, &context, &GreedyOptions { max_tokens: 8, stop_token_ids: vec![*stop] }).block_on().unwrap();
     let stopped = expected.last() == Some(stop);
     if stopped {
         expected.pop();
@@ -115,7 +116,7 @@ fn streamed_chunks_add_up_to_the_response() {
     request.stream = Some(true);
     request.stream_options = Some(StreamOptions { include_usage: Some(true) });
     let mut chunks = Vec::new();
-    let response = engine.chat_completion(&request, |chunk| chunks.push(chunk)).unwrap();
+    let response = engine.chat_completion(&request, |chunk| chunks.push(chunk)).block_on().unwrap();
     assert_eq!(content(&response), ANSWER);
 
     let (usage, rest) = chunks.split_last().unwrap();
@@ -135,7 +136,7 @@ fn streamed_chunks_add_up_to_the_response() {
 fn max_tokens_ends_with_length_and_the_next_request_starts_afresh() {
     let Some((mut engine, _artifact)) = engine() else { return };
     let reference = reference();
-    let cut = engine.chat_completion(&greedy_request(capital_question(&reference.system), Some(3)), no_chunks).unwrap();
+    let cut = engine.chat_completion(&greedy_request(capital_question(&reference.system), Some(3)), no_chunks).block_on().unwrap();
     assert_eq!(content(&cut), "The capital of");
     assert_eq!(cut.choices[0].finish_reason, FinishReason::Length);
     assert_eq!(cut.usage.completion_tokens, 3);
@@ -144,7 +145,7 @@ fn max_tokens_ends_with_length_and_the_next_request_starts_afresh() {
     let mut messages = capital_question(&reference.system);
     messages.push(ChatMessage::new("assistant", content(&cut)));
     messages.push(ChatMessage::new("user", "Go on."));
-    let next = engine.chat_completion(&greedy_request(messages, Some(1)), no_chunks).unwrap();
+    let next = engine.chat_completion(&greedy_request(messages, Some(1)), no_chunks).block_on().unwrap();
     assert!(next.usage.prompt_tokens > reference.prompt_ids.len(), "the whole conversation is prefilled again");
 }
 
@@ -163,12 +164,13 @@ fn an_interrupted_generation_leaves_the_engine_usable() {
                 interrupt.store(true, Ordering::SeqCst);
             }
         })
+        .block_on()
         .unwrap();
     assert_eq!(aborted.choices[0].finish_reason, FinishReason::Abort);
     assert_eq!(content(&aborted), "The capital");
 
     // The same request again: a full prefill and the same reply as a fresh engine.
-    let again = engine.chat_completion(&greedy_request(capital_question(&reference.system), None), no_chunks).unwrap();
+    let again = engine.chat_completion(&greedy_request(capital_question(&reference.system), None), no_chunks).block_on().unwrap();
     assert_eq!(content(&again), ANSWER);
     assert_eq!(again.choices[0].finish_reason, FinishReason::Stop);
     assert_eq!(again.usage.prompt_tokens, reference.prompt_ids.len());
@@ -179,7 +181,7 @@ fn a_prompt_longer_than_the_context_window_is_refused_before_prefill() {
     let Some((mut engine, _artifact)) = engine() else { return };
     let long = "hello ".repeat(9000);
     let request = greedy_request(vec![ChatMessage::new("user", &long)], None);
-    let error = engine.chat_completion(&request, no_chunks).unwrap_err();
+    let error = engine.chat_completion(&request, no_chunks).block_on().unwrap_err();
     let RequestError::Chat(error @ ChatError::ContextWindowSizeExceeded { .. }) = &error else {
         panic!("expected ContextWindowSizeExceededError, got {error:?}");
     };
@@ -199,14 +201,14 @@ fn text_completion_continues_the_raw_prompt_and_seeds_make_sampling_reproducible
         ..CompletionRequest::default()
     };
     let greedy = GenerationConfig { temperature: Some(0.0), max_tokens: Some(4), ..GenerationConfig::default() };
-    let response = engine.completion(&request(greedy, None), |_| panic!("not streaming")).unwrap();
+    let response = engine.completion(&request(greedy, None), |_| panic!("not streaming")).block_on().unwrap();
     // The reference continuation (numpy, greedy) starts " girl named Emma."
     assert_eq!(response.choices[0].text, format!("{prompt} girl named Emma."));
     assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Length));
     assert_eq!(response.usage.as_ref().unwrap().prompt_tokens, 9);
 
     let sampled = GenerationConfig { temperature: Some(1.0), top_p: Some(0.9), max_tokens: Some(4), ..GenerationConfig::default() };
-    let mut run = || engine.completion(&request(sampled.clone(), Some(42.0)), |_| panic!("not streaming")).unwrap();
+    let mut run = || engine.completion(&request(sampled.clone(), Some(42.0)), |_| panic!("not streaming")).block_on().unwrap();
     let (a, b) = (run(), run());
     assert_eq!(a.choices[0].text, b.choices[0].text);
 }
@@ -216,7 +218,7 @@ fn invalid_requests_fail_with_webllm_errors_before_generating() {
     let Some((mut engine, _artifact)) = engine() else { return };
     let mut request = greedy_request(vec![ChatMessage::new("user", QUESTION)], None);
     request.generation.temperature = Some(-1.0);
-    let error = engine.chat_completion(&request, no_chunks).unwrap_err();
+    let error = engine.chat_completion(&request, no_chunks).block_on().unwrap_err();
     let RequestError::Chat(error) = error else { panic!("expected a ChatError") };
     assert_eq!((error.name(), error.message().as_str()), ("NonNegativeError", "Make sure temperature >= 0."));
 }

@@ -1,62 +1,10 @@
 //! The `mlc-wgpu` command-line contract, run as a user runs it, on the tiny
 //! official artifacts in `conformance/fixtures/`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "common/artifacts.rs"]
+mod artifacts;
 
-fn fixture(model: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures").join(model)
-}
-
-fn mlc_wgpu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mlc-wgpu")).args(args).output().expect("run mlc-wgpu")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A fresh copy of a tiny artifact whose config is edited by `edit`.
-fn edited_copy(model: &str, edit: impl FnOnce(&mut serde_json::Value)) -> tempdir::Dir {
-    let dir = tempdir::Dir::new();
-    let source = fixture(model).join("mlc");
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let config_path = dir.path().join("mlc-chat-config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    edit(&mut config);
-    std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    dir
-}
-
-/// A temporary folder removed on drop (kept minimal to avoid a dependency).
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!("mlc-wgpu-cli-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+use artifacts::{assert_clean_failure, edited_copy, fixture, mlc_wgpu, stderr, tempdir};
 
 fn golden_prompt(model: &str, index: usize) -> serde_json::Value {
     let text = std::fs::read_to_string(fixture(model).join("golden/index.json")).unwrap();
@@ -113,15 +61,6 @@ fn inspect_prints_the_config_and_the_tensor_table() {
     assert!(stdout.contains("model_type:      qwen2"), "{stdout}");
     assert!(stdout.contains("model.layers.1.self_attn.c_attn.bias"), "{stdout}");
     assert!(stdout.contains("[151936, 8]"), "{stdout}");
-}
-
-/// Runs a failing command and checks it fails cleanly with a message containing `expected`.
-fn assert_clean_failure(args: &[&str], expected: &str) {
-    let output = mlc_wgpu(args);
-    let err = stderr(&output);
-    assert!(!output.status.success(), "expected failure for {args:?}");
-    assert!(err.contains("error:") && err.contains(expected), "stderr for {args:?} lacks {expected:?}:\n{err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "panic for {args:?}:\n{err}");
 }
 
 #[test]

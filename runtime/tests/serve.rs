@@ -2,103 +2,19 @@
 //! ephemeral port and the SmolLM2 artifact on the CPU engine, called with raw
 //! HTTP and, when Python's `openai` package is installed, the official client.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
 mod common;
+#[path = "common/serve_client.rs"]
+mod serve_client;
 
 use common::{shared_path, SMOLLM2 as MODEL};
+use serve_client::{http, Server};
 
 const ANSWER: &str = "The capital of France is Paris.";
 
-
-/// The server process, stopped when the test ends however it ends.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(model: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mlc-wgpu"))
-            .args(["serve", "--device", "cpu", "--port", "0", "--model"])
-            .arg(model)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start mlc-wgpu serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let address = line
-            .strip_prefix("listening on http://")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-            .to_string();
-        Server { child, address }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A response: status, lower-cased headers, body (chunked encoding undone).
-struct Reply {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("{error}: {}", self.body))
-    }
-
-    /// The `data:` payloads of a server-sent event stream.
-    fn events(&self) -> Vec<String> {
-        self.body.split("\n\n").filter_map(|event| event.strip_prefix("data: ")).map(str::to_string).collect()
-    }
-}
-
-/// One HTTP/1.1 request on its own connection.
-fn http(address: &str, method: &str, path: &str, body: Option<&Value>) -> Reply {
-    let mut stream = TcpStream::connect(address).unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = head.to_ascii_lowercase();
-    let body = if headers.contains("transfer-encoding: chunked") { unchunk(rest) } else { rest.to_string() };
-    Reply { status, headers, body }
-}
-
-/// Undoes chunked transfer encoding.
-fn unchunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n").unwrap();
-        let size = usize::from_str_radix(size, 16).unwrap();
-        if size == 0 {
-            return body;
-        }
-        body.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-}
 
 fn capital_request(stream: bool) -> Value {
     json!({

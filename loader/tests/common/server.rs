@@ -27,6 +27,8 @@ pub enum Fault {
     /// Answer with the whole file (200) even to a range request, and close
     /// after this many bytes of it.
     CutIgnoringRange(usize),
+    /// Send the body in pieces of `bytes`, pausing `pause_ms` before each.
+    Slow { bytes: usize, pause_ms: u64 },
 }
 
 /// One request the server received.
@@ -100,6 +102,11 @@ impl Server {
         state.always.clear();
     }
 
+    /// Serves `bytes` as `file` from now on (an artifact updated upstream).
+    pub fn replace(&self, file: &str, bytes: Vec<u8>) {
+        self.state.lock().unwrap().files.insert(file.to_string(), bytes);
+    }
+
     /// Stops serving `file` (404 from now on).
     pub fn remove(&self, file: &str) {
         self.state.lock().unwrap().files.remove(file);
@@ -146,14 +153,22 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) {
         Some(Fault::CutAfter(n) | Fault::CutIgnoringRange(n)) => Some(n),
         _ => None,
     };
+    let pace = match fault {
+        Some(Fault::Slow { bytes, pause_ms }) => Some((bytes, pause_ms)),
+        _ => None,
+    };
+    let answer = |stream: &mut TcpStream, status, headers: &[String], body: &[u8], cut| match pace {
+        Some((bytes, pause_ms)) => respond_slowly(stream, status, headers, body, bytes, pause_ms),
+        None => respond(stream, status, headers, body, cut),
+    };
     let len = data.len() as u64;
     match range.filter(|_| !matches!(fault, Some(Fault::IgnoreRange | Fault::CutIgnoringRange(_)))) {
-        Some(start) if start >= len => respond(&mut stream, 416, &[format!("Content-Range: bytes */{len}")], &[], None),
+        Some(start) if start >= len => answer(&mut stream, 416, &[format!("Content-Range: bytes */{len}")], &[], None),
         Some(start) => {
             let header = format!("Content-Range: bytes {start}-{}/{len}", len - 1);
-            respond(&mut stream, 206, &[header], &data[start as usize..], cut)
+            answer(&mut stream, 206, &[header], &data[start as usize..], cut)
         }
-        None => respond(&mut stream, 200, &[], &data, cut),
+        None => answer(&mut stream, 200, &[], &data, cut),
     }
 }
 
@@ -178,15 +193,33 @@ fn read_request(stream: &TcpStream) -> Option<(String, Option<u64>)> {
     }
 }
 
-/// Writes a response announcing all of `body`; with `cut`, sends only that
-/// many bytes of it and closes the connection.
-fn respond(stream: &mut TcpStream, status: u16, headers: &[String], body: &[u8], cut: Option<usize>) {
+/// The head of a response announcing all of `body`.
+fn head(status: u16, headers: &[String], body: &[u8]) -> String {
     let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for header in headers {
         head.push_str(header);
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
+    head
+}
+
+/// Writes a whole response, its body in pieces of `bytes` with a pause before each.
+fn respond_slowly(stream: &mut TcpStream, status: u16, headers: &[String], body: &[u8], bytes: usize, pause_ms: u64) {
+    let _ = stream.write_all(head(status, headers, body).as_bytes());
+    for piece in body.chunks(bytes.max(1)) {
+        thread::sleep(std::time::Duration::from_millis(pause_ms));
+        if stream.write_all(piece).and_then(|()| stream.flush()).is_err() {
+            return;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Writes a response announcing all of `body`; with `cut`, sends only that
+/// many bytes of it and closes the connection.
+fn respond(stream: &mut TcpStream, status: u16, headers: &[String], body: &[u8], cut: Option<usize>) {
+    let head = head(status, headers, body);
     let sent = &body[..cut.unwrap_or(body.len()).min(body.len())];
     // The client may hang up early (e.g. on a size it rejects): ignore write errors.
     let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(sent)).and_then(|()| stream.flush());

@@ -11,13 +11,20 @@
 //! `LanguageModel::sample_next` (bias, penalties, temperature, top-p and the
 //! draw) otherwise; only log probabilities bring the logits to the host, to
 //! [`mlc_kernels::cpu`]'s sampling chain.
+//!
+//! Requests are `async` because the model's readbacks are (see
+//! [`crate::model::ModelFuture`]); native callers drive them with
+//! `pollster::block_on`. A browser caller also sets a [`Pause`], awaited
+//! after every token, so the page keeps painting and an interrupt arrives.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use mlc_kernels::cpu::{self as sampling, Minstd, SamplingParams};
-use mlc_loader::{Artifact, ChatConfig, ConvTemplate};
+use mlc_loader::{Artifact, ChatConfig, ConvTemplate, LoadError};
 use web_time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::conversation::{can_reuse_kv_cache, Conversation, EMPTY_THINKING_BLOCK};
@@ -48,7 +55,15 @@ pub enum EngineSetupError {
     /// The tokenizer could not be loaded.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The artifact's tokenizer file could not be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
 }
+
+/// Makes the future a request awaits after each generated token: in a
+/// browser, one that gives the event loop a turn (a page stays responsive and
+/// an interrupt can land while a CPU-bound generation runs).
+pub type Pause = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>>;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +114,19 @@ pub struct ChatEngine {
     last_finish: Option<FinishReason>,
     rng: Minstd,
     interrupt: Arc<AtomicBool>,
+    /// Awaited after every token (`None`: carry on at once).
+    pause: Option<Pause>,
+    /// The text of the last finished choice (WebLLM's `getMessage`).
+    last_message: String,
+    /// The counters of the last round, until cleared (`runtimeStatsText`).
+    last_round: Option<GenerationStats>,
 }
 
 impl ChatEngine {
     /// An engine for `model`, loaded from `artifact`: the tokenizer is read
-    /// from the artifact's folder and the model id is the artifact's name.
+    /// from the artifact's files and the model id is the artifact's name.
     pub fn new(model: Box<dyn LanguageModel>, artifact: &Artifact) -> Result<ChatEngine, EngineSetupError> {
-        let tokenizer = Tokenizer::from_file(artifact.dir().join(TOKENIZER_FILE))?;
+        let tokenizer = Tokenizer::from_bytes(&artifact.file(TOKENIZER_FILE)?)?;
         ChatEngine::from_parts(model, tokenizer, artifact.config.clone(), model_id_of(artifact.source()))
     }
 
@@ -135,7 +156,41 @@ impl ChatEngine {
             last_finish: None,
             rng: clock_seeded_rng(),
             interrupt: Arc::new(AtomicBool::new(false)),
+            pause: None,
+            last_message: String::new(),
+            last_round: None,
         })
+    }
+
+    /// Sets what requests await after each generated token.
+    pub fn set_pause(&mut self, pause: Pause) {
+        self.pause = Some(pause);
+    }
+
+    /// The text of the last finished choice (WebLLM's `getMessage`).
+    pub fn last_message(&self) -> &str {
+        &self.last_message
+    }
+
+    /// The counters of the last round (prompt, prefill and decode), if any
+    /// since the last [`clear_stats`](Self::clear_stats).
+    pub fn last_round_stats(&self) -> Option<GenerationStats> {
+        self.last_round
+    }
+
+    /// Forgets the last round's counters (WebLLM's `resetChat(false)`).
+    pub fn clear_stats(&mut self) {
+        self.last_round = None;
+    }
+
+    /// WebLLM's `runtimeStatsText`: `prefill: X tokens/sec, decoding: Y
+    /// tokens/sec` with 4 decimals, from the last round (`NaN` when nothing
+    /// was measured, as JavaScript prints 0/0).
+    pub fn runtime_stats_text(&self) -> String {
+        let stats = self.last_round.unwrap_or_default();
+        let prefill = stats.prompt_tokens as f64 / stats.prefill_time_s;
+        let decoding = stats.decode_tokens as f64 / stats.decode_time_s;
+        format!("prefill: {} tokens/sec, decoding: {} tokens/sec", js_fixed4(prefill), js_fixed4(decoding))
     }
 
     /// The model id responses carry.
@@ -181,7 +236,7 @@ impl ChatEngine {
     /// returns the response. When `stream` is set, every chunk WebLLM would
     /// yield goes to `on_chunk` as it is made, and the returned value is the
     /// response the stream adds up to (same id).
-    pub fn chat_completion(
+    pub async fn chat_completion(
         &mut self,
         request: &ChatCompletionRequest,
         mut on_chunk: impl FnMut(ChatCompletionChunk),
@@ -193,7 +248,7 @@ impl ChatEngine {
         let plan = self.plan(&request.generation, request.stream, request.stream_options.as_ref(), request.n, started);
         let enable_thinking = request.extra_body.as_ref().and_then(|extra| extra.enable_thinking);
         let prepare = |engine: &mut ChatEngine, kept: Kept| engine.prepare_chat(request, enable_thinking, kept, &plan.stop);
-        let outcome = self.run::<ChatChunks>(request.seed, &plan, &mut on_chunk, prepare)?;
+        let outcome = self.run::<ChatChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
         let choices = outcome
             .choices
             .into_iter()
@@ -218,7 +273,7 @@ impl ChatEngine {
     /// `completions.create`: the prompt encoded as-is on an empty KV cache (no
     /// template, no prefix ids); the template's stop tokens and strings still
     /// apply. Streaming as in [`chat_completion`](Self::chat_completion).
-    pub fn completion(
+    pub async fn completion(
         &mut self,
         request: &CompletionRequest,
         mut on_chunk: impl FnMut(CompletionChunk),
@@ -228,7 +283,7 @@ impl ChatEngine {
         validate_completion_request(request)?;
         let plan = self.plan(&request.generation, request.stream, request.stream_options.as_ref(), request.n, started);
         let prepare = |engine: &mut ChatEngine, _kept: Kept| engine.prepare_completion(&request.prompt, &plan.stop);
-        let outcome = self.run::<TextChunks>(request.seed, &plan, &mut on_chunk, prepare)?;
+        let outcome = self.run::<TextChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
         // `echo` only applies to a whole response, as in WebLLM.
         let echo = request.echo == Some(true) && request.stream != Some(true);
         let choices = outcome
@@ -276,7 +331,7 @@ impl ChatEngine {
 
     /// Runs the choices of a request with `seed` applied (WebLLM seeds once per
     /// request and reseeds from the clock afterwards, whatever happened).
-    fn run<K: ChunkKind>(
+    async fn run<K: ChunkKind>(
         &mut self,
         seed: Option<f64>,
         plan: &Plan,
@@ -288,31 +343,38 @@ impl ChatEngine {
             // undefined, here they wrap into range.
             self.rng = Minstd::new(seed.rem_euclid(SEED_MODULUS) as u64);
         }
-        let mut run_choices = || {
-            let mut choices = Vec::with_capacity(plan.choices as usize);
-            let mut stats = GenerationStats::default();
-            for _ in 0..plan.choices {
-                // One interrupt stops every remaining choice, as in WebLLM.
-                let choice = match self.interrupt.load(Ordering::SeqCst) {
-                    true => ChoiceOutcome::aborted(&plan.sampler),
-                    false => self.run_choice::<K>(plan, on_chunk, &mut prepare)?,
-                };
-                stats += choice.stats;
-                choices.push(choice);
-            }
-            let usage = Usage::from_stats(&stats, plan.started.elapsed().as_secs_f64(), None);
-            if plan.include_usage {
-                on_chunk(K::usage(&plan.id, usage.clone()));
-            }
-            Ok(Outcome { choices, usage })
-        };
-        let outcome = run_choices();
+        let outcome = self.run_choices::<K>(plan, on_chunk, &mut prepare).await;
         self.rng = clock_seeded_rng();
         outcome
     }
 
+    /// The choices of a request, one after the other, and their usage.
+    async fn run_choices<K: ChunkKind>(
+        &mut self,
+        plan: &Plan,
+        on_chunk: &mut dyn FnMut(K::Chunk),
+        prepare: &mut impl FnMut(&mut ChatEngine, Kept) -> Result<Prepared, RequestError>,
+    ) -> Result<Outcome, RequestError> {
+        let mut choices = Vec::with_capacity(plan.choices as usize);
+        let mut stats = GenerationStats::default();
+        for _ in 0..plan.choices {
+            // One interrupt stops every remaining choice, as in WebLLM.
+            let choice = match self.interrupt.load(Ordering::SeqCst) {
+                true => ChoiceOutcome::aborted(&plan.sampler),
+                false => self.run_choice::<K>(plan, on_chunk, prepare).await?,
+            };
+            stats += choice.stats;
+            choices.push(choice);
+        }
+        let usage = Usage::from_stats(&stats, plan.started.elapsed().as_secs_f64(), None);
+        if plan.include_usage {
+            on_chunk(K::usage(&plan.id, usage.clone()));
+        }
+        Ok(Outcome { choices, usage })
+    }
+
     /// One choice: prompt, generation, then the conversation kept for the next request.
-    fn run_choice<K: ChunkKind>(
+    async fn run_choice<K: ChunkKind>(
         &mut self,
         plan: &Plan,
         on_chunk: &mut dyn FnMut(K::Chunk),
@@ -328,7 +390,7 @@ impl ChatEngine {
                 on_chunk(K::delta(&plan.id, text, logprobs));
             }
         };
-        let generated = self.generate(&prepared.ids, prepared.output, &plan.sampler, round_start, &mut emit)?;
+        let generated = self.generate(&prepared.ids, prepared.output, &plan.sampler, round_start, &mut emit).await?;
         let finish_reason = generated.output.finish_reason().unwrap_or(FinishReason::Stop);
         if plan.streaming {
             on_chunk(K::finish(&plan.id, finish_reason));
@@ -340,6 +402,8 @@ impl ChatEngine {
             self.last_finish = Some(finish_reason);
         }
         let stats = GenerationStats { prompt_tokens: prepared.prompt_tokens, ..generated.stats };
+        self.last_message.clone_from(&text);
+        self.last_round = Some(stats);
         let logprobs = plan.sampler.logprobs.map(|_| ChoiceLogprobs { content: generated.logprobs });
         Ok(ChoiceOutcome { text, finish_reason, logprobs, stats })
     }
@@ -393,9 +457,9 @@ impl ChatEngine {
 
     /// The generation loop (WebLLM's prefill step and decode steps): each
     /// sampled token goes through `output`'s stop rules, then the context
-    /// rule; `emit` gets each stream delta; the interrupt flag is checked
-    /// before every decode step.
-    fn generate(
+    /// rule; `emit` gets each stream delta; the pause is awaited and then the
+    /// interrupt flag is checked before every decode step.
+    async fn generate(
         &mut self,
         prompt: &[u32],
         mut output: OutputStream,
@@ -404,7 +468,7 @@ impl ChatEngine {
         emit: &mut dyn FnMut(String, Option<ChoiceLogprobs>),
     ) -> Result<Generated, RequestError> {
         let mut logprobs = Vec::new();
-        let mut token = self.next_token(prompt, &output, sampler, &mut logprobs)?;
+        let mut token = self.next_token(prompt, &output, sampler, &mut logprobs).await?;
         let mut stats = GenerationStats { completion_tokens: 1, prefill_time_s: round_start.elapsed().as_secs_f64(), ..Default::default() };
         loop {
             output.push(token)?;
@@ -418,12 +482,15 @@ impl ChatEngine {
             if output.finish_reason().is_some() {
                 break;
             }
+            if let Some(pause) = &self.pause {
+                pause().await;
+            }
             if self.interrupt.load(Ordering::SeqCst) {
                 output.finish(FinishReason::Abort);
                 break;
             }
             let step = Instant::now();
-            token = self.next_token(&[token], &output, sampler, &mut logprobs)?;
+            token = self.next_token(&[token], &output, sampler, &mut logprobs).await?;
             stats.decode_time_s += step.elapsed().as_secs_f64();
             stats.decode_tokens += 1;
             stats.completion_tokens += 1;
@@ -433,7 +500,7 @@ impl ChatEngine {
 
     /// Feeds `tokens` and samples the next token; records its log
     /// probabilities when the request asked for them.
-    fn next_token(
+    async fn next_token(
         &mut self,
         tokens: &[u32],
         output: &OutputStream,
@@ -444,7 +511,7 @@ impl ChatEngine {
         // the same stream whatever the temperature.
         let uniform = self.rng.next_f32();
         if sampler.greedy_argmax(self.config.active_vocab_size, self.config.vocab_size) {
-            return Ok(self.model.greedy_next(tokens)?);
+            return Ok(self.model.greedy_next(tokens).await?);
         }
         if sampler.logprobs.is_none() {
             // The whole chain runs where the logits are: on a GPU only the
@@ -457,9 +524,9 @@ impl ChatEngine {
                 active_vocab: self.config.active_vocab_size,
                 uniform,
             };
-            return Ok(self.model.sample_next(tokens, &step)?);
+            return Ok(self.model.sample_next(tokens, &step).await?);
         }
-        let mut logits = self.model.prefill(tokens)?;
+        let mut logits = self.model.prefill(tokens).await?;
         if logits.iter().any(|logit| !logit.is_finite()) {
             return Err(EngineError::NonFiniteLogits { step: self.model.position() }.into());
         }
@@ -696,6 +763,15 @@ fn reject_constrained_decoding(request: &ChatCompletionRequest) -> Result<(), Ch
             "response_format type `{kind}` needs constrained decoding, which this engine does not implement yet"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// `value.toFixed(4)` as JavaScript prints it, `NaN` and `Infinity` included.
+fn js_fixed4(value: f64) -> String {
+    match value {
+        v if v.is_nan() => "NaN".to_string(),
+        v if v.is_infinite() => if v > 0.0 { "Infinity" } else { "-Infinity" }.to_string(),
+        v => format!("{v:.4}"),
     }
 }
 

@@ -22,7 +22,7 @@ mod tokenizer;
 mod validate;
 
 pub use conversation::{can_reuse_kv_cache, ConvMessage, Conversation, PromptTokens, Role, Turn, EMPTY_THINKING_BLOCK};
-pub use engine::{model_id_of, ChatEngine, EngineSetupError, RequestError};
+pub use engine::{model_id_of, ChatEngine, EngineSetupError, Pause, RequestError};
 pub use error::ChatError;
 pub use openai::*;
 pub use stream::{OutputStream, StopConditions};

@@ -14,6 +14,7 @@ use mlc_kernels::{Dtype, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual,
 use mlc_loader::DType;
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
+use pollster::FutureExt as _;
 use serde::Serialize;
 
 use super::synth::{Fill, SplitMix64};
@@ -158,7 +159,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let prompt = random_ids(prompt_tokens);
     let prefill_started = Instant::now();
-    let first = model.greedy_next(&prompt)?;
+    let first = model.greedy_next(&prompt).block_on()?;
     let ttft = prefill_started.elapsed();
     let decode_started = Instant::now();
     steps_from(model.as_mut(), first, gen_tokens - 1)?;
@@ -210,14 +211,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 /// Prefills `tokens`, then decodes `steps` tokens; returns the last one.
 fn decode(model: &mut dyn LanguageModel, tokens: &[u32], steps: usize) -> Result<u32> {
-    let first = model.greedy_next(tokens)?;
+    let first = model.greedy_next(tokens).block_on()?;
     steps_from(model, first, steps)
 }
 
 /// Feeds `token` back `steps` times, greedily; returns the last token.
 fn steps_from(model: &mut dyn LanguageModel, mut token: u32, steps: usize) -> Result<u32> {
     for _ in 0..steps {
-        token = model.greedy_next(&[token])?;
+        token = model.greedy_next(&[token]).block_on()?;
     }
     Ok(token)
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use pollster::FutureExt as _;
 use mlc_loader::{ChatConfig, CONFIG_FILE};
 use mlc_wgpu::chat::{
     ChatCompletionRequest, ChatEngine, ChatMessage, CompletionRequest, Conversation, FinishReason, GenerationConfig,
@@ -161,7 +162,7 @@ pub fn chat(args: &ChatArgs) -> Result<()> {
                 printer.print(choice.delta.content.as_deref().unwrap_or(""));
             }
             printer.usage(chunk.usage.as_ref());
-        });
+        }).block_on();
         printer.finish()?;
         match result {
             Ok(reply) => {
@@ -197,7 +198,7 @@ pub fn complete(args: &CompleteArgs) -> Result<()> {
             printer.print(&choice.text);
         }
         printer.usage(chunk.usage.as_ref());
-    });
+    }).block_on();
     printer.finish()?;
     let response = result?;
     report(args.sampling.stats, response.choices[0].finish_reason.unwrap_or(FinishReason::Stop), printer.usage);

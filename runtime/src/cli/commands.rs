@@ -5,6 +5,7 @@ use mlc_loader::{Artifact, OpenOptions};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::prebuilt::{apply_overrides, find_prebuilt};
+use pollster::FutureExt as _;
 use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
 
 use super::{progress, Command, Device, SourceArgs};
@@ -15,7 +16,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Logits { source, run, out } => {
             let artifact = open(&source)?;
             let mut model = load(&artifact, run.device)?;
-            let logits = model.prefill(&run.tokens)?;
+            let logits = model.prefill(&run.tokens).block_on()?;
             let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
             std::fs::write(&out, bytes).with_context(|| format!("writing {}", out.display()))?;
             Ok(())
@@ -30,7 +31,7 @@ pub fn run(command: Command) -> Result<()> {
                 (Some(template), false) => template.stop_token_ids.clone(),
                 _ => Vec::new(),
             };
-            let tokens = generate_greedy(model.as_mut(), &run.tokens, &GreedyOptions { max_tokens, stop_token_ids })?;
+            let tokens = generate_greedy(model.as_mut(), &run.tokens, &GreedyOptions { max_tokens, stop_token_ids }).block_on()?;
             let list: Vec<String> = tokens.iter().map(u32::to_string).collect();
             match json {
                 true => println!("{}", serde_json::json!({ "tokens": tokens })),
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Complete(args) => super::chat::complete(&args),
         Command::RenderPrompt(args) => super::chat::render_prompt(&args),
         Command::Serve(args) => super::serve::serve(args),
+        Command::Convert(args) => super::convert::run(&args),
     }
 }
 
@@ -57,14 +59,36 @@ pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
         allow_network: !source.offline,
         progress: Some(progress::bar()),
     };
-    let is_location = std::path::Path::new(&source.model).exists() || source.model.contains("://");
-    let prebuilt = if is_location { None } else { find_prebuilt(&source.model) };
-    let location = prebuilt.as_ref().map_or(source.model.as_str(), |record| record.model.as_str());
-    let mut artifact = Artifact::open(location, options).with_context(|| format!("opening model {}", source.model))?;
+    let model = match &source.model {
+        Some(model) => model.clone(),
+        None => default_model(source)?,
+    };
+    let is_location = std::path::Path::new(&model).exists() || model.contains("://");
+    let prebuilt = if is_location { None } else { find_prebuilt(&model) };
+    let location = prebuilt.as_ref().map_or(model.as_str(), |record| record.model.as_str());
+    let mut artifact = Artifact::open(location, options).with_context(|| format!("opening model {model}"))?;
     if let Some(record) = &prebuilt {
         apply_overrides(&mut artifact.config, &record.overrides);
     }
     Ok(artifact)
+}
+
+/// The folder scripts/default-model.sh imports SmolLM2-135M-Instruct into,
+/// under the cache (`--cache-dir`, else the default cache).
+const DEFAULT_MODEL_DIR: &str = "models/SmolLM2-135M-Instruct-q4f16_1-MLC";
+
+/// The artifact used when `--model` is not given: the imported default model,
+/// or an error saying how to import it.
+fn default_model(source: &SourceArgs) -> Result<String> {
+    let cache = source.cache_dir.clone().unwrap_or_else(mlc_loader::default_cache_dir);
+    let dir = cache.join(DEFAULT_MODEL_DIR);
+    if dir.join(mlc_loader::CONFIG_FILE).is_file() {
+        return Ok(dir.to_string_lossy().into_owned());
+    }
+    anyhow::bail!(
+        "no --model given and the default model is not imported ({} is missing); run scripts/default-model.sh to import SmolLM2-135M-Instruct (offline after its one download), or pass --model DIR|URL|MODEL_ID",
+        dir.display()
+    )
 }
 
 /// Loads `artifact` on `device` (`Auto`: a hardware GPU when there is one, else the CPU).

@@ -4,6 +4,7 @@
 mod bench;
 mod chat;
 mod commands;
+mod convert;
 mod progress;
 mod serve;
 mod synth;
@@ -67,6 +68,8 @@ enum Command {
     Complete(chat::CompleteArgs),
     /// Print the prompt and token ids a chat request renders to.
     RenderPrompt(chat::RenderPromptArgs),
+    /// Convert a Hugging Face folder or a GGUF file into an MLC artifact (q4f16_1, q4f32_1, q0f16).
+    Convert(convert::ConvertArgs),
     /// Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
     Serve(serve::ServeArgs),
 }
@@ -75,8 +78,10 @@ enum Command {
 #[derive(Args)]
 struct SourceArgs {
     /// Artifact folder, or http(s) URL (Hugging Face `.../resolve/main/` convention).
+    /// Default: the offline SmolLM2-135M-Instruct artifact that scripts/default-model.sh
+    /// imports into the cache (`<cache>/models/SmolLM2-135M-Instruct-q4f16_1-MLC`).
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     /// Download cache (default: $MLC_WGPU_CACHE, $XDG_CACHE_HOME/mlc-wgpu or ~/.cache/mlc-wgpu).
     #[arg(long)]
     cache_dir: Option<PathBuf>,

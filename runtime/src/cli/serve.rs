@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use pollster::FutureExt as _;
 use mlc_wgpu::chat::{
     validate_chat_request, validate_completion_request, ChatCompletionRequest, ChatEngine, ChatError, CompletionRequest,
     ErrorObject, ErrorResponse, RequestError,
@@ -145,8 +146,8 @@ fn run_job(engine: &mut ChatEngine, job: Job) {
         }
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| match &job.request {
-        ApiRequest::Chat(request) => engine.chat_completion(request, |chunk| send_chunk(to_json(&chunk))).map(|done| to_json(&done)),
-        ApiRequest::Completion(request) => engine.completion(request, |chunk| send_chunk(to_json(&chunk))).map(|done| to_json(&done)),
+        ApiRequest::Chat(request) => engine.chat_completion(request, |chunk| send_chunk(to_json(&chunk))).block_on().map(|done| to_json(&done)),
+        ApiRequest::Completion(request) => engine.completion(request, |chunk| send_chunk(to_json(&chunk))).block_on().map(|done| to_json(&done)),
     }));
     let result = match outcome {
         Ok(result) => result.map_err(|error| ApiError::from_request_error(&error)),

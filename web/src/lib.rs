@@ -1,0 +1,487 @@
+//! mlc-wgpu in the browser: the wasm-bindgen interface the WebLLM-compatible
+//! JavaScript layer calls (the contract is in `web/README.md`).
+//!
+//! JavaScript fetches and caches the artifact's files and hands their bytes to
+//! [`WasmEngine::create`], which checks them ([`Artifact::from_files`]), loads
+//! the model on WebGPU or on the CPU engine, and builds a [`ChatEngine`].
+//! Requests and responses cross the boundary as OpenAI/WebLLM JSON. Every
+//! failure becomes a rejected promise holding a JS `Error` whose `.name` is
+//! WebLLM's error name; nothing panics across the boundary (the GPU's
+//! uncaptured errors are recorded instead of wgpu's default panic).
+//!
+//! The crate is empty natively: it is made of browser calls.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use js_sys::{Function, Promise, Reflect, Uint8Array};
+use mlc_kernels::{ContextOptions, GpuContext};
+use mlc_loader::{Artifact, OpenOptions, Progress, ProgressPhase, CONFIG_FILE};
+use mlc_wgpu::chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError};
+use mlc_wgpu::gpu::GpuOptions;
+use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+/// WebLLM's `WebGPUNotAvailableError` message (webllm-api.md §9.1).
+const WEBGPU_NOT_AVAILABLE: &str = "WebGPU is not supported in your current environment, but it is necessary to run the WebLLM engine. Please make sure that your browser supports WebGPU and that it is enabled in your browser settings. You can also consult your browser's compatibility chart to see if it supports WebGPU. For more information about WebGPU support in your browser, visit https://webgpureport.org/";
+
+/// WebLLM's error when `requestAdapter()` finds no adapter (webllm-api.md §9.1).
+const NO_COMPATIBLE_GPU: &str = "Unable to find a compatible GPU. This issue might be because your computer doesn't have a GPU, or your system settings are not configured properly. Please check if your device has a GPU properly set up and if your your browser supports WebGPU. You can also consult your browser's compatibility chart to see if it supports WebGPU. For more information about WebGPU support in your browser, visit https://webgpureport.org/";
+
+/// Installs a panic hook that logs the panic with `console.error` (a panic
+/// aborts the module; the log says why). Call once after loading the module.
+#[wasm_bindgen]
+pub fn init() {
+    std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("mlc-wgpu panicked: {info}").into())));
+}
+
+/// Whether WebGPU gives this page an adapter.
+#[wasm_bindgen(js_name = webgpuAvailable)]
+pub async fn webgpu_available() -> bool {
+    navigator_has_gpu() && webgpu_instance().request_adapter(&wgpu::RequestAdapterOptions::default()).await.is_ok()
+}
+
+/// Stops the generation running on its engine at the next token
+/// (`finish_reason: "abort"`). A separate object, so it can be called while a
+/// request holds the engine.
+#[wasm_bindgen]
+pub struct InterruptHandle {
+    flag: Arc<AtomicBool>,
+}
+
+#[wasm_bindgen]
+impl InterruptHandle {
+    /// WebLLM's `interruptGenerate`.
+    pub fn interrupt(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A loaded model answering chat and text completion requests.
+#[wasm_bindgen]
+pub struct WasmEngine {
+    /// Borrowed mutably for the whole of a request: a second request while
+    /// one runs is refused (the JavaScript layer queues them, as WebLLM does).
+    engine: Rc<RefCell<ChatEngine>>,
+    interrupt: Arc<AtomicBool>,
+    /// The text streamed so far by the running request (`getMessage` while
+    /// the engine is busy).
+    live: Rc<RefCell<String>>,
+    /// `runtimeStatsText` as of the last finished request or reset.
+    stats_text: Rc<RefCell<String>>,
+    /// The first uncaptured GPU error or device loss, if any.
+    gpu_failure: Arc<Mutex<Option<String>>>,
+    backend: &'static str,
+    gpu_vendor: String,
+    max_storage_buffer_binding_size: f64,
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    /// Loads the artifact in `files` (file name → bytes) as `options` say
+    /// (see `web/README.md`).
+    pub async fn create(files: js_sys::Map, options: JsValue) -> Result<WasmEngine, JsValue> {
+        let options = CreateOptions::read(&options)?;
+        let mut files = files_of(&files)?;
+        override_config(&mut files, &options)?;
+        let total: u64 = files.iter().filter(|(name, _)| name.ends_with(".bin")).map(|(_, bytes)| bytes.len() as u64).sum();
+        let report = options.on_load_progress.clone();
+        let progress = move |loaded: u64| {
+            if let Some(callback) = &report {
+                // Loaded bytes count twice: once checked, once on the device.
+                let _ = callback.call2(&JsValue::NULL, &JsValue::from_f64(loaded as f64), &JsValue::from_f64((2 * total) as f64));
+            }
+        };
+        let mut checked = 0u64;
+        let shard_progress = progress.clone();
+        let on_shard = Box::new(move |event: &Progress| {
+            if event.phase == ProgressPhase::Load {
+                checked += event.bytes_total;
+                shard_progress(checked);
+            }
+        });
+        let artifact = Artifact::from_files(files, OpenOptions { progress: Some(on_shard), ..OpenOptions::default() }).map_err(|e| error("Error", &e.to_string()))?;
+        next_task().await;
+
+        let gpu_failure = Arc::new(Mutex::new(None));
+        let ctx = match options.device.as_str() {
+            "cpu" => None,
+            "webgpu" => Some(gpu_context().await?),
+            _ => gpu_context().await.ok(),
+        };
+        let (model, backend, gpu_vendor, max_binding): (Box<dyn LanguageModel>, _, _, _) = match ctx {
+            Some(ctx) => {
+                watch_gpu(&ctx, &gpu_failure);
+                let vendor = ctx.adapter_info.name.clone();
+                let max_binding = ctx.limits.max_storage_buffer_binding_size as f64;
+                let model = load_gpu(&artifact, ctx, GpuOptions::default()).map_err(|e| error("Error", &e.to_string()))?;
+                (Box::new(model), "webgpu", vendor, max_binding)
+            }
+            None => (Box::new(load_cpu(&artifact).map_err(|e| error("Error", &e.to_string()))?), "cpu", String::new(), 0.0),
+        };
+        let mut engine = ChatEngine::new(model, &artifact).map_err(|e| error("Error", &e.to_string()))?;
+        drop(artifact);
+        failure_check(&gpu_failure)?;
+        progress(2 * total);
+        engine.set_model_id(options.model_id);
+        engine.set_pause(Box::new(next_task));
+        let stats_text = engine.runtime_stats_text();
+        Ok(WasmEngine {
+            interrupt: engine.interrupt_handle(),
+            engine: Rc::new(RefCell::new(engine)),
+            live: Rc::default(),
+            stats_text: Rc::new(RefCell::new(stats_text)),
+            gpu_failure,
+            backend,
+            gpu_vendor,
+            max_storage_buffer_binding_size: max_binding,
+        })
+    }
+
+    /// `chat.completions.create` with `request_json` (a ChatCompletionRequest):
+    /// streamed chunks go to `on_chunk` as JSON strings and the promise
+    /// resolves with `""`; otherwise it resolves with the ChatCompletion JSON.
+    #[wasm_bindgen(js_name = chatCompletion)]
+    pub fn chat_completion(&self, request_json: String, on_chunk: Function) -> Promise {
+        let run = self.runner(on_chunk);
+        future_to_promise(async move {
+            let request: ChatCompletionRequest = parse_request(&request_json)?;
+            let streaming = request.stream == Some(true);
+            run.go(streaming, async |engine, emit| {
+                let chunks = |chunk: mlc_wgpu::chat::ChatCompletionChunk| {
+                    let text: String = chunk.choices.iter().filter_map(|choice| choice.delta.content.as_deref()).collect();
+                    emit(&text, serde_json::to_string(&chunk));
+                };
+                engine.chat_completion(&request, chunks).await.map(|done| serde_json::to_string(&done))
+            })
+            .await
+        })
+    }
+
+    /// `completions.create` with `request_json` (a CompletionRequest), streamed
+    /// as [`chat_completion`](Self::chat_completion) is.
+    pub fn completion(&self, request_json: String, on_chunk: Function) -> Promise {
+        let run = self.runner(on_chunk);
+        future_to_promise(async move {
+            let request: CompletionRequest = parse_request(&request_json)?;
+            let streaming = request.stream == Some(true);
+            run.go(streaming, async |engine, emit| {
+                let chunks = |chunk: mlc_wgpu::chat::CompletionChunk| {
+                    let text: String = chunk.choices.iter().map(|choice| choice.text.as_str()).collect();
+                    emit(&text, serde_json::to_string(&chunk));
+                };
+                engine.completion(&request, chunks).await.map(|done| serde_json::to_string(&done))
+            })
+            .await
+        })
+    }
+
+    /// A handle whose `interrupt()` stops the running generation.
+    #[wasm_bindgen(js_name = interruptHandle)]
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        InterruptHandle { flag: Arc::clone(&self.interrupt) }
+    }
+
+    /// Forgets the conversation and the KV cache, and the statistics unless
+    /// `keep_stats` (WebLLM's `resetChat`). Throws while a request runs.
+    #[wasm_bindgen(js_name = resetChat)]
+    pub fn reset_chat(&self, keep_stats: bool) -> Result<(), JsValue> {
+        let mut engine = self.engine.try_borrow_mut().map_err(|_| busy())?;
+        engine.reset();
+        if !keep_stats {
+            engine.clear_stats();
+        }
+        *self.stats_text.borrow_mut() = engine.runtime_stats_text();
+        Ok(())
+    }
+
+    /// The last assistant message; while a streamed request runs, its text so far.
+    #[wasm_bindgen(js_name = getMessage)]
+    pub fn get_message(&self) -> String {
+        match self.engine.try_borrow() {
+            Ok(engine) => engine.last_message().to_string(),
+            Err(_) => self.live.borrow().clone(),
+        }
+    }
+
+    /// WebLLM's `runtimeStatsText`: `prefill: X tokens/sec, decoding: Y tokens/sec`.
+    #[wasm_bindgen(js_name = runtimeStatsText)]
+    pub fn runtime_stats_text(&self) -> String {
+        self.stats_text.borrow().clone()
+    }
+
+    /// `"webgpu"` or `"cpu"`.
+    pub fn backend(&self) -> String {
+        self.backend.to_string()
+    }
+
+    /// The WebGPU adapter's description; `""` on the CPU engine.
+    #[wasm_bindgen(js_name = gpuVendor)]
+    pub fn gpu_vendor(&self) -> String {
+        self.gpu_vendor.clone()
+    }
+
+    /// The device's `maxStorageBufferBindingSize` (the adapter's, which the
+    /// device requests); 0 on the CPU engine.
+    #[wasm_bindgen(js_name = maxStorageBufferBindingSize)]
+    pub fn max_storage_buffer_binding_size(&self) -> f64 {
+        self.max_storage_buffer_binding_size
+    }
+}
+
+impl WasmEngine {
+    /// What a request future needs of the engine, owned (the promise outlives `&self`).
+    fn runner(&self, on_chunk: Function) -> Runner {
+        Runner {
+            engine: Rc::clone(&self.engine),
+            live: Rc::clone(&self.live),
+            stats_text: Rc::clone(&self.stats_text),
+            interrupt: Arc::clone(&self.interrupt),
+            gpu_failure: Arc::clone(&self.gpu_failure),
+            on_chunk,
+        }
+    }
+}
+
+/// One request's share of the engine.
+struct Runner {
+    engine: Rc<RefCell<ChatEngine>>,
+    live: Rc<RefCell<String>>,
+    stats_text: Rc<RefCell<String>>,
+    interrupt: Arc<AtomicBool>,
+    gpu_failure: Arc<Mutex<Option<String>>>,
+    on_chunk: Function,
+}
+
+impl Runner {
+    /// Runs `request` on the engine; `emit(delta text, chunk JSON)` passes a
+    /// chunk to JavaScript. Resolves with the response JSON, or `""` when
+    /// `streaming`.
+    async fn go<R>(self, streaming: bool, request: R) -> Result<JsValue, JsValue>
+    where
+        R: AsyncFnOnce(&mut ChatEngine, &dyn Fn(&str, serde_json::Result<String>)) -> Result<serde_json::Result<String>, RequestError>,
+    {
+        failure_check(&self.gpu_failure)?;
+        // Held across the awaits on purpose: it is the engine's lock.
+        #[allow(clippy::await_holding_refcell_ref)]
+        let mut engine = self.engine.try_borrow_mut().map_err(|_| busy())?;
+        self.live.borrow_mut().clear();
+        // The first failure of `onChunk` (it threw) stops the generation and
+        // rejects the request with what was thrown.
+        let thrown: RefCell<Option<JsValue>> = RefCell::new(None);
+        let emit: &dyn Fn(&str, serde_json::Result<String>) = &|delta, json| {
+            self.live.borrow_mut().push_str(delta);
+            if thrown.borrow().is_some() {
+                return;
+            }
+            let outcome = match json {
+                Ok(json) => self.on_chunk.call1(&JsValue::NULL, &json.into()).map(drop),
+                Err(e) => Err(error("Error", &format!("cannot serialize a chunk: {e}"))),
+            };
+            if let Err(e) = outcome {
+                self.interrupt.store(true, Ordering::SeqCst);
+                *thrown.borrow_mut() = Some(e);
+            }
+        };
+        let result = request(&mut *engine, emit).await;
+        *self.stats_text.borrow_mut() = engine.runtime_stats_text();
+        drop(engine);
+        failure_check(&self.gpu_failure)?;
+        if let Some(e) = thrown.into_inner() {
+            return Err(e);
+        }
+        let json = result.map_err(|e| request_error(&e))?.map_err(|e| error("Error", &format!("cannot serialize the response: {e}")))?;
+        Ok(JsValue::from_str(if streaming { "" } else { &json }))
+    }
+}
+
+/// The fields of `WasmEngine.create`'s options object.
+struct CreateOptions {
+    device: String,
+    model_id: String,
+    /// `chatOpts` as JSON (merged over `mlc-chat-config.json`).
+    chat_opts: Option<serde_json::Map<String, serde_json::Value>>,
+    context_window_size: Option<i64>,
+    on_load_progress: Option<Function>,
+}
+
+impl CreateOptions {
+    /// Reads the options object; a wrong type is a `TypeError`.
+    fn read(options: &JsValue) -> Result<CreateOptions, JsValue> {
+        let field = |name: &str| -> Result<Option<JsValue>, JsValue> {
+            let value = match options.is_object() {
+                true => Reflect::get(options, &name.into())?,
+                false => JsValue::UNDEFINED,
+            };
+            Ok((!value.is_undefined() && !value.is_null()).then_some(value))
+        };
+        let type_error = |name: &str, expected: &str| error("TypeError", &format!("options.{name} must be {expected}"));
+        let device = match field("device")? {
+            None => "auto".to_string(),
+            Some(value) => match value.as_string().as_deref() {
+                Some(device @ ("webgpu" | "cpu" | "auto")) => device.to_string(),
+                _ => return Err(type_error("device", r#""webgpu", "cpu" or "auto""#)),
+            },
+        };
+        let model_id = field("modelId")?.and_then(|value| value.as_string()).ok_or_else(|| type_error("modelId", "a string"))?;
+        let chat_opts = match field("chatOpts")? {
+            None => None,
+            Some(value) => {
+                let json = js_sys::JSON::stringify(&value)?.as_string().unwrap_or_default();
+                match serde_json::from_str(&json) {
+                    Ok(serde_json::Value::Object(map)) => Some(map),
+                    _ => return Err(type_error("chatOpts", "an object")),
+                }
+            }
+        };
+        let context_window_size = match field("contextWindowSize")? {
+            None => None,
+            Some(value) => match value.as_f64() {
+                Some(size) if size.fract() == 0.0 => Some(size as i64),
+                _ => return Err(type_error("contextWindowSize", "an integer")),
+            },
+        };
+        let on_load_progress = match field("onLoadProgress")? {
+            None => None,
+            Some(value) => Some(value.dyn_into::<Function>().map_err(|_| type_error("onLoadProgress", "a function"))?),
+        };
+        Ok(CreateOptions { device, model_id, chat_opts, context_window_size, on_load_progress })
+    }
+}
+
+/// Copies the JS `Map<string, Uint8Array>` into Rust.
+fn files_of(files: &js_sys::Map) -> Result<HashMap<String, Vec<u8>>, JsValue> {
+    let mut out = HashMap::new();
+    let mut failure = None;
+    files.for_each(&mut |value, key| {
+        let entry = match (key.as_string(), value.dyn_into::<Uint8Array>()) {
+            (Some(name), Ok(bytes)) => Ok((name, bytes.to_vec())),
+            _ => Err(error("TypeError", "files must map file names (strings) to Uint8Arrays")),
+        };
+        match entry {
+            Ok((name, bytes)) => {
+                out.insert(name, bytes);
+            }
+            Err(e) => failure = failure.take().or(Some(e)),
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// WebLLM's config merge: `{...mlcChatConfig, ...chatOpts}` (shallow), then
+/// `contextWindowSize`, written back into `mlc-chat-config.json`.
+fn override_config(files: &mut HashMap<String, Vec<u8>>, options: &CreateOptions) -> Result<(), JsValue> {
+    if options.chat_opts.is_none() && options.context_window_size.is_none() {
+        return Ok(());
+    }
+    let file = files.get_mut(CONFIG_FILE).ok_or_else(|| error("Error", &format!("{CONFIG_FILE}: no such file")))?;
+    let mut config: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(file).map_err(|e| error("Error", &format!("{CONFIG_FILE}: {e}")))?;
+    config.extend(options.chat_opts.clone().unwrap_or_default());
+    if let Some(size) = options.context_window_size {
+        config.insert("context_window_size".to_string(), size.into());
+    }
+    *file = serde_json::to_vec(&config).map_err(|e| error("Error", &e.to_string()))?;
+    Ok(())
+}
+
+/// A WebGPU device, or WebLLM's error for its absence.
+async fn gpu_context() -> Result<GpuContext, JsValue> {
+    if !navigator_has_gpu() {
+        return Err(error("WebGPUNotAvailableError", WEBGPU_NOT_AVAILABLE));
+    }
+    GpuContext::new(&ContextOptions::default()).await.map_err(|e| match e {
+        mlc_kernels::KernelError::NoAdapter(_) => error("Error", NO_COMPATIBLE_GPU),
+        other => error("Error", &other.to_string()),
+    })
+}
+
+/// An instance that only uses the browser's WebGPU.
+fn webgpu_instance() -> wgpu::Instance {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::BROWSER_WEBGPU;
+    wgpu::Instance::new(descriptor)
+}
+
+/// Whether `navigator.gpu` exists (in a window or a worker).
+fn navigator_has_gpu() -> bool {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
+    navigator.is_object() && Reflect::get(&navigator, &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
+}
+
+/// Records uncaptured GPU errors and a device loss into `failure` (wgpu's
+/// default handler panics, which would kill the module).
+fn watch_gpu(ctx: &GpuContext, failure: &Arc<Mutex<Option<String>>>) {
+    let errors = Arc::clone(failure);
+    ctx.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+        web_sys::console::error_1(&format!("mlc-wgpu: GPU error: {e}").into());
+        errors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get_or_insert_with(|| format!("GPU error: {e}"));
+    }));
+    let lost = Arc::clone(failure);
+    ctx.device.set_device_lost_callback(move |reason, message| {
+        let text = format!("the WebGPU device was lost ({reason:?}): {message}");
+        web_sys::console::error_1(&format!("mlc-wgpu: {text}").into());
+        lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get_or_insert(text);
+    });
+}
+
+/// Rejects once the GPU reported an error or was lost: its results are not
+/// to be trusted any more.
+fn failure_check(failure: &Arc<Mutex<Option<String>>>) -> Result<(), JsValue> {
+    match failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
+        Some(message) => Err(error("Error", message)),
+        None => Ok(()),
+    }
+}
+
+/// A resolved macrotask: gives the event loop a turn (painting, input, an
+/// interrupt) without `setTimeout`'s 4 ms clamp on nested timers.
+fn next_task() -> Pin<Box<dyn Future<Output = ()>>> {
+    let Ok(channel) = web_sys::MessageChannel::new() else {
+        return Box::pin(async {});
+    };
+    let promise = Promise::new(&mut |resolve, _reject| {
+        channel.port1().set_onmessage(Some(&resolve));
+        let _ = channel.port2().post_message(&JsValue::NULL);
+    });
+    Box::pin(async move {
+        let _ = JsFuture::from(promise).await;
+        // The ports live until the message arrived.
+        drop(channel);
+    })
+}
+
+/// Parses a request; malformed JSON or a field of the wrong type is a `TypeError`.
+fn parse_request<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, JsValue> {
+    serde_json::from_str(json).map_err(|e| error("TypeError", &format!("invalid request: {e}")))
+}
+
+/// A request's failure as WebLLM names it.
+fn request_error(e: &RequestError) -> JsValue {
+    match e {
+        RequestError::Chat(chat) => error(chat.name(), &chat.message()),
+        RequestError::Engine(engine) => error("Error", &engine.to_string()),
+    }
+}
+
+/// The error for a call that needs the engine while a request holds it.
+fn busy() -> JsValue {
+    error("Error", "a request is running on this engine; await it (or interrupt it) first")
+}
+
+/// A JS `Error` with `.name` set.
+fn error(name: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    e.set_name(name);
+    e.into()
+}
