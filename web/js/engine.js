@@ -1,0 +1,445 @@
+// MLCEngine: WebLLM 0.2.86's in-thread engine (spec §4) over the mlc-wgpu wasm module.
+// The JS side owns what WebLLM's JS owns — model records, fetching + caching, progress, request
+// validation order, per-model FIFO locks, streaming iterators — and hands the artifact's bytes and
+// the request JSON to the Rust engine (web/pkg/mlc_wgpu_web.js), which does tokenization, prompt
+// building, generation, sampling and stop rules exactly as the native engine does.
+
+import {
+  cleanModelUrl, findModelRecord, getCacheBackend, ModelType, prebuiltAppConfig,
+} from "./config.js";
+import {
+  EmbeddingUnsupportedModelError, IncorrectPipelineLoadedError, ModelNotLoadedError,
+  ReloadArgumentSizeUnmatchedError, ReloadModelIdNotUniqueError, SpecifiedModelNotFoundError,
+  UnclearModelToUseError, UnsupportedTokenizerFilesError, WebGPUNotAvailableError, CacheQuotaExceededError,
+} from "./errors.js";
+import { downloadFile, fetchWithCache, openStore, putVerified, SCOPE_CONFIG, SCOPE_MODEL } from "./cache.js";
+import { CPU_FALLBACK_NOTICE, fetchReport, finishReport, loadReport, noticeReport, startReport } from "./progress.js";
+import { postInitAndCheckFieldsChatCompletion, postInitAndCheckFieldsCompletion } from "./validate.js";
+import { verifyIntegrity } from "./integrity.js";
+import { log, setLogLevel } from "./log.js";
+// A static import: service workers forbid dynamic import(), and the module must load there too.
+// Importing the wasm-bindgen glue is cheap (a small JS file); the .wasm binary itself is fetched
+// and instantiated only on the first reload().
+import initWasm, * as wasmApi from "../pkg/mlc_wgpu_web.js";
+
+const dec = new TextDecoder();
+
+// ---- the wasm module
+let wasmReady;
+async function loadWasm() {
+  if (!wasmReady) {
+    wasmReady = (async () => {
+      await initWasm();
+      wasmApi.init();
+      return wasmApi;
+    })();
+    wasmReady.catch(() => { wasmReady = undefined; }); // let a later reload retry
+  }
+  return wasmReady;
+}
+
+// ---- WebGPU facts WebLLM reports without loading a model
+
+async function requestAdapter() {
+  if (typeof navigator === "undefined" || !navigator.gpu) throw new WebGPUNotAvailableError();
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new Error("Unable to find a compatible GPU. This issue might be because your computer doesn't have a GPU, or your system settings are not configured properly. Please check if your device has a GPU properly set up and if your your browser supports WebGPU. You can also consult your browser's compatibility chart to see if it supports WebGPU. For more information about WebGPU support in your browser, visit https://webgpureport.org/");
+  }
+  return adapter;
+}
+
+/** WebLLM names the adapter by its description, or its vendor when the description is empty. */
+async function adapterName(engine) {
+  try {
+    const info = (await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }))?.info;
+    if (info?.description || info?.vendor) return info.description || info.vendor;
+  } catch { /* fall back to what the engine saw */ }
+  return engine.gpuVendor() || "unknown adapter";
+}
+
+/** A FIFO promise lock, one per loaded model (WebLLM's CustomLock). */
+class Lock {
+  constructor() { this.tail = Promise.resolve(); }
+  acquire() {
+    let release;
+    const held = new Promise((r) => { release = r; });
+    const prev = this.tail;
+    this.tail = prev.then(() => held);
+    return prev.then(() => release);
+  }
+}
+
+// ---- OpenAI-style namespaces (also exported: they wrap any MLCEngineInterface)
+
+export class Chat {
+  constructor(engine) { this.engine = engine; this.completions = new ChatCompletions(engine); }
+}
+class ChatCompletions {
+  constructor(engine) { this.engine = engine; }
+  create(request) { return this.engine.chatCompletion(request); }
+}
+export class Completions {
+  constructor(engine) { this.engine = engine; }
+  create(request) { return this.engine.completion(request); }
+}
+export class Embeddings {
+  constructor(engine) { this.engine = engine; }
+  create(request) { return this.engine.embedding(request); }
+}
+
+export class MLCEngine {
+  constructor(engineConfig = {}) {
+    this.appConfig = engineConfig.appConfig ?? prebuiltAppConfig;
+    this.initProgressCallback = engineConfig.initProgressCallback;
+    // mlc-wgpu extension: "webgpu" | "cpu" | "auto" (default: WebGPU when there is an adapter,
+    // else the CPU engine with a notice).
+    this.device = engineConfig.device ?? "auto";
+    if (engineConfig.logLevel) setLogLevel(engineConfig.logLevel);
+    if (engineConfig.logitProcessorRegistry) this.setLogitProcessorRegistry(engineConfig.logitProcessorRegistry);
+    this.loaded = new Map(); // modelId -> { wasm, record, config, lock, interrupt, running, live }
+    this.reloadController = undefined;
+    this.chat = new Chat(this);
+    this.completions = new Completions(this);
+    this.embeddings = new Embeddings(this);
+  }
+
+  setInitProgressCallback(cb) { this.initProgressCallback = cb; }
+  getInitProgressCallback() { return this.initProgressCallback; }
+  setAppConfig(appConfig) { this.appConfig = appConfig; }
+  setLogLevel(level) { setLogLevel(level); }
+  setLogitProcessorRegistry(registry) {
+    if (registry && registry.size) log.warn("LogitProcessor is not supported by mlc-wgpu yet; the registry is ignored.");
+  }
+
+  report(r) {
+    try { this.initProgressCallback?.(r); } catch (e) { log.error("initProgressCallback threw", e); }
+  }
+
+  async reload(modelId, chatOpts) {
+    await this.unload();
+    const ids = Array.isArray(modelId) ? modelId : [modelId];
+    const opts = chatOpts === undefined ? undefined : Array.isArray(chatOpts) ? chatOpts : [chatOpts];
+    if (opts !== undefined && opts.length !== ids.length) throw new ReloadArgumentSizeUnmatchedError(ids.length, opts.length);
+    if (new Set(ids).size !== ids.length) throw new ReloadModelIdNotUniqueError(ids);
+    const ctrl = new AbortController();
+    this.reloadController = ctrl;
+    try {
+      for (let i = 0; i < ids.length; i++) await this.loadOne(ids[i], opts?.[i], ctrl.signal);
+    } catch (e) {
+      // A load stopped by unload() resolves, as WebLLM intends.
+      if (ctrl.signal.aborted) return;
+      throw e;
+    } finally {
+      if (this.reloadController === ctrl) this.reloadController = undefined;
+    }
+  }
+
+  async loadOne(modelId, chatOpts, signal) {
+    const t0 = performance.now();
+    const secs = () => (performance.now() - t0) / 1000;
+    const record = findModelRecord(modelId, this.appConfig);
+    const backend = getCacheBackend(this.appConfig);
+    const base = cleanModelUrl(record.model);
+    const url = (name) => new URL(name, base).href;
+    const configStore = openStore(backend, SCOPE_CONFIG);
+    const modelStore = openStore(backend, SCOPE_MODEL);
+    const files = new Map();
+
+    const wasm = await loadWasm();
+    const gpu = this.device === "cpu" ? false : await wasm.webgpuAvailable();
+    let noticed = false;
+    if (!gpu && this.device === "webgpu") throw new WebGPUNotAvailableError();
+    if (!gpu && this.device === "auto") {
+      console.warn(`[mlc-wgpu] ${CPU_FALLBACK_NOTICE}`);
+      this.report(noticeReport(CPU_FALLBACK_NOTICE));
+      noticed = true;
+    }
+
+    // 1. mlc-chat-config.json (scope webllm/config), merged: file <- record.overrides <- chatOpts.
+    const cfgUrl = url("mlc-chat-config.json");
+    const { bytes: cfgBytes } = await fetchWithCache(configStore, cfgUrl, { signal });
+    if (record.integrity?.config) await verifyIntegrity(cfgBytes, record.integrity.config, cfgUrl, record.integrity.onFailure);
+    files.set("mlc-chat-config.json", cfgBytes);
+    const config = { ...JSON.parse(dec.decode(cfgBytes)), ...(record.overrides ?? {}), ...(chatOpts ?? {}) };
+
+    // 2. Tokenizer (scope webllm/model): tokenizer.json if listed, else tokenizer.model. When the
+    // list names neither (e.g. an artifact with "tokenizer_files": []) we try tokenizer.json
+    // where WebLLM would throw UnsupportedTokenizerFilesError at once.
+    const listed = config.tokenizer_files ?? [];
+    const tokName = listed.includes("tokenizer.json") ? "tokenizer.json" : listed.includes("tokenizer.model") ? "tokenizer.model" : undefined;
+    try {
+      const name = tokName ?? "tokenizer.json";
+      const { bytes } = await fetchWithCache(modelStore, url(name), { signal });
+      const sri = record.integrity?.tokenizer?.[name];
+      if (sri) await verifyIntegrity(bytes, sri, url(name), record.integrity.onFailure);
+      files.set(name, bytes);
+    } catch (e) {
+      if (tokName || signal.aborted || e?.status !== 404) throw e;
+      throw new UnsupportedTokenizerFilesError(listed);
+    }
+
+    // 3. The tensor index: tensor-cache.json, else ndarray-cache.json (WebLLM <= 0.2.79's name).
+    let indexName = "tensor-cache.json";
+    let indexBytes = (await modelStore.get(url(indexName))) ?? (await modelStore.get(url("ndarray-cache.json")));
+    if (indexBytes && !(await modelStore.has(url(indexName)))) indexName = "ndarray-cache.json";
+    if (!indexBytes) {
+      try {
+        indexBytes = (await fetchWithCache(modelStore, url(indexName), { signal })).bytes;
+      } catch (e) {
+        if (e?.status !== 404) throw e;
+        indexName = "ndarray-cache.json";
+        indexBytes = (await fetchWithCache(modelStore, url(indexName), { signal })).bytes;
+      }
+    }
+    files.set(indexName, indexBytes);
+    const records = JSON.parse(dec.decode(indexBytes)).records;
+    const n = records.length;
+    const totalBytes = records.reduce((s, r) => s + r.nbytes, 0);
+
+    // 4. Shards: "Start to fetch params", then (only if some are missing) WebLLM's 4 download
+    // lanes over contiguous index ranges, one report per shard in completion order.
+    this.report(startReport());
+    const shardUrls = records.map((r) => url(r.dataPath));
+    const present = await Promise.all(shardUrls.map((u) => modelStore.has(u)));
+    if (!present.every(Boolean)) {
+      await checkQuota(records.filter((_, i) => !present[i]).reduce((s, r) => s + r.nbytes, 0), shardUrls[present.indexOf(false)]);
+      let fetched = 0, done = 0;
+      const lanes = new AbortController();
+      const onAbort = () => lanes.abort(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      const q = Math.floor(n / 4);
+      const ranges = [[0, q], [q, 2 * q], [2 * q, 3 * q], [3 * q, n]];
+      try {
+        await Promise.all(ranges.map(async ([lo, hi]) => {
+          for (let i = lo; i < hi; i++) {
+            if (!present[i]) {
+              const bytes = await downloadFile(shardUrls[i], {
+                signal: lanes.signal, expect: { nbytes: records[i].nbytes, md5: records[i].md5sum },
+              });
+              await putVerified(modelStore, shardUrls[i], bytes);
+            }
+            fetched += records[i].nbytes;
+            done += 1;
+            this.report(fetchReport(done, n, fetched, totalBytes, secs()));
+          }
+        }).map((p) => p.catch((e) => { lanes.abort(e); throw e; })));
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
+    }
+    // Read everything back from the cache: the cache, not the network, is the source of truth.
+    for (let i = 0; i < n; i++) {
+      const bytes = await modelStore.get(shardUrls[i]);
+      if (!bytes) throw new Error(`${shardUrls[i]} vanished from the cache while loading (evicted?); reload to fetch it again`);
+      files.set(records[i].dataPath, bytes);
+    }
+    if (signal.aborted) throw signal.reason;
+
+    // 5. Load into the engine; "Loading model from cache[i/N]" once per shard's worth of bytes.
+    const cumulative = [];
+    records.reduce((s, r, i) => (cumulative[i] = s + r.nbytes), 0);
+    let shardsReported = 0;
+    const onLoadProgress = (loaded, total) => {
+      const scaled = total > 0 ? (loaded / total) * totalBytes : totalBytes;
+      while (shardsReported < n && cumulative[shardsReported] <= scaled + 0.5) {
+        shardsReported += 1;
+        this.report(loadReport(shardsReported, n, cumulative[shardsReported - 1], totalBytes, secs()));
+      }
+    };
+    const engine = await wasm.WasmEngine.create(files, {
+      device: this.device,
+      modelId,
+      chatOpts: { ...(record.overrides ?? {}), ...(chatOpts ?? {}) },
+      contextWindowSize: config.context_window_size,
+      onLoadProgress,
+    });
+    files.clear();
+    if (signal.aborted) { engine.free(); throw signal.reason; }
+    onLoadProgress(1, 1);
+    const used = engine.backend();
+    if (used === "cpu" && !noticed && this.device !== "cpu") {
+      console.warn(`[mlc-wgpu] ${CPU_FALLBACK_NOTICE}`);
+      this.report(noticeReport(CPU_FALLBACK_NOTICE));
+    }
+    this.loaded.set(modelId, {
+      wasm: engine, record, config, lock: new Lock(), interrupt: engine.interruptHandle(), running: 0, live: "",
+      modelType: record.model_type ?? ModelType.LLM,
+    });
+    this.report(finishReport(used, used === "webgpu" ? await adapterName(engine) : "", secs(), totalBytes));
+  }
+
+  async unload() {
+    this.reloadController?.abort("Engine.unload() is called.");
+    const models = [...this.loaded.values()];
+    this.loaded.clear();
+    for (const m of models) {
+      // Freeing a wasm object under a running call would be a use-after-free: stop it, wait, free.
+      if (m.running) m.interrupt.interrupt();
+      const release = await m.lock.acquire();
+      m.wasm.free();
+      release();
+    }
+  }
+
+  selectModel(requested, requestName) {
+    const ids = [...this.loaded.keys()];
+    if (ids.length === 0) throw new ModelNotLoadedError(requestName);
+    if (requested) {
+      if (!this.loaded.has(requested)) throw new SpecifiedModelNotFoundError(ids, requested, requestName);
+      return requested;
+    }
+    if (ids.length > 1) throw new UnclearModelToUseError(ids, requestName);
+    return ids[0];
+  }
+
+  async chatCompletion(request) {
+    const id = this.selectModel(request.model, "ChatCompletionRequest");
+    const m = this.loaded.get(id);
+    if (m.modelType === ModelType.embedding) throw new IncorrectPipelineLoadedError(id, "LLMChatPipeline", "ChatCompletionRequest");
+    postInitAndCheckFieldsChatCompletion(request, id, m.modelType);
+    if (request.stream) return this.stream(m, "chatCompletion", request);
+    return this.nonStreaming(m, "chatCompletion", request);
+  }
+
+  async completion(request) {
+    const id = this.selectModel(request.model, "CompletionCreateParams");
+    const m = this.loaded.get(id);
+    if (m.modelType === ModelType.embedding) throw new IncorrectPipelineLoadedError(id, "LLMChatPipeline", "CompletionCreateParams");
+    postInitAndCheckFieldsCompletion(request, id);
+    if (request.stream) return this.stream(m, "completion", request);
+    return this.nonStreaming(m, "completion", request);
+  }
+
+  async embedding(request) {
+    const id = this.selectModel(request.model, "EmbeddingCreateParams");
+    throw new EmbeddingUnsupportedModelError(id);
+  }
+
+  async nonStreaming(m, method, request) {
+    const release = await m.lock.acquire();
+    m.running += 1;
+    m.live = "";
+    try {
+      return JSON.parse(await m.wasm[method](JSON.stringify(request), () => {}));
+    } finally {
+      m.running -= 1;
+      release();
+    }
+  }
+
+  // The Rust engine pushes chunks through a callback; WebLLM's API is a lazy async generator.
+  // The lock is taken on the first next(); chunks are queued as they arrive; an early return()
+  // (`break` in for-await) interrupts the generation and waits for it to end.
+  async *stream(m, method, request) {
+    const release = await m.lock.acquire();
+    const queue = [];
+    let wake, finished = false, failure;
+    m.running += 1;
+    m.live = "";
+    const onChunk = (s) => {
+      const c = JSON.parse(s);
+      const piece = c.choices?.[0]?.delta?.content ?? c.choices?.[0]?.text;
+      if (typeof piece === "string") m.live += piece;
+      queue.push(c);
+      wake?.();
+    };
+    let run;
+    try {
+      run = m.wasm[method](JSON.stringify(request), onChunk);
+    } catch (e) {
+      m.running -= 1;
+      release();
+      throw e;
+    }
+    const settled = run.then(
+      () => { finished = true; },
+      (e) => { failure = e; finished = true; },
+    ).finally(() => { m.running -= 1; release(); wake?.(); });
+    let completed = false;
+    try {
+      for (;;) {
+        if (queue.length) { yield queue.shift(); continue; }
+        if (finished) {
+          completed = true;
+          if (failure) throw failure;
+          return;
+        }
+        await new Promise((r) => { wake = r; });
+        wake = undefined;
+      }
+    } finally {
+      if (!completed) {
+        if (!finished) m.interrupt.interrupt();
+        await settled;
+      }
+    }
+  }
+
+  async interruptGenerate() {
+    // WebLLM's flag only affects requests running now; calling the wasm handle only then keeps an
+    // idle interrupt from leaking into the next request.
+    for (const m of this.loaded.values()) if (m.running) m.interrupt.interrupt();
+  }
+
+  async getMessage(modelId) {
+    const m = this.loaded.get(this.selectModel(modelId, "getMessage"));
+    // The wasm engine is busy (borrowed) while it generates: report the text streamed so far.
+    return m.running ? m.live : m.wasm.getMessage();
+  }
+
+  async resetChat(keepStats = false, modelId) {
+    if (this.loaded.size === 0) { log.debug("resetChat: no model loaded"); return; }
+    let id;
+    try { id = this.selectModel(modelId, "resetChat"); } catch { log.debug("resetChat: unknown model"); return; }
+    const m = this.loaded.get(id);
+    const release = await m.lock.acquire(); // the engine cannot be reset under a running generation
+    try { m.wasm.resetChat(keepStats); } finally { release(); }
+  }
+
+  async runtimeStatsText(modelId) {
+    log.warn("WARNING: `runtimeStatsText` will soon be deprecated. Please use `ChatCompletion.usage` for non-streaming requests, or `ChatCompletionChunk.usage` for streaming requests, enabled by `stream_options`. The only flow that expects to use `runtimeStatsText` as of now is `forwardTokensAndSample()`.");
+    const m = this.loaded.get(this.selectModel(modelId, "runtimeStatsText"));
+    // WebLLM's wording is "decoding:"; normalise in case the engine says "decode:".
+    return m.wasm.runtimeStatsText().replace(/\bdecode:/, "decoding:");
+  }
+
+  async getMaxStorageBufferBindingSize() {
+    // WebLLM returns the limit it *requests* at device creation: 1 GiB when allowed, else 128 MiB.
+    const adapter = await requestAdapter();
+    const v = adapter.limits.maxStorageBufferBindingSize >= 1 << 30 ? 1 << 30 : 1 << 27;
+    if (v < 1 << 30) log.warn(`maxStorageBufferBindingSize is ${v}, smaller than 1 GiB`);
+    return v;
+  }
+
+  async getGPUVendor() {
+    const adapter = await requestAdapter();
+    return adapter.info?.vendor ?? "";
+  }
+
+  async forwardTokensAndSample() {
+    throw new Error("forwardTokensAndSample() is not supported by mlc-wgpu yet.");
+  }
+
+  async listResumableSessions() { return []; }
+  async resumeChatCompletion() { throw new Error("Resumable generation is not supported by mlc-wgpu yet."); }
+  async deleteResumableSession() {}
+}
+
+async function checkQuota(bytesNeeded, firstUrl) {
+  // The browser's estimate is approximate; fail early only when the shortfall is certain.
+  try {
+    const est = await navigator.storage?.estimate?.();
+    if (est && est.quota !== undefined && est.quota - (est.usage ?? 0) < bytesNeeded) {
+      throw new CacheQuotaExceededError(firstUrl, bytesNeeded, est);
+    }
+  } catch (e) {
+    if (e instanceof CacheQuotaExceededError) throw e;
+  }
+}
+
+export async function CreateMLCEngine(modelId, engineConfig, chatOpts) {
+  const engine = new MLCEngine(engineConfig);
+  await engine.reload(modelId, chatOpts);
+  return engine;
+}

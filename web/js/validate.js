@@ -1,0 +1,79 @@
+// Request-level checks that WebLLM runs synchronously inside `create()` (spec §5.3, §6), in its
+// order, so a bad request rejects `create()` itself — also for streaming requests, whose
+// generation only starts on the first `next()`. The wasm engine repeats these checks and also
+// runs the generation-parameter checks (§5.4), which therefore surface lazily, as in WebLLM.
+
+import { functionCallingModelIds, ModelType } from "./config.js";
+import {
+  ContentTypeError, InvalidResponseFormatError, InvalidResponseFormatGrammarError,
+  InvalidResponseFormatStructuralTagError, InvalidStreamOptionsError, MessageOrderError,
+  SeedTypeError, StreamingCountError, SystemMessageOrderError, UnsupportedFieldsError,
+  UnsupportedModelIdError, UnsupportedRoleError, UserMessageContentErrorForNonVLM,
+} from "./errors.js";
+
+export const ChatCompletionRequestUnsupportedFields = [];
+const CompletionUnsupportedFields = ["suffix", "user", "best_of"];
+
+function checkCommon(request) {
+  if (request.stream && request.n > 1) throw new StreamingCountError();
+  if (request.seed !== undefined && request.seed !== null && !Number.isInteger(request.seed)) throw new SeedTypeError(request.seed);
+}
+
+export function postInitAndCheckFieldsChatCompletion(request, currentModelId, modelType = ModelType.LLM) {
+  request.messages.forEach((m, i) => {
+    switch (m.role) {
+      case "system":
+        if (i !== 0) throw new SystemMessageOrderError();
+        break;
+      case "user":
+        if (typeof m.content !== "string" && modelType !== ModelType.VLM) {
+          throw new UserMessageContentErrorForNonVLM(currentModelId, ModelType[modelType], m.content);
+        }
+        break;
+      case "assistant":
+        if (typeof m.content !== "string") throw new ContentTypeError("assistant's message");
+        break;
+      case "tool":
+        break;
+      default:
+        throw new UnsupportedRoleError(m.role);
+    }
+  });
+  // An empty array throws a plain TypeError here, as in WebLLM.
+  const last = request.messages[request.messages.length - 1].role;
+  if (last !== "user" && last !== "tool") throw new MessageOrderError();
+  checkCommon(request);
+  const rf = request.response_format;
+  if (rf) {
+    if (rf.schema !== undefined && rf.schema !== null && rf.type !== "json_object") throw new InvalidResponseFormatError();
+    if ((rf.type === "grammar") !== (rf.grammar !== undefined && rf.grammar !== null)) throw new InvalidResponseFormatGrammarError();
+    if ((rf.type === "structural_tag") !== (rf.structural_tag !== undefined && rf.structural_tag !== null)) {
+      throw new InvalidResponseFormatStructuralTagError();
+    }
+  }
+  if (request.tools !== undefined && request.tools !== null && !functionCallingModelIds.includes(currentModelId)) {
+    throw new UnsupportedModelIdError(currentModelId, functionCallingModelIds);
+  }
+  if (request.stream_options !== undefined && request.stream_options !== null && !request.stream) throw new InvalidStreamOptionsError();
+}
+
+export function postInitAndCheckFieldsCompletion(request, currentModelId) {
+  void currentModelId;
+  const bad = CompletionUnsupportedFields.filter((f) => f in request);
+  if (bad.length) throw new UnsupportedFieldsError(bad, "CompletionCreateParams");
+  checkCommon(request);
+  if (request.stream_options !== undefined && request.stream_options !== null && !request.stream) throw new InvalidStreamOptionsError();
+}
+
+export function postInitAndCheckFieldsEmbedding(request, currentModelId) {
+  void currentModelId;
+  const bad = ["dimensions", "user"].filter((f) => f in request);
+  if (bad.length) throw new UnsupportedFieldsError(bad, "EmbeddingCreateParams");
+}
+
+/** Resumable generation (0.2.84+) is not implemented: rejected as WebLLM rejects it for completions. */
+export function rejectCompletionResumable(request) {
+  if (request?.extra_body?.resumable !== undefined) {
+    throw new UnsupportedFieldsError(["extra_body.resumable"], "CompletionCreateParams");
+  }
+}

@@ -1,0 +1,579 @@
+// Browser tests of the WebLLM-compatible module in headless Chromium (playwright-core, the system's
+// /usr/bin/chromium; no browser download). Every expected text comes from running the native
+// `mlc-wgpu serve` on the same artifact and the same request; nothing is hand-typed.
+//
+// Two browsers run the same suite: one with WebGPU (--enable-unsafe-webgpu: SwiftShader adapter,
+// device "webgpu") and one without it (device "auto", which must fall back to the CPU engine and
+// say so). Output: one line per check, then "N passed, N failed, N not run"; exit 1 on failure.
+//
+// Environment: MLC_WGPU_BIN (native binary; default target/debug/mlc-wgpu), MLC_WGPU_CACHE,
+// MLC_WGPU_SMOLLM2_DIR (SmolLM2 artifact folder), CI (a missing SmolLM2 artifact fails),
+// WEB_TEST_ONLY=webgpu|cpu (run one browser), CHROMIUM (default /usr/bin/chromium),
+// MLC_WGPU_WEB_PKG_DIR (the wasm build to serve; default web/pkg).
+
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { startServer } from "./server.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "../..");
+const outDir = path.join(here, "out");
+fs.mkdirSync(outDir, { recursive: true });
+
+// ---------------------------------------------------------------- reporting
+let passed = 0, failed = 0, notRun = 0;
+const failures = [];
+function ok(name) { passed++; console.log(`ok      ${name}`); }
+function bad(name, why) { failed++; failures.push(name); console.log(`FAILED  ${name}\n        ${String(why).split("\n").join("\n        ")}`); }
+function skip(name, why) {
+  if (process.env.CI) { bad(name, `NOT RUN in CI: ${why}`); return; }
+  notRun++; console.log(`NOT RUN ${name}: ${why}`);
+}
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+function eq(a, b, what) {
+  if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`${what}: got ${JSON.stringify(a)}, expected ${JSON.stringify(b)}`);
+}
+async function check(name, fn) {
+  try { await fn(); ok(name); } catch (e) { bad(name, e?.stack ?? e); }
+}
+
+// ---------------------------------------------------------------- artifacts
+// MLC_WGPU_WEB_PKG_DIR serves a wasm build from elsewhere (default web/pkg).
+const pkgDir = process.env.MLC_WGPU_WEB_PKG_DIR ?? path.join(repo, "web/pkg");
+const pkgJs = path.join(pkgDir, "mlc_wgpu_web.js");
+if (!fs.existsSync(pkgJs) || !fs.existsSync(path.join(pkgDir, "mlc_wgpu_web_bg.wasm"))) {
+  console.log(`FAILED  the wasm module is missing (${pkgJs}); run scripts/build-web.sh (scripts/test-web.sh does)`);
+  process.exit(1);
+}
+
+// tiny-qwen2 has no tokenizer; its vocabulary is Qwen2.5's, so the Qwen2.5 tokenizer.json is
+// served beside it (copied at test time into the ignored served/ folder).
+const tinyDir = path.join(here, "served/tiny-qwen2");
+fs.rmSync(tinyDir, { recursive: true, force: true });
+fs.mkdirSync(tinyDir, { recursive: true });
+for (const f of fs.readdirSync(path.join(repo, "conformance/fixtures/tiny-qwen2/mlc"))) {
+  fs.copyFileSync(path.join(repo, "conformance/fixtures/tiny-qwen2/mlc", f), path.join(tinyDir, f));
+}
+fs.copyFileSync(path.join(repo, "conformance/fixtures/tokenizers/qwen2.5-0.5b-instruct.tokenizer.json"), path.join(tinyDir, "tokenizer.json"));
+const tinyIndex = JSON.parse(fs.readFileSync(path.join(tinyDir, "tensor-cache.json"), "utf8"));
+
+const SMOL_ID = "SmolLM2-135M-Instruct-q4f16_1-MLC";
+const cacheRoot = process.env.MLC_WGPU_CACHE ?? path.join(os.homedir(), ".cache/mlc-wgpu");
+const smolDir = process.env.MLC_WGPU_SMOLLM2_DIR ?? path.join(cacheRoot, "models", SMOL_ID);
+const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
+
+// ---------------------------------------------------------------- native expectations
+const nativeBin = process.env.MLC_WGPU_BIN ?? path.join(repo, "target/debug/mlc-wgpu");
+assert(fs.existsSync(nativeBin), `native binary ${nativeBin} missing (scripts/test-web.sh builds it)`);
+
+async function nativeServe(modelDir) {
+  const child = spawn(nativeBin, ["serve", "--model", modelDir, "--port", "0", "--device", "cpu"], { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr.on("data", (d) => { err += d; });
+  const base = await new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`native serve exited with ${code}: ${err}`)));
+  });
+  return {
+    async post(route, body) {
+      const r = await fetch(`${base}${route}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const j = await r.json();
+      if (!r.ok) throw new Error(`native ${route}: ${JSON.stringify(j)}`);
+      return j;
+    },
+    close() { child.kill(); },
+  };
+}
+
+// The requests every engine answers; the expected answers are computed by the native engine.
+const REQ = {
+  chat: { messages: [{ role: "user", content: "Hello! Tell me about the sea." }], temperature: 0, max_tokens: 16 },
+  long: { messages: [{ role: "user", content: "Write a long story." }], temperature: 0, max_tokens: 48, ignore_eos: true },
+  app: { messages: [{ role: "system", content: "You are a helpful AI assistant." }, { role: "user", content: "What is WebGPU?" }], temperature: 0, max_tokens: 12 },
+  completion: { prompt: "Once upon a time", temperature: 0, max_tokens: 12 },
+};
+// SwiftShader (Chromium's software WebGPU) runs a decode step of even the tiny model in seconds,
+// so the WebGPU browser uses short variants of the same requests.
+for (const k of ["chat", "long", "app"]) REQ[`${k}Short`] = { ...REQ[k], max_tokens: k === "long" ? 8 : 3 };
+const SMOL_REQ = { messages: [{ role: "user", content: "What is the capital of France?" }], temperature: 0, max_tokens: 8 };
+const SMOL_REQ_SHORT = { ...SMOL_REQ, max_tokens: 2 };
+
+console.log(`native expectations from ${path.relative(repo, nativeBin)} serve --device cpu`);
+const expected = {};
+{
+  const n = await nativeServe(tinyDir);
+  try {
+    for (const k of ["chat", "long", "app", "chatShort", "longShort", "appShort"]) expected[k] = await n.post("/v1/chat/completions", REQ[k]);
+    expected.completion = await n.post("/v1/completions", REQ.completion);
+  } finally { n.close(); }
+  if (haveSmol) {
+    const s = await nativeServe(smolDir);
+    try {
+      expected.smol = await s.post("/v1/chat/completions", SMOL_REQ);
+      expected.smolShort = await s.post("/v1/chat/completions", SMOL_REQ_SHORT);
+    } finally { s.close(); }
+  }
+}
+const text = (r) => r.choices[0].message?.content ?? r.choices[0].text;
+fs.writeFileSync(path.join(outDir, "native-expectations.json"), JSON.stringify(expected, null, 1));
+for (const k of Object.keys(expected)) {
+  assert(expected[k].usage.completion_tokens > 0, `native ${k} produced no tokens`);
+}
+
+// ---------------------------------------------------------------- server + browser
+const models = [{ id: "tiny-qwen2", dir: tinyDir }];
+if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
+const server = await startServer({
+  mounts: [
+    ["/web/js/", path.join(repo, "web/js")],
+    ["/web/pkg/", pkgDir],
+    ["/web/tests/pages/", path.join(here, "pages")],
+    ["/demo/", path.join(repo, "demo")],
+  ],
+  models,
+});
+const ORIGIN = server.url;
+const ALLOWED = [/^\/web\/js\//, /^\/web\/pkg\//, /^\/web\/tests\/pages\//, /^\/demo\//, /^\/models\//];
+
+const BASE_ARGS = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync"];
+// The caching, download, quota and transport checks exercise the JS layer, which is the same for
+// both engines: they run in the CPU browser only (full: true), because SwiftShader is very slow.
+const MODES = [
+  // No --enable-unsafe-webgpu: requestAdapter() gives null, so "auto" must pick the CPU engine.
+  { name: "cpu", args: BASE_ARGS, device: "auto", backend: "cpu", full: true, short: "" },
+  { name: "webgpu", args: ["--enable-unsafe-webgpu", ...BASE_ARGS], device: "webgpu", backend: "webgpu", full: false, short: "Short" },
+].filter((m) => !process.env.WEB_TEST_ONLY || process.env.WEB_TEST_ONLY === m.name);
+
+const allRequests = []; // every request any page/worker made: {mode, url}
+const contexts = [];
+async function newContext(mode) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlcw-chromium-"));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args: mode.args,
+  });
+  ctx.on("request", (r) => allRequests.push({ mode: mode.name, url: r.url() }));
+  const logs = [];
+  ctx.on("console", (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  ctx.on("weberror", (e) => logs.push(`[pageerror] ${e.error()}`));
+  ctx.logs = logs;
+  contexts.push({ ctx, dir });
+  return ctx;
+}
+async function closeContext(ctx) {
+  const i = contexts.findIndex((c) => c.ctx === ctx);
+  await ctx.close();
+  fs.rmSync(contexts[i].dir, { recursive: true, force: true });
+  contexts.splice(i, 1);
+}
+async function blankPage(ctx) {
+  const page = await ctx.newPage();
+  await page.goto(`${ORIGIN}/web/tests/pages/blank.html`);
+  return page;
+}
+function withTimeout(p, s, what) {
+  let t;
+  return Promise.race([p, new Promise((_, rej) => { t = setTimeout(() => rej(new Error(`${what}: timed out after ${s}s`)), s * 1000); })])
+    .finally(() => clearTimeout(t));
+}
+const modelRequests = () => server.requests().filter((r) => r.path.startsWith("/models/") && r.path !== "/models/index.json");
+
+// In-page helpers, installed on window by every evaluate (page functions cannot close over node values).
+const PAGE_HELPERS = `
+  window.T = {
+    cfg: (backend, id = "tiny-qwen2") => ({ cacheBackend: backend,
+      model_list: [{ model: location.origin + "/models/" + id, model_id: id, model_lib: "unused-by-mlc-wgpu.wasm" }] }),
+    async load(webllm, opts) {
+      const reports = [];
+      const engine = await webllm.CreateMLCEngine(opts.id ?? "tiny-qwen2", {
+        appConfig: T.cfg(opts.backend ?? "cache", opts.id), device: opts.device,
+        initProgressCallback: (r) => reports.push(r) });
+      return { engine, reports };
+    },
+    async stream(engine, req) {
+      const chunks = [];
+      for await (const c of await engine.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } })) chunks.push(c);
+      return chunks;
+    },
+    textOf: (chunks) => chunks.map((c) => c.choices[0]?.delta?.content ?? "").join(""),
+  };`;
+async function run(page, body, arg, seconds = 300) {
+  const fn = new Function("arg", `return (async () => { ${PAGE_HELPERS}
+    const webllm = await import("/web/js/index.js");
+    ${body} })();`);
+  return withTimeout(page.evaluate(fn, arg), seconds, "page task");
+}
+
+// ---------------------------------------------------------------- the suite
+for (const mode of MODES) {
+  console.log(`\n== browser: ${mode.name} (device "${mode.device}", expecting the ${mode.backend} engine)` +
+    (mode.full ? "" : "; engine-independent checks (caches, downloads, quota, transports) run in the CPU browser"));
+  const D = mode.device;
+  const S = mode.short;
+  const full = (name, fn) => (mode.full ? check(name, fn) : undefined);
+  const ctx = await newContext(mode);
+  let page = await blankPage(ctx);
+  let loaded = false;
+
+  await check(`[${mode.name}] load tiny-qwen2 with WebLLM's progress reports, stream a greedy chat equal to the native CLI`, async () => {
+    server.clearLog();
+    const r = await run(page, `
+      const { engine, reports } = await T.load(webllm, { device: arg.D });
+      window.engine = engine;
+      const chunks = await T.stream(engine, arg.req);
+      const nonStream = await engine.chat.completions.create(arg.req);
+      return { reports, chunks, nonStream, message: await engine.getMessage(), stats: await engine.runtimeStatsText(),
+               cached: await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache")) };
+    `, { D, req: REQ["chat" + S] });
+    const texts = r.reports.map((x) => x.text);
+    const start = texts.indexOf("Start to fetch params");
+    assert(start >= 0, `no "Start to fetch params" in ${JSON.stringify(texts)}`);
+    if (mode.backend === "cpu") assert(texts.slice(0, start).some((t) => /WebGPU is not available.*CPU engine/.test(t)), `no CPU notice before loading: ${JSON.stringify(texts)}`);
+    const mb = Math.ceil(tinyIndex.records[0].nbytes / 1048576);
+    assert(new RegExp(`^Fetching param cache\\[1/1\\]: ${mb}MB fetched\\. 100% completed, \\d+ secs elapsed\\. It can take a while when we first visit this page to populate the cache\\. Later refreshes will become faster\\.$`).test(texts[start + 1]), `fetch report: ${texts[start + 1]}`);
+    assert(/^Loading model from cache\[1\/1\]: \d+MB loaded\. 100% completed, \d+ secs elapsed\.$/.test(texts[start + 2]), `load report: ${texts[start + 2]}`);
+    const last = r.reports.at(-1);
+    eq(last.progress, 1, "final progress");
+    assert(mode.backend === "webgpu" ? /^Finish loading on WebGPU - .+/.test(last.text) : /^Finish loading on CPU/.test(last.text), `final report: ${last.text}`);
+    // Chunk shapes (spec §5.5): role on every delta, a final delta {} with finish_reason, then usage.
+    const deltas = r.chunks.filter((c) => c.choices.length && c.choices[0].finish_reason === null);
+    assert(deltas.length > 0 && deltas.every((c) => c.choices[0].delta.role === "assistant" && typeof c.choices[0].delta.content === "string"), "delta chunks");
+    const fin = r.chunks.at(-2);
+    eq(fin.choices[0].delta, {}, "final chunk delta");
+    eq(fin.choices[0].finish_reason, expected["chat" + S].choices[0].finish_reason, "finish_reason");
+    const usage = r.chunks.at(-1);
+    eq(usage.choices, [], "usage chunk choices");
+    eq(usage.usage.completion_tokens, expected["chat" + S].usage.completion_tokens, "completion_tokens");
+    eq(usage.usage.prompt_tokens, expected["chat" + S].usage.prompt_tokens, "prompt_tokens");
+    assert(r.chunks.every((c) => c.id === r.chunks[0].id && c.object === "chat.completion.chunk"), "ids/objects");
+    eq(r.chunks.slice(0, -1).some((c) => "usage" in c), false, "usage key on non-final chunks");
+    eq(T_text(r.chunks), text(expected["chat" + S]), "streamed text vs native");
+    eq(text(r.nonStream), text(expected["chat" + S]), "non-streaming text vs native");
+    eq(r.message, text(expected["chat" + S]), "getMessage()");
+    assert(/^prefill: [\d.]+ tokens\/sec, decoding: [\d.]+ tokens\/sec$/.test(r.stats), `runtimeStatsText: ${r.stats}`);
+    eq(r.cached, true, "hasModelInCache after load");
+    loaded = true;
+  });
+
+  await full(`[${mode.name}] text completion equals the native CLI`, async () => {
+    assert(loaded, "needs the loaded engine");
+    const r = await run(page, `
+      const res = await window.engine.completions.create(arg.req);
+      let streamed = "";
+      for await (const c of await window.engine.completions.create({ ...arg.req, stream: true })) streamed += c.choices[0]?.text ?? "";
+      return { res, streamed };`, { req: REQ.completion });
+    eq(r.res.object, "text_completion", "object");
+    eq(text(r.res), text(expected.completion), "completion text vs native");
+    eq(r.streamed, text(expected.completion), "streamed completion text vs native");
+  });
+
+  await check(`[${mode.name}] cache keys are WebLLM's: scopes webllm/config + webllm/model, absolute URLs`, async () => {
+    const r = await run(page, `
+      const keys = async (s) => (await (await caches.open(s)).keys()).map((q) => q.url).sort();
+      return { config: await keys("webllm/config"), model: await keys("webllm/model"), names: await caches.keys() };`);
+    const base = `${ORIGIN}/models/tiny-qwen2/resolve/main/`;
+    eq(r.config, [`${base}mlc-chat-config.json`], "webllm/config keys");
+    eq(r.model, [`${base}params_shard_0.bin`, `${base}tensor-cache.json`, `${base}tokenizer.json`].sort(), "webllm/model keys");
+  });
+
+  await check(`[${mode.name}] interrupted generation (${mode.full ? "interruptGenerate and break" : "interruptGenerate"}) then a good one equal to a fresh run`, async () => {
+    assert(loaded, "needs the loaded engine");
+    const r = await run(page, `
+      const e = window.engine;
+      const chunks = [];
+      for await (const c of await e.chat.completions.create({ ...arg.long, stream: true })) {
+        chunks.push(c);
+        if (chunks.length === arg.at) e.interruptGenerate();
+      }
+      const afterInterrupt = await e.chat.completions.create(arg.chat);
+      if (!arg.full) return { chunks, afterInterrupt };
+      let n = 0;
+      for await (const c of await e.chat.completions.create({ ...arg.long, stream: true })) { if (++n === 2) break; }
+      const afterBreak = await e.chat.completions.create(arg.chat);
+      const full = await e.chat.completions.create(arg.long);
+      return { chunks, afterInterrupt, afterBreak, full };`, { long: REQ["long" + S], chat: REQ["chat" + S], at: mode.full ? 3 : 1, full: mode.full });
+    const fin = r.chunks.at(-1);
+    eq(fin.choices[0].finish_reason, "abort", "finish_reason after interruptGenerate");
+    assert(r.chunks.length < expected["long" + S].usage.completion_tokens, `interrupt stopped nothing (${r.chunks.length} chunks)`);
+    eq(text(r.afterInterrupt), text(expected["chat" + S]), "text after interrupt vs native");
+    if (!mode.full) return;
+    eq(text(r.afterBreak), text(expected["chat" + S]), "text after break vs native");
+    eq(text(r.full), text(expected["long" + S]), "uninterrupted long run vs native");
+  });
+
+  await check(`[${mode.name}] WebLLM error names: unknown model, request checks in create(), lazy parameter checks`, async () => {
+    const r = await run(page, `
+      const out = {};
+      const name = async (p) => { try { await p; return "no error"; } catch (e) { return e.name + ": " + e.message; } };
+      out.unknown = await name(webllm.CreateMLCEngine("no-such-model", { appConfig: T.cfg("cache") }));
+      out.notLoaded = await name(new webllm.MLCEngine().chat.completions.create({ messages: [{ role: "user", content: "x" }] }));
+      out.streamOpts = await name(window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], stream_options: { include_usage: true } }));
+      const it = await window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], stream: true, temperature: -1 });
+      out.lazy = await name(it.next());
+      out.after = (await window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], max_tokens: 2 })).choices.length;
+      return out;`);
+    assert(r.unknown.startsWith("ModelNotFoundError: Cannot find model record in appConfig for no-such-model."), r.unknown);
+    assert(r.notLoaded.startsWith("ModelNotLoadedError: Model not loaded before trying to complete ChatCompletionRequest."), r.notLoaded);
+    eq(r.streamOpts, "InvalidStreamOptionsError: Only specify stream_options when stream=True.", "stream_options");
+    eq(r.lazy, "NonNegativeError: Make sure temperature >= 0.", "temperature -1 on first next()");
+    eq(r.after, 1, "engine still usable after errors");
+  });
+
+  await check(`[${mode.name}] reload from the cache with the network blocked (new page, model requests refused)`, async () => {
+    assert(loaded, "needs a cached model");
+    await page.close();
+    page = await blankPage(ctx);
+    server.clearLog();
+    server.addRule({ match: /^\/models\//, action: "block" });
+    try {
+      const r = await run(page, `
+        const { engine, reports } = await T.load(webllm, { device: arg.D });
+        window.engine = engine;
+        return { reports: reports.map((x) => x.text), chunks: await T.stream(engine, arg.req) };`, { D, req: REQ["chat" + S] });
+      eq(modelRequests().length, 0, "model requests during an offline reload");
+      assert(!r.reports.some((t) => t.startsWith("Fetching param cache")), "no fetch reports when everything is cached");
+      eq(T_text(r.chunks), text(expected["chat" + S]), "text vs native");
+    } finally { server.clearRules(); }
+  });
+
+  await check(`[${mode.name}] Web Worker engine (CreateWebWorkerMLCEngine + WebWorkerMLCEngineHandler)`, async () => {
+    const r = await run(page, `
+      const reports = [];
+      const worker = new Worker("/web/tests/pages/worker.js?device=" + arg.D, { type: "module" });
+      const engine = await webllm.CreateWebWorkerMLCEngine(worker, "tiny-qwen2",
+        { appConfig: T.cfg("cache"), initProgressCallback: (x) => reports.push(x.text) });
+      const chunks = await T.stream(engine, arg.req);
+      const nonStream = await engine.chat.completions.create(arg.req);
+      let err;
+      try { await engine.chat.completions.create({ messages: [] }); } catch (e) { err = e; }
+      const message = await engine.getMessage();
+      worker.terminate();
+      return { reports, chunks, nonStream, err: typeof err === "string" ? err : "not a string: " + err, message };`, { D, req: REQ["chat" + S] });
+    assert(r.reports.at(-1).startsWith("Finish loading on"), `worker progress: ${JSON.stringify(r.reports)}`);
+    eq(T_text(r.chunks), text(expected["chat" + S]), "worker streamed text vs native");
+    eq(text(r.nonStream), text(expected["chat" + S]), "worker non-streaming text vs native");
+    assert(r.err.startsWith("TypeError"), `errors cross the worker as strings: ${r.err}`);
+    eq(r.message, text(expected["chat" + S]), "getMessage via worker");
+  });
+
+  await full(`[${mode.name}] service worker engine (CreateServiceWorkerMLCEngine + ServiceWorkerMLCEngineHandler)`, async () => {
+    const r = await run(page, `
+      const reg = await navigator.serviceWorker.register("/web/tests/pages/sw.js?device=" + arg.D, { type: "module", scope: "/web/tests/pages/" });
+      if (!navigator.serviceWorker.controller) {
+        await new Promise((res) => navigator.serviceWorker.addEventListener("controllerchange", res, { once: true }));
+      }
+      const engine = await webllm.CreateServiceWorkerMLCEngine("tiny-qwen2", { appConfig: T.cfg("cache") });
+      const chunks = await T.stream(engine, arg.req);
+      await reg.unregister();
+      return { chunks };`, { D, req: REQ["chat" + S] });
+    eq(T_text(r.chunks), text(expected["chat" + S]), "service worker streamed text vs native");
+  });
+
+  await check(`[${mode.name}] a page written for WebLLM (only the import line changed) runs unchanged`, async () => {
+    const p = await ctx.newPage();
+    const u = new URL(`${ORIGIN}/web/tests/pages/webllm-app.html`);
+    u.searchParams.set("model_id", "tiny-qwen2-app");
+    u.searchParams.set("model_path", "/models/tiny-qwen2/");
+    u.searchParams.set("prompt", REQ["app" + S].messages[1].content);
+    u.searchParams.set("max_tokens", String(REQ["app" + S].max_tokens));
+    await p.goto(u.href);
+    await withTimeout(p.waitForSelector("body[data-status]", { timeout: 0 }), 300, "webllm app");
+    const r = await p.evaluate(() => window.result);
+    await p.close();
+    assert(!r.error, r.error);
+    eq(r.reply, text(expected["app" + S]), "app reply vs native");
+    eq(r.fullReply, text(expected["app" + S]), "getMessage in app");
+    eq(r.usage.completion_tokens, expected["app" + S].usage.completion_tokens, "usage");
+    eq(r.cached, true, "hasModelInCache in app");
+  });
+
+  await closeContext(ctx);
+
+  await full(`[${mode.name}] interoperability: caches filled the way WebLLM fills them are used offline (Cache API and IndexedDB)`, async () => {
+    const c2 = await newContext(mode);
+    try {
+      const p = await blankPage(c2);
+      const files = ["mlc-chat-config.json", "tokenizer.json", "tensor-cache.json", "params_shard_0.bin"];
+      // WebLLM: Cache API entries made by cache.add(url); IndexedDB {url, data} with JSON files parsed.
+      await run(p, `
+        const base = location.origin + "/models/tiny-qwen2/resolve/main/";
+        await (await caches.open("webllm/config")).add(base + "mlc-chat-config.json");
+        const m = await caches.open("webllm/model");
+        for (const f of arg.files.slice(1)) await m.add(base + f);
+        const idb = (scope) => new Promise((res, rej) => { const q = indexedDB.open(scope, 1);
+          q.onupgradeneeded = () => q.result.createObjectStore("urls", { keyPath: "url" });
+          q.onsuccess = () => res(q.result); q.onerror = () => rej(q.error); });
+        const put = (db, v) => new Promise((res, rej) => { const t = db.transaction("urls", "readwrite");
+          t.objectStore("urls").put(v); t.oncomplete = res; t.onerror = () => rej(t.error); });
+        for (const f of arg.files) {
+          const db = await idb(f === "mlc-chat-config.json" ? "webllm/config" : "webllm/model");
+          const r = await fetch(base + f);
+          await put(db, { url: base + f, data: f.endsWith(".json") && f !== "tokenizer.json" ? await r.json() : await r.arrayBuffer() });
+        }`, { files });
+      server.clearLog();
+      server.addRule({ match: /^\/models\//, action: "block" });
+      try {
+        const r = await run(p, `
+          const out = {};
+          for (const backend of ["cache", "indexeddb"]) {
+            const { engine } = await T.load(webllm, { device: arg.D, backend });
+            out[backend] = T.textOf(await T.stream(engine, arg.req));
+            await engine.unload();
+          }
+          return out;`, { D, req: REQ["chat" + S] });
+        eq(modelRequests().length, 0, "model requests");
+        eq(r.cache, text(expected["chat" + S]), "Cache API text vs native");
+        eq(r.indexeddb, text(expected["chat" + S]), "IndexedDB text vs native");
+      } finally { server.clearRules(); }
+    } finally { await closeContext(c2); }
+  });
+
+  await full(`[${mode.name}] IndexedDB entries written by mlc-wgpu have WebLLM's shape`, async () => {
+    const c2 = await newContext(mode);
+    try {
+      const p = await blankPage(c2);
+      const r = await run(p, `
+        const { engine } = await T.load(webllm, { device: arg.D, backend: "indexeddb" });
+        await engine.unload();
+        const base = location.origin + "/models/tiny-qwen2/resolve/main/";
+        const get = (scope, url) => new Promise((res, rej) => { const q = indexedDB.open(scope, 1);
+          q.onsuccess = () => { const g = q.result.transaction("urls").objectStore("urls").get(url);
+            g.onsuccess = () => res(g.result); g.onerror = () => rej(g.error); }; q.onerror = () => rej(q.error); });
+        const cfg = await get("webllm/config", base + "mlc-chat-config.json");
+        const idx = await get("webllm/model", base + "tensor-cache.json");
+        const shard = await get("webllm/model", base + "params_shard_0.bin");
+        return { cfgType: typeof cfg.data, modelType: cfg.data.model_type, records: idx.data.records.length,
+                 shardIsBuffer: shard.data instanceof ArrayBuffer, shardBytes: shard.data.byteLength, url: shard.url,
+                 has: await webllm.hasModelInCache("tiny-qwen2", T.cfg("indexeddb")),
+                 hasCacheApi: await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache")) };`, { D });
+      eq(r.cfgType, "object", "config stored parsed");
+      eq(r.modelType, "qwen2", "config content");
+      eq(r.records, tinyIndex.records.length, "tensor-cache stored parsed");
+      eq(r.shardIsBuffer, true, "shard stored as ArrayBuffer");
+      eq(r.shardBytes, tinyIndex.records[0].nbytes, "shard size");
+      eq(r.has, true, "hasModelInCache(indexeddb)");
+      eq(r.hasCacheApi, false, "the Cache API backend stayed empty");
+    } finally { await closeContext(c2); }
+  });
+
+  await full(`[${mode.name}] a download cut midway resumes with Range; a failing one leaves no cache entry`, async () => {
+    const c2 = await newContext(mode);
+    try {
+      const p = await blankPage(c2);
+      server.clearLog();
+      server.addRule({ match: /params_shard_0\.bin$/, action: "cut", afterBytes: 1 << 20, times: 1 });
+      const r = await run(p, `
+        const { engine } = await T.load(webllm, { device: arg.D });
+        const text = T.textOf(await T.stream(engine, arg.req));
+        await engine.unload();
+        const m = await caches.open("webllm/model");
+        const shard = await m.match(location.origin + "/models/tiny-qwen2/resolve/main/params_shard_0.bin");
+        return { text, size: (await shard.arrayBuffer()).byteLength };`, { D, req: REQ["chat" + S] });
+      server.clearRules();
+      const shardReqs = server.requests().filter((q) => q.path.endsWith("params_shard_0.bin"));
+      eq(shardReqs.length, 2, "shard requests (cut + resumed)");
+      assert(/^bytes=\d+-$/.test(shardReqs[1].range ?? "") && shardReqs[1].status === 206, `resumed request: ${JSON.stringify(shardReqs[1])}`);
+      eq(r.size, tinyIndex.records[0].nbytes, "cached shard size");
+      eq(r.text, text(expected["chat" + S]), "text vs native");
+
+      // Now a download that always breaks: reload fails with a clear error and caches no shard.
+      const p2 = await blankPage(c2);
+      await run(p2, `await webllm.deleteModelAllInfoInCache("tiny-qwen2", T.cfg("cache"));`);
+      server.addRule({ match: /params_shard_0\.bin$/, action: "cut", afterBytes: 100000 });
+      const r2 = await run(p2, `
+        let err;
+        try { await T.load(webllm, { device: arg.D }); } catch (e) { err = e.name + ": " + e.message; }
+        const keys = (await (await caches.open("webllm/model")).keys()).map((q) => q.url);
+        return { err, keys, has: await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache")) };`, { D }, 120);
+      server.clearRules();
+      assert(r2.err && r2.err.startsWith("DownloadError: Failed to download") && r2.err.includes("params_shard_0.bin"), `error: ${r2.err}`);
+      eq(r2.keys.some((k) => k.endsWith("params_shard_0.bin")), false, "no shard entry after a failed download");
+      eq(r2.has, false, "hasModelInCache after a failed download");
+    } finally { server.clearRules(); await closeContext(c2); }
+  });
+
+  await full(`[${mode.name}] storage quota exceeded gives a clear error with sizes`, async () => {
+    const c2 = await newContext(mode);
+    try {
+      const p = await blankPage(c2);
+      const cdp = await c2.newCDPSession(p);
+      await cdp.send("Storage.overrideQuotaForOrigin", { origin: ORIGIN, quotaSize: 2 * 1048576 });
+      const r = await run(p, `
+        try { await T.load(webllm, { device: arg.D }); return "no error"; } catch (e) { return e.name + ": " + e.message; }`, { D });
+      // (Chromium's navigator.storage.estimate() ignores the CDP override, so the figures are not asserted.)
+      assert(/^QuotaExceededError: Not enough storage to cache http:\/\/127\.0\.0\.1:\d+\/models\/tiny-qwen2\/resolve\/main\/\S+ \(\d+\.\d MB\): .*deleteModelAllInfoInCache/.test(r), `error: ${r}`);
+    } finally { await closeContext(c2); }
+  });
+
+  if (haveSmol) {
+    await check(`[${mode.name}] SmolLM2-135M (the default model) through the JS API equals the native CLI`, async () => {
+      const c2 = await newContext(mode);
+      try {
+        const p = await blankPage(c2);
+        const r = await run(p, `
+          const { engine, reports } = await T.load(webllm, { device: arg.D, id: arg.id });
+          return { text: T.textOf(await T.stream(engine, arg.req)), last: reports.at(-1).text };`,
+        { D, id: SMOL_ID, req: S ? SMOL_REQ_SHORT : SMOL_REQ }, 590);
+        eq(r.text, text(expected["smol" + S]), "SmolLM2 text vs native");
+      } finally { await closeContext(c2); }
+    });
+  } else {
+    skip(`[${mode.name}] SmolLM2-135M through the JS API`, `artifact not found at ${smolDir} (set MLC_WGPU_SMOLLM2_DIR or run the default-model import)`);
+  }
+
+  await check(`[${mode.name}] demo page: picks a local model, streams an answer, shows stats (screenshot in web/tests/out/)`, async () => {
+    const c2 = await newContext(mode);
+    try {
+      const p = await c2.newPage();
+      await p.setViewportSize({ width: 1000, height: 760 });
+      await p.goto(`${ORIGIN}/demo/`);
+      await p.waitForSelector("#model option", { state: "attached" });
+      const id = haveSmol ? SMOL_ID : "tiny-qwen2";
+      await p.selectOption("#model", { value: id });
+      await p.selectOption("#device", { value: D });
+      await p.fill("#max-tokens", String(mode.full ? 8 : 2));
+      const gpuNote = await p.textContent("#gpu-status");
+      if (mode.backend === "cpu") assert(/WebGPU is not available/.test(gpuNote), `WebGPU notice: ${gpuNote}`);
+      await p.click("#load");
+      await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo load");
+      await p.fill("#prompt", haveSmol ? SMOL_REQ.messages[0].content : REQ["chat" + S].messages[0].content);
+      await p.click("#send");
+      await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo answer");
+      const answer = await p.textContent(".msg.assistant:last-child .body");
+      const stats = await p.textContent("#stats");
+      await p.screenshot({ path: path.join(outDir, `demo-${mode.name}.png`) });
+      assert(answer.trim().length > 0, "empty answer");
+      assert(/decode [\d.]+ tok\/s/.test(stats) && /prefill [\d.]+ tok\/s/.test(stats), `stats: ${stats}`);
+    } finally { await closeContext(c2); }
+  });
+}
+
+// Privacy: nothing but the model files and the module's own files (and the test pages) was requested.
+await check("every request went to 127.0.0.1 and only for the module, the model files, the demo or the test pages", async () => {
+  const strays = allRequests.filter((r) => {
+    if (r.url.startsWith("data:") || r.url.startsWith("blob:")) return false;
+    const u = new URL(r.url);
+    return u.origin !== ORIGIN || !ALLOWED.some((re) => re.test(u.pathname));
+  });
+  assert(allRequests.length > 0, "no requests recorded");
+  eq(strays.map((r) => `${r.mode} ${r.url}`), [], "unexpected requests");
+  const modulePaths = new Set(allRequests.map((r) => new URL(r.url).pathname).filter((p) => p.startsWith("/web/")));
+  assert([...modulePaths].some((p) => p.endsWith(".wasm")), "the wasm was requested from 127.0.0.1");
+});
+
+await server.close();
+for (const c of [...contexts]) await closeContext(c.ctx);
+console.log(`\n${passed} passed, ${failed} failed, ${notRun} not run`);
+if (failed) console.log(`failed: ${failures.join("; ")}`);
+process.exit(failed ? 1 : 0);
+
+function T_text(chunks) { return chunks.map((c) => c.choices[0]?.delta?.content ?? "").join(""); }

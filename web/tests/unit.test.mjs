@@ -1,0 +1,208 @@
+// Node tests of the parts of the ES module that need no browser: exports, progress texts, URL
+// rules, prebuilt records, error texts, MD5, request validation, resumable downloads (against the
+// test server, with node's fetch) and the worker message envelope.
+// Run: node --test web/tests/unit.test.mjs
+// The tests that import index.js need the wasm glue web/pkg/mlc_wgpu_web.js (scripts/build-web.sh):
+// the module imports it statically (service workers forbid import()).
+
+import test from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import * as cfg from "../js/config.js";
+import * as validate from "../js/validate.js";
+import * as integrity from "../js/integrity.js";
+import { fetchReport, loadReport, finishReport, startReport } from "../js/progress.js";
+import { cleanModelUrl, getCacheBackend } from "../js/config.js";
+import { md5Hex } from "../js/md5.js";
+import { downloadFile } from "../js/cache.js";
+import * as E from "../js/errors.js";
+import { startServer } from "./server.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "../..");
+
+const index = () => import("../js/index.js");
+
+test("exports the 35 runtime names of WebLLM 0.2.86", async () => {
+  const webllm = await index();
+  const names = `ARTIFACT_SCHEMA_VERSION MODEL_PACKAGE_MANIFEST_FILENAME TENSOR_CACHE_MANIFEST_FILENAME Chat Completions
+    Embeddings MLCEngine CreateMLCEngine WebWorkerMLCEngine WebWorkerMLCEngineHandler CreateWebWorkerMLCEngine
+    ServiceWorkerMLCEngine ServiceWorkerMLCEngineHandler CreateServiceWorkerMLCEngine ExtensionServiceWorkerMLCEngine
+    ExtensionServiceWorkerMLCEngineHandler CreateExtensionServiceWorkerMLCEngine hasModelInCache deleteModelAllInfoInCache
+    deleteModelInCache deleteChatConfigInCache deleteModelWasmInCache prebuiltAppConfig modelVersion modelLibURLPrefix
+    functionCallingModelIds ModelType IntegrityError verifyIntegrity isValidSRI ChatCompletionRequestUnsupportedFields
+    postInitAndCheckFieldsChatCompletion postInitAndCheckFieldsCompletion postInitAndCheckFieldsEmbedding
+    rejectCompletionResumable`.split(/\s+/);
+  assert.equal(names.length, 35);
+  for (const n of names) assert.ok(n in webllm, `missing export ${n}`);
+  assert.equal(webllm.ARTIFACT_SCHEMA_VERSION, 1);
+  assert.equal(webllm.TENSOR_CACHE_MANIFEST_FILENAME, "tensor-cache.json");
+  assert.equal(webllm.modelVersion, "v0_2_86/base");
+  assert.equal(webllm.ModelType.embedding, 1);
+  assert.equal(webllm.ModelType[2], "VLM");
+  assert.deepEqual(webllm.ChatCompletionRequestUnsupportedFields, []);
+});
+
+test("progress texts use WebLLM's wording", () => {
+  assert.deepEqual(
+    { progress: startReport().progress, timeElapsed: startReport().timeElapsed, text: startReport().text },
+    { progress: 0, timeElapsed: 0, text: "Start to fetch params" });
+  const MB = 1048576;
+  const f = fetchReport(2, 8, 40 * MB + 1, 100 * MB, 3.2);
+  assert.equal(f.text, "Fetching param cache[2/8]: 41MB fetched. 40% completed, 4 secs elapsed. It can take a while when we first visit this page to populate the cache. Later refreshes will become faster.");
+  assert.equal(f.timeElapsed, 4);
+  assert.ok(Math.abs(f.progress - (40 * MB + 1) / (100 * MB)) < 1e-12);
+  assert.equal(loadReport(1, 3, 32 * MB, 72 * MB, 0.5).text, "Loading model from cache[1/3]: 32MB loaded. 44% completed, 1 secs elapsed.");
+  const fin = finishReport("webgpu", "swiftshader", 1.25, 10);
+  assert.equal(fin.text, "Finish loading on WebGPU - swiftshader");
+  assert.equal(fin.progress, 1);
+  assert.equal(fin.timeElapsed, 1.25);
+  assert.match(finishReport("cpu", "", 1, 1).text, /^Finish loading on CPU/);
+});
+
+test("model URLs follow WebLLM's cleanModelUrl", () => {
+  assert.equal(cleanModelUrl("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC"),
+    "https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/");
+  assert.equal(cleanModelUrl("http://localhost:8000/x/resolve/v2"), "http://localhost:8000/x/resolve/v2/");
+  assert.equal(cleanModelUrl("http://localhost:8000/qwen/"), "http://localhost:8000/qwen/resolve/main/");
+});
+
+test("cache backend selection", () => {
+  assert.equal(getCacheBackend({}), "cache");
+  assert.equal(getCacheBackend({ cacheBackend: "IndexedDB" }), "indexeddb");
+  assert.equal(getCacheBackend({ useIndexedDBCache: true }), "indexeddb");
+  assert.equal(getCacheBackend({ useIndexedDBCache: true, cacheBackend: "cache" }), "cache");
+});
+
+test("prebuiltAppConfig keeps WebLLM's ids and URLs and adds the offline default", () => {
+  const webllm = cfg;
+  const excerpt = JSON.parse(fs.readFileSync(path.join(repo, "runtime/src/prebuilt-models.json"), "utf8")).model_list;
+  const list = webllm.prebuiltAppConfig.model_list;
+  for (const r of excerpt) {
+    const ours = list.find((m) => m.model_id === r.model_id);
+    assert.ok(ours, `missing ${r.model_id}`);
+    assert.equal(ours.model, r.model);
+    assert.deepEqual(ours.overrides, r.overrides);
+  }
+  const shared = "/work/shared/data/webllm-0.2.86-prebuilt-models-excerpt.json";
+  if (fs.existsSync(shared)) {
+    for (const r of JSON.parse(fs.readFileSync(shared, "utf8")).model_list_excerpt) {
+      const ours = list.find((m) => m.model_id === r.model_id);
+      assert.equal(ours.model_lib, r.model_lib.replace("<modelLibURLPrefix>", webllm.modelLibURLPrefix));
+      assert.equal(ours.vram_required_MB, r.vram_required_MB);
+      assert.deepEqual(ours.required_features, r.required_features);
+    }
+  }
+  const qwen = list.find((m) => m.model_id === "Qwen2.5-0.5B-Instruct-q4f16_1-MLC");
+  assert.equal(qwen.model, "https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC");
+  assert.equal(qwen.model_lib, webllm.modelLibURLPrefix + "v0_2_86/base/Qwen2-0.5B-Instruct-q4f16_1_cs1k-webgpu.wasm");
+  assert.ok(list.find((m) => m.model_id === "SmolLM2-135M-Instruct-q4f16_1-MLC"));
+  assert.equal(new Set(list.map((m) => m.model_id)).size, list.length, "ids are unique");
+  assert.equal(webllm.prebuiltAppConfig.cacheBackend, "cache");
+});
+
+test("error names and messages", () => {
+  const e = new E.ModelNotFoundError("x");
+  assert.equal(e.name, "ModelNotFoundError");
+  assert.equal(String(e), "ModelNotFoundError: Cannot find model record in appConfig for x. Please check if the model ID is correct and included in the model_list configuration.");
+  assert.equal(new E.WebLLMRangeError("top_p", 0, 1).toString(), "RangeError: Make sure 0 < top_p <= 1.");
+  assert.equal(new E.MissingModelWasmError("m").name, "MissingModelError");
+  assert.equal(new E.InvalidStreamOptionsError().message, "Only specify stream_options when stream=True.");
+  assert.equal(new E.UnclearModelToUseError(["a", "b"], "getMessage").message,
+    "Multiple models are loaded in engine. Please specify the model in getMessage.\nCurrently loaded models are:\na,b");
+  const q = new E.CacheQuotaExceededError("http://h/x.bin", 32 * 1048576, { quota: 10 * 1048576, usage: 4 * 1048576 });
+  assert.equal(q.name, "QuotaExceededError");
+  assert.match(q.message, /32\.0 MB.*10\.0 MB.*4\.0 MB/);
+});
+
+test("md5 matches node's crypto", () => {
+  for (const n of [0, 1, 55, 56, 63, 64, 65, 1000, 100003]) {
+    const b = crypto.randomBytes(n);
+    assert.equal(md5Hex(new Uint8Array(b)), crypto.createHash("md5").update(b).digest("hex"), `length ${n}`);
+  }
+});
+
+test("request validation: WebLLM's checks and order", () => {
+  const v = validate.postInitAndCheckFieldsChatCompletion;
+  const user = { role: "user", content: "hi" };
+  assert.throws(() => v({ messages: [user, { role: "system", content: "s" }] }, "m"), { name: "SystemMessageOrderError" });
+  assert.throws(() => v({ messages: [user, { role: "assistant", content: "a" }] }, "m"), { name: "MessageOrderError" });
+  assert.throws(() => v({ messages: [{ role: "bot", content: "a" }] }, "m"), { name: "UnsupportedRoleError" });
+  assert.throws(() => v({ messages: [user], stream: true, n: 2 }, "m"), { name: "StreamingCountError" });
+  assert.throws(() => v({ messages: [user], seed: 1.5 }, "m"), { name: "SeedTypeError" });
+  assert.throws(() => v({ messages: [user], stream_options: { include_usage: true } }, "m"), { name: "InvalidStreamOptionsError" });
+  assert.throws(() => v({ messages: [user], tools: [] }, "m"), { name: "UnsupportedModelIdError" });
+  assert.throws(() => v({ messages: [user], response_format: { type: "text", schema: "{}" } }, "m"), { name: "InvalidResponseFormatError" });
+  assert.throws(() => v({ messages: [user], response_format: { type: "grammar" } }, "m"), { name: "InvalidResponseFormatGrammarError" });
+  // order: message checks come before stream/n checks
+  assert.throws(() => v({ messages: [user, { role: "assistant", content: "a" }], stream: true, n: 2 }, "m"), { name: "MessageOrderError" });
+  assert.throws(() => v({ messages: [] }, "m"), TypeError);
+  v({ messages: [{ role: "system", content: "s" }, user], stream: true, stream_options: { include_usage: true } }, "m");
+  assert.throws(() => validate.postInitAndCheckFieldsCompletion({ prompt: "x", user: undefined }, "m"), { name: "UnsupportedFieldsError" });
+});
+
+test("SRI helpers", async () => {
+  const webllm = integrity;
+  const data = new TextEncoder().encode("hello");
+  const sri = "sha256-" + crypto.createHash("sha256").update("hello").digest("base64");
+  assert.ok(webllm.isValidSRI(sri));
+  assert.ok(!webllm.isValidSRI("sha256-abc"));
+  await webllm.verifyIntegrity(data, sri, "u");
+  await assert.rejects(webllm.verifyIntegrity(new TextEncoder().encode("x"), sri, "u"), { name: "IntegrityError" });
+});
+
+test("downloads resume with Range after a cut, restart when Range is ignored, and never return a short file", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlcw-unit-"));
+  const payload = crypto.randomBytes(3 * 1048576 + 123);
+  fs.writeFileSync(path.join(dir, "f.bin"), payload);
+  const md5 = crypto.createHash("md5").update(payload).digest("hex");
+  const s = await startServer({ mounts: [["/m/", dir]] });
+  try {
+    const url = `${s.url}/m/f.bin`;
+    s.addRule({ match: /f\.bin$/, action: "cut", afterBytes: 1048576, times: 1 });
+    const got = await downloadFile(url, { expect: { nbytes: payload.length, md5 } });
+    assert.equal(md5Hex(got), md5);
+    const ranged = s.requests().filter((r) => r.path === "/m/f.bin" && r.range);
+    assert.equal(ranged.length, 1, "one resumed request");
+    assert.equal(ranged[0].status, 206);
+    assert.match(ranged[0].range, /^bytes=\d+-$/);
+    assert.ok(Number(/=(\d+)-/.exec(ranged[0].range)[1]) > 0, "resumed from a non-zero offset");
+
+    s.clearLog(); s.clearRules();
+    s.addRule({ match: /f\.bin$/, action: "cut", afterBytes: 100000, times: 1 });
+    s.addRule({ match: /f\.bin$/, action: "serve", ignoreRange: true, times: 1 }); // answers 200 to the Range request
+    assert.equal(md5Hex(await downloadFile(url, { expect: { nbytes: payload.length, md5 } })), md5);
+    assert.equal(s.requests().at(-1).status, 200);
+
+    s.clearLog(); s.clearRules();
+    s.addRule({ match: /f\.bin$/, action: "cut", afterBytes: 1000 }); // always cut
+    await assert.rejects(downloadFile(url, { expect: { nbytes: payload.length }, retries: 2 }), { name: "DownloadError" });
+    assert.equal(s.requests().length, 3);
+
+    s.clearRules();
+    await assert.rejects(downloadFile(`${s.url}/m/missing.bin`), (e) => e.name === "DownloadError" && e.status === 404);
+  } finally {
+    await s.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("worker envelope: errors cross as '<name>: <message>' strings", async () => {
+  const webllm = await index();
+  // Wire a handler and a client together in-process, as postMessage would.
+  const handler = new webllm.WebWorkerMLCEngineHandler();
+  const toClient = [];
+  const worker = { onmessage: undefined, postMessage: (m) => setTimeout(() => handler.onmessage(structuredClone(m))) };
+  handler.postMessage = (m) => { toClient.push(m); setTimeout(() => worker.onmessage({ data: structuredClone(m) })); };
+  const client = new webllm.WebWorkerMLCEngine(worker);
+  await assert.rejects(client.chatCompletion({ messages: [{ role: "user", content: "x" }] }), { name: "WorkerEngineModelNotLoadedError" });
+  await assert.rejects(client.getMessage(), (e) => typeof e === "string" &&
+    e.startsWith("ModelNotLoadedError: Model not loaded before trying to complete getMessage."));
+  assert.deepEqual(Object.keys(toClient[0]).sort(), ["content", "kind", "uuid"]);
+  assert.equal(toClient[0].kind, "throw");
+});
