@@ -156,7 +156,10 @@ fn linear_source<'a>(artifact: &'a Artifact, name: String, rows: usize, cols: us
         let q_weight = tensor_with_shape(artifact, &q_weight_name, &[rows, groups * 4])?;
         expect_dtype(&q_weight, &[DType::U32])?;
         let q_scale = tensor_with_shape(artifact, &format!("{name}.q_scale"), &[rows, groups])?;
-        expect_dtype(&q_scale, &[DType::F16, DType::F32, DType::BF16])?;
+        // The quantization fixes the scales' dtype (f16 for q4f16_1, f32 for
+        // q4f32_1): an index declaring another one is corrupt, and decoding it
+        // as declared would give wrong numbers, not an error.
+        expect_dtype(&q_scale, &[artifact.quantization().model_dtype()])?;
         MatrixSource::Q4 { q_weight, q_scale }
     } else {
         let dense = tensor_with_shape(artifact, &format!("{name}.weight"), &[rows, cols]).map_err(|e| match e {
