@@ -31,3 +31,8 @@ cargo build --locked -p mlc-wgpu
 MLC_WGPU="${CARGO_TARGET_DIR:-target}/debug/mlc-wgpu" bash scripts/default-model.sh >/dev/null
 
 cargo test --workspace --locked
+
+# The browser build and the WebLLM-compatible module in headless Chromium (installs Chromium,
+# wasm-bindgen-cli and playwright-core when missing; reuses the CLI built above for the
+# expected outputs and the default model imported above).
+bash scripts/test-web.sh
