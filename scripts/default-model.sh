@@ -87,9 +87,14 @@ fi
 # 3. The artifact, written beside its final place and renamed when complete.
 mkdir -p "$CACHE/models"
 partial=$MODEL.partial.$$
-trap 'rm -rf "$partial"' EXIT
+generation=$CACHE/models/.smollm2-generation-config.$$.json
+trap 'rm -rf "$partial" "$generation"' EXIT
+# A GGUF carries no generation_config.json; these are the sampling settings SmolLM2's model card
+# uses (the chat config's defaults; a request's own temperature/top_p still win).
+echo '{"temperature": 0.2, "top_p": 0.9}' > "$generation"
 say "converting to q4f16_1"
-"$MLC_WGPU" convert --from "$GGUF" --quantization q4f16_1 --conv-template chatml --out "$partial" >&2
+"$MLC_WGPU" convert --from "$GGUF" --quantization q4f16_1 --conv-template chatml --generation-config "$generation" --out "$partial" >&2
+rm -f "$generation"
 rm -rf "$MODEL"
 mv "$partial" "$MODEL"
 trap - EXIT

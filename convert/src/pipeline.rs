@@ -33,6 +33,9 @@ pub struct ConvertOptions {
     pub max_batch_size: i64,
     /// Shard cap in bytes ([`DEFAULT_SHARD_CAP`], the converter's 32 MiB).
     pub shard_cap: u64,
+    /// Used instead of the checkpoint's `generation_config.json` (sampling
+    /// defaults such as `temperature`, `top_p`): a GGUF carries none.
+    pub generation_config: Option<Value>,
 }
 
 impl ConvertOptions {
@@ -45,6 +48,7 @@ impl ConvertOptions {
             prefill_chunk_size: None,
             max_batch_size: 128,
             shard_cap: DEFAULT_SHARD_CAP,
+            generation_config: None,
         }
     }
 }
@@ -154,7 +158,7 @@ pub fn convert(checkpoint: &mut dyn Checkpoint, options: &ConvertOptions, out: &
         quantization: options.quantization.name(),
         model_config: &model_config,
         hf_config: &hf_config,
-        generation_config: checkpoint.generation_config(),
+        generation_config: options.generation_config.as_ref().or(checkpoint.generation_config()),
         conv_template: chat_config::conv_template(&template_name)?,
         tokenizer_files: tokenizer_files.iter().map(|(n, _)| n.clone()).collect(),
         tokenizer_json: tokenizer_json.as_ref(),

@@ -57,3 +57,25 @@ fn convert_errors_are_reported_and_leave_nothing_behind() {
     let output = mlc_wgpu(&["convert", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quantization", "q3f16_1"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn a_generation_config_file_sets_the_sampling_defaults() {
+    let temp = tempdir::Dir::new();
+    let generation = temp.path().join("generation_config.json");
+    std::fs::write(&generation, r#"{"temperature": 0.2, "top_p": 0.9}"#).unwrap();
+    let from = fixture("tiny-llama/hf_source");
+    let out = temp.path().join("out");
+    let args = ["convert", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap(), "--generation-config", generation.to_str().unwrap()];
+    succeed(&args);
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("mlc-chat-config.json")).unwrap()).unwrap();
+    assert_eq!((config["temperature"].as_f64(), config["top_p"].as_f64()), (Some(0.2), Some(0.9)));
+    // Token ids the file does not give still come from config.json (tiny-llama's eos is 2).
+    assert_eq!(config["eos_token_id"], 2);
+
+    std::fs::write(&generation, "{not json").unwrap();
+    let out = temp.path().join("bad");
+    let output = mlc_wgpu(&["convert", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap(), "--generation-config", generation.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("invalid JSON"), "{}", stderr(&output));
+    assert!(!out.exists());
+}

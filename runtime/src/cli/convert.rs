@@ -30,6 +30,10 @@ pub struct ConvertArgs {
     /// Most tokens per prefill call (default: min(context window, 8192); 2048 for qwen3).
     #[arg(long)]
     prefill_chunk_size: Option<i64>,
+    /// A generation_config.json (sampling defaults: temperature, top_p, …) to use
+    /// instead of the source's; a GGUF file has none.
+    #[arg(long)]
+    generation_config: Option<PathBuf>,
 }
 
 fn parse_quantization(name: &str) -> Result<Quantization, String> {
@@ -45,8 +49,16 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     } else {
         Box::new(HfFolder::open(from).with_context(|| format!("reading {}", from.display()))?)
     };
+    let generation_config = match &args.generation_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?)
+        }
+        None => None,
+    };
     let options = ConvertOptions {
         conv_template: args.conv_template.clone(),
+        generation_config,
         context_window_size: args.context_window_size,
         prefill_chunk_size: args.prefill_chunk_size,
         ..ConvertOptions::new(args.quantization)
