@@ -165,16 +165,22 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// The scale and offset of sub-blocks `2n` and `2n + 1` of a Q4_K/Q5_K block
+/// (`d · sc`, `dmin · m`), the two halves of its n-th 32-byte chunk.
+fn sub_block_pair(d: f32, min: f32, scales: &[u8], n: usize) -> [(f32, f32); 2] {
+    [2 * n, 2 * n + 1].map(|j| {
+        let (sc, m) = scale_min_k4(j, scales);
+        (d * sc as f32, min * m as f32)
+    })
+}
+
 /// `{ d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128] }`: 8 sub-blocks of
 /// 32, `d · sc · nibble − dmin · m`.
 fn q4_k(b: &[u8], out: &mut Vec<f32>) {
     let (d, min) = (half16(b, 0), half16(b, 2));
     let scales = &b[4..16];
     for (n, q) in b[16..144].chunks_exact(32).enumerate() {
-        let (sc1, m1) = scale_min_k4(2 * n, scales);
-        let (sc2, m2) = scale_min_k4(2 * n + 1, scales);
-        let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
-        let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
+        let [(d1, m1), (d2, m2)] = sub_block_pair(d, min, scales, n);
         out.extend(q.iter().map(|&q| d1 * (q & 0xF) as f32 - m1));
         out.extend(q.iter().map(|&q| d2 * (q >> 4) as f32 - m2));
     }
@@ -188,10 +194,7 @@ fn q5_k(b: &[u8], out: &mut Vec<f32>) {
     let scales = &b[4..16];
     let qh = &b[16..48];
     for (n, ql) in b[48..176].chunks_exact(32).enumerate() {
-        let (sc1, m1) = scale_min_k4(2 * n, scales);
-        let (sc2, m2) = scale_min_k4(2 * n + 1, scales);
-        let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
-        let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
+        let [(d1, m1), (d2, m2)] = sub_block_pair(d, min, scales, n);
         let (u1, u2) = (1u8 << (2 * n), 2u8 << (2 * n));
         out.extend(ql.iter().zip(qh).map(|(&q, &h)| d1 * ((q & 0xF) + if h & u1 != 0 { 16 } else { 0 }) as f32 - m1));
         out.extend(ql.iter().zip(qh).map(|(&q, &h)| d2 * ((q >> 4) + if h & u2 != 0 { 16 } else { 0 }) as f32 - m2));
