@@ -89,8 +89,12 @@ impl GpuContext {
         if caps.subgroups {
             required_features |= wgpu::Features::SUBGROUP;
         }
-        if adapter_features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps (and, where the adapter has them, timestamps between the
+        // dispatches of a pass) let `bench --profile` time each kernel of a step.
+        for feature in [wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES] {
+            if adapter_features.contains(feature) {
+                required_features |= feature;
+            }
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

@@ -31,6 +31,7 @@ use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::backend::Backend;
 use crate::models::{Activation, ModelSpec};
+use crate::profile::{Profile, Profiler};
 use crate::sampling::SamplingStep;
 use crate::weights::{LinearSource, MatrixSource};
 use crate::EngineError;
@@ -121,6 +122,8 @@ impl Pool {
 struct Slot {
     key: Vec<wgpu::Buffer>,
     op: BoundOp,
+    /// What the op is, for profiles (`matmul 896x1152`).
+    name: String,
 }
 
 enum BoundOp {
@@ -166,6 +169,7 @@ pub struct GpuBackend {
     pass: Option<wgpu::ComputePass<'static>>,
     staging: Option<wgpu::Buffer>,
     stats: GpuStats,
+    profiler: Option<Profiler>,
 }
 
 impl GpuBackend {
@@ -182,6 +186,7 @@ impl GpuBackend {
             pass: None,
             staging: None,
             stats: GpuStats::default(),
+            profiler: None,
         }
     }
 
@@ -193,6 +198,18 @@ impl GpuBackend {
     /// Work counters since the backend was made.
     pub fn stats(&self) -> GpuStats {
         GpuStats { activation_buffers: self.pool.borrow().created, ..self.stats }
+    }
+
+    /// Times every kernel of the following forward passes with GPU timestamps
+    /// (see [`crate::profile`]); fails where the adapter cannot.
+    pub fn start_profiling(&mut self) -> Result<(), EngineError> {
+        self.profiler = Some(Profiler::new(&self.ctx)?);
+        Ok(())
+    }
+
+    /// Stops profiling and returns what was measured since it started.
+    pub fn stop_profiling(&mut self) -> Option<Profile> {
+        self.profiler.take().map(|mut profiler| profiler.take())
     }
 
     fn prepared(&self) -> &Prepared {
@@ -221,7 +238,7 @@ impl GpuBackend {
 
     /// The bound kernel of the next slot: reused when it was bound to the same
     /// buffers, else made by `bind`.
-    fn slot(&mut self, key: Vec<wgpu::Buffer>, bind: impl FnOnce(&Self) -> Result<BoundOp, EngineError>) -> Result<usize, EngineError> {
+    fn slot(&mut self, name: impl FnOnce() -> String, key: Vec<wgpu::Buffer>, bind: impl FnOnce(&Self) -> Result<BoundOp, EngineError>) -> Result<usize, EngineError> {
         let index = self.next_slot;
         self.next_slot += 1;
         if self.slots.len() <= index {
@@ -230,7 +247,7 @@ impl GpuBackend {
         if self.slots[index].as_ref().is_none_or(|slot| slot.key != key) {
             let op = bind(self)?;
             self.stats.bindings += 1;
-            self.slots[index] = Some(Slot { key, op });
+            self.slots[index] = Some(Slot { key, op, name: name() });
         }
         Ok(index)
     }
@@ -248,7 +265,11 @@ impl GpuBackend {
         self.begin_pass();
         let queue = self.ctx.queue.clone();
         let pass = self.pass.as_mut().expect("pass begun above");
-        match &mut self.slots[index].as_mut().expect("slot bound").op {
+        let slot = self.slots[index].as_mut().expect("slot bound");
+        if let Some(profiler) = self.profiler.as_mut() {
+            profiler.before_dispatch(pass);
+        }
+        match &mut slot.op {
             BoundOp::Plain(bound) => {
                 bound.set_rows(&queue, rows as u32)?;
                 bound.dispatch(pass);
@@ -262,6 +283,9 @@ impl GpuBackend {
                 bound.dispatch(pass);
             }
             BoundOp::Sampler(bound) => bound.dispatch_argmax(pass),
+        }
+        if let Some(profiler) = self.profiler.as_mut() {
+            profiler.after_dispatch(pass, &slot.name);
         }
         Ok(())
     }
@@ -282,10 +306,17 @@ impl GpuBackend {
         }
         let staging = self.staging.clone().expect("made above");
         encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        if let Some(profiler) = &self.profiler {
+            profiler.resolve(&mut encoder);
+        }
         self.ctx.queue.submit([encoder.finish()]);
         self.stats.submissions += 1;
         self.stats.readback_bytes += size;
-        read_mapped(&self.ctx, &staging, size).await
+        let bytes = read_mapped(&self.ctx, &staging, size).await?;
+        if let Some(profiler) = self.profiler.as_mut() {
+            profiler.collect(&self.ctx).await?;
+        }
+        Ok(bytes)
     }
 
     /// Submits recorded work that nobody has waited for yet.
@@ -488,7 +519,7 @@ impl Backend for GpuBackend {
         let token_buffer = self.prepared().tokens.clone();
         let max_rows = out.capacity.min(self.max_rows()) as u32;
         let key = vec![table.data.clone(), token_buffer.clone(), out.buffer.clone()];
-        let slot = self.slot(key, |b| {
+        let slot = self.slot(|| "embed".into(), key, |b| {
             let buffers = EmbedBuffers { table: table.weight(), tokens: &token_buffer, out: &out.buffer };
             Ok(BoundOp::Plain(b.prepared().kernels.embed.bind(&b.ctx, &buffers, max_rows, 1.0)?))
         })?;
@@ -500,7 +531,7 @@ impl Backend for GpuBackend {
         let out = self.tensor(x.rows, x.cols);
         let shape = RmsNormShape::rows(x.capacity.min(out.capacity) as u32, x.cols as u32, eps);
         let key = vec![x.buffer.clone(), weight.clone(), out.buffer.clone()];
-        let slot = self.slot(key, |b| {
+        let slot = self.slot(|| "rms_norm".into(), key, |b| {
             let buffers = RmsNormBuffers { x: &x.buffer, weight, y: Some(&out.buffer) };
             Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
         })?;
@@ -528,7 +559,7 @@ impl Backend for GpuBackend {
             Activation::GeluTanh => mlc_kernels::Activation::GeluTanh,
         };
         let key = vec![gate_up.buffer.clone(), out.buffer.clone()];
-        let slot = self.slot(key, |b| {
+        let slot = self.slot(|| format!("{activation:?} gate"), key, |b| {
             let kernel = &b.prepared().kernels.elementwise;
             Ok(BoundOp::Plain(kernel.bind_gated(&b.ctx, act, &gate_up.buffer, &out.buffer, max_rows, intermediate as u32)?))
         })?;
@@ -555,7 +586,7 @@ impl Backend for GpuBackend {
 
         let mut key = vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone()];
         key.extend(qk_norm.iter().flat_map(|(a, b)| [a.clone(), b.clone()]));
-        let rope_slot = self.slot(key, |b| {
+        let rope_slot = self.slot(|| "rope_append".into(), key, |b| {
             let prepared = b.prepared();
             let norm = match (qk_norm, prepared.dtype) {
                 (None, _) => QkNorm::None,
@@ -576,7 +607,7 @@ impl Backend for GpuBackend {
         self.record(rope_slot, qkv.rows, start)?;
 
         let key = vec![q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
-        let attention_slot = self.slot(key, |b| {
+        let attention_slot = self.slot(|| "attention".into(), key, |b| {
             let prepared = b.prepared();
             let buffers = AttentionBuffers {
                 q: &q.buffer,
@@ -641,7 +672,13 @@ impl Backend for GpuBackend {
             sampler.set_params(&queue, step.params, step.active_vocab)?;
             sampler.set_logit_bias(&queue, step.logit_bias);
             sampler.set_uniform(&queue, step.uniform)?;
+            if let Some(profiler) = self.profiler.as_mut() {
+                profiler.before_dispatch(pass);
+            }
             sampler.dispatch_sample(pass);
+            if let Some(profiler) = self.profiler.as_mut() {
+                profiler.after_dispatch(pass, "sampler");
+            }
         }
         self.read_token(vocab).await
     }
@@ -660,7 +697,8 @@ impl GpuBackend {
         let in_place = matches!(residual, Residual::InPlace);
         let mut key = vec![x.buffer.clone(), linear.data.clone(), y.clone()];
         key.extend(linear.bias.clone());
-        let slot = self.slot(key, |b| {
+        let name = || format!("matmul {}x{}{}", linear.cols, linear.rows, if in_place { " +residual" } else { "" });
+        let slot = self.slot(name, key, |b| {
             let buffers = MatmulBuffers {
                 x: &x.buffer,
                 weight: linear.weight(),
@@ -678,7 +716,7 @@ impl GpuBackend {
         let vocab = logits.cols;
         let (counts, token_out) = (self.prepared().counts.clone(), self.prepared().token_out.clone());
         let key = vec![logits.buffer.clone(), token_out.clone()];
-        self.slot(key, |b| {
+        self.slot(|| "sampler".into(), key, |b| {
             let buffers = SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
             Ok(BoundOp::Sampler(b.prepared().kernels.sampler.bind(&b.ctx, vocab, &buffers)?))
         })

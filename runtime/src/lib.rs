@@ -14,6 +14,7 @@ pub mod gpu;
 pub mod model;
 pub mod models;
 pub mod prebuilt;
+pub mod profile;
 pub mod sampling;
 pub mod weights;
 

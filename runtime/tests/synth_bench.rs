@@ -174,3 +174,36 @@ fn bench_reports_every_figure_on_the_gpu_with_kernel_bandwidth() {
         assert_positive(matmul, &["gb_s", "of_copy", "of_shader_copy", "weight_bytes"]);
     }
 }
+
+#[test]
+fn bench_profile_charges_every_kernel_of_a_step_to_its_name() {
+    let env = lavapipe();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let report = bench(&["--device", "gpu", "--profile"], &env);
+    let profile = &report["profile"];
+    for (phase, tokens) in [("decode", 1), ("prefill", 12)] {
+        let p = &profile[phase];
+        assert_eq!(p["tokens"].as_u64(), Some(tokens), "{phase}: {p}");
+        assert_positive(p, &["wall_us", "gpu_busy_us"]);
+        assert!(p["gpu_busy_us"].as_f64() <= p["wall_us"].as_f64(), "{phase}: the GPU cannot be busy longer than the step: {p}");
+        let kernels = p["kernels"].as_array().unwrap();
+        let calls = |name: &str| kernels.iter().find(|k| k["name"] == name).and_then(|k| k["calls_per_step"].as_f64());
+        // tiny-qwen2: 2 layers, tied 151936 × 64 head.
+        assert_eq!(calls("matmul 64x151936"), Some(1.0), "{phase}: {p}");
+        assert_eq!(calls("rms_norm"), Some(5.0), "{phase}: two per layer and the final norm: {p}");
+        assert_eq!(calls("attention"), Some(2.0), "{phase}: {p}");
+        assert_eq!(calls("matmul 256x64 +residual"), Some(2.0), "{phase}: down_proj adds into the residual: {p}");
+        // The gaps between consecutive stamps add up to the first-to-last span.
+        let sum: f64 = kernels.iter().map(|k| k["us_per_step"].as_f64().unwrap()).sum();
+        let busy = p["gpu_busy_us"].as_f64().unwrap();
+        assert!((sum - busy).abs() <= busy * 1e-3 + 1.0, "{phase}: kernels add up to {sum} µs, busy {busy} µs");
+    }
+}
+
+#[test]
+fn bench_profile_needs_the_gpu() {
+    let output = mlc_wgpu(&["bench", "--model", tiny_qwen2().to_str().unwrap(), "--device", "cpu", "--profile"], &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--profile times GPU kernels"), "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! `mlc-wgpu bench`: load time, time to first token, prefill and decode speed
 //! of an artifact (real, or made by `synth`), and with `--kernels` the memory
-//! bandwidth one matrix product reaches next to a plain buffer copy.
+//! bandwidth one matrix product reaches next to a plain buffer copy; with
+//! `--profile`, the GPU time of each kernel of a decode step and a prefill.
 //!
 //! Every figure is wall-clock time around work the host waits for: a step
 //! ends with its token id read back (4 bytes on the GPU), and kernel batches
@@ -12,7 +13,9 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use mlc_kernels::{Dtype, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
 use mlc_loader::DType;
-use mlc_wgpu::gpu::GpuOptions;
+use mlc_wgpu::gpu::{GpuBackend, GpuOptions};
+use mlc_wgpu::model::Model;
+use mlc_wgpu::profile::Profile;
 use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
 use pollster::FutureExt as _;
 use serde::Serialize;
@@ -61,6 +64,10 @@ pub struct BenchArgs {
     /// Seed of the random prompt tokens and kernel inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also time every kernel of `--context-steps` decode steps (at the first
+    /// of `--contexts`) and of one prefill with GPU timestamps (GPU only).
+    #[arg(long)]
+    profile: bool,
     /// Print one JSON object (one line) instead of text.
     #[arg(long)]
     json: bool,
@@ -88,6 +95,36 @@ struct Report {
     decode_at_context: Vec<ContextDecode>,
     skipped_contexts: Vec<usize>,
     kernels: Option<KernelReport>,
+    profile: Option<ProfileReport>,
+}
+
+/// Where the GPU time of a decode step and of a prefill goes.
+#[derive(Serialize)]
+struct ProfileReport {
+    decode: StepProfile,
+    prefill: StepProfile,
+}
+
+/// One profiled phase: wall and GPU-busy time per submission, and the kernels.
+#[derive(Serialize)]
+struct StepProfile {
+    /// Decode steps (or prefills) profiled.
+    steps: usize,
+    /// Tokens each step forwards.
+    tokens: usize,
+    /// Wall-clock time per step, profiling included.
+    wall_us: f64,
+    /// First to last timestamp per step: the GPU's busy time.
+    gpu_busy_us: f64,
+    kernels: Vec<KernelTime>,
+}
+
+/// GPU time of one kind of kernel per step.
+#[derive(Serialize)]
+struct KernelTime {
+    name: String,
+    calls_per_step: f64,
+    us_per_step: f64,
 }
 
 /// Decode speed from a given context length.
@@ -132,14 +169,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let longest_context = args.contexts.iter().max().map_or(0, |c| c + WARM_STEPS + steps);
     let capacity_wanted = (prompt_tokens + gen_tokens).max(longest_context);
     let ctx = super::commands::pick_gpu(args.device)?;
-    let mut model: Box<dyn LanguageModel> = match &ctx {
+    let (mut gpu_model, mut cpu_model) = match &ctx {
         Some(ctx) => {
             let options = GpuOptions { context_length: Some(capacity_wanted), ..GpuOptions::default() };
             let model = load_gpu(&artifact, ctx.clone(), options)?;
             ctx.wait()?;
-            Box::new(model)
+            (Some(model), None)
         }
-        None => Box::new(load_cpu(&artifact)?),
+        None => (None, Some(load_cpu(&artifact)?)),
+    };
+    let model: &mut dyn LanguageModel = match (&mut gpu_model, &mut cpu_model) {
+        (Some(gpu), _) => gpu,
+        (None, Some(cpu)) => cpu,
+        (None, None) => unreachable!("one engine was loaded above"),
     };
     let load_s = started.elapsed().as_secs_f64();
     let capacity = model.context_capacity();
@@ -154,7 +196,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     // Warm-up: binds every kernel of the prefill and decode paths.
     let warm = random_ids(prompt_tokens.min(WARM_PROMPT));
-    decode(model.as_mut(), &warm, WARM_STEPS)?;
+    decode(&mut *model, &warm, WARM_STEPS)?;
     model.reset();
 
     let prompt = random_ids(prompt_tokens);
@@ -162,7 +204,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let first = model.greedy_next(&prompt).block_on()?;
     let ttft = prefill_started.elapsed();
     let decode_started = Instant::now();
-    steps_from(model.as_mut(), first, gen_tokens - 1)?;
+    steps_from(&mut *model, first, gen_tokens - 1)?;
     let decode_time = decode_started.elapsed();
 
     let mut decode_at_context = Vec::new();
@@ -173,15 +215,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             continue;
         }
         model.reset();
-        let token = decode(model.as_mut(), &random_ids(context), WARM_STEPS)?;
+        let token = decode(&mut *model, &random_ids(context), WARM_STEPS)?;
         let started = Instant::now();
-        steps_from(model.as_mut(), token, steps)?;
+        steps_from(&mut *model, token, steps)?;
         decode_at_context.push(ContextDecode { context, steps, tok_s: rate(steps, started.elapsed()) });
     }
 
+    let spec = model.spec().clone();
+    let profile = match (args.profile, gpu_model.as_mut()) {
+        (false, _) => None,
+        (true, Some(gpu)) => {
+            let context = args.contexts.iter().copied().find(|&c| c > 0 && c + WARM_STEPS + steps <= capacity).unwrap_or(WARM_PROMPT);
+            Some(profile_steps(gpu, &random_ids(context), steps, &random_ids(prompt_tokens))?)
+        }
+        (true, None) => bail!("--profile times GPU kernels; it needs --device gpu (or auto with a GPU)"),
+    };
     let kernels = match (args.kernels, &ctx) {
         (false, _) => None,
-        (true, Some(ctx)) => Some(time_kernels(ctx, &artifact, model.spec(), args.kernel_mib << 20, args.seed)?),
+        (true, Some(ctx)) => Some(time_kernels(ctx, &artifact, &spec, args.kernel_mib << 20, args.seed)?),
         (true, None) => bail!("--kernels times GPU kernels; it needs --device gpu (or auto with a GPU)"),
     };
     let report = Report {
@@ -201,6 +252,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         decode_at_context,
         skipped_contexts,
         kernels,
+        profile,
     };
     match args.json {
         true => println!("{}", serde_json::to_string(&report)?),
@@ -221,6 +273,38 @@ fn steps_from(model: &mut dyn LanguageModel, mut token: u32, steps: usize) -> Re
         token = model.greedy_next(&[token]).block_on()?;
     }
     Ok(token)
+}
+
+/// Profiles `steps` decode steps after a prefill of `context`, then one
+/// prefill of `prompt` from an empty cache.
+fn profile_steps(model: &mut Model<GpuBackend>, context: &[u32], steps: usize, prompt: &[u32]) -> Result<ProfileReport> {
+    model.reset();
+    let token = decode(model, context, WARM_STEPS)?;
+    model.backend_mut().start_profiling()?;
+    let started = Instant::now();
+    steps_from(model, token, steps)?;
+    let decode_wall = started.elapsed();
+    let decode = step_profile(model.backend_mut().stop_profiling().unwrap_or_default(), steps, 1, decode_wall);
+
+    model.reset();
+    model.backend_mut().start_profiling()?;
+    let started = Instant::now();
+    model.greedy_next(prompt).block_on()?;
+    let prefill_wall = started.elapsed();
+    let prefill = step_profile(model.backend_mut().stop_profiling().unwrap_or_default(), 1, prompt.len(), prefill_wall);
+    Ok(ProfileReport { decode, prefill })
+}
+
+/// Per-step figures of a profile, kernels by descending time.
+fn step_profile(profile: Profile, steps: usize, tokens: usize, wall: Duration) -> StepProfile {
+    let per_step = |d: Duration| d.as_secs_f64() * 1e6 / steps as f64;
+    let mut kernels: Vec<KernelTime> = profile
+        .kernels
+        .into_iter()
+        .map(|(name, (time, count))| KernelTime { name, calls_per_step: count as f64 / steps as f64, us_per_step: per_step(time) })
+        .collect();
+    kernels.sort_by(|a, b| b.us_per_step.total_cmp(&a.us_per_step));
+    StepProfile { steps, tokens, wall_us: per_step(wall), gpu_busy_us: per_step(profile.busy), kernels }
 }
 
 fn rate(count: usize, time: Duration) -> f64 {
@@ -386,6 +470,27 @@ fn print_report(report: &Report) {
     }
     if !report.skipped_contexts.is_empty() {
         println!("skipped:     contexts {:?} (beyond the KV cache)", report.skipped_contexts);
+    }
+    if let Some(profile) = &report.profile {
+        for (phase, p) in [("decode", &profile.decode), ("prefill", &profile.prefill)] {
+            println!(
+                "profile {phase}: {} step(s) of {} token(s): {:.1} µs wall, {:.1} µs GPU busy per step ({:.0} % of wall)",
+                p.steps,
+                p.tokens,
+                p.wall_us,
+                p.gpu_busy_us,
+                100.0 * p.gpu_busy_us / p.wall_us
+            );
+            for k in &p.kernels {
+                println!(
+                    "  {:<28} {:>9.1} µs {:>5.1} % ({} call(s) per step)",
+                    k.name,
+                    k.us_per_step,
+                    100.0 * k.us_per_step / p.gpu_busy_us.max(f64::MIN_POSITIVE),
+                    k.calls_per_step
+                );
+            }
+        }
     }
     if let Some(kernels) = &report.kernels {
         println!("copy:        {:.1} GB/s by copy_buffer_to_buffer, {:.1} GB/s by a shader (read + write)", kernels.copy_gb_s, kernels.shader_copy_gb_s);
