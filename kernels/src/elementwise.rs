@@ -10,6 +10,7 @@ use crate::context::{Binding, KernelLayout};
 use crate::{GpuContext, KernelError};
 
 const ELEMENTWISE_WGSL: &str = include_str!("shaders/elementwise.wgsl");
+pub(crate) const ACTIVATION_WGSL: &str = include_str!("shaders/activation.wgsl");
 
 /// The activation of a gated MLP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,7 +39,7 @@ impl Elementwise {
         let layout = ctx.kernel_layout("elementwise", &[Uniform, ReadWrite, ReadOnly]);
         let entries = ["add_in_place", "silu_mul", "gelu_tanh_mul"];
         let mut pipelines = ctx
-            .compile_specialized("elementwise", ELEMENTWISE_WGSL, &entries, &layout, &[])?
+            .compile_specialized("elementwise", &format!("{ACTIVATION_WGSL}\n{ELEMENTWISE_WGSL}"), &entries, &layout, &[])?
             .into_iter();
         let mut next = || pipelines.next().expect("one pipeline per entry point");
         Ok(Elementwise {

@@ -22,7 +22,7 @@ pub use sampling::{BoundSampler, Sampler, SamplerBuffers};
 pub use buffers::{Bound, Dtype};
 pub use elementwise::{Activation, Elementwise};
 pub use embed::{Embed, EmbedBuffers};
-pub use matmul::{GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
+pub use matmul::{DecodeInput, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
 pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
 
 /// Why a kernel could not be built or run.

@@ -6,13 +6,22 @@
 //! kernel tiled over m and n through workgroup memory. Weights stay in the form
 //! the shard stores and are decoded inside the products. A weight larger than
 //! one storage binding (a big lm_head) is bound as several row parts.
+//!
+//! [`Matmul::bind_decode`] binds a decode-only product whose input is the
+//! RMSNorm of x or the gated activation of a `[gate; up]` row, computed inside
+//! the kernel: a decode step is bound by its dispatch count, and this removes
+//! the norm and activation dispatches (see docs/performance.md).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::buffers::{
     self, BINDING_ALIGNMENT, Bound, Dtype, bind_group, check_buffer, check_dimension,
     check_distinct, params_buffer, placeholder, range, split_rows,
 };
 use crate::context::{Binding, KernelLayout};
-use crate::{Capabilities, GpuContext, KernelError};
+use crate::elementwise::ACTIVATION_WGSL;
+use crate::{Activation, Capabilities, GpuContext, KernelError};
 
 const TILE_F32_WGSL: &str = include_str!("shaders/matmul_tile_f32.wgsl");
 const TILE_F16_WGSL: &str = include_str!("shaders/matmul_tile_f16.wgsl");
@@ -205,6 +214,33 @@ pub enum Residual<'a> {
     Buffer(&'a wgpu::Buffer),
 }
 
+/// What a decode-only product ([`Matmul::bind_decode`]) multiplies W with.
+#[derive(Debug, Clone, Copy)]
+pub enum DecodeInput<'a> {
+    /// `rms_norm(x) · weight` (f32 arithmetic, as [`crate::RmsNorm`]); `weight`
+    /// `[K]` is in the format's dtype.
+    Normed {
+        /// The norm's weight.
+        weight: &'a wgpu::Buffer,
+        /// Added to the mean square.
+        eps: f32,
+    },
+    /// `act(gate) · up` of x, a `[gate; up]` row of `2K` values (as
+    /// [`crate::Elementwise::bind_gated`]).
+    Gated(Activation),
+}
+
+impl DecodeInput<'_> {
+    /// The shader's `INPUT` constant.
+    fn constant(&self) -> u32 {
+        match self {
+            DecodeInput::Normed { .. } => 1,
+            DecodeInput::Gated(Activation::Silu) => 2,
+            DecodeInput::Gated(Activation::GeluTanh) => 3,
+        }
+    }
+}
+
 /// The buffers of one product.
 #[derive(Debug, Clone, Copy)]
 pub struct MatmulBuffers<'a> {
@@ -226,8 +262,16 @@ pub struct MatmulBuffers<'a> {
 pub struct Matmul {
     format: WeightFormat,
     layout: KernelLayout,
+    /// The whole shader, its decode entry point and format constants.
+    source: String,
+    matvec_entry: &'static str,
+    format_constants: [(&'static str, f64); 2],
+    /// Threads that share one set of weight rows in the decode kernel.
+    threads_per_row_set: u32,
     /// Narrow decode, tiled prefill, wide decode.
     pipelines: Vec<wgpu::ComputePipeline>,
+    /// Narrow and wide decode pipelines of each fused input, compiled when first bound.
+    fused: Mutex<HashMap<u32, Vec<wgpu::ComputePipeline>>>,
     /// Output rows per workgroup of the narrow and the wide decode pipelines.
     matvec_rows: [u32; 2],
     f16: bool,
@@ -241,11 +285,11 @@ impl Matmul {
     /// Compiles the decode and prefill pipelines for `format`.
     pub fn new(ctx: &GpuContext, format: WeightFormat) -> Result<Matmul, KernelError> {
         use Binding::{ReadOnly, ReadWrite, Uniform};
-        // params, weight, scales, x, bias, residual, y (the order of matmul.wgsl).
+        // params, weight, scales, x, bias, residual, y, norm weight (the order of matmul.wgsl).
         let layout = ctx.kernel_layout(
             "matmul",
             &[
-                Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite,
+                Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadOnly,
             ],
         );
         let caps = ctx.caps;
@@ -255,7 +299,7 @@ impl Matmul {
         } else {
             TILE_F32_WGSL
         };
-        let prefix = format!("{tile}\n{weights}");
+        let prefix = format!("{tile}\n{ACTIVATION_WGSL}\n{weights}");
         let (source, matvec_entry, threads_per_row_set) = if caps.subgroups {
             // Subgroups own row sets: size the rows of a workgroup so that even
             // the smallest subgroups each get one.
@@ -272,32 +316,61 @@ impl Matmul {
         } else {
             (format!("{prefix}{MATMUL_WGSL}"), "matvec", TEAM)
         };
-        // The decode kernel for `rows_per_thread`, with `also` entry points, and its rows per workgroup.
-        let compile = |rows_per_thread: u32, also: &[&str]| {
-            let rows = buffers::WORKGROUP_SIZE / threads_per_row_set * rows_per_thread;
-            let mut constants = format_constants.to_vec();
-            constants.push(("ROWS_PER_THREAD", rows_per_thread as f64));
-            if caps.subgroups {
-                constants.push(("SUBGROUP_ROWS", rows as f64));
-            }
-            let entries: Vec<&str> = [matvec_entry].iter().chain(also).copied().collect();
-            ctx.compile_specialized("matmul", &source, &entries, &layout, &constants)
-                .map(|p| (p, rows))
-        };
-        let (mut pipelines, narrow_rows) = compile(NARROW_ROWS_PER_THREAD, &["matmul_tiled"])?;
-        let (wide, wide_rows) = compile(WIDE_ROWS_PER_THREAD, &[])?;
-        pipelines.extend(wide);
-        Ok(Matmul {
+        let mut matmul = Matmul {
             format,
             layout,
-            pipelines,
-            matvec_rows: [narrow_rows, wide_rows],
+            source,
+            matvec_entry,
+            format_constants,
+            threads_per_row_set,
+            pipelines: Vec::new(),
+            fused: Mutex::default(),
+            matvec_rows: [
+                buffers::WORKGROUP_SIZE / threads_per_row_set * NARROW_ROWS_PER_THREAD,
+                buffers::WORKGROUP_SIZE / threads_per_row_set * WIDE_ROWS_PER_THREAD,
+            ],
             f16: format.uses_f16(&caps),
             subgroups: caps.subgroups,
             placeholder: placeholder(ctx, "matmul placeholder"),
             max_binding: buffers::max_binding(ctx),
             split_bytes: buffers::max_binding(ctx),
-        })
+        };
+        let mut pipelines = matmul.compile_matvec(ctx, NARROW_ROWS_PER_THREAD, 0, &["matmul_tiled"])?;
+        pipelines.extend(matmul.compile_matvec(ctx, WIDE_ROWS_PER_THREAD, 0, &[])?);
+        matmul.pipelines = pipelines;
+        Ok(matmul)
+    }
+
+    /// The decode kernel for `rows_per_thread` and the `INPUT` constant `input`,
+    /// followed by the `also` entry points.
+    fn compile_matvec(
+        &self,
+        ctx: &GpuContext,
+        rows_per_thread: u32,
+        input: u32,
+        also: &[&str],
+    ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+        let rows = buffers::WORKGROUP_SIZE / self.threads_per_row_set * rows_per_thread;
+        let mut constants = self.format_constants.to_vec();
+        constants.push(("ROWS_PER_THREAD", rows_per_thread as f64));
+        constants.push(("INPUT", input as f64));
+        if self.subgroups {
+            constants.push(("SUBGROUP_ROWS", rows as f64));
+        }
+        let entries: Vec<&str> = [self.matvec_entry].iter().chain(also).copied().collect();
+        ctx.compile_specialized("matmul", &self.source, &entries, &self.layout, &constants)
+    }
+
+    /// The narrow and wide decode pipelines of a fused input (compiled once).
+    fn fused_pipelines(&self, ctx: &GpuContext, input: u32) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+        let mut fused = self.fused.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pipelines) = fused.get(&input) {
+            return Ok(pipelines.clone());
+        }
+        let mut pipelines = self.compile_matvec(ctx, NARROW_ROWS_PER_THREAD, input, &[])?;
+        pipelines.extend(self.compile_matvec(ctx, WIDE_ROWS_PER_THREAD, input, &[])?);
+        fused.insert(input, pipelines.clone());
+        Ok(pipelines)
     }
 
     /// The weight format this kernel reads.
@@ -336,6 +409,43 @@ impl Matmul {
         buffers: &MatmulBuffers<'_>,
         max_rows: u32,
     ) -> Result<Bound, KernelError> {
+        let [narrow, wide] = self.matvec_rows;
+        let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
+            0 => (0, 0),
+            1 if part_rows >= WIDE_FROM_ROWS => (2, part_rows.div_ceil(wide)),
+            1 => (0, part_rows.div_ceil(narrow)),
+            _ => (1, part_rows.div_ceil(TILE) * rows.div_ceil(TILE)),
+        });
+        self.bind_with(ctx, buffers, max_rows, None, self.pipelines.clone(), schedule)
+    }
+
+    /// Binds `y = input · Wᵀ …` for one row (a decode step), where `input` is
+    /// computed from `buffers.x` inside the kernel (see [`DecodeInput`]).
+    pub fn bind_decode(
+        &self,
+        ctx: &GpuContext,
+        buffers: &MatmulBuffers<'_>,
+        input: DecodeInput<'_>,
+    ) -> Result<Bound, KernelError> {
+        let pipelines = self.fused_pipelines(ctx, input.constant())?;
+        let [narrow, wide] = self.matvec_rows;
+        let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
+            0 => (0, 0),
+            _ if part_rows >= WIDE_FROM_ROWS => (1, part_rows.div_ceil(wide)),
+            _ => (0, part_rows.div_ceil(narrow)),
+        });
+        self.bind_with(ctx, buffers, 1, Some(input), pipelines, schedule)
+    }
+
+    fn bind_with(
+        &self,
+        ctx: &GpuContext,
+        buffers: &MatmulBuffers<'_>,
+        max_rows: u32,
+        input: Option<DecodeInput<'_>>,
+        pipelines: Vec<wgpu::ComputePipeline>,
+        schedule: buffers::Schedule,
+    ) -> Result<Bound, KernelError> {
         let what = "matmul";
         let weight = &buffers.weight;
         let parts = weight.plan(what, self.format, self.split_bytes)?;
@@ -343,7 +453,18 @@ impl Matmul {
         let m = check_dimension("matmul: max_rows", max_rows as u64)? as u64;
         check_dimension("matmul: output size", m * n)?;
         check_dimension("matmul: input size", m * k)?;
-        check_buffer("matmul: x", buffers.x, m * k * 4, self.max_binding)?;
+        let x_width = match input {
+            Some(DecodeInput::Gated(_)) => 2 * k,
+            _ => k,
+        };
+        check_buffer("matmul: x", buffers.x, m * x_width * 4, self.max_binding)?;
+        let (norm_weight, eps) = match input {
+            Some(DecodeInput::Normed { weight, eps }) => {
+                check_buffer("matmul: norm weight", weight, self.format.dtype().bytes(k), self.max_binding)?;
+                (Some(weight), eps)
+            }
+            _ => (None, 0.0),
+        };
         check_buffer("matmul: y", buffers.y, m * n * 4, self.max_binding)?;
         if let Some(bias) = buffers.bias {
             check_buffer(
@@ -369,6 +490,7 @@ impl Matmul {
                 weight.scales,
                 buffers.bias,
                 residual,
+                norm_weight,
             ],
         )?;
         let epilogue = buffers.bias.is_some() as u32
@@ -388,6 +510,7 @@ impl Matmul {
                         first as u32,
                         n as u32,
                         epilogue,
+                        eps.to_bits(),
                     ],
                 );
                 let [data, scales] = weight.resources(self.format, first, count, &self.placeholder);
@@ -406,22 +529,16 @@ impl Matmul {
                             .as_entire_binding(),
                         residual.unwrap_or(&self.placeholder).as_entire_binding(),
                         buffers.y.as_entire_binding(),
+                        norm_weight.unwrap_or(&self.placeholder).as_entire_binding(),
                     ],
                 );
                 (group, params, count as u32)
             })
             .collect();
-        let [narrow, wide] = self.matvec_rows;
-        let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
-            0 => (0, 0),
-            1 if part_rows >= WIDE_FROM_ROWS => (2, part_rows.div_ceil(wide)),
-            1 => (0, part_rows.div_ceil(narrow)),
-            _ => (1, part_rows.div_ceil(TILE) * rows.div_ceil(TILE)),
-        });
         Ok(Bound::new(
             ctx,
             "matmul",
-            self.pipelines.clone(),
+            pipelines,
             bound_parts,
             max_rows,
             schedule,

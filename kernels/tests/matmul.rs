@@ -1,11 +1,14 @@
 //! `Matmul` against `cpu::matmul` on both paths, for every weight format, the
 //! decode and prefill kernels, the bias / residual epilogues, split weights,
-//! the 2-D workgroup grid and argument errors.
+//! the 2-D workgroup grid and argument errors; and the decode products whose
+//! input (an RMSNorm, a gated activation) is computed inside the kernel.
 
 mod common;
 
 use common::{TestWeight, assert_close, contexts, encode, random_vec, rng, upload};
-use mlc_kernels::{Dtype, GpuContext, Matmul, MatmulBuffers, Residual, WeightFormat, cpu};
+use mlc_kernels::{
+    Activation, DecodeInput, Dtype, GpuContext, Matmul, MatmulBuffers, Residual, WeightFormat, cpu,
+};
 use rand::rngs::StdRng;
 
 /// Error bound relative to max |y| for f32 arithmetic (both paths' decode
@@ -416,4 +419,95 @@ fn throughput() {
             );
         }
     }
+}
+
+/// `bind_decode` against the separate CPU ops: the RMSNorm before q/k/v (narrow)
+/// and gate/up (wide, ≥ 8192 rows), and each activation before down_proj with
+/// its bias and in-place residual add.
+#[test]
+fn fused_decode_inputs_match_the_separate_ops() {
+    let mut rng = rng(41);
+    for format in FORMATS {
+        for (path, ctx, kernel) in kernels(format) {
+            let dtype = format.dtype();
+            for (n, k) in [(1152, 896), (9728, 128)] {
+                let what = format!("{path} {format:?} normed {n}x{k}");
+                let weight = TestWeight::random(&mut rng, format, n, k);
+                // An offset keeps the mean square away from 0, as in a residual stream.
+                let x: Vec<f32> = random_vec(&mut rng, k, 2.0).iter().map(|v| v + 0.5).collect();
+                let (norm_bytes, norm) = encode(&random_vec(&mut rng, k, 1.0), dtype);
+                let eps = 1e-6;
+                let mut normed = vec![0.0; k];
+                cpu::rms_norm(&x, &norm, eps, &mut normed);
+                let mut want = vec![0.0; n];
+                cpu::matmul(&normed, 1, &weight.cpu(), &mut want);
+
+                let norm_buffer = ctx.storage_buffer("norm", &norm_bytes);
+                let (x_buffer, y) = (upload(ctx, &x), upload(ctx, &vec![-1e30; n]));
+                let gpu_weight = weight.upload(ctx);
+                let buffers = MatmulBuffers { x: &x_buffer, weight: gpu_weight.weight(), bias: None, residual: Residual::None, y: &y };
+                let bound = kernel
+                    .bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &norm_buffer, eps })
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                bound.run(ctx, 1).unwrap();
+                assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
+            }
+            for activation in [Activation::Silu, Activation::GeluTanh] {
+                let (n, k) = (896, 4864);
+                let what = format!("{path} {format:?} {activation:?} gated {n}x{k}");
+                let weight = TestWeight::random(&mut rng, format, n, k);
+                let gate_up = random_vec(&mut rng, 2 * k, 3.0);
+                let mut activated = vec![0.0; k];
+                match activation {
+                    Activation::Silu => cpu::silu_mul(&gate_up, k, &mut activated),
+                    Activation::GeluTanh => cpu::gelu_tanh_mul(&gate_up, k, &mut activated),
+                }
+                let (bias_bytes, bias) = encode(&random_vec(&mut rng, n, 0.5), dtype);
+                let residual = random_vec(&mut rng, n, 1.0);
+                let mut want = vec![0.0; n];
+                cpu::matmul(&activated, 1, &weight.cpu(), &mut want);
+                for (i, y) in want.iter_mut().enumerate() {
+                    *y += bias[i] + residual[i];
+                }
+
+                let (x_buffer, y) = (upload(ctx, &gate_up), upload(ctx, &residual));
+                let bias_buffer = ctx.storage_buffer("bias", &bias_bytes);
+                let gpu_weight = weight.upload(ctx);
+                let buffers = MatmulBuffers {
+                    x: &x_buffer,
+                    weight: gpu_weight.weight(),
+                    bias: Some(&bias_buffer),
+                    residual: Residual::InPlace,
+                    y: &y,
+                };
+                let bound = kernel
+                    .bind_decode(ctx, &buffers, DecodeInput::Gated(activation))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                bound.run(ctx, 1).unwrap();
+                assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_decode_inputs_check_their_buffers_and_take_one_row() {
+    let ctx = &contexts()[0].1;
+    let kernel = Matmul::new(ctx, WeightFormat::Q4(Dtype::F16)).unwrap();
+    let mut rng = rng(42);
+    let weight = TestWeight::random(&mut rng, kernel.format(), 64, 64);
+    let gpu_weight = weight.upload(ctx);
+    let (x, y) = (upload(ctx, &[0.0; 64]), upload(ctx, &[0.0; 64]));
+    let buffers = MatmulBuffers { x: &x, weight: gpu_weight.weight(), bias: None, residual: Residual::None, y: &y };
+    // A gated input reads 2K values.
+    let err = kernel.bind_decode(ctx, &buffers, DecodeInput::Gated(Activation::Silu)).err().expect("x too short").to_string();
+    assert!(err.contains("matmul: x"), "{err}");
+    // A norm weight shorter than K.
+    let short = ctx.storage_buffer("norm", &[0u8; 64]);
+    let err = kernel.bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &short, eps: 1e-6 }).err().expect("norm weight too short").to_string();
+    assert!(err.contains("norm weight"), "{err}");
+    // Bound for a decode step only.
+    let norm = ctx.storage_buffer("norm", &[0u8; 128]);
+    let bound = kernel.bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &norm, eps: 1e-6 }).unwrap();
+    assert!(bound.set_rows(&ctx.queue, 2).is_err());
 }

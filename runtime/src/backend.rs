@@ -90,6 +90,24 @@ pub trait Backend {
     fn linear_add(&mut self, x: &Self::Tensor, weight: &Self::Linear, residual: &mut Self::Tensor) -> Result<(), EngineError>;
     /// The gated activation of a `[gate | up]` row: `act(gate) · up`.
     fn gated(&mut self, gate_up: &Self::Tensor, activation: Activation) -> Result<Self::Tensor, EngineError>;
+    /// `rms_norm(x) · Wᵀ (+ bias)`: the norm before a projection, which a
+    /// backend may fuse into the product.
+    fn norm_linear(&mut self, x: &Self::Tensor, norm: &Self::Vector, eps: f32, weight: &Self::Linear) -> Result<Self::Tensor, EngineError> {
+        let normed = self.rms_norm(x, norm, eps)?;
+        self.linear(&normed, weight)
+    }
+    /// `residual += act(gate) · up · Wᵀ (+ bias)`: the MLP's activation and
+    /// output projection, which a backend may fuse.
+    fn gated_linear_add(
+        &mut self,
+        gate_up: &Self::Tensor,
+        activation: Activation,
+        weight: &Self::Linear,
+        residual: &mut Self::Tensor,
+    ) -> Result<(), EngineError> {
+        let activated = self.gated(gate_up, activation)?;
+        self.linear_add(&activated, weight, residual)
+    }
     /// Attention of layer `layer` for tokens at positions `start..`: splits the
     /// fused QKV rows, applies the optional q/k norm and RoPE, appends keys and
     /// values to the KV cache, and attends causally over the cache.

@@ -19,11 +19,14 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use mlc_kernels::attention::BoundAttention;
 use mlc_kernels::rope::BoundRope;
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, BoundSampler, Dtype, Elementwise, Embed,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, BoundSampler, DecodeInput, Dtype, Elementwise, Embed,
     EmbedBuffers, GpuContext, GpuWeight, Matmul, MatmulBuffers, QkNorm, Residual, RmsNorm, RmsNormBuffers, RmsNormShape,
     RopeAppend, RopeBuffers, RopeShape, RopeTable, Sampler, SamplerBuffers, WeightFormat,
 };
@@ -62,6 +65,10 @@ pub struct GpuStats {
     pub activation_buffers: u64,
     /// Kernels bound (bind groups and parameter blocks created).
     pub bindings: u64,
+    /// Host time spent recording forward passes, from `begin` to their submission.
+    pub encode: Duration,
+    /// Time from a submission to its readback's bytes on the host.
+    pub wait: Duration,
 }
 
 /// Activations `[rows, cols]` (f32) in a pooled GPU buffer sized for the
@@ -128,6 +135,9 @@ struct Slot {
 
 enum BoundOp {
     Plain(Bound),
+    /// An op fused into a product for a decode step (one row), and the same
+    /// work as separate kernels for several rows.
+    Fused { decode: Bound, separate: Vec<Bound> },
     Rope(BoundRope),
     Attention(BoundAttention),
     Sampler(BoundSampler),
@@ -152,6 +162,11 @@ struct Prepared {
     rope_table: RopeTable,
     scratch: AttentionScratch,
     kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Where the unfused forms of `norm_linear` and `gated_linear_add` put the
+    /// norm or activation before the product (consumed at once, so shared by
+    /// every slot; replaced by a larger one when a slot needs more).
+    norm_scratch: Option<wgpu::Buffer>,
+    gated_scratch: Option<wgpu::Buffer>,
     tokens: wgpu::Buffer,
     token_out: wgpu::Buffer,
     counts: wgpu::Buffer,
@@ -169,6 +184,8 @@ pub struct GpuBackend {
     pass: Option<wgpu::ComputePass<'static>>,
     staging: Option<wgpu::Buffer>,
     stats: GpuStats,
+    /// When the recording now under way began.
+    encode_started: Option<Instant>,
     profiler: Option<Profiler>,
 }
 
@@ -186,6 +203,7 @@ impl GpuBackend {
             pass: None,
             staging: None,
             stats: GpuStats::default(),
+            encode_started: None,
             profiler: None,
         }
     }
@@ -274,6 +292,13 @@ impl GpuBackend {
                 bound.set_rows(&queue, rows as u32)?;
                 bound.dispatch(pass);
             }
+            BoundOp::Fused { decode, .. } if rows == 1 => decode.dispatch(pass),
+            BoundOp::Fused { separate, .. } => {
+                for bound in separate {
+                    bound.set_rows(&queue, rows as u32)?;
+                    bound.dispatch(pass);
+                }
+            }
             BoundOp::Rope(bound) => {
                 bound.set_step(&queue, rows, start)?;
                 bound.dispatch(pass);
@@ -310,9 +335,11 @@ impl GpuBackend {
             profiler.resolve(&mut encoder);
         }
         self.ctx.queue.submit([encoder.finish()]);
-        self.stats.submissions += 1;
+        self.count_submission();
         self.stats.readback_bytes += size;
+        let submitted = Instant::now();
         let bytes = read_mapped(&self.ctx, &staging, size).await?;
+        self.stats.wait += submitted.elapsed();
         if let Some(profiler) = self.profiler.as_mut() {
             profiler.collect(&self.ctx).await?;
         }
@@ -324,7 +351,15 @@ impl GpuBackend {
         self.pass = None;
         if let Some(encoder) = self.encoder.take() {
             self.ctx.queue.submit([encoder.finish()]);
-            self.stats.submissions += 1;
+            self.count_submission();
+        }
+    }
+
+    /// Counts a submission and ends the recording time it closes.
+    fn count_submission(&mut self) {
+        self.stats.submissions += 1;
+        if let Some(started) = self.encode_started.take() {
+            self.stats.encode += started.elapsed();
         }
     }
 
@@ -406,6 +441,14 @@ impl Future for MapRead {
     }
 }
 
+/// The kernels' name for a gated MLP's activation.
+fn kernel_activation(activation: Activation) -> mlc_kernels::Activation {
+    match activation {
+        Activation::Silu => mlc_kernels::Activation::Silu,
+        Activation::GeluTanh => mlc_kernels::Activation::GeluTanh,
+    }
+}
+
 /// The WGSL weight format of an artifact's quantization.
 fn weight_format(quantization: Quantization) -> (WeightFormat, Dtype) {
     match quantization {
@@ -459,6 +502,8 @@ impl Backend for GpuBackend {
             rope_table: RopeTable::new(ctx, &spec.rope(), capacity)?,
             scratch: AttentionScratch::new(ctx, spec.num_heads, spec.head_dim, capacity),
             kv,
+            norm_scratch: None,
+            gated_scratch: None,
             tokens: ctx.empty_storage_buffer("tokens", (max_rows * 4) as u64),
             token_out: ctx.empty_storage_buffer("sampled token", 4),
             counts: ctx.empty_storage_buffer("token counts", (spec.vocab_size * 4) as u64),
@@ -506,6 +551,7 @@ impl Backend for GpuBackend {
         // recorded by an earlier call (a prefill chunk) must be submitted first.
         self.flush();
         self.begin_step();
+        self.encode_started.get_or_insert_with(Instant::now);
         let prepared = self.prepared();
         self.ctx.queue.write_buffer(&prepared.tokens, 0, bytemuck::cast_slice(tokens));
         Ok(())
@@ -554,10 +600,7 @@ impl Backend for GpuBackend {
         let intermediate = gate_up.cols / 2;
         let out = self.tensor(gate_up.rows, intermediate);
         let max_rows = gate_up.capacity.min(out.capacity) as u32;
-        let act = match activation {
-            Activation::Silu => mlc_kernels::Activation::Silu,
-            Activation::GeluTanh => mlc_kernels::Activation::GeluTanh,
-        };
+        let act = kernel_activation(activation);
         let key = vec![gate_up.buffer.clone(), out.buffer.clone()];
         let slot = self.slot(|| format!("{activation:?} gate"), key, |b| {
             let kernel = &b.prepared().kernels.elementwise;
@@ -565,6 +608,58 @@ impl Backend for GpuBackend {
         })?;
         self.record(slot, gate_up.rows, 0)?;
         Ok(out)
+    }
+
+    fn norm_linear(&mut self, x: &GpuTensor, norm: &wgpu::Buffer, eps: f32, linear: &GpuLinear) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, linear.rows);
+        let max_rows = x.capacity.min(out.capacity) as u32;
+        let scratch = self.scratch(|p| &mut p.norm_scratch, "normed activations", max_rows as usize * x.cols);
+        let mut key = vec![x.buffer.clone(), norm.clone(), linear.data.clone(), out.buffer.clone()];
+        key.extend(linear.bias.clone());
+        let name = || format!("rms_norm+matmul {}x{}", linear.cols, linear.rows);
+        let slot = self.slot(name, key, |b| {
+            let kernels = &b.prepared().kernels;
+            let product =
+                MatmulBuffers { x: &x.buffer, weight: linear.weight(), bias: linear.bias.as_ref(), residual: Residual::None, y: &out.buffer };
+            let decode = kernels.matmul.bind_decode(&b.ctx, &product, DecodeInput::Normed { weight: norm, eps })?;
+            let shape = RmsNormShape::rows(max_rows, x.cols as u32, eps);
+            let norm = kernels.norm.bind(&b.ctx, &RmsNormBuffers { x: &x.buffer, weight: norm, y: Some(&scratch) }, &shape)?;
+            let product = kernels.matmul.bind(&b.ctx, &MatmulBuffers { x: &scratch, ..product }, max_rows)?;
+            Ok(BoundOp::Fused { decode, separate: vec![norm, product] })
+        })?;
+        self.record(slot, x.rows, 0)?;
+        Ok(out)
+    }
+
+    fn gated_linear_add(
+        &mut self,
+        gate_up: &GpuTensor,
+        activation: Activation,
+        linear: &GpuLinear,
+        residual: &mut GpuTensor,
+    ) -> Result<(), EngineError> {
+        let y = residual.buffer.clone();
+        let max_rows = gate_up.capacity.min(residual.capacity) as u32;
+        let scratch = self.scratch(|p| &mut p.gated_scratch, "gated activations", max_rows as usize * linear.cols);
+        let mut key = vec![gate_up.buffer.clone(), linear.data.clone(), y.clone()];
+        key.extend(linear.bias.clone());
+        let name = || format!("{activation:?} gate+matmul {}x{} +residual", linear.cols, linear.rows);
+        let slot = self.slot(name, key, |b| {
+            let kernels = &b.prepared().kernels;
+            let act = kernel_activation(activation);
+            let product = MatmulBuffers {
+                x: &gate_up.buffer,
+                weight: linear.weight(),
+                bias: linear.bias.as_ref(),
+                residual: Residual::InPlace,
+                y: &y,
+            };
+            let decode = kernels.matmul.bind_decode(&b.ctx, &product, DecodeInput::Gated(act))?;
+            let gated = kernels.elementwise.bind_gated(&b.ctx, act, &gate_up.buffer, &scratch, max_rows, linear.cols as u32)?;
+            let product = kernels.matmul.bind(&b.ctx, &MatmulBuffers { x: &scratch, ..product }, max_rows)?;
+            Ok(BoundOp::Fused { decode, separate: vec![gated, product] })
+        })?;
+        self.record(slot, gate_up.rows, 0)
     }
 
     fn attention(
@@ -709,6 +804,17 @@ impl GpuBackend {
             Ok(BoundOp::Plain(b.prepared().kernels.matmul.bind(&b.ctx, &buffers, max_rows)?))
         })?;
         self.record(slot, x.rows, 0)
+    }
+
+    /// A scratch buffer of at least `values` f32s from the field `which` picks.
+    fn scratch(&mut self, which: impl FnOnce(&mut Prepared) -> &mut Option<wgpu::Buffer>, label: &str, values: usize) -> wgpu::Buffer {
+        let bytes = (values.max(1) * 4) as u64;
+        let ctx = &self.ctx;
+        let slot = which(self.prepared.as_mut().expect("Backend::prepare runs before any op"));
+        match slot {
+            Some(buffer) if buffer.size() >= bytes => buffer.clone(),
+            _ => slot.insert(ctx.empty_storage_buffer(label, bytes)).clone(),
+        }
     }
 
     /// The slot of the sampler bound to `logits` (one row).

@@ -25,18 +25,6 @@ fn gate_and_up(i: u32) -> vec2<f32> {
     return vec2<f32>(input[i + row * params.width], input[i + (row + 1u) * params.width]);
 }
 
-fn silu(g: f32) -> f32 {
-    // exp(-g) overflows to +inf for g < -88 and the quotient is then -0: correct.
-    return g / (1.0 + exp(-g));
-}
-
-fn gelu_tanh(g: f32) -> f32 {
-    // Clamped because some drivers compute tanh from exp and return NaN for large
-    // arguments; tanh(±10) is ±1 to f32 precision.
-    let inner = clamp(0.7978846 * (g + 0.044715 * g * g * g), -10.0, 10.0);
-    return 0.5 * g * (1.0 + tanh(inner));
-}
-
 @compute @workgroup_size(256)
 fn add_in_place(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) groups: vec3<u32>,

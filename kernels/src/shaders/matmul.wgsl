@@ -1,8 +1,8 @@
 // y[m, n] = Σ_k x[m, k] · W[n, k]  (+ bias[n])  (+ residual[m, n] | + y[m, n])
 //
 // The wrapper prepends matmul_tile_f32.wgsl or matmul_tile_f16.wgsl (the tile
-// element type), matmul_decode.wgsl and matmul_weights.wgsl (W and its formats,
-// bindings 1 and 2) and, on the subgroup path, appends
+// element type), activation.wgsl, matmul_decode.wgsl and matmul_weights.wgsl
+// (W and its formats, bindings 1 and 2) and, on the subgroup path, appends
 // matmul_subgroup.wgsl. Two entry points: `matvec` for one row of x (decode) and
 // `matmul_tiled` for several (prefill). Workgroups are numbered linearly over a
 // 2-D grid so that more than 65535 of them can be launched.
@@ -14,6 +14,7 @@ struct Params {
     n_base: u32,    // output feature of the part's row 0: its column of y and index into bias
     y_stride: u32,  // output features of the whole W: row stride of y and residual
     epilogue: u32,  // which of the ADD_* terms to add
+    eps: f32,       // RMSNorm epsilon of a NORMED input
 }
 
 const ADD_BIAS: u32 = 1u;      // + bias[n]
@@ -25,6 +26,16 @@ const ACCUMULATE: u32 = 4u;    // + y[m, n]: the residual add in place, `h = h +
 @group(0) @binding(4) var<storage, read> bias: array<u32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
+// RMSNorm weight [K] of a NORMED input, in the model dtype (HALF) like the scales.
+@group(0) @binding(7) var<storage, read> norm_weight: array<u32>;
+
+// What the decode kernels multiply W with (the INPUT override), so that the op
+// before a projection runs inside it instead of in a dispatch of its own:
+const PLAIN: u32 = 0u;       // x[0, :] as stored
+const NORMED: u32 = 1u;      // rms_norm(x[0, :]) · norm_weight
+const SILU_GATED: u32 = 2u;  // silu(gate) · up, x[0, :] being a fused [gate; up] row of 2K values
+const GELU_GATED: u32 = 3u;  // gelu_tanh(gate) · up, likewise
+override INPUT: u32 = PLAIN;
 
 fn workgroup_index(id: vec3<u32>, count: vec3<u32>) -> u32 {
     return id.x + id.y * count.x;
@@ -71,10 +82,61 @@ struct Slice32 {
     v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>,
 }
 
-// x[0, 32g .. 32g + 32].
+// 1 / rms(x[0, :]) for a NORMED input (set by `begin_input`).
+var<private> inverse_rms: f32 = 1.0;
+var<workgroup> square_sums: array<f32, WORKGROUP>;
+
+// Called by every invocation before the products: a NORMED input needs the
+// norm of x, which the whole workgroup sums (each workgroup redoes it: K values
+// read from cache cost far less than the dispatch a separate norm would).
+fn begin_input(lid: u32) {
+    if INPUT != NORMED {
+        return;
+    }
+    var sum = 0.0;
+    for (var j = lid; j < params.k / 4u; j += WORKGROUP) {
+        sum += dot(x[j], x[j]);
+    }
+    square_sums[lid] = sum;
+    workgroupBarrier();
+    for (var width = WORKGROUP / 2u; width > 0u; width /= 2u) {
+        if lid < width {
+            square_sums[lid] += square_sums[lid + width];
+        }
+        workgroupBarrier();
+    }
+    inverse_rms = inverseSqrt(square_sums[0] / f32(params.k) + params.eps);
+}
+
+// norm_weight[4j .. 4j + 4].
+fn norm_weight4(j: u32) -> vec4<f32> {
+    if HALF {
+        return vec4<f32>(unpack2x16float(norm_weight[2u * j]), unpack2x16float(norm_weight[2u * j + 1u]));
+    }
+    return bitcast<vec4<f32>>(vec4<u32>(norm_weight[4u * j], norm_weight[4u * j + 1u], norm_weight[4u * j + 2u], norm_weight[4u * j + 3u]));
+}
+
+// Input values 4j .. 4j + 4 of the product, as INPUT says.
+fn input4(j: u32) -> vec4<f32> {
+    if INPUT == NORMED {
+        return x[j] * inverse_rms * norm_weight4(j);
+    }
+    if INPUT == SILU_GATED || INPUT == GELU_GATED {
+        let gate = x[j];
+        let up = x[params.k / 4u + j];
+        if INPUT == SILU_GATED {
+            return vec4<f32>(silu(gate.x), silu(gate.y), silu(gate.z), silu(gate.w)) * up;
+        }
+        return vec4<f32>(gelu_tanh(gate.x), gelu_tanh(gate.y), gelu_tanh(gate.z), gelu_tanh(gate.w)) * up;
+    }
+    return x[j];
+}
+
+// Input values 32g .. 32g + 32.
 fn x_slice(g: u32) -> Slice32 {
     let i = 8u * g;
-    return Slice32(x[i], x[i + 1u], x[i + 2u], x[i + 3u], x[i + 4u], x[i + 5u], x[i + 6u], x[i + 7u]);
+    return Slice32(input4(i), input4(i + 1u), input4(i + 2u), input4(i + 3u),
+                   input4(i + 4u), input4(i + 5u), input4(i + 6u), input4(i + 7u));
 }
 
 fn dot8(a: vec4<f32>, b: vec4<f32>, w: Eight) -> f32 {
@@ -132,6 +194,7 @@ var<workgroup> partial_sums: array<vec4<f32>, WORKGROUP>;
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
+    begin_input(lid);
     let first = (workgroup_index(wid, groups) * (WORKGROUP / TEAM) + lid / TEAM) * ROWS_PER_THREAD;
     let lane = lid % TEAM;
     var sums = vec4<f32>(0.0);

@@ -13,7 +13,9 @@ fn matvec_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(subgroup_id) subgroup: u32,
                    @builtin(num_subgroups) subgroups: u32,
                    @builtin(subgroup_invocation_id) lane: u32,
-                   @builtin(subgroup_size) width: u32) {
+                   @builtin(subgroup_size) width: u32,
+                   @builtin(local_invocation_index) lid: u32) {
+    begin_input(lid);
     let base = workgroup_index(wid, groups) * SUBGROUP_ROWS;
     for (var r = subgroup * ROWS_PER_THREAD; r < SUBGROUP_ROWS; r += subgroups * ROWS_PER_THREAD) {
         let first = base + r;

@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use mlc_kernels::{Dtype, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
 use mlc_loader::DType;
-use mlc_wgpu::gpu::{GpuBackend, GpuOptions};
+use mlc_wgpu::gpu::{GpuBackend, GpuOptions, GpuStats};
 use mlc_wgpu::model::Model;
 use mlc_wgpu::profile::Profile;
 use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
@@ -116,6 +116,10 @@ struct StepProfile {
     wall_us: f64,
     /// First to last timestamp per step: the GPU's busy time.
     gpu_busy_us: f64,
+    /// Host time recording a step, before its submission (without profiling).
+    encode_us: f64,
+    /// From a step's submission to its result on the host (without profiling).
+    wait_us: f64,
     kernels: Vec<KernelTime>,
 }
 
@@ -280,23 +284,43 @@ fn steps_from(model: &mut dyn LanguageModel, mut token: u32, steps: usize) -> Re
 fn profile_steps(model: &mut Model<GpuBackend>, context: &[u32], steps: usize, prompt: &[u32]) -> Result<ProfileReport> {
     model.reset();
     let token = decode(model, context, WARM_STEPS)?;
+    // Host and wait times without timestamps, which cost time of their own.
+    let before = model.backend().stats();
+    let token = steps_from(model, token, steps)?;
+    let split = HostSplit::since(before, model.backend().stats());
     model.backend_mut().start_profiling()?;
     let started = Instant::now();
     steps_from(model, token, steps)?;
     let decode_wall = started.elapsed();
-    let decode = step_profile(model.backend_mut().stop_profiling().unwrap_or_default(), steps, 1, decode_wall);
+    let decode = step_profile(model.backend_mut().stop_profiling().unwrap_or_default(), steps, 1, decode_wall, split);
 
+    model.reset();
+    let before = model.backend().stats();
+    model.greedy_next(prompt).block_on()?;
+    let split = HostSplit::since(before, model.backend().stats());
     model.reset();
     model.backend_mut().start_profiling()?;
     let started = Instant::now();
     model.greedy_next(prompt).block_on()?;
     let prefill_wall = started.elapsed();
-    let prefill = step_profile(model.backend_mut().stop_profiling().unwrap_or_default(), 1, prompt.len(), prefill_wall);
+    let prefill = step_profile(model.backend_mut().stop_profiling().unwrap_or_default(), 1, prompt.len(), prefill_wall, split);
     Ok(ProfileReport { decode, prefill })
 }
 
+/// Host recording and waiting time between two readings of the counters.
+struct HostSplit {
+    encode: Duration,
+    wait: Duration,
+}
+
+impl HostSplit {
+    fn since(before: GpuStats, after: GpuStats) -> HostSplit {
+        HostSplit { encode: after.encode - before.encode, wait: after.wait - before.wait }
+    }
+}
+
 /// Per-step figures of a profile, kernels by descending time.
-fn step_profile(profile: Profile, steps: usize, tokens: usize, wall: Duration) -> StepProfile {
+fn step_profile(profile: Profile, steps: usize, tokens: usize, wall: Duration, split: HostSplit) -> StepProfile {
     let per_step = |d: Duration| d.as_secs_f64() * 1e6 / steps as f64;
     let mut kernels: Vec<KernelTime> = profile
         .kernels
@@ -304,7 +328,15 @@ fn step_profile(profile: Profile, steps: usize, tokens: usize, wall: Duration) -
         .map(|(name, (time, count))| KernelTime { name, calls_per_step: count as f64 / steps as f64, us_per_step: per_step(time) })
         .collect();
     kernels.sort_by(|a, b| b.us_per_step.total_cmp(&a.us_per_step));
-    StepProfile { steps, tokens, wall_us: per_step(wall), gpu_busy_us: per_step(profile.busy), kernels }
+    StepProfile {
+        steps,
+        tokens,
+        wall_us: per_step(wall),
+        gpu_busy_us: per_step(profile.busy),
+        encode_us: per_step(split.encode),
+        wait_us: per_step(split.wait),
+        kernels,
+    }
 }
 
 fn rate(count: usize, time: Duration) -> f64 {
@@ -481,6 +513,7 @@ fn print_report(report: &Report) {
                 p.gpu_busy_us,
                 100.0 * p.gpu_busy_us / p.wall_us
             );
+            println!("  without timestamps: {:.1} µs recording on the host, then {:.1} µs until the result is back", p.encode_us, p.wait_us);
             for k in &p.kernels {
                 println!(
                     "  {:<28} {:>9.1} µs {:>5.1} % ({} call(s) per step)",

@@ -36,6 +36,7 @@ pub fn forward<B: Backend>(
     logits: Logits,
     mut trace: Option<&mut Trace>,
 ) -> Result<B::Tensor, EngineError> {
+    let tracing = trace.is_some();
     let mut observe = |backend: &mut B, name: &str, x: &B::Tensor| -> Result<(), EngineError> {
         if let Some(trace) = trace.as_deref_mut() {
             trace.push((name.to_string(), backend.to_host(x)?));
@@ -48,15 +49,12 @@ pub fn forward<B: Backend>(
     let mut h = backend.embed(&weights.embed, tokens)?;
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {
-        let x = backend.rms_norm(&h, &layer.attn_norm, eps)?;
-        let qkv = backend.linear(&x, &layer.qkv)?;
+        let qkv = backend.norm_linear(&h, &layer.attn_norm, eps, &layer.qkv)?;
         let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
         backend.linear_add(&attended, &layer.o_proj, &mut h)?;
 
-        let x = backend.rms_norm(&h, &layer.mlp_norm, eps)?;
-        let gate_up = backend.linear(&x, &layer.gate_up)?;
-        let activated = backend.gated(&gate_up, spec.activation)?;
-        backend.linear_add(&activated, &layer.down, &mut h)?;
+        let gate_up = backend.norm_linear(&h, &layer.mlp_norm, eps, &layer.gate_up)?;
+        backend.gated_linear_add(&gate_up, spec.activation, &layer.down, &mut h)?;
         observe(backend, &format!("layer{index}_out"), &h)?;
     }
 
@@ -64,8 +62,13 @@ pub fn forward<B: Backend>(
         Logits::Last => backend.last_row(&h)?,
         Logits::All => h,
     };
-    let h = backend.rms_norm(&h, &weights.final_norm, eps)?;
-    observe(backend, "final_norm", &h)?;
     let head = weights.lm_head.as_ref().unwrap_or(&weights.embed);
-    backend.linear(&h, head)
+    if tracing {
+        // A trace records the normalised stream, so the norm runs on its own.
+        let h = backend.rms_norm(&h, &weights.final_norm, eps)?;
+        observe(backend, "final_norm", &h)?;
+        backend.linear(&h, head)
+    } else {
+        backend.norm_linear(&h, &weights.final_norm, eps, head)
+    }
 }
