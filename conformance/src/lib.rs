@@ -19,6 +19,24 @@ pub const TINY_MODELS: &[&str] = &[
     "synthetic/llama-odd-ffn",
 ];
 
+/// Hugging Face checkpoints of the families beyond the official tiny artifacts
+/// (`conformance/fixtures/families/`, made by `conformance/tools/make_families.py`
+/// with transformers reference outputs): the tests convert each with
+/// `mlc-wgpu convert` to q4f16_1 and run it.
+pub const FAMILY_MODELS: &[&str] = &["families/mistral-tiny", "families/phi3-tiny", "families/gemma2-tiny"];
+
+/// A family fixture's `hf_source/` converted to q4f16_1 by `mlc_convert` (what
+/// `mlc-wgpu convert` runs) in a temporary folder, which lives as long as the
+/// returned guard.
+pub fn converted_family(model: &str) -> (tempfile::TempDir, mlc_loader::Artifact) {
+    let temp = tempfile::tempdir().expect("a temporary folder");
+    let out = temp.path().join("mlc");
+    let mut checkpoint = mlc_convert::HfFolder::open(&fixtures_dir().join(model).join("hf_source")).expect("open the checkpoint");
+    mlc_convert::convert(&mut checkpoint, &mlc_convert::ConvertOptions::default(), &out).expect("convert the checkpoint");
+    let artifact = mlc_loader::Artifact::open(out.to_str().expect("a UTF-8 path"), mlc_loader::OpenOptions::default()).expect("open the converted artifact");
+    (temp, artifact)
+}
+
 /// `conformance/fixtures/`.
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -60,7 +78,8 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
 pub struct GoldenIndex {
     /// The reference prompts.
     pub prompts: Vec<GoldenPrompt>,
-    /// Fixtures for the dequantization check.
+    /// Fixtures for the dequantization check (absent for the family fixtures).
+    #[serde(default)]
     pub dequant_fixtures: serde_json::Value,
 }
 

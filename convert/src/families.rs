@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::ConvertError;
 
 /// `model_type` values the converter handles (the families the runtime runs).
-pub const SUPPORTED_FAMILIES: &[&str] = &["llama", "qwen2", "qwen3"];
+pub const SUPPORTED_FAMILIES: &[&str] = &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2"];
 
 /// Hugging Face tensors MLC's loaders declare unused (not converted, not
 /// counted as parameters): `{layer}.self_attn.rotary_emb.inv_freq`.
@@ -24,6 +24,12 @@ pub enum Family {
     Qwen2,
     /// `qwen3` (Qwen3 dense).
     Qwen3,
+    /// `mistral` (Mistral-7B and derivatives): Llama's layout, never tied.
+    Mistral,
+    /// `phi3` (Phi-3/3.5-mini, Phi-4-mini): fused HF weights under `transformer.*` names.
+    Phi3,
+    /// `gemma2`: four norms per layer stored as `1 + w`, always tied.
+    Gemma2,
 }
 
 impl Family {
@@ -35,6 +41,9 @@ impl Family {
             Some("llama") => Ok(Family::Llama),
             Some("qwen2") => Ok(Family::Qwen2),
             Some("qwen3") => Ok(Family::Qwen3),
+            Some("mistral") => Ok(Family::Mistral),
+            Some("phi3") => Ok(Family::Phi3),
+            Some("gemma2") => Ok(Family::Gemma2),
             other => Err(ConvertError::Unsupported {
                 what: match other {
                     Some(name) => format!("model_type {name:?}"),
@@ -51,13 +60,16 @@ impl Family {
             Family::Llama => "llama",
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
+            Family::Mistral => "mistral",
+            Family::Phi3 => "phi3",
+            Family::Gemma2 => "gemma2",
         }
     }
 
     /// The fused QKV parameter's name (`self_attn.<name>`).
     fn qkv_name(self) -> &'static str {
         match self {
-            Family::Llama => "qkv_proj",
+            Family::Llama | Family::Mistral | Family::Phi3 | Family::Gemma2 => "qkv_proj",
             Family::Qwen2 | Family::Qwen3 => "c_attn",
         }
     }
@@ -69,6 +81,9 @@ impl Family {
         match self {
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
+            Family::Mistral => "mistral_default",
+            Family::Phi3 => "phi-3",
+            Family::Gemma2 => "gemma_instruction",
             // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
             Family::Llama if has("<|im_start|>") => "chatml",
             Family::Llama if has("<|start_header_id|>") || tokenizer_json.is_none() => "llama-3",
@@ -126,6 +141,66 @@ impl Family {
                 }
                 fields
             }
+            Family::Mistral => vec![
+                req("hidden_size"),
+                req("intermediate_size"),
+                req("num_attention_heads"),
+                req("num_hidden_layers"),
+                req("rms_norm_eps"),
+                req("vocab_size"),
+                opt("position_embedding_base", json!(0)),
+                opt("num_key_value_heads", json!(0)),
+                opt("head_dim", json!(0)),
+                opt("context_window_size", json!(0)),
+                opt("sliding_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("attention_sink_size", json!(4)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("max_batch_size", json!(1)),
+            ],
+            Family::Phi3 => vec![
+                req("model_type"),
+                req("hidden_size"),
+                req("vocab_size"),
+                req("num_hidden_layers"),
+                req("num_attention_heads"),
+                req("intermediate_size"),
+                req("rms_norm_eps"),
+                req("num_key_value_heads"),
+                req("max_position_embeddings"),
+                opt("position_embedding_base", json!(0)),
+                opt("rope_scaling", Value::Null),
+                opt("original_max_position_embeddings", json!(0)),
+                opt("context_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("head_dim", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("max_batch_size", json!(1)),
+                opt("tie_word_embeddings", json!(false)),
+                opt("partial_rotary_factor", json!(1.0)),
+            ],
+            // GemmaConfig's fields, then Gemma2Config's.
+            Family::Gemma2 => vec![
+                req("hidden_size"),
+                req("intermediate_size"),
+                req("attention_bias"),
+                req("num_attention_heads"),
+                req("num_key_value_heads"),
+                req("head_dim"),
+                req("num_hidden_layers"),
+                req("rms_norm_eps"),
+                req("vocab_size"),
+                opt("hidden_activation", Value::Null),
+                opt("position_embedding_base", json!(0)),
+                opt("context_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("max_batch_size", json!(1)),
+                opt("attn_logit_softcapping", Value::Null),
+                opt("final_logit_softcapping", Value::Null),
+                opt("query_pre_attn_scalar", Value::Null),
+                opt("sliding_window", Value::Null),
+            ],
         }
     }
 
@@ -183,11 +258,14 @@ impl Family {
 
     /// The dataclass's `__post_init__`.
     fn post_init(self, config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+        match self {
+            Family::Mistral => return mistral_post_init(config, kwargs),
+            Family::Phi3 => return phi3_post_init(config, kwargs),
+            Family::Gemma2 => return gemma2_post_init(config, kwargs),
+            Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
+        }
         if self == Family::Llama {
-            if is_zero(&config["position_embedding_base"]) {
-                let base = kwargs.remove("rope_theta").unwrap_or(json!(10000));
-                config.insert("position_embedding_base".into(), base);
-            }
+            take_rope_theta(config, kwargs);
             let scaling = &config["rope_scaling"];
             if !scaling.is_null() {
                 match scaling.get("rope_type") {
@@ -273,6 +351,165 @@ impl Family {
         }
         Ok(())
     }
+}
+
+/// `position_embedding_base = kwargs.pop("rope_theta", 10000)` when it is 0
+/// (Llama, Mistral, Phi-3, Gemma).
+fn take_rope_theta(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) {
+    if is_zero(&config["position_embedding_base"]) {
+        let base = kwargs.remove("rope_theta").unwrap_or(json!(10000));
+        config.insert("position_embedding_base".into(), base);
+    }
+}
+
+/// `context_window_size` from `max_position_embeddings` or `max_sequence_length`
+/// when it is 0 (popped from kwargs, as MLC's configs do).
+fn context_from_kwargs(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+    if !is_zero(&config["context_window_size"]) {
+        return Ok(());
+    }
+    match ["max_position_embeddings", "max_sequence_length"].iter().find_map(|name| kwargs.remove(*name)) {
+        Some(value) => {
+            config.insert("context_window_size".into(), value);
+            Ok(())
+        }
+        None => Err(config_error(
+            "cannot determine the context window: config.json has none of `context_window_size`, \
+             `max_position_embeddings`, `max_sequence_length` (pass --context-window-size)"
+                .into(),
+        )),
+    }
+}
+
+/// `num_key_value_heads` (0 → heads) and `head_dim` (0 → hidden / heads)
+/// defaults, and the GQA divisibility MLC asserts. Returns `(hidden, heads, head_dim)`.
+fn default_heads(config: &mut Map<String, Value>) -> Result<(i64, i64, i64), ConvertError> {
+    let hidden = int(config, "hidden_size")?;
+    let heads = int(config, "num_attention_heads")?;
+    if heads <= 0 {
+        return Err(config_error(format!("num_attention_heads must be positive, got {heads}")));
+    }
+    if config["num_key_value_heads"].is_null() || int(config, "num_key_value_heads")? == 0 {
+        config.insert("num_key_value_heads".into(), json!(heads));
+    }
+    if int(config, "head_dim")? == 0 {
+        config.insert("head_dim".into(), json!(hidden.div_euclid(heads)));
+    }
+    let kv_heads = int(config, "num_key_value_heads")?;
+    if kv_heads <= 0 || heads % kv_heads != 0 {
+        return Err(config_error(format!(
+            "num_attention_heads ({heads}) must be a multiple of num_key_value_heads ({kv_heads})"
+        )));
+    }
+    Ok((hidden, heads, int(config, "head_dim")?))
+}
+
+/// Phi-3's and Gemma's prefill rule: `min(context, 8192)` when unset or larger than the context.
+fn cap_prefill(config: &mut Map<String, Value>) -> Result<(), ConvertError> {
+    let context = int(config, "context_window_size")?;
+    let prefill = int(config, "prefill_chunk_size")?;
+    if prefill == 0 || prefill > context {
+        config.insert("prefill_chunk_size".into(), json!(context.min(8192)));
+    }
+    Ok(())
+}
+
+/// `MistralConfig.__post_init__`: the HF `sliding_window` (null → -1) becomes
+/// `sliding_window_size`; with a window the context is unbounded (-1) and the
+/// prefill chunk is at most the window.
+fn mistral_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+    take_rope_theta(config, kwargs);
+    if is_zero(&config["sliding_window_size"]) {
+        let window = kwargs.remove("sliding_window").unwrap_or(json!(-1));
+        config.insert("sliding_window_size".into(), window);
+    }
+    if config["sliding_window_size"].is_null() {
+        config.insert("sliding_window_size".into(), json!(-1));
+    }
+    let sliding = int(config, "sliding_window_size")?;
+    if is_zero(&config["context_window_size"]) {
+        if sliding == -1 {
+            context_from_kwargs(config, kwargs)?;
+        } else {
+            config.insert("context_window_size".into(), json!(-1));
+        }
+    }
+    default_heads(config)?;
+    if int(config, "attention_sink_size")? < 0 {
+        return Err(config_error("attention_sink_size must not be negative".into()));
+    }
+    if is_zero(&config["prefill_chunk_size"]) {
+        let context = int(config, "context_window_size")?;
+        let candidates = [sliding, context].into_iter().filter(|&v| v != -1);
+        config.insert("prefill_chunk_size".into(), json!(candidates.fold(8192, i64::min)));
+    }
+    Ok(())
+}
+
+/// `Phi3Config.__post_init__`: `rope_scaling` without `type` is dropped, `su`
+/// is renamed `longrope` (the only kind accepted) and the two lengths are
+/// copied into it; the context defaults to `max_position_embeddings`.
+fn phi3_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+    take_rope_theta(config, kwargs);
+    if let Some(scaling) = config.get("rope_scaling").and_then(Value::as_object).cloned() {
+        match scaling.get("type") {
+            None => {
+                config.insert("rope_scaling".into(), Value::Null);
+            }
+            Some(kind) => {
+                let mut scaling = scaling.clone();
+                if kind == "su" {
+                    scaling.insert("type".into(), json!("longrope"));
+                }
+                if scaling["type"] != "longrope" {
+                    return Err(ConvertError::Unsupported {
+                        what: format!("rope_scaling.type {} for phi3", scaling["type"]),
+                        message: "MLC's Phi-3 supports only LongRoPE (\"longrope\" / \"su\")".into(),
+                    });
+                }
+                scaling.insert("rope_type".into(), scaling["type"].clone());
+                scaling.insert("max_position_embeddings".into(), config["max_position_embeddings"].clone());
+                scaling.insert("original_max_position_embeddings".into(), config["original_max_position_embeddings"].clone());
+                config.insert("rope_scaling".into(), Value::Object(scaling));
+            }
+        }
+    }
+    if is_zero(&config["context_window_size"]) {
+        config.insert("context_window_size".into(), config["max_position_embeddings"].clone());
+    }
+    cap_prefill(config)?;
+    let (hidden, heads, head_dim) = default_heads(config)?;
+    if head_dim * heads != hidden {
+        return Err(config_error(format!("phi3 needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}")));
+    }
+    Ok(())
+}
+
+/// `Gemma2Config.__post_init__` (after `GemmaConfig`'s): a GELU activation, no
+/// attention bias, and the context window forced to `sliding_window`, since
+/// MLC runs every layer with full attention.
+fn gemma2_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+    if config["hidden_activation"].is_null() {
+        config.insert("hidden_activation".into(), kwargs.get("hidden_act").cloned().unwrap_or(Value::Null));
+    }
+    if !matches!(config["hidden_activation"].as_str(), Some("gelu" | "gelu_pytorch_tanh")) {
+        return Err(ConvertError::Unsupported {
+            what: format!("hidden_activation {} for gemma2", config["hidden_activation"]),
+            message: "MLC's Gemma supports only GeLU".into(),
+        });
+    }
+    if config["attention_bias"] == json!(true) {
+        return Err(ConvertError::Unsupported { what: "attention_bias for gemma2".into(), message: "MLC's Gemma has no attention bias".into() });
+    }
+    take_rope_theta(config, kwargs);
+    context_from_kwargs(config, kwargs)?;
+    default_heads(config)?;
+    cap_prefill(config)?;
+    if config["sliding_window"].is_null() {
+        return Err(config_error("gemma2 config.json must give `sliding_window` (MLC uses it as the context window)".into()));
+    }
+    config.insert("context_window_size".into(), config["sliding_window"].clone());
+    Ok(())
 }
 
 /// The `gen_config` command-line overrides of `model_config`.
@@ -362,6 +599,9 @@ pub enum Kind {
     Matrix,
     /// A norm weight or a bias: always cast to the model dtype.
     Vector,
+    /// A Gemma RMSNorm weight: stored as `1 + w` (MLC's loader folds the `+1`
+    /// of Gemma's norm into the weight), then cast like a vector.
+    GemmaNorm,
 }
 
 /// One MLC parameter and the Hugging Face tensors it is made of, concatenated
@@ -387,15 +627,19 @@ impl Param {
 
 /// Every parameter of `family` with sizes `d`.
 pub fn params(family: Family, d: &Dims) -> Vec<Param> {
+    if family == Family::Phi3 {
+        return phi3_params(d);
+    }
     let one = |name: String, shape: Vec<usize>, kind| Param { name: name.clone(), sources: vec![(name, shape)], kind };
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
+    let norm = if family == Family::Gemma2 { Kind::GemmaNorm } else { Kind::Vector };
     let mut out = vec![one("model.embed_tokens.weight".into(), vec![d.vocab, h], Kind::Matrix)];
     for layer in 0..d.layers {
         let p = format!("model.layers.{layer}");
         let attn = format!("{p}.self_attn");
         let mlp = format!("{p}.mlp");
         let qkv = format!("{attn}.{}", family.qkv_name());
-        out.push(one(format!("{p}.input_layernorm.weight"), vec![h], Kind::Vector));
+        out.push(one(format!("{p}.input_layernorm.weight"), vec![h], norm));
         out.push(Param {
             name: format!("{qkv}.weight"),
             sources: vec![
@@ -406,9 +650,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
             kind: Kind::Matrix,
         });
         let qkv_bias = match family {
-            Family::Llama => false,
             Family::Qwen2 => true,
             Family::Qwen3 => d.attention_bias,
+            Family::Llama | Family::Mistral | Family::Phi3 | Family::Gemma2 => false,
         };
         if qkv_bias {
             out.push(Param {
@@ -429,7 +673,11 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         if family == Family::Qwen3 && d.attention_bias {
             out.push(one(format!("{attn}.o_proj.bias"), vec![h], Kind::Vector));
         }
-        out.push(one(format!("{p}.post_attention_layernorm.weight"), vec![h], Kind::Vector));
+        out.push(one(format!("{p}.post_attention_layernorm.weight"), vec![h], norm));
+        if family == Family::Gemma2 {
+            out.push(one(format!("{p}.pre_feedforward_layernorm.weight"), vec![h], norm));
+            out.push(one(format!("{p}.post_feedforward_layernorm.weight"), vec![h], norm));
+        }
         out.push(Param {
             name: format!("{mlp}.gate_up_proj.weight"),
             sources: vec![
@@ -440,9 +688,40 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         });
         out.push(one(format!("{mlp}.down_proj.weight"), vec![h, d.intermediate], Kind::Matrix));
     }
-    out.push(one("model.norm.weight".into(), vec![h], Kind::Vector));
-    if !d.tie_word_embeddings {
+    out.push(one("model.norm.weight".into(), vec![h], norm));
+    // Gemma always reuses the embedding; Mistral's config has no tie flag and
+    // always builds an `lm_head`.
+    let tied = match family {
+        Family::Gemma2 => true,
+        Family::Mistral => false,
+        _ => d.tie_word_embeddings,
+    };
+    if !tied {
         out.push(one("lm_head.weight".into(), vec![d.vocab, h], Kind::Matrix));
+    }
+    out
+}
+
+/// Phi-3's parameters: the checkpoint already fuses `qkv_proj` and
+/// `gate_up_proj`; MLC renames the modules (`phi3_loader.py`).
+fn phi3_params(d: &Dims) -> Vec<Param> {
+    let renamed = |mlc: String, hf: String, shape: Vec<usize>, kind| Param { name: mlc, sources: vec![(hf, shape)], kind };
+    let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
+    let mut out = vec![renamed("transformer.embd.weight".into(), "model.embed_tokens.weight".into(), vec![d.vocab, h], Kind::Matrix)];
+    for layer in 0..d.layers {
+        let (mlc, hf) = (format!("transformer.h.{layer}"), format!("model.layers.{layer}"));
+        out.extend([
+            renamed(format!("{mlc}.ln.weight"), format!("{hf}.input_layernorm.weight"), vec![h], Kind::Vector),
+            renamed(format!("{mlc}.mixer.qkv_proj.weight"), format!("{hf}.self_attn.qkv_proj.weight"), vec![q + 2 * kv, h], Kind::Matrix),
+            renamed(format!("{mlc}.mixer.out_proj.weight"), format!("{hf}.self_attn.o_proj.weight"), vec![h, q], Kind::Matrix),
+            renamed(format!("{mlc}.post_attention_layernorm.weight"), format!("{hf}.post_attention_layernorm.weight"), vec![h], Kind::Vector),
+            renamed(format!("{mlc}.mlp.gate_up_proj.weight"), format!("{hf}.mlp.gate_up_proj.weight"), vec![2 * d.intermediate, h], Kind::Matrix),
+            renamed(format!("{mlc}.mlp.down_proj.weight"), format!("{hf}.mlp.down_proj.weight"), vec![h, d.intermediate], Kind::Matrix),
+        ]);
+    }
+    out.push(renamed("transformer.norm.weight".into(), "model.norm.weight".into(), vec![h], Kind::Vector));
+    if !d.tie_word_embeddings {
+        out.push(renamed("lm_head.weight".into(), "lm_head.weight".into(), vec![d.vocab, h], Kind::Matrix));
     }
     out
 }
@@ -496,6 +775,10 @@ pub fn emission_order(params: &[Param], source_names: &[String]) -> Result<(Vec<
 mod tests {
     use super::*;
 
+    fn keys(value: &Value) -> Vec<&str> {
+        value.as_object().unwrap().keys().map(String::as_str).collect()
+    }
+
     fn overrides() -> Overrides {
         Overrides { context_window_size: None, prefill_chunk_size: None, max_batch_size: 128 }
     }
@@ -533,6 +816,56 @@ mod tests {
             "num_hidden_layers": 2, "rms_norm_eps": 1e-5, "vocab_size": 100, "rope_scaling": {"rope_type": "yarn"},
             "max_position_embeddings": 4096});
         assert!(matches!(Family::Llama.model_config(&bad, &overrides()), Err(ConvertError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn a_mistral_sliding_window_makes_the_context_unbounded() {
+        let hf = json!({"model_type": "mistral", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+            "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "vocab_size": 100,
+            "rope_theta": 10000.0, "sliding_window": 4096, "max_position_embeddings": 32768});
+        let config = Family::Mistral.model_config(&hf, &overrides()).unwrap();
+        let windows = ["context_window_size", "sliding_window_size", "prefill_chunk_size", "attention_sink_size"].map(|k| config[k].clone());
+        assert_eq!(windows, [json!(-1), json!(4096), json!(4096), json!(4)]);
+        assert_eq!(config["head_dim"], json!(16));
+        let no_window = json!({"sliding_window": null, "max_position_embeddings": 32768});
+        let mut hf2 = hf.clone();
+        hf2.as_object_mut().unwrap().extend(no_window.as_object().unwrap().clone());
+        let config = Family::Mistral.model_config(&hf2, &overrides()).unwrap();
+        assert_eq!([config["context_window_size"].clone(), config["sliding_window_size"].clone()], [json!(32768), json!(-1)]);
+    }
+
+    #[test]
+    fn phi3_renames_su_drops_typeless_scaling_and_rejects_other_kinds() {
+        let base = json!({"model_type": "phi3", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+            "num_hidden_layers": 2, "num_key_value_heads": 4, "rms_norm_eps": 1e-5, "vocab_size": 100,
+            "max_position_embeddings": 131072, "original_max_position_embeddings": 4096});
+        let with = |scaling: Value| {
+            let mut hf = base.clone();
+            hf.as_object_mut().unwrap().insert("rope_scaling".into(), scaling);
+            Family::Phi3.model_config(&hf, &overrides())
+        };
+        let config = with(json!({"type": "su", "short_factor": [1.0], "long_factor": [2.0]})).unwrap();
+        let scaling = &config["rope_scaling"];
+        assert_eq!(keys(scaling), ["type", "short_factor", "long_factor", "rope_type", "max_position_embeddings", "original_max_position_embeddings"]);
+        assert_eq!([scaling["type"].clone(), scaling["rope_type"].clone()], [json!("longrope"), json!("longrope")]);
+        assert_eq!([config["context_window_size"].clone(), config["prefill_chunk_size"].clone()], [json!(131072), json!(8192)]);
+        assert_eq!(config["position_embedding_base"], json!(10000));
+        assert_eq!(with(json!({"factor": 2.0})).unwrap()["rope_scaling"], Value::Null);
+        assert!(matches!(with(json!({"type": "linear", "factor": 2.0})), Err(ConvertError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn gemma2_forces_the_context_to_the_sliding_window_and_needs_a_gelu() {
+        let hf = json!({"model_type": "gemma2", "hidden_size": 96, "intermediate_size": 128, "attention_bias": false,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "num_hidden_layers": 2,
+            "rms_norm_eps": 1e-6, "vocab_size": 100, "hidden_act": "gelu_pytorch_tanh", "max_position_embeddings": 8192,
+            "sliding_window": 4096, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0, "query_pre_attn_scalar": 32});
+        let config = Family::Gemma2.model_config(&hf, &overrides()).unwrap();
+        assert_eq!([config["context_window_size"].clone(), config["prefill_chunk_size"].clone()], [json!(4096), json!(4096)]);
+        assert_eq!(config["hidden_activation"], json!("gelu_pytorch_tanh"));
+        let mut silu = hf.clone();
+        silu.as_object_mut().unwrap().insert("hidden_act".into(), json!("silu"));
+        assert!(matches!(Family::Gemma2.model_config(&silu, &overrides()), Err(ConvertError::Unsupported { .. })));
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub struct ConvertSummary {
 pub fn convert(checkpoint: &mut dyn Checkpoint, options: &ConvertOptions, out: &Path) -> Result<ConvertSummary, ConvertError> {
     let hf_config = checkpoint.hf_config().clone();
     let family = Family::from_hf_config(&hf_config)?;
-    // MLC takes -1 for sliding-window models; none of these families has one.
+    // MLC itself writes -1 for a sliding-window Mistral's context; as an
+    // override a non-positive window makes no sense.
     for (what, value) in [("context_window_size", options.context_window_size), ("prefill_chunk_size", options.prefill_chunk_size)] {
         if let Some(value) = value.filter(|&v| v <= 0) {
             return Err(ConvertError::Unsupported {
@@ -204,6 +205,9 @@ fn write_param(checkpoint: &mut dyn Checkpoint, writer: &mut ArtifactWriter, par
             });
         }
         values.extend_from_slice(&data);
+    }
+    if param.kind == Kind::GemmaNorm {
+        values.iter_mut().for_each(|v| *v += 1.0);
     }
     let base = param.name.strip_suffix(".weight").unwrap_or(&param.name);
     let quantized = param.kind == Kind::Matrix && quantization.group_size().is_some();

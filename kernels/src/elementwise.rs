@@ -1,6 +1,6 @@
 //! Elementwise ops on f32 activations (`shaders/elementwise.wgsl`): the residual
-//! add `a += b` and the gated activations of the MLP, `act(gate) · up` over
-//! MLC's fused `[gate | up]` rows.
+//! add `a += b`, the gated activations of the MLP, `act(gate) · up` over
+//! MLC's fused `[gate | up]` rows, and Gemma-2's logit soft-capping.
 
 use crate::buffers::{
     self, Bound, WORKGROUP_SIZE, bind_group, check_buffer, check_dimension, check_distinct,
@@ -27,17 +27,18 @@ pub struct Elementwise {
     add: wgpu::ComputePipeline,
     silu_mul: wgpu::ComputePipeline,
     gelu_tanh_mul: wgpu::ComputePipeline,
+    softcap: wgpu::ComputePipeline,
     max_binding: u64,
 }
 
 impl Elementwise {
-    /// Compiles the three ops. They need no optional feature: each is a pure
+    /// Compiles the four ops. They need no optional feature: each is a pure
     /// stream of loads and stores, so there is no fast path to choose.
     pub fn new(ctx: &GpuContext) -> Result<Elementwise, KernelError> {
         use Binding::{ReadOnly, ReadWrite, Uniform};
         // params, out, input (the order of elementwise.wgsl).
         let layout = ctx.kernel_layout("elementwise", &[Uniform, ReadWrite, ReadOnly]);
-        let entries = ["add_in_place", "silu_mul", "gelu_tanh_mul"];
+        let entries = ["add_in_place", "silu_mul", "gelu_tanh_mul", "softcap"];
         let mut pipelines = ctx
             .compile_specialized("elementwise", &format!("{ACTIVATION_WGSL}\n{ELEMENTWISE_WGSL}"), &entries, &layout, &[])?
             .into_iter();
@@ -46,6 +47,7 @@ impl Elementwise {
             add: next(),
             silu_mul: next(),
             gelu_tanh_mul: next(),
+            softcap: next(),
             layout,
             max_binding: buffers::max_binding(ctx),
         })
@@ -60,7 +62,24 @@ impl Elementwise {
         max_rows: u32,
         width: u32,
     ) -> Result<Bound, KernelError> {
-        self.bind(ctx, "add_in_place", &self.add, a, b, max_rows, width, 1)
+        self.bind(ctx, "add_in_place", &self.add, a, b, max_rows, width, 1, 0.0)
+    }
+
+    /// `out = tanh(input / cap) · cap` over `[rows, width]` f32 values, for up
+    /// to `max_rows` rows (`cap` positive and finite).
+    pub fn bind_softcap(
+        &self,
+        ctx: &GpuContext,
+        input: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        max_rows: u32,
+        width: u32,
+        cap: f32,
+    ) -> Result<Bound, KernelError> {
+        if !(cap.is_finite() && cap > 0.0) {
+            return Err(KernelError::InvalidArguments(format!("softcap: cap {cap} must be positive and finite")));
+        }
+        self.bind(ctx, "softcap", &self.softcap, out, input, max_rows, width, 1, cap)
     }
 
     /// `out[t, j] = act(gate_up[t, j]) · gate_up[t, intermediate + j]`: input rows
@@ -87,10 +106,12 @@ impl Elementwise {
             max_rows,
             intermediate,
             2,
+            0.0,
         )
     }
 
-    /// Binds `out` (`[rows, width]`, written) and `input` (`[rows, input_factor · width]`).
+    /// Binds `out` (`[rows, width]`, written) and `input` (`[rows, input_factor · width]`);
+    /// `cap` is the soft-capping constant (unused by the other ops).
     #[allow(clippy::too_many_arguments)]
     fn bind(
         &self,
@@ -102,6 +123,7 @@ impl Elementwise {
         max_rows: u32,
         width: u32,
         input_factor: u64,
+        cap: f32,
     ) -> Result<Bound, KernelError> {
         let rows = check_dimension(&format!("{what}: max_rows"), max_rows as u64)? as u64;
         let width = check_dimension(&format!("{what}: width"), width as u64)?;
@@ -121,7 +143,7 @@ impl Elementwise {
             self.max_binding,
         )?;
         check_distinct(what, out, &[Some(input)])?;
-        let params = params_buffer(ctx, what, &[max_rows, width]);
+        let params = params_buffer(ctx, what, &[max_rows, width, cap.to_bits()]);
         let group = bind_group(
             ctx,
             what,

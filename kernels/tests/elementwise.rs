@@ -1,5 +1,5 @@
-//! `Elementwise` against `cpu::{add_in_place, silu_mul, gelu_tanh_mul}` on both
-//! paths, including large gate values, the 2-D grid and errors.
+//! `Elementwise` against `cpu::{add_in_place, silu_mul, gelu_tanh_mul, softcap}`
+//! on both paths, including large gate values, the 2-D grid and errors.
 
 mod common;
 
@@ -79,6 +79,39 @@ fn check_gated(
         REL,
         ABS,
     );
+}
+
+fn check_softcap(path: &str, ctx: &GpuContext, kernel: &Elementwise, rng: &mut StdRng, rows: usize, width: usize, cap: f32) {
+    let max = rows + 1;
+    // Logits far beyond the cap (saturated), near it, and well inside it.
+    let mut input = random_vec(rng, max * width, 4.0 * cap);
+    input[0] = 1e6;
+    input[1] = -1e6;
+    input[2] = 0.0;
+    let init = vec![-7.0; max * width];
+    let mut want = init.clone();
+    cpu::softcap(&input[..rows * width], cap, &mut want[..rows * width]);
+    let (input_buffer, out) = (upload(ctx, &input), upload(ctx, &init));
+    let bound = kernel.bind_softcap(ctx, &input_buffer, &out, max as u32, width as u32, cap).unwrap();
+    bound.run(ctx, rows as u32).unwrap();
+    let got = ctx.read_f32(&out, max * width).unwrap();
+    assert_close(&format!("{path} softcap {cap} {rows}×{width}"), &got, &want, REL, ABS);
+    assert!(got[..rows * width].iter().all(|v| v.abs() <= cap), "{path}: a capped logit exceeds the cap");
+}
+
+#[test]
+fn softcap_matches_the_cpu() {
+    for (path, ctx) in contexts() {
+        let kernel = Elementwise::new(ctx).unwrap();
+        let mut rng = rng(33);
+        for (rows, width, cap) in [(1, 1027, 30.0), (5, 256, 30.0), (3, 100, 2.5)] {
+            check_softcap(path, ctx, &kernel, &mut rng, rows, width, cap);
+        }
+        let a = upload(ctx, &[0.0; 32]);
+        let b = upload(ctx, &[0.0; 32]);
+        assert!(kernel.bind_softcap(ctx, &a, &b, 1, 32, 0.0).is_err(), "zero cap");
+        assert!(kernel.bind_softcap(ctx, &a, &a, 1, 32, 30.0).is_err(), "in place");
+    }
 }
 
 #[test]

@@ -15,6 +15,15 @@ enum Norm {
     F16,
 }
 
+/// The frequency rule of a case.
+#[derive(Clone, Copy, Debug)]
+enum Scaling {
+    None,
+    Llama3,
+    /// Phi-3.5's LongRoPE short factors with its attention scaling.
+    LongRope,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Case {
     heads: usize,
@@ -22,7 +31,7 @@ struct Case {
     head_dim: usize,
     rotary_dim: usize,
     norm: Norm,
-    scaling: bool,
+    scaling: Scaling,
     tokens: usize,
     start: usize,
 }
@@ -50,13 +59,20 @@ fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u6
         _ => (q_weight, k_weight),
     };
     let eps = 1e-6;
-    let scaling = scaling.then_some(Llama3Scaling {
+    let llama3 = Llama3Scaling {
         factor: 32.0,
         low_freq_factor: 1.0,
         high_freq_factor: 4.0,
         original_max_position_embeddings: 8192.0,
-    });
-    let rope = Rope::new(500_000.0, rotary_dim, scaling);
+    };
+    let rope = match scaling {
+        Scaling::None => Rope::new(500_000.0, rotary_dim, None),
+        Scaling::Llama3 => Rope::new(500_000.0, rotary_dim, Some(llama3)),
+        Scaling::LongRope => {
+            let factors: Vec<f32> = (0..rotary_dim / 2).map(|i| 1.0 + 0.37 * i as f32).collect();
+            Rope::longrope(10_000.0, rotary_dim, &factors, 1.19)
+        }
+    };
 
     // CPU reference.
     let mut q_want = vec![0.0; tokens * heads * d];
@@ -121,7 +137,7 @@ fn rope_append_matches_the_cpu_reference() {
             head_dim: 16,
             rotary_dim: 16,
             norm: Norm::None,
-            scaling: false,
+            scaling: Scaling::None,
             tokens: 5,
             start: 0,
         },
@@ -131,7 +147,7 @@ fn rope_append_matches_the_cpu_reference() {
             head_dim: 32,
             rotary_dim: 32,
             norm: Norm::F32,
-            scaling: false,
+            scaling: Scaling::None,
             tokens: 3,
             start: 7,
         },
@@ -141,7 +157,7 @@ fn rope_append_matches_the_cpu_reference() {
             head_dim: 64,
             rotary_dim: 64,
             norm: Norm::None,
-            scaling: false,
+            scaling: Scaling::None,
             tokens: 9,
             start: 0,
         },
@@ -151,7 +167,7 @@ fn rope_append_matches_the_cpu_reference() {
             head_dim: 64,
             rotary_dim: 64,
             norm: Norm::None,
-            scaling: false,
+            scaling: Scaling::None,
             tokens: 1,
             start: 4000,
         },
@@ -162,7 +178,7 @@ fn rope_append_matches_the_cpu_reference() {
             head_dim: 128,
             rotary_dim: 128,
             norm: Norm::F16,
-            scaling: false,
+            scaling: Scaling::None,
             tokens: 4,
             start: 11,
         },
@@ -172,7 +188,7 @@ fn rope_append_matches_the_cpu_reference() {
             head_dim: 64,
             rotary_dim: 64,
             norm: Norm::None,
-            scaling: true,
+            scaling: Scaling::Llama3,
             tokens: 6,
             start: 20000,
         },
@@ -182,9 +198,20 @@ fn rope_append_matches_the_cpu_reference() {
             head_dim: 128,
             rotary_dim: 32,
             norm: Norm::None,
-            scaling: false,
+            scaling: Scaling::None,
             tokens: 2,
             start: 5,
+        },
+        // Phi-4-mini: LongRoPE on a partial rotary (0.75 of the head).
+        Case {
+            heads: 6,
+            kv_heads: 2,
+            head_dim: 64,
+            rotary_dim: 48,
+            norm: Norm::None,
+            scaling: Scaling::LongRope,
+            tokens: 5,
+            start: 3,
         },
         Case {
             heads: 2,
@@ -192,7 +219,7 @@ fn rope_append_matches_the_cpu_reference() {
             head_dim: 256,
             rotary_dim: 256,
             norm: Norm::F32,
-            scaling: false,
+            scaling: Scaling::None,
             tokens: 2,
             start: 1,
         },

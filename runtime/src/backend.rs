@@ -23,6 +23,8 @@ pub struct LayerWeights<B: Backend + ?Sized> {
     pub o_proj: B::Linear,
     /// RMSNorm before the MLP.
     pub mlp_norm: B::Vector,
+    /// Sandwich norms of the attention and MLP outputs (Gemma).
+    pub post_norms: Option<(B::Vector, B::Vector)>,
     /// Fused `[gate; up]` projection.
     pub gate_up: B::Linear,
     /// MLP output projection.
@@ -80,14 +82,18 @@ pub trait Backend {
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<Self::Linear, EngineError>;
     /// Takes a vector parameter (f16, bf16 or f32).
     fn load_vector(&mut self, source: &Tensor<'_>) -> Result<Self::Vector, EngineError>;
-    /// Rows of `table` for each token.
-    fn embed(&mut self, table: &Self::Linear, tokens: &[u32]) -> Result<Self::Tensor, EngineError>;
+    /// Rows of `table` for each token, times `scale` (1, or `√hidden` for Gemma).
+    fn embed(&mut self, table: &Self::Linear, tokens: &[u32], scale: f32) -> Result<Self::Tensor, EngineError>;
     /// Row-wise RMSNorm.
     fn rms_norm(&mut self, x: &Self::Tensor, weight: &Self::Vector, eps: f32) -> Result<Self::Tensor, EngineError>;
     /// `x · Wᵀ (+ bias)`.
     fn linear(&mut self, x: &Self::Tensor, weight: &Self::Linear) -> Result<Self::Tensor, EngineError>;
     /// `residual += x · Wᵀ (+ bias)`.
     fn linear_add(&mut self, x: &Self::Tensor, weight: &Self::Linear, residual: &mut Self::Tensor) -> Result<(), EngineError>;
+    /// `residual += x` (the residual add after a sandwich norm).
+    fn add(&mut self, residual: &mut Self::Tensor, x: &Self::Tensor) -> Result<(), EngineError>;
+    /// `tanh(x / cap) · cap`, elementwise (Gemma-2's final logits).
+    fn softcap(&mut self, x: &Self::Tensor, cap: f32) -> Result<Self::Tensor, EngineError>;
     /// The gated activation of a `[gate | up]` row: `act(gate) · up`.
     fn gated(&mut self, gate_up: &Self::Tensor, activation: Activation) -> Result<Self::Tensor, EngineError>;
     /// `rms_norm(x) · Wᵀ (+ bias)`: the norm before a projection, which a

@@ -105,13 +105,16 @@ impl Backend for CpuBackend {
         Ok(source.to_f32_vec()?)
     }
 
-    fn embed(&mut self, table: &CpuLinear, tokens: &[u32]) -> Result<CpuTensor, EngineError> {
+    fn embed(&mut self, table: &CpuLinear, tokens: &[u32], scale: f32) -> Result<CpuTensor, EngineError> {
         let weight = table.weight();
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= weight.rows()) {
             return Err(EngineError::TokenOutOfRange { token, vocab_size: weight.rows() });
         }
         let mut out = CpuTensor::zeros(tokens.len(), weight.cols());
         ops::embed(&weight, tokens, &mut out.data);
+        if scale != 1.0 {
+            out.data.iter_mut().for_each(|v| *v *= scale);
+        }
         Ok(out)
     }
 
@@ -137,6 +140,17 @@ impl Backend for CpuBackend {
         let y = self.linear(x, linear)?;
         ops::add_in_place(&mut residual.data, &y.data);
         Ok(())
+    }
+
+    fn add(&mut self, residual: &mut CpuTensor, x: &CpuTensor) -> Result<(), EngineError> {
+        ops::add_in_place(&mut residual.data, &x.data);
+        Ok(())
+    }
+
+    fn softcap(&mut self, x: &CpuTensor, cap: f32) -> Result<CpuTensor, EngineError> {
+        let mut out = CpuTensor::zeros(x.rows, x.cols);
+        ops::softcap(&x.data, cap, &mut out.data);
+        Ok(out)
     }
 
     fn gated(&mut self, gate_up: &CpuTensor, activation: Activation) -> Result<CpuTensor, EngineError> {

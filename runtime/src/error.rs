@@ -14,6 +14,9 @@ pub enum EngineError {
         /// What this build runs.
         supported: String,
     },
+    /// The artifact needs a feature of its family that this runtime does not implement.
+    #[error("unsupported model feature: {0}")]
+    Unsupported(String),
     /// `mlc-chat-config.json` lacks a field or has a value the model cannot use.
     #[error("invalid model config: {0}")]
     Config(String),

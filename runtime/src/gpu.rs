@@ -557,7 +557,7 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn embed(&mut self, table: &GpuLinear, tokens: &[u32]) -> Result<GpuTensor, EngineError> {
+    fn embed(&mut self, table: &GpuLinear, tokens: &[u32], scale: f32) -> Result<GpuTensor, EngineError> {
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= table.rows) {
             return Err(EngineError::TokenOutOfRange { token, vocab_size: table.rows });
         }
@@ -567,7 +567,7 @@ impl Backend for GpuBackend {
         let key = vec![table.data.clone(), token_buffer.clone(), out.buffer.clone()];
         let slot = self.slot(|| "embed".into(), key, |b| {
             let buffers = EmbedBuffers { table: table.weight(), tokens: &token_buffer, out: &out.buffer };
-            Ok(BoundOp::Plain(b.prepared().kernels.embed.bind(&b.ctx, &buffers, max_rows, 1.0)?))
+            Ok(BoundOp::Plain(b.prepared().kernels.embed.bind(&b.ctx, &buffers, max_rows, scale)?))
         })?;
         self.record(slot, tokens.len(), 0)?;
         Ok(out)
@@ -594,6 +594,26 @@ impl Backend for GpuBackend {
     fn linear_add(&mut self, x: &GpuTensor, linear: &GpuLinear, residual: &mut GpuTensor) -> Result<(), EngineError> {
         let y = residual.buffer.clone();
         self.matmul(x, linear, (&y, residual.capacity), Residual::InPlace)
+    }
+
+    fn add(&mut self, residual: &mut GpuTensor, x: &GpuTensor) -> Result<(), EngineError> {
+        let max_rows = residual.capacity.min(x.capacity) as u32;
+        let key = vec![residual.buffer.clone(), x.buffer.clone()];
+        let slot = self.slot(|| "add".into(), key, |b| {
+            Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind_add(&b.ctx, &residual.buffer, &x.buffer, max_rows, x.cols as u32)?))
+        })?;
+        self.record(slot, x.rows, 0)
+    }
+
+    fn softcap(&mut self, x: &GpuTensor, cap: f32) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, x.cols);
+        let max_rows = x.capacity.min(out.capacity) as u32;
+        let key = vec![x.buffer.clone(), out.buffer.clone()];
+        let slot = self.slot(|| "softcap".into(), key, |b| {
+            Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind_softcap(&b.ctx, &x.buffer, &out.buffer, max_rows, x.cols as u32, cap)?))
+        })?;
+        self.record(slot, x.rows, 0)?;
+        Ok(out)
     }
 
     fn gated(&mut self, gate_up: &GpuTensor, activation: Activation) -> Result<GpuTensor, EngineError> {

@@ -68,12 +68,17 @@ pub fn load<B: Backend>(spec: &ModelSpec, artifact: &Artifact, backend: &mut B) 
             true => Some((vector(names.layer(l, &names.q_norm), d)?, vector(names.layer(l, &names.k_norm), d)?)),
             false => None,
         };
+        let post_norms = match spec.post_norms {
+            true => Some((vector(names.layer(l, &names.post_attn_norm), h)?, vector(names.layer(l, &names.post_mlp_norm), h)?)),
+            false => None,
+        };
         layers.push(LayerWeights {
             attn_norm: vector(names.layer(l, &names.attn_norm), h)?,
             qkv,
             qk_norm,
             o_proj,
             mlp_norm: vector(names.layer(l, &names.mlp_norm), h)?,
+            post_norms,
             gate_up,
             down,
         });

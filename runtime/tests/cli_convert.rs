@@ -1,5 +1,6 @@
 //! `mlc-wgpu convert` end to end: the converted tiny Qwen2 generates exactly
-//! what the official artifact generates.
+//! what the official artifact generates, and the converted mistral, phi3 and
+//! gemma2 fixtures generate their transformers reference tokens.
 
 #[path = "common/artifacts.rs"]
 mod artifacts;
@@ -78,4 +79,23 @@ fn a_generation_config_file_sets_the_sampling_defaults() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("invalid JSON"), "{}", stderr(&output));
     assert!(!out.exists());
+}
+
+#[test]
+fn mistral_phi3_and_gemma2_checkpoints_convert_and_generate_their_reference_tokens() {
+    let temp = tempdir::Dir::new();
+    for (family, template) in [("mistral", "mistral_default"), ("phi3", "phi-3"), ("gemma2", "gemma_instruction")] {
+        let case = format!("families/{family}-tiny");
+        let out = temp.path().join(family);
+        let from = fixture(&format!("{case}/hf_source"));
+        let summary = succeed(&["convert", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(summary.contains(&format!("model_type:      {family}")) && summary.contains(&format!("conv_template:   {template}")), "{summary}");
+        // The longest reference prompt and its 16 greedy tokens (transformers, conformance/tools/make_families.py).
+        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(&format!("{case}/golden/index.json"))).unwrap()).unwrap();
+        let prompt = index["prompts"].as_array().unwrap().last().unwrap();
+        let ids: Vec<String> = prompt["token_ids"].as_array().unwrap().iter().map(|t| t.to_string()).collect();
+        let line = succeed(&["generate", "--model", out.to_str().unwrap(), "--tokens", &ids.join(","), "--greedy", "--max-tokens", "16", "--device", "cpu", "--json"]);
+        let printed: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+        assert_eq!(printed["tokens"], prompt["greedy_16"], "{family}: {line}");
+    }
 }

@@ -1,6 +1,7 @@
 // WebLLM 0.2.86's prebuiltAppConfig records known to this project (generated from
 // /work/shared/data/webllm-0.2.86-prebuilt-models-excerpt.json and the verbatim rows of
-// spec/webllm-api.md §11; WebLLM has 165 records, the rest are not available offline here).
+// spec/webllm-api.md §11, plus the mistral, phi3 and gemma2 records copied from the package's
+// lib/index.js; WebLLM has 165 records, the rest are not available offline here).
 // Ids, URLs and numbers are byte-identical to WebLLM's because apps hard-code them.
 // `model_lib` is kept (WebLLM's type requires it) but mlc-wgpu never downloads it.
 export const WEBLLM_RECORDS = [
@@ -428,6 +429,270 @@ export const WEBLLM_RECORDS = [
   "model_lib": "v0_2_86/base/Phi-3.5-mini-instruct-q4f16_1_cs1k-webgpu.wasm",
   "vram_required_MB": 3672.07,
   "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Mistral-7B-Instruct-v0.3-q4f16_1-MLC",
+  "model_id": "Mistral-7B-Instruct-v0.3-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/Mistral-7B-Instruct-v0.3-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 4573.39,
+  "low_resource_required": false,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 4096,
+   "sliding_window_size": -1
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Mistral-7B-Instruct-v0.3-q4f32_1-MLC",
+  "model_id": "Mistral-7B-Instruct-v0.3-q4f32_1-MLC",
+  "model_lib": "v0_2_86/base/Mistral-7B-Instruct-v0.3-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 5619.27,
+  "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096,
+   "sliding_window_size": -1
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Mistral-7B-Instruct-v0.2-q4f16_1-MLC",
+  "model_id": "Mistral-7B-Instruct-v0.2-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/Mistral-7B-Instruct-v0.3-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 4573.39,
+  "low_resource_required": false,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 4096,
+   "sliding_window_size": -1
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Hermes-2-Pro-Mistral-7B-q4f16_1-MLC",
+  "model_id": "Hermes-2-Pro-Mistral-7B-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/Mistral-7B-Instruct-v0.3-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 4033.28,
+  "low_resource_required": false,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 4096,
+   "sliding_window_size": -1
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/OpenHermes-2.5-Mistral-7B-q4f16_1-MLC",
+  "model_id": "OpenHermes-2.5-Mistral-7B-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/Mistral-7B-Instruct-v0.3-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 4573.39,
+  "low_resource_required": false,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 4096,
+   "sliding_window_size": -1
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/NeuralHermes-2.5-Mistral-7B-q4f16_1-MLC",
+  "model_id": "NeuralHermes-2.5-Mistral-7B-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/Mistral-7B-Instruct-v0.3-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 4573.39,
+  "low_resource_required": false,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 4096,
+   "sliding_window_size": -1
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/WizardMath-7B-V1.1-q4f16_1-MLC",
+  "model_id": "WizardMath-7B-V1.1-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/Mistral-7B-Instruct-v0.3-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 4573.39,
+  "low_resource_required": false,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 4096,
+   "sliding_window_size": -1
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-3.5-mini-instruct-q4f32_1-MLC",
+  "model_id": "Phi-3.5-mini-instruct-q4f32_1-MLC",
+  "model_lib": "v0_2_86/base/Phi-3.5-mini-instruct-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 5483.12,
+  "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-3.5-mini-instruct-q4f16_1-MLC",
+  "model_id": "Phi-3.5-mini-instruct-q4f16_1-MLC-1k",
+  "model_lib": "v0_2_86/base/Phi-3.5-mini-instruct-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 2520.07,
+  "low_resource_required": true,
+  "overrides": {
+   "context_window_size": 1024
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-3.5-mini-instruct-q4f32_1-MLC",
+  "model_id": "Phi-3.5-mini-instruct-q4f32_1-MLC-1k",
+  "model_lib": "v0_2_86/base/Phi-3.5-mini-instruct-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 3179.12,
+  "low_resource_required": true,
+  "overrides": {
+   "context_window_size": 1024
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-4-mini-instruct-q4f16_1-MLC",
+  "model_id": "Phi-4-mini-instruct-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/Phi-4-mini-instruct-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 3437.58,
+  "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-4-mini-instruct-q4f32_1-MLC",
+  "model_id": "Phi-4-mini-instruct-q4f32_1-MLC",
+  "model_lib": "v0_2_86/base/Phi-4-mini-instruct-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 4220.59,
+  "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-3-mini-4k-instruct-q4f16_1-MLC",
+  "model_id": "Phi-3-mini-4k-instruct-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/Phi-3-mini-4k-instruct-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 3672.07,
+  "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-3-mini-4k-instruct-q4f32_1-MLC",
+  "model_id": "Phi-3-mini-4k-instruct-q4f32_1-MLC",
+  "model_lib": "v0_2_86/base/Phi-3-mini-4k-instruct-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 5483.12,
+  "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-3-mini-4k-instruct-q4f16_1-MLC",
+  "model_id": "Phi-3-mini-4k-instruct-q4f16_1-MLC-1k",
+  "model_lib": "v0_2_86/base/Phi-3-mini-4k-instruct-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 2520.07,
+  "low_resource_required": true,
+  "overrides": {
+   "context_window_size": 1024
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/Phi-3-mini-4k-instruct-q4f32_1-MLC",
+  "model_id": "Phi-3-mini-4k-instruct-q4f32_1-MLC-1k",
+  "model_lib": "v0_2_86/base/Phi-3-mini-4k-instruct-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 3179.12,
+  "low_resource_required": true,
+  "overrides": {
+   "context_window_size": 1024
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/gemma-2-2b-it-q4f32_1-MLC",
+  "model_id": "gemma-2-2b-it-q4f32_1-MLC",
+  "model_lib": "v0_2_86/base/gemma-2-2b-it-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 2508.75,
+  "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/gemma-2-2b-it-q4f16_1-MLC",
+  "model_id": "gemma-2-2b-it-q4f16_1-MLC-1k",
+  "model_lib": "v0_2_86/base/gemma-2-2b-it-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 1583.3,
+  "low_resource_required": true,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 1024
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/gemma-2-2b-it-q4f32_1-MLC",
+  "model_id": "gemma-2-2b-it-q4f32_1-MLC-1k",
+  "model_lib": "v0_2_86/base/gemma-2-2b-it-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 1884.75,
+  "low_resource_required": true,
+  "overrides": {
+   "context_window_size": 1024
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/gemma-2-9b-it-q4f16_1-MLC",
+  "model_id": "gemma-2-9b-it-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/gemma-2-9b-it-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 6422.01,
+  "low_resource_required": false,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/gemma-2-9b-it-q4f32_1-MLC",
+  "model_id": "gemma-2-9b-it-q4f32_1-MLC",
+  "model_lib": "v0_2_86/base/gemma-2-9b-it-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 8383.33,
+  "low_resource_required": false,
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/gemma-2-2b-jpn-it-q4f16_1-MLC",
+  "model_id": "gemma-2-2b-jpn-it-q4f16_1-MLC",
+  "model_lib": "v0_2_86/base/gemma-2-2b-jpn-it-q4f16_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 1895.3,
+  "low_resource_required": true,
+  "required_features": [
+   "shader-f16"
+  ],
+  "overrides": {
+   "context_window_size": 4096
+  }
+ },
+ {
+  "model": "https://huggingface.co/mlc-ai/gemma-2-2b-jpn-it-q4f32_1-MLC",
+  "model_id": "gemma-2-2b-jpn-it-q4f32_1-MLC",
+  "model_lib": "v0_2_86/base/gemma-2-2b-jpn-it-q4f32_1_cs1k-webgpu.wasm",
+  "vram_required_MB": 2508.75,
+  "low_resource_required": true,
   "overrides": {
    "context_window_size": 4096
   }

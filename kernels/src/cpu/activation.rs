@@ -1,4 +1,4 @@
-//! Gated activations and the residual add.
+//! Gated activations, the residual add and logit soft-capping.
 
 /// SwiGLU: `out[t, i] = silu(gate[t, i]) · up[t, i]`, where each input row is
 /// `[gate | up]` (MLC's fused `gate_up_proj`, `2 · intermediate` wide) and each
@@ -20,6 +20,15 @@ fn gated(gate_up: &[f32], intermediate: usize, out: &mut [f32], act: impl Fn(f32
         for ((o, &g), &u) in o.iter_mut().zip(gate).zip(up) {
             *o = act(g) * u;
         }
+    }
+}
+
+/// Gemma-2's final logit soft-capping: `out = tanh(x / cap) · cap`, which
+/// squashes every logit into `(-cap, cap)`.
+pub fn softcap(x: &[f32], cap: f32, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "softcap: sizes differ");
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v / cap).tanh() * cap;
     }
 }
 

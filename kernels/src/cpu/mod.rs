@@ -14,7 +14,7 @@ mod norm;
 mod rope;
 mod sampling;
 
-pub use activation::{add_in_place, gelu_tanh_mul, silu_mul};
+pub use activation::{add_in_place, gelu_tanh_mul, silu_mul, softcap};
 pub use attention::{causal_attention, KvLayout};
 pub use embed::embed;
 pub use matmul::{matmul, Q4Matrix, Weight};

@@ -22,6 +22,8 @@ pub struct Rope {
     pub rotary_dim: usize,
     /// Inverse frequency of each rotated pair, `rotary_dim / 2` values.
     pub inv_freq: Vec<f32>,
+    /// Factor on `cos` and `sin` (LongRoPE's attention scaling; 1 otherwise).
+    pub mscale: f32,
 }
 
 impl Rope {
@@ -36,15 +38,28 @@ impl Rope {
                 }
             })
             .collect();
-        Rope { rotary_dim, inv_freq }
+        Rope { rotary_dim, inv_freq, mscale: 1.0 }
     }
 
-    /// `(cos, sin)` of each pair's angle at `position`; computed in f32 like the
-    /// reference (`angle = position · inv_freq`).
+    /// LongRoPE (Phi-3.5, Phi-4-mini): each pair's frequency divided by its
+    /// extension factor, `inv_freq(i) = 1 / (factors[i] · theta^(2i / rotary_dim))`,
+    /// and `cos`, `sin` multiplied by `mscale`. `factors` has `rotary_dim / 2` values.
+    pub fn longrope(theta: f32, rotary_dim: usize, factors: &[f32], mscale: f32) -> Rope {
+        assert_eq!(factors.len(), rotary_dim / 2, "longrope: one factor per rotated pair");
+        let inv_freq = factors
+            .iter()
+            .enumerate()
+            .map(|(i, &factor)| 1.0 / (factor * theta.powf((2 * i) as f32 / rotary_dim as f32)))
+            .collect();
+        Rope { rotary_dim, inv_freq, mscale }
+    }
+
+    /// `(cos, sin)` of each pair's angle at `position`, times `mscale`; computed
+    /// in f32 like the reference (`angle = position · inv_freq`).
     pub fn cos_sin(&self, position: usize) -> impl Iterator<Item = (f32, f32)> + '_ {
         self.inv_freq.iter().map(move |&f| {
             let angle = position as f32 * f;
-            (angle.cos(), angle.sin())
+            (angle.cos() * self.mscale, angle.sin() * self.mscale)
         })
     }
 
@@ -94,5 +109,16 @@ mod tests {
         let scaled = Rope::new(500_000.0, 64, Some(s));
         assert_eq!(scaled.inv_freq[0], plain.inv_freq[0]);
         assert!((scaled.inv_freq[31] - plain.inv_freq[31] / 32.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn longrope_divides_each_frequency_by_its_factor_and_scales_the_rotation() {
+        let plain = Rope::new(10_000.0, 8, None);
+        let long = Rope::longrope(10_000.0, 8, &[1.0, 2.0, 4.0, 8.0], 1.5);
+        for (i, factor) in [1.0f32, 2.0, 4.0, 8.0].iter().enumerate() {
+            assert!((long.inv_freq[i] * factor - plain.inv_freq[i]).abs() <= 1e-6 * plain.inv_freq[i]);
+        }
+        let (cos, sin) = long.cos_sin(3).next().unwrap();
+        assert!(((cos * cos + sin * sin).sqrt() - 1.5).abs() < 1e-6);
     }
 }

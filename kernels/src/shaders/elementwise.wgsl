@@ -3,12 +3,14 @@
 //   add_in_place:   out[i] += input[i]                       (the residual add)
 //   silu_mul:       out[t, j] = silu(gate) · up               (SwiGLU)
 //   gelu_tanh_mul:  out[t, j] = gelu_tanh(gate) · up          (GeGLU, Gemma)
+//   softcap:        out[i] = tanh(input[i] / cap) · cap       (Gemma-2's final logits)
 // where gate = input[t, j] and up = input[t, width + j]: MLC's fused gate_up
 // projection puts the two halves side by side in each row of `input`.
 
 struct Params {
     rows: u32,   // rows in use (updated per step by the wrapper)
     width: u32,  // output values per row (the intermediate size for the gated ops)
+    cap: f32,    // softcap only
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -54,5 +56,17 @@ fn gelu_tanh_mul(@builtin(workgroup_id) wid: vec3<u32>,
     if i < params.rows * params.width {
         let pair = gate_and_up(i);
         out[i] = gelu_tanh(pair.x) * pair.y;
+    }
+}
+
+@compute @workgroup_size(256)
+fn softcap(@builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) groups: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, groups, lid);
+    if i < params.rows * params.width {
+        // Clamped like gelu_tanh: tanh(±10) is ±1 to f32 precision, and some
+        // drivers return NaN for large arguments.
+        out[i] = tanh(clamp(input[i] / params.cap, -10.0, 10.0)) * params.cap;
     }
 }

@@ -1,12 +1,16 @@
-//! The pre-norm decoder-only transformer shared by the Llama-style families:
+//! The pre-norm decoder-only transformer shared by every family:
 //!
 //! ```text
-//! h = embed(tokens)
+//! h = embed(tokens) · embed_scale                       (√hidden for Gemma, else 1)
 //! for each layer:
-//!     h = h + o_proj(attention(rope(qkv(rms_norm(h)))))
-//!     h = h + down(act(gate) · up)(rms_norm(h))
+//!     h = h + post_norm?(o_proj(attention(rope(qkv(rms_norm(h))))))
+//!     h = h + post_norm?(down(act(gate) · up)(rms_norm(h)))
 //! logits = lm_head(rms_norm(h))
+//! logits = tanh(logits / cap) · cap                     (Gemma-2's soft-capping)
 //! ```
+//!
+//! `post_norm?` is Gemma's sandwich norm; the other families add the branch
+//! straight into the residual stream.
 
 use super::ModelSpec;
 use crate::backend::{Backend, DecoderWeights};
@@ -46,15 +50,22 @@ pub fn forward<B: Backend>(
     let eps = spec.rms_norm_eps;
 
     backend.begin(tokens)?;
-    let mut h = backend.embed(&weights.embed, tokens)?;
+    let mut h = backend.embed(&weights.embed, tokens, spec.embed_scale)?;
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {
         let qkv = backend.norm_linear(&h, &layer.attn_norm, eps, &layer.qkv)?;
         let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
-        backend.linear_add(&attended, &layer.o_proj, &mut h)?;
+        let post = layer.post_norms.as_ref();
+        residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, &mut h)?;
 
         let gate_up = backend.norm_linear(&h, &layer.mlp_norm, eps, &layer.gate_up)?;
-        backend.gated_linear_add(&gate_up, spec.activation, &layer.down, &mut h)?;
+        match post.map(|p| &p.1) {
+            None => backend.gated_linear_add(&gate_up, spec.activation, &layer.down, &mut h)?,
+            Some(norm) => {
+                let activated = backend.gated(&gate_up, spec.activation)?;
+                residual_branch(backend, &activated, &layer.down, Some(norm), eps, &mut h)?;
+            }
+        }
         observe(backend, &format!("layer{index}_out"), &h)?;
     }
 
@@ -63,12 +74,35 @@ pub fn forward<B: Backend>(
         Logits::All => h,
     };
     let head = weights.lm_head.as_ref().unwrap_or(&weights.embed);
-    if tracing {
+    let logits = if tracing {
         // A trace records the normalised stream, so the norm runs on its own.
         let h = backend.rms_norm(&h, &weights.final_norm, eps)?;
         observe(backend, "final_norm", &h)?;
-        backend.linear(&h, head)
+        backend.linear(&h, head)?
     } else {
-        backend.norm_linear(&h, &weights.final_norm, eps, head)
+        backend.norm_linear(&h, &weights.final_norm, eps, head)?
+    };
+    match spec.final_logit_softcap {
+        Some(cap) => backend.softcap(&logits, cap),
+        None => Ok(logits),
+    }
+}
+
+/// `h += norm(x · Wᵀ)` with a sandwich norm, else `h += x · Wᵀ` (fused).
+fn residual_branch<B: Backend>(
+    backend: &mut B,
+    x: &B::Tensor,
+    weight: &B::Linear,
+    post_norm: Option<&B::Vector>,
+    eps: f32,
+    h: &mut B::Tensor,
+) -> Result<(), EngineError> {
+    match post_norm {
+        None => backend.linear_add(x, weight, h),
+        Some(norm) => {
+            let y = backend.linear(x, weight)?;
+            let y = backend.rms_norm(&y, norm, eps)?;
+            backend.add(h, &y)
+        }
     }
 }

@@ -3,12 +3,15 @@
 //! on any [`crate::backend::Backend`].
 
 pub mod decoder;
+mod gemma2;
 mod llama;
+mod mistral;
+mod phi3;
 mod qwen2;
 mod qwen3;
 mod spec;
 
-pub use spec::{Activation, ModelSpec, ParamNames};
+pub use spec::{Activation, LongRope, ModelSpec, ParamNames};
 
 use mlc_loader::ChatConfig;
 use serde::de::DeserializeOwned;
@@ -16,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::EngineError;
 
 /// `model_type` values this runtime implements.
-pub const SUPPORTED_FAMILIES: &[&str] = &["llama", "qwen2", "qwen3"];
+pub const SUPPORTED_FAMILIES: &[&str] = &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2"];
 
 /// The decoder description of an artifact, or a clear error when its family is
 /// not supported or its `model_config` is incomplete.
@@ -26,6 +29,9 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "llama" => llama::spec(&fields),
         "qwen2" => qwen2::spec(&fields),
         "qwen3" => qwen3::spec(&fields),
+        "mistral" => mistral::spec(&fields),
+        "phi3" => phi3::spec(&fields),
+        "gemma2" => gemma2::spec(&fields),
         other => Err(EngineError::UnsupportedModelType {
             model_type: other.to_string(),
             supported: SUPPORTED_FAMILIES.join(", "),
@@ -78,6 +84,11 @@ impl ConfigFields<'_> {
             rms_norm_eps: self.required("rms_norm_eps")?,
             rope_theta,
             rope_scaling: None,
+            longrope: None,
+            rotary_dim: head_dim,
+            embed_scale: 1.0,
+            post_norms: false,
+            final_logit_softcap: None,
             activation: Activation::Silu,
             tie_word_embeddings: self.optional("tie_word_embeddings")?.unwrap_or(false),
             qkv_bias: false,

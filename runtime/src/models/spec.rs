@@ -3,6 +3,15 @@
 
 use mlc_kernels::cpu::{Llama3Scaling, Rope};
 
+/// Phi-3's LongRoPE frequencies, as MLC applies them (spec D.5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongRope {
+    /// One divisor per rotated pair: `short_factor` (see `phi3.rs` for why not `long_factor`).
+    pub factors: Vec<f32>,
+    /// Factor on `cos` and `sin`: `sqrt(1 + ln(max / original) / ln(original))`, or 1.
+    pub mscale: f32,
+}
+
 /// The activation of the gated MLP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -32,6 +41,10 @@ pub struct ParamNames {
     pub k_norm: String,
     /// RMSNorm before the MLP.
     pub mlp_norm: String,
+    /// RMSNorm of the attention output before its residual add (sandwich norms).
+    pub post_attn_norm: String,
+    /// RMSNorm of the MLP output before its residual add (sandwich norms).
+    pub post_mlp_norm: String,
     /// Fused `[gate; up]` projection.
     pub gate_up: String,
     /// MLP output projection.
@@ -54,10 +67,22 @@ impl ParamNames {
             q_norm: "self_attn.q_norm".into(),
             k_norm: "self_attn.k_norm".into(),
             mlp_norm: "post_attention_layernorm".into(),
+            post_attn_norm: String::new(),
+            post_mlp_norm: String::new(),
             gate_up: "mlp.gate_up_proj".into(),
             down: "mlp.down_proj".into(),
             final_norm: "model.norm".into(),
             lm_head: "lm_head".into(),
+        }
+    }
+
+    /// Gemma's names: Llama's, with four norms per layer around attention and MLP.
+    pub fn gemma_style() -> ParamNames {
+        ParamNames {
+            mlp_norm: "pre_feedforward_layernorm".into(),
+            post_attn_norm: "post_attention_layernorm".into(),
+            post_mlp_norm: "post_feedforward_layernorm".into(),
+            ..ParamNames::llama_style("qkv_proj")
         }
     }
 
@@ -92,6 +117,18 @@ pub struct ModelSpec {
     pub rope_theta: f32,
     /// Llama-3 RoPE frequency scaling.
     pub rope_scaling: Option<Llama3Scaling>,
+    /// Phi-3 LongRoPE frequency factors.
+    pub longrope: Option<LongRope>,
+    /// Dimensions rotated at the start of each head (`head_dim` unless Phi's
+    /// `partial_rotary_factor` < 1); the rest pass through.
+    pub rotary_dim: usize,
+    /// Factor on the embedding rows (`√hidden_size` for Gemma, else 1).
+    pub embed_scale: f32,
+    /// Gemma's sandwich norms: the attention and MLP outputs are RMS-normalised
+    /// before their residual adds.
+    pub post_norms: bool,
+    /// Gemma-2's final logit soft-capping, `tanh(logits / c) · c`.
+    pub final_logit_softcap: Option<f32>,
     /// Gated MLP activation.
     pub activation: Activation,
     /// Logits use the embedding table instead of `lm_head`.
@@ -116,7 +153,10 @@ impl ModelSpec {
 
     /// The rotation shared by all layers.
     pub fn rope(&self) -> Rope {
-        Rope::new(self.rope_theta, self.head_dim, self.rope_scaling)
+        match &self.longrope {
+            Some(long) => Rope::longrope(self.rope_theta, self.rotary_dim, &long.factors, long.mscale),
+            None => Rope::new(self.rope_theta, self.rotary_dim, self.rope_scaling),
+        }
     }
 
     /// Attention softmax scale, `head_dim^-0.5`.

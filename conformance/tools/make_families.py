@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""Tiny Hugging Face checkpoints of the mistral, phi3 and gemma2 families, with reference outputs
+computed by Hugging Face transformers.
+
+For each case it writes `conformance/fixtures/families/<case>/`:
+  hf_source/config.json, hf_source/model.safetensors   random weights (BF16), as a Hub checkpoint has them
+  golden/index.json, golden/*.f32                       reference logits and greedy continuations
+
+The conformance tests convert `hf_source/` with `mlc-wgpu convert` (the `mlc_convert` library) to
+q4f16_1 and compare the engines' outputs with `golden/`. The reference therefore runs on the weights a
+q4f16_1 artifact holds: each matrix quantized by make_synthetic.py's numpy q4f16_1 quantizer (bit-exact
+with MLC's, checked there against the official converter) and dequantized exactly, norms rounded to f16.
+Quantizing a fused matrix gives the same rows as quantizing its parts (groups run along the input
+dimension), so the reference quantizes each Hugging Face matrix as it is and never fuses anything.
+
+The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
+Gemma2ForCausalLM) in float64 with eager attention, set up to compute what MLC computes (spec D.4–D.6):
+  * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
+  * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
+    (64), where both transformers and MLC use `short_factor` (see D.5 for when MLC picks `long_factor`).
+  * gemma2: the config keeps `attn_logit_softcapping` 50, which MLC ignores, so the reference model is built
+    with it off; the embedding scale is MLC's f16 `hidden_size ** 0.5` (transformers rounds it to bf16); `query_pre_attn_scalar` equals head_dim (MLC always scales by head_dim^-0.5); the sliding
+    window (4096, which MLC turns into the context window) is longer than every sequence, so transformers'
+    alternating local layers attend to everything, as MLC's layers do.
+Each case also records ablations: how far the logits move when the family's feature under test is
+switched off (asserted to exceed the conformance tolerance many times over).
+
+Usage (developer-side; CI only reads the outputs):
+    python3 -m venv /tmp/venv-ref && /tmp/venv-ref/bin/pip install numpy torch transformers
+    /tmp/venv-ref/bin/python conformance/tools/make_families.py [--case NAME]
+
+Re-running gives byte-identical files (fixed seeds, numpy's legacy RandomState stream).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+import torch
+import transformers
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_synthetic as ms  # noqa: E402  (the q4f16_1 quantizer, greedy margin helper, f32 writer)
+
+TOOL = "conformance/tools/make_families.py"
+GREEDY_STEPS = 16
+PROMPT_LENGTHS = [1, 6, 30]
+ALL_LOGITS_PROMPT = 1  # every position's logits are recorded for this prompt
+MIN_MARGIN = 0.02
+# The conformance tolerance on logits (CPU engine), as a fraction of the logits' standard deviation.
+CPU_TOLERANCE = 2e-3
+
+CASES = {
+    "mistral-tiny": dict(
+        seed=801,
+        config={
+            "architectures": ["MistralForCausalLM"],
+            "model_type": "mistral",
+            "hidden_size": 64,
+            "intermediate_size": 160,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "rms_norm_eps": 1e-05,
+            "rope_theta": 1000000.0,
+            "sliding_window": None,
+            "max_position_embeddings": 32768,
+            "vocab_size": 1000,
+            "tie_word_embeddings": False,
+            "hidden_act": "silu",
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "torch_dtype": "bfloat16",
+        },
+    ),
+    "phi3-tiny": dict(
+        seed=802,
+        config={
+            "architectures": ["Phi3ForCausalLM"],
+            "model_type": "phi3",
+            "hidden_size": 128,
+            "intermediate_size": 192,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-05,
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": 0.75,
+            "max_position_embeddings": 256,
+            "original_max_position_embeddings": 64,
+            # Filled in by draw_config: 12 factors each (rotary_dim 24 / 2).
+            "rope_scaling": {"type": "longrope", "short_factor": None, "long_factor": None},
+            "sliding_window": None,
+            "vocab_size": 1000,
+            "tie_word_embeddings": True,
+            "hidden_act": "silu",
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "pad_token_id": 0,
+            "torch_dtype": "bfloat16",
+        },
+    ),
+    "gemma2-tiny": dict(
+        seed=803,
+        config={
+            "architectures": ["Gemma2ForCausalLM"],
+            "model_type": "gemma2",
+            "hidden_size": 96,
+            "intermediate_size": 200,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 32,
+            "rms_norm_eps": 1e-06,
+            "rope_theta": 10000.0,
+            "attention_bias": False,
+            "hidden_act": "gelu_pytorch_tanh",
+            "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": 32,
+            "sliding_window": 4096,
+            "max_position_embeddings": 8192,
+            "attn_logit_softcapping": 50.0,
+            "final_logit_softcapping": 30.0,
+            "vocab_size": 1000,
+            "tie_word_embeddings": True,
+            "bos_token_id": 2,
+            "eos_token_id": 1,
+            "pad_token_id": 0,
+            "torch_dtype": "bfloat16",
+        },
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint
+# ----------------------------------------------------------------------------------------------
+
+
+def draw_config(case):
+    cfg = json.loads(json.dumps(CASES[case]["config"]))
+    if cfg["model_type"] == "phi3":
+        d = cfg["hidden_size"] // cfg["num_attention_heads"]
+        pairs = int(d * cfg["partial_rotary_factor"]) // 2
+        rs = np.random.RandomState(CASES[case]["seed"] + 1000)
+        # Short factors near 1 (as Phi-3.5's), long factors much larger (never used here).
+        cfg["rope_scaling"]["short_factor"] = [round(float(v), 4) for v in 1.0 + rs.uniform(0.0, 0.6, size=pairs)]
+        cfg["rope_scaling"]["long_factor"] = [round(float(v), 4) for v in 1.0 + rs.uniform(2.0, 30.0, size=pairs)]
+    return cfg
+
+
+def draw_weights(case, cfg):
+    """{hf_name: float32 array}, already rounded to bf16 (what the checkpoint stores)."""
+    rs = np.random.RandomState(CASES[case]["seed"])
+    family = cfg["model_type"]
+    H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    d = cfg.get("head_dim") or H // nh
+    gemma = family == "gemma2"
+
+    def normal(shape, std):
+        return (rs.standard_normal(size=shape) * std).astype(np.float32)
+
+    def norm_w(n):
+        # Gemma stores w with the norm computing (1 + w); the others store the factor itself.
+        return (rs.standard_normal(size=(n,)) * 0.2 + (0.0 if gemma else 1.0)).astype(np.float32)
+
+    w = {"model.embed_tokens.weight": normal((V, H), 0.5)}
+    for L in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{L}."
+        w[p + "input_layernorm.weight"] = norm_w(H)
+        q, k, v = normal((nh * d, H), H ** -0.5), normal((nkv * d, H), H ** -0.5), normal((nkv * d, H), H ** -0.5)
+        if family == "phi3":
+            w[p + "self_attn.qkv_proj.weight"] = np.concatenate([q, k, v])
+        else:
+            w[p + "self_attn.q_proj.weight"], w[p + "self_attn.k_proj.weight"], w[p + "self_attn.v_proj.weight"] = q, k, v
+        w[p + "self_attn.o_proj.weight"] = normal((H, nh * d), 4.0 * (nh * d) ** -0.5)
+        w[p + "post_attention_layernorm.weight"] = norm_w(H)
+        if gemma:
+            w[p + "pre_feedforward_layernorm.weight"] = norm_w(H)
+            w[p + "post_feedforward_layernorm.weight"] = norm_w(H)
+        gate, up = normal((I, H), H ** -0.5), normal((I, H), H ** -0.5)
+        if family == "phi3":
+            w[p + "mlp.gate_up_proj.weight"] = np.concatenate([gate, up])
+        else:
+            w[p + "mlp.gate_proj.weight"], w[p + "mlp.up_proj.weight"] = gate, up
+        w[p + "mlp.down_proj.weight"] = normal((H, I), 4.0 * I ** -0.5)
+    w["model.norm.weight"] = norm_w(H)
+    if not cfg["tie_word_embeddings"]:
+        w["lm_head.weight"] = normal((V, H), 4.0 * H ** -0.5)
+    return {name: bf16_round(a) for name, a in w.items()}
+
+
+def bf16_round(a):
+    """Round float32 to the nearest bfloat16 (ties to even), returned as float32."""
+    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return (bits.astype(np.uint32) << 16).view(np.float32).reshape(a.shape)
+
+
+def write_safetensors(path, weights):
+    header, blobs, offset = {}, [], 0
+    for name, a in weights.items():
+        raw = (np.ascontiguousarray(a, dtype=np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+        header[name] = {"dtype": "BF16", "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+# ----------------------------------------------------------------------------------------------
+# What a q4f16_1 artifact holds, as Hugging Face weights
+# ----------------------------------------------------------------------------------------------
+
+
+def artifact_weights(cfg, hf):
+    """The weights a q4f16_1 artifact of `hf` holds, in HF names and HF conventions (float64)."""
+    out = {}
+    for name, a in hf.items():
+        if a.ndim == 2:
+            q_weight, q_scale = ms.quantize_q4f16_1(a)
+            out[name] = ms.dequantize_q4f16_1(q_weight, q_scale, a.shape[1]).astype(np.float64)
+        elif cfg["model_type"] == "gemma2":
+            # Stored as f16(1 + w); transformers computes 1 + w again.
+            out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
+        else:
+            out[name] = a.astype(np.float16).astype(np.float64)
+    return out
+
+
+def hf_model(cfg, weights, **mlc_semantics):
+    """transformers' model of `cfg` (with `mlc_semantics` overriding config keys) holding `weights`."""
+    # A deep copy: transformers' configs rewrite the dicts they are given (rope_scaling → rope_parameters).
+    config = transformers.AutoConfig.for_model(**json.loads(json.dumps({**cfg, **mlc_semantics})))
+    config._attn_implementation = "eager"
+    model = transformers.AutoModelForCausalLM.from_config(config).double().eval()
+    state = {name: torch.tensor(a) for name, a in weights.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    assert all(m == "lm_head.weight" and cfg["tie_word_embeddings"] for m in missing), missing
+    if cfg["model_type"] == "gemma2":
+        # MLC multiplies by `hidden_size ** 0.5` in the activation dtype: f16 for q4f16_1. transformers
+        # rounds the same constant to the checkpoint's dtype (bf16: 9.8125 instead of 9.7969 for 96).
+        with torch.no_grad():
+            model.model.embed_tokens.embed_scale.fill_(gemma_embed_scale(cfg))
+    if cfg["model_type"] == "phi3" and mlc_semantics.get("rope_scaling", cfg["rope_scaling"]) is not None:
+        check_longrope(cfg, model, mlc_semantics.get("partial_rotary_factor", cfg["partial_rotary_factor"]))
+    return model
+
+
+def gemma_embed_scale(cfg):
+    """`hidden_size ** 0.5` as a q4f16_1 model computes with it (an f16 constant)."""
+    return float(np.float16(cfg["hidden_size"] ** 0.5))
+
+
+def check_longrope(cfg, model, partial):
+    """transformers must rotate with MLC's short-factor LongRoPE (spec D.5) at these lengths."""
+    rotary = model.model.rotary_emb
+    d = cfg["hidden_size"] // cfg["num_attention_heads"]
+    R = int(d * partial)
+    short = np.array(cfg["rope_scaling"]["short_factor"], dtype=np.float64)
+    want = 1.0 / (short * cfg["rope_theta"] ** (np.arange(0, R, 2) / R))
+    got = rotary.inv_freq.double().numpy()
+    assert got.shape == want.shape and np.allclose(got, want, rtol=1e-6), (got, want)
+    ratio = cfg["max_position_embeddings"] / cfg["original_max_position_embeddings"]
+    mscale = np.sqrt(1 + np.log(ratio) / np.log(cfg["original_max_position_embeddings"]))
+    assert abs(rotary.attention_scaling - mscale) < 1e-9, (rotary.attention_scaling, mscale)
+
+
+def mlc_semantics(cfg):
+    """Config changes that make transformers compute what MLC computes (see the module doc)."""
+    if cfg["model_type"] == "gemma2":
+        assert cfg["query_pre_attn_scalar"] == cfg["head_dim"]
+        return {"attn_logit_softcapping": None}
+    return {}
+
+
+def logits_of(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def greedy(model, ids):
+    seq, tokens, margins = list(ids), [], []
+    for _ in range(GREEDY_STEPS):
+        row = logits_of(model, seq)[-1]
+        nxt = int(np.argmax(row))
+        tokens.append(nxt)
+        margins.append(ms.top2_margin(row))
+        seq.append(nxt)
+    return tokens, margins
+
+
+# ----------------------------------------------------------------------------------------------
+# Golden outputs
+# ----------------------------------------------------------------------------------------------
+
+
+def ablations(cfg, weights, prompt, reference):
+    """How far the last logits of `prompt` move when the family's feature under test is switched off:
+    {what: (config changes of the baseline, config changes of the ablated model)}; an empty baseline is
+    the reference itself."""
+    base = mlc_semantics(cfg)
+    variants = {}
+    if cfg["model_type"] == "phi3":
+        variants["plain RoPE instead of LongRoPE short factors"] = ({}, {"rope_scaling": None})
+        # transformers ties the factors' length to the rotary width, so this pair runs without LongRoPE.
+        plain = {"rope_scaling": None}
+        variants["full rotary instead of 0.75 (both plain RoPE)"] = (plain, {**plain, "partial_rotary_factor": 1.0})
+    if cfg["model_type"] == "gemma2":
+        variants["no final logit soft-capping"] = ({}, {"final_logit_softcapping": None})
+    out = {}
+    std = float(np.std(reference))
+    for what, (baseline, change) in variants.items():
+        before = reference if not baseline else logits_of(hf_model(cfg, weights, **base, **baseline), prompt)[-1]
+        moved = logits_of(hf_model(cfg, weights, **base, **change), prompt)[-1]
+        diff = float(np.max(np.abs(moved - before)))
+        assert diff > 20 * CPU_TOLERANCE * std, f"{what}: the ablation moves the logits only {diff:.2e}"
+        out[what] = {"max_abs_logit_change": round(diff, 6), "in_units_of_the_cpu_bound": round(diff / (CPU_TOLERANCE * std), 1)}
+    return out
+
+
+def generate(case, out_root):
+    cfg = draw_config(case)
+    hf = draw_weights(case, cfg)
+    root = os.path.join(out_root, case)
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(os.path.join(root, "hf_source"))
+    os.makedirs(os.path.join(root, "golden"))
+    with open(os.path.join(root, "hf_source", "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    write_safetensors(os.path.join(root, "hf_source", "model.safetensors"), hf)
+
+    weights = artifact_weights(cfg, hf)
+    model = hf_model(cfg, weights, **mlc_semantics(cfg))
+    rs = np.random.RandomState(CASES[case]["seed"] + 2000)
+    prompts, files = [], {}
+    for k, length in enumerate(PROMPT_LENGTHS):
+        for _attempt in range(50):
+            ids = [int(t) for t in rs.randint(0, cfg["vocab_size"], size=length)]
+            tokens, margins = greedy(model, ids)
+            if min(margins) >= MIN_MARGIN:
+                break
+        else:
+            raise SystemExit(f"{case}: no prompt of length {length} with greedy margins >= {MIN_MARGIN}")
+        all_logits = logits_of(model, ids)
+        name = f"prompt{k}"
+        entry = {
+            "name": name,
+            "token_ids": ids,
+            "greedy_16": tokens,
+            "min_greedy_margin": round(min(margins), 6),
+            "last_logits_file": f"{name}_last_logits.f32",
+        }
+        files[entry["last_logits_file"]] = ms.write_f32(os.path.join(root, "golden", entry["last_logits_file"]), all_logits[-1])
+        if k == ALL_LOGITS_PROMPT:
+            entry["all_logits_file"] = f"{name}_all_logits.f32"
+            files[entry["all_logits_file"]] = ms.write_f32(os.path.join(root, "golden", entry["all_logits_file"]), all_logits)
+        prompts.append(entry)
+    longest = prompts[-1]
+    reference = np.fromfile(os.path.join(root, "golden", longest["last_logits_file"]), dtype="<f4")
+    index = {
+        "model": case,
+        "generator": TOOL,
+        "reference": f"transformers {transformers.__version__} (torch {torch.__version__}), float64, eager attention",
+        "mlc_semantics": {k: v for k, v in mlc_semantics(cfg).items()},
+        "dtype": "float32, little-endian, row-major",
+        "vocab_size": cfg["vocab_size"],
+        "files": {name: {"shape": shape, "dtype": "f32le"} for name, shape in files.items()},
+        "prompts": prompts,
+        "ablations": ablations(cfg, weights, longest["token_ids"], reference),
+    }
+    with open(os.path.join(root, "golden", "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+        f.write("\n")
+    print(f"{case}: {len(prompts)} prompts, ablations {index['ablations']}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="conformance/fixtures/families")
+    ap.add_argument("--case", action="append", choices=sorted(CASES))
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    for case in args.case or list(CASES):
+        generate(case, args.out)
+
+
+if __name__ == "__main__":
+    main()
