@@ -50,6 +50,19 @@ impl Default for GpuOptions {
     }
 }
 
+impl GpuOptions {
+    /// KV cache positions for `spec`: `context_length`, default 4096, at
+    /// most the model's context window.
+    pub fn kv_positions(&self, spec: &ModelSpec) -> usize {
+        self.context_length.unwrap_or(4096).min(spec.context_window_size).max(1)
+    }
+
+    /// Most tokens of one step (at least 1).
+    pub fn step_rows(&self) -> usize {
+        self.max_rows.max(1)
+    }
+}
+
 /// Counters that show what a step cost (tests assert on them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GpuStats {
@@ -166,6 +179,9 @@ pub struct GpuBackend {
     pass: Option<wgpu::ComputePass<'static>>,
     staging: Option<wgpu::Buffer>,
     stats: GpuStats,
+    /// The load's error scopes, still to be awaited (a browser's).
+    #[cfg(target_arch = "wasm32")]
+    load_check: Option<crate::LoadCheck>,
 }
 
 impl GpuBackend {
@@ -182,7 +198,33 @@ impl GpuBackend {
             pass: None,
             staging: None,
             stats: GpuStats::default(),
+            #[cfg(target_arch = "wasm32")]
+            load_check: None,
         }
+    }
+
+    /// What loading `artifact` as `spec` allocates on this device with these options.
+    pub fn memory_plan(&self, spec: &ModelSpec, artifact: &mlc_loader::Artifact) -> crate::memory::MemoryPlan {
+        let positions = self.options.kv_positions(spec);
+        crate::memory::MemoryPlan::new(spec, &artifact.index, artifact.quantization(), positions, self.max_rows(), self.max_binding())
+    }
+
+    /// Keeps the load's error-scope results for [`GpuBackend::settle`].
+    #[cfg(target_arch = "wasm32")]
+    pub fn defer_load_check(&mut self, check: crate::LoadCheck) {
+        self.load_check = Some(check);
+    }
+
+    /// Waits for what the device has not reported yet (in a browser: the
+    /// load's error scopes, shader compilations) and fails if the load ran
+    /// out of memory, a shader failed, an error went uncaptured, or the
+    /// device was lost. Natively everything is known already.
+    pub async fn settle(&mut self) -> Result<(), EngineError> {
+        #[cfg(target_arch = "wasm32")]
+        if let Some(check) = self.load_check.take() {
+            check.result().await?;
+        }
+        Ok(self.ctx.health().settle().await?)
     }
 
     /// The device this backend runs on.
@@ -200,7 +242,7 @@ impl GpuBackend {
     }
 
     fn max_rows(&self) -> usize {
-        self.options.max_rows.max(1)
+        self.options.step_rows()
     }
 
     /// A pooled `[rows, cols]` tensor. Its buffer holds `max_rows` rows, so the
@@ -269,6 +311,8 @@ impl GpuBackend {
     /// Ends the pass, copies `bytes` of `source` to the host in the same
     /// submission, and returns them.
     async fn submit_and_read(&mut self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, EngineError> {
+        // Nothing is submitted to a lost device or after an unreported failure.
+        self.settle().await?;
         self.pass = None;
         let mut encoder = self.encoder.take().unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
         let size = bytes.div_ceil(4).max(1) * 4;
@@ -285,7 +329,10 @@ impl GpuBackend {
         self.ctx.queue.submit([encoder.finish()]);
         self.stats.submissions += 1;
         self.stats.readback_bytes += size;
-        read_mapped(&self.ctx, &staging, size).await
+        let bytes = read_mapped(&self.ctx, &staging, size).await?;
+        // What a device computed while it was being lost, or after an error, is no result.
+        self.settle().await?;
+        Ok(bytes)
     }
 
     /// Submits recorded work that nobody has waited for yet.
@@ -415,7 +462,7 @@ impl Backend for GpuBackend {
             attention: Attention::new(ctx, spec.head_dim)?,
             sampler: Sampler::new(ctx)?,
         };
-        let capacity = self.options.context_length.unwrap_or(4096).min(spec.context_window_size).max(1);
+        let capacity = self.options.kv_positions(spec);
         let cache_bytes = (spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
         let kv = (0..spec.num_layers)
             .map(|_| (ctx.empty_storage_buffer("k cache", cache_bytes), ctx.empty_storage_buffer("v cache", cache_bytes)))

@@ -74,6 +74,11 @@ impl<B: Backend> Model<B> {
         &self.backend
     }
 
+    /// The backend, mutably (to await its load check in a browser).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
     /// Runs one forward call and advances the position.
     fn forward(&mut self, tokens: &[u32], logits: Logits, trace: Option<&mut decoder::Trace>) -> Result<B::Tensor, EngineError> {
         let needed = self.position + tokens.len();
