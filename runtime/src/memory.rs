@@ -200,3 +200,52 @@ fn gpu_bytes(spec: &ModelSpec, record: &TensorRecord, model_dtype: DType) -> u64
     }
     bytes.div_ceil(4) * 4
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use mlc_loader::{Artifact, OpenOptions};
+
+    fn tiny(model: &str) -> (ModelSpec, Artifact) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures").join(model).join("mlc");
+        let artifact = Artifact::open(&dir.to_string_lossy(), OpenOptions::default()).unwrap();
+        (crate::models::spec_for(&artifact.config).unwrap(), artifact)
+    }
+
+    #[test]
+    fn the_weights_are_every_tensor_the_engine_uploads_by_kind() {
+        // Both tiny artifacts store q4 codes and f16 floats (q4f16_1's own dtypes), and the
+        // engine uploads every tensor as stored: the plan's weights are the shards' bytes.
+        for (model, lm_head) in [("tiny-qwen2", false), ("tiny-llama", true)] {
+            let (spec, artifact) = tiny(model);
+            let plan = MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 512, 64, 128 << 20);
+            assert_eq!(plan.weight_bytes(), artifact.index.total_bytes(), "{model}");
+            let kind = |name: &str| plan.weights.iter().find(|(kind, _)| *kind == name).unwrap().1;
+            assert!(kind("embedding") > 0 && kind("attention") > 0 && kind("mlp") > 0 && kind("norms") > 0, "{model}: {:?}", plan.weights);
+            assert_eq!(kind("lm_head") > 0, lm_head, "{model}: {:?}", plan.weights);
+            let per_position = (spec.num_kv_heads * spec.head_dim * 4) as u64;
+            assert_eq!((plan.kv_buffer, plan.kv_bytes()), (512 * per_position, 2 * spec.num_layers as u64 * 512 * per_position));
+            assert_eq!(plan.total(), plan.weight_bytes() + plan.kv_bytes() + plan.scratch + plan.activations);
+            assert_eq!(plan.problem(), None, "no device, nothing to check against");
+        }
+    }
+
+    #[test]
+    fn limits_rule_out_a_kv_buffer_beyond_a_binding_and_any_buffer_beyond_the_largest() {
+        let (spec, artifact) = tiny("tiny-qwen2");
+        let device = |max_buffer_size, max_storage_buffer_binding_size| DeviceLimits { adapter: "test".into(), max_buffer_size, max_storage_buffer_binding_size };
+        let plan = |positions, rows| MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), positions, rows, 128 << 20);
+        // 128 bytes per position: 1024 positions fill a 128 KiB binding exactly.
+        assert_eq!(plan(1024, 64).on_device(device(u64::MAX, 128 << 10)).problem(), None);
+        let problem = plan(1025, 64).on_device(device(u64::MAX, 128 << 10)).problem().unwrap();
+        assert!(problem.contains("exceeds max_storage_buffer_binding_size") && problem.contains("at most 1024 positions fit, 1025 were asked for"), "{problem}");
+        // With one token per step (one row of logits) the largest buffer of
+        // tiny-qwen2 is its embedding's codes (151936 rows of 8 words); with
+        // 64, the logits of a step (64 x 151936 floats).
+        assert_eq!(plan(64, 64).largest, ("the logits".to_string(), 64 * 151_936 * 4));
+        let largest = plan(64, 1);
+        assert_eq!(largest.largest, ("weight `model.embed_tokens.q_weight`".to_string(), 151_936 * 32));
+        let problem = largest.on_device(device(1 << 20, 128 << 20)).problem().unwrap();
+        assert!(problem.starts_with("weight `model.embed_tokens.q_weight` needs one buffer of 4.6 MiB (4861952 bytes), more than max_buffer_size"), "{problem}");
+    }
+}

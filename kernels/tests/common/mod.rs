@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use half::f16;
 use mlc_kernels::{Capabilities, ContextOptions, Dtype, GpuContext, GpuWeight, WeightFormat};
