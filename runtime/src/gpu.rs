@@ -329,10 +329,7 @@ impl GpuBackend {
         self.ctx.queue.submit([encoder.finish()]);
         self.stats.submissions += 1;
         self.stats.readback_bytes += size;
-        let bytes = read_mapped(&self.ctx, &staging, size).await?;
-        // What a device computed while it was being lost, or after an error, is no result.
-        self.settle().await?;
-        Ok(bytes)
+        read_mapped(&self.ctx, &staging, size).await
     }
 
     /// Submits recorded work that nobody has waited for yet.
@@ -362,11 +359,11 @@ async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64) -> Res
     let _unmap = Unmap(staging);
     #[cfg(not(target_arch = "wasm32"))]
     ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| lost(e.to_string()))?;
-    #[cfg(target_arch = "wasm32")]
-    let _ = ctx;
     // A lost device fails the map (WebGPU rejects `mapAsync`), so this never hangs.
     mapped.await.map_err(|e| lost(e.to_string()))?;
     let bytes = slice.get_mapped_range().map_err(|e| lost(e.to_string()))?.to_vec();
+    // What a device computed while it was being lost, or after an error, is no result.
+    ctx.health().settle().await?;
     Ok(bytes)
 }
 

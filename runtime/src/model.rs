@@ -74,7 +74,7 @@ impl<B: Backend> Model<B> {
         &self.backend
     }
 
-    /// The backend, mutably (to await its load check in a browser).
+    /// The backend, to switch its instrumentation (profiling) on and off.
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
     }
