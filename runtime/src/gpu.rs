@@ -172,6 +172,9 @@ pub struct GpuBackend {
     ctx: GpuContext,
     options: GpuOptions,
     prepared: Option<Prepared>,
+    /// The load's error scopes, still to be awaited (a browser's).
+    #[cfg(target_arch = "wasm32")]
+    load_check: Option<crate::LoadCheck>,
     pool: Rc<RefCell<Pool>>,
     slots: Vec<Option<Slot>>,
     next_slot: usize,
@@ -179,9 +182,6 @@ pub struct GpuBackend {
     pass: Option<wgpu::ComputePass<'static>>,
     staging: Option<wgpu::Buffer>,
     stats: GpuStats,
-    /// The load's error scopes, still to be awaited (a browser's).
-    #[cfg(target_arch = "wasm32")]
-    load_check: Option<crate::LoadCheck>,
 }
 
 impl GpuBackend {
@@ -191,6 +191,8 @@ impl GpuBackend {
             ctx,
             options,
             prepared: None,
+            #[cfg(target_arch = "wasm32")]
+            load_check: None,
             pool: Rc::default(),
             slots: Vec::new(),
             next_slot: 0,
@@ -198,8 +200,6 @@ impl GpuBackend {
             pass: None,
             staging: None,
             stats: GpuStats::default(),
-            #[cfg(target_arch = "wasm32")]
-            load_check: None,
         }
     }
 
