@@ -129,10 +129,10 @@ fn start_worker(engine_args: EngineArgs, model_id: Option<String>) -> Result<(Se
         if let Some(model_id) = model_id {
             engine.set_model_id(model_id);
         }
-        let model_id = engine.model_id().to_string();
-        if ready_tx.send(Ok(model_id.clone())).is_err() {
+        if ready_tx.send(Ok(engine.model_id().to_string())).is_err() {
             return;
         }
+        let model_id = engine.model_id().to_string();
         let reload = move || {
             let mut engine = load_engine(&engine_args)?;
             engine.set_model_id(model_id.clone());
