@@ -432,3 +432,17 @@ async fn yield_now() {
         YieldOnce(false).await
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shader_that_does_not_compile_is_an_error_naming_it_not_a_panic() {
+        let ctx = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter (lavapipe in CI)");
+        let error = ctx.compile("broken kernel", "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }", "main").unwrap_err();
+        assert!(matches!(&error, KernelError::Shader { label, .. } if label == "broken kernel"), "{error:?}");
+        assert!(error.to_string().starts_with("shader `broken kernel` failed to compile: "), "{error}");
+        ctx.health().check().unwrap();
+    }
+}

@@ -9,9 +9,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::KernelError;
 
-/// The result of a popped error scope that a browser resolves later.
+/// The result of a popped error scope that a browser resolves later (`Send`
+/// natively, as wgpu's is, so a context can move to another thread).
 #[cfg(target_arch = "wasm32")]
-type ScopeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>;
+pub type ScopeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>;
+/// The result of a popped error scope that a browser resolves later (`Send`
+/// natively, as wgpu's is, so a context can move to another thread).
+#[cfg(not(target_arch = "wasm32"))]
+pub type ScopeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>> + Send>>;
 
 /// What one device reported; shared by every clone of its `GpuContext`.
 #[derive(Default)]
@@ -20,8 +25,8 @@ pub struct DeviceHealth {
     lost: Arc<Mutex<Option<String>>>,
     /// The first error no scope captured (shared with the device's handler).
     uncaptured: Arc<Mutex<Option<String>>>,
-    /// Shader compilations whose error scope has not resolved yet (label, result).
-    #[cfg(target_arch = "wasm32")]
+    /// Shader compilations whose error scope has not resolved yet (label,
+    /// result): a browser's; natively scopes resolve at once.
     pending: Mutex<Vec<(String, ScopeFuture)>>,
 }
 
@@ -66,7 +71,6 @@ impl DeviceHealth {
 
     /// Keeps the unresolved result of the error scope around the compilation
     /// of shader `label`, for [`DeviceHealth::settle`].
-    #[cfg(target_arch = "wasm32")]
     pub(crate) fn defer(&self, label: &str, result: ScopeFuture) {
         lock(&self.pending).push((label.to_string(), result));
     }
@@ -75,13 +79,10 @@ impl DeviceHealth {
     /// [`DeviceHealth::check`]s: a shader that failed to compile is
     /// [`KernelError::Shader`] here, not silence.
     pub async fn settle(&self) -> Result<(), KernelError> {
-        #[cfg(target_arch = "wasm32")]
-        {
-            let pending = std::mem::take(&mut *lock(&self.pending));
-            for (label, result) in pending {
-                if let Some(error) = result.await {
-                    return Err(KernelError::Shader { label, message: error.to_string() });
-                }
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        for (label, result) in pending {
+            if let Some(error) = result.await {
+                return Err(KernelError::Shader { label, message: error.to_string() });
             }
         }
         self.check()
@@ -100,4 +101,23 @@ fn log_error(message: &str) {
     web_sys::console::error_1(&message.into());
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("{message}");
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    /// What a browser does: the compile's scope resolves only later. The
+    /// failure must come out of `settle`, not vanish.
+    #[test]
+    fn a_scope_resolved_later_surfaces_its_shader_error_at_settle() {
+        let health = DeviceHealth::default();
+        let error = wgpu::Error::Validation { source: "invalid WGSL".into(), description: "expected `fn`".to_string() };
+        health.defer("ok", Box::pin(std::future::ready(None)));
+        health.defer("broken", Box::pin(std::future::ready(Some(error))));
+        let settled = pollster::block_on(health.settle());
+        assert!(matches!(&settled, Err(KernelError::Shader { label, message }) if label == "broken" && message.contains("expected `fn`")), "{settled:?}");
+        // Reported once; nothing else is wrong with the device.
+        pollster::block_on(health.settle()).unwrap();
+    }
 }
