@@ -96,6 +96,11 @@ impl AttentionScratch {
             max_chunks,
         }
     }
+
+    /// Bytes [`AttentionScratch::new`] allocates for these sizes (a memory plan's figure).
+    pub fn bytes(heads: usize, head_dim: usize, capacity: usize) -> u64 {
+        (heads * max_chunks(head_dim, capacity) * (head_dim * 4 + 8)) as u64
+    }
 }
 
 /// Chunks per head the scratch holds: one per key tile, at most [`MAX_DECODE_CHUNKS`].

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::KernelError;
+use crate::{DeviceHealth, KernelError};
 
 /// Which optional shader features the kernels may use on this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The optional features the kernels use.
     pub caps: Capabilities,
+    /// Errors and loss the device reported outside error scopes.
+    health: Arc<DeviceHealth>,
 }
 
 impl GpuContext {
@@ -105,13 +107,42 @@ impl GpuContext {
             })
             .await
             .map_err(|e| KernelError::NoDevice(e.to_string()))?;
-        Ok(GpuContext {
-            device: Arc::new(device),
-            queue: Arc::new(queue),
-            adapter_info,
-            limits: adapter_limits,
-            caps,
-        })
+        Ok(GpuContext::from_device(device, queue, adapter_info, adapter_limits, caps))
+    }
+
+    /// A context over a device created elsewhere (with `limits` and the
+    /// features `caps` needs). Its uncaptured errors and its loss are recorded
+    /// from now on ([`GpuContext::health`]) instead of panicking.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter_info: wgpu::AdapterInfo,
+        limits: wgpu::Limits,
+        caps: Capabilities,
+    ) -> GpuContext {
+        let health = DeviceHealth::watch(&device);
+        GpuContext { device: Arc::new(device), queue: Arc::new(queue), adapter_info, limits, caps, health }
+    }
+
+    /// What the device reported outside error scopes: check it before
+    /// trusting a result ([`DeviceHealth::check`], [`DeviceHealth::settle`]).
+    pub fn health(&self) -> &DeviceHealth {
+        &self.health
+    }
+
+    /// The error the scope `scope` (around the compilation of `label`)
+    /// captured. Natively it is known at once; in a browser it arrives later,
+    /// so it is kept for [`DeviceHealth::settle`], which the readbacks await.
+    fn compile_error(&self, label: &str, scope: wgpu::ErrorScopeGuard) -> Option<KernelError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            pollster::block_on(scope.pop()).map(|error| KernelError::Shader { label: label.to_string(), message: error.to_string() })
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            self.health.defer(label, Box::pin(scope.pop()));
+            None
+        }
     }
 
     /// Blocking [`GpuContext::new`] for native callers and tests.
@@ -136,15 +167,19 @@ impl GpuContext {
             compilation_options: Default::default(),
             cache: None,
         });
-        match pollster_or_ready(scope.pop()) {
-            Some(error) => Err(KernelError::Shader { label: label.to_string(), message: error.to_string() }),
+        match self.compile_error(label, scope) {
+            Some(error) => Err(error),
             None => Ok(pipeline),
         }
     }
 
     /// A storage buffer initialised with `contents` (padded to a multiple of 4 bytes).
+    ///
+    /// Created unmapped and filled through the queue: a buffer the device
+    /// cannot allocate is then an error in the caller's error scope (or the
+    /// recorded uncaptured error), where `create_buffer_init` would panic
+    /// mapping it. The bytes land before the next submission's work.
     pub fn storage_buffer(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
-        use wgpu::util::DeviceExt;
         let mut padded;
         let bytes = if contents.len() % 4 == 0 && !contents.is_empty() {
             contents
@@ -153,11 +188,9 @@ impl GpuContext {
             padded.resize(contents.len().div_ceil(4).max(1) * 4, 0);
             &padded
         };
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        })
+        let buffer = self.empty_storage_buffer(label, bytes.len() as u64);
+        self.queue.write_buffer(&buffer, 0, bytes);
+        buffer
     }
 
     /// An uninitialised (zeroed) storage buffer of `size` bytes.
@@ -213,6 +246,8 @@ impl GpuContext {
         result.map_err(|e| KernelError::DeviceLost(e.to_string()))?;
         let bytes = slice.get_mapped_range().map_err(|e| KernelError::DeviceLost(e.to_string()))?.to_vec();
         staging.unmap();
+        // Bytes computed by a lost device, or after an error, are not results.
+        self.health.settle().await?;
         Ok(bytes)
     }
 
@@ -327,8 +362,8 @@ impl GpuContext {
                 })
             })
             .collect();
-        match pollster_or_ready(scope.pop()) {
-            Some(error) => Err(KernelError::Shader { label: label.to_string(), message: error.to_string() }),
+        match self.compile_error(label, scope) {
+            Some(error) => Err(error),
             None => Ok(pipelines),
         }
     }
@@ -381,20 +416,6 @@ pub fn require_size(what: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<(),
     Ok(())
 }
 
-/// Resolves an error-scope future. On native wgpu it is ready at once; on the
-/// web it resolves later, so shader errors surface at the first dispatch there.
-fn pollster_or_ready<F: std::future::Future<Output = Option<wgpu::Error>>>(future: F) -> Option<wgpu::Error> {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        pollster::block_on(future)
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        drop(future);
-        None
-    }
-}
-
 /// Gives the browser's event loop a turn while a readback is pending.
 async fn yield_now() {
     #[cfg(target_arch = "wasm32")]
@@ -413,5 +434,19 @@ async fn yield_now() {
             }
         }
         YieldOnce(false).await
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shader_that_does_not_compile_is_an_error_naming_it_not_a_panic() {
+        let ctx = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter (lavapipe in CI)");
+        let error = ctx.compile("broken kernel", "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }", "main").unwrap_err();
+        assert!(matches!(&error, KernelError::Shader { label, .. } if label == "broken kernel"), "{error:?}");
+        assert!(error.to_string().starts_with("shader `broken kernel` failed to compile: "), "{error}");
+        ctx.health().check().unwrap();
     }
 }

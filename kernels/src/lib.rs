@@ -5,6 +5,7 @@
 //! and a CPU reference (`reference` module) that the tests compare against.
 
 pub mod context;
+pub mod health;
 pub mod cpu;
 pub mod rope;
 pub mod attention;
@@ -16,6 +17,7 @@ pub mod matmul;
 pub mod norm;
 
 pub use context::{Capabilities, ContextOptions, GpuContext};
+pub use health::DeviceHealth;
 pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
 pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape};
 pub use sampling::{BoundSampler, Sampler, SamplerBuffers};
@@ -45,6 +47,10 @@ pub enum KernelError {
     /// The device was lost or a readback failed.
     #[error("GPU device lost: {0}")]
     DeviceLost(String),
+    /// The device reported an error outside any error scope (validation,
+    /// out of memory): what ran since is not to be trusted.
+    #[error("GPU error: {0}")]
+    Gpu(String),
     /// A shape or size the kernel cannot handle.
     #[error("invalid kernel arguments: {0}")]
     InvalidArguments(String),

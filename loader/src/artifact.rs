@@ -80,9 +80,31 @@ impl Artifact {
     /// reads every shard into memory, checking its size and (when
     /// `verify_md5`) its md5. A folder is used in place, never copied.
     /// Tokenizer files are fetched before the shards so that a missing one
-    /// fails the open before the large downloads.
+    /// fails the open before the large downloads, and the shards still to
+    /// download are compared with the cache disk's free space first
+    /// ([`LoadError::DiskFull`]).
+    ///
+    /// The config and index are cached for good, but when a freshly
+    /// downloaded shard fails its size or md5 check (online), both are fetched
+    /// again once: if either changed upstream, the cache folder is emptied of
+    /// everything the new index does not name as a shard (tokenizer files,
+    /// partial downloads, old shards), the new metadata replaces the old, and
+    /// the open starts over, checking every cached shard against the new
+    /// index. Old and new files are never mixed into one artifact.
     pub fn open(location: &str, mut options: OpenOptions) -> Result<Artifact, LoadError> {
         let mut source = Source::open(location, options.cache_dir.as_deref(), options.allow_network)?;
+        let mut callback = options.progress.take();
+        match Artifact::open_from(&mut source, &options, callback.as_mut()) {
+            // A fresh download that contradicts the cached index may mean the
+            // artifact changed upstream since the index was cached: when a
+            // fresh copy of the metadata differs, start over with it (once).
+            Err(error) if source.refresh_if_updated(&error)? => Artifact::open_from(&mut source, &options, callback.as_mut()),
+            result => result,
+        }
+    }
+
+    /// One pass of [`Artifact::open`] over the metadata `source` holds now.
+    fn open_from(source: &mut Source, options: &OpenOptions, callback: Option<&mut ProgressCallback>) -> Result<Artifact, LoadError> {
         let config_path = source.file(CONFIG_FILE, &mut FileProgress::silent())?;
         let config_file = config_path.display().to_string();
         let config = ChatConfig::parse(&read_text(&config_path)?, &config_file)?;
@@ -93,9 +115,11 @@ impl Artifact {
         }
         let index_path = source.first_file(&INDEX_FILES)?;
         let index = TensorIndex::parse(&read_text(&index_path)?, &index_path.display().to_string())?;
+        // Before any shard download: a disk that cannot hold them fails now, not midway.
+        source.check_free_space(&index)?;
 
         let tokenizer_count = config.tokenizer_files.len();
-        let mut reporter = Reporter::new(options.progress.take(), tokenizer_count + index.shards.len());
+        let mut reporter = Reporter::new(callback, tokenizer_count + index.shards.len());
         for (position, name) in config.tokenizer_files.iter().enumerate() {
             source.file(name, &mut reporter.file(position, name))?;
         }
@@ -125,7 +149,8 @@ impl Artifact {
             .find(|name| files.contains_key(*name))
             .ok_or_else(|| missing_all(INDEX_FILES[0], &INDEX_FILES))?;
         let index = TensorIndex::parse(&memory_text(&files, index_file)?, index_file)?;
-        let mut reporter = Reporter::new(options.progress.take(), index.shards.len());
+        let mut callback = options.progress.take();
+        let mut reporter = Reporter::new(callback.as_mut(), index.shards.len());
         let mut shards = Vec::with_capacity(index.shards.len());
         for (position, entry) in index.shards.iter().enumerate() {
             let name = &entry.data_path;

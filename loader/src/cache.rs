@@ -34,7 +34,7 @@ fn cache_dir_from(var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use native::{PartFile, artifact_folder};
+pub(crate) use native::{PartFile, artifact_folder, part_path};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -76,29 +76,36 @@ mod native {
         escaped
     }
 
-    /// A download in progress: `<dest>.part`, its length, and the md5 of its
-    /// bytes when one will be checked.
+    /// A download in progress: `<dest>.part`, its length, the size it will
+    /// have when known, and the md5 of its bytes when one will be checked.
     pub(crate) struct PartFile {
         path: PathBuf,
         file: File,
         len: u64,
+        size: Option<u64>,
         md5: Option<Md5>,
+    }
+
+    /// The part file a download of `dest` writes to.
+    pub(crate) fn part_path(dest: &Path) -> PathBuf {
+        let mut name = dest.file_name().unwrap_or_default().to_os_string();
+        name.push(".part");
+        dest.with_file_name(name)
     }
 
     impl PartFile {
         /// Opens the part file of `dest`, keeping what an earlier attempt left
-        /// there (and hashing it when `hash`).
-        pub(crate) fn open(dest: &Path, hash: bool) -> Result<PartFile, LoadError> {
-            let mut name = dest.file_name().unwrap_or_default().to_os_string();
-            name.push(".part");
-            let path = dest.with_file_name(name);
+        /// there (and hashing it when `hash`); `size` is the whole file's size
+        /// when known (a full disk then says how much was still missing).
+        pub(crate) fn open(dest: &Path, size: Option<u64>, hash: bool) -> Result<PartFile, LoadError> {
+            let path = part_path(dest);
             let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(|e| LoadError::io(&path, e))?;
             let mut md5 = hash.then(Md5::new);
             let len = match md5.as_mut() {
                 Some(md5) => std::io::copy(&mut file, &mut HashWriter(md5)).map_err(|e| LoadError::io(&path, e))?,
                 None => file.metadata().map_err(|e| LoadError::io(&path, e))?.len(),
             };
-            Ok(PartFile { path, file, len, md5 })
+            Ok(PartFile { path, file, len, size, md5 })
         }
 
         /// Bytes written so far.
@@ -106,9 +113,9 @@ mod native {
             self.len
         }
 
-        /// Appends downloaded bytes.
+        /// Appends downloaded bytes; a full disk is [`LoadError::DiskFull`].
         pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
-            self.file.write_all(bytes).map_err(|e| LoadError::io(&self.path, e))?;
+            self.file.write_all(bytes).map_err(|e| self.write_error(e, bytes.len() as u64))?;
             if let Some(md5) = self.md5.as_mut() {
                 md5.update(bytes);
             }
@@ -140,9 +147,21 @@ mod native {
         /// Flushes the bytes to disk and renames the part file to `dest`.
         pub(crate) fn commit(self, dest: &Path) -> Result<(), LoadError> {
             // Without the sync a crash could leave a renamed but empty file.
-            self.file.sync_all().map_err(|e| LoadError::io(&self.path, e))?;
+            // Delayed allocation can report a full disk only here: then none
+            // of the file's bytes are known to be on disk.
+            self.file.sync_all().map_err(|e| crate::disk::write_error(&self.path, e, self.len))?;
             drop(self.file);
             fs::rename(&self.path, dest).map_err(|e| LoadError::io(dest, e))
+        }
+    }
+
+    impl PartFile {
+        /// The error for a failed write of `attempted` bytes: a full disk
+        /// names what the file still lacks (all of `attempted` when its size
+        /// is unknown).
+        fn write_error(&self, error: std::io::Error, attempted: u64) -> LoadError {
+            let missing = self.size.map_or(attempted, |size| size.saturating_sub(self.len));
+            crate::disk::write_error(&self.path, error, missing)
         }
     }
 
@@ -191,11 +210,11 @@ mod native {
         fn part_file_resumes_hashes_and_commits() {
             let dir = tempfile::tempdir().unwrap();
             let dest = dir.path().join("shard.bin");
-            let mut part = PartFile::open(&dest, true).unwrap();
+            let mut part = PartFile::open(&dest, None, true).unwrap();
             part.append(b"hello ").unwrap();
             drop(part);
 
-            let mut part = PartFile::open(&dest, true).unwrap();
+            let mut part = PartFile::open(&dest, None, true).unwrap();
             assert_eq!(part.len(), 6);
             part.append(b"world").unwrap();
             assert_eq!(part.md5_hex().unwrap(), "5eb63bbbe01eeed093cb22bb8f5acdc3");
@@ -208,7 +227,7 @@ mod native {
         fn part_file_restart_and_discard() {
             let dir = tempfile::tempdir().unwrap();
             let dest = dir.path().join("x");
-            let mut part = PartFile::open(&dest, false).unwrap();
+            let mut part = PartFile::open(&dest, None, false).unwrap();
             part.append(b"junk").unwrap();
             part.restart().unwrap();
             part.append(b"ok").unwrap();

@@ -1,7 +1,7 @@
 //! The loader's error type.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong while opening an artifact or reading a tensor.
 ///
@@ -115,12 +115,55 @@ pub enum LoadError {
         message: String,
     },
 
+    /// The cache's disk is too full: the shards still to download need more
+    /// than is free (checked before downloading, `file` is `None`), or a
+    /// write ran out of space (`ENOSPC`, a quota; `file` names it, `needed`
+    /// is what that file still lacked). Nothing is left under a final name.
+    #[error("{}", disk_full_message(folder, file.as_deref(), *needed, *available))]
+    DiskFull {
+        /// The cache folder (the artifact's).
+        folder: PathBuf,
+        /// The file being written when the disk filled up.
+        file: Option<PathBuf>,
+        /// Bytes still to download.
+        needed: u64,
+        /// Bytes free on the disk.
+        available: u64,
+    },
+
     /// A file is not in the cache and network access was turned off.
     #[error("{url}: not in the cache, and network access is turned off")]
     Offline {
         /// The file's URL.
         url: String,
     },
+}
+
+/// The text of [`LoadError::DiskFull`].
+fn disk_full_message(folder: &Path, file: Option<&Path>, needed: u64, available: u64) -> String {
+    let (needed, available) = (bytes_text(needed), bytes_text(available));
+    match file {
+        None => format!("not enough disk space for the model cache in {}: {needed} still to download, {available} free", folder.display()),
+        Some(file) => format!("disk full while writing {}: {needed} of it still to download, {available} free in {}", file.display(), folder.display()),
+    }
+}
+
+/// `n` bytes for a person: `1.5 GiB (1610612736 bytes)`.
+pub(crate) fn bytes_text(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = None;
+    for name in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = Some(name);
+    }
+    match unit {
+        Some(unit) => format!("{value:.1} {unit} ({n} bytes)"),
+        None => format!("{n} bytes"),
+    }
 }
 
 impl LoadError {

@@ -74,7 +74,7 @@ impl Downloader {
         expected: Expected<'_>,
         progress: &mut FileProgress<'_>,
     ) -> Result<(), LoadError> {
-        let mut part = PartFile::open(dest, expected.md5.is_some())?;
+        let mut part = PartFile::open(dest, expected.size, expected.md5.is_some())?;
         // Without a size to check, a resumed prefix could splice two versions
         // of a file together unnoticed: such files (small metadata) start over.
         let resumable = expected.size.is_some();

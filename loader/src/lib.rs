@@ -23,6 +23,8 @@ mod cache;
 mod config;
 mod conv_template;
 mod dtype;
+#[cfg(not(target_arch = "wasm32"))]
+mod disk;
 mod error;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;

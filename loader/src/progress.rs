@@ -46,22 +46,24 @@ pub type ProgressCallback = Box<dyn FnMut(&Progress)>;
 /// Download events per file, at most (plus the final one).
 const DOWNLOAD_REPORTS: u64 = 20;
 
-/// Hands out per-file reporters for the files of one open.
-pub(crate) struct Reporter {
-    callback: Option<ProgressCallback>,
+/// Hands out per-file reporters for the files of one open. It borrows the
+/// callback, so an open that starts over (a stale cached index) reports
+/// through the same one.
+pub(crate) struct Reporter<'a> {
+    callback: Option<&'a mut ProgressCallback>,
     file_count: usize,
 }
 
-impl Reporter {
+impl<'a> Reporter<'a> {
     /// A reporter over `file_count` files; `None` reports nothing.
-    pub(crate) fn new(callback: Option<ProgressCallback>, file_count: usize) -> Reporter {
+    pub(crate) fn new(callback: Option<&'a mut ProgressCallback>, file_count: usize) -> Reporter<'a> {
         Reporter { callback, file_count }
     }
 
     /// The reporter of file `index` (0-based) named `file`.
     pub(crate) fn file(&mut self, index: usize, file: &str) -> FileProgress<'_> {
         FileProgress {
-            callback: self.callback.as_mut(),
+            callback: self.callback.as_deref_mut(),
             file: file.to_string(),
             file_index: index + 1,
             file_count: self.file_count,
@@ -149,16 +151,16 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    fn recording() -> (Reporter, Arc<Mutex<Vec<Progress>>>) {
+    fn recording() -> (ProgressCallback, Arc<Mutex<Vec<Progress>>>) {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&events);
-        let callback: ProgressCallback = Box::new(move |event: &Progress| sink.lock().unwrap().push(event.clone()));
-        (Reporter::new(Some(callback), 3), events)
+        (Box::new(move |event: &Progress| sink.lock().unwrap().push(event.clone())), events)
     }
 
     #[test]
     fn download_events_are_throttled_to_twenty_plus_the_last() {
-        let (mut reporter, events) = recording();
+        let (mut callback, events) = recording();
+        let mut reporter = Reporter::new(Some(&mut callback), 3);
         let mut file = reporter.file(1, "params_shard_0.bin");
         for done in (0..=10_000).step_by(7) {
             file.downloading(done, Some(10_000));
@@ -180,7 +182,8 @@ mod tests {
 
     #[test]
     fn unknown_sizes_report_only_completion() {
-        let (mut reporter, events) = recording();
+        let (mut callback, events) = recording();
+        let mut reporter = Reporter::new(Some(&mut callback), 3);
         let mut file = reporter.file(0, "tokenizer.json");
         file.downloading(500, None);
         file.downloaded(900);

@@ -1,15 +1,21 @@
 //! Artifacts at an http(s) URL, kept in the disk cache (layout in [`crate::cache`]).
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use reqwest::Url;
 
-use crate::cache::artifact_folder;
+use crate::cache::{artifact_folder, part_path};
+use crate::config::CONFIG_FILE;
 use crate::http::{Downloader, Expected};
+use crate::index::INDEX_FILES;
 use crate::progress::FileProgress;
 use crate::source::missing_all;
-use crate::{LoadError, ShardEntry, default_cache_dir, resolve_model_url, shard};
+use crate::{LoadError, ShardEntry, TensorIndex, default_cache_dir, disk, resolve_model_url, shard};
+
+/// Suffix of the fresh copy of a metadata file while it is compared with the cached one.
+const UPSTREAM_SUFFIX: &str = ".upstream";
 
 /// An artifact's base URL and its cache folder.
 pub(crate) struct Remote {
@@ -18,6 +24,8 @@ pub(crate) struct Remote {
     allow_network: bool,
     /// Made on the first download, so fully cached opens build no client.
     downloader: Option<Downloader>,
+    /// Whether the metadata was already checked against the server (once per open).
+    refreshed: bool,
 }
 
 impl Remote {
@@ -30,7 +38,7 @@ impl Remote {
             return Err(invalid("a model URL cannot have a query or a fragment".to_string()));
         }
         let root = cache_dir.map_or_else(default_cache_dir, Path::to_path_buf);
-        Ok(Remote { dir: artifact_folder(&root, &url), base_url, allow_network, downloader: None })
+        Ok(Remote { dir: artifact_folder(&root, &url), base_url, allow_network, downloader: None, refreshed: false })
     }
 
     /// The resolved base URL.
@@ -87,6 +95,92 @@ impl Remote {
         shard::read(&path, entry, false, progress)
     }
 
+    /// Fails with [`LoadError::DiskFull`] when the shards of `index` not yet
+    /// cached (less what their partial downloads hold) exceed the free space
+    /// of the cache's disk. Offline nothing is downloaded: no check.
+    pub(crate) fn check_free_space(&self, index: &TensorIndex) -> Result<(), LoadError> {
+        let needed: u64 = index.shards.iter().map(|entry| self.bytes_to_fetch(entry)).sum();
+        if !self.allow_network || needed == 0 {
+            return Ok(());
+        }
+        match disk::free_space(&self.dir) {
+            Some(available) => disk::check_space(&self.dir, needed, available),
+            // The platform does not say: a full disk surfaces at the write.
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes of shard `entry` a download would still bring.
+    fn bytes_to_fetch(&self, entry: &ShardEntry) -> u64 {
+        let path = self.dir.join(&entry.data_path);
+        if path.is_file() {
+            return 0;
+        }
+        // A partial download longer than the shard is started over.
+        let partial = fs::metadata(part_path(&path)).map_or(0, |meta| meta.len());
+        if partial > entry.nbytes { entry.nbytes } else { entry.nbytes - partial }
+    }
+
+    /// Called with the error that failed an open. When it is a freshly
+    /// downloaded file contradicting the cached index (size or md5) and we
+    /// are online, fetches the config and the index again (once): if either
+    /// changed, the artifact was updated upstream, so everything cached
+    /// that the new index does not name as a shard is removed, the new
+    /// metadata replaces the old, and the caller starts over (true). Cached
+    /// shards stay only to be checked against the new index. False when
+    /// nothing changed or the metadata cannot be fetched: the error stands.
+    pub(crate) fn refresh_if_updated(&mut self, error: &LoadError) -> Result<bool, LoadError> {
+        let downloaded_mismatch = match error {
+            LoadError::Md5Mismatch { file, .. } | LoadError::ShardSize { file, .. } => file.starts_with(&self.base_url),
+            _ => false,
+        };
+        if !downloaded_mismatch || !self.allow_network || self.refreshed {
+            return Ok(false);
+        }
+        self.refreshed = true;
+        let cached: Vec<&str> = [CONFIG_FILE].into_iter().chain(INDEX_FILES).filter(|name| self.dir.join(name).is_file()).collect();
+        let mut fresh = Vec::new();
+        for name in &cached {
+            let upstream = self.dir.join(format!("{name}{UPSTREAM_SUFFIX}"));
+            let fetched = self.download(name, &upstream, Expected::default(), &mut FileProgress::silent());
+            fresh.push(upstream);
+            if fetched.is_err() {
+                remove_files(&fresh)?;
+                return Ok(false);
+            }
+        }
+        let changed = cached.iter().zip(&fresh).any(|(name, upstream)| fs::read(self.dir.join(name)).ok() != fs::read(upstream).ok());
+        if !changed {
+            remove_files(&fresh)?;
+            return Ok(false);
+        }
+        let mut keep: HashSet<PathBuf> = fresh.iter().cloned().collect();
+        keep.extend(cached.iter().map(|name| self.dir.join(name)));
+        let new_index = cached.iter().zip(&fresh).find(|(name, _)| INDEX_FILES.contains(name)).map(|(_, upstream)| upstream);
+        if let Some(index) = new_index.and_then(|path| fs::read_to_string(path).ok()).and_then(|text| TensorIndex::parse(&text, "").ok()) {
+            keep.extend(index.shards.iter().map(|entry| self.dir.join(&entry.data_path)));
+        }
+        self.remove_files_except(&keep)?;
+        // The index first: the shards are checked against it.
+        for (name, upstream) in cached.iter().zip(&fresh).rev() {
+            let path = self.dir.join(name);
+            fs::rename(upstream, &path).map_err(|error| LoadError::io(&path, error))?;
+        }
+        Ok(true)
+    }
+
+    /// Removes the files directly in the artifact's folder that are not in `keep`.
+    fn remove_files_except(&self, keep: &HashSet<PathBuf>) -> Result<(), LoadError> {
+        let entries = fs::read_dir(&self.dir).map_err(|error| LoadError::io(&self.dir, error))?;
+        let stale: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_type().is_ok_and(|kind| !kind.is_dir()))
+            .map(|entry| entry.path())
+            .filter(|path| !keep.contains(path))
+            .collect();
+        remove_files(&stale)
+    }
+
     fn url(&self, name: &str) -> String {
         format!("{}{name}", self.base_url)
     }
@@ -105,4 +199,15 @@ impl Remote {
         };
         downloader.download(&url, path, expected, progress)
     }
+}
+
+/// Deletes `paths`; one already gone is fine.
+fn remove_files(paths: &[PathBuf]) -> Result<(), LoadError> {
+    for path in paths {
+        match fs::remove_file(path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(LoadError::io(path, error)),
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use crate::location::is_url;
 use crate::progress::FileProgress;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::remote::Remote;
-use crate::{LoadError, ShardEntry, shard};
+use crate::{LoadError, ShardEntry, TensorIndex, shard};
 
 /// The origin of an artifact's files.
 pub(crate) enum Source {
@@ -78,6 +78,30 @@ impl Source {
                 .ok_or_else(|| missing_all(&dir.join(names[0]).display().to_string(), names)),
             #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.first_file(names),
+        }
+    }
+
+    /// Fails with [`LoadError::DiskFull`] when the shards of `index` that are
+    /// still to download need more space than the cache's disk has free
+    /// (a folder is used in place: nothing to download).
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    pub(crate) fn check_free_space(&self, index: &TensorIndex) -> Result<(), LoadError> {
+        match self {
+            Source::Local(_) => Ok(()),
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Remote(remote) => remote.check_free_space(index),
+        }
+    }
+
+    /// After `error` failed an open: whether the artifact's metadata changed
+    /// upstream and was replaced in the cache, so that the open should start
+    /// over (see [`Remote::refresh_if_updated`]). Always false for a folder.
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    pub(crate) fn refresh_if_updated(&mut self, error: &LoadError) -> Result<bool, LoadError> {
+        match self {
+            Source::Local(_) => Ok(false),
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Remote(remote) => remote.refresh_if_updated(error),
         }
     }
 

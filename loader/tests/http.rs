@@ -182,6 +182,11 @@ fn md5_mismatch_leaves_nothing_in_the_cache() {
     assert_eq!(*file, format!("{}{SHARD_1}", server.base_url()));
     assert_eq!(*expected, md5_hex(&synthetic_artifact()[SHARD_1]));
     assert!(!cache_listing(cache.path(), &server).iter().any(|name| name.starts_with(SHARD_1)));
+    // The metadata was checked once against the server (unchanged), and only once.
+    assert_eq!(server.requests_for("tensor-cache.json").len(), 2);
+    assert_eq!(server.requests_for("mlc-chat-config.json").len(), 2);
+    assert_eq!(server.requests_for(SHARD_1).len(), 1);
+    assert_eq!(cache_listing(cache.path(), &server), ["mlc-chat-config.json", SHARD_0, "tensor-cache.json", TOKENIZER]);
 }
 
 #[test]
@@ -356,4 +361,166 @@ fn a_shard_swapped_on_the_server_between_runs_is_never_mixed_into_the_cache() {
     // Once the server serves what the index describes again, the shard loads.
     server.replace(SHARD_1, original);
     assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+}
+
+/// The synthetic artifact as its publisher might update it: other bytes in
+/// both shards (shard 1 also 256 bytes longer), a new tokenizer file, and an
+/// index and config that describe them.
+fn updated_artifact() -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = synthetic_artifact();
+    let mut index: serde_json::Value = serde_json::from_slice(&files["tensor-cache.json"]).unwrap();
+    for (i, shard) in [SHARD_0, SHARD_1].into_iter().enumerate() {
+        let bytes = files.get_mut(shard).unwrap();
+        bytes.iter_mut().for_each(|byte| *byte = byte.wrapping_add(1));
+        if shard == SHARD_1 {
+            bytes.extend([7; 256]);
+        }
+        index["records"][i]["nbytes"] = bytes.len().into();
+        index["records"][i]["md5sum"] = md5_hex(bytes).into();
+    }
+    files.insert("tensor-cache.json".to_string(), serde_json::to_vec_pretty(&index).unwrap());
+    let mut config: serde_json::Value = serde_json::from_slice(&files["mlc-chat-config.json"]).unwrap();
+    config["context_window_size"] = 128.into();
+    files.insert("mlc-chat-config.json".to_string(), serde_json::to_vec_pretty(&config).unwrap());
+    files.insert(TOKENIZER.to_string(), br#"{"version": "1.0", "model": {"type": "BPE"}, "updated": true}"#.to_vec());
+    files
+}
+
+/// Serves `files` in place of what the server had (an upstream update).
+fn publish(server: &Server, files: &std::collections::BTreeMap<String, Vec<u8>>) {
+    for (name, bytes) in files {
+        server.replace(name, bytes.clone());
+    }
+}
+
+#[test]
+fn an_artifact_updated_upstream_after_its_index_was_cached_is_fetched_again_as_a_whole() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    // Run 1 caches config, index, tokenizer and shard 0, then shard 1 fails.
+    server.fail_once(SHARD_1, Fault::Status(404));
+    assert!(Artifact::open(&server.url(), options(cache.path())).is_err());
+    let part = format!("{SHARD_1}.part");
+    assert_eq!(cache_listing(cache.path(), &server), ["mlc-chat-config.json", SHARD_0, &part, "tensor-cache.json", TOKENIZER]);
+
+    // Upstream publishes a new version; a stale shard from an older one and a
+    // partial download of the old shard 1 are lying around too.
+    let updated = updated_artifact();
+    publish(&server, &updated);
+    let folder = cached(cache.path(), &server);
+    fs::write(folder.join("params_shard_9.bin"), b"old").unwrap();
+    fs::write(folder.join(format!("{SHARD_1}.part")), &synthetic_artifact()[SHARD_1][..1000]).unwrap();
+    server.clear_log();
+
+    // Run 2: the resumed shard 1 contradicts the cached index; the metadata is
+    // fetched again, found changed, and the open starts over with the new version.
+    let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
+    assert_eq!(artifact.config.context_window_size, 128);
+    for name in ["mlc-chat-config.json", "tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1] {
+        assert_eq!(fs::read(folder.join(name)).unwrap(), updated[name], "{name}");
+    }
+    let norm: Vec<u8> = synthetic_artifact()[SHARD_0][16..22].iter().map(|byte| byte.wrapping_add(1)).collect();
+    assert_eq!(artifact.tensor("norm.weight").unwrap().bytes.as_ref(), norm.as_slice(), "tensors come from the new shard");
+    assert_eq!(cache_listing(cache.path(), &server), ["mlc-chat-config.json", SHARD_0, SHARD_1, "tensor-cache.json", TOKENIZER], "old and partial files are gone");
+    let requested: Vec<Request> = server.requests();
+    assert_eq!(
+        requested,
+        [
+            request(SHARD_1, Some(1000)),            // resumed against the old index: fails
+            request("mlc-chat-config.json", None),  // the metadata, once more
+            request("tensor-cache.json", None),
+            request(TOKENIZER, None),                // the old one was dropped
+            request(SHARD_0, None),                  // the cached copy fails the new md5
+            request(SHARD_1, None),
+        ]
+    );
+
+    // Later opens use the new version from the cache, offline too.
+    server.clear_log();
+    let again = Artifact::open(&server.url(), offline(cache.path())).unwrap();
+    assert_eq!(again.tensor("norm.weight").unwrap().bytes.as_ref(), norm.as_slice());
+    assert_eq!(server.requests(), []);
+}
+
+#[test]
+fn a_fully_cached_old_version_is_used_until_a_download_reveals_the_update() {
+    // Everything cached and valid: the open does not ask the server at all,
+    // even if upstream changed (the cache is the source of truth offline and online).
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    Artifact::open(&server.url(), options(cache.path())).unwrap();
+    publish(&server, &updated_artifact());
+    server.clear_log();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    assert_eq!(server.requests(), []);
+
+    // Once a shard has to be downloaded (here: evicted), the update is found
+    // and the whole artifact moves to the new version.
+    fs::remove_file(cached(cache.path(), &server).join(SHARD_1)).unwrap();
+    let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
+    assert_eq!(artifact.config.context_window_size, 128);
+    let updated = updated_artifact();
+    for name in ["tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1] {
+        assert_eq!(fs::read(cached(cache.path(), &server).join(name)).unwrap(), updated[name], "{name}");
+    }
+}
+
+#[test]
+fn offline_a_stale_index_is_not_refreshed() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    Artifact::open(&server.url(), options(cache.path())).unwrap();
+    let shard = cached(cache.path(), &server).join(SHARD_1);
+    fs::write(&shard, &updated_artifact()[SHARD_1][..synthetic_artifact()[SHARD_1].len()]).unwrap();
+    server.clear_log();
+    let error = Artifact::open(&server.url(), offline(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if Path::new(file) == shard), "{error:?}");
+    assert_eq!(server.requests(), []);
+}
+
+#[test]
+fn too_little_disk_space_for_the_shards_fails_before_downloading_them() {
+    // An index whose shard 1 claims 1 EiB: no disk holds it. The check uses
+    // the real free space of the cache's filesystem.
+    let mut files = synthetic_artifact();
+    let mut index: serde_json::Value = serde_json::from_slice(&files["tensor-cache.json"]).unwrap();
+    index["records"][1]["nbytes"] = (1u64 << 60).into();
+    files.insert("tensor-cache.json".to_string(), serde_json::to_vec(&index).unwrap());
+    let shard0 = files[SHARD_0].len() as u64;
+    let server = Server::start(files);
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    let LoadError::DiskFull { folder, file: None, needed, available } = &error else { panic!("{error:?}") };
+    assert_eq!((folder, *needed), (&cached(cache.path(), &server), (1u64 << 60) + shard0));
+    assert!(*available > 0 && *available < 1 << 60, "{available}");
+    let message = error.to_string();
+    assert!(message.starts_with(&format!("not enough disk space for the model cache in {}: ", folder.display())), "{message}");
+    assert!(message.contains(&format!("({needed} bytes) still to download")), "{message}");
+    assert!(message.contains(&format!("({available} bytes) free")), "{message}");
+    assert!(server.requests_for(SHARD_0).is_empty() && server.requests_for(SHARD_1).is_empty(), "no shard was requested");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_disk_that_fills_up_during_a_download_is_a_clear_error_and_leaves_no_entry() {
+    // A real ENOSPC: the part file of shard 1 is a symlink to /dev/full,
+    // whose every write fails with "No space left on device". (Without md5
+    // checks the loader does not read the part file back first.)
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    let folder = cached(cache.path(), &server);
+    fs::create_dir_all(&folder).unwrap();
+    let part = folder.join(format!("{SHARD_1}.part"));
+    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
+    let no_md5 = || OpenOptions { verify_md5: false, ..options(cache.path()) };
+    let error = Artifact::open(&server.url(), no_md5()).unwrap_err();
+    let size = synthetic_artifact()[SHARD_1].len() as u64;
+    let LoadError::DiskFull { folder: named_folder, file: Some(file), needed, .. } = &error else { panic!("{error:?}") };
+    assert_eq!((named_folder, file, *needed), (&folder, &part, size));
+    assert!(error.to_string().starts_with(&format!("disk full while writing {}: {} ({size} bytes) of it still to download", part.display(), "64.0 KiB")), "{error}");
+    assert!(!folder.join(SHARD_1).exists(), "nothing under the final name");
+
+    // With space again, the download completes.
+    fs::remove_file(&part).unwrap();
+    assert_synthetic_tensors(&Artifact::open(&server.url(), no_md5()).unwrap());
 }

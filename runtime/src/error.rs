@@ -1,5 +1,7 @@
 //! Errors of the engine, each naming what was wrong and where.
 
+use crate::memory::MemoryPlan;
+
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -67,9 +69,20 @@ pub enum EngineError {
     /// An empty token list where at least one token is needed.
     #[error("no input tokens")]
     EmptyInput,
-    /// A GPU kernel failed.
+    /// A GPU kernel failed, or the device was lost
+    /// ([`EngineError::is_device_lost`]).
     #[error(transparent)]
     Gpu(#[from] mlc_kernels::KernelError),
+    /// The GPU cannot hold the model: a limit rules the memory plan out
+    /// before anything is allocated, or the device ran out of memory (or
+    /// refused an allocation) while loading. The message prints the plan.
+    #[error("not enough GPU memory to load the model: {cause}\n{plan}")]
+    GpuOutOfMemory {
+        /// What the load allocates, by purpose, and the device's limits.
+        plan: Box<MemoryPlan>,
+        /// What failed.
+        cause: String,
+    },
     /// The model produced NaN or infinite logits.
     #[error("the model produced non-finite logits (NaN or Inf) at step {step}")]
     NonFiniteLogits {
@@ -80,4 +93,12 @@ pub enum EngineError {
     /// wait asynchronously: the GPU engine in a browser.
     #[error("the GPU engine in a browser cannot block for a readback; traces need the native build")]
     BlockingReadback,
+}
+
+impl EngineError {
+    /// Whether the GPU device is gone: nothing more runs on this engine, and
+    /// loading the model again (on a new device) is the way on.
+    pub fn is_device_lost(&self) -> bool {
+        matches!(self, EngineError::Gpu(mlc_kernels::KernelError::DeviceLost(_)))
+    }
 }

@@ -54,6 +54,19 @@ impl Default for GpuOptions {
     }
 }
 
+impl GpuOptions {
+    /// KV cache positions for `spec`: `context_length`, default 4096, at
+    /// most the model's context window.
+    pub fn kv_positions(&self, spec: &ModelSpec) -> usize {
+        self.context_length.unwrap_or(4096).min(spec.context_window_size).max(1)
+    }
+
+    /// Most tokens of one step (at least 1).
+    pub fn step_rows(&self) -> usize {
+        self.max_rows.max(1)
+    }
+}
+
 /// Counters that show what a step cost (tests assert on them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GpuStats {
@@ -177,6 +190,9 @@ pub struct GpuBackend {
     ctx: GpuContext,
     options: GpuOptions,
     prepared: Option<Prepared>,
+    /// The load's error scopes, still to be awaited (a browser's).
+    #[cfg(target_arch = "wasm32")]
+    load_check: Option<crate::LoadCheck>,
     pool: Rc<RefCell<Pool>>,
     slots: Vec<Option<Slot>>,
     next_slot: usize,
@@ -196,6 +212,8 @@ impl GpuBackend {
             ctx,
             options,
             prepared: None,
+            #[cfg(target_arch = "wasm32")]
+            load_check: None,
             pool: Rc::default(),
             slots: Vec::new(),
             next_slot: 0,
@@ -206,6 +224,30 @@ impl GpuBackend {
             encode_started: None,
             profiler: None,
         }
+    }
+
+    /// What loading `artifact` as `spec` allocates on this device with these options.
+    pub fn memory_plan(&self, spec: &ModelSpec, artifact: &mlc_loader::Artifact) -> crate::memory::MemoryPlan {
+        let positions = self.options.kv_positions(spec);
+        crate::memory::MemoryPlan::new(spec, &artifact.index, artifact.quantization(), positions, self.max_rows(), self.max_binding())
+    }
+
+    /// Keeps the load's error-scope results for [`GpuBackend::settle`].
+    #[cfg(target_arch = "wasm32")]
+    pub fn defer_load_check(&mut self, check: crate::LoadCheck) {
+        self.load_check = Some(check);
+    }
+
+    /// Waits for what the device has not reported yet (in a browser: the
+    /// load's error scopes, shader compilations) and fails if the load ran
+    /// out of memory, a shader failed, an error went uncaptured, or the
+    /// device was lost. Natively everything is known already.
+    pub async fn settle(&mut self) -> Result<(), EngineError> {
+        #[cfg(target_arch = "wasm32")]
+        if let Some(check) = self.load_check.take() {
+            check.result().await?;
+        }
+        Ok(self.ctx.health().settle().await?)
     }
 
     /// The device this backend runs on.
@@ -235,7 +277,7 @@ impl GpuBackend {
     }
 
     fn max_rows(&self) -> usize {
-        self.options.max_rows.max(1)
+        self.options.step_rows()
     }
 
     /// A pooled `[rows, cols]` tensor. Its buffer holds `max_rows` rows, so the
@@ -318,6 +360,8 @@ impl GpuBackend {
     /// Ends the pass, copies `bytes` of `source` to the host in the same
     /// submission, and returns them.
     async fn submit_and_read(&mut self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, EngineError> {
+        // Nothing is submitted to a lost device or after an unreported failure.
+        self.settle().await?;
         self.pass = None;
         let mut encoder = self.encoder.take().unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
         let size = bytes.div_ceil(4).max(1) * 4;
@@ -381,11 +425,11 @@ async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64) -> Res
     let _unmap = Unmap(staging);
     #[cfg(not(target_arch = "wasm32"))]
     ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| lost(e.to_string()))?;
-    #[cfg(target_arch = "wasm32")]
-    let _ = ctx;
     // A lost device fails the map (WebGPU rejects `mapAsync`), so this never hangs.
     mapped.await.map_err(|e| lost(e.to_string()))?;
     let bytes = slice.get_mapped_range().map_err(|e| lost(e.to_string()))?.to_vec();
+    // What a device computed while it was being lost, or after an error, is no result.
+    ctx.health().settle().await?;
     Ok(bytes)
 }
 
@@ -489,7 +533,7 @@ impl Backend for GpuBackend {
             attention: Attention::new(ctx, spec.head_dim)?,
             sampler: Sampler::new(ctx)?,
         };
-        let capacity = self.options.context_length.unwrap_or(4096).min(spec.context_window_size).max(1);
+        let capacity = self.options.kv_positions(spec);
         let cache_bytes = (spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
         let kv = (0..spec.num_layers)
             .map(|_| (ctx.empty_storage_buffer("k cache", cache_bytes), ctx.empty_storage_buffer("v cache", cache_bytes)))

@@ -11,6 +11,8 @@ pub mod cpu;
 mod error;
 pub mod generate;
 pub mod gpu;
+mod gpu_load;
+pub mod memory;
 pub mod model;
 pub mod models;
 pub mod prebuilt;
@@ -20,6 +22,7 @@ pub mod weights;
 
 pub use error::EngineError;
 pub use generate::{argmax, generate_greedy, GreedyOptions};
+pub use gpu_load::{load_gpu, LoadCheck};
 pub use model::{LanguageModel, Model, ModelFuture};
 
 use mlc_loader::Artifact;
@@ -27,9 +30,4 @@ use mlc_loader::Artifact;
 /// Loads `artifact` onto the CPU engine.
 pub fn load_cpu(artifact: &Artifact) -> Result<Model<cpu::CpuBackend>, EngineError> {
     Model::load(artifact, cpu::CpuBackend::new())
-}
-
-/// Loads `artifact` onto the GPU engine running on `ctx`.
-pub fn load_gpu(artifact: &Artifact, ctx: mlc_kernels::GpuContext, options: gpu::GpuOptions) -> Result<Model<gpu::GpuBackend>, EngineError> {
-    Model::load(artifact, gpu::GpuBackend::new(ctx, options))
 }

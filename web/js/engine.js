@@ -11,6 +11,7 @@ import {
   EmbeddingUnsupportedModelError, IncorrectPipelineLoadedError, ModelNotLoadedError,
   ReloadArgumentSizeUnmatchedError, ReloadModelIdNotUniqueError, SpecifiedModelNotFoundError,
   UnclearModelToUseError, UnsupportedTokenizerFilesError, WebGPUNotAvailableError, CacheQuotaExceededError,
+  DeviceLostError,
 } from "./errors.js";
 import { downloadFile, fetchWithCache, openStore, putVerified, SCOPE_CONFIG, SCOPE_MODEL } from "./cache.js";
 import { CPU_FALLBACK_NOTICE, fetchReport, finishReport, loadReport, noticeReport, startReport } from "./progress.js";
@@ -247,13 +248,20 @@ export class MLCEngine {
         this.report(loadReport(shardsReported, n, cumulative[shardsReported - 1], totalBytes, secs()));
       }
     };
-    const engine = await wasm.WasmEngine.create(files, {
-      device: this.device,
-      modelId,
-      chatOpts: { ...(record.overrides ?? {}), ...(chatOpts ?? {}) },
-      contextWindowSize: config.context_window_size,
-      onLoadProgress,
-    });
+    let engine;
+    try {
+      engine = await wasm.WasmEngine.create(files, {
+        device: this.device,
+        modelId,
+        chatOpts: { ...(record.overrides ?? {}), ...(chatOpts ?? {}) },
+        contextWindowSize: config.context_window_size,
+        onLoadProgress,
+      });
+    } catch (e) {
+      // WebLLM's error (and text) for a device lost while loading; the engine's own text is the cause.
+      if (e?.name === "DeviceLostError") throw Object.assign(new DeviceLostError(), { cause: e });
+      throw e;
+    }
     files.clear();
     if (signal.aborted) { engine.free(); throw signal.reason; }
     onLoadProgress(1, 1);
@@ -322,10 +330,25 @@ export class MLCEngine {
     m.live = "";
     try {
       return JSON.parse(await m.wasm[method](JSON.stringify(request), () => {}));
+    } catch (e) {
+      this.forgetIfLost(m, e);
+      throw e;
     } finally {
       m.running -= 1;
       release();
     }
+  }
+
+  // A lost GPU device ends the model, as in WebLLM (which unloads the engine): the failing request
+  // rejects with DeviceLostError, later requests get ModelNotLoadedError, and reload() loads the
+  // model again on a new device. The wasm object is freed once no call runs on it.
+  forgetIfLost(m, e) {
+    if (e?.name !== "DeviceLostError") return;
+    let ours = false;
+    for (const [id, v] of this.loaded) if (v === m) { this.loaded.delete(id); ours = true; }
+    if (!ours) return; // unload() already took it and frees it
+    log.error(`The GPU device was lost; the model is unloaded. Call reload() to load it again. (${e.message})`);
+    m.lock.acquire().then((release) => { m.wasm.free(); release(); });
   }
 
   // The Rust engine pushes chunks through a callback; WebLLM's API is a lazy async generator.
@@ -354,7 +377,7 @@ export class MLCEngine {
     }
     const settled = run.then(
       () => { finished = true; },
-      (e) => { failure = e; finished = true; },
+      (e) => { failure = e; finished = true; this.forgetIfLost(m, e); },
     ).finally(() => { m.running -= 1; release(); wake?.(); });
     let completed = false;
     try {

@@ -7,7 +7,9 @@
 //! Requests and responses cross the boundary as OpenAI/WebLLM JSON. Every
 //! failure becomes a rejected promise holding a JS `Error` whose `.name` is
 //! WebLLM's error name; nothing panics across the boundary (the GPU's
-//! uncaptured errors are recorded instead of wgpu's default panic).
+//! uncaptured errors and its loss are recorded by `GpuContext` instead of
+//! wgpu's default panic). A lost device fails the request with a
+//! `DeviceLostError`; loading again (a new `WasmEngine`) takes a new device.
 //!
 //! The crate is empty natively: it is made of browser calls.
 #![cfg(target_arch = "wasm32")]
@@ -18,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use mlc_kernels::{ContextOptions, GpuContext};
@@ -76,8 +78,8 @@ pub struct WasmEngine {
     live: Rc<RefCell<String>>,
     /// `runtimeStatsText` as of the last finished request or reset.
     stats_text: Rc<RefCell<String>>,
-    /// The first uncaptured GPU error or device loss, if any.
-    gpu_failure: Arc<Mutex<Option<String>>>,
+    /// The WebGPU device (its recorded errors and loss); `None` on the CPU engine.
+    gpu: Option<GpuContext>,
     backend: &'static str,
     gpu_vendor: String,
     max_storage_buffer_binding_size: f64,
@@ -110,25 +112,28 @@ impl WasmEngine {
         let artifact = Artifact::from_files(files, OpenOptions { progress: Some(on_shard), ..OpenOptions::default() }).map_err(|e| error("Error", &e.to_string()))?;
         next_task().await;
 
-        let gpu_failure = Arc::new(Mutex::new(None));
         let ctx = match options.device.as_str() {
             "cpu" => None,
             "webgpu" => Some(gpu_context().await?),
             _ => gpu_context().await.ok(),
         };
+        let gpu = ctx.clone();
         let (model, backend, gpu_vendor, max_binding): (Box<dyn LanguageModel>, _, _, _) = match ctx {
             Some(ctx) => {
-                watch_gpu(&ctx, &gpu_failure);
                 let vendor = ctx.adapter_info.name.clone();
                 let max_binding = ctx.limits.max_storage_buffer_binding_size as f64;
-                let model = load_gpu(&artifact, ctx, GpuOptions::default()).map_err(|e| error("Error", &e.to_string()))?;
+                let mut model = load_gpu(&artifact, ctx, GpuOptions::default()).map_err(|e| engine_error(&e))?;
+                // The load's error scopes and shader compilations resolve
+                // only now, through the event loop: out of memory (with the
+                // memory plan) or a shader error fails the load here.
+                model.backend_mut().settle().await.map_err(|e| engine_error(&e))?;
                 (Box::new(model), "webgpu", vendor, max_binding)
             }
             None => (Box::new(load_cpu(&artifact).map_err(|e| error("Error", &e.to_string()))?), "cpu", String::new(), 0.0),
         };
         let mut engine = ChatEngine::new(model, &artifact).map_err(|e| error("Error", &e.to_string()))?;
         drop(artifact);
-        failure_check(&gpu_failure)?;
+        failure_check(gpu.as_ref())?;
         progress(2 * total);
         engine.set_model_id(options.model_id);
         engine.set_pause(Box::new(next_task));
@@ -138,7 +143,7 @@ impl WasmEngine {
             engine: Rc::new(RefCell::new(engine)),
             live: Rc::default(),
             stats_text: Rc::new(RefCell::new(stats_text)),
-            gpu_failure,
+            gpu,
             backend,
             gpu_vendor,
             max_storage_buffer_binding_size: max_binding,
@@ -244,7 +249,7 @@ impl WasmEngine {
             live: Rc::clone(&self.live),
             stats_text: Rc::clone(&self.stats_text),
             interrupt: Arc::clone(&self.interrupt),
-            gpu_failure: Arc::clone(&self.gpu_failure),
+            gpu: self.gpu.clone(),
             on_chunk,
         }
     }
@@ -256,7 +261,7 @@ struct Runner {
     live: Rc<RefCell<String>>,
     stats_text: Rc<RefCell<String>>,
     interrupt: Arc<AtomicBool>,
-    gpu_failure: Arc<Mutex<Option<String>>>,
+    gpu: Option<GpuContext>,
     on_chunk: Function,
 }
 
@@ -268,7 +273,7 @@ impl Runner {
     where
         R: AsyncFnOnce(&mut ChatEngine, &dyn Fn(&str, serde_json::Result<String>)) -> Result<serde_json::Result<String>, RequestError>,
     {
-        failure_check(&self.gpu_failure)?;
+        failure_check(self.gpu.as_ref())?;
         // Held across the awaits on purpose: it is the engine's lock.
         #[allow(clippy::await_holding_refcell_ref)]
         let mut engine = self.engine.try_borrow_mut().map_err(|_| busy())?;
@@ -293,7 +298,7 @@ impl Runner {
         let result = request(&mut *engine, emit).await;
         *self.stats_text.borrow_mut() = engine.runtime_stats_text();
         drop(engine);
-        failure_check(&self.gpu_failure)?;
+        failure_check(self.gpu.as_ref())?;
         if let Some(e) = thrown.into_inner() {
             return Err(e);
         }
@@ -419,28 +424,12 @@ fn navigator_has_gpu() -> bool {
     navigator.is_object() && Reflect::get(&navigator, &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }
 
-/// Records uncaptured GPU errors and a device loss into `failure` (wgpu's
-/// default handler panics, which would kill the module).
-fn watch_gpu(ctx: &GpuContext, failure: &Arc<Mutex<Option<String>>>) {
-    let errors = Arc::clone(failure);
-    ctx.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-        web_sys::console::error_1(&format!("mlc-wgpu: GPU error: {e}").into());
-        errors.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get_or_insert_with(|| format!("GPU error: {e}"));
-    }));
-    let lost = Arc::clone(failure);
-    ctx.device.set_device_lost_callback(move |reason, message| {
-        let text = format!("the WebGPU device was lost ({reason:?}): {message}");
-        web_sys::console::error_1(&format!("mlc-wgpu: {text}").into());
-        lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get_or_insert(text);
-    });
-}
-
 /// Rejects once the GPU reported an error or was lost: its results are not
-/// to be trusted any more.
-fn failure_check(failure: &Arc<Mutex<Option<String>>>) -> Result<(), JsValue> {
-    match failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
-        Some(message) => Err(error("Error", message)),
-        None => Ok(()),
+/// to be trusted any more (a loss is a `DeviceLostError`).
+fn failure_check(gpu: Option<&GpuContext>) -> Result<(), JsValue> {
+    match gpu.map(|ctx| ctx.health().check()) {
+        Some(Err(e)) => Err(engine_error(&mlc_wgpu::EngineError::Gpu(e))),
+        _ => Ok(()),
     }
 }
 
@@ -470,8 +459,15 @@ fn parse_request<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, JsValu
 fn request_error(e: &RequestError) -> JsValue {
     match e {
         RequestError::Chat(chat) => error(chat.name(), &chat.message()),
-        RequestError::Engine(engine) => error("Error", &engine.to_string()),
+        RequestError::Engine(engine) => engine_error(engine),
     }
+}
+
+/// An engine failure: `DeviceLostError` when the GPU device is gone (the
+/// JavaScript layer then unloads the model, as WebLLM does), else `Error`.
+fn engine_error(e: &mlc_wgpu::EngineError) -> JsValue {
+    let name = if e.is_device_lost() { "DeviceLostError" } else { "Error" };
+    error(name, &e.to_string())
 }
 
 /// The error for a call that needs the engine while a request holds it.

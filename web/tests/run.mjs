@@ -8,7 +8,8 @@
 //
 // Environment: MLC_WGPU_BIN (native binary; default target/debug/mlc-wgpu), MLC_WGPU_CACHE,
 // MLC_WGPU_SMOLLM2_DIR (SmolLM2 artifact folder), CI (a missing SmolLM2 artifact fails),
-// WEB_TEST_ONLY=webgpu|cpu (run one browser), CHROMIUM (default /usr/bin/chromium),
+// WEB_TEST_ONLY=webgpu|cpu (run one browser), WEB_TEST_GREP=regex (run only the checks whose names
+// match), CHROMIUM (default /usr/bin/chromium),
 // MLC_WGPU_WEB_PKG_DIR (the wasm build to serve; default web/pkg).
 
 import { chromium } from "playwright-core";
@@ -37,7 +38,11 @@ function assert(cond, msg) { if (!cond) throw new Error(msg); }
 function eq(a, b, what) {
   if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`${what}: got ${JSON.stringify(a)}, expected ${JSON.stringify(b)}`);
 }
+// WEB_TEST_GREP (a regular expression) runs only the checks whose names match it: a development
+// aid for iterating on one check; the suite (and CI) runs without it.
+const grep = process.env.WEB_TEST_GREP ? new RegExp(process.env.WEB_TEST_GREP) : undefined;
 async function check(name, fn) {
+  if (grep && !grep.test(name)) return;
   try { await fn(); ok(name); } catch (e) { bad(name, e?.stack ?? e); }
 }
 
@@ -398,6 +403,42 @@ for (const mode of MODES) {
   });
 
   await closeContext(ctx);
+
+  if (mode.backend === "webgpu") {
+    await check(`[${mode.name}] a lost GPU device fails the request with DeviceLostError; reload() recovers, equal to a fresh run`, async () => {
+      const c2 = await newContext(mode);
+      try {
+        const p = await blankPage(c2);
+        const r = await run(p, `
+          // The page keeps every GPUDevice the engine asks for (no hook in the product code).
+          const devices = [];
+          const requestDevice = GPUAdapter.prototype.requestDevice;
+          GPUAdapter.prototype.requestDevice = async function (...args) {
+            const device = await requestDevice.apply(this, args);
+            devices.push(device);
+            return device;
+          };
+          const failure = async (p) => { try { await p; return "no error"; } catch (e) { return e.name + ": " + e.message; } };
+          const { engine } = await T.load(webllm, { device: arg.D });
+          const loadedDevices = devices.length;
+          devices.at(-1).destroy();
+          const lostReason = (await devices.at(-1).lost).reason;
+          const lost = await failure(engine.chat.completions.create(arg.req));
+          const after = await failure(engine.chat.completions.create(arg.req));
+          await engine.reload("tiny-qwen2");
+          const reloaded = await engine.chat.completions.create(arg.req);
+          const streamed = T.textOf(await T.stream(engine, arg.req));
+          return { loadedDevices, devices: devices.length, lostReason, lost, after, reloaded, streamed };`, { D, req: REQ["chat" + S] });
+        eq(r.loadedDevices, 1, "devices the first load asked for");
+        eq(r.lostReason, "destroyed", "the device's lost reason");
+        assert(r.lost.startsWith("DeviceLostError: GPU device lost"), `request on the lost device: ${r.lost}`);
+        assert(r.after.startsWith("ModelNotLoadedError"), `the next request, as in WebLLM after a device loss: ${r.after}`);
+        eq(r.devices, 2, "reload() asked for a new device");
+        eq(text(r.reloaded), text(expected["chat" + S]), "text after reload vs native");
+        eq(r.streamed, text(expected["chat" + S]), "streamed text after reload vs native");
+      } finally { await closeContext(c2); }
+    });
+  }
 
   await full(`[${mode.name}] interoperability: caches filled the way WebLLM fills them are used offline (Cache API and IndexedDB)`, async () => {
     const c2 = await newContext(mode);

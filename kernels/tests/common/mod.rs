@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use half::f16;
 use mlc_kernels::{Capabilities, ContextOptions, Dtype, GpuContext, GpuWeight, WeightFormat};
@@ -62,13 +62,7 @@ fn webgpu_default_limits() -> GpuContext {
         ..Default::default()
     }))
     .expect("device with the WebGPU default limits");
-    GpuContext {
-        device: Arc::new(device),
-        queue: Arc::new(queue),
-        adapter_info: adapter.get_info(),
-        limits,
-        caps: Capabilities::PORTABLE,
-    }
+    GpuContext::from_device(device, queue, adapter.get_info(), limits, Capabilities::PORTABLE)
 }
 
 /// A seeded generator (every test is reproducible).

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use mlc_loader::{Artifact, OpenOptions};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_wgpu::gpu::GpuOptions;
+use mlc_wgpu::memory::MemoryPlan;
 use mlc_wgpu::prebuilt::{apply_overrides, find_prebuilt};
 use pollster::FutureExt as _;
 use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
@@ -140,10 +141,18 @@ fn inspect(artifact: &Artifact) -> Result<()> {
         println!("conv_template:   {}", template.name.as_deref().unwrap_or("(unnamed)"));
     }
     match mlc_wgpu::models::spec_for(config) {
-        Ok(spec) => println!(
-            "decoder:         {} layers, hidden {}, heads {}/{} kv, head_dim {}, ffn {}, tied {}",
-            spec.num_layers, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, spec.intermediate_size, spec.tie_word_embeddings
-        ),
+        Ok(spec) => {
+            println!(
+                "decoder:         {} layers, hidden {}, heads {}/{} kv, head_dim {}, ffn {}, tied {}",
+                spec.num_layers, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, spec.intermediate_size, spec.tie_word_embeddings
+            );
+            // What `--device gpu` would allocate with the default options
+            // (the device's limits are checked when it loads).
+            let options = GpuOptions::default();
+            let max_binding = mlc_kernels::buffers::DEFAULT_MAX_BINDING;
+            let plan = MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), options.kv_positions(&spec), options.step_rows(), max_binding);
+            println!("{plan}");
+        }
         Err(error) => println!("decoder:         not runnable here: {error}"),
     }
     println!();

@@ -7,6 +7,11 @@
 //! arrival order, while each connection is read and answered on a thread of
 //! its own. A request the engine rejects gets HTTP 400 with an OpenAI-style
 //! error body whose `type` is WebLLM's error name.
+//!
+//! When the GPU device is lost (driver reset, another process taking the
+//! GPU), the request that found out gets 503 `DeviceLostError`, the engine is
+//! dropped, and the next request loads the model again on a new device
+//! before it is answered; the server never needs a restart.
 
 use std::io::{self, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -127,17 +132,71 @@ fn start_worker(engine_args: EngineArgs, model_id: Option<String>) -> Result<(Se
         if ready_tx.send(Ok(engine.model_id().to_string())).is_err() {
             return;
         }
+        let model_id = engine.model_id().to_string();
+        let reload = move || {
+            let mut engine = load_engine(&engine_args)?;
+            engine.set_model_id(model_id.clone());
+            Ok(engine)
+        };
+        let mut slot = EngineSlot::new(engine, reload);
         for job in jobs_rx {
-            run_job(&mut engine, job);
+            slot.run(job);
         }
     })?;
     let model_id = ready_rx.recv().context("the engine thread stopped while loading")??;
     Ok((jobs_tx, model_id))
 }
 
+/// The worker's engine, loaded again after its GPU device was lost.
+struct EngineSlot<L> {
+    /// `None` after a device loss, until the next job loads it again.
+    engine: Option<ChatEngine>,
+    /// Loads the engine again (as at startup, with the same model id).
+    reload: L,
+}
+
+impl<L: FnMut() -> Result<ChatEngine>> EngineSlot<L> {
+    fn new(engine: ChatEngine, reload: L) -> EngineSlot<L> {
+        EngineSlot { engine: Some(engine), reload }
+    }
+
+    /// Runs `job`, loading the engine first if the device was lost; a job
+    /// that finds the device lost drops the engine.
+    fn run(&mut self, job: Job) {
+        if self.engine.is_none() {
+            match (self.reload)() {
+                Ok(engine) => self.engine = Some(engine),
+                Err(error) => {
+                    let message = format!("the GPU device was lost, and loading the model again failed: {error:#}; the next request tries again");
+                    eprintln!("{message}");
+                    let _ = job.events.send(Event::Done(Err(ApiError::new(503, DEVICE_LOST, message))));
+                    return;
+                }
+            }
+        }
+        let engine = self.engine.as_mut().expect("loaded above");
+        if run_job(engine, job) == Outcome::DeviceLost {
+            eprintln!("the GPU device was lost; the model is loaded again for the next request");
+            self.engine = None;
+        }
+    }
+}
+
+/// WebLLM's name for a lost device, the `type` of the 503 error.
+const DEVICE_LOST: &str = "DeviceLostError";
+
+/// How a job ended, as far as the engine's future is concerned.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The engine can take the next job.
+    Usable,
+    /// The GPU device is gone: the engine must be loaded again.
+    DeviceLost,
+}
+
 /// Runs one job on the engine. A client that stops reading a stream
 /// interrupts its generation; a panic fails only its own job.
-fn run_job(engine: &mut ChatEngine, job: Job) {
+fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
     let interrupt = engine.interrupt_handle();
     let events = job.events;
     let send_chunk = |chunk: String| {
@@ -149,7 +208,13 @@ fn run_job(engine: &mut ChatEngine, job: Job) {
         ApiRequest::Chat(request) => engine.chat_completion(request, |chunk| send_chunk(to_json(&chunk))).block_on().map(|done| to_json(&done)),
         ApiRequest::Completion(request) => engine.completion(request, |chunk| send_chunk(to_json(&chunk))).block_on().map(|done| to_json(&done)),
     }));
+    let mut after = Outcome::Usable;
     let result = match outcome {
+        Ok(Err(RequestError::Engine(error))) if error.is_device_lost() => {
+            after = Outcome::DeviceLost;
+            let message = format!("{error}; the model is loaded again for the next request");
+            Err(ApiError::new(503, DEVICE_LOST, message))
+        }
         Ok(result) => result.map_err(|error| ApiError::from_request_error(&error)),
         Err(_) => {
             // The engine's state is unknown after a panic; start the next job afresh.
@@ -158,6 +223,7 @@ fn run_job(engine: &mut ChatEngine, job: Job) {
         }
     };
     let _ = events.send(Event::Done(result));
+    after
 }
 
 /// Answers one HTTP request. Write errors mean the client left; nothing to do.
@@ -313,4 +379,70 @@ fn header(name: &str, value: &str) -> Header {
 /// JSON text of a value whose serialization cannot fail (plain data, string keys).
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|error| format!("{{\"error\":{{\"message\":\"serialization failed: {error}\"}}}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::path::Path;
+    use std::rc::Rc;
+
+    use mlc_kernels::{ContextOptions, GpuContext};
+    use mlc_loader::{Artifact, OpenOptions};
+    use mlc_wgpu::chat::{ChatMessage, Tokenizer};
+    use mlc_wgpu::gpu::GpuOptions;
+
+    use super::*;
+
+    /// tiny-qwen2 on the GPU engine with Qwen2.5's tokenizer (the vocabularies match).
+    fn load_tiny_on_gpu(devices: &RefCell<Vec<GpuContext>>) -> Result<ChatEngine> {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures");
+        let artifact = Artifact::open(&fixtures.join("tiny-qwen2/mlc").to_string_lossy(), OpenOptions::default())?;
+        let tokenizer = Tokenizer::from_file(fixtures.join("tokenizers/qwen2.5-0.5b-instruct.tokenizer.json"))?;
+        let ctx = GpuContext::new_blocking(&ContextOptions::from_env())?;
+        devices.borrow_mut().push(ctx.clone());
+        let model = mlc_wgpu::load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) })?;
+        Ok(ChatEngine::from_parts(Box::new(model), tokenizer, artifact.config.clone(), "tiny-qwen2".to_string())?)
+    }
+
+    /// Sends a greedy chat request through `slot`; the reply's text, or the error.
+    fn ask<L: FnMut() -> Result<ChatEngine>>(slot: &mut EngineSlot<L>) -> Result<String, ApiError> {
+        let request = ChatCompletionRequest {
+            messages: vec![ChatMessage::new("user", "Hello! Tell me about the sea.")],
+            generation: mlc_wgpu::chat::GenerationConfig { temperature: Some(0.0), max_tokens: Some(6), ..Default::default() },
+            ..ChatCompletionRequest::default()
+        };
+        let (events, results) = mpsc::channel();
+        slot.run(Job { request: ApiRequest::Chat(Box::new(request)), events });
+        match results.recv().expect("the job reports") {
+            Event::Done(Ok(json)) => {
+                let response: serde_json::Value = serde_json::from_str(&json).unwrap();
+                Ok(response["choices"][0]["message"]["content"].as_str().unwrap().to_string())
+            }
+            Event::Done(Err(error)) => Err(error),
+            Event::Chunk(_) => panic!("a non-streaming request got a chunk"),
+        }
+    }
+
+    #[test]
+    fn after_the_gpu_device_is_lost_the_next_request_loads_the_model_again() {
+        let devices = Rc::new(RefCell::new(Vec::new()));
+        let first = load_tiny_on_gpu(&devices).expect("a GPU adapter (lavapipe in CI)");
+        let reload_devices = Rc::clone(&devices);
+        let mut slot = EngineSlot::new(first, move || load_tiny_on_gpu(&reload_devices));
+
+        let answer = |slot: &mut EngineSlot<_>| ask(slot).unwrap_or_else(|error| panic!("{}", error.body.error.message));
+        let fresh = answer(&mut slot);
+        assert!(!fresh.is_empty());
+        devices.borrow()[0].device.destroy();
+
+        let Err(lost) = ask(&mut slot) else { panic!("a request on the destroyed device succeeded") };
+        assert_eq!((lost.status, lost.body.error.kind.as_str()), (503, DEVICE_LOST));
+        assert!(lost.body.error.message.starts_with("GPU device lost: "), "{}", lost.body.error.message);
+        assert!(slot.engine.is_none(), "the engine on the lost device is dropped");
+        assert_eq!(devices.borrow().len(), 1, "nothing is loaded until the next request");
+
+        assert_eq!(answer(&mut slot), fresh, "the reloaded engine answers as a fresh one");
+        assert_eq!(devices.borrow().len(), 2, "on a new device");
+    }
 }

@@ -1,0 +1,139 @@
+//! Loading a model onto the GPU without surprises: the memory plan is
+//! computed and checked against the adapter's limits before anything is
+//! allocated, and every allocation and upload of the load runs inside wgpu
+//! error scopes (out of memory, validation). A failure is
+//! [`EngineError::GpuOutOfMemory`] printing the plan — never a panic, never
+//! wgpu's bare message.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use mlc_kernels::GpuContext;
+use mlc_loader::Artifact;
+
+use crate::gpu::{GpuBackend, GpuOptions};
+use crate::memory::{DeviceLimits, MemoryPlan};
+use crate::models::spec_for;
+use crate::{EngineError, Model};
+
+/// Loads `artifact` onto the GPU engine running on `ctx`.
+pub fn load_gpu(artifact: &Artifact, ctx: GpuContext, options: GpuOptions) -> Result<Model<GpuBackend>, EngineError> {
+    let spec = spec_for(&artifact.config)?;
+    let limits = DeviceLimits {
+        adapter: ctx.adapter_info.name.clone(),
+        max_buffer_size: ctx.limits.max_buffer_size,
+        max_storage_buffer_binding_size: ctx.limits.max_storage_buffer_binding_size,
+    };
+    let backend = GpuBackend::new(ctx, options);
+    let plan = backend.memory_plan(&spec, artifact).on_device(limits);
+    if let Some(cause) = plan.problem() {
+        return Err(EngineError::GpuOutOfMemory { plan: Box::new(plan), cause });
+    }
+    let scope = LoadScope::begin(&backend.context().device, plan);
+    // On an error here `scope` is dropped, which pops its scopes in order.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))]
+    let mut model = Model::load(artifact, backend)?;
+    let check = scope.end();
+    #[cfg(not(target_arch = "wasm32"))]
+    pollster::block_on(check.result())?;
+    // A browser resolves error scopes only through its event loop: the
+    // result is awaited by `GpuBackend::settle` (and before the first readback).
+    #[cfg(target_arch = "wasm32")]
+    model.backend_mut().defer_load_check(check);
+    Ok(model)
+}
+
+/// The error scopes around a load: out of memory outside, validation inside.
+struct LoadScope {
+    validation: Option<wgpu::ErrorScopeGuard>,
+    memory: Option<wgpu::ErrorScopeGuard>,
+    plan: MemoryPlan,
+}
+
+impl LoadScope {
+    fn begin(device: &wgpu::Device, plan: MemoryPlan) -> LoadScope {
+        let memory = Some(device.push_error_scope(wgpu::ErrorFilter::OutOfMemory));
+        let validation = Some(device.push_error_scope(wgpu::ErrorFilter::Validation));
+        LoadScope { validation, memory, plan }
+    }
+
+    /// Pops both scopes (innermost first, as wgpu requires).
+    fn end(mut self) -> LoadCheck {
+        let validation = self.validation.take().map(|scope| Box::pin(scope.pop()) as ScopeResult);
+        let memory = self.memory.take().map(|scope| Box::pin(scope.pop()) as ScopeResult);
+        LoadCheck { results: validation.into_iter().chain(memory).collect(), plan: std::mem::replace(&mut self.plan, empty_plan()) }
+    }
+}
+
+impl Drop for LoadScope {
+    fn drop(&mut self) {
+        // Scopes must be popped in reverse order of their pushes.
+        drop(self.validation.take());
+        drop(self.memory.take());
+    }
+}
+
+/// What a popped error scope captured, once the device says.
+type ScopeResult = Pin<Box<dyn Future<Output = Option<wgpu::Error>>>>;
+
+/// The popped scopes of a load with the plan their error reports.
+pub struct LoadCheck {
+    results: Vec<ScopeResult>,
+    plan: MemoryPlan,
+}
+
+impl LoadCheck {
+    /// `GpuOutOfMemory` with the plan when the device refused an allocation
+    /// or upload of the load.
+    pub async fn result(self) -> Result<(), EngineError> {
+        for result in self.results {
+            if let Some(error) = result.await {
+                let cause = format!("the device refused an allocation or upload while loading: {error}");
+                return Err(EngineError::GpuOutOfMemory { plan: Box::new(self.plan), cause });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A placeholder left in a [`LoadScope`] whose plan moved to its [`LoadCheck`].
+fn empty_plan() -> MemoryPlan {
+    MemoryPlan {
+        weights: Vec::new(),
+        layers: 0,
+        kv_positions: 0,
+        kv_buffer: 0,
+        scratch: 0,
+        activations: 0,
+        max_rows: 0,
+        largest: (String::new(), 0),
+        device: None,
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    /// The scopes turn what the device refuses into the typed error with the
+    /// plan: here a buffer beyond `max_buffer_size`, which the plan's own
+    /// check would have caught had it known about it.
+    #[test]
+    fn a_refused_allocation_inside_the_load_scope_is_gpu_out_of_memory_with_the_plan() {
+        let Ok(ctx) = GpuContext::new_blocking(&mlc_kernels::ContextOptions::default()) else {
+            panic!("a GPU adapter (lavapipe in CI)");
+        };
+        let mut plan = empty_plan();
+        plan.kv_positions = 7;
+        let scope = LoadScope::begin(&ctx.device, plan);
+        let _too_big = ctx.empty_storage_buffer("too big", ctx.limits.max_buffer_size + 4);
+        let error = pollster::block_on(scope.end().result()).unwrap_err();
+        let EngineError::GpuOutOfMemory { plan, cause } = &error else { panic!("{error:?}") };
+        assert_eq!(plan.kv_positions, 7);
+        assert!(cause.starts_with("the device refused an allocation or upload while loading: "), "{cause}");
+        let message = error.to_string();
+        assert!(message.contains("GPU memory plan:") && message.contains("KV cache     0.0 MiB (0 bytes) (7 positions"), "{message}");
+        // Nothing leaked out of the scopes: the device has no uncaptured error.
+        ctx.health().check().unwrap();
+    }
+}

@@ -1,0 +1,251 @@
+//! The GPU engine's memory plan: what loading a model will allocate on the
+//! device, by purpose, computed before anything is allocated. It is checked
+//! against the adapter's limits (a buffer larger than the device allows fails
+//! the load with the plan, before any allocation), printed in the error when
+//! the device runs out of memory while loading, and shown by `inspect`.
+
+use std::fmt;
+
+use mlc_kernels::AttentionScratch;
+use mlc_loader::{DType, Quantization, TensorIndex, TensorRecord};
+
+use crate::models::ModelSpec;
+
+/// Bytes the GPU engine allocates for one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryPlan {
+    /// Weight bytes as uploaded, by kind: `embedding`, `lm_head`, `attention`,
+    /// `mlp`, `norms` (q4 codes as stored, floats in the model's dtype).
+    pub weights: Vec<(&'static str, u64)>,
+    /// Decoder layers (each has a K and a V cache buffer).
+    pub layers: usize,
+    /// Positions the KV cache holds.
+    pub kv_positions: usize,
+    /// Bytes of one layer's K (or V) cache buffer, bound whole by the kernels.
+    pub kv_buffer: u64,
+    /// Attention partials, the RoPE table, token, sampler and readback buffers.
+    pub scratch: u64,
+    /// Activation buffers of a step of [`MemoryPlan::max_rows`] tokens: an
+    /// upper bound (they are allocated at the first step, not at load).
+    pub activations: u64,
+    /// Tokens per step the activations are sized for.
+    pub max_rows: usize,
+    /// The largest single buffer: what it holds and its bytes.
+    pub largest: (String, u64),
+    /// The device the plan was checked against, when there is one.
+    pub device: Option<DeviceLimits>,
+}
+
+/// The adapter limits a plan is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Adapter name.
+    pub adapter: String,
+    /// Largest buffer (`maxBufferSize`).
+    pub max_buffer_size: u64,
+    /// Largest storage binding (`maxStorageBufferBindingSize`).
+    pub max_storage_buffer_binding_size: u64,
+}
+
+impl MemoryPlan {
+    /// The plan for `spec` with the weights `index` lists, a KV cache of
+    /// `kv_positions` and steps of at most `max_rows` tokens; `max_binding` is
+    /// the largest storage binding the kernels use (logits of a step are one).
+    pub fn new(spec: &ModelSpec, index: &TensorIndex, quantization: Quantization, kv_positions: usize, max_rows: usize, max_binding: u64) -> MemoryPlan {
+        let model_dtype = quantization.model_dtype();
+        let mut weights: Vec<(&'static str, u64)> = ["embedding", "lm_head", "attention", "mlp", "norms"].map(|kind| (kind, 0)).into();
+        let mut largest = (String::new(), 0);
+        for record in index.shards.iter().flat_map(|shard| &shard.records) {
+            let Some(kind) = weight_kind(spec, &record.name) else { continue };
+            let bytes = gpu_bytes(spec, record, model_dtype);
+            weights.iter_mut().filter(|(name, _)| *name == kind).for_each(|(_, total)| *total += bytes);
+            if bytes > largest.1 {
+                largest = (format!("weight `{}`", record.name), bytes);
+            }
+        }
+        let (h, d) = (spec.hidden_size, spec.head_dim);
+        let padded_i = spec.intermediate_size.next_multiple_of(32);
+        let kv_buffer = (spec.num_kv_heads * kv_positions * d * 4) as u64;
+        let rope_table = (kv_positions * spec.rope().rotary_dim * 4) as u64;
+        let vocab_row = spec.vocab_size as u64 * 4;
+        // tokens, sampled token, penalty counts, readback staging (one row of logits).
+        let io = (max_rows * 4 + 4) as u64 + 2 * vocab_row;
+        let scratch = AttentionScratch::bytes(spec.num_heads, d, kv_positions) + rope_table + io;
+        // Live at once in a step: the residual, a normed copy and the last row
+        // (hidden), qkv, q and the attention output, gate|up, the gated
+        // product; logits hold every row when they fit one binding, else one.
+        let row = (3 * h + spec.qkv_width() + 2 * spec.num_heads * d + 3 * padded_i) as u64 * 4;
+        let logits = match max_rows as u64 * vocab_row <= max_binding {
+            true => max_rows as u64 * vocab_row,
+            false => vocab_row,
+        };
+        let activations = max_rows as u64 * row + logits;
+        for (what, bytes) in [("one layer's K cache", kv_buffer), ("the RoPE table", rope_table), ("the logits", logits)] {
+            if bytes > largest.1 {
+                largest = (what.to_string(), bytes);
+            }
+        }
+        MemoryPlan { weights, layers: spec.num_layers, kv_positions, kv_buffer, scratch, activations, max_rows, largest, device: None }
+    }
+
+    /// The plan as checked against `device`.
+    pub fn on_device(mut self, device: DeviceLimits) -> MemoryPlan {
+        self.device = Some(device);
+        self
+    }
+
+    /// All weight bytes.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// Both caches of every layer.
+    pub fn kv_bytes(&self) -> u64 {
+        2 * self.layers as u64 * self.kv_buffer
+    }
+
+    /// Everything.
+    pub fn total(&self) -> u64 {
+        self.weight_bytes() + self.kv_bytes() + self.scratch + self.activations
+    }
+
+    /// Why the device cannot hold this plan, if a limit says so: a buffer
+    /// larger than `maxBufferSize`, or a KV cache buffer (bound whole)
+    /// larger than `maxStorageBufferBindingSize`.
+    pub fn problem(&self) -> Option<String> {
+        let device = self.device.as_ref()?;
+        let per_position = self.kv_buffer / self.kv_positions.max(1) as u64;
+        let positions_that_fit = |limit: u64| limit / per_position.max(1);
+        if self.kv_buffer > device.max_storage_buffer_binding_size {
+            return Some(format!(
+                "one layer's K cache ({}) exceeds max_storage_buffer_binding_size ({}); at most {} positions fit, {} were asked for (lower context_window_size or the engine's context length)",
+                mib(self.kv_buffer),
+                mib(device.max_storage_buffer_binding_size),
+                positions_that_fit(device.max_storage_buffer_binding_size),
+                self.kv_positions
+            ));
+        }
+        let (what, bytes) = &self.largest;
+        if *bytes > device.max_buffer_size {
+            return Some(format!("{what} needs one buffer of {}, more than max_buffer_size ({})", mib(*bytes), mib(device.max_buffer_size)));
+        }
+        None
+    }
+}
+
+impl fmt::Display for MemoryPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds: Vec<String> = self.weights.iter().filter(|(_, bytes)| *bytes > 0).map(|(kind, bytes)| format!("{kind} {}", mib(*bytes))).collect();
+        writeln!(f, "GPU memory plan:")?;
+        writeln!(f, "  weights      {} ({})", mib(self.weight_bytes()), kinds.join(", "))?;
+        writeln!(f, "  KV cache     {} ({} positions x {} layers x K and V, {} per buffer)", mib(self.kv_bytes()), self.kv_positions, self.layers, mib(self.kv_buffer))?;
+        writeln!(f, "  scratch      {} (attention partials, RoPE table, tokens, sampler)", mib(self.scratch))?;
+        writeln!(f, "  activations  {} at most ({} tokens per step, allocated at the first step)", mib(self.activations), self.max_rows)?;
+        writeln!(f, "  total        {}", mib(self.total()))?;
+        write!(f, "  largest buffer {} ({})", mib(self.largest.1), self.largest.0)?;
+        if let Some(device) = &self.device {
+            write!(
+                f,
+                "\n  device       {}: max_buffer_size {}, max_storage_buffer_binding_size {}",
+                device.adapter,
+                mib(device.max_buffer_size),
+                mib(device.max_storage_buffer_binding_size)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `bytes` in MiB with the exact count: `12.5 MiB (13107200 bytes)`.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB ({bytes} bytes)", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Which kind of weight tensor `name` is, or `None` when the GPU engine does
+/// not upload it (e.g. `lm_head` of a model with tied embeddings).
+fn weight_kind(spec: &ModelSpec, name: &str) -> Option<&'static str> {
+    let names = &spec.names;
+    let param = [".q_weight", ".q_scale", ".weight", ".bias"].iter().find_map(|suffix| name.strip_suffix(suffix))?;
+    if param == names.embed {
+        return Some("embedding");
+    }
+    if param == names.lm_head {
+        return (!spec.tie_word_embeddings).then_some("lm_head");
+    }
+    if param == names.final_norm {
+        return Some("norms");
+    }
+    let (layer, part) = param.strip_prefix(&names.layer_prefix)?.split_once('.')?;
+    layer.parse::<usize>().ok().filter(|&l| l < spec.num_layers)?;
+    [(&names.qkv, "attention"), (&names.o_proj, "attention"), (&names.gate_up, "mlp"), (&names.down, "mlp")]
+        .into_iter()
+        .chain([&names.attn_norm, &names.mlp_norm, &names.q_norm, &names.k_norm].map(|norm| (norm, "norms")))
+        .find(|(candidate, _)| candidate.as_str() == part)
+        .map(|(_, kind)| kind)
+}
+
+/// Bytes the GPU engine uploads for `record`: q4 codes as stored, float
+/// tensors converted to the model's dtype, padded to whole words; a q4
+/// gate/up projection widened to an intermediate size that is a multiple of 32.
+fn gpu_bytes(spec: &ModelSpec, record: &TensorRecord, model_dtype: DType) -> u64 {
+    let elements: u64 = record.shape.iter().map(|&n| n as u64).product();
+    let mut bytes = match record.dtype {
+        DType::U32 => record.nbytes,
+        _ => elements * model_dtype.size_in_bytes() as u64,
+    };
+    let quantized = record.name.ends_with(".q_weight") || record.name.ends_with(".q_scale");
+    let intermediate = spec.intermediate_size as u64;
+    if quantized && record.name.contains(&format!(".{}.", spec.names.gate_up)) && intermediate % 32 != 0 {
+        bytes = bytes / intermediate * intermediate.next_multiple_of(32);
+    }
+    bytes.div_ceil(4) * 4
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use mlc_loader::{Artifact, OpenOptions};
+
+    fn tiny(model: &str) -> (ModelSpec, Artifact) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures").join(model).join("mlc");
+        let artifact = Artifact::open(&dir.to_string_lossy(), OpenOptions::default()).unwrap();
+        (crate::models::spec_for(&artifact.config).unwrap(), artifact)
+    }
+
+    #[test]
+    fn the_weights_are_every_tensor_the_engine_uploads_by_kind() {
+        // Both tiny artifacts store q4 codes and f16 floats (q4f16_1's own dtypes), and the
+        // engine uploads every tensor as stored: the plan's weights are the shards' bytes.
+        for (model, lm_head) in [("tiny-qwen2", false), ("tiny-llama", true)] {
+            let (spec, artifact) = tiny(model);
+            let plan = MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 512, 64, 128 << 20);
+            assert_eq!(plan.weight_bytes(), artifact.index.total_bytes(), "{model}");
+            let kind = |name: &str| plan.weights.iter().find(|(kind, _)| *kind == name).unwrap().1;
+            assert!(kind("embedding") > 0 && kind("attention") > 0 && kind("mlp") > 0 && kind("norms") > 0, "{model}: {:?}", plan.weights);
+            assert_eq!(kind("lm_head") > 0, lm_head, "{model}: {:?}", plan.weights);
+            let per_position = (spec.num_kv_heads * spec.head_dim * 4) as u64;
+            assert_eq!((plan.kv_buffer, plan.kv_bytes()), (512 * per_position, 2 * spec.num_layers as u64 * 512 * per_position));
+            assert_eq!(plan.total(), plan.weight_bytes() + plan.kv_bytes() + plan.scratch + plan.activations);
+            assert_eq!(plan.problem(), None, "no device, nothing to check against");
+        }
+    }
+
+    #[test]
+    fn limits_rule_out_a_kv_buffer_beyond_a_binding_and_any_buffer_beyond_the_largest() {
+        let (spec, artifact) = tiny("tiny-qwen2");
+        let device = |max_buffer_size, max_storage_buffer_binding_size| DeviceLimits { adapter: "test".into(), max_buffer_size, max_storage_buffer_binding_size };
+        let plan = |positions, rows| MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), positions, rows, 128 << 20);
+        // 128 bytes per position: 1024 positions fill a 128 KiB binding exactly.
+        assert_eq!(plan(1024, 64).on_device(device(u64::MAX, 128 << 10)).problem(), None);
+        let problem = plan(1025, 64).on_device(device(u64::MAX, 128 << 10)).problem().unwrap();
+        assert!(problem.contains("exceeds max_storage_buffer_binding_size") && problem.contains("at most 1024 positions fit, 1025 were asked for"), "{problem}");
+        // With one token per step (one row of logits) the largest buffer of
+        // tiny-qwen2 is its embedding's codes (151936 rows of 8 words); with
+        // 64, the logits of a step (64 x 151936 floats).
+        assert_eq!(plan(64, 64).largest, ("the logits".to_string(), 64 * 151_936 * 4));
+        let largest = plan(64, 1);
+        assert_eq!(largest.largest, ("weight `model.embed_tokens.q_weight`".to_string(), 151_936 * 32));
+        let problem = largest.on_device(device(1 << 20, 128 << 20)).problem().unwrap();
+        assert!(problem.starts_with("weight `model.embed_tokens.q_weight` needs one buffer of 4.6 MiB (4861952 bytes), more than max_buffer_size"), "{problem}");
+    }
+}
