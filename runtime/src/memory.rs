@@ -195,7 +195,7 @@ fn gpu_bytes(spec: &ModelSpec, record: &TensorRecord, model_dtype: DType) -> u64
     };
     let quantized = record.name.ends_with(".q_weight") || record.name.ends_with(".q_scale");
     let intermediate = spec.intermediate_size as u64;
-    if quantized && record.name.contains(&format!(".{}.", spec.names.gate_up)) && intermediate % 32 != 0 {
+    if quantized && record.name.contains(&format!(".{}.", spec.names.gate_up)) && !intermediate.is_multiple_of(32) {
         bytes = bytes / intermediate * intermediate.next_multiple_of(32);
     }
     bytes.div_ceil(4) * 4
