@@ -3,6 +3,8 @@
 # installs Chromium with apt if missing, installs playwright-core (npm ci; no browser download),
 # builds the wasm module (scripts/build-web.sh) and the native CLI that computes the expected
 # outputs, then runs the node unit tests and the browser suite (WebGPU/SwiftShader and CPU).
+# WEB_TEST_ONLY=webgpu|cpu runs one browser, WEB_TEST_GREP=REGEX only the checks whose names match
+# (for iterating on one check; see web/tests/run.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

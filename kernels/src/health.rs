@@ -32,6 +32,8 @@ pub struct DeviceHealth {
 
 impl DeviceHealth {
     /// Starts recording `device`'s uncaptured errors and its loss.
+    // In a browser nothing is `Send` (one thread); the `Arc` is what native contexts share.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub(crate) fn watch(device: &wgpu::Device) -> Arc<DeviceHealth> {
         let health = Arc::new(DeviceHealth::default());
         // The handlers hold only the two records (plain data, `Send` everywhere).

@@ -15,7 +15,8 @@ use crate::models::ModelSpec;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryPlan {
     /// Weight bytes as uploaded, by kind: `embedding`, `lm_head`, `attention`,
-    /// `mlp`, `norms` (q4 codes as stored, floats in the model's dtype).
+    /// `mlp`, `norms` (q4 codes as stored, floats in the model's dtype), and
+    /// `other` for tensors the plan does not recognise (counted, to err high).
     pub weights: Vec<(&'static str, u64)>,
     /// Decoder layers (each has a K and a V cache buffer).
     pub layers: usize,
@@ -53,7 +54,7 @@ impl MemoryPlan {
     /// the largest storage binding the kernels use (logits of a step are one).
     pub fn new(spec: &ModelSpec, index: &TensorIndex, quantization: Quantization, kv_positions: usize, max_rows: usize, max_binding: u64) -> MemoryPlan {
         let model_dtype = quantization.model_dtype();
-        let mut weights: Vec<(&'static str, u64)> = ["embedding", "lm_head", "attention", "mlp", "norms"].map(|kind| (kind, 0)).into();
+        let mut weights: Vec<(&'static str, u64)> = ["embedding", "lm_head", "attention", "mlp", "norms", "other"].map(|kind| (kind, 0)).into();
         let mut largest = (String::new(), 0);
         for record in index.shards.iter().flat_map(|shard| &shard.records) {
             let Some(kind) = weight_kind(spec, &record.name) else { continue };
@@ -162,10 +163,12 @@ fn mib(bytes: u64) -> String {
 }
 
 /// Which kind of weight tensor `name` is, or `None` when the GPU engine does
-/// not upload it (e.g. `lm_head` of a model with tied embeddings).
+/// not upload it (`lm_head` of a model with tied embeddings). A layer
+/// parameter the spec does not name (a family's extra norm, an unfused
+/// projection) is classed by its name; anything else is `other`.
 fn weight_kind(spec: &ModelSpec, name: &str) -> Option<&'static str> {
     let names = &spec.names;
-    let param = [".q_weight", ".q_scale", ".weight", ".bias"].iter().find_map(|suffix| name.strip_suffix(suffix))?;
+    let param = [".q_weight", ".q_scale", ".weight", ".bias"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(name);
     if param == names.embed {
         return Some("embedding");
     }
@@ -175,13 +178,20 @@ fn weight_kind(spec: &ModelSpec, name: &str) -> Option<&'static str> {
     if param == names.final_norm {
         return Some("norms");
     }
-    let (layer, part) = param.strip_prefix(&names.layer_prefix)?.split_once('.')?;
-    layer.parse::<usize>().ok().filter(|&l| l < spec.num_layers)?;
-    [(&names.qkv, "attention"), (&names.o_proj, "attention"), (&names.gate_up, "mlp"), (&names.down, "mlp")]
+    let Some((_, part)) = param.strip_prefix(&names.layer_prefix).and_then(|rest| rest.split_once('.')) else {
+        return Some("other");
+    };
+    let named = [(&names.qkv, "attention"), (&names.o_proj, "attention"), (&names.gate_up, "mlp"), (&names.down, "mlp")]
         .into_iter()
         .chain([&names.attn_norm, &names.mlp_norm, &names.q_norm, &names.k_norm].map(|norm| (norm, "norms")))
         .find(|(candidate, _)| candidate.as_str() == part)
-        .map(|(_, kind)| kind)
+        .map(|(_, kind)| kind);
+    Some(named.unwrap_or_else(|| match part {
+        _ if part.contains("norm") => "norms",
+        _ if part.contains("attn") || part.contains("attention") => "attention",
+        _ if part.contains("mlp") || part.contains("feed_forward") => "mlp",
+        _ => "other",
+    }))
 }
 
 /// Bytes the GPU engine uploads for `record`: q4 codes as stored, float
@@ -195,7 +205,7 @@ fn gpu_bytes(spec: &ModelSpec, record: &TensorRecord, model_dtype: DType) -> u64
     };
     let quantized = record.name.ends_with(".q_weight") || record.name.ends_with(".q_scale");
     let intermediate = spec.intermediate_size as u64;
-    if quantized && record.name.contains(&format!(".{}.", spec.names.gate_up)) && intermediate % 32 != 0 {
+    if quantized && record.name.contains(&format!(".{}.", spec.names.gate_up)) && !intermediate.is_multiple_of(32) {
         bytes = bytes / intermediate * intermediate.next_multiple_of(32);
     }
     bytes.div_ceil(4) * 4
@@ -227,6 +237,24 @@ mod tests {
             assert_eq!((plan.kv_buffer, plan.kv_bytes()), (512 * per_position, 2 * spec.num_layers as u64 * 512 * per_position));
             assert_eq!(plan.total(), plan.weight_bytes() + plan.kv_bytes() + plan.scratch + plan.activations);
             assert_eq!(plan.problem(), None, "no device, nothing to check against");
+        }
+    }
+
+    #[test]
+    fn tensors_the_spec_does_not_name_are_classed_by_name_and_still_counted() {
+        let (spec, _) = tiny("tiny-qwen2");
+        for (name, kind) in [
+            ("model.layers.0.mlp.gate_up_proj.q_weight", Some("mlp")),
+            ("model.layers.1.self_attn.c_attn.bias", Some("attention")),
+            ("model.layers.0.post_feedforward_layernorm.weight", Some("norms")),
+            ("model.layers.0.mlp.gate_proj.q_scale", Some("mlp")),
+            ("model.layers.0.self_attn.rotary.inv_freq", Some("attention")),
+            ("model.vision_tower.patch.weight", Some("other")),
+            ("lm_head.q_weight", None), // tied: the embedding serves as the output projection
+            ("model.embed_tokens.q_scale", Some("embedding")),
+            ("model.norm.weight", Some("norms")),
+        ] {
+            assert_eq!(weight_kind(&spec, name), kind, "{name}");
         }
     }
 
