@@ -640,6 +640,7 @@ impl Backend for GpuBackend {
         if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
             sampler.set_params(&queue, step.params, step.active_vocab)?;
             sampler.set_logit_bias(&queue, step.logit_bias);
+            sampler.set_token_mask(&queue, step.token_mask)?;
             sampler.set_uniform(&queue, step.uniform)?;
             sampler.dispatch_sample(pass);
         }
