@@ -142,7 +142,7 @@ fn an_ebnf_grammar_gives_text_in_its_language() {
 #[test]
 fn bad_formats_and_tools_are_webllms_errors() {
     let Some(mut engine) = cpu_engine() else { return };
-    let error = |fields: Value| match run(&mut engine, &request(fields)) {
+    let mut error = |fields: Value| match run(&mut engine, &request(fields)) {
         Err(RequestError::Chat(error)) => (error.name().to_string(), error.message()),
         other => panic!("expected a request error, got {other:?}"),
     };
@@ -245,15 +245,25 @@ fn qwen_tool_results_go_back_into_the_prompt_and_auto_may_answer_in_text() {
         {"role": "assistant", "content": null, "tool_calls": calls},
         {"role": "tool", "tool_call_id": "0", "content": "{\"temperature\": 3}"}
     ]);
+    let follow_up = |seed: u64| request(json!({"messages": messages, "tools": weather_tools(), "seed": seed, "max_tokens": 40}));
+    // The calls render back exactly as they were generated, so the KV cache is reused and only
+    // the tool-result turn is new.
+    let reused = run(&mut engine, &follow_up(0)).unwrap();
+    let mut fresh_prompt = 0;
     for seed in 0..4 {
-        let response = run(&mut engine, &request(json!({"messages": messages, "tools": weather_tools(), "seed": seed, "max_tokens": 40}))).unwrap();
+        engine.reset();
+        let response = run(&mut engine, &follow_up(seed)).unwrap();
         let choice = &response.choices[0];
         match choice.finish_reason {
             FinishReason::ToolCalls => assert!(choice.message.tool_calls.is_some()),
             // `auto`: text that does not start a call.
             _ => assert!(!choice.message.content.as_deref().unwrap().starts_with('<')),
         }
-        // The tool result was rendered as Qwen2.5's template does.
-        assert!(response.usage.prompt_tokens > first.usage.prompt_tokens);
+        fresh_prompt = response.usage.prompt_tokens;
+        // The first prompt, the call (re-encoded) and the tool-result turn.
+        assert!(fresh_prompt > first.usage.prompt_tokens + 10, "{fresh_prompt} vs {}", first.usage.prompt_tokens);
     }
+    let reused = reused.usage.prompt_tokens;
+    assert!(reused < first.usage.prompt_tokens, "the call did not render back as generated (no KV reuse): {reused}");
+    assert!(reused + first.usage.prompt_tokens < fresh_prompt, "{reused} + {} >= {fresh_prompt}", first.usage.prompt_tokens);
 }
