@@ -36,7 +36,11 @@ export function postInitAndCheckFieldsChatCompletion(
         }
         break;
       case "assistant":
-        if (typeof m.content !== "string") throw new ContentTypeError("assistant's message");
+        // A Qwen2.5 reply that only called tools comes back with `content: null` (OpenAI's shape);
+        // the engine renders its `tool_calls` instead.
+        if (typeof m.content !== "string" && !(toolFormat === "qwen" && request.tools && m.tool_calls?.length)) {
+          throw new ContentTypeError("assistant's message");
+        }
         break;
       case "tool":
         break;
