@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions, Progress, ProgressPhase, CONFIG_FILE};
-use mlc_wgpu::chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError};
+use mlc_wgpu::chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat};
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
 use wasm_bindgen::prelude::*;
