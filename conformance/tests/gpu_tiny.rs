@@ -155,7 +155,21 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
         }
     }
     assert!(drawn.len() > 1, "temperature 1 over five ids should reach more than one: {drawn:?}");
-    // The mask is cleared by the next unmasked step.
+    // Plain greedy decoding after a masked step (another request's) ignores the old mask,
+    // and after a step with bias and penalties ignores those too.
+    gpu.reset();
+    cpu.reset();
+    assert_eq!(gpu.greedy_next(prompt).block_on().unwrap(), cpu.greedy_next(prompt).block_on().unwrap(), "greedy after a mask");
+    let penalised = SamplingParams { temperature: 0.0, repetition_penalty: 1.5, ..SamplingParams::default() };
+    let biased = [(allowed[0], 50.0)];
+    let appeared = [(ranked[0], 3)];
+    let step = SamplingStep { params: &penalised, logit_bias: &biased, appeared: &appeared, active_vocab: Some(vocab - 7), uniform: 0.5, token_mask: None };
+    gpu.reset();
+    assert_eq!(gpu.sample_next(prompt, &step).block_on().unwrap(), allowed[0], "the bias decides this step");
+    gpu.reset();
+    cpu.reset();
+    assert_eq!(gpu.greedy_next(prompt).block_on().unwrap(), cpu.greedy_next(prompt).block_on().unwrap(), "greedy after bias and penalties");
+    // The mask is cleared by the next unmasked sampled step.
     let step = SamplingStep { params: &greedy, logit_bias: &[], appeared: &[], active_vocab: None, uniform: 0.5, token_mask: None };
     gpu.reset();
     cpu.reset();

@@ -202,6 +202,22 @@ impl BoundSampler {
         Ok(())
     }
 
+    /// Back to a plain argmax over the raw logits — no bias, no penalties, no
+    /// token mask, the whole vocabulary — so that settings left by an earlier
+    /// [`dispatch_sample`](Self::dispatch_sample) step (another request's) do not
+    /// apply to [`dispatch_argmax`](Self::dispatch_argmax). Writes nothing when
+    /// they are already off.
+    pub fn set_plain_argmax(&mut self, queue: &wgpu::Queue) {
+        self.set_logit_bias(queue, &[]);
+        let p = &mut self.params;
+        if p.penalize != 0 || p.masked != 0 || p.active_vocab != p.vocab {
+            p.penalize = 0;
+            p.masked = 0;
+            p.active_vocab = p.vocab;
+            queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.params));
+        }
+    }
+
     /// Sets the step's uniform random number `u ∈ [0, 1)` (writes 4 bytes).
     pub fn set_uniform(&mut self, queue: &wgpu::Queue, uniform: f32) -> Result<(), KernelError> {
         if !(0.0..=1.0).contains(&uniform) {

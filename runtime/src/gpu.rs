@@ -617,6 +617,11 @@ impl Backend for GpuBackend {
 
     async fn argmax(&mut self, logits: &GpuTensor) -> Result<Option<u32>, EngineError> {
         let slot = self.sampler_slot(logits)?;
+        let queue = self.ctx.queue.clone();
+        // The sampler keeps the last sampled step's bias, penalties and mask; greedy decoding wants none.
+        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
+            sampler.set_plain_argmax(&queue);
+        }
         self.record(slot, 1, 0)?;
         self.read_token(logits.cols).await
     }
