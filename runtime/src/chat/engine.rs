@@ -366,16 +366,27 @@ impl ChatEngine {
     /// `GrammarMatcherInitError` when it does not compile), and whether the
     /// reply is read as tool calls.
     fn structure<'r>(&mut self, request: &'r ChatCompletionRequest) -> Result<Structure<'r>, RequestError> {
+        let requested = || -> Result<_, ChatError> {
+            let grammar = request.response_format.as_ref().map(grammar_of).transpose()?.flatten();
+            let kind = request.response_format.as_ref().and_then(|format| format.kind.as_deref()).unwrap_or("text");
+            Ok((grammar, kind))
+        };
         let (messages, grammar, parse, kind) = match (&request.tools, self.tools) {
             (Some(tools), Some(format)) => {
                 let plan = tools::plan(format, request, tools)?;
                 // The type WebLLM's error would name: Hermes calls are its `json_object`.
                 let kind = if format == ToolFormat::Hermes { "json_object" } else { "grammar" };
-                (Cow::Owned(plan.messages), plan.grammar, plan.parse, kind)
+                match plan.grammar {
+                    Some(grammar) => (Cow::Owned(plan.messages), Some(grammar), plan.parse, kind),
+                    // Calls not wanted (Qwen's `tool_choice: "none"`): the response format applies.
+                    None => {
+                        let (grammar, kind) = requested()?;
+                        (Cow::Owned(plan.messages), grammar, plan.parse, kind)
+                    }
+                }
             }
             _ => {
-                let grammar = request.response_format.as_ref().map(grammar_of).transpose()?.flatten();
-                let kind = request.response_format.as_ref().and_then(|format| format.kind.as_deref()).unwrap_or("text");
+                let (grammar, kind) = requested()?;
                 (Cow::Borrowed(&request.messages[..]), grammar, None, kind)
             }
         };
