@@ -267,3 +267,28 @@ fn qwen_tool_results_go_back_into_the_prompt_and_auto_may_answer_in_text() {
     assert!(reused < first.usage.prompt_tokens, "the call did not render back as generated (no KV reuse): {reused}");
     assert!(reused + first.usage.prompt_tokens < fresh_prompt, "{reused} + {} >= {fresh_prompt}", first.usage.prompt_tokens);
 }
+
+#[test]
+fn hermes_ids_get_webllms_rewriting_and_calls_held_to_the_tool_schemas() {
+    // tiny-qwen2 answering under a Hermes id: the format follows WebLLM's function-calling list.
+    let (mut engine, _dir) = tiny_qwen_engine();
+    engine.set_model_id("Hermes-3-Llama-3.1-8B-q4f16_1-MLC".to_string());
+    let plain = run(&mut engine, &request(json!({"messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 1}))).unwrap();
+    let tools = weather_tools();
+    let response = run(&mut engine, &request(json!({
+        "messages": [{"role": "user", "content": "Weather?"}], "tools": tools, "temperature": 0, "max_tokens": 400,
+    })))
+    .unwrap();
+    let choice = &response.choices[0];
+    assert_eq!(choice.finish_reason, FinishReason::ToolCalls, "{:?}", engine.last_message());
+    // The reply is WebLLM's JSON array of {arguments, name}.
+    let array: Value = serde_json::from_str(engine.last_message()).unwrap();
+    assert!(array.is_array());
+    for call in choice.message.tool_calls.as_ref().unwrap() {
+        let tool = tools.as_array().unwrap().iter().find(|tool| tool["function"]["name"] == call.function.name.as_str()).unwrap();
+        let arguments: Value = serde_json::from_str(&call.function.arguments).unwrap();
+        assert!(jsonschema::validator_for(&tool["function"]["parameters"]).unwrap().is_valid(&arguments), "{}", call.function.arguments);
+    }
+    // WebLLM's system prompt with the tools was prepended.
+    assert!(response.usage.prompt_tokens > plain.usage.prompt_tokens + 100);
+}
