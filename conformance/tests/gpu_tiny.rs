@@ -107,7 +107,7 @@ fn gpu_sampling_draws_the_cpu_engines_tokens() {
     let bias = [(17, 3.0), (prompt[7], -2.0)];
     let mut drawn = std::collections::BTreeSet::new();
     for (i, uniform) in [0.03f32, 0.31, 0.52, 0.77, 0.96].into_iter().enumerate() {
-        let step = SamplingStep { params: &params, logit_bias: &bias, appeared: &appeared, active_vocab: None, uniform };
+        let step = SamplingStep { params: &params, logit_bias: &bias, appeared: &appeared, active_vocab: None, uniform, token_mask: None };
         gpu.reset();
         cpu.reset();
         let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap();
@@ -116,4 +116,62 @@ fn gpu_sampling_draws_the_cpu_engines_tokens() {
         drawn.insert(on_gpu);
     }
     assert!(drawn.len() > 1, "different uniforms should reach different tokens: {drawn:?}");
+}
+
+#[test]
+fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
+    use mlc_kernels::cpu::SamplingParams;
+    use mlc_wgpu::sampling::SamplingStep;
+    let (_, ctx) = contexts().remove(0);
+    let artifact = Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default()).unwrap();
+    let mut gpu = load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let mut cpu = mlc_wgpu::load_cpu(&artifact).unwrap();
+    let prompt = &golden("tiny-llama").prompts[2].token_ids;
+    let vocab = artifact.config.vocab_size;
+    // Allowed: the ids ranked 50th to 54th by logit — close enough to be drawn alike, and every
+    // more likely id (the unmasked argmax first) must be excluded.
+    let logits = cpu.prefill(prompt).block_on().unwrap();
+    cpu.reset();
+    let mut ranked: Vec<u32> = (0..vocab as u32).collect();
+    ranked.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    let allowed: Vec<u32> = ranked[50..55].to_vec();
+    let mut mask = vec![0u32; vocab.div_ceil(32)];
+    for &id in &allowed {
+        mask[id as usize / 32] |= 1 << (id % 32);
+    }
+    let params = SamplingParams { temperature: 1.0, ..SamplingParams::default() };
+    let greedy = SamplingParams { temperature: 0.0, ..SamplingParams::default() };
+    let mut drawn = std::collections::BTreeSet::new();
+    for (i, uniform) in [0.03f32, 0.31, 0.52, 0.77, 0.96].into_iter().enumerate() {
+        for params in [&params, &greedy] {
+            let step = SamplingStep { params, logit_bias: &[], appeared: &[], active_vocab: None, uniform, token_mask: Some(&mask) };
+            gpu.reset();
+            cpu.reset();
+            let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap();
+            let on_cpu = cpu.sample_next(prompt, &step).block_on().unwrap();
+            assert_eq!(on_gpu, on_cpu, "draw {i} with u = {uniform}, T = {}", params.temperature);
+            assert!(allowed.contains(&on_gpu), "draw {i} gave {on_gpu}, outside the mask");
+            drawn.insert(on_gpu);
+        }
+    }
+    assert!(drawn.len() > 1, "temperature 1 over five ids should reach more than one: {drawn:?}");
+    // Plain greedy decoding after a masked step (another request's) ignores the old mask,
+    // and after a step with bias and penalties ignores those too.
+    gpu.reset();
+    cpu.reset();
+    assert_eq!(gpu.greedy_next(prompt).block_on().unwrap(), cpu.greedy_next(prompt).block_on().unwrap(), "greedy after a mask");
+    let penalised = SamplingParams { temperature: 0.0, repetition_penalty: 1.5, ..SamplingParams::default() };
+    let biased = [(allowed[0], 50.0)];
+    let appeared = [(ranked[0], 3)];
+    let step = SamplingStep { params: &penalised, logit_bias: &biased, appeared: &appeared, active_vocab: Some(vocab - 7), uniform: 0.5, token_mask: None };
+    gpu.reset();
+    assert_eq!(gpu.sample_next(prompt, &step).block_on().unwrap(), allowed[0], "the bias decides this step");
+    gpu.reset();
+    cpu.reset();
+    assert_eq!(gpu.greedy_next(prompt).block_on().unwrap(), cpu.greedy_next(prompt).block_on().unwrap(), "greedy after bias and penalties");
+    // The mask is cleared by the next unmasked sampled step.
+    let step = SamplingStep { params: &greedy, logit_bias: &[], appeared: &[], active_vocab: None, uniform: 0.5, token_mask: None };
+    gpu.reset();
+    cpu.reset();
+    assert_eq!(gpu.sample_next(prompt, &step).block_on().unwrap(), cpu.sample_next(prompt, &step).block_on().unwrap());
 }

@@ -1,7 +1,9 @@
 //! Token sampling on the GPU (`shaders/sampling.wgsl`): greedy argmax, or the
 //! full WebLLM chain — logit bias, repetition/presence/frequency penalties,
 //! temperature, top-p, a draw with a uniform number chosen by the CPU — writing
-//! one u32 token id, so a decode step reads back 4 bytes.
+//! one u32 token id, so a decode step reads back 4 bytes. A token mask
+//! (structured output: the ids a grammar allows) is uploaded as a bitmask of
+//! `ceil(vocab / 32)` words, so the logits never leave the GPU.
 //!
 //! The CPU reference is [`crate::cpu::sample`] / [`crate::cpu::argmax`]; the
 //! shader's header explains the passes and the top-p method.
@@ -44,6 +46,11 @@ fn reduce_source(caps: &crate::Capabilities) -> String {
     }
 }
 
+/// Words of a token mask over `vocab` ids.
+pub fn mask_words(vocab: usize) -> usize {
+    vocab.div_ceil(32)
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -58,7 +65,7 @@ struct Params {
     presence: f32,
     frequency: f32,
     blocks: u32,
-    _pad: u32,
+    masked: u32,
 }
 
 /// The buffers the caller owns.
@@ -104,7 +111,8 @@ impl Sampler {
         require_size("sampling token", buffers.token, 4)?;
         check_distinct("sampling counts", buffers.counts, &[Some(buffers.logits), Some(buffers.token)])?;
         check_distinct("sampling token", buffers.token, &[Some(buffers.logits)])?;
-        let bias = ctx.empty_storage_buffer("sampling bias", (vocab * 4) as u64);
+        // The bias table and, after it, the token mask (see the shader's binding 2).
+        let bias = ctx.empty_storage_buffer("sampling bias and mask", ((vocab + mask_words(vocab)) * 4) as u64);
         let work = ctx.empty_storage_buffer("sampling work", (vocab * 4) as u64);
         let scratch = ctx.empty_storage_buffer("sampling scratch", SCRATCH_BYTES);
         let hist = ctx.empty_storage_buffer("sampling histogram", ((BINS + 1) * 4) as u64);
@@ -121,7 +129,7 @@ impl Sampler {
             presence: 0.0,
             frequency: 0.0,
             blocks: vocab.div_ceil(BLOCK) as u32,
-            _pad: 0,
+            masked: 0,
         };
         let params_buffer = ctx.uniform_buffer("sampling params", &params);
         let bind_group = ctx.bind_buffers(
@@ -194,6 +202,22 @@ impl BoundSampler {
         Ok(())
     }
 
+    /// Back to a plain argmax over the raw logits — no bias, no penalties, no
+    /// token mask, the whole vocabulary — so that settings left by an earlier
+    /// [`dispatch_sample`](Self::dispatch_sample) step (another request's) do not
+    /// apply to [`dispatch_argmax`](Self::dispatch_argmax). Writes nothing when
+    /// they are already off.
+    pub fn set_plain_argmax(&mut self, queue: &wgpu::Queue) {
+        self.set_logit_bias(queue, &[]);
+        let p = &mut self.params;
+        if p.penalize != 0 || p.masked != 0 || p.active_vocab != p.vocab {
+            p.penalize = 0;
+            p.masked = 0;
+            p.active_vocab = p.vocab;
+            queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.params));
+        }
+    }
+
     /// Sets the step's uniform random number `u ∈ [0, 1)` (writes 4 bytes).
     pub fn set_uniform(&mut self, queue: &wgpu::Queue, uniform: f32) -> Result<(), KernelError> {
         if !(0.0..=1.0).contains(&uniform) {
@@ -219,6 +243,30 @@ impl BoundSampler {
         }
         queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(&dense));
         self.has_bias = !bias.is_empty();
+    }
+
+    /// Sets the token mask: `Some(words)`, `ceil(vocab / 32)` words with bit
+    /// `i % 32` of word `i / 32` set for each id that may be drawn (the others
+    /// get p = 0, like ids past the active vocabulary); `None`: no mask.
+    /// Writes the words and 4 bytes of parameters.
+    pub fn set_token_mask(&mut self, queue: &wgpu::Queue, mask: Option<&[u32]>) -> Result<(), KernelError> {
+        let vocab = self.params.vocab as usize;
+        if let Some(words) = mask {
+            if words.len() != mask_words(vocab) {
+                return Err(KernelError::InvalidArguments(format!(
+                    "sampling: token mask has {} words, vocabulary {vocab} needs {}",
+                    words.len(),
+                    mask_words(vocab)
+                )));
+            }
+            queue.write_buffer(&self.bias, (vocab * 4) as u64, bytemuck::cast_slice(words));
+        }
+        let masked = mask.is_some() as u32;
+        if masked != self.params.masked {
+            self.params.masked = masked;
+            queue.write_buffer(&self.params_buffer, offset_of!(Params, masked) as u64, bytemuck::bytes_of(&masked));
+        }
+        Ok(())
     }
 
     /// Whether each dispatch also adds 1 to the sampled token's count (the

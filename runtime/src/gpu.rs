@@ -807,6 +807,11 @@ impl Backend for GpuBackend {
 
     async fn argmax(&mut self, logits: &GpuTensor) -> Result<Option<u32>, EngineError> {
         let slot = self.sampler_slot(logits)?;
+        let queue = self.ctx.queue.clone();
+        // The sampler keeps the last sampled step's bias, penalties and mask; greedy decoding wants none.
+        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
+            sampler.set_plain_argmax(&queue);
+        }
         self.record(slot, 1, 0)?;
         self.read_token(logits.cols).await
     }
@@ -830,6 +835,7 @@ impl Backend for GpuBackend {
         if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
             sampler.set_params(&queue, step.params, step.active_vocab)?;
             sampler.set_logit_bias(&queue, step.logit_bias);
+            sampler.set_token_mask(&queue, step.token_mask)?;
             sampler.set_uniform(&queue, step.uniform)?;
             if let Some(profiler) = self.profiler.as_mut() {
                 profiler.before_dispatch(pass);

@@ -1,7 +1,8 @@
-//! What one decoding step asks of the sampler (WebLLM's order: logit bias,
-//! penalties, temperature, top-p, then a draw with the step's random number).
+//! What one decoding step asks of the sampler (WebLLM's order: the grammar's
+//! token mask, logit bias, penalties, temperature, top-p, then a draw with the
+//! step's random number).
 
-use mlc_kernels::cpu::{sample, SamplingParams};
+use mlc_kernels::cpu::{apply_token_mask, sample, SamplingParams};
 
 /// The sampling inputs of one step.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +17,9 @@ pub struct SamplingStep<'a> {
     pub active_vocab: Option<usize>,
     /// The step's uniform random number in `[0, 1)` (the caller's seeded RNG).
     pub uniform: f32,
+    /// Structured output: the ids that may be drawn, a bitmask of
+    /// `ceil(vocab / 32)` words (bit `i % 32` of word `i / 32`); `None`: all.
+    pub token_mask: Option<&'a [u32]>,
 }
 
 /// Samples on the host; `None` when a logit is not finite.
@@ -23,5 +27,17 @@ pub fn sample_on_host(logits: &[f32], step: &SamplingStep<'_>) -> Option<u32> {
     if logits.iter().any(|v| !v.is_finite()) {
         return None;
     }
+    let masked;
+    let logits = match step.token_mask {
+        Some(mask) => {
+            masked = {
+                let mut copy = logits.to_vec();
+                apply_token_mask(&mut copy, mask);
+                copy
+            };
+            &masked[..]
+        }
+        None => logits,
+    };
     Some(sample(logits, step.params, step.appeared, step.logit_bias, step.active_vocab, step.uniform))
 }

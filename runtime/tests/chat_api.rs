@@ -4,7 +4,7 @@
 use mlc_loader::ChatConfig;
 use mlc_wgpu::chat::{
     check_context_window, validate_chat_request, validate_completion_request, ChatCompletionChunk, ChatCompletionRequest, ChatError,
-    Completion, CompletionRequest, ErrorResponse, FinishReason, GenerationStats, Stop, StreamId, Usage,
+    Completion, CompletionRequest, ErrorResponse, FinishReason, GenerationStats, Stop, StreamId, ToolFormat, Usage,
 };
 use serde_json::{json, Value};
 
@@ -16,7 +16,7 @@ fn chat(request: Value) -> ChatCompletionRequest {
 
 /// The (name, message) of validating `request` for the Qwen model, or `None` if valid.
 fn chat_error(request: Value) -> Option<(String, String)> {
-    validate_chat_request(&chat(request), QWEN).err().map(|error| (error.name().to_string(), error.message()))
+    validate_chat_request(&chat(request), QWEN, None).err().map(|error| (error.name().to_string(), error.message()))
 }
 
 /// A valid one-message request with `fields` added.
@@ -50,12 +50,12 @@ fn a_full_webllm_request_parses_and_validates() {
     let bias = parsed.generation.logit_bias.as_ref().unwrap();
     assert_eq!(bias.0.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>(), ["b", "151645", "7"]);
     assert_eq!(bias.js_order(), [("7", 2.5), ("151645", -100.0), ("b", 0.0)]);
-    assert_eq!(validate_chat_request(&parsed, QWEN).unwrap_err().message(), "Make sure logit_bias's keys to be number represented in string. Got b");
+    assert_eq!(validate_chat_request(&parsed, QWEN, None).unwrap_err().message(), "Make sure logit_bias's keys to be number represented in string. Got b");
     assert_eq!(bias.token_biases(), [(7, 2.5), (151645, -100.0)]);
 
     let mut valid = parsed.clone();
     valid.generation.logit_bias.as_mut().unwrap().0.remove(0);
-    validate_chat_request(&valid, QWEN).unwrap();
+    validate_chat_request(&valid, QWEN, None).unwrap();
     // Serializing gives back the fields it understood (unknown ones are dropped).
     let round_trip: ChatCompletionRequest = serde_json::from_value(serde_json::to_value(&parsed).unwrap()).unwrap();
     assert_eq!(round_trip, parsed);
@@ -110,7 +110,7 @@ fn request_field_rules() {
         "When ResponseFormat.type is `structural_tag`, ResponseFormat.structural_tag needs to be specified.\nWhen \
          ResponseFormat.structural_tag is specified, ResponseFormat.type needs to be structural_tag.",
     );
-    // OpenAI's json_schema type is accepted and ignored.
+    // OpenAI's json_schema type passes validation (it is enforced at generation).
     assert_eq!(chat_error(with(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}))), None);
     expect(
         with(json!({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]})),
@@ -118,11 +118,23 @@ fn request_field_rules() {
         &format!(
             "{QWEN} is not supported for ChatCompletionRequest.tools. Currently, models that support function calling are: \
              Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC, Hermes-2-Pro-Llama-3-8B-q4f32_1-MLC, Hermes-2-Pro-Mistral-7B-q4f16_1-MLC, \
-             Hermes-3-Llama-3.1-8B-q4f32_1-MLC, Hermes-3-Llama-3.1-8B-q4f16_1-MLC"
+             Hermes-3-Llama-3.1-8B-q4f32_1-MLC, Hermes-3-Llama-3.1-8B-q4f16_1-MLC, and models with the `qwen2` \
+             conversation template (Qwen2.5)"
         ),
     );
     let tools = chat(with(json!({"tools": [{"type": "function", "function": {"name": "f"}}]})));
-    validate_chat_request(&tools, "Hermes-3-Llama-3.1-8B-q4f16_1-MLC").unwrap();
+    validate_chat_request(&tools, "Hermes-3-Llama-3.1-8B-q4f16_1-MLC", Some(ToolFormat::Hermes)).unwrap();
+    validate_chat_request(&tools, QWEN, Some(ToolFormat::Qwen)).unwrap();
+    // Hermes tool calling sets the system prompt and the response format itself (WebLLM's rule).
+    let hermes = |request| validate_chat_request(&chat(request), "Hermes-3-Llama-3.1-8B-q4f16_1-MLC", Some(ToolFormat::Hermes)).unwrap_err();
+    let with_format = hermes(json!({"messages": [{"role": "user", "content": "hi"}], "tools": [], "response_format": {"type": "json_object"}}));
+    assert_eq!(with_format.name(), "CustomResponseFormatError");
+    assert!(with_format.message().ends_with(r#"Currently set to: {"type":"json_object"}"#), "{}", with_format.message());
+    let with_system = hermes(json!({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], "tools": []}));
+    assert_eq!(with_system.name(), "CustomSystemPromptError");
+    // Qwen's format takes both.
+    let qwen = chat(json!({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], "tools": [], "response_format": {"type": "json_object"}}));
+    validate_chat_request(&qwen, QWEN, Some(ToolFormat::Qwen)).unwrap();
     expect(with(json!({"stream_options": {"include_usage": true}})), "InvalidStreamOptionsError", "Only specify stream_options when stream=True.");
     expect(with(json!({"stream": false, "stream_options": {}})), "InvalidStreamOptionsError", "Only specify stream_options when stream=True.");
 }

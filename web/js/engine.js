@@ -272,7 +272,7 @@ export class MLCEngine {
     }
     this.loaded.set(modelId, {
       wasm: engine, record, config, lock: new Lock(), interrupt: engine.interruptHandle(), running: 0, live: "",
-      modelType: record.model_type ?? ModelType.LLM,
+      modelType: record.model_type ?? ModelType.LLM, toolFormat: engine.toolFormat(),
     });
     this.report(finishReport(used, used === "webgpu" ? await adapterName(engine) : "", secs(), totalBytes));
   }
@@ -305,7 +305,7 @@ export class MLCEngine {
     const id = this.selectModel(request.model, "ChatCompletionRequest");
     const m = this.loaded.get(id);
     if (m.modelType === ModelType.embedding) throw new IncorrectPipelineLoadedError(id, "LLMChatPipeline", "ChatCompletionRequest");
-    postInitAndCheckFieldsChatCompletion(request, id, m.modelType);
+    postInitAndCheckFieldsChatCompletion(request, id, m.modelType, m.toolFormat);
     if (request.stream) return this.stream(m, "chatCompletion", request);
     return this.nonStreaming(m, "chatCompletion", request);
   }

@@ -51,8 +51,9 @@ export const CustomResponseFormatError = define("CustomResponseFormatError", (f)
   `When using Hermes-2-Pro function calling via ChatCompletionRequest.tools, cannot specify customized response_format. We will set it for you internally. Currently set to: ${JSON.stringify(f)}`);
 export const CustomSystemPromptError = define("CustomSystemPromptError", () =>
   "When using Hermes-2-Pro function calling via ChatCompletionRequest.tools, cannot specify customized system prompt.");
+// WebLLM's text, plus the Qwen2.5 models whose own tool-call format the engine also speaks.
 export const UnsupportedModelIdError = define("UnsupportedModelIdError", (id, ids) =>
-  `${id} is not supported for ChatCompletionRequest.tools. Currently, models that support function calling are: ${ids.join(", ")}`);
+  `${id} is not supported for ChatCompletionRequest.tools. Currently, models that support function calling are: ${ids.join(", ")}, and models with the \`qwen2\` conversation template (Qwen2.5)`);
 export const ConfigurationNotInitializedError = define("ConfigurationNotInitializedError", () =>
   "Configuration not initialized. Ensure you have called `reload()` function first.");
 export const MissingModelWasmError = define("MissingModelError", (id) =>

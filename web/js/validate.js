@@ -5,7 +5,7 @@
 
 import { functionCallingModelIds, ModelType } from "./config.js";
 import {
-  ContentTypeError, InvalidResponseFormatError, InvalidResponseFormatGrammarError,
+  ContentTypeError, CustomResponseFormatError, CustomSystemPromptError, InvalidResponseFormatError, InvalidResponseFormatGrammarError,
   InvalidResponseFormatStructuralTagError, InvalidStreamOptionsError, MessageOrderError,
   SeedTypeError, StreamingCountError, SystemMessageOrderError, UnsupportedFieldsError,
   UnsupportedModelIdError, UnsupportedRoleError, UserMessageContentErrorForNonVLM,
@@ -19,7 +19,12 @@ function checkCommon(request) {
   if (request.seed !== undefined && request.seed !== null && !Number.isInteger(request.seed)) throw new SeedTypeError(request.seed);
 }
 
-export function postInitAndCheckFieldsChatCompletion(request, currentModelId, modelType = ModelType.LLM) {
+// `toolFormat` is how the loaded model calls tools, as the wasm engine reports it (`toolFormat()`):
+// "hermes" for WebLLM's function-calling ids, "qwen" for Qwen2.5's template, undefined otherwise.
+export function postInitAndCheckFieldsChatCompletion(
+  request, currentModelId, modelType = ModelType.LLM,
+  toolFormat = functionCallingModelIds.includes(currentModelId) ? "hermes" : undefined,
+) {
   request.messages.forEach((m, i) => {
     switch (m.role) {
       case "system":
@@ -31,7 +36,11 @@ export function postInitAndCheckFieldsChatCompletion(request, currentModelId, mo
         }
         break;
       case "assistant":
-        if (typeof m.content !== "string") throw new ContentTypeError("assistant's message");
+        // A Qwen2.5 reply that only called tools comes back with `content: null` (OpenAI's shape);
+        // the engine renders its `tool_calls` instead.
+        if (typeof m.content !== "string" && !(toolFormat === "qwen" && request.tools && m.tool_calls?.length)) {
+          throw new ContentTypeError("assistant's message");
+        }
         break;
       case "tool":
         break;
@@ -51,8 +60,15 @@ export function postInitAndCheckFieldsChatCompletion(request, currentModelId, mo
       throw new InvalidResponseFormatStructuralTagError();
     }
   }
-  if (request.tools !== undefined && request.tools !== null && !functionCallingModelIds.includes(currentModelId)) {
-    throw new UnsupportedModelIdError(currentModelId, functionCallingModelIds);
+  if (request.tools !== undefined && request.tools !== null) {
+    if (!toolFormat) throw new UnsupportedModelIdError(currentModelId, functionCallingModelIds);
+    // WebLLM's Hermes rewriting sets the system prompt and the response format itself.
+    if (toolFormat === "hermes") {
+      if (request.response_format !== undefined && request.response_format !== null) {
+        throw new CustomResponseFormatError(request.response_format);
+      }
+      if (request.messages[0].role === "system") throw new CustomSystemPromptError();
+    }
   }
   if (request.stream_options !== undefined && request.stream_options !== null && !request.stream) throw new InvalidStreamOptionsError();
 }

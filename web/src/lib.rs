@@ -25,7 +25,7 @@ use std::sync::Arc;
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions, Progress, ProgressPhase, CONFIG_FILE};
-use mlc_wgpu::chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError};
+use mlc_wgpu::chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat};
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
 use wasm_bindgen::prelude::*;
@@ -83,6 +83,8 @@ pub struct WasmEngine {
     backend: &'static str,
     gpu_vendor: String,
     max_storage_buffer_binding_size: f64,
+    /// How the model calls tools: `"hermes"`, `"qwen"`, or none.
+    tool_format: Option<&'static str>,
 }
 
 #[wasm_bindgen]
@@ -138,7 +140,12 @@ impl WasmEngine {
         engine.set_model_id(options.model_id);
         engine.set_pause(Box::new(next_task));
         let stats_text = engine.runtime_stats_text();
+        let tool_format = engine.tool_format().map(|format| match format {
+            ToolFormat::Hermes => "hermes",
+            ToolFormat::Qwen => "qwen",
+        });
         Ok(WasmEngine {
+            tool_format,
             interrupt: engine.interrupt_handle(),
             engine: Rc::new(RefCell::new(engine)),
             live: Rc::default(),
@@ -220,6 +227,14 @@ impl WasmEngine {
     #[wasm_bindgen(js_name = runtimeStatsText)]
     pub fn runtime_stats_text(&self) -> String {
         self.stats_text.borrow().clone()
+    }
+
+    /// How the model calls tools with `tools`: `"hermes"` (WebLLM's
+    /// function-calling models), `"qwen"` (Qwen2.5's format), or `undefined`
+    /// (requests with `tools` are refused).
+    #[wasm_bindgen(js_name = toolFormat)]
+    pub fn tool_format(&self) -> Option<String> {
+        self.tool_format.map(str::to_string)
     }
 
     /// `"webgpu"` or `"cpu"`.

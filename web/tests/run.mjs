@@ -110,6 +110,16 @@ const REQ = {
 // SwiftShader (Chromium's software WebGPU) runs a decode step of even the tiny model in seconds,
 // so the WebGPU browser uses short variants of the same requests.
 for (const k of ["chat", "long", "app"]) REQ[`${k}Short`] = { ...REQ[k], max_tokens: k === "long" ? 8 : 3 };
+// Structured output on tiny-qwen2 (random weights; Qwen2.5's template and vocabulary): a tool call
+// in Qwen2.5's format whose arguments follow the tool's schema, the tool's result sent back, and a
+// short EBNF grammar (short enough for SwiftShader).
+const TOOLS = [{ type: "function", function: { name: "get_weather", description: "Weather in a city",
+  parameters: { type: "object", properties: { city: { enum: ["Paris", "Oslo"] }, days: { type: "integer", minimum: 1, maximum: 7 } },
+                required: ["city", "days"], additionalProperties: false } } }];
+REQ.tool = { messages: [{ role: "user", content: "Weather in Paris?" }], tools: TOOLS, tool_choice: "required", temperature: 0, max_tokens: 60 };
+REQ.grammar = { messages: [{ role: "user", content: "Yes or no?" }], response_format: { type: "grammar", grammar: 'root ::= "yes" | "no"' }, temperature: 0, max_tokens: 4 };
+const toolResult = (call) => ({ messages: [...REQ.tool.messages, call.choices[0].message, { role: "tool", tool_call_id: "0", content: '{"celsius": 21}' }],
+  tools: TOOLS, temperature: 0, max_tokens: 3 });
 const SMOL_REQ = { messages: [{ role: "user", content: "What is the capital of France?" }], temperature: 0, max_tokens: 8 };
 const SMOL_REQ_SHORT = { ...SMOL_REQ, max_tokens: 2 };
 
@@ -120,6 +130,9 @@ const expected = {};
   try {
     for (const k of ["chat", "long", "app", "chatShort", "longShort", "appShort"]) expected[k] = await n.post("/v1/chat/completions", REQ[k]);
     expected.completion = await n.post("/v1/completions", REQ.completion);
+    expected.tool = await n.post("/v1/chat/completions", REQ.tool);
+    expected.toolResult = await n.post("/v1/chat/completions", toolResult(expected.tool));
+    expected.grammar = await n.post("/v1/chat/completions", REQ.grammar);
   } finally { n.close(); }
   if (haveSmol) {
     const s = await nativeServe(smolDir);
@@ -282,6 +295,40 @@ for (const mode of MODES) {
     eq(r.streamed, text(expected.completion), "streamed completion text vs native");
   });
 
+  await check(`[${mode.name}] EBNF response_format: the grammar's text, as natively`, async () => {
+    assert(loaded, "needs the loaded engine");
+    const r = await run(page, `return await window.engine.chat.completions.create(arg.req);`, { req: REQ.grammar });
+    assert(["yes", "no"].includes(text(r)), `not in the grammar: ${JSON.stringify(text(r))}`);
+    eq(text(r), text(expected.grammar), "grammar reply vs native");
+    assert(typeof r.usage.extra.grammar_init_s === "number", "usage.extra.grammar_init_s");
+  });
+
+  await full(`[${mode.name}] Qwen2.5 tool call: tool_calls as natively, streamed too, the tool result rendered back`, async () => {
+    assert(loaded, "needs the loaded engine");
+    const r = await run(page, `
+      const call = await window.engine.chat.completions.create(arg.req);
+      const chunks = await T.stream(window.engine, arg.req);
+      // The round trip an OpenAI client makes: the reply with its calls, then the tool's result.
+      const result = await window.engine.chat.completions.create({ ...arg.next,
+        messages: [...arg.req.messages, call.choices[0].message, arg.next.messages.at(-1)] });
+      return { call, chunks, result };`, { req: REQ.tool, next: toolResult(expected.tool) });
+    eq(expected.tool.choices[0].finish_reason, "tool_calls", "native finish_reason");
+    const calls = expected.tool.choices[0].message.tool_calls;
+    assert(calls.length > 0 && calls.every((c) => c.function.name === "get_weather"), `native calls: ${JSON.stringify(calls)}`);
+    for (const c of calls) {
+      const a = JSON.parse(c.function.arguments);
+      assert(["Paris", "Oslo"].includes(a.city) && Number.isInteger(a.days) && a.days >= 1 && a.days <= 7 && Object.keys(a).length === 2, `arguments off-schema: ${c.function.arguments}`);
+    }
+    eq(r.call.choices[0].finish_reason, "tool_calls", "finish_reason");
+    eq(r.call.choices[0].message.content, null, "content");
+    eq(r.call.choices[0].message.tool_calls, calls, "tool_calls vs native");
+    const fin = r.chunks.at(-2).choices[0];
+    eq(fin.finish_reason, "tool_calls", "streamed finish_reason");
+    eq(fin.delta.tool_calls, calls.map((c, index) => ({ index, type: "function", function: c.function })), "streamed tool_calls");
+    eq(r.result.usage.prompt_tokens, expected.toolResult.usage.prompt_tokens, "prompt with the tool result vs native");
+    eq(text(r.result), text(expected.toolResult), "reply to the tool result vs native");
+  });
+
   await check(`[${mode.name}] cache keys are WebLLM's: scopes webllm/config + webllm/model, absolute URLs`, async () => {
     const r = await run(page, `
       const keys = async (s) => (await (await caches.open(s)).keys()).map((q) => q.url).sort();
@@ -325,12 +372,18 @@ for (const mode of MODES) {
       out.streamOpts = await name(window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], stream_options: { include_usage: true } }));
       const it = await window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], stream: true, temperature: -1 });
       out.lazy = await name(it.next());
+      out.grammar = await name(window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], response_format: { type: "grammar", grammar: "root ::= (" } }));
+      out.schema = await name(window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], response_format: { type: "json_object", schema: "{not json" } }));
+      out.hermesLike = await name(window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], response_format: { type: "json_object", schema: 42 } }));
       out.after = (await window.engine.chat.completions.create({ messages: [{ role: "user", content: "x" }], max_tokens: 2 })).choices.length;
       return out;`);
     assert(r.unknown.startsWith("ModelNotFoundError: Cannot find model record in appConfig for no-such-model."), r.unknown);
     assert(r.notLoaded.startsWith("ModelNotLoadedError: Model not loaded before trying to complete ChatCompletionRequest."), r.notLoaded);
     eq(r.streamOpts, "InvalidStreamOptionsError: Only specify stream_options when stream=True.", "stream_options");
     eq(r.lazy, "NonNegativeError: Make sure temperature >= 0.", "temperature -1 on first next()");
+    assert(r.grammar.startsWith("GrammarMatcherInitError: Failed to initialize the grammar matcher for response format `grammar`: "), r.grammar);
+    assert(r.schema.startsWith("GrammarMatcherInitError: Failed to initialize the grammar matcher for response format `json_object`: invalid JSON schema"), r.schema);
+    assert(r.hermesLike.startsWith("GrammarMatcherInitError: "), r.hermesLike);
     eq(r.after, 1, "engine still usable after errors");
   });
 

@@ -137,6 +137,18 @@ test("request validation: WebLLM's checks and order", () => {
   assert.throws(() => v({ messages: [user], seed: 1.5 }, "m"), { name: "SeedTypeError" });
   assert.throws(() => v({ messages: [user], stream_options: { include_usage: true } }, "m"), { name: "InvalidStreamOptionsError" });
   assert.throws(() => v({ messages: [user], tools: [] }, "m"), { name: "UnsupportedModelIdError" });
+  // Tool formats: WebLLM's Hermes ids keep its rules; Qwen2.5 models take tools with their own
+  // system message, response_format, and OpenAI's content-less assistant tool-call messages.
+  const hermes = "Hermes-3-Llama-3.1-8B-q4f16_1-MLC";
+  assert.throws(() => v({ messages: [user], tools: [], response_format: { type: "json_object" } }, hermes), { name: "CustomResponseFormatError" });
+  assert.throws(() => v({ messages: [{ role: "system", content: "s" }, user], tools: [] }, hermes), { name: "CustomSystemPromptError" });
+  v({ messages: [user], tools: [] }, hermes);
+  const call = { role: "assistant", content: null, tool_calls: [{ id: "0", type: "function", function: { name: "f", arguments: "{}" } }] };
+  const tool = { role: "tool", tool_call_id: "0", content: "1" };
+  v({ messages: [{ role: "system", content: "s" }, user, call, tool], tools: [], response_format: { type: "json_object" } }, "q", undefined, "qwen");
+  assert.throws(() => v({ messages: [user, call, tool] }, "q", undefined, "qwen"), { name: "ContentTypeError" });
+  assert.throws(() => v({ messages: [user], tools: [] }, "q", undefined, undefined), (e) =>
+    e.name === "UnsupportedModelIdError" && e.message.endsWith("and models with the `qwen2` conversation template (Qwen2.5)"));
   assert.throws(() => v({ messages: [user], response_format: { type: "text", schema: "{}" } }, "m"), { name: "InvalidResponseFormatError" });
   assert.throws(() => v({ messages: [user], response_format: { type: "grammar" } }, "m"), { name: "InvalidResponseFormatGrammarError" });
   // order: message checks come before stream/n checks

@@ -21,6 +21,6 @@ pub use matmul::{matmul, Q4Matrix, Weight};
 pub use norm::rms_norm;
 pub use rope::{Llama3Scaling, Rope};
 pub use sampling::{
-    apply_logit_bias, apply_penalties, argmax, sample, sample_from, softmax_with_temperature, top_p_filter, Minstd,
+    apply_logit_bias, apply_penalties, apply_token_mask, argmax, sample, sample_from, softmax_with_temperature, top_p_filter, Minstd,
     Nucleus, SamplingParams, GREEDY_TEMPERATURE,
 };

@@ -91,6 +91,20 @@ impl SamplingParams {
     }
 }
 
+/// Step 0 (structured output): ids whose bit is clear in `mask` (bit `i % 32`
+/// of word `i / 32`; ids past the mask count as clear) get `-∞`, so bias and
+/// penalties leave them there and they get `p = 0`, like ids past the active
+/// vocabulary. WebLLM writes the lowest finite f32 instead; the probabilities are
+/// the same zeros.
+pub fn apply_token_mask(logits: &mut [f32], mask: &[u32]) {
+    for (i, l) in logits.iter_mut().enumerate() {
+        let allowed = mask.get(i / 32).is_some_and(|word| word & (1 << (i % 32)) != 0);
+        if !allowed {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
 /// Step 1: `logits[id] += bias` for each pair, in order (ids past the vocabulary are ignored).
 pub fn apply_logit_bias(logits: &mut [f32], bias: &[(u32, f32)]) {
     for &(id, b) in bias {

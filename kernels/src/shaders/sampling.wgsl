@@ -1,7 +1,8 @@
 // Token sampling on the GPU, in WebLLM's order (sampling-and-stats.md §2):
 //   l = logits + bias;  penalties on generated tokens (count c > 0):
 //       l ← l − (presence + c·frequency);  l ← l·rep if l < 0 else l / rep
-//   x = l / T  (greedy, T ≤ 1e-5: x = l);   ids ≥ active_vocab are excluded (p = 0)
+//   x = l / T  (greedy, T ≤ 1e-5: x = l);   ids ≥ active_vocab, and ids the token mask
+//   (structured output's grammar) does not allow, are excluded (p = 0)
 //   p = exp(x − max x) / Σ exp(x − max x)   (greedy: p = 1/n on the n maxima)
 //   sort p descending (equal p: ascending id), cum = inclusive prefix sums,
 //   nucleus 0..=K, K = first index with cum[K] ≥ top_p;
@@ -41,7 +42,7 @@ struct Params {
     presence: f32,
     frequency: f32,
     blocks: u32,         // ceil(vocab / BLOCK) ≤ MAX_BLOCKS
-    _pad: u32,
+    masked: u32,         // 1: only ids whose bit is set in the token mask may be drawn
 }
 
 const WG: u32 = 256u;
@@ -66,7 +67,10 @@ struct Scratch {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
+// The logit bias (vocab f32, as bits) followed by the token mask (ceil(vocab / 32) words,
+// bit i % 32 of word i / 32 set = id i allowed). One buffer, so the shader stays within
+// 8 storage buffers, WebGPU's default per-stage limit.
+@group(0) @binding(2) var<storage, read> bias_and_mask: array<u32>;
 @group(0) @binding(3) var<storage, read_write> counts: array<u32>;
 @group(0) @binding(4) var<storage, read_write> work: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scratch: Scratch;
@@ -86,8 +90,19 @@ fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
+/// Whether id `i` may be drawn: below the active vocabulary and, with a token mask, allowed by it.
+fn drawable(i: u32) -> bool {
+    if i >= params.active_vocab {
+        return false;
+    }
+    if params.masked == 0u {
+        return true;
+    }
+    return (bias_and_mask[params.vocab + (i >> 5u)] & (1u << (i & 31u))) != 0u;
+}
+
 fn processed_logit(i: u32) -> f32 {
-    var l = logits[i] + bias[i];
+    var l = logits[i] + bitcast<f32>(bias_and_mask[i]);
     if params.penalize != 0u {
         let c = counts[i];
         if c > 0u {
@@ -113,7 +128,7 @@ fn process(inv: Invocation) {
                 x = l / params.temperature;
             }
             work[i] = x;
-            if i < params.active_vocab {
+            if drawable(i) {
                 best = better(best, Best(l, i));
                 m = max(m, x);
             }
@@ -173,7 +188,7 @@ fn exponentiate(inv: Invocation) {
         let i = b * BLOCK + k * WG + inv.index;
         if i < params.vocab {
             var e = 0.0;
-            if i < params.active_vocab {
+            if drawable(i) {
                 if params.greedy != 0u {
                     e = select(0.0, 1.0, work[i] == m);
                 } else {

@@ -12,6 +12,10 @@
 //! draw) otherwise; only log probabilities bring the logits to the host, to
 //! [`mlc_kernels::cpu`]'s sampling chain.
 //!
+//! Structured output (`response_format`, `tools`) compiles a grammar once per
+//! request; each choice follows it with its own matcher, whose token mask goes
+//! into the step's sampling (on a GPU it is uploaded and applied there).
+//!
 //! Requests are `async` because the model's readbacks are (see
 //! [`crate::model::ModelFuture`]); native callers drive them with
 //! `pollster::block_on`. A browser caller also sets a [`Pause`], awaited
@@ -24,17 +28,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use mlc_kernels::cpu::{self as sampling, Minstd, SamplingParams};
+use std::borrow::Cow;
 use mlc_loader::{Artifact, ChatConfig, ConvTemplate, LoadError};
 use web_time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::conversation::{can_reuse_kv_cache, Conversation, EMPTY_THINKING_BLOCK};
 use crate::sampling::SamplingStep;
 use super::error::ChatError;
+use super::grammar::{GrammarCompiler, TokenMatcher};
 use super::openai::{
-    AssistantMessage, ChatCompletion, ChatCompletionChoice, ChatCompletionChunk, ChatCompletionRequest, ChoiceLogprobs,
-    Completion, CompletionChoice, CompletionChunk, CompletionRequest, FinishReason, GenerationConfig, GenerationStats,
-    StreamId, StreamOptions, TokenLogprob, TopLogprob, Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionChoice, ChatCompletionChunk, ChatCompletionRequest, ChatMessage,
+    ChoiceLogprobs, Completion, CompletionChoice, CompletionChunk, CompletionRequest, FinishReason, GenerationConfig,
+    GenerationStats, StreamId, StreamOptions, TokenLogprob, ToolCall, ToolCallDelta, TopLogprob, Usage,
 };
+use super::response_format::grammar_of;
+use super::tools::{self, tool_format, ToolFormat};
 use super::stream::{OutputStream, StopConditions};
 use super::tokenizer::{Tokenizer, TokenizerError};
 use super::validate::{check_context_window, validate_chat_request, validate_completion_request};
@@ -120,6 +128,10 @@ pub struct ChatEngine {
     last_message: String,
     /// The counters of the last round, until cleared (`runtimeStatsText`).
     last_round: Option<GenerationStats>,
+    /// How this model calls tools (`None`: `tools` are refused).
+    tools: Option<ToolFormat>,
+    /// The vocabulary indexed for grammars, built by the first request that needs it.
+    grammars: Option<GrammarCompiler>,
 }
 
 impl ChatEngine {
@@ -145,6 +157,7 @@ impl ChatEngine {
         if config.sliding_window_size == -1 {
             config.context_window_size = capacity as i64;
         }
+        let tools = tool_format(&model_id, &template);
         Ok(ChatEngine {
             model,
             tokenizer,
@@ -159,6 +172,8 @@ impl ChatEngine {
             pause: None,
             last_message: String::new(),
             last_round: None,
+            tools,
+            grammars: None,
         })
     }
 
@@ -198,9 +213,16 @@ impl ChatEngine {
         &self.model_id
     }
 
-    /// Replaces the model id responses carry.
+    /// Replaces the model id responses carry (and with it, for WebLLM's Hermes
+    /// ids, the tool-call format).
     pub fn set_model_id(&mut self, model_id: String) {
+        self.tools = tool_format(&model_id, &self.template);
         self.model_id = model_id;
+    }
+
+    /// How this model calls tools (`None`: requests with `tools` are refused).
+    pub fn tool_format(&self) -> Option<ToolFormat> {
+        self.tools
     }
 
     /// The tokenizer.
@@ -243,11 +265,14 @@ impl ChatEngine {
     ) -> Result<ChatCompletion, RequestError> {
         let started = Instant::now();
         self.interrupt.store(false, Ordering::SeqCst);
-        validate_chat_request(request, &self.model_id)?;
-        reject_constrained_decoding(request)?;
-        let plan = self.plan(&request.generation, request.stream, request.stream_options.as_ref(), request.n, started);
+        validate_chat_request(request, &self.model_id, self.tools)?;
+        let mut plan = self.plan(&request.generation, request.stream, request.stream_options.as_ref(), request.n, started);
+        let structure = self.structure(request)?;
+        plan.constraint = structure.constraint;
+        plan.tool_calls = structure.parse;
         let enable_thinking = request.extra_body.as_ref().and_then(|extra| extra.enable_thinking);
-        let prepare = |engine: &mut ChatEngine, kept: Kept| engine.prepare_chat(request, enable_thinking, kept, &plan.stop);
+        let messages = &structure.messages;
+        let prepare = |engine: &mut ChatEngine, kept: Kept| engine.prepare_chat(messages, enable_thinking, kept, &plan.stop);
         let outcome = self.run::<ChatChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
         let choices = outcome
             .choices
@@ -256,7 +281,12 @@ impl ChatEngine {
             .map(|(choice, index)| ChatCompletionChoice {
                 index,
                 finish_reason: choice.finish_reason,
-                message: AssistantMessage { role: "assistant".to_string(), content: Some(choice.text), tool_calls: None },
+                message: AssistantMessage {
+                    role: "assistant".to_string(),
+                    // A tool-call reply has `content: null`, as in WebLLM.
+                    content: if choice.tool_calls.is_some() { None } else { Some(choice.text) },
+                    tool_calls: choice.tool_calls,
+                },
                 logprobs: choice.logprobs,
             })
             .collect();
@@ -326,7 +356,64 @@ impl ChatEngine {
             streaming,
             include_usage: streaming && stream_options.and_then(|options| options.include_usage) == Some(true),
             started,
+            constraint: None,
+            tool_calls: None,
         }
+    }
+
+    /// What a chat request's `tools` and `response_format` make of it: the
+    /// messages to render, the grammar compiled (WebLLM's
+    /// `GrammarMatcherInitError` when it does not compile), and whether the
+    /// reply is read as tool calls.
+    fn structure<'r>(&mut self, request: &'r ChatCompletionRequest) -> Result<Structure<'r>, RequestError> {
+        let requested = || -> Result<_, ChatError> {
+            let grammar = request.response_format.as_ref().map(grammar_of).transpose()?.flatten();
+            let kind = request.response_format.as_ref().and_then(|format| format.kind.as_deref()).unwrap_or("text");
+            Ok((grammar, kind))
+        };
+        let (messages, grammar, parse, kind) = match (&request.tools, self.tools) {
+            (Some(tools), Some(format)) => {
+                let plan = tools::plan(format, request, tools)?;
+                // The type WebLLM's error would name: Hermes calls are its `json_object`.
+                let kind = if format == ToolFormat::Hermes { "json_object" } else { "grammar" };
+                match plan.grammar {
+                    Some(grammar) => (Cow::Owned(plan.messages), Some(grammar), plan.parse, kind),
+                    // Calls not wanted (Qwen's `tool_choice: "none"`): the response format applies.
+                    None => {
+                        let (grammar, kind) = requested()?;
+                        (Cow::Owned(plan.messages), grammar, plan.parse, kind)
+                    }
+                }
+            }
+            _ => {
+                let (grammar, kind) = requested()?;
+                (Cow::Borrowed(&request.messages[..]), grammar, None, kind)
+            }
+        };
+        let constraint = match grammar {
+            None => None,
+            Some(grammar) => {
+                let started = Instant::now();
+                let fail = |cause: String| ChatError::GrammarMatcherInit { kind: kind.to_string(), cause };
+                let matcher = self.grammar_compiler().map_err(fail)?.matcher(&grammar).map_err(fail)?;
+                Some(Constraint { matcher, init_s: started.elapsed().as_secs_f64() })
+            }
+        };
+        Ok(Structure { messages, constraint, parse })
+    }
+
+    /// The vocabulary indexed for grammars (built on first use: it reads every
+    /// token's bytes). A reply ends at the template's stop tokens.
+    fn grammar_compiler(&mut self) -> Result<&GrammarCompiler, String> {
+        if self.grammars.is_none() {
+            let ends = &self.template.stop_token_ids;
+            if ends.is_empty() {
+                return Err("the conversation template has no stop token to end a constrained reply".to_string());
+            }
+            let json = self.tokenizer.to_json().map_err(|error| error.to_string())?;
+            self.grammars = Some(GrammarCompiler::new(json.as_bytes(), self.config.vocab_size, ends)?);
+        }
+        Ok(self.grammars.as_ref().expect("built above"))
     }
 
     /// Runs the choices of a request with `seed` applied (WebLLM seeds once per
@@ -390,34 +477,45 @@ impl ChatEngine {
                 on_chunk(K::delta(&plan.id, text, logprobs));
             }
         };
-        let generated = self.generate(&prepared.ids, prepared.output, &plan.sampler, round_start, &mut emit).await?;
-        let finish_reason = generated.output.finish_reason().unwrap_or(FinishReason::Stop);
-        if plan.streaming {
-            on_chunk(K::finish(&plan.id, finish_reason));
-        }
+        let mut matcher = plan.constraint.as_ref().map(|constraint| constraint.matcher.clone());
+        let generated =
+            self.generate(&prepared.ids, prepared.output, &plan.sampler, matcher.as_mut(), round_start, &mut emit).await?;
+        let mut finish_reason = generated.output.finish_reason().unwrap_or(FinishReason::Stop);
         let text = generated.output.text().to_string();
+        // As in WebLLM, only a reply that ended by itself is read as tool calls.
+        let tool_calls = match plan.tool_calls {
+            Some(format) if finish_reason == FinishReason::Stop => tools::parse_calls(format, &text)?,
+            _ => None,
+        };
+        if tool_calls.is_some() {
+            finish_reason = FinishReason::ToolCalls;
+        }
+        if plan.streaming {
+            on_chunk(K::finish(&plan.id, finish_reason, tool_calls.as_deref().map(call_deltas)));
+        }
         if let Some(mut conversation) = prepared.conversation {
             conversation.finish_reply(&text)?;
             self.kept = conversation;
             self.last_finish = Some(finish_reason);
         }
-        let stats = GenerationStats { prompt_tokens: prepared.prompt_tokens, ..generated.stats };
+        let grammar_s = plan.constraint.as_ref().map(|constraint| (constraint.init_s, generated.grammar_time_s));
+        let stats = GenerationStats { prompt_tokens: prepared.prompt_tokens, grammar_s, ..generated.stats };
         self.last_message.clone_from(&text);
         self.last_round = Some(stats);
         let logprobs = plan.sampler.logprobs.map(|_| ChoiceLogprobs { content: generated.logprobs });
-        Ok(ChoiceOutcome { text, finish_reason, logprobs, stats })
+        Ok(ChoiceOutcome { text, finish_reason, logprobs, stats, tool_calls })
     }
 
     /// A chat round's prompt (WebLLM's `prefill`): reuses the KV cache when the
     /// request's history equals the kept conversation, else resets it.
     fn prepare_chat(
         &mut self,
-        request: &ChatCompletionRequest,
+        messages: &[ChatMessage],
         enable_thinking: Option<bool>,
         kept: Kept,
         stop: &StopConditions,
     ) -> Result<Prepared, RequestError> {
-        let history = Conversation::from_request(&self.template, &request.messages)?;
+        let history = Conversation::from_request(&self.template, messages)?;
         let reuse = can_reuse_kv_cache(&kept.conversation, kept.finish, &history);
         let mut conversation = match reuse {
             true => kept.conversation,
@@ -426,7 +524,7 @@ impl ChatEngine {
                 history
             }
         };
-        let last = request.messages.last().ok_or(ChatError::EmptyMessages)?;
+        let last = messages.last().ok_or(ChatError::EmptyMessages)?;
         conversation.start_round(&self.template, last, enable_thinking)?;
         let prompt = conversation.prompt_tokens(&self.template, &self.tokenizer, !reuse)?;
         self.check_fits(prompt.ids.len())?;
@@ -458,19 +556,28 @@ impl ChatEngine {
     /// The generation loop (WebLLM's prefill step and decode steps): each
     /// sampled token goes through `output`'s stop rules, then the context
     /// rule; `emit` gets each stream delta; the pause is awaited and then the
-    /// interrupt flag is checked before every decode step.
+    /// interrupt flag is checked before every decode step. With a `matcher`,
+    /// each step draws only among the tokens its grammar allows.
     async fn generate(
         &mut self,
         prompt: &[u32],
         mut output: OutputStream,
         sampler: &Sampler,
+        mut matcher: Option<&mut TokenMatcher>,
         round_start: Instant,
         emit: &mut dyn FnMut(String, Option<ChoiceLogprobs>),
     ) -> Result<Generated, RequestError> {
         let mut logprobs = Vec::new();
-        let mut token = self.next_token(prompt, &output, sampler, &mut logprobs).await?;
+        let mut grammar_time_s = 0.0;
+        let mut mask = next_mask(matcher.as_deref_mut(), &mut grammar_time_s)?;
+        let mut token = self.next_token(prompt, &output, sampler, mask.as_deref(), &mut logprobs).await?;
         let mut stats = GenerationStats { completion_tokens: 1, prefill_time_s: round_start.elapsed().as_secs_f64(), ..Default::default() };
         loop {
+            if let Some(matcher) = matcher.as_deref_mut() {
+                let started = Instant::now();
+                matcher.accept(token).map_err(grammar_failure)?;
+                grammar_time_s += started.elapsed().as_secs_f64();
+            }
             output.push(token)?;
             // The last sampled token is never fed, so a full cache ends the round.
             if self.model.position() >= self.capacity {
@@ -490,27 +597,30 @@ impl ChatEngine {
                 break;
             }
             let step = Instant::now();
-            token = self.next_token(&[token], &output, sampler, &mut logprobs).await?;
+            mask = next_mask(matcher.as_deref_mut(), &mut grammar_time_s)?;
+            token = self.next_token(&[token], &output, sampler, mask.as_deref(), &mut logprobs).await?;
             stats.decode_time_s += step.elapsed().as_secs_f64();
             stats.decode_tokens += 1;
             stats.completion_tokens += 1;
         }
-        Ok(Generated { output, stats, logprobs })
+        Ok(Generated { output, stats, logprobs, grammar_time_s })
     }
 
-    /// Feeds `tokens` and samples the next token; records its log
-    /// probabilities when the request asked for them.
+    /// Feeds `tokens` and samples the next token among those `mask` allows
+    /// (all without one); records its log probabilities when the request asked
+    /// for them.
     async fn next_token(
         &mut self,
         tokens: &[u32],
         output: &OutputStream,
         sampler: &Sampler,
+        mask: Option<&[u32]>,
         logprobs: &mut Vec<TokenLogprob>,
     ) -> Result<u32, RequestError> {
         // WebLLM draws one uniform per token, greedy or not, so a seed gives
         // the same stream whatever the temperature.
         let uniform = self.rng.next_f32();
-        if sampler.greedy_argmax(self.config.active_vocab_size, self.config.vocab_size) {
+        if mask.is_none() && sampler.greedy_argmax(self.config.active_vocab_size, self.config.vocab_size) {
             return Ok(self.model.greedy_next(tokens).await?);
         }
         if sampler.logprobs.is_none() {
@@ -523,12 +633,16 @@ impl ChatEngine {
                 appeared: &appeared,
                 active_vocab: self.config.active_vocab_size,
                 uniform,
+                token_mask: mask,
             };
             return Ok(self.model.sample_next(tokens, &step).await?);
         }
         let mut logits = self.model.prefill(tokens).await?;
         if logits.iter().any(|logit| !logit.is_finite()) {
             return Err(EngineError::NonFiniteLogits { step: self.model.position() }.into());
+        }
+        if let Some(mask) = mask {
+            sampling::apply_token_mask(&mut logits, mask);
         }
         sampling::apply_logit_bias(&mut logits, &sampler.bias);
         if sampler.params.penalties_active() {
@@ -642,6 +756,46 @@ fn appeared(generated: &[u32]) -> Vec<(u32, u32)> {
     counts.into_iter().collect()
 }
 
+/// The grammar mask of the next step (timed into `grammar_time_s`), if any.
+fn next_mask(matcher: Option<&mut TokenMatcher>, grammar_time_s: &mut f64) -> Result<Option<Vec<u32>>, RequestError> {
+    let Some(matcher) = matcher else { return Ok(None) };
+    let started = Instant::now();
+    let mask = matcher.mask().map_err(grammar_failure)?;
+    *grammar_time_s += started.elapsed().as_secs_f64();
+    Ok(Some(mask))
+}
+
+/// A grammar matcher failing mid-reply (a sampled token it did not allow, or
+/// a dead end): a bug, reported rather than hidden.
+fn grammar_failure(cause: String) -> RequestError {
+    ChatError::Error(format!("Grammar matcher failed during generation: {cause}")).into()
+}
+
+/// Stream deltas of a reply's tool calls (`index` for `id`, as WebLLM streams them).
+fn call_deltas(calls: &[ToolCall]) -> Vec<ToolCallDelta> {
+    calls
+        .iter()
+        .zip(0..)
+        .map(|(call, index)| ToolCallDelta { index, kind: call.kind.clone(), function: call.function.clone() })
+        .collect()
+}
+
+/// What `tools` and `response_format` made of a chat request.
+struct Structure<'r> {
+    /// The messages the prompt is built from (rewritten for tool calling).
+    messages: Cow<'r, [ChatMessage]>,
+    constraint: Option<Constraint>,
+    /// How to read tool calls from the reply.
+    parse: Option<ToolFormat>,
+}
+
+/// A request's compiled grammar: each choice starts from a copy of `matcher`.
+struct Constraint {
+    matcher: TokenMatcher,
+    /// Seconds the compilation took (`usage.extra.grammar_init_s`).
+    init_s: f64,
+}
+
 /// A request's fields, resolved once for all its choices.
 struct Plan {
     sampler: Sampler,
@@ -652,6 +806,10 @@ struct Plan {
     streaming: bool,
     include_usage: bool,
     started: Instant,
+    /// The reply's grammar (structured output), if any.
+    constraint: Option<Constraint>,
+    /// How tool calls are read from the reply, if they are.
+    tool_calls: Option<ToolFormat>,
 }
 
 /// What the previous request left on the KV cache.
@@ -676,6 +834,8 @@ struct Generated {
     output: OutputStream,
     stats: GenerationStats,
     logprobs: Vec<TokenLogprob>,
+    /// Seconds spent on grammar masks and matcher updates.
+    grammar_time_s: f64,
 }
 
 /// One finished choice.
@@ -684,6 +844,8 @@ struct ChoiceOutcome {
     finish_reason: FinishReason,
     logprobs: Option<ChoiceLogprobs>,
     stats: GenerationStats,
+    /// The calls a tool-calling reply made.
+    tool_calls: Option<Vec<ToolCall>>,
 }
 
 impl ChoiceOutcome {
@@ -694,6 +856,7 @@ impl ChoiceOutcome {
             finish_reason: FinishReason::Abort,
             logprobs: sampler.chunk_logprobs(None),
             stats: GenerationStats::default(),
+            tool_calls: None,
         }
     }
 }
@@ -710,8 +873,8 @@ trait ChunkKind {
     type Chunk;
     /// A delta chunk.
     fn delta(id: &StreamId, text: String, logprobs: Option<ChoiceLogprobs>) -> Self::Chunk;
-    /// The final chunk of a choice.
-    fn finish(id: &StreamId, reason: FinishReason) -> Self::Chunk;
+    /// The final chunk of a choice (with the reply's tool calls, chat only).
+    fn finish(id: &StreamId, reason: FinishReason, tool_calls: Option<Vec<ToolCallDelta>>) -> Self::Chunk;
     /// The usage chunk.
     fn usage(id: &StreamId, usage: Usage) -> Self::Chunk;
 }
@@ -726,8 +889,8 @@ impl ChunkKind for ChatChunks {
         ChatCompletionChunk::delta(id, text, logprobs)
     }
 
-    fn finish(id: &StreamId, reason: FinishReason) -> ChatCompletionChunk {
-        ChatCompletionChunk::finish(id, reason, None)
+    fn finish(id: &StreamId, reason: FinishReason, tool_calls: Option<Vec<ToolCallDelta>>) -> ChatCompletionChunk {
+        ChatCompletionChunk::finish(id, reason, tool_calls)
     }
 
     fn usage(id: &StreamId, usage: Usage) -> ChatCompletionChunk {
@@ -745,24 +908,12 @@ impl ChunkKind for TextChunks {
         Completion::delta(id, text, logprobs)
     }
 
-    fn finish(id: &StreamId, reason: FinishReason) -> CompletionChunk {
+    fn finish(id: &StreamId, reason: FinishReason, _tool_calls: Option<Vec<ToolCallDelta>>) -> CompletionChunk {
         Completion::finish(id, reason)
     }
 
     fn usage(id: &StreamId, usage: Usage) -> CompletionChunk {
         Completion::usage(id, usage)
-    }
-}
-
-/// Constrained decoding (`json_object`, `grammar`, `structural_tag`) is not
-/// implemented; refusing beats returning text that ignores the constraint.
-fn reject_constrained_decoding(request: &ChatCompletionRequest) -> Result<(), ChatError> {
-    let kind = request.response_format.as_ref().and_then(|format| format.kind.as_deref());
-    match kind {
-        Some(kind @ ("json_object" | "grammar" | "structural_tag")) => Err(ChatError::Error(format!(
-            "response_format type `{kind}` needs constrained decoding, which this engine does not implement yet"
-        ))),
-        _ => Ok(()),
     }
 }
 

@@ -42,6 +42,28 @@ pub enum ChatError {
     InvalidResponseFormatStructuralTag,
     /// `tools` for a model without function calling.
     UnsupportedModelId(String),
+    /// `response_format` could not be compiled into a grammar matcher.
+    GrammarMatcherInit {
+        /// The `response_format.type`.
+        kind: String,
+        /// Why (the grammar engine's message).
+        cause: String,
+    },
+    /// Hermes tool calling with a `response_format` of the caller's (its JSON).
+    CustomResponseFormat(String),
+    /// Hermes tool calling with a system message of the caller's.
+    CustomSystemPrompt,
+    /// A tool-calling reply that is not JSON (the reply, the parser's message).
+    ToolCallOutputParse {
+        /// The reply text.
+        output: String,
+        /// The JSON parser's message.
+        error: String,
+    },
+    /// A tool-calling reply of the wrong JSON type (`array` expected).
+    ToolCallOutputInvalidType(&'static str),
+    /// A tool call without `name` or `arguments` (the call's JSON).
+    ToolCallOutputMissingFields(String),
     /// `stream_options` without `stream: true`.
     InvalidStreamOptions,
     /// Request fields WebLLM rejects, in the request class named.
@@ -120,6 +142,12 @@ impl ChatError {
             ChatError::InvalidResponseFormatGrammar => "InvalidResponseFormatGrammarError",
             ChatError::InvalidResponseFormatStructuralTag => "InvalidResponseFormatStructuralTagError",
             ChatError::UnsupportedModelId(_) => "UnsupportedModelIdError",
+            ChatError::GrammarMatcherInit { .. } => "GrammarMatcherInitError",
+            ChatError::CustomResponseFormat(_) => "CustomResponseFormatError",
+            ChatError::CustomSystemPrompt => "CustomSystemPromptError",
+            ChatError::ToolCallOutputParse { .. } => "ToolCallOutputParseError",
+            ChatError::ToolCallOutputInvalidType(_) => "ToolCallOutputInvalidTypeError",
+            ChatError::ToolCallOutputMissingFields(_) => "JSONFieldError",
             ChatError::InvalidStreamOptions => "InvalidStreamOptionsError",
             ChatError::UnsupportedFields { .. } => "UnsupportedFieldsError",
             ChatError::MinValue { .. } => "MinValueError",
@@ -155,7 +183,27 @@ impl ChatError {
                 "{model_id} is not supported for ChatCompletionRequest.tools. Currently, models that support function \
                  calling are: {}",
                 FUNCTION_CALLING_MODEL_IDS.join(", ")
+            ) + QWEN_TOOL_MODELS,
+            ChatError::GrammarMatcherInit { kind, cause } => {
+                format!("Failed to initialize the grammar matcher for response format `{kind}`: {cause}")
+            }
+            ChatError::CustomResponseFormat(format) => format!(
+                "When using Hermes-2-Pro function calling via ChatCompletionRequest.tools, cannot specify customized \
+                 response_format. We will set it for you internally. Currently set to: {format}"
             ),
+            ChatError::CustomSystemPrompt => "When using Hermes-2-Pro function calling via ChatCompletionRequest.tools, \
+                                              cannot specify customized system prompt."
+                .to_string(),
+            ChatError::ToolCallOutputParse { output, error } => format!(
+                "Internal error: error encountered when parsing outputMessage for function calling. Got outputMessage: \
+                 {output}\nGot error: {error}"
+            ),
+            ChatError::ToolCallOutputInvalidType(kind) => {
+                format!("Internal error: expect output of function calling to be an {kind}")
+            }
+            ChatError::ToolCallOutputMissingFields(object) => {
+                format!("Expect generated tool call to have fields \"`name`\", \"`arguments`\", but got object: {object}")
+            }
             ChatError::InvalidStreamOptions => "Only specify stream_options when stream=True.".to_string(),
             ChatError::UnsupportedFields { fields, class } => {
                 format!("The following fields in {class} are not yet supported: \n{}", fields.join(", "))
@@ -188,6 +236,10 @@ impl ChatError {
         }
     }
 }
+
+/// What `UnsupportedModelIdError` adds to WebLLM's list: the models whose
+/// native tool-call format this engine also speaks (docs/structured-output.md).
+pub const QWEN_TOOL_MODELS: &str = ", and models with the `qwen2` conversation template (Qwen2.5)";
 
 /// The two-sentence message of the `response_format` field/type pairing errors.
 fn both_or_neither(kind: &str) -> String {

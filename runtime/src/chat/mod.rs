@@ -10,20 +10,31 @@
 //! [`check_context_window`] → prefill, then for each sampled token
 //! [`OutputStream::push`] and [`OutputStream::next_delta`] → finally
 //! [`Conversation::finish_reply`] with [`OutputStream::text`].
-//! docs/chat.md lists where this deliberately differs from WebLLM.
+//! Structured output (`response_format`, `tools`) adds a grammar matcher that
+//! masks each step's tokens: [`grammar_of`] / [`tool_format`] → a
+//! [`GrammarCompiler`]'s [`TokenMatcher`] → [`parse_calls`] on the reply.
+//! docs/chat.md and docs/structured-output.md list where this deliberately
+//! differs from WebLLM.
 
 mod conversation;
+mod ebnf;
 mod engine;
 mod error;
+mod grammar;
 mod js;
 mod openai;
+mod response_format;
 mod stream;
 mod tokenizer;
+mod tools;
 mod validate;
 
 pub use conversation::{can_reuse_kv_cache, ConvMessage, Conversation, PromptTokens, Role, Turn, EMPTY_THINKING_BLOCK};
 pub use engine::{model_id_of, ChatEngine, EngineSetupError, Pause, RequestError};
 pub use error::ChatError;
+pub use grammar::{Grammar, GrammarCompiler, TokenMatcher};
+pub use response_format::grammar_of;
+pub use tools::{parse_calls, tool_format, ToolFormat};
 pub use openai::*;
 pub use stream::{OutputStream, StopConditions};
 pub use tokenizer::{Tokenizer, TokenizerError};

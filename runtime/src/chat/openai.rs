@@ -157,13 +157,17 @@ pub struct StreamOptions {
     pub include_usage: Option<bool>,
 }
 
-/// `response_format` (constrained decoding; validated here, applied elsewhere).
+/// `response_format` (constrained decoding; validated here, applied by
+/// `chat::response_format`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResponseFormat {
-    /// `text`, `json_object`, `grammar`, `structural_tag`; other values
-    /// (e.g. OpenAI's `json_schema`) are accepted and leave decoding free.
+    /// `text`, `json_object`, `grammar`, OpenAI's `json_schema`, or
+    /// `structural_tag` (refused); other values are accepted and leave decoding free.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// OpenAI's form, for type `json_schema`: `{name, schema, strict}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<JsonSchemaFormat>,
     /// JSON Schema, as a JSON string (WebLLM does not stringify objects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Value>,
@@ -173,6 +177,23 @@ pub struct ResponseFormat {
     /// Structural tag (object or string) for type `structural_tag`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub structural_tag: Option<serde_json::Value>,
+}
+
+/// OpenAI's `response_format.json_schema`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchemaFormat {
+    /// The schema's name (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the format is for (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON schema (an object; a JSON string is also read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// OpenAI's strict mode; the output always follows the schema here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 /// A tool the model may call (`tools[i]`).

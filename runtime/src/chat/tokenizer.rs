@@ -68,6 +68,11 @@ impl Tokenizer {
         self.inner.decode(ids, false).map_err(|error| TokenizerError::Decode(error.to_string()))
     }
 
+    /// The tokenizer as `tokenizer.json` text (what the grammar engine reads).
+    pub fn to_json(&self) -> Result<String, TokenizerError> {
+        self.inner.to_string(false).map_err(|error| TokenizerError::Parse(error.to_string()))
+    }
+
     /// Number of tokens including added tokens (`len(hf_tokenizer)`, e.g.
     /// 151665 for Qwen2.5, whose model's vocab_size is padded to 151936).
     pub fn token_count(&self) -> usize {

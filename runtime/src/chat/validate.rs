@@ -12,6 +12,7 @@ use mlc_loader::ChatConfig;
 use super::error::ChatError;
 use super::js::{number_to_string, parse_int};
 use super::openai::{ChatCompletionRequest, CompletionRequest, GenerationConfig, MessageContent, ResponseFormat, StreamOptions};
+use super::tools::{check_hermes_request, ToolFormat};
 
 /// Model ids for which WebLLM accepts `tools` (`functionCallingModelIds`).
 pub const FUNCTION_CALLING_MODEL_IDS: [&str; 5] = [
@@ -22,9 +23,11 @@ pub const FUNCTION_CALLING_MODEL_IDS: [&str; 5] = [
     "Hermes-3-Llama-3.1-8B-q4f16_1-MLC",
 ];
 
-/// Both stages of chat-request validation for a request to `model_id`.
-pub fn validate_chat_request(request: &ChatCompletionRequest, model_id: &str) -> Result<(), ChatError> {
-    check_chat_request(request, model_id)?;
+/// Both stages of chat-request validation for a request to `model_id`, whose
+/// tool-call format is `tools` (`None`: `tools` are refused, as WebLLM refuses
+/// them outside its list; see [`super::tool_format`]).
+pub fn validate_chat_request(request: &ChatCompletionRequest, model_id: &str, tools: Option<ToolFormat>) -> Result<(), ChatError> {
+    check_chat_request(request, model_id, tools)?;
     check_generation_config(&request.generation)
 }
 
@@ -35,9 +38,10 @@ pub fn validate_completion_request(request: &CompletionRequest) -> Result<(), Ch
 }
 
 /// The request-field checks of `chat.completions.create` (WebLLM's
-/// `postInitAndCheckFields`); `model_id` is the selected model. Models here
-/// are text-only (`ModelType.LLM`), so content parts are always rejected.
-pub fn check_chat_request(request: &ChatCompletionRequest, model_id: &str) -> Result<(), ChatError> {
+/// `postInitAndCheckFields`); `model_id` is the selected model and `tools`
+/// its tool-call format. Models here are text-only (`ModelType.LLM`), so
+/// content parts are always rejected.
+pub fn check_chat_request(request: &ChatCompletionRequest, model_id: &str, tools: Option<ToolFormat>) -> Result<(), ChatError> {
     for (index, message) in request.messages.iter().enumerate() {
         if message.role == "user" && !matches!(message.content, Some(MessageContent::Text(_))) {
             let content = js_string_of_content(message.content.as_ref());
@@ -56,8 +60,12 @@ pub fn check_chat_request(request: &ChatCompletionRequest, model_id: &str) -> Re
     if let Some(format) = &request.response_format {
         check_response_format(format)?;
     }
-    if request.tools.is_some() && !FUNCTION_CALLING_MODEL_IDS.contains(&model_id) {
-        return Err(ChatError::UnsupportedModelId(model_id.to_string()));
+    if request.tools.is_some() {
+        match tools {
+            None => return Err(ChatError::UnsupportedModelId(model_id.to_string())),
+            Some(ToolFormat::Hermes) => check_hermes_request(request)?,
+            Some(ToolFormat::Qwen) => {}
+        }
     }
     check_stream_options(request.stream, request.stream_options.as_ref())
 }

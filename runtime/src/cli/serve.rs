@@ -23,7 +23,7 @@ use clap::Args;
 use pollster::FutureExt as _;
 use mlc_wgpu::chat::{
     validate_chat_request, validate_completion_request, ChatCompletionRequest, ChatEngine, ChatError, CompletionRequest,
-    ErrorObject, ErrorResponse, RequestError,
+    ErrorObject, ErrorResponse, RequestError, ToolFormat,
 };
 use serde::Serialize;
 use tiny_http::{Header, Method, Request, Response};
@@ -97,26 +97,34 @@ impl ApiError {
 
 /// Loads the model, then answers HTTP requests until the process is stopped.
 pub fn serve(args: ServeArgs) -> Result<()> {
-    let (jobs, model_id) = start_worker(args.engine, args.model_id)?;
+    let (jobs, model) = start_worker(args.engine, args.model_id)?;
     let server = tiny_http::Server::http((args.host.as_str(), args.port))
         .map_err(|error| anyhow!("cannot listen on {}:{}: {error}", args.host, args.port))?;
     let address = server.server_addr().to_ip().context("the server has no IP address")?;
     // Scripts and tests read this line to find the port.
-    println!("listening on http://{address} (model {model_id})");
+    println!("listening on http://{address} (model {})", model.id);
     io::stdout().flush()?;
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
     for request in server.incoming_requests() {
         let jobs = jobs.clone();
-        let model_id = model_id.clone();
-        std::thread::spawn(move || route(request, &jobs, &model_id, created));
+        let model = model.clone();
+        std::thread::spawn(move || route(request, &jobs, &model, created));
     }
     Ok(())
 }
 
+/// What the HTTP threads know of the loaded model, to answer and check requests.
+#[derive(Debug, Clone)]
+struct ServedModel {
+    id: String,
+    /// Its tool-call format (`None`: `tools` are refused).
+    tools: Option<ToolFormat>,
+}
+
 /// Starts the engine thread and waits until the model is loaded; returns the
-/// job queue and the model id.
-fn start_worker(engine_args: EngineArgs, model_id: Option<String>) -> Result<(Sender<Job>, String)> {
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<String>>();
+/// job queue and the model.
+fn start_worker(engine_args: EngineArgs, model_id: Option<String>) -> Result<(Sender<Job>, ServedModel)> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<ServedModel>>();
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     std::thread::Builder::new().name("engine".to_string()).spawn(move || {
         let mut engine = match load_engine(&engine_args) {
@@ -129,7 +137,8 @@ fn start_worker(engine_args: EngineArgs, model_id: Option<String>) -> Result<(Se
         if let Some(model_id) = model_id {
             engine.set_model_id(model_id);
         }
-        if ready_tx.send(Ok(engine.model_id().to_string())).is_err() {
+        let served = ServedModel { id: engine.model_id().to_string(), tools: engine.tool_format() };
+        if ready_tx.send(Ok(served)).is_err() {
             return;
         }
         let model_id = engine.model_id().to_string();
@@ -143,8 +152,8 @@ fn start_worker(engine_args: EngineArgs, model_id: Option<String>) -> Result<(Se
             slot.run(job);
         }
     })?;
-    let model_id = ready_rx.recv().context("the engine thread stopped while loading")??;
-    Ok((jobs_tx, model_id))
+    let model = ready_rx.recv().context("the engine thread stopped while loading")??;
+    Ok((jobs_tx, model))
 }
 
 /// The worker's engine, loaded again after its GPU device was lost.
@@ -227,7 +236,7 @@ fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
 }
 
 /// Answers one HTTP request. Write errors mean the client left; nothing to do.
-fn route(mut request: Request, jobs: &Sender<Job>, model_id: &str, created: u64) {
+fn route(mut request: Request, jobs: &Sender<Job>, model: &ServedModel, created: u64) {
     let path = request.url().split('?').next().unwrap_or_default().to_string();
     let method = request.method().clone();
     let status = match (&method, path.as_str()) {
@@ -240,11 +249,11 @@ fn route(mut request: Request, jobs: &Sender<Job>, model_id: &str, created: u64)
         (Method::Get, "/v1/models") => {
             let models = serde_json::json!({
                 "object": "list",
-                "data": [{ "id": model_id, "object": "model", "created": created, "owned_by": "mlc-wgpu" }],
+                "data": [{ "id": model.id, "object": "model", "created": created, "owned_by": "mlc-wgpu" }],
             });
             respond_json(request, 200, &models.to_string())
         }
-        (Method::Post, "/v1/chat/completions") => match parse_chat(&mut request, model_id) {
+        (Method::Post, "/v1/chat/completions") => match parse_chat(&mut request, model) {
             Ok(chat) => {
                 let stream = chat.stream == Some(true);
                 submit(request, jobs, ApiRequest::Chat(Box::new(chat)), stream)
@@ -269,9 +278,9 @@ fn route(mut request: Request, jobs: &Sender<Job>, model_id: &str, created: u64)
 
 /// A chat request, parsed and validated (both of WebLLM's stages) before it
 /// is queued, so that a bad request is answered at once.
-fn parse_chat(request: &mut Request, model_id: &str) -> Result<ChatCompletionRequest, ApiError> {
+fn parse_chat(request: &mut Request, model: &ServedModel) -> Result<ChatCompletionRequest, ApiError> {
     let chat: ChatCompletionRequest = parse_body(request)?;
-    validate_chat_request(&chat, model_id).map_err(|error| ApiError::invalid(&error))?;
+    validate_chat_request(&chat, &model.id, model.tools).map_err(|error| ApiError::invalid(&error))?;
     Ok(chat)
 }
 
