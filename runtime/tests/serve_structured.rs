@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 #[path = "common/artifacts.rs"]
 mod artifacts;
+// The shared client; this file needs only part of it.
+#[allow(dead_code)]
 #[path = "common/serve_client.rs"]
 mod serve_client;
 
