@@ -57,28 +57,25 @@ fn template_fields(name: &str) -> Option<Value> {
             "stop_token_ids": [151643, 151645],
             "strip_reasoning_in_history": name == "qwen3",
         }),
-        "chatml" => json!({
-            "name": name,
-            "system_template": "<|im_start|>system\n{system_message}<|im_end|>\n",
-            "system_message": "A conversation between a user and an LLM-based AI assistant. The assistant gives helpful and honest answers.",
-            "roles": chatml_roles,
-            "seps": ["<|im_end|>\n"],
-            "role_content_sep": "\n",
-            "role_empty_sep": "\n",
-            "stop_str": ["<|im_end|>"],
-            "stop_token_ids": [2],
-        }),
-        "chatml_nosystem" => json!({
-            "name": name,
-            "system_template": "{system_message}",
-            "system_message": "",
-            "roles": chatml_roles,
-            "seps": ["<|im_end|>\n"],
-            "role_content_sep": "\n",
-            "role_empty_sep": "\n",
-            "stop_str": ["<|im_end|>"],
-            "stop_token_ids": [2],
-        }),
+        "chatml" | "chatml_nosystem" => {
+            let mut template = json!({
+                "name": name,
+                "system_template": "<|im_start|>system\n{system_message}<|im_end|>\n",
+                "system_message": "A conversation between a user and an LLM-based AI assistant. The assistant gives helpful and honest answers.",
+                "roles": chatml_roles,
+                "seps": ["<|im_end|>\n"],
+                "role_content_sep": "\n",
+                "role_empty_sep": "\n",
+                "stop_str": ["<|im_end|>"],
+                "stop_token_ids": [2],
+            });
+            // MLC's `chatml_nosystem` is `chatml` without the system turn.
+            if name == "chatml_nosystem" {
+                template["system_template"] = json!("{system_message}");
+                template["system_message"] = json!("");
+            }
+            template
+        }
         "llama-3" => json!({
             "name": name,
             "system_template": llama3_system,
