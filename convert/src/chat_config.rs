@@ -503,6 +503,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn chatml_nosystem_is_chatml_without_the_system_turn() {
+        let chatml = conv_template("chatml").unwrap();
+        let nosystem = conv_template("chatml_nosystem").unwrap();
+        assert_eq!((nosystem["system_template"].as_str(), nosystem["system_message"].as_str()), (Some("{system_message}"), Some("")));
+        assert_eq!(nosystem["name"], "chatml_nosystem");
+        for key in ["roles", "seps", "role_content_sep", "role_empty_sep", "stop_str", "stop_token_ids"] {
+            assert_eq!(nosystem[key], chatml[key], "{key}");
+        }
+        assert_ne!(chatml["system_template"], nosystem["system_template"]);
+    }
+
+    #[test]
     fn floats_print_as_python_repr() {
         for (value, text) in [
             (1e-6, "1e-06"),
