@@ -152,3 +152,31 @@ pub const CPU_TOLERANCE: f32 = 2e-3;
 
 /// The GPU tolerance: max |Δlogit| ≤ 5e-2 × the reference's logit std.
 pub const GPU_TOLERANCE: f32 = 5e-2;
+
+/// Checks the queued (pipelined) greedy path of `engine` against `prompt`'s
+/// reference continuation: three steps queued before any token is read (each
+/// fed on the device by the previous one's choice) give the first three
+/// reference tokens, and a queued step that is dropped leaves the context as
+/// if it had never run, so that decoding on from there still follows the
+/// reference.
+pub fn check_queued_greedy(what: &str, engine: &mut dyn mlc_wgpu::LanguageModel, prompt: &GoldenPrompt) {
+    use mlc_wgpu::backend::StepInput;
+    use pollster::FutureExt;
+    let want = &prompt.greedy_16;
+    engine.reset();
+    engine.queue_greedy(StepInput::Tokens(&prompt.token_ids)).unwrap();
+    engine.queue_greedy(StepInput::Queued).unwrap();
+    engine.queue_greedy(StepInput::Queued).unwrap();
+    assert_eq!(engine.position(), prompt.token_ids.len() + 2, "{what}: positions of three queued steps");
+    let taken: Vec<u32> = (0..3).map(|_| engine.next_queued().block_on().unwrap()).collect();
+    assert_eq!(taken, want[..3], "{what}: tokens of three queued steps");
+
+    // Queue one step past token 3, take nothing, drop it: token 3 must still
+    // be the next input, at the same position.
+    engine.queue_greedy(StepInput::Queued).unwrap();
+    engine.drop_queued();
+    assert_eq!(engine.position(), prompt.token_ids.len() + 2, "{what}: position after a dropped step");
+    assert!(engine.next_queued().block_on().is_err(), "{what}: nothing is queued after a drop");
+    let next = engine.greedy_next(&[want[2]]).block_on().unwrap();
+    assert_eq!(next, want[3], "{what}: the token after a dropped step");
+}

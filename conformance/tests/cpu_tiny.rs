@@ -85,6 +85,16 @@ fn greedy_continuations_are_identical() {
 }
 
 #[test]
+fn queued_greedy_steps_follow_the_reference() {
+    for model in TINY_MODELS {
+        let mut engine = load_cpu(&open(model)).unwrap();
+        for prompt in golden(model).prompts {
+            check_queued_greedy(&format!("cpu {model} {}", prompt.name), &mut engine, &prompt);
+        }
+    }
+}
+
+#[test]
 fn dequantized_weights_match_the_reference_rows() {
     use mlc_wgpu::weights::dequantize_rows;
     for model in TINY_MODELS {

@@ -64,6 +64,34 @@ fn greedy_tokens_are_identical_on_both_paths() {
 }
 
 #[test]
+fn queued_greedy_steps_follow_the_reference() {
+    for (path, ctx) in contexts() {
+        for model in TINY_MODELS {
+            let mut engine = load(model, &ctx);
+            for prompt in golden(model).prompts {
+                check_queued_greedy(&format!("gpu {path} {model} {}", prompt.name), &mut engine, &prompt);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_queued_step_is_submitted_before_the_previous_token_is_read() {
+    use mlc_wgpu::backend::StepInput;
+    let (_, ctx) = contexts().remove(0);
+    let mut engine = load("tiny-qwen2", &ctx);
+    let prompt = &golden("tiny-qwen2").prompts[1];
+    let before = engine.backend().stats();
+    engine.queue_greedy(StepInput::Tokens(&prompt.token_ids)).unwrap();
+    engine.queue_greedy(StepInput::Queued).unwrap();
+    let queued = engine.backend().stats();
+    assert_eq!(queued.submissions - before.submissions, 2, "both steps are on the queue");
+    assert_eq!(queued.wait, before.wait, "no token was waited for yet");
+    assert_eq!(engine.next_queued().block_on().unwrap(), prompt.greedy_16[0]);
+    assert_eq!(engine.next_queued().block_on().unwrap(), prompt.greedy_16[1]);
+}
+
+#[test]
 fn a_decode_step_is_one_submission_and_a_four_byte_readback() {
     let (_, ctx) = contexts().remove(0);
     let mut engine = load("tiny-qwen2", &ctx);

@@ -43,9 +43,34 @@ pub struct DecoderWeights<B: Backend + ?Sized> {
     pub lm_head: Option<B::Linear>,
 }
 
+/// The tokens a forward pass starts from.
+#[derive(Debug, Clone, Copy)]
+pub enum StepInput<'a> {
+    /// Token ids from the host.
+    Tokens(&'a [u32]),
+    /// The one token that the last [`Backend::queue_argmax`] left on the
+    /// device, read there: the host need not have seen it yet.
+    Queued,
+}
+
+impl StepInput<'_> {
+    /// Tokens in the pass.
+    pub fn len(&self) -> usize {
+        match self {
+            StepInput::Tokens(tokens) => tokens.len(),
+            StepInput::Queued => 1,
+        }
+    }
+
+    /// Whether the pass has no token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Hardware that can run a decoder's ops. Activations are `[tokens, width]`.
 ///
-/// The ops only record work; the readbacks (`read`, `argmax`, `sample`) are
+/// The ops only record work; the readbacks (`read`, `take_token`, `sample`) are
 /// `async` because a browser delivers a GPU result only after control returns
 /// to its event loop. Natively the GPU engine waits inside the call, so the
 /// future is ready when first polled. The futures are not `Send` (wgpu's web
@@ -59,6 +84,8 @@ pub trait Backend {
     type Linear;
     /// A vector parameter (norm weights).
     type Vector;
+    /// A token chosen on the device whose id the host has not read yet.
+    type Pending;
 
     /// Builds what the backend needs for this model before its weights load
     /// (kernels for its weight format, the KV cache).
@@ -74,16 +101,16 @@ pub trait Backend {
     fn context_capacity(&self, spec: &ModelSpec) -> usize {
         spec.context_window_size
     }
-    /// Starts a forward pass over `tokens`.
-    fn begin(&mut self, _tokens: &[u32]) -> Result<(), EngineError> {
+    /// Starts a forward pass over `input`.
+    fn begin(&mut self, _input: StepInput<'_>) -> Result<(), EngineError> {
         Ok(())
     }
     /// Takes a linear layer's (or embedding table's) stored weights.
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<Self::Linear, EngineError>;
     /// Takes a vector parameter (f16, bf16 or f32).
     fn load_vector(&mut self, source: &Tensor<'_>) -> Result<Self::Vector, EngineError>;
-    /// Rows of `table` for each token, times `scale` (1, or `√hidden` for Gemma).
-    fn embed(&mut self, table: &Self::Linear, tokens: &[u32], scale: f32) -> Result<Self::Tensor, EngineError>;
+    /// Rows of `table` for each token of `input`, times `scale` (1, or `√hidden` for Gemma).
+    fn embed(&mut self, table: &Self::Linear, input: StepInput<'_>, scale: f32) -> Result<Self::Tensor, EngineError>;
     /// Row-wise RMSNorm.
     fn rms_norm(&mut self, x: &Self::Tensor, weight: &Self::Vector, eps: f32) -> Result<Self::Tensor, EngineError>;
     /// `x · Wᵀ (+ bias)`.
@@ -137,11 +164,14 @@ pub trait Backend {
     async fn read(&mut self, x: &Self::Tensor) -> Result<Vec<f32>, EngineError> {
         self.to_host(x)
     }
-    /// The most likely token of a one-row logits tensor (lowest id among ties),
-    /// or `None` when the logits are not all finite.
-    async fn argmax(&mut self, logits: &Self::Tensor) -> Result<Option<u32>, EngineError> {
-        Ok(crate::generate::argmax(&self.read(logits).await?))
-    }
+    /// Starts choosing the most likely token of a one-row logits tensor
+    /// (lowest id among ties) without waiting for it: the device keeps it
+    /// as the input of a following [`StepInput::Queued`] pass, and
+    /// [`Backend::take_token`] brings it to the host. The host can so record
+    /// the next step while the device still computes this one.
+    fn queue_argmax(&mut self, logits: &Self::Tensor) -> Result<Self::Pending, EngineError>;
+    /// The id of a queued token, or `None` when its logits were not all finite.
+    async fn take_token(&mut self, pending: Self::Pending) -> Result<Option<u32>, EngineError>;
     /// Draws the next token from a one-row logits tensor, or `None` when the
     /// logits are not all finite.
     async fn sample(&mut self, logits: &Self::Tensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {

@@ -5,7 +5,7 @@
 use mlc_kernels::cpu::{self as ops, KvLayout, Q4Matrix, Rope, Weight};
 use mlc_loader::{DType, Tensor};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, StepInput};
 use crate::models::{Activation, ModelSpec};
 use crate::weights::{LinearSource, MatrixSource};
 use crate::EngineError;
@@ -65,12 +65,14 @@ struct LayerCache {
 pub struct CpuBackend {
     rope: Option<Rope>,
     cache: Vec<LayerCache>,
+    /// The token the last `queue_argmax` chose (`None`: none, or its logits were not finite).
+    queued: Option<u32>,
 }
 
 impl CpuBackend {
     /// A backend with an empty KV cache.
     pub fn new() -> CpuBackend {
-        CpuBackend { rope: None, cache: Vec::new() }
+        CpuBackend { rope: None, cache: Vec::new(), queued: None }
     }
 }
 
@@ -84,6 +86,7 @@ impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Linear = CpuLinear;
     type Vector = Vec<f32>;
+    type Pending = Option<u32>;
 
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<CpuLinear, EngineError> {
         let (rows, cols) = (source.rows, source.cols);
@@ -105,7 +108,15 @@ impl Backend for CpuBackend {
         Ok(source.to_f32_vec()?)
     }
 
-    fn embed(&mut self, table: &CpuLinear, tokens: &[u32], scale: f32) -> Result<CpuTensor, EngineError> {
+    fn embed(&mut self, table: &CpuLinear, input: StepInput<'_>, scale: f32) -> Result<CpuTensor, EngineError> {
+        let queued;
+        let tokens = match input {
+            StepInput::Tokens(tokens) => tokens,
+            StepInput::Queued => {
+                queued = [self.queued.ok_or(EngineError::NoQueuedToken)?];
+                &queued[..]
+            }
+        };
         let weight = table.weight();
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= weight.rows()) {
             return Err(EngineError::TokenOutOfRange { token, vocab_size: weight.rows() });
@@ -220,6 +231,15 @@ impl Backend for CpuBackend {
 
     fn to_host(&mut self, x: &CpuTensor) -> Result<Vec<f32>, EngineError> {
         Ok(x.data.clone())
+    }
+
+    fn queue_argmax(&mut self, logits: &CpuTensor) -> Result<Option<u32>, EngineError> {
+        self.queued = crate::generate::argmax(&logits.data);
+        Ok(self.queued)
+    }
+
+    async fn take_token(&mut self, pending: Option<u32>) -> Result<Option<u32>, EngineError> {
+        Ok(pending)
     }
 
     fn reset_cache(&mut self) {

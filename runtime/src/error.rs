@@ -69,6 +69,10 @@ pub enum EngineError {
     /// An empty token list where at least one token is needed.
     #[error("no input tokens")]
     EmptyInput,
+    /// A pass was to start from a queued token, but none was queued (or the
+    /// queue was dropped since).
+    #[error("no token is queued on the device to continue from")]
+    NoQueuedToken,
     /// A GPU kernel failed, or the device was lost
     /// ([`EngineError::is_device_lost`]).
     #[error(transparent)]

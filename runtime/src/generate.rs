@@ -1,5 +1,6 @@
 //! Greedy generation over token ids (sampling lives with the chat engine).
 
+use crate::backend::StepInput;
 use crate::model::LanguageModel;
 use crate::EngineError;
 
@@ -13,18 +14,34 @@ pub struct GreedyOptions {
 }
 
 /// Prefills `prompt` and then repeatedly appends the most likely token.
+///
+/// Pipelined: each step is queued on the device, fed by the token the
+/// previous step chose there, before the host reads that token, so the host
+/// records step N + 1 while the device runs step N. The step queued past a
+/// stop token is dropped again, leaving the context as a step-by-step
+/// generation leaves it (the prompt and every output token but the last).
 pub async fn generate_greedy(model: &mut dyn LanguageModel, prompt: &[u32], options: &GreedyOptions) -> Result<Vec<u32>, EngineError> {
     let mut output = Vec::with_capacity(options.max_tokens);
     if options.max_tokens == 0 {
         return Ok(output);
     }
-    let mut token = model.greedy_next(prompt).await?;
+    model.queue_greedy(StepInput::Tokens(prompt))?;
     loop {
+        if output.len() + 1 < options.max_tokens {
+            model.queue_greedy(StepInput::Queued)?;
+        }
+        let token = match model.next_queued().await {
+            Ok(token) => token,
+            Err(error) => {
+                model.drop_queued();
+                return Err(error);
+            }
+        };
         output.push(token);
         if output.len() >= options.max_tokens || options.stop_token_ids.contains(&token) {
+            model.drop_queued();
             return Ok(output);
         }
-        token = model.greedy_next(&[token]).await?;
     }
 }
 

@@ -32,7 +32,7 @@ use mlc_kernels::{
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, StepInput};
 use crate::models::{Activation, ModelSpec};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::SamplingStep;
@@ -199,6 +199,8 @@ pub struct GpuBackend {
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     staging: Option<wgpu::Buffer>,
+    /// 4-byte staging buffers for token ids, free for the next submission.
+    token_staging: Vec<wgpu::Buffer>,
     stats: GpuStats,
     /// When the recording now under way began.
     encode_started: Option<Instant>,
@@ -220,6 +222,7 @@ impl GpuBackend {
             encoder: None,
             pass: None,
             staging: None,
+            token_staging: Vec::new(),
             stats: GpuStats::default(),
             encode_started: None,
             profiler: None,
@@ -261,7 +264,9 @@ impl GpuBackend {
     }
 
     /// Times every kernel of the following forward passes with GPU timestamps
-    /// (see [`crate::profile`]); fails where the adapter cannot.
+    /// (see [`crate::profile`]); fails where the adapter cannot. Steps must
+    /// be taken one at a time meanwhile: the stamps of a step queued while
+    /// another is still running would overwrite the other's.
     pub fn start_profiling(&mut self) -> Result<(), EngineError> {
         self.profiler = Some(Profiler::new(&self.ctx)?);
         Ok(())
@@ -362,32 +367,47 @@ impl GpuBackend {
     async fn submit_and_read(&mut self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, EngineError> {
         // Nothing is submitted to a lost device or after an unreported failure.
         self.settle().await?;
-        self.pass = None;
-        let mut encoder = self.encoder.take().unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
         let size = bytes.div_ceil(4).max(1) * 4;
         if self.staging.as_ref().is_none_or(|s| s.size() < size) {
-            self.staging = Some(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
+            self.staging = Some(readback_buffer(&self.ctx, size));
         }
         let staging = self.staging.clone().expect("made above");
-        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        let submitted = self.submit_copy(source, &staging, size);
+        self.read_submitted(&staging, size, submitted).await
+    }
+
+    /// Ends the pass and submits the recorded work followed by a copy of the
+    /// first `size` bytes of `source` into `staging`.
+    fn submit_copy(&mut self, source: &wgpu::Buffer, staging: &wgpu::Buffer, size: u64) -> Submitted {
+        self.pass = None;
+        let mut encoder = self.encoder.take().unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
+        encoder.copy_buffer_to_buffer(source, 0, staging, 0, size);
         if let Some(profiler) = &self.profiler {
             profiler.resolve(&mut encoder);
         }
-        self.ctx.queue.submit([encoder.finish()]);
+        let index = self.ctx.queue.submit([encoder.finish()]);
         self.count_submission();
         self.stats.readback_bytes += size;
-        let submitted = Instant::now();
-        let bytes = read_mapped(&self.ctx, &staging, size).await?;
-        self.stats.wait += submitted.elapsed();
+        Submitted { index, at: Instant::now() }
+    }
+
+    /// Waits for a submission made by [`GpuBackend::submit_copy`] and returns
+    /// the bytes it copied into `staging`.
+    async fn read_submitted(&mut self, staging: &wgpu::Buffer, size: u64, submitted: Submitted) -> Result<Vec<u8>, EngineError> {
+        let bytes = read_mapped(&self.ctx, staging, size, submitted.index).await?;
+        self.stats.wait += submitted.at.elapsed();
         if let Some(profiler) = self.profiler.as_mut() {
             profiler.collect(&self.ctx).await?;
         }
         Ok(bytes)
+    }
+
+    /// Submits the recorded step with a copy of the sampled token id to the host.
+    fn submit_token(&mut self, vocab: usize) -> GpuPending {
+        let staging = self.token_staging.pop().unwrap_or_else(|| readback_buffer(&self.ctx, 4));
+        let token_out = self.prepared().token_out.clone();
+        let submitted = self.submit_copy(&token_out, &staging, 4);
+        GpuPending { staging, submitted, vocab }
     }
 
     /// Submits recorded work that nobody has waited for yet.
@@ -413,10 +433,35 @@ impl GpuBackend {
     }
 }
 
+/// A forward pass handed to the queue, and when.
+struct Submitted {
+    index: wgpu::SubmissionIndex,
+    at: Instant,
+}
+
+/// A token chosen on the GPU, on its way to the host: the submission that
+/// computes it copies its id into `staging`.
+pub struct GpuPending {
+    staging: wgpu::Buffer,
+    submitted: Submitted,
+    vocab: usize,
+}
+
+/// A buffer of `size` bytes that results are copied into and mapped from.
+fn readback_buffer(ctx: &GpuContext, size: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
 /// Maps `staging` and copies its first `size` bytes out. Natively the device
-/// is polled to completion first, so the map callback has already run when
-/// the future is awaited; in a browser the await yields to the event loop.
-async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, EngineError> {
+/// is polled until `submission` is done first (later ones may still run), so
+/// the map callback has already run when the future is awaited; in a browser
+/// the await yields to the event loop.
+async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64, submission: wgpu::SubmissionIndex) -> Result<Vec<u8>, EngineError> {
     let lost = |message: String| EngineError::Gpu(mlc_kernels::KernelError::DeviceLost(message));
     let slice = staging.slice(..size);
     let mapped = MapRead::new(&slice);
@@ -424,7 +469,11 @@ async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64) -> Res
     // next step can copy into the staging buffer again.
     let _unmap = Unmap(staging);
     #[cfg(not(target_arch = "wasm32"))]
-    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| lost(e.to_string()))?;
+    ctx.device
+        .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+        .map_err(|e| lost(e.to_string()))?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = submission;
     // A lost device fails the map (WebGPU rejects `mapAsync`), so this never hangs.
     mapped.await.map_err(|e| lost(e.to_string()))?;
     let bytes = slice.get_mapped_range().map_err(|e| lost(e.to_string()))?.to_vec();
@@ -520,6 +569,7 @@ impl Backend for GpuBackend {
     type Tensor = GpuTensor;
     type Linear = GpuLinear;
     type Vector = wgpu::Buffer;
+    type Pending = GpuPending;
 
     fn prepare(&mut self, spec: &ModelSpec, quantization: Quantization) -> Result<(), EngineError> {
         let ctx = &self.ctx;
@@ -590,22 +640,33 @@ impl Backend for GpuBackend {
         Ok(self.ctx.storage_buffer(source.name, &bytes))
     }
 
-    fn begin(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+    fn begin(&mut self, input: StepInput<'_>) -> Result<(), EngineError> {
         // Parameter and token writes apply at the next submission, so work
         // recorded by an earlier call (a prefill chunk) must be submitted first.
         self.flush();
         self.begin_step();
         self.encode_started.get_or_insert_with(Instant::now);
-        let prepared = self.prepared();
-        self.ctx.queue.write_buffer(&prepared.tokens, 0, bytemuck::cast_slice(tokens));
+        let (tokens, token_out) = (self.prepared().tokens.clone(), self.prepared().token_out.clone());
+        match input {
+            StepInput::Tokens(ids) => self.ctx.queue.write_buffer(&tokens, 0, bytemuck::cast_slice(ids)),
+            // Copied in the command stream, after the queued step that samples it.
+            StepInput::Queued => {
+                let encoder = self.encoder.get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+                encoder.copy_buffer_to_buffer(&token_out, 0, &tokens, 0, 4);
+            }
+        }
         Ok(())
     }
 
-    fn embed(&mut self, table: &GpuLinear, tokens: &[u32], scale: f32) -> Result<GpuTensor, EngineError> {
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= table.rows) {
+    fn embed(&mut self, table: &GpuLinear, input: StepInput<'_>, scale: f32) -> Result<GpuTensor, EngineError> {
+        // A queued token is not checked here: an invalid one (non-finite
+        // logits) is reported by `take_token`, and its successor discarded.
+        if let StepInput::Tokens(tokens) = input
+            && let Some(&token) = tokens.iter().find(|&&t| t as usize >= table.rows)
+        {
             return Err(EngineError::TokenOutOfRange { token, vocab_size: table.rows });
         }
-        let out = self.tensor(tokens.len(), table.cols);
+        let out = self.tensor(input.len(), table.cols);
         let token_buffer = self.prepared().tokens.clone();
         let max_rows = out.capacity.min(self.max_rows()) as u32;
         let key = vec![table.data.clone(), token_buffer.clone(), out.buffer.clone()];
@@ -613,7 +674,7 @@ impl Backend for GpuBackend {
             let buffers = EmbedBuffers { table: table.weight(), tokens: &token_buffer, out: &out.buffer };
             Ok(BoundOp::Plain(b.prepared().kernels.embed.bind(&b.ctx, &buffers, max_rows, scale)?))
         })?;
-        self.record(slot, tokens.len(), 0)?;
+        self.record(slot, input.len(), 0)?;
         Ok(out)
     }
 
@@ -805,7 +866,9 @@ impl Backend for GpuBackend {
         Ok(bytemuck::pod_collect_to_vec(&bytes[..x.rows * x.cols * 4]))
     }
 
-    async fn argmax(&mut self, logits: &GpuTensor) -> Result<Option<u32>, EngineError> {
+    fn queue_argmax(&mut self, logits: &GpuTensor) -> Result<GpuPending, EngineError> {
+        // Nothing is submitted to a lost device or after an unreported failure.
+        self.ctx.health().check()?;
         let slot = self.sampler_slot(logits)?;
         let queue = self.ctx.queue.clone();
         // The sampler keeps the last sampled step's bias, penalties and mask; greedy decoding wants none.
@@ -813,7 +876,15 @@ impl Backend for GpuBackend {
             sampler.set_plain_argmax(&queue);
         }
         self.record(slot, 1, 0)?;
-        self.read_token(logits.cols).await
+        Ok(self.submit_token(logits.cols))
+    }
+
+    async fn take_token(&mut self, pending: GpuPending) -> Result<Option<u32>, EngineError> {
+        let GpuPending { staging, submitted, vocab } = pending;
+        let bytes = self.read_submitted(&staging, 4, submitted).await?;
+        self.token_staging.push(staging);
+        let token = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        Ok(((token as usize) < vocab).then_some(token))
     }
 
     async fn sample(&mut self, logits: &GpuTensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
@@ -901,10 +972,10 @@ impl GpuBackend {
     /// Submits the step and reads the sampled token id (4 bytes); `None` when
     /// the sampler found no valid token (non-finite logits).
     async fn read_token(&mut self, vocab: usize) -> Result<Option<u32>, EngineError> {
-        let token_out = self.prepared().token_out.clone();
-        let bytes = self.submit_and_read(&token_out, 4).await?;
-        let token = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        Ok(((token as usize) < vocab).then_some(token))
+        // Nothing is submitted to a lost device or after an unreported failure.
+        self.settle().await?;
+        let pending = self.submit_token(vocab);
+        self.take_token(pending).await
     }
 
     /// Copies row `row` of `x` into the first row of `out`.

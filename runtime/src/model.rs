@@ -7,12 +7,13 @@
 //! has already waited for the device when the future is first polled, so a
 //! decode step stays one submission and a 4-byte readback.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 
 use mlc_loader::Artifact;
 
-use crate::backend::{Backend, DecoderWeights};
+use crate::backend::{Backend, DecoderWeights, StepInput};
 use crate::models::decoder::{self, Logits};
 use crate::models::{spec_for, ModelSpec};
 use crate::sampling::SamplingStep;
@@ -38,6 +39,17 @@ pub trait LanguageModel {
     /// Appends `tokens` and returns the most likely next token, computed where
     /// the logits are (on a GPU only the token id comes back).
     fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32>;
+    /// Appends `input` and starts choosing the most likely next token without
+    /// waiting for it. With [`StepInput::Queued`] the input is the token the
+    /// previous call chose, read on the device: the host records and submits
+    /// step N + 1 while the device still runs step N, and reads token N with
+    /// [`LanguageModel::next_queued`] meanwhile.
+    fn queue_greedy(&mut self, input: StepInput<'_>) -> Result<(), EngineError>;
+    /// The oldest queued token, once the device has it.
+    fn next_queued(&mut self) -> ModelFuture<'_, u32>;
+    /// Forgets the queued steps whose tokens were not taken (a generation
+    /// that stopped early): the context is as if they had not run.
+    fn drop_queued(&mut self);
     /// Appends `tokens` and draws the next token as `step` says, where the
     /// logits are (on a GPU only the token id comes back).
     fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32>;
@@ -58,6 +70,12 @@ pub struct Model<B: Backend> {
     weights: DecoderWeights<B>,
     backend: B,
     position: usize,
+    /// Tokens queued on the device and not taken yet, oldest first, with
+    /// the number of positions the step that chose each one appended.
+    queued: VecDeque<(B::Pending, usize)>,
+    /// Whether the device holds the token of the newest step, the input that
+    /// [`StepInput::Queued`] continues from.
+    token_on_device: bool,
 }
 
 impl<B: Backend> Model<B> {
@@ -66,7 +84,7 @@ impl<B: Backend> Model<B> {
         let spec = spec_for(&artifact.config)?;
         backend.prepare(&spec, artifact.quantization())?;
         let weights = weights::load(&spec, artifact, &mut backend)?;
-        Ok(Model { spec, weights, backend, position: 0 })
+        Ok(Model { spec, weights, backend, position: 0, queued: VecDeque::new(), token_on_device: false })
     }
 
     /// The backend (for its counters).
@@ -80,13 +98,15 @@ impl<B: Backend> Model<B> {
     }
 
     /// Runs one forward call and advances the position.
-    fn forward(&mut self, tokens: &[u32], logits: Logits, trace: Option<&mut decoder::Trace>) -> Result<B::Tensor, EngineError> {
-        let needed = self.position + tokens.len();
+    fn forward(&mut self, input: StepInput<'_>, logits: Logits, trace: Option<&mut decoder::Trace>) -> Result<B::Tensor, EngineError> {
+        let needed = self.position + input.len();
         let window = self.context_capacity();
         if needed > window {
             return Err(EngineError::ContextWindowExceeded { needed, window });
         }
-        let out = decoder::forward(&self.spec, &self.weights, &mut self.backend, tokens, self.position, logits, trace)?;
+        // The device's token, if any, now belongs to an older step.
+        self.token_on_device = false;
+        let out = decoder::forward(&self.spec, &self.weights, &mut self.backend, input, self.position, logits, trace)?;
         self.position = needed;
         Ok(out)
     }
@@ -99,9 +119,9 @@ impl<B: Backend> Model<B> {
             n => tokens.split_at(((n - 1) / chunk) * chunk),
         };
         for piece in rest.chunks(chunk) {
-            self.forward(piece, Logits::Last, None)?;
+            self.forward(StepInput::Tokens(piece), Logits::Last, None)?;
         }
-        self.forward(last, Logits::Last, None)
+        self.forward(StepInput::Tokens(last), Logits::Last, None)
     }
 }
 
@@ -129,8 +149,49 @@ impl<B: Backend> LanguageModel for Model<B> {
         Box::pin(async move {
             let logits = self.forward_chunked(tokens)?;
             let step = self.position;
-            self.backend.argmax(&logits).await?.ok_or(EngineError::NonFiniteLogits { step })
+            let pending = self.backend.queue_argmax(&logits)?;
+            self.token_on_device = true;
+            self.backend.take_token(pending).await?.ok_or(EngineError::NonFiniteLogits { step })
         })
+    }
+
+    fn queue_greedy(&mut self, input: StepInput<'_>) -> Result<(), EngineError> {
+        if matches!(input, StepInput::Queued) && !self.token_on_device {
+            return Err(EngineError::NoQueuedToken);
+        }
+        let before = self.position;
+        let logits = match input {
+            StepInput::Tokens(tokens) => self.forward_chunked(tokens)?,
+            StepInput::Queued => self.forward(input, Logits::Last, None)?,
+        };
+        let pending = self.backend.queue_argmax(&logits)?;
+        self.queued.push_back((pending, self.position - before));
+        self.token_on_device = true;
+        Ok(())
+    }
+
+    fn next_queued(&mut self) -> ModelFuture<'_, u32> {
+        Box::pin(async move {
+            let (pending, _) = self.queued.pop_front().ok_or(EngineError::NoQueuedToken)?;
+            // The position at which this token's logits were computed.
+            let step = self.position - self.queued.iter().map(|(_, positions)| positions).sum::<usize>();
+            match self.backend.take_token(pending).await? {
+                Some(token) => Ok(token),
+                None => {
+                    // Later steps ran on an invalid token: their work is void.
+                    self.drop_queued();
+                    Err(EngineError::NonFiniteLogits { step })
+                }
+            }
+        })
+    }
+
+    fn drop_queued(&mut self) {
+        if !self.queued.is_empty() {
+            // The device's token is a dropped step's.
+            self.token_on_device = false;
+        }
+        self.position -= self.queued.drain(..).map(|(_, positions)| positions).sum::<usize>();
     }
 
     fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32> {
@@ -149,7 +210,7 @@ impl<B: Backend> LanguageModel for Model<B> {
             let chunk = self.backend.max_tokens_per_call(&self.spec, true).max(1);
             let mut all = Vec::with_capacity(tokens.len() * self.spec.vocab_size);
             for piece in tokens.chunks(chunk) {
-                let logits = self.forward(piece, Logits::All, None)?;
+                let logits = self.forward(StepInput::Tokens(piece), Logits::All, None)?;
                 all.extend(self.backend.read(&logits).await?);
             }
             Ok(all)
@@ -165,11 +226,13 @@ impl<B: Backend> LanguageModel for Model<B> {
             return Err(EngineError::Config(format!("a trace covers at most {most} tokens on this backend, got {}", tokens.len())));
         }
         let mut trace = decoder::Trace::new();
-        let logits = self.forward(tokens, Logits::All, Some(&mut trace))?;
+        let logits = self.forward(StepInput::Tokens(tokens), Logits::All, Some(&mut trace))?;
         Ok((self.backend.to_host(&logits)?, trace))
     }
 
     fn reset(&mut self) {
+        self.queued.clear();
+        self.token_on_device = false;
         self.backend.reset_cache();
         self.position = 0;
     }

@@ -5,7 +5,9 @@
 //!
 //! Every figure is wall-clock time around work the host waits for: a step
 //! ends with its token id read back (4 bytes on the GPU), and kernel batches
-//! end with `device.poll(wait)`. docs/performance.md describes the method.
+//! end with `device.poll(wait)`. Decode is timed as generation runs it (each
+//! step queued before the previous token is read) and, as the baseline in the
+//! same run, one step at a time. docs/performance.md describes the method.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,7 @@ use mlc_loader::DType;
 use mlc_wgpu::gpu::{GpuBackend, GpuOptions, GpuStats};
 use mlc_wgpu::model::Model;
 use mlc_wgpu::profile::Profile;
-use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
+use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
 use pollster::FutureExt as _;
 use serde::Serialize;
 
@@ -90,8 +92,10 @@ struct Report {
     ttft_s: f64,
     prefill_tok_s: f64,
     gen_tokens: usize,
-    /// Steps after the first token, each one token in, one id out.
+    /// Steps after the first token, each queued before the previous token is read.
     decode_tok_s: f64,
+    /// The same steps one at a time: each one token in, one id out, then the next.
+    decode_stepwise_tok_s: f64,
     decode_at_context: Vec<ContextDecode>,
     skipped_contexts: Vec<usize>,
     kernels: Option<KernelReport>,
@@ -136,7 +140,10 @@ struct KernelTime {
 struct ContextDecode {
     context: usize,
     steps: usize,
+    /// Steps queued ahead, as generation runs them.
     tok_s: f64,
+    /// Steps one at a time.
+    stepwise_tok_s: f64,
 }
 
 /// Bandwidth of single kernels, next to that of two kinds of copy.
@@ -208,8 +215,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let first = model.greedy_next(&prompt).block_on()?;
     let ttft = prefill_started.elapsed();
     let decode_started = Instant::now();
-    steps_from(&mut *model, first, gen_tokens - 1)?;
+    queued_steps_from(&mut *model, first, gen_tokens - 1)?;
     let decode_time = decode_started.elapsed();
+    model.reset();
+    let first = model.greedy_next(&prompt).block_on()?;
+    let decode_started = Instant::now();
+    steps_from(&mut *model, first, gen_tokens - 1)?;
+    let stepwise_decode_time = decode_started.elapsed();
 
     let mut decode_at_context = Vec::new();
     let mut skipped_contexts = Vec::new();
@@ -218,11 +230,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             skipped_contexts.push(context);
             continue;
         }
-        model.reset();
-        let token = decode(&mut *model, &random_ids(context), WARM_STEPS)?;
-        let started = Instant::now();
-        steps_from(&mut *model, token, steps)?;
-        decode_at_context.push(ContextDecode { context, steps, tok_s: rate(steps, started.elapsed()) });
+        let prompt = random_ids(context);
+        let mut time = |steps_from: fn(&mut dyn LanguageModel, u32, usize) -> Result<u32>| -> Result<Duration> {
+            model.reset();
+            let token = decode(&mut *model, &prompt, WARM_STEPS)?;
+            let started = Instant::now();
+            steps_from(&mut *model, token, steps)?;
+            Ok(started.elapsed())
+        };
+        let (queued, stepwise) = (time(queued_steps_from)?, time(steps_from)?);
+        decode_at_context.push(ContextDecode { context, steps, tok_s: rate(steps, queued), stepwise_tok_s: rate(steps, stepwise) });
     }
 
     let spec = model.spec().clone();
@@ -253,6 +270,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         prefill_tok_s: rate(prompt_tokens, ttft),
         gen_tokens,
         decode_tok_s: rate(gen_tokens - 1, decode_time),
+        decode_stepwise_tok_s: rate(gen_tokens - 1, stepwise_decode_time),
         decode_at_context,
         skipped_contexts,
         kernels,
@@ -271,7 +289,17 @@ fn decode(model: &mut dyn LanguageModel, tokens: &[u32], steps: usize) -> Result
     steps_from(model, first, steps)
 }
 
-/// Feeds `token` back `steps` times, greedily; returns the last token.
+/// Feeds `token` back `steps` times, greedily, as generation does: each step
+/// is queued on the device before the previous token is read. Returns the
+/// last token.
+fn queued_steps_from(model: &mut dyn LanguageModel, token: u32, steps: usize) -> Result<u32> {
+    let options = GreedyOptions { max_tokens: steps, stop_token_ids: Vec::new() };
+    let tokens = generate_greedy(model, &[token], &options).block_on()?;
+    Ok(tokens.last().copied().unwrap_or(token))
+}
+
+/// Feeds `token` back `steps` times, greedily, one step at a time: each step's
+/// token is read before the next is recorded. Returns the last token.
 fn steps_from(model: &mut dyn LanguageModel, mut token: u32, steps: usize) -> Result<u32> {
     for _ in 0..steps {
         token = model.greedy_next(&[token]).block_on()?;
@@ -496,9 +524,22 @@ fn print_report(report: &Report) {
     println!("load:        {:.2} s", report.load_s);
     println!("first token: {:.1} ms after a {}-token prompt", report.ttft_s * 1e3, report.prompt_tokens);
     println!("prefill:     {:.1} tok/s", report.prefill_tok_s);
-    println!("decode:      {:.1} tok/s ({} tokens after the prompt)", report.decode_tok_s, report.gen_tokens);
+    println!(
+        "decode:      {:.1} tok/s ({} tokens after the prompt); one step at a time {:.1} tok/s: {:.2}×",
+        report.decode_tok_s,
+        report.gen_tokens,
+        report.decode_stepwise_tok_s,
+        report.decode_tok_s / report.decode_stepwise_tok_s
+    );
     for at in &report.decode_at_context {
-        println!("decode @{:<5} {:.1} tok/s ({} steps)", at.context, at.tok_s, at.steps);
+        println!(
+            "decode @{:<5} {:.1} tok/s ({} steps); one step at a time {:.1} tok/s: {:.2}×",
+            at.context,
+            at.tok_s,
+            at.steps,
+            at.stepwise_tok_s,
+            at.tok_s / at.stepwise_tok_s
+        );
     }
     if !report.skipped_contexts.is_empty() {
         println!("skipped:     contexts {:?} (beyond the KV cache)", report.skipped_contexts);

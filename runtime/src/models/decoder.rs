@@ -13,7 +13,7 @@
 //! straight into the residual stream.
 
 use super::ModelSpec;
-use crate::backend::{Backend, DecoderWeights};
+use crate::backend::{Backend, DecoderWeights, StepInput};
 use crate::EngineError;
 
 /// Which positions' logits a forward pass returns.
@@ -29,13 +29,13 @@ pub enum Logits {
 /// `layer{L}_out`, `final_norm`), for conformance traces.
 pub type Trace = Vec<(String, Vec<f32>)>;
 
-/// Runs `tokens` (at positions `start..`) through the decoder, appending them
+/// Runs `input` (at positions `start..`) through the decoder, appending them
 /// to the KV cache, and returns the requested logits `[rows, vocab]`.
 pub fn forward<B: Backend>(
     spec: &ModelSpec,
     weights: &DecoderWeights<B>,
     backend: &mut B,
-    tokens: &[u32],
+    input: StepInput<'_>,
     start: usize,
     logits: Logits,
     mut trace: Option<&mut Trace>,
@@ -49,8 +49,8 @@ pub fn forward<B: Backend>(
     };
     let eps = spec.rms_norm_eps;
 
-    backend.begin(tokens)?;
-    let mut h = backend.embed(&weights.embed, tokens, spec.embed_scale)?;
+    backend.begin(input)?;
+    let mut h = backend.embed(&weights.embed, input, spec.embed_scale)?;
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {
         let qkv = backend.norm_linear(&h, &layer.attn_norm, eps, &layer.qkv)?;
