@@ -68,8 +68,20 @@ impl Dtype {
 }
 
 /// Picks, for `rows` rows of the step and one bound part of `extent` items
-/// (weight rows, table rows, ...), which pipeline to run and how many workgroups.
-pub(crate) type Schedule = Box<dyn Fn(u32, u32) -> (usize, u32) + Send + Sync>;
+/// (weight rows, table rows, ...), which pipelines to run and how many workgroups.
+pub(crate) type Schedule = Box<dyn Fn(u32, u32) -> Dispatches + Send + Sync>;
+
+/// The dispatches of one call of a bound part, in order: (pipeline,
+/// workgroups), at most two (a product split over K, then the sum of the
+/// splits); zero workgroups records nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dispatches(pub [(usize, u32); 2]);
+
+impl From<(usize, u32)> for Dispatches {
+    fn from(one: (usize, u32)) -> Dispatches {
+        Dispatches([one, (0, 0)])
+    }
+}
 
 /// One dispatch of a bound kernel: its bind group and parameter uniform.
 struct Part {
@@ -163,14 +175,15 @@ impl Bound {
     pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
         let rows = self.rows();
         for part in &self.parts {
-            let (pipeline, workgroups) = (self.schedule)(rows, part.extent);
-            if workgroups == 0 {
-                continue;
+            for (pipeline, workgroups) in (self.schedule)(rows, part.extent).0 {
+                if workgroups == 0 {
+                    continue;
+                }
+                let (x, y) = grid(workgroups, self.max_workgroups_per_dimension);
+                pass.set_pipeline(&self.pipelines[pipeline]);
+                pass.set_bind_group(0, &part.bind_group, &[]);
+                pass.dispatch_workgroups(x, y, 1);
             }
-            let (x, y) = grid(workgroups, self.max_workgroups_per_dimension);
-            pass.set_pipeline(&self.pipelines[pipeline]);
-            pass.set_bind_group(0, &part.bind_group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
         }
     }
 

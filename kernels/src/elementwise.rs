@@ -155,7 +155,7 @@ impl Elementwise {
             ],
         );
         let schedule =
-            Box::new(move |rows: u32, _: u32| (0, (rows * width).div_ceil(WORKGROUP_SIZE)));
+            Box::new(move |rows: u32, _: u32| (0, (rows * width).div_ceil(WORKGROUP_SIZE)).into());
         Ok(Bound::new(
             ctx,
             what,

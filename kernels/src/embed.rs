@@ -129,7 +129,7 @@ impl Embed {
             .collect();
         let per_token = hidden / VALUES_PER_INVOCATION;
         let schedule = Box::new(move |rows: u32, _part_rows: u32| {
-            (0, (rows * per_token).div_ceil(WORKGROUP_SIZE))
+            (0, (rows * per_token).div_ceil(WORKGROUP_SIZE)).into()
         });
         Ok(Bound::new(
             ctx,

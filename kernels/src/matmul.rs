@@ -16,15 +16,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::buffers::{
-    self, BINDING_ALIGNMENT, Bound, Dtype, bind_group, check_buffer, check_dimension,
+    self, BINDING_ALIGNMENT, Bound, Dispatches, Dtype, bind_group, check_buffer, check_dimension,
     check_distinct, params_buffer, placeholder, range, split_rows,
 };
 use crate::context::{Binding, KernelLayout};
 use crate::elementwise::ACTIVATION_WGSL;
-use crate::{Activation, Capabilities, GpuContext, KernelError};
+use crate::{Activation, GpuContext, KernelError};
 
-const TILE_F32_WGSL: &str = include_str!("shaders/matmul_tile_f32.wgsl");
-const TILE_F16_WGSL: &str = include_str!("shaders/matmul_tile_f16.wgsl");
 const DECODE_WGSL: &str = include_str!("shaders/matmul_decode.wgsl");
 const WEIGHTS_WGSL: &str = include_str!("shaders/matmul_weights.wgsl");
 const MATMUL_WGSL: &str = include_str!("shaders/matmul.wgsl");
@@ -42,8 +40,16 @@ const WIDE_ROWS_PER_THREAD: u32 = 4;
 const WIDE_FROM_ROWS: u32 = 8192;
 /// Threads per row set of the portable `matvec` (`TEAM` in matmul.wgsl).
 const TEAM: u32 = 32;
-/// Output block edge of `matmul_tiled`.
-const TILE: u32 = 64;
+/// Output rows and columns of a `matmul_tiled` block.
+const BLOCK: u32 = 128;
+/// Blocks from which a product fills a large GPU without splitting K.
+const WIDE_BLOCKS: u32 = 128;
+/// Workgroups per block of a product split over K (`SPLITS` in matmul.wgsl).
+const SPLITS: u32 = 4;
+/// Bytes of the partial sums that products split over K share (one buffer per
+/// [`Matmul`]); a product whose splits would need more runs unsplit. 10 MiB
+/// covers the q/k/v, o and down products of a 0.5B model at 512 rows.
+pub const SPLIT_SCRATCH_BYTES: u64 = 10 << 20;
 
 /// How a weight matrix `[N, K]` is stored: MLC's quantization modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,13 +103,6 @@ impl WeightFormat {
         }
     }
 
-    /// Whether the prefill kernel multiplies in f16: on devices with shader-f16
-    /// for models whose dtype is f16 (q4f16_1, q0f16). A q4f32_1 / q0f32 model
-    /// asked for f32 arithmetic and gets it.
-    fn uses_f16(self, caps: &Capabilities) -> bool {
-        self.dtype() == Dtype::F16 && caps.shader_f16
-    }
-
     /// WGSL reading this format (`Eight`, `q4_centered`, `weights8`, bindings 1
     /// and 2), to be followed by a kernel; and the override constants it needs.
     pub(crate) fn shader_prefix(self) -> (String, [(&'static str, f64); 2]) {
@@ -116,6 +115,12 @@ impl WeightFormat {
             ],
         )
     }
+}
+
+/// Whether the partial sums of `rows` × `n` outputs split over K fit the shared
+/// buffer.
+fn split_fits(rows: u32, n: u32) -> bool {
+    (SPLITS as u64) * rows as u64 * n as u64 * 4 <= SPLIT_SCRATCH_BYTES
 }
 
 /// A weight matrix `[rows, cols]` in GPU buffers, exactly as the shard stores
@@ -257,8 +262,8 @@ pub struct MatmulBuffers<'a> {
 }
 
 /// The matrix product kernel for one weight format, with its pipelines built
-/// for the device's capabilities: portable, or with f16 prefill tiles and a
-/// subgroup-reduced decode kernel where the device has those features.
+/// for the device's capabilities: a subgroup-reduced decode kernel where the
+/// device has subgroups, a workgroup-reduced one elsewhere.
 pub struct Matmul {
     format: WeightFormat,
     layout: KernelLayout,
@@ -268,15 +273,20 @@ pub struct Matmul {
     format_constants: [(&'static str, f64); 2],
     /// Threads that share one set of weight rows in the decode kernel.
     threads_per_row_set: u32,
-    /// Narrow decode, tiled prefill, wide decode.
+    /// Narrow decode, wide decode, tiled prefill, tiled prefill split over K,
+    /// and the sum of the splits.
     pipelines: Vec<wgpu::ComputePipeline>,
     /// Narrow and wide decode pipelines of each fused input, compiled when first bound.
     fused: Mutex<HashMap<u32, Vec<wgpu::ComputePipeline>>>,
     /// Output rows per workgroup of the narrow and the wide decode pipelines.
     matvec_rows: [u32; 2],
-    f16: bool,
     subgroups: bool,
     placeholder: wgpu::Buffer,
+    /// The partial sums of split products, made at the first prefill binding.
+    partials: Mutex<Option<wgpu::Buffer>>,
+    /// Stands in for `partials` where a binding never splits (a writable
+    /// binding must not share the read-only placeholder).
+    no_partials: wgpu::Buffer,
     max_binding: u64,
     split_bytes: u64,
 }
@@ -285,21 +295,17 @@ impl Matmul {
     /// Compiles the decode and prefill pipelines for `format`.
     pub fn new(ctx: &GpuContext, format: WeightFormat) -> Result<Matmul, KernelError> {
         use Binding::{ReadOnly, ReadWrite, Uniform};
-        // params, weight, scales, x, bias, residual, y, norm weight (the order of matmul.wgsl).
+        // params, weight, scales, x, bias, residual, y, norm weight, partial
+        // sums (the order of matmul.wgsl).
         let layout = ctx.kernel_layout(
             "matmul",
             &[
-                Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadOnly,
+                Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadOnly, ReadWrite,
             ],
         );
         let caps = ctx.caps;
         let (weights, format_constants) = format.shader_prefix();
-        let tile = if format.uses_f16(&caps) {
-            TILE_F16_WGSL
-        } else {
-            TILE_F32_WGSL
-        };
-        let prefix = format!("{tile}\n{ACTIVATION_WGSL}\n{weights}");
+        let prefix = format!("{ACTIVATION_WGSL}\n{weights}");
         let (source, matvec_entry, threads_per_row_set) = if caps.subgroups {
             // Subgroups own row sets: size the rows of a workgroup so that even
             // the smallest subgroups each get one.
@@ -329,26 +335,30 @@ impl Matmul {
                 buffers::WORKGROUP_SIZE / threads_per_row_set * NARROW_ROWS_PER_THREAD,
                 buffers::WORKGROUP_SIZE / threads_per_row_set * WIDE_ROWS_PER_THREAD,
             ],
-            f16: format.uses_f16(&caps),
             subgroups: caps.subgroups,
             placeholder: placeholder(ctx, "matmul placeholder"),
+            partials: Mutex::default(),
+            no_partials: placeholder(ctx, "matmul partials placeholder"),
             max_binding: buffers::max_binding(ctx),
             split_bytes: buffers::max_binding(ctx),
         };
-        let mut pipelines = matmul.compile_matvec(ctx, NARROW_ROWS_PER_THREAD, 0, &["matmul_tiled"])?;
-        pipelines.extend(matmul.compile_matvec(ctx, WIDE_ROWS_PER_THREAD, 0, &[])?);
+        let mut pipelines = matmul.compile_matvec(ctx, NARROW_ROWS_PER_THREAD, 0)?;
+        pipelines.extend(matmul.compile_matvec(ctx, WIDE_ROWS_PER_THREAD, 0)?);
+        for (splits, entries) in [(1, &["matmul_tiled"][..]), (SPLITS, &["matmul_tiled", "sum_splits"][..])] {
+            let mut constants = matmul.format_constants.to_vec();
+            constants.push(("SPLITS", splits as f64));
+            pipelines.extend(ctx.compile_specialized("matmul", &matmul.source, entries, &matmul.layout, &constants)?);
+        }
         matmul.pipelines = pipelines;
         Ok(matmul)
     }
 
-    /// The decode kernel for `rows_per_thread` and the `INPUT` constant `input`,
-    /// followed by the `also` entry points.
+    /// The decode kernel for `rows_per_thread` and the `INPUT` constant `input`.
     fn compile_matvec(
         &self,
         ctx: &GpuContext,
         rows_per_thread: u32,
         input: u32,
-        also: &[&str],
     ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
         let rows = buffers::WORKGROUP_SIZE / self.threads_per_row_set * rows_per_thread;
         let mut constants = self.format_constants.to_vec();
@@ -357,8 +367,7 @@ impl Matmul {
         if self.subgroups {
             constants.push(("SUBGROUP_ROWS", rows as f64));
         }
-        let entries: Vec<&str> = [self.matvec_entry].iter().chain(also).copied().collect();
-        ctx.compile_specialized("matmul", &self.source, &entries, &self.layout, &constants)
+        ctx.compile_specialized("matmul", &self.source, &[self.matvec_entry], &self.layout, &constants)
     }
 
     /// The narrow and wide decode pipelines of a fused input (compiled once).
@@ -367,8 +376,8 @@ impl Matmul {
         if let Some(pipelines) = fused.get(&input) {
             return Ok(pipelines.clone());
         }
-        let mut pipelines = self.compile_matvec(ctx, NARROW_ROWS_PER_THREAD, input, &[])?;
-        pipelines.extend(self.compile_matvec(ctx, WIDE_ROWS_PER_THREAD, input, &[])?);
+        let mut pipelines = self.compile_matvec(ctx, NARROW_ROWS_PER_THREAD, input)?;
+        pipelines.extend(self.compile_matvec(ctx, WIDE_ROWS_PER_THREAD, input)?);
         fused.insert(input, pipelines.clone());
         Ok(pipelines)
     }
@@ -376,11 +385,6 @@ impl Matmul {
     /// The weight format this kernel reads.
     pub fn format(&self) -> WeightFormat {
         self.format
-    }
-
-    /// Whether the prefill kernel multiplies in f16 (see `matmul_tile_f16.wgsl`).
-    pub fn uses_f16(&self) -> bool {
-        self.f16
     }
 
     /// Whether the decode kernel reduces with subgroup operations.
@@ -411,10 +415,17 @@ impl Matmul {
     ) -> Result<Bound, KernelError> {
         let [narrow, wide] = self.matvec_rows;
         let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
-            0 => (0, 0),
-            1 if part_rows >= WIDE_FROM_ROWS => (2, part_rows.div_ceil(wide)),
-            1 => (0, part_rows.div_ceil(narrow)),
-            _ => (1, part_rows.div_ceil(TILE) * rows.div_ceil(TILE)),
+            0 => (0, 0).into(),
+            1 if part_rows >= WIDE_FROM_ROWS => (1, part_rows.div_ceil(wide)).into(),
+            1 => (0, part_rows.div_ceil(narrow)).into(),
+            _ => {
+                let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(BLOCK);
+                let outputs = rows * part_rows;
+                match blocks < WIDE_BLOCKS && split_fits(rows, part_rows) {
+                    true => Dispatches([(3, blocks * SPLITS), (4, outputs.div_ceil(buffers::WORKGROUP_SIZE))]),
+                    false => (2, blocks).into(),
+                }
+            }
         });
         self.bind_with(ctx, buffers, max_rows, None, self.pipelines.clone(), schedule)
     }
@@ -430,11 +441,17 @@ impl Matmul {
         let pipelines = self.fused_pipelines(ctx, input.constant())?;
         let [narrow, wide] = self.matvec_rows;
         let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
-            0 => (0, 0),
-            _ if part_rows >= WIDE_FROM_ROWS => (1, part_rows.div_ceil(wide)),
-            _ => (0, part_rows.div_ceil(narrow)),
+            0 => (0, 0).into(),
+            _ if part_rows >= WIDE_FROM_ROWS => (1, part_rows.div_ceil(wide)).into(),
+            _ => (0, part_rows.div_ceil(narrow)).into(),
         });
         self.bind_with(ctx, buffers, 1, Some(input), pipelines, schedule)
+    }
+
+    /// The partial-sum buffer of split products (made at the first call).
+    fn partials(&self, ctx: &GpuContext) -> wgpu::Buffer {
+        let mut partials = self.partials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        partials.get_or_insert_with(|| ctx.empty_storage_buffer("matmul partial sums", SPLIT_SCRATCH_BYTES)).clone()
     }
 
     fn bind_with(
@@ -493,6 +510,11 @@ impl Matmul {
                 norm_weight,
             ],
         )?;
+        // Products of several rows may be split over K (see `split_fits`).
+        let partials = match max_rows > 1 {
+            true => self.partials(ctx),
+            false => self.no_partials.clone(),
+        };
         let epilogue = buffers.bias.is_some() as u32
             | (residual.is_some() as u32) << 1
             | (matches!(buffers.residual, Residual::InPlace) as u32) << 2;
@@ -530,6 +552,7 @@ impl Matmul {
                         residual.unwrap_or(&self.placeholder).as_entire_binding(),
                         buffers.y.as_entire_binding(),
                         norm_weight.unwrap_or(&self.placeholder).as_entire_binding(),
+                        partials.as_entire_binding(),
                     ],
                 );
                 (group, params, count as u32)

@@ -215,7 +215,7 @@ impl RmsNorm {
                 y.as_entire_binding(),
             ],
         );
-        let schedule = Box::new(move |tokens: u32, heads: u32| (0, tokens * heads));
+        let schedule = Box::new(move |tokens: u32, heads: u32| (0, tokens * heads).into());
         Ok(Bound::new(
             ctx,
             "rms_norm",

@@ -49,8 +49,12 @@ pub struct GpuOptions {
 }
 
 impl Default for GpuOptions {
+    /// Steps of up to 512 tokens: the prefill products need that many rows to
+    /// give every compute unit of a large GPU a block of work (their speed
+    /// nearly doubles from 256), and the activations of a 0.5B model stay
+    /// near 40 MB.
     fn default() -> Self {
-        GpuOptions { max_rows: 256, context_length: None }
+        GpuOptions { max_rows: 512, context_length: None }
     }
 }
 

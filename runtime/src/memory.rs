@@ -24,7 +24,8 @@ pub struct MemoryPlan {
     pub kv_positions: usize,
     /// Bytes of one layer's K (or V) cache buffer, bound whole by the kernels.
     pub kv_buffer: u64,
-    /// Attention partials, the RoPE table, token, sampler and readback buffers.
+    /// Attention partials, the RoPE table, token, sampler and readback buffers,
+    /// and the partial sums of products split over K.
     pub scratch: u64,
     /// Activation buffers of a step of [`MemoryPlan::max_rows`] tokens: an
     /// upper bound (they are allocated at the first step, not at load).
@@ -71,7 +72,9 @@ impl MemoryPlan {
         let vocab_row = spec.vocab_size as u64 * 4;
         // tokens, sampled token, penalty counts, readback staging (one row of logits).
         let io = (max_rows * 4 + 4) as u64 + 2 * vocab_row;
-        let scratch = AttentionScratch::bytes(spec.num_heads, d, kv_positions) + rope_table + io;
+        // Products of several rows split over K share one partial-sum buffer.
+        let split_sums = if max_rows > 1 { mlc_kernels::matmul::SPLIT_SCRATCH_BYTES } else { 0 };
+        let scratch = AttentionScratch::bytes(spec.num_heads, d, kv_positions) + rope_table + io + split_sums;
         // Live at once in a step: the residual, a normed copy and the last row
         // (hidden), qkv, q and the attention output, gate|up, the gated
         // product; logits hold every row when they fit one binding, else one.
@@ -140,7 +143,7 @@ impl fmt::Display for MemoryPlan {
         writeln!(f, "GPU memory plan:")?;
         writeln!(f, "  weights      {} ({})", mib(self.weight_bytes()), kinds.join(", "))?;
         writeln!(f, "  KV cache     {} ({} positions x {} layers x K and V, {} per buffer)", mib(self.kv_bytes()), self.kv_positions, self.layers, mib(self.kv_buffer))?;
-        writeln!(f, "  scratch      {} (attention partials, RoPE table, tokens, sampler)", mib(self.scratch))?;
+        writeln!(f, "  scratch      {} (attention and split-product partials, RoPE table, tokens, sampler)", mib(self.scratch))?;
         writeln!(f, "  activations  {} at most ({} tokens per step, allocated at the first step)", mib(self.activations), self.max_rows)?;
         writeln!(f, "  total        {}", mib(self.total()))?;
         write!(f, "  largest buffer {} ({})", mib(self.largest.1), self.largest.0)?;

@@ -1,7 +1,6 @@
 // y[m, n] = Σ_k x[m, k] · W[n, k]  (+ bias[n])  (+ residual[m, n] | + y[m, n])
 //
-// The wrapper prepends matmul_tile_f32.wgsl or matmul_tile_f16.wgsl (the tile
-// element type), activation.wgsl, matmul_decode.wgsl and matmul_weights.wgsl
+// The wrapper prepends activation.wgsl, matmul_decode.wgsl and matmul_weights.wgsl
 // (W and its formats, bindings 1 and 2) and, on the subgroup path, appends
 // matmul_subgroup.wgsl. Two entry points: `matvec` for one row of x (decode) and
 // `matmul_tiled` for several (prefill). Workgroups are numbered linearly over a
@@ -219,80 +218,180 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
 
 // ---- prefill: Y = X · Wᵀ, tiled ----------------------------------------------------
 
-// A workgroup computes a TILE × TILE block of y (16 × 16 threads, 4 × 4 outputs
-// each), stepping through K one q4 group at a time. The x block and the decoded
-// W block of one step live in workgroup memory, k-major so that each thread reads
-// its 4 m-values and 4 n-values as two vectors: 2 × 32 × 64 × 4 bytes = 16 KiB
-// in f32 (half that in f16). Products and sums are f32 on every path: with f16
-// tiles only the storage is halved, so the error stays at the rounding of x to
-// f16 (W's f16 rounding is MLC's own) instead of growing with f16 sums.
-const TILE: u32 = 64u;
-const TILE_K: u32 = 32u;
-const VEC_PER_K: u32 = TILE / 4u;
+// A workgroup computes a 128 × 128 block of y and steps through K sixteen
+// values at a time. The x block and the decoded W block of one step live in
+// workgroup memory, k-major: x_tile[k][m], w_tile[k][n], 2 × 16 × 128 × 4 bytes
+// = 16 KiB. Thread (tx, ty) of a 16 × 16 grid owns the rows 4ty.. and 64 + 4ty..
+// and the columns 4tx.. and 64 + 4tx..: per k it reads 4 vectors from
+// workgroup memory for 64 multiply-adds, which lets the kernel run at
+// arithmetic speed instead of workgroup-memory speed. Everything is f32, as the
+// CPU reference. The next step's x and W are loaded from memory into registers
+// while the current step is multiplied.
+//
+// A product with too few blocks to fill the GPU (the narrow q/k/v, o_proj and
+// down_proj of a small model) is split over K: SPLITS workgroups per block each take a
+// run of K and write their raw sums to `partials`; `sum_splits` then adds them
+// up with the epilogue.
+const BLOCK: u32 = 128u;
+const BLOCK_K: u32 = 16u;
+const BLOCK_VEC: u32 = 32u;  // vec4s in one k-row of a tile (128 / 4)
+override SPLITS: u32 = 1u;
 
-var<workgroup> x_tile: array<TileVec, 512>;  // x[m0 + m, k0 + k] at [k * 16 + m / 4][m % 4]
-var<workgroup> w_tile: array<TileVec, 512>;  // W[n0 + n, k0 + k] at [k * 16 + n / 4][n % 4]
+// [SPLITS, rows, n]: the split product's sums, before the epilogue.
+@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+
+var<workgroup> x_tile: array<vec4<f32>, 512>;  // x[m0 + m, k0 + k] at [k * 32 + m / 4][m % 4]
+var<workgroup> w_tile: array<vec4<f32>, 512>;  // W[n0 + n, k0 + k] at [k * 32 + n / 4][n % 4]
+
+// What one thread carries from memory to the tiles per step: two vec4s of x
+// (4 consecutive k of one row each) and 8 consecutive weights of one row.
+struct Staged {
+    x0: vec4<f32>,
+    x1: vec4<f32>,
+    w: Eight,
+}
+
+// The x values of thread-slot `i` (512 of them): row i % 128, k-quad i / 128,
+// zero past the last row. Consecutive threads take consecutive rows, so that
+// their tile stores hit distinct banks.
+fn load_x(m0: u32, k0: u32, i: u32) -> vec4<f32> {
+    let m = m0 + i % BLOCK;
+    if m >= params.rows {
+        return vec4<f32>(0.0);
+    }
+    return x[(m * params.k + k0) / 4u + i / BLOCK];
+}
+
+fn stage(m0: u32, n0: u32, k0: u32, lid: u32) -> Staged {
+    // W: 128 rows × 2 chunks of 8 weights, zero past the last row.
+    let n = n0 + lid % BLOCK;
+    var w = Eight(vec4<f32>(0.0), vec4<f32>(0.0));
+    if n < params.n {
+        w = weights8(n, k0 / 8u + lid / BLOCK, params.k);
+    }
+    return Staged(load_x(m0, k0, lid), load_x(m0, k0, lid + 256u), w);
+}
+
+fn store_x(i: u32, v: vec4<f32>) {
+    let m = i % BLOCK;
+    let k = 4u * (i / BLOCK);
+    for (var c = 0u; c < 4u; c++) {
+        x_tile[(k + c) * BLOCK_VEC + m / 4u][m % 4u] = v[c];
+    }
+}
+
+fn store_tiles(staged: Staged, lid: u32) {
+    store_x(lid, staged.x0);
+    store_x(lid + 256u, staged.x1);
+    let n = lid % BLOCK;
+    let k = 8u * (lid / BLOCK);
+    for (var c = 0u; c < 4u; c++) {
+        w_tile[(k + c) * BLOCK_VEC + n / 4u][n % 4u] = staged.w.lo[c];
+        w_tile[(k + 4u + c) * BLOCK_VEC + n / 4u][n % 4u] = staged.w.hi[c];
+    }
+}
+
+// The finished sum of y[m, n] (a row of the bound part): stored with the
+// epilogue, or kept as split `split`'s share.
+fn finish(split: u32, m: u32, n: u32, sum: f32) {
+    if SPLITS == 1u {
+        store(m, n, sum);
+    } else {
+        partials[(split * params.rows + m) * params.n + n] = sum;
+    }
+}
+
+// Finishes row m at columns n.. (`left`) and n + 64.. (`right`). The
+// accumulators are passed by value, never indexed by a variable: an array
+// indexed at run time would be kept in memory instead of registers.
+fn finish_row(split: u32, m: u32, n: u32, left: vec4<f32>, right: vec4<f32>) {
+    if m >= params.rows {
+        return;
+    }
+    for (var c = 0u; c < 4u; c++) {
+        if n + c < params.n {
+            finish(split, m, n + c, left[c]);
+        }
+        if n + 64u + c < params.n {
+            finish(split, m, n + 64u + c, right[c]);
+        }
+    }
+}
 
 @compute @workgroup_size(256)
 fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let tiles_n = (params.n + TILE - 1u) / TILE;
-    let tile = workgroup_index(wid, groups);
-    if tile >= tiles_n * ((params.rows + TILE - 1u) / TILE) {
+    let tiles_n = (params.n + BLOCK - 1u) / BLOCK;
+    let blocks = tiles_n * ((params.rows + BLOCK - 1u) / BLOCK);
+    let index = workgroup_index(wid, groups);
+    if index >= blocks * SPLITS {
         return;
     }
-    let m0 = (tile / tiles_n) * TILE;
-    let n0 = (tile % tiles_n) * TILE;
-    // This thread's outputs: m = m0 + 4 ty + i, n = n0 + 4 tx + j.
-    let tx = lid % VEC_PER_K;
-    let ty = lid / VEC_PER_K;
-    var acc: array<vec4<f32>, 4>;
+    let split = index / blocks;
+    let tile = index % blocks;
+    let m0 = (tile / tiles_n) * BLOCK;
+    let n0 = (tile % tiles_n) * BLOCK;
+    // This split's run of K, in whole steps (K is a multiple of 32).
+    let steps = (params.k / BLOCK_K + SPLITS - 1u) / SPLITS;
+    let k_begin = min(split * steps * BLOCK_K, params.k);
+    let k_end = min(k_begin + steps * BLOCK_K, params.k);
+    let tx = lid % 16u;
+    let ty = lid / 16u;
+    // lo[2r + h]: row 4ty + r, columns 4tx + 64h ..; hi: the same 64 rows on.
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
 
-    for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
-        // x block: 64 rows × 8 vec4, two per thread (zeros past the last row).
-        for (var r = 0u; r < 2u; r++) {
-            let i = lid + WORKGROUP * r;
-            let m = i / 8u;
-            let q = i % 8u;
-            var v = vec4<f32>(0.0);
-            if m0 + m < params.rows {
-                v = x[((m0 + m) * params.k + k0) / 4u + q];
-            }
-            for (var c = 0u; c < 4u; c++) {
-                x_tile[(4u * q + c) * VEC_PER_K + m / 4u][m % 4u] = TileScalar(v[c]);
-            }
-        }
-        // W block: 64 rows × 4 chunks of 8 weights, one chunk per thread.
-        let n = lid / 4u;
-        let chunk = lid % 4u;
-        var w = Eight(vec4<f32>(0.0), vec4<f32>(0.0));
-        if n0 + n < params.n {
-            w = weights8(n0 + n, k0 / 8u + chunk, params.k);
-        }
-        for (var c = 0u; c < 4u; c++) {
-            w_tile[(8u * chunk + c) * VEC_PER_K + n / 4u][n % 4u] = TileScalar(w.lo[c]);
-            w_tile[(8u * chunk + 4u + c) * VEC_PER_K + n / 4u][n % 4u] = TileScalar(w.hi[c]);
-        }
+    var staged = stage(m0, n0, k_begin, lid);
+    for (var k0 = k_begin; k0 < k_end; k0 += BLOCK_K) {
+        store_tiles(staged, lid);
         workgroupBarrier();
-        for (var k = 0u; k < TILE_K; k++) {
-            let a = vec4<f32>(x_tile[k * VEC_PER_K + ty]);
-            let b = vec4<f32>(w_tile[k * VEC_PER_K + tx]);
-            acc[0] += a.x * b;
-            acc[1] += a.y * b;
-            acc[2] += a.z * b;
-            acc[3] += a.w * b;
+        if k0 + BLOCK_K < k_end {
+            staged = stage(m0, n0, k0 + BLOCK_K, lid);
+        }
+        for (var k = 0u; k < BLOCK_K; k++) {
+            let b0 = w_tile[k * BLOCK_VEC + tx];
+            let b1 = w_tile[k * BLOCK_VEC + 16u + tx];
+            let a = x_tile[k * BLOCK_VEC + ty];
+            lo[0] += a.x * b0; lo[1] += a.x * b1;
+            lo[2] += a.y * b0; lo[3] += a.y * b1;
+            lo[4] += a.z * b0; lo[5] += a.z * b1;
+            lo[6] += a.w * b0; lo[7] += a.w * b1;
+            let a2 = x_tile[k * BLOCK_VEC + 16u + ty];
+            hi[0] += a2.x * b0; hi[1] += a2.x * b1;
+            hi[2] += a2.y * b0; hi[3] += a2.y * b1;
+            hi[4] += a2.z * b0; hi[5] += a2.z * b1;
+            hi[6] += a2.w * b0; hi[7] += a2.w * b1;
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + 4u * ty + i;
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + 4u * tx + j;
-            if m < params.rows && n < params.n {
-                store(m, n, acc[i][j]);
-            }
-        }
+    let m = m0 + 4u * ty;
+    let n = n0 + 4u * tx;
+    finish_row(split, m, n, lo[0], lo[1]);
+    finish_row(split, m + 1u, n, lo[2], lo[3]);
+    finish_row(split, m + 2u, n, lo[4], lo[5]);
+    finish_row(split, m + 3u, n, lo[6], lo[7]);
+    finish_row(split, m + 64u, n, hi[0], hi[1]);
+    finish_row(split, m + 65u, n, hi[2], hi[3]);
+    finish_row(split, m + 66u, n, hi[4], hi[5]);
+    finish_row(split, m + 67u, n, hi[6], hi[7]);
+}
+
+// y[m, n] = Σ_split partials[split, m, n] (+ the epilogue), one invocation per
+// output of the bound part.
+@compute @workgroup_size(256)
+fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = workgroup_index(wid, groups) * 256u + lid;
+    let outputs = params.rows * params.n;
+    if i >= outputs {
+        return;
     }
+    var sum = 0.0;
+    for (var split = 0u; split < SPLITS; split++) {
+        sum += partials[split * outputs + i];
+    }
+    store(i / params.n, i % params.n, sum);
 }
