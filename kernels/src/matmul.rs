@@ -38,6 +38,10 @@ const NARROW_ROWS_PER_THREAD: u32 = 2;
 const WIDE_ROWS_PER_THREAD: u32 = 4;
 /// Weight rows from which the decode kernel takes 4 rows per thread.
 const WIDE_FROM_ROWS: u32 = 8192;
+/// Inputs from which a decode product with fewer than [`WIDE_FROM_ROWS`]
+/// rows runs `matvec_long`: on an H100, `matvec` gave the 896 row pairs of
+/// down_proj (K = 4864) 56 workgroups that each walk all of K.
+const LONG_K: u32 = 2048;
 /// Threads per row set of the portable `matvec` (`TEAM` in matmul.wgsl).
 const TEAM: u32 = 32;
 /// Output rows and columns of a `matmul_tiled` block.
@@ -114,6 +118,19 @@ impl WeightFormat {
                 ("HALF", self.dtype().half_constant()),
             ],
         )
+    }
+}
+
+/// The decode kernel of a `[n, k]` weight part: `matvec_long` for a long K
+/// and few rows, else `matvec` with 2 rows per thread, or 4 for a tall matrix.
+/// (Pipelines 0, 1, 2 of a decode set.)
+fn decode_dispatch(k: u32, n: u32, narrow_rows: u32, wide_rows: u32) -> Dispatches {
+    if n >= WIDE_FROM_ROWS {
+        (1, n.div_ceil(wide_rows)).into()
+    } else if k >= LONG_K {
+        (2, n.div_ceil(NARROW_ROWS_PER_THREAD)).into()
+    } else {
+        (0, n.div_ceil(narrow_rows)).into()
     }
 }
 
@@ -273,8 +290,8 @@ pub struct Matmul {
     format_constants: [(&'static str, f64); 2],
     /// Threads that share one set of weight rows in the decode kernel.
     threads_per_row_set: u32,
-    /// Narrow decode, wide decode, tiled prefill, tiled prefill split over K,
-    /// and the sum of the splits.
+    /// Narrow, wide and long-K decode, tiled prefill, tiled prefill split over
+    /// K, and the sum of the splits.
     pipelines: Vec<wgpu::ComputePipeline>,
     /// Narrow and wide decode pipelines of each fused input, compiled when first bound.
     fused: Mutex<HashMap<u32, Vec<wgpu::ComputePipeline>>>,
@@ -342,8 +359,7 @@ impl Matmul {
             max_binding: buffers::max_binding(ctx),
             split_bytes: buffers::max_binding(ctx),
         };
-        let mut pipelines = matmul.compile_matvec(ctx, NARROW_ROWS_PER_THREAD, 0)?;
-        pipelines.extend(matmul.compile_matvec(ctx, WIDE_ROWS_PER_THREAD, 0)?);
+        let mut pipelines = matmul.compile_decode(ctx, 0)?;
         for (splits, entries) in [(1, &["matmul_tiled"][..]), (SPLITS, &["matmul_tiled", "sum_splits"][..])] {
             let mut constants = matmul.format_constants.to_vec();
             constants.push(("SPLITS", splits as f64));
@@ -357,6 +373,7 @@ impl Matmul {
     fn compile_matvec(
         &self,
         ctx: &GpuContext,
+        entry: &str,
         rows_per_thread: u32,
         input: u32,
     ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
@@ -367,17 +384,24 @@ impl Matmul {
         if self.subgroups {
             constants.push(("SUBGROUP_ROWS", rows as f64));
         }
-        ctx.compile_specialized("matmul", &self.source, &[self.matvec_entry], &self.layout, &constants)
+        ctx.compile_specialized("matmul", &self.source, &[entry], &self.layout, &constants)
     }
 
-    /// The narrow and wide decode pipelines of a fused input (compiled once).
+    /// The narrow, wide and long-K decode pipelines for the `INPUT` constant `input`.
+    fn compile_decode(&self, ctx: &GpuContext, input: u32) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+        let mut pipelines = self.compile_matvec(ctx, self.matvec_entry, NARROW_ROWS_PER_THREAD, input)?;
+        pipelines.extend(self.compile_matvec(ctx, self.matvec_entry, WIDE_ROWS_PER_THREAD, input)?);
+        pipelines.extend(self.compile_matvec(ctx, "matvec_long", NARROW_ROWS_PER_THREAD, input)?);
+        Ok(pipelines)
+    }
+
+    /// The decode pipelines of a fused input (compiled once).
     fn fused_pipelines(&self, ctx: &GpuContext, input: u32) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
         let mut fused = self.fused.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(pipelines) = fused.get(&input) {
             return Ok(pipelines.clone());
         }
-        let mut pipelines = self.compile_matvec(ctx, NARROW_ROWS_PER_THREAD, input)?;
-        pipelines.extend(self.compile_matvec(ctx, WIDE_ROWS_PER_THREAD, input)?);
+        let pipelines = self.compile_decode(ctx, input)?;
         fused.insert(input, pipelines.clone());
         Ok(pipelines)
     }
@@ -414,16 +438,16 @@ impl Matmul {
         max_rows: u32,
     ) -> Result<Bound, KernelError> {
         let [narrow, wide] = self.matvec_rows;
+        let k = buffers.weight.cols;
         let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
             0 => (0, 0).into(),
-            1 if part_rows >= WIDE_FROM_ROWS => (1, part_rows.div_ceil(wide)).into(),
-            1 => (0, part_rows.div_ceil(narrow)).into(),
+            1 => decode_dispatch(k, part_rows, narrow, wide),
             _ => {
                 let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(BLOCK);
                 let outputs = rows * part_rows;
                 match blocks < WIDE_BLOCKS && split_fits(rows, part_rows) {
-                    true => Dispatches([(3, blocks * SPLITS), (4, outputs.div_ceil(buffers::WORKGROUP_SIZE))]),
-                    false => (2, blocks).into(),
+                    true => Dispatches([(4, blocks * SPLITS), (5, outputs.div_ceil(buffers::WORKGROUP_SIZE))]),
+                    false => (3, blocks).into(),
                 }
             }
         });
@@ -440,10 +464,10 @@ impl Matmul {
     ) -> Result<Bound, KernelError> {
         let pipelines = self.fused_pipelines(ctx, input.constant())?;
         let [narrow, wide] = self.matvec_rows;
+        let k = buffers.weight.cols;
         let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
             0 => (0, 0).into(),
-            _ if part_rows >= WIDE_FROM_ROWS => (1, part_rows.div_ceil(wide)).into(),
-            _ => (0, part_rows.div_ceil(narrow)).into(),
+            _ => decode_dispatch(k, part_rows, narrow, wide),
         });
         self.bind_with(ctx, buffers, 1, Some(input), pipelines, schedule)
     }

@@ -181,8 +181,10 @@ fn every_format_and_epilogue() {
         // Enough rows for the decode kernel's 4-rows-per-thread variant.
         case(1, 8197, 32, true, Extra::InPlace),
         // K long enough to be split, in uneven runs (130 steps of 16 over 4
-        // splits), with the bias and residual added by the sum of the splits.
+        // splits), with the bias and residual added by the sum of the splits;
+        // and to take the long-K decode kernel.
         case(5, 70, 2080, true, Extra::Buffer),
+        case(1, 71, 2080, true, Extra::InPlace),
     ];
     for format in FORMATS {
         for (path, ctx, kernel) in kernels(format) {
