@@ -127,12 +127,12 @@ fn assert_positive(report: &Value, fields: &[&str]) {
 }
 
 fn assert_common_figures(report: &Value) {
-    assert_positive(report, &["load_s", "ttft_s", "prefill_tok_s", "decode_tok_s", "weight_bytes"]);
+    assert_positive(report, &["load_s", "ttft_s", "prefill_tok_s", "decode_tok_s", "decode_stepwise_tok_s", "weight_bytes"]);
     assert_eq!((report["prompt_tokens"].as_u64(), report["gen_tokens"].as_u64()), (Some(12), Some(4)));
     let at = &report["decode_at_context"];
     assert_eq!(at.as_array().map(Vec::len), Some(1), "{report}");
     assert_eq!((at[0]["context"].as_u64(), at[0]["steps"].as_u64()), (Some(16), Some(3)));
-    assert_positive(&at[0], &["tok_s"]);
+    assert_positive(&at[0], &["tok_s", "stepwise_tok_s"]);
     assert_eq!(report["skipped_contexts"], serde_json::json!([100000]), "beyond the KV cache");
 }
 
