@@ -124,9 +124,18 @@ impl Artifact {
             source.file(name, &mut reporter.file(position, name))?;
         }
         let mut shards = Vec::with_capacity(index.shards.len());
+        let mut local = source.read_local_shards(&index.shards, options.verify_md5).into_iter();
         for (position, entry) in index.shards.iter().enumerate() {
             let mut progress = reporter.file(tokenizer_count + position, &entry.data_path);
-            shards.push(source.shard(entry, options.verify_md5, &mut progress)?);
+            shards.push(match local.next() {
+                Some(read) => {
+                    let (bytes, digest) = read?;
+                    let file = source.dir().join(&entry.data_path).display().to_string();
+                    shard::check(&file, entry, &bytes, digest.as_deref(), &mut progress)?;
+                    bytes
+                }
+                None => source.shard(entry, options.verify_md5, &mut progress)?,
+            });
         }
         Ok(Artifact { config, index, quantization, shards, files: Files::Dir(source.dir().to_path_buf()), source: source.name() })
     }

@@ -106,6 +106,17 @@ impl Source {
     }
 
     /// The verified bytes of a shard.
+    /// The shards of a local folder, read and hashed in parallel ([`shard::read_all`]);
+    /// nothing for a remote source (its shards come through the cache, one by
+    /// one) or in a browser.
+    pub(crate) fn read_local_shards(&self, entries: &[ShardEntry], verify_md5: bool) -> Vec<shard::Hashed> {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Local(dir) => shard::read_all(dir, entries, verify_md5),
+            _ => Vec::new(),
+        }
+    }
+
     pub(crate) fn shard(&mut self, entry: &ShardEntry, verify_md5: bool, progress: &mut FileProgress<'_>) -> Result<Vec<u8>, LoadError> {
         match self {
             Source::Local(dir) => shard::read(&dir.join(&entry.data_path), entry, verify_md5, progress),
