@@ -39,8 +39,9 @@ const WIDE_ROWS_PER_THREAD: u32 = 4;
 /// Weight rows from which the decode kernel takes 4 rows per thread.
 const WIDE_FROM_ROWS: u32 = 8192;
 /// Inputs from which a decode product with fewer than [`WIDE_FROM_ROWS`]
-/// rows runs `matvec_long`: on an H100, `matvec` gave the 896 row pairs of
-/// down_proj (K = 4864) 56 workgroups that each walk all of K.
+/// rows makes the whole workgroup one team: on an H100, teams of 32 gave the
+/// 896 row pairs of down_proj (K = 4864) 56 workgroups that each walk all of
+/// K (23.7 µs; one team per workgroup: 16.6 µs).
 const LONG_K: u32 = 2048;
 /// Threads per row set of the portable `matvec` (`TEAM` in matmul.wgsl).
 const TEAM: u32 = 32;
@@ -121,9 +122,9 @@ impl WeightFormat {
     }
 }
 
-/// The decode kernel of a `[n, k]` weight part: `matvec_long` for a long K
-/// and few rows, else `matvec` with 2 rows per thread, or 4 for a tall matrix.
-/// (Pipelines 0, 1, 2 of a decode set.)
+/// The decode kernel of a `[n, k]` weight part: for a long K and few rows,
+/// `matvec` with the whole workgroup as one team, else the decode kernel with
+/// 2 rows per thread, or 4 for a tall matrix. (Pipelines 0, 1, 2 of a decode set.)
 fn decode_dispatch(k: u32, n: u32, narrow_rows: u32, wide_rows: u32) -> Dispatches {
     if n >= WIDE_FROM_ROWS {
         (1, n.div_ceil(wide_rows)).into()
@@ -373,7 +374,7 @@ impl Matmul {
     fn compile_matvec(
         &self,
         ctx: &GpuContext,
-        entry: &str,
+        (entry, team): (&str, u32),
         rows_per_thread: u32,
         input: u32,
     ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
@@ -381,6 +382,7 @@ impl Matmul {
         let mut constants = self.format_constants.to_vec();
         constants.push(("ROWS_PER_THREAD", rows_per_thread as f64));
         constants.push(("INPUT", input as f64));
+        constants.push(("TEAM", team as f64));
         if self.subgroups {
             constants.push(("SUBGROUP_ROWS", rows as f64));
         }
@@ -389,9 +391,11 @@ impl Matmul {
 
     /// The narrow, wide and long-K decode pipelines for the `INPUT` constant `input`.
     fn compile_decode(&self, ctx: &GpuContext, input: u32) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
-        let mut pipelines = self.compile_matvec(ctx, self.matvec_entry, NARROW_ROWS_PER_THREAD, input)?;
-        pipelines.extend(self.compile_matvec(ctx, self.matvec_entry, WIDE_ROWS_PER_THREAD, input)?);
-        pipelines.extend(self.compile_matvec(ctx, "matvec_long", NARROW_ROWS_PER_THREAD, input)?);
+        let entry = (self.matvec_entry, TEAM);
+        let mut pipelines = self.compile_matvec(ctx, entry, NARROW_ROWS_PER_THREAD, input)?;
+        pipelines.extend(self.compile_matvec(ctx, entry, WIDE_ROWS_PER_THREAD, input)?);
+        // The portable kernel with the whole workgroup as one team.
+        pipelines.extend(self.compile_matvec(ctx, ("matvec", buffers::WORKGROUP_SIZE), NARROW_ROWS_PER_THREAD, input)?);
         Ok(pipelines)
     }
 

@@ -2,9 +2,8 @@
 //
 // The wrapper prepends activation.wgsl, matmul_decode.wgsl and matmul_weights.wgsl
 // (W and its formats, bindings 1 and 2) and, on the subgroup path, appends
-// matmul_subgroup.wgsl. Entry points: `matvec` (or `matvec_subgroup`) and
-// `matvec_long` for one row of x (decode), `matmul_tiled` and `sum_splits` for
-// several (prefill). Workgroups are numbered linearly over a
+// matmul_subgroup.wgsl. Entry points: `matvec` (or `matvec_subgroup`) for one
+// row of x (decode), `matmul_tiled` and `sum_splits` for several (prefill). Workgroups are numbered linearly over a
 // 2-D grid so that more than 65535 of them can be launched.
 
 struct Params {
@@ -184,9 +183,13 @@ fn store_rows(first: u32, sums: vec4<f32>) {
     }
 }
 
-// Threads per row set. A team reads 32 consecutive groups of a row at a time:
-// 512 contiguous bytes of q4 codes, each thread one 16-byte load.
-const TEAM: u32 = 32u;
+// Threads per row set. A team of 32 reads 32 consecutive groups of a row at a
+// time: 512 contiguous bytes of q4 codes, each thread one 16-byte load. For a
+// long K and few rows (down_proj: 4864 inputs, 896 rows) the wrapper makes the
+// whole workgroup one team: the product then runs on N / ROWS_PER_THREAD
+// workgroups instead of a few that each walk all of K while most of a large
+// GPU idles.
+override TEAM: u32 = 32u;
 
 var<workgroup> partial_sums: array<vec4<f32>, WORKGROUP>;
 
@@ -214,37 +217,6 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
     }
     if lane == 0u {
         store_rows(first, partial_sums[lid]);
-    }
-}
-
-// Decode for a long K and few rows (down_proj: 4864 inputs, 896 rows): the
-// whole workgroup shares one set of ROWS_PER_THREAD rows, each thread taking
-// every 256th group of 32 inputs, so that the product runs on N /
-// ROWS_PER_THREAD workgroups instead of matvec's few, each of which walks all
-// of K with a team per row set while most of a large GPU idles. The partial
-// sums meet in a tree in workgroup memory.
-@compute @workgroup_size(256)
-fn matvec_long(@builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(num_workgroups) groups: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
-    begin_input(lid);
-    let first = workgroup_index(wid, groups) * ROWS_PER_THREAD;
-    var sums = vec4<f32>(0.0);
-    if first < params.n {
-        for (var g = lid; g < params.k / 32u; g += WORKGROUP) {
-            sums += group_dots(first, g);
-        }
-    }
-    partial_sums[lid] = sums;
-    workgroupBarrier();
-    for (var width = WORKGROUP / 2u; width > 0u; width /= 2u) {
-        if lid < width {
-            partial_sums[lid] += partial_sums[lid + width];
-        }
-        workgroupBarrier();
-    }
-    if lid == 0u {
-        store_rows(first, partial_sums[0]);
     }
 }
 
