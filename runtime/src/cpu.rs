@@ -109,15 +109,19 @@ impl Backend for CpuBackend {
     }
 
     fn embed(&mut self, table: &CpuLinear, input: StepInput<'_>, scale: f32) -> Result<CpuTensor, EngineError> {
+        let weight = table.weight();
         let queued;
-        let tokens = match input {
-            StepInput::Tokens(tokens) => tokens,
-            StepInput::Queued => {
-                queued = [self.queued.ok_or(EngineError::NoQueuedToken)?];
+        let tokens = match (input, self.queued) {
+            (StepInput::Tokens(tokens), _) => tokens,
+            (StepInput::Queued, Some(token)) => {
+                queued = [token];
                 &queued[..]
             }
+            // Non-finite logits chose no token: `take_token` reports them for
+            // the step that chose it, and this step's work is discarded with
+            // it (as on the GPU engine), so a zero row will do.
+            (StepInput::Queued, None) => return Ok(CpuTensor::zeros(1, weight.cols())),
         };
-        let weight = table.weight();
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= weight.rows()) {
             return Err(EngineError::TokenOutOfRange { token, vocab_size: weight.rows() });
         }
