@@ -48,8 +48,9 @@ pub struct DecoderWeights<B: Backend + ?Sized> {
 pub enum StepInput<'a> {
     /// Token ids from the host.
     Tokens(&'a [u32]),
-    /// The one token that the last [`Backend::queue_argmax`] left on the
-    /// device, read there: the host need not have seen it yet.
+    /// The one token that the last [`Backend::queue_argmax`] or
+    /// [`Backend::queue_sample`] left on the device, read there: the host
+    /// need not have seen it yet.
     Queued,
 }
 
@@ -70,7 +71,7 @@ impl StepInput<'_> {
 
 /// Hardware that can run a decoder's ops. Activations are `[tokens, width]`.
 ///
-/// The ops only record work; the readbacks (`read`, `take_token`, `sample`) are
+/// The ops only record work; the readbacks (`read`, `take_token`) are
 /// `async` because a browser delivers a GPU result only after control returns
 /// to its event loop. Natively the GPU engine waits inside the call, so the
 /// future is ready when first polled. The futures are not `Send` (wgpu's web
@@ -170,13 +171,13 @@ pub trait Backend {
     /// [`Backend::take_token`] brings it to the host. The host can so record
     /// the next step while the device still computes this one.
     fn queue_argmax(&mut self, logits: &Self::Tensor) -> Result<Self::Pending, EngineError>;
+    /// Starts drawing the next token of a one-row logits tensor as `step`
+    /// says, without waiting for it: the sampled counterpart of
+    /// [`Backend::queue_argmax`], with the same hand-over to the next pass
+    /// and to [`Backend::take_token`].
+    fn queue_sample(&mut self, logits: &Self::Tensor, step: &SamplingStep<'_>) -> Result<Self::Pending, EngineError>;
     /// The id of a queued token, or `None` when its logits were not all finite.
     async fn take_token(&mut self, pending: Self::Pending) -> Result<Option<u32>, EngineError>;
-    /// Draws the next token from a one-row logits tensor, or `None` when the
-    /// logits are not all finite.
-    async fn sample(&mut self, logits: &Self::Tensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
-        Ok(crate::sampling::sample_on_host(&self.read(logits).await?, step))
-    }
     /// Forgets the KV cache.
     fn reset_cache(&mut self);
 }

@@ -7,6 +7,7 @@ use mlc_loader::{DType, Tensor};
 
 use crate::backend::{Backend, StepInput};
 use crate::models::{Activation, ModelSpec};
+use crate::sampling::{sample_on_host, SamplingStep};
 use crate::weights::{LinearSource, MatrixSource};
 use crate::EngineError;
 
@@ -65,7 +66,8 @@ struct LayerCache {
 pub struct CpuBackend {
     rope: Option<Rope>,
     cache: Vec<LayerCache>,
-    /// The token the last `queue_argmax` chose (`None`: none, or its logits were not finite).
+    /// The token the last `queue_argmax` or `queue_sample` chose (`None`:
+    /// none, or its logits were not finite).
     queued: Option<u32>,
 }
 
@@ -239,6 +241,11 @@ impl Backend for CpuBackend {
 
     fn queue_argmax(&mut self, logits: &CpuTensor) -> Result<Option<u32>, EngineError> {
         self.queued = crate::generate::argmax(&logits.data);
+        Ok(self.queued)
+    }
+
+    fn queue_sample(&mut self, logits: &CpuTensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
+        self.queued = sample_on_host(&logits.data, step);
         Ok(self.queued)
     }
 

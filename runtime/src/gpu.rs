@@ -908,7 +908,9 @@ impl Backend for GpuBackend {
         Ok(((token as usize) < vocab).then_some(token))
     }
 
-    async fn sample(&mut self, logits: &GpuTensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
+    fn queue_sample(&mut self, logits: &GpuTensor, step: &SamplingStep<'_>) -> Result<GpuPending, EngineError> {
+        // Nothing is submitted to a lost device or after an unreported failure.
+        self.ctx.health().check()?;
         let slot = self.sampler_slot(logits)?;
         let vocab = logits.cols;
         let queue = self.ctx.queue.clone();
@@ -937,7 +939,7 @@ impl Backend for GpuBackend {
                 profiler.after_dispatch(pass, "sampler");
             }
         }
-        self.read_token(vocab).await
+        Ok(self.submit_token(vocab))
     }
 
     fn reset_cache(&mut self) {
@@ -988,15 +990,6 @@ impl GpuBackend {
             let buffers = SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
             Ok(BoundOp::Sampler(b.prepared().kernels.sampler.bind(&b.ctx, vocab, &buffers)?))
         })
-    }
-
-    /// Submits the step and reads the sampled token id (4 bytes); `None` when
-    /// the sampler found no valid token (non-finite logits).
-    async fn read_token(&mut self, vocab: usize) -> Result<Option<u32>, EngineError> {
-        // Nothing is submitted to a lost device or after an unreported failure.
-        self.settle().await?;
-        let pending = self.submit_token(vocab);
-        self.take_token(pending).await
     }
 
     /// Copies row `row` of `x` into the first row of `out`.

@@ -37,7 +37,9 @@ pub trait LanguageModel {
     /// (`vocab_size` values).
     fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>>;
     /// Appends `tokens` and returns the most likely next token, computed where
-    /// the logits are (on a GPU only the token id comes back).
+    /// the logits are (on a GPU only the token id comes back). With no step
+    /// queued: it is [`LanguageModel::queue_greedy`] and
+    /// [`LanguageModel::next_queued`] at once.
     fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32>;
     /// Appends `input` and starts choosing the most likely next token without
     /// waiting for it. With [`StepInput::Queued`] the input is the token the
@@ -50,8 +52,14 @@ pub trait LanguageModel {
     /// Forgets the queued steps whose tokens were not taken (a generation
     /// that stopped early): the context is as if they had not run.
     fn drop_queued(&mut self);
+    /// Appends `input` and starts drawing the next token as `step` says: the
+    /// sampled counterpart of [`LanguageModel::queue_greedy`], its token read
+    /// with [`LanguageModel::next_queued`] too.
+    fn queue_sample(&mut self, input: StepInput<'_>, step: &SamplingStep<'_>) -> Result<(), EngineError>;
     /// Appends `tokens` and draws the next token as `step` says, where the
-    /// logits are (on a GPU only the token id comes back).
+    /// logits are (on a GPU only the token id comes back). With no step
+    /// queued: it is [`LanguageModel::queue_sample`] and
+    /// [`LanguageModel::next_queued`] at once.
     fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32>;
     /// Appends `tokens` and returns the logits of every one, `[tokens, vocab]`.
     fn score<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>>;
@@ -62,6 +70,14 @@ pub trait LanguageModel {
     fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, decoder::Trace), EngineError>;
     /// Empties the KV cache.
     fn reset(&mut self);
+}
+
+/// How a queued step picks its token.
+enum Choice<'a> {
+    /// The most likely one ([`Backend::queue_argmax`]).
+    Argmax,
+    /// A draw as the step says ([`Backend::queue_sample`]).
+    Sample(&'a SamplingStep<'a>),
 }
 
 /// A decoder with its weights on backend `B`.
@@ -111,6 +127,26 @@ impl<B: Backend> Model<B> {
         Ok(out)
     }
 
+    /// Appends `input` and starts choosing the next token as `choice` says,
+    /// leaving it on the device for a following [`StepInput::Queued`].
+    fn queue(&mut self, input: StepInput<'_>, choice: Choice<'_>) -> Result<(), EngineError> {
+        if matches!(input, StepInput::Queued) && !self.token_on_device {
+            return Err(EngineError::NoQueuedToken);
+        }
+        let before = self.position;
+        let logits = match input {
+            StepInput::Tokens(tokens) => self.forward_chunked(tokens)?,
+            StepInput::Queued => self.forward(input, Logits::Last, None)?,
+        };
+        let pending = match choice {
+            Choice::Argmax => self.backend.queue_argmax(&logits)?,
+            Choice::Sample(step) => self.backend.queue_sample(&logits, step)?,
+        };
+        self.queued.push_back((pending, self.position - before));
+        self.token_on_device = true;
+        Ok(())
+    }
+
     /// Runs `tokens` in calls the backend accepts and returns the last call's logits.
     fn forward_chunked(&mut self, tokens: &[u32]) -> Result<B::Tensor, EngineError> {
         let chunk = self.spec.prefill_chunk_size.min(self.backend.max_tokens_per_call(&self.spec, false)).max(1);
@@ -147,27 +183,17 @@ impl<B: Backend> LanguageModel for Model<B> {
 
     fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32> {
         Box::pin(async move {
-            let logits = self.forward_chunked(tokens)?;
-            let step = self.position;
-            let pending = self.backend.queue_argmax(&logits)?;
-            self.token_on_device = true;
-            self.backend.take_token(pending).await?.ok_or(EngineError::NonFiniteLogits { step })
+            self.queue(StepInput::Tokens(tokens), Choice::Argmax)?;
+            self.next_queued().await
         })
     }
 
     fn queue_greedy(&mut self, input: StepInput<'_>) -> Result<(), EngineError> {
-        if matches!(input, StepInput::Queued) && !self.token_on_device {
-            return Err(EngineError::NoQueuedToken);
-        }
-        let before = self.position;
-        let logits = match input {
-            StepInput::Tokens(tokens) => self.forward_chunked(tokens)?,
-            StepInput::Queued => self.forward(input, Logits::Last, None)?,
-        };
-        let pending = self.backend.queue_argmax(&logits)?;
-        self.queued.push_back((pending, self.position - before));
-        self.token_on_device = true;
-        Ok(())
+        self.queue(input, Choice::Argmax)
+    }
+
+    fn queue_sample(&mut self, input: StepInput<'_>, step: &SamplingStep<'_>) -> Result<(), EngineError> {
+        self.queue(input, Choice::Sample(step))
     }
 
     fn next_queued(&mut self) -> ModelFuture<'_, u32> {
@@ -196,9 +222,8 @@ impl<B: Backend> LanguageModel for Model<B> {
 
     fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32> {
         Box::pin(async move {
-            let logits = self.forward_chunked(tokens)?;
-            let position = self.position;
-            self.backend.sample(&logits, step).await?.ok_or(EngineError::NonFiniteLogits { step: position })
+            self.queue(StepInput::Tokens(tokens), Choice::Sample(step))?;
+            self.next_queued().await
         })
     }
 

@@ -730,9 +730,12 @@ pub struct GenerationStats {
     pub completion_tokens: usize,
     /// Decode steps.
     pub decode_tokens: usize,
-    /// Prompt assembly, tokenization, prefill and first sample, seconds.
+    /// Prompt assembly, tokenization, prefill and first sample (with the
+    /// first decode step queued ahead, when it is), seconds.
     pub prefill_time_s: f64,
-    /// Sum of the decode steps, seconds.
+    /// Sum of the decode steps, seconds, each until its token is on the host:
+    /// a step taken on its own from its start, a step queued ahead from the
+    /// previous token's arrival there (the device runs it meanwhile).
     pub decode_time_s: f64,
     /// Grammar matcher setup and per-token time, when a grammar was used.
     pub grammar_s: Option<(f64, f64)>,

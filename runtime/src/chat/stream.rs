@@ -99,6 +99,12 @@ impl OutputStream {
         Ok(())
     }
 
+    /// Whether the next pushed token ends the round whatever it is: it
+    /// reaches `max_tokens`.
+    pub fn next_push_ends(&self) -> bool {
+        self.stop.max_tokens.is_some_and(|max| self.ids.len() + 1 >= max)
+    }
+
     /// Ends the round for a reason found outside: `Abort` when interrupted,
     /// `Length` when the KV cache reached the context window (WebLLM checks
     /// that after [`push`](Self::push) and lets it override the reason).

@@ -1,0 +1,374 @@
+//! The chat engine queues decode steps ahead (step N + 1 fed on the device by
+//! token N before the host reads token N) and must still produce what one
+//! step at a time produces: the same tokens for a seed, the same finish, the
+//! same KV cache position (multi-round reuse depends on it) and the same
+//! draws for the request's next choice. The step-by-step reference is
+//! `greedy_next`/`sample_next` in a loop on a fresh model, one uniform per
+//! token from WebLLM's generator. On tiny-qwen2 (random weights, Qwen2.5's
+//! tokenizer), on the CPU engine and on the GPU (lavapipe in CI).
+
+#[path = "common/artifacts.rs"]
+mod artifacts;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use artifacts::fixture;
+use mlc_kernels::cpu::{Minstd, SamplingParams};
+use mlc_kernels::{ContextOptions, GpuContext};
+use mlc_loader::{Artifact, ChatConfig, OpenOptions};
+use mlc_wgpu::backend::{Backend, StepInput};
+use mlc_wgpu::chat::{
+    ChatCompletionRequest, ChatEngine, ChatMessage, Completion, CompletionRequest, Conversation, FinishReason, GenerationConfig,
+    Tokenizer,
+};
+use mlc_wgpu::gpu::GpuOptions;
+use mlc_wgpu::models::decoder::Trace;
+use mlc_wgpu::models::ModelSpec;
+use mlc_wgpu::sampling::SamplingStep;
+use mlc_wgpu::{load_cpu, load_gpu, EngineError, LanguageModel, Model, ModelFuture};
+use pollster::FutureExt as _;
+
+const PROMPT: &str = "Once upon a time";
+const SEED: u64 = 7;
+
+fn artifact() -> Artifact {
+    Artifact::open(&fixture("tiny-qwen2").join("mlc").to_string_lossy(), OpenOptions::default()).unwrap()
+}
+
+fn tokenizer() -> Tokenizer {
+    Tokenizer::from_bytes(&std::fs::read(fixture("tokenizers").join("qwen2.5-0.5b-instruct.tokenizer.json")).unwrap()).unwrap()
+}
+
+/// What a [`Spy`] saw of the engine's calls.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Tokens in the KV cache after the last call.
+    position: usize,
+    /// Steps queued fed by the token the previous step left on the device.
+    queued_ahead: usize,
+}
+
+/// A model that reports its KV cache position and the steps queued ahead.
+struct Spy<B: Backend> {
+    model: Model<B>,
+    seen: Rc<RefCell<Seen>>,
+}
+
+impl<B: Backend> Spy<B> {
+    /// Records the position after a call and passes its result on.
+    fn noted<T>(&self, result: T) -> T {
+        self.seen.borrow_mut().position = self.model.position();
+        result
+    }
+
+    fn count(&self, input: StepInput<'_>) {
+        if matches!(input, StepInput::Queued) {
+            self.seen.borrow_mut().queued_ahead += 1;
+        }
+    }
+}
+
+impl<B: Backend> LanguageModel for Spy<B> {
+    fn spec(&self) -> &ModelSpec {
+        self.model.spec()
+    }
+
+    fn position(&self) -> usize {
+        self.model.position()
+    }
+
+    fn context_capacity(&self) -> usize {
+        self.model.context_capacity()
+    }
+
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>> {
+        Box::pin(async move {
+            let logits = self.model.prefill(tokens).await;
+            self.noted(logits)
+        })
+    }
+
+    fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32> {
+        Box::pin(async move {
+            let token = self.model.greedy_next(tokens).await;
+            self.noted(token)
+        })
+    }
+
+    fn queue_greedy(&mut self, input: StepInput<'_>) -> Result<(), EngineError> {
+        self.count(input);
+        let queued = self.model.queue_greedy(input);
+        self.noted(queued)
+    }
+
+    fn queue_sample(&mut self, input: StepInput<'_>, step: &SamplingStep<'_>) -> Result<(), EngineError> {
+        self.count(input);
+        let queued = self.model.queue_sample(input, step);
+        self.noted(queued)
+    }
+
+    fn next_queued(&mut self) -> ModelFuture<'_, u32> {
+        Box::pin(async move {
+            let token = self.model.next_queued().await;
+            self.noted(token)
+        })
+    }
+
+    fn drop_queued(&mut self) {
+        self.model.drop_queued();
+        self.noted(())
+    }
+
+    fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32> {
+        Box::pin(async move {
+            let token = self.model.sample_next(tokens, step).await;
+            self.noted(token)
+        })
+    }
+
+    fn score<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>> {
+        Box::pin(async move {
+            let logits = self.model.score(tokens).await;
+            self.noted(logits)
+        })
+    }
+
+    fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, Trace), EngineError> {
+        let traced = self.model.trace(tokens);
+        self.noted(traced)
+    }
+
+    fn reset(&mut self) {
+        self.model.reset();
+        self.noted(())
+    }
+}
+
+/// A chat engine on `model` with tiny-qwen2's config as `edit` leaves it, and what its model sees.
+fn engine<B: Backend + 'static>(model: Model<B>, edit: impl FnOnce(&mut ChatConfig)) -> (ChatEngine, Rc<RefCell<Seen>>) {
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let mut config = artifact().config;
+    edit(&mut config);
+    let spy = Spy { model, seen: Rc::clone(&seen) };
+    (ChatEngine::from_parts(Box::new(spy), tokenizer(), config, "tiny-qwen2".to_string()).unwrap(), seen)
+}
+
+/// Ends replies at `token` instead of the template's stop tokens.
+fn stopping_at(token: u32) -> impl FnOnce(&mut ChatConfig) {
+    move |config| config.conv_template.as_mut().unwrap().stop_token_ids = vec![token]
+}
+
+fn greedy() -> GenerationConfig {
+    GenerationConfig { temperature: Some(0.0), ..GenerationConfig::default() }
+}
+
+fn sampled() -> GenerationConfig {
+    GenerationConfig { temperature: Some(0.8), top_p: Some(0.9), ..GenerationConfig::default() }
+}
+
+/// The sampling parameters a request of [`greedy`] or [`sampled`] resolves to on tiny-qwen2.
+fn params(generation: &GenerationConfig) -> SamplingParams {
+    SamplingParams {
+        temperature: generation.temperature.unwrap() as f32,
+        top_p: generation.top_p.unwrap_or(1.0) as f32,
+        ..SamplingParams::default()
+    }
+}
+
+fn completion(generation: &GenerationConfig, max_tokens: Option<i64>, n: u32) -> CompletionRequest {
+    CompletionRequest {
+        prompt: PROMPT.to_string(),
+        seed: Some(SEED as f64),
+        n: Some(n),
+        generation: GenerationConfig { max_tokens, ..generation.clone() },
+        ..CompletionRequest::default()
+    }
+}
+
+fn complete(engine: &mut ChatEngine, request: &CompletionRequest) -> Completion {
+    engine.completion(request, |_| panic!("not streaming")).block_on().unwrap()
+}
+
+/// When a step-by-step round stops.
+struct Stops<'a> {
+    max_tokens: usize,
+    stop_tokens: &'a [u32],
+    capacity: usize,
+}
+
+impl Stops<'_> {
+    /// tiny-qwen2's template stop tokens and context window, after at most `max_tokens`.
+    fn template(max_tokens: usize) -> Stops<'static> {
+        Stops { max_tokens, stop_tokens: &[151643, 151645], capacity: 4096 }
+    }
+}
+
+/// One round's tokens as the engine took them before steps were queued ahead:
+/// each step fed the previous token and waited for, one uniform per token
+/// drawn from `rng`, until a stop token, `max_tokens` or a full context.
+fn step_by_step(model: &mut dyn LanguageModel, prompt: &[u32], params: &SamplingParams, rng: &mut Minstd, stops: &Stops<'_>) -> Vec<u32> {
+    let mut tokens = Vec::new();
+    let mut fed = prompt.to_vec();
+    loop {
+        let step = SamplingStep { params, logit_bias: &[], appeared: &[], active_vocab: Some(151936), uniform: rng.next_f32(), token_mask: None };
+        let token = match params.is_greedy() {
+            true => model.greedy_next(&fed),
+            false => model.sample_next(&fed, &step),
+        }
+        .block_on()
+        .unwrap();
+        tokens.push(token);
+        if stops.stop_tokens.contains(&token) || tokens.len() >= stops.max_tokens || model.position() >= stops.capacity {
+            return tokens;
+        }
+        fed = vec![token];
+    }
+}
+
+/// The reply text of `tokens`: a final stop token is not part of it.
+fn text(tokens: &[u32], stop_tokens: &[u32]) -> String {
+    let shown = match tokens.split_last() {
+        Some((last, rest)) if stop_tokens.contains(last) => rest,
+        _ => tokens,
+    };
+    tokenizer().decode(shown).unwrap()
+}
+
+/// The first token of `tokens` from the fourth on that did not come before:
+/// its index and id (a stop token that ends a round there).
+fn fresh_token(tokens: &[u32]) -> (usize, u32) {
+    (3..tokens.len()).find(|&i| !tokens[..i].contains(&tokens[i])).map(|i| (i, tokens[i])).expect("a token not seen before")
+}
+
+#[test]
+fn queued_ahead_completions_draw_the_step_by_step_tokens_and_leave_its_context() {
+    let artifact = artifact();
+    let prompt = tokenizer().encode(PROMPT).unwrap();
+    for generation in [greedy(), sampled()] {
+        let what = format!("T = {:?}", generation.temperature);
+        let stops = Stops::template(12);
+        let want = step_by_step(&mut load_cpu(&artifact).unwrap(), &prompt, &params(&generation), &mut Minstd::new(SEED), &stops);
+        assert_eq!(want.len(), 12, "{what}: the reference runs to max_tokens");
+
+        let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), |_| {});
+        let response = complete(&mut engine, &completion(&generation, Some(12), 1));
+        assert_eq!(response.choices[0].text, text(&want, stops.stop_tokens), "{what}");
+        assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Length), "{what}");
+        assert_eq!(response.usage.as_ref().unwrap().completion_tokens, 12, "{what}");
+        let seen = seen.borrow();
+        assert_eq!(seen.position, prompt.len() + 11, "{what}: the prompt and every token but the last are in the cache");
+        assert_eq!(seen.queued_ahead, 11, "{what}: every decode step is queued ahead, none past max_tokens");
+    }
+}
+
+#[test]
+fn a_stop_token_drops_the_step_queued_past_it_and_its_draw() {
+    let artifact = artifact();
+    let prompt = tokenizer().encode(PROMPT).unwrap();
+    let generation = sampled();
+    let params = params(&generation);
+    let free = step_by_step(&mut load_cpu(&artifact).unwrap(), &prompt, &params, &mut Minstd::new(SEED), &Stops::template(12));
+    let (end, stop) = fresh_token(&free);
+
+    // Two choices draw from one generator: the second shows whether the
+    // first one's dropped step gave its uniform back.
+    let stops = Stops { max_tokens: 12, stop_tokens: &[stop], capacity: 4096 };
+    let mut reference = load_cpu(&artifact).unwrap();
+    let mut rng = Minstd::new(SEED);
+    let first = step_by_step(&mut reference, &prompt, &params, &mut rng, &stops);
+    reference.reset();
+    let second = step_by_step(&mut reference, &prompt, &params, &mut rng, &stops);
+    assert_eq!(first.len(), end + 1, "the first choice stops at the chosen token");
+
+    let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), stopping_at(stop));
+    let response = complete(&mut engine, &completion(&generation, Some(12), 2));
+    assert_eq!(response.choices[0].text, text(&first, &[stop]));
+    assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Stop));
+    assert_eq!(response.choices[1].text, text(&second, &[stop]), "the second choice draws on as step by step");
+    assert_eq!(response.usage.as_ref().unwrap().completion_tokens, first.len() + second.len());
+    assert_eq!(seen.borrow().position, prompt.len() + second.len() - 1, "the cache after the second choice");
+}
+
+#[test]
+fn a_full_context_window_ends_the_round_where_step_by_step_does() {
+    let artifact = artifact();
+    let prompt = tokenizer().encode(PROMPT).unwrap();
+    let capacity = prompt.len() + 6;
+    for generation in [greedy(), sampled()] {
+        let what = format!("T = {:?}", generation.temperature);
+        let stops = Stops { capacity, ..Stops::template(usize::MAX) };
+        let want = step_by_step(&mut load_cpu(&artifact).unwrap(), &prompt, &params(&generation), &mut Minstd::new(SEED), &stops);
+        assert_eq!(want.len(), 7, "{what}: six tokens fed after the prompt, the seventh never is");
+
+        let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), |config| config.context_window_size = capacity as i64);
+        let response = complete(&mut engine, &completion(&generation, None, 1));
+        assert_eq!(response.choices[0].text, text(&want, stops.stop_tokens), "{what}");
+        assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Length), "{what}");
+        assert_eq!(response.usage.as_ref().unwrap().completion_tokens, 7, "{what}");
+        assert_eq!(seen.borrow().position, capacity, "{what}: the cache is full, never past it");
+    }
+}
+
+#[test]
+fn a_round_after_a_queued_ahead_round_reuses_the_kv_cache_as_a_fresh_model_sees_it() {
+    let artifact = artifact();
+    let tokenizer = tokenizer();
+    let template = artifact.config.conv_template.clone().unwrap();
+    let generation = GenerationConfig { max_tokens: Some(12), ..sampled() };
+    let params = params(&generation);
+    let chat = |messages: &[ChatMessage]| ChatCompletionRequest {
+        messages: messages.to_vec(),
+        seed: Some(SEED as f64),
+        generation: generation.clone(),
+        ..ChatCompletionRequest::default()
+    };
+    // The round's prompt ids, as the engine renders them.
+    let prompt_ids = |messages: &[ChatMessage], first_round: bool| {
+        let mut conversation = Conversation::from_request(&template, messages).unwrap();
+        conversation.start_round(&template, messages.last().unwrap(), None).unwrap();
+        conversation.prompt_tokens(&template, &tokenizer, first_round).unwrap().ids
+    };
+
+    let mut messages = vec![ChatMessage::new("user", "Tell me a story.")];
+    let first_prompt = prompt_ids(&messages, true);
+    let free = step_by_step(&mut load_cpu(&artifact).unwrap(), &first_prompt, &params, &mut Minstd::new(SEED), &Stops::template(12));
+    // The first reply must end by itself for the second round to reuse the cache.
+    let (end, stop) = fresh_token(&free);
+    let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), stopping_at(stop));
+    let first = engine.chat_completion(&chat(&messages), |_| panic!("not streaming")).block_on().unwrap();
+    assert_eq!(first.choices[0].finish_reason, FinishReason::Stop);
+    let reply = first.choices[0].message.content.clone().unwrap();
+    assert_eq!(reply, tokenizer.decode(&free[..end]).unwrap());
+    assert_eq!(seen.borrow().position, first_prompt.len() + end);
+
+    messages.push(ChatMessage::new("assistant", &reply));
+    messages.push(ChatMessage::new("user", "Go on."));
+    let second_prompt = prompt_ids(&messages, false);
+    let second = engine.chat_completion(&chat(&messages), |_| panic!("not streaming")).block_on().unwrap();
+    assert_eq!(second.usage.prompt_tokens, second_prompt.len(), "only the new round is prefilled");
+
+    // A fresh model fed what the reused cache holds: the first prompt, the
+    // reply's fed tokens (all but the stop token), then the new round.
+    let context = [&first_prompt[..], &free[..end], &second_prompt].concat();
+    let stops = Stops { max_tokens: 12, stop_tokens: &[stop], capacity: 4096 };
+    let want = step_by_step(&mut load_cpu(&artifact).unwrap(), &context, &params, &mut Minstd::new(SEED), &stops);
+    assert_eq!(second.choices[0].message.content.as_deref(), Some(text(&want, &[stop]).as_str()));
+    assert_eq!(seen.borrow().position, context.len() + want.len() - 1);
+}
+
+#[test]
+fn gpu_rounds_queued_ahead_draw_the_cpu_engines_tokens() {
+    let artifact = artifact();
+    let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true }).expect("a GPU adapter (lavapipe in CI)");
+    let gpu = load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let (mut on_gpu, seen) = engine(gpu, |_| {});
+    let (mut on_cpu, _) = engine(load_cpu(&artifact).unwrap(), |_| {});
+    for generation in [sampled(), greedy()] {
+        let request = completion(&generation, Some(10), 1);
+        let (want, got) = (complete(&mut on_cpu, &request), complete(&mut on_gpu, &request));
+        assert_eq!(got.choices[0].text, want.choices[0].text, "T = {:?}", generation.temperature);
+        assert_eq!(got.usage.as_ref().unwrap().completion_tokens, 10);
+    }
+    assert_eq!(seen.borrow().queued_ahead, 18, "both rounds queued every decode step ahead");
+}
