@@ -94,4 +94,12 @@ fn gpu_reproduces_the_reference_greedy_answers() {
     let ctx = GpuContext::new_blocking(&ContextOptions::from_env()).expect("a GPU adapter (lavapipe in CI)");
     let mut engine = load_gpu(&artifact, ctx, GpuOptions::default()).unwrap();
     check(&mut engine, &artifact, &reference, &reference_dir, "gpu", GPU_TOLERANCE);
+
+    // 30 layers make a prompt's step some 200 dispatches: the GPU starts on
+    // the first ones while the host records the rest.
+    engine.reset();
+    let before = engine.backend().stats().submissions;
+    engine.prefill(&reference.cases[0].prompt_ids).block_on().unwrap();
+    let submissions = engine.backend().stats().submissions - before;
+    assert!(submissions > 2, "a long step is submitted in pieces, not at its end ({submissions} submissions)");
 }

@@ -39,8 +39,8 @@ use crate::sampling::SamplingStep;
 use crate::weights::{LinearSource, MatrixSource};
 use crate::EngineError;
 
-/// Dispatches of a step of several tokens after which the recording so far is
-/// submitted: the GPU starts on a long prefill while the host records the rest
+/// Ops (slots: a dispatch, or two for the separate form of a fused op) of a
+/// step of several tokens after which the recording so far is submitted: the GPU starts on a long prefill while the host records the rest
 /// (on an H100 recording a 512-token step takes ~1.7 ms of a ~32 ms prefill).
 const SUBMIT_EVERY: usize = 32;
 
@@ -208,7 +208,7 @@ pub struct GpuBackend {
     next_slot: usize,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
-    /// Dispatches recorded since the last submission.
+    /// Ops recorded since the last submission.
     unsubmitted: usize,
     staging: Option<wgpu::Buffer>,
     /// 4-byte staging buffers for token ids, free for the next submission.
