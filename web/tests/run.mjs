@@ -118,6 +118,9 @@ const TOOLS = [{ type: "function", function: { name: "get_weather", description:
                 required: ["city", "days"], additionalProperties: false } } }];
 REQ.tool = { messages: [{ role: "user", content: "Weather in Paris?" }], tools: TOOLS, tool_choice: "required", temperature: 0, max_tokens: 60 };
 REQ.grammar = { messages: [{ role: "user", content: "Yes or no?" }], response_format: { type: "grammar", grammar: 'root ::= "yes" | "no"' }, temperature: 0, max_tokens: 4 };
+// A seeded, sampled request (temperature, top-p, the draw): the WebGPU engine samples on the GPU
+// with each step queued ahead, the native CPU engine on the host, one step after another.
+REQ.sampled = { messages: [{ role: "user", content: "Tell me something." }], temperature: 1.0, top_p: 0.9, seed: 7, max_tokens: 4, ignore_eos: true };
 const toolResult = (call) => ({ messages: [...REQ.tool.messages, call.choices[0].message, { role: "tool", tool_call_id: "0", content: '{"celsius": 21}' }],
   tools: TOOLS, temperature: 0, max_tokens: 3 });
 const SMOL_REQ = { messages: [{ role: "user", content: "What is the capital of France?" }], temperature: 0, max_tokens: 8 };
@@ -133,6 +136,7 @@ const expected = {};
     expected.tool = await n.post("/v1/chat/completions", REQ.tool);
     expected.toolResult = await n.post("/v1/chat/completions", toolResult(expected.tool));
     expected.grammar = await n.post("/v1/chat/completions", REQ.grammar);
+    expected.sampled = await n.post("/v1/chat/completions", REQ.sampled);
   } finally { n.close(); }
   if (haveSmol) {
     const s = await nativeServe(smolDir);
@@ -301,6 +305,13 @@ for (const mode of MODES) {
     assert(["yes", "no"].includes(text(r)), `not in the grammar: ${JSON.stringify(text(r))}`);
     eq(text(r), text(expected.grammar), "grammar reply vs native");
     assert(typeof r.usage.extra.grammar_init_s === "number", "usage.extra.grammar_init_s");
+  });
+
+  await check(`[${mode.name}] a seeded sampled reply equals the native CPU engine's draws`, async () => {
+    assert(loaded, "needs the loaded engine");
+    const r = await run(page, `return await window.engine.chat.completions.create(arg.req);`, { req: REQ.sampled });
+    eq(text(r), text(expected.sampled), "sampled reply vs native");
+    eq(r.usage.completion_tokens, expected.sampled.usage.completion_tokens, "completion_tokens");
   });
 
   await full(`[${mode.name}] Qwen2.5 tool call: tool_calls as natively, streamed too, the tool result rendered back`, async () => {
