@@ -40,8 +40,9 @@ use crate::weights::{LinearSource, MatrixSource};
 use crate::EngineError;
 
 /// Ops (slots: a dispatch, or two for the separate form of a fused op) of a
-/// step of several tokens after which the recording so far is submitted: the GPU starts on a long prefill while the host records the rest
-/// (on an H100 recording a 512-token step takes ~1.7 ms of a ~32 ms prefill).
+/// step of several tokens after which the recording so far is submitted: the
+/// GPU starts on a long prefill while the host records the rest (on an H100
+/// recording a 512-token step takes ~1.7 ms of a ~32 ms prefill).
 const SUBMIT_EVERY: usize = 32;
 
 /// How much the GPU engine allocates up front.
@@ -55,9 +56,9 @@ pub struct GpuOptions {
 
 impl Default for GpuOptions {
     /// Steps of up to 512 tokens: the prefill products need that many rows to
-    /// give every compute unit of a large GPU a block of work (their speed
-    /// nearly doubles from 256), and the activations of a 0.5B model stay
-    /// near 40 MB.
+    /// give every compute unit of a large GPU a block of work (on an H100,
+    /// 256 → 512 rows took gate_up from 14 to 17 TFLOP/s and down_proj from 7
+    /// to 15), and the activations of a 0.5B model stay near 42 MB.
     fn default() -> Self {
         GpuOptions { max_rows: 512, context_length: None }
     }
