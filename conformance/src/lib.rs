@@ -23,7 +23,8 @@ pub const TINY_MODELS: &[&str] = &[
 /// (`conformance/fixtures/families/`, made by `conformance/tools/make_families.py`
 /// with transformers reference outputs): the tests convert each with
 /// `mlc-wgpu convert` to q4f16_1 and run it.
-pub const FAMILY_MODELS: &[&str] = &["families/mistral-tiny", "families/phi3-tiny", "families/gemma2-tiny"];
+pub const FAMILY_MODELS: &[&str] =
+    &["families/mistral-tiny", "families/phi3-tiny", "families/gemma2-tiny"];
 
 /// A family fixture's `hf_source/` converted to q4f16_1 by `mlc_convert` (what
 /// `mlc-wgpu convert` runs) in a temporary folder, which lives as long as the
@@ -31,9 +32,15 @@ pub const FAMILY_MODELS: &[&str] = &["families/mistral-tiny", "families/phi3-tin
 pub fn converted_family(model: &str) -> (tempfile::TempDir, mlc_loader::Artifact) {
     let temp = tempfile::tempdir().expect("a temporary folder");
     let out = temp.path().join("mlc");
-    let mut checkpoint = mlc_convert::HfFolder::open(&fixtures_dir().join(model).join("hf_source")).expect("open the checkpoint");
-    mlc_convert::convert(&mut checkpoint, &mlc_convert::ConvertOptions::default(), &out).expect("convert the checkpoint");
-    let artifact = mlc_loader::Artifact::open(out.to_str().expect("a UTF-8 path"), mlc_loader::OpenOptions::default()).expect("open the converted artifact");
+    let mut checkpoint = mlc_convert::HfFolder::open(&fixtures_dir().join(model).join("hf_source"))
+        .expect("open the checkpoint");
+    mlc_convert::convert(&mut checkpoint, &mlc_convert::ConvertOptions::default(), &out)
+        .expect("convert the checkpoint");
+    let artifact = mlc_loader::Artifact::open(
+        out.to_str().expect("a UTF-8 path"),
+        mlc_loader::OpenOptions::default(),
+    )
+    .expect("open the converted artifact");
     (temp, artifact)
 }
 
@@ -60,7 +67,9 @@ pub fn shared_path(relative: &str) -> Option<PathBuf> {
     let found = shared_dir().map(|d| d.join(relative)).filter(|p| p.exists());
     if found.is_none() {
         let banner = "!".repeat(78);
-        eprintln!("{banner}\n!! NOT RUN: ../shared/{relative} is missing.\n!! This conformance case needs the project's shared data folder beside the repository.\n{banner}");
+        eprintln!(
+            "{banner}\n!! NOT RUN: ../shared/{relative} is missing.\n!! This conformance case needs the project's shared data folder beside the repository.\n{banner}"
+        );
         assert!(std::env::var_os("CI").is_none(), "../shared/{relative} is required in CI");
     }
     found
@@ -114,7 +123,8 @@ pub struct Top128 {
 /// Reads a tiny model's golden index.
 pub fn golden(model: &str) -> GoldenIndex {
     let path = fixtures_dir().join(model).join("golden/index.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
@@ -159,7 +169,11 @@ pub const GPU_TOLERANCE: f32 = 5e-2;
 /// reference tokens, and a queued step that is dropped leaves the context as
 /// if it had never run, so that decoding on from there still follows the
 /// reference.
-pub fn check_queued_greedy(what: &str, engine: &mut dyn mlc_wgpu::LanguageModel, prompt: &GoldenPrompt) {
+pub fn check_queued_greedy(
+    what: &str,
+    engine: &mut dyn mlc_wgpu::LanguageModel,
+    prompt: &GoldenPrompt,
+) {
     use mlc_wgpu::backend::StepInput;
     use pollster::FutureExt;
     let want = &prompt.greedy_16;
@@ -167,7 +181,11 @@ pub fn check_queued_greedy(what: &str, engine: &mut dyn mlc_wgpu::LanguageModel,
     engine.queue_greedy(StepInput::Tokens(&prompt.token_ids)).unwrap();
     engine.queue_greedy(StepInput::Queued).unwrap();
     engine.queue_greedy(StepInput::Queued).unwrap();
-    assert_eq!(engine.position(), prompt.token_ids.len() + 2, "{what}: positions of three queued steps");
+    assert_eq!(
+        engine.position(),
+        prompt.token_ids.len() + 2,
+        "{what}: positions of three queued steps"
+    );
     let taken: Vec<u32> = (0..3).map(|_| engine.next_queued().block_on().unwrap()).collect();
     assert_eq!(taken, want[..3], "{what}: tokens of three queued steps");
 
@@ -175,7 +193,11 @@ pub fn check_queued_greedy(what: &str, engine: &mut dyn mlc_wgpu::LanguageModel,
     // be the next input, at the same position.
     engine.queue_greedy(StepInput::Queued).unwrap();
     engine.drop_queued();
-    assert_eq!(engine.position(), prompt.token_ids.len() + 2, "{what}: position after a dropped step");
+    assert_eq!(
+        engine.position(),
+        prompt.token_ids.len() + 2,
+        "{what}: position after a dropped step"
+    );
     assert!(engine.next_queued().block_on().is_err(), "{what}: nothing is queued after a drop");
     let next = engine.greedy_next(&[want[2]]).block_on().unwrap();
     assert_eq!(next, want[3], "{what}: the token after a dropped step");

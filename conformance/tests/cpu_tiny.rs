@@ -2,11 +2,12 @@
 
 use mlc_conformance::*;
 use mlc_loader::{Artifact, OpenOptions};
-use mlc_wgpu::{generate_greedy, load_cpu, GreedyOptions, LanguageModel};
+use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu};
 use pollster::FutureExt as _;
 
 fn open(model: &str) -> Artifact {
-    Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).expect("open tiny artifact")
+    Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default())
+        .expect("open tiny artifact")
 }
 
 #[test]
@@ -18,7 +19,12 @@ fn final_logits_match_for_every_prompt() {
             engine.reset();
             let logits = engine.prefill(&prompt.token_ids).block_on().unwrap();
             let want = golden_file(model, &prompt.last_logits_file);
-            assert_close(&format!("{model} {} last logits", prompt.name), &logits, &want, CPU_TOLERANCE);
+            assert_close(
+                &format!("{model} {} last logits", prompt.name),
+                &logits,
+                &want,
+                CPU_TOLERANCE,
+            );
         }
     }
 }
@@ -44,19 +50,45 @@ fn hidden_states_and_all_position_logits_match() {
     for model in TINY_MODELS {
         let artifact = open(model);
         let mut engine = load_cpu(&artifact).unwrap();
-        let prompt = golden(model).prompts.into_iter().find(|p| p.hidden_trace_files.is_some()).expect("a traced prompt");
+        let prompt = golden(model)
+            .prompts
+            .into_iter()
+            .find(|p| p.hidden_trace_files.is_some())
+            .expect("a traced prompt");
         let (logits, trace) = engine.trace(&prompt.token_ids).unwrap();
         let files = prompt.hidden_trace_files.as_ref().unwrap();
-        assert_eq!(trace.len(), files.len(), "{model}: trace points {:?}", trace.iter().map(|t| &t.0).collect::<Vec<_>>());
+        assert_eq!(
+            trace.len(),
+            files.len(),
+            "{model}: trace points {:?}",
+            trace.iter().map(|t| &t.0).collect::<Vec<_>>()
+        );
         for (point, values) in &trace {
-            let file = files.get(point).unwrap_or_else(|| panic!("{model}: no reference for trace point {point}"));
-            assert_close(&format!("{model} hidden {point}"), values, &golden_file(model, file), CPU_TOLERANCE);
+            let file = files
+                .get(point)
+                .unwrap_or_else(|| panic!("{model}: no reference for trace point {point}"));
+            assert_close(
+                &format!("{model} hidden {point}"),
+                values,
+                &golden_file(model, file),
+                CPU_TOLERANCE,
+            );
         }
         let vocab = artifact.config.vocab_size;
         let last = &logits[(prompt.token_ids.len() - 1) * vocab..];
-        assert_close(&format!("{model} traced last logits"), last, &golden_file(model, &prompt.last_logits_file), CPU_TOLERANCE);
+        assert_close(
+            &format!("{model} traced last logits"),
+            last,
+            &golden_file(model, &prompt.last_logits_file),
+            CPU_TOLERANCE,
+        );
         if let Some(file) = &prompt.all_logits_file {
-            assert_close(&format!("{model} all-position logits"), &logits, &golden_file(model, file), CPU_TOLERANCE);
+            assert_close(
+                &format!("{model} all-position logits"),
+                &logits,
+                &golden_file(model, file),
+                CPU_TOLERANCE,
+            );
         }
         if let Some(top) = &prompt.all_positions_top128 {
             for (position, (ids, want)) in top.ids.iter().zip(&top.logits).enumerate() {
@@ -64,7 +96,10 @@ fn hidden_states_and_all_position_logits_match() {
                 let got: Vec<f32> = ids.iter().map(|&id| row[id as usize]).collect();
                 let full_std = std_dev(row);
                 let diff = max_abs_diff(&got, want);
-                assert!(diff <= CPU_TOLERANCE * full_std, "{model} position {position}: top-128 max |Δ| {diff:e}");
+                assert!(
+                    diff <= CPU_TOLERANCE * full_std,
+                    "{model} position {position}: top-128 max |Δ| {diff:e}"
+                );
             }
         }
     }
@@ -78,7 +113,8 @@ fn greedy_continuations_are_identical() {
         for prompt in golden(model).prompts {
             engine.reset();
             let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
-            let tokens = generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap();
+            let tokens =
+                generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap();
             assert_eq!(tokens, prompt.greedy_16, "{model} {} greedy tokens", prompt.name);
         }
     }
@@ -109,8 +145,15 @@ fn dequantized_weights_match_the_reference_rows() {
             let got = dequantize_rows(&artifact, name, None, Some(want.len() / rows)).unwrap();
             assert_close(&format!("{model} dequantized {name}"), &got, &want, 1e-6);
         }
-        let row_ids: Vec<usize> = serde_json::from_value(index.dequant_fixtures["embed_rows"]["row_ids"].clone()).unwrap();
+        let row_ids: Vec<usize> =
+            serde_json::from_value(index.dequant_fixtures["embed_rows"]["row_ids"].clone())
+                .unwrap();
         let rows = dequantize_rows(&artifact, "model.embed_tokens", Some(&row_ids), None).unwrap();
-        assert_close(&format!("{model} dequantized embedding rows"), &rows, &golden_file(model, "dequant_embed_rows.f32"), 1e-6);
+        assert_close(
+            &format!("{model} dequantized embedding rows"),
+            &rows,
+            &golden_file(model, "dequant_embed_rows.f32"),
+            1e-6,
+        );
     }
 }

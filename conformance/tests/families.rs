@@ -7,7 +7,7 @@
 use mlc_conformance::*;
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
+use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
 use pollster::FutureExt as _;
 
 /// Last logits of every prompt, every position's logits of one prompt, and the
@@ -17,14 +17,24 @@ fn check_model(what: &str, model: &str, engine: &mut dyn LanguageModel, toleranc
     for prompt in golden(model).prompts {
         engine.reset();
         let logits = engine.prefill(&prompt.token_ids).block_on().unwrap();
-        assert_close(&format!("{what} {model} {} last logits", prompt.name), &logits, &golden_file(model, &prompt.last_logits_file), tolerance);
+        assert_close(
+            &format!("{what} {model} {} last logits", prompt.name),
+            &logits,
+            &golden_file(model, &prompt.last_logits_file),
+            tolerance,
+        );
         if let Some(file) = &prompt.all_logits_file {
             engine.reset();
             let all = engine.score(&prompt.token_ids).block_on().unwrap();
             let want = golden_file(model, file);
             assert_eq!(all.len(), prompt.token_ids.len() * vocab);
             for (position, (got, want)) in all.chunks(vocab).zip(want.chunks(vocab)).enumerate() {
-                assert_close(&format!("{what} {model} {} position {position}", prompt.name), got, want, tolerance);
+                assert_close(
+                    &format!("{what} {model} {} position {position}", prompt.name),
+                    got,
+                    want,
+                    tolerance,
+                );
             }
         }
         engine.reset();
@@ -53,19 +63,30 @@ fn cpu_prefill_in_small_chunks_equals_one_prefill() {
         for chunk in prompt.token_ids.chunks(7) {
             logits = engine.prefill(chunk).block_on().unwrap();
         }
-        assert_close(&format!("{model} chunked prefill"), &logits, &golden_file(model, &prompt.last_logits_file), CPU_TOLERANCE);
+        assert_close(
+            &format!("{model} chunked prefill"),
+            &logits,
+            &golden_file(model, &prompt.last_logits_file),
+            CPU_TOLERANCE,
+        );
     }
 }
 
 #[test]
 fn gpu_engine_matches_transformers_on_both_paths() {
-    let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true }).expect("a GPU adapter (lavapipe in CI)");
+    let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true })
+        .expect("a GPU adapter (lavapipe in CI)");
     let fast = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter");
     for (path, ctx) in [("portable", portable), ("fast", fast)] {
         for model in FAMILY_MODELS {
             let (_temp, artifact) = converted_family(model);
             // 16-row calls: the 30-token prompt spans two, crossing the KV cache between calls.
-            let mut engine = load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: 16, context_length: Some(256) }).unwrap();
+            let mut engine = load_gpu(
+                &artifact,
+                ctx.clone(),
+                GpuOptions { max_rows: 16, context_length: Some(256) },
+            )
+            .unwrap();
             check_model(&format!("gpu {path}"), model, &mut engine, GPU_TOLERANCE);
         }
     }
@@ -73,9 +94,9 @@ fn gpu_engine_matches_transformers_on_both_paths() {
 
 #[test]
 fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() {
+    use mlc_wgpu::EngineError;
     use mlc_wgpu::models::spec_for;
     use mlc_wgpu::prebuilt::{apply_overrides, find_prebuilt};
-    use mlc_wgpu::EngineError;
     let ids = [
         ("mistral", "Mistral-7B-Instruct-v0.3-q4f16_1-MLC"),
         ("mistral", "Mistral-7B-Instruct-v0.2-q4f16_1-MLC"),
@@ -106,7 +127,11 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         // ... and WebLLM's record turns it off with a 4096 (or 1024) context.
         apply_overrides(&mut config, &record.overrides);
         let spec = spec_for(&config).unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(spec.context_window_size as i64, record.overrides["context_window_size"].as_i64().unwrap(), "{id}");
+        assert_eq!(
+            spec.context_window_size as i64,
+            record.overrides["context_window_size"].as_i64().unwrap(),
+            "{id}"
+        );
         assert_eq!(spec.family, family);
     }
 }

@@ -6,22 +6,28 @@ use mlc_conformance::*;
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::gpu::{GpuBackend, GpuOptions};
-use mlc_wgpu::{generate_greedy, load_gpu, GreedyOptions, LanguageModel, Model};
+use mlc_wgpu::{GreedyOptions, LanguageModel, Model, generate_greedy, load_gpu};
 use pollster::FutureExt as _;
 
 /// Both paths every run: portable, and whatever the adapter offers.
 fn contexts() -> Vec<(&'static str, GpuContext)> {
-    let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true }).expect("a GPU adapter (lavapipe in CI)");
+    let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true })
+        .expect("a GPU adapter (lavapipe in CI)");
     let fast = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter");
     if !fast.caps.shader_f16 || !fast.caps.subgroups {
-        eprintln!("!! the adapter lacks shader-f16 or subgroups ({:?}): the fast path is only partly exercised", fast.caps);
+        eprintln!(
+            "!! the adapter lacks shader-f16 or subgroups ({:?}): the fast path is only partly exercised",
+            fast.caps
+        );
     }
     vec![("portable", portable), ("fast", fast)]
 }
 
 fn load(model: &str, ctx: &GpuContext) -> Model<GpuBackend> {
-    let artifact = Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).unwrap();
-    load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap()
+    let artifact =
+        Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).unwrap();
+    load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: 64, context_length: Some(512) })
+        .unwrap()
 }
 
 #[test]
@@ -34,13 +40,23 @@ fn final_logits_and_hidden_states_match_on_both_paths() {
                 // The 130-token prompt spans three 64-row calls: chunking and the KV cache across calls.
                 let logits = engine.prefill(&prompt.token_ids).block_on().unwrap();
                 let want = golden_file(model, &prompt.last_logits_file);
-                assert_close(&format!("gpu {path} {model} {} last logits", prompt.name), &logits, &want, GPU_TOLERANCE);
+                assert_close(
+                    &format!("gpu {path} {model} {} last logits", prompt.name),
+                    &logits,
+                    &want,
+                    GPU_TOLERANCE,
+                );
                 if let Some(files) = &prompt.hidden_trace_files {
                     engine.reset();
                     let (_, trace) = engine.trace(&prompt.token_ids).unwrap();
                     for (point, values) in &trace {
                         let want = golden_file(model, &files[point]);
-                        assert_close(&format!("gpu {path} {model} hidden {point}"), values, &want, GPU_TOLERANCE);
+                        assert_close(
+                            &format!("gpu {path} {model} hidden {point}"),
+                            values,
+                            &want,
+                            GPU_TOLERANCE,
+                        );
                     }
                 }
             }
@@ -56,8 +72,13 @@ fn greedy_tokens_are_identical_on_both_paths() {
             for prompt in golden(model).prompts {
                 engine.reset();
                 let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
-                let tokens = generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap();
-                assert_eq!(tokens, prompt.greedy_16, "gpu {path} {model} {} greedy tokens", prompt.name);
+                let tokens =
+                    generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap();
+                assert_eq!(
+                    tokens, prompt.greedy_16,
+                    "gpu {path} {model} {} greedy tokens",
+                    prompt.name
+                );
             }
         }
     }
@@ -69,7 +90,11 @@ fn queued_greedy_steps_follow_the_reference() {
         for model in TINY_MODELS {
             let mut engine = load(model, &ctx);
             for prompt in golden(model).prompts {
-                check_queued_greedy(&format!("gpu {path} {model} {}", prompt.name), &mut engine, &prompt);
+                check_queued_greedy(
+                    &format!("gpu {path} {model} {}", prompt.name),
+                    &mut engine,
+                    &prompt,
+                );
             }
         }
     }
@@ -103,7 +128,10 @@ fn a_decode_step_is_one_submission_and_a_four_byte_readback() {
     let after = engine.backend().stats();
     assert_eq!(after.submissions - before.submissions, 1, "submissions per decode step");
     assert_eq!(after.readback_bytes - before.readback_bytes, 4, "bytes read back per decode step");
-    assert_eq!(after.activation_buffers, before.activation_buffers, "a decode step allocates no buffer");
+    assert_eq!(
+        after.activation_buffers, before.activation_buffers,
+        "a decode step allocates no buffer"
+    );
     assert_eq!(after.bindings, before.bindings, "a decode step binds no new kernel");
 }
 
@@ -112,11 +140,16 @@ fn default_options_serve_a_large_vocabulary() {
     // 256 rows of 151936 logits would exceed one storage binding: the logits
     // buffer must be sized for the rows actually needed.
     let (_, ctx) = contexts().remove(0);
-    let artifact = Artifact::open(tiny_artifact("tiny-qwen2").to_str().unwrap(), OpenOptions::default()).unwrap();
+    let artifact =
+        Artifact::open(tiny_artifact("tiny-qwen2").to_str().unwrap(), OpenOptions::default())
+            .unwrap();
     let mut engine = load_gpu(&artifact, ctx, GpuOptions::default()).unwrap();
     let prompt = &golden("tiny-qwen2").prompts[2];
     let options = GreedyOptions { max_tokens: 16, stop_token_ids: Vec::new() };
-    assert_eq!(generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap(), prompt.greedy_16);
+    assert_eq!(
+        generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap(),
+        prompt.greedy_16
+    );
     let all = engine.score(&prompt.token_ids[..3]).block_on().unwrap();
     assert_eq!(all.len(), 3 * 151936);
 }
@@ -126,16 +159,32 @@ fn gpu_sampling_draws_the_cpu_engines_tokens() {
     use mlc_kernels::cpu::SamplingParams;
     use mlc_wgpu::sampling::SamplingStep;
     let (_, ctx) = contexts().remove(0);
-    let artifact = Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default()).unwrap();
-    let mut gpu = load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let artifact =
+        Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default())
+            .unwrap();
+    let mut gpu =
+        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
     let mut cpu = mlc_wgpu::load_cpu(&artifact).unwrap();
     let prompt = &golden("tiny-llama").prompts[2].token_ids;
-    let params = SamplingParams { temperature: 0.7, top_p: 0.9, repetition_penalty: 1.3, presence_penalty: 0.5, frequency_penalty: 0.2 };
+    let params = SamplingParams {
+        temperature: 0.7,
+        top_p: 0.9,
+        repetition_penalty: 1.3,
+        presence_penalty: 0.5,
+        frequency_penalty: 0.2,
+    };
     let appeared = [(prompt[0], 2), (prompt[5], 1)];
     let bias = [(17, 3.0), (prompt[7], -2.0)];
     let mut drawn = std::collections::BTreeSet::new();
     for (i, uniform) in [0.03f32, 0.31, 0.52, 0.77, 0.96].into_iter().enumerate() {
-        let step = SamplingStep { params: &params, logit_bias: &bias, appeared: &appeared, active_vocab: None, uniform, token_mask: None };
+        let step = SamplingStep {
+            params: &params,
+            logit_bias: &bias,
+            appeared: &appeared,
+            active_vocab: None,
+            uniform,
+            token_mask: None,
+        };
         gpu.reset();
         cpu.reset();
         let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap();
@@ -151,8 +200,11 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
     use mlc_kernels::cpu::SamplingParams;
     use mlc_wgpu::sampling::SamplingStep;
     let (_, ctx) = contexts().remove(0);
-    let artifact = Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default()).unwrap();
-    let mut gpu = load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let artifact =
+        Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default())
+            .unwrap();
+    let mut gpu =
+        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
     let mut cpu = mlc_wgpu::load_cpu(&artifact).unwrap();
     let prompt = &golden("tiny-llama").prompts[2].token_ids;
     let vocab = artifact.config.vocab_size;
@@ -172,7 +224,14 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
     let mut drawn = std::collections::BTreeSet::new();
     for (i, uniform) in [0.03f32, 0.31, 0.52, 0.77, 0.96].into_iter().enumerate() {
         for params in [&params, &greedy] {
-            let step = SamplingStep { params, logit_bias: &[], appeared: &[], active_vocab: None, uniform, token_mask: Some(&mask) };
+            let step = SamplingStep {
+                params,
+                logit_bias: &[],
+                appeared: &[],
+                active_vocab: None,
+                uniform,
+                token_mask: Some(&mask),
+            };
             gpu.reset();
             cpu.reset();
             let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap();
@@ -187,19 +246,49 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
     // and after a step with bias and penalties ignores those too.
     gpu.reset();
     cpu.reset();
-    assert_eq!(gpu.greedy_next(prompt).block_on().unwrap(), cpu.greedy_next(prompt).block_on().unwrap(), "greedy after a mask");
-    let penalised = SamplingParams { temperature: 0.0, repetition_penalty: 1.5, ..SamplingParams::default() };
+    assert_eq!(
+        gpu.greedy_next(prompt).block_on().unwrap(),
+        cpu.greedy_next(prompt).block_on().unwrap(),
+        "greedy after a mask"
+    );
+    let penalised =
+        SamplingParams { temperature: 0.0, repetition_penalty: 1.5, ..SamplingParams::default() };
     let biased = [(allowed[0], 50.0)];
     let appeared = [(ranked[0], 3)];
-    let step = SamplingStep { params: &penalised, logit_bias: &biased, appeared: &appeared, active_vocab: Some(vocab - 7), uniform: 0.5, token_mask: None };
+    let step = SamplingStep {
+        params: &penalised,
+        logit_bias: &biased,
+        appeared: &appeared,
+        active_vocab: Some(vocab - 7),
+        uniform: 0.5,
+        token_mask: None,
+    };
     gpu.reset();
-    assert_eq!(gpu.sample_next(prompt, &step).block_on().unwrap(), allowed[0], "the bias decides this step");
+    assert_eq!(
+        gpu.sample_next(prompt, &step).block_on().unwrap(),
+        allowed[0],
+        "the bias decides this step"
+    );
     gpu.reset();
     cpu.reset();
-    assert_eq!(gpu.greedy_next(prompt).block_on().unwrap(), cpu.greedy_next(prompt).block_on().unwrap(), "greedy after bias and penalties");
+    assert_eq!(
+        gpu.greedy_next(prompt).block_on().unwrap(),
+        cpu.greedy_next(prompt).block_on().unwrap(),
+        "greedy after bias and penalties"
+    );
     // The mask is cleared by the next unmasked sampled step.
-    let step = SamplingStep { params: &greedy, logit_bias: &[], appeared: &[], active_vocab: None, uniform: 0.5, token_mask: None };
+    let step = SamplingStep {
+        params: &greedy,
+        logit_bias: &[],
+        appeared: &[],
+        active_vocab: None,
+        uniform: 0.5,
+        token_mask: None,
+    };
     gpu.reset();
     cpu.reset();
-    assert_eq!(gpu.sample_next(prompt, &step).block_on().unwrap(), cpu.sample_next(prompt, &step).block_on().unwrap());
+    assert_eq!(
+        gpu.sample_next(prompt, &step).block_on().unwrap(),
+        cpu.sample_next(prompt, &step).block_on().unwrap()
+    );
 }

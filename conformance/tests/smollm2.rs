@@ -12,12 +12,12 @@
 //! reproduces the shared reference on the shared artifact).
 
 use mlc_conformance::*;
-use mlc_loader::{Artifact, OpenOptions};
 use mlc_kernels::{ContextOptions, GpuContext};
+use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
-use serde::Deserialize;
+use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
 use pollster::FutureExt as _;
+use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct Reference {
@@ -49,7 +49,11 @@ fn smollm2_dir() -> Option<std::path::PathBuf> {
         "{banner}\n!! NOT RUN: the SmolLM2 artifact {} is missing.\n!! Run scripts/default-model.sh (or set MLC_WGPU_SMOLLM2_DIR) first.\n{banner}",
         dir.display()
     );
-    assert!(std::env::var_os("CI").is_none(), "the SmolLM2 artifact {} is required in CI", dir.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the SmolLM2 artifact {} is required in CI",
+        dir.display()
+    );
     None
 }
 
@@ -59,23 +63,40 @@ fn fixture() -> Option<(Artifact, Reference, std::path::PathBuf)> {
     // The reference of the artifact `mlc-wgpu convert` makes (official TVM rounding of the 4-bit
     // codes); the folder above it holds the shared artifact's (float32 rounding), see its README.
     let reference_dir = fixtures_dir().join("smollm2-reference/official-rounding");
-    let reference: Reference =
-        serde_json::from_str(&std::fs::read_to_string(reference_dir.join("reference.json")).unwrap()).unwrap();
+    let reference: Reference = serde_json::from_str(
+        &std::fs::read_to_string(reference_dir.join("reference.json")).unwrap(),
+    )
+    .unwrap();
     let artifact = Artifact::open(model_dir.to_str().unwrap(), OpenOptions::default()).unwrap();
     Some((artifact, reference, reference_dir))
 }
 
 /// Step-0 logits within `tolerance` and greedy ids identical, for every case.
-fn check(engine: &mut dyn LanguageModel, artifact: &Artifact, reference: &Reference, reference_dir: &std::path::Path, what: &str, tolerance: f32) {
+fn check(
+    engine: &mut dyn LanguageModel,
+    artifact: &Artifact,
+    reference: &Reference,
+    reference_dir: &std::path::Path,
+    what: &str,
+    tolerance: f32,
+) {
     let stop_token_ids = artifact.config.conv_template.as_ref().unwrap().stop_token_ids.clone();
     for case in &reference.cases {
         engine.reset();
         let logits = engine.prefill(&case.prompt_ids).block_on().unwrap();
         let want = read_f32(&reference_dir.join(&case.step0_logits_file));
-        assert_close(&format!("{what} smollm2 {} step-0 logits", case.name), &logits, &want, tolerance);
+        assert_close(
+            &format!("{what} smollm2 {} step-0 logits", case.name),
+            &logits,
+            &want,
+            tolerance,
+        );
 
         engine.reset();
-        let options = GreedyOptions { max_tokens: case.greedy_ids.len(), stop_token_ids: stop_token_ids.clone() };
+        let options = GreedyOptions {
+            max_tokens: case.greedy_ids.len(),
+            stop_token_ids: stop_token_ids.clone(),
+        };
         let tokens = generate_greedy(engine, &case.prompt_ids, &options).block_on().unwrap();
         assert_eq!(tokens, case.greedy_ids, "{what} smollm2 {} greedy ids", case.name);
     }
@@ -91,7 +112,8 @@ fn cpu_reproduces_the_reference_greedy_answers() {
 #[test]
 fn gpu_reproduces_the_reference_greedy_answers() {
     let Some((artifact, reference, reference_dir)) = fixture() else { return };
-    let ctx = GpuContext::new_blocking(&ContextOptions::from_env()).expect("a GPU adapter (lavapipe in CI)");
+    let ctx = GpuContext::new_blocking(&ContextOptions::from_env())
+        .expect("a GPU adapter (lavapipe in CI)");
     let mut engine = load_gpu(&artifact, ctx, GpuOptions::default()).unwrap();
     check(&mut engine, &artifact, &reference, &reference_dir, "gpu", GPU_TOLERANCE);
 
@@ -101,5 +123,8 @@ fn gpu_reproduces_the_reference_greedy_answers() {
     let before = engine.backend().stats().submissions;
     engine.prefill(&reference.cases[0].prompt_ids).block_on().unwrap();
     let submissions = engine.backend().stats().submissions - before;
-    assert!(submissions > 2, "a long step is submitted in pieces, not at its end ({submissions} submissions)");
+    assert!(
+        submissions > 2,
+        "a long step is submitted in pieces, not at its end ({submissions} submissions)"
+    );
 }

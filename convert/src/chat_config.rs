@@ -211,7 +211,9 @@ pub fn conv_template(name: &str) -> Result<Value, ConvertError> {
     let get = |key: &str, default: Value| given.get(key).cloned().unwrap_or(default);
     // `role_templates` defaults are updated by the template's own (none of ours set any).
     let mut role_templates = json!({"user": "{user_message}", "assistant": "{assistant_message}", "tool": "{tool_message}"});
-    if let (Some(own), Some(all)) = (given.get("role_templates").and_then(Value::as_object), role_templates.as_object_mut()) {
+    if let (Some(own), Some(all)) =
+        (given.get("role_templates").and_then(Value::as_object), role_templates.as_object_mut())
+    {
         all.extend(own.clone());
     }
     let mut out = Map::new();
@@ -271,7 +273,10 @@ pub fn tokenizer_info(tokenizer_json: Option<&Value>) -> Value {
                 Some(list) if is_type(normalizer, "Sequence") => list.iter().collect(),
                 _ => vec![normalizer],
             };
-            prepend = parts.iter().any(|n| is_type(n, "Prepend") && n.get("prepend").and_then(Value::as_str) == Some("\u{2581}"));
+            prepend = parts.iter().any(|n| {
+                is_type(n, "Prepend")
+                    && n.get("prepend").and_then(Value::as_str) == Some("\u{2581}")
+            });
         }
     }
     json!({"token_postproc_method": method, "prepend_space_in_encode": prepend, "strip_space_in_decode": strip})
@@ -293,10 +298,12 @@ pub fn tokenizer_length(tokenizer_json: &Value, tokenizer_config: Option<&Value>
         }
         _ => return None,
     }
-    for added in tokenizer_json.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
+    for added in tokenizer_json.get("added_tokens").and_then(Value::as_array).into_iter().flatten()
+    {
         tokens.insert(added.get("content")?.as_str()?.to_string());
     }
-    let decoder = tokenizer_config.and_then(|c| c.get("added_tokens_decoder")).and_then(Value::as_object);
+    let decoder =
+        tokenizer_config.and_then(|c| c.get("added_tokens_decoder")).and_then(Value::as_object);
     for added in decoder.into_iter().flat_map(|d| d.values()) {
         tokens.insert(added.get("content")?.as_str()?.to_string());
     }
@@ -332,7 +339,9 @@ pub fn chat_config(input: &ChatConfigInput<'_>) -> Value {
     let vocab_size = get("vocab_size", Value::Null);
     let mut active_vocab_size = vocab_size.clone();
     // Step 5 of gen_config: `len(tokenizer)` when there is a tokenizer.json.
-    if let Some(length) = input.tokenizer_json.and_then(|t| tokenizer_length(t, input.tokenizer_config)) {
+    if let Some(length) =
+        input.tokenizer_json.and_then(|t| tokenizer_length(t, input.tokenizer_config))
+    {
         active_vocab_size = json!(length);
     }
     let mut out = Map::new();
@@ -348,7 +357,9 @@ pub fn chat_config(input: &ChatConfigInput<'_>) -> Value {
     out.insert("tensor_parallel_shards".into(), get("tensor_parallel_shards", Value::Null));
     out.insert("pipeline_parallel_stages".into(), get("pipeline_parallel_stages", json!(1)));
     out.insert("active_vocab_size".into(), active_vocab_size);
-    for key in ["temperature", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_p"] {
+    for key in
+        ["temperature", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_p"]
+    {
         out.insert(key.into(), Value::Null);
     }
     out.insert("tokenizer_files".into(), json!(input.tokenizer_files));
@@ -506,9 +517,14 @@ mod tests {
     fn chatml_nosystem_is_chatml_without_the_system_turn() {
         let chatml = conv_template("chatml").unwrap();
         let nosystem = conv_template("chatml_nosystem").unwrap();
-        assert_eq!((nosystem["system_template"].as_str(), nosystem["system_message"].as_str()), (Some("{system_message}"), Some("")));
+        assert_eq!(
+            (nosystem["system_template"].as_str(), nosystem["system_message"].as_str()),
+            (Some("{system_message}"), Some(""))
+        );
         assert_eq!(nosystem["name"], "chatml_nosystem");
-        for key in ["roles", "seps", "role_content_sep", "role_empty_sep", "stop_str", "stop_token_ids"] {
+        for key in
+            ["roles", "seps", "role_content_sep", "role_empty_sep", "stop_str", "stop_token_ids"]
+        {
             assert_eq!(nosystem[key], chatml[key], "{key}");
         }
         assert_ne!(chatml["system_template"], nosystem["system_template"]);
@@ -538,7 +554,10 @@ mod tests {
     #[test]
     fn json_matches_python_layout() {
         let value = json!({"a": [1, 2.0, "é"], "b": {}, "c": [], "d": {"e": null}});
-        assert_eq!(python_json(&value), "{\n  \"a\": [\n    1,\n    2.0,\n    \"\\u00e9\"\n  ],\n  \"b\": {},\n  \"c\": [],\n  \"d\": {\n    \"e\": null\n  }\n}");
+        assert_eq!(
+            python_json(&value),
+            "{\n  \"a\": [\n    1,\n    2.0,\n    \"\\u00e9\"\n  ],\n  \"b\": {},\n  \"c\": [],\n  \"d\": {\n    \"e\": null\n  }\n}"
+        );
     }
 
     #[test]

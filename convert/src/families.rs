@@ -117,7 +117,8 @@ impl Family {
                 opt("disaggregation", json!(false)),
             ],
             Family::Qwen2 | Family::Qwen3 => {
-                let mut fields = vec![req("hidden_act"), req("hidden_size"), req("intermediate_size")];
+                let mut fields =
+                    vec![req("hidden_act"), req("hidden_size"), req("intermediate_size")];
                 if self == Family::Qwen3 {
                     fields.push(req("attention_bias"));
                 }
@@ -208,8 +209,13 @@ impl Family {
     /// family's config dataclass (`ConfigBase.from_dict` + `__post_init__`),
     /// then the command-line overrides applied (`ModelConfigOverride.apply`,
     /// which rebuilds the dataclass and so runs `__post_init__` again).
-    pub fn model_config(self, hf: &Value, overrides: &Overrides) -> Result<Map<String, Value>, ConvertError> {
-        let source = hf.as_object().ok_or_else(|| config_error("config.json is not an object".into()))?;
+    pub fn model_config(
+        self,
+        hf: &Value,
+        overrides: &Overrides,
+    ) -> Result<Map<String, Value>, ConvertError> {
+        let source =
+            hf.as_object().ok_or_else(|| config_error("config.json is not an object".into()))?;
         let mut fields = Map::new();
         let mut kwargs = Map::new();
         let declared = self.fields();
@@ -226,7 +232,12 @@ impl Family {
                 let value = match (fields.get(*name), default) {
                     (Some(value), _) => value.clone(),
                     (None, Some(default)) => default.clone(),
-                    (None, None) => return Err(config_error(format!("config.json has no `{name}`, which {} needs", self.name()))),
+                    (None, None) => {
+                        return Err(config_error(format!(
+                            "config.json has no `{name}`, which {} needs",
+                            self.name()
+                        )));
+                    }
                 };
                 out.insert(name.to_string(), value);
             }
@@ -257,7 +268,11 @@ impl Family {
     }
 
     /// The dataclass's `__post_init__`.
-    fn post_init(self, config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+    fn post_init(
+        self,
+        config: &mut Map<String, Value>,
+        kwargs: &mut Map<String, Value>,
+    ) -> Result<(), ConvertError> {
         match self {
             Family::Mistral => return mistral_post_init(config, kwargs),
             Family::Phi3 => return phi3_post_init(config, kwargs),
@@ -289,7 +304,9 @@ impl Family {
             });
         }
         if is_zero(&config["context_window_size"]) {
-            let found = ["max_position_embeddings", "max_sequence_length"].iter().find_map(|name| kwargs.remove(*name));
+            let found = ["max_position_embeddings", "max_sequence_length"]
+                .iter()
+                .find_map(|name| kwargs.remove(*name));
             match found {
                 Some(value) => {
                     config.insert("context_window_size".into(), value);
@@ -331,7 +348,9 @@ impl Family {
             }
             // MLC's Qwen3 reads head_dim as given; 0 would build an empty model.
             Family::Qwen3 if head_dim <= 0 => {
-                return Err(config_error("qwen3 config.json must give a positive `head_dim`".into()));
+                return Err(config_error(
+                    "qwen3 config.json must give a positive `head_dim`".into(),
+                ));
             }
             _ => {}
         }
@@ -364,11 +383,17 @@ fn take_rope_theta(config: &mut Map<String, Value>, kwargs: &mut Map<String, Val
 
 /// `context_window_size` from `max_position_embeddings` or `max_sequence_length`
 /// when it is 0 (popped from kwargs, as MLC's configs do).
-fn context_from_kwargs(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+fn context_from_kwargs(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
     if !is_zero(&config["context_window_size"]) {
         return Ok(());
     }
-    match ["max_position_embeddings", "max_sequence_length"].iter().find_map(|name| kwargs.remove(*name)) {
+    match ["max_position_embeddings", "max_sequence_length"]
+        .iter()
+        .find_map(|name| kwargs.remove(*name))
+    {
         Some(value) => {
             config.insert("context_window_size".into(), value);
             Ok(())
@@ -417,7 +442,10 @@ fn cap_prefill(config: &mut Map<String, Value>) -> Result<(), ConvertError> {
 /// `MistralConfig.__post_init__`: the HF `sliding_window` (null → -1) becomes
 /// `sliding_window_size`; with a window the context is unbounded (-1) and the
 /// prefill chunk is at most the window.
-fn mistral_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+fn mistral_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
     take_rope_theta(config, kwargs);
     if is_zero(&config["sliding_window_size"]) {
         let window = kwargs.remove("sliding_window").unwrap_or(json!(-1));
@@ -449,7 +477,10 @@ fn mistral_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, V
 /// `Phi3Config.__post_init__`: `rope_scaling` without `type` is dropped, `su`
 /// is renamed `longrope` (the only kind accepted) and the two lengths are
 /// copied into it; the context defaults to `max_position_embeddings`.
-fn phi3_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+fn phi3_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
     take_rope_theta(config, kwargs);
     if let Some(scaling) = config.get("rope_scaling").and_then(Value::as_object).cloned() {
         match scaling.get("type") {
@@ -464,12 +495,19 @@ fn phi3_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Valu
                 if scaling["type"] != "longrope" {
                     return Err(ConvertError::Unsupported {
                         what: format!("rope_scaling.type {} for phi3", scaling["type"]),
-                        message: "MLC's Phi-3 supports only LongRoPE (\"longrope\" / \"su\")".into(),
+                        message: "MLC's Phi-3 supports only LongRoPE (\"longrope\" / \"su\")"
+                            .into(),
                     });
                 }
                 scaling.insert("rope_type".into(), scaling["type"].clone());
-                scaling.insert("max_position_embeddings".into(), config["max_position_embeddings"].clone());
-                scaling.insert("original_max_position_embeddings".into(), config["original_max_position_embeddings"].clone());
+                scaling.insert(
+                    "max_position_embeddings".into(),
+                    config["max_position_embeddings"].clone(),
+                );
+                scaling.insert(
+                    "original_max_position_embeddings".into(),
+                    config["original_max_position_embeddings"].clone(),
+                );
                 config.insert("rope_scaling".into(), Value::Object(scaling));
             }
         }
@@ -480,7 +518,9 @@ fn phi3_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Valu
     cap_prefill(config)?;
     let (hidden, heads, head_dim) = default_heads(config)?;
     if head_dim * heads != hidden {
-        return Err(config_error(format!("phi3 needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}")));
+        return Err(config_error(format!(
+            "phi3 needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
+        )));
     }
     Ok(())
 }
@@ -488,9 +528,15 @@ fn phi3_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Valu
 /// `Gemma2Config.__post_init__` (after `GemmaConfig`'s): a GELU activation, no
 /// attention bias, and the context window forced to `sliding_window`, since
 /// MLC runs every layer with full attention.
-fn gemma2_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Value>) -> Result<(), ConvertError> {
+fn gemma2_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
     if config["hidden_activation"].is_null() {
-        config.insert("hidden_activation".into(), kwargs.get("hidden_act").cloned().unwrap_or(Value::Null));
+        config.insert(
+            "hidden_activation".into(),
+            kwargs.get("hidden_act").cloned().unwrap_or(Value::Null),
+        );
     }
     if !matches!(config["hidden_activation"].as_str(), Some("gelu" | "gelu_pytorch_tanh")) {
         return Err(ConvertError::Unsupported {
@@ -499,14 +545,20 @@ fn gemma2_post_init(config: &mut Map<String, Value>, kwargs: &mut Map<String, Va
         });
     }
     if config["attention_bias"] == json!(true) {
-        return Err(ConvertError::Unsupported { what: "attention_bias for gemma2".into(), message: "MLC's Gemma has no attention bias".into() });
+        return Err(ConvertError::Unsupported {
+            what: "attention_bias for gemma2".into(),
+            message: "MLC's Gemma has no attention bias".into(),
+        });
     }
     take_rope_theta(config, kwargs);
     context_from_kwargs(config, kwargs)?;
     default_heads(config)?;
     cap_prefill(config)?;
     if config["sliding_window"].is_null() {
-        return Err(config_error("gemma2 config.json must give `sliding_window` (MLC uses it as the context window)".into()));
+        return Err(config_error(
+            "gemma2 config.json must give `sliding_window` (MLC uses it as the context window)"
+                .into(),
+        ));
     }
     config.insert("context_window_size".into(), config["sliding_window"].clone());
     Ok(())
@@ -569,13 +621,18 @@ impl Dims {
     pub fn from_model_config(config: &Map<String, Value>) -> Result<Dims, ConvertError> {
         let size = |key: &str| -> Result<usize, ConvertError> {
             let v = int(config, key)?;
-            usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| config_error(format!("`{key}` must be positive, got {v}")))
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| config_error(format!("`{key}` must be positive, got {v}")))
         };
         let flag = |key: &str| -> Result<bool, ConvertError> {
             match config.get(key) {
                 None | Some(Value::Null) => Ok(false),
                 Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(config_error(format!("`{key}` must be true or false, got {other}"))),
+                Some(other) => {
+                    Err(config_error(format!("`{key}` must be true or false, got {other}")))
+                }
             }
         };
         Ok(Dims {
@@ -630,7 +687,11 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
     if family == Family::Phi3 {
         return phi3_params(d);
     }
-    let one = |name: String, shape: Vec<usize>, kind| Param { name: name.clone(), sources: vec![(name, shape)], kind };
+    let one = |name: String, shape: Vec<usize>, kind| Param {
+        name: name.clone(),
+        sources: vec![(name, shape)],
+        kind,
+    };
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
     let norm = if family == Family::Gemma2 { Kind::GemmaNorm } else { Kind::Vector };
     let mut out = vec![one("model.embed_tokens.weight".into(), vec![d.vocab, h], Kind::Matrix)];
@@ -705,23 +766,72 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
 /// Phi-3's parameters: the checkpoint already fuses `qkv_proj` and
 /// `gate_up_proj`; MLC renames the modules (`phi3_loader.py`).
 fn phi3_params(d: &Dims) -> Vec<Param> {
-    let renamed = |mlc: String, hf: String, shape: Vec<usize>, kind| Param { name: mlc, sources: vec![(hf, shape)], kind };
+    let renamed = |mlc: String, hf: String, shape: Vec<usize>, kind| Param {
+        name: mlc,
+        sources: vec![(hf, shape)],
+        kind,
+    };
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
-    let mut out = vec![renamed("transformer.embd.weight".into(), "model.embed_tokens.weight".into(), vec![d.vocab, h], Kind::Matrix)];
+    let mut out = vec![renamed(
+        "transformer.embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        vec![d.vocab, h],
+        Kind::Matrix,
+    )];
     for layer in 0..d.layers {
         let (mlc, hf) = (format!("transformer.h.{layer}"), format!("model.layers.{layer}"));
         out.extend([
-            renamed(format!("{mlc}.ln.weight"), format!("{hf}.input_layernorm.weight"), vec![h], Kind::Vector),
-            renamed(format!("{mlc}.mixer.qkv_proj.weight"), format!("{hf}.self_attn.qkv_proj.weight"), vec![q + 2 * kv, h], Kind::Matrix),
-            renamed(format!("{mlc}.mixer.out_proj.weight"), format!("{hf}.self_attn.o_proj.weight"), vec![h, q], Kind::Matrix),
-            renamed(format!("{mlc}.post_attention_layernorm.weight"), format!("{hf}.post_attention_layernorm.weight"), vec![h], Kind::Vector),
-            renamed(format!("{mlc}.mlp.gate_up_proj.weight"), format!("{hf}.mlp.gate_up_proj.weight"), vec![2 * d.intermediate, h], Kind::Matrix),
-            renamed(format!("{mlc}.mlp.down_proj.weight"), format!("{hf}.mlp.down_proj.weight"), vec![h, d.intermediate], Kind::Matrix),
+            renamed(
+                format!("{mlc}.ln.weight"),
+                format!("{hf}.input_layernorm.weight"),
+                vec![h],
+                Kind::Vector,
+            ),
+            renamed(
+                format!("{mlc}.mixer.qkv_proj.weight"),
+                format!("{hf}.self_attn.qkv_proj.weight"),
+                vec![q + 2 * kv, h],
+                Kind::Matrix,
+            ),
+            renamed(
+                format!("{mlc}.mixer.out_proj.weight"),
+                format!("{hf}.self_attn.o_proj.weight"),
+                vec![h, q],
+                Kind::Matrix,
+            ),
+            renamed(
+                format!("{mlc}.post_attention_layernorm.weight"),
+                format!("{hf}.post_attention_layernorm.weight"),
+                vec![h],
+                Kind::Vector,
+            ),
+            renamed(
+                format!("{mlc}.mlp.gate_up_proj.weight"),
+                format!("{hf}.mlp.gate_up_proj.weight"),
+                vec![2 * d.intermediate, h],
+                Kind::Matrix,
+            ),
+            renamed(
+                format!("{mlc}.mlp.down_proj.weight"),
+                format!("{hf}.mlp.down_proj.weight"),
+                vec![h, d.intermediate],
+                Kind::Matrix,
+            ),
         ]);
     }
-    out.push(renamed("transformer.norm.weight".into(), "model.norm.weight".into(), vec![h], Kind::Vector));
+    out.push(renamed(
+        "transformer.norm.weight".into(),
+        "model.norm.weight".into(),
+        vec![h],
+        Kind::Vector,
+    ));
     if !d.tie_word_embeddings {
-        out.push(renamed("lm_head.weight".into(), "lm_head.weight".into(), vec![d.vocab, h], Kind::Matrix));
+        out.push(renamed(
+            "lm_head.weight".into(),
+            "lm_head.weight".into(),
+            vec![d.vocab, h],
+            Kind::Matrix,
+        ));
     }
     out
 }
@@ -737,7 +847,10 @@ pub fn is_declared_unused(name: &str) -> bool {
 /// checkpoint's tensors in its order. Returns that order (indices into
 /// `params`) and the source tensors no parameter uses; fails naming the
 /// first parameter source the checkpoint lacks.
-pub fn emission_order(params: &[Param], source_names: &[String]) -> Result<(Vec<usize>, Vec<String>), ConvertError> {
+pub fn emission_order(
+    params: &[Param],
+    source_names: &[String],
+) -> Result<(Vec<usize>, Vec<String>), ConvertError> {
     let mut user = std::collections::HashMap::new();
     for (i, param) in params.iter().enumerate() {
         for (source, _) in &param.sources {
@@ -761,7 +874,9 @@ pub fn emission_order(params: &[Param], source_names: &[String]) -> Result<(Vec<
         }
     }
     for param in params {
-        if let Some((missing, _)) = param.sources.iter().find(|(s, _)| !present.contains(s.as_str())) {
+        if let Some((missing, _)) =
+            param.sources.iter().find(|(s, _)| !present.contains(s.as_str()))
+        {
             return Err(ConvertError::Tensor {
                 name: missing.clone(),
                 message: format!("is missing from the checkpoint (needed for `{}`)", param.name),
@@ -785,7 +900,8 @@ mod tests {
 
     #[test]
     fn an_unknown_model_type_names_the_supported_ones() {
-        let error = Family::from_hf_config(&json!({"model_type": "mamba"})).unwrap_err().to_string();
+        let error =
+            Family::from_hf_config(&json!({"model_type": "mamba"})).unwrap_err().to_string();
         assert!(error.contains("\"mamba\"") && error.contains("llama, qwen2, qwen3"), "{error}");
     }
 
@@ -795,10 +911,16 @@ mod tests {
             "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
             "rope_theta": 1e6, "vocab_size": 100, "max_position_embeddings": 32768});
         let config = Family::Qwen2.model_config(&hf, &overrides()).unwrap();
-        assert_eq!((config["context_window_size"].clone(), config["prefill_chunk_size"].clone()), (json!(32768), json!(8192)));
+        assert_eq!(
+            (config["context_window_size"].clone(), config["prefill_chunk_size"].clone()),
+            (json!(32768), json!(8192))
+        );
         let small = Overrides { context_window_size: Some(1024), ..overrides() };
         let config = Family::Qwen2.model_config(&hf, &small).unwrap();
-        assert_eq!((config["context_window_size"].clone(), config["prefill_chunk_size"].clone()), (json!(1024), json!(1024)));
+        assert_eq!(
+            (config["context_window_size"].clone(), config["prefill_chunk_size"].clone()),
+            (json!(1024), json!(1024))
+        );
         assert_eq!(config["head_dim"], json!(16));
         assert_eq!(config["max_batch_size"], json!(128));
     }
@@ -815,7 +937,10 @@ mod tests {
         let bad = json!({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
             "num_hidden_layers": 2, "rms_norm_eps": 1e-5, "vocab_size": 100, "rope_scaling": {"rope_type": "yarn"},
             "max_position_embeddings": 4096});
-        assert!(matches!(Family::Llama.model_config(&bad, &overrides()), Err(ConvertError::Unsupported { .. })));
+        assert!(matches!(
+            Family::Llama.model_config(&bad, &overrides()),
+            Err(ConvertError::Unsupported { .. })
+        ));
     }
 
     #[test]
@@ -824,14 +949,23 @@ mod tests {
             "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "vocab_size": 100,
             "rope_theta": 10000.0, "sliding_window": 4096, "max_position_embeddings": 32768});
         let config = Family::Mistral.model_config(&hf, &overrides()).unwrap();
-        let windows = ["context_window_size", "sliding_window_size", "prefill_chunk_size", "attention_sink_size"].map(|k| config[k].clone());
+        let windows = [
+            "context_window_size",
+            "sliding_window_size",
+            "prefill_chunk_size",
+            "attention_sink_size",
+        ]
+        .map(|k| config[k].clone());
         assert_eq!(windows, [json!(-1), json!(4096), json!(4096), json!(4)]);
         assert_eq!(config["head_dim"], json!(16));
         let no_window = json!({"sliding_window": null, "max_position_embeddings": 32768});
         let mut hf2 = hf.clone();
         hf2.as_object_mut().unwrap().extend(no_window.as_object().unwrap().clone());
         let config = Family::Mistral.model_config(&hf2, &overrides()).unwrap();
-        assert_eq!([config["context_window_size"].clone(), config["sliding_window_size"].clone()], [json!(32768), json!(-1)]);
+        assert_eq!(
+            [config["context_window_size"].clone(), config["sliding_window_size"].clone()],
+            [json!(32768), json!(-1)]
+        );
     }
 
     #[test]
@@ -844,14 +978,34 @@ mod tests {
             hf.as_object_mut().unwrap().insert("rope_scaling".into(), scaling);
             Family::Phi3.model_config(&hf, &overrides())
         };
-        let config = with(json!({"type": "su", "short_factor": [1.0], "long_factor": [2.0]})).unwrap();
+        let config =
+            with(json!({"type": "su", "short_factor": [1.0], "long_factor": [2.0]})).unwrap();
         let scaling = &config["rope_scaling"];
-        assert_eq!(keys(scaling), ["type", "short_factor", "long_factor", "rope_type", "max_position_embeddings", "original_max_position_embeddings"]);
-        assert_eq!([scaling["type"].clone(), scaling["rope_type"].clone()], [json!("longrope"), json!("longrope")]);
-        assert_eq!([config["context_window_size"].clone(), config["prefill_chunk_size"].clone()], [json!(131072), json!(8192)]);
+        assert_eq!(
+            keys(scaling),
+            [
+                "type",
+                "short_factor",
+                "long_factor",
+                "rope_type",
+                "max_position_embeddings",
+                "original_max_position_embeddings"
+            ]
+        );
+        assert_eq!(
+            [scaling["type"].clone(), scaling["rope_type"].clone()],
+            [json!("longrope"), json!("longrope")]
+        );
+        assert_eq!(
+            [config["context_window_size"].clone(), config["prefill_chunk_size"].clone()],
+            [json!(131072), json!(8192)]
+        );
         assert_eq!(config["position_embedding_base"], json!(10000));
         assert_eq!(with(json!({"factor": 2.0})).unwrap()["rope_scaling"], Value::Null);
-        assert!(matches!(with(json!({"type": "linear", "factor": 2.0})), Err(ConvertError::Unsupported { .. })));
+        assert!(matches!(
+            with(json!({"type": "linear", "factor": 2.0})),
+            Err(ConvertError::Unsupported { .. })
+        ));
     }
 
     #[test]
@@ -861,30 +1015,58 @@ mod tests {
             "rms_norm_eps": 1e-6, "vocab_size": 100, "hidden_act": "gelu_pytorch_tanh", "max_position_embeddings": 8192,
             "sliding_window": 4096, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0, "query_pre_attn_scalar": 32});
         let config = Family::Gemma2.model_config(&hf, &overrides()).unwrap();
-        assert_eq!([config["context_window_size"].clone(), config["prefill_chunk_size"].clone()], [json!(4096), json!(4096)]);
+        assert_eq!(
+            [config["context_window_size"].clone(), config["prefill_chunk_size"].clone()],
+            [json!(4096), json!(4096)]
+        );
         assert_eq!(config["hidden_activation"], json!("gelu_pytorch_tanh"));
         let mut silu = hf.clone();
         silu.as_object_mut().unwrap().insert("hidden_act".into(), json!("silu"));
-        assert!(matches!(Family::Gemma2.model_config(&silu, &overrides()), Err(ConvertError::Unsupported { .. })));
+        assert!(matches!(
+            Family::Gemma2.model_config(&silu, &overrides()),
+            Err(ConvertError::Unsupported { .. })
+        ));
     }
 
     #[test]
     fn the_default_template_follows_the_tokenizer() {
         assert_eq!(Family::Qwen2.default_conv_template(None), "qwen2");
         assert_eq!(Family::Qwen3.default_conv_template(Some("{}")), "qwen3");
-        assert_eq!(Family::Llama.default_conv_template(Some(r#"{"content": "<|im_start|>"}"#)), "chatml");
-        assert_eq!(Family::Llama.default_conv_template(Some(r#"{"content": "<|start_header_id|>"}"#)), "llama-3");
+        assert_eq!(
+            Family::Llama.default_conv_template(Some(r#"{"content": "<|im_start|>"}"#)),
+            "chatml"
+        );
+        assert_eq!(
+            Family::Llama.default_conv_template(Some(r#"{"content": "<|start_header_id|>"}"#)),
+            "llama-3"
+        );
         assert_eq!(Family::Llama.default_conv_template(None), "llama-3");
         assert_eq!(Family::Llama.default_conv_template(Some(r#"{"content": "<s>"}"#)), "llama-2");
     }
 
     #[test]
     fn a_missing_source_tensor_is_named() {
-        let d = Dims { hidden: 32, intermediate: 64, layers: 1, heads: 2, kv_heads: 1, head_dim: 16, vocab: 10,
-            tie_word_embeddings: true, attention_bias: false };
+        let d = Dims {
+            hidden: 32,
+            intermediate: 64,
+            layers: 1,
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 16,
+            vocab: 10,
+            tie_word_embeddings: true,
+            attention_bias: false,
+        };
         let params = params(Family::Llama, &d);
-        let names: Vec<String> = params.iter().flat_map(|p| p.sources.iter().map(|(s, _)| s.clone())).filter(|s| !s.contains("v_proj")).collect();
+        let names: Vec<String> = params
+            .iter()
+            .flat_map(|p| p.sources.iter().map(|(s, _)| s.clone()))
+            .filter(|s| !s.contains("v_proj"))
+            .collect();
         let error = emission_order(&params, &names).unwrap_err().to_string();
-        assert!(error.contains("model.layers.0.self_attn.v_proj.weight") && error.contains("missing"), "{error}");
+        assert!(
+            error.contains("model.layers.0.self_attn.v_proj.weight") && error.contains("missing"),
+            "{error}"
+        );
     }
 }

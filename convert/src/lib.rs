@@ -9,21 +9,21 @@
 //! quantizes them exactly as the official converter does, and streams them
 //! into the writer; the chat config is generated from the source's config.
 
-mod checkpoint;
-mod error;
 /// `mlc-chat-config.json` generation, as MLC's `gen_config` does it.
 pub mod chat_config;
+mod checkpoint;
+mod error;
 /// Model families: config parsing and the parameter map.
 pub mod families;
+/// GGUF (llama.cpp) reading: header parsing, dequantization, the GGUF checkpoint.
+pub mod gguf;
 mod pipeline;
 /// The official quantizers, bit-exact.
 pub mod quantize;
 mod safetensors;
-/// GGUF (llama.cpp) reading: header parsing, dequantization, the GGUF checkpoint.
-pub mod gguf;
 
 pub use checkpoint::Checkpoint;
 pub use error::ConvertError;
+pub use gguf::GgufCheckpoint;
 pub use pipeline::{ConvertOptions, ConvertSummary, convert};
 pub use safetensors::{HfFolder, TOKENIZER_FILES};
-pub use gguf::GgufCheckpoint;

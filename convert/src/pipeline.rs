@@ -90,12 +90,19 @@ pub struct ConvertSummary {
 /// exist, or be empty). Every check that can fail on the input — family,
 /// config, tensor presence and shapes, template — runs before the first byte
 /// is written; a later failure removes the partial output.
-pub fn convert(checkpoint: &mut dyn Checkpoint, options: &ConvertOptions, out: &Path) -> Result<ConvertSummary, ConvertError> {
+pub fn convert(
+    checkpoint: &mut dyn Checkpoint,
+    options: &ConvertOptions,
+    out: &Path,
+) -> Result<ConvertSummary, ConvertError> {
     let hf_config = checkpoint.hf_config().clone();
     let family = Family::from_hf_config(&hf_config)?;
     // MLC itself writes -1 for a sliding-window Mistral's context; as an
     // override a non-positive window makes no sense.
-    for (what, value) in [("context_window_size", options.context_window_size), ("prefill_chunk_size", options.prefill_chunk_size)] {
+    for (what, value) in [
+        ("context_window_size", options.context_window_size),
+        ("prefill_chunk_size", options.prefill_chunk_size),
+    ] {
         if let Some(value) = value.filter(|&v| v <= 0) {
             return Err(ConvertError::Unsupported {
                 what: format!("{what} {value}"),
@@ -121,7 +128,10 @@ pub fn convert(checkpoint: &mut dyn Checkpoint, options: &ConvertOptions, out: &
             if &actual != expected {
                 return Err(ConvertError::Tensor {
                     name: source.clone(),
-                    message: format!("has shape {actual:?}, but the config implies {expected:?} (for `{}`)", param.name),
+                    message: format!(
+                        "has shape {actual:?}, but the config implies {expected:?} (for `{}`)",
+                        param.name
+                    ),
                 });
             }
         }
@@ -136,13 +146,15 @@ pub fn convert(checkpoint: &mut dyn Checkpoint, options: &ConvertOptions, out: &
     // Tokenizer files and the chat config, also before writing anything.
     let mut tokenizer_files = checkpoint.tokenizer_files()?;
     // The official list order first, then any other file the checkpoint made.
-    tokenizer_files.sort_by_key(|(name, _)| TOKENIZER_FILES.iter().position(|f| f == name).unwrap_or(TOKENIZER_FILES.len()));
+    tokenizer_files.sort_by_key(|(name, _)| {
+        TOKENIZER_FILES.iter().position(|f| f == name).unwrap_or(TOKENIZER_FILES.len())
+    });
     let parse = |name: &str| -> Result<Option<Value>, ConvertError> {
         match tokenizer_files.iter().find(|(n, _)| n == name) {
             None => Ok(None),
-            Some((_, bytes)) => serde_json::from_slice(bytes)
-                .map(Some)
-                .map_err(|e| ConvertError::Malformed { path: name.into(), message: format!("invalid JSON: {e}") }),
+            Some((_, bytes)) => serde_json::from_slice(bytes).map(Some).map_err(|e| {
+                ConvertError::Malformed { path: name.into(), message: format!("invalid JSON: {e}") }
+            }),
         }
     };
     let tokenizer_json = parse("tokenizer.json")?;
@@ -150,7 +162,10 @@ pub fn convert(checkpoint: &mut dyn Checkpoint, options: &ConvertOptions, out: &
     let template_name = match &options.conv_template {
         Some(name) => name.clone(),
         None => {
-            let text = tokenizer_files.iter().find(|(n, _)| n == "tokenizer.json").map(|(_, b)| String::from_utf8_lossy(b).into_owned());
+            let text = tokenizer_files
+                .iter()
+                .find(|(n, _)| n == "tokenizer.json")
+                .map(|(_, b)| String::from_utf8_lossy(b).into_owned());
             family.default_conv_template(text.as_deref()).to_string()
         }
     };
@@ -176,7 +191,8 @@ pub fn convert(checkpoint: &mut dyn Checkpoint, options: &ConvertOptions, out: &
     }
     writer.add_file(CONFIG_FILE, config_text.as_bytes())?;
     let index = writer.finish(source_parameters)?;
-    let param_bytes = index.metadata.get("ParamBytes").and_then(Value::as_f64).unwrap_or(0.0) as u64;
+    let param_bytes =
+        index.metadata.get("ParamBytes").and_then(Value::as_f64).unwrap_or(0.0) as u64;
     Ok(ConvertSummary {
         model_type: family.name().to_string(),
         quantization: options.quantization,
@@ -192,7 +208,12 @@ pub fn convert(checkpoint: &mut dyn Checkpoint, options: &ConvertOptions, out: &
 }
 
 /// Reads, fuses, converts and writes one parameter (one or two records).
-fn write_param(checkpoint: &mut dyn Checkpoint, writer: &mut ArtifactWriter, param: &Param, quantization: Quantization) -> Result<(), ConvertError> {
+fn write_param(
+    checkpoint: &mut dyn Checkpoint,
+    writer: &mut ArtifactWriter,
+    param: &Param,
+    quantization: Quantization,
+) -> Result<(), ConvertError> {
     let shape = param.shape();
     let mut values = Vec::with_capacity(shape.iter().product());
     for (source, _) in &param.sources {
@@ -216,11 +237,23 @@ fn write_param(checkpoint: &mut dyn Checkpoint, writer: &mut ArtifactWriter, par
         let (weights, scales, scale_dtype, words, groups) = match quantization.model_dtype() {
             DType::F16 => {
                 let q = quantize::q4f16(&values, rows, k);
-                (quantize::u32_bytes(&q.q_weight), quantize::f16_bytes(&q.q_scale), DType::F16, q.words_per_row, q.groups_per_row)
+                (
+                    quantize::u32_bytes(&q.q_weight),
+                    quantize::f16_bytes(&q.q_scale),
+                    DType::F16,
+                    q.words_per_row,
+                    q.groups_per_row,
+                )
             }
             _ => {
                 let q = quantize::q4f32(&values, rows, k);
-                (quantize::u32_bytes(&q.q_weight), quantize::f32_bytes(&q.q_scale), DType::F32, q.words_per_row, q.groups_per_row)
+                (
+                    quantize::u32_bytes(&q.q_weight),
+                    quantize::f32_bytes(&q.q_scale),
+                    DType::F32,
+                    q.words_per_row,
+                    q.groups_per_row,
+                )
             }
         };
         writer.add_tensor(&format!("{base}.q_weight"), &[rows, words], DType::U32, &weights)?;
@@ -231,7 +264,9 @@ fn write_param(checkpoint: &mut dyn Checkpoint, writer: &mut ArtifactWriter, par
                 let half: Vec<f16> = quantize::to_f16(&values);
                 writer.add_tensor(&param.name, &shape, DType::F16, &quantize::f16_bytes(&half))?;
             }
-            _ => writer.add_tensor(&param.name, &shape, DType::F32, &quantize::f32_bytes(&values))?,
+            _ => {
+                writer.add_tensor(&param.name, &shape, DType::F32, &quantize::f32_bytes(&values))?
+            }
         }
     }
     Ok(())

@@ -84,7 +84,11 @@ pub fn q4f16(weights: &[f32], rows: usize, k: usize) -> Quantized<f16> {
     let mut q_scale = Vec::with_capacity(rows * groups);
     let mut codes = vec![0u32; k];
     let seven = f16::from_f32(MAX_INT).to_f32();
-    for (row, out) in weights.chunks_exact(k.max(1)).take(rows).zip(q_weight.chunks_exact_mut(words_per_row.max(1))) {
+    for (row, out) in weights
+        .chunks_exact(k.max(1))
+        .take(rows)
+        .zip(q_weight.chunks_exact_mut(words_per_row.max(1)))
+    {
         let row: Vec<f16> = to_f16(row);
         for (g, group) in row.chunks(GROUP_SIZE).enumerate() {
             // |w| and max are exact in float16.
@@ -110,7 +114,11 @@ pub fn q4f32(weights: &[f32], rows: usize, k: usize) -> Quantized<f32> {
     let mut q_weight = vec![0u32; rows * words_per_row];
     let mut q_scale = Vec::with_capacity(rows * groups);
     let mut codes = vec![0u32; k];
-    for (row, out) in weights.chunks_exact(k.max(1)).take(rows).zip(q_weight.chunks_exact_mut(words_per_row.max(1))) {
+    for (row, out) in weights
+        .chunks_exact(k.max(1))
+        .take(rows)
+        .zip(q_weight.chunks_exact_mut(words_per_row.max(1)))
+    {
         for (g, group) in row.chunks(GROUP_SIZE).enumerate() {
             let max_abs = group.iter().map(|v| v.abs()).fold(f32::MIN, f32::max);
             let scale = max_abs / MAX_INT;

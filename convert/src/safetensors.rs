@@ -30,8 +30,14 @@ const MAX_HEADER_BYTES: u64 = 100 << 20;
 /// The tokenizer files MLC's `gen_config` copies, in its order (`TOKENIZER_FILES`).
 /// `special_tokens_map.json` is not among them: the official converter only
 /// writes it when it converts a tiktoken tokenizer.
-pub const TOKENIZER_FILES: [&str; 6] =
-    ["tokenizer.model", "tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json", "tokenizer_config.json"];
+pub const TOKENIZER_FILES: [&str; 6] = [
+    "tokenizer.model",
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "tokenizer_config.json",
+];
 
 /// Element types a source tensor may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +94,11 @@ pub struct HfFolder {
 
 impl std::fmt::Debug for HfFolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HfFolder").field("dir", &self.dir).field("files", &self.files).field("tensors", &self.order.len()).finish()
+        f.debug_struct("HfFolder")
+            .field("dir", &self.dir)
+            .field("files", &self.files)
+            .field("tensors", &self.order.len())
+            .finish()
     }
 }
 
@@ -106,10 +116,14 @@ impl HfFolder {
         }
         let config = read_json(&config_path)?;
         if !config.is_object() {
-            return Err(ConvertError::Malformed { path: config_path, message: "is not a JSON object".into() });
+            return Err(ConvertError::Malformed {
+                path: config_path,
+                message: "is not a JSON object".into(),
+            });
         }
         let generation_path = dir.join("generation_config.json");
-        let generation_config = if generation_path.is_file() { Some(read_json(&generation_path)?) } else { None };
+        let generation_config =
+            if generation_path.is_file() { Some(read_json(&generation_path)?) } else { None };
 
         // MLC's converter prefers the index when there is one (and writes one
         // for a lone model.safetensors, with the keys in sorted order).
@@ -120,9 +134,11 @@ impl HfFolder {
         let mut order = Vec::new();
         if index_path.is_file() {
             let index = read_json(&index_path)?;
-            let map = index.get("weight_map").and_then(Value::as_object).ok_or_else(|| ConvertError::Malformed {
-                path: index_path.clone(),
-                message: "has no `weight_map` object".into(),
+            let map = index.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
+                ConvertError::Malformed {
+                    path: index_path.clone(),
+                    message: "has no `weight_map` object".into(),
+                }
             })?;
             // The loader groups tensors by file, files in order of first
             // appearance, tensors in index order within a file.
@@ -135,7 +151,9 @@ impl HfFolder {
                 if file.contains('/') || file.contains('\\') || file == ".." {
                     return Err(ConvertError::Malformed {
                         path: index_path.clone(),
-                        message: format!("weight_map[{name:?}] = {file:?} is not a file of this folder"),
+                        message: format!(
+                            "weight_map[{name:?}] = {file:?} is not a file of this folder"
+                        ),
                     });
                 }
                 match by_file.iter_mut().find(|(f, _)| f == file) {
@@ -147,10 +165,13 @@ impl HfFolder {
                 let path = dir.join(&file);
                 let header = read_header(&path, files.len())?;
                 for name in names {
-                    let entry = header.get(&name).cloned().ok_or_else(|| ConvertError::Malformed {
-                        path: path.clone(),
-                        message: format!("holds no tensor `{name}`, which {INDEX_FILE} places there"),
-                    })?;
+                    let entry =
+                        header.get(&name).cloned().ok_or_else(|| ConvertError::Malformed {
+                            path: path.clone(),
+                            message: format!(
+                                "holds no tensor `{name}`, which {INDEX_FILE} places there"
+                            ),
+                        })?;
                     entries.insert(name.clone(), entry);
                     order.push(name);
                 }
@@ -179,9 +200,10 @@ impl HfFolder {
     }
 
     fn entry(&self, name: &str) -> Result<&Entry, ConvertError> {
-        self.entries
-            .get(name)
-            .ok_or_else(|| ConvertError::Tensor { name: name.to_string(), message: "is not in the checkpoint".into() })
+        self.entries.get(name).ok_or_else(|| ConvertError::Tensor {
+            name: name.to_string(),
+            message: "is not in the checkpoint".into(),
+        })
     }
 }
 
@@ -216,9 +238,16 @@ impl Checkpoint for HfFolder {
         file.read_exact(&mut bytes).map_err(io)?;
         // Widening from bf16 and f16 is exact.
         Ok(match dtype {
-            SourceDType::Bf16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            SourceDType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            SourceDType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            SourceDType::Bf16 => {
+                bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            SourceDType::F16 => {
+                bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            SourceDType::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
         })
     }
 
@@ -227,7 +256,8 @@ impl Checkpoint for HfFolder {
         for name in TOKENIZER_FILES {
             let path = self.dir.join(name);
             if path.is_file() {
-                let bytes = std::fs::read(&path).map_err(|source| ConvertError::Io { path: path.clone(), source })?;
+                let bytes = std::fs::read(&path)
+                    .map_err(|source| ConvertError::Io { path: path.clone(), source })?;
                 out.push((name.to_string(), bytes));
             }
         }
@@ -236,8 +266,12 @@ impl Checkpoint for HfFolder {
 }
 
 fn read_json(path: &Path) -> Result<Value, ConvertError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|e| ConvertError::Malformed { path: path.to_path_buf(), message: format!("invalid JSON: {e}") })
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| ConvertError::Malformed {
+        path: path.to_path_buf(),
+        message: format!("invalid JSON: {e}"),
+    })
 }
 
 /// Reads and validates the header of the safetensors file `path` (file number
@@ -249,17 +283,21 @@ fn read_header(path: &Path, file: usize) -> Result<BTreeMap<String, Entry>, Conv
     let file_len = handle.metadata().map_err(io)?.len();
     let mut len_bytes = [0u8; 8];
     if file_len < 8 {
-        return Err(malformed(format!("is {file_len} bytes long: too short for a safetensors header")));
+        return Err(malformed(format!(
+            "is {file_len} bytes long: too short for a safetensors header"
+        )));
     }
     handle.read_exact(&mut len_bytes).map_err(io)?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
-        return Err(malformed(format!("header length {header_len} does not fit in the file ({file_len} bytes): truncated or not safetensors")));
+        return Err(malformed(format!(
+            "header length {header_len} does not fit in the file ({file_len} bytes): truncated or not safetensors"
+        )));
     }
     let mut header = vec![0u8; header_len as usize];
     handle.read_exact(&mut header).map_err(io)?;
-    let header: serde_json::Map<String, Value> =
-        serde_json::from_slice(&header).map_err(|e| malformed(format!("header is not a JSON object: {e}")))?;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&header)
+        .map_err(|e| malformed(format!("header is not a JSON object: {e}")))?;
     let data_start = 8 + header_len;
     let data_len = file_len - data_start;
     let mut entries = BTreeMap::new();
@@ -268,11 +306,14 @@ fn read_header(path: &Path, file: usize) -> Result<BTreeMap<String, Entry>, Conv
             continue;
         }
         let bad = |what: &str| malformed(format!("tensor `{name}`: {what}"));
-        let dtype_name = info.get("dtype").and_then(Value::as_str).ok_or_else(|| bad("no dtype"))?;
+        let dtype_name =
+            info.get("dtype").and_then(Value::as_str).ok_or_else(|| bad("no dtype"))?;
         let shape: Vec<usize> = info
             .get("shape")
             .and_then(Value::as_array)
-            .and_then(|dims| dims.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect())
+            .and_then(|dims| {
+                dims.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect()
+            })
             .ok_or_else(|| bad("shape is not a list of sizes"))?;
         let offsets: Vec<u64> = info
             .get("data_offsets")
@@ -291,10 +332,16 @@ fn read_header(path: &Path, file: usize) -> Result<BTreeMap<String, Entry>, Conv
             let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
             let expected = count.and_then(|c| c.checked_mul(dtype.size()));
             if expected != Some((end - begin) as usize) {
-                return Err(bad(&format!("{} bytes do not hold shape {shape:?} of {dtype_name}", end - begin)));
+                return Err(bad(&format!(
+                    "{} bytes do not hold shape {shape:?} of {dtype_name}",
+                    end - begin
+                )));
             }
         }
-        entries.insert(name, Entry { file, dtype, shape, start: data_start + begin, nbytes: end - begin });
+        entries.insert(
+            name,
+            Entry { file, dtype, shape, start: data_start + begin, nbytes: end - begin },
+        );
     }
     Ok(entries)
 }

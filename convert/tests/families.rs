@@ -11,7 +11,10 @@ use mlc_loader::{Artifact, OpenOptions};
 use serde_json::{Value, json};
 
 fn source(model: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures/families").join(model).join("hf_source")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../conformance/fixtures/families")
+        .join(model)
+        .join("hf_source")
 }
 
 /// The fixture converted to q4f16_1 in a temporary folder.
@@ -20,7 +23,8 @@ fn converted(model: &str) -> (tempfile::TempDir, Artifact, Value) {
     let out = temp.path().join("out");
     let mut checkpoint = HfFolder::open(&source(model)).unwrap();
     convert(&mut checkpoint, &ConvertOptions::default(), &out).unwrap();
-    let config: Value = serde_json::from_slice(&std::fs::read(out.join("mlc-chat-config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(out.join("mlc-chat-config.json")).unwrap()).unwrap();
     let artifact = Artifact::open(out.to_str().unwrap(), OpenOptions::default()).unwrap();
     (temp, artifact, config)
 }
@@ -40,15 +44,36 @@ fn mistral_keeps_llamas_names_never_ties_and_has_no_sliding_window_when_the_chec
     assert_eq!(
         keys(mc),
         [
-            "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "rms_norm_eps", "vocab_size",
-            "position_embedding_base", "num_key_value_heads", "head_dim", "context_window_size", "sliding_window_size",
-            "prefill_chunk_size", "attention_sink_size", "tensor_parallel_shards", "max_batch_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_attention_heads",
+            "num_hidden_layers",
+            "rms_norm_eps",
+            "vocab_size",
+            "position_embedding_base",
+            "num_key_value_heads",
+            "head_dim",
+            "context_window_size",
+            "sliding_window_size",
+            "prefill_chunk_size",
+            "attention_sink_size",
+            "tensor_parallel_shards",
+            "max_batch_size",
         ]
     );
     assert_eq!(mc["position_embedding_base"], json!(1000000.0));
-    assert_eq!((mc["context_window_size"].clone(), mc["sliding_window_size"].clone()), (json!(32768), json!(-1)));
-    assert_eq!((mc["prefill_chunk_size"].clone(), mc["attention_sink_size"].clone()), (json!(8192), json!(4)));
-    assert_eq!((config["sliding_window_size"].clone(), config["attention_sink_size"].clone()), (json!(-1), json!(4)));
+    assert_eq!(
+        (mc["context_window_size"].clone(), mc["sliding_window_size"].clone()),
+        (json!(32768), json!(-1))
+    );
+    assert_eq!(
+        (mc["prefill_chunk_size"].clone(), mc["attention_sink_size"].clone()),
+        (json!(8192), json!(4))
+    );
+    assert_eq!(
+        (config["sliding_window_size"].clone(), config["attention_sink_size"].clone()),
+        (json!(-1), json!(4))
+    );
     assert_eq!(config["conv_template"]["name"], "mistral_default");
     let names = names(&artifact);
     assert!(names.contains(&"model.layers.1.self_attn.qkv_proj.q_weight".to_string()));
@@ -62,27 +87,53 @@ fn phi3_renames_its_fused_weights_and_completes_rope_scaling() {
     let mc = &config["model_config"];
     assert_eq!(keys(mc)[0], "model_type");
     assert_eq!(mc["partial_rotary_factor"], json!(0.75));
-    assert_eq!((mc["context_window_size"].clone(), mc["prefill_chunk_size"].clone()), (json!(256), json!(256)));
+    assert_eq!(
+        (mc["context_window_size"].clone(), mc["prefill_chunk_size"].clone()),
+        (json!(256), json!(256))
+    );
     let scaling = &mc["rope_scaling"];
-    assert_eq!((scaling["type"].clone(), scaling["rope_type"].clone()), (json!("longrope"), json!("longrope")));
-    assert_eq!((scaling["max_position_embeddings"].clone(), scaling["original_max_position_embeddings"].clone()), (json!(256), json!(64)));
+    assert_eq!(
+        (scaling["type"].clone(), scaling["rope_type"].clone()),
+        (json!("longrope"), json!("longrope"))
+    );
+    assert_eq!(
+        (
+            scaling["max_position_embeddings"].clone(),
+            scaling["original_max_position_embeddings"].clone()
+        ),
+        (json!(256), json!(64))
+    );
     assert_eq!(scaling["short_factor"].as_array().unwrap().len(), 12);
     assert_eq!(config["conv_template"]["name"], "phi-3");
     let names = names(&artifact);
     assert!(names.iter().all(|n| n.starts_with("transformer.")), "no HF names left: {names:?}");
-    for name in ["transformer.embd.q_weight", "transformer.h.1.ln.weight", "transformer.h.1.mixer.out_proj.q_weight", "transformer.norm.weight"] {
+    for name in [
+        "transformer.embd.q_weight",
+        "transformer.h.1.ln.weight",
+        "transformer.h.1.mixer.out_proj.q_weight",
+        "transformer.norm.weight",
+    ] {
         assert!(names.contains(&name.to_string()), "{name} in {names:?}");
     }
     // The checkpoint's qkv_proj is already fused: [q (4·32) ; k (2·32) ; v (2·32)] rows of 128 inputs.
-    assert_eq!(artifact.tensor("transformer.h.0.mixer.qkv_proj.q_weight").unwrap().shape, [256, 16]);
-    assert_eq!(artifact.tensor("transformer.h.0.mlp.gate_up_proj.q_weight").unwrap().shape, [384, 16]);
+    assert_eq!(
+        artifact.tensor("transformer.h.0.mixer.qkv_proj.q_weight").unwrap().shape,
+        [256, 16]
+    );
+    assert_eq!(
+        artifact.tensor("transformer.h.0.mlp.gate_up_proj.q_weight").unwrap().shape,
+        [384, 16]
+    );
 }
 
 #[test]
 fn gemma2_stores_one_plus_each_norm_weight_and_caps_the_context_at_the_sliding_window() {
     let (_temp, artifact, config) = converted("gemma2-tiny");
     let mc = &config["model_config"];
-    assert_eq!((mc["context_window_size"].clone(), mc["prefill_chunk_size"].clone()), (json!(4096), json!(4096)));
+    assert_eq!(
+        (mc["context_window_size"].clone(), mc["prefill_chunk_size"].clone()),
+        (json!(4096), json!(4096))
+    );
     assert_eq!(config["context_window_size"], json!(4096));
     assert_eq!(mc["final_logit_softcapping"], json!(30.0));
     assert_eq!(mc["hidden_activation"], json!("gelu_pytorch_tanh"));
@@ -98,7 +149,12 @@ fn gemma2_stores_one_plus_each_norm_weight_and_caps_the_context_at_the_sliding_w
         "model.norm.weight",
     ] {
         let stored = artifact.tensor(norm).unwrap().to_f32_vec().unwrap();
-        let want: Vec<f32> = hf.read_f32(norm).unwrap().iter().map(|w| half::f16::from_f32(1.0 + w).to_f32()).collect();
+        let want: Vec<f32> = hf
+            .read_f32(norm)
+            .unwrap()
+            .iter()
+            .map(|w| half::f16::from_f32(1.0 + w).to_f32())
+            .collect();
         assert_eq!(stored, want, "{norm} must be stored as f16(1 + w)");
     }
 }

@@ -12,7 +12,6 @@ use mlc_convert::gguf::{GgufFile, hf_tensor_name, unpermute_rows};
 use mlc_convert::{Checkpoint, ConvertError, GgufCheckpoint};
 use serde_json::json;
 
-
 #[test]
 fn the_config_comes_from_the_metadata() {
     let ckpt = GgufCheckpoint::open(&fixtures().join("tiny-llama.gguf")).unwrap();
@@ -39,7 +38,10 @@ fn the_config_comes_from_the_metadata() {
         "pad_token_id": 2
     });
     assert_eq!(c, &want);
-    assert_eq!(ckpt.generation_config(), Some(&json!({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2})));
+    assert_eq!(
+        ckpt.generation_config(),
+        Some(&json!({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}))
+    );
 }
 
 #[test]
@@ -68,7 +70,10 @@ fn tensors_come_back_in_hugging_face_names_shapes_and_row_order() {
     let mut raw = GgufFile::open(&dir.join("tiny-llama.gguf")).unwrap();
     let stored_q = raw.read_f32("blk.0.attn_q.weight").unwrap();
     assert_ne!(stored_q, ckpt.read_f32("model.layers.0.self_attn.q_proj.weight").unwrap());
-    assert!(matches!(ckpt.read_f32("model.layers.7.mlp.up_proj.weight"), Err(ConvertError::Tensor { .. })));
+    assert!(matches!(
+        ckpt.read_f32("model.layers.7.mlp.up_proj.weight"),
+        Err(ConvertError::Tensor { .. })
+    ));
 }
 
 #[test]
@@ -84,12 +89,16 @@ fn unpermute_inverts_llama_cpp_permute() {
                 // Source index (h, a, b) lands at (h, b, a).
                 let src = h * head_dim + a * head_dim / 2 + b;
                 let dst = h * head_dim + b * 2 + a;
-                permuted[dst * cols..dst * cols + cols].copy_from_slice(&hf[src * cols..src * cols + cols]);
+                permuted[dst * cols..dst * cols + cols]
+                    .copy_from_slice(&hf[src * cols..src * cols + cols]);
             }
         }
     }
     assert_eq!(unpermute_rows(&permuted, rows, cols, n_head, "q").unwrap(), hf);
-    assert!(matches!(unpermute_rows(&permuted, rows, cols, 5, "q"), Err(ConvertError::Tensor { .. })));
+    assert!(matches!(
+        unpermute_rows(&permuted, rows, cols, 5, "q"),
+        Err(ConvertError::Tensor { .. })
+    ));
 }
 
 #[test]
@@ -138,7 +147,9 @@ fn the_rebuilt_tokenizer_loads_and_encodes() {
 fn files_that_are_not_models_are_refused_with_the_reason() {
     // dequant.gguf has architecture "none".
     match GgufCheckpoint::open(&fixtures().join("dequant.gguf")) {
-        Err(ConvertError::Unsupported { what, .. }) => assert!(what.contains("architecture \"none\""), "{what}"),
+        Err(ConvertError::Unsupported { what, .. }) => {
+            assert!(what.contains("architecture \"none\""), "{what}")
+        }
         other => panic!("{other:?}"),
     }
 }

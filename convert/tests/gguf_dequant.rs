@@ -9,13 +9,19 @@ use common::{fixtures, read_f32};
 use mlc_convert::gguf::{GgmlType, GgufArray, GgufFile, GgufValue};
 use serde_json::{Value, json};
 
-
 #[test]
 fn every_supported_type_dequantizes_bit_for_bit_like_gguf_py() {
     let mut file = GgufFile::open(&fixtures().join("dequant.gguf")).unwrap();
-    let names: Vec<(String, GgmlType, Vec<u64>)> =
-        file.header().tensors.iter().map(|t| (t.name.clone(), t.ggml_type, t.dims.clone())).collect();
-    let want_types = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"];
+    let names: Vec<(String, GgmlType, Vec<u64>)> = file
+        .header()
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.ggml_type, t.dims.clone()))
+        .collect();
+    let want_types = [
+        "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
+        "Q5_K", "Q6_K", "Q8_K",
+    ];
     assert_eq!(names.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>(), want_types);
     for (name, ty, dims) in names {
         // Each tensor is named after its type; GGUF lists [columns, rows].
@@ -25,7 +31,8 @@ fn every_supported_type_dequantizes_bit_for_bit_like_gguf_py() {
         let got = file.read_f32(&name).unwrap();
         let want = read_f32(&fixtures().join("expected").join(format!("{name}.f32")));
         assert_eq!(got.len(), want.len(), "{name}");
-        let mismatches: Vec<usize> = (0..got.len()).filter(|&i| got[i].to_bits() != want[i].to_bits()).collect();
+        let mismatches: Vec<usize> =
+            (0..got.len()).filter(|&i| got[i].to_bits() != want[i].to_bits()).collect();
         assert!(
             mismatches.is_empty(),
             "{name}: {} of {} values differ from gguf-py, first at {}: {} vs {}",
@@ -70,20 +77,26 @@ fn describe_array(a: &GgufArray) -> (&'static str, Value) {
         GgufArray::I16(v) => ("INT16", json!(v)),
         GgufArray::U32(v) => ("UINT32", json!(v)),
         GgufArray::I32(v) => ("INT32", json!(v)),
-        GgufArray::F32(v) => ("FLOAT32", json!(v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>())),
+        GgufArray::F32(v) => {
+            ("FLOAT32", json!(v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()))
+        }
         GgufArray::Bool(v) => ("BOOL", json!(v)),
         GgufArray::String(v) => ("STRING", json!(v)),
         GgufArray::U64(v) => ("UINT64", json!(v)),
         GgufArray::I64(v) => ("INT64", json!(v)),
         GgufArray::F64(v) => ("FLOAT64", json!(v)),
-        GgufArray::Array(v) => ("ARRAY", Value::Array(v.iter().map(|a| describe_array(a).1).collect())),
+        GgufArray::Array(v) => {
+            ("ARRAY", Value::Array(v.iter().map(|a| describe_array(a).1).collect()))
+        }
     }
 }
 
 #[test]
 fn every_metadata_value_type_reads_as_gguf_py_wrote_it() {
-    let expected: serde_json::Map<String, Value> =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("metadata.expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Map<String, Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("metadata.expected.json")).unwrap(),
+    )
+    .unwrap();
     let mut file = GgufFile::open(&fixtures().join("metadata.gguf")).unwrap();
     let header = file.header().clone();
     assert_eq!(header.version, 3);
@@ -97,7 +110,9 @@ fn every_metadata_value_type_reads_as_gguf_py_wrote_it() {
         assert_eq!(value, want["value"], "{key} value");
     }
     // -0.0 keeps its sign (JSON equality would not notice).
-    let GgufValue::Array(GgufArray::F64(f)) = header.get("test.array.f64").unwrap() else { panic!() };
+    let GgufValue::Array(GgufArray::F64(f)) = header.get("test.array.f64").unwrap() else {
+        panic!()
+    };
     assert!(f[1].is_sign_negative());
 
     // The two tensors, at 64-byte aligned offsets, read back exactly.

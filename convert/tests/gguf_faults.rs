@@ -7,7 +7,8 @@ use mlc_convert::ConvertError;
 use mlc_convert::gguf::{GgufFile, parse_header_bytes, read_header};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures/gguf").join(name);
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures/gguf").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -15,7 +16,10 @@ fn malformed(result: Result<impl std::fmt::Debug, ConvertError>, expect: &str) -
     match result {
         Err(ConvertError::Malformed { message, .. }) => {
             assert!(message.contains(expect), "message {message:?} does not mention {expect:?}");
-            assert!(message.contains("at byte") || message.contains("file offset"), "no position in {message:?}");
+            assert!(
+                message.contains("at byte") || message.contains("file offset"),
+                "no position in {message:?}"
+            );
             message
         }
         other => panic!("expected Malformed({expect}), got {other:?}"),
@@ -38,10 +42,15 @@ fn write_temp(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
 fn every_truncation_is_malformed() {
     let bytes = fixture("metadata.gguf");
     let header = parse_header_bytes(&bytes).unwrap();
-    let data_end = header.tensors.iter().map(|t| header.data_offset + t.offset + t.n_bytes).max().unwrap() as usize;
+    let data_end =
+        header.tensors.iter().map(|t| header.data_offset + t.offset + t.n_bytes).max().unwrap()
+            as usize;
     for len in 0..data_end {
         let result = parse_header_bytes(&bytes[..len]);
-        assert!(matches!(result, Err(ConvertError::Malformed { .. })), "prefix of {len} bytes: {result:?}");
+        assert!(
+            matches!(result, Err(ConvertError::Malformed { .. })),
+            "prefix of {len} bytes: {result:?}"
+        );
     }
     // Padding after the last tensor is not data: the file is complete without it.
     parse_header_bytes(&bytes[..data_end]).unwrap();
@@ -69,7 +78,9 @@ fn version_two_reads_and_other_versions_do_not() {
     assert!(matches!(parse_header_bytes(&bytes), Err(ConvertError::Unsupported { .. })));
     bytes[4..8].copy_from_slice(&3u32.to_be_bytes());
     match parse_header_bytes(&bytes) {
-        Err(ConvertError::Unsupported { what, .. }) => assert!(what.contains("big-endian"), "{what}"),
+        Err(ConvertError::Unsupported { what, .. }) => {
+            assert!(what.contains("big-endian"), "{what}")
+        }
         other => panic!("{other:?}"),
     }
     bytes[4..8].copy_from_slice(&77u32.to_le_bytes());
@@ -119,7 +130,10 @@ fn counts_that_cannot_fit_or_overflow_are_malformed() {
     let mut patched = bytes.clone();
     patched[count_at..count_at + 8].copy_from_slice(&(1u64 << 62).to_le_bytes());
     malformed(parse_header_bytes(&patched), "cannot fit");
-    assert!(matches!(read_header(&mut &patched[..], None, Path::new("stream")), Err(ConvertError::Malformed { .. })));
+    assert!(matches!(
+        read_header(&mut &patched[..], None, Path::new("stream")),
+        Err(ConvertError::Malformed { .. })
+    ));
 
     // Dimensions whose product overflows: "first" is [4, 2]; make them [2^40, 2^40].
     let dims_at = after(&bytes, b"first") + 4;
@@ -179,7 +193,9 @@ fn unsupported_tensor_types_are_named() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures/gguf");
     let mut file = GgufFile::open(&dir.join("unsupported.gguf")).unwrap();
     match file.read_f32("iq2") {
-        Err(ConvertError::Unsupported { what, .. }) => assert!(what.contains("IQ2_XXS") && what.contains("iq2"), "{what}"),
+        Err(ConvertError::Unsupported { what, .. }) => {
+            assert!(what.contains("IQ2_XXS") && what.contains("iq2"), "{what}")
+        }
         other => panic!("{other:?}"),
     }
     // A type id ggml never defined.
@@ -188,7 +204,9 @@ fn unsupported_tensor_types_are_named() {
     assert_eq!(bytes[type_at..type_at + 4], 16u32.to_le_bytes(), "IQ2_XXS is type 16");
     bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
     match parse_header_bytes(&bytes) {
-        Err(ConvertError::Unsupported { what, .. }) => assert!(what.contains("99") && what.contains("iq2"), "{what}"),
+        Err(ConvertError::Unsupported { what, .. }) => {
+            assert!(what.contains("99") && what.contains("iq2"), "{what}")
+        }
         other => panic!("{other:?}"),
     }
 }

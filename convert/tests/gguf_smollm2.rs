@@ -23,7 +23,9 @@ fn cache_dir() -> Option<PathBuf> {
 
 fn not_run(what: &str) {
     let banner = "!".repeat(78);
-    eprintln!("{banner}\n!! NOT RUN: {what}\n!! Run scripts/default-model.sh (or set MLC_WGPU_SMOLLM2_GGUF) first.\n{banner}");
+    eprintln!(
+        "{banner}\n!! NOT RUN: {what}\n!! Run scripts/default-model.sh (or set MLC_WGPU_SMOLLM2_GGUF) first.\n{banner}"
+    );
     assert!(std::env::var_os("CI").is_none(), "{what} (required in CI)");
 }
 
@@ -51,17 +53,27 @@ fn the_tokenizer_rebuilt_from_the_gguf_is_smollm2s() {
     let mut ckpt = GgufCheckpoint::open(&path).unwrap();
     let files = ckpt.tokenizer_files().unwrap();
     let rebuilt = &files[0].1;
-    let original_bytes = std::fs::read(fixtures().join("tokenizers/smollm2-135m-instruct.tokenizer.json")).unwrap();
+    let original_bytes =
+        std::fs::read(fixtures().join("tokenizers/smollm2-135m-instruct.tokenizer.json")).unwrap();
     let rebuilt_tok = tokenizers::Tokenizer::from_bytes(rebuilt).unwrap();
     let original = tokenizers::Tokenizer::from_bytes(&original_bytes).unwrap();
 
     // Every prompt of the SmolLM2 reference, llama.cpp's tokenizer test inputs, and a few more.
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("tokenizers/smollm2-135m-instruct.reference.json")).unwrap())
-            .unwrap();
-    let mut texts: Vec<String> =
-        reference["cases"].as_array().unwrap().iter().map(|c| c["prompt"].as_str().unwrap().to_string()).collect();
-    let inputs = std::fs::read_to_string(fixtures().join("tokenizers/ggml-vocab-qwen2.gguf.inp")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            fixtures().join("tokenizers/smollm2-135m-instruct.reference.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut texts: Vec<String> = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["prompt"].as_str().unwrap().to_string())
+        .collect();
+    let inputs =
+        std::fs::read_to_string(fixtures().join("tokenizers/ggml-vocab-qwen2.gguf.inp")).unwrap();
     texts.extend(inputs.split("\n__ggml_vocab_test__\n").map(str::to_string));
     texts.extend(
         [
@@ -81,15 +93,28 @@ fn the_tokenizer_rebuilt_from_the_gguf_is_smollm2s() {
         let want = original.encode(text.as_str(), false).unwrap().get_ids().to_vec();
         let got = rebuilt_tok.encode(text.as_str(), false).unwrap().get_ids().to_vec();
         assert_eq!(got, want, "encoding of {text:?}");
-        assert_eq!(rebuilt_tok.decode(&got, false).unwrap(), original.decode(&want, false).unwrap(), "decoding of {text:?}");
+        assert_eq!(
+            rebuilt_tok.decode(&got, false).unwrap(),
+            original.decode(&want, false).unwrap(),
+            "decoding of {text:?}"
+        );
     }
     for case in reference["cases"].as_array().unwrap() {
-        let ids: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let got = rebuilt_tok.encode(case["prompt"].as_str().unwrap(), false).unwrap().get_ids().to_vec();
+        let ids: Vec<u32> = case["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let got =
+            rebuilt_tok.encode(case["prompt"].as_str().unwrap(), false).unwrap().get_ids().to_vec();
         assert_eq!(got, ids, "reference prompt ids of {}", case["name"]);
     }
     // And the file itself is the one the shared artifact was made with, byte for byte.
-    assert!(rebuilt == &original_bytes, "the rebuilt tokenizer.json differs from the original bytes");
+    assert!(
+        rebuilt == &original_bytes,
+        "the rebuilt tokenizer.json differs from the original bytes"
+    );
 }
 
 #[test]
@@ -121,7 +146,12 @@ fn the_config_matches_smollm2() {
 }
 
 /// Dequantizes MLC q4f16_1 rows: `(code − 7) · scale`, 8 codes per u32, low nibble first.
-fn dequant_q4f16_1(codes: &[u32], scales: &[u16], rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
+fn dequant_q4f16_1(
+    codes: &[u32],
+    scales: &[u16],
+    rows: usize,
+    cols: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let mut values = Vec::with_capacity(rows * cols);
     let mut scale_of = Vec::with_capacity(rows * cols);
     for r in 0..rows {
@@ -139,14 +169,17 @@ fn dequant_q4f16_1(codes: &[u32], scales: &[u16], rows: usize, cols: usize) -> (
 #[test]
 fn the_weights_match_the_shared_q4f16_1_artifact_within_quantization_error() {
     let Some(path) = smollm2_gguf() else { return };
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/smollm2-135m-instruct-q4f16_1-mlc");
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/smollm2-135m-instruct-q4f16_1-mlc");
     if !shared.is_dir() {
         // The shared data folder is a development aid, not a CI input; conformance/tests/smollm2.rs
         // checks the converted artifact against the reference outputs everywhere.
         eprintln!("NOT RUN: {} is absent", shared.display());
         return;
     }
-    let artifact = mlc_loader::Artifact::open(shared.to_str().unwrap(), mlc_loader::OpenOptions::default()).unwrap();
+    let artifact =
+        mlc_loader::Artifact::open(shared.to_str().unwrap(), mlc_loader::OpenOptions::default())
+            .unwrap();
     let mut ckpt = GgufCheckpoint::open(&path).unwrap();
     let (q, kv, hidden, ffn) = (576, 192, 576, 1536);
     let mut check = |mlc: &str, parts: &[(&str, usize)], cols: usize| {
@@ -162,7 +195,10 @@ fn the_weights_match_the_shared_q4f16_1_artifact_within_quantization_error() {
                 let (deq, scale) = (mlc_values[start + i], scale_of[start + i]);
                 // Rounding to the nearest code errs by at most half a step (plus the
                 // clamp at code 14 for the positive extreme: one step).
-                assert!((w - deq).abs() <= scale * 1.001 + 1e-6, "{hf}[{i}]: {w} vs MLC {deq} (scale {scale})");
+                assert!(
+                    (w - deq).abs() <= scale * 1.001 + 1e-6,
+                    "{hf}[{i}]: {w} vs MLC {deq} (scale {scale})"
+                );
             }
             start += n * cols;
         }
@@ -178,8 +214,19 @@ fn the_weights_match_the_shared_q4f16_1_artifact_within_quantization_error() {
             ],
             hidden,
         );
-        check(&format!("{p}.mlp.gate_up_proj"), &[(&format!("{p}.mlp.gate_proj.weight"), ffn), (&format!("{p}.mlp.up_proj.weight"), ffn)], hidden);
-        check(&format!("{p}.mlp.down_proj"), &[(&format!("{p}.mlp.down_proj.weight"), hidden)], ffn);
+        check(
+            &format!("{p}.mlp.gate_up_proj"),
+            &[
+                (&format!("{p}.mlp.gate_proj.weight"), ffn),
+                (&format!("{p}.mlp.up_proj.weight"), ffn),
+            ],
+            hidden,
+        );
+        check(
+            &format!("{p}.mlp.down_proj"),
+            &[(&format!("{p}.mlp.down_proj.weight"), hidden)],
+            ffn,
+        );
     }
     check("model.embed_tokens", &[("model.embed_tokens.weight", 49152)], hidden);
 }
@@ -194,7 +241,8 @@ fn the_weights_match_the_shared_q4f16_1_artifact_within_quantization_error() {
 #[test]
 fn converting_the_gguf_gives_the_shared_artifact_up_to_its_float32_rounding() {
     let Some(path) = smollm2_gguf() else { return };
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/smollm2-135m-instruct-q4f16_1-mlc");
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/smollm2-135m-instruct-q4f16_1-mlc");
     if !shared.is_dir() {
         eprintln!("NOT RUN: {} is absent", shared.display());
         return;
@@ -206,11 +254,17 @@ fn converting_the_gguf_gives_the_shared_artifact_up_to_its_float32_rounding() {
     options.conv_template = Some("chatml".into());
     mlc_convert::convert(&mut ckpt, &options, &dir).unwrap();
 
-    assert!(std::fs::read(dir.join("tokenizer.json")).unwrap() == std::fs::read(shared.join("tokenizer.json")).unwrap());
-    let open = |d: &Path| mlc_loader::Artifact::open(d.to_str().unwrap(), mlc_loader::OpenOptions::default()).unwrap();
+    assert!(
+        std::fs::read(dir.join("tokenizer.json")).unwrap()
+            == std::fs::read(shared.join("tokenizer.json")).unwrap()
+    );
+    let open = |d: &Path| {
+        mlc_loader::Artifact::open(d.to_str().unwrap(), mlc_loader::OpenOptions::default()).unwrap()
+    };
     let (ours, theirs) = (open(&dir), open(&shared));
     let records = |d: &Path| -> Vec<String> {
-        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("tensor-cache.json")).unwrap()).unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("tensor-cache.json")).unwrap()).unwrap();
         let mut v = Vec::new();
         for shard in index["records"].as_array().unwrap() {
             v.push(format!("{} {}", shard["dataPath"], shard["nbytes"]));
@@ -218,7 +272,11 @@ fn converting_the_gguf_gives_the_shared_artifact_up_to_its_float32_rounding() {
         }
         v
     };
-    assert_eq!(records(&dir), records(&shared), "tensor-cache.json records (names, shapes, dtypes, offsets)");
+    assert_eq!(
+        records(&dir),
+        records(&shared),
+        "tensor-cache.json records (names, shapes, dtypes, offsets)"
+    );
 
     let (mut codes, mut differing) = (0usize, 0usize);
     let names: Vec<String> = records(&dir)
@@ -243,16 +301,23 @@ fn converting_the_gguf_gives_the_shared_artifact_up_to_its_float32_rounding() {
         }
     }
     assert_eq!(codes, 134_479_872);
-    eprintln!("{differing} of {codes} codes differ by one ({:.3}%)", 100.0 * differing as f64 / codes as f64);
+    eprintln!(
+        "{differing} of {codes} codes differ by one ({:.3}%)",
+        100.0 * differing as f64 / codes as f64
+    );
     assert!(differing > 0 && differing * 200 < codes, "{differing} of {codes} codes differ");
 
     // The shared codes are exactly the float32 rounding of the same values (checked on one matrix).
     let w = ckpt.read_f32("model.layers.0.self_attn.o_proj.weight").unwrap();
-    let want = theirs.tensor("model.layers.0.self_attn.o_proj.q_weight").unwrap().to_u32_vec().unwrap();
-    let scales = theirs.tensor("model.layers.0.self_attn.o_proj.q_scale").unwrap().to_u16_vec().unwrap();
+    let want =
+        theirs.tensor("model.layers.0.self_attn.o_proj.q_weight").unwrap().to_u32_vec().unwrap();
+    let scales =
+        theirs.tensor("model.layers.0.self_attn.o_proj.q_scale").unwrap().to_u16_vec().unwrap();
     for (i, &v) in w.iter().enumerate() {
         let scale = half::f16::from_bits(scales[i / 32]).to_f32();
-        let code = (half::f16::from_f32(v).to_f32() / scale + 7.0).round_ties_even().clamp(0.0, 14.0) as u32;
+        let code = (half::f16::from_f32(v).to_f32() / scale + 7.0)
+            .round_ties_even()
+            .clamp(0.0, 14.0) as u32;
         assert_eq!(code, (want[i / 8] >> (4 * (i % 8))) & 0xF, "float32 rule, element {i}");
     }
 }

@@ -42,7 +42,10 @@ fn check_against_official(model: &str) {
         fs::read_to_string(official.join("tensor-cache.json")).unwrap(),
         "{model}: tensor-cache.json text"
     );
-    assert_eq!(fs::read(out.join("ndarray-cache.json")).unwrap(), fs::read(out.join("tensor-cache.json")).unwrap());
+    assert_eq!(
+        fs::read(out.join("ndarray-cache.json")).unwrap(),
+        fs::read(out.join("tensor-cache.json")).unwrap()
+    );
     // The chat config: every field equal, and the same text.
     let config = read_json(&out.join("mlc-chat-config.json"));
     let official_config = read_json(&official.join("mlc-chat-config.json"));
@@ -56,9 +59,15 @@ fn check_against_official(model: &str) {
         "{model}: mlc-chat-config.json text"
     );
     // Nothing else: no tokenizer files in these sources, no bf16 index (no f32 tensors).
-    let mut files: Vec<String> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut files: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     files.sort();
-    assert_eq!(files, ["mlc-chat-config.json", "ndarray-cache.json", "params_shard_0.bin", "tensor-cache.json"]);
+    assert_eq!(
+        files,
+        ["mlc-chat-config.json", "ndarray-cache.json", "params_shard_0.bin", "tensor-cache.json"]
+    );
 }
 
 #[test]
@@ -101,8 +110,10 @@ fn q4f32_1_and_q0f16_artifacts_load_and_agree_with_q4f16_1() {
     let (a, b) = (codes(&official, name), codes(&q4f32, name));
     let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
     assert!(same * 100 >= a.len() * 97, "only {same} of {} codes agree", a.len());
-    let scales16 = official.tensor("model.layers.0.self_attn.c_attn.q_scale").unwrap().to_f32_vec().unwrap();
-    let scales32 = q4f32.tensor("model.layers.0.self_attn.c_attn.q_scale").unwrap().to_f32_vec().unwrap();
+    let scales16 =
+        official.tensor("model.layers.0.self_attn.c_attn.q_scale").unwrap().to_f32_vec().unwrap();
+    let scales32 =
+        q4f32.tensor("model.layers.0.self_attn.c_attn.q_scale").unwrap().to_f32_vec().unwrap();
     for (s16, s32) in scales16.iter().zip(&scales32) {
         assert!((s16 - s32).abs() <= 4e-3 * s16.abs(), "{s16} vs {s32}");
     }
@@ -111,8 +122,16 @@ fn q4f32_1_and_q0f16_artifacts_load_and_agree_with_q4f16_1() {
     let weight = q0f16.tensor("model.layers.0.self_attn.c_attn.weight").unwrap();
     assert_eq!(weight.shape, &[128, 64]);
     assert!(!q0f16.has_tensor("model.embed_tokens.q_weight"));
-    for name in ["model.layers.0.self_attn.c_attn.bias", "model.norm.weight", "model.layers.1.input_layernorm.weight"] {
-        assert_eq!(q0f16.tensor(name).unwrap().bytes, official.tensor(name).unwrap().bytes, "{name}");
+    for name in [
+        "model.layers.0.self_attn.c_attn.bias",
+        "model.norm.weight",
+        "model.layers.1.input_layernorm.weight",
+    ] {
+        assert_eq!(
+            q0f16.tensor(name).unwrap().bytes,
+            official.tensor(name).unwrap().bytes,
+            "{name}"
+        );
     }
     // The q4f16_1 dequantized weight is within half a step of the q0f16 one.
     let dense = weight.to_f32_vec().unwrap();
@@ -141,10 +160,15 @@ fn source_copy(model: &str) -> (tempfile::TempDir, PathBuf) {
 fn convert_error(dir: &Path) -> ConvertError {
     let parent = dir.parent().unwrap();
     let out = parent.join("out");
-    let result = HfFolder::open(dir).and_then(|mut c| convert(&mut c, &ConvertOptions::default(), &out));
+    let result =
+        HfFolder::open(dir).and_then(|mut c| convert(&mut c, &ConvertOptions::default(), &out));
     let error = result.expect_err("the conversion should fail");
     assert!(!out.exists(), "a failed conversion left {}", out.display());
-    let leftovers: Vec<_> = fs::read_dir(parent).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "hf").collect();
+    let leftovers: Vec<_> = fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "hf")
+        .collect();
     assert!(leftovers.is_empty(), "a failed conversion left {leftovers:?}");
     error
 }
@@ -197,7 +221,11 @@ fn reshape_in_header(path: &Path, name: &str, shape: &[usize]) {
 fn a_tensor_with_wrong_dims_is_named() {
     let (_temp, dir) = source_copy("tiny-qwen2");
     // [256, 64] → [128, 128]: the same bytes, the wrong shape.
-    reshape_in_header(&dir.join("model.safetensors"), "model.layers.1.mlp.up_proj.weight", &[128, 128]);
+    reshape_in_header(
+        &dir.join("model.safetensors"),
+        "model.layers.1.mlp.up_proj.weight",
+        &[128, 128],
+    );
     let error = convert_error(&dir);
     match &error {
         ConvertError::Tensor { name, message } => {
@@ -225,7 +253,10 @@ fn a_folder_without_config_json_is_rejected() {
     fs::remove_file(dir.join("config.json")).unwrap();
     let error = convert_error(&dir);
     let text = error.to_string();
-    assert!(matches!(error, ConvertError::Malformed { .. }) && text.contains("config.json"), "{text}");
+    assert!(
+        matches!(error, ConvertError::Malformed { .. }) && text.contains("config.json"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -262,13 +293,17 @@ fn the_single_file_layout_without_an_index_gives_the_same_shard() {
 fn tokenizer_files_are_copied_and_described() {
     let (_temp, dir) = source_copy("tiny-qwen2");
     let tokenizers = fixture("tokenizers");
-    fs::copy(tokenizers.join("qwen2.5-0.5b-instruct.tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    fs::copy(tokenizers.join("qwen2.5-0.5b-instruct.tokenizer.json"), dir.join("tokenizer.json"))
+        .unwrap();
     fs::write(dir.join("special_tokens_map.json"), "{}").unwrap();
     let out = dir.parent().unwrap().join("out");
     let mut checkpoint = HfFolder::open(&dir).unwrap();
     let summary = convert(&mut checkpoint, &ConvertOptions::default(), &out).unwrap();
     assert_eq!(summary.tokenizer_files, ["tokenizer.json"]);
-    assert_eq!(fs::read(out.join("tokenizer.json")).unwrap(), fs::read(dir.join("tokenizer.json")).unwrap());
+    assert_eq!(
+        fs::read(out.join("tokenizer.json")).unwrap(),
+        fs::read(dir.join("tokenizer.json")).unwrap()
+    );
     let config = read_json(&out.join("mlc-chat-config.json"));
     // The official Qwen2.5 artifact's values for the same tokenizer.
     let official = read_json(&tokenizers.join("qwen2.5-0.5b-instruct.mlc-chat-config.json"));

@@ -15,7 +15,10 @@ use mlc_loader::Quantization;
 use serde_json::{Map, Value, json};
 
 fn synthetic(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures/synthetic").join(case).join("mlc")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../conformance/fixtures/synthetic")
+        .join(case)
+        .join("mlc")
 }
 
 fn read_json(path: &Path) -> Value {
@@ -36,8 +39,13 @@ fn hf_config(model_type: &str, mc: &Map<String, Value>) -> Value {
             "position_embedding_base" => {
                 hf.insert("rope_theta".into(), value.clone());
             }
-            "prefill_chunk_size" | "tensor_parallel_shards" | "max_batch_size" | "dtype" | "pipeline_parallel_stages"
-            | "disaggregation" | "weight_block_size" => {}
+            "prefill_chunk_size"
+            | "tensor_parallel_shards"
+            | "max_batch_size"
+            | "dtype"
+            | "pipeline_parallel_stages"
+            | "disaggregation"
+            | "weight_block_size" => {}
             _ => {
                 hf.insert(key.clone(), value.clone());
             }
@@ -50,7 +58,8 @@ fn hf_config(model_type: &str, mc: &Map<String, Value>) -> Value {
 /// family needs, plus `config.json`.
 fn write_source(dir: &Path, hf: &Value) {
     let family = Family::from_hf_config(hf).unwrap();
-    let overrides = Overrides { context_window_size: None, prefill_chunk_size: None, max_batch_size: 128 };
+    let overrides =
+        Overrides { context_window_size: None, prefill_chunk_size: None, max_batch_size: 128 };
     let dims = Dims::from_model_config(&family.model_config(hf, &overrides).unwrap()).unwrap();
     let mut tensors: Vec<(String, Vec<usize>)> =
         params(family, &dims).into_iter().flat_map(|p| p.sources).collect();
@@ -67,7 +76,10 @@ fn write_source(dir: &Path, hf: &Value) {
             let value = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
             data.extend_from_slice(&value.to_le_bytes());
         }
-        header.insert(name.clone(), json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}));
+        header.insert(
+            name.clone(),
+            json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
     }
     let text = serde_json::to_vec(&header).unwrap();
     let mut file = (text.len() as u64).to_le_bytes().to_vec();

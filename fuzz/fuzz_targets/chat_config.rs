@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = ChatConfig::from_json(text) else { return };
     let _ = config.quantization();
     // The keys the model families read, with the types they read them as.
-    for key in ["hidden_size", "num_attention_heads", "head_dim", "vocab_size", "context_window_size"] {
+    for key in
+        ["hidden_size", "num_attention_heads", "head_dim", "vocab_size", "context_window_size"]
+    {
         let _ = config.model_config_get::<usize>(key);
     }
     for key in ["rope_theta", "rms_norm_eps", "layer_norm_eps"] {

@@ -10,12 +10,18 @@ use mlc_loader::ChatConfig;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(template) = std::str::from_utf8(data) else { return };
-    let text = format!(r#"{{"model_type": "qwen2", "quantization": "q4f16_1", "vocab_size": 16, "conv_template": {template}}}"#);
+    let text = format!(
+        r#"{{"model_type": "qwen2", "quantization": "q4f16_1", "vocab_size": 16, "conv_template": {template}}}"#
+    );
     let Ok(config) = ChatConfig::from_json(&text) else { return };
     if let Some(template) = &config.conv_template {
         // The legacy string form fills in nothing but the name.
         if template.name_only {
-            assert!(template.seps.is_empty() && template.roles.is_empty() && template.stop_token_ids.is_empty());
+            assert!(
+                template.seps.is_empty()
+                    && template.roles.is_empty()
+                    && template.stop_token_ids.is_empty()
+            );
         }
     }
 });

@@ -20,15 +20,38 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(header.data_offset % header.alignment, 0);
     for tensor in &header.tensors {
         let elements = tensor.dims.iter().try_fold(1u64, |count, &dim| count.checked_mul(dim));
-        assert_eq!(elements, Some(tensor.n_elements), "tensor `{}`: dims {:?}", tensor.name, tensor.dims);
+        assert_eq!(
+            elements,
+            Some(tensor.n_elements),
+            "tensor `{}`: dims {:?}",
+            tensor.name,
+            tensor.dims
+        );
         assert_eq!(tensor.offset % header.alignment, 0, "tensor `{}`", tensor.name);
         let start = header.data_offset.checked_add(tensor.offset).expect("tensor start overflows");
         let end = start.checked_add(tensor.n_bytes).expect("tensor end overflows");
-        assert!(end <= data.len() as u64, "tensor `{}` ends at {end}, past the file's {} bytes", tensor.name, data.len());
+        assert!(
+            end <= data.len() as u64,
+            "tensor `{}` ends at {end}, past the file's {} bytes",
+            tensor.name,
+            data.len()
+        );
         if tensor.ggml_type.can_dequantize() && tensor.n_bytes <= 1 << 16 {
             let mut out = Vec::new();
-            if dequantize(tensor.ggml_type, &data[start as usize..end as usize], &tensor.name, &mut out).is_ok() {
-                assert_eq!(out.len() as u64, tensor.n_elements, "tensor `{}` dequantized to the wrong length", tensor.name);
+            if dequantize(
+                tensor.ggml_type,
+                &data[start as usize..end as usize],
+                &tensor.name,
+                &mut out,
+            )
+            .is_ok()
+            {
+                assert_eq!(
+                    out.len() as u64,
+                    tensor.n_elements,
+                    "tensor `{}` dequantized to the wrong length",
+                    tensor.name
+                );
             }
         }
     }

@@ -18,16 +18,38 @@ fuzz_target!(|data: &[u8]| {
     let mut names = HashSet::new();
     for (position, shard) in index.shards.iter().enumerate() {
         assert_eq!(shard.format, "raw-shard");
-        let shard_len = usize::try_from(shard.nbytes).expect("a validated shard size fits in memory");
+        let shard_len =
+            usize::try_from(shard.nbytes).expect("a validated shard size fits in memory");
         for record in &shard.records {
-            assert!(names.insert(record.name.as_str()), "duplicate tensor `{}` passed validation", record.name);
-            let start = usize::try_from(record.byte_offset).expect("offset inside a shard that fits in memory");
-            let end = start.checked_add(usize::try_from(record.nbytes).unwrap()).expect("record end overflows");
-            assert!(end <= shard_len, "tensor `{}` ends at {end}, past its shard of {shard_len} bytes", record.name);
-            let stored_size = if record.is_bf16_encoded() { 2 } else { record.dtype.size_in_bytes() };
+            assert!(
+                names.insert(record.name.as_str()),
+                "duplicate tensor `{}` passed validation",
+                record.name
+            );
+            let start = usize::try_from(record.byte_offset)
+                .expect("offset inside a shard that fits in memory");
+            let end = start
+                .checked_add(usize::try_from(record.nbytes).unwrap())
+                .expect("record end overflows");
+            assert!(
+                end <= shard_len,
+                "tensor `{}` ends at {end}, past its shard of {shard_len} bytes",
+                record.name
+            );
+            let stored_size =
+                if record.is_bf16_encoded() { 2 } else { record.dtype.size_in_bytes() };
             assert!(!record.is_bf16_encoded() || record.dtype == DType::F32);
-            let elements = record.shape.iter().try_fold(1usize, |count, &dim| count.checked_mul(dim)).expect("shape overflows");
-            assert_eq!(elements.checked_mul(stored_size), Some(end - start), "tensor `{}`: size disagrees with shape", record.name);
+            let elements = record
+                .shape
+                .iter()
+                .try_fold(1usize, |count, &dim| count.checked_mul(dim))
+                .expect("shape overflows");
+            assert_eq!(
+                elements.checked_mul(stored_size),
+                Some(end - start),
+                "tensor `{}`: size disagrees with shape",
+                record.name
+            );
             let (found_shard, found) = index.find(&record.name).expect("a listed tensor is found");
             assert_eq!((found_shard, found), (position, record));
         }

@@ -72,7 +72,11 @@ impl Tiles {
 
     /// Workgroup memory of the kernel with these tiles.
     fn bytes(head_dim: usize, block_q: usize, block_k: usize) -> usize {
-        4 * (block_q * head_dim + block_k * (head_dim + 4) + block_q * block_k + 3 * block_q + 2 * WORKGROUP_SIZE)
+        4 * (block_q * head_dim
+            + block_k * (head_dim + 4)
+            + block_q * block_k
+            + 3 * block_q
+            + 2 * WORKGROUP_SIZE)
     }
 }
 
@@ -87,11 +91,20 @@ pub struct AttentionScratch {
 
 impl AttentionScratch {
     /// Partial buffers for `heads` heads of `head_dim` over a cache of `capacity` positions.
-    pub fn new(ctx: &GpuContext, heads: usize, head_dim: usize, capacity: usize) -> AttentionScratch {
+    pub fn new(
+        ctx: &GpuContext,
+        heads: usize,
+        head_dim: usize,
+        capacity: usize,
+    ) -> AttentionScratch {
         let max_chunks = max_chunks(head_dim, capacity);
         AttentionScratch {
-            acc: ctx.empty_storage_buffer("attention partial acc", (heads * max_chunks * head_dim * 4) as u64),
-            max_sum: ctx.empty_storage_buffer("attention partial max/sum", (heads * max_chunks * 8) as u64),
+            acc: ctx.empty_storage_buffer(
+                "attention partial acc",
+                (heads * max_chunks * head_dim * 4) as u64,
+            ),
+            max_sum: ctx
+                .empty_storage_buffer("attention partial max/sum", (heads * max_chunks * 8) as u64),
             heads,
             max_chunks,
         }
@@ -165,8 +178,10 @@ impl Attention {
             )));
         }
         use Binding::*;
-        let layout =
-            ctx.kernel_layout("attention", &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite]);
+        let layout = ctx.kernel_layout(
+            "attention",
+            &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite],
+        );
         let tiles = Tiles::for_head_dim(head_dim);
         let source = |block_q: usize| {
             let acc_vec4 = (block_q * head_dim / 4).div_ceil(WORKGROUP_SIZE);
@@ -176,9 +191,15 @@ impl Attention {
                 tiles.block_k
             )
         };
-        let prefill = ctx.compile_entries("attention prefill", &source(tiles.block_q), &["attend"], &layout)?.remove(0);
-        let mut decode =
-            ctx.compile_entries("attention decode", &source(tiles.decode_q), &["attend", "combine_chunks"], &layout)?;
+        let prefill = ctx
+            .compile_entries("attention prefill", &source(tiles.block_q), &["attend"], &layout)?
+            .remove(0);
+        let mut decode = ctx.compile_entries(
+            "attention decode",
+            &source(tiles.decode_q),
+            &["attend", "combine_chunks"],
+            &layout,
+        )?;
         let combine = decode.pop().expect("two pipelines");
         let decode = decode.pop().expect("two pipelines");
         Ok(Attention { layout, prefill, decode, combine, head_dim, tiles })
@@ -226,11 +247,19 @@ impl Attention {
                 scratch.heads, scratch.max_chunks
             ));
         }
-        require_size("attention scratch acc", &scratch.acc, (heads * scratch.max_chunks * head_dim * 4) as u64)?;
+        require_size(
+            "attention scratch acc",
+            &scratch.acc,
+            (heads * scratch.max_chunks * head_dim * 4) as u64,
+        )?;
         let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
         require_size("attention k_cache", buffers.k_cache, cache_bytes)?;
         require_size("attention v_cache", buffers.v_cache, cache_bytes)?;
-        check_distinct("attention out", buffers.out, &[Some(buffers.q), Some(buffers.k_cache), Some(buffers.v_cache)])?;
+        check_distinct(
+            "attention out",
+            buffers.out,
+            &[Some(buffers.q), Some(buffers.k_cache), Some(buffers.v_cache)],
+        )?;
         let row = (heads * head_dim * 4) as u64;
         let max_tokens = (buffers.q.size() / row).min(buffers.out.size() / row) as usize;
         if max_tokens == 0 {
@@ -258,7 +287,15 @@ impl Attention {
         let bind_group = ctx.bind_buffers(
             "attention",
             &self.layout,
-            &[&params_buffer, buffers.q, buffers.k_cache, buffers.v_cache, buffers.out, &scratch.acc, &scratch.max_sum],
+            &[
+                &params_buffer,
+                buffers.q,
+                buffers.k_cache,
+                buffers.v_cache,
+                buffers.out,
+                &scratch.acc,
+                &scratch.max_sum,
+            ],
         );
         Ok(BoundAttention {
             prefill: self.prefill.clone(),
@@ -305,7 +342,12 @@ impl BoundAttention {
 
     /// Sets the step: `tokens` queries at positions `start..start + tokens`, whose
     /// keys and values are already in the cache (writes 64 bytes of parameters).
-    pub fn set_step(&mut self, queue: &wgpu::Queue, tokens: usize, start: usize) -> Result<(), KernelError> {
+    pub fn set_step(
+        &mut self,
+        queue: &wgpu::Queue,
+        tokens: usize,
+        start: usize,
+    ) -> Result<(), KernelError> {
         if tokens == 0 || tokens > self.max_tokens {
             return Err(KernelError::InvalidArguments(format!(
                 "attention: {tokens} tokens, the buffers hold 1..={}",
@@ -326,7 +368,9 @@ impl BoundAttention {
         if tokens == 1 {
             // Chunks of whole key tiles: at least `min_chunk_len` keys, few enough for the scratch.
             let tiles = kv_len.div_ceil(self.block_k);
-            let tiles_per_chunk = tiles.div_ceil(p.max_chunks as usize).max(self.min_chunk_len.div_ceil(self.block_k));
+            let tiles_per_chunk = tiles
+                .div_ceil(p.max_chunks as usize)
+                .max(self.min_chunk_len.div_ceil(self.block_k));
             let chunk_len = tiles_per_chunk * self.block_k;
             p.split = 1;
             p.chunk_len = chunk_len as u32;
@@ -366,7 +410,12 @@ impl BoundAttention {
     }
 
     /// Blocking convenience: sets the step, submits one pass and waits for it.
-    pub fn run(&mut self, ctx: &GpuContext, tokens: usize, start: usize) -> Result<(), KernelError> {
+    pub fn run(
+        &mut self,
+        ctx: &GpuContext,
+        tokens: usize,
+        start: usize,
+    ) -> Result<(), KernelError> {
         self.set_step(&ctx.queue, tokens, start)?;
         ctx.submit_pass("attention", |pass| self.dispatch(pass));
         ctx.wait()
@@ -383,9 +432,15 @@ mod tests {
             let tiles = Tiles::for_head_dim(head_dim);
             for block_q in [tiles.block_q, tiles.decode_q] {
                 let bytes = Tiles::bytes(head_dim, block_q, tiles.block_k);
-                assert!(bytes <= WORKGROUP_BYTES, "head_dim {head_dim}: {tiles:?} needs {bytes} bytes");
+                assert!(
+                    bytes <= WORKGROUP_BYTES,
+                    "head_dim {head_dim}: {tiles:?} needs {bytes} bytes"
+                );
             }
-            assert!(tiles.block_k >= 4 && tiles.block_k.is_multiple_of(4), "head_dim {head_dim}: {tiles:?}");
+            assert!(
+                tiles.block_k >= 4 && tiles.block_k.is_multiple_of(4),
+                "head_dim {head_dim}: {tiles:?}"
+            );
         }
         assert_eq!(Tiles::for_head_dim(64), Tiles { block_q: 16, block_k: 32, decode_q: 8 });
         assert_eq!(Tiles::for_head_dim(128), Tiles { block_q: 8, block_k: 16, decode_q: 8 });

@@ -28,9 +28,7 @@ pub const BINDING_ALIGNMENT: u64 = 256;
 /// The largest storage binding the kernels use on `ctx`: the device's limit,
 /// capped at [`DEFAULT_MAX_BINDING`].
 pub(crate) fn max_binding(ctx: &GpuContext) -> u64 {
-    ctx.limits
-        .max_storage_buffer_binding_size
-        .min(DEFAULT_MAX_BINDING)
+    ctx.limits.max_storage_buffer_binding_size.min(DEFAULT_MAX_BINDING)
 }
 
 /// How a float tensor is stored on the GPU.
@@ -119,11 +117,7 @@ impl Bound {
     ) -> Bound {
         let parts = parts
             .into_iter()
-            .map(|(bind_group, params, extent)| Part {
-                bind_group,
-                params,
-                extent,
-            })
+            .map(|(bind_group, params, extent)| Part { bind_group, params, extent })
             .collect();
         Bound {
             label,
@@ -194,9 +188,7 @@ impl Bound {
         self.set_rows(&ctx.queue, rows)?;
         let mut encoder = ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(self.label),
-            });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(self.label) });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(self.label),
@@ -228,12 +220,11 @@ pub(crate) fn params_buffer(ctx: &GpuContext, label: &str, words: &[u32]) -> wgp
     let mut padded = words.to_vec();
     padded.resize(words.len().div_ceil(4).max(1) * 4, 0);
     use wgpu::util::DeviceExt;
-    ctx.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(&padded),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::cast_slice(&padded),
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    })
 }
 
 /// A bind group for `layout` with `resources[i]` at binding `i` (whole buffers
@@ -247,10 +238,7 @@ pub(crate) fn bind_group(
     let entries: Vec<wgpu::BindGroupEntry> = resources
         .iter()
         .enumerate()
-        .map(|(i, resource)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: resource.clone(),
-        })
+        .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource: resource.clone() })
         .collect();
     ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(label),
@@ -347,9 +335,7 @@ pub(crate) fn check_distinct(
 /// Fails unless `value` is positive and fits the shaders' u32 index math.
 pub(crate) fn check_dimension(what: &str, value: u64) -> Result<u32, KernelError> {
     if value == 0 || value > u32::MAX as u64 / 4 {
-        return Err(KernelError::InvalidArguments(format!(
-            "{what} = {value} is out of range"
-        )));
+        return Err(KernelError::InvalidArguments(format!("{what} = {value} is out of range")));
     }
     Ok(value as u32)
 }
@@ -371,10 +357,7 @@ mod tests {
         ] {
             let (x, y) = grid(count, max);
             assert!(x <= max && y <= max, "{count}/{max}: ({x}, {y})");
-            assert!(
-                x * y >= count && x * y < count + x.max(1),
-                "{count}/{max}: ({x}, {y})"
-            );
+            assert!(x * y >= count && x * y < count + x.max(1), "{count}/{max}: ({x}, {y})");
         }
     }
 
@@ -390,10 +373,7 @@ mod tests {
             assert_eq!(first * 304 % 256, 0);
             assert!(count * 2432 <= 100_000);
         }
-        assert_eq!(
-            split_rows("tiny", 10, &[64, 0], 1 << 20, 256).unwrap(),
-            vec![(0, 10)]
-        );
+        assert_eq!(split_rows("tiny", 10, &[64, 0], 1 << 20, 256).unwrap(), vec![(0, 10)]);
         assert!(split_rows("huge row", 10, &[4096], 2048, 256).is_err());
     }
 }

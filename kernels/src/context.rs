@@ -38,7 +38,8 @@ impl ContextOptions {
     /// Options taken from the environment: `MLC_WGPU_PORTABLE=1` forces the
     /// portable path (CI runs the suite both ways).
     pub fn from_env() -> Self {
-        let portable_only = std::env::var("MLC_WGPU_PORTABLE").is_ok_and(|v| v != "0" && !v.is_empty());
+        let portable_only =
+            std::env::var("MLC_WGPU_PORTABLE").is_ok_and(|v| v != "0" && !v.is_empty());
         ContextOptions { portable_only }
     }
 }
@@ -65,7 +66,8 @@ impl GpuContext {
     /// and requests a device with the adapter's limits and the optional features
     /// the kernels can use.
     pub async fn new(options: &ContextOptions) -> Result<GpuContext, KernelError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -93,7 +95,9 @@ impl GpuContext {
         }
         // Timestamps (and, where the adapter has them, timestamps between the
         // dispatches of a pass) let `bench --profile` time each kernel of a step.
-        for feature in [wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES] {
+        for feature in
+            [wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES]
+        {
             if adapter_features.contains(feature) {
                 required_features |= feature;
             }
@@ -121,7 +125,14 @@ impl GpuContext {
         caps: Capabilities,
     ) -> GpuContext {
         let health = DeviceHealth::watch(&device);
-        GpuContext { device: Arc::new(device), queue: Arc::new(queue), adapter_info, limits, caps, health }
+        GpuContext {
+            device: Arc::new(device),
+            queue: Arc::new(queue),
+            adapter_info,
+            limits,
+            caps,
+            health,
+        }
     }
 
     /// What the device reported outside error scopes: check it before
@@ -136,7 +147,10 @@ impl GpuContext {
     fn compile_error(&self, label: &str, scope: wgpu::ErrorScopeGuard) -> Option<KernelError> {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            pollster::block_on(scope.pop()).map(|error| KernelError::Shader { label: label.to_string(), message: error.to_string() })
+            pollster::block_on(scope.pop()).map(|error| KernelError::Shader {
+                label: label.to_string(),
+                message: error.to_string(),
+            })
         }
         #[cfg(target_arch = "wasm32")]
         {
@@ -153,7 +167,12 @@ impl GpuContext {
 
     /// Compiles one WGSL compute shader into a pipeline with an automatic layout,
     /// turning validation errors into a [`KernelError`] instead of a panic.
-    pub fn compile(&self, label: &str, wgsl: &str, entry_point: &str) -> Result<wgpu::ComputePipeline, KernelError> {
+    pub fn compile(
+        &self,
+        label: &str,
+        wgsl: &str,
+        entry_point: &str,
+    ) -> Result<wgpu::ComputePipeline, KernelError> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(label),
@@ -198,7 +217,9 @@ impl GpuContext {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size.div_ceil(4).max(1) * 4,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     }
@@ -214,7 +235,11 @@ impl GpuContext {
     }
 
     /// Copies `size` bytes of `buffer` back to the CPU (waits for the GPU).
-    pub async fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, KernelError> {
+    pub async fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        size: u64,
+    ) -> Result<Vec<u8>, KernelError> {
         let size = size.div_ceil(4) * 4;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -244,7 +269,8 @@ impl GpuContext {
             }
         };
         result.map_err(|e| KernelError::DeviceLost(e.to_string()))?;
-        let bytes = slice.get_mapped_range().map_err(|e| KernelError::DeviceLost(e.to_string()))?.to_vec();
+        let bytes =
+            slice.get_mapped_range().map_err(|e| KernelError::DeviceLost(e.to_string()))?.to_vec();
         staging.unmap();
         // Bytes computed by a lost device, or after an error, are not results.
         self.health.settle().await?;
@@ -312,7 +338,10 @@ impl GpuContext {
             })
             .collect();
         let bind_group_layout =
-            self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries });
+            self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries: &entries,
+            });
         let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(label),
             bind_group_layouts: &[Some(&bind_group_layout)],
@@ -357,7 +386,10 @@ impl GpuContext {
                     layout: Some(&layout.pipeline_layout),
                     module: &module,
                     entry_point: Some(entry),
-                    compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        ..Default::default()
+                    },
                     cache: None,
                 })
             })
@@ -369,11 +401,19 @@ impl GpuContext {
     }
 
     /// A bind group for `layout` binding `buffers[i]` (whole) at binding `i`.
-    pub fn bind_buffers(&self, label: &str, layout: &KernelLayout, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    pub fn bind_buffers(
+        &self,
+        label: &str,
+        layout: &KernelLayout,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, buffer)| wgpu::BindGroupEntry { binding: i as u32, resource: buffer.as_entire_binding() })
+            .map(|(i, buffer)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: buffer.as_entire_binding(),
+            })
             .collect();
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
@@ -394,11 +434,14 @@ impl GpuContext {
 
     /// Records one compute pass with `record` and submits it (does not wait).
     pub fn submit_pass(&self, label: &str, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
-        let mut encoder =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         {
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
             record(&mut pass);
         }
         self.queue.submit([encoder.finish()]);
@@ -423,7 +466,10 @@ async fn yield_now() {
         struct YieldOnce(bool);
         impl std::future::Future for YieldOnce {
             type Output = ();
-            fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            fn poll(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<()> {
                 if self.0 {
                     std::task::Poll::Ready(())
                 } else {
@@ -443,10 +489,23 @@ mod tests {
 
     #[test]
     fn a_shader_that_does_not_compile_is_an_error_naming_it_not_a_panic() {
-        let ctx = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter (lavapipe in CI)");
-        let error = ctx.compile("broken kernel", "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }", "main").unwrap_err();
-        assert!(matches!(&error, KernelError::Shader { label, .. } if label == "broken kernel"), "{error:?}");
-        assert!(error.to_string().starts_with("shader `broken kernel` failed to compile: "), "{error}");
+        let ctx = GpuContext::new_blocking(&ContextOptions::default())
+            .expect("a GPU adapter (lavapipe in CI)");
+        let error = ctx
+            .compile(
+                "broken kernel",
+                "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+                "main",
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&error, KernelError::Shader { label, .. } if label == "broken kernel"),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().starts_with("shader `broken kernel` failed to compile: "),
+            "{error}"
+        );
         ctx.health().check().unwrap();
     }
 }

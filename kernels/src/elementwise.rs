@@ -40,7 +40,13 @@ impl Elementwise {
         let layout = ctx.kernel_layout("elementwise", &[Uniform, ReadWrite, ReadOnly]);
         let entries = ["add_in_place", "silu_mul", "gelu_tanh_mul", "softcap"];
         let mut pipelines = ctx
-            .compile_specialized("elementwise", &format!("{ACTIVATION_WGSL}\n{ELEMENTWISE_WGSL}"), &entries, &layout, &[])?
+            .compile_specialized(
+                "elementwise",
+                &format!("{ACTIVATION_WGSL}\n{ELEMENTWISE_WGSL}"),
+                &entries,
+                &layout,
+                &[],
+            )?
             .into_iter();
         let mut next = || pipelines.next().expect("one pipeline per entry point");
         Ok(Elementwise {
@@ -77,7 +83,9 @@ impl Elementwise {
         cap: f32,
     ) -> Result<Bound, KernelError> {
         if !(cap.is_finite() && cap > 0.0) {
-            return Err(KernelError::InvalidArguments(format!("softcap: cap {cap} must be positive and finite")));
+            return Err(KernelError::InvalidArguments(format!(
+                "softcap: cap {cap} must be positive and finite"
+            )));
         }
         self.bind(ctx, "softcap", &self.softcap, out, input, max_rows, width, 1, cap)
     }
@@ -97,17 +105,7 @@ impl Elementwise {
             Activation::Silu => &self.silu_mul,
             Activation::GeluTanh => &self.gelu_tanh_mul,
         };
-        self.bind(
-            ctx,
-            "gated activation",
-            pipeline,
-            out,
-            gate_up,
-            max_rows,
-            intermediate,
-            2,
-            0.0,
-        )
+        self.bind(ctx, "gated activation", pipeline, out, gate_up, max_rows, intermediate, 2, 0.0)
     }
 
     /// Binds `out` (`[rows, width]`, written) and `input` (`[rows, input_factor · width]`);
@@ -130,12 +128,7 @@ impl Elementwise {
         let values = check_dimension(&format!("{what}: size"), rows * width as u64 * input_factor)?
             as u64
             / input_factor;
-        check_buffer(
-            &format!("{what}: output"),
-            out,
-            values * 4,
-            self.max_binding,
-        )?;
+        check_buffer(&format!("{what}: output"), out, values * 4, self.max_binding)?;
         check_buffer(
             &format!("{what}: input"),
             input,
@@ -148,11 +141,7 @@ impl Elementwise {
             ctx,
             what,
             &self.layout,
-            &[
-                params.as_entire_binding(),
-                out.as_entire_binding(),
-                input.as_entire_binding(),
-            ],
+            &[params.as_entire_binding(), out.as_entire_binding(), input.as_entire_binding()],
         );
         let schedule =
             Box::new(move |rows: u32, _: u32| (0, (rows * width).div_ceil(WORKGROUP_SIZE)).into());

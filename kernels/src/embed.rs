@@ -85,12 +85,7 @@ impl Embed {
         let t = check_dimension("embed: max_tokens", max_tokens as u64)? as u64;
         check_dimension("embed: output size", t * hidden as u64)?;
         check_buffer("embed: tokens", buffers.tokens, t * 4, self.max_binding)?;
-        check_buffer(
-            "embed: out",
-            buffers.out,
-            t * hidden as u64 * 4,
-            self.max_binding,
-        )?;
+        check_buffer("embed: out", buffers.out, t * hidden as u64 * 4, self.max_binding)?;
         check_distinct(
             "embed",
             buffers.out,
@@ -102,14 +97,7 @@ impl Embed {
                 let params = params_buffer(
                     ctx,
                     "embed params",
-                    &[
-                        max_tokens,
-                        hidden,
-                        first as u32,
-                        count as u32,
-                        vocab,
-                        scale.to_bits(),
-                    ],
+                    &[max_tokens, hidden, first as u32, count as u32, vocab, scale.to_bits()],
                 );
                 let [data, scales] = table.resources(self.format, first, count, &self.placeholder);
                 let group = bind_group(
@@ -131,13 +119,6 @@ impl Embed {
         let schedule = Box::new(move |rows: u32, _part_rows: u32| {
             (0, (rows * per_token).div_ceil(WORKGROUP_SIZE)).into()
         });
-        Ok(Bound::new(
-            ctx,
-            "embed",
-            vec![self.pipeline.clone()],
-            bound_parts,
-            max_tokens,
-            schedule,
-        ))
+        Ok(Bound::new(ctx, "embed", vec![self.pipeline.clone()], bound_parts, max_tokens, schedule))
     }
 }

@@ -16,7 +16,8 @@ pub type ScopeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option
 /// The result of a popped error scope that a browser resolves later (`Send`
 /// natively, as wgpu's is, so a context can move to another thread).
 #[cfg(not(target_arch = "wasm32"))]
-pub type ScopeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>> + Send>>;
+pub type ScopeFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>> + Send>>;
 
 /// What one device reported; shared by every clone of its `GpuContext`.
 #[derive(Default)]
@@ -116,11 +117,17 @@ mod tests {
     #[test]
     fn a_scope_resolved_later_surfaces_its_shader_error_at_settle() {
         let health = DeviceHealth::default();
-        let error = wgpu::Error::Validation { source: "invalid WGSL".into(), description: "expected `fn`".to_string() };
+        let error = wgpu::Error::Validation {
+            source: "invalid WGSL".into(),
+            description: "expected `fn`".to_string(),
+        };
         health.defer("ok", Box::pin(std::future::ready(None)));
         health.defer("broken", Box::pin(std::future::ready(Some(error))));
         let settled = pollster::block_on(health.settle());
-        assert!(matches!(&settled, Err(KernelError::Shader { label, message }) if label == "broken" && message.contains("expected `fn`")), "{settled:?}");
+        assert!(
+            matches!(&settled, Err(KernelError::Shader { label, message }) if label == "broken" && message.contains("expected `fn`")),
+            "{settled:?}"
+        );
         // Reported once; nothing else is wrong with the device.
         pollster::block_on(health.settle()).unwrap();
     }

@@ -4,28 +4,28 @@
 //! thin Rust wrapper here that builds its pipeline once and records dispatches,
 //! and a CPU reference (`reference` module) that the tests compare against.
 
-pub mod context;
-pub mod health;
-pub mod cpu;
-pub mod rope;
 pub mod attention;
-pub mod sampling;
 pub mod buffers;
+pub mod context;
+pub mod cpu;
 pub mod elementwise;
 pub mod embed;
+pub mod health;
 pub mod matmul;
 pub mod norm;
+pub mod rope;
+pub mod sampling;
 
-pub use context::{Capabilities, ContextOptions, GpuContext};
-pub use health::DeviceHealth;
-pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
 pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape};
-pub use sampling::{BoundSampler, Sampler, SamplerBuffers};
 pub use buffers::{Bound, Dtype};
+pub use context::{Capabilities, ContextOptions, GpuContext};
 pub use elementwise::{Activation, Elementwise};
 pub use embed::{Embed, EmbedBuffers};
+pub use health::DeviceHealth;
 pub use matmul::{DecodeInput, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
 pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
+pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
+pub use sampling::{BoundSampler, Sampler, SamplerBuffers};
 
 /// Why a kernel could not be built or run.
 #[derive(Debug, thiserror::Error)]

@@ -114,10 +114,7 @@ impl WeightFormat {
         let quantized = matches!(self, WeightFormat::Q4(_)) as u8 as f64;
         (
             format!("{DECODE_WGSL}\n{WEIGHTS_WGSL}\n"),
-            [
-                ("QUANTIZED", quantized),
-                ("HALF", self.dtype().half_constant()),
-            ],
+            [("QUANTIZED", quantized), ("HALF", self.dtype().half_constant())],
         )
     }
 }
@@ -194,13 +191,7 @@ impl<'a> GpuWeight<'a> {
             }
             (WeightFormat::Dense(_), None) => {}
         }
-        split_rows(
-            what,
-            rows,
-            &format.row_bytes(cols),
-            max_binding,
-            BINDING_ALIGNMENT,
-        )
+        split_rows(what, rows, &format.row_bytes(cols), max_binding, BINDING_ALIGNMENT)
     }
 
     /// The data and scale bindings of rows `[first, first + count)`
@@ -318,7 +309,8 @@ impl Matmul {
         let layout = ctx.kernel_layout(
             "matmul",
             &[
-                Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadOnly, ReadWrite,
+                Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadOnly,
+                ReadWrite,
             ],
         );
         let caps = ctx.caps;
@@ -327,11 +319,7 @@ impl Matmul {
         let (source, matvec_entry, threads_per_row_set) = if caps.subgroups {
             // Subgroups own row sets: size the rows of a workgroup so that even
             // the smallest subgroups each get one.
-            let smallest = if caps.subgroup_min_size >= 4 {
-                caps.subgroup_min_size
-            } else {
-                32
-            };
+            let smallest = if caps.subgroup_min_size >= 4 { caps.subgroup_min_size } else { 32 };
             (
                 format!("{prefix}{MATMUL_WGSL}\n{SUBGROUP_WGSL}"),
                 "matvec_subgroup",
@@ -361,10 +349,18 @@ impl Matmul {
             split_bytes: buffers::max_binding(ctx),
         };
         let mut pipelines = matmul.compile_decode(ctx, 0)?;
-        for (splits, entries) in [(1, &["matmul_tiled"][..]), (SPLITS, &["matmul_tiled", "sum_splits"][..])] {
+        for (splits, entries) in
+            [(1, &["matmul_tiled"][..]), (SPLITS, &["matmul_tiled", "sum_splits"][..])]
+        {
             let mut constants = matmul.format_constants.to_vec();
             constants.push(("SPLITS", splits as f64));
-            pipelines.extend(ctx.compile_specialized("matmul", &matmul.source, entries, &matmul.layout, &constants)?);
+            pipelines.extend(ctx.compile_specialized(
+                "matmul",
+                &matmul.source,
+                entries,
+                &matmul.layout,
+                &constants,
+            )?);
         }
         matmul.pipelines = pipelines;
         Ok(matmul)
@@ -390,17 +386,30 @@ impl Matmul {
     }
 
     /// The narrow, wide and long-K decode pipelines for the `INPUT` constant `input`.
-    fn compile_decode(&self, ctx: &GpuContext, input: u32) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+    fn compile_decode(
+        &self,
+        ctx: &GpuContext,
+        input: u32,
+    ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
         let entry = (self.matvec_entry, TEAM);
         let mut pipelines = self.compile_matvec(ctx, entry, NARROW_ROWS_PER_THREAD, input)?;
         pipelines.extend(self.compile_matvec(ctx, entry, WIDE_ROWS_PER_THREAD, input)?);
         // The portable kernel with the whole workgroup as one team.
-        pipelines.extend(self.compile_matvec(ctx, ("matvec", buffers::WORKGROUP_SIZE), NARROW_ROWS_PER_THREAD, input)?);
+        pipelines.extend(self.compile_matvec(
+            ctx,
+            ("matvec", buffers::WORKGROUP_SIZE),
+            NARROW_ROWS_PER_THREAD,
+            input,
+        )?);
         Ok(pipelines)
     }
 
     /// The decode pipelines of a fused input (compiled once).
-    fn fused_pipelines(&self, ctx: &GpuContext, input: u32) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+    fn fused_pipelines(
+        &self,
+        ctx: &GpuContext,
+        input: u32,
+    ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
         let mut fused = self.fused.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(pipelines) = fused.get(&input) {
             return Ok(pipelines.clone());
@@ -450,7 +459,10 @@ impl Matmul {
                 let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(BLOCK);
                 let outputs = rows * part_rows;
                 match blocks < WIDE_BLOCKS && split_fits(rows, part_rows) {
-                    true => Dispatches([(4, blocks * SPLITS), (5, outputs.div_ceil(buffers::WORKGROUP_SIZE))]),
+                    true => Dispatches([
+                        (4, blocks * SPLITS),
+                        (5, outputs.div_ceil(buffers::WORKGROUP_SIZE)),
+                    ]),
                     false => (3, blocks).into(),
                 }
             }
@@ -479,7 +491,11 @@ impl Matmul {
     /// The partial-sum buffer of split products (made at the first call).
     fn partials(&self, ctx: &GpuContext) -> wgpu::Buffer {
         let mut partials = self.partials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        partials.get_or_insert_with(|| ctx.empty_storage_buffer("matmul partial sums", SPLIT_SCRATCH_BYTES)).clone()
+        partials
+            .get_or_insert_with(|| {
+                ctx.empty_storage_buffer("matmul partial sums", SPLIT_SCRATCH_BYTES)
+            })
+            .clone()
     }
 
     fn bind_with(
@@ -505,19 +521,19 @@ impl Matmul {
         check_buffer("matmul: x", buffers.x, m * x_width * 4, self.max_binding)?;
         let (norm_weight, eps) = match input {
             Some(DecodeInput::Normed { weight, eps }) => {
-                check_buffer("matmul: norm weight", weight, self.format.dtype().bytes(k), self.max_binding)?;
+                check_buffer(
+                    "matmul: norm weight",
+                    weight,
+                    self.format.dtype().bytes(k),
+                    self.max_binding,
+                )?;
                 (Some(weight), eps)
             }
             _ => (None, 0.0),
         };
         check_buffer("matmul: y", buffers.y, m * n * 4, self.max_binding)?;
         if let Some(bias) = buffers.bias {
-            check_buffer(
-                "matmul: bias",
-                bias,
-                self.format.dtype().bytes(n),
-                self.max_binding,
-            )?;
+            check_buffer("matmul: bias", bias, self.format.dtype().bytes(n), self.max_binding)?;
         }
         let residual = match buffers.residual {
             Residual::Buffer(residual) => {
@@ -573,10 +589,7 @@ impl Matmul {
                         data,
                         scales,
                         buffers.x.as_entire_binding(),
-                        buffers
-                            .bias
-                            .unwrap_or(&self.placeholder)
-                            .as_entire_binding(),
+                        buffers.bias.unwrap_or(&self.placeholder).as_entire_binding(),
                         residual.unwrap_or(&self.placeholder).as_entire_binding(),
                         buffers.y.as_entire_binding(),
                         norm_weight.unwrap_or(&self.placeholder).as_entire_binding(),
@@ -586,13 +599,6 @@ impl Matmul {
                 (group, params, count as u32)
             })
             .collect();
-        Ok(Bound::new(
-            ctx,
-            "matmul",
-            pipelines,
-            bound_parts,
-            max_rows,
-            schedule,
-        ))
+        Ok(Bound::new(ctx, "matmul", pipelines, bound_parts, max_rows, schedule))
     }
 }

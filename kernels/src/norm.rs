@@ -41,18 +41,8 @@ pub struct RmsNormShape {
 impl RmsNormShape {
     /// Packed `[tokens, width]` rows: the pre-norms of a decoder layer.
     pub fn rows(max_tokens: u32, width: u32, eps: f32) -> RmsNormShape {
-        let layout = RowLayout {
-            offset: 0,
-            token_stride: width,
-        };
-        RmsNormShape {
-            max_tokens,
-            width,
-            heads: 1,
-            input: layout,
-            output: layout,
-            eps,
-        }
+        let layout = RowLayout { offset: 0, token_stride: width };
+        RmsNormShape { max_tokens, width, heads: 1, input: layout, output: layout, eps }
     }
 
     /// `heads` rows of `head_dim` per token inside wider token rows, e.g. the q
@@ -65,14 +55,7 @@ impl RmsNormShape {
         output: RowLayout,
         eps: f32,
     ) -> RmsNormShape {
-        RmsNormShape {
-            max_tokens,
-            width: head_dim,
-            heads,
-            input,
-            output,
-            eps,
-        }
+        RmsNormShape { max_tokens, width: head_dim, heads, input, output, eps }
     }
 
     /// Elements a buffer with `layout` must hold for `max_tokens` tokens.
@@ -112,17 +95,13 @@ impl RmsNorm {
         let layout = ctx.kernel_layout("rms_norm", &[Uniform, ReadOnly, ReadOnly, ReadWrite]);
         let subgroups = ctx.caps.subgroups;
         let (source, entry) = if subgroups {
-            (
-                format!("{RMS_NORM_WGSL}\n{RMS_NORM_SUBGROUP_WGSL}"),
-                "rms_norm_subgroup",
-            )
+            (format!("{RMS_NORM_WGSL}\n{RMS_NORM_SUBGROUP_WGSL}"), "rms_norm_subgroup")
         } else {
             (RMS_NORM_WGSL.to_string(), "rms_norm")
         };
         let constants = [("HALF", weight_dtype.half_constant())];
-        let pipeline = ctx
-            .compile_specialized("rms_norm", &source, &[entry], &layout, &constants)?
-            .remove(0);
+        let pipeline =
+            ctx.compile_specialized("rms_norm", &source, &[entry], &layout, &constants)?.remove(0);
         Ok(RmsNorm {
             weight_dtype,
             layout,
@@ -150,10 +129,7 @@ impl RmsNorm {
         let heads = check_dimension("rms_norm: heads", shape.heads as u64)? as u64;
         check_dimension("rms_norm: rows", tokens as u64 * heads)?;
         if !(shape.eps >= 0.0 && shape.eps.is_finite()) {
-            return Err(KernelError::InvalidArguments(format!(
-                "rms_norm: eps = {}",
-                shape.eps
-            )));
+            return Err(KernelError::InvalidArguments(format!("rms_norm: eps = {}", shape.eps)));
         }
         // Rows written by different workgroups must not overlap.
         if shape.max_tokens > 1 && (shape.output.token_stride as u64) < heads * width {

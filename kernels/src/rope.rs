@@ -33,7 +33,10 @@ pub struct RopeTable {
 impl RopeTable {
     /// Uploads the table of `rope` for positions `0..capacity`.
     pub fn new(ctx: &GpuContext, rope: &Rope, capacity: usize) -> Result<RopeTable, KernelError> {
-        if rope.rotary_dim == 0 || !rope.rotary_dim.is_multiple_of(2) || rope.inv_freq.len() != rope.rotary_dim / 2 {
+        if rope.rotary_dim == 0
+            || !rope.rotary_dim.is_multiple_of(2)
+            || rope.inv_freq.len() != rope.rotary_dim / 2
+        {
             return Err(KernelError::InvalidArguments(format!(
                 "rope table: rotary_dim {} must be even and match {} frequencies",
                 rope.rotary_dim,
@@ -138,14 +141,20 @@ impl RopeAppend {
             "rope_append",
             &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite],
         );
-        let pipeline = ctx.compile_entries("rope_append", SHADER, &["rope_append"], &layout)?.remove(0);
+        let pipeline =
+            ctx.compile_entries("rope_append", SHADER, &["rope_append"], &layout)?.remove(0);
         Ok(RopeAppend { layout, pipeline })
     }
 
     /// Checks the buffers against `shape` and creates the bind group and the
     /// parameter block for one layer. The largest step it accepts is as many
     /// tokens as `qkv` and `q_out` hold.
-    pub fn bind(&self, ctx: &GpuContext, shape: RopeShape, buffers: &RopeBuffers) -> Result<BoundRope, KernelError> {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        shape: RopeShape,
+        buffers: &RopeBuffers,
+    ) -> Result<BoundRope, KernelError> {
         let RopeShape { heads, kv_heads, head_dim, capacity } = shape;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("rope_append: {why}")));
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
@@ -162,7 +171,10 @@ impl RopeAppend {
             return bad(format!("rotary_dim {rotary_dim} exceeds head_dim {head_dim}"));
         }
         if buffers.table.capacity < capacity {
-            return bad(format!("the rope table covers {} positions, the cache {capacity}", buffers.table.capacity));
+            return bad(format!(
+                "the rope table covers {} positions, the cache {capacity}",
+                buffers.table.capacity
+            ));
         }
         let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
         require_size("rope_append k_cache", buffers.k_cache, cache_bytes)?;
@@ -194,7 +206,11 @@ impl RopeAppend {
             buffers.q_out,
             &[&inputs[..], &[Some(buffers.k_cache), Some(buffers.v_cache)]].concat(),
         )?;
-        check_distinct("rope_append k_cache", buffers.k_cache, &[&inputs[..], &[Some(buffers.v_cache)]].concat())?;
+        check_distinct(
+            "rope_append k_cache",
+            buffers.k_cache,
+            &[&inputs[..], &[Some(buffers.v_cache)]].concat(),
+        )?;
         check_distinct("rope_append v_cache", buffers.v_cache, &inputs)?;
 
         let params = Params {
@@ -246,7 +262,12 @@ pub struct BoundRope {
 impl BoundRope {
     /// Sets the step: `tokens` tokens starting at absolute position `start`
     /// (writes 8 bytes of parameters through the queue).
-    pub fn set_step(&mut self, queue: &wgpu::Queue, tokens: usize, start: usize) -> Result<(), KernelError> {
+    pub fn set_step(
+        &mut self,
+        queue: &wgpu::Queue,
+        tokens: usize,
+        start: usize,
+    ) -> Result<(), KernelError> {
         if tokens == 0 || tokens > self.max_tokens {
             return Err(KernelError::InvalidArguments(format!(
                 "rope_append: {tokens} tokens, the buffers hold 1..={}",
@@ -262,7 +283,11 @@ impl BoundRope {
         }
         self.params.tokens = tokens as u32;
         self.params.start = start as u32;
-        queue.write_buffer(&self.params_buffer, 0, bytemuck::cast_slice(&[self.params.tokens, self.params.start]));
+        queue.write_buffer(
+            &self.params_buffer,
+            0,
+            bytemuck::cast_slice(&[self.params.tokens, self.params.start]),
+        );
         Ok(())
     }
 
@@ -274,7 +299,12 @@ impl BoundRope {
     }
 
     /// Blocking convenience: sets the step, submits one pass and waits for it.
-    pub fn run(&mut self, ctx: &GpuContext, tokens: usize, start: usize) -> Result<(), KernelError> {
+    pub fn run(
+        &mut self,
+        ctx: &GpuContext,
+        tokens: usize,
+        start: usize,
+    ) -> Result<(), KernelError> {
         self.set_step(&ctx.queue, tokens, start)?;
         ctx.submit_pass("rope_append", |pass| self.dispatch(pass));
         ctx.wait()

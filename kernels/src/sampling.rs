@@ -92,7 +92,10 @@ impl Sampler {
         use Binding::*;
         let layout = ctx.kernel_layout(
             "sampling",
-            &[Uniform, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+            &[
+                Uniform, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite,
+                ReadWrite,
+            ],
         );
         let source = format!("{}\n{SHADER}", reduce_source(&ctx.caps));
         let pipelines = ctx.compile_entries("sampling", &source, &ENTRY_POINTS, &layout)?;
@@ -102,21 +105,36 @@ impl Sampler {
     /// Binds the sampler for a vocabulary of `vocab` ids, creating its private
     /// buffers (working copy of the logits, bias table, histogram, candidates).
     /// Starts with [`SamplingParams::default`], no bias, `u = 0.5`.
-    pub fn bind(&self, ctx: &GpuContext, vocab: usize, buffers: &SamplerBuffers) -> Result<BoundSampler, KernelError> {
+    pub fn bind(
+        &self,
+        ctx: &GpuContext,
+        vocab: usize,
+        buffers: &SamplerBuffers,
+    ) -> Result<BoundSampler, KernelError> {
         if vocab == 0 || vocab > MAX_VOCAB {
-            return Err(KernelError::InvalidArguments(format!("sampling: vocab {vocab} must be in 1..={MAX_VOCAB}")));
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: vocab {vocab} must be in 1..={MAX_VOCAB}"
+            )));
         }
         require_size("sampling logits", buffers.logits, (vocab * 4) as u64)?;
         require_size("sampling counts", buffers.counts, (vocab * 4) as u64)?;
         require_size("sampling token", buffers.token, 4)?;
-        check_distinct("sampling counts", buffers.counts, &[Some(buffers.logits), Some(buffers.token)])?;
+        check_distinct(
+            "sampling counts",
+            buffers.counts,
+            &[Some(buffers.logits), Some(buffers.token)],
+        )?;
         check_distinct("sampling token", buffers.token, &[Some(buffers.logits)])?;
         // The bias table and, after it, the token mask (see the shader's binding 2).
-        let bias = ctx.empty_storage_buffer("sampling bias and mask", ((vocab + mask_words(vocab)) * 4) as u64);
+        let bias = ctx.empty_storage_buffer(
+            "sampling bias and mask",
+            ((vocab + mask_words(vocab)) * 4) as u64,
+        );
         let work = ctx.empty_storage_buffer("sampling work", (vocab * 4) as u64);
         let scratch = ctx.empty_storage_buffer("sampling scratch", SCRATCH_BYTES);
         let hist = ctx.empty_storage_buffer("sampling histogram", ((BINS + 1) * 4) as u64);
-        let candidates = ctx.empty_storage_buffer("sampling candidates", (TOP_P_CANDIDATES * 8) as u64);
+        let candidates =
+            ctx.empty_storage_buffer("sampling candidates", (TOP_P_CANDIDATES * 8) as u64);
         let params = Params {
             vocab: vocab as u32,
             active_vocab: vocab as u32,
@@ -221,10 +239,16 @@ impl BoundSampler {
     /// Sets the step's uniform random number `u ∈ [0, 1)` (writes 4 bytes).
     pub fn set_uniform(&mut self, queue: &wgpu::Queue, uniform: f32) -> Result<(), KernelError> {
         if !(0.0..=1.0).contains(&uniform) {
-            return Err(KernelError::InvalidArguments(format!("sampling: uniform {uniform} outside [0, 1]")));
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: uniform {uniform} outside [0, 1]"
+            )));
         }
         self.params.uniform = uniform;
-        queue.write_buffer(&self.params_buffer, offset_of!(Params, uniform) as u64, bytemuck::bytes_of(&uniform));
+        queue.write_buffer(
+            &self.params_buffer,
+            offset_of!(Params, uniform) as u64,
+            bytemuck::bytes_of(&uniform),
+        );
         Ok(())
     }
 
@@ -249,7 +273,11 @@ impl BoundSampler {
     /// `i % 32` of word `i / 32` set for each id that may be drawn (the others
     /// get p = 0, like ids past the active vocabulary); `None`: no mask.
     /// Writes the words and 4 bytes of parameters.
-    pub fn set_token_mask(&mut self, queue: &wgpu::Queue, mask: Option<&[u32]>) -> Result<(), KernelError> {
+    pub fn set_token_mask(
+        &mut self,
+        queue: &wgpu::Queue,
+        mask: Option<&[u32]>,
+    ) -> Result<(), KernelError> {
         let vocab = self.params.vocab as usize;
         if let Some(words) = mask {
             if words.len() != mask_words(vocab) {
@@ -264,7 +292,11 @@ impl BoundSampler {
         let masked = mask.is_some() as u32;
         if masked != self.params.masked {
             self.params.masked = masked;
-            queue.write_buffer(&self.params_buffer, offset_of!(Params, masked) as u64, bytemuck::bytes_of(&masked));
+            queue.write_buffer(
+                &self.params_buffer,
+                offset_of!(Params, masked) as u64,
+                bytemuck::bytes_of(&masked),
+            );
         }
         Ok(())
     }
@@ -302,7 +334,11 @@ impl BoundSampler {
 
     /// Blocking convenience: greedy argmax, reading the token back.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn argmax_blocking(&self, ctx: &GpuContext, token: &wgpu::Buffer) -> Result<u32, KernelError> {
+    pub fn argmax_blocking(
+        &self,
+        ctx: &GpuContext,
+        token: &wgpu::Buffer,
+    ) -> Result<u32, KernelError> {
         ctx.submit_pass("argmax", |pass| self.dispatch_argmax(pass));
         Ok(ctx.read_u32(token, 1)?[0])
     }

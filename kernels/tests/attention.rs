@@ -2,9 +2,11 @@
 
 mod common;
 
-use mlc_kernels::cpu::{KvLayout, causal_attention};
-use mlc_kernels::{Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, KernelError};
 use common::{assert_close, contexts, random_vec, rng, upload};
+use mlc_kernels::cpu::{KvLayout, causal_attention};
+use mlc_kernels::{
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, KernelError,
+};
 
 /// Runs `tokens` queries at `start..start + tokens` over a random cache and
 /// compares with the CPU reference.
@@ -40,8 +42,15 @@ fn check(
     let v_cache = upload(ctx, &values);
     let out = ctx.empty_storage_buffer("out", (q.len() * 4) as u64);
     let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity);
-    let buffers = AttentionBuffers { q: &q_buffer, k_cache: &k_cache, v_cache: &v_cache, out: &out, scratch: &scratch };
-    let mut bound = kernel.bind(ctx, AttentionShape { heads, kv_heads, capacity }, &buffers, scale).unwrap();
+    let buffers = AttentionBuffers {
+        q: &q_buffer,
+        k_cache: &k_cache,
+        v_cache: &v_cache,
+        out: &out,
+        scratch: &scratch,
+    };
+    let mut bound =
+        kernel.bind(ctx, AttentionShape { heads, kv_heads, capacity }, &buffers, scale).unwrap();
     bound.set_min_chunk_len(min_chunk_len);
     bound.run(ctx, tokens, start).unwrap();
     let got = ctx.read_f32(&out, want.len()).unwrap();
@@ -87,14 +96,22 @@ fn decode_matches_the_cpu_reference_across_chunk_boundaries() {
             &[mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN]
         };
         for &min_chunk_len in chunk_lens {
-            for (i, kv_len) in [1, 2, 31, 32, 33, 63, 64, 65, 128, 129, 257, 1500].into_iter().enumerate() {
+            for (i, kv_len) in
+                [1, 2, 31, 32, 33, 63, 64, 65, 128, 129, 257, 1500].into_iter().enumerate()
+            {
                 check(ctx, path, &kernel, 64, 14, 2, 1, kv_len - 1, min_chunk_len, 300 + i as u64);
             }
         }
-        for (i, (d, heads, kv_heads, kv_len)) in
-            [(16, 4, 4, 70), (32, 4, 2, 200), (128, 16, 8, 130), (256, 2, 1, 65), (64, 16, 1, 300), (256, 8, 1, 40)]
-                .into_iter()
-                .enumerate()
+        for (i, (d, heads, kv_heads, kv_len)) in [
+            (16, 4, 4, 70),
+            (32, 4, 2, 200),
+            (128, 16, 8, 130),
+            (256, 2, 1, 65),
+            (64, 16, 1, 300),
+            (256, 8, 1, 40),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let kernel = Attention::new(ctx, d).unwrap();
             check(ctx, path, &kernel, d, heads, kv_heads, 1, kv_len - 1, 1, 400 + i as u64);
@@ -124,13 +141,29 @@ fn attention_rejects_wrong_shapes() {
     let out = ctx.empty_storage_buffer("out", 4 * 4 * 16 * 3);
     let cache = ctx.empty_storage_buffer("cache", 4 * 2 * 16 * 32);
     let scratch = AttentionScratch::new(ctx, 4, 16, 32);
-    let aliased = AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &q, scratch: &scratch };
+    let aliased =
+        AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &q, scratch: &scratch };
     let shape = AttentionShape { heads: 4, kv_heads: 2, capacity: 32 };
     assert!(invalid(kernel.bind(ctx, shape, &aliased, 0.25)), "out aliases q");
-    let buffers = AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
-    assert!(invalid(kernel.bind(ctx, AttentionShape { capacity: 33, ..shape }, &buffers, 0.25)), "cache too small");
-    assert!(invalid(kernel.bind(ctx, AttentionShape { kv_heads: 3, ..shape }, &buffers, 0.25)), "heads % kv_heads");
-    assert!(invalid(kernel.bind(ctx, AttentionShape { heads: 8, kv_heads: 1, ..shape }, &buffers, 0.25)), "scratch");
+    let buffers =
+        AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
+    assert!(
+        invalid(kernel.bind(ctx, AttentionShape { capacity: 33, ..shape }, &buffers, 0.25)),
+        "cache too small"
+    );
+    assert!(
+        invalid(kernel.bind(ctx, AttentionShape { kv_heads: 3, ..shape }, &buffers, 0.25)),
+        "heads % kv_heads"
+    );
+    assert!(
+        invalid(kernel.bind(
+            ctx,
+            AttentionShape { heads: 8, kv_heads: 1, ..shape },
+            &buffers,
+            0.25
+        )),
+        "scratch"
+    );
     let mut bound = kernel.bind(ctx, shape, &buffers, 0.25).unwrap();
     assert!(invalid(bound.set_step(&ctx.queue, 4, 0)), "more tokens than q holds");
     assert!(invalid(bound.set_step(&ctx.queue, 1, 32)), "past the capacity");
@@ -151,8 +184,16 @@ fn bench_attention() {
         let v_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
         let out = ctx.empty_storage_buffer("out", (1024 * heads * d * 4) as u64);
         let scratch = AttentionScratch::new(ctx, heads, d, capacity);
-        let buffers = AttentionBuffers { q: &q, k_cache: &k_cache, v_cache: &v_cache, out: &out, scratch: &scratch };
-        let mut bound = kernel.bind(ctx, AttentionShape { heads, kv_heads, capacity }, &buffers, 0.125).unwrap();
+        let buffers = AttentionBuffers {
+            q: &q,
+            k_cache: &k_cache,
+            v_cache: &v_cache,
+            out: &out,
+            scratch: &scratch,
+        };
+        let mut bound = kernel
+            .bind(ctx, AttentionShape { heads, kv_heads, capacity }, &buffers, 0.125)
+            .unwrap();
         let steps = [
             (1, 127, 200, 32),
             (1, 1023, 200, 32),

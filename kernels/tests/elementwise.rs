@@ -21,16 +21,11 @@ fn check_add(
     width: usize,
 ) {
     let max = rows + 1;
-    let (a, b) = (
-        random_vec(rng, max * width, 3.0),
-        random_vec(rng, max * width, 3.0),
-    );
+    let (a, b) = (random_vec(rng, max * width, 3.0), random_vec(rng, max * width, 3.0));
     let mut want = a.clone();
     cpu::add_in_place(&mut want[..rows * width], &b[..rows * width]);
     let (a_buffer, b_buffer) = (upload(ctx, &a), upload(ctx, &b));
-    let bound = kernel
-        .bind_add(ctx, &a_buffer, &b_buffer, max as u32, width as u32)
-        .unwrap();
+    let bound = kernel.bind_add(ctx, &a_buffer, &b_buffer, max as u32, width as u32).unwrap();
     bound.run(ctx, rows as u32).unwrap();
     let got = ctx.read_f32(&a_buffer, max * width).unwrap();
     assert_close(&format!("{path} add {rows}×{width}"), &got, &want, 0.0, 0.0);
@@ -55,33 +50,29 @@ fn check_gated(
     let init = vec![-7.0; max * width];
     let mut want = init.clone();
     match act {
-        Activation::Silu => cpu::silu_mul(
-            &gate_up[..rows * 2 * width],
-            width,
-            &mut want[..rows * width],
-        ),
-        Activation::GeluTanh => cpu::gelu_tanh_mul(
-            &gate_up[..rows * 2 * width],
-            width,
-            &mut want[..rows * width],
-        ),
+        Activation::Silu => {
+            cpu::silu_mul(&gate_up[..rows * 2 * width], width, &mut want[..rows * width])
+        }
+        Activation::GeluTanh => {
+            cpu::gelu_tanh_mul(&gate_up[..rows * 2 * width], width, &mut want[..rows * width])
+        }
     }
     let (input, out) = (upload(ctx, &gate_up), upload(ctx, &init));
-    let bound = kernel
-        .bind_gated(ctx, act, &input, &out, max as u32, width as u32)
-        .unwrap();
+    let bound = kernel.bind_gated(ctx, act, &input, &out, max as u32, width as u32).unwrap();
     bound.run(ctx, rows as u32).unwrap();
     let got = ctx.read_f32(&out, max * width).unwrap();
-    assert_close(
-        &format!("{path} {act:?} {rows}×{width}"),
-        &got,
-        &want,
-        REL,
-        ABS,
-    );
+    assert_close(&format!("{path} {act:?} {rows}×{width}"), &got, &want, REL, ABS);
 }
 
-fn check_softcap(path: &str, ctx: &GpuContext, kernel: &Elementwise, rng: &mut StdRng, rows: usize, width: usize, cap: f32) {
+fn check_softcap(
+    path: &str,
+    ctx: &GpuContext,
+    kernel: &Elementwise,
+    rng: &mut StdRng,
+    rows: usize,
+    width: usize,
+    cap: f32,
+) {
     let max = rows + 1;
     // Logits far beyond the cap (saturated), near it, and well inside it.
     let mut input = random_vec(rng, max * width, 4.0 * cap);
@@ -92,11 +83,15 @@ fn check_softcap(path: &str, ctx: &GpuContext, kernel: &Elementwise, rng: &mut S
     let mut want = init.clone();
     cpu::softcap(&input[..rows * width], cap, &mut want[..rows * width]);
     let (input_buffer, out) = (upload(ctx, &input), upload(ctx, &init));
-    let bound = kernel.bind_softcap(ctx, &input_buffer, &out, max as u32, width as u32, cap).unwrap();
+    let bound =
+        kernel.bind_softcap(ctx, &input_buffer, &out, max as u32, width as u32, cap).unwrap();
     bound.run(ctx, rows as u32).unwrap();
     let got = ctx.read_f32(&out, max * width).unwrap();
     assert_close(&format!("{path} softcap {cap} {rows}×{width}"), &got, &want, REL, ABS);
-    assert!(got[..rows * width].iter().all(|v| v.abs() <= cap), "{path}: a capped logit exceeds the cap");
+    assert!(
+        got[..rows * width].iter().all(|v| v.abs() <= cap),
+        "{path}: a capped logit exceeds the cap"
+    );
 }
 
 #[test]
@@ -122,15 +117,7 @@ fn residual_add_and_gated_activations_match_the_cpu() {
         for (rows, width) in [(1, 896), (7, 4864), (33, 100), (2, 3)] {
             check_add(path, ctx, &kernel, &mut rng, rows, width);
             check_gated(path, ctx, &kernel, &mut rng, Activation::Silu, rows, width);
-            check_gated(
-                path,
-                ctx,
-                &kernel,
-                &mut rng,
-                Activation::GeluTanh,
-                rows,
-                width,
-            );
+            check_gated(path, ctx, &kernel, &mut rng, Activation::GeluTanh, rows, width);
         }
     }
 }
@@ -159,26 +146,9 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(kernel.bind_add(ctx, &a, &b, 1, 32).is_ok());
     assert!(kernel.bind_add(ctx, &a, &b, 2, 32).is_err(), "b too small");
     assert!(kernel.bind_add(ctx, &a, &a, 1, 32).is_err(), "a aliases b");
-    assert!(
-        kernel
-            .bind_gated(ctx, Activation::Silu, &b, &a, 1, 32)
-            .is_err(),
-        "gate_up too small"
-    );
-    assert!(
-        kernel
-            .bind_gated(ctx, Activation::Silu, &a, &b, 1, 32)
-            .is_ok()
-    );
-    assert!(
-        kernel
-            .bind_gated(ctx, Activation::GeluTanh, &a, &b, 1, 0)
-            .is_err(),
-        "zero width"
-    );
+    assert!(kernel.bind_gated(ctx, Activation::Silu, &b, &a, 1, 32).is_err(), "gate_up too small");
+    assert!(kernel.bind_gated(ctx, Activation::Silu, &a, &b, 1, 32).is_ok());
+    assert!(kernel.bind_gated(ctx, Activation::GeluTanh, &a, &b, 1, 0).is_err(), "zero width");
     let bound = kernel.bind_add(ctx, &a, &b, 1, 32).unwrap();
-    assert!(
-        bound.set_rows(&ctx.queue, 2).is_err(),
-        "more rows than bound"
-    );
+    assert!(bound.set_rows(&ctx.queue, 2).is_err(), "more rows than bound");
 }

@@ -28,10 +28,7 @@ fn check(
     tokens: &[u32],
     scale: f32,
 ) -> usize {
-    let what = format!(
-        "{path} {format:?} vocab {vocab} hidden {hidden} tokens {}",
-        tokens.len()
-    );
+    let what = format!("{path} {format:?} vocab {vocab} hidden {hidden} tokens {}", tokens.len());
     let table = TestWeight::random(rng, format, vocab, hidden);
     let mut want = vec![0.0; tokens.len() * hidden];
     // The CPU reference panics on an id outside the table; the kernel writes zeros.
@@ -39,26 +36,15 @@ fn check(
     cpu::embed(&table.cpu(), &valid, &mut want);
     for (t, &token) in tokens.iter().enumerate() {
         for v in &mut want[t * hidden..(t + 1) * hidden] {
-            *v = if (token as usize) < vocab {
-                *v * scale
-            } else {
-                0.0
-            };
+            *v = if (token as usize) < vocab { *v * scale } else { 0.0 };
         }
     }
     let max_tokens = tokens.len() + 2;
     let mut ids = tokens.to_vec();
     ids.resize(max_tokens, 0);
     let gpu_table = table.upload(ctx);
-    let (ids, out) = (
-        upload_u32(ctx, &ids),
-        upload(ctx, &vec![f32::NAN; max_tokens * hidden]),
-    );
-    let buffers = EmbedBuffers {
-        table: gpu_table.weight(),
-        tokens: &ids,
-        out: &out,
-    };
+    let (ids, out) = (upload_u32(ctx, &ids), upload(ctx, &vec![f32::NAN; max_tokens * hidden]));
+    let buffers = EmbedBuffers { table: gpu_table.weight(), tokens: &ids, out: &out };
     let bound = kernel
         .bind(ctx, &buffers, max_tokens as u32, scale)
         .unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -81,49 +67,30 @@ fn every_format_matches_the_cpu_lookup() {
             let mut rng = rng(11);
             let vocab = 1000;
             for count in [1usize, 7, 33] {
-                let mut tokens: Vec<u32> = (0..count)
-                    .map(|_| rng.random_range(0..vocab as u32))
-                    .collect();
+                let mut tokens: Vec<u32> =
+                    (0..count).map(|_| rng.random_range(0..vocab as u32)).collect();
                 tokens[0] = vocab as u32 - 1;
                 if count > 1 {
                     tokens[1] = vocab as u32 + 5; // outside the table: a zero row
                 }
-                check(
-                    path, ctx, &kernel, format, &mut rng, vocab, 896, &tokens, 1.0,
-                );
+                check(path, ctx, &kernel, format, &mut rng, vocab, 896, &tokens, 1.0);
             }
             // Gemma multiplies the embedding by √hidden.
-            check(
-                path,
-                ctx,
-                &kernel,
-                format,
-                &mut rng,
-                50,
-                64,
-                &[3, 49, 0, 3],
-                8.0,
-            );
+            check(path, ctx, &kernel, format, &mut rng, 50, 64, &[3, 49, 0, 3], 8.0);
         }
     }
 }
 
 #[test]
 fn tables_above_the_binding_limit_are_split_by_rows() {
-    for format in [
-        WeightFormat::Q4(Dtype::F16),
-        WeightFormat::Dense(Dtype::F32),
-    ] {
+    for format in [WeightFormat::Q4(Dtype::F16), WeightFormat::Dense(Dtype::F32)] {
         for (path, ctx) in contexts() {
             let mut kernel = Embed::new(ctx, format).unwrap();
             kernel.set_weight_split_bytes(4096);
             let mut rng = rng(12);
             let tokens: Vec<u32> = (0..40).map(|i| (i * 37 % 300) as u32).collect();
             let parts = check(path, ctx, &kernel, format, &mut rng, 300, 64, &tokens, 1.0);
-            assert!(
-                parts >= 3,
-                "{path} {format:?}: expected a split table, got {parts} part(s)"
-            );
+            assert!(parts >= 3, "{path} {format:?}: expected a split table, got {parts} part(s)");
         }
     }
 }
@@ -138,28 +105,8 @@ fn more_workgroups_than_one_grid_dimension() {
         let tokens: Vec<u32> = (0..9).map(|i| i * 11).collect();
         // 9 tokens × 896 / 8 = 1008 invocations: 4 workgroups on a 2 × 2 grid;
         // 7 × 640 / 8 = 560: 3 workgroups on a 2 × 2 grid, one idle.
-        check(
-            path,
-            &small,
-            &kernel,
-            format,
-            &mut rng(13),
-            100,
-            896,
-            &tokens,
-            1.0,
-        );
-        check(
-            path,
-            &small,
-            &kernel,
-            format,
-            &mut rng(14),
-            100,
-            640,
-            &tokens[..7],
-            1.0,
-        );
+        check(path, &small, &kernel, format, &mut rng(13), 100, 896, &tokens, 1.0);
+        check(path, &small, &kernel, format, &mut rng(14), 100, 640, &tokens[..7], 1.0);
     }
 }
 
@@ -171,29 +118,14 @@ fn bad_arguments_are_errors_not_panics() {
     let table = TestWeight::random(&mut rng(15), format, 20, 64).upload(ctx);
     let ids = upload_u32(ctx, &[1, 2, 3, 4]);
     let out = upload(ctx, &[0.0; 4 * 64]);
-    let ok = EmbedBuffers {
-        table: table.weight(),
-        tokens: &ids,
-        out: &out,
-    };
+    let ok = EmbedBuffers { table: table.weight(), tokens: &ids, out: &out };
     assert!(kernel.bind(ctx, &ok, 4, 1.0).is_ok());
     let mut ragged = table.weight();
     ragged.cols = 40;
     for (why, buffers, tokens) in [
         ("too many tokens", ok, 5),
-        (
-            "hidden not a multiple of 32",
-            EmbedBuffers {
-                table: ragged,
-                ..ok
-            },
-            1,
-        ),
-        (
-            "the ids alias the output",
-            EmbedBuffers { tokens: &out, ..ok },
-            1,
-        ),
+        ("hidden not a multiple of 32", EmbedBuffers { table: ragged, ..ok }, 1),
+        ("the ids alias the output", EmbedBuffers { tokens: &out, ..ok }, 1),
     ] {
         assert!(
             matches!(

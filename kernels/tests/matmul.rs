@@ -41,13 +41,7 @@ struct Case {
 }
 
 const fn case(m: usize, n: usize, k: usize, bias: bool, residual: Extra) -> Case {
-    Case {
-        m,
-        n,
-        k,
-        bias,
-        residual,
-    }
+    Case { m, n, k, bias, residual }
 }
 
 /// Runs one product on the GPU (bound for `max_rows ≥ m` rows) and compares it
@@ -82,11 +76,8 @@ fn check(
     let x_buffer = upload(ctx, &x_padded);
     let gpu_weight = weight.upload(ctx);
     let bias_buffer = ctx.storage_buffer("bias", &bias_bytes);
-    let mut y_init = if c.residual == Extra::InPlace {
-        residual.clone()
-    } else {
-        vec![-1e30; c.m * c.n]
-    };
+    let mut y_init =
+        if c.residual == Extra::InPlace { residual.clone() } else { vec![-1e30; c.m * c.n] };
     y_init.resize(max_rows * c.n, -1e30);
     let y = upload(ctx, &y_init);
     let mut residual_padded = residual.clone();
@@ -103,18 +94,13 @@ fn check(
         },
         y: &y,
     };
-    let bound = kernel
-        .bind(ctx, &buffers, max_rows as u32)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let bound =
+        kernel.bind(ctx, &buffers, max_rows as u32).unwrap_or_else(|e| panic!("{what}: {e}"));
     bound.run(ctx, c.m as u32).unwrap();
     let got = ctx.read_f32(&y, max_rows * c.n).unwrap();
     assert_close(&what, &got[..c.m * c.n], &want, REL, ABS);
     // Rows past the step's row count are untouched.
-    assert!(
-        got[c.m * c.n..].iter().all(|&v| v == -1e30),
-        "{what}: wrote past row {}",
-        c.m
-    );
+    assert!(got[c.m * c.n..].iter().all(|&v| v == -1e30), "{what}: wrote past row {}", c.m);
     bound.parts()
 }
 
@@ -209,10 +195,8 @@ fn weights_above_the_binding_limit_are_split_by_rows() {
         for (path, ctx, mut kernel) in kernels(format) {
             kernel.set_weight_split_bytes(4096);
             let mut rng = rng(4);
-            for c in [
-                case(1, 300, 64, true, Extra::InPlace),
-                case(5, 300, 64, true, Extra::Buffer),
-            ] {
+            for c in [case(1, 300, 64, true, Extra::InPlace), case(5, 300, 64, true, Extra::Buffer)]
+            {
                 let parts = check(path, ctx, &kernel, &mut rng, c, c.m);
                 assert!(
                     parts >= 3,
@@ -232,10 +216,7 @@ fn more_workgroups_than_one_grid_dimension() {
         small.limits.max_compute_workgroups_per_dimension = 3;
         let kernel = Matmul::new(&small, WeightFormat::Q4(Dtype::F16)).unwrap();
         let mut rng = rng(5);
-        for c in [
-            case(1, 301, 64, true, Extra::None),
-            case(70, 150, 64, false, Extra::InPlace),
-        ] {
+        for c in [case(1, 301, 64, true, Extra::None), case(70, 150, 64, false, Extra::InPlace)] {
             check(path, &small, &kernel, &mut rng, c, c.m);
         }
     }
@@ -250,11 +231,8 @@ fn one_binding_serves_decode_and_prefill() {
         let x = random_vec(&mut rng, max_rows * k, 1.0);
         let mut want = vec![0.0; max_rows * n];
         cpu::matmul(&x, max_rows, &weight.cpu(), &mut want);
-        let (x_buffer, gpu_weight, y) = (
-            upload(ctx, &x),
-            weight.upload(ctx),
-            upload(ctx, &vec![0.0; max_rows * n]),
-        );
+        let (x_buffer, gpu_weight, y) =
+            (upload(ctx, &x), weight.upload(ctx), upload(ctx, &vec![0.0; max_rows * n]));
         let buffers = MatmulBuffers {
             x: &x_buffer,
             weight: gpu_weight.weight(),
@@ -266,13 +244,7 @@ fn one_binding_serves_decode_and_prefill() {
         for rows in [1, max_rows, 1, 4] {
             bound.run(ctx, rows as u32).unwrap();
             let got = ctx.read_f32(&y, rows * n).unwrap();
-            assert_close(
-                &format!("{path} rows {rows}"),
-                &got,
-                &want[..rows * n],
-                REL,
-                ABS,
-            );
+            assert_close(&format!("{path} rows {rows}"), &got, &want[..rows * n], REL, ABS);
         }
     }
 }
@@ -294,58 +266,24 @@ fn bad_arguments_are_errors_not_panics() {
         residual: Residual::None,
         y: &y,
     };
-    assert!(
-        kernel.bind(ctx, &ok, 2).is_ok(),
-        "{path}: the valid binding failed"
-    );
+    assert!(kernel.bind(ctx, &ok, 2).is_ok(), "{path}: the valid binding failed");
 
     let mut ragged = gpu_weight.weight();
     ragged.cols = 48;
-    let with_bias = MatmulBuffers {
-        bias: Some(&small),
-        ..ok
-    };
+    let with_bias = MatmulBuffers { bias: Some(&small), ..ok };
     let aliased = MatmulBuffers { y: &x, ..ok };
     let mut no_scales = gpu_weight.weight();
     no_scales.scales = None;
     let mut too_many_rows = gpu_weight.weight();
     too_many_rows.rows = 41;
     let failures: [(&str, MatmulBuffers, u32); 8] = [
-        (
-            "K not a multiple of 32",
-            MatmulBuffers {
-                weight: ragged,
-                ..ok
-            },
-            2,
-        ),
+        ("K not a multiple of 32", MatmulBuffers { weight: ragged, ..ok }, 2),
         ("x too small", ok, 3),
         ("bias too small", with_bias, 2),
         ("y aliases x", aliased, 2),
-        (
-            "q4 without scales",
-            MatmulBuffers {
-                weight: no_scales,
-                ..ok
-            },
-            2,
-        ),
-        (
-            "weight data too small",
-            MatmulBuffers {
-                weight: too_many_rows,
-                ..ok
-            },
-            1,
-        ),
-        (
-            "residual too small",
-            MatmulBuffers {
-                residual: Residual::Buffer(&small),
-                ..ok
-            },
-            2,
-        ),
+        ("q4 without scales", MatmulBuffers { weight: no_scales, ..ok }, 2),
+        ("weight data too small", MatmulBuffers { weight: too_many_rows, ..ok }, 1),
+        ("residual too small", MatmulBuffers { residual: Residual::Buffer(&small), ..ok }, 2),
         ("zero rows", ok, 0),
     ];
     for (why, buffers, rows) in failures {
@@ -358,10 +296,7 @@ fn bad_arguments_are_errors_not_panics() {
         }
     }
     let bound = kernel.bind(ctx, &ok, 2).unwrap();
-    assert!(
-        bound.set_rows(&ctx.queue, 3).is_err(),
-        "more rows than bound"
-    );
+    assert!(bound.set_rows(&ctx.queue, 3).is_err(), "more rows than bound");
     assert!(bound.run(ctx, 2).is_ok());
 }
 
@@ -393,8 +328,13 @@ fn throughput() {
             let gpu_weight = weight.upload(ctx);
             let x = upload(ctx, &random_vec(&mut rng, m * k, 1.0));
             let y = upload(ctx, &vec![0.0; m * n]);
-            let buffers =
-                MatmulBuffers { x: &x, weight: gpu_weight.weight(), bias: None, residual: Residual::None, y: &y };
+            let buffers = MatmulBuffers {
+                x: &x,
+                weight: gpu_weight.weight(),
+                bias: None,
+                residual: Residual::None,
+                y: &y,
+            };
             let bound = kernel.bind(ctx, &buffers, m as u32).unwrap();
             bound.set_rows(&ctx.queue, m as u32).unwrap();
             let repeats = if m == 1 { 200 } else { 20 };
@@ -448,7 +388,13 @@ fn fused_decode_inputs_match_the_separate_ops() {
                 let norm_buffer = ctx.storage_buffer("norm", &norm_bytes);
                 let (x_buffer, y) = (upload(ctx, &x), upload(ctx, &vec![-1e30; n]));
                 let gpu_weight = weight.upload(ctx);
-                let buffers = MatmulBuffers { x: &x_buffer, weight: gpu_weight.weight(), bias: None, residual: Residual::None, y: &y };
+                let buffers = MatmulBuffers {
+                    x: &x_buffer,
+                    weight: gpu_weight.weight(),
+                    bias: None,
+                    residual: Residual::None,
+                    y: &y,
+                };
                 let bound = kernel
                     .bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &norm_buffer, eps })
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -501,16 +447,32 @@ fn fused_decode_inputs_check_their_buffers_and_take_one_row() {
     let weight = TestWeight::random(&mut rng, kernel.format(), 64, 64);
     let gpu_weight = weight.upload(ctx);
     let (x, y) = (upload(ctx, &[0.0; 64]), upload(ctx, &[0.0; 64]));
-    let buffers = MatmulBuffers { x: &x, weight: gpu_weight.weight(), bias: None, residual: Residual::None, y: &y };
+    let buffers = MatmulBuffers {
+        x: &x,
+        weight: gpu_weight.weight(),
+        bias: None,
+        residual: Residual::None,
+        y: &y,
+    };
     // A gated input reads 2K values.
-    let err = kernel.bind_decode(ctx, &buffers, DecodeInput::Gated(Activation::Silu)).err().expect("x too short").to_string();
+    let err = kernel
+        .bind_decode(ctx, &buffers, DecodeInput::Gated(Activation::Silu))
+        .err()
+        .expect("x too short")
+        .to_string();
     assert!(err.contains("matmul: x"), "{err}");
     // A norm weight shorter than K.
     let short = ctx.storage_buffer("norm", &[0u8; 64]);
-    let err = kernel.bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &short, eps: 1e-6 }).err().expect("norm weight too short").to_string();
+    let err = kernel
+        .bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &short, eps: 1e-6 })
+        .err()
+        .expect("norm weight too short")
+        .to_string();
     assert!(err.contains("norm weight"), "{err}");
     // Bound for a decode step only.
     let norm = ctx.storage_buffer("norm", &[0u8; 128]);
-    let bound = kernel.bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &norm, eps: 1e-6 }).unwrap();
+    let bound = kernel
+        .bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &norm, eps: 1e-6 })
+        .unwrap();
     assert!(bound.set_rows(&ctx.queue, 2).is_err());
 }

@@ -15,10 +15,7 @@ const EPS: f32 = 1e-6;
 
 /// Random norm weights around 1, as stored in `dtype`, and their exact values.
 fn weights(rng: &mut StdRng, width: usize, dtype: Dtype) -> (Vec<u8>, Vec<f32>) {
-    let w: Vec<f32> = random_vec(rng, width, 0.5)
-        .iter()
-        .map(|v| 1.0 + v)
-        .collect();
+    let w: Vec<f32> = random_vec(rng, width, 0.5).iter().map(|v| 1.0 + v).collect();
     encode(&w, dtype)
 }
 
@@ -28,12 +25,7 @@ fn reference(x: &[f32], y: &mut [f32], weight: &[f32], shape: &RmsNormShape, tok
     for t in 0..tokens {
         let src = shape.input.offset as usize + t * shape.input.token_stride as usize;
         let dst = shape.output.offset as usize + t * shape.output.token_stride as usize;
-        cpu::rms_norm(
-            &x[src..src + h * w],
-            weight,
-            shape.eps,
-            &mut y[dst..dst + h * w],
-        );
+        cpu::rms_norm(&x[src..src + h * w], weight, shape.eps, &mut y[dst..dst + h * w]);
     }
 }
 
@@ -51,10 +43,7 @@ fn check(
     x_len: usize,
     y_len: usize,
 ) {
-    let what = format!(
-        "{path} {dtype:?} {shape:?} tokens {tokens} in place {}",
-        y_len == 0
-    );
+    let what = format!("{path} {dtype:?} {shape:?} tokens {tokens} in place {}", y_len == 0);
     let x = random_vec(rng, x_len, 2.0);
     let (weight_bytes, weight) = weights(rng, shape.width as usize, dtype);
     let weight_buffer = ctx.storage_buffer("norm weight", &weight_bytes);
@@ -62,11 +51,7 @@ fn check(
     let (want, got) = if y_len == 0 {
         let mut want = x.clone();
         reference(&x, &mut want, &weight, &shape, tokens);
-        let buffers = RmsNormBuffers {
-            x: &x_buffer,
-            weight: &weight_buffer,
-            y: None,
-        };
+        let buffers = RmsNormBuffers { x: &x_buffer, weight: &weight_buffer, y: None };
         kernel
             .bind(ctx, &buffers, &shape)
             .unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -78,11 +63,7 @@ fn check(
         let mut want = init.clone();
         reference(&x, &mut want, &weight, &shape, tokens);
         let y = upload(ctx, &init);
-        let buffers = RmsNormBuffers {
-            x: &x_buffer,
-            weight: &weight_buffer,
-            y: Some(&y),
-        };
+        let buffers = RmsNormBuffers { x: &x_buffer, weight: &weight_buffer, y: Some(&y) };
         kernel
             .bind(ctx, &buffers, &shape)
             .unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -104,28 +85,8 @@ fn whole_rows_match_the_cpu_norm() {
             for (tokens, width) in [(1, 896), (7, 64), (33, 896), (2, 4864), (3, 100)] {
                 let max = tokens + 1;
                 let shape = RmsNormShape::rows(max as u32, width as u32, EPS);
-                check(
-                    path,
-                    ctx,
-                    &kernel,
-                    dtype,
-                    &mut rng,
-                    shape,
-                    tokens,
-                    max * width,
-                    max * width,
-                );
-                check(
-                    path,
-                    ctx,
-                    &kernel,
-                    dtype,
-                    &mut rng,
-                    shape,
-                    tokens,
-                    max * width,
-                    0,
-                );
+                check(path, ctx, &kernel, dtype, &mut rng, shape, tokens, max * width, max * width);
+                check(path, ctx, &kernel, dtype, &mut rng, shape, tokens, max * width, 0);
             }
         }
     }
@@ -136,46 +97,17 @@ fn per_head_q_and_k_norm_inside_the_fused_qkv_buffer() {
     // Qwen3-0.6B: 16 q heads, 8 kv heads, head_dim 128; qkv rows of (16 + 2·8)·128.
     let (q_heads, kv_heads, d, tokens) = (16u32, 8u32, 128u32, 5usize);
     let row = (q_heads + 2 * kv_heads) * d;
-    let qkv = RowLayout {
-        offset: 0,
-        token_stride: row,
-    };
-    let k = RowLayout {
-        offset: q_heads * d,
-        token_stride: row,
-    };
-    let packed_q = RowLayout {
-        offset: 0,
-        token_stride: q_heads * d,
-    };
+    let qkv = RowLayout { offset: 0, token_stride: row };
+    let k = RowLayout { offset: q_heads * d, token_stride: row };
+    let packed_q = RowLayout { offset: 0, token_stride: q_heads * d };
     for (path, ctx) in contexts() {
         let kernel = RmsNorm::new(ctx, Dtype::F16).unwrap();
         let mut rng = rng(22);
         let len = tokens * row as usize;
         let q_shape = RmsNormShape::per_head(tokens as u32, d, q_heads, qkv, qkv, EPS);
         let k_shape = RmsNormShape::per_head(tokens as u32, d, kv_heads, k, k, EPS);
-        check(
-            path,
-            ctx,
-            &kernel,
-            Dtype::F16,
-            &mut rng,
-            q_shape,
-            tokens,
-            len,
-            0,
-        );
-        check(
-            path,
-            ctx,
-            &kernel,
-            Dtype::F16,
-            &mut rng,
-            k_shape,
-            tokens,
-            len,
-            0,
-        );
+        check(path, ctx, &kernel, Dtype::F16, &mut rng, q_shape, tokens, len, 0);
+        check(path, ctx, &kernel, Dtype::F16, &mut rng, k_shape, tokens, len, 0);
         let q_out = RmsNormShape::per_head(tokens as u32, d, q_heads, qkv, packed_q, EPS);
         check(
             path,
@@ -203,28 +135,12 @@ fn more_rows_than_one_grid_dimension() {
             9,
             32,
             3,
-            RowLayout {
-                offset: 0,
-                token_stride: 96,
-            },
-            RowLayout {
-                offset: 0,
-                token_stride: 96,
-            },
+            RowLayout { offset: 0, token_stride: 96 },
+            RowLayout { offset: 0, token_stride: 96 },
             EPS,
         );
         // 27 rows on a 4 × 7 grid, one idle workgroup.
-        check(
-            path,
-            &small,
-            &kernel,
-            Dtype::F32,
-            &mut rng(23),
-            shape,
-            9,
-            9 * 96,
-            9 * 96,
-        );
+        check(path, &small, &kernel, Dtype::F32, &mut rng(23), shape, 9, 9 * 96, 9 * 96);
     }
 }
 
@@ -238,85 +154,27 @@ fn bad_arguments_are_errors_not_panics() {
     let short_weight = ctx.storage_buffer("w", &[0u8; 64]);
     let rows = RmsNormShape::rows(4, 64, EPS);
     assert!(
-        kernel
-            .bind(
-                ctx,
-                &RmsNormBuffers {
-                    x: &x,
-                    weight: &weight,
-                    y: Some(&y)
-                },
-                &rows
-            )
-            .is_ok()
+        kernel.bind(ctx, &RmsNormBuffers { x: &x, weight: &weight, y: Some(&y) }, &rows).is_ok()
     );
-    let shifted = RmsNormShape {
-        output: RowLayout {
-            offset: 1,
-            token_stride: 64,
-        },
-        ..rows
-    };
-    let overlapping = RmsNormShape {
-        output: RowLayout {
-            offset: 0,
-            token_stride: 32,
-        },
-        ..rows
-    };
+    let shifted = RmsNormShape { output: RowLayout { offset: 1, token_stride: 64 }, ..rows };
+    let overlapping = RmsNormShape { output: RowLayout { offset: 0, token_stride: 32 }, ..rows };
     let cases = [
         (
             "too many tokens for x",
-            RmsNormBuffers {
-                x: &x,
-                weight: &weight,
-                y: Some(&y),
-            },
+            RmsNormBuffers { x: &x, weight: &weight, y: Some(&y) },
             RmsNormShape::rows(5, 64, EPS),
         ),
-        (
-            "weight too short",
-            RmsNormBuffers {
-                x: &x,
-                weight: &short_weight,
-                y: Some(&y),
-            },
-            rows,
-        ),
-        (
-            "y aliases x",
-            RmsNormBuffers {
-                x: &x,
-                weight: &weight,
-                y: Some(&x),
-            },
-            rows,
-        ),
-        (
-            "in place with two layouts",
-            RmsNormBuffers {
-                x: &x,
-                weight: &weight,
-                y: None,
-            },
-            shifted,
-        ),
+        ("weight too short", RmsNormBuffers { x: &x, weight: &short_weight, y: Some(&y) }, rows),
+        ("y aliases x", RmsNormBuffers { x: &x, weight: &weight, y: Some(&x) }, rows),
+        ("in place with two layouts", RmsNormBuffers { x: &x, weight: &weight, y: None }, shifted),
         (
             "overlapping output rows",
-            RmsNormBuffers {
-                x: &x,
-                weight: &weight,
-                y: Some(&y),
-            },
+            RmsNormBuffers { x: &x, weight: &weight, y: Some(&y) },
             overlapping,
         ),
         (
             "negative eps",
-            RmsNormBuffers {
-                x: &x,
-                weight: &weight,
-                y: Some(&y),
-            },
+            RmsNormBuffers { x: &x, weight: &weight, y: Some(&y) },
             RmsNormShape { eps: -1.0, ..rows },
         ),
     ];

@@ -3,10 +3,10 @@
 
 mod common;
 
+use common::{assert_close, contexts, random_vec, rng, upload};
 use half::f16;
 use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, rms_norm};
 use mlc_kernels::{GpuContext, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
-use common::{assert_close, contexts, random_vec, rng, upload};
 
 #[derive(Clone, Copy, Debug)]
 enum Norm {
@@ -114,9 +114,16 @@ fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u6
         Norm::F32 => QkNorm::F32 { q: &q_norm, k: &k_norm, eps },
         Norm::F16 => QkNorm::F16 { q: &q_norm, k: &k_norm, eps },
     };
-    let buffers =
-        RopeBuffers { qkv: &qkv_buffer, q_out: &q_out, k_cache: &k_cache, v_cache: &v_cache, table: &table, norm };
-    let mut bound = kernel.bind(ctx, RopeShape { heads, kv_heads, head_dim: d, capacity }, &buffers).unwrap();
+    let buffers = RopeBuffers {
+        qkv: &qkv_buffer,
+        q_out: &q_out,
+        k_cache: &k_cache,
+        v_cache: &v_cache,
+        table: &table,
+        norm,
+    };
+    let mut bound =
+        kernel.bind(ctx, RopeShape { heads, kv_heads, head_dim: d, capacity }, &buffers).unwrap();
     bound.run(ctx, tokens, start).unwrap();
 
     let q_got = ctx.read_f32(&q_out, q_want.len()).unwrap();
@@ -256,9 +263,18 @@ fn rope_append_rejects_wrong_shapes() {
     };
     let shape = RopeShape { heads: 2, kv_heads: 1, head_dim: 16, capacity: 8 };
     assert!(invalid(kernel.bind(ctx, shape, &buffers(&small))), "cache too small");
-    assert!(invalid(kernel.bind(ctx, RopeShape { kv_heads: 3, ..shape }, &buffers(&cache))), "heads % kv_heads");
-    assert!(invalid(kernel.bind(ctx, RopeShape { capacity: 9, ..shape }, &buffers(&cache))), "table too short");
-    assert!(invalid(kernel.bind(ctx, RopeShape { head_dim: 8, ..shape }, &buffers(&cache))), "rotary > head_dim");
+    assert!(
+        invalid(kernel.bind(ctx, RopeShape { kv_heads: 3, ..shape }, &buffers(&cache))),
+        "heads % kv_heads"
+    );
+    assert!(
+        invalid(kernel.bind(ctx, RopeShape { capacity: 9, ..shape }, &buffers(&cache))),
+        "table too short"
+    );
+    assert!(
+        invalid(kernel.bind(ctx, RopeShape { head_dim: 8, ..shape }, &buffers(&cache))),
+        "rotary > head_dim"
+    );
     assert!(invalid(kernel.bind(ctx, shape, &buffers(&qkv))), "k_cache aliases qkv");
     let mut bound = kernel.bind(ctx, shape, &buffers(&cache)).unwrap();
     assert!(invalid(bound.set_step(&ctx.queue, 2, 7)), "past the capacity");

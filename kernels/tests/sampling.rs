@@ -2,11 +2,11 @@
 
 mod common;
 
+use common::{contexts, rng, upload, upload_u32};
 use mlc_kernels::cpu::{self, SamplingParams};
 use mlc_kernels::{BoundSampler, GpuContext, KernelError, Sampler, SamplerBuffers};
 use rand::Rng;
 use rand::rngs::StdRng;
-use common::{contexts, rng, upload, upload_u32};
 
 /// A sampler bound to fresh logits / counts / token buffers of `vocab` entries.
 struct Rig {
@@ -21,8 +21,9 @@ impl Rig {
         let logits = upload(ctx, &vec![0.0; vocab]);
         let counts = upload_u32(ctx, &vec![0; vocab]);
         let token = upload_u32(ctx, &[u32::MAX]);
-        let bound =
-            sampler.bind(ctx, vocab, &SamplerBuffers { logits: &logits, counts: &counts, token: &token }).unwrap();
+        let bound = sampler
+            .bind(ctx, vocab, &SamplerBuffers { logits: &logits, counts: &counts, token: &token })
+            .unwrap();
         Rig { logits, counts, token, bound }
     }
 
@@ -136,7 +137,8 @@ fn safe_uniform(rng: &mut StdRng, nucleus: &cpu::Nucleus, margin: f32) -> f32 {
 fn gpu_candidates(processed: &[f32], params: &SamplingParams, active: Option<usize>) -> usize {
     let active = active.unwrap_or(processed.len());
     let t = params.effective_temperature();
-    let x: Vec<f32> = processed[..active].iter().map(|&l| if params.is_greedy() { l } else { l / t }).collect();
+    let x: Vec<f32> =
+        processed[..active].iter().map(|&l| if params.is_greedy() { l } else { l / t }).collect();
     let max = x.iter().copied().fold(f32::MIN, f32::max);
     let mut bins = vec![0usize; 2048];
     for &v in &x {
@@ -201,7 +203,9 @@ fn sampling_matches_the_cpu_reference() {
                     }
                 }
                 let bias: Vec<(u32, f32)> = if case % 4 == 2 {
-                    (0..5).map(|k| ((k * vocab / 5) as u32, rng.random_range(-10.0..10.0))).collect()
+                    (0..5)
+                        .map(|k| ((k * vocab / 5) as u32, rng.random_range(-10.0..10.0)))
+                        .collect()
                 } else {
                     vec![]
                 };
@@ -215,7 +219,10 @@ fn sampling_matches_the_cpu_reference() {
                 let nucleus = cpu::top_p_filter(&probs, params.top_p);
                 let u = safe_uniform(&mut rng, &nucleus, 1e-4);
                 let want = cpu::sample_from(&nucleus, u);
-                assert_eq!(want, cpu::sample(&logits, &params, &appeared(&counts), &bias, active, u));
+                assert_eq!(
+                    want,
+                    cpu::sample(&logits, &params, &appeared(&counts), &bias, active, u)
+                );
                 let got = rig.sample(ctx, u);
                 let draw = nucleus.cumulative.iter().position(|&c| u < c / nucleus.renorm).unwrap();
                 total += 1;
@@ -225,7 +232,9 @@ fn sampling_matches_the_cpu_reference() {
                 // for a boundary past the candidates) is within the margin of cum[K].
                 let candidates = gpu_candidates(&processed, &params, active);
                 let last = probs[nucleus.order[nucleus.len() - 1] as usize];
-                if nucleus.len() + 8 <= candidates || (draw + 8 <= candidates && last / nucleus.renorm < 3e-5) {
+                if nucleus.len() + 8 <= candidates
+                    || (draw + 8 <= candidates && last / nucleus.renorm < 3e-5)
+                {
                     exact += 1;
                     assert_eq!(
                         got,
@@ -407,7 +416,14 @@ fn non_finite_logits_give_no_token_instead_of_garbage() {
         }
         // And finite logits still give a token on the same binding.
         let logits = lm_logits(&mut rng(9), vocab, 3.0);
-        rig.load(ctx, &logits, &counts, &[], &SamplingParams { temperature: 0.0, ..Default::default() }, None);
+        rig.load(
+            ctx,
+            &logits,
+            &counts,
+            &[],
+            &SamplingParams { temperature: 0.0, ..Default::default() },
+            None,
+        );
         assert!(rig.argmax(ctx) < vocab as u32, "{path}: finite logits");
     }
 }
@@ -422,19 +438,49 @@ fn sampling_rejects_bad_arguments() {
     let sampler = Sampler::new(ctx).unwrap();
     let small = upload(ctx, &[0.0; 10]);
     let token = upload_u32(ctx, &[0]);
-    assert!(invalid(sampler.bind(ctx, 11, &SamplerBuffers { logits: &small, counts: &small, token: &token })));
-    assert!(invalid(sampler.bind(ctx, 0, &SamplerBuffers { logits: &small, counts: &small, token: &token })));
+    assert!(invalid(sampler.bind(
+        ctx,
+        11,
+        &SamplerBuffers { logits: &small, counts: &small, token: &token }
+    )));
+    assert!(invalid(sampler.bind(
+        ctx,
+        0,
+        &SamplerBuffers { logits: &small, counts: &small, token: &token }
+    )));
     assert!(
-        invalid(sampler.bind(ctx, 10, &SamplerBuffers { logits: &small, counts: &small, token: &token })),
+        invalid(sampler.bind(
+            ctx,
+            10,
+            &SamplerBuffers { logits: &small, counts: &small, token: &token }
+        )),
         "aliasing"
     );
     let counts = upload_u32(ctx, &[0; 10]);
-    let mut bound = sampler.bind(ctx, 10, &SamplerBuffers { logits: &small, counts: &counts, token: &token }).unwrap();
+    let mut bound = sampler
+        .bind(ctx, 10, &SamplerBuffers { logits: &small, counts: &counts, token: &token })
+        .unwrap();
     let q = &ctx.queue;
-    assert!(invalid(bound.set_params(q, &SamplingParams { top_p: 0.0, ..Default::default() }, None)));
-    assert!(invalid(bound.set_params(q, &SamplingParams { temperature: -1.0, ..Default::default() }, None)));
-    assert!(invalid(bound.set_params(q, &SamplingParams { repetition_penalty: 0.0, ..Default::default() }, None)));
-    assert!(invalid(bound.set_params(q, &SamplingParams { presence_penalty: 2.5, ..Default::default() }, None)));
+    assert!(invalid(bound.set_params(
+        q,
+        &SamplingParams { top_p: 0.0, ..Default::default() },
+        None
+    )));
+    assert!(invalid(bound.set_params(
+        q,
+        &SamplingParams { temperature: -1.0, ..Default::default() },
+        None
+    )));
+    assert!(invalid(bound.set_params(
+        q,
+        &SamplingParams { repetition_penalty: 0.0, ..Default::default() },
+        None
+    )));
+    assert!(invalid(bound.set_params(
+        q,
+        &SamplingParams { presence_penalty: 2.5, ..Default::default() },
+        None
+    )));
     assert!(invalid(bound.set_params(q, &SamplingParams::default(), Some(11))));
     assert!(invalid(bound.set_uniform(q, 1.5)));
     bound.set_params(q, &SamplingParams::default(), Some(10)).unwrap();
@@ -450,11 +496,20 @@ fn bench_sampling() {
     for vocab in [151_936, 262_144] {
         let mut rig = Rig::new(ctx, &sampler, vocab);
         let logits = lm_logits(&mut rng, vocab, 2.0);
-        let params = SamplingParams { temperature: 0.7, top_p: 0.8, repetition_penalty: 1.1, ..Default::default() };
+        let params = SamplingParams {
+            temperature: 0.7,
+            top_p: 0.8,
+            repetition_penalty: 1.1,
+            ..Default::default()
+        };
         rig.load(ctx, &logits, &vec![0; vocab], &[], &params, None);
         for (name, sample) in [("argmax", false), ("sample", true)] {
             let record = |pass: &mut wgpu::ComputePass<'_>| {
-                if sample { rig.bound.dispatch_sample(pass) } else { rig.bound.dispatch_argmax(pass) }
+                if sample {
+                    rig.bound.dispatch_sample(pass)
+                } else {
+                    rig.bound.dispatch_argmax(pass)
+                }
             };
             ctx.submit_pass("warm", record);
             ctx.wait().unwrap();
@@ -470,6 +525,9 @@ fn bench_sampling() {
         for i in 0..20 {
             rig.sample(ctx, (i as f32 + 0.5) / 20.0);
         }
-        eprintln!("{path} sample + 4-byte readback over {vocab}: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / 20.0);
+        eprintln!(
+            "{path} sample + 4-byte readback over {vocab}: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / 20.0
+        );
     }
 }

@@ -92,29 +92,39 @@ impl Artifact {
     /// the open starts over, checking every cached shard against the new
     /// index. Old and new files are never mixed into one artifact.
     pub fn open(location: &str, mut options: OpenOptions) -> Result<Artifact, LoadError> {
-        let mut source = Source::open(location, options.cache_dir.as_deref(), options.allow_network)?;
+        let mut source =
+            Source::open(location, options.cache_dir.as_deref(), options.allow_network)?;
         let mut callback = options.progress.take();
         match Artifact::open_from(&mut source, &options, callback.as_mut()) {
             // A fresh download that contradicts the cached index may mean the
             // artifact changed upstream since the index was cached: when a
             // fresh copy of the metadata differs, start over with it (once).
-            Err(error) if source.refresh_if_updated(&error)? => Artifact::open_from(&mut source, &options, callback.as_mut()),
+            Err(error) if source.refresh_if_updated(&error)? => {
+                Artifact::open_from(&mut source, &options, callback.as_mut())
+            }
             result => result,
         }
     }
 
     /// One pass of [`Artifact::open`] over the metadata `source` holds now.
-    fn open_from(source: &mut Source, options: &OpenOptions, callback: Option<&mut ProgressCallback>) -> Result<Artifact, LoadError> {
+    fn open_from(
+        source: &mut Source,
+        options: &OpenOptions,
+        callback: Option<&mut ProgressCallback>,
+    ) -> Result<Artifact, LoadError> {
         let config_path = source.file(CONFIG_FILE, &mut FileProgress::silent())?;
         let config_file = config_path.display().to_string();
         let config = ChatConfig::parse(&read_text(&config_path)?, &config_file)?;
         let quantization = config.quantization()?;
         for name in &config.tokenizer_files {
-            check_relative_file(name)
-                .map_err(|message| LoadError::Config { file: config_file.clone(), message: format!("`tokenizer_files`: {message}") })?;
+            check_relative_file(name).map_err(|message| LoadError::Config {
+                file: config_file.clone(),
+                message: format!("`tokenizer_files`: {message}"),
+            })?;
         }
         let index_path = source.first_file(&INDEX_FILES)?;
-        let index = TensorIndex::parse(&read_text(&index_path)?, &index_path.display().to_string())?;
+        let index =
+            TensorIndex::parse(&read_text(&index_path)?, &index_path.display().to_string())?;
         // Before any shard download: a disk that cannot hold them fails now, not midway.
         source.check_free_space(&index)?;
 
@@ -137,7 +147,14 @@ impl Artifact {
                 None => source.shard(entry, options.verify_md5, &mut progress)?,
             });
         }
-        Ok(Artifact { config, index, quantization, shards, files: Files::Dir(source.dir().to_path_buf()), source: source.name() })
+        Ok(Artifact {
+            config,
+            index,
+            quantization,
+            shards,
+            files: Files::Dir(source.dir().to_path_buf()),
+            source: source.name(),
+        })
     }
 
     /// Builds an artifact from files already in memory, keyed by their names in
@@ -150,7 +167,10 @@ impl Artifact {
     /// Unlike `open`, the files of `tokenizer_files` are not required (WebLLM
     /// fetches only `tokenizer.json`); `cache_dir` and `allow_network` do not
     /// apply; progress events number the shards only.
-    pub fn from_files(mut files: HashMap<String, Vec<u8>>, mut options: OpenOptions) -> Result<Artifact, LoadError> {
+    pub fn from_files(
+        mut files: HashMap<String, Vec<u8>>,
+        mut options: OpenOptions,
+    ) -> Result<Artifact, LoadError> {
         let config = ChatConfig::parse(&memory_text(&files, CONFIG_FILE)?, CONFIG_FILE)?;
         let quantization = config.quantization()?;
         let index_file = INDEX_FILES
@@ -163,16 +183,33 @@ impl Artifact {
         let mut shards = Vec::with_capacity(index.shards.len());
         for (position, entry) in index.shards.iter().enumerate() {
             let name = &entry.data_path;
-            let bytes = files.remove(name).ok_or_else(|| LoadError::MissingFile { file: name.clone() })?;
-            shard::verify(name, entry, &bytes, options.verify_md5, &mut reporter.file(position, name))?;
+            let bytes =
+                files.remove(name).ok_or_else(|| LoadError::MissingFile { file: name.clone() })?;
+            shard::verify(
+                name,
+                entry,
+                &bytes,
+                options.verify_md5,
+                &mut reporter.file(position, name),
+            )?;
             shards.push(bytes);
         }
-        Ok(Artifact { config, index, quantization, shards, files: Files::Memory(files), source: MEMORY_SOURCE.to_string() })
+        Ok(Artifact {
+            config,
+            index,
+            quantization,
+            shards,
+            files: Files::Memory(files),
+            source: MEMORY_SOURCE.to_string(),
+        })
     }
 
     /// The tensor `name`, decoded (see [`Tensor`]).
     pub fn tensor(&self, name: &str) -> Result<Tensor<'_>, LoadError> {
-        let (shard, record) = self.index.find(name).ok_or_else(|| LoadError::MissingTensor { name: name.to_string() })?;
+        let (shard, record) = self
+            .index
+            .find(name)
+            .ok_or_else(|| LoadError::MissingTensor { name: name.to_string() })?;
         // The index was checked against the shard sizes at open, but its
         // fields are public: stay total rather than trust them.
         let stored = self.shards.get(shard).and_then(|bytes| {
@@ -182,7 +219,10 @@ impl Artifact {
         });
         match stored {
             Some(stored) => Ok(Tensor::decode(record, stored)),
-            None => Err(LoadError::InvalidTensor { name: name.to_string(), message: "its bytes lie outside its shard".to_string() }),
+            None => Err(LoadError::InvalidTensor {
+                name: name.to_string(),
+                message: "its bytes lie outside its shard".to_string(),
+            }),
         }
     }
 
@@ -215,7 +255,10 @@ impl Artifact {
                     _ => LoadError::io(&path, error),
                 })
             }
-            Files::Memory(files) => files.get(name).map(|bytes| Cow::Borrowed(bytes.as_slice())).ok_or_else(|| missing(name.to_string())),
+            Files::Memory(files) => files
+                .get(name)
+                .map(|bytes| Cow::Borrowed(bytes.as_slice()))
+                .ok_or_else(|| missing(name.to_string())),
         }
     }
 
@@ -247,7 +290,8 @@ impl fmt::Debug for Artifact {
 /// The UTF-8 text of in-memory file `name`.
 fn memory_text(files: &HashMap<String, Vec<u8>>, name: &str) -> Result<String, LoadError> {
     let bytes = files.get(name).ok_or_else(|| LoadError::MissingFile { file: name.to_string() })?;
-    String::from_utf8(bytes.clone()).map_err(|error| LoadError::io(name, std::io::Error::new(ErrorKind::InvalidData, error)))
+    String::from_utf8(bytes.clone())
+        .map_err(|error| LoadError::io(name, std::io::Error::new(ErrorKind::InvalidData, error)))
 }
 
 fn read_text(path: &Path) -> Result<String, LoadError> {

@@ -55,7 +55,9 @@ mod native {
             (None, _) => String::new(),
         };
         let mut folder = cache_dir.join(escape(&host));
-        for segment in base.path_segments().into_iter().flatten().filter(|segment| !segment.is_empty()) {
+        for segment in
+            base.path_segments().into_iter().flatten().filter(|segment| !segment.is_empty())
+        {
             folder.push(escape(segment));
         }
         folder
@@ -97,12 +99,22 @@ mod native {
         /// Opens the part file of `dest`, keeping what an earlier attempt left
         /// there (and hashing it when `hash`); `size` is the whole file's size
         /// when known (a full disk then says how much was still missing).
-        pub(crate) fn open(dest: &Path, size: Option<u64>, hash: bool) -> Result<PartFile, LoadError> {
+        pub(crate) fn open(
+            dest: &Path,
+            size: Option<u64>,
+            hash: bool,
+        ) -> Result<PartFile, LoadError> {
             let path = part_path(dest);
-            let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(|e| LoadError::io(&path, e))?;
+            let mut file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| LoadError::io(&path, e))?;
             let mut md5 = hash.then(Md5::new);
             let len = match md5.as_mut() {
-                Some(md5) => std::io::copy(&mut file, &mut HashWriter(md5)).map_err(|e| LoadError::io(&path, e))?,
+                Some(md5) => std::io::copy(&mut file, &mut HashWriter(md5))
+                    .map_err(|e| LoadError::io(&path, e))?,
                 None => file.metadata().map_err(|e| LoadError::io(&path, e))?.len(),
             };
             Ok(PartFile { path, file, len, size, md5 })
@@ -190,19 +202,35 @@ mod native {
         #[test]
         fn folder_follows_host_and_path() {
             assert_eq!(
-                folder("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/"),
-                Path::new("/cache/huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main")
+                folder(
+                    "https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/"
+                ),
+                Path::new(
+                    "/cache/huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main"
+                )
             );
-            assert_eq!(folder("http://127.0.0.1:8080/m/resolve/main/"), Path::new("/cache/127.0.0.1%3A8080/m/resolve/main"));
+            assert_eq!(
+                folder("http://127.0.0.1:8080/m/resolve/main/"),
+                Path::new("/cache/127.0.0.1%3A8080/m/resolve/main")
+            );
         }
 
         #[test]
         fn folder_names_are_escaped_and_distinct() {
-            assert_eq!(folder("http://h/a%20b/resolve/main/"), Path::new("/cache/h/a%2520b/resolve/main"));
-            assert_ne!(folder("http://h/a_b/resolve/main/"), folder("http://h/a%20b/resolve/main/"));
+            assert_eq!(
+                folder("http://h/a%20b/resolve/main/"),
+                Path::new("/cache/h/a%2520b/resolve/main")
+            );
+            assert_ne!(
+                folder("http://h/a_b/resolve/main/"),
+                folder("http://h/a%20b/resolve/main/")
+            );
             assert_eq!(folder("http://[::1]:9/m/"), Path::new("/cache/%5B%3A%3A1%5D%3A9/m"));
             // `Url` resolves dot segments, so nothing climbs out of the cache.
-            assert_eq!(folder("http://h/a/../../../etc/resolve/main/"), Path::new("/cache/h/etc/resolve/main"));
+            assert_eq!(
+                folder("http://h/a/../../../etc/resolve/main/"),
+                Path::new("/cache/h/etc/resolve/main")
+            );
             assert_eq!((escape(".."), escape("a..b")), ("%2E%2E".to_string(), "a..b".to_string()));
         }
 
@@ -246,13 +274,19 @@ mod tests {
     #[test]
     fn cache_dir_follows_the_environment() {
         let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| OsString::from(value))
+            move |name: &str| {
+                vars.iter().find(|(key, _)| *key == name).map(|(_, value)| OsString::from(value))
+            }
         };
-        static ALL: [(&str, &str); 3] = [("MLC_WGPU_CACHE", "/override"), ("XDG_CACHE_HOME", "/xdg"), ("HOME", "/home/u")];
+        static ALL: [(&str, &str); 3] =
+            [("MLC_WGPU_CACHE", "/override"), ("XDG_CACHE_HOME", "/xdg"), ("HOME", "/home/u")];
         assert_eq!(cache_dir_from(env(&ALL)), PathBuf::from("/override"));
         assert_eq!(cache_dir_from(env(&ALL[1..])), PathBuf::from("/xdg/mlc-wgpu"));
         assert_eq!(cache_dir_from(env(&ALL[2..])), PathBuf::from("/home/u/.cache/mlc-wgpu"));
-        assert_eq!(cache_dir_from(env(&[("MLC_WGPU_CACHE", ""), ("HOME", "/h")])), PathBuf::from("/h/.cache/mlc-wgpu"));
+        assert_eq!(
+            cache_dir_from(env(&[("MLC_WGPU_CACHE", ""), ("HOME", "/h")])),
+            PathBuf::from("/h/.cache/mlc-wgpu")
+        );
         assert_eq!(cache_dir_from(env(&[])), std::env::temp_dir().join("mlc-wgpu"));
     }
 }

@@ -96,7 +96,11 @@ pub struct TokenizerInfo {
 
 impl Default for TokenizerInfo {
     fn default() -> TokenizerInfo {
-        TokenizerInfo { token_postproc_method: "byte_fallback".to_string(), prepend_space_in_encode: false, strip_space_in_decode: false }
+        TokenizerInfo {
+            token_postproc_method: "byte_fallback".to_string(),
+            prepend_space_in_encode: false,
+            strip_space_in_decode: false,
+        }
     }
 }
 
@@ -121,9 +125,10 @@ impl ChatConfig {
     pub fn model_config_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LoadError> {
         match self.model_config.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(value) => T::deserialize(value)
-                .map(Some)
-                .map_err(|error| LoadError::Config { file: CONFIG_FILE.to_string(), message: format!("`model_config.{key}`: {error}") }),
+            Some(value) => T::deserialize(value).map(Some).map_err(|error| LoadError::Config {
+                file: CONFIG_FILE.to_string(),
+                message: format!("`model_config.{key}`: {error}"),
+            }),
         }
     }
 }
@@ -156,7 +161,9 @@ fn deserialize_token_ids<'de, D: Deserializer<'de>>(deserializer: D) -> Result<V
         }
 
         fn visit_u64<E: de::Error>(self, id: u64) -> Result<Self::Value, E> {
-            i64::try_from(id).map(|id| vec![id]).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(id), &self))
+            i64::try_from(id)
+                .map(|id| vec![id])
+                .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(id), &self))
         }
 
         fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Self::Value, S::Error> {
@@ -184,7 +191,10 @@ mod tests {
         assert_eq!(config.quantization().unwrap(), Quantization::Q4F16_1);
         assert_eq!(config.vocab_size, 151936);
         assert_eq!(config.active_vocab_size, Some(151936));
-        assert_eq!((config.context_window_size, config.sliding_window_size, config.prefill_chunk_size), (4096, -1, 4096));
+        assert_eq!(
+            (config.context_window_size, config.sliding_window_size, config.prefill_chunk_size),
+            (4096, -1, 4096)
+        );
         assert_eq!(config.eos_token_id, [151645]);
         assert_eq!(config.bos_token_id, Some(151643));
         assert!(config.tokenizer_files.is_empty());
@@ -198,7 +208,16 @@ mod tests {
         assert!(!template.name_only);
         // Keys the structs do not model are kept, in file order.
         let extra: Vec<&str> = config.extra.keys().map(String::as_str).collect();
-        assert_eq!(extra, ["version", "tensor_parallel_shards", "pipeline_parallel_stages", "model_task", "embedding_metadata"]);
+        assert_eq!(
+            extra,
+            [
+                "version",
+                "tensor_parallel_shards",
+                "pipeline_parallel_stages",
+                "model_task",
+                "embedding_metadata"
+            ]
+        );
         assert_eq!(template.extra["messages"], serde_json::json!([]));
         assert_eq!(config.model_config_get::<usize>("head_dim").unwrap(), Some(16));
         assert_eq!(config.model_config_get::<f64>("rope_theta").unwrap(), Some(1e6));
@@ -209,14 +228,20 @@ mod tests {
         let config = ChatConfig::from_json(QWEN25).unwrap();
         assert_eq!(config.eos_token_id, [151645, 151643]);
         assert_eq!((config.temperature, config.top_p, config.repetition_penalty), (0.7, 0.8, 1.1));
-        assert_eq!(config.tokenizer_files, ["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"]);
+        assert_eq!(
+            config.tokenizer_files,
+            ["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"]
+        );
         // This config predates both fields.
         assert_eq!(config.active_vocab_size, None);
         assert!(!config.conv_template.unwrap().strip_reasoning_in_history);
 
         let smollm = ChatConfig::from_json(SMOLLM2).unwrap();
         assert_eq!(smollm.model_type, "llama");
-        assert_eq!(smollm.model_config_get::<f64>("position_embedding_base").unwrap(), Some(100000.0));
+        assert_eq!(
+            smollm.model_config_get::<f64>("position_embedding_base").unwrap(),
+            Some(100000.0)
+        );
         assert_eq!(smollm.model_config_get::<serde_json::Value>("rope_scaling").unwrap(), None);
         assert_eq!(smollm.tokenizer_info.unwrap().token_postproc_method, "byte_level");
     }
@@ -227,7 +252,12 @@ mod tests {
         assert!(config.model_config.is_empty());
         assert_eq!(config.active_vocab_size, None);
         assert_eq!(
-            (config.context_window_size, config.sliding_window_size, config.attention_sink_size, config.prefill_chunk_size),
+            (
+                config.context_window_size,
+                config.sliding_window_size,
+                config.attention_sink_size,
+                config.prefill_chunk_size
+            ),
             (-1, -1, -1, -1)
         );
         assert_eq!((config.temperature, config.top_p, config.repetition_penalty), (1.0, 1.0, 1.0));
@@ -256,29 +286,44 @@ mod tests {
         let template = ChatConfig::from_json(text).unwrap().conv_template.unwrap();
         assert!(template.name_only);
         assert_eq!(template.name.as_deref(), Some("llama-2"));
-        assert_eq!(template, ConvTemplate { name: Some("llama-2".into()), name_only: true, ..ConvTemplate::default() });
+        assert_eq!(
+            template,
+            ConvTemplate {
+                name: Some("llama-2".into()),
+                name_only: true,
+                ..ConvTemplate::default()
+            }
+        );
     }
 
     #[test]
     fn errors_name_the_file_the_field_and_the_line() {
-        let error = ChatConfig::from_json("{\"model_type\": \"llama\",\n \"vocab_size\": \"big\"}").unwrap_err();
+        let error = ChatConfig::from_json("{\"model_type\": \"llama\",\n \"vocab_size\": \"big\"}")
+            .unwrap_err();
         let LoadError::Config { file, message } = &error else { panic!("{error:?}") };
         assert_eq!(file, CONFIG_FILE);
         assert!(message.starts_with("`vocab_size`: invalid type: string \"big\""), "{message}");
         assert!(message.contains("line 2"), "{message}");
 
-        let error = ChatConfig::parse("{\"model_type\": ", "/models/x/mlc-chat-config.json").unwrap_err();
+        let error =
+            ChatConfig::parse("{\"model_type\": ", "/models/x/mlc-chat-config.json").unwrap_err();
         let text = error.to_string();
-        assert!(text.starts_with("/models/x/mlc-chat-config.json: ") && text.contains("EOF while parsing"), "{text}");
+        assert!(
+            text.starts_with("/models/x/mlc-chat-config.json: ")
+                && text.contains("EOF while parsing"),
+            "{text}"
+        );
 
-        let error = ChatConfig::from_json(r#"{"quantization": "q4f16_1", "vocab_size": 3}"#).unwrap_err();
+        let error =
+            ChatConfig::from_json(r#"{"quantization": "q4f16_1", "vocab_size": 3}"#).unwrap_err();
         assert!(error.to_string().contains("missing field `model_type`"), "{error}");
 
         let wrong_seps = MINIMAL.replace('}', r#", "conv_template": {"seps": "x"}}"#);
         let error = ChatConfig::from_json(&wrong_seps).unwrap_err();
         assert!(error.to_string().contains("`conv_template.seps`: invalid type"), "{error}");
 
-        let error = ChatConfig::from_json(&MINIMAL.replace('}', r#", "eos_token_id": "2"}"#)).unwrap_err();
+        let error =
+            ChatConfig::from_json(&MINIMAL.replace('}', r#", "eos_token_id": "2"}"#)).unwrap_err();
         assert!(error.to_string().contains("`eos_token_id`"), "{error}");
     }
 
@@ -286,7 +331,10 @@ mod tests {
     fn model_config_type_errors_name_the_key() {
         let config = ChatConfig::from_json(TINY_QWEN2).unwrap();
         let error = config.model_config_get::<u32>("hidden_act").unwrap_err();
-        assert!(error.to_string().contains("`model_config.hidden_act`: invalid type: string \"silu\""), "{error}");
+        assert!(
+            error.to_string().contains("`model_config.hidden_act`: invalid type: string \"silu\""),
+            "{error}"
+        );
     }
 
     #[test]

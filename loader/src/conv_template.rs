@@ -58,7 +58,11 @@ pub struct ConvTemplate {
 
 impl Default for ConvTemplate {
     fn default() -> ConvTemplate {
-        let role_templates = [("user", "{user_message}"), ("assistant", "{assistant_message}"), ("tool", "{tool_message}")];
+        let role_templates = [
+            ("user", "{user_message}"),
+            ("assistant", "{assistant_message}"),
+            ("tool", "{tool_message}"),
+        ];
         ConvTemplate {
             name: None,
             system_template: "{system_message}".to_string(),
@@ -66,7 +70,10 @@ impl Default for ConvTemplate {
             system_prefix_token_ids: None,
             add_role_after_system_message: true,
             roles: BTreeMap::new(),
-            role_templates: role_templates.into_iter().map(|(role, text)| (role.to_string(), text.to_string())).collect(),
+            role_templates: role_templates
+                .into_iter()
+                .map(|(role, text)| (role.to_string(), text.to_string()))
+                .collect(),
             seps: Vec::new(),
             role_content_sep: None,
             role_empty_sep: None,
@@ -82,7 +89,9 @@ impl Default for ConvTemplate {
 }
 
 /// Deserializes `conv_template`: an object, a legacy template name, or null.
-pub(crate) fn deserialize_conv_template<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ConvTemplate>, D::Error> {
+pub(crate) fn deserialize_conv_template<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ConvTemplate>, D::Error> {
     struct TemplateVisitor;
 
     impl<'de> Visitor<'de> for TemplateVisitor {
@@ -97,7 +106,11 @@ pub(crate) fn deserialize_conv_template<'de, D: Deserializer<'de>>(deserializer:
         }
 
         fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
-            Ok(Some(ConvTemplate { name: Some(name.to_string()), name_only: true, ..ConvTemplate::default() }))
+            Ok(Some(ConvTemplate {
+                name: Some(name.to_string()),
+                name_only: true,
+                ..ConvTemplate::default()
+            }))
         }
 
         fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {

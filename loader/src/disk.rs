@@ -31,7 +31,9 @@ fn available_bytes(_path: &Path) -> Option<u64> {
 pub(crate) fn check_space(folder: &Path, needed: u64, available: u64) -> Result<(), LoadError> {
     match needed <= available {
         true => Ok(()),
-        false => Err(LoadError::DiskFull { folder: folder.to_path_buf(), file: None, needed, available }),
+        false => {
+            Err(LoadError::DiskFull { folder: folder.to_path_buf(), file: None, needed, available })
+        }
     }
 }
 
@@ -57,7 +59,9 @@ mod tests {
         assert!(check_space(folder, 1000, 1000).is_ok());
         assert!(check_space(folder, 0, 0).is_ok());
         let error = check_space(folder, 3 << 30, 512 << 20).unwrap_err();
-        assert!(matches!(&error, LoadError::DiskFull { needed, available, file: None, .. } if *needed == 3 << 30 && *available == 512 << 20));
+        assert!(
+            matches!(&error, LoadError::DiskFull { needed, available, file: None, .. } if *needed == 3 << 30 && *available == 512 << 20)
+        );
         assert_eq!(
             error.to_string(),
             "not enough disk space for the model cache in /cache/host/org/model/resolve/main: \
@@ -69,8 +73,13 @@ mod tests {
     fn a_full_disk_during_a_write_names_the_file_and_the_sizes() {
         let file = Path::new("/nonexistent-mlc-wgpu/folder/params_shard_0.bin.part");
         let error = write_error(file, io::Error::from(io::ErrorKind::StorageFull), 4096);
-        let LoadError::DiskFull { folder, file: Some(named), needed: 4096, .. } = &error else { panic!("{error:?}") };
-        assert_eq!((folder.as_path(), named.as_path()), (Path::new("/nonexistent-mlc-wgpu/folder"), file));
+        let LoadError::DiskFull { folder, file: Some(named), needed: 4096, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(
+            (folder.as_path(), named.as_path()),
+            (Path::new("/nonexistent-mlc-wgpu/folder"), file)
+        );
         assert!(error.to_string().starts_with("disk full while writing /nonexistent-mlc-wgpu/folder/params_shard_0.bin.part: 4.0 KiB (4096 bytes) of it still to download, "), "{error}");
         let other = write_error(file, io::Error::from(io::ErrorKind::PermissionDenied), 4096);
         assert!(matches!(other, LoadError::Io { .. }), "{other:?}");
@@ -79,7 +88,10 @@ mod tests {
     #[test]
     fn free_space_is_known_here_and_bytes_read_well() {
         #[cfg(unix)]
-        assert!(free_space(Path::new("/nonexistent-mlc-wgpu/a/b")).is_some(), "the root's filesystem answers for a missing folder");
+        assert!(
+            free_space(Path::new("/nonexistent-mlc-wgpu/a/b")).is_some(),
+            "the root's filesystem answers for a missing folder"
+        );
         assert_eq!(crate::error::bytes_text(999), "999 bytes");
         assert_eq!(crate::error::bytes_text(1536), "1.5 KiB (1536 bytes)");
     }

@@ -143,8 +143,15 @@ pub enum LoadError {
 fn disk_full_message(folder: &Path, file: Option<&Path>, needed: u64, available: u64) -> String {
     let (needed, available) = (bytes_text(needed), bytes_text(available));
     match file {
-        None => format!("not enough disk space for the model cache in {}: {needed} still to download, {available} free", folder.display()),
-        Some(file) => format!("disk full while writing {}: {needed} of it still to download, {available} free in {}", file.display(), folder.display()),
+        None => format!(
+            "not enough disk space for the model cache in {}: {needed} still to download, {available} free",
+            folder.display()
+        ),
+        Some(file) => format!(
+            "disk full while writing {}: {needed} of it still to download, {available} free in {}",
+            file.display(),
+            folder.display()
+        ),
     }
 }
 

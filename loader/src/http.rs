@@ -98,7 +98,9 @@ impl Downloader {
                         failures += 1;
                     }
                     if failures >= MAX_FAILED_ATTEMPTS {
-                        let message = format!("{reason} (gave up after {failures} attempts that got no further)");
+                        let message = format!(
+                            "{reason} (gave up after {failures} attempts that got no further)"
+                        );
                         return Err(LoadError::Http { url: url.to_string(), status, message });
                     }
                     thread::sleep(FIRST_RETRY_DELAY * 2u32.pow(failures - 1));
@@ -127,7 +129,13 @@ impl Downloader {
     }
 
     /// One request, continuing from the part file's current length.
-    fn attempt(&self, url: &str, part: &mut PartFile, size: Option<u64>, progress: &mut FileProgress<'_>) -> Result<Attempt, LoadError> {
+    fn attempt(
+        &self,
+        url: &str,
+        part: &mut PartFile,
+        size: Option<u64>,
+        progress: &mut FileProgress<'_>,
+    ) -> Result<Attempt, LoadError> {
         let offset = part.len();
         let mut request = self.client.get(url);
         if offset > 0 {
@@ -141,22 +149,39 @@ impl Downloader {
         match status {
             StatusCode::OK if offset > 0 => part.restart()?,
             StatusCode::OK => {}
-            StatusCode::PARTIAL_CONTENT if offset > 0 && range_start(&response) == Some(offset) => {}
+            StatusCode::PARTIAL_CONTENT if offset > 0 && range_start(&response) == Some(offset) => {
+            }
             StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE => {
                 // The server's idea of the file no longer matches the part file.
                 part.restart()?;
                 return Ok(retry(Some(status), format!("HTTP {status} for a resumed download")));
             }
-            StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => return Ok(retry(Some(status), format!("HTTP {status}"))),
-            _ if status.is_server_error() => return Ok(retry(Some(status), format!("HTTP {status}"))),
-            _ => return Err(LoadError::Http { url: url.to_string(), status: Some(status.as_u16()), message: format!("HTTP {status}") }),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
+                return Ok(retry(Some(status), format!("HTTP {status}")));
+            }
+            _ if status.is_server_error() => {
+                return Ok(retry(Some(status), format!("HTTP {status}")));
+            }
+            _ => {
+                return Err(LoadError::Http {
+                    url: url.to_string(),
+                    status: Some(status.as_u16()),
+                    message: format!("HTTP {status}"),
+                });
+            }
         }
-        let total = size.or_else(|| response.content_length().and_then(|length| length.checked_add(part.len())));
+        let total = size.or_else(|| {
+            response.content_length().and_then(|length| length.checked_add(part.len()))
+        });
         // A length the server announces that cannot add up is final: no retry fixes it.
         if let (Some(size), Some(length)) = (size, response.content_length()) {
             let announced = length.saturating_add(part.len());
             if announced != size {
-                return Err(LoadError::ShardSize { file: url.to_string(), expected: size, actual: announced });
+                return Err(LoadError::ShardSize {
+                    file: url.to_string(),
+                    expected: size,
+                    actual: announced,
+                });
             }
         }
         let mut buffer = vec![0; READ_BUFFER];
@@ -166,12 +191,18 @@ impl Downloader {
                 Ok(n) => {
                     part.append(&buffer[..n])?;
                     if let Some(size) = size.filter(|&size| part.len() > size) {
-                        return Err(LoadError::ShardSize { file: url.to_string(), expected: size, actual: part.len() });
+                        return Err(LoadError::ShardSize {
+                            file: url.to_string(),
+                            expected: size,
+                            actual: part.len(),
+                        });
                     }
                     progress.downloading(part.len(), total);
                 }
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) => return Ok(retry(None, format!("connection lost: {}", error_chain(&error)))),
+                Err(error) => {
+                    return Ok(retry(None, format!("connection lost: {}", error_chain(&error))));
+                }
             }
         }
     }

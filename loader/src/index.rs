@@ -103,10 +103,9 @@ impl TensorIndex {
         // A scan rather than a map: the public fields stay the single source of
         // truth, and a few hundred comparisons per lookup cost nothing next to
         // reading the tensor.
-        self.shards
-            .iter()
-            .enumerate()
-            .find_map(|(shard, entry)| entry.records.iter().find(|record| record.name == name).map(|record| (shard, record)))
+        self.shards.iter().enumerate().find_map(|(shard, entry)| {
+            entry.records.iter().find(|record| record.name == name).map(|record| (shard, record))
+        })
     }
 
     /// All tensor names, shard by shard in index order.
@@ -129,13 +128,22 @@ impl TensorIndex {
                 return Err(format!("shard `{path}` is listed twice"));
             }
             if shard.format != RAW_SHARD {
-                return Err(format!("shard `{path}`: format `{}` is not supported (only `{RAW_SHARD}`)", shard.format));
+                return Err(format!(
+                    "shard `{path}`: format `{}` is not supported (only `{RAW_SHARD}`)",
+                    shard.format
+                ));
             }
             // Shards are read whole into memory.
             if usize::try_from(shard.nbytes).is_err() {
-                return Err(format!("shard `{path}`: {} bytes do not fit in memory on this platform", shard.nbytes));
+                return Err(format!(
+                    "shard `{path}`: {} bytes do not fit in memory on this platform",
+                    shard.nbytes
+                ));
             }
-            let malformed_md5 = shard.md5sum.as_ref().filter(|md5| md5.len() != 32 || !md5.bytes().all(|b| b.is_ascii_hexdigit()));
+            let malformed_md5 = shard
+                .md5sum
+                .as_ref()
+                .filter(|md5| md5.len() != 32 || !md5.bytes().all(|b| b.is_ascii_hexdigit()));
             if let Some(md5) = malformed_md5 {
                 return Err(format!("shard `{path}`: md5sum `{md5}` is not 32 hex digits"));
             }
@@ -153,7 +161,10 @@ impl TensorIndex {
 fn check_record(record: &TensorRecord, shard: &ShardEntry) -> Result<(), String> {
     let name = &record.name;
     if record.format != F32_TO_BF16 && record.format != RAW {
-        return Err(format!("tensor `{name}`: format `{}` is not supported (`{F32_TO_BF16}` or `{RAW}`)", record.format));
+        return Err(format!(
+            "tensor `{name}`: format `{}` is not supported (`{F32_TO_BF16}` or `{RAW}`)",
+            record.format
+        ));
     }
     let end = record.byte_offset.checked_add(record.nbytes).filter(|&end| end <= shard.nbytes);
     if end.is_none() {
@@ -167,7 +178,8 @@ fn check_record(record: &TensorRecord, shard: &ShardEntry) -> Result<(), String>
         .and_then(|bytes| u64::try_from(bytes).ok());
     if expected != Some(record.nbytes) {
         let encoding = if record.is_bf16_encoded() { " stored as bf16" } else { "" };
-        let implied = expected.map_or("an overflowing size".to_string(), |bytes| format!("{bytes} bytes"));
+        let implied =
+            expected.map_or("an overflowing size".to_string(), |bytes| format!("{bytes} bytes"));
         return Err(format!(
             "tensor `{name}`: nbytes {} disagrees with shape {:?} of {}{encoding}, which takes {implied}",
             record.nbytes, record.shape, record.dtype
@@ -185,7 +197,8 @@ mod tests {
 
     /// An index with one shard holding the given records, packed from offset 0.
     fn index_json(records: Value) -> Value {
-        let nbytes: u64 = records.as_array().unwrap().iter().map(|r| r["nbytes"].as_u64().unwrap()).sum();
+        let nbytes: u64 =
+            records.as_array().unwrap().iter().map(|r| r["nbytes"].as_u64().unwrap()).sum();
         json!({
             "metadata": {"ParamSize": 1},
             "records": [{"dataPath": "params_shard_0.bin", "format": "raw-shard", "nbytes": nbytes,
@@ -209,7 +222,10 @@ mod tests {
         assert_eq!(index.total_bytes(), 5_539_968);
         assert_eq!(index.metadata["ParamSize"], 25);
         let shard = &index.shards[0];
-        assert_eq!((shard.data_path.as_str(), shard.format.as_str()), ("params_shard_0.bin", "raw-shard"));
+        assert_eq!(
+            (shard.data_path.as_str(), shard.format.as_str()),
+            ("params_shard_0.bin", "raw-shard")
+        );
         assert_eq!(shard.md5sum.as_ref().map(String::len), Some(32));
         let (at, scale) = index.find("model.embed_tokens.q_scale").unwrap();
         assert_eq!(at, 0);
@@ -232,7 +248,8 @@ mod tests {
         let index = parse(&index_json(json!([raw]))).unwrap();
         assert!(!index.find("norm").unwrap().1.is_bf16_encoded());
 
-        let error = parse(&index_json(json!([record("norm", &[3, 2], "float32", 24, 0)]))).unwrap_err();
+        let error =
+            parse(&index_json(json!([record("norm", &[3, 2], "float32", 24, 0)]))).unwrap_err();
         assert!(
             error.contains("tensor `norm`: nbytes 24 disagrees with shape [3, 2] of float32 stored as bf16, which takes 12 bytes"),
             "{error}"
@@ -242,9 +259,17 @@ mod tests {
     #[test]
     fn rejects_sizes_that_disagree_with_shape_or_shard() {
         let error = parse(&index_json(json!([record("w", &[4, 2], "uint32", 16, 0)]))).unwrap_err();
-        assert!(error.starts_with("tensor-cache.json: tensor `w`: nbytes 16 disagrees with shape [4, 2] of uint32"), "{error}");
+        assert!(
+            error.starts_with(
+                "tensor-cache.json: tensor `w`: nbytes 16 disagrees with shape [4, 2] of uint32"
+            ),
+            "{error}"
+        );
 
-        let mut index = index_json(json!([record("a", &[2], "float16", 4, 0), record("b", &[2], "float16", 4, 4)]));
+        let mut index = index_json(json!([
+            record("a", &[2], "float16", 4, 0),
+            record("b", &[2], "float16", 4, 4)
+        ]));
         index["records"][0]["records"][1]["byteOffset"] = json!(6);
         let error = parse(&index).unwrap_err();
         assert!(error.contains("tensor `b`: 4 bytes at offset 6 do not fit in shard `params_shard_0.bin` of 8 bytes"), "{error}");
@@ -258,21 +283,34 @@ mod tests {
 
     #[test]
     fn rejects_duplicates_and_unknown_formats() {
-        let twice = index_json(json!([record("a", &[2], "float16", 4, 0), record("a", &[2], "float16", 4, 4)]));
+        let twice = index_json(json!([
+            record("a", &[2], "float16", 4, 0),
+            record("a", &[2], "float16", 4, 4)
+        ]));
         assert!(parse(&twice).unwrap_err().contains("tensor `a` is listed twice"));
 
         let mut odd_format = index_json(json!([record("a", &[2], "float16", 4, 0)]));
         odd_format["records"][0]["records"][0]["format"] = json!("f16-to-q8");
-        assert!(parse(&odd_format).unwrap_err().contains("tensor `a`: format `f16-to-q8` is not supported"));
+        assert!(
+            parse(&odd_format)
+                .unwrap_err()
+                .contains("tensor `a`: format `f16-to-q8` is not supported")
+        );
 
         let mut shard_format = index_json(json!([record("a", &[2], "float16", 4, 0)]));
         shard_format["records"][0]["format"] = json!("zip");
-        assert!(parse(&shard_format).unwrap_err().contains("shard `params_shard_0.bin`: format `zip` is not supported"));
+        assert!(
+            parse(&shard_format)
+                .unwrap_err()
+                .contains("shard `params_shard_0.bin`: format `zip` is not supported")
+        );
 
         let mut two_shards = index_json(json!([record("a", &[2], "float16", 4, 0)]));
         let copy = two_shards["records"][0].clone();
         two_shards["records"].as_array_mut().unwrap().push(copy);
-        assert!(parse(&two_shards).unwrap_err().contains("shard `params_shard_0.bin` is listed twice"));
+        assert!(
+            parse(&two_shards).unwrap_err().contains("shard `params_shard_0.bin` is listed twice")
+        );
 
         let mut bad_md5 = index_json(json!([record("a", &[2], "float16", 4, 0)]));
         bad_md5["records"][0]["md5sum"] = json!("xyz");
@@ -296,7 +334,10 @@ mod tests {
         let error = TensorIndex::from_json(r#"{"records": [{"dataPath": "x.bin"}]}"#).unwrap_err();
         assert!(error.to_string().contains("missing field"), "{error}");
         let error = TensorIndex::parse("[]", "/m/ndarray-cache.json").unwrap_err();
-        assert!(matches!(&error, LoadError::Index { file, .. } if file == "/m/ndarray-cache.json"), "{error:?}");
+        assert!(
+            matches!(&error, LoadError::Index { file, .. } if file == "/m/ndarray-cache.json"),
+            "{error:?}"
+        );
     }
 
     #[test]

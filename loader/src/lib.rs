@@ -22,9 +22,9 @@ mod artifact;
 mod cache;
 mod config;
 mod conv_template;
-mod dtype;
 #[cfg(not(target_arch = "wasm32"))]
 mod disk;
+mod dtype;
 mod error;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;

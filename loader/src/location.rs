@@ -17,7 +17,9 @@ pub fn resolve_model_url(url: &str) -> String {
         base.push('/');
     }
     // WebLLM's test is the regex `/resolve/.+/`: a non-empty revision, then a slash.
-    let has_revision = base.match_indices("/resolve/").any(|(at, marker)| base[at + marker.len()..].chars().skip(1).any(|c| c == '/'));
+    let has_revision = base
+        .match_indices("/resolve/")
+        .any(|(at, marker)| base[at + marker.len()..].chars().skip(1).any(|c| c == '/'));
     if !has_revision {
         base.push_str("resolve/main/");
     }
@@ -30,23 +32,48 @@ mod tests {
 
     #[test]
     fn appends_the_main_revision_when_none_is_given() {
-        let expected = "https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/";
-        assert_eq!(resolve_model_url("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC"), expected);
-        assert_eq!(resolve_model_url("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/"), expected);
-        assert_eq!(resolve_model_url("http://127.0.0.1:8000/models/x"), "http://127.0.0.1:8000/models/x/resolve/main/");
+        let expected =
+            "https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/";
+        assert_eq!(
+            resolve_model_url("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC"),
+            expected
+        );
+        assert_eq!(
+            resolve_model_url("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/"),
+            expected
+        );
+        assert_eq!(
+            resolve_model_url("http://127.0.0.1:8000/models/x"),
+            "http://127.0.0.1:8000/models/x/resolve/main/"
+        );
     }
 
     #[test]
     fn keeps_an_explicit_revision() {
-        assert_eq!(resolve_model_url("https://hf.co/org/m/resolve/main/"), "https://hf.co/org/m/resolve/main/");
-        assert_eq!(resolve_model_url("https://hf.co/org/m/resolve/v1.2"), "https://hf.co/org/m/resolve/v1.2/");
-        assert_eq!(resolve_model_url("https://hf.co/org/m/resolve/abc123/sub/"), "https://hf.co/org/m/resolve/abc123/sub/");
+        assert_eq!(
+            resolve_model_url("https://hf.co/org/m/resolve/main/"),
+            "https://hf.co/org/m/resolve/main/"
+        );
+        assert_eq!(
+            resolve_model_url("https://hf.co/org/m/resolve/v1.2"),
+            "https://hf.co/org/m/resolve/v1.2/"
+        );
+        assert_eq!(
+            resolve_model_url("https://hf.co/org/m/resolve/abc123/sub/"),
+            "https://hf.co/org/m/resolve/abc123/sub/"
+        );
     }
 
     #[test]
     fn a_bare_resolve_segment_is_not_a_revision() {
-        assert_eq!(resolve_model_url("https://hf.co/org/resolve"), "https://hf.co/org/resolve/resolve/main/");
-        assert_eq!(resolve_model_url("https://hf.co/org/resolve/"), "https://hf.co/org/resolve/resolve/main/");
+        assert_eq!(
+            resolve_model_url("https://hf.co/org/resolve"),
+            "https://hf.co/org/resolve/resolve/main/"
+        );
+        assert_eq!(
+            resolve_model_url("https://hf.co/org/resolve/"),
+            "https://hf.co/org/resolve/resolve/main/"
+        );
         assert_eq!(resolve_model_url("https://hf.co/resolve//x"), "https://hf.co/resolve//x/");
         assert_eq!(resolve_model_url("https://hf.co/m/resolve/é"), "https://hf.co/m/resolve/é/");
     }
@@ -54,6 +81,11 @@ mod tests {
     #[test]
     fn recognizes_urls() {
         assert!(is_url("https://hf.co/x") && is_url("HTTP://host/x") && is_url("http://h"));
-        assert!(!is_url("/models/x") && !is_url("httpdocs/model") && !is_url("C:\\models") && !is_url(""));
+        assert!(
+            !is_url("/models/x")
+                && !is_url("httpdocs/model")
+                && !is_url("C:\\models")
+                && !is_url("")
+        );
     }
 }

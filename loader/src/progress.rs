@@ -56,7 +56,10 @@ pub(crate) struct Reporter<'a> {
 
 impl<'a> Reporter<'a> {
     /// A reporter over `file_count` files; `None` reports nothing.
-    pub(crate) fn new(callback: Option<&'a mut ProgressCallback>, file_count: usize) -> Reporter<'a> {
+    pub(crate) fn new(
+        callback: Option<&'a mut ProgressCallback>,
+        file_count: usize,
+    ) -> Reporter<'a> {
         Reporter { callback, file_count }
     }
 
@@ -170,14 +173,19 @@ mod tests {
         file.verified(10_000);
         file.loaded(10_000);
         let events = events.lock().unwrap();
-        let downloads: Vec<&Progress> = events.iter().filter(|e| e.phase == ProgressPhase::Download).collect();
+        let downloads: Vec<&Progress> =
+            events.iter().filter(|e| e.phase == ProgressPhase::Download).collect();
         assert!((20..=21).contains(&downloads.len()), "{}", downloads.len());
         assert!(downloads.windows(2).all(|pair| pair[0].bytes_done < pair[1].bytes_done));
         let last = downloads.last().unwrap();
         assert_eq!((last.bytes_done, last.bytes_total), (10_000, 10_000));
         let tail: Vec<ProgressPhase> = events.iter().rev().take(2).map(|e| e.phase).collect();
         assert_eq!(tail, [ProgressPhase::Load, ProgressPhase::Verify]);
-        assert!(events.iter().all(|e| e.file == "params_shard_0.bin" && e.file_index == 2 && e.file_count == 3));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.file == "params_shard_0.bin" && e.file_index == 2 && e.file_count == 3)
+        );
     }
 
     #[test]
@@ -189,6 +197,9 @@ mod tests {
         file.downloaded(900);
         let events = events.lock().unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!((events[0].phase, events[0].bytes_done, events[0].bytes_total), (ProgressPhase::Download, 900, 900));
+        assert_eq!(
+            (events[0].phase, events[0].bytes_done, events[0].bytes_total),
+            (ProgressPhase::Download, 900, 900)
+        );
     }
 }

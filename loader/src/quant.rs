@@ -22,17 +22,20 @@ pub enum Quantization {
 
 impl Quantization {
     /// Every supported mode.
-    pub const ALL: [Quantization; 4] = [Quantization::Q4F16_1, Quantization::Q4F32_1, Quantization::Q0F16, Quantization::Q0F32];
+    pub const ALL: [Quantization; 4] =
+        [Quantization::Q4F16_1, Quantization::Q4F32_1, Quantization::Q0F16, Quantization::Q0F32];
 
     /// The names of [`Quantization::ALL`], for error messages.
     const NAMES: &'static [&'static str] = &["q4f16_1", "q4f32_1", "q0f16", "q0f32"];
 
     /// Parses a config's `quantization` value.
     pub fn parse(name: &str) -> Result<Quantization, LoadError> {
-        Quantization::ALL
-            .into_iter()
-            .find(|q| q.name() == name)
-            .ok_or_else(|| LoadError::UnsupportedQuantization { name: name.to_string(), supported: Quantization::NAMES })
+        Quantization::ALL.into_iter().find(|q| q.name() == name).ok_or_else(|| {
+            LoadError::UnsupportedQuantization {
+                name: name.to_string(),
+                supported: Quantization::NAMES,
+            }
+        })
     }
 
     /// The name used in configs.
@@ -88,7 +91,12 @@ mod tests {
     #[test]
     fn unsupported_name_lists_the_supported_ones() {
         let error = Quantization::parse("q4f16_0").unwrap_err();
-        assert!(matches!(&error, LoadError::UnsupportedQuantization { name, .. } if name == "q4f16_0"));
-        assert_eq!(error.to_string(), "unsupported quantization `q4f16_0` (supported: q4f16_1, q4f32_1, q0f16, q0f32)");
+        assert!(
+            matches!(&error, LoadError::UnsupportedQuantization { name, .. } if name == "q4f16_0")
+        );
+        assert_eq!(
+            error.to_string(),
+            "unsupported quantization `q4f16_0` (supported: q4f16_1, q4f32_1, q0f16, q0f32)"
+        );
     }
 }

@@ -12,7 +12,9 @@ use crate::http::{Downloader, Expected};
 use crate::index::INDEX_FILES;
 use crate::progress::FileProgress;
 use crate::source::missing_all;
-use crate::{LoadError, ShardEntry, TensorIndex, default_cache_dir, disk, resolve_model_url, shard};
+use crate::{
+    LoadError, ShardEntry, TensorIndex, default_cache_dir, disk, resolve_model_url, shard,
+};
 
 /// Suffix of the fresh copy of a metadata file while it is compared with the cached one.
 const UPSTREAM_SUFFIX: &str = ".upstream";
@@ -30,15 +32,26 @@ pub(crate) struct Remote {
 
 impl Remote {
     /// The artifact at `location`, cached under `cache_dir` (default: [`default_cache_dir`]).
-    pub(crate) fn new(location: &str, cache_dir: Option<&Path>, allow_network: bool) -> Result<Remote, LoadError> {
+    pub(crate) fn new(
+        location: &str,
+        cache_dir: Option<&Path>,
+        allow_network: bool,
+    ) -> Result<Remote, LoadError> {
         let base_url = resolve_model_url(location);
-        let invalid = |message: String| LoadError::InvalidUrl { url: location.to_string(), message };
+        let invalid =
+            |message: String| LoadError::InvalidUrl { url: location.to_string(), message };
         let url = Url::parse(&base_url).map_err(|error| invalid(error.to_string()))?;
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("a model URL cannot have a query or a fragment".to_string()));
         }
         let root = cache_dir.map_or_else(default_cache_dir, Path::to_path_buf);
-        Ok(Remote { dir: artifact_folder(&root, &url), base_url, allow_network, downloader: None, refreshed: false })
+        Ok(Remote {
+            dir: artifact_folder(&root, &url),
+            base_url,
+            allow_network,
+            downloader: None,
+            refreshed: false,
+        })
     }
 
     /// The resolved base URL.
@@ -52,7 +65,11 @@ impl Remote {
     }
 
     /// The cached file `name`, downloaded first when it is not in the cache.
-    pub(crate) fn file(&mut self, name: &str, progress: &mut FileProgress<'_>) -> Result<PathBuf, LoadError> {
+    pub(crate) fn file(
+        &mut self,
+        name: &str,
+        progress: &mut FileProgress<'_>,
+    ) -> Result<PathBuf, LoadError> {
         let path = self.dir.join(name);
         if !path.is_file() {
             self.download(name, &path, Expected::default(), progress)?;
@@ -62,7 +79,8 @@ impl Remote {
 
     /// The first of `names` in the cache, else the first the server has.
     pub(crate) fn first_file(&mut self, names: &[&str]) -> Result<PathBuf, LoadError> {
-        if let Some(path) = names.iter().map(|name| self.dir.join(name)).find(|path| path.is_file()) {
+        if let Some(path) = names.iter().map(|name| self.dir.join(name)).find(|path| path.is_file())
+        {
             return Ok(path);
         }
         for name in names {
@@ -77,19 +95,29 @@ impl Remote {
     }
 
     /// The verified bytes of a shard, from the cache when it holds a good copy.
-    pub(crate) fn shard(&mut self, entry: &ShardEntry, verify_md5: bool, progress: &mut FileProgress<'_>) -> Result<Vec<u8>, LoadError> {
+    pub(crate) fn shard(
+        &mut self,
+        entry: &ShardEntry,
+        verify_md5: bool,
+        progress: &mut FileProgress<'_>,
+    ) -> Result<Vec<u8>, LoadError> {
         let path = self.dir.join(&entry.data_path);
         if path.is_file() {
             match shard::read(&path, entry, verify_md5, progress) {
                 Ok(bytes) => return Ok(bytes),
                 // A damaged copy (disk trouble, or an index that changed) is fetched again.
-                Err(LoadError::ShardSize { .. } | LoadError::Md5Mismatch { .. }) if self.allow_network => {
+                Err(LoadError::ShardSize { .. } | LoadError::Md5Mismatch { .. })
+                    if self.allow_network =>
+                {
                     fs::remove_file(&path).map_err(|error| LoadError::io(&path, error))?;
                 }
                 Err(error) => return Err(error),
             }
         }
-        let expected = Expected { size: Some(entry.nbytes), md5: entry.md5sum.as_deref().filter(|_| verify_md5) };
+        let expected = Expected {
+            size: Some(entry.nbytes),
+            md5: entry.md5sum.as_deref().filter(|_| verify_md5),
+        };
         self.download(&entry.data_path, &path, expected, progress)?;
         // Size and md5 were checked on the way in.
         shard::read(&path, entry, false, progress)
@@ -131,33 +159,50 @@ impl Remote {
     /// nothing changed or the metadata cannot be fetched: the error stands.
     pub(crate) fn refresh_if_updated(&mut self, error: &LoadError) -> Result<bool, LoadError> {
         let downloaded_mismatch = match error {
-            LoadError::Md5Mismatch { file, .. } | LoadError::ShardSize { file, .. } => file.starts_with(&self.base_url),
+            LoadError::Md5Mismatch { file, .. } | LoadError::ShardSize { file, .. } => {
+                file.starts_with(&self.base_url)
+            }
             _ => false,
         };
         if !downloaded_mismatch || !self.allow_network || self.refreshed {
             return Ok(false);
         }
         self.refreshed = true;
-        let cached: Vec<&str> = [CONFIG_FILE].into_iter().chain(INDEX_FILES).filter(|name| self.dir.join(name).is_file()).collect();
+        let cached: Vec<&str> = [CONFIG_FILE]
+            .into_iter()
+            .chain(INDEX_FILES)
+            .filter(|name| self.dir.join(name).is_file())
+            .collect();
         let mut fresh = Vec::new();
         for name in &cached {
             let upstream = self.dir.join(format!("{name}{UPSTREAM_SUFFIX}"));
-            let fetched = self.download(name, &upstream, Expected::default(), &mut FileProgress::silent());
+            let fetched =
+                self.download(name, &upstream, Expected::default(), &mut FileProgress::silent());
             fresh.push(upstream);
             if fetched.is_err() {
                 remove_files(&fresh)?;
                 return Ok(false);
             }
         }
-        let changed = cached.iter().zip(&fresh).any(|(name, upstream)| fs::read(self.dir.join(name)).ok() != fs::read(upstream).ok());
+        let changed = cached
+            .iter()
+            .zip(&fresh)
+            .any(|(name, upstream)| fs::read(self.dir.join(name)).ok() != fs::read(upstream).ok());
         if !changed {
             remove_files(&fresh)?;
             return Ok(false);
         }
         let mut keep: HashSet<PathBuf> = fresh.iter().cloned().collect();
         keep.extend(cached.iter().map(|name| self.dir.join(name)));
-        let new_index = cached.iter().zip(&fresh).find(|(name, _)| INDEX_FILES.contains(name)).map(|(_, upstream)| upstream);
-        if let Some(index) = new_index.and_then(|path| fs::read_to_string(path).ok()).and_then(|text| TensorIndex::parse(&text, "").ok()) {
+        let new_index = cached
+            .iter()
+            .zip(&fresh)
+            .find(|(name, _)| INDEX_FILES.contains(name))
+            .map(|(_, upstream)| upstream);
+        if let Some(index) = new_index
+            .and_then(|path| fs::read_to_string(path).ok())
+            .and_then(|text| TensorIndex::parse(&text, "").ok())
+        {
             keep.extend(index.shards.iter().map(|entry| self.dir.join(&entry.data_path)));
         }
         self.remove_files_except(&keep)?;
@@ -185,7 +230,13 @@ impl Remote {
         format!("{}{name}", self.base_url)
     }
 
-    fn download(&mut self, name: &str, path: &Path, expected: Expected<'_>, progress: &mut FileProgress<'_>) -> Result<(), LoadError> {
+    fn download(
+        &mut self,
+        name: &str,
+        path: &Path,
+        expected: Expected<'_>,
+        progress: &mut FileProgress<'_>,
+    ) -> Result<(), LoadError> {
         let url = self.url(name);
         if !self.allow_network {
             return Err(LoadError::Offline { url });
@@ -205,7 +256,9 @@ impl Remote {
 fn remove_files(paths: &[PathBuf]) -> Result<(), LoadError> {
     for path in paths {
         match fs::remove_file(path) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(LoadError::io(path, error)),
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LoadError::io(path, error));
+            }
             _ => {}
         }
     }

@@ -11,7 +11,12 @@ use crate::{LoadError, ShardEntry};
 
 /// Reads the shard `entry` from `path` into memory, checking its size and,
 /// when `verify_md5` and the index has one, its md5.
-pub(crate) fn read(path: &Path, entry: &ShardEntry, verify_md5: bool, progress: &mut FileProgress<'_>) -> Result<Vec<u8>, LoadError> {
+pub(crate) fn read(
+    path: &Path,
+    entry: &ShardEntry,
+    verify_md5: bool,
+    progress: &mut FileProgress<'_>,
+) -> Result<Vec<u8>, LoadError> {
     let (bytes, digest) = read_and_hash(path, entry, verify_md5)?;
     check(&path.display().to_string(), entry, &bytes, digest.as_deref(), progress)?;
     Ok(bytes)
@@ -26,21 +31,36 @@ pub(crate) type Hashed = Result<(Vec<u8>, Option<String>), LoadError>;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn read_all(dir: &Path, entries: &[ShardEntry], verify_md5: bool) -> Vec<Hashed> {
     std::thread::scope(|scope| {
-        let reads: Vec<_> =
-            entries.iter().map(|entry| scope.spawn(move || read_and_hash(&dir.join(&entry.data_path), entry, verify_md5))).collect();
-        reads.into_iter().map(|read| read.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        let reads: Vec<_> = entries
+            .iter()
+            .map(|entry| {
+                scope.spawn(move || read_and_hash(&dir.join(&entry.data_path), entry, verify_md5))
+            })
+            .collect();
+        reads
+            .into_iter()
+            .map(|read| read.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
     })
 }
 
 /// The bytes of shard `entry` at `path` and, when `verify_md5` and the index
 /// has one, their md5 (hex).
-fn read_and_hash(path: &Path, entry: &ShardEntry, verify_md5: bool) -> Result<(Vec<u8>, Option<String>), LoadError> {
+fn read_and_hash(
+    path: &Path,
+    entry: &ShardEntry,
+    verify_md5: bool,
+) -> Result<(Vec<u8>, Option<String>), LoadError> {
     let io_error = |error: std::io::Error| match error.kind() {
         ErrorKind::NotFound => LoadError::MissingFile { file: path.display().to_string() },
         _ => LoadError::io(path, error),
     };
     // Checked before reading, so a wrong file is not pulled into memory.
-    check_size(&path.display().to_string(), entry.nbytes, fs::metadata(path).map_err(io_error)?.len())?;
+    check_size(
+        &path.display().to_string(),
+        entry.nbytes,
+        fs::metadata(path).map_err(io_error)?.len(),
+    )?;
     let bytes = fs::read(path).map_err(io_error)?;
     let digest = (verify_md5 && entry.md5sum.is_some()).then(|| md5_hex(&bytes));
     Ok((bytes, digest))
@@ -48,14 +68,26 @@ fn read_and_hash(path: &Path, entry: &ShardEntry, verify_md5: bool) -> Result<(V
 
 /// Checks the bytes of shard `entry` (named `file` in errors) against the
 /// index: the size, and, when `verify_md5` and the index has one, the md5.
-pub(crate) fn verify(file: &str, entry: &ShardEntry, bytes: &[u8], verify_md5: bool, progress: &mut FileProgress<'_>) -> Result<(), LoadError> {
+pub(crate) fn verify(
+    file: &str,
+    entry: &ShardEntry,
+    bytes: &[u8],
+    verify_md5: bool,
+    progress: &mut FileProgress<'_>,
+) -> Result<(), LoadError> {
     let digest = (verify_md5 && entry.md5sum.is_some()).then(|| md5_hex(bytes));
     check(file, entry, bytes, digest.as_deref(), progress)
 }
 
 /// Checks shard `entry`'s size and, given its `digest`, its md5 against the
 /// index, and reports it loaded (and verified).
-pub(crate) fn check(file: &str, entry: &ShardEntry, bytes: &[u8], digest: Option<&str>, progress: &mut FileProgress<'_>) -> Result<(), LoadError> {
+pub(crate) fn check(
+    file: &str,
+    entry: &ShardEntry,
+    bytes: &[u8],
+    digest: Option<&str>,
+    progress: &mut FileProgress<'_>,
+) -> Result<(), LoadError> {
     let len = bytes.len() as u64;
     check_size(file, entry.nbytes, len)?;
     if let (Some(expected), Some(actual)) = (entry.md5sum.as_deref(), digest) {
@@ -78,7 +110,11 @@ pub(crate) fn check_size(file: &str, expected: u64, actual: u64) -> Result<(), L
 pub(crate) fn check_md5(file: &str, expected: &str, actual: &str) -> Result<(), LoadError> {
     match actual.eq_ignore_ascii_case(expected) {
         true => Ok(()),
-        false => Err(LoadError::Md5Mismatch { file: file.to_string(), expected: expected.to_string(), actual: actual.to_string() }),
+        false => Err(LoadError::Md5Mismatch {
+            file: file.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        }),
     }
 }
 
@@ -91,7 +127,13 @@ mod tests {
     use super::*;
 
     fn entry(nbytes: u64, md5sum: Option<&str>) -> ShardEntry {
-        ShardEntry { data_path: "s.bin".into(), format: "raw-shard".into(), nbytes, md5sum: md5sum.map(String::from), records: Vec::new() }
+        ShardEntry {
+            data_path: "s.bin".into(),
+            format: "raw-shard".into(),
+            nbytes,
+            md5sum: md5sum.map(String::from),
+            records: Vec::new(),
+        }
     }
 
     #[test]
@@ -100,13 +142,20 @@ mod tests {
         let path = dir.path().join("s.bin");
         fs::write(&path, b"hello world").unwrap();
         let md5 = "5EB63BBBE01EEED093CB22BB8F5ACDC3";
-        assert_eq!(read(&path, &entry(11, Some(md5)), true, &mut FileProgress::silent()).unwrap(), b"hello world");
+        assert_eq!(
+            read(&path, &entry(11, Some(md5)), true, &mut FileProgress::silent()).unwrap(),
+            b"hello world"
+        );
 
         let error = read(&path, &entry(12, None), true, &mut FileProgress::silent()).unwrap_err();
-        assert!(matches!(error, LoadError::ShardSize { expected: 12, actual: 11, .. }), "{error:?}");
+        assert!(
+            matches!(error, LoadError::ShardSize { expected: 12, actual: 11, .. }),
+            "{error:?}"
+        );
 
         let wrong = "00000000000000000000000000000000";
-        let error = read(&path, &entry(11, Some(wrong)), true, &mut FileProgress::silent()).unwrap_err();
+        let error =
+            read(&path, &entry(11, Some(wrong)), true, &mut FileProgress::silent()).unwrap_err();
         assert!(
             error
                 .to_string()
@@ -115,7 +164,16 @@ mod tests {
         );
         assert!(read(&path, &entry(11, Some(wrong)), false, &mut FileProgress::silent()).is_ok());
 
-        let error = read(&dir.path().join("absent.bin"), &entry(1, None), true, &mut FileProgress::silent()).unwrap_err();
-        assert!(matches!(&error, LoadError::MissingFile { file } if file.ends_with("absent.bin")), "{error:?}");
+        let error = read(
+            &dir.path().join("absent.bin"),
+            &entry(1, None),
+            true,
+            &mut FileProgress::silent(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, LoadError::MissingFile { file } if file.ends_with("absent.bin")),
+            "{error:?}"
+        );
     }
 }

@@ -21,7 +21,11 @@ pub(crate) enum Source {
 impl Source {
     /// The source for `location`: a URL when it starts with `http(s)://`, else a folder.
     #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
-    pub(crate) fn open(location: &str, cache_dir: Option<&Path>, allow_network: bool) -> Result<Source, LoadError> {
+    pub(crate) fn open(
+        location: &str,
+        cache_dir: Option<&Path>,
+        allow_network: bool,
+    ) -> Result<Source, LoadError> {
         if !is_url(location) {
             return Ok(Source::Local(PathBuf::from(location)));
         }
@@ -54,7 +58,11 @@ impl Source {
 
     /// Makes file `name` available on disk and returns its path.
     #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
-    pub(crate) fn file(&mut self, name: &str, progress: &mut FileProgress<'_>) -> Result<PathBuf, LoadError> {
+    pub(crate) fn file(
+        &mut self,
+        name: &str,
+        progress: &mut FileProgress<'_>,
+    ) -> Result<PathBuf, LoadError> {
         match self {
             Source::Local(dir) => {
                 let path = dir.join(name);
@@ -109,7 +117,11 @@ impl Source {
     /// The shards of a local folder, read and hashed in parallel ([`shard::read_all`]);
     /// nothing for a remote source (its shards come through the cache, one by
     /// one) or in a browser.
-    pub(crate) fn read_local_shards(&self, entries: &[ShardEntry], verify_md5: bool) -> Vec<shard::Hashed> {
+    pub(crate) fn read_local_shards(
+        &self,
+        entries: &[ShardEntry],
+        verify_md5: bool,
+    ) -> Vec<shard::Hashed> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             Source::Local(dir) => shard::read_all(dir, entries, verify_md5),
@@ -117,9 +129,16 @@ impl Source {
         }
     }
 
-    pub(crate) fn shard(&mut self, entry: &ShardEntry, verify_md5: bool, progress: &mut FileProgress<'_>) -> Result<Vec<u8>, LoadError> {
+    pub(crate) fn shard(
+        &mut self,
+        entry: &ShardEntry,
+        verify_md5: bool,
+        progress: &mut FileProgress<'_>,
+    ) -> Result<Vec<u8>, LoadError> {
         match self {
-            Source::Local(dir) => shard::read(&dir.join(&entry.data_path), entry, verify_md5, progress),
+            Source::Local(dir) => {
+                shard::read(&dir.join(&entry.data_path), entry, verify_md5, progress)
+            }
             #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.shard(entry, verify_md5, progress),
         }

@@ -28,7 +28,8 @@ impl<'a> Tensor<'a> {
     pub(crate) fn decode(record: &'a TensorRecord, stored: &'a [u8]) -> Tensor<'a> {
         let bytes = if record.is_bf16_encoded() {
             // A bf16 value is the upper half of the f32 with the same bits.
-            let widened = stored.chunks_exact(2).flat_map(|half| [0, 0, half[0], half[1]]).collect();
+            let widened =
+                stored.chunks_exact(2).flat_map(|half| [0, 0, half[0], half[1]]).collect();
             Cow::Owned(widened)
         } else {
             Cow::Borrowed(stored)
@@ -45,8 +46,14 @@ impl<'a> Tensor<'a> {
     pub fn to_f32_vec(&self) -> Result<Vec<f32>, LoadError> {
         match self.dtype {
             DType::F32 => Ok(self.elements::<4>(&[DType::F32])?.map(f32::from_le_bytes).collect()),
-            DType::F16 => Ok(self.elements::<2>(&[DType::F16])?.map(|b| half::f16::from_le_bytes(b).to_f32()).collect()),
-            DType::BF16 => Ok(self.elements::<2>(&[DType::BF16])?.map(|b| half::bf16::from_le_bytes(b).to_f32()).collect()),
+            DType::F16 => Ok(self
+                .elements::<2>(&[DType::F16])?
+                .map(|b| half::f16::from_le_bytes(b).to_f32())
+                .collect()),
+            DType::BF16 => Ok(self
+                .elements::<2>(&[DType::BF16])?
+                .map(|b| half::bf16::from_le_bytes(b).to_f32())
+                .collect()),
             DType::U32 => Err(self.invalid("is uint32, not a floating-point tensor")),
         }
     }
@@ -63,14 +70,26 @@ impl<'a> Tensor<'a> {
 
     /// The elements as `N`-byte arrays, after checking that the dtype is one
     /// of `allowed` and that the bytes match the shape.
-    fn elements<const N: usize>(&self, allowed: &[DType]) -> Result<impl Iterator<Item = [u8; N]> + '_, LoadError> {
+    fn elements<const N: usize>(
+        &self,
+        allowed: &[DType],
+    ) -> Result<impl Iterator<Item = [u8; N]> + '_, LoadError> {
         if !allowed.contains(&self.dtype) {
             let names: Vec<&str> = allowed.iter().map(|dtype| dtype.name()).collect();
-            return Err(self.invalid(&format!("is {}, expected {}", self.dtype, names.join(" or "))));
+            return Err(self.invalid(&format!(
+                "is {}, expected {}",
+                self.dtype,
+                names.join(" or ")
+            )));
         }
         let expected = element_count(self.shape).and_then(|count| count.checked_mul(N));
         if expected != Some(self.bytes.len()) {
-            return Err(self.invalid(&format!("{} bytes do not hold shape {:?} of {}", self.bytes.len(), self.shape, self.dtype)));
+            return Err(self.invalid(&format!(
+                "{} bytes do not hold shape {:?} of {}",
+                self.bytes.len(),
+                self.shape,
+                self.dtype
+            )));
         }
         Ok(self.bytes.chunks_exact(N).map(|chunk| {
             let mut element = [0; N];
@@ -105,13 +124,21 @@ mod tests {
     use super::*;
 
     fn record(dtype: DType, format: &str, shape: &[usize], nbytes: u64) -> TensorRecord {
-        TensorRecord { name: "t".into(), shape: shape.to_vec(), dtype, format: format.into(), nbytes, byte_offset: 0 }
+        TensorRecord {
+            name: "t".into(),
+            shape: shape.to_vec(),
+            dtype,
+            format: format.into(),
+            nbytes,
+            byte_offset: 0,
+        }
     }
 
     #[test]
     fn float32_stored_as_bf16_is_widened() {
         let values = [1.0f32, -2.5, 3.140625];
-        let stored: Vec<u8> = values.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect();
+        let stored: Vec<u8> =
+            values.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect();
         let record = record(DType::F32, "f32-to-bf16", &[3], 6);
         let tensor = Tensor::decode(&record, &stored);
         assert!(matches!(tensor.bytes, Cow::Owned(_)));
@@ -128,7 +155,10 @@ mod tests {
         assert_eq!(tensor.to_f32_vec().unwrap(), [1.5, -0.25]);
 
         // The converter writes `f32-to-bf16` on every record; only float32 is encoded.
-        let halves: Vec<u8> = [half::f16::from_f32(0.5), half::f16::from_f32(-3.0)].iter().flat_map(|h| h.to_le_bytes()).collect();
+        let halves: Vec<u8> = [half::f16::from_f32(0.5), half::f16::from_f32(-3.0)]
+            .iter()
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
         let f16 = record(DType::F16, "f32-to-bf16", &[2], 4);
         let tensor = Tensor::decode(&f16, &halves);
         assert!(matches!(tensor.bytes, Cow::Borrowed(_)));
@@ -163,14 +193,28 @@ mod tests {
         let tensor = Tensor::decode(&record, &words);
         let error = tensor.to_f32_vec().unwrap_err();
         assert_eq!(error.to_string(), "tensor `t`: is uint32, not a floating-point tensor");
-        assert!(tensor.to_u16_vec().unwrap_err().to_string().contains("is uint32, expected float16 or bfloat16"));
+        assert!(
+            tensor
+                .to_u16_vec()
+                .unwrap_err()
+                .to_string()
+                .contains("is uint32, expected float16 or bfloat16")
+        );
 
-        let short = Tensor { name: "s", shape: &[3], dtype: DType::F16, bytes: Cow::Borrowed(&[0; 4]) };
+        let short =
+            Tensor { name: "s", shape: &[3], dtype: DType::F16, bytes: Cow::Borrowed(&[0; 4]) };
         let error = short.to_f32_vec().unwrap_err();
         assert!(error.to_string().contains("4 bytes do not hold shape [3] of float16"), "{error}");
-        assert!(short.to_u32_vec().unwrap_err().to_string().contains("is float16, expected uint32"));
+        assert!(
+            short.to_u32_vec().unwrap_err().to_string().contains("is float16, expected uint32")
+        );
 
-        let overflowing = Tensor { name: "o", shape: &[usize::MAX, 4], dtype: DType::U32, bytes: Cow::Borrowed(&[]) };
+        let overflowing = Tensor {
+            name: "o",
+            shape: &[usize::MAX, 4],
+            dtype: DType::U32,
+            bytes: Cow::Borrowed(&[]),
+        };
         assert_eq!(overflowing.numel(), usize::MAX);
         assert!(overflowing.to_u32_vec().is_err());
     }

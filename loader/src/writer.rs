@@ -234,7 +234,9 @@ impl ArtifactWriter {
     /// `dir` must not exist, or be an empty folder.
     pub fn create(dir: &Path, shard_cap: u64) -> Result<ArtifactWriter, WriteError> {
         check_destination(dir)?;
-        let name = dir.file_name().ok_or_else(|| WriteError::io(dir, io::Error::other("the destination has no folder name")))?;
+        let name = dir.file_name().ok_or_else(|| {
+            WriteError::io(dir, io::Error::other("the destination has no folder name"))
+        })?;
         let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         // Unique per process and per writer, so concurrent writers never share
         // a staging folder; one left by a dead process of the same id is stale.
@@ -242,7 +244,9 @@ impl ArtifactWriter {
         let unique = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let staging = parent.join(format!(".{}.partial-{unique}", name.to_string_lossy()));
         fs::remove_dir_all(&staging)
-            .or_else(|error| if error.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(error) })
+            .or_else(
+                |error| if error.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(error) },
+            )
             .map_err(|error| WriteError::io(&staging, error))?;
         fs::create_dir_all(&staging).map_err(|error| WriteError::io(&staging, error))?;
         Ok(ArtifactWriter {
@@ -262,16 +266,29 @@ impl ArtifactWriter {
     /// Adds the next tensor in emission order: `bytes` are its little-endian
     /// row-major elements of `dtype`. Float32 is stored bf16-encoded with the
     /// converter's rounding (spec B.3), every other dtype as it is.
-    pub fn add_tensor(&mut self, name: &str, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<(), WriteError> {
-        let invalid = |message: String| WriteError::InvalidTensor { name: name.to_string(), message };
-        let count = element_count(shape).ok_or_else(|| invalid(format!("shape {shape:?} overflows")))?;
+    pub fn add_tensor(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        bytes: &[u8],
+    ) -> Result<(), WriteError> {
+        let invalid =
+            |message: String| WriteError::InvalidTensor { name: name.to_string(), message };
+        let count =
+            element_count(shape).ok_or_else(|| invalid(format!("shape {shape:?} overflows")))?;
         // The converter silently drops a shard holding only empty tensors.
         if count == 0 {
-            return Err(invalid(format!("shape {shape:?} has no elements; the format cannot store it")));
+            return Err(invalid(format!(
+                "shape {shape:?} has no elements; the format cannot store it"
+            )));
         }
         let expected = count.checked_mul(dtype.size_in_bytes());
         if expected != Some(bytes.len()) {
-            return Err(invalid(format!("{} bytes do not hold shape {shape:?} of {dtype}", bytes.len())));
+            return Err(invalid(format!(
+                "{} bytes do not hold shape {shape:?} of {dtype}",
+                bytes.len()
+            )));
         }
         if self.names.contains(name) {
             return Err(invalid("is added twice".to_string()));
@@ -279,13 +296,26 @@ impl ArtifactWriter {
         let stored: Cow<'_, [u8]> = match dtype {
             DType::F32 => {
                 self.bf16_encoded = true;
-                Cow::Owned(bytes.chunks_exact(4).flat_map(|b| f32_to_bf16(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes()).collect())
+                Cow::Owned(
+                    bytes
+                        .chunks_exact(4)
+                        .flat_map(|b| {
+                            f32_to_bf16(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes()
+                        })
+                        .collect(),
+                )
             }
             _ => Cow::Borrowed(bytes),
         };
         let nbytes = stored.len() as u64;
-        let mut record =
-            TensorRecord { name: name.to_string(), shape: shape.to_vec(), dtype, format: F32_TO_BF16.to_string(), nbytes, byte_offset: 0 };
+        let mut record = TensorRecord {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            dtype,
+            format: F32_TO_BF16.to_string(),
+            nbytes,
+            byte_offset: 0,
+        };
         match self.sharder.place(nbytes) {
             Placement::Alone { file } => self.write_shard(file, &stored, vec![record])?,
             Placement::Open { closed, offset } => {
@@ -307,9 +337,14 @@ impl ArtifactWriter {
     /// Adds a file other than shards and index, e.g. `mlc-chat-config.json`
     /// (required) or a tokenizer file, written as given.
     pub fn add_file(&mut self, name: &str, contents: &[u8]) -> Result<(), WriteError> {
-        let invalid = |message: &str| WriteError::InvalidFile { name: name.to_string(), message: message.to_string() };
+        let invalid = |message: &str| WriteError::InvalidFile {
+            name: name.to_string(),
+            message: message.to_string(),
+        };
         check_relative_file(name).map_err(|message| invalid(&message))?;
-        if [TENSOR_CACHE_FILE, NDARRAY_CACHE_FILE, BF16_INDEX_FILE].contains(&name) || name.starts_with(SHARD_PREFIX) {
+        if [TENSOR_CACHE_FILE, NDARRAY_CACHE_FILE, BF16_INDEX_FILE].contains(&name)
+            || name.starts_with(SHARD_PREFIX)
+        {
             return Err(invalid("the writer makes this file itself"));
         }
         if !self.files.insert(name.to_string()) {
@@ -365,11 +400,22 @@ impl ArtifactWriter {
     }
 
     /// Writes shard file number `file` and records it in the index.
-    fn write_shard(&mut self, file: usize, bytes: &[u8], records: Vec<TensorRecord>) -> Result<(), WriteError> {
+    fn write_shard(
+        &mut self,
+        file: usize,
+        bytes: &[u8],
+        records: Vec<TensorRecord>,
+    ) -> Result<(), WriteError> {
         let data_path = format!("{SHARD_PREFIX}{file}.bin");
         self.write_staged(&data_path, bytes)?;
         let md5sum = format!("{:x}", Md5::digest(bytes));
-        let entry = ShardEntry { data_path, format: RAW_SHARD.to_string(), nbytes: bytes.len() as u64, md5sum: Some(md5sum), records };
+        let entry = ShardEntry {
+            data_path,
+            format: RAW_SHARD.to_string(),
+            nbytes: bytes.len() as u64,
+            md5sum: Some(md5sum),
+            records,
+        };
         put(&mut self.shards, file, entry);
         Ok(())
     }
@@ -395,7 +441,9 @@ fn check_destination(dir: &Path) -> Result<(), WriteError> {
         Ok(true) => Ok(()),
         Ok(false) => Err(WriteError::Exists { path: dir.to_path_buf() }),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) if error.kind() == io::ErrorKind::NotADirectory => Err(WriteError::Exists { path: dir.to_path_buf() }),
+        Err(error) if error.kind() == io::ErrorKind::NotADirectory => {
+            Err(WriteError::Exists { path: dir.to_path_buf() })
+        }
         Err(error) => Err(WriteError::io(dir, error)),
     }
 }
@@ -449,7 +497,8 @@ fn index_json(index: &TensorIndex, bf16: bool) -> String {
     let mut text = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut serializer = serde_json::Serializer::with_formatter(&mut text, formatter);
-    serde::Serialize::serialize(&document, &mut serializer).expect("a JSON value always serializes");
+    serde::Serialize::serialize(&document, &mut serializer)
+        .expect("a JSON value always serializes");
     ascii_only(&String::from_utf8(text).expect("serde_json writes UTF-8"))
 }
 

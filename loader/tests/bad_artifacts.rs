@@ -22,7 +22,8 @@ fn open_with(file: &str, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> (LoadError, P
     let edited = edit(files.remove(file).unwrap());
     files.insert(file.to_string(), edited);
     write_files(dir.path(), &files);
-    let error = Artifact::open(dir.path().to_str().unwrap(), OpenOptions::default()).expect_err("the bad artifact opened");
+    let error = Artifact::open(dir.path().to_str().unwrap(), OpenOptions::default())
+        .expect_err("the bad artifact opened");
     (error, dir.path().join(file))
 }
 
@@ -41,7 +42,11 @@ const INDEX: &str = "tensor-cache.json";
 /// The error is about `file` (by its full path) and its text contains `expected`.
 fn assert_names(error: &LoadError, file: &Path, expected: &str) {
     let text = error.to_string();
-    assert!(text.starts_with(&format!("{}: ", file.display())), "the error does not name {}: {text}", file.display());
+    assert!(
+        text.starts_with(&format!("{}: ", file.display())),
+        "the error does not name {}: {text}",
+        file.display()
+    );
     assert!(text.contains(expected), "{text:?} lacks {expected:?}");
 }
 
@@ -78,7 +83,10 @@ fn missing_required_fields_are_named() {
     }
     for (field, at) in [("dataPath", "records[1]"), ("nbytes", "records[0]")] {
         let (error, path) = open_with_json(INDEX, |index| {
-            index["records"][if at == "records[1]" { 1 } else { 0 }].as_object_mut().unwrap().remove(field);
+            index["records"][if at == "records[1]" { 1 } else { 0 }]
+                .as_object_mut()
+                .unwrap()
+                .remove(field);
         });
         assert!(matches!(error, LoadError::Index { .. }), "{error:?}");
         assert_names(&error, &path, &format!("`{at}`: missing field `{field}`"));
@@ -101,8 +109,14 @@ fn offsets_beyond_the_shard_name_the_tensor_and_the_shard() {
     assert!(error.to_string().contains(&format!("do not fit in shard `{SHARD_1}`")), "{error}");
 
     // An offset so large that offset + nbytes overflows 64 bits.
-    let (error, path) = open_with_json(INDEX, |index| index["records"][0]["records"][0]["byteOffset"] = json!(u64::MAX - 1));
-    assert_names(&error, &path, &format!("tensor `embed.q_weight`: 16 bytes at offset {} do not fit", u64::MAX - 1));
+    let (error, path) = open_with_json(INDEX, |index| {
+        index["records"][0]["records"][0]["byteOffset"] = json!(u64::MAX - 1)
+    });
+    assert_names(
+        &error,
+        &path,
+        &format!("tensor `embed.q_weight`: 16 bytes at offset {} do not fit", u64::MAX - 1),
+    );
 
     // A shard whose declared size is smaller than its records: the index is refused
     // before the shard is read, so the message is about the index, not the file size.
@@ -120,15 +134,25 @@ fn nonsense_dtype_and_format_combinations_are_refused() {
         ("shape", json!([3, -1]), "`records[0].records[1].shape[1]`: invalid value: integer `-1`"),
         // float16 stored "as bf16" is not a thing: the format applies to float32
         // only, so 3 float16 values still take 6 bytes, and 3 bytes disagree.
-        ("nbytes", json!(3), "tensor `norm.weight`: nbytes 3 disagrees with shape [3] of float16, which takes 6 bytes"),
+        (
+            "nbytes",
+            json!(3),
+            "tensor `norm.weight`: nbytes 3 disagrees with shape [3] of float16, which takes 6 bytes",
+        ),
     ];
     for (field, value, expected) in cases {
-        let (error, path) = open_with_json(INDEX, |index| index["records"][0]["records"][1][field] = value.clone());
+        let (error, path) =
+            open_with_json(INDEX, |index| index["records"][0]["records"][1][field] = value.clone());
         assert!(matches!(error, LoadError::Index { .. }), "{field}: {error:?}");
         assert_names(&error, &path, expected);
     }
-    let (error, path) = open_with_json(INDEX, |index| index["records"][1]["format"] = json!("gguf"));
-    assert_names(&error, &path, &format!("shard `{SHARD_1}`: format `gguf` is not supported (only `raw-shard`)"));
+    let (error, path) =
+        open_with_json(INDEX, |index| index["records"][1]["format"] = json!("gguf"));
+    assert_names(
+        &error,
+        &path,
+        &format!("shard `{SHARD_1}`: format `gguf` is not supported (only `raw-shard`)"),
+    );
 }
 
 #[test]

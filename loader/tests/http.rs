@@ -25,7 +25,9 @@ fn cached(cache: &Path, server: &Server) -> PathBuf {
 /// The names in the artifact's cache folder, sorted.
 fn cache_listing(cache: &Path, server: &Server) -> Vec<String> {
     let mut names: Vec<String> = match fs::read_dir(cached(cache, server)) {
-        Ok(entries) => entries.map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect(),
+        Ok(entries) => {
+            entries.map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect()
+        }
         Err(_) => Vec::new(),
     };
     names.sort();
@@ -41,7 +43,11 @@ fn downloads_into_the_cache_and_decodes() {
     let server = Server::start(synthetic_artifact());
     let cache = tempfile::tempdir().unwrap();
     let (callback, events) = recorder();
-    let artifact = Artifact::open(&server.url(), OpenOptions { progress: Some(callback), ..options(cache.path()) }).unwrap();
+    let artifact = Artifact::open(
+        &server.url(),
+        OpenOptions { progress: Some(callback), ..options(cache.path()) },
+    )
+    .unwrap();
 
     assert_eq!(artifact.source(), server.base_url());
     assert_eq!(artifact.dir(), Some(cached(cache.path(), &server).as_path()));
@@ -52,18 +58,29 @@ fn downloads_into_the_cache_and_decodes() {
     }
     assert_eq!(cache_listing(cache.path(), &server).len(), 5, "no .part file is left");
     let requested: Vec<String> = server.requests().into_iter().map(|r| r.file).collect();
-    assert_eq!(requested, ["mlc-chat-config.json", "tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1]);
+    assert_eq!(
+        requested,
+        ["mlc-chat-config.json", "tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1]
+    );
 
     let events = events.lock().unwrap();
     assert!(events.iter().all(|e| e.file_count == 3));
     let tokenizer = events_for(&events, ProgressPhase::Download, TOKENIZER);
-    assert_eq!(tokenizer.last().map(|e| (e.file_index, e.bytes_done)), Some((1, files[TOKENIZER].len() as u64)));
+    assert_eq!(
+        tokenizer.last().map(|e| (e.file_index, e.bytes_done)),
+        Some((1, files[TOKENIZER].len() as u64))
+    );
     let size = files[SHARD_1].len() as u64;
     let downloads = events_for(&events, ProgressPhase::Download, SHARD_1);
     assert!((1..=21).contains(&downloads.len()), "{} download events", downloads.len());
     assert!(downloads.iter().all(|e| e.file_index == 3 && e.bytes_total == size));
     assert_eq!(downloads.last().unwrap().bytes_done, size);
-    let phases: Vec<ProgressPhase> = events.iter().filter(|e| e.file == SHARD_1).map(|e| e.phase).skip(downloads.len()).collect();
+    let phases: Vec<ProgressPhase> = events
+        .iter()
+        .filter(|e| e.file == SHARD_1)
+        .map(|e| e.phase)
+        .skip(downloads.len())
+        .collect();
     assert_eq!(phases, [ProgressPhase::Verify, ProgressPhase::Load]);
 }
 
@@ -75,7 +92,11 @@ fn second_open_is_served_from_the_cache() {
     server.clear_log();
 
     let (callback, events) = recorder();
-    let artifact = Artifact::open(&server.url(), OpenOptions { progress: Some(callback), ..options(cache.path()) }).unwrap();
+    let artifact = Artifact::open(
+        &server.url(),
+        OpenOptions { progress: Some(callback), ..options(cache.path()) },
+    )
+    .unwrap();
     assert_synthetic_tensors(&artifact);
     assert_eq!(server.requests(), []);
     assert!(events.lock().unwrap().iter().all(|e| e.phase != ProgressPhase::Download));
@@ -108,7 +129,10 @@ fn cut_connection_resumes_with_a_range_request() {
     let cache = tempfile::tempdir().unwrap();
     let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
     assert_synthetic_tensors(&artifact);
-    assert_eq!(server.requests_for(SHARD_1), [request(SHARD_1, None), request(SHARD_1, Some(10_000))]);
+    assert_eq!(
+        server.requests_for(SHARD_1),
+        [request(SHARD_1, None), request(SHARD_1, Some(10_000))]
+    );
 }
 
 #[test]
@@ -117,8 +141,14 @@ fn cut_file_of_unknown_size_starts_over() {
     server.fail_once(TOKENIZER, Fault::CutAfter(10));
     let cache = tempfile::tempdir().unwrap();
     let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
-    assert_eq!(fs::read(artifact.dir().unwrap().join(TOKENIZER)).unwrap(), synthetic_artifact()[TOKENIZER]);
-    assert_eq!(server.requests_for(TOKENIZER), [request(TOKENIZER, None), request(TOKENIZER, None)]);
+    assert_eq!(
+        fs::read(artifact.dir().unwrap().join(TOKENIZER)).unwrap(),
+        synthetic_artifact()[TOKENIZER]
+    );
+    assert_eq!(
+        server.requests_for(TOKENIZER),
+        [request(TOKENIZER, None), request(TOKENIZER, None)]
+    );
 }
 
 #[test]
@@ -128,9 +158,11 @@ fn repeated_cuts_still_complete_while_bytes_arrive() {
     let cache = tempfile::tempdir().unwrap();
     let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
     assert_synthetic_tensors(&artifact);
-    let ranges: Vec<Option<u64>> = server.requests_for(SHARD_1).into_iter().map(|r| r.range).collect();
+    let ranges: Vec<Option<u64>> =
+        server.requests_for(SHARD_1).into_iter().map(|r| r.range).collect();
     let size = synthetic_artifact()[SHARD_1].len() as u64;
-    let expected: Vec<Option<u64>> = (0..size).step_by(7_000).map(|start| (start > 0).then_some(start)).collect();
+    let expected: Vec<Option<u64>> =
+        (0..size).step_by(7_000).map(|start| (start > 0).then_some(start)).collect();
     assert_eq!(ranges, expected);
 }
 
@@ -186,7 +218,10 @@ fn md5_mismatch_leaves_nothing_in_the_cache() {
     assert_eq!(server.requests_for("tensor-cache.json").len(), 2);
     assert_eq!(server.requests_for("mlc-chat-config.json").len(), 2);
     assert_eq!(server.requests_for(SHARD_1).len(), 1);
-    assert_eq!(cache_listing(cache.path(), &server), ["mlc-chat-config.json", SHARD_0, "tensor-cache.json", TOKENIZER]);
+    assert_eq!(
+        cache_listing(cache.path(), &server),
+        ["mlc-chat-config.json", SHARD_0, "tensor-cache.json", TOKENIZER]
+    );
 }
 
 #[test]
@@ -220,8 +255,14 @@ fn missing_tokenizer_file_is_a_clear_error() {
     server.remove(TOKENIZER);
     let cache = tempfile::tempdir().unwrap();
     let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
-    assert!(matches!(&error, LoadError::Http { url, status: Some(404), .. } if url.ends_with(TOKENIZER)), "{error:?}");
-    assert!(server.requests_for(SHARD_0).is_empty(), "shards are not fetched after a failed tokenizer file");
+    assert!(
+        matches!(&error, LoadError::Http { url, status: Some(404), .. } if url.ends_with(TOKENIZER)),
+        "{error:?}"
+    );
+    assert!(
+        server.requests_for(SHARD_0).is_empty(),
+        "shards are not fetched after a failed tokenizer file"
+    );
 }
 
 #[test]
@@ -241,8 +282,12 @@ fn falls_back_to_ndarray_cache_json() {
 
     let server = Server::start(synthetic_artifact());
     server.remove("tensor-cache.json");
-    let error = Artifact::open(&server.url(), options(tempfile::tempdir().unwrap().path())).unwrap_err();
-    assert!(matches!(&error, LoadError::MissingFile { file } if file.ends_with("tensor-cache.json (nor ndarray-cache.json)")), "{error:?}");
+    let error =
+        Artifact::open(&server.url(), options(tempfile::tempdir().unwrap().path())).unwrap_err();
+    assert!(
+        matches!(&error, LoadError::MissingFile { file } if file.ends_with("tensor-cache.json (nor ndarray-cache.json)")),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -258,7 +303,10 @@ fn transient_server_errors_are_retried() {
     server.fail_always("mlc-chat-config.json", Fault::Status(502));
     let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
     assert!(matches!(&error, LoadError::Http { status: Some(502), .. }), "{error:?}");
-    assert!(error.to_string().contains("mlc-chat-config.json: HTTP 502 Bad Gateway (gave up"), "{error}");
+    assert!(
+        error.to_string().contains("mlc-chat-config.json: HTTP 502 Bad Gateway (gave up"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -267,7 +315,8 @@ fn leftover_part_file_is_resumed() {
     let cache = tempfile::tempdir().unwrap();
     let folder = cached(cache.path(), &server);
     fs::create_dir_all(&folder).unwrap();
-    fs::write(folder.join(format!("{SHARD_1}.part")), &synthetic_artifact()[SHARD_1][..1000]).unwrap();
+    fs::write(folder.join(format!("{SHARD_1}.part")), &synthetic_artifact()[SHARD_1][..1000])
+        .unwrap();
     assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
     assert_eq!(server.requests_for(SHARD_1), [request(SHARD_1, Some(1000))]);
 }
@@ -280,7 +329,10 @@ fn leftover_part_file_with_bad_bytes_is_caught_and_replaced() {
     fs::create_dir_all(&folder).unwrap();
     fs::write(folder.join(format!("{SHARD_1}.part")), vec![0xEE; 1000]).unwrap();
     let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
-    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if file.ends_with(SHARD_1)), "{error:?}");
+    assert!(
+        matches!(&error, LoadError::Md5Mismatch { file, .. } if file.ends_with(SHARD_1)),
+        "{error:?}"
+    );
     assert!(!folder.join(SHARD_1).exists() && !folder.join(format!("{SHARD_1}.part")).exists());
 
     assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
@@ -296,7 +348,10 @@ fn damaged_cached_shard_is_downloaded_again() {
     fs::write(&shard, vec![0; size]).unwrap();
 
     let error = Artifact::open(&server.url(), offline(cache.path())).unwrap_err();
-    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if Path::new(file) == shard), "{error:?}");
+    assert!(
+        matches!(&error, LoadError::Md5Mismatch { file, .. } if Path::new(file) == shard),
+        "{error:?}"
+    );
 
     server.clear_log();
     assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
@@ -318,7 +373,10 @@ fn a_slow_server_is_waited_for() {
     let cache = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
-    assert!(started.elapsed() >= std::time::Duration::from_millis(400), "the fault did not slow the download");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(400),
+        "the fault did not slow the download"
+    );
     assert_eq!(server.requests_for(SHARD_1), [request(SHARD_1, None)]);
 }
 
@@ -345,7 +403,11 @@ fn a_shard_swapped_on_the_server_between_runs_is_never_mixed_into_the_cache() {
     server.fail_always(SHARD_1, Fault::CutIgnoringRange(10_000));
     let cache = tempfile::tempdir().unwrap();
     assert!(Artifact::open(&server.url(), options(cache.path())).is_err());
-    assert!(cache_listing(cache.path(), &server).contains(&format!("{SHARD_1}.part")), "{:?}", cache_listing(cache.path(), &server));
+    assert!(
+        cache_listing(cache.path(), &server).contains(&format!("{SHARD_1}.part")),
+        "{:?}",
+        cache_listing(cache.path(), &server)
+    );
 
     // Between runs the server's copy changes (same size, other bytes); run 2
     // resumes from the partial file, and the md5 of the index the cache holds
@@ -354,9 +416,19 @@ fn a_shard_swapped_on_the_server_between_runs_is_never_mixed_into_the_cache() {
     server.replace(SHARD_1, original.iter().map(|byte| byte ^ 0x5A).collect());
     server.clear_log();
     let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
-    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if file.ends_with(SHARD_1)), "{error:?}");
-    assert_eq!(server.requests_for(SHARD_1), [request(SHARD_1, Some(10_000))], "run 2 resumed the partial file");
-    assert!(!cache_listing(cache.path(), &server).iter().any(|name| name.starts_with(SHARD_1)), "mixed bytes were kept");
+    assert!(
+        matches!(&error, LoadError::Md5Mismatch { file, .. } if file.ends_with(SHARD_1)),
+        "{error:?}"
+    );
+    assert_eq!(
+        server.requests_for(SHARD_1),
+        [request(SHARD_1, Some(10_000))],
+        "run 2 resumed the partial file"
+    );
+    assert!(
+        !cache_listing(cache.path(), &server).iter().any(|name| name.starts_with(SHARD_1)),
+        "mixed bytes were kept"
+    );
 
     // Once the server serves what the index describes again, the shard loads.
     server.replace(SHARD_1, original);
@@ -379,10 +451,14 @@ fn updated_artifact() -> std::collections::BTreeMap<String, Vec<u8>> {
         index["records"][i]["md5sum"] = md5_hex(bytes).into();
     }
     files.insert("tensor-cache.json".to_string(), serde_json::to_vec_pretty(&index).unwrap());
-    let mut config: serde_json::Value = serde_json::from_slice(&files["mlc-chat-config.json"]).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&files["mlc-chat-config.json"]).unwrap();
     config["context_window_size"] = 128.into();
     files.insert("mlc-chat-config.json".to_string(), serde_json::to_vec_pretty(&config).unwrap());
-    files.insert(TOKENIZER.to_string(), br#"{"version": "1.0", "model": {"type": "BPE"}, "updated": true}"#.to_vec());
+    files.insert(
+        TOKENIZER.to_string(),
+        br#"{"version": "1.0", "model": {"type": "BPE"}, "updated": true}"#.to_vec(),
+    );
     files
 }
 
@@ -401,7 +477,10 @@ fn an_artifact_updated_upstream_after_its_index_was_cached_is_fetched_again_as_a
     server.fail_once(SHARD_1, Fault::Status(404));
     assert!(Artifact::open(&server.url(), options(cache.path())).is_err());
     let part = format!("{SHARD_1}.part");
-    assert_eq!(cache_listing(cache.path(), &server), ["mlc-chat-config.json", SHARD_0, &part, "tensor-cache.json", TOKENIZER]);
+    assert_eq!(
+        cache_listing(cache.path(), &server),
+        ["mlc-chat-config.json", SHARD_0, &part, "tensor-cache.json", TOKENIZER]
+    );
 
     // Upstream publishes a new version; a stale shard from an older one and a
     // partial download of the old shard 1 are lying around too.
@@ -409,7 +488,8 @@ fn an_artifact_updated_upstream_after_its_index_was_cached_is_fetched_again_as_a
     publish(&server, &updated);
     let folder = cached(cache.path(), &server);
     fs::write(folder.join("params_shard_9.bin"), b"old").unwrap();
-    fs::write(folder.join(format!("{SHARD_1}.part")), &synthetic_artifact()[SHARD_1][..1000]).unwrap();
+    fs::write(folder.join(format!("{SHARD_1}.part")), &synthetic_artifact()[SHARD_1][..1000])
+        .unwrap();
     server.clear_log();
 
     // Run 2: the resumed shard 1 contradicts the cached index; the metadata is
@@ -419,18 +499,27 @@ fn an_artifact_updated_upstream_after_its_index_was_cached_is_fetched_again_as_a
     for name in ["mlc-chat-config.json", "tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1] {
         assert_eq!(fs::read(folder.join(name)).unwrap(), updated[name], "{name}");
     }
-    let norm: Vec<u8> = synthetic_artifact()[SHARD_0][16..22].iter().map(|byte| byte.wrapping_add(1)).collect();
-    assert_eq!(artifact.tensor("norm.weight").unwrap().bytes.as_ref(), norm.as_slice(), "tensors come from the new shard");
-    assert_eq!(cache_listing(cache.path(), &server), ["mlc-chat-config.json", SHARD_0, SHARD_1, "tensor-cache.json", TOKENIZER], "old and partial files are gone");
+    let norm: Vec<u8> =
+        synthetic_artifact()[SHARD_0][16..22].iter().map(|byte| byte.wrapping_add(1)).collect();
+    assert_eq!(
+        artifact.tensor("norm.weight").unwrap().bytes.as_ref(),
+        norm.as_slice(),
+        "tensors come from the new shard"
+    );
+    assert_eq!(
+        cache_listing(cache.path(), &server),
+        ["mlc-chat-config.json", SHARD_0, SHARD_1, "tensor-cache.json", TOKENIZER],
+        "old and partial files are gone"
+    );
     let requested: Vec<Request> = server.requests();
     assert_eq!(
         requested,
         [
-            request(SHARD_1, Some(1000)),            // resumed against the old index: fails
-            request("mlc-chat-config.json", None),  // the metadata, once more
+            request(SHARD_1, Some(1000)), // resumed against the old index: fails
+            request("mlc-chat-config.json", None), // the metadata, once more
             request("tensor-cache.json", None),
-            request(TOKENIZER, None),                // the old one was dropped
-            request(SHARD_0, None),                  // the cached copy fails the new md5
+            request(TOKENIZER, None), // the old one was dropped
+            request(SHARD_0, None),   // the cached copy fails the new md5
             request(SHARD_1, None),
         ]
     );
@@ -461,7 +550,11 @@ fn a_fully_cached_old_version_is_used_until_a_download_reveals_the_update() {
     assert_eq!(artifact.config.context_window_size, 128);
     let updated = updated_artifact();
     for name in ["tensor-cache.json", TOKENIZER, SHARD_0, SHARD_1] {
-        assert_eq!(fs::read(cached(cache.path(), &server).join(name)).unwrap(), updated[name], "{name}");
+        assert_eq!(
+            fs::read(cached(cache.path(), &server).join(name)).unwrap(),
+            updated[name],
+            "{name}"
+        );
     }
 }
 
@@ -474,7 +567,10 @@ fn offline_a_stale_index_is_not_refreshed() {
     fs::write(&shard, &updated_artifact()[SHARD_1][..synthetic_artifact()[SHARD_1].len()]).unwrap();
     server.clear_log();
     let error = Artifact::open(&server.url(), offline(cache.path())).unwrap_err();
-    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if Path::new(file) == shard), "{error:?}");
+    assert!(
+        matches!(&error, LoadError::Md5Mismatch { file, .. } if Path::new(file) == shard),
+        "{error:?}"
+    );
     assert_eq!(server.requests(), []);
 }
 
@@ -490,14 +586,25 @@ fn too_little_disk_space_for_the_shards_fails_before_downloading_them() {
     let server = Server::start(files);
     let cache = tempfile::tempdir().unwrap();
     let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
-    let LoadError::DiskFull { folder, file: None, needed, available } = &error else { panic!("{error:?}") };
+    let LoadError::DiskFull { folder, file: None, needed, available } = &error else {
+        panic!("{error:?}")
+    };
     assert_eq!((folder, *needed), (&cached(cache.path(), &server), (1u64 << 60) + shard0));
     assert!(*available > 0 && *available < 1 << 60, "{available}");
     let message = error.to_string();
-    assert!(message.starts_with(&format!("not enough disk space for the model cache in {}: ", folder.display())), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "not enough disk space for the model cache in {}: ",
+            folder.display()
+        )),
+        "{message}"
+    );
     assert!(message.contains(&format!("({needed} bytes) still to download")), "{message}");
     assert!(message.contains(&format!("({available} bytes) free")), "{message}");
-    assert!(server.requests_for(SHARD_0).is_empty() && server.requests_for(SHARD_1).is_empty(), "no shard was requested");
+    assert!(
+        server.requests_for(SHARD_0).is_empty() && server.requests_for(SHARD_1).is_empty(),
+        "no shard was requested"
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -515,9 +622,18 @@ fn a_disk_that_fills_up_during_a_download_is_a_clear_error_and_leaves_no_entry()
     let no_md5 = || OpenOptions { verify_md5: false, ..options(cache.path()) };
     let error = Artifact::open(&server.url(), no_md5()).unwrap_err();
     let size = synthetic_artifact()[SHARD_1].len() as u64;
-    let LoadError::DiskFull { folder: named_folder, file: Some(file), needed, .. } = &error else { panic!("{error:?}") };
+    let LoadError::DiskFull { folder: named_folder, file: Some(file), needed, .. } = &error else {
+        panic!("{error:?}")
+    };
     assert_eq!((named_folder, file, *needed), (&folder, &part, size));
-    assert!(error.to_string().starts_with(&format!("disk full while writing {}: {} ({size} bytes) of it still to download", part.display(), "64.0 KiB")), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "disk full while writing {}: {} ({size} bytes) of it still to download",
+            part.display(),
+            "64.0 KiB"
+        )),
+        "{error}"
+    );
     assert!(!folder.join(SHARD_1).exists(), "nothing under the final name");
 
     // With space again, the download completes.

@@ -42,7 +42,8 @@ fn opens_a_folder_in_place_and_decodes_every_record() {
     let events = events.lock().unwrap();
     assert!(events.iter().all(|e| e.phase != ProgressPhase::Download && e.file_count == 3));
     for (index, shard) in [(2, SHARD_0), (3, SHARD_1)] {
-        let phases: Vec<ProgressPhase> = events.iter().filter(|e| e.file == shard).map(|e| e.phase).collect();
+        let phases: Vec<ProgressPhase> =
+            events.iter().filter(|e| e.file == shard).map(|e| e.phase).collect();
         assert_eq!(phases, [ProgressPhase::Verify, ProgressPhase::Load], "{shard}");
         assert!(events.iter().filter(|e| e.file == shard).all(|e| e.file_index == index));
     }
@@ -53,8 +54,13 @@ fn missing_tensor_is_a_typed_error() {
     let dir = synthetic_dir();
     let artifact = open(dir.path()).unwrap();
     let error = artifact.tensor("model.layers.9.mlp.down_proj.q_weight").unwrap_err();
-    assert!(matches!(&error, LoadError::MissingTensor { name } if name == "model.layers.9.mlp.down_proj.q_weight"));
-    assert_eq!(error.to_string(), "no tensor named `model.layers.9.mlp.down_proj.q_weight` in the weight index");
+    assert!(
+        matches!(&error, LoadError::MissingTensor { name } if name == "model.layers.9.mlp.down_proj.q_weight")
+    );
+    assert_eq!(
+        error.to_string(),
+        "no tensor named `model.layers.9.mlp.down_proj.q_weight` in the weight index"
+    );
 }
 
 #[test]
@@ -68,7 +74,10 @@ fn shard_of_the_wrong_size_is_reported() {
     let error = open(dir.path()).unwrap_err();
     let LoadError::ShardSize { file, expected: want, actual } = &error else { panic!("{error:?}") };
     assert_eq!((PathBuf::from(file), *want, *actual), (shard, expected, expected + 1));
-    assert!(error.to_string().contains(&format!("params_shard_1.bin: {} bytes, but the index says {expected}", expected + 1)));
+    assert!(error.to_string().contains(&format!(
+        "params_shard_1.bin: {} bytes, but the index says {expected}",
+        expected + 1
+    )));
 }
 
 #[test]
@@ -79,16 +88,27 @@ fn md5_mismatch_is_reported_unless_disabled() {
     bytes[0] ^= 1;
     fs::write(&shard, &bytes).unwrap();
     let error = open(dir.path()).unwrap_err();
-    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if file.ends_with(SHARD_0)), "{error:?}");
+    assert!(
+        matches!(&error, LoadError::Md5Mismatch { file, .. } if file.ends_with(SHARD_0)),
+        "{error:?}"
+    );
 
-    let artifact = Artifact::open(dir.path().to_str().unwrap(), OpenOptions { verify_md5: false, ..OpenOptions::default() }).unwrap();
-    assert_eq!(artifact.tensor("embed.q_weight").unwrap().to_u32_vec().unwrap()[0], Q_WEIGHT[0] ^ 1);
+    let artifact = Artifact::open(
+        dir.path().to_str().unwrap(),
+        OpenOptions { verify_md5: false, ..OpenOptions::default() },
+    )
+    .unwrap();
+    assert_eq!(
+        artifact.tensor("embed.q_weight").unwrap().to_u32_vec().unwrap()[0],
+        Q_WEIGHT[0] ^ 1
+    );
 }
 
 #[test]
 fn falls_back_to_ndarray_cache_json() {
     let dir = synthetic_dir();
-    fs::rename(dir.path().join("tensor-cache.json"), dir.path().join("ndarray-cache.json")).unwrap();
+    fs::rename(dir.path().join("tensor-cache.json"), dir.path().join("ndarray-cache.json"))
+        .unwrap();
     assert_synthetic_tensors(&open(dir.path()).unwrap());
 
     fs::remove_file(dir.path().join("ndarray-cache.json")).unwrap();
@@ -99,7 +119,11 @@ fn falls_back_to_ndarray_cache_json() {
 
 #[test]
 fn missing_files_are_named() {
-    for (missing, expected) in [("mlc-chat-config.json", "mlc-chat-config.json"), (TOKENIZER, TOKENIZER), (SHARD_1, SHARD_1)] {
+    for (missing, expected) in [
+        ("mlc-chat-config.json", "mlc-chat-config.json"),
+        (TOKENIZER, TOKENIZER),
+        (SHARD_1, SHARD_1),
+    ] {
         let dir = synthetic_dir();
         fs::remove_file(dir.path().join(missing)).unwrap();
         let error = open(dir.path()).unwrap_err();
@@ -115,8 +139,14 @@ fn unsupported_quantization_fails_the_open() {
     set_quantization(&mut files, "q4f16_0");
     write_files(dir.path(), &files);
     let error = open(dir.path()).unwrap_err();
-    assert!(matches!(&error, LoadError::UnsupportedQuantization { name, .. } if name == "q4f16_0"), "{error:?}");
-    assert!(error.to_string().contains("unsupported quantization `q4f16_0` (supported: q4f16_1"), "{error}");
+    assert!(
+        matches!(&error, LoadError::UnsupportedQuantization { name, .. } if name == "q4f16_0"),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("unsupported quantization `q4f16_0` (supported: q4f16_1"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -125,23 +155,45 @@ fn malformed_metadata_names_the_file() {
     let config = dir.path().join("mlc-chat-config.json");
     fs::write(&config, "{\"model_type\": \"llama\",\n \"quantization\": 4}").unwrap();
     let error = open(dir.path()).unwrap_err();
-    assert!(matches!(&error, LoadError::Config { file, .. } if Path::new(file) == config), "{error:?}");
-    assert!(error.to_string().contains("`quantization`: invalid type: integer `4`, expected a string at line 2"), "{error}");
+    assert!(
+        matches!(&error, LoadError::Config { file, .. } if Path::new(file) == config),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("`quantization`: invalid type: integer `4`, expected a string at line 2"),
+        "{error}"
+    );
 
     let dir = synthetic_dir();
     let index = dir.path().join("tensor-cache.json");
     let text = fs::read_to_string(&index).unwrap().replace("\"nbytes\": 6,", "\"nbytes\": 7,");
     fs::write(&index, text).unwrap();
     let error = open(dir.path()).unwrap_err();
-    assert!(matches!(&error, LoadError::Index { file, .. } if Path::new(file) == index), "{error:?}");
-    assert!(error.to_string().contains("tensor `norm.weight`: nbytes 7 disagrees with shape [3] of float16"), "{error}");
+    assert!(
+        matches!(&error, LoadError::Index { file, .. } if Path::new(file) == index),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("tensor `norm.weight`: nbytes 7 disagrees with shape [3] of float16"),
+        "{error}"
+    );
 
     let dir = synthetic_dir();
     let config = dir.path().join("mlc-chat-config.json");
-    let text = fs::read_to_string(&config).unwrap().replace("\"tokenizer.json\"", "\"../tokenizer.json\"");
+    let text =
+        fs::read_to_string(&config).unwrap().replace("\"tokenizer.json\"", "\"../tokenizer.json\"");
     fs::write(&config, text).unwrap();
     let error = open(dir.path()).unwrap_err();
-    assert!(error.to_string().contains("`tokenizer_files`: file name \"../tokenizer.json\" is not a plain relative path"), "{error}");
+    assert!(
+        error.to_string().contains(
+            "`tokenizer_files`: file name \"../tokenizer.json\" is not a plain relative path"
+        ),
+        "{error}"
+    );
 }
 
 /// The real tiny-qwen2 conformance artifact, when the checkout has it.
@@ -153,10 +205,16 @@ fn opens_the_conformance_artifact() {
         return;
     }
     let artifact = open(&dir).unwrap();
-    assert_eq!((artifact.config.model_type.as_str(), artifact.quantization()), ("qwen2", Quantization::Q4F16_1));
+    assert_eq!(
+        (artifact.config.model_type.as_str(), artifact.quantization()),
+        ("qwen2", Quantization::Q4F16_1)
+    );
     assert_eq!(artifact.index.names().count(), 25);
     let q_weight = artifact.tensor("model.embed_tokens.q_weight").unwrap();
-    assert_eq!((q_weight.shape, q_weight.to_u32_vec().unwrap().len()), (&[151936, 8][..], 151936 * 8));
+    assert_eq!(
+        (q_weight.shape, q_weight.to_u32_vec().unwrap().len()),
+        (&[151936, 8][..], 151936 * 8)
+    );
     let scales = artifact.tensor("model.embed_tokens.q_scale").unwrap().to_f32_vec().unwrap();
     assert_eq!(scales.len(), 151936 * 2);
     assert!(scales.iter().all(|s| s.is_finite() && *s >= 0.0) && scales.iter().any(|s| *s > 0.0));

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mlc_loader::{Artifact, LoadError, MEMORY_SOURCE, OpenOptions, Progress, ProgressCallback, ProgressPhase};
+use mlc_loader::{
+    Artifact, LoadError, MEMORY_SOURCE, OpenOptions, Progress, ProgressCallback, ProgressPhase,
+};
 
 /// The official tiny Qwen2 artifact of the conformance suite.
 fn tiny_qwen2() -> PathBuf {
@@ -28,7 +30,8 @@ fn files_in_memory_give_the_same_artifact_as_the_folder() {
     let opened = Artifact::open(dir.to_str().unwrap(), OpenOptions::default()).unwrap();
     let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Progress>::new()));
     let sink = std::sync::Arc::clone(&events);
-    let callback: ProgressCallback = Box::new(move |event: &Progress| sink.lock().unwrap().push(event.clone()));
+    let callback: ProgressCallback =
+        Box::new(move |event: &Progress| sink.lock().unwrap().push(event.clone()));
     let options = OpenOptions { progress: Some(callback), ..OpenOptions::default() };
     let memory = Artifact::from_files(files_of(&dir), options).unwrap();
 
@@ -43,11 +46,17 @@ fn files_in_memory_give_the_same_artifact_as_the_folder() {
         assert_eq!((a.shape, a.dtype, a.bytes), (b.shape, b.dtype, b.bytes), "{name}");
     }
     // The index has md5 sums: each shard is verified, then loaded.
-    let phases: Vec<ProgressPhase> = events.lock().unwrap().iter().map(|event| event.phase).collect();
+    let phases: Vec<ProgressPhase> =
+        events.lock().unwrap().iter().map(|event| event.phase).collect();
     assert_eq!(phases, [ProgressPhase::Verify, ProgressPhase::Load]);
     // Other files stay readable, as they are from the folder.
-    assert_eq!(memory.file("mlc-chat-config.json").unwrap(), opened.file("mlc-chat-config.json").unwrap());
-    assert!(matches!(memory.file("tokenizer.json"), Err(LoadError::MissingFile { file }) if file == "tokenizer.json"));
+    assert_eq!(
+        memory.file("mlc-chat-config.json").unwrap(),
+        opened.file("mlc-chat-config.json").unwrap()
+    );
+    assert!(
+        matches!(memory.file("tokenizer.json"), Err(LoadError::MissingFile { file }) if file == "tokenizer.json")
+    );
 }
 
 #[test]
@@ -55,7 +64,10 @@ fn files_in_memory_are_checked_like_files_on_disk() {
     let mut files = files_of(&tiny_qwen2());
     files.get_mut("params_shard_0.bin").unwrap()[0] ^= 1;
     let error = Artifact::from_files(files.clone(), OpenOptions::default()).unwrap_err();
-    assert!(matches!(&error, LoadError::Md5Mismatch { file, .. } if file == "params_shard_0.bin"), "{error:?}");
+    assert!(
+        matches!(&error, LoadError::Md5Mismatch { file, .. } if file == "params_shard_0.bin"),
+        "{error:?}"
+    );
     let unchecked = OpenOptions { verify_md5: false, ..OpenOptions::default() };
     assert!(Artifact::from_files(files.clone(), unchecked).is_ok());
 
@@ -65,7 +77,10 @@ fn files_in_memory_are_checked_like_files_on_disk() {
 
     files.remove("params_shard_0.bin");
     let error = Artifact::from_files(files.clone(), OpenOptions::default()).unwrap_err();
-    assert!(matches!(&error, LoadError::MissingFile { file } if file == "params_shard_0.bin"), "{error:?}");
+    assert!(
+        matches!(&error, LoadError::MissingFile { file } if file == "params_shard_0.bin"),
+        "{error:?}"
+    );
 
     // The older index name is accepted; without any index the error names both.
     let index = files.remove("tensor-cache.json").unwrap();
@@ -73,5 +88,8 @@ fn files_in_memory_are_checked_like_files_on_disk() {
     assert_eq!(error.to_string(), "tensor-cache.json (nor ndarray-cache.json): no such file");
     files.insert("ndarray-cache.json".to_string(), index);
     let error = Artifact::from_files(files, OpenOptions::default()).unwrap_err();
-    assert!(matches!(&error, LoadError::MissingFile { file } if file == "params_shard_0.bin"), "{error:?}");
+    assert!(
+        matches!(&error, LoadError::MissingFile { file } if file == "params_shard_0.bin"),
+        "{error:?}"
+    );
 }

@@ -24,7 +24,10 @@ fn source_parameters(index: &TensorIndex) -> u64 {
 
 /// Nothing is left next to `out` but `out` itself (no staging folder).
 fn siblings(out: &Path) -> Vec<String> {
-    fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[test]
@@ -42,11 +45,21 @@ fn rewriting_the_official_artifact_reproduces_its_files() {
     let index = writer.finish(source_parameters(&source.index)).unwrap();
 
     assert_eq!(index, source.index);
-    assert_eq!(fs::read(out.join("params_shard_0.bin")).unwrap(), fs::read(tiny_qwen2().join("params_shard_0.bin")).unwrap());
+    assert_eq!(
+        fs::read(out.join("params_shard_0.bin")).unwrap(),
+        fs::read(tiny_qwen2().join("params_shard_0.bin")).unwrap()
+    );
     let official = fs::read_to_string(tiny_qwen2().join("tensor-cache.json")).unwrap();
-    assert_eq!(fs::read_to_string(out.join("tensor-cache.json")).unwrap(), official, "the index text differs");
+    assert_eq!(
+        fs::read_to_string(out.join("tensor-cache.json")).unwrap(),
+        official,
+        "the index text differs"
+    );
     assert_eq!(fs::read_to_string(out.join("ndarray-cache.json")).unwrap(), official);
-    assert_eq!(fs::read(out.join(CONFIG_FILE)).unwrap(), fs::read(tiny_qwen2().join(CONFIG_FILE)).unwrap());
+    assert_eq!(
+        fs::read(out.join(CONFIG_FILE)).unwrap(),
+        fs::read(tiny_qwen2().join(CONFIG_FILE)).unwrap()
+    );
     assert!(!out.join("tensor-cache-b16.json").exists(), "no float32 tensor, no bf16 index");
     assert_eq!(siblings(&out), ["tiny-qwen2"]);
     assert_eq!(open(&out).index, source.index);
@@ -82,12 +95,21 @@ fn shards_follow_the_official_rule_with_a_small_cap() {
         Case("f", 60, DType::F16),
         Case("g", 1, DType::U32),
     ];
-    let expected: [&[(&str, u64)]; 4] =
-        [&[("c", 0)], &[("a", 0), ("b", 40), ("d", 80)], &[("f", 0)], &[("e", 0), ("h", 8), ("g", 60)]];
+    let expected: [&[(&str, u64)]; 4] = [
+        &[("c", 0)],
+        &[("a", 0), ("b", 40), ("d", 80)],
+        &[("f", 0)],
+        &[("e", 0), ("h", 8), ("g", 60)],
+    ];
 
-    let stored: Vec<u64> = cases.iter().map(|c| (c.1 * if c.2 == DType::F32 { 2 } else { c.2.size_in_bytes() }) as u64).collect();
-    let plan: Vec<Vec<(&str, u64)>> =
-        plan_shards(&stored, 100).into_iter().map(|shard| shard.into_iter().map(|(i, offset)| (cases[i].0, offset)).collect()).collect();
+    let stored: Vec<u64> = cases
+        .iter()
+        .map(|c| (c.1 * if c.2 == DType::F32 { 2 } else { c.2.size_in_bytes() }) as u64)
+        .collect();
+    let plan: Vec<Vec<(&str, u64)>> = plan_shards(&stored, 100)
+        .into_iter()
+        .map(|shard| shard.into_iter().map(|(i, offset)| (cases[i].0, offset)).collect())
+        .collect();
     assert_eq!(plan, expected);
 
     let temp = tempfile::tempdir().unwrap();
@@ -96,18 +118,31 @@ fn shards_follow_the_official_rule_with_a_small_cap() {
     for case in &cases {
         writer.add_tensor(case.0, &[case.1], case.2, &bytes_of(case)).unwrap();
     }
-    writer.add_file(CONFIG_FILE, br#"{"model_type": "test", "quantization": "q4f16_1", "vocab_size": 1}"#).unwrap();
+    writer
+        .add_file(
+            CONFIG_FILE,
+            br#"{"model_type": "test", "quantization": "q4f16_1", "vocab_size": 1}"#,
+        )
+        .unwrap();
     writer.add_file("tokenizer/extra.txt", b"kept as given").unwrap();
     let index = writer.finish(1000).unwrap();
 
-    let layout: Vec<Vec<(&str, u64)>> =
-        index.shards.iter().map(|s| s.records.iter().map(|r| (r.name.as_str(), r.byte_offset)).collect()).collect();
+    let layout: Vec<Vec<(&str, u64)>> = index
+        .shards
+        .iter()
+        .map(|s| s.records.iter().map(|r| (r.name.as_str(), r.byte_offset)).collect())
+        .collect();
     assert_eq!(layout, expected);
-    let files: Vec<(&str, u64)> = index.shards.iter().map(|s| (s.data_path.as_str(), s.nbytes)).collect();
-    let names = ["params_shard_0.bin", "params_shard_1.bin", "params_shard_2.bin", "params_shard_3.bin"];
+    let files: Vec<(&str, u64)> =
+        index.shards.iter().map(|s| (s.data_path.as_str(), s.nbytes)).collect();
+    let names =
+        ["params_shard_0.bin", "params_shard_1.bin", "params_shard_2.bin", "params_shard_3.bin"];
     assert_eq!(files, names.into_iter().zip([60, 96, 120, 64]).collect::<Vec<_>>());
     assert_eq!(index.metadata["ParamSize"], 8);
-    assert_eq!(index.metadata["ParamBytes"], 356.0, "float32 counts 4 bytes per value, as stored before encoding");
+    assert_eq!(
+        index.metadata["ParamBytes"], 356.0,
+        "float32 counts 4 bytes per value, as stored before encoding"
+    );
     assert_eq!(index.metadata["BitsPerParam"], 356.0 * 8.0 / 1000.0);
     assert_eq!(fs::read(out.join("tokenizer/extra.txt")).unwrap(), b"kept as given");
 
@@ -120,9 +155,14 @@ fn shards_follow_the_official_rule_with_a_small_cap() {
     assert_eq!(artifact.index.find("d").unwrap().1.nbytes, 16);
 
     // The float32 tensor makes the converter add a bf16 view of the index.
-    let b16: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("tensor-cache-b16.json")).unwrap()).unwrap();
+    let b16: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("tensor-cache-b16.json")).unwrap())
+            .unwrap();
     let d = &b16["records"][1]["records"][2];
-    assert_eq!((d["name"].as_str(), d["dtype"].as_str(), d["format"].as_str()), (Some("d"), Some("bfloat16"), Some("raw")));
+    assert_eq!(
+        (d["name"].as_str(), d["dtype"].as_str(), d["format"].as_str()),
+        (Some("d"), Some("bfloat16"), Some("raw"))
+    );
     assert_eq!(b16["records"][1]["records"][0]["format"], "f32-to-bf16");
 }
 
@@ -137,9 +177,18 @@ fn a_failed_write_leaves_nothing_behind() {
     assert_eq!(error.to_string(), "tensor `w`: is added twice");
     let error = writer.add_tensor("x", &[3], DType::F16, &[0; 8]).unwrap_err();
     assert_eq!(error.to_string(), "tensor `x`: 8 bytes do not hold shape [3] of float16");
-    assert!(writer.add_tensor("z", &[0, 4], DType::F16, &[]).unwrap_err().to_string().contains("has no elements"));
+    assert!(
+        writer
+            .add_tensor("z", &[0, 4], DType::F16, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("has no elements")
+    );
     for name in ["../escape", "tensor-cache.json", "params_shard_9.bin"] {
-        assert!(matches!(writer.add_file(name, b""), Err(WriteError::InvalidFile { .. })), "{name}");
+        assert!(
+            matches!(writer.add_file(name, b""), Err(WriteError::InvalidFile { .. })),
+            "{name}"
+        );
     }
     assert!(matches!(writer.finish(1), Err(WriteError::MissingConfig)));
     assert!(!out.exists());
@@ -153,6 +202,9 @@ fn a_failed_write_leaves_nothing_behind() {
     fs::write(out.join("keep"), b"").unwrap();
     let error = ArtifactWriter::create(&out, DEFAULT_SHARD_CAP).err().unwrap();
     assert!(matches!(&error, WriteError::Exists { path } if path == &out), "{error:?}");
-    assert!(error.to_string().ends_with("model: already exists and is not an empty folder"), "{error}");
+    assert!(
+        error.to_string().ends_with("model: already exists and is not an empty folder"),
+        "{error}"
+    );
     assert_eq!(fs::read_dir(&out).unwrap().count(), 1, "the existing folder is untouched");
 }

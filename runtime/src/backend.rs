@@ -6,10 +6,10 @@
 
 use mlc_loader::{Quantization, Tensor};
 
+use crate::EngineError;
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::SamplingStep;
 use crate::weights::LinearSource;
-use crate::EngineError;
 
 /// One decoder layer's weights, in a backend's own representation.
 pub struct LayerWeights<B: Backend + ?Sized> {
@@ -90,7 +90,11 @@ pub trait Backend {
 
     /// Builds what the backend needs for this model before its weights load
     /// (kernels for its weight format, the KV cache).
-    fn prepare(&mut self, _spec: &ModelSpec, _quantization: Quantization) -> Result<(), EngineError> {
+    fn prepare(
+        &mut self,
+        _spec: &ModelSpec,
+        _quantization: Quantization,
+    ) -> Result<(), EngineError> {
         Ok(())
     }
     /// Most tokens one forward call may carry (with every position's logits
@@ -111,22 +115,51 @@ pub trait Backend {
     /// Takes a vector parameter (f16, bf16 or f32).
     fn load_vector(&mut self, source: &Tensor<'_>) -> Result<Self::Vector, EngineError>;
     /// Rows of `table` for each token of `input`, times `scale` (1, or `√hidden` for Gemma).
-    fn embed(&mut self, table: &Self::Linear, input: StepInput<'_>, scale: f32) -> Result<Self::Tensor, EngineError>;
+    fn embed(
+        &mut self,
+        table: &Self::Linear,
+        input: StepInput<'_>,
+        scale: f32,
+    ) -> Result<Self::Tensor, EngineError>;
     /// Row-wise RMSNorm.
-    fn rms_norm(&mut self, x: &Self::Tensor, weight: &Self::Vector, eps: f32) -> Result<Self::Tensor, EngineError>;
+    fn rms_norm(
+        &mut self,
+        x: &Self::Tensor,
+        weight: &Self::Vector,
+        eps: f32,
+    ) -> Result<Self::Tensor, EngineError>;
     /// `x · Wᵀ (+ bias)`.
-    fn linear(&mut self, x: &Self::Tensor, weight: &Self::Linear) -> Result<Self::Tensor, EngineError>;
+    fn linear(
+        &mut self,
+        x: &Self::Tensor,
+        weight: &Self::Linear,
+    ) -> Result<Self::Tensor, EngineError>;
     /// `residual += x · Wᵀ (+ bias)`.
-    fn linear_add(&mut self, x: &Self::Tensor, weight: &Self::Linear, residual: &mut Self::Tensor) -> Result<(), EngineError>;
+    fn linear_add(
+        &mut self,
+        x: &Self::Tensor,
+        weight: &Self::Linear,
+        residual: &mut Self::Tensor,
+    ) -> Result<(), EngineError>;
     /// `residual += x` (the residual add after a sandwich norm).
     fn add(&mut self, residual: &mut Self::Tensor, x: &Self::Tensor) -> Result<(), EngineError>;
     /// `tanh(x / cap) · cap`, elementwise (Gemma-2's final logits).
     fn softcap(&mut self, x: &Self::Tensor, cap: f32) -> Result<Self::Tensor, EngineError>;
     /// The gated activation of a `[gate | up]` row: `act(gate) · up`.
-    fn gated(&mut self, gate_up: &Self::Tensor, activation: Activation) -> Result<Self::Tensor, EngineError>;
+    fn gated(
+        &mut self,
+        gate_up: &Self::Tensor,
+        activation: Activation,
+    ) -> Result<Self::Tensor, EngineError>;
     /// `rms_norm(x) · Wᵀ (+ bias)`: the norm before a projection, which a
     /// backend may fuse into the product.
-    fn norm_linear(&mut self, x: &Self::Tensor, norm: &Self::Vector, eps: f32, weight: &Self::Linear) -> Result<Self::Tensor, EngineError> {
+    fn norm_linear(
+        &mut self,
+        x: &Self::Tensor,
+        norm: &Self::Vector,
+        eps: f32,
+        weight: &Self::Linear,
+    ) -> Result<Self::Tensor, EngineError> {
         let normed = self.rms_norm(x, norm, eps)?;
         self.linear(&normed, weight)
     }
@@ -175,7 +208,11 @@ pub trait Backend {
     /// says, without waiting for it: the sampled counterpart of
     /// [`Backend::queue_argmax`], with the same hand-over to the next pass
     /// and to [`Backend::take_token`].
-    fn queue_sample(&mut self, logits: &Self::Tensor, step: &SamplingStep<'_>) -> Result<Self::Pending, EngineError>;
+    fn queue_sample(
+        &mut self,
+        logits: &Self::Tensor,
+        step: &SamplingStep<'_>,
+    ) -> Result<Self::Pending, EngineError>;
     /// The id of a queued token, or `None` when its logits were not all finite.
     async fn take_token(&mut self, pending: Self::Pending) -> Result<Option<u32>, EngineError>;
     /// Forgets the KV cache.

@@ -5,11 +5,11 @@
 use mlc_kernels::cpu::{self as ops, KvLayout, Q4Matrix, Rope, Weight};
 use mlc_loader::{DType, Tensor};
 
+use crate::EngineError;
 use crate::backend::{Backend, StepInput};
 use crate::models::{Activation, ModelSpec};
-use crate::sampling::{sample_on_host, SamplingStep};
+use crate::sampling::{SamplingStep, sample_on_host};
 use crate::weights::{LinearSource, MatrixSource};
-use crate::EngineError;
 
 /// Activations `[rows, cols]` in host memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,9 @@ impl CpuLinear {
             Matrix::Q4 { rows, cols, q_weight, scales } => {
                 Weight::Q4(Q4Matrix { rows: *rows, cols: *cols, q_weight, scales })
             }
-            Matrix::Dense { rows, cols, values } => Weight::Dense { rows: *rows, cols: *cols, values },
+            Matrix::Dense { rows, cols, values } => {
+                Weight::Dense { rows: *rows, cols: *cols, values }
+            }
         }
     }
 }
@@ -99,7 +101,9 @@ impl Backend for CpuBackend {
                 q_weight: q_weight.to_u32_vec()?,
                 scales: q_scale.to_f32_vec()?,
             },
-            MatrixSource::Dense(values) => Matrix::Dense { rows, cols, values: values.to_f32_vec()? },
+            MatrixSource::Dense(values) => {
+                Matrix::Dense { rows, cols, values: values.to_f32_vec()? }
+            }
         };
         let bias = source.bias.as_ref().map(|b| b.to_f32_vec()).transpose()?;
         Ok(CpuLinear { matrix, bias })
@@ -110,7 +114,12 @@ impl Backend for CpuBackend {
         Ok(source.to_f32_vec()?)
     }
 
-    fn embed(&mut self, table: &CpuLinear, input: StepInput<'_>, scale: f32) -> Result<CpuTensor, EngineError> {
+    fn embed(
+        &mut self,
+        table: &CpuLinear,
+        input: StepInput<'_>,
+        scale: f32,
+    ) -> Result<CpuTensor, EngineError> {
         let weight = table.weight();
         let queued;
         let tokens = match (input, self.queued) {
@@ -135,7 +144,12 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
-    fn rms_norm(&mut self, x: &CpuTensor, weight: &Vec<f32>, eps: f32) -> Result<CpuTensor, EngineError> {
+    fn rms_norm(
+        &mut self,
+        x: &CpuTensor,
+        weight: &Vec<f32>,
+        eps: f32,
+    ) -> Result<CpuTensor, EngineError> {
         let mut out = CpuTensor::zeros(x.rows, x.cols);
         ops::rms_norm(&x.data, weight, eps, &mut out.data);
         Ok(out)
@@ -153,7 +167,12 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
-    fn linear_add(&mut self, x: &CpuTensor, linear: &CpuLinear, residual: &mut CpuTensor) -> Result<(), EngineError> {
+    fn linear_add(
+        &mut self,
+        x: &CpuTensor,
+        linear: &CpuLinear,
+        residual: &mut CpuTensor,
+    ) -> Result<(), EngineError> {
         let y = self.linear(x, linear)?;
         ops::add_in_place(&mut residual.data, &y.data);
         Ok(())
@@ -170,7 +189,11 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
-    fn gated(&mut self, gate_up: &CpuTensor, activation: Activation) -> Result<CpuTensor, EngineError> {
+    fn gated(
+        &mut self,
+        gate_up: &CpuTensor,
+        activation: Activation,
+    ) -> Result<CpuTensor, EngineError> {
         let intermediate = gate_up.cols / 2;
         let mut out = CpuTensor::zeros(gate_up.rows, intermediate);
         match activation {
@@ -192,7 +215,10 @@ impl Backend for CpuBackend {
         let tokens = qkv.rows;
         let end = start + tokens;
         if end > spec.context_window_size {
-            return Err(EngineError::ContextWindowExceeded { needed: end, window: spec.context_window_size });
+            return Err(EngineError::ContextWindowExceeded {
+                needed: end,
+                window: spec.context_window_size,
+            });
         }
         let rope = self.rope.get_or_insert_with(|| spec.rope());
         if self.cache.len() < spec.num_layers {
@@ -226,7 +252,16 @@ impl Backend for CpuBackend {
             }
         }
         let mut out = CpuTensor::zeros(tokens, heads * d);
-        ops::causal_attention(&q.data, &cache.keys, &cache.values, layout, heads, start, spec.attention_scale(), &mut out.data);
+        ops::causal_attention(
+            &q.data,
+            &cache.keys,
+            &cache.values,
+            layout,
+            heads,
+            start,
+            spec.attention_scale(),
+            &mut out.data,
+        );
         Ok(out)
     }
 
@@ -244,7 +279,11 @@ impl Backend for CpuBackend {
         Ok(self.queued)
     }
 
-    fn queue_sample(&mut self, logits: &CpuTensor, step: &SamplingStep<'_>) -> Result<Option<u32>, EngineError> {
+    fn queue_sample(
+        &mut self,
+        logits: &CpuTensor,
+        step: &SamplingStep<'_>,
+    ) -> Result<Option<u32>, EngineError> {
         self.queued = sample_on_host(&logits.data, step);
         Ok(self.queued)
     }
@@ -270,8 +309,10 @@ impl LayerCache {
         let mut values = vec![0.0; kv_heads * capacity * head_dim];
         let old = self.capacity * head_dim;
         for g in 0..kv_heads {
-            keys[g * capacity * head_dim..][..old].copy_from_slice(&self.keys[g * old..(g + 1) * old]);
-            values[g * capacity * head_dim..][..old].copy_from_slice(&self.values[g * old..(g + 1) * old]);
+            keys[g * capacity * head_dim..][..old]
+                .copy_from_slice(&self.keys[g * old..(g + 1) * old]);
+            values[g * capacity * head_dim..][..old]
+                .copy_from_slice(&self.values[g * old..(g + 1) * old]);
         }
         *self = LayerCache { capacity, keys, values };
     }

@@ -95,7 +95,9 @@ pub enum EngineError {
     },
     /// A blocking readback (a trace) was asked of a backend that can only
     /// wait asynchronously: the GPU engine in a browser.
-    #[error("the GPU engine in a browser cannot block for a readback; traces need the native build")]
+    #[error(
+        "the GPU engine in a browser cannot block for a readback; traces need the native build"
+    )]
     BlockingReadback,
 }
 

@@ -1,8 +1,8 @@
 //! Greedy generation over token ids (sampling lives with the chat engine).
 
+use crate::EngineError;
 use crate::backend::StepInput;
 use crate::model::LanguageModel;
-use crate::EngineError;
 
 /// When greedy generation stops.
 #[derive(Debug, Clone, Default)]
@@ -20,7 +20,11 @@ pub struct GreedyOptions {
 /// records step N + 1 while the device runs step N. The step queued past a
 /// stop token is dropped again, leaving the context as a step-by-step
 /// generation leaves it (the prompt and every output token but the last).
-pub async fn generate_greedy(model: &mut dyn LanguageModel, prompt: &[u32], options: &GreedyOptions) -> Result<Vec<u32>, EngineError> {
+pub async fn generate_greedy(
+    model: &mut dyn LanguageModel,
+    prompt: &[u32],
+    options: &GreedyOptions,
+) -> Result<Vec<u32>, EngineError> {
     let mut output = Vec::with_capacity(options.max_tokens);
     if options.max_tokens == 0 {
         return Ok(output);

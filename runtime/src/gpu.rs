@@ -26,18 +26,19 @@ use web_time::Instant;
 use mlc_kernels::attention::BoundAttention;
 use mlc_kernels::rope::BoundRope;
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, BoundSampler, DecodeInput, Dtype, Elementwise, Embed,
-    EmbedBuffers, GpuContext, GpuWeight, Matmul, MatmulBuffers, QkNorm, Residual, RmsNorm, RmsNormBuffers, RmsNormShape,
-    RopeAppend, RopeBuffers, RopeShape, RopeTable, Sampler, SamplerBuffers, WeightFormat,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, BoundSampler,
+    DecodeInput, Dtype, Elementwise, Embed, EmbedBuffers, GpuContext, GpuWeight, Matmul,
+    MatmulBuffers, QkNorm, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend,
+    RopeBuffers, RopeShape, RopeTable, Sampler, SamplerBuffers, WeightFormat,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
+use crate::EngineError;
 use crate::backend::{Backend, StepInput};
 use crate::models::{Activation, ModelSpec};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::SamplingStep;
 use crate::weights::{LinearSource, MatrixSource};
-use crate::EngineError;
 
 /// Ops (slots: a dispatch, or two for the separate form of a fused op) of a
 /// step of several tokens after which the recording so far is submitted: the
@@ -123,7 +124,12 @@ pub struct GpuLinear {
 
 impl GpuLinear {
     fn weight(&self) -> GpuWeight<'_> {
-        GpuWeight { rows: self.rows as u32, cols: self.cols as u32, data: &self.data, scales: self.scales.as_ref() }
+        GpuWeight {
+            rows: self.rows as u32,
+            cols: self.cols as u32,
+            data: &self.data,
+            scales: self.scales.as_ref(),
+        }
     }
 }
 
@@ -161,7 +167,10 @@ enum BoundOp {
     Plain(Bound),
     /// An op fused into a product for a decode step (one row), and the same
     /// work as separate kernels for several rows.
-    Fused { decode: Bound, separate: Vec<Bound> },
+    Fused {
+        decode: Bound,
+        separate: Vec<Bound>,
+    },
     Rope(BoundRope),
     Attention(BoundAttention),
     Sampler(BoundSampler),
@@ -244,9 +253,20 @@ impl GpuBackend {
     }
 
     /// What loading `artifact` as `spec` allocates on this device with these options.
-    pub fn memory_plan(&self, spec: &ModelSpec, artifact: &mlc_loader::Artifact) -> crate::memory::MemoryPlan {
+    pub fn memory_plan(
+        &self,
+        spec: &ModelSpec,
+        artifact: &mlc_loader::Artifact,
+    ) -> crate::memory::MemoryPlan {
         let positions = self.options.kv_positions(spec);
-        crate::memory::MemoryPlan::new(spec, &artifact.index, artifact.quantization(), positions, self.max_rows(), self.max_binding())
+        crate::memory::MemoryPlan::new(
+            spec,
+            &artifact.index,
+            artifact.quantization(),
+            positions,
+            self.max_rows(),
+            self.max_binding(),
+        )
     }
 
     /// Keeps the load's error-scope results for [`GpuBackend::settle`].
@@ -312,12 +332,20 @@ impl GpuBackend {
 
     /// The largest storage binding the kernels use.
     fn max_binding(&self) -> u64 {
-        self.ctx.limits.max_storage_buffer_binding_size.min(mlc_kernels::buffers::DEFAULT_MAX_BINDING)
+        self.ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min(mlc_kernels::buffers::DEFAULT_MAX_BINDING)
     }
 
     /// The bound kernel of the next slot: reused when it was bound to the same
     /// buffers, else made by `bind`.
-    fn slot(&mut self, name: impl FnOnce() -> String, key: Vec<wgpu::Buffer>, bind: impl FnOnce(&Self) -> Result<BoundOp, EngineError>) -> Result<usize, EngineError> {
+    fn slot(
+        &mut self,
+        name: impl FnOnce() -> String,
+        key: Vec<wgpu::Buffer>,
+        bind: impl FnOnce(&Self) -> Result<BoundOp, EngineError>,
+    ) -> Result<usize, EngineError> {
         let index = self.next_slot;
         self.next_slot += 1;
         if self.slots.len() <= index {
@@ -335,7 +363,9 @@ impl GpuBackend {
     fn begin_pass(&mut self) {
         self.encode_started.get_or_insert_with(Instant::now);
         if self.pass.is_none() {
-            let encoder = self.encoder.get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+            let encoder = self
+                .encoder
+                .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
             self.pass = Some(encoder.begin_compute_pass(&Default::default()).forget_lifetime());
         }
     }
@@ -385,7 +415,11 @@ impl GpuBackend {
 
     /// Ends the pass, copies `bytes` of `source` to the host in the same
     /// submission, and returns them.
-    async fn submit_and_read(&mut self, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, EngineError> {
+    async fn submit_and_read(
+        &mut self,
+        source: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u8>, EngineError> {
         // Nothing is submitted to a lost device or after an unreported failure.
         self.settle().await?;
         let size = bytes.div_ceil(4).max(1) * 4;
@@ -399,9 +433,17 @@ impl GpuBackend {
 
     /// Ends the pass and submits the recorded work followed by a copy of the
     /// first `size` bytes of `source` into `staging`.
-    fn submit_copy(&mut self, source: &wgpu::Buffer, staging: &wgpu::Buffer, size: u64) -> Submitted {
+    fn submit_copy(
+        &mut self,
+        source: &wgpu::Buffer,
+        staging: &wgpu::Buffer,
+        size: u64,
+    ) -> Submitted {
         self.pass = None;
-        let mut encoder = self.encoder.take().unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
+        let mut encoder = self
+            .encoder
+            .take()
+            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
         encoder.copy_buffer_to_buffer(source, 0, staging, 0, size);
         if let Some(profiler) = &self.profiler {
             profiler.resolve(&mut encoder);
@@ -414,7 +456,12 @@ impl GpuBackend {
 
     /// Waits for a submission made by [`GpuBackend::submit_copy`] and returns
     /// the bytes it copied into `staging`.
-    async fn read_submitted(&mut self, staging: &wgpu::Buffer, size: u64, submitted: Submitted) -> Result<Vec<u8>, EngineError> {
+    async fn read_submitted(
+        &mut self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        submitted: Submitted,
+    ) -> Result<Vec<u8>, EngineError> {
         let bytes = read_mapped(&self.ctx, staging, size, submitted.index).await?;
         self.stats.wait += submitted.at.elapsed();
         if let Some(profiler) = self.profiler.as_mut() {
@@ -483,7 +530,12 @@ fn readback_buffer(ctx: &GpuContext, size: u64) -> wgpu::Buffer {
 /// is polled until `submission` is done first (later ones may still run), so
 /// the map callback has already run when the future is awaited; in a browser
 /// the await yields to the event loop.
-async fn read_mapped(ctx: &GpuContext, staging: &wgpu::Buffer, size: u64, submission: wgpu::SubmissionIndex) -> Result<Vec<u8>, EngineError> {
+async fn read_mapped(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    size: u64,
+    submission: wgpu::SubmissionIndex,
+) -> Result<Vec<u8>, EngineError> {
     let lost = |message: String| EngineError::Gpu(mlc_kernels::KernelError::DeviceLost(message));
     let slice = staging.slice(..size);
     let mapped = MapRead::new(&slice);
@@ -581,7 +633,11 @@ fn float_bytes(tensor: &Tensor<'_>, dtype: Dtype) -> Result<Vec<u8>, EngineError
         (DType::F16, Dtype::F16) | (DType::F32, Dtype::F32) => tensor.bytes.to_vec(),
         (_, Dtype::F32) => bytemuck::cast_slice(&tensor.to_f32_vec()?).to_vec(),
         (_, Dtype::F16) => {
-            let halves: Vec<u16> = tensor.to_f32_vec()?.into_iter().map(|v| half::f16::from_f32(v).to_bits()).collect();
+            let halves: Vec<u16> = tensor
+                .to_f32_vec()?
+                .into_iter()
+                .map(|v| half::f16::from_f32(v).to_bits())
+                .collect();
             bytemuck::cast_slice(&halves).to_vec()
         }
     })
@@ -608,7 +664,12 @@ impl Backend for GpuBackend {
         let capacity = self.options.kv_positions(spec);
         let cache_bytes = (spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
         let kv = (0..spec.num_layers)
-            .map(|_| (ctx.empty_storage_buffer("k cache", cache_bytes), ctx.empty_storage_buffer("v cache", cache_bytes)))
+            .map(|_| {
+                (
+                    ctx.empty_storage_buffer("k cache", cache_bytes),
+                    ctx.empty_storage_buffer("v cache", cache_bytes),
+                )
+            })
             .collect();
         let max_rows = self.max_rows();
         self.prepared = Some(Prepared {
@@ -645,10 +706,13 @@ impl Backend for GpuBackend {
         let dtype = self.prepared().dtype;
         let label = source.name.as_str();
         let (data, scales) = match &source.matrix {
-            MatrixSource::Q4 { q_weight, q_scale } => {
-                (self.ctx.storage_buffer(label, &q_weight.bytes), Some(self.ctx.storage_buffer(label, &float_bytes(q_scale, dtype)?)))
+            MatrixSource::Q4 { q_weight, q_scale } => (
+                self.ctx.storage_buffer(label, &q_weight.bytes),
+                Some(self.ctx.storage_buffer(label, &float_bytes(q_scale, dtype)?)),
+            ),
+            MatrixSource::Dense(values) => {
+                (self.ctx.storage_buffer(label, &float_bytes(values, dtype)?), None)
             }
-            MatrixSource::Dense(values) => (self.ctx.storage_buffer(label, &float_bytes(values, dtype)?), None),
         };
         let bias = match &source.bias {
             Some(bias) => Some(self.ctx.storage_buffer(label, &float_bytes(bias, dtype)?)),
@@ -668,19 +732,29 @@ impl Backend for GpuBackend {
         self.flush();
         self.begin_step();
         self.encode_started.get_or_insert_with(Instant::now);
-        let (tokens, token_out) = (self.prepared().tokens.clone(), self.prepared().token_out.clone());
+        let (tokens, token_out) =
+            (self.prepared().tokens.clone(), self.prepared().token_out.clone());
         match input {
-            StepInput::Tokens(ids) => self.ctx.queue.write_buffer(&tokens, 0, bytemuck::cast_slice(ids)),
+            StepInput::Tokens(ids) => {
+                self.ctx.queue.write_buffer(&tokens, 0, bytemuck::cast_slice(ids))
+            }
             // Copied in the command stream, after the queued step that samples it.
             StepInput::Queued => {
-                let encoder = self.encoder.get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+                let encoder = self.encoder.get_or_insert_with(|| {
+                    self.ctx.device.create_command_encoder(&Default::default())
+                });
                 encoder.copy_buffer_to_buffer(&token_out, 0, &tokens, 0, 4);
             }
         }
         Ok(())
     }
 
-    fn embed(&mut self, table: &GpuLinear, input: StepInput<'_>, scale: f32) -> Result<GpuTensor, EngineError> {
+    fn embed(
+        &mut self,
+        table: &GpuLinear,
+        input: StepInput<'_>,
+        scale: f32,
+    ) -> Result<GpuTensor, EngineError> {
         // A queued token is not checked here: an invalid one (non-finite
         // logits) is reported by `take_token`, and its successor discarded.
         if let StepInput::Tokens(tokens) = input
@@ -692,22 +766,38 @@ impl Backend for GpuBackend {
         let token_buffer = self.prepared().tokens.clone();
         let max_rows = out.capacity.min(self.max_rows()) as u32;
         let key = vec![table.data.clone(), token_buffer.clone(), out.buffer.clone()];
-        let slot = self.slot(|| "embed".into(), key, |b| {
-            let buffers = EmbedBuffers { table: table.weight(), tokens: &token_buffer, out: &out.buffer };
-            Ok(BoundOp::Plain(b.prepared().kernels.embed.bind(&b.ctx, &buffers, max_rows, scale)?))
-        })?;
+        let slot = self.slot(
+            || "embed".into(),
+            key,
+            |b| {
+                let buffers =
+                    EmbedBuffers { table: table.weight(), tokens: &token_buffer, out: &out.buffer };
+                Ok(BoundOp::Plain(
+                    b.prepared().kernels.embed.bind(&b.ctx, &buffers, max_rows, scale)?,
+                ))
+            },
+        )?;
         self.record(slot, input.len(), 0)?;
         Ok(out)
     }
 
-    fn rms_norm(&mut self, x: &GpuTensor, weight: &wgpu::Buffer, eps: f32) -> Result<GpuTensor, EngineError> {
+    fn rms_norm(
+        &mut self,
+        x: &GpuTensor,
+        weight: &wgpu::Buffer,
+        eps: f32,
+    ) -> Result<GpuTensor, EngineError> {
         let out = self.tensor(x.rows, x.cols);
         let shape = RmsNormShape::rows(x.capacity.min(out.capacity) as u32, x.cols as u32, eps);
         let key = vec![x.buffer.clone(), weight.clone(), out.buffer.clone()];
-        let slot = self.slot(|| "rms_norm".into(), key, |b| {
-            let buffers = RmsNormBuffers { x: &x.buffer, weight, y: Some(&out.buffer) };
-            Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
-        })?;
+        let slot = self.slot(
+            || "rms_norm".into(),
+            key,
+            |b| {
+                let buffers = RmsNormBuffers { x: &x.buffer, weight, y: Some(&out.buffer) };
+                Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
+            },
+        )?;
         self.record(slot, x.rows, 0)?;
         Ok(out)
     }
@@ -718,7 +808,12 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
-    fn linear_add(&mut self, x: &GpuTensor, linear: &GpuLinear, residual: &mut GpuTensor) -> Result<(), EngineError> {
+    fn linear_add(
+        &mut self,
+        x: &GpuTensor,
+        linear: &GpuLinear,
+        residual: &mut GpuTensor,
+    ) -> Result<(), EngineError> {
         let y = residual.buffer.clone();
         self.matmul(x, linear, (&y, residual.capacity), Residual::InPlace)
     }
@@ -726,9 +821,19 @@ impl Backend for GpuBackend {
     fn add(&mut self, residual: &mut GpuTensor, x: &GpuTensor) -> Result<(), EngineError> {
         let max_rows = residual.capacity.min(x.capacity) as u32;
         let key = vec![residual.buffer.clone(), x.buffer.clone()];
-        let slot = self.slot(|| "add".into(), key, |b| {
-            Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind_add(&b.ctx, &residual.buffer, &x.buffer, max_rows, x.cols as u32)?))
-        })?;
+        let slot = self.slot(
+            || "add".into(),
+            key,
+            |b| {
+                Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind_add(
+                    &b.ctx,
+                    &residual.buffer,
+                    &x.buffer,
+                    max_rows,
+                    x.cols as u32,
+                )?))
+            },
+        )?;
         self.record(slot, x.rows, 0)
     }
 
@@ -736,42 +841,89 @@ impl Backend for GpuBackend {
         let out = self.tensor(x.rows, x.cols);
         let max_rows = x.capacity.min(out.capacity) as u32;
         let key = vec![x.buffer.clone(), out.buffer.clone()];
-        let slot = self.slot(|| "softcap".into(), key, |b| {
-            Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind_softcap(&b.ctx, &x.buffer, &out.buffer, max_rows, x.cols as u32, cap)?))
-        })?;
+        let slot = self.slot(
+            || "softcap".into(),
+            key,
+            |b| {
+                Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind_softcap(
+                    &b.ctx,
+                    &x.buffer,
+                    &out.buffer,
+                    max_rows,
+                    x.cols as u32,
+                    cap,
+                )?))
+            },
+        )?;
         self.record(slot, x.rows, 0)?;
         Ok(out)
     }
 
-    fn gated(&mut self, gate_up: &GpuTensor, activation: Activation) -> Result<GpuTensor, EngineError> {
+    fn gated(
+        &mut self,
+        gate_up: &GpuTensor,
+        activation: Activation,
+    ) -> Result<GpuTensor, EngineError> {
         let intermediate = gate_up.cols / 2;
         let out = self.tensor(gate_up.rows, intermediate);
         let max_rows = gate_up.capacity.min(out.capacity) as u32;
         let act = kernel_activation(activation);
         let key = vec![gate_up.buffer.clone(), out.buffer.clone()];
-        let slot = self.slot(|| format!("{activation:?} gate"), key, |b| {
-            let kernel = &b.prepared().kernels.elementwise;
-            Ok(BoundOp::Plain(kernel.bind_gated(&b.ctx, act, &gate_up.buffer, &out.buffer, max_rows, intermediate as u32)?))
-        })?;
+        let slot = self.slot(
+            || format!("{activation:?} gate"),
+            key,
+            |b| {
+                let kernel = &b.prepared().kernels.elementwise;
+                Ok(BoundOp::Plain(kernel.bind_gated(
+                    &b.ctx,
+                    act,
+                    &gate_up.buffer,
+                    &out.buffer,
+                    max_rows,
+                    intermediate as u32,
+                )?))
+            },
+        )?;
         self.record(slot, gate_up.rows, 0)?;
         Ok(out)
     }
 
-    fn norm_linear(&mut self, x: &GpuTensor, norm: &wgpu::Buffer, eps: f32, linear: &GpuLinear) -> Result<GpuTensor, EngineError> {
+    fn norm_linear(
+        &mut self,
+        x: &GpuTensor,
+        norm: &wgpu::Buffer,
+        eps: f32,
+        linear: &GpuLinear,
+    ) -> Result<GpuTensor, EngineError> {
         let out = self.tensor(x.rows, linear.rows);
         let max_rows = x.capacity.min(out.capacity) as u32;
-        let scratch = self.scratch(|p| &mut p.norm_scratch, "normed activations", max_rows as usize * x.cols);
+        let scratch =
+            self.scratch(|p| &mut p.norm_scratch, "normed activations", max_rows as usize * x.cols);
         let mut key = vec![x.buffer.clone(), norm.clone(), linear.data.clone(), out.buffer.clone()];
         key.extend(linear.bias.clone());
         let name = || format!("rms_norm+matmul {}x{}", linear.cols, linear.rows);
         let slot = self.slot(name, key, |b| {
             let kernels = &b.prepared().kernels;
-            let product =
-                MatmulBuffers { x: &x.buffer, weight: linear.weight(), bias: linear.bias.as_ref(), residual: Residual::None, y: &out.buffer };
-            let decode = kernels.matmul.bind_decode(&b.ctx, &product, DecodeInput::Normed { weight: norm, eps })?;
+            let product = MatmulBuffers {
+                x: &x.buffer,
+                weight: linear.weight(),
+                bias: linear.bias.as_ref(),
+                residual: Residual::None,
+                y: &out.buffer,
+            };
+            let decode = kernels.matmul.bind_decode(
+                &b.ctx,
+                &product,
+                DecodeInput::Normed { weight: norm, eps },
+            )?;
             let shape = RmsNormShape::rows(max_rows, x.cols as u32, eps);
-            let norm = kernels.norm.bind(&b.ctx, &RmsNormBuffers { x: &x.buffer, weight: norm, y: Some(&scratch) }, &shape)?;
-            let product = kernels.matmul.bind(&b.ctx, &MatmulBuffers { x: &scratch, ..product }, max_rows)?;
+            let norm = kernels.norm.bind(
+                &b.ctx,
+                &RmsNormBuffers { x: &x.buffer, weight: norm, y: Some(&scratch) },
+                &shape,
+            )?;
+            let product =
+                kernels.matmul.bind(&b.ctx, &MatmulBuffers { x: &scratch, ..product }, max_rows)?;
             Ok(BoundOp::Fused { decode, separate: vec![norm, product] })
         })?;
         self.record(slot, x.rows, 0)?;
@@ -787,10 +939,15 @@ impl Backend for GpuBackend {
     ) -> Result<(), EngineError> {
         let y = residual.buffer.clone();
         let max_rows = gate_up.capacity.min(residual.capacity) as u32;
-        let scratch = self.scratch(|p| &mut p.gated_scratch, "gated activations", max_rows as usize * linear.cols);
+        let scratch = self.scratch(
+            |p| &mut p.gated_scratch,
+            "gated activations",
+            max_rows as usize * linear.cols,
+        );
         let mut key = vec![gate_up.buffer.clone(), linear.data.clone(), y.clone()];
         key.extend(linear.bias.clone());
-        let name = || format!("{activation:?} gate+matmul {}x{} +residual", linear.cols, linear.rows);
+        let name =
+            || format!("{activation:?} gate+matmul {}x{} +residual", linear.cols, linear.rows);
         let slot = self.slot(name, key, |b| {
             let kernels = &b.prepared().kernels;
             let act = kernel_activation(activation);
@@ -802,8 +959,16 @@ impl Backend for GpuBackend {
                 y: &y,
             };
             let decode = kernels.matmul.bind_decode(&b.ctx, &product, DecodeInput::Gated(act))?;
-            let gated = kernels.elementwise.bind_gated(&b.ctx, act, &gate_up.buffer, &scratch, max_rows, linear.cols as u32)?;
-            let product = kernels.matmul.bind(&b.ctx, &MatmulBuffers { x: &scratch, ..product }, max_rows)?;
+            let gated = kernels.elementwise.bind_gated(
+                &b.ctx,
+                act,
+                &gate_up.buffer,
+                &scratch,
+                max_rows,
+                linear.cols as u32,
+            )?;
+            let product =
+                kernels.matmul.bind(&b.ctx, &MatmulBuffers { x: &scratch, ..product }, max_rows)?;
             Ok(BoundOp::Fused { decode, separate: vec![gated, product] })
         })?;
         self.record(slot, gate_up.rows, 0)
@@ -820,7 +985,10 @@ impl Backend for GpuBackend {
         let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
         let capacity = self.prepared().capacity;
         if start + qkv.rows > capacity {
-            return Err(EngineError::ContextWindowExceeded { needed: start + qkv.rows, window: capacity });
+            return Err(EngineError::ContextWindowExceeded {
+                needed: start + qkv.rows,
+                window: capacity,
+            });
         }
         let q = self.tensor(qkv.rows, heads * d);
         let out = self.tensor(qkv.rows, heads * d);
@@ -828,39 +996,52 @@ impl Backend for GpuBackend {
 
         let mut key = vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone()];
         key.extend(qk_norm.iter().flat_map(|(a, b)| [a.clone(), b.clone()]));
-        let rope_slot = self.slot(|| "rope_append".into(), key, |b| {
-            let prepared = b.prepared();
-            let norm = match (qk_norm, prepared.dtype) {
-                (None, _) => QkNorm::None,
-                (Some((q, k)), Dtype::F16) => QkNorm::F16 { q, k, eps: spec.rms_norm_eps },
-                (Some((q, k)), Dtype::F32) => QkNorm::F32 { q, k, eps: spec.rms_norm_eps },
-            };
-            let buffers = RopeBuffers {
-                qkv: &qkv.buffer,
-                q_out: &q.buffer,
-                k_cache: &k_cache,
-                v_cache: &v_cache,
-                table: &prepared.rope_table,
-                norm,
-            };
-            let shape = RopeShape { heads, kv_heads, head_dim: d, capacity };
-            Ok(BoundOp::Rope(prepared.kernels.rope.bind(&b.ctx, shape, &buffers)?))
-        })?;
+        let rope_slot = self.slot(
+            || "rope_append".into(),
+            key,
+            |b| {
+                let prepared = b.prepared();
+                let norm = match (qk_norm, prepared.dtype) {
+                    (None, _) => QkNorm::None,
+                    (Some((q, k)), Dtype::F16) => QkNorm::F16 { q, k, eps: spec.rms_norm_eps },
+                    (Some((q, k)), Dtype::F32) => QkNorm::F32 { q, k, eps: spec.rms_norm_eps },
+                };
+                let buffers = RopeBuffers {
+                    qkv: &qkv.buffer,
+                    q_out: &q.buffer,
+                    k_cache: &k_cache,
+                    v_cache: &v_cache,
+                    table: &prepared.rope_table,
+                    norm,
+                };
+                let shape = RopeShape { heads, kv_heads, head_dim: d, capacity };
+                Ok(BoundOp::Rope(prepared.kernels.rope.bind(&b.ctx, shape, &buffers)?))
+            },
+        )?;
         self.record(rope_slot, qkv.rows, start)?;
 
         let key = vec![q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
-        let attention_slot = self.slot(|| "attention".into(), key, |b| {
-            let prepared = b.prepared();
-            let buffers = AttentionBuffers {
-                q: &q.buffer,
-                k_cache: &k_cache,
-                v_cache: &v_cache,
-                out: &out.buffer,
-                scratch: &prepared.scratch,
-            };
-            let shape = AttentionShape { heads, kv_heads, capacity };
-            Ok(BoundOp::Attention(prepared.kernels.attention.bind(&b.ctx, shape, &buffers, spec.attention_scale())?))
-        })?;
+        let attention_slot = self.slot(
+            || "attention".into(),
+            key,
+            |b| {
+                let prepared = b.prepared();
+                let buffers = AttentionBuffers {
+                    q: &q.buffer,
+                    k_cache: &k_cache,
+                    v_cache: &v_cache,
+                    out: &out.buffer,
+                    scratch: &prepared.scratch,
+                };
+                let shape = AttentionShape { heads, kv_heads, capacity };
+                Ok(BoundOp::Attention(prepared.kernels.attention.bind(
+                    &b.ctx,
+                    shape,
+                    &buffers,
+                    spec.attention_scale(),
+                )?))
+            },
+        )?;
         self.record(attention_slot, qkv.rows, start)?;
         Ok(out)
     }
@@ -909,7 +1090,11 @@ impl Backend for GpuBackend {
         Ok(((token as usize) < vocab).then_some(token))
     }
 
-    fn queue_sample(&mut self, logits: &GpuTensor, step: &SamplingStep<'_>) -> Result<GpuPending, EngineError> {
+    fn queue_sample(
+        &mut self,
+        logits: &GpuTensor,
+        step: &SamplingStep<'_>,
+    ) -> Result<GpuPending, EngineError> {
         // Nothing is submitted to a lost device or after an unreported failure.
         self.ctx.health().check()?;
         let slot = self.sampler_slot(logits)?;
@@ -952,12 +1137,25 @@ impl Backend for GpuBackend {
 impl GpuBackend {
     /// `y = x · Wᵀ (+ bias)`, or `y += …` for [`Residual::InPlace`]; `y` is a
     /// buffer with its capacity in rows.
-    fn matmul(&mut self, x: &GpuTensor, linear: &GpuLinear, (y, y_capacity): (&wgpu::Buffer, usize), residual: Residual<'_>) -> Result<(), EngineError> {
+    fn matmul(
+        &mut self,
+        x: &GpuTensor,
+        linear: &GpuLinear,
+        (y, y_capacity): (&wgpu::Buffer, usize),
+        residual: Residual<'_>,
+    ) -> Result<(), EngineError> {
         let max_rows = x.capacity.min(y_capacity) as u32;
         let in_place = matches!(residual, Residual::InPlace);
         let mut key = vec![x.buffer.clone(), linear.data.clone(), y.clone()];
         key.extend(linear.bias.clone());
-        let name = || format!("matmul {}x{}{}", linear.cols, linear.rows, if in_place { " +residual" } else { "" });
+        let name = || {
+            format!(
+                "matmul {}x{}{}",
+                linear.cols,
+                linear.rows,
+                if in_place { " +residual" } else { "" }
+            )
+        };
         let slot = self.slot(name, key, |b| {
             let buffers = MatmulBuffers {
                 x: &x.buffer,
@@ -972,7 +1170,12 @@ impl GpuBackend {
     }
 
     /// A scratch buffer of at least `values` f32s from the field `which` picks.
-    fn scratch(&mut self, which: impl FnOnce(&mut Prepared) -> &mut Option<wgpu::Buffer>, label: &str, values: usize) -> wgpu::Buffer {
+    fn scratch(
+        &mut self,
+        which: impl FnOnce(&mut Prepared) -> &mut Option<wgpu::Buffer>,
+        label: &str,
+        values: usize,
+    ) -> wgpu::Buffer {
         let bytes = (values.max(1) * 4) as u64;
         let ctx = &self.ctx;
         let slot = which(self.prepared.as_mut().expect("Backend::prepare runs before any op"));
@@ -985,12 +1188,18 @@ impl GpuBackend {
     /// The slot of the sampler bound to `logits` (one row).
     fn sampler_slot(&mut self, logits: &GpuTensor) -> Result<usize, EngineError> {
         let vocab = logits.cols;
-        let (counts, token_out) = (self.prepared().counts.clone(), self.prepared().token_out.clone());
+        let (counts, token_out) =
+            (self.prepared().counts.clone(), self.prepared().token_out.clone());
         let key = vec![logits.buffer.clone(), token_out.clone()];
-        self.slot(|| "sampler".into(), key, |b| {
-            let buffers = SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
-            Ok(BoundOp::Sampler(b.prepared().kernels.sampler.bind(&b.ctx, vocab, &buffers)?))
-        })
+        self.slot(
+            || "sampler".into(),
+            key,
+            |b| {
+                let buffers =
+                    SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
+                Ok(BoundOp::Sampler(b.prepared().kernels.sampler.bind(&b.ctx, vocab, &buffers)?))
+            },
+        )
     }
 
     /// Copies row `row` of `x` into the first row of `out`.
@@ -998,7 +1207,9 @@ impl GpuBackend {
         // A buffer copy cannot happen inside a compute pass: end it, copy, and
         // let the next op begin a new pass in the same command encoder.
         self.pass = None;
-        let encoder = self.encoder.get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
         let bytes = (x.cols * 4) as u64;
         encoder.copy_buffer_to_buffer(&x.buffer, row as u64 * bytes, &out.buffer, 0, bytes);
     }

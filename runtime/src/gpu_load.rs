@@ -17,7 +17,11 @@ use crate::models::spec_for;
 use crate::{EngineError, Model};
 
 /// Loads `artifact` onto the GPU engine running on `ctx`.
-pub fn load_gpu(artifact: &Artifact, ctx: GpuContext, options: GpuOptions) -> Result<Model<GpuBackend>, EngineError> {
+pub fn load_gpu(
+    artifact: &Artifact,
+    ctx: GpuContext,
+    options: GpuOptions,
+) -> Result<Model<GpuBackend>, EngineError> {
     let spec = spec_for(&artifact.config)?;
     let limits = DeviceLimits {
         adapter: ctx.adapter_info.name.clone(),
@@ -61,7 +65,10 @@ impl LoadScope {
     fn end(mut self) -> LoadCheck {
         let validation = self.validation.take().map(|scope| Box::pin(scope.pop()) as ScopeResult);
         let memory = self.memory.take().map(|scope| Box::pin(scope.pop()) as ScopeResult);
-        LoadCheck { results: validation.into_iter().chain(memory).collect(), plan: std::mem::replace(&mut self.plan, empty_plan()) }
+        LoadCheck {
+            results: validation.into_iter().chain(memory).collect(),
+            plan: std::mem::replace(&mut self.plan, empty_plan()),
+        }
     }
 }
 
@@ -88,7 +95,8 @@ impl LoadCheck {
     pub async fn result(self) -> Result<(), EngineError> {
         for result in self.results {
             if let Some(error) = result.await {
-                let cause = format!("the device refused an allocation or upload while loading: {error}");
+                let cause =
+                    format!("the device refused an allocation or upload while loading: {error}");
                 return Err(EngineError::GpuOutOfMemory { plan: Box::new(self.plan), cause });
             }
         }
@@ -130,9 +138,16 @@ mod tests {
         let error = pollster::block_on(scope.end().result()).unwrap_err();
         let EngineError::GpuOutOfMemory { plan, cause } = &error else { panic!("{error:?}") };
         assert_eq!(plan.kv_positions, 7);
-        assert!(cause.starts_with("the device refused an allocation or upload while loading: "), "{cause}");
+        assert!(
+            cause.starts_with("the device refused an allocation or upload while loading: "),
+            "{cause}"
+        );
         let message = error.to_string();
-        assert!(message.contains("GPU memory plan:") && message.contains("KV cache     0.0 MiB (0 bytes) (7 positions"), "{message}");
+        assert!(
+            message.contains("GPU memory plan:")
+                && message.contains("KV cache     0.0 MiB (0 bytes) (7 positions"),
+            "{message}"
+        );
         // Nothing leaked out of the scopes: the device has no uncaptured error.
         ctx.health().check().unwrap();
     }

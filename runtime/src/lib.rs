@@ -21,8 +21,8 @@ pub mod sampling;
 pub mod weights;
 
 pub use error::EngineError;
-pub use generate::{argmax, generate_greedy, GreedyOptions};
-pub use gpu_load::{load_gpu, LoadCheck};
+pub use generate::{GreedyOptions, argmax, generate_greedy};
+pub use gpu_load::{LoadCheck, load_gpu};
 pub use model::{LanguageModel, Model, ModelFuture};
 
 use mlc_loader::Artifact;

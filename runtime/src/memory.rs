@@ -53,14 +53,27 @@ impl MemoryPlan {
     /// The plan for `spec` with the weights `index` lists, a KV cache of
     /// `kv_positions` and steps of at most `max_rows` tokens; `max_binding` is
     /// the largest storage binding the kernels use (logits of a step are one).
-    pub fn new(spec: &ModelSpec, index: &TensorIndex, quantization: Quantization, kv_positions: usize, max_rows: usize, max_binding: u64) -> MemoryPlan {
+    pub fn new(
+        spec: &ModelSpec,
+        index: &TensorIndex,
+        quantization: Quantization,
+        kv_positions: usize,
+        max_rows: usize,
+        max_binding: u64,
+    ) -> MemoryPlan {
         let model_dtype = quantization.model_dtype();
-        let mut weights: Vec<(&'static str, u64)> = ["embedding", "lm_head", "attention", "mlp", "norms", "other"].map(|kind| (kind, 0)).into();
+        let mut weights: Vec<(&'static str, u64)> =
+            ["embedding", "lm_head", "attention", "mlp", "norms", "other"]
+                .map(|kind| (kind, 0))
+                .into();
         let mut largest = (String::new(), 0);
         for record in index.shards.iter().flat_map(|shard| &shard.records) {
             let Some(kind) = weight_kind(spec, &record.name) else { continue };
             let bytes = gpu_bytes(spec, record, model_dtype);
-            weights.iter_mut().filter(|(name, _)| *name == kind).for_each(|(_, total)| *total += bytes);
+            weights
+                .iter_mut()
+                .filter(|(name, _)| *name == kind)
+                .for_each(|(_, total)| *total += bytes);
             if bytes > largest.1 {
                 largest = (format!("weight `{}`", record.name), bytes);
             }
@@ -74,7 +87,8 @@ impl MemoryPlan {
         let io = (max_rows * 4 + 4) as u64 + 2 * vocab_row;
         // Products of several rows split over K share one partial-sum buffer.
         let split_sums = if max_rows > 1 { mlc_kernels::matmul::SPLIT_SCRATCH_BYTES } else { 0 };
-        let scratch = AttentionScratch::bytes(spec.num_heads, d, kv_positions) + rope_table + io + split_sums;
+        let scratch =
+            AttentionScratch::bytes(spec.num_heads, d, kv_positions) + rope_table + io + split_sums;
         // Live at once in a step: the residual, a normed copy and the last row
         // (hidden), qkv, q and the attention output, gate|up, the gated
         // product; logits hold every row when they fit one binding, else one.
@@ -84,12 +98,26 @@ impl MemoryPlan {
             false => vocab_row,
         };
         let activations = max_rows as u64 * row + logits;
-        for (what, bytes) in [("one layer's K cache", kv_buffer), ("the RoPE table", rope_table), ("the logits", logits)] {
+        for (what, bytes) in [
+            ("one layer's K cache", kv_buffer),
+            ("the RoPE table", rope_table),
+            ("the logits", logits),
+        ] {
             if bytes > largest.1 {
                 largest = (what.to_string(), bytes);
             }
         }
-        MemoryPlan { weights, layers: spec.num_layers, kv_positions, kv_buffer, scratch, activations, max_rows, largest, device: None }
+        MemoryPlan {
+            weights,
+            layers: spec.num_layers,
+            kv_positions,
+            kv_buffer,
+            scratch,
+            activations,
+            max_rows,
+            largest,
+            device: None,
+        }
     }
 
     /// The plan as checked against `device`.
@@ -131,7 +159,11 @@ impl MemoryPlan {
         }
         let (what, bytes) = &self.largest;
         if *bytes > device.max_buffer_size {
-            return Some(format!("{what} needs one buffer of {}, more than max_buffer_size ({})", mib(*bytes), mib(device.max_buffer_size)));
+            return Some(format!(
+                "{what} needs one buffer of {}, more than max_buffer_size ({})",
+                mib(*bytes),
+                mib(device.max_buffer_size)
+            ));
         }
         None
     }
@@ -139,12 +171,33 @@ impl MemoryPlan {
 
 impl fmt::Display for MemoryPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kinds: Vec<String> = self.weights.iter().filter(|(_, bytes)| *bytes > 0).map(|(kind, bytes)| format!("{kind} {}", mib(*bytes))).collect();
+        let kinds: Vec<String> = self
+            .weights
+            .iter()
+            .filter(|(_, bytes)| *bytes > 0)
+            .map(|(kind, bytes)| format!("{kind} {}", mib(*bytes)))
+            .collect();
         writeln!(f, "GPU memory plan:")?;
         writeln!(f, "  weights      {} ({})", mib(self.weight_bytes()), kinds.join(", "))?;
-        writeln!(f, "  KV cache     {} ({} positions x {} layers x K and V, {} per buffer)", mib(self.kv_bytes()), self.kv_positions, self.layers, mib(self.kv_buffer))?;
-        writeln!(f, "  scratch      {} (attention and split-product partials, RoPE table, tokens, sampler)", mib(self.scratch))?;
-        writeln!(f, "  activations  {} at most ({} tokens per step, allocated at the first step)", mib(self.activations), self.max_rows)?;
+        writeln!(
+            f,
+            "  KV cache     {} ({} positions x {} layers x K and V, {} per buffer)",
+            mib(self.kv_bytes()),
+            self.kv_positions,
+            self.layers,
+            mib(self.kv_buffer)
+        )?;
+        writeln!(
+            f,
+            "  scratch      {} (attention and split-product partials, RoPE table, tokens, sampler)",
+            mib(self.scratch)
+        )?;
+        writeln!(
+            f,
+            "  activations  {} at most ({} tokens per step, allocated at the first step)",
+            mib(self.activations),
+            self.max_rows
+        )?;
         writeln!(f, "  total        {}", mib(self.total()))?;
         write!(f, "  largest buffer {} ({})", mib(self.largest.1), self.largest.0)?;
         if let Some(device) = &self.device {
@@ -171,7 +224,10 @@ fn mib(bytes: u64) -> String {
 /// projection) is classed by its name; anything else is `other`.
 fn weight_kind(spec: &ModelSpec, name: &str) -> Option<&'static str> {
     let names = &spec.names;
-    let param = [".q_weight", ".q_scale", ".weight", ".bias"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(name);
+    let param = [".q_weight", ".q_scale", ".weight", ".bias"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
     if param == names.embed {
         return Some("embedding");
     }
@@ -181,14 +237,24 @@ fn weight_kind(spec: &ModelSpec, name: &str) -> Option<&'static str> {
     if param == names.final_norm {
         return Some("norms");
     }
-    let Some((_, part)) = param.strip_prefix(&names.layer_prefix).and_then(|rest| rest.split_once('.')) else {
+    let Some((_, part)) =
+        param.strip_prefix(&names.layer_prefix).and_then(|rest| rest.split_once('.'))
+    else {
         return Some("other");
     };
-    let named = [(&names.qkv, "attention"), (&names.o_proj, "attention"), (&names.gate_up, "mlp"), (&names.down, "mlp")]
-        .into_iter()
-        .chain([&names.attn_norm, &names.mlp_norm, &names.q_norm, &names.k_norm].map(|norm| (norm, "norms")))
-        .find(|(candidate, _)| candidate.as_str() == part)
-        .map(|(_, kind)| kind);
+    let named = [
+        (&names.qkv, "attention"),
+        (&names.o_proj, "attention"),
+        (&names.gate_up, "mlp"),
+        (&names.down, "mlp"),
+    ]
+    .into_iter()
+    .chain(
+        [&names.attn_norm, &names.mlp_norm, &names.q_norm, &names.k_norm]
+            .map(|norm| (norm, "norms")),
+    )
+    .find(|(candidate, _)| candidate.as_str() == part)
+    .map(|(_, kind)| kind);
     Some(named.unwrap_or_else(|| match part {
         _ if part.contains("norm") => "norms",
         _ if part.contains("attn") || part.contains("attention") => "attention",
@@ -208,7 +274,10 @@ fn gpu_bytes(spec: &ModelSpec, record: &TensorRecord, model_dtype: DType) -> u64
     };
     let quantized = record.name.ends_with(".q_weight") || record.name.ends_with(".q_scale");
     let intermediate = spec.intermediate_size as u64;
-    if quantized && record.name.contains(&format!(".{}.", spec.names.gate_up)) && !intermediate.is_multiple_of(32) {
+    if quantized
+        && record.name.contains(&format!(".{}.", spec.names.gate_up))
+        && !intermediate.is_multiple_of(32)
+    {
         bytes = bytes / intermediate * intermediate.next_multiple_of(32);
     }
     bytes.div_ceil(4) * 4
@@ -220,7 +289,10 @@ mod tests {
     use mlc_loader::{Artifact, OpenOptions};
 
     fn tiny(model: &str) -> (ModelSpec, Artifact) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures").join(model).join("mlc");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../conformance/fixtures")
+            .join(model)
+            .join("mlc");
         let artifact = Artifact::open(&dir.to_string_lossy(), OpenOptions::default()).unwrap();
         (crate::models::spec_for(&artifact.config).unwrap(), artifact)
     }
@@ -231,14 +303,34 @@ mod tests {
         // engine uploads every tensor as stored: the plan's weights are the shards' bytes.
         for (model, lm_head) in [("tiny-qwen2", false), ("tiny-llama", true)] {
             let (spec, artifact) = tiny(model);
-            let plan = MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 512, 64, 128 << 20);
+            let plan = MemoryPlan::new(
+                &spec,
+                &artifact.index,
+                artifact.quantization(),
+                512,
+                64,
+                128 << 20,
+            );
             assert_eq!(plan.weight_bytes(), artifact.index.total_bytes(), "{model}");
             let kind = |name: &str| plan.weights.iter().find(|(kind, _)| *kind == name).unwrap().1;
-            assert!(kind("embedding") > 0 && kind("attention") > 0 && kind("mlp") > 0 && kind("norms") > 0, "{model}: {:?}", plan.weights);
+            assert!(
+                kind("embedding") > 0
+                    && kind("attention") > 0
+                    && kind("mlp") > 0
+                    && kind("norms") > 0,
+                "{model}: {:?}",
+                plan.weights
+            );
             assert_eq!(kind("lm_head") > 0, lm_head, "{model}: {:?}", plan.weights);
             let per_position = (spec.num_kv_heads * spec.head_dim * 4) as u64;
-            assert_eq!((plan.kv_buffer, plan.kv_bytes()), (512 * per_position, 2 * spec.num_layers as u64 * 512 * per_position));
-            assert_eq!(plan.total(), plan.weight_bytes() + plan.kv_bytes() + plan.scratch + plan.activations);
+            assert_eq!(
+                (plan.kv_buffer, plan.kv_bytes()),
+                (512 * per_position, 2 * spec.num_layers as u64 * 512 * per_position)
+            );
+            assert_eq!(
+                plan.total(),
+                plan.weight_bytes() + plan.kv_bytes() + plan.scratch + plan.activations
+            );
             assert_eq!(plan.problem(), None, "no device, nothing to check against");
         }
     }
@@ -264,18 +356,38 @@ mod tests {
     #[test]
     fn limits_rule_out_a_kv_buffer_beyond_a_binding_and_any_buffer_beyond_the_largest() {
         let (spec, artifact) = tiny("tiny-qwen2");
-        let device = |max_buffer_size, max_storage_buffer_binding_size| DeviceLimits { adapter: "test".into(), max_buffer_size, max_storage_buffer_binding_size };
-        let plan = |positions, rows| MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), positions, rows, 128 << 20);
+        let device = |max_buffer_size, max_storage_buffer_binding_size| DeviceLimits {
+            adapter: "test".into(),
+            max_buffer_size,
+            max_storage_buffer_binding_size,
+        };
+        let plan = |positions, rows| {
+            MemoryPlan::new(
+                &spec,
+                &artifact.index,
+                artifact.quantization(),
+                positions,
+                rows,
+                128 << 20,
+            )
+        };
         // 128 bytes per position: 1024 positions fill a 128 KiB binding exactly.
         assert_eq!(plan(1024, 64).on_device(device(u64::MAX, 128 << 10)).problem(), None);
         let problem = plan(1025, 64).on_device(device(u64::MAX, 128 << 10)).problem().unwrap();
-        assert!(problem.contains("exceeds max_storage_buffer_binding_size") && problem.contains("at most 1024 positions fit, 1025 were asked for"), "{problem}");
+        assert!(
+            problem.contains("exceeds max_storage_buffer_binding_size")
+                && problem.contains("at most 1024 positions fit, 1025 were asked for"),
+            "{problem}"
+        );
         // With one token per step (one row of logits) the largest buffer of
         // tiny-qwen2 is its embedding's codes (151936 rows of 8 words); with
         // 64, the logits of a step (64 x 151936 floats).
         assert_eq!(plan(64, 64).largest, ("the logits".to_string(), 64 * 151_936 * 4));
         let largest = plan(64, 1);
-        assert_eq!(largest.largest, ("weight `model.embed_tokens.q_weight`".to_string(), 151_936 * 32));
+        assert_eq!(
+            largest.largest,
+            ("weight `model.embed_tokens.q_weight`".to_string(), 151_936 * 32)
+        );
         let problem = largest.on_device(device(1 << 20, 128 << 20)).problem().unwrap();
         assert!(problem.starts_with("weight `model.embed_tokens.q_weight` needs one buffer of 4.6 MiB (4861952 bytes), more than max_buffer_size"), "{problem}");
     }

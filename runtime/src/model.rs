@@ -15,9 +15,9 @@ use mlc_loader::Artifact;
 
 use crate::backend::{Backend, DecoderWeights, StepInput};
 use crate::models::decoder::{self, Logits};
-use crate::models::{spec_for, ModelSpec};
+use crate::models::{ModelSpec, spec_for};
 use crate::sampling::SamplingStep;
-use crate::{weights, EngineError};
+use crate::{EngineError, weights};
 
 /// The future of a [`LanguageModel`] call. Boxed because the engine holds a
 /// `Box<dyn LanguageModel>` and `async fn` in a trait is not dyn-compatible;
@@ -55,12 +55,20 @@ pub trait LanguageModel {
     /// Appends `input` and starts drawing the next token as `step` says: the
     /// sampled counterpart of [`LanguageModel::queue_greedy`], its token read
     /// with [`LanguageModel::next_queued`] too.
-    fn queue_sample(&mut self, input: StepInput<'_>, step: &SamplingStep<'_>) -> Result<(), EngineError>;
+    fn queue_sample(
+        &mut self,
+        input: StepInput<'_>,
+        step: &SamplingStep<'_>,
+    ) -> Result<(), EngineError>;
     /// Appends `tokens` and draws the next token as `step` says, where the
     /// logits are (on a GPU only the token id comes back). With no step
     /// queued: it is [`LanguageModel::queue_sample`] and
     /// [`LanguageModel::next_queued`] at once.
-    fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32>;
+    fn sample_next<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        step: &'a SamplingStep<'a>,
+    ) -> ModelFuture<'a, u32>;
     /// Appends `tokens` and returns the logits of every one, `[tokens, vocab]`.
     fn score<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>>;
     /// Like [`LanguageModel::score`] for one call's worth of tokens, also
@@ -100,7 +108,14 @@ impl<B: Backend> Model<B> {
         let spec = spec_for(&artifact.config)?;
         backend.prepare(&spec, artifact.quantization())?;
         let weights = weights::load(&spec, artifact, &mut backend)?;
-        Ok(Model { spec, weights, backend, position: 0, queued: VecDeque::new(), token_on_device: false })
+        Ok(Model {
+            spec,
+            weights,
+            backend,
+            position: 0,
+            queued: VecDeque::new(),
+            token_on_device: false,
+        })
     }
 
     /// The backend (for its counters).
@@ -114,7 +129,12 @@ impl<B: Backend> Model<B> {
     }
 
     /// Runs one forward call and advances the position.
-    fn forward(&mut self, input: StepInput<'_>, logits: Logits, trace: Option<&mut decoder::Trace>) -> Result<B::Tensor, EngineError> {
+    fn forward(
+        &mut self,
+        input: StepInput<'_>,
+        logits: Logits,
+        trace: Option<&mut decoder::Trace>,
+    ) -> Result<B::Tensor, EngineError> {
         let needed = self.position + input.len();
         let window = self.context_capacity();
         if needed > window {
@@ -122,7 +142,15 @@ impl<B: Backend> Model<B> {
         }
         // The device's token, if any, now belongs to an older step.
         self.token_on_device = false;
-        let out = decoder::forward(&self.spec, &self.weights, &mut self.backend, input, self.position, logits, trace)?;
+        let out = decoder::forward(
+            &self.spec,
+            &self.weights,
+            &mut self.backend,
+            input,
+            self.position,
+            logits,
+            trace,
+        )?;
         self.position = needed;
         Ok(out)
     }
@@ -149,7 +177,11 @@ impl<B: Backend> Model<B> {
 
     /// Runs `tokens` in calls the backend accepts and returns the last call's logits.
     fn forward_chunked(&mut self, tokens: &[u32]) -> Result<B::Tensor, EngineError> {
-        let chunk = self.spec.prefill_chunk_size.min(self.backend.max_tokens_per_call(&self.spec, false)).max(1);
+        let chunk = self
+            .spec
+            .prefill_chunk_size
+            .min(self.backend.max_tokens_per_call(&self.spec, false))
+            .max(1);
         let (rest, last) = match tokens.len() {
             0 => return Err(EngineError::EmptyInput),
             n => tokens.split_at(((n - 1) / chunk) * chunk),
@@ -192,7 +224,11 @@ impl<B: Backend> LanguageModel for Model<B> {
         self.queue(input, Choice::Argmax)
     }
 
-    fn queue_sample(&mut self, input: StepInput<'_>, step: &SamplingStep<'_>) -> Result<(), EngineError> {
+    fn queue_sample(
+        &mut self,
+        input: StepInput<'_>,
+        step: &SamplingStep<'_>,
+    ) -> Result<(), EngineError> {
         self.queue(input, Choice::Sample(step))
     }
 
@@ -200,7 +236,8 @@ impl<B: Backend> LanguageModel for Model<B> {
         Box::pin(async move {
             let (pending, _) = self.queued.pop_front().ok_or(EngineError::NoQueuedToken)?;
             // The position at which this token's logits were computed.
-            let step = self.position - self.queued.iter().map(|(_, positions)| positions).sum::<usize>();
+            let step =
+                self.position - self.queued.iter().map(|(_, positions)| positions).sum::<usize>();
             match self.backend.take_token(pending).await? {
                 Some(token) => Ok(token),
                 None => {
@@ -220,7 +257,11 @@ impl<B: Backend> LanguageModel for Model<B> {
         self.position -= self.queued.drain(..).map(|(_, positions)| positions).sum::<usize>();
     }
 
-    fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32> {
+    fn sample_next<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        step: &'a SamplingStep<'a>,
+    ) -> ModelFuture<'a, u32> {
         Box::pin(async move {
             self.queue(StepInput::Tokens(tokens), Choice::Sample(step))?;
             self.next_queued().await
@@ -248,7 +289,10 @@ impl<B: Backend> LanguageModel for Model<B> {
         }
         let most = self.backend.max_tokens_per_call(&self.spec, true);
         if tokens.len() > most {
-            return Err(EngineError::Config(format!("a trace covers at most {most} tokens on this backend, got {}", tokens.len())));
+            return Err(EngineError::Config(format!(
+                "a trace covers at most {most} tokens on this backend, got {}",
+                tokens.len()
+            )));
         }
         let mut trace = decoder::Trace::new();
         let logits = self.forward(StepInput::Tokens(tokens), Logits::All, Some(&mut trace))?;

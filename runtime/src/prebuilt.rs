@@ -23,7 +23,8 @@ struct ModelList {
 
 /// Every prebuilt record this build knows.
 pub fn prebuilt_models() -> Vec<PrebuiltModel> {
-    let list: ModelList = serde_json::from_str(include_str!("prebuilt-models.json")).expect("the embedded list is valid JSON");
+    let list: ModelList = serde_json::from_str(include_str!("prebuilt-models.json"))
+        .expect("the embedded list is valid JSON");
     list.model_list
 }
 
@@ -35,7 +36,10 @@ pub fn find_prebuilt(model_id: &str) -> Option<PrebuiltModel> {
 /// Applies a record's overrides to a loaded config, as WebLLM merges
 /// `modelRecord.overrides` over `mlc-chat-config.json`. Only the window sizes
 /// occur in the prebuilt list; other keys are kept in `extra`.
-pub fn apply_overrides(config: &mut mlc_loader::ChatConfig, overrides: &serde_json::Map<String, serde_json::Value>) {
+pub fn apply_overrides(
+    config: &mut mlc_loader::ChatConfig,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) {
     for (key, value) in overrides {
         let number = value.as_i64();
         match (key.as_str(), number) {
@@ -56,8 +60,13 @@ mod tests {
 
     #[test]
     fn the_seed_model_id_resolves_to_its_official_artifact() {
-        let record = find_prebuilt("Qwen2.5-0.5B-Instruct-q4f16_1-MLC").expect("the seed model is listed");
-        assert!(record.model.ends_with("/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC"), "{}", record.model);
+        let record =
+            find_prebuilt("Qwen2.5-0.5B-Instruct-q4f16_1-MLC").expect("the seed model is listed");
+        assert!(
+            record.model.ends_with("/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC"),
+            "{}",
+            record.model
+        );
         assert!(find_prebuilt("no-such-model").is_none());
         assert!(prebuilt_models().len() >= 20);
     }

@@ -46,7 +46,8 @@ impl Profiler {
     /// A profiler, or an error when the device cannot write timestamps inside
     /// a compute pass.
     pub fn new(ctx: &GpuContext) -> Result<Profiler, EngineError> {
-        let needed = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let needed =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         if !ctx.device.features().contains(needed) {
             return Err(EngineError::Config(format!(
                 "profiling needs timestamp queries inside compute passes, which {} does not offer",
@@ -92,7 +93,12 @@ impl Profiler {
     /// Resolves this submission's stamps into the buffer [`Profiler::collect`] reads.
     pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
         if self.started {
-            encoder.resolve_query_set(&self.queries, 0..self.names.len() as u32 + 1, &self.resolved, 0);
+            encoder.resolve_query_set(
+                &self.queries,
+                0..self.names.len() as u32 + 1,
+                &self.resolved,
+                0,
+            );
         }
     }
 

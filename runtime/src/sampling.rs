@@ -2,7 +2,7 @@
 //! token mask, logit bias, penalties, temperature, top-p, then a draw with the
 //! step's random number).
 
-use mlc_kernels::cpu::{apply_token_mask, sample, SamplingParams};
+use mlc_kernels::cpu::{SamplingParams, apply_token_mask, sample};
 
 /// The sampling inputs of one step.
 #[derive(Debug, Clone, Copy)]
@@ -39,5 +39,12 @@ pub fn sample_on_host(logits: &[f32], step: &SamplingStep<'_>) -> Option<u32> {
         }
         None => logits,
     };
-    Some(sample(logits, step.params, step.appeared, step.logit_bias, step.active_vocab, step.uniform))
+    Some(sample(
+        logits,
+        step.params,
+        step.appeared,
+        step.logit_bias,
+        step.active_vocab,
+        step.uniform,
+    ))
 }

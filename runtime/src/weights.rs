@@ -3,9 +3,9 @@
 
 use mlc_loader::{Artifact, DType, Tensor};
 
+use crate::EngineError;
 use crate::backend::{Backend, DecoderWeights, LayerWeights};
 use crate::models::ModelSpec;
-use crate::EngineError;
 
 /// The stored form of a weight matrix `[rows, cols]`.
 pub enum MatrixSource<'a> {
@@ -35,10 +35,19 @@ pub struct LinearSource<'a> {
 }
 
 /// Loads every parameter the spec names, checking shapes and dtypes.
-pub fn load<B: Backend>(spec: &ModelSpec, artifact: &Artifact, backend: &mut B) -> Result<DecoderWeights<B>, EngineError> {
+pub fn load<B: Backend>(
+    spec: &ModelSpec,
+    artifact: &Artifact,
+    backend: &mut B,
+) -> Result<DecoderWeights<B>, EngineError> {
     let names = &spec.names;
     let (h, i, d) = (spec.hidden_size, spec.intermediate_size, spec.head_dim);
-    let linear = |backend: &mut B, name: String, rows: usize, cols: usize, bias: Bias| -> Result<B::Linear, EngineError> {
+    let linear = |backend: &mut B,
+                  name: String,
+                  rows: usize,
+                  cols: usize,
+                  bias: Bias|
+     -> Result<B::Linear, EngineError> {
         backend.load_linear(&linear_source(artifact, name, rows, cols, bias)?)
     };
     let embed = linear(backend, names.embed.clone(), spec.vocab_size, h, Bias::None)?;
@@ -49,7 +58,8 @@ pub fn load<B: Backend>(spec: &ModelSpec, artifact: &Artifact, backend: &mut B) 
     let mut layers_linear = Vec::with_capacity(spec.num_layers);
     for l in 0..spec.num_layers {
         let qkv_bias = if spec.qkv_bias { Bias::Required } else { Bias::IfPresent };
-        let gate_up = linear_source(artifact, names.layer(l, &names.gate_up), 2 * i, h, Bias::None)?;
+        let gate_up =
+            linear_source(artifact, names.layer(l, &names.gate_up), 2 * i, h, Bias::None)?;
         let (gate_up, padded_i) = pad_intermediate(gate_up, i);
         layers_linear.push((
             linear(backend, names.layer(l, &names.qkv), spec.qkv_width(), h, qkv_bias)?,
@@ -65,11 +75,17 @@ pub fn load<B: Backend>(spec: &ModelSpec, artifact: &Artifact, backend: &mut B) 
     let mut layers = Vec::with_capacity(spec.num_layers);
     for (l, (qkv, o_proj, gate_up, down)) in layers_linear.into_iter().enumerate() {
         let qk_norm = match spec.qk_norm {
-            true => Some((vector(names.layer(l, &names.q_norm), d)?, vector(names.layer(l, &names.k_norm), d)?)),
+            true => Some((
+                vector(names.layer(l, &names.q_norm), d)?,
+                vector(names.layer(l, &names.k_norm), d)?,
+            )),
             false => None,
         };
         let post_norms = match spec.post_norms {
-            true => Some((vector(names.layer(l, &names.post_attn_norm), h)?, vector(names.layer(l, &names.post_mlp_norm), h)?)),
+            true => Some((
+                vector(names.layer(l, &names.post_attn_norm), h)?,
+                vector(names.layer(l, &names.post_mlp_norm), h)?,
+            )),
             false => None,
         };
         layers.push(LayerWeights {
@@ -106,8 +122,17 @@ impl GateUp<'_> {
         match self {
             GateUp::Stored(source) => backend.load_linear(&source),
             GateUp::Padded(PaddedQ4 { name, cols, parts: [weight, scale] }) => {
-                let matrix = MatrixSource::Q4 { q_weight: part_tensor(&weight), q_scale: part_tensor(&scale) };
-                backend.load_linear(&LinearSource { name, rows: weight.2[0], cols, matrix, bias: None })
+                let matrix = MatrixSource::Q4 {
+                    q_weight: part_tensor(&weight),
+                    q_scale: part_tensor(&scale),
+                };
+                backend.load_linear(&LinearSource {
+                    name,
+                    rows: weight.2[0],
+                    cols,
+                    matrix,
+                    bias: None,
+                })
             }
         }
     }
@@ -133,16 +158,23 @@ fn pad_intermediate(source: LinearSource<'_>, intermediate: usize) -> (GateUp<'_
 }
 
 /// `[gate; up]` rows of `tensor` as `[gate; 0; up; 0]`, each half `padded` rows.
-fn widen<'a>(tensor: &Tensor<'a>, intermediate: usize, padded: usize) -> (&'a str, DType, [usize; 2], Vec<u8>) {
+fn widen<'a>(
+    tensor: &Tensor<'a>,
+    intermediate: usize,
+    padded: usize,
+) -> (&'a str, DType, [usize; 2], Vec<u8>) {
     let row = tensor.bytes.len() / (2 * intermediate);
     let mut out = vec![0u8; 2 * padded * row];
     out[..intermediate * row].copy_from_slice(&tensor.bytes[..intermediate * row]);
-    out[padded * row..(padded + intermediate) * row].copy_from_slice(&tensor.bytes[intermediate * row..]);
+    out[padded * row..(padded + intermediate) * row]
+        .copy_from_slice(&tensor.bytes[intermediate * row..]);
     (tensor.name, tensor.dtype, [2 * padded, tensor.shape[1]], out)
 }
 
 /// A borrowed view of one part of a [`PaddedQ4`].
-fn part_tensor<'t>((name, dtype, shape, bytes): &'t (&'t str, DType, [usize; 2], Vec<u8>)) -> Tensor<'t> {
+fn part_tensor<'t>(
+    (name, dtype, shape, bytes): &'t (&'t str, DType, [usize; 2], Vec<u8>),
+) -> Tensor<'t> {
     Tensor { name, shape: &shape[..], dtype: *dtype, bytes: bytes.as_slice().into() }
 }
 
@@ -154,39 +186,55 @@ enum Bias {
     Required,
 }
 
-fn linear_source<'a>(artifact: &'a Artifact, name: String, rows: usize, cols: usize, bias: Bias) -> Result<LinearSource<'a>, EngineError> {
+fn linear_source<'a>(
+    artifact: &'a Artifact,
+    name: String,
+    rows: usize,
+    cols: usize,
+    bias: Bias,
+) -> Result<LinearSource<'a>, EngineError> {
     let q_weight_name = format!("{name}.q_weight");
-    let matrix = if artifact.has_tensor(&q_weight_name) {
-        let groups = cols.div_ceil(32);
-        let q_weight = tensor_with_shape(artifact, &q_weight_name, &[rows, groups * 4])?;
-        expect_dtype(&q_weight, &[DType::U32])?;
-        let q_scale = tensor_with_shape(artifact, &format!("{name}.q_scale"), &[rows, groups])?;
-        // The quantization fixes the scales' dtype (f16 for q4f16_1, f32 for
-        // q4f32_1): an index declaring another one is corrupt, and decoding it
-        // as declared would give wrong numbers, not an error.
-        expect_dtype(&q_scale, &[artifact.quantization().model_dtype()])?;
-        MatrixSource::Q4 { q_weight, q_scale }
-    } else {
-        let dense = tensor_with_shape(artifact, &format!("{name}.weight"), &[rows, cols]).map_err(|e| match e {
-            EngineError::Load(mlc_loader::LoadError::MissingTensor { .. }) => EngineError::MissingWeight {
-                name: name.clone(),
-                tried: format!("{name}.q_weight, {name}.weight"),
-            },
-            other => other,
-        })?;
-        expect_dtype(&dense, &[DType::F16, DType::F32, DType::BF16])?;
-        MatrixSource::Dense(dense)
-    };
+    let matrix =
+        if artifact.has_tensor(&q_weight_name) {
+            let groups = cols.div_ceil(32);
+            let q_weight = tensor_with_shape(artifact, &q_weight_name, &[rows, groups * 4])?;
+            expect_dtype(&q_weight, &[DType::U32])?;
+            let q_scale = tensor_with_shape(artifact, &format!("{name}.q_scale"), &[rows, groups])?;
+            // The quantization fixes the scales' dtype (f16 for q4f16_1, f32 for
+            // q4f32_1): an index declaring another one is corrupt, and decoding it
+            // as declared would give wrong numbers, not an error.
+            expect_dtype(&q_scale, &[artifact.quantization().model_dtype()])?;
+            MatrixSource::Q4 { q_weight, q_scale }
+        } else {
+            let dense = tensor_with_shape(artifact, &format!("{name}.weight"), &[rows, cols])
+                .map_err(|e| match e {
+                    EngineError::Load(mlc_loader::LoadError::MissingTensor { .. }) => {
+                        EngineError::MissingWeight {
+                            name: name.clone(),
+                            tried: format!("{name}.q_weight, {name}.weight"),
+                        }
+                    }
+                    other => other,
+                })?;
+            expect_dtype(&dense, &[DType::F16, DType::F32, DType::BF16])?;
+            MatrixSource::Dense(dense)
+        };
     let bias_name = format!("{name}.bias");
     let bias = match bias {
         Bias::Required => Some(tensor_with_shape(artifact, &bias_name, &[rows])?),
-        Bias::IfPresent if artifact.has_tensor(&bias_name) => Some(tensor_with_shape(artifact, &bias_name, &[rows])?),
+        Bias::IfPresent if artifact.has_tensor(&bias_name) => {
+            Some(tensor_with_shape(artifact, &bias_name, &[rows])?)
+        }
         _ => None,
     };
     Ok(LinearSource { name, rows, cols, matrix, bias })
 }
 
-fn tensor_with_shape<'a>(artifact: &'a Artifact, name: &str, shape: &[usize]) -> Result<Tensor<'a>, EngineError> {
+fn tensor_with_shape<'a>(
+    artifact: &'a Artifact,
+    name: &str,
+    shape: &[usize],
+) -> Result<Tensor<'a>, EngineError> {
     let tensor = artifact.tensor(name)?;
     if tensor.shape != shape {
         return Err(EngineError::WeightShape {
@@ -213,21 +261,38 @@ fn expect_dtype(tensor: &Tensor<'_>, allowed: &[DType]) -> Result<(), EngineErro
 /// Decodes rows of a stored weight matrix (all rows when `rows` is `None`) to
 /// f32, `[rows, cols]` row-major. A q4 matrix spans whole groups of 32 unless
 /// `cols` gives its true width (the stored tail group is padding).
-pub fn dequantize_rows(artifact: &Artifact, name: &str, rows: Option<&[usize]>, cols: Option<usize>) -> Result<Vec<f32>, EngineError> {
+pub fn dequantize_rows(
+    artifact: &Artifact,
+    name: &str,
+    rows: Option<&[usize]>,
+    cols: Option<usize>,
+) -> Result<Vec<f32>, EngineError> {
     use mlc_kernels::cpu::{Q4Matrix, Weight};
     let q_weight_name = format!("{name}.q_weight");
     let (q_weight, scales, dense, shape);
     let weight = if artifact.has_tensor(&q_weight_name) {
         let packed = artifact.tensor(&q_weight_name)?;
         let whole_groups = packed.shape.get(1).copied().unwrap_or(0) * 8;
-        shape = [packed.shape[0], cols.filter(|&c| c <= whole_groups && c + 32 > whole_groups).unwrap_or(whole_groups)];
+        shape = [
+            packed.shape[0],
+            cols.filter(|&c| c <= whole_groups && c + 32 > whole_groups).unwrap_or(whole_groups),
+        ];
         q_weight = packed.to_u32_vec()?;
         scales = artifact.tensor(&format!("{name}.q_scale"))?.to_f32_vec()?;
         let groups = shape[1].div_ceil(32);
         if q_weight.len() != shape[0] * groups * 4 || scales.len() != shape[0] * groups {
-            return Err(EngineError::WeightShape { name: format!("{name}.q_scale"), expected: vec![shape[0], groups], actual: vec![scales.len()] });
+            return Err(EngineError::WeightShape {
+                name: format!("{name}.q_scale"),
+                expected: vec![shape[0], groups],
+                actual: vec![scales.len()],
+            });
         }
-        Weight::Q4(Q4Matrix { rows: shape[0], cols: shape[1], q_weight: &q_weight, scales: &scales })
+        Weight::Q4(Q4Matrix {
+            rows: shape[0],
+            cols: shape[1],
+            q_weight: &q_weight,
+            scales: &scales,
+        })
     } else {
         let tensor = artifact.tensor(&format!("{name}.weight"))?;
         shape = [tensor.shape[0], tensor.shape.get(1).copied().unwrap_or(0)];

@@ -5,14 +5,17 @@ use std::sync::OnceLock;
 
 use mlc_loader::{ChatConfig, ConvTemplate};
 use mlc_wgpu::chat::{
-    can_reuse_kv_cache, ChatError, ChatMessage, ContentPart, Conversation, FinishReason, MessageContent, Tokenizer,
+    ChatError, ChatMessage, ContentPart, Conversation, FinishReason, MessageContent, Tokenizer,
+    can_reuse_kv_cache,
 };
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../conformance/fixtures/tokenizers");
 
 fn qwen_tokenizer() -> &'static Tokenizer {
     static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
-    TOKENIZER.get_or_init(|| Tokenizer::from_file(format!("{FIXTURES}/qwen2.5-0.5b-instruct.tokenizer.json")).unwrap())
+    TOKENIZER.get_or_init(|| {
+        Tokenizer::from_file(format!("{FIXTURES}/qwen2.5-0.5b-instruct.tokenizer.json")).unwrap()
+    })
 }
 
 fn template_of(config_file: &str) -> ConvTemplate {
@@ -26,7 +29,9 @@ fn qwen2_template() -> ConvTemplate {
 
 /// A template given as the JSON of a `conv_template` object.
 fn template(json: &str) -> ConvTemplate {
-    let config = format!(r#"{{"model_type": "llama", "quantization": "q4f16_1", "vocab_size": 32, "conv_template": {json}}}"#);
+    let config = format!(
+        r#"{{"model_type": "llama", "quantization": "q4f16_1", "vocab_size": 32, "conv_template": {json}}}"#
+    );
     ChatConfig::from_json(&config).unwrap().conv_template.unwrap()
 }
 
@@ -60,16 +65,25 @@ fn error_of(result: Result<impl std::fmt::Debug, ChatError>) -> (String, String)
     (error.name().to_string(), error.message())
 }
 
-const TURN1_IDS: [u32; 21] =
-    [151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198, 9707, 0, 151645, 198, 151644, 77091, 198];
+const TURN1_IDS: [u32; 21] = [
+    151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198, 9707, 0,
+    151645, 198, 151644, 77091, 198,
+];
 
 #[test]
 fn qwen2_turn_one_matches_the_worked_example() {
     let template = qwen2_template();
-    let with_system = round(&template, &messages(&[("system", "You are a helpful assistant."), ("user", "Hello!")]));
+    let with_system = round(
+        &template,
+        &messages(&[("system", "You are a helpful assistant."), ("user", "Hello!")]),
+    );
     assert_eq!(
         with_system.prompt_array(&template).unwrap(),
-        ["<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", "<|im_start|>user\nHello!<|im_end|>\n", "<|im_start|>assistant\n"]
+        [
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
+            "<|im_start|>user\nHello!<|im_end|>\n",
+            "<|im_start|>assistant\n"
+        ]
     );
     let tokens = with_system.prompt_tokens(&template, qwen_tokenizer(), true).unwrap();
     assert_eq!(tokens.ids, TURN1_IDS);
@@ -87,14 +101,25 @@ fn qwen2_turn_two_reuses_the_kv_cache_and_prefills_the_last_round() {
     let mut kept = round(&template, &messages(&[system, ("user", "Hello!")]));
     kept.finish_reply("Hi there!").unwrap();
 
-    let request = messages(&[system, ("user", "Hello!"), ("assistant", "Hi there!"), ("user", "What is 2+2?")]);
+    let request = messages(&[
+        system,
+        ("user", "Hello!"),
+        ("assistant", "Hi there!"),
+        ("user", "What is 2+2?"),
+    ]);
     let history = Conversation::from_request(&template, &request).unwrap();
     assert!(can_reuse_kv_cache(&kept, Some(FinishReason::Stop), &history));
 
     kept.start_round(&template, request.last().unwrap(), None).unwrap();
-    assert_eq!(kept.prompt_array_last_round(&template).unwrap(), ["<|im_start|>user\nWhat is 2+2?<|im_end|>\n", "<|im_start|>assistant\n"]);
+    assert_eq!(
+        kept.prompt_array_last_round(&template).unwrap(),
+        ["<|im_start|>user\nWhat is 2+2?<|im_end|>\n", "<|im_start|>assistant\n"]
+    );
     let tokens = kept.prompt_tokens(&template, qwen_tokenizer(), false).unwrap();
-    assert_eq!(tokens.ids, [151644, 872, 198, 3838, 374, 220, 17, 10, 17, 30, 151645, 198, 151644, 77091, 198]);
+    assert_eq!(
+        tokens.ids,
+        [151644, 872, 198, 3838, 374, 220, 17, 10, 17, 30, 151645, 198, 151644, 77091, 198]
+    );
     assert_eq!(tokens.prompt_tokens, 15);
 
     // Without reuse the whole history is rendered, with the separator after the reply.
@@ -118,9 +143,16 @@ fn kv_reuse_needs_an_identical_non_empty_history_and_a_complete_cache() {
         Conversation::from_request(&template, &messages(&list)).unwrap()
     };
     assert!(can_reuse_kv_cache(&kept, Some(FinishReason::Stop), &next("Hi there!", None)));
-    assert!(!can_reuse_kv_cache(&kept, Some(FinishReason::Stop), &next("Hi there", None)), "reply text differs");
+    assert!(
+        !can_reuse_kv_cache(&kept, Some(FinishReason::Stop), &next("Hi there", None)),
+        "reply text differs"
+    );
     // An explicit system message differs from none, even with the default text.
-    assert!(!can_reuse_kv_cache(&kept, Some(FinishReason::Stop), &next("Hi there!", Some("You are a helpful assistant."))));
+    assert!(!can_reuse_kv_cache(
+        &kept,
+        Some(FinishReason::Stop),
+        &next("Hi there!", Some("You are a helpful assistant."))
+    ));
     // The last sampled token of a `length`/`abort` round was never fed (WebLLM 0.2.86).
     assert!(!can_reuse_kv_cache(&kept, Some(FinishReason::Length), &next("Hi there!", None)));
     assert!(!can_reuse_kv_cache(&kept, Some(FinishReason::Abort), &next("Hi there!", None)));
@@ -151,7 +183,10 @@ fn llama3_matches_the_worked_example() {
     conversation.start_round(&template, &ChatMessage::new("user", "What is 2+2?"), None).unwrap();
     assert_eq!(
         conversation.prompt_array_last_round(&template).unwrap(),
-        ["<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>", "<|start_header_id|>assistant<|end_header_id|>\n\n"]
+        [
+            "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>",
+            "<|start_header_id|>assistant<|end_header_id|>\n\n"
+        ]
     );
     let later = conversation.prompt_tokens(&template, qwen_tokenizer(), false).unwrap();
     assert_ne!(later.ids[0], 128000, "no prefix ids after the first round");
@@ -161,15 +196,35 @@ fn llama3_matches_the_worked_example() {
 #[test]
 fn smollm2_prompt_matches_the_reference_ids() {
     let template = template_of("smollm2-135m-instruct.mlc-chat-config.json");
-    let tokenizer = Tokenizer::from_file(format!("{FIXTURES}/smollm2-135m-instruct.tokenizer.json")).unwrap();
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/smollm2-135m-instruct.reference.json")).unwrap()).unwrap();
-    let user_texts = ["What is the capital of France?", "Name three primary colors.", "Write one sentence about a cat."];
+    let tokenizer =
+        Tokenizer::from_file(format!("{FIXTURES}/smollm2-135m-instruct.tokenizer.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{FIXTURES}/smollm2-135m-instruct.reference.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let user_texts = [
+        "What is the capital of France?",
+        "Name three primary colors.",
+        "Write one sentence about a cat.",
+    ];
     for (case, user) in reference["cases"].as_array().unwrap().iter().zip(user_texts) {
         let conversation = round(&template, &messages(&[("user", user)]));
-        assert_eq!(conversation.prompt_array(&template).unwrap().concat(), case["prompt"].as_str().unwrap());
-        let expected: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|id| id.as_u64().unwrap() as u32).collect();
-        assert_eq!(conversation.prompt_tokens(&template, &tokenizer, true).unwrap().ids, expected, "{user}");
+        assert_eq!(
+            conversation.prompt_array(&template).unwrap().concat(),
+            case["prompt"].as_str().unwrap()
+        );
+        let expected: Vec<u32> = case["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            conversation.prompt_tokens(&template, &tokenizer, true).unwrap().ids,
+            expected,
+            "{user}"
+        );
     }
 }
 
@@ -185,22 +240,35 @@ fn replacement_text_follows_js_dollar_patterns() {
     assert_eq!(
         round(&template, &request).prompt_array(&template).unwrap(),
         // `$'` brought a `{function_string}` into the text; only that first occurrence is removed.
-        ["[cost $5 {system_message}]", "U: <u>a $ b | {user_message} | <u> | </u> | $1</u>{function_string}\n", "A:"]
+        [
+            "[cost $5 {system_message}]",
+            "U: <u>a $ b | {user_message} | <u> | </u> | $1</u>{function_string}\n",
+            "A:"
+        ]
     );
 }
 
 #[test]
 fn the_qwen2_template_renders_dollar_signs_once() {
     let template = qwen2_template();
-    let prompt = round(&template, &messages(&[("user", "Price: $$100")])).prompt_array(&template).unwrap();
+    let prompt =
+        round(&template, &messages(&[("user", "Price: $$100")])).prompt_array(&template).unwrap();
     assert_eq!(prompt[1], "<|im_start|>user\nPrice: $100<|im_end|>\n");
 }
 
 #[test]
 fn name_replaces_the_role_string() {
     let template = qwen2_template();
-    let named = |role: &str, text: &str, name: &str| ChatMessage { name: Some(name.to_string()), ..ChatMessage::new(role, text) };
-    let request = [named("user", "Hi", "Bob"), named("assistant", "Hello", "Ann"), named("user", "Bye", ""), named("user", "Again", "Eve")];
+    let named = |role: &str, text: &str, name: &str| ChatMessage {
+        name: Some(name.to_string()),
+        ..ChatMessage::new(role, text)
+    };
+    let request = [
+        named("user", "Hi", "Bob"),
+        named("assistant", "Hello", "Ann"),
+        named("user", "Bye", ""),
+        named("user", "Again", "Eve"),
+    ];
     assert_eq!(
         round(&template, &request).prompt_array(&template).unwrap()[1..],
         [
@@ -223,10 +291,15 @@ fn an_empty_system_message_overrides_the_default() {
     assert_eq!(conversation.prompt_array(&qwen).unwrap()[0], "<|im_start|>system\n<|im_end|>\n");
 
     // With a bare `{system_message}` template the system element disappears.
-    let gemma_like = template(r#"{"system_template": "{system_message}", "system_message": "Be brief.", "roles": {"user": "u", "assistant": "a"}, "seps": ["\n"]}"#);
-    let default = round(&gemma_like, &messages(&[("user", "Hi")])).prompt_array(&gemma_like).unwrap();
+    let gemma_like = template(
+        r#"{"system_template": "{system_message}", "system_message": "Be brief.", "roles": {"user": "u", "assistant": "a"}, "seps": ["\n"]}"#,
+    );
+    let default =
+        round(&gemma_like, &messages(&[("user", "Hi")])).prompt_array(&gemma_like).unwrap();
     assert_eq!(default, ["Be brief.", "u: Hi\n", "a: "], "absent separators are \": \"");
-    let overridden = round(&gemma_like, &messages(&[("system", ""), ("user", "Hi")])).prompt_array(&gemma_like).unwrap();
+    let overridden = round(&gemma_like, &messages(&[("system", ""), ("user", "Hi")]))
+        .prompt_array(&gemma_like)
+        .unwrap();
     assert_eq!(overridden, ["u: Hi\n", "a: "]);
 }
 
@@ -242,9 +315,19 @@ fn separators_use_the_absolute_message_index() {
     assert_eq!(
         conversation.prompt_array(&template).unwrap(),
         // Message 0 has no role prefix because the system prompt is not empty.
-        ["[INST] <<SYS>>\nS\n<</SYS>>\n\n", "a ", "[/INST] b </s>", "[INST] c ", "[INST] d </s>", "[/INST] "]
+        [
+            "[INST] <<SYS>>\nS\n<</SYS>>\n\n",
+            "a ",
+            "[/INST] b </s>",
+            "[INST] c ",
+            "[INST] d </s>",
+            "[/INST] "
+        ]
     );
-    assert_eq!(conversation.prompt_array_last_round(&template).unwrap(), ["[INST] d </s>", "[/INST] "]);
+    assert_eq!(
+        conversation.prompt_array_last_round(&template).unwrap(),
+        ["[INST] d </s>", "[/INST] "]
+    );
 }
 
 #[test]
@@ -256,14 +339,20 @@ fn disabled_thinking_appends_an_empty_think_block_without_separator() {
     let prompt = conversation.prompt_array(&template).unwrap();
     assert_eq!(prompt.last().unwrap(), "<|im_start|>assistant\n<think>\n\n</think>\n\n");
     conversation.finish_reply("<think>\n\n</think>\n\nHello").unwrap();
-    assert_eq!(conversation.prompt_array(&template).unwrap().last().unwrap(), "<|im_start|>assistant\n<think>\n\n</think>\n\nHello<|im_end|>\n");
+    assert_eq!(
+        conversation.prompt_array(&template).unwrap().last().unwrap(),
+        "<|im_start|>assistant\n<think>\n\n</think>\n\nHello<|im_end|>\n"
+    );
 }
 
 #[test]
 fn content_parts_render_their_single_text_part() {
     let template = qwen2_template();
     let with_parts = |parts: Vec<ContentPart>| {
-        let message = ChatMessage { content: Some(MessageContent::Parts(parts)), ..ChatMessage::new("user", "") };
+        let message = ChatMessage {
+            content: Some(MessageContent::Parts(parts)),
+            ..ChatMessage::new("user", "")
+        };
         let mut conversation = Conversation::default();
         conversation.start_round(&template, &message, None).map(|()| conversation)
     };
@@ -273,10 +362,18 @@ fn content_parts_render_their_single_text_part() {
     let two = with_parts(vec![text("a"), text("b")]).unwrap();
     assert_eq!(
         error_of(two.prompt_array(&template)),
-        ("MultipleTextContentError".into(), "Each message can have at most one text contentPart, but received more than 1.".into())
+        (
+            "MultipleTextContentError".into(),
+            "Each message can have at most one text contentPart, but received more than 1.".into()
+        )
     );
-    let image = ContentPart::ImageUrl { image_url: mlc_wgpu::chat::ImageUrl { url: "data:image/png;base64,".into(), detail: None } };
-    assert_eq!(error_of(with_parts(vec![image, text("a")]).unwrap().prompt_array(&template)).0, "CannotFindImageEmbedError");
+    let image = ContentPart::ImageUrl {
+        image_url: mlc_wgpu::chat::ImageUrl { url: "data:image/png;base64,".into(), detail: None },
+    };
+    assert_eq!(
+        error_of(with_parts(vec![image, text("a")]).unwrap().prompt_array(&template)).0,
+        "CannotFindImageEmbedError"
+    );
 }
 
 #[test]
@@ -285,29 +382,50 @@ fn malformed_conversations_give_webllm_errors() {
     let build = |list: &[(&str, &str)]| Conversation::from_request(&qwen, &messages(list));
     assert_eq!(
         error_of(build(&[("user", "Hi"), ("assistant", "Hello")])),
-        ("MessageOrderError".into(), "The last message should be from the `user` or `tool`.".into())
+        (
+            "MessageOrderError".into(),
+            "The last message should be from the `user` or `tool`.".into()
+        )
     );
-    assert_eq!(error_of(build(&[])), ("TypeError".into(), "Cannot read properties of undefined (reading 'role')".into()));
+    assert_eq!(
+        error_of(build(&[])),
+        ("TypeError".into(), "Cannot read properties of undefined (reading 'role')".into())
+    );
     assert_eq!(
         error_of(build(&[("user", "Hi"), ("system", "S"), ("user", "Hi")])),
-        ("SystemMessageOrderError".into(), "System prompt should always be the first message in `messages`.".into())
+        (
+            "SystemMessageOrderError".into(),
+            "System prompt should always be the first message in `messages`.".into()
+        )
     );
     assert_eq!(
         error_of(build(&[("developer", "Hi"), ("user", "Hi")])),
         ("UnsupportedRoleError".into(), "Unsupported role of message: developer".into())
     );
     // The qwen2 template has no `tool` role.
-    assert_eq!(error_of(build(&[("tool", "42"), ("user", "Hi")])), ("Error".into(), "Role is not supported: tool".into()));
+    assert_eq!(
+        error_of(build(&[("tool", "42"), ("user", "Hi")])),
+        ("Error".into(), "Role is not supported: tool".into())
+    );
     let tool_reply = ChatMessage::new("tool", "42");
-    assert_eq!(error_of(Conversation::default().start_round(&qwen, &tool_reply, None)).1, "Role is not supported: tool");
+    assert_eq!(
+        error_of(Conversation::default().start_round(&qwen, &tool_reply, None)).1,
+        "Role is not supported: tool"
+    );
 
-    let no_content = [ChatMessage { content: None, ..ChatMessage::new("assistant", "") }, ChatMessage::new("user", "Hi")];
+    let no_content = [
+        ChatMessage { content: None, ..ChatMessage::new("assistant", "") },
+        ChatMessage::new("user", "Hi"),
+    ];
     assert_eq!(
         error_of(Conversation::from_request(&qwen, &no_content)),
         ("ContentTypeError".into(), "assistant's message should have string content.".into())
     );
     let no_seps = template(r#"{"roles": {"user": "u", "assistant": "a"}}"#);
-    assert_eq!(error_of(round(&no_seps, &messages(&[("user", "Hi")])).prompt_array(&no_seps)).1, "Need seps to work");
+    assert_eq!(
+        error_of(round(&no_seps, &messages(&[("user", "Hi")])).prompt_array(&no_seps)).1,
+        "Need seps to work"
+    );
     assert_eq!(
         error_of(round(&qwen, &messages(&[("user", "Hi")])).prompt_array_last_round(&qwen)).1,
         "needs to call getPromptArray for the first message"

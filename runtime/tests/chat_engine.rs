@@ -7,20 +7,19 @@ use std::sync::atomic::Ordering;
 
 use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::chat::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatEngine, ChatError, ChatMessage, CompletionRequest,
-    FinishReason, GenerationConfig, RequestError, StreamOptions,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatEngine, ChatError, ChatMessage,
+    CompletionRequest, FinishReason, GenerationConfig, RequestError, StreamOptions,
 };
-use mlc_wgpu::{generate_greedy, load_cpu, GreedyOptions};
+use mlc_wgpu::{GreedyOptions, generate_greedy, load_cpu};
 
 mod common;
 
-use common::{shared_path, SMOLLM2 as MODEL};
+use common::{SMOLLM2 as MODEL, shared_path};
 use pollster::FutureExt as _;
 
 const REFERENCE: &str = "data/smollm2-135m-instruct-q4f16_1-mlc-reference/reference.json";
 const QUESTION: &str = "What is the capital of France?";
 const ANSWER: &str = "The capital of France is Paris.";
-
 
 fn open_artifact() -> Option<Artifact> {
     let dir = shared_path(MODEL)?;
@@ -43,9 +42,20 @@ struct Reference {
 fn reference() -> Reference {
     let text = std::fs::read_to_string(shared_path(REFERENCE).unwrap()).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let case = json["cases"].as_array().unwrap().iter().find(|case| case["name"] == "chat_capital").unwrap();
+    let case = json["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|case| case["name"] == "chat_capital")
+        .unwrap();
     let prompt = case["prompt"].as_str().unwrap();
-    let system = prompt.strip_prefix("<|im_start|>system\n").unwrap().split("<|im_end|>").next().unwrap().to_string();
+    let system = prompt
+        .strip_prefix("<|im_start|>system\n")
+        .unwrap()
+        .split("<|im_end|>")
+        .next()
+        .unwrap()
+        .to_string();
     let ids = |key: &str| serde_json::from_value(case[key].clone()).unwrap();
     Reference { system, prompt_ids: ids("prompt_ids"), greedy_ids: ids("greedy_ids") }
 }
@@ -53,7 +63,11 @@ fn reference() -> Reference {
 fn greedy_request(messages: Vec<ChatMessage>, max_tokens: Option<i64>) -> ChatCompletionRequest {
     ChatCompletionRequest {
         messages,
-        generation: GenerationConfig { temperature: Some(0.0), max_tokens, ..GenerationConfig::default() },
+        generation: GenerationConfig {
+            temperature: Some(0.0),
+            max_tokens,
+            ..GenerationConfig::default()
+        },
         ..ChatCompletionRequest::default()
     }
 }
@@ -74,22 +88,31 @@ fn no_chunks(_: ChatCompletionChunk) {
 fn a_second_round_reuses_the_kv_cache_exactly_as_webllm() {
     let Some((mut engine, artifact)) = engine() else { return };
     let reference = reference();
-    let first = engine.chat_completion(&greedy_request(capital_question(&reference.system), None), no_chunks).block_on().unwrap();
+    let first = engine
+        .chat_completion(&greedy_request(capital_question(&reference.system), None), no_chunks)
+        .block_on()
+        .unwrap();
     assert_eq!(content(&first), ANSWER);
     assert_eq!(first.choices[0].finish_reason, FinishReason::Stop);
     assert_eq!(first.usage.prompt_tokens, reference.prompt_ids.len());
-    assert_eq!(first.usage.completion_tokens, reference.greedy_ids.len(), "every sampled token, the stop token included");
+    assert_eq!(
+        first.usage.completion_tokens,
+        reference.greedy_ids.len(),
+        "every sampled token, the stop token included"
+    );
 
     let follow_up = "And of Germany?";
     let mut messages = capital_question(&reference.system);
     messages.push(ChatMessage::new("assistant", ANSWER));
     messages.push(ChatMessage::new("user", follow_up));
-    let second = engine.chat_completion(&greedy_request(messages, Some(8)), no_chunks).block_on().unwrap();
+    let second =
+        engine.chat_completion(&greedy_request(messages, Some(8)), no_chunks).block_on().unwrap();
 
     // Only the last round is prefilled, and the separator after the previous
     // reply never is (mlc-artifacts.md §A.3).
     let tokenizer = engine.tokenizer();
-    let mut last_round = tokenizer.encode(&format!("<|im_start|>user\n{follow_up}<|im_end|>\n")).unwrap();
+    let mut last_round =
+        tokenizer.encode(&format!("<|im_start|>user\n{follow_up}<|im_end|>\n")).unwrap();
     last_round.extend(tokenizer.encode("<|im_start|>assistant\n").unwrap());
     assert_eq!(second.usage.prompt_tokens, last_round.len());
 
@@ -98,7 +121,13 @@ fn a_second_round_reuses_the_kv_cache_exactly_as_webllm() {
     let (stop, reply) = reference.greedy_ids.split_last().unwrap();
     let context: Vec<u32> = [&reference.prompt_ids[..], reply, &last_round].concat();
     let mut fresh = load_cpu(&artifact).unwrap();
-    let mut expected = generate_greedy(&mut fresh, &context, &GreedyOptions { max_tokens: 8, stop_token_ids: vec![*stop] }).block_on().unwrap();
+    let mut expected = generate_greedy(
+        &mut fresh,
+        &context,
+        &GreedyOptions { max_tokens: 8, stop_token_ids: vec![*stop] },
+    )
+    .block_on()
+    .unwrap();
     let stopped = expected.last() == Some(stop);
     if stopped {
         expected.pop();
@@ -127,16 +156,24 @@ fn streamed_chunks_add_up_to_the_response() {
     assert_eq!(finish.choices[0].delta.content, None);
     // One delta per sampled token (the stop token's is empty); none held back here.
     assert_eq!(deltas.len(), response.usage.completion_tokens);
-    let text: String = deltas.iter().map(|chunk| chunk.choices[0].delta.content.clone().unwrap()).collect();
+    let text: String =
+        deltas.iter().map(|chunk| chunk.choices[0].delta.content.clone().unwrap()).collect();
     assert_eq!(text, ANSWER);
-    assert!(chunks.iter().all(|chunk| chunk.id == response.id && chunk.object == "chat.completion.chunk"));
+    assert!(
+        chunks
+            .iter()
+            .all(|chunk| chunk.id == response.id && chunk.object == "chat.completion.chunk")
+    );
 }
 
 #[test]
 fn max_tokens_ends_with_length_and_the_next_request_starts_afresh() {
     let Some((mut engine, _artifact)) = engine() else { return };
     let reference = reference();
-    let cut = engine.chat_completion(&greedy_request(capital_question(&reference.system), Some(3)), no_chunks).block_on().unwrap();
+    let cut = engine
+        .chat_completion(&greedy_request(capital_question(&reference.system), Some(3)), no_chunks)
+        .block_on()
+        .unwrap();
     assert_eq!(content(&cut), "The capital of");
     assert_eq!(cut.choices[0].finish_reason, FinishReason::Length);
     assert_eq!(cut.usage.completion_tokens, 3);
@@ -145,8 +182,12 @@ fn max_tokens_ends_with_length_and_the_next_request_starts_afresh() {
     let mut messages = capital_question(&reference.system);
     messages.push(ChatMessage::new("assistant", content(&cut)));
     messages.push(ChatMessage::new("user", "Go on."));
-    let next = engine.chat_completion(&greedy_request(messages, Some(1)), no_chunks).block_on().unwrap();
-    assert!(next.usage.prompt_tokens > reference.prompt_ids.len(), "the whole conversation is prefilled again");
+    let next =
+        engine.chat_completion(&greedy_request(messages, Some(1)), no_chunks).block_on().unwrap();
+    assert!(
+        next.usage.prompt_tokens > reference.prompt_ids.len(),
+        "the whole conversation is prefilled again"
+    );
 }
 
 #[test]
@@ -170,7 +211,10 @@ fn an_interrupted_generation_leaves_the_engine_usable() {
     assert_eq!(content(&aborted), "The capital");
 
     // The same request again: a full prefill and the same reply as a fresh engine.
-    let again = engine.chat_completion(&greedy_request(capital_question(&reference.system), None), no_chunks).block_on().unwrap();
+    let again = engine
+        .chat_completion(&greedy_request(capital_question(&reference.system), None), no_chunks)
+        .block_on()
+        .unwrap();
     assert_eq!(content(&again), ANSWER);
     assert_eq!(again.choices[0].finish_reason, FinishReason::Stop);
     assert_eq!(again.usage.prompt_tokens, reference.prompt_ids.len());
@@ -200,15 +244,30 @@ fn text_completion_continues_the_raw_prompt_and_seeds_make_sampling_reproducible
         generation,
         ..CompletionRequest::default()
     };
-    let greedy = GenerationConfig { temperature: Some(0.0), max_tokens: Some(4), ..GenerationConfig::default() };
-    let response = engine.completion(&request(greedy, None), |_| panic!("not streaming")).block_on().unwrap();
+    let greedy = GenerationConfig {
+        temperature: Some(0.0),
+        max_tokens: Some(4),
+        ..GenerationConfig::default()
+    };
+    let response =
+        engine.completion(&request(greedy, None), |_| panic!("not streaming")).block_on().unwrap();
     // The reference continuation (numpy, greedy) starts " girl named Emma."
     assert_eq!(response.choices[0].text, format!("{prompt} girl named Emma."));
     assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Length));
     assert_eq!(response.usage.as_ref().unwrap().prompt_tokens, 9);
 
-    let sampled = GenerationConfig { temperature: Some(1.0), top_p: Some(0.9), max_tokens: Some(4), ..GenerationConfig::default() };
-    let mut run = || engine.completion(&request(sampled.clone(), Some(42.0)), |_| panic!("not streaming")).block_on().unwrap();
+    let sampled = GenerationConfig {
+        temperature: Some(1.0),
+        top_p: Some(0.9),
+        max_tokens: Some(4),
+        ..GenerationConfig::default()
+    };
+    let mut run = || {
+        engine
+            .completion(&request(sampled.clone(), Some(42.0)), |_| panic!("not streaming"))
+            .block_on()
+            .unwrap()
+    };
     let (a, b) = (run(), run());
     assert_eq!(a.choices[0].text, b.choices[0].text);
 }
@@ -220,7 +279,10 @@ fn invalid_requests_fail_with_webllm_errors_before_generating() {
     request.generation.temperature = Some(-1.0);
     let error = engine.chat_completion(&request, no_chunks).block_on().unwrap_err();
     let RequestError::Chat(error) = error else { panic!("expected a ChatError") };
-    assert_eq!((error.name(), error.message().as_str()), ("NonNegativeError", "Make sure temperature >= 0."));
+    assert_eq!(
+        (error.name(), error.message().as_str()),
+        ("NonNegativeError", "Make sure temperature >= 0.")
+    );
 }
 
 // The engine through the command line.
@@ -247,12 +309,18 @@ fn render_prompt_prints_webllm_s_prompt_and_ids() {
     let Some(model) = shared_path(MODEL) else { return };
     let reference = reference();
     let messages = serde_json::json!([{"role": "user", "content": QUESTION}]).to_string();
-    let (ok, stdout, stderr) = mlc_wgpu(&["render-prompt", "--model", model.to_str().unwrap(), "--messages", "-"], &messages);
+    let (ok, stdout, stderr) = mlc_wgpu(
+        &["render-prompt", "--model", model.to_str().unwrap(), "--messages", "-"],
+        &messages,
+    );
     assert!(ok, "{stderr}");
     let (prompt, ids) = stdout.trim_end().rsplit_once('\n').unwrap();
     assert_eq!(
         prompt,
-        format!("<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant", reference.system)
+        format!(
+            "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant",
+            reference.system
+        )
     );
     assert_eq!(serde_json::from_str::<Vec<u32>>(ids).unwrap(), reference.prompt_ids);
 }
@@ -260,7 +328,17 @@ fn render_prompt_prints_webllm_s_prompt_and_ids() {
 #[test]
 fn the_chat_command_keeps_the_conversation_until_exit() {
     let Some(model) = shared_path(MODEL) else { return };
-    let args = ["chat", "--model", model.to_str().unwrap(), "--device", "cpu", "--greedy", "--max-tokens", "12", "--stats"];
+    let args = [
+        "chat",
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--greedy",
+        "--max-tokens",
+        "12",
+        "--stats",
+    ];
     let input = format!("{QUESTION}\nAnd of Germany?\n/exit\nThis line is never read.\n");
     let (ok, stdout, stderr) = mlc_wgpu(&args, &input);
     assert!(ok, "{stderr}");
@@ -268,7 +346,10 @@ fn the_chat_command_keeps_the_conversation_until_exit() {
     assert_eq!(replies.len(), 2, "{stdout}");
     assert_eq!(replies[0], ANSWER);
     // The second line continues on the KV cache: only its round is prefilled.
-    let prompt_tokens: Vec<&str> =
-        stderr.split("\"prompt_tokens\":").skip(1).map(|rest| rest.split(',').next().unwrap()).collect();
+    let prompt_tokens: Vec<&str> = stderr
+        .split("\"prompt_tokens\":")
+        .skip(1)
+        .map(|rest| rest.split(',').next().unwrap())
+        .collect();
     assert_eq!(prompt_tokens, ["37", "13"], "{stderr}");
 }

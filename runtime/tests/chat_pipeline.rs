@@ -19,25 +19,29 @@ use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, ChatConfig, OpenOptions};
 use mlc_wgpu::backend::{Backend, StepInput};
 use mlc_wgpu::chat::{
-    ChatCompletionRequest, ChatEngine, ChatMessage, Completion, CompletionRequest, Conversation, FinishReason, GenerationConfig,
-    Tokenizer,
+    ChatCompletionRequest, ChatEngine, ChatMessage, Completion, CompletionRequest, Conversation,
+    FinishReason, GenerationConfig, Tokenizer,
 };
 use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::models::decoder::Trace;
 use mlc_wgpu::models::ModelSpec;
+use mlc_wgpu::models::decoder::Trace;
 use mlc_wgpu::sampling::SamplingStep;
-use mlc_wgpu::{load_cpu, load_gpu, EngineError, LanguageModel, Model, ModelFuture};
+use mlc_wgpu::{EngineError, LanguageModel, Model, ModelFuture, load_cpu, load_gpu};
 use pollster::FutureExt as _;
 
 const PROMPT: &str = "Once upon a time";
 const SEED: u64 = 7;
 
 fn artifact() -> Artifact {
-    Artifact::open(&fixture("tiny-qwen2").join("mlc").to_string_lossy(), OpenOptions::default()).unwrap()
+    Artifact::open(&fixture("tiny-qwen2").join("mlc").to_string_lossy(), OpenOptions::default())
+        .unwrap()
 }
 
 fn tokenizer() -> Tokenizer {
-    Tokenizer::from_bytes(&std::fs::read(fixture("tokenizers").join("qwen2.5-0.5b-instruct.tokenizer.json")).unwrap()).unwrap()
+    Tokenizer::from_bytes(
+        &std::fs::read(fixture("tokenizers").join("qwen2.5-0.5b-instruct.tokenizer.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 /// What a [`Spy`] saw of the engine's calls.
@@ -102,7 +106,11 @@ impl<B: Backend> LanguageModel for Spy<B> {
         self.noted(queued)
     }
 
-    fn queue_sample(&mut self, input: StepInput<'_>, step: &SamplingStep<'_>) -> Result<(), EngineError> {
+    fn queue_sample(
+        &mut self,
+        input: StepInput<'_>,
+        step: &SamplingStep<'_>,
+    ) -> Result<(), EngineError> {
         self.count(input);
         let queued = self.model.queue_sample(input, step);
         self.noted(queued)
@@ -120,7 +128,11 @@ impl<B: Backend> LanguageModel for Spy<B> {
         self.noted(())
     }
 
-    fn sample_next<'a>(&'a mut self, tokens: &'a [u32], step: &'a SamplingStep<'a>) -> ModelFuture<'a, u32> {
+    fn sample_next<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        step: &'a SamplingStep<'a>,
+    ) -> ModelFuture<'a, u32> {
         Box::pin(async move {
             let token = self.model.sample_next(tokens, step).await;
             self.noted(token)
@@ -146,12 +158,19 @@ impl<B: Backend> LanguageModel for Spy<B> {
 }
 
 /// A chat engine on `model` with tiny-qwen2's config as `edit` leaves it, and what its model sees.
-fn engine<B: Backend + 'static>(model: Model<B>, edit: impl FnOnce(&mut ChatConfig)) -> (ChatEngine, Rc<RefCell<Seen>>) {
+fn engine<B: Backend + 'static>(
+    model: Model<B>,
+    edit: impl FnOnce(&mut ChatConfig),
+) -> (ChatEngine, Rc<RefCell<Seen>>) {
     let seen = Rc::new(RefCell::new(Seen::default()));
     let mut config = artifact().config;
     edit(&mut config);
     let spy = Spy { model, seen: Rc::clone(&seen) };
-    (ChatEngine::from_parts(Box::new(spy), tokenizer(), config, "tiny-qwen2".to_string()).unwrap(), seen)
+    (
+        ChatEngine::from_parts(Box::new(spy), tokenizer(), config, "tiny-qwen2".to_string())
+            .unwrap(),
+        seen,
+    )
 }
 
 /// Ends replies at `token` instead of the template's stop tokens.
@@ -207,11 +226,24 @@ impl Stops<'_> {
 /// One round's tokens as the engine took them before steps were queued ahead:
 /// each step fed the previous token and waited for, one uniform per token
 /// drawn from `rng`, until a stop token, `max_tokens` or a full context.
-fn step_by_step(model: &mut dyn LanguageModel, prompt: &[u32], params: &SamplingParams, rng: &mut Minstd, stops: &Stops<'_>) -> Vec<u32> {
+fn step_by_step(
+    model: &mut dyn LanguageModel,
+    prompt: &[u32],
+    params: &SamplingParams,
+    rng: &mut Minstd,
+    stops: &Stops<'_>,
+) -> Vec<u32> {
     let mut tokens = Vec::new();
     let mut fed = prompt.to_vec();
     loop {
-        let step = SamplingStep { params, logit_bias: &[], appeared: &[], active_vocab: Some(151936), uniform: rng.next_f32(), token_mask: None };
+        let step = SamplingStep {
+            params,
+            logit_bias: &[],
+            appeared: &[],
+            active_vocab: Some(151936),
+            uniform: rng.next_f32(),
+            token_mask: None,
+        };
         let token = match params.is_greedy() {
             true => model.greedy_next(&fed),
             false => model.sample_next(&fed, &step),
@@ -219,7 +251,10 @@ fn step_by_step(model: &mut dyn LanguageModel, prompt: &[u32], params: &Sampling
         .block_on()
         .unwrap();
         tokens.push(token);
-        if stops.stop_tokens.contains(&token) || tokens.len() >= stops.max_tokens || model.position() >= stops.capacity {
+        if stops.stop_tokens.contains(&token)
+            || tokens.len() >= stops.max_tokens
+            || model.position() >= stops.capacity
+        {
             return tokens;
         }
         fed = vec![token];
@@ -238,7 +273,10 @@ fn text(tokens: &[u32], stop_tokens: &[u32]) -> String {
 /// The first token of `tokens` from the fourth on that did not come before:
 /// its index and id (a stop token that ends a round there).
 fn fresh_token(tokens: &[u32]) -> (usize, u32) {
-    (3..tokens.len()).find(|&i| !tokens[..i].contains(&tokens[i])).map(|i| (i, tokens[i])).expect("a token not seen before")
+    (3..tokens.len())
+        .find(|&i| !tokens[..i].contains(&tokens[i]))
+        .map(|i| (i, tokens[i]))
+        .expect("a token not seen before")
 }
 
 #[test]
@@ -248,7 +286,13 @@ fn queued_ahead_completions_draw_the_step_by_step_tokens_and_leave_its_context()
     for generation in [greedy(), sampled()] {
         let what = format!("T = {:?}", generation.temperature);
         let stops = Stops::template(12);
-        let want = step_by_step(&mut load_cpu(&artifact).unwrap(), &prompt, &params(&generation), &mut Minstd::new(SEED), &stops);
+        let want = step_by_step(
+            &mut load_cpu(&artifact).unwrap(),
+            &prompt,
+            &params(&generation),
+            &mut Minstd::new(SEED),
+            &stops,
+        );
         assert_eq!(want.len(), 12, "{what}: the reference runs to max_tokens");
 
         let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), |_| {});
@@ -257,8 +301,15 @@ fn queued_ahead_completions_draw_the_step_by_step_tokens_and_leave_its_context()
         assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Length), "{what}");
         assert_eq!(response.usage.as_ref().unwrap().completion_tokens, 12, "{what}");
         let seen = seen.borrow();
-        assert_eq!(seen.position, prompt.len() + 11, "{what}: the prompt and every token but the last are in the cache");
-        assert_eq!(seen.queued_ahead, 11, "{what}: every decode step is queued ahead, none past max_tokens");
+        assert_eq!(
+            seen.position,
+            prompt.len() + 11,
+            "{what}: the prompt and every token but the last are in the cache"
+        );
+        assert_eq!(
+            seen.queued_ahead, 11,
+            "{what}: every decode step is queued ahead, none past max_tokens"
+        );
     }
 }
 
@@ -268,7 +319,13 @@ fn a_stop_token_drops_the_step_queued_past_it_and_its_draw() {
     let prompt = tokenizer().encode(PROMPT).unwrap();
     let generation = sampled();
     let params = params(&generation);
-    let free = step_by_step(&mut load_cpu(&artifact).unwrap(), &prompt, &params, &mut Minstd::new(SEED), &Stops::template(12));
+    let free = step_by_step(
+        &mut load_cpu(&artifact).unwrap(),
+        &prompt,
+        &params,
+        &mut Minstd::new(SEED),
+        &Stops::template(12),
+    );
     let (end, stop) = fresh_token(&free);
 
     // Two choices draw from one generator: the second shows whether the
@@ -285,9 +342,17 @@ fn a_stop_token_drops_the_step_queued_past_it_and_its_draw() {
     let response = complete(&mut engine, &completion(&generation, Some(12), 2));
     assert_eq!(response.choices[0].text, text(&first, &[stop]));
     assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Stop));
-    assert_eq!(response.choices[1].text, text(&second, &[stop]), "the second choice draws on as step by step");
+    assert_eq!(
+        response.choices[1].text,
+        text(&second, &[stop]),
+        "the second choice draws on as step by step"
+    );
     assert_eq!(response.usage.as_ref().unwrap().completion_tokens, first.len() + second.len());
-    assert_eq!(seen.borrow().position, prompt.len() + second.len() - 1, "the cache after the second choice");
+    assert_eq!(
+        seen.borrow().position,
+        prompt.len() + second.len() - 1,
+        "the cache after the second choice"
+    );
 }
 
 #[test]
@@ -298,10 +363,18 @@ fn a_full_context_window_ends_the_round_where_step_by_step_does() {
     for generation in [greedy(), sampled()] {
         let what = format!("T = {:?}", generation.temperature);
         let stops = Stops { capacity, ..Stops::template(usize::MAX) };
-        let want = step_by_step(&mut load_cpu(&artifact).unwrap(), &prompt, &params(&generation), &mut Minstd::new(SEED), &stops);
+        let want = step_by_step(
+            &mut load_cpu(&artifact).unwrap(),
+            &prompt,
+            &params(&generation),
+            &mut Minstd::new(SEED),
+            &stops,
+        );
         assert_eq!(want.len(), 7, "{what}: six tokens fed after the prompt, the seventh never is");
 
-        let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), |config| config.context_window_size = capacity as i64);
+        let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), |config| {
+            config.context_window_size = capacity as i64
+        });
         let response = complete(&mut engine, &completion(&generation, None, 1));
         assert_eq!(response.choices[0].text, text(&want, stops.stop_tokens), "{what}");
         assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Length), "{what}");
@@ -332,11 +405,18 @@ fn a_round_after_a_queued_ahead_round_reuses_the_kv_cache_as_a_fresh_model_sees_
 
     let mut messages = vec![ChatMessage::new("user", "Tell me a story.")];
     let first_prompt = prompt_ids(&messages, true);
-    let free = step_by_step(&mut load_cpu(&artifact).unwrap(), &first_prompt, &params, &mut Minstd::new(SEED), &Stops::template(12));
+    let free = step_by_step(
+        &mut load_cpu(&artifact).unwrap(),
+        &first_prompt,
+        &params,
+        &mut Minstd::new(SEED),
+        &Stops::template(12),
+    );
     // The first reply must end by itself for the second round to reuse the cache.
     let (end, stop) = fresh_token(&free);
     let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), stopping_at(stop));
-    let first = engine.chat_completion(&chat(&messages), |_| panic!("not streaming")).block_on().unwrap();
+    let first =
+        engine.chat_completion(&chat(&messages), |_| panic!("not streaming")).block_on().unwrap();
     assert_eq!(first.choices[0].finish_reason, FinishReason::Stop);
     let reply = first.choices[0].message.content.clone().unwrap();
     assert_eq!(reply, tokenizer.decode(&free[..end]).unwrap());
@@ -345,14 +425,21 @@ fn a_round_after_a_queued_ahead_round_reuses_the_kv_cache_as_a_fresh_model_sees_
     messages.push(ChatMessage::new("assistant", &reply));
     messages.push(ChatMessage::new("user", "Go on."));
     let second_prompt = prompt_ids(&messages, false);
-    let second = engine.chat_completion(&chat(&messages), |_| panic!("not streaming")).block_on().unwrap();
+    let second =
+        engine.chat_completion(&chat(&messages), |_| panic!("not streaming")).block_on().unwrap();
     assert_eq!(second.usage.prompt_tokens, second_prompt.len(), "only the new round is prefilled");
 
     // A fresh model fed what the reused cache holds: the first prompt, the
     // reply's fed tokens (all but the stop token), then the new round.
     let context = [&first_prompt[..], &free[..end], &second_prompt].concat();
     let stops = Stops { max_tokens: 12, stop_tokens: &[stop], capacity: 4096 };
-    let want = step_by_step(&mut load_cpu(&artifact).unwrap(), &context, &params, &mut Minstd::new(SEED), &stops);
+    let want = step_by_step(
+        &mut load_cpu(&artifact).unwrap(),
+        &context,
+        &params,
+        &mut Minstd::new(SEED),
+        &stops,
+    );
     assert_eq!(second.choices[0].message.content.as_deref(), Some(text(&want, &[stop]).as_str()));
     assert_eq!(seen.borrow().position, context.len() + want.len() - 1);
 }
@@ -360,8 +447,10 @@ fn a_round_after_a_queued_ahead_round_reuses_the_kv_cache_as_a_fresh_model_sees_
 #[test]
 fn gpu_rounds_queued_ahead_draw_the_cpu_engines_tokens() {
     let artifact = artifact();
-    let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true }).expect("a GPU adapter (lavapipe in CI)");
-    let gpu = load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true })
+        .expect("a GPU adapter (lavapipe in CI)");
+    let gpu =
+        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
     let (mut on_gpu, seen) = engine(gpu, |_| {});
     let (mut on_cpu, _) = engine(load_cpu(&artifact).unwrap(), |_| {});
     for generation in [sampled(), greedy()] {

@@ -9,17 +9,22 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../conformance/fixtures/tokenizers");
 
 fn read(name: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap_or_else(|error| panic!("{name}: {error}"))
+    std::fs::read_to_string(format!("{FIXTURES}/{name}"))
+        .unwrap_or_else(|error| panic!("{name}: {error}"))
 }
 
 fn qwen() -> &'static Tokenizer {
     static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
-    TOKENIZER.get_or_init(|| Tokenizer::from_file(format!("{FIXTURES}/qwen2.5-0.5b-instruct.tokenizer.json")).unwrap())
+    TOKENIZER.get_or_init(|| {
+        Tokenizer::from_file(format!("{FIXTURES}/qwen2.5-0.5b-instruct.tokenizer.json")).unwrap()
+    })
 }
 
 fn smollm() -> &'static Tokenizer {
     static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
-    TOKENIZER.get_or_init(|| Tokenizer::from_file(format!("{FIXTURES}/smollm2-135m-instruct.tokenizer.json")).unwrap())
+    TOKENIZER.get_or_init(|| {
+        Tokenizer::from_file(format!("{FIXTURES}/smollm2-135m-instruct.tokenizer.json")).unwrap()
+    })
 }
 
 fn ids_of(value: &Value) -> Vec<u32> {
@@ -45,7 +50,8 @@ fn llama_cpp_qwen2_vocab_cases() {
 
 #[test]
 fn extra_qwen25_encodings() {
-    let cases: Value = serde_json::from_str(&read("extra-encodings.tokenizers-0.23.3.json")).unwrap();
+    let cases: Value =
+        serde_json::from_str(&read("extra-encodings.tokenizers-0.23.3.json")).unwrap();
     let cases = cases["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 9);
     for case in cases {
@@ -79,14 +85,19 @@ fn incomplete_utf8_decodes_to_replacement_characters() {
 
 #[test]
 fn smollm2_reference_prompts_and_outputs() {
-    let reference: Value = serde_json::from_str(&read("smollm2-135m-instruct.reference.json")).unwrap();
+    let reference: Value =
+        serde_json::from_str(&read("smollm2-135m-instruct.reference.json")).unwrap();
     let cases = reference["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 4);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let prompt = case["prompt"].as_str().unwrap();
         assert_eq!(smollm().encode(prompt).unwrap(), ids_of(&case["prompt_ids"]), "{name}: prompt");
-        assert_eq!(smollm().decode(&ids_of(&case["greedy_ids"])).unwrap(), case["greedy_text"].as_str().unwrap(), "{name}: greedy text");
+        assert_eq!(
+            smollm().decode(&ids_of(&case["greedy_ids"])).unwrap(),
+            case["greedy_text"].as_str().unwrap(),
+            "{name}: greedy text"
+        );
     }
 }
 

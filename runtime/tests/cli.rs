@@ -23,16 +23,29 @@ fn logits_command_writes_the_reference_logits() {
     let out = tempdir::Dir::new();
     let out_file = out.path().join("logits.f32");
     let output = mlc_wgpu(&[
-        "logits", "--model", model.to_str().unwrap(), "--tokens", &ids(&prompt["token_ids"]),
-        "--device", "cpu", "--out", out_file.to_str().unwrap(),
+        "logits",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokens",
+        &ids(&prompt["token_ids"]),
+        "--device",
+        "cpu",
+        "--out",
+        out_file.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let got: Vec<f32> = std::fs::read(&out_file).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-    let want: Vec<f32> = std::fs::read(fixture("tiny-llama").join("golden").join(prompt["last_logits_file"].as_str().unwrap()))
+    let got: Vec<f32> = std::fs::read(&out_file)
         .unwrap()
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect();
+    let want: Vec<f32> = std::fs::read(
+        fixture("tiny-llama").join("golden").join(prompt["last_logits_file"].as_str().unwrap()),
+    )
+    .unwrap()
+    .chunks_exact(4)
+    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+    .collect();
     assert_eq!(got.len(), 32000);
     let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max_diff < 1e-3, "max |Δ| {max_diff}");
@@ -43,8 +56,17 @@ fn generate_command_prints_the_greedy_tokens_as_json() {
     let model = fixture("tiny-qwen2").join("mlc");
     let prompt = golden_prompt("tiny-qwen2", 1);
     let output = mlc_wgpu(&[
-        "generate", "--model", model.to_str().unwrap(), "--tokens", &ids(&prompt["token_ids"]),
-        "--device", "cpu", "--max-tokens", "16", "--greedy", "--json",
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokens",
+        &ids(&prompt["token_ids"]),
+        "--device",
+        "cpu",
+        "--max-tokens",
+        "16",
+        "--greedy",
+        "--json",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -67,33 +89,86 @@ fn inspect_prints_the_config_and_the_tensor_table() {
 fn bad_input_is_a_clear_error_not_a_panic() {
     let tiny = fixture("tiny-qwen2").join("mlc");
     let tiny = tiny.to_str().unwrap();
-    assert_clean_failure(&["logits", "--model", "/nonexistent/model", "--tokens", "1", "--device", "cpu", "--out", "/tmp/x"], "/nonexistent/model");
+    assert_clean_failure(
+        &[
+            "logits",
+            "--model",
+            "/nonexistent/model",
+            "--tokens",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            "/tmp/x",
+        ],
+        "/nonexistent/model",
+    );
     // A WebLLM model id resolves to its official URL; offline with an empty cache it says so.
     let empty_cache = tempdir::Dir::new();
     assert_clean_failure(
-        &["inspect", "--model", "Qwen2.5-0.5B-Instruct-q4f16_1-MLC", "--offline", "--cache-dir", empty_cache.path().to_str().unwrap()],
+        &[
+            "inspect",
+            "--model",
+            "Qwen2.5-0.5B-Instruct-q4f16_1-MLC",
+            "--offline",
+            "--cache-dir",
+            empty_cache.path().to_str().unwrap(),
+        ],
         "mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC",
     );
-    assert_clean_failure(&["generate", "--model", tiny, "--tokens", "151936", "--device", "cpu", "--greedy"], "out of range");
+    assert_clean_failure(
+        &["generate", "--model", tiny, "--tokens", "151936", "--device", "cpu", "--greedy"],
+        "out of range",
+    );
 
     let q3 = edited_copy("tiny-qwen2", |c| c["quantization"] = "q3f16_1".into());
     assert_clean_failure(&["inspect", "--model", q3.path().to_str().unwrap()], "q3f16_1");
 
     let rwkv = edited_copy("tiny-qwen2", |c| c["model_type"] = "rwkv6".into());
     assert_clean_failure(
-        &["generate", "--model", rwkv.path().to_str().unwrap(), "--tokens", "1", "--device", "cpu", "--greedy"],
+        &[
+            "generate",
+            "--model",
+            rwkv.path().to_str().unwrap(),
+            "--tokens",
+            "1",
+            "--device",
+            "cpu",
+            "--greedy",
+        ],
         "unsupported model_type `rwkv6`",
     );
 
-    let wrong_width = edited_copy("tiny-qwen2", |c| c["model_config"]["intermediate_size"] = 320.into());
+    let wrong_width =
+        edited_copy("tiny-qwen2", |c| c["model_config"]["intermediate_size"] = 320.into());
     assert_clean_failure(
-        &["generate", "--model", wrong_width.path().to_str().unwrap(), "--tokens", "1", "--device", "cpu", "--greedy"],
+        &[
+            "generate",
+            "--model",
+            wrong_width.path().to_str().unwrap(),
+            "--tokens",
+            "1",
+            "--device",
+            "cpu",
+            "--greedy",
+        ],
         "gate_up_proj",
     );
 
     let small_window = edited_copy("tiny-qwen2", |c| c["context_window_size"] = 4.into());
     assert_clean_failure(
-        &["generate", "--model", small_window.path().to_str().unwrap(), "--tokens", "1,2,3", "--device", "cpu", "--greedy", "--max-tokens", "5"],
+        &[
+            "generate",
+            "--model",
+            small_window.path().to_str().unwrap(),
+            "--tokens",
+            "1,2,3",
+            "--device",
+            "cpu",
+            "--greedy",
+            "--max-tokens",
+            "5",
+        ],
         "context window exceeded",
     );
 }

@@ -4,17 +4,16 @@
 
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 mod common;
 #[path = "common/serve_client.rs"]
 mod serve_client;
 
-use common::{shared_path, SMOLLM2 as MODEL};
-use serve_client::{http, Server};
+use common::{SMOLLM2 as MODEL, shared_path};
+use serve_client::{Server, http};
 
 const ANSWER: &str = "The capital of France is Paris.";
-
 
 fn capital_request(stream: bool) -> Value {
     json!({
@@ -49,8 +48,14 @@ fn serves_the_openai_api_over_http() {
     assert!(reply.headers.contains("content-type: text/event-stream"), "{}", reply.headers);
     let events = reply.events();
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|event| serde_json::from_str(event).unwrap()).collect();
-    let text: String = chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|event| serde_json::from_str(event).unwrap())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, ANSWER);
     assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
 
@@ -90,24 +95,33 @@ fn bad_requests_get_openai_style_errors_and_the_server_keeps_serving() {
     assert!(reply.json()["error"]["message"].as_str().unwrap().contains("/v1/nothing"));
 
     // Two requests at once: the second waits for the first, both answered.
-    let short = json!({"messages": [{"role": "user", "content": "Hi"}], "temperature": 0, "max_tokens": 2});
+    let short =
+        json!({"messages": [{"role": "user", "content": "Hi"}], "temperature": 0, "max_tokens": 2});
     let clients: Vec<_> = (0..2)
         .map(|_| {
             let (address, short) = (address.to_string(), short.clone());
             std::thread::spawn(move || http(&address, "POST", "/v1/chat/completions", Some(&short)))
         })
         .collect();
-    let texts: Vec<Value> = clients.into_iter().map(|client| client.join().unwrap().json()["choices"][0]["message"]["content"].clone()).collect();
+    let texts: Vec<Value> = clients
+        .into_iter()
+        .map(|client| client.join().unwrap().json()["choices"][0]["message"]["content"].clone())
+        .collect();
     assert_eq!(texts[0], texts[1]);
 }
 
 #[test]
 fn the_official_openai_python_client_streams_a_chat() {
     let Some(model) = shared_path(MODEL) else { return };
-    let importable = Command::new("python3").args(["-c", "import openai"]).status().is_ok_and(|status| status.success());
+    let importable = Command::new("python3")
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|status| status.success());
     if !importable {
         let banner = "!".repeat(78);
-        eprintln!("{banner}\n!! SKIPPED: Python's `openai` package is not installed (pip install openai);\n!! the official-client check of `mlc-wgpu serve` did not run.\n{banner}");
+        eprintln!(
+            "{banner}\n!! SKIPPED: Python's `openai` package is not installed (pip install openai);\n!! the official-client check of `mlc-wgpu serve` did not run.\n{banner}"
+        );
         // scripts/test-all.sh installs it, so in CI its absence is a failure.
         assert!(std::env::var_os("CI").is_none(), "the openai package is required in CI");
         return;

@@ -53,13 +53,35 @@ fn outcome(path: &str, request: &Value, reply: &Reply) -> Outcome {
         assert!(reply.headers.contains("content-type: text/event-stream"), "{}", reply.headers);
         let events = reply.events();
         assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{request}: {}", reply.body);
-        let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|event| serde_json::from_str(event).unwrap()).collect();
-        assert!(chunks.iter().all(|chunk| chunk.get("error").is_none()), "{request}: {}", reply.body);
-        let text = chunks.iter().filter_map(|chunk| chunk["choices"].get(0)).map(|choice| content(choice, "delta")).collect();
-        let finish_reason = chunks.iter().filter_map(|chunk| chunk["choices"].get(0)).map(|choice| &choice["finish_reason"]).last().unwrap().clone();
+        let chunks: Vec<Value> = events[..events.len() - 1]
+            .iter()
+            .map(|event| serde_json::from_str(event).unwrap())
+            .collect();
+        assert!(
+            chunks.iter().all(|chunk| chunk.get("error").is_none()),
+            "{request}: {}",
+            reply.body
+        );
+        let text = chunks
+            .iter()
+            .filter_map(|chunk| chunk["choices"].get(0))
+            .map(|choice| content(choice, "delta"))
+            .collect();
+        let finish_reason = chunks
+            .iter()
+            .filter_map(|chunk| chunk["choices"].get(0))
+            .map(|choice| &choice["finish_reason"])
+            .last()
+            .unwrap()
+            .clone();
         // `stream_options.include_usage` puts the usage in a last chunk with no choices.
         let usage = &chunks.last().unwrap()["usage"];
-        Outcome { text, finish_reason, prompt_tokens: usage["prompt_tokens"].clone(), completion_tokens: usage["completion_tokens"].clone() }
+        Outcome {
+            text,
+            finish_reason,
+            prompt_tokens: usage["prompt_tokens"].clone(),
+            completion_tokens: usage["completion_tokens"].clone(),
+        }
     } else {
         let response = reply.json();
         let choice = &response["choices"][0];
@@ -109,10 +131,17 @@ fn a_burst_of_100_concurrent_requests_is_served_in_arrival_order_each_as_if_alon
 
     let requests: Vec<(&str, Value)> = (0..COUNT).map(burst_request).collect();
     let started = Instant::now();
-    let solo: Vec<Outcome> = requests.iter().map(|(path, request)| outcome(path, request, &http(&address, "POST", path, Some(request)))).collect();
+    let solo: Vec<Outcome> = requests
+        .iter()
+        .map(|(path, request)| outcome(path, request, &http(&address, "POST", path, Some(request))))
+        .collect();
     let solo_time = started.elapsed() / COUNT as u32;
     // The requests are not all alike: greedy and sampled ones, chat and text.
-    assert!(solo.iter().map(|outcome| &outcome.text).collect::<std::collections::HashSet<_>>().len() > COUNT / 2, "{solo:?}");
+    assert!(
+        solo.iter().map(|outcome| &outcome.text).collect::<std::collections::HashSet<_>>().len()
+            > COUNT / 2,
+        "{solo:?}"
+    );
 
     // Client i sends at start + i·gap. The gap orders the arrivals (only a
     // thread scheduled a whole gap late could swap two), and it is a third of
@@ -129,14 +158,17 @@ fn a_burst_of_100_concurrent_requests_is_served_in_arrival_order_each_as_if_alon
             let (address, barrier) = (address.clone(), Arc::clone(&barrier));
             std::thread::spawn(move || {
                 barrier.wait();
-                std::thread::sleep((start + gap * i as u32).saturating_duration_since(Instant::now()));
+                std::thread::sleep(
+                    (start + gap * i as u32).saturating_duration_since(Instant::now()),
+                );
                 let sent = Instant::now();
                 let reply = http(&address, "POST", path, Some(&request));
                 (sent, Instant::now(), outcome(path, &request, &reply))
             })
         })
         .collect();
-    let results: Vec<(Instant, Instant, Outcome)> = clients.into_iter().map(|client| client.join().unwrap()).collect();
+    let results: Vec<(Instant, Instant, Outcome)> =
+        clients.into_iter().map(|client| client.join().unwrap()).collect();
 
     for (i, ((_, _, burst), solo)) in results.iter().zip(&solo).enumerate() {
         assert_eq!(burst, solo, "request {i} ({}) differs from its solo run", requests[i].1);
@@ -148,20 +180,38 @@ fn a_burst_of_100_concurrent_requests_is_served_in_arrival_order_each_as_if_alon
     // LIFO or random queue swaps about half of them), and no request answered
     // before one sent a whole second earlier.
     let swapped: Vec<usize> = (1..COUNT).filter(|&i| results[i].1 < results[i - 1].1).collect();
-    eprintln!("{} of {COUNT} neighbours answered out of order (requests sent every {gap:?})", swapped.len());
+    eprintln!(
+        "{} of {COUNT} neighbours answered out of order (requests sent every {gap:?})",
+        swapped.len()
+    );
     let late = |i: usize| (results[i].1 - start).as_millis();
-    let timeline: Vec<String> = (0..COUNT).map(|i| format!("{i}: sent {} ms, answered {} ms", (results[i].0 - start).as_millis(), late(i))).collect();
-    assert!(swapped.len() <= COUNT / 10, "answered before the request sent just before them: {swapped:?}\n{timeline:#?}");
+    let timeline: Vec<String> = (0..COUNT)
+        .map(|i| {
+            format!("{i}: sent {} ms, answered {} ms", (results[i].0 - start).as_millis(), late(i))
+        })
+        .collect();
+    assert!(
+        swapped.len() <= COUNT / 10,
+        "answered before the request sent just before them: {swapped:?}\n{timeline:#?}"
+    );
     for i in 0..COUNT {
         for j in 0..i {
-            let overtaken = results[i].0 > results[j].0 + Duration::from_secs(1) && results[i].1 < results[j].1;
-            assert!(!overtaken, "request {i} was answered before request {j}, sent a second earlier\n{timeline:#?}");
+            let overtaken =
+                results[i].0 > results[j].0 + Duration::from_secs(1) && results[i].1 < results[j].1;
+            assert!(
+                !overtaken,
+                "request {i} was answered before request {j}, sent a second earlier\n{timeline:#?}"
+            );
         }
     }
     // The burst was concurrent: when the last request was sent, many were still waiting.
     let last_sent = results[COUNT - 1].0;
-    let waiting = results.iter().filter(|(sent, done, _)| *sent <= last_sent && *done > last_sent).count();
-    assert!(waiting >= 10, "only {waiting} requests were in flight at once (a request takes {solo_time:?} alone, sent every {gap:?})");
+    let waiting =
+        results.iter().filter(|(sent, done, _)| *sent <= last_sent && *done > last_sent).count();
+    assert!(
+        waiting >= 10,
+        "only {waiting} requests were in flight at once (a request takes {solo_time:?} alone, sent every {gap:?})"
+    );
 }
 
 /// Reads a server-sent event stream until `count` `data:` events have arrived.
@@ -189,7 +239,8 @@ fn a_client_leaving_mid_stream_stops_its_generation_and_the_next_request_is_fres
         "messages": [{"role": "user", "content": "Count forever."}],
         "temperature": 0.7, "seed": 9, "ignore_eos": true, "stream": true,
     });
-    let mut reader = BufReader::new(send_request(&address, "POST", CHAT, endless.to_string().as_bytes()));
+    let mut reader =
+        BufReader::new(send_request(&address, "POST", CHAT, endless.to_string().as_bytes()));
     read_events(&mut reader, 3);
     let streaming = Instant::now();
     read_events(&mut reader, 20);
@@ -221,7 +272,13 @@ fn prompt_token_count(model: &Path, messages: &Value) -> usize {
     let file = tempdir::Dir::new();
     let messages_file = file.path().join("messages.json");
     std::fs::write(&messages_file, messages.to_string()).unwrap();
-    let output = mlc_wgpu(&["render-prompt", "--model", model.to_str().unwrap(), "--messages", messages_file.to_str().unwrap()]);
+    let output = mlc_wgpu(&[
+        "render-prompt",
+        "--model",
+        model.to_str().unwrap(),
+        "--messages",
+        messages_file.to_str().unwrap(),
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let ids: Vec<u32> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -274,7 +331,10 @@ fn prompts_beyond_the_context_window_get_webllms_error_as_a_400() {
     assert!(counted > 4096, "{message}");
     assert_eq!(message, context_window_message(counted, 4096));
 
-    assert_eq!(outcome(COMPLETIONS, &probe, &http(&address, "POST", COMPLETIONS, Some(&probe))), fresh);
+    assert_eq!(
+        outcome(COMPLETIONS, &probe, &http(&address, "POST", COMPLETIONS, Some(&probe))),
+        fresh
+    );
     assert!(server.is_running());
 }
 
@@ -317,7 +377,11 @@ fn malformed_bodies_and_wrong_field_types_get_400_and_the_server_keeps_serving()
         assert_eq!(reply.status, 400, "{path} {shown}: {}", reply.body);
         let error = &reply.json()["error"];
         assert_eq!(error["type"], "invalid_request_error", "{path} {shown}: {}", reply.body);
-        assert!(error["message"].as_str().unwrap().starts_with("invalid request body: "), "{path} {shown}: {}", reply.body);
+        assert!(
+            error["message"].as_str().unwrap().starts_with("invalid request body: "),
+            "{path} {shown}: {}",
+            reply.body
+        );
     }
 
     // A body cut short: the client promises more bytes than it sends, then
@@ -330,8 +394,14 @@ fn malformed_bodies_and_wrong_field_types_get_400_and_the_server_keeps_serving()
         stream.shutdown(Shutdown::Write).unwrap();
         let mut answer = String::new();
         std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
-        assert!(answer.starts_with(answer_starts) && (answer_starts.is_empty() == answer.is_empty()), "{promised}: {answer}");
-        assert!(answer.is_empty() || answer.contains("invalid request body: EOF while parsing"), "{answer}");
+        assert!(
+            answer.starts_with(answer_starts) && (answer_starts.is_empty() == answer.is_empty()),
+            "{promised}: {answer}"
+        );
+        assert!(
+            answer.is_empty() || answer.contains("invalid request body: EOF while parsing"),
+            "{answer}"
+        );
     }
 
     // A body over the 16 MiB limit is refused without being parsed.

@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[path = "common/artifacts.rs"]
 mod artifacts;
@@ -16,7 +16,7 @@ mod artifacts;
 #[path = "common/serve_client.rs"]
 mod serve_client;
 
-use serve_client::{http, Server};
+use serve_client::{Server, http};
 
 fn tools() -> Value {
     json!([{
@@ -36,10 +36,15 @@ fn tools() -> Value {
 
 #[test]
 fn a_qwen_tool_call_round_trips_through_the_official_openai_client() {
-    let importable = Command::new("python3").args(["-c", "import openai"]).status().is_ok_and(|status| status.success());
+    let importable = Command::new("python3")
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|status| status.success());
     if !importable {
         let banner = "!".repeat(78);
-        eprintln!("{banner}\n!! SKIPPED: Python's `openai` package is not installed (pip install openai);\n!! the official-client tool-call check of `mlc-wgpu serve` did not run.\n{banner}");
+        eprintln!(
+            "{banner}\n!! SKIPPED: Python's `openai` package is not installed (pip install openai);\n!! the official-client tool-call check of `mlc-wgpu serve` did not run.\n{banner}"
+        );
         assert!(std::env::var_os("CI").is_none(), "the openai package is required in CI");
         return;
     }
@@ -103,14 +108,22 @@ print(len(choice.message.tool_calls), second.usage.prompt_tokens < first.usage.p
 fn tools_on_a_model_without_a_tool_format_are_refused_with_webllms_error() {
     // tiny-qwen2 under another template name: not a Qwen2.5 chat model any more.
     let model = artifacts::tiny_qwen2_with_tokenizer();
-    artifacts::edit_json(&model.path().join("mlc-chat-config.json"), |config| config["conv_template"]["name"] = json!("chatml"));
+    artifacts::edit_json(&model.path().join("mlc-chat-config.json"), |config| {
+        config["conv_template"]["name"] = json!("chatml")
+    });
     let server = Server::start(model.path());
     let request = json!({"messages": [{"role": "user", "content": "hi"}], "tools": tools()});
     let reply = http(&server.address, "POST", "/v1/chat/completions", Some(&request));
     assert_eq!(reply.status, 400);
     let error = &reply.json()["error"];
     assert_eq!(error["type"], "UnsupportedModelIdError", "{error}");
-    assert!(error["message"].as_str().unwrap().contains("is not supported for ChatCompletionRequest.tools"), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not supported for ChatCompletionRequest.tools"),
+        "{error}"
+    );
     let grammar = json!({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "grammar", "grammar": "root ::= nothing"}});
     let reply = http(&server.address, "POST", "/v1/chat/completions", Some(&grammar));
     assert_eq!(reply.status, 400);

@@ -7,17 +7,20 @@
 //! requests.
 
 use mlc_loader::{Artifact, OpenOptions};
-use mlc_wgpu::chat::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatEngine, FinishReason, RequestError};
+use mlc_wgpu::chat::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatEngine, FinishReason,
+    RequestError,
+};
 use mlc_wgpu::load_cpu;
 use pollster::FutureExt as _;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 mod common;
 
 #[path = "common/artifacts.rs"]
 mod artifacts;
 
-use common::{shared_path, SMOLLM2};
+use common::{SMOLLM2, shared_path};
 
 /// Seeds per sampled check (each a full reply at temperature 1).
 const SEEDS: u64 = 10;
@@ -58,7 +61,10 @@ fn request(fields: Value) -> ChatCompletionRequest {
     serde_json::from_value(request).unwrap()
 }
 
-fn run(engine: &mut ChatEngine, request: &ChatCompletionRequest) -> Result<ChatCompletion, RequestError> {
+fn run(
+    engine: &mut ChatEngine,
+    request: &ChatCompletionRequest,
+) -> Result<ChatCompletion, RequestError> {
     engine.chat_completion(request, |_: ChatCompletionChunk| {}).block_on()
 }
 
@@ -71,11 +77,14 @@ fn assert_schema_always_holds(engine: &mut ChatEngine, format: Value, schema: &V
     let validator = jsonschema::validator_for(schema).unwrap();
     let mut distinct = std::collections::BTreeSet::new();
     for seed in 0..SEEDS {
-        let response = run(engine, &request(json!({"response_format": format, "seed": seed}))).unwrap();
+        let response =
+            run(engine, &request(json!({"response_format": format, "seed": seed}))).unwrap();
         let text = reply(&response);
         assert_eq!(response.choices[0].finish_reason, FinishReason::Stop, "seed {seed}: {text}");
-        let value: Value = serde_json::from_str(text).unwrap_or_else(|error| panic!("seed {seed}: {error}: {text}"));
-        let errors: Vec<String> = validator.iter_errors(&value).map(|error| error.to_string()).collect();
+        let value: Value = serde_json::from_str(text)
+            .unwrap_or_else(|error| panic!("seed {seed}: {error}: {text}"));
+        let errors: Vec<String> =
+            validator.iter_errors(&value).map(|error| error.to_string()).collect();
         assert!(errors.is_empty(), "seed {seed}: {text}: {errors:?}");
         let extra = response.usage.extra.grammar_init_s;
         assert!(extra.is_some_and(|init| init >= 0.0), "grammar_init_s is reported");
@@ -89,7 +98,11 @@ fn webllm_and_openai_schema_forms_always_give_valid_json_on_the_cpu() {
     let Some(mut engine) = cpu_engine() else { return };
     let schema = person_schema();
     // WebLLM's form: the schema as a JSON string.
-    assert_schema_always_holds(&mut engine, json!({"type": "json_object", "schema": schema.to_string()}), &schema);
+    assert_schema_always_holds(
+        &mut engine,
+        json!({"type": "json_object", "schema": schema.to_string()}),
+        &schema,
+    );
     // OpenAI's form.
     let openai = json!({"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": true}});
     assert_schema_always_holds(&mut engine, openai, &schema);
@@ -99,11 +112,16 @@ fn webllm_and_openai_schema_forms_always_give_valid_json_on_the_cpu() {
 fn schema_constrained_sampling_on_the_gpu_engine_gives_valid_json() {
     use mlc_kernels::{ContextOptions, GpuContext};
     let Some(artifact) = smollm2_artifact() else { return };
-    let ctx = GpuContext::new_blocking(&ContextOptions::from_env()).expect("a GPU adapter (lavapipe in CI)");
+    let ctx = GpuContext::new_blocking(&ContextOptions::from_env())
+        .expect("a GPU adapter (lavapipe in CI)");
     let model = mlc_wgpu::load_gpu(&artifact, ctx, mlc_wgpu::gpu::GpuOptions::default()).unwrap();
     let mut engine = ChatEngine::new(Box::new(model), &artifact).unwrap();
     let schema = person_schema();
-    assert_schema_always_holds(&mut engine, json!({"type": "json_object", "schema": schema.to_string()}), &schema);
+    assert_schema_always_holds(
+        &mut engine,
+        json!({"type": "json_object", "schema": schema.to_string()}),
+        &schema,
+    );
 }
 
 #[test]
@@ -111,10 +129,17 @@ fn json_object_without_a_schema_gives_json_documents() {
     let Some(mut engine) = cpu_engine() else { return };
     for seed in 0..SEEDS {
         // Unbounded: a reply may run out of tokens, but what ended by itself is JSON.
-        let response = run(&mut engine, &request(json!({"response_format": {"type": "json_object"}, "seed": seed, "max_tokens": 96}))).unwrap();
+        let response = run(
+            &mut engine,
+            &request(
+                json!({"response_format": {"type": "json_object"}, "seed": seed, "max_tokens": 96}),
+            ),
+        )
+        .unwrap();
         let text = reply(&response);
         if response.choices[0].finish_reason == FinishReason::Stop {
-            let value: Value = serde_json::from_str(text).unwrap_or_else(|error| panic!("seed {seed}: {error}: {text}"));
+            let value: Value = serde_json::from_str(text)
+                .unwrap_or_else(|error| panic!("seed {seed}: {error}: {text}"));
             assert!(value.is_object() || value.is_array(), "seed {seed}: {text}");
         } else {
             assert!(text.starts_with('{') || text.starts_with('['), "seed {seed}: {text}");
@@ -122,7 +147,8 @@ fn json_object_without_a_schema_gives_json_documents() {
     }
     // Greedy, the model closes its object.
     let greedy = run(&mut engine, &request(json!({"response_format": {"type": "json_object"}, "temperature": 0, "max_tokens": 200}))).unwrap();
-    serde_json::from_str::<Value>(reply(&greedy)).unwrap_or_else(|error| panic!("{error}: {}", reply(&greedy)));
+    serde_json::from_str::<Value>(reply(&greedy))
+        .unwrap_or_else(|error| panic!("{error}: {}", reply(&greedy)));
 }
 
 #[test]
@@ -130,11 +156,23 @@ fn an_ebnf_grammar_gives_text_in_its_language() {
     let Some(mut engine) = cpu_engine() else { return };
     let grammar = "# an answer and a count\nroot ::= answer \", \" count\nanswer ::= \"yes\" | \"no\" | \"maybe\"\ncount ::= [1-9] [0-9]{0,2}\n";
     for seed in 0..SEEDS {
-        let response = run(&mut engine, &request(json!({"response_format": {"type": "grammar", "grammar": grammar}, "seed": seed}))).unwrap();
+        let response = run(
+            &mut engine,
+            &request(
+                json!({"response_format": {"type": "grammar", "grammar": grammar}, "seed": seed}),
+            ),
+        )
+        .unwrap();
         let text = reply(&response);
-        let (answer, count) = text.split_once(", ").unwrap_or_else(|| panic!("seed {seed}: {text:?}"));
+        let (answer, count) =
+            text.split_once(", ").unwrap_or_else(|| panic!("seed {seed}: {text:?}"));
         assert!(["yes", "no", "maybe"].contains(&answer), "seed {seed}: {text:?}");
-        assert!((1..=3).contains(&count.len()) && !count.starts_with('0') && count.bytes().all(|b| b.is_ascii_digit()), "seed {seed}: {text:?}");
+        assert!(
+            (1..=3).contains(&count.len())
+                && !count.starts_with('0')
+                && count.bytes().all(|b| b.is_ascii_digit()),
+            "seed {seed}: {text:?}"
+        );
         assert_eq!(response.choices[0].finish_reason, FinishReason::Stop);
     }
 }
@@ -146,19 +184,31 @@ fn bad_formats_and_tools_are_webllms_errors() {
         Err(RequestError::Chat(error)) => (error.name().to_string(), error.message()),
         other => panic!("expected a request error, got {other:?}"),
     };
-    let (name, message) = error(json!({"response_format": {"type": "json_object", "schema": "{not json"}}));
+    let (name, message) =
+        error(json!({"response_format": {"type": "json_object", "schema": "{not json"}}));
     assert_eq!(name, "GrammarMatcherInitError");
     assert!(message.starts_with("Failed to initialize the grammar matcher for response format `json_object`: invalid JSON schema"), "{message}");
-    let (name, message) = error(json!({"response_format": {"type": "json_object", "schema": "{\"type\": \"no-such-type\"}"}}));
+    let (name, message) = error(
+        json!({"response_format": {"type": "json_object", "schema": "{\"type\": \"no-such-type\"}"}}),
+    );
     assert_eq!(name, "GrammarMatcherInitError", "{message}");
-    let (name, message) = error(json!({"response_format": {"type": "grammar", "grammar": "root ::= (\"a\""}}));
+    let (name, message) =
+        error(json!({"response_format": {"type": "grammar", "grammar": "root ::= (\"a\""}}));
     assert_eq!(name, "GrammarMatcherInitError", "{message}");
-    assert!(message.starts_with("Failed to initialize the grammar matcher for response format `grammar`: "), "{message}");
-    let (name, _) = error(json!({"response_format": {"type": "grammar", "grammar": "root ::= missing"}}));
+    assert!(
+        message.starts_with(
+            "Failed to initialize the grammar matcher for response format `grammar`: "
+        ),
+        "{message}"
+    );
+    let (name, _) =
+        error(json!({"response_format": {"type": "grammar", "grammar": "root ::= missing"}}));
     assert_eq!(name, "GrammarMatcherInitError");
-    let (name, _) = error(json!({"response_format": {"type": "structural_tag", "structural_tag": {}}}));
+    let (name, _) =
+        error(json!({"response_format": {"type": "structural_tag", "structural_tag": {}}}));
     assert_eq!(name, "GrammarMatcherInitError");
-    let (name, message) = error(json!({"tools": [{"type": "function", "function": {"name": "f"}}]}));
+    let (name, message) =
+        error(json!({"tools": [{"type": "function", "function": {"name": "f"}}]}));
     assert_eq!(name, "UnsupportedModelIdError");
     assert!(message.contains("is not supported for ChatCompletionRequest.tools"), "{message}");
     // The engine still answers afterwards.
@@ -203,7 +253,12 @@ fn qwen_tool_calls_are_well_formed_even_from_random_weights() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|tool| (tool["function"]["name"].as_str().unwrap().to_string(), jsonschema::validator_for(&tool["function"]["parameters"]).unwrap()))
+        .map(|tool| {
+            (
+                tool["function"]["name"].as_str().unwrap().to_string(),
+                jsonschema::validator_for(&tool["function"]["parameters"]).unwrap(),
+            )
+        })
         .collect();
     let mut calls_seen = 0;
     for seed in 0..SEEDS {
@@ -213,14 +268,22 @@ fn qwen_tool_calls_are_well_formed_even_from_random_weights() {
         }));
         let response = run(&mut engine, &request).unwrap();
         let choice = &response.choices[0];
-        assert_eq!(choice.finish_reason, FinishReason::ToolCalls, "seed {seed}: {:?}", engine.last_message());
+        assert_eq!(
+            choice.finish_reason,
+            FinishReason::ToolCalls,
+            "seed {seed}: {:?}",
+            engine.last_message()
+        );
         assert_eq!(choice.message.content, None);
         let calls = choice.message.tool_calls.as_ref().unwrap();
         assert!(!calls.is_empty());
         for (index, call) in calls.iter().enumerate() {
             assert_eq!(call.id, index.to_string());
             assert_eq!(call.kind, "function");
-            let (_, validator) = schemas.iter().find(|(name, _)| *name == call.function.name).unwrap_or_else(|| panic!("unknown tool {}", call.function.name));
+            let (_, validator) = schemas
+                .iter()
+                .find(|(name, _)| *name == call.function.name)
+                .unwrap_or_else(|| panic!("unknown tool {}", call.function.name));
             let arguments: Value = serde_json::from_str(&call.function.arguments).unwrap();
             assert!(validator.is_valid(&arguments), "seed {seed}: {}", call.function.arguments);
             calls_seen += 1;
@@ -238,14 +301,21 @@ fn qwen_tool_results_go_back_into_the_prompt_and_auto_may_answer_in_text() {
     })))
     .unwrap();
     let calls = first.choices[0].message.tool_calls.clone().unwrap();
-    assert!(calls.iter().all(|call| call.function.name == "get_weather"), "a named tool_choice allows only that tool");
+    assert!(
+        calls.iter().all(|call| call.function.name == "get_weather"),
+        "a named tool_choice allows only that tool"
+    );
     // The reply with its calls, then the tool's result: the round-trip an OpenAI client makes.
     let messages = json!([
         {"role": "user", "content": "Weather in Oslo?"},
         {"role": "assistant", "content": null, "tool_calls": calls},
         {"role": "tool", "tool_call_id": "0", "content": "{\"temperature\": 3}"}
     ]);
-    let follow_up = |seed: u64| request(json!({"messages": messages, "tools": weather_tools(), "seed": seed, "max_tokens": 40}));
+    let follow_up = |seed: u64| {
+        request(
+            json!({"messages": messages, "tools": weather_tools(), "seed": seed, "max_tokens": 40}),
+        )
+    };
     // The calls render back exactly as they were generated, so the KV cache is reused and only
     // the tool-result turn is new.
     let reused = run(&mut engine, &follow_up(0)).unwrap();
@@ -261,11 +331,22 @@ fn qwen_tool_results_go_back_into_the_prompt_and_auto_may_answer_in_text() {
         }
         fresh_prompt = response.usage.prompt_tokens;
         // The first prompt, the call (re-encoded) and the tool-result turn.
-        assert!(fresh_prompt > first.usage.prompt_tokens + 10, "{fresh_prompt} vs {}", first.usage.prompt_tokens);
+        assert!(
+            fresh_prompt > first.usage.prompt_tokens + 10,
+            "{fresh_prompt} vs {}",
+            first.usage.prompt_tokens
+        );
     }
     let reused = reused.usage.prompt_tokens;
-    assert!(reused < first.usage.prompt_tokens, "the call did not render back as generated (no KV reuse): {reused}");
-    assert!(reused + first.usage.prompt_tokens < fresh_prompt, "{reused} + {} >= {fresh_prompt}", first.usage.prompt_tokens);
+    assert!(
+        reused < first.usage.prompt_tokens,
+        "the call did not render back as generated (no KV reuse): {reused}"
+    );
+    assert!(
+        reused + first.usage.prompt_tokens < fresh_prompt,
+        "{reused} + {} >= {fresh_prompt}",
+        first.usage.prompt_tokens
+    );
 }
 
 #[test]
@@ -273,7 +354,11 @@ fn hermes_ids_get_webllms_rewriting_and_calls_held_to_the_tool_schemas() {
     // tiny-qwen2 answering under a Hermes id: the format follows WebLLM's function-calling list.
     let (mut engine, _dir) = tiny_qwen_engine();
     engine.set_model_id("Hermes-3-Llama-3.1-8B-q4f16_1-MLC".to_string());
-    let plain = run(&mut engine, &request(json!({"messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 1}))).unwrap();
+    let plain = run(
+        &mut engine,
+        &request(json!({"messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 1})),
+    )
+    .unwrap();
     let tools = weather_tools();
     let response = run(&mut engine, &request(json!({
         "messages": [{"role": "user", "content": "Weather?"}], "tools": tools, "temperature": 0, "max_tokens": 400,
@@ -285,9 +370,20 @@ fn hermes_ids_get_webllms_rewriting_and_calls_held_to_the_tool_schemas() {
     let array: Value = serde_json::from_str(engine.last_message()).unwrap();
     assert!(array.is_array());
     for call in choice.message.tool_calls.as_ref().unwrap() {
-        let tool = tools.as_array().unwrap().iter().find(|tool| tool["function"]["name"] == call.function.name.as_str()).unwrap();
+        let tool = tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|tool| tool["function"]["name"] == call.function.name.as_str())
+            .unwrap();
         let arguments: Value = serde_json::from_str(&call.function.arguments).unwrap();
-        assert!(jsonschema::validator_for(&tool["function"]["parameters"]).unwrap().is_valid(&arguments), "{}", call.function.arguments);
+        assert!(
+            jsonschema::validator_for(&tool["function"]["parameters"])
+                .unwrap()
+                .is_valid(&arguments),
+            "{}",
+            call.function.arguments
+        );
     }
     // WebLLM's system prompt with the tools was prepended.
     assert!(response.usage.prompt_tokens > plain.usage.prompt_tokens + 100);

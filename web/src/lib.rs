@@ -19,17 +19,19 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use mlc_kernels::{ContextOptions, GpuContext};
-use mlc_loader::{Artifact, OpenOptions, Progress, ProgressPhase, CONFIG_FILE};
-use mlc_wgpu::chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat};
+use mlc_loader::{Artifact, CONFIG_FILE, OpenOptions, Progress, ProgressPhase};
+use mlc_wgpu::chat::{
+    ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat,
+};
 use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::{load_cpu, load_gpu, LanguageModel};
+use mlc_wgpu::{LanguageModel, load_cpu, load_gpu};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 /// WebLLM's `WebGPUNotAvailableError` message (webllm-api.md §9.1).
 const WEBGPU_NOT_AVAILABLE: &str = "WebGPU is not supported in your current environment, but it is necessary to run the WebLLM engine. Please make sure that your browser supports WebGPU and that it is enabled in your browser settings. You can also consult your browser's compatibility chart to see if it supports WebGPU. For more information about WebGPU support in your browser, visit https://webgpureport.org/";
@@ -41,13 +43,16 @@ const NO_COMPATIBLE_GPU: &str = "Unable to find a compatible GPU. This issue mig
 /// aborts the module; the log says why). Call once after loading the module.
 #[wasm_bindgen]
 pub fn init() {
-    std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("mlc-wgpu panicked: {info}").into())));
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&format!("mlc-wgpu panicked: {info}").into())
+    }));
 }
 
 /// Whether WebGPU gives this page an adapter.
 #[wasm_bindgen(js_name = webgpuAvailable)]
 pub async fn webgpu_available() -> bool {
-    navigator_has_gpu() && webgpu_instance().request_adapter(&wgpu::RequestAdapterOptions::default()).await.is_ok()
+    navigator_has_gpu()
+        && webgpu_instance().request_adapter(&wgpu::RequestAdapterOptions::default()).await.is_ok()
 }
 
 /// Stops the generation running on its engine at the next token
@@ -95,12 +100,20 @@ impl WasmEngine {
         let options = CreateOptions::read(&options)?;
         let mut files = files_of(&files)?;
         override_config(&mut files, &options)?;
-        let total: u64 = files.iter().filter(|(name, _)| name.ends_with(".bin")).map(|(_, bytes)| bytes.len() as u64).sum();
+        let total: u64 = files
+            .iter()
+            .filter(|(name, _)| name.ends_with(".bin"))
+            .map(|(_, bytes)| bytes.len() as u64)
+            .sum();
         let report = options.on_load_progress.clone();
         let progress = move |loaded: u64| {
             if let Some(callback) = &report {
                 // Loaded bytes count twice: once checked, once on the device.
-                let _ = callback.call2(&JsValue::NULL, &JsValue::from_f64(loaded as f64), &JsValue::from_f64((2 * total) as f64));
+                let _ = callback.call2(
+                    &JsValue::NULL,
+                    &JsValue::from_f64(loaded as f64),
+                    &JsValue::from_f64((2 * total) as f64),
+                );
             }
         };
         let mut checked = 0u64;
@@ -111,7 +124,11 @@ impl WasmEngine {
                 shard_progress(checked);
             }
         });
-        let artifact = Artifact::from_files(files, OpenOptions { progress: Some(on_shard), ..OpenOptions::default() }).map_err(|e| error("Error", &e.to_string()))?;
+        let artifact = Artifact::from_files(
+            files,
+            OpenOptions { progress: Some(on_shard), ..OpenOptions::default() },
+        )
+        .map_err(|e| error("Error", &e.to_string()))?;
         next_task().await;
 
         let ctx = match options.device.as_str() {
@@ -120,20 +137,28 @@ impl WasmEngine {
             _ => gpu_context().await.ok(),
         };
         let gpu = ctx.clone();
-        let (model, backend, gpu_vendor, max_binding): (Box<dyn LanguageModel>, _, _, _) = match ctx {
+        let (model, backend, gpu_vendor, max_binding): (Box<dyn LanguageModel>, _, _, _) = match ctx
+        {
             Some(ctx) => {
                 let vendor = ctx.adapter_info.name.clone();
                 let max_binding = ctx.limits.max_storage_buffer_binding_size as f64;
-                let mut model = load_gpu(&artifact, ctx, GpuOptions::default()).map_err(|e| engine_error(&e))?;
+                let mut model = load_gpu(&artifact, ctx, GpuOptions::default())
+                    .map_err(|e| engine_error(&e))?;
                 // The load's error scopes and shader compilations resolve
                 // only now, through the event loop: out of memory (with the
                 // memory plan) or a shader error fails the load here.
                 model.backend_mut().settle().await.map_err(|e| engine_error(&e))?;
                 (Box::new(model), "webgpu", vendor, max_binding)
             }
-            None => (Box::new(load_cpu(&artifact).map_err(|e| error("Error", &e.to_string()))?), "cpu", String::new(), 0.0),
+            None => (
+                Box::new(load_cpu(&artifact).map_err(|e| error("Error", &e.to_string()))?),
+                "cpu",
+                String::new(),
+                0.0,
+            ),
         };
-        let mut engine = ChatEngine::new(model, &artifact).map_err(|e| error("Error", &e.to_string()))?;
+        let mut engine =
+            ChatEngine::new(model, &artifact).map_err(|e| error("Error", &e.to_string()))?;
         drop(artifact);
         failure_check(gpu.as_ref())?;
         progress(2 * total);
@@ -168,10 +193,17 @@ impl WasmEngine {
             let streaming = request.stream == Some(true);
             run.go(streaming, async |engine, emit| {
                 let chunks = |chunk: mlc_wgpu::chat::ChatCompletionChunk| {
-                    let text: String = chunk.choices.iter().filter_map(|choice| choice.delta.content.as_deref()).collect();
+                    let text: String = chunk
+                        .choices
+                        .iter()
+                        .filter_map(|choice| choice.delta.content.as_deref())
+                        .collect();
                     emit(&text, serde_json::to_string(&chunk));
                 };
-                engine.chat_completion(&request, chunks).await.map(|done| serde_json::to_string(&done))
+                engine
+                    .chat_completion(&request, chunks)
+                    .await
+                    .map(|done| serde_json::to_string(&done))
             })
             .await
         })
@@ -186,7 +218,8 @@ impl WasmEngine {
             let streaming = request.stream == Some(true);
             run.go(streaming, async |engine, emit| {
                 let chunks = |chunk: mlc_wgpu::chat::CompletionChunk| {
-                    let text: String = chunk.choices.iter().map(|choice| choice.text.as_str()).collect();
+                    let text: String =
+                        chunk.choices.iter().map(|choice| choice.text.as_str()).collect();
                     emit(&text, serde_json::to_string(&chunk));
                 };
                 engine.completion(&request, chunks).await.map(|done| serde_json::to_string(&done))
@@ -286,7 +319,10 @@ impl Runner {
     /// `streaming`.
     async fn go<R>(self, streaming: bool, request: R) -> Result<JsValue, JsValue>
     where
-        R: AsyncFnOnce(&mut ChatEngine, &dyn Fn(&str, serde_json::Result<String>)) -> Result<serde_json::Result<String>, RequestError>,
+        R: AsyncFnOnce(
+            &mut ChatEngine,
+            &dyn Fn(&str, serde_json::Result<String>),
+        ) -> Result<serde_json::Result<String>, RequestError>,
     {
         failure_check(self.gpu.as_ref())?;
         // Held across the awaits on purpose: it is the engine's lock.
@@ -317,7 +353,9 @@ impl Runner {
         if let Some(e) = thrown.into_inner() {
             return Err(e);
         }
-        let json = result.map_err(|e| request_error(&e))?.map_err(|e| error("Error", &format!("cannot serialize the response: {e}")))?;
+        let json = result
+            .map_err(|e| request_error(&e))?
+            .map_err(|e| error("Error", &format!("cannot serialize the response: {e}")))?;
         Ok(JsValue::from_str(if streaming { "" } else { &json }))
     }
 }
@@ -342,7 +380,9 @@ impl CreateOptions {
             };
             Ok((!value.is_undefined() && !value.is_null()).then_some(value))
         };
-        let type_error = |name: &str, expected: &str| error("TypeError", &format!("options.{name} must be {expected}"));
+        let type_error = |name: &str, expected: &str| {
+            error("TypeError", &format!("options.{name} must be {expected}"))
+        };
         let device = match field("device")? {
             None => "auto".to_string(),
             Some(value) => match value.as_string().as_deref() {
@@ -350,7 +390,9 @@ impl CreateOptions {
                 _ => return Err(type_error("device", r#""webgpu", "cpu" or "auto""#)),
             },
         };
-        let model_id = field("modelId")?.and_then(|value| value.as_string()).ok_or_else(|| type_error("modelId", "a string"))?;
+        let model_id = field("modelId")?
+            .and_then(|value| value.as_string())
+            .ok_or_else(|| type_error("modelId", "a string"))?;
         let chat_opts = match field("chatOpts")? {
             None => None,
             Some(value) => {
@@ -370,7 +412,11 @@ impl CreateOptions {
         };
         let on_load_progress = match field("onLoadProgress")? {
             None => None,
-            Some(value) => Some(value.dyn_into::<Function>().map_err(|_| type_error("onLoadProgress", "a function"))?),
+            Some(value) => Some(
+                value
+                    .dyn_into::<Function>()
+                    .map_err(|_| type_error("onLoadProgress", "a function"))?,
+            ),
         };
         Ok(CreateOptions { device, model_id, chat_opts, context_window_size, on_load_progress })
     }
@@ -400,11 +446,16 @@ fn files_of(files: &js_sys::Map) -> Result<HashMap<String, Vec<u8>>, JsValue> {
 
 /// WebLLM's config merge: `{...mlcChatConfig, ...chatOpts}` (shallow), then
 /// `contextWindowSize`, written back into `mlc-chat-config.json`.
-fn override_config(files: &mut HashMap<String, Vec<u8>>, options: &CreateOptions) -> Result<(), JsValue> {
+fn override_config(
+    files: &mut HashMap<String, Vec<u8>>,
+    options: &CreateOptions,
+) -> Result<(), JsValue> {
     if options.chat_opts.is_none() && options.context_window_size.is_none() {
         return Ok(());
     }
-    let file = files.get_mut(CONFIG_FILE).ok_or_else(|| error("Error", &format!("{CONFIG_FILE}: no such file")))?;
+    let file = files
+        .get_mut(CONFIG_FILE)
+        .ok_or_else(|| error("Error", &format!("{CONFIG_FILE}: no such file")))?;
     let mut config: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(file).map_err(|e| error("Error", &format!("{CONFIG_FILE}: {e}")))?;
     config.extend(options.chat_opts.clone().unwrap_or_default());
@@ -435,8 +486,11 @@ fn webgpu_instance() -> wgpu::Instance {
 
 /// Whether `navigator.gpu` exists (in a window or a worker).
 fn navigator_has_gpu() -> bool {
-    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
-    navigator.is_object() && Reflect::get(&navigator, &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
+    let navigator =
+        Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
+    navigator.is_object()
+        && Reflect::get(&navigator, &"gpu".into())
+            .is_ok_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }
 
 /// Rejects once the GPU reported an error or was lost: its results are not

@@ -12,7 +12,12 @@ use crate::ConvertError;
 /// `out`. An undequantizable type is [`ConvertError::Unsupported`] naming it;
 /// a byte count that is not a whole number of blocks is
 /// [`ConvertError::Tensor`] (`name` says which tensor).
-pub fn dequantize(ty: GgmlType, bytes: &[u8], name: &str, out: &mut Vec<f32>) -> Result<(), ConvertError> {
+pub fn dequantize(
+    ty: GgmlType,
+    bytes: &[u8],
+    name: &str,
+    out: &mut Vec<f32>,
+) -> Result<(), ConvertError> {
     if !ty.can_dequantize() {
         return Err(ConvertError::Unsupported {
             what: format!("GGUF tensor type {ty} (tensor `{name}`)"),
@@ -23,7 +28,10 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], name: &str, out: &mut Vec<f32>) ->
     if !bytes.len().is_multiple_of(block_bytes) {
         return Err(ConvertError::Tensor {
             name: name.to_string(),
-            message: format!("{} bytes is not a whole number of {ty} blocks of {block_bytes} bytes", bytes.len()),
+            message: format!(
+                "{} bytes is not a whole number of {ty} blocks of {block_bytes} bytes",
+                bytes.len()
+            ),
         });
     }
     out.reserve(bytes.len() / block_bytes * block);
@@ -115,7 +123,11 @@ fn q2_k(b: &[u8], out: &mut Vec<f32>) {
                 is += 1;
                 let dl = d * (sc & 0xF) as f32;
                 let ml = min * (sc >> 4) as f32;
-                out.extend(q[16 * half..16 * half + 16].iter().map(|&q| dl * ((q >> shift) & 3) as f32 - ml));
+                out.extend(
+                    q[16 * half..16 * half + 16]
+                        .iter()
+                        .map(|&q| dl * ((q >> shift) & 3) as f32 - ml),
+                );
             }
         }
     }
@@ -196,8 +208,16 @@ fn q5_k(b: &[u8], out: &mut Vec<f32>) {
     for (n, ql) in b[48..176].chunks_exact(32).enumerate() {
         let [(d1, m1), (d2, m2)] = sub_block_pair(d, min, scales, n);
         let (u1, u2) = (1u8 << (2 * n), 2u8 << (2 * n));
-        out.extend(ql.iter().zip(qh).map(|(&q, &h)| d1 * ((q & 0xF) + if h & u1 != 0 { 16 } else { 0 }) as f32 - m1));
-        out.extend(ql.iter().zip(qh).map(|(&q, &h)| d2 * ((q >> 4) + if h & u2 != 0 { 16 } else { 0 }) as f32 - m2));
+        out.extend(
+            ql.iter()
+                .zip(qh)
+                .map(|(&q, &h)| d1 * ((q & 0xF) + if h & u1 != 0 { 16 } else { 0 }) as f32 - m1),
+        );
+        out.extend(
+            ql.iter()
+                .zip(qh)
+                .map(|(&q, &h)| d2 * ((q >> 4) + if h & u2 != 0 { 16 } else { 0 }) as f32 - m2),
+        );
     }
 }
 

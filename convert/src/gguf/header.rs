@@ -231,7 +231,11 @@ pub fn parse_header_bytes(bytes: &[u8]) -> Result<GgufHeader, ConvertError> {
 /// `file_len`, when known, bounds every declared length and every tensor's
 /// data; `path` names the source in errors. Reads exactly the header (up to
 /// the end of the tensor infos), never tensor data.
-pub fn read_header(reader: &mut dyn Read, file_len: Option<u64>, path: &Path) -> Result<GgufHeader, ConvertError> {
+pub fn read_header(
+    reader: &mut dyn Read,
+    file_len: Option<u64>,
+    path: &Path,
+) -> Result<GgufHeader, ConvertError> {
     let mut p = Parser { reader, pos: 0, file_len, path: path.to_path_buf() };
     p.header()
 }
@@ -246,7 +250,10 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn malformed(&self, message: impl std::fmt::Display) -> ConvertError {
-        ConvertError::Malformed { path: self.path.clone(), message: format!("GGUF: {message} (at byte {})", self.pos) }
+        ConvertError::Malformed {
+            path: self.path.clone(),
+            message: format!("GGUF: {message} (at byte {})", self.pos),
+        }
     }
 
     fn io(&self, e: io::Error, what: &str) -> ConvertError {
@@ -298,7 +305,9 @@ impl Parser<'_> {
         let got = self.reader.take(len).read_to_end(&mut buf).map_err(|e| self.io(e, what))?;
         self.pos += got as u64;
         if (got as u64) != len {
-            return Err(self.malformed(format!("file truncated inside {what} ({got} of {len} bytes)")));
+            return Err(
+                self.malformed(format!("file truncated inside {what} ({got} of {len} bytes)"))
+            );
         }
         String::from_utf8(buf).map_err(|e| {
             let at = start + e.utf8_error().valid_up_to() as u64;
@@ -355,7 +364,11 @@ impl Parser<'_> {
         let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
             None => DEFAULT_ALIGNMENT,
             Some((_, GgufValue::U32(a))) if *a != 0 && a.is_power_of_two() => u64::from(*a),
-            Some((_, v)) => return Err(self.malformed(format!("general.alignment must be a u32 power of two, found {v:?}"))),
+            Some((_, v)) => {
+                return Err(self.malformed(format!(
+                    "general.alignment must be a u32 power of two, found {v:?}"
+                )));
+            }
         };
 
         let mut tensors: Vec<TensorInfo> = Vec::with_capacity(clamp_prealloc(n_tensors));
@@ -367,26 +380,37 @@ impl Parser<'_> {
             }
             let n_dims = self.u32(&format!("the dimension count of `{name}`"))?;
             if n_dims > MAX_DIMS {
-                return Err(self.malformed(format!("tensor `{name}` has {n_dims} dimensions, at most {MAX_DIMS} allowed")));
+                return Err(self.malformed(format!(
+                    "tensor `{name}` has {n_dims} dimensions, at most {MAX_DIMS} allowed"
+                )));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
                 dims.push(self.u64(&format!("the dimensions of `{name}`"))?);
             }
             let type_id = self.u32(&format!("the type of `{name}`"))?;
-            let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| ConvertError::Unsupported {
-                what: format!("GGML tensor type id {type_id} (tensor `{name}` in {})", self.path.display()),
-                message: "this id is not a ggml type this converter knows".into(),
-            })?;
+            let ggml_type =
+                GgmlType::from_id(type_id).ok_or_else(|| ConvertError::Unsupported {
+                    what: format!(
+                        "GGML tensor type id {type_id} (tensor `{name}` in {})",
+                        self.path.display()
+                    ),
+                    message: "this id is not a ggml type this converter knows".into(),
+                })?;
             let offset = self.u64(&format!("the offset of `{name}`"))?;
             let (n_elements, n_bytes) = self.tensor_size(&name, &dims, ggml_type)?;
             if offset % alignment != 0 {
-                return Err(self.malformed(format!("tensor `{name}` offset {offset} is not a multiple of the alignment {alignment}")));
+                return Err(self.malformed(format!(
+                    "tensor `{name}` offset {offset} is not a multiple of the alignment {alignment}"
+                )));
             }
             tensors.push(TensorInfo { name, dims, ggml_type, offset, n_elements, n_bytes });
         }
 
-        let data_offset = self.pos.checked_next_multiple_of(alignment).ok_or_else(|| self.malformed("data offset overflows"))?;
+        let data_offset = self
+            .pos
+            .checked_next_multiple_of(alignment)
+            .ok_or_else(|| self.malformed("data offset overflows"))?;
         if let Some(len) = self.file_len {
             for t in &tensors {
                 let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
@@ -405,12 +429,19 @@ impl Parser<'_> {
     }
 
     /// Element and byte counts of a tensor, with every product checked.
-    fn tensor_size(&self, name: &str, dims: &[u64], ty: GgmlType) -> Result<(u64, u64), ConvertError> {
+    fn tensor_size(
+        &self,
+        name: &str,
+        dims: &[u64],
+        ty: GgmlType,
+    ) -> Result<(u64, u64), ConvertError> {
         let n_elements = dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n <= i64::MAX as u64)
-            .ok_or_else(|| self.malformed(format!("tensor `{name}` dimensions {dims:?} overflow")))?;
+            .ok_or_else(|| {
+                self.malformed(format!("tensor `{name}` dimensions {dims:?} overflow"))
+            })?;
         let (block, block_bytes) = ty.block_layout();
         let inner = dims.first().copied().unwrap_or(1);
         if inner % block as u64 != 0 {
@@ -453,7 +484,9 @@ impl Parser<'_> {
 
     fn array(&mut self, key: &str, depth: usize) -> Result<GgufArray, ConvertError> {
         if depth >= MAX_ARRAY_DEPTH {
-            return Err(self.malformed(format!("`{key}`: arrays nested deeper than {MAX_ARRAY_DEPTH}")));
+            return Err(
+                self.malformed(format!("`{key}`: arrays nested deeper than {MAX_ARRAY_DEPTH}"))
+            );
         }
         let ty = self.u32(key)?;
         let n = self.u64(key)?;
@@ -464,7 +497,11 @@ impl Parser<'_> {
             4..=6 => 4,
             8 | 10..=12 => 8,
             9 => 12,
-            other => return Err(self.malformed(format!("unknown array element type {other} for `{key}`"))),
+            other => {
+                return Err(
+                    self.malformed(format!("unknown array element type {other} for `{key}`"))
+                );
+            }
         };
         self.check_count(n, min_size, &format!("`{key}` array"))?;
         macro_rules! read_all {

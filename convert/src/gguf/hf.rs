@@ -26,7 +26,10 @@ pub fn hf_tensor_name(name: &str) -> Option<String> {
     }
     let rest = name.strip_prefix("blk.")?;
     let (layer, rest) = rest.split_once('.')?;
-    if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) || (layer.len() > 1 && layer.starts_with('0')) {
+    if layer.is_empty()
+        || !layer.bytes().all(|b| b.is_ascii_digit())
+        || (layer.len() > 1 && layer.starts_with('0'))
+    {
         return None;
     }
     let (module, suffix) = rest.rsplit_once('.')?;
@@ -70,11 +73,23 @@ pub fn permutation_heads(arch: &str, gguf_name: &str, config: &Value) -> Option<
 /// rows, the converter stored HF row `a · head_dim/2 + b` (`a` ∈ {0, 1}) at
 /// row `2b + a` (pairing the two rotary halves for its interleaved RoPE).
 /// `data` is row-major with `rows` rows of `row_len` values.
-pub fn unpermute_rows(data: &[f32], rows: usize, row_len: usize, n_head: usize, name: &str) -> Result<Vec<f32>, ConvertError> {
-    if n_head == 0 || !rows.is_multiple_of(n_head) || !(rows / n_head).is_multiple_of(2) || Some(data.len()) != rows.checked_mul(row_len) {
+pub fn unpermute_rows(
+    data: &[f32],
+    rows: usize,
+    row_len: usize,
+    n_head: usize,
+    name: &str,
+) -> Result<Vec<f32>, ConvertError> {
+    if n_head == 0
+        || !rows.is_multiple_of(n_head)
+        || !(rows / n_head).is_multiple_of(2)
+        || Some(data.len()) != rows.checked_mul(row_len)
+    {
         return Err(ConvertError::Tensor {
             name: name.to_string(),
-            message: format!("{rows} rows cannot be split into {n_head} heads of an even size for the Q/K un-permutation"),
+            message: format!(
+                "{rows} rows cannot be split into {n_head} heads of an even size for the Q/K un-permutation"
+            ),
         });
     }
     let head_dim = rows / n_head;
@@ -85,7 +100,8 @@ pub fn unpermute_rows(data: &[f32], rows: usize, row_len: usize, n_head: usize, 
             for b in 0..half {
                 let hf_row = h * head_dim + a * half + b;
                 let gguf_row = h * head_dim + 2 * b + a;
-                out[hf_row * row_len..(hf_row + 1) * row_len].copy_from_slice(&data[gguf_row * row_len..(gguf_row + 1) * row_len]);
+                out[hf_row * row_len..(hf_row + 1) * row_len]
+                    .copy_from_slice(&data[gguf_row * row_len..(gguf_row + 1) * row_len]);
             }
         }
     }
@@ -103,7 +119,8 @@ fn required_u64(header: &GgufHeader, arch: &str, suffix: &str) -> Result<u64, Co
     match header.get(&key) {
         Some(v) => v.as_u64().ok_or_else(|| ConvertError::Unsupported {
             what: format!("GGUF metadata `{key}` = {v:?}"),
-            message: "expected one non-negative integer (per-layer arrays are not supported)".into(),
+            message: "expected one non-negative integer (per-layer arrays are not supported)"
+                .into(),
         }),
         None => Err(ConvertError::Unsupported {
             what: format!("GGUF without `{key}`"),
@@ -116,7 +133,11 @@ fn required_u64(header: &GgufHeader, arch: &str, suffix: &str) -> Result<u64, Co
 /// `arch`: hyper-parameters from `<arch>.*`, special token ids from
 /// `tokenizer.ggml.*`, tied embeddings when there is no `output.weight`.
 /// `rope_scaling` is the (possibly recovered) scaling entry, or `None`.
-pub fn hf_config(header: &GgufHeader, arch: &str, rope_scaling: Option<Value>) -> Result<Value, ConvertError> {
+pub fn hf_config(
+    header: &GgufHeader,
+    arch: &str,
+    rope_scaling: Option<Value>,
+) -> Result<Value, ConvertError> {
     let Some(&(_, class)) = ARCHITECTURES.iter().find(|(a, _)| *a == arch) else {
         return Err(ConvertError::Unsupported {
             what: format!("GGUF architecture \"{arch}\""),
@@ -157,16 +178,22 @@ pub fn hf_config(header: &GgufHeader, arch: &str, rope_scaling: Option<Value>) -
             message: "partial rotary embeddings are not supported".into(),
         });
     }
-    let eps = arch_key(header, arch, "attention.layer_norm_rms_epsilon").and_then(GgufValue::as_f64).ok_or_else(|| {
-        ConvertError::Unsupported { what: format!("GGUF without `{arch}.attention.layer_norm_rms_epsilon`"), message: "an RMSNorm model is expected".into() }
-    })?;
+    let eps = arch_key(header, arch, "attention.layer_norm_rms_epsilon")
+        .and_then(GgufValue::as_f64)
+        .ok_or_else(|| ConvertError::Unsupported {
+            what: format!("GGUF without `{arch}.attention.layer_norm_rms_epsilon`"),
+            message: "an RMSNorm model is expected".into(),
+        })?;
     // llama.cpp's default when the key is absent.
-    let rope_theta = arch_key(header, arch, "rope.freq_base").and_then(GgufValue::as_f64).unwrap_or(10000.0);
+    let rope_theta =
+        arch_key(header, arch, "rope.freq_base").and_then(GgufValue::as_f64).unwrap_or(10000.0);
     let vocab = match arch_key(header, arch, "vocab_size").and_then(GgufValue::as_u64) {
         Some(v) => v,
         None => match header.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array) {
             Some(tokens) => tokens.len() as u64,
-            None => header.tensor("token_embd.weight").and_then(|t| t.dims.get(1).copied()).unwrap_or(0),
+            None => {
+                header.tensor("token_embd.weight").and_then(|t| t.dims.get(1).copied()).unwrap_or(0)
+            }
         },
     };
 
@@ -217,7 +244,11 @@ pub fn generation_config(header: &GgufHeader) -> Option<Value> {
             g.insert(hf.into(), json!(id));
         }
     }
-    for (key, hf) in [("general.sampling.temp", "temperature"), ("general.sampling.top_p", "top_p"), ("general.sampling.top_k", "top_k")] {
+    for (key, hf) in [
+        ("general.sampling.temp", "temperature"),
+        ("general.sampling.top_p", "top_p"),
+        ("general.sampling.top_k", "top_k"),
+    ] {
         if let Some(v) = header.get(key).and_then(GgufValue::as_f64) {
             g.insert(hf.into(), json!(f32_decimal(v)));
         }
@@ -242,7 +273,12 @@ pub fn f32_decimal(v: f64) -> f64 {
 /// `rope_freqs.weight` (the per-frequency divisors it writes instead of the
 /// config entry): tries the parameter sets Llama 3.x uses and returns the
 /// entry whose divisors match, or `None`.
-pub fn llama3_rope_scaling(freqs: &[f32], head_dim: usize, rope_theta: f64, context_length: Option<u64>) -> Option<Value> {
+pub fn llama3_rope_scaling(
+    freqs: &[f32],
+    head_dim: usize,
+    rope_theta: f64,
+    context_length: Option<u64>,
+) -> Option<Value> {
     if freqs.len() * 2 != head_dim {
         return None;
     }

@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 pub use dequant::dequantize;
-pub use header::{DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufArray, GgufHeader, GgufValue, TensorInfo, parse_header_bytes, read_header};
+pub use header::{
+    DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufArray, GgufHeader, GgufValue, TensorInfo,
+    parse_header_bytes, read_header,
+};
 pub use hf::{ARCHITECTURES, hf_tensor_name, unpermute_rows};
 pub use tokenizer::{SUPPORTED_PRE, build_tokenizer_json};
 pub use types::GgmlType;
@@ -78,7 +81,10 @@ impl GgufFile {
         if got != len {
             return Err(ConvertError::Malformed {
                 path: self.path.clone(),
-                message: format!("GGUF: tensor `{}` truncated: {got} of {len} bytes at byte {start}", info.name),
+                message: format!(
+                    "GGUF: tensor `{}` truncated: {got} of {len} bytes at byte {start}",
+                    info.name
+                ),
             });
         }
         Ok(bytes)
@@ -87,11 +93,10 @@ impl GgufFile {
     /// Tensor `name` (a GGUF name) dequantized to float32, in GGUF order
     /// (innermost dimension contiguous, i.e. row-major over the reversed dims).
     pub fn read_f32(&mut self, name: &str) -> Result<Vec<f32>, ConvertError> {
-        let info = self
-            .header
-            .tensor(name)
-            .cloned()
-            .ok_or_else(|| ConvertError::Tensor { name: name.to_string(), message: format!("not in {}", self.path.display()) })?;
+        let info = self.header.tensor(name).cloned().ok_or_else(|| ConvertError::Tensor {
+            name: name.to_string(),
+            message: format!("not in {}", self.path.display()),
+        })?;
         if !info.ggml_type.can_dequantize() {
             // Say so before reading (possibly) hundreds of megabytes.
             return dequantize(info.ggml_type, &[], name, &mut Vec::new()).map(|_| Vec::new());
@@ -167,11 +172,12 @@ impl GgufCheckpoint {
     }
 
     fn gguf_name(&self, name: &str) -> Result<&str, ConvertError> {
-        self.names
-            .iter()
-            .find(|(hf, _)| hf == name)
-            .map(|(_, g)| g.as_str())
-            .ok_or_else(|| ConvertError::Tensor { name: name.to_string(), message: format!("not in {}", self.file.path.display()) })
+        self.names.iter().find(|(hf, _)| hf == name).map(|(_, g)| g.as_str()).ok_or_else(|| {
+            ConvertError::Tensor {
+                name: name.to_string(),
+                message: format!("not in {}", self.file.path.display()),
+            }
+        })
     }
 }
 
@@ -179,12 +185,19 @@ impl GgufCheckpoint {
 /// recovered from llama.cpp's precomputed `rope_freqs.weight` (Llama 3).
 fn rope_scaling(file: &mut GgufFile, arch: &str) -> Result<Option<Value>, ConvertError> {
     let header = file.header();
-    let ty = header.get(&format!("{arch}.rope.scaling.type")).and_then(GgufValue::as_str).unwrap_or("none");
+    let ty = header
+        .get(&format!("{arch}.rope.scaling.type"))
+        .and_then(GgufValue::as_str)
+        .unwrap_or("none");
     let factor = header.get(&format!("{arch}.rope.scaling.factor")).and_then(GgufValue::as_f64);
-    let original = header.get(&format!("{arch}.rope.scaling.original_context_length")).and_then(GgufValue::as_u64);
+    let original = header
+        .get(&format!("{arch}.rope.scaling.original_context_length"))
+        .and_then(GgufValue::as_u64);
     let scaling = match (ty, factor) {
         ("none", _) => None,
-        ("linear", Some(f)) => Some(serde_json::json!({"rope_type": "linear", "factor": hf::f32_decimal(f)})),
+        ("linear", Some(f)) => {
+            Some(serde_json::json!({"rope_type": "linear", "factor": hf::f32_decimal(f)}))
+        }
         ("yarn", Some(f)) => {
             let mut v = serde_json::json!({"rope_type": "yarn", "factor": hf::f32_decimal(f)});
             if let Some(o) = original {
@@ -208,19 +221,28 @@ fn rope_scaling(file: &mut GgufFile, arch: &str) -> Result<Option<Value>, Conver
             message: "one RoPE scaling rule at a time".into(),
         });
     }
-    let heads = header.get(&format!("{arch}.attention.head_count")).and_then(GgufValue::as_u64).unwrap_or(0);
-    let hidden = header.get(&format!("{arch}.embedding_length")).and_then(GgufValue::as_u64).unwrap_or(0);
+    let heads = header
+        .get(&format!("{arch}.attention.head_count"))
+        .and_then(GgufValue::as_u64)
+        .unwrap_or(0);
+    let hidden =
+        header.get(&format!("{arch}.embedding_length")).and_then(GgufValue::as_u64).unwrap_or(0);
     let head_dim = header
         .get(&format!("{arch}.attention.key_length"))
         .and_then(GgufValue::as_u64)
         .or_else(|| hidden.checked_div(heads))
         .unwrap_or(0) as usize;
-    let theta = header.get(&format!("{arch}.rope.freq_base")).and_then(GgufValue::as_f64).unwrap_or(10000.0);
+    let theta = header
+        .get(&format!("{arch}.rope.freq_base"))
+        .and_then(GgufValue::as_f64)
+        .unwrap_or(10000.0);
     let context = header.get(&format!("{arch}.context_length")).and_then(GgufValue::as_u64);
     let freqs = file.read_f32("rope_freqs.weight")?;
-    hf::llama3_rope_scaling(&freqs, head_dim, theta, context).map(Some).ok_or_else(|| ConvertError::Unsupported {
-        what: "rope_freqs.weight".into(),
-        message: "its frequency factors match no Llama 3 RoPE scaling parameters".into(),
+    hf::llama3_rope_scaling(&freqs, head_dim, theta, context).map(Some).ok_or_else(|| {
+        ConvertError::Unsupported {
+            what: "rope_freqs.weight".into(),
+            message: "its frequency factors match no Llama 3 RoPE scaling parameters".into(),
+        }
     })
 }
 
@@ -239,14 +261,17 @@ impl Checkpoint for GgufCheckpoint {
 
     fn shape(&self, name: &str) -> Result<Vec<usize>, ConvertError> {
         let gguf = self.gguf_name(name)?;
-        let info = self.file.header.tensor(gguf).ok_or_else(|| ConvertError::Tensor { name: name.into(), message: "vanished".into() })?;
+        let info = self.file.header.tensor(gguf).ok_or_else(|| ConvertError::Tensor {
+            name: name.into(),
+            message: "vanished".into(),
+        })?;
         // GGUF lists dimensions innermost first; Hugging Face outermost first.
-        info.dims
-            .iter()
-            .rev()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<_, _>>()
-            .map_err(|_| ConvertError::Tensor { name: name.into(), message: format!("dimensions {:?} do not fit this platform", info.dims) })
+        info.dims.iter().rev().map(|&d| usize::try_from(d)).collect::<Result<_, _>>().map_err(
+            |_| ConvertError::Tensor {
+                name: name.into(),
+                message: format!("dimensions {:?} do not fit this platform", info.dims),
+            },
+        )
     }
 
     fn read_f32(&mut self, name: &str) -> Result<Vec<f32>, ConvertError> {
@@ -262,6 +287,9 @@ impl Checkpoint for GgufCheckpoint {
     }
 
     fn tokenizer_files(&mut self) -> Result<Vec<(String, Vec<u8>)>, ConvertError> {
-        Ok(vec![("tokenizer.json".to_string(), build_tokenizer_json(&self.file.header, &self.file.path)?)])
+        Ok(vec![(
+            "tokenizer.json".to_string(),
+            build_tokenizer_json(&self.file.header, &self.file.path)?,
+        )])
     }
 }

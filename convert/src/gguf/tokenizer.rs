@@ -20,7 +20,8 @@ use super::header::{GgufArray, GgufHeader, GgufValue};
 use crate::ConvertError;
 
 /// `tokenizer.ggml.pre` values this builder knows, for error messages.
-pub const SUPPORTED_PRE: &str = "default, gpt-2, smollm, starcoder, refact, llama-bpe, llama3, qwen2";
+pub const SUPPORTED_PRE: &str =
+    "default, gpt-2, smollm, starcoder, refact, llama-bpe, llama3, qwen2";
 
 /// llama.cpp's token types (`llama_token_type`).
 const TOKEN_UNKNOWN: i64 = 2;
@@ -47,7 +48,9 @@ fn family(pre: &str) -> Option<(Value, Value, Value, Value, bool)> {
     let gpt2_post = byte_level(true, false, true);
     let gpt2_decoder = byte_level(true, true, true);
     Some(match pre {
-        "default" | "gpt-2" | "gpt2" => (Value::Null, byte_level(false, true, true), gpt2_post, gpt2_decoder, false),
+        "default" | "gpt-2" | "gpt2" => {
+            (Value::Null, byte_level(false, true, true), gpt2_post, gpt2_decoder, false)
+        }
         // llama.cpp: `\p{N}` first, then GPT-2's regex (StarCoder's tokenizer).
         "smollm" | "starcoder" | "refact" => (
             Value::Null,
@@ -91,17 +94,32 @@ pub fn build_tokenizer_json(header: &GgufHeader, path: &Path) -> Result<Vec<u8>,
         ));
     }
     let pre = header.get("tokenizer.ggml.pre").and_then(GgufValue::as_str).unwrap_or("default");
-    let (normalizer, pre_tokenizer, mut post_processor, decoder, ignore_merges) =
-        family(pre).ok_or_else(|| unsupported(format!("GGUF pre-tokenizer \"{pre}\""), &format!("supported: {SUPPORTED_PRE}")))?;
+    let (normalizer, pre_tokenizer, mut post_processor, decoder, ignore_merges) = family(pre)
+        .ok_or_else(|| {
+            unsupported(
+                format!("GGUF pre-tokenizer \"{pre}\""),
+                &format!("supported: {SUPPORTED_PRE}"),
+            )
+        })?;
 
     let tokens = match header.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array) {
         Some(GgufArray::String(t)) => t,
-        _ => return Err(unsupported("GGUF without a `tokenizer.ggml.tokens` string array".into(), "the vocabulary is needed")),
+        _ => {
+            return Err(unsupported(
+                "GGUF without a `tokenizer.ggml.tokens` string array".into(),
+                "the vocabulary is needed",
+            ));
+        }
     };
     let merges = match header.get("tokenizer.ggml.merges").and_then(GgufValue::as_array) {
         Some(GgufArray::String(m)) => m.as_slice(),
         None => &[],
-        Some(_) => return Err(unsupported("`tokenizer.ggml.merges` that is not a string array".into(), "merges are strings \"a b\"")),
+        Some(_) => {
+            return Err(unsupported(
+                "`tokenizer.ggml.merges` that is not a string array".into(),
+                "merges are strings \"a b\"",
+            ));
+        }
     };
     let types = header.get("tokenizer.ggml.token_type").and_then(GgufValue::as_array);
     if let Some(types) = types
@@ -109,7 +127,11 @@ pub fn build_tokenizer_json(header: &GgufHeader, path: &Path) -> Result<Vec<u8>,
     {
         return Err(ConvertError::Malformed {
             path: path.to_path_buf(),
-            message: format!("tokenizer.ggml.token_type: {} token types for {} tokens", types.len(), tokens.len()),
+            message: format!(
+                "tokenizer.ggml.token_type: {} token types for {} tokens",
+                types.len(),
+                tokens.len()
+            ),
         });
     }
 
@@ -120,7 +142,9 @@ pub fn build_tokenizer_json(header: &GgufHeader, path: &Path) -> Result<Vec<u8>,
         if !seen.insert(token.as_str()) {
             return Err(ConvertError::Malformed {
                 path: path.to_path_buf(),
-                message: format!("tokenizer.ggml.tokens: token {id} {token:?} appears twice; a Hugging Face vocabulary maps each string to one id"),
+                message: format!(
+                    "tokenizer.ggml.tokens: token {id} {token:?} appears twice; a Hugging Face vocabulary maps each string to one id"
+                ),
             });
         }
         vocab.insert(token.clone(), json!(id));
@@ -143,14 +167,17 @@ pub fn build_tokenizer_json(header: &GgufHeader, path: &Path) -> Result<Vec<u8>,
         if !ok {
             return Err(ConvertError::Malformed {
                 path: path.to_path_buf(),
-                message: format!("tokenizer.ggml.merges: merge {i} {m:?} is not two tokens separated by one space"),
+                message: format!(
+                    "tokenizer.ggml.merges: merge {i} {m:?} is not two tokens separated by one space"
+                ),
             });
         }
     }
 
     // A model that wants a BOS token gets it from the post-processor, as the
     // Hugging Face files of those models do (Llama 3's TemplateProcessing).
-    let add_bos = header.get("tokenizer.ggml.add_bos_token").and_then(GgufValue::as_bool).unwrap_or(false);
+    let add_bos =
+        header.get("tokenizer.ggml.add_bos_token").and_then(GgufValue::as_bool).unwrap_or(false);
     if add_bos
         && let Some(bos) = header.get("tokenizer.ggml.bos_token_id").and_then(GgufValue::as_u64)
         && let Some(bos_token) = tokens.get(bos as usize)
@@ -189,5 +216,6 @@ pub fn build_tokenizer_json(header: &GgufHeader, path: &Path) -> Result<Vec<u8>,
             "merges": merges,
         }
     });
-    serde_json::to_vec_pretty(&tokenizer).map_err(|e| unsupported("tokenizer JSON".into(), &e.to_string()))
+    serde_json::to_vec_pretty(&tokenizer)
+        .map_err(|e| unsupported("tokenizer JSON".into(), &e.to_string()))
 }

@@ -10,7 +10,9 @@ pub fn silu_mul(gate_up: &[f32], intermediate: usize, out: &mut [f32]) {
 /// GeGLU with the tanh approximation of GELU (Gemma): `gelu_tanh(gate) · up`.
 pub fn gelu_tanh_mul(gate_up: &[f32], intermediate: usize, out: &mut [f32]) {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    gated(gate_up, intermediate, out, |g| 0.5 * g * (1.0 + (SQRT_2_OVER_PI * (g + 0.044715 * g * g * g)).tanh()));
+    gated(gate_up, intermediate, out, |g| {
+        0.5 * g * (1.0 + (SQRT_2_OVER_PI * (g + 0.044715 * g * g * g)).tanh())
+    });
 }
 
 fn gated(gate_up: &[f32], intermediate: usize, out: &mut [f32], act: impl Fn(f32) -> f32) {

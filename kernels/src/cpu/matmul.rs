@@ -78,7 +78,9 @@ impl Weight<'_> {
     pub fn row(&self, n: usize, out: &mut [f32]) {
         match self {
             Weight::Q4(q) => q.dequantize_row(n, out),
-            Weight::Dense { cols, values, .. } => out[..*cols].copy_from_slice(&values[n * cols..(n + 1) * cols]),
+            Weight::Dense { cols, values, .. } => {
+                out[..*cols].copy_from_slice(&values[n * cols..(n + 1) * cols])
+            }
         }
     }
 }
@@ -109,10 +111,16 @@ pub fn matmul(x: &[f32], m: usize, weight: &Weight<'_>, out: &mut [f32]) {
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
-        out_t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(c, chunk)| task(c * ROWS_PER_TASK, chunk));
+        out_t
+            .par_chunks_mut(ROWS_PER_TASK * m)
+            .enumerate()
+            .for_each(|(c, chunk)| task(c * ROWS_PER_TASK, chunk));
     }
     #[cfg(not(feature = "parallel"))]
-    out_t.chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(c, chunk)| task(c * ROWS_PER_TASK, chunk));
+    out_t
+        .chunks_mut(ROWS_PER_TASK * m)
+        .enumerate()
+        .for_each(|(c, chunk)| task(c * ROWS_PER_TASK, chunk));
     for (j, col) in out_t.chunks(m).enumerate() {
         for (t, &v) in col.iter().enumerate() {
             out[t * n + j] = v;
@@ -170,7 +178,11 @@ mod tests {
         for t in 0..m {
             for n in 0..rows {
                 let want: f32 = (0..cols).map(|c| x[t * cols + c] * dense[n * cols + c]).sum();
-                assert!((got[t * rows + n] - want).abs() < 1e-4, "({t},{n}): {} vs {want}", got[t * rows + n]);
+                assert!(
+                    (got[t * rows + n] - want).abs() < 1e-4,
+                    "({t},{n}): {} vs {want}",
+                    got[t * rows + n]
+                );
             }
         }
     }

@@ -15,12 +15,12 @@ mod rope;
 mod sampling;
 
 pub use activation::{add_in_place, gelu_tanh_mul, silu_mul, softcap};
-pub use attention::{causal_attention, KvLayout};
+pub use attention::{KvLayout, causal_attention};
 pub use embed::embed;
-pub use matmul::{matmul, Q4Matrix, Weight};
+pub use matmul::{Q4Matrix, Weight, matmul};
 pub use norm::rms_norm;
 pub use rope::{Llama3Scaling, Rope};
 pub use sampling::{
-    apply_logit_bias, apply_penalties, apply_token_mask, argmax, sample, sample_from, softmax_with_temperature, top_p_filter, Minstd,
-    Nucleus, SamplingParams, GREEDY_TEMPERATURE,
+    GREEDY_TEMPERATURE, Minstd, Nucleus, SamplingParams, apply_logit_bias, apply_penalties,
+    apply_token_mask, argmax, sample, sample_from, softmax_with_temperature, top_p_filter,
 };

@@ -79,7 +79,8 @@ impl Rope {
 
 /// Llama-3's smooth blend between scaled long and unscaled short wavelengths.
 fn llama3_scale(f: f32, s: Llama3Scaling) -> f32 {
-    let alpha = s.original_max_position_embeddings / (2.0 * PI) / (s.high_freq_factor - s.low_freq_factor);
+    let alpha =
+        s.original_max_position_embeddings / (2.0 * PI) / (s.high_freq_factor - s.low_freq_factor);
     let beta = s.low_freq_factor / (s.high_freq_factor - s.low_freq_factor);
     let smooth = (alpha * f - beta).clamp(0.0, 1.0);
     (1.0 - smooth) * f / s.factor + smooth * f
@@ -104,7 +105,12 @@ mod tests {
 
     #[test]
     fn llama3_scaling_divides_low_frequencies_and_keeps_high_ones() {
-        let s = Llama3Scaling { factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192.0 };
+        let s = Llama3Scaling {
+            factor: 32.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192.0,
+        };
         let plain = Rope::new(500_000.0, 64, None);
         let scaled = Rope::new(500_000.0, 64, Some(s));
         assert_eq!(scaled.inv_freq[0], plain.inv_freq[0]);
@@ -116,7 +122,9 @@ mod tests {
         let plain = Rope::new(10_000.0, 8, None);
         let long = Rope::longrope(10_000.0, 8, &[1.0, 2.0, 4.0, 8.0], 1.5);
         for (i, factor) in [1.0f32, 2.0, 4.0, 8.0].iter().enumerate() {
-            assert!((long.inv_freq[i] * factor - plain.inv_freq[i]).abs() <= 1e-6 * plain.inv_freq[i]);
+            assert!(
+                (long.inv_freq[i] * factor - plain.inv_freq[i]).abs() <= 1e-6 * plain.inv_freq[i]
+            );
         }
         let (cos, sin) = long.cos_sin(3).next().unwrap();
         assert!(((cos * cos + sin * sin).sqrt() - 1.5).abs() < 1e-6);

@@ -52,7 +52,9 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Whether step 2 changes anything (the spec skips it otherwise).
     pub fn penalties_active(&self) -> bool {
-        self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 || self.repetition_penalty != 1.0
+        self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
+            || self.repetition_penalty != 1.0
     }
 
     /// `max(temperature, 1e-6)`, as WebLLM clamps it.
@@ -82,7 +84,9 @@ impl SamplingParams {
         if !(p.repetition_penalty.is_finite() && p.repetition_penalty > 0.0) {
             return Err(format!("repetition_penalty must be > 0, got {}", p.repetition_penalty));
         }
-        for (name, v) in [("frequency_penalty", p.frequency_penalty), ("presence_penalty", p.presence_penalty)] {
+        for (name, v) in
+            [("frequency_penalty", p.frequency_penalty), ("presence_penalty", p.presence_penalty)]
+        {
             if !(-2.0..=2.0).contains(&v) {
                 return Err(format!("{name} must be in [-2, 2], got {v}"));
             }
@@ -136,7 +140,11 @@ pub fn apply_penalties(logits: &mut [f32], appeared: &[(u32, u32)], params: &Sam
 ///
 /// Softmax branch: `x = l / T`, `e = exp(x − max x)`, `p = e / Σ e` (sum in id order).
 /// Greedy branch (`T ≤ 1e-5`): `p = 1 / n` on the `n` exact maxima of `l`, 0 elsewhere.
-pub fn softmax_with_temperature(logits: &[f32], temperature: f32, active_vocab: Option<usize>) -> Vec<f32> {
+pub fn softmax_with_temperature(
+    logits: &[f32],
+    temperature: f32,
+    active_vocab: Option<usize>,
+) -> Vec<f32> {
     let active = active_vocab.unwrap_or(logits.len()).min(logits.len());
     let t = temperature.max(1e-6);
     let mut probs = vec![0.0f32; logits.len()];

@@ -43,7 +43,8 @@ pub fn contexts() -> &'static [(&'static str, GpuContext)] {
 /// per stage, 128 MiB per binding) instead of the adapter's: what every browser
 /// guarantees, so a kernel that exceeds them fails here.
 fn webgpu_default_limits() -> GpuContext {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
         power_preference: wgpu::PowerPreference::HighPerformance,
         ..Default::default()
@@ -75,10 +76,7 @@ pub fn encode(values: &[f32], dtype: Dtype) -> (Vec<u8>, Vec<f32>) {
     match dtype {
         Dtype::F16 => {
             let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
-            let bytes = halves
-                .iter()
-                .flat_map(|h| h.to_bits().to_le_bytes())
-                .collect();
+            let bytes = halves.iter().flat_map(|h| h.to_bits().to_le_bytes()).collect();
             (bytes, halves.iter().map(|h| h.to_f32()).collect())
         }
         Dtype::F32 => (bytemuck::cast_slice(values).to_vec(), values.to_vec()),
@@ -120,9 +118,8 @@ impl TestWeight {
         match format {
             WeightFormat::Q4(dtype) => {
                 let q_weight: Vec<u32> = (0..rows * cols / 8).map(|_| rng.random()).collect();
-                let scales: Vec<f32> = (0..rows * cols / 32)
-                    .map(|_| rng.random_range(0.002..0.04))
-                    .collect();
+                let scales: Vec<f32> =
+                    (0..rows * cols / 32).map(|_| rng.random_range(0.002..0.04)).collect();
                 let (scale_bytes, scales) = encode(&scales, dtype);
                 TestWeight {
                     rows,
@@ -171,12 +168,7 @@ impl TestWeight {
         let data = ctx.storage_buffer("test weight", &self.data);
         let scales = matches!(self.format, WeightFormat::Q4(_))
             .then(|| ctx.storage_buffer("test scales", &self.scale_bytes));
-        GpuWeightBuffers {
-            rows: self.rows as u32,
-            cols: self.cols as u32,
-            data,
-            scales,
-        }
+        GpuWeightBuffers { rows: self.rows as u32, cols: self.cols as u32, data, scales }
     }
 }
 

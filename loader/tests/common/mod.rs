@@ -44,9 +44,21 @@ struct Stored(&'static str, Vec<usize>, &'static str, &'static str, Vec<u8>);
 pub fn synthetic_artifact() -> BTreeMap<String, Vec<u8>> {
     let shard0 = vec![
         Stored("embed.q_weight", vec![4, 1], "uint32", "f32-to-bf16", le_u32(&Q_WEIGHT)),
-        Stored("norm.weight", vec![3], "float16", "f32-to-bf16", NORM.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect()),
+        Stored(
+            "norm.weight",
+            vec![3],
+            "float16",
+            "f32-to-bf16",
+            NORM.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+        ),
         Stored("odd.u32", vec![2], "uint32", "f32-to-bf16", le_u32(&ODD)),
-        Stored("bias", vec![3], "float32", "f32-to-bf16", BIAS.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect()),
+        Stored(
+            "bias",
+            vec![3],
+            "float32",
+            "f32-to-bf16",
+            BIAS.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect(),
+        ),
     ];
     let shard1 = vec![
         Stored(
@@ -56,7 +68,13 @@ pub fn synthetic_artifact() -> BTreeMap<String, Vec<u8>> {
             "f32-to-bf16",
             Q_SCALE.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
         ),
-        Stored("head.weight", vec![2], "bfloat16", "raw", HEAD_BITS.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        Stored(
+            "head.weight",
+            vec![2],
+            "bfloat16",
+            "raw",
+            HEAD_BITS.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
         Stored("filler", vec![FILLER_LEN], "uint32", "f32-to-bf16", le_u32(&filler())),
     ];
     let mut files = BTreeMap::new();
@@ -65,7 +83,8 @@ pub fn synthetic_artifact() -> BTreeMap<String, Vec<u8>> {
         let mut bytes = Vec::new();
         let mut index_records = Vec::new();
         for Stored(tensor, shape, dtype, format, stored) in records {
-            index_records.push(json!({"name": tensor, "shape": shape, "dtype": dtype, "format": format,
+            index_records
+                .push(json!({"name": tensor, "shape": shape, "dtype": dtype, "format": format,
                                       "nbytes": stored.len(), "byteOffset": bytes.len()}));
             bytes.extend(stored);
         }
@@ -76,7 +95,8 @@ pub fn synthetic_artifact() -> BTreeMap<String, Vec<u8>> {
     let index = json!({"metadata": {"ParamSize": 7}, "records": entries});
     files.insert("tensor-cache.json".to_string(), serde_json::to_vec_pretty(&index).unwrap());
     files.insert("mlc-chat-config.json".to_string(), serde_json::to_vec_pretty(&config()).unwrap());
-    files.insert(TOKENIZER.to_string(), br#"{"version": "1.0", "model": {"type": "BPE"}}"#.to_vec());
+    files
+        .insert(TOKENIZER.to_string(), br#"{"version": "1.0", "model": {"type": "BPE"}}"#.to_vec());
     files
 }
 

@@ -134,7 +134,11 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) {
     let (fault, data) = {
         let mut state = state.lock().unwrap();
         state.log.push(Request { file: file.clone(), range });
-        let fault = state.once.get_mut(&file).and_then(VecDeque::pop_front).or_else(|| state.always.get(&file).copied());
+        let fault = state
+            .once
+            .get_mut(&file)
+            .and_then(VecDeque::pop_front)
+            .or_else(|| state.always.get(&file).copied());
         (fault, state.files.get(&file).cloned())
     };
     if let Some(Fault::Status(code)) = fault {
@@ -162,8 +166,11 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) {
         None => respond(stream, status, headers, body, cut),
     };
     let len = data.len() as u64;
-    match range.filter(|_| !matches!(fault, Some(Fault::IgnoreRange | Fault::CutIgnoringRange(_)))) {
-        Some(start) if start >= len => answer(&mut stream, 416, &[format!("Content-Range: bytes */{len}")], &[], None),
+    match range.filter(|_| !matches!(fault, Some(Fault::IgnoreRange | Fault::CutIgnoringRange(_))))
+    {
+        Some(start) if start >= len => {
+            answer(&mut stream, 416, &[format!("Content-Range: bytes */{len}")], &[], None)
+        }
         Some(start) => {
             let header = format!("Content-Range: bytes {start}-{}/{len}", len - 1);
             answer(&mut stream, 206, &[header], &data[start as usize..], cut)
@@ -195,7 +202,8 @@ fn read_request(stream: &TcpStream) -> Option<(String, Option<u64>)> {
 
 /// The head of a response announcing all of `body`.
 fn head(status: u16, headers: &[String], body: &[u8]) -> String {
-    let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut head =
+        format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for header in headers {
         head.push_str(header);
         head.push_str("\r\n");
@@ -205,7 +213,14 @@ fn head(status: u16, headers: &[String], body: &[u8]) -> String {
 }
 
 /// Writes a whole response, its body in pieces of `bytes` with a pause before each.
-fn respond_slowly(stream: &mut TcpStream, status: u16, headers: &[String], body: &[u8], bytes: usize, pause_ms: u64) {
+fn respond_slowly(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[String],
+    body: &[u8],
+    bytes: usize,
+    pause_ms: u64,
+) {
     let _ = stream.write_all(head(status, headers, body).as_bytes());
     for piece in body.chunks(bytes.max(1)) {
         thread::sleep(std::time::Duration::from_millis(pause_ms));
@@ -218,10 +233,19 @@ fn respond_slowly(stream: &mut TcpStream, status: u16, headers: &[String], body:
 
 /// Writes a response announcing all of `body`; with `cut`, sends only that
 /// many bytes of it and closes the connection.
-fn respond(stream: &mut TcpStream, status: u16, headers: &[String], body: &[u8], cut: Option<usize>) {
+fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[String],
+    body: &[u8],
+    cut: Option<usize>,
+) {
     let head = head(status, headers, body);
     let sent = &body[..cut.unwrap_or(body.len()).min(body.len())];
     // The client may hang up early (e.g. on a size it rejects): ignore write errors.
-    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(sent)).and_then(|()| stream.flush());
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(sent))
+        .and_then(|()| stream.flush());
     let _ = stream.shutdown(Shutdown::Both);
 }

@@ -96,24 +96,41 @@ impl Conversation {
     /// The history of a chat request (all messages but the last, which
     /// becomes the round's input), as WebLLM's
     /// `getConversationFromChatCompletionRequest` builds it.
-    pub fn from_request(template: &ConvTemplate, messages: &[ChatMessage]) -> Result<Conversation, ChatError> {
+    pub fn from_request(
+        template: &ConvTemplate,
+        messages: &[ChatMessage],
+    ) -> Result<Conversation, ChatError> {
         let (last, history) = messages.split_last().ok_or(ChatError::EmptyMessages)?;
         if last.role != "user" && last.role != "tool" {
-            return Err(ChatError::MessageOrder("The last message should be from the `user` or `tool`."));
+            return Err(ChatError::MessageOrder(
+                "The last message should be from the `user` or `tool`.",
+            ));
         }
         let mut conversation = Conversation::default();
         for (index, message) in history.iter().enumerate() {
             match message.role.as_str() {
                 "system" if index != 0 => return Err(ChatError::SystemMessageOrder),
-                "system" => conversation.system_message = Some(text_of_system(message.content.as_ref())),
-                "user" => conversation.append(template, Role::User, required_content(message)?, message.name.as_deref())?,
+                "system" => {
+                    conversation.system_message = Some(text_of_system(message.content.as_ref()))
+                }
+                "user" => conversation.append(
+                    template,
+                    Role::User,
+                    required_content(message)?,
+                    message.name.as_deref(),
+                )?,
                 "assistant" => match &message.content {
-                    Some(content @ MessageContent::Text(_)) => {
-                        conversation.append(template, Role::Assistant, content.clone(), message.name.as_deref())?
-                    }
+                    Some(content @ MessageContent::Text(_)) => conversation.append(
+                        template,
+                        Role::Assistant,
+                        content.clone(),
+                        message.name.as_deref(),
+                    )?,
                     _ => return Err(ChatError::ContentType("assistant's message".to_string())),
                 },
-                "tool" => conversation.append(template, Role::Tool, required_content(message)?, None)?,
+                "tool" => {
+                    conversation.append(template, Role::Tool, required_content(message)?, None)?
+                }
                 role => return Err(ChatError::UnsupportedRole(role.to_string())),
             }
         }
@@ -124,13 +141,22 @@ impl Conversation {
     /// message (a `user` message's `name` replaces its role string) and the
     /// open assistant header, followed by [`EMPTY_THINKING_BLOCK`] when
     /// `enable_thinking` is `Some(false)`.
-    pub fn start_round(&mut self, template: &ConvTemplate, last: &ChatMessage, enable_thinking: Option<bool>) -> Result<(), ChatError> {
+    pub fn start_round(
+        &mut self,
+        template: &ConvTemplate,
+        last: &ChatMessage,
+        enable_thinking: Option<bool>,
+    ) -> Result<(), ChatError> {
         let (role, name) = match last.role.as_str() {
             "tool" => (Role::Tool, None),
             _ => (Role::User, last.name.as_deref()),
         };
         self.append(template, role, required_content(last)?, name)?;
-        let turn = if enable_thinking == Some(false) { Turn::EmptyThinkingHeader } else { Turn::ReplyHeader };
+        let turn = if enable_thinking == Some(false) {
+            Turn::EmptyThinkingHeader
+        } else {
+            Turn::ReplyHeader
+        };
         let role_str = role_string(template, Role::Assistant, None)?;
         self.messages.push(ConvMessage { role: Role::Assistant, role_str, turn });
         Ok(())
@@ -140,7 +166,10 @@ impl Conversation {
     /// string), which the next request must send back to reuse the KV cache.
     pub fn finish_reply(&mut self, text: &str) -> Result<(), ChatError> {
         match self.messages.last_mut() {
-            Some(message) if message.turn != Turn::ReplyHeader && message.turn != Turn::EmptyThinkingHeader => {
+            Some(message)
+                if message.turn != Turn::ReplyHeader
+                    && message.turn != Turn::EmptyThinkingHeader =>
+            {
                 Err(ChatError::Error("Already assigned".to_string()))
             }
             Some(message) => {
@@ -170,9 +199,14 @@ impl Conversation {
     /// The last round only (`getPromptArrayLastRound`): the new message and
     /// the reply header, for a KV cache that already holds the history. The
     /// separators keep their absolute message index.
-    pub fn prompt_array_last_round(&self, template: &ConvTemplate) -> Result<Vec<String>, ChatError> {
+    pub fn prompt_array_last_round(
+        &self,
+        template: &ConvTemplate,
+    ) -> Result<Vec<String>, ChatError> {
         if self.messages.len() < 3 {
-            return Err(ChatError::Error("needs to call getPromptArray for the first message".to_string()));
+            return Err(ChatError::Error(
+                "needs to call getPromptArray for the first message".to_string(),
+            ));
         }
         self.render(template, false, self.messages.len() - 2)
     }
@@ -180,9 +214,17 @@ impl Conversation {
     /// The prompt's token ids: on the first round (empty KV cache) the
     /// template's `system_prefix_token_ids` and the whole prompt, otherwise the
     /// last round only; each element is encoded on its own, as WebLLM does.
-    pub fn prompt_tokens(&self, template: &ConvTemplate, tokenizer: &Tokenizer, first_round: bool) -> Result<PromptTokens, ChatError> {
+    pub fn prompt_tokens(
+        &self,
+        template: &ConvTemplate,
+        tokenizer: &Tokenizer,
+        first_round: bool,
+    ) -> Result<PromptTokens, ChatError> {
         let (mut ids, elements) = if first_round {
-            (template.system_prefix_token_ids.clone().unwrap_or_default(), self.prompt_array(template)?)
+            (
+                template.system_prefix_token_ids.clone().unwrap_or_default(),
+                self.prompt_array(template)?,
+            )
         } else {
             (Vec::new(), self.prompt_array_last_round(template)?)
         };
@@ -194,7 +236,13 @@ impl Conversation {
     }
 
     /// Appends a finished message (WebLLM's `appendMessage`).
-    fn append(&mut self, template: &ConvTemplate, role: Role, content: MessageContent, name: Option<&str>) -> Result<(), ChatError> {
+    fn append(
+        &mut self,
+        template: &ConvTemplate,
+        role: Role,
+        content: MessageContent,
+        name: Option<&str>,
+    ) -> Result<(), ChatError> {
         if self.messages.last().is_some_and(|message| message.turn == Turn::ReplyHeader) {
             return Err(ChatError::Error("Have unfinished reply".to_string()));
         }
@@ -204,12 +252,18 @@ impl Conversation {
     }
 
     /// `getPromptArrayInternal(addSystem, startPos)`.
-    fn render(&self, template: &ConvTemplate, add_system: bool, start: usize) -> Result<Vec<String>, ChatError> {
+    fn render(
+        &self,
+        template: &ConvTemplate,
+        add_system: bool,
+        start: usize,
+    ) -> Result<Vec<String>, ChatError> {
         if template.seps.is_empty() {
             return Err(ChatError::Error("Need seps to work".to_string()));
         }
         let system_message = self.system_message.as_deref().unwrap_or(&template.system_message);
-        let system_prompt = replace_first(&template.system_template, "{system_message}", system_message);
+        let system_prompt =
+            replace_first(&template.system_template, "{system_message}", system_message);
         let mut out = Vec::with_capacity(self.messages.len() + 1);
         if add_system && !system_prompt.is_empty() {
             out.push(system_prompt.clone());
@@ -220,18 +274,25 @@ impl Conversation {
         for (index, message) in self.messages.iter().enumerate().skip(start) {
             let rendered = match &message.turn {
                 Turn::ReplyHeader => format!("{}{empty_sep}", message.role_str),
-                Turn::EmptyThinkingHeader => format!("{}{content_sep}{EMPTY_THINKING_BLOCK}", message.role_str),
+                Turn::EmptyThinkingHeader => {
+                    format!("{}{content_sep}{EMPTY_THINKING_BLOCK}", message.role_str)
+                }
                 Turn::Message(content) => {
                     let text = text_of(content)?;
                     let body = match template.role_templates.get(message.role.key()) {
                         // WebLLM never fills `{function_string}` (its function
                         // calling is disabled), so the placeholder always becomes "".
-                        Some(role_template) => {
-                            replace_first(&replace_first(role_template, message.role.placeholder(), text), "{function_string}", "")
-                        }
+                        Some(role_template) => replace_first(
+                            &replace_first(role_template, message.role.placeholder(), text),
+                            "{function_string}",
+                            "",
+                        ),
                         None => text.to_string(),
                     };
-                    let role_prefix = if !template.add_role_after_system_message && !system_prompt.is_empty() && index == 0 {
+                    let role_prefix = if !template.add_role_after_system_message
+                        && !system_prompt.is_empty()
+                        && index == 0
+                    {
                         String::new()
                     } else {
                         format!("{}{content_sep}", message.role_str)
@@ -251,13 +312,22 @@ impl Conversation {
 /// round must not have ended by `abort` or `length`, whose last sampled token
 /// was never fed to the model. Otherwise the cache is reset and the whole
 /// prompt prefilled.
-pub fn can_reuse_kv_cache(previous: &Conversation, previous_finish: Option<FinishReason>, next: &Conversation) -> bool {
-    let cache_complete = !matches!(previous_finish, Some(FinishReason::Abort | FinishReason::Length));
+pub fn can_reuse_kv_cache(
+    previous: &Conversation,
+    previous_finish: Option<FinishReason>,
+    next: &Conversation,
+) -> bool {
+    let cache_complete =
+        !matches!(previous_finish, Some(FinishReason::Abort | FinishReason::Length));
     cache_complete && !next.messages.is_empty() && previous == next
 }
 
 /// The role string: the message's non-empty `name`, else the template's.
-fn role_string(template: &ConvTemplate, role: Role, name: Option<&str>) -> Result<String, ChatError> {
+fn role_string(
+    template: &ConvTemplate,
+    role: Role,
+    name: Option<&str>,
+) -> Result<String, ChatError> {
     let Some(template_str) = template.roles.get(role.key()) else {
         return Err(ChatError::Error(format!("Role is not supported: {}", role.key())));
     };
@@ -266,7 +336,10 @@ fn role_string(template: &ConvTemplate, role: Role, name: Option<&str>) -> Resul
 
 /// A user or tool message's content, which must be present.
 fn required_content(message: &ChatMessage) -> Result<MessageContent, ChatError> {
-    message.content.clone().ok_or_else(|| ChatError::ContentType(format!("{}'s message", message.role)))
+    message
+        .content
+        .clone()
+        .ok_or_else(|| ChatError::ContentType(format!("{}'s message", message.role)))
 }
 
 /// The text of a message: the string, or the single text part of a part

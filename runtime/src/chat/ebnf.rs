@@ -18,8 +18,10 @@ pub fn ebnf_to_lark(ebnf: &str) -> Result<String, String> {
         names
             .entry(name.to_string())
             .or_insert_with(|| {
-                let clean: String =
-                    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+                let clean: String = name
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+                    .collect();
                 format!("r{next}_{clean}")
             })
             .clone()
@@ -39,7 +41,9 @@ pub fn ebnf_to_lark(ebnf: &str) -> Result<String, String> {
         i += 2;
         let body_start = i;
         // A body runs until the next `name ::=`.
-        while i < tokens.len() && !(matches!(tokens[i], Token::Name(_)) && tokens.get(i + 1) == Some(&Token::Defines)) {
+        while i < tokens.len()
+            && !(matches!(tokens[i], Token::Name(_)) && tokens.get(i + 1) == Some(&Token::Defines))
+        {
             line.push(' ');
             match &tokens[i] {
                 Token::Name(reference) => line.push_str(&lark_name(reference)),
@@ -127,7 +131,11 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
                     i += 1;
                 }
                 let repeat: String = chars[start..(i + 1).min(chars.len())].iter().collect();
-                if i >= chars.len() || !repeat[1..repeat.len() - 1].chars().all(|c| c.is_ascii_digit() || c == ',' || c == ' ') {
+                if i >= chars.len()
+                    || !repeat[1..repeat.len() - 1]
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == ',' || c == ' ')
+                {
                     return Err(format!("bad repetition `{repeat}`"));
                 }
                 tokens.push(Token::Operator(repeat.replace(' ', "")));
@@ -139,7 +147,12 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
             }
             _ if c.is_alphabetic() || c == '_' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '-' || chars[i] == '.') {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric()
+                        || chars[i] == '_'
+                        || chars[i] == '-'
+                        || chars[i] == '.')
+                {
                     i += 1;
                 }
                 tokens.push(Token::Name(chars[start..i].iter().collect()));
@@ -161,12 +174,18 @@ fn string_literal(chars: &[char], start: usize) -> Result<(String, usize), Strin
         match c {
             '"' => return Ok((out, i)),
             '\\' => {
-                let Some(&escape) = chars.get(i) else { return Err("unterminated string".to_string()) };
+                let Some(&escape) = chars.get(i) else {
+                    return Err("unterminated string".to_string());
+                };
                 i += 1;
                 let hex = |digits: usize, i: &mut usize| -> Result<char, String> {
-                    let code: String = chars.get(*i..*i + digits).ok_or("short escape")?.iter().collect();
+                    let code: String =
+                        chars.get(*i..*i + digits).ok_or("short escape")?.iter().collect();
                     *i += digits;
-                    u32::from_str_radix(&code, 16).ok().and_then(char::from_u32).ok_or(format!("bad escape `{code}`"))
+                    u32::from_str_radix(&code, 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .ok_or(format!("bad escape `{code}`"))
                 };
                 out.push(match escape {
                     'n' => '\n',
@@ -192,7 +211,10 @@ mod tests {
     fn rules_strings_classes_and_repetitions_translate() {
         let ebnf = "# yes or no\nroot ::= answer (\" \" answer){0,2}\nanswer ::= \"yes\" | \"no\\n\" | [0-9/]+\n";
         let lark = ebnf_to_lark(ebnf).unwrap();
-        assert_eq!(lark, "start: r0_root\nr0_root: r1_answer ( \" \" r1_answer ) {0,2}\nr1_answer: \"yes\" | \"no\\n\" | /[0-9\\/]/ +\n");
+        assert_eq!(
+            lark,
+            "start: r0_root\nr0_root: r1_answer ( \" \" r1_answer ) {0,2}\nr1_answer: \"yes\" | \"no\\n\" | /[0-9\\/]/ +\n"
+        );
     }
 
     #[test]

@@ -37,29 +37,30 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mlc_kernels::cpu::{self as sampling, Minstd, SamplingParams};
-use std::borrow::Cow;
 use mlc_loader::{Artifact, ChatConfig, ConvTemplate, LoadError};
+use std::borrow::Cow;
 use web_time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::conversation::{can_reuse_kv_cache, Conversation, EMPTY_THINKING_BLOCK};
-use crate::backend::StepInput;
-use crate::sampling::SamplingStep;
+use super::conversation::{Conversation, EMPTY_THINKING_BLOCK, can_reuse_kv_cache};
 use super::error::ChatError;
 use super::grammar::{GrammarCompiler, TokenMatcher};
 use super::openai::{
-    AssistantMessage, ChatCompletion, ChatCompletionChoice, ChatCompletionChunk, ChatCompletionRequest, ChatMessage,
-    ChoiceLogprobs, Completion, CompletionChoice, CompletionChunk, CompletionRequest, FinishReason, GenerationConfig,
-    GenerationStats, StreamId, StreamOptions, TokenLogprob, ToolCall, ToolCallDelta, TopLogprob, Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionChoice, ChatCompletionChunk,
+    ChatCompletionRequest, ChatMessage, ChoiceLogprobs, Completion, CompletionChoice,
+    CompletionChunk, CompletionRequest, FinishReason, GenerationConfig, GenerationStats, StreamId,
+    StreamOptions, TokenLogprob, ToolCall, ToolCallDelta, TopLogprob, Usage,
 };
 use super::response_format::grammar_of;
-use super::tools::{self, tool_format, ToolFormat};
 use super::stream::{OutputStream, StopConditions};
 use super::tokenizer::{Tokenizer, TokenizerError};
+use super::tools::{self, ToolFormat, tool_format};
 use super::validate::{check_context_window, validate_chat_request, validate_completion_request};
+use crate::backend::StepInput;
+use crate::sampling::SamplingStep;
 use crate::{EngineError, LanguageModel};
 
 /// The tokenizer file every MLC artifact ships.
@@ -112,7 +113,9 @@ impl RequestError {
             RequestError::Chat(_) => true,
             RequestError::Engine(error) => matches!(
                 error,
-                EngineError::EmptyInput | EngineError::ContextWindowExceeded { .. } | EngineError::TokenOutOfRange { .. }
+                EngineError::EmptyInput
+                    | EngineError::ContextWindowExceeded { .. }
+                    | EngineError::TokenOutOfRange { .. }
             ),
         }
     }
@@ -151,9 +154,17 @@ pub struct ChatEngine {
 impl ChatEngine {
     /// An engine for `model`, loaded from `artifact`: the tokenizer is read
     /// from the artifact's files and the model id is the artifact's name.
-    pub fn new(model: Box<dyn LanguageModel>, artifact: &Artifact) -> Result<ChatEngine, EngineSetupError> {
+    pub fn new(
+        model: Box<dyn LanguageModel>,
+        artifact: &Artifact,
+    ) -> Result<ChatEngine, EngineSetupError> {
         let tokenizer = Tokenizer::from_bytes(&artifact.file(TOKENIZER_FILE)?)?;
-        ChatEngine::from_parts(model, tokenizer, artifact.config.clone(), model_id_of(artifact.source()))
+        ChatEngine::from_parts(
+            model,
+            tokenizer,
+            artifact.config.clone(),
+            model_id_of(artifact.source()),
+        )
     }
 
     /// An engine from its parts; `model_id` is what responses name.
@@ -219,7 +230,11 @@ impl ChatEngine {
         let stats = self.last_round.unwrap_or_default();
         let prefill = stats.prompt_tokens as f64 / stats.prefill_time_s;
         let decoding = stats.decode_tokens as f64 / stats.decode_time_s;
-        format!("prefill: {} tokens/sec, decoding: {} tokens/sec", js_fixed4(prefill), js_fixed4(decoding))
+        format!(
+            "prefill: {} tokens/sec, decoding: {} tokens/sec",
+            js_fixed4(prefill),
+            js_fixed4(decoding)
+        )
     }
 
     /// The model id responses carry.
@@ -280,13 +295,21 @@ impl ChatEngine {
         let started = Instant::now();
         self.interrupt.store(false, Ordering::SeqCst);
         validate_chat_request(request, &self.model_id, self.tools)?;
-        let mut plan = self.plan(&request.generation, request.stream, request.stream_options.as_ref(), request.n, started);
+        let mut plan = self.plan(
+            &request.generation,
+            request.stream,
+            request.stream_options.as_ref(),
+            request.n,
+            started,
+        );
         let structure = self.structure(request)?;
         plan.constraint = structure.constraint;
         plan.tool_calls = structure.parse;
         let enable_thinking = request.extra_body.as_ref().and_then(|extra| extra.enable_thinking);
         let messages = &structure.messages;
-        let prepare = |engine: &mut ChatEngine, kept: Kept| engine.prepare_chat(messages, enable_thinking, kept, &plan.stop);
+        let prepare = |engine: &mut ChatEngine, kept: Kept| {
+            engine.prepare_chat(messages, enable_thinking, kept, &plan.stop)
+        };
         let outcome = self.run::<ChatChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
         let choices = outcome
             .choices
@@ -325,8 +348,16 @@ impl ChatEngine {
         let started = Instant::now();
         self.interrupt.store(false, Ordering::SeqCst);
         validate_completion_request(request)?;
-        let plan = self.plan(&request.generation, request.stream, request.stream_options.as_ref(), request.n, started);
-        let prepare = |engine: &mut ChatEngine, _kept: Kept| engine.prepare_completion(&request.prompt, &plan.stop);
+        let plan = self.plan(
+            &request.generation,
+            request.stream,
+            request.stream_options.as_ref(),
+            request.n,
+            started,
+        );
+        let prepare = |engine: &mut ChatEngine, _kept: Kept| {
+            engine.prepare_completion(&request.prompt, &plan.stop)
+        };
         let outcome = self.run::<TextChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
         // `echo` only applies to a whole response, as in WebLLM.
         let echo = request.echo == Some(true) && request.stream != Some(true);
@@ -366,9 +397,14 @@ impl ChatEngine {
             stop: StopConditions::new(&self.template, generation),
             // WebLLM reads `n` for truthiness: absent and 0 both mean one choice.
             choices: n.unwrap_or(1).max(1),
-            id: StreamId { id: uuid::Uuid::new_v4().to_string(), created: unix_seconds(), model: self.model_id.clone() },
+            id: StreamId {
+                id: uuid::Uuid::new_v4().to_string(),
+                created: unix_seconds(),
+                model: self.model_id.clone(),
+            },
             streaming,
-            include_usage: streaming && stream_options.and_then(|options| options.include_usage) == Some(true),
+            include_usage: streaming
+                && stream_options.and_then(|options| options.include_usage) == Some(true),
             started,
             constraint: None,
             tool_calls: None,
@@ -379,10 +415,17 @@ impl ChatEngine {
     /// messages to render, the grammar compiled (WebLLM's
     /// `GrammarMatcherInitError` when it does not compile), and whether the
     /// reply is read as tool calls.
-    fn structure<'r>(&mut self, request: &'r ChatCompletionRequest) -> Result<Structure<'r>, RequestError> {
+    fn structure<'r>(
+        &mut self,
+        request: &'r ChatCompletionRequest,
+    ) -> Result<Structure<'r>, RequestError> {
         let requested = || -> Result<_, ChatError> {
             let grammar = request.response_format.as_ref().map(grammar_of).transpose()?.flatten();
-            let kind = request.response_format.as_ref().and_then(|format| format.kind.as_deref()).unwrap_or("text");
+            let kind = request
+                .response_format
+                .as_ref()
+                .and_then(|format| format.kind.as_deref())
+                .unwrap_or("text");
             Ok((grammar, kind))
         };
         let (messages, grammar, parse, kind) = match (&request.tools, self.tools) {
@@ -408,8 +451,10 @@ impl ChatEngine {
             None => None,
             Some(grammar) => {
                 let started = Instant::now();
-                let fail = |cause: String| ChatError::GrammarMatcherInit { kind: kind.to_string(), cause };
-                let matcher = self.grammar_compiler().map_err(fail)?.matcher(&grammar).map_err(fail)?;
+                let fail =
+                    |cause: String| ChatError::GrammarMatcherInit { kind: kind.to_string(), cause };
+                let matcher =
+                    self.grammar_compiler().map_err(fail)?.matcher(&grammar).map_err(fail)?;
                 Some(Constraint { matcher, init_s: started.elapsed().as_secs_f64() })
             }
         };
@@ -422,10 +467,14 @@ impl ChatEngine {
         if self.grammars.is_none() {
             let ends = &self.template.stop_token_ids;
             if ends.is_empty() {
-                return Err("the conversation template has no stop token to end a constrained reply".to_string());
+                return Err(
+                    "the conversation template has no stop token to end a constrained reply"
+                        .to_string(),
+                );
             }
             let json = self.tokenizer.to_json().map_err(|error| error.to_string())?;
-            self.grammars = Some(GrammarCompiler::new(json.as_bytes(), self.config.vocab_size, ends)?);
+            self.grammars =
+                Some(GrammarCompiler::new(json.as_bytes(), self.config.vocab_size, ends)?);
         }
         Ok(self.grammars.as_ref().expect("built above"))
     }
@@ -484,7 +533,8 @@ impl ChatEngine {
         let round_start = Instant::now();
         // Forget the kept conversation before anything can fail, so that a
         // failed round makes the next request reset the KV cache.
-        let kept = Kept { conversation: std::mem::take(&mut self.kept), finish: self.last_finish.take() };
+        let kept =
+            Kept { conversation: std::mem::take(&mut self.kept), finish: self.last_finish.take() };
         let prepared = prepare(self, kept)?;
         let mut emit = |text: String, logprobs: Option<ChoiceLogprobs>| {
             if plan.streaming {
@@ -492,13 +542,23 @@ impl ChatEngine {
             }
         };
         let mut matcher = plan.constraint.as_ref().map(|constraint| constraint.matcher.clone());
-        let generated =
-            self.generate(&prepared.ids, prepared.output, &plan.sampler, matcher.as_mut(), round_start, &mut emit).await?;
+        let generated = self
+            .generate(
+                &prepared.ids,
+                prepared.output,
+                &plan.sampler,
+                matcher.as_mut(),
+                round_start,
+                &mut emit,
+            )
+            .await?;
         let mut finish_reason = generated.output.finish_reason().unwrap_or(FinishReason::Stop);
         let text = generated.output.text().to_string();
         // As in WebLLM, only a reply that ended by itself is read as tool calls.
         let tool_calls = match plan.tool_calls {
-            Some(format) if finish_reason == FinishReason::Stop => tools::parse_calls(format, &text)?,
+            Some(format) if finish_reason == FinishReason::Stop => {
+                tools::parse_calls(format, &text)?
+            }
             _ => None,
         };
         if tool_calls.is_some() {
@@ -512,11 +572,16 @@ impl ChatEngine {
             self.kept = conversation;
             self.last_finish = Some(finish_reason);
         }
-        let grammar_s = plan.constraint.as_ref().map(|constraint| (constraint.init_s, generated.grammar_time_s));
-        let stats = GenerationStats { prompt_tokens: prepared.prompt_tokens, grammar_s, ..generated.stats };
+        let grammar_s = plan
+            .constraint
+            .as_ref()
+            .map(|constraint| (constraint.init_s, generated.grammar_time_s));
+        let stats =
+            GenerationStats { prompt_tokens: prepared.prompt_tokens, grammar_s, ..generated.stats };
         self.last_message.clone_from(&text);
         self.last_round = Some(stats);
-        let logprobs = plan.sampler.logprobs.map(|_| ChoiceLogprobs { content: generated.logprobs });
+        let logprobs =
+            plan.sampler.logprobs.map(|_| ChoiceLogprobs { content: generated.logprobs });
         Ok(ChoiceOutcome { text, finish_reason, logprobs, stats, tool_calls })
     }
 
@@ -548,11 +613,20 @@ impl ChatEngine {
             _ => Vec::new(),
         };
         let output = OutputStream::with_preloaded(self.tokenizer.clone(), stop.clone(), preloaded);
-        Ok(Prepared { ids: prompt.ids, prompt_tokens: prompt.prompt_tokens, output, conversation: Some(conversation) })
+        Ok(Prepared {
+            ids: prompt.ids,
+            prompt_tokens: prompt.prompt_tokens,
+            output,
+            conversation: Some(conversation),
+        })
     }
 
     /// A text completion's prompt: the raw text on an empty KV cache.
-    fn prepare_completion(&mut self, prompt: &str, stop: &StopConditions) -> Result<Prepared, RequestError> {
+    fn prepare_completion(
+        &mut self,
+        prompt: &str,
+        stop: &StopConditions,
+    ) -> Result<Prepared, RequestError> {
         self.model.reset();
         let ids = self.tokenizer.encode(prompt)?;
         self.check_fits(ids.len())?;
@@ -609,7 +683,8 @@ impl ChatEngine {
     ) -> Result<Generated, RequestError> {
         // A grammar's mask and the penalties' counts need the previous token
         // on the host, log probabilities need the logits there.
-        let pipelined = matcher.is_none() && sampler.logprobs.is_none() && !sampler.params.penalties_active();
+        let pipelined =
+            matcher.is_none() && sampler.logprobs.is_none() && !sampler.params.penalties_active();
         let mut logprobs = Vec::new();
         let mut grammar_time_s = 0.0;
         let mut stats = GenerationStats::default();
@@ -684,7 +759,11 @@ impl ChatEngine {
     /// round surely ends at that token (it reaches `max_tokens`, or the
     /// context has no room to feed it); returns the generator as it was
     /// before the step's draw.
-    fn queue_ahead(&mut self, output: &OutputStream, sampler: &Sampler) -> Result<Option<Minstd>, EngineError> {
+    fn queue_ahead(
+        &mut self,
+        output: &OutputStream,
+        sampler: &Sampler,
+    ) -> Result<Option<Minstd>, EngineError> {
         if output.next_push_ends() || self.model.position() >= self.capacity {
             return Ok(None);
         }
@@ -697,11 +776,19 @@ impl ChatEngine {
     /// (on a GPU only the token id comes back), among those `mask` allows
     /// (all without one): a plain argmax when that is what WebLLM's sampling
     /// gives, else bias, penalties, temperature, top-p and the draw.
-    fn queue_step(&mut self, input: StepInput<'_>, output: &OutputStream, sampler: &Sampler, mask: Option<&[u32]>) -> Result<(), EngineError> {
+    fn queue_step(
+        &mut self,
+        input: StepInput<'_>,
+        output: &OutputStream,
+        sampler: &Sampler,
+        mask: Option<&[u32]>,
+    ) -> Result<(), EngineError> {
         // WebLLM draws one uniform per token, greedy or not, so a seed gives
         // the same stream whatever the temperature.
         let uniform = self.rng.next_f32();
-        if mask.is_none() && sampler.greedy_argmax(self.config.active_vocab_size, self.config.vocab_size) {
+        if mask.is_none()
+            && sampler.greedy_argmax(self.config.active_vocab_size, self.config.vocab_size)
+        {
             return self.model.queue_greedy(input);
         }
         // Only penalties count the generated tokens (a round with none queues
@@ -747,10 +834,19 @@ impl ChatEngine {
         }
         sampling::apply_logit_bias(&mut logits, &sampler.bias);
         if sampler.params.penalties_active() {
-            sampling::apply_penalties(&mut logits, &appeared(output.generated_ids()), &sampler.params);
+            sampling::apply_penalties(
+                &mut logits,
+                &appeared(output.generated_ids()),
+                &sampler.params,
+            );
         }
-        let probs = sampling::softmax_with_temperature(&logits, sampler.params.temperature, self.config.active_vocab_size);
-        let token = sampling::sample_from(&sampling::top_p_filter(&probs, sampler.params.top_p), uniform);
+        let probs = sampling::softmax_with_temperature(
+            &logits,
+            sampler.params.temperature,
+            self.config.active_vocab_size,
+        );
+        let token =
+            sampling::sample_from(&sampling::top_p_filter(&probs, sampler.params.top_p), uniform);
         if let Some(top) = sampler.logprobs.filter(|top| *top > 0) {
             logprobs.push(self.token_logprob(token, &probs, top)?);
         }
@@ -759,14 +855,24 @@ impl ChatEngine {
 
     /// A sampled token's log probability and the `top` most likely tokens, from
     /// the probabilities after bias, penalties and temperature (spec §2.8).
-    fn token_logprob(&self, token: u32, probs: &[f32], top: usize) -> Result<TokenLogprob, RequestError> {
+    fn token_logprob(
+        &self,
+        token: u32,
+        probs: &[f32],
+        top: usize,
+    ) -> Result<TokenLogprob, RequestError> {
         let entry = |id: u32| -> Result<TopLogprob, RequestError> {
             let text = self.tokenizer.decode(&[id])?;
-            Ok(TopLogprob { bytes: Some(text.as_bytes().to_vec()), token: text, logprob: f64::from(probs[id as usize]).ln() })
+            Ok(TopLogprob {
+                bytes: Some(text.as_bytes().to_vec()),
+                token: text,
+                logprob: f64::from(probs[id as usize]).ln(),
+            })
         };
         let mut ids: Vec<u32> = (0..probs.len() as u32).collect();
         let top = top.min(ids.len());
-        let by_probability = |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]).then(a.cmp(b));
+        let by_probability =
+            |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]).then(a.cmp(b));
         if top > 0 {
             ids.select_nth_unstable_by(top - 1, by_probability);
         }
@@ -774,14 +880,20 @@ impl ChatEngine {
         ids.sort_by(by_probability);
         let sampled = entry(token)?;
         let top_logprobs = ids.into_iter().map(entry).collect::<Result<_, _>>()?;
-        Ok(TokenLogprob { token: sampled.token, bytes: sampled.bytes, logprob: sampled.logprob, top_logprobs })
+        Ok(TokenLogprob {
+            token: sampled.token,
+            bytes: sampled.bytes,
+            logprob: sampled.logprob,
+            top_logprobs,
+        })
     }
 }
 
 /// The model id of an artifact from what was opened: the folder name, or the
 /// repository name of a Hugging Face URL (`.../<name>/resolve/<revision>/`).
 pub fn model_id_of(source: &str) -> String {
-    let mut segments: Vec<&str> = source.split(['/', '\\']).filter(|segment| !segment.is_empty()).collect();
+    let mut segments: Vec<&str> =
+        source.split(['/', '\\']).filter(|segment| !segment.is_empty()).collect();
     if segments.len() >= 3 && segments[segments.len() - 2] == "resolve" {
         segments.truncate(segments.len() - 2);
     }
@@ -803,11 +915,13 @@ impl Sampler {
     /// (sampling-and-stats.md §1): setting one of the frequency and presence
     /// penalties zeroes the other.
     fn new(config: &ChatConfig, request: &GenerationConfig) -> Sampler {
-        let or_config = |value: Option<f64>, default: f32| value.map_or(default, |value| value as f32);
-        let (frequency_penalty, presence_penalty) = match (request.frequency_penalty, request.presence_penalty) {
-            (None, None) => (config.frequency_penalty, config.presence_penalty),
-            (frequency, presence) => (or_config(frequency, 0.0), or_config(presence, 0.0)),
-        };
+        let or_config =
+            |value: Option<f64>, default: f32| value.map_or(default, |value| value as f32);
+        let (frequency_penalty, presence_penalty) =
+            match (request.frequency_penalty, request.presence_penalty) {
+                (None, None) => (config.frequency_penalty, config.presence_penalty),
+                (frequency, presence) => (or_config(frequency, 0.0), or_config(presence, 0.0)),
+            };
         let params = SamplingParams {
             temperature: or_config(request.temperature, config.temperature),
             top_p: or_config(request.top_p, config.top_p),
@@ -858,7 +972,10 @@ fn appeared(generated: &[u32]) -> Vec<(u32, u32)> {
 }
 
 /// The grammar mask of the next step (timed into `grammar_time_s`), if any.
-fn next_mask(matcher: Option<&mut TokenMatcher>, grammar_time_s: &mut f64) -> Result<Option<Vec<u32>>, RequestError> {
+fn next_mask(
+    matcher: Option<&mut TokenMatcher>,
+    grammar_time_s: &mut f64,
+) -> Result<Option<Vec<u32>>, RequestError> {
     let Some(matcher) = matcher else { return Ok(None) };
     let started = Instant::now();
     let mask = matcher.mask().map_err(grammar_failure)?;
@@ -877,7 +994,11 @@ fn call_deltas(calls: &[ToolCall]) -> Vec<ToolCallDelta> {
     calls
         .iter()
         .zip(0..)
-        .map(|(call, index)| ToolCallDelta { index, kind: call.kind.clone(), function: call.function.clone() })
+        .map(|(call, index)| ToolCallDelta {
+            index,
+            kind: call.kind.clone(),
+            function: call.function.clone(),
+        })
         .collect()
 }
 
@@ -975,7 +1096,11 @@ trait ChunkKind {
     /// A delta chunk.
     fn delta(id: &StreamId, text: String, logprobs: Option<ChoiceLogprobs>) -> Self::Chunk;
     /// The final chunk of a choice (with the reply's tool calls, chat only).
-    fn finish(id: &StreamId, reason: FinishReason, tool_calls: Option<Vec<ToolCallDelta>>) -> Self::Chunk;
+    fn finish(
+        id: &StreamId,
+        reason: FinishReason,
+        tool_calls: Option<Vec<ToolCallDelta>>,
+    ) -> Self::Chunk;
     /// The usage chunk.
     fn usage(id: &StreamId, usage: Usage) -> Self::Chunk;
 }
@@ -990,7 +1115,11 @@ impl ChunkKind for ChatChunks {
         ChatCompletionChunk::delta(id, text, logprobs)
     }
 
-    fn finish(id: &StreamId, reason: FinishReason, tool_calls: Option<Vec<ToolCallDelta>>) -> ChatCompletionChunk {
+    fn finish(
+        id: &StreamId,
+        reason: FinishReason,
+        tool_calls: Option<Vec<ToolCallDelta>>,
+    ) -> ChatCompletionChunk {
         ChatCompletionChunk::finish(id, reason, tool_calls)
     }
 
@@ -1009,7 +1138,11 @@ impl ChunkKind for TextChunks {
         Completion::delta(id, text, logprobs)
     }
 
-    fn finish(id: &StreamId, reason: FinishReason, _tool_calls: Option<Vec<ToolCallDelta>>) -> CompletionChunk {
+    fn finish(
+        id: &StreamId,
+        reason: FinishReason,
+        _tool_calls: Option<Vec<ToolCallDelta>>,
+    ) -> CompletionChunk {
         Completion::finish(id, reason)
     }
 
@@ -1034,7 +1167,8 @@ fn unix_seconds() -> u64 {
 
 /// WebLLM's unseeded generator: seeded with `Date.now()`.
 fn clock_seeded_rng() -> Minstd {
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
+    let millis =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
     Minstd::new((millis % u128::from(u64::MAX)) as u64)
 }
 
@@ -1044,10 +1178,15 @@ mod tests {
 
     #[test]
     fn model_ids_come_from_folder_names_and_hugging_face_urls() {
-        assert_eq!(model_id_of("/data/smollm2-135m-instruct-q4f16_1-mlc"), "smollm2-135m-instruct-q4f16_1-mlc");
+        assert_eq!(
+            model_id_of("/data/smollm2-135m-instruct-q4f16_1-mlc"),
+            "smollm2-135m-instruct-q4f16_1-mlc"
+        );
         assert_eq!(model_id_of("/data/model/"), "model");
         assert_eq!(
-            model_id_of("https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/"),
+            model_id_of(
+                "https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/"
+            ),
             "Qwen2.5-0.5B-Instruct-q4f16_1-MLC"
         );
     }
@@ -1060,7 +1199,10 @@ mod tests {
         )
         .unwrap();
         let defaults = Sampler::new(&config, &GenerationConfig::default());
-        assert_eq!((defaults.params.frequency_penalty, defaults.params.presence_penalty), (0.5, 0.25));
+        assert_eq!(
+            (defaults.params.frequency_penalty, defaults.params.presence_penalty),
+            (0.5, 0.25)
+        );
         assert_eq!((defaults.params.temperature, defaults.params.top_p), (0.7, 0.8));
         let request: GenerationConfig =
             serde_json::from_str(r#"{"presence_penalty": 1.0, "temperature": 0, "logit_bias": {"7": 2, "-1": 5, "3x": -1}}"#).unwrap();
@@ -1068,7 +1210,10 @@ mod tests {
         assert_eq!((sampler.params.frequency_penalty, sampler.params.presence_penalty), (0.0, 1.0));
         assert_eq!(sampler.params.temperature, 0.0);
         assert_eq!(sampler.bias, vec![(7, 2.0), (3, -1.0)]);
-        assert!(!sampler.greedy_argmax(None, 32), "a bias needs the sampling chain, not a plain argmax");
+        assert!(
+            !sampler.greedy_argmax(None, 32),
+            "a bias needs the sampling chain, not a plain argmax"
+        );
     }
 
     #[test]

@@ -140,7 +140,9 @@ impl ChatError {
             ChatError::SeedType(_) => "SeedTypeError",
             ChatError::InvalidResponseFormat => "InvalidResponseFormatError",
             ChatError::InvalidResponseFormatGrammar => "InvalidResponseFormatGrammarError",
-            ChatError::InvalidResponseFormatStructuralTag => "InvalidResponseFormatStructuralTagError",
+            ChatError::InvalidResponseFormatStructuralTag => {
+                "InvalidResponseFormatStructuralTagError"
+            }
             ChatError::UnsupportedModelId(_) => "UnsupportedModelIdError",
             ChatError::GrammarMatcherInit { .. } => "GrammarMatcherInitError",
             ChatError::CustomResponseFormat(_) => "CustomResponseFormatError",
@@ -165,35 +167,49 @@ impl ChatError {
     /// WebLLM's `error.message`, exactly.
     pub fn message(&self) -> String {
         match self {
-            ChatError::EmptyMessages => "Cannot read properties of undefined (reading 'role')".to_string(),
+            ChatError::EmptyMessages => {
+                "Cannot read properties of undefined (reading 'role')".to_string()
+            }
             ChatError::UserMessageContentForNonVlm { model_id, content } => format!(
                 "The model loaded is not of type ModelType.VLM (vision-language model). Therefore, user message only \
                  supports string content, but received: {content}\nLoaded modelId: {model_id}, modelType: LLM"
             ),
-            ChatError::SystemMessageOrder => "System prompt should always be the first message in `messages`.".to_string(),
+            ChatError::SystemMessageOrder => {
+                "System prompt should always be the first message in `messages`.".to_string()
+            }
             ChatError::MessageOrder(message) => message.to_string(),
             ChatError::ContentType(what) => format!("{what} should have string content."),
             ChatError::UnsupportedRole(role) => format!("Unsupported role of message: {role}"),
             ChatError::StreamingCount => "When streaming, `n` cannot be > 1.".to_string(),
-            ChatError::SeedType(seed) => format!("`seed` should be an integer, but got {}", number_to_string(*seed)),
-            ChatError::InvalidResponseFormat => "JSON schema is only supported with `json_object` response format.".to_string(),
+            ChatError::SeedType(seed) => {
+                format!("`seed` should be an integer, but got {}", number_to_string(*seed))
+            }
+            ChatError::InvalidResponseFormat => {
+                "JSON schema is only supported with `json_object` response format.".to_string()
+            }
             ChatError::InvalidResponseFormatGrammar => both_or_neither("grammar"),
             ChatError::InvalidResponseFormatStructuralTag => both_or_neither("structural_tag"),
-            ChatError::UnsupportedModelId(model_id) => format!(
-                "{model_id} is not supported for ChatCompletionRequest.tools. Currently, models that support function \
+            ChatError::UnsupportedModelId(model_id) => {
+                format!(
+                    "{model_id} is not supported for ChatCompletionRequest.tools. Currently, models that support function \
                  calling are: {}",
-                FUNCTION_CALLING_MODEL_IDS.join(", ")
-            ) + QWEN_TOOL_MODELS,
+                    FUNCTION_CALLING_MODEL_IDS.join(", ")
+                ) + QWEN_TOOL_MODELS
+            }
             ChatError::GrammarMatcherInit { kind, cause } => {
-                format!("Failed to initialize the grammar matcher for response format `{kind}`: {cause}")
+                format!(
+                    "Failed to initialize the grammar matcher for response format `{kind}`: {cause}"
+                )
             }
             ChatError::CustomResponseFormat(format) => format!(
                 "When using Hermes-2-Pro function calling via ChatCompletionRequest.tools, cannot specify customized \
                  response_format. We will set it for you internally. Currently set to: {format}"
             ),
-            ChatError::CustomSystemPrompt => "When using Hermes-2-Pro function calling via ChatCompletionRequest.tools, \
+            ChatError::CustomSystemPrompt => {
+                "When using Hermes-2-Pro function calling via ChatCompletionRequest.tools, \
                                               cannot specify customized system prompt."
-                .to_string(),
+                    .to_string()
+            }
             ChatError::ToolCallOutputParse { output, error } => format!(
                 "Internal error: error encountered when parsing outputMessage for function calling. Got outputMessage: \
                  {output}\nGot error: {error}"
@@ -202,16 +218,29 @@ impl ChatError {
                 format!("Internal error: expect output of function calling to be an {kind}")
             }
             ChatError::ToolCallOutputMissingFields(object) => {
-                format!("Expect generated tool call to have fields \"`name`\", \"`arguments`\", but got object: {object}")
+                format!(
+                    "Expect generated tool call to have fields \"`name`\", \"`arguments`\", but got object: {object}"
+                )
             }
-            ChatError::InvalidStreamOptions => "Only specify stream_options when stream=True.".to_string(),
+            ChatError::InvalidStreamOptions => {
+                "Only specify stream_options when stream=True.".to_string()
+            }
             ChatError::UnsupportedFields { fields, class } => {
-                format!("The following fields in {class} are not yet supported: \n{}", fields.join(", "))
+                format!(
+                    "The following fields in {class} are not yet supported: \n{}",
+                    fields.join(", ")
+                )
             }
-            ChatError::MinValue { param, min } => format!("Make sure `{param}` > {}.", number_to_string(*min)),
+            ChatError::MinValue { param, min } => {
+                format!("Make sure `{param}` > {}.", number_to_string(*min))
+            }
             ChatError::Range { param, min, max, detail } => {
                 let detail = detail.as_ref().map(|detail| format!(" {detail}")).unwrap_or_default();
-                format!("Make sure {} < {param} <= {}.{detail}", number_to_string(*min), number_to_string(*max))
+                format!(
+                    "Make sure {} < {param} <= {}.{detail}",
+                    number_to_string(*min),
+                    number_to_string(*max)
+                )
             }
             ChatError::NonNegative(param) => format!("Make sure {param} >= 0."),
             ChatError::InvalidNumberString { param, value } => {
@@ -219,18 +248,23 @@ impl ChatError {
                 let got = if value.is_empty() { String::new() } else { format!(" Got {value}") };
                 format!("Make sure {param} to be number represented in string.{got}")
             }
-            ChatError::Dependency { dependent, required, value } => format!("{dependent} requires {required} to be {value}."),
+            ChatError::Dependency { dependent, required, value } => {
+                format!("{dependent} requires {required} to be {value}.")
+            }
             ChatError::ContextWindowSizeExceeded { prompt_tokens, context_window_size } => format!(
                 "Prompt tokens exceed context window size: number of prompt tokens: {prompt_tokens}; context window \
                  size: {context_window_size}\nConsider shortening the prompt, or increase `context_window_size`, or \
                  using sliding window via `sliding_window_size`."
             ),
             ChatError::MultipleTextContent => {
-                "Each message can have at most one text contentPart, but received more than 1.".to_string()
+                "Each message can have at most one text contentPart, but received more than 1."
+                    .to_string()
             }
-            ChatError::CannotFindImageEmbed => "Received image input but model does not have kernel image_embed. Make \
+            ChatError::CannotFindImageEmbed => {
+                "Received image input but model does not have kernel image_embed. Make \
                                                 sure to only pass in image to a vision model."
-                .to_string(),
+                    .to_string()
+            }
             ChatError::Error(message) => message.clone(),
             ChatError::Tokenizer(error) => error.to_string(),
         }

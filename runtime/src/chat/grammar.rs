@@ -18,7 +18,8 @@ use llguidance::{Matcher, ParserFactory};
 /// The JSON formatting structured output uses: `, ` and `: ` and no other
 /// whitespace. WebLLM's XGrammar allows any whitespace; a fixed layout keeps a
 /// small model from spending its tokens (or looping) on blanks.
-const COMPACT_JSON: &str = r#"{"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}"#;
+const COMPACT_JSON: &str =
+    r#"{"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}"#;
 
 /// What the output must be.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +40,9 @@ impl Grammar {
             Grammar::AnyJson => TopLevelGrammar::from_json_schema(with_layout(serde_json::json!({
                 "anyOf": [{"type": "object"}, {"type": "array"}]
             }))),
-            Grammar::JsonSchema(schema) => TopLevelGrammar::from_json_schema(with_layout(schema.clone())),
+            Grammar::JsonSchema(schema) => {
+                TopLevelGrammar::from_json_schema(with_layout(schema.clone()))
+            }
             Grammar::Lark(text) => TopLevelGrammar::from_lark(text.clone()),
         }
     }
@@ -73,16 +76,24 @@ impl GrammarCompiler {
     /// `vocab_size` entries (ids past the tokenizer's are never allowed).
     /// `ends` are the tokens that end a reply (the template's stop tokens): a
     /// grammar allows them exactly where the output is complete.
-    pub fn new(tokenizer_json: &[u8], vocab_size: usize, ends: &[u32]) -> Result<GrammarCompiler, String> {
+    pub fn new(
+        tokenizer_json: &[u8],
+        vocab_size: usize,
+        ends: &[u32],
+    ) -> Result<GrammarCompiler, String> {
         let &end = ends.first().ok_or("no end token")?;
         if let Some(bad) = ends.iter().find(|&&id| id as usize >= vocab_size) {
             return Err(format!("end token {bad} is outside the vocabulary of {vocab_size}"));
         }
-        let json: serde_json::Value =
-            serde_json::from_slice(tokenizer_json).map_err(|error| format!("tokenizer.json: {error}"))?;
-        let mut tokens = llguidance::token_bytes_from_tokenizer_json(&json).map_err(|error| format!("tokenizer.json: {error}"))?;
+        let json: serde_json::Value = serde_json::from_slice(tokenizer_json)
+            .map_err(|error| format!("tokenizer.json: {error}"))?;
+        let mut tokens = llguidance::token_bytes_from_tokenizer_json(&json)
+            .map_err(|error| format!("tokenizer.json: {error}"))?;
         if tokens.len() > vocab_size {
-            return Err(format!("tokenizer.json has {} tokens, more than the model's {vocab_size}", tokens.len()));
+            return Err(format!(
+                "tokenizer.json has {} tokens, more than the model's {vocab_size}",
+                tokens.len()
+            ));
         }
         // Padding rows of the embedding: empty byte strings are never allowed.
         tokens.resize(vocab_size, Vec::new());
@@ -98,7 +109,8 @@ impl GrammarCompiler {
     /// A matcher for one output, at its start. Errors are the grammar's
     /// (unparsable, unsatisfiable or unsupported schema or grammar).
     pub fn matcher(&self, grammar: &Grammar) -> Result<TokenMatcher, String> {
-        let parser = self.factory.create_parser(grammar.top_level()).map_err(|error| error.to_string())?;
+        let parser =
+            self.factory.create_parser(grammar.top_level()).map_err(|error| error.to_string())?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(error) = matcher.get_error() {
             return Err(error);
@@ -156,15 +168,19 @@ mod tests {
     /// A byte-level vocabulary: one token per printable ASCII byte, then `<end>`.
     fn compiler() -> (GrammarCompiler, Vec<String>) {
         let texts: Vec<String> = (0x20u8..0x7f).map(|b| (b as char).to_string()).collect();
-        let vocab: serde_json::Map<String, serde_json::Value> =
-            texts.iter().enumerate().map(|(id, text)| (text.replace(' ', "Ġ"), id.into())).collect();
+        let vocab: serde_json::Map<String, serde_json::Value> = texts
+            .iter()
+            .enumerate()
+            .map(|(id, text)| (text.replace(' ', "Ġ"), id.into()))
+            .collect();
         let end = texts.len();
         let json = serde_json::json!({
             "model": {"type": "BPE", "vocab": vocab, "merges": []},
             "decoder": {"type": "ByteLevel"},
             "added_tokens": [{"id": end, "content": "<end>", "special": true}],
         });
-        let compiler = GrammarCompiler::new(json.to_string().as_bytes(), end + 8, &[end as u32]).unwrap();
+        let compiler =
+            GrammarCompiler::new(json.to_string().as_bytes(), end + 8, &[end as u32]).unwrap();
         (compiler, texts)
     }
 
@@ -194,7 +210,11 @@ mod tests {
         let mask = matcher.mask().unwrap();
         let open = texts.iter().position(|t| t == "{").unwrap();
         assert!(allowed(&mask, open));
-        assert_eq!((0..texts.len() + 8).filter(|&id| allowed(&mask, id)).count(), 1, "only `{{` can start it");
+        assert_eq!(
+            (0..texts.len() + 8).filter(|&id| allowed(&mask, id)).count(),
+            1,
+            "only `{{` can start it"
+        );
         let text = first_choice(&mut matcher, &texts);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         // The lowest ids spell `-0`: an integer to JSON Schema, a float to serde_json.
@@ -205,7 +225,11 @@ mod tests {
     fn bad_grammars_are_errors_not_panics() {
         let (compiler, _) = compiler();
         assert!(compiler.matcher(&Grammar::Lark("start: (".to_string())).is_err());
-        assert!(compiler.matcher(&Grammar::JsonSchema(serde_json::json!({"type": "no-such-type"}))).is_err());
+        assert!(
+            compiler
+                .matcher(&Grammar::JsonSchema(serde_json::json!({"type": "no-such-type"})))
+                .is_err()
+        );
         let lark = compiler.matcher(&Grammar::Lark("start: \"yes\" | \"no\"".to_string()));
         assert!(lark.is_ok());
     }

@@ -111,7 +111,8 @@ fn is_js_whitespace(c: char) -> bool {
 /// `for (k in object)` visits them: array-index keys (`"0"`..`"4294967294"`,
 /// canonical form) ascending, then the other keys in insertion order.
 pub fn property_order<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
-    let (mut indexed, others): (Vec<&T>, Vec<&T>) = items.iter().partition(|item| array_index(key(item)).is_some());
+    let (mut indexed, others): (Vec<&T>, Vec<&T>) =
+        items.iter().partition(|item| array_index(key(item)).is_some());
     indexed.sort_by_key(|item| array_index(key(item)));
     indexed.extend(others);
     indexed

@@ -29,16 +29,18 @@ mod tokenizer;
 mod tools;
 mod validate;
 
-pub use conversation::{can_reuse_kv_cache, ConvMessage, Conversation, PromptTokens, Role, Turn, EMPTY_THINKING_BLOCK};
-pub use engine::{model_id_of, ChatEngine, EngineSetupError, Pause, RequestError};
+pub use conversation::{
+    ConvMessage, Conversation, EMPTY_THINKING_BLOCK, PromptTokens, Role, Turn, can_reuse_kv_cache,
+};
+pub use engine::{ChatEngine, EngineSetupError, Pause, RequestError, model_id_of};
 pub use error::ChatError;
 pub use grammar::{Grammar, GrammarCompiler, TokenMatcher};
-pub use response_format::grammar_of;
-pub use tools::{parse_calls, tool_format, ToolFormat};
 pub use openai::*;
+pub use response_format::grammar_of;
 pub use stream::{OutputStream, StopConditions};
 pub use tokenizer::{Tokenizer, TokenizerError};
+pub use tools::{ToolFormat, parse_calls, tool_format};
 pub use validate::{
-    check_chat_request, check_completion_request, check_context_window, check_generation_config, validate_chat_request,
-    validate_completion_request, FUNCTION_CALLING_MODEL_IDS,
+    FUNCTION_CALLING_MODEL_IDS, check_chat_request, check_completion_request, check_context_window,
+    check_generation_config, validate_chat_request, validate_completion_request,
 };

@@ -101,13 +101,19 @@ impl LogitBias {
     /// The entries in the order JS `for...in` visits them (what decides which
     /// invalid entry WebLLM reports first).
     pub fn js_order(&self) -> Vec<(&str, f64)> {
-        js::property_order(&self.0, |(key, _)| key).into_iter().map(|(key, bias)| (key.as_str(), *bias)).collect()
+        js::property_order(&self.0, |(key, _)| key)
+            .into_iter()
+            .map(|(key, bias)| (key.as_str(), *bias))
+            .collect()
     }
 
     /// `(token id, bias)` pairs with the keys read by JS `parseInt`, as WebLLM
     /// applies them; keys that are not numbers are left out (validation rejects them).
     pub fn token_biases(&self) -> Vec<(i64, f64)> {
-        self.js_order().into_iter().filter_map(|(key, bias)| js::parse_int(key).map(|id| (id, bias))).collect()
+        self.js_order()
+            .into_iter()
+            .filter_map(|(key, bias)| js::parse_int(key).map(|id| (id, bias)))
+            .collect()
     }
 }
 
@@ -474,7 +480,11 @@ pub struct ChunkChoice {
     /// `null` until the final chunk.
     pub finish_reason: Option<FinishReason>,
     /// Present (possibly `null`) on delta chunks, absent on the final chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_or_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
     pub logprobs: Option<Option<ChoiceLogprobs>>,
 }
 
@@ -510,18 +520,37 @@ pub struct StreamId {
 impl ChatCompletionChunk {
     /// A delta chunk: `{content, role: "assistant"}`, `finish_reason: null`,
     /// and `logprobs` (`null` unless requested).
-    pub fn delta(stream: &StreamId, content: String, logprobs: Option<ChoiceLogprobs>) -> ChatCompletionChunk {
-        let delta = Delta { content: Some(content), role: Some("assistant".to_string()), tool_calls: None };
-        ChatCompletionChunk::with_choice(stream, ChunkChoice { index: 0, delta, finish_reason: None, logprobs: Some(logprobs) })
+    pub fn delta(
+        stream: &StreamId,
+        content: String,
+        logprobs: Option<ChoiceLogprobs>,
+    ) -> ChatCompletionChunk {
+        let delta =
+            Delta { content: Some(content), role: Some("assistant".to_string()), tool_calls: None };
+        ChatCompletionChunk::with_choice(
+            stream,
+            ChunkChoice { index: 0, delta, finish_reason: None, logprobs: Some(logprobs) },
+        )
     }
 
     /// The final chunk: `delta: {}` (or the tool calls) and the finish reason, no `logprobs` key.
-    pub fn finish(stream: &StreamId, finish_reason: FinishReason, tool_calls: Option<Vec<ToolCallDelta>>) -> ChatCompletionChunk {
+    pub fn finish(
+        stream: &StreamId,
+        finish_reason: FinishReason,
+        tool_calls: Option<Vec<ToolCallDelta>>,
+    ) -> ChatCompletionChunk {
         let delta = match tool_calls {
-            Some(calls) => Delta { content: None, role: Some("assistant".to_string()), tool_calls: Some(calls) },
+            Some(calls) => Delta {
+                content: None,
+                role: Some("assistant".to_string()),
+                tool_calls: Some(calls),
+            },
             None => Delta::default(),
         };
-        ChatCompletionChunk::with_choice(stream, ChunkChoice { index: 0, delta, finish_reason: Some(finish_reason), logprobs: None })
+        ChatCompletionChunk::with_choice(
+            stream,
+            ChunkChoice { index: 0, delta, finish_reason: Some(finish_reason), logprobs: None },
+        )
     }
 
     /// The usage chunk sent last when `stream_options.include_usage`: no choices.
@@ -533,7 +562,11 @@ impl ChatCompletionChunk {
         ChatCompletionChunk::new(stream, vec![choice], None)
     }
 
-    fn new(stream: &StreamId, choices: Vec<ChunkChoice>, usage: Option<Usage>) -> ChatCompletionChunk {
+    fn new(
+        stream: &StreamId,
+        choices: Vec<ChunkChoice>,
+        usage: Option<Usage>,
+    ) -> ChatCompletionChunk {
         ChatCompletionChunk {
             id: stream.id.clone(),
             object: "chat.completion.chunk".to_string(),
@@ -580,13 +613,25 @@ pub struct CompletionRequest {
     #[serde(flatten)]
     pub generation: GenerationConfig,
     /// Unsupported: present (even `null`) means `UnsupportedFieldsError`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_or_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
     pub suffix: Option<Option<String>>,
     /// Unsupported: present (even `null`) means `UnsupportedFieldsError`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_or_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
     pub user: Option<Option<String>>,
     /// Unsupported: present (even `null`) means `UnsupportedFieldsError`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_or_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
     pub best_of: Option<Option<u32>>,
     /// WebLLM extensions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -603,7 +648,11 @@ pub struct CompletionChoice {
     /// `null` on streamed increments.
     pub finish_reason: Option<FinishReason>,
     /// Present (possibly `null`) except on the final streamed chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_or_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
     pub logprobs: Option<Option<ChoiceLogprobs>>,
 }
 
@@ -631,14 +680,24 @@ pub type CompletionChunk = Completion;
 
 impl Completion {
     /// A streamed increment: `text`, `finish_reason: null`, `logprobs` (`null` unless requested).
-    pub fn delta(stream: &StreamId, text: String, logprobs: Option<ChoiceLogprobs>) -> CompletionChunk {
-        let choice = CompletionChoice { index: 0, text, finish_reason: None, logprobs: Some(logprobs) };
+    pub fn delta(
+        stream: &StreamId,
+        text: String,
+        logprobs: Option<ChoiceLogprobs>,
+    ) -> CompletionChunk {
+        let choice =
+            CompletionChoice { index: 0, text, finish_reason: None, logprobs: Some(logprobs) };
         Completion::new(stream, vec![choice], None)
     }
 
     /// The final streamed chunk: empty text and the finish reason, no `logprobs` key.
     pub fn finish(stream: &StreamId, finish_reason: FinishReason) -> CompletionChunk {
-        let choice = CompletionChoice { index: 0, text: String::new(), finish_reason: Some(finish_reason), logprobs: None };
+        let choice = CompletionChoice {
+            index: 0,
+            text: String::new(),
+            finish_reason: Some(finish_reason),
+            logprobs: None,
+        };
         Completion::new(stream, vec![choice], None)
     }
 
@@ -757,9 +816,14 @@ impl std::ops::AddAssign for GenerationStats {
 
 impl Usage {
     /// `usage` from the counters and the request's end-to-end latency.
-    pub fn from_stats(stats: &GenerationStats, e2e_latency_s: f64, latency_breakdown: Option<LatencyBreakdown>) -> Usage {
+    pub fn from_stats(
+        stats: &GenerationStats,
+        e2e_latency_s: f64,
+        latency_breakdown: Option<LatencyBreakdown>,
+    ) -> Usage {
         let decode_tokens = stats.decode_tokens as f64;
-        let decode_tokens_per_s = if stats.decode_time_s > 0.0 { decode_tokens / stats.decode_time_s } else { 0.0 };
+        let decode_tokens_per_s =
+            if stats.decode_time_s > 0.0 { decode_tokens / stats.decode_time_s } else { 0.0 };
         let completion_tokens = stats.completion_tokens as f64;
         Usage {
             prompt_tokens: stats.prompt_tokens,
@@ -772,7 +836,9 @@ impl Usage {
                 time_to_first_token_s: stats.prefill_time_s,
                 time_per_output_token_s: stats.decode_time_s / decode_tokens,
                 grammar_init_s: stats.grammar_s.map(|(init, _)| init),
-                grammar_per_token_s: stats.grammar_s.map(|(_, per_token)| per_token / completion_tokens),
+                grammar_per_token_s: stats
+                    .grammar_s
+                    .map(|(_, per_token)| per_token / completion_tokens),
                 latency_breakdown,
             },
         }
@@ -802,13 +868,22 @@ pub struct ErrorObject {
 
 impl From<&super::ChatError> for ErrorResponse {
     fn from(error: &super::ChatError) -> ErrorResponse {
-        ErrorResponse { error: ErrorObject { message: error.message(), kind: error.name().to_string(), param: None, code: None } }
+        ErrorResponse {
+            error: ErrorObject {
+                message: error.message(),
+                kind: error.name().to_string(),
+                param: None,
+                code: None,
+            },
+        }
     }
 }
 
 /// Deserializes a key that may be `null`: absent → `None` (via `default`),
 /// `null` → `Some(None)`, a value → `Some(Some(v))`.
-fn present_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+fn present_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
 }
 

@@ -26,7 +26,8 @@ pub fn grammar_of(format: &ResponseFormat) -> Result<Option<Grammar>, ChatError>
         },
         "json_schema" => {
             let schema = format.json_schema.as_ref().and_then(|format| format.schema.as_ref());
-            let schema = schema.ok_or_else(|| fail("`json_schema.schema` is required".to_string()))?;
+            let schema =
+                schema.ok_or_else(|| fail("`json_schema.schema` is required".to_string()))?;
             Ok(Some(Grammar::JsonSchema(schema_value(schema).map_err(fail)?)))
         }
         "grammar" => {
@@ -41,7 +42,9 @@ pub fn grammar_of(format: &ResponseFormat) -> Result<Option<Grammar>, ChatError>
 /// A schema given as JSON text (WebLLM's form) or as a JSON value.
 fn schema_value(schema: &serde_json::Value) -> Result<serde_json::Value, String> {
     match schema {
-        serde_json::Value::String(text) => serde_json::from_str(text).map_err(|error| format!("invalid JSON schema: {error}")),
+        serde_json::Value::String(text) => {
+            serde_json::from_str(text).map_err(|error| format!("invalid JSON schema: {error}"))
+        }
         value => Ok(value.clone()),
     }
 }

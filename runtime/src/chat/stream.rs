@@ -69,9 +69,21 @@ impl OutputStream {
     /// An output that starts with `ids` already in it: WebLLM puts the tokens
     /// of the empty thinking block there for `enable_thinking: false`. They
     /// count towards `max_tokens` and appear in the text once a token is pushed.
-    pub fn with_preloaded(tokenizer: Tokenizer, stop: StopConditions, ids: Vec<u32>) -> OutputStream {
+    pub fn with_preloaded(
+        tokenizer: Tokenizer,
+        stop: StopConditions,
+        ids: Vec<u32>,
+    ) -> OutputStream {
         let preloaded = ids.len();
-        OutputStream { tokenizer, stop, ids, preloaded, text: String::new(), finish_reason: None, streamed_utf16: 0 }
+        OutputStream {
+            tokenizer,
+            stop,
+            ids,
+            preloaded,
+            text: String::new(),
+            finish_reason: None,
+            streamed_utf16: 0,
+        }
     }
 
     /// Takes a sampled token (WebLLM's `processNextToken`): a stop token
@@ -89,7 +101,9 @@ impl OutputStream {
         }
         self.text = self.tokenizer.decode(&self.ids)?;
         // WebLLM takes the first stop string in list order that occurs, and cuts at its last occurrence.
-        if let Some(position) = self.stop.stop_strs.iter().find_map(|stop| self.text.rfind(stop.as_str())) {
+        if let Some(position) =
+            self.stop.stop_strs.iter().find_map(|stop| self.text.rfind(stop.as_str()))
+        {
             self.text.truncate(position);
             self.finish_reason = Some(FinishReason::Stop);
         }
@@ -117,7 +131,8 @@ impl OutputStream {
     /// multiple of 4 (an unfinished character; the text comes later in one
     /// piece), else the text past what was streamed before, possibly empty.
     pub fn next_delta(&mut self) -> Option<String> {
-        let trailing_replacements = self.text.chars().rev().take_while(|c| *c == '\u{FFFD}').count();
+        let trailing_replacements =
+            self.text.chars().rev().take_while(|c| *c == '\u{FFFD}').count();
         if trailing_replacements % 4 != 0 {
             return None;
         }

@@ -44,13 +44,15 @@ impl Tokenizer {
     /// Loads a `tokenizer.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Tokenizer, TokenizerError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| TokenizerError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path)
+            .map_err(|source| TokenizerError::Read { path: path.to_path_buf(), source })?;
         Tokenizer::from_bytes(&bytes)
     }
 
     /// Loads a `tokenizer.json` from its bytes (e.g. fetched or cached).
     pub fn from_bytes(bytes: &[u8]) -> Result<Tokenizer, TokenizerError> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|error| TokenizerError::Parse(error.to_string()))?;
+        let inner = tokenizers::Tokenizer::from_bytes(bytes)
+            .map_err(|error| TokenizerError::Parse(error.to_string()))?;
         Ok(Tokenizer { inner: Arc::new(inner) })
     }
 
@@ -58,7 +60,10 @@ impl Tokenizer {
     /// special tokens written literally in `text` are still single tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         // `encode_fast` skips offset tracking, which nothing here needs; the ids are the same.
-        let encoding = self.inner.encode_fast(text, false).map_err(|error| TokenizerError::Encode(error.to_string()))?;
+        let encoding = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|error| TokenizerError::Encode(error.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 

@@ -19,7 +19,10 @@ use serde_json::Value;
 
 use super::error::ChatError;
 use super::grammar::Grammar;
-use super::openai::{ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, Tool, ToolCall, ToolChoice};
+use super::openai::{
+    ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, Tool, ToolCall,
+    ToolChoice,
+};
 use super::validate::FUNCTION_CALLING_MODEL_IDS;
 
 /// The tool-call format of a model.
@@ -57,7 +60,9 @@ pub struct ToolPlan {
 /// WebLLM's request checks for Hermes tool calling (after the model check).
 pub fn check_hermes_request(request: &ChatCompletionRequest) -> Result<(), ChatError> {
     if let Some(format) = &request.response_format {
-        return Err(ChatError::CustomResponseFormat(serde_json::to_string(format).unwrap_or_default()));
+        return Err(ChatError::CustomResponseFormat(
+            serde_json::to_string(format).unwrap_or_default(),
+        ));
     }
     if request.messages.first().is_some_and(|message| message.role == "system") {
         return Err(ChatError::CustomSystemPrompt);
@@ -66,13 +71,19 @@ pub fn check_hermes_request(request: &ChatCompletionRequest) -> Result<(), ChatE
 }
 
 /// Prepares a request with `tools` for a model of `format`.
-pub fn plan(format: ToolFormat, request: &ChatCompletionRequest, tools: &[Tool]) -> Result<ToolPlan, ChatError> {
+pub fn plan(
+    format: ToolFormat,
+    request: &ChatCompletionRequest,
+    tools: &[Tool],
+) -> Result<ToolPlan, ChatError> {
     match format {
         ToolFormat::Hermes => {
             check_hermes_request(request)?;
             let mut messages = vec![ChatMessage::new("system", &hermes_system_prompt(tools))];
             messages.extend(request.messages.iter().cloned());
-            let grammar = Grammar::JsonSchema(serde_json::json!({"type": "array", "items": call_schemas(tools, "arguments")}));
+            let grammar = Grammar::JsonSchema(
+                serde_json::json!({"type": "array", "items": call_schemas(tools, "arguments")}),
+            );
             Ok(ToolPlan { messages, grammar: Some(grammar), parse: Some(ToolFormat::Hermes) })
         }
         ToolFormat::Qwen => {
@@ -108,7 +119,11 @@ fn call_schemas(tools: &[Tool], first: &str) -> Value {
         .iter()
         .map(|tool| {
             let name = serde_json::json!({"const": tool.function.name});
-            let arguments = tool.function.parameters.clone().unwrap_or_else(|| serde_json::json!({"type": "object"}));
+            let arguments = tool
+                .function
+                .parameters
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({"type": "object"}));
             let properties = match first {
                 "arguments" => serde_json::json!({"arguments": arguments, "name": name}),
                 _ => serde_json::json!({"name": name, "arguments": arguments}),
@@ -146,9 +161,16 @@ impl QwenChoice {
                 other => Err(ChatError::Error(format!("Unsupported tool_choice: {other}"))),
             },
             Some(ToolChoice::Function { function, .. }) => {
-                let named: Vec<Tool> = tools.iter().filter(|tool| tool.function.name == function.name).cloned().collect();
+                let named: Vec<Tool> = tools
+                    .iter()
+                    .filter(|tool| tool.function.name == function.name)
+                    .cloned()
+                    .collect();
                 if named.is_empty() {
-                    return Err(ChatError::Error(format!("tool_choice names a function not in tools: {}", function.name)));
+                    return Err(ChatError::Error(format!(
+                        "tool_choice names a function not in tools: {}",
+                        function.name
+                    )));
                 }
                 Ok(QwenChoice::Required(named))
             }
@@ -167,7 +189,10 @@ fn qwen_messages(messages: &[ChatMessage], tools: &[Tool]) -> Vec<ChatMessage> {
         Some(first) if first.role == "system" => (text_of(first), &messages[1..]),
         _ => (QWEN_SYSTEM.to_string(), messages),
     };
-    let listed: Vec<String> = tools.iter().map(|tool| python_json(&serde_json::to_value(tool).unwrap_or_default())).collect();
+    let listed: Vec<String> = tools
+        .iter()
+        .map(|tool| python_json(&serde_json::to_value(tool).unwrap_or_default()))
+        .collect();
     let system = format!(
         "{system}\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with \
          function signatures within <tools></tools> XML tags:\n<tools>\n{}\n</tools>\n\nFor each function call, return a \
@@ -180,18 +205,33 @@ fn qwen_messages(messages: &[ChatMessage], tools: &[Tool]) -> Vec<ChatMessage> {
         match message.role.as_str() {
             "assistant" if message.tool_calls.as_ref().is_some_and(|calls| !calls.is_empty()) => {
                 let text = text_of(message);
-                let calls: Vec<String> = message.tool_calls.iter().flatten().map(qwen_call_block).collect();
-                let content = if text.is_empty() { calls.join("\n") } else { format!("{text}\n{}", calls.join("\n")) };
-                out.push(ChatMessage { content: Some(MessageContent::Text(content)), tool_calls: None, ..message.clone() });
+                let calls: Vec<String> =
+                    message.tool_calls.iter().flatten().map(qwen_call_block).collect();
+                let content = if text.is_empty() {
+                    calls.join("\n")
+                } else {
+                    format!("{text}\n{}", calls.join("\n"))
+                };
+                out.push(ChatMessage {
+                    content: Some(MessageContent::Text(content)),
+                    tool_calls: None,
+                    ..message.clone()
+                });
             }
             "tool" => {
                 let block = format!("<tool_response>\n{}\n</tool_response>", text_of(message));
                 match out.last_mut() {
-                    Some(previous) if previous.role == "user" && previous.tool_call_id.as_deref() == Some(TOOL_RESULTS) => {
+                    Some(previous)
+                        if previous.role == "user"
+                            && previous.tool_call_id.as_deref() == Some(TOOL_RESULTS) =>
+                    {
                         let joined = format!("{}\n{block}", text_of(previous));
                         previous.content = Some(MessageContent::Text(joined));
                     }
-                    _ => out.push(ChatMessage { tool_call_id: Some(TOOL_RESULTS.to_string()), ..ChatMessage::new("user", &block) }),
+                    _ => out.push(ChatMessage {
+                        tool_call_id: Some(TOOL_RESULTS.to_string()),
+                        ..ChatMessage::new("user", &block)
+                    }),
                 }
             }
             _ => out.push(message.clone()),
@@ -208,7 +248,10 @@ fn qwen_call_block(call: &ToolCall) -> String {
     let arguments = serde_json::from_str::<Value>(&call.function.arguments)
         .map(|value| python_json(&value))
         .unwrap_or_else(|_| python_json(&Value::String(call.function.arguments.clone())));
-    format!("<tool_call>\n{{\"name\": {}, \"arguments\": {arguments}}}\n</tool_call>", python_json(&Value::String(call.function.name.clone())))
+    format!(
+        "<tool_call>\n{{\"name\": {}, \"arguments\": {arguments}}}\n</tool_call>",
+        python_json(&Value::String(call.function.name.clone()))
+    )
 }
 
 /// A message's text (content parts joined; none is empty).
@@ -236,10 +279,16 @@ fn json_stringify(value: &Value) -> String {
 /// `": "` separators, non-ASCII kept.
 fn python_json(value: &Value) -> String {
     match value {
-        Value::Array(items) => format!("[{}]", items.iter().map(python_json).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => {
+            format!("[{}]", items.iter().map(python_json).collect::<Vec<_>>().join(", "))
+        }
         Value::Object(map) => {
-            let entries: Vec<String> =
-                map.iter().map(|(key, value)| format!("{}: {}", python_json(&Value::String(key.clone())), python_json(value))).collect();
+            let entries: Vec<String> = map
+                .iter()
+                .map(|(key, value)| {
+                    format!("{}: {}", python_json(&Value::String(key.clone())), python_json(value))
+                })
+                .collect();
             format!("{{{}}}", entries.join(", "))
         }
         scalar => scalar.to_string(),
@@ -252,7 +301,9 @@ fn qwen_grammar(tools: &[Tool], text: bool) -> String {
     let schema = call_schemas(tools, "name");
     let mut layout = schema;
     layout["x-guidance"] = serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "});
-    let calls = format!("calls: call (\"\\n\" call)*\ncall: \"<tool_call>\\n\" call_json \"\\n</tool_call>\"\ncall_json: %json {layout}\n");
+    let calls = format!(
+        "calls: call (\"\\n\" call)*\ncall: \"<tool_call>\\n\" call_json \"\\n</tool_call>\"\ncall_json: %json {layout}\n"
+    );
     match text {
         true => format!("start: calls | TEXT\nTEXT: /[^<](.|\\n)*/\n{calls}"),
         false => format!("start: calls\n{calls}"),
@@ -270,8 +321,11 @@ pub fn parse_calls(format: ToolFormat, reply: &str) -> Result<Option<Vec<ToolCal
             let mut objects = Vec::new();
             for block in reply.split("<tool_call>").skip(1) {
                 let body = block.split("</tool_call>").next().unwrap_or_default().trim();
-                let value: Value = serde_json::from_str(body)
-                    .map_err(|error| ChatError::ToolCallOutputParse { output: reply.to_string(), error: error.to_string() })?;
+                let value: Value =
+                    serde_json::from_str(body).map_err(|error| ChatError::ToolCallOutputParse {
+                        output: reply.to_string(),
+                        error: error.to_string(),
+                    })?;
                 objects.push(value);
             }
             calls_from_objects(&objects).map(Some)
@@ -281,9 +335,12 @@ pub fn parse_calls(format: ToolFormat, reply: &str) -> Result<Option<Vec<ToolCal
 
 /// WebLLM's `getToolCallFromOutputMessage`: a JSON array of `{name, arguments}`.
 fn calls_from_array(reply: &str) -> Result<Vec<ToolCall>, ChatError> {
-    let value: Value = serde_json::from_str(reply)
-        .map_err(|error| ChatError::ToolCallOutputParse { output: reply.to_string(), error: error.to_string() })?;
-    let Value::Array(objects) = value else { return Err(ChatError::ToolCallOutputInvalidType("array")) };
+    let value: Value = serde_json::from_str(reply).map_err(|error| {
+        ChatError::ToolCallOutputParse { output: reply.to_string(), error: error.to_string() }
+    })?;
+    let Value::Array(objects) = value else {
+        return Err(ChatError::ToolCallOutputInvalidType("array"));
+    };
     calls_from_objects(&objects)
 }
 
@@ -293,7 +350,8 @@ fn calls_from_objects(objects: &[Value]) -> Result<Vec<ToolCall>, ChatError> {
         .iter()
         .zip(0..)
         .map(|(object, id): (&Value, u32)| {
-            let (Some(name), Some(arguments)) = (object.get("name"), object.get("arguments")) else {
+            let (Some(name), Some(arguments)) = (object.get("name"), object.get("arguments"))
+            else {
                 return Err(ChatError::ToolCallOutputMissingFields(json_stringify(object)));
             };
             // WebLLM keeps `name` as the model wrote it; a non-string name is stringified.
@@ -325,22 +383,37 @@ mod tests {
         let call = ToolCall {
             id: "0".into(),
             kind: "function".into(),
-            function: FunctionCall { name: "get_weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
+            function: FunctionCall {
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into(),
+            },
         };
         let messages = vec![
             ChatMessage::new("user", "Weather in Paris?"),
-            ChatMessage { tool_calls: Some(vec![call]), content: None, ..ChatMessage::new("assistant", "") },
+            ChatMessage {
+                tool_calls: Some(vec![call]),
+                content: None,
+                ..ChatMessage::new("assistant", "")
+            },
             ChatMessage::new("tool", "22C"),
             ChatMessage::new("tool", "sunny"),
         ];
         let out = qwen_messages(&messages, &[weather_tool()]);
         assert_eq!(out.len(), 4);
         let system = text_of(&out[0]);
-        assert!(system.starts_with("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n"));
+        assert!(system.starts_with(
+            "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n"
+        ));
         assert!(system.contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather in a city\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, \"required\": [\"city\"]}}}\n</tools>"));
-        assert_eq!(text_of(&out[2]), "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>");
+        assert_eq!(
+            text_of(&out[2]),
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
+        );
         assert_eq!(out[3].role, "user");
-        assert_eq!(text_of(&out[3]), "<tool_response>\n22C\n</tool_response>\n<tool_response>\nsunny\n</tool_response>");
+        assert_eq!(
+            text_of(&out[3]),
+            "<tool_response>\n22C\n</tool_response>\n<tool_response>\nsunny\n</tool_response>"
+        );
     }
 
     #[test]
@@ -351,10 +424,24 @@ mod tests {
         assert_eq!(calls[0].function.name, "get_weather");
         assert_eq!(calls[0].function.arguments, r#"{"city":"Paris"}"#);
         assert_eq!(parse_calls(ToolFormat::Qwen, "It is sunny.").unwrap(), None);
-        let hermes = parse_calls(ToolFormat::Hermes, r#"[{"arguments": {"city": "Oslo"}, "name": "get_weather"}]"#).unwrap().unwrap();
+        let hermes = parse_calls(
+            ToolFormat::Hermes,
+            r#"[{"arguments": {"city": "Oslo"}, "name": "get_weather"}]"#,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(hermes[0].function.arguments, r#"{"city":"Oslo"}"#);
-        assert_eq!(parse_calls(ToolFormat::Hermes, "{}").unwrap_err().name(), "ToolCallOutputInvalidTypeError");
-        assert_eq!(parse_calls(ToolFormat::Hermes, "[{\"name\": \"x\"}]").unwrap_err().name(), "JSONFieldError");
-        assert_eq!(parse_calls(ToolFormat::Hermes, "[").unwrap_err().name(), "ToolCallOutputParseError");
+        assert_eq!(
+            parse_calls(ToolFormat::Hermes, "{}").unwrap_err().name(),
+            "ToolCallOutputInvalidTypeError"
+        );
+        assert_eq!(
+            parse_calls(ToolFormat::Hermes, "[{\"name\": \"x\"}]").unwrap_err().name(),
+            "JSONFieldError"
+        );
+        assert_eq!(
+            parse_calls(ToolFormat::Hermes, "[").unwrap_err().name(),
+            "ToolCallOutputParseError"
+        );
     }
 }

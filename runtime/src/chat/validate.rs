@@ -11,8 +11,11 @@ use mlc_loader::ChatConfig;
 
 use super::error::ChatError;
 use super::js::{number_to_string, parse_int};
-use super::openai::{ChatCompletionRequest, CompletionRequest, GenerationConfig, MessageContent, ResponseFormat, StreamOptions};
-use super::tools::{check_hermes_request, ToolFormat};
+use super::openai::{
+    ChatCompletionRequest, CompletionRequest, GenerationConfig, MessageContent, ResponseFormat,
+    StreamOptions,
+};
+use super::tools::{ToolFormat, check_hermes_request};
 
 /// Model ids for which WebLLM accepts `tools` (`functionCallingModelIds`).
 pub const FUNCTION_CALLING_MODEL_IDS: [&str; 5] = [
@@ -26,7 +29,11 @@ pub const FUNCTION_CALLING_MODEL_IDS: [&str; 5] = [
 /// Both stages of chat-request validation for a request to `model_id`, whose
 /// tool-call format is `tools` (`None`: `tools` are refused, as WebLLM refuses
 /// them outside its list; see [`super::tool_format`]).
-pub fn validate_chat_request(request: &ChatCompletionRequest, model_id: &str, tools: Option<ToolFormat>) -> Result<(), ChatError> {
+pub fn validate_chat_request(
+    request: &ChatCompletionRequest,
+    model_id: &str,
+    tools: Option<ToolFormat>,
+) -> Result<(), ChatError> {
     check_chat_request(request, model_id, tools)?;
     check_generation_config(&request.generation)
 }
@@ -41,11 +48,18 @@ pub fn validate_completion_request(request: &CompletionRequest) -> Result<(), Ch
 /// `postInitAndCheckFields`); `model_id` is the selected model and `tools`
 /// its tool-call format. Models here are text-only (`ModelType.LLM`), so
 /// content parts are always rejected.
-pub fn check_chat_request(request: &ChatCompletionRequest, model_id: &str, tools: Option<ToolFormat>) -> Result<(), ChatError> {
+pub fn check_chat_request(
+    request: &ChatCompletionRequest,
+    model_id: &str,
+    tools: Option<ToolFormat>,
+) -> Result<(), ChatError> {
     for (index, message) in request.messages.iter().enumerate() {
         if message.role == "user" && !matches!(message.content, Some(MessageContent::Text(_))) {
             let content = js_string_of_content(message.content.as_ref());
-            return Err(ChatError::UserMessageContentForNonVlm { model_id: model_id.to_string(), content });
+            return Err(ChatError::UserMessageContentForNonVlm {
+                model_id: model_id.to_string(),
+                content,
+            });
         }
         if message.role == "system" && index != 0 {
             return Err(ChatError::SystemMessageOrder);
@@ -53,7 +67,9 @@ pub fn check_chat_request(request: &ChatCompletionRequest, model_id: &str, tools
     }
     let last = request.messages.last().ok_or(ChatError::EmptyMessages)?;
     if last.role != "user" && last.role != "tool" {
-        return Err(ChatError::MessageOrder("Last message should be from either `user` or `tool`."));
+        return Err(ChatError::MessageOrder(
+            "Last message should be from either `user` or `tool`.",
+        ));
     }
     check_choice_count(request.stream, request.n)?;
     check_seed(request.seed)?;
@@ -72,8 +88,13 @@ pub fn check_chat_request(request: &ChatCompletionRequest, model_id: &str, tools
 
 /// The request-field checks of `completions.create`.
 pub fn check_completion_request(request: &CompletionRequest) -> Result<(), ChatError> {
-    let present = [("suffix", request.suffix.is_some()), ("user", request.user.is_some()), ("best_of", request.best_of.is_some())];
-    let fields: Vec<String> = present.iter().filter(|(_, present)| *present).map(|(name, _)| name.to_string()).collect();
+    let present = [
+        ("suffix", request.suffix.is_some()),
+        ("user", request.user.is_some()),
+        ("best_of", request.best_of.is_some()),
+    ];
+    let fields: Vec<String> =
+        present.iter().filter(|(_, present)| *present).map(|(name, _)| name.to_string()).collect();
     if !fields.is_empty() {
         return Err(ChatError::UnsupportedFields { fields, class: "CompletionCreateParams" });
     }
@@ -84,7 +105,10 @@ pub fn check_completion_request(request: &CompletionRequest) -> Result<(), ChatE
 
 /// The generation-parameter checks (`postInitAndCheckGenerationConfigValues`).
 pub fn check_generation_config(config: &GenerationConfig) -> Result<(), ChatError> {
-    for (param, value) in [("frequency_penalty", config.frequency_penalty), ("presence_penalty", config.presence_penalty)] {
+    for (param, value) in [
+        ("frequency_penalty", config.frequency_penalty),
+        ("presence_penalty", config.presence_penalty),
+    ] {
         // WebLLM tests the value for truthiness first, so 0 is never checked.
         if value.is_some_and(|value| value != 0.0 && !(-2.0..=2.0).contains(&value)) {
             return Err(ChatError::Range { param, min: -2.0, max: 2.0, detail: None });
@@ -106,19 +130,36 @@ pub fn check_generation_config(config: &GenerationConfig) -> Result<(), ChatErro
         for (key, value) in bias.js_order() {
             if !(-100.0..=100.0).contains(&value) {
                 let detail = format!("Got {} for tokenID {key}", number_to_string(value));
-                return Err(ChatError::Range { param: "logit_bias", min: -100.0, max: 100.0, detail: Some(detail) });
+                return Err(ChatError::Range {
+                    param: "logit_bias",
+                    min: -100.0,
+                    max: 100.0,
+                    detail: Some(detail),
+                });
             }
             if parse_int(key).is_none() {
-                return Err(ChatError::InvalidNumberString { param: "logit_bias's keys", value: key.to_string() });
+                return Err(ChatError::InvalidNumberString {
+                    param: "logit_bias's keys",
+                    value: key.to_string(),
+                });
             }
         }
     }
     if let Some(top_logprobs) = config.top_logprobs {
         if config.logprobs != Some(true) {
-            return Err(ChatError::Dependency { dependent: "top_logprobs", required: "logprobs", value: "true" });
+            return Err(ChatError::Dependency {
+                dependent: "top_logprobs",
+                required: "logprobs",
+                value: "true",
+            });
         }
         if !(0..=5).contains(&top_logprobs) {
-            return Err(ChatError::Range { param: "top_logprobs", min: 0.0, max: 5.0, detail: Some(format!("Got {top_logprobs}")) });
+            return Err(ChatError::Range {
+                param: "top_logprobs",
+                min: 0.0,
+                max: 5.0,
+                detail: Some(format!("Got {top_logprobs}")),
+            });
         }
     }
     Ok(())
@@ -127,10 +168,17 @@ pub fn check_generation_config(config: &GenerationConfig) -> Result<(), ChatErro
 /// WebLLM's prefill-time check: without a sliding window, the new prompt
 /// tokens plus the tokens already in the KV cache must fit the context window.
 /// `prompt_tokens` excludes `system_prefix_token_ids`, as in WebLLM.
-pub fn check_context_window(prompt_tokens: usize, kv_cache_tokens: usize, config: &ChatConfig) -> Result<(), ChatError> {
+pub fn check_context_window(
+    prompt_tokens: usize,
+    kv_cache_tokens: usize,
+    config: &ChatConfig,
+) -> Result<(), ChatError> {
     let needed = (prompt_tokens + kv_cache_tokens) as i64;
     if config.sliding_window_size == -1 && needed > config.context_window_size {
-        return Err(ChatError::ContextWindowSizeExceeded { prompt_tokens, context_window_size: config.context_window_size });
+        return Err(ChatError::ContextWindowSizeExceeded {
+            prompt_tokens,
+            context_window_size: config.context_window_size,
+        });
     }
     Ok(())
 }
@@ -152,7 +200,10 @@ fn check_seed(seed: Option<f64>) -> Result<(), ChatError> {
 }
 
 /// `stream_options` only with `stream: true`.
-fn check_stream_options(stream: Option<bool>, options: Option<&StreamOptions>) -> Result<(), ChatError> {
+fn check_stream_options(
+    stream: Option<bool>,
+    options: Option<&StreamOptions>,
+) -> Result<(), ChatError> {
     if options.is_some() && stream != Some(true) {
         return Err(ChatError::InvalidStreamOptions);
     }

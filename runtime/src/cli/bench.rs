@@ -11,19 +11,19 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use mlc_kernels::{Dtype, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
 use mlc_loader::DType;
 use mlc_wgpu::gpu::{GpuBackend, GpuOptions, GpuStats};
 use mlc_wgpu::model::Model;
 use mlc_wgpu::profile::Profile;
-use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
+use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
 use pollster::FutureExt as _;
 use serde::Serialize;
 
 use super::synth::{Fill, SplitMix64};
-use super::{commands, Device, SourceArgs};
+use super::{Device, SourceArgs, commands};
 
 /// Decode steps run (untimed) after each prefill, so that the timed steps
 /// find every kernel bound and every buffer allocated.
@@ -176,13 +176,15 @@ struct MatmulReport {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let artifact = commands::open(&args.source)?;
-    let (prompt_tokens, gen_tokens, steps) = (args.prompt_tokens as usize, args.gen_tokens as usize, args.context_steps as usize);
+    let (prompt_tokens, gen_tokens, steps) =
+        (args.prompt_tokens as usize, args.gen_tokens as usize, args.context_steps as usize);
     let longest_context = args.contexts.iter().max().map_or(0, |c| c + WARM_STEPS + steps);
     let capacity_wanted = (prompt_tokens + gen_tokens).max(longest_context);
     let ctx = super::commands::pick_gpu(args.device)?;
     let (mut gpu_model, mut cpu_model) = match &ctx {
         Some(ctx) => {
-            let options = GpuOptions { context_length: Some(capacity_wanted), ..GpuOptions::default() };
+            let options =
+                GpuOptions { context_length: Some(capacity_wanted), ..GpuOptions::default() };
             let model = load_gpu(&artifact, ctx.clone(), options)?;
             ctx.wait()?;
             (Some(model), None)
@@ -201,9 +203,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "--prompt-tokens {prompt_tokens} + --gen-tokens {gen_tokens} exceed the KV cache of {capacity} positions"
     );
 
-    let vocab = artifact.config.active_vocab_size.unwrap_or(artifact.config.vocab_size).min(model.spec().vocab_size);
+    let vocab = artifact
+        .config
+        .active_vocab_size
+        .unwrap_or(artifact.config.vocab_size)
+        .min(model.spec().vocab_size);
     let mut rng = SplitMix64::new(args.seed);
-    let mut random_ids = |count: usize| -> Vec<u32> { (0..count).map(|_| rng.below(vocab as u32)).collect() };
+    let mut random_ids =
+        |count: usize| -> Vec<u32> { (0..count).map(|_| rng.below(vocab as u32)).collect() };
 
     // Warm-up: binds every kernel of the prefill and decode paths.
     let warm = random_ids(prompt_tokens.min(WARM_PROMPT));
@@ -239,22 +246,38 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Ok(started.elapsed())
         };
         let (queued, stepwise) = (time(queued_steps_from)?, time(steps_from)?);
-        decode_at_context.push(ContextDecode { context, steps, tok_s: rate(steps, queued), stepwise_tok_s: rate(steps, stepwise) });
+        decode_at_context.push(ContextDecode {
+            context,
+            steps,
+            tok_s: rate(steps, queued),
+            stepwise_tok_s: rate(steps, stepwise),
+        });
     }
 
     let spec = model.spec().clone();
     let profile = match (args.profile, gpu_model.as_mut()) {
         (false, _) => None,
         (true, Some(gpu)) => {
-            let context = args.contexts.iter().copied().find(|&c| c > 0 && c + WARM_STEPS + steps <= capacity).unwrap_or(WARM_PROMPT);
+            let context = args
+                .contexts
+                .iter()
+                .copied()
+                .find(|&c| c > 0 && c + WARM_STEPS + steps <= capacity)
+                .unwrap_or(WARM_PROMPT);
             Some(profile_steps(gpu, &random_ids(context), steps, &random_ids(prompt_tokens))?)
         }
-        (true, None) => bail!("--profile times GPU kernels; it needs --device gpu (or auto with a GPU)"),
+        (true, None) => {
+            bail!("--profile times GPU kernels; it needs --device gpu (or auto with a GPU)")
+        }
     };
     let kernels = match (args.kernels, &ctx) {
         (false, _) => None,
-        (true, Some(ctx)) => Some(time_kernels(ctx, &artifact, &spec, args.kernel_mib << 20, args.seed)?),
-        (true, None) => bail!("--kernels times GPU kernels; it needs --device gpu (or auto with a GPU)"),
+        (true, Some(ctx)) => {
+            Some(time_kernels(ctx, &artifact, &spec, args.kernel_mib << 20, args.seed)?)
+        }
+        (true, None) => {
+            bail!("--kernels times GPU kernels; it needs --device gpu (or auto with a GPU)")
+        }
     };
     let report = Report {
         model: artifact.source().to_string(),
@@ -309,7 +332,12 @@ fn steps_from(model: &mut dyn LanguageModel, mut token: u32, steps: usize) -> Re
 
 /// Profiles `steps` decode steps after a prefill of `context`, then one
 /// prefill of `prompt` from an empty cache.
-fn profile_steps(model: &mut Model<GpuBackend>, context: &[u32], steps: usize, prompt: &[u32]) -> Result<ProfileReport> {
+fn profile_steps(
+    model: &mut Model<GpuBackend>,
+    context: &[u32],
+    steps: usize,
+    prompt: &[u32],
+) -> Result<ProfileReport> {
     model.reset();
     let token = decode(model, context, WARM_STEPS)?;
     // Host and wait times without timestamps, which cost time of their own.
@@ -320,7 +348,13 @@ fn profile_steps(model: &mut Model<GpuBackend>, context: &[u32], steps: usize, p
     let started = Instant::now();
     steps_from(model, token, steps)?;
     let decode_wall = started.elapsed();
-    let decode = step_profile(model.backend_mut().stop_profiling().unwrap_or_default(), steps, 1, decode_wall, split);
+    let decode = step_profile(
+        model.backend_mut().stop_profiling().unwrap_or_default(),
+        steps,
+        1,
+        decode_wall,
+        split,
+    );
 
     model.reset();
     let before = model.backend().stats();
@@ -331,7 +365,13 @@ fn profile_steps(model: &mut Model<GpuBackend>, context: &[u32], steps: usize, p
     let started = Instant::now();
     model.greedy_next(prompt).block_on()?;
     let prefill_wall = started.elapsed();
-    let prefill = step_profile(model.backend_mut().stop_profiling().unwrap_or_default(), 1, prompt.len(), prefill_wall, split);
+    let prefill = step_profile(
+        model.backend_mut().stop_profiling().unwrap_or_default(),
+        1,
+        prompt.len(),
+        prefill_wall,
+        split,
+    );
     Ok(ProfileReport { decode, prefill })
 }
 
@@ -348,12 +388,22 @@ impl HostSplit {
 }
 
 /// Per-step figures of a profile, kernels by descending time.
-fn step_profile(profile: Profile, steps: usize, tokens: usize, wall: Duration, split: HostSplit) -> StepProfile {
+fn step_profile(
+    profile: Profile,
+    steps: usize,
+    tokens: usize,
+    wall: Duration,
+    split: HostSplit,
+) -> StepProfile {
     let per_step = |d: Duration| d.as_secs_f64() * 1e6 / steps as f64;
     let mut kernels: Vec<KernelTime> = profile
         .kernels
         .into_iter()
-        .map(|(name, (time, count))| KernelTime { name, calls_per_step: count as f64 / steps as f64, us_per_step: per_step(time) })
+        .map(|(name, (time, count))| KernelTime {
+            name,
+            calls_per_step: count as f64 / steps as f64,
+            us_per_step: per_step(time),
+        })
         .collect();
     kernels.sort_by(|a, b| b.us_per_step.total_cmp(&a.us_per_step));
     StepProfile {
@@ -374,19 +424,36 @@ fn rate(count: usize, time: Duration) -> f64 {
 /// Times decode-shaped products of the model's lm_head and gate_up shapes and
 /// a buffer copy, each cycling through `footprint` bytes of buffers so that
 /// every byte comes from memory, not from the cache.
-fn time_kernels(ctx: &GpuContext, artifact: &mlc_loader::Artifact, spec: &mlc_wgpu::models::ModelSpec, footprint: u64, seed: u64) -> Result<KernelReport> {
+fn time_kernels(
+    ctx: &GpuContext,
+    artifact: &mlc_loader::Artifact,
+    spec: &mlc_wgpu::models::ModelSpec,
+    footprint: u64,
+    seed: u64,
+) -> Result<KernelReport> {
     let format = WeightFormat::from_quantization(artifact.quantization().name())
         .with_context(|| format!("no GPU kernel for quantization {}", artifact.quantization()))?;
     let matmul = Matmul::new(ctx, format)?;
     let mut rng = SplitMix64::new(seed);
     let (copy_gb_s, shader_copy_gb_s) = time_copies(ctx, footprint, &mut rng)?;
-    let shapes = [("lm_head", spec.vocab_size, spec.hidden_size), ("gate_up", 2 * spec.intermediate_size, spec.hidden_size)];
+    let shapes = [
+        ("lm_head", spec.vocab_size, spec.hidden_size),
+        ("gate_up", 2 * spec.intermediate_size, spec.hidden_size),
+    ];
     let mut matmuls = Vec::new();
     for (name, rows, cols) in shapes {
         let (weight_bytes, seconds) = time_matmul(ctx, &matmul, rows, cols, footprint, &mut rng)?;
         let gb_s = weight_bytes as f64 / seconds / 1e9;
         let (of_copy, of_shader_copy) = (gb_s / copy_gb_s, gb_s / shader_copy_gb_s);
-        matmuls.push(MatmulReport { name, rows, cols, weight_bytes, gb_s, of_copy, of_shader_copy });
+        matmuls.push(MatmulReport {
+            name,
+            rows,
+            cols,
+            weight_bytes,
+            gb_s,
+            of_copy,
+            of_shader_copy,
+        });
     }
     Ok(KernelReport { copy_gb_s, shader_copy_gb_s, matmuls })
 }
@@ -408,9 +475,16 @@ fn copy(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
 /// `footprint`: by `copy_buffer_to_buffer`, and by [`COPY_WGSL`].
 fn time_copies(ctx: &GpuContext, footprint: u64, rng: &mut SplitMix64) -> Result<(f64, f64)> {
     // One storage binding each for the shader; whole 16-byte words.
-    let size = (footprint / 2).min(ctx.limits.max_buffer_size).min(ctx.limits.max_storage_buffer_binding_size) / 16 * 16;
+    let size = (footprint / 2)
+        .min(ctx.limits.max_buffer_size)
+        .min(ctx.limits.max_storage_buffer_binding_size)
+        / 16
+        * 16;
     ensure!(size > 0, "--kernel-mib is too small for a copy");
-    let source = ctx.storage_buffer("bench copy source", &Fill::Codes.generate(DType::U32, (size / 4) as usize, rng));
+    let source = ctx.storage_buffer(
+        "bench copy source",
+        &Fill::Codes.generate(DType::U32, (size / 4) as usize, rng),
+    );
     let target = ctx.empty_storage_buffer("bench copy target", size);
     let gb_s = |seconds: f64| 2.0 * size as f64 / seconds / 1e9;
 
@@ -430,7 +504,9 @@ fn time_copies(ctx: &GpuContext, footprint: u64, rng: &mut SplitMix64) -> Result
             wgpu::BindGroupEntry { binding: 1, resource: target.as_entire_binding() },
         ],
     });
-    let groups = (size / 16).div_ceil(256).min(ctx.limits.max_compute_workgroups_per_dimension.into()) as u32;
+    let groups = (size / 16)
+        .div_ceil(256)
+        .min(ctx.limits.max_compute_workgroups_per_dimension.into()) as u32;
     let seconds = time_batches(ctx, 1, |encoder, count| {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(&pipeline);
@@ -444,24 +520,43 @@ fn time_copies(ctx: &GpuContext, footprint: u64, rng: &mut SplitMix64) -> Result
 
 /// Seconds per product of a `[rows, cols]` weight of `matmul`'s format with
 /// one input row; returns the weight bytes read per product too.
-fn time_matmul(ctx: &GpuContext, matmul: &Matmul, rows: usize, cols: usize, footprint: u64, rng: &mut SplitMix64) -> Result<(u64, f64)> {
+fn time_matmul(
+    ctx: &GpuContext,
+    matmul: &Matmul,
+    rows: usize,
+    cols: usize,
+    footprint: u64,
+    rng: &mut SplitMix64,
+) -> Result<(u64, f64)> {
     let format = matmul.format();
     let data = weight_data(format, rows, cols, rng);
-    for (what, bytes) in [("weights", data.0.len()), ("scales", data.1.as_ref().map_or(0, Vec::len))] {
-        ensure!(bytes as u64 <= ctx.limits.max_buffer_size, "{rows}×{cols} {what}: {bytes} bytes exceed the GPU's largest buffer");
+    for (what, bytes) in
+        [("weights", data.0.len()), ("scales", data.1.as_ref().map_or(0, Vec::len))]
+    {
+        ensure!(
+            bytes as u64 <= ctx.limits.max_buffer_size,
+            "{rows}×{cols} {what}: {bytes} bytes exceed the GPU's largest buffer"
+        );
     }
     let weight_bytes = (data.0.len() + data.1.as_ref().map_or(0, Vec::len)) as u64;
     let copies = footprint.div_ceil(weight_bytes).max(1) as usize;
     let x = ctx.storage_buffer("bench x", &Fill::Uniform(1.0).generate(DType::F32, cols, rng));
     let y = ctx.empty_storage_buffer("bench y", (rows * 4) as u64);
     let weights: Vec<(wgpu::Buffer, Option<wgpu::Buffer>)> = (0..copies)
-        .map(|_| (ctx.storage_buffer("bench weight", &data.0), data.1.as_ref().map(|s| ctx.storage_buffer("bench scales", s))))
+        .map(|_| {
+            (
+                ctx.storage_buffer("bench weight", &data.0),
+                data.1.as_ref().map(|s| ctx.storage_buffer("bench scales", s)),
+            )
+        })
         .collect();
     let bound = weights
         .iter()
         .map(|(data, scales)| {
-            let weight = GpuWeight { rows: rows as u32, cols: cols as u32, data, scales: scales.as_ref() };
-            let buffers = MatmulBuffers { x: &x, weight, bias: None, residual: Residual::None, y: &y };
+            let weight =
+                GpuWeight { rows: rows as u32, cols: cols as u32, data, scales: scales.as_ref() };
+            let buffers =
+                MatmulBuffers { x: &x, weight, bias: None, residual: Residual::None, y: &y };
             let bound = matmul.bind(ctx, &buffers, 1)?;
             bound.set_rows(&ctx.queue, 1)?;
             Ok(bound)
@@ -478,7 +573,12 @@ fn time_matmul(ctx: &GpuContext, matmul: &Matmul, rows: usize, cols: usize, foot
 
 /// Random weights of `format` for a `[rows, cols]` linear with unit gain: the
 /// data (codes or values) and, for q4, the scales.
-fn weight_data(format: WeightFormat, rows: usize, cols: usize, rng: &mut SplitMix64) -> (Vec<u8>, Option<Vec<u8>>) {
+fn weight_data(
+    format: WeightFormat,
+    rows: usize,
+    cols: usize,
+    rng: &mut SplitMix64,
+) -> (Vec<u8>, Option<Vec<u8>>) {
     let dtype = match format.dtype() {
         Dtype::F16 => DType::F16,
         Dtype::F32 => DType::F32,
@@ -486,16 +586,29 @@ fn weight_data(format: WeightFormat, rows: usize, cols: usize, rng: &mut SplitMi
     match format {
         WeightFormat::Q4(_) => {
             let codes = Fill::Codes.generate(DType::U32, rows * cols / 8, rng);
-            (codes, Some(Fill::Scales(Fill::unit_gain_scale(cols)).generate(dtype, rows * cols / 32, rng)))
+            (
+                codes,
+                Some(Fill::Scales(Fill::unit_gain_scale(cols)).generate(
+                    dtype,
+                    rows * cols / 32,
+                    rng,
+                )),
+            )
         }
-        WeightFormat::Dense(_) => (Fill::Uniform((3.0 / cols as f32).sqrt()).generate(dtype, rows * cols, rng), None),
+        WeightFormat::Dense(_) => {
+            (Fill::Uniform((3.0 / cols as f32).sqrt()).generate(dtype, rows * cols, rng), None)
+        }
     }
 }
 
 /// Seconds per unit of work recorded by `record(encoder, count)`: after a
 /// warm-up batch of `first` units, batches double from `first` units until one
 /// lasts [`MIN_BATCH`].
-fn time_batches(ctx: &GpuContext, first: usize, mut record: impl FnMut(&mut wgpu::CommandEncoder, usize)) -> Result<f64> {
+fn time_batches(
+    ctx: &GpuContext,
+    first: usize,
+    mut record: impl FnMut(&mut wgpu::CommandEncoder, usize),
+) -> Result<f64> {
     let mut batch = |count: usize| -> Result<Duration> {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         record(&mut encoder, count);
@@ -516,13 +629,23 @@ fn time_batches(ctx: &GpuContext, first: usize, mut record: impl FnMut(&mut wgpu
 }
 
 fn print_report(report: &Report) {
-    println!("model:       {} ({}, {}, {:.1} MB of weights)", report.model, report.model_type, report.quantization, report.weight_bytes as f64 / 1e6);
+    println!(
+        "model:       {} ({}, {}, {:.1} MB of weights)",
+        report.model,
+        report.model_type,
+        report.quantization,
+        report.weight_bytes as f64 / 1e6
+    );
     match (&report.adapter, &report.backend) {
         (Some(adapter), Some(backend)) => println!("device:      gpu: {adapter} ({backend})"),
         _ => println!("device:      cpu"),
     }
     println!("load:        {:.2} s", report.load_s);
-    println!("first token: {:.1} ms after a {}-token prompt", report.ttft_s * 1e3, report.prompt_tokens);
+    println!(
+        "first token: {:.1} ms after a {}-token prompt",
+        report.ttft_s * 1e3,
+        report.prompt_tokens
+    );
     println!("prefill:     {:.1} tok/s", report.prefill_tok_s);
     println!(
         "decode:      {:.1} tok/s ({} tokens after the prompt); one step at a time {:.1} tok/s: {:.2}×",
@@ -554,7 +677,10 @@ fn print_report(report: &Report) {
                 p.gpu_busy_us,
                 100.0 * p.gpu_busy_us / p.wall_us
             );
-            println!("  without timestamps: {:.1} µs recording on the host, then {:.1} µs until the result is back", p.encode_us, p.wait_us);
+            println!(
+                "  without timestamps: {:.1} µs recording on the host, then {:.1} µs until the result is back",
+                p.encode_us, p.wait_us
+            );
             for k in &p.kernels {
                 println!(
                     "  {:<28} {:>9.1} µs {:>5.1} % ({} call(s) per step)",
@@ -567,7 +693,10 @@ fn print_report(report: &Report) {
         }
     }
     if let Some(kernels) = &report.kernels {
-        println!("copy:        {:.1} GB/s by copy_buffer_to_buffer, {:.1} GB/s by a shader (read + write)", kernels.copy_gb_s, kernels.shader_copy_gb_s);
+        println!(
+            "copy:        {:.1} GB/s by copy_buffer_to_buffer, {:.1} GB/s by a shader (read + write)",
+            kernels.copy_gb_s, kernels.shader_copy_gb_s
+        );
         for m in &kernels.matmuls {
             println!(
                 "{:<12} {:.1} GB/s = {:.0} % of copy, {:.0} % of shader copy ({}×{}, {:.2} MB)",

@@ -6,14 +6,14 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pollster::FutureExt as _;
-use mlc_loader::{ChatConfig, CONFIG_FILE};
+use mlc_loader::{CONFIG_FILE, ChatConfig};
 use mlc_wgpu::chat::{
-    ChatCompletionRequest, ChatEngine, ChatMessage, CompletionRequest, Conversation, FinishReason, GenerationConfig,
-    StreamOptions, Tokenizer, Usage,
+    ChatCompletionRequest, ChatEngine, ChatMessage, CompletionRequest, Conversation, FinishReason,
+    GenerationConfig, StreamOptions, Tokenizer, Usage,
 };
+use pollster::FutureExt as _;
 
-use super::{commands, Device, SourceArgs};
+use super::{Device, SourceArgs, commands};
 
 /// The model and the engine that runs it.
 #[derive(Args)]
@@ -124,7 +124,8 @@ pub fn chat(args: &ChatArgs) -> Result<()> {
     if interactive {
         eprintln!("Type a message and press Enter. /reset starts a new conversation, /exit quits.");
     }
-    let mut messages: Vec<ChatMessage> = args.system.iter().map(|system| ChatMessage::new("system", system)).collect();
+    let mut messages: Vec<ChatMessage> =
+        args.system.iter().map(|system| ChatMessage::new("system", system)).collect();
     let start_of_conversation = messages.len();
     let mut lines = io::stdin().lock();
     loop {
@@ -157,17 +158,22 @@ pub fn chat(args: &ChatArgs) -> Result<()> {
             ..ChatCompletionRequest::default()
         };
         let mut printer = DeltaPrinter::new(&engine);
-        let result = engine.chat_completion(&request, |chunk| {
-            for choice in &chunk.choices {
-                printer.print(choice.delta.content.as_deref().unwrap_or(""));
-            }
-            printer.usage(chunk.usage.as_ref());
-        }).block_on();
+        let result = engine
+            .chat_completion(&request, |chunk| {
+                for choice in &chunk.choices {
+                    printer.print(choice.delta.content.as_deref().unwrap_or(""));
+                }
+                printer.usage(chunk.usage.as_ref());
+            })
+            .block_on();
         printer.finish()?;
         match result {
             Ok(reply) => {
                 let choice = &reply.choices[0];
-                messages.push(ChatMessage::new("assistant", choice.message.content.as_deref().unwrap_or("")));
+                messages.push(ChatMessage::new(
+                    "assistant",
+                    choice.message.content.as_deref().unwrap_or(""),
+                ));
                 report(args.sampling.stats, choice.finish_reason, printer.usage);
             }
             // A bad request (e.g. a conversation past the context window) leaves
@@ -193,15 +199,21 @@ pub fn complete(args: &CompleteArgs) -> Result<()> {
         ..CompletionRequest::default()
     };
     let mut printer = DeltaPrinter::new(&engine);
-    let result = engine.completion(&request, |chunk| {
-        for choice in &chunk.choices {
-            printer.print(&choice.text);
-        }
-        printer.usage(chunk.usage.as_ref());
-    }).block_on();
+    let result = engine
+        .completion(&request, |chunk| {
+            for choice in &chunk.choices {
+                printer.print(&choice.text);
+            }
+            printer.usage(chunk.usage.as_ref());
+        })
+        .block_on();
     printer.finish()?;
     let response = result?;
-    report(args.sampling.stats, response.choices[0].finish_reason.unwrap_or(FinishReason::Stop), printer.usage);
+    report(
+        args.sampling.stats,
+        response.choices[0].finish_reason.unwrap_or(FinishReason::Stop),
+        printer.usage,
+    );
     Ok(())
 }
 
@@ -209,8 +221,10 @@ pub fn complete(args: &CompleteArgs) -> Result<()> {
 /// on the last line the token ids that would be prefilled, as JSON.
 pub fn render_prompt(args: &RenderPromptArgs) -> Result<()> {
     let config_path = args.model.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let config = ChatConfig::from_json(&text).with_context(|| format!("parsing {}", config_path.display()))?;
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let config = ChatConfig::from_json(&text)
+        .with_context(|| format!("parsing {}", config_path.display()))?;
     let template = config.conv_template.context("mlc-chat-config.json has no conv_template")?;
     let tokenizer = Tokenizer::from_file(args.model.join("tokenizer.json"))?;
     let request = read_request(&args.messages)?;
@@ -230,14 +244,18 @@ pub fn render_prompt(args: &RenderPromptArgs) -> Result<()> {
 fn read_request(path: &Path) -> Result<ChatCompletionRequest> {
     let text = match path.to_str() {
         Some("-") => io::read_to_string(io::stdin()).context("reading stdin")?,
-        _ => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        _ => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
     };
-    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let request = match value {
         serde_json::Value::Array(_) => serde_json::json!({ "messages": value }),
         other => other,
     };
-    serde_json::from_value(request).with_context(|| format!("{} is not a messages array or chat request", path.display()))
+    serde_json::from_value(request)
+        .with_context(|| format!("{} is not a messages array or chat request", path.display()))
 }
 
 /// Writes stream deltas to stdout as they come. A failed write (e.g. a
@@ -251,7 +269,12 @@ struct DeltaPrinter {
 
 impl DeltaPrinter {
     fn new(engine: &ChatEngine) -> DeltaPrinter {
-        DeltaPrinter { out: io::stdout(), interrupt: engine.interrupt_handle(), error: None, usage: None }
+        DeltaPrinter {
+            out: io::stdout(),
+            interrupt: engine.interrupt_handle(),
+            error: None,
+            usage: None,
+        }
     }
 
     fn print(&mut self, text: &str) {
@@ -283,7 +306,9 @@ impl DeltaPrinter {
 fn report(stats: bool, finish_reason: FinishReason, usage: Option<Usage>) {
     let reason = serde_json::to_string(&finish_reason).unwrap_or_default();
     if stats {
-        let usage = usage.map(|usage| serde_json::to_string(&usage).unwrap_or_default()).unwrap_or_default();
+        let usage = usage
+            .map(|usage| serde_json::to_string(&usage).unwrap_or_default())
+            .unwrap_or_default();
         eprintln!("finish_reason: {reason}; usage: {usage}");
     } else if finish_reason != FinishReason::Stop {
         eprintln!("(finish_reason: {reason})");

@@ -1,15 +1,15 @@
 //! The subcommands.
 
-use anyhow::{bail, Context, Result};
-use mlc_loader::{Artifact, OpenOptions};
+use anyhow::{Context, Result, bail};
 use mlc_kernels::{ContextOptions, GpuContext};
+use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::memory::MemoryPlan;
 use mlc_wgpu::prebuilt::{apply_overrides, find_prebuilt};
+use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
 use pollster::FutureExt as _;
-use mlc_wgpu::{generate_greedy, load_cpu, load_gpu, GreedyOptions, LanguageModel};
 
-use super::{progress, Command, Device, SourceArgs};
+use super::{Command, Device, SourceArgs, progress};
 
 pub fn run(command: Command) -> Result<()> {
     match command {
@@ -32,7 +32,12 @@ pub fn run(command: Command) -> Result<()> {
                 (Some(template), false) => template.stop_token_ids.clone(),
                 _ => Vec::new(),
             };
-            let tokens = generate_greedy(model.as_mut(), &run.tokens, &GreedyOptions { max_tokens, stop_token_ids }).block_on()?;
+            let tokens = generate_greedy(
+                model.as_mut(),
+                &run.tokens,
+                &GreedyOptions { max_tokens, stop_token_ids },
+            )
+            .block_on()?;
             let list: Vec<String> = tokens.iter().map(u32::to_string).collect();
             match json {
                 true => println!("{}", serde_json::json!({ "tokens": tokens })),
@@ -67,7 +72,8 @@ pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
     let is_location = std::path::Path::new(&model).exists() || model.contains("://");
     let prebuilt = if is_location { None } else { find_prebuilt(&model) };
     let location = prebuilt.as_ref().map_or(model.as_str(), |record| record.model.as_str());
-    let mut artifact = Artifact::open(location, options).with_context(|| format!("opening model {model}"))?;
+    let mut artifact =
+        Artifact::open(location, options).with_context(|| format!("opening model {model}"))?;
     if let Some(record) = &prebuilt {
         apply_overrides(&mut artifact.config, &record.overrides);
     }
@@ -118,7 +124,10 @@ pub(super) fn pick_gpu(device: Device) -> Result<Option<GpuContext>> {
         Device::Auto => match ctx() {
             Ok(ctx) if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu => Some(ctx),
             Ok(ctx) => {
-                eprintln!("notice: only a software GPU adapter ({}) is available; using the CPU engine", ctx.adapter_info.name);
+                eprintln!(
+                    "notice: only a software GPU adapter ({}) is available; using the CPU engine",
+                    ctx.adapter_info.name
+                );
                 None
             }
             Err(error) => {
@@ -144,19 +153,35 @@ fn inspect(artifact: &Artifact) -> Result<()> {
         Ok(spec) => {
             println!(
                 "decoder:         {} layers, hidden {}, heads {}/{} kv, head_dim {}, ffn {}, tied {}",
-                spec.num_layers, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, spec.intermediate_size, spec.tie_word_embeddings
+                spec.num_layers,
+                spec.hidden_size,
+                spec.num_heads,
+                spec.num_kv_heads,
+                spec.head_dim,
+                spec.intermediate_size,
+                spec.tie_word_embeddings
             );
             // What `--device gpu` would allocate with the default options
             // (the device's limits are checked when it loads).
             let options = GpuOptions::default();
             let max_binding = mlc_kernels::buffers::DEFAULT_MAX_BINDING;
-            let plan = MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), options.kv_positions(&spec), options.step_rows(), max_binding);
+            let plan = MemoryPlan::new(
+                &spec,
+                &artifact.index,
+                artifact.quantization(),
+                options.kv_positions(&spec),
+                options.step_rows(),
+                max_binding,
+            );
             println!("{plan}");
         }
         Err(error) => println!("decoder:         not runnable here: {error}"),
     }
     println!();
-    println!("{:<56} {:<16} {:<8} {:>12} {:>12}  shard", "tensor", "shape", "dtype", "bytes", "offset");
+    println!(
+        "{:<56} {:<16} {:<8} {:>12} {:>12}  shard",
+        "tensor", "shape", "dtype", "bytes", "offset"
+    );
     for shard in &artifact.index.shards {
         for record in &shard.records {
             println!(

@@ -51,8 +51,12 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     };
     let generation_config = match &args.generation_config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Some(serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?)
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: invalid JSON", path.display()))?,
+            )
         }
         None => None,
     };
@@ -71,12 +75,24 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     println!("conv_template:   {}", summary.conv_template);
     println!(
         "tensors:         {} in {} shard(s), {} bytes, {:.4} bits/param ({} source parameters)",
-        summary.tensors, summary.shards, summary.param_bytes, summary.bits_per_param, summary.source_parameters
+        summary.tensors,
+        summary.shards,
+        summary.param_bytes,
+        summary.bits_per_param,
+        summary.source_parameters
     );
-    let tokenizer = if summary.tokenizer_files.is_empty() { "none".to_string() } else { summary.tokenizer_files.join(", ") };
+    let tokenizer = if summary.tokenizer_files.is_empty() {
+        "none".to_string()
+    } else {
+        summary.tokenizer_files.join(", ")
+    };
     println!("tokenizer files: {tokenizer}");
     if !summary.ignored_tensors.is_empty() {
-        eprintln!("notice: {} source tensor(s) not used by the model: {}", summary.ignored_tensors.len(), summary.ignored_tensors.join(", "));
+        eprintln!(
+            "notice: {} source tensor(s) not used by the model: {}",
+            summary.ignored_tensors.len(),
+            summary.ignored_tensors.join(", ")
+        );
     }
     Ok(())
 }

@@ -8,9 +8,11 @@ use mlc_loader::{Progress, ProgressPhase};
 pub fn bar() -> Box<dyn FnMut(&Progress) + Send> {
     let bar = ProgressBar::hidden();
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     Box::new(move |event: &Progress| match event.phase {
         ProgressPhase::Download => {
@@ -22,7 +24,10 @@ pub fn bar() -> Box<dyn FnMut(&Progress) + Send> {
             bar.set_message(format!("[{}/{}] {}", event.file_index, event.file_count, event.file));
         }
         ProgressPhase::Verify | ProgressPhase::Load => {
-            if !bar.is_hidden() && event.file_index == event.file_count && event.bytes_done == event.bytes_total {
+            if !bar.is_hidden()
+                && event.file_index == event.file_count
+                && event.bytes_done == event.bytes_total
+            {
                 bar.finish_and_clear();
             }
         }

@@ -14,21 +14,21 @@
 //! before it is answered; the server never needs a restart.
 
 use std::io::{self, Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use pollster::FutureExt as _;
 use mlc_wgpu::chat::{
-    validate_chat_request, validate_completion_request, ChatCompletionRequest, ChatEngine, ChatError, CompletionRequest,
-    ErrorObject, ErrorResponse, RequestError, ToolFormat,
+    ChatCompletionRequest, ChatEngine, ChatError, CompletionRequest, ErrorObject, ErrorResponse,
+    RequestError, ToolFormat, validate_chat_request, validate_completion_request,
 };
+use pollster::FutureExt as _;
 use serde::Serialize;
 use tiny_http::{Header, Method, Request, Response};
 
-use super::chat::{load_engine, EngineArgs};
+use super::chat::{EngineArgs, load_engine};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: u64 = 16 << 20;
@@ -77,7 +77,12 @@ struct ApiError {
 
 impl ApiError {
     fn new(status: u16, kind: &str, message: String) -> ApiError {
-        ApiError { status, body: ErrorResponse { error: ErrorObject { message, kind: kind.to_string(), param: None, code: None } } }
+        ApiError {
+            status,
+            body: ErrorResponse {
+                error: ErrorObject { message, kind: kind.to_string(), param: None, code: None },
+            },
+        }
     }
 
     /// A request WebLLM would reject: its error name and message.
@@ -104,7 +109,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     // Scripts and tests read this line to find the port.
     println!("listening on http://{address} (model {})", model.id);
     io::stdout().flush()?;
-    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     for request in server.incoming_requests() {
         let jobs = jobs.clone();
         let model = model.clone();
@@ -123,7 +130,10 @@ struct ServedModel {
 
 /// Starts the engine thread and waits until the model is loaded; returns the
 /// job queue and the model.
-fn start_worker(engine_args: EngineArgs, model_id: Option<String>) -> Result<(Sender<Job>, ServedModel)> {
+fn start_worker(
+    engine_args: EngineArgs,
+    model_id: Option<String>,
+) -> Result<(Sender<Job>, ServedModel)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ServedModel>>();
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     std::thread::Builder::new().name("engine".to_string()).spawn(move || {
@@ -176,9 +186,12 @@ impl<L: FnMut() -> Result<ChatEngine>> EngineSlot<L> {
             match (self.reload)() {
                 Ok(engine) => self.engine = Some(engine),
                 Err(error) => {
-                    let message = format!("the GPU device was lost, and loading the model again failed: {error:#}; the next request tries again");
+                    let message = format!(
+                        "the GPU device was lost, and loading the model again failed: {error:#}; the next request tries again"
+                    );
                     eprintln!("{message}");
-                    let _ = job.events.send(Event::Done(Err(ApiError::new(503, DEVICE_LOST, message))));
+                    let _ =
+                        job.events.send(Event::Done(Err(ApiError::new(503, DEVICE_LOST, message))));
                     return;
                 }
             }
@@ -214,8 +227,14 @@ fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
         }
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| match &job.request {
-        ApiRequest::Chat(request) => engine.chat_completion(request, |chunk| send_chunk(to_json(&chunk))).block_on().map(|done| to_json(&done)),
-        ApiRequest::Completion(request) => engine.completion(request, |chunk| send_chunk(to_json(&chunk))).block_on().map(|done| to_json(&done)),
+        ApiRequest::Chat(request) => engine
+            .chat_completion(request, |chunk| send_chunk(to_json(&chunk)))
+            .block_on()
+            .map(|done| to_json(&done)),
+        ApiRequest::Completion(request) => engine
+            .completion(request, |chunk| send_chunk(to_json(&chunk)))
+            .block_on()
+            .map(|done| to_json(&done)),
     }));
     let mut after = Outcome::Usable;
     let result = match outcome {
@@ -228,7 +247,11 @@ fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
         Err(_) => {
             // The engine's state is unknown after a panic; start the next job afresh.
             engine.reset();
-            Err(ApiError::new(500, "InternalError", "the engine failed on this request (see the server log)".to_string()))
+            Err(ApiError::new(
+                500,
+                "InternalError",
+                "the engine failed on this request (see the server log)".to_string(),
+            ))
         }
     };
     let _ = events.send(Event::Done(result));
@@ -268,19 +291,30 @@ fn route(mut request: Request, jobs: &Sender<Job>, model: &ServedModel, created:
             Err(error) => respond_error(request, &error),
         },
         (_, "/v1/models" | "/v1/chat/completions" | "/v1/completions") => {
-            let error = ApiError::new(405, "invalid_request_error", format!("{method} is not allowed on {path}"));
+            let error = ApiError::new(
+                405,
+                "invalid_request_error",
+                format!("{method} is not allowed on {path}"),
+            );
             respond_error(request, &error)
         }
-        _ => respond_error(request, &ApiError::new(404, "invalid_request_error", format!("Unknown route: {method} {path}"))),
+        _ => respond_error(
+            request,
+            &ApiError::new(404, "invalid_request_error", format!("Unknown route: {method} {path}")),
+        ),
     };
     eprintln!("{method} {path} {status}");
 }
 
 /// A chat request, parsed and validated (both of WebLLM's stages) before it
 /// is queued, so that a bad request is answered at once.
-fn parse_chat(request: &mut Request, model: &ServedModel) -> Result<ChatCompletionRequest, ApiError> {
+fn parse_chat(
+    request: &mut Request,
+    model: &ServedModel,
+) -> Result<ChatCompletionRequest, ApiError> {
     let chat: ChatCompletionRequest = parse_body(request)?;
-    validate_chat_request(&chat, &model.id, model.tools).map_err(|error| ApiError::invalid(&error))?;
+    validate_chat_request(&chat, &model.id, model.tools)
+        .map_err(|error| ApiError::invalid(&error))?;
     Ok(chat)
 }
 
@@ -294,22 +328,31 @@ fn parse_completion(request: &mut Request) -> Result<CompletionRequest, ApiError
 /// The JSON body as `T`.
 fn parse_body<T: serde::de::DeserializeOwned>(request: &mut Request) -> Result<T, ApiError> {
     let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|error| ApiError::new(400, "invalid_request_error", format!("cannot read the request body: {error}")))?;
+    request.as_reader().take(MAX_BODY_BYTES + 1).read_to_end(&mut body).map_err(|error| {
+        ApiError::new(
+            400,
+            "invalid_request_error",
+            format!("cannot read the request body: {error}"),
+        )
+    })?;
     if body.len() as u64 > MAX_BODY_BYTES {
-        return Err(ApiError::new(413, "invalid_request_error", format!("the request body exceeds {MAX_BODY_BYTES} bytes")));
+        return Err(ApiError::new(
+            413,
+            "invalid_request_error",
+            format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+        ));
     }
-    serde_json::from_slice(&body).map_err(|error| ApiError::new(400, "invalid_request_error", format!("invalid request body: {error}")))
+    serde_json::from_slice(&body).map_err(|error| {
+        ApiError::new(400, "invalid_request_error", format!("invalid request body: {error}"))
+    })
 }
 
 /// Queues a job and answers with its outcome: JSON, or a stream of events
 /// once the first chunk arrives (an error before it is still a plain 400/500).
 fn submit(request: Request, jobs: &Sender<Job>, api_request: ApiRequest, stream: bool) -> u16 {
     let (events_tx, events) = mpsc::channel();
-    let stopped = || ApiError::new(500, "InternalError", "the engine thread has stopped".to_string());
+    let stopped =
+        || ApiError::new(500, "InternalError", "the engine thread has stopped".to_string());
     if jobs.send(Job { request: api_request, events: events_tx }).is_err() {
         return respond_error(request, &stopped());
     }
@@ -366,7 +409,12 @@ fn stream_events(request: Request, first: &str, events: &Receiver<Event>) -> io:
 
 /// Sends a JSON body with `status`; returns the status.
 fn respond_json(request: Request, status: u16, body: &str) -> u16 {
-    respond(request, Response::from_string(body).with_status_code(status).with_header(header("Content-Type", "application/json")))
+    respond(
+        request,
+        Response::from_string(body)
+            .with_status_code(status)
+            .with_header(header("Content-Type", "application/json")),
+    )
 }
 
 /// Sends an error's JSON body; returns its status.
@@ -382,12 +430,15 @@ fn respond<R: Read>(request: Request, response: Response<R>) -> u16 {
 }
 
 fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header names and values are valid")
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("static header names and values are valid")
 }
 
 /// JSON text of a value whose serialization cannot fail (plain data, string keys).
 fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|error| format!("{{\"error\":{{\"message\":\"serialization failed: {error}\"}}}}"))
+    serde_json::to_string(value).unwrap_or_else(|error| {
+        format!("{{\"error\":{{\"message\":\"serialization failed: {error}\"}}}}")
+    })
 }
 
 #[cfg(test)]
@@ -406,19 +457,36 @@ mod tests {
     /// tiny-qwen2 on the GPU engine with Qwen2.5's tokenizer (the vocabularies match).
     fn load_tiny_on_gpu(devices: &RefCell<Vec<GpuContext>>) -> Result<ChatEngine> {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/fixtures");
-        let artifact = Artifact::open(&fixtures.join("tiny-qwen2/mlc").to_string_lossy(), OpenOptions::default())?;
-        let tokenizer = Tokenizer::from_file(fixtures.join("tokenizers/qwen2.5-0.5b-instruct.tokenizer.json"))?;
+        let artifact = Artifact::open(
+            &fixtures.join("tiny-qwen2/mlc").to_string_lossy(),
+            OpenOptions::default(),
+        )?;
+        let tokenizer =
+            Tokenizer::from_file(fixtures.join("tokenizers/qwen2.5-0.5b-instruct.tokenizer.json"))?;
         let ctx = GpuContext::new_blocking(&ContextOptions::from_env())?;
         devices.borrow_mut().push(ctx.clone());
-        let model = mlc_wgpu::load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) })?;
-        Ok(ChatEngine::from_parts(Box::new(model), tokenizer, artifact.config.clone(), "tiny-qwen2".to_string())?)
+        let model = mlc_wgpu::load_gpu(
+            &artifact,
+            ctx,
+            GpuOptions { max_rows: 64, context_length: Some(512) },
+        )?;
+        Ok(ChatEngine::from_parts(
+            Box::new(model),
+            tokenizer,
+            artifact.config.clone(),
+            "tiny-qwen2".to_string(),
+        )?)
     }
 
     /// Sends a greedy chat request through `slot`; the reply's text, or the error.
     fn ask<L: FnMut() -> Result<ChatEngine>>(slot: &mut EngineSlot<L>) -> Result<String, ApiError> {
         let request = ChatCompletionRequest {
             messages: vec![ChatMessage::new("user", "Hello! Tell me about the sea.")],
-            generation: mlc_wgpu::chat::GenerationConfig { temperature: Some(0.0), max_tokens: Some(6), ..Default::default() },
+            generation: mlc_wgpu::chat::GenerationConfig {
+                temperature: Some(0.0),
+                max_tokens: Some(6),
+                ..Default::default()
+            },
             ..ChatCompletionRequest::default()
         };
         let (events, results) = mpsc::channel();
@@ -440,14 +508,22 @@ mod tests {
         let reload_devices = Rc::clone(&devices);
         let mut slot = EngineSlot::new(first, move || load_tiny_on_gpu(&reload_devices));
 
-        let answer = |slot: &mut EngineSlot<_>| ask(slot).unwrap_or_else(|error| panic!("{}", error.body.error.message));
+        let answer = |slot: &mut EngineSlot<_>| {
+            ask(slot).unwrap_or_else(|error| panic!("{}", error.body.error.message))
+        };
         let fresh = answer(&mut slot);
         assert!(!fresh.is_empty());
         devices.borrow()[0].device.destroy();
 
-        let Err(lost) = ask(&mut slot) else { panic!("a request on the destroyed device succeeded") };
+        let Err(lost) = ask(&mut slot) else {
+            panic!("a request on the destroyed device succeeded")
+        };
         assert_eq!((lost.status, lost.body.error.kind.as_str()), (503, DEVICE_LOST));
-        assert!(lost.body.error.message.starts_with("GPU device lost: "), "{}", lost.body.error.message);
+        assert!(
+            lost.body.error.message.starts_with("GPU device lost: "),
+            "{}",
+            lost.body.error.message
+        );
         assert!(slot.engine.is_none(), "the engine on the lost device is dropped");
         assert_eq!(devices.borrow().len(), 1, "nothing is loaded until the next request");
 

@@ -10,10 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use mlc_loader::writer::{plan_shards, ArtifactWriter, DEFAULT_SHARD_CAP};
-use mlc_loader::{ChatConfig, DType, TensorIndex, TensorRecord, CONFIG_FILE};
+use mlc_loader::writer::{ArtifactWriter, DEFAULT_SHARD_CAP, plan_shards};
+use mlc_loader::{CONFIG_FILE, ChatConfig, DType, TensorIndex, TensorRecord};
 
 /// The arguments of `mlc-wgpu synth`.
 #[derive(Args)]
@@ -39,15 +39,25 @@ pub struct SynthArgs {
 pub fn run(args: &SynthArgs) -> Result<()> {
     let SynthArgs { layout, config, out, seed } = args;
     let started = Instant::now();
-    let layout_text = fs::read_to_string(layout).with_context(|| format!("reading {}", layout.display()))?;
-    let index = TensorIndex::from_json(&layout_text).with_context(|| format!("reading the layout {}", layout.display()))?;
-    let config_text = fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let chat_config = ChatConfig::from_json(&config_text).with_context(|| format!("reading {}", config.display()))?;
-    let group_size = chat_config.quantization().with_context(|| format!("reading {}", config.display()))?.group_size();
+    let layout_text =
+        fs::read_to_string(layout).with_context(|| format!("reading {}", layout.display()))?;
+    let index = TensorIndex::from_json(&layout_text)
+        .with_context(|| format!("reading the layout {}", layout.display()))?;
+    let config_text =
+        fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let chat_config = ChatConfig::from_json(&config_text)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let group_size = chat_config
+        .quantization()
+        .with_context(|| format!("reading {}", config.display()))?
+        .group_size();
 
     let order = emission_order(&index);
     check_reproducible(&index, &order).with_context(|| format!("layout {}", layout.display()))?;
-    let fills = order.iter().map(|record| Fill::for_record(record, group_size)).collect::<Result<Vec<_>>>()?;
+    let fills = order
+        .iter()
+        .map(|record| Fill::for_record(record, group_size))
+        .collect::<Result<Vec<_>>>()?;
 
     let mut writer = ArtifactWriter::create(out, DEFAULT_SHARD_CAP)?;
     // The next tensors are generated while the writer hashes and writes the
@@ -72,7 +82,8 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         Ok(())
     })?;
     let config_dir = config.parent().unwrap_or(Path::new("."));
-    let config_bytes = add_tokenizer_files(&mut writer, config_dir, &config_text, &chat_config.tokenizer_files)?;
+    let config_bytes =
+        add_tokenizer_files(&mut writer, config_dir, &config_text, &chat_config.tokenizer_files)?;
     writer.add_file(CONFIG_FILE, &config_bytes)?;
     let written = writer.finish(source_parameters(&index))?;
 
@@ -115,20 +126,41 @@ fn emission_order(index: &TensorIndex) -> Vec<&TensorRecord> {
 fn check_reproducible(index: &TensorIndex, order: &[&TensorRecord]) -> Result<()> {
     // First: the sizes below are the stored ones only with this format.
     if let Some(record) = order.iter().find(|record| record.format != "f32-to-bf16") {
-        bail!("tensor `{}` has format `{}`; the converter writes `f32-to-bf16` on every record", record.name, record.format);
+        bail!(
+            "tensor `{}` has format `{}`; the converter writes `f32-to-bf16` on every record",
+            record.name,
+            record.format
+        );
     }
     let sizes: Vec<u64> = order.iter().map(|record| record.nbytes).collect();
     let planned = plan_shards(&sizes, DEFAULT_SHARD_CAP);
-    let layout: Vec<Vec<(&str, u64)>> =
-        index.shards.iter().map(|shard| shard.records.iter().map(|r| (r.name.as_str(), r.byte_offset)).collect()).collect();
-    let plan: Vec<Vec<(&str, u64)>> =
-        planned.iter().map(|shard| shard.iter().map(|&(i, offset)| (order[i].name.as_str(), offset)).collect()).collect();
-    ensure!(plan == layout, "its shards are not what the converter's sharding rule (32 MiB cap) makes of its tensors");
+    let layout: Vec<Vec<(&str, u64)>> = index
+        .shards
+        .iter()
+        .map(|shard| shard.records.iter().map(|r| (r.name.as_str(), r.byte_offset)).collect())
+        .collect();
+    let plan: Vec<Vec<(&str, u64)>> = planned
+        .iter()
+        .map(|shard| shard.iter().map(|&(i, offset)| (order[i].name.as_str(), offset)).collect())
+        .collect();
+    ensure!(
+        plan == layout,
+        "its shards are not what the converter's sharding rule (32 MiB cap) makes of its tensors"
+    );
     for (position, (shard, files)) in index.shards.iter().zip(&planned).enumerate() {
         let end = files.last().map_or(0, |&(i, offset)| offset + order[i].nbytes);
         let name = format!("params_shard_{position}.bin");
-        ensure!(shard.data_path == name, "shard {position} is `{}`, the converter names it `{name}`", shard.data_path);
-        ensure!(shard.nbytes == end, "shard `{}` has {} bytes but its tensors end at {end}", shard.data_path, shard.nbytes);
+        ensure!(
+            shard.data_path == name,
+            "shard {position} is `{}`, the converter names it `{name}`",
+            shard.data_path
+        );
+        ensure!(
+            shard.nbytes == end,
+            "shard `{}` has {} bytes but its tensors end at {end}",
+            shard.data_path,
+            shard.nbytes
+        );
     }
     Ok(())
 }
@@ -137,7 +169,9 @@ fn check_reproducible(index: &TensorIndex, order: &[&TensorRecord]) -> Result<()
 /// (`ParamBytes · 8 / count`), or, without that metadata, the count the
 /// stored shapes imply (8 q4 codes per `q_weight` word, scales not counted).
 fn source_parameters(index: &TensorIndex) -> u64 {
-    let meta = |key: &str| index.metadata.get(key).and_then(serde_json::Value::as_f64).filter(|v| *v > 0.0);
+    let meta = |key: &str| {
+        index.metadata.get(key).and_then(serde_json::Value::as_f64).filter(|v| *v > 0.0)
+    };
     match (meta("ParamBytes"), meta("BitsPerParam")) {
         (Some(bytes), Some(bits)) => (bytes * 8.0 / bits).round() as u64,
         _ => index
@@ -160,7 +194,12 @@ fn source_parameters(index: &TensorIndex) -> u64 {
 /// Adds the tokenizer files the config lists that exist in `dir`, and returns
 /// the config to write: as given, or with `tokenizer_files` cut to the files
 /// found (so that the artifact opens; synthetic weights need no tokenizer).
-fn add_tokenizer_files(writer: &mut ArtifactWriter, dir: &Path, config_text: &str, names: &[String]) -> Result<Vec<u8>> {
+fn add_tokenizer_files(
+    writer: &mut ArtifactWriter,
+    dir: &Path,
+    config_text: &str,
+    names: &[String],
+) -> Result<Vec<u8>> {
     let mut found = Vec::new();
     for name in names {
         match fs::read(dir.join(name)) {
@@ -169,9 +208,14 @@ fn add_tokenizer_files(writer: &mut ArtifactWriter, dir: &Path, config_text: &st
                 found.push(name.clone());
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("notice: tokenizer file {name} is not in {}; left out of `tokenizer_files`", dir.display());
+                eprintln!(
+                    "notice: tokenizer file {name} is not in {}; left out of `tokenizer_files`",
+                    dir.display()
+                );
             }
-            Err(error) => return Err(error).with_context(|| format!("reading {}", dir.join(name).display())),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", dir.join(name).display()));
+            }
         }
     }
     if found.len() == names.len() {
@@ -208,10 +252,15 @@ impl Fill {
             return Ok(Fill::Codes);
         }
         if record.dtype == DType::U32 {
-            bail!("tensor `{}`: a uint32 tensor that is not a `q_weight` has no known meaning", record.name);
+            bail!(
+                "tensor `{}`: a uint32 tensor that is not a `q_weight` has no known meaning",
+                record.name
+            );
         }
         if record.name.ends_with(".q_scale") {
-            let group = group_size.with_context(|| format!("tensor `{}`: q4 scales in an unquantized model", record.name))?;
+            let group = group_size.with_context(|| {
+                format!("tensor `{}`: q4 scales in an unquantized model", record.name)
+            })?;
             return Ok(Fill::Scales(Fill::unit_gain_scale(fan_in * group)));
         }
         if record.name.ends_with(".bias") {
@@ -253,7 +302,11 @@ impl Fill {
                 scope.spawn(move || {
                     for (i, chunk) in region.chunks_mut(CHUNK * size).enumerate() {
                         let index = (part * chunks_per_thread + i) as u64;
-                        self.fill(dtype, chunk, &mut SplitMix64::new(SplitMix64::new(base ^ index).next_u64()));
+                        self.fill(
+                            dtype,
+                            chunk,
+                            &mut SplitMix64::new(SplitMix64::new(base ^ index).next_u64()),
+                        );
                     }
                 });
             }
@@ -264,7 +317,9 @@ impl Fill {
     /// Fills `out` with elements of `dtype` (of u32 codes for [`Fill::Codes`]).
     fn fill(self, dtype: DType, out: &mut [u8], rng: &mut SplitMix64) {
         match self {
-            Fill::Codes => out.chunks_exact_mut(4).for_each(|word| word.copy_from_slice(&rng.codes().to_le_bytes())),
+            Fill::Codes => out
+                .chunks_exact_mut(4)
+                .for_each(|word| word.copy_from_slice(&rng.codes().to_le_bytes())),
             Fill::Scales(scale) => encode(dtype, out, || scale * (0.75 + 0.5 * rng.unit())),
             Fill::Ones => encode(dtype, out, || 1.0),
             Fill::Uniform(bound) => encode(dtype, out, || bound * (2.0 * rng.unit() - 1.0)),
@@ -391,7 +446,8 @@ mod tests {
         let mut layout = index(vec![vec![record("w.q_weight", 8, 0), scale, norm]]);
         // 2 words of 8 codes, scales not counted, 4 norm weights.
         assert_eq!(source_parameters(&layout), 2 * 8 + 4);
-        layout.metadata = serde_json::json!({"ParamBytes": 20.0, "BitsPerParam": 20.0 * 8.0 / 1000.0});
+        layout.metadata =
+            serde_json::json!({"ParamBytes": 20.0, "BitsPerParam": 20.0 * 8.0 / 1000.0});
         assert_eq!(source_parameters(&layout), 1000);
     }
 
@@ -407,7 +463,10 @@ mod tests {
         }
         assert_eq!(counts[15], 0);
         let expected = 160_000.0 / 15.0;
-        assert!(counts[..15].iter().all(|&c| (c as f64 - expected).abs() < expected * 0.05), "{counts:?}");
+        assert!(
+            counts[..15].iter().all(|&c| (c as f64 - expected).abs() < expected * 0.05),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -434,7 +493,10 @@ mod tests {
         let mut scale = record("model.layers.0.mlp.down_proj.q_scale", 8, 0);
         scale.dtype = DType::F16;
         scale.shape = vec![2, 2];
-        assert_eq!(Fill::for_record(&scale, Some(32)).unwrap(), Fill::Scales(Fill::unit_gain_scale(64)));
+        assert_eq!(
+            Fill::for_record(&scale, Some(32)).unwrap(),
+            Fill::Scales(Fill::unit_gain_scale(64))
+        );
         assert!(Fill::for_record(&scale, None).is_err());
         let mut norm = scale.clone();
         norm.name = "model.layers.0.input_layernorm.weight".into();

@@ -13,8 +13,8 @@
 //! straight into the residual stream.
 
 use super::ModelSpec;
-use crate::backend::{Backend, DecoderWeights, StepInput};
 use crate::EngineError;
+use crate::backend::{Backend, DecoderWeights, StepInput};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

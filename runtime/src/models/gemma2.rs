@@ -13,7 +13,9 @@ use crate::EngineError;
 
 pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> {
     if fields.optional::<bool>("attention_bias")?.unwrap_or(false) {
-        return Err(EngineError::Config("gemma2 with attention_bias is not supported (MLC rejects it too)".into()));
+        return Err(EngineError::Config(
+            "gemma2 with attention_bias is not supported (MLC rejects it too)".into(),
+        ));
     }
     let theta = fields.optional("position_embedding_base")?.unwrap_or(10_000.0);
     let mut spec = fields.common("gemma2", theta, ParamNames::gemma_style())?;
@@ -21,7 +23,11 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
     // is only checked to be a GELU.
     match fields.optional::<String>("hidden_activation")?.as_deref() {
         Some("gelu") | Some("gelu_pytorch_tanh") | None => spec.activation = Activation::GeluTanh,
-        Some(other) => return Err(EngineError::Config(format!("gemma2 hidden_activation `{other}` is not a GELU"))),
+        Some(other) => {
+            return Err(EngineError::Config(format!(
+                "gemma2 hidden_activation `{other}` is not a GELU"
+            )));
+        }
     }
     spec.tie_word_embeddings = true;
     // MLC multiplies by `hidden_size ** 0.5` in the activation dtype, so a
@@ -34,7 +40,9 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
     spec.post_norms = true;
     spec.final_logit_softcap = fields.optional("final_logit_softcapping")?;
     if let Some(cap) = spec.final_logit_softcap.filter(|c| !(c.is_finite() && *c > 0.0)) {
-        return Err(EngineError::Config(format!("final_logit_softcapping must be positive, got {cap}")));
+        return Err(EngineError::Config(format!(
+            "final_logit_softcapping must be positive, got {cap}"
+        )));
     }
     Ok(spec)
 }

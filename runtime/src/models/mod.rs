@@ -48,7 +48,8 @@ pub(crate) struct ConfigFields<'a> {
 impl ConfigFields<'_> {
     /// A key the family cannot do without.
     pub fn required<T: DeserializeOwned>(&self, key: &str) -> Result<T, EngineError> {
-        self.optional(key)?.ok_or_else(|| EngineError::Config(format!("model_config.{key} is missing")))
+        self.optional(key)?
+            .ok_or_else(|| EngineError::Config(format!("model_config.{key} is missing")))
     }
 
     /// A key with a default (absent or `null` reads as `None`).
@@ -63,7 +64,12 @@ impl ConfigFields<'_> {
 
     /// Fills the fields every family reads the same way; the family supplies the
     /// RoPE base (whose key differs), its parameter names and its variations.
-    pub fn common(&self, family: &'static str, rope_theta: f32, names: ParamNames) -> Result<ModelSpec, EngineError> {
+    pub fn common(
+        &self,
+        family: &'static str,
+        rope_theta: f32,
+        names: ParamNames,
+    ) -> Result<ModelSpec, EngineError> {
         let hidden_size: usize = self.required("hidden_size")?;
         let num_heads: usize = self.required("num_attention_heads")?;
         let num_kv_heads: usize = self.optional("num_key_value_heads")?.unwrap_or(num_heads);
@@ -108,10 +114,11 @@ impl ConfigFields<'_> {
             _ => self.chat().prefill_chunk_size,
         };
         let value = if top > 0 { top } else { self.optional::<i64>(key)?.unwrap_or(-1) };
-        usize::try_from(value)
-            .ok()
-            .filter(|&v| v > 0)
-            .ok_or_else(|| EngineError::Config(format!("{key} must be positive (sliding-window models are not supported yet), got {value}")))
+        usize::try_from(value).ok().filter(|&v| v > 0).ok_or_else(|| {
+            EngineError::Config(format!(
+                "{key} must be positive (sliding-window models are not supported yet), got {value}"
+            ))
+        })
     }
 
     /// The MLP activation named by `hidden_act` (default SiLU).
@@ -119,7 +126,9 @@ impl ConfigFields<'_> {
         match self.optional::<String>("hidden_act")?.as_deref() {
             None | Some("silu") | Some("swish") => Ok(Activation::Silu),
             Some("gelu_pytorch_tanh") | Some("gelu_new") => Ok(Activation::GeluTanh),
-            Some(other) => Err(EngineError::Config(format!("model_config.hidden_act `{other}` is not supported (silu, gelu_pytorch_tanh)"))),
+            Some(other) => Err(EngineError::Config(format!(
+                "model_config.hidden_act `{other}` is not supported (silu, gelu_pytorch_tanh)"
+            ))),
         }
     }
 }
@@ -145,10 +154,17 @@ fn validate(spec: &ModelSpec) -> Result<(), EngineError> {
         )));
     }
     if spec.head_dim % 2 != 0 {
-        return Err(EngineError::Config(format!("head_dim ({}) must be even for RoPE", spec.head_dim)));
+        return Err(EngineError::Config(format!(
+            "head_dim ({}) must be even for RoPE",
+            spec.head_dim
+        )));
     }
-    if !(spec.rms_norm_eps.is_finite() && spec.rms_norm_eps >= 0.0) || !(spec.rope_theta.is_finite() && spec.rope_theta > 0.0) {
-        return Err(EngineError::Config("rms_norm_eps and the RoPE base must be finite and positive".into()));
+    if !(spec.rms_norm_eps.is_finite() && spec.rms_norm_eps >= 0.0)
+        || !(spec.rope_theta.is_finite() && spec.rope_theta > 0.0)
+    {
+        return Err(EngineError::Config(
+            "rms_norm_eps and the RoPE base must be finite and positive".into(),
+        ));
     }
     Ok(())
 }

@@ -48,10 +48,13 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
         Some(value) if value.get("type").is_some() => value,
         _ => return Ok(spec),
     };
-    let s: RopeScaling =
-        serde_json::from_value(scaling).map_err(|e| EngineError::Config(format!("model_config.rope_scaling: {e}")))?;
+    let s: RopeScaling = serde_json::from_value(scaling)
+        .map_err(|e| EngineError::Config(format!("model_config.rope_scaling: {e}")))?;
     if s.kind != "longrope" {
-        return Err(EngineError::Config(format!("model_config.rope_scaling.type `{}` is not supported (longrope)", s.kind)));
+        return Err(EngineError::Config(format!(
+            "model_config.rope_scaling.type `{}` is not supported (longrope)",
+            s.kind
+        )));
     }
     let pairs = spec.rotary_dim / 2;
     if s.short_factor.len() != pairs || s.long_factor.len() != pairs {
@@ -63,9 +66,12 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
     }
     let (max, original) = (s.max_position_embeddings, s.original_max_position_embeddings);
     if !(original > 1.0 && max > 0.0) {
-        return Err(EngineError::Config(format!("model_config.rope_scaling: position lengths {max} / {original} are invalid")));
+        return Err(EngineError::Config(format!(
+            "model_config.rope_scaling: position lengths {max} / {original} are invalid"
+        )));
     }
-    let mscale = if max > original { (1.0 + (max / original).ln() / original.ln()).sqrt() } else { 1.0 };
+    let mscale =
+        if max > original { (1.0 + (max / original).ln() / original.ln()).sqrt() } else { 1.0 };
     // MLC switches to `long_factor` only for a forward call of more than
     // `original_max_position_embeddings` tokens. Capping the prefill chunk there
     // means no call ever is, so `short_factor` is exactly what MLC would use.

@@ -5,7 +5,11 @@ use super::{ConfigFields, ModelSpec, ParamNames};
 use crate::EngineError;
 
 pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> {
-    let mut spec = fields.common("qwen2", fields.required("rope_theta")?, ParamNames::llama_style("c_attn"))?;
+    let mut spec = fields.common(
+        "qwen2",
+        fields.required("rope_theta")?,
+        ParamNames::llama_style("c_attn"),
+    )?;
     spec.qkv_bias = true;
     spec.activation = fields.activation()?;
     Ok(spec)

@@ -154,7 +154,9 @@ impl ModelSpec {
     /// The rotation shared by all layers.
     pub fn rope(&self) -> Rope {
         match &self.longrope {
-            Some(long) => Rope::longrope(self.rope_theta, self.rotary_dim, &long.factors, long.mscale),
+            Some(long) => {
+                Rope::longrope(self.rope_theta, self.rotary_dim, &long.factors, long.mscale)
+            }
             None => Rope::new(self.rope_theta, self.rotary_dim, self.rope_scaling),
         }
     }

@@ -24,8 +24,14 @@ pub fn assert_clean_failure(args: &[&str], expected: &str) {
     let output = mlc_wgpu(args);
     let err = stderr(&output);
     assert!(!output.status.success(), "expected failure for {args:?}");
-    assert!(err.contains("error:") && err.contains(expected), "stderr for {args:?} lacks {expected:?}:\n{err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "panic for {args:?}:\n{err}");
+    assert!(
+        err.contains("error:") && err.contains(expected),
+        "stderr for {args:?} lacks {expected:?}:\n{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "panic for {args:?}:\n{err}"
+    );
 }
 
 /// A fresh copy of a tiny artifact's `mlc` folder.
@@ -52,7 +58,8 @@ pub fn tiny_qwen2_with_tokenizer() -> tempdir::Dir {
 
 /// Rewrites the JSON file at `path` through `edit`.
 pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     edit(&mut value);
     std::fs::write(path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
 }
@@ -74,7 +81,11 @@ pub mod tempdir {
         pub fn new() -> Dir {
             use std::sync::atomic::{AtomicUsize, Ordering};
             static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!("mlc-wgpu-cli-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+            let path = std::env::temp_dir().join(format!(
+                "mlc-wgpu-cli-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ));
             std::fs::create_dir_all(&path).unwrap();
             Dir(path)
         }

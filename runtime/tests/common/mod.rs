@@ -13,7 +13,9 @@ pub fn shared_path(relative: &str) -> Option<PathBuf> {
         return Some(path);
     }
     let banner = "!".repeat(78);
-    eprintln!("{banner}\n!! NOT RUN: ../shared/{relative} is missing.\n!! This test needs the project's shared data folder beside the repository.\n{banner}");
+    eprintln!(
+        "{banner}\n!! NOT RUN: ../shared/{relative} is missing.\n!! This test needs the project's shared data folder beside the repository.\n{banner}"
+    );
     assert!(std::env::var_os("CI").is_none(), "../shared/{relative} is required in CI");
     None
 }

@@ -63,7 +63,11 @@ impl Reply {
 
     /// The `data:` payloads of a server-sent event stream.
     pub fn events(&self) -> Vec<String> {
-        self.body.split("\n\n").filter_map(|event| event.strip_prefix("data: ")).map(str::to_string).collect()
+        self.body
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -86,10 +90,15 @@ pub fn http_bytes(address: &str, method: &str, path: &str, body: &[u8]) -> Reply
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let raw = String::from_utf8(raw).unwrap();
-    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {raw:?}"));
+    let (head, rest) =
+        raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {raw:?}"));
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let headers = head.to_ascii_lowercase();
-    let body = if headers.contains("transfer-encoding: chunked") { unchunk(rest) } else { rest.to_string() };
+    let body = if headers.contains("transfer-encoding: chunked") {
+        unchunk(rest)
+    } else {
+        rest.to_string()
+    };
     Reply { status, headers, body }
 }
 
