@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Style first: formatting, clippy and rustdoc with warnings denied (minutes, and it fails fast).
+bash scripts/check-style.sh
+
 # A CPU Vulkan driver (Mesa lavapipe) so the WGSL kernels run without a GPU.
 if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
   as_root apt-get update -qq

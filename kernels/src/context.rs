@@ -117,6 +117,9 @@ impl GpuContext {
     /// A context over a device created elsewhere (with `limits` and the
     /// features `caps` needs). Its uncaptured errors and its loss are recorded
     /// from now on ([`GpuContext::health`]) instead of panicking.
+    // In a browser wgpu's handles are neither `Send` nor `Sync`; the module runs on one
+    // thread there, and the `Arc` only shares the device with the readback futures.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
@@ -200,7 +203,7 @@ impl GpuContext {
     /// mapping it. The bytes land before the next submission's work.
     pub fn storage_buffer(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
         let mut padded;
-        let bytes = if contents.len() % 4 == 0 && !contents.is_empty() {
+        let bytes = if contents.len().is_multiple_of(4) && !contents.is_empty() {
             contents
         } else {
             padded = contents.to_vec();

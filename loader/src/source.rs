@@ -117,6 +117,7 @@ impl Source {
     /// The shards of a local folder, read and hashed in parallel ([`shard::read_all`]);
     /// nothing for a remote source (its shards come through the cache, one by
     /// one) or in a browser.
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn read_local_shards(
         &self,
         entries: &[ShardEntry],

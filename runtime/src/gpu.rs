@@ -6,7 +6,7 @@
 //! order every step, so a slot sees the same buffers each time and reuses the
 //! bound kernel it made the first time (only the token count and position are
 //! written per step). A decode step therefore allocates nothing, submits once,
-//! and — with [`Backend::argmax`] — reads back 4 bytes.
+//! and — with [`Backend::queue_argmax`] — reads back 4 bytes.
 //!
 //! Readbacks are futures (`MapRead`): natively `device.poll` waits for the
 //! GPU before the future is awaited, so it is ready at once; in a browser the

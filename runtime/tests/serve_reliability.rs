@@ -71,7 +71,7 @@ fn outcome(path: &str, request: &Value, reply: &Reply) -> Outcome {
             .iter()
             .filter_map(|chunk| chunk["choices"].get(0))
             .map(|choice| &choice["finish_reason"])
-            .last()
+            .next_back()
             .unwrap()
             .clone();
         // `stream_options.include_usage` puts the usage in a last chunk with no choices.
@@ -102,7 +102,7 @@ fn outcome(path: &str, request: &Value, reply: &Reply) -> Outcome {
 fn burst_request(i: usize) -> (&'static str, Value) {
     let path = if i % 3 == 2 { COMPLETIONS } else { CHAT };
     let stream = i % 2 == 1;
-    let temperature = if (i / 2) % 2 == 0 { 0.0 } else { 0.7 };
+    let temperature = if (i / 2).is_multiple_of(2) { 0.0 } else { 0.7 };
     let text = format!("Request {i}: tell me something about the number {}.", i * 37 % 101);
     let mut request = json!({
         "temperature": temperature,

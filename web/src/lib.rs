@@ -2,8 +2,8 @@
 //! JavaScript layer calls (the contract is in `web/README.md`).
 //!
 //! JavaScript fetches and caches the artifact's files and hands their bytes to
-//! [`WasmEngine::create`], which checks them ([`Artifact::from_files`]), loads
-//! the model on WebGPU or on the CPU engine, and builds a [`ChatEngine`].
+//! `WasmEngine::create`, which checks them (`Artifact::from_files`), loads
+//! the model on WebGPU or on the CPU engine, and builds a `ChatEngine`.
 //! Requests and responses cross the boundary as OpenAI/WebLLM JSON. Every
 //! failure becomes a rejected promise holding a JS `Error` whose `.name` is
 //! WebLLM's error name; nothing panics across the boundary (the GPU's
@@ -317,6 +317,9 @@ impl Runner {
     /// Runs `request` on the engine; `emit(delta text, chunk JSON)` passes a
     /// chunk to JavaScript. Resolves with the response JSON, or `""` when
     /// `streaming`.
+    // The engine's `RefCell` borrow is held across the awaits on purpose: it is the engine's
+    // lock, and a second request finds it taken (`busy`).
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn go<R>(self, streaming: bool, request: R) -> Result<JsValue, JsValue>
     where
         R: AsyncFnOnce(
@@ -325,8 +328,6 @@ impl Runner {
         ) -> Result<serde_json::Result<String>, RequestError>,
     {
         failure_check(self.gpu.as_ref())?;
-        // Held across the awaits on purpose: it is the engine's lock.
-        #[allow(clippy::await_holding_refcell_ref)]
         let mut engine = self.engine.try_borrow_mut().map_err(|_| busy())?;
         self.live.borrow_mut().clear();
         // The first failure of `onChunk` (it threw) stops the generation and

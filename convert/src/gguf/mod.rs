@@ -1,10 +1,10 @@
 //! GGUF (llama.cpp's format) as a [`Checkpoint`].
 //!
-//! - [`read_header`] / [`parse_header_bytes`] parse and validate the header
+//! - [`read_header`](crate::gguf::read_header) / [`parse_header_bytes`](crate::gguf::parse_header_bytes) parse and validate the header
 //!   (versions 2 and 3, every metadata value type, tensor infos, alignment);
 //!   `parse_header_bytes` is the fuzzing entry point.
-//! - [`GgufFile`] keeps the file open and reads one tensor at a time by
-//!   seeking to it, dequantized by [`dequantize`] (F32, F16, BF16, Q4_0, Q4_1,
+//! - [`GgufFile`](crate::gguf::GgufFile) keeps the file open and reads one tensor at a time by
+//!   seeking to it, dequantized by [`dequantize`](crate::gguf::dequantize) (F32, F16, BF16, Q4_0, Q4_1,
 //!   Q5_0, Q5_1, Q8_0, Q2_K…Q6_K, Q8_K), in GGUF's own naming and layout.
 //! - [`GgufCheckpoint`] presents a llama / qwen2 / qwen3 GGUF as a Hugging
 //!   Face checkpoint: config from the metadata, HF tensor names, `[out, in]`

@@ -24,6 +24,7 @@ impl KvLayout {
 /// and query head `h` reads KV head `g(h) = h / (heads / kv_heads)`.
 ///
 /// The cache must already hold the keys and values of positions `..=start + tokens - 1`.
+#[allow(clippy::too_many_arguments)] // the operands of the formula above, each named
 pub fn causal_attention(
     q: &[f32],
     keys: &[f32],

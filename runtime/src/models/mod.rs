@@ -147,21 +147,21 @@ fn validate(spec: &ModelSpec) -> Result<(), EngineError> {
     if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(EngineError::Config(format!("model_config.{key} must be positive")));
     }
-    if spec.num_heads % spec.num_kv_heads != 0 {
+    if !spec.num_heads.is_multiple_of(spec.num_kv_heads) {
         return Err(EngineError::Config(format!(
             "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
             spec.num_heads, spec.num_kv_heads
         )));
     }
-    if spec.head_dim % 2 != 0 {
+    if !spec.head_dim.is_multiple_of(2) {
         return Err(EngineError::Config(format!(
             "head_dim ({}) must be even for RoPE",
             spec.head_dim
         )));
     }
-    if !(spec.rms_norm_eps.is_finite() && spec.rms_norm_eps >= 0.0)
-        || !(spec.rope_theta.is_finite() && spec.rope_theta > 0.0)
-    {
+    let eps_valid = spec.rms_norm_eps.is_finite() && spec.rms_norm_eps >= 0.0;
+    let base_valid = spec.rope_theta.is_finite() && spec.rope_theta > 0.0;
+    if !(eps_valid && base_valid) {
         return Err(EngineError::Config(
             "rms_norm_eps and the RoPE base must be finite and positive".into(),
         ));
