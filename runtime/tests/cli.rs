@@ -172,3 +172,26 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         "context window exceeded",
     );
 }
+
+#[test]
+fn devices_lists_each_adapter_with_its_features_and_cooperative_matrices() {
+    let output = mlc_wgpu(&["devices", "--json"]);
+    if !output.status.success() {
+        // Only a machine without any Vulkan/GL driver gets here; CI installs lavapipe.
+        assert!(stderr(&output).contains("found no GPU adapter"), "{}", stderr(&output));
+        assert!(std::env::var_os("CI").is_none(), "CI has lavapipe: {}", stderr(&output));
+        eprintln!("!! NOT RUN: no GPU adapter on this machine");
+        return;
+    }
+    let text = String::from_utf8(output.stdout).unwrap();
+    let adapters: Vec<serde_json::Value> =
+        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert!(!adapters.is_empty());
+    for adapter in &adapters {
+        assert!(!adapter["name"].as_str().unwrap().is_empty(), "{adapter}");
+        assert!(adapter["cooperative_matrices"].is_array(), "{adapter}");
+        assert!(adapter["max_storage_buffer_binding_size"].as_u64().unwrap() > 0, "{adapter}");
+        let software = adapter["device_type"] == "Cpu";
+        assert_eq!(adapter["software"], software, "{adapter}");
+    }
+}

@@ -52,6 +52,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::RenderPrompt(args) => super::chat::render_prompt(&args),
         Command::Serve(args) => super::serve::serve(args),
         Command::Convert(args) => super::convert::run(&args),
+        Command::Devices(args) => super::devices::run(&args),
     }
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod commands;
 mod convert;
+mod devices;
 mod progress;
 mod serve;
 mod synth;
@@ -70,6 +71,8 @@ enum Command {
     RenderPrompt(chat::RenderPromptArgs),
     /// Convert a Hugging Face folder or a GGUF file into an MLC artifact (q4f16_1, q4f32_1, q0f16).
     Convert(convert::ConvertArgs),
+    /// List the GPU adapters wgpu finds: features, limits, cooperative-matrix shapes.
+    Devices(devices::DevicesArgs),
     /// Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
     Serve(serve::ServeArgs),
 }
