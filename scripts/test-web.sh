@@ -29,3 +29,14 @@ export MLC_WGPU_BIN="${MLC_WGPU_BIN:-${CARGO_TARGET_DIR:-target}/debug/mlc-wgpu}
 
 node --test web/tests/unit.test.mjs
 node web/tests/run.mjs
+
+# The browser benchmark as a smoke test (it must run and report; no speed is asserted): the tiny
+# Qwen2 fixture with Qwen2.5's tokenizer, on the CPU engine and on Chromium's WebGPU (SwiftShader).
+bench_model=$(mktemp -d)
+cp conformance/fixtures/tiny-qwen2/mlc/* "$bench_model"/
+cp conformance/fixtures/tokenizers/qwen2.5-0.5b-instruct.tokenizer.json "$bench_model"/tokenizer.json
+for device in cpu webgpu; do
+  python3 scripts/bench-web.py --model "$bench_model" --device "$device" \
+    --prompt-tokens 16 --gen-tokens 2 --contexts "" --timeout 600
+done
+rm -rf "$bench_model"

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""The browser benchmark's driver (scripts/bench-web.sh calls it): serves the bench page, the
+WebLLM-compatible module (web/js, web/pkg) and one artifact folder on 127.0.0.1, runs headless
+Chromium on the page with a fresh profile (so the first load downloads and the second reads the
+Cache API), waits for the page to post its report, and prints it like `mlc-wgpu bench`.
+
+Python's standard library only, so it also runs where there is no Node (the lent GPU machine).
+"""
+
+import argparse
+import http.server
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TYPES = {".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json",
+         ".html": "text/html; charset=utf-8", ".txt": "text/plain"}
+# As the browser tests start Chromium: no background connections (this network is closed).
+BASE_FLAGS = ["--headless=new", "--no-sandbox", "--no-first-run", "--no-default-browser-check",
+              "--disable-quic", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--disable-dev-shm-usage", "--enable-unsafe-webgpu"]
+
+
+def handler(mounts, results):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            path = urllib.parse.unquote(self.path.split("?", 1)[0])
+            for prefix, folder in mounts:
+                if not path.startswith(prefix):
+                    continue
+                file = os.path.realpath(os.path.join(folder, path[len(prefix):]))
+                if file.startswith(os.path.realpath(folder)) and os.path.isfile(file):
+                    self.send_response(200)
+                    kind = TYPES.get(os.path.splitext(file)[1], "application/octet-stream")
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(os.path.getsize(file)))
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    with open(file, "rb") as source:
+                        while chunk := source.read(1 << 20):
+                            self.wfile.write(chunk)
+                    return
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if self.path == "/log":
+                print(f"  page: {body.get('line')}", file=sys.stderr, flush=True)
+            elif self.path == "/result":
+                results.append(body)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Handler
+
+
+def print_text(report):
+    if "error" in report:
+        print(f"error: {report['error']}")
+        return
+    adapter = report.get("adapter") or {}
+    print(f"browser: {report['user_agent']}")
+    print(f"device: {report['device']} ({report.get('backend')}); adapter: "
+          f"{adapter.get('vendor')} {adapter.get('architecture') or ''} {adapter.get('description') or ''}"
+          f"{' (fallback)' if adapter.get('fallback') else ''}")
+    print(f"load: {report['load_first_s']:.2f} s first (download + cache), "
+          f"{report['load_cached_s']:.2f} s from the Cache API")
+    print(f"prefill: {report['prompt_tokens']} tokens, first token after {report['ttft_s'] * 1000:.1f} ms "
+          f"({report['prefill_tok_s']:.1f} tok/s)")
+    print(f"decode: {report['gen_tokens']} tokens, {report['decode_default_sampling_tok_s']:.1f} tok/s with "
+          f"the model's sampling settings, {report['decode_tok_s']:.1f} tok/s greedy")
+    for row in report["decode_at_context"]:
+        print(f"decode from {row['context']} tokens of context: {row['tok_s']:.1f} tok/s ({row['steps']} steps)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="artifact folder (mlc-chat-config.json, tensor-cache.json, shards)")
+    parser.add_argument("--model-id", default="bench-model", help="the model id the page asks for")
+    parser.add_argument("--device", default="webgpu", choices=["webgpu", "cpu", "auto"])
+    parser.add_argument("--prompt-tokens", type=int, default=512)
+    parser.add_argument("--gen-tokens", type=int, default=256)
+    parser.add_argument("--contexts", default="128,1024,4096")
+    parser.add_argument("--context-steps", type=int, default=64)
+    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+    parser.add_argument("--flags", default=os.environ.get("CHROMIUM_FLAGS", ""),
+                        help="extra Chromium flags (e.g. the Vulkan flags of a real GPU)")
+    parser.add_argument("--pkg", default=os.path.join(ROOT, "web/pkg"), help="the built wasm module")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    mounts = [("/web/js/", os.path.join(ROOT, "web/js")), ("/web/pkg/", args.pkg),
+              ("/bench/", os.path.join(ROOT, "web/bench")),
+              (f"/models/{args.model_id}/resolve/main/", args.model)]
+    if not os.path.isfile(os.path.join(args.pkg, "mlc_wgpu_web_bg.wasm")):
+        sys.exit(f"error: no wasm module in {args.pkg}: run scripts/build-web.sh first")
+    results = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler(mounts, results))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    query = urllib.parse.urlencode({
+        "model_id": args.model_id, "model_url": f"/models/{args.model_id}/", "device": args.device,
+        "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens, "contexts": args.contexts,
+        "context_steps": args.context_steps,
+    })
+    url = f"http://127.0.0.1:{server.server_port}/bench/index.html?{query}"
+    with tempfile.TemporaryDirectory() as profile:
+        command = [args.chromium, *BASE_FLAGS, *shlex.split(args.flags), f"--user-data-dir={profile}", url]
+        print(f"bench-web: {args.device} in {os.path.basename(args.chromium)}, model {args.model}", file=sys.stderr)
+        browser = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + args.timeout
+        while not results and time.monotonic() < deadline and browser.poll() is None:
+            time.sleep(0.2)
+        browser.terminate()
+        try:
+            _, stderr = browser.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+            _, stderr = browser.communicate()
+    server.shutdown()
+    if not results:
+        tail = stderr.decode(errors="replace")[-3000:]
+        sys.exit(f"error: the bench page posted no report (timeout or the browser exited)\n{tail}")
+    report = results[0]
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_text(report)
+    sys.exit(1 if "error" in report else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+// The browser benchmark page (scripts/bench-web.sh): the same figures as `mlc-wgpu bench --json`,
+// measured through the WebLLM-compatible module as a site runs it, and posted to the server that
+// started the browser. Parameters come from the query string (see scripts/bench-web.py).
+import * as webllm from "/web/js/index.js";
+
+const params = new URL(location.href).searchParams;
+const number = (name, fallback) => Number(params.get(name) ?? fallback);
+const options = {
+  modelId: params.get("model_id"),
+  modelUrl: new URL(params.get("model_url"), location.href).href,
+  device: params.get("device") ?? "webgpu",
+  promptTokens: number("prompt_tokens", 512),
+  genTokens: number("gen_tokens", 256),
+  contexts: (params.get("contexts") ?? "128,1024,4096").split(",").filter(Boolean).map(Number),
+  contextSteps: number("context_steps", 64),
+};
+
+const post = (path, body) => fetch(path, { method: "POST", body: JSON.stringify(body) });
+const log = (line) => post("/log", { line });
+const seconds = (since) => (performance.now() - since) / 1000;
+
+// A user message of about `tokens` tokens: one short word repeated is one token per word in the
+// byte-level BPE vocabularies of the supported families. `usage.prompt_tokens` reports the exact
+// count, which the report uses.
+const filler = (tokens) => "ok ".repeat(Math.max(1, tokens - 24)).trim();
+
+// The adapter the page would get, as the report names it (WebGPU only).
+async function adapterInfo() {
+  if (!navigator.gpu) return null;
+  let adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  // Seen on an NVIDIA machine: the first request of a page returned null, the second the GPU.
+  adapter ??= await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) return null;
+  const info = adapter.info ?? {};
+  return {
+    vendor: info.vendor, architecture: info.architecture, description: info.description,
+    fallback: info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false,
+    features: [...adapter.features].sort(),
+  };
+}
+
+// One completion; returns its usage (WebLLM's `usage.extra` holds prefill and decode speed).
+async function complete(engine, content, request) {
+  await engine.resetChat();
+  const reply = await engine.chat.completions.create({
+    messages: [{ role: "user", content }], stream: false, ...request,
+  });
+  return reply.usage;
+}
+
+const greedy = { temperature: 0, repetition_penalty: 1, presence_penalty: 0, frequency_penalty: 0 };
+
+async function bench() {
+  const report = { device: options.device, adapter: await adapterInfo(), user_agent: navigator.userAgent };
+  const appConfig = {
+    model_list: [{
+      model: options.modelUrl, model_id: options.modelId, model_lib: "unused",
+      // Room for the longest context measured and its steps.
+      overrides: { context_window_size: Math.max(4096, ...options.contexts.map((c) => c + options.contextSteps + 64)) },
+    }],
+  };
+  const progress = [];
+  let started = performance.now();
+  const engine = await webllm.CreateMLCEngine(options.modelId, {
+    appConfig, device: options.device,
+    initProgressCallback: (p) => progress.push(p.text),
+  });
+  report.load_first_s = seconds(started);
+  report.backend = progress.findLast((text) => /WebGPU|CPU/i.test(text)) ?? null;
+  await log(`loaded in ${report.load_first_s.toFixed(2)} s`);
+
+  await engine.unload();
+  started = performance.now();
+  await engine.reload(options.modelId);
+  report.load_cached_s = seconds(started);
+  await log(`reloaded from the cache in ${report.load_cached_s.toFixed(2)} s`);
+
+  // Warm-up: every kernel bound, every buffer allocated.
+  await complete(engine, filler(32), { ...greedy, max_tokens: 4 });
+
+  // Prefill and time to first token.
+  const prefill = await complete(engine, filler(options.promptTokens), { ...greedy, max_tokens: 1 });
+  report.prompt_tokens = prefill.prompt_tokens;
+  report.ttft_s = prefill.extra.time_to_first_token_s;
+  report.prefill_tok_s = prefill.extra.prefill_tokens_per_s;
+
+  // Decode as a chat runs it: the model's own sampling settings (mlc-chat-config.json), then greedy.
+  const sampled = await complete(engine, filler(options.promptTokens), { max_tokens: options.genTokens, ignore_eos: true, seed: 1 });
+  report.gen_tokens = sampled.completion_tokens;
+  report.decode_default_sampling_tok_s = sampled.extra.decode_tokens_per_s;
+  const greedyRun = await complete(engine, filler(options.promptTokens), { ...greedy, max_tokens: options.genTokens, ignore_eos: true });
+  report.decode_tok_s = greedyRun.extra.decode_tokens_per_s;
+  await log(`decode ${report.decode_tok_s.toFixed(1)} tok/s greedy, ${report.decode_default_sampling_tok_s.toFixed(1)} with the model's sampling`);
+
+  report.decode_at_context = [];
+  for (const context of options.contexts) {
+    const usage = await complete(engine, filler(context), { ...greedy, max_tokens: options.contextSteps, ignore_eos: true });
+    report.decode_at_context.push({ context: usage.prompt_tokens, steps: usage.completion_tokens, tok_s: usage.extra.decode_tokens_per_s });
+  }
+  report.runtime_stats = await engine.runtimeStatsText();
+  await engine.unload();
+  return report;
+}
+
+bench().then(
+  (report) => post("/result", report),
+  (error) => post("/result", { error: `${error?.name ?? "Error"}: ${error?.message ?? error}`, stack: String(error?.stack ?? "") }),
+);
