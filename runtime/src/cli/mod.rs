@@ -68,7 +68,7 @@ enum Command {
     Complete(chat::CompleteArgs),
     /// Print the prompt and token ids a chat request renders to.
     RenderPrompt(chat::RenderPromptArgs),
-    /// Convert a Hugging Face folder or a GGUF file into an MLC artifact (q4f16_1, q4f32_1, q0f16).
+    /// Convert a Hugging Face folder or a GGUF file into an MLC artifact (q4f16_1, q4f32_1, q0f16, q0f32).
     Convert(convert::ConvertArgs),
     /// Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
     Serve(serve::ServeArgs),
