@@ -67,7 +67,7 @@ pub fn shared_dir() -> Option<PathBuf> {
 
 /// A path under `../shared` ([`shared_dir`]). When it is absent, says so
 /// loudly on stderr and returns `None`, and the caller skips the case it
-/// guards; with `CI` set (CI provides the folder) the absence is a failure.
+/// guards; with the `CI` environment variable set the absence is a failure.
 pub fn shared_path(relative: &str) -> Option<PathBuf> {
     let found = shared_dir().map(|d| d.join(relative)).filter(|p| p.exists());
     if found.is_none() {

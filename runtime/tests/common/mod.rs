@@ -11,7 +11,7 @@ pub const SMOLLM2: &str = "data/smollm2-135m-instruct-q4f16_1-mlc";
 /// holding the project's reference material (official artifacts and reference
 /// outputs too large or not ours to commit). A fresh clone does not have it.
 /// When the path is absent, says so loudly on stderr and returns `None`, and
-/// the calling test skips its case; with `CI` set (CI provides the folder) the
+/// the calling test skips its case; with the `CI` environment variable set the
 /// absence is a failure instead.
 pub fn shared_path(relative: &str) -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(relative);
