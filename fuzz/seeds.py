@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed inputs into corpus/<target>/seed-*: the real configs and
-tensor indexes of conformance/fixtures and ../shared/data, their conversation
+tensor indexes of conformance/fixtures and, when present, ../shared/data (a
+folder beside the checkout with reference artifacts, absent from a fresh clone:
+its files are then simply not seeded), their conversation
 templates, the GGUF fixtures of conformance/fixtures/gguf, and small hand-made GGUF files (GGUF v2/v3, every metadata value
 type, F32/F16/BF16/Q4_0/Q8_0 tensors, a gpt2 tokenizer). Run it before
 fuzzing from scratch; the committed corpus already holds its output."""

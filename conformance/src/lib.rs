@@ -54,15 +54,20 @@ pub fn tiny_artifact(model: &str) -> PathBuf {
     fixtures_dir().join(model).join("mlc")
 }
 
-/// The project's `../shared` folder (material outside the repository), if present.
+/// The project's `../shared` folder, if present: a `shared/` folder beside the
+/// repository checkout with reference material not committed here (the
+/// official tiny conformance artifacts with their float32 reference outputs, a
+/// SmolLM2-135M-Instruct q4f16_1 reference artifact with reference replies). A
+/// fresh clone does not have it; the cases that need it skip (see
+/// [`shared_path`]), every case built on `conformance/fixtures` still runs.
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
     dir.is_dir().then(|| dir.canonicalize().unwrap_or(dir))
 }
 
-/// A path under `../shared`. When it is absent, says so loudly on stderr; in
-/// CI (where `../shared` is always provided) that is a failure, elsewhere the
-/// caller skips the case it guards.
+/// A path under `../shared` ([`shared_dir`]). When it is absent, says so
+/// loudly on stderr and returns `None`, and the caller skips the case it
+/// guards; with the `CI` environment variable set the absence is a failure.
 pub fn shared_path(relative: &str) -> Option<PathBuf> {
     let found = shared_dir().map(|d| d.join(relative)).filter(|p| p.exists());
     if found.is_none() {

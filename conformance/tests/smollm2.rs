@@ -9,7 +9,8 @@
 //! is set (scripts/test-all.sh imports it before `cargo test`). The reference outputs are in
 //! `conformance/fixtures/smollm2-reference/official-rounding/` (made for that artifact by
 //! `conformance/tools/smollm2_reference.py`, an independent numpy float32 implementation that
-//! reproduces the shared reference on the shared artifact).
+//! reproduces, on the reference artifact in `../shared`, the reference replies given with it;
+//! docs/gguf.md, "Against the shared reference artifact").
 
 use mlc_conformance::*;
 use mlc_kernels::{ContextOptions, GpuContext};

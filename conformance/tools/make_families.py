@@ -14,10 +14,11 @@ Quantizing a fused matrix gives the same rows as quantizing its parts (groups ru
 dimension), so the reference quantizes each Hugging Face matrix as it is and never fuses anything.
 
 The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
-Gemma2ForCausalLM) in float64 with eager attention, set up to compute what MLC computes (spec D.4–D.6):
+Gemma2ForCausalLM) in float64 with eager attention, set up to compute what MLC computes (docs/families.md, "mistral", "phi3", "gemma2"):
   * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
   * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
-    (64), where both transformers and MLC use `short_factor` (see D.5 for when MLC picks `long_factor`).
+    (64), where both transformers and MLC use `short_factor` (docs/families.md, "phi3", says when MLC
+    picks `long_factor`).
   * gemma2: the config keeps `attn_logit_softcapping` 50, which MLC ignores, so the reference model is built
     with it off; the embedding scale is MLC's f16 `hidden_size ** 0.5` (transformers rounds it to bf16); `query_pre_attn_scalar` equals head_dim (MLC always scales by head_dim^-0.5); the sliding
     window (4096, which MLC turns into the context window) is longer than every sequence, so transformers'
@@ -265,7 +266,7 @@ def gemma_embed_scale(cfg):
 
 
 def check_longrope(cfg, model, partial):
-    """transformers must rotate with MLC's short-factor LongRoPE (spec D.5) at these lengths."""
+    """transformers must rotate with MLC's short-factor LongRoPE (docs/families.md, "phi3") at these lengths."""
     rotary = model.model.rotary_emb
     d = cfg["hidden_size"] // cfg["num_attention_heads"]
     R = int(d * partial)

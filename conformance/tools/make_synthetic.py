@@ -12,7 +12,7 @@ are read back from the written shards and dequantized. That code shares nothing 
 Usage:
     pip install numpy
     python3 conformance/tools/make_synthetic.py --out conformance/fixtures/synthetic
-    python3 conformance/tools/make_synthetic.py --verify-official ../shared/conformance   # self-check
+    python3 conformance/tools/make_synthetic.py --verify-official conformance/fixtures   # self-check
 
 Re-running gives byte-identical files (fixed seeds, numpy's legacy RandomState stream, fixed JSON layout).
 """
@@ -87,7 +87,7 @@ GREEDY_STEPS = 16
 TRACED_PROMPT = 1  # hidden-state trace and all-position logits for this prompt
 
 # Conversation templates, copied verbatim from the official converter's output
-# (shared/conformance/tiny-qwen2 and tiny-llama); qwen3 = qwen2 + strip_reasoning_in_history.
+# (conformance/fixtures/tiny-qwen2 and tiny-llama); qwen3 = qwen2 + strip_reasoning_in_history.
 CONV_QWEN2 = {
     "name": "qwen2",
     "system_template": "<|im_start|>system\n{system_message}<|im_end|>\n",
@@ -352,7 +352,7 @@ def quantize_q4f16_1(w):
     """w: float32 [N, K]. Returns (q_weight uint32 [N, ceil(K/32)*4], q_scale float16 [N, ceil(K/32)]).
 
     When K is not a multiple of 32 the tail group is zero-padded for the scale, and the padding
-    codes are 0, as MLC writes them (spec C.2); dequantization ignores them."""
+    codes are 0, as MLC writes them (docs/mlc-format.md, "Quantization"); dequantization ignores them."""
     N, K_valid = w.shape
     K = -(-K_valid // GROUP) * GROUP
     if K != K_valid:
@@ -948,7 +948,8 @@ def main():
     ap.add_argument("--min-margin", type=float, default=0.02,
                     help="re-draw a prompt while any greedy step's top-1/top-2 logit margin is below this")
     ap.add_argument("--verify-official", metavar="DIR",
-                    help="self-check against shared/conformance (tiny-qwen2, tiny-llama) and exit")
+                    help="self-check against the official tiny-qwen2 and tiny-llama cases in DIR "
+                         "(e.g. conformance/fixtures) and exit")
     args = ap.parse_args()
     if args.verify_official:
         ok = verify_official(args.verify_official)

@@ -9,7 +9,9 @@ scripts/default-model.sh imports differ by one and two of the four greedy contin
 This script recomputes the reference for that artifact by the same method (weights dequantized as
 (q - 7) * scale, float32, greedy argmax; a KV cache instead of the full recompute per step). `--check` first runs it on the shared artifact and
 requires the shared reference back (greedy ids equal, step-0 logits within 1e-3 x std), which
-shows that the two references are made the same way.
+shows that the two references are made the same way. SHARED_ARTIFACT is the project's reference
+SmolLM2 artifact (`../shared/data/smollm2-135m-instruct-q4f16_1-mlc`, kept beside the checkout, not
+in the repository; docs/gguf.md); without it, leave `--check` out.
 
     python3 conformance/tools/smollm2_reference.py --check SHARED_ARTIFACT \
         --model ~/.cache/mlc-wgpu/models/SmolLM2-135M-Instruct-q4f16_1-MLC \

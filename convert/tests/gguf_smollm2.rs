@@ -172,8 +172,10 @@ fn the_weights_match_the_shared_q4f16_1_artifact_within_quantization_error() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/data/smollm2-135m-instruct-q4f16_1-mlc");
     if !shared.is_dir() {
-        // The shared data folder is a development aid, not a CI input; conformance/tests/smollm2.rs
-        // checks the converted artifact against the reference outputs everywhere.
+        // `../shared` (a folder beside the checkout with reference material, absent from a fresh
+        // clone) is a development aid, not a CI input; without it this test only prints NOT RUN.
+        // conformance/tests/smollm2.rs checks the converted artifact against the reference
+        // outputs everywhere.
         eprintln!("NOT RUN: {} is absent", shared.display());
         return;
     }
@@ -231,7 +233,8 @@ fn the_weights_match_the_shared_q4f16_1_artifact_within_quantization_error() {
     check("model.embed_tokens", &[("model.embed_tokens.weight", 49152)], hidden);
 }
 
-/// The artifact converted here against the shared reference artifact, which was made from the
+/// The artifact converted here against the shared reference artifact (in `../shared`, a folder
+/// beside the checkout that a fresh clone lacks: the test then prints NOT RUN), made from the
 /// same GGUF "by the official rules" but with numpy in float32: everything is byte-identical
 /// (index records, scales, norms, tokenizer) except 0.23% of the 4-bit codes, which differ by
 /// one. MLC's TVM kernel computes `w / scale + 7` in float16, rounding after the division and

@@ -191,7 +191,7 @@ pub struct BoundSampler {
 }
 
 impl BoundSampler {
-    /// Sets a request's parameters (validated as the spec does) and the active
+    /// Sets a request's parameters (validated as WebLLM does) and the active
     /// vocabulary (ids at or above it are never sampled; `None`: all).
     pub fn set_params(
         &mut self,
@@ -313,7 +313,7 @@ impl BoundSampler {
         self.record(pass, &[(0, self.params.blocks), (1, 1)]);
     }
 
-    /// Records the full sampling chain of the spec (a temperature ≤ 1e-5 draws
+    /// Records the full sampling chain of docs/sampling.md (a temperature ≤ 1e-5 draws
     /// among the tied maxima with `u`), six passes.
     pub fn dispatch_sample(&self, pass: &mut wgpu::ComputePass<'_>) {
         let blocks = self.params.blocks;

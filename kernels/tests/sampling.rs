@@ -274,7 +274,7 @@ fn sampling_matches_the_cpu_reference() {
 #[test]
 fn flat_distributions_sample_in_id_order_beyond_the_candidates() {
     // 5000 equal logits: more ties than candidates, so the GPU takes its tail
-    // path, which coincides with the spec here (equal probabilities sort by id).
+    // path, which coincides with WebLLM's order here (equal probabilities sort by id).
     for (path, ctx) in contexts() {
         let sampler = Sampler::new(ctx).unwrap();
         let vocab = 5000;

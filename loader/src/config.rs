@@ -1,4 +1,4 @@
-//! `mlc-chat-config.json` (spec section A.1).
+//! `mlc-chat-config.json` (docs/mlc-format.md, "Chat config").
 //!
 //! The schema's `version` has stayed `"0.1.0"` through every change, so the
 //! parse is lenient: unknown keys are kept in `extra`, missing keys take
@@ -61,7 +61,7 @@ pub struct ChatConfig {
     /// Tokenizer files shipped with the artifact (may be empty).
     #[serde(default)]
     pub tokenizer_files: Vec<String>,
-    /// How the tokenizer's token strings map to bytes (spec A.4).
+    /// How the tokenizer's token strings map to bytes (docs/mlc-format.md, "Tokenizer files").
     #[serde(default)]
     pub tokenizer_info: Option<TokenizerInfo>,
     /// The conversation template.
@@ -82,7 +82,8 @@ pub struct ChatConfig {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `tokenizer_info`: detected properties of the tokenizer (spec A.4).
+/// `tokenizer_info`: detected properties of the tokenizer (docs/mlc-format.md,
+/// "Tokenizer files").
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct TokenizerInfo {

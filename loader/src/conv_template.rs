@@ -1,4 +1,5 @@
-//! The `conv_template` object of `mlc-chat-config.json` (spec section A.2).
+//! The `conv_template` object of `mlc-chat-config.json` (docs/mlc-format.md,
+//! "Conversation template").
 
 use std::collections::BTreeMap;
 use std::fmt;

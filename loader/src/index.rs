@@ -1,4 +1,5 @@
-//! The weight index, `tensor-cache.json` or `ndarray-cache.json` (spec section B).
+//! The weight index, `tensor-cache.json` or `ndarray-cache.json`
+//! (docs/mlc-format.md, "Tensor index").
 
 use std::collections::HashSet;
 
@@ -15,7 +16,8 @@ pub const NDARRAY_CACHE_FILE: &str = "ndarray-cache.json";
 /// Index file names, in the order they are tried.
 pub(crate) const INDEX_FILES: [&str; 2] = [TENSOR_CACHE_FILE, NDARRAY_CACHE_FILE];
 
-/// The record `format` that stores float32 tensors as bf16 (spec B.3).
+/// The record `format` that stores float32 tensors as bf16 (docs/mlc-format.md,
+/// "Record format and bf16").
 const F32_TO_BF16: &str = "f32-to-bf16";
 /// The record `format` of bytes stored as they are.
 const RAW: &str = "raw";

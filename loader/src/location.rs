@@ -1,4 +1,4 @@
-//! Telling URLs from folders, and WebLLM's base-URL rule (spec E.0).
+//! Telling URLs from folders, and WebLLM's base-URL rule (docs/mlc-format.md, "Base URL").
 
 /// True when `location` is an http(s) URL rather than a folder path.
 pub(crate) fn is_url(location: &str) -> bool {

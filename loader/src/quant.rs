@@ -1,4 +1,5 @@
-//! The quantization modes this loader supports (spec section C).
+//! The quantization modes this loader supports (docs/mlc-format.md,
+//! "Quantization").
 
 use std::fmt;
 

@@ -5,7 +5,8 @@ use std::fmt;
 
 use crate::{DType, LoadError, TensorRecord};
 
-/// One tensor of an artifact, decoded to its dtype (spec B.3).
+/// One tensor of an artifact, decoded to its dtype (docs/mlc-format.md, "Record
+/// format and bf16").
 ///
 /// `bytes` holds little-endian elements of `dtype`, row-major. Float32 records
 /// stored as bf16 are widened into an owned buffer; every other record borrows

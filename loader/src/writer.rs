@@ -1,7 +1,8 @@
-//! Writes an artifact in exactly the format of MLC-LLM's converter (spec
-//! section B): weight shards cut by the official sharding rule, the index as
-//! `tensor-cache.json` and an identical `ndarray-cache.json`, and the other
-//! files (`mlc-chat-config.json`, tokenizer files) as given.
+//! Writes an artifact in exactly the format of MLC-LLM's converter
+//! (docs/mlc-format.md, "Tensor index", "Shards"): weight shards cut by the
+//! official sharding rule, the index as `tensor-cache.json` and an identical
+//! `ndarray-cache.json`, and the other files (`mlc-chat-config.json`,
+//! tokenizer files) as given.
 //!
 //! ```no_run
 //! use mlc_loader::writer::{ArtifactWriter, DEFAULT_SHARD_CAP};
@@ -34,10 +35,11 @@ use crate::{DType, NDARRAY_CACHE_FILE, ShardEntry, TENSOR_CACHE_FILE, TensorInde
 pub const DEFAULT_SHARD_CAP: u64 = 32 << 20;
 
 /// The index copy the converter adds when float32 tensors were stored as bf16,
-/// listing them as `bfloat16` / `raw` (spec B.1).
+/// listing them as `bfloat16` / `raw` (docs/mlc-format.md, "Files").
 pub const BF16_INDEX_FILE: &str = "tensor-cache-b16.json";
 
-/// The record format MLC's converter writes on every record (spec B.3).
+/// The record format MLC's converter writes on every record (docs/mlc-format.md,
+/// "Record format and bf16").
 const F32_TO_BF16: &str = "f32-to-bf16";
 /// The shard format, the only one there is.
 const RAW_SHARD: &str = "raw-shard";
@@ -113,7 +115,8 @@ pub enum Placement {
     },
 }
 
-/// The converter's sharding rule (TVM `TensorCacheShardingManager`, spec B.4)
+/// The converter's sharding rule (TVM `TensorCacheShardingManager`; docs/mlc-format.md,
+/// "Shards")
 /// over tensor sizes in emission order.
 ///
 /// A tensor that would take the open shard to `cap` bytes or more closes it,
@@ -265,7 +268,8 @@ impl ArtifactWriter {
 
     /// Adds the next tensor in emission order: `bytes` are its little-endian
     /// row-major elements of `dtype`. Float32 is stored bf16-encoded with the
-    /// converter's rounding (spec B.3), every other dtype as it is.
+    /// converter's rounding (docs/mlc-format.md, "Record format and bf16"),
+    /// every other dtype as it is.
     pub fn add_tensor(
         &mut self,
         name: &str,

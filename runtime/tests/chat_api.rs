@@ -1,5 +1,5 @@
 //! OpenAI-style types in WebLLM's shape, and request validation with WebLLM's
-//! error names and exact messages (webllm-api.md §5, §6, §9.1).
+//! error names and exact messages (docs/chat.md, "WebLLM's request contract").
 
 use mlc_loader::ChatConfig;
 use mlc_wgpu::chat::{

@@ -1,5 +1,7 @@
-//! Prompt rendering and tokenization as WebLLM does it (mlc-artifacts.md §A.3),
-//! including the worked examples A.3.1 and A.3.2 and multi-round KV reuse.
+//! Prompt rendering and tokenization as WebLLM does it (docs/chat.md, "How
+//! WebLLM builds a prompt"), including two worked examples with their token ids
+//! (a two-round ChatML conversation on Qwen2.5's tokenizer, a Llama-3 prompt)
+//! and multi-round KV reuse.
 
 use std::sync::OnceLock;
 

@@ -109,7 +109,7 @@ fn a_second_round_reuses_the_kv_cache_exactly_as_webllm() {
         engine.chat_completion(&greedy_request(messages, Some(8)), no_chunks).block_on().unwrap();
 
     // Only the last round is prefilled, and the separator after the previous
-    // reply never is (mlc-artifacts.md §A.3).
+    // reply never is (docs/chat.md, "How WebLLM builds a prompt").
     let tokenizer = engine.tokenizer();
     let mut last_round =
         tokenizer.encode(&format!("<|im_start|>user\n{follow_up}<|im_end|>\n")).unwrap();

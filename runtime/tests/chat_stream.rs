@@ -1,5 +1,5 @@
 //! Output text, stop conditions and stream deltas as WebLLM produces them
-//! (sampling-and-stats.md §3, §3.2).
+//! (docs/sampling.md, "Stop rules" and "Streaming deltas").
 
 use std::sync::OnceLock;
 

@@ -285,7 +285,8 @@ fn prompt_token_count(model: &Path, messages: &Value) -> usize {
     ids.len()
 }
 
-/// WebLLM's ContextWindowSizeExceededError text (webllm-api.md §9.1).
+/// WebLLM's ContextWindowSizeExceededError text (docs/chat.md, "WebLLM's request
+/// contract").
 fn context_window_message(prompt_tokens: usize, window: usize) -> String {
     format!(
         "Prompt tokens exceed context window size: number of prompt tokens: {prompt_tokens}; context window size: {window}\n\

@@ -1,4 +1,4 @@
-// Artifact caching with WebLLM 0.2.86's scopes and keys (spec §8.3), so a model downloaded by
+// Artifact caching with WebLLM 0.2.86's scopes and keys (docs/web-migration.md, "Caches"), so a model downloaded by
 // WebLLM on this origin is found by mlc-wgpu and vice versa:
 //   scopes "webllm/config" (mlc-chat-config.json), "webllm/wasm" (model_lib), "webllm/model"
 //   (tokenizer, tensor-cache.json, shards); keys are the absolute file URLs.

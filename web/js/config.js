@@ -1,4 +1,5 @@
-// App configuration: prebuilt model records, URL cleaning, cache-backend choice (spec §3, §8.1, §11).
+// App configuration: prebuilt model records, URL cleaning, cache-backend choice (docs/web-migration.md,
+// "Configuration" and "Prebuilt records"; the URL rule: docs/mlc-format.md, "Base URL").
 
 import { WEBLLM_RECORDS } from "./prebuilt_records.js";
 import { ModelNotFoundError } from "./errors.js";
@@ -48,7 +49,7 @@ export function cleanModelUrl(url) {
   return new URL(u, base).href;
 }
 
-/** Cache backend of an app config (§3.2). `useIndexedDBCache: true` is honoured as an alias of
+/** Cache backend of an app config (docs/web-migration.md, "Configuration"). `useIndexedDBCache: true` is honoured as an alias of
  * `"indexeddb"` when `cacheBackend` is absent (0.2.79 apps); `opfs` and `cross-origin` are not
  * implemented and fall back to the Cache API with a warning. */
 export function getCacheBackend(appConfig) {

@@ -1,4 +1,4 @@
-// MLCEngine: WebLLM 0.2.86's in-thread engine (spec §4) over the mlc-wgpu wasm module.
+// MLCEngine: WebLLM 0.2.86's in-thread engine (docs/web-migration.md) over the mlc-wgpu wasm module.
 // The JS side owns what WebLLM's JS owns — model records, fetching + caching, progress, request
 // validation order, per-model FIFO locks, streaming iterators — and hands the artifact's bytes and
 // the request JSON to the Rust engine (web/pkg/mlc_wgpu_web.js), which does tokenization, prompt

@@ -1,4 +1,5 @@
-// WebLLM 0.2.86's error classes: same `.name` and the same message text (spec §9.1).
+// WebLLM 0.2.86's error classes: same `.name` and the same message text (web-llm
+// `src/error.ts`; docs/chat.md, "WebLLM's request contract").
 // Apps discriminate errors by `err.name` / `err.message` (WebLLM exports only IntegrityError),
 // so the strings are the API. Errors raised inside the wasm engine already carry these names;
 // the classes here cover what the JS layer checks itself (model selection, request shape,
@@ -101,7 +102,7 @@ export const InvalidNumberStringError = define("InvalidNumberStringError", (p, v
   `Make sure ${p} to be number represented in string.` + (v !== undefined ? ` Got ${v}` : ""));
 export const DependencyError = define("DependencyError", () => "top_logprobs requires logprobs to be true.");
 
-/** SRI mismatch (§8.5); the only error class WebLLM itself exports. */
+/** SRI mismatch (docs/web-migration.md, "Integrity"); the only error class WebLLM itself exports. */
 export class IntegrityError extends Error {
   constructor(url, expected, actual) {
     super(`Integrity verification failed for ${url}\n  Expected: ${expected}\n  Actual: ${actual}\nThis may indicate file corruption or tampering.`);

@@ -1,5 +1,5 @@
 // mlc-wgpu's WebLLM-compatible ES module: the same exports as `@mlc-ai/web-llm` 0.2.86
-// (spec §2.1), so migrating is one import line. No runtime npm dependencies. The wasm engine's
+// (docs/web-migration.md, "Exports"), so migrating is one import line. No runtime npm dependencies. The wasm engine's
 // glue is ../pkg/mlc_wgpu_web.js (built by scripts/build-web.sh); its .wasm is instantiated on the
 // first reload, so importing this module needs no WebGPU and works in workers, service workers
 // and node.

@@ -1,4 +1,5 @@
-// Subresource-integrity checks of config/tokenizer files (spec §8.5), with WebCrypto.
+// Subresource-integrity checks of config/tokenizer files (docs/web-migration.md, "Integrity"),
+// with WebCrypto.
 
 import { IntegrityError } from "./errors.js";
 import { log } from "./log.js";

@@ -1,7 +1,7 @@
-// WebLLM 0.2.86's prebuiltAppConfig records known to this project (generated from
-// /work/shared/data/webllm-0.2.86-prebuilt-models-excerpt.json and the verbatim rows of
-// spec/webllm-api.md §11, plus the mistral, phi3 and gemma2 records copied from the package's
-// lib/index.js; WebLLM has 165 records, the rest are not available offline here).
+// WebLLM 0.2.86's prebuiltAppConfig records known to this project, copied from the
+// prebuiltAppConfig of the published @mlc-ai/web-llm 0.2.86 package (its lib/index.js); WebLLM
+// has 165 records, this file holds a subset of them (docs/web-migration.md, "Prebuilt records");
+// records of families the runtime lacks still resolve, and their reload fails clearly.
 // Ids, URLs and numbers are byte-identical to WebLLM's because apps hard-code them.
 // `model_lib` is kept (WebLLM's type requires it) but mlc-wgpu never downloads it.
 export const WEBLLM_RECORDS = [

@@ -1,4 +1,5 @@
-// InitProgressReport texts in WebLLM 0.2.86's wording and order (spec §3.6). Apps display these
+// InitProgressReport texts in WebLLM 0.2.86's wording and order (docs/web-migration.md,
+// "Progress reports"). Apps display these
 // and some parse them (e.g. look for "Finish loading"), so the strings are kept verbatim.
 // Every report also carries mlc-wgpu's extra fields `phase`, `loadedBytes` and `totalBytes`
 // (a superset: WebLLM apps ignore unknown fields) so a UI can draw a byte-accurate bar.

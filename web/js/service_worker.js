@@ -1,4 +1,5 @@
-// Service-worker and extension variants of the worker protocol (spec §10.3). Same messages as the
+// Service-worker and extension variants of the worker protocol (docs/web-migration.md,
+// "Worker protocol"). Same messages as the
 // Web Worker; the service worker replies to the client that asked (event.source), answers
 // keepAlive with heartbeat, and skips a reload that asks for what is already loaded.
 

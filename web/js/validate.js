@@ -1,7 +1,7 @@
-// Request-level checks that WebLLM runs synchronously inside `create()` (spec §5.3, §6), in its
+// Request-level checks that WebLLM runs synchronously inside `create()` (docs/chat.md, "WebLLM's request contract"), in its
 // order, so a bad request rejects `create()` itself — also for streaming requests, whose
 // generation only starts on the first `next()`. The wasm engine repeats these checks and also
-// runs the generation-parameter checks (§5.4), which therefore surface lazily, as in WebLLM.
+// runs the generation-parameter checks (docs/sampling.md, "Parameters"), which therefore surface lazily, as in WebLLM.
 
 import { functionCallingModelIds, ModelType } from "./config.js";
 import {

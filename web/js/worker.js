@@ -1,4 +1,4 @@
-// WebLLM's worker message protocol (spec §10): the handler runs an MLCEngine inside a Web Worker
+// WebLLM's worker message protocol (docs/web-migration.md, "Worker protocol"): the handler runs an MLCEngine inside a Web Worker
 // (or a service worker), the client forwards MLCEngineInterface calls as
 // {kind, uuid, content} messages. Messages are compatible with WebLLM 0.2.86 in both directions,
 // so a WebLLM page can talk to an mlc-wgpu worker and vice versa.

@@ -33,10 +33,11 @@ use mlc_wgpu::{LanguageModel, load_cpu, load_gpu};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
-/// WebLLM's `WebGPUNotAvailableError` message (webllm-api.md §9.1).
+/// WebLLM's `WebGPUNotAvailableError` message (web-llm `src/error.ts`).
 const WEBGPU_NOT_AVAILABLE: &str = "WebGPU is not supported in your current environment, but it is necessary to run the WebLLM engine. Please make sure that your browser supports WebGPU and that it is enabled in your browser settings. You can also consult your browser's compatibility chart to see if it supports WebGPU. For more information about WebGPU support in your browser, visit https://webgpureport.org/";
 
-/// WebLLM's error when `requestAdapter()` finds no adapter (webllm-api.md §9.1).
+/// WebLLM's error when `requestAdapter()` finds no adapter (TVM's web runtime, bundled in
+/// WebLLM's `lib/index.js`).
 const NO_COMPATIBLE_GPU: &str = "Unable to find a compatible GPU. This issue might be because your computer doesn't have a GPU, or your system settings are not configured properly. Please check if your device has a GPU properly set up and if your your browser supports WebGPU. You can also consult your browser's compatibility chart to see if it supports WebGPU. For more information about WebGPU support in your browser, visit https://webgpureport.org/";
 
 /// Installs a panic hook that logs the panic with `console.error` (a panic

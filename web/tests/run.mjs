@@ -267,7 +267,7 @@ for (const mode of MODES) {
     const last = r.reports.at(-1);
     eq(last.progress, 1, "final progress");
     assert(mode.backend === "webgpu" ? /^Finish loading on WebGPU - .+/.test(last.text) : /^Finish loading on CPU/.test(last.text), `final report: ${last.text}`);
-    // Chunk shapes (spec §5.5): role on every delta, a final delta {} with finish_reason, then usage.
+    // Chunk shapes (docs/chat.md, "WebLLM's request contract"): role on every delta, a final delta {} with finish_reason, then usage.
     const deltas = r.chunks.filter((c) => c.choices.length && c.choices[0].finish_reason === null);
     assert(deltas.length > 0 && deltas.every((c) => c.choices[0].delta.role === "assistant" && typeof c.choices[0].delta.content === "string"), "delta chunks");
     const fin = r.chunks.at(-2);

@@ -1,5 +1,5 @@
 //! Logit processing and token sampling in WebLLM's order
-//! (`/work/shared/spec/sampling-and-stats.md` §2, pseudocode §5):
+//! (docs/sampling.md, "The chain"):
 //!
 //! 1. [`apply_logit_bias`]: `l[t] += bias[t]`;
 //! 2. [`apply_penalties`]: for each token generated so far in this round, with count `c`,
@@ -12,16 +12,16 @@
 //! 5. [`sample_from`]: the first sorted token `j` with `u < cum[j] / cum[K]`.
 //!
 //! [`sample`] runs the whole chain; [`argmax`] is plain greedy decoding. Equal
-//! probabilities are sorted by ascending token id (the spec leaves that order to
+//! probabilities are sorted by ascending token id (WebLLM leaves that order to
 //! the implementation; the GPU sampler uses the same one). The CPU draws `u`
 //! with [`Minstd`], WebLLM's generator, so runs are reproducible.
 
 use std::cmp::Ordering;
 
-/// Temperatures at or below this are greedy (spec §2.5).
+/// Temperatures at or below this are greedy (docs/sampling.md, "The chain", step 3).
 pub const GREEDY_TEMPERATURE: f32 = 1e-5;
 
-/// One request's resolved sampling parameters (spec §1).
+/// One request's resolved sampling parameters (docs/sampling.md, "Parameters").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingParams {
     /// Softmax temperature (≥ 0; ≤ 1e-5 means greedy).
@@ -50,7 +50,7 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
-    /// Whether step 2 changes anything (the spec skips it otherwise).
+    /// Whether step 2 changes anything (WebLLM skips it otherwise).
     pub fn penalties_active(&self) -> bool {
         self.frequency_penalty != 0.0
             || self.presence_penalty != 0.0
@@ -72,7 +72,8 @@ impl SamplingParams {
         self.top_p.max(1e-5)
     }
 
-    /// The spec's validation (§1.4): an error message for out-of-range values.
+    /// WebLLM's range checks (docs/sampling.md, "Parameters"): an error message for
+    /// out-of-range values.
     pub fn validate(&self) -> Result<(), String> {
         let p = self;
         if !(p.top_p > 0.0 && p.top_p <= 1.0) {
@@ -219,7 +220,7 @@ pub fn top_p_filter(probs: &[f32], top_p: f32) -> Nucleus {
 
 /// Step 5: the first sorted token `j ≤ K` with `uniform < cum[j] / cum[K]`; if
 /// there is none (only when `uniform ≥ 1`), the last token of the sorted order,
-/// as the spec's kernel does.
+/// as WebLLM's kernel does.
 pub fn sample_from(nucleus: &Nucleus, uniform: f32) -> u32 {
     nucleus
         .cumulative
@@ -259,7 +260,7 @@ pub fn sample(
     sample_from(&top_p_filter(&probs, params.top_p), uniform)
 }
 
-/// WebLLM's random generator (spec §2.2): MINSTD / Park–Miller,
+/// WebLLM's random generator (docs/sampling.md, "Random numbers"): MINSTD / Park–Miller,
 /// `state = 48271 · state mod (2³¹ − 1)`, `u = state / (2³¹ − 1)` rounded to f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Minstd {
@@ -323,7 +324,7 @@ mod tests {
         assert!((nucleus.renorm - 0.8).abs() < 1e-6);
         assert_eq!(sample_from(&nucleus, 0.6), 1); // 0.6 < 0.5 / 0.8
         assert_eq!(sample_from(&nucleus, 0.7), 2);
-        assert_eq!(sample_from(&nucleus, 1.0), 3); // no j: the spec's last sorted token
+        assert_eq!(sample_from(&nucleus, 1.0), 3); // no j: WebLLM's last sorted token
     }
 
     #[test]

@@ -1,4 +1,4 @@
-// Token sampling on the GPU, in WebLLM's order (sampling-and-stats.md §2):
+// Token sampling on the GPU, in WebLLM's order (docs/sampling.md, "The chain"):
 //   l = logits + bias;  penalties on generated tokens (count c > 0):
 //       l ← l − (presence + c·frequency);  l ← l·rep if l < 0 else l / rep
 //   x = l / T  (greedy, T ≤ 1e-5: x = l);   ids ≥ active_vocab, and ids the token mask
@@ -17,18 +17,18 @@
 //   choose_cutoff  (1)       Σ e; the lowest histogram bin such that the bins from the
 //                            top down to it hold ≤ CAP tokens: the candidates
 //   collect        (blocks)  candidates (e, id) with bin ≥ cutoff; per block Σ e of the rest
-//   sample         (1)       bitonic sort of the ≤ CAP candidates, then the spec's scan
+//   sample         (1)       bitonic sort of the ≤ CAP candidates, then WebLLM's scan
 //   count_token    (1)       optional: counts[token] += 1 (the penalties' counts)
 //
 // Top-p method: the bin of a probability is its f32 bit pattern >> 19 (exponent and
 // 4 mantissa bits, 16 bins per octave), monotone in the value, so the candidates are
 // exactly the most probable tokens, at most CAP = 1024 of them. Their prefix sums
-// are taken in sorted order exactly as the spec does, so when the nucleus boundary
+// are taken in sorted order exactly as WebLLM does, so when the nucleus boundary
 // and the draw fall among them (peaked distributions, the usual case) the result is
-// the spec's. Otherwise the rest ("tail") is handled without sorting: the nucleus
+// WebLLM's. Otherwise the rest ("tail") is handled without sorting: the nucleus
 // mass is taken as min(top_p, total) and a draw beyond the candidates picks the
 // tail token whose running mass in id order passes the remaining goal — still
-// distributed as p when top_p = 1, but not the spec's exact order.
+// distributed as p when top_p = 1, but not WebLLM's exact order.
 
 struct Params {
     vocab: u32,
@@ -325,7 +325,7 @@ fn sample(inv: Invocation) {
     }
     workgroupBarrier();
 
-    // The spec's scan over the sorted candidates, serially (same f32 sums as the reference).
+    // WebLLM's scan over the sorted candidates, serially (same f32 sums as the reference).
     if lid == 0u {
         let s = scratch.sum;
         var total = 0.0;

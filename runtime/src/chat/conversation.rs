@@ -1,5 +1,6 @@
 //! A conversation and its prompt, exactly as WebLLM renders and tokenizes it
-//! (mlc-artifacts.md §A.3; WebLLM `src/conversation.ts`, `getInputData`).
+//! (docs/chat.md, "How WebLLM builds a prompt"; web-llm `src/conversation.ts`,
+//! and `getInputData` in `src/llm_chat.ts`).
 //!
 //! The prompt is an array of strings, one per rendered message, each encoded
 //! separately. Multi-round chat reuses the KV cache when a request's history

@@ -1,11 +1,11 @@
 //! The chat engine: OpenAI-style chat and text completions on a loaded model,
-//! generating the way WebLLM 0.2.86 does (sampling-and-stats.md §1–§5,
-//! webllm-api.md §5, §6).
+//! generating the way WebLLM 0.2.86 does (docs/sampling.md; docs/chat.md,
+//! "WebLLM's request contract").
 //!
 //! One request runs its `n` choices one after the other. A chat choice builds
 //! the conversation from the request, keeps the KV cache when the history
 //! equals the conversation left by the previous request (multi-round reuse,
-//! mlc-artifacts.md §A.3) and otherwise resets it, prefills the prompt, then
+//! docs/chat.md, "How WebLLM builds a prompt") and otherwise resets it, prefills the prompt, then
 //! samples one token per step until a stop rule fires. Tokens are chosen where
 //! the logits are: a plain argmax for plain greedy requests, the backend's
 //! sampling chain (bias, penalties, temperature, top-p and the draw)
@@ -854,7 +854,8 @@ impl ChatEngine {
     }
 
     /// A sampled token's log probability and the `top` most likely tokens, from
-    /// the probabilities after bias, penalties and temperature (spec §2.8).
+    /// the probabilities after bias, penalties and temperature (docs/sampling.md,
+    /// "The chain", step 7).
     fn token_logprob(
         &self,
         token: u32,
@@ -912,7 +913,7 @@ struct Sampler {
 
 impl Sampler {
     /// Config values, replaced by every field the request sets
-    /// (sampling-and-stats.md §1): setting one of the frequency and presence
+    /// (docs/sampling.md, "Parameters"): setting one of the frequency and presence
     /// penalties zeroes the other.
     fn new(config: &ChatConfig, request: &GenerationConfig) -> Sampler {
         let or_config =

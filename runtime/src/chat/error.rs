@@ -1,4 +1,5 @@
-//! Chat errors with WebLLM's error names and message texts (webllm-api.md §9.1).
+//! Chat errors with WebLLM's error names and message texts (docs/chat.md, "WebLLM's request
+//! contract").
 //!
 //! Applications match WebLLM errors by `.name` and message text (across a
 //! worker boundary they even arrive as the string `"<name>: <message>"`), so

@@ -1,5 +1,5 @@
 //! OpenAI-style request and response types in WebLLM 0.2.86's shape
-//! (webllm-api.md §5, §6), shared by the native server and the JS API.
+//! (docs/chat.md, "WebLLM's request contract"), shared by the native server and the JS API.
 //!
 //! Numbers WebLLM checks with JS comparisons (penalties, `top_p`, `seed`, ...)
 //! are kept as `f64` so that validation sees exactly what the client sent.
@@ -282,7 +282,7 @@ pub struct ToolCallDelta {
 }
 
 /// WebLLM's `GenerationConfig`: the per-request sampling and stopping fields
-/// shared by chat and text completions (webllm-api.md §3.5). Unset fields fall
+/// shared by chat and text completions (docs/sampling.md, "Parameters"). Unset fields fall
 /// back to the model's `mlc-chat-config.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenerationConfig {
@@ -332,7 +332,8 @@ pub struct ChatExtraBody {
     pub enable_latency_breakdown: Option<bool>,
 }
 
-/// `chat.completions.create` request (webllm-api.md §5.1). Unknown fields are ignored.
+/// `chat.completions.create` request (docs/chat.md, "WebLLM's request
+/// contract"). Unknown fields are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
     /// The conversation; the last message is from `user` or `tool`.
@@ -439,7 +440,7 @@ pub struct ChatCompletionChoice {
     pub logprobs: Option<ChoiceLogprobs>,
 }
 
-/// Non-streaming chat response (webllm-api.md §5.2).
+/// Non-streaming chat response (docs/chat.md, "WebLLM's request contract").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletion {
     /// A bare UUID (no `chatcmpl-` prefix).
@@ -488,7 +489,7 @@ pub struct ChunkChoice {
     pub logprobs: Option<Option<ChoiceLogprobs>>,
 }
 
-/// A streamed chat chunk (webllm-api.md §5.5).
+/// A streamed chat chunk (docs/chat.md, "WebLLM's request contract").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionChunk {
     /// Shared by all chunks of a stream (bare UUID).
@@ -586,7 +587,8 @@ pub struct CompletionExtraBody {
     pub enable_latency_breakdown: Option<bool>,
 }
 
-/// `completions.create` request (webllm-api.md §6): a raw prompt, no template.
+/// `completions.create` request (docs/chat.md, "WebLLM's request contract"): a raw
+/// prompt, no template.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompletionRequest {
     /// The prompt, encoded as-is.
@@ -718,7 +720,7 @@ impl Completion {
     }
 }
 
-/// Token counts plus WebLLM's timing fields (sampling-and-stats.md §4).
+/// Token counts plus WebLLM's timing fields (docs/sampling.md, "Usage statistics").
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// New prompt tokens of the round, without `system_prefix_token_ids`.

@@ -1,5 +1,5 @@
 //! One round's output as WebLLM builds it: stop conditions, the output text
-//! and the stream deltas (sampling-and-stats.md §3, §3.2; mlc-artifacts.md §A.4).
+//! and the stream deltas (docs/sampling.md, "Stop rules" and "Streaming deltas").
 //!
 //! After every sampled token WebLLM re-decodes all of the round's output ids,
 //! cuts the text at a stop string, and streams the part of the text past what

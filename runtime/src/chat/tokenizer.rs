@@ -1,5 +1,6 @@
 //! Text ↔ token ids through a Hugging Face `tokenizer.json`, called the way
-//! WebLLM calls it (mlc-artifacts.md §A.4).
+//! WebLLM calls it (docs/chat.md, "What matches WebLLM exactly";
+//! docs/mlc-format.md, "Tokenizer files").
 //!
 //! WebLLM (through tokenizers-cpp) wraps the same Rust `tokenizers` crate, so
 //! with the same `tokenizer.json` and the same call conventions the ids and

@@ -1,5 +1,5 @@
 //! Request validation in WebLLM 0.2.86's order, with its errors
-//! (webllm-api.md §5.3, §5.4, §6; sampling-and-stats.md §3.1).
+//! (docs/chat.md, "WebLLM's request contract"; docs/sampling.md, "Parameters").
 //!
 //! WebLLM checks in two stages: request fields synchronously in `create()`
 //! (`check_*_request`), generation parameters later, once the model lock is

@@ -69,7 +69,7 @@ enum Command {
     Complete(chat::CompleteArgs),
     /// Print the prompt and token ids a chat request renders to.
     RenderPrompt(chat::RenderPromptArgs),
-    /// Convert a Hugging Face folder or a GGUF file into an MLC artifact (q4f16_1, q4f32_1, q0f16).
+    /// Convert a Hugging Face folder or a GGUF file into an MLC artifact (q4f16_1, q4f32_1, q0f16, q0f32).
     Convert(convert::ConvertArgs),
     /// List the GPU adapters wgpu finds: features, limits, cooperative-matrix shapes.
     Devices(devices::DevicesArgs),

@@ -1,6 +1,6 @@
 //! Gemma-2: GeGLU (tanh) MLP, embeddings scaled by `√hidden_size`, four
 //! RMSNorms per layer ("sandwich" norms around attention and MLP), a tied
-//! output projection and soft-capped final logits (spec D.6).
+//! output projection and soft-capped final logits (docs/families.md, "gemma2").
 //!
 //! MLC's quirks, followed here: the norm weights were stored as `1 + w` by the
 //! converter (so the norm is a plain RMSNorm), attention-logit soft-capping is

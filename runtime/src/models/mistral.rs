@@ -1,5 +1,5 @@
 //! Mistral (Mistral-7B v0.1–v0.3 and derivatives): Llama's decoder with an
-//! untied `lm_head` always and an optional sliding window (spec D.4).
+//! untied `lm_head` always and an optional sliding window (docs/families.md, "mistral").
 
 use super::{ConfigFields, ModelSpec, ParamNames};
 use crate::EngineError;

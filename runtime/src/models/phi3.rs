@@ -1,6 +1,6 @@
 //! Phi-3 / Phi-3.5 / Phi-4-mini: Llama's math under other parameter names
 //! (`transformer.h.L.*`), a rotation of only the first
-//! `head_dim · partial_rotary_factor` dimensions, and LongRoPE (spec D.5).
+//! `head_dim · partial_rotary_factor` dimensions, and LongRoPE (docs/families.md, "phi3").
 
 use serde::Deserialize;
 

@@ -3,7 +3,7 @@
 
 use mlc_kernels::cpu::{Llama3Scaling, Rope};
 
-/// Phi-3's LongRoPE frequencies, as MLC applies them (spec D.5).
+/// Phi-3's LongRoPE frequencies, as MLC applies them (docs/families.md, "phi3").
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongRope {
     /// One divisor per rotated pair: `short_factor` (see `phi3.rs` for why not `long_factor`).
