@@ -1,9 +1,19 @@
-// What the browser tests compare against: the tiny Qwen2 test artifact, made servable, and the
-// native CLI (`mlc-wgpu serve --device cpu`) answering the same requests.
+// What the browser tests compare against: the tiny Qwen2 test artifact, made servable, the default
+// model's folder, and the native CLI (`mlc-wgpu serve --device cpu`) answering the same requests.
 
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
+
+/** The offline default model, imported by scripts/default-model.sh. */
+export const SMOL_ID = "SmolLM2-135M-Instruct-q4f16_1-MLC";
+
+/** Its folder: $MLC_WGPU_SMOLLM2_DIR, else the CLI's cache rule (as scripts/default-model.sh). */
+export function defaultModelDir() {
+  const cacheRoot = process.env.MLC_WGPU_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "mlc-wgpu");
+  return process.env.MLC_WGPU_SMOLLM2_DIR ?? path.join(cacheRoot, "models", SMOL_ID);
+}
 
 /**
  * Copies conformance/fixtures/tiny-qwen2 into `dir` with a tokenizer.json beside it: tiny-qwen2 has

@@ -18,7 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer } from "./server.mjs";
-import { nativeServe, prepareTinyQwen2 } from "./native.mjs";
+import { defaultModelDir, nativeServe, prepareTinyQwen2, SMOL_ID } from "./native.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -58,10 +58,7 @@ if (!fs.existsSync(pkgJs) || !fs.existsSync(path.join(pkgDir, "mlc_wgpu_web_bg.w
 const tinyDir = path.join(here, "served/tiny-qwen2");
 const tinyIndex = prepareTinyQwen2(repo, tinyDir);
 
-const SMOL_ID = "SmolLM2-135M-Instruct-q4f16_1-MLC";
-// The cache rule of the CLI and scripts/default-model.sh.
-const cacheRoot = process.env.MLC_WGPU_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "mlc-wgpu");
-const smolDir = process.env.MLC_WGPU_SMOLLM2_DIR ?? path.join(cacheRoot, "models", SMOL_ID);
+const smolDir = defaultModelDir();
 const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
 
 // ---------------------------------------------------------------- native expectations

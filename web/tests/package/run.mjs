@@ -5,7 +5,9 @@
 // Chromium without WebGPU, so "auto" runs the CPU engine. The app chats in the page and through a
 // Web Worker; every reply must equal the native CLI's answer to the same request, with the wasm
 // found by the bundler alone. The same app then runs on Vite's dev server.
-// Environment: MLC_WGPU_BIN (default target/debug/mlc-wgpu), CHROMIUM (default /usr/bin/chromium).
+// The default model (SmolLM2-135M) is chatted with too when it is imported (a failure in CI if not).
+// Environment: MLC_WGPU_BIN (default target/debug/mlc-wgpu), CHROMIUM (default /usr/bin/chromium),
+// MLC_WGPU_SMOLLM2_DIR / MLC_WGPU_CACHE (where the default model is), CI.
 
 import { chromium } from "playwright-core";
 import { createServer } from "vite";
@@ -14,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server.mjs";
-import { nativeServe, prepareTinyQwen2 } from "../native.mjs";
+import { defaultModelDir, nativeServe, prepareTinyQwen2, SMOL_ID } from "../native.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../../..");
@@ -43,14 +45,19 @@ const REQ = {
   temperature: 0, max_tokens: 12,
 };
 const nativeBin = process.env.MLC_WGPU_BIN ?? path.join(repo, "target/debug/mlc-wgpu");
-const native = await nativeServe(nativeBin, tinyDir);
-let expected;
-try { expected = await native.post("/v1/chat/completions", REQ); } finally { native.close(); }
-const expectedText = expected.choices[0].message.content;
-assert(expected.usage.completion_tokens > 0, "the native CLI produced no tokens");
+const models = [{ id: "tiny-qwen2", dir: tinyDir }];
+const smolDir = defaultModelDir();
+const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
+if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
+const expected = {};
+for (const m of models) {
+  const native = await nativeServe(nativeBin, m.dir);
+  try { expected[m.id] = await native.post("/v1/chat/completions", REQ); } finally { native.close(); }
+  assert(expected[m.id].usage.completion_tokens > 0, `the native CLI produced no tokens with ${m.id}`);
+}
 
 const server = await startServer({
-  mounts: [["/app/", dist], ["/webpack/", path.join(here, "webpack")]], models: [{ id: "tiny-qwen2", dir: tinyDir }],
+  mounts: [["/app/", dist], ["/webpack/", path.join(here, "webpack")]], models,
 });
 const userData = fs.mkdtempSync(path.join(os.tmpdir(), "mlcw-package-"));
 const ctx = await chromium.launchPersistentContext(userData, {
@@ -66,14 +73,16 @@ ctx.on("weberror", (e) => logs.push(`[pageerror] ${e.error()}`));
 
 console.log(`== the packed npm package ${installed.name}@${installed.version} in an app built by Vite and by webpack (CPU engine)`);
 
-/** Opens the app at `base` (…/index.html), waits for it, checks both replies; returns the result. */
-async function chatApp(base, screenshot) {
+/** Opens the app at `base` (…/index.html) with `modelId`, waits for it, checks every reply. */
+async function chatApp(base, screenshot, modelId = "tiny-qwen2") {
+  const want = expected[modelId];
+  const expectedText = want.choices[0].message.content;
   const page = await ctx.newPage();
   const wasm = [];
   page.on("response", (r) => { if (r.url().endsWith(".wasm")) wasm.push(`${r.status()} ${r.headers()["content-type"]} ${new URL(r.url()).pathname}`); });
   const u = new URL(base);
-  u.searchParams.set("model_id", "tiny-qwen2");
-  u.searchParams.set("model_path", "/models/tiny-qwen2/");
+  u.searchParams.set("model_id", modelId);
+  u.searchParams.set("model_path", `/models/${modelId}/`);
   u.searchParams.set("prompt", REQ.messages[1].content);
   u.searchParams.set("max_tokens", String(REQ.max_tokens));
   await page.goto(u.href);
@@ -84,8 +93,8 @@ async function chatApp(base, screenshot) {
   assert(!result.error, `${result.error}\n${logs.join("\n")}`);
   eq(result.page.reply, expectedText, "streamed reply in the page vs native");
   eq(result.page.fullReply, expectedText, "getMessage() in the page");
-  eq(result.page.usage.completion_tokens, expected.usage.completion_tokens, "completion_tokens");
-  eq(result.page.usage.prompt_tokens, expected.usage.prompt_tokens, "prompt_tokens");
+  eq(result.page.usage.completion_tokens, want.usage.completion_tokens, "completion_tokens");
+  eq(result.page.usage.prompt_tokens, want.usage.prompt_tokens, "prompt_tokens");
   eq(result.nonStreaming, expectedText, "non-streaming reply vs native");
   eq(result.worker.reply, expectedText, "streamed reply through the worker vs native");
   eq(result.cached, true, "hasModelInCache");
@@ -114,6 +123,18 @@ try {
     const { wasm } = await chatApp(`${server.url}/webpack/index.html`, "package-webpack.png");
     assert(wasm.every((w) => /^200 application\/wasm \/webpack\/dist\/[^/]+\.wasm$/.test(w)), `wasm responses: ${JSON.stringify(wasm)}`);
   });
+
+  // The default model, as the issue's user would chat with it (CI imports it; elsewhere it may be missing).
+  if (haveSmol) {
+    await check(`the Vite build chats with the default model ${SMOL_ID}, equal to the native CLI`, async () => {
+      const { result } = await chatApp(`${server.url}/app/index.html`, "package-vite-smollm2.png", SMOL_ID);
+      console.log(`        reply: ${JSON.stringify(result.page.reply)}`);
+    });
+  } else {
+    const why = `the default model is not at ${smolDir} (scripts/default-model.sh imports it)`;
+    if (process.env.CI) await check("the Vite build chats with the default model", async () => { throw new Error(`NOT RUN in CI: ${why}`); });
+    else console.log(`NOT RUN the Vite build chats with the default model: ${why}`);
+  }
 
   await check("every request went to 127.0.0.1 for the apps or the model, and none failed", async () => {
     eq(server.requests().filter((r) => r.status >= 400).map((r) => `${r.status} ${r.path}`), [], "failed requests");
