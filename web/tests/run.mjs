@@ -384,6 +384,20 @@ for (const mode of MODES) {
     eq(r.after, 1, "engine still usable after errors");
   });
 
+  await full(`[${mode.name}] engineConfig.wasmUrl is where the engine is loaded from; a wrong one fails naming it and the fix`, async () => {
+    const p = await blankPage(ctx);
+    try {
+      const r = await run(p, `
+        const failure = async (p) => { try { await p; return "no error"; } catch (e) { return e.name + ": " + e.message; } };
+        const load = (wasmUrl) => webllm.CreateMLCEngine("tiny-qwen2", { appConfig: T.cfg("cache"), device: arg.D, wasmUrl });
+        const wrong = await failure(load(location.origin + "/web/tests/pages/blank.html"));
+        const engine = await load(new URL("/web/pkg/mlc_wgpu_web_bg.wasm", location.origin));
+        return { wrong, text: T.textOf(await T.stream(engine, arg.req)) };`, { D, req: REQ.chat });
+      assert(/^Error: The mlc-wgpu engine could not be loaded from http:\/\/127\.0\.0\.1:\d+\/web\/tests\/pages\/blank\.html: .*engineConfig\.wasmUrl/.test(r.wrong), `wrong wasmUrl: ${r.wrong}`);
+      eq(r.text, text(expected.chat), "text after loading from the given URL vs native");
+    } finally { await p.close(); }
+  });
+
   await check(`[${mode.name}] reload from the cache with the network blocked (new page, model requests refused)`, async () => {
     assert(loaded, "needs a cached model");
     await page.close();
