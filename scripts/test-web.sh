@@ -36,6 +36,10 @@ only="${WEB_TEST_ONLY:-}"
 # The npm package as an app installs it: the tarball from scripts/pack-web.sh goes into an app built
 # with Vite and with webpack, whose dev tools are pinned by its package-lock.
 if [ -z "$only" ] || [ "$only" = package ]; then
+  if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+    echo "error: the package test needs Node.js >= 20.19 (Vite 7); this node is $(node --version)" >&2
+    exit 1
+  fi
   tarball=$(SKIP_BUILD=1 bash scripts/pack-web.sh)
   (
     cd web/tests/package
