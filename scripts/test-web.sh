@@ -2,9 +2,12 @@
 # Browser tests of the WebLLM-compatible ES module (web/js) in headless Chromium:
 # installs Chromium with apt if missing, installs playwright-core (npm ci; no browser download),
 # builds the wasm module (scripts/build-web.sh) and the native CLI that computes the expected
-# outputs, then runs the node unit tests and the browser suite (WebGPU/SwiftShader and CPU).
-# WEB_TEST_ONLY=webgpu|cpu runs one browser, WEB_TEST_GREP=REGEX only the checks whose names match
-# (for iterating on one check; see web/tests/run.mjs).
+# outputs, then runs the node unit tests, the npm package test (the packed tarball installed into an
+# app, type-checked, built with Vite and webpack and run: web/tests/package/) and the browser suite
+# (WebGPU/SwiftShader and CPU).
+# WEB_TEST_ONLY=webgpu|cpu runs one browser of the suite, WEB_TEST_ONLY=package only the package
+# test; WEB_TEST_GREP=REGEX only the suite's checks whose names match (for iterating on one check;
+# see web/tests/run.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +30,29 @@ bash scripts/build-web.sh
 cargo build -p mlc-wgpu --bin mlc-wgpu --locked
 export MLC_WGPU_BIN="${MLC_WGPU_BIN:-${CARGO_TARGET_DIR:-target}/debug/mlc-wgpu}"
 
-node --test web/tests/unit.test.mjs
-node web/tests/run.mjs
+only="${WEB_TEST_ONLY:-}"
+[ "$only" = package ] || node --test web/tests/unit.test.mjs
+
+# The npm package as an app installs it: the tarball from scripts/pack-web.sh goes into an app built
+# with Vite and with webpack, whose dev tools are pinned by its package-lock.
+if [ -z "$only" ] || [ "$only" = package ]; then
+  if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+    echo "error: the package test needs Node.js >= 20.19 (Vite 7); this node is $(node --version)" >&2
+    exit 1
+  fi
+  tarball=$(SKIP_BUILD=1 bash scripts/pack-web.sh)
+  (
+    cd web/tests/package
+    npm ci --no-audit --no-fund --loglevel=error
+    npm install --no-save --no-audit --no-fund --loglevel=error "$tarball"
+    node_modules/.bin/tsc --noEmit
+    node_modules/.bin/vite build --logLevel warn
+    node_modules/.bin/webpack --stats errors-warnings
+  )
+  node web/tests/package/run.mjs
+fi
+
+[ "$only" = package ] || node web/tests/run.mjs
 
 # The browser benchmark as a smoke test (it must run and report; no speed is asserted): the tiny
 # Qwen2 fixture with Qwen2.5's tokenizer, on the CPU engine and on Chromium's WebGPU (SwiftShader).
@@ -36,6 +60,7 @@ bench_model=$(mktemp -d)
 cp conformance/fixtures/tiny-qwen2/mlc/* "$bench_model"/
 cp conformance/fixtures/tokenizers/qwen2.5-0.5b-instruct.tokenizer.json "$bench_model"/tokenizer.json
 for device in cpu webgpu; do
+  [ -z "$only" ] || [ "$only" = bench ] || break
   python3 scripts/bench-web.py --model "$bench_model" --device "$device" \
     --prompt-tokens 16 --gen-tokens 2 --contexts "" --timeout 600
 done

@@ -15,6 +15,7 @@ import {
 } from "./errors.js";
 import { downloadFile, fetchWithCache, openStore, putVerified, SCOPE_CONFIG, SCOPE_MODEL } from "./cache.js";
 import { CPU_FALLBACK_NOTICE, fetchReport, finishReport, loadReport, noticeReport, startReport } from "./progress.js";
+import { chooseDevice } from "./device.js";
 import { postInitAndCheckFieldsChatCompletion, postInitAndCheckFieldsCompletion } from "./validate.js";
 import { verifyIntegrity } from "./integrity.js";
 import { log, setLogLevel } from "./log.js";
@@ -26,11 +27,22 @@ import initWasm, * as wasmApi from "../pkg/mlc_wgpu_web.js";
 const dec = new TextDecoder();
 
 // ---- the wasm module
+// Located beside this file with `new URL(…, import.meta.url)`, the pattern bundlers (webpack 5, Vite,
+// Next) recognise and emit as an asset; `engineConfig.wasmUrl` overrides it (esbuild, a CDN copy,
+// a bundler that cannot follow it). One instance per JS realm: the first load's URL is the one used.
 let wasmReady;
-async function loadWasm() {
+async function loadWasm(wasmUrl) {
   if (!wasmReady) {
     wasmReady = (async () => {
-      await initWasm();
+      const url = wasmUrl ?? new URL("../pkg/mlc_wgpu_web_bg.wasm", import.meta.url);
+      try {
+        await initWasm({ module_or_path: url });
+      } catch (e) {
+        // Typically a bundler that moved the module away from the file, and a server answering
+        // the missing file with its index.html: say where we looked and what to do.
+        throw new Error(`The mlc-wgpu engine could not be loaded from ${url}: ${e?.message ?? e}. ` +
+          "If a bundler moved the module, see the package README (Install), or pass engineConfig.wasmUrl.", { cause: e });
+      }
       wasmApi.init();
       return wasmApi;
     })();
@@ -96,6 +108,8 @@ export class MLCEngine {
     // mlc-wgpu extension: "webgpu" | "cpu" | "auto" (default: WebGPU when there is an adapter,
     // else the CPU engine with a notice).
     this.device = engineConfig.device ?? "auto";
+    // mlc-wgpu extension: where the engine's .wasm is (default: beside the module, see loadWasm).
+    this.wasmUrl = engineConfig.wasmUrl;
     if (engineConfig.logLevel) setLogLevel(engineConfig.logLevel);
     if (engineConfig.logitProcessorRegistry) this.setLogitProcessorRegistry(engineConfig.logitProcessorRegistry);
     this.loaded = new Map(); // modelId -> { wasm, record, config, lock, interrupt, running, live }
@@ -147,14 +161,12 @@ export class MLCEngine {
     const modelStore = openStore(backend, SCOPE_MODEL);
     const files = new Map();
 
-    const wasm = await loadWasm();
-    const gpu = this.device === "cpu" ? false : await wasm.webgpuAvailable();
-    let noticed = false;
-    if (!gpu && this.device === "webgpu") throw new WebGPUNotAvailableError();
-    if (!gpu && this.device === "auto") {
-      console.warn(`[mlc-wgpu] ${CPU_FALLBACK_NOTICE}`);
-      this.report(noticeReport(CPU_FALLBACK_NOTICE));
-      noticed = true;
+    const wasm = await loadWasm(this.wasmUrl);
+    if (this.device === "webgpu" && !(await wasm.webgpuAvailable())) throw new WebGPUNotAvailableError();
+    const choice = await chooseDevice(this.device);
+    if (choice.notice) {
+      console.warn(`[mlc-wgpu] ${choice.notice}`);
+      this.report(noticeReport(choice.notice));
     }
 
     // 1. mlc-chat-config.json (scope webllm/config), merged: file <- record.overrides <- chatOpts.
@@ -251,7 +263,7 @@ export class MLCEngine {
     let engine;
     try {
       engine = await wasm.WasmEngine.create(files, {
-        device: this.device,
+        device: choice.device,
         modelId,
         chatOpts: { ...(record.overrides ?? {}), ...(chatOpts ?? {}) },
         contextWindowSize: config.context_window_size,
@@ -266,15 +278,18 @@ export class MLCEngine {
     if (signal.aborted) { engine.free(); throw signal.reason; }
     onLoadProgress(1, 1);
     const used = engine.backend();
-    if (used === "cpu" && !noticed && this.device !== "cpu") {
+    // "auto" on a hardware adapter whose device could not be created runs on the CPU engine too.
+    let cpuReason = choice.cpuReason ?? (this.device === "cpu" ? 'device: "cpu"' : undefined);
+    if (used === "cpu" && !cpuReason) {
       console.warn(`[mlc-wgpu] ${CPU_FALLBACK_NOTICE}`);
       this.report(noticeReport(CPU_FALLBACK_NOTICE));
+      cpuReason = "no WebGPU; the CPU engine is much slower";
     }
     this.loaded.set(modelId, {
       wasm: engine, record, config, lock: new Lock(), interrupt: engine.interruptHandle(), running: 0, live: "",
       modelType: record.model_type ?? ModelType.LLM, toolFormat: engine.toolFormat(),
     });
-    this.report(finishReport(used, used === "webgpu" ? await adapterName(engine) : "", secs(), totalBytes));
+    this.report(finishReport(used, used === "webgpu" ? await adapterName(engine) : cpuReason, secs(), totalBytes));
   }
 
   async unload() {

@@ -105,8 +105,19 @@ export interface MLCEngineConfig {
   /** Accepted but not supported by mlc-wgpu (a warning is logged). */
   logitProcessorRegistry?: Map<string, LogitProcessor>;
   logLevel?: LogLevel;
-  /** mlc-wgpu addition: which engine runs the model (default "auto": WebGPU when available, else CPU). */
+  /**
+   * mlc-wgpu addition: which engine runs the model. Default "auto": WebGPU on a hardware adapter,
+   * else the CPU engine (no WebGPU, or only a software adapter such as SwiftShader, which is slower
+   * than the CPU engine), saying why in a progress report. "webgpu" takes any adapter.
+   */
   device?: "webgpu" | "cpu" | "auto";
+  /**
+   * mlc-wgpu addition: where the engine's `mlc_wgpu_web_bg.wasm` is. Default: beside the module
+   * (`new URL("../pkg/mlc_wgpu_web_bg.wasm", import.meta.url)`, which webpack 5, Vite and Next follow).
+   * Set it when a bundler cannot (esbuild) or to serve the file from elsewhere. The first engine
+   * loaded in a page or worker decides; later values are ignored.
+   */
+  wasmUrl?: string | URL;
 }
 
 export interface GenerationConfig {

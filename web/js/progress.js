@@ -36,9 +36,10 @@ export function loadReport(i, n, loadedBytes, totalBytes, secs) {
 }
 
 /** The final report. WebLLM says "Finish loading on WebGPU - <adapter>"; on the CPU engine we
- * say so honestly but keep the "Finish loading on " prefix apps look for. */
-export function finishReport(backend, adapterName, secs, totalBytes) {
-  const where = backend === "cpu" ? `CPU (no WebGPU; the CPU engine is much slower)` : `WebGPU - ${adapterName}`;
+ * say so honestly, with why (`detail`), but keep the "Finish loading on " prefix apps look for.
+ * `detail`: the adapter's name on WebGPU, the reason on the CPU engine. */
+export function finishReport(backend, detail, secs, totalBytes) {
+  const where = backend === "cpu" ? `CPU (${detail})` : `WebGPU - ${detail}`;
   return { progress: 1, timeElapsed: secs, text: `Finish loading on ${where}`, phase: "done", loadedBytes: totalBytes, totalBytes };
 }
 

@@ -1,5 +1,5 @@
 //! mlc-wgpu in the browser: the wasm-bindgen interface the WebLLM-compatible
-//! JavaScript layer calls (the contract is in `web/README.md`).
+//! JavaScript layer calls (the contract is in `docs/wasm-interface.md`).
 //!
 //! JavaScript fetches and caches the artifact's files and hands their bytes to
 //! `WasmEngine::create`, which checks them (`Artifact::from_files`), loads
@@ -96,7 +96,7 @@ pub struct WasmEngine {
 #[wasm_bindgen]
 impl WasmEngine {
     /// Loads the artifact in `files` (file name → bytes) as `options` say
-    /// (see `web/README.md`).
+    /// (see `docs/wasm-interface.md`).
     pub async fn create(files: js_sys::Map, options: JsValue) -> Result<WasmEngine, JsValue> {
         let options = CreateOptions::read(&options)?;
         let mut files = files_of(&files)?;

@@ -3,8 +3,8 @@
 // `mlc-wgpu serve` on the same artifact and the same request; nothing is hand-typed.
 //
 // Two browsers run the same suite: one with WebGPU (--enable-unsafe-webgpu: SwiftShader adapter,
-// device "webgpu") and one without it (device "auto", which must fall back to the CPU engine and
-// say so). Output: one line per check, then "N passed, N failed, N not run"; exit 1 on failure.
+// device "webgpu"; device "auto" must skip that software adapter for the CPU engine) and one without
+// it (device "auto", which must fall back to the CPU engine and say so). Output: one line per check, then "N passed, N failed, N not run"; exit 1 on failure.
 //
 // Environment: MLC_WGPU_BIN (native binary; default target/debug/mlc-wgpu), MLC_WGPU_CACHE,
 // MLC_WGPU_SMOLLM2_DIR (SmolLM2 artifact folder), CI (a missing SmolLM2 artifact fails),
@@ -13,12 +13,12 @@
 // MLC_WGPU_WEB_PKG_DIR (the wasm build to serve; default web/pkg).
 
 import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer } from "./server.mjs";
+import { defaultModelDir, nativeServe, prepareTinyQwen2, SMOL_ID } from "./native.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -55,50 +55,15 @@ if (!fs.existsSync(pkgJs) || !fs.existsSync(path.join(pkgDir, "mlc_wgpu_web_bg.w
   process.exit(1);
 }
 
-// tiny-qwen2 has no tokenizer; its vocabulary is Qwen2.5's, so the Qwen2.5 tokenizer.json is
-// served beside it (copied at test time into the ignored served/ folder).
 const tinyDir = path.join(here, "served/tiny-qwen2");
-fs.rmSync(tinyDir, { recursive: true, force: true });
-fs.mkdirSync(tinyDir, { recursive: true });
-for (const f of fs.readdirSync(path.join(repo, "conformance/fixtures/tiny-qwen2/mlc"))) {
-  fs.copyFileSync(path.join(repo, "conformance/fixtures/tiny-qwen2/mlc", f), path.join(tinyDir, f));
-}
-fs.copyFileSync(path.join(repo, "conformance/fixtures/tokenizers/qwen2.5-0.5b-instruct.tokenizer.json"), path.join(tinyDir, "tokenizer.json"));
-const tinyIndex = JSON.parse(fs.readFileSync(path.join(tinyDir, "tensor-cache.json"), "utf8"));
+const tinyIndex = prepareTinyQwen2(repo, tinyDir);
 
-const SMOL_ID = "SmolLM2-135M-Instruct-q4f16_1-MLC";
-// The cache rule of the CLI and scripts/default-model.sh.
-const cacheRoot = process.env.MLC_WGPU_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "mlc-wgpu");
-const smolDir = process.env.MLC_WGPU_SMOLLM2_DIR ?? path.join(cacheRoot, "models", SMOL_ID);
+const smolDir = defaultModelDir();
 const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
 
 // ---------------------------------------------------------------- native expectations
 const nativeBin = process.env.MLC_WGPU_BIN ?? path.join(repo, "target/debug/mlc-wgpu");
 assert(fs.existsSync(nativeBin), `native binary ${nativeBin} missing (scripts/test-web.sh builds it)`);
-
-async function nativeServe(modelDir) {
-  const child = spawn(nativeBin, ["serve", "--model", modelDir, "--port", "0", "--device", "cpu"], { stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  child.stderr.on("data", (d) => { err += d; });
-  const base = await new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    child.on("exit", (code) => reject(new Error(`native serve exited with ${code}: ${err}`)));
-  });
-  return {
-    async post(route, body) {
-      const r = await fetch(`${base}${route}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-      const j = await r.json();
-      if (!r.ok) throw new Error(`native ${route}: ${JSON.stringify(j)}`);
-      return j;
-    },
-    close() { child.kill(); },
-  };
-}
 
 // The requests every engine answers; the expected answers are computed by the native engine.
 const REQ = {
@@ -129,7 +94,7 @@ const SMOL_REQ_SHORT = { ...SMOL_REQ, max_tokens: 2 };
 console.log(`native expectations from ${path.relative(repo, nativeBin)} serve --device cpu`);
 const expected = {};
 {
-  const n = await nativeServe(tinyDir);
+  const n = await nativeServe(nativeBin, tinyDir);
   try {
     for (const k of ["chat", "long", "app", "chatShort", "longShort", "appShort"]) expected[k] = await n.post("/v1/chat/completions", REQ[k]);
     expected.completion = await n.post("/v1/completions", REQ.completion);
@@ -139,7 +104,7 @@ const expected = {};
     expected.sampled = await n.post("/v1/chat/completions", REQ.sampled);
   } finally { n.close(); }
   if (haveSmol) {
-    const s = await nativeServe(smolDir);
+    const s = await nativeServe(nativeBin, smolDir);
     try {
       expected.smol = await s.post("/v1/chat/completions", SMOL_REQ);
       expected.smolShort = await s.post("/v1/chat/completions", SMOL_REQ_SHORT);
@@ -287,6 +252,27 @@ for (const mode of MODES) {
     loaded = true;
   });
 
+  if (mode.backend === "webgpu") {
+    await check(`[${mode.name}] device "auto" skips the software adapter (SwiftShader) for the CPU engine and says why`, async () => {
+      const p = await blankPage(ctx);
+      try {
+        const r = await run(p, `
+          const info = (await navigator.gpu.requestAdapter({ powerPreference: "high-performance" })).info;
+          const { engine, reports } = await T.load(webllm, { device: "auto" });
+          const chunks = await T.stream(engine, arg.req);
+          await engine.unload();
+          return { info: { vendor: info.vendor, architecture: info.architecture, fallback: info.isFallbackAdapter },
+                   reports: reports.map((x) => x.text), text: T.textOf(chunks) };`, { req: REQ.chat });
+        eq(r.info.architecture, "swiftshader", "this browser's adapter (the premise of the check)");
+        const notice = r.reports.indexOf(r.reports.find((t) => /software renderer \(SwiftShader\).*CPU engine instead/.test(t)));
+        assert(notice >= 0 && notice < r.reports.indexOf("Start to fetch params"), `no software-adapter notice before loading: ${JSON.stringify(r.reports)}`);
+        eq(r.reports.at(-1), "Finish loading on CPU (WebGPU's adapter is a software renderer, SwiftShader)", "final report");
+        // The CPU engine answers the full-length request the WebGPU engine only gets short ones of.
+        eq(r.text, text(expected.chat), "text vs native");
+      } finally { await p.close(); }
+    });
+  }
+
   await full(`[${mode.name}] text completion equals the native CLI`, async () => {
     assert(loaded, "needs the loaded engine");
     const r = await run(page, `
@@ -396,6 +382,20 @@ for (const mode of MODES) {
     assert(r.schema.startsWith("GrammarMatcherInitError: Failed to initialize the grammar matcher for response format `json_object`: invalid JSON schema"), r.schema);
     assert(r.hermesLike.startsWith("GrammarMatcherInitError: "), r.hermesLike);
     eq(r.after, 1, "engine still usable after errors");
+  });
+
+  await full(`[${mode.name}] engineConfig.wasmUrl is where the engine is loaded from; a wrong one fails naming it and the fix`, async () => {
+    const p = await blankPage(ctx);
+    try {
+      const r = await run(p, `
+        const failure = async (p) => { try { await p; return "no error"; } catch (e) { return e.name + ": " + e.message; } };
+        const load = (wasmUrl) => webllm.CreateMLCEngine("tiny-qwen2", { appConfig: T.cfg("cache"), device: arg.D, wasmUrl });
+        const wrong = await failure(load(location.origin + "/web/tests/pages/blank.html"));
+        const engine = await load(new URL("/web/pkg/mlc_wgpu_web_bg.wasm", location.origin));
+        return { wrong, text: T.textOf(await T.stream(engine, arg.req)) };`, { D, req: REQ.chat });
+      assert(/^Error: The mlc-wgpu engine could not be loaded from http:\/\/127\.0\.0\.1:\d+\/web\/tests\/pages\/blank\.html: .*engineConfig\.wasmUrl/.test(r.wrong), `wrong wasmUrl: ${r.wrong}`);
+      eq(r.text, text(expected.chat), "text after loading from the given URL vs native");
+    } finally { await p.close(); }
   });
 
   await check(`[${mode.name}] reload from the cache with the network blocked (new page, model requests refused)`, async () => {

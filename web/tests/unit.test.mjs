@@ -20,6 +20,7 @@ import { fetchReport, loadReport, finishReport, startReport } from "../js/progre
 import { cleanModelUrl, getCacheBackend } from "../js/config.js";
 import { md5Hex } from "../js/md5.js";
 import { downloadFile } from "../js/cache.js";
+import { chooseDevice, softwareRenderer } from "../js/device.js";
 import * as E from "../js/errors.js";
 import { startServer } from "./server.mjs";
 
@@ -62,7 +63,48 @@ test("progress texts use WebLLM's wording", () => {
   assert.equal(fin.text, "Finish loading on WebGPU - swiftshader");
   assert.equal(fin.progress, 1);
   assert.equal(fin.timeElapsed, 1.25);
-  assert.match(finishReport("cpu", "", 1, 1).text, /^Finish loading on CPU/);
+  assert.equal(finishReport("cpu", "no WebGPU", 1, 1).text, "Finish loading on CPU (no WebGPU)");
+});
+
+test("software WebGPU adapters are recognised by the browser's flag or their names", () => {
+  // Headless Chromium's SwiftShader reports exactly this (checked in the browser suite too).
+  assert.equal(softwareRenderer({ info: { vendor: "google", architecture: "swiftshader", device: "", description: "", isFallbackAdapter: true } }), "SwiftShader");
+  assert.equal(softwareRenderer({ info: { vendor: "mesa", architecture: "", description: "llvmpipe (LLVM 19.1.7, 256 bits)" } }), "llvmpipe");
+  assert.equal(softwareRenderer({ info: { vendor: "mesa", description: "lavapipe" } }), "lavapipe");
+  assert.equal(softwareRenderer({ info: { vendor: "microsoft", description: "Microsoft Basic Render Driver" } }), "Microsoft Basic Render Driver");
+  assert.equal(softwareRenderer({ info: { vendor: "acme", architecture: "emu" }, isFallbackAdapter: true }), "acme emu");
+  assert.equal(softwareRenderer({ info: { isFallbackAdapter: true } }), "a fallback adapter");
+  for (const hw of [{ vendor: "nvidia", architecture: "ampere", description: "NVIDIA GeForce RTX 3080" },
+    { vendor: "apple", architecture: "metal-3" }, { vendor: "intel", architecture: "gen-12lp", isFallbackAdapter: false }, {}]) {
+    assert.equal(softwareRenderer({ info: hw }), undefined, JSON.stringify(hw));
+  }
+});
+
+test('device "auto" resolves to the CPU engine without an adapter or on a software one, and says why', async () => {
+  const withGpu = async (gpu, requested) => {
+    const had = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+    Object.defineProperty(globalThis, "navigator", { value: { gpu }, configurable: true, writable: true });
+    try { return await chooseDevice(requested); } finally {
+      if (had) Object.defineProperty(globalThis, "navigator", had); else delete globalThis.navigator;
+    }
+  };
+  const adapter = (info) => ({ requestAdapter: async () => ({ info }) });
+  const swiftshader = adapter({ vendor: "google", architecture: "swiftshader", isFallbackAdapter: true });
+  const sw = await withGpu(swiftshader, "auto");
+  assert.equal(sw.device, "cpu");
+  assert.match(sw.notice, /software renderer \(SwiftShader\).*CPU engine instead.*device: "webgpu"/);
+  assert.match(sw.cpuReason, /SwiftShader/);
+  for (const gpu of [undefined, { requestAdapter: async () => null }, { requestAdapter: async () => { throw new Error("x"); } }]) {
+    const r = await withGpu(gpu, "auto");
+    assert.equal(r.device, "cpu");
+    assert.match(r.notice, /WebGPU is not available.*CPU engine/);
+  }
+  // A hardware adapter leaves the choice to the engine ("auto": WebGPU, CPU if no device comes).
+  eq(await withGpu(adapter({ vendor: "nvidia", architecture: "ampere" }), "auto"), { device: "auto" });
+  // An explicit choice is kept, software adapter or not.
+  eq(await withGpu(swiftshader, "webgpu"), { device: "webgpu" });
+  eq(await withGpu(swiftshader, "cpu"), { device: "cpu" });
+  function eq(a, b) { assert.deepEqual(a, b); }
 });
 
 test("model URLs follow WebLLM's cleanModelUrl", () => {
