@@ -133,6 +133,51 @@ fn a_decode_step_is_one_submission_and_a_four_byte_readback() {
         "a decode step allocates no buffer"
     );
     assert_eq!(after.bindings, before.bindings, "a decode step binds no new kernel");
+
+    // The model's default chat sampling (repetition penalty) and a bias, queued ahead with the
+    // counts the GPU keeps: still one submission and four bytes, and no step waits for the host.
+    use mlc_kernels::cpu::SamplingParams;
+    use mlc_wgpu::backend::StepInput;
+    use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
+    let params = SamplingParams {
+        temperature: 0.7,
+        repetition_penalty: 1.1,
+        frequency_penalty: 0.3,
+        ..SamplingParams::default()
+    };
+    let step = |counts, top_logprobs| SamplingStep {
+        params: &params,
+        logit_bias: &[(17, 2.0)],
+        counts,
+        active_vocab: None,
+        uniform: 0.4,
+        token_mask: None,
+        top_logprobs,
+    };
+    engine.queue_sample(StepInput::Tokens(&[warm]), &step(TokenCounts::Start(&[]), 0)).unwrap();
+    engine.queue_sample(StepInput::Queued, &step(TokenCounts::Kept, 0)).unwrap();
+    engine.next_queued().block_on().unwrap();
+    let before = engine.backend().stats();
+    engine.queue_sample(StepInput::Queued, &step(TokenCounts::Kept, 0)).unwrap();
+    let queued = engine.backend().stats();
+    assert_eq!(queued.submissions - before.submissions, 1, "a penalised step is one submission");
+    assert_eq!(queued.wait, before.wait, "queuing a penalised step waits for nothing");
+    engine.next_queued().block_on().unwrap();
+    engine.next_queued().block_on().unwrap();
+    let after = engine.backend().stats();
+    assert_eq!(after.submissions - before.submissions, 1, "submissions per penalised step");
+    assert_eq!(after.readback_bytes - before.readback_bytes, 4, "bytes per penalised step");
+    assert_eq!(after.activation_buffers, before.activation_buffers, "no buffer");
+    assert_eq!(after.bindings, before.bindings, "no new kernel");
+
+    // Five log probabilities come back in the same readback: 8 + 5 · 8 bytes.
+    let before = engine.backend().stats();
+    engine.queue_sample(StepInput::Queued, &step(TokenCounts::Kept, 5)).unwrap();
+    let drawn = engine.next_queued().block_on().unwrap();
+    let after = engine.backend().stats();
+    assert_eq!(after.submissions - before.submissions, 1, "submissions with log probabilities");
+    assert_eq!(after.readback_bytes - before.readback_bytes, 48, "bytes with 5 log probabilities");
+    assert_eq!(drawn.probabilities.expect("asked for").top.len(), 5);
 }
 
 #[test]
