@@ -372,6 +372,16 @@ mod tests {
     }
 
     #[test]
+    fn token_probabilities_list_the_most_probable_ids_ties_by_id() {
+        let probs = [0.1, 0.4, 0.1, 0.4, 0.0];
+        let reported = token_probabilities(&probs, 2, 4);
+        assert_eq!(reported.token, 0.1);
+        assert_eq!(reported.top, vec![(1, 0.4), (3, 0.4), (0, 0.1), (2, 0.1)]);
+        assert_eq!(token_probabilities(&probs, 1, 9).top.len(), 5, "at most the vocabulary");
+        assert!(token_probabilities(&probs, 1, 0).top.is_empty());
+    }
+
+    #[test]
     fn minstd_matches_the_park_miller_sequence() {
         let mut rng = Minstd::new(1);
         assert_eq!(rng.state, 1);
