@@ -671,4 +671,34 @@ fn gpu_rounds_with_penalties_bias_and_logprobs_are_pipelined_and_match_the_cpu_e
         9 * requests.len(),
         "every decode step was queued ahead"
     );
+
+    // A grammar round goes step by step, with the same counts kept by the backend.
+    let chat: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+        "messages": [{"role": "user", "content": "Give me a JSON object."}],
+        "response_format": {"type": "json_object"},
+        "seed": SEED, "max_tokens": 8, "temperature": 0, "repetition_penalty": 1.5,
+        "frequency_penalty": 1.0, "logprobs": true, "top_logprobs": 4
+    }))
+    .unwrap();
+    let reply = |engine: &mut ChatEngine| {
+        engine.chat_completion(&chat, |_| panic!("not streaming")).block_on().unwrap()
+    };
+    let (want, got) = (reply(&mut on_cpu), reply(&mut on_gpu));
+    assert_eq!(got.choices[0].message.content, want.choices[0].message.content, "grammar round");
+    let (want, got) = (want.choices[0].logprobs.clone(), got.choices[0].logprobs.clone());
+    let (want, got) = (want.unwrap().content, got.unwrap().content);
+    assert_eq!(got.len(), 8, "grammar round: a log probability per token");
+    for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(got.token, want.token, "grammar round: token {i}");
+        assert!((got.logprob - want.logprob).abs() <= 1e-3, "grammar round: token {i}");
+        let ids = |entry: &TokenLogprob| {
+            entry.top_logprobs.iter().map(|top| top.token.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(got), ids(want), "grammar round: top_logprobs of token {i}");
+    }
+    assert_eq!(
+        seen.borrow().queued_ahead,
+        9 * requests.len(),
+        "no step of a grammar round is queued ahead"
+    );
 }

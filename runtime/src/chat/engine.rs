@@ -647,8 +647,8 @@ impl ChatEngine {
     /// interrupt flag is checked before every decode step's token is taken.
     /// With a `matcher`, each step draws only among the tokens its grammar allows.
     ///
-    /// When no step needs the previous token on the host, each step is queued
-    /// ahead, before the previous token is read (see the module docs). Whatever
+    /// Without a grammar each step is queued ahead, before the previous token
+    /// is read (see the module docs). Whatever
     /// ends the round, a step still queued is dropped again, so the KV cache
     /// holds what a step-by-step round leaves: the prompt and every output
     /// token but the last.
