@@ -191,7 +191,7 @@ pub fn check_queued_greedy(
         prompt.token_ids.len() + 2,
         "{what}: positions of three queued steps"
     );
-    let taken: Vec<u32> = (0..3).map(|_| engine.next_queued().block_on().unwrap()).collect();
+    let taken: Vec<u32> = (0..3).map(|_| engine.next_queued().block_on().unwrap().token).collect();
     assert_eq!(taken, want[..3], "{what}: tokens of three queued steps");
 
     // Queue one step past token 3, take nothing, drop it: token 3 must still

@@ -112,8 +112,8 @@ fn a_queued_step_is_submitted_before_the_previous_token_is_read() {
     let queued = engine.backend().stats();
     assert_eq!(queued.submissions - before.submissions, 2, "both steps are on the queue");
     assert_eq!(queued.wait, before.wait, "no token was waited for yet");
-    assert_eq!(engine.next_queued().block_on().unwrap(), prompt.greedy_16[0]);
-    assert_eq!(engine.next_queued().block_on().unwrap(), prompt.greedy_16[1]);
+    assert_eq!(engine.next_queued().block_on().unwrap().token, prompt.greedy_16[0]);
+    assert_eq!(engine.next_queued().block_on().unwrap().token, prompt.greedy_16[1]);
 }
 
 #[test]
@@ -133,6 +133,51 @@ fn a_decode_step_is_one_submission_and_a_four_byte_readback() {
         "a decode step allocates no buffer"
     );
     assert_eq!(after.bindings, before.bindings, "a decode step binds no new kernel");
+
+    // The model's default chat sampling (repetition penalty) and a bias, queued ahead with the
+    // counts the GPU keeps: still one submission and four bytes, and no step waits for the host.
+    use mlc_kernels::cpu::SamplingParams;
+    use mlc_wgpu::backend::StepInput;
+    use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
+    let params = SamplingParams {
+        temperature: 0.7,
+        repetition_penalty: 1.1,
+        frequency_penalty: 0.3,
+        ..SamplingParams::default()
+    };
+    let step = |counts, top_logprobs| SamplingStep {
+        params: &params,
+        logit_bias: &[(17, 2.0)],
+        counts,
+        active_vocab: None,
+        uniform: 0.4,
+        token_mask: None,
+        top_logprobs,
+    };
+    engine.queue_sample(StepInput::Tokens(&[warm]), &step(TokenCounts::Start(&[]), 0)).unwrap();
+    engine.queue_sample(StepInput::Queued, &step(TokenCounts::Kept, 0)).unwrap();
+    engine.next_queued().block_on().unwrap();
+    let before = engine.backend().stats();
+    engine.queue_sample(StepInput::Queued, &step(TokenCounts::Kept, 0)).unwrap();
+    let queued = engine.backend().stats();
+    assert_eq!(queued.submissions - before.submissions, 1, "a penalised step is one submission");
+    assert_eq!(queued.wait, before.wait, "queuing a penalised step waits for nothing");
+    engine.next_queued().block_on().unwrap();
+    engine.next_queued().block_on().unwrap();
+    let after = engine.backend().stats();
+    assert_eq!(after.submissions - before.submissions, 1, "submissions per penalised step");
+    assert_eq!(after.readback_bytes - before.readback_bytes, 4, "bytes per penalised step");
+    assert_eq!(after.activation_buffers, before.activation_buffers, "no buffer");
+    assert_eq!(after.bindings, before.bindings, "no new kernel");
+
+    // Five log probabilities come back in the same readback: 8 + 5 · 8 bytes.
+    let before = engine.backend().stats();
+    engine.queue_sample(StepInput::Queued, &step(TokenCounts::Kept, 5)).unwrap();
+    let drawn = engine.next_queued().block_on().unwrap();
+    let after = engine.backend().stats();
+    assert_eq!(after.submissions - before.submissions, 1, "submissions with log probabilities");
+    assert_eq!(after.readback_bytes - before.readback_bytes, 48, "bytes with 5 log probabilities");
+    assert_eq!(drawn.probabilities.expect("asked for").top.len(), 5);
 }
 
 #[test]
@@ -157,7 +202,7 @@ fn default_options_serve_a_large_vocabulary() {
 #[test]
 fn gpu_sampling_draws_the_cpu_engines_tokens() {
     use mlc_kernels::cpu::SamplingParams;
-    use mlc_wgpu::sampling::SamplingStep;
+    use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
     let (_, ctx) = contexts().remove(0);
     let artifact =
         Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default())
@@ -180,15 +225,16 @@ fn gpu_sampling_draws_the_cpu_engines_tokens() {
         let step = SamplingStep {
             params: &params,
             logit_bias: &bias,
-            appeared: &appeared,
+            counts: TokenCounts::Start(&appeared),
             active_vocab: None,
             uniform,
             token_mask: None,
+            top_logprobs: 0,
         };
         gpu.reset();
         cpu.reset();
-        let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap();
-        let on_cpu = cpu.sample_next(prompt, &step).block_on().unwrap();
+        let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap().token;
+        let on_cpu = cpu.sample_next(prompt, &step).block_on().unwrap().token;
         assert_eq!(on_gpu, on_cpu, "draw {i} with u = {uniform}");
         drawn.insert(on_gpu);
     }
@@ -198,7 +244,7 @@ fn gpu_sampling_draws_the_cpu_engines_tokens() {
 #[test]
 fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
     use mlc_kernels::cpu::SamplingParams;
-    use mlc_wgpu::sampling::SamplingStep;
+    use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
     let (_, ctx) = contexts().remove(0);
     let artifact =
         Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default())
@@ -227,15 +273,16 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
             let step = SamplingStep {
                 params,
                 logit_bias: &[],
-                appeared: &[],
+                counts: TokenCounts::Start(&[]),
                 active_vocab: None,
                 uniform,
                 token_mask: Some(&mask),
+                top_logprobs: 0,
             };
             gpu.reset();
             cpu.reset();
-            let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap();
-            let on_cpu = cpu.sample_next(prompt, &step).block_on().unwrap();
+            let on_gpu = gpu.sample_next(prompt, &step).block_on().unwrap().token;
+            let on_cpu = cpu.sample_next(prompt, &step).block_on().unwrap().token;
             assert_eq!(on_gpu, on_cpu, "draw {i} with u = {uniform}, T = {}", params.temperature);
             assert!(allowed.contains(&on_gpu), "draw {i} gave {on_gpu}, outside the mask");
             drawn.insert(on_gpu);
@@ -258,14 +305,15 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
     let step = SamplingStep {
         params: &penalised,
         logit_bias: &biased,
-        appeared: &appeared,
+        counts: TokenCounts::Start(&appeared),
         active_vocab: Some(vocab - 7),
         uniform: 0.5,
         token_mask: None,
+        top_logprobs: 0,
     };
     gpu.reset();
     assert_eq!(
-        gpu.sample_next(prompt, &step).block_on().unwrap(),
+        gpu.sample_next(prompt, &step).block_on().unwrap().token,
         allowed[0],
         "the bias decides this step"
     );
@@ -280,15 +328,16 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
     let step = SamplingStep {
         params: &greedy,
         logit_bias: &[],
-        appeared: &[],
+        counts: TokenCounts::Start(&[]),
         active_vocab: None,
         uniform: 0.5,
         token_mask: None,
+        top_logprobs: 0,
     };
     gpu.reset();
     cpu.reset();
     assert_eq!(
-        gpu.sample_next(prompt, &step).block_on().unwrap(),
-        cpu.sample_next(prompt, &step).block_on().unwrap()
+        gpu.sample_next(prompt, &step).block_on().unwrap().token,
+        cpu.sample_next(prompt, &step).block_on().unwrap().token
     );
 }

@@ -25,7 +25,7 @@ pub use health::DeviceHealth;
 pub use matmul::{DecodeInput, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
 pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
 pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
-pub use sampling::{BoundSampler, Sampler, SamplerBuffers};
+pub use sampling::{BoundSampler, SampledResult, Sampler, SamplerBuffers, result_bytes};
 
 /// Why a kernel could not be built or run.
 #[derive(Debug, thiserror::Error)]

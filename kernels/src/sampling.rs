@@ -5,8 +5,15 @@
 //! (structured output: the ids a grammar allows) is uploaded as a bitmask of
 //! `ceil(vocab / 32)` words, so the logits never leave the GPU.
 //!
-//! The CPU reference is [`crate::cpu::sample`] / [`crate::cpu::argmax`]; the
-//! shader's header explains the passes and the top-p method.
+//! The penalties' counts live on the GPU: every sampling dispatch adds its
+//! token to them, so a step recorded before the host has read the previous
+//! token still penalises it. Log probabilities come back with the token: the
+//! drawn token's probability and the `top_logprobs` most probable ids follow
+//! it in the token buffer ([`result_bytes`], [`SampledResult::from_words`]).
+//!
+//! The CPU reference is [`crate::cpu::sample`] / [`crate::cpu::argmax`] /
+//! [`crate::cpu::token_probabilities`]; the shader's header explains the
+//! passes and the top-p method.
 
 use std::mem::offset_of;
 
@@ -14,7 +21,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::check_distinct;
 use crate::context::{Binding, KernelLayout, require_size};
-use crate::cpu::{GREEDY_TEMPERATURE, SamplingParams};
+use crate::cpu::{GREEDY_TEMPERATURE, MAX_TOP_LOGPROBS, SamplingParams, TokenProbabilities};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/sampling.wgsl");
@@ -31,9 +38,54 @@ const BINS: usize = 2048;
 pub const TOP_P_CANDIDATES: usize = 1024;
 /// Bytes of the shader's `Scratch` struct: five per-block arrays and four words.
 const SCRATCH_BYTES: u64 = (5 * 256 + 4) * 4;
+/// u32 words of the token buffer: the token, its probability, and
+/// [`MAX_TOP_LOGPROBS`] `(id, probability)` pairs.
+pub const TOKEN_WORDS: usize = 2 + 2 * MAX_TOP_LOGPROBS;
 
-const ENTRY_POINTS: [&str; 7] =
-    ["process", "reduce", "exponentiate", "choose_cutoff", "collect", "sample", "count_token"];
+const ENTRY_POINTS: [&str; 8] = [
+    "process",
+    "reduce",
+    "exponentiate",
+    "choose_cutoff",
+    "collect",
+    "sample",
+    "select_top",
+    "merge_top",
+];
+
+/// Bytes of the token buffer that hold a step's result when it reported `top`
+/// log probabilities: the token id alone (4 bytes) when `top` is 0.
+pub fn result_bytes(top: usize) -> u64 {
+    match top {
+        0 => 4,
+        top => ((2 + 2 * top) * 4) as u64,
+    }
+}
+
+/// A sampling step's result as read back from the token buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledResult {
+    /// The drawn token; `None` when the logits were not all finite.
+    pub token: Option<u32>,
+    /// Its probability and the most probable ids, when the step reported any.
+    pub probabilities: Option<TokenProbabilities>,
+}
+
+impl SampledResult {
+    /// Decodes the first [`result_bytes`]`(top) / 4` words of the token
+    /// buffer of a sampler over `vocab` ids.
+    pub fn from_words(words: &[u32], top: usize, vocab: usize) -> SampledResult {
+        let token = words.first().copied().filter(|&id| (id as usize) < vocab);
+        let probabilities = (top > 0 && token.is_some()).then(|| TokenProbabilities {
+            token: f32::from_bits(words[1]),
+            top: words[2..2 + 2 * top]
+                .chunks_exact(2)
+                .map(|pair| (pair[0], f32::from_bits(pair[1])))
+                .collect(),
+        });
+        SampledResult { token, probabilities }
+    }
+}
 
 /// The workgroup reductions for `caps` (subgroup operations when available),
 /// to put at the start of the shader. Browsers (Tint) also need
@@ -66,6 +118,8 @@ struct Params {
     frequency: f32,
     blocks: u32,
     masked: u32,
+    top_logprobs: u32,
+    _pad: [u32; 3],
 }
 
 /// The buffers the caller owns.
@@ -73,10 +127,11 @@ pub struct SamplerBuffers<'a> {
     /// The logits of the position to sample, `vocab` f32 (the first `vocab` values of the buffer).
     pub logits: &'a wgpu::Buffer,
     /// How often each id was generated in this round, `vocab` u32 (the
-    /// penalties' counts; the caller zeroes it at each new round, see
-    /// [`BoundSampler::set_count_sampled`] to have the GPU update it).
+    /// penalties' counts): the caller sets it at each new round, and each
+    /// [`BoundSampler::dispatch_sample`] adds 1 for the token it draws.
     pub counts: &'a wgpu::Buffer,
-    /// Receives the token id (u32 at offset 0).
+    /// Receives the token id (u32 at offset 0), then the log probabilities'
+    /// data ([`TOKEN_WORDS`] u32 in all).
     pub token: &'a wgpu::Buffer,
 }
 
@@ -118,7 +173,7 @@ impl Sampler {
         }
         require_size("sampling logits", buffers.logits, (vocab * 4) as u64)?;
         require_size("sampling counts", buffers.counts, (vocab * 4) as u64)?;
-        require_size("sampling token", buffers.token, 4)?;
+        require_size("sampling token", buffers.token, (TOKEN_WORDS * 4) as u64)?;
         check_distinct(
             "sampling counts",
             buffers.counts,
@@ -133,8 +188,10 @@ impl Sampler {
         let work = ctx.empty_storage_buffer("sampling work", (vocab * 4) as u64);
         let scratch = ctx.empty_storage_buffer("sampling scratch", SCRATCH_BYTES);
         let hist = ctx.empty_storage_buffer("sampling histogram", ((BINS + 1) * 4) as u64);
+        // The top-p candidates, then each block's most probable ids for top_logprobs.
+        let candidate_pairs = TOP_P_CANDIDATES + MAX_VOCAB.div_ceil(BLOCK) * MAX_TOP_LOGPROBS;
         let candidates =
-            ctx.empty_storage_buffer("sampling candidates", (TOP_P_CANDIDATES * 8) as u64);
+            ctx.empty_storage_buffer("sampling candidates", (candidate_pairs * 8) as u64);
         let params = Params {
             vocab: vocab as u32,
             active_vocab: vocab as u32,
@@ -148,6 +205,8 @@ impl Sampler {
             frequency: 0.0,
             blocks: vocab.div_ceil(BLOCK) as u32,
             masked: 0,
+            top_logprobs: 0,
+            _pad: [0; 3],
         };
         let params_buffer = ctx.uniform_buffer("sampling params", &params);
         let bind_group = ctx.bind_buffers(
@@ -171,8 +230,7 @@ impl Sampler {
             params_buffer,
             params,
             bias,
-            has_bias: false,
-            count_sampled: false,
+            bias_pairs: Vec::new(),
             _private: [work, scratch, hist, candidates],
         })
     }
@@ -185,8 +243,8 @@ pub struct BoundSampler {
     params_buffer: wgpu::Buffer,
     params: Params,
     bias: wgpu::Buffer,
-    has_bias: bool,
-    count_sampled: bool,
+    /// The bias the table holds, so that a request's every step does not rewrite it.
+    bias_pairs: Vec<(u32, f32)>,
     _private: [wgpu::Buffer; 4],
 }
 
@@ -254,9 +312,9 @@ impl BoundSampler {
 
     /// Sets the request's logit bias, `(token id, bias)` pairs (a JSON map, so
     /// unique ids; ids outside the vocabulary are ignored, as by the reference).
-    /// Rewrites the dense bias table only when there was or is a bias.
+    /// Rewrites the dense bias table only when the pairs change.
     pub fn set_logit_bias(&mut self, queue: &wgpu::Queue, bias: &[(u32, f32)]) {
-        if bias.is_empty() && !self.has_bias {
+        if bias == self.bias_pairs.as_slice() {
             return;
         }
         let mut dense = vec![0.0f32; self.params.vocab as usize];
@@ -266,7 +324,7 @@ impl BoundSampler {
             }
         }
         queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(&dense));
-        self.has_bias = !bias.is_empty();
+        self.bias_pairs = bias.to_vec();
     }
 
     /// Sets the token mask: `Some(words)`, `ceil(vocab / 32)` words with bit
@@ -301,10 +359,31 @@ impl BoundSampler {
         Ok(())
     }
 
-    /// Whether each dispatch also adds 1 to the sampled token's count (the
-    /// spec counts every generated token of the round; off by default).
-    pub fn set_count_sampled(&mut self, on: bool) {
-        self.count_sampled = on;
+    /// How many of the most probable ids [`dispatch_sample`](Self::dispatch_sample)
+    /// reports with the token's probability (at most [`MAX_TOP_LOGPROBS`]; 0:
+    /// none, and two passes fewer). Writes 4 bytes when it changes.
+    pub fn set_top_logprobs(&mut self, queue: &wgpu::Queue, top: usize) -> Result<(), KernelError> {
+        if top > MAX_TOP_LOGPROBS {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: top_logprobs {top} exceeds {MAX_TOP_LOGPROBS}"
+            )));
+        }
+        let top = top.min(self.params.vocab as usize) as u32;
+        if top != self.params.top_logprobs {
+            self.params.top_logprobs = top;
+            queue.write_buffer(
+                &self.params_buffer,
+                offset_of!(Params, top_logprobs) as u64,
+                bytemuck::bytes_of(&top),
+            );
+        }
+        Ok(())
+    }
+
+    /// Log probabilities the next [`dispatch_sample`](Self::dispatch_sample)
+    /// reports (see [`result_bytes`]).
+    pub fn top_logprobs(&self) -> usize {
+        self.params.top_logprobs as usize
     }
 
     /// Records greedy decoding: the argmax of the biased and penalised logits
@@ -314,10 +393,14 @@ impl BoundSampler {
     }
 
     /// Records the full sampling chain of docs/sampling.md (a temperature ≤ 1e-5 draws
-    /// among the tied maxima with `u`), six passes.
+    /// among the tied maxima with `u`) and adds the token to the counts: six
+    /// passes, two more with [`set_top_logprobs`](Self::set_top_logprobs).
     pub fn dispatch_sample(&self, pass: &mut wgpu::ComputePass<'_>) {
         let blocks = self.params.blocks;
         self.record(pass, &[(0, blocks), (1, 1), (2, blocks), (3, 1), (4, blocks), (5, 1)]);
+        if self.params.top_logprobs > 0 {
+            self.record(pass, &[(6, blocks), (7, 1)]);
+        }
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, passes: &[(usize, u32)]) {
@@ -325,10 +408,6 @@ impl BoundSampler {
         for &(pipeline, workgroups) in passes {
             pass.set_pipeline(&self.pipelines[pipeline]);
             pass.dispatch_workgroups(workgroups, 1, 1);
-        }
-        if self.count_sampled {
-            pass.set_pipeline(&self.pipelines[6]);
-            pass.dispatch_workgroups(1, 1, 1);
         }
     }
 
@@ -354,5 +433,20 @@ impl BoundSampler {
         self.set_uniform(&ctx.queue, uniform)?;
         ctx.submit_pass("sample", |pass| self.dispatch_sample(pass));
         Ok(ctx.read_u32(token, 1)?[0])
+    }
+
+    /// Blocking convenience: sets `u`, samples, reads the whole result back.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn sample_result_blocking(
+        &mut self,
+        ctx: &GpuContext,
+        token: &wgpu::Buffer,
+        uniform: f32,
+    ) -> Result<SampledResult, KernelError> {
+        self.set_uniform(&ctx.queue, uniform)?;
+        ctx.submit_pass("sample", |pass| self.dispatch_sample(pass));
+        let top = self.top_logprobs();
+        let words = ctx.read_u32(token, result_bytes(top) as usize / 4)?;
+        Ok(SampledResult::from_words(&words, top, self.params.vocab as usize))
     }
 }

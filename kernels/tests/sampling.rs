@@ -4,6 +4,7 @@ mod common;
 
 use common::{contexts, rng, upload, upload_u32};
 use mlc_kernels::cpu::{self, SamplingParams};
+use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{BoundSampler, GpuContext, KernelError, Sampler, SamplerBuffers};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -20,7 +21,7 @@ impl Rig {
     fn new(ctx: &GpuContext, sampler: &Sampler, vocab: usize) -> Rig {
         let logits = upload(ctx, &vec![0.0; vocab]);
         let counts = upload_u32(ctx, &vec![0; vocab]);
-        let token = upload_u32(ctx, &[u32::MAX]);
+        let token = upload_u32(ctx, &[u32::MAX; TOKEN_WORDS]);
         let bound = sampler
             .bind(ctx, vocab, &SamplerBuffers { logits: &logits, counts: &counts, token: &token })
             .unwrap();
@@ -348,8 +349,8 @@ fn penalties_and_bias_change_the_choice_as_expected() {
         counts[3] = 1;
         let rep = SamplingParams { repetition_penalty: 1.5, ..greedy };
         rig.load(ctx, &logits, &counts, &[], &rep, None);
-        assert_eq!(rig.sample(ctx, 0.5), 7, "{path}");
         assert_eq!(rig.argmax(ctx), 7, "{path}");
+        assert_eq!(rig.sample(ctx, 0.5), 7, "{path}");
         // Presence penalty of 0.2 also pushes 3 below 7; frequency 0.05 × 1 does not.
         let presence = SamplingParams { presence_penalty: 0.2, ..greedy };
         rig.load(ctx, &logits, &counts, &[], &presence, None);
@@ -377,7 +378,7 @@ fn penalties_and_bias_change_the_choice_as_expected() {
 }
 
 #[test]
-fn the_gpu_can_count_the_sampled_tokens() {
+fn the_sampler_counts_the_tokens_it_draws() {
     let (_, ctx) = &contexts()[1];
     let sampler = Sampler::new(ctx).unwrap();
     let vocab = 100;
@@ -388,12 +389,98 @@ fn the_gpu_can_count_the_sampled_tokens() {
     logits[9] = 3.5;
     let params = SamplingParams { temperature: 0.0, frequency_penalty: 0.6, ..Default::default() };
     rig.load(ctx, &logits, &vec![0; vocab], &[], &params, None);
-    rig.bound.set_count_sampled(true);
     // Each pick of a token lowers its logit by 0.6: 5, 4.4, 3.8 (< 4, so 7), ...
     let picks: Vec<u32> = (0..4).map(|_| rig.sample(ctx, 0.5)).collect();
     assert_eq!(picks, vec![3, 3, 7, 3]);
     let counts = ctx.read_u32(&rig.counts, vocab).unwrap();
     assert_eq!((counts[3], counts[7], counts[9]), (3, 1, 0));
+    // A plain argmax draws nothing: the counts stay.
+    rig.bound.set_plain_argmax(&ctx.queue);
+    assert_eq!(rig.argmax(ctx), 3);
+    assert_eq!(ctx.read_u32(&rig.counts, vocab).unwrap(), counts);
+}
+
+/// Step 3's probabilities computed in f64 from the same `x = l / T` (f32).
+fn exact_probabilities(
+    processed: &[f32],
+    params: &SamplingParams,
+    active: Option<usize>,
+) -> Vec<f64> {
+    let active = active.unwrap_or(processed.len());
+    let t = params.effective_temperature();
+    let x: Vec<f32> =
+        processed[..active].iter().map(|&l| if params.is_greedy() { l } else { l / t }).collect();
+    let max = x.iter().copied().fold(f32::MIN, f32::max);
+    let mut e: Vec<f64> = x
+        .iter()
+        .map(|&v| {
+            if params.is_greedy() { (v == max) as u8 as f64 } else { (v as f64 - max as f64).exp() }
+        })
+        .collect();
+    let sum: f64 = e.iter().sum();
+    e.iter_mut().for_each(|v| *v /= sum);
+    e.resize(processed.len(), 0.0);
+    e
+}
+
+#[test]
+fn top_logprobs_come_back_with_the_token_as_the_cpu_reference_computes_them() {
+    for (path, ctx) in contexts() {
+        let sampler = Sampler::new(ctx).unwrap();
+        let mut rng = rng(900);
+        for vocab in [3, 1000, 5000, 151_936] {
+            let mut rig = Rig::new(ctx, &sampler, vocab);
+            for case in 0..6 {
+                let spread = rng.random_range(0.8..3.0);
+                let logits = lm_logits(&mut rng, vocab, spread);
+                let mut counts = vec![0u32; vocab];
+                let mut params = SamplingParams {
+                    temperature: [0.0, 0.7, 1.0, 1.5][case % 4],
+                    top_p: [0.8, 1.0][case % 2],
+                    ..Default::default()
+                };
+                if case % 3 == 1 {
+                    params.repetition_penalty = 1.2;
+                    params.presence_penalty = 0.3;
+                    for _ in 0..vocab.min(40) {
+                        counts[rng.random_range(0..vocab)] += rng.random_range(1..5);
+                    }
+                }
+                let bias = [(0u32, 2.5f32), ((vocab / 2) as u32, -3.0)];
+                let active = (case == 5 && vocab > 10).then(|| vocab - vocab / 10);
+                let top = [1, 5, 20][case % 3];
+                rig.load(ctx, &logits, &counts, &bias, &params, active);
+                rig.bound.set_top_logprobs(&ctx.queue, top).unwrap();
+                let got = rig.bound.sample_result_blocking(ctx, &rig.token, 0.37).unwrap();
+
+                let mut processed = logits.clone();
+                cpu::apply_logit_bias(&mut processed, &bias);
+                cpu::apply_penalties(&mut processed, &appeared(&counts), &params);
+                let probs = cpu::softmax_with_temperature(&processed, params.temperature, active);
+                let token = got.token.expect("finite logits give a token");
+                let want = cpu::token_probabilities(&probs, token, top);
+                let got = got.probabilities.expect("probabilities were asked for");
+                let what = format!("{path}: vocab {vocab}, case {case}, {params:?}, top {top}");
+                let ids = |list: &[(u32, f32)]| list.iter().map(|&(id, _)| id).collect::<Vec<_>>();
+                assert_eq!(ids(&got.top), ids(&want.top), "{what}");
+                assert_eq!(got.top.len(), top.min(vocab), "{what}");
+                // The CPU reference sums e in id order in f32, which drifts by ~1e-4
+                // over 150K ids; the GPU's tree sum stays within 1e-5 of the exact value.
+                let exact = exact_probabilities(&processed, &params, active);
+                let close = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-7 + 1e-5 * b;
+                for (&(id, p), &(_, q)) in got.top.iter().zip(&want.top) {
+                    assert!(close(p, exact[id as usize]), "{what}: id {id}: {p} vs {q} (cpu)");
+                    assert!((p - q).abs() <= 1e-6 + 1e-3 * q, "{what}: id {id}: {p} vs {q}");
+                }
+                assert!(
+                    close(got.token, exact[token as usize]),
+                    "{what}: token {token}: {} vs {} (cpu)",
+                    got.token,
+                    want.token
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -437,7 +524,17 @@ fn sampling_rejects_bad_arguments() {
     let (_, ctx) = &contexts()[0];
     let sampler = Sampler::new(ctx).unwrap();
     let small = upload(ctx, &[0.0; 10]);
-    let token = upload_u32(ctx, &[0]);
+    let token = upload_u32(ctx, &[0; TOKEN_WORDS]);
+    let short_token = upload_u32(ctx, &[0]);
+    let counts = upload_u32(ctx, &[0; 10]);
+    assert!(
+        invalid(sampler.bind(
+            ctx,
+            10,
+            &SamplerBuffers { logits: &small, counts: &counts, token: &short_token }
+        )),
+        "a token buffer without room for the log probabilities"
+    );
     assert!(invalid(sampler.bind(
         ctx,
         11,
@@ -456,7 +553,6 @@ fn sampling_rejects_bad_arguments() {
         )),
         "aliasing"
     );
-    let counts = upload_u32(ctx, &[0; 10]);
     let mut bound = sampler
         .bind(ctx, 10, &SamplerBuffers { logits: &small, counts: &counts, token: &token })
         .unwrap();
@@ -483,6 +579,7 @@ fn sampling_rejects_bad_arguments() {
     )));
     assert!(invalid(bound.set_params(q, &SamplingParams::default(), Some(11))));
     assert!(invalid(bound.set_uniform(q, 1.5)));
+    assert!(invalid(bound.set_top_logprobs(q, 21)));
     bound.set_params(q, &SamplingParams::default(), Some(10)).unwrap();
 }
 

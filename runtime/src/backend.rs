@@ -8,7 +8,7 @@ use mlc_loader::{Quantization, Tensor};
 
 use crate::EngineError;
 use crate::models::{Activation, ModelSpec};
-use crate::sampling::SamplingStep;
+use crate::sampling::{Drawn, SamplingStep};
 use crate::weights::LinearSource;
 
 /// One decoder layer's weights, in a backend's own representation.
@@ -207,14 +207,18 @@ pub trait Backend {
     /// Starts drawing the next token of a one-row logits tensor as `step`
     /// says, without waiting for it: the sampled counterpart of
     /// [`Backend::queue_argmax`], with the same hand-over to the next pass
-    /// and to [`Backend::take_token`].
+    /// and to [`Backend::take_token`]. The backend keeps the penalties'
+    /// counts itself ([`crate::sampling::TokenCounts`]): it restarts them when
+    /// the step says so and adds the drawn token, before the host reads it.
+    /// The step's probabilities, if asked for, come back with the token.
     fn queue_sample(
         &mut self,
         logits: &Self::Tensor,
         step: &SamplingStep<'_>,
     ) -> Result<Self::Pending, EngineError>;
-    /// The id of a queued token, or `None` when its logits were not all finite.
-    async fn take_token(&mut self, pending: Self::Pending) -> Result<Option<u32>, EngineError>;
+    /// A queued token (with its probabilities, when the step asked for
+    /// them), or `None` when its logits were not all finite.
+    async fn take_token(&mut self, pending: Self::Pending) -> Result<Option<Drawn>, EngineError>;
     /// Forgets the KV cache.
     fn reset_cache(&mut self);
 }

@@ -8,7 +8,7 @@ use mlc_loader::{DType, Tensor};
 use crate::EngineError;
 use crate::backend::{Backend, StepInput};
 use crate::models::{Activation, ModelSpec};
-use crate::sampling::{SamplingStep, sample_on_host};
+use crate::sampling::{Drawn, HostCounts, SamplingStep, sample_on_host};
 use crate::weights::{LinearSource, MatrixSource};
 
 /// Activations `[rows, cols]` in host memory.
@@ -71,12 +71,14 @@ pub struct CpuBackend {
     /// The token the last `queue_argmax` or `queue_sample` chose (`None`:
     /// none, or its logits were not finite).
     queued: Option<u32>,
+    /// The penalties' counts of the round being sampled.
+    counts: HostCounts,
 }
 
 impl CpuBackend {
     /// A backend with an empty KV cache.
     pub fn new() -> CpuBackend {
-        CpuBackend { rope: None, cache: Vec::new(), queued: None }
+        CpuBackend { rope: None, cache: Vec::new(), queued: None, counts: HostCounts::default() }
     }
 }
 
@@ -90,7 +92,7 @@ impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Linear = CpuLinear;
     type Vector = Vec<f32>;
-    type Pending = Option<u32>;
+    type Pending = Option<Drawn>;
 
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<CpuLinear, EngineError> {
         let (rows, cols) = (source.rows, source.cols);
@@ -274,21 +276,26 @@ impl Backend for CpuBackend {
         Ok(x.data.clone())
     }
 
-    fn queue_argmax(&mut self, logits: &CpuTensor) -> Result<Option<u32>, EngineError> {
+    fn queue_argmax(&mut self, logits: &CpuTensor) -> Result<Option<Drawn>, EngineError> {
         self.queued = crate::generate::argmax(&logits.data);
-        Ok(self.queued)
+        Ok(self.queued.map(Drawn::token))
     }
 
     fn queue_sample(
         &mut self,
         logits: &CpuTensor,
         step: &SamplingStep<'_>,
-    ) -> Result<Option<u32>, EngineError> {
-        self.queued = sample_on_host(&logits.data, step);
-        Ok(self.queued)
+    ) -> Result<Option<Drawn>, EngineError> {
+        let appeared = self.counts.for_step(step.counts);
+        let drawn = sample_on_host(&logits.data, step, &appeared);
+        self.queued = drawn.as_ref().map(|drawn| drawn.token);
+        if let Some(token) = self.queued {
+            self.counts.add(token);
+        }
+        Ok(drawn)
     }
 
-    async fn take_token(&mut self, pending: Option<u32>) -> Result<Option<u32>, EngineError> {
+    async fn take_token(&mut self, pending: Option<Drawn>) -> Result<Option<Drawn>, EngineError> {
         Ok(pending)
     }
 

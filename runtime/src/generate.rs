@@ -35,7 +35,7 @@ pub async fn generate_greedy(
             model.queue_greedy(StepInput::Queued)?;
         }
         let token = match model.next_queued().await {
-            Ok(token) => token,
+            Ok(drawn) => drawn.token,
             Err(error) => {
                 model.drop_queued();
                 return Err(error);

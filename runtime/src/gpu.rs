@@ -6,7 +6,8 @@
 //! order every step, so a slot sees the same buffers each time and reuses the
 //! bound kernel it made the first time (only the token count and position are
 //! written per step). A decode step therefore allocates nothing, submits once,
-//! and — with [`Backend::queue_argmax`] — reads back 4 bytes.
+//! and reads back 4 bytes: the token id (with log probabilities, also its
+//! probability and the top ids'). The penalties' counts stay on the GPU.
 //!
 //! Readbacks are futures (`MapRead`): natively `device.poll` waits for the
 //! GPU before the future is awaited, so it is ready at once; in a browser the
@@ -25,11 +26,13 @@ use web_time::Instant;
 
 use mlc_kernels::attention::BoundAttention;
 use mlc_kernels::rope::BoundRope;
+use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, BoundSampler,
     DecodeInput, Dtype, Elementwise, Embed, EmbedBuffers, GpuContext, GpuWeight, Matmul,
     MatmulBuffers, QkNorm, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend,
-    RopeBuffers, RopeShape, RopeTable, Sampler, SamplerBuffers, WeightFormat,
+    RopeBuffers, RopeShape, RopeTable, SampledResult, Sampler, SamplerBuffers, WeightFormat,
+    result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
@@ -37,7 +40,7 @@ use crate::EngineError;
 use crate::backend::{Backend, StepInput};
 use crate::models::{Activation, ModelSpec};
 use crate::profile::{Profile, Profiler};
-use crate::sampling::SamplingStep;
+use crate::sampling::{Drawn, SamplingStep, TokenCounts};
 use crate::weights::{LinearSource, MatrixSource};
 
 /// Ops (slots: a dispatch, or two for the separate form of a fused op) of a
@@ -221,7 +224,8 @@ pub struct GpuBackend {
     /// Ops recorded since the last submission.
     unsubmitted: usize,
     staging: Option<wgpu::Buffer>,
-    /// 4-byte staging buffers for token ids, free for the next submission.
+    /// Staging buffers for sampled results (token ids, log probabilities),
+    /// free for the next submission.
     token_staging: Vec<wgpu::Buffer>,
     stats: GpuStats,
     /// When the recording now under way began.
@@ -470,12 +474,16 @@ impl GpuBackend {
         Ok(bytes)
     }
 
-    /// Submits the recorded step with a copy of the sampled token id to the host.
-    fn submit_token(&mut self, vocab: usize) -> GpuPending {
-        let staging = self.token_staging.pop().unwrap_or_else(|| readback_buffer(&self.ctx, 4));
+    /// Submits the recorded step with a copy of its sampled result to the
+    /// host: the token id, and with `top` log probabilities their data.
+    fn submit_token(&mut self, vocab: usize, top: usize) -> GpuPending {
+        let staging = self
+            .token_staging
+            .pop()
+            .unwrap_or_else(|| readback_buffer(&self.ctx, (TOKEN_WORDS * 4) as u64));
         let token_out = self.prepared().token_out.clone();
-        let submitted = self.submit_copy(&token_out, &staging, 4);
-        GpuPending { staging, submitted, vocab }
+        let submitted = self.submit_copy(&token_out, &staging, result_bytes(top));
+        GpuPending { staging, submitted, vocab, top }
     }
 
     /// Submits recorded work that nobody has waited for yet.
@@ -509,11 +517,12 @@ struct Submitted {
 }
 
 /// A token chosen on the GPU, on its way to the host: the submission that
-/// computes it copies its id into `staging`.
+/// computes it copies its id (and `top` log probabilities) into `staging`.
 pub struct GpuPending {
     staging: wgpu::Buffer,
     submitted: Submitted,
     vocab: usize,
+    top: usize,
 }
 
 /// A buffer of `size` bytes that results are copied into and mapped from.
@@ -682,7 +691,7 @@ impl Backend for GpuBackend {
             norm_scratch: None,
             gated_scratch: None,
             tokens: ctx.empty_storage_buffer("tokens", (max_rows * 4) as u64),
-            token_out: ctx.empty_storage_buffer("sampled token", 4),
+            token_out: ctx.empty_storage_buffer("sampled token", (TOKEN_WORDS * 4) as u64),
             counts: ctx.empty_storage_buffer("token counts", (spec.vocab_size * 4) as u64),
         });
         Ok(())
@@ -1079,15 +1088,16 @@ impl Backend for GpuBackend {
             sampler.set_plain_argmax(&queue);
         }
         self.record(slot, 1, 0)?;
-        Ok(self.submit_token(logits.cols))
+        Ok(self.submit_token(logits.cols, 0))
     }
 
-    async fn take_token(&mut self, pending: GpuPending) -> Result<Option<u32>, EngineError> {
-        let GpuPending { staging, submitted, vocab } = pending;
-        let bytes = self.read_submitted(&staging, 4, submitted).await?;
+    async fn take_token(&mut self, pending: GpuPending) -> Result<Option<Drawn>, EngineError> {
+        let GpuPending { staging, submitted, vocab, top } = pending;
+        let bytes = self.read_submitted(&staging, result_bytes(top), submitted).await?;
         self.token_staging.push(staging);
-        let token = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        Ok(((token as usize) < vocab).then_some(token))
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let SampledResult { token, probabilities } = SampledResult::from_words(&words, top, vocab);
+        Ok(token.map(|token| Drawn { token, probabilities }))
     }
 
     fn queue_sample(
@@ -1100,23 +1110,27 @@ impl Backend for GpuBackend {
         let slot = self.sampler_slot(logits)?;
         let vocab = logits.cols;
         let queue = self.ctx.queue.clone();
-        let counts = self.prepared().counts.clone();
-        if step.params.penalties_active() {
+        // A round's counts start here; after that the sampler adds each draw
+        // on the GPU (this write lands before the step, after earlier steps).
+        if let TokenCounts::Start(pairs) = step.counts {
             let mut dense = vec![0u32; vocab];
-            for &(token, count) in step.appeared {
+            for &(token, count) in pairs {
                 if let Some(c) = dense.get_mut(token as usize) {
                     *c = count;
                 }
             }
-            queue.write_buffer(&counts, 0, bytemuck::cast_slice(&dense));
+            queue.write_buffer(&self.prepared().counts, 0, bytemuck::cast_slice(&dense));
         }
         self.begin_pass();
         let pass = self.pass.as_mut().expect("pass begun above");
+        let mut top = 0;
         if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
             sampler.set_params(&queue, step.params, step.active_vocab)?;
             sampler.set_logit_bias(&queue, step.logit_bias);
             sampler.set_token_mask(&queue, step.token_mask)?;
             sampler.set_uniform(&queue, step.uniform)?;
+            sampler.set_top_logprobs(&queue, step.top_logprobs)?;
+            top = sampler.top_logprobs();
             if let Some(profiler) = self.profiler.as_mut() {
                 profiler.before_dispatch(pass);
             }
@@ -1125,7 +1139,7 @@ impl Backend for GpuBackend {
                 profiler.after_dispatch(pass, "sampler");
             }
         }
-        Ok(self.submit_token(vocab))
+        Ok(self.submit_token(vocab, top))
     }
 
     fn reset_cache(&mut self) {

@@ -83,8 +83,10 @@ impl MemoryPlan {
         let kv_buffer = (spec.num_kv_heads * kv_positions * d * 4) as u64;
         let rope_table = (kv_positions * spec.rope().rotary_dim * 4) as u64;
         let vocab_row = spec.vocab_size as u64 * 4;
-        // tokens, sampled token, penalty counts, readback staging (one row of logits).
-        let io = (max_rows * 4 + 4) as u64 + 2 * vocab_row;
+        // tokens, sampled token (with its log probabilities), penalty counts,
+        // readback staging (one row of logits).
+        let sampled = mlc_kernels::sampling::TOKEN_WORDS * 4;
+        let io = (max_rows * 4 + sampled) as u64 + 2 * vocab_row;
         // Products of several rows split over K share one partial-sum buffer.
         let split_sums = if max_rows > 1 { mlc_kernels::matmul::SPLIT_SCRATCH_BYTES } else { 0 };
         let scratch =

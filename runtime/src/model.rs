@@ -11,12 +11,13 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 
+use mlc_kernels::cpu::MAX_TOP_LOGPROBS;
 use mlc_loader::Artifact;
 
 use crate::backend::{Backend, DecoderWeights, StepInput};
 use crate::models::decoder::{self, Logits};
 use crate::models::{ModelSpec, spec_for};
-use crate::sampling::SamplingStep;
+use crate::sampling::{Drawn, SamplingStep};
 use crate::{EngineError, weights};
 
 /// The future of a [`LanguageModel`] call. Boxed because the engine holds a
@@ -47,14 +48,18 @@ pub trait LanguageModel {
     /// step N + 1 while the device still runs step N, and reads token N with
     /// [`LanguageModel::next_queued`] meanwhile.
     fn queue_greedy(&mut self, input: StepInput<'_>) -> Result<(), EngineError>;
-    /// The oldest queued token, once the device has it.
-    fn next_queued(&mut self) -> ModelFuture<'_, u32>;
+    /// The oldest queued token, once the device has it, with the
+    /// probabilities its step was asked to report.
+    fn next_queued(&mut self) -> ModelFuture<'_, Drawn>;
     /// Forgets the queued steps whose tokens were not taken (a generation
     /// that stopped early): the context is as if they had not run.
     fn drop_queued(&mut self);
     /// Appends `input` and starts drawing the next token as `step` says: the
     /// sampled counterpart of [`LanguageModel::queue_greedy`], its token read
-    /// with [`LanguageModel::next_queued`] too.
+    /// with [`LanguageModel::next_queued`] too. Nothing of the step waits for
+    /// the host: the penalties' counts are the backend's own
+    /// ([`crate::sampling::TokenCounts`]), and log probabilities come back
+    /// with the token.
     fn queue_sample(
         &mut self,
         input: StepInput<'_>,
@@ -68,7 +73,7 @@ pub trait LanguageModel {
         &'a mut self,
         tokens: &'a [u32],
         step: &'a SamplingStep<'a>,
-    ) -> ModelFuture<'a, u32>;
+    ) -> ModelFuture<'a, Drawn>;
     /// Appends `tokens` and returns the logits of every one, `[tokens, vocab]`.
     fn score<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>>;
     /// Like [`LanguageModel::score`] for one call's worth of tokens, also
@@ -161,6 +166,14 @@ impl<B: Backend> Model<B> {
         if matches!(input, StepInput::Queued) && !self.token_on_device {
             return Err(EngineError::NoQueuedToken);
         }
+        if let Choice::Sample(step) = choice
+            && step.top_logprobs > MAX_TOP_LOGPROBS
+        {
+            return Err(EngineError::Unsupported(format!(
+                "top_logprobs {} exceeds {MAX_TOP_LOGPROBS}",
+                step.top_logprobs
+            )));
+        }
         let before = self.position;
         let logits = match input {
             StepInput::Tokens(tokens) => self.forward_chunked(tokens)?,
@@ -216,7 +229,7 @@ impl<B: Backend> LanguageModel for Model<B> {
     fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32> {
         Box::pin(async move {
             self.queue(StepInput::Tokens(tokens), Choice::Argmax)?;
-            self.next_queued().await
+            Ok(self.next_queued().await?.token)
         })
     }
 
@@ -232,14 +245,14 @@ impl<B: Backend> LanguageModel for Model<B> {
         self.queue(input, Choice::Sample(step))
     }
 
-    fn next_queued(&mut self) -> ModelFuture<'_, u32> {
+    fn next_queued(&mut self) -> ModelFuture<'_, Drawn> {
         Box::pin(async move {
             let (pending, _) = self.queued.pop_front().ok_or(EngineError::NoQueuedToken)?;
             // The position at which this token's logits were computed.
             let step =
                 self.position - self.queued.iter().map(|(_, positions)| positions).sum::<usize>();
             match self.backend.take_token(pending).await? {
-                Some(token) => Ok(token),
+                Some(drawn) => Ok(drawn),
                 None => {
                     // Later steps ran on an invalid token: their work is void.
                     self.drop_queued();
@@ -261,7 +274,7 @@ impl<B: Backend> LanguageModel for Model<B> {
         &'a mut self,
         tokens: &'a [u32],
         step: &'a SamplingStep<'a>,
-    ) -> ModelFuture<'a, u32> {
+    ) -> ModelFuture<'a, Drawn> {
         Box::pin(async move {
             self.queue(StepInput::Tokens(tokens), Choice::Sample(step))?;
             self.next_queued().await

@@ -1,8 +1,29 @@
 //! What one decoding step asks of the sampler (WebLLM's order: the grammar's
 //! token mask, logit bias, penalties, temperature, top-p, then a draw with the
-//! step's random number).
+//! step's random number) and what it gives back.
+//!
+//! The penalties' counts are the sampler's own: a round starts them
+//! ([`TokenCounts::Start`]) and every draw adds its token, so a step queued
+//! before the host has read the previous token still penalises it. The GPU
+//! engine keeps them in a device buffer, the CPU engine on the host.
 
-use mlc_kernels::cpu::{SamplingParams, apply_token_mask, sample};
+use std::collections::HashMap;
+
+use mlc_kernels::cpu::{
+    SamplingParams, TokenProbabilities, apply_logit_bias, apply_penalties, apply_token_mask,
+    sample_from, softmax_with_temperature, token_probabilities, top_p_filter,
+};
+
+/// The counts the step's penalties use.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenCounts<'a> {
+    /// A new round: the counts restart from these `(token, count)` pairs
+    /// (none for a chat round, which counts only what it generates).
+    Start(&'a [(u32, u32)]),
+    /// The counts the sampler keeps: the round's start plus one for every
+    /// token drawn since, including a draw the host has not read yet.
+    Kept,
+}
 
 /// The sampling inputs of one step.
 #[derive(Debug, Clone, Copy)]
@@ -11,8 +32,8 @@ pub struct SamplingStep<'a> {
     pub params: &'a SamplingParams,
     /// `(token, bias)` pairs added to the logits.
     pub logit_bias: &'a [(u32, f32)],
-    /// `(token, count)` of the tokens generated so far in this round (penalties).
-    pub appeared: &'a [(u32, u32)],
+    /// The penalties' counts (kept up to date by every draw).
+    pub counts: TokenCounts<'a>,
     /// Ids at or above this are never drawn (`active_vocab_size`); `None`: all.
     pub active_vocab: Option<usize>,
     /// The step's uniform random number in `[0, 1)` (the caller's seeded RNG).
@@ -20,31 +41,70 @@ pub struct SamplingStep<'a> {
     /// Structured output: the ids that may be drawn, a bitmask of
     /// `ceil(vocab / 32)` words (bit `i % 32` of word `i / 32`); `None`: all.
     pub token_mask: Option<&'a [u32]>,
+    /// How many of the most probable ids to report with the token's
+    /// probability (`top_logprobs`, at most
+    /// [`MAX_TOP_LOGPROBS`](mlc_kernels::cpu::MAX_TOP_LOGPROBS)); 0: none.
+    pub top_logprobs: usize,
 }
 
-/// Samples on the host; `None` when a logit is not finite.
-pub fn sample_on_host(logits: &[f32], step: &SamplingStep<'_>) -> Option<u32> {
+/// A token chosen by a step, with the probabilities it was asked to report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawn {
+    /// The token id.
+    pub token: u32,
+    /// With `top_logprobs > 0`: the token's probability and the most probable
+    /// ids, after mask, bias, penalties and temperature.
+    pub probabilities: Option<TokenProbabilities>,
+}
+
+impl Drawn {
+    /// A token chosen without probabilities (greedy argmax).
+    pub fn token(token: u32) -> Drawn {
+        Drawn { token, probabilities: None }
+    }
+}
+
+/// The penalties' counts kept on the host (the CPU engine's), with the same
+/// contract as the GPU sampler's device buffer.
+#[derive(Debug, Default)]
+pub struct HostCounts {
+    counts: HashMap<u32, u32>,
+}
+
+impl HostCounts {
+    /// The `(token, count)` pairs a step penalises, after restarting them if it starts a round.
+    pub fn for_step(&mut self, counts: TokenCounts<'_>) -> Vec<(u32, u32)> {
+        if let TokenCounts::Start(pairs) = counts {
+            self.counts = pairs.iter().copied().collect();
+        }
+        self.counts.iter().map(|(&token, &count)| (token, count)).collect()
+    }
+
+    /// Counts a drawn token.
+    pub fn add(&mut self, token: u32) {
+        *self.counts.entry(token).or_default() += 1;
+    }
+}
+
+/// Samples on the host with the penalties of `appeared` (`(token, count)`
+/// pairs); `None` when a logit is not finite.
+pub fn sample_on_host(
+    logits: &[f32],
+    step: &SamplingStep<'_>,
+    appeared: &[(u32, u32)],
+) -> Option<Drawn> {
     if logits.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    let masked;
-    let logits = match step.token_mask {
-        Some(mask) => {
-            masked = {
-                let mut copy = logits.to_vec();
-                apply_token_mask(&mut copy, mask);
-                copy
-            };
-            &masked[..]
-        }
-        None => logits,
-    };
-    Some(sample(
-        logits,
-        step.params,
-        step.appeared,
-        step.logit_bias,
-        step.active_vocab,
-        step.uniform,
-    ))
+    let mut logits = logits.to_vec();
+    if let Some(mask) = step.token_mask {
+        apply_token_mask(&mut logits, mask);
+    }
+    apply_logit_bias(&mut logits, step.logit_bias);
+    apply_penalties(&mut logits, appeared, step.params);
+    let probs = softmax_with_temperature(&logits, step.params.temperature, step.active_vocab);
+    let token = sample_from(&top_p_filter(&probs, step.params.top_p), step.uniform);
+    let probabilities =
+        (step.top_logprobs > 0).then(|| token_probabilities(&probs, token, step.top_logprobs));
+    Some(Drawn { token, probabilities })
 }

@@ -4,28 +4,32 @@
 //! same KV cache position (multi-round reuse depends on it) and the same
 //! draws for the request's next choice. The step-by-step reference is
 //! `greedy_next`/`sample_next` in a loop on a fresh model, one uniform per
-//! token from WebLLM's generator. On tiny-qwen2 (random weights, Qwen2.5's
-//! tokenizer), on the CPU engine and on the GPU (lavapipe in CI).
+//! token from WebLLM's generator; for rounds with penalties, logit bias and
+//! log probabilities, WebLLM's chain on the host over each step's logits
+//! read back (what the engine did before such rounds were pipelined). On
+//! tiny-qwen2 (random weights, Qwen2.5's tokenizer), on the CPU engine and on
+//! the GPU (lavapipe in CI).
 
 #[path = "common/artifacts.rs"]
 mod artifacts;
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use artifacts::fixture;
-use mlc_kernels::cpu::{Minstd, SamplingParams};
+use mlc_kernels::cpu::{self, Minstd, SamplingParams, TokenProbabilities};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, ChatConfig, OpenOptions};
 use mlc_wgpu::backend::{Backend, StepInput};
 use mlc_wgpu::chat::{
     ChatCompletionRequest, ChatEngine, ChatMessage, Completion, CompletionRequest, Conversation,
-    FinishReason, GenerationConfig, Tokenizer,
+    FinishReason, GenerationConfig, TokenLogprob, Tokenizer,
 };
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::models::ModelSpec;
 use mlc_wgpu::models::decoder::Trace;
-use mlc_wgpu::sampling::SamplingStep;
+use mlc_wgpu::sampling::{Drawn, SamplingStep, TokenCounts};
 use mlc_wgpu::{EngineError, LanguageModel, Model, ModelFuture, load_cpu, load_gpu};
 use pollster::FutureExt as _;
 
@@ -116,7 +120,7 @@ impl<B: Backend> LanguageModel for Spy<B> {
         self.noted(queued)
     }
 
-    fn next_queued(&mut self) -> ModelFuture<'_, u32> {
+    fn next_queued(&mut self) -> ModelFuture<'_, Drawn> {
         Box::pin(async move {
             let token = self.model.next_queued().await;
             self.noted(token)
@@ -132,7 +136,7 @@ impl<B: Backend> LanguageModel for Spy<B> {
         &'a mut self,
         tokens: &'a [u32],
         step: &'a SamplingStep<'a>,
-    ) -> ModelFuture<'a, u32> {
+    ) -> ModelFuture<'a, Drawn> {
         Box::pin(async move {
             let token = self.model.sample_next(tokens, step).await;
             self.noted(token)
@@ -239,17 +243,16 @@ fn step_by_step(
         let step = SamplingStep {
             params,
             logit_bias: &[],
-            appeared: &[],
+            counts: TokenCounts::Start(&[]),
             active_vocab: Some(151936),
             uniform: rng.next_f32(),
             token_mask: None,
+            top_logprobs: 0,
         };
         let token = match params.is_greedy() {
-            true => model.greedy_next(&fed),
-            false => model.sample_next(&fed, &step),
-        }
-        .block_on()
-        .unwrap();
+            true => model.greedy_next(&fed).block_on().unwrap(),
+            false => model.sample_next(&fed, &step).block_on().unwrap().token,
+        };
         tokens.push(token);
         if stops.stop_tokens.contains(&token)
             || tokens.len() >= stops.max_tokens
@@ -460,4 +463,242 @@ fn gpu_rounds_queued_ahead_draw_the_cpu_engines_tokens() {
         assert_eq!(got.usage.as_ref().unwrap().completion_tokens, 10);
     }
     assert_eq!(seen.borrow().queued_ahead, 18, "both rounds queued every decode step ahead");
+}
+
+/// A request with penalties, a logit bias and log probabilities, and what it
+/// resolves to on tiny-qwen2: its sampling parameters and bias pairs.
+struct Processed {
+    name: &'static str,
+    generation: GenerationConfig,
+    params: SamplingParams,
+    bias: Vec<(u32, f32)>,
+    top: usize,
+}
+
+/// The rounds that used to go step by step: the model's default sampling
+/// (greedy with `repetition_penalty` 1.1), strong penalties with a bias and
+/// log probabilities, greedy and sampled.
+fn processed_requests() -> Vec<Processed> {
+    let request = |json: serde_json::Value| -> GenerationConfig {
+        serde_json::from_value(json).expect("a generation config")
+    };
+    let params = |temperature: f32, top_p: f32, repetition: f32, presence: f32, frequency: f32| {
+        SamplingParams {
+            temperature,
+            top_p,
+            repetition_penalty: repetition,
+            presence_penalty: presence,
+            frequency_penalty: frequency,
+        }
+    };
+    vec![
+        Processed {
+            name: "default chat sampling",
+            generation: request(serde_json::json!({"temperature": 0, "repetition_penalty": 1.1})),
+            params: params(0.0, 1.0, 1.1, 0.0, 0.0),
+            bias: vec![],
+            top: 0,
+        },
+        Processed {
+            name: "greedy, penalties, bias, top_logprobs 5",
+            generation: request(serde_json::json!({
+                "temperature": 0, "repetition_penalty": 1.5, "frequency_penalty": 1.0,
+                "logit_bias": {"9707": 1.5, "13": -2}, "logprobs": true, "top_logprobs": 5
+            })),
+            params: params(0.0, 1.0, 1.5, 0.0, 1.0),
+            bias: vec![(9707, 1.5), (13, -2.0)],
+            top: 5,
+        },
+        Processed {
+            name: "sampled, penalties, bias, top_logprobs 3",
+            generation: request(serde_json::json!({
+                "temperature": 0.8, "top_p": 0.9, "repetition_penalty": 1.3,
+                "presence_penalty": 0.6, "logit_bias": {"9707": 2}, "logprobs": true,
+                "top_logprobs": 3
+            })),
+            params: params(0.8, 0.9, 1.3, 0.6, 0.0),
+            bias: vec![(9707, 2.0)],
+            top: 3,
+        },
+    ]
+}
+
+/// One round as the engine took such rounds before they were pipelined: each
+/// step fed the previous token and its logits read back, then on the host the
+/// bias, the penalties of the tokens generated so far, the softmax with
+/// temperature, top-p and the draw, and the probabilities reported from the
+/// softmax; one uniform per token from `rng`.
+fn on_host(
+    model: &mut dyn LanguageModel,
+    prompt: &[u32],
+    request: &Processed,
+    rng: &mut Minstd,
+    stops: &Stops<'_>,
+) -> Vec<(u32, TokenProbabilities)> {
+    let mut drawn = Vec::new();
+    let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut fed = prompt.to_vec();
+    loop {
+        let uniform = rng.next_f32();
+        let mut logits = model.prefill(&fed).block_on().unwrap();
+        cpu::apply_logit_bias(&mut logits, &request.bias);
+        let appeared: Vec<(u32, u32)> = counts.iter().map(|(&id, &n)| (id, n)).collect();
+        cpu::apply_penalties(&mut logits, &appeared, &request.params);
+        let probs =
+            cpu::softmax_with_temperature(&logits, request.params.temperature, Some(151936));
+        let token = cpu::sample_from(&cpu::top_p_filter(&probs, request.params.top_p), uniform);
+        drawn.push((token, cpu::token_probabilities(&probs, token, request.top)));
+        *counts.entry(token).or_default() += 1;
+        if stops.stop_tokens.contains(&token) || drawn.len() >= stops.max_tokens {
+            return drawn;
+        }
+        fed = vec![token];
+    }
+}
+
+/// The reply's log probabilities (empty when the request asked for none).
+fn logprobs_of(response: &Completion) -> Vec<TokenLogprob> {
+    response.choices[0].logprobs.clone().flatten().map_or_else(Vec::new, |l| l.content)
+}
+
+#[test]
+fn pipelined_rounds_with_penalties_bias_and_logprobs_match_the_host_chain() {
+    let artifact = artifact();
+    let tokenizer = tokenizer();
+    let prompt = tokenizer.encode(PROMPT).unwrap();
+    let stops = Stops::template(12);
+    for request in processed_requests() {
+        let what = request.name;
+        let want = on_host(
+            &mut load_cpu(&artifact).unwrap(),
+            &prompt,
+            &request,
+            &mut Minstd::new(SEED),
+            &stops,
+        );
+        let tokens: Vec<u32> = want.iter().map(|&(token, _)| token).collect();
+        assert_eq!(tokens.len(), 12, "{what}: the reference runs to max_tokens");
+        let unpenalised = Processed {
+            name: request.name,
+            top: request.top,
+            params: SamplingParams {
+                temperature: request.params.temperature,
+                top_p: request.params.top_p,
+                ..SamplingParams::default()
+            },
+            bias: vec![],
+            generation: GenerationConfig::default(),
+        };
+        let free = on_host(
+            &mut load_cpu(&artifact).unwrap(),
+            &prompt,
+            &unpenalised,
+            &mut Minstd::new(SEED),
+            &stops,
+        );
+        assert_ne!(
+            free.iter().map(|&(token, _)| token).collect::<Vec<_>>(),
+            tokens,
+            "{what}: the penalties and bias must change the reply for this test to see them"
+        );
+
+        let (mut engine, seen) = engine(load_cpu(&artifact).unwrap(), |_| {});
+        let response = complete(&mut engine, &completion(&request.generation, Some(12), 1));
+        assert_eq!(response.choices[0].text, text(&tokens, stops.stop_tokens), "{what}");
+        assert_eq!(seen.borrow().queued_ahead, 11, "{what}: every decode step is queued ahead");
+        assert_eq!(seen.borrow().position, prompt.len() + 11, "{what}: the cache");
+        let logprobs = logprobs_of(&response);
+        assert_eq!(logprobs.len(), if request.top > 0 { 12 } else { 0 }, "{what}");
+        // The CPU engine computes them with the same f32 code: bit for bit.
+        for (i, (entry, (token, probs))) in logprobs.iter().zip(&want).enumerate() {
+            assert_eq!(entry.token, tokenizer.decode(&[*token]).unwrap(), "{what}: token {i}");
+            assert_eq!(entry.logprob, f64::from(probs.token).ln(), "{what}: token {i}");
+            let top: Vec<(String, f64)> =
+                entry.top_logprobs.iter().map(|top| (top.token.clone(), top.logprob)).collect();
+            let want_top: Vec<(String, f64)> = probs
+                .top
+                .iter()
+                .map(|&(id, p)| (tokenizer.decode(&[id]).unwrap(), f64::from(p).ln()))
+                .collect();
+            assert_eq!(top, want_top, "{what}: top_logprobs of token {i}");
+        }
+    }
+}
+
+#[test]
+fn gpu_rounds_with_penalties_bias_and_logprobs_are_pipelined_and_match_the_cpu_engine() {
+    let artifact = artifact();
+    let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true })
+        .expect("a GPU adapter (lavapipe in CI)");
+    let gpu =
+        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let (mut on_gpu, seen) = engine(gpu, |_| {});
+    let (mut on_cpu, _) = engine(load_cpu(&artifact).unwrap(), |_| {});
+    let requests = processed_requests();
+    for request in &requests {
+        let what = request.name;
+        let completion = completion(&request.generation, Some(10), 1);
+        let (want, got) = (complete(&mut on_cpu, &completion), complete(&mut on_gpu, &completion));
+        assert_eq!(got.choices[0].text, want.choices[0].text, "{what}");
+        assert_eq!(got.usage.as_ref().unwrap().completion_tokens, 10, "{what}");
+        let (want, got) = (logprobs_of(&want), logprobs_of(&got));
+        assert_eq!(got.len(), want.len(), "{what}");
+        // The GPU sums the softmax in a tree, the CPU in id order over 151936
+        // ids: their probabilities differ by ~1e-4 relative.
+        let close = |a: f64, b: f64| a == b || (a - b).abs() <= 1e-3;
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(got.token, want.token, "{what}: token {i}");
+            assert!(
+                close(got.logprob, want.logprob),
+                "{what}: token {i}: {} vs {}",
+                got.logprob,
+                want.logprob
+            );
+            assert_eq!(got.top_logprobs.len(), want.top_logprobs.len(), "{what}: token {i}");
+            for (got, want) in got.top_logprobs.iter().zip(&want.top_logprobs) {
+                assert_eq!(got.token, want.token, "{what}: top_logprobs of token {i}");
+                assert!(
+                    close(got.logprob, want.logprob),
+                    "{what}: token {i}: {} vs {}",
+                    got.logprob,
+                    want.logprob
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen.borrow().queued_ahead,
+        9 * requests.len(),
+        "every decode step was queued ahead"
+    );
+
+    // A grammar round goes step by step, with the same counts kept by the backend.
+    let chat: ChatCompletionRequest = serde_json::from_value(serde_json::json!({
+        "messages": [{"role": "user", "content": "Give me a JSON object."}],
+        "response_format": {"type": "json_object"},
+        "seed": SEED, "max_tokens": 8, "temperature": 0, "repetition_penalty": 1.5,
+        "frequency_penalty": 1.0, "logprobs": true, "top_logprobs": 4
+    }))
+    .unwrap();
+    let reply = |engine: &mut ChatEngine| {
+        engine.chat_completion(&chat, |_| panic!("not streaming")).block_on().unwrap()
+    };
+    let (want, got) = (reply(&mut on_cpu), reply(&mut on_gpu));
+    assert_eq!(got.choices[0].message.content, want.choices[0].message.content, "grammar round");
+    let (want, got) = (want.choices[0].logprobs.clone(), got.choices[0].logprobs.clone());
+    let (want, got) = (want.unwrap().content, got.unwrap().content);
+    assert_eq!(got.len(), 8, "grammar round: a log probability per token");
+    for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(got.token, want.token, "grammar round: token {i}");
+        assert!((got.logprob - want.logprob).abs() <= 1e-3, "grammar round: token {i}");
+        let ids = |entry: &TokenLogprob| {
+            entry.top_logprobs.iter().map(|top| top.token.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(got), ids(want), "grammar round: top_logprobs of token {i}");
+    }
+    assert_eq!(
+        seen.borrow().queued_ahead,
+        9 * requests.len(),
+        "no step of a grammar round is queued ahead"
+    );
 }

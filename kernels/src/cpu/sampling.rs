@@ -11,7 +11,9 @@
 //!    `0..=K` with `K` the first index where `cum[K] ≥ max(top_p, 1e-5)`;
 //! 5. [`sample_from`]: the first sorted token `j` with `u < cum[j] / cum[K]`.
 //!
-//! [`sample`] runs the whole chain; [`argmax`] is plain greedy decoding. Equal
+//! [`sample`] runs the whole chain; [`argmax`] is plain greedy decoding;
+//! [`token_probabilities`] reports the probabilities of step 3 that log
+//! probabilities are made of (docs/sampling.md, "The chain", step 7). Equal
 //! probabilities are sorted by ascending token id (WebLLM leaves that order to
 //! the implementation; the GPU sampler uses the same one). The CPU draws `u`
 //! with [`Minstd`], WebLLM's generator, so runs are reproducible.
@@ -231,6 +233,39 @@ pub fn sample_from(nucleus: &Nucleus, uniform: f32) -> u32 {
         .unwrap_or(0)
 }
 
+/// Most `top_logprobs` a step can report (OpenAI's limit; WebLLM allows 5).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// What a step reports for log probabilities: probabilities of step 3 (after
+/// mask, bias, penalties and temperature; before top-p), whose natural
+/// logarithms are the `logprob`s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenProbabilities {
+    /// The drawn token's probability.
+    pub token: f32,
+    /// The most probable ids with their probabilities, most probable first,
+    /// equal probabilities by ascending id.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// The drawn `token`'s probability and the `top` most probable ids of `probs`
+/// (at most the vocabulary; ties by ascending id).
+pub fn token_probabilities(probs: &[f32], token: u32, top: usize) -> TokenProbabilities {
+    let by_probability =
+        |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]).then(a.cmp(b));
+    let mut ids: Vec<u32> = (0..probs.len() as u32).collect();
+    let top = top.min(ids.len());
+    if top > 0 {
+        ids.select_nth_unstable_by(top - 1, by_probability);
+    }
+    ids.truncate(top);
+    ids.sort_by(by_probability);
+    TokenProbabilities {
+        token: probs.get(token as usize).copied().unwrap_or(0.0),
+        top: ids.into_iter().map(|id| (id, probs[id as usize])).collect(),
+    }
+}
+
 /// Greedy decoding: the id of the largest logit below `active_vocab` (ties: lowest id).
 pub fn argmax(logits: &[f32], active_vocab: Option<usize>) -> u32 {
     let active = active_vocab.unwrap_or(logits.len()).min(logits.len());
@@ -335,6 +370,16 @@ mod tests {
         let p = softmax_with_temperature(&logits, 0.5, None);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(p[0] > p[2] && p[2] > p[1]);
+    }
+
+    #[test]
+    fn token_probabilities_list_the_most_probable_ids_ties_by_id() {
+        let probs = [0.1, 0.4, 0.1, 0.4, 0.0];
+        let reported = token_probabilities(&probs, 2, 4);
+        assert_eq!(reported.token, 0.1);
+        assert_eq!(reported.top, vec![(1, 0.4), (3, 0.4), (0, 0.1), (2, 0.1)]);
+        assert_eq!(token_probabilities(&probs, 1, 9).top.len(), 5, "at most the vocabulary");
+        assert!(token_probabilities(&probs, 1, 0).top.is_empty());
     }
 
     #[test]

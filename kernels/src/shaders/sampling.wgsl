@@ -17,8 +17,14 @@
 //   choose_cutoff  (1)       Σ e; the lowest histogram bin such that the bins from the
 //                            top down to it hold ≤ CAP tokens: the candidates
 //   collect        (blocks)  candidates (e, id) with bin ≥ cutoff; per block Σ e of the rest
-//   sample         (1)       bitonic sort of the ≤ CAP candidates, then WebLLM's scan
-//   count_token    (1)       optional: counts[token] += 1 (the penalties' counts)
+//   sample         (1)       bitonic sort of the ≤ CAP candidates, then WebLLM's scan;
+//                            counts[token] += 1 (the penalties' counts, kept on the device)
+//   select_top     (blocks)  only with top_logprobs = K > 0: per block, the K most
+//                            probable ids, p = e / Σ e (equal p: lower id first)
+//   merge_top      (1)       the K most probable of the blocks' lists, and p of the token
+//
+// The token buffer receives [token, p(token), id₀, p₀, …, id_{K−1}, p_{K−1}] (p as f32
+// bits); without top_logprobs only the token is written.
 //
 // Top-p method: the bin of a probability is its f32 bit pattern >> 19 (exponent and
 // 4 mantissa bits, 16 bins per octave), monotone in the value, so the candidates are
@@ -43,6 +49,10 @@ struct Params {
     frequency: f32,
     blocks: u32,         // ceil(vocab / BLOCK) ≤ MAX_BLOCKS
     masked: u32,         // 1: only ids whose bit is set in the token mask may be drawn
+    top_logprobs: u32,   // K ≤ MAX_TOP: how many of the most probable ids to report
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const WG: u32 = 256u;
@@ -52,6 +62,7 @@ const MAX_BLOCKS: u32 = WG;            // vocab ≤ 262144
 const BINS: u32 = 2048u;
 const BINS_PER_THREAD: u32 = BINS / WG;
 const CAP: u32 = 1024u;
+const MAX_TOP: u32 = 20u;
 
 struct Scratch {
     block_best_value: array<f32, MAX_BLOCKS>,
@@ -75,7 +86,9 @@ struct Scratch {
 @group(0) @binding(4) var<storage, read_write> work: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scratch: Scratch;
 @group(0) @binding(6) var<storage, read_write> hist: array<atomic<u32>>;   // BINS bins, then the candidate count
-@group(0) @binding(7) var<storage, read_write> candidates: array<vec2<u32>>;  // (bits of e, id)
+// CAP top-p candidates (bits of e, id), then MAX_TOP per block for top_logprobs (bits of p, id).
+@group(0) @binding(7) var<storage, read_write> candidates: array<vec2<u32>>;
+// The token, then its probability and the top_logprobs pairs (see the header).
 @group(0) @binding(8) var<storage, read_write> token: array<u32>;
 
 fn bin_of(e: f32) -> u32 {
@@ -435,12 +448,73 @@ fn sample(inv: Invocation) {
     }
     if lid == 0u && token[0] != NO_INDEX {
         token[0] = chosen;  // NO_INDEX (non-finite logits, set by `reduce`) stays
+        // The next step's penalties count it, whether or not the host has read it yet.
+        if chosen < params.vocab {
+            counts[chosen] += 1u;
+        }
     }
 }
 
-@compute @workgroup_size(1)
-fn count_token() {
-    if token[0] < params.vocab {
-        counts[token[0]] += 1u;
+/// p = e / Σ e of id `i` (after `exponentiate`; 0 when nothing is drawable).
+fn probability(i: u32) -> f32 {
+    let s = scratch.sum;
+    if s > 0.0 {
+        return work[i] / s;
+    }
+    return 0.0;
+}
+
+@compute @workgroup_size(WG)
+fn select_top(inv: Invocation) {
+    let b = inv.group.x;
+    var taken = 0u;  // bit k: this thread's k-th id is already listed
+    for (var r = 0u; r < params.top_logprobs; r++) {
+        var best = Best(LOWEST, NO_INDEX);
+        for (var k = 0u; k < PER_THREAD; k++) {
+            let i = b * BLOCK + k * WG + inv.index;
+            if i < params.vocab && (taken & (1u << k)) == 0u {
+                best = better(best, Best(probability(i), i));
+            }
+        }
+        let winner = block_best(best, inv);
+        if winner.index != NO_INDEX && winner.index % WG == inv.index {
+            taken |= 1u << ((winner.index - b * BLOCK) / WG);
+        }
+        if inv.index == 0u {
+            candidates[CAP + b * MAX_TOP + r] = vec2<u32>(bitcast<u32>(winner.value), winner.index);
+        }
+    }
+}
+
+/// Entries of the blocks' lists one thread of `merge_top` owns (⌈MAX_BLOCKS · MAX_TOP / WG⌉).
+const MERGE_PER_THREAD: u32 = (MAX_BLOCKS * MAX_TOP + WG - 1u) / WG;
+
+@compute @workgroup_size(WG)
+fn merge_top(inv: Invocation) {
+    let listed = params.blocks * MAX_TOP;
+    var taken = 0u;  // bit t: entry inv.index + t·WG is already reported
+    for (var r = 0u; r < params.top_logprobs; r++) {
+        var best = Best(LOWEST, NO_INDEX);
+        for (var t = 0u; t < MERGE_PER_THREAD; t++) {
+            let j = inv.index + t * WG;
+            if j < listed && (j % MAX_TOP) < params.top_logprobs && (taken & (1u << t)) == 0u {
+                let entry = candidates[CAP + j];
+                best = better(best, Best(bitcast<f32>(entry.x), entry.y));
+            }
+        }
+        let winner = block_best(best, inv);
+        for (var t = 0u; t < MERGE_PER_THREAD; t++) {
+            let j = inv.index + t * WG;
+            if j < listed && winner.index != NO_INDEX && candidates[CAP + j].y == winner.index {
+                taken |= 1u << t;
+            }
+        }
+        if inv.index == 0u {
+            token[2u + 2u * r] = winner.index;
+            token[3u + 2u * r] = bitcast<u32>(winner.value);
+        }
+    }
+    if inv.index == 0u && token[0] < params.vocab {
+        token[1] = bitcast<u32>(probability(token[0]));
     }
 }

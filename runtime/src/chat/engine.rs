@@ -9,21 +9,22 @@
 //! samples one token per step until a stop rule fires. Tokens are chosen where
 //! the logits are: a plain argmax for plain greedy requests, the backend's
 //! sampling chain (bias, penalties, temperature, top-p and the draw)
-//! otherwise; only log probabilities bring the logits to the host, to
-//! [`mlc_kernels::cpu`]'s sampling chain.
+//! otherwise. The logits never come to the host: the backend keeps the
+//! penalties' counts of the round itself (each draw adds its token), and
+//! log probabilities come back with the token.
 //!
-//! Decode steps are queued ahead when they can be: step N + 1, fed on the
-//! device by the token step N chose there (`StepInput::Queued`), is recorded
-//! and submitted before the host reads token N, so the host's recording
-//! overlaps the device's work (greedy decoding on an H100 went from 373 to
-//! 563 tokens/s). That needs nothing of token N on the host, which rules out
-//! a grammar (its next mask follows the token), penalties (their counts do)
-//! and log probabilities (they need the logits); such rounds go step by step.
-//! Each step's uniform is drawn from the request's generator when the step is
-//! queued, in token order either way, so seeded streams are the same. A step
-//! queued past the end of the round (a stop token or string, an interrupt) is
-//! dropped with its draw: the KV cache and the generator are left as a
-//! step-by-step round leaves them.
+//! Decode steps are queued ahead: step N + 1, fed on the device by the token
+//! step N chose there (`StepInput::Queued`), is recorded and submitted before
+//! the host reads token N, so the host's recording overlaps the device's work
+//! (greedy decoding on an H100 went from 373 to 563 tokens/s). Only a grammar
+//! rules that out (its next mask follows token N, on the host): a round with
+//! one goes step by step, waiting for each token. Each step's uniform is drawn
+//! from the request's generator when the step is queued, in token order
+//! either way, so seeded streams are the same. A step queued past the end of
+//! the round (a stop token or string, an interrupt) is dropped with its draw:
+//! the KV cache and the generator are left as a step-by-step round leaves
+//! them (the counts it added on the device die with the round: each round
+//! starts its own).
 //!
 //! Structured output (`response_format`, `tools`) compiles a grammar once per
 //! request; each choice follows it with its own matcher, whose token mask goes
@@ -34,13 +35,12 @@
 //! `pollster::block_on`. A browser caller also sets a [`Pause`], awaited
 //! after every token, so the page keeps painting and an interrupt arrives.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mlc_kernels::cpu::{self as sampling, Minstd, SamplingParams};
+use mlc_kernels::cpu::{Minstd, SamplingParams, TokenProbabilities};
 use mlc_loader::{Artifact, ChatConfig, ConvTemplate, LoadError};
 use std::borrow::Cow;
 use web_time::{Instant, SystemTime, UNIX_EPOCH};
@@ -60,7 +60,7 @@ use super::tokenizer::{Tokenizer, TokenizerError};
 use super::tools::{self, ToolFormat, tool_format};
 use super::validate::{check_context_window, validate_chat_request, validate_completion_request};
 use crate::backend::StepInput;
-use crate::sampling::SamplingStep;
+use crate::sampling::{Drawn, SamplingStep, TokenCounts};
 use crate::{EngineError, LanguageModel};
 
 /// The tokenizer file every MLC artifact ships.
@@ -647,8 +647,8 @@ impl ChatEngine {
     /// interrupt flag is checked before every decode step's token is taken.
     /// With a `matcher`, each step draws only among the tokens its grammar allows.
     ///
-    /// When no step needs the previous token on the host, each step is queued
-    /// ahead, before the previous token is read (see the module docs). Whatever
+    /// Without a grammar each step is queued ahead, before the previous token
+    /// is read (see the module docs). Whatever
     /// ends the round, a step still queued is dropped again, so the KV cache
     /// holds what a step-by-step round leaves: the prompt and every output
     /// token but the last.
@@ -681,10 +681,8 @@ impl ChatEngine {
         round_start: Instant,
         emit: &mut dyn FnMut(String, Option<ChoiceLogprobs>),
     ) -> Result<Generated, RequestError> {
-        // A grammar's mask and the penalties' counts need the previous token
-        // on the host, log probabilities need the logits there.
-        let pipelined =
-            matcher.is_none() && sampler.logprobs.is_none() && !sampler.params.penalties_active();
+        // A grammar's next mask needs the previous token on the host.
+        let pipelined = matcher.is_none();
         let mut logprobs = Vec::new();
         let mut grammar_time_s = 0.0;
         let mut stats = GenerationStats::default();
@@ -692,28 +690,37 @@ impl ChatEngine {
         // taken: restored when the round ends there, so that the request's
         // next choice draws what it would after a step-by-step round.
         let mut ahead = None;
+        // Penalties count only the tokens this round generates (not the
+        // prompt, nor a preloaded thinking block): the prompt's step starts
+        // them empty, and the backend adds each draw, so every later step
+        // penalises all tokens before it, read by the host or not.
+        let round_counts = TokenCounts::Start(&[]);
         if pipelined {
-            self.queue_step(StepInput::Tokens(prompt), &output, sampler, None)?;
+            self.queue_step(StepInput::Tokens(prompt), round_counts, sampler, None)?;
         }
         let mut last: Option<u32> = None;
         let mut taken_at = round_start;
         loop {
             let step_started = if pipelined { taken_at } else { Instant::now() };
-            let token = if pipelined {
+            let Drawn { token, probabilities } = if pipelined {
                 ahead = self.queue_ahead(&output, sampler)?;
                 self.model.next_queued().await?
             } else {
                 let fed;
-                let tokens = match last {
+                let (input, counts) = match last {
                     Some(token) => {
                         fed = [token];
-                        &fed[..]
+                        (StepInput::Tokens(&fed), TokenCounts::Kept)
                     }
-                    None => prompt,
+                    None => (StepInput::Tokens(prompt), round_counts),
                 };
                 let mask = next_mask(matcher.as_deref_mut(), &mut grammar_time_s)?;
-                self.next_token(tokens, &output, sampler, mask.as_deref(), &mut logprobs).await?
+                self.queue_step(input, counts, sampler, mask.as_deref())?;
+                self.model.next_queued().await?
             };
+            if let Some(probabilities) = &probabilities {
+                logprobs.push(self.token_logprob(token, probabilities)?);
+            }
             taken_at = Instant::now();
             match last {
                 None => stats.prefill_time_s = (taken_at - round_start).as_secs_f64(),
@@ -768,18 +775,19 @@ impl ChatEngine {
             return Ok(None);
         }
         let before = self.rng;
-        self.queue_step(StepInput::Queued, output, sampler, None)?;
+        self.queue_step(StepInput::Queued, TokenCounts::Kept, sampler, None)?;
         Ok(Some(before))
     }
 
     /// Queues a step fed `input` whose token is chosen where the logits are
-    /// (on a GPU only the token id comes back), among those `mask` allows
-    /// (all without one): a plain argmax when that is what WebLLM's sampling
-    /// gives, else bias, penalties, temperature, top-p and the draw.
+    /// (on a GPU only the token id, and the log probabilities asked for, come
+    /// back), among those `mask` allows (all without one): a plain argmax
+    /// when that is what WebLLM's sampling gives, else bias, penalties,
+    /// temperature, top-p and the draw, with the penalties' `counts`.
     fn queue_step(
         &mut self,
         input: StepInput<'_>,
-        output: &OutputStream,
+        counts: TokenCounts<'_>,
         sampler: &Sampler,
         mask: Option<&[u32]>,
     ) -> Result<(), EngineError> {
@@ -791,96 +799,40 @@ impl ChatEngine {
         {
             return self.model.queue_greedy(input);
         }
-        // Only penalties count the generated tokens (a round with none queues
-        // ahead, before its newest token is on the host).
-        let appeared = match sampler.params.penalties_active() {
-            true => appeared(output.generated_ids()),
-            false => Vec::new(),
-        };
         let step = SamplingStep {
             params: &sampler.params,
             logit_bias: &sampler.bias,
-            appeared: &appeared,
+            counts,
             active_vocab: self.config.active_vocab_size,
             uniform,
             token_mask: mask,
+            top_logprobs: sampler.logprobs.unwrap_or(0),
         };
         self.model.queue_sample(input, &step)
     }
 
-    /// Feeds `tokens` and samples the next token among those `mask` allows
-    /// (all without one); records its log probabilities when the request asked
-    /// for them (the only case that brings the logits to the host).
-    async fn next_token(
-        &mut self,
-        tokens: &[u32],
-        output: &OutputStream,
-        sampler: &Sampler,
-        mask: Option<&[u32]>,
-        logprobs: &mut Vec<TokenLogprob>,
-    ) -> Result<u32, RequestError> {
-        if sampler.logprobs.is_none() {
-            self.queue_step(StepInput::Tokens(tokens), output, sampler, mask)?;
-            return Ok(self.model.next_queued().await?);
-        }
-        // One uniform per token, as in `queue_step`.
-        let uniform = self.rng.next_f32();
-        let mut logits = self.model.prefill(tokens).await?;
-        if logits.iter().any(|logit| !logit.is_finite()) {
-            return Err(EngineError::NonFiniteLogits { step: self.model.position() }.into());
-        }
-        if let Some(mask) = mask {
-            sampling::apply_token_mask(&mut logits, mask);
-        }
-        sampling::apply_logit_bias(&mut logits, &sampler.bias);
-        if sampler.params.penalties_active() {
-            sampling::apply_penalties(
-                &mut logits,
-                &appeared(output.generated_ids()),
-                &sampler.params,
-            );
-        }
-        let probs = sampling::softmax_with_temperature(
-            &logits,
-            sampler.params.temperature,
-            self.config.active_vocab_size,
-        );
-        let token =
-            sampling::sample_from(&sampling::top_p_filter(&probs, sampler.params.top_p), uniform);
-        if let Some(top) = sampler.logprobs.filter(|top| *top > 0) {
-            logprobs.push(self.token_logprob(token, &probs, top)?);
-        }
-        Ok(token)
-    }
-
-    /// A sampled token's log probability and the `top` most likely tokens, from
-    /// the probabilities after bias, penalties and temperature (docs/sampling.md,
-    /// "The chain", step 7).
+    /// A drawn token's log probability and the most likely tokens', from the
+    /// probabilities after mask, bias, penalties and temperature (docs/sampling.md, "The chain", step 7),
+    /// which the backend reports with the token.
     fn token_logprob(
         &self,
         token: u32,
-        probs: &[f32],
-        top: usize,
+        probabilities: &TokenProbabilities,
     ) -> Result<TokenLogprob, RequestError> {
-        let entry = |id: u32| -> Result<TopLogprob, RequestError> {
+        let entry = |id: u32, probability: f32| -> Result<TopLogprob, RequestError> {
             let text = self.tokenizer.decode(&[id])?;
             Ok(TopLogprob {
                 bytes: Some(text.as_bytes().to_vec()),
                 token: text,
-                logprob: f64::from(probs[id as usize]).ln(),
+                logprob: f64::from(probability).ln(),
             })
         };
-        let mut ids: Vec<u32> = (0..probs.len() as u32).collect();
-        let top = top.min(ids.len());
-        let by_probability =
-            |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]).then(a.cmp(b));
-        if top > 0 {
-            ids.select_nth_unstable_by(top - 1, by_probability);
-        }
-        ids.truncate(top);
-        ids.sort_by(by_probability);
-        let sampled = entry(token)?;
-        let top_logprobs = ids.into_iter().map(entry).collect::<Result<_, _>>()?;
+        let sampled = entry(token, probabilities.token)?;
+        let top_logprobs = probabilities
+            .top
+            .iter()
+            .map(|&(id, probability)| entry(id, probability))
+            .collect::<Result<_, _>>()?;
         Ok(TokenLogprob {
             token: sampled.token,
             bytes: sampled.bytes,
@@ -961,15 +913,6 @@ impl Sampler {
     fn chunk_logprobs(&self, latest: Option<&TokenLogprob>) -> Option<ChoiceLogprobs> {
         self.logprobs.map(|_| ChoiceLogprobs { content: latest.cloned().into_iter().collect() })
     }
-}
-
-/// `(token, count)` of the generated tokens, the ones penalties apply to.
-fn appeared(generated: &[u32]) -> Vec<(u32, u32)> {
-    let mut counts: HashMap<u32, u32> = HashMap::new();
-    for &id in generated {
-        *counts.entry(id).or_default() += 1;
-    }
-    counts.into_iter().collect()
 }
 
 /// The grammar mask of the next step (timed into `grammar_time_s`), if any.
@@ -1215,12 +1158,5 @@ mod tests {
             !sampler.greedy_argmax(None, 32),
             "a bias needs the sampling chain, not a plain argmax"
         );
-    }
-
-    #[test]
-    fn penalties_count_each_generated_token() {
-        let mut counts = appeared(&[5, 7, 5, 5]);
-        counts.sort();
-        assert_eq!(counts, vec![(5, 3), (7, 1)]);
     }
 }
