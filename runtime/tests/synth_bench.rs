@@ -203,6 +203,8 @@ fn assert_common_figures(report: &Value) {
             "prefill_tok_s",
             "decode_tok_s",
             "decode_stepwise_tok_s",
+            "decode_sampled_tok_s",
+            "decode_sampled_stepwise_tok_s",
             "weight_bytes",
         ],
     );

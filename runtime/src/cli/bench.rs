@@ -13,11 +13,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
+use mlc_kernels::cpu::SamplingParams;
 use mlc_kernels::{Dtype, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
 use mlc_loader::DType;
+use mlc_wgpu::backend::StepInput;
 use mlc_wgpu::gpu::{GpuBackend, GpuOptions, GpuStats};
 use mlc_wgpu::model::Model;
 use mlc_wgpu::profile::Profile;
+use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
 use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
 use pollster::FutureExt as _;
 use serde::Serialize;
@@ -96,6 +99,13 @@ struct Report {
     decode_tok_s: f64,
     /// The same steps one at a time: each one token in, one id out, then the next.
     decode_stepwise_tok_s: f64,
+    /// The same number of steps drawn with the model's own sampling settings
+    /// (`mlc-chat-config.json`: temperature, top-p, penalties), queued ahead as
+    /// a chat round runs them.
+    decode_sampled_tok_s: f64,
+    /// Those sampled steps one at a time (how chat ran rounds with penalties before
+    /// the penalties' counts moved to the device).
+    decode_sampled_stepwise_tok_s: f64,
     decode_at_context: Vec<ContextDecode>,
     skipped_contexts: Vec<usize>,
     kernels: Option<KernelReport>,
@@ -229,6 +239,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let decode_started = Instant::now();
     steps_from(&mut *model, first, gen_tokens - 1)?;
     let stepwise_decode_time = decode_started.elapsed();
+    let sampling = SamplingParams {
+        temperature: artifact.config.temperature,
+        top_p: artifact.config.top_p,
+        repetition_penalty: artifact.config.repetition_penalty,
+        presence_penalty: artifact.config.presence_penalty,
+        frequency_penalty: artifact.config.frequency_penalty,
+    };
+    let mut sampled = |queued: bool| -> Result<Duration> {
+        model.reset();
+        let first = model.greedy_next(&prompt).block_on()?;
+        let started = Instant::now();
+        sampled_steps_from(&mut *model, first, gen_tokens - 1, &sampling, args.seed, queued)?;
+        Ok(started.elapsed())
+    };
+    let (sampled_time, sampled_stepwise_time) = (sampled(true)?, sampled(false)?);
 
     let mut decode_at_context = Vec::new();
     let mut skipped_contexts = Vec::new();
@@ -294,6 +319,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         gen_tokens,
         decode_tok_s: rate(gen_tokens - 1, decode_time),
         decode_stepwise_tok_s: rate(gen_tokens - 1, stepwise_decode_time),
+        decode_sampled_tok_s: rate(gen_tokens - 1, sampled_time),
+        decode_sampled_stepwise_tok_s: rate(gen_tokens - 1, sampled_stepwise_time),
         decode_at_context,
         skipped_contexts,
         kernels,
@@ -328,6 +355,44 @@ fn steps_from(model: &mut dyn LanguageModel, mut token: u32, steps: usize) -> Re
         token = model.greedy_next(&[token]).block_on()?;
     }
     Ok(token)
+}
+
+/// Draws `steps` tokens after `token` with `params`, as a chat round does:
+/// the penalties' counts restart at the first step and are kept by the
+/// backend after it; with `queued`, each step is submitted before the previous
+/// token is read, else one step at a time. Returns the last token.
+fn sampled_steps_from(
+    model: &mut dyn LanguageModel,
+    token: u32,
+    steps: usize,
+    params: &SamplingParams,
+    seed: u64,
+    queued: bool,
+) -> Result<u32> {
+    let mut rng = SplitMix64::new(seed);
+    let mut step = |first: bool| SamplingStep {
+        params,
+        logit_bias: &[],
+        counts: if first { TokenCounts::Start(&[]) } else { TokenCounts::Kept },
+        active_vocab: None,
+        uniform: rng.unit(),
+        token_mask: None,
+        top_logprobs: 0,
+    };
+    if queued {
+        model.queue_sample(StepInput::Tokens(&[token]), &step(true))?;
+        for _ in 1..steps {
+            model.queue_sample(StepInput::Queued, &step(false))?;
+            model.next_queued().block_on()?;
+        }
+        return Ok(model.next_queued().block_on()?.token);
+    }
+    let mut last = token;
+    for i in 0..steps {
+        let step = step(i == 0);
+        last = model.sample_next(&[last], &step).block_on()?.token;
+    }
+    Ok(last)
 }
 
 /// Profiles `steps` decode steps after a prefill of `context`, then one
@@ -653,6 +718,12 @@ fn print_report(report: &Report) {
         report.gen_tokens,
         report.decode_stepwise_tok_s,
         report.decode_tok_s / report.decode_stepwise_tok_s
+    );
+    println!(
+        "sampled:     {:.1} tok/s with the model's sampling settings; one step at a time {:.1} tok/s: {:.2}×",
+        report.decode_sampled_tok_s,
+        report.decode_sampled_stepwise_tok_s,
+        report.decode_sampled_tok_s / report.decode_sampled_stepwise_tok_s
     );
     for at in &report.decode_at_context {
         println!(

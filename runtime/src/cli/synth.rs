@@ -371,7 +371,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in [0, 1), 24 bits.
-    fn unit(&mut self) -> f32 {
+    pub(super) fn unit(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u32 << 24) as f32
     }
 
