@@ -215,6 +215,9 @@ export class MLCEngine {
     this.report(startReport());
     const shardUrls = records.map((r) => url(r.dataPath));
     const present = await Promise.all(shardUrls.map((u) => modelStore.has(u)));
+    // Shards downloaded now are kept as received (and verified): reading them back from the cache
+    // right after writing them would only cost time.
+    const shards = new Array(n);
     if (!present.every(Boolean)) {
       await checkQuota(records.filter((_, i) => !present[i]).reduce((s, r) => s + r.nbytes, 0), shardUrls[present.indexOf(false)]);
       let fetched = 0, done = 0;
@@ -231,6 +234,7 @@ export class MLCEngine {
                 signal: lanes.signal, expect: { nbytes: records[i].nbytes, md5: records[i].md5sum },
               });
               await putVerified(modelStore, shardUrls[i], bytes);
+              shards[i] = bytes;
             }
             fetched += records[i].nbytes;
             done += 1;
@@ -241,12 +245,13 @@ export class MLCEngine {
         signal.removeEventListener("abort", onAbort);
       }
     }
-    // Read everything back from the cache: the cache, not the network, is the source of truth.
-    for (let i = 0; i < n; i++) {
-      const bytes = await modelStore.get(shardUrls[i]);
-      if (!bytes) throw new Error(`${shardUrls[i]} vanished from the cache while loading (evicted?); reload to fetch it again`);
-      files.set(records[i].dataPath, bytes);
-    }
+    // The shards that were cached already are read in parallel; the engine checks every shard's
+    // size and md5 either way.
+    await Promise.all(shardUrls.map(async (u, i) => {
+      shards[i] ??= await modelStore.get(u);
+      if (!shards[i]) throw new Error(`${u} vanished from the cache while loading (evicted?); reload to fetch it again`);
+    }));
+    records.forEach((r, i) => files.set(r.dataPath, shards[i]));
     if (signal.aborted) throw signal.reason;
 
     // 5. Load into the engine; "Loading model from cache[i/N]" once per shard's worth of bytes.
