@@ -31,6 +31,7 @@ mod http;
 mod index;
 mod json;
 mod location;
+mod metadata;
 mod paths;
 mod progress;
 mod quant;
