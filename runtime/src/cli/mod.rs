@@ -3,6 +3,7 @@
 
 mod bench;
 mod chat;
+mod client_watch;
 mod commands;
 mod convert;
 mod progress;
