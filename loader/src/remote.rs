@@ -300,6 +300,12 @@ impl Remote {
     }
 }
 
+/// The cache folder that holds (or would hold) the artifact at URL `location`
+/// under `cache_dir` (default: [`default_cache_dir`]), without touching it.
+pub fn cache_folder(location: &str, cache_dir: Option<&Path>) -> Result<PathBuf, LoadError> {
+    Remote::new(location, cache_dir, false).map(|remote| remote.dir)
+}
+
 /// Deletes `paths`; one already gone is fine.
 fn remove_files(paths: &[PathBuf]) -> Result<(), LoadError> {
     for path in paths {
