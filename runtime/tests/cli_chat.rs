@@ -61,3 +61,73 @@ fn commands_blocks_and_speed_lines() {
         "{stderr}"
     );
 }
+
+/// Drives `chat` in a pseudo-terminal (python's `pty`), as a person types:
+/// exits 0 when every key did what it should, else prints what went wrong.
+const PTY_SCRIPT: &str = r#"
+import os, pty, select, sys, time
+binary, model = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(binary, [binary, "chat", "--device", "cpu", "--greedy", "--model", model])
+seen = b""
+def wait_for(text, timeout=60):
+    global seen
+    end = time.time() + timeout
+    while time.time() < end:
+        if text in seen:
+            found = seen.index(text) + len(text)
+            seen = seen[found:]
+            return
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+    sys.exit("never saw %r; got %r" % (text, seen[-2000:]))
+def send(keys):
+    os.write(fd, keys)
+wait_for(b"> ")
+# Ctrl-C during a reply stops it and keeps the session.
+send(b"Hello\r")
+time.sleep(1.0)
+send(b"\x03")
+wait_for(b'(finish_reason: "abort")')
+wait_for(b"> ")
+# Line editing: "/hepl", Left, Backspace (drops the p), End, "p" gives "/help".
+send(b"/hepl")
+send(b"\x1b[D")
+send(b"\x7f")
+send(b"\x1b[F")
+send(b"p\r")
+wait_for(b"/set system TEXT")
+wait_for(b"> ")
+# History: Up recalls "/help".
+send(b"\x1b[A\r")
+wait_for(b"/set system TEXT")
+wait_for(b"> ")
+# Ctrl-C at an empty prompt warns; a second one quits.
+send(b"\x03")
+wait_for(b"Ctrl-C again")
+send(b"\x03")
+_, status = os.waitpid(pid, 0)
+if os.waitstatus_to_exitcode(status) != 0:
+    sys.exit("chat exited with %r" % status)
+"#;
+
+#[test]
+fn at_a_terminal_keys_edit_recall_and_ctrl_c_stops_a_reply_not_the_chat() {
+    let model = tiny_qwen2_with_tokenizer();
+    let output = Command::new("python3")
+        .args(["-c", PTY_SCRIPT, env!("CARGO_BIN_EXE_mlc-wgpu")])
+        .arg(model.path())
+        .output()
+        .expect("python3 runs the pty driver");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -2,7 +2,8 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -117,7 +118,9 @@ pub(super) fn load_engine(args: &EngineArgs) -> Result<ChatEngine> {
 
 /// What `/help` prints.
 const HELP: &str = "\
-Type a message and press Enter; the reply streams below it.
+Type a message and press Enter; the reply streams below it. Ctrl-C stops a
+reply; at an empty prompt, twice, it quits. Arrows edit the line and recall
+earlier ones.
   \"\"\"             start a multi-line message; it ends at a line ending with \"\"\"
   /set system TEXT  use TEXT as the system prompt (starts a new conversation; no TEXT: none)
   /stats            the finish reason and usage of the last reply, as JSON
@@ -132,19 +135,31 @@ Type a message and press Enter; the reply streams below it.
 /// ([`HELP`]), never sent to the model. `/exit` or end of input quits.
 pub fn chat(args: &ChatArgs) -> Result<()> {
     let mut engine = load_engine(&args.engine)?;
-    let interactive = io::stdin().is_terminal();
-    if interactive {
+    let mut source: Box<dyn LineSource> = if io::stdin().is_terminal() {
         eprintln!("Type a message and press Enter; /help lists the commands.");
-    }
+        Box::new(Terminal(rustyline::DefaultEditor::new().context("setting up line editing")?))
+    } else {
+        Box::new(Piped(io::stdin().lock()))
+    };
+    // After the editor: rustyline takes SIGINT when it is made (it reads
+    // Ctrl-C as a key at the prompt anyway); this handler must be the one left.
+    stop_replies_on_ctrl_c(engine.interrupt_handle())?;
     let mut system = args.system.clone();
     let mut messages = conversation_start(system.as_deref());
     let mut last: Option<(FinishReason, Option<Usage>)> = None;
-    let mut lines = io::stdin().lock();
+    let mut interrupted = false;
     loop {
-        if interactive {
-            eprint!("> ");
-        }
-        let Some(input) = read_message(&mut lines, interactive)? else { return Ok(()) };
+        let input = match read_message(source.as_mut())? {
+            Input::End => return Ok(()),
+            Input::Interrupted if interrupted => return Ok(()),
+            Input::Interrupted => {
+                interrupted = true;
+                eprintln!("(Ctrl-C again or /exit to quit)");
+                continue;
+            }
+            Input::Line(input) => input,
+        };
+        interrupted = false;
         match Command::parse(&input) {
             Some(Command::Empty) => continue,
             Some(Command::Exit) => return Ok(()),
@@ -195,6 +210,25 @@ pub fn chat(args: &ChatArgs) -> Result<()> {
     }
 }
 
+/// Whether a reply is being generated (Ctrl-C then stops it rather than the program).
+static GENERATING: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler: during a reply it sets the engine's
+/// `interrupt` flag (the reply ends at the next step with `finish_reason:
+/// "abort"` and the conversation goes on); otherwise (a prompt read from a
+/// pipe) it quits as Ctrl-C always did. At a terminal prompt the line editor
+/// reads Ctrl-C as a key instead.
+fn stop_replies_on_ctrl_c(interrupt: Arc<AtomicBool>) -> Result<()> {
+    ctrlc::set_handler(move || {
+        if GENERATING.load(Ordering::SeqCst) {
+            interrupt.store(true, Ordering::SeqCst);
+        } else {
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")
+}
+
 /// The messages a conversation starts with: the system prompt, if any.
 fn conversation_start(system: Option<&str>) -> Vec<ChatMessage> {
     system.map(|system| ChatMessage::new("system", system)).into_iter().collect()
@@ -218,6 +252,7 @@ fn reply(
         ..ChatCompletionRequest::default()
     };
     let mut printer = DeltaPrinter::new(engine);
+    GENERATING.store(true, Ordering::SeqCst);
     let result = engine
         .chat_completion(&request, |chunk| {
             for choice in &chunk.choices {
@@ -226,6 +261,7 @@ fn reply(
             printer.usage(chunk.usage.as_ref());
         })
         .block_on();
+    GENERATING.store(false, Ordering::SeqCst);
     printer.finish()?;
     match result {
         Ok(reply) => {
@@ -280,12 +316,68 @@ impl Command {
 /// The delimiter of a multi-line message, as in `ollama run`.
 const BLOCK: &str = "\"\"\"";
 
+/// What reading from the user brought.
+#[derive(Debug, PartialEq)]
+enum Input {
+    /// A line, or a whole message.
+    Line(String),
+    /// Ctrl-C at the prompt.
+    Interrupted,
+    /// End of input (Ctrl-D, or the end of a pipe).
+    End,
+}
+
+/// Where the chat's lines come from.
+trait LineSource {
+    /// The next line, without its ending; `prompt` is shown first where it means something.
+    fn line(&mut self, prompt: &str) -> Result<Input>;
+}
+
+/// A terminal: rustyline's line editing and history.
+struct Terminal(rustyline::DefaultEditor);
+
+impl LineSource for Terminal {
+    fn line(&mut self, prompt: &str) -> Result<Input> {
+        use rustyline::error::ReadlineError;
+        match self.0.readline(prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    // A history that cannot grow is no reason to stop the chat.
+                    let _ = self.0.add_history_entry(line.as_str());
+                }
+                Ok(Input::Line(line))
+            }
+            Err(ReadlineError::Interrupted) => Ok(Input::Interrupted),
+            Err(ReadlineError::Eof) => Ok(Input::End),
+            Err(error) => Err(error).context("reading the terminal"),
+        }
+    }
+}
+
+/// A pipe or a file: plain lines, no prompt.
+struct Piped<R>(R);
+
+impl<R: BufRead> LineSource for Piped<R> {
+    fn line(&mut self, _prompt: &str) -> Result<Input> {
+        let mut line = String::new();
+        if self.0.read_line(&mut line).context("reading stdin")? == 0 {
+            return Ok(Input::End);
+        }
+        Ok(Input::Line(line.trim_end_matches(['\n', '\r']).to_string()))
+    }
+}
+
 /// The next message: one line, or the lines of a `"""` block (from the line
 /// that starts with `"""` to the one that ends with it, the delimiters
-/// dropped). `None` at end of input.
-fn read_message(lines: &mut impl BufRead, interactive: bool) -> Result<Option<String>> {
-    let Some(first) = read_line(lines)? else { return Ok(None) };
-    let Some(opened) = first.trim_start().strip_prefix(BLOCK) else { return Ok(Some(first)) };
+/// dropped). End of input inside a block sends what was typed; Ctrl-C drops it.
+fn read_message(source: &mut dyn LineSource) -> Result<Input> {
+    let first = match source.line("> ")? {
+        Input::Line(line) => line,
+        other => return Ok(other),
+    };
+    let Some(opened) = first.trim_start().strip_prefix(BLOCK) else {
+        return Ok(Input::Line(first));
+    };
     let mut block = Vec::new();
     let mut line = opened.to_string();
     loop {
@@ -294,25 +386,13 @@ fn read_message(lines: &mut impl BufRead, interactive: bool) -> Result<Option<St
             break;
         }
         block.push(line);
-        if interactive {
-            eprint!("... ");
-        }
-        // End of input inside a block sends what was typed.
-        match read_line(lines)? {
-            Some(next) => line = next,
-            None => break,
+        match source.line("... ")? {
+            Input::Line(next) => line = next,
+            Input::Interrupted => return Ok(Input::Interrupted),
+            Input::End => break,
         }
     }
-    Ok(Some(block.join("\n").trim_matches('\n').to_string()))
-}
-
-/// One line without its line ending; `None` at end of input.
-fn read_line(lines: &mut impl BufRead) -> Result<Option<String>> {
-    let mut line = String::new();
-    if lines.read_line(&mut line).context("reading stdin")? == 0 {
-        return Ok(None);
-    }
-    Ok(Some(line.trim_end_matches(['\n', '\r']).to_string()))
+    Ok(Input::Line(block.join("\n").trim_matches('\n').to_string()))
 }
 
 /// `(12 tokens at 35.2 tok/s; prompt 37 tokens at 512.0 tok/s, first token after 0.07 s)`.
@@ -477,14 +557,12 @@ mod tests {
 
     #[test]
     fn a_triple_quoted_block_is_one_message() {
-        let mut input = io::Cursor::new("\"\"\"first\nsecond\n\nthird\"\"\"\nnext\n");
-        assert_eq!(
-            read_message(&mut input, false).unwrap().as_deref(),
-            Some("first\nsecond\n\nthird")
-        );
-        assert_eq!(read_message(&mut input, false).unwrap().as_deref(), Some("next"));
-        assert_eq!(read_message(&mut input, false).unwrap(), None);
-        let mut unclosed = io::Cursor::new("\"\"\"\nonly\n");
-        assert_eq!(read_message(&mut unclosed, false).unwrap().as_deref(), Some("only"));
+        let line = |text: &str| Input::Line(text.to_string());
+        let mut input = Piped(io::Cursor::new("\"\"\"first\nsecond\n\nthird\"\"\"\nnext\n"));
+        assert_eq!(read_message(&mut input).unwrap(), line("first\nsecond\n\nthird"));
+        assert_eq!(read_message(&mut input).unwrap(), line("next"));
+        assert_eq!(read_message(&mut input).unwrap(), Input::End);
+        let mut unclosed = Piped(io::Cursor::new("\"\"\"\nonly\n"));
+        assert_eq!(read_message(&mut unclosed).unwrap(), line("only"));
     }
 }
