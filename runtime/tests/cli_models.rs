@@ -7,39 +7,63 @@ mod artifacts;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use artifacts::{mlc_wgpu, stderr, tempdir, tiny_qwen2_with_tokenizer};
 
-/// Serves the files of `dir` under `/org/tiny/resolve/main/` until the test
-/// process ends; returns the artifact's URL.
-fn serve_folder(dir: &Path) -> String {
+/// Requests the file server received: the file name and the start of its `Range`.
+type Log = Arc<Mutex<Vec<(String, Option<usize>)>>>;
+
+/// Serves the files of `dir` under `/org/tiny/resolve/main/` (honouring
+/// `Range: bytes=N-`) until the test process ends; returns the artifact's
+/// URL and the request log.
+fn serve_folder(dir: &Path) -> (String, Log) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/org/tiny", listener.local_addr().unwrap());
     let dir: PathBuf = dir.to_path_buf();
+    let log = Log::default();
+    let requests = Arc::clone(&log);
     std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut line = String::new();
-            BufReader::new(&stream).read_line(&mut line).unwrap_or_default();
-            let path = line.split_whitespace().nth(1).unwrap_or_default();
-            let file = path.strip_prefix("/org/tiny/resolve/main/").map(|name| dir.join(name));
-            let mut stream = stream;
-            let _ = match file.and_then(|file| std::fs::read(file).ok()) {
-                Some(bytes) => stream
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            bytes.len()
-                        )
-                        .as_bytes(),
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                head.push(line.trim().to_string());
+            }
+            let path = head.first().and_then(|line| line.split_whitespace().nth(1));
+            let name = path.and_then(|path| path.strip_prefix("/org/tiny/resolve/main/"));
+            let range: Option<usize> = head.iter().find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("range: bytes=")?
+                    .strip_suffix('-')?
+                    .parse()
+                    .ok()
+            });
+            requests.lock().unwrap().push((name.unwrap_or_default().to_string(), range));
+            let bytes = name.and_then(|name| std::fs::read(dir.join(name)).ok());
+            let (status, body) = match (bytes, range) {
+                (Some(bytes), Some(start)) if start < bytes.len() => {
+                    let header = format!("bytes {start}-{}/{}", bytes.len() - 1, bytes.len());
+                    (
+                        format!("206 Partial Content\r\nContent-Range: {header}"),
+                        bytes[start..].to_vec(),
                     )
-                    .and_then(|()| stream.write_all(&bytes)),
-                None => stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                ),
+                }
+                (Some(bytes), _) => ("200 OK".to_string(), bytes),
+                (None, _) => ("404 Not Found".to_string(), Vec::new()),
             };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
         }
     });
-    url
+    (url, log)
 }
 
 fn stdout(output: &std::process::Output) -> String {
@@ -49,7 +73,7 @@ fn stdout(output: &std::process::Output) -> String {
 #[test]
 fn pull_list_use_by_id_and_rm_a_model() {
     let model = tiny_qwen2_with_tokenizer();
-    let url = serve_folder(model.path());
+    let (url, log) = serve_folder(model.path());
     let cache = tempdir::Dir::new();
     let cache_dir = cache.path().to_str().unwrap();
 
@@ -86,8 +110,22 @@ fn pull_list_use_by_id_and_rm_a_model() {
         .map(|e| e.unwrap().path())
         .find(|path| path.to_string_lossy().ends_with(".bin"))
         .unwrap();
+    let whole = std::fs::read(&shard).unwrap();
     std::fs::remove_file(&shard).unwrap();
     assert!(stdout(&mlc_wgpu(&["list", "--cache-dir", cache_dir])).contains(" partial "));
+
+    // A pull cut short left half the shard behind: the next pull resumes it.
+    let half = whole.len() / 2;
+    let mut part = shard.clone().into_os_string();
+    part.push(".part");
+    std::fs::write(&part, &whole[..half]).unwrap();
+    log.lock().unwrap().clear();
+    let pulled = mlc_wgpu(&["pull", &url, "--cache-dir", cache_dir]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let name = shard.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(*log.lock().unwrap(), [(name, Some(half))], "only the rest of the shard is fetched");
+    assert_eq!(std::fs::read(&shard).unwrap(), whole);
+    assert!(stdout(&mlc_wgpu(&["list", "--cache-dir", cache_dir])).contains(" complete "));
 
     let typo = mlc_wgpu(&["rm", "tinny", "--cache-dir", cache_dir]);
     assert!(!typo.status.success());
