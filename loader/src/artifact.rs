@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::CONFIG_FILE;
 use crate::index::INDEX_FILES;
+use crate::metadata::{check_alone, check_tokenizer_file};
 use crate::paths::check_relative_file;
 use crate::progress::{FileProgress, ProgressCallback, Reporter};
 use crate::source::{Source, missing_all};
@@ -84,9 +85,14 @@ impl Artifact {
     /// download are compared with the cache disk's free space first
     /// ([`LoadError::DiskFull`]).
     ///
-    /// The config and index are cached for good, but when a freshly
-    /// downloaded shard fails its size or md5 check (online), both are fetched
-    /// again once: if either changed upstream, the cache folder is emptied of
+    /// The config, the index and the tokenizer files are checked before they
+    /// enter the cache under their final names (each parses as what it is,
+    /// the tokenizer's ids fit the config's `vocab_size`), and again each
+    /// time they are read from it. They are cached for good, but when a
+    /// cached one fails its check, names a file the server does not have, or
+    /// a freshly downloaded shard fails its size or md5 check (online), the
+    /// config and the index (and the failing file) are fetched again once:
+    /// if any changed upstream, the cache folder is emptied of
     /// everything the new index does not name as a shard (tokenizer files,
     /// partial downloads, old shards), the new metadata replaces the old, and
     /// the open starts over, checking every cached shard against the new
@@ -112,7 +118,8 @@ impl Artifact {
         options: &OpenOptions,
         callback: Option<&mut ProgressCallback>,
     ) -> Result<Artifact, LoadError> {
-        let config_path = source.file(CONFIG_FILE, &mut FileProgress::silent())?;
+        let check_config = |bytes: &[u8], file: &str| check_alone(CONFIG_FILE, bytes, file);
+        let config_path = source.file(CONFIG_FILE, &check_config, &mut FileProgress::silent())?;
         let config_file = config_path.display().to_string();
         let config = ChatConfig::parse(&read_text(&config_path)?, &config_file)?;
         let quantization = config.quantization()?;
@@ -122,7 +129,9 @@ impl Artifact {
                 message: format!("`tokenizer_files`: {message}"),
             })?;
         }
-        let index_path = source.first_file(&INDEX_FILES)?;
+        // Both index names parse alike.
+        let check_index = |bytes: &[u8], file: &str| check_alone(INDEX_FILES[0], bytes, file);
+        let index_path = source.first_file(&INDEX_FILES, &check_index)?;
         let index =
             TensorIndex::parse(&read_text(&index_path)?, &index_path.display().to_string())?;
         // Before any shard download: a disk that cannot hold them fails now, not midway.
@@ -131,7 +140,8 @@ impl Artifact {
         let tokenizer_count = config.tokenizer_files.len();
         let mut reporter = Reporter::new(callback, tokenizer_count + index.shards.len());
         for (position, name) in config.tokenizer_files.iter().enumerate() {
-            source.file(name, &mut reporter.file(position, name))?;
+            let check = |bytes: &[u8], file: &str| check_tokenizer_file(&config, name, bytes, file);
+            source.file(name, &check, &mut reporter.file(position, name))?;
         }
         let mut shards = Vec::with_capacity(index.shards.len());
         let mut local = source.read_local_shards(&index.shards, options.verify_md5).into_iter();

@@ -150,6 +150,11 @@ mod native {
             self.md5.as_ref().map(|md5| format!("{:x}", md5.clone().finalize()))
         }
 
+        /// The bytes written so far (for a content check of a small file).
+        pub(crate) fn bytes(&self) -> Result<Vec<u8>, LoadError> {
+            fs::read(&self.path).map_err(|e| LoadError::io(&self.path, e))
+        }
+
         /// Deletes the part file.
         pub(crate) fn discard(self) -> Result<(), LoadError> {
             drop(self.file);

@@ -11,6 +11,7 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 
 use crate::LoadError;
 use crate::cache::PartFile;
+use crate::metadata::Check;
 use crate::progress::FileProgress;
 use crate::shard::{check_md5, check_size};
 
@@ -24,12 +25,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_BUFFER: usize = 256 * 1024;
 
 /// What a download must produce; checked before the file gets its final name.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Default)]
 pub(crate) struct Expected<'a> {
     /// Exact size in bytes.
     pub(crate) size: Option<u64>,
     /// Hex md5.
     pub(crate) md5: Option<&'a str>,
+    /// A check of the whole content (a metadata file parses).
+    pub(crate) content: Option<Check<'a>>,
 }
 
 /// How one request ended, when it did not end the download for good.
@@ -66,7 +69,9 @@ impl Downloader {
     /// earlier attempt left there. Transient failures (cut connections, 5xx,
     /// 429) are retried with backoff; a cut body resumes with a `Range`
     /// request. The result is checked against `expected` before the rename:
-    /// a file of the wrong size or md5 is deleted, never left under `dest`.
+    /// a file of the wrong size, md5 or content is deleted, never left under
+    /// `dest`. A download that fails before its first byte (a 404) leaves no
+    /// part file behind.
     pub(crate) fn download(
         &self,
         url: &str,
@@ -75,6 +80,25 @@ impl Downloader {
         progress: &mut FileProgress<'_>,
     ) -> Result<(), LoadError> {
         let mut part = PartFile::open(dest, expected.size, expected.md5.is_some())?;
+        match self.fill(url, &mut part, expected, progress) {
+            Ok(()) => part.commit(dest),
+            Err(error) => {
+                if part.len() == 0 {
+                    part.discard()?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Brings `part` to the whole, checked file.
+    fn fill(
+        &self,
+        url: &str,
+        part: &mut PartFile,
+        expected: Expected<'_>,
+        progress: &mut FileProgress<'_>,
+    ) -> Result<(), LoadError> {
         // Without a size to check, a resumed prefix could splice two versions
         // of a file together unnoticed: such files (small metadata) start over.
         let resumable = expected.size.is_some();
@@ -88,7 +112,7 @@ impl Downloader {
         let mut furthest = part.len();
         // A part file that is already whole (the rename never happened) needs no request.
         while expected.size != Some(part.len()) {
-            match self.attempt(url, &mut part, expected.size, progress) {
+            match self.attempt(url, part, expected.size, progress) {
                 Ok(Attempt::Complete) => break,
                 Ok(Attempt::Retry { status, reason }) => {
                     if part.len() > furthest {
@@ -110,7 +134,7 @@ impl Downloader {
                 }
                 Err(error) => {
                     if matches!(error, LoadError::ShardSize { .. }) {
-                        part.discard()?;
+                        part.restart()?;
                     }
                     return Err(error);
                 }
@@ -118,14 +142,14 @@ impl Downloader {
         }
         let len = part.len();
         progress.downloaded(len);
-        if let Err(error) = check(url, &part, expected) {
-            part.discard()?;
+        if let Err(error) = check(url, part, expected) {
+            part.restart()?;
             return Err(error);
         }
         if expected.md5.is_some() {
             progress.verified(len);
         }
-        part.commit(dest)
+        Ok(())
     }
 
     /// One request, continuing from the part file's current length.
@@ -216,7 +240,10 @@ fn check(url: &str, part: &PartFile, expected: Expected<'_>) -> Result<(), LoadE
     if let (Some(md5), Some(actual)) = (expected.md5, part.md5_hex()) {
         check_md5(url, md5, &actual)?;
     }
-    Ok(())
+    match expected.content {
+        Some(content) => content(&part.bytes()?, url),
+        None => Ok(()),
+    }
 }
 
 fn retry(status: Option<StatusCode>, reason: String) -> Attempt {

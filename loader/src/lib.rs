@@ -31,6 +31,7 @@ mod http;
 mod index;
 mod json;
 mod location;
+mod metadata;
 mod paths;
 mod progress;
 mod quant;
@@ -51,4 +52,6 @@ pub use index::{NDARRAY_CACHE_FILE, ShardEntry, TENSOR_CACHE_FILE, TensorIndex, 
 pub use location::resolve_model_url;
 pub use progress::{Progress, ProgressCallback, ProgressPhase};
 pub use quant::Quantization;
+#[cfg(not(target_arch = "wasm32"))]
+pub use remote::cache_folder;
 pub use tensor::Tensor;

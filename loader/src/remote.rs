@@ -10,6 +10,7 @@ use crate::cache::{artifact_folder, part_path};
 use crate::config::CONFIG_FILE;
 use crate::http::{Downloader, Expected};
 use crate::index::INDEX_FILES;
+use crate::metadata::{Check, check_alone};
 use crate::progress::FileProgress;
 use crate::source::missing_all;
 use crate::{
@@ -28,6 +29,11 @@ pub(crate) struct Remote {
     downloader: Option<Downloader>,
     /// Whether the metadata was already checked against the server (once per open).
     refreshed: bool,
+    /// Whether this open read the config or the index from the cache: a file
+    /// they name that the server does not have may mean they are stale.
+    metadata_from_cache: bool,
+    /// A cached file that failed its check in this open.
+    broken: Option<String>,
 }
 
 impl Remote {
@@ -51,6 +57,8 @@ impl Remote {
             allow_network,
             downloader: None,
             refreshed: false,
+            metadata_from_cache: false,
+            broken: None,
         })
     }
 
@@ -64,34 +72,61 @@ impl Remote {
         &self.dir
     }
 
-    /// The cached file `name`, downloaded first when it is not in the cache.
+    /// The cached file `name`, downloaded first when it is not in the cache;
+    /// `check` passes a download before it gets its final name, and a cached
+    /// copy each time (one that fails is remembered for
+    /// [`Remote::refresh_if_updated`]).
     pub(crate) fn file(
         &mut self,
         name: &str,
+        check: Check<'_>,
         progress: &mut FileProgress<'_>,
     ) -> Result<PathBuf, LoadError> {
         let path = self.dir.join(name);
-        if !path.is_file() {
-            self.download(name, &path, Expected::default(), progress)?;
+        if path.is_file() {
+            self.check_cached(name, &path, check)?;
+        } else {
+            let expected = Expected { content: Some(check), ..Expected::default() };
+            self.download(name, &path, expected, progress)?;
         }
         Ok(path)
     }
 
-    /// The first of `names` in the cache, else the first the server has.
-    pub(crate) fn first_file(&mut self, names: &[&str]) -> Result<PathBuf, LoadError> {
-        if let Some(path) = names.iter().map(|name| self.dir.join(name)).find(|path| path.is_file())
-        {
+    /// The first of `names` in the cache, else the first the server has;
+    /// checked as [`Remote::file`] checks.
+    pub(crate) fn first_file(
+        &mut self,
+        names: &[&str],
+        check: Check<'_>,
+    ) -> Result<PathBuf, LoadError> {
+        if let Some(name) = names.iter().find(|name| self.dir.join(name).is_file()) {
+            let path = self.dir.join(name);
+            self.check_cached(name, &path, check)?;
             return Ok(path);
         }
         for name in names {
             let path = self.dir.join(name);
-            match self.download(name, &path, Expected::default(), &mut FileProgress::silent()) {
+            let expected = Expected { content: Some(check), ..Expected::default() };
+            match self.download(name, &path, expected, &mut FileProgress::silent()) {
                 Ok(()) => return Ok(path),
                 Err(error) if error.is_not_found() => {}
                 Err(error) => return Err(error),
             }
         }
         Err(missing_all(&self.url(names[0]), names))
+    }
+
+    /// Runs `check` on cached file `name`.
+    fn check_cached(&mut self, name: &str, path: &Path, check: Check<'_>) -> Result<(), LoadError> {
+        let bytes = fs::read(path).map_err(|error| LoadError::io(path, error))?;
+        if let Err(error) = check(&bytes, &path.display().to_string()) {
+            self.broken = Some(name.to_string());
+            return Err(error);
+        }
+        if name == CONFIG_FILE || INDEX_FILES.contains(&name) {
+            self.metadata_from_cache = true;
+        }
+        Ok(())
     }
 
     /// The verified bytes of a shard, from the cache when it holds a good copy.
@@ -117,6 +152,7 @@ impl Remote {
         let expected = Expected {
             size: Some(entry.nbytes),
             md5: entry.md5sum.as_deref().filter(|_| verify_md5),
+            content: None,
         };
         self.download(&entry.data_path, &path, expected, progress)?;
         // Size and md5 were checked on the way in.
@@ -149,14 +185,19 @@ impl Remote {
         if partial > entry.nbytes { entry.nbytes } else { entry.nbytes - partial }
     }
 
-    /// Called with the error that failed an open. When it is a freshly
-    /// downloaded file contradicting the cached index (size or md5) and we
-    /// are online, fetches the config and the index again (once): if either
-    /// changed, the artifact was updated upstream, so everything cached
-    /// that the new index does not name as a shard is removed, the new
-    /// metadata replaces the old, and the caller starts over (true). Cached
-    /// shards stay only to be checked against the new index. False when
-    /// nothing changed or the metadata cannot be fetched: the error stands.
+    /// Called with the error that failed an open. When the cached metadata
+    /// is suspect and we are online, fetches it again (once): if any of it
+    /// changed, the artifact was updated upstream (or the cached copy was
+    /// damaged), so everything cached that the new index does not name as a
+    /// shard is removed, the new metadata replaces the old, and the caller
+    /// starts over (true). Cached shards stay only to be checked against the
+    /// new index. False when nothing changed or the metadata cannot be
+    /// fetched: the error stands.
+    ///
+    /// The metadata is suspect when a freshly downloaded file contradicts the
+    /// cached index (size or md5), when a cached file failed its check (it
+    /// is fetched again with the config and the index), or when the server
+    /// lacks a file that the cached config or index names.
     pub(crate) fn refresh_if_updated(&mut self, error: &LoadError) -> Result<bool, LoadError> {
         let downloaded_mismatch = match error {
             LoadError::Md5Mismatch { file, .. } | LoadError::ShardSize { file, .. } => {
@@ -164,20 +205,27 @@ impl Remote {
             }
             _ => false,
         };
-        if !downloaded_mismatch || !self.allow_network || self.refreshed {
+        let named_but_missing = error.is_not_found() && self.metadata_from_cache;
+        let suspect = downloaded_mismatch || named_but_missing || self.broken.is_some();
+        if !suspect || !self.allow_network || self.refreshed {
             return Ok(false);
         }
         self.refreshed = true;
-        let cached: Vec<&str> = [CONFIG_FILE]
+        let broken = self.broken.take();
+        let mut cached: Vec<&str> = [CONFIG_FILE]
             .into_iter()
             .chain(INDEX_FILES)
             .filter(|name| self.dir.join(name).is_file())
             .collect();
+        if let Some(name) = broken.as_deref().filter(|name| !cached.contains(name)) {
+            cached.push(name);
+        }
         let mut fresh = Vec::new();
         for name in &cached {
             let upstream = self.dir.join(format!("{name}{UPSTREAM_SUFFIX}"));
-            let fetched =
-                self.download(name, &upstream, Expected::default(), &mut FileProgress::silent());
+            let check = |bytes: &[u8], file: &str| check_alone(name, bytes, file);
+            let expected = Expected { content: Some(&check), ..Expected::default() };
+            let fetched = self.download(name, &upstream, expected, &mut FileProgress::silent());
             fresh.push(upstream);
             if fetched.is_err() {
                 remove_files(&fresh)?;
@@ -250,6 +298,12 @@ impl Remote {
         };
         downloader.download(&url, path, expected, progress)
     }
+}
+
+/// The cache folder that holds (or would hold) the artifact at URL `location`
+/// under `cache_dir` (default: [`default_cache_dir`]), without touching it.
+pub fn cache_folder(location: &str, cache_dir: Option<&Path>) -> Result<PathBuf, LoadError> {
+    Remote::new(location, cache_dir, false).map(|remote| remote.dir)
 }
 
 /// Deletes `paths`; one already gone is fine.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::location::is_url;
+use crate::metadata::Check;
 use crate::progress::FileProgress;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::remote::Remote;
@@ -56,36 +57,45 @@ impl Source {
         }
     }
 
-    /// Makes file `name` available on disk and returns its path.
+    /// Makes file `name` available on disk, checked by `check` (a download
+    /// before it enters the cache), and returns its path.
     #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn file(
         &mut self,
         name: &str,
+        check: Check<'_>,
         progress: &mut FileProgress<'_>,
     ) -> Result<PathBuf, LoadError> {
         match self {
             Source::Local(dir) => {
                 let path = dir.join(name);
                 match path.is_file() {
-                    true => Ok(path),
+                    true => check_local(&path, check).map(|()| path),
                     false => Err(LoadError::MissingFile { file: path.display().to_string() }),
                 }
             }
             #[cfg(not(target_arch = "wasm32"))]
-            Source::Remote(remote) => remote.file(name, progress),
+            Source::Remote(remote) => remote.file(name, check, progress),
         }
     }
 
-    /// The path of the first of `names` that exists.
-    pub(crate) fn first_file(&mut self, names: &[&str]) -> Result<PathBuf, LoadError> {
+    /// The path of the first of `names` that exists, checked by `check`.
+    pub(crate) fn first_file(
+        &mut self,
+        names: &[&str],
+        check: Check<'_>,
+    ) -> Result<PathBuf, LoadError> {
         match self {
-            Source::Local(dir) => names
-                .iter()
-                .map(|name| dir.join(name))
-                .find(|path| path.is_file())
-                .ok_or_else(|| missing_all(&dir.join(names[0]).display().to_string(), names)),
+            Source::Local(dir) => {
+                let path = names
+                    .iter()
+                    .map(|name| dir.join(name))
+                    .find(|path| path.is_file())
+                    .ok_or_else(|| missing_all(&dir.join(names[0]).display().to_string(), names))?;
+                check_local(&path, check).map(|()| path)
+            }
             #[cfg(not(target_arch = "wasm32"))]
-            Source::Remote(remote) => remote.first_file(names),
+            Source::Remote(remote) => remote.first_file(names, check),
         }
     }
 
@@ -144,6 +154,12 @@ impl Source {
             Source::Remote(remote) => remote.shard(entry, verify_md5, progress),
         }
     }
+}
+
+/// Runs `check` on the file at `path`.
+fn check_local(path: &Path, check: Check<'_>) -> Result<(), LoadError> {
+    let bytes = std::fs::read(path).map_err(|error| LoadError::io(path, error))?;
+    check(&bytes, &path.display().to_string())
 }
 
 /// The error for alternatives `names` that are all absent; `first` locates the first.

@@ -476,10 +476,10 @@ fn an_artifact_updated_upstream_after_its_index_was_cached_is_fetched_again_as_a
     // Run 1 caches config, index, tokenizer and shard 0, then shard 1 fails.
     server.fail_once(SHARD_1, Fault::Status(404));
     assert!(Artifact::open(&server.url(), options(cache.path())).is_err());
-    let part = format!("{SHARD_1}.part");
     assert_eq!(
         cache_listing(cache.path(), &server),
-        ["mlc-chat-config.json", SHARD_0, &part, "tensor-cache.json", TOKENIZER]
+        ["mlc-chat-config.json", SHARD_0, "tensor-cache.json", TOKENIZER],
+        "a 404 leaves no part file"
     );
 
     // Upstream publishes a new version; a stale shard from an older one and a
@@ -635,8 +635,127 @@ fn a_disk_that_fills_up_during_a_download_is_a_clear_error_and_leaves_no_entry()
         "{error}"
     );
     assert!(!folder.join(SHARD_1).exists(), "nothing under the final name");
+    assert!(fs::symlink_metadata(&part).is_err(), "an empty part file is not left behind");
 
     // With space again, the download completes.
-    fs::remove_file(&part).unwrap();
     assert_synthetic_tensors(&Artifact::open(&server.url(), no_md5()).unwrap());
+}
+
+#[test]
+fn a_404_leaves_no_empty_part_file() {
+    let server = Server::start(synthetic_artifact());
+    server.remove(TOKENIZER);
+    let cache = tempfile::tempdir().unwrap();
+    assert!(Artifact::open(&server.url(), options(cache.path())).is_err());
+    assert_eq!(cache_listing(cache.path(), &server), ["mlc-chat-config.json", "tensor-cache.json"]);
+}
+
+#[test]
+fn a_broken_config_or_index_on_the_server_never_enters_the_cache() {
+    for (name, bytes) in [
+        ("mlc-chat-config.json", &b"<html>rate limited</html>"[..]),
+        ("tensor-cache.json", &b"{\"records\": [{\"dataPath\": 7}]}"[..]),
+    ] {
+        let server = Server::start(synthetic_artifact());
+        server.replace(name, bytes.to_vec());
+        let cache = tempfile::tempdir().unwrap();
+        let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+        assert!(
+            matches!(&error, LoadError::Config { file, .. } | LoadError::Index { file, .. }
+                if *file == format!("{}{name}", server.base_url())),
+            "{error:?}"
+        );
+        let listing = cache_listing(cache.path(), &server);
+        assert!(!listing.iter().any(|file| file.starts_with(name)), "{name}: {listing:?}");
+
+        // Once the server is fixed, the next open works.
+        server.replace(name, synthetic_artifact()[name].clone());
+        assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    }
+}
+
+#[test]
+fn a_tokenizer_that_does_not_fit_the_config_never_enters_the_cache() {
+    let server = Server::start(synthetic_artifact());
+    // The synthetic config has vocab_size 4.
+    server.replace(TOKENIZER, br#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 9}}}"#.to_vec());
+    let cache = tempfile::tempdir().unwrap();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    assert!(
+        error.to_string().contains("token id 9 does not fit the config's vocab_size 4"),
+        "{error}"
+    );
+    assert!(!cache_listing(cache.path(), &server).iter().any(|file| file.starts_with(TOKENIZER)));
+    assert!(server.requests_for(SHARD_0).is_empty(), "no shard is fetched for a bad tokenizer");
+}
+
+#[test]
+fn a_damaged_cached_metadata_file_is_fetched_again_once() {
+    for name in ["mlc-chat-config.json", "tensor-cache.json", TOKENIZER] {
+        let server = Server::start(synthetic_artifact());
+        let cache = tempfile::tempdir().unwrap();
+        Artifact::open(&server.url(), options(cache.path())).unwrap();
+        let path = cached(cache.path(), &server).join(name);
+        fs::write(&path, b"{\"truncated\": ").unwrap();
+        server.clear_log();
+
+        let artifact = Artifact::open(&server.url(), options(cache.path())).unwrap();
+        assert_synthetic_tensors(&artifact);
+        assert_eq!(fs::read(&path).unwrap(), synthetic_artifact()[name], "{name}");
+        assert_eq!(server.requests_for(name).len(), 1, "{name}: {:?}", server.requests());
+        assert!(server.requests_for(SHARD_1).is_empty(), "{name}: intact shards are kept");
+    }
+}
+
+#[test]
+fn a_damaged_cached_file_that_the_server_also_has_broken_fails_after_one_refresh() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    Artifact::open(&server.url(), options(cache.path())).unwrap();
+    let path = cached(cache.path(), &server).join("mlc-chat-config.json");
+    fs::write(&path, b"not json").unwrap();
+    server.replace("mlc-chat-config.json", b"not json either".to_vec());
+    server.clear_log();
+    let error = Artifact::open(&server.url(), options(cache.path())).unwrap_err();
+    assert!(matches!(&error, LoadError::Config { .. }), "{error:?}");
+    assert_eq!(server.requests_for("mlc-chat-config.json").len(), 1);
+
+    // Offline nothing is fetched: the cached file's error stands.
+    server.clear_log();
+    let error = Artifact::open(&server.url(), offline(cache.path())).unwrap_err();
+    assert!(
+        matches!(&error, LoadError::Config { file, .. } if Path::new(file) == path),
+        "{error:?}"
+    );
+    assert_eq!(server.requests(), []);
+}
+
+#[test]
+fn a_cached_index_naming_a_shard_the_server_no_longer_has_is_refreshed() {
+    let server = Server::start(synthetic_artifact());
+    let cache = tempfile::tempdir().unwrap();
+    Artifact::open(&server.url(), options(cache.path())).unwrap();
+    fs::remove_file(cached(cache.path(), &server).join(SHARD_1)).unwrap();
+
+    // Upstream renames shard 1; the cached index still names the old file.
+    let renamed = "params_shard_1_v2.bin";
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&synthetic_artifact()["tensor-cache.json"]).unwrap();
+    index["records"][1]["dataPath"] = renamed.into();
+    server.replace("tensor-cache.json", serde_json::to_vec(&index).unwrap());
+    server.replace(renamed, synthetic_artifact()[SHARD_1].clone());
+    server.remove(SHARD_1);
+    server.clear_log();
+
+    assert_synthetic_tensors(&Artifact::open(&server.url(), options(cache.path())).unwrap());
+    assert_eq!(
+        server.requests(),
+        [
+            request(SHARD_1, None), // 404: the cached index is stale
+            request("mlc-chat-config.json", None),
+            request("tensor-cache.json", None),
+            request(TOKENIZER, None),
+            request(renamed, None),
+        ]
+    );
 }

@@ -414,3 +414,98 @@ fn malformed_bodies_and_wrong_field_types_get_400_and_the_server_keeps_serving()
     assert!(server.is_running());
     assert_eq!(outcome(CHAT, &probe, &http(&address, "POST", CHAT, Some(&probe))), fresh);
 }
+
+#[test]
+fn an_empty_messages_list_gets_a_clear_openai_error() {
+    let _alone = one_at_a_time();
+    let model = tiny_qwen2_with_tokenizer();
+    let server = Server::start(model.path());
+    for stream in [false, true] {
+        let request = json!({"messages": [], "stream": stream});
+        let reply = http(&server.address, "POST", CHAT, Some(&request));
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        let error = &reply.json()["error"];
+        assert_eq!(error["type"], "invalid_request_error", "{}", reply.body);
+        assert_eq!(error["param"], "messages", "{}", reply.body);
+        assert_eq!(
+            error["message"],
+            "`messages` is empty: a chat request needs at least one message"
+        );
+    }
+}
+
+/// A chat request that would generate until the 4096-token context window is full.
+fn endless(stream: bool) -> Value {
+    json!({
+        "messages": [{"role": "user", "content": "Count forever."}],
+        "temperature": 0.7, "seed": 9, "ignore_eos": true, "stream": stream,
+    })
+}
+
+#[test]
+fn clients_that_leave_before_their_answer_cancel_their_generation() {
+    let _alone = one_at_a_time();
+    let model = tiny_qwen2_with_tokenizer();
+    let mut server = Server::start(model.path());
+    let address = server.address.clone();
+    let probe = json!({"messages": [{"role": "user", "content": "Say something."}], "temperature": 0.7, "seed": 5, "max_tokens": 40});
+    let asked = Instant::now();
+    let fresh = outcome(CHAT, &probe, &http(&address, "POST", CHAT, Some(&probe)));
+    // What 40 tokens take; an endless request generates 100 times as many.
+    let forty_tokens = asked.elapsed();
+
+    // One non-streaming client generating, one queued behind it, one stream
+    // waiting behind both: all leave before any answer.
+    let running = send_request(&address, "POST", CHAT, endless(false).to_string().as_bytes());
+    std::thread::sleep(Duration::from_millis(300));
+    let queued = send_request(&address, "POST", CHAT, endless(false).to_string().as_bytes());
+    let queued_stream = send_request(&address, "POST", CHAT, endless(true).to_string().as_bytes());
+    std::thread::sleep(Duration::from_millis(100));
+    for client in [running, queued, queued_stream] {
+        client.shutdown(Shutdown::Both).unwrap();
+    }
+
+    let asked = Instant::now();
+    let after = outcome(CHAT, &probe, &http(&address, "POST", CHAT, Some(&probe)));
+    let waited = asked.elapsed();
+    assert_eq!(after, fresh, "the request after the departed ones differs from a fresh run");
+    assert!(
+        waited < forty_tokens * 10 + Duration::from_secs(1),
+        "the next request waited {waited:?}: a departed client's generation went on (40 tokens take {forty_tokens:?})"
+    );
+    assert!(server.is_running());
+}
+
+#[test]
+fn max_time_ends_a_long_generation_with_what_it_has() {
+    let _alone = one_at_a_time();
+    let model = tiny_qwen2_with_tokenizer();
+    let server = Server::start_with(model.path(), &["--max-time", "0.5"]);
+    let request = endless(false);
+    let asked = Instant::now();
+    let reply = http(&server.address, "POST", CHAT, Some(&request));
+    let took = asked.elapsed();
+    let done = outcome(CHAT, &request, &reply);
+    assert_eq!(done.finish_reason, "abort", "{}", reply.body);
+    let tokens = done.completion_tokens.as_u64().unwrap();
+    assert!(tokens > 0 && tokens < 4000, "{tokens} tokens");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+
+    let model_path = model.path().to_str().unwrap();
+    let bad = mlc_wgpu(&["serve", "--max-time", "0", "--model", model_path]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("not a positive number of seconds"), "{}", stderr(&bad));
+}
+
+#[test]
+fn a_busy_port_fails_at_once_before_the_model_loads() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    // The model does not exist: the port must be what fails, before any load.
+    let output =
+        mlc_wgpu(&["serve", "--device", "cpu", "--port", &port, "--model", "/no/such/model"]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{text}");
+    assert!(!text.contains("/no/such/model"), "the model was loaded first: {text}");
+}

@@ -2,7 +2,8 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -115,76 +116,296 @@ pub(super) fn load_engine(args: &EngineArgs) -> Result<ChatEngine> {
     Ok(engine)
 }
 
-/// Interactive chat on stdin/stdout: one user message per line, replies
-/// streamed as they are generated; the conversation is kept (and with it the
-/// KV cache) until `/reset`. `/exit` or end of input quits.
+/// What `/help` prints.
+const HELP: &str = "\
+Type a message and press Enter; the reply streams below it. Ctrl-C stops a
+reply; at an empty prompt, twice, it quits. Arrows edit the line and recall
+earlier ones.
+  \"\"\"             start a multi-line message; it ends at a line ending with \"\"\"
+  /set system TEXT  use TEXT as the system prompt (starts a new conversation; no TEXT: none)
+  /stats            the finish reason and usage of the last reply, as JSON
+  /reset            start a new conversation
+  /help             this list
+  /exit, /bye       quit (so does end of input)";
+
+/// Interactive chat on stdin/stdout: one user message per line (or a
+/// `"""` block), replies streamed as they are generated, each followed by a
+/// one-line speed summary on stderr; the conversation is kept (and with it
+/// the KV cache) until `/reset`. Lines starting with `/` are commands
+/// ([`HELP`]), never sent to the model. `/exit` or end of input quits.
 pub fn chat(args: &ChatArgs) -> Result<()> {
     let mut engine = load_engine(&args.engine)?;
-    let interactive = io::stdin().is_terminal();
-    if interactive {
-        eprintln!("Type a message and press Enter. /reset starts a new conversation, /exit quits.");
-    }
-    let mut messages: Vec<ChatMessage> =
-        args.system.iter().map(|system| ChatMessage::new("system", system)).collect();
-    let start_of_conversation = messages.len();
-    let mut lines = io::stdin().lock();
+    let mut source: Box<dyn LineSource> = if io::stdin().is_terminal() {
+        eprintln!("Type a message and press Enter; /help lists the commands.");
+        Box::new(Terminal(rustyline::DefaultEditor::new().context("setting up line editing")?))
+    } else {
+        Box::new(Piped(io::stdin().lock()))
+    };
+    // After the editor: rustyline takes SIGINT when it is made (it reads
+    // Ctrl-C as a key at the prompt anyway); this handler must be the one left.
+    stop_replies_on_ctrl_c(engine.interrupt_handle())?;
+    let mut system = args.system.clone();
+    let mut messages = conversation_start(system.as_deref());
+    let mut last: Option<(FinishReason, Option<Usage>)> = None;
+    let mut interrupted = false;
     loop {
-        if interactive {
-            eprint!("> ");
-        }
-        let mut line = String::new();
-        if lines.read_line(&mut line).context("reading stdin")? == 0 {
-            return Ok(());
-        }
-        let line = line.trim_end_matches(['\n', '\r']);
-        match line.trim() {
-            "" => continue,
-            "/exit" => return Ok(()),
-            "/reset" => {
-                messages.truncate(start_of_conversation);
-                engine.reset();
-                eprintln!("(new conversation)");
+        let input = match read_message(source.as_mut())? {
+            Input::End => return Ok(()),
+            Input::Interrupted if interrupted => return Ok(()),
+            Input::Interrupted => {
+                interrupted = true;
+                eprintln!("(Ctrl-C again or /exit to quit)");
                 continue;
             }
-            _ => {}
-        }
-        messages.push(ChatMessage::new("user", line));
-        let request = ChatCompletionRequest {
-            messages: messages.clone(),
-            stream: Some(true),
-            stream_options: args.sampling.stream_options(),
-            seed: args.sampling.seed(),
-            generation: args.sampling.generation(),
-            ..ChatCompletionRequest::default()
+            Input::Line(input) => input,
         };
-        let mut printer = DeltaPrinter::new(&engine);
-        let result = engine
-            .chat_completion(&request, |chunk| {
-                for choice in &chunk.choices {
-                    printer.print(choice.delta.content.as_deref().unwrap_or(""));
+        interrupted = false;
+        match Command::parse(&input) {
+            Some(Command::Empty) => continue,
+            Some(Command::Exit) => return Ok(()),
+            Some(Command::Help) => eprintln!("{HELP}"),
+            Some(Command::Reset) => {
+                messages = conversation_start(system.as_deref());
+                engine.reset();
+                eprintln!("(new conversation)");
+            }
+            Some(Command::SetSystem(text)) => {
+                system = text;
+                messages = conversation_start(system.as_deref());
+                engine.reset();
+                match &system {
+                    Some(_) => eprintln!("(system prompt set; new conversation)"),
+                    None => eprintln!("(no system prompt; new conversation)"),
                 }
-                printer.usage(chunk.usage.as_ref());
-            })
-            .block_on();
-        printer.finish()?;
-        match result {
-            Ok(reply) => {
-                let choice = &reply.choices[0];
-                messages.push(ChatMessage::new(
-                    "assistant",
-                    choice.message.content.as_deref().unwrap_or(""),
-                ));
-                report(args.sampling.stats, choice.finish_reason, printer.usage);
             }
-            // A bad request (e.g. a conversation past the context window) leaves
-            // the history as it was; the user can go on or /reset.
-            Err(error) if error.is_client_error() => {
-                messages.pop();
-                eprintln!("error: {error}");
+            Some(Command::Stats) => match &last {
+                Some((reason, usage)) => report(true, *reason, usage.clone()),
+                None => eprintln!("(no reply yet)"),
+            },
+            Some(Command::Unknown(name)) => {
+                eprintln!(
+                    "unknown command {name}; /help lists them (a \"\"\" block sends any text)"
+                );
             }
-            Err(error) => return Err(error.into()),
+            None => {
+                messages.push(ChatMessage::new("user", &input));
+                match reply(&mut engine, &args.sampling, &messages)? {
+                    Ok((content, reason, usage)) => {
+                        messages.push(ChatMessage::new("assistant", &content));
+                        report(args.sampling.stats, reason, usage.clone());
+                        if let Some(usage) = &usage {
+                            eprintln!("{}", speed_summary(usage));
+                        }
+                        last = Some((reason, usage));
+                    }
+                    // A bad request (e.g. a conversation past the context window) leaves
+                    // the history as it was; the user can go on or /reset.
+                    Err(error) => {
+                        messages.pop();
+                        eprintln!("error: {error}");
+                    }
+                }
+            }
         }
     }
+}
+
+/// Whether a reply is being generated (Ctrl-C then stops it rather than the program).
+static GENERATING: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler: during a reply it sets the engine's
+/// `interrupt` flag (the reply ends at the next step with `finish_reason:
+/// "abort"` and the conversation goes on); otherwise (a prompt read from a
+/// pipe) it quits as Ctrl-C always did. At a terminal prompt the line editor
+/// reads Ctrl-C as a key instead.
+fn stop_replies_on_ctrl_c(interrupt: Arc<AtomicBool>) -> Result<()> {
+    ctrlc::set_handler(move || {
+        if GENERATING.load(Ordering::SeqCst) {
+            interrupt.store(true, Ordering::SeqCst);
+        } else {
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")
+}
+
+/// The messages a conversation starts with: the system prompt, if any.
+fn conversation_start(system: Option<&str>) -> Vec<ChatMessage> {
+    system.map(|system| ChatMessage::new("system", system)).into_iter().collect()
+}
+
+/// Streams the reply to `messages` to stdout: its text, finish reason and
+/// usage, or a client error (the engine refused the request).
+#[allow(clippy::type_complexity)]
+fn reply(
+    engine: &mut ChatEngine,
+    sampling: &SamplingArgs,
+    messages: &[ChatMessage],
+) -> Result<Result<(String, FinishReason, Option<Usage>), mlc_wgpu::chat::RequestError>> {
+    let request = ChatCompletionRequest {
+        messages: messages.to_vec(),
+        stream: Some(true),
+        // Always: the speed summary needs it.
+        stream_options: Some(StreamOptions { include_usage: Some(true) }),
+        seed: sampling.seed(),
+        generation: sampling.generation(),
+        ..ChatCompletionRequest::default()
+    };
+    let mut printer = DeltaPrinter::new(engine);
+    GENERATING.store(true, Ordering::SeqCst);
+    let result = engine
+        .chat_completion(&request, |chunk| {
+            for choice in &chunk.choices {
+                printer.print(choice.delta.content.as_deref().unwrap_or(""));
+            }
+            printer.usage(chunk.usage.as_ref());
+        })
+        .block_on();
+    GENERATING.store(false, Ordering::SeqCst);
+    printer.finish()?;
+    match result {
+        Ok(reply) => {
+            let choice = &reply.choices[0];
+            let content = choice.message.content.clone().unwrap_or_default();
+            Ok(Ok((content, choice.finish_reason, printer.usage)))
+        }
+        Err(error) if error.is_client_error() => Ok(Err(error)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// A line of the chat that is a command rather than a message.
+#[derive(Debug, PartialEq)]
+enum Command {
+    Empty,
+    Exit,
+    Help,
+    Reset,
+    /// `/set system TEXT`; `None` clears the system prompt.
+    SetSystem(Option<String>),
+    Stats,
+    Unknown(String),
+}
+
+impl Command {
+    /// The command `input` is, or `None` for a message to send.
+    fn parse(input: &str) -> Option<Command> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Some(Command::Empty);
+        }
+        // A `"""` block is always a message, whatever it starts with.
+        if !trimmed.starts_with('/') || input.contains('\n') {
+            return None;
+        }
+        let (name, rest) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+        Some(match (name, rest.trim()) {
+            ("/exit" | "/bye" | "/quit", _) => Command::Exit,
+            ("/help" | "/?", _) => Command::Help,
+            ("/reset" | "/clear", _) => Command::Reset,
+            ("/stats", _) => Command::Stats,
+            ("/set", rest) if rest == "system" || rest.starts_with("system ") => {
+                let text = rest["system".len()..].trim();
+                Command::SetSystem((!text.is_empty()).then(|| text.to_string()))
+            }
+            _ => Command::Unknown(name.to_string()),
+        })
+    }
+}
+
+/// The delimiter of a multi-line message, as in `ollama run`.
+const BLOCK: &str = "\"\"\"";
+
+/// What reading from the user brought.
+#[derive(Debug, PartialEq)]
+enum Input {
+    /// A line, or a whole message.
+    Line(String),
+    /// Ctrl-C at the prompt.
+    Interrupted,
+    /// End of input (Ctrl-D, or the end of a pipe).
+    End,
+}
+
+/// Where the chat's lines come from.
+trait LineSource {
+    /// The next line, without its ending; `prompt` is shown first where it means something.
+    fn line(&mut self, prompt: &str) -> Result<Input>;
+}
+
+/// A terminal: rustyline's line editing and history.
+struct Terminal(rustyline::DefaultEditor);
+
+impl LineSource for Terminal {
+    fn line(&mut self, prompt: &str) -> Result<Input> {
+        use rustyline::error::ReadlineError;
+        match self.0.readline(prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    // A history that cannot grow is no reason to stop the chat.
+                    let _ = self.0.add_history_entry(line.as_str());
+                }
+                Ok(Input::Line(line))
+            }
+            Err(ReadlineError::Interrupted) => Ok(Input::Interrupted),
+            Err(ReadlineError::Eof) => Ok(Input::End),
+            Err(error) => Err(error).context("reading the terminal"),
+        }
+    }
+}
+
+/// A pipe or a file: plain lines, no prompt.
+struct Piped<R>(R);
+
+impl<R: BufRead> LineSource for Piped<R> {
+    fn line(&mut self, _prompt: &str) -> Result<Input> {
+        let mut line = String::new();
+        if self.0.read_line(&mut line).context("reading stdin")? == 0 {
+            return Ok(Input::End);
+        }
+        Ok(Input::Line(line.trim_end_matches(['\n', '\r']).to_string()))
+    }
+}
+
+/// The next message: one line, or the lines of a `"""` block (from the line
+/// that starts with `"""` to the one that ends with it, the delimiters
+/// dropped). End of input inside a block sends what was typed; Ctrl-C drops it.
+fn read_message(source: &mut dyn LineSource) -> Result<Input> {
+    let first = match source.line("> ")? {
+        Input::Line(line) => line,
+        other => return Ok(other),
+    };
+    let Some(opened) = first.trim_start().strip_prefix(BLOCK) else {
+        return Ok(Input::Line(first));
+    };
+    let mut block = Vec::new();
+    let mut line = opened.to_string();
+    loop {
+        if let Some(last) = line.trim_end().strip_suffix(BLOCK) {
+            block.push(last.to_string());
+            break;
+        }
+        block.push(line);
+        match source.line("... ")? {
+            Input::Line(next) => line = next,
+            Input::Interrupted => return Ok(Input::Interrupted),
+            Input::End => break,
+        }
+    }
+    Ok(Input::Line(block.join("\n").trim_matches('\n').to_string()))
+}
+
+/// `(12 tokens at 35.2 tok/s; prompt 37 tokens at 512.0 tok/s, first token after 0.07 s)`.
+fn speed_summary(usage: &Usage) -> String {
+    let extra = &usage.extra;
+    format!(
+        "({} tokens at {:.1} tok/s; prompt {} tokens at {:.1} tok/s, first token after {:.2} s)",
+        usage.completion_tokens,
+        extra.decode_tokens_per_s,
+        usage.prompt_tokens,
+        extra.prefill_tokens_per_s,
+        extra.time_to_first_token_s
+    )
 }
 
 /// Continues `--prompt`, streaming the text to stdout.
@@ -312,5 +533,36 @@ fn report(stats: bool, finish_reason: FinishReason, usage: Option<Usage>) {
         eprintln!("finish_reason: {reason}; usage: {usage}");
     } else if finish_reason != FinishReason::Stop {
         eprintln!("(finish_reason: {reason})");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_recognised_and_messages_are_not() {
+        assert_eq!(Command::parse("  "), Some(Command::Empty));
+        assert_eq!(Command::parse("/bye"), Some(Command::Exit));
+        assert_eq!(
+            Command::parse("/set system Be brief. "),
+            Some(Command::SetSystem(Some("Be brief.".to_string())))
+        );
+        assert_eq!(Command::parse("/set system"), Some(Command::SetSystem(None)));
+        assert_eq!(Command::parse("/set foo"), Some(Command::Unknown("/set".to_string())));
+        assert_eq!(Command::parse("/usr/bin"), Some(Command::Unknown("/usr/bin".to_string())));
+        assert_eq!(Command::parse("/usr/bin\nis a folder"), None);
+        assert_eq!(Command::parse("hello /help"), None);
+    }
+
+    #[test]
+    fn a_triple_quoted_block_is_one_message() {
+        let line = |text: &str| Input::Line(text.to_string());
+        let mut input = Piped(io::Cursor::new("\"\"\"first\nsecond\n\nthird\"\"\"\nnext\n"));
+        assert_eq!(read_message(&mut input).unwrap(), line("first\nsecond\n\nthird"));
+        assert_eq!(read_message(&mut input).unwrap(), line("next"));
+        assert_eq!(read_message(&mut input).unwrap(), Input::End);
+        let mut unclosed = Piped(io::Cursor::new("\"\"\"\nonly\n"));
+        assert_eq!(read_message(&mut unclosed).unwrap(), line("only"));
     }
 }

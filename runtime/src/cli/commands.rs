@@ -5,11 +5,11 @@ use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::memory::MemoryPlan;
-use mlc_wgpu::prebuilt::{apply_overrides, find_prebuilt};
+use mlc_wgpu::prebuilt::apply_overrides;
 use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
 use pollster::FutureExt as _;
 
-use super::{Command, Device, SourceArgs, progress};
+use super::{Command, Device, SourceArgs, models, progress};
 
 pub fn run(command: Command) -> Result<()> {
     match command {
@@ -53,12 +53,15 @@ pub fn run(command: Command) -> Result<()> {
         Command::Serve(args) => super::serve::serve(args),
         Command::Convert(args) => super::convert::run(&args),
         Command::Devices(args) => super::devices::run(&args),
+        Command::List(args) => super::models::list(&args),
+        Command::Pull(args) => super::models::pull(&args),
+        Command::Rm(args) => super::models::rm(&args),
     }
 }
 
-/// Opens the artifact `source` names, with a download progress bar.
-/// Opens `--model`: a folder, an http(s) URL, or one of WebLLM's prebuilt
-/// model ids (resolved to its official URL, with the record's overrides).
+/// Opens `--model` with a download progress bar: a folder, an http(s) URL,
+/// one of WebLLM's prebuilt model ids (resolved to its official URL, with the
+/// record's overrides) or a cached model's id ([`models::resolve`]).
 pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
     let options = OpenOptions {
         cache_dir: source.cache_dir.clone(),
@@ -70,11 +73,13 @@ pub(super) fn open(source: &SourceArgs) -> Result<Artifact> {
         Some(model) => model.clone(),
         None => default_model(source)?,
     };
-    let is_location = std::path::Path::new(&model).exists() || model.contains("://");
-    let prebuilt = if is_location { None } else { find_prebuilt(&model) };
-    let location = prebuilt.as_ref().map_or(model.as_str(), |record| record.model.as_str());
+    let cache = source.cache_dir.clone().unwrap_or_else(mlc_loader::default_cache_dir);
+    let (location, prebuilt) = match models::resolve(&model, &cache)? {
+        models::Target::Location(location) => (location, None),
+        models::Target::Prebuilt(record) => (record.model.clone(), Some(record)),
+    };
     let mut artifact =
-        Artifact::open(location, options).with_context(|| format!("opening model {model}"))?;
+        Artifact::open(&location, options).with_context(|| format!("opening model {model}"))?;
     if let Some(record) = &prebuilt {
         apply_overrides(&mut artifact.config, &record.overrides);
     }

@@ -3,9 +3,11 @@
 
 mod bench;
 mod chat;
+mod client_watch;
 mod commands;
 mod convert;
 mod devices;
+mod models;
 mod progress;
 mod serve;
 mod synth;
@@ -75,12 +77,19 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
     Serve(serve::ServeArgs),
+    /// List the models in the download cache, with their sizes.
+    List(models::CacheArgs),
+    /// Download a model (WebLLM id or URL) into the cache, resuming an earlier download.
+    Pull(models::PullArgs),
+    /// Delete a cached model.
+    Rm(models::RmArgs),
 }
 
 /// Where the artifact comes from.
 #[derive(Args)]
 struct SourceArgs {
-    /// Artifact folder, or http(s) URL (Hugging Face `.../resolve/main/` convention).
+    /// Artifact folder, http(s) URL (Hugging Face `.../resolve/main/` convention),
+    /// WebLLM model id, or the id of a cached model (`mlc-wgpu list`).
     /// Default: the offline SmolLM2-135M-Instruct artifact that scripts/default-model.sh
     /// imports into the cache (`<cache>/models/SmolLM2-135M-Instruct-q4f16_1-MLC`).
     #[arg(long)]

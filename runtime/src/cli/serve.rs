@@ -8,6 +8,13 @@
 //! its own. A request the engine rejects gets HTTP 400 with an OpenAI-style
 //! error body whose `type` is WebLLM's error name.
 //!
+//! The port is bound before the model loads, so a busy port fails at once.
+//! A client that leaves (closes its connection) while its request is queued
+//! or generating cancels it: the generation stops at its next step (the
+//! connection is watched every [`WATCH_INTERVAL`], see [`ClientWatch`]), so
+//! the requests behind it are not kept waiting. `--max-time` bounds each
+//! request's generation the same way (`finish_reason: "abort"`).
+//!
 //! When the GPU device is lost (driver reset, another process taking the
 //! GPU), the request that found out gets 503 `DeviceLostError`, the engine is
 //! dropped, and the next request loads the model again on a new device
@@ -15,8 +22,10 @@
 
 use std::io::{self, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
@@ -29,9 +38,15 @@ use serde::Serialize;
 use tiny_http::{Header, Method, Request, Response};
 
 use super::chat::{EngineArgs, load_engine};
+use super::client_watch::ClientWatch;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: u64 = 16 << 20;
+/// How often a waiting request checks that its client is still connected,
+/// and the engine thread that its job is still wanted.
+const WATCH_INTERVAL: Duration = Duration::from_millis(10);
+/// The status logged for a request whose client left (nginx's convention; never sent).
+const CLIENT_CLOSED: u16 = 499;
 
 /// `mlc-wgpu serve`.
 #[derive(Args)]
@@ -47,6 +62,18 @@ pub struct ServeArgs {
     /// Model id reported by /v1/models and in responses (default: the artifact's name).
     #[arg(long)]
     model_id: Option<String>,
+    /// Longest time in seconds one request may generate; it then ends with
+    /// `finish_reason: "abort"` and what it generated so far.
+    #[arg(long, value_parser = parse_seconds)]
+    max_time: Option<Duration>,
+}
+
+/// A positive number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds.is_finite() => Ok(Duration::from_secs_f64(seconds)),
+        _ => Err(format!("`{text}` is not a positive number of seconds")),
+    }
 }
 
 /// What a client asked the engine for (boxed: the two differ much in size).
@@ -59,6 +86,8 @@ enum ApiRequest {
 struct Job {
     request: ApiRequest,
     events: Sender<Event>,
+    /// Set when the client left: the job is skipped, or its generation stopped.
+    cancelled: Arc<AtomicBool>,
 }
 
 /// What the worker reports about a job: stream chunks, then the outcome.
@@ -100,12 +129,13 @@ impl ApiError {
     }
 }
 
-/// Loads the model, then answers HTTP requests until the process is stopped.
+/// Binds the port, loads the model, then answers HTTP requests until the
+/// process is stopped. Requests that arrive during the load wait for it.
 pub fn serve(args: ServeArgs) -> Result<()> {
-    let (jobs, model) = start_worker(args.engine, args.model_id)?;
     let server = tiny_http::Server::http((args.host.as_str(), args.port))
         .map_err(|error| anyhow!("cannot listen on {}:{}: {error}", args.host, args.port))?;
     let address = server.server_addr().to_ip().context("the server has no IP address")?;
+    let (jobs, model) = start_worker(args.engine, args.model_id, args.max_time)?;
     // Scripts and tests read this line to find the port.
     println!("listening on http://{address} (model {})", model.id);
     io::stdout().flush()?;
@@ -115,7 +145,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     for request in server.incoming_requests() {
         let jobs = jobs.clone();
         let model = model.clone();
-        std::thread::spawn(move || route(request, &jobs, &model, created));
+        let port = address.port();
+        std::thread::spawn(move || route(request, &jobs, &model, created, port));
     }
     Ok(())
 }
@@ -133,6 +164,7 @@ struct ServedModel {
 fn start_worker(
     engine_args: EngineArgs,
     model_id: Option<String>,
+    max_time: Option<Duration>,
 ) -> Result<(Sender<Job>, ServedModel)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ServedModel>>();
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
@@ -157,7 +189,7 @@ fn start_worker(
             engine.set_model_id(model_id.clone());
             Ok(engine)
         };
-        let mut slot = EngineSlot::new(engine, reload);
+        let mut slot = EngineSlot::new(engine, reload, max_time);
         for job in jobs_rx {
             slot.run(job);
         }
@@ -172,16 +204,22 @@ struct EngineSlot<L> {
     engine: Option<ChatEngine>,
     /// Loads the engine again (as at startup, with the same model id).
     reload: L,
+    /// `--max-time`.
+    max_time: Option<Duration>,
 }
 
 impl<L: FnMut() -> Result<ChatEngine>> EngineSlot<L> {
-    fn new(engine: ChatEngine, reload: L) -> EngineSlot<L> {
-        EngineSlot { engine: Some(engine), reload }
+    fn new(engine: ChatEngine, reload: L, max_time: Option<Duration>) -> EngineSlot<L> {
+        EngineSlot { engine: Some(engine), reload, max_time }
     }
 
     /// Runs `job`, loading the engine first if the device was lost; a job
-    /// that finds the device lost drops the engine.
+    /// that finds the device lost drops the engine. A job whose client has
+    /// left is dropped unrun.
     fn run(&mut self, job: Job) {
+        if job.cancelled.load(Ordering::SeqCst) {
+            return;
+        }
         if self.engine.is_none() {
             match (self.reload)() {
                 Ok(engine) => self.engine = Some(engine),
@@ -197,7 +235,7 @@ impl<L: FnMut() -> Result<ChatEngine>> EngineSlot<L> {
             }
         }
         let engine = self.engine.as_mut().expect("loaded above");
-        if run_job(engine, job) == Outcome::DeviceLost {
+        if run_watched(engine, job, self.max_time) == Outcome::DeviceLost {
             eprintln!("the GPU device was lost; the model is loaded again for the next request");
             self.engine = None;
         }
@@ -214,6 +252,30 @@ enum Outcome {
     Usable,
     /// The GPU device is gone: the engine must be loaded again.
     DeviceLost,
+}
+
+/// Runs `job` while a watcher thread interrupts its generation once its
+/// client has left or `max_time` has passed. The watcher sets the engine's
+/// flag again at each look, as the engine clears it when a request starts.
+fn run_watched(engine: &mut ChatEngine, job: Job, max_time: Option<Duration>) -> Outcome {
+    let interrupt = engine.interrupt_handle();
+    let cancelled = Arc::clone(&job.cancelled);
+    let finished = AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !finished.load(Ordering::SeqCst) {
+                let late = max_time.is_some_and(|limit| started.elapsed() >= limit);
+                if late || cancelled.load(Ordering::SeqCst) {
+                    interrupt.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(WATCH_INTERVAL);
+            }
+        });
+        let outcome = run_job(engine, job);
+        finished.store(true, Ordering::SeqCst);
+        outcome
+    })
 }
 
 /// Runs one job on the engine. A client that stops reading a stream
@@ -259,7 +321,7 @@ fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
 }
 
 /// Answers one HTTP request. Write errors mean the client left; nothing to do.
-fn route(mut request: Request, jobs: &Sender<Job>, model: &ServedModel, created: u64) {
+fn route(mut request: Request, jobs: &Sender<Job>, model: &ServedModel, created: u64, port: u16) {
     let path = request.url().split('?').next().unwrap_or_default().to_string();
     let method = request.method().clone();
     let status = match (&method, path.as_str()) {
@@ -279,14 +341,14 @@ fn route(mut request: Request, jobs: &Sender<Job>, model: &ServedModel, created:
         (Method::Post, "/v1/chat/completions") => match parse_chat(&mut request, model) {
             Ok(chat) => {
                 let stream = chat.stream == Some(true);
-                submit(request, jobs, ApiRequest::Chat(Box::new(chat)), stream)
+                submit(request, jobs, ApiRequest::Chat(Box::new(chat)), stream, port)
             }
             Err(error) => respond_error(request, &error),
         },
         (Method::Post, "/v1/completions") => match parse_completion(&mut request) {
             Ok(completion) => {
                 let stream = completion.stream == Some(true);
-                submit(request, jobs, ApiRequest::Completion(Box::new(completion)), stream)
+                submit(request, jobs, ApiRequest::Completion(Box::new(completion)), stream, port)
             }
             Err(error) => respond_error(request, &error),
         },
@@ -313,6 +375,16 @@ fn parse_chat(
     model: &ServedModel,
 ) -> Result<ChatCompletionRequest, ApiError> {
     let chat: ChatCompletionRequest = parse_body(request)?;
+    // WebLLM fails here with "Cannot read properties of undefined (reading 'role')".
+    if chat.messages.is_empty() {
+        let mut error = ApiError::new(
+            400,
+            "invalid_request_error",
+            "`messages` is empty: a chat request needs at least one message".to_string(),
+        );
+        error.body.error.param = Some("messages".to_string());
+        return Err(error);
+    }
     validate_chat_request(&chat, &model.id, model.tools)
         .map_err(|error| ApiError::invalid(&error))?;
     Ok(chat)
@@ -349,22 +421,78 @@ fn parse_body<T: serde::de::DeserializeOwned>(request: &mut Request) -> Result<T
 
 /// Queues a job and answers with its outcome: JSON, or a stream of events
 /// once the first chunk arrives (an error before it is still a plain 400/500).
-fn submit(request: Request, jobs: &Sender<Job>, api_request: ApiRequest, stream: bool) -> u16 {
+/// While it waits, the client's connection is watched: when the client
+/// leaves, the job is cancelled and nothing is sent.
+fn submit(
+    request: Request,
+    jobs: &Sender<Job>,
+    api_request: ApiRequest,
+    stream: bool,
+    port: u16,
+) -> u16 {
+    let client = Client {
+        watch: ClientWatch::new(request.remote_addr(), port),
+        cancelled: Arc::new(AtomicBool::new(false)),
+    };
     let (events_tx, events) = mpsc::channel();
     let stopped =
         || ApiError::new(500, "InternalError", "the engine thread has stopped".to_string());
-    if jobs.send(Job { request: api_request, events: events_tx }).is_err() {
+    let job =
+        Job { request: api_request, events: events_tx, cancelled: Arc::clone(&client.cancelled) };
+    if jobs.send(job).is_err() {
         return respond_error(request, &stopped());
     }
-    match events.recv() {
-        Ok(Event::Chunk(first)) if stream => {
-            // The client leaving mid-stream is not an error of ours.
-            let _ = stream_events(request, &first, &events);
-            200
+    match client.next(&events) {
+        Next::Event(Event::Chunk(first)) if stream => {
+            match stream_events(request, &first, &events, &client) {
+                Ok(true) => 200,
+                // The client leaving mid-stream is not an error of ours.
+                Ok(false) | Err(_) => {
+                    client.cancel();
+                    CLIENT_CLOSED
+                }
+            }
         }
-        Ok(Event::Done(Ok(response))) => respond_json(request, 200, &response),
-        Ok(Event::Done(Err(error))) => respond_error(request, &error),
-        Ok(Event::Chunk(_)) | Err(_) => respond_error(request, &stopped()),
+        Next::Event(Event::Done(Ok(response))) => respond_json(request, 200, &response),
+        Next::Event(Event::Done(Err(error))) => respond_error(request, &error),
+        Next::Event(Event::Chunk(_)) | Next::Stopped => respond_error(request, &stopped()),
+        Next::Left => CLIENT_CLOSED,
+    }
+}
+
+/// The waiting side of a request: its client's connection and its job's cancel flag.
+struct Client {
+    watch: ClientWatch,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// What waiting for a job's next event brought.
+enum Next {
+    Event(Event),
+    /// The engine thread is gone.
+    Stopped,
+    /// The client left; its job is cancelled.
+    Left,
+}
+
+impl Client {
+    /// The job's next event, unless the client leaves first.
+    fn next(&self, events: &Receiver<Event>) -> Next {
+        loop {
+            match events.recv_timeout(WATCH_INTERVAL) {
+                Ok(event) => return Next::Event(event),
+                Err(RecvTimeoutError::Disconnected) => return Next::Stopped,
+                Err(RecvTimeoutError::Timeout) if self.watch.gone() => {
+                    self.cancel();
+                    return Next::Left;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
     }
 }
 
@@ -372,7 +500,13 @@ fn submit(request: Request, jobs: &Sender<Job>, api_request: ApiRequest, stream:
 /// the engine fails midway, then `data: [DONE]`. HTTP/1.1 clients get chunked
 /// transfer encoding (the connection stays usable), HTTP/1.0 clients a body
 /// that ends when the connection closes. Each event is flushed at once.
-fn stream_events(request: Request, first: &str, events: &Receiver<Event>) -> io::Result<()> {
+/// False when the client left before the end.
+fn stream_events(
+    request: Request,
+    first: &str,
+    events: &Receiver<Event>,
+    client: &Client,
+) -> io::Result<bool> {
     let chunked = *request.http_version() >= (1, 1);
     let framing = if chunked { "Transfer-Encoding: chunked" } else { "Connection: close" };
     let mut writer = request.into_writer();
@@ -390,21 +524,23 @@ fn stream_events(request: Request, first: &str, events: &Receiver<Event>) -> io:
         writer.flush()
     };
     send(first)?;
-    for event in events {
-        match event {
-            Event::Chunk(chunk) => send(&chunk)?,
-            Event::Done(Ok(_)) => break,
-            Event::Done(Err(error)) => {
+    loop {
+        match client.next(events) {
+            Next::Event(Event::Chunk(chunk)) => send(&chunk)?,
+            Next::Event(Event::Done(Ok(_))) | Next::Stopped => break,
+            Next::Event(Event::Done(Err(error))) => {
                 send(&to_json(&error.body))?;
                 break;
             }
+            Next::Left => return Ok(false),
         }
     }
     send("[DONE]")?;
     if chunked {
         writer.write_all(b"0\r\n\r\n")?;
     }
-    writer.flush()
+    writer.flush()?;
+    Ok(true)
 }
 
 /// Sends a JSON body with `status`; returns the status.
@@ -490,7 +626,8 @@ mod tests {
             ..ChatCompletionRequest::default()
         };
         let (events, results) = mpsc::channel();
-        slot.run(Job { request: ApiRequest::Chat(Box::new(request)), events });
+        let cancelled = Arc::new(AtomicBool::new(false));
+        slot.run(Job { request: ApiRequest::Chat(Box::new(request)), events, cancelled });
         match results.recv().expect("the job reports") {
             Event::Done(Ok(json)) => {
                 let response: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -506,7 +643,7 @@ mod tests {
         let devices = Rc::new(RefCell::new(Vec::new()));
         let first = load_tiny_on_gpu(&devices).expect("a GPU adapter (lavapipe in CI)");
         let reload_devices = Rc::clone(&devices);
-        let mut slot = EngineSlot::new(first, move || load_tiny_on_gpu(&reload_devices));
+        let mut slot = EngineSlot::new(first, move || load_tiny_on_gpu(&reload_devices), None);
 
         let answer = |slot: &mut EngineSlot<_>| {
             ask(slot).unwrap_or_else(|error| panic!("{}", error.body.error.message))

@@ -19,9 +19,15 @@ impl Server {
     /// Starts `mlc-wgpu serve` on the CPU engine with an ephemeral port and
     /// waits until it listens.
     pub fn start(model: &Path) -> Server {
+        Server::start_with(model, &[])
+    }
+
+    /// [`Server::start`] with more arguments for `serve`.
+    pub fn start_with(model: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mlc-wgpu"))
             .args(["serve", "--device", "cpu", "--port", "0", "--model"])
             .arg(model)
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start mlc-wgpu serve");
