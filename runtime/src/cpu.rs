@@ -58,10 +58,10 @@ impl CpuLinear {
 /// One layer's keys and values, `[kv_heads, capacity, head_dim]` each; the
 /// capacity doubles on demand up to the context window.
 #[derive(Debug, Default)]
-struct LayerCache {
-    capacity: usize,
-    keys: Vec<f32>,
-    values: Vec<f32>,
+pub(crate) struct LayerCache {
+    pub(crate) capacity: usize,
+    pub(crate) keys: Vec<f32>,
+    pub(crate) values: Vec<f32>,
 }
 
 /// The CPU backend: eager f32 math over host memory.
@@ -300,7 +300,13 @@ impl Backend for CpuBackend {
 impl LayerCache {
     /// Makes room for positions `..needed`, doubling the capacity (bounded by
     /// the context window) and moving each head's history to its new place.
-    fn reserve(&mut self, needed: usize, kv_heads: usize, head_dim: usize, window: usize) {
+    pub(crate) fn reserve(
+        &mut self,
+        needed: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        window: usize,
+    ) {
         if needed <= self.capacity {
             return;
         }

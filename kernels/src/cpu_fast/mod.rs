@@ -4,16 +4,17 @@
 //! multiplies in f32: exact, and far too slow to chat with. This module does
 //! what llama.cpp does on a CPU. Weights are repacked once, at load, into
 //! [`Q4Block`]s (32 codes and their scale side by side, in the order the SIMD
-//! kernel reads them); each activation row is quantized per 32 values to int8
-//! with one f32 scale ([`Q8Block`], llama.cpp's Q8_0); the products are integer
-//! dot products ([`dot_q4_q8`]: AVX2 or wasm `simd128` where available, a
-//! portable scalar loop otherwise), scaled once per block. Rows of a product
-//! are spread over rayon's pool natively ([`matmul_q4_q8`]); the attention is
-//! one pass over the KV cache per head ([`attention`]).
+//! kernel reads them); each activation row is quantized per 32 values to
+//! integers with one f32 scale ([`Q16Block`]: llama.cpp's Q8_0 scheme with 16
+//! bits, see there why); the products are integer dot products
+//! ([`dot_q4_q16`]: AVX2 or wasm `simd128` where available, a portable scalar
+//! loop otherwise), scaled once per block. Rows of a product are spread over
+//! rayon's pool natively ([`matmul_q4_q16`]); the attention is one pass over
+//! the KV cache per head ([`attention`]).
 //!
-//! Quantizing activations to 8 bits costs accuracy: the results differ from
-//! the reference by about 1% of a logit's spread, which the conformance
-//! suite bounds (docs/conformance.md).
+//! Quantizing the activations costs a little accuracy, which the conformance
+//! suite bounds (`conformance/tests/cpu_fast.rs`; worst errors in
+//! docs/performance.md).
 
 mod attention;
 mod blocks;
@@ -21,9 +22,9 @@ mod dot;
 mod matmul;
 
 pub use attention::attention;
-pub use blocks::{BLOCK, Q4Block, Q4Packed, Q8Block, quantize_row_q8};
-pub use dot::{DotKernel, dot_q4_q8, dot_q4_q8_with};
-pub use matmul::matmul_q4_q8;
+pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
+pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with};
+pub use matmul::matmul_q4_q16;
 
 /// Runs `task(index, chunk)` over `chunk`-sized pieces of `out`, on rayon's
 /// pool when there is more than one thread and more than one piece, else
