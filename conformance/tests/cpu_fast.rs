@@ -1,4 +1,4 @@
-//! The fast CPU engine (int8 activations, SIMD, threads) against the float32
+//! The fast CPU engine (int16 activations, SIMD, threads) against the float32
 //! CPU engine, the oracle, on every fixture and family: the last position's
 //! logits of every prompt within the GPU engine's tolerance (5e-2 × the
 //! oracle's logit std), greedy tokens identical for the fixtures' reference

@@ -109,7 +109,7 @@ fn cpu_reproduces_the_reference_greedy_answers() {
     check(&mut engine, &artifact, &reference, &reference_dir, "cpu", CPU_TOLERANCE);
 }
 
-/// The fast CPU engine (int8 activations) within the GPU engine's tolerance.
+/// The fast CPU engine (int16 activations) within the GPU engine's tolerance.
 #[test]
 fn cpu_fast_reproduces_the_reference_greedy_answers() {
     let Some((artifact, reference, reference_dir)) = fixture() else { return };

@@ -34,7 +34,7 @@ pub fn load_cpu(artifact: &Artifact) -> Result<Model<cpu::CpuBackend>, EngineErr
     Model::load(artifact, cpu::CpuBackend::new())
 }
 
-/// Loads `artifact` onto the fast CPU engine (int8 activations, SIMD, threads):
+/// Loads `artifact` onto the fast CPU engine (int16 activations, SIMD, threads):
 /// what `--device cpu` runs.
 pub fn load_cpu_fast(artifact: &Artifact) -> Result<Model<cpu_fast::FastCpuBackend>, EngineError> {
     Model::load(artifact, cpu_fast::FastCpuBackend::new())

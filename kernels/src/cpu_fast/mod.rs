@@ -1,4 +1,4 @@
-//! The fast CPU engine's math: q4 weights times int8-quantized activations.
+//! The fast CPU engine's math: q4 weights times int16-quantized activations.
 //!
 //! The float32 reference ([`crate::cpu`]) decodes every weight to f32 and
 //! multiplies in f32: exact, and far too slow to chat with. This module does
@@ -25,6 +25,15 @@ pub use attention::attention;
 pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
 pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with};
 pub use matmul::matmul_q4_q16;
+
+/// Threads the products run on: rayon's pool (`RAYON_NUM_THREADS`, else one
+/// per core), or 1 without the `parallel` feature (the wasm build).
+pub fn threads() -> usize {
+    #[cfg(feature = "parallel")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "parallel"))]
+    1
+}
 
 /// Runs `task(index, chunk)` over `chunk`-sized pieces of `out`, on rayon's
 /// pool when there is more than one thread and more than one piece, else

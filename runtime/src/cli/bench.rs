@@ -642,7 +642,11 @@ fn print_report(report: &Report) {
     );
     match (&report.adapter, &report.backend) {
         (Some(adapter), Some(backend)) => println!("device:      gpu: {adapter} ({backend})"),
-        _ => println!("device:      cpu"),
+        _ => println!(
+            "device:      {}, {} thread(s)",
+            report.device,
+            mlc_kernels::cpu_fast::threads()
+        ),
     }
     println!("load:        {:.2} s", report.load_s);
     println!(

@@ -109,7 +109,7 @@ struct RunArgs {
 enum Device {
     /// The GPU when one is usable, else the CPU (with a notice).
     Auto,
-    /// The fast CPU engine (int8 activations, SIMD, all cores; rayon's
+    /// The fast CPU engine (int16 activations, SIMD, all cores; rayon's
     /// `RAYON_NUM_THREADS` sets the thread count).
     Cpu,
     /// The float32 CPU engine: the slow oracle conformance checks against.
