@@ -30,8 +30,8 @@ pub fn matmul_q4_q16(
     let kernel = DotKernel::best();
     if m == 1 {
         for_each_chunk(out, ROWS_PER_TASK, |c, chunk| {
-            for (i, y) in chunk.iter_mut().enumerate() {
-                *y = dot_q4_q16_with(kernel, w.row(c * ROWS_PER_TASK + i), x);
+            for (i, y) in chunk.chunks_mut(1).enumerate() {
+                dot_q4_q16_with(kernel, w.row(c * ROWS_PER_TASK + i), x, y);
             }
         });
         return;
@@ -40,10 +40,7 @@ pub fn matmul_q4_q16(
     scratch.resize(n * m, 0.0);
     for_each_chunk(scratch, ROWS_PER_TASK * m, |c, chunk| {
         for (i, column) in chunk.chunks_mut(m).enumerate() {
-            let row = w.row(c * ROWS_PER_TASK + i);
-            for (t, y) in column.iter_mut().enumerate() {
-                *y = dot_q4_q16_with(kernel, row, &x[t * blocks..(t + 1) * blocks]);
-            }
+            dot_q4_q16_with(kernel, w.row(c * ROWS_PER_TASK + i), x, column);
         }
     });
     for (j, column) in scratch.chunks(m).enumerate() {
