@@ -16,7 +16,7 @@ use mlc_conformance::*;
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
+use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_cpu_fast, load_gpu};
 use pollster::FutureExt as _;
 use serde::Deserialize;
 
@@ -108,6 +108,14 @@ fn cpu_reproduces_the_reference_greedy_answers() {
     let Some((artifact, reference, reference_dir)) = fixture() else { return };
     let mut engine = load_cpu(&artifact).unwrap();
     check(&mut engine, &artifact, &reference, &reference_dir, "cpu", CPU_TOLERANCE);
+}
+
+/// The fast CPU engine (int16 activations) within the GPU engine's tolerance.
+#[test]
+fn cpu_fast_reproduces_the_reference_greedy_answers() {
+    let Some((artifact, reference, reference_dir)) = fixture() else { return };
+    let mut engine = load_cpu_fast(&artifact).unwrap();
+    check(&mut engine, &artifact, &reference, &reference_dir, "cpu-fast", GPU_TOLERANCE);
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod buffers;
 pub mod context;
 pub mod cpu;
+pub mod cpu_fast;
 pub mod elementwise;
 pub mod embed;
 pub mod health;

@@ -8,7 +8,7 @@ use mlc_loader::{DType, Tensor};
 use crate::EngineError;
 use crate::backend::{Backend, StepInput};
 use crate::models::{Activation, ModelSpec};
-use crate::sampling::{Drawn, HostCounts, SamplingStep, sample_on_host};
+use crate::sampling::{Drawn, HostSampler, SamplingStep};
 use crate::weights::{LinearSource, MatrixSource};
 
 /// Activations `[rows, cols]` in host memory.
@@ -58,27 +58,24 @@ impl CpuLinear {
 /// One layer's keys and values, `[kv_heads, capacity, head_dim]` each; the
 /// capacity doubles on demand up to the context window.
 #[derive(Debug, Default)]
-struct LayerCache {
-    capacity: usize,
-    keys: Vec<f32>,
-    values: Vec<f32>,
+pub(crate) struct LayerCache {
+    pub(crate) capacity: usize,
+    pub(crate) keys: Vec<f32>,
+    pub(crate) values: Vec<f32>,
 }
 
 /// The CPU backend: eager f32 math over host memory.
 pub struct CpuBackend {
     rope: Option<Rope>,
     cache: Vec<LayerCache>,
-    /// The token the last `queue_argmax` or `queue_sample` chose (`None`:
-    /// none, or its logits were not finite).
-    queued: Option<u32>,
-    /// The penalties' counts of the round being sampled.
-    counts: HostCounts,
+    /// Token choice: the penalties' counts and the last token chosen.
+    sampler: HostSampler,
 }
 
 impl CpuBackend {
     /// A backend with an empty KV cache.
     pub fn new() -> CpuBackend {
-        CpuBackend { rope: None, cache: Vec::new(), queued: None, counts: HostCounts::default() }
+        CpuBackend { rope: None, cache: Vec::new(), sampler: HostSampler::default() }
     }
 }
 
@@ -124,7 +121,7 @@ impl Backend for CpuBackend {
     ) -> Result<CpuTensor, EngineError> {
         let weight = table.weight();
         let queued;
-        let tokens = match (input, self.queued) {
+        let tokens = match (input, self.sampler.queued()) {
             (StepInput::Tokens(tokens), _) => tokens,
             (StepInput::Queued, Some(token)) => {
                 queued = [token];
@@ -277,8 +274,7 @@ impl Backend for CpuBackend {
     }
 
     fn queue_argmax(&mut self, logits: &CpuTensor) -> Result<Option<Drawn>, EngineError> {
-        self.queued = crate::generate::argmax(&logits.data);
-        Ok(self.queued.map(Drawn::token))
+        Ok(self.sampler.argmax(&logits.data))
     }
 
     fn queue_sample(
@@ -286,13 +282,7 @@ impl Backend for CpuBackend {
         logits: &CpuTensor,
         step: &SamplingStep<'_>,
     ) -> Result<Option<Drawn>, EngineError> {
-        let appeared = self.counts.for_step(step.counts);
-        let drawn = sample_on_host(&logits.data, step, &appeared);
-        self.queued = drawn.as_ref().map(|drawn| drawn.token);
-        if let Some(token) = self.queued {
-            self.counts.add(token);
-        }
-        Ok(drawn)
+        Ok(self.sampler.sample(&logits.data, step))
     }
 
     async fn take_token(&mut self, pending: Option<Drawn>) -> Result<Option<Drawn>, EngineError> {
@@ -307,7 +297,13 @@ impl Backend for CpuBackend {
 impl LayerCache {
     /// Makes room for positions `..needed`, doubling the capacity (bounded by
     /// the context window) and moving each head's history to its new place.
-    fn reserve(&mut self, needed: usize, kv_heads: usize, head_dim: usize, window: usize) {
+    pub(crate) fn reserve(
+        &mut self,
+        needed: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        window: usize,
+    ) {
         if needed <= self.capacity {
             return;
         }

@@ -2,12 +2,13 @@
 //!
 //! The layers, from the bottom: [`mlc_loader`] reads an artifact;
 //! [`models`] turns its config into a [`models::ModelSpec`] and runs the shared
-//! decoder over a [`backend::Backend`]; [`cpu`] is the float32 backend;
+//! decoder over a [`backend::Backend`]; [`cpu`] is the float32 backend (the oracle), [`cpu_fast`] the fast one;
 //! [`model::Model`] ties weights, backend and KV cache position together.
 
 pub mod backend;
 pub mod chat;
 pub mod cpu;
+pub mod cpu_fast;
 mod error;
 pub mod generate;
 pub mod gpu;
@@ -27,7 +28,14 @@ pub use model::{LanguageModel, Model, ModelFuture};
 
 use mlc_loader::Artifact;
 
-/// Loads `artifact` onto the CPU engine.
+/// Loads `artifact` onto the float32 CPU engine: the oracle conformance
+/// checks every engine against (`--device cpu-reference`).
 pub fn load_cpu(artifact: &Artifact) -> Result<Model<cpu::CpuBackend>, EngineError> {
     Model::load(artifact, cpu::CpuBackend::new())
+}
+
+/// Loads `artifact` onto the fast CPU engine (int16 activations, SIMD, threads):
+/// what `--device cpu` runs.
+pub fn load_cpu_fast(artifact: &Artifact) -> Result<Model<cpu_fast::FastCpuBackend>, EngineError> {
+    Model::load(artifact, cpu_fast::FastCpuBackend::new())
 }

@@ -67,7 +67,7 @@ impl Drawn {
 /// The penalties' counts kept on the host (the CPU engine's), with the same
 /// contract as the GPU sampler's device buffer.
 #[derive(Debug, Default)]
-pub struct HostCounts {
+struct HostCounts {
     counts: HashMap<u32, u32>,
 }
 
@@ -83,6 +83,40 @@ impl HostCounts {
     /// Counts a drawn token.
     pub fn add(&mut self, token: u32) {
         *self.counts.entry(token).or_default() += 1;
+    }
+}
+
+/// How a backend whose logits are on the host (the CPU engines) chooses tokens: the penalties'
+/// counts of the round, and the last token chosen, which a [`StepInput::Queued`] step reads.
+///
+/// [`StepInput::Queued`]: crate::backend::StepInput::Queued
+#[derive(Debug, Default)]
+pub struct HostSampler {
+    counts: HostCounts,
+    queued: Option<u32>,
+}
+
+impl HostSampler {
+    /// The most likely token (`None` when a logit is not finite); counts nothing.
+    pub fn argmax(&mut self, logits: &[f32]) -> Option<Drawn> {
+        self.queued = crate::generate::argmax(logits);
+        self.queued.map(Drawn::token)
+    }
+
+    /// Draws as `step` says, then counts the drawn token for the penalties of the next step.
+    pub fn sample(&mut self, logits: &[f32], step: &SamplingStep<'_>) -> Option<Drawn> {
+        let appeared = self.counts.for_step(step.counts);
+        let drawn = sample_on_host(logits, step, &appeared);
+        self.queued = drawn.as_ref().map(|drawn| drawn.token);
+        if let Some(token) = self.queued {
+            self.counts.add(token);
+        }
+        drawn
+    }
+
+    /// The token the last call chose (`None`: none yet, or its logits were not finite).
+    pub fn queued(&self) -> Option<u32> {
+        self.queued
     }
 }
 

@@ -29,7 +29,7 @@ use mlc_wgpu::chat::{
     ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat,
 };
 use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::{LanguageModel, load_cpu, load_gpu};
+use mlc_wgpu::{LanguageModel, load_cpu_fast, load_gpu};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
@@ -152,7 +152,7 @@ impl WasmEngine {
                 (Box::new(model), "webgpu", vendor, max_binding)
             }
             None => (
-                Box::new(load_cpu(&artifact).map_err(|e| error("Error", &e.to_string()))?),
+                Box::new(load_cpu_fast(&artifact).map_err(|e| error("Error", &e.to_string()))?),
                 "cpu",
                 String::new(),
                 0.0,

@@ -130,7 +130,7 @@ pub fn matmul(x: &[f32], m: usize, weight: &Weight<'_>, out: &mut [f32]) {
 
 /// Dot product with eight independent accumulators, which lets the compiler
 /// vectorise it while keeping a fixed, reproducible summation order.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = a.len() / 8;
     for c in 0..chunks {

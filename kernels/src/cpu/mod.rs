@@ -17,7 +17,7 @@ mod sampling;
 pub use activation::{add_in_place, gelu_tanh_mul, silu_mul, softcap};
 pub use attention::{KvLayout, causal_attention};
 pub use embed::embed;
-pub use matmul::{Q4Matrix, Weight, matmul};
+pub use matmul::{Q4Matrix, Weight, dot, matmul};
 pub use norm::rms_norm;
 pub use rope::{Llama3Scaling, Rope};
 pub use sampling::{

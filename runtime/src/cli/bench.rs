@@ -21,7 +21,7 @@ use mlc_wgpu::gpu::{GpuBackend, GpuOptions, GpuStats};
 use mlc_wgpu::model::Model;
 use mlc_wgpu::profile::Profile;
 use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
-use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
+use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_gpu};
 use pollster::FutureExt as _;
 use serde::Serialize;
 
@@ -199,11 +199,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ctx.wait()?;
             (Some(model), None)
         }
-        None => (None, Some(load_cpu(&artifact)?)),
+        None => (None, Some(super::commands::load_cpu_engine(&artifact, args.device)?)),
     };
     let model: &mut dyn LanguageModel = match (&mut gpu_model, &mut cpu_model) {
         (Some(gpu), _) => gpu,
-        (None, Some(cpu)) => cpu,
+        (None, Some(cpu)) => cpu.as_mut(),
         (None, None) => unreachable!("one engine was loaded above"),
     };
     let load_s = started.elapsed().as_secs_f64();
@@ -309,7 +309,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         model_type: artifact.config.model_type.clone(),
         quantization: artifact.quantization().name().to_string(),
         weight_bytes: artifact.index.total_bytes(),
-        device: if ctx.is_some() { "gpu" } else { "cpu" },
+        device: match (&ctx, args.device) {
+            (Some(_), _) => "gpu",
+            (None, Device::CpuReference) => "cpu-reference",
+            (None, _) => "cpu",
+        },
         adapter: ctx.as_ref().map(|ctx| ctx.adapter_info.name.clone()),
         backend: ctx.as_ref().map(|ctx| format!("{:?}", ctx.adapter_info.backend)),
         load_s,
@@ -703,7 +707,11 @@ fn print_report(report: &Report) {
     );
     match (&report.adapter, &report.backend) {
         (Some(adapter), Some(backend)) => println!("device:      gpu: {adapter} ({backend})"),
-        _ => println!("device:      cpu"),
+        _ => println!(
+            "device:      {}, {} thread(s)",
+            report.device,
+            mlc_kernels::cpu_fast::threads()
+        ),
     }
     println!("load:        {:.2} s", report.load_s);
     println!(

@@ -6,7 +6,7 @@ use mlc_loader::{Artifact, OpenOptions};
 use mlc_wgpu::gpu::GpuOptions;
 use mlc_wgpu::memory::MemoryPlan;
 use mlc_wgpu::prebuilt::apply_overrides;
-use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
+use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_cpu_fast, load_gpu};
 use pollster::FutureExt as _;
 
 use super::{Command, Device, SourceArgs, models, progress};
@@ -115,8 +115,20 @@ pub(super) fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn Langua
             );
             Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
         }
-        None => Ok(Box::new(load_cpu(artifact)?)),
+        None => load_cpu_engine(artifact, device),
     }
+}
+
+/// Loads `artifact` on the CPU engine `device` names: the float32 oracle for
+/// `CpuReference`, else the fast engine.
+pub(super) fn load_cpu_engine(
+    artifact: &Artifact,
+    device: Device,
+) -> Result<Box<dyn LanguageModel>> {
+    Ok(match device {
+        Device::CpuReference => Box::new(load_cpu(artifact)?),
+        _ => Box::new(load_cpu_fast(artifact)?),
+    })
 }
 
 /// The GPU `device` asks for: `None` for the CPU engine. `Auto` takes a
@@ -125,7 +137,7 @@ pub(super) fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn Langua
 pub(super) fn pick_gpu(device: Device) -> Result<Option<GpuContext>> {
     let ctx = || GpuContext::new_blocking(&ContextOptions::from_env());
     Ok(match device {
-        Device::Cpu => None,
+        Device::Cpu | Device::CpuReference => None,
         Device::Gpu => Some(ctx()?),
         Device::Auto => match ctx() {
             Ok(ctx) if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu => Some(ctx),

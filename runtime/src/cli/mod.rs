@@ -121,8 +121,11 @@ struct RunArgs {
 enum Device {
     /// The GPU when one is usable, else the CPU (with a notice).
     Auto,
-    /// The float32 CPU engine.
+    /// The fast CPU engine (int16 activations, SIMD, all cores; rayon's
+    /// `RAYON_NUM_THREADS` sets the thread count).
     Cpu,
+    /// The float32 CPU engine: the slow oracle conformance checks against.
+    CpuReference,
     /// The WebGPU engine.
     Gpu,
 }

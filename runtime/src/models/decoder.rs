@@ -66,7 +66,10 @@ pub fn forward<B: Backend>(
                 residual_branch(backend, &activated, &layer.down, Some(norm), eps, &mut h)?;
             }
         }
-        observe(backend, &format!("layer{index}_out"), &h)?;
+        if tracing {
+            // Named only when traced: a decode step allocates nothing.
+            observe(backend, &format!("layer{index}_out"), &h)?;
+        }
     }
 
     let h = match logits {

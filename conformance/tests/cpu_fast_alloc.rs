@@ -1,0 +1,87 @@
+//! A decode step of the fast CPU engine allocates nothing: every heap
+//! allocation of the process is counted, and steps after the first two (which
+//! size the tensor pool and scratch buffers) must add none.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mlc_conformance::tiny_artifact;
+use mlc_loader::{Artifact, OpenOptions};
+use mlc_wgpu::backend::{Backend, StepInput};
+use mlc_wgpu::cpu_fast::FastCpuBackend;
+use mlc_wgpu::models::decoder::{Logits, forward};
+use mlc_wgpu::models::spec_for;
+use mlc_wgpu::weights;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting the calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn a_decode_step_allocates_nothing() {
+    // One thread: rayon's workers allocate on their own schedule.
+    // SAFETY: the only test of this binary sets it before any thread starts.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    for model in ["tiny-qwen2", "synthetic/qwen3-tiny"] {
+        let artifact =
+            Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).unwrap();
+        let spec = spec_for(&artifact.config).unwrap();
+        let mut backend = FastCpuBackend::new();
+        let weights = weights::load(&spec, &artifact, &mut backend).unwrap();
+        let prompt = [1u32, 2, 3, 4, 5];
+        let logits = forward(
+            &spec,
+            &weights,
+            &mut backend,
+            StepInput::Tokens(&prompt),
+            0,
+            Logits::Last,
+            None,
+        )
+        .unwrap();
+        backend.queue_argmax(&logits).unwrap();
+        drop(logits);
+        for step in 0..6 {
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let position = prompt.len() + step;
+            let logits = forward(
+                &spec,
+                &weights,
+                &mut backend,
+                StepInput::Queued,
+                position,
+                Logits::Last,
+                None,
+            )
+            .unwrap();
+            let token = backend.queue_argmax(&logits).unwrap();
+            drop(logits);
+            let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            assert!(token.is_some(), "{model}: step {step} chose a token");
+            if step >= 2 {
+                assert_eq!(allocations, 0, "{model}: decode step {step} allocated");
+            }
+        }
+    }
+}

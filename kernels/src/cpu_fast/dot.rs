@@ -1,0 +1,345 @@
+//! `Σ_k w[k] · a[k]` of a q4 weight row and int16 activation rows.
+//!
+//! Every implementation computes the same numbers bit for bit. Each block
+//! gives eight exact integer lanes, lane `m` summing `(c − 7)·a` over weights
+//! `2m, 2m + 1, 16 + 2m, 17 + 2m` (what AVX2's `vpmaddwd` on the low and high
+//! nibbles yields); each lane accumulates `acc[m] += (w.scale · a.scale) ·
+//! lane` with separate multiply and add (no FMA), and the result is
+//! `((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))`. A SIMD
+//! kernel is so tested against the scalar one for exact equality, and a
+//! token's result does not depend on how many tokens share the call.
+
+use std::sync::OnceLock;
+
+use super::blocks::{Q4Block, Q16Block};
+
+/// The implementations of [`dot_q4_q16`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DotKernel {
+    /// Portable Rust.
+    Scalar,
+    /// x86_64 AVX2 (detected at run time).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// WebAssembly SIMD (the browser build enables `simd128`).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
+}
+
+impl DotKernel {
+    /// The fastest kernel this CPU runs.
+    pub fn best() -> DotKernel {
+        static BEST: OnceLock<DotKernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") {
+                return DotKernel::Avx2;
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            return DotKernel::Simd128;
+            #[allow(unreachable_code)]
+            DotKernel::Scalar
+        })
+    }
+}
+
+/// The dot product of a weight row and an activation row of as many blocks,
+/// with the fastest kernel available.
+pub fn dot_q4_q16(w: &[Q4Block], a: &[Q16Block]) -> f32 {
+    let mut out = [0.0];
+    dot_q4_q16_with(DotKernel::best(), w, a, &mut out);
+    out[0]
+}
+
+/// `out[t] = w · a[t]` for the `out.len()` activation rows of `a` (each
+/// `w.len()` blocks) with a chosen kernel. A SIMD kernel unpacks each weight
+/// block once for up to four rows (a prefill's tokens).
+///
+/// # Panics
+/// When the sizes disagree, or `kernel` is AVX2 on a CPU without it.
+pub fn dot_q4_q16_with(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+    assert_eq!(w.len() * out.len(), a.len(), "dot_q4_q16: weight and activation blocks differ");
+    match kernel {
+        DotKernel::Scalar => {
+            for (y, a) in out.iter_mut().zip(a.chunks(w.len().max(1))) {
+                *y = scalar(w, a);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        DotKernel::Avx2 => {
+            assert!(is_x86_feature_detected!("avx2"), "dot_q4_q16: this CPU lacks AVX2");
+            // SAFETY: AVX2 is present (checked above); the sizes were checked.
+            unsafe { avx2::dots(w, a, out) }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        DotKernel::Simd128 => {
+            for (y, a) in out.iter_mut().zip(a.chunks(w.len().max(1))) {
+                *y = simd128::dot(w, a);
+            }
+        }
+    }
+}
+
+/// The fixed reduction of the eight lane accumulators.
+#[inline(always)]
+fn reduce(acc: [f32; 8]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+fn scalar(w: &[Q4Block], a: &[Q16Block]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (w, a) in w.iter().zip(a) {
+        let term = |j: usize| (w.code(j) as i32 - 7) * a.values[j] as i32;
+        let scale = w.scale * a.scale;
+        for (m, acc) in acc.iter_mut().enumerate() {
+            let lane = term(2 * m) + term(2 * m + 1) + term(16 + 2 * m) + term(17 + 2 * m);
+            *acc += scale * lane as f32;
+        }
+    }
+    reduce(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Q4Block, Q16Block};
+
+    /// The block's 32 codes as two i16x16 (weights 0..16, 16..32), minus 7.
+    #[inline(always)]
+    unsafe fn unpack(w: &Q4Block) -> (__m256i, __m256i) {
+        // SAFETY (whole body): the caller has AVX2; the load reads the
+        // block's 16 code bytes, unaligned.
+        unsafe {
+            let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
+            let mask = _mm_set1_epi8(0x0F);
+            let seven = _mm256_set1_epi16(7);
+            let low = _mm256_cvtepu8_epi16(_mm_and_si128(packed, mask));
+            let high = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), mask));
+            (_mm256_sub_epi16(low, seven), _mm256_sub_epi16(high, seven))
+        }
+    }
+
+    /// `acc += (w.scale · a.scale) · lanes`, the lanes from `vpmaddwd`.
+    #[inline(always)]
+    unsafe fn accumulate(
+        acc: __m256,
+        (low, high): (__m256i, __m256i),
+        w: &Q4Block,
+        a: &Q16Block,
+    ) -> __m256 {
+        // SAFETY (whole body): the caller has AVX2; the loads read the
+        // block's 64 value bytes, unaligned.
+        unsafe {
+            let first = _mm256_loadu_si256(a.values.as_ptr().cast());
+            let second = _mm256_loadu_si256(a.values.as_ptr().add(16).cast());
+            let lanes =
+                _mm256_add_epi32(_mm256_madd_epi16(low, first), _mm256_madd_epi16(high, second));
+            let scale = _mm256_set1_ps(w.scale * a.scale);
+            _mm256_add_ps(acc, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(lanes)))
+        }
+    }
+
+    /// [`super::reduce`] of a vector.
+    #[inline(always)]
+    unsafe fn reduce(acc: __m256) -> f32 {
+        // SAFETY: the caller has AVX2.
+        unsafe {
+            let pairs = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+            let halves = _mm_add_ps(pairs, _mm_movehl_ps(pairs, pairs));
+            _mm_cvtss_f32(_mm_add_ss(halves, _mm_shuffle_ps(halves, halves, 1)))
+        }
+    }
+
+    /// `T` activation rows against one weight row: each weight block is
+    /// unpacked once for all of them.
+    #[inline(always)]
+    unsafe fn tile<const T: usize>(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+        let blocks = w.len();
+        // SAFETY: the caller has AVX2; `a` holds `T` rows of `blocks` blocks.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); T];
+            for (b, w) in w.iter().enumerate() {
+                let codes = unpack(w);
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    *acc = accumulate(*acc, codes, w, &a[t * blocks + b]);
+                }
+            }
+            for (y, acc) in out.iter_mut().zip(acc) {
+                *y = reduce(acc);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dots(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+        let blocks = w.len();
+        let mut rows = out.chunks_exact_mut(4);
+        let mut first = 0;
+        // SAFETY: AVX2 is enabled for this function; each tile gets its rows.
+        unsafe {
+            for out4 in &mut rows {
+                tile::<4>(w, &a[first * blocks..(first + 4) * blocks], out4);
+                first += 4;
+            }
+            for y in rows.into_remainder().chunks_mut(1) {
+                tile::<1>(w, &a[first * blocks..(first + 1) * blocks], y);
+                first += 1;
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use core::arch::wasm32::*;
+
+    use super::{Q4Block, Q16Block, reduce};
+
+    /// One row: per block, codes widened to i16 and offset, times the values
+    /// into i32 lanes (`i32x4.dot_i16x8_s`): lanes 0..4 from weights 0..8
+    /// and 16..24, lanes 4..8 from 8..16 and 24..32.
+    pub(super) fn dot(w: &[Q4Block], a: &[Q16Block]) -> f32 {
+        let seven = i16x8_splat(7);
+        let (mut first_acc, mut second_acc) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for (w, a) in w.iter().zip(a) {
+            // SAFETY: v128 loads of the block's 16 code bytes and of its 64
+            // value bytes in four pieces; `v128_load` takes unaligned addresses.
+            let (packed, values) = unsafe {
+                let at = |i: usize| v128_load(a.values.as_ptr().add(8 * i).cast());
+                (v128_load(w.codes.as_ptr().cast()), [at(0), at(1), at(2), at(3)])
+            };
+            let low = v128_and(packed, u8x16_splat(0x0F));
+            let high = u8x16_shr(packed, 4);
+            let term = |codes: v128, values: v128| i32x4_dot_i16x8(i16x8_sub(codes, seven), values);
+            let first = i32x4_add(
+                term(u16x8_extend_low_u8x16(low), values[0]),
+                term(u16x8_extend_low_u8x16(high), values[2]),
+            );
+            let second = i32x4_add(
+                term(u16x8_extend_high_u8x16(low), values[1]),
+                term(u16x8_extend_high_u8x16(high), values[3]),
+            );
+            let scale = f32x4_splat(w.scale * a.scale);
+            first_acc = f32x4_add(first_acc, f32x4_mul(scale, f32x4_convert_i32x4(first)));
+            second_acc = f32x4_add(second_acc, f32x4_mul(scale, f32x4_convert_i32x4(second)));
+        }
+        reduce([
+            f32x4_extract_lane::<0>(first_acc),
+            f32x4_extract_lane::<1>(first_acc),
+            f32x4_extract_lane::<2>(first_acc),
+            f32x4_extract_lane::<3>(first_acc),
+            f32x4_extract_lane::<0>(second_acc),
+            f32x4_extract_lane::<1>(second_acc),
+            f32x4_extract_lane::<2>(second_acc),
+            f32x4_extract_lane::<3>(second_acc),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random blocks covering the extremes (codes 0 and
+    /// 15, values ±32767).
+    fn rows(len: usize, seed: u32) -> (Vec<Q4Block>, Vec<Q16Block>) {
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            state >> 8
+        };
+        let w = (0..len)
+            .map(|_| Q4Block {
+                scale: (next() % 1000) as f32 * 1e-4 + 1e-3,
+                codes: std::array::from_fn(|_| next() as u8),
+            })
+            .collect();
+        let a = (0..len)
+            .map(|b| {
+                let values: [i16; 32] = std::array::from_fn(|j| match (b + j) % 11 {
+                    0 => 32767,
+                    1 => -32767,
+                    _ => ((next() % 65535) as i32 - 32767) as i16,
+                });
+                Q16Block { scale: (next() % 1000) as f32 * 1e-6 + 1e-6, values }
+            })
+            .collect();
+        (w, a)
+    }
+
+    /// The same product in f64 from the decoded integers.
+    fn exact(w: &[Q4Block], a: &[Q16Block]) -> f64 {
+        w.iter()
+            .zip(a)
+            .map(|(w, a)| {
+                let isum: i64 = (0..32).map(|j| (w.code(j) as i64 - 7) * a.values[j] as i64).sum();
+                w.scale as f64 * a.scale as f64 * isum as f64
+            })
+            .sum()
+    }
+
+    #[test]
+    fn scalar_kernel_equals_the_decoded_product() {
+        for len in [1, 3, 4, 18, 35] {
+            let (w, a) = rows(len, len as u32);
+            let mut got = [0.0];
+            dot_q4_q16_with(DotKernel::Scalar, &w, &a, &mut got);
+            let got = got[0] as f64;
+            let want = exact(&w, &a);
+            assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "{len}: {got} vs {want}");
+        }
+    }
+
+    /// `tokens` activation rows against one weight row with `kernel`, bits.
+    fn products(kernel: DotKernel, len: usize, tokens: usize, seed: u32) -> Vec<u32> {
+        let (w, _) = rows(len, seed);
+        let a: Vec<Q16Block> = (0..tokens).flat_map(|t| rows(len, seed + 1 + t as u32).1).collect();
+        let mut out = vec![0.0f32; tokens];
+        dot_q4_q16_with(kernel, &w, &a, &mut out);
+        out.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn a_row_s_result_does_not_depend_on_the_rows_beside_it() {
+        let together = products(DotKernel::best(), 18, 7, 3);
+        let (w, _) = rows(18, 3);
+        for (t, bits) in together.into_iter().enumerate() {
+            let a = rows(18, 3 + 1 + t as u32).1;
+            assert_eq!(dot_q4_q16(&w, &a).to_bits(), bits, "row {t}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_kernel_equals_the_scalar_kernel_bit_for_bit() {
+        // Every x86_64 CI runner has AVX2; a machine without it fails here
+        // rather than pass without testing the kernel users run.
+        assert!(is_x86_feature_detected!("avx2"), "this test needs an AVX2 CPU");
+        assert_eq!(DotKernel::best(), DotKernel::Avx2);
+        for len in [1, 2, 3, 4, 5, 8, 18, 35, 64, 144] {
+            for (tokens, seed) in [(1, 0), (2, 1), (4, 2), (5, 3), (9, 4)] {
+                let seed = seed * 131 + len as u32;
+                assert_eq!(
+                    products(DotKernel::Avx2, len, tokens, seed),
+                    products(DotKernel::Scalar, len, tokens, seed),
+                    "{len} blocks, {tokens} rows"
+                );
+            }
+        }
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[test]
+    fn simd128_kernel_equals_the_scalar_kernel_bit_for_bit() {
+        for len in [1, 2, 3, 4, 5, 8, 18, 35, 64, 144] {
+            for tokens in [1, 5] {
+                assert_eq!(
+                    products(DotKernel::Simd128, len, tokens, len as u32),
+                    products(DotKernel::Scalar, len, tokens, len as u32),
+                    "{len} blocks, {tokens} rows"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `y = x · Wᵀ` for a repacked q4 weight and quantized activations.
+
+use super::blocks::{Q4Packed, Q16Block};
+use super::dot::{DotKernel, dot_q4_q16_with};
+use super::for_each_chunk;
+
+/// Weight rows per task: small enough to give every thread several tasks on
+/// a 576-row projection, large enough to amortise the scheduling.
+const ROWS_PER_TASK: usize = 32;
+
+/// `out[t, n] = Σ_k x[t, k] · W[n, k]` for the `m` quantized rows of `x`
+/// (`m · w.blocks_per_row()` blocks). Tasks own disjoint weight rows; for
+/// `m > 1` they write a transposed `[n, m]` result into `scratch` (kept by the
+/// caller, so a step allocates nothing), which is then transposed into `out`.
+pub fn matmul_q4_q16(
+    x: &[Q16Block],
+    m: usize,
+    w: &Q4Packed,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let (n, blocks) = (w.rows, w.blocks_per_row());
+    assert_eq!(
+        x.len(),
+        m * blocks,
+        "matmul_q4_q16: x has {} blocks, expected {m}×{blocks}",
+        x.len()
+    );
+    assert_eq!(out.len(), m * n, "matmul_q4_q16: out has {} values, expected {m}×{n}", out.len());
+    let kernel = DotKernel::best();
+    if m == 1 {
+        for_each_chunk(out, ROWS_PER_TASK, |c, chunk| {
+            for (i, y) in chunk.chunks_mut(1).enumerate() {
+                dot_q4_q16_with(kernel, w.row(c * ROWS_PER_TASK + i), x, y);
+            }
+        });
+        return;
+    }
+    scratch.clear();
+    scratch.resize(n * m, 0.0);
+    for_each_chunk(scratch, ROWS_PER_TASK * m, |c, chunk| {
+        for (i, column) in chunk.chunks_mut(m).enumerate() {
+            dot_q4_q16_with(kernel, w.row(c * ROWS_PER_TASK + i), x, column);
+        }
+    });
+    for (j, column) in scratch.chunks(m).enumerate() {
+        for (t, &v) in column.iter().enumerate() {
+            out[t * n + j] = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{Q4Matrix, Weight, matmul};
+    use crate::cpu_fast::quantize_row;
+
+    #[test]
+    fn product_is_close_to_the_reference_and_prefill_equals_decode() {
+        let (rows, cols, m) = (70, 96, 3);
+        let words: Vec<u32> =
+            (0..rows * 12).map(|i| (i as u32).wrapping_mul(0x9E37_79B9) ^ 0x1234_5678).collect();
+        let scales: Vec<f32> = (0..rows * 3).map(|i| 0.01 + (i % 7) as f32 * 0.002).collect();
+        let matrix = Q4Matrix { rows, cols, q_weight: &words, scales: &scales };
+        let x: Vec<f32> = (0..m * cols).map(|i| ((i * 29 % 17) as f32 - 8.0) * 0.1).collect();
+        let mut want = vec![0.0; m * rows];
+        matmul(&x, m, &Weight::Q4(matrix), &mut want);
+
+        let packed = Q4Packed::from_mlc(&matrix);
+        let mut q = vec![Q16Block::default(); m * 3];
+        for (row, blocks) in x.chunks(cols).zip(q.chunks_mut(3)) {
+            quantize_row(row, blocks);
+        }
+        let (mut got, mut scratch) = (vec![0.0; m * rows], Vec::new());
+        matmul_q4_q16(&q, m, &packed, &mut got, &mut scratch);
+        let spread = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4 * spread, "{g} vs {w}");
+        }
+        for t in 0..m {
+            let mut one = vec![0.0; rows];
+            matmul_q4_q16(&q[t * 3..(t + 1) * 3], 1, &packed, &mut one, &mut scratch);
+            assert_eq!(one, got[t * rows..(t + 1) * rows], "row {t}");
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The fast CPU engine's math: q4 weights times int16-quantized activations.
+//!
+//! The float32 reference ([`crate::cpu`]) decodes every weight to f32 and
+//! multiplies in f32: exact, and far too slow to chat with. This module does
+//! what llama.cpp does on a CPU. Weights are repacked once, at load, into
+//! [`Q4Block`]s (32 codes and their scale side by side, in the order the SIMD
+//! kernel reads them); each activation row is quantized per 32 values to
+//! integers with one f32 scale ([`Q16Block`]: llama.cpp's Q8_0 scheme with 16
+//! bits, see there why); the products are integer dot products
+//! ([`dot_q4_q16`]: AVX2 or wasm `simd128` where available, a portable scalar
+//! loop otherwise), scaled once per block. Rows of a product are spread over
+//! rayon's pool natively ([`matmul_q4_q16`]); the attention is one pass over
+//! the KV cache per head ([`attention`]).
+//!
+//! Quantizing the activations costs a little accuracy, which the conformance
+//! suite bounds (`conformance/tests/cpu_fast.rs`; worst errors in
+//! docs/performance.md).
+
+mod attention;
+mod blocks;
+mod dot;
+mod matmul;
+
+pub use attention::attention;
+pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
+pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with};
+pub use matmul::matmul_q4_q16;
+
+/// Threads the products run on: rayon's pool (`RAYON_NUM_THREADS`, else one
+/// per core), or 1 without the `parallel` feature (the wasm build).
+pub fn threads() -> usize {
+    #[cfg(feature = "parallel")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "parallel"))]
+    1
+}
+
+/// Runs `task(index, chunk)` over `chunk`-sized pieces of `out`, on rayon's
+/// pool when there is more than one thread and more than one piece, else
+/// inline (the wasm build, `RAYON_NUM_THREADS=1`): a one-thread run pays no
+/// scheduling.
+pub(crate) fn for_each_chunk<T: Send>(
+    out: &mut [T],
+    chunk: usize,
+    task: impl Fn(usize, &mut [T]) + Send + Sync,
+) {
+    #[cfg(feature = "parallel")]
+    if rayon::current_num_threads() > 1 && out.len() > chunk {
+        use rayon::prelude::*;
+        out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| task(i, c));
+        return;
+    }
+    out.chunks_mut(chunk).enumerate().for_each(|(i, c)| task(i, c));
+}

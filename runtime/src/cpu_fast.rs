@@ -1,0 +1,409 @@
+//! The fast CPU engine: what `--device cpu` and the browser without WebGPU
+//! run. q4 weights are repacked at load into the blocks the SIMD kernels
+//! stream, activations are quantized to int16 per 32 values before each
+//! product, and the products and attention run on rayon's pool natively (one
+//! thread in the browser build). The math is [`mlc_kernels::cpu_fast`].
+//!
+//! It is checked against the float32 engine ([`crate::cpu`], the oracle) by
+//! the conformance suite, with the GPU engine's tolerance. Unquantized
+//! weights (q0f16, q0f32) go through the oracle's threaded float product.
+//!
+//! A decode step allocates nothing: activations come from a pool that their
+//! tensors return to when dropped, and the quantized rows, the transposed
+//! product, the RoPE table and the query/key rows are scratch buffers of the
+//! backend, sized by the first step.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mlc_kernels::cpu::{self as ops, KvLayout, Q4Matrix, Rope, Weight};
+use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q16Block};
+use mlc_loader::{DType, Tensor};
+
+use crate::EngineError;
+use crate::backend::{Backend, StepInput};
+use crate::cpu::LayerCache;
+use crate::models::{Activation, ModelSpec};
+use crate::sampling::{Drawn, HostSampler, SamplingStep};
+use crate::weights::{LinearSource, MatrixSource};
+
+/// Activation buffers that dropped tensors gave back.
+type Pool = Rc<RefCell<Vec<Vec<f32>>>>;
+
+/// Activations `[rows, cols]` in host memory, whose buffer goes back to the
+/// backend's pool when dropped.
+#[derive(Debug)]
+pub struct FastTensor {
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+    pool: Pool,
+}
+
+impl Drop for FastTensor {
+    fn drop(&mut self) {
+        self.pool.borrow_mut().push(std::mem::take(&mut self.data));
+    }
+}
+
+/// A weight matrix in the form the fast kernels read.
+#[derive(Debug)]
+enum Matrix {
+    Q4(Q4Packed),
+    Dense { rows: usize, cols: usize, values: Vec<f32> },
+}
+
+/// A linear layer (or embedding table) of the fast CPU engine.
+#[derive(Debug)]
+pub struct FastLinear {
+    matrix: Matrix,
+    bias: Option<Vec<f32>>,
+}
+
+impl FastLinear {
+    fn rows(&self) -> usize {
+        match &self.matrix {
+            Matrix::Q4(packed) => packed.rows,
+            Matrix::Dense { rows, .. } => *rows,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match &self.matrix {
+            Matrix::Q4(packed) => packed.cols,
+            Matrix::Dense { cols, .. } => *cols,
+        }
+    }
+}
+
+/// The fast CPU backend.
+pub struct FastCpuBackend {
+    pool: Pool,
+    rope: Option<Rope>,
+    cache: Vec<LayerCache>,
+    /// Token choice: the penalties' counts and the last token chosen.
+    sampler: HostSampler,
+    /// Quantized activation rows of the current product.
+    quantized: Vec<Q16Block>,
+    /// A multi-row product's transposed result.
+    transposed: Vec<f32>,
+    /// `(cos, sin)` of every rotated pair at each position of the pass
+    /// (`rope_positions`): every layer rotates at the same positions.
+    rope_table: Vec<(f32, f32)>,
+    rope_positions: (usize, usize),
+    /// One token's key row and a copy of a row being normalised.
+    key: Vec<f32>,
+    unnormed: Vec<f32>,
+}
+
+impl FastCpuBackend {
+    /// A backend with an empty KV cache.
+    pub fn new() -> FastCpuBackend {
+        FastCpuBackend {
+            pool: Pool::default(),
+            rope: None,
+            cache: Vec::new(),
+            sampler: HostSampler::default(),
+            quantized: Vec::new(),
+            transposed: Vec::new(),
+            rope_table: Vec::new(),
+            rope_positions: (0, 0),
+            key: Vec::new(),
+            unnormed: Vec::new(),
+        }
+    }
+
+    /// A zeroed `[rows, cols]` tensor, its buffer taken from the pool when
+    /// one is large enough (the smallest such).
+    fn tensor(&self, rows: usize, cols: usize) -> FastTensor {
+        let len = rows * cols;
+        let mut pool = self.pool.borrow_mut();
+        let fit = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= len)
+            .min_by_key(|&i| pool[i].capacity());
+        let mut data = match fit {
+            Some(i) => pool.swap_remove(i),
+            None => Vec::with_capacity(len),
+        };
+        data.clear();
+        data.resize(len, 0.0);
+        FastTensor { rows, cols, data, pool: self.pool.clone() }
+    }
+
+    /// Fills the RoPE table for positions `start..start + tokens`, unless it
+    /// already holds them.
+    fn rope_table(&mut self, spec: &ModelSpec, start: usize, tokens: usize) {
+        let rope = self.rope.get_or_insert_with(|| spec.rope());
+        if self.rope_positions == (start, tokens) && !self.rope_table.is_empty() {
+            return;
+        }
+        self.rope_table.clear();
+        for position in start..start + tokens {
+            self.rope_table.extend(rope.cos_sin(position));
+        }
+        self.rope_positions = (start, tokens);
+    }
+}
+
+impl Default for FastCpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Rotates every head of one token's `x` by the `(cos, sin)` pairs of its
+/// position: [`Rope::apply`] with the table computed once per pass.
+fn rotate(x: &mut [f32], head_dim: usize, table: &[(f32, f32)]) {
+    let half = table.len();
+    for head in x.chunks_mut(head_dim) {
+        for (i, &(cos, sin)) in table.iter().enumerate() {
+            let (a, b) = (head[i], head[i + half]);
+            head[i] = a * cos - b * sin;
+            head[i + half] = b * cos + a * sin;
+        }
+    }
+}
+
+/// RMSNorm of each `weight.len()`-wide piece of `x` in place, through `copy`.
+fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32, copy: &mut Vec<f32>) {
+    copy.clear();
+    copy.extend_from_slice(x);
+    ops::rms_norm(copy, weight, eps, x);
+}
+
+impl Backend for FastCpuBackend {
+    type Tensor = FastTensor;
+    type Linear = FastLinear;
+    type Vector = Vec<f32>;
+    type Pending = Option<Drawn>;
+
+    fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<FastLinear, EngineError> {
+        let (rows, cols) = (source.rows, source.cols);
+        let matrix = match &source.matrix {
+            MatrixSource::Q4 { q_weight, q_scale } => {
+                let (q_weight, scales) = (q_weight.to_u32_vec()?, q_scale.to_f32_vec()?);
+                Matrix::Q4(Q4Packed::from_mlc(&Q4Matrix {
+                    rows,
+                    cols,
+                    q_weight: &q_weight,
+                    scales: &scales,
+                }))
+            }
+            MatrixSource::Dense(values) => {
+                Matrix::Dense { rows, cols, values: values.to_f32_vec()? }
+            }
+        };
+        let bias = source.bias.as_ref().map(|b| b.to_f32_vec()).transpose()?;
+        Ok(FastLinear { matrix, bias })
+    }
+
+    fn load_vector(&mut self, source: &Tensor<'_>) -> Result<Vec<f32>, EngineError> {
+        debug_assert!(source.dtype != DType::U32);
+        Ok(source.to_f32_vec()?)
+    }
+
+    fn embed(
+        &mut self,
+        table: &FastLinear,
+        input: StepInput<'_>,
+        scale: f32,
+    ) -> Result<FastTensor, EngineError> {
+        let queued;
+        let tokens = match (input, self.sampler.queued()) {
+            (StepInput::Tokens(tokens), _) => tokens,
+            (StepInput::Queued, Some(token)) => {
+                queued = [token];
+                &queued[..]
+            }
+            // As on the oracle: the step whose logits were not finite reports
+            // them, and this step's work is discarded with it.
+            (StepInput::Queued, None) => return Ok(self.tensor(1, table.cols())),
+        };
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= table.rows()) {
+            return Err(EngineError::TokenOutOfRange { token, vocab_size: table.rows() });
+        }
+        let hidden = table.cols();
+        let mut out = self.tensor(tokens.len(), hidden);
+        for (&token, row) in tokens.iter().zip(out.data.chunks_mut(hidden)) {
+            let token = token as usize;
+            match &table.matrix {
+                Matrix::Q4(packed) => packed.dequantize_row(token, row),
+                Matrix::Dense { values, .. } => {
+                    row.copy_from_slice(&values[token * hidden..(token + 1) * hidden])
+                }
+            }
+            if scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+        Ok(out)
+    }
+
+    fn rms_norm(
+        &mut self,
+        x: &FastTensor,
+        weight: &Vec<f32>,
+        eps: f32,
+    ) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(x.rows, x.cols);
+        ops::rms_norm(&x.data, weight, eps, &mut out.data);
+        Ok(out)
+    }
+
+    fn linear(&mut self, x: &FastTensor, linear: &FastLinear) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(x.rows, linear.rows());
+        match &linear.matrix {
+            Matrix::Q4(packed) => {
+                let blocks = packed.blocks_per_row();
+                self.quantized.resize(x.rows * blocks, Q16Block::default());
+                for (row, q) in x.data.chunks(x.cols).zip(self.quantized.chunks_mut(blocks)) {
+                    fast::quantize_row(row, q);
+                }
+                fast::matmul_q4_q16(
+                    &self.quantized,
+                    x.rows,
+                    packed,
+                    &mut out.data,
+                    &mut self.transposed,
+                );
+            }
+            Matrix::Dense { rows, cols, values } => {
+                let weight = Weight::Dense { rows: *rows, cols: *cols, values };
+                ops::matmul(&x.data, x.rows, &weight, &mut out.data);
+            }
+        }
+        if let Some(bias) = &linear.bias {
+            for row in out.data.chunks_mut(bias.len()) {
+                ops::add_in_place(row, bias);
+            }
+        }
+        Ok(out)
+    }
+
+    fn linear_add(
+        &mut self,
+        x: &FastTensor,
+        linear: &FastLinear,
+        residual: &mut FastTensor,
+    ) -> Result<(), EngineError> {
+        let y = self.linear(x, linear)?;
+        ops::add_in_place(&mut residual.data, &y.data);
+        Ok(())
+    }
+
+    fn add(&mut self, residual: &mut FastTensor, x: &FastTensor) -> Result<(), EngineError> {
+        ops::add_in_place(&mut residual.data, &x.data);
+        Ok(())
+    }
+
+    fn softcap(&mut self, x: &FastTensor, cap: f32) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(x.rows, x.cols);
+        ops::softcap(&x.data, cap, &mut out.data);
+        Ok(out)
+    }
+
+    fn gated(
+        &mut self,
+        gate_up: &FastTensor,
+        activation: Activation,
+    ) -> Result<FastTensor, EngineError> {
+        let intermediate = gate_up.cols / 2;
+        let mut out = self.tensor(gate_up.rows, intermediate);
+        match activation {
+            Activation::Silu => ops::silu_mul(&gate_up.data, intermediate, &mut out.data),
+            Activation::GeluTanh => ops::gelu_tanh_mul(&gate_up.data, intermediate, &mut out.data),
+        }
+        Ok(out)
+    }
+
+    fn attention(
+        &mut self,
+        spec: &ModelSpec,
+        layer: usize,
+        qkv: &FastTensor,
+        qk_norm: Option<&(Vec<f32>, Vec<f32>)>,
+        start: usize,
+    ) -> Result<FastTensor, EngineError> {
+        let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
+        let tokens = qkv.rows;
+        let end = start + tokens;
+        if end > spec.context_window_size {
+            return Err(EngineError::ContextWindowExceeded {
+                needed: end,
+                window: spec.context_window_size,
+            });
+        }
+        self.rope_table(spec, start, tokens);
+        if self.cache.len() < spec.num_layers {
+            self.cache.resize_with(spec.num_layers, LayerCache::default);
+        }
+        let mut q = self.tensor(tokens, heads * d);
+        let mut out = self.tensor(tokens, heads * d);
+        let cache = &mut self.cache[layer];
+        cache.reserve(end, kv_heads, d, spec.context_window_size);
+        let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
+        let pairs = self.rope_table.len() / tokens.max(1);
+        for t in 0..tokens {
+            let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
+            let (q_part, kv_part) = row.split_at(heads * d);
+            let (k_part, v_part) = kv_part.split_at(kv_heads * d);
+            let q_row = &mut q.data[t * heads * d..(t + 1) * heads * d];
+            q_row.copy_from_slice(q_part);
+            self.key.clear();
+            self.key.extend_from_slice(k_part);
+            if let Some((q_norm, k_norm)) = qk_norm {
+                rms_norm_in_place(q_row, q_norm, spec.rms_norm_eps, &mut self.unnormed);
+                rms_norm_in_place(&mut self.key, k_norm, spec.rms_norm_eps, &mut self.unnormed);
+            }
+            let table = &self.rope_table[t * pairs..(t + 1) * pairs];
+            rotate(q_row, d, table);
+            rotate(&mut self.key, d, table);
+            for g in 0..kv_heads {
+                let at = layout.offset(g, start + t);
+                cache.keys[at..at + d].copy_from_slice(&self.key[g * d..(g + 1) * d]);
+                cache.values[at..at + d].copy_from_slice(&v_part[g * d..(g + 1) * d]);
+            }
+        }
+        fast::attention(
+            &q.data,
+            &cache.keys,
+            &cache.values,
+            layout,
+            heads,
+            start,
+            spec.attention_scale(),
+            &mut out.data,
+        );
+        Ok(out)
+    }
+
+    fn last_row(&mut self, x: &FastTensor) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(1, x.cols);
+        out.data.copy_from_slice(&x.data[x.rows.saturating_sub(1) * x.cols..]);
+        Ok(out)
+    }
+
+    fn to_host(&mut self, x: &FastTensor) -> Result<Vec<f32>, EngineError> {
+        Ok(x.data.clone())
+    }
+
+    fn queue_argmax(&mut self, logits: &FastTensor) -> Result<Option<Drawn>, EngineError> {
+        Ok(self.sampler.argmax(&logits.data))
+    }
+
+    fn queue_sample(
+        &mut self,
+        logits: &FastTensor,
+        step: &SamplingStep<'_>,
+    ) -> Result<Option<Drawn>, EngineError> {
+        Ok(self.sampler.sample(&logits.data, step))
+    }
+
+    async fn take_token(&mut self, pending: Option<Drawn>) -> Result<Option<Drawn>, EngineError> {
+        Ok(pending)
+    }
+
+    fn reset_cache(&mut self) {
+        self.cache.clear();
+    }
+}
