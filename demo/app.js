@@ -65,9 +65,16 @@ async function buildModelList() {
         });
       }
     }
-  } catch { /* no local models: only the official one */ }
-  const qwen = webllm.prebuiltAppConfig.model_list.find((m) => m.model_id === "Qwen2.5-0.5B-Instruct-q4f16_1-MLC");
-  records.push({ ...qwen, label: `${qwen.model_id} (downloads ~280 MB from huggingface.co once, then cached)` });
+  } catch { /* no local models: only the prebuilt ones */ }
+  const local = records.length;
+  // WebLLM's prebuilt records (chat models only), with the GPU memory each needs. Records of a model
+  // family the runtime lacks stay listed: their Load fails with the engine's error.
+  for (const rec of webllm.prebuiltAppConfig.model_list) {
+    if ((rec.model_type ?? webllm.ModelType.LLM) !== webllm.ModelType.LLM) continue;
+    if (records.some((r) => r.model_id === rec.model_id)) continue; // served locally already
+    const size = rec.vram_required_MB ? ` · needs ~${Math.round(rec.vram_required_MB)} MB of GPU memory` : "";
+    records.push({ ...rec, label: `${rec.model_id}${size}` });
+  }
   const appConfig = { model_list: records.map(({ label, ...r }) => r) };
   ui.device.value = localStorage.getItem(SETTINGS_KEY + "device") ?? "auto";
   const options = records.map((rec) => {
@@ -76,7 +83,14 @@ async function buildModelList() {
     o.textContent = rec.label;
     return o;
   });
-  ui.model.append(...options);
+  const group = (label, opts) => {
+    const g = document.createElement("optgroup");
+    g.label = label;
+    g.append(...opts);
+    return g;
+  };
+  if (local) ui.model.append(group("Served by this server", options.slice(0, local)));
+  ui.model.append(group("WebLLM's prebuilt models (downloaded from huggingface.co once, then cached)", options.slice(local)));
   const saved = localStorage.getItem(SETTINGS_KEY + "model");
   const preferred = records.find((r) => r.model_id === saved) ??
     records.find((r) => r.model_id === webllm.DEFAULT_MODEL_ID) ?? records[0];

@@ -673,6 +673,11 @@ for (const mode of MODES) {
       await p.reload();
       await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo reload (cached model loads by itself)");
       eq(await p.inputValue("#model"), id, "model picked after reload");
+      // The picker: the local model marked as cached, WebLLM's prebuilt records with their sizes.
+      const picker = await p.$$eval("#model option", (os) => os.map((o) => o.textContent));
+      assert(picker.some((t) => t.startsWith(id) && t.endsWith(" · in the browser cache")), `cached mark: ${picker.filter((t) => t.startsWith(id))}`);
+      assert(picker.includes("Llama-3.2-1B-Instruct-q4f16_1-MLC · needs ~879 MB of GPU memory"), `prebuilt record with size: ${picker.slice(0, 6)}`);
+      assert(!picker.some((t) => t.startsWith("snowflake-arctic-embed")), "embedding models offered for chat");
       eq(await p.$$eval(".msg", (ms) => ms.map((m) => m.className)), ["msg user", "msg assistant"], "messages after reload");
       eq(await p.textContent(".msg.assistant .body"), answer, "reply after reload");
       eq(await p.textContent(".msg.assistant .reply-stats"), replyStats, "per-reply stats after reload");
