@@ -96,11 +96,15 @@ async function buildModelList() {
     records.find((r) => r.model_id === webllm.DEFAULT_MODEL_ID) ?? records[0];
   ui.model.value = preferred.model_id;
   await Promise.all(options.map(async (o) => {
-    const cached = await webllm.hasModelInCache(o.value, appConfig).catch(() => false);
-    o.dataset.cached = String(cached);
-    if (cached) o.textContent += " · in the browser cache";
+    if (await webllm.hasModelInCache(o.value, appConfig).catch(() => false)) markCached(o);
   }));
   return appConfig;
+}
+
+function markCached(option) {
+  if (option.dataset.cached === "true") return;
+  option.dataset.cached = "true";
+  option.textContent += " · in the browser cache";
 }
 
 const mb = (n) => (n / 1048576).toFixed(1);
@@ -153,6 +157,7 @@ async function load(appConfig) {
     ui.phase.textContent = cached ? "Loading from the browser cache" : "Downloading";
     await engine.reload(ui.model.value);
     loadedModel = ui.model.value;
+    markCached(ui.model.selectedOptions[0]);
     showChat(loadedModel);
     setStatus("ready", `Loaded ${ui.model.value} on ${engineName}.`);
   } catch (e) {

@@ -657,6 +657,8 @@ for (const mode of MODES) {
       } else {
         assert(/^Running on WebGPU - /.test(gpuNote), `WebGPU note: ${gpuNote}`);
       }
+      const marked = await p.$eval("#model", (s) => s.selectedOptions[0].textContent);
+      assert(marked.endsWith(" · in the browser cache"), `picker entry after the download: ${marked}`);
       await p.fill("#prompt", haveSmol ? SMOL_REQ.messages[0].content : REQ["chat" + S].messages[0].content);
       await p.click("#send");
       await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo answer");
