@@ -636,7 +636,7 @@ for (const mode of MODES) {
     skip(`[${mode.name}] SmolLM2-135M through the JS API`, `artifact not found at ${smolDir} (set MLC_WGPU_SMOLLM2_DIR or run the default-model import)`);
   }
 
-  await check(`[${mode.name}] demo page: picks a local model, streams an answer, shows stats (screenshot in web/tests/out/)`, async () => {
+  await check(`[${mode.name}] demo page: picks a local model, streams an answer, says where it runs, keeps the chat and reloads the cached model (screenshots in web/tests/out/)`, async () => {
     const c2 = await newContext(mode);
     try {
       const p = await c2.newPage();
@@ -647,20 +647,96 @@ for (const mode of MODES) {
       await p.selectOption("#model", { value: id });
       await p.selectOption("#device", { value: D });
       await p.fill("#max-tokens", String(mode.full ? 8 : 2));
-      const gpuNote = await p.textContent("#gpu-status");
-      if (mode.backend === "cpu") assert(/WebGPU is not available/.test(gpuNote), `WebGPU notice: ${gpuNote}`);
       await p.click("#load");
       await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo load");
+      // The device note repeats the engine's verdict (its progress reports), with the fix on the CPU fallback.
+      const gpuNote = await p.textContent("#gpu-status");
+      if (mode.backend === "cpu") {
+        assert(/WebGPU is not available in this browser: running on the CPU engine/.test(gpuNote) && /Chrome or Edge 113\+/.test(gpuNote) &&
+          await p.$eval("#gpu-status", (e) => e.classList.contains("warn")), `CPU fallback note: ${gpuNote}`);
+      } else {
+        assert(/^Running on WebGPU - /.test(gpuNote), `WebGPU note: ${gpuNote}`);
+      }
+      const marked = await p.$eval("#model", (s) => s.selectedOptions[0].textContent);
+      assert(marked.endsWith(" · in the browser cache"), `picker entry after the download: ${marked}`);
       await p.fill("#prompt", haveSmol ? SMOL_REQ.messages[0].content : REQ["chat" + S].messages[0].content);
       await p.click("#send");
       await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo answer");
       const answer = await p.textContent(".msg.assistant:last-child .body");
       const stats = await p.textContent("#stats");
+      const replyStats = await p.textContent(".msg.assistant:last-child .reply-stats");
       await p.screenshot({ path: path.join(outDir, `demo-${mode.name}.png`) });
       assert(answer.trim().length > 0, "empty answer");
       assert(/decode [\d.]+ tok\/s/.test(stats) && /prefill [\d.]+ tok\/s/.test(stats), `stats: ${stats}`);
+      assert(/^[\d.]+ tok\/s · \d+ tokens · /.test(replyStats), `per-reply stats: ${replyStats}`);
+
+      // Reloaded: the same model is picked and, being cached, loaded without pressing Load; the chat is back.
+      const served = modelRequests().length;
+      await p.reload();
+      await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo reload (cached model loads by itself)");
+      eq(await p.inputValue("#model"), id, "model picked after reload");
+      // The picker: the local model marked as cached, WebLLM's prebuilt records with their sizes.
+      const picker = await p.$$eval("#model option", (os) => os.map((o) => o.textContent));
+      assert(picker.some((t) => t.startsWith(id) && t.endsWith(" · in the browser cache")), `cached mark: ${picker.filter((t) => t.startsWith(id))}`);
+      assert(picker.includes("Llama-3.2-1B-Instruct-q4f16_1-MLC · needs ~879 MB of GPU memory"), `prebuilt record with size: ${picker.slice(0, 6)}`);
+      assert(!picker.some((t) => t.startsWith("snowflake-arctic-embed")), "embedding models offered for chat");
+      eq(await p.$$eval(".msg", (ms) => ms.map((m) => m.className)), ["msg user", "msg assistant"], "messages after reload");
+      eq(await p.textContent(".msg.assistant .body"), answer, "reply after reload");
+      eq(await p.textContent(".msg.assistant .reply-stats"), replyStats, "per-reply stats after reload");
+      eq(modelRequests().length, served, "model files fetched again on reload (should come from the cache)");
+
+      // Markdown: code blocks and lists become elements; raw HTML, images and javascript: links in model
+      // output stay inert text. Rendered from a stored reply, through the same function as a streamed one.
+      const md = "Here:\n\n```js\nconst x = 1 < 2;\n```\n\n- one\n- **two**\n\n<img src=x onerror=alert(1)><script>alert(2)</script>\n\n" +
+        "![pic](http://example.invalid/p.png) [bad](javascript:alert(3)) [good](https://example.invalid/)";
+      await p.evaluate(([key, md]) => localStorage.setItem(key, JSON.stringify([{ role: "user", content: "<b>hi</b>" }, { role: "assistant", content: md }])),
+        [`mlc-wgpu-demo:chat:${id}`, md]);
+      await p.reload();
+      await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo reload with Markdown");
+      const r = await p.$eval("#messages", (m) => ({
+        code: m.querySelector(".msg.assistant pre > code")?.textContent,
+        codeClass: m.querySelector(".msg.assistant pre > code")?.className,
+        items: [...m.querySelectorAll(".msg.assistant li")].map((li) => li.innerHTML),
+        img: m.querySelectorAll("img, script, b").length,
+        links: [...m.querySelectorAll("a")].map((a) => a.getAttribute("href")),
+        text: m.querySelector(".msg.assistant .body").textContent,
+        user: m.querySelector(".msg.user .body").textContent,
+      }));
+      await p.screenshot({ path: path.join(outDir, `demo-${mode.name}-markdown.png`) });
+      eq(r.code, "const x = 1 < 2;\n", "code block");
+      eq(r.codeClass, "language-js", "code block language");
+      eq(r.items, ["one", "<strong>two</strong>"], "list items");
+      eq(r.img, 0, "elements from raw HTML or images in model output");
+      eq(r.links, ["https://example.invalid/"], "links kept");
+      assert(r.text.includes("<img src=x onerror=alert(1)>") && r.text.includes("<script>alert(2)</script>") && r.text.includes("pic"), `escaped text: ${r.text}`);
+      eq(r.user, "<b>hi</b>", "user text shown as typed");
+
+      // New chat clears the conversation, also after a reload.
+      await p.click("#reset");
+      eq(await p.$$eval(".msg", (ms) => ms.length), 0, "messages after New chat");
+      await p.reload();
+      await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo reload after New chat");
+      eq(await p.$$eval(".msg", (ms) => ms.length), 0, "messages after New chat and reload");
     } finally { await closeContext(c2); }
   });
+
+  if (mode.name === "webgpu") {
+    await check(`[${mode.name}] demo page: "auto" on the software adapter runs on the CPU engine and says so with the fix`, async () => {
+      const c2 = await newContext(mode);
+      try {
+        const p = await c2.newPage();
+        await p.goto(`${ORIGIN}/demo/`);
+        await p.waitForSelector("#model option", { state: "attached" });
+        await p.selectOption("#model", { value: "tiny-qwen2" });
+        await p.selectOption("#device", { value: "auto" });
+        await p.click("#load");
+        await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo load");
+        const note = await p.textContent("#gpu-status");
+        assert(/software renderer \(SwiftShader\).*running on the CPU engine/.test(note) && /Chrome or Edge 113\+/.test(note), `note: ${note}`);
+        assert(/on CPU/.test(await p.textContent("#status")), `status: ${await p.textContent("#status")}`);
+      } finally { await closeContext(c2); }
+    });
+  }
 }
 
 // Privacy: nothing but the model files and the module's own files (and the test pages) was requested.
