@@ -108,7 +108,10 @@ impl Q4Packed {
 pub fn quantize_row(x: &[f32], out: &mut [Q16Block]) {
     assert_eq!(out.len(), x.len().div_ceil(BLOCK), "quantize_row: block count");
     for (values, block) in x.chunks(BLOCK).zip(out.iter_mut()) {
-        let max = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // `f32::max` would drop a NaN: keep it (and an infinity) in the scale, so that a
+        // non-finite activation makes the product non-finite, as the oracle's does.
+        let max =
+            values.iter().fold(0.0f32, |m, v| if v.abs() > m || v.is_nan() { v.abs() } else { m });
         let scale = max / 32767.0;
         let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
         block.scale = scale;
@@ -151,5 +154,17 @@ mod tests {
         }
         assert!(blocks[1].values[8..].iter().all(|&q| q == 0), "the padding is zero");
         assert!(blocks.iter().all(|b| b.values.iter().any(|&q| q.abs() == 32767)));
+    }
+
+    #[test]
+    fn a_non_finite_activation_makes_its_block_scale_non_finite() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut x = vec![0.5f32; 64];
+            x[40] = bad;
+            let mut blocks = vec![Q16Block::default(); 2];
+            quantize_row(&x, &mut blocks);
+            assert!(blocks[0].scale.is_finite(), "{bad}: the other block is untouched");
+            assert!(!blocks[1].scale.is_finite(), "{bad}: scale {}", blocks[1].scale);
+        }
     }
 }
