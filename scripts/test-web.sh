@@ -6,7 +6,7 @@
 # app, type-checked, built with Vite and webpack and run: web/tests/package/) and the browser suite
 # (WebGPU/SwiftShader and CPU).
 # WEB_TEST_ONLY=webgpu|cpu runs one browser of the suite, WEB_TEST_ONLY=package only the package
-# test; WEB_TEST_GREP=REGEX only the suite's checks whose names match (for iterating on one check;
+# test, WEB_TEST_ONLY=bench only the browser benchmark's smoke run; WEB_TEST_GREP=REGEX only the suite's checks whose names match (for iterating on one check;
 # see web/tests/run.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,16 +52,17 @@ if [ -z "$only" ] || [ "$only" = package ]; then
   node web/tests/package/run.mjs
 fi
 
-[ "$only" = package ] || node web/tests/run.mjs
+[ "$only" = package ] || [ "$only" = bench ] || node web/tests/run.mjs
 
 # The browser benchmark as a smoke test (it must run and report; no speed is asserted): the tiny
 # Qwen2 fixture with Qwen2.5's tokenizer, on the CPU engine and on Chromium's WebGPU (SwiftShader).
-bench_model=$(mktemp -d)
-cp conformance/fixtures/tiny-qwen2/mlc/* "$bench_model"/
-cp conformance/fixtures/tokenizers/qwen2.5-0.5b-instruct.tokenizer.json "$bench_model"/tokenizer.json
-for device in cpu webgpu; do
-  [ -z "$only" ] || [ "$only" = bench ] || break
-  python3 scripts/bench-web.py --model "$bench_model" --device "$device" \
-    --prompt-tokens 16 --gen-tokens 2 --contexts "" --timeout 600
-done
-rm -rf "$bench_model"
+if [ -z "$only" ] || [ "$only" = bench ]; then
+  bench_model=$(mktemp -d)
+  cp conformance/fixtures/tiny-qwen2/mlc/* "$bench_model"/
+  cp conformance/fixtures/tokenizers/qwen2.5-0.5b-instruct.tokenizer.json "$bench_model"/tokenizer.json
+  for device in cpu webgpu; do
+    python3 scripts/bench-web.py --model "$bench_model" --device "$device" \
+      --prompt-tokens 16 --gen-tokens 2 --contexts "" --timeout 600
+  done
+  rm -rf "$bench_model"
+fi
