@@ -65,7 +65,7 @@ fn commands_blocks_and_speed_lines() {
 /// Drives `chat` in a pseudo-terminal (python's `pty`), as a person types:
 /// exits 0 when every key did what it should, else prints what went wrong.
 const PTY_SCRIPT: &str = r#"
-import os, pty, select, sys, time
+import os, pty, select, signal, sys, time
 binary, model = sys.argv[1], sys.argv[2]
 pid, fd = pty.fork()
 if pid == 0:
@@ -107,11 +107,26 @@ wait_for(b"> ")
 send(b"\x1b[A\r")
 wait_for(b"/set system TEXT")
 wait_for(b"> ")
-# Ctrl-C at an empty prompt warns; a second one quits.
+# Ctrl-C at an empty prompt warns; typing something forgets it.
 send(b"\x03")
 wait_for(b"Ctrl-C again")
+send(b"/help\r")
+wait_for(b"/set system TEXT")
+wait_for(b"> ")
+# Between prompts the terminal is not raw and Ctrl-C arrives as SIGINT: it
+# counts as the same key, so this warns afresh and a second Ctrl-C quits.
+os.kill(pid, signal.SIGINT)
+wait_for(b"Ctrl-C again")
 send(b"\x03")
-_, status = os.waitpid(pid, 0)
+end = time.time() + 30
+while time.time() < end:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    sys.exit("chat did not quit after a second Ctrl-C")
 if os.waitstatus_to_exitcode(status) != 0:
     sys.exit("chat exited with %r" % status)
 "#;

@@ -14,7 +14,7 @@ use mlc_wgpu::chat::{
 };
 use pollster::FutureExt as _;
 
-use super::{Device, SourceArgs, commands};
+use super::{Device, SourceArgs, commands, ctrl_c};
 
 /// The model and the engine that runs it.
 #[derive(Args)]
@@ -143,23 +143,18 @@ pub fn chat(args: &ChatArgs) -> Result<()> {
     };
     // After the editor: rustyline takes SIGINT when it is made (it reads
     // Ctrl-C as a key at the prompt anyway); this handler must be the one left.
-    stop_replies_on_ctrl_c(engine.interrupt_handle())?;
+    ctrl_c::install(engine.interrupt_handle(), io::stdin().is_terminal())?;
     let mut system = args.system.clone();
     let mut messages = conversation_start(system.as_deref());
     let mut last: Option<(FinishReason, Option<Usage>)> = None;
-    let mut interrupted = false;
     loop {
         let input = match read_message(source.as_mut())? {
             Input::End => return Ok(()),
-            Input::Interrupted if interrupted => return Ok(()),
-            Input::Interrupted => {
-                interrupted = true;
-                eprintln!("(Ctrl-C again or /exit to quit)");
-                continue;
-            }
+            Input::Interrupted if ctrl_c::at_the_prompt() => return Ok(()),
+            Input::Interrupted => continue,
             Input::Line(input) => input,
         };
-        interrupted = false;
+        ctrl_c::typed();
         match Command::parse(&input) {
             Some(Command::Empty) => continue,
             Some(Command::Exit) => return Ok(()),
@@ -210,25 +205,6 @@ pub fn chat(args: &ChatArgs) -> Result<()> {
     }
 }
 
-/// Whether a reply is being generated (Ctrl-C then stops it rather than the program).
-static GENERATING: AtomicBool = AtomicBool::new(false);
-
-/// Installs the Ctrl-C handler: during a reply it sets the engine's
-/// `interrupt` flag (the reply ends at the next step with `finish_reason:
-/// "abort"` and the conversation goes on); otherwise (a prompt read from a
-/// pipe) it quits as Ctrl-C always did. At a terminal prompt the line editor
-/// reads Ctrl-C as a key instead.
-fn stop_replies_on_ctrl_c(interrupt: Arc<AtomicBool>) -> Result<()> {
-    ctrlc::set_handler(move || {
-        if GENERATING.load(Ordering::SeqCst) {
-            interrupt.store(true, Ordering::SeqCst);
-        } else {
-            std::process::exit(130);
-        }
-    })
-    .context("installing the Ctrl-C handler")
-}
-
 /// The messages a conversation starts with: the system prompt, if any.
 fn conversation_start(system: Option<&str>) -> Vec<ChatMessage> {
     system.map(|system| ChatMessage::new("system", system)).into_iter().collect()
@@ -252,16 +228,16 @@ fn reply(
         ..ChatCompletionRequest::default()
     };
     let mut printer = DeltaPrinter::new(engine);
-    GENERATING.store(true, Ordering::SeqCst);
-    let result = engine
-        .chat_completion(&request, |chunk| {
-            for choice in &chunk.choices {
-                printer.print(choice.delta.content.as_deref().unwrap_or(""));
-            }
-            printer.usage(chunk.usage.as_ref());
-        })
-        .block_on();
-    GENERATING.store(false, Ordering::SeqCst);
+    let result = ctrl_c::while_generating(|| {
+        engine
+            .chat_completion(&request, |chunk| {
+                for choice in &chunk.choices {
+                    printer.print(choice.delta.content.as_deref().unwrap_or(""));
+                }
+                printer.usage(chunk.usage.as_ref());
+            })
+            .block_on()
+    });
     printer.finish()?;
     match result {
         Ok(reply) => {
@@ -483,7 +459,7 @@ fn read_request(path: &Path) -> Result<ChatCompletionRequest> {
 /// closed pipe) interrupts the generation and is reported once it ends.
 struct DeltaPrinter {
     out: io::Stdout,
-    interrupt: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    interrupt: Arc<AtomicBool>,
     error: Option<io::Error>,
     usage: Option<Usage>,
 }

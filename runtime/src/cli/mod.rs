@@ -6,6 +6,7 @@ mod chat;
 mod client_watch;
 mod commands;
 mod convert;
+mod ctrl_c;
 mod devices;
 mod models;
 mod progress;
