@@ -80,10 +80,27 @@ def print_text(report):
           f"{' (fallback)' if adapter.get('fallback') else ''}")
     print(f"load: {report['load_first_s']:.2f} s first (download + cache), "
           f"{report['load_cached_s']:.2f} s from the Cache API")
+    for load in ("first", "cached"):
+        reports = report.get(f"load_{load}_reports") or []
+        if reports:
+            # The first report of each kind ("Fetching param cache[1/8]" → "Fetching param cache").
+            kinds = {}
+            for ms, text in reports:
+                kinds.setdefault(text.split("[")[0].split(":")[0].strip(), ms)
+            print(f"  {load} load, ms to the first report of each kind: "
+                  + "; ".join(f"{kind} {ms}" for kind, ms in kinds.items()) + f"; last {reports[-1][0]}")
     print(f"prefill: {report['prompt_tokens']} tokens, first token after {report['ttft_s'] * 1000:.1f} ms "
           f"({report['prefill_tok_s']:.1f} tok/s)")
     print(f"decode: {report['gen_tokens']} tokens, {report['decode_default_sampling_tok_s']:.1f} tok/s with "
           f"the model's sampling settings, {report['decode_tok_s']:.1f} tok/s greedy")
+    profile = report.get("decode_profile")
+    if profile:
+        calls = ", ".join(f"{value:.1f} {name}" for name, value in profile["per_token"].items())
+        host = profile["host_ms_per_token"]
+        print(f"decode profile (the sampled run again, its WebGPU calls wrapped): "
+              f"{profile['decode_tok_s']:.1f} tok/s; per token: {calls}; "
+              f"{profile['map_wait_ms_per_token']:.3f} ms in mapAsync, "
+              f"{'-' if host is None else f'{host:.3f}'} ms from a token on the host to the next submit")
     for row in report["decode_at_context"]:
         print(f"decode from {row['context']} tokens of context: {row['tok_s']:.1f} tok/s ({row['steps']} steps)")
 

@@ -48,6 +48,65 @@ async function complete(engine, content, request) {
   return reply.usage;
 }
 
+// Counts and times the WebGPU calls the page makes until `stop()`: where a browser decode step's
+// time goes on the host. `map_wait_ms`: from a `mapAsync` call to its promise resolving (the
+// device's work still queued plus the round trip through the event loop); `host_ms`: from a
+// resolved `mapAsync` (a token on the host) to the next `submit` (streaming the token, the yield
+// to the page, recording the next step). The wrappers cost a little themselves, so the profiled
+// run is separate from the measured ones.
+function profileWebGPU() {
+  const counts = { submit: 0, writeBuffer: 0, write_bytes: 0, mapAsync: 0, dispatchWorkgroups: 0, createBindGroup: 0 };
+  const times = { map_wait_ms: 0, host_ms: 0, host_spans: 0 };
+  let tokenArrived = null;
+  const wrapped = [];
+  const wrap = (proto, name, around) => {
+    const original = proto[name];
+    proto[name] = function (...args) { return around.call(this, original, args); };
+    wrapped.push(() => { proto[name] = original; });
+  };
+  const count = (proto, name) => wrap(proto, name, function (original, args) {
+    counts[name]++;
+    return original.apply(this, args);
+  });
+  wrap(GPUQueue.prototype, "submit", function (original, args) {
+    counts.submit++;
+    if (tokenArrived !== null) {
+      times.host_ms += performance.now() - tokenArrived;
+      times.host_spans++;
+      tokenArrived = null;
+    }
+    return original.apply(this, args);
+  });
+  wrap(GPUQueue.prototype, "writeBuffer", function (original, args) {
+    counts.writeBuffer++;
+    counts.write_bytes += args[4] ?? (args[2].byteLength - (args[3] ?? 0));
+    return original.apply(this, args);
+  });
+  wrap(GPUBuffer.prototype, "mapAsync", function (original, args) {
+    counts.mapAsync++;
+    const called = performance.now();
+    return original.apply(this, args).then((value) => {
+      tokenArrived = performance.now();
+      times.map_wait_ms += tokenArrived - called;
+      return value;
+    });
+  });
+  count(GPUComputePassEncoder.prototype, "dispatchWorkgroups");
+  count(GPUDevice.prototype, "createBindGroup");
+  return {
+    stop(tokens) {
+      wrapped.forEach((restore) => restore());
+      const per = (value) => value / tokens;
+      return {
+        tokens,
+        per_token: Object.fromEntries(Object.entries(counts).map(([name, value]) => [name, per(value)])),
+        map_wait_ms_per_token: per(times.map_wait_ms),
+        host_ms_per_token: times.host_spans ? times.host_ms / times.host_spans : null,
+      };
+    },
+  };
+}
+
 const KV_POSITIONS = 4096;
 const greedy = { temperature: 0, repetition_penalty: 1, presence_penalty: 0, frequency_penalty: 0 };
 
@@ -60,20 +119,24 @@ async function bench() {
       overrides: { context_window_size: Math.max(4096, ...options.contexts.map((c) => c + options.contextSteps + 64)) },
     }],
   };
-  const progress = [];
+  // Each load's progress reports, with the milliseconds since the load began: where its time goes.
+  let progress = [];
   let started = performance.now();
   const engine = await webllm.CreateMLCEngine(options.modelId, {
     appConfig, device: options.device,
-    initProgressCallback: (p) => progress.push(p.text),
+    initProgressCallback: (p) => progress.push([Math.round(performance.now() - started), p.text]),
   });
   report.load_first_s = seconds(started);
-  report.backend = progress.findLast((text) => /WebGPU|CPU/i.test(text)) ?? null;
+  report.load_first_reports = progress;
+  report.backend = progress.map(([, text]) => text).findLast((text) => /WebGPU|CPU/i.test(text)) ?? null;
   await log(`loaded in ${report.load_first_s.toFixed(2)} s`);
 
   await engine.unload();
+  progress = [];
   started = performance.now();
   await engine.reload(options.modelId);
   report.load_cached_s = seconds(started);
+  report.load_cached_reports = progress;
   await log(`reloaded from the cache in ${report.load_cached_s.toFixed(2)} s`);
 
   // Warm-up: every kernel bound, every buffer allocated.
@@ -92,6 +155,15 @@ async function bench() {
   const greedyRun = await complete(engine, filler(options.promptTokens), { ...greedy, max_tokens: options.genTokens, ignore_eos: true });
   report.decode_tok_s = greedyRun.extra.decode_tokens_per_s;
   await log(`decode ${report.decode_tok_s.toFixed(1)} tok/s greedy, ${report.decode_default_sampling_tok_s.toFixed(1)} with the model's sampling`);
+
+  // The same sampled run again, its WebGPU calls counted and timed (WebGPU only).
+  if (options.device !== "cpu" && globalThis.GPUQueue) {
+    const profile = profileWebGPU();
+    const started = performance.now();
+    const usage = await complete(engine, filler(options.promptTokens), { max_tokens: options.genTokens, ignore_eos: true, seed: 1 });
+    const wall_ms = performance.now() - started;
+    report.decode_profile = { ...profile.stop(usage.completion_tokens), wall_ms, decode_tok_s: usage.extra.decode_tokens_per_s };
+  }
 
   report.decode_at_context = [];
   for (const context of options.contexts) {
