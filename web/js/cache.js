@@ -8,6 +8,9 @@
 // Unlike WebLLM, a file is put into the cache only after it was received completely and
 // verified (Content-Length / tensor-cache `nbytes`, and `md5sum` for shards); a download cut
 // midway is resumed with an HTTP Range request, or restarted when the server ignores Range.
+// A shard stored after its md5 was checked carries that md5 (Cache API: the `X-Mlc-Wgpu-Md5`
+// header of the stored Response; IndexedDB: an `md5` field beside `data`, which WebLLM ignores),
+// so a reload need not hash it again; shards stored by WebLLM carry none and are hashed.
 
 import { cleanModelUrl, findModelRecord, getCacheBackend, prebuiltAppConfig } from "./config.js";
 import { CacheQuotaExceededError, DownloadError } from "./errors.js";
@@ -30,12 +33,16 @@ class CacheAPIStore {
     return this.cache;
   }
   async has(url) { return (await (await this.open()).match(new Request(url))) !== undefined; }
-  async get(url) {
+  async get(url) { return (await this.getChecked(url))?.bytes; }
+  /** The bytes and the md5 they were checked against when stored (undefined if none). */
+  async getChecked(url) {
     const r = await (await this.open()).match(new Request(url));
-    return r ? new Uint8Array(await r.arrayBuffer()) : undefined;
+    if (!r) return undefined;
+    return { bytes: new Uint8Array(await r.arrayBuffer()), md5: r.headers.get(MD5_HEADER) ?? undefined };
   }
-  async put(url, bytes, contentType) {
+  async put(url, bytes, contentType, md5) {
     const headers = { "Content-Type": contentType, "Content-Length": String(bytes.byteLength) };
+    if (md5) headers[MD5_HEADER] = md5;
     await (await this.open()).put(new Request(url), new Response(bytes, { status: 200, headers }));
   }
   async delete(url) { return (await this.open()).delete(new Request(url)); }
@@ -68,23 +75,32 @@ class IndexedDBStore {
     });
   }
   async has(url) { return (await this.tx("readonly", (s) => s.count(url))) > 0; }
-  async get(url) {
+  async get(url) { return (await this.getChecked(url))?.bytes; }
+  /** The bytes and the md5 they were checked against when stored (undefined if none). */
+  async getChecked(url) {
     const v = await this.tx("readonly", (s) => s.get(url));
     if (!v) return undefined;
-    const d = v.data;
-    if (d instanceof ArrayBuffer) return new Uint8Array(d);
-    if (ArrayBuffer.isView(d)) return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-    if (typeof d === "string") return enc.encode(d);
-    return enc.encode(JSON.stringify(d)); // WebLLM stores JSON files parsed
+    return { bytes: bytesOf(v.data), md5: typeof v.md5 === "string" ? v.md5 : undefined };
   }
-  async put(url, bytes, contentType) {
+  async put(url, bytes, contentType, md5) {
     // JSON files are stored parsed, as WebLLM does for its "json" fetches, so WebLLM can read them.
     const data = contentType === "application/json" ? JSON.parse(dec.decode(bytes))
       : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-    await this.tx("readwrite", (s) => s.put({ url, data }));
+    await this.tx("readwrite", (s) => s.put(md5 ? { url, data, md5 } : { url, data }));
   }
   async delete(url) { await this.tx("readwrite", (s) => s.delete(url)); return true; }
   async keys() { return this.tx("readonly", (s) => s.getAllKeys()); }
+}
+
+/** The header (Cache API) naming the md5 a stored file was checked against. */
+const MD5_HEADER = "X-Mlc-Wgpu-Md5";
+
+/** A stored IndexedDB value's `data` as bytes. */
+function bytesOf(d) {
+  if (d instanceof ArrayBuffer) return new Uint8Array(d);
+  if (ArrayBuffer.isView(d)) return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  if (typeof d === "string") return enc.encode(d);
+  return enc.encode(JSON.stringify(d)); // WebLLM stores JSON files parsed
 }
 
 export function openStore(backend, scope) {
@@ -195,9 +211,10 @@ export async function fetchWithCache(store, url, opts = {}) {
   return { bytes, fromCache: false };
 }
 
-export async function putVerified(store, url, bytes) {
+/** Stores a received and verified file; `md5`: the md5 it was checked against, if it was. */
+export async function putVerified(store, url, bytes, md5) {
   try {
-    await store.put(url, bytes, contentTypeOf(url));
+    await store.put(url, bytes, contentTypeOf(url), md5);
   } catch (e) {
     if (isQuotaError(e)) throw new CacheQuotaExceededError(url, bytes.byteLength, await storageEstimate(), e);
     throw e;

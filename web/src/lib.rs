@@ -127,7 +127,11 @@ impl WasmEngine {
         });
         let artifact = Artifact::from_files(
             files,
-            OpenOptions { progress: Some(on_shard), ..OpenOptions::default() },
+            OpenOptions {
+                progress: Some(on_shard),
+                verify_md5: options.verify_md5,
+                ..OpenOptions::default()
+            },
         )
         .map_err(|e| error("Error", &e.to_string()))?;
         next_task().await;
@@ -370,6 +374,9 @@ struct CreateOptions {
     chat_opts: Option<serde_json::Map<String, serde_json::Value>>,
     context_window_size: Option<i64>,
     on_load_progress: Option<Function>,
+    /// Whether the shards' md5 is computed here (`false` when the caller
+    /// checked every shard against the index's `md5sum` already).
+    verify_md5: bool,
 }
 
 impl CreateOptions {
@@ -420,7 +427,18 @@ impl CreateOptions {
                     .map_err(|_| type_error("onLoadProgress", "a function"))?,
             ),
         };
-        Ok(CreateOptions { device, model_id, chat_opts, context_window_size, on_load_progress })
+        let verify_md5 = match field("verifyMd5")? {
+            None => true,
+            Some(value) => value.as_bool().ok_or_else(|| type_error("verifyMd5", "a boolean"))?,
+        };
+        Ok(CreateOptions {
+            device,
+            model_id,
+            chat_opts,
+            context_window_size,
+            on_load_progress,
+            verify_md5,
+        })
     }
 }
 

@@ -543,6 +543,28 @@ for (const mode of MODES) {
     } finally { await closeContext(c2); }
   });
 
+  await check(`[${mode.name}] md5: a shard mlc-wgpu stored carries the md5 it was checked against; a damaged one WebLLM stored is refused`, async () => {
+    const c2 = await newContext(mode);
+    try {
+      const p = await blankPage(c2);
+      const r = await run(p, `
+        const shardUrl = location.origin + "/models/tiny-qwen2/resolve/main/params_shard_0.bin";
+        const { engine } = await T.load(webllm, { device: arg.D });
+        await engine.unload();
+        const model = await caches.open("webllm/model");
+        const stored = (await model.match(shardUrl)).headers.get("X-Mlc-Wgpu-Md5");
+        // WebLLM's cache.add stores the bytes with no md5: one bit flipped, the size unchanged.
+        const bytes = new Uint8Array(await (await fetch(shardUrl)).arrayBuffer());
+        bytes[bytes.length >> 1] ^= 0x40;
+        await model.put(shardUrl, new Response(bytes));
+        let damaged = "loaded";
+        try { await T.load(webllm, { device: arg.D }); } catch (e) { damaged = String(e?.message ?? e); }
+        return { stored, damaged };`, { D });
+      eq(r.stored, tinyIndex.records[0].md5sum, "the md5 stored with the shard");
+      assert(/params_shard_0\.bin: md5 [0-9a-f]{32} does not match the index/.test(r.damaged), `damaged shard: ${r.damaged}`);
+    } finally { await closeContext(c2); }
+  });
+
   await full(`[${mode.name}] IndexedDB entries written by mlc-wgpu have WebLLM's shape`, async () => {
     const c2 = await newContext(mode);
     try {
