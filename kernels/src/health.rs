@@ -55,6 +55,13 @@ impl DeviceHealth {
         health
     }
 
+    /// Records that the device was lost, when a call found out before the
+    /// device's own callback ran (the first reason stays): what fails after
+    /// a loss is then reported as the loss, not as the errors it causes.
+    pub fn record_lost(&self, reason: String) {
+        lock(&self.lost).get_or_insert(reason);
+    }
+
     /// Why the device was lost, if it was.
     pub fn lost(&self) -> Option<String> {
         lock(&self.lost).clone()

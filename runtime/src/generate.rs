@@ -2,7 +2,7 @@
 
 use crate::EngineError;
 use crate::backend::StepInput;
-use crate::model::LanguageModel;
+use crate::model::{LanguageModel, STEPS_AHEAD};
 
 /// When greedy generation stops.
 #[derive(Debug, Clone, Default)]
@@ -16,10 +16,11 @@ pub struct GreedyOptions {
 /// Prefills `prompt` and then repeatedly appends the most likely token.
 ///
 /// Pipelined: each step is queued on the device, fed by the token the
-/// previous step chose there, before the host reads that token, so the host
-/// records step N + 1 while the device runs step N. The step queued past a
-/// stop token is dropped again, leaving the context as a step-by-step
-/// generation leaves it (the prompt and every output token but the last).
+/// previous step chose there, [`STEPS_AHEAD`] steps before the host reads
+/// that token, so the host records the next steps while the device runs the
+/// earlier ones. The steps queued past a stop token are dropped again, leaving
+/// the context as a step-by-step generation leaves it (the prompt and every
+/// output token but the last).
 pub async fn generate_greedy(
     model: &mut dyn LanguageModel,
     prompt: &[u32],
@@ -30,10 +31,13 @@ pub async fn generate_greedy(
         return Ok(output);
     }
     model.queue_greedy(StepInput::Tokens(prompt))?;
+    let mut queued = 1;
     loop {
-        if output.len() + 1 < options.max_tokens {
+        while queued <= STEPS_AHEAD && output.len() + queued < options.max_tokens {
             model.queue_greedy(StepInput::Queued)?;
+            queued += 1;
         }
+        queued -= 1;
         let token = match model.next_queued().await {
             Ok(drawn) => drawn.token,
             Err(error) => {

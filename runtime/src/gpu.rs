@@ -436,13 +436,27 @@ impl GpuBackend {
     }
 
     /// Ends the pass and submits the recorded work followed by a copy of the
-    /// first `size` bytes of `source` into `staging`.
+    /// first `size` bytes of `source` into `staging`, whose map starts at
+    /// once: it completes when the submission does, also while the host is
+    /// still busy elsewhere.
     fn submit_copy(
         &mut self,
         source: &wgpu::Buffer,
         staging: &wgpu::Buffer,
         size: u64,
     ) -> Submitted {
+        let index = self.submit_with_copy(source, staging, size);
+        Submitted { index, at: Instant::now(), mapped: MapRead::new(&staging.slice(..size)) }
+    }
+
+    /// Ends the pass and submits the recorded work followed by a copy of the
+    /// first `size` bytes of `source` into `staging`.
+    fn submit_with_copy(
+        &mut self,
+        source: &wgpu::Buffer,
+        staging: &wgpu::Buffer,
+        size: u64,
+    ) -> wgpu::SubmissionIndex {
         self.pass = None;
         let mut encoder = self
             .encoder
@@ -455,7 +469,7 @@ impl GpuBackend {
         let index = self.ctx.queue.submit([encoder.finish()]);
         self.count_submission();
         self.stats.readback_bytes += size;
-        Submitted { index, at: Instant::now() }
+        index
     }
 
     /// Waits for a submission made by [`GpuBackend::submit_copy`] and returns
@@ -466,8 +480,9 @@ impl GpuBackend {
         size: u64,
         submitted: Submitted,
     ) -> Result<Vec<u8>, EngineError> {
-        let bytes = read_mapped(&self.ctx, staging, size, submitted.index).await?;
-        self.stats.wait += submitted.at.elapsed();
+        let Submitted { index, at, mapped } = submitted;
+        let bytes = read_mapped(&self.ctx, staging, size, index, mapped).await?;
+        self.stats.wait += at.elapsed();
         if let Some(profiler) = self.profiler.as_mut() {
             profiler.collect(&self.ctx).await?;
         }
@@ -510,10 +525,15 @@ impl GpuBackend {
     }
 }
 
-/// A forward pass handed to the queue, and when.
+/// A forward pass handed to the queue, when, and the map of the buffer its
+/// result is copied into. The map is asked for with the submission, not when
+/// the host wants the result: a browser resolves maps only through its event
+/// loop, so maps asked for one at a time would each wait a round trip after
+/// their step is done, while maps asked for early are resolved together.
 struct Submitted {
     index: wgpu::SubmissionIndex,
     at: Instant,
+    mapped: MapRead,
 }
 
 /// A token chosen on the GPU, on its way to the host: the submission that
@@ -535,19 +555,23 @@ fn readback_buffer(ctx: &GpuContext, size: u64) -> wgpu::Buffer {
     })
 }
 
-/// Maps `staging` and copies its first `size` bytes out. Natively the device
-/// is polled until `submission` is done first (later ones may still run), so
-/// the map callback has already run when the future is awaited; in a browser
-/// the await yields to the event loop.
+/// Waits for the map of `staging` (`mapped`, started with `submission`) and
+/// copies its first `size` bytes out. Natively the device is polled until
+/// `submission` is done first (later ones may still run), so the map
+/// callback has already run when the future is awaited; in a browser the
+/// await yields to the event loop.
 async fn read_mapped(
     ctx: &GpuContext,
     staging: &wgpu::Buffer,
     size: u64,
     submission: wgpu::SubmissionIndex,
+    mapped: MapRead,
 ) -> Result<Vec<u8>, EngineError> {
-    let lost = |message: String| EngineError::Gpu(mlc_kernels::KernelError::DeviceLost(message));
+    let lost = |message: String| {
+        ctx.health().record_lost(message.clone());
+        EngineError::Gpu(mlc_kernels::KernelError::DeviceLost(message))
+    };
     let slice = staging.slice(..size);
-    let mapped = MapRead::new(&slice);
     // Unmaps on every exit, also when the future is dropped mid-wait, so the
     // next step can copy into the staging buffer again.
     let _unmap = Unmap(staging);

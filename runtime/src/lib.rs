@@ -24,7 +24,7 @@ pub mod weights;
 pub use error::EngineError;
 pub use generate::{GreedyOptions, argmax, generate_greedy};
 pub use gpu_load::{LoadCheck, load_gpu};
-pub use model::{LanguageModel, Model, ModelFuture};
+pub use model::{LanguageModel, Model, ModelFuture, STEPS_AHEAD};
 
 use mlc_loader::Artifact;
 

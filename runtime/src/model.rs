@@ -20,6 +20,10 @@ use crate::models::{ModelSpec, spec_for};
 use crate::sampling::{Drawn, SamplingStep};
 use crate::{EngineError, weights};
 
+/// Decode steps generation keeps queued on the device past the one whose
+/// token the host waits for (docs/performance.md, "The browser's step").
+pub const STEPS_AHEAD: usize = 2;
+
 /// The future of a [`LanguageModel`] call. Boxed because the engine holds a
 /// `Box<dyn LanguageModel>` and `async fn` in a trait is not dyn-compatible;
 /// not `Send` because wgpu's browser types are not (one allocation per step,

@@ -15,13 +15,14 @@
 //!
 //! Decode steps are queued ahead: step N + 1, fed on the device by the token
 //! step N chose there (`StepInput::Queued`), is recorded and submitted before
-//! the host reads token N, so the host's recording overlaps the device's work
-//! (greedy decoding on an H100 went from 373 to 563 tokens/s). Only a grammar
+//! the host reads token N ([`STEPS_AHEAD`] steps), so the host's recording
+//! overlaps the device's work (greedy decoding on an H100 went from 373 to
+//! 563 tokens/s). Only a grammar
 //! rules that out (its next mask follows token N, on the host): a round with
 //! one goes step by step, waiting for each token. Each step's uniform is drawn
 //! from the request's generator when the step is queued, in token order
-//! either way, so seeded streams are the same. A step queued past the end of
-//! the round (a stop token or string, an interrupt) is dropped with its draw:
+//! either way, so seeded streams are the same. Steps queued past the end of
+//! the round (a stop token or string, an interrupt) are dropped with their draws:
 //! the KV cache and the generator are left as a step-by-step round leaves
 //! them (the counts it added on the device die with the round: each round
 //! starts its own).
@@ -35,6 +36,7 @@
 //! `pollster::block_on`. A browser caller also sets a [`Pause`], awaited
 //! after every token, so the page keeps painting and an interrupt arrives.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,7 +63,7 @@ use super::tools::{self, ToolFormat, tool_format};
 use super::validate::{check_context_window, validate_chat_request, validate_completion_request};
 use crate::backend::StepInput;
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
-use crate::{EngineError, LanguageModel};
+use crate::{EngineError, LanguageModel, STEPS_AHEAD};
 
 /// The tokenizer file every MLC artifact ships.
 const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -686,16 +688,18 @@ impl ChatEngine {
         let mut logprobs = Vec::new();
         let mut grammar_time_s = 0.0;
         let mut stats = GenerationStats::default();
-        // The generator before the draw of the step queued past the token being
-        // taken: restored when the round ends there, so that the request's
-        // next choice draws what it would after a step-by-step round.
-        let mut ahead = None;
+        // The generator before the draw of each queued step whose token is
+        // not taken yet, oldest first: when the round ends, the oldest is
+        // restored, so that the request's next choice draws what it would
+        // after a step-by-step round.
+        let mut untaken: VecDeque<Minstd> = VecDeque::new();
         // Penalties count only the tokens this round generates (not the
         // prompt, nor a preloaded thinking block): the prompt's step starts
         // them empty, and the backend adds each draw, so every later step
         // penalises all tokens before it, read by the host or not.
         let round_counts = TokenCounts::Start(&[]);
         if pipelined {
+            untaken.push_back(self.rng);
             self.queue_step(StepInput::Tokens(prompt), round_counts, sampler, None)?;
         }
         let mut last: Option<u32> = None;
@@ -703,8 +707,10 @@ impl ChatEngine {
         loop {
             let step_started = if pipelined { taken_at } else { Instant::now() };
             let Drawn { token, probabilities } = if pipelined {
-                ahead = self.queue_ahead(&output, sampler)?;
-                self.model.next_queued().await?
+                self.queue_ahead(&output, sampler, &mut untaken)?;
+                let drawn = self.model.next_queued().await?;
+                untaken.pop_front();
+                drawn
             } else {
                 let fed;
                 let (input, counts) = match last {
@@ -738,8 +744,8 @@ impl ChatEngine {
             }
             output.push(token)?;
             // The last sampled token is never fed, so a full cache ends the
-            // round (counted without the step queued ahead to feed it).
-            if self.model.position() - usize::from(ahead.is_some()) >= self.capacity {
+            // round (counted without the steps queued ahead to feed it).
+            if self.model.position() - untaken.len() >= self.capacity {
                 output.finish(FinishReason::Length);
             }
             if let Some(delta) = output.next_delta() {
@@ -756,27 +762,31 @@ impl ChatEngine {
                 break;
             }
         }
-        if let Some(rng) = ahead {
+        if let Some(&rng) = untaken.front() {
             self.rng = rng;
         }
         Ok(Generated { output, stats, logprobs, grammar_time_s })
     }
 
-    /// Queues the step fed by the token of the newest queued step, unless the
-    /// round surely ends at that token (it reaches `max_tokens`, or the
-    /// context has no room to feed it); returns the generator as it was
-    /// before the step's draw.
+    /// Tops the queue up to [`STEPS_AHEAD`] steps past the one whose token is
+    /// taken next, each fed by the token of the newest queued step, unless
+    /// the round surely ends before it (`max_tokens` is reached by the steps
+    /// already queued, or the context has no room to feed one more); records
+    /// in `untaken` the generator before each one's draw.
     fn queue_ahead(
         &mut self,
         output: &OutputStream,
         sampler: &Sampler,
-    ) -> Result<Option<Minstd>, EngineError> {
-        if output.next_push_ends() || self.model.position() >= self.capacity {
-            return Ok(None);
+        untaken: &mut VecDeque<Minstd>,
+    ) -> Result<(), EngineError> {
+        while untaken.len() <= STEPS_AHEAD
+            && !output.ends_within(untaken.len())
+            && self.model.position() < self.capacity
+        {
+            untaken.push_back(self.rng);
+            self.queue_step(StepInput::Queued, TokenCounts::Kept, sampler, None)?;
         }
-        let before = self.rng;
-        self.queue_step(StepInput::Queued, TokenCounts::Kept, sampler, None)?;
-        Ok(Some(before))
+        Ok(())
     }
 
     /// Queues a step fed `input` whose token is chosen where the logits are

@@ -113,10 +113,10 @@ impl OutputStream {
         Ok(())
     }
 
-    /// Whether the next pushed token ends the round whatever it is: it
-    /// reaches `max_tokens`.
-    pub fn next_push_ends(&self) -> bool {
-        self.stop.max_tokens.is_some_and(|max| self.ids.len() + 1 >= max)
+    /// Whether one of the next `pushes` tokens ends the round whatever they
+    /// are: they reach `max_tokens`.
+    pub fn ends_within(&self, pushes: usize) -> bool {
+        self.stop.max_tokens.is_some_and(|max| self.ids.len() + pushes >= max)
     }
 
     /// Ends the round for a reason found outside: `Abort` when interrupted,

@@ -21,7 +21,7 @@ use mlc_wgpu::gpu::{GpuBackend, GpuOptions, GpuStats};
 use mlc_wgpu::model::Model;
 use mlc_wgpu::profile::Profile;
 use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
-use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_gpu};
+use mlc_wgpu::{GreedyOptions, LanguageModel, STEPS_AHEAD, generate_greedy, load_gpu};
 use pollster::FutureExt as _;
 use serde::Serialize;
 
@@ -363,8 +363,8 @@ fn steps_from(model: &mut dyn LanguageModel, mut token: u32, steps: usize) -> Re
 
 /// Draws `steps` tokens after `token` with `params`, as a chat round does:
 /// the penalties' counts restart at the first step and are kept by the
-/// backend after it; with `queued`, each step is submitted before the previous
-/// token is read, else one step at a time. Returns the last token.
+/// backend after it; with `queued`, each step is submitted [`STEPS_AHEAD`]
+/// steps before its token is read, else one step at a time. Returns the last token.
 fn sampled_steps_from(
     model: &mut dyn LanguageModel,
     token: u32,
@@ -385,11 +385,16 @@ fn sampled_steps_from(
     };
     if queued {
         model.queue_sample(StepInput::Tokens(&[token]), &step(true))?;
-        for _ in 1..steps {
-            model.queue_sample(StepInput::Queued, &step(false))?;
-            model.next_queued().block_on()?;
+        let (mut in_flight, mut last) = (1, token);
+        for taken in 0..steps {
+            while in_flight <= STEPS_AHEAD && taken + in_flight < steps {
+                model.queue_sample(StepInput::Queued, &step(false))?;
+                in_flight += 1;
+            }
+            last = model.next_queued().block_on()?.token;
+            in_flight -= 1;
         }
-        return Ok(model.next_queued().block_on()?.token);
+        return Ok(last);
     }
     let mut last = token;
     for i in 0..steps {
