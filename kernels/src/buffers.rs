@@ -219,12 +219,11 @@ pub(crate) fn grid(count: u32, max_per_dimension: u32) -> (u32, u32) {
 pub(crate) fn params_buffer(ctx: &GpuContext, label: &str, words: &[u32]) -> wgpu::Buffer {
     let mut padded = words.to_vec();
     padded.resize(words.len().div_ceil(4).max(1) * 4, 0);
-    use wgpu::util::DeviceExt;
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: bytemuck::cast_slice(&padded),
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-    })
+    ctx.create_buffer_init(
+        label,
+        bytemuck::cast_slice(&padded),
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    )
 }
 
 /// A bind group for `layout` with `resources[i]` at binding `i` (whole buffers

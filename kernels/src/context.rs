@@ -7,6 +7,7 @@
 //! portable path by building the context with fast paths disabled.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{DeviceHealth, KernelError};
 
@@ -59,6 +60,8 @@ pub struct GpuContext {
     pub caps: Capabilities,
     /// Errors and loss the device reported outside error scopes.
     health: Arc<DeviceHealth>,
+    /// Bytes of every buffer made through this context (shared by its clones).
+    created_bytes: Arc<AtomicU64>,
 }
 
 impl GpuContext {
@@ -135,6 +138,7 @@ impl GpuContext {
             limits,
             caps,
             health,
+            created_bytes: Arc::default(),
         }
     }
 
@@ -215,9 +219,40 @@ impl GpuContext {
         buffer
     }
 
+    /// Makes a buffer as `descriptor` says and counts its bytes
+    /// ([`GpuContext::created_bytes`]); every buffer of the kernels and the
+    /// engine is made here.
+    pub fn create_buffer(&self, descriptor: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.created_bytes.fetch_add(descriptor.size, Ordering::Relaxed);
+        self.device.create_buffer(descriptor)
+    }
+
+    /// A buffer of `usage` holding `contents` (a multiple of 4 bytes), counted.
+    pub fn create_buffer_init(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.created_bytes.fetch_add(contents.len() as u64, Ordering::Relaxed);
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage,
+        })
+    }
+
+    /// Bytes of all buffers made through this context so far, freed or not:
+    /// what the memory plan is checked against (the engine frees nothing
+    /// while a model is loaded, so after a load and a step it is what is held).
+    pub fn created_bytes(&self) -> u64 {
+        self.created_bytes.load(Ordering::Relaxed)
+    }
+
     /// An uninitialised (zeroed) storage buffer of `size` bytes.
     pub fn empty_storage_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size.div_ceil(4).max(1) * 4,
             usage: wgpu::BufferUsages::STORAGE
@@ -229,12 +264,11 @@ impl GpuContext {
 
     /// A uniform buffer holding `value`.
     pub fn uniform_buffer<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        use wgpu::util::DeviceExt;
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.create_buffer_init(
+            label,
+            bytemuck::bytes_of(value),
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )
     }
 
     /// Copies `size` bytes of `buffer` back to the CPU (waits for the GPU).
@@ -244,7 +278,7 @@ impl GpuContext {
         size: u64,
     ) -> Result<Vec<u8>, KernelError> {
         let size = size.div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,

@@ -157,6 +157,18 @@ impl Sampler {
         Ok(Sampler { layout, pipelines })
     }
 
+    /// Bytes of the private buffers [`Sampler::bind`] creates for a
+    /// vocabulary of `vocab` ids (a memory plan's figure).
+    pub fn private_bytes(vocab: usize) -> u64 {
+        let candidate_pairs = TOP_P_CANDIDATES + MAX_VOCAB.div_ceil(BLOCK) * MAX_TOP_LOGPROBS;
+        ((vocab + mask_words(vocab)) * 4
+            + vocab * 4
+            + SCRATCH_BYTES as usize
+            + (BINS + 1) * 4
+            + candidate_pairs * 8
+            + std::mem::size_of::<Params>()) as u64
+    }
+
     /// Binds the sampler for a vocabulary of `vocab` ids, creating its private
     /// buffers (working copy of the logits, bias table, histogram, candidates).
     /// Starts with [`SamplingParams::default`], no bias, `u = 0.5`.

@@ -547,7 +547,7 @@ pub struct GpuPending {
 
 /// A buffer of `size` bytes that results are copied into and mapped from.
 fn readback_buffer(ctx: &GpuContext, size: u64) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+    ctx.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size,
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,

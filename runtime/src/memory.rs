@@ -11,6 +11,10 @@ use mlc_loader::{DType, Quantization, TensorIndex, TensorRecord};
 
 use crate::models::ModelSpec;
 
+/// What the plan allows for the small parameter buffers of each layer's
+/// kernels (and once more for the embedding, the final norm and the sampler).
+const PARAMETER_BYTES_PER_LAYER: u64 = 1024;
+
 /// Bytes the GPU engine allocates for one model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryPlan {
@@ -25,7 +29,7 @@ pub struct MemoryPlan {
     /// Bytes of one layer's K (or V) cache buffer, bound whole by the kernels.
     pub kv_buffer: u64,
     /// Attention partials, the RoPE table, token, sampler and readback buffers,
-    /// and the partial sums of products split over K.
+    /// the partial sums of products split over K, and the kernels' parameter blocks.
     pub scratch: u64,
     /// Activation buffers of a step of [`MemoryPlan::max_rows`] tokens: an
     /// upper bound (they are allocated at the first step, not at load).
@@ -83,14 +87,24 @@ impl MemoryPlan {
         let kv_buffer = (spec.num_kv_heads * kv_positions * d * 4) as u64;
         let rope_table = (kv_positions * spec.rope().rotary_dim * 4) as u64;
         let vocab_row = spec.vocab_size as u64 * 4;
-        // tokens, sampled token (with its log probabilities), penalty counts,
-        // readback staging (one row of logits).
-        let sampled = mlc_kernels::sampling::TOKEN_WORDS * 4;
-        let io = (max_rows * 4 + sampled) as u64 + 2 * vocab_row;
+        // tokens, sampled token (with its log probabilities) and a readback
+        // buffer for each step in flight, penalty counts, readback staging
+        // (one row of logits), the sampler's own buffers.
+        let sampled = (mlc_kernels::sampling::TOKEN_WORDS * 4) as u64;
+        let io = (max_rows * 4) as u64
+            + (crate::STEPS_AHEAD as u64 + 2) * sampled
+            + 2 * vocab_row
+            + mlc_kernels::Sampler::private_bytes(spec.vocab_size);
+        // Every bound kernel's parameter block and placeholder bindings:
+        // about 0.5 KiB a layer, counted generously.
+        let parameters = (spec.num_layers as u64 + 1) * PARAMETER_BYTES_PER_LAYER;
         // Products of several rows split over K share one partial-sum buffer.
         let split_sums = if max_rows > 1 { mlc_kernels::matmul::SPLIT_SCRATCH_BYTES } else { 0 };
-        let scratch =
-            AttentionScratch::bytes(spec.num_heads, d, kv_positions) + rope_table + io + split_sums;
+        let scratch = AttentionScratch::bytes(spec.num_heads, d, kv_positions)
+            + rope_table
+            + io
+            + split_sums
+            + parameters;
         // Live at once in a step: the residual, a normed copy and the last row
         // (hidden), qkv, q and the attention output, gate|up, the gated
         // product; logits hold every row when they fit one binding, else one.
@@ -191,7 +205,7 @@ impl fmt::Display for MemoryPlan {
         )?;
         writeln!(
             f,
-            "  scratch      {} (attention and split-product partials, RoPE table, tokens, sampler)",
+            "  scratch      {} (attention and split-product partials, RoPE table, tokens, sampler, parameters)",
             mib(self.scratch)
         )?;
         writeln!(

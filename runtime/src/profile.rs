@@ -60,7 +60,7 @@ impl Profiler {
                 ty: wgpu::QueryType::Timestamp,
                 count: MAX_STAMPS,
             }),
-            resolved: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            resolved: ctx.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("resolved timestamps"),
                 size: u64::from(MAX_STAMPS) * 8,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
