@@ -33,7 +33,7 @@ pub(crate) fn max_binding(ctx: &GpuContext) -> u64 {
 
 /// How a float tensor is stored on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dtype {
+pub enum FloatFormat {
     /// IEEE half bits, two per u32 word, the lower index in the low half (the
     /// shard's raw bytes; read with `unpack2x16float`).
     F16,
@@ -41,12 +41,12 @@ pub enum Dtype {
     F32,
 }
 
-impl Dtype {
+impl FloatFormat {
     /// Bytes per value.
     pub fn size(self) -> u64 {
         match self {
-            Dtype::F16 => 2,
-            Dtype::F32 => 4,
+            FloatFormat::F16 => 2,
+            FloatFormat::F32 => 4,
         }
     }
 
@@ -59,8 +59,8 @@ impl Dtype {
     /// The value of the shaders' `HALF` override constant.
     pub(crate) fn half_constant(self) -> f64 {
         match self {
-            Dtype::F16 => 1.0,
-            Dtype::F32 => 0.0,
+            FloatFormat::F16 => 1.0,
+            FloatFormat::F32 => 0.0,
         }
     }
 }

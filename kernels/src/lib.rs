@@ -18,7 +18,7 @@ pub mod rope;
 pub mod sampling;
 
 pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape};
-pub use buffers::{Bound, Dtype};
+pub use buffers::{Bound, FloatFormat};
 pub use context::{Capabilities, ContextOptions, GpuContext};
 pub use elementwise::{Activation, Elementwise};
 pub use embed::{Embed, EmbedBuffers};

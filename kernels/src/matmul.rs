@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::buffers::{
-    self, BINDING_ALIGNMENT, Bound, Dispatches, Dtype, bind_group, check_buffer, check_dimension,
-    check_distinct, params_buffer, placeholder, range, split_rows,
+    self, BINDING_ALIGNMENT, Bound, Dispatches, FloatFormat, bind_group, check_buffer,
+    check_dimension, check_distinct, params_buffer, placeholder, range, split_rows,
 };
 use crate::context::{Binding, KernelLayout};
 use crate::elementwise::ACTIVATION_WGSL;
@@ -62,9 +62,9 @@ pub enum WeightFormat {
     /// Group quantization (`q4f16_1`: `Q4(F16)`, `q4f32_1`: `Q4(F32)`): 4-bit
     /// codes, 8 per u32 word `[N, K/8]`, and one scale per 32 inputs `[N, K/32]`
     /// in the given dtype; `W[n, k] = (code - 7) · scale[n, k / 32]`.
-    Q4(Dtype),
+    Q4(FloatFormat),
     /// Plain row-major values (`q0f16`: `Dense(F16)`, `q0f32`: `Dense(F32)`).
-    Dense(Dtype),
+    Dense(FloatFormat),
 }
 
 impl WeightFormat {
@@ -72,16 +72,16 @@ impl WeightFormat {
     /// (`"q4f16_1"`, `"q4f32_1"`, `"q0f16"`, `"q0f32"`), if supported.
     pub fn from_quantization(name: &str) -> Option<WeightFormat> {
         match name {
-            "q4f16_1" => Some(WeightFormat::Q4(Dtype::F16)),
-            "q4f32_1" => Some(WeightFormat::Q4(Dtype::F32)),
-            "q0f16" => Some(WeightFormat::Dense(Dtype::F16)),
-            "q0f32" => Some(WeightFormat::Dense(Dtype::F32)),
+            "q4f16_1" => Some(WeightFormat::Q4(FloatFormat::F16)),
+            "q4f32_1" => Some(WeightFormat::Q4(FloatFormat::F32)),
+            "q0f16" => Some(WeightFormat::Dense(FloatFormat::F16)),
+            "q0f32" => Some(WeightFormat::Dense(FloatFormat::F32)),
             _ => None,
         }
     }
 
     /// The model dtype: of the scales or values, and of biases.
-    pub fn dtype(self) -> Dtype {
+    pub fn dtype(self) -> FloatFormat {
         match self {
             WeightFormat::Q4(dtype) | WeightFormat::Dense(dtype) => dtype,
         }

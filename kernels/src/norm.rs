@@ -3,8 +3,8 @@
 //! whole hidden states or each head of q/k (Qwen3, Gemma3), in place or not.
 
 use crate::buffers::{
-    self, Bound, Dtype, bind_group, check_buffer, check_dimension, check_distinct, params_buffer,
-    placeholder,
+    self, Bound, FloatFormat, bind_group, check_buffer, check_dimension, check_distinct,
+    params_buffer, placeholder,
 };
 use crate::context::{Binding, KernelLayout};
 use crate::{GpuContext, KernelError};
@@ -79,7 +79,7 @@ pub struct RmsNormBuffers<'a> {
 
 /// The RMS norm kernel for one weight dtype.
 pub struct RmsNorm {
-    weight_dtype: Dtype,
+    weight_dtype: FloatFormat,
     layout: KernelLayout,
     pipeline: wgpu::ComputePipeline,
     subgroups: bool,
@@ -89,7 +89,7 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     /// Compiles the norm for weights stored as `weight_dtype`.
-    pub fn new(ctx: &GpuContext, weight_dtype: Dtype) -> Result<RmsNorm, KernelError> {
+    pub fn new(ctx: &GpuContext, weight_dtype: FloatFormat) -> Result<RmsNorm, KernelError> {
         use Binding::{ReadOnly, ReadWrite, Uniform};
         // params, x, weight, y (the order of rms_norm.wgsl).
         let layout = ctx.kernel_layout("rms_norm", &[Uniform, ReadOnly, ReadOnly, ReadWrite]);

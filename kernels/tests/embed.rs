@@ -4,15 +4,15 @@
 mod common;
 
 use common::{TestWeight, assert_close, contexts, rng, upload, upload_u32};
-use mlc_kernels::{Dtype, Embed, EmbedBuffers, GpuContext, WeightFormat, cpu};
+use mlc_kernels::{Embed, EmbedBuffers, FloatFormat, GpuContext, WeightFormat, cpu};
 use rand::Rng;
 use rand::rngs::StdRng;
 
 const FORMATS: [WeightFormat; 4] = [
-    WeightFormat::Q4(Dtype::F16),
-    WeightFormat::Q4(Dtype::F32),
-    WeightFormat::Dense(Dtype::F16),
-    WeightFormat::Dense(Dtype::F32),
+    WeightFormat::Q4(FloatFormat::F16),
+    WeightFormat::Q4(FloatFormat::F32),
+    WeightFormat::Dense(FloatFormat::F16),
+    WeightFormat::Dense(FloatFormat::F32),
 ];
 
 /// Looks up `tokens` (bound for `tokens + 2`) and compares with the CPU; returns the part count.
@@ -83,7 +83,7 @@ fn every_format_matches_the_cpu_lookup() {
 
 #[test]
 fn tables_above_the_binding_limit_are_split_by_rows() {
-    for format in [WeightFormat::Q4(Dtype::F16), WeightFormat::Dense(Dtype::F32)] {
+    for format in [WeightFormat::Q4(FloatFormat::F16), WeightFormat::Dense(FloatFormat::F32)] {
         for (path, ctx) in contexts() {
             let mut kernel = Embed::new(ctx, format).unwrap();
             kernel.set_weight_split_bytes(4096);
@@ -100,7 +100,7 @@ fn more_workgroups_than_one_grid_dimension() {
     for (path, ctx) in contexts() {
         let mut small = ctx.clone();
         small.limits.max_compute_workgroups_per_dimension = 2;
-        let format = WeightFormat::Q4(Dtype::F16);
+        let format = WeightFormat::Q4(FloatFormat::F16);
         let kernel = Embed::new(&small, format).unwrap();
         let tokens: Vec<u32> = (0..9).map(|i| i * 11).collect();
         // 9 tokens × 896 / 8 = 1008 invocations: 4 workgroups on a 2 × 2 grid;
@@ -113,7 +113,7 @@ fn more_workgroups_than_one_grid_dimension() {
 #[test]
 fn bad_arguments_are_errors_not_panics() {
     let (_, ctx) = &contexts()[0];
-    let format = WeightFormat::Q4(Dtype::F16);
+    let format = WeightFormat::Q4(FloatFormat::F16);
     let kernel = Embed::new(ctx, format).unwrap();
     let table = TestWeight::random(&mut rng(15), format, 20, 64).upload(ctx);
     let ids = upload_u32(ctx, &[1, 2, 3, 4]);

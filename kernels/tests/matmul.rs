@@ -7,7 +7,8 @@ mod common;
 
 use common::{TestWeight, assert_close, contexts, encode, random_vec, rng, upload};
 use mlc_kernels::{
-    Activation, DecodeInput, Dtype, GpuContext, Matmul, MatmulBuffers, Residual, WeightFormat, cpu,
+    Activation, DecodeInput, FloatFormat, GpuContext, Matmul, MatmulBuffers, Residual,
+    WeightFormat, cpu,
 };
 use rand::rngs::StdRng;
 
@@ -18,10 +19,10 @@ const REL: f32 = 1e-4;
 const ABS: f32 = 1e-5;
 
 const FORMATS: [WeightFormat; 4] = [
-    WeightFormat::Q4(Dtype::F16),
-    WeightFormat::Q4(Dtype::F32),
-    WeightFormat::Dense(Dtype::F16),
-    WeightFormat::Dense(Dtype::F32),
+    WeightFormat::Q4(FloatFormat::F16),
+    WeightFormat::Q4(FloatFormat::F32),
+    WeightFormat::Dense(FloatFormat::F16),
+    WeightFormat::Dense(FloatFormat::F32),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,7 +126,7 @@ fn q4f16_real_decode_shapes() {
         case(1, 9728, 896, false, Extra::None),
         case(1, 896, 4864, false, Extra::InPlace),
     ];
-    for (path, ctx, kernel) in kernels(WeightFormat::Q4(Dtype::F16)) {
+    for (path, ctx, kernel) in kernels(WeightFormat::Q4(FloatFormat::F16)) {
         let mut rng = rng(1);
         for c in cases {
             check(path, ctx, &kernel, &mut rng, c, c.m);
@@ -146,7 +147,7 @@ fn q4f16_prefill_shapes() {
         // Few blocks, but partial sums too large to split K.
         case(200, 4000, 32, false, Extra::InPlace),
     ];
-    for (path, ctx, kernel) in kernels(WeightFormat::Q4(Dtype::F16)) {
+    for (path, ctx, kernel) in kernels(WeightFormat::Q4(FloatFormat::F16)) {
         let mut rng = rng(2);
         for c in cases {
             check(path, ctx, &kernel, &mut rng, c, c.m + 3);
@@ -188,9 +189,9 @@ fn weights_above_the_binding_limit_are_split_by_rows() {
     // bytes of codes and 4 of f16 scales, and offsets must stay 256-aligned,
     // so parts hold multiples of 64 rows.
     for format in [
-        WeightFormat::Q4(Dtype::F16),
-        WeightFormat::Q4(Dtype::F32),
-        WeightFormat::Dense(Dtype::F32),
+        WeightFormat::Q4(FloatFormat::F16),
+        WeightFormat::Q4(FloatFormat::F32),
+        WeightFormat::Dense(FloatFormat::F32),
     ] {
         for (path, ctx, mut kernel) in kernels(format) {
             kernel.set_weight_split_bytes(4096);
@@ -214,7 +215,7 @@ fn more_workgroups_than_one_grid_dimension() {
     for (path, ctx) in contexts() {
         let mut small = ctx.clone();
         small.limits.max_compute_workgroups_per_dimension = 3;
-        let kernel = Matmul::new(&small, WeightFormat::Q4(Dtype::F16)).unwrap();
+        let kernel = Matmul::new(&small, WeightFormat::Q4(FloatFormat::F16)).unwrap();
         let mut rng = rng(5);
         for c in [case(1, 301, 64, true, Extra::None), case(70, 150, 64, false, Extra::InPlace)] {
             check(path, &small, &kernel, &mut rng, c, c.m);
@@ -225,7 +226,7 @@ fn more_workgroups_than_one_grid_dimension() {
 #[test]
 fn one_binding_serves_decode_and_prefill() {
     let (n, k, max_rows) = (77, 96, 9);
-    for (path, ctx, kernel) in kernels(WeightFormat::Q4(Dtype::F16)) {
+    for (path, ctx, kernel) in kernels(WeightFormat::Q4(FloatFormat::F16)) {
         let mut rng = rng(6);
         let weight = TestWeight::random(&mut rng, kernel.format(), n, k);
         let x = random_vec(&mut rng, max_rows * k, 1.0);
@@ -252,7 +253,7 @@ fn one_binding_serves_decode_and_prefill() {
 #[test]
 fn bad_arguments_are_errors_not_panics() {
     let (path, ctx) = &contexts()[0];
-    let kernel = Matmul::new(ctx, WeightFormat::Q4(Dtype::F16)).unwrap();
+    let kernel = Matmul::new(ctx, WeightFormat::Q4(FloatFormat::F16)).unwrap();
     let mut rng = rng(7);
     let weight = TestWeight::random(&mut rng, kernel.format(), 40, 64);
     let gpu_weight = weight.upload(ctx);
@@ -321,7 +322,7 @@ fn throughput() {
     ];
     for (path, ctx) in contexts() {
         eprintln!("{path}: {} {:?}", ctx.adapter_info.name, ctx.caps);
-        let kernel = Matmul::new(ctx, WeightFormat::Q4(Dtype::F16)).unwrap();
+        let kernel = Matmul::new(ctx, WeightFormat::Q4(FloatFormat::F16)).unwrap();
         let mut rng = rng(8);
         for (m, n, k) in shapes {
             let weight = TestWeight::random(&mut rng, kernel.format(), n, k);
@@ -442,7 +443,7 @@ fn fused_decode_inputs_match_the_separate_ops() {
 #[test]
 fn fused_decode_inputs_check_their_buffers_and_take_one_row() {
     let ctx = &contexts()[0].1;
-    let kernel = Matmul::new(ctx, WeightFormat::Q4(Dtype::F16)).unwrap();
+    let kernel = Matmul::new(ctx, WeightFormat::Q4(FloatFormat::F16)).unwrap();
     let mut rng = rng(42);
     let weight = TestWeight::random(&mut rng, kernel.format(), 64, 64);
     let gpu_weight = weight.upload(ctx);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, contexts, encode, random_vec, rng, upload};
-use mlc_kernels::{Dtype, GpuContext, RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout, cpu};
+use mlc_kernels::{FloatFormat, GpuContext, RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout, cpu};
 use rand::rngs::StdRng;
 
 /// Relative to the output scale: one f32 sum of squares and a few products per
@@ -14,7 +14,7 @@ const ABS: f32 = 1e-6;
 const EPS: f32 = 1e-6;
 
 /// Random norm weights around 1, as stored in `dtype`, and their exact values.
-fn weights(rng: &mut StdRng, width: usize, dtype: Dtype) -> (Vec<u8>, Vec<f32>) {
+fn weights(rng: &mut StdRng, width: usize, dtype: FloatFormat) -> (Vec<u8>, Vec<f32>) {
     let w: Vec<f32> = random_vec(rng, width, 0.5).iter().map(|v| 1.0 + v).collect();
     encode(&w, dtype)
 }
@@ -36,7 +36,7 @@ fn check(
     path: &str,
     ctx: &GpuContext,
     kernel: &RmsNorm,
-    dtype: Dtype,
+    dtype: FloatFormat,
     rng: &mut StdRng,
     shape: RmsNormShape,
     tokens: usize,
@@ -77,7 +77,7 @@ fn check(
 
 #[test]
 fn whole_rows_match_the_cpu_norm() {
-    for dtype in [Dtype::F16, Dtype::F32] {
+    for dtype in [FloatFormat::F16, FloatFormat::F32] {
         for (path, ctx) in contexts() {
             let kernel = RmsNorm::new(ctx, dtype).unwrap();
             assert_eq!(kernel.uses_subgroups(), ctx.caps.subgroups);
@@ -101,19 +101,19 @@ fn per_head_q_and_k_norm_inside_the_fused_qkv_buffer() {
     let k = RowLayout { offset: q_heads * d, token_stride: row };
     let packed_q = RowLayout { offset: 0, token_stride: q_heads * d };
     for (path, ctx) in contexts() {
-        let kernel = RmsNorm::new(ctx, Dtype::F16).unwrap();
+        let kernel = RmsNorm::new(ctx, FloatFormat::F16).unwrap();
         let mut rng = rng(22);
         let len = tokens * row as usize;
         let q_shape = RmsNormShape::per_head(tokens as u32, d, q_heads, qkv, qkv, EPS);
         let k_shape = RmsNormShape::per_head(tokens as u32, d, kv_heads, k, k, EPS);
-        check(path, ctx, &kernel, Dtype::F16, &mut rng, q_shape, tokens, len, 0);
-        check(path, ctx, &kernel, Dtype::F16, &mut rng, k_shape, tokens, len, 0);
+        check(path, ctx, &kernel, FloatFormat::F16, &mut rng, q_shape, tokens, len, 0);
+        check(path, ctx, &kernel, FloatFormat::F16, &mut rng, k_shape, tokens, len, 0);
         let q_out = RmsNormShape::per_head(tokens as u32, d, q_heads, qkv, packed_q, EPS);
         check(
             path,
             ctx,
             &kernel,
-            Dtype::F16,
+            FloatFormat::F16,
             &mut rng,
             q_out,
             tokens,
@@ -121,7 +121,7 @@ fn per_head_q_and_k_norm_inside_the_fused_qkv_buffer() {
             tokens * (q_heads * d) as usize,
         );
         // Fewer tokens than bound.
-        check(path, ctx, &kernel, Dtype::F16, &mut rng, q_shape, 2, len, 0);
+        check(path, ctx, &kernel, FloatFormat::F16, &mut rng, q_shape, 2, len, 0);
     }
 }
 
@@ -130,7 +130,7 @@ fn more_rows_than_one_grid_dimension() {
     for (path, ctx) in contexts() {
         let mut small = ctx.clone();
         small.limits.max_compute_workgroups_per_dimension = 4;
-        let kernel = RmsNorm::new(&small, Dtype::F32).unwrap();
+        let kernel = RmsNorm::new(&small, FloatFormat::F32).unwrap();
         let shape = RmsNormShape::per_head(
             9,
             32,
@@ -140,14 +140,14 @@ fn more_rows_than_one_grid_dimension() {
             EPS,
         );
         // 27 rows on a 4 × 7 grid, one idle workgroup.
-        check(path, &small, &kernel, Dtype::F32, &mut rng(23), shape, 9, 9 * 96, 9 * 96);
+        check(path, &small, &kernel, FloatFormat::F32, &mut rng(23), shape, 9, 9 * 96, 9 * 96);
     }
 }
 
 #[test]
 fn bad_arguments_are_errors_not_panics() {
     let (_, ctx) = &contexts()[0];
-    let kernel = RmsNorm::new(ctx, Dtype::F16).unwrap();
+    let kernel = RmsNorm::new(ctx, FloatFormat::F16).unwrap();
     let x = upload(ctx, &[1.0; 4 * 64]);
     let y = upload(ctx, &[0.0; 4 * 64]);
     let weight = ctx.storage_buffer("w", &[0u8; 128]);

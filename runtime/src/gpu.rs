@@ -29,7 +29,7 @@ use mlc_kernels::rope::BoundRope;
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, BoundSampler,
-    DecodeInput, Dtype, Elementwise, Embed, EmbedBuffers, GpuContext, GpuWeight, Matmul,
+    DecodeInput, Elementwise, Embed, EmbedBuffers, FloatFormat, GpuContext, GpuWeight, Matmul,
     MatmulBuffers, QkNorm, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend,
     RopeBuffers, RopeShape, RopeTable, SampledResult, Sampler, SamplerBuffers, WeightFormat,
     result_bytes,
@@ -193,7 +193,7 @@ struct Kernels {
 /// Per-model GPU state created by [`Backend::prepare`].
 struct Prepared {
     kernels: Kernels,
-    dtype: Dtype,
+    dtype: FloatFormat,
     capacity: usize,
     rope_table: RopeTable,
     scratch: AttentionScratch,
@@ -650,22 +650,22 @@ fn kernel_activation(activation: Activation) -> mlc_kernels::Activation {
 }
 
 /// The WGSL weight format of an artifact's quantization.
-fn weight_format(quantization: Quantization) -> (WeightFormat, Dtype) {
+fn weight_format(quantization: Quantization) -> (WeightFormat, FloatFormat) {
     match quantization {
-        Quantization::Q4F16_1 => (WeightFormat::Q4(Dtype::F16), Dtype::F16),
-        Quantization::Q4F32_1 => (WeightFormat::Q4(Dtype::F32), Dtype::F32),
-        Quantization::Q0F16 => (WeightFormat::Dense(Dtype::F16), Dtype::F16),
-        Quantization::Q0F32 => (WeightFormat::Dense(Dtype::F32), Dtype::F32),
+        Quantization::Q4F16_1 => (WeightFormat::Q4(FloatFormat::F16), FloatFormat::F16),
+        Quantization::Q4F32_1 => (WeightFormat::Q4(FloatFormat::F32), FloatFormat::F32),
+        Quantization::Q0F16 => (WeightFormat::Dense(FloatFormat::F16), FloatFormat::F16),
+        Quantization::Q0F32 => (WeightFormat::Dense(FloatFormat::F32), FloatFormat::F32),
     }
 }
 
 /// The bytes of `tensor` in the model's float dtype (f16 bits or f32),
 /// converting when the artifact stored another float type.
-fn float_bytes(tensor: &Tensor<'_>, dtype: Dtype) -> Result<Vec<u8>, EngineError> {
+fn float_bytes(tensor: &Tensor<'_>, dtype: FloatFormat) -> Result<Vec<u8>, EngineError> {
     Ok(match (tensor.dtype, dtype) {
-        (DType::F16, Dtype::F16) | (DType::F32, Dtype::F32) => tensor.bytes.to_vec(),
-        (_, Dtype::F32) => bytemuck::cast_slice(&tensor.to_f32_vec()?).to_vec(),
-        (_, Dtype::F16) => {
+        (DType::F16, FloatFormat::F16) | (DType::F32, FloatFormat::F32) => tensor.bytes.to_vec(),
+        (_, FloatFormat::F32) => bytemuck::cast_slice(&tensor.to_f32_vec()?).to_vec(),
+        (_, FloatFormat::F16) => {
             let halves: Vec<u16> = tensor
                 .to_f32_vec()?
                 .into_iter()
@@ -1036,8 +1036,12 @@ impl Backend for GpuBackend {
                 let prepared = b.prepared();
                 let norm = match (qk_norm, prepared.dtype) {
                     (None, _) => QkNorm::None,
-                    (Some((q, k)), Dtype::F16) => QkNorm::F16 { q, k, eps: spec.rms_norm_eps },
-                    (Some((q, k)), Dtype::F32) => QkNorm::F32 { q, k, eps: spec.rms_norm_eps },
+                    (Some((q, k)), FloatFormat::F16) => {
+                        QkNorm::F16 { q, k, eps: spec.rms_norm_eps }
+                    }
+                    (Some((q, k)), FloatFormat::F32) => {
+                        QkNorm::F32 { q, k, eps: spec.rms_norm_eps }
+                    }
                 };
                 let buffers = RopeBuffers {
                     qkv: &qkv.buffer,

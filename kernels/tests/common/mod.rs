@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use half::f16;
-use mlc_kernels::{Capabilities, ContextOptions, Dtype, GpuContext, GpuWeight, WeightFormat};
+use mlc_kernels::{Capabilities, ContextOptions, FloatFormat, GpuContext, GpuWeight, WeightFormat};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -72,14 +72,14 @@ pub fn random_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
 
 /// Values as stored in `dtype` (f16 bits two per word, or f32), and the exact
 /// f32 values the GPU will see (rounded to f16 where stored as f16).
-pub fn encode(values: &[f32], dtype: Dtype) -> (Vec<u8>, Vec<f32>) {
+pub fn encode(values: &[f32], dtype: FloatFormat) -> (Vec<u8>, Vec<f32>) {
     match dtype {
-        Dtype::F16 => {
+        FloatFormat::F16 => {
             let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
             let bytes = halves.iter().flat_map(|h| h.to_bits().to_le_bytes()).collect();
             (bytes, halves.iter().map(|h| h.to_f32()).collect())
         }
-        Dtype::F32 => (bytemuck::cast_slice(values).to_vec(), values.to_vec()),
+        FloatFormat::F32 => (bytemuck::cast_slice(values).to_vec(), values.to_vec()),
     }
 }
 

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use mlc_kernels::cpu::SamplingParams;
-use mlc_kernels::{Dtype, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
+use mlc_kernels::{
+    FloatFormat, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat,
+};
 use mlc_loader::DType;
 use mlc_wgpu::backend::StepInput;
 use mlc_wgpu::gpu::{GpuBackend, GpuOptions, GpuStats};
@@ -654,8 +656,8 @@ fn weight_data(
     rng: &mut SplitMix64,
 ) -> (Vec<u8>, Option<Vec<u8>>) {
     let dtype = match format.dtype() {
-        Dtype::F16 => DType::F16,
-        Dtype::F32 => DType::F32,
+        FloatFormat::F16 => DType::F16,
+        FloatFormat::F32 => DType::F32,
     };
     match format {
         WeightFormat::Q4(_) => {
