@@ -641,14 +641,6 @@ impl Future for MapRead {
     }
 }
 
-/// The kernels' name for a gated MLP's activation.
-fn kernel_activation(activation: Activation) -> mlc_kernels::Activation {
-    match activation {
-        Activation::Silu => mlc_kernels::Activation::Silu,
-        Activation::GeluTanh => mlc_kernels::Activation::GeluTanh,
-    }
-}
-
 /// The WGSL weight format of an artifact's quantization.
 fn weight_format(quantization: Quantization) -> (WeightFormat, FloatFormat) {
     match quantization {
@@ -900,7 +892,6 @@ impl Backend for GpuBackend {
         let intermediate = gate_up.cols / 2;
         let out = self.tensor(gate_up.rows, intermediate);
         let max_rows = gate_up.capacity.min(out.capacity) as u32;
-        let act = kernel_activation(activation);
         let key = vec![gate_up.buffer.clone(), out.buffer.clone()];
         let slot = self.slot(
             || format!("{activation:?} gate"),
@@ -909,7 +900,7 @@ impl Backend for GpuBackend {
                 let kernel = &b.prepared().kernels.elementwise;
                 Ok(BoundOp::Plain(kernel.bind_gated(
                     &b.ctx,
-                    act,
+                    activation,
                     &gate_up.buffer,
                     &out.buffer,
                     max_rows,
@@ -983,7 +974,6 @@ impl Backend for GpuBackend {
             || format!("{activation:?} gate+matmul {}x{} +residual", linear.cols, linear.rows);
         let slot = self.slot(name, key, |b| {
             let kernels = &b.prepared().kernels;
-            let act = kernel_activation(activation);
             let product = MatmulBuffers {
                 x: &gate_up.buffer,
                 weight: linear.weight(),
@@ -991,10 +981,11 @@ impl Backend for GpuBackend {
                 residual: Residual::InPlace,
                 y: &y,
             };
-            let decode = kernels.matmul.bind_decode(&b.ctx, &product, DecodeInput::Gated(act))?;
+            let decode =
+                kernels.matmul.bind_decode(&b.ctx, &product, DecodeInput::Gated(activation))?;
             let gated = kernels.elementwise.bind_gated(
                 &b.ctx,
-                act,
+                activation,
                 &gate_up.buffer,
                 &scratch,
                 max_rows,

@@ -12,14 +12,8 @@ pub struct LongRope {
     pub mscale: f32,
 }
 
-/// The activation of the gated MLP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// `silu(gate) · up` (SwiGLU).
-    Silu,
-    /// `gelu_tanh(gate) · up` (GeGLU).
-    GeluTanh,
-}
+/// The activation of the gated MLP: the kernels' own type, one for every engine.
+pub use mlc_kernels::Activation;
 
 /// Parameter names of one family, as they appear in `tensor-cache.json`
 /// (without the `.q_weight` / `.q_scale` / `.weight` suffix).
