@@ -113,8 +113,28 @@ enum GateUp<'a> {
 struct PaddedQ4<'a> {
     name: String,
     cols: usize,
-    /// `(tensor name, dtype, shape, bytes)` of `q_weight` and of `q_scale`.
-    parts: [(&'a str, DType, [usize; 2], Vec<u8>); 2],
+    /// `q_weight` and `q_scale`.
+    parts: [WidenedTensor<'a>; 2],
+}
+
+/// A 2-D tensor of the artifact with rows added on load: its own bytes.
+struct WidenedTensor<'a> {
+    name: &'a str,
+    dtype: DType,
+    shape: [usize; 2],
+    bytes: Vec<u8>,
+}
+
+impl WidenedTensor<'_> {
+    /// A borrowed view, as the backends load tensors.
+    fn tensor(&self) -> Tensor<'_> {
+        Tensor {
+            name: self.name,
+            shape: &self.shape[..],
+            dtype: self.dtype,
+            bytes: self.bytes.as_slice().into(),
+        }
+    }
 }
 
 impl GateUp<'_> {
@@ -122,13 +142,11 @@ impl GateUp<'_> {
         match self {
             GateUp::Stored(source) => backend.load_linear(&source),
             GateUp::Padded(PaddedQ4 { name, cols, parts: [weight, scale] }) => {
-                let matrix = MatrixSource::Q4 {
-                    q_weight: part_tensor(&weight),
-                    q_scale: part_tensor(&scale),
-                };
+                let matrix =
+                    MatrixSource::Q4 { q_weight: weight.tensor(), q_scale: scale.tensor() };
                 backend.load_linear(&LinearSource {
                     name,
-                    rows: weight.2[0],
+                    rows: weight.shape[0],
                     cols,
                     matrix,
                     bias: None,
@@ -158,24 +176,18 @@ fn pad_intermediate(source: LinearSource<'_>, intermediate: usize) -> (GateUp<'_
 }
 
 /// `[gate; up]` rows of `tensor` as `[gate; 0; up; 0]`, each half `padded` rows.
-fn widen<'a>(
-    tensor: &Tensor<'a>,
-    intermediate: usize,
-    padded: usize,
-) -> (&'a str, DType, [usize; 2], Vec<u8>) {
+fn widen<'a>(tensor: &Tensor<'a>, intermediate: usize, padded: usize) -> WidenedTensor<'a> {
     let row = tensor.bytes.len() / (2 * intermediate);
     let mut out = vec![0u8; 2 * padded * row];
     out[..intermediate * row].copy_from_slice(&tensor.bytes[..intermediate * row]);
     out[padded * row..(padded + intermediate) * row]
         .copy_from_slice(&tensor.bytes[intermediate * row..]);
-    (tensor.name, tensor.dtype, [2 * padded, tensor.shape[1]], out)
-}
-
-/// A borrowed view of one part of a [`PaddedQ4`].
-fn part_tensor<'t>(
-    (name, dtype, shape, bytes): &'t (&'t str, DType, [usize; 2], Vec<u8>),
-) -> Tensor<'t> {
-    Tensor { name, shape: &shape[..], dtype: *dtype, bytes: bytes.as_slice().into() }
+    WidenedTensor {
+        name: tensor.name,
+        dtype: tensor.dtype,
+        shape: [2 * padded, tensor.shape[1]],
+        bytes: out,
+    }
 }
 
 /// Whether a linear layer's bias must, may or must not be read.
