@@ -2,11 +2,12 @@
 
 mod common;
 
-use common::{assert_close, contexts, random_vec, rng, upload};
+use common::{assert_close, contexts, random_vec, rng, shout, upload};
 use mlc_kernels::cpu::{KvLayout, causal_attention};
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, KernelError,
 };
+use rand::Rng;
 
 /// Runs `tokens` queries at `start..start + tokens` over a random cache and
 /// compares with the CPU reference.
@@ -115,6 +116,39 @@ fn decode_matches_the_cpu_reference_across_chunk_boundaries() {
         {
             let kernel = Attention::new(ctx, d).unwrap();
             check(ctx, path, &kernel, d, heads, kv_heads, 1, kv_len - 1, 1, 400 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn random_shapes_match_the_cpu_reference() {
+    let (seed, cases) = common::random_run("attention");
+    let mut draw = rng(seed);
+    for i in 0..cases {
+        let head_dim = 16 * draw.random_range(1..=16);
+        let kv_heads = draw.random_range(1..=4);
+        let heads = kv_heads * draw.random_range(1..=8);
+        // Half decode steps (split over the context), half prefill steps.
+        let tokens = if draw.random_bool(0.5) { 1 } else { draw.random_range(2..=40) };
+        let start = draw.random_range(0..=300);
+        let min_chunk_len = [1, 32, 64][draw.random_range(0..3)];
+        shout(&format!(
+            "case {i}: head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start}, chunks ≥ {min_chunk_len}"
+        ));
+        for (path, ctx) in contexts() {
+            let kernel = Attention::new(ctx, head_dim).unwrap();
+            check(
+                ctx,
+                path,
+                &kernel,
+                head_dim,
+                heads,
+                kv_heads,
+                tokens,
+                start,
+                min_chunk_len,
+                seed + i as u64,
+            );
         }
     }
 }

@@ -5,11 +5,12 @@
 
 mod common;
 
-use common::{TestWeight, assert_close, contexts, encode, random_vec, rng, upload};
+use common::{TestWeight, assert_close, contexts, encode, random_vec, rng, shout, upload};
 use mlc_kernels::{
     Activation, DecodeInput, FloatFormat, GpuContext, Matmul, MatmulBuffers, Residual,
     WeightFormat, cpu,
 };
+use rand::Rng;
 use rand::rngs::StdRng;
 
 /// Error bound relative to max |y|: every kernel computes in f32 and decodes
@@ -179,6 +180,28 @@ fn every_format_and_epilogue() {
             for c in cases {
                 check(path, ctx, &kernel, &mut rng, c, c.m + 1);
             }
+        }
+    }
+}
+
+#[test]
+fn random_shapes_formats_and_epilogues_match_the_cpu_reference() {
+    let (seed, cases) = common::random_run("matmul");
+    let all: Vec<_> = FORMATS.into_iter().map(|format| (format, kernels(format))).collect();
+    let mut draw = rng(seed);
+    for i in 0..cases {
+        let (format, kernels) = &all[draw.random_range(0..all.len())];
+        let c = case(
+            draw.random_range(1..=40),
+            draw.random_range(1..=700),
+            32 * draw.random_range(1..=40),
+            draw.random_bool(0.5),
+            [Extra::None, Extra::InPlace, Extra::Buffer][draw.random_range(0..3)],
+        );
+        let max_rows = c.m + draw.random_range(0..4);
+        shout(&format!("case {i}: {format:?} {c:?}, bound for {max_rows} rows"));
+        for (path, ctx, kernel) in kernels {
+            check(path, ctx, kernel, &mut rng(seed + i as u64), c, max_rows);
         }
     }
 }

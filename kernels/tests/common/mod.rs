@@ -65,6 +65,18 @@ pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
+/// The seed and the number of cases of a random-shape test:
+/// `MLC_KERNEL_SEED` (default: a fixed one, so CI is repeatable) and
+/// `MLC_KERNEL_CASES` (default 12). The seed is printed, so a failure found
+/// with another one can be replayed.
+pub fn random_run(test: &str) -> (u64, usize) {
+    let number = |name: &str| std::env::var(name).ok().and_then(|value| value.parse().ok());
+    let seed = number("MLC_KERNEL_SEED").unwrap_or(20_261_204);
+    let cases = number("MLC_KERNEL_CASES").unwrap_or(12) as usize;
+    shout(&format!("{test}: MLC_KERNEL_SEED={seed} MLC_KERNEL_CASES={cases}"));
+    (seed, cases)
+}
+
 /// `n` values uniform in `[-scale, scale)`.
 pub fn random_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-scale..scale)).collect()
