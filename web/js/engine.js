@@ -8,7 +8,7 @@ import {
   cleanModelUrl, findModelRecord, getCacheBackend, ModelType, prebuiltAppConfig,
 } from "./config.js";
 import {
-  EmbeddingUnsupportedModelError, IncorrectPipelineLoadedError, ModelNotLoadedError,
+  IncorrectPipelineLoadedError, ModelFamilyNotSupportedError, ModelNotLoadedError,
   ReloadArgumentSizeUnmatchedError, ReloadModelIdNotUniqueError, SpecifiedModelNotFoundError,
   UnclearModelToUseError, UnsupportedTokenizerFilesError, WebGPUNotAvailableError, CacheQuotaExceededError,
   DeviceLostError,
@@ -154,6 +154,12 @@ export class MLCEngine {
     const t0 = performance.now();
     const secs = () => (performance.now() - t0) / 1000;
     const record = findModelRecord(modelId, this.appConfig);
+    if ((record.model_type ?? ModelType.LLM) === ModelType.embedding) {
+      throw new ModelFamilyNotSupportedError(modelId, "it is an embedding model (model_type ModelType.embedding), and no embedding model family is implemented yet, so embeddings.create() has no model to run on.");
+    }
+    if (record.model_manifest) {
+      throw new ModelFamilyNotSupportedError(modelId, `its artifact is described by a model manifest (${record.model_manifest}), which is not supported yet.`);
+    }
     const backend = getCacheBackend(this.appConfig);
     const base = cleanModelUrl(record.model);
     const url = (name) => new URL(name, base).href;
@@ -175,6 +181,12 @@ export class MLCEngine {
     if (record.integrity?.config) await verifyIntegrity(cfgBytes, record.integrity.config, cfgUrl, record.integrity.onFailure);
     files.set("mlc-chat-config.json", cfgBytes);
     const config = { ...JSON.parse(dec.decode(cfgBytes)), ...(record.overrides ?? {}), ...(chatOpts ?? {}) };
+    // A family the runtime lacks (or a setting of it) fails now, before the weights are downloaded.
+    try {
+      wasm.checkModelConfig(JSON.stringify(config));
+    } catch (e) {
+      throw new ModelFamilyNotSupportedError(modelId, `${e?.message ?? e} (model_type "${config.model_type}" in its mlc-chat-config.json).`);
+    }
 
     // 2. Tokenizer (scope webllm/model): tokenizer.json if listed, else tokenizer.model. When the
     // list names neither (e.g. an artifact with "tokenizer_files": []) we try tokenizer.json
@@ -340,8 +352,10 @@ export class MLCEngine {
   }
 
   async embedding(request) {
+    // Only chat models load (reload() refuses embedding records), so this is WebLLM's error for a
+    // chat model asked for embeddings.
     const id = this.selectModel(request.model, "EmbeddingCreateParams");
-    throw new EmbeddingUnsupportedModelError(id);
+    throw new IncorrectPipelineLoadedError(id, "EmbeddingPipeline", "EmbeddingCreateParams");
   }
 
   async nonStreaming(m, method, request) {

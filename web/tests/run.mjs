@@ -58,6 +58,14 @@ if (!fs.existsSync(pkgJs) || !fs.existsSync(path.join(pkgDir, "mlc_wgpu_web_bg.w
 const tinyDir = path.join(here, "served/tiny-qwen2");
 const tinyIndex = prepareTinyQwen2(repo, tinyDir);
 
+// A family the runtime lacks: tiny-qwen2's files under a config that says gemma3.
+const gemma3Dir = path.join(here, "served/gemma3-config");
+prepareTinyQwen2(repo, gemma3Dir);
+{
+  const cfgPath = path.join(gemma3Dir, "mlc-chat-config.json");
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")), model_type: "gemma3" }));
+}
+
 const smolDir = defaultModelDir();
 const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
 
@@ -118,7 +126,7 @@ for (const k of Object.keys(expected)) {
 }
 
 // ---------------------------------------------------------------- server + browser
-const models = [{ id: "tiny-qwen2", dir: tinyDir }];
+const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "gemma3-config", dir: gemma3Dir }];
 if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
 const server = await startServer({
   mounts: [
@@ -250,6 +258,22 @@ for (const mode of MODES) {
     assert(/^prefill: [\d.]+ tokens\/sec, decoding: [\d.]+ tokens\/sec$/.test(r.stats), `runtimeStatsText: ${r.stats}`);
     eq(r.cached, true, "hasModelInCache after load");
     loaded = true;
+  });
+
+  await full(`[${mode.name}] a family the runtime lacks fails at reload naming it, before the weights are fetched; embeddings get WebLLM's error`, async () => {
+    server.clearLog();
+    const r = await run(page, `
+      const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return e.name + ": " + e.message; } };
+      const family = await attempt(() => T.load(webllm, { id: "gemma3-config", device: arg.D }));
+      const embedRecord = await attempt(() => webllm.CreateMLCEngine("snowflake-arctic-embed-m-q0f32-MLC-b4", { device: arg.D }));
+      const embeddings = await attempt(() => window.engine.embeddings.create({ input: "hello" }));
+      return { family, embedRecord, embeddings };
+    `, { D });
+    assert(/^ModelFamilyNotSupportedError: gemma3-config cannot be loaded by mlc-wgpu: unsupported model_type `gemma3`; supported: .*llama/.test(r.family), r.family);
+    assert(/^ModelFamilyNotSupportedError: snowflake-arctic-embed-m-q0f32-MLC-b4 cannot be loaded by mlc-wgpu: it is an embedding model/.test(r.embedRecord), r.embedRecord);
+    eq(r.embeddings, "IncorrectPipelineLoadedError: EmbeddingCreateParams expects model to be loaded with EmbeddingPipeline. However, tiny-qwen2 is not loaded with this pipeline.", "embeddings.create on a chat model");
+    const fetched = server.requests().map((x) => x.path).filter((x) => x.startsWith("/models/gemma3-config/"));
+    eq(fetched, ["/models/gemma3-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
   });
 
   if (mode.backend === "webgpu") {

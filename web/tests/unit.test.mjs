@@ -152,6 +152,21 @@ test("prebuiltAppConfig keeps WebLLM's ids and URLs and adds the offline default
   assert.equal(webllm.prebuiltAppConfig.cacheBackend, "cache");
 });
 
+test("prebuiltAppConfig holds every record of WebLLM 0.2.86 (165) plus the offline default", async () => {
+  const list = cfg.prebuiltAppConfig.model_list;
+  assert.equal(list.length, 166);
+  for (const id of ["Llama-3.1-8B-Instruct-q4f32_1-MLC", "Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC", "gemma3-1b-it-q4f16_1-MLC",
+    "snowflake-arctic-embed-s-q0f32-MLC-b32", "Phi-3.5-vision-instruct-q4f16_1-MLC", "Qwen3.5-9B-q4f32_1-MLC"]) {
+    assert.equal(cfg.findModelRecord(id).model_id, id);
+  }
+  // Every function-calling id is a record.
+  for (const id of cfg.functionCallingModelIds) assert.ok(cfg.findModelRecord(id), id);
+  const hermes = cfg.findModelRecord("Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC");
+  assert.equal(hermes.model, "https://huggingface.co/mlc-ai/Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC");
+  assert.equal(hermes.model_lib, cfg.modelLibURLPrefix + "v0_2_86/base/Llama-3-8B-Instruct-q4f16_1_cs1k-webgpu.wasm");
+  assert.equal(cfg.findModelRecord("snowflake-arctic-embed-s-q0f32-MLC-b32").model_type, cfg.ModelType.embedding);
+});
+
 test("error names and messages", () => {
   const e = new E.ModelNotFoundError("x");
   assert.equal(e.name, "ModelNotFoundError");
