@@ -461,7 +461,17 @@ export class MLCEngine {
     return m.wasm.runtimeStatsText().replace(/\bdecode:/, "decoding:");
   }
 
+  // WebLLM's start-up probes ask the GPU and throw without one. Where this engine runs on the CPU
+  // engine instead — device "cpu", or "auto" without a hardware adapter — they answer for it
+  // (docs/web-migration.md, "Differences"): no GPU vendor (""), and WebLLM's largest binding size,
+  // 1 GiB, because the CPU engine has no storage-buffer limit (an app comparing it with 128 MiB to
+  // pick a "low resource" model must not be steered by a GPU the engine does not use).
+  async runsOnCpu() {
+    return this.device === "cpu" || (this.device === "auto" && (await chooseDevice("auto")).device === "cpu");
+  }
+
   async getMaxStorageBufferBindingSize() {
+    if (await this.runsOnCpu()) return 1 << 30;
     // WebLLM returns the limit it *requests* at device creation: 1 GiB when allowed, else 128 MiB.
     const adapter = await requestAdapter();
     const v = adapter.limits.maxStorageBufferBindingSize >= 1 << 30 ? 1 << 30 : 1 << 27;
@@ -470,6 +480,7 @@ export class MLCEngine {
   }
 
   async getGPUVendor() {
+    if (await this.runsOnCpu()) return "";
     const adapter = await requestAdapter();
     return adapter.info?.vendor ?? "";
   }

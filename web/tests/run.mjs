@@ -276,6 +276,19 @@ for (const mode of MODES) {
     eq(fetched, ["/models/gemma3-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
   });
 
+  await full(`[${mode.name}] WebLLM's start-up probes answer for the CPU engine under "auto" and throw WebLLM's error under "webgpu"`, async () => {
+    const r = await run(page, `
+      const attempt = async (f) => { try { return await f(); } catch (e) { return e.name + ": " + e.message; } };
+      const auto = new webllm.MLCEngine({ device: "auto" });
+      const gpu = new webllm.MLCEngine({ device: "webgpu" });
+      return { vendor: await attempt(() => auto.getGPUVendor()), size: await attempt(() => auto.getMaxStorageBufferBindingSize()),
+               gpuVendor: await attempt(() => gpu.getGPUVendor()) };
+    `, {});
+    eq(r.vendor, "", "getGPUVendor() on the CPU engine");
+    eq(r.size, 1 << 30, "getMaxStorageBufferBindingSize() on the CPU engine");
+    assert(/^(WebGPUNotAvailableError|Error: Unable to find a compatible GPU)/.test(r.gpuVendor), r.gpuVendor);
+  });
+
   if (mode.backend === "webgpu") {
     await check(`[${mode.name}] device "auto" skips the software adapter (SwiftShader) for the CPU engine and says why`, async () => {
       const p = await blankPage(ctx);

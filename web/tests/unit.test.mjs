@@ -167,6 +167,18 @@ test("prebuiltAppConfig holds every record of WebLLM 0.2.86 (165) plus the offli
   assert.equal(cfg.findModelRecord("snowflake-arctic-embed-s-q0f32-MLC-b32").model_type, cfg.ModelType.embedding);
 });
 
+test("WebLLM's start-up probes answer for the CPU engine where \"auto\" runs on it", async () => {
+  const webllm = await index();
+  // node has no navigator.gpu: "auto" runs on the CPU engine, so the probes must not throw.
+  assert.equal(globalThis.navigator?.gpu, undefined);
+  const auto = new webllm.MLCEngine();
+  assert.equal(await auto.getGPUVendor(), "");
+  assert.equal(await auto.getMaxStorageBufferBindingSize(), 1 << 30);
+  assert.equal(await new webllm.MLCEngine({ device: "cpu" }).getGPUVendor(), "");
+  // An explicit "webgpu" keeps WebLLM's error.
+  await assert.rejects(new webllm.MLCEngine({ device: "webgpu" }).getGPUVendor(), { name: "WebGPUNotAvailableError" });
+});
+
 test("error names and messages", () => {
   const e = new E.ModelNotFoundError("x");
   assert.equal(e.name, "ModelNotFoundError");
