@@ -227,6 +227,17 @@ test("request validation: WebLLM's checks and order", () => {
   // order: message checks come before stream/n checks
   assert.throws(() => v({ messages: [user, { role: "assistant", content: "a" }], stream: true, n: 2 }, "m"), { name: "MessageOrderError" });
   assert.throws(() => v({ messages: [] }, "m"), TypeError);
+  // Content parts: a chat model takes string content only; a VLM record takes images, never audio.
+  const audio = { role: "user", content: [{ type: "text", text: "x" }, { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } }] };
+  assert.throws(() => v({ messages: [audio] }, "m"), { name: "UserMessageContentErrorForNonVLM" });
+  assert.throws(() => v({ messages: [audio] }, "vlm", cfg.ModelType.VLM), {
+    name: "UnsupportedContentPartError", message: 'Model vlm does not declare support for user content type "input_audio".' });
+  const image = (url, detail) => ({ role: "user", content: [{ type: "text", text: "x" }, { type: "image_url", image_url: { url, detail } }] });
+  v({ messages: [image("data:image/png;base64,AA==")] }, "vlm", cfg.ModelType.VLM);
+  assert.throws(() => v({ messages: [image("ftp://x")] }, "vlm", cfg.ModelType.VLM), { name: "UnsupportedImageURLError" });
+  assert.throws(() => v({ messages: [image("http://x", "high")] }, "vlm", cfg.ModelType.VLM), { name: "UnsupportedDetailError" });
+  assert.throws(() => v({ messages: [{ role: "user", content: [{ type: "text", text: "a" }, { type: "text", text: "b" }] }] }, "vlm", cfg.ModelType.VLM),
+    { name: "MultipleTextContentError" });
   v({ messages: [{ role: "system", content: "s" }, user], stream: true, stream_options: { include_usage: true } }, "m");
   assert.throws(() => validate.postInitAndCheckFieldsCompletion({ prompt: "x", user: undefined }, "m"), { name: "UnsupportedFieldsError" });
 });
