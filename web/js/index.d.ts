@@ -403,7 +403,10 @@ export declare function CreateServiceWorkerMLCEngine(modelId: string | string[],
 export interface ExtensionMLCEngineConfig extends MLCEngineConfig { extensionId?: string; onDisconnect?: () => void }
 export declare class ExtensionServiceWorkerMLCEngineHandler extends WebWorkerMLCEngineHandler {
   constructor(port: any, engineConfig?: MLCEngineConfig);
+  port: any;
   setPort(port: any): void;
+  onPortDisconnect(port: any): void;
+  onmessage(event: any, onComplete?: (value: any) => void, onError?: () => void): void;
 }
 export declare class ExtensionServiceWorkerMLCEngine extends WebWorkerMLCEngine { constructor(engineConfig?: ExtensionMLCEngineConfig, keepAliveMs?: number) }
 export declare function CreateExtensionServiceWorkerMLCEngine(modelId: string | string[], engineConfig?: ExtensionMLCEngineConfig, chatOpts?: ChatOptions | ChatOptions[], keepAliveMs?: number): Promise<ExtensionServiceWorkerMLCEngine>;

@@ -179,6 +179,33 @@ test("WebLLM's start-up probes answer for the CPU engine where \"auto\" runs on 
   await assert.rejects(new webllm.MLCEngine({ device: "webgpu" }).getGPUVendor(), { name: "WebGPUNotAvailableError" });
 });
 
+test("the extension handler answers each message once (the app adds the port's listener, as with WebLLM)", async () => {
+  const webllm = await index();
+  const port = () => {
+    const listeners = [], sent = [];
+    return { sent, onMessage: { addListener: (f) => listeners.push(f) }, onDisconnect: { addListener() {} },
+      postMessage: (m) => sent.push(m), deliver: (m) => listeners.forEach((f) => f(m)) };
+  };
+  const first = port();
+  const handler = new webllm.ExtensionServiceWorkerMLCEngineHandler(first);
+  first.onMessage.addListener(handler.onmessage.bind(handler)); // WebLLM's documented background script
+  const settle = () => new Promise((r) => setTimeout(r, 20));
+  first.deliver({ kind: "getGPUVendor", uuid: "a", content: null });
+  first.deliver({ kind: "keepAlive" });
+  await settle();
+  assert.deepEqual(first.sent, [{ kind: "return", uuid: "a", content: "" }]);
+  // A second port (a popup opened again): setPort, and the app's listener on it.
+  const second = port();
+  handler.setPort(second);
+  second.onMessage.addListener(handler.onmessage.bind(handler));
+  second.deliver({ kind: "getMessage", uuid: "b", content: {} });
+  await settle();
+  assert.equal(second.sent.length, 1);
+  assert.equal(second.sent[0].kind, "throw");
+  assert.match(second.sent[0].content, /^ModelNotLoadedError/);
+  assert.equal(first.sent.length, 1);
+});
+
 test("error names and messages", () => {
   const e = new E.ModelNotFoundError("x");
   assert.equal(e.name, "ModelNotFoundError");
