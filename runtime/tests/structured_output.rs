@@ -388,3 +388,33 @@ fn hermes_ids_get_webllms_rewriting_and_calls_held_to_the_tool_schemas() {
     // WebLLM's system prompt with the tools was prepended.
     assert!(response.usage.prompt_tokens > plain.usage.prompt_tokens + 100);
 }
+
+#[test]
+fn manual_tool_results_on_qwen_render_as_qwen25s_template_does() {
+    // WebLLM's manual function calling (no `tools`: the app writes the calls and results as
+    // text). The qwen2 template has no `tool` role; the result goes back as Qwen2.5's own chat
+    // template sends it, a user turn of <tool_response> blocks.
+    let (mut engine, _dir) = tiny_qwen_engine();
+    let history = json!([
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>"}
+    ]);
+    let with = |last: Value| {
+        let mut messages = history.as_array().unwrap().clone();
+        messages.push(last);
+        request(json!({"messages": messages, "temperature": 0, "max_tokens": 6}))
+    };
+    let manual = run(
+        &mut engine,
+        &with(json!({"role": "tool", "tool_call_id": "0", "content": "{\"temperature\": 3}"})),
+    )
+    .unwrap();
+    engine.reset();
+    let as_user = run(
+        &mut engine,
+        &with(json!({"role": "user", "content": "<tool_response>\n{\"temperature\": 3}\n</tool_response>"})),
+    )
+    .unwrap();
+    assert_eq!(manual.usage.prompt_tokens, as_user.usage.prompt_tokens);
+    assert_eq!(reply(&manual), reply(&as_user));
+}

@@ -174,7 +174,9 @@ impl ChatEngine {
         mut config: ChatConfig,
         model_id: String,
     ) -> Result<ChatEngine, EngineSetupError> {
-        let template = config.conv_template.clone().ok_or(EngineSetupError::MissingTemplate)?;
+        let template = tools::with_tool_role(
+            config.conv_template.clone().ok_or(EngineSetupError::MissingTemplate)?,
+        );
         let capacity = match usize::try_from(config.context_window_size) {
             Ok(window) if window > 0 => window.min(model.context_capacity()),
             _ => model.context_capacity(),
@@ -444,7 +446,17 @@ impl ChatEngine {
             }
             _ => {
                 let (grammar, kind) = requested()?;
-                (Cow::Borrowed(&request.messages[..]), grammar, None, kind)
+                // Manual function calling on Qwen2.5: its template has no `tool` role, so
+                // results go back the way Qwen2.5's own chat template sends them.
+                let manual_qwen = self.tools == Some(ToolFormat::Qwen)
+                    && !self.template.roles.contains_key("tool")
+                    && request.messages.iter().any(|message| message.role == "tool");
+                let messages = if manual_qwen {
+                    Cow::Owned(tools::qwen_tool_turns(&request.messages))
+                } else {
+                    Cow::Borrowed(&request.messages[..])
+                };
+                (messages, grammar, None, kind)
             }
         };
         let constraint = match grammar {
