@@ -418,3 +418,49 @@ fn manual_tool_results_on_qwen_render_as_qwen25s_template_does() {
     assert_eq!(manual.usage.prompt_tokens, as_user.usage.prompt_tokens);
     assert_eq!(reply(&manual), reply(&as_user));
 }
+
+#[test]
+fn a_function_calling_reply_cut_by_max_tokens_ends_as_webllms_does() {
+    // WebLLM reads calls only from a reply that ended by itself: one cut at max_tokens while the
+    // model was still writing calls has finish_reason "length", no tool_calls, and (Hermes) no
+    // content; the final chunk's delta is still {role: "assistant"}.
+    let (mut engine, _dir) = tiny_qwen_engine();
+    engine.set_model_id("Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC".to_string());
+    let cut = |stream: bool| {
+        request(json!({
+            "messages": [{"role": "user", "content": "Weather?"}], "tools": weather_tools(),
+            "temperature": 0, "max_tokens": 1, "stream": stream,
+        }))
+    };
+    let response = run(&mut engine, &cut(false)).unwrap();
+    let choice = &response.choices[0];
+    assert_eq!(choice.finish_reason, FinishReason::Length);
+    assert_eq!(choice.message.content, None);
+    assert_eq!(choice.message.tool_calls, None);
+    let mut chunks = Vec::new();
+    engine
+        .chat_completion(&cut(true), |chunk: ChatCompletionChunk| chunks.push(chunk))
+        .block_on()
+        .unwrap();
+    let last = serde_json::to_value(chunks.last().unwrap()).unwrap();
+    assert_eq!(last["choices"][0]["delta"], json!({"role": "assistant"}), "{last}");
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    // The text streamed before the cut is the partial call array, as in WebLLM.
+    let streamed: String =
+        chunks.iter().filter_map(|chunk| chunk.choices[0].delta.content.clone()).collect();
+    assert!(streamed.starts_with('['), "{streamed}");
+    // A reply that ends by itself carries its calls in the same final delta.
+    let full = request(json!({
+        "messages": [{"role": "user", "content": "Weather?"}], "tools": weather_tools(),
+        "temperature": 0, "max_tokens": 400, "stream": true,
+    }));
+    let mut chunks = Vec::new();
+    engine
+        .chat_completion(&full, |chunk: ChatCompletionChunk| chunks.push(chunk))
+        .block_on()
+        .unwrap();
+    let last = &chunks.last().unwrap().choices[0];
+    assert_eq!(last.finish_reason, Some(FinishReason::ToolCalls));
+    assert_eq!(last.delta.role.as_deref(), Some("assistant"));
+    assert!(last.delta.tool_calls.is_some());
+}

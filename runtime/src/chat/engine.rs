@@ -51,8 +51,9 @@ use super::grammar::{GrammarCompiler, TokenMatcher};
 use super::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChoice, ChatCompletionChunk,
     ChatCompletionRequest, ChatMessage, ChoiceLogprobs, Completion, CompletionChoice,
-    CompletionChunk, CompletionRequest, FinishReason, GenerationConfig, GenerationStats, StreamId,
-    StreamOptions, TokenLogprob, ToolCall, ToolCallDelta, TopLogprob, Usage,
+    CompletionChunk, CompletionRequest, FinalCalls, FinishReason, GenerationConfig,
+    GenerationStats, StreamId, StreamOptions, TokenLogprob, ToolCall, ToolCallDelta, TopLogprob,
+    Usage,
 };
 use super::response_format::grammar_of;
 use super::stream::{OutputStream, StopConditions};
@@ -313,6 +314,7 @@ impl ChatEngine {
             engine.prepare_chat(messages, enable_thinking, kept, &plan.stop)
         };
         let outcome = self.run::<ChatChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
+        let hermes_calling = plan.tool_calls == Some(ToolFormat::Hermes);
         let choices = outcome
             .choices
             .into_iter()
@@ -322,8 +324,14 @@ impl ChatEngine {
                 finish_reason: choice.finish_reason,
                 message: AssistantMessage {
                     role: "assistant".to_string(),
-                    // A tool-call reply has `content: null`, as in WebLLM.
-                    content: if choice.tool_calls.is_some() { None } else { Some(choice.text) },
+                    // A tool-call reply has `content: null`, as in WebLLM, and so has any reply
+                    // to a Hermes function-calling request (WebLLM's: a partial call array cut by
+                    // `max_tokens` is not content). A Qwen reply without calls is text.
+                    content: if choice.tool_calls.is_some() || hermes_calling {
+                        None
+                    } else {
+                        Some(choice.text)
+                    },
                     tool_calls: choice.tool_calls,
                 },
                 logprobs: choice.logprobs,
@@ -577,7 +585,11 @@ impl ChatEngine {
             finish_reason = FinishReason::ToolCalls;
         }
         if plan.streaming {
-            on_chunk(K::finish(&plan.id, finish_reason, tool_calls.as_deref().map(call_deltas)));
+            let calls = match plan.tool_calls {
+                Some(_) => FinalCalls::Calling(tool_calls.as_deref().map(call_deltas)),
+                None => FinalCalls::NotCalling,
+            };
+            on_chunk(K::finish(&plan.id, finish_reason, calls));
         }
         if let Some(mut conversation) = prepared.conversation {
             conversation.finish_reply(&text)?;
@@ -1052,11 +1064,7 @@ trait ChunkKind {
     /// A delta chunk.
     fn delta(id: &StreamId, text: String, logprobs: Option<ChoiceLogprobs>) -> Self::Chunk;
     /// The final chunk of a choice (with the reply's tool calls, chat only).
-    fn finish(
-        id: &StreamId,
-        reason: FinishReason,
-        tool_calls: Option<Vec<ToolCallDelta>>,
-    ) -> Self::Chunk;
+    fn finish(id: &StreamId, reason: FinishReason, calls: FinalCalls) -> Self::Chunk;
     /// The usage chunk.
     fn usage(id: &StreamId, usage: Usage) -> Self::Chunk;
 }
@@ -1071,12 +1079,8 @@ impl ChunkKind for ChatChunks {
         ChatCompletionChunk::delta(id, text, logprobs)
     }
 
-    fn finish(
-        id: &StreamId,
-        reason: FinishReason,
-        tool_calls: Option<Vec<ToolCallDelta>>,
-    ) -> ChatCompletionChunk {
-        ChatCompletionChunk::finish(id, reason, tool_calls)
+    fn finish(id: &StreamId, reason: FinishReason, calls: FinalCalls) -> ChatCompletionChunk {
+        ChatCompletionChunk::finish(id, reason, calls)
     }
 
     fn usage(id: &StreamId, usage: Usage) -> ChatCompletionChunk {
@@ -1094,11 +1098,7 @@ impl ChunkKind for TextChunks {
         Completion::delta(id, text, logprobs)
     }
 
-    fn finish(
-        id: &StreamId,
-        reason: FinishReason,
-        _tool_calls: Option<Vec<ToolCallDelta>>,
-    ) -> CompletionChunk {
+    fn finish(id: &StreamId, reason: FinishReason, _calls: FinalCalls) -> CompletionChunk {
         Completion::finish(id, reason)
     }
 
