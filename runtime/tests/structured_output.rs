@@ -464,3 +464,31 @@ fn a_function_calling_reply_cut_by_max_tokens_ends_as_webllms_does() {
     assert_eq!(last.delta.role.as_deref(), Some("assistant"));
     assert!(last.delta.tool_calls.is_some());
 }
+
+#[test]
+fn a_structural_tag_holds_each_tagged_call_to_its_schema() {
+    // WebLLM's structural-tag tool use: calls inside <function=NAME>…</function> tags whose
+    // bodies follow the tool's schema. tiny-qwen2's random weights write only what the tag allows.
+    let (mut engine, _dir) = tiny_qwen_engine();
+    let schema = json!({"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}}, "required": ["city"], "additionalProperties": false});
+    let tag = json!({"type": "structural_tag", "format": {
+        "type": "tags_with_separator", "separator": "\n", "at_least_one": true, "stop_after_first": true,
+        "tags": [{"type": "tag", "begin": "<function=get_weather>", "end": "</function>",
+                  "content": {"type": "json_schema", "json_schema": schema}}]
+    }});
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for seed in 0..SEEDS {
+        let response = run(&mut engine, &request(json!({
+            "messages": [{"role": "user", "content": "Weather?"}], "seed": seed, "max_tokens": 60,
+            "response_format": {"type": "structural_tag", "structural_tag": tag},
+        })))
+        .unwrap();
+        assert_eq!(response.choices[0].finish_reason, FinishReason::Stop, "seed {seed}");
+        let text = reply(&response);
+        let body = text
+            .strip_prefix("<function=get_weather>")
+            .and_then(|rest| rest.strip_suffix("</function>"))
+            .unwrap_or_else(|| panic!("seed {seed}: {text}"));
+        assert!(validator.is_valid(&serde_json::from_str(body).unwrap()), "seed {seed}: {text}");
+    }
+}
