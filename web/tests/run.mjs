@@ -267,6 +267,8 @@ for (const mode of MODES) {
       const family = await attempt(() => T.load(webllm, { id: "gemma3-config", device: arg.D }));
       const embedRecord = await attempt(() => webllm.CreateMLCEngine("snowflake-arctic-embed-m-q0f32-MLC-b4", { device: arg.D }));
       const embeddings = await attempt(() => window.engine.embeddings.create({ input: "hello" }));
+      // The config it fetched stays cached, as WebLLM keeps it; later checks count the cache's keys.
+      await webllm.deleteChatConfigInCache("gemma3-config", T.cfg("cache", "gemma3-config"));
       return { family, embedRecord, embeddings };
     `, { D });
     assert(/^ModelFamilyNotSupportedError: gemma3-config cannot be loaded by mlc-wgpu: unsupported model_type `gemma3`; supported: .*llama/.test(r.family), r.family);
