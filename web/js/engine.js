@@ -485,8 +485,23 @@ export class MLCEngine {
     return adapter.info?.vendor ?? "";
   }
 
-  async forwardTokensAndSample() {
-    throw new Error("forwardTokensAndSample() is not supported by mlc-wgpu yet.");
+  // WebLLM's low-level API: the ids go after the model's context (a prefill, or one decode step)
+  // and the token drawn with the model's sampling defaults comes back. resetChat() empties the
+  // context; the next chat request starts afresh. A LogitProcessor is not applied (see
+  // setLogitProcessorRegistry).
+  async forwardTokensAndSample(inputIds, isPrefill, modelId) {
+    const m = this.loaded.get(this.selectModel(modelId, "forwardTokensAndSample"));
+    const release = await m.lock.acquire();
+    m.running += 1;
+    try {
+      return JSON.parse(await m.wasm.forwardTokensAndSample(Uint32Array.from(inputIds), Boolean(isPrefill)));
+    } catch (e) {
+      this.forgetIfLost(m, e);
+      throw e;
+    } finally {
+      m.running -= 1;
+      release();
+    }
   }
 
   async listResumableSessions() { return []; }

@@ -240,6 +240,21 @@ impl WasmEngine {
         })
     }
 
+    /// WebLLM's `forwardTokensAndSample`: feeds `input_ids` after the context
+    /// (a prefill, or one decode step when `is_prefill` is false) and resolves
+    /// with the token drawn with the model's sampling defaults.
+    #[wasm_bindgen(js_name = forwardTokensAndSample)]
+    pub fn forward_tokens_and_sample(&self, input_ids: Vec<u32>, is_prefill: bool) -> Promise {
+        let run = self.runner(Function::new_no_args(""));
+        future_to_promise(async move {
+            run.go(false, async |engine, _| {
+                let token = engine.forward_tokens_and_sample(&input_ids, is_prefill).await?;
+                Ok(serde_json::to_string(&token))
+            })
+            .await
+        })
+    }
+
     /// A handle whose `interrupt()` stops the running generation.
     #[wasm_bindgen(js_name = interruptHandle)]
     pub fn interrupt_handle(&self) -> InterruptHandle {

@@ -278,6 +278,30 @@ for (const mode of MODES) {
     eq(fetched, ["/models/gemma3-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
   });
 
+  await full(`[${mode.name}] forwardTokensAndSample: token ids in, the next token out; a chat afterwards equals the native CLI`, async () => {
+    const r = await run(page, `
+      const reports = [];
+      const engine = await webllm.CreateMLCEngine("tiny-qwen2", { appConfig: T.cfg("cache"), device: arg.D }, { temperature: 0 });
+      const walk = async () => {
+        const ids = [await engine.forwardTokensAndSample([9707, 11, 1879, 0, 3555], true)];
+        for (let i = 0; i < 3; i++) ids.push(await engine.forwardTokensAndSample([ids.at(-1)], false));
+        return ids;
+      };
+      const first = await walk();
+      await engine.resetChat();
+      const second = await walk();
+      let bad;
+      try { await engine.forwardTokensAndSample([], true); } catch (e) { bad = String(e); }
+      const chat = await engine.chat.completions.create(arg.req);
+      await engine.unload();
+      return { first, second, bad, chat };
+    `, { D, req: REQ.chat });
+    assert(r.first.length === 4 && r.first.every((t) => Number.isInteger(t) && t >= 0 && t < 151936), JSON.stringify(r.first));
+    eq(r.second, r.first, "the same ids after resetChat()");
+    assert(/inputIds must not be empty/.test(r.bad), r.bad);
+    eq(text(r.chat), text(expected.chat), "chat after forwardTokensAndSample vs native");
+  });
+
   await full(`[${mode.name}] WebLLM's start-up probes answer for the CPU engine under "auto" and throw WebLLM's error under "webgpu"`, async () => {
     const r = await run(page, `
       const attempt = async (f) => { try { return await f(); } catch (e) { return e.name + ": " + e.message; } };

@@ -286,6 +286,49 @@ impl ChatEngine {
         self.last_finish = None;
     }
 
+    /// WebLLM's `forwardTokensAndSample`: feeds `ids` to the model after the
+    /// tokens it already holds (a prefill, or one decode step when
+    /// `is_prefill` is false) and draws the next token with the model's
+    /// sampling defaults from `mlc-chat-config.json`. A prefill starts the
+    /// penalties' counts afresh. The kept conversation is forgotten, so the
+    /// next chat request prefills its whole prompt on an emptied cache.
+    pub async fn forward_tokens_and_sample(
+        &mut self,
+        ids: &[u32],
+        is_prefill: bool,
+    ) -> Result<u32, RequestError> {
+        if ids.is_empty() {
+            return Err(ChatError::Error("inputIds must not be empty".to_string()).into());
+        }
+        if !is_prefill && ids.len() != 1 {
+            return Err(
+                ChatError::Error("a decode step takes exactly one token id".to_string()).into()
+            );
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ChatError::Error(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            ))
+            .into());
+        }
+        if self.model.position() + ids.len() > self.capacity {
+            return Err(ChatError::Error(format!(
+                "{} tokens in the context and {} more exceed its {} tokens; call resetChat() first",
+                self.model.position(),
+                ids.len(),
+                self.capacity
+            ))
+            .into());
+        }
+        self.kept = Conversation::default();
+        self.last_finish = None;
+        let sampler = Sampler::new(&self.config, &GenerationConfig::default());
+        let counts = if is_prefill { TokenCounts::Start(&[]) } else { TokenCounts::Kept };
+        self.queue_step(StepInput::Tokens(ids), counts, &sampler, None)?;
+        Ok(self.model.next_queued().await?.token)
+    }
+
     /// `chat.completions.create`: validates the request, runs its choices and
     /// returns the response. When `stream` is set, every chunk WebLLM would
     /// yield goes to `on_chunk` as it is made, and the returned value is the
