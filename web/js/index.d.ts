@@ -73,7 +73,7 @@ export interface ModelRecord {
 export type OPFSAccessMode = "async" | "sync" | "auto";
 export interface AppConfig {
   model_list: ModelRecord[];
-  /** "cache" (default) and "indexeddb" are implemented; "opfs" and "cross-origin" fall back to "cache". */
+  /** "cache" (default), "indexeddb" and "opfs" are implemented; "cross-origin" falls back to "cache". */
   cacheBackend?: "cache" | "indexeddb" | "cross-origin" | "opfs";
   opfsAccessMode?: OPFSAccessMode;
   /** Pre-0.2.80 flag; honoured as `cacheBackend: "indexeddb"` when `cacheBackend` is absent. */

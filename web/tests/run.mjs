@@ -634,6 +634,53 @@ for (const mode of MODES) {
     } finally { await closeContext(c2); }
   });
 
+  await full(`[${mode.name}] cacheBackend "opfs": WebLLM's OPFS layout, used offline; "cross-origin" falls back to the Cache API with WebLLM's warning`, async () => {
+    const c2 = await newContext(mode);
+    try {
+      const p = await blankPage(c2);
+      const warnings = [];
+      p.on("console", (m) => { if (m.type() === "warning") warnings.push(m.text()); });
+      const r = await run(p, `
+        const { engine } = await T.load(webllm, { device: arg.D, backend: "opfs" });
+        const first = T.textOf(await T.stream(engine, arg.req));
+        await engine.unload();
+        const url = location.origin + "/models/tiny-qwen2/resolve/main/params_shard_0.bin";
+        const hex = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(url))),
+          (b) => b.toString(16).padStart(2, "0")).join("");
+        let dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("tvmjs-opfs-store");
+        dir = await (await dir.getDirectoryHandle("webllm")).getDirectoryHandle("model");
+        const record = JSON.parse(await (await (await dir.getFileHandle(hex + ".record.json")).getFile()).text());
+        const payload = (await (await dir.getFileHandle(hex + ".bin")).getFile()).size;
+        const has = await webllm.hasModelInCache("tiny-qwen2", T.cfg("opfs"));
+        const hasCacheApi = await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache"));
+        const { engine: fallback } = await T.load(webllm, { device: arg.D, backend: "cross-origin" });
+        await fallback.unload();
+        return { first, record, payload, has, hasCacheApi,
+                 fallbackInCacheApi: await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache")) };`, { D, req: REQ["chat" + S] });
+      eq(r.first, text(expected["chat" + S]), "text vs native");
+      eq(r.record.url.endsWith("/models/tiny-qwen2/resolve/main/params_shard_0.bin"), true, "record url");
+      eq(r.record.nbytes, tinyIndex.records[0].nbytes, "record nbytes");
+      eq(r.payload, tinyIndex.records[0].nbytes, "payload size");
+      eq(r.has, true, "hasModelInCache(opfs)");
+      eq(r.hasCacheApi, false, "the Cache API backend stayed empty");
+      eq(r.fallbackInCacheApi, true, "cross-origin stored in the Cache API");
+      assert(warnings.includes("Cross-origin storage backend is unavailable; falling back to ArtifactCache."), JSON.stringify(warnings));
+      // Offline, in a new page: everything comes from OPFS.
+      const p2 = await blankPage(c2);
+      server.clearLog();
+      server.addRule({ match: /^\/models\//, action: "block" });
+      try {
+        const again = await run(p2, `
+          const { engine } = await T.load(webllm, { device: arg.D, backend: "opfs" });
+          const text = T.textOf(await T.stream(engine, arg.req));
+          await engine.unload();
+          return text;`, { D, req: REQ["chat" + S] });
+        eq(again, text(expected["chat" + S]), "offline text from OPFS");
+      } finally { server.clearRules(); }
+      eq(modelRequests().length, 0, "model requests during the offline reloads");
+    } finally { await closeContext(c2); }
+  });
+
   await full(`[${mode.name}] a download cut midway resumes with Range; a failing one leaves no cache entry`, async () => {
     const c2 = await newContext(mode);
     try {

@@ -119,6 +119,8 @@ test("cache backend selection", () => {
   assert.equal(getCacheBackend({ cacheBackend: "IndexedDB" }), "indexeddb");
   assert.equal(getCacheBackend({ useIndexedDBCache: true }), "indexeddb");
   assert.equal(getCacheBackend({ useIndexedDBCache: true, cacheBackend: "cache" }), "cache");
+  assert.equal(getCacheBackend({ cacheBackend: "OPFS" }), "opfs");
+  assert.equal(getCacheBackend({ cacheBackend: "cross-origin" }), "cache");
 });
 
 test("prebuiltAppConfig keeps WebLLM's ids and URLs and adds the offline default", () => {
