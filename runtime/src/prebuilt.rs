@@ -1,6 +1,10 @@
 //! WebLLM's prebuilt model ids (`prebuiltAppConfig.model_list` of
-//! `@mlc-ai/web-llm` 0.2.86, the entries the project ships in
-//! `prebuilt-models.json`), so a user can name a model as a WebLLM page does.
+//! `@mlc-ai/web-llm` 0.2.86), so a user can name a model as a WebLLM page does.
+//! `prebuilt-models.json` holds the records of the families this runtime
+//! implements: the CLI downloads a whole artifact before it reads its family,
+//! so an id it cannot run must not resolve. It is generated, with the JS
+//! module's full list (`web/js/prebuilt_records.js`), by
+//! `scripts/webllm-prebuilt.mjs`.
 
 use serde::Deserialize;
 
@@ -69,5 +73,16 @@ mod tests {
         );
         assert!(find_prebuilt("no-such-model").is_none());
         assert!(prebuilt_models().len() >= 20);
+    }
+
+    #[test]
+    fn webllm_ids_of_implemented_families_resolve_and_others_do_not() {
+        for id in ["Llama-3.1-8B-Instruct-q4f32_1-MLC", "Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC"] {
+            let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is listed"));
+            assert!(record.model.ends_with(&format!("/mlc-ai/{id}")), "{}", record.model);
+        }
+        // gemma3 is not implemented; a q3 quantization is not loaded.
+        assert!(find_prebuilt("gemma3-1b-it-q4f16_1-MLC").is_none());
+        assert!(find_prebuilt("Llama-3.1-70B-Instruct-q3f16_1-MLC").is_none());
     }
 }

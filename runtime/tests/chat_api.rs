@@ -4,7 +4,7 @@
 use mlc_loader::ChatConfig;
 use mlc_wgpu::chat::{
     ChatCompletionChunk, ChatCompletionRequest, ChatError, Completion, CompletionRequest,
-    ErrorResponse, FinishReason, GenerationStats, Stop, StreamId, ToolFormat, Usage,
+    ErrorResponse, FinalCalls, FinishReason, GenerationStats, Stop, StreamId, ToolFormat, Usage,
     check_context_window, validate_chat_request, validate_completion_request,
 };
 use serde_json::{Value, json};
@@ -350,8 +350,12 @@ fn stream_chunks_have_webllm_shapes() {
         )
     );
     assert_eq!(
-        serde_json::to_value(ChatCompletionChunk::finish(&stream, FinishReason::Stop, None))
-            .unwrap(),
+        serde_json::to_value(ChatCompletionChunk::finish(
+            &stream,
+            FinishReason::Stop,
+            FinalCalls::NotCalling
+        ))
+        .unwrap(),
         with_head(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
     );
     let stats = GenerationStats {

@@ -388,3 +388,107 @@ fn hermes_ids_get_webllms_rewriting_and_calls_held_to_the_tool_schemas() {
     // WebLLM's system prompt with the tools was prepended.
     assert!(response.usage.prompt_tokens > plain.usage.prompt_tokens + 100);
 }
+
+#[test]
+fn manual_tool_results_on_qwen_render_as_qwen25s_template_does() {
+    // WebLLM's manual function calling (no `tools`: the app writes the calls and results as
+    // text). The qwen2 template has no `tool` role; the result goes back as Qwen2.5's own chat
+    // template sends it, a user turn of <tool_response> blocks.
+    let (mut engine, _dir) = tiny_qwen_engine();
+    let history = json!([
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>"}
+    ]);
+    let with = |last: Value| {
+        let mut messages = history.as_array().unwrap().clone();
+        messages.push(last);
+        request(json!({"messages": messages, "temperature": 0, "max_tokens": 6}))
+    };
+    let manual = run(
+        &mut engine,
+        &with(json!({"role": "tool", "tool_call_id": "0", "content": "{\"temperature\": 3}"})),
+    )
+    .unwrap();
+    engine.reset();
+    let as_user = run(
+        &mut engine,
+        &with(json!({"role": "user", "content": "<tool_response>\n{\"temperature\": 3}\n</tool_response>"})),
+    )
+    .unwrap();
+    assert_eq!(manual.usage.prompt_tokens, as_user.usage.prompt_tokens);
+    assert_eq!(reply(&manual), reply(&as_user));
+}
+
+#[test]
+fn a_function_calling_reply_cut_by_max_tokens_ends_as_webllms_does() {
+    // WebLLM reads calls only from a reply that ended by itself: one cut at max_tokens while the
+    // model was still writing calls has finish_reason "length", no tool_calls, and (Hermes) no
+    // content; the final chunk's delta is still {role: "assistant"}.
+    let (mut engine, _dir) = tiny_qwen_engine();
+    engine.set_model_id("Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC".to_string());
+    let cut = |stream: bool| {
+        request(json!({
+            "messages": [{"role": "user", "content": "Weather?"}], "tools": weather_tools(),
+            "temperature": 0, "max_tokens": 1, "stream": stream,
+        }))
+    };
+    let response = run(&mut engine, &cut(false)).unwrap();
+    let choice = &response.choices[0];
+    assert_eq!(choice.finish_reason, FinishReason::Length);
+    assert_eq!(choice.message.content, None);
+    assert_eq!(choice.message.tool_calls, None);
+    let mut chunks = Vec::new();
+    engine
+        .chat_completion(&cut(true), |chunk: ChatCompletionChunk| chunks.push(chunk))
+        .block_on()
+        .unwrap();
+    let last = serde_json::to_value(chunks.last().unwrap()).unwrap();
+    assert_eq!(last["choices"][0]["delta"], json!({"role": "assistant"}), "{last}");
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    // The text streamed before the cut is the partial call array, as in WebLLM.
+    let streamed: String =
+        chunks.iter().filter_map(|chunk| chunk.choices[0].delta.content.clone()).collect();
+    assert!(streamed.starts_with('['), "{streamed}");
+    // A reply that ends by itself carries its calls in the same final delta.
+    let full = request(json!({
+        "messages": [{"role": "user", "content": "Weather?"}], "tools": weather_tools(),
+        "temperature": 0, "max_tokens": 400, "stream": true,
+    }));
+    let mut chunks = Vec::new();
+    engine
+        .chat_completion(&full, |chunk: ChatCompletionChunk| chunks.push(chunk))
+        .block_on()
+        .unwrap();
+    let last = &chunks.last().unwrap().choices[0];
+    assert_eq!(last.finish_reason, Some(FinishReason::ToolCalls));
+    assert_eq!(last.delta.role.as_deref(), Some("assistant"));
+    assert!(last.delta.tool_calls.is_some());
+}
+
+#[test]
+fn a_structural_tag_holds_each_tagged_call_to_its_schema() {
+    // WebLLM's structural-tag tool use: calls inside <function=NAME>…</function> tags whose
+    // bodies follow the tool's schema. tiny-qwen2's random weights write only what the tag allows.
+    let (mut engine, _dir) = tiny_qwen_engine();
+    let schema = json!({"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}}, "required": ["city"], "additionalProperties": false});
+    let tag = json!({"type": "structural_tag", "format": {
+        "type": "tags_with_separator", "separator": "\n", "at_least_one": true, "stop_after_first": true,
+        "tags": [{"type": "tag", "begin": "<function=get_weather>", "end": "</function>",
+                  "content": {"type": "json_schema", "json_schema": schema}}]
+    }});
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for seed in 0..SEEDS {
+        let response = run(&mut engine, &request(json!({
+            "messages": [{"role": "user", "content": "Weather?"}], "seed": seed, "max_tokens": 60,
+            "response_format": {"type": "structural_tag", "structural_tag": tag},
+        })))
+        .unwrap();
+        assert_eq!(response.choices[0].finish_reason, FinishReason::Stop, "seed {seed}");
+        let text = reply(&response);
+        let body = text
+            .strip_prefix("<function=get_weather>")
+            .and_then(|rest| rest.strip_suffix("</function>"))
+            .unwrap_or_else(|| panic!("seed {seed}: {text}"));
+        assert!(validator.is_valid(&serde_json::from_str(body).unwrap()), "seed {seed}: {text}");
+    }
+}

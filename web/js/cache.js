@@ -5,11 +5,13 @@
 //   "cache":     Cache API, caches.open(scope), whole Responses keyed by Request(url).
 //   "indexeddb": one database per scope (name = scope, version 1), object store "urls",
 //                keyPath "url", values {url, data} with data = ArrayBuffer or parsed JSON.
+//   "opfs":      the Origin Private File System, in TVM's OPFSStore layout (OPFSStore below).
 // Unlike WebLLM, a file is put into the cache only after it was received completely and
 // verified (Content-Length / tensor-cache `nbytes`, and `md5sum` for shards); a download cut
 // midway is resumed with an HTTP Range request, or restarted when the server ignores Range.
 // A shard stored after its md5 was checked carries that md5 (Cache API: the `X-Mlc-Wgpu-Md5`
-// header of the stored Response; IndexedDB: an `md5` field beside `data`, which WebLLM ignores),
+// header of the stored Response; IndexedDB: an `md5` field beside `data`; OPFS: an `md5` field in
+// the file's record; WebLLM ignores both fields),
 // so a reload need not hash it again; shards stored by WebLLM carry none and are hashed.
 
 import { cleanModelUrl, findModelRecord, getCacheBackend, prebuiltAppConfig } from "./config.js";
@@ -92,6 +94,110 @@ class IndexedDBStore {
   async keys() { return this.tx("readonly", (s) => s.getAllKeys()); }
 }
 
+/** Origin Private File System backend of one scope, in WebLLM's (TVM's OPFSStore) layout:
+ * `tvmjs-opfs-store/<scope parts, URI-encoded>/` holds per file `<sha256(url) hex>.bin` (the bytes)
+ * and `<sha256(url) hex>.record.json` (`{url, nbytes, contentType}`). An entry counts only when its
+ * record names the URL and the payload has `nbytes` bytes (a write cut midway is a miss). */
+class OPFSStore {
+  constructor(scope) { this.scope = scope; this.dir = undefined; }
+  directory() {
+    this.dir ??= (async () => {
+      const storage = typeof navigator === "undefined" ? undefined : navigator.storage;
+      if (typeof storage?.getDirectory !== "function") {
+        throw new Error('cacheBackend "opfs": the Origin Private File System (navigator.storage.getDirectory) is not available here');
+      }
+      let dir = await (await storage.getDirectory()).getDirectoryHandle("tvmjs-opfs-store", { create: true });
+      for (const part of this.scope.split("/").filter(Boolean)) {
+        dir = await dir.getDirectoryHandle(encodeURIComponent(part), { create: true });
+      }
+      return dir;
+    })();
+    this.dir.catch(() => { this.dir = undefined; });
+    return this.dir;
+  }
+  async names(url) {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(url)));
+    const base = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    return { payload: `${base}.bin`, record: `${base}.record.json` };
+  }
+  async entry(url) {
+    const dir = await this.directory();
+    const names = await this.names(url);
+    const recordFile = await readHandle(dir, names.record);
+    if (!recordFile) return undefined;
+    let record;
+    try { record = JSON.parse(await recordFile.text()); } catch { return undefined; }
+    if (record?.url !== url || !Number.isSafeInteger(record.nbytes)) return undefined;
+    const payload = await readHandle(dir, names.payload);
+    return payload?.size === record.nbytes ? { payload, record } : undefined;
+  }
+  async has(url) { return (await this.entry(url)) !== undefined; }
+  async get(url) { return (await this.getChecked(url))?.bytes; }
+  /** The bytes and the md5 they were checked against when stored (undefined if none). */
+  async getChecked(url) {
+    const found = await this.entry(url);
+    if (!found) return undefined;
+    const md5 = typeof found.record.md5 === "string" ? found.record.md5 : undefined;
+    return { bytes: new Uint8Array(await found.payload.arrayBuffer()), md5 };
+  }
+  async put(url, bytes, contentType, md5) {
+    const dir = await this.directory();
+    const names = await this.names(url);
+    await removeHandle(dir, names.record); // no record until the payload is whole
+    await writeHandle(dir, names.payload, bytes);
+    const record = { url, nbytes: bytes.byteLength, contentType, ...(md5 ? { md5 } : {}) };
+    await writeHandle(dir, names.record, enc.encode(JSON.stringify(record)));
+  }
+  async delete(url) {
+    const dir = await this.directory();
+    const names = await this.names(url);
+    const had = await this.has(url);
+    await removeHandle(dir, names.payload);
+    await removeHandle(dir, names.record);
+    return had;
+  }
+  async keys() {
+    const dir = await this.directory();
+    const urls = [];
+    for await (const [name, handle] of dir.entries()) {
+      if (!name.endsWith(".record.json")) continue;
+      try {
+        const record = JSON.parse(await (await handle.getFile()).text());
+        if (typeof record?.url === "string") urls.push(record.url);
+      } catch { /* an unreadable record is no entry */ }
+    }
+    return urls;
+  }
+}
+
+async function readHandle(dir, name) {
+  try {
+    return await (await dir.getFileHandle(name)).getFile();
+  } catch (e) {
+    if (e?.name === "NotFoundError") return undefined;
+    throw e;
+  }
+}
+
+async function writeHandle(dir, name, bytes) {
+  const writable = await (await dir.getFileHandle(name, { create: true })).createWritable();
+  try {
+    await writable.write(bytes);
+    await writable.close();
+  } catch (e) {
+    await writable.abort().catch(() => {});
+    throw e;
+  }
+}
+
+async function removeHandle(dir, name) {
+  try {
+    await dir.removeEntry(name);
+  } catch (e) {
+    if (e?.name !== "NotFoundError") throw e;
+  }
+}
+
 /** The header (Cache API) naming the md5 a stored file was checked against. */
 const MD5_HEADER = "X-Mlc-Wgpu-Md5";
 
@@ -104,7 +210,9 @@ function bytesOf(d) {
 }
 
 export function openStore(backend, scope) {
-  return backend === "indexeddb" ? new IndexedDBStore(scope) : new CacheAPIStore(scope);
+  if (backend === "indexeddb") return new IndexedDBStore(scope);
+  if (backend === "opfs") return new OPFSStore(scope);
+  return new CacheAPIStore(scope);
 }
 
 function isQuotaError(e) {

@@ -3,7 +3,6 @@
 
 import { WEBLLM_RECORDS } from "./prebuilt_records.js";
 import { ModelNotFoundError } from "./errors.js";
-import { log } from "./log.js";
 
 export const modelVersion = "v0_2_86/base";
 export const modelLibURLPrefix = "https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/";
@@ -50,15 +49,23 @@ export function cleanModelUrl(url) {
 }
 
 /** Cache backend of an app config (docs/web-migration.md, "Configuration"). `useIndexedDBCache: true` is honoured as an alias of
- * `"indexeddb"` when `cacheBackend` is absent (0.2.79 apps); `opfs` and `cross-origin` are not
- * implemented and fall back to the Cache API with a warning. */
+ * `"indexeddb"` when `cacheBackend` is absent (0.2.79 apps). `"cross-origin"` falls back to the
+ * Cache API as WebLLM does where the browser lacks cross-origin storage (with its warning, once);
+ * mlc-wgpu does not implement that storage, so it falls back where the browser has it too. */
+let crossOriginWarned = false;
 export function getCacheBackend(appConfig) {
   let b = appConfig?.cacheBackend;
   if (b === undefined && appConfig?.useIndexedDBCache === true) b = "indexeddb";
   b = (b ?? "cache").toLowerCase();
-  if (b === "cache" || b === "indexeddb") return b;
-  if (b === "opfs" || b === "cross-origin") {
-    log.warn(`cacheBackend "${b}" is not implemented by mlc-wgpu; using the Cache API ("cache").`);
+  if (b === "cache" || b === "indexeddb" || b === "opfs") return b;
+  if (b === "cross-origin") {
+    if (!crossOriginWarned) {
+      const available = typeof navigator !== "undefined" && typeof navigator.crossOriginStorage?.getFileHandle === "function";
+      console.warn(available
+        ? "Cross-origin storage is not supported by mlc-wgpu yet; falling back to ArtifactCache."
+        : "Cross-origin storage backend is unavailable; falling back to ArtifactCache.");
+      crossOriginWarned = true;
+    }
     return "cache";
   }
   console.error(`Unsupported cacheType: ${b}, using default ArtifactCache.`);

@@ -8,7 +8,7 @@ import {
   cleanModelUrl, findModelRecord, getCacheBackend, ModelType, prebuiltAppConfig,
 } from "./config.js";
 import {
-  EmbeddingUnsupportedModelError, IncorrectPipelineLoadedError, ModelNotLoadedError,
+  IncorrectPipelineLoadedError, ModelFamilyNotSupportedError, ModelNotLoadedError,
   ReloadArgumentSizeUnmatchedError, ReloadModelIdNotUniqueError, SpecifiedModelNotFoundError,
   UnclearModelToUseError, UnsupportedTokenizerFilesError, WebGPUNotAvailableError, CacheQuotaExceededError,
   DeviceLostError,
@@ -154,6 +154,12 @@ export class MLCEngine {
     const t0 = performance.now();
     const secs = () => (performance.now() - t0) / 1000;
     const record = findModelRecord(modelId, this.appConfig);
+    if ((record.model_type ?? ModelType.LLM) === ModelType.embedding) {
+      throw new ModelFamilyNotSupportedError(modelId, "it is an embedding model (model_type ModelType.embedding), and no embedding model family is implemented yet, so embeddings.create() has no model to run on.");
+    }
+    if (record.model_manifest) {
+      throw new ModelFamilyNotSupportedError(modelId, `its artifact is described by a model manifest (${record.model_manifest}), which is not supported yet.`);
+    }
     const backend = getCacheBackend(this.appConfig);
     const base = cleanModelUrl(record.model);
     const url = (name) => new URL(name, base).href;
@@ -175,6 +181,12 @@ export class MLCEngine {
     if (record.integrity?.config) await verifyIntegrity(cfgBytes, record.integrity.config, cfgUrl, record.integrity.onFailure);
     files.set("mlc-chat-config.json", cfgBytes);
     const config = { ...JSON.parse(dec.decode(cfgBytes)), ...(record.overrides ?? {}), ...(chatOpts ?? {}) };
+    // A family the runtime lacks (or a setting of it) fails now, before the weights are downloaded.
+    try {
+      wasm.checkModelConfig(JSON.stringify(config));
+    } catch (e) {
+      throw new ModelFamilyNotSupportedError(modelId, `${e?.message ?? e} (model_type "${config.model_type}" in its mlc-chat-config.json).`);
+    }
 
     // 2. Tokenizer (scope webllm/model): tokenizer.json if listed, else tokenizer.model. When the
     // list names neither (e.g. an artifact with "tokenizer_files": []) we try tokenizer.json
@@ -348,8 +360,10 @@ export class MLCEngine {
   }
 
   async embedding(request) {
+    // Only chat models load (reload() refuses embedding records), so this is WebLLM's error for a
+    // chat model asked for embeddings.
     const id = this.selectModel(request.model, "EmbeddingCreateParams");
-    throw new EmbeddingUnsupportedModelError(id);
+    throw new IncorrectPipelineLoadedError(id, "EmbeddingPipeline", "EmbeddingCreateParams");
   }
 
   async nonStreaming(m, method, request) {
@@ -455,7 +469,17 @@ export class MLCEngine {
     return m.wasm.runtimeStatsText().replace(/\bdecode:/, "decoding:");
   }
 
+  // WebLLM's start-up probes ask the GPU and throw without one. Where this engine runs on the CPU
+  // engine instead — device "cpu", or "auto" without a hardware adapter — they answer for it
+  // (docs/web-migration.md, "Differences"): no GPU vendor (""), and WebLLM's largest binding size,
+  // 1 GiB, because the CPU engine has no storage-buffer limit (an app comparing it with 128 MiB to
+  // pick a "low resource" model must not be steered by a GPU the engine does not use).
+  async runsOnCpu() {
+    return this.device === "cpu" || (this.device === "auto" && (await chooseDevice("auto")).device === "cpu");
+  }
+
   async getMaxStorageBufferBindingSize() {
+    if (await this.runsOnCpu()) return 1 << 30;
     // WebLLM returns the limit it *requests* at device creation: 1 GiB when allowed, else 128 MiB.
     const adapter = await requestAdapter();
     const v = adapter.limits.maxStorageBufferBindingSize >= 1 << 30 ? 1 << 30 : 1 << 27;
@@ -464,12 +488,28 @@ export class MLCEngine {
   }
 
   async getGPUVendor() {
+    if (await this.runsOnCpu()) return "";
     const adapter = await requestAdapter();
     return adapter.info?.vendor ?? "";
   }
 
-  async forwardTokensAndSample() {
-    throw new Error("forwardTokensAndSample() is not supported by mlc-wgpu yet.");
+  // WebLLM's low-level API: the ids go after the model's context (a prefill, or one decode step)
+  // and the token drawn with the model's sampling defaults comes back. resetChat() empties the
+  // context; the next chat request starts afresh. A LogitProcessor is not applied (see
+  // setLogitProcessorRegistry).
+  async forwardTokensAndSample(inputIds, isPrefill, modelId) {
+    const m = this.loaded.get(this.selectModel(modelId, "forwardTokensAndSample"));
+    const release = await m.lock.acquire();
+    m.running += 1;
+    try {
+      return JSON.parse(await m.wasm.forwardTokensAndSample(Uint32Array.from(inputIds), Boolean(isPrefill)));
+    } catch (e) {
+      this.forgetIfLost(m, e);
+      throw e;
+    } finally {
+      m.running -= 1;
+      release();
+    }
   }
 
   async listResumableSessions() { return []; }

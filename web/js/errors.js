@@ -93,6 +93,14 @@ export const WindowSizeConfigurationError = define("WindowSizeConfigurationError
 export const WindowSizeSpecificationError = define("WindowSizeSpecificationError", () =>
   "Need to specify either sliding_window_size or max_window_size.\nConsider modifying ModelRecord.overrides to set one of them to positive.");
 
+// mlc-wgpu's own: a prebuilt (or custom) record the runtime cannot run. Raised by reload() before the
+// weights are downloaded (docs/web-migration.md, "Not supported yet").
+export const ModelFamilyNotSupportedError = define("ModelFamilyNotSupportedError", (id, reason) =>
+  `${id} cannot be loaded by mlc-wgpu: ${reason}`);
+// WebLLM's error for input content of a kind the model does not take.
+export const UnsupportedContentPartError = define("UnsupportedContentPartError", (id, type) =>
+  `Model ${id} does not declare support for user content type ${JSON.stringify(type)}.`);
+
 // The ConfigValueError family; WebLLM's `RangeError` deliberately shadows the built-in name.
 export const MinValueError = define("MinValueError", (p, m) => `Make sure \`${p}\` > ${m}.`);
 export const WebLLMRangeError = define("RangeError", (p, lo, hi, extra) =>

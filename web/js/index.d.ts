@@ -73,7 +73,7 @@ export interface ModelRecord {
 export type OPFSAccessMode = "async" | "sync" | "auto";
 export interface AppConfig {
   model_list: ModelRecord[];
-  /** "cache" (default) and "indexeddb" are implemented; "opfs" and "cross-origin" fall back to "cache". */
+  /** "cache" (default), "indexeddb" and "opfs" are implemented; "cross-origin" falls back to "cache". */
   cacheBackend?: "cache" | "indexeddb" | "cross-origin" | "opfs";
   opfsAccessMode?: OPFSAccessMode;
   /** Pre-0.2.80 flag; honoured as `cacheBackend: "indexeddb"` when `cacheBackend` is absent. */
@@ -403,7 +403,10 @@ export declare function CreateServiceWorkerMLCEngine(modelId: string | string[],
 export interface ExtensionMLCEngineConfig extends MLCEngineConfig { extensionId?: string; onDisconnect?: () => void }
 export declare class ExtensionServiceWorkerMLCEngineHandler extends WebWorkerMLCEngineHandler {
   constructor(port: any, engineConfig?: MLCEngineConfig);
+  port: any;
   setPort(port: any): void;
+  onPortDisconnect(port: any): void;
+  onmessage(event: any, onComplete?: (value: any) => void, onError?: () => void): void;
 }
 export declare class ExtensionServiceWorkerMLCEngine extends WebWorkerMLCEngine { constructor(engineConfig?: ExtensionMLCEngineConfig, keepAliveMs?: number) }
 export declare function CreateExtensionServiceWorkerMLCEngine(modelId: string | string[], engineConfig?: ExtensionMLCEngineConfig, chatOpts?: ChatOptions | ChatOptions[], keepAliveMs?: number): Promise<ExtensionServiceWorkerMLCEngine>;

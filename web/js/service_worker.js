@@ -90,24 +90,32 @@ export async function CreateServiceWorkerMLCEngine(modelId, engineConfig, chatOp
 // Chrome-extension variants: the same protocol over a chrome.runtime Port.
 
 export class ExtensionServiceWorkerMLCEngineHandler extends WebWorkerMLCEngineHandler {
+  // As in WebLLM, the handler listens to nothing itself: the extension's background script adds
+  // `port.onMessage.addListener(handler.onmessage.bind(handler))` for each port it connects (and
+  // calls setPort for the later ones). A listener added here too would run every message twice.
   constructor(port, engineConfig = {}) {
     super(engineConfig);
-    this.port = port;
-    port.onMessage.addListener((msg) => this.onPortMessage(msg));
+    this.port = null;
+    this.setPort(port);
   }
   setPort(port) {
     this.port = port;
-    port.onMessage.addListener((msg) => this.onPortMessage(msg));
+    port.onDisconnect?.addListener(() => this.onPortDisconnect(port));
   }
-  onPortMessage(msg) {
+  onPortDisconnect(port) {
+    if (port === this.port) this.port = null;
+  }
+  onmessage(event, onComplete, onError) {
+    const msg = event;
+    if (msg?.kind === "keepAlive" || msg?.type === "keepAlive") return;
     if (msg?.kind === "reload" && sameJSON(this.modelId, msg.content.modelId) && sameJSON(this.chatOpts, msg.content.chatOpts)) {
       this.postMessage({ kind: "initProgressCallback", uuid: msg.uuid, content: finishReport("webgpu", "already loaded", 0, 0) });
       this.postMessage({ kind: "return", uuid: msg.uuid, content: null });
       return;
     }
-    this.onmessage(msg);
+    super.onmessage(msg, onComplete, onError);
   }
-  postMessage(msg) { this.port.postMessage(msg); }
+  postMessage(msg) { this.port?.postMessage(msg); }
 }
 
 export class ExtensionServiceWorkerMLCEngine extends WebWorkerMLCEngine {

@@ -8,7 +8,8 @@ import {
   ContentTypeError, CustomResponseFormatError, CustomSystemPromptError, InvalidResponseFormatError, InvalidResponseFormatGrammarError,
   InvalidResponseFormatStructuralTagError, InvalidStreamOptionsError, MessageOrderError,
   SeedTypeError, StreamingCountError, SystemMessageOrderError, UnsupportedFieldsError,
-  UnsupportedModelIdError, UnsupportedRoleError, UserMessageContentErrorForNonVLM,
+  UnsupportedModelIdError, UnsupportedRoleError, UserMessageContentErrorForNonVLM, UnsupportedContentPartError,
+  UnsupportedDetailError, UnsupportedImageURLError, MultipleTextContentError,
 } from "./errors.js";
 
 export const ChatCompletionRequestUnsupportedFields = [];
@@ -17,6 +18,26 @@ const CompletionUnsupportedFields = ["suffix", "user", "best_of"];
 function checkCommon(request) {
   if (request.stream && request.n > 1) throw new StreamingCountError();
   if (request.seed !== undefined && request.seed !== null && !Number.isInteger(request.seed)) throw new SeedTypeError(request.seed);
+}
+
+// The parts of a VLM user message, as WebLLM checks them: images by URL form; audio is refused,
+// since no record declares audio input (WebLLM's artifact-manifest audio adapters are not supported);
+// one text part at most.
+function checkContentParts(parts, currentModelId) {
+  let texts = 0;
+  for (const part of parts) {
+    if (part.type === "image_url") {
+      const detail = part.image_url.detail;
+      if (detail !== undefined && detail !== null) throw new UnsupportedDetailError(detail);
+      const url = part.image_url.url;
+      if (!url.startsWith("data:image") && !url.startsWith("http")) throw new UnsupportedImageURLError(url);
+    } else if (part.type === "input_audio") {
+      throw new UnsupportedContentPartError(currentModelId, part.type);
+    } else {
+      texts += 1;
+    }
+  }
+  if (texts > 1) throw new MultipleTextContentError();
 }
 
 // `toolFormat` is how the loaded model calls tools, as the wasm engine reports it (`toolFormat()`):
@@ -31,8 +52,9 @@ export function postInitAndCheckFieldsChatCompletion(
         if (i !== 0) throw new SystemMessageOrderError();
         break;
       case "user":
-        if (typeof m.content !== "string" && modelType !== ModelType.VLM) {
-          throw new UserMessageContentErrorForNonVLM(currentModelId, ModelType[modelType], m.content);
+        if (typeof m.content !== "string") {
+          if (modelType !== ModelType.VLM) throw new UserMessageContentErrorForNonVLM(currentModelId, ModelType[modelType], m.content);
+          checkContentParts(m.content, currentModelId);
         }
         break;
       case "assistant":

@@ -56,6 +56,17 @@ pub async fn webgpu_available() -> bool {
         && webgpu_instance().request_adapter(&wgpu::RequestAdapterOptions::default()).await.is_ok()
 }
 
+/// Checks that the engine can run the model `config_json` (a merged
+/// `mlc-chat-config.json`) describes: its family (`model_type`), and the
+/// family's settings. JavaScript calls it before downloading the weights, so
+/// an id of a family this runtime lacks fails at once, naming the family.
+#[wasm_bindgen(js_name = checkModelConfig)]
+pub fn check_model_config(config_json: &str) -> Result<(), JsValue> {
+    let config = mlc_loader::ChatConfig::from_json(config_json)
+        .map_err(|e| error("Error", &e.to_string()))?;
+    mlc_wgpu::models::spec_for(&config).map(|_| ()).map_err(|e| engine_error(&e))
+}
+
 /// Stops the generation running on its engine at the next token
 /// (`finish_reason: "abort"`). A separate object, so it can be called while a
 /// request holds the engine.
@@ -228,6 +239,21 @@ impl WasmEngine {
                     emit(&text, serde_json::to_string(&chunk));
                 };
                 engine.completion(&request, chunks).await.map(|done| serde_json::to_string(&done))
+            })
+            .await
+        })
+    }
+
+    /// WebLLM's `forwardTokensAndSample`: feeds `input_ids` after the context
+    /// (a prefill, or one decode step when `is_prefill` is false) and resolves
+    /// with the token drawn with the model's sampling defaults.
+    #[wasm_bindgen(js_name = forwardTokensAndSample)]
+    pub fn forward_tokens_and_sample(&self, input_ids: Vec<u32>, is_prefill: bool) -> Promise {
+        let run = self.runner(Function::new_no_args(""));
+        future_to_promise(async move {
+            run.go(false, async |engine, _| {
+                let token = engine.forward_tokens_and_sample(&input_ids, is_prefill).await?;
+                Ok(serde_json::to_string(&token))
             })
             .await
         })

@@ -58,6 +58,14 @@ if (!fs.existsSync(pkgJs) || !fs.existsSync(path.join(pkgDir, "mlc_wgpu_web_bg.w
 const tinyDir = path.join(here, "served/tiny-qwen2");
 const tinyIndex = prepareTinyQwen2(repo, tinyDir);
 
+// A family the runtime lacks: tiny-qwen2's files under a config that says gemma3.
+const gemma3Dir = path.join(here, "served/gemma3-config");
+prepareTinyQwen2(repo, gemma3Dir);
+{
+  const cfgPath = path.join(gemma3Dir, "mlc-chat-config.json");
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")), model_type: "gemma3" }));
+}
+
 const smolDir = defaultModelDir();
 const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
 
@@ -118,7 +126,7 @@ for (const k of Object.keys(expected)) {
 }
 
 // ---------------------------------------------------------------- server + browser
-const models = [{ id: "tiny-qwen2", dir: tinyDir }];
+const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "gemma3-config", dir: gemma3Dir }];
 if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
 const server = await startServer({
   mounts: [
@@ -250,6 +258,61 @@ for (const mode of MODES) {
     assert(/^prefill: [\d.]+ tokens\/sec, decoding: [\d.]+ tokens\/sec$/.test(r.stats), `runtimeStatsText: ${r.stats}`);
     eq(r.cached, true, "hasModelInCache after load");
     loaded = true;
+  });
+
+  await full(`[${mode.name}] a family the runtime lacks fails at reload naming it, before the weights are fetched; embeddings get WebLLM's error`, async () => {
+    server.clearLog();
+    const r = await run(page, `
+      const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return e.name + ": " + e.message; } };
+      const family = await attempt(() => T.load(webllm, { id: "gemma3-config", device: arg.D }));
+      const embedRecord = await attempt(() => webllm.CreateMLCEngine("snowflake-arctic-embed-m-q0f32-MLC-b4", { device: arg.D }));
+      const embeddings = await attempt(() => window.engine.embeddings.create({ input: "hello" }));
+      // The config it fetched stays cached, as WebLLM keeps it; later checks count the cache's keys.
+      await webllm.deleteChatConfigInCache("gemma3-config", T.cfg("cache", "gemma3-config"));
+      return { family, embedRecord, embeddings };
+    `, { D });
+    assert(/^ModelFamilyNotSupportedError: gemma3-config cannot be loaded by mlc-wgpu: unsupported model_type `gemma3`; supported: .*llama/.test(r.family), r.family);
+    assert(/^ModelFamilyNotSupportedError: snowflake-arctic-embed-m-q0f32-MLC-b4 cannot be loaded by mlc-wgpu: it is an embedding model/.test(r.embedRecord), r.embedRecord);
+    eq(r.embeddings, "IncorrectPipelineLoadedError: EmbeddingCreateParams expects model to be loaded with EmbeddingPipeline. However, tiny-qwen2 is not loaded with this pipeline.", "embeddings.create on a chat model");
+    const fetched = server.requests().map((x) => x.path).filter((x) => x.startsWith("/models/gemma3-config/"));
+    eq(fetched, ["/models/gemma3-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
+  });
+
+  await full(`[${mode.name}] forwardTokensAndSample: token ids in, the next token out; a chat afterwards equals the native CLI`, async () => {
+    const r = await run(page, `
+      const reports = [];
+      const engine = await webllm.CreateMLCEngine("tiny-qwen2", { appConfig: T.cfg("cache"), device: arg.D }, { temperature: 0 });
+      const walk = async () => {
+        const ids = [await engine.forwardTokensAndSample([9707, 11, 1879, 0, 3555], true)];
+        for (let i = 0; i < 3; i++) ids.push(await engine.forwardTokensAndSample([ids.at(-1)], false));
+        return ids;
+      };
+      const first = await walk();
+      await engine.resetChat();
+      const second = await walk();
+      let bad;
+      try { await engine.forwardTokensAndSample([], true); } catch (e) { bad = String(e); }
+      const chat = await engine.chat.completions.create(arg.req);
+      await engine.unload();
+      return { first, second, bad, chat };
+    `, { D, req: REQ.chat });
+    assert(r.first.length === 4 && r.first.every((t) => Number.isInteger(t) && t >= 0 && t < 151936), JSON.stringify(r.first));
+    eq(r.second, r.first, "the same ids after resetChat()");
+    assert(/inputIds must not be empty/.test(r.bad), r.bad);
+    eq(text(r.chat), text(expected.chat), "chat after forwardTokensAndSample vs native");
+  });
+
+  await full(`[${mode.name}] WebLLM's start-up probes answer for the CPU engine under "auto" and throw WebLLM's error under "webgpu"`, async () => {
+    const r = await run(page, `
+      const attempt = async (f) => { try { return await f(); } catch (e) { return e.name + ": " + e.message; } };
+      const auto = new webllm.MLCEngine({ device: "auto" });
+      const gpu = new webllm.MLCEngine({ device: "webgpu" });
+      return { vendor: await attempt(() => auto.getGPUVendor()), size: await attempt(() => auto.getMaxStorageBufferBindingSize()),
+               gpuVendor: await attempt(() => gpu.getGPUVendor()) };
+    `, {});
+    eq(r.vendor, "", "getGPUVendor() on the CPU engine");
+    eq(r.size, 1 << 30, "getMaxStorageBufferBindingSize() on the CPU engine");
+    assert(/^(WebGPUNotAvailableError|Error: Unable to find a compatible GPU)/.test(r.gpuVendor), r.gpuVendor);
   });
 
   if (mode.backend === "webgpu") {
@@ -590,6 +653,53 @@ for (const mode of MODES) {
       eq(r.shardBytes, tinyIndex.records[0].nbytes, "shard size");
       eq(r.has, true, "hasModelInCache(indexeddb)");
       eq(r.hasCacheApi, false, "the Cache API backend stayed empty");
+    } finally { await closeContext(c2); }
+  });
+
+  await full(`[${mode.name}] cacheBackend "opfs": WebLLM's OPFS layout, used offline; "cross-origin" falls back to the Cache API with WebLLM's warning`, async () => {
+    const c2 = await newContext(mode);
+    try {
+      const p = await blankPage(c2);
+      const warnings = [];
+      p.on("console", (m) => { if (m.type() === "warning") warnings.push(m.text()); });
+      const r = await run(p, `
+        const { engine } = await T.load(webllm, { device: arg.D, backend: "opfs" });
+        const first = T.textOf(await T.stream(engine, arg.req));
+        await engine.unload();
+        const url = location.origin + "/models/tiny-qwen2/resolve/main/params_shard_0.bin";
+        const hex = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(url))),
+          (b) => b.toString(16).padStart(2, "0")).join("");
+        let dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("tvmjs-opfs-store");
+        dir = await (await dir.getDirectoryHandle("webllm")).getDirectoryHandle("model");
+        const record = JSON.parse(await (await (await dir.getFileHandle(hex + ".record.json")).getFile()).text());
+        const payload = (await (await dir.getFileHandle(hex + ".bin")).getFile()).size;
+        const has = await webllm.hasModelInCache("tiny-qwen2", T.cfg("opfs"));
+        const hasCacheApi = await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache"));
+        const { engine: fallback } = await T.load(webllm, { device: arg.D, backend: "cross-origin" });
+        await fallback.unload();
+        return { first, record, payload, has, hasCacheApi,
+                 fallbackInCacheApi: await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache")) };`, { D, req: REQ["chat" + S] });
+      eq(r.first, text(expected["chat" + S]), "text vs native");
+      eq(r.record.url.endsWith("/models/tiny-qwen2/resolve/main/params_shard_0.bin"), true, "record url");
+      eq(r.record.nbytes, tinyIndex.records[0].nbytes, "record nbytes");
+      eq(r.payload, tinyIndex.records[0].nbytes, "payload size");
+      eq(r.has, true, "hasModelInCache(opfs)");
+      eq(r.hasCacheApi, false, "the Cache API backend stayed empty");
+      eq(r.fallbackInCacheApi, true, "cross-origin stored in the Cache API");
+      assert(warnings.includes("Cross-origin storage backend is unavailable; falling back to ArtifactCache."), JSON.stringify(warnings));
+      // Offline, in a new page: everything comes from OPFS.
+      const p2 = await blankPage(c2);
+      server.clearLog();
+      server.addRule({ match: /^\/models\//, action: "block" });
+      try {
+        const again = await run(p2, `
+          const { engine } = await T.load(webllm, { device: arg.D, backend: "opfs" });
+          const text = T.textOf(await T.stream(engine, arg.req));
+          await engine.unload();
+          return text;`, { D, req: REQ["chat" + S] });
+        eq(again, text(expected["chat" + S]), "offline text from OPFS");
+      } finally { server.clearRules(); }
+      eq(modelRequests().length, 0, "model requests during the offline reloads");
     } finally { await closeContext(c2); }
   });
 

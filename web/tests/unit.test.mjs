@@ -119,6 +119,8 @@ test("cache backend selection", () => {
   assert.equal(getCacheBackend({ cacheBackend: "IndexedDB" }), "indexeddb");
   assert.equal(getCacheBackend({ useIndexedDBCache: true }), "indexeddb");
   assert.equal(getCacheBackend({ useIndexedDBCache: true, cacheBackend: "cache" }), "cache");
+  assert.equal(getCacheBackend({ cacheBackend: "OPFS" }), "opfs");
+  assert.equal(getCacheBackend({ cacheBackend: "cross-origin" }), "cache");
 });
 
 test("prebuiltAppConfig keeps WebLLM's ids and URLs and adds the offline default", () => {
@@ -150,6 +152,60 @@ test("prebuiltAppConfig keeps WebLLM's ids and URLs and adds the offline default
   assert.ok(list.find((m) => m.model_id === "SmolLM2-135M-Instruct-q4f16_1-MLC"));
   assert.equal(new Set(list.map((m) => m.model_id)).size, list.length, "ids are unique");
   assert.equal(webllm.prebuiltAppConfig.cacheBackend, "cache");
+});
+
+test("prebuiltAppConfig holds every record of WebLLM 0.2.86 (165) plus the offline default", async () => {
+  const list = cfg.prebuiltAppConfig.model_list;
+  assert.equal(list.length, 166);
+  for (const id of ["Llama-3.1-8B-Instruct-q4f32_1-MLC", "Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC", "gemma3-1b-it-q4f16_1-MLC",
+    "snowflake-arctic-embed-s-q0f32-MLC-b32", "Phi-3.5-vision-instruct-q4f16_1-MLC", "Qwen3.5-9B-q4f32_1-MLC"]) {
+    assert.equal(cfg.findModelRecord(id).model_id, id);
+  }
+  // Every function-calling id is a record.
+  for (const id of cfg.functionCallingModelIds) assert.ok(cfg.findModelRecord(id), id);
+  const hermes = cfg.findModelRecord("Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC");
+  assert.equal(hermes.model, "https://huggingface.co/mlc-ai/Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC");
+  assert.equal(hermes.model_lib, cfg.modelLibURLPrefix + "v0_2_86/base/Llama-3-8B-Instruct-q4f16_1_cs1k-webgpu.wasm");
+  assert.equal(cfg.findModelRecord("snowflake-arctic-embed-s-q0f32-MLC-b32").model_type, cfg.ModelType.embedding);
+});
+
+test("WebLLM's start-up probes answer for the CPU engine where \"auto\" runs on it", async () => {
+  const webllm = await index();
+  // node has no navigator.gpu: "auto" runs on the CPU engine, so the probes must not throw.
+  assert.equal(globalThis.navigator?.gpu, undefined);
+  const auto = new webllm.MLCEngine();
+  assert.equal(await auto.getGPUVendor(), "");
+  assert.equal(await auto.getMaxStorageBufferBindingSize(), 1 << 30);
+  assert.equal(await new webllm.MLCEngine({ device: "cpu" }).getGPUVendor(), "");
+  // An explicit "webgpu" keeps WebLLM's error.
+  await assert.rejects(new webllm.MLCEngine({ device: "webgpu" }).getGPUVendor(), { name: "WebGPUNotAvailableError" });
+});
+
+test("the extension handler answers each message once (the app adds the port's listener, as with WebLLM)", async () => {
+  const webllm = await index();
+  const port = () => {
+    const listeners = [], sent = [];
+    return { sent, onMessage: { addListener: (f) => listeners.push(f) }, onDisconnect: { addListener() {} },
+      postMessage: (m) => sent.push(m), deliver: (m) => listeners.forEach((f) => f(m)) };
+  };
+  const first = port();
+  const handler = new webllm.ExtensionServiceWorkerMLCEngineHandler(first);
+  first.onMessage.addListener(handler.onmessage.bind(handler)); // WebLLM's documented background script
+  const settle = () => new Promise((r) => setTimeout(r, 20));
+  first.deliver({ kind: "getGPUVendor", uuid: "a", content: null });
+  first.deliver({ kind: "keepAlive" });
+  await settle();
+  assert.deepEqual(first.sent, [{ kind: "return", uuid: "a", content: "" }]);
+  // A second port (a popup opened again): setPort, and the app's listener on it.
+  const second = port();
+  handler.setPort(second);
+  second.onMessage.addListener(handler.onmessage.bind(handler));
+  second.deliver({ kind: "getMessage", uuid: "b", content: {} });
+  await settle();
+  assert.equal(second.sent.length, 1);
+  assert.equal(second.sent[0].kind, "throw");
+  assert.match(second.sent[0].content, /^ModelNotLoadedError/);
+  assert.equal(first.sent.length, 1);
 });
 
 test("error names and messages", () => {
@@ -200,6 +256,17 @@ test("request validation: WebLLM's checks and order", () => {
   // order: message checks come before stream/n checks
   assert.throws(() => v({ messages: [user, { role: "assistant", content: "a" }], stream: true, n: 2 }, "m"), { name: "MessageOrderError" });
   assert.throws(() => v({ messages: [] }, "m"), TypeError);
+  // Content parts: a chat model takes string content only; a VLM record takes images, never audio.
+  const audio = { role: "user", content: [{ type: "text", text: "x" }, { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } }] };
+  assert.throws(() => v({ messages: [audio] }, "m"), { name: "UserMessageContentErrorForNonVLM" });
+  assert.throws(() => v({ messages: [audio] }, "vlm", cfg.ModelType.VLM), {
+    name: "UnsupportedContentPartError", message: 'Model vlm does not declare support for user content type "input_audio".' });
+  const image = (url, detail) => ({ role: "user", content: [{ type: "text", text: "x" }, { type: "image_url", image_url: { url, detail } }] });
+  v({ messages: [image("data:image/png;base64,AA==")] }, "vlm", cfg.ModelType.VLM);
+  assert.throws(() => v({ messages: [image("ftp://x")] }, "vlm", cfg.ModelType.VLM), { name: "UnsupportedImageURLError" });
+  assert.throws(() => v({ messages: [image("http://x", "high")] }, "vlm", cfg.ModelType.VLM), { name: "UnsupportedDetailError" });
+  assert.throws(() => v({ messages: [{ role: "user", content: [{ type: "text", text: "a" }, { type: "text", text: "b" }] }] }, "vlm", cfg.ModelType.VLM),
+    { name: "MultipleTextContentError" });
   v({ messages: [{ role: "system", content: "s" }, user], stream: true, stream_options: { include_usage: true } }, "m");
   assert.throws(() => validate.postInitAndCheckFieldsCompletion({ prompt: "x", user: undefined }, "m"), { name: "UnsupportedFieldsError" });
 });

@@ -53,8 +53,9 @@ use super::grammar::{GrammarCompiler, TokenMatcher};
 use super::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChoice, ChatCompletionChunk,
     ChatCompletionRequest, ChatMessage, ChoiceLogprobs, Completion, CompletionChoice,
-    CompletionChunk, CompletionRequest, FinishReason, GenerationConfig, GenerationStats, StreamId,
-    StreamOptions, TokenLogprob, ToolCall, ToolCallDelta, TopLogprob, Usage,
+    CompletionChunk, CompletionRequest, FinalCalls, FinishReason, GenerationConfig,
+    GenerationStats, StreamId, StreamOptions, TokenLogprob, ToolCall, ToolCallDelta, TopLogprob,
+    Usage,
 };
 use super::response_format::grammar_of;
 use super::stream::{OutputStream, StopConditions};
@@ -176,7 +177,9 @@ impl ChatEngine {
         mut config: ChatConfig,
         model_id: String,
     ) -> Result<ChatEngine, EngineSetupError> {
-        let template = config.conv_template.clone().ok_or(EngineSetupError::MissingTemplate)?;
+        let template = tools::with_tool_role(
+            config.conv_template.clone().ok_or(EngineSetupError::MissingTemplate)?,
+        );
         let capacity = match usize::try_from(config.context_window_size) {
             Ok(window) if window > 0 => window.min(model.context_capacity()),
             _ => model.context_capacity(),
@@ -285,6 +288,49 @@ impl ChatEngine {
         self.last_finish = None;
     }
 
+    /// WebLLM's `forwardTokensAndSample`: feeds `ids` to the model after the
+    /// tokens it already holds (a prefill, or one decode step when
+    /// `is_prefill` is false) and draws the next token with the model's
+    /// sampling defaults from `mlc-chat-config.json`. A prefill starts the
+    /// penalties' counts afresh. The kept conversation is forgotten, so the
+    /// next chat request prefills its whole prompt on an emptied cache.
+    pub async fn forward_tokens_and_sample(
+        &mut self,
+        ids: &[u32],
+        is_prefill: bool,
+    ) -> Result<u32, RequestError> {
+        if ids.is_empty() {
+            return Err(ChatError::Error("inputIds must not be empty".to_string()).into());
+        }
+        if !is_prefill && ids.len() != 1 {
+            return Err(
+                ChatError::Error("a decode step takes exactly one token id".to_string()).into()
+            );
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ChatError::Error(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            ))
+            .into());
+        }
+        if self.model.position() + ids.len() > self.capacity {
+            return Err(ChatError::Error(format!(
+                "{} tokens in the context and {} more exceed its {} tokens; call resetChat() first",
+                self.model.position(),
+                ids.len(),
+                self.capacity
+            ))
+            .into());
+        }
+        self.kept = Conversation::default();
+        self.last_finish = None;
+        let sampler = Sampler::new(&self.config, &GenerationConfig::default());
+        let counts = if is_prefill { TokenCounts::Start(&[]) } else { TokenCounts::Kept };
+        self.queue_step(StepInput::Tokens(ids), counts, &sampler, None)?;
+        Ok(self.model.next_queued().await?.token)
+    }
+
     /// `chat.completions.create`: validates the request, runs its choices and
     /// returns the response. When `stream` is set, every chunk WebLLM would
     /// yield goes to `on_chunk` as it is made, and the returned value is the
@@ -313,6 +359,7 @@ impl ChatEngine {
             engine.prepare_chat(messages, enable_thinking, kept, &plan.stop)
         };
         let outcome = self.run::<ChatChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
+        let hermes_calling = plan.tool_calls == Some(ToolFormat::Hermes);
         let choices = outcome
             .choices
             .into_iter()
@@ -322,8 +369,14 @@ impl ChatEngine {
                 finish_reason: choice.finish_reason,
                 message: AssistantMessage {
                     role: "assistant".to_string(),
-                    // A tool-call reply has `content: null`, as in WebLLM.
-                    content: if choice.tool_calls.is_some() { None } else { Some(choice.text) },
+                    // A tool-call reply has `content: null`, as in WebLLM, and so has any reply
+                    // to a Hermes function-calling request (WebLLM's: a partial call array cut by
+                    // `max_tokens` is not content). A Qwen reply without calls is text.
+                    content: if choice.tool_calls.is_some() || hermes_calling {
+                        None
+                    } else {
+                        Some(choice.text)
+                    },
                     tool_calls: choice.tool_calls,
                 },
                 logprobs: choice.logprobs,
@@ -446,7 +499,17 @@ impl ChatEngine {
             }
             _ => {
                 let (grammar, kind) = requested()?;
-                (Cow::Borrowed(&request.messages[..]), grammar, None, kind)
+                // Manual function calling on Qwen2.5: its template has no `tool` role, so
+                // results go back the way Qwen2.5's own chat template sends them.
+                let manual_qwen = self.tools == Some(ToolFormat::Qwen)
+                    && !self.template.roles.contains_key("tool")
+                    && request.messages.iter().any(|message| message.role == "tool");
+                let messages = if manual_qwen {
+                    Cow::Owned(tools::qwen_tool_turns(&request.messages))
+                } else {
+                    Cow::Borrowed(&request.messages[..])
+                };
+                (messages, grammar, None, kind)
             }
         };
         let constraint = match grammar {
@@ -567,7 +630,11 @@ impl ChatEngine {
             finish_reason = FinishReason::ToolCalls;
         }
         if plan.streaming {
-            on_chunk(K::finish(&plan.id, finish_reason, tool_calls.as_deref().map(call_deltas)));
+            let calls = match plan.tool_calls {
+                Some(_) => FinalCalls::Calling(tool_calls.as_deref().map(call_deltas)),
+                None => FinalCalls::NotCalling,
+            };
+            on_chunk(K::finish(&plan.id, finish_reason, calls));
         }
         if let Some(mut conversation) = prepared.conversation {
             conversation.finish_reply(&text)?;
@@ -1050,11 +1117,7 @@ trait ChunkKind {
     /// A delta chunk.
     fn delta(id: &StreamId, text: String, logprobs: Option<ChoiceLogprobs>) -> Self::Chunk;
     /// The final chunk of a choice (with the reply's tool calls, chat only).
-    fn finish(
-        id: &StreamId,
-        reason: FinishReason,
-        tool_calls: Option<Vec<ToolCallDelta>>,
-    ) -> Self::Chunk;
+    fn finish(id: &StreamId, reason: FinishReason, calls: FinalCalls) -> Self::Chunk;
     /// The usage chunk.
     fn usage(id: &StreamId, usage: Usage) -> Self::Chunk;
 }
@@ -1069,12 +1132,8 @@ impl ChunkKind for ChatChunks {
         ChatCompletionChunk::delta(id, text, logprobs)
     }
 
-    fn finish(
-        id: &StreamId,
-        reason: FinishReason,
-        tool_calls: Option<Vec<ToolCallDelta>>,
-    ) -> ChatCompletionChunk {
-        ChatCompletionChunk::finish(id, reason, tool_calls)
+    fn finish(id: &StreamId, reason: FinishReason, calls: FinalCalls) -> ChatCompletionChunk {
+        ChatCompletionChunk::finish(id, reason, calls)
     }
 
     fn usage(id: &StreamId, usage: Usage) -> ChatCompletionChunk {
@@ -1092,11 +1151,7 @@ impl ChunkKind for TextChunks {
         Completion::delta(id, text, logprobs)
     }
 
-    fn finish(
-        id: &StreamId,
-        reason: FinishReason,
-        _tool_calls: Option<Vec<ToolCallDelta>>,
-    ) -> CompletionChunk {
+    fn finish(id: &StreamId, reason: FinishReason, _calls: FinalCalls) -> CompletionChunk {
         Completion::finish(id, reason)
     }
 

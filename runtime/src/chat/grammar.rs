@@ -37,11 +37,13 @@ impl Grammar {
     /// The llguidance form of the grammar.
     fn top_level(&self) -> TopLevelGrammar {
         match self {
-            Grammar::AnyJson => TopLevelGrammar::from_json_schema(with_layout(serde_json::json!({
-                "anyOf": [{"type": "object"}, {"type": "array"}]
-            }))),
+            Grammar::AnyJson => {
+                TopLevelGrammar::from_json_schema(with_compact_layout(serde_json::json!({
+                    "anyOf": [{"type": "object"}, {"type": "array"}]
+                })))
+            }
             Grammar::JsonSchema(schema) => {
-                TopLevelGrammar::from_json_schema(with_layout(schema.clone()))
+                TopLevelGrammar::from_json_schema(with_compact_layout(schema.clone()))
             }
             Grammar::Lark(text) => TopLevelGrammar::from_lark(text.clone()),
         }
@@ -50,7 +52,7 @@ impl Grammar {
 
 /// `schema` with [`COMPACT_JSON`] as its layout, unless it names its own
 /// (`x-guidance`); a schema that is not an object (`true`) is wrapped.
-fn with_layout(schema: serde_json::Value) -> serde_json::Value {
+pub(crate) fn with_compact_layout(schema: serde_json::Value) -> serde_json::Value {
     let layout: serde_json::Value = serde_json::from_str(COMPACT_JSON).expect("constant JSON");
     match schema {
         serde_json::Value::Object(mut map) => {
@@ -161,12 +163,13 @@ impl TokenMatcher {
     }
 }
 
+/// A byte-level test vocabulary and helpers to drive matchers over it.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_vocab {
     use super::*;
 
     /// A byte-level vocabulary: one token per printable ASCII byte, then `<end>`.
-    fn compiler() -> (GrammarCompiler, Vec<String>) {
+    pub(crate) fn compiler() -> (GrammarCompiler, Vec<String>) {
         let texts: Vec<String> = (0x20u8..0x7f).map(|b| (b as char).to_string()).collect();
         let vocab: serde_json::Map<String, serde_json::Value> = texts
             .iter()
@@ -184,9 +187,33 @@ mod tests {
         (compiler, texts)
     }
 
-    fn allowed(mask: &[u32], id: usize) -> bool {
+    pub(crate) fn allowed(mask: &[u32], id: usize) -> bool {
         mask[id / 32] & (1 << (id % 32)) != 0
     }
+
+    /// Whether `grammar` matches exactly `text` (each byte allowed in turn, then the end).
+    pub(crate) fn accepts(
+        compiler: &GrammarCompiler,
+        texts: &[String],
+        grammar: &Grammar,
+        text: &str,
+    ) -> bool {
+        let mut matcher = compiler.matcher(grammar).unwrap();
+        for c in text.chars() {
+            let Some(id) = texts.iter().position(|t| *t == c.to_string()) else { return false };
+            if !matcher.mask().is_ok_and(|mask| allowed(&mask, id)) {
+                return false;
+            }
+            matcher.accept(id as u32).unwrap();
+        }
+        matcher.mask().is_ok_and(|mask| allowed(&mask, texts.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_vocab::{allowed, compiler};
+    use super::*;
 
     /// Drives a matcher by always taking the lowest allowed id.
     fn first_choice(matcher: &mut TokenMatcher, texts: &[String]) -> String {

@@ -25,6 +25,7 @@ mod js;
 mod openai;
 mod response_format;
 mod stream;
+mod structural_tag;
 mod tokenizer;
 mod tools;
 mod validate;

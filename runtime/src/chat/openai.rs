@@ -457,6 +457,18 @@ pub struct ChatCompletion {
     pub usage: Usage,
 }
 
+/// What the final chunk of a chat choice says about tool calls (WebLLM's
+/// `makeStreamFinalChunk`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FinalCalls {
+    /// A request without `tools`: the delta is `{}`.
+    NotCalling,
+    /// A function-calling request: the delta is `{role: "assistant"}`, with
+    /// the calls when the reply ended by itself; a reply cut by `max_tokens`
+    /// (or an interrupt) carries none, only `finish_reason`.
+    Calling(Option<Vec<ToolCallDelta>>),
+}
+
 /// The `delta` of a streamed chunk; the final chunk's delta is `{}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
@@ -538,15 +550,13 @@ impl ChatCompletionChunk {
     pub fn finish(
         stream: &StreamId,
         finish_reason: FinishReason,
-        tool_calls: Option<Vec<ToolCallDelta>>,
+        calls: FinalCalls,
     ) -> ChatCompletionChunk {
-        let delta = match tool_calls {
-            Some(calls) => Delta {
-                content: None,
-                role: Some("assistant".to_string()),
-                tool_calls: Some(calls),
-            },
-            None => Delta::default(),
+        let delta = match calls {
+            FinalCalls::NotCalling => Delta::default(),
+            FinalCalls::Calling(tool_calls) => {
+                Delta { content: None, role: Some("assistant".to_string()), tool_calls }
+            }
         };
         ChatCompletionChunk::with_choice(
             stream,

@@ -6,13 +6,15 @@
 //!   (an object is read too).
 //! - `json_schema` with `json_schema.schema`: OpenAI's form (WebLLM ignores it).
 //! - `grammar` with `grammar`: WebLLM's EBNF, translated to Lark.
-//! - `structural_tag`: not supported, refused rather than ignored.
+//! - `structural_tag` with `structural_tag`: XGrammar's structural tag,
+//!   translated to Lark (`structural_tag.rs`).
 //! - `text`, absent or another type: free text.
 
 use super::ebnf::ebnf_to_lark;
 use super::error::ChatError;
 use super::grammar::Grammar;
 use super::openai::ResponseFormat;
+use super::structural_tag::structural_tag_to_lark;
 
 /// The grammar `format` asks for (`None`: free text). Errors are WebLLM's
 /// `GrammarMatcherInitError` for the type.
@@ -34,7 +36,10 @@ pub fn grammar_of(format: &ResponseFormat) -> Result<Option<Grammar>, ChatError>
             let text = format.grammar.as_deref().unwrap_or_default();
             Ok(Some(Grammar::Lark(ebnf_to_lark(text).map_err(fail)?)))
         }
-        "structural_tag" => Err(fail("structural_tag is not supported by this engine".to_string())),
+        "structural_tag" => {
+            let tag = format.structural_tag.as_ref().unwrap_or(&serde_json::Value::Null);
+            Ok(Some(Grammar::Lark(structural_tag_to_lark(tag).map_err(fail)?)))
+        }
         _ => Ok(None),
     }
 }

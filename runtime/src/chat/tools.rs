@@ -201,7 +201,18 @@ fn qwen_messages(messages: &[ChatMessage], tools: &[Tool]) -> Vec<ChatMessage> {
         listed.join("\n")
     );
     let mut out = vec![ChatMessage::new("system", &system)];
-    for message in rest {
+    out.extend(qwen_tool_turns(rest));
+    out
+}
+
+/// The turns of a Qwen2.5 conversation as its own chat template writes tool
+/// traffic: an assistant's calls as `<tool_call>` blocks after its text, and
+/// each run of `tool` results as one user turn of `<tool_response>` blocks.
+/// Also used without `tools` (manual function calling), since the `qwen2`
+/// conversation template has no `tool` role.
+pub fn qwen_tool_turns(messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    let mut out: Vec<ChatMessage> = Vec::with_capacity(messages.len());
+    for message in messages {
         match message.role.as_str() {
             "assistant" if message.tool_calls.as_ref().is_some_and(|calls| !calls.is_empty()) => {
                 let text = text_of(message);
@@ -238,6 +249,28 @@ fn qwen_messages(messages: &[ChatMessage], tools: &[Tool]) -> Vec<ChatMessage> {
         }
     }
     out
+}
+
+/// The `tool` role of the ChatML-style Hermes templates (MLC's
+/// `hermes2_pro_llama3` and `hermes3_llama-3_1` have it; artifacts converted
+/// before MLC added it, and `open_hermes_mistral`, lack it). Hermes models are
+/// trained to read tool results in this turn, and WebLLM's manual
+/// function-calling example sends them so.
+const HERMES_TOOL_ROLE: &str = "<|im_start|>tool";
+
+/// The template a model's prompts are built with: the artifact's, with the
+/// `tool` role added to a Hermes template that lacks it (so `role: "tool"`
+/// messages render as MLC's current Hermes templates render them instead of
+/// failing with "Role is not supported: tool").
+pub fn with_tool_role(mut template: ConvTemplate) -> ConvTemplate {
+    let hermes = matches!(
+        template.name.as_deref(),
+        Some("hermes2_pro_llama3" | "hermes3_llama-3_1" | "open_hermes_mistral")
+    );
+    if hermes {
+        template.roles.entry("tool".to_string()).or_insert_with(|| HERMES_TOOL_ROLE.to_string());
+    }
+    template
 }
 
 /// Marks a user message made of tool results, so the next result joins it.
@@ -368,6 +401,61 @@ fn calls_from_objects(objects: &[Value]) -> Result<Vec<ToolCall>, ChatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::conversation::Conversation;
+
+    /// The prompt of `messages` (the last one starts the round) under `template_json`.
+    fn prompt_of(template_json: &str, messages: &[ChatMessage]) -> Result<String, ChatError> {
+        let config = mlc_loader::ChatConfig::from_json(&format!(
+            r#"{{"model_type": "llama", "quantization": "q4f16_1", "vocab_size": 32, "conv_template": {template_json}}}"#
+        ))
+        .unwrap();
+        let template = with_tool_role(config.conv_template.unwrap());
+        let mut conversation = Conversation::from_request(&template, messages)?;
+        conversation.start_round(&template, messages.last().unwrap(), None)?;
+        Ok(conversation.prompt_array(&template)?.concat())
+    }
+
+    #[test]
+    fn hermes_templates_render_tool_results_in_mlcs_tool_turn() {
+        // WebLLM's manual function-calling example: the call and its result travel as text.
+        let messages = [
+            ChatMessage::new("user", "Q"),
+            ChatMessage::new("assistant", "<tool_call>C</tool_call>"),
+            ChatMessage::new("tool", "<tool_response>R</tool_response>"),
+        ];
+        let chatml = r#""system_template": "<|im_start|>system\n{system_message}<|im_end|>\n", "system_message": "S",
+            "roles": {"user": "<|im_start|>user", "assistant": "<|im_start|>assistant"},
+            "seps": ["<|im_end|>\n"], "role_content_sep": "\n", "role_empty_sep": "\n""#;
+        let expected = "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n\
+            <|im_start|>assistant\n<tool_call>C</tool_call><|im_end|>\n\
+            <|im_start|>tool\n<tool_response>R</tool_response><|im_end|>\n<|im_start|>assistant\n";
+        for name in ["hermes2_pro_llama3", "hermes3_llama-3_1", "open_hermes_mistral"] {
+            let template = format!(r#"{{"name": "{name}", {chatml}}}"#);
+            assert_eq!(prompt_of(&template, &messages).unwrap(), expected, "{name}");
+        }
+        // Another template without a tool role keeps WebLLM's error.
+        let template = format!(r#"{{"name": "chatml", {chatml}}}"#);
+        let error = prompt_of(&template, &messages).unwrap_err();
+        assert_eq!(error.to_string(), "Error: Role is not supported: tool");
+    }
+
+    #[test]
+    fn manual_qwen_tool_results_become_a_user_turn_of_tool_responses() {
+        let messages = [
+            ChatMessage::new("user", "Q"),
+            ChatMessage::new("assistant", "calling"),
+            ChatMessage::new("tool", "22C"),
+            ChatMessage::new("tool", "sunny"),
+        ];
+        let turns = qwen_tool_turns(&messages);
+        assert_eq!(turns.len(), 3);
+        assert_eq!(text_of(&turns[1]), "calling");
+        assert_eq!(turns[2].role, "user");
+        assert_eq!(
+            text_of(&turns[2]),
+            "<tool_response>\n22C\n</tool_response>\n<tool_response>\nsunny\n</tool_response>"
+        );
+    }
 
     fn weather_tool() -> Tool {
         serde_json::from_value(serde_json::json!({
