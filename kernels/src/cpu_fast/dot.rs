@@ -151,15 +151,25 @@ mod avx2 {
         }
     }
 
+    /// How far ahead of the block it multiplies a product asks for weights,
+    /// in blocks (640 bytes): a decode step streams every weight from memory
+    /// once, and without the hint most of its time waited on those loads.
+    const PREFETCH_BLOCKS: usize = 32;
+
     /// `T` activation rows against one weight row: each weight block is
     /// unpacked once for all of them.
     #[inline(always)]
     unsafe fn tile<const T: usize>(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
         let blocks = w.len();
         // SAFETY: the caller has AVX2; `a` holds `T` rows of `blocks` blocks.
+        // A prefetch never faults, so its address may lie past the row (the
+        // next rows of the matrix, or nothing): `wrapping_add` computes it
+        // without claiming it is in bounds.
         unsafe {
             let mut acc = [_mm256_setzero_ps(); T];
             for (b, w) in w.iter().enumerate() {
+                let ahead = (w as *const Q4Block).wrapping_add(PREFETCH_BLOCKS);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 let codes = unpack(w);
                 for (t, acc) in acc.iter_mut().enumerate() {
                     *acc = accumulate(*acc, codes, w, &a[t * blocks + b]);
