@@ -157,7 +157,7 @@ def print_wllama(ours, theirs):
     if "error" in theirs:
         print(f"wllama: error: {theirs['error']}")
         return
-    print(f"wllama {theirs['threads']} thread(s) (multi-thread build: {theirs['multithread']}, "
+    print(f"wllama {theirs['threads']} thread(s) (multi-thread mode: {theirs['multithread']}, "
           f"cross-origin isolated: {theirs['cross_origin_isolated']}): load {theirs['load_s']:.2f} s; "
           f"first token after {theirs['ttft_s'] * 1000:.1f} ms for {theirs['prompt_tokens']} tokens "
           f"({theirs['prefill_tok_s']:.1f} tok/s prefill, {theirs['ttft_wall_s'] * 1000:.1f} ms request wall time); "
