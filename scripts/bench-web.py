@@ -4,6 +4,12 @@ WebLLM-compatible module (web/js, web/pkg) and one artifact folder on 127.0.0.1,
 Chromium on the page with a fresh profile (so the first load downloads and the second reads the
 Cache API), waits for the page to post its report, and prints it like `mlc-wgpu bench`.
 
+With `--wllama GGUF` it then runs wllama (llama.cpp compiled to wasm; web/bench/package.json pins it,
+installed with `npm ci` into web/bench/node_modules on first use) on that GGUF in a second browser,
+CPU only, with the same chat prompt, lengths and greedy settings, at `--threads` threads, and prints
+both engines' figures and their ratio. wllama's threads need a cross-origin isolated page, so its
+page is served with the COOP/COEP headers; the mlc-wgpu page is served as a site serves it, without.
+
 Python's standard library only, so it also runs where there is no Node (the lent GPU machine).
 """
 
@@ -28,7 +34,7 @@ BASE_FLAGS = ["--headless=new", "--no-sandbox", "--no-first-run", "--no-default-
               "--disable-sync", "--disable-dev-shm-usage", "--enable-unsafe-webgpu"]
 
 
-def handler(mounts, results):
+def handler(mounts, results, isolated):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -47,6 +53,9 @@ def handler(mounts, results):
                     self.send_header("Content-Type", kind)
                     self.send_header("Content-Length", str(os.path.getsize(file)))
                     self.send_header("Cache-Control", "no-store")
+                    if isolated:
+                        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+                        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
                     self.end_headers()
                     with open(file, "rb") as source:
                         while chunk := source.read(1 << 20):
@@ -105,6 +114,76 @@ def print_text(report):
         print(f"decode from {row['context']} tokens of context: {row['tok_s']:.1f} tok/s ({row['steps']} steps)")
 
 
+def run_page(args, mounts, page, query, isolated):
+    """Serves `mounts` on 127.0.0.1, opens `page` with `query` in headless Chromium with a fresh
+    profile, and returns the report the page posts."""
+    results = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler(mounts, results, isolated))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}{page}?{urllib.parse.urlencode(query)}"
+    with tempfile.TemporaryDirectory() as profile:
+        command = [args.chromium, *BASE_FLAGS, *shlex.split(args.flags), f"--user-data-dir={profile}", url]
+        browser = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + args.timeout
+        while not results and time.monotonic() < deadline and browser.poll() is None:
+            time.sleep(0.2)
+        browser.terminate()
+        try:
+            _, stderr = browser.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+            _, stderr = browser.communicate()
+    server.shutdown()
+    if not results:
+        tail = stderr.decode(errors="replace")[-3000:]
+        sys.exit(f"error: the page {page} posted no report (timeout or the browser exited)\n{tail}")
+    return results[0]
+
+
+def install_wllama():
+    """web/bench/node_modules/@wllama/wllama, installed from the pinned lock file on first use."""
+    folder = os.path.join(ROOT, "web/bench/node_modules/@wllama/wllama")
+    if not os.path.isfile(os.path.join(folder, "esm/wasm/wllama.wasm")):
+        print("bench-web: installing wllama (npm ci in web/bench)", file=sys.stderr)
+        try:
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=os.path.join(ROOT, "web/bench"), check=True, stdout=sys.stderr)
+        except (OSError, subprocess.CalledProcessError) as error:
+            sys.exit(f"error: could not install wllama with npm ({error}); --wllama needs Node and npm")
+    return folder
+
+
+def run_wllama(args, ours):
+    """wllama on the GGUF at `--threads`, with the prompt length the mlc-wgpu run had."""
+    gguf = os.path.realpath(args.wllama)
+    if not os.path.isfile(gguf):
+        sys.exit(f"error: no GGUF file at {args.wllama}")
+    mounts = [("/wllama/", install_wllama()), ("/bench/", os.path.join(ROOT, "web/bench")),
+              ("/gguf/", os.path.dirname(gguf))]
+    query = {"gguf_url": f"/gguf/{os.path.basename(gguf)}", "threads": args.threads,
+             "prompt_tokens": ours["prompt_tokens"], "gen_tokens": args.gen_tokens}
+    print(f"bench-web: wllama at {args.threads} thread(s), GGUF {gguf}", file=sys.stderr)
+    report = run_page(args, mounts, "/bench/wllama.html", query, isolated=True)
+    if "error" not in report and report["prompt_tokens"] != ours["prompt_tokens"]:
+        print(f"bench-web: note: wllama's prompt is {report['prompt_tokens']} tokens, "
+              f"mlc-wgpu's {ours['prompt_tokens']}", file=sys.stderr)
+    return report
+
+
+def print_wllama(ours, theirs):
+    if "error" in theirs:
+        print(f"wllama: error: {theirs['error']}")
+        return
+    print(f"wllama {theirs['threads']} thread(s) (multi-thread mode: {theirs['multithread']}, "
+          f"cross-origin isolated: {theirs['cross_origin_isolated']}): load {theirs['load_s']:.2f} s; "
+          f"first token after {theirs['ttft_s'] * 1000:.1f} ms for {theirs['prompt_tokens']} tokens "
+          f"({theirs['prefill_tok_s']:.1f} tok/s prefill, {theirs['ttft_wall_s'] * 1000:.1f} ms request wall time); "
+          f"decode {theirs['decode_tok_s']:.1f} tok/s over {theirs['gen_tokens']} tokens")
+    print(f"mlc-wgpu / wllama: time to first token {ours['ttft_s'] / theirs['ttft_s']:.2f}x "
+          f"(lower is better), prefill {ours['prefill_tok_s'] / theirs['prefill_tok_s']:.2f}x, "
+          f"decode {ours['decode_tok_s'] / theirs['decode_tok_s']:.2f}x (higher is better)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="artifact folder (mlc-chat-config.json, tensor-cache.json, shards)")
@@ -120,6 +199,8 @@ def main():
     parser.add_argument("--pkg", default=os.path.join(ROOT, "web/pkg"), help="the built wasm module")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--wllama", metavar="GGUF", help="also run wllama (llama.cpp in wasm) on this GGUF and print the ratio")
+    parser.add_argument("--threads", type=int, default=1, help="wllama's threads (the mlc-wgpu page runs one)")
     args = parser.parse_args()
 
     mounts = [("/web/js/", os.path.join(ROOT, "web/js")), ("/web/pkg/", args.pkg),
@@ -127,38 +208,22 @@ def main():
               (f"/models/{args.model_id}/resolve/main/", args.model)]
     if not os.path.isfile(os.path.join(args.pkg, "mlc_wgpu_web_bg.wasm")):
         sys.exit(f"error: no wasm module in {args.pkg}: run scripts/build-web.sh first")
-    results = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler(mounts, results))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    query = urllib.parse.urlencode({
+    query = {
         "model_id": args.model_id, "model_url": f"/models/{args.model_id}/", "device": args.device,
         "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens, "contexts": args.contexts,
         "context_steps": args.context_steps,
-    })
-    url = f"http://127.0.0.1:{server.server_port}/bench/index.html?{query}"
-    with tempfile.TemporaryDirectory() as profile:
-        command = [args.chromium, *BASE_FLAGS, *shlex.split(args.flags), f"--user-data-dir={profile}", url]
-        print(f"bench-web: {args.device} in {os.path.basename(args.chromium)}, model {args.model}", file=sys.stderr)
-        browser = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + args.timeout
-        while not results and time.monotonic() < deadline and browser.poll() is None:
-            time.sleep(0.2)
-        browser.terminate()
-        try:
-            _, stderr = browser.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-            _, stderr = browser.communicate()
-    server.shutdown()
-    if not results:
-        tail = stderr.decode(errors="replace")[-3000:]
-        sys.exit(f"error: the bench page posted no report (timeout or the browser exited)\n{tail}")
-    report = results[0]
+    }
+    print(f"bench-web: {args.device} in {os.path.basename(args.chromium)}, model {args.model}", file=sys.stderr)
+    report = run_page(args, mounts, "/bench/index.html", query, isolated=False)
+    if args.wllama and "error" not in report:
+        report["wllama"] = run_wllama(args, report)
     if args.json:
         print(json.dumps(report))
     else:
         print_text(report)
-    sys.exit(1 if "error" in report else 0)
+        if "wllama" in report:
+            print_wllama(report, report["wllama"])
+    sys.exit(1 if "error" in report or "error" in report.get("wllama", {}) else 0)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # (web/bench/) in headless Chromium through the WebLLM-compatible module, printing load, time to
 # first token, prefill, decode with the model's own sampling and greedy, and decode at several
 # context lengths (the figures of `mlc-wgpu bench`). Arguments go to scripts/bench-web.py, e.g.
-#   bash scripts/bench-web.sh --model DIR [--device webgpu|cpu] [--json]
+#   bash scripts/bench-web.sh --model DIR [--device webgpu|cpu] [--json] [--wllama GGUF [--threads N]]
 # CHROMIUM names the browser (default /usr/bin/chromium); CHROMIUM_FLAGS adds flags, e.g. those that
 # put Chromium's WebGPU on a real GPU's Vulkan driver (docs/performance.md, "Browser figures").
 # Without them headless Chromium's WebGPU is its software adapter, SwiftShader.
