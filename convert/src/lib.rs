@@ -25,5 +25,7 @@ mod safetensors;
 pub use checkpoint::Checkpoint;
 pub use error::ConvertError;
 pub use gguf::GgufCheckpoint;
-pub use pipeline::{ConvertOptions, ConvertSummary, convert};
+pub use pipeline::{
+    ConvertOptions, ConvertProgress, ConvertSummary, convert, convert_with_progress,
+};
 pub use safetensors::{HfFolder, TOKENIZER_FILES};

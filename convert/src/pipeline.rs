@@ -86,6 +86,18 @@ pub struct ConvertSummary {
     pub ignored_tensors: Vec<String>,
 }
 
+/// How far a conversion is: `done` of `total` parameters written, the last
+/// one `name` (a parameter is one tensor record, or a q4 pair of them).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvertProgress<'a> {
+    /// Parameters written so far.
+    pub done: usize,
+    /// Parameters the artifact will hold.
+    pub total: usize,
+    /// The parameter just written.
+    pub name: &'a str,
+}
+
 /// Converts `checkpoint` into an artifact folder at `out` (which must not
 /// exist, or be empty). Every check that can fail on the input — family,
 /// config, tensor presence and shapes, template — runs before the first byte
@@ -94,6 +106,17 @@ pub fn convert(
     checkpoint: &mut dyn Checkpoint,
     options: &ConvertOptions,
     out: &Path,
+) -> Result<ConvertSummary, ConvertError> {
+    convert_with_progress(checkpoint, options, out, &mut |_| {})
+}
+
+/// [`convert`], calling `progress` after each parameter is written (what
+/// `mlc-wgpu convert` draws its progress bar from).
+pub fn convert_with_progress(
+    checkpoint: &mut dyn Checkpoint,
+    options: &ConvertOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(ConvertProgress<'_>),
 ) -> Result<ConvertSummary, ConvertError> {
     let hf_config = checkpoint.hf_config().clone();
     let family = Family::from_hf_config(&hf_config)?;
@@ -183,8 +206,9 @@ pub fn convert(
     let config_text = chat_config::python_json(&config);
 
     let mut writer = ArtifactWriter::create(out, options.shard_cap)?;
-    for &i in &order {
+    for (done, &i) in order.iter().enumerate() {
         write_param(checkpoint, &mut writer, &params[i], options.quantization)?;
+        progress(ConvertProgress { done: done + 1, total: order.len(), name: &params[i].name });
     }
     for (name, bytes) in &tokenizer_files {
         writer.add_file(name, bytes)?;

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use mlc_convert::families::{Dims, Family, Overrides, params};
-use mlc_convert::{ConvertOptions, HfFolder, convert};
+use mlc_convert::{ConvertOptions, HfFolder, convert_with_progress};
 use mlc_loader::Quantization;
 use serde_json::{Map, Value, json};
 
@@ -119,7 +119,22 @@ fn check(case: &str, shard_cap: u64) {
     let out = temp.path().join("out");
     let mut checkpoint = HfFolder::open(&source).unwrap();
     let options = ConvertOptions { shard_cap, ..ConvertOptions::new(Quantization::Q4F16_1) };
-    convert(&mut checkpoint, &options, &out).unwrap();
+    let mut steps = Vec::new();
+    let summary = convert_with_progress(&mut checkpoint, &options, &out, &mut |step| {
+        steps.push((step.done, step.total, step.name.to_string()));
+    })
+    .unwrap();
+    // One report per parameter, counting up to all of them; a q4 parameter
+    // is two records (codes and scales), so there are at most as many as records.
+    let total = steps.len();
+    assert!(
+        total > 0 && total <= summary.tensors,
+        "{case}: {total} reports, {} records",
+        summary.tensors
+    );
+    for (i, (done, of, name)) in steps.iter().enumerate() {
+        assert_eq!((*done, *of), (i + 1, total), "{case}: report {i} ({name})");
+    }
     let ours = read_json(&out.join("mlc-chat-config.json"));
     assert_eq!(ours["model_config"], config["model_config"], "{case}: model_config");
     for key in ["vocab_size", "context_window_size", "prefill_chunk_size", "active_vocab_size"] {

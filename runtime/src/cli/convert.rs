@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mlc_convert::{Checkpoint, ConvertOptions, GgufCheckpoint, HfFolder, convert};
+use mlc_convert::{Checkpoint, ConvertOptions, GgufCheckpoint, HfFolder, convert_with_progress};
 use mlc_loader::Quantization;
+
+use super::progress;
 
 /// The arguments of `mlc-wgpu convert`.
 #[derive(Args)]
@@ -67,7 +69,12 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         prefill_chunk_size: args.prefill_chunk_size,
         ..ConvertOptions::new(args.quantization)
     };
-    let summary = convert(checkpoint.as_mut(), &options, &args.out)
+    let bar = progress::count_bar("converting");
+    let summary = convert_with_progress(checkpoint.as_mut(), &options, &args.out, &mut |step| {
+        progress::count(&bar, step.done, step.total, step.name)
+    });
+    bar.finish_and_clear();
+    let summary = summary
         .with_context(|| format!("converting {} into {}", from.display(), args.out.display()))?;
     println!("wrote {}", args.out.display());
     println!("model_type:      {}", summary.model_type);

@@ -1,4 +1,6 @@
-//! A terminal progress bar fed by the loader's progress events.
+//! Terminal progress bars: downloads (fed by the loader's progress events)
+//! and counted work such as a conversion. indicatif draws them only when
+//! stderr is a terminal.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use mlc_loader::{Progress, ProgressPhase};
@@ -32,4 +34,27 @@ pub fn bar() -> Box<dyn FnMut(&Progress) + Send> {
             }
         }
     })
+}
+
+/// A bar counting items of work (`{prefix} [bar] done/total  item`); it
+/// appears at the first [`count`].
+pub fn count_bar(prefix: &'static str) -> ProgressBar {
+    let bar = ProgressBar::hidden();
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// `done` of `total` items finished, the last one `item`.
+pub fn count(bar: &ProgressBar, done: usize, total: usize, item: &str) {
+    if bar.is_hidden() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    bar.set_length(total as u64);
+    bar.set_position(done as u64);
+    bar.set_message(item.to_string());
 }
