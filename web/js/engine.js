@@ -367,11 +367,19 @@ export class MLCEngine {
   }
 
   async nonStreaming(m, method, request) {
+    return this.exclusive(m, () => {
+      m.live = "";
+      return m.wasm[method](JSON.stringify(request), () => {});
+    });
+  }
+
+  // Runs `call` (a wasm call resolving with JSON) holding the model's lock; a lost device ends the
+  // model (forgetIfLost) before the error goes on.
+  async exclusive(m, call) {
     const release = await m.lock.acquire();
     m.running += 1;
-    m.live = "";
     try {
-      return JSON.parse(await m.wasm[method](JSON.stringify(request), () => {}));
+      return JSON.parse(await call());
     } catch (e) {
       this.forgetIfLost(m, e);
       throw e;
@@ -499,17 +507,7 @@ export class MLCEngine {
   // setLogitProcessorRegistry).
   async forwardTokensAndSample(inputIds, isPrefill, modelId) {
     const m = this.loaded.get(this.selectModel(modelId, "forwardTokensAndSample"));
-    const release = await m.lock.acquire();
-    m.running += 1;
-    try {
-      return JSON.parse(await m.wasm.forwardTokensAndSample(Uint32Array.from(inputIds), Boolean(isPrefill)));
-    } catch (e) {
-      this.forgetIfLost(m, e);
-      throw e;
-    } finally {
-      m.running -= 1;
-      release();
-    }
+    return this.exclusive(m, () => m.wasm.forwardTokensAndSample(Uint32Array.from(inputIds), Boolean(isPrefill)));
   }
 
   async listResumableSessions() { return []; }
