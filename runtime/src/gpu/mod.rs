@@ -9,17 +9,15 @@
 //! and reads back 4 bytes: the token id (with log probabilities, also its
 //! probability and the top ids'). The penalties' counts stay on the GPU.
 //!
-//! Readbacks are futures (`MapRead`): natively `device.poll` waits for the
+//! Readbacks are futures (`readback.rs`): natively `device.poll` waits for the
 //! GPU before the future is awaited, so it is ready at once; in a browser the
 //! await hands control back to the event loop until WebGPU resolves the map.
 
+mod readback;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use web_time::Instant;
@@ -42,6 +40,9 @@ use crate::models::{Activation, ModelSpec};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
 use crate::weights::{LinearSource, MatrixSource};
+
+pub use readback::GpuPending;
+use readback::{MapRead, Submitted, read_mapped, readback_buffer};
 
 /// Ops (slots: a dispatch, or two for the separate form of a fused op) of a
 /// step of several tokens after which the recording so far is submitted: the
@@ -522,122 +523,6 @@ impl GpuBackend {
     /// Starts the slot numbering of a new forward pass.
     fn begin_step(&mut self) {
         self.next_slot = 0;
-    }
-}
-
-/// A forward pass handed to the queue, when, and the map of the buffer its
-/// result is copied into. The map is asked for with the submission, not when
-/// the host wants the result: a browser resolves maps only through its event
-/// loop, so maps asked for one at a time would each wait a round trip after
-/// their step is done, while maps asked for early are resolved together.
-struct Submitted {
-    index: wgpu::SubmissionIndex,
-    at: Instant,
-    mapped: MapRead,
-}
-
-/// A token chosen on the GPU, on its way to the host: the submission that
-/// computes it copies its id (and `top` log probabilities) into `staging`.
-pub struct GpuPending {
-    staging: wgpu::Buffer,
-    submitted: Submitted,
-    vocab: usize,
-    top: usize,
-}
-
-/// A buffer of `size` bytes that results are copied into and mapped from.
-fn readback_buffer(ctx: &GpuContext, size: u64) -> wgpu::Buffer {
-    ctx.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("readback"),
-        size,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    })
-}
-
-/// Waits for the map of `staging` (`mapped`, started with `submission`) and
-/// copies its first `size` bytes out. Natively the device is polled until
-/// `submission` is done first (later ones may still run), so the map
-/// callback has already run when the future is awaited; in a browser the
-/// await yields to the event loop.
-async fn read_mapped(
-    ctx: &GpuContext,
-    staging: &wgpu::Buffer,
-    size: u64,
-    submission: wgpu::SubmissionIndex,
-    mapped: MapRead,
-) -> Result<Vec<u8>, EngineError> {
-    let lost = |message: String| {
-        ctx.health().record_lost(message.clone());
-        EngineError::Gpu(mlc_kernels::KernelError::DeviceLost(message))
-    };
-    let slice = staging.slice(..size);
-    // Unmaps on every exit, also when the future is dropped mid-wait, so the
-    // next step can copy into the staging buffer again.
-    let _unmap = Unmap(staging);
-    #[cfg(not(target_arch = "wasm32"))]
-    ctx.device
-        .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
-        .map_err(|e| lost(e.to_string()))?;
-    #[cfg(target_arch = "wasm32")]
-    let _ = submission;
-    // A lost device fails the map (WebGPU rejects `mapAsync`), so this never hangs.
-    mapped.await.map_err(|e| lost(e.to_string()))?;
-    let bytes = slice.get_mapped_range().map_err(|e| lost(e.to_string()))?.to_vec();
-    // What a device computed while it was being lost, or after an error, is no result.
-    ctx.health().settle().await?;
-    Ok(bytes)
-}
-
-/// Unmaps a staging buffer when dropped.
-struct Unmap<'a>(&'a wgpu::Buffer);
-
-impl Drop for Unmap<'_> {
-    fn drop(&mut self) {
-        self.0.unmap();
-    }
-}
-
-/// Resolves when wgpu reports that a `map_async` finished (or failed).
-struct MapRead {
-    state: Arc<Mutex<MapState>>,
-}
-
-/// What the map callback left for [`MapRead`], and whom to wake.
-#[derive(Default)]
-struct MapState {
-    result: Option<Result<(), wgpu::BufferAsyncError>>,
-    waker: Option<Waker>,
-}
-
-impl MapRead {
-    /// Starts mapping `slice` for reading.
-    fn new(slice: &wgpu::BufferSlice<'_>) -> MapRead {
-        let state = Arc::new(Mutex::new(MapState::default()));
-        let callback_state = Arc::clone(&state);
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            let mut state = callback_state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            state.result = Some(result);
-            if let Some(waker) = state.waker.take() {
-                waker.wake();
-            }
-        });
-        MapRead { state }
-    }
-}
-
-impl Future for MapRead {
-    type Output = Result<(), wgpu::BufferAsyncError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match state.result.take() {
-            Some(result) => Poll::Ready(result),
-            None => {
-                state.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
     }
 }
 
