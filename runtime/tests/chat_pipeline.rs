@@ -177,6 +177,17 @@ fn engine<B: Backend + 'static>(
     )
 }
 
+/// Engines on the GPU (the portable path, lavapipe in CI; with its spy) and
+/// on the CPU, over the same artifact.
+fn gpu_and_cpu_engines() -> ((ChatEngine, Rc<RefCell<Seen>>), ChatEngine) {
+    let artifact = artifact();
+    let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true })
+        .expect("a GPU adapter (lavapipe in CI)");
+    let gpu =
+        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    (engine(gpu, |_| {}), engine(load_cpu(&artifact).unwrap(), |_| {}).0)
+}
+
 /// Ends replies at `token` instead of the template's stop tokens.
 fn stopping_at(token: u32) -> impl FnOnce(&mut ChatConfig) {
     move |config| config.conv_template.as_mut().unwrap().stop_token_ids = vec![token]
@@ -449,13 +460,7 @@ fn a_round_after_a_queued_ahead_round_reuses_the_kv_cache_as_a_fresh_model_sees_
 
 #[test]
 fn gpu_rounds_queued_ahead_draw_the_cpu_engines_tokens() {
-    let artifact = artifact();
-    let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true })
-        .expect("a GPU adapter (lavapipe in CI)");
-    let gpu =
-        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
-    let (mut on_gpu, seen) = engine(gpu, |_| {});
-    let (mut on_cpu, _) = engine(load_cpu(&artifact).unwrap(), |_| {});
+    let ((mut on_gpu, seen), mut on_cpu) = gpu_and_cpu_engines();
     for generation in [sampled(), greedy()] {
         let request = completion(&generation, Some(10), 1);
         let (want, got) = (complete(&mut on_cpu, &request), complete(&mut on_gpu, &request));
@@ -627,13 +632,7 @@ fn pipelined_rounds_with_penalties_bias_and_logprobs_match_the_host_chain() {
 
 #[test]
 fn gpu_rounds_with_penalties_bias_and_logprobs_are_pipelined_and_match_the_cpu_engine() {
-    let artifact = artifact();
-    let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true })
-        .expect("a GPU adapter (lavapipe in CI)");
-    let gpu =
-        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
-    let (mut on_gpu, seen) = engine(gpu, |_| {});
-    let (mut on_cpu, _) = engine(load_cpu(&artifact).unwrap(), |_| {});
+    let ((mut on_gpu, seen), mut on_cpu) = gpu_and_cpu_engines();
     let requests = processed_requests();
     for request in &requests {
         let what = request.name;

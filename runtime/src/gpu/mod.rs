@@ -446,18 +446,6 @@ impl GpuBackend {
         staging: &wgpu::Buffer,
         size: u64,
     ) -> Submitted {
-        let index = self.submit_with_copy(source, staging, size);
-        Submitted { index, at: Instant::now(), mapped: MapRead::new(&staging.slice(..size)) }
-    }
-
-    /// Ends the pass and submits the recorded work followed by a copy of the
-    /// first `size` bytes of `source` into `staging`.
-    fn submit_with_copy(
-        &mut self,
-        source: &wgpu::Buffer,
-        staging: &wgpu::Buffer,
-        size: u64,
-    ) -> wgpu::SubmissionIndex {
         self.pass = None;
         let mut encoder = self
             .encoder
@@ -470,7 +458,7 @@ impl GpuBackend {
         let index = self.ctx.queue.submit([encoder.finish()]);
         self.count_submission();
         self.stats.readback_bytes += size;
-        index
+        Submitted { index, at: Instant::now(), mapped: MapRead::new(&staging.slice(..size)) }
     }
 
     /// Waits for a submission made by [`GpuBackend::submit_copy`] and returns
