@@ -1,6 +1,8 @@
 //! Shared helpers for the conformance tests: where the fixtures are, how to read
 //! the reference files, and how outputs are compared with them.
 
+pub mod artifacts;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -63,6 +65,50 @@ pub fn tiny_artifact(model: &str) -> PathBuf {
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
     dir.is_dir().then(|| dir.canonicalize().unwrap_or(dir))
+}
+
+/// The SmolLM2-135M-Instruct q4f16_1 reference artifact under `../shared`
+/// (converted from the model's GGUF by MLC's rules, with reference replies
+/// beside it; docs/gguf.md, "Against the shared reference artifact").
+pub const SMOLLM2: &str = "data/smollm2-135m-instruct-q4f16_1-mlc";
+
+/// The `chat_capital` case of the SmolLM2 reference replies: its system
+/// prompt, prompt ids and greedy reply ids (needs `../shared`).
+pub struct ChatReference {
+    /// The system prompt of SmolLM2's conversation template.
+    pub system: String,
+    /// The ids WebLLM's template gives the user's question.
+    pub prompt_ids: Vec<u32>,
+    /// The greedy reply's ids.
+    pub greedy_ids: Vec<u32>,
+}
+
+/// The user's question of [`ChatReference`] and SmolLM2's greedy answer to it.
+pub const CAPITAL_QUESTION: &str = "What is the capital of France?";
+/// SmolLM2's greedy answer to [`CAPITAL_QUESTION`].
+pub const CAPITAL_ANSWER: &str = "The capital of France is Paris.";
+
+/// Reads [`ChatReference`]; `None` (after [`shared_path`]'s notice) without `../shared`.
+pub fn smollm2_chat_reference() -> Option<ChatReference> {
+    let path = shared_path("data/smollm2-135m-instruct-q4f16_1-mlc-reference/reference.json")?;
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let case = json["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|case| case["name"] == "chat_capital")
+        .unwrap();
+    let prompt = case["prompt"].as_str().unwrap();
+    let system = prompt
+        .strip_prefix("<|im_start|>system\n")
+        .unwrap()
+        .split("<|im_end|>")
+        .next()
+        .unwrap()
+        .to_string();
+    let ids = |key: &str| serde_json::from_value(case[key].clone()).unwrap();
+    Some(ChatReference { system, prompt_ids: ids("prompt_ids"), greedy_ids: ids("greedy_ids") })
 }
 
 /// A path under `../shared` ([`shared_dir`]). When it is absent, says so
@@ -176,10 +222,10 @@ pub const GPU_TOLERANCE: f32 = 5e-2;
 /// reference.
 pub fn check_queued_greedy(
     what: &str,
-    engine: &mut dyn mlc_wgpu::LanguageModel,
+    engine: &mut dyn mlc_engine::LanguageModel,
     prompt: &GoldenPrompt,
 ) {
-    use mlc_wgpu::backend::StepInput;
+    use mlc_engine::backend::StepInput;
     use pollster::FutureExt;
     let want = &prompt.greedy_16;
     engine.reset();

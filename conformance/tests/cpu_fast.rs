@@ -9,8 +9,8 @@
 //! (`--nocapture`); docs/conformance.md records them.
 
 use mlc_conformance::*;
+use mlc_engine::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_cpu_fast};
 use mlc_loader::{Artifact, OpenOptions, Quantization};
-use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_cpu_fast};
 use pollster::FutureExt as _;
 
 /// Runs every check on `artifact` with `model`'s reference prompts.

@@ -6,12 +6,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mlc_conformance::tiny_artifact;
+use mlc_engine::backend::{Backend, StepInput};
+use mlc_engine::cpu_fast::FastCpuBackend;
+use mlc_engine::models::decoder::{Logits, forward};
+use mlc_engine::models::spec_for;
+use mlc_engine::weights;
 use mlc_loader::{Artifact, OpenOptions};
-use mlc_wgpu::backend::{Backend, StepInput};
-use mlc_wgpu::cpu_fast::FastCpuBackend;
-use mlc_wgpu::models::decoder::{Logits, forward};
-use mlc_wgpu::models::spec_for;
-use mlc_wgpu::weights;
 
 struct Counting;
 

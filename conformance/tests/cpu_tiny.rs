@@ -1,8 +1,8 @@
 //! The CPU engine against the float32 references of the official tiny artifacts.
 
 use mlc_conformance::*;
+use mlc_engine::{GreedyOptions, LanguageModel, generate_greedy, load_cpu};
 use mlc_loader::{Artifact, OpenOptions};
-use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu};
 use pollster::FutureExt as _;
 
 fn open(model: &str) -> Artifact {
@@ -132,7 +132,7 @@ fn queued_greedy_steps_follow_the_reference() {
 
 #[test]
 fn dequantized_weights_match_the_reference_rows() {
-    use mlc_wgpu::weights::dequantize_rows;
+    use mlc_engine::weights::dequantize_rows;
     for model in TINY_MODELS {
         let artifact = open(model);
         let index = golden(model);

@@ -5,9 +5,9 @@
 //! family's feature under test moves the logits when it is switched off).
 
 use mlc_conformance::*;
+use mlc_engine::gpu::GpuOptions;
+use mlc_engine::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
 use mlc_kernels::{ContextOptions, GpuContext};
-use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_gpu};
 use pollster::FutureExt as _;
 
 /// Last logits of every prompt, every position's logits of one prompt, and the
@@ -94,9 +94,9 @@ fn gpu_engine_matches_transformers_on_both_paths() {
 
 #[test]
 fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() {
-    use mlc_wgpu::EngineError;
-    use mlc_wgpu::models::spec_for;
-    use mlc_wgpu::prebuilt::{apply_overrides, find_prebuilt};
+    use mlc_engine::EngineError;
+    use mlc_engine::models::spec_for;
+    use mlc_engine::prebuilt::{apply_overrides, find_prebuilt};
     let ids = [
         ("mistral", "Mistral-7B-Instruct-v0.3-q4f16_1-MLC"),
         ("mistral", "Mistral-7B-Instruct-v0.2-q4f16_1-MLC"),

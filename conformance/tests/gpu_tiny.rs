@@ -3,10 +3,10 @@
 //! and on the device's fast paths. In CI this runs on Mesa's lavapipe.
 
 use mlc_conformance::*;
+use mlc_engine::gpu::{GpuBackend, GpuOptions};
+use mlc_engine::{GreedyOptions, LanguageModel, Model, generate_greedy, load_gpu};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
-use mlc_wgpu::gpu::{GpuBackend, GpuOptions};
-use mlc_wgpu::{GreedyOptions, LanguageModel, Model, generate_greedy, load_gpu};
 use pollster::FutureExt as _;
 
 /// Both paths every run: portable, and whatever the adapter offers.
@@ -102,7 +102,7 @@ fn queued_greedy_steps_follow_the_reference() {
 
 #[test]
 fn a_queued_step_is_submitted_before_the_previous_token_is_read() {
-    use mlc_wgpu::backend::StepInput;
+    use mlc_engine::backend::StepInput;
     let (_, ctx) = contexts().remove(0);
     let mut engine = load("tiny-qwen2", &ctx);
     let prompt = &golden("tiny-qwen2").prompts[1];
@@ -136,9 +136,9 @@ fn a_decode_step_is_one_submission_and_a_four_byte_readback() {
 
     // The model's default chat sampling (repetition penalty) and a bias, queued ahead with the
     // counts the GPU keeps: still one submission and four bytes, and no step waits for the host.
+    use mlc_engine::backend::StepInput;
+    use mlc_engine::sampling::{SamplingStep, TokenCounts};
     use mlc_kernels::cpu::SamplingParams;
-    use mlc_wgpu::backend::StepInput;
-    use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
     let params = SamplingParams {
         temperature: 0.7,
         repetition_penalty: 1.1,
@@ -201,15 +201,15 @@ fn default_options_serve_a_large_vocabulary() {
 
 #[test]
 fn gpu_sampling_draws_the_cpu_engines_tokens() {
+    use mlc_engine::sampling::{SamplingStep, TokenCounts};
     use mlc_kernels::cpu::SamplingParams;
-    use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
     let (_, ctx) = contexts().remove(0);
     let artifact =
         Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default())
             .unwrap();
     let mut gpu =
         load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
-    let mut cpu = mlc_wgpu::load_cpu(&artifact).unwrap();
+    let mut cpu = mlc_engine::load_cpu(&artifact).unwrap();
     let prompt = &golden("tiny-llama").prompts[2].token_ids;
     let params = SamplingParams {
         temperature: 0.7,
@@ -243,15 +243,15 @@ fn gpu_sampling_draws_the_cpu_engines_tokens() {
 
 #[test]
 fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
+    use mlc_engine::sampling::{SamplingStep, TokenCounts};
     use mlc_kernels::cpu::SamplingParams;
-    use mlc_wgpu::sampling::{SamplingStep, TokenCounts};
     let (_, ctx) = contexts().remove(0);
     let artifact =
         Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default())
             .unwrap();
     let mut gpu =
         load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
-    let mut cpu = mlc_wgpu::load_cpu(&artifact).unwrap();
+    let mut cpu = mlc_engine::load_cpu(&artifact).unwrap();
     let prompt = &golden("tiny-llama").prompts[2].token_ids;
     let vocab = artifact.config.vocab_size;
     // Allowed: the ids ranked 50th to 54th by logit — close enough to be drawn alike, and every

@@ -13,10 +13,12 @@
 //! docs/gguf.md, "Against the shared reference artifact").
 
 use mlc_conformance::*;
+use mlc_engine::gpu::GpuOptions;
+use mlc_engine::{
+    GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_cpu_fast, load_gpu,
+};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
-use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::{GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_cpu_fast, load_gpu};
 use pollster::FutureExt as _;
 use serde::Deserialize;
 

@@ -23,13 +23,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use js_sys::{Function, Promise, Reflect, Uint8Array};
+use mlc_chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat};
+use mlc_engine::gpu::GpuOptions;
+use mlc_engine::{LanguageModel, load_cpu_fast, load_gpu};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, CONFIG_FILE, OpenOptions, Progress, ProgressPhase};
-use mlc_wgpu::chat::{
-    ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat,
-};
-use mlc_wgpu::gpu::GpuOptions;
-use mlc_wgpu::{LanguageModel, load_cpu_fast, load_gpu};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
@@ -64,7 +62,7 @@ pub async fn webgpu_available() -> bool {
 pub fn check_model_config(config_json: &str) -> Result<(), JsValue> {
     let config = mlc_loader::ChatConfig::from_json(config_json)
         .map_err(|e| error("Error", &e.to_string()))?;
-    mlc_wgpu::models::spec_for(&config).map(|_| ()).map_err(|e| engine_error(&e))
+    mlc_engine::models::spec_for(&config).map(|_| ()).map_err(|e| engine_error(&e))
 }
 
 /// Stops the generation running on its engine at the next token
@@ -208,7 +206,7 @@ impl WasmEngine {
             let request: ChatCompletionRequest = parse_request(&request_json)?;
             let streaming = request.stream == Some(true);
             run.go(streaming, async |engine, emit| {
-                let chunks = |chunk: mlc_wgpu::chat::ChatCompletionChunk| {
+                let chunks = |chunk: mlc_chat::ChatCompletionChunk| {
                     let text: String = chunk
                         .choices
                         .iter()
@@ -233,7 +231,7 @@ impl WasmEngine {
             let request: CompletionRequest = parse_request(&request_json)?;
             let streaming = request.stream == Some(true);
             run.go(streaming, async |engine, emit| {
-                let chunks = |chunk: mlc_wgpu::chat::CompletionChunk| {
+                let chunks = |chunk: mlc_chat::CompletionChunk| {
                     let text: String =
                         chunk.choices.iter().map(|choice| choice.text.as_str()).collect();
                     emit(&text, serde_json::to_string(&chunk));
@@ -543,7 +541,7 @@ fn navigator_has_gpu() -> bool {
 /// to be trusted any more (a loss is a `DeviceLostError`).
 fn failure_check(gpu: Option<&GpuContext>) -> Result<(), JsValue> {
     match gpu.map(|ctx| ctx.health().check()) {
-        Some(Err(e)) => Err(engine_error(&mlc_wgpu::EngineError::Gpu(e))),
+        Some(Err(e)) => Err(engine_error(&mlc_engine::EngineError::Gpu(e))),
         _ => Ok(()),
     }
 }
@@ -580,7 +578,7 @@ fn request_error(e: &RequestError) -> JsValue {
 
 /// An engine failure: `DeviceLostError` when the GPU device is gone (the
 /// JavaScript layer then unloads the model, as WebLLM does), else `Error`.
-fn engine_error(e: &mlc_wgpu::EngineError) -> JsValue {
+fn engine_error(e: &mlc_engine::EngineError) -> JsValue {
     let name = if e.is_device_lost() { "DeviceLostError" } else { "Error" };
     error(name, &e.to_string())
 }

@@ -125,7 +125,7 @@ test("cache backend selection", () => {
 
 test("prebuiltAppConfig keeps WebLLM's ids and URLs and adds the offline default", () => {
   const webllm = cfg;
-  const excerpt = JSON.parse(fs.readFileSync(path.join(repo, "runtime/src/prebuilt-models.json"), "utf8")).model_list;
+  const excerpt = JSON.parse(fs.readFileSync(path.join(repo, "engine/src/prebuilt-models.json"), "utf8")).model_list;
   const list = webllm.prebuiltAppConfig.model_list;
   for (const r of excerpt) {
     const ours = list.find((m) => m.model_id === r.model_id);
