@@ -7,7 +7,7 @@
 
 use super::js::number_to_string;
 use super::tokenizer::TokenizerError;
-use super::validate::FUNCTION_CALLING_MODEL_IDS;
+use super::tool_models::{FUNCTION_CALLING_MODEL_IDS, QWEN_TOOL_MODELS};
 
 /// A request or conversation error, as WebLLM would throw it.
 #[derive(Debug, thiserror::Error)]
@@ -271,10 +271,6 @@ impl ChatError {
         }
     }
 }
-
-/// What `UnsupportedModelIdError` adds to WebLLM's list: the models whose
-/// native tool-call format this engine also speaks (docs/structured-output.md).
-pub const QWEN_TOOL_MODELS: &str = ", and models with the `qwen2` conversation template (Qwen2.5)";
 
 /// The two-sentence message of the `response_format` field/type pairing errors.
 fn both_or_neither(kind: &str) -> String {

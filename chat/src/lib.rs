@@ -27,6 +27,7 @@ mod response_format;
 mod stream;
 mod structural_tag;
 mod tokenizer;
+mod tool_models;
 mod tools;
 mod validate;
 
@@ -40,8 +41,9 @@ pub use openai::*;
 pub use response_format::grammar_of;
 pub use stream::{OutputStream, StopConditions};
 pub use tokenizer::{Tokenizer, TokenizerError};
+pub use tool_models::FUNCTION_CALLING_MODEL_IDS;
 pub use tools::{ToolFormat, parse_calls, tool_format};
 pub use validate::{
-    FUNCTION_CALLING_MODEL_IDS, check_chat_request, check_completion_request, check_context_window,
-    check_generation_config, validate_chat_request, validate_completion_request,
+    check_chat_request, check_completion_request, check_context_window, check_generation_config,
+    validate_chat_request, validate_completion_request,
 };

@@ -23,7 +23,7 @@ use super::openai::{
     ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, Tool, ToolCall,
     ToolChoice,
 };
-use super::validate::FUNCTION_CALLING_MODEL_IDS;
+use super::tool_models::FUNCTION_CALLING_MODEL_IDS;
 
 /// The tool-call format of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,15 +17,6 @@ use super::openai::{
 };
 use super::tools::{ToolFormat, check_hermes_request};
 
-/// Model ids for which WebLLM accepts `tools` (`functionCallingModelIds`).
-pub const FUNCTION_CALLING_MODEL_IDS: [&str; 5] = [
-    "Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC",
-    "Hermes-2-Pro-Llama-3-8B-q4f32_1-MLC",
-    "Hermes-2-Pro-Mistral-7B-q4f16_1-MLC",
-    "Hermes-3-Llama-3.1-8B-q4f32_1-MLC",
-    "Hermes-3-Llama-3.1-8B-q4f16_1-MLC",
-];
-
 /// Both stages of chat-request validation for a request to `model_id`, whose
 /// tool-call format is `tools` (`None`: `tools` are refused, as WebLLM refuses
 /// them outside its list; see [`super::tool_format`]).

@@ -27,8 +27,9 @@ use mlc_loader::DType;
 use pollster::FutureExt as _;
 use serde::Serialize;
 
-use super::synth::{Fill, SplitMix64};
-use super::{Device, SourceArgs, commands};
+use crate::args::{Device, SourceArgs};
+use crate::load;
+use crate::synth::{Fill, SplitMix64};
 
 /// Decode steps run (untimed) after each prefill, so that the timed steps
 /// find every kernel bound and every buffer allocated.
@@ -187,12 +188,12 @@ struct MatmulReport {
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
-    let artifact = commands::open(&args.source)?;
+    let artifact = load::open(&args.source)?;
     let (prompt_tokens, gen_tokens, steps) =
         (args.prompt_tokens as usize, args.gen_tokens as usize, args.context_steps as usize);
     let longest_context = args.contexts.iter().max().map_or(0, |c| c + WARM_STEPS + steps);
     let capacity_wanted = (prompt_tokens + gen_tokens).max(longest_context);
-    let ctx = super::commands::pick_gpu(args.device)?;
+    let ctx = load::pick_gpu(args.device)?;
     let (mut gpu_model, mut cpu_model) = match &ctx {
         Some(ctx) => {
             let options =
@@ -201,7 +202,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ctx.wait()?;
             (Some(model), None)
         }
-        None => (None, Some(super::commands::load_cpu_engine(&artifact, args.device)?)),
+        None => (None, Some(load::load_cpu_engine(&artifact, args.device)?)),
     };
     let model: &mut dyn LanguageModel = match (&mut gpu_model, &mut cpu_model) {
         (Some(gpu), _) => gpu,

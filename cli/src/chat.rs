@@ -14,7 +14,8 @@ use mlc_chat::{
 use mlc_loader::{CONFIG_FILE, ChatConfig};
 use pollster::FutureExt as _;
 
-use super::{Device, SourceArgs, commands, ctrl_c};
+use crate::args::{Device, SourceArgs};
+use crate::{ctrl_c, load};
 
 /// The model and the engine that runs it.
 #[derive(Args)]
@@ -107,10 +108,10 @@ pub struct RenderPromptArgs {
 /// Opens the artifact, loads the model on `args.device` and builds the engine,
 /// reporting progress on stderr.
 pub(super) fn load_engine(args: &EngineArgs) -> Result<ChatEngine> {
-    let artifact = commands::open(&args.source)?;
+    let artifact = load::open(&args.source)?;
     eprintln!("loading {} ...", artifact.source());
     let started = std::time::Instant::now();
-    let model = commands::load(&artifact, args.device)?;
+    let model = load::load(&artifact, args.device)?;
     let engine = ChatEngine::new(model, &artifact).context("setting up the chat engine")?;
     eprintln!("loaded {} in {:.1} s", engine.model_id(), started.elapsed().as_secs_f64());
     Ok(engine)

@@ -8,7 +8,7 @@ use clap::Args;
 use mlc_convert::{Checkpoint, ConvertOptions, GgufCheckpoint, HfFolder, convert_with_progress};
 use mlc_loader::Quantization;
 
-use super::progress;
+use crate::progress;
 
 /// The arguments of `mlc-wgpu convert`.
 #[derive(Args)]

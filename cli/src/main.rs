@@ -2,22 +2,26 @@
 //! engine (`mlc-engine`) and the chat layer (`mlc-chat`). Errors go to stderr
 //! with exit code 1; a panic is reported as an internal error without a backtrace.
 
+mod args;
 mod bench;
 mod chat;
 mod client_watch;
-mod commands;
 mod convert;
 mod ctrl_c;
 mod devices;
+mod load;
 mod models;
 mod progress;
 mod serve;
 mod synth;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use args::{RunArgs, SourceArgs};
 
 /// Runs official MLC-LLM model artifacts on the CPU or the GPU (WebGPU via wgpu).
 #[derive(Parser)]
@@ -87,49 +91,26 @@ enum Command {
     Rm(models::RmArgs),
 }
 
-/// Where the artifact comes from.
-#[derive(Args)]
-struct SourceArgs {
-    /// Artifact folder, http(s) URL (Hugging Face `.../resolve/main/` convention),
-    /// WebLLM model id, or the id of a cached model (`mlc-wgpu list`).
-    /// Default: the offline SmolLM2-135M-Instruct artifact that scripts/default-model.sh
-    /// imports into the cache (`<cache>/models/SmolLM2-135M-Instruct-q4f16_1-MLC`).
-    #[arg(long)]
-    model: Option<String>,
-    /// Download cache (default: $MLC_WGPU_CACHE, $XDG_CACHE_HOME/mlc-wgpu or ~/.cache/mlc-wgpu).
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-    /// Use only cached files; never touch the network.
-    #[arg(long)]
-    offline: bool,
-    /// Skip the md5 check of weight shards.
-    #[arg(long)]
-    no_verify: bool,
-}
-
-/// How to run the model.
-#[derive(Args)]
-struct RunArgs {
-    /// Input token ids, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    tokens: Vec<u32>,
-    /// Which engine computes.
-    #[arg(long, value_enum, default_value_t = Device::Auto)]
-    device: Device,
-}
-
-/// The engine that computes.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Device {
-    /// The GPU when one is usable, else the CPU (with a notice).
-    Auto,
-    /// The fast CPU engine (int16 activations, SIMD, all cores; rayon's
-    /// `RAYON_NUM_THREADS` sets the thread count).
-    Cpu,
-    /// The float32 CPU engine: the slow oracle conformance checks against.
-    CpuReference,
-    /// The WebGPU engine.
-    Gpu,
+/// Runs one parsed command.
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Inspect { source } => tokens::inspect(&source),
+        Command::Logits { source, run, out } => tokens::logits(&source, &run, &out),
+        Command::Generate { source, run, max_tokens, greedy, ignore_eos, json } => {
+            tokens::generate(&source, &run, max_tokens, greedy, ignore_eos, json)
+        }
+        Command::Synth(args) => synth::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Chat(args) => chat::chat(&args),
+        Command::Complete(args) => chat::complete(&args),
+        Command::RenderPrompt(args) => chat::render_prompt(&args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Convert(args) => convert::run(&args),
+        Command::Devices(args) => devices::run(&args),
+        Command::List(args) => models::list(&args),
+        Command::Pull(args) => models::pull(&args),
+        Command::Rm(args) => models::rm(&args),
+    }
 }
 
 /// Parses the arguments, runs the command, and maps errors to exit codes.
@@ -138,7 +119,7 @@ fn main() -> ExitCode {
         eprintln!("internal error: {info}; please report this");
     }));
     let cli = Cli::parse();
-    match commands::run(cli.command) {
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -12,7 +12,7 @@ use indicatif::HumanBytes;
 use mlc_engine::prebuilt::{PrebuiltModel, prebuilt_models};
 use mlc_loader::{Artifact, CONFIG_FILE, OpenOptions, TensorIndex, cache_folder};
 
-use super::progress;
+use crate::progress;
 
 /// How many known ids an unknown one is answered with.
 const SUGGESTIONS: usize = 3;

@@ -37,8 +37,8 @@ use pollster::FutureExt as _;
 use serde::Serialize;
 use tiny_http::{Header, Method, Request, Response};
 
-use super::chat::{EngineArgs, load_engine};
-use super::client_watch::ClientWatch;
+use crate::chat::{EngineArgs, load_engine};
+use crate::client_watch::ClientWatch;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: u64 = 16 << 20;

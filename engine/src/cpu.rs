@@ -6,10 +6,9 @@ use mlc_kernels::cpu::{self as ops, KvLayout, Q4Matrix, Rope, Weight};
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, StepInput};
+use crate::backend::{Backend, LinearSource, MatrixSource, StepInput};
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::{Drawn, HostSampler, SamplingStep};
-use crate::weights::{LinearSource, MatrixSource};
 
 /// Activations `[rows, cols]` in host memory.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,11 +21,10 @@ use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q16Block};
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, StepInput};
+use crate::backend::{Backend, LinearSource, MatrixSource, StepInput};
 use crate::cpu::LayerCache;
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::{Drawn, HostSampler, SamplingStep};
-use crate::weights::{LinearSource, MatrixSource};
 
 /// Activation buffers that dropped tensors gave back.
 type Pool = Rc<RefCell<Vec<Vec<f32>>>>;

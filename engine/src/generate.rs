@@ -52,22 +52,3 @@ pub async fn generate_greedy(
         }
     }
 }
-
-/// Index of the largest logit (the lowest index among ties), or `None` when a
-/// logit is NaN or infinite — a broken model must be an error, not gibberish.
-pub fn argmax(logits: &[f32]) -> Option<u32> {
-    let usable = !logits.is_empty() && logits.iter().all(|v| v.is_finite());
-    usable.then(|| mlc_kernels::cpu::argmax(logits, None))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::argmax;
-
-    #[test]
-    fn argmax_takes_the_first_of_ties_and_rejects_nan() {
-        assert_eq!(argmax(&[1.0, 3.0, 3.0, -2.0]), Some(1));
-        assert_eq!(argmax(&[1.0, f32::NAN]), None);
-        assert_eq!(argmax(&[]), None);
-    }
-}

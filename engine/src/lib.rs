@@ -23,9 +23,10 @@ pub mod sampling;
 pub mod weights;
 
 pub use error::EngineError;
-pub use generate::{GreedyOptions, argmax, generate_greedy};
+pub use generate::{GreedyOptions, generate_greedy};
 pub use gpu_load::{LoadCheck, load_gpu};
 pub use model::{LanguageModel, Model, ModelFuture, STEPS_AHEAD};
+pub use sampling::argmax;
 
 use mlc_loader::Artifact;
 

@@ -9,10 +9,7 @@
 
 use std::collections::HashMap;
 
-use mlc_kernels::cpu::{
-    SamplingParams, TokenProbabilities, apply_logit_bias, apply_penalties, apply_token_mask,
-    sample_from, softmax_with_temperature, token_probabilities, top_p_filter,
-};
+use mlc_kernels::cpu::{Draw, SamplingParams, TokenProbabilities, sample};
 
 /// The counts the step's penalties use.
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +96,7 @@ pub struct HostSampler {
 impl HostSampler {
     /// The most likely token (`None` when a logit is not finite); counts nothing.
     pub fn argmax(&mut self, logits: &[f32]) -> Option<Drawn> {
-        self.queued = crate::generate::argmax(logits);
+        self.queued = argmax(logits);
         self.queued.map(Drawn::token)
     }
 
@@ -130,15 +127,34 @@ pub fn sample_on_host(
     if logits.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    let mut logits = logits.to_vec();
-    if let Some(mask) = step.token_mask {
-        apply_token_mask(&mut logits, mask);
-    }
-    apply_logit_bias(&mut logits, step.logit_bias);
-    apply_penalties(&mut logits, appeared, step.params);
-    let probs = softmax_with_temperature(&logits, step.params.temperature, step.active_vocab);
-    let token = sample_from(&top_p_filter(&probs, step.params.top_p), step.uniform);
-    let probabilities =
-        (step.top_logprobs > 0).then(|| token_probabilities(&probs, token, step.top_logprobs));
+    let draw = Draw {
+        params: step.params,
+        appeared,
+        bias: step.logit_bias,
+        mask: step.token_mask,
+        active_vocab: step.active_vocab,
+        uniform: step.uniform,
+        top_logprobs: step.top_logprobs,
+    };
+    let (token, probabilities) = sample(logits, &draw);
     Some(Drawn { token, probabilities })
+}
+
+/// Index of the largest logit (the lowest index among ties), or `None` when a
+/// logit is NaN or infinite — a broken model must be an error, not gibberish.
+pub fn argmax(logits: &[f32]) -> Option<u32> {
+    let usable = !logits.is_empty() && logits.iter().all(|v| v.is_finite());
+    usable.then(|| mlc_kernels::cpu::argmax(logits, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argmax;
+
+    #[test]
+    fn argmax_takes_the_first_of_ties_and_rejects_nan() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -2.0]), Some(1));
+        assert_eq!(argmax(&[1.0, f32::NAN]), None);
+        assert_eq!(argmax(&[]), None);
+    }
 }

@@ -4,35 +4,8 @@
 use mlc_loader::{Artifact, DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, DecoderWeights, LayerWeights};
+use crate::backend::{Backend, DecoderWeights, LayerWeights, LinearSource, MatrixSource};
 use crate::models::ModelSpec;
-
-/// The stored form of a weight matrix `[rows, cols]`.
-pub enum MatrixSource<'a> {
-    /// MLC q4 group quantization: `q_weight` u32 `[rows, groups·4]`, `q_scale` `[rows, groups]`.
-    Q4 {
-        /// Packed codes.
-        q_weight: Tensor<'a>,
-        /// Group scales (f16 for q4f16_1, f32 for q4f32_1).
-        q_scale: Tensor<'a>,
-    },
-    /// Unquantized `[rows, cols]` (q0f16 / q0f32).
-    Dense(Tensor<'a>),
-}
-
-/// A linear layer (or embedding table) as stored in the artifact.
-pub struct LinearSource<'a> {
-    /// Parameter name without suffix.
-    pub name: String,
-    /// Output features.
-    pub rows: usize,
-    /// Input features.
-    pub cols: usize,
-    /// The matrix.
-    pub matrix: MatrixSource<'a>,
-    /// Bias, `[rows]`, when the layer has one.
-    pub bias: Option<Tensor<'a>>,
-}
 
 /// Loads every parameter the spec names, checking shapes and dtypes.
 pub fn load<B: Backend>(

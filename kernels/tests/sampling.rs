@@ -59,6 +59,20 @@ fn appeared(counts: &[u32]) -> Vec<(u32, u32)> {
 }
 
 /// Logits like a language model's: a smooth random background plus a few strong tokens.
+/// The host sampler's token for these inputs (no mask, no probabilities).
+fn draw(
+    logits: &[f32],
+    params: &SamplingParams,
+    appeared: &[(u32, u32)],
+    bias: &[(u32, f32)],
+    active_vocab: Option<usize>,
+    uniform: f32,
+) -> u32 {
+    let inputs =
+        cpu::Draw { params, appeared, bias, mask: None, active_vocab, uniform, top_logprobs: 0 };
+    cpu::sample(logits, &inputs).0
+}
+
 fn lm_logits(rng: &mut StdRng, vocab: usize, spread: f32) -> Vec<f32> {
     let mut logits: Vec<f32> = (0..vocab)
         .map(|_| {
@@ -220,10 +234,7 @@ fn sampling_matches_the_cpu_reference() {
                 let nucleus = cpu::top_p_filter(&probs, params.top_p);
                 let u = safe_uniform(&mut rng, &nucleus, 1e-4);
                 let want = cpu::sample_from(&nucleus, u);
-                assert_eq!(
-                    want,
-                    cpu::sample(&logits, &params, &appeared(&counts), &bias, active, u)
-                );
+                assert_eq!(want, draw(&logits, &params, &appeared(&counts), &bias, active, u));
                 let got = rig.sample(ctx, u);
                 let draw = nucleus.cumulative.iter().position(|&c| u < c / nucleus.renorm).unwrap();
                 total += 1;
@@ -285,7 +296,7 @@ fn flat_distributions_sample_in_id_order_beyond_the_candidates() {
         for (top_p, u) in [(1.0, 0.1234), (1.0, 0.98765), (0.5, 0.4321), (0.3, 0.0101)] {
             let params = SamplingParams { top_p, ..Default::default() };
             rig.load(ctx, &logits, &counts, &[], &params, None);
-            let want = cpu::sample(&logits, &params, &[], &[], None, u);
+            let want = draw(&logits, &params, &[], &[], None, u);
             let got = rig.sample(ctx, u);
             assert!(got.abs_diff(want) <= 1, "{path}: top_p {top_p}, u {u}: {got} vs {want}");
         }
@@ -324,7 +335,7 @@ fn zero_temperature_is_greedy_and_draws_among_exact_ties() {
         rig.load(ctx, &tied, &counts, &[], &all, None);
         assert_eq!(rig.argmax(ctx), 123, "{path}: argmax takes the lowest tied id");
         for (u, want) in [(0.1, 123), (0.5, 9_000), (0.9, 31_000)] {
-            assert_eq!(cpu::sample(&tied, &all, &[], &[], None, u), want);
+            assert_eq!(draw(&tied, &all, &[], &[], None, u), want);
             assert_eq!(rig.sample(ctx, u), want, "{path}: u {u}");
         }
     }

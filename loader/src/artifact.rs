@@ -13,7 +13,7 @@ use crate::index::INDEX_FILES;
 use crate::metadata::{check_alone, check_tokenizer_file};
 use crate::paths::check_relative_file;
 use crate::progress::{FileProgress, ProgressCallback, Reporter};
-use crate::source::{Source, missing_all};
+use crate::source::Source;
 use crate::{ChatConfig, LoadError, Quantization, Tensor, TensorIndex, shard};
 
 /// What [`Artifact::source`] says for an artifact built by [`Artifact::from_files`].
@@ -186,7 +186,7 @@ impl Artifact {
         let index_file = INDEX_FILES
             .into_iter()
             .find(|name| files.contains_key(*name))
-            .ok_or_else(|| missing_all(INDEX_FILES[0], &INDEX_FILES))?;
+            .ok_or_else(|| LoadError::missing_all(INDEX_FILES[0], &INDEX_FILES))?;
         let index = TensorIndex::parse(&memory_text(&files, index_file)?, index_file)?;
         let mut callback = options.progress.take();
         let mut reporter = Reporter::new(callback.as_mut(), index.shards.len());

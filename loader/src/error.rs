@@ -179,6 +179,16 @@ impl LoadError {
         LoadError::Io { path: path.into(), source }
     }
 
+    /// The error for alternatives `names` that are all absent; `first` locates the first.
+    pub(crate) fn missing_all(first: &str, names: &[&str]) -> LoadError {
+        let others = names.get(1..).unwrap_or_default().join(", ");
+        let file = match others.is_empty() {
+            true => first.to_string(),
+            false => format!("{first} (nor {others})"),
+        };
+        LoadError::MissingFile { file }
+    }
+
     /// True for an HTTP 404, which for optional files means "absent".
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn is_not_found(&self) -> bool {

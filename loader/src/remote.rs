@@ -12,7 +12,6 @@ use crate::http::{Downloader, Expected};
 use crate::index::INDEX_FILES;
 use crate::metadata::{Check, check_alone};
 use crate::progress::FileProgress;
-use crate::source::missing_all;
 use crate::{
     LoadError, ShardEntry, TensorIndex, default_cache_dir, disk, resolve_model_url, shard,
 };
@@ -113,7 +112,7 @@ impl Remote {
                 Err(error) => return Err(error),
             }
         }
-        Err(missing_all(&self.url(names[0]), names))
+        Err(LoadError::missing_all(&self.url(names[0]), names))
     }
 
     /// Runs `check` on cached file `name`.

@@ -91,7 +91,9 @@ impl Source {
                     .iter()
                     .map(|name| dir.join(name))
                     .find(|path| path.is_file())
-                    .ok_or_else(|| missing_all(&dir.join(names[0]).display().to_string(), names))?;
+                    .ok_or_else(|| {
+                        LoadError::missing_all(&dir.join(names[0]).display().to_string(), names)
+                    })?;
                 check_local(&path, check).map(|()| path)
             }
             #[cfg(not(target_arch = "wasm32"))]
@@ -160,14 +162,4 @@ impl Source {
 fn check_local(path: &Path, check: Check<'_>) -> Result<(), LoadError> {
     let bytes = std::fs::read(path).map_err(|error| LoadError::io(path, error))?;
     check(&bytes, &path.display().to_string())
-}
-
-/// The error for alternatives `names` that are all absent; `first` locates the first.
-pub(crate) fn missing_all(first: &str, names: &[&str]) -> LoadError {
-    let others = names.get(1..).unwrap_or_default().join(", ");
-    let file = match others.is_empty() {
-        true => first.to_string(),
-        false => format!("{first} (nor {others})"),
-    };
-    LoadError::MissingFile { file }
 }

@@ -35,11 +35,10 @@ use mlc_kernels::{
 use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, StepInput};
+use crate::backend::{Backend, LinearSource, MatrixSource, StepInput};
 use crate::models::{Activation, ModelSpec};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
-use crate::weights::{LinearSource, MatrixSource};
 
 pub use readback::GpuPending;
 use readback::{MapRead, Submitted, read_mapped, readback_buffer};

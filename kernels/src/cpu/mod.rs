@@ -21,7 +21,7 @@ pub use matmul::{Q4Matrix, Weight, dot, matmul};
 pub use norm::rms_norm;
 pub use rope::{Llama3Scaling, Rope};
 pub use sampling::{
-    GREEDY_TEMPERATURE, MAX_TOP_LOGPROBS, Minstd, Nucleus, SamplingParams, TokenProbabilities,
-    apply_logit_bias, apply_penalties, apply_token_mask, argmax, sample, sample_from,
-    softmax_with_temperature, token_probabilities, top_p_filter,
+    Draw, GREEDY_TEMPERATURE, MAX_TOP_LOGPROBS, Minstd, Nucleus, SamplingParams,
+    TokenProbabilities, apply_logit_bias, apply_penalties, apply_token_mask, argmax, sample,
+    sample_from, softmax_with_temperature, token_probabilities, top_p_filter,
 };

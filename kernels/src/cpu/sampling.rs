@@ -278,21 +278,42 @@ pub fn argmax(logits: &[f32], active_vocab: Option<usize>) -> u32 {
     best as u32
 }
 
-/// Steps 1–5 on a copy of `logits`: bias, penalties for the `appeared`
-/// `(token, count)` pairs of this round, softmax with temperature, top-p, draw with `uniform`.
-pub fn sample(
-    logits: &[f32],
-    params: &SamplingParams,
-    appeared: &[(u32, u32)],
-    bias: &[(u32, f32)],
-    active_vocab: Option<usize>,
-    uniform: f32,
-) -> u32 {
+/// What one draw needs besides the logits.
+#[derive(Debug, Clone, Copy)]
+pub struct Draw<'a> {
+    /// Temperature, top-p and penalties.
+    pub params: &'a SamplingParams,
+    /// The `(token, count)` pairs the penalties see.
+    pub appeared: &'a [(u32, u32)],
+    /// `(token, bias)` pairs added to the logits.
+    pub bias: &'a [(u32, f32)],
+    /// The ids that may be drawn, a bitmask of `ceil(vocab / 32)` words; `None`: all.
+    pub mask: Option<&'a [u32]>,
+    /// Ids at or above this are never drawn; `None`: all.
+    pub active_vocab: Option<usize>,
+    /// The draw's uniform random number in `[0, 1)`.
+    pub uniform: f32,
+    /// How many of the most probable ids to report with the token's probability; 0: none.
+    pub top_logprobs: usize,
+}
+
+/// The whole chain in WebLLM's order on a copy of `logits`: token mask, bias,
+/// penalties, softmax with temperature, top-p, the draw; with the token's
+/// probability and the most probable ids when `top_logprobs > 0`. The one
+/// host sampler: the CPU engines draw with it and the GPU sampler is checked
+/// against it.
+pub fn sample(logits: &[f32], draw: &Draw<'_>) -> (u32, Option<TokenProbabilities>) {
     let mut logits = logits.to_vec();
-    apply_logit_bias(&mut logits, bias);
-    apply_penalties(&mut logits, appeared, params);
-    let probs = softmax_with_temperature(&logits, params.temperature, active_vocab);
-    sample_from(&top_p_filter(&probs, params.top_p), uniform)
+    if let Some(mask) = draw.mask {
+        apply_token_mask(&mut logits, mask);
+    }
+    apply_logit_bias(&mut logits, draw.bias);
+    apply_penalties(&mut logits, draw.appeared, draw.params);
+    let probs = softmax_with_temperature(&logits, draw.params.temperature, draw.active_vocab);
+    let token = sample_from(&top_p_filter(&probs, draw.params.top_p), draw.uniform);
+    let probabilities =
+        (draw.top_logprobs > 0).then(|| token_probabilities(&probs, token, draw.top_logprobs));
+    (token, probabilities)
 }
 
 /// WebLLM's random generator (docs/sampling.md, "Random numbers"): MINSTD / Park–Miller,
