@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::HumanBytes;
-use mlc_engine::prebuilt::{PrebuiltModel, prebuilt_models};
+use mlc_engine::prebuilt::{PrebuiltModel, prebuilt_models, why_not_runnable};
 use mlc_loader::{Artifact, CONFIG_FILE, OpenOptions, TensorIndex, cache_folder};
 
 use crate::progress;
@@ -91,6 +91,12 @@ pub(super) fn resolve(model: &str, cache: &Path) -> Result<Target> {
     let cached = cached_models(cache);
     if let Some(found) = cached.iter().find(|found| found.id == model) {
         return Ok(Target::Location(found.dir.to_string_lossy().into_owned()));
+    }
+    if let Some(why) = why_not_runnable(model) {
+        bail!(
+            "`{model}` is a WebLLM model that mlc-wgpu cannot run: {why}. docs/families.md lists \
+             the families that run; `mlc-wgpu list` shows the cached models"
+        );
     }
     let looks_like_a_path = model.contains(std::path::MAIN_SEPARATOR) || model.starts_with('.');
     if looks_like_a_path {

@@ -163,6 +163,26 @@ fn an_unknown_id_is_answered_with_the_nearest_known_ones() {
 }
 
 #[test]
+fn a_webllm_id_of_a_family_that_does_not_run_says_why_before_any_download() {
+    let cache = temp_dir();
+    let output = mlc_wgpu(&[
+        "inspect",
+        "--model",
+        "gemma-4-E2B-it-q4f16_1-MLC",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("`gemma-4-E2B-it-q4f16_1-MLC` is a WebLLM model that mlc-wgpu cannot run"),
+        "{text}"
+    );
+    assert!(text.contains("model-package"), "{text}");
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "nothing was downloaded");
+}
+
+#[test]
 fn a_gguf_file_points_at_convert() {
     let output = mlc_wgpu(&["chat", "--model", "models/qwen.Q4_K_M.gguf", "--device", "cpu"]);
     assert!(!output.status.success());

@@ -20,16 +20,33 @@ pub struct PrebuiltModel {
     pub overrides: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A WebLLM record this build cannot run, and why.
+#[derive(Debug, Clone, Deserialize)]
+struct NotRunnable {
+    model_id: String,
+    why: String,
+}
+
 #[derive(Deserialize)]
 struct ModelList {
     model_list: Vec<PrebuiltModel>,
+    not_runnable: Vec<NotRunnable>,
+}
+
+fn embedded_list() -> ModelList {
+    serde_json::from_str(include_str!("prebuilt-models.json"))
+        .expect("the embedded list is valid JSON")
 }
 
 /// Every prebuilt record this build knows.
 pub fn prebuilt_models() -> Vec<PrebuiltModel> {
-    let list: ModelList = serde_json::from_str(include_str!("prebuilt-models.json"))
-        .expect("the embedded list is valid JSON");
-    list.model_list
+    embedded_list().model_list
+}
+
+/// Why `model_id` cannot run, when it is one of WebLLM's records of a family
+/// (or quantization) this build does not implement.
+pub fn why_not_runnable(model_id: &str) -> Option<String> {
+    embedded_list().not_runnable.into_iter().find(|r| r.model_id == model_id).map(|r| r.why)
 }
 
 /// The record of `model_id`, if it is a prebuilt one.
@@ -81,8 +98,21 @@ mod tests {
             let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is listed"));
             assert!(record.model.ends_with(&format!("/mlc-ai/{id}")), "{}", record.model);
         }
-        // gemma3 is not implemented; a q3 quantization is not loaded.
-        assert!(find_prebuilt("gemma3-1b-it-q4f16_1-MLC").is_none());
+        // Gemma 4 is not implemented; a q3 quantization is not loaded.
+        assert!(find_prebuilt("gemma-4-E2B-it-q4f16_1-MLC").is_none());
         assert!(find_prebuilt("Llama-3.1-70B-Instruct-q3f16_1-MLC").is_none());
+    }
+
+    #[test]
+    fn webllm_ids_that_cannot_run_say_why() {
+        let why = |id| why_not_runnable(id).unwrap_or_else(|| panic!("{id} has a reason"));
+        assert!(why("gemma-4-E2B-it-q4f16_1-MLC").contains("model-package"));
+        assert!(why("Llama-3.1-70B-Instruct-q3f16_1-MLC").contains("quantization q3f16_1"));
+        assert!(why("snowflake-arctic-embed-m-q0f32-MLC-b4").contains("embedding"));
+        assert!(why("Phi-3.5-vision-instruct-q4f16_1-MLC").contains("vision"));
+        assert!(why_not_runnable("Qwen2.5-0.5B-Instruct-q4f16_1-MLC").is_none());
+        // Every WebLLM id is either runnable or explained (WebLLM 0.2.86 has 165).
+        let list = embedded_list();
+        assert_eq!(list.model_list.len() + list.not_runnable.len(), 165);
     }
 }

@@ -158,7 +158,7 @@ export class MLCEngine {
       throw new ModelFamilyNotSupportedError(modelId, "it is an embedding model (model_type ModelType.embedding), and no embedding model family is implemented yet, so embeddings.create() has no model to run on.");
     }
     if (record.model_manifest) {
-      throw new ModelFamilyNotSupportedError(modelId, `its artifact is described by a model manifest (${record.model_manifest}), which is not supported yet.`);
+      throw new ModelFamilyNotSupportedError(modelId, `its artifact is a model package (${record.model_manifest}), the format of Gemma 4, whose architecture MLC has not published: mlc-wgpu cannot run it (docs/families.md).`);
     }
     const backend = getCacheBackend(this.appConfig);
     const base = cleanModelUrl(record.model);

@@ -266,13 +266,15 @@ for (const mode of MODES) {
       const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return e.name + ": " + e.message; } };
       const family = await attempt(() => T.load(webllm, { id: "gemma3-config", device: arg.D }));
       const embedRecord = await attempt(() => webllm.CreateMLCEngine("snowflake-arctic-embed-m-q0f32-MLC-b4", { device: arg.D }));
+      const packageRecord = await attempt(() => webllm.CreateMLCEngine("gemma-4-E2B-it-q4f16_1-MLC", { device: arg.D }));
       const embeddings = await attempt(() => window.engine.embeddings.create({ input: "hello" }));
       // The config it fetched stays cached, as WebLLM keeps it; later checks count the cache's keys.
       await webllm.deleteChatConfigInCache("gemma3-config", T.cfg("cache", "gemma3-config"));
-      return { family, embedRecord, embeddings };
+      return { family, embedRecord, packageRecord, embeddings };
     `, { D });
     assert(/^ModelFamilyNotSupportedError: gemma3-config cannot be loaded by mlc-wgpu: unsupported model_type `gemma3`; supported: .*llama/.test(r.family), r.family);
     assert(/^ModelFamilyNotSupportedError: snowflake-arctic-embed-m-q0f32-MLC-b4 cannot be loaded by mlc-wgpu: it is an embedding model/.test(r.embedRecord), r.embedRecord);
+    assert(/^ModelFamilyNotSupportedError: gemma-4-E2B-it-q4f16_1-MLC cannot be loaded by mlc-wgpu: its artifact is a model package \(mlc-model-manifest.json\), the format of Gemma 4/.test(r.packageRecord), r.packageRecord);
     eq(r.embeddings, "IncorrectPipelineLoadedError: EmbeddingCreateParams expects model to be loaded with EmbeddingPipeline. However, tiny-qwen2 is not loaded with this pipeline.", "embeddings.create on a chat model");
     const fetched = server.requests().map((x) => x.path).filter((x) => x.startsWith("/models/gemma3-config/"));
     eq(fetched, ["/models/gemma3-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
