@@ -144,10 +144,10 @@ impl Artifact {
             source.file(name, &check, &mut reporter.file(position, name))?;
         }
         let mut shards = Vec::with_capacity(index.shards.len());
-        let mut local = source.read_local_shards(&index.shards, options.verify_md5).into_iter();
+        let mut local = source.read_local_shards(&index.shards, options.verify_md5);
         for (position, entry) in index.shards.iter().enumerate() {
             let mut progress = reporter.file(tokenizer_count + position, &entry.data_path);
-            shards.push(match local.next() {
+            shards.push(match local.as_mut().and_then(Iterator::next) {
                 Some(read) => {
                     let (bytes, digest) = read?;
                     let file = source.dir().join(&entry.data_path).display().to_string();

@@ -30,6 +30,7 @@ mod error;
 mod http;
 mod index;
 mod json;
+mod local_shards;
 mod location;
 mod metadata;
 mod paths;

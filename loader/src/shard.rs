@@ -22,31 +22,12 @@ pub(crate) fn read(
     Ok(bytes)
 }
 
-/// A shard read by [`read_all`], with the md5 to check it against the index.
+/// A shard read ahead (`local_shards`), with the md5 to check it against the index.
 pub(crate) type Hashed = Result<(Vec<u8>, Option<String>), LoadError>;
-
-/// Reads and hashes the shards `entries` of folder `dir` on one thread each:
-/// the md5 of a 0.5B model's 278 MB takes ~0.5 s on one core. The results are
-/// in the order of `entries`, for [`check`] to report in order.
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn read_all(dir: &Path, entries: &[ShardEntry], verify_md5: bool) -> Vec<Hashed> {
-    std::thread::scope(|scope| {
-        let reads: Vec<_> = entries
-            .iter()
-            .map(|entry| {
-                scope.spawn(move || read_and_hash(&dir.join(&entry.data_path), entry, verify_md5))
-            })
-            .collect();
-        reads
-            .into_iter()
-            .map(|read| read.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    })
-}
 
 /// The bytes of shard `entry` at `path` and, when `verify_md5` and the index
 /// has one, their md5 (hex).
-fn read_and_hash(
+pub(crate) fn read_and_hash(
     path: &Path,
     entry: &ShardEntry,
     verify_md5: bool,

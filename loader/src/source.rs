@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::local_shards::LocalShards;
 use crate::location::is_url;
 use crate::metadata::Check;
 use crate::progress::FileProgress;
@@ -125,23 +126,23 @@ impl Source {
         }
     }
 
-    /// The verified bytes of a shard.
-    /// The shards of a local folder, read and hashed in parallel ([`shard::read_all`]);
-    /// nothing for a remote source (its shards come through the cache, one by
-    /// one) or in a browser.
+    /// The shards of a local folder, read and hashed ahead in parallel
+    /// ([`local_shards::read_all`]); `None` for a remote source (its shards come
+    /// through the cache, one by one) or in a browser.
     #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn read_local_shards(
         &self,
         entries: &[ShardEntry],
         verify_md5: bool,
-    ) -> Vec<shard::Hashed> {
+    ) -> Option<LocalShards> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
-            Source::Local(dir) => shard::read_all(dir, entries, verify_md5),
-            _ => Vec::new(),
+            Source::Local(dir) => Some(crate::local_shards::read_all(dir, entries, verify_md5)),
+            _ => None,
         }
     }
 
+    /// The verified bytes of a shard.
     pub(crate) fn shard(
         &mut self,
         entry: &ShardEntry,
