@@ -378,7 +378,7 @@ export class MLCEngine {
       const { journal, request: run } = await this.resumables.begin(resumable, m.modelId, request);
       let json;
       try {
-        json = await m.wasm[method](JSON.stringify(run), () => {}, journalHook(journal));
+        json = await m.wasm[method](JSON.stringify(run), () => {}, journal && ((ids, text, processed) => journal.tokens(ids, text, processed)));
       } catch (e) {
         await journal?.end(undefined, e).catch(() => {});
         throw e;
@@ -432,12 +432,17 @@ export class MLCEngine {
 
   // Runs `start(onChunk, onOutput)` (a wasm generation) holding the model's lock (`release` frees
   // it) and yields its chunks as they are queued. An early return() (`break` in for-await)
-  // interrupts the generation and waits for it to end. With a journal, the output tokens go into
-  // it, a chunk is handed out only once its tokens are written ("exact" durability), and the
-  // journal ends with the generation: finished, aborted (an interrupt or an early return) or failed.
-  // Returns the engine's final message (WebLLM's getMessage()).
+  // interrupts the generation and waits for it to end. Returns the engine's final message
+  // (WebLLM's getMessage()).
+  //
+  // With a journal, each delta chunk's output tokens are journaled as the chunk is handed out
+  // (the engine's output hook reports them just before it queues the chunk), and in "exact"
+  // durability only once written: the journal holds what was delivered, as WebLLM's lazy stream
+  // journals only the tokens it was asked for, although this engine generates ahead of the reader.
+  // The journal ends with the generation: finished, aborted (an interrupt or an early return) or failed.
   async *generate(m, release, journal, start) {
     const queue = [];
+    const outputs = []; // the output hook's reports not journaled yet, one per delta chunk queued
     let wake, finished = false, failure, finishReason;
     m.running += 1;
     m.live = "";
@@ -449,9 +454,10 @@ export class MLCEngine {
       queue.push(c);
       wake?.();
     };
+    const onOutput = journal && ((ids, text, processed) => outputs.push([ids, text, processed]));
     let run;
     try {
-      run = start(onChunk, journalHook(journal));
+      run = start(onChunk, onOutput);
     } catch (e) {
       m.running -= 1;
       release();
@@ -467,8 +473,12 @@ export class MLCEngine {
     try {
       for (;;) {
         if (queue.length) {
-          if (journal?.exact) await journal.flush();
-          yield queue.shift();
+          const chunk = queue.shift();
+          if (journal && chunk.choices[0]?.finish_reason === null) {
+            journal.tokens(...outputs.shift());
+            if (journal.exact) await journal.flush();
+          }
+          yield chunk;
           continue;
         }
         if (finished) {
@@ -617,11 +627,6 @@ export class MLCEngine {
   async deleteResumableSession(sessionId) {
     await this.resumables.delete(sessionId);
   }
-}
-
-/** The wasm engine's output hook that writes a journal (none without one). */
-function journalHook(journal) {
-  return journal && ((ids, text, processed) => journal.tokens(ids, text, processed));
 }
 
 async function checkQuota(bytesNeeded, firstUrl) {
