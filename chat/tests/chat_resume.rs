@@ -89,9 +89,9 @@ fn resumes_as_if_never_cut(gpu: bool, request: ChatCompletionRequest) {
     assert_eq!(streamed, content(&whole));
     // The hook saw every output token, their text, and the tokens processed.
     let ids: Vec<u32> = reports.iter().flat_map(|(ids, _, _)| ids.clone()).collect();
-    let generated = whole.usage.completion_tokens as usize;
+    let generated = whole.usage.completion_tokens;
     assert_eq!(ids.len(), generated, "{reports:?}");
-    let prompt_tokens = whole.usage.prompt_tokens as usize;
+    let prompt_tokens = whole.usage.prompt_tokens;
     assert_eq!(reports.last().unwrap().2, prompt_tokens + generated);
     assert_eq!(
         reports.iter().map(|(_, text, _)| text.as_str()).collect::<String>(),
@@ -108,7 +108,7 @@ fn resumes_as_if_never_cut(gpu: bool, request: ChatCompletionRequest) {
         // The continuation reports only the ids after the cut.
         let later: Vec<u32> = after.borrow().iter().flat_map(|(ids, _, _)| ids.clone()).collect();
         assert_eq!([before, later].concat(), ids, "cut after {cut} reports");
-        assert_eq!(resumed.usage.completion_tokens as usize, generated - ids_before(&reports, cut));
+        assert_eq!(resumed.usage.completion_tokens, generated - ids_before(&reports, cut));
     }
 }
 
