@@ -606,7 +606,7 @@ export class MLCEngine {
   continueSession(m, state) {
     const engine = this;
     const chunks = (async function* () {
-      const releaseSession = engine.resumables.claim(state.sessionId);
+      const releaseSession = await engine.resumables.claim(state.sessionId);
       let journal;
       try {
         journal = await engine.resumables.attach(state, releaseSession);

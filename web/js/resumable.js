@@ -217,17 +217,35 @@ export class ResumableStore {
     return states;
   }
 
-  /** Marks a session as being written; WebLLM's error when another generation writes it. */
-  claim(sessionId) {
-    if (this.active.has(sessionId)) throw new Error(`Resumable session is already active: ${sessionId}`);
+  /**
+   * Marks a session as being written, in this realm and (through the Web Locks API, where there is
+   * one) in every tab and worker of the origin; WebLLM's error when another generation writes it.
+   * Resolves with the function that releases it.
+   */
+  async claim(sessionId) {
+    const busy = () => new Error(`Resumable session is already active: ${sessionId}`);
+    if (this.active.has(sessionId)) throw busy();
     this.active.add(sessionId);
-    return () => this.active.delete(sessionId);
+    const locks = globalThis.navigator?.locks;
+    if (typeof locks?.request !== "function") return () => this.active.delete(sessionId);
+    let unlock;
+    const held = await new Promise((resolve, reject) => {
+      locks.request(`${RESUMABLE_ROOT}/${sessionId}`, { ifAvailable: true }, (lock) => {
+        resolve(lock !== null);
+        return lock === null ? undefined : new Promise((r) => { unlock = r; });
+      }).catch(reject);
+    }).catch((e) => { this.active.delete(sessionId); throw e; });
+    if (!held) {
+      this.active.delete(sessionId);
+      throw busy();
+    }
+    return () => { this.active.delete(sessionId); unlock(); };
   }
 
   /** Removes a session (nothing to do for an unknown id, or without OPFS). */
   async delete(sessionId) {
     assertSessionId(sessionId);
-    const release = this.claim(sessionId);
+    const release = await this.claim(sessionId);
     try {
       const sessions = await this.root(false);
       await sessions?.removeEntry(sessionId, { recursive: true });
@@ -248,7 +266,7 @@ export class ResumableStore {
   async begin(config, modelId, request) {
     const run = request.seed === undefined || request.seed === null
       ? { ...request, seed: Math.floor(Math.random() * SEED_MODULUS) } : request;
-    const release = this.claim(config.sessionId);
+    const release = await this.claim(config.sessionId);
     try {
       const dir = await this.sessionDir(config.sessionId, true);
       const existing = [];
