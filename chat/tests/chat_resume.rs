@@ -20,7 +20,7 @@ use mlc_loader::{Artifact, OpenOptions};
 use pollster::FutureExt as _;
 
 /// tiny-qwen2 on the CPU engine, or on the GPU engine with `gpu`.
-fn engine(gpu: bool) -> (ChatEngine, artifacts::tempdir::Dir) {
+fn engine(gpu: bool) -> (ChatEngine, artifacts::TempDir) {
     let dir = artifacts::tiny_qwen2_with_tokenizer();
     let artifact = Artifact::open(dir.path().to_str().unwrap(), OpenOptions::default()).unwrap();
     let engine = match gpu {
