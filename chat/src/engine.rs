@@ -91,6 +91,12 @@ pub enum EngineSetupError {
 /// an interrupt can land while a CPU-bound generation runs).
 pub type Pause = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>>;
 
+/// Watches a chat round's output as it grows, streamed or not, to journal it
+/// (the browser module's resumable generation): called with the ids appended
+/// since the previous call, the text they add (a stream delta), and the
+/// tokens the round has processed so far (prompt and output).
+pub type OutputHook = Box<dyn FnMut(&[u32], &str, usize)>;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -144,6 +150,8 @@ pub struct ChatEngine {
     interrupt: Arc<AtomicBool>,
     /// Awaited after every token (`None`: carry on at once).
     pause: Option<Pause>,
+    /// Told about the output as it grows (`None`: nobody watches).
+    output_hook: Option<OutputHook>,
     /// The text of the last finished choice (WebLLM's `getMessage`).
     last_message: String,
     /// The counters of the last round, until cleared (`runtimeStatsText`).
@@ -200,6 +208,7 @@ impl ChatEngine {
             rng: clock_seeded_rng(),
             interrupt: Arc::new(AtomicBool::new(false)),
             pause: None,
+            output_hook: None,
             last_message: String::new(),
             last_round: None,
             tools,
@@ -210,6 +219,11 @@ impl ChatEngine {
     /// Sets what requests await after each generated token.
     pub fn set_pause(&mut self, pause: Pause) {
         self.pause = Some(pause);
+    }
+
+    /// Sets (or clears) what is told about the output of the requests that follow.
+    pub fn set_output_hook(&mut self, hook: Option<OutputHook>) {
+        self.output_hook = hook;
     }
 
     /// The text of the last finished choice (WebLLM's `getMessage`).
@@ -338,6 +352,39 @@ impl ChatEngine {
     pub async fn chat_completion(
         &mut self,
         request: &ChatCompletionRequest,
+        on_chunk: impl FnMut(ChatCompletionChunk),
+    ) -> Result<ChatCompletion, RequestError> {
+        self.chat(request, &[], on_chunk).await
+    }
+
+    /// Continues a chat request whose round was cut short after it generated
+    /// `generated` (output ids, after any preloaded ones) and streamed their
+    /// text: the prompt and those ids are prefilled on an empty KV cache, the
+    /// request's generator is advanced past their draws (one per token) and
+    /// penalties count them, so a seeded or greedy request goes on as the
+    /// uninterrupted round would have; the stream carries what follows their
+    /// text. The request must have one choice (WebLLM's error otherwise).
+    pub async fn resume_chat_completion(
+        &mut self,
+        request: &ChatCompletionRequest,
+        generated: &[u32],
+        on_chunk: impl FnMut(ChatCompletionChunk),
+    ) -> Result<ChatCompletion, RequestError> {
+        if request.n.unwrap_or(1) > 1 {
+            return Err(ChatError::Error(
+                "Resumable generation currently requires n <= 1.".to_string(),
+            )
+            .into());
+        }
+        self.chat(request, generated, on_chunk).await
+    }
+
+    /// [`chat_completion`](Self::chat_completion), continued after `resumed`
+    /// output ids when there are any.
+    async fn chat(
+        &mut self,
+        request: &ChatCompletionRequest,
+        resumed: &[u32],
         mut on_chunk: impl FnMut(ChatCompletionChunk),
     ) -> Result<ChatCompletion, RequestError> {
         let started = Instant::now();
@@ -356,9 +403,11 @@ impl ChatEngine {
         let enable_thinking = request.extra_body.as_ref().and_then(|extra| extra.enable_thinking);
         let messages = &structure.messages;
         let prepare = |engine: &mut ChatEngine, kept: Kept| {
-            engine.prepare_chat(messages, enable_thinking, kept, &plan.stop)
+            engine.prepare_chat(messages, enable_thinking, kept, &plan.stop, resumed)
         };
-        let outcome = self.run::<ChatChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
+        let outcome = self
+            .run::<ChatChunks>(request.seed, resumed.len(), &plan, &mut on_chunk, prepare)
+            .await?;
         let hermes_calling = plan.tool_calls == Some(ToolFormat::Hermes);
         let choices = outcome
             .choices
@@ -413,7 +462,8 @@ impl ChatEngine {
         let prepare = |engine: &mut ChatEngine, _kept: Kept| {
             engine.prepare_completion(&request.prompt, &plan.stop)
         };
-        let outcome = self.run::<TextChunks>(request.seed, &plan, &mut on_chunk, prepare).await?;
+        let outcome =
+            self.run::<TextChunks>(request.seed, 0, &plan, &mut on_chunk, prepare).await?;
         // `echo` only applies to a whole response, as in WebLLM.
         let echo = request.echo == Some(true) && request.stream != Some(true);
         let choices = outcome
@@ -545,10 +595,12 @@ impl ChatEngine {
     }
 
     /// Runs the choices of a request with `seed` applied (WebLLM seeds once per
-    /// request and reseeds from the clock afterwards, whatever happened).
+    /// request and reseeds from the clock afterwards, whatever happened), past
+    /// the draws of `replayed` tokens a cut-short run took already.
     async fn run<K: ChunkKind>(
         &mut self,
         seed: Option<f64>,
+        replayed: usize,
         plan: &Plan,
         on_chunk: &mut dyn FnMut(K::Chunk),
         mut prepare: impl FnMut(&mut ChatEngine, Kept) -> Result<Prepared, RequestError>,
@@ -557,6 +609,9 @@ impl ChatEngine {
             // Validation accepted only integers; WebLLM leaves negative seeds
             // undefined, here they wrap into range.
             self.rng = Minstd::new(seed.rem_euclid(SEED_MODULUS) as u64);
+        }
+        for _ in 0..replayed {
+            self.rng.next_f32();
         }
         let outcome = self.run_choices::<K>(plan, on_chunk, &mut prepare).await;
         self.rng = clock_seeded_rng();
@@ -655,16 +710,19 @@ impl ChatEngine {
     }
 
     /// A chat round's prompt (WebLLM's `prefill`): reuses the KV cache when the
-    /// request's history equals the kept conversation, else resets it.
+    /// request's history equals the kept conversation, else resets it. A
+    /// round `resumed` after output ids starts afresh and prefills them too.
     fn prepare_chat(
         &mut self,
         messages: &[ChatMessage],
         enable_thinking: Option<bool>,
         kept: Kept,
         stop: &StopConditions,
+        resumed: &[u32],
     ) -> Result<Prepared, RequestError> {
         let history = Conversation::from_request(&self.template, messages)?;
-        let reuse = can_reuse_kv_cache(&kept.conversation, kept.finish, &history);
+        let reuse =
+            resumed.is_empty() && can_reuse_kv_cache(&kept.conversation, kept.finish, &history);
         let mut conversation = match reuse {
             true => kept.conversation,
             false => {
@@ -674,14 +732,16 @@ impl ChatEngine {
         };
         let last = messages.last().ok_or(ChatError::EmptyMessages)?;
         conversation.start_round(&self.template, last, enable_thinking)?;
-        let prompt = conversation.prompt_tokens(&self.template, &self.tokenizer, !reuse)?;
+        let mut prompt = conversation.prompt_tokens(&self.template, &self.tokenizer, !reuse)?;
+        prompt.ids.extend_from_slice(resumed);
         self.check_fits(prompt.ids.len())?;
         // WebLLM puts the empty thinking block's ids into the output itself.
         let preloaded = match enable_thinking {
             Some(false) => self.tokenizer.encode(EMPTY_THINKING_BLOCK)?,
             _ => Vec::new(),
         };
-        let output = OutputStream::with_preloaded(self.tokenizer.clone(), stop.clone(), preloaded);
+        let output =
+            OutputStream::resumed(self.tokenizer.clone(), stop.clone(), preloaded, resumed)?;
         Ok(Prepared {
             ids: prompt.ids,
             prompt_tokens: prompt.prompt_tokens,
@@ -764,7 +824,13 @@ impl ChatEngine {
         // prompt, nor a preloaded thinking block): the prompt's step starts
         // them empty, and the backend adds each draw, so every later step
         // penalises all tokens before it, read by the host or not.
-        let round_counts = TokenCounts::Start(&[]);
+        // (A resumed round's output so far counts, as it did before the cut.)
+        let resumed_counts = token_counts(output.generated_ids());
+        let round_counts = TokenCounts::Start(&resumed_counts);
+        // What the output hook has been told: the ids up to here, and the
+        // prompt's length (the ids fed less the resumed output).
+        let mut hooked = output.generated_ids().len();
+        let prompt_len = prompt.len() - hooked;
         if pipelined {
             untaken.push_back(self.rng);
             self.queue_step(StepInput::Tokens(prompt), round_counts, sampler, None)?;
@@ -816,6 +882,11 @@ impl ChatEngine {
                 output.finish(FinishReason::Length);
             }
             if let Some(delta) = output.next_delta() {
+                if let Some(hook) = &mut self.output_hook {
+                    let ids = output.generated_ids();
+                    hook(&ids[hooked..], &delta, prompt_len + ids.len());
+                    hooked = ids.len();
+                }
                 emit(delta, sampler.chunk_logprobs(logprobs.last()));
             }
             if output.finish_reason().is_some() {
@@ -917,6 +988,18 @@ impl ChatEngine {
             top_logprobs,
         })
     }
+}
+
+/// `(token, count)` pairs of `ids`, the penalties' counts of an output.
+fn token_counts(ids: &[u32]) -> Vec<(u32, u32)> {
+    let mut counts: Vec<(u32, u32)> = Vec::new();
+    for &id in ids {
+        match counts.iter_mut().find(|(token, _)| *token == id) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((id, 1)),
+        }
+    }
+    counts
 }
 
 /// The model id of an artifact from what was opened: the folder name, or the

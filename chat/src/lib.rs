@@ -34,7 +34,7 @@ mod validate;
 pub use conversation::{
     ConvMessage, Conversation, EMPTY_THINKING_BLOCK, PromptTokens, Role, Turn, can_reuse_kv_cache,
 };
-pub use engine::{ChatEngine, EngineSetupError, Pause, RequestError, model_id_of};
+pub use engine::{ChatEngine, EngineSetupError, OutputHook, Pause, RequestError, model_id_of};
 pub use error::ChatError;
 pub use grammar::{Grammar, GrammarCompiler, TokenMatcher};
 pub use openai::*;

@@ -86,6 +86,26 @@ impl OutputStream {
         }
     }
 
+    /// An output continued after `generated`, the ids a previous run of the
+    /// same round produced (after the `preloaded` ones) and whose text it
+    /// streamed: the text is theirs, and the next delta starts after it.
+    /// (Without any, nothing was streamed: the preloaded text comes first.)
+    pub fn resumed(
+        tokenizer: Tokenizer,
+        stop: StopConditions,
+        preloaded: Vec<u32>,
+        generated: &[u32],
+    ) -> Result<OutputStream, TokenizerError> {
+        let mut output = OutputStream::with_preloaded(tokenizer, stop, preloaded);
+        if generated.is_empty() {
+            return Ok(output);
+        }
+        output.ids.extend_from_slice(generated);
+        output.text = output.tokenizer.decode(&output.ids)?;
+        output.streamed_utf16 = utf16_len(&output.text);
+        Ok(output)
+    }
+
     /// Takes a sampled token (WebLLM's `processNextToken`): a stop token
     /// finishes the round and is not appended; otherwise the id is appended,
     /// the text re-decoded and cut at a stop string; then `max_tokens` is checked.

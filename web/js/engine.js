@@ -16,9 +16,10 @@ import {
 import { downloadFile, fetchWithCache, openStore, putVerified, SCOPE_CONFIG, SCOPE_MODEL } from "./cache.js";
 import { CPU_FALLBACK_NOTICE, fetchReport, finishReport, loadReport, noticeReport, startReport } from "./progress.js";
 import { chooseDevice } from "./device.js";
-import { postInitAndCheckFieldsChatCompletion, postInitAndCheckFieldsCompletion } from "./validate.js";
+import { postInitAndCheckFieldsChatCompletion, postInitAndCheckFieldsCompletion, rejectCompletionResumable } from "./validate.js";
 import { verifyIntegrity } from "./integrity.js";
 import { log, setLogLevel } from "./log.js";
+import { continuationBlockReason, probe, ResumableStore, resumableConfigOf, textOnlyResult } from "./resumable.js";
 // A static import: service workers forbid dynamic import(), and the module must load there too.
 // Importing the wasm-bindgen glue is cheap (a small JS file); the .wasm binary itself is fetched
 // and instantiated only on the first reload().
@@ -114,6 +115,7 @@ export class MLCEngine {
     if (engineConfig.logitProcessorRegistry) this.setLogitProcessorRegistry(engineConfig.logitProcessorRegistry);
     this.loaded = new Map(); // modelId -> { wasm, record, config, lock, interrupt, running, live }
     this.reloadController = undefined;
+    this.resumables = new ResumableStore();
     this.chat = new Chat(this);
     this.completions = new Completions(this);
     this.embeddings = new Embeddings(this);
@@ -311,7 +313,7 @@ export class MLCEngine {
       cpuReason = "no WebGPU; the CPU engine is much slower";
     }
     this.loaded.set(modelId, {
-      wasm: engine, record, config, lock: new Lock(), interrupt: engine.interruptHandle(), running: 0, live: "",
+      modelId, wasm: engine, record, config, lock: new Lock(), interrupt: engine.interruptHandle(), running: 0, live: "",
       modelType: record.model_type ?? ModelType.LLM, toolFormat: engine.toolFormat(),
     });
     this.report(finishReport(used, used === "webgpu" ? await adapterName(engine) : cpuReason, secs(), totalBytes));
@@ -346,11 +348,13 @@ export class MLCEngine {
     const m = this.loaded.get(id);
     if (m.modelType === ModelType.embedding) throw new IncorrectPipelineLoadedError(id, "LLMChatPipeline", "ChatCompletionRequest");
     postInitAndCheckFieldsChatCompletion(request, id, m.modelType, m.toolFormat);
-    if (request.stream) return this.stream(m, "chatCompletion", request);
-    return this.nonStreaming(m, "chatCompletion", request);
+    const resumable = resumableConfigOf(request);
+    if (request.stream) return this.stream(m, "chatCompletion", request, resumable);
+    return this.nonStreaming(m, "chatCompletion", request, resumable);
   }
 
   async completion(request) {
+    rejectCompletionResumable(request);
     const id = this.selectModel(request.model, "CompletionCreateParams");
     const m = this.loaded.get(id);
     if (m.modelType === ModelType.embedding) throw new IncorrectPipelineLoadedError(id, "LLMChatPipeline", "CompletionCreateParams");
@@ -366,10 +370,21 @@ export class MLCEngine {
     throw new IncorrectPipelineLoadedError(id, "EmbeddingPipeline", "EmbeddingCreateParams");
   }
 
-  async nonStreaming(m, method, request) {
-    return this.exclusive(m, () => {
+  // A request with `resumable` settings journals its output tokens (resumable.js) as they come.
+  async nonStreaming(m, method, request, resumable) {
+    return this.exclusive(m, async () => {
       m.live = "";
-      return m.wasm[method](JSON.stringify(request), () => {});
+      if (!resumable) return m.wasm[method](JSON.stringify(request), () => {});
+      const { journal, request: run } = await this.resumables.begin(resumable, m.modelId, request);
+      let json;
+      try {
+        json = await m.wasm[method](JSON.stringify(run), () => {}, journal && ((ids, text, processed) => journal.tokens(ids, text, processed)));
+      } catch (e) {
+        await journal?.end(undefined, e).catch(() => {});
+        throw e;
+      }
+      await journal?.end(JSON.parse(json).choices[0]?.finish_reason);
+      return json;
     });
   }
 
@@ -402,41 +417,74 @@ export class MLCEngine {
   }
 
   // The Rust engine pushes chunks through a callback; WebLLM's API is a lazy async generator.
-  // The lock is taken on the first next(); chunks are queued as they arrive; an early return()
-  // (`break` in for-await) interrupts the generation and waits for it to end.
-  async *stream(m, method, request) {
+  // The lock is taken on the first next() (and a resumable request's journal begun then).
+  async *stream(m, method, request, resumable) {
     const release = await m.lock.acquire();
+    let journal, run = request;
+    try {
+      if (resumable) ({ journal, request: run } = await this.resumables.begin(resumable, m.modelId, request));
+    } catch (e) {
+      release();
+      throw e;
+    }
+    yield* this.generate(m, release, journal, (onChunk, onOutput) => m.wasm[method](JSON.stringify(run), onChunk, onOutput));
+  }
+
+  // Runs `start(onChunk, onOutput)` (a wasm generation) holding the model's lock (`release` frees
+  // it) and yields its chunks as they are queued. An early return() (`break` in for-await)
+  // interrupts the generation and waits for it to end. Returns the engine's final message
+  // (WebLLM's getMessage()).
+  //
+  // With a journal, each delta chunk's output tokens are journaled as the chunk is handed out
+  // (the engine's output hook reports them just before it queues the chunk), and in "exact"
+  // durability only once written: the journal holds what was delivered, as WebLLM's lazy stream
+  // journals only the tokens it was asked for, although this engine generates ahead of the reader.
+  // The journal ends with the generation: finished, aborted (an interrupt or an early return) or failed.
+  async *generate(m, release, journal, start) {
     const queue = [];
-    let wake, finished = false, failure;
+    const outputs = []; // the output hook's reports not journaled yet, one per delta chunk queued
+    let wake, finished = false, failure, finishReason;
     m.running += 1;
     m.live = "";
     const onChunk = (s) => {
       const c = JSON.parse(s);
       const piece = c.choices?.[0]?.delta?.content ?? c.choices?.[0]?.text;
       if (typeof piece === "string") m.live += piece;
+      finishReason = c.choices?.[0]?.finish_reason ?? finishReason;
       queue.push(c);
       wake?.();
     };
+    const onOutput = journal && ((ids, text, processed) => outputs.push([ids, text, processed]));
     let run;
     try {
-      run = m.wasm[method](JSON.stringify(request), onChunk);
+      run = start(onChunk, onOutput);
     } catch (e) {
       m.running -= 1;
       release();
+      await journal?.end(undefined, e).catch(() => {});
       throw e;
     }
+    let message;
     const settled = run.then(
-      () => { finished = true; },
+      () => { finished = true; message = m.wasm.getMessage(); },
       (e) => { failure = e; finished = true; this.forgetIfLost(m, e); },
     ).finally(() => { m.running -= 1; release(); wake?.(); });
     let completed = false;
     try {
       for (;;) {
-        if (queue.length) { yield queue.shift(); continue; }
+        if (queue.length) {
+          const chunk = queue.shift();
+          if (journal && chunk.choices[0]?.finish_reason === null) {
+            journal.tokens(...outputs.shift());
+            if (journal.exact) await journal.flush();
+          }
+          yield chunk;
+          continue;
+        }
         if (finished) {
           completed = true;
           if (failure) throw failure;
-          return;
+          return message;
         }
         await new Promise((r) => { wake = r; });
         wake = undefined;
@@ -446,6 +494,10 @@ export class MLCEngine {
         if (!finished) m.interrupt.interrupt();
         await settled;
       }
+      // An early return ends the generation as an interrupt does: aborted, and resumable.
+      const ended = journal?.end(completed && !failure ? finishReason : "abort", failure);
+      // A journal that fails to end does not hide the generation's own error.
+      if (failure || !completed) await ended?.catch(() => {}); else await ended;
     }
   }
 
@@ -510,9 +562,71 @@ export class MLCEngine {
     return this.exclusive(m, () => m.wasm.forwardTokensAndSample(Uint32Array.from(inputIds), Boolean(isPrefill)));
   }
 
-  async listResumableSessions() { return []; }
-  async resumeChatCompletion() { throw new Error("Resumable generation is not supported by mlc-wgpu yet."); }
-  async deleteResumableSession() {}
+  // ---- Crash-resumable generation (resumable.js has the journal; docs/web-migration.md).
+
+  /** WebLLM's `ResumeProbeResult` for every session in OPFS (none without OPFS). */
+  async listResumableSessions() {
+    return (await this.resumables.list()).map((state) => state.failure === undefined ? probe(state) : {
+      sessionId: state.sessionId, resumable: false,
+      reason: `session inspection failed: ${state.failure?.message ?? state.failure}`,
+      modelId: "", emittedTokens: 0, processedSeqLen: 0, recoveryMode: "none",
+    });
+  }
+
+  /**
+   * Reads a session back (`ResumeResult`, recoveryMode "text_only"), or with `continueGeneration`
+   * continues it where its journal ends: the prompt and the journaled output tokens are fed again
+   * (one prefill) and generation carries on with the sampler where it was (the seed advanced by one
+   * draw per token). With `stream` (and a streamed original request) the chunks after the journaled
+   * text come as an async iterable; otherwise it runs to the end and resolves with the whole text.
+   * A finished session, or one whose model is not loaded, is read back as text only, as in WebLLM.
+   */
+  async resumeChatCompletion(sessionId, options) {
+    const state = await this.resumables.open(sessionId);
+    if (state === undefined) throw new Error(`Resumable session not found: ${sessionId}`);
+    if (options?.continueGeneration !== true) return textOnlyResult(state);
+    const blocked = continuationBlockReason(state);
+    const m = this.loaded.get(state.modelId);
+    if (blocked !== undefined || m === undefined) {
+      if (blocked !== undefined) log.warn(`Resumable session ${sessionId} recovered as text-only: ${blocked}.`);
+      return textOnlyResult(state);
+    }
+    const chunks = this.continueSession(m, state);
+    if (options.stream === true && state.request.stream === true) return chunks;
+    for await (const chunk of chunks) void chunk; // run to the end; the text is the engine's message
+    return {
+      sessionId, recoveredText: chunks.text, emittedTokens: chunks.journal.emittedTokens,
+      processedSeqLen: chunks.journal.processed, replayedTokens: state.ids.length, recoveryMode: "token_replay",
+    };
+  }
+
+  // The chunks of a continued session. The session is claimed (WebLLM's "already active" error)
+  // and the model's lock taken on the first next(); the journal is `.journal` once started, and
+  // the whole text `.text` once finished.
+  continueSession(m, state) {
+    const engine = this;
+    const chunks = (async function* () {
+      const releaseSession = await engine.resumables.claim(state.sessionId);
+      let journal;
+      try {
+        journal = await engine.resumables.attach(state, releaseSession);
+      } catch (e) {
+        releaseSession();
+        throw e;
+      }
+      chunks.journal = journal;
+      const release = await m.lock.acquire();
+      // Streamed whatever the original request asked: the chunks carry the journal's hook.
+      const request = JSON.stringify({ ...state.request, stream: true });
+      chunks.text = yield* engine.generate(m, release, journal, (onChunk, onOutput) =>
+        m.wasm.resumeChatCompletion(request, Uint32Array.from(state.ids), onChunk, onOutput));
+    })();
+    return chunks;
+  }
+
+  async deleteResumableSession(sessionId) {
+    await this.resumables.delete(sessionId);
+  }
 }
 
 async function checkQuota(bytesNeeded, firstUrl) {

@@ -190,7 +190,11 @@ export interface ChatCompletionRequestBase {
   response_format?: ResponseFormat;
   ignore_eos?: boolean;
   model?: string | null;
-  extra_body?: { enable_thinking?: boolean | null; enable_latency_breakdown?: boolean | null };
+  extra_body?: {
+    enable_thinking?: boolean | null;
+    enable_latency_breakdown?: boolean | null;
+    resumable?: ResumableGenerationConfig | null;
+  };
 }
 export interface ChatCompletionRequestNonStreaming extends ChatCompletionRequestBase { stream?: false | null }
 export interface ChatCompletionRequestStreaming extends ChatCompletionRequestBase { stream: true }
@@ -284,6 +288,46 @@ export interface EmbeddingCreateParams { input: string | Array<string> | Array<n
 export interface Embedding { embedding: Array<number>; index: number; object: "embedding" }
 export interface CreateEmbeddingResponse { data: Array<Embedding>; model: string; object: "list"; usage: { prompt_tokens: number; total_tokens: number; extra: { prefill_tokens_per_s: number } } }
 
+// ---------------------------------------------------------------- resumable generation
+
+/** `extra_body.resumable`: journal the generation to OPFS so that it can be resumed. */
+export interface ResumableGenerationConfig {
+  enabled: boolean;
+  /** The session's name (a folder name); a random UUID when absent. */
+  sessionId?: string;
+  /** Accepted and checked (a positive integer, default 512); no KV checkpoints are written. */
+  checkpointIntervalTokens?: number;
+  checkpointPrompt?: boolean;
+  /** "exact" (default): a chunk is handed out once its tokens are journaled. */
+  durabilityMode?: "exact" | "relaxed";
+  /** Fail the request when the journal cannot be written (default: carry on unjournaled). */
+  strictPersistence?: boolean;
+  storeCheckpointLogits?: boolean;
+}
+export interface ResumeChatCompletionOptions {
+  /** Continue generating after the journaled output (default: only read the journal back). */
+  continueGeneration?: boolean;
+  /** Stream the continuation's chunks (when the original request streamed). */
+  stream?: boolean;
+}
+export interface ResumeProbeResult {
+  sessionId: string;
+  resumable: boolean;
+  reason?: string;
+  modelId: string;
+  emittedTokens: number;
+  processedSeqLen: number;
+  recoveryMode: "kv" | "token_replay" | "text_only" | "none";
+}
+export interface ResumeResult {
+  sessionId: string;
+  recoveredText: string;
+  emittedTokens: number;
+  processedSeqLen: number;
+  replayedTokens: number;
+  recoveryMode: "kv" | "token_replay" | "text_only" | "none";
+}
+
 // ---------------------------------------------------------------- engines
 
 export interface MLCEngineInterface {
@@ -310,6 +354,9 @@ export interface MLCEngineInterface {
   getGPUVendor(): Promise<string>;
   forwardTokensAndSample(inputIds: Array<number>, isPrefill: boolean, modelId?: string): Promise<number>;
   setLogLevel(logLevel: LogLevel): void;
+  listResumableSessions(): Promise<ResumeProbeResult[]>;
+  resumeChatCompletion(sessionId: string, options?: ResumeChatCompletionOptions): Promise<ResumeResult | AsyncIterable<ChatCompletionChunk>>;
+  deleteResumableSession(sessionId: string): Promise<void>;
 }
 
 export declare class Chat { constructor(engine: MLCEngineInterface); completions: { create: MLCEngineInterface["chatCompletion"] } }
@@ -342,6 +389,9 @@ export declare class MLCEngine implements MLCEngineInterface {
   getGPUVendor(): Promise<string>;
   forwardTokensAndSample(inputIds: Array<number>, isPrefill: boolean, modelId?: string): Promise<number>;
   setLogLevel(logLevel: LogLevel): void;
+  listResumableSessions(): Promise<ResumeProbeResult[]>;
+  resumeChatCompletion(sessionId: string, options?: ResumeChatCompletionOptions): Promise<ResumeResult | AsyncIterable<ChatCompletionChunk>>;
+  deleteResumableSession(sessionId: string): Promise<void>;
 }
 export declare function CreateMLCEngine(modelId: string | string[], engineConfig?: MLCEngineConfig, chatOpts?: ChatOptions | ChatOptions[]): Promise<MLCEngine>;
 
@@ -390,6 +440,9 @@ export declare class WebWorkerMLCEngine implements MLCEngineInterface {
   getGPUVendor(): Promise<string>;
   forwardTokensAndSample(inputIds: Array<number>, isPrefill: boolean, modelId?: string): Promise<number>;
   setLogLevel(logLevel: LogLevel): void;
+  listResumableSessions(): Promise<ResumeProbeResult[]>;
+  resumeChatCompletion(sessionId: string, options?: ResumeChatCompletionOptions): Promise<ResumeResult | AsyncIterable<ChatCompletionChunk>>;
+  deleteResumableSession(sessionId: string): Promise<void>;
 }
 export declare function CreateWebWorkerMLCEngine(worker: any, modelId: string | string[], engineConfig?: MLCEngineConfig, chatOpts?: ChatOptions | ChatOptions[]): Promise<WebWorkerMLCEngine>;
 

@@ -109,7 +109,7 @@ export function postInitAndCheckFieldsEmbedding(request, currentModelId) {
   if (bad.length) throw new UnsupportedFieldsError(bad, "EmbeddingCreateParams");
 }
 
-/** Resumable generation (0.2.84+) is not implemented: rejected as WebLLM rejects it for completions. */
+/** Resumable generation is for chat completions only: WebLLM refuses it for text completions. */
 export function rejectCompletionResumable(request) {
   if (request?.extra_body?.resumable !== undefined) {
     throw new UnsupportedFieldsError(["extra_body.resumable"], "CompletionCreateParams");

@@ -115,7 +115,14 @@ export class WebWorkerMLCEngineHandler {
         });
       case "listResumableSessions": return run(() => e.listResumableSessions());
       case "resumeChatCompletion": return run(() => e.resumeChatCompletion(c.sessionId, c.options));
-      case "resumeChatCompletionStreamInit": return run(() => e.resumeChatCompletion(c.sessionId, c.options));
+      case "resumeChatCompletionStreamInit":
+        // WebLLM's reply: null once a chunk iterator is registered, else the ResumeResult.
+        return run(async () => {
+          const resumed = await e.resumeChatCompletion(c.sessionId, c.options);
+          if (typeof resumed?.[Symbol.asyncIterator] !== "function") return resumed;
+          this.loadedGenerators.set(c.streamId, resumed);
+          return null;
+        });
       case "deleteResumableSession": return run(async () => { await e.deleteResumableSession(c.sessionId); return null; });
       case "setLogLevel": setLogLevel(c); e.setLogLevel(c); return;
       case "setAppConfig": e.setAppConfig(c); return;
@@ -203,7 +210,12 @@ export class WebWorkerMLCEngine {
     return this.getPromise({ kind: "forwardTokensAndSample", uuid: uuid(), content: { inputIds, isPrefill, modelId } });
   }
   listResumableSessions() { return this.getPromise({ kind: "listResumableSessions", uuid: uuid(), content: null }); }
-  resumeChatCompletion(sessionId, options) { return this.getPromise({ kind: "resumeChatCompletion", uuid: uuid(), content: { sessionId, options } }); }
+  async resumeChatCompletion(sessionId, options) {
+    if (options?.stream !== true) return this.getPromise({ kind: "resumeChatCompletion", uuid: uuid(), content: { sessionId, options } });
+    const streamId = uuid();
+    const resumed = await this.getPromise({ kind: "resumeChatCompletionStreamInit", uuid: uuid(), content: { sessionId, options, streamId } });
+    return resumed === null ? this.asyncGenerate(undefined, streamId) : resumed;
+  }
   async deleteResumableSession(sessionId) { await this.getPromise({ kind: "deleteResumableSession", uuid: uuid(), content: { sessionId } }); }
 
   requireLoaded() {

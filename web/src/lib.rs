@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use js_sys::{Function, Promise, Reflect, Uint8Array};
+use js_sys::{Function, Promise, Reflect, Uint8Array, Uint32Array};
 use mlc_chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat};
 use mlc_engine::gpu::GpuOptions;
 use mlc_engine::{LanguageModel, load_cpu_fast, load_gpu};
@@ -199,9 +199,45 @@ impl WasmEngine {
     /// `chat.completions.create` with `request_json` (a ChatCompletionRequest):
     /// streamed chunks go to `on_chunk` as JSON strings and the promise
     /// resolves with `""`; otherwise it resolves with the ChatCompletion JSON.
+    /// `on_output`, if given, is told about the output as it grows, streamed
+    /// or not: `(ids: Uint32Array, text, processed)`, the output ids appended
+    /// since its previous call, the text they add, and the prompt and output
+    /// tokens so far (the journal of a resumable request).
     #[wasm_bindgen(js_name = chatCompletion)]
-    pub fn chat_completion(&self, request_json: String, on_chunk: Function) -> Promise {
-        let run = self.runner(on_chunk);
+    pub fn chat_completion(
+        &self,
+        request_json: String,
+        on_chunk: Function,
+        on_output: Option<Function>,
+    ) -> Promise {
+        self.chat(request_json, Vec::new(), on_chunk, on_output)
+    }
+
+    /// Continues the chat request `request_json` (one choice) after the
+    /// output ids `generated` of a run that was cut short, as
+    /// [`chat_completion`](Self::chat_completion) runs one: the prompt and
+    /// those ids are prefilled, the seeded generator is advanced past their
+    /// draws, and the stream carries the text that follows theirs.
+    #[wasm_bindgen(js_name = resumeChatCompletion)]
+    pub fn resume_chat_completion(
+        &self,
+        request_json: String,
+        generated: Vec<u32>,
+        on_chunk: Function,
+        on_output: Option<Function>,
+    ) -> Promise {
+        self.chat(request_json, generated, on_chunk, on_output)
+    }
+
+    /// A chat request, continued after `generated` when there are any.
+    fn chat(
+        &self,
+        request_json: String,
+        generated: Vec<u32>,
+        on_chunk: Function,
+        on_output: Option<Function>,
+    ) -> Promise {
+        let run = self.runner(on_chunk, on_output);
         future_to_promise(async move {
             let request: ChatCompletionRequest = parse_request(&request_json)?;
             let streaming = request.stream == Some(true);
@@ -214,10 +250,11 @@ impl WasmEngine {
                         .collect();
                     emit(&text, serde_json::to_string(&chunk));
                 };
-                engine
-                    .chat_completion(&request, chunks)
-                    .await
-                    .map(|done| serde_json::to_string(&done))
+                let done = match generated.is_empty() {
+                    true => engine.chat_completion(&request, chunks).await,
+                    false => engine.resume_chat_completion(&request, &generated, chunks).await,
+                };
+                done.map(|done| serde_json::to_string(&done))
             })
             .await
         })
@@ -226,7 +263,7 @@ impl WasmEngine {
     /// `completions.create` with `request_json` (a CompletionRequest), streamed
     /// as [`chat_completion`](Self::chat_completion) is.
     pub fn completion(&self, request_json: String, on_chunk: Function) -> Promise {
-        let run = self.runner(on_chunk);
+        let run = self.runner(on_chunk, None);
         future_to_promise(async move {
             let request: CompletionRequest = parse_request(&request_json)?;
             let streaming = request.stream == Some(true);
@@ -247,7 +284,7 @@ impl WasmEngine {
     /// with the token drawn with the model's sampling defaults.
     #[wasm_bindgen(js_name = forwardTokensAndSample)]
     pub fn forward_tokens_and_sample(&self, input_ids: Vec<u32>, is_prefill: bool) -> Promise {
-        let run = self.runner(Function::new_no_args(""));
+        let run = self.runner(Function::new_no_args(""), None);
         future_to_promise(async move {
             run.go(false, async |engine, _| {
                 let token = engine.forward_tokens_and_sample(&input_ids, is_prefill).await?;
@@ -320,7 +357,7 @@ impl WasmEngine {
 
 impl WasmEngine {
     /// What a request future needs of the engine, owned (the promise outlives `&self`).
-    fn runner(&self, on_chunk: Function) -> Runner {
+    fn runner(&self, on_chunk: Function, on_output: Option<Function>) -> Runner {
         Runner {
             engine: Rc::clone(&self.engine),
             live: Rc::clone(&self.live),
@@ -328,6 +365,7 @@ impl WasmEngine {
             interrupt: Arc::clone(&self.interrupt),
             gpu: self.gpu.clone(),
             on_chunk,
+            on_output,
         }
     }
 }
@@ -340,6 +378,8 @@ struct Runner {
     interrupt: Arc<AtomicBool>,
     gpu: Option<GpuContext>,
     on_chunk: Function,
+    /// The engine's output hook, for this request (see `chatCompletion`).
+    on_output: Option<Function>,
 }
 
 impl Runner {
@@ -359,9 +399,24 @@ impl Runner {
         failure_check(self.gpu.as_ref())?;
         let mut engine = self.engine.try_borrow_mut().map_err(|_| busy())?;
         self.live.borrow_mut().clear();
-        // The first failure of `onChunk` (it threw) stops the generation and
-        // rejects the request with what was thrown.
-        let thrown: RefCell<Option<JsValue>> = RefCell::new(None);
+        // The first failure of `onChunk` or `onOutput` (it threw) stops the
+        // generation and rejects the request with what was thrown.
+        let thrown: Rc<RefCell<Option<JsValue>>> = Rc::default();
+        if let Some(on_output) = self.on_output.clone() {
+            let thrown = Rc::clone(&thrown);
+            let interrupt = Arc::clone(&self.interrupt);
+            engine.set_output_hook(Some(Box::new(move |ids, text, processed| {
+                if thrown.borrow().is_some() {
+                    return;
+                }
+                let (ids, text) = (Uint32Array::from(ids), JsValue::from_str(text));
+                let processed = JsValue::from_f64(processed as f64);
+                if let Err(e) = on_output.call3(&JsValue::NULL, &ids, &text, &processed) {
+                    interrupt.store(true, Ordering::SeqCst);
+                    *thrown.borrow_mut() = Some(e);
+                }
+            })));
+        }
         let emit: &dyn Fn(&str, serde_json::Result<String>) = &|delta, json| {
             self.live.borrow_mut().push_str(delta);
             if thrown.borrow().is_some() {
@@ -377,10 +432,11 @@ impl Runner {
             }
         };
         let result = request(&mut *engine, emit).await;
+        engine.set_output_hook(None);
         *self.stats_text.borrow_mut() = engine.runtime_stats_text();
         drop(engine);
         failure_check(self.gpu.as_ref())?;
-        if let Some(e) = thrown.into_inner() {
+        if let Some(e) = thrown.take() {
             return Err(e);
         }
         let json = result

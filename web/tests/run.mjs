@@ -94,6 +94,10 @@ REQ.grammar = { messages: [{ role: "user", content: "Yes or no?" }], response_fo
 // A seeded, sampled request (temperature, top-p, the draw): the WebGPU engine samples on the GPU
 // with each step queued ahead, the native CPU engine on the host, one step after another.
 REQ.sampled = { messages: [{ role: "user", content: "Tell me something." }], temperature: 1.0, top_p: 0.9, seed: 7, max_tokens: 4, ignore_eos: true };
+// Resumable generation cuts a seeded, sampled stream and continues it: long enough to cut midway,
+// with a repetition penalty, which must count the tokens generated before the cut.
+REQ.sampledLong = { messages: [{ role: "user", content: "Tell me a story." }], temperature: 1.0, top_p: 0.9, seed: 11,
+  repetition_penalty: 1.3, max_tokens: 24, ignore_eos: true };
 const toolResult = (call) => ({ messages: [...REQ.tool.messages, call.choices[0].message, { role: "tool", tool_call_id: "0", content: '{"celsius": 21}' }],
   tools: TOOLS, temperature: 0, max_tokens: 3 });
 const SMOL_REQ = { messages: [{ role: "user", content: "What is the capital of France?" }], temperature: 0, max_tokens: 8 };
@@ -110,6 +114,7 @@ const expected = {};
     expected.toolResult = await n.post("/v1/chat/completions", toolResult(expected.tool));
     expected.grammar = await n.post("/v1/chat/completions", REQ.grammar);
     expected.sampled = await n.post("/v1/chat/completions", REQ.sampled);
+    expected.sampledLong = await n.post("/v1/chat/completions", REQ.sampledLong);
   } finally { n.close(); }
   if (haveSmol) {
     const s = await nativeServe(nativeBin, smolDir);
@@ -498,6 +503,170 @@ for (const mode of MODES) {
     eq(text(r.nonStream), text(expected["chat" + S]), "worker non-streaming text vs native");
     assert(r.err.startsWith("TypeError"), `errors cross the worker as strings: ${r.err}`);
     eq(r.message, text(expected["chat" + S]), "getMessage via worker");
+  });
+
+  // ---- crash-resumable generation (extra_body.resumable; docs/web-migration.md, "Resumable generation")
+  await full(`[${mode.name}] resumable: a greedy stream cut by a page reload after 4 chunks is listed, read back, and resumed to the native CLI's text`, async () => {
+    const req = { ...REQ.long, stream: true, extra_body: { resumable: { enabled: true, sessionId: "cut-greedy" } } };
+    const p = await blankPage(ctx);
+    try {
+      const delivered = await run(p, `
+        const { engine } = await T.load(webllm, { device: arg.D });
+        await engine.deleteResumableSession("cut-greedy");
+        const it = (await engine.chat.completions.create(arg.req))[Symbol.asyncIterator]();
+        const got = [];
+        for (let i = 0; i < 4; i++) got.push((await it.next()).value);
+        // The stream stays open: the reload below is the crash.
+        return T.textOf(got);`, { D, req });
+      await p.reload();
+      const r = await run(p, `
+        const { engine } = await T.load(webllm, { device: arg.D });
+        const find = async () => (await engine.listResumableSessions()).find((x) => x.sessionId === "cut-greedy");
+        const listed = await find();
+        const readBack = await engine.resumeChatCompletion("cut-greedy");
+        const chunks = [];
+        for await (const c of await engine.resumeChatCompletion("cut-greedy", { continueGeneration: true, stream: true })) chunks.push(c);
+        const message = await engine.getMessage();
+        const finished = await find();
+        const again = await engine.resumeChatCompletion("cut-greedy", { continueGeneration: true });
+        await engine.deleteResumableSession("cut-greedy");
+        const gone = (await find()) === undefined;
+        await engine.unload();
+        return { listed, readBack, chunks, message, finished, again, gone };`, { D });
+      const whole = text(expected.long), usage = expected.long.usage;
+      assert(delivered.length > 0 && whole.startsWith(delivered), `the 4 chunks delivered before the cut: ${JSON.stringify(delivered)}`);
+      const n = r.listed?.emittedTokens;
+      assert(n >= 4 && n < usage.completion_tokens, `tokens journaled for 4 chunks: ${JSON.stringify(r.listed)}`);
+      eq(r.listed, { sessionId: "cut-greedy", resumable: true, modelId: "tiny-qwen2", emittedTokens: n,
+        processedSeqLen: usage.prompt_tokens + n, recoveryMode: "token_replay", reason: "generation incomplete" }, "the cut session, listed");
+      eq(r.readBack, { sessionId: "cut-greedy", recoveredText: delivered, emittedTokens: n, processedSeqLen: usage.prompt_tokens + n,
+        replayedTokens: 0, recoveryMode: "text_only" }, "read back without continuing");
+      // The resumed stream carries what follows the delivered text, and ends as the uninterrupted run.
+      eq(delivered + T_text(r.chunks), whole, "delivered + resumed text vs native");
+      eq(r.chunks.at(-1).choices[0].finish_reason, expected.long.choices[0].finish_reason, "the resumed stream's finish_reason");
+      assert(r.chunks.every((c) => c.id === r.chunks[0].id && c.object === "chat.completion.chunk" && c.model === "tiny-qwen2"), "resumed chunk ids/objects");
+      eq(r.message, whole, "getMessage() after resuming");
+      eq(r.finished, { sessionId: "cut-greedy", resumable: false, modelId: "tiny-qwen2", emittedTokens: usage.completion_tokens,
+        processedSeqLen: usage.prompt_tokens + usage.completion_tokens, recoveryMode: "none", reason: "generation finished" }, "the finished session, listed");
+      eq(r.again, { sessionId: "cut-greedy", recoveredText: whole, emittedTokens: usage.completion_tokens,
+        processedSeqLen: usage.prompt_tokens + usage.completion_tokens, replayedTokens: 0, recoveryMode: "text_only" }, "a finished session is read back, not continued");
+      eq(r.gone, true, "deleteResumableSession removes it");
+    } finally { await p.close(); }
+  });
+
+  await full(`[${mode.name}] resumable: a seeded sampled stream stopped by break is aborted, resumable, and continues to the native CLI's text; a finished request leaves a finished session`, async () => {
+    const req = { ...REQ.sampledLong, stream: true, extra_body: { resumable: { enabled: true, sessionId: "cut-sampled", durabilityMode: "relaxed" } } };
+    const r = await run(page, `
+      const { engine } = await T.load(webllm, { device: arg.D });
+      const find = async (id) => (await engine.listResumableSessions()).find((x) => x.sessionId === id);
+      for (const id of ["cut-sampled", "done"]) await engine.deleteResumableSession(id);
+      const got = [];
+      for await (const c of await engine.chat.completions.create(arg.req)) { got.push(c); if (got.length === 3) break; }
+      const listed = await find("cut-sampled");
+      const resumed = await engine.resumeChatCompletion("cut-sampled", { continueGeneration: true });
+      // Not streamed: the original request did not stream, so continuing gives a ResumeResult.
+      const whole = await engine.chat.completions.create({ ...arg.plain, extra_body: { resumable: { enabled: true, sessionId: "done" } } });
+      const done = await find("done");
+      for (const id of ["cut-sampled", "done"]) await engine.deleteResumableSession(id);
+      await engine.unload();
+      return { delivered: T.textOf(got), listed, resumed, whole, done };`, { D, req, plain: REQ.long });
+    const whole = text(expected.sampledLong), usage = expected.sampledLong.usage;
+    assert(whole.startsWith(r.delivered) && r.delivered.length > 0, `delivered before break: ${JSON.stringify(r.delivered)}`);
+    const n = r.listed?.emittedTokens;
+    eq(r.listed, { sessionId: "cut-sampled", resumable: true, modelId: "tiny-qwen2", emittedTokens: n,
+      processedSeqLen: usage.prompt_tokens + n, recoveryMode: "token_replay", reason: "generation aborted" }, "a stream left by break, listed");
+    assert(n >= 3 && n < usage.completion_tokens, `tokens journaled for 3 chunks: ${n}`);
+    eq(r.resumed, { sessionId: "cut-sampled", recoveredText: whole, emittedTokens: usage.completion_tokens,
+      processedSeqLen: usage.prompt_tokens + usage.completion_tokens, replayedTokens: n, recoveryMode: "token_replay" }, "continued (seeded sampling with a penalty) vs native");
+    eq(text(r.whole), text(expected.long), "a resumable non-streaming request's text vs native");
+    eq(r.done, { sessionId: "done", resumable: false, modelId: "tiny-qwen2", emittedTokens: r.whole.usage.completion_tokens,
+      processedSeqLen: r.whole.usage.prompt_tokens + r.whole.usage.completion_tokens, recoveryMode: "none", reason: "generation finished" }, "a finished request's session");
+  });
+
+  // The oracle here is this engine's own uninterrupted run with the journaled seed: tiny-qwen2's
+  // random weights give near-uniform distributions, where the last bits of the logits (which differ
+  // between the wasm and native kernels) decide some draws of a random seed.
+  await full(`[${mode.name}] resumable: an unseeded stream in a Web Worker, busy for another worker while it runs, is terminated and resumes in the other worker as the uninterrupted run with the seed its journal chose`, async () => {
+    const { seed: _, ...unseeded } = REQ.sampledLong;
+    const req = { ...unseeded, stream: true, extra_body: { resumable: { enabled: true, sessionId: "cut-worker" } } };
+    const r = await run(page, `
+      const open = () => {
+        const worker = new Worker("/web/tests/pages/worker.js?device=" + arg.D, { type: "module" });
+        return webllm.CreateWebWorkerMLCEngine(worker, "tiny-qwen2", { appConfig: T.cfg("cache") }).then((engine) => ({ worker, engine }));
+      };
+      const a = await open();
+      await a.engine.deleteResumableSession("cut-worker");
+      const it = (await a.engine.chat.completions.create(arg.req))[Symbol.asyncIterator]();
+      const got = [];
+      for (let i = 0; i < 3; i++) got.push((await it.next()).value);
+      const b = await open();
+      // Worker a's generation still holds the session (a Web Lock of the origin).
+      let busy;
+      try { await b.engine.resumeChatCompletion("cut-worker", { continueGeneration: true }); busy = "resolved"; } catch (e) { busy = e; }
+      a.worker.terminate(); // the crash; it also frees the lock
+      const listed = (await b.engine.listResumableSessions()).find((x) => x.sessionId === "cut-worker");
+      const chunks = [];
+      for await (const c of await b.engine.resumeChatCompletion("cut-worker", { continueGeneration: true, stream: true })) chunks.push(c);
+      const message = await b.engine.getMessage();
+      // The seed the journal chose for the unseeded request (its first record is the request as run).
+      const dir = await (await (await (await navigator.storage.getDirectory()).getDirectoryHandle("webllm-resume"))
+        .getDirectoryHandle("sessions")).getDirectoryHandle("cut-worker");
+      const begin = JSON.parse((await (await (await dir.getFileHandle("journal.jsonl")).getFile()).text()).split("\\n")[0]);
+      await b.engine.deleteResumableSession("cut-worker");
+      const { extra_body, ...plain } = arg.req;
+      const uncut = await b.engine.chat.completions.create({ ...plain, stream: false, seed: begin.request.seed });
+      b.worker.terminate();
+      return { delivered: T.textOf(got), listed, chunks, message, seed: begin.request.seed, busy, uncut };`, { D, req });
+    eq(r.busy, "Error: Resumable session is already active: cut-worker", "continuing a session another worker writes");
+    assert(Number.isInteger(r.seed) && r.seed >= 0 && r.seed < 2147483647, `journaled seed: ${r.seed}`);
+    eq(r.listed?.reason, "generation incomplete", "the terminated worker's session");
+    const want = text(r.uncut);
+    eq(r.message, want, "the resumed reply vs an uninterrupted run with the journaled seed");
+    // The stream carries all of it but an unfinished character at the very end (any stream holds one back).
+    const streamed = r.delivered + T_text(r.chunks);
+    assert(want.startsWith(streamed) && /^\uFFFD*$/.test(want.slice(streamed.length)),
+      `delivered + resumed stream ${JSON.stringify(streamed)} vs the uninterrupted run ${JSON.stringify(want)}`);
+  });
+
+  await full(`[${mode.name}] resumable: WebLLM's errors for bad session ids, unknown sessions, a taken id, n > 1, grammars, checkpointIntervalTokens and text completions`, async () => {
+    const r = await run(page, `
+      const attempt = async (f) => { try { const v = await f(); return "resolved " + JSON.stringify(v ?? null); } catch (e) { return e.name + ": " + e.message; } };
+      const { engine } = await T.load(webllm, { device: arg.D });
+      const resumable = (extra) => ({ extra_body: { resumable: { enabled: true, ...extra } } });
+      await engine.deleteResumableSession("dup");
+      const out = {
+        notFound: await attempt(() => engine.resumeChatCompletion("no-such-session", { continueGeneration: true })),
+        slash: await attempt(() => engine.resumeChatCompletion("a/b")),
+        dots: await attempt(() => engine.deleteResumableSession("..")),
+        empty: await attempt(() => engine.chat.completions.create({ ...arg.chat, ...resumable({ sessionId: "" }) })),
+        deleteUnknown: await attempt(() => engine.deleteResumableSession("no-such-session")),
+        n2: await attempt(() => engine.chat.completions.create({ ...arg.chat, n: 2, ...resumable({}) })),
+        grammar: await attempt(() => engine.chat.completions.create({ ...arg.grammar, ...resumable({}) })),
+        zero: await attempt(() => engine.chat.completions.create({ ...arg.chat, ...resumable({ checkpointIntervalTokens: 0 }) })),
+        fraction: await attempt(() => engine.chat.completions.create({ ...arg.chat, ...resumable({ checkpointIntervalTokens: 1.5 }) })),
+        completion: await attempt(() => engine.completions.create({ ...arg.completion, ...resumable({}) })),
+        first: (await attempt(() => engine.chat.completions.create({ ...arg.chat, ...resumable({ sessionId: "dup" }) }))).slice(0, 8),
+        taken: await attempt(async () => { for await (const c of await engine.chat.completions.create({ ...arg.chat, stream: true, ...resumable({ sessionId: "dup" }) })) void c; }),
+        disabled: await attempt(() => engine.chat.completions.create({ ...arg.chat, extra_body: { resumable: { enabled: false, sessionId: "off" } } })),
+      };
+      out.sessions = (await engine.listResumableSessions()).map((x) => x.sessionId);
+      await engine.deleteResumableSession("dup");
+      await engine.unload();
+      return out;`, { D, chat: REQ.chat, grammar: REQ.grammar, completion: REQ.completion });
+    eq(r.notFound, "Error: Resumable session not found: no-such-session", "an unknown session");
+    eq(r.slash, "Error: Invalid resumable session id: a/b", "a session id with a slash");
+    eq(r.dots, "Error: Invalid resumable session id: ..", "deleting '..'");
+    eq(r.empty, "Error: Invalid resumable session id: ", "an empty session id");
+    eq(r.deleteUnknown, "resolved null", "deleting an unknown session");
+    eq(r.n2, "Error: Resumable generation currently requires n <= 1.", "n: 2");
+    eq(r.grammar, "Error: Resumable generation does not support grammar-constrained response formats.", "a grammar");
+    eq(r.zero, "Error: resumable.checkpointIntervalTokens must be positive.", "checkpointIntervalTokens: 0");
+    eq(r.fraction, "Error: resumable.checkpointIntervalTokens must be an integer.", "checkpointIntervalTokens: 1.5");
+    assert(/^UnsupportedFieldsError: .*extra_body\.resumable/s.test(r.completion), r.completion);
+    eq(r.first, "resolved", "the first request with sessionId dup");
+    eq(r.taken, "ResumableSessionExistsError: Resumable session already exists: dup", "a second request with the same sessionId");
+    assert(r.disabled.startsWith("resolved"), r.disabled);
+    eq(r.sessions.includes("off"), false, "enabled: false journals nothing");
   });
 
   await full(`[${mode.name}] service worker engine (CreateServiceWorkerMLCEngine + ServiceWorkerMLCEngineHandler)`, async () => {

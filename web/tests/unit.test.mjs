@@ -331,3 +331,132 @@ test("worker envelope: errors cross as '<name>: <message>' strings", async () =>
   assert.deepEqual(Object.keys(toClient[0]).sort(), ["content", "kind", "uuid"]);
   assert.equal(toClient[0].kind, "throw");
 });
+
+// ---- resumable generation's journal (resumable.js) over an in-memory stand-in for OPFS: the
+// browser suite runs it on Chromium's real OPFS; this covers the journal's reading rules.
+class MemFile {
+  constructor() { this.kind = "file"; this.data = ""; }
+  async getFile() { const data = this.data; return { size: data.length, text: async () => data }; }
+  async createWritable({ keepExistingData = false } = {}) {
+    let pending = keepExistingData ? this.data : "", at = 0;
+    return {
+      seek: async (n) => { at = n; },
+      write: async (s) => { pending = pending.slice(0, at) + s; at = pending.length; },
+      close: async () => { this.data = pending; }, // committed on close, as OPFS does
+    };
+  }
+}
+class MemDir {
+  constructor() { this.kind = "directory"; this.children = new Map(); }
+  async get(name, create, Kind) {
+    if (!this.children.has(name)) {
+      if (!create) throw Object.assign(new Error(`${name} not found`), { name: "NotFoundError" });
+      this.children.set(name, new Kind());
+    }
+    return this.children.get(name);
+  }
+  getDirectoryHandle(name, { create = false } = {}) { return this.get(name, create, MemDir); }
+  getFileHandle(name, { create = false } = {}) { return this.get(name, create, MemFile); }
+  async removeEntry(name) {
+    if (!this.children.delete(name)) throw Object.assign(new Error(`${name} not found`), { name: "NotFoundError" });
+  }
+  async *keys() { yield* this.children.keys(); }
+  async *entries() { yield* this.children.entries(); }
+}
+
+async function withMemoryOpfs(fn) {
+  const root = new MemDir();
+  const had = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { storage: { getDirectory: async () => root } }, configurable: true });
+  try { return await fn(root); } finally {
+    if (had) Object.defineProperty(globalThis, "navigator", had); else delete globalThis.navigator;
+  }
+}
+
+test("resumable: WebLLM's defaults and refusals for extra_body.resumable", async () => {
+  const R = await import("../js/resumable.js");
+  assert.equal(R.normalizeResumableConfig(undefined), undefined);
+  assert.equal(R.normalizeResumableConfig({ enabled: false, sessionId: "x" }), undefined);
+  assert.deepEqual(R.normalizeResumableConfig({ enabled: true, sessionId: "s" }), {
+    enabled: true, sessionId: "s", checkpointIntervalTokens: 512, checkpointPrompt: true, durabilityMode: "exact",
+    strictPersistence: false, storeCheckpointLogits: true });
+  assert.match(R.normalizeResumableConfig({ enabled: true }).sessionId, /^[0-9a-f-]{36}$/);
+  assert.throws(() => R.normalizeResumableConfig({ enabled: true, checkpointIntervalTokens: 2.5 }), { message: "resumable.checkpointIntervalTokens must be an integer." });
+  assert.throws(() => R.normalizeResumableConfig({ enabled: true, checkpointIntervalTokens: -1 }), { message: "resumable.checkpointIntervalTokens must be positive." });
+  for (const bad of ["", ".", "..", "a/b", "a\0b", 7]) {
+    assert.throws(() => R.assertSessionId(bad), { message: `Invalid resumable session id: ${bad}` });
+  }
+  const chat = { messages: [{ role: "user", content: "hi" }], extra_body: { resumable: { enabled: true, sessionId: "s" } } };
+  assert.equal(R.resumableConfigOf(chat).sessionId, "s");
+  assert.throws(() => R.resumableConfigOf({ ...chat, n: 2 }), { message: "Resumable generation currently requires n <= 1." });
+  for (const type of ["json_object", "grammar", "structural_tag"]) {
+    assert.throws(() => R.resumableConfigOf({ ...chat, response_format: { type } }), { message: "Resumable generation does not support grammar-constrained response formats." });
+  }
+  assert.equal(R.resumableConfigOf({ ...chat, response_format: { type: "text" } }).sessionId, "s");
+  const image = { role: "user", content: [{ type: "text", text: "hi" }, { type: "image_url", image_url: { url: "data:," } }] };
+  assert.throws(() => R.resumableConfigOf({ ...chat, messages: [image] }), { message: "Resumable generation supports text-only prompts." });
+});
+
+test("resumable: the journal records a run and reads back as WebLLM's probe and text-only result", async () => {
+  const R = await import("../js/resumable.js");
+  await withMemoryOpfs(async (root) => {
+    const store = new R.ResumableStore();
+    assert.deepEqual(await store.list(), [], "no folder yet");
+    const config = R.normalizeResumableConfig({ enabled: true, sessionId: "s1" });
+    const { journal, request } = await store.begin(config, "m", { messages: [{ role: "user", content: "hi" }] });
+    assert.ok(Number.isInteger(request.seed) && request.seed >= 0 && request.seed < 2147483647, "an unseeded request gets a seed");
+    assert.equal((await store.begin(config, "m", { messages: [], seed: 1 }).catch((e) => e)).message, "Resumable session is already active: s1");
+    journal.tokens(Uint32Array.of(5, 6), "Hel", 12);
+    journal.tokens([7], "lo", 13);
+    await journal.flush();
+    const cut = await store.open("s1");
+    assert.deepEqual(R.probe(cut), { sessionId: "s1", resumable: true, modelId: "m", emittedTokens: 3, processedSeqLen: 13,
+      recoveryMode: "token_replay", reason: "generation incomplete" });
+    assert.deepEqual(cut.ids, [5, 6, 7]);
+    assert.deepEqual(cut.request, request);
+    assert.deepEqual(R.textOnlyResult(cut), { sessionId: "s1", recoveredText: "Hello", emittedTokens: 3, processedSeqLen: 13, replayedTokens: 0, recoveryMode: "text_only" });
+    // A torn last line (a write cut short) is ignored; damage earlier stops the journal.
+    const file = root.children.get("webllm-resume").children.get("sessions").children.get("s1").children.get("journal.jsonl");
+    const intact = file.data;
+    file.data = `${intact}{"type":"tok`;
+    assert.equal(R.probe(await store.open("s1")).reason, "generation incomplete");
+    file.data = intact.replace('"type":"tokens"', '"type":tokens');
+    assert.deepEqual(R.probe(await store.open("s1")), { sessionId: "s1", resumable: false, modelId: "m", emittedTokens: 0, processedSeqLen: 0,
+      recoveryMode: "none", reason: "journal scan stopped at a corrupt record" });
+    file.data = intact;
+    await journal.end("abort");
+    assert.equal(R.probe(await store.open("s1")).reason, "generation aborted");
+    // A continuation appends to the same journal and ends it.
+    const more = await store.attach(await store.open("s1"), () => {});
+    more.tokens([8], "!", 14);
+    await more.end("length");
+    const done = await store.open("s1");
+    assert.deepEqual(R.probe(done), { sessionId: "s1", resumable: false, modelId: "m", emittedTokens: 4, processedSeqLen: 14, recoveryMode: "none", reason: "generation finished" });
+    assert.equal(R.continuationBlockReason(done), "generation already finished");
+    assert.equal(R.textOnlyResult(done).recoveredText, "Hello!");
+    // The same id again is WebLLM's ResumableSessionExistsError; an error ends a journal as resumable.
+    const again = await store.begin(config, "m", { messages: [] }).catch((e) => e);
+    assert.equal(`${again.name}: ${again.message}`, "ResumableSessionExistsError: Resumable session already exists: s1");
+    const failed = await store.begin(R.normalizeResumableConfig({ enabled: true, sessionId: "s2" }), "m", { messages: [], seed: 3 });
+    assert.equal(failed.request.seed, 3, "a seeded request keeps its seed");
+    await failed.journal.end(undefined, new Error("device lost"));
+    assert.equal(R.probe(await store.open("s2")).reason, "engine error: device lost");
+    assert.deepEqual((await store.list()).map((s) => s.sessionId), ["s1", "s2"]);
+    await store.delete("s1");
+    await store.delete("no-such-session");
+    assert.equal(await store.open("s1"), undefined);
+    assert.deepEqual((await store.list()).map((s) => s.sessionId), ["s2"]);
+  });
+});
+
+test("resumable: without OPFS nothing is listed, and a request runs unjournaled unless strictPersistence", async () => {
+  const R = await import("../js/resumable.js");
+  const store = new R.ResumableStore();
+  assert.deepEqual(await store.list(), []);
+  const request = { messages: [] };
+  const loose = await store.begin(R.normalizeResumableConfig({ enabled: true, sessionId: "a" }), "m", request);
+  assert.equal(loose.journal, undefined);
+  assert.equal(loose.request, request);
+  await assert.rejects(store.begin(R.normalizeResumableConfig({ enabled: true, sessionId: "b", strictPersistence: true }), "m", request),
+    { message: "OPFS is unavailable in this environment" });
+});
