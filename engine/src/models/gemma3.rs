@@ -59,12 +59,7 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
         }
     };
     spec.tie_word_embeddings = true;
-    // Multiplied in the activation dtype, as for Gemma-2.
-    let scale = (spec.hidden_size as f32).sqrt();
-    spec.embed_scale = match fields.chat().quantization()?.model_dtype() {
-        mlc_loader::DType::F16 => half::f16::from_f32(scale).to_f32(),
-        _ => scale,
-    };
+    spec.embed_scale = fields.gemma_embed_scale(spec.hidden_size)?;
     spec.post_norms = true;
     spec.qk_norm = true;
     let scalar: f32 = fields.required("query_pre_attn_scalar")?;

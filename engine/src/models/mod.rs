@@ -126,6 +126,16 @@ impl ConfigFields<'_> {
         })
     }
 
+    /// Gemma's embedding scale `√hidden`, as MLC multiplies by `hidden_size ** 0.5`
+    /// in the activation dtype: a float16 model scales by the f16-rounded constant.
+    pub fn gemma_embed_scale(&self, hidden_size: usize) -> Result<f32, EngineError> {
+        let scale = (hidden_size as f32).sqrt();
+        Ok(match self.chat().quantization()?.model_dtype() {
+            mlc_loader::DType::F16 => half::f16::from_f32(scale).to_f32(),
+            _ => scale,
+        })
+    }
+
     /// The MLP activation named by `hidden_act` (default SiLU).
     pub fn activation(&self) -> Result<Activation, EngineError> {
         match self.optional::<String>("hidden_act")?.as_deref() {
