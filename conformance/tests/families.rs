@@ -108,6 +108,7 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("gemma2", "gemma-2-2b-it-q4f16_1-MLC"),
         ("gemma2", "gemma-2-9b-it-q4f32_1-MLC"),
         ("gemma2", "gemma-2-2b-jpn-it-q4f16_1-MLC"),
+        ("gemma3", "gemma3-1b-it-q4f16_1-MLC"),
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));
