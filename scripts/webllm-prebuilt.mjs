@@ -47,6 +47,7 @@ const FAMILY_OF_LIB = [
   [/^Mistral-/, "mistral"],
   [/^(Phi-3-mini|Phi-3\.5-mini|Phi-4-mini)-/, "phi3"],
   [/^gemma-2-/, "gemma2"],
+  [/^gemma3-/, "gemma3"],
 ];
 const LOADED_QUANTIZATIONS = /-(q4f16_1|q4f32_1|q0f16|q0f32)[_-]/;
 const native = records.filter((r) => {

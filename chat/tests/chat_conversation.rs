@@ -195,6 +195,46 @@ fn llama3_matches_the_worked_example() {
     assert_eq!(later.prompt_tokens, later.ids.len());
 }
 
+/// `gemma3_instruction` as `mlc-wgpu convert` writes it (MLC's template: Gemma's
+/// turns, a bare system prompt, stop ids 1 and 106 = `<end_of_turn>`).
+fn gemma3_template() -> ConvTemplate {
+    template(
+        r#"{"name": "gemma3_instruction", "system_template": "{system_message}", "system_message": "",
+            "system_prefix_token_ids": [2], "add_role_after_system_message": true,
+            "roles": {"user": "<start_of_turn>user", "assistant": "<start_of_turn>model"},
+            "seps": ["<end_of_turn>\n"], "role_content_sep": "\n", "role_empty_sep": "\n",
+            "stop_str": ["<end_of_turn>"], "stop_token_ids": [1, 106]}"#,
+    )
+}
+
+#[test]
+fn gemma3_renders_gemma_turns_after_a_bare_system_prompt() {
+    let template = gemma3_template();
+    let mut conversation = round(&template, &messages(&[("user", "Hello!")]));
+    assert_eq!(
+        conversation.prompt_array(&template).unwrap(),
+        ["<start_of_turn>user\nHello!<end_of_turn>\n", "<start_of_turn>model\n"]
+    );
+    let tokens = conversation.prompt_tokens(&template, qwen_tokenizer(), true).unwrap();
+    assert_eq!(tokens.ids[0], 2, "<bos> comes from system_prefix_token_ids");
+    assert_eq!(tokens.prompt_tokens, tokens.ids.len() - 1);
+
+    conversation.finish_reply("Hi there!").unwrap();
+    conversation.start_round(&template, &ChatMessage::new("user", "2+2?"), None).unwrap();
+    assert_eq!(
+        conversation.prompt_array_last_round(&template).unwrap(),
+        ["<start_of_turn>user\n2+2?<end_of_turn>\n", "<start_of_turn>model\n"]
+    );
+
+    // A system message is emitted as is, with no turn around it.
+    let system = round(&template, &messages(&[("system", "Be brief."), ("user", "Hello!")]));
+    assert_eq!(
+        system.prompt_array(&template).unwrap(),
+        ["Be brief.", "<start_of_turn>user\nHello!<end_of_turn>\n", "<start_of_turn>model\n"]
+    );
+    assert_eq!(template.stop_token_ids, [1, 106]);
+}
+
 #[test]
 fn smollm2_prompt_matches_the_reference_ids() {
     let template = template_of("smollm2-135m-instruct.mlc-chat-config.json");

@@ -148,18 +148,21 @@ fn a_generation_config_file_sets_the_sampling_defaults() {
 }
 
 #[test]
-fn mistral_phi3_and_gemma2_checkpoints_convert_and_generate_their_reference_tokens() {
+fn family_checkpoints_convert_and_generate_their_reference_tokens() {
     let temp = temp_dir();
-    for (family, template) in
-        [("mistral", "mistral_default"), ("phi3", "phi-3"), ("gemma2", "gemma_instruction")]
-    {
+    for (family, model_type, template) in [
+        ("mistral", "mistral", "mistral_default"),
+        ("phi3", "phi3", "phi-3"),
+        ("gemma2", "gemma2", "gemma_instruction"),
+        ("gemma3", "gemma3_text", "gemma3_instruction"),
+    ] {
         let case = format!("families/{family}-tiny");
         let out = temp.path().join(family);
         let from = fixture(&format!("{case}/hf_source"));
         let summary =
             succeed(&["convert", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap()]);
         assert!(
-            summary.contains(&format!("model_type:      {family}"))
+            summary.contains(&format!("model_type:      {model_type}"))
                 && summary.contains(&format!("conv_template:   {template}")),
             "{summary}"
         );

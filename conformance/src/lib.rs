@@ -25,8 +25,12 @@ pub const TINY_MODELS: &[&str] = &[
 /// (`conformance/fixtures/families/`, made by `conformance/tools/make_families.py`
 /// with transformers reference outputs): the tests convert each with
 /// `mlc-wgpu convert` to q4f16_1 and run it.
-pub const FAMILY_MODELS: &[&str] =
-    &["families/mistral-tiny", "families/phi3-tiny", "families/gemma2-tiny"];
+pub const FAMILY_MODELS: &[&str] = &[
+    "families/mistral-tiny",
+    "families/phi3-tiny",
+    "families/gemma2-tiny",
+    "families/gemma3-tiny",
+];
 
 /// A family fixture's `hf_source/` converted to q4f16_1 by `mlc_convert` (what
 /// `mlc-wgpu convert` runs) in a temporary folder, which lives as long as the

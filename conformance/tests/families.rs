@@ -1,4 +1,4 @@
-//! The mistral, phi3 and gemma2 fixtures: each Hugging Face checkpoint is
+//! The mistral, phi3, gemma2 and gemma3 fixtures: each Hugging Face checkpoint is
 //! converted by `mlc-wgpu convert` and run on the CPU engine and on the GPU
 //! engine (both kernel paths), against transformers' float32 reference outputs
 //! (`conformance/tools/make_families.py`, which also records how far each
@@ -80,13 +80,13 @@ fn gpu_engine_matches_transformers_on_both_paths() {
     for (path, ctx) in [("portable", portable), ("fast", fast)] {
         for model in FAMILY_MODELS {
             let (_temp, artifact) = converted_family(model);
-            // 16-row calls: the 30-token prompt spans two, crossing the KV cache between calls.
-            let mut engine = load_gpu(
-                &artifact,
-                ctx.clone(),
-                GpuOptions { max_rows: 16, context_length: Some(256) },
-            )
-            .unwrap();
+            // 16-row calls: the 30-token prompt spans two, crossing the KV cache between
+            // calls (gemma3's 1100-token one spans 69, most of them past its local window).
+            let longest = golden(model).prompts.iter().map(|p| p.token_ids.len()).max().unwrap();
+            let context_length = Some((longest + 16).max(256));
+            let mut engine =
+                load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: 16, context_length })
+                    .unwrap();
             check_model(&format!("gpu {path}"), model, &mut engine, GPU_TOLERANCE);
         }
     }
@@ -108,6 +108,7 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("gemma2", "gemma-2-2b-it-q4f16_1-MLC"),
         ("gemma2", "gemma-2-9b-it-q4f32_1-MLC"),
         ("gemma2", "gemma-2-2b-jpn-it-q4f16_1-MLC"),
+        ("gemma3", "gemma3-1b-it-q4f16_1-MLC"),
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3 and gemma2 families, with reference outputs
-computed by Hugging Face transformers.
+"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma2 and gemma3 families, with reference
+outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
   hf_source/config.json, hf_source/model.safetensors   random weights (BF16), as a Hub checkpoint has them
@@ -14,7 +14,8 @@ Quantizing a fused matrix gives the same rows as quantizing its parts (groups ru
 dimension), so the reference quantizes each Hugging Face matrix as it is and never fuses anything.
 
 The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
-Gemma2ForCausalLM) in float64 with eager attention, set up to compute what MLC computes (docs/families.md, "mistral", "phi3", "gemma2"):
+Gemma2ForCausalLM, Gemma3ForCausalLM) in float64 with eager attention, set up to compute what MLC
+computes (docs/families.md, "mistral", "phi3", "gemma2", "gemma3"):
   * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
   * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
     (64), where both transformers and MLC use `short_factor` (docs/families.md, "phi3", says when MLC
@@ -23,6 +24,13 @@ Gemma2ForCausalLM) in float64 with eager attention, set up to compute what MLC c
     with it off; the embedding scale is MLC's f16 `hidden_size ** 0.5` (transformers rounds it to bf16); `query_pre_attn_scalar` equals head_dim (MLC always scales by head_dim^-0.5); the sliding
     window (4096, which MLC turns into the context window) is longer than every sequence, so transformers'
     alternating local layers attend to everything, as MLC's layers do.
+  * gemma3: MLC rotates every layer with `rope_theta` (transformers' local layers use
+    `rope_local_base_freq`, which the checkpoint sets to 10000 as Gemma 3's do), and windows its local
+    layers to TVM's fixed 1024 positions (the checkpoint says 512), so the reference is built with
+    `rope_local_base_freq = rope_theta` and `sliding_window = 1024`; its longest prompt (1100 tokens)
+    is longer than the window, and its 6 layers are 5 local ones and a global one (MLC's fixed
+    pattern, asserted equal to transformers' `layer_types`). The embedding scale √64 = 8 is exact in
+    f16 and bf16 alike.
 Each case also records ablations: how far the logits move when the family's feature under test is
 switched off (asserted to exceed the conformance tolerance many times over).
 
@@ -51,11 +59,15 @@ import make_synthetic as ms  # noqa: E402  (the q4f16_1 quantizer, greedy margin
 
 TOOL = "conformance/tools/make_families.py"
 GREEDY_STEPS = 16
-PROMPT_LENGTHS = [1, 6, 30]
+PROMPT_LENGTHS = [1, 6, 30]  # unless a case gives its own
 ALL_LOGITS_PROMPT = 1  # every position's logits are recorded for this prompt
 MIN_MARGIN = 0.02
 # The conformance tolerance on logits (CPU engine), as a fraction of the logits' standard deviation.
 CPU_TOLERANCE = 2e-3
+# What MLC's Gemma 3 runs (docs/families.md, "gemma3"): local layers see 1024 positions (TVM's
+# paged KV cache), every sixth layer is global.
+GEMMA3_LOCAL_WINDOW = 1024
+GEMMA3_GLOBAL_EVERY = 6
 
 CASES = {
     "mistral-tiny": dict(
@@ -137,6 +149,42 @@ CASES = {
             "torch_dtype": "bfloat16",
         },
     ),
+    "gemma3-tiny": dict(
+        seed=804,
+        prompt_lengths=[1, 6, 30, 1100],
+        # A small embedding (0.24 per element after the √64 scale) leaves the layers in charge; with
+        # the other cases' std 0.5 the scaled token swamps the residual stream and every greedy step
+        # repeats one token.
+        embed_std=0.03,
+        config={
+            "architectures": ["Gemma3ForCausalLM"],
+            "model_type": "gemma3_text",
+            "hidden_size": 64,
+            "intermediate_size": 64,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "rms_norm_eps": 1e-06,
+            "rope_theta": 1000000.0,
+            "rope_local_base_freq": 10000.0,
+            "rope_scaling": None,
+            "attention_bias": False,
+            "hidden_activation": "gelu_pytorch_tanh",
+            "query_pre_attn_scalar": 24,
+            "sliding_window": 512,
+            "sliding_window_pattern": 6,
+            "max_position_embeddings": 32768,
+            "attn_logit_softcapping": None,
+            "final_logit_softcapping": None,
+            "vocab_size": 512,
+            "tie_word_embeddings": True,
+            "bos_token_id": 2,
+            "eos_token_id": 1,
+            "pad_token_id": 0,
+            "torch_dtype": "bfloat16",
+        },
+    ),
 }
 
 
@@ -164,7 +212,7 @@ def draw_weights(case, cfg):
     H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg.get("head_dim") or H // nh
-    gemma = family == "gemma2"
+    gemma = family in ("gemma2", "gemma3_text")
 
     def normal(shape, std):
         return (rs.standard_normal(size=shape) * std).astype(np.float32)
@@ -173,7 +221,7 @@ def draw_weights(case, cfg):
         # Gemma stores w with the norm computing (1 + w); the others store the factor itself.
         return (rs.standard_normal(size=(n,)) * 0.2 + (0.0 if gemma else 1.0)).astype(np.float32)
 
-    w = {"model.embed_tokens.weight": normal((V, H), 0.5)}
+    w = {"model.embed_tokens.weight": normal((V, H), CASES[case].get("embed_std", 0.5))}
     for L in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{L}."
         w[p + "input_layernorm.weight"] = norm_w(H)
@@ -182,6 +230,8 @@ def draw_weights(case, cfg):
             w[p + "self_attn.qkv_proj.weight"] = np.concatenate([q, k, v])
         else:
             w[p + "self_attn.q_proj.weight"], w[p + "self_attn.k_proj.weight"], w[p + "self_attn.v_proj.weight"] = q, k, v
+        if family == "gemma3_text":
+            w[p + "self_attn.q_norm.weight"], w[p + "self_attn.k_norm.weight"] = norm_w(d), norm_w(d)
         w[p + "self_attn.o_proj.weight"] = normal((H, nh * d), 4.0 * (nh * d) ** -0.5)
         w[p + "post_attention_layernorm.weight"] = norm_w(H)
         if gemma:
@@ -232,7 +282,7 @@ def artifact_weights(cfg, hf):
         if a.ndim == 2:
             q_weight, q_scale = ms.quantize_q4f16_1(a)
             out[name] = ms.dequantize_q4f16_1(q_weight, q_scale, a.shape[1]).astype(np.float64)
-        elif cfg["model_type"] == "gemma2":
+        elif cfg["model_type"] in ("gemma2", "gemma3_text"):
             # Stored as f16(1 + w); transformers computes 1 + w again.
             out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
         else:
@@ -250,11 +300,15 @@ def hf_model(cfg, weights, **mlc_semantics):
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
     assert all(m == "lm_head.weight" and cfg["tie_word_embeddings"] for m in missing), missing
-    if cfg["model_type"] == "gemma2":
+    if cfg["model_type"] in ("gemma2", "gemma3_text"):
         # MLC multiplies by `hidden_size ** 0.5` in the activation dtype: f16 for q4f16_1. transformers
         # rounds the same constant to the checkpoint's dtype (bf16: 9.8125 instead of 9.7969 for 96).
         with torch.no_grad():
             model.model.embed_tokens.embed_scale.fill_(gemma_embed_scale(cfg))
+    if cfg["model_type"] == "gemma3_text":
+        mlc_layers = ["full_attention" if (i + 1) % GEMMA3_GLOBAL_EVERY == 0 else "sliding_attention"
+                      for i in range(cfg["num_hidden_layers"])]
+        assert model.config.layer_types == mlc_layers, model.config.layer_types
     if cfg["model_type"] == "phi3" and mlc_semantics.get("rope_scaling", cfg["rope_scaling"]) is not None:
         check_longrope(cfg, model, mlc_semantics.get("partial_rotary_factor", cfg["partial_rotary_factor"]))
     return model
@@ -284,6 +338,8 @@ def mlc_semantics(cfg):
     if cfg["model_type"] == "gemma2":
         assert cfg["query_pre_attn_scalar"] == cfg["head_dim"]
         return {"attn_logit_softcapping": None}
+    if cfg["model_type"] == "gemma3_text":
+        return {"rope_local_base_freq": cfg["rope_theta"], "sliding_window": GEMMA3_LOCAL_WINDOW}
     return {}
 
 
@@ -321,11 +377,19 @@ def ablations(cfg, weights, prompt, reference):
         variants["full rotary instead of 0.75 (both plain RoPE)"] = (plain, {**plain, "partial_rotary_factor": 1.0})
     if cfg["model_type"] == "gemma2":
         variants["no final logit soft-capping"] = ({}, {"final_logit_softcapping": None})
+    if cfg["model_type"] == "gemma3_text":
+        longest = max(CASES["gemma3-tiny"]["prompt_lengths"])
+        variants["local layers rotated with rope_local_base_freq (transformers)"] = (
+            {}, {"rope_local_base_freq": cfg["rope_local_base_freq"]})
+        variants["no sliding window"] = ({}, {"sliding_window": 2 * longest})
+        variants["the checkpoint's 512-position window"] = ({}, {"sliding_window": cfg["sliding_window"]})
+        variants["scale head_dim^-0.5 instead of query_pre_attn_scalar^-0.5"] = (
+            {}, {"query_pre_attn_scalar": cfg["head_dim"]})
     out = {}
     std = float(np.std(reference))
     for what, (baseline, change) in variants.items():
-        before = reference if not baseline else logits_of(hf_model(cfg, weights, **base, **baseline), prompt)[-1]
-        moved = logits_of(hf_model(cfg, weights, **base, **change), prompt)[-1]
+        before = reference if not baseline else logits_of(hf_model(cfg, weights, **{**base, **baseline}), prompt)[-1]
+        moved = logits_of(hf_model(cfg, weights, **{**base, **change}), prompt)[-1]
         diff = float(np.max(np.abs(moved - before)))
         assert diff > 20 * CPU_TOLERANCE * std, f"{what}: the ablation moves the logits only {diff:.2e}"
         out[what] = {"max_abs_logit_change": round(diff, 6), "in_units_of_the_cpu_bound": round(diff / (CPU_TOLERANCE * std), 1)}
@@ -348,7 +412,7 @@ def generate(case, out_root):
     model = hf_model(cfg, weights, **mlc_semantics(cfg))
     rs = np.random.RandomState(CASES[case]["seed"] + 2000)
     prompts, files = [], {}
-    for k, length in enumerate(PROMPT_LENGTHS):
+    for k, length in enumerate(CASES[case].get("prompt_lengths", PROMPT_LENGTHS)):
         for _attempt in range(50):
             ids = [int(t) for t in rs.randint(0, cfg["vocab_size"], size=length)]
             tokens, margins = greedy(model, ids)

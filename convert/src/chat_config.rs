@@ -176,6 +176,20 @@ fn template_fields(name: &str) -> Option<Value> {
             "stop_token_ids": [1, 107],
             "system_prefix_token_ids": [2],
         }),
+        // Gemma's turns with a bare system prompt and Gemma 3's stop ids
+        // (106 is `<end_of_turn>`; 107, Gemma-2's, is a newline here).
+        "gemma3_instruction" => json!({
+            "name": name,
+            "system_template": "{system_message}",
+            "system_message": "",
+            "roles": {"user": "<start_of_turn>user", "assistant": "<start_of_turn>model"},
+            "seps": ["<end_of_turn>\n"],
+            "role_content_sep": "\n",
+            "role_empty_sep": "\n",
+            "stop_str": ["<end_of_turn>"],
+            "stop_token_ids": [1, 106],
+            "system_prefix_token_ids": [2],
+        }),
         "deepseek_r1_qwen" => deepseek_r1(151643, DEEPSEEK),
         "deepseek_r1_llama" => deepseek_r1(128001, DEEPSEEK),
         _ => return None,
@@ -195,6 +209,7 @@ pub const CONV_TEMPLATES: &[&str] = &[
     "mistral_default",
     "phi-3",
     "gemma_instruction",
+    "gemma3_instruction",
     "deepseek_r1_qwen",
     "deepseek_r1_llama",
     "LM",

@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 use crate::ConvertError;
 
 /// `model_type` values the converter handles (the families the runtime runs).
-pub const SUPPORTED_FAMILIES: &[&str] = &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2"];
+pub const SUPPORTED_FAMILIES: &[&str] =
+    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2", "gemma3_text"];
 
 /// Hugging Face tensors MLC's loaders declare unused (not converted, not
 /// counted as parameters): `{layer}.self_attn.rotary_emb.inv_freq`.
@@ -30,6 +31,10 @@ pub enum Family {
     Phi3,
     /// `gemma2`: four norms per layer stored as `1 + w`, always tied.
     Gemma2,
+    /// `gemma3_text` (Gemma3ForCausalLM): Gemma-2's norms plus q/k norms, q, k
+    /// and v kept apart, names under `language_model.`, `model_config` nested
+    /// under `text_config`.
+    Gemma3,
 }
 
 impl Family {
@@ -44,6 +49,12 @@ impl Family {
             Some("mistral") => Ok(Family::Mistral),
             Some("phi3") => Ok(Family::Phi3),
             Some("gemma2") => Ok(Family::Gemma2),
+            Some("gemma3_text") => Ok(Family::Gemma3),
+            Some("gemma3") => Err(ConvertError::Unsupported {
+                what: "model_type \"gemma3\" (Gemma3ForConditionalGeneration, with a vision tower)".into(),
+                message: "the converter takes the text-only Gemma3ForCausalLM checkpoints (model_type \"gemma3_text\")"
+                    .into(),
+            }),
             other => Err(ConvertError::Unsupported {
                 what: match other {
                     Some(name) => format!("model_type {name:?}"),
@@ -63,13 +74,16 @@ impl Family {
             Family::Mistral => "mistral",
             Family::Phi3 => "phi3",
             Family::Gemma2 => "gemma2",
+            Family::Gemma3 => "gemma3_text",
         }
     }
 
     /// The fused QKV parameter's name (`self_attn.<name>`).
     fn qkv_name(self) -> &'static str {
         match self {
-            Family::Llama | Family::Mistral | Family::Phi3 | Family::Gemma2 => "qkv_proj",
+            Family::Llama | Family::Mistral | Family::Phi3 | Family::Gemma2 | Family::Gemma3 => {
+                "qkv_proj"
+            }
             Family::Qwen2 | Family::Qwen3 => "c_attn",
         }
     }
@@ -84,6 +98,7 @@ impl Family {
             Family::Mistral => "mistral_default",
             Family::Phi3 => "phi-3",
             Family::Gemma2 => "gemma_instruction",
+            Family::Gemma3 => "gemma3_instruction",
             // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
             Family::Llama if has("<|im_start|>") => "chatml",
             Family::Llama if has("<|start_header_id|>") || tokenizer_json.is_none() => "llama-3",
@@ -202,6 +217,25 @@ impl Family {
                 opt("query_pre_attn_scalar", Value::Null),
                 opt("sliding_window", Value::Null),
             ],
+            // Gemma3TextConfig's fields (its `sliding_window_pattern = 6` is a
+            // class constant, not a field).
+            Family::Gemma3 => vec![
+                req("hidden_size"),
+                req("intermediate_size"),
+                req("num_hidden_layers"),
+                opt("attention_bias", json!(false)),
+                opt("num_attention_heads", json!(8)),
+                opt("num_key_value_heads", json!(4)),
+                opt("head_dim", json!(256)),
+                opt("rms_norm_eps", json!(1e-6)),
+                opt("hidden_activation", json!("gelu_pytorch_tanh")),
+                opt("position_embedding_base", json!(1_000_000)),
+                opt("rope_scaling", json!(0)),
+                opt("context_window_size", json!(131_072)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("query_pre_attn_scalar", json!(256)),
+                opt("sliding_window_size", Value::Null),
+            ],
         }
     }
 
@@ -216,6 +250,9 @@ impl Family {
     ) -> Result<Map<String, Value>, ConvertError> {
         let source =
             hf.as_object().ok_or_else(|| config_error("config.json is not an object".into()))?;
+        if self == Family::Gemma3 {
+            return gemma3_model_config(source, overrides);
+        }
         let mut fields = Map::new();
         let mut kwargs = Map::new();
         let declared = self.fields();
@@ -277,6 +314,7 @@ impl Family {
             Family::Mistral => return mistral_post_init(config, kwargs),
             Family::Phi3 => return phi3_post_init(config, kwargs),
             Family::Gemma2 => return gemma2_post_init(config, kwargs),
+            Family::Gemma3 => return gemma3_text_post_init(config, kwargs),
             Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
         }
         if self == Family::Llama {
@@ -564,6 +602,138 @@ fn gemma2_post_init(
     Ok(())
 }
 
+/// `Gemma3Config` (the outer dataclass) of a `gemma3_text` checkpoint: the
+/// whole `config.json` but `vocab_size` becomes its `text_config`, a
+/// [`Family::Gemma3`] text config that keeps its leftover keys under
+/// `kwargs` (`ConfigBase.asdict` drops only the outer `kwargs`); the outer
+/// window sizes are the text config's, then the overrides apply to the outer ones.
+fn gemma3_model_config(
+    source: &Map<String, Value>,
+    overrides: &Overrides,
+) -> Result<Map<String, Value>, ConvertError> {
+    let mut outer = Map::new();
+    let outer_fields: [(&str, Value); 8] = [
+        ("text_config", Value::Null),
+        ("vocab_size", json!(262_208)),
+        ("tensor_parallel_shards", json!(1)),
+        ("max_batch_size", json!(1)),
+        ("context_window_size", json!(-1)),
+        ("sliding_window_size", json!(-1)),
+        ("prefill_chunk_size", json!(-1)),
+        ("is_text_model", json!(true)),
+    ];
+    let text_source: Map<String, Value> = source
+        .iter()
+        .filter(|(key, _)| !outer_fields.iter().any(|(name, _)| name == key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    for (name, default) in outer_fields {
+        outer.insert(name.into(), source.get(name).cloned().unwrap_or(default));
+    }
+    let mut text = Map::new();
+    let mut kwargs = Map::new();
+    let declared = Family::Gemma3.fields();
+    for (key, value) in &text_source {
+        if !declared.iter().any(|(name, _)| name == key) {
+            kwargs.insert(key.clone(), value.clone());
+        }
+    }
+    for (name, default) in &declared {
+        let value = match (text_source.get(*name), default) {
+            (Some(value), _) => value.clone(),
+            (None, Some(default)) => default.clone(),
+            (None, None) => {
+                return Err(config_error(format!(
+                    "config.json has no `{name}`, which gemma3 needs"
+                )));
+            }
+        };
+        text.insert(name.to_string(), value);
+    }
+    gemma3_text_post_init(&mut text, &mut kwargs)?;
+    text.insert("kwargs".into(), Value::Object(kwargs));
+    for key in ["context_window_size", "prefill_chunk_size", "sliding_window_size"] {
+        if outer[key].as_f64().is_none_or(|v| v <= 0.0) {
+            outer.insert(key.into(), text[key].clone());
+        }
+    }
+    outer.insert("text_config".into(), Value::Object(text));
+    for (key, value) in [
+        ("context_window_size", overrides.context_window_size),
+        ("prefill_chunk_size", overrides.prefill_chunk_size),
+        ("max_batch_size", Some(overrides.max_batch_size)),
+    ] {
+        if let Some(value) = value {
+            outer.insert(key.into(), json!(value));
+        }
+    }
+    Ok(outer)
+}
+
+/// `Gemma3TextConfig.__post_init__`: a GELU, no attention bias, the HF
+/// `sliding_window` as `sliding_window_size`, `rope_theta` as the base, and
+/// the context forced to `max(sliding_window, 8192)` (its prefill chunk
+/// having been capped at the context it had before).
+fn gemma3_text_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
+    if config["hidden_activation"].is_null() {
+        config.insert(
+            "hidden_activation".into(),
+            kwargs.get("hidden_act").cloned().unwrap_or(Value::Null),
+        );
+    }
+    if config["sliding_window_size"].is_null() {
+        config.insert(
+            "sliding_window_size".into(),
+            kwargs.get("sliding_window").cloned().unwrap_or(Value::Null),
+        );
+    }
+    if !matches!(config["hidden_activation"].as_str(), Some("gelu" | "gelu_pytorch_tanh")) {
+        return Err(ConvertError::Unsupported {
+            what: format!("hidden_activation {} for gemma3", config["hidden_activation"]),
+            message: "MLC's Gemma 3 supports only GeLU".into(),
+        });
+    }
+    if config["attention_bias"] == json!(true) {
+        return Err(ConvertError::Unsupported {
+            what: "attention_bias for gemma3".into(),
+            message: "MLC's Gemma 3 has no attention bias".into(),
+        });
+    }
+    if config["position_embedding_base"].as_f64() == Some(1e6) {
+        // Python's `pop` keeps the other keys' order (IndexMap's `remove` would not).
+        if let Some(theta) = kwargs.shift_remove("rope_theta") {
+            config.insert("position_embedding_base".into(), theta);
+        }
+    }
+    context_from_kwargs(config, kwargs)?;
+    let (hidden, heads, _) = default_heads(config)?;
+    // An assertion of MLC's Gemma3TextModel.
+    if hidden % heads != 0 {
+        return Err(config_error(format!(
+            "gemma3 needs hidden_size ({hidden}) to be a multiple of num_attention_heads ({heads})"
+        )));
+    }
+    let context = int(config, "context_window_size")?;
+    let prefill = int(config, "prefill_chunk_size")?;
+    if prefill == 0 || prefill > context {
+        config.insert("prefill_chunk_size".into(), json!(context.min(8192)));
+    }
+    let window = match &config["sliding_window_size"] {
+        Value::Null => {
+            return Err(config_error(
+                "gemma3 config.json must give `sliding_window` (MLC sizes the context from it)"
+                    .into(),
+            ));
+        }
+        _ => int(config, "sliding_window_size")?,
+    };
+    config.insert("context_window_size".into(), json!(window.max(8192)));
+    Ok(())
+}
+
 /// The `gen_config` command-line overrides of `model_config`.
 #[derive(Clone, Debug)]
 pub struct Overrides {
@@ -617,8 +787,14 @@ pub struct Dims {
 }
 
 impl Dims {
-    /// Reads the sizes from a parsed `model_config`.
+    /// Reads the sizes from a parsed `model_config` (Gemma 3's from its
+    /// `text_config`, with the outer `vocab_size`).
     pub fn from_model_config(config: &Map<String, Value>) -> Result<Dims, ConvertError> {
+        if let Some(Value::Object(text)) = config.get("text_config") {
+            let mut flat = text.clone();
+            flat.insert("vocab_size".into(), config["vocab_size"].clone());
+            return Dims::from_model_config(&flat);
+        }
         let size = |key: &str| -> Result<usize, ConvertError> {
             let v = int(config, key)?;
             usize::try_from(v)
@@ -692,6 +868,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         sources: vec![(name, shape)],
         kind,
     };
+    if family == Family::Gemma3 {
+        return gemma3_params(d);
+    }
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
     let norm = if family == Family::Gemma2 { Kind::GemmaNorm } else { Kind::Vector };
     let mut out = vec![one("model.embed_tokens.weight".into(), vec![d.vocab, h], Kind::Matrix)];
@@ -713,7 +892,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         let qkv_bias = match family {
             Family::Qwen2 => true,
             Family::Qwen3 => d.attention_bias,
-            Family::Llama | Family::Mistral | Family::Phi3 | Family::Gemma2 => false,
+            Family::Llama | Family::Mistral | Family::Phi3 | Family::Gemma2 | Family::Gemma3 => {
+                false
+            }
         };
         if qkv_bias {
             out.push(Param {
@@ -760,6 +941,46 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
     if !tied {
         out.push(one("lm_head.weight".into(), vec![d.vocab, h], Kind::Matrix));
     }
+    out
+}
+
+/// Gemma 3's parameters (`gemma3_loader.py`): the Hugging Face names under
+/// `language_model.`, q, k and v unfused, `gate_up_proj` fused, every norm
+/// (the q/k norms included) stored as `1 + w`, the embedding always tied.
+fn gemma3_params(d: &Dims) -> Vec<Param> {
+    let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
+    let one = |hf: String, shape: Vec<usize>, kind| Param {
+        name: format!("language_model.{hf}"),
+        sources: vec![(hf, shape)],
+        kind,
+    };
+    let mut out = vec![one("model.embed_tokens.weight".into(), vec![d.vocab, h], Kind::Matrix)];
+    for layer in 0..d.layers {
+        let p = format!("model.layers.{layer}");
+        let (attn, mlp) = (format!("{p}.self_attn"), format!("{p}.mlp"));
+        out.push(one(format!("{p}.input_layernorm.weight"), vec![h], Kind::GemmaNorm));
+        out.extend([
+            one(format!("{attn}.q_proj.weight"), vec![q, h], Kind::Matrix),
+            one(format!("{attn}.k_proj.weight"), vec![kv, h], Kind::Matrix),
+            one(format!("{attn}.v_proj.weight"), vec![kv, h], Kind::Matrix),
+            one(format!("{attn}.o_proj.weight"), vec![h, q], Kind::Matrix),
+            one(format!("{attn}.q_norm.weight"), vec![d.head_dim], Kind::GemmaNorm),
+            one(format!("{attn}.k_norm.weight"), vec![d.head_dim], Kind::GemmaNorm),
+        ]);
+        for norm in ["post_attention", "pre_feedforward", "post_feedforward"] {
+            out.push(one(format!("{p}.{norm}_layernorm.weight"), vec![h], Kind::GemmaNorm));
+        }
+        out.push(Param {
+            name: format!("language_model.{mlp}.gate_up_proj.weight"),
+            sources: vec![
+                (format!("{mlp}.gate_proj.weight"), vec![d.intermediate, h]),
+                (format!("{mlp}.up_proj.weight"), vec![d.intermediate, h]),
+            ],
+            kind: Kind::Matrix,
+        });
+        out.push(one(format!("{mlp}.down_proj.weight"), vec![h, d.intermediate], Kind::Matrix));
+    }
+    out.push(one("model.norm.weight".into(), vec![h], Kind::GemmaNorm));
     out
 }
 
@@ -1026,6 +1247,139 @@ mod tests {
             Family::Gemma2.model_config(&silu, &overrides()),
             Err(ConvertError::Unsupported { .. })
         ));
+    }
+
+    #[test]
+    fn gemma3_nests_its_text_config_and_sizes_the_context_from_the_window() {
+        let hf = json!({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64,
+            "intermediate_size": 96, "num_hidden_layers": 7, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 16, "rms_norm_eps": 1e-6, "hidden_activation": "gelu_pytorch_tanh", "rope_theta": 1000000.0,
+            "rope_local_base_freq": 10000.0, "sliding_window": 512, "sliding_window_pattern": 6,
+            "max_position_embeddings": 32768, "query_pre_attn_scalar": 24, "torch_dtype": "bfloat16",
+            "vocab_size": 300});
+        let config = Family::Gemma3.model_config(&hf, &overrides()).unwrap();
+        assert_eq!(
+            keys(&json!(config)),
+            [
+                "text_config",
+                "vocab_size",
+                "tensor_parallel_shards",
+                "max_batch_size",
+                "context_window_size",
+                "sliding_window_size",
+                "prefill_chunk_size",
+                "is_text_model"
+            ]
+        );
+        let outer =
+            ["vocab_size", "context_window_size", "sliding_window_size", "prefill_chunk_size"]
+                .map(|k| config[k].clone());
+        assert_eq!(outer, [json!(300), json!(8192), json!(512), json!(8192)]);
+        let text = &config["text_config"];
+        assert_eq!(
+            keys(text),
+            [
+                "hidden_size",
+                "intermediate_size",
+                "num_hidden_layers",
+                "attention_bias",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "head_dim",
+                "rms_norm_eps",
+                "hidden_activation",
+                "position_embedding_base",
+                "rope_scaling",
+                "context_window_size",
+                "prefill_chunk_size",
+                "query_pre_attn_scalar",
+                "sliding_window_size",
+                "kwargs"
+            ]
+        );
+        assert_eq!(text["position_embedding_base"], json!(1000000.0));
+        assert_eq!(text["context_window_size"], json!(8192));
+        assert_eq!(text["query_pre_attn_scalar"], json!(24));
+        // What MLC does not read stays under kwargs; `rope_theta` was taken.
+        assert_eq!(
+            keys(&text["kwargs"]),
+            [
+                "architectures",
+                "model_type",
+                "rope_local_base_freq",
+                "sliding_window",
+                "sliding_window_pattern",
+                "max_position_embeddings",
+                "torch_dtype"
+            ]
+        );
+        let dims = Dims::from_model_config(&config).unwrap();
+        assert_eq!(
+            (dims.layers, dims.heads, dims.kv_heads, dims.head_dim, dims.vocab),
+            (7, 4, 2, 16, 300)
+        );
+
+        // A longer window raises the context; an override sets the outer one only.
+        let mut wide = hf.clone();
+        wide["sliding_window"] = json!(16384);
+        let config = Family::Gemma3.model_config(&wide, &overrides()).unwrap();
+        assert_eq!(config["context_window_size"], json!(16384));
+        let small = Overrides { context_window_size: Some(4096), ..overrides() };
+        let config = Family::Gemma3.model_config(&hf, &small).unwrap();
+        assert_eq!(config["context_window_size"], json!(4096));
+        assert_eq!(config["text_config"]["context_window_size"], json!(8192));
+
+        let mut silu = hf.clone();
+        silu["hidden_activation"] = json!("silu");
+        assert!(matches!(
+            Family::Gemma3.model_config(&silu, &overrides()),
+            Err(ConvertError::Unsupported { .. })
+        ));
+        let multimodal = Family::from_hf_config(&json!({"model_type": "gemma3"})).unwrap_err();
+        assert!(multimodal.to_string().contains("gemma3_text"), "{multimodal}");
+    }
+
+    #[test]
+    fn gemma3_keeps_q_k_and_v_apart_under_language_model() {
+        let d = Dims {
+            hidden: 64,
+            intermediate: 96,
+            layers: 1,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 16,
+            vocab: 300,
+            tie_word_embeddings: false,
+            attention_bias: false,
+        };
+        let params = params(Family::Gemma3, &d);
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        let layer = "language_model.model.layers.0";
+        assert_eq!(
+            names,
+            [
+                "language_model.model.embed_tokens.weight".to_string(),
+                format!("{layer}.input_layernorm.weight"),
+                format!("{layer}.self_attn.q_proj.weight"),
+                format!("{layer}.self_attn.k_proj.weight"),
+                format!("{layer}.self_attn.v_proj.weight"),
+                format!("{layer}.self_attn.o_proj.weight"),
+                format!("{layer}.self_attn.q_norm.weight"),
+                format!("{layer}.self_attn.k_norm.weight"),
+                format!("{layer}.post_attention_layernorm.weight"),
+                format!("{layer}.pre_feedforward_layernorm.weight"),
+                format!("{layer}.post_feedforward_layernorm.weight"),
+                format!("{layer}.mlp.gate_up_proj.weight"),
+                format!("{layer}.mlp.down_proj.weight"),
+                "language_model.model.norm.weight".to_string(),
+            ]
+        );
+        let norms = params.iter().filter(|p| p.kind == Kind::GemmaNorm).count();
+        assert_eq!(norms, 7, "four layer norms, q/k norms and the final norm store 1 + w");
+        assert_eq!(
+            params[2].sources,
+            [("model.layers.0.self_attn.q_proj.weight".into(), vec![64, 64])]
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Converting the mistral, phi3 and gemma2 fixture checkpoints
+//! Converting the mistral, phi3, gemma2 and gemma3 fixture checkpoints
 //! (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
 //! norms, tying, and each family's `model_config` as MLC's `gen_config` writes
 //! it. (The converted models' outputs are checked in
@@ -156,5 +156,48 @@ fn gemma2_stores_one_plus_each_norm_weight_and_caps_the_context_at_the_sliding_w
             .map(|w| half::f16::from_f32(1.0 + w).to_f32())
             .collect();
         assert_eq!(stored, want, "{norm} must be stored as f16(1 + w)");
+    }
+}
+
+#[test]
+fn gemma3_nests_its_config_prefixes_its_names_and_stores_one_plus_every_norm() {
+    let (_temp, artifact, config) = converted("gemma3-tiny");
+    assert_eq!(config["model_type"], "gemma3_text");
+    let mc = &config["model_config"];
+    let text = &mc["text_config"];
+    // MLC's context: max(sliding_window, 8192); the checkpoint's window and
+    // the local RoPE base are kept (under kwargs for the latter) but not read.
+    assert_eq!(config["context_window_size"], json!(8192));
+    assert_eq!(config["sliding_window_size"], json!(512));
+    assert_eq!(config["prefill_chunk_size"], json!(8192));
+    assert_eq!(mc["is_text_model"], json!(true));
+    assert_eq!(text["position_embedding_base"], json!(1000000.0));
+    assert_eq!(text["query_pre_attn_scalar"], json!(24));
+    assert_eq!(text["kwargs"]["rope_local_base_freq"], json!(10000.0));
+    assert_eq!(config["conv_template"]["name"], "gemma3_instruction");
+    assert_eq!(config["conv_template"]["stop_token_ids"], json!([1, 106]));
+    let names = names(&artifact);
+    assert!(names.iter().all(|n| n.starts_with("language_model.model.")), "{names:?}");
+    for part in ["q_proj", "k_proj", "v_proj"] {
+        let name = format!("language_model.model.layers.5.self_attn.{part}.q_weight");
+        assert!(names.contains(&name), "{name} is stored apart: {names:?}");
+    }
+    let mut hf = HfFolder::open(&source("gemma3-tiny")).unwrap();
+    for (hf_name, len) in [
+        ("model.layers.0.input_layernorm.weight", 64),
+        ("model.layers.0.self_attn.q_norm.weight", 16),
+        ("model.layers.3.self_attn.k_norm.weight", 16),
+        ("model.layers.5.post_feedforward_layernorm.weight", 64),
+        ("model.norm.weight", 64),
+    ] {
+        let stored = artifact.tensor(&format!("language_model.{hf_name}")).unwrap();
+        assert_eq!(stored.shape, [len]);
+        let want: Vec<f32> = hf
+            .read_f32(hf_name)
+            .unwrap()
+            .iter()
+            .map(|w| half::f16::from_f32(1.0 + w).to_f32())
+            .collect();
+        assert_eq!(stored.to_f32_vec().unwrap(), want, "{hf_name} must be stored as f16(1 + w)");
     }
 }

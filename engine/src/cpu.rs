@@ -257,6 +257,7 @@ impl Backend for CpuBackend {
             layout,
             heads,
             start,
+            spec.attention_window(layer),
             spec.attention_scale(),
             &mut out.data,
         );

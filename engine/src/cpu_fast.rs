@@ -370,6 +370,7 @@ impl Backend for FastCpuBackend {
             layout,
             heads,
             start,
+            spec.attention_window(layer),
             spec.attention_scale(),
             &mut out.data,
         );

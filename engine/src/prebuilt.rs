@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn webllm_ids_of_implemented_families_resolve_and_others_do_not() {
-        for id in ["Llama-3.1-8B-Instruct-q4f32_1-MLC", "Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC"] {
+        for id in [
+            "Llama-3.1-8B-Instruct-q4f32_1-MLC",
+            "Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC",
+            "gemma3-1b-it-q4f16_1-MLC",
+        ] {
             let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is listed"));
             assert!(record.model.ends_with(&format!("/mlc-ai/{id}")), "{}", record.model);
         }

@@ -34,8 +34,25 @@ pub fn load<B: Backend>(
         let gate_up =
             linear_source(artifact, names.layer(l, &names.gate_up), 2 * i, h, Bias::None)?;
         let (gate_up, padded_i) = pad_intermediate(gate_up, i);
+        let qkv = match &names.separate_qkv {
+            None => linear(backend, names.layer(l, &names.qkv), spec.qkv_width(), h, qkv_bias)?,
+            Some(parts) => {
+                let widths = [spec.num_heads, spec.num_kv_heads, spec.num_kv_heads].map(|n| n * d);
+                let mut sources = Vec::with_capacity(3);
+                for (part, rows) in parts.iter().zip(widths) {
+                    sources.push(linear_source(
+                        artifact,
+                        names.layer(l, part),
+                        rows,
+                        h,
+                        Bias::None,
+                    )?);
+                }
+                stack_rows(names.layer(l, &names.qkv), &sources)?.load(backend)?
+            }
+        };
         layers_linear.push((
-            linear(backend, names.layer(l, &names.qkv), spec.qkv_width(), h, qkv_bias)?,
+            qkv,
             linear(backend, names.layer(l, &names.o_proj), h, spec.num_heads * d, Bias::IfPresent)?,
             gate_up.load(backend)?,
             linear(backend, names.layer(l, &names.down), h, padded_i, Bias::None)?,
@@ -76,29 +93,34 @@ pub fn load<B: Backend>(
     Ok(DecoderWeights { embed, layers, final_norm, lm_head })
 }
 
-/// A gate/up projection ready to load: as stored, or with each half widened.
-enum GateUp<'a> {
+/// A projection ready to load: as stored, or with its rows rearranged.
+enum Prepared<'a> {
     Stored(LinearSource<'a>),
-    Padded(PaddedQ4<'a>),
+    Rearranged(OwnedLinear<'a>),
 }
 
-/// A q4 matrix whose rows were rearranged on load; it owns its bytes and shapes.
-struct PaddedQ4<'a> {
+/// A matrix whose rows were rearranged on load; it owns its bytes and shapes.
+struct OwnedLinear<'a> {
     name: String,
     cols: usize,
-    /// `q_weight` and `q_scale`.
-    parts: [WidenedTensor<'a>; 2],
+    matrix: OwnedMatrix<'a>,
 }
 
-/// A 2-D tensor of the artifact with rows added on load: its own bytes.
-struct WidenedTensor<'a> {
+/// The stored forms of [`MatrixSource`], owned.
+enum OwnedMatrix<'a> {
+    Q4 { q_weight: OwnedTensor<'a>, q_scale: OwnedTensor<'a> },
+    Dense(OwnedTensor<'a>),
+}
+
+/// A 2-D tensor of the artifact with rows added or stacked on load: its own bytes.
+struct OwnedTensor<'a> {
     name: &'a str,
     dtype: DType,
     shape: [usize; 2],
     bytes: Vec<u8>,
 }
 
-impl WidenedTensor<'_> {
+impl OwnedTensor<'_> {
     /// A borrowed view, as the backends load tensors.
     fn tensor(&self) -> Tensor<'_> {
         Tensor {
@@ -110,23 +132,70 @@ impl WidenedTensor<'_> {
     }
 }
 
-impl GateUp<'_> {
+impl Prepared<'_> {
     fn load<B: Backend>(self, backend: &mut B) -> Result<B::Linear, EngineError> {
-        match self {
-            GateUp::Stored(source) => backend.load_linear(&source),
-            GateUp::Padded(PaddedQ4 { name, cols, parts: [weight, scale] }) => {
-                let matrix =
-                    MatrixSource::Q4 { q_weight: weight.tensor(), q_scale: scale.tensor() };
-                backend.load_linear(&LinearSource {
-                    name,
-                    rows: weight.shape[0],
-                    cols,
-                    matrix,
-                    bias: None,
-                })
-            }
-        }
+        let OwnedLinear { name, cols, matrix } = match self {
+            Prepared::Stored(source) => return backend.load_linear(&source),
+            Prepared::Rearranged(owned) => owned,
+        };
+        let (rows, matrix) = match &matrix {
+            OwnedMatrix::Q4 { q_weight, q_scale } => (
+                q_weight.shape[0],
+                MatrixSource::Q4 { q_weight: q_weight.tensor(), q_scale: q_scale.tensor() },
+            ),
+            OwnedMatrix::Dense(dense) => (dense.shape[0], MatrixSource::Dense(dense.tensor())),
+        };
+        backend.load_linear(&LinearSource { name, rows, cols, matrix, bias: None })
     }
+}
+
+/// One projection from several stored apart (Gemma 3's q, k and v): their
+/// rows stacked in order, so `x · [A; B; C]ᵀ = [x·Aᵀ, x·Bᵀ, x·Cᵀ]` exactly (a
+/// q4 row's groups and scale stay with it).
+fn stack_rows<'a>(name: String, sources: &[LinearSource<'a>]) -> Result<Prepared<'a>, EngineError> {
+    let first = &sources[0];
+    let stack = |parts: &[&Tensor<'a>]| -> Result<OwnedTensor<'a>, EngineError> {
+        let (dtype, cols) = (parts[0].dtype, parts[0].shape[1]);
+        if let Some(odd) = parts.iter().find(|t| t.dtype != dtype || t.shape[1] != cols) {
+            return Err(EngineError::WeightShape {
+                name: odd.name.to_string(),
+                expected: vec![odd.shape[0], cols],
+                actual: odd.shape.to_vec(),
+            });
+        }
+        Ok(OwnedTensor {
+            name: parts[0].name,
+            dtype,
+            shape: [parts.iter().map(|t| t.shape[0]).sum(), cols],
+            bytes: parts.iter().flat_map(|t| t.bytes.iter().copied()).collect(),
+        })
+    };
+    let mixed = || EngineError::Config(format!("{name}: q, k and v are stored in different forms"));
+    let matrix = match &first.matrix {
+        MatrixSource::Q4 { .. } => {
+            let mut codes = Vec::new();
+            let mut scales = Vec::new();
+            for source in sources {
+                let MatrixSource::Q4 { q_weight, q_scale } = &source.matrix else {
+                    return Err(mixed());
+                };
+                codes.push(q_weight);
+                scales.push(q_scale);
+            }
+            OwnedMatrix::Q4 { q_weight: stack(&codes)?, q_scale: stack(&scales)? }
+        }
+        MatrixSource::Dense(_) => {
+            let mut dense = Vec::new();
+            for source in sources {
+                let MatrixSource::Dense(matrix) = &source.matrix else {
+                    return Err(mixed());
+                };
+                dense.push(matrix);
+            }
+            OwnedMatrix::Dense(stack(&dense)?)
+        }
+    };
+    Ok(Prepared::Rearranged(OwnedLinear { name, cols: first.cols, matrix }))
 }
 
 /// Widens an MLP whose intermediate size is not a multiple of 32.
@@ -136,26 +205,32 @@ impl GateUp<'_> {
 /// `gate_up` makes the activation exactly 0 there (`silu(0) · 0`), so the padded
 /// tail of `down_proj` multiplies zeros: the result is exactly the unpadded one
 /// on every backend. Returns the projection and the (padded) intermediate size.
-fn pad_intermediate(source: LinearSource<'_>, intermediate: usize) -> (GateUp<'_>, usize) {
+fn pad_intermediate(source: LinearSource<'_>, intermediate: usize) -> (Prepared<'_>, usize) {
     let padded = intermediate.next_multiple_of(32);
     let MatrixSource::Q4 { q_weight, q_scale } = &source.matrix else {
-        return (GateUp::Stored(source), intermediate);
+        return (Prepared::Stored(source), intermediate);
     };
     if padded == intermediate {
-        return (GateUp::Stored(source), intermediate);
+        return (Prepared::Stored(source), intermediate);
     }
-    let parts = [widen(q_weight, intermediate, padded), widen(q_scale, intermediate, padded)];
-    (GateUp::Padded(PaddedQ4 { name: source.name.clone(), cols: source.cols, parts }), padded)
+    let matrix = OwnedMatrix::Q4 {
+        q_weight: widen(q_weight, intermediate, padded),
+        q_scale: widen(q_scale, intermediate, padded),
+    };
+    (
+        Prepared::Rearranged(OwnedLinear { name: source.name.clone(), cols: source.cols, matrix }),
+        padded,
+    )
 }
 
 /// `[gate; up]` rows of `tensor` as `[gate; 0; up; 0]`, each half `padded` rows.
-fn widen<'a>(tensor: &Tensor<'a>, intermediate: usize, padded: usize) -> WidenedTensor<'a> {
+fn widen<'a>(tensor: &Tensor<'a>, intermediate: usize, padded: usize) -> OwnedTensor<'a> {
     let row = tensor.bytes.len() / (2 * intermediate);
     let mut out = vec![0u8; 2 * padded * row];
     out[..intermediate * row].copy_from_slice(&tensor.bytes[..intermediate * row]);
     out[padded * row..(padded + intermediate) * row]
         .copy_from_slice(&tensor.bytes[intermediate * row..]);
-    WidenedTensor {
+    OwnedTensor {
         name: tensor.name,
         dtype: tensor.dtype,
         shape: [2 * padded, tensor.shape[1]],

@@ -40,6 +40,9 @@ pub struct AttentionShape {
     pub kv_heads: usize,
     /// Positions the KV cache holds.
     pub capacity: usize,
+    /// Sliding window: each query sees only the last `window` positions, its
+    /// own included (Gemma 3's local layers); `None` sees every earlier one.
+    pub window: Option<usize>,
 }
 
 /// Tile sizes of the attention kernel for one head dimension.
@@ -153,7 +156,8 @@ struct Params {
     tokens_per_block: u32,
     head_blocks: u32,
     split: u32,
-    _pad: [u32; 2],
+    window: u32,
+    _pad: u32,
 }
 
 /// The compiled attention pipelines for one head dimension; build once per model.
@@ -221,7 +225,7 @@ impl Attention {
         buffers: &AttentionBuffers,
         scale: f32,
     ) -> Result<BoundAttention, KernelError> {
-        let AttentionShape { heads, kv_heads, capacity } = shape;
+        let AttentionShape { heads, kv_heads, capacity, window } = shape;
         let head_dim = self.head_dim;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("attention: {why}")));
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
@@ -229,6 +233,9 @@ impl Attention {
         }
         if capacity == 0 {
             return bad("the cache holds no position".into());
+        }
+        if window == Some(0) {
+            return bad("a sliding window of 0 keys".into());
         }
         let group = heads / kv_heads;
         let prefill_heads = group.min(self.tiles.block_q);
@@ -281,7 +288,8 @@ impl Attention {
             tokens_per_block: 0,
             head_blocks: 0,
             split: 0,
-            _pad: [0; 2],
+            window: window.map_or(0, |w| w.min(capacity)) as u32,
+            _pad: 0,
         };
         let params_buffer = ctx.uniform_buffer("attention params", &params);
         let bind_group = ctx.bind_buffers(
@@ -366,15 +374,18 @@ impl BoundAttention {
         p.start = start as u32;
         let group = p.group as usize;
         if tokens == 1 {
-            // Chunks of whole key tiles: at least `min_chunk_len` keys, few enough for the scratch.
-            let tiles = kv_len.div_ceil(self.block_k);
+            // Chunks of whole key tiles over the keys the query sees: at least
+            // `min_chunk_len` keys, few enough for the scratch.
+            let window = p.window as usize;
+            let seen = if window == 0 { kv_len } else { kv_len.min(window) };
+            let tiles = seen.div_ceil(self.block_k);
             let tiles_per_chunk = tiles
                 .div_ceil(p.max_chunks as usize)
                 .max(self.min_chunk_len.div_ceil(self.block_k));
             let chunk_len = tiles_per_chunk * self.block_k;
             p.split = 1;
             p.chunk_len = chunk_len as u32;
-            p.num_chunks = kv_len.div_ceil(chunk_len) as u32;
+            p.num_chunks = seen.div_ceil(chunk_len) as u32;
             p.heads_per_block = self.decode_heads as u32;
             p.tokens_per_block = 1;
             p.head_blocks = group.div_ceil(self.decode_heads) as u32;

@@ -22,10 +22,11 @@ fn check(
     tokens: usize,
     start: usize,
     min_chunk_len: usize,
+    window: Option<usize>,
     seed: u64,
 ) {
     let what = format!(
-        "{path} head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start} (chunks ≥ {min_chunk_len} keys)"
+        "{path} head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start} (chunks ≥ {min_chunk_len} keys, window {window:?})"
     );
     let mut rng = rng(seed);
     let capacity = start + tokens + 5;
@@ -36,7 +37,7 @@ fn check(
     let values = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
     let scale = (head_dim as f32).powf(-0.5);
     let mut want = vec![0.0; q.len()];
-    causal_attention(&q, &keys, &values, layout, heads, start, scale, &mut want);
+    causal_attention(&q, &keys, &values, layout, heads, start, window, scale, &mut want);
 
     let q_buffer = upload(ctx, &q);
     let k_cache = upload(ctx, &keys);
@@ -50,8 +51,8 @@ fn check(
         out: &out,
         scratch: &scratch,
     };
-    let mut bound =
-        kernel.bind(ctx, AttentionShape { heads, kv_heads, capacity }, &buffers, scale).unwrap();
+    let shape = AttentionShape { heads, kv_heads, capacity, window };
+    let mut bound = kernel.bind(ctx, shape, &buffers, scale).unwrap();
     bound.set_min_chunk_len(min_chunk_len);
     bound.run(ctx, tokens, start).unwrap();
     let got = ctx.read_f32(&out, want.len()).unwrap();
@@ -80,7 +81,7 @@ fn prefill_matches_the_cpu_reference() {
         let mut kernels = std::collections::HashMap::new();
         for (i, &(d, heads, kv_heads, tokens, start)) in cases.iter().enumerate() {
             let kernel = kernels.entry(d).or_insert_with(|| Attention::new(ctx, d).unwrap());
-            check(ctx, path, kernel, d, heads, kv_heads, tokens, start, 1, 200 + i as u64);
+            check(ctx, path, kernel, d, heads, kv_heads, tokens, start, 1, None, 200 + i as u64);
         }
     }
 }
@@ -100,7 +101,19 @@ fn decode_matches_the_cpu_reference_across_chunk_boundaries() {
             for (i, kv_len) in
                 [1, 2, 31, 32, 33, 63, 64, 65, 128, 129, 257, 1500].into_iter().enumerate()
             {
-                check(ctx, path, &kernel, 64, 14, 2, 1, kv_len - 1, min_chunk_len, 300 + i as u64);
+                check(
+                    ctx,
+                    path,
+                    &kernel,
+                    64,
+                    14,
+                    2,
+                    1,
+                    kv_len - 1,
+                    min_chunk_len,
+                    None,
+                    300 + i as u64,
+                );
             }
         }
         for (i, (d, heads, kv_heads, kv_len)) in [
@@ -115,7 +128,7 @@ fn decode_matches_the_cpu_reference_across_chunk_boundaries() {
         .enumerate()
         {
             let kernel = Attention::new(ctx, d).unwrap();
-            check(ctx, path, &kernel, d, heads, kv_heads, 1, kv_len - 1, 1, 400 + i as u64);
+            check(ctx, path, &kernel, d, heads, kv_heads, 1, kv_len - 1, 1, None, 400 + i as u64);
         }
     }
 }
@@ -147,6 +160,7 @@ fn random_shapes_match_the_cpu_reference() {
                 tokens,
                 start,
                 min_chunk_len,
+                None,
                 seed + i as u64,
             );
         }
@@ -154,11 +168,44 @@ fn random_shapes_match_the_cpu_reference() {
 }
 
 #[test]
+fn a_sliding_window_matches_the_cpu_reference() {
+    for (path, ctx) in contexts() {
+        let kernel = Attention::new(ctx, 32).unwrap();
+        // (tokens, start, window): prefill blocks whose rows start past the
+        // first tile of the block's keys, a prefill longer than the window,
+        // decode steps inside, at and past the window, across chunks.
+        for (i, (tokens, start, window)) in [
+            (40, 0, 5),
+            (70, 13, 33),
+            (9, 100, 64),
+            (1, 3, 8),
+            (1, 63, 64),
+            (1, 300, 37),
+            (1, 500, 200),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            check(ctx, path, &kernel, 32, 8, 2, tokens, start, 32, Some(window), 600 + i as u64);
+        }
+    }
+    let (_, ctx) = &contexts()[0];
+    let kernel = Attention::new(ctx, 16).unwrap();
+    let buffer = |bytes| ctx.empty_storage_buffer("b", bytes);
+    let (q, out, cache) = (buffer(4 * 16), buffer(4 * 16), buffer(4 * 16 * 8));
+    let scratch = AttentionScratch::new(ctx, 1, 16, 8);
+    let buffers =
+        AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
+    let empty = AttentionShape { heads: 1, kv_heads: 1, capacity: 8, window: Some(0) };
+    assert!(invalid(kernel.bind(ctx, empty, &buffers, 1.0)), "a window of no key");
+}
+
+#[test]
 fn decode_with_more_positions_than_chunks() {
     // 256 chunks at most: a 20000-position context uses chunks of several tiles.
     let (path, ctx) = &contexts()[1];
     let kernel = Attention::new(ctx, 16).unwrap();
-    check(ctx, path, &kernel, 16, 2, 1, 1, 19_999, 1, 500);
+    check(ctx, path, &kernel, 16, 2, 1, 1, 19_999, 1, None, 500);
 }
 
 fn invalid<T>(result: Result<T, KernelError>) -> bool {
@@ -177,7 +224,7 @@ fn attention_rejects_wrong_shapes() {
     let scratch = AttentionScratch::new(ctx, 4, 16, 32);
     let aliased =
         AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &q, scratch: &scratch };
-    let shape = AttentionShape { heads: 4, kv_heads: 2, capacity: 32 };
+    let shape = AttentionShape { heads: 4, kv_heads: 2, capacity: 32, window: None };
     assert!(invalid(kernel.bind(ctx, shape, &aliased, 0.25)), "out aliases q");
     let buffers =
         AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
@@ -226,7 +273,7 @@ fn bench_attention() {
             scratch: &scratch,
         };
         let mut bound = kernel
-            .bind(ctx, AttentionShape { heads, kv_heads, capacity }, &buffers, 0.125)
+            .bind(ctx, AttentionShape { heads, kv_heads, capacity, window: None }, &buffers, 0.125)
             .unwrap();
         let steps = [
             (1, 127, 200, 32),

@@ -933,7 +933,8 @@ impl Backend for GpuBackend {
                     out: &out.buffer,
                     scratch: &prepared.scratch,
                 };
-                let shape = AttentionShape { heads, kv_heads, capacity };
+                let window = spec.attention_window(layer);
+                let shape = AttentionShape { heads, kv_heads, capacity, window };
                 Ok(BoundOp::Attention(prepared.kernels.attention.bind(
                     &b.ctx,
                     shape,

@@ -30,13 +30,7 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
         }
     }
     spec.tie_word_embeddings = true;
-    // MLC multiplies by `hidden_size ** 0.5` in the activation dtype, so a
-    // float16 model scales by the f16-rounded constant.
-    let scale = (spec.hidden_size as f32).sqrt();
-    spec.embed_scale = match fields.chat().quantization()?.model_dtype() {
-        mlc_loader::DType::F16 => half::f16::from_f32(scale).to_f32(),
-        _ => scale,
-    };
+    spec.embed_scale = fields.gemma_embed_scale(spec.hidden_size)?;
     spec.post_norms = true;
     spec.final_logit_softcap = fields.optional("final_logit_softcapping")?;
     if let Some(cap) = spec.final_logit_softcap.filter(|c| !(c.is_finite() && *c > 0.0)) {

@@ -4,6 +4,7 @@
 
 pub mod decoder;
 mod gemma2;
+mod gemma3;
 mod llama;
 mod mistral;
 mod phi3;
@@ -11,7 +12,7 @@ mod qwen2;
 mod qwen3;
 mod spec;
 
-pub use spec::{Activation, LongRope, ModelSpec, ParamNames};
+pub use spec::{Activation, LongRope, ModelSpec, ParamNames, SlidingWindow};
 
 use mlc_loader::ChatConfig;
 use serde::de::DeserializeOwned;
@@ -19,7 +20,8 @@ use serde::de::DeserializeOwned;
 use crate::EngineError;
 
 /// `model_type` values this runtime implements.
-pub const SUPPORTED_FAMILIES: &[&str] = &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2"];
+pub const SUPPORTED_FAMILIES: &[&str] =
+    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2", "gemma3", "gemma3_text"];
 
 /// The decoder description of an artifact, or a clear error when its family is
 /// not supported or its `model_config` is incomplete.
@@ -32,6 +34,7 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "mistral" => mistral::spec(&fields),
         "phi3" => phi3::spec(&fields),
         "gemma2" => gemma2::spec(&fields),
+        "gemma3" | "gemma3_text" => gemma3::spec(&fields),
         other => Err(EngineError::UnsupportedModelType {
             model_type: other.to_string(),
             supported: SUPPORTED_FAMILIES.join(", "),
@@ -99,6 +102,8 @@ impl ConfigFields<'_> {
             tie_word_embeddings: self.optional("tie_word_embeddings")?.unwrap_or(false),
             qkv_bias: false,
             qk_norm: false,
+            query_pre_attn_scalar: None,
+            sliding_window: None,
             context_window_size: self.window("context_window_size")?,
             prefill_chunk_size: self.window("prefill_chunk_size")?,
             names,
@@ -118,6 +123,16 @@ impl ConfigFields<'_> {
             EngineError::Config(format!(
                 "{key} must be positive (sliding-window models are not supported yet), got {value}"
             ))
+        })
+    }
+
+    /// Gemma's embedding scale `√hidden`, as MLC multiplies by `hidden_size ** 0.5`
+    /// in the activation dtype: a float16 model scales by the f16-rounded constant.
+    pub fn gemma_embed_scale(&self, hidden_size: usize) -> Result<f32, EngineError> {
+        let scale = (hidden_size as f32).sqrt();
+        Ok(match self.chat().quantization()?.model_dtype() {
+            mlc_loader::DType::F16 => half::f16::from_f32(scale).to_f32(),
+            _ => scale,
         })
     }
 

@@ -27,6 +27,9 @@ pub struct ParamNames {
     pub attn_norm: String,
     /// Fused `[q; k; v]` projection.
     pub qkv: String,
+    /// The q, k and v projections when the artifact stores them apart (Gemma 3);
+    /// they are stacked into the fused projection on load.
+    pub separate_qkv: Option<[String; 3]>,
     /// Attention output projection.
     pub o_proj: String,
     /// Per-head query norm (Qwen3).
@@ -57,6 +60,7 @@ impl ParamNames {
             layer_prefix: "model.layers.".into(),
             attn_norm: "input_layernorm".into(),
             qkv: format!("self_attn.{qkv}"),
+            separate_qkv: None,
             o_proj: "self_attn.o_proj".into(),
             q_norm: "self_attn.q_norm".into(),
             k_norm: "self_attn.k_norm".into(),
@@ -80,10 +84,35 @@ impl ParamNames {
         }
     }
 
+    /// Gemma 3's names: Gemma's under `language_model.`, with q, k and v
+    /// projections stored apart.
+    pub fn gemma3() -> ParamNames {
+        let gemma = ParamNames::gemma_style();
+        let prefixed = |name: &str| format!("language_model.{name}");
+        ParamNames {
+            embed: prefixed(&gemma.embed),
+            layer_prefix: prefixed(&gemma.layer_prefix),
+            separate_qkv: Some(["q_proj", "k_proj", "v_proj"].map(|p| format!("self_attn.{p}"))),
+            final_norm: prefixed(&gemma.final_norm),
+            lm_head: prefixed(&gemma.lm_head),
+            ..gemma
+        }
+    }
+
     /// Full name of a per-layer parameter.
     pub fn layer(&self, layer: usize, param: &str) -> String {
         format!("{}{layer}.{param}", self.layer_prefix)
     }
+}
+
+/// Gemma 3's local attention: most layers see only the last `size` positions,
+/// every `pattern`-th layer (1-based) sees the whole context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingWindow {
+    /// Keys a local layer's query sees, its own included.
+    pub size: usize,
+    /// Layer `L` is global when `(L + 1) % pattern == 0`.
+    pub pattern: usize,
 }
 
 /// A pre-norm decoder-only transformer, as one family configures it.
@@ -131,6 +160,11 @@ pub struct ModelSpec {
     pub qkv_bias: bool,
     /// Queries and keys are RMS-normalised per head before RoPE (Qwen3).
     pub qk_norm: bool,
+    /// The softmax scale is `query_pre_attn_scalar^-0.5` instead of
+    /// `head_dim^-0.5` (Gemma 3).
+    pub query_pre_attn_scalar: Option<f32>,
+    /// Local (sliding-window) and global layers (Gemma 3).
+    pub sliding_window: Option<SlidingWindow>,
     /// Most tokens the KV cache holds (prompt and generated).
     pub context_window_size: usize,
     /// Most tokens forwarded in one prefill call.
@@ -155,8 +189,15 @@ impl ModelSpec {
         }
     }
 
-    /// Attention softmax scale, `head_dim^-0.5`.
+    /// Attention softmax scale, `head_dim^-0.5` unless the family sets
+    /// `query_pre_attn_scalar`.
     pub fn attention_scale(&self) -> f32 {
-        1.0 / (self.head_dim as f32).sqrt()
+        1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim as f32).sqrt()
+    }
+
+    /// The sliding window of layer `layer`, `None` for a global layer.
+    pub fn attention_window(&self, layer: usize) -> Option<usize> {
+        let window = self.sliding_window?;
+        (!(layer + 1).is_multiple_of(window.pattern)).then_some(window.size)
     }
 }

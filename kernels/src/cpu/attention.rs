@@ -19,9 +19,11 @@ impl KvLayout {
     }
 }
 
-/// `out[t, h] = softmax(q[t, h] · K[g(h), ..=p]ᵀ · scale) · V[g(h), ..=p]` for each
-/// of the `tokens` queries, where token `t` sits at position `p = start + t`
-/// and query head `h` reads KV head `g(h) = h / (heads / kv_heads)`.
+/// `out[t, h] = softmax(q[t, h] · K[g(h), lo..=p]ᵀ · scale) · V[g(h), lo..=p]` for
+/// each of the `tokens` queries, where token `t` sits at position `p = start + t`
+/// and query head `h` reads KV head `g(h) = h / (heads / kv_heads)`. Without a
+/// `window` every earlier position is visible (`lo = 0`); a sliding window of `w`
+/// keeps the last `w` positions, the query's own included (`lo = p + 1 − w`).
 ///
 /// The cache must already hold the keys and values of positions `..=start + tokens - 1`.
 #[allow(clippy::too_many_arguments)] // the operands of the formula above, each named
@@ -32,6 +34,7 @@ pub fn causal_attention(
     layout: KvLayout,
     heads: usize,
     start: usize,
+    window: Option<usize>,
     scale: f32,
     out: &mut [f32],
 ) {
@@ -42,11 +45,12 @@ pub fn causal_attention(
     let mut scores = Vec::with_capacity(start + tokens);
     for t in 0..tokens {
         let visible = start + t + 1;
+        let first = window.map_or(0, |w| visible.saturating_sub(w));
         for h in 0..heads {
             let kv = h / group;
             let query = &q[(t * heads + h) * d..][..d];
             scores.clear();
-            for p in 0..visible {
+            for p in first..visible {
                 let key = &keys[layout.offset(kv, p)..][..d];
                 scores.push(query.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale);
             }
@@ -58,12 +62,41 @@ pub fn causal_attention(
             }
             let o = &mut out[(t * heads + h) * d..][..d];
             o.fill(0.0);
-            for (p, &w) in scores.iter().enumerate() {
+            for (p, &w) in (first..).zip(&scores) {
                 let value = &values[layout.offset(kv, p)..][..d];
                 for (o, &v) in o.iter_mut().zip(value) {
                     *o += w / total * v;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_keeps_only_the_last_positions() {
+        let (heads, d, capacity) = (2, 4, 6);
+        let layout = KvLayout { kv_heads: 1, capacity, head_dim: d };
+        let keys: Vec<f32> = (0..capacity * d).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect();
+        let values: Vec<f32> = (0..capacity * d).map(|i| i as f32).collect();
+        let q: Vec<f32> = (0..3 * heads * d).map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.2).collect();
+        let run = |window| {
+            let mut out = vec![0.0; q.len()];
+            causal_attention(&q, &keys, &values, layout, heads, 3, window, 0.5, &mut out);
+            out
+        };
+        // A window of one: each query reads only its own value row.
+        let own = run(Some(1));
+        for t in 0..3 {
+            for h in 0..heads {
+                assert_eq!(&own[(t * heads + h) * d..][..d], &values[(3 + t) * d..][..d]);
+            }
+        }
+        // A window as long as the context changes nothing; a shorter one does.
+        assert_eq!(run(Some(6)), run(None));
+        assert_ne!(run(Some(3)), run(None));
     }
 }

@@ -8,7 +8,8 @@ use crate::cpu::{KvLayout, dot};
 const PARALLEL_WORK: usize = 1 << 16;
 
 /// The same result as [`crate::cpu::causal_attention`] (`out[t, h] =
-/// softmax(q[t, h] · Kᵀ · scale) · V` over positions `..= start + t`), with
+/// softmax(q[t, h] · Kᵀ · scale) · V` over positions `..= start + t`, the
+/// last `window` of them when there is one), with
 /// the softmax computed online: one pass over each head's keys and values,
 /// rescaling the running sum when a larger score appears, and no score
 /// buffer. Heads run on rayon's pool when the work is large enough.
@@ -20,6 +21,7 @@ pub fn attention(
     layout: KvLayout,
     heads: usize,
     start: usize,
+    window: Option<usize>,
     scale: f32,
     out: &mut [f32],
 ) {
@@ -37,7 +39,8 @@ pub fn attention(
             let query = &q[index * d..(index + 1) * d];
             let (mut max, mut total) = (f32::NEG_INFINITY, 0.0f32);
             o.fill(0.0);
-            for p in 0..=start + t {
+            let first = window.map_or(0, |w| (start + t + 1).saturating_sub(w));
+            for p in first..=start + t {
                 let score = dot(query, &keys[layout.offset(kv, p)..][..d]) * scale;
                 if score > max {
                     let shrink = (max - score).exp();
@@ -72,15 +75,17 @@ mod tests {
         };
         let (keys, values) = (cache(1), cache(7));
         // A decode step late in the context, and a prefill spanning enough
-        // work to run on the pool.
+        // work to run on the pool; each without and with a sliding window.
         for (start, tokens) in [(30, 1), (0, 33)] {
             let q: Vec<f32> =
                 (0..tokens * heads * d).map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.05).collect();
-            let (mut want, mut got) = (vec![0.0; q.len()], vec![0.0; q.len()]);
-            causal_attention(&q, &keys, &values, layout, heads, start, 0.25, &mut want);
-            attention(&q, &keys, &values, layout, heads, start, 0.25, &mut got);
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-5, "{start}+{tokens}: {g} vs {w}");
+            for window in [None, Some(7)] {
+                let (mut want, mut got) = (vec![0.0; q.len()], vec![0.0; q.len()]);
+                causal_attention(&q, &keys, &values, layout, heads, start, window, 0.25, &mut want);
+                attention(&q, &keys, &values, layout, heads, start, window, 0.25, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-5, "{start}+{tokens} {window:?}: {g} vs {w}");
+                }
             }
         }
     }

@@ -1,7 +1,9 @@
 // Causal grouped-query attention over the KV cache, flash-attention style,
 // for prefill (many tokens) and decode (one token, keys split into chunks).
 //
-//   out[t, h] = Σ_{p ≤ start+t} softmax_p(q[t, h] · K[g, p] · scale) · V[g, p],   g = h / group
+//   out[t, h] = Σ_{lo ≤ p ≤ start+t} softmax_p(q[t, h] · K[g, p] · scale) · V[g, p],   g = h / group
+//
+// lo = 0, or with a sliding window of w keys (Gemma 3's local layers) lo = start + t + 1 − w.
 //
 // `attend`: one workgroup owns BLOCK_Q query rows that read the same KV head g:
 // row r is query head h0 + r % heads_per_block of token t0 + r / heads_per_block,
@@ -11,14 +13,15 @@
 // (online softmax):
 //   m' = max(m, max_j s_j);  α = exp(m − m');  p_j = exp(s_j − m')
 //   l' = α·l + Σ_j p_j;      acc' = α·acc + Σ_j p_j·V_j;      out = acc / l.
-// Masked scores (future keys) are NEG, whose exponential is 0; every row sees a
-// key in its first tile, so m is finite from then on.
+// Masked scores (future keys, keys before the window) are NEG and get weight 0;
+// while a row has seen no key yet, m stays NEG and its l and acc stay 0.
 //
-// Prefill: workgroup (x, y) = (token block, KV head × head block); keys 0 ..= the
-// block's last position.
-// Decode (`split`): x is a chunk of `chunk_len` keys. With several chunks each
-// writes (m, l, acc) per query head and `combine_chunks` (one workgroup per head)
-// merges them:  M = max_c m_c,  L = Σ_c exp(m_c − M)·l_c,  out = Σ_c exp(m_c − M)·acc_c / L.
+// Prefill: workgroup (x, y) = (token block, KV head × head block); keys from the
+// window start of the block's first position ..= the block's last position.
+// Decode (`split`): x is a chunk of `chunk_len` keys, counted from the window
+// start. With several chunks each writes (m, l, acc) per query head and
+// `combine_chunks` (one workgroup per head) merges them:
+//  M = max_c m_c,  L = Σ_c exp(m_c − M)·l_c,  out = Σ_c exp(m_c − M)·acc_c / L.
 //
 // Each tile's keys and values are loaded into registers one tile ahead (the
 // loads overlap the previous tile's arithmetic), then copied into workgroup
@@ -45,8 +48,8 @@ struct Params {
     tokens_per_block: u32, // tokens in one workgroup
     head_blocks: u32,      // ceil(group / heads_per_block)
     split: u32,            // 1: decode with key chunks
-    _pad0: u32,
-    _pad1: u32,
+    window: u32,           // sliding window in keys, 0: every earlier key
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -75,6 +78,11 @@ var<workgroup> row_sum: array<f32, BLOCK_Q>;
 var<workgroup> row_alpha: array<f32, BLOCK_Q>;
 var<workgroup> part_max: array<f32, WG>;
 var<workgroup> part_sum: array<f32, WG>;
+
+/// The first key a query at `position` sees: 0, or the start of its window.
+fn window_start(position: u32) -> u32 {
+    return select(0u, position + 1u - params.window, params.window != 0u && position + 1u > params.window);
+}
 
 /// Which query a row of a workgroup holds.
 struct Row {
@@ -130,8 +138,9 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     let h_end = (g + 1u) * params.group;
     let kv_base = g * params.capacity;
     let t0 = select(group.x * params.tokens_per_block, 0u, split);
-    // Keys of this workgroup: k_begin .. k_end (its chunk, or up to its last query).
-    let k_begin = select(0u, group.x * params.chunk_len, split);
+    // Keys of this workgroup: k_begin .. k_end (its chunk, or from the first
+    // query's window start up to its last query).
+    let k_begin = window_start(params.start + t0) + select(0u, group.x * params.chunk_len, split);
     var k_end = params.start + min(t0 + params.tokens_per_block, params.tokens);
     if split {
         k_end = min(k_end, k_begin + params.chunk_len);
@@ -161,6 +170,7 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     let r = min(lid / ROW_THREADS, BLOCK_Q - 1u);
     let c = lid % ROW_THREADS;
     let last_visible = params.start + row_of(r, t0, h0, h_end).token;
+    let first_visible = window_start(last_visible);
 
     // The next tile's keys and values are loaded into registers while the
     // current one is being used.
@@ -172,13 +182,14 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
         let values = next_values;
         workgroupBarrier();
 
-        // s[r, j] = q_r · k_j (scaled), NEG where key j is in the row's future.
+        // s[r, j] = q_r · k_j (scaled), NEG where key j is in the row's future
+        // or before its window.
         var s: array<f32, COLS>;
         var part = NEG;
         for (var t = 0u; t < COLS; t++) {
             let j = c + t * ROW_THREADS;
             var v = NEG;
-            if j < BLOCK_K && k0 + j <= last_visible && k0 + j < k_end {
+            if j < BLOCK_K && k0 + j <= last_visible && k0 + j >= first_visible && k0 + j < k_end {
                 let qr = r * D4;
                 let kj = j * KV_STRIDE;
                 v = 0.0;
@@ -204,7 +215,7 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
         for (var t = 0u; t < COLS; t++) {
             let j = c + t * ROW_THREADS;
             if row_thread && j < BLOCK_K {
-                let p = exp(s[t] - m_new);
+                let p = select(exp(s[t] - m_new), 0.0, s[t] == NEG);
                 scores[r * BLOCK_K + j] = p;
                 part_total += p;
             }
