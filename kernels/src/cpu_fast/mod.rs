@@ -23,8 +23,10 @@ mod matmul;
 
 pub use attention::attention;
 pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
-pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with};
-pub use matmul::matmul_q4_q16;
+#[cfg(target_arch = "x86_64")]
+pub use dot::dot_q4_q16_pairs;
+pub use dot::{DotKernel, Q16Pair, dot_q4_q16, dot_q4_q16_with, pair_rows};
+pub use matmul::{MatmulScratch, matmul_q4_q16};
 
 /// Threads the products run on: rayon's pool (`RAYON_NUM_THREADS`, else one
 /// per core), or 1 without the `parallel` feature (the wasm build).
