@@ -100,6 +100,7 @@ pub fn dot_q4_q16_with(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
 /// One block of two activation rows, laid out for [`DotKernel::Avx512`]: a
 /// 512-bit load gives both rows' values 0..16 (or 16..32), another both
 /// scales, each broadcast over the eight lanes of its row.
+#[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[repr(C, align(64))]
 pub struct Q16Pair {
@@ -114,6 +115,7 @@ pub struct Q16Pair {
 /// Lays out the rows of `a` (each `blocks` blocks) in pairs into `out`:
 /// pair `p`'s block `b` at `p · blocks + b`, holding rows `2p` and `2p + 1`
 /// (an odd last row is paired with zeros).
+#[cfg(target_arch = "x86_64")]
 pub fn pair_rows(a: &[Q16Block], blocks: usize, out: &mut Vec<Q16Pair>) {
     let rows = a.len() / blocks.max(1);
     out.clear();
