@@ -38,6 +38,9 @@ MLC_WGPU="${CARGO_TARGET_DIR:-target}/debug/mlc-wgpu" bash scripts/default-model
 
 cargo test --workspace --locked
 
+# The CPU kernels in WebAssembly with simd128 under Node's WASI (seconds).
+bash scripts/test-wasm-kernels.sh
+
 # The browser build and the WebLLM-compatible module in headless Chromium (installs Chromium,
 # wasm-bindgen-cli and playwright-core when missing; reuses the CLI built above for the
 # expected outputs and the default model imported above).

@@ -9,8 +9,8 @@
 //! weights (q0f16, q0f32) go through the oracle's threaded float product.
 //!
 //! A decode step allocates nothing: activations come from a pool that their
-//! tensors return to when dropped, and the quantized rows, the transposed
-//! product, the RoPE table and the query/key rows are scratch buffers of the
+//! tensors return to when dropped, and the quantized rows, the product's
+//! scratch, the RoPE table and the query/key rows are scratch buffers of the
 //! backend, sized by the first step.
 
 use std::cell::RefCell;
@@ -84,8 +84,8 @@ pub struct FastCpuBackend {
     sampler: HostSampler,
     /// Quantized activation rows of the current product.
     quantized: Vec<Q16Block>,
-    /// A multi-row product's transposed result.
-    transposed: Vec<f32>,
+    /// A multi-row product's transposed result and laid-out activations.
+    product_scratch: fast::MatmulScratch,
     /// `(cos, sin)` of every rotated pair at each position of the pass
     /// (`rope_positions`): every layer rotates at the same positions.
     rope_table: Vec<(f32, f32)>,
@@ -104,7 +104,7 @@ impl FastCpuBackend {
             cache: Vec::new(),
             sampler: HostSampler::default(),
             quantized: Vec::new(),
-            transposed: Vec::new(),
+            product_scratch: fast::MatmulScratch::default(),
             rope_table: Vec::new(),
             rope_positions: (0, 0),
             key: Vec::new(),
@@ -263,7 +263,7 @@ impl Backend for FastCpuBackend {
                     x.rows,
                     packed,
                     &mut out.data,
-                    &mut self.transposed,
+                    &mut self.product_scratch,
                 );
             }
             Matrix::Dense { rows, cols, values } => {

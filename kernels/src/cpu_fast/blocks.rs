@@ -117,9 +117,18 @@ pub fn quantize_row(x: &[f32], out: &mut [Q16Block]) {
         block.scale = scale;
         block.values = [0; 32];
         for (q, &v) in block.values.iter_mut().zip(values) {
-            *q = (v * inverse).round() as i16;
+            *q = round_to_i16(v * inverse);
         }
     }
+}
+
+/// `x.round() as i16` (halves away from zero, saturating, NaN to 0) without
+/// the library call `f32::round` is on x86_64's baseline: in f64, `x ± 0.5`
+/// is exact for every `x` that fits an i16, and the cast truncates.
+#[inline(always)]
+fn round_to_i16(x: f32) -> i16 {
+    let x = f64::from(x);
+    (x + 0.5f64.copysign(x)) as i16
 }
 
 #[cfg(test)]
@@ -154,6 +163,21 @@ mod tests {
         }
         assert!(blocks[1].values[8..].iter().all(|&q| q == 0), "the padding is zero");
         assert!(blocks.iter().all(|b| b.values.iter().any(|&q| q.abs() == 32767)));
+    }
+
+    #[test]
+    fn rounding_equals_f32_round_on_halves_edges_and_random_values() {
+        let mut state = 7u32;
+        let random = (0..100_000).map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state as i32) as f32 / 65536.0
+        });
+        let edges =
+            [0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 0.499_999_97, -0.499_999_97, 32766.5, 32767.0];
+        let special = [32767.49, -32767.49, 1e9, -1e9, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+        for x in edges.into_iter().chain(special).chain(random) {
+            assert_eq!(round_to_i16(x), x.round() as i16, "{x}");
+        }
     }
 
     #[test]

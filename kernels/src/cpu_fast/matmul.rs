@@ -2,7 +2,19 @@
 
 use super::blocks::{Q4Packed, Q16Block};
 use super::dot::{DotKernel, dot_q4_q16_with};
+#[cfg(target_arch = "x86_64")]
+use super::dot::{Q16Pair, dot_q4_q16_pairs, pair_rows};
 use super::for_each_chunk;
+
+/// What a multi-row product keeps between calls, so that a step allocates
+/// nothing: the transposed result and the activations laid out for the
+/// kernel.
+#[derive(Debug, Default)]
+pub struct MatmulScratch {
+    transposed: Vec<f32>,
+    #[cfg(target_arch = "x86_64")]
+    pairs: Vec<Q16Pair>,
+}
 
 /// Weight rows per task: small enough to give every thread several tasks on
 /// a 576-row projection, large enough to amortise the scheduling.
@@ -10,14 +22,14 @@ const ROWS_PER_TASK: usize = 32;
 
 /// `out[t, n] = Σ_k x[t, k] · W[n, k]` for the `m` quantized rows of `x`
 /// (`m · w.blocks_per_row()` blocks). Tasks own disjoint weight rows; for
-/// `m > 1` they write a transposed `[n, m]` result into `scratch` (kept by the
-/// caller, so a step allocates nothing), which is then transposed into `out`.
+/// `m > 1` they write a transposed `[n, m]` result into `scratch`, which is
+/// then transposed into `out`.
 pub fn matmul_q4_q16(
     x: &[Q16Block],
     m: usize,
     w: &Q4Packed,
     out: &mut [f32],
-    scratch: &mut Vec<f32>,
+    scratch: &mut MatmulScratch,
 ) {
     let (n, blocks) = (w.rows, w.blocks_per_row());
     assert_eq!(
@@ -36,16 +48,40 @@ pub fn matmul_q4_q16(
         });
         return;
     }
-    scratch.clear();
-    scratch.resize(n * m, 0.0);
-    for_each_chunk(scratch, ROWS_PER_TASK * m, |c, chunk| {
+    let transposed = &mut scratch.transposed;
+    transposed.clear();
+    transposed.resize(n * m, 0.0);
+    #[cfg(target_arch = "x86_64")]
+    if kernel == DotKernel::Avx512 {
+        pair_rows(x, blocks, &mut scratch.pairs);
+        let pairs = &scratch.pairs;
+        columns(transposed, m, |row, column| dot_q4_q16_pairs(w.row(row), pairs, column));
+        return untranspose(transposed, m, out);
+    }
+    columns(transposed, m, |row, column| dot_q4_q16_with(kernel, w.row(row), x, column));
+    untranspose(transposed, m, out);
+}
+
+/// Runs `product(row, column)` for every weight row, `column` being its `m`
+/// results in `transposed`, in tasks of [`ROWS_PER_TASK`] rows.
+fn columns(transposed: &mut [f32], m: usize, product: impl Fn(usize, &mut [f32]) + Send + Sync) {
+    for_each_chunk(transposed, ROWS_PER_TASK * m, |c, chunk| {
         for (i, column) in chunk.chunks_mut(m).enumerate() {
-            dot_q4_q16_with(kernel, w.row(c * ROWS_PER_TASK + i), x, column);
+            product(c * ROWS_PER_TASK + i, column);
         }
     });
-    for (j, column) in scratch.chunks(m).enumerate() {
-        for (t, &v) in column.iter().enumerate() {
-            out[t * n + j] = v;
+}
+
+/// `out[t, j] = transposed[j, t]`, `out` holding `m` rows: sixteen weight
+/// rows at a time, so that each write of a token's results fills a cache line.
+fn untranspose(transposed: &[f32], m: usize, out: &mut [f32]) {
+    let n = transposed.len() / m;
+    for (c, columns) in transposed.chunks(16 * m).enumerate() {
+        for t in 0..m {
+            let row = &mut out[t * n + 16 * c..][..columns.len() / m];
+            for (j, y) in row.iter_mut().enumerate() {
+                *y = columns[j * m + t];
+            }
         }
     }
 }
@@ -72,7 +108,7 @@ mod tests {
         for (row, blocks) in x.chunks(cols).zip(q.chunks_mut(3)) {
             quantize_row(row, blocks);
         }
-        let (mut got, mut scratch) = (vec![0.0; m * rows], Vec::new());
+        let (mut got, mut scratch) = (vec![0.0; m * rows], MatmulScratch::default());
         matmul_q4_q16(&q, m, &packed, &mut got, &mut scratch);
         let spread = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
         for (g, w) in got.iter().zip(&want) {

@@ -7,8 +7,8 @@
 //! kernel reads them); each activation row is quantized per 32 values to
 //! integers with one f32 scale ([`Q16Block`]: llama.cpp's Q8_0 scheme with 16
 //! bits, see there why); the products are integer dot products
-//! ([`dot_q4_q16`]: AVX2 or wasm `simd128` where available, a portable scalar
-//! loop otherwise), scaled once per block. Rows of a product are spread over
+//! ([`dot_q4_q16`]: AVX2, AVX-512 VNNI or wasm `simd128` where available, a
+//! portable scalar loop otherwise), scaled once per block. Rows of a product are spread over
 //! rayon's pool natively ([`matmul_q4_q16`]); the attention is one pass over
 //! the KV cache per head ([`attention`]).
 //!
@@ -24,7 +24,9 @@ mod matmul;
 pub use attention::attention;
 pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
 pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with};
-pub use matmul::matmul_q4_q16;
+#[cfg(target_arch = "x86_64")]
+pub use dot::{Q16Pair, dot_q4_q16_pairs, pair_rows};
+pub use matmul::{MatmulScratch, matmul_q4_q16};
 
 /// Threads the products run on: rayon's pool (`RAYON_NUM_THREADS`, else one
 /// per core), or 1 without the `parallel` feature (the wasm build).
