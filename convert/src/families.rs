@@ -563,12 +563,13 @@ fn phi3_post_init(
     Ok(())
 }
 
-/// `Gemma2Config.__post_init__` (after `GemmaConfig`'s): a GELU activation, no
-/// attention bias, and the context window forced to `sliding_window`, since
-/// MLC runs every layer with full attention.
-fn gemma2_post_init(
+/// What MLC's Gemma configs (2 and 3) check alike: the activation, taken from
+/// HF's `hidden_act` when `hidden_activation` is absent, must be a GELU, and
+/// the attention has no bias.
+fn gemma_activation_and_bias(
     config: &mut Map<String, Value>,
-    kwargs: &mut Map<String, Value>,
+    kwargs: &Map<String, Value>,
+    family: &str,
 ) -> Result<(), ConvertError> {
     if config["hidden_activation"].is_null() {
         config.insert(
@@ -578,16 +579,27 @@ fn gemma2_post_init(
     }
     if !matches!(config["hidden_activation"].as_str(), Some("gelu" | "gelu_pytorch_tanh")) {
         return Err(ConvertError::Unsupported {
-            what: format!("hidden_activation {} for gemma2", config["hidden_activation"]),
+            what: format!("hidden_activation {} for {family}", config["hidden_activation"]),
             message: "MLC's Gemma supports only GeLU".into(),
         });
     }
     if config["attention_bias"] == json!(true) {
         return Err(ConvertError::Unsupported {
-            what: "attention_bias for gemma2".into(),
+            what: format!("attention_bias for {family}"),
             message: "MLC's Gemma has no attention bias".into(),
         });
     }
+    Ok(())
+}
+
+/// `Gemma2Config.__post_init__` (after `GemmaConfig`'s): a GELU activation, no
+/// attention bias, and the context window forced to `sliding_window`, since
+/// MLC runs every layer with full attention.
+fn gemma2_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
+    gemma_activation_and_bias(config, kwargs, "gemma2")?;
     take_rope_theta(config, kwargs);
     context_from_kwargs(config, kwargs)?;
     default_heads(config)?;
@@ -678,29 +690,12 @@ fn gemma3_text_post_init(
     config: &mut Map<String, Value>,
     kwargs: &mut Map<String, Value>,
 ) -> Result<(), ConvertError> {
-    if config["hidden_activation"].is_null() {
-        config.insert(
-            "hidden_activation".into(),
-            kwargs.get("hidden_act").cloned().unwrap_or(Value::Null),
-        );
-    }
+    gemma_activation_and_bias(config, kwargs, "gemma3")?;
     if config["sliding_window_size"].is_null() {
         config.insert(
             "sliding_window_size".into(),
             kwargs.get("sliding_window").cloned().unwrap_or(Value::Null),
         );
-    }
-    if !matches!(config["hidden_activation"].as_str(), Some("gelu" | "gelu_pytorch_tanh")) {
-        return Err(ConvertError::Unsupported {
-            what: format!("hidden_activation {} for gemma3", config["hidden_activation"]),
-            message: "MLC's Gemma 3 supports only GeLU".into(),
-        });
-    }
-    if config["attention_bias"] == json!(true) {
-        return Err(ConvertError::Unsupported {
-            what: "attention_bias for gemma3".into(),
-            message: "MLC's Gemma 3 has no attention bias".into(),
-        });
     }
     if config["position_embedding_base"].as_f64() == Some(1e6) {
         // Python's `pop` keeps the other keys' order (IndexMap's `remove` would not).
