@@ -146,40 +146,32 @@ fn pull_list_use_by_id_and_rm_a_model() {
     );
 }
 
+/// `inspect --model MODEL` over an empty cache, which must fail: its stderr,
+/// and whether the cache is still empty.
+fn inspect_fails(model: &str) -> (String, bool) {
+    let cache = temp_dir();
+    let output =
+        mlc_wgpu(&["inspect", "--model", model, "--cache-dir", cache.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    (stderr(&output), std::fs::read_dir(cache.path()).unwrap().count() == 0)
+}
+
 #[test]
 fn an_unknown_id_is_answered_with_the_nearest_known_ones() {
-    let cache = temp_dir();
-    let output = mlc_wgpu(&[
-        "inspect",
-        "--model",
-        "Qwen2.5-0.5B-Instruct-q4f16",
-        "--cache-dir",
-        cache.path().to_str().unwrap(),
-    ]);
-    assert!(!output.status.success());
-    let text = stderr(&output);
+    let (text, _) = inspect_fails("Qwen2.5-0.5B-Instruct-q4f16");
     assert!(text.contains("unknown model `Qwen2.5-0.5B-Instruct-q4f16`"), "{text}");
     assert!(text.contains("did you mean Qwen2.5-0.5B-Instruct-q4f16_1-MLC"), "{text}");
 }
 
 #[test]
 fn a_webllm_id_of_a_family_that_does_not_run_says_why_before_any_download() {
-    let cache = temp_dir();
-    let output = mlc_wgpu(&[
-        "inspect",
-        "--model",
-        "gemma-4-E2B-it-q4f16_1-MLC",
-        "--cache-dir",
-        cache.path().to_str().unwrap(),
-    ]);
-    assert!(!output.status.success());
-    let text = stderr(&output);
+    let (text, cache_empty) = inspect_fails("gemma-4-E2B-it-q4f16_1-MLC");
     assert!(
         text.contains("`gemma-4-E2B-it-q4f16_1-MLC` is a WebLLM model that mlc-wgpu cannot run"),
         "{text}"
     );
     assert!(text.contains("model-package"), "{text}");
-    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "nothing was downloaded");
+    assert!(cache_empty, "nothing was downloaded");
 }
 
 #[test]
