@@ -21,7 +21,8 @@ use mlc_engine::sampling::{SamplingStep, TokenCounts};
 use mlc_engine::{GreedyOptions, LanguageModel, STEPS_AHEAD, generate_greedy, load_gpu};
 use mlc_kernels::cpu::SamplingParams;
 use mlc_kernels::{
-    FloatFormat, GpuContext, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat,
+    FloatFormat, GpuContext, GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape,
+    Residual, Step, WeightFormat,
 };
 use mlc_loader::DType;
 use pollster::FutureExt as _;
@@ -632,10 +633,16 @@ fn time_matmul(
         .map(|(data, scales)| {
             let weight =
                 GpuWeight { rows: rows as u32, cols: cols as u32, data, scales: scales.as_ref() };
-            let buffers =
-                MatmulBuffers { x: &x, weight, bias: None, residual: Residual::None, y: &y };
-            let bound = matmul.bind(ctx, &buffers, 1)?;
-            bound.set_rows(&ctx.queue, 1)?;
+            let buffers = MatmulBuffers {
+                x: &x,
+                input: MatmulInput::Direct,
+                weight,
+                bias: None,
+                residual: Residual::None,
+                y: &y,
+            };
+            let mut bound = matmul.bind(ctx, &buffers, &MatmulShape { max_rows: 1 })?;
+            bound.set_step(&ctx.queue, Step::rows(1))?;
             Ok(bound)
         })
         .collect::<Result<Vec<_>>>()?;

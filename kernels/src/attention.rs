@@ -14,6 +14,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::check_distinct;
 use crate::context::{Binding, KernelLayout, require_size};
+use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/attention.wgsl");
@@ -27,12 +28,12 @@ const WORKGROUP_BYTES: usize = 16 * 1024;
 const DECODE_ROWS: usize = 8;
 /// Most chunks one head's context is split into when decoding (`MAX_CHUNKS` in the shader).
 const MAX_DECODE_CHUNKS: usize = 512;
-/// Default of [`BoundAttention::set_min_chunk_len`].
+/// The usual [`AttentionShape::min_chunk_len`].
 pub const DEFAULT_MIN_CHUNK_LEN: usize = 32;
 const MAX_WORKGROUPS: usize = 65_535;
 
 /// The static shape of one layer's attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionShape {
     /// Query heads.
     pub heads: usize,
@@ -43,6 +44,13 @@ pub struct AttentionShape {
     /// Sliding window: each query sees only the last `window` positions, its
     /// own included (Gemma 3's local layers); `None` sees every earlier one.
     pub window: Option<usize>,
+    /// Multiplies the scores (usually `head_dim^-0.5`).
+    pub scale: f32,
+    /// Tuning knob of decode: each chunk of the context spans at least this
+    /// many keys (rounded up to whole key tiles; usually
+    /// [`DEFAULT_MIN_CHUNK_LEN`]); fewer, longer chunks mean fewer workgroups
+    /// and a cheaper combination, more chunks more parallelism.
+    pub min_chunk_len: usize,
 }
 
 /// Tile sizes of the attention kernel for one head dimension.
@@ -213,19 +221,23 @@ impl Attention {
     pub fn tiles(&self) -> Tiles {
         self.tiles
     }
+}
+
+impl Kernel for Attention {
+    type Buffers<'a> = AttentionBuffers<'a>;
+    type Shape = AttentionShape;
+    type Bound = Bound;
 
     /// Checks the buffers against `shape` and creates the bind group and the
-    /// parameter block for one layer; `scale` multiplies the scores (usually
-    /// `head_dim^-0.5`). The largest step it accepts is as many tokens as `q`
-    /// and `out` hold.
-    pub fn bind(
+    /// parameter block for one layer. The largest step it accepts is as many
+    /// tokens as `q` and `out` hold.
+    fn bind(
         &self,
         ctx: &GpuContext,
-        shape: AttentionShape,
-        buffers: &AttentionBuffers,
-        scale: f32,
-    ) -> Result<BoundAttention, KernelError> {
-        let AttentionShape { heads, kv_heads, capacity, window } = shape;
+        buffers: &AttentionBuffers<'_>,
+        shape: &AttentionShape,
+    ) -> Result<Bound, KernelError> {
+        let AttentionShape { heads, kv_heads, capacity, window, scale, min_chunk_len } = *shape;
         let head_dim = self.head_dim;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("attention: {why}")));
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
@@ -305,30 +317,31 @@ impl Attention {
                 &scratch.max_sum,
             ],
         );
-        Ok(BoundAttention {
+        let schedule = AttentionSchedule {
             prefill: self.prefill.clone(),
             decode: self.decode.clone(),
             combine: self.combine.clone(),
-            bind_group,
-            params_buffer,
             params,
             block_k: self.tiles.block_k,
             prefill_heads,
             tokens_per_block,
             decode_heads,
             max_tokens: max_tokens.min(MAX_WORKGROUPS * tokens_per_block),
-            min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-        })
+            min_chunk_len: min_chunk_len.max(1),
+        };
+        let part = Part { bind_group, params: params_buffer, extent: 0 };
+        Ok(Bound::new(ctx, "attention", vec![part], schedule))
     }
 }
 
-/// [`Attention`] bound to one layer's buffers.
-pub struct BoundAttention {
+/// A step of [`Attention`]: the prefill kernel for several tokens; for one,
+/// the decode kernel over chunks of the context and (if more than one) their
+/// combination. The step rewrites the whole parameter block.
+struct AttentionSchedule {
     prefill: wgpu::ComputePipeline,
     decode: wgpu::ComputePipeline,
     combine: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    params_buffer: wgpu::Buffer,
+    /// The parameters that do not depend on the step.
     params: Params,
     block_k: usize,
     prefill_heads: usize,
@@ -338,38 +351,11 @@ pub struct BoundAttention {
     min_chunk_len: usize,
 }
 
-impl BoundAttention {
-    /// Tuning knob of decode: each chunk of the context spans at least
-    /// `positions` keys (default [`DEFAULT_MIN_CHUNK_LEN`], rounded up to whole
-    /// key tiles); fewer, longer chunks mean fewer workgroups and a cheaper
-    /// combination, more chunks more parallelism. Takes effect at the next
-    /// [`BoundAttention::set_step`].
-    pub fn set_min_chunk_len(&mut self, positions: usize) {
-        self.min_chunk_len = positions.max(1);
-    }
-
-    /// Sets the step: `tokens` queries at positions `start..start + tokens`, whose
-    /// keys and values are already in the cache (writes 64 bytes of parameters).
-    pub fn set_step(
-        &mut self,
-        queue: &wgpu::Queue,
-        tokens: usize,
-        start: usize,
-    ) -> Result<(), KernelError> {
-        if tokens == 0 || tokens > self.max_tokens {
-            return Err(KernelError::InvalidArguments(format!(
-                "attention: {tokens} tokens, the buffers hold 1..={}",
-                self.max_tokens
-            )));
-        }
-        let kv_len = start + tokens;
-        if kv_len > self.params.capacity as usize {
-            return Err(KernelError::InvalidArguments(format!(
-                "attention: positions ..{kv_len} exceed the cache capacity {}",
-                self.params.capacity
-            )));
-        }
-        let p = &mut self.params;
+impl AttentionSchedule {
+    /// The parameter block of `tokens` queries at positions `start..start + tokens`.
+    fn step_params(&self, Step { tokens, start }: Step) -> Params {
+        let (tokens, start) = (tokens as usize, start as usize);
+        let mut p = self.params;
         p.tokens = tokens as u32;
         p.start = start as u32;
         let group = p.group as usize;
@@ -377,6 +363,7 @@ impl BoundAttention {
             // Chunks of whole key tiles over the keys the query sees: at least
             // `min_chunk_len` keys, few enough for the scratch.
             let window = p.window as usize;
+            let kv_len = start + tokens;
             let seen = if window == 0 { kv_len } else { kv_len.min(window) };
             let tiles = seen.div_ceil(self.block_k);
             let tiles_per_chunk = tiles
@@ -390,46 +377,57 @@ impl BoundAttention {
             p.tokens_per_block = 1;
             p.head_blocks = group.div_ceil(self.decode_heads) as u32;
         } else {
-            p.split = 0;
-            p.chunk_len = 0;
-            p.num_chunks = 0;
             p.heads_per_block = self.prefill_heads as u32;
             p.tokens_per_block = self.tokens_per_block as u32;
             p.head_blocks = group.div_ceil(self.prefill_heads) as u32;
         }
-        queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.params));
+        p
+    }
+}
+
+impl Schedule for AttentionSchedule {
+    fn uses_position(&self) -> bool {
+        true
+    }
+
+    /// Queries whose keys and values are already in the cache.
+    fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
+        let (tokens, kv_len) = (step.tokens as usize, step.start as usize + step.tokens as usize);
+        if tokens == 0 || tokens > self.max_tokens {
+            return Err(KernelError::InvalidArguments(format!(
+                "attention: {tokens} tokens, the buffers hold 1..={}",
+                self.max_tokens
+            )));
+        }
+        if kv_len > self.params.capacity as usize {
+            return Err(KernelError::InvalidArguments(format!(
+                "attention: positions ..{kv_len} exceed the cache capacity {}",
+                self.params.capacity
+            )));
+        }
+        words.extend_from_slice(&bytemuck::cast::<Params, [u32; 16]>(self.step_params(step)));
         Ok(())
     }
 
-    /// Records the kernel(s) for the step last given to [`BoundAttention::set_step`]:
-    /// prefill for several tokens; for one, the chunks and (if more than one) their combination.
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
-        let p = &self.params;
-        pass.set_bind_group(0, &self.bind_group, &[]);
+    fn dispatches(
+        &self,
+        step: Step,
+        _: u32,
+        dispatch: &mut dyn FnMut(&wgpu::ComputePipeline, Workgroups),
+    ) {
+        let p = self.step_params(step);
         let blocks_y = p.kv_heads * p.head_blocks;
         if p.split == 1 {
-            pass.set_pipeline(&self.decode);
-            pass.dispatch_workgroups(p.num_chunks, blocks_y, 1);
+            dispatch(&self.decode, Workgroups::Grid(p.num_chunks, blocks_y));
             if p.num_chunks > 1 {
-                pass.set_pipeline(&self.combine);
-                pass.dispatch_workgroups(p.heads, 1, 1);
+                dispatch(&self.combine, Workgroups::Grid(p.heads, 1));
             }
         } else {
-            pass.set_pipeline(&self.prefill);
-            pass.dispatch_workgroups(p.tokens.div_ceil(p.tokens_per_block), blocks_y, 1);
+            dispatch(
+                &self.prefill,
+                Workgroups::Grid(p.tokens.div_ceil(p.tokens_per_block), blocks_y),
+            );
         }
-    }
-
-    /// Blocking convenience: sets the step, submits one pass and waits for it.
-    pub fn run(
-        &mut self,
-        ctx: &GpuContext,
-        tokens: usize,
-        start: usize,
-    ) -> Result<(), KernelError> {
-        self.set_step(&ctx.queue, tokens, start)?;
-        ctx.submit_pass("attention", |pass| self.dispatch(pass));
-        ctx.wait()
     }
 }
 

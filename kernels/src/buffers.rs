@@ -1,14 +1,11 @@
-//! Plumbing shared by the linear-algebra kernel wrappers (`matmul`, `embed`,
-//! `norm`, `elementwise`): the [`Bound`] dispatch plan with its parameter
-//! uniforms, 2-D workgroup grids, splitting weights that exceed one storage
-//! binding into row parts, and argument checks.
+//! Plumbing shared by the kernel wrappers: parameter uniforms, bind groups,
+//! 2-D workgroup grids, splitting weights that exceed one storage binding into
+//! row parts, and argument checks.
 //!
-//! Every shader of these kernels follows one convention so that this code can
-//! drive them all: binding 0 is a uniform parameter block whose first word is the
-//! row (token) count of the current step, and workgroups are numbered linearly
-//! over a 2-D grid (`id.x + id.y * count.x`).
-
-use std::sync::atomic::{AtomicU32, Ordering};
+//! Every shader follows one convention so that [`crate::Bound`] can drive
+//! them all: binding 0 is a uniform parameter block whose first words are
+//! those the step sets (the row count first), and linearly numbered
+//! workgroups are spread over a 2-D grid (`id.x + id.y * count.x`).
 
 use crate::context::KernelLayout;
 use crate::{GpuContext, KernelError};
@@ -62,142 +59,6 @@ impl FloatFormat {
             FloatFormat::F16 => 1.0,
             FloatFormat::F32 => 0.0,
         }
-    }
-}
-
-/// Picks, for `rows` rows of the step and one bound part of `extent` items
-/// (weight rows, table rows, ...), which pipelines to run and how many workgroups.
-pub(crate) type Schedule = Box<dyn Fn(u32, u32) -> Dispatches + Send + Sync>;
-
-/// The dispatches of one call of a bound part, in order: (pipeline,
-/// workgroups), at most two (a product split over K, then the sum of the
-/// splits); zero workgroups records nothing.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Dispatches(pub [(usize, u32); 2]);
-
-impl From<(usize, u32)> for Dispatches {
-    fn from(one: (usize, u32)) -> Dispatches {
-        Dispatches([one, (0, 0)])
-    }
-}
-
-/// One dispatch of a bound kernel: its bind group and parameter uniform.
-struct Part {
-    bind_group: wgpu::BindGroup,
-    params: wgpu::Buffer,
-    extent: u32,
-}
-
-/// A kernel bound to its buffers: the bind groups and parameter uniforms are
-/// created once (at model load), so a step only updates the row count with
-/// [`Bound::set_rows`] and records with [`Bound::dispatch`] — no allocation.
-///
-/// A weight larger than one storage binding is bound as several row parts, each
-/// its own dispatch; [`Bound::parts`] says how many.
-pub struct Bound {
-    label: &'static str,
-    pipelines: Vec<wgpu::ComputePipeline>,
-    parts: Vec<Part>,
-    schedule: Schedule,
-    max_rows: u32,
-    rows: AtomicU32,
-    max_workgroups_per_dimension: u32,
-}
-
-impl Bound {
-    /// Plans the dispatches: `parts` are (bind group, parameter words, extent)
-    /// with the row count at word 0 (it starts as `max_rows`).
-    pub(crate) fn new(
-        ctx: &GpuContext,
-        label: &'static str,
-        pipelines: Vec<wgpu::ComputePipeline>,
-        parts: Vec<(wgpu::BindGroup, wgpu::Buffer, u32)>,
-        max_rows: u32,
-        schedule: Schedule,
-    ) -> Bound {
-        let parts = parts
-            .into_iter()
-            .map(|(bind_group, params, extent)| Part { bind_group, params, extent })
-            .collect();
-        Bound {
-            label,
-            pipelines,
-            parts,
-            schedule,
-            max_rows,
-            rows: AtomicU32::new(max_rows),
-            max_workgroups_per_dimension: ctx.limits.max_compute_workgroups_per_dimension.max(1),
-        }
-    }
-
-    /// Sets the row (token) count of the next dispatches; writes the uniforms
-    /// only when it changes (a decode step at 1 row writes nothing).
-    ///
-    /// The write takes effect at the next `queue.submit`, so one submission
-    /// must use one row count per bound kernel.
-    pub fn set_rows(&self, queue: &wgpu::Queue, rows: u32) -> Result<(), KernelError> {
-        if rows > self.max_rows {
-            return Err(KernelError::InvalidArguments(format!(
-                "{}: {rows} rows, but it was bound for at most {}",
-                self.label, self.max_rows
-            )));
-        }
-        if self.rows.swap(rows, Ordering::Relaxed) != rows {
-            for part in &self.parts {
-                queue.write_buffer(&part.params, 0, bytemuck::bytes_of(&rows));
-            }
-        }
-        Ok(())
-    }
-
-    /// The row count the next dispatch uses.
-    pub fn rows(&self) -> u32 {
-        self.rows.load(Ordering::Relaxed)
-    }
-
-    /// The largest row count this binding accepts.
-    pub fn max_rows(&self) -> u32 {
-        self.max_rows
-    }
-
-    /// How many dispatches (row parts of a split weight) one call records.
-    pub fn parts(&self) -> usize {
-        self.parts.len()
-    }
-
-    /// Records the kernel into `pass` for the current row count.
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
-        let rows = self.rows();
-        for part in &self.parts {
-            for (pipeline, workgroups) in (self.schedule)(rows, part.extent).0 {
-                if workgroups == 0 {
-                    continue;
-                }
-                let (x, y) = grid(workgroups, self.max_workgroups_per_dimension);
-                pass.set_pipeline(&self.pipelines[pipeline]);
-                pass.set_bind_group(0, &part.bind_group, &[]);
-                pass.dispatch_workgroups(x, y, 1);
-            }
-        }
-    }
-
-    /// Convenience for tests and one-off work: sets the row count, records the
-    /// kernel in its own command buffer and submits it (reading a result back
-    /// waits for it).
-    pub fn run(&self, ctx: &GpuContext, rows: u32) -> Result<(), KernelError> {
-        self.set_rows(&ctx.queue, rows)?;
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(self.label) });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(self.label),
-                timestamp_writes: None,
-            });
-            self.dispatch(&mut pass);
-        }
-        ctx.queue.submit([encoder.finish()]);
-        Ok(())
     }
 }
 

@@ -270,63 +270,6 @@ impl GpuContext {
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )
     }
-
-    /// Copies `size` bytes of `buffer` back to the CPU (waits for the GPU).
-    pub async fn read_bytes(
-        &self,
-        buffer: &wgpu::Buffer,
-        size: u64,
-    ) -> Result<Vec<u8>, KernelError> {
-        let size = size.div_ceil(4) * 4;
-        let staging = self.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-        self.queue.submit([encoder.finish()]);
-        let slice = staging.slice(..);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| KernelError::DeviceLost(e.to_string()))?;
-        let result = loop {
-            match receiver.try_recv() {
-                Ok(result) => break result,
-                Err(std::sync::mpsc::TryRecvError::Empty) => yield_now().await,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    return Err(KernelError::DeviceLost("readback was cancelled".into()));
-                }
-            }
-        };
-        result.map_err(|e| KernelError::DeviceLost(e.to_string()))?;
-        let bytes =
-            slice.get_mapped_range().map_err(|e| KernelError::DeviceLost(e.to_string()))?.to_vec();
-        staging.unmap();
-        // Bytes computed by a lost device, or after an error, are not results.
-        self.health.settle().await?;
-        Ok(bytes)
-    }
-
-    /// Blocking read of `count` f32 values from the start of `buffer`.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_f32(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>, KernelError> {
-        let bytes = pollster::block_on(self.read_bytes(buffer, (count * 4) as u64))?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes[..count * 4]))
-    }
-
-    /// Blocking read of `count` u32 values from the start of `buffer`.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_u32(&self, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<u32>, KernelError> {
-        let bytes = pollster::block_on(self.read_bytes(buffer, (count * 4) as u64))?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes[..count * 4]))
-    }
 }
 
 /// How a kernel's shader uses one binding of its bind group (see [`KernelLayout`]).
@@ -494,30 +437,6 @@ pub fn require_size(what: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<(),
         )));
     }
     Ok(())
-}
-
-/// Gives the browser's event loop a turn while a readback is pending.
-async fn yield_now() {
-    #[cfg(target_arch = "wasm32")]
-    {
-        struct YieldOnce(bool);
-        impl std::future::Future for YieldOnce {
-            type Output = ();
-            fn poll(
-                mut self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<()> {
-                if self.0 {
-                    std::task::Poll::Ready(())
-                } else {
-                    self.0 = true;
-                    cx.waker().wake_by_ref();
-                    std::task::Poll::Pending
-                }
-            }
-        }
-        YieldOnce(false).await
-    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -3,10 +3,10 @@
 //! MLC's fused `[gate | up]` rows, and Gemma-2's logit soft-capping.
 
 use crate::buffers::{
-    self, Bound, WORKGROUP_SIZE, bind_group, check_buffer, check_dimension, check_distinct,
-    params_buffer,
+    self, WORKGROUP_SIZE, bind_group, check_buffer, check_dimension, check_distinct, params_buffer,
 };
 use crate::context::{Binding, KernelLayout};
+use crate::kernel::{Bound, Kernel, Part, PerRow};
 use crate::{GpuContext, KernelError};
 
 const ELEMENTWISE_WGSL: &str = include_str!("shaders/elementwise.wgsl");
@@ -58,71 +58,71 @@ impl Elementwise {
             max_binding: buffers::max_binding(ctx),
         })
     }
+}
 
-    /// `a += b` over `[rows, width]` f32 values, for up to `max_rows` rows.
-    pub fn bind_add(
-        &self,
-        ctx: &GpuContext,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        max_rows: u32,
-        width: u32,
-    ) -> Result<Bound, KernelError> {
-        self.bind(ctx, "add_in_place", &self.add, a, b, max_rows, width, 1, 0.0)
-    }
+/// Which elementwise op a binding runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ElementwiseOp {
+    /// `out += input` over `[rows, width]` values (the residual add).
+    Add,
+    /// `out = tanh(input / cap) · cap` over `[rows, width]` values (`cap`
+    /// positive and finite).
+    Softcap(f32),
+    /// `out[t, j] = act(input[t, j]) · input[t, width + j]`: input rows
+    /// `[gate | up]` of `2 · width`, output rows of `width`.
+    Gated(Activation),
+}
 
-    /// `out = tanh(input / cap) · cap` over `[rows, width]` f32 values, for up
-    /// to `max_rows` rows (`cap` positive and finite).
-    pub fn bind_softcap(
-        &self,
-        ctx: &GpuContext,
-        input: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        max_rows: u32,
-        width: u32,
-        cap: f32,
-    ) -> Result<Bound, KernelError> {
-        if !(cap.is_finite() && cap > 0.0) {
-            return Err(KernelError::InvalidArguments(format!(
-                "softcap: cap {cap} must be positive and finite"
-            )));
-        }
-        self.bind(ctx, "softcap", &self.softcap, out, input, max_rows, width, 1, cap)
-    }
+/// What stays fixed for one elementwise binding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ElementwiseShape {
+    /// The op.
+    pub op: ElementwiseOp,
+    /// Most rows of a step.
+    pub max_rows: u32,
+    /// Values per output row.
+    pub width: u32,
+}
 
-    /// `out[t, j] = act(gate_up[t, j]) · gate_up[t, intermediate + j]`: input rows
-    /// `[gate | up]` of `2 · intermediate`, output rows of `intermediate`.
-    pub fn bind_gated(
-        &self,
-        ctx: &GpuContext,
-        activation: Activation,
-        gate_up: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        max_rows: u32,
-        intermediate: u32,
-    ) -> Result<Bound, KernelError> {
-        let pipeline = match activation {
-            Activation::Silu => &self.silu_mul,
-            Activation::GeluTanh => &self.gelu_tanh_mul,
-        };
-        self.bind(ctx, "gated activation", pipeline, out, gate_up, max_rows, intermediate, 2, 0.0)
-    }
+/// The buffers of one elementwise op (f32 activations).
+#[derive(Debug, Clone, Copy)]
+pub struct ElementwiseBuffers<'a> {
+    /// What the op reads.
+    pub input: &'a wgpu::Buffer,
+    /// What it writes (and, for [`ElementwiseOp::Add`], reads), not `input`.
+    pub out: &'a wgpu::Buffer,
+}
 
-    /// Binds `out` (`[rows, width]`, written) and `input` (`[rows, input_factor · width]`);
-    /// `cap` is the soft-capping constant (unused by the other ops).
-    #[allow(clippy::too_many_arguments)]
+impl Kernel for Elementwise {
+    type Buffers<'a> = ElementwiseBuffers<'a>;
+    type Shape = ElementwiseShape;
+    type Bound = Bound;
+
+    /// Binds `out` (`[rows, width]`) and `input` (`[rows, width]`, or
+    /// `[rows, 2 · width]` for a gated activation).
     fn bind(
         &self,
         ctx: &GpuContext,
-        what: &'static str,
-        pipeline: &wgpu::ComputePipeline,
-        out: &wgpu::Buffer,
-        input: &wgpu::Buffer,
-        max_rows: u32,
-        width: u32,
-        input_factor: u64,
-        cap: f32,
+        buffers: &ElementwiseBuffers<'_>,
+        shape: &ElementwiseShape,
     ) -> Result<Bound, KernelError> {
+        let ElementwiseShape { op, max_rows, width } = *shape;
+        let ElementwiseBuffers { input, out } = *buffers;
+        let (what, pipeline, input_factor, cap) = match op {
+            ElementwiseOp::Add => ("add_in_place", &self.add, 1, 0.0),
+            ElementwiseOp::Softcap(cap) => {
+                if !(cap.is_finite() && cap > 0.0) {
+                    return Err(KernelError::InvalidArguments(format!(
+                        "softcap: cap {cap} must be positive and finite"
+                    )));
+                }
+                ("softcap", &self.softcap, 1, cap)
+            }
+            ElementwiseOp::Gated(Activation::Silu) => ("gated activation", &self.silu_mul, 2, 0.0),
+            ElementwiseOp::Gated(Activation::GeluTanh) => {
+                ("gated activation", &self.gelu_tanh_mul, 2, 0.0)
+            }
+        };
         let rows = check_dimension(&format!("{what}: max_rows"), max_rows as u64)? as u64;
         let width = check_dimension(&format!("{what}: width"), width as u64)?;
         let values = check_dimension(&format!("{what}: size"), rows * width as u64 * input_factor)?
@@ -143,15 +143,13 @@ impl Elementwise {
             &self.layout,
             &[params.as_entire_binding(), out.as_entire_binding(), input.as_entire_binding()],
         );
-        let schedule =
-            Box::new(move |rows: u32, _: u32| (0, (rows * width).div_ceil(WORKGROUP_SIZE)).into());
-        Ok(Bound::new(
-            ctx,
-            what,
-            vec![pipeline.clone()],
-            vec![(group, params, 0)],
+        let schedule = PerRow {
+            label: what,
+            pipeline: pipeline.clone(),
             max_rows,
-            schedule,
-        ))
+            workgroups: move |rows: u32, _: u32| (rows * width).div_ceil(WORKGROUP_SIZE),
+        };
+        let part = Part { bind_group: group, params, extent: 0 };
+        Ok(Bound::new(ctx, what, vec![part], schedule))
     }
 }

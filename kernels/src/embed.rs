@@ -2,10 +2,11 @@
 //! for a table in any weight format, split by rows when it exceeds one binding.
 
 use crate::buffers::{
-    self, Bound, WORKGROUP_SIZE, bind_group, check_buffer, check_dimension, check_distinct,
-    params_buffer, placeholder,
+    self, WORKGROUP_SIZE, bind_group, check_buffer, check_dimension, check_distinct, params_buffer,
+    placeholder,
 };
 use crate::context::{Binding, KernelLayout};
+use crate::kernel::{Bound, Kernel, Part, PerRow};
 use crate::matmul::{GpuWeight, WeightFormat};
 use crate::{GpuContext, KernelError};
 
@@ -23,6 +24,15 @@ pub struct EmbedBuffers<'a> {
     pub tokens: &'a wgpu::Buffer,
     /// Output, f32 `[tokens, hidden]`.
     pub out: &'a wgpu::Buffer,
+}
+
+/// What stays fixed for one lookup binding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EmbedShape {
+    /// Most tokens of a step.
+    pub max_tokens: u32,
+    /// Factor of every row (1, or √hidden for Gemma).
+    pub scale: f32,
 }
 
 /// The embedding lookup for one table format.
@@ -69,16 +79,21 @@ impl Embed {
     pub fn set_weight_split_bytes(&mut self, bytes: u64) {
         self.split_bytes = bytes.min(self.max_binding).max(4);
     }
+}
 
-    /// Creates the bind groups of a lookup of up to `max_tokens` tokens whose
-    /// rows are multiplied by `scale` (1, or √hidden for Gemma).
-    pub fn bind(
+impl Kernel for Embed {
+    type Buffers<'a> = EmbedBuffers<'a>;
+    type Shape = EmbedShape;
+    type Bound = Bound;
+
+    /// Creates the bind groups of a lookup of up to `shape.max_tokens` tokens.
+    fn bind(
         &self,
         ctx: &GpuContext,
         buffers: &EmbedBuffers<'_>,
-        max_tokens: u32,
-        scale: f32,
+        shape: &EmbedShape,
     ) -> Result<Bound, KernelError> {
+        let EmbedShape { max_tokens, scale } = *shape;
         let table = &buffers.table;
         let parts = table.plan("embed", self.format, self.split_bytes)?;
         let (vocab, hidden) = (table.rows, table.cols);
@@ -112,13 +127,18 @@ impl Embed {
                         buffers.out.as_entire_binding(),
                     ],
                 );
-                (group, params, count as u32)
+                Part { bind_group: group, params, extent: count as u32 }
             })
             .collect();
         let per_token = hidden / VALUES_PER_INVOCATION;
-        let schedule = Box::new(move |rows: u32, _part_rows: u32| {
-            (0, (rows * per_token).div_ceil(WORKGROUP_SIZE)).into()
-        });
-        Ok(Bound::new(ctx, "embed", vec![self.pipeline.clone()], bound_parts, max_tokens, schedule))
+        let schedule = PerRow {
+            label: "embed",
+            pipeline: self.pipeline.clone(),
+            max_rows: max_tokens,
+            workgroups: move |rows: u32, _part_rows: u32| {
+                (rows * per_token).div_ceil(WORKGROUP_SIZE)
+            },
+        };
+        Ok(Bound::new(ctx, "embed", bound_parts, schedule))
     }
 }

@@ -1,8 +1,9 @@
 //! Hand-written WGSL compute kernels for MLC-format decoder LLMs.
 //!
 //! One `.wgsl` file per op lives in `shaders/` and reads like the math; each has a
-//! thin Rust wrapper here that builds its pipeline once and records dispatches,
-//! and a CPU reference (`reference` module) that the tests compare against.
+//! thin Rust wrapper here that builds its pipelines once and keeps the one
+//! contract of [`kernel`] (bind to buffers and a shape, then set the step and
+//! dispatch), and a CPU reference ([`cpu`]) that the tests compare against.
 
 pub mod attention;
 pub mod buffers;
@@ -12,21 +13,30 @@ pub mod cpu_fast;
 pub mod elementwise;
 pub mod embed;
 pub mod health;
+pub mod kernel;
 pub mod matmul;
 pub mod norm;
+pub mod readback;
 pub mod rope;
 pub mod sampling;
 
 pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape};
-pub use buffers::{Bound, FloatFormat};
+pub use buffers::FloatFormat;
 pub use context::{Capabilities, ContextOptions, GpuContext};
-pub use elementwise::{Activation, Elementwise};
-pub use embed::{Embed, EmbedBuffers};
+pub use elementwise::{
+    Activation, Elementwise, ElementwiseBuffers, ElementwiseOp, ElementwiseShape,
+};
+pub use embed::{Embed, EmbedBuffers, EmbedShape};
 pub use health::DeviceHealth;
-pub use matmul::{DecodeInput, GpuWeight, Matmul, MatmulBuffers, Residual, WeightFormat};
+pub use kernel::{Bound, Kernel, Step, Workgroups};
+pub use matmul::{
+    GpuWeight, Matmul, MatmulBuffers, MatmulInput, MatmulShape, Residual, WeightFormat,
+};
 pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
 pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
-pub use sampling::{BoundSampler, SampledResult, Sampler, SamplerBuffers, result_bytes};
+pub use sampling::{
+    BoundSampler, SampledResult, Sampler, SamplerBuffers, SamplerShape, result_bytes,
+};
 
 /// Why a kernel could not be built or run.
 #[derive(Debug, thiserror::Error)]

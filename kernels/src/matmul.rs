@@ -7,20 +7,22 @@
 //! the shard stores and are decoded inside the products. A weight larger than
 //! one storage binding (a big lm_head) is bound as several row parts.
 //!
-//! [`Matmul::bind_decode`] binds a decode-only product whose input is the
-//! RMSNorm of x or the gated activation of a `[gate; up]` row, computed inside
-//! the kernel: a decode step is bound by its dispatch count, and this removes
-//! the norm and activation dispatches (see docs/performance.md).
+//! A decode-only binding ([`MatmulInput::Normed`], [`MatmulInput::Gated`])
+//! multiplies W with the RMSNorm of x or the gated activation of a `[gate; up]`
+//! row, computed inside the kernel: a decode step is bound by its dispatch
+//! count, and this removes the norm and activation dispatches (see
+//! docs/performance.md).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::buffers::{
-    self, BINDING_ALIGNMENT, Bound, Dispatches, FloatFormat, bind_group, check_buffer,
-    check_dimension, check_distinct, params_buffer, placeholder, range, split_rows,
+    self, BINDING_ALIGNMENT, FloatFormat, bind_group, check_buffer, check_dimension,
+    check_distinct, params_buffer, placeholder, range, split_rows,
 };
 use crate::context::{Binding, KernelLayout};
 use crate::elementwise::ACTIVATION_WGSL;
+use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups, check_rows};
 use crate::{Activation, GpuContext, KernelError};
 
 const DECODE_WGSL: &str = include_str!("shaders/matmul_decode.wgsl");
@@ -119,16 +121,90 @@ impl WeightFormat {
     }
 }
 
-/// The decode kernel of a `[n, k]` weight part: for a long K and few rows,
-/// `matvec` with the whole workgroup as one team, else the decode kernel with
-/// 2 rows per thread, or 4 for a tall matrix. (Pipelines 0, 1, 2 of a decode set.)
-fn decode_dispatch(k: u32, n: u32, narrow_rows: u32, wide_rows: u32) -> Dispatches {
-    if n >= WIDE_FROM_ROWS {
-        (1, n.div_ceil(wide_rows)).into()
-    } else if k >= LONG_K {
-        (2, n.div_ceil(NARROW_ROWS_PER_THREAD)).into()
-    } else {
-        (0, n.div_ceil(narrow_rows)).into()
+/// The decode (one-row) pipelines of one input form.
+#[derive(Clone)]
+struct DecodePipelines {
+    /// [`NARROW_ROWS_PER_THREAD`] rows per thread, teams of [`TEAM`] threads
+    /// (or subgroups).
+    narrow: wgpu::ComputePipeline,
+    /// [`WIDE_ROWS_PER_THREAD`] rows per thread, for tall matrices.
+    wide: wgpu::ComputePipeline,
+    /// The portable kernel with the whole workgroup as one team, for a long K.
+    long_k: wgpu::ComputePipeline,
+}
+
+impl DecodePipelines {
+    /// The decode kernel of a `[n, k]` weight part: for a long K and few rows,
+    /// the whole workgroup as one team, else 2 rows per thread, or 4 for a
+    /// tall matrix; `rows` are the output rows per workgroup of the narrow and
+    /// the wide kernel.
+    fn choose(&self, k: u32, n: u32, [narrow, wide]: [u32; 2]) -> (&wgpu::ComputePipeline, u32) {
+        if n >= WIDE_FROM_ROWS {
+            (&self.wide, n.div_ceil(wide))
+        } else if k >= LONG_K {
+            (&self.long_k, n.div_ceil(NARROW_ROWS_PER_THREAD))
+        } else {
+            (&self.narrow, n.div_ceil(narrow))
+        }
+    }
+}
+
+/// The prefill (several-row) pipelines.
+#[derive(Clone)]
+struct PrefillPipelines {
+    /// Tiled over m and n through workgroup memory.
+    tiled: wgpu::ComputePipeline,
+    /// The same, each block split over K into [`SPLITS`] partial sums.
+    split: wgpu::ComputePipeline,
+    /// The sum of the partial sums, with the epilogue.
+    sum_splits: wgpu::ComputePipeline,
+}
+
+/// How a product's step runs: the decode kernel for one row, the tiled one
+/// (split over K when too few blocks fill the GPU) for several.
+struct MatmulSchedule {
+    decode: DecodePipelines,
+    /// `None` for a decode-only binding.
+    prefill: Option<PrefillPipelines>,
+    k: u32,
+    matvec_rows: [u32; 2],
+    max_rows: u32,
+}
+
+impl Schedule for MatmulSchedule {
+    fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
+        words.push(check_rows("matmul", step, self.max_rows)?);
+        Ok(())
+    }
+
+    fn dispatches(
+        &self,
+        step: Step,
+        part_rows: u32,
+        dispatch: &mut dyn FnMut(&wgpu::ComputePipeline, Workgroups),
+    ) {
+        let rows = step.tokens;
+        match (rows, &self.prefill) {
+            (0, _) => {}
+            (1, _) | (_, None) => {
+                let (pipeline, workgroups) =
+                    self.decode.choose(self.k, part_rows, self.matvec_rows);
+                dispatch(pipeline, Workgroups::Linear(workgroups));
+            }
+            (_, Some(prefill)) => {
+                let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(BLOCK);
+                if blocks < WIDE_BLOCKS && split_fits(rows, part_rows) {
+                    let outputs = rows * part_rows;
+                    dispatch(&prefill.split, Workgroups::Linear(blocks * SPLITS));
+                    dispatch(
+                        &prefill.sum_splits,
+                        Workgroups::Linear(outputs.div_ceil(buffers::WORKGROUP_SIZE)),
+                    );
+                } else {
+                    dispatch(&prefill.tiled, Workgroups::Linear(blocks));
+                }
+            }
+        }
     }
 }
 
@@ -228,11 +304,13 @@ pub enum Residual<'a> {
     Buffer(&'a wgpu::Buffer),
 }
 
-/// What a decode-only product ([`Matmul::bind_decode`]) multiplies W with.
+/// What the product multiplies W with.
 #[derive(Debug, Clone, Copy)]
-pub enum DecodeInput<'a> {
+pub enum MatmulInput<'a> {
+    /// x itself.
+    Direct,
     /// `rms_norm(x) · weight` (f32 arithmetic, as [`crate::RmsNorm`]); `weight`
-    /// `[K]` is in the format's dtype.
+    /// `[K]` is in the format's dtype. Decode only (one row).
     Normed {
         /// The norm's weight.
         weight: &'a wgpu::Buffer,
@@ -240,17 +318,18 @@ pub enum DecodeInput<'a> {
         eps: f32,
     },
     /// `act(gate) · up` of x, a `[gate; up]` row of `2K` values (as
-    /// [`crate::Elementwise::bind_gated`]).
+    /// [`crate::ElementwiseOp::Gated`]). Decode only (one row).
     Gated(Activation),
 }
 
-impl DecodeInput<'_> {
+impl MatmulInput<'_> {
     /// The shader's `INPUT` constant.
     fn constant(&self) -> u32 {
         match self {
-            DecodeInput::Normed { .. } => 1,
-            DecodeInput::Gated(Activation::Silu) => 2,
-            DecodeInput::Gated(Activation::GeluTanh) => 3,
+            MatmulInput::Direct => 0,
+            MatmulInput::Normed { .. } => 1,
+            MatmulInput::Gated(Activation::Silu) => 2,
+            MatmulInput::Gated(Activation::GeluTanh) => 3,
         }
     }
 }
@@ -258,8 +337,10 @@ impl DecodeInput<'_> {
 /// The buffers of one product.
 #[derive(Debug, Clone, Copy)]
 pub struct MatmulBuffers<'a> {
-    /// Input activations, f32 `[rows, K]`.
+    /// Input activations, f32 `[rows, K]` (`[1, 2K]` for a gated input).
     pub x: &'a wgpu::Buffer,
+    /// How the product's input is made from x.
+    pub input: MatmulInput<'a>,
     /// The weight `[N, K]`.
     pub weight: GpuWeight<'a>,
     /// Optional bias `[N]` in the format's dtype (f16 bits for q4f16_1 / q0f16).
@@ -270,11 +351,15 @@ pub struct MatmulBuffers<'a> {
     pub y: &'a wgpu::Buffer,
 }
 
-/// The matrix product kernel for one weight format, with its pipelines built
-/// for the device's capabilities: a subgroup-reduced decode kernel where the
-/// device has subgroups, a workgroup-reduced one elsewhere.
-pub struct Matmul {
-    format: WeightFormat,
+/// What stays fixed for one product binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulShape {
+    /// Most rows of x a step may have (1 for a fused input).
+    pub max_rows: u32,
+}
+
+/// The shader of one weight format as this device compiles it.
+struct Program {
     layout: KernelLayout,
     /// The whole shader, its decode entry point and format constants.
     source: String,
@@ -282,27 +367,11 @@ pub struct Matmul {
     format_constants: [(&'static str, f64); 2],
     /// Threads that share one set of weight rows in the decode kernel.
     threads_per_row_set: u32,
-    /// Narrow, wide and long-K decode, tiled prefill, tiled prefill split over
-    /// K, and the sum of the splits.
-    pipelines: Vec<wgpu::ComputePipeline>,
-    /// Narrow and wide decode pipelines of each fused input, compiled when first bound.
-    fused: Mutex<HashMap<u32, Vec<wgpu::ComputePipeline>>>,
-    /// Output rows per workgroup of the narrow and the wide decode pipelines.
-    matvec_rows: [u32; 2],
     subgroups: bool,
-    placeholder: wgpu::Buffer,
-    /// The partial sums of split products, made at the first prefill binding.
-    partials: Mutex<Option<wgpu::Buffer>>,
-    /// Stands in for `partials` where a binding never splits (a writable
-    /// binding must not share the read-only placeholder).
-    no_partials: wgpu::Buffer,
-    max_binding: u64,
-    split_bytes: u64,
 }
 
-impl Matmul {
-    /// Compiles the decode and prefill pipelines for `format`.
-    pub fn new(ctx: &GpuContext, format: WeightFormat) -> Result<Matmul, KernelError> {
+impl Program {
+    fn new(ctx: &GpuContext, format: WeightFormat) -> Program {
         use Binding::{ReadOnly, ReadWrite, Uniform};
         // params, weight, scales, x, bias, residual, y, norm weight, partial
         // sums (the order of matmul.wgsl).
@@ -328,42 +397,19 @@ impl Matmul {
         } else {
             (format!("{prefix}{MATMUL_WGSL}"), "matvec", TEAM)
         };
-        let mut matmul = Matmul {
-            format,
+        Program {
             layout,
             source,
             matvec_entry,
             format_constants,
             threads_per_row_set,
-            pipelines: Vec::new(),
-            fused: Mutex::default(),
-            matvec_rows: [
-                buffers::WORKGROUP_SIZE / threads_per_row_set * NARROW_ROWS_PER_THREAD,
-                buffers::WORKGROUP_SIZE / threads_per_row_set * WIDE_ROWS_PER_THREAD,
-            ],
             subgroups: caps.subgroups,
-            placeholder: placeholder(ctx, "matmul placeholder"),
-            partials: Mutex::default(),
-            no_partials: placeholder(ctx, "matmul partials placeholder"),
-            max_binding: buffers::max_binding(ctx),
-            split_bytes: buffers::max_binding(ctx),
-        };
-        let mut pipelines = matmul.compile_decode(ctx, 0)?;
-        for (splits, entries) in
-            [(1, &["matmul_tiled"][..]), (SPLITS, &["matmul_tiled", "sum_splits"][..])]
-        {
-            let mut constants = matmul.format_constants.to_vec();
-            constants.push(("SPLITS", splits as f64));
-            pipelines.extend(ctx.compile_specialized(
-                "matmul",
-                &matmul.source,
-                entries,
-                &matmul.layout,
-                &constants,
-            )?);
         }
-        matmul.pipelines = pipelines;
-        Ok(matmul)
+    }
+
+    /// Output rows per workgroup of a decode kernel with `rows_per_thread`.
+    fn matvec_rows(&self, rows_per_thread: u32) -> u32 {
+        buffers::WORKGROUP_SIZE / self.threads_per_row_set * rows_per_thread
     }
 
     /// The decode kernel for `rows_per_thread` and the `INPUT` constant `input`.
@@ -373,49 +419,102 @@ impl Matmul {
         (entry, team): (&str, u32),
         rows_per_thread: u32,
         input: u32,
-    ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
-        let rows = buffers::WORKGROUP_SIZE / self.threads_per_row_set * rows_per_thread;
+    ) -> Result<wgpu::ComputePipeline, KernelError> {
         let mut constants = self.format_constants.to_vec();
         constants.push(("ROWS_PER_THREAD", rows_per_thread as f64));
         constants.push(("INPUT", input as f64));
         constants.push(("TEAM", team as f64));
         if self.subgroups {
-            constants.push(("SUBGROUP_ROWS", rows as f64));
+            constants.push(("SUBGROUP_ROWS", self.matvec_rows(rows_per_thread) as f64));
         }
-        ctx.compile_specialized("matmul", &self.source, &[entry], &self.layout, &constants)
+        Ok(ctx
+            .compile_specialized("matmul", &self.source, &[entry], &self.layout, &constants)?
+            .remove(0))
     }
 
-    /// The narrow, wide and long-K decode pipelines for the `INPUT` constant `input`.
-    fn compile_decode(
-        &self,
-        ctx: &GpuContext,
-        input: u32,
-    ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+    /// The decode pipelines for the `INPUT` constant `input`.
+    fn compile_decode(&self, ctx: &GpuContext, input: u32) -> Result<DecodePipelines, KernelError> {
         let entry = (self.matvec_entry, TEAM);
-        let mut pipelines = self.compile_matvec(ctx, entry, NARROW_ROWS_PER_THREAD, input)?;
-        pipelines.extend(self.compile_matvec(ctx, entry, WIDE_ROWS_PER_THREAD, input)?);
-        // The portable kernel with the whole workgroup as one team.
-        pipelines.extend(self.compile_matvec(
-            ctx,
-            ("matvec", buffers::WORKGROUP_SIZE),
-            NARROW_ROWS_PER_THREAD,
-            input,
-        )?);
-        Ok(pipelines)
+        Ok(DecodePipelines {
+            narrow: self.compile_matvec(ctx, entry, NARROW_ROWS_PER_THREAD, input)?,
+            wide: self.compile_matvec(ctx, entry, WIDE_ROWS_PER_THREAD, input)?,
+            long_k: self.compile_matvec(
+                ctx,
+                ("matvec", buffers::WORKGROUP_SIZE),
+                NARROW_ROWS_PER_THREAD,
+                input,
+            )?,
+        })
     }
 
-    /// The decode pipelines of a fused input (compiled once).
-    fn fused_pipelines(
+    /// The tiled pipelines, whole and split over K.
+    fn compile_prefill(&self, ctx: &GpuContext) -> Result<PrefillPipelines, KernelError> {
+        let compile = |splits: u32, entries: &[&str]| {
+            let mut constants = self.format_constants.to_vec();
+            constants.push(("SPLITS", splits as f64));
+            ctx.compile_specialized("matmul", &self.source, entries, &self.layout, &constants)
+        };
+        let tiled = compile(1, &["matmul_tiled"])?.remove(0);
+        let mut split = compile(SPLITS, &["matmul_tiled", "sum_splits"])?.into_iter();
+        let mut next = || split.next().expect("one pipeline per entry point");
+        Ok(PrefillPipelines { tiled, split: next(), sum_splits: next() })
+    }
+}
+
+/// The matrix product kernel for one weight format, with its pipelines built
+/// for the device's capabilities: a subgroup-reduced decode kernel where the
+/// device has subgroups, a workgroup-reduced one elsewhere.
+pub struct Matmul {
+    format: WeightFormat,
+    program: Program,
+    /// The decode pipelines of x itself.
+    decode: DecodePipelines,
+    prefill: PrefillPipelines,
+    /// The decode pipelines of each fused input, compiled when first bound.
+    fused: Mutex<HashMap<u32, DecodePipelines>>,
+    placeholder: wgpu::Buffer,
+    /// The partial sums of split products, made at the first prefill binding.
+    partials: Mutex<Option<wgpu::Buffer>>,
+    /// Stands in for `partials` where a binding never splits (a writable
+    /// binding must not share the read-only placeholder).
+    no_partials: wgpu::Buffer,
+    max_binding: u64,
+    split_bytes: u64,
+}
+
+impl Matmul {
+    /// Compiles the decode and prefill pipelines for `format`.
+    pub fn new(ctx: &GpuContext, format: WeightFormat) -> Result<Matmul, KernelError> {
+        let program = Program::new(ctx, format);
+        Ok(Matmul {
+            format,
+            decode: program.compile_decode(ctx, MatmulInput::Direct.constant())?,
+            prefill: program.compile_prefill(ctx)?,
+            program,
+            fused: Mutex::default(),
+            placeholder: placeholder(ctx, "matmul placeholder"),
+            partials: Mutex::default(),
+            no_partials: placeholder(ctx, "matmul partials placeholder"),
+            max_binding: buffers::max_binding(ctx),
+            split_bytes: buffers::max_binding(ctx),
+        })
+    }
+
+    /// The decode pipelines of `input` (a fused input's compiled at its first binding).
+    fn decode_pipelines(
         &self,
         ctx: &GpuContext,
-        input: u32,
-    ) -> Result<Vec<wgpu::ComputePipeline>, KernelError> {
+        input: &MatmulInput<'_>,
+    ) -> Result<DecodePipelines, KernelError> {
+        if let MatmulInput::Direct = input {
+            return Ok(self.decode.clone());
+        }
         let mut fused = self.fused.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(pipelines) = fused.get(&input) {
+        if let Some(pipelines) = fused.get(&input.constant()) {
             return Ok(pipelines.clone());
         }
-        let pipelines = self.compile_decode(ctx, input)?;
-        fused.insert(input, pipelines.clone());
+        let pipelines = self.program.compile_decode(ctx, input.constant())?;
+        fused.insert(input.constant(), pipelines.clone());
         Ok(pipelines)
     }
 
@@ -426,7 +525,7 @@ impl Matmul {
 
     /// Whether the decode kernel reduces with subgroup operations.
     pub fn uses_subgroups(&self) -> bool {
-        self.subgroups
+        self.program.subgroups
     }
 
     /// The largest storage binding used (the device's limit, at most 128 MiB);
@@ -442,52 +541,6 @@ impl Matmul {
         self.split_bytes = bytes.min(self.max_binding).max(4);
     }
 
-    /// Creates the bind groups and parameter uniforms of `y = x · Wᵀ …` for up
-    /// to `max_rows` rows of x.
-    pub fn bind(
-        &self,
-        ctx: &GpuContext,
-        buffers: &MatmulBuffers<'_>,
-        max_rows: u32,
-    ) -> Result<Bound, KernelError> {
-        let [narrow, wide] = self.matvec_rows;
-        let k = buffers.weight.cols;
-        let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
-            0 => (0, 0).into(),
-            1 => decode_dispatch(k, part_rows, narrow, wide),
-            _ => {
-                let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(BLOCK);
-                let outputs = rows * part_rows;
-                match blocks < WIDE_BLOCKS && split_fits(rows, part_rows) {
-                    true => Dispatches([
-                        (4, blocks * SPLITS),
-                        (5, outputs.div_ceil(buffers::WORKGROUP_SIZE)),
-                    ]),
-                    false => (3, blocks).into(),
-                }
-            }
-        });
-        self.bind_with(ctx, buffers, max_rows, None, self.pipelines.clone(), schedule)
-    }
-
-    /// Binds `y = input · Wᵀ …` for one row (a decode step), where `input` is
-    /// computed from `buffers.x` inside the kernel (see [`DecodeInput`]).
-    pub fn bind_decode(
-        &self,
-        ctx: &GpuContext,
-        buffers: &MatmulBuffers<'_>,
-        input: DecodeInput<'_>,
-    ) -> Result<Bound, KernelError> {
-        let pipelines = self.fused_pipelines(ctx, input.constant())?;
-        let [narrow, wide] = self.matvec_rows;
-        let k = buffers.weight.cols;
-        let schedule = Box::new(move |rows: u32, part_rows: u32| match rows {
-            0 => (0, 0).into(),
-            _ => decode_dispatch(k, part_rows, narrow, wide),
-        });
-        self.bind_with(ctx, buffers, 1, Some(input), pipelines, schedule)
-    }
-
     /// The partial-sum buffer of split products (made at the first call).
     fn partials(&self, ctx: &GpuContext) -> wgpu::Buffer {
         let mut partials = self.partials.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -497,16 +550,28 @@ impl Matmul {
             })
             .clone()
     }
+}
 
-    fn bind_with(
+impl Kernel for Matmul {
+    type Buffers<'a> = MatmulBuffers<'a>;
+    type Shape = MatmulShape;
+    type Bound = Bound;
+
+    /// Creates the bind groups and parameter uniforms of `y = input · Wᵀ …`
+    /// for up to `shape.max_rows` rows of x.
+    fn bind(
         &self,
         ctx: &GpuContext,
         buffers: &MatmulBuffers<'_>,
-        max_rows: u32,
-        input: Option<DecodeInput<'_>>,
-        pipelines: Vec<wgpu::ComputePipeline>,
-        schedule: buffers::Schedule,
+        shape: &MatmulShape,
     ) -> Result<Bound, KernelError> {
+        let max_rows = shape.max_rows;
+        let input = buffers.input;
+        if !matches!(input, MatmulInput::Direct) && max_rows != 1 {
+            return Err(KernelError::InvalidArguments(format!(
+                "matmul: a fused input ({input:?}) is for one row, not {max_rows}"
+            )));
+        }
         let what = "matmul";
         let weight = &buffers.weight;
         let parts = weight.plan(what, self.format, self.split_bytes)?;
@@ -515,12 +580,12 @@ impl Matmul {
         check_dimension("matmul: output size", m * n)?;
         check_dimension("matmul: input size", m * k)?;
         let x_width = match input {
-            Some(DecodeInput::Gated(_)) => 2 * k,
+            MatmulInput::Gated(_) => 2 * k,
             _ => k,
         };
         check_buffer("matmul: x", buffers.x, m * x_width * 4, self.max_binding)?;
         let (norm_weight, eps) = match input {
-            Some(DecodeInput::Normed { weight, eps }) => {
+            MatmulInput::Normed { weight, eps } => {
                 check_buffer(
                     "matmul: norm weight",
                     weight,
@@ -583,7 +648,7 @@ impl Matmul {
                 let group = bind_group(
                     ctx,
                     "matmul",
-                    &self.layout,
+                    &self.program.layout,
                     &[
                         params.as_entire_binding(),
                         data,
@@ -596,9 +661,19 @@ impl Matmul {
                         partials.as_entire_binding(),
                     ],
                 );
-                (group, params, count as u32)
+                Part { bind_group: group, params, extent: count as u32 }
             })
             .collect();
-        Ok(Bound::new(ctx, "matmul", pipelines, bound_parts, max_rows, schedule))
+        let schedule = MatmulSchedule {
+            decode: self.decode_pipelines(ctx, &input)?,
+            prefill: matches!(input, MatmulInput::Direct).then(|| self.prefill.clone()),
+            k: k as u32,
+            matvec_rows: [
+                self.program.matvec_rows(NARROW_ROWS_PER_THREAD),
+                self.program.matvec_rows(WIDE_ROWS_PER_THREAD),
+            ],
+            max_rows,
+        };
+        Ok(Bound::new(ctx, "matmul", bound_parts, schedule))
     }
 }

@@ -3,10 +3,11 @@
 //! whole hidden states or each head of q/k (Qwen3, Gemma3), in place or not.
 
 use crate::buffers::{
-    self, Bound, FloatFormat, bind_group, check_buffer, check_dimension, check_distinct,
-    params_buffer, placeholder,
+    self, FloatFormat, bind_group, check_buffer, check_dimension, check_distinct, params_buffer,
+    placeholder,
 };
 use crate::context::{Binding, KernelLayout};
+use crate::kernel::{Bound, Kernel, Part, PerRow};
 use crate::{GpuContext, KernelError};
 
 const RMS_NORM_WGSL: &str = include_str!("shaders/rms_norm.wgsl");
@@ -116,9 +117,15 @@ impl RmsNorm {
     pub fn uses_subgroups(&self) -> bool {
         self.subgroups
     }
+}
+
+impl Kernel for RmsNorm {
+    type Buffers<'a> = RmsNormBuffers<'a>;
+    type Shape = RmsNormShape;
+    type Bound = Bound;
 
     /// Creates the bind group and parameter uniform of a norm of `shape`.
-    pub fn bind(
+    fn bind(
         &self,
         ctx: &GpuContext,
         buffers: &RmsNormBuffers<'_>,
@@ -191,14 +198,13 @@ impl RmsNorm {
                 y.as_entire_binding(),
             ],
         );
-        let schedule = Box::new(move |tokens: u32, heads: u32| (0, tokens * heads).into());
-        Ok(Bound::new(
-            ctx,
-            "rms_norm",
-            vec![self.pipeline.clone()],
-            vec![(group, params, shape.heads)],
-            shape.max_tokens,
-            schedule,
-        ))
+        let schedule = PerRow {
+            label: "rms_norm",
+            pipeline: self.pipeline.clone(),
+            max_rows: shape.max_tokens,
+            workgroups: |tokens: u32, heads: u32| tokens * heads,
+        };
+        let part = Part { bind_group: group, params, extent: shape.heads };
+        Ok(Bound::new(ctx, "rms_norm", vec![part], schedule))
     }
 }

@@ -12,6 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::buffers::check_distinct;
 use crate::context::{Binding, KernelLayout, require_size};
 use crate::cpu::Rope;
+use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/rope_append.wgsl");
@@ -145,17 +146,23 @@ impl RopeAppend {
             ctx.compile_entries("rope_append", SHADER, &["rope_append"], &layout)?.remove(0);
         Ok(RopeAppend { layout, pipeline })
     }
+}
+
+impl Kernel for RopeAppend {
+    type Buffers<'a> = RopeBuffers<'a>;
+    type Shape = RopeShape;
+    type Bound = Bound;
 
     /// Checks the buffers against `shape` and creates the bind group and the
     /// parameter block for one layer. The largest step it accepts is as many
     /// tokens as `qkv` and `q_out` hold.
-    pub fn bind(
+    fn bind(
         &self,
         ctx: &GpuContext,
-        shape: RopeShape,
-        buffers: &RopeBuffers,
-    ) -> Result<BoundRope, KernelError> {
-        let RopeShape { heads, kv_heads, head_dim, capacity } = shape;
+        buffers: &RopeBuffers<'_>,
+        shape: &RopeShape,
+    ) -> Result<Bound, KernelError> {
+        let RopeShape { heads, kv_heads, head_dim, capacity } = *shape;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("rope_append: {why}")));
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
             return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
@@ -240,73 +247,56 @@ impl RopeAppend {
                 buffers.v_cache,
             ],
         );
-        Ok(BoundRope {
+        let schedule = RopeSchedule {
             pipeline: self.pipeline.clone(),
-            bind_group,
-            params_buffer,
-            params,
-            max_tokens: max_tokens.min(MAX_WORKGROUPS),
-        })
+            head_slots: (heads + kv_heads) as u32,
+            capacity: capacity as u32,
+            max_tokens: max_tokens.min(MAX_WORKGROUPS) as u32,
+        };
+        let part = Part { bind_group, params: params_buffer, extent: 0 };
+        Ok(Bound::new(ctx, "rope_append", vec![part], schedule))
     }
 }
 
-/// [`RopeAppend`] bound to one layer's buffers.
-pub struct BoundRope {
+/// A step of [`RopeAppend`]: one workgroup per head slot (q heads, then k
+/// heads) and token; the step sets the token count and the first position.
+struct RopeSchedule {
     pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    params_buffer: wgpu::Buffer,
-    params: Params,
-    max_tokens: usize,
+    head_slots: u32,
+    capacity: u32,
+    max_tokens: u32,
 }
 
-impl BoundRope {
-    /// Sets the step: `tokens` tokens starting at absolute position `start`
-    /// (writes 8 bytes of parameters through the queue).
-    pub fn set_step(
-        &mut self,
-        queue: &wgpu::Queue,
-        tokens: usize,
-        start: usize,
-    ) -> Result<(), KernelError> {
+impl Schedule for RopeSchedule {
+    fn uses_position(&self) -> bool {
+        true
+    }
+
+    fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
+        let Step { tokens, start } = step;
         if tokens == 0 || tokens > self.max_tokens {
             return Err(KernelError::InvalidArguments(format!(
                 "rope_append: {tokens} tokens, the buffers hold 1..={}",
                 self.max_tokens
             )));
         }
-        if start + tokens > self.params.capacity as usize {
+        if start as u64 + tokens as u64 > self.capacity as u64 {
             return Err(KernelError::InvalidArguments(format!(
                 "rope_append: positions {start}..{} exceed the cache capacity {}",
-                start + tokens,
-                self.params.capacity
+                start as u64 + tokens as u64,
+                self.capacity
             )));
         }
-        self.params.tokens = tokens as u32;
-        self.params.start = start as u32;
-        queue.write_buffer(
-            &self.params_buffer,
-            0,
-            bytemuck::cast_slice(&[self.params.tokens, self.params.start]),
-        );
+        words.extend([tokens, start]);
         Ok(())
     }
 
-    /// Records the kernel for the step last given to [`BoundRope::set_step`].
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.params.heads + self.params.kv_heads, self.params.tokens, 1);
-    }
-
-    /// Blocking convenience: sets the step, submits one pass and waits for it.
-    pub fn run(
-        &mut self,
-        ctx: &GpuContext,
-        tokens: usize,
-        start: usize,
-    ) -> Result<(), KernelError> {
-        self.set_step(&ctx.queue, tokens, start)?;
-        ctx.submit_pass("rope_append", |pass| self.dispatch(pass));
-        ctx.wait()
+    fn dispatches(
+        &self,
+        step: Step,
+        _: u32,
+        dispatch: &mut dyn FnMut(&wgpu::ComputePipeline, Workgroups),
+    ) {
+        dispatch(&self.pipeline, Workgroups::Grid(self.head_slots, step.tokens));
     }
 }

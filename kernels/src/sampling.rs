@@ -22,6 +22,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::buffers::check_distinct;
 use crate::context::{Binding, KernelLayout, require_size};
 use crate::cpu::{GREEDY_TEMPERATURE, MAX_TOP_LOGPROBS, SamplingParams, TokenProbabilities};
+use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/sampling.wgsl");
@@ -42,6 +43,18 @@ const SCRATCH_BYTES: u64 = (5 * 256 + 4) * 4;
 /// [`MAX_TOP_LOGPROBS`] `(id, probability)` pairs.
 pub const TOKEN_WORDS: usize = 2 + 2 * MAX_TOP_LOGPROBS;
 
+/// The passes of the shader, in the order of its entry points (see its header).
+struct Passes {
+    process: wgpu::ComputePipeline,
+    reduce: wgpu::ComputePipeline,
+    exponentiate: wgpu::ComputePipeline,
+    choose_cutoff: wgpu::ComputePipeline,
+    collect: wgpu::ComputePipeline,
+    sample: wgpu::ComputePipeline,
+    select_top: wgpu::ComputePipeline,
+    merge_top: wgpu::ComputePipeline,
+}
+
 const ENTRY_POINTS: [&str; 8] = [
     "process",
     "reduce",
@@ -52,6 +65,27 @@ const ENTRY_POINTS: [&str; 8] = [
     "select_top",
     "merge_top",
 ];
+
+/// A fixed sequence of passes over the vocabulary: each pipeline with its
+/// workgroups. The step sets nothing (the sampler's settings do).
+struct Sequence(Vec<(wgpu::ComputePipeline, u32)>);
+
+impl Schedule for Sequence {
+    fn params(&self, _: Step, _: &mut Vec<u32>) -> Result<(), KernelError> {
+        Ok(())
+    }
+
+    fn dispatches(
+        &self,
+        _: Step,
+        _: u32,
+        dispatch: &mut dyn FnMut(&wgpu::ComputePipeline, Workgroups),
+    ) {
+        for (pipeline, workgroups) in &self.0 {
+            dispatch(pipeline, Workgroups::Linear(*workgroups));
+        }
+    }
+}
 
 /// Bytes of the token buffer that hold a step's result when it reported `top`
 /// log probabilities: the token id alone (4 bytes) when `top` is 0.
@@ -135,10 +169,17 @@ pub struct SamplerBuffers<'a> {
     pub token: &'a wgpu::Buffer,
 }
 
+/// What stays fixed for one sampler binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplerShape {
+    /// Ids of the vocabulary (the logits' length).
+    pub vocab: usize,
+}
+
 /// The compiled sampling pipelines; build once per device.
 pub struct Sampler {
     layout: KernelLayout,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    passes: Passes,
 }
 
 impl Sampler {
@@ -153,8 +194,20 @@ impl Sampler {
             ],
         );
         let source = format!("{}\n{SHADER}", reduce_source(&ctx.caps));
-        let pipelines = ctx.compile_entries("sampling", &source, &ENTRY_POINTS, &layout)?;
-        Ok(Sampler { layout, pipelines })
+        let mut pipelines =
+            ctx.compile_entries("sampling", &source, &ENTRY_POINTS, &layout)?.into_iter();
+        let mut next = || pipelines.next().expect("one pipeline per entry point");
+        let passes = Passes {
+            process: next(),
+            reduce: next(),
+            exponentiate: next(),
+            choose_cutoff: next(),
+            collect: next(),
+            sample: next(),
+            select_top: next(),
+            merge_top: next(),
+        };
+        Ok(Sampler { layout, passes })
     }
 
     /// Bytes of the private buffers [`Sampler::bind`] creates for a
@@ -168,16 +221,23 @@ impl Sampler {
             + candidate_pairs * 8
             + std::mem::size_of::<Params>()) as u64
     }
+}
+
+impl Kernel for Sampler {
+    type Buffers<'a> = SamplerBuffers<'a>;
+    type Shape = SamplerShape;
+    type Bound = BoundSampler;
 
     /// Binds the sampler for a vocabulary of `vocab` ids, creating its private
     /// buffers (working copy of the logits, bias table, histogram, candidates).
     /// Starts with [`SamplingParams::default`], no bias, `u = 0.5`.
-    pub fn bind(
+    fn bind(
         &self,
         ctx: &GpuContext,
-        vocab: usize,
-        buffers: &SamplerBuffers,
+        buffers: &SamplerBuffers<'_>,
+        shape: &SamplerShape,
     ) -> Result<BoundSampler, KernelError> {
+        let vocab = shape.vocab;
         if vocab == 0 || vocab > MAX_VOCAB {
             return Err(KernelError::InvalidArguments(format!(
                 "sampling: vocab {vocab} must be in 1..={MAX_VOCAB}"
@@ -236,9 +296,33 @@ impl Sampler {
                 buffers.token,
             ],
         );
+        // One bind group and uniform, three pass sequences.
+        let blocks = vocab.div_ceil(BLOCK) as u32;
+        let p = &self.passes;
+        let bound = |passes: &[(&wgpu::ComputePipeline, u32)]| -> Result<Bound, KernelError> {
+            let part =
+                Part { bind_group: bind_group.clone(), params: params_buffer.clone(), extent: 0 };
+            let sequence = Sequence(passes.iter().map(|&(p, n)| (p.clone(), n)).collect());
+            let mut bound = Bound::new(ctx, "sampling", vec![part], sequence);
+            bound.set_step(&ctx.queue, Step::default())?;
+            Ok(bound)
+        };
+        let chain = [
+            (&p.process, blocks),
+            (&p.reduce, 1),
+            (&p.exponentiate, blocks),
+            (&p.choose_cutoff, 1),
+            (&p.collect, blocks),
+            (&p.sample, 1),
+        ];
+        let argmax = bound(&chain[..2])?;
+        let sample = bound(&chain)?;
+        let sample_with_logprobs =
+            bound(&[&chain[..], &[(&p.select_top, blocks), (&p.merge_top, 1)]].concat())?;
         Ok(BoundSampler {
-            pipelines: self.pipelines.clone(),
-            bind_group,
+            argmax,
+            sample,
+            sample_with_logprobs,
             params_buffer,
             params,
             bias,
@@ -250,8 +334,12 @@ impl Sampler {
 
 /// [`Sampler`] bound to one logits buffer.
 pub struct BoundSampler {
-    pipelines: Vec<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
+    /// Greedy decoding: the passes up to the argmax.
+    argmax: Bound,
+    /// The full chain of docs/sampling.md.
+    sample: Bound,
+    /// The full chain, then the most probable ids.
+    sample_with_logprobs: Bound,
     params_buffer: wgpu::Buffer,
     params: Params,
     bias: wgpu::Buffer,
@@ -401,25 +489,16 @@ impl BoundSampler {
     /// Records greedy decoding: the argmax of the biased and penalised logits
     /// (ties: lowest id), two passes.
     pub fn dispatch_argmax(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.record(pass, &[(0, self.params.blocks), (1, 1)]);
+        self.argmax.dispatch(pass);
     }
 
     /// Records the full sampling chain of docs/sampling.md (a temperature ≤ 1e-5 draws
     /// among the tied maxima with `u`) and adds the token to the counts: six
     /// passes, two more with [`set_top_logprobs`](Self::set_top_logprobs).
     pub fn dispatch_sample(&self, pass: &mut wgpu::ComputePass<'_>) {
-        let blocks = self.params.blocks;
-        self.record(pass, &[(0, blocks), (1, 1), (2, blocks), (3, 1), (4, blocks), (5, 1)]);
-        if self.params.top_logprobs > 0 {
-            self.record(pass, &[(6, blocks), (7, 1)]);
-        }
-    }
-
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, passes: &[(usize, u32)]) {
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        for &(pipeline, workgroups) in passes {
-            pass.set_pipeline(&self.pipelines[pipeline]);
-            pass.dispatch_workgroups(workgroups, 1, 1);
+        match self.params.top_logprobs {
+            0 => self.sample.dispatch(pass),
+            _ => self.sample_with_logprobs.dispatch(pass),
         }
     }
 

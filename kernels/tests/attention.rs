@@ -3,9 +3,11 @@
 mod common;
 
 use common::{assert_close, contexts, random_vec, rng, shout, upload};
+use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::{KvLayout, causal_attention};
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, KernelError,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, Kernel, KernelError,
+    Step,
 };
 use rand::Rng;
 
@@ -51,10 +53,9 @@ fn check(
         out: &out,
         scratch: &scratch,
     };
-    let shape = AttentionShape { heads, kv_heads, capacity, window };
-    let mut bound = kernel.bind(ctx, shape, &buffers, scale).unwrap();
-    bound.set_min_chunk_len(min_chunk_len);
-    bound.run(ctx, tokens, start).unwrap();
+    let shape = AttentionShape { heads, kv_heads, capacity, window, scale, min_chunk_len };
+    let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
+    bound.run(ctx, Step::at(tokens, start)).unwrap();
     let got = ctx.read_f32(&out, want.len()).unwrap();
     assert_close(&what, &got, &want, 1e-4, 1e-5);
 }
@@ -196,8 +197,15 @@ fn a_sliding_window_matches_the_cpu_reference() {
     let scratch = AttentionScratch::new(ctx, 1, 16, 8);
     let buffers =
         AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
-    let empty = AttentionShape { heads: 1, kv_heads: 1, capacity: 8, window: Some(0) };
-    assert!(invalid(kernel.bind(ctx, empty, &buffers, 1.0)), "a window of no key");
+    let empty = AttentionShape {
+        heads: 1,
+        kv_heads: 1,
+        capacity: 8,
+        window: Some(0),
+        scale: 1.0,
+        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+    };
+    assert!(invalid(kernel.bind(ctx, &buffers, &empty)), "a window of no key");
 }
 
 #[test]
@@ -224,31 +232,33 @@ fn attention_rejects_wrong_shapes() {
     let scratch = AttentionScratch::new(ctx, 4, 16, 32);
     let aliased =
         AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &q, scratch: &scratch };
-    let shape = AttentionShape { heads: 4, kv_heads: 2, capacity: 32, window: None };
-    assert!(invalid(kernel.bind(ctx, shape, &aliased, 0.25)), "out aliases q");
+    let shape = AttentionShape {
+        heads: 4,
+        kv_heads: 2,
+        capacity: 32,
+        window: None,
+        scale: 0.25,
+        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+    };
+    assert!(invalid(kernel.bind(ctx, &aliased, &shape)), "out aliases q");
     let buffers =
         AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
     assert!(
-        invalid(kernel.bind(ctx, AttentionShape { capacity: 33, ..shape }, &buffers, 0.25)),
+        invalid(kernel.bind(ctx, &buffers, &AttentionShape { capacity: 33, ..shape })),
         "cache too small"
     );
     assert!(
-        invalid(kernel.bind(ctx, AttentionShape { kv_heads: 3, ..shape }, &buffers, 0.25)),
+        invalid(kernel.bind(ctx, &buffers, &AttentionShape { kv_heads: 3, ..shape })),
         "heads % kv_heads"
     );
     assert!(
-        invalid(kernel.bind(
-            ctx,
-            AttentionShape { heads: 8, kv_heads: 1, ..shape },
-            &buffers,
-            0.25
-        )),
+        invalid(kernel.bind(ctx, &buffers, &AttentionShape { heads: 8, kv_heads: 1, ..shape })),
         "scratch"
     );
-    let mut bound = kernel.bind(ctx, shape, &buffers, 0.25).unwrap();
-    assert!(invalid(bound.set_step(&ctx.queue, 4, 0)), "more tokens than q holds");
-    assert!(invalid(bound.set_step(&ctx.queue, 1, 32)), "past the capacity");
-    bound.set_step(&ctx.queue, 3, 29).unwrap();
+    let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
+    assert!(invalid(bound.set_step(&ctx.queue, Step::at(4, 0))), "more tokens than q holds");
+    assert!(invalid(bound.set_step(&ctx.queue, Step::at(1, 32))), "past the capacity");
+    bound.set_step(&ctx.queue, Step::at(3, 29)).unwrap();
 }
 
 /// Rough timings (run with `--ignored --nocapture` on a real GPU; meaningless on lavapipe).
@@ -272,9 +282,14 @@ fn bench_attention() {
             out: &out,
             scratch: &scratch,
         };
-        let mut bound = kernel
-            .bind(ctx, AttentionShape { heads, kv_heads, capacity, window: None }, &buffers, 0.125)
-            .unwrap();
+        let shape = AttentionShape {
+            heads,
+            kv_heads,
+            capacity,
+            window: None,
+            scale: 0.125,
+            min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+        };
         let steps = [
             (1, 127, 200, 32),
             (1, 127, 200, 128),
@@ -298,8 +313,9 @@ fn bench_attention() {
             (1024, 3072, 5, 1),
         ];
         for (tokens, start, reps, chunk_len) in steps {
-            bound.set_min_chunk_len(chunk_len);
-            bound.set_step(&ctx.queue, tokens, start).unwrap();
+            let shape = AttentionShape { min_chunk_len: chunk_len, ..shape };
+            let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
+            bound.set_step(&ctx.queue, Step::at(tokens, start)).unwrap();
             ctx.submit_pass("warm", |pass| bound.dispatch(pass));
             ctx.wait().unwrap();
             let t = std::time::Instant::now();

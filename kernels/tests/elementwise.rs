@@ -4,8 +4,24 @@
 mod common;
 
 use common::{assert_close, contexts, random_vec, rng, upload};
-use mlc_kernels::{Activation, Elementwise, GpuContext, cpu};
+use mlc_kernels::{
+    Activation, Bound, Elementwise, ElementwiseBuffers, ElementwiseOp, ElementwiseShape,
+    GpuContext, Kernel, KernelError, Step, cpu,
+};
 use rand::rngs::StdRng;
+
+/// Binds `op` reading `input` and writing `out`, for `max_rows` rows of `width`.
+fn bind(
+    kernel: &Elementwise,
+    ctx: &GpuContext,
+    op: ElementwiseOp,
+    input: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    max_rows: u32,
+    width: u32,
+) -> Result<Bound, KernelError> {
+    kernel.bind(ctx, &ElementwiseBuffers { input, out }, &ElementwiseShape { op, max_rows, width })
+}
 
 /// Relative to the output scale: the GPU's exp / tanh are accurate to a few
 /// ulp, the rest is the same f32 arithmetic as the CPU.
@@ -25,8 +41,10 @@ fn check_add(
     let mut want = a.clone();
     cpu::add_in_place(&mut want[..rows * width], &b[..rows * width]);
     let (a_buffer, b_buffer) = (upload(ctx, &a), upload(ctx, &b));
-    let bound = kernel.bind_add(ctx, &a_buffer, &b_buffer, max as u32, width as u32).unwrap();
-    bound.run(ctx, rows as u32).unwrap();
+    let mut bound =
+        bind(kernel, ctx, ElementwiseOp::Add, &b_buffer, &a_buffer, max as u32, width as u32)
+            .unwrap();
+    bound.run(ctx, Step::rows(rows)).unwrap();
     let got = ctx.read_f32(&a_buffer, max * width).unwrap();
     assert_close(&format!("{path} add {rows}×{width}"), &got, &want, 0.0, 0.0);
 }
@@ -58,8 +76,10 @@ fn check_gated(
         }
     }
     let (input, out) = (upload(ctx, &gate_up), upload(ctx, &init));
-    let bound = kernel.bind_gated(ctx, act, &input, &out, max as u32, width as u32).unwrap();
-    bound.run(ctx, rows as u32).unwrap();
+    let mut bound =
+        bind(kernel, ctx, ElementwiseOp::Gated(act), &input, &out, max as u32, width as u32)
+            .unwrap();
+    bound.run(ctx, Step::rows(rows)).unwrap();
     let got = ctx.read_f32(&out, max * width).unwrap();
     assert_close(&format!("{path} {act:?} {rows}×{width}"), &got, &want, REL, ABS);
 }
@@ -83,9 +103,17 @@ fn check_softcap(
     let mut want = init.clone();
     cpu::softcap(&input[..rows * width], cap, &mut want[..rows * width]);
     let (input_buffer, out) = (upload(ctx, &input), upload(ctx, &init));
-    let bound =
-        kernel.bind_softcap(ctx, &input_buffer, &out, max as u32, width as u32, cap).unwrap();
-    bound.run(ctx, rows as u32).unwrap();
+    let mut bound = bind(
+        kernel,
+        ctx,
+        ElementwiseOp::Softcap(cap),
+        &input_buffer,
+        &out,
+        max as u32,
+        width as u32,
+    )
+    .unwrap();
+    bound.run(ctx, Step::rows(rows)).unwrap();
     let got = ctx.read_f32(&out, max * width).unwrap();
     assert_close(&format!("{path} softcap {cap} {rows}×{width}"), &got, &want, REL, ABS);
     assert!(
@@ -104,8 +132,14 @@ fn softcap_matches_the_cpu() {
         }
         let a = upload(ctx, &[0.0; 32]);
         let b = upload(ctx, &[0.0; 32]);
-        assert!(kernel.bind_softcap(ctx, &a, &b, 1, 32, 0.0).is_err(), "zero cap");
-        assert!(kernel.bind_softcap(ctx, &a, &a, 1, 32, 30.0).is_err(), "in place");
+        assert!(
+            bind(&kernel, ctx, ElementwiseOp::Softcap(0.0), &a, &b, 1, 32).is_err(),
+            "zero cap"
+        );
+        assert!(
+            bind(&kernel, ctx, ElementwiseOp::Softcap(30.0), &a, &a, 1, 32).is_err(),
+            "in place"
+        );
     }
 }
 
@@ -143,12 +177,18 @@ fn bad_arguments_are_errors_not_panics() {
     let kernel = Elementwise::new(ctx).unwrap();
     let a = upload(ctx, &[0.0; 64]);
     let b = upload(ctx, &[0.0; 32]);
-    assert!(kernel.bind_add(ctx, &a, &b, 1, 32).is_ok());
-    assert!(kernel.bind_add(ctx, &a, &b, 2, 32).is_err(), "b too small");
-    assert!(kernel.bind_add(ctx, &a, &a, 1, 32).is_err(), "a aliases b");
-    assert!(kernel.bind_gated(ctx, Activation::Silu, &b, &a, 1, 32).is_err(), "gate_up too small");
-    assert!(kernel.bind_gated(ctx, Activation::Silu, &a, &b, 1, 32).is_ok());
-    assert!(kernel.bind_gated(ctx, Activation::GeluTanh, &a, &b, 1, 0).is_err(), "zero width");
-    let bound = kernel.bind_add(ctx, &a, &b, 1, 32).unwrap();
-    assert!(bound.set_rows(&ctx.queue, 2).is_err(), "more rows than bound");
+    assert!(bind(&kernel, ctx, ElementwiseOp::Add, &b, &a, 1, 32).is_ok());
+    assert!(bind(&kernel, ctx, ElementwiseOp::Add, &b, &a, 2, 32).is_err(), "b too small");
+    assert!(bind(&kernel, ctx, ElementwiseOp::Add, &a, &a, 1, 32).is_err(), "a aliases b");
+    assert!(
+        bind(&kernel, ctx, ElementwiseOp::Gated(Activation::Silu), &b, &a, 1, 32).is_err(),
+        "gate_up too small"
+    );
+    assert!(bind(&kernel, ctx, ElementwiseOp::Gated(Activation::Silu), &a, &b, 1, 32).is_ok());
+    assert!(
+        bind(&kernel, ctx, ElementwiseOp::Gated(Activation::GeluTanh), &a, &b, 1, 0).is_err(),
+        "zero width"
+    );
+    let mut bound = bind(&kernel, ctx, ElementwiseOp::Add, &b, &a, 1, 32).unwrap();
+    assert!(bound.set_step(&ctx.queue, Step::rows(2)).is_err(), "more rows than bound");
 }

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{TestWeight, assert_close, contexts, rng, upload, upload_u32};
-use mlc_kernels::{Embed, EmbedBuffers, FloatFormat, GpuContext, WeightFormat, cpu};
+use mlc_kernels::{
+    Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext, Kernel, Step, WeightFormat, cpu,
+};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -45,10 +47,10 @@ fn check(
     let gpu_table = table.upload(ctx);
     let (ids, out) = (upload_u32(ctx, &ids), upload(ctx, &vec![f32::NAN; max_tokens * hidden]));
     let buffers = EmbedBuffers { table: gpu_table.weight(), tokens: &ids, out: &out };
-    let bound = kernel
-        .bind(ctx, &buffers, max_tokens as u32, scale)
+    let mut bound = kernel
+        .bind(ctx, &buffers, &EmbedShape { max_tokens: max_tokens as u32, scale })
         .unwrap_or_else(|e| panic!("{what}: {e}"));
-    bound.run(ctx, tokens.len() as u32).unwrap();
+    bound.run(ctx, Step::rows(tokens.len())).unwrap();
     let got = ctx.read_f32(&out, max_tokens * hidden).unwrap();
     // Decoding is exact in f32 on every path.
     assert_close(&what, &got[..tokens.len() * hidden], &want, 0.0, 0.0);
@@ -119,7 +121,7 @@ fn bad_arguments_are_errors_not_panics() {
     let ids = upload_u32(ctx, &[1, 2, 3, 4]);
     let out = upload(ctx, &[0.0; 4 * 64]);
     let ok = EmbedBuffers { table: table.weight(), tokens: &ids, out: &out };
-    assert!(kernel.bind(ctx, &ok, 4, 1.0).is_ok());
+    assert!(kernel.bind(ctx, &ok, &EmbedShape { max_tokens: 4, scale: 1.0 }).is_ok());
     let mut ragged = table.weight();
     ragged.cols = 40;
     for (why, buffers, tokens) in [
@@ -129,7 +131,7 @@ fn bad_arguments_are_errors_not_panics() {
     ] {
         assert!(
             matches!(
-                kernel.bind(ctx, &buffers, tokens, 1.0),
+                kernel.bind(ctx, &buffers, &EmbedShape { max_tokens: tokens, scale: 1.0 }),
                 Err(mlc_kernels::KernelError::InvalidArguments(_))
             ),
             "{why}: accepted"

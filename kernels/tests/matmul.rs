@@ -7,8 +7,8 @@ mod common;
 
 use common::{TestWeight, assert_close, contexts, encode, random_vec, rng, shout, upload};
 use mlc_kernels::{
-    Activation, DecodeInput, FloatFormat, GpuContext, Matmul, MatmulBuffers, Residual,
-    WeightFormat, cpu,
+    Activation, FloatFormat, GpuContext, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape,
+    Residual, Step, WeightFormat, cpu,
 };
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -87,6 +87,7 @@ fn check(
     let residual_buffer = upload(ctx, &residual_padded);
     let buffers = MatmulBuffers {
         x: &x_buffer,
+        input: MatmulInput::Direct,
         weight: gpu_weight.weight(),
         bias: c.bias.then_some(&bias_buffer),
         residual: match c.residual {
@@ -96,9 +97,10 @@ fn check(
         },
         y: &y,
     };
-    let bound =
-        kernel.bind(ctx, &buffers, max_rows as u32).unwrap_or_else(|e| panic!("{what}: {e}"));
-    bound.run(ctx, c.m as u32).unwrap();
+    let mut bound = kernel
+        .bind(ctx, &buffers, &MatmulShape { max_rows: max_rows as u32 })
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    bound.run(ctx, Step::rows(c.m)).unwrap();
     let got = ctx.read_f32(&y, max_rows * c.n).unwrap();
     assert_close(&what, &got[..c.m * c.n], &want, REL, ABS);
     // Rows past the step's row count are untouched.
@@ -259,14 +261,16 @@ fn one_binding_serves_decode_and_prefill() {
             (upload(ctx, &x), weight.upload(ctx), upload(ctx, &vec![0.0; max_rows * n]));
         let buffers = MatmulBuffers {
             x: &x_buffer,
+            input: MatmulInput::Direct,
             weight: gpu_weight.weight(),
             bias: None,
             residual: Residual::None,
             y: &y,
         };
-        let bound = kernel.bind(ctx, &buffers, max_rows as u32).unwrap();
+        let mut bound =
+            kernel.bind(ctx, &buffers, &MatmulShape { max_rows: max_rows as u32 }).unwrap();
         for rows in [1, max_rows, 1, 4] {
-            bound.run(ctx, rows as u32).unwrap();
+            bound.run(ctx, Step::rows(rows)).unwrap();
             let got = ctx.read_f32(&y, rows * n).unwrap();
             assert_close(&format!("{path} rows {rows}"), &got, &want[..rows * n], REL, ABS);
         }
@@ -285,12 +289,16 @@ fn bad_arguments_are_errors_not_panics() {
     let small = upload(ctx, &[0.0; 8]);
     let ok = MatmulBuffers {
         x: &x,
+        input: MatmulInput::Direct,
         weight: gpu_weight.weight(),
         bias: None,
         residual: Residual::None,
         y: &y,
     };
-    assert!(kernel.bind(ctx, &ok, 2).is_ok(), "{path}: the valid binding failed");
+    assert!(
+        kernel.bind(ctx, &ok, &MatmulShape { max_rows: 2 }).is_ok(),
+        "{path}: the valid binding failed"
+    );
 
     let mut ragged = gpu_weight.weight();
     ragged.cols = 48;
@@ -311,7 +319,7 @@ fn bad_arguments_are_errors_not_panics() {
         ("zero rows", ok, 0),
     ];
     for (why, buffers, rows) in failures {
-        match kernel.bind(ctx, &buffers, rows) {
+        match kernel.bind(ctx, &buffers, &MatmulShape { max_rows: rows }) {
             Err(mlc_kernels::KernelError::InvalidArguments(message)) => {
                 eprintln!("{why}: {message}")
             }
@@ -319,9 +327,9 @@ fn bad_arguments_are_errors_not_panics() {
             Ok(_) => panic!("{why}: accepted"),
         }
     }
-    let bound = kernel.bind(ctx, &ok, 2).unwrap();
-    assert!(bound.set_rows(&ctx.queue, 3).is_err(), "more rows than bound");
-    assert!(bound.run(ctx, 2).is_ok());
+    let mut bound = kernel.bind(ctx, &ok, &MatmulShape { max_rows: 2 }).unwrap();
+    assert!(bound.set_step(&ctx.queue, Step::rows(3)).is_err(), "more rows than bound");
+    assert!(bound.run(ctx, Step::rows(2)).is_ok());
 }
 
 /// Rough decode / prefill throughput on the current adapter (not run by
@@ -354,13 +362,15 @@ fn throughput() {
             let y = upload(ctx, &vec![0.0; m * n]);
             let buffers = MatmulBuffers {
                 x: &x,
+                input: MatmulInput::Direct,
                 weight: gpu_weight.weight(),
                 bias: None,
                 residual: Residual::None,
                 y: &y,
             };
-            let bound = kernel.bind(ctx, &buffers, m as u32).unwrap();
-            bound.set_rows(&ctx.queue, m as u32).unwrap();
+            let mut bound =
+                kernel.bind(ctx, &buffers, &MatmulShape { max_rows: m as u32 }).unwrap();
+            bound.set_step(&ctx.queue, Step::rows(m)).unwrap();
             let repeats = if m == 1 { 200 } else { 20 };
             let time = |repeats: usize| {
                 let start = Instant::now();
@@ -414,15 +424,23 @@ fn fused_decode_inputs_match_the_separate_ops() {
                 let gpu_weight = weight.upload(ctx);
                 let buffers = MatmulBuffers {
                     x: &x_buffer,
+                    input: MatmulInput::Direct,
                     weight: gpu_weight.weight(),
                     bias: None,
                     residual: Residual::None,
                     y: &y,
                 };
-                let bound = kernel
-                    .bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &norm_buffer, eps })
+                let mut bound = kernel
+                    .bind(
+                        ctx,
+                        &MatmulBuffers {
+                            input: MatmulInput::Normed { weight: &norm_buffer, eps },
+                            ..buffers
+                        },
+                        &MatmulShape { max_rows: 1 },
+                    )
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
-                bound.run(ctx, 1).unwrap();
+                bound.run(ctx, Step::rows(1)).unwrap();
                 assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
             }
             for activation in [Activation::Silu, Activation::GeluTanh] {
@@ -448,15 +466,20 @@ fn fused_decode_inputs_match_the_separate_ops() {
                 let gpu_weight = weight.upload(ctx);
                 let buffers = MatmulBuffers {
                     x: &x_buffer,
+                    input: MatmulInput::Direct,
                     weight: gpu_weight.weight(),
                     bias: Some(&bias_buffer),
                     residual: Residual::InPlace,
                     y: &y,
                 };
-                let bound = kernel
-                    .bind_decode(ctx, &buffers, DecodeInput::Gated(activation))
+                let mut bound = kernel
+                    .bind(
+                        ctx,
+                        &MatmulBuffers { input: MatmulInput::Gated(activation), ..buffers },
+                        &MatmulShape { max_rows: 1 },
+                    )
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
-                bound.run(ctx, 1).unwrap();
+                bound.run(ctx, Step::rows(1)).unwrap();
                 assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
             }
         }
@@ -473,6 +496,7 @@ fn fused_decode_inputs_check_their_buffers_and_take_one_row() {
     let (x, y) = (upload(ctx, &[0.0; 64]), upload(ctx, &[0.0; 64]));
     let buffers = MatmulBuffers {
         x: &x,
+        input: MatmulInput::Direct,
         weight: gpu_weight.weight(),
         bias: None,
         residual: Residual::None,
@@ -480,7 +504,11 @@ fn fused_decode_inputs_check_their_buffers_and_take_one_row() {
     };
     // A gated input reads 2K values.
     let err = kernel
-        .bind_decode(ctx, &buffers, DecodeInput::Gated(Activation::Silu))
+        .bind(
+            ctx,
+            &MatmulBuffers { input: MatmulInput::Gated(Activation::Silu), ..buffers },
+            &MatmulShape { max_rows: 1 },
+        )
         .err()
         .expect("x too short")
         .to_string();
@@ -488,15 +516,23 @@ fn fused_decode_inputs_check_their_buffers_and_take_one_row() {
     // A norm weight shorter than K.
     let short = ctx.storage_buffer("norm", &[0u8; 64]);
     let err = kernel
-        .bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &short, eps: 1e-6 })
+        .bind(
+            ctx,
+            &MatmulBuffers { input: MatmulInput::Normed { weight: &short, eps: 1e-6 }, ..buffers },
+            &MatmulShape { max_rows: 1 },
+        )
         .err()
         .expect("norm weight too short")
         .to_string();
     assert!(err.contains("norm weight"), "{err}");
     // Bound for a decode step only.
     let norm = ctx.storage_buffer("norm", &[0u8; 128]);
-    let bound = kernel
-        .bind_decode(ctx, &buffers, DecodeInput::Normed { weight: &norm, eps: 1e-6 })
+    let mut bound = kernel
+        .bind(
+            ctx,
+            &MatmulBuffers { input: MatmulInput::Normed { weight: &norm, eps: 1e-6 }, ..buffers },
+            &MatmulShape { max_rows: 1 },
+        )
         .unwrap();
-    assert!(bound.set_rows(&ctx.queue, 2).is_err());
+    assert!(bound.set_step(&ctx.queue, Step::rows(2)).is_err());
 }

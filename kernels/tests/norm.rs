@@ -4,7 +4,9 @@
 mod common;
 
 use common::{assert_close, contexts, encode, random_vec, rng, upload};
-use mlc_kernels::{FloatFormat, GpuContext, RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout, cpu};
+use mlc_kernels::{
+    FloatFormat, GpuContext, Kernel, RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout, Step, cpu,
+};
 use rand::rngs::StdRng;
 
 /// Relative to the output scale: one f32 sum of squares and a few products per
@@ -55,7 +57,7 @@ fn check(
         kernel
             .bind(ctx, &buffers, &shape)
             .unwrap_or_else(|e| panic!("{what}: {e}"))
-            .run(ctx, tokens as u32)
+            .run(ctx, Step::rows(tokens))
             .unwrap();
         (want, ctx.read_f32(&x_buffer, x_len).unwrap())
     } else {
@@ -67,7 +69,7 @@ fn check(
         kernel
             .bind(ctx, &buffers, &shape)
             .unwrap_or_else(|e| panic!("{what}: {e}"))
-            .run(ctx, tokens as u32)
+            .run(ctx, Step::rows(tokens))
             .unwrap();
         (want, ctx.read_f32(&y, y_len).unwrap())
     };

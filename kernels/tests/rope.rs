@@ -6,7 +6,9 @@ mod common;
 use common::{assert_close, contexts, random_vec, rng, upload};
 use half::f16;
 use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, rms_norm};
-use mlc_kernels::{GpuContext, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
+use mlc_kernels::{
+    GpuContext, Kernel, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable, Step,
+};
 
 #[derive(Clone, Copy, Debug)]
 enum Norm {
@@ -123,8 +125,8 @@ fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u6
         norm,
     };
     let mut bound =
-        kernel.bind(ctx, RopeShape { heads, kv_heads, head_dim: d, capacity }, &buffers).unwrap();
-    bound.run(ctx, tokens, start).unwrap();
+        kernel.bind(ctx, &buffers, &RopeShape { heads, kv_heads, head_dim: d, capacity }).unwrap();
+    bound.run(ctx, Step::at(tokens, start)).unwrap();
 
     let q_got = ctx.read_f32(&q_out, q_want.len()).unwrap();
     let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
@@ -262,23 +264,26 @@ fn rope_append_rejects_wrong_shapes() {
         norm: QkNorm::None,
     };
     let shape = RopeShape { heads: 2, kv_heads: 1, head_dim: 16, capacity: 8 };
-    assert!(invalid(kernel.bind(ctx, shape, &buffers(&small))), "cache too small");
+    assert!(invalid(kernel.bind(ctx, &buffers(&small), &shape)), "cache too small");
     assert!(
-        invalid(kernel.bind(ctx, RopeShape { kv_heads: 3, ..shape }, &buffers(&cache))),
+        invalid(kernel.bind(ctx, &buffers(&cache), &RopeShape { kv_heads: 3, ..shape })),
         "heads % kv_heads"
     );
     assert!(
-        invalid(kernel.bind(ctx, RopeShape { capacity: 9, ..shape }, &buffers(&cache))),
+        invalid(kernel.bind(ctx, &buffers(&cache), &RopeShape { capacity: 9, ..shape })),
         "table too short"
     );
     assert!(
-        invalid(kernel.bind(ctx, RopeShape { head_dim: 8, ..shape }, &buffers(&cache))),
+        invalid(kernel.bind(ctx, &buffers(&cache), &RopeShape { head_dim: 8, ..shape })),
         "rotary > head_dim"
     );
-    assert!(invalid(kernel.bind(ctx, shape, &buffers(&qkv))), "k_cache aliases qkv");
-    let mut bound = kernel.bind(ctx, shape, &buffers(&cache)).unwrap();
-    assert!(invalid(bound.set_step(&ctx.queue, 2, 7)), "past the capacity");
-    assert!(invalid(bound.set_step(&ctx.queue, 3, 0)), "more tokens than the buffers hold");
-    assert!(invalid(bound.set_step(&ctx.queue, 0, 0)), "no tokens");
-    bound.set_step(&ctx.queue, 2, 6).unwrap();
+    assert!(invalid(kernel.bind(ctx, &buffers(&qkv), &shape)), "k_cache aliases qkv");
+    let mut bound = kernel.bind(ctx, &buffers(&cache), &shape).unwrap();
+    assert!(invalid(bound.set_step(&ctx.queue, Step::at(2, 7))), "past the capacity");
+    assert!(
+        invalid(bound.set_step(&ctx.queue, Step::at(3, 0))),
+        "more tokens than the buffers hold"
+    );
+    assert!(invalid(bound.set_step(&ctx.queue, Step::at(0, 0))), "no tokens");
+    bound.set_step(&ctx.queue, Step::at(2, 6)).unwrap();
 }

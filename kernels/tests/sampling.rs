@@ -5,7 +5,9 @@ mod common;
 use common::{contexts, rng, upload, upload_u32};
 use mlc_kernels::cpu::{self, SamplingParams};
 use mlc_kernels::sampling::TOKEN_WORDS;
-use mlc_kernels::{BoundSampler, GpuContext, KernelError, Sampler, SamplerBuffers};
+use mlc_kernels::{
+    BoundSampler, GpuContext, Kernel, KernelError, Sampler, SamplerBuffers, SamplerShape,
+};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -23,7 +25,11 @@ impl Rig {
         let counts = upload_u32(ctx, &vec![0; vocab]);
         let token = upload_u32(ctx, &[u32::MAX; TOKEN_WORDS]);
         let bound = sampler
-            .bind(ctx, vocab, &SamplerBuffers { logits: &logits, counts: &counts, token: &token })
+            .bind(
+                ctx,
+                &SamplerBuffers { logits: &logits, counts: &counts, token: &token },
+                &SamplerShape { vocab },
+            )
             .unwrap();
         Rig { logits, counts, token, bound }
     }
@@ -541,31 +547,35 @@ fn sampling_rejects_bad_arguments() {
     assert!(
         invalid(sampler.bind(
             ctx,
-            10,
-            &SamplerBuffers { logits: &small, counts: &counts, token: &short_token }
+            &SamplerBuffers { logits: &small, counts: &counts, token: &short_token },
+            &SamplerShape { vocab: 10 }
         )),
         "a token buffer without room for the log probabilities"
     );
     assert!(invalid(sampler.bind(
         ctx,
-        11,
-        &SamplerBuffers { logits: &small, counts: &small, token: &token }
+        &SamplerBuffers { logits: &small, counts: &small, token: &token },
+        &SamplerShape { vocab: 11 }
     )));
     assert!(invalid(sampler.bind(
         ctx,
-        0,
-        &SamplerBuffers { logits: &small, counts: &small, token: &token }
+        &SamplerBuffers { logits: &small, counts: &small, token: &token },
+        &SamplerShape { vocab: 0 }
     )));
     assert!(
         invalid(sampler.bind(
             ctx,
-            10,
-            &SamplerBuffers { logits: &small, counts: &small, token: &token }
+            &SamplerBuffers { logits: &small, counts: &small, token: &token },
+            &SamplerShape { vocab: 10 }
         )),
         "aliasing"
     );
     let mut bound = sampler
-        .bind(ctx, 10, &SamplerBuffers { logits: &small, counts: &counts, token: &token })
+        .bind(
+            ctx,
+            &SamplerBuffers { logits: &small, counts: &counts, token: &token },
+            &SamplerShape { vocab: 10 },
+        )
         .unwrap();
     let q = &ctx.queue;
     assert!(invalid(bound.set_params(

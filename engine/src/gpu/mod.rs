@@ -9,28 +9,31 @@
 //! and reads back 4 bytes: the token id (with log probabilities, also its
 //! probability and the top ids'). The penalties' counts stay on the GPU.
 //!
-//! Readbacks are futures (`readback.rs`): natively `device.poll` waits for the
-//! GPU before the future is awaited, so it is ready at once; in a browser the
-//! await hands control back to the event loop until WebGPU resolves the map.
+//! This file holds the ops (the [`Backend`] implementation: which kernel each
+//! op binds, with which buffers and shape); `recorder.rs` the slots, the pool
+//! and the compute pass; `readback.rs` the submissions whose results come back.
+//! Readbacks are futures ([`mlc_kernels::readback`]): natively `device.poll`
+//! waits for the GPU before the future is awaited, so it is ready at once; in
+//! a browser the await hands control back to the event loop until WebGPU
+//! resolves the map.
 
 mod readback;
+mod recorder;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use web_time::Instant;
 
-use mlc_kernels::attention::BoundAttention;
-use mlc_kernels::rope::BoundRope;
+use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, BoundSampler,
-    DecodeInput, Elementwise, Embed, EmbedBuffers, FloatFormat, GpuContext, GpuWeight, Matmul,
-    MatmulBuffers, QkNorm, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend,
-    RopeBuffers, RopeShape, RopeTable, SampledResult, Sampler, SamplerBuffers, WeightFormat,
-    result_bytes,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Elementwise, ElementwiseBuffers,
+    ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext,
+    GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Residual, RmsNorm,
+    RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, SampledResult,
+    Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
@@ -41,13 +44,7 @@ use crate::profile::{Profile, Profiler};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
 
 pub use readback::GpuPending;
-use readback::{MapRead, Submitted, read_mapped, readback_buffer};
-
-/// Ops (slots: a dispatch, or two for the separate form of a fused op) of a
-/// step of several tokens after which the recording so far is submitted: the
-/// GPU starts on a long prefill while the host records the rest (on an H100
-/// recording a 512-token step takes ~1.7 ms of a ~32 ms prefill).
-const SUBMIT_EVERY: usize = 32;
+use recorder::{BoundOp, Pool, Slot};
 
 /// How much the GPU engine allocates up front.
 #[derive(Debug, Clone)]
@@ -134,49 +131,6 @@ impl GpuLinear {
             scales: self.scales.as_ref(),
         }
     }
-}
-
-/// Free activation buffers by size, handed out last-in first-out so that
-/// every step of the same shape sees the same buffers in the same order.
-#[derive(Default)]
-struct Pool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
-    created: u64,
-}
-
-impl Pool {
-    fn acquire(&mut self, ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
-        if let Some(buffer) = self.free.get_mut(&bytes).and_then(Vec::pop) {
-            return buffer;
-        }
-        self.created += 1;
-        ctx.empty_storage_buffer("activations", bytes)
-    }
-
-    fn release(&mut self, buffer: wgpu::Buffer) {
-        self.free.entry(buffer.size()).or_default().push(buffer);
-    }
-}
-
-/// A kernel bound for one slot, with the buffers it was bound to.
-struct Slot {
-    key: Vec<wgpu::Buffer>,
-    op: BoundOp,
-    /// What the op is, for profiles (`matmul 896x1152`).
-    name: String,
-}
-
-enum BoundOp {
-    Plain(Bound),
-    /// An op fused into a product for a decode step (one row), and the same
-    /// work as separate kernels for several rows.
-    Fused {
-        decode: Bound,
-        separate: Vec<Bound>,
-    },
-    Rope(BoundRope),
-    Attention(BoundAttention),
-    Sampler(BoundSampler),
 }
 
 /// The kernels of one model, compiled for its weight format and head size.
@@ -341,176 +295,6 @@ impl GpuBackend {
             .max_storage_buffer_binding_size
             .min(mlc_kernels::buffers::DEFAULT_MAX_BINDING)
     }
-
-    /// The bound kernel of the next slot: reused when it was bound to the same
-    /// buffers, else made by `bind`.
-    fn slot(
-        &mut self,
-        name: impl FnOnce() -> String,
-        key: Vec<wgpu::Buffer>,
-        bind: impl FnOnce(&Self) -> Result<BoundOp, EngineError>,
-    ) -> Result<usize, EngineError> {
-        let index = self.next_slot;
-        self.next_slot += 1;
-        if self.slots.len() <= index {
-            self.slots.resize_with(index + 1, || None);
-        }
-        if self.slots[index].as_ref().is_none_or(|slot| slot.key != key) {
-            let op = bind(self)?;
-            self.stats.bindings += 1;
-            self.slots[index] = Some(Slot { key, op, name: name() });
-        }
-        Ok(index)
-    }
-
-    /// Opens the step's compute pass if none is open.
-    fn begin_pass(&mut self) {
-        self.encode_started.get_or_insert_with(Instant::now);
-        if self.pass.is_none() {
-            let encoder = self
-                .encoder
-                .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
-            self.pass = Some(encoder.begin_compute_pass(&Default::default()).forget_lifetime());
-        }
-    }
-
-    /// Records slot `index` with `rows` tokens starting at position `start`.
-    fn record(&mut self, index: usize, rows: usize, start: usize) -> Result<(), EngineError> {
-        self.begin_pass();
-        let queue = self.ctx.queue.clone();
-        let pass = self.pass.as_mut().expect("pass begun above");
-        let slot = self.slots[index].as_mut().expect("slot bound");
-        if let Some(profiler) = self.profiler.as_mut() {
-            profiler.before_dispatch(pass);
-        }
-        match &mut slot.op {
-            BoundOp::Plain(bound) => {
-                bound.set_rows(&queue, rows as u32)?;
-                bound.dispatch(pass);
-            }
-            BoundOp::Fused { decode, .. } if rows == 1 => decode.dispatch(pass),
-            BoundOp::Fused { separate, .. } => {
-                for bound in separate {
-                    bound.set_rows(&queue, rows as u32)?;
-                    bound.dispatch(pass);
-                }
-            }
-            BoundOp::Rope(bound) => {
-                bound.set_step(&queue, rows, start)?;
-                bound.dispatch(pass);
-            }
-            BoundOp::Attention(bound) => {
-                bound.set_step(&queue, rows, start)?;
-                bound.dispatch(pass);
-            }
-            BoundOp::Sampler(bound) => bound.dispatch_argmax(pass),
-        }
-        if let Some(profiler) = self.profiler.as_mut() {
-            profiler.after_dispatch(pass, &slot.name);
-        }
-        self.unsubmitted += 1;
-        // Timestamps are resolved with the step's last submission: a profiled
-        // step stays one.
-        if rows > 1 && self.unsubmitted >= SUBMIT_EVERY && self.profiler.is_none() {
-            self.flush();
-        }
-        Ok(())
-    }
-
-    /// Ends the pass, copies `bytes` of `source` to the host in the same
-    /// submission, and returns them.
-    async fn submit_and_read(
-        &mut self,
-        source: &wgpu::Buffer,
-        bytes: u64,
-    ) -> Result<Vec<u8>, EngineError> {
-        // Nothing is submitted to a lost device or after an unreported failure.
-        self.settle().await?;
-        let size = bytes.div_ceil(4).max(1) * 4;
-        if self.staging.as_ref().is_none_or(|s| s.size() < size) {
-            self.staging = Some(readback_buffer(&self.ctx, size));
-        }
-        let staging = self.staging.clone().expect("made above");
-        let submitted = self.submit_copy(source, &staging, size);
-        self.read_submitted(&staging, size, submitted).await
-    }
-
-    /// Ends the pass and submits the recorded work followed by a copy of the
-    /// first `size` bytes of `source` into `staging`, whose map starts at
-    /// once: it completes when the submission does, also while the host is
-    /// still busy elsewhere.
-    fn submit_copy(
-        &mut self,
-        source: &wgpu::Buffer,
-        staging: &wgpu::Buffer,
-        size: u64,
-    ) -> Submitted {
-        self.pass = None;
-        let mut encoder = self
-            .encoder
-            .take()
-            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
-        encoder.copy_buffer_to_buffer(source, 0, staging, 0, size);
-        if let Some(profiler) = &self.profiler {
-            profiler.resolve(&mut encoder);
-        }
-        let index = self.ctx.queue.submit([encoder.finish()]);
-        self.count_submission();
-        self.stats.readback_bytes += size;
-        Submitted { index, at: Instant::now(), mapped: MapRead::new(&staging.slice(..size)) }
-    }
-
-    /// Waits for a submission made by [`GpuBackend::submit_copy`] and returns
-    /// the bytes it copied into `staging`.
-    async fn read_submitted(
-        &mut self,
-        staging: &wgpu::Buffer,
-        size: u64,
-        submitted: Submitted,
-    ) -> Result<Vec<u8>, EngineError> {
-        let Submitted { index, at, mapped } = submitted;
-        let bytes = read_mapped(&self.ctx, staging, size, index, mapped).await?;
-        self.stats.wait += at.elapsed();
-        if let Some(profiler) = self.profiler.as_mut() {
-            profiler.collect(&self.ctx).await?;
-        }
-        Ok(bytes)
-    }
-
-    /// Submits the recorded step with a copy of its sampled result to the
-    /// host: the token id, and with `top` log probabilities their data.
-    fn submit_token(&mut self, vocab: usize, top: usize) -> GpuPending {
-        let staging = self
-            .token_staging
-            .pop()
-            .unwrap_or_else(|| readback_buffer(&self.ctx, (TOKEN_WORDS * 4) as u64));
-        let token_out = self.prepared().token_out.clone();
-        let submitted = self.submit_copy(&token_out, &staging, result_bytes(top));
-        GpuPending { staging, submitted, vocab, top }
-    }
-
-    /// Submits recorded work that nobody has waited for yet.
-    fn flush(&mut self) {
-        self.pass = None;
-        if let Some(encoder) = self.encoder.take() {
-            self.ctx.queue.submit([encoder.finish()]);
-            self.count_submission();
-        }
-    }
-
-    /// Counts a submission and ends the recording time it closes.
-    fn count_submission(&mut self) {
-        self.unsubmitted = 0;
-        self.stats.submissions += 1;
-        if let Some(started) = self.encode_started.take() {
-            self.stats.encode += started.elapsed();
-        }
-    }
-
-    /// Starts the slot numbering of a new forward pass.
-    fn begin_step(&mut self) {
-        self.next_slot = 0;
-    }
 }
 
 /// The WGSL weight format of an artifact's quantization.
@@ -669,9 +453,8 @@ impl Backend for GpuBackend {
             |b| {
                 let buffers =
                     EmbedBuffers { table: table.weight(), tokens: &token_buffer, out: &out.buffer };
-                Ok(BoundOp::Plain(
-                    b.prepared().kernels.embed.bind(&b.ctx, &buffers, max_rows, scale)?,
-                ))
+                let shape = EmbedShape { max_tokens: max_rows, scale };
+                Ok(BoundOp::Plain(b.prepared().kernels.embed.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
         self.record(slot, input.len(), 0)?;
@@ -722,13 +505,10 @@ impl Backend for GpuBackend {
             || "add".into(),
             key,
             |b| {
-                Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind_add(
-                    &b.ctx,
-                    &residual.buffer,
-                    &x.buffer,
-                    max_rows,
-                    x.cols as u32,
-                )?))
+                let buffers = ElementwiseBuffers { input: &x.buffer, out: &residual.buffer };
+                let shape =
+                    ElementwiseShape { op: ElementwiseOp::Add, max_rows, width: x.cols as u32 };
+                Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
         self.record(slot, x.rows, 0)
@@ -742,14 +522,10 @@ impl Backend for GpuBackend {
             || "softcap".into(),
             key,
             |b| {
-                Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind_softcap(
-                    &b.ctx,
-                    &x.buffer,
-                    &out.buffer,
-                    max_rows,
-                    x.cols as u32,
-                    cap,
-                )?))
+                let buffers = ElementwiseBuffers { input: &x.buffer, out: &out.buffer };
+                let op = ElementwiseOp::Softcap(cap);
+                let shape = ElementwiseShape { op, max_rows, width: x.cols as u32 };
+                Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
         self.record(slot, x.rows, 0)?;
@@ -769,15 +545,10 @@ impl Backend for GpuBackend {
             || format!("{activation:?} gate"),
             key,
             |b| {
-                let kernel = &b.prepared().kernels.elementwise;
-                Ok(BoundOp::Plain(kernel.bind_gated(
-                    &b.ctx,
-                    activation,
-                    &gate_up.buffer,
-                    &out.buffer,
-                    max_rows,
-                    intermediate as u32,
-                )?))
+                let buffers = ElementwiseBuffers { input: &gate_up.buffer, out: &out.buffer };
+                let op = ElementwiseOp::Gated(activation);
+                let shape = ElementwiseShape { op, max_rows, width: intermediate as u32 };
+                Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
         self.record(slot, gate_up.rows, 0)?;
@@ -802,24 +573,21 @@ impl Backend for GpuBackend {
             let kernels = &b.prepared().kernels;
             let product = MatmulBuffers {
                 x: &x.buffer,
+                input: MatmulInput::Normed { weight: norm, eps },
                 weight: linear.weight(),
                 bias: linear.bias.as_ref(),
                 residual: Residual::None,
                 y: &out.buffer,
             };
-            let decode = kernels.matmul.bind_decode(
-                &b.ctx,
-                &product,
-                DecodeInput::Normed { weight: norm, eps },
-            )?;
+            let decode = kernels.matmul.bind(&b.ctx, &product, &MatmulShape { max_rows: 1 })?;
             let shape = RmsNormShape::rows(max_rows, x.cols as u32, eps);
             let norm = kernels.norm.bind(
                 &b.ctx,
                 &RmsNormBuffers { x: &x.buffer, weight: norm, y: Some(&scratch) },
                 &shape,
             )?;
-            let product =
-                kernels.matmul.bind(&b.ctx, &MatmulBuffers { x: &scratch, ..product }, max_rows)?;
+            let separate = MatmulBuffers { x: &scratch, input: MatmulInput::Direct, ..product };
+            let product = kernels.matmul.bind(&b.ctx, &separate, &MatmulShape { max_rows })?;
             Ok(BoundOp::Fused { decode, separate: vec![norm, product] })
         })?;
         self.record(slot, x.rows, 0)?;
@@ -848,23 +616,24 @@ impl Backend for GpuBackend {
             let kernels = &b.prepared().kernels;
             let product = MatmulBuffers {
                 x: &gate_up.buffer,
+                input: MatmulInput::Gated(activation),
                 weight: linear.weight(),
                 bias: linear.bias.as_ref(),
                 residual: Residual::InPlace,
                 y: &y,
             };
-            let decode =
-                kernels.matmul.bind_decode(&b.ctx, &product, DecodeInput::Gated(activation))?;
-            let gated = kernels.elementwise.bind_gated(
+            let decode = kernels.matmul.bind(&b.ctx, &product, &MatmulShape { max_rows: 1 })?;
+            let gated = kernels.elementwise.bind(
                 &b.ctx,
-                activation,
-                &gate_up.buffer,
-                &scratch,
-                max_rows,
-                linear.cols as u32,
+                &ElementwiseBuffers { input: &gate_up.buffer, out: &scratch },
+                &ElementwiseShape {
+                    op: ElementwiseOp::Gated(activation),
+                    max_rows,
+                    width: linear.cols as u32,
+                },
             )?;
-            let product =
-                kernels.matmul.bind(&b.ctx, &MatmulBuffers { x: &scratch, ..product }, max_rows)?;
+            let separate = MatmulBuffers { x: &scratch, input: MatmulInput::Direct, ..product };
+            let product = kernels.matmul.bind(&b.ctx, &separate, &MatmulShape { max_rows })?;
             Ok(BoundOp::Fused { decode, separate: vec![gated, product] })
         })?;
         self.record(slot, gate_up.rows, 0)
@@ -915,7 +684,7 @@ impl Backend for GpuBackend {
                     norm,
                 };
                 let shape = RopeShape { heads, kv_heads, head_dim: d, capacity };
-                Ok(BoundOp::Rope(prepared.kernels.rope.bind(&b.ctx, shape, &buffers)?))
+                Ok(BoundOp::Plain(prepared.kernels.rope.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
         self.record(rope_slot, qkv.rows, start)?;
@@ -933,14 +702,15 @@ impl Backend for GpuBackend {
                     out: &out.buffer,
                     scratch: &prepared.scratch,
                 };
-                let window = spec.attention_window(layer);
-                let shape = AttentionShape { heads, kv_heads, capacity, window };
-                Ok(BoundOp::Attention(prepared.kernels.attention.bind(
-                    &b.ctx,
-                    shape,
-                    &buffers,
-                    spec.attention_scale(),
-                )?))
+                let shape = AttentionShape {
+                    heads,
+                    kv_heads,
+                    capacity,
+                    window: spec.attention_window(layer),
+                    scale: spec.attention_scale(),
+                    min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+                };
+                Ok(BoundOp::Plain(prepared.kernels.attention.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
         self.record(attention_slot, qkv.rows, start)?;
@@ -1065,12 +835,14 @@ impl GpuBackend {
         let slot = self.slot(name, key, |b| {
             let buffers = MatmulBuffers {
                 x: &x.buffer,
+                input: MatmulInput::Direct,
                 weight: linear.weight(),
                 bias: linear.bias.as_ref(),
                 residual: if in_place { Residual::InPlace } else { Residual::None },
                 y,
             };
-            Ok(BoundOp::Plain(b.prepared().kernels.matmul.bind(&b.ctx, &buffers, max_rows)?))
+            let shape = MatmulShape { max_rows };
+            Ok(BoundOp::Plain(b.prepared().kernels.matmul.bind(&b.ctx, &buffers, &shape)?))
         })?;
         self.record(slot, x.rows, 0)
     }
@@ -1103,20 +875,10 @@ impl GpuBackend {
             |b| {
                 let buffers =
                     SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
-                Ok(BoundOp::Sampler(b.prepared().kernels.sampler.bind(&b.ctx, vocab, &buffers)?))
+                let shape = SamplerShape { vocab };
+                let sampler = b.prepared().kernels.sampler.bind(&b.ctx, &buffers, &shape)?;
+                Ok(BoundOp::Sampler(Box::new(sampler)))
             },
         )
-    }
-
-    /// Copies row `row` of `x` into the first row of `out`.
-    fn copy_row(&mut self, x: &GpuTensor, out: &GpuTensor, row: usize) {
-        // A buffer copy cannot happen inside a compute pass: end it, copy, and
-        // let the next op begin a new pass in the same command encoder.
-        self.pass = None;
-        let encoder = self
-            .encoder
-            .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
-        let bytes = (x.cols * 4) as u64;
-        encoder.copy_buffer_to_buffer(&x.buffer, row as u64 * bytes, &out.buffer, 0, bytes);
     }
 }

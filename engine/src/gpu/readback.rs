@@ -1,15 +1,13 @@
-//! Results on their way from the GPU to the host: the staging buffers
-//! results are copied into, and their maps as futures (natively the device is
-//! polled first; in a browser the event loop resolves them).
+//! Steps on their way from the GPU to the host: a submission with the map of
+//! the staging buffer its result is copied into (the map itself is
+//! [`mlc_kernels::readback`]'s future).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-
-use mlc_kernels::GpuContext;
+use mlc_kernels::readback::{MapRead, read_mapped, readback_buffer};
+use mlc_kernels::result_bytes;
+use mlc_kernels::sampling::TOKEN_WORDS;
 use web_time::Instant;
 
+use super::GpuBackend;
 use crate::EngineError;
 
 /// A forward pass handed to the queue, when, and the map of the buffer its
@@ -32,98 +30,76 @@ pub struct GpuPending {
     pub(super) top: usize,
 }
 
-/// A buffer of `size` bytes that results are copied into and mapped from.
-pub(super) fn readback_buffer(ctx: &GpuContext, size: u64) -> wgpu::Buffer {
-    ctx.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("readback"),
-        size,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    })
-}
-
-/// Waits for the map of `staging` (`mapped`, started with `submission`) and
-/// copies its first `size` bytes out. Natively the device is polled until
-/// `submission` is done first (later ones may still run), so the map
-/// callback has already run when the future is awaited; in a browser the
-/// await yields to the event loop.
-pub(super) async fn read_mapped(
-    ctx: &GpuContext,
-    staging: &wgpu::Buffer,
-    size: u64,
-    submission: wgpu::SubmissionIndex,
-    mapped: MapRead,
-) -> Result<Vec<u8>, EngineError> {
-    let lost = |message: String| {
-        ctx.health().record_lost(message.clone());
-        EngineError::Gpu(mlc_kernels::KernelError::DeviceLost(message))
-    };
-    let slice = staging.slice(..size);
-    // Unmaps on every exit, also when the future is dropped mid-wait, so the
-    // next step can copy into the staging buffer again.
-    let _unmap = Unmap(staging);
-    #[cfg(not(target_arch = "wasm32"))]
-    ctx.device
-        .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
-        .map_err(|e| lost(e.to_string()))?;
-    #[cfg(target_arch = "wasm32")]
-    let _ = submission;
-    // A lost device fails the map (WebGPU rejects `mapAsync`), so this never hangs.
-    mapped.await.map_err(|e| lost(e.to_string()))?;
-    let bytes = slice.get_mapped_range().map_err(|e| lost(e.to_string()))?.to_vec();
-    // What a device computed while it was being lost, or after an error, is no result.
-    ctx.health().settle().await?;
-    Ok(bytes)
-}
-
-/// Unmaps a staging buffer when dropped.
-struct Unmap<'a>(&'a wgpu::Buffer);
-
-impl Drop for Unmap<'_> {
-    fn drop(&mut self) {
-        self.0.unmap();
-    }
-}
-
-/// Resolves when wgpu reports that a `map_async` finished (or failed).
-pub(super) struct MapRead {
-    state: Arc<Mutex<MapState>>,
-}
-
-/// What the map callback left for [`MapRead`], and whom to wake.
-#[derive(Default)]
-struct MapState {
-    result: Option<Result<(), wgpu::BufferAsyncError>>,
-    waker: Option<Waker>,
-}
-
-impl MapRead {
-    /// Starts mapping `slice` for reading.
-    pub(super) fn new(slice: &wgpu::BufferSlice<'_>) -> MapRead {
-        let state = Arc::new(Mutex::new(MapState::default()));
-        let callback_state = Arc::clone(&state);
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            let mut state = callback_state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            state.result = Some(result);
-            if let Some(waker) = state.waker.take() {
-                waker.wake();
-            }
-        });
-        MapRead { state }
-    }
-}
-
-impl Future for MapRead {
-    type Output = Result<(), wgpu::BufferAsyncError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match state.result.take() {
-            Some(result) => Poll::Ready(result),
-            None => {
-                state.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
+impl GpuBackend {
+    /// Ends the pass, copies `bytes` of `source` to the host in the same
+    /// submission, and returns them.
+    pub(super) async fn submit_and_read(
+        &mut self,
+        source: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u8>, EngineError> {
+        // Nothing is submitted to a lost device or after an unreported failure.
+        self.settle().await?;
+        let size = bytes.div_ceil(4).max(1) * 4;
+        if self.staging.as_ref().is_none_or(|s| s.size() < size) {
+            self.staging = Some(readback_buffer(&self.ctx, size));
         }
+        let staging = self.staging.clone().expect("made above");
+        let submitted = self.submit_copy(source, &staging, size);
+        self.read_submitted(&staging, size, submitted).await
+    }
+
+    /// Ends the pass and submits the recorded work followed by a copy of the
+    /// first `size` bytes of `source` into `staging`, whose map starts at
+    /// once: it completes when the submission does, also while the host is
+    /// still busy elsewhere.
+    pub(super) fn submit_copy(
+        &mut self,
+        source: &wgpu::Buffer,
+        staging: &wgpu::Buffer,
+        size: u64,
+    ) -> Submitted {
+        self.pass = None;
+        let mut encoder = self
+            .encoder
+            .take()
+            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
+        encoder.copy_buffer_to_buffer(source, 0, staging, 0, size);
+        if let Some(profiler) = &self.profiler {
+            profiler.resolve(&mut encoder);
+        }
+        let index = self.ctx.queue.submit([encoder.finish()]);
+        self.count_submission();
+        self.stats.readback_bytes += size;
+        Submitted { index, at: Instant::now(), mapped: MapRead::new(&staging.slice(..size)) }
+    }
+
+    /// Waits for a submission made by [`GpuBackend::submit_copy`] and returns
+    /// the bytes it copied into `staging`.
+    pub(super) async fn read_submitted(
+        &mut self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        submitted: Submitted,
+    ) -> Result<Vec<u8>, EngineError> {
+        let Submitted { index, at, mapped } = submitted;
+        let bytes = read_mapped(&self.ctx, staging, size, index, mapped).await?;
+        self.stats.wait += at.elapsed();
+        if let Some(profiler) = self.profiler.as_mut() {
+            profiler.collect(&self.ctx).await?;
+        }
+        Ok(bytes)
+    }
+
+    /// Submits the recorded step with a copy of its sampled result to the
+    /// host: the token id, and with `top` log probabilities their data.
+    pub(super) fn submit_token(&mut self, vocab: usize, top: usize) -> GpuPending {
+        let staging = self
+            .token_staging
+            .pop()
+            .unwrap_or_else(|| readback_buffer(&self.ctx, (TOKEN_WORDS * 4) as u64));
+        let token_out = self.prepared().token_out.clone();
+        let submitted = self.submit_copy(&token_out, &staging, result_bytes(top));
+        GpuPending { staging, submitted, vocab, top }
     }
 }
