@@ -3,7 +3,9 @@
 
 A module is a source file (`foo.rs` or `foo/mod.rs`); it depends on every
 module of the same crate it names through `crate::` or `super::` outside its
-`#[cfg(test)]` part. A parent declaring its child modules is not a dependency.
+`#[cfg(test)]` part, also through the crate root's re-exports (`crate::Name`
+where lib.rs says `pub use module::Name`). A parent declaring its child
+modules is not a dependency.
 ARCHITECTURE.md asks for small modules with one job and no import cycles;
 scripts/check-style.sh runs this over every crate.
 """
@@ -25,8 +27,24 @@ def modules(src):
     return found
 
 
+def root_exports(mods):
+    """Names the crate root re-exports, with the module each comes from."""
+    exports = {}
+    root = mods.get("")
+    if root is None:
+        return exports
+    text = re.sub(r"//.*", "", open(root, encoding="utf-8").read())
+    for module, names in re.findall(r"pub use ([a-z_0-9]+(?:::[a-z_0-9]+)*)::\{([^}]*)\}", text):
+        for name in re.findall(r"\b([A-Za-z_0-9]+)\b", names):
+            exports[name] = module
+    for module, name in re.findall(r"pub use ([a-z_0-9]+(?:::[a-z_0-9]+)*)::([A-Za-z_0-9]+);", text):
+        exports[name] = module
+    return exports
+
+
 def dependencies(src):
     mods = modules(src)
+    exports = root_exports(mods)
     graph = {}
     for module, path in mods.items():
         text = open(path, encoding="utf-8").read()
@@ -42,6 +60,13 @@ def dependencies(src):
                     here.add(name)
                     return
 
+        for name in re.findall(r"\bcrate::([A-Za-z_0-9]+)\b(?!::)", text):
+            if name in exports:
+                add(exports[name].split("::"))
+        for group in re.findall(r"use crate::\{([^}]*)\}", text):
+            for name in re.findall(r"\b([A-Za-z_0-9]+)\b", group):
+                if name in exports:
+                    add(exports[name].split("::"))
         for base, rest in re.findall(r"\b(crate|super)::([a-z_0-9]+(?:::[a-z_0-9]+)*)", text):
             prefix = parent.split("::") if base == "super" and parent else []
             add(prefix + rest.split("::"))

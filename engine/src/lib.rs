@@ -13,7 +13,6 @@ pub mod cpu_fast;
 mod error;
 pub mod generate;
 pub mod gpu;
-mod gpu_load;
 pub mod memory;
 pub mod model;
 pub mod models;
@@ -24,7 +23,7 @@ pub mod weights;
 
 pub use error::EngineError;
 pub use generate::{GreedyOptions, generate_greedy};
-pub use gpu_load::{LoadCheck, load_gpu};
+pub use gpu::load::{LoadCheck, load_gpu};
 pub use model::{LanguageModel, Model, ModelFuture, STEPS_AHEAD};
 pub use sampling::argmax;
 

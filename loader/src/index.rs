@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use serde::Deserialize;
 
 use crate::paths::check_relative_file;
-use crate::tensor::element_count;
 use crate::{DType, LoadError, json};
 
 /// The index's current file name.
@@ -188,6 +187,11 @@ fn check_record(record: &TensorRecord, shard: &ShardEntry) -> Result<(), String>
         ));
     }
     Ok(())
+}
+
+/// The product of a shape, or `None` when it overflows.
+pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |count, &dim| count.checked_mul(dim))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::index::element_count;
 use crate::{DType, LoadError, TensorRecord};
 
 /// One tensor of an artifact, decoded to its dtype (docs/mlc-format.md, "Record
@@ -113,11 +114,6 @@ impl fmt::Debug for Tensor<'_> {
             .field("bytes", &format_args!("{} bytes", self.bytes.len()))
             .finish()
     }
-}
-
-/// The product of a shape, or `None` when it overflows.
-pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |count, &dim| count.checked_mul(dim))
 }
 
 #[cfg(test)]

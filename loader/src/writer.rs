@@ -27,8 +27,8 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
 use crate::config::CONFIG_FILE;
+use crate::index::element_count;
 use crate::paths::check_relative_file;
-use crate::tensor::element_count;
 use crate::{DType, NDARRAY_CACHE_FILE, ShardEntry, TENSOR_CACHE_FILE, TensorIndex, TensorRecord};
 
 /// The converter's shard cap: 32 MiB (`shard_cap_mb=32` in TVM's `dump_tensor_cache`).

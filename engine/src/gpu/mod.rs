@@ -17,6 +17,7 @@
 //! a browser the await hands control back to the event loop until WebGPU
 //! resolves the map.
 
+pub(crate) mod load;
 mod readback;
 mod recorder;
 
@@ -169,7 +170,7 @@ pub struct GpuBackend {
     prepared: Option<Prepared>,
     /// The load's error scopes, still to be awaited (a browser's).
     #[cfg(target_arch = "wasm32")]
-    load_check: Option<crate::LoadCheck>,
+    load_check: Option<load::LoadCheck>,
     pool: Rc<RefCell<Pool>>,
     slots: Vec<Option<Slot>>,
     next_slot: usize,
@@ -229,7 +230,7 @@ impl GpuBackend {
 
     /// Keeps the load's error-scope results for [`GpuBackend::settle`].
     #[cfg(target_arch = "wasm32")]
-    pub fn defer_load_check(&mut self, check: crate::LoadCheck) {
+    pub fn defer_load_check(&mut self, check: load::LoadCheck) {
         self.load_check = Some(check);
     }
 

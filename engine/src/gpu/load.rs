@@ -11,7 +11,7 @@ use std::pin::Pin;
 use mlc_kernels::GpuContext;
 use mlc_loader::Artifact;
 
-use crate::gpu::{GpuBackend, GpuOptions};
+use super::{GpuBackend, GpuOptions};
 use crate::memory::{DeviceLimits, MemoryPlan};
 use crate::models::spec_for;
 use crate::{EngineError, Model};

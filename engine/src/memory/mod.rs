@@ -1,0 +1,146 @@
+//! The GPU engine's memory plan: what loading a model will allocate on the
+//! device, by purpose, computed before anything is allocated. It is checked
+//! against the adapter's limits (a buffer larger than the device allows fails
+//! the load with the plan, before any allocation), printed in the error when
+//! the device runs out of memory while loading, and shown by `inspect`.
+
+mod estimate;
+
+use std::fmt;
+
+/// Bytes the GPU engine allocates for one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryPlan {
+    /// Weight bytes as uploaded, by kind: `embedding`, `lm_head`, `attention`,
+    /// `mlp`, `norms` (q4 codes as stored, floats in the model's dtype), and
+    /// `other` for tensors the plan does not recognise (counted, to err high).
+    pub weights: Vec<(&'static str, u64)>,
+    /// Decoder layers (each has a K and a V cache buffer).
+    pub layers: usize,
+    /// Positions the KV cache holds.
+    pub kv_positions: usize,
+    /// Bytes of one layer's K (or V) cache buffer, bound whole by the kernels.
+    pub kv_buffer: u64,
+    /// Attention partials, the RoPE table, token, sampler and readback buffers,
+    /// the partial sums of products split over K, and the kernels' parameter blocks.
+    pub scratch: u64,
+    /// Activation buffers of a step of [`MemoryPlan::max_rows`] tokens: an
+    /// upper bound (they are allocated at the first step, not at load).
+    pub activations: u64,
+    /// Tokens per step the activations are sized for.
+    pub max_rows: usize,
+    /// The largest single buffer: what it holds and its bytes.
+    pub largest: (String, u64),
+    /// The device the plan was checked against, when there is one.
+    pub device: Option<DeviceLimits>,
+}
+
+/// The adapter limits a plan is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Adapter name.
+    pub adapter: String,
+    /// Largest buffer (`maxBufferSize`).
+    pub max_buffer_size: u64,
+    /// Largest storage binding (`maxStorageBufferBindingSize`).
+    pub max_storage_buffer_binding_size: u64,
+}
+
+impl MemoryPlan {
+    /// The plan as checked against `device`.
+    pub fn on_device(mut self, device: DeviceLimits) -> MemoryPlan {
+        self.device = Some(device);
+        self
+    }
+
+    /// All weight bytes.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// Both caches of every layer.
+    pub fn kv_bytes(&self) -> u64 {
+        2 * self.layers as u64 * self.kv_buffer
+    }
+
+    /// Everything.
+    pub fn total(&self) -> u64 {
+        self.weight_bytes() + self.kv_bytes() + self.scratch + self.activations
+    }
+
+    /// Why the device cannot hold this plan, if a limit says so: a buffer
+    /// larger than `maxBufferSize`, or a KV cache buffer (bound whole)
+    /// larger than `maxStorageBufferBindingSize`.
+    pub fn problem(&self) -> Option<String> {
+        let device = self.device.as_ref()?;
+        let per_position = self.kv_buffer / self.kv_positions.max(1) as u64;
+        let positions_that_fit = |limit: u64| limit / per_position.max(1);
+        if self.kv_buffer > device.max_storage_buffer_binding_size {
+            return Some(format!(
+                "one layer's K cache ({}) exceeds max_storage_buffer_binding_size ({}); at most {} positions fit, {} were asked for (lower context_window_size or the engine's context length)",
+                mib(self.kv_buffer),
+                mib(device.max_storage_buffer_binding_size),
+                positions_that_fit(device.max_storage_buffer_binding_size),
+                self.kv_positions
+            ));
+        }
+        let (what, bytes) = &self.largest;
+        if *bytes > device.max_buffer_size {
+            return Some(format!(
+                "{what} needs one buffer of {}, more than max_buffer_size ({})",
+                mib(*bytes),
+                mib(device.max_buffer_size)
+            ));
+        }
+        None
+    }
+}
+
+impl fmt::Display for MemoryPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds: Vec<String> = self
+            .weights
+            .iter()
+            .filter(|(_, bytes)| *bytes > 0)
+            .map(|(kind, bytes)| format!("{kind} {}", mib(*bytes)))
+            .collect();
+        writeln!(f, "GPU memory plan:")?;
+        writeln!(f, "  weights      {} ({})", mib(self.weight_bytes()), kinds.join(", "))?;
+        writeln!(
+            f,
+            "  KV cache     {} ({} positions x {} layers x K and V, {} per buffer)",
+            mib(self.kv_bytes()),
+            self.kv_positions,
+            self.layers,
+            mib(self.kv_buffer)
+        )?;
+        writeln!(
+            f,
+            "  scratch      {} (attention and split-product partials, RoPE table, tokens, sampler, parameters)",
+            mib(self.scratch)
+        )?;
+        writeln!(
+            f,
+            "  activations  {} at most ({} tokens per step, allocated at the first step)",
+            mib(self.activations),
+            self.max_rows
+        )?;
+        writeln!(f, "  total        {}", mib(self.total()))?;
+        write!(f, "  largest buffer {} ({})", mib(self.largest.1), self.largest.0)?;
+        if let Some(device) = &self.device {
+            write!(
+                f,
+                "\n  device       {}: max_buffer_size {}, max_storage_buffer_binding_size {}",
+                device.adapter,
+                mib(device.max_buffer_size),
+                mib(device.max_storage_buffer_binding_size)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `bytes` in MiB with the exact count: `12.5 MiB (13107200 bytes)`.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB ({bytes} bytes)", bytes as f64 / (1024.0 * 1024.0))
+}
