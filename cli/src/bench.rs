@@ -631,8 +631,13 @@ fn time_matmul(
     let bound = weights
         .iter()
         .map(|(data, scales)| {
-            let weight =
-                GpuWeight { rows: rows as u32, cols: cols as u32, data, scales: scales.as_ref() };
+            let weight = GpuWeight {
+                format,
+                rows: rows as u32,
+                cols: cols as u32,
+                data,
+                scales: scales.as_ref(),
+            };
             let buffers = MatmulBuffers {
                 x: &x,
                 input: MatmulInput::Direct,

@@ -114,7 +114,7 @@ impl Kernel for Embed {
                     "embed params",
                     &[max_tokens, hidden, first as u32, count as u32, vocab, scale.to_bits()],
                 );
-                let [data, scales] = table.resources(self.format, first, count, &self.placeholder);
+                let [data, scales] = table.resources(first, count, &self.placeholder);
                 let group = bind_group(
                     ctx,
                     "embed",

@@ -218,6 +218,9 @@ fn split_fits(rows: u32, n: u32) -> bool {
 /// it (upload the shard bytes as-is). `cols` must be a multiple of 32.
 #[derive(Debug, Clone, Copy)]
 pub struct GpuWeight<'a> {
+    /// How the weight is stored (a kernel binds only weights of the format
+    /// it was compiled for).
+    pub format: WeightFormat,
     /// Output features N (or vocabulary rows of an embedding table).
     pub rows: u32,
     /// Input features K (or the hidden size of an embedding table).
@@ -229,14 +232,21 @@ pub struct GpuWeight<'a> {
 }
 
 impl<'a> GpuWeight<'a> {
-    /// Checks the weight against `format` and splits its rows into parts whose
-    /// bindings fit in `max_binding` bytes: `(first row, rows)` per part.
+    /// Checks the weight against the format `compiled` of the kernel that
+    /// binds it and splits its rows into parts whose bindings fit in
+    /// `max_binding` bytes: `(first row, rows)` per part.
     pub(crate) fn plan(
         &self,
         what: &str,
-        format: WeightFormat,
+        compiled: WeightFormat,
         max_binding: u64,
     ) -> Result<Vec<(u64, u64)>, KernelError> {
+        let format = self.format;
+        if format != compiled {
+            return Err(KernelError::InvalidArguments(format!(
+                "{what}: a {format:?} weight, but the kernel was compiled for {compiled:?} weights"
+            )));
+        }
         let rows = check_dimension(&format!("{what}: weight rows"), self.rows as u64)? as u64;
         let cols = check_dimension(&format!("{what}: weight columns"), self.cols as u64)? as u64;
         if !cols.is_multiple_of(32) {
@@ -274,12 +284,11 @@ impl<'a> GpuWeight<'a> {
     /// (`fallback` stands in for the scales of a dense weight).
     pub(crate) fn resources(
         &self,
-        format: WeightFormat,
         first: u64,
         count: u64,
         fallback: &'a wgpu::Buffer,
     ) -> [wgpu::BindingResource<'a>; 2] {
-        let [data_row, scale_row] = format.row_bytes(self.cols as u64);
+        let [data_row, scale_row] = self.format.row_bytes(self.cols as u64);
         // Sizes are rounded up to whole words; the buffers hold them (checked in `plan`).
         let words = |bytes: u64| bytes.div_ceil(4) * 4;
         let data = range(self.data, first * data_row, words(count * data_row));
@@ -644,7 +653,7 @@ impl Kernel for Matmul {
                         eps.to_bits(),
                     ],
                 );
-                let [data, scales] = weight.resources(self.format, first, count, &self.placeholder);
+                let [data, scales] = weight.resources(first, count, &self.placeholder);
                 let group = bind_group(
                     ctx,
                     "matmul",

@@ -308,7 +308,10 @@ fn bad_arguments_are_errors_not_panics() {
     no_scales.scales = None;
     let mut too_many_rows = gpu_weight.weight();
     too_many_rows.rows = 41;
-    let failures: [(&str, MatmulBuffers, u32); 8] = [
+    let mut other_format = gpu_weight.weight();
+    other_format.format = WeightFormat::Q4(FloatFormat::F32);
+    let failures: [(&str, MatmulBuffers, u32); 9] = [
+        ("a weight of another format", MatmulBuffers { weight: other_format, ..ok }, 2),
         ("K not a multiple of 32", MatmulBuffers { weight: ragged, ..ok }, 2),
         ("x too small", ok, 3),
         ("bias too small", with_bias, 2),

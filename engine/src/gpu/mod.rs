@@ -116,6 +116,7 @@ impl Drop for GpuTensor {
 
 /// A linear layer's weight (as stored in the shard) and bias on the GPU.
 pub struct GpuLinear {
+    format: WeightFormat,
     rows: usize,
     cols: usize,
     data: wgpu::Buffer,
@@ -126,6 +127,7 @@ pub struct GpuLinear {
 impl GpuLinear {
     fn weight(&self) -> GpuWeight<'_> {
         GpuWeight {
+            format: self.format,
             rows: self.rows as u32,
             cols: self.cols as u32,
             data: &self.data,
@@ -387,20 +389,24 @@ impl Backend for GpuBackend {
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<GpuLinear, EngineError> {
         let dtype = self.prepared().dtype;
         let label = source.name.as_str();
-        let (data, scales) = match &source.matrix {
+        // The weight's format is how its source stores it, floats in the model's dtype.
+        let (format, data, scales) = match &source.matrix {
             MatrixSource::Q4 { q_weight, q_scale } => (
+                WeightFormat::Q4(dtype),
                 self.ctx.storage_buffer(label, &q_weight.bytes),
                 Some(self.ctx.storage_buffer(label, &float_bytes(q_scale, dtype)?)),
             ),
-            MatrixSource::Dense(values) => {
-                (self.ctx.storage_buffer(label, &float_bytes(values, dtype)?), None)
-            }
+            MatrixSource::Dense(values) => (
+                WeightFormat::Dense(dtype),
+                self.ctx.storage_buffer(label, &float_bytes(values, dtype)?),
+                None,
+            ),
         };
         let bias = match &source.bias {
             Some(bias) => Some(self.ctx.storage_buffer(label, &float_bytes(bias, dtype)?)),
             None => None,
         };
-        Ok(GpuLinear { rows: source.rows, cols: source.cols, data, scales, bias })
+        Ok(GpuLinear { format, rows: source.rows, cols: source.cols, data, scales, bias })
     }
 
     fn load_vector(&mut self, source: &Tensor<'_>) -> Result<wgpu::Buffer, EngineError> {

@@ -180,12 +180,19 @@ impl TestWeight {
         let data = ctx.storage_buffer("test weight", &self.data);
         let scales = matches!(self.format, WeightFormat::Q4(_))
             .then(|| ctx.storage_buffer("test scales", &self.scale_bytes));
-        GpuWeightBuffers { rows: self.rows as u32, cols: self.cols as u32, data, scales }
+        GpuWeightBuffers {
+            format: self.format,
+            rows: self.rows as u32,
+            cols: self.cols as u32,
+            data,
+            scales,
+        }
     }
 }
 
 /// The GPU buffers of a [`TestWeight`].
 pub struct GpuWeightBuffers {
+    pub format: WeightFormat,
     pub rows: u32,
     pub cols: u32,
     pub data: wgpu::Buffer,
@@ -196,6 +203,7 @@ impl GpuWeightBuffers {
     /// The kernels' view of the weight.
     pub fn weight(&self) -> GpuWeight<'_> {
         GpuWeight {
+            format: self.format,
             rows: self.rows,
             cols: self.cols,
             data: &self.data,
