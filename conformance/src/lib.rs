@@ -28,6 +28,7 @@ pub const TINY_MODELS: &[&str] = &[
 pub const FAMILY_MODELS: &[&str] = &[
     "families/mistral-tiny",
     "families/phi3-tiny",
+    "families/gemma-tiny",
     "families/gemma2-tiny",
     "families/gemma3-tiny",
 ];

@@ -1,4 +1,4 @@
-//! The mistral, phi3, gemma2 and gemma3 fixtures: each Hugging Face checkpoint is
+//! The mistral, phi3, gemma, gemma2 and gemma3 fixtures: each Hugging Face checkpoint is
 //! converted by `mlc-wgpu convert` and run on the CPU engine and on the GPU
 //! engine (both kernel paths), against transformers' float32 reference outputs
 //! (`conformance/tools/make_families.py`, which also records how far each
@@ -105,6 +105,8 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("phi3", "Phi-3.5-mini-instruct-q4f16_1-MLC"),
         ("phi3", "Phi-4-mini-instruct-q4f32_1-MLC"),
         ("phi3", "Phi-3-mini-4k-instruct-q4f16_1-MLC-1k"),
+        ("gemma", "gemma-2b-it-q4f16_1-MLC"),
+        ("gemma", "gemma-2b-it-q4f32_1-MLC-1k"),
         ("gemma2", "gemma-2-2b-it-q4f16_1-MLC"),
         ("gemma2", "gemma-2-9b-it-q4f32_1-MLC"),
         ("gemma2", "gemma-2-2b-jpn-it-q4f16_1-MLC"),
@@ -112,7 +114,7 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));
-        let model = FAMILY_MODELS.iter().find(|m| m.contains(family)).unwrap();
+        let model = FAMILY_MODELS.iter().find(|m| m.ends_with(&format!("/{family}-tiny"))).unwrap();
         let (_temp, artifact) = converted_family(model);
         let mut config = artifact.config.clone();
         if family == "mistral" {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma2 and gemma3 families, with reference
+"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2 and gemma3 families, with reference
 outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
@@ -14,12 +14,14 @@ Quantizing a fused matrix gives the same rows as quantizing its parts (groups ru
 dimension), so the reference quantizes each Hugging Face matrix as it is and never fuses anything.
 
 The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
-Gemma2ForCausalLM, Gemma3ForCausalLM) in float64 with eager attention, set up to compute what MLC
-computes (docs/families.md, "mistral", "phi3", "gemma2", "gemma3"):
+GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM) in float64 with eager attention, set up to
+compute what MLC computes (docs/families.md, "mistral", "phi3", "gemma", "gemma2", "gemma3"):
   * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
   * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
     (64), where both transformers and MLC use `short_factor` (docs/families.md, "phi3", says when MLC
     picks `long_factor`).
+  * gemma: the embedding scale is MLC's f16 `hidden_size ** 0.5` (transformers rounds it to bf16);
+    head_dim × heads differs from hidden_size and there is one KV head, as in gemma-2b.
   * gemma2: the config keeps `attn_logit_softcapping` 50, which MLC ignores, so the reference model is built
     with it off; the embedding scale is MLC's f16 `hidden_size ** 0.5` (transformers rounds it to bf16); `query_pre_attn_scalar` equals head_dim (MLC always scales by head_dim^-0.5); the sliding
     window (4096, which MLC turns into the context window) is longer than every sequence, so transformers'
@@ -120,6 +122,31 @@ CASES = {
             "torch_dtype": "bfloat16",
         },
     ),
+    "gemma-tiny": dict(
+        seed=805,
+        config={
+            "architectures": ["GemmaForCausalLM"],
+            "model_type": "gemma",
+            "hidden_size": 64,
+            "intermediate_size": 160,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "rms_norm_eps": 1e-06,
+            "rope_theta": 10000.0,
+            "attention_bias": False,
+            "hidden_act": "gelu_pytorch_tanh",
+            "hidden_activation": "gelu_pytorch_tanh",
+            "max_position_embeddings": 8192,
+            "vocab_size": 600,
+            "tie_word_embeddings": True,
+            "bos_token_id": 2,
+            "eos_token_id": 1,
+            "pad_token_id": 0,
+            "torch_dtype": "bfloat16",
+        },
+    ),
     "gemma2-tiny": dict(
         seed=803,
         config={
@@ -212,7 +239,7 @@ def draw_weights(case, cfg):
     H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg.get("head_dim") or H // nh
-    gemma = family in ("gemma2", "gemma3_text")
+    gemma = family in ("gemma", "gemma2", "gemma3_text")
 
     def normal(shape, std):
         return (rs.standard_normal(size=shape) * std).astype(np.float32)
@@ -234,7 +261,7 @@ def draw_weights(case, cfg):
             w[p + "self_attn.q_norm.weight"], w[p + "self_attn.k_norm.weight"] = norm_w(d), norm_w(d)
         w[p + "self_attn.o_proj.weight"] = normal((H, nh * d), 4.0 * (nh * d) ** -0.5)
         w[p + "post_attention_layernorm.weight"] = norm_w(H)
-        if gemma:
+        if family in ("gemma2", "gemma3_text"):
             w[p + "pre_feedforward_layernorm.weight"] = norm_w(H)
             w[p + "post_feedforward_layernorm.weight"] = norm_w(H)
         gate, up = normal((I, H), H ** -0.5), normal((I, H), H ** -0.5)
@@ -282,7 +309,7 @@ def artifact_weights(cfg, hf):
         if a.ndim == 2:
             q_weight, q_scale = ms.quantize_q4f16_1(a)
             out[name] = ms.dequantize_q4f16_1(q_weight, q_scale, a.shape[1]).astype(np.float64)
-        elif cfg["model_type"] in ("gemma2", "gemma3_text"):
+        elif cfg["model_type"] in ("gemma", "gemma2", "gemma3_text"):
             # Stored as f16(1 + w); transformers computes 1 + w again.
             out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
         else:
@@ -293,6 +320,9 @@ def artifact_weights(cfg, hf):
 def hf_model(cfg, weights, **mlc_semantics):
     """transformers' model of `cfg` (with `mlc_semantics` overriding config keys) holding `weights`."""
     # A deep copy: transformers' configs rewrite the dicts they are given (rope_scaling → rope_parameters).
+    # `_embed_scale` is no config key: it replaces Gemma's embedding scale (an ablation).
+    mlc_semantics = dict(mlc_semantics)
+    embed_scale = mlc_semantics.pop("_embed_scale", None)
     config = transformers.AutoConfig.for_model(**json.loads(json.dumps({**cfg, **mlc_semantics})))
     config._attn_implementation = "eager"
     model = transformers.AutoModelForCausalLM.from_config(config).double().eval()
@@ -300,11 +330,12 @@ def hf_model(cfg, weights, **mlc_semantics):
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
     assert all(m == "lm_head.weight" and cfg["tie_word_embeddings"] for m in missing), missing
-    if cfg["model_type"] in ("gemma2", "gemma3_text"):
+    if cfg["model_type"] in ("gemma", "gemma2", "gemma3_text"):
         # MLC multiplies by `hidden_size ** 0.5` in the activation dtype: f16 for q4f16_1. transformers
         # rounds the same constant to the checkpoint's dtype (bf16: 9.8125 instead of 9.7969 for 96).
+        scale = gemma_embed_scale(cfg) if embed_scale is None else embed_scale
         with torch.no_grad():
-            model.model.embed_tokens.embed_scale.fill_(gemma_embed_scale(cfg))
+            model.model.embed_tokens.embed_scale.fill_(scale)
     if cfg["model_type"] == "gemma3_text":
         mlc_layers = ["full_attention" if (i + 1) % GEMMA3_GLOBAL_EVERY == 0 else "sliding_attention"
                       for i in range(cfg["num_hidden_layers"])]
@@ -375,6 +406,8 @@ def ablations(cfg, weights, prompt, reference):
         # transformers ties the factors' length to the rotary width, so this pair runs without LongRoPE.
         plain = {"rope_scaling": None}
         variants["full rotary instead of 0.75 (both plain RoPE)"] = (plain, {**plain, "partial_rotary_factor": 1.0})
+    if cfg["model_type"] == "gemma":
+        variants["no √hidden embedding scale"] = ({}, {"_embed_scale": 1.0})
     if cfg["model_type"] == "gemma2":
         variants["no final logit soft-capping"] = ({}, {"final_logit_softcapping": None})
     if cfg["model_type"] == "gemma3_text":

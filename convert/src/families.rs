@@ -10,7 +10,7 @@ use crate::ConvertError;
 
 /// `model_type` values the converter handles (the families the runtime runs).
 pub const SUPPORTED_FAMILIES: &[&str] =
-    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2", "gemma3_text"];
+    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3_text"];
 
 /// Hugging Face tensors MLC's loaders declare unused (not converted, not
 /// counted as parameters): `{layer}.self_attn.rotary_emb.inv_freq`.
@@ -29,6 +29,8 @@ pub enum Family {
     Mistral,
     /// `phi3` (Phi-3/3.5-mini, Phi-4-mini): fused HF weights under `transformer.*` names.
     Phi3,
+    /// `gemma` (Gemma 1): Llama's layout with norms stored as `1 + w`, always tied.
+    Gemma,
     /// `gemma2`: four norms per layer stored as `1 + w`, always tied.
     Gemma2,
     /// `gemma3_text` (Gemma3ForCausalLM): Gemma-2's norms plus q/k norms, q, k
@@ -48,6 +50,7 @@ impl Family {
             Some("qwen3") => Ok(Family::Qwen3),
             Some("mistral") => Ok(Family::Mistral),
             Some("phi3") => Ok(Family::Phi3),
+            Some("gemma") => Ok(Family::Gemma),
             Some("gemma2") => Ok(Family::Gemma2),
             Some("gemma3_text") => Ok(Family::Gemma3),
             Some("gemma3") => Err(ConvertError::Unsupported {
@@ -73,6 +76,7 @@ impl Family {
             Family::Qwen3 => "qwen3",
             Family::Mistral => "mistral",
             Family::Phi3 => "phi3",
+            Family::Gemma => "gemma",
             Family::Gemma2 => "gemma2",
             Family::Gemma3 => "gemma3_text",
         }
@@ -81,9 +85,12 @@ impl Family {
     /// The fused QKV parameter's name (`self_attn.<name>`).
     fn qkv_name(self) -> &'static str {
         match self {
-            Family::Llama | Family::Mistral | Family::Phi3 | Family::Gemma2 | Family::Gemma3 => {
-                "qkv_proj"
-            }
+            Family::Llama
+            | Family::Mistral
+            | Family::Phi3
+            | Family::Gemma
+            | Family::Gemma2
+            | Family::Gemma3 => "qkv_proj",
             Family::Qwen2 | Family::Qwen3 => "c_attn",
         }
     }
@@ -97,7 +104,7 @@ impl Family {
             Family::Qwen3 => "qwen3",
             Family::Mistral => "mistral_default",
             Family::Phi3 => "phi-3",
-            Family::Gemma2 => "gemma_instruction",
+            Family::Gemma | Family::Gemma2 => "gemma_instruction",
             Family::Gemma3 => "gemma3_instruction",
             // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
             Family::Llama if has("<|im_start|>") => "chatml",
@@ -195,8 +202,8 @@ impl Family {
                 opt("tie_word_embeddings", json!(false)),
                 opt("partial_rotary_factor", json!(1.0)),
             ],
-            // GemmaConfig's fields, then Gemma2Config's.
-            Family::Gemma2 => vec![
+            // GemmaConfig's fields.
+            Family::Gemma => vec![
                 req("hidden_size"),
                 req("intermediate_size"),
                 req("attention_bias"),
@@ -212,11 +219,18 @@ impl Family {
                 opt("prefill_chunk_size", json!(0)),
                 opt("tensor_parallel_shards", json!(1)),
                 opt("max_batch_size", json!(1)),
-                opt("attn_logit_softcapping", Value::Null),
-                opt("final_logit_softcapping", Value::Null),
-                opt("query_pre_attn_scalar", Value::Null),
-                opt("sliding_window", Value::Null),
             ],
+            // GemmaConfig's fields, then Gemma2Config's.
+            Family::Gemma2 => {
+                let mut fields = Family::Gemma.fields();
+                fields.extend([
+                    opt("attn_logit_softcapping", Value::Null),
+                    opt("final_logit_softcapping", Value::Null),
+                    opt("query_pre_attn_scalar", Value::Null),
+                    opt("sliding_window", Value::Null),
+                ]);
+                fields
+            }
             // Gemma3TextConfig's fields (its `sliding_window_pattern = 6` is a
             // class constant, not a field).
             Family::Gemma3 => vec![
@@ -313,6 +327,7 @@ impl Family {
         match self {
             Family::Mistral => return mistral_post_init(config, kwargs),
             Family::Phi3 => return phi3_post_init(config, kwargs),
+            Family::Gemma => return gemma_post_init(config, kwargs, "gemma"),
             Family::Gemma2 => return gemma2_post_init(config, kwargs),
             Family::Gemma3 => return gemma3_text_post_init(config, kwargs),
             Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
@@ -592,6 +607,20 @@ fn gemma_activation_and_bias(
     Ok(())
 }
 
+/// `GemmaConfig.__post_init__`: a GELU activation, no attention bias, the
+/// RoPE base and context window from Hugging Face's keys.
+fn gemma_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+    family: &str,
+) -> Result<(), ConvertError> {
+    gemma_activation_and_bias(config, kwargs, family)?;
+    take_rope_theta(config, kwargs);
+    context_from_kwargs(config, kwargs)?;
+    default_heads(config)?;
+    cap_prefill(config)
+}
+
 /// `Gemma2Config.__post_init__` (after `GemmaConfig`'s): a GELU activation, no
 /// attention bias, and the context window forced to `sliding_window`, since
 /// MLC runs every layer with full attention.
@@ -599,11 +628,7 @@ fn gemma2_post_init(
     config: &mut Map<String, Value>,
     kwargs: &mut Map<String, Value>,
 ) -> Result<(), ConvertError> {
-    gemma_activation_and_bias(config, kwargs, "gemma2")?;
-    take_rope_theta(config, kwargs);
-    context_from_kwargs(config, kwargs)?;
-    default_heads(config)?;
-    cap_prefill(config)?;
+    gemma_post_init(config, kwargs, "gemma2")?;
     if config["sliding_window"].is_null() {
         return Err(config_error(
             "gemma2 config.json must give `sliding_window` (MLC uses it as the context window)"
@@ -867,7 +892,10 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         return gemma3_params(d);
     }
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
-    let norm = if family == Family::Gemma2 { Kind::GemmaNorm } else { Kind::Vector };
+    let norm = match family {
+        Family::Gemma | Family::Gemma2 => Kind::GemmaNorm,
+        _ => Kind::Vector,
+    };
     let mut out = vec![one("model.embed_tokens.weight".into(), vec![d.vocab, h], Kind::Matrix)];
     for layer in 0..d.layers {
         let p = format!("model.layers.{layer}");
@@ -887,9 +915,12 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         let qkv_bias = match family {
             Family::Qwen2 => true,
             Family::Qwen3 => d.attention_bias,
-            Family::Llama | Family::Mistral | Family::Phi3 | Family::Gemma2 | Family::Gemma3 => {
-                false
-            }
+            Family::Llama
+            | Family::Mistral
+            | Family::Phi3
+            | Family::Gemma
+            | Family::Gemma2
+            | Family::Gemma3 => false,
         };
         if qkv_bias {
             out.push(Param {
@@ -929,7 +960,7 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
     // Gemma always reuses the embedding; Mistral's config has no tie flag and
     // always builds an `lm_head`.
     let tied = match family {
-        Family::Gemma2 => true,
+        Family::Gemma | Family::Gemma2 => true,
         Family::Mistral => false,
         _ => d.tie_word_embeddings,
     };

@@ -1,4 +1,4 @@
-//! Converting the mistral, phi3, gemma2 and gemma3 fixture checkpoints
+//! Converting the mistral, phi3, gemma, gemma2 and gemma3 fixture checkpoints
 //! (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
 //! norms, tying, and each family's `model_config` as MLC's `gen_config` writes
 //! it. (The converted models' outputs are checked in
@@ -124,6 +124,44 @@ fn phi3_renames_its_fused_weights_and_completes_rope_scaling() {
         artifact.tensor("transformer.h.0.mlp.gate_up_proj.q_weight").unwrap().shape,
         [384, 16]
     );
+}
+
+#[test]
+fn gemma_stores_one_plus_each_norm_weight_ties_the_output_and_keeps_its_head_dim() {
+    let (_temp, artifact, config) = converted("gemma-tiny");
+    let mc = &config["model_config"];
+    assert_eq!(config["model_type"], "gemma");
+    // head_dim × heads (128) is not hidden_size (64), as in gemma-2b.
+    assert_eq!((mc["head_dim"].clone(), mc["hidden_size"].clone()), (json!(32), json!(64)));
+    assert_eq!(
+        (mc["context_window_size"].clone(), mc["prefill_chunk_size"].clone()),
+        (json!(8192), json!(8192))
+    );
+    assert_eq!(mc["hidden_activation"], json!("gelu_pytorch_tanh"));
+    assert!(mc.get("final_logit_softcapping").is_none(), "{mc}");
+    assert_eq!(config["conv_template"]["name"], "gemma_instruction");
+    let names = names(&artifact);
+    assert!(!names.iter().any(|n| n.starts_with("lm_head")), "gemma is always tied: {names:?}");
+    assert!(!names.iter().any(|n| n.contains("feedforward_layernorm")), "{names:?}");
+    assert_eq!(
+        artifact.tensor("model.layers.0.self_attn.qkv_proj.q_weight").unwrap().shape,
+        [(4 + 2) * 32, 64 / 8]
+    );
+    let mut hf = HfFolder::open(&source("gemma-tiny")).unwrap();
+    for norm in [
+        "model.layers.0.input_layernorm.weight",
+        "model.layers.1.post_attention_layernorm.weight",
+        "model.norm.weight",
+    ] {
+        let stored = artifact.tensor(norm).unwrap().to_f32_vec().unwrap();
+        let want: Vec<f32> = hf
+            .read_f32(norm)
+            .unwrap()
+            .iter()
+            .map(|w| half::f16::from_f32(1.0 + w).to_f32())
+            .collect();
+        assert_eq!(stored, want, "{norm} must be stored as f16(1 + w)");
+    }
 }
 
 #[test]

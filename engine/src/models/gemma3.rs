@@ -1,5 +1,5 @@
-//! Gemma 3 (text): Gemma-2's decoder (GeGLU, `√hidden` embedding scale,
-//! sandwich norms, tied output) with per-head q/k RMSNorms, the softmax scale
+//! Gemma 3 (text): Gemma-2's decoder (Gemma's GeGLU, `√hidden` embedding
+//! scale and tied output, [`super::gemma`]; sandwich norms) with per-head q/k RMSNorms, the softmax scale
 //! `query_pre_attn_scalar^-0.5`, no soft-capping, and local layers that attend
 //! over a sliding window between global ones (docs/families.md, "gemma3").
 //!
@@ -12,7 +12,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Activation, ConfigFields, ModelSpec, ParamNames, SlidingWindow};
+use super::{ConfigFields, ModelSpec, ParamNames, SlidingWindow, gemma};
 use crate::EngineError;
 
 /// Keys a local layer's query sees: TVM's paged KV cache windows its
@@ -36,30 +36,11 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
     let mut flat = fields.chat().clone();
     flat.model_config = text_config(&flat.model_config)?;
     let fields = ConfigFields { config: &flat };
-    if fields.optional::<bool>("attention_bias")?.unwrap_or(false) {
-        return Err(EngineError::Config(
-            "gemma3 with attention_bias is not supported (MLC rejects it too)".into(),
-        ));
-    }
     let theta = match fields.optional("position_embedding_base")? {
         Some(theta) => theta,
         None => fields.optional("rope_theta")?.unwrap_or(1_000_000.0),
     };
-    let mut spec = fields.common("gemma3", theta, ParamNames::gemma3())?;
-    let activation = match fields.optional::<String>("hidden_activation")? {
-        Some(name) => Some(name),
-        None => fields.optional("hidden_act")?,
-    };
-    spec.activation = match activation.as_deref() {
-        None | Some("gelu") | Some("gelu_pytorch_tanh") => Activation::GeluTanh,
-        Some(other) => {
-            return Err(EngineError::Config(format!(
-                "gemma3 hidden_activation `{other}` is not a GELU (MLC requires gelu or gelu_pytorch_tanh)"
-            )));
-        }
-    };
-    spec.tie_word_embeddings = true;
-    spec.embed_scale = fields.gemma_embed_scale(spec.hidden_size)?;
+    let mut spec = gemma::decoder(&fields, "gemma3", theta, ParamNames::gemma3())?;
     spec.post_norms = true;
     spec.qk_norm = true;
     let scalar: f32 = fields.required("query_pre_attn_scalar")?;

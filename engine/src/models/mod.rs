@@ -3,6 +3,7 @@
 //! on any [`crate::backend::Backend`].
 
 pub mod decoder;
+mod gemma;
 mod gemma2;
 mod gemma3;
 mod llama;
@@ -21,7 +22,7 @@ use crate::EngineError;
 
 /// `model_type` values this runtime implements.
 pub const SUPPORTED_FAMILIES: &[&str] =
-    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2", "gemma3", "gemma3_text"];
+    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3", "gemma3_text"];
 
 /// The decoder description of an artifact, or a clear error when its family is
 /// not supported or its `model_config` is incomplete.
@@ -33,6 +34,7 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "qwen3" => qwen3::spec(&fields),
         "mistral" => mistral::spec(&fields),
         "phi3" => phi3::spec(&fields),
+        "gemma" => gemma::spec(&fields),
         "gemma2" => gemma2::spec(&fields),
         "gemma3" | "gemma3_text" => gemma3::spec(&fields),
         other => Err(EngineError::UnsupportedModelType {
