@@ -49,6 +49,7 @@ const FAMILY_OF_LIB = [
   [/^gemma-2b-/, "gemma"],
   [/^gemma-2-/, "gemma2"],
   [/^gemma3-/, "gemma3"],
+  [/^OLMo-2-/, "olmo2"],
 ];
 const LOADED_QUANTIZATIONS = /-(q4f16_1|q4f32_1|q0f16|q0f32)[_-]/;
 const native = records.filter((r) => {

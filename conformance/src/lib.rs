@@ -31,6 +31,7 @@ pub const FAMILY_MODELS: &[&str] = &[
     "families/gemma-tiny",
     "families/gemma2-tiny",
     "families/gemma3-tiny",
+    "families/olmo2-tiny",
 ];
 
 /// A family fixture's `hf_source/` converted to q4f16_1 by `mlc_convert` (what

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2 and gemma3 families, with reference
+"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3 and olmo2 families, with reference
 outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
@@ -14,8 +14,9 @@ Quantizing a fused matrix gives the same rows as quantizing its parts (groups ru
 dimension), so the reference quantizes each Hugging Face matrix as it is and never fuses anything.
 
 The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
-GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM) in float64 with eager attention, set up to
-compute what MLC computes (docs/families.md, "mistral", "phi3", "gemma", "gemma2", "gemma3"):
+GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Olmo2ForCausalLM) in float64 with eager
+attention, set up to compute what MLC computes (docs/families.md, "mistral", "phi3", "gemma",
+"gemma2", "gemma3", "olmo2"):
   * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
   * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
     (64), where both transformers and MLC use `short_factor` (docs/families.md, "phi3", says when MLC
@@ -33,6 +34,7 @@ compute what MLC computes (docs/families.md, "mistral", "phi3", "gemma", "gemma2
     is longer than the window, and its 6 layers are 5 local ones and a global one (MLC's fixed
     pattern, asserted equal to transformers' `layer_types`). The embedding scale √64 = 8 is exact in
     f16 and bf16 alike.
+  * olmo2: computes what MLC computes as it is (norms after each branch, q/k norms across all heads).
 Each case also records ablations: how far the logits move when the family's feature under test is
 switched off (asserted to exceed the conformance tolerance many times over).
 
@@ -212,6 +214,30 @@ CASES = {
             "torch_dtype": "bfloat16",
         },
     ),
+    "olmo2-tiny": dict(
+        seed=806,
+        config={
+            "architectures": ["Olmo2ForCausalLM"],
+            "model_type": "olmo2",
+            "hidden_size": 64,
+            "intermediate_size": 144,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-06,
+            "rope_theta": 500000.0,
+            "rope_scaling": None,
+            "attention_bias": False,
+            "hidden_act": "silu",
+            "max_position_embeddings": 4096,
+            "vocab_size": 700,
+            "tie_word_embeddings": False,
+            "bos_token_id": None,
+            "eos_token_id": 1,
+            "pad_token_id": 0,
+            "torch_dtype": "bfloat16",
+        },
+    ),
 }
 
 
@@ -251,7 +277,8 @@ def draw_weights(case, cfg):
     w = {"model.embed_tokens.weight": normal((V, H), CASES[case].get("embed_std", 0.5))}
     for L in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{L}."
-        w[p + "input_layernorm.weight"] = norm_w(H)
+        if family != "olmo2":
+            w[p + "input_layernorm.weight"] = norm_w(H)
         q, k, v = normal((nh * d, H), H ** -0.5), normal((nkv * d, H), H ** -0.5), normal((nkv * d, H), H ** -0.5)
         if family == "phi3":
             w[p + "self_attn.qkv_proj.weight"] = np.concatenate([q, k, v])
@@ -259,10 +286,14 @@ def draw_weights(case, cfg):
             w[p + "self_attn.q_proj.weight"], w[p + "self_attn.k_proj.weight"], w[p + "self_attn.v_proj.weight"] = q, k, v
         if family == "gemma3_text":
             w[p + "self_attn.q_norm.weight"], w[p + "self_attn.k_norm.weight"] = norm_w(d), norm_w(d)
+        if family == "olmo2":
+            # One weight per value across all heads.
+            w[p + "self_attn.q_norm.weight"], w[p + "self_attn.k_norm.weight"] = norm_w(nh * d), norm_w(nkv * d)
         w[p + "self_attn.o_proj.weight"] = normal((H, nh * d), 4.0 * (nh * d) ** -0.5)
         w[p + "post_attention_layernorm.weight"] = norm_w(H)
         if family in ("gemma2", "gemma3_text"):
             w[p + "pre_feedforward_layernorm.weight"] = norm_w(H)
+        if family in ("gemma2", "gemma3_text", "olmo2"):
             w[p + "post_feedforward_layernorm.weight"] = norm_w(H)
         gate, up = normal((I, H), H ** -0.5), normal((I, H), H ** -0.5)
         if family == "phi3":
@@ -323,6 +354,7 @@ def hf_model(cfg, weights, **mlc_semantics):
     # `_embed_scale` is no config key: it replaces Gemma's embedding scale (an ablation).
     mlc_semantics = dict(mlc_semantics)
     embed_scale = mlc_semantics.pop("_embed_scale", None)
+    per_head_qk_norm = mlc_semantics.pop("_per_head_qk_norm", False)
     config = transformers.AutoConfig.for_model(**json.loads(json.dumps({**cfg, **mlc_semantics})))
     config._attn_implementation = "eager"
     model = transformers.AutoModelForCausalLM.from_config(config).double().eval()
@@ -336,6 +368,11 @@ def hf_model(cfg, weights, **mlc_semantics):
         scale = gemma_embed_scale(cfg) if embed_scale is None else embed_scale
         with torch.no_grad():
             model.model.embed_tokens.embed_scale.fill_(scale)
+    if per_head_qk_norm:
+        for layer in model.model.layers:
+            attn = layer.self_attn
+            attn.q_norm = PerHeadRmsNorm(attn.q_norm, attn.head_dim)
+            attn.k_norm = PerHeadRmsNorm(attn.k_norm, attn.head_dim)
     if cfg["model_type"] == "gemma3_text":
         mlc_layers = ["full_attention" if (i + 1) % GEMMA3_GLOBAL_EVERY == 0 else "sliding_attention"
                       for i in range(cfg["num_hidden_layers"])]
@@ -343,6 +380,19 @@ def hf_model(cfg, weights, **mlc_semantics):
     if cfg["model_type"] == "phi3" and mlc_semantics.get("rope_scaling", cfg["rope_scaling"]) is not None:
         check_longrope(cfg, model, mlc_semantics.get("partial_rotary_factor", cfg["partial_rotary_factor"]))
     return model
+
+
+class PerHeadRmsNorm(torch.nn.Module):
+    """An RMSNorm over all heads (OLMo-2's) computed per head instead, with the same weights (an ablation)."""
+
+    def __init__(self, norm, head_dim):
+        super().__init__()
+        self.weight, self.eps, self.head_dim = norm.weight, norm.variance_epsilon, head_dim
+
+    def forward(self, x):
+        heads = x.reshape(*x.shape[:-1], -1, self.head_dim)
+        heads = heads * torch.rsqrt(heads.pow(2).mean(-1, keepdim=True) + self.eps)
+        return heads.reshape(x.shape) * self.weight
 
 
 def gemma_embed_scale(cfg):
@@ -408,6 +458,8 @@ def ablations(cfg, weights, prompt, reference):
         variants["full rotary instead of 0.75 (both plain RoPE)"] = (plain, {**plain, "partial_rotary_factor": 1.0})
     if cfg["model_type"] == "gemma":
         variants["no √hidden embedding scale"] = ({}, {"_embed_scale": 1.0})
+    if cfg["model_type"] == "olmo2":
+        variants["q/k norms per head instead of across all heads"] = ({}, {"_per_head_qk_norm": True})
     if cfg["model_type"] == "gemma2":
         variants["no final logit soft-capping"] = ({}, {"final_logit_softcapping": None})
     if cfg["model_type"] == "gemma3_text":

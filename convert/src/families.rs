@@ -10,7 +10,7 @@ use crate::ConvertError;
 
 /// `model_type` values the converter handles (the families the runtime runs).
 pub const SUPPORTED_FAMILIES: &[&str] =
-    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3_text"];
+    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3_text", "olmo2"];
 
 /// Hugging Face tensors MLC's loaders declare unused (not converted, not
 /// counted as parameters): `{layer}.self_attn.rotary_emb.inv_freq`.
@@ -37,6 +37,9 @@ pub enum Family {
     /// and v kept apart, names under `language_model.`, `model_config` nested
     /// under `text_config`.
     Gemma3,
+    /// `olmo2` (OLMo-2): Llama's layout with norms after each branch and q/k
+    /// norms across all heads.
+    Olmo2,
 }
 
 impl Family {
@@ -53,6 +56,7 @@ impl Family {
             Some("gemma") => Ok(Family::Gemma),
             Some("gemma2") => Ok(Family::Gemma2),
             Some("gemma3_text") => Ok(Family::Gemma3),
+            Some("olmo2") => Ok(Family::Olmo2),
             Some("gemma3") => Err(ConvertError::Unsupported {
                 what: "model_type \"gemma3\" (Gemma3ForConditionalGeneration, with a vision tower)".into(),
                 message: "the converter takes the text-only Gemma3ForCausalLM checkpoints (model_type \"gemma3_text\")"
@@ -79,6 +83,7 @@ impl Family {
             Family::Gemma => "gemma",
             Family::Gemma2 => "gemma2",
             Family::Gemma3 => "gemma3_text",
+            Family::Olmo2 => "olmo2",
         }
     }
 
@@ -90,7 +95,8 @@ impl Family {
             | Family::Phi3
             | Family::Gemma
             | Family::Gemma2
-            | Family::Gemma3 => "qkv_proj",
+            | Family::Gemma3
+            | Family::Olmo2 => "qkv_proj",
             Family::Qwen2 | Family::Qwen3 => "c_attn",
         }
     }
@@ -106,6 +112,7 @@ impl Family {
             Family::Phi3 => "phi-3",
             Family::Gemma | Family::Gemma2 => "gemma_instruction",
             Family::Gemma3 => "gemma3_instruction",
+            Family::Olmo2 => "olmo2",
             // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
             Family::Llama if has("<|im_start|>") => "chatml",
             Family::Llama if has("<|start_header_id|>") || tokenizer_json.is_none() => "llama-3",
@@ -164,6 +171,26 @@ impl Family {
                 }
                 fields
             }
+            // OLMo2Config's fields (its `= None` defaults are keys the checkpoint gives).
+            Family::Olmo2 => vec![
+                opt("vocab_size", Value::Null),
+                opt("hidden_size", Value::Null),
+                opt("num_attention_heads", Value::Null),
+                opt("num_key_value_heads", json!(0)),
+                opt("head_dim", json!(0)),
+                opt("position_embedding_base", json!(0)),
+                opt("rope_scaling", Value::Null),
+                opt("intermediate_size", Value::Null),
+                opt("hidden_act", Value::Null),
+                opt("num_hidden_layers", Value::Null),
+                opt("rms_norm_eps", json!(1e-5)),
+                opt("tie_word_embeddings", json!(false)),
+                opt("context_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("pipeline_parallel_stages", json!(1)),
+                opt("max_batch_size", json!(1)),
+            ],
             Family::Mistral => vec![
                 req("hidden_size"),
                 req("intermediate_size"),
@@ -330,6 +357,7 @@ impl Family {
             Family::Gemma => return gemma_post_init(config, kwargs, "gemma"),
             Family::Gemma2 => return gemma2_post_init(config, kwargs),
             Family::Gemma3 => return gemma3_text_post_init(config, kwargs),
+            Family::Olmo2 => return olmo2_post_init(config, kwargs),
             Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
         }
         if self == Family::Llama {
@@ -490,6 +518,18 @@ fn cap_prefill(config: &mut Map<String, Value>) -> Result<(), ConvertError> {
         config.insert("prefill_chunk_size".into(), json!(context.min(8192)));
     }
     Ok(())
+}
+
+/// `OLMo2Config.__post_init__`: head defaults, the RoPE base and context
+/// window from Hugging Face's keys, Phi-3's and Gemma's prefill rule.
+fn olmo2_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
+    default_heads(config)?;
+    take_rope_theta(config, kwargs);
+    context_from_kwargs(config, kwargs)?;
+    cap_prefill(config)
 }
 
 /// `MistralConfig.__post_init__`: the HF `sliding_window` (null → -1) becomes
@@ -902,7 +942,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         let attn = format!("{p}.self_attn");
         let mlp = format!("{p}.mlp");
         let qkv = format!("{attn}.{}", family.qkv_name());
-        out.push(one(format!("{p}.input_layernorm.weight"), vec![h], norm));
+        if family != Family::Olmo2 {
+            out.push(one(format!("{p}.input_layernorm.weight"), vec![h], norm));
+        }
         out.push(Param {
             name: format!("{qkv}.weight"),
             sources: vec![
@@ -920,7 +962,8 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
             | Family::Phi3
             | Family::Gemma
             | Family::Gemma2
-            | Family::Gemma3 => false,
+            | Family::Gemma3
+            | Family::Olmo2 => false,
         };
         if qkv_bias {
             out.push(Param {
@@ -937,6 +980,10 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
             out.push(one(format!("{attn}.q_norm.weight"), vec![d.head_dim], Kind::Vector));
             out.push(one(format!("{attn}.k_norm.weight"), vec![d.head_dim], Kind::Vector));
         }
+        if family == Family::Olmo2 {
+            out.push(one(format!("{attn}.q_norm.weight"), vec![q], Kind::Vector));
+            out.push(one(format!("{attn}.k_norm.weight"), vec![kv], Kind::Vector));
+        }
         out.push(one(format!("{attn}.o_proj.weight"), vec![h, q], Kind::Matrix));
         if family == Family::Qwen3 && d.attention_bias {
             out.push(one(format!("{attn}.o_proj.bias"), vec![h], Kind::Vector));
@@ -944,6 +991,8 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         out.push(one(format!("{p}.post_attention_layernorm.weight"), vec![h], norm));
         if family == Family::Gemma2 {
             out.push(one(format!("{p}.pre_feedforward_layernorm.weight"), vec![h], norm));
+        }
+        if matches!(family, Family::Gemma2 | Family::Olmo2) {
             out.push(one(format!("{p}.post_feedforward_layernorm.weight"), vec![h], norm));
         }
         out.push(Param {

@@ -1,4 +1,4 @@
-//! Converting the mistral, phi3, gemma, gemma2 and gemma3 fixture checkpoints
+//! Converting the mistral, phi3, gemma, gemma2, gemma3 and olmo2 fixture checkpoints
 //! (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
 //! norms, tying, and each family's `model_config` as MLC's `gen_config` writes
 //! it. (The converted models' outputs are checked in
@@ -124,6 +124,25 @@ fn phi3_renames_its_fused_weights_and_completes_rope_scaling() {
         artifact.tensor("transformer.h.0.mlp.gate_up_proj.q_weight").unwrap().shape,
         [384, 16]
     );
+}
+
+#[test]
+fn olmo2_has_no_pre_norms_and_q_k_norms_as_wide_as_all_heads() {
+    let (_temp, artifact, config) = converted("olmo2-tiny");
+    let mc = &config["model_config"];
+    assert_eq!(config["model_type"], "olmo2");
+    assert_eq!(mc["position_embedding_base"], json!(500000.0));
+    assert_eq!(mc["context_window_size"], json!(4096));
+    assert_eq!(config["conv_template"]["name"], "olmo2");
+    assert_eq!(config["conv_template"]["stop_token_ids"], json!([100257]));
+    let names = names(&artifact);
+    assert!(!names.iter().any(|n| n.contains("input_layernorm")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("lm_head")), "untied: {names:?}");
+    let shape = |name: &str| artifact.tensor(name).unwrap().shape.to_vec();
+    assert_eq!(shape("model.layers.0.self_attn.q_norm.weight"), [4 * 16]);
+    assert_eq!(shape("model.layers.0.self_attn.k_norm.weight"), [2 * 16]);
+    assert_eq!(shape("model.layers.1.post_feedforward_layernorm.weight"), [64]);
+    assert_eq!(shape("model.layers.1.post_attention_layernorm.weight"), [64]);
 }
 
 #[test]

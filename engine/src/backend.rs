@@ -39,17 +39,19 @@ pub struct LinearSource<'a> {
 
 /// One decoder layer's weights, in a backend's own representation.
 pub struct LayerWeights<B: Backend + ?Sized> {
-    /// RMSNorm before attention.
-    pub attn_norm: B::Vector,
+    /// RMSNorm before attention ([`crate::models::NormPlacement::before`]).
+    pub attn_norm: Option<B::Vector>,
     /// Fused `[q; k; v]` projection (with its bias, if any).
     pub qkv: B::Linear,
-    /// Per-head query and key norms (Qwen3).
+    /// Query and key norms (`head_dim` weights each, or all heads' width:
+    /// [`crate::models::QkNormWidth`]).
     pub qk_norm: Option<(B::Vector, B::Vector)>,
     /// Attention output projection.
     pub o_proj: B::Linear,
     /// RMSNorm before the MLP.
-    pub mlp_norm: B::Vector,
-    /// Sandwich norms of the attention and MLP outputs (Gemma).
+    pub mlp_norm: Option<B::Vector>,
+    /// Norms of the attention and MLP outputs
+    /// ([`crate::models::NormPlacement::after`]).
     pub post_norms: Option<(B::Vector, B::Vector)>,
     /// Fused `[gate; up]` projection.
     pub gate_up: B::Linear,

@@ -5,7 +5,7 @@ use mlc_loader::{Artifact, DType, Tensor};
 
 use crate::EngineError;
 use crate::backend::{Backend, DecoderWeights, LayerWeights, LinearSource, MatrixSource};
-use crate::models::ModelSpec;
+use crate::models::{ModelSpec, QkNormWidth};
 
 /// Loads every parameter the spec names, checking shapes and dtypes.
 pub fn load<B: Backend>(
@@ -65,25 +65,38 @@ pub fn load<B: Backend>(
     let mut layers = Vec::with_capacity(spec.num_layers);
     for (l, (qkv, o_proj, gate_up, down)) in layers_linear.into_iter().enumerate() {
         let qk_norm = match spec.qk_norm {
-            true => Some((
-                vector(names.layer(l, &names.q_norm), d)?,
-                vector(names.layer(l, &names.k_norm), d)?,
-            )),
-            false => None,
+            Some(width) => {
+                let [q, k] = match width {
+                    QkNormWidth::Head => [d, d],
+                    QkNormWidth::AllHeads => [spec.num_heads * d, spec.num_kv_heads * d],
+                };
+                Some((
+                    vector(names.layer(l, &names.q_norm), q)?,
+                    vector(names.layer(l, &names.k_norm), k)?,
+                ))
+            }
+            None => None,
         };
-        let post_norms = match spec.post_norms {
+        let post_norms = match spec.norms.after() {
             true => Some((
                 vector(names.layer(l, &names.post_attn_norm), h)?,
                 vector(names.layer(l, &names.post_mlp_norm), h)?,
             )),
             false => None,
         };
+        let (attn_norm, mlp_norm) = match spec.norms.before() {
+            true => (
+                Some(vector(names.layer(l, &names.attn_norm), h)?),
+                Some(vector(names.layer(l, &names.mlp_norm), h)?),
+            ),
+            false => (None, None),
+        };
         layers.push(LayerWeights {
-            attn_norm: vector(names.layer(l, &names.attn_norm), h)?,
+            attn_norm,
             qkv,
             qk_norm,
             o_proj,
-            mlp_norm: vector(names.layer(l, &names.mlp_norm), h)?,
+            mlp_norm,
             post_norms,
             gate_up,
             down,

@@ -58,12 +58,12 @@ if (!fs.existsSync(pkgJs) || !fs.existsSync(path.join(pkgDir, "mlc_wgpu_web_bg.w
 const tinyDir = path.join(here, "served/tiny-qwen2");
 const tinyIndex = prepareTinyQwen2(repo, tinyDir);
 
-// A family the runtime lacks: tiny-qwen2's files under a config that says olmo2 (OLMo-2, a WebLLM record).
-const olmo2Dir = path.join(here, "served/olmo2-config");
-prepareTinyQwen2(repo, olmo2Dir);
+// A family the runtime lacks: tiny-qwen2's files under a config that says gpt_neox (RedPajama-INCITE, a WebLLM record).
+const neoxDir = path.join(here, "served/neox-config");
+prepareTinyQwen2(repo, neoxDir);
 {
-  const cfgPath = path.join(olmo2Dir, "mlc-chat-config.json");
-  fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")), model_type: "olmo2" }));
+  const cfgPath = path.join(neoxDir, "mlc-chat-config.json");
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")), model_type: "gpt_neox" }));
 }
 
 const smolDir = defaultModelDir();
@@ -131,7 +131,7 @@ for (const k of Object.keys(expected)) {
 }
 
 // ---------------------------------------------------------------- server + browser
-const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "olmo2-config", dir: olmo2Dir }];
+const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "neox-config", dir: neoxDir }];
 if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
 const server = await startServer({
   mounts: [
@@ -269,20 +269,20 @@ for (const mode of MODES) {
     server.clearLog();
     const r = await run(page, `
       const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return e.name + ": " + e.message; } };
-      const family = await attempt(() => T.load(webllm, { id: "olmo2-config", device: arg.D }));
+      const family = await attempt(() => T.load(webllm, { id: "neox-config", device: arg.D }));
       const embedRecord = await attempt(() => webllm.CreateMLCEngine("snowflake-arctic-embed-m-q0f32-MLC-b4", { device: arg.D }));
       const packageRecord = await attempt(() => webllm.CreateMLCEngine("gemma-4-E2B-it-q4f16_1-MLC", { device: arg.D }));
       const embeddings = await attempt(() => window.engine.embeddings.create({ input: "hello" }));
       // The config it fetched stays cached, as WebLLM keeps it; later checks count the cache's keys.
-      await webllm.deleteChatConfigInCache("olmo2-config", T.cfg("cache", "olmo2-config"));
+      await webllm.deleteChatConfigInCache("neox-config", T.cfg("cache", "neox-config"));
       return { family, embedRecord, packageRecord, embeddings };
     `, { D });
-    assert(/^ModelFamilyNotSupportedError: olmo2-config cannot be loaded by mlc-wgpu: unsupported model_type `olmo2`; supported: .*llama/.test(r.family), r.family);
+    assert(/^ModelFamilyNotSupportedError: neox-config cannot be loaded by mlc-wgpu: unsupported model_type `gpt_neox`; supported: .*llama/.test(r.family), r.family);
     assert(/^ModelFamilyNotSupportedError: snowflake-arctic-embed-m-q0f32-MLC-b4 cannot be loaded by mlc-wgpu: it is an embedding model/.test(r.embedRecord), r.embedRecord);
     assert(/^ModelFamilyNotSupportedError: gemma-4-E2B-it-q4f16_1-MLC cannot be loaded by mlc-wgpu: its artifact is a model package \(mlc-model-manifest.json\), the format of Gemma 4/.test(r.packageRecord), r.packageRecord);
     eq(r.embeddings, "IncorrectPipelineLoadedError: EmbeddingCreateParams expects model to be loaded with EmbeddingPipeline. However, tiny-qwen2 is not loaded with this pipeline.", "embeddings.create on a chat model");
-    const fetched = server.requests().map((x) => x.path).filter((x) => x.startsWith("/models/olmo2-config/"));
-    eq(fetched, ["/models/olmo2-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
+    const fetched = server.requests().map((x) => x.path).filter((x) => x.startsWith("/models/neox-config/"));
+    eq(fetched, ["/models/neox-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
   });
 
   await full(`[${mode.name}] forwardTokensAndSample: token ids in, the next token out; a chat afterwards equals the native CLI`, async () => {

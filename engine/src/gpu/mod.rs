@@ -33,14 +33,14 @@ use mlc_kernels::{
     Attention, AttentionBuffers, AttentionScratch, AttentionShape, Elementwise, ElementwiseBuffers,
     ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext,
     GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Residual, RmsNorm,
-    RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, SampledResult,
-    Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
+    RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, RowLayout,
+    SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::EngineError;
 use crate::backend::{Backend, LinearSource, MatrixSource, StepInput};
-use crate::models::{Activation, ModelSpec};
+use crate::models::{Activation, ModelSpec, QkNormWidth};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
 
@@ -665,6 +665,16 @@ impl Backend for GpuBackend {
         let q = self.tensor(qkv.rows, heads * d);
         let out = self.tensor(qkv.rows, heads * d);
         let (k_cache, v_cache) = self.prepared().kv[layer].clone();
+        // A norm across all heads runs before the rotation, in place on the
+        // q and k spans of the qkv rows; the rope kernel norms only per head.
+        let qk_norm = match (qk_norm, spec.qk_norm) {
+            (Some((q_norm, k_norm)), Some(QkNormWidth::AllHeads)) => {
+                self.norm_span(qkv, 0, heads * d, q_norm, spec.rms_norm_eps)?;
+                self.norm_span(qkv, heads * d, kv_heads * d, k_norm, spec.rms_norm_eps)?;
+                None
+            }
+            (qk_norm, _) => qk_norm,
+        };
 
         let mut key = vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone()];
         key.extend(qk_norm.iter().flat_map(|(a, b)| [a.clone(), b.clone()]));
@@ -851,6 +861,30 @@ impl GpuBackend {
             let shape = MatmulShape { max_rows };
             Ok(BoundOp::Plain(b.prepared().kernels.matmul.bind(&b.ctx, &buffers, &shape)?))
         })?;
+        self.record(slot, x.rows, 0)
+    }
+
+    /// RMS-normalises, in place, the `width` values from column `offset` of
+    /// every row of `x` (one span per token, one weight per value).
+    fn norm_span(
+        &mut self,
+        x: &GpuTensor,
+        offset: usize,
+        width: usize,
+        weight: &wgpu::Buffer,
+        eps: f32,
+    ) -> Result<(), EngineError> {
+        let span = RowLayout { offset: offset as u32, token_stride: x.cols as u32 };
+        let shape = RmsNormShape::per_head(x.capacity as u32, width as u32, 1, span, span, eps);
+        let key = vec![x.buffer.clone(), weight.clone()];
+        let slot = self.slot(
+            || format!("rms_norm of columns {offset}..{}", offset + width),
+            key,
+            |b| {
+                let buffers = RmsNormBuffers { x: &x.buffer, weight, y: None };
+                Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
+            },
+        )?;
         self.record(slot, x.rows, 0)
     }
 

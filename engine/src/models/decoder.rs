@@ -1,16 +1,18 @@
-//! The pre-norm decoder-only transformer shared by every family:
+//! The decoder-only transformer shared by every family:
 //!
 //! ```text
 //! h = embed(tokens) · embed_scale                       (√hidden for Gemma, else 1)
 //! for each layer:
-//!     h = h + post_norm?(o_proj(attention(rope(qkv(rms_norm(h))))))
-//!     h = h + post_norm?(down(act(gate) · up)(rms_norm(h)))
+//!     h = h + post_norm?(o_proj(attention(rope(qk_norm?(qkv(pre_norm?(h)))))))
+//!     h = h + post_norm?(down(act(gate) · up)(pre_norm?(h)))
 //! logits = lm_head(rms_norm(h))
 //! logits = tanh(logits / cap) · cap                     (Gemma-2's soft-capping)
 //! ```
 //!
-//! `post_norm?` is Gemma's sandwich norm; the other families add the branch
-//! straight into the residual stream.
+//! Where the norms sit is the family's [`super::NormPlacement`]: before each
+//! branch (most families), around it (Gemma 2 and 3's sandwich) or after it
+//! (OLMo-2). Without a norm after it, the branch is added straight into the
+//! residual stream.
 
 use super::ModelSpec;
 use crate::EngineError;
@@ -53,12 +55,12 @@ pub fn forward<B: Backend>(
     let mut h = backend.embed(&weights.embed, input, spec.embed_scale)?;
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {
-        let qkv = backend.norm_linear(&h, &layer.attn_norm, eps, &layer.qkv)?;
+        let qkv = pre_normed_linear(backend, &h, layer.attn_norm.as_ref(), eps, &layer.qkv)?;
         let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
         let post = layer.post_norms.as_ref();
         residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, &mut h)?;
 
-        let gate_up = backend.norm_linear(&h, &layer.mlp_norm, eps, &layer.gate_up)?;
+        let gate_up = pre_normed_linear(backend, &h, layer.mlp_norm.as_ref(), eps, &layer.gate_up)?;
         match post.map(|p| &p.1) {
             None => backend.gated_linear_add(&gate_up, spec.activation, &layer.down, &mut h)?,
             Some(norm) => {
@@ -91,7 +93,21 @@ pub fn forward<B: Backend>(
     }
 }
 
-/// `h += norm(x · Wᵀ)` with a sandwich norm, else `h += x · Wᵀ` (fused).
+/// `norm(x) · Wᵀ` (fused) where the branch input is normalised, else `x · Wᵀ`.
+fn pre_normed_linear<B: Backend>(
+    backend: &mut B,
+    x: &B::Tensor,
+    norm: Option<&B::Vector>,
+    eps: f32,
+    weight: &B::Linear,
+) -> Result<B::Tensor, EngineError> {
+    match norm {
+        Some(norm) => backend.norm_linear(x, norm, eps, weight),
+        None => backend.linear(x, weight),
+    }
+}
+
+/// `h += norm(x · Wᵀ)` with a norm after the branch, else `h += x · Wᵀ` (fused).
 fn residual_branch<B: Backend>(
     backend: &mut B,
     x: &B::Tensor,

@@ -12,7 +12,9 @@
 
 use serde_json::{Map, Value};
 
-use super::{ConfigFields, ModelSpec, ParamNames, SlidingWindow, gemma};
+use super::{
+    ConfigFields, ModelSpec, NormPlacement, ParamNames, QkNormWidth, SlidingWindow, gemma,
+};
 use crate::EngineError;
 
 /// Keys a local layer's query sees: TVM's paged KV cache windows its
@@ -41,8 +43,8 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
         None => fields.optional("rope_theta")?.unwrap_or(1_000_000.0),
     };
     let mut spec = gemma::decoder(&fields, "gemma3", theta, ParamNames::gemma3())?;
-    spec.post_norms = true;
-    spec.qk_norm = true;
+    spec.norms = NormPlacement::Sandwich;
+    spec.qk_norm = Some(QkNormWidth::Head);
     let scalar: f32 = fields.required("query_pre_attn_scalar")?;
     if !(scalar.is_finite() && scalar > 0.0) {
         return Err(EngineError::Config(format!(

@@ -8,21 +8,36 @@ mod gemma2;
 mod gemma3;
 mod llama;
 mod mistral;
+mod olmo2;
 mod phi3;
 mod qwen2;
 mod qwen3;
 mod spec;
 
-pub use spec::{Activation, LongRope, ModelSpec, ParamNames, SlidingWindow};
+pub use spec::{
+    Activation, LongRope, ModelSpec, NormPlacement, ParamNames, QkNormWidth, SlidingWindow,
+};
 
+use mlc_kernels::cpu::Llama3Scaling;
 use mlc_loader::ChatConfig;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::EngineError;
 
 /// `model_type` values this runtime implements.
-pub const SUPPORTED_FAMILIES: &[&str] =
-    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3", "gemma3_text"];
+pub const SUPPORTED_FAMILIES: &[&str] = &[
+    "llama",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+    "olmo2",
+];
 
 /// The decoder description of an artifact, or a clear error when its family is
 /// not supported or its `model_config` is incomplete.
@@ -37,6 +52,7 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "gemma" => gemma::spec(&fields),
         "gemma2" => gemma2::spec(&fields),
         "gemma3" | "gemma3_text" => gemma3::spec(&fields),
+        "olmo2" => olmo2::spec(&fields),
         other => Err(EngineError::UnsupportedModelType {
             model_type: other.to_string(),
             supported: SUPPORTED_FAMILIES.join(", "),
@@ -98,12 +114,12 @@ impl ConfigFields<'_> {
             longrope: None,
             rotary_dim: head_dim,
             embed_scale: 1.0,
-            post_norms: false,
+            norms: NormPlacement::Pre,
             final_logit_softcap: None,
             activation: Activation::Silu,
             tie_word_embeddings: self.optional("tie_word_embeddings")?.unwrap_or(false),
             qkv_bias: false,
-            qk_norm: false,
+            qk_norm: None,
             query_pre_attn_scalar: None,
             sliding_window: None,
             context_window_size: self.window("context_window_size")?,
@@ -128,6 +144,31 @@ impl ConfigFields<'_> {
         })
     }
 
+    /// `rope_scaling` as MLC's Llama-style models read it: kept only when it
+    /// has a `rope_type`, and only `llama3` exists.
+    pub fn llama3_rope_scaling(&self) -> Result<Option<Llama3Scaling>, EngineError> {
+        let Some(value) = self.optional::<serde_json::Value>("rope_scaling")? else {
+            return Ok(None);
+        };
+        if value.get("rope_type").is_none() {
+            return Ok(None);
+        }
+        let s: RopeScaling = serde_json::from_value(value)
+            .map_err(|e| EngineError::Config(format!("model_config.rope_scaling: {e}")))?;
+        if s.rope_type != "llama3" {
+            return Err(EngineError::Config(format!(
+                "model_config.rope_scaling.rope_type `{}` is not supported (llama3)",
+                s.rope_type
+            )));
+        }
+        Ok(Some(Llama3Scaling {
+            factor: s.factor,
+            low_freq_factor: s.low_freq_factor,
+            high_freq_factor: s.high_freq_factor,
+            original_max_position_embeddings: s.original_max_position_embeddings,
+        }))
+    }
+
     /// Gemma's embedding scale `√hidden`, as MLC multiplies by `hidden_size ** 0.5`
     /// in the activation dtype: a float16 model scales by the f16-rounded constant.
     pub fn gemma_embed_scale(&self, hidden_size: usize) -> Result<f32, EngineError> {
@@ -148,6 +189,16 @@ impl ConfigFields<'_> {
             ))),
         }
     }
+}
+
+/// The `rope_scaling` keys of a `llama3` scaling.
+#[derive(Deserialize)]
+struct RopeScaling {
+    rope_type: String,
+    factor: f32,
+    low_freq_factor: f32,
+    high_freq_factor: f32,
+    original_max_position_embeddings: f32,
 }
 
 /// Rejects shapes no decoder can run, before any weight is read.

@@ -1,7 +1,7 @@
 //! Qwen3 (dense): Qwen2 plus a per-head RMSNorm of queries and keys before
 //! RoPE, an explicit `head_dim`, and a QKV bias only when `attention_bias`.
 
-use super::{ConfigFields, ModelSpec, ParamNames};
+use super::{ConfigFields, ModelSpec, ParamNames, QkNormWidth};
 use crate::EngineError;
 
 pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> {
@@ -11,7 +11,7 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
         ParamNames::llama_style("c_attn"),
     )?;
     spec.qkv_bias = fields.optional("attention_bias")?.unwrap_or(false);
-    spec.qk_norm = true;
+    spec.qk_norm = Some(QkNormWidth::Head);
     spec.activation = fields.activation()?;
     Ok(spec)
 }

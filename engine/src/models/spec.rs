@@ -147,9 +147,8 @@ pub struct ModelSpec {
     pub rotary_dim: usize,
     /// Factor on the embedding rows (`√hidden_size` for Gemma, else 1).
     pub embed_scale: f32,
-    /// Gemma's sandwich norms: the attention and MLP outputs are RMS-normalised
-    /// before their residual adds.
-    pub post_norms: bool,
+    /// Where each layer's RMSNorms sit around attention and the MLP.
+    pub norms: NormPlacement,
     /// Gemma-2's final logit soft-capping, `tanh(logits / c) · c`.
     pub final_logit_softcap: Option<f32>,
     /// Gated MLP activation.
@@ -158,8 +157,9 @@ pub struct ModelSpec {
     pub tie_word_embeddings: bool,
     /// The fused QKV projection has a bias (Qwen2).
     pub qkv_bias: bool,
-    /// Queries and keys are RMS-normalised per head before RoPE (Qwen3).
-    pub qk_norm: bool,
+    /// Queries and keys are RMS-normalised before RoPE, per head (Qwen3,
+    /// Gemma 3) or across all heads (OLMo-2).
+    pub qk_norm: Option<QkNormWidth>,
     /// The softmax scale is `query_pre_attn_scalar^-0.5` instead of
     /// `head_dim^-0.5` (Gemma 3).
     pub query_pre_attn_scalar: Option<f32>,
@@ -171,6 +171,38 @@ pub struct ModelSpec {
     pub prefill_chunk_size: usize,
     /// Parameter names in the artifact.
     pub names: ParamNames,
+}
+
+/// Where a layer's RMSNorms sit: `x` is the residual stream, `f` attention or the MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// `x + f(norm(x))`: Llama and most families.
+    Pre,
+    /// `x + norm(f(norm(x)))`: Gemma 2 and 3.
+    Sandwich,
+    /// `x + norm(f(x))`: OLMo-2.
+    Post,
+}
+
+impl NormPlacement {
+    /// Whether the branch input is normalised.
+    pub fn before(self) -> bool {
+        matches!(self, NormPlacement::Pre | NormPlacement::Sandwich)
+    }
+
+    /// Whether the branch output is normalised before the residual add.
+    pub fn after(self) -> bool {
+        matches!(self, NormPlacement::Sandwich | NormPlacement::Post)
+    }
+}
+
+/// What one query/key RMSNorm spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNormWidth {
+    /// Each head on its own, one `head_dim` weight shared by the heads.
+    Head,
+    /// All query heads as one vector (and all key heads), a weight per value.
+    AllHeads,
 }
 
 impl ModelSpec {
