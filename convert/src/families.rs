@@ -954,17 +954,8 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
             ],
             kind: Kind::Matrix,
         });
-        let qkv_bias = match family {
-            Family::Qwen2 => true,
-            Family::Qwen3 => d.attention_bias,
-            Family::Llama
-            | Family::Mistral
-            | Family::Phi3
-            | Family::Gemma
-            | Family::Gemma2
-            | Family::Gemma3
-            | Family::Olmo2 => false,
-        };
+        // Qwen2 always has a QKV bias, Qwen3 when `attention_bias` says so.
+        let qkv_bias = family == Family::Qwen2 || (family == Family::Qwen3 && d.attention_bias);
         if qkv_bias {
             out.push(Param {
                 name: format!("{qkv}.bias"),

@@ -166,21 +166,16 @@ fn gemma_stores_one_plus_each_norm_weight_ties_the_output_and_keeps_its_head_dim
         artifact.tensor("model.layers.0.self_attn.qkv_proj.q_weight").unwrap().shape,
         [(4 + 2) * 32, 64 / 8]
     );
-    let mut hf = HfFolder::open(&source("gemma-tiny")).unwrap();
-    for norm in [
-        "model.layers.0.input_layernorm.weight",
-        "model.layers.1.post_attention_layernorm.weight",
-        "model.norm.weight",
-    ] {
-        let stored = artifact.tensor(norm).unwrap().to_f32_vec().unwrap();
-        let want: Vec<f32> = hf
-            .read_f32(norm)
-            .unwrap()
-            .iter()
-            .map(|w| half::f16::from_f32(1.0 + w).to_f32())
-            .collect();
-        assert_eq!(stored, want, "{norm} must be stored as f16(1 + w)");
-    }
+    assert_norms_stored_as_one_plus_w(
+        &artifact,
+        "gemma-tiny",
+        "",
+        &[
+            "model.layers.0.input_layernorm.weight",
+            "model.layers.1.post_attention_layernorm.weight",
+            "model.norm.weight",
+        ],
+    );
 }
 
 #[test]
@@ -197,23 +192,18 @@ fn gemma2_stores_one_plus_each_norm_weight_and_caps_the_context_at_the_sliding_w
     assert_eq!(config["conv_template"]["name"], "gemma_instruction");
     let names = names(&artifact);
     assert!(!names.iter().any(|n| n.starts_with("lm_head")), "gemma is always tied: {names:?}");
-    let mut hf = HfFolder::open(&source("gemma2-tiny")).unwrap();
-    for norm in [
-        "model.layers.0.input_layernorm.weight",
-        "model.layers.0.post_attention_layernorm.weight",
-        "model.layers.1.pre_feedforward_layernorm.weight",
-        "model.layers.1.post_feedforward_layernorm.weight",
-        "model.norm.weight",
-    ] {
-        let stored = artifact.tensor(norm).unwrap().to_f32_vec().unwrap();
-        let want: Vec<f32> = hf
-            .read_f32(norm)
-            .unwrap()
-            .iter()
-            .map(|w| half::f16::from_f32(1.0 + w).to_f32())
-            .collect();
-        assert_eq!(stored, want, "{norm} must be stored as f16(1 + w)");
-    }
+    assert_norms_stored_as_one_plus_w(
+        &artifact,
+        "gemma2-tiny",
+        "",
+        &[
+            "model.layers.0.input_layernorm.weight",
+            "model.layers.0.post_attention_layernorm.weight",
+            "model.layers.1.pre_feedforward_layernorm.weight",
+            "model.layers.1.post_feedforward_layernorm.weight",
+            "model.norm.weight",
+        ],
+    );
 }
 
 #[test]
@@ -239,22 +229,41 @@ fn gemma3_nests_its_config_prefixes_its_names_and_stores_one_plus_every_norm() {
         let name = format!("language_model.model.layers.5.self_attn.{part}.q_weight");
         assert!(names.contains(&name), "{name} is stored apart: {names:?}");
     }
-    let mut hf = HfFolder::open(&source("gemma3-tiny")).unwrap();
-    for (hf_name, len) in [
+    let norms = [
         ("model.layers.0.input_layernorm.weight", 64),
         ("model.layers.0.self_attn.q_norm.weight", 16),
         ("model.layers.3.self_attn.k_norm.weight", 16),
         ("model.layers.5.post_feedforward_layernorm.weight", 64),
         ("model.norm.weight", 64),
-    ] {
-        let stored = artifact.tensor(&format!("language_model.{hf_name}")).unwrap();
-        assert_eq!(stored.shape, [len]);
+    ];
+    for (hf_name, len) in norms {
+        assert_eq!(artifact.tensor(&format!("language_model.{hf_name}")).unwrap().shape, [len]);
+    }
+    assert_norms_stored_as_one_plus_w(
+        &artifact,
+        "gemma3-tiny",
+        "language_model.",
+        &norms.map(|(name, _)| name),
+    );
+}
+
+/// Each of the checkpoint's `norms` is stored, under `prefix`, as `f16(1 + w)`
+/// (Gemma's norms, as MLC's loader stores them).
+fn assert_norms_stored_as_one_plus_w(
+    artifact: &Artifact,
+    model: &str,
+    prefix: &str,
+    norms: &[&str],
+) {
+    let mut hf = HfFolder::open(&source(model)).unwrap();
+    for &norm in norms {
+        let stored = artifact.tensor(&format!("{prefix}{norm}")).unwrap().to_f32_vec().unwrap();
         let want: Vec<f32> = hf
-            .read_f32(hf_name)
+            .read_f32(norm)
             .unwrap()
             .iter()
             .map(|w| half::f16::from_f32(1.0 + w).to_f32())
             .collect();
-        assert_eq!(stored.to_f32_vec().unwrap(), want, "{hf_name} must be stored as f16(1 + w)");
+        assert_eq!(stored, want, "{norm} must be stored as f16(1 + w)");
     }
 }
