@@ -28,6 +28,11 @@ impl Capabilities {
         Capabilities { shader_f16: false, subgroups: false, subgroup_min_size: 0 };
 }
 
+/// What a shader that uses subgroup operations starts with: browsers (Tint)
+/// need WGSL's `enable subgroups;`, which naga (native) rejects.
+pub(crate) const ENABLE_SUBGROUPS: &str =
+    if cfg!(target_arch = "wasm32") { "enable subgroups;\n" } else { "" };
+
 /// How to pick the device.
 #[derive(Debug, Clone, Default)]
 pub struct ContextOptions {
@@ -114,6 +119,15 @@ impl GpuContext {
             })
             .await
             .map_err(|e| KernelError::NoDevice(e.to_string()))?;
+        // wgpu's browser backend neither reports nor requests `subgroups`
+        // (wgpu 30 maps 16 WebGPU features, not that one), so in a browser the
+        // device has them only when the page's requestDevice asked for them
+        // (web/js/subgroups.js does while the engine loads): ask the device.
+        #[cfg(target_arch = "wasm32")]
+        if !options.portable_only {
+            caps.subgroups =
+                device.as_webgpu().is_some_and(|device| device.features().has("subgroups"));
+        }
         Ok(GpuContext::from_device(device, queue, adapter_info, adapter_limits, caps))
     }
 

@@ -20,7 +20,7 @@ use crate::buffers::{
     self, BINDING_ALIGNMENT, FloatFormat, bind_group, check_buffer, check_dimension,
     check_distinct, params_buffer, placeholder, range, split_rows,
 };
-use crate::context::{Binding, KernelLayout};
+use crate::context::{Binding, ENABLE_SUBGROUPS, KernelLayout};
 use crate::elementwise::ACTIVATION_WGSL;
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups, check_rows};
 use crate::{Activation, GpuContext, KernelError};
@@ -399,7 +399,7 @@ impl Program {
             // the smallest subgroups each get one.
             let smallest = if caps.subgroup_min_size >= 4 { caps.subgroup_min_size } else { 32 };
             (
-                format!("{prefix}{MATMUL_WGSL}\n{SUBGROUP_WGSL}"),
+                format!("{ENABLE_SUBGROUPS}{prefix}{MATMUL_WGSL}\n{SUBGROUP_WGSL}"),
                 "matvec_subgroup",
                 smallest.min(256),
             )

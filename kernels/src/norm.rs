@@ -6,7 +6,7 @@ use crate::buffers::{
     self, FloatFormat, bind_group, check_buffer, check_dimension, check_distinct, params_buffer,
     placeholder,
 };
-use crate::context::{Binding, KernelLayout};
+use crate::context::{Binding, ENABLE_SUBGROUPS, KernelLayout};
 use crate::kernel::{Bound, Kernel, Part, PerRow};
 use crate::{GpuContext, KernelError};
 
@@ -96,7 +96,10 @@ impl RmsNorm {
         let layout = ctx.kernel_layout("rms_norm", &[Uniform, ReadOnly, ReadOnly, ReadWrite]);
         let subgroups = ctx.caps.subgroups;
         let (source, entry) = if subgroups {
-            (format!("{RMS_NORM_WGSL}\n{RMS_NORM_SUBGROUP_WGSL}"), "rms_norm_subgroup")
+            (
+                format!("{ENABLE_SUBGROUPS}{RMS_NORM_WGSL}\n{RMS_NORM_SUBGROUP_WGSL}"),
+                "rms_norm_subgroup",
+            )
         } else {
             (RMS_NORM_WGSL.to_string(), "rms_norm")
         };

@@ -20,7 +20,7 @@ use std::mem::offset_of;
 use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::check_distinct;
-use crate::context::{Binding, KernelLayout, require_size};
+use crate::context::{Binding, ENABLE_SUBGROUPS, KernelLayout, require_size};
 use crate::cpu::{GREEDY_TEMPERATURE, MAX_TOP_LOGPROBS, SamplingParams, TokenProbabilities};
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
@@ -122,13 +122,11 @@ impl SampledResult {
 }
 
 /// The workgroup reductions for `caps` (subgroup operations when available),
-/// to put at the start of the shader. Browsers (Tint) also need
-/// `enable subgroups;`, which naga rejects natively.
+/// to put at the start of the shader.
 fn reduce_source(caps: &crate::Capabilities) -> String {
-    match (caps.subgroups, cfg!(target_arch = "wasm32")) {
-        (false, _) => format!("{REDUCE_BEST}\n{REDUCE_PORTABLE}"),
-        (true, false) => format!("{REDUCE_BEST}\n{REDUCE_SUBGROUP}"),
-        (true, true) => format!("enable subgroups;\n{REDUCE_BEST}\n{REDUCE_SUBGROUP}"),
+    match caps.subgroups {
+        false => format!("{REDUCE_BEST}\n{REDUCE_PORTABLE}"),
+        true => format!("{ENABLE_SUBGROUPS}{REDUCE_BEST}\n{REDUCE_SUBGROUP}"),
     }
 }
 

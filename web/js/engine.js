@@ -18,6 +18,7 @@ import { CPU_FALLBACK_NOTICE, fetchReport, finishReport, loadReport, noticeRepor
 import { chooseDevice } from "./device.js";
 import { postInitAndCheckFieldsChatCompletion, postInitAndCheckFieldsCompletion, rejectCompletionResumable } from "./validate.js";
 import { verifyIntegrity } from "./integrity.js";
+import { withSubgroups } from "./subgroups.js";
 import { log, setLogLevel } from "./log.js";
 import { continuationBlockReason, probe, ResumableStore, resumableConfigOf, textOnlyResult } from "./resumable.js";
 // A static import: service workers forbid dynamic import(), and the module must load there too.
@@ -288,14 +289,14 @@ export class MLCEngine {
     };
     let engine;
     try {
-      engine = await wasm.WasmEngine.create(files, {
+      engine = await withSubgroups(() => wasm.WasmEngine.create(files, {
         device: choice.device,
         modelId,
         chatOpts: { ...(record.overrides ?? {}), ...(chatOpts ?? {}) },
         contextWindowSize: config.context_window_size,
         onLoadProgress,
         verifyMd5: !md5Checked.every(Boolean),
-      });
+      }));
     } catch (e) {
       // WebLLM's error (and text) for a device lost while loading; the engine's own text is the cause.
       if (e?.name === "DeviceLostError") throw Object.assign(new DeviceLostError(), { cause: e });
@@ -316,7 +317,9 @@ export class MLCEngine {
       modelId, wasm: engine, record, config, lock: new Lock(), interrupt: engine.interruptHandle(), running: 0, live: "",
       modelType: record.model_type ?? ModelType.LLM, toolFormat: engine.toolFormat(),
     });
-    this.report(finishReport(used, used === "webgpu" ? await adapterName(engine) : cpuReason, secs(), totalBytes));
+    const done = finishReport(used, used === "webgpu" ? await adapterName(engine) : cpuReason, secs(), totalBytes);
+    if (used === "webgpu") done.gpuKernels = engine.gpuKernels();
+    this.report(done);
   }
 
   async unload() {

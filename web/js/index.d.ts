@@ -90,6 +90,11 @@ export interface InitProgressReport {
   loadedBytes?: number;
   /** mlc-wgpu addition: total bytes of weights. */
   totalBytes?: number;
+  /**
+   * mlc-wgpu addition, on the WebGPU engine's last report: "subgroups" when its kernels use
+   * subgroup operations (the adapter offers them), else "portable".
+   */
+  gpuKernels?: "subgroups" | "portable";
 }
 export type InitProgressCallback = (report: InitProgressReport) => void;
 

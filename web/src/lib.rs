@@ -341,6 +341,19 @@ impl WasmEngine {
         self.backend.to_string()
     }
 
+    /// Which kernels the WebGPU engine runs: `"subgroups"` where the device
+    /// has subgroup operations (web/js/subgroups.js asks for them), else
+    /// `"portable"`; `""` on the CPU engine.
+    #[wasm_bindgen(js_name = gpuKernels)]
+    pub fn gpu_kernels(&self) -> String {
+        match &self.gpu {
+            Some(ctx) if ctx.caps.subgroups => "subgroups",
+            Some(_) => "portable",
+            None => "",
+        }
+        .to_string()
+    }
+
     /// The WebGPU adapter's description; `""` on the CPU engine.
     #[wasm_bindgen(js_name = gpuVendor)]
     pub fn gpu_vendor(&self) -> String {

@@ -228,12 +228,14 @@ for (const mode of MODES) {
   await check(`[${mode.name}] load tiny-qwen2 with WebLLM's progress reports, stream a greedy chat equal to the native CLI`, async () => {
     server.clearLog();
     const r = await run(page, `
+      const requestDevice = globalThis.GPUAdapter?.prototype.requestDevice;
       const { engine, reports } = await T.load(webllm, { device: arg.D });
       window.engine = engine;
       const chunks = await T.stream(engine, arg.req);
       const nonStream = await engine.chat.completions.create(arg.req);
       return { reports, chunks, nonStream, message: await engine.getMessage(), stats: await engine.runtimeStatsText(),
-               cached: await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache")) };
+               cached: await webllm.hasModelInCache("tiny-qwen2", T.cfg("cache")),
+               requestDeviceRestored: globalThis.GPUAdapter?.prototype.requestDevice === requestDevice };
     `, { D, req: REQ["chat" + S] });
     const texts = r.reports.map((x) => x.text);
     const start = texts.indexOf("Start to fetch params");
@@ -245,6 +247,11 @@ for (const mode of MODES) {
     const last = r.reports.at(-1);
     eq(last.progress, 1, "final progress");
     assert(mode.backend === "webgpu" ? /^Finish loading on WebGPU - .+/.test(last.text) : /^Finish loading on CPU/.test(last.text), `final report: ${last.text}`);
+    // SwiftShader offers subgroups, which wgpu does not request: the engine asks for them while it
+    // creates its device (web/js/subgroups.js), so its kernels take the subgroup path, and the
+    // page's requestDevice is left as it was.
+    eq(last.gpuKernels, mode.backend === "webgpu" ? "subgroups" : undefined, "the GPU kernels in use");
+    eq(r.requestDeviceRestored, true, "GPUAdapter.prototype.requestDevice restored after the load");
     // Chunk shapes (docs/chat.md, "WebLLM's request contract"): role on every delta, a final delta {} with finish_reason, then usage.
     const deltas = r.chunks.filter((c) => c.choices.length && c.choices[0].finish_reason === null);
     assert(deltas.length > 0 && deltas.every((c) => c.choices[0].delta.role === "assistant" && typeof c.choices[0].delta.content === "string"), "delta chunks");
