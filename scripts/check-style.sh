@@ -22,6 +22,8 @@ step cargo fmt --all --check
 (cd fuzz && step cargo fmt --all --check)
 
 step cargo clippy --workspace --all-targets --locked -- -D warnings
+# The loader without its `download` feature, as the fuzz targets and the converter build it.
+step cargo clippy -p mlc-loader --all-targets --no-default-features --locked -- -D warnings
 # The browser build: the web crate and, through it, the runtime, kernels and loader as wasm32.
 step cargo clippy -p mlc-wgpu-web --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 

@@ -9,6 +9,15 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # Style first: formatting, clippy and rustdoc with warnings denied (minutes, and it fails fast).
 bash scripts/check-style.sh
 
+# The fuzz targets of the artifact parsers over their committed corpus, 25 s each: ~2.5 minutes with
+# the build on 2 cores (fuzz/README.md). A crash fails here and leaves its input in
+# fuzz/artifacts/<target>/. libfuzzer-sys compiles libFuzzer, which needs a C++ compiler.
+if ! command -v c++ >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++
+fi
+bash scripts/fuzz.sh --check 25
+
 # A CPU Vulkan driver (Mesa lavapipe) so the WGSL kernels run without a GPU.
 if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
   as_root apt-get update -qq

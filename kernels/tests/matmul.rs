@@ -401,6 +401,93 @@ fn throughput() {
     }
 }
 
+/// A decode product whose input is `rms_norm(x)` computed inside the kernel,
+/// against the separate CPU ops.
+fn check_normed(
+    path: &str,
+    ctx: &GpuContext,
+    kernel: &Matmul,
+    rng: &mut StdRng,
+    n: usize,
+    k: usize,
+) {
+    let format = kernel.format();
+    let what = format!("{path} {format:?} normed {n}x{k}");
+    let weight = TestWeight::random(rng, format, n, k);
+    // An offset keeps the mean square away from 0, as in a residual stream.
+    let x: Vec<f32> = random_vec(rng, k, 2.0).iter().map(|v| v + 0.5).collect();
+    let (norm_bytes, norm) = encode(&random_vec(rng, k, 1.0), format.dtype());
+    let eps = 1e-6;
+    let mut normed = vec![0.0; k];
+    cpu::rms_norm(&x, &norm, eps, &mut normed);
+    let mut want = vec![0.0; n];
+    cpu::matmul(&normed, 1, &weight.cpu(), &mut want);
+
+    let norm_buffer = ctx.storage_buffer("norm", &norm_bytes);
+    let (x_buffer, y) = (upload(ctx, &x), upload(ctx, &vec![-1e30; n]));
+    let gpu_weight = weight.upload(ctx);
+    let buffers = MatmulBuffers {
+        x: &x_buffer,
+        input: MatmulInput::Normed { weight: &norm_buffer, eps },
+        weight: gpu_weight.weight(),
+        bias: None,
+        residual: Residual::None,
+        y: &y,
+    };
+    let mut bound = kernel
+        .bind(ctx, &buffers, &MatmulShape { max_rows: 1 })
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    bound.run(ctx, Step::rows(1)).unwrap();
+    assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
+}
+
+/// A decode product whose input is `activation(gate) · up` computed inside the
+/// kernel, with a bias and the residual added in place, against the separate
+/// CPU ops.
+fn check_gated(
+    path: &str,
+    ctx: &GpuContext,
+    kernel: &Matmul,
+    rng: &mut StdRng,
+    activation: Activation,
+    n: usize,
+    k: usize,
+) {
+    let format = kernel.format();
+    let what = format!("{path} {format:?} {activation:?} gated {n}x{k}");
+    let weight = TestWeight::random(rng, format, n, k);
+    let gate_up = random_vec(rng, 2 * k, 3.0);
+    let mut activated = vec![0.0; k];
+    match activation {
+        Activation::Silu => cpu::silu_mul(&gate_up, k, &mut activated),
+        Activation::GeluTanh => cpu::gelu_tanh_mul(&gate_up, k, &mut activated),
+    }
+    let (bias_bytes, bias) = encode(&random_vec(rng, n, 0.5), format.dtype());
+    let residual = random_vec(rng, n, 1.0);
+    let mut want = vec![0.0; n];
+    cpu::matmul(&activated, 1, &weight.cpu(), &mut want);
+    for (i, y) in want.iter_mut().enumerate() {
+        *y += bias[i] + residual[i];
+    }
+
+    let (x_buffer, y) = (upload(ctx, &gate_up), upload(ctx, &residual));
+    let bias_buffer = ctx.storage_buffer("bias", &bias_bytes);
+    let gpu_weight = weight.upload(ctx);
+    let buffers = MatmulBuffers {
+        x: &x_buffer,
+        input: MatmulInput::Gated(activation),
+        weight: gpu_weight.weight(),
+        bias: Some(&bias_buffer),
+        residual: Residual::InPlace,
+        y: &y,
+    };
+    let mut bound = kernel
+        .bind(ctx, &buffers, &MatmulShape { max_rows: 1 })
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    bound.run(ctx, Step::rows(1)).unwrap();
+    assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
+}
+
 /// `bind_decode` against the separate CPU ops: the RMSNorm before q/k/v (narrow)
 /// and gate/up (wide, ≥ 8192 rows), and each activation before down_proj with
 /// its bias and in-place residual add.
@@ -409,81 +496,41 @@ fn fused_decode_inputs_match_the_separate_ops() {
     let mut rng = rng(41);
     for format in FORMATS {
         for (path, ctx, kernel) in kernels(format) {
-            let dtype = format.dtype();
             for (n, k) in [(1152, 896), (9728, 128)] {
-                let what = format!("{path} {format:?} normed {n}x{k}");
-                let weight = TestWeight::random(&mut rng, format, n, k);
-                // An offset keeps the mean square away from 0, as in a residual stream.
-                let x: Vec<f32> = random_vec(&mut rng, k, 2.0).iter().map(|v| v + 0.5).collect();
-                let (norm_bytes, norm) = encode(&random_vec(&mut rng, k, 1.0), dtype);
-                let eps = 1e-6;
-                let mut normed = vec![0.0; k];
-                cpu::rms_norm(&x, &norm, eps, &mut normed);
-                let mut want = vec![0.0; n];
-                cpu::matmul(&normed, 1, &weight.cpu(), &mut want);
-
-                let norm_buffer = ctx.storage_buffer("norm", &norm_bytes);
-                let (x_buffer, y) = (upload(ctx, &x), upload(ctx, &vec![-1e30; n]));
-                let gpu_weight = weight.upload(ctx);
-                let buffers = MatmulBuffers {
-                    x: &x_buffer,
-                    input: MatmulInput::Direct,
-                    weight: gpu_weight.weight(),
-                    bias: None,
-                    residual: Residual::None,
-                    y: &y,
-                };
-                let mut bound = kernel
-                    .bind(
-                        ctx,
-                        &MatmulBuffers {
-                            input: MatmulInput::Normed { weight: &norm_buffer, eps },
-                            ..buffers
-                        },
-                        &MatmulShape { max_rows: 1 },
-                    )
-                    .unwrap_or_else(|e| panic!("{what}: {e}"));
-                bound.run(ctx, Step::rows(1)).unwrap();
-                assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
+                check_normed(path, ctx, &kernel, &mut rng, n, k);
             }
             for activation in [Activation::Silu, Activation::GeluTanh] {
-                let (n, k) = (896, 4864);
-                let what = format!("{path} {format:?} {activation:?} gated {n}x{k}");
-                let weight = TestWeight::random(&mut rng, format, n, k);
-                let gate_up = random_vec(&mut rng, 2 * k, 3.0);
-                let mut activated = vec![0.0; k];
-                match activation {
-                    Activation::Silu => cpu::silu_mul(&gate_up, k, &mut activated),
-                    Activation::GeluTanh => cpu::gelu_tanh_mul(&gate_up, k, &mut activated),
-                }
-                let (bias_bytes, bias) = encode(&random_vec(&mut rng, n, 0.5), dtype);
-                let residual = random_vec(&mut rng, n, 1.0);
-                let mut want = vec![0.0; n];
-                cpu::matmul(&activated, 1, &weight.cpu(), &mut want);
-                for (i, y) in want.iter_mut().enumerate() {
-                    *y += bias[i] + residual[i];
-                }
+                check_gated(path, ctx, &kernel, &mut rng, activation, 896, 4864);
+            }
+        }
+    }
+}
 
-                let (x_buffer, y) = (upload(ctx, &gate_up), upload(ctx, &residual));
-                let bias_buffer = ctx.storage_buffer("bias", &bias_bytes);
-                let gpu_weight = weight.upload(ctx);
-                let buffers = MatmulBuffers {
-                    x: &x_buffer,
-                    input: MatmulInput::Direct,
-                    weight: gpu_weight.weight(),
-                    bias: Some(&bias_buffer),
-                    residual: Residual::InPlace,
-                    y: &y,
-                };
-                let mut bound = kernel
-                    .bind(
-                        ctx,
-                        &MatmulBuffers { input: MatmulInput::Gated(activation), ..buffers },
-                        &MatmulShape { max_rows: 1 },
-                    )
-                    .unwrap_or_else(|e| panic!("{what}: {e}"));
-                bound.run(ctx, Step::rows(1)).unwrap();
-                assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
+#[test]
+fn random_fused_decode_inputs_match_the_separate_ops() {
+    let (seed, cases) = common::random_run("matmul fused inputs");
+    let all: Vec<_> = FORMATS.into_iter().map(|format| (format, kernels(format))).collect();
+    let mut draw = rng(seed);
+    for i in 0..cases {
+        let (format, kernels) = &all[draw.random_range(0..all.len())];
+        // A quarter of the products wide enough for the wide variant (8192 rows up).
+        let n = if draw.random_bool(0.25) {
+            draw.random_range(8192..=9000)
+        } else {
+            draw.random_range(1..=4000)
+        };
+        let k = 32 * draw.random_range(1..=40);
+        let input =
+            [None, Some(Activation::Silu), Some(Activation::GeluTanh)][draw.random_range(0..3)];
+        shout(&format!(
+            "case {i}: {format:?} {n}x{k}, input {}",
+            input.map_or("normed".into(), |a| format!("{a:?} gated"))
+        ));
+        for (path, ctx, kernel) in kernels {
+            let mut rng = rng(seed + i as u64);
+            match input {
+                None => check_normed(path, ctx, kernel, &mut rng, n, k),
+                Some(activation) => check_gated(path, ctx, kernel, &mut rng, activation, n, k),
             }
         }
     }

@@ -3,10 +3,11 @@
 
 mod common;
 
-use common::{assert_close, contexts, encode, random_vec, rng, upload};
+use common::{assert_close, contexts, encode, random_vec, rng, shout, upload};
 use mlc_kernels::{
     FloatFormat, GpuContext, Kernel, RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout, Step, cpu,
 };
+use rand::Rng;
 use rand::rngs::StdRng;
 
 /// Relative to the output scale: one f32 sum of squares and a few products per
@@ -124,6 +125,41 @@ fn per_head_q_and_k_norm_inside_the_fused_qkv_buffer() {
         );
         // Fewer tokens than bound.
         check(path, ctx, &kernel, FloatFormat::F16, &mut rng, q_shape, 2, len, 0);
+    }
+}
+
+#[test]
+fn random_shapes_match_the_cpu_reference() {
+    let (seed, cases) = common::random_run("rms_norm");
+    let mut draw = rng(seed);
+    for i in 0..cases {
+        let dtype = [FloatFormat::F16, FloatFormat::F32][draw.random_range(0..2)];
+        // One row (a decode step) or many; fewer rows than bound.
+        let tokens = if draw.random_bool(0.3) { 1 } else { draw.random_range(2..=40) };
+        let max_tokens = (tokens + draw.random_range(0..3)) as u32;
+        let in_place = draw.random_bool(0.5);
+        // Whole rows of any width, or per-head rows inside wider, offset token rows
+        // (the q/k norm in the fused qkv buffer).
+        let shape = if draw.random_bool(0.5) {
+            RmsNormShape::rows(max_tokens, draw.random_range(1..=6000), EPS)
+        } else {
+            let (width, heads) = (draw.random_range(1..=300), draw.random_range(1..=8));
+            let mut layout = || RowLayout {
+                offset: draw.random_range(0..100),
+                token_stride: heads * width + draw.random_range(0..50),
+            };
+            let input = layout();
+            let output = if in_place { input } else { layout() };
+            RmsNormShape::per_head(max_tokens, width, heads, input, output, EPS)
+        };
+        let len = |layout: RowLayout| (layout.offset + max_tokens * layout.token_stride) as usize;
+        let y_len = if in_place { 0 } else { len(shape.output) };
+        shout(&format!("case {i}: {dtype:?} {shape:?}, {tokens} tokens, in place {in_place}"));
+        for (path, ctx) in contexts() {
+            let kernel = RmsNorm::new(ctx, dtype).unwrap();
+            let mut rng = rng(seed + i as u64);
+            check(path, ctx, &kernel, dtype, &mut rng, shape, tokens, len(shape.input), y_len);
+        }
     }
 }
 

@@ -3,12 +3,13 @@
 
 mod common;
 
-use common::{assert_close, contexts, random_vec, rng, upload};
+use common::{assert_close, contexts, random_vec, rng, shout, upload};
 use half::f16;
 use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, rms_norm};
 use mlc_kernels::{
     GpuContext, Kernel, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable, Step,
 };
+use rand::Rng;
 
 #[derive(Clone, Copy, Debug)]
 enum Norm {
@@ -237,6 +238,32 @@ fn rope_append_matches_the_cpu_reference() {
         let kernel = RopeAppend::new(ctx).unwrap();
         for (i, case) in cases.iter().enumerate() {
             check(ctx, path, &kernel, *case, 100 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn random_shapes_match_the_cpu_reference() {
+    let (seed, cases) = common::random_run("rope_append");
+    let mut draw = rng(seed);
+    for i in 0..cases {
+        let kv_heads = draw.random_range(1..=4);
+        // Any head size the kernel takes (odd ones too), a rotary part of any even width in it.
+        let head_dim = draw.random_range(2..=256);
+        let case = Case {
+            heads: kv_heads * draw.random_range(1..=8),
+            kv_heads,
+            head_dim,
+            rotary_dim: 2 * draw.random_range(1..=head_dim / 2),
+            norm: [Norm::None, Norm::F32, Norm::F16][draw.random_range(0..3)],
+            scaling: [Scaling::None, Scaling::Llama3, Scaling::LongRope][draw.random_range(0..3)],
+            tokens: if draw.random_bool(0.3) { 1 } else { draw.random_range(2..=40) },
+            start: draw.random_range(0..=5000),
+        };
+        shout(&format!("case {i}: {case:?}"));
+        for (path, ctx) in contexts() {
+            let kernel = RopeAppend::new(ctx).unwrap();
+            check(ctx, path, &kernel, case, seed + i as u64);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{contexts, rng, upload, upload_u32};
+use common::{contexts, rng, shout, upload, upload_u32};
 use mlc_kernels::cpu::{self, SamplingParams};
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
@@ -93,6 +93,51 @@ fn lm_logits(rng: &mut StdRng, vocab: usize, spread: f32) -> Vec<f32> {
     logits
 }
 
+/// One argmax step over `vocab` logits, checked against the CPU: case 0 plain,
+/// 1 with planted ties and an active vocabulary, 2 with penalties.
+fn check_argmax(
+    path: &str,
+    ctx: &GpuContext,
+    rig: &mut Rig,
+    rng: &mut StdRng,
+    vocab: usize,
+    case: usize,
+) {
+    let mut logits = lm_logits(rng, vocab, 1.0);
+    let mut counts = vec![0u32; vocab];
+    let mut active = None;
+    if case == 1 && vocab > 2 {
+        // Planted ties: the lowest id must win.
+        let top = logits.iter().copied().fold(f32::MIN, f32::max) + 1.0;
+        for _ in 0..3 {
+            logits[rng.random_range(0..vocab)] = top;
+        }
+        // A larger logit past the active vocabulary is never chosen.
+        active = Some(vocab - 1);
+        logits[vocab - 1] = top + 5.0;
+    }
+    let params = if case == 2 {
+        for _ in 0..vocab.min(50) {
+            counts[rng.random_range(0..vocab)] += rng.random_range(1..4);
+        }
+        SamplingParams {
+            repetition_penalty: 1.3,
+            presence_penalty: 0.4,
+            frequency_penalty: 0.2,
+            ..Default::default()
+        }
+    } else {
+        SamplingParams::default()
+    };
+    let bias = [(0u32, 0.5f32), ((vocab / 2) as u32, -1.5)];
+    rig.load(ctx, &logits, &counts, &bias, &params, active);
+    let mut processed = logits.clone();
+    cpu::apply_logit_bias(&mut processed, &bias);
+    cpu::apply_penalties(&mut processed, &appeared(&counts), &params);
+    let want = cpu::argmax(&processed, active);
+    assert_eq!(rig.argmax(ctx), want, "{path}: vocab {vocab}, case {case}");
+}
+
 #[test]
 fn argmax_matches_the_cpu_reference() {
     for (path, ctx) in contexts() {
@@ -101,39 +146,7 @@ fn argmax_matches_the_cpu_reference() {
         for vocab in [1, 7, 1000, 1024, 1025, 32_000, 151_936, 262_144] {
             let mut rig = Rig::new(ctx, &sampler, vocab);
             for case in 0..3 {
-                let mut logits = lm_logits(&mut rng, vocab, 1.0);
-                let mut counts = vec![0u32; vocab];
-                let mut active = None;
-                if case == 1 && vocab > 2 {
-                    // Planted ties: the lowest id must win.
-                    let top = logits.iter().copied().fold(f32::MIN, f32::max) + 1.0;
-                    for _ in 0..3 {
-                        logits[rng.random_range(0..vocab)] = top;
-                    }
-                    // A larger logit past the active vocabulary is never chosen.
-                    active = Some(vocab - 1);
-                    logits[vocab - 1] = top + 5.0;
-                }
-                let params = if case == 2 {
-                    for _ in 0..vocab.min(50) {
-                        counts[rng.random_range(0..vocab)] += rng.random_range(1..4);
-                    }
-                    SamplingParams {
-                        repetition_penalty: 1.3,
-                        presence_penalty: 0.4,
-                        frequency_penalty: 0.2,
-                        ..Default::default()
-                    }
-                } else {
-                    SamplingParams::default()
-                };
-                let bias = [(0u32, 0.5f32), ((vocab / 2) as u32, -1.5)];
-                rig.load(ctx, &logits, &counts, &bias, &params, active);
-                let mut processed = logits.clone();
-                cpu::apply_logit_bias(&mut processed, &bias);
-                cpu::apply_penalties(&mut processed, &appeared(&counts), &params);
-                let want = cpu::argmax(&processed, active);
-                assert_eq!(rig.argmax(ctx), want, "{path}: vocab {vocab}, case {case}");
+                check_argmax(path, ctx, &mut rig, &mut rng, vocab, case);
             }
         }
     }
@@ -190,6 +203,92 @@ fn gpu_order(probs: &[f32], top_p: f32, candidates: usize) -> (Vec<u32>, f64) {
     (order, (top_p as f64).min(total))
 }
 
+/// One sampling step over `vocab` logits (random temperature and top-p; `case`
+/// picks penalties, a logit bias and an active vocabulary), checked against
+/// the CPU. Returns whether the token was compared exactly (else against the
+/// GPU's documented order past its candidates).
+fn check_sample(
+    path: &str,
+    ctx: &GpuContext,
+    rig: &mut Rig,
+    rng: &mut StdRng,
+    vocab: usize,
+    case: usize,
+) -> bool {
+    let spread = rng.random_range(0.8..3.0);
+    let logits = lm_logits(rng, vocab, spread);
+    let mut counts = vec![0u32; vocab];
+    let mut params = SamplingParams {
+        temperature: [0.3, 0.7, 1.0, 1.5][rng.random_range(0..4)],
+        top_p: [0.1, 0.5, 0.8, 0.95, 1.0][rng.random_range(0..5)],
+        ..Default::default()
+    };
+    if case % 3 == 1 {
+        params.repetition_penalty = rng.random_range(0.8..1.5);
+        params.presence_penalty = rng.random_range(-1.0..1.0);
+        params.frequency_penalty = rng.random_range(-0.5..0.5);
+        for _ in 0..vocab.min(40) {
+            counts[rng.random_range(0..vocab)] += rng.random_range(1..5);
+        }
+    }
+    let bias: Vec<(u32, f32)> = if case % 4 == 2 {
+        (0..5).map(|k| ((k * vocab / 5) as u32, rng.random_range(-10.0..10.0))).collect()
+    } else {
+        vec![]
+    };
+    let active = (case % 5 == 3 && vocab > 10).then(|| vocab - vocab / 10);
+    rig.load(ctx, &logits, &counts, &bias, &params, active);
+
+    let mut processed = logits.clone();
+    cpu::apply_logit_bias(&mut processed, &bias);
+    cpu::apply_penalties(&mut processed, &appeared(&counts), &params);
+    let probs = cpu::softmax_with_temperature(&processed, params.temperature, active);
+    let nucleus = cpu::top_p_filter(&probs, params.top_p);
+    let u = safe_uniform(rng, &nucleus, 1e-4);
+    let want = cpu::sample_from(&nucleus, u);
+    assert_eq!(want, draw(&logits, &params, &appeared(&counts), &bias, active, u));
+    let got = rig.sample(ctx, u);
+    let draw = nucleus.cumulative.iter().position(|&c| u < c / nucleus.renorm).unwrap();
+    // Exact whenever the nucleus boundary (and so the draw) lies among
+    // the GPU's sorted candidates (at most 1024 most probable tokens),
+    // or the draw does and the GPU's nucleus mass (min(top_p, total)
+    // for a boundary past the candidates) is within the margin of cum[K].
+    let candidates = gpu_candidates(&processed, &params, active);
+    let last = probs[nucleus.order[nucleus.len() - 1] as usize];
+    let exact =
+        nucleus.len() + 8 <= candidates || (draw + 8 <= candidates && last / nucleus.renorm < 3e-5);
+    if exact {
+        assert_eq!(
+            got,
+            want,
+            "{path}: vocab {vocab}, case {case}, {params:?}, u {u}, nucleus {} tokens, draw #{draw}",
+            nucleus.len()
+        );
+    } else {
+        assert!(probs[got as usize] > 0.0, "{path}: drew a masked token {got}");
+        // Beyond the candidates the GPU walks the rest in id order: check
+        // the token against that documented order.
+        let (order, renorm) = gpu_order(&probs, params.effective_top_p(), candidates);
+        let mut before = 0.0f64;
+        let mut found = None;
+        for &id in &order {
+            let after = before + probs[id as usize] as f64;
+            if id == got {
+                found = Some((before / renorm, after / renorm));
+                break;
+            }
+            before = after;
+        }
+        let (low, high) = found.expect("the GPU token is in the order");
+        let u = u as f64;
+        assert!(
+            low - 1e-5 <= u && u <= high + 1e-5,
+            "{path}: tail draw {got} covers [{low}, {high}), u {u}"
+        );
+    }
+    exact
+}
+
 #[test]
 fn sampling_matches_the_cpu_reference() {
     for (path, ctx) in contexts() {
@@ -207,85 +306,34 @@ fn sampling_matches_the_cpu_reference() {
                 25
             };
             for case in 0..cases {
-                let spread = rng.random_range(0.8..3.0);
-                let logits = lm_logits(&mut rng, vocab, spread);
-                let mut counts = vec![0u32; vocab];
-                let mut params = SamplingParams {
-                    temperature: [0.3, 0.7, 1.0, 1.5][rng.random_range(0..4)],
-                    top_p: [0.1, 0.5, 0.8, 0.95, 1.0][rng.random_range(0..5)],
-                    ..Default::default()
-                };
-                if case % 3 == 1 {
-                    params.repetition_penalty = rng.random_range(0.8..1.5);
-                    params.presence_penalty = rng.random_range(-1.0..1.0);
-                    params.frequency_penalty = rng.random_range(-0.5..0.5);
-                    for _ in 0..vocab.min(40) {
-                        counts[rng.random_range(0..vocab)] += rng.random_range(1..5);
-                    }
-                }
-                let bias: Vec<(u32, f32)> = if case % 4 == 2 {
-                    (0..5)
-                        .map(|k| ((k * vocab / 5) as u32, rng.random_range(-10.0..10.0)))
-                        .collect()
-                } else {
-                    vec![]
-                };
-                let active = (case % 5 == 3 && vocab > 10).then(|| vocab - vocab / 10);
-                rig.load(ctx, &logits, &counts, &bias, &params, active);
-
-                let mut processed = logits.clone();
-                cpu::apply_logit_bias(&mut processed, &bias);
-                cpu::apply_penalties(&mut processed, &appeared(&counts), &params);
-                let probs = cpu::softmax_with_temperature(&processed, params.temperature, active);
-                let nucleus = cpu::top_p_filter(&probs, params.top_p);
-                let u = safe_uniform(&mut rng, &nucleus, 1e-4);
-                let want = cpu::sample_from(&nucleus, u);
-                assert_eq!(want, draw(&logits, &params, &appeared(&counts), &bias, active, u));
-                let got = rig.sample(ctx, u);
-                let draw = nucleus.cumulative.iter().position(|&c| u < c / nucleus.renorm).unwrap();
                 total += 1;
-                // Exact whenever the nucleus boundary (and so the draw) lies among
-                // the GPU's sorted candidates (at most 1024 most probable tokens),
-                // or the draw does and the GPU's nucleus mass (min(top_p, total)
-                // for a boundary past the candidates) is within the margin of cum[K].
-                let candidates = gpu_candidates(&processed, &params, active);
-                let last = probs[nucleus.order[nucleus.len() - 1] as usize];
-                if nucleus.len() + 8 <= candidates
-                    || (draw + 8 <= candidates && last / nucleus.renorm < 3e-5)
-                {
+                if check_sample(path, ctx, &mut rig, &mut rng, vocab, case) {
                     exact += 1;
-                    assert_eq!(
-                        got,
-                        want,
-                        "{path}: vocab {vocab}, case {case}, {params:?}, u {u}, nucleus {} tokens, draw #{draw}",
-                        nucleus.len()
-                    );
-                } else {
-                    assert!(probs[got as usize] > 0.0, "{path}: drew a masked token {got}");
-                    // Beyond the candidates the GPU walks the rest in id order: check
-                    // the token against that documented order.
-                    let (order, renorm) = gpu_order(&probs, params.effective_top_p(), candidates);
-                    let mut before = 0.0f64;
-                    let mut found = None;
-                    for &id in &order {
-                        let after = before + probs[id as usize] as f64;
-                        if id == got {
-                            found = Some((before / renorm, after / renorm));
-                            break;
-                        }
-                        before = after;
-                    }
-                    let (low, high) = found.expect("the GPU token is in the order");
-                    let u = u as f64;
-                    assert!(
-                        low - 1e-5 <= u && u <= high + 1e-5,
-                        "{path}: tail draw {got} covers [{low}, {high}), u {u}"
-                    );
                 }
             }
         }
         eprintln!("{path}: {exact} of {total} sampling cases compared exactly");
         assert!(exact * 10 >= total * 7, "too few exact comparisons: {exact} of {total}");
+    }
+}
+
+#[test]
+fn random_vocabularies_match_the_cpu_reference() {
+    let (seed, cases) = common::random_run("sampling");
+    let samplers: Vec<_> =
+        contexts().iter().map(|(path, ctx)| (*path, ctx, Sampler::new(ctx).unwrap())).collect();
+    let mut draw = rng(seed);
+    for i in 0..cases {
+        // Log-uniform in 1..2^18 tokens: tiny, odd and workgroup-straddling sizes alike.
+        let vocab = 2f64.powf(draw.random_range(0.0..18.0)) as usize;
+        let case = draw.random_range(0..60);
+        shout(&format!("case {i}: vocab {vocab}, case {case}"));
+        for (path, ctx, sampler) in &samplers {
+            let mut rig = Rig::new(ctx, sampler, vocab);
+            let mut rng = rng(seed + i as u64);
+            check_argmax(path, ctx, &mut rig, &mut rng, vocab, case % 3);
+            check_sample(path, ctx, &mut rig, &mut rng, vocab, case);
+        }
     }
 }
 

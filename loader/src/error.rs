@@ -188,10 +188,4 @@ impl LoadError {
         };
         LoadError::MissingFile { file }
     }
-
-    /// True for an HTTP 404, which for optional files means "absent".
-    #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn is_not_found(&self) -> bool {
-        matches!(self, LoadError::Http { status: Some(404), .. })
-    }
 }

@@ -17,17 +17,28 @@
 //! let scales = artifact.tensor("model.embed_tokens.q_scale")?.to_f32_vec()?;
 //! # Ok::<(), mlc_loader::LoadError>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `download` (default): opening http(s) URLs, through the disk cache
+//!   (`cache_folder` says where an artifact goes). Native builds only; it
+//!   brings an HTTP client (reqwest and its TLS stack). Without it, or in a
+//!   browser build, the crate parses and reads folders and in-memory files, and
+//!   [`Artifact::open`] on a URL fails with [`LoadError::InvalidUrl`]. The
+//!   fuzz targets and the converter build without it.
 
 mod artifact;
 mod cache;
 mod config;
 mod conv_template;
-#[cfg(not(target_arch = "wasm32"))]
-mod disk;
+// Downloads, or where they are not built, a stand-in that refuses URLs.
+#[cfg(all(feature = "download", not(target_arch = "wasm32")))]
+mod download;
+#[cfg(not(all(feature = "download", not(target_arch = "wasm32"))))]
+#[path = "no_download.rs"]
+mod download;
 mod dtype;
 mod error;
-#[cfg(not(target_arch = "wasm32"))]
-mod http;
 mod index;
 mod json;
 mod local_shards;
@@ -36,8 +47,6 @@ mod metadata;
 mod paths;
 mod progress;
 mod quant;
-#[cfg(not(target_arch = "wasm32"))]
-mod remote;
 mod shard;
 mod source;
 mod tensor;
@@ -47,12 +56,12 @@ pub use artifact::{Artifact, MEMORY_SOURCE, OpenOptions};
 pub use cache::default_cache_dir;
 pub use config::{CONFIG_FILE, ChatConfig, TokenizerInfo};
 pub use conv_template::ConvTemplate;
+#[cfg(all(feature = "download", not(target_arch = "wasm32")))]
+pub use download::cache_folder;
 pub use dtype::DType;
 pub use error::LoadError;
 pub use index::{NDARRAY_CACHE_FILE, ShardEntry, TENSOR_CACHE_FILE, TensorIndex, TensorRecord};
 pub use location::resolve_model_url;
 pub use progress::{Progress, ProgressCallback, ProgressPhase};
 pub use quant::Quantization;
-#[cfg(not(target_arch = "wasm32"))]
-pub use remote::cache_folder;
 pub use tensor::Tensor;

@@ -3,26 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::download::Remote;
 use crate::local_shards::LocalShards;
 use crate::location::is_url;
 use crate::metadata::Check;
 use crate::progress::FileProgress;
-#[cfg(not(target_arch = "wasm32"))]
-use crate::remote::Remote;
 use crate::{LoadError, ShardEntry, TensorIndex, shard};
 
 /// The origin of an artifact's files.
 pub(crate) enum Source {
     /// A folder holding the artifact.
     Local(PathBuf),
-    /// A base URL and its cache folder.
-    #[cfg(not(target_arch = "wasm32"))]
+    /// A base URL and its cache folder (none in a build without downloads).
     Remote(Remote),
 }
 
 impl Source {
     /// The source for `location`: a URL when it starts with `http(s)://`, else a folder.
-    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn open(
         location: &str,
         cache_dir: Option<&Path>,
@@ -31,20 +28,13 @@ impl Source {
         if !is_url(location) {
             return Ok(Source::Local(PathBuf::from(location)));
         }
-        #[cfg(not(target_arch = "wasm32"))]
-        return Remote::new(location, cache_dir, allow_network).map(Source::Remote);
-        #[cfg(target_arch = "wasm32")]
-        return Err(LoadError::InvalidUrl {
-            url: location.to_string(),
-            message: "this build cannot download; open a folder instead".to_string(),
-        });
+        Remote::new(location, cache_dir, allow_network).map(Source::Remote)
     }
 
     /// What was opened: the folder path or the resolved base URL.
     pub(crate) fn name(&self) -> String {
         match self {
             Source::Local(dir) => dir.display().to_string(),
-            #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.base_url().to_string(),
         }
     }
@@ -53,14 +43,12 @@ impl Source {
     pub(crate) fn dir(&self) -> &Path {
         match self {
             Source::Local(dir) => dir,
-            #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.dir(),
         }
     }
 
     /// Makes file `name` available on disk, checked by `check` (a download
     /// before it enters the cache), and returns its path.
-    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn file(
         &mut self,
         name: &str,
@@ -75,7 +63,6 @@ impl Source {
                     false => Err(LoadError::MissingFile { file: path.display().to_string() }),
                 }
             }
-            #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.file(name, check, progress),
         }
     }
@@ -97,7 +84,6 @@ impl Source {
                     })?;
                 check_local(&path, check).map(|()| path)
             }
-            #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.first_file(names, check),
         }
     }
@@ -105,11 +91,9 @@ impl Source {
     /// Fails with [`LoadError::DiskFull`] when the shards of `index` that are
     /// still to download need more space than the cache's disk has free
     /// (a folder is used in place: nothing to download).
-    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn check_free_space(&self, index: &TensorIndex) -> Result<(), LoadError> {
         match self {
             Source::Local(_) => Ok(()),
-            #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.check_free_space(index),
         }
     }
@@ -117,11 +101,9 @@ impl Source {
     /// After `error` failed an open: whether the artifact's metadata changed
     /// upstream and was replaced in the cache, so that the open should start
     /// over (see [`Remote::refresh_if_updated`]). Always false for a folder.
-    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(crate) fn refresh_if_updated(&mut self, error: &LoadError) -> Result<bool, LoadError> {
         match self {
             Source::Local(_) => Ok(false),
-            #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.refresh_if_updated(error),
         }
     }
@@ -153,7 +135,6 @@ impl Source {
             Source::Local(dir) => {
                 shard::read(&dir.join(&entry.data_path), entry, verify_md5, progress)
             }
-            #[cfg(not(target_arch = "wasm32"))]
             Source::Remote(remote) => remote.shard(entry, verify_md5, progress),
         }
     }

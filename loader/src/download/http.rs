@@ -9,8 +9,9 @@ use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
+use super::cache::PartFile;
+use super::reports::DownloadReports;
 use crate::LoadError;
-use crate::cache::PartFile;
 use crate::metadata::Check;
 use crate::progress::FileProgress;
 use crate::shard::{check_md5, check_size};
@@ -33,6 +34,13 @@ pub(crate) struct Expected<'a> {
     pub(crate) md5: Option<&'a str>,
     /// A check of the whole content (a metadata file parses).
     pub(crate) content: Option<Check<'a>>,
+}
+
+impl LoadError {
+    /// True for an HTTP 404, which for optional files means "absent".
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, LoadError::Http { status: Some(404), .. })
+    }
 }
 
 /// How one request ended, when it did not end the download for good.
@@ -110,9 +118,10 @@ impl Downloader {
         // one that keeps cutting at the same point is.
         let mut failures = 0;
         let mut furthest = part.len();
+        let mut reports = DownloadReports::default();
         // A part file that is already whole (the rename never happened) needs no request.
         while expected.size != Some(part.len()) {
-            match self.attempt(url, part, expected.size, progress) {
+            match self.attempt(url, part, expected.size, &mut reports, progress) {
                 Ok(Attempt::Complete) => break,
                 Ok(Attempt::Retry { status, reason }) => {
                     if part.len() > furthest {
@@ -141,7 +150,7 @@ impl Downloader {
             }
         }
         let len = part.len();
-        progress.downloaded(len);
+        reports.downloaded(progress, len);
         if let Err(error) = check(url, part, expected) {
             part.restart()?;
             return Err(error);
@@ -158,6 +167,7 @@ impl Downloader {
         url: &str,
         part: &mut PartFile,
         size: Option<u64>,
+        reports: &mut DownloadReports,
         progress: &mut FileProgress<'_>,
     ) -> Result<Attempt, LoadError> {
         let offset = part.len();
@@ -221,7 +231,7 @@ impl Downloader {
                             actual: part.len(),
                         });
                     }
-                    progress.downloading(part.len(), total);
+                    reports.downloading(progress, part.len(), total);
                 }
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => {

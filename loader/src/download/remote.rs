@@ -1,4 +1,4 @@
-//! Artifacts at an http(s) URL, kept in the disk cache (layout in [`crate::cache`]).
+//! Artifacts at an http(s) URL, kept in the disk cache (layout in [`super::cache`]).
 
 use std::collections::HashSet;
 use std::fs;
@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 
 use reqwest::Url;
 
-use crate::cache::{artifact_folder, part_path};
+use super::cache::{artifact_folder, part_path};
+use super::disk;
+use super::http::{Downloader, Expected};
 use crate::config::CONFIG_FILE;
-use crate::http::{Downloader, Expected};
 use crate::index::INDEX_FILES;
 use crate::metadata::{Check, check_alone};
 use crate::progress::FileProgress;
-use crate::{
-    LoadError, ShardEntry, TensorIndex, default_cache_dir, disk, resolve_model_url, shard,
-};
+use crate::{LoadError, ShardEntry, TensorIndex, default_cache_dir, resolve_model_url, shard};
 
 /// Suffix of the fresh copy of a metadata file while it is compared with the cached one.
 const UPSTREAM_SUFFIX: &str = ".upstream";
