@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::{assert_close, contexts, random_vec, rng, upload};
+use common::{assert_close, contexts, random_run, random_vec, rng, shout, upload};
 use mlc_kernels::{
     Activation, Bound, Elementwise, ElementwiseBuffers, ElementwiseOp, ElementwiseShape,
     GpuContext, Kernel, KernelError, Step, cpu,
 };
+use rand::Rng;
 use rand::rngs::StdRng;
 
 /// Binds `op` reading `input` and writing `out`, for `max_rows` rows of `width`.
@@ -191,4 +192,34 @@ fn bad_arguments_are_errors_not_panics() {
     );
     let mut bound = bind(&kernel, ctx, ElementwiseOp::Add, &b, &a, 1, 32).unwrap();
     assert!(bound.set_step(&ctx.queue, Step::rows(2)).is_err(), "more rows than bound");
+}
+
+#[test]
+fn random_shapes_match_the_cpu_reference() {
+    let (seed, cases) = random_run("elementwise");
+    let mut draw = rng(seed);
+    for i in 0..cases {
+        let rows = if draw.random_bool(0.3) { 1 } else { draw.random_range(2..=40) };
+        let width = draw.random_range(1..=5000);
+        let op = match draw.random_range(0..4) {
+            0 => ElementwiseOp::Add,
+            1 => ElementwiseOp::Gated(Activation::Silu),
+            2 => ElementwiseOp::Gated(Activation::GeluTanh),
+            _ => ElementwiseOp::Softcap(draw.random_range(0.5..50.0)),
+        };
+        shout(&format!("case {i}: {op:?}, {rows} rows of {width}"));
+        for (path, ctx) in contexts() {
+            let kernel = Elementwise::new(ctx).unwrap();
+            let mut rng = rng(seed + i as u64);
+            match op {
+                ElementwiseOp::Add => check_add(path, ctx, &kernel, &mut rng, rows, width),
+                ElementwiseOp::Gated(act) => {
+                    check_gated(path, ctx, &kernel, &mut rng, act, rows, width.max(4))
+                }
+                ElementwiseOp::Softcap(cap) => {
+                    check_softcap(path, ctx, &kernel, &mut rng, rows, width.max(3), cap)
+                }
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestWeight, assert_close, contexts, rng, upload, upload_u32};
+use common::{TestWeight, assert_close, contexts, random_run, rng, shout, upload, upload_u32};
 use mlc_kernels::{
     Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext, Kernel, Step, WeightFormat, cpu,
 };
@@ -136,5 +136,31 @@ fn bad_arguments_are_errors_not_panics() {
             ),
             "{why}: accepted"
         );
+    }
+}
+
+#[test]
+fn random_shapes_match_the_cpu_reference() {
+    let (seed, cases) = random_run("embed");
+    let mut draw = rng(seed);
+    for i in 0..cases {
+        let format = FORMATS[draw.random_range(0..FORMATS.len())];
+        let vocab = draw.random_range(1..=3000);
+        let hidden = 32 * draw.random_range(1..=32);
+        let count = if draw.random_bool(0.3) { 1 } else { draw.random_range(2..=40) };
+        // Ids in the table and, now and then, past it (a zero row).
+        let tokens: Vec<u32> = (0..count)
+            .map(|_| match draw.random_bool(0.1) {
+                true => vocab as u32 + draw.random_range(0..5),
+                false => draw.random_range(0..vocab as u32),
+            })
+            .collect();
+        let scale = if draw.random_bool(0.5) { 1.0 } else { (hidden as f32).sqrt() };
+        shout(&format!("case {i}: {format:?} vocab {vocab} hidden {hidden}, {count} tokens"));
+        for (path, ctx) in contexts() {
+            let kernel = Embed::new(ctx, format).unwrap();
+            let mut rng = rng(seed + i as u64);
+            check(path, ctx, &kernel, format, &mut rng, vocab, hidden, &tokens, scale);
+        }
     }
 }
