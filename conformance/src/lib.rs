@@ -38,11 +38,19 @@ pub const FAMILY_MODELS: &[&str] = &[
 /// `mlc-wgpu convert` runs) in a temporary folder, which lives as long as the
 /// returned guard.
 pub fn converted_family(model: &str) -> (tempfile::TempDir, mlc_loader::Artifact) {
+    converted_family_as(model, mlc_loader::Quantization::Q4F16_1)
+}
+
+/// [`converted_family`] to another quantization (the BERT fixture: q0f32).
+pub fn converted_family_as(
+    model: &str,
+    quantization: mlc_loader::Quantization,
+) -> (tempfile::TempDir, mlc_loader::Artifact) {
     let temp = tempfile::tempdir().expect("a temporary folder");
     let out = temp.path().join("mlc");
     let mut checkpoint = mlc_convert::HfFolder::open(&fixtures_dir().join(model).join("hf_source"))
         .expect("open the checkpoint");
-    mlc_convert::convert(&mut checkpoint, &mlc_convert::ConvertOptions::default(), &out)
+    mlc_convert::convert(&mut checkpoint, &mlc_convert::ConvertOptions::new(quantization), &out)
         .expect("convert the checkpoint");
     let artifact = mlc_loader::Artifact::open(
         out.to_str().expect("a UTF-8 path"),

@@ -397,8 +397,17 @@ pub fn chat_config(input: &ChatConfigInput<'_>) -> Value {
     for key in ["pad_token_id", "bos_token_id", "eos_token_id"] {
         out.insert(key.into(), Value::Null);
     }
-    out.insert("model_task".into(), json!("chat"));
-    out.insert("embedding_metadata".into(), Value::Null);
+    // MLC's model registry: BERT is an embedding model, pooled at its first
+    // (CLS) token and L2-normalised by MLC's own server.
+    let (task, embedding_metadata) = match input.family {
+        Family::Bert => (
+            "embedding",
+            json!({"model_type": "encoder", "pooling_strategy": "cls", "normalize": true}),
+        ),
+        _ => ("chat", Value::Null),
+    };
+    out.insert("model_task".into(), json!(task));
+    out.insert("embedding_metadata".into(), embedding_metadata);
     // Step 2: fields still `None` take the value of the same key in
     // generation_config.json, then config.json, as given (no type coercion).
     const FILLABLE: [&str; 9] = [

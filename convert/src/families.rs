@@ -9,8 +9,18 @@ use serde_json::{Map, Value, json};
 use crate::ConvertError;
 
 /// `model_type` values the converter handles (the families the runtime runs).
-pub const SUPPORTED_FAMILIES: &[&str] =
-    &["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3_text", "olmo2"];
+pub const SUPPORTED_FAMILIES: &[&str] = &[
+    "llama",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "olmo2",
+    "bert",
+];
 
 /// Hugging Face tensors MLC's loaders declare unused (not converted, not
 /// counted as parameters): `{layer}.self_attn.rotary_emb.inv_freq`.
@@ -40,6 +50,9 @@ pub enum Family {
     /// `olmo2` (OLMo-2): Llama's layout with norms after each branch and q/k
     /// norms across all heads.
     Olmo2,
+    /// `bert` (BertModel, e.g. snowflake-arctic-embed): an encoder for
+    /// embeddings, with q, k and v fused into one biased `qkv` projection.
+    Bert,
 }
 
 impl Family {
@@ -57,6 +70,7 @@ impl Family {
             Some("gemma2") => Ok(Family::Gemma2),
             Some("gemma3_text") => Ok(Family::Gemma3),
             Some("olmo2") => Ok(Family::Olmo2),
+            Some("bert") => Ok(Family::Bert),
             Some("gemma3") => Err(ConvertError::Unsupported {
                 what: "model_type \"gemma3\" (Gemma3ForConditionalGeneration, with a vision tower)".into(),
                 message: "the converter takes the text-only Gemma3ForCausalLM checkpoints (model_type \"gemma3_text\")"
@@ -84,6 +98,7 @@ impl Family {
             Family::Gemma2 => "gemma2",
             Family::Gemma3 => "gemma3_text",
             Family::Olmo2 => "olmo2",
+            Family::Bert => "bert",
         }
     }
 
@@ -98,6 +113,7 @@ impl Family {
             | Family::Gemma3
             | Family::Olmo2 => "qkv_proj",
             Family::Qwen2 | Family::Qwen3 => "c_attn",
+            Family::Bert => "qkv",
         }
     }
 
@@ -113,6 +129,8 @@ impl Family {
             Family::Gemma | Family::Gemma2 => "gemma_instruction",
             Family::Gemma3 => "gemma3_instruction",
             Family::Olmo2 => "olmo2",
+            // An encoder has no conversation: the plain template.
+            Family::Bert => "LM",
             // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
             Family::Llama if has("<|im_start|>") => "chatml",
             Family::Llama if has("<|start_header_id|>") || tokenizer_json.is_none() => "llama-3",
@@ -277,6 +295,24 @@ impl Family {
                 opt("query_pre_attn_scalar", json!(256)),
                 opt("sliding_window_size", Value::Null),
             ],
+            // BertConfig's fields.
+            Family::Bert => vec![
+                req("vocab_size"),
+                req("hidden_size"),
+                req("num_hidden_layers"),
+                req("num_attention_heads"),
+                req("intermediate_size"),
+                req("hidden_act"),
+                req("layer_norm_eps"),
+                opt("context_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("type_vocab_size", json!(2)),
+                opt("pad_token_id", json!(0)),
+                opt("position_offset", json!(0)),
+                opt("head_dim", json!(0)),
+                opt("max_batch_size", json!(1)),
+            ],
         }
     }
 
@@ -358,6 +394,7 @@ impl Family {
             Family::Gemma2 => return gemma2_post_init(config, kwargs),
             Family::Gemma3 => return gemma3_text_post_init(config, kwargs),
             Family::Olmo2 => return olmo2_post_init(config, kwargs),
+            Family::Bert => return bert_post_init(config, kwargs),
             Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
         }
         if self == Family::Llama {
@@ -508,6 +545,40 @@ fn default_heads(config: &mut Map<String, Value>) -> Result<(i64, i64, i64), Con
         )));
     }
     Ok((hidden, heads, int(config, "head_dim")?))
+}
+
+/// `BertConfig.__post_init__`: `intermediate_size` null or -1 → 4 × hidden,
+/// the context from `max_position_embeddings`, `head_dim` hidden / heads (which
+/// must divide exactly), and a prefill chunk of the whole context (an encoder
+/// sees its input at once), never larger than it.
+fn bert_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
+    let hidden = int(config, "hidden_size")?;
+    if config["intermediate_size"].is_null() || int(config, "intermediate_size")? == -1 {
+        config.insert("intermediate_size".into(), json!(4 * hidden));
+    }
+    context_from_kwargs(config, kwargs)?;
+    let heads = int(config, "num_attention_heads")?;
+    if heads <= 0 {
+        return Err(config_error(format!("num_attention_heads must be positive, got {heads}")));
+    }
+    if int(config, "head_dim")? == 0 {
+        config.insert("head_dim".into(), json!(hidden.div_euclid(heads)));
+    }
+    let head_dim = int(config, "head_dim")?;
+    if head_dim * heads != hidden {
+        return Err(config_error(format!(
+            "bert needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
+        )));
+    }
+    let context = config["context_window_size"].clone();
+    let prefill = int(config, "prefill_chunk_size")?;
+    if prefill == 0 || prefill > int(config, "context_window_size")? {
+        config.insert("prefill_chunk_size".into(), context);
+    }
+    Ok(())
 }
 
 /// Phi-3's and Gemma's prefill rule: `min(context, 8192)` when unset or larger than the context.
@@ -844,6 +915,10 @@ pub struct Dims {
     pub tie_word_embeddings: bool,
     /// Qwen3's `attention_bias`: biases on the fused QKV and on `o_proj`.
     pub attention_bias: bool,
+    /// Rows of BERT's position table (`context_window_size`; 0 for a decoder).
+    pub positions: usize,
+    /// Rows of BERT's token-type table (`type_vocab_size`; 0 for a decoder).
+    pub type_vocab: usize,
 }
 
 impl Dims {
@@ -871,16 +946,22 @@ impl Dims {
                 }
             }
         };
+        let is_encoder = config.contains_key("type_vocab_size");
+        let encoder_size = |key: &str| if is_encoder { size(key) } else { Ok(0) };
+        let heads = size("num_attention_heads")?;
         Ok(Dims {
             hidden: size("hidden_size")?,
             intermediate: size("intermediate_size")?,
             layers: size("num_hidden_layers")?,
-            heads: size("num_attention_heads")?,
-            kv_heads: size("num_key_value_heads")?,
+            heads,
+            // An encoder's attention is multi-head: as many key/value heads as queries.
+            kv_heads: if is_encoder { heads } else { size("num_key_value_heads")? },
             head_dim: size("head_dim")?,
             vocab: size("vocab_size")?,
             tie_word_embeddings: flag("tie_word_embeddings")?,
             attention_bias: flag("attention_bias")?,
+            positions: encoder_size("context_window_size")?,
+            type_vocab: encoder_size("type_vocab_size")?,
         })
     }
 }
@@ -930,6 +1011,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
     };
     if family == Family::Gemma3 {
         return gemma3_params(d);
+    }
+    if family == Family::Bert {
+        return bert_params(d);
     }
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
     let norm = match family {
@@ -1047,6 +1131,56 @@ fn gemma3_params(d: &Dims) -> Vec<Param> {
         out.push(one(format!("{mlp}.down_proj.weight"), vec![h, d.intermediate], Kind::Matrix));
     }
     out.push(one("model.norm.weight".into(), vec![h], Kind::GemmaNorm));
+    out
+}
+
+/// BERT's parameters (`bert_loader.py`, Hugging Face names without a prefix):
+/// every name kept, except `attention.self.{query,key,value}`, fused into
+/// `attention.self.qkv` (weight and bias); the pooler is not converted (MLC's
+/// model has none). Nothing is tied.
+fn bert_params(d: &Dims) -> Vec<Param> {
+    let (h, i) = (d.hidden, d.intermediate);
+    let one = |name: String, shape: Vec<usize>, kind| Param {
+        name: name.clone(),
+        sources: vec![(name, shape)],
+        kind,
+    };
+    let layer_norm = |prefix: &str| {
+        [
+            one(format!("{prefix}.LayerNorm.weight"), vec![h], Kind::Vector),
+            one(format!("{prefix}.LayerNorm.bias"), vec![h], Kind::Vector),
+        ]
+    };
+    let linear = |name: String, rows: usize, cols: usize| {
+        [
+            one(format!("{name}.weight"), vec![rows, cols], Kind::Matrix),
+            one(format!("{name}.bias"), vec![rows], Kind::Vector),
+        ]
+    };
+    let mut out = vec![
+        one("embeddings.word_embeddings.weight".into(), vec![d.vocab, h], Kind::Matrix),
+        one("embeddings.position_embeddings.weight".into(), vec![d.positions, h], Kind::Matrix),
+        one("embeddings.token_type_embeddings.weight".into(), vec![d.type_vocab, h], Kind::Matrix),
+    ];
+    out.extend(layer_norm("embeddings"));
+    for layer in 0..d.layers {
+        let p = format!("encoder.layer.{layer}");
+        let attn = format!("{p}.attention.self");
+        let fused = |suffix: &str, shape: Vec<usize>, kind| Param {
+            name: format!("{attn}.qkv.{suffix}"),
+            sources: ["query", "key", "value"]
+                .map(|part| (format!("{attn}.{part}.{suffix}"), shape.clone()))
+                .to_vec(),
+            kind,
+        };
+        out.push(fused("weight", vec![h, h], Kind::Matrix));
+        out.push(fused("bias", vec![h], Kind::Vector));
+        out.extend(linear(format!("{p}.attention.output.dense"), h, h));
+        out.extend(layer_norm(&format!("{p}.attention.output")));
+        out.extend(linear(format!("{p}.intermediate.dense"), i, h));
+        out.extend(linear(format!("{p}.output.dense"), h, i));
+        out.extend(layer_norm(&format!("{p}.output")));
+    }
     out
 }
 

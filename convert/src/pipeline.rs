@@ -120,6 +120,15 @@ pub fn convert_with_progress(
 ) -> Result<ConvertSummary, ConvertError> {
     let hf_config = checkpoint.hf_config().clone();
     let family = Family::from_hf_config(&hf_config)?;
+    if family == Family::Bert && options.quantization.group_size().is_some() {
+        return Err(ConvertError::Unsupported {
+            what: format!("{} for bert", options.quantization.name()),
+            message:
+                "the encoder runs unquantized weights: convert with q0f32 (what MLC publishes \
+                      embedding models in) or q0f16"
+                    .into(),
+        });
+    }
     // MLC itself writes -1 for a sliding-window Mistral's context; as an
     // override a non-positive window makes no sense.
     for (what, value) in [

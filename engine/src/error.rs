@@ -16,6 +16,24 @@ pub enum EngineError {
         /// What this build runs.
         supported: String,
     },
+    /// An embedding model (an encoder) was loaded as a chat model.
+    #[error(
+        "model_type `{model_type}` is an embedding model: it computes embeddings (`mlc-wgpu embed`, \
+         `/v1/embeddings`, `engine.embeddings.create`), not text"
+    )]
+    NotAChatModel {
+        /// What the config says.
+        model_type: String,
+    },
+    /// A chat model was asked for embeddings.
+    #[error(
+        "model_type `{model_type}` is a chat model, not an embedding model; embeddings need an \
+         encoder (model_type bert)"
+    )]
+    NotAnEmbeddingModel {
+        /// What the config says.
+        model_type: String,
+    },
     /// The artifact needs a feature of its family that this runtime does not implement.
     #[error("unsupported model feature: {0}")]
     Unsupported(String),

@@ -4,12 +4,14 @@
 //! [`models`] turns its config into a [`models::ModelSpec`] and runs the shared
 //! decoder over a [`backend::Backend`]; [`cpu`] is the float32 backend (the oracle), [`cpu_fast`] the fast one;
 //! [`model::Model`] ties weights, backend and KV cache position together.
+//! [`encoder`] runs the embedding models (BERT), a kind of model of its own.
 //! The chat layer (`mlc-chat`: tokenizer, templates, WebLLM's API) and the
 //! command line (`mlc-wgpu`) are crates above this one.
 
 pub mod backend;
 pub mod cpu;
 pub mod cpu_fast;
+pub mod encoder;
 mod error;
 pub mod generate;
 pub mod gpu;
@@ -21,6 +23,7 @@ pub mod profile;
 pub mod sampling;
 pub mod weights;
 
+pub use encoder::{CpuEncoder, EmbeddingModel, ModelKind};
 pub use error::EngineError;
 pub use generate::{GreedyOptions, generate_greedy};
 pub use gpu::load::{LoadCheck, load_gpu};

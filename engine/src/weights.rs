@@ -303,7 +303,7 @@ fn linear_source<'a>(
     Ok(LinearSource { name, rows, cols, matrix, bias })
 }
 
-fn tensor_with_shape<'a>(
+pub(crate) fn tensor_with_shape<'a>(
     artifact: &'a Artifact,
     name: &str,
     shape: &[usize],
@@ -319,7 +319,7 @@ fn tensor_with_shape<'a>(
     Ok(tensor)
 }
 
-fn expect_dtype(tensor: &Tensor<'_>, allowed: &[DType]) -> Result<(), EngineError> {
+pub(crate) fn expect_dtype(tensor: &Tensor<'_>, allowed: &[DType]) -> Result<(), EngineError> {
     if allowed.contains(&tensor.dtype) {
         return Ok(());
     }

@@ -1,4 +1,5 @@
-//! Causal grouped-query attention over a KV cache.
+//! Attention: causal grouped-query attention over a KV cache (the decoders),
+//! and bidirectional attention within one sequence (the encoder).
 
 /// Where one layer's keys and values live: `[kv_heads, capacity, head_dim]`
 /// each, so a head's history is contiguous.
@@ -72,9 +73,77 @@ pub fn causal_attention(
     }
 }
 
+/// Bidirectional multi-head attention of one sequence, from its fused
+/// projection rows `qkv[t] = [q | k | v]` (`3 · heads · head_dim` each, heads
+/// in order within each part): `out[t, h] = softmax(q[t, h] · K[h]ᵀ · scale) · V[h]`
+/// over all `tokens` positions, earlier and later alike.
+///
+/// A batch of sequences is run one call per sequence: no query ever sees
+/// another sequence's keys, which is what the padding mask of a padded batch
+/// achieves.
+pub fn bidirectional_attention(
+    qkv: &[f32],
+    heads: usize,
+    head_dim: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let (d, width) = (head_dim, heads * head_dim);
+    let tokens = qkv.len() / (3 * width);
+    assert_eq!(qkv.len(), tokens * 3 * width, "attention: qkv size");
+    assert_eq!(out.len(), tokens * width, "attention: output size");
+    let part =
+        |t: usize, which: usize, h: usize| &qkv[t * 3 * width + which * width + h * d..][..d];
+    let mut scores = vec![0.0f32; tokens];
+    for t in 0..tokens {
+        for h in 0..heads {
+            let query = part(t, 0, h);
+            for (s, score) in scores.iter_mut().enumerate() {
+                *score = query.iter().zip(part(s, 1, h)).map(|(a, b)| a * b).sum::<f32>() * scale;
+            }
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                total += *s;
+            }
+            let o = &mut out[t * width + h * d..][..d];
+            o.fill(0.0);
+            for (s, &w) in scores.iter().enumerate() {
+                for (o, &v) in o.iter_mut().zip(part(s, 2, h)) {
+                    *o += w / total * v;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidirectional_attention_sees_later_positions_and_ignores_order() {
+        let (heads, d, tokens) = (2, 4, 3);
+        let width = heads * d;
+        let qkv: Vec<f32> =
+            (0..tokens * 3 * width).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.25).collect();
+        let mut out = vec![0.0; tokens * width];
+        bidirectional_attention(&qkv, heads, d, 0.5, &mut out);
+        // The first query sees all three positions: its output is not its own value.
+        let own_value = &qkv[2 * width..2 * width + d];
+        assert_ne!(&out[..d], own_value);
+        // Swapping the last two positions swaps their outputs and leaves the first one's.
+        let mut swapped = qkv.clone();
+        let row = 3 * width;
+        let (a, b) = swapped.split_at_mut(2 * row);
+        a[row..].swap_with_slice(&mut b[..row]);
+        let mut out_swapped = vec![0.0; tokens * width];
+        bidirectional_attention(&swapped, heads, d, 0.5, &mut out_swapped);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(&out[..width], &out_swapped[..width]));
+        assert!(close(&out[width..2 * width], &out_swapped[2 * width..]));
+    }
 
     #[test]
     fn a_window_keeps_only_the_last_positions() {

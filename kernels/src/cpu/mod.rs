@@ -14,11 +14,13 @@ mod norm;
 mod rope;
 mod sampling;
 
-pub use activation::{add_in_place, gelu_tanh_mul, silu_mul, softcap};
-pub use attention::{KvLayout, causal_attention};
+pub use activation::{
+    add_in_place, erf, gelu_erf, gelu_tanh, gelu_tanh_mul, relu, silu, silu_mul, softcap,
+};
+pub use attention::{KvLayout, bidirectional_attention, causal_attention};
 pub use embed::embed;
 pub use matmul::{Q4Matrix, Weight, dot, matmul};
-pub use norm::rms_norm;
+pub use norm::{layer_norm, rms_norm};
 pub use rope::{Llama3Scaling, Rope};
 pub use sampling::{
     Draw, GREEDY_TEMPERATURE, MAX_TOP_LOGPROBS, Minstd, Nucleus, SamplingParams,

@@ -1,0 +1,113 @@
+//! The BERT encoder (`families/bert-tiny`, made by `conformance/tools/make_bert.py`):
+//! the Hugging Face checkpoint converted to q0f32 by `mlc-wgpu convert` and
+//! run on the CPU encoder, against transformers' BertModel on the same weights.
+
+use mlc_conformance::{
+    assert_close, converted_family, converted_family_as, fixtures_dir, read_f32,
+};
+use mlc_engine::{CpuEncoder, EmbeddingModel, EngineError};
+use mlc_loader::Quantization;
+use serde::Deserialize;
+
+const MODEL: &str = "families/bert-tiny";
+
+#[derive(Deserialize)]
+struct Golden {
+    cpu_tolerance: f32,
+    inputs: Vec<GoldenInput>,
+}
+
+#[derive(Deserialize)]
+struct GoldenInput {
+    ids: Vec<u32>,
+    first_row: String,
+    all_rows: Option<String>,
+}
+
+fn golden() -> Golden {
+    let path = fixtures_dir().join(MODEL).join("golden/index.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("golden index"))
+        .expect("parse the golden index")
+}
+
+fn golden_file(name: &str) -> Vec<f32> {
+    read_f32(&fixtures_dir().join(MODEL).join("golden").join(name))
+}
+
+fn encoder() -> (tempfile::TempDir, CpuEncoder) {
+    let (temp, artifact) = converted_family_as(MODEL, Quantization::Q0F32);
+    let encoder = CpuEncoder::load(&artifact).expect("load the encoder");
+    (temp, encoder)
+}
+
+#[test]
+fn cpu_encoder_matches_transformers() {
+    let golden = golden();
+    let (_temp, mut encoder) = encoder();
+    let inputs: Vec<Vec<u32>> = golden.inputs.iter().map(|i| i.ids.clone()).collect();
+    let embeddings = pollster::block_on(encoder.embed(&inputs)).expect("embed");
+    assert_eq!(embeddings.len(), inputs.len());
+    for (input, embedding) in golden.inputs.iter().zip(&embeddings) {
+        let what = format!("first row of {} tokens", input.ids.len());
+        assert_close(&what, embedding, &golden_file(&input.first_row), golden.cpu_tolerance);
+        if let Some(all) = &input.all_rows {
+            let states = pollster::block_on(encoder.encode(&input.ids)).expect("encode");
+            assert_close("every row", &states, &golden_file(all), golden.cpu_tolerance);
+        }
+    }
+}
+
+#[test]
+fn inputs_the_encoder_cannot_run_are_errors() {
+    let (_temp, mut encoder) = encoder();
+    let window = encoder.spec().context_window_size;
+    assert_eq!(window, 64);
+    let too_long = vec![5u32; window + 1];
+    let err = pollster::block_on(encoder.encode(&too_long)).unwrap_err();
+    assert!(matches!(err, EngineError::ContextWindowExceeded { needed: 65, window: 64 }), "{err}");
+    // The longest input still runs.
+    assert!(pollster::block_on(encoder.encode(&too_long[1..])).is_ok());
+    let err = pollster::block_on(encoder.encode(&[])).unwrap_err();
+    assert!(matches!(err, EngineError::EmptyInput), "{err}");
+    let vocab = encoder.spec().vocab_size as u32;
+    let err = pollster::block_on(encoder.encode(&[2, vocab])).unwrap_err();
+    assert!(matches!(err, EngineError::TokenOutOfRange { .. }), "{err}");
+}
+
+#[test]
+fn an_encoder_is_not_a_chat_model_and_a_chat_model_is_not_an_encoder() {
+    let (_temp, artifact) = converted_family_as(MODEL, Quantization::Q0F32);
+    let err = mlc_engine::load_cpu(&artifact).err().expect("a chat load of bert fails");
+    assert!(matches!(err, EngineError::NotAChatModel { .. }), "{err}");
+    assert!(err.to_string().contains("embedding model"), "{err}");
+    let (_temp2, chat) = converted_family("families/mistral-tiny");
+    let err = CpuEncoder::load(&chat).err().expect("an encoder load of mistral fails");
+    assert!(matches!(err, EngineError::NotAnEmbeddingModel { .. }), "{err}");
+}
+
+#[test]
+fn the_converted_config_says_embedding_and_a_q4_conversion_is_refused() {
+    let (_temp, artifact) = converted_family_as(MODEL, Quantization::Q0F32);
+    let config: serde_json::Value =
+        serde_json::from_slice(&artifact.file(mlc_loader::CONFIG_FILE).expect("the chat config"))
+            .expect("JSON");
+    assert_eq!(config["model_type"], "bert");
+    assert_eq!(config["model_task"], "embedding");
+    assert_eq!(config["embedding_metadata"]["pooling_strategy"], "cls");
+    assert_eq!(config["model_config"]["context_window_size"], 64);
+    assert_eq!(config["model_config"]["head_dim"], 16);
+    assert_eq!(config["prefill_chunk_size"], 64);
+    assert!(artifact.has_tensor("encoder.layer.1.attention.self.qkv.bias"));
+    assert!(!artifact.has_tensor("pooler.dense.weight"));
+
+    let temp = tempfile::tempdir().expect("a temporary folder");
+    let mut checkpoint =
+        mlc_convert::HfFolder::open(&fixtures_dir().join(MODEL).join("hf_source")).expect("open");
+    let err = mlc_convert::convert(
+        &mut checkpoint,
+        &mlc_convert::ConvertOptions::default(),
+        &temp.path().join("q4"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("q0f32"), "{err}");
+}
