@@ -1551,6 +1551,8 @@ mod tests {
             vocab: 300,
             tie_word_embeddings: false,
             attention_bias: false,
+            positions: 0,
+            type_vocab: 0,
         };
         let params = params(Family::Gemma3, &d);
         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
@@ -1610,6 +1612,8 @@ mod tests {
             vocab: 10,
             tie_word_embeddings: true,
             attention_bias: false,
+            positions: 0,
+            type_vocab: 0,
         };
         let params = params(Family::Llama, &d);
         let names: Vec<String> = params
@@ -1622,5 +1626,34 @@ mod tests {
             error.contains("model.layers.0.self_attn.v_proj.weight") && error.contains("missing"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn bert_follows_bert_config_and_fuses_q_k_v_with_their_biases() {
+        let hf = json!({
+            "model_type": "bert", "vocab_size": 100, "hidden_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 4, "intermediate_size": -1, "hidden_act": "gelu",
+            "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "type_vocab_size": 2
+        });
+        let family = Family::from_hf_config(&hf).unwrap();
+        let config = family.model_config(&hf, &overrides()).unwrap();
+        assert_eq!(config["intermediate_size"], 256);
+        assert_eq!(config["context_window_size"], 512);
+        assert_eq!(config["prefill_chunk_size"], 512);
+        assert_eq!(config["head_dim"], 16);
+        assert!(!config.contains_key("max_position_embeddings"));
+        let dims = Dims::from_model_config(&config).unwrap();
+        let params = params(family, &dims);
+        let qkv = params.iter().find(|p| p.name == "encoder.layer.0.attention.self.qkv.bias");
+        let sources: Vec<&str> = qkv.unwrap().sources.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            sources,
+            ["query", "key", "value"].map(|p| format!("encoder.layer.0.attention.self.{p}.bias"))
+        );
+        let position = params.iter().find(|p| p.name == "embeddings.position_embeddings.weight");
+        assert_eq!(position.unwrap().shape(), vec![512, 64]);
+        assert!(params.iter().all(|p| !p.name.starts_with("pooler.")));
+        // Three embedding tables and their LayerNorm (two), then twelve per layer.
+        assert_eq!(params.len(), 5 + 12);
     }
 }
