@@ -121,6 +121,19 @@ pub enum ChatError {
     MultipleTextContent,
     /// An image part for a model without an image encoder.
     CannotFindImageEmbed,
+    /// `encoding_format: "base64"` (WebLLM returns floats only).
+    EmbeddingUnsupportedEncodingFormat,
+    /// `embeddings.create` on a model whose record is not an embedding model.
+    EmbeddingUnsupportedModel(String),
+    /// An embedding input longer than the context window.
+    EmbeddingExceedContextWindowSize {
+        /// The model's context window.
+        context_window_size: usize,
+        /// Tokens of the offending input.
+        input_size: usize,
+    },
+    /// An empty embedding input (an empty string, array or token array).
+    EmbeddingInputEmpty,
     /// A plain JS `Error` of WebLLM's (e.g. `Role is not supported: tool`).
     Error(String),
     /// The tokenizer failed.
@@ -161,6 +174,14 @@ impl ChatError {
             ChatError::ContextWindowSizeExceeded { .. } => "ContextWindowSizeExceededError",
             ChatError::MultipleTextContent => "MultipleTextContentError",
             ChatError::CannotFindImageEmbed => "CannotFindImageEmbedError",
+            ChatError::EmbeddingUnsupportedEncodingFormat => {
+                "EmbeddingUnsupportedEncodingFormatError"
+            }
+            ChatError::EmbeddingUnsupportedModel(_) => "EmbeddingUnsupportedModelError",
+            ChatError::EmbeddingExceedContextWindowSize { .. } => {
+                "EmbeddingExceedContextWindowSizeError"
+            }
+            ChatError::EmbeddingInputEmpty => "EmbeddingInputEmptyError",
             ChatError::Error(_) | ChatError::Tokenizer(_) => "Error",
         }
     }
@@ -257,6 +278,24 @@ impl ChatError {
                  size: {context_window_size}\nConsider shortening the prompt, or increase `context_window_size`, or \
                  using sliding window via `sliding_window_size`."
             ),
+            ChatError::EmbeddingUnsupportedEncodingFormat => {
+                "Embedding in base64 format is currently not supported.".to_string()
+            }
+            ChatError::EmbeddingUnsupportedModel(model) => format!(
+                "Trying to run embeddings.create() with {model}, which does not have \
+                 ModelRecord.model_type === ModelType.embedding in the model record. Either make \
+                 sure an embedding model is loaded, or specify the model type in ModelRecord."
+            ),
+            // WebLLM's text has no space after the first full stop.
+            ChatError::EmbeddingExceedContextWindowSize { context_window_size, input_size } => {
+                format!(
+                    "The embedding model you are using only supports up to {context_window_size} \
+                     context size.However, an input in the batch has size {input_size}."
+                )
+            }
+            ChatError::EmbeddingInputEmpty => {
+                "Embedding input cannot be empty string or empty token array.".to_string()
+            }
             ChatError::MultipleTextContent => {
                 "Each message can have at most one text contentPart, but received more than 1."
                     .to_string()

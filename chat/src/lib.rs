@@ -13,11 +13,13 @@
 //! Structured output (`response_format`, `tools`) adds a grammar matcher that
 //! masks each step's tokens: [`grammar_of`] / [`tool_format`] → a
 //! [`GrammarCompiler`]'s [`TokenMatcher`] → [`parse_calls`] on the reply.
+//! Embeddings (an encoder, not a chat model) go through [`create_embeddings`].
 //! docs/chat.md and docs/structured-output.md list where this deliberately
 //! differs from WebLLM.
 
 mod conversation;
 mod ebnf;
+mod embeddings;
 mod engine;
 mod error;
 mod grammar;
@@ -33,6 +35,11 @@ mod validate;
 
 pub use conversation::{
     ConvMessage, Conversation, EMPTY_THINKING_BLOCK, PromptTokens, Role, Turn, can_reuse_kv_cache,
+};
+pub use embeddings::{
+    Embedding, EmbeddingConvention, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
+    EmbeddingUsage, EmbeddingUsageExtra, EmbeddingVector, check_request as check_embedding_request,
+    create_embeddings, tokenize_inputs as tokenize_embedding_inputs,
 };
 pub use engine::{ChatEngine, EngineSetupError, OutputHook, Pause, RequestError, model_id_of};
 pub use error::ChatError;
