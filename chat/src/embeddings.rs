@@ -4,10 +4,11 @@
 
 use base64::Engine as _;
 use mlc_engine::EmbeddingModel;
+use mlc_loader::Artifact;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use crate::engine::RequestError;
+use crate::engine::{EngineSetupError, RequestError, model_id_of};
 use crate::error::ChatError;
 use crate::tokenizer::Tokenizer;
 
@@ -233,6 +234,56 @@ pub async fn create_embeddings(
             },
         },
     })
+}
+
+/// An encoder with its tokenizer, answering embedding requests: what the
+/// front ends hold for an embedding model (a chat model's is `ChatEngine`).
+pub struct Embedder {
+    model: Box<dyn EmbeddingModel>,
+    tokenizer: Tokenizer,
+    model_id: String,
+}
+
+impl Embedder {
+    /// An embedder for `model`, loaded from `artifact`: the tokenizer is read
+    /// from the artifact's files and the model id is the artifact's name.
+    pub fn new(
+        model: Box<dyn EmbeddingModel>,
+        artifact: &Artifact,
+    ) -> Result<Embedder, EngineSetupError> {
+        let tokenizer = Tokenizer::from_bytes(&artifact.file(crate::engine::TOKENIZER_FILE)?)?;
+        Ok(Embedder { model, tokenizer, model_id: model_id_of(artifact.source()) })
+    }
+
+    /// The id responses name.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Replaces the id responses name.
+    pub fn set_model_id(&mut self, model_id: String) {
+        self.model_id = model_id;
+    }
+
+    /// The encoder.
+    pub fn model(&self) -> &dyn EmbeddingModel {
+        self.model.as_ref()
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Answers `request` ([`create_embeddings`]).
+    pub async fn create(
+        &mut self,
+        request: &EmbeddingRequest,
+        convention: EmbeddingConvention,
+    ) -> Result<EmbeddingResponse, RequestError> {
+        create_embeddings(self.model.as_mut(), &self.tokenizer, &self.model_id, request, convention)
+            .await
+    }
 }
 
 /// Scales `v` to unit length (a zero vector stays zero, as in MLC's server).

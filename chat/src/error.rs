@@ -134,6 +134,16 @@ pub enum ChatError {
     },
     /// An empty embedding input (an empty string, array or token array).
     EmbeddingInputEmpty,
+    /// A request for the other kind of model than the one loaded (a chat
+    /// request to an embedding model, or the reverse).
+    IncorrectPipelineLoaded {
+        /// The loaded model.
+        model_id: String,
+        /// The pipeline the request needs: `LLMChatPipeline` or `EmbeddingPipeline`.
+        pipeline: &'static str,
+        /// The request class, e.g. `ChatCompletionRequest`.
+        request_name: &'static str,
+    },
     /// A plain JS `Error` of WebLLM's (e.g. `Role is not supported: tool`).
     Error(String),
     /// The tokenizer failed.
@@ -182,6 +192,7 @@ impl ChatError {
                 "EmbeddingExceedContextWindowSizeError"
             }
             ChatError::EmbeddingInputEmpty => "EmbeddingInputEmptyError",
+            ChatError::IncorrectPipelineLoaded { .. } => "IncorrectPipelineLoadedError",
             ChatError::Error(_) | ChatError::Tokenizer(_) => "Error",
         }
     }
@@ -296,6 +307,10 @@ impl ChatError {
             ChatError::EmbeddingInputEmpty => {
                 "Embedding input cannot be empty string or empty token array.".to_string()
             }
+            ChatError::IncorrectPipelineLoaded { model_id, pipeline, request_name } => format!(
+                "{request_name} expects model to be loaded with {pipeline}. However, {model_id} \
+                 is not loaded with this pipeline."
+            ),
             ChatError::MultipleTextContent => {
                 "Each message can have at most one text contentPart, but received more than 1."
                     .to_string()

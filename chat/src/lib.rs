@@ -37,7 +37,7 @@ pub use conversation::{
     ConvMessage, Conversation, EMPTY_THINKING_BLOCK, PromptTokens, Role, Turn, can_reuse_kv_cache,
 };
 pub use embeddings::{
-    Embedding, EmbeddingConvention, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
+    Embedder, Embedding, EmbeddingConvention, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
     EmbeddingUsage, EmbeddingUsageExtra, EmbeddingVector, check_request as check_embedding_request,
     create_embeddings, tokenize_inputs as tokenize_embedding_inputs,
 };

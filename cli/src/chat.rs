@@ -11,7 +11,7 @@ use mlc_chat::{
     ChatCompletionRequest, ChatEngine, ChatMessage, CompletionRequest, Conversation, FinishReason,
     GenerationConfig, StreamOptions, Tokenizer, Usage,
 };
-use mlc_loader::{CONFIG_FILE, ChatConfig};
+use mlc_loader::{Artifact, CONFIG_FILE, ChatConfig};
 use pollster::FutureExt as _;
 
 use crate::args::{Device, SourceArgs};
@@ -21,10 +21,10 @@ use crate::{ctrl_c, load};
 #[derive(Args)]
 pub struct EngineArgs {
     #[command(flatten)]
-    source: SourceArgs,
+    pub(crate) source: SourceArgs,
     /// Which engine computes.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
-    device: Device,
+    pub(crate) device: Device,
 }
 
 /// Generation settings; unset ones come from the model's mlc-chat-config.json.
@@ -108,11 +108,15 @@ pub struct RenderPromptArgs {
 /// Opens the artifact, loads the model on `args.device` and builds the engine,
 /// reporting progress on stderr.
 pub(super) fn load_engine(args: &EngineArgs) -> Result<ChatEngine> {
-    let artifact = load::open(&args.source)?;
+    load_engine_from(&load::open(&args.source)?, args.device)
+}
+
+/// [`load_engine`] for an opened artifact.
+pub(super) fn load_engine_from(artifact: &Artifact, device: Device) -> Result<ChatEngine> {
     eprintln!("loading {} ...", artifact.source());
     let started = std::time::Instant::now();
-    let model = load::load(&artifact, args.device)?;
-    let engine = ChatEngine::new(model, &artifact).context("setting up the chat engine")?;
+    let model = load::load(artifact, device)?;
+    let engine = ChatEngine::new(model, artifact).context("setting up the chat engine")?;
     eprintln!("loaded {} in {:.1} s", engine.model_id(), started.elapsed().as_secs_f64());
     Ok(engine)
 }

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use mlc_engine::gpu::GpuOptions;
 use mlc_engine::prebuilt::apply_overrides;
-use mlc_engine::{LanguageModel, load_cpu, load_cpu_fast, load_gpu};
+use mlc_engine::{CpuEncoder, EmbeddingModel, LanguageModel, load_cpu, load_cpu_fast, load_gpu};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
 
@@ -79,6 +79,20 @@ pub fn load_cpu_engine(artifact: &Artifact, device: Device) -> Result<Box<dyn La
         Device::CpuReference => Box::new(load_cpu(artifact)?),
         _ => Box::new(load_cpu_fast(artifact)?),
     })
+}
+
+/// Loads the encoder of an embedding model. It runs on the CPU only: `Gpu`
+/// is refused with the reason, `Auto` takes the CPU.
+pub fn load_encoder(artifact: &Artifact, device: Device) -> Result<Box<dyn EmbeddingModel>> {
+    if device == Device::Gpu {
+        anyhow::bail!(
+            "the embedding model's encoder (model_type {}) runs on the CPU engine only: its GPU \
+             kernels (LayerNorm, exact GELU, bidirectional attention) are not written yet; use \
+             --device cpu",
+            artifact.config.model_type
+        );
+    }
+    Ok(Box::new(CpuEncoder::load(artifact)?))
 }
 
 /// The GPU `device` asks for: `None` for the CPU engine. `Auto` takes a

@@ -9,6 +9,7 @@ mod client_watch;
 mod convert;
 mod ctrl_c;
 mod devices;
+mod embed;
 mod load;
 mod models;
 mod progress;
@@ -77,11 +78,15 @@ enum Command {
     Complete(chat::CompleteArgs),
     /// Print the prompt and token ids a chat request renders to.
     RenderPrompt(chat::RenderPromptArgs),
+    /// Embed texts with an embedding model (BERT, e.g. snowflake-arctic-embed); prints the
+    /// OpenAI `/v1/embeddings` response.
+    Embed(embed::EmbedArgs),
     /// Convert a Hugging Face folder or a GGUF file into an MLC artifact (q4f16_1, q4f32_1, q0f16, q0f32).
     Convert(convert::ConvertArgs),
     /// List the GPU adapters wgpu finds: features, limits, cooperative-matrix shapes.
     Devices(devices::DevicesArgs),
-    /// Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
+    /// Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions,
+    /// /v1/embeddings, /v1/models).
     Serve(serve::ServeArgs),
     /// List the models in the download cache, with their sizes.
     List(models::CacheArgs),
@@ -105,6 +110,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Complete(args) => chat::complete(&args),
         Command::RenderPrompt(args) => chat::render_prompt(&args),
         Command::Serve(args) => serve::serve(args),
+        Command::Embed(args) => embed::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Devices(args) => devices::run(&args),
         Command::List(args) => models::list(&args),

@@ -73,7 +73,7 @@ use plan::{Kept, Sampler};
 use response::{ChatChunks, TextChunks, js_fixed4};
 
 /// The tokenizer file every MLC artifact ships.
-const TOKENIZER_FILE: &str = "tokenizer.json";
+pub(crate) const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// The modulus of WebLLM's seed (`setSeed` reduces the seed by it).
 const SEED_MODULUS: f64 = 2_147_483_647.0;
