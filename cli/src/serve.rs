@@ -1,7 +1,11 @@
 //! `serve`: an OpenAI-compatible HTTP server over the chat engine.
 //!
 //! Routes: `GET /v1/models`, `POST /v1/chat/completions`,
-//! `POST /v1/completions` (JSON, or server-sent events with `stream: true`).
+//! `POST /v1/completions` (JSON, or server-sent events with `stream: true`),
+//! `POST /v1/embeddings` (for an embedding model; MLC's server's convention:
+//! `[CLS] … [SEP]` added, unit-length vectors, `encoding_format` float or base64).
+//! A request for the other kind of model than the one served gets WebLLM's
+//! `IncorrectPipelineLoadedError` (400).
 //! One engine answers one request at a time: it lives on a worker thread (the
 //! GPU engine cannot move between threads) that takes jobs from a channel in
 //! arrival order, while each connection is read and answered on a thread of
@@ -30,14 +34,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use mlc_chat::{
-    ChatCompletionRequest, ChatEngine, ChatError, CompletionRequest, ErrorObject, ErrorResponse,
-    RequestError, ToolFormat, validate_chat_request, validate_completion_request,
+    ChatCompletionRequest, ChatEngine, ChatError, CompletionRequest, Embedder, EmbeddingConvention,
+    EmbeddingRequest, ErrorObject, ErrorResponse, RequestError, ToolFormat,
+    check_embedding_request, validate_chat_request, validate_completion_request,
 };
+use mlc_engine::ModelKind;
 use pollster::FutureExt as _;
 use serde::Serialize;
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::chat::{EngineArgs, load_engine};
+use crate::chat::{EngineArgs, load_engine, load_engine_from};
 use crate::client_watch::ClientWatch;
 
 /// Largest request body accepted.
@@ -80,6 +86,28 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 enum ApiRequest {
     Chat(Box<ChatCompletionRequest>),
     Completion(Box<CompletionRequest>),
+    Embedding(Box<EmbeddingRequest>),
+}
+
+impl ApiRequest {
+    /// WebLLM's request class name and the pipeline it needs.
+    fn needs(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiRequest::Chat(_) => ("ChatCompletionRequest", "LLMChatPipeline"),
+            ApiRequest::Completion(_) => ("CompletionCreateParams", "LLMChatPipeline"),
+            ApiRequest::Embedding(_) => ("EmbeddingCreateParams", "EmbeddingPipeline"),
+        }
+    }
+
+    /// The error for sending this request to `model_id`, of the other kind.
+    fn wrong_model(&self, model_id: &str) -> ChatError {
+        let (request_name, pipeline) = self.needs();
+        ChatError::IncorrectPipelineLoaded {
+            model_id: model_id.to_string(),
+            pipeline,
+            request_name,
+        }
+    }
 }
 
 /// A request waiting for the engine, with where its results go.
@@ -169,7 +197,34 @@ fn start_worker(
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ServedModel>>();
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     std::thread::Builder::new().name("engine".to_string()).spawn(move || {
-        let mut engine = match load_engine(&engine_args) {
+        let artifact = match crate::load::open(&engine_args.source) {
+            Ok(artifact) => artifact,
+            Err(error) => {
+                let _ = ready_tx.send(Err(error));
+                return;
+            }
+        };
+        if ModelKind::of(&artifact.config) == ModelKind::Embedding {
+            let mut embedder = match crate::embed::load_embedder(&artifact, engine_args.device) {
+                Ok(embedder) => embedder,
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error));
+                    return;
+                }
+            };
+            if let Some(model_id) = model_id {
+                embedder.set_model_id(model_id);
+            }
+            let served = ServedModel { id: embedder.model_id().to_string(), tools: None };
+            drop(artifact);
+            if ready_tx.send(Ok(served)).is_ok() {
+                for job in jobs_rx {
+                    run_embedding_job(&mut embedder, job);
+                }
+            }
+            return;
+        }
+        let mut engine = match load_engine_from(&artifact, engine_args.device) {
             Ok(engine) => engine,
             Err(error) => {
                 let _ = ready_tx.send(Err(error));
@@ -180,6 +235,7 @@ fn start_worker(
             engine.set_model_id(model_id);
         }
         let served = ServedModel { id: engine.model_id().to_string(), tools: engine.tool_format() };
+        drop(artifact);
         if ready_tx.send(Ok(served)).is_err() {
             return;
         }
@@ -297,6 +353,7 @@ fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
             .completion(request, |chunk| send_chunk(to_json(&chunk)))
             .block_on()
             .map(|done| to_json(&done)),
+        ApiRequest::Embedding(_) => Err(job.request.wrong_model(engine.model_id()).into()),
     }));
     let mut after = Outcome::Usable;
     let result = match outcome {
@@ -318,6 +375,32 @@ fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
     };
     let _ = events.send(Event::Done(result));
     after
+}
+
+/// Runs one job on the embedding model: embeddings, or WebLLM's error for a
+/// chat or completion request. A panic fails only its own job.
+fn run_embedding_job(embedder: &mut Embedder, job: Job) {
+    if job.cancelled.load(Ordering::SeqCst) {
+        return;
+    }
+    let result = match &job.request {
+        ApiRequest::Embedding(request) => {
+            match catch_unwind(AssertUnwindSafe(|| {
+                embedder.create(request, EmbeddingConvention::Server).block_on()
+            })) {
+                Ok(result) => result
+                    .map(|response| to_json(&response))
+                    .map_err(|error| ApiError::from_request_error(&error)),
+                Err(_) => Err(ApiError::new(
+                    500,
+                    "InternalError",
+                    "the engine failed on this request (see the server log)".to_string(),
+                )),
+            }
+        }
+        other => Err(ApiError::invalid(&other.wrong_model(embedder.model_id()))),
+    };
+    let _ = job.events.send(Event::Done(result));
 }
 
 /// Answers one HTTP request. Write errors mean the client left; nothing to do.
@@ -352,7 +435,13 @@ fn route(mut request: Request, jobs: &Sender<Job>, model: &ServedModel, created:
             }
             Err(error) => respond_error(request, &error),
         },
-        (_, "/v1/models" | "/v1/chat/completions" | "/v1/completions") => {
+        (Method::Post, "/v1/embeddings") => match parse_embedding(&mut request) {
+            Ok(embedding) => {
+                submit(request, jobs, ApiRequest::Embedding(Box::new(embedding)), false, port)
+            }
+            Err(error) => respond_error(request, &error),
+        },
+        (_, "/v1/models" | "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings") => {
             let error = ApiError::new(
                 405,
                 "invalid_request_error",
@@ -395,6 +484,14 @@ fn parse_completion(request: &mut Request) -> Result<CompletionRequest, ApiError
     let completion: CompletionRequest = parse_body(request)?;
     validate_completion_request(&completion).map_err(|error| ApiError::invalid(&error))?;
     Ok(completion)
+}
+
+/// An embeddings request, parsed and checked (WebLLM's checks; base64 is served).
+fn parse_embedding(request: &mut Request) -> Result<EmbeddingRequest, ApiError> {
+    let embedding: EmbeddingRequest = parse_body(request)?;
+    check_embedding_request(&embedding, EmbeddingConvention::Server)
+        .map_err(|error| ApiError::invalid(&error))?;
+    Ok(embedding)
 }
 
 /// The JSON body as `T`.
