@@ -50,11 +50,15 @@ const FAMILY_OF_LIB = [
   [/^gemma-2-/, "gemma2"],
   [/^gemma3-/, "gemma3"],
   [/^OLMo-2-/, "olmo2"],
+  [/^snowflake-arctic-embed-/, "bert"],
 ];
 const LOADED_QUANTIZATIONS = /-(q4f16_1|q4f32_1|q0f16|q0f32)[_-]/;
 const native = records.filter((r) => {
   const lib = r.model_lib.split("/").pop();
-  return FAMILY_OF_LIB.some(([re]) => re.test(lib)) && LOADED_QUANTIZATIONS.test(lib) && !r.model_type;
+  // Chat models and embedding models (BERT); not the vision-language ones.
+  const kind = r.model_type ?? webllm.ModelType.LLM;
+  const runnableKind = kind === webllm.ModelType.LLM || kind === webllm.ModelType.embedding;
+  return FAMILY_OF_LIB.some(([re]) => re.test(lib)) && LOADED_QUANTIZATIONS.test(lib) && runnableKind;
 }).map((r) => ({ model_id: r.model_id, model: r.model, ...(r.overrides ? { overrides: r.overrides } : {}) }));
 // Every other record, with why the runtime cannot run it, so that the CLI answers its id with the
 // reason instead of "unknown model" (engine/src/prebuilt.rs).
@@ -63,9 +67,6 @@ const whyNot = (r) => {
   const lib = r.model_lib.split("/").pop();
   if (r.model_manifest) {
     return "it is a model-package (mlc-model-manifest.json) artifact of an architecture MLC has not published (Gemma 4)";
-  }
-  if (r.model_type === webllm.ModelType.embedding) {
-    return "it is an embedding model, and the BERT encoder family is not implemented";
   }
   if (r.model_type === webllm.ModelType.VLM) {
     return "it is a vision-language model, and image inputs are not implemented";

@@ -102,6 +102,13 @@ mod tests {
             let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is listed"));
             assert!(record.model.ends_with(&format!("/mlc-ai/{id}")), "{}", record.model);
         }
+        // The embedding models: -b4 and -b32 (WebLLM's compiled batch sizes) share one artifact.
+        for id in
+            ["snowflake-arctic-embed-m-q0f32-MLC-b4", "snowflake-arctic-embed-m-q0f32-MLC-b32"]
+        {
+            let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is listed"));
+            assert!(record.model.ends_with("/mlc-ai/snowflake-arctic-embed-m-q0f32-MLC"));
+        }
         // Gemma 4 is not implemented; a q3 quantization is not loaded.
         assert!(find_prebuilt("gemma-4-E2B-it-q4f16_1-MLC").is_none());
         assert!(find_prebuilt("Llama-3.1-70B-Instruct-q3f16_1-MLC").is_none());
@@ -112,9 +119,9 @@ mod tests {
         let why = |id| why_not_runnable(id).unwrap_or_else(|| panic!("{id} has a reason"));
         assert!(why("gemma-4-E2B-it-q4f16_1-MLC").contains("model-package"));
         assert!(why("Llama-3.1-70B-Instruct-q3f16_1-MLC").contains("quantization q3f16_1"));
-        assert!(why("snowflake-arctic-embed-m-q0f32-MLC-b4").contains("embedding"));
         assert!(why("Phi-3.5-vision-instruct-q4f16_1-MLC").contains("vision"));
         assert!(why_not_runnable("Qwen2.5-0.5B-Instruct-q4f16_1-MLC").is_none());
+        assert!(why_not_runnable("snowflake-arctic-embed-s-q0f32-MLC-b32").is_none());
         // Every WebLLM id is either runnable or explained (WebLLM 0.2.86 has 165).
         let list = embedded_list();
         assert_eq!(list.model_list.len() + list.not_runnable.len(), 165);

@@ -14,7 +14,7 @@ import {
   DeviceLostError,
 } from "./errors.js";
 import { downloadFile, fetchWithCache, openStore, putVerified, SCOPE_CONFIG, SCOPE_MODEL } from "./cache.js";
-import { CPU_FALLBACK_NOTICE, fetchReport, finishReport, loadReport, noticeReport, startReport } from "./progress.js";
+import { CPU_FALLBACK_NOTICE, EMBEDDING_ON_CPU, fetchReport, finishReport, loadReport, noticeReport, startReport } from "./progress.js";
 import { chooseDevice } from "./device.js";
 import { postInitAndCheckFieldsChatCompletion, postInitAndCheckFieldsCompletion, rejectCompletionResumable } from "./validate.js";
 import { verifyIntegrity } from "./integrity.js";
@@ -157,9 +157,8 @@ export class MLCEngine {
     const t0 = performance.now();
     const secs = () => (performance.now() - t0) / 1000;
     const record = findModelRecord(modelId, this.appConfig);
-    if ((record.model_type ?? ModelType.LLM) === ModelType.embedding) {
-      throw new ModelFamilyNotSupportedError(modelId, "it is an embedding model (model_type ModelType.embedding), and no embedding model family is implemented yet, so embeddings.create() has no model to run on.");
-    }
+    // An embedding model (BERT) loads as an encoder (WasmEmbedder), which runs on the CPU engine.
+    const isEmbedding = (record.model_type ?? ModelType.LLM) === ModelType.embedding;
     if (record.model_manifest) {
       throw new ModelFamilyNotSupportedError(modelId, `its artifact is a model package (${record.model_manifest}), the format of Gemma 4, whose architecture MLC has not published: mlc-wgpu cannot run it (docs/families.md).`);
     }
@@ -172,7 +171,9 @@ export class MLCEngine {
 
     const wasm = await loadWasm(this.wasmUrl);
     if (this.device === "webgpu" && !(await wasm.webgpuAvailable())) throw new WebGPUNotAvailableError();
-    const choice = await chooseDevice(this.device);
+    const choice = isEmbedding
+      ? { device: this.device === "webgpu" ? "webgpu" : "cpu", cpuReason: EMBEDDING_ON_CPU }
+      : await chooseDevice(this.device);
     if (choice.notice) {
       console.warn(`[mlc-wgpu] ${choice.notice}`);
       this.report(noticeReport(choice.notice));
@@ -289,7 +290,7 @@ export class MLCEngine {
     };
     let engine;
     try {
-      engine = await withSubgroups(() => wasm.WasmEngine.create(files, {
+      engine = await withSubgroups(() => (isEmbedding ? wasm.WasmEmbedder : wasm.WasmEngine).create(files, {
         device: choice.device,
         modelId,
         chatOpts: { ...(record.overrides ?? {}), ...(chatOpts ?? {}) },
@@ -314,8 +315,10 @@ export class MLCEngine {
       cpuReason = "no WebGPU; the CPU engine is much slower";
     }
     this.loaded.set(modelId, {
-      modelId, wasm: engine, record, config, lock: new Lock(), interrupt: engine.interruptHandle(), running: 0, live: "",
-      modelType: record.model_type ?? ModelType.LLM, toolFormat: engine.toolFormat(),
+      modelId, wasm: engine, record, config, lock: new Lock(), running: 0, live: "",
+      // An embedding request runs to its end: nothing to interrupt.
+      interrupt: isEmbedding ? undefined : engine.interruptHandle(),
+      modelType: record.model_type ?? ModelType.LLM, toolFormat: isEmbedding ? undefined : engine.toolFormat(),
     });
     const done = finishReport(used, used === "webgpu" ? await adapterName(engine) : cpuReason, secs(), totalBytes);
     if (used === "webgpu") done.gpuKernels = engine.gpuKernels();
@@ -328,7 +331,7 @@ export class MLCEngine {
     this.loaded.clear();
     for (const m of models) {
       // Freeing a wasm object under a running call would be a use-after-free: stop it, wait, free.
-      if (m.running) m.interrupt.interrupt();
+      if (m.running) m.interrupt?.interrupt();
       const release = await m.lock.acquire();
       m.wasm.free();
       release();
@@ -366,11 +369,13 @@ export class MLCEngine {
     return this.nonStreaming(m, "completion", request);
   }
 
+  // WebLLM's embeddings: texts tokenized as given (no [CLS]/[SEP] added), the first row of each
+  // input's last hidden state, not normalised; the checks and errors are the engine's (Rust).
   async embedding(request) {
-    // Only chat models load (reload() refuses embedding records), so this is WebLLM's error for a
-    // chat model asked for embeddings.
     const id = this.selectModel(request.model, "EmbeddingCreateParams");
-    throw new IncorrectPipelineLoadedError(id, "EmbeddingPipeline", "EmbeddingCreateParams");
+    const m = this.loaded.get(id);
+    if (m.modelType !== ModelType.embedding) throw new IncorrectPipelineLoadedError(id, "EmbeddingPipeline", "EmbeddingCreateParams");
+    return this.exclusive(m, () => m.wasm.embed(JSON.stringify(request)));
   }
 
   // A request with `resumable` settings journals its output tokens (resumable.js) as they come.
@@ -507,11 +512,19 @@ export class MLCEngine {
   async interruptGenerate() {
     // WebLLM's flag only affects requests running now; calling the wasm handle only then keeps an
     // idle interrupt from leaking into the next request.
-    for (const m of this.loaded.values()) if (m.running) m.interrupt.interrupt();
+    for (const m of this.loaded.values()) if (m.running) m.interrupt?.interrupt();
+  }
+
+  // The chat model `modelId` selects; an embedding model gets WebLLM's error (getLLMStates).
+  chatModel(modelId, requestName) {
+    const id = this.selectModel(modelId, requestName);
+    const m = this.loaded.get(id);
+    if (m.modelType === ModelType.embedding) throw new IncorrectPipelineLoadedError(id, "LLMChatPipeline", requestName);
+    return m;
   }
 
   async getMessage(modelId) {
-    const m = this.loaded.get(this.selectModel(modelId, "getMessage"));
+    const m = this.chatModel(modelId, "getMessage");
     // The wasm engine is busy (borrowed) while it generates: report the text streamed so far.
     return m.running ? m.live : m.wasm.getMessage();
   }
@@ -521,13 +534,14 @@ export class MLCEngine {
     let id;
     try { id = this.selectModel(modelId, "resetChat"); } catch { log.debug("resetChat: unknown model"); return; }
     const m = this.loaded.get(id);
+    if (m.modelType === ModelType.embedding) return; // no conversation to reset
     const release = await m.lock.acquire(); // the engine cannot be reset under a running generation
     try { m.wasm.resetChat(keepStats); } finally { release(); }
   }
 
   async runtimeStatsText(modelId) {
     log.warn("WARNING: `runtimeStatsText` will soon be deprecated. Please use `ChatCompletion.usage` for non-streaming requests, or `ChatCompletionChunk.usage` for streaming requests, enabled by `stream_options`. The only flow that expects to use `runtimeStatsText` as of now is `forwardTokensAndSample()`.");
-    const m = this.loaded.get(this.selectModel(modelId, "runtimeStatsText"));
+    const m = this.chatModel(modelId, "runtimeStatsText");
     // WebLLM's wording is "decoding:"; normalise in case the engine says "decode:".
     return m.wasm.runtimeStatsText().replace(/\bdecode:/, "decoding:");
   }
@@ -561,7 +575,7 @@ export class MLCEngine {
   // context; the next chat request starts afresh. A LogitProcessor is not applied (see
   // setLogitProcessorRegistry).
   async forwardTokensAndSample(inputIds, isPrefill, modelId) {
-    const m = this.loaded.get(this.selectModel(modelId, "forwardTokensAndSample"));
+    const m = this.chatModel(modelId, "forwardTokensAndSample");
     return this.exclusive(m, () => m.wasm.forwardTokensAndSample(Uint32Array.from(inputIds), Boolean(isPrefill)));
   }
 

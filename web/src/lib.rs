@@ -22,6 +22,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod embedder;
+
+pub use embedder::WasmEmbedder;
+
 use js_sys::{Function, Promise, Reflect, Uint8Array, Uint32Array};
 use mlc_chat::{ChatCompletionRequest, ChatEngine, CompletionRequest, RequestError, ToolFormat};
 use mlc_engine::gpu::GpuOptions;
@@ -62,7 +66,11 @@ pub async fn webgpu_available() -> bool {
 pub fn check_model_config(config_json: &str) -> Result<(), JsValue> {
     let config = mlc_loader::ChatConfig::from_json(config_json)
         .map_err(|e| error("Error", &e.to_string()))?;
-    mlc_engine::models::spec_for(&config).map(|_| ()).map_err(|e| engine_error(&e))
+    match mlc_engine::ModelKind::of(&config) {
+        mlc_engine::ModelKind::Chat => mlc_engine::models::spec_for(&config).map(|_| ()),
+        mlc_engine::ModelKind::Embedding => mlc_engine::encoder::spec_for(&config).map(|_| ()),
+    }
+    .map_err(|e| engine_error(&e))
 }
 
 /// Stops the generation running on its engine at the next token

@@ -13,6 +13,7 @@
 // MLC_WGPU_WEB_PKG_DIR (the wasm build to serve; default web/pkg).
 
 import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -73,6 +74,13 @@ const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
 const nativeBin = process.env.MLC_WGPU_BIN ?? path.join(repo, "target/debug/mlc-wgpu");
 assert(fs.existsSync(nativeBin), `native binary ${nativeBin} missing (scripts/test-web.sh builds it)`);
 
+// An embedding model: the BERT fixture converted to q0f32 by the native CLI (as WebLLM's snowflake
+// records are), with WebLLM's record type ModelType.embedding.
+const bertDir = path.join(here, "served/bert-tiny");
+fs.rmSync(bertDir, { recursive: true, force: true });
+execFileSync(nativeBin, ["convert", "--quantization", "q0f32",
+  "--from", path.join(repo, "conformance/fixtures/families/bert-tiny/hf_source"), "--out", bertDir], { stdio: "ignore" });
+
 // The requests every engine answers; the expected answers are computed by the native engine.
 const REQ = {
   chat: { messages: [{ role: "user", content: "Hello! Tell me about the sea." }], temperature: 0, max_tokens: 16 },
@@ -116,6 +124,9 @@ const expected = {};
     expected.sampled = await n.post("/v1/chat/completions", REQ.sampled);
     expected.sampledLong = await n.post("/v1/chat/completions", REQ.sampledLong);
   } finally { n.close(); }
+  // WebLLM's embeddings (no [CLS]/[SEP] added, unnormalised) as the native CLI computes them.
+  expected.embed = JSON.parse(execFileSync(nativeBin, ["embed", "--webllm", "--device", "cpu", "--model", bertDir,
+    "what is a snowflake", "Where can I get the best snow?"], { stdio: ["ignore", "pipe", "ignore"] }).toString());
   if (haveSmol) {
     const s = await nativeServe(nativeBin, smolDir);
     try {
@@ -126,12 +137,12 @@ const expected = {};
 }
 const text = (r) => r.choices[0].message?.content ?? r.choices[0].text;
 fs.writeFileSync(path.join(outDir, "native-expectations.json"), JSON.stringify(expected, null, 1));
-for (const k of Object.keys(expected)) {
+for (const k of Object.keys(expected).filter((k) => k !== "embed")) {
   assert(expected[k].usage.completion_tokens > 0, `native ${k} produced no tokens`);
 }
 
 // ---------------------------------------------------------------- server + browser
-const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "neox-config", dir: neoxDir }];
+const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "neox-config", dir: neoxDir }, { id: "bert-tiny", dir: bertDir }];
 if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
 const server = await startServer({
   mounts: [
@@ -277,19 +288,55 @@ for (const mode of MODES) {
     const r = await run(page, `
       const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return e.name + ": " + e.message; } };
       const family = await attempt(() => T.load(webllm, { id: "neox-config", device: arg.D }));
-      const embedRecord = await attempt(() => webllm.CreateMLCEngine("snowflake-arctic-embed-m-q0f32-MLC-b4", { device: arg.D }));
       const packageRecord = await attempt(() => webllm.CreateMLCEngine("gemma-4-E2B-it-q4f16_1-MLC", { device: arg.D }));
       const embeddings = await attempt(() => window.engine.embeddings.create({ input: "hello" }));
       // The config it fetched stays cached, as WebLLM keeps it; later checks count the cache's keys.
       await webllm.deleteChatConfigInCache("neox-config", T.cfg("cache", "neox-config"));
-      return { family, embedRecord, packageRecord, embeddings };
+      return { family, packageRecord, embeddings };
     `, { D });
     assert(/^ModelFamilyNotSupportedError: neox-config cannot be loaded by mlc-wgpu: unsupported model_type `gpt_neox`; supported: .*llama/.test(r.family), r.family);
-    assert(/^ModelFamilyNotSupportedError: snowflake-arctic-embed-m-q0f32-MLC-b4 cannot be loaded by mlc-wgpu: it is an embedding model/.test(r.embedRecord), r.embedRecord);
     assert(/^ModelFamilyNotSupportedError: gemma-4-E2B-it-q4f16_1-MLC cannot be loaded by mlc-wgpu: its artifact is a model package \(mlc-model-manifest.json\), the format of Gemma 4/.test(r.packageRecord), r.packageRecord);
     eq(r.embeddings, "IncorrectPipelineLoadedError: EmbeddingCreateParams expects model to be loaded with EmbeddingPipeline. However, tiny-qwen2 is not loaded with this pipeline.", "embeddings.create on a chat model");
     const fetched = server.requests().map((x) => x.path).filter((x) => x.startsWith("/models/neox-config/"));
     eq(fetched, ["/models/neox-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
+  });
+
+  await full(`[${mode.name}] embeddings.create on an embedding model: WebLLM's response, equal to the native CLI's; WebLLM's errors; chat on it is refused`, async () => {
+    const r = await run(page, `
+      const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return e.name + ": " + e.message; } };
+      const appConfig = { cacheBackend: "cache", model_list: [{ model: location.origin + "/models/bert-tiny", model_id: "bert-tiny",
+        model_lib: "unused-by-mlc-wgpu.wasm", model_type: webllm.ModelType.embedding }] };
+      const engine = await webllm.CreateMLCEngine("bert-tiny", { appConfig, device: arg.D });
+      const response = await engine.embeddings.create({ input: ["what is a snowflake", "Where can I get the best snow?"] });
+      const tokens = await engine.embeddings.create({ input: [[2, 5, 3], [7]] });
+      const errors = {
+        base64: await attempt(() => engine.embeddings.create({ input: "a", encoding_format: "base64" })),
+        empty: await attempt(() => engine.embeddings.create({ input: ["a", ""] })),
+        dimensions: await attempt(() => engine.embeddings.create({ input: "a", dimensions: 4 })),
+        long: await attempt(() => engine.embeddings.create({ input: [Array(65).fill(5)] })),
+        chat: await attempt(() => engine.chat.completions.create({ messages: [{ role: "user", content: "hi" }] })),
+      };
+      await engine.unload();
+      return { response, tokens, errors };
+    `, { D });
+    const want = expected.embed;
+    eq(r.response.object, "list", "object");
+    eq(r.response.model, "bert-tiny", "model");
+    eq(r.response.usage.prompt_tokens, want.usage.prompt_tokens, "prompt_tokens (no special tokens added)");
+    eq(r.response.data.map((d) => [d.object, d.index]), [["embedding", 0], ["embedding", 1]], "data entries");
+    for (let i = 0; i < 2; i++) {
+      const got = r.response.data[i].embedding, exp = want.data[i].embedding;
+      eq(got.length, exp.length, `embedding ${i} length`);
+      const gap = Math.max(...got.map((v, j) => Math.abs(v - exp[j])));
+      assert(gap < 1e-5, `embedding ${i} differs from the native CLI's by ${gap}`);
+    }
+    eq(r.tokens.data.length, 2, "token-array inputs");
+    eq(r.tokens.usage.total_tokens, 4, "token-array usage");
+    eq(r.errors.base64, "EmbeddingUnsupportedEncodingFormatError: Embedding in base64 format is currently not supported.", "base64");
+    eq(r.errors.empty, "EmbeddingInputEmptyError: Embedding input cannot be empty string or empty token array.", "empty input");
+    assert(r.errors.dimensions.startsWith("UnsupportedFieldsError: The following fields in EmbeddingCreateParams are not yet supported"), r.errors.dimensions);
+    eq(r.errors.long, "EmbeddingExceedContextWindowSizeError: The embedding model you are using only supports up to 64 context size.However, an input in the batch has size 65.", "too long");
+    eq(r.errors.chat, "IncorrectPipelineLoadedError: ChatCompletionRequest expects model to be loaded with LLMChatPipeline. However, bert-tiny is not loaded with this pipeline.", "chat on an embedding model");
   });
 
   await full(`[${mode.name}] forwardTokensAndSample: token ids in, the next token out; a chat afterwards equals the native CLI`, async () => {
