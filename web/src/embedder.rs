@@ -60,20 +60,7 @@ impl WasmEmbedder {
     /// WebLLM answers it: texts tokenized without special tokens, the first
     /// row of each input unnormalised. Resolves with the response JSON.
     pub fn embed(&self, request_json: String) -> Promise {
-        let embedder = Rc::clone(&self.embedder);
-        future_to_promise(async move {
-            let request: EmbeddingRequest = parse_request(&request_json)?;
-            let response = {
-                // The borrow is the model's lock: a second request finds it taken.
-                #[allow(clippy::await_holding_refcell_ref)]
-                let mut embedder = embedder.try_borrow_mut().map_err(|_| busy())?;
-                embedder.create(&request, EmbeddingConvention::WebLlm).await
-            };
-            let json = response.map_err(|e| request_error(&e)).and_then(|r| {
-                serde_json::to_string(&r).map_err(|e| error("Error", &e.to_string()))
-            })?;
-            Ok(JsValue::from_str(&json))
-        })
+        future_to_promise(embed(Rc::clone(&self.embedder), request_json))
     }
 
     /// The engine that computes: always `"cpu"`.
@@ -86,4 +73,19 @@ impl WasmEmbedder {
     pub fn context_window_size(&self) -> usize {
         self.embedder.borrow().model().spec().context_window_size
     }
+}
+
+/// Answers one request on `embedder`.
+// The `RefCell` borrow is held across the await on purpose: it is the model's lock, and a second
+// request finds it taken (`busy`).
+#[allow(clippy::await_holding_refcell_ref)]
+async fn embed(embedder: Rc<RefCell<Embedder>>, request_json: String) -> Result<JsValue, JsValue> {
+    let request: EmbeddingRequest = parse_request(&request_json)?;
+    let mut embedder = embedder.try_borrow_mut().map_err(|_| busy())?;
+    let response = embedder
+        .create(&request, EmbeddingConvention::WebLlm)
+        .await
+        .map_err(|e| request_error(&e))?;
+    let json = serde_json::to_string(&response).map_err(|e| error("Error", &e.to_string()))?;
+    Ok(JsValue::from_str(&json))
 }
