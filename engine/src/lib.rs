@@ -15,6 +15,7 @@ pub mod encoder;
 mod error;
 pub mod generate;
 pub mod gpu;
+pub mod kind;
 pub mod memory;
 pub mod model;
 pub mod models;
@@ -23,10 +24,11 @@ pub mod profile;
 pub mod sampling;
 pub mod weights;
 
-pub use encoder::{CpuEncoder, EmbeddingModel, ModelKind};
+pub use encoder::{CpuEncoder, EmbeddingModel};
 pub use error::EngineError;
 pub use generate::{GreedyOptions, generate_greedy};
 pub use gpu::load::{LoadCheck, load_gpu};
+pub use kind::ModelKind;
 pub use model::{LanguageModel, Model, ModelFuture, STEPS_AHEAD};
 pub use sampling::argmax;
 

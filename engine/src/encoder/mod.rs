@@ -17,29 +17,8 @@ pub use spec::{EncoderActivation, EncoderSpec};
 
 use mlc_loader::ChatConfig;
 
+use crate::kind::ModelKind;
 use crate::{EngineError, ModelFuture};
-
-/// `model_type` values of embedding models.
-pub const EMBEDDING_FAMILIES: &[&str] = &["bert"];
-
-/// What an artifact computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelKind {
-    /// A decoder: text in, text out ([`crate::LanguageModel`]).
-    Chat,
-    /// An encoder: text in, one embedding per input ([`EmbeddingModel`]).
-    Embedding,
-}
-
-impl ModelKind {
-    /// The kind of `config`'s `model_type`.
-    pub fn of(config: &ChatConfig) -> ModelKind {
-        match EMBEDDING_FAMILIES.contains(&config.model_type.as_str()) {
-            true => ModelKind::Embedding,
-            false => ModelKind::Chat,
-        }
-    }
-}
 
 /// What the front ends need from a loaded encoder, whatever runs it.
 pub trait EmbeddingModel {

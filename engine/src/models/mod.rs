@@ -53,7 +53,7 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "gemma2" => gemma2::spec(&fields),
         "gemma3" | "gemma3_text" => gemma3::spec(&fields),
         "olmo2" => olmo2::spec(&fields),
-        other if crate::encoder::EMBEDDING_FAMILIES.contains(&other) => {
+        other if crate::kind::EMBEDDING_FAMILIES.contains(&other) => {
             Err(EngineError::NotAChatModel { model_type: other.to_string() })
         }
         other => Err(EngineError::UnsupportedModelType {
