@@ -58,6 +58,22 @@ fn cpu_encoder_matches_transformers() {
 }
 
 #[test]
+fn a_q0f16_artifact_holds_the_same_weights_and_matches_too() {
+    // The weights are bf16-valued, which f16 holds exactly in their range: the encoder, which
+    // computes in f32 whatever the storage, gives the q0f32 artifact's rows.
+    let golden = golden();
+    let (_temp, artifact) = converted_family_as(MODEL, Quantization::Q0F16);
+    assert_eq!(
+        artifact.tensor("encoder.layer.0.output.dense.weight").unwrap().dtype,
+        mlc_loader::DType::F16
+    );
+    let mut encoder = CpuEncoder::load(&artifact).expect("load the q0f16 encoder");
+    let input = &golden.inputs[3];
+    let rows = pollster::block_on(encoder.embed(std::slice::from_ref(&input.ids))).expect("embed");
+    assert_close("q0f16 first row", &rows[0], &golden_file(&input.first_row), golden.cpu_tolerance);
+}
+
+#[test]
 fn inputs_the_encoder_cannot_run_are_errors() {
     let (_temp, mut encoder) = encoder();
     let window = encoder.spec().context_window_size;
