@@ -88,6 +88,12 @@ impl EncoderSpec {
             Ok(top) if top > 0 => top.min(table),
             _ => table,
         };
+        let type_vocab_size = get::<usize>(config, "type_vocab_size")?.unwrap_or(2);
+        if config.vocab_size == 0 || type_vocab_size == 0 {
+            return Err(EngineError::Config(
+                "vocab_size and type_vocab_size must be positive".into(),
+            ));
+        }
         Ok(EncoderSpec {
             hidden_size,
             intermediate_size: required("intermediate_size")?,
@@ -95,17 +101,11 @@ impl EncoderSpec {
             num_heads,
             head_dim,
             vocab_size: config.vocab_size,
-            type_vocab_size: get::<usize>(config, "type_vocab_size")?.unwrap_or(2),
+            type_vocab_size,
             position_rows: table,
             context_window_size,
             layer_norm_eps,
             activation,
-        })
-        .and_then(|spec| match spec.vocab_size > 0 && spec.type_vocab_size > 0 {
-            true => Ok(spec),
-            false => {
-                Err(EngineError::Config("vocab_size and type_vocab_size must be positive".into()))
-            }
         })
     }
 
@@ -117,4 +117,41 @@ impl EncoderSpec {
 
 fn get<T: DeserializeOwned>(config: &ChatConfig, key: &str) -> Result<Option<T>, EngineError> {
     Ok(config.model_config_get(key)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(model_config: serde_json::Value, context: i64) -> ChatConfig {
+        let json = serde_json::json!({
+            "model_type": "bert", "quantization": "q0f32", "vocab_size": 100,
+            "context_window_size": context, "model_config": model_config,
+        });
+        ChatConfig::from_json(&json.to_string()).expect("a config")
+    }
+
+    fn bert(act: &str) -> serde_json::Value {
+        serde_json::json!({
+            "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 128, "hidden_act": act, "layer_norm_eps": 1e-12,
+            "context_window_size": 512, "head_dim": 16, "type_vocab_size": 2
+        })
+    }
+
+    #[test]
+    fn a_smaller_top_level_window_limits_inputs_but_not_the_position_table() {
+        let spec = EncoderSpec::from_config(&config(bert("gelu"), 128)).unwrap();
+        assert_eq!((spec.position_rows, spec.context_window_size), (512, 128));
+        assert_eq!(spec.activation, EncoderActivation::Gelu);
+        let spec = EncoderSpec::from_config(&config(bert("gelu_new"), -1)).unwrap();
+        assert_eq!((spec.position_rows, spec.context_window_size), (512, 512));
+        assert_eq!(spec.activation, EncoderActivation::GeluTanh);
+    }
+
+    #[test]
+    fn an_activation_mlc_does_not_map_is_refused_by_name() {
+        let err = EncoderSpec::from_config(&config(bert("quick_gelu"), 512)).unwrap_err();
+        assert!(err.to_string().contains("quick_gelu"), "{err}");
+    }
 }
