@@ -401,6 +401,21 @@ fn throughput() {
     }
 }
 
+/// Binds `buffers` for one row, runs the product and compares `y` with `want`.
+fn run_decode_and_compare(
+    ctx: &GpuContext,
+    kernel: &Matmul,
+    buffers: &MatmulBuffers<'_>,
+    what: &str,
+    want: &[f32],
+) {
+    let mut bound = kernel
+        .bind(ctx, buffers, &MatmulShape { max_rows: 1 })
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    bound.run(ctx, Step::rows(1)).unwrap();
+    assert_close(what, &ctx.read_f32(buffers.y, want.len()).unwrap(), want, REL, ABS);
+}
+
 /// A decode product whose input is `rms_norm(x)` computed inside the kernel,
 /// against the separate CPU ops.
 fn check_normed(
@@ -434,11 +449,7 @@ fn check_normed(
         residual: Residual::None,
         y: &y,
     };
-    let mut bound = kernel
-        .bind(ctx, &buffers, &MatmulShape { max_rows: 1 })
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    bound.run(ctx, Step::rows(1)).unwrap();
-    assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
+    run_decode_and_compare(ctx, kernel, &buffers, &what, &want);
 }
 
 /// A decode product whose input is `activation(gate) · up` computed inside the
@@ -481,11 +492,7 @@ fn check_gated(
         residual: Residual::InPlace,
         y: &y,
     };
-    let mut bound = kernel
-        .bind(ctx, &buffers, &MatmulShape { max_rows: 1 })
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    bound.run(ctx, Step::rows(1)).unwrap();
-    assert_close(&what, &ctx.read_f32(&y, n).unwrap(), &want, REL, ABS);
+    run_decode_and_compare(ctx, kernel, &buffers, &what, &want);
 }
 
 /// `bind_decode` against the separate CPU ops: the RMSNorm before q/k/v (narrow)
