@@ -180,8 +180,9 @@ fn engine<B: Backend + 'static>(
 /// on the CPU, over the same artifact.
 fn gpu_and_cpu_engines() -> ((ChatEngine, Rc<RefCell<Seen>>), ChatEngine) {
     let artifact = artifact();
-    let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true })
-        .expect("a GPU adapter (lavapipe in CI)");
+    let ctx =
+        GpuContext::new_blocking(&ContextOptions { portable_only: true, ..Default::default() })
+            .expect("a GPU adapter (lavapipe in CI)");
     let gpu =
         load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
     (engine(gpu, |_| {}), engine(load_cpu(&artifact).unwrap(), |_| {}).0)

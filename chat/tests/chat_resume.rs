@@ -26,8 +26,11 @@ fn engine(gpu: bool) -> (ChatEngine, artifacts::TempDir) {
     let engine = match gpu {
         false => ChatEngine::new(Box::new(load_cpu(&artifact).unwrap()), &artifact),
         true => {
-            let ctx = GpuContext::new_blocking(&ContextOptions { portable_only: true })
-                .expect("a GPU adapter (lavapipe in CI)");
+            let ctx = GpuContext::new_blocking(&ContextOptions {
+                portable_only: true,
+                ..Default::default()
+            })
+            .expect("a GPU adapter (lavapipe in CI)");
             let options = GpuOptions { max_rows: 64, context_length: Some(512) };
             ChatEngine::new(Box::new(load_gpu(&artifact, ctx, options).unwrap()), &artifact)
         }

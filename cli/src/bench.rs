@@ -92,6 +92,9 @@ struct Report {
     device: &'static str,
     adapter: Option<String>,
     backend: Option<String>,
+    /// The GPU kernels' optional features in use: `subgroups`, `shader-f16`,
+    /// `cooperative-matrix` (the tensor-core prefill products).
+    gpu_kernels: Option<Vec<&'static str>>,
     /// Opening the artifact (read, md5) and loading it onto the device.
     load_s: f64,
     prompt_tokens: usize,
@@ -320,6 +323,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         },
         adapter: ctx.as_ref().map(|ctx| ctx.adapter_info.name.clone()),
         backend: ctx.as_ref().map(|ctx| format!("{:?}", ctx.adapter_info.backend)),
+        gpu_kernels: ctx.as_ref().map(|ctx| {
+            let caps = ctx.caps;
+            [
+                (caps.subgroups, "subgroups"),
+                (caps.shader_f16, "shader-f16"),
+                (caps.cooperative_matrix, "cooperative-matrix"),
+            ]
+            .into_iter()
+            .filter_map(|(used, name)| used.then_some(name))
+            .collect()
+        }),
         load_s,
         prompt_tokens,
         ttft_s: ttft.as_secs_f64(),
@@ -726,7 +740,13 @@ fn print_report(report: &Report) {
         report.weight_bytes as f64 / 1e6
     );
     match (&report.adapter, &report.backend) {
-        (Some(adapter), Some(backend)) => println!("device:      gpu: {adapter} ({backend})"),
+        (Some(adapter), Some(backend)) => println!(
+            "device:      gpu: {adapter} ({backend}; {})",
+            match report.gpu_kernels.as_deref() {
+                Some([]) | None => "portable kernels".to_string(),
+                Some(features) => features.join(", "),
+            }
+        ),
         _ => println!(
             "device:      {}, {} thread(s)",
             report.device,

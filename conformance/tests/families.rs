@@ -74,8 +74,9 @@ fn cpu_prefill_in_small_chunks_equals_one_prefill() {
 
 #[test]
 fn gpu_engine_matches_transformers_on_both_paths() {
-    let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true })
-        .expect("a GPU adapter (lavapipe in CI)");
+    let portable =
+        GpuContext::new_blocking(&ContextOptions { portable_only: true, ..Default::default() })
+            .expect("a GPU adapter (lavapipe in CI)");
     let fast = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter");
     for (path, ctx) in [("portable", portable), ("fast", fast)] {
         for model in FAMILY_MODELS {

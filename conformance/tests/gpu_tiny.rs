@@ -11,8 +11,9 @@ use pollster::FutureExt as _;
 
 /// Both paths every run: portable, and whatever the adapter offers.
 fn contexts() -> Vec<(&'static str, GpuContext)> {
-    let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true })
-        .expect("a GPU adapter (lavapipe in CI)");
+    let portable =
+        GpuContext::new_blocking(&ContextOptions { portable_only: true, ..Default::default() })
+            .expect("a GPU adapter (lavapipe in CI)");
     let fast = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter");
     if !fast.caps.shader_f16 || !fast.caps.subgroups {
         eprintln!(

@@ -20,12 +20,21 @@ pub struct Capabilities {
     pub subgroups: bool,
     /// Smallest subgroup size the adapter reports (0 when unknown).
     pub subgroup_min_size: u32,
+    /// Cooperative matrices (tensor cores) of 16 × 16 × 16 with f16 inputs and
+    /// an f32 accumulator, on subgroups of exactly 32 invocations: what the
+    /// prefill products' tensor-core kernel (`shaders/matmul_coop.wgsl`) needs.
+    /// Native only (wgpu's browser backend maps no subgroup matrices).
+    pub cooperative_matrix: bool,
 }
 
 impl Capabilities {
     /// No optional feature: the path every WebGPU adapter can run.
-    pub const PORTABLE: Capabilities =
-        Capabilities { shader_f16: false, subgroups: false, subgroup_min_size: 0 };
+    pub const PORTABLE: Capabilities = Capabilities {
+        shader_f16: false,
+        subgroups: false,
+        subgroup_min_size: 0,
+        cooperative_matrix: false,
+    };
 }
 
 /// What a shader that uses subgroup operations starts with: browsers (Tint)
@@ -38,16 +47,44 @@ pub(crate) const ENABLE_SUBGROUPS: &str =
 pub struct ContextOptions {
     /// Use only the portable path even if the adapter offers f16 or subgroups.
     pub portable_only: bool,
+    /// Leave the cooperative matrices (tensor cores) unused even where the
+    /// adapter offers them: the prefill products then run the SIMT kernel.
+    pub no_cooperative_matrix: bool,
 }
 
 impl ContextOptions {
     /// Options taken from the environment: `MLC_WGPU_PORTABLE=1` forces the
-    /// portable path (CI runs the suite both ways).
+    /// portable path (CI runs the suite both ways); `MLC_WGPU_NO_COOP_MATRIX=1`
+    /// keeps the prefill products off the tensor cores (the baseline a
+    /// benchmark compares them with).
     pub fn from_env() -> Self {
-        let portable_only =
-            std::env::var("MLC_WGPU_PORTABLE").is_ok_and(|v| v != "0" && !v.is_empty());
-        ContextOptions { portable_only }
+        let set = |name| std::env::var(name).is_ok_and(|v| v != "0" && !v.is_empty());
+        ContextOptions {
+            portable_only: set("MLC_WGPU_PORTABLE"),
+            no_cooperative_matrix: set("MLC_WGPU_NO_COOP_MATRIX"),
+        }
     }
+}
+
+/// Whether `adapter` offers what the tensor-core prefill kernel needs: the
+/// experimental cooperative-matrix feature with a 16 × 16 × 16 configuration of
+/// f16 inputs and an f32 accumulator, f16 shaders, and subgroups of exactly 32
+/// invocations (the kernel gives each of a workgroup's 8 subgroups its own
+/// sub-block). The configurations the H200 lists are in docs/kernels.md.
+fn offers_cooperative_matrix(adapter: &wgpu::Adapter) -> bool {
+    let features = adapter.features();
+    let info = adapter.get_info();
+    let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP;
+    features.contains(needed)
+        && info.subgroup_min_size == 32
+        && info.subgroup_max_size == 32
+        && adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
 }
 
 /// A wgpu device and queue with the capabilities the kernels were built for.
@@ -90,6 +127,8 @@ impl GpuContext {
             shader_f16: adapter_features.contains(wgpu::Features::SHADER_F16),
             subgroups: adapter_features.contains(wgpu::Features::SUBGROUP),
             subgroup_min_size: adapter_info.subgroup_min_size,
+            cooperative_matrix: !options.no_cooperative_matrix
+                && offers_cooperative_matrix(&adapter),
         };
         if options.portable_only {
             caps = Capabilities::PORTABLE;
@@ -100,6 +139,9 @@ impl GpuContext {
         }
         if caps.subgroups {
             required_features |= wgpu::Features::SUBGROUP;
+        }
+        if caps.cooperative_matrix {
+            required_features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
         }
         // Timestamps (and, where the adapter has them, timestamps between the
         // dispatches of a pass) let `bench --profile` time each kernel of a step.
@@ -115,6 +157,15 @@ impl GpuContext {
                 label: Some("mlc-wgpu"),
                 required_features,
                 required_limits: adapter_limits.clone(),
+                experimental_features: if caps.cooperative_matrix {
+                    // SAFETY: the one experimental feature asked for is the
+                    // cooperative matrix, and only `matmul_coop` uses it, with the
+                    // 16 × 16 × 16 f16 → f32 configuration the adapter listed;
+                    // tests compare its products with the CPU reference.
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 ..Default::default()
             })
             .await

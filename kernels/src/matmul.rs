@@ -29,6 +29,10 @@ const DECODE_WGSL: &str = include_str!("shaders/matmul_decode.wgsl");
 const WEIGHTS_WGSL: &str = include_str!("shaders/matmul_weights.wgsl");
 const MATMUL_WGSL: &str = include_str!("shaders/matmul.wgsl");
 const SUBGROUP_WGSL: &str = include_str!("shaders/matmul_subgroup.wgsl");
+const COOP_WGSL: &str = include_str!("shaders/matmul_coop.wgsl");
+/// What the tensor-core kernel's source starts with (naga's extension for
+/// cooperative matrices; f16 for their inputs).
+const ENABLE_COOP: &str = "enable f16;\nenable wgpu_cooperative_matrix;\n";
 
 /// Weight rows one decode thread multiplies with the same slice of x
 /// (`ROWS_PER_THREAD` in matmul.wgsl): more rows share more x loads but leave
@@ -152,7 +156,8 @@ impl DecodePipelines {
 /// The prefill (several-row) pipelines.
 #[derive(Clone)]
 struct PrefillPipelines {
-    /// Tiled over m and n through workgroup memory.
+    /// Tiled over m and n through workgroup memory: on cooperative matrices
+    /// (`matmul_coop`) where the device has them, else SIMT (`matmul_tiled`).
     tiled: wgpu::ComputePipeline,
     /// The same, each block split over K into [`SPLITS`] partial sums.
     split: wgpu::ComputePipeline,
@@ -377,6 +382,9 @@ struct Program {
     /// Threads that share one set of weight rows in the decode kernel.
     threads_per_row_set: u32,
     subgroups: bool,
+    /// The source of the tensor-core prefill kernel, where the device has
+    /// cooperative matrices ([`crate::Capabilities::cooperative_matrix`]).
+    coop_source: Option<String>,
 }
 
 impl Program {
@@ -406,6 +414,9 @@ impl Program {
         } else {
             (format!("{prefix}{MATMUL_WGSL}"), "matvec", TEAM)
         };
+        let coop_source = caps
+            .cooperative_matrix
+            .then(|| format!("{ENABLE_COOP}{prefix}{MATMUL_WGSL}\n{COOP_WGSL}"));
         Program {
             layout,
             source,
@@ -413,6 +424,7 @@ impl Program {
             format_constants,
             threads_per_row_set,
             subgroups: caps.subgroups,
+            coop_source,
         }
     }
 
@@ -456,15 +468,20 @@ impl Program {
         })
     }
 
-    /// The tiled pipelines, whole and split over K.
+    /// The tiled pipelines, whole and split over K: on cooperative matrices
+    /// where the device has them.
     fn compile_prefill(&self, ctx: &GpuContext) -> Result<PrefillPipelines, KernelError> {
+        let (source, entry) = match &self.coop_source {
+            Some(source) => (source, "matmul_coop"),
+            None => (&self.source, "matmul_tiled"),
+        };
         let compile = |splits: u32, entries: &[&str]| {
             let mut constants = self.format_constants.to_vec();
             constants.push(("SPLITS", splits as f64));
-            ctx.compile_specialized("matmul", &self.source, entries, &self.layout, &constants)
+            ctx.compile_specialized("matmul", source, entries, &self.layout, &constants)
         };
-        let tiled = compile(1, &["matmul_tiled"])?.remove(0);
-        let mut split = compile(SPLITS, &["matmul_tiled", "sum_splits"])?.into_iter();
+        let tiled = compile(1, &[entry])?.remove(0);
+        let mut split = compile(SPLITS, &[entry, "sum_splits"])?.into_iter();
         let mut next = || split.next().expect("one pipeline per entry point");
         Ok(PrefillPipelines { tiled, split: next(), sum_splits: next() })
     }
@@ -535,6 +552,11 @@ impl Matmul {
     /// Whether the decode kernel reduces with subgroup operations.
     pub fn uses_subgroups(&self) -> bool {
         self.program.subgroups
+    }
+
+    /// Whether the prefill products run on cooperative matrices (tensor cores).
+    pub fn uses_cooperative_matrix(&self) -> bool {
+        self.program.coop_source.is_some()
     }
 
     /// The largest storage binding used (the device's limit, at most 128 MiB);

@@ -24,13 +24,19 @@ pub fn shout(message: &str) {
 pub fn contexts() -> &'static [(&'static str, GpuContext)] {
     static CONTEXTS: OnceLock<Vec<(&'static str, GpuContext)>> = OnceLock::new();
     CONTEXTS.get_or_init(|| {
-        let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true })
+        let portable = GpuContext::new_blocking(&ContextOptions { portable_only: true, ..Default::default() })
             .expect("no WebGPU adapter (install mesa-vulkan-drivers; VK_ICD_FILENAMES=.../lvp_icd.x86_64.json)");
         let fast = GpuContext::new_blocking(&ContextOptions::default()).expect("no WebGPU adapter");
         assert!(!portable.caps.shader_f16 && !portable.caps.subgroups, "the portable context must not use fast paths");
         if !fast.caps.subgroups {
             shout(&format!(
                 "WARNING: adapter {:?} lacks subgroups: the subgroup FAST PATH IS NOT TESTED (the fast run repeats the portable kernels)",
+                fast.adapter_info.name
+            ));
+        }
+        if !fast.caps.cooperative_matrix {
+            shout(&format!(
+                "WARNING: adapter {:?} lacks 16×16×16 f16 → f32 cooperative matrices: the TENSOR-CORE PREFILL PATH IS NOT TESTED here (it runs on the lent GPU, docs/kernels.md)",
                 fast.adapter_info.name
             ));
         }

@@ -1,0 +1,181 @@
+// Prefill Y = X · Wᵀ on cooperative matrices (tensor cores), appended to
+// matmul.wgsl (whose `finish`, SPLITS, BLOCK and bindings it shares) on devices
+// that offer 16 × 16 × 16 products with f16 inputs and an f32 accumulator; the
+// wrapper heads the source with `enable f16; enable wgpu_cooperative_matrix;`.
+//
+// A workgroup computes the same 128 × 128 block of y as `matmul_tiled` and
+// steps through K thirty-two values (one q4 group) at a time:
+//   A = x[m0 .. m0 + 128, k0 .. k0 + 32] rounded to f16, row-major in a_half;
+//   B = W[n0 .. n0 + 128, k0 .. k0 + 32]ᵀ dequantized in f32, then rounded to
+//       f16, stored n-major in b_half (B column-major);
+//   C += A · B in f32.
+// Rounding x and W to f16 is what MLC's own q4f16_1 kernels compute with; the
+// sums stay f32. Values of x beyond f16's range (±65504) would become infinite.
+//
+// The 256 invocations form 8 subgroups of 32 (the wrapper uses this kernel only
+// where every subgroup has 32): subgroup s owns rows 64·(s / 4) .. + 64 and
+// columns 32·(s % 4) .. + 32 of the block, 4 × 2 accumulators of 16 × 16. Each
+// step the next tiles are loaded from memory into registers while the current
+// ones are multiplied. At the end each accumulator passes through a 16 × 16
+// staging area in workgroup memory, from which the subgroup's invocations write
+// y (or the split's partial sums) through `finish`, with the epilogue.
+
+const COOP_K: u32 = 32u;         // K per step: one q4 group
+const COOP_QUADS: u32 = 8u;      // vec4s of x in one row of a step
+
+var<workgroup> a_half: array<f16, 4096>;   // x block: [m][k], 128 × 32
+var<workgroup> b_half: array<f16, 4096>;   // W block: [n][k], 128 × 32
+var<workgroup> c_stage: array<f32, 2048>;  // one 16 × 16 accumulator per subgroup
+
+// What one invocation carries from memory to the tiles per step: four vec4s of
+// x (rows lid / 8 + 32j, quad lid % 8) and 16 weights (row lid / 2, half lid % 2).
+struct CoopStaged {
+    x0: vec4<f32>,
+    x1: vec4<f32>,
+    x2: vec4<f32>,
+    x3: vec4<f32>,
+    w0: Eight,
+    w1: Eight,
+}
+
+// x[m0 + r, k0 + 4q .. + 4], zero past the last row.
+fn coop_x(m0: u32, k0: u32, r: u32, q: u32) -> vec4<f32> {
+    let m = m0 + r;
+    if m >= params.rows {
+        return vec4<f32>(0.0);
+    }
+    return x[(m * params.k + k0) / 4u + q];
+}
+
+fn coop_stage(m0: u32, n0: u32, k0: u32, lid: u32) -> CoopStaged {
+    let r = lid / COOP_QUADS;
+    let q = lid % COOP_QUADS;
+    let n = n0 + lid / 2u;
+    let chunk = k0 / 8u + 2u * (lid % 2u);
+    var w0 = Eight(vec4<f32>(0.0), vec4<f32>(0.0));
+    var w1 = w0;
+    if n < params.n {
+        w0 = weights8(n, chunk, params.k);
+        w1 = weights8(n, chunk + 1u, params.k);
+    }
+    return CoopStaged(coop_x(m0, k0, r, q), coop_x(m0, k0, r + 32u, q),
+                      coop_x(m0, k0, r + 64u, q), coop_x(m0, k0, r + 96u, q), w0, w1);
+}
+
+fn store_a(r: u32, q: u32, v: vec4<f32>) {
+    let at = r * COOP_K + 4u * q;
+    a_half[at] = f16(v.x);
+    a_half[at + 1u] = f16(v.y);
+    a_half[at + 2u] = f16(v.z);
+    a_half[at + 3u] = f16(v.w);
+}
+
+fn store_b(at: u32, v: vec4<f32>) {
+    b_half[at] = f16(v.x);
+    b_half[at + 1u] = f16(v.y);
+    b_half[at + 2u] = f16(v.z);
+    b_half[at + 3u] = f16(v.w);
+}
+
+fn store_coop_tiles(staged: CoopStaged, lid: u32) {
+    let r = lid / COOP_QUADS;
+    let q = lid % COOP_QUADS;
+    store_a(r, q, staged.x0);
+    store_a(r + 32u, q, staged.x1);
+    store_a(r + 64u, q, staged.x2);
+    store_a(r + 96u, q, staged.x3);
+    let at = (lid / 2u) * COOP_K + 16u * (lid % 2u);
+    store_b(at, staged.w0.lo);
+    store_b(at + 4u, staged.w0.hi);
+    store_b(at + 8u, staged.w1.lo);
+    store_b(at + 12u, staged.w1.hi);
+}
+
+// Finishes the 16 × 16 outputs from (m, n) of subgroup `s` held in `acc`.
+// Every invocation of the workgroup calls it the same number of times (the
+// barriers are the workgroup's).
+fn finish_fragment(split: u32, s: u32, lane: u32, m: u32, n: u32, acc: coop_mat16x16<f32, C>) {
+    let base = s * 256u;
+    coopStoreT(acc, &c_stage[base], 16u);
+    workgroupBarrier();
+    for (var e = lane; e < 256u; e += 32u) {
+        let row = m + e / 16u;
+        let column = n + e % 16u;
+        if row < params.rows && column < params.n {
+            finish(split, row, column, c_stage[base + e]);
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(256)
+fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) groups: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32,
+               @builtin(subgroup_id) s: u32,
+               @builtin(subgroup_invocation_id) lane: u32) {
+    let tiles_n = (params.n + BLOCK - 1u) / BLOCK;
+    let blocks = tiles_n * ((params.rows + BLOCK - 1u) / BLOCK);
+    let index = workgroup_index(wid, groups);
+    // A workgroup past the last block (the grid is rounded up) runs no step
+    // and writes nothing: cooperative operations need uniform control flow,
+    // which an early return would end.
+    let live = index < blocks * SPLITS;
+    let split = index / blocks;
+    let tile = index % blocks;
+    let m0 = select(params.rows, (tile / tiles_n) * BLOCK, live);
+    let n0 = (tile % tiles_n) * BLOCK;
+    // This split's run of K, in whole steps.
+    let steps = (params.k / COOP_K + SPLITS - 1u) / SPLITS;
+    let k_begin = select(params.k, min(split * steps * COOP_K, params.k), live);
+    let k_end = min(k_begin + steps * COOP_K, params.k);
+    // This subgroup's rows and columns within the block, as tile offsets.
+    let a_row = 64u * (s / 4u) * COOP_K;
+    let b_col = 32u * (s % 4u) * COOP_K;
+
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    var c20 = coop_mat16x16<f32, C>();
+    var c21 = coop_mat16x16<f32, C>();
+    var c30 = coop_mat16x16<f32, C>();
+    var c31 = coop_mat16x16<f32, C>();
+
+    var staged = coop_stage(m0, n0, k_begin, lid);
+    for (var k0 = k_begin; k0 < k_end; k0 += COOP_K) {
+        store_coop_tiles(staged, lid);
+        workgroupBarrier();
+        if k0 + COOP_K < k_end {
+            staged = coop_stage(m0, n0, k0 + COOP_K, lid);
+        }
+        for (var kk = 0u; kk < COOP_K; kk += 16u) {
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + kk], COOP_K);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + 16u * COOP_K + kk], COOP_K);
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + kk], COOP_K);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 16u * COOP_K + kk], COOP_K);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 32u * COOP_K + kk], COOP_K);
+            c20 = coopMultiplyAdd(a2, b0, c20);
+            c21 = coopMultiplyAdd(a2, b1, c21);
+            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 48u * COOP_K + kk], COOP_K);
+            c30 = coopMultiplyAdd(a3, b0, c30);
+            c31 = coopMultiplyAdd(a3, b1, c31);
+        }
+        workgroupBarrier();
+    }
+
+    let m = m0 + 64u * (s / 4u);
+    let n = n0 + 32u * (s % 4u);
+    finish_fragment(split, s, lane, m, n, c00);
+    finish_fragment(split, s, lane, m, n + 16u, c01);
+    finish_fragment(split, s, lane, m + 16u, n, c10);
+    finish_fragment(split, s, lane, m + 16u, n + 16u, c11);
+    finish_fragment(split, s, lane, m + 32u, n, c20);
+    finish_fragment(split, s, lane, m + 32u, n + 16u, c21);
+    finish_fragment(split, s, lane, m + 48u, n, c30);
+    finish_fragment(split, s, lane, m + 48u, n + 16u, c31);
+}
