@@ -21,6 +21,11 @@ fn contexts() -> Vec<(&'static str, GpuContext)> {
             fast.caps
         );
     }
+    if !fast.caps.cooperative_matrix {
+        eprintln!(
+            "!! the adapter has no 16x16x16 f16 -> f32 cooperative matrices: the tensor-core prefill is not exercised"
+        );
+    }
     vec![("portable", portable), ("fast", fast)]
 }
 
