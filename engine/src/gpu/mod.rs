@@ -34,8 +34,8 @@ use mlc_kernels::{
     ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext,
     GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, QkvRope,
     QkvRopeBuffers, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers,
-    RopeShape, RopeTable, RowLayout,
-    SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
+    RopeShape, RopeTable, RowLayout, SampledResult, Sampler, SamplerBuffers, SamplerShape,
+    WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
@@ -835,7 +835,10 @@ impl GpuBackend {
     fn check_positions(&self, start: usize, rows: usize) -> Result<(), EngineError> {
         let capacity = self.prepared().capacity;
         if start + rows > capacity {
-            return Err(EngineError::ContextWindowExceeded { needed: start + rows, window: capacity });
+            return Err(EngineError::ContextWindowExceeded {
+                needed: start + rows,
+                window: capacity,
+            });
         }
         Ok(())
     }
