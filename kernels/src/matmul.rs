@@ -39,7 +39,7 @@ const ENABLE_COOP: &str = "enable f16;\nenable wgpu_cooperative_matrix;\n";
 /// fewer workgroups. Measured on an H100 (q4f16_1, K = 896): 4 rows per thread
 /// read a 151936-row lm_head at 1.09 TB/s against 0.86 with 2, while 2 rows
 /// keep a 896-row down projection at ~12 µs where 4 take ~18 µs (28 workgroups).
-const NARROW_ROWS_PER_THREAD: u32 = 2;
+pub(crate) const NARROW_ROWS_PER_THREAD: u32 = 2;
 /// The wider variant, used from [`WIDE_FROM_ROWS`] weight rows (per part) up.
 const WIDE_ROWS_PER_THREAD: u32 = 4;
 /// Weight rows from which the decode kernel takes 4 rows per thread.
@@ -50,7 +50,7 @@ const WIDE_FROM_ROWS: u32 = 8192;
 /// K (23.7 µs; one team per workgroup: 16.6 µs).
 const LONG_K: u32 = 2048;
 /// Threads per row set of the portable `matvec` (`TEAM` in matmul.wgsl).
-const TEAM: u32 = 32;
+pub(crate) const TEAM: u32 = 32;
 /// Output rows and columns of a `matmul_tiled` block.
 const BLOCK: u32 = 128;
 /// Blocks from which a product fills a large GPU without splitting K.
