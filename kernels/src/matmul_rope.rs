@@ -13,11 +13,11 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::{self, check_buffer, check_distinct, params_buffer, placeholder};
-use crate::context::{ENABLE_SUBGROUPS, KernelLayout, require_size};
+use crate::context::{ENABLE_SUBGROUPS, KernelLayout};
 use crate::elementwise::ACTIVATION_WGSL;
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::matmul::{GpuWeight, NARROW_ROWS_PER_THREAD, TEAM, WeightFormat};
-use crate::rope::{QkNorm, RopeShape, RopeTable};
+use crate::rope::{QkNorm, ROPE_MATH_WGSL, RopeShape, RopeTable, check_rope_operands};
 use crate::{GpuContext, KernelError};
 
 const MATMUL_WGSL: &str = include_str!("shaders/matmul.wgsl");
@@ -152,7 +152,8 @@ impl QkvRope {
         let layout = KernelLayout { bind_group_layout, pipeline_layout, bindings: Vec::new() };
 
         let (weights, format_constants) = format.shader_prefix();
-        let prefix = format!("{ACTIVATION_WGSL}\n{weights}{MATMUL_WGSL}\n{ROPE_WGSL}");
+        let prefix =
+            format!("{ACTIVATION_WGSL}\n{weights}{MATMUL_WGSL}\n{ROPE_WGSL}\n{ROPE_MATH_WGSL}");
         let (source, entry) = match ctx.caps.subgroups {
             true => (
                 format!("{ENABLE_SUBGROUPS}{prefix}\n{SUBGROUP_WGSL}\n{ROPE_SUBGROUP_WGSL}"),
@@ -199,12 +200,14 @@ impl Kernel for QkvRope {
     ) -> Result<Bound, KernelError> {
         let RopeShape { heads, kv_heads, head_dim, capacity } = *shape;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("qkv_rope: {why}")));
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
-            return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
-        }
-        if head_dim == 0 || head_dim > MAX_HEAD_DIM {
-            return bad(format!("head_dim {head_dim} must be in 1..={MAX_HEAD_DIM}"));
-        }
+        let (norm, eps, q_norm, k_norm) = check_rope_operands(
+            "qkv_rope",
+            shape,
+            buffers.table,
+            [buffers.k_cache, buffers.v_cache],
+            buffers.qk_norm,
+            &self.placeholder,
+        )?;
         let weight = &buffers.weight;
         let slots = heads + 2 * kv_heads;
         if weight.rows as usize != slots * head_dim {
@@ -219,15 +222,6 @@ impl Kernel for QkvRope {
             return bad("the weight does not fit one binding".into());
         }
         let rotary_dim = buffers.table.rotary_dim;
-        if rotary_dim > head_dim {
-            return bad(format!("rotary_dim {rotary_dim} exceeds head_dim {head_dim}"));
-        }
-        if buffers.table.capacity < capacity {
-            return bad(format!(
-                "the rope table covers {} positions, the cache {capacity}",
-                buffers.table.capacity
-            ));
-        }
         let (n, k) = (weight.rows as u64, weight.cols as u64);
         let dtype = self.format.dtype();
         check_buffer("qkv_rope: x", buffers.x, k * 4, self.max_binding)?;
@@ -246,19 +240,6 @@ impl Kernel for QkvRope {
             (heads * head_dim * 4) as u64,
             self.max_binding,
         )?;
-        let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
-        require_size("qkv_rope k_cache", buffers.k_cache, cache_bytes)?;
-        require_size("qkv_rope v_cache", buffers.v_cache, cache_bytes)?;
-        let (norm, eps, q_norm, k_norm) = match buffers.qk_norm {
-            QkNorm::None => (0, 0.0, &self.placeholder, &self.placeholder),
-            QkNorm::F32 { q, k, eps } => (1, eps, q, k),
-            QkNorm::F16 { q, k, eps } => (2, eps, q, k),
-        };
-        if norm != 0 {
-            let bytes = if norm == 1 { head_dim * 4 } else { head_dim * 2 } as u64;
-            require_size("qkv_rope q_norm", q_norm, bytes)?;
-            require_size("qkv_rope k_norm", k_norm, bytes)?;
-        }
         let inputs = [
             Some(buffers.x),
             Some(weight.data),

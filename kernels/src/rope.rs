@@ -16,6 +16,9 @@ use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/rope_append.wgsl");
+/// The WGSL both RoPE kernels share (a q/k norm weight, the rotation of a
+/// head), appended to each one's source.
+pub(crate) const ROPE_MATH_WGSL: &str = include_str!("shaders/rope_math.wgsl");
 const MAX_HEAD_DIM: usize = 256;
 const MAX_WORKGROUPS: usize = 65_535;
 
@@ -142,8 +145,14 @@ impl RopeAppend {
             "rope_append",
             &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite],
         );
-        let pipeline =
-            ctx.compile_entries("rope_append", SHADER, &["rope_append"], &layout)?.remove(0);
+        let pipeline = ctx
+            .compile_entries(
+                "rope_append",
+                &format!("{SHADER}\n{ROPE_MATH_WGSL}"),
+                &["rope_append"],
+                &layout,
+            )?
+            .remove(0);
         Ok(RopeAppend { layout, pipeline })
     }
 }
@@ -164,49 +173,26 @@ impl Kernel for RopeAppend {
     ) -> Result<Bound, KernelError> {
         let RopeShape { heads, kv_heads, head_dim, capacity } = *shape;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("rope_append: {why}")));
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
-            return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
-        }
-        if head_dim == 0 || head_dim > MAX_HEAD_DIM {
-            return bad(format!("head_dim {head_dim} must be in 1..={MAX_HEAD_DIM}"));
-        }
+        let placeholder = ctx.empty_storage_buffer("rope_append no norm", 4);
+        let (norm, eps, q_norm, k_norm) = check_rope_operands(
+            "rope_append",
+            shape,
+            buffers.table,
+            [buffers.k_cache, buffers.v_cache],
+            buffers.norm,
+            &placeholder,
+        )?;
         if heads + kv_heads > MAX_WORKGROUPS {
             return bad(format!("{} head slots exceed one dispatch", heads + kv_heads));
         }
-        let rotary_dim = buffers.table.rotary_dim;
-        if rotary_dim > head_dim {
-            return bad(format!("rotary_dim {rotary_dim} exceeds head_dim {head_dim}"));
-        }
-        if buffers.table.capacity < capacity {
-            return bad(format!(
-                "the rope table covers {} positions, the cache {capacity}",
-                buffers.table.capacity
-            ));
-        }
-        let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
-        require_size("rope_append k_cache", buffers.k_cache, cache_bytes)?;
-        require_size("rope_append v_cache", buffers.v_cache, cache_bytes)?;
         let qkv_row = ((heads + 2 * kv_heads) * head_dim * 4) as u64;
         let q_row = (heads * head_dim * 4) as u64;
         let max_tokens = (buffers.qkv.size() / qkv_row).min(buffers.q_out.size() / q_row) as usize;
         if max_tokens == 0 {
             return bad("qkv or q_out cannot hold one token".into());
         }
+        let rotary_dim = buffers.table.rotary_dim;
 
-        let placeholder;
-        let (norm, eps, q_norm, k_norm) = match buffers.norm {
-            QkNorm::None => {
-                placeholder = ctx.empty_storage_buffer("rope_append no norm", 4);
-                (0, 0.0, &placeholder, &placeholder)
-            }
-            QkNorm::F32 { q, k, eps } => (1, eps, q, k),
-            QkNorm::F16 { q, k, eps } => (2, eps, q, k),
-        };
-        if norm != 0 {
-            let bytes = if norm == 1 { head_dim * 4 } else { head_dim * 2 } as u64;
-            require_size("rope_append q_norm", q_norm, bytes)?;
-            require_size("rope_append k_norm", k_norm, bytes)?;
-        }
         let inputs = [Some(buffers.qkv), Some(&buffers.table.buffer), Some(q_norm), Some(k_norm)];
         check_distinct(
             "rope_append q_out",
@@ -256,6 +242,50 @@ impl Kernel for RopeAppend {
         let part = Part { bind_group, params: params_buffer, extent: 0 };
         Ok(Bound::new(ctx, "rope_append", vec![part], schedule))
     }
+}
+
+/// The checks both RoPE kernels make of one layer's operands: the head counts
+/// and size, the table against the shape, the caches' and the q/k norm
+/// weights' sizes. Returns the norm's mode for the shaders (0 none, 1 f32, 2
+/// f16), its epsilon and its q and k weights (`placeholder` where there are
+/// none).
+pub(crate) fn check_rope_operands<'a>(
+    what: &str,
+    shape: &RopeShape,
+    table: &RopeTable,
+    [k_cache, v_cache]: [&wgpu::Buffer; 2],
+    norm: QkNorm<'a>,
+    placeholder: &'a wgpu::Buffer,
+) -> Result<(u32, f32, &'a wgpu::Buffer, &'a wgpu::Buffer), KernelError> {
+    let RopeShape { heads, kv_heads, head_dim, capacity } = *shape;
+    let bad = |why: String| Err(KernelError::InvalidArguments(format!("{what}: {why}")));
+    if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+        return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
+    }
+    if head_dim == 0 || head_dim > MAX_HEAD_DIM {
+        return bad(format!("head_dim {head_dim} must be in 1..={MAX_HEAD_DIM}"));
+    }
+    if table.rotary_dim > head_dim {
+        return bad(format!("rotary_dim {} exceeds head_dim {head_dim}", table.rotary_dim));
+    }
+    if table.capacity < capacity {
+        return bad(format!(
+            "the rope table covers {} positions, the cache {capacity}",
+            table.capacity
+        ));
+    }
+    let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
+    require_size(&format!("{what} k_cache"), k_cache, cache_bytes)?;
+    require_size(&format!("{what} v_cache"), v_cache, cache_bytes)?;
+    let (mode, eps, q, k) = match norm {
+        QkNorm::None => return Ok((0, 0.0, placeholder, placeholder)),
+        QkNorm::F32 { q, k, eps } => (1, eps, q, k),
+        QkNorm::F16 { q, k, eps } => (2, eps, q, k),
+    };
+    let bytes = if mode == 1 { head_dim * 4 } else { head_dim * 2 } as u64;
+    require_size(&format!("{what} q_norm"), q, bytes)?;
+    require_size(&format!("{what} k_norm"), k, bytes)?;
+    Ok((mode, eps, q, k))
 }
 
 /// A step of [`RopeAppend`]: one workgroup per head slot (q heads, then k

@@ -30,7 +30,8 @@ struct RopeParams {
 @group(0) @binding(15) var<storage, read_write> v_cache: array<f32>;
 
 const MAX_HEAD_DIM: u32 = 256u;
-var<workgroup> head_values: array<f32, MAX_HEAD_DIM>;
+const ROPE_THREADS: u32 = WORKGROUP;
+var<workgroup> head: array<f32, MAX_HEAD_DIM>;
 
 // Keeps the finished sums of the head's rows r .. r + ROWS_PER_THREAD of slot
 // `slot` (plus the bias) in workgroup memory.
@@ -41,21 +42,12 @@ fn keep_rows(slot: u32, r: u32, sums: vec4<f32>) {
             if (params.epilogue & ADD_BIAS) != 0u {
                 value += bias_at(slot * rope.head_dim + r + i);
             }
-            head_values[r + i] = value;
+            head[r + i] = value;
         }
     }
 }
 
-// Weight `i` of a q/k norm stored as f32 bits or as packed f16 pairs.
-fn qk_norm_weight(is_query: bool, i: u32) -> f32 {
-    if rope.norm == 1u {
-        return bitcast<f32>(select(k_norm[i], q_norm[i], is_query));
-    }
-    let word = select(k_norm[i / 2u], q_norm[i / 2u], is_query);
-    return unpack2x16float(word)[i % 2u];
-}
-
-// Normalises, rotates and stores the head of `slot` once `head_values` holds
+// Normalises, rotates and stores the head of `slot` once `head` holds
 // it (called by every invocation, after the product).
 fn finish_head(slot: u32, lid: u32) {
     workgroupBarrier();
@@ -66,46 +58,19 @@ fn finish_head(slot: u32, lid: u32) {
     if is_value {
         let dst = ((slot - rope.heads - rope.kv_heads) * rope.capacity + pos) * d;
         for (var i = lid; i < d; i += WORKGROUP) {
-            v_cache[dst + i] = head_values[i];
+            v_cache[dst + i] = head[i];
         }
         return;
     }
     if rope.norm != 0u {
-        var squares = 0.0;
-        for (var i = lid; i < d; i += WORKGROUP) {
-            squares += head_values[i] * head_values[i];
-        }
-        square_sums[lid] = squares;
-        workgroupBarrier();
-        for (var width = WORKGROUP / 2u; width > 0u; width /= 2u) {
-            if lid < width {
-                square_sums[lid] += square_sums[lid + width];
-            }
-            workgroupBarrier();
-        }
-        let inv_rms = 1.0 / sqrt(square_sums[0] / f32(d) + rope.eps);
-        // Each invocation rescales the values it rotates below, whose partners
-        // it reads only after the next barrier.
-        for (var i = lid; i < d; i += WORKGROUP) {
-            head_values[i] = head_values[i] * inv_rms * qk_norm_weight(is_query, i);
-        }
-        workgroupBarrier();
+        normalize_head(lid, d, rope.norm, is_query, rope.eps);
     }
-    let half = rope.rotary_dim / 2u;
     var dst = slot * d;
     if !is_query {
         dst = ((slot - rope.heads) * rope.capacity + pos) * d;
     }
     for (var i = lid; i < d; i += WORKGROUP) {
-        var y = head_values[i];
-        if i < rope.rotary_dim {
-            let cs = cos_sin[pos * half + i % half];
-            if i < half {
-                y = head_values[i] * cs.x - head_values[i + half] * cs.y;
-            } else {
-                y = head_values[i] * cs.x + head_values[i - half] * cs.y;
-            }
-        }
+        let y = rotated(i, pos, rope.rotary_dim);
         if is_query {
             q_out[dst + i] = y;
         } else {

@@ -13,6 +13,8 @@
 // cos θ and sin θ come from a table computed on the CPU ([capacity, R/2] of
 // (cos, sin)), because WGSL's cos/sin are not accurate for large angles.
 //
+// The norm weights and the rotation come from rope_math.wgsl, which the wrapper appends.
+//
 // One workgroup per (head slot, token): slots 0..heads are query heads, slots
 // heads..heads+kv_heads are key heads, whose workgroup also copies the value head.
 
@@ -41,19 +43,10 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
 
 const WG: u32 = 64u;
+const ROPE_THREADS: u32 = WG;
 const MAX_HEAD_DIM: u32 = 256u;
 
 var<workgroup> head: array<f32, MAX_HEAD_DIM>;
-var<workgroup> partial: array<f32, WG>;
-
-// Weight `i` of a q/k norm stored as f32 bits or as packed f16 pairs.
-fn norm_weight(is_query: bool, i: u32) -> f32 {
-    if params.norm == 1u {
-        return bitcast<f32>(select(k_norm[i], q_norm[i], is_query));
-    }
-    let word = select(k_norm[i / 2u], q_norm[i / 2u], is_query);
-    return unpack2x16float(word)[i % 2u];
-}
 
 @compute @workgroup_size(WG)
 fn rope_append(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -70,29 +63,9 @@ fn rope_append(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocatio
     workgroupBarrier();
 
     if params.norm != 0u {
-        var squares = 0.0;
-        for (var i = lid; i < d; i += WG) {
-            squares += head[i] * head[i];
-        }
-        partial[lid] = squares;
-        workgroupBarrier();
-        for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-            if lid < stride {
-                partial[lid] += partial[lid + stride];
-            }
-            workgroupBarrier();
-        }
-        let inv_rms = 1.0 / sqrt(partial[0] / f32(d) + params.eps);
-        // Each thread rescales the same elements it reads below, after everyone
-        // has read `partial[0]`.
-        workgroupBarrier();
-        for (var i = lid; i < d; i += WG) {
-            head[i] = head[i] * inv_rms * norm_weight(is_query, i);
-        }
-        workgroupBarrier();
+        normalize_head(lid, d, params.norm, is_query, params.eps);
     }
 
-    let half = params.rotary_dim / 2u;
     var dst: u32;
     if is_query {
         dst = (t * params.heads + slot) * d;
@@ -100,15 +73,7 @@ fn rope_append(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocatio
         dst = ((slot - params.heads) * params.capacity + pos) * d;
     }
     for (var i = lid; i < d; i += WG) {
-        var y = head[i];
-        if i < params.rotary_dim {
-            let cs = cos_sin[pos * half + i % half];
-            if i < half {
-                y = head[i] * cs.x - head[i + half] * cs.y;
-            } else {
-                y = head[i] * cs.x + head[i - half] * cs.y;
-            }
-        }
+        let y = rotated(i, pos, params.rotary_dim);
         if is_query {
             q_out[dst + i] = y;
         } else {
