@@ -348,7 +348,7 @@ pub enum Binding {
     ReadWrite,
 }
 
-/// An explicit bind-group layout (group 0, bindings `0..n` in order) shared by
+/// An explicit bind-group layout (group 0) shared by
 /// every entry point of one shader, so a kernel made of several passes needs a
 /// single bind group.
 #[derive(Debug, Clone)]
@@ -357,18 +357,26 @@ pub struct KernelLayout {
     pub bind_group_layout: wgpu::BindGroupLayout,
     /// The pipeline layout holding it.
     pub pipeline_layout: wgpu::PipelineLayout,
-    /// The kinds the layout was built from.
+    /// The kinds the layout was built from, in binding order.
     pub bindings: Vec<Binding>,
 }
 
 impl GpuContext {
     /// Builds the layout of a compute kernel whose binding `i` is used as `bindings[i]`.
     pub fn kernel_layout(&self, label: &str, bindings: &[Binding]) -> KernelLayout {
+        let numbered: Vec<(u32, Binding)> =
+            bindings.iter().enumerate().map(|(i, &kind)| (i as u32, kind)).collect();
+        self.kernel_layout_at(label, &numbered)
+    }
+
+    /// Builds the layout of a compute kernel that uses only some binding
+    /// numbers (a shader appended to another's, skipping bindings it does not
+    /// read): `(binding, kind)` pairs.
+    pub fn kernel_layout_at(&self, label: &str, bindings: &[(u32, Binding)]) -> KernelLayout {
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
-            .enumerate()
-            .map(|(i, kind)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
+            .map(|&(binding, kind)| wgpu::BindGroupLayoutEntry {
+                binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: match kind {
@@ -392,7 +400,8 @@ impl GpuContext {
             bind_group_layouts: &[Some(&bind_group_layout)],
             immediate_size: 0,
         });
-        KernelLayout { bind_group_layout, pipeline_layout, bindings: bindings.to_vec() }
+        let bindings = bindings.iter().map(|&(_, kind)| kind).collect();
+        KernelLayout { bind_group_layout, pipeline_layout, bindings }
     }
 
     /// Compiles one WGSL module and builds a pipeline for each of `entry_points`,

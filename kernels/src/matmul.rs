@@ -305,6 +305,9 @@ impl<'a> GpuWeight<'a> {
     }
 }
 
+/// matmul.wgsl's `INPUT` for a product of `rms_norm(x) · weight` (`NORMED`).
+pub(crate) const NORMED_INPUT: u32 = 1;
+
 /// What the product adds to `y` besides an optional bias.
 #[derive(Debug, Clone, Copy)]
 pub enum Residual<'a> {
@@ -341,7 +344,7 @@ impl MatmulInput<'_> {
     fn constant(&self) -> u32 {
         match self {
             MatmulInput::Direct => 0,
-            MatmulInput::Normed { .. } => 1,
+            MatmulInput::Normed { .. } => NORMED_INPUT,
             MatmulInput::Gated(Activation::Silu) => 2,
             MatmulInput::Gated(Activation::GeluTanh) => 3,
         }

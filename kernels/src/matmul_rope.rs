@@ -13,10 +13,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::{self, check_buffer, check_distinct, params_buffer, placeholder};
-use crate::context::{ENABLE_SUBGROUPS, KernelLayout};
+use crate::context::{Binding, ENABLE_SUBGROUPS, KernelLayout};
 use crate::elementwise::ACTIVATION_WGSL;
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
-use crate::matmul::{GpuWeight, NARROW_ROWS_PER_THREAD, TEAM, WeightFormat};
+use crate::matmul::{GpuWeight, NARROW_ROWS_PER_THREAD, NORMED_INPUT, TEAM, WeightFormat};
 use crate::rope::{QkNorm, ROPE_MATH_WGSL, RopeShape, RopeTable, check_rope_operands};
 use crate::{GpuContext, KernelError};
 
@@ -26,38 +26,39 @@ const ROPE_WGSL: &str = include_str!("shaders/matmul_rope.wgsl");
 const ROPE_SUBGROUP_WGSL: &str = include_str!("shaders/matmul_rope_subgroup.wgsl");
 const MAX_HEAD_DIM: usize = 256;
 
-/// Storage buffers the kernel binds (WebGPU guarantees 8 per stage; native
-/// adapters offer many more, and [`QkvRope::available`] says whether this
-/// one does).
-const STORAGE_BINDINGS: u32 = 11;
-
 /// The kernel's bindings, by number: matmul.wgsl's params, weight, scales, x,
 /// bias and norm weight, then matmul_rope.wgsl's (the product's y, residual
 /// and partial sums, bindings 5, 6 and 8, are not used).
-const BINDINGS: [(u32, BindingKind); 13] = [
-    (0, BindingKind::Uniform),
-    (1, BindingKind::Read),
-    (2, BindingKind::Read),
-    (3, BindingKind::Read),
-    (4, BindingKind::Read),
-    (7, BindingKind::Read),
-    (9, BindingKind::Uniform),
-    (10, BindingKind::Read),
-    (11, BindingKind::Read),
-    (12, BindingKind::Read),
-    (13, BindingKind::Write),
-    (14, BindingKind::Write),
-    (15, BindingKind::Write),
+const BINDINGS: [(u32, Binding); 13] = [
+    (0, Binding::Uniform),
+    (1, Binding::ReadOnly),
+    (2, Binding::ReadOnly),
+    (3, Binding::ReadOnly),
+    (4, Binding::ReadOnly),
+    (7, Binding::ReadOnly),
+    (9, Binding::Uniform),
+    (10, Binding::ReadOnly),
+    (11, Binding::ReadOnly),
+    (12, Binding::ReadOnly),
+    (13, Binding::ReadWrite),
+    (14, Binding::ReadWrite),
+    (15, Binding::ReadWrite),
 ];
 
-/// How the kernel uses one binding.
-
-#[derive(Clone, Copy)]
-enum BindingKind {
-    Uniform,
-    Read,
-    Write,
-}
+/// Storage buffers the kernel binds (WebGPU guarantees 8 per stage; native
+/// adapters offer many more, and [`QkvRope::available`] says whether this
+/// one does).
+const STORAGE_BINDINGS: u32 = {
+    let mut count = 0;
+    let mut i = 0;
+    while i < BINDINGS.len() {
+        if !matches!(BINDINGS[i].1, Binding::Uniform) {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+};
 
 /// The buffers of one layer's fused decode product.
 pub struct QkvRopeBuffers<'a> {
@@ -122,34 +123,7 @@ impl QkvRope {
                 ctx.limits.max_storage_buffers_per_shader_stage
             )));
         }
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = BINDINGS
-            .iter()
-            .map(|&(binding, kind)| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match kind {
-                        BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                        BindingKind::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        BindingKind::Write => wgpu::BufferBindingType::Storage { read_only: false },
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let bind_group_layout =
-            ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some("qkv_rope"),
-                entries: &entries,
-            });
-        let pipeline_layout = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("qkv_rope"),
-            bind_group_layouts: &[Some(&bind_group_layout)],
-            immediate_size: 0,
-        });
-        let layout = KernelLayout { bind_group_layout, pipeline_layout, bindings: Vec::new() };
+        let layout = ctx.kernel_layout_at("qkv_rope", &BINDINGS);
 
         let (weights, format_constants) = format.shader_prefix();
         let prefix =
@@ -163,7 +137,7 @@ impl QkvRope {
         };
         let mut constants = format_constants.to_vec();
         constants.push(("ROWS_PER_THREAD", NARROW_ROWS_PER_THREAD as f64));
-        constants.push(("INPUT", 1.0)); // NORMED
+        constants.push(("INPUT", NORMED_INPUT as f64));
         constants.push(("TEAM", TEAM as f64));
         let pipeline =
             ctx.compile_specialized("qkv_rope", &source, &[entry], &layout, &constants)?.remove(0);
