@@ -6,8 +6,25 @@
 # 2-5 minutes, into a cache folder: $MLC_WGPU_TOOLS, default ~/.cache/mlc-wgpu/tools).
 # SIMD (+simd128) comes from .cargo/config.toml; the size-and-speed profile is
 # [profile.wasm-release] in Cargo.toml.
+#
+# --threads builds the threaded module instead, into web/pkg-threads/ (same file names): the CPU
+# engine's products on a rayon pool of Web Workers sharing the module's memory (the web crate's
+# `threads` feature, wasm-bindgen-rayon). Threads need +atomics,+bulk-memory, which the prebuilt
+# wasm32 std lacks, so std is rebuilt with them: the rust-src component (installed when missing),
+# and -Z build-std on stable through RUSTC_BOOTSTRAP=1. The linker is told to make the memory
+# shared and imported (wasm-bindgen's glue creates it; every worker instantiates the module on it),
+# capped at wasm32's 4 GiB (a shared memory must declare a maximum), and to export the TLS symbols
+# wasm-bindgen's thread support uses to give each worker its own thread-locals (wasm-bindgen's
+# guide, "Parallel Raytracing"). Its own target folder: other RUSTFLAGS and another std.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+threads=0
+case "${1:-}" in
+  "") ;;
+  --threads) threads=1 ;;
+  *) echo "usage: $0 [--threads]" >&2; exit 2 ;;
+esac
 
 target=wasm32-unknown-unknown
 profile=wasm-release
@@ -28,9 +45,25 @@ if [ ! -x "$bindgen" ] || [ "$("$bindgen" --version | awk '{ print $2 }')" != "$
   cargo install wasm-bindgen-cli --version "$version" --root "$tools"
 fi
 
-cargo build -p mlc-wgpu-web --target "$target" --profile "$profile" --locked
-rm -rf web/pkg
-"$bindgen" --target web --out-dir web/pkg --out-name mlc_wgpu_web "$target_dir/$target/$profile/mlc_wgpu_web.wasm"
+if [ "$threads" = 1 ]; then
+  if ! rustup component list --installed | grep -q '^rust-src'; then
+    rustup component add rust-src
+  fi
+  out=web/pkg-threads
+  target_dir="$target_dir/threads"
+  # RUSTFLAGS replaces .cargo/config.toml's flags, so +simd128 is repeated here.
+  link=(--shared-memory --import-memory --max-memory=4294967296
+    --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base)
+  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
+    RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+simd128${link[*]/#/ -C link-arg=}" \
+    cargo build -p mlc-wgpu-web --features threads --target "$target" --profile "$profile" --locked \
+    -Z build-std=std,panic_abort
+else
+  out=web/pkg
+  cargo build -p mlc-wgpu-web --target "$target" --profile "$profile" --locked
+fi
+rm -rf "$out"
+"$bindgen" --target web --out-dir "$out" --out-name mlc_wgpu_web "$target_dir/$target/$profile/mlc_wgpu_web.wasm"
 
-wasm=web/pkg/mlc_wgpu_web_bg.wasm
-echo "web/pkg: $(du -b "$wasm" | cut -f1) bytes wasm ($(gzip -9c "$wasm" | wc -c) gzipped), $(du -b web/pkg/mlc_wgpu_web.js | cut -f1) bytes JS"
+wasm=$out/mlc_wgpu_web_bg.wasm
+echo "$out: $(du -b "$wasm" | cut -f1) bytes wasm ($(gzip -9c "$wasm" | wc -c) gzipped), $(du -b "$out/mlc_wgpu_web.js" | cut -f1) bytes JS"

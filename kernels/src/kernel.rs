@@ -69,7 +69,10 @@ pub enum Workgroups {
 }
 
 /// The part of a kernel that depends on the step (see the module docs).
-pub(crate) trait Schedule: Send + Sync {
+/// `WasmNotSendSync`, not `Send + Sync`: schedules hold wgpu handles, which are
+/// neither in the threaded browser module (wgpu's objects live on one thread
+/// there; `scripts/build-web.sh --threads`).
+pub(crate) trait Schedule: wgpu::WasmNotSendSync {
     /// Whether the step's position matters (else steps that differ only in
     /// `start` are one step, and a new position writes nothing).
     fn uses_position(&self) -> bool {
@@ -207,7 +210,7 @@ pub(crate) struct PerRow<F> {
     pub workgroups: F,
 }
 
-impl<F: Fn(u32, u32) -> u32 + Send + Sync> Schedule for PerRow<F> {
+impl<F: Fn(u32, u32) -> u32 + wgpu::WasmNotSendSync> Schedule for PerRow<F> {
     fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
         words.push(check_rows(self.label, step, self.max_rows)?);
         Ok(())

@@ -51,6 +51,19 @@ pub fn init() {
     }));
 }
 
+/// Starts the CPU engine's thread pool: `initThreadPool(n)` spawns `n` Web Workers on this
+/// module's shared memory and makes them rayon's global pool (wasm-bindgen-rayon). The threaded
+/// module only (`scripts/build-web.sh --threads`); call it once, in a worker (the calling thread
+/// blocks on the pool, which a page's main thread may not), before loading a model.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// The threads the CPU engine's products run on: the pool's size in the threaded module, else 1.
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    mlc_kernels::cpu_fast::threads()
+}
+
 /// Whether WebGPU gives this page an adapter.
 #[wasm_bindgen(js_name = webgpuAvailable)]
 pub async fn webgpu_available() -> bool {
