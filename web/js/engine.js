@@ -53,6 +53,46 @@ async function loadWasm(wasmUrl) {
   return wasmReady;
 }
 
+// ---- the threaded module (web/pkg-threads, built by scripts/build-web.sh --threads)
+// The CPU engine's products on a rayon pool of Web Workers sharing the module's memory
+// (wasm-bindgen-rayon). It runs only where it can: a cross-origin isolated context (the page is
+// served with COOP/COEP headers, which gives SharedArrayBuffer) and a dedicated worker, because
+// the thread that calls into the pool waits on it with Atomics.wait, which a page's main thread may
+// not do. Everywhere else the single-thread module runs, as before: no page needs special headers.
+// Loaded with import() (which service workers forbid: they never get here) from a URL kept in a
+// variable, so that bundlers leave it alone; `engineConfig.threadsUrl` points at a moved copy.
+const THREADED_GLUE = "../pkg-threads/mlc_wgpu_web.js";
+// Starting the pool waits for every worker to load the module; a worker that fails to start (a
+// blocked script, a policy) never answers, so the wait is bounded and the engine falls back.
+const POOL_START_SECS = 60;
+
+/** Whether this context can run the threaded module: cross-origin isolated, in a dedicated worker. */
+export function threadsSupported() {
+  return globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === "function" &&
+    typeof DedicatedWorkerGlobalScope === "function" && globalThis instanceof DedicatedWorkerGlobalScope;
+}
+
+let threadedReady;
+async function loadThreadedWasm(threads, glueUrl) {
+  if (!threadedReady) {
+    threadedReady = (async () => {
+      const url = String(glueUrl ?? new URL(THREADED_GLUE, import.meta.url));
+      const api = await import(/* webpackIgnore: true */ /* @vite-ignore */ url);
+      await api.default(); // the .wasm beside the glue; the glue creates the shared memory
+      api.init();
+      let timer;
+      const timeout = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the thread pool did not start within ${POOL_START_SECS} s`)), POOL_START_SECS * 1000);
+      });
+      // rayon's global pool can be built once per module instance: the first size stays.
+      await Promise.race([api.initThreadPool(threads), timeout]).finally(() => clearTimeout(timer));
+      return api;
+    })();
+    threadedReady.catch(() => { threadedReady = undefined; });
+  }
+  return threadedReady;
+}
+
 // ---- WebGPU facts WebLLM reports without loading a model
 
 async function requestAdapter() {
@@ -112,6 +152,14 @@ export class MLCEngine {
     this.device = engineConfig.device ?? "auto";
     // mlc-wgpu extension: where the engine's .wasm is (default: beside the module, see loadWasm).
     this.wasmUrl = engineConfig.wasmUrl;
+    // mlc-wgpu extension: the CPU engine's threads where the context allows them (see
+    // threadsSupported; default: navigator.hardwareConcurrency), and where the threaded module's
+    // glue JS is (default: ../pkg-threads/ beside this file).
+    if (engineConfig.cpuThreads !== undefined && !(Number.isInteger(engineConfig.cpuThreads) && engineConfig.cpuThreads >= 1)) {
+      throw new Error(`engineConfig.cpuThreads must be an integer >= 1, got ${engineConfig.cpuThreads}`);
+    }
+    this.cpuThreads = engineConfig.cpuThreads;
+    this.threadsUrl = engineConfig.threadsUrl;
     if (engineConfig.logLevel) setLogLevel(engineConfig.logLevel);
     if (engineConfig.logitProcessorRegistry) this.setLogitProcessorRegistry(engineConfig.logitProcessorRegistry);
     this.loaded = new Map(); // modelId -> { wasm, record, config, lock, interrupt, running, live }
@@ -169,7 +217,7 @@ export class MLCEngine {
     const modelStore = openStore(backend, SCOPE_MODEL);
     const files = new Map();
 
-    const wasm = await loadWasm(this.wasmUrl);
+    let wasm = await loadWasm(this.wasmUrl);
     if (this.device === "webgpu" && !(await wasm.webgpuAvailable())) throw new WebGPUNotAvailableError();
     const choice = isEmbedding
       ? { device: this.device === "webgpu" ? "webgpu" : "cpu", cpuReason: EMBEDDING_ON_CPU }
@@ -178,6 +226,7 @@ export class MLCEngine {
       console.warn(`[mlc-wgpu] ${choice.notice}`);
       this.report(noticeReport(choice.notice));
     }
+    if (choice.device === "cpu") wasm = await this.cpuModule(wasm);
 
     // 1. mlc-chat-config.json (scope webllm/config), merged: file <- record.overrides <- chatOpts.
     const cfgUrl = url("mlc-chat-config.json");
@@ -320,9 +369,24 @@ export class MLCEngine {
       interrupt: isEmbedding ? undefined : engine.interruptHandle(),
       modelType: record.model_type ?? ModelType.LLM, toolFormat: isEmbedding ? undefined : engine.toolFormat(),
     });
-    const done = finishReport(used, used === "webgpu" ? await adapterName(engine) : cpuReason, secs(), totalBytes);
+    const done = finishReport(used, used === "webgpu" ? await adapterName(engine) : cpuReason, secs(), totalBytes,
+      used === "cpu" ? wasm.cpuThreads() : undefined);
     if (used === "webgpu") done.gpuKernels = engine.gpuKernels();
     this.report(done);
+  }
+
+  // The module the CPU engine runs in: the threaded one when this context supports it and more
+  // than one thread is wanted, else `single` (the single-thread module, already loaded). A threaded
+  // module that fails to load or start is logged and `single` runs: threads never break a page.
+  async cpuModule(single) {
+    const want = this.cpuThreads ?? globalThis.navigator?.hardwareConcurrency ?? 1;
+    if (want <= 1 || !threadsSupported()) return single;
+    try {
+      return await loadThreadedWasm(want, this.threadsUrl);
+    } catch (e) {
+      log.warn(`the threaded CPU module could not be started (${e?.message ?? e}); the CPU engine runs on one thread`);
+      return single;
+    }
   }
 
   async unload() {

@@ -123,6 +123,15 @@ export interface MLCEngineConfig {
    * loaded in a page or worker decides; later values are ignored.
    */
   wasmUrl?: string | URL;
+  /**
+   * mlc-wgpu addition: the CPU engine's threads (integer >= 1; default
+   * `navigator.hardwareConcurrency`). Used only in a dedicated Web Worker of a cross-origin
+   * isolated page (COOP/COEP headers), which loads the threaded module (`pkg-threads/`); elsewhere
+   * the CPU engine runs on one thread. The final progress report says how many ran.
+   */
+  cpuThreads?: number;
+  /** mlc-wgpu addition: where the threaded module's glue `mlc_wgpu_web.js` is. Default: `../pkg-threads/` beside the module's `js/`. */
+  threadsUrl?: string | URL;
 }
 
 export interface GenerationConfig {

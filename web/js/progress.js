@@ -36,10 +36,11 @@ export function loadReport(i, n, loadedBytes, totalBytes, secs) {
 }
 
 /** The final report. WebLLM says "Finish loading on WebGPU - <adapter>"; on the CPU engine we
- * say so honestly, with why (`detail`), but keep the "Finish loading on " prefix apps look for.
- * `detail`: the adapter's name on WebGPU, the reason on the CPU engine. */
-export function finishReport(backend, detail, secs, totalBytes) {
-  const where = backend === "cpu" ? `CPU (${detail})` : `WebGPU - ${detail}`;
+ * say so honestly, with its threads and why (`detail`), but keep the "Finish loading on " prefix
+ * apps look for. `detail`: the adapter's name on WebGPU, the reason on the CPU engine; `threads`:
+ * the CPU engine's thread count. */
+export function finishReport(backend, detail, secs, totalBytes, threads = 1) {
+  const where = backend === "cpu" ? `CPU, ${threads} thread${threads === 1 ? "" : "s"} (${detail})` : `WebGPU - ${detail}`;
   return { progress: 1, timeElapsed: secs, text: `Finish loading on ${where}`, phase: "done", loadedBytes: totalBytes, totalBytes };
 }
 

@@ -63,7 +63,8 @@ test("progress texts use WebLLM's wording", () => {
   assert.equal(fin.text, "Finish loading on WebGPU - swiftshader");
   assert.equal(fin.progress, 1);
   assert.equal(fin.timeElapsed, 1.25);
-  assert.equal(finishReport("cpu", "no WebGPU", 1, 1).text, "Finish loading on CPU (no WebGPU)");
+  assert.equal(finishReport("cpu", "no WebGPU", 1, 1).text, "Finish loading on CPU, 1 thread (no WebGPU)");
+  assert.equal(finishReport("cpu", "no WebGPU", 1, 1, 4).text, "Finish loading on CPU, 4 threads (no WebGPU)");
 });
 
 test("software WebGPU adapters are recognised by the browser's flag or their names", () => {
