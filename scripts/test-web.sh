@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Browser tests of the WebLLM-compatible ES module (web/js) in headless Chromium:
 # installs Chromium with apt if missing, installs playwright-core (npm ci; no browser download),
-# builds the wasm module (scripts/build-web.sh) and the native CLI that computes the expected
+# builds the wasm modules (scripts/build-web.sh, single-thread and --threads; the threaded one
+# installs the rust-src component when missing) and the native CLI that computes the expected
 # outputs, then runs the node unit tests, the npm package test (the packed tarball installed into an
 # app, type-checked, built with Vite and webpack and run: web/tests/package/) and the browser suite
 # (WebGPU/SwiftShader and CPU).
-# WEB_TEST_ONLY=webgpu|cpu runs one browser of the suite, WEB_TEST_ONLY=package only the package
+# WEB_TEST_ONLY=webgpu|cpu|threads runs one browser of the suite, WEB_TEST_ONLY=package only the package
 # test, WEB_TEST_ONLY=bench only the browser benchmark's smoke run; WEB_TEST_GREP=REGEX only the suite's checks whose names match (for iterating on one check;
 # see web/tests/run.mjs).
 set -euo pipefail
@@ -24,13 +25,15 @@ fi
 
 (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
 
+only="${WEB_TEST_ONLY:-}"
 bash scripts/build-web.sh
+# The threaded module, for the threads checks of the suite (WEB_TEST_ONLY unset or "threads").
+case "$only" in "" | threads) bash scripts/build-web.sh --threads ;; esac
 
 # The native CLI answers the same requests; its outputs are the expectations.
 cargo build -p mlc-wgpu --bin mlc-wgpu --locked
 export MLC_WGPU_BIN="${MLC_WGPU_BIN:-${CARGO_TARGET_DIR:-target}/debug/mlc-wgpu}"
 
-only="${WEB_TEST_ONLY:-}"
 [ "$only" = package ] || node --test web/tests/unit.test.mjs
 
 # The npm package as an app installs it: the tarball from scripts/pack-web.sh goes into an app built

@@ -10,7 +10,8 @@
 // MLC_WGPU_SMOLLM2_DIR (SmolLM2 artifact folder), CI (a missing SmolLM2 artifact fails),
 // WEB_TEST_ONLY=webgpu|cpu (run one browser), WEB_TEST_GREP=regex (run only the checks whose names
 // match), CHROMIUM (default /usr/bin/chromium),
-// MLC_WGPU_WEB_PKG_DIR (the wasm build to serve; default web/pkg).
+// MLC_WGPU_WEB_PKG_DIR (the wasm build to serve; default web/pkg), MLC_WGPU_WEB_PKG_THREADS_DIR (the
+// threaded build; default web/pkg-threads). WEB_TEST_ONLY=threads runs only the threads checks.
 
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
@@ -50,6 +51,7 @@ async function check(name, fn) {
 // ---------------------------------------------------------------- artifacts
 // MLC_WGPU_WEB_PKG_DIR serves a wasm build from elsewhere (default web/pkg).
 const pkgDir = process.env.MLC_WGPU_WEB_PKG_DIR ?? path.join(repo, "web/pkg");
+const pkgThreadsDir = process.env.MLC_WGPU_WEB_PKG_THREADS_DIR ?? path.join(repo, "web/pkg-threads");
 const pkgJs = path.join(pkgDir, "mlc_wgpu_web.js");
 if (!fs.existsSync(pkgJs) || !fs.existsSync(path.join(pkgDir, "mlc_wgpu_web_bg.wasm"))) {
   console.log(`FAILED  the wasm module is missing (${pkgJs}); run scripts/build-web.sh (scripts/test-web.sh does)`);
@@ -144,17 +146,19 @@ for (const k of Object.keys(expected).filter((k) => k !== "embed")) {
 // ---------------------------------------------------------------- server + browser
 const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "neox-config", dir: neoxDir }, { id: "bert-tiny", dir: bertDir }];
 if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
-const server = await startServer({
-  mounts: [
-    ["/web/js/", path.join(repo, "web/js")],
-    ["/web/pkg/", pkgDir],
-    ["/web/tests/pages/", path.join(here, "pages")],
-    ["/demo/", path.join(repo, "demo")],
-  ],
-  models,
-});
+const MOUNTS = [
+  ["/web/js/", path.join(repo, "web/js")],
+  ["/web/pkg/", pkgDir],
+  ["/web/pkg-threads/", pkgThreadsDir],
+  ["/web/tests/pages/", path.join(here, "pages")],
+  ["/demo/", path.join(repo, "demo")],
+];
+const server = await startServer({ mounts: MOUNTS, models });
+// The same files with COOP/COEP: its pages are cross-origin isolated (the CPU engine's threads).
+const isolatedServer = await startServer({ mounts: MOUNTS, models, isolated: true });
 const ORIGIN = server.url;
-const ALLOWED = [/^\/web\/js\//, /^\/web\/pkg\//, /^\/web\/tests\/pages\//, /^\/demo\//, /^\/models\//];
+const ISOLATED_ORIGIN = isolatedServer.url;
+const ALLOWED = [/^\/web\/js\//, /^\/web\/pkg\//, /^\/web\/pkg-threads\//, /^\/web\/tests\/pages\//, /^\/demo\//, /^\/models\//];
 
 const BASE_ARGS = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
   "--disable-component-update", "--disable-sync"];
@@ -165,6 +169,7 @@ const MODES = [
   { name: "cpu", args: BASE_ARGS, device: "auto", backend: "cpu", full: true, short: "" },
   { name: "webgpu", args: ["--enable-unsafe-webgpu", ...BASE_ARGS], device: "webgpu", backend: "webgpu", full: false, short: "Short" },
 ].filter((m) => !process.env.WEB_TEST_ONLY || process.env.WEB_TEST_ONLY === m.name);
+const runThreads = !process.env.WEB_TEST_ONLY || process.env.WEB_TEST_ONLY === "threads";
 
 const allRequests = []; // every request any page/worker made: {mode, url}
 const contexts = [];
@@ -187,9 +192,9 @@ async function closeContext(ctx) {
   fs.rmSync(contexts[i].dir, { recursive: true, force: true });
   contexts.splice(i, 1);
 }
-async function blankPage(ctx) {
+async function blankPage(ctx, origin = ORIGIN) {
   const page = await ctx.newPage();
-  await page.goto(`${ORIGIN}/web/tests/pages/blank.html`);
+  await page.goto(`${origin}/web/tests/pages/blank.html`);
   return page;
 }
 function withTimeout(p, s, what) {
@@ -393,7 +398,7 @@ for (const mode of MODES) {
         eq(r.info.architecture, "swiftshader", "this browser's adapter (the premise of the check)");
         const notice = r.reports.indexOf(r.reports.find((t) => /software renderer \(SwiftShader\).*CPU engine instead/.test(t)));
         assert(notice >= 0 && notice < r.reports.indexOf("Start to fetch params"), `no software-adapter notice before loading: ${JSON.stringify(r.reports)}`);
-        eq(r.reports.at(-1), "Finish loading on CPU (WebGPU's adapter is a software renderer, SwiftShader)", "final report");
+        eq(r.reports.at(-1), "Finish loading on CPU, 1 thread (WebGPU's adapter is a software renderer, SwiftShader)", "final report");
         // The CPU engine answers the full-length request the WebGPU engine only gets short ones of.
         eq(r.text, text(expected.chat), "text vs native");
       } finally { await p.close(); }
@@ -1099,12 +1104,103 @@ for (const mode of MODES) {
   }
 }
 
+// ---------------------------------------------------------------- the CPU engine's threads
+// A worker of a page served with COOP/COEP runs the threaded module (web/pkg-threads) on a pool of
+// Web Workers; every other context runs the single-thread module. Same greedy text either way.
+if (runThreads) {
+  console.log("\n== browser: threads (no WebGPU; the CPU engine in workers, with and without COOP/COEP)");
+  const mode = { name: "threads", args: BASE_ARGS };
+  if (!fs.existsSync(path.join(pkgThreadsDir, "mlc_wgpu_web_bg.wasm"))) {
+    bad("[threads] the threaded module", `missing in ${pkgThreadsDir}; run scripts/build-web.sh --threads (scripts/test-web.sh does)`);
+  }
+  const ctx = await newContext(mode);
+  // Loads tiny-qwen2 in a worker of a page on `origin` (`threads`: the worker's cpuThreads, "" for
+  // the default) and answers the chat and the long request; also says whether the page is isolated.
+  const inWorker = async (origin, threads) => {
+    const p = await blankPage(ctx, origin);
+    try {
+      return await run(p, `
+        const reports = [];
+        const worker = new Worker("/web/tests/pages/worker.js?device=cpu&threads=" + arg.threads, { type: "module" });
+        const engine = await webllm.CreateWebWorkerMLCEngine(worker, "tiny-qwen2",
+          { appConfig: T.cfg("cache"), initProgressCallback: (x) => reports.push(x.text) });
+        const chat = T.textOf(await T.stream(engine, arg.chat));
+        const long = (await engine.chat.completions.create(arg.long)).choices[0].message.content;
+        worker.terminate();
+        return { isolated: crossOriginIsolated, cores: navigator.hardwareConcurrency, last: reports.at(-1), chat, long };`,
+      { threads, chat: REQ.chat, long: REQ.long });
+    } finally { await p.close(); }
+  };
+  const threadedFetched = (s) => s.requests().some((r) => r.path === "/web/pkg-threads/mlc_wgpu_web_bg.wasm" && r.status === 200);
+  let single;
+
+  await check("[threads] a worker of a page without COOP/COEP runs one thread (the single-thread module) with the native CLI's greedy text", async () => {
+    server.clearLog();
+    single = await inWorker(ORIGIN, "2");
+    eq(single.isolated, false, "crossOriginIsolated without the headers");
+    eq(single.last, 'Finish loading on CPU, 1 thread (device: "cpu")', "final report");
+    assert(!threadedFetched(server), "the threaded module was fetched by a page that cannot use it");
+    eq(single.chat, text(expected.chat), "streamed chat vs native");
+    eq(single.long, text(expected.long), "long request vs native");
+  });
+
+  await check("[threads] a worker of a page with COOP/COEP runs the threaded module on 2 threads with the single-thread run's greedy text", async () => {
+    isolatedServer.clearLog();
+    const r = await inWorker(ISOLATED_ORIGIN, "2");
+    eq(r.isolated, true, "crossOriginIsolated with the headers");
+    eq(r.last, 'Finish loading on CPU, 2 threads (device: "cpu")', `final report (logs: ${JSON.stringify(ctx.logs.filter((l) => /mlc-wgpu|error/i.test(l)))})`);
+    assert(threadedFetched(isolatedServer), "the threaded module was not fetched");
+    eq(r.chat, text(expected.chat), "streamed chat vs native");
+    eq(r.long, text(expected.long), "long request vs native");
+    if (single) eq([r.chat, r.long], [single.chat, single.long], "threaded vs single-thread texts");
+  });
+
+  await check("[threads] by default the isolated worker takes navigator.hardwareConcurrency threads", async () => {
+    const r = await inWorker(ISOLATED_ORIGIN, "");
+    const want = r.cores > 1 ? `${r.cores} threads` : "1 thread";
+    eq(r.last, `Finish loading on CPU, ${want} (device: "cpu")`, "final report");
+    eq(r.chat, text(expected.chat), "streamed chat vs native");
+  });
+
+  await check("[threads] an isolated page's main thread (which may not block on a pool) runs one thread", async () => {
+    const p = await blankPage(ctx, ISOLATED_ORIGIN);
+    try {
+      isolatedServer.clearLog();
+      const r = await run(p, `
+        const reports = [];
+        const engine = await webllm.CreateMLCEngine("tiny-qwen2", { appConfig: T.cfg("cache"), device: "cpu", cpuThreads: 2,
+          initProgressCallback: (x) => reports.push(x.text) });
+        const chat = T.textOf(await T.stream(engine, arg.chat));
+        await engine.unload();
+        return { isolated: crossOriginIsolated, last: reports.at(-1), chat };`, { chat: REQ.chat });
+      eq(r.isolated, true, "crossOriginIsolated with the headers");
+      eq(r.last, 'Finish loading on CPU, 1 thread (device: "cpu")', "final report");
+      assert(!threadedFetched(isolatedServer), "the main thread fetched the threaded module");
+      eq(r.chat, text(expected.chat), "streamed chat vs native");
+    } finally { await p.close(); }
+  });
+
+  await check("[threads] a threaded module that fails to load falls back to one thread, with a warning, and still answers", async () => {
+    isolatedServer.addRule({ match: /^\/web\/pkg-threads\/mlc_wgpu_web_bg\.wasm$/, action: "status", status: 404 });
+    const before = ctx.logs.length;
+    try {
+      const r = await inWorker(ISOLATED_ORIGIN, "2");
+      eq(r.isolated, true, "crossOriginIsolated with the headers");
+      eq(r.last, 'Finish loading on CPU, 1 thread (device: "cpu")', "final report");
+      eq(r.chat, text(expected.chat), "streamed chat vs native");
+      const warned = ctx.logs.slice(before).some((l) => /^\[warning\].*threaded CPU module could not be started/.test(l));
+      assert(warned, `no warning logged: ${JSON.stringify(ctx.logs.slice(before))}`);
+    } finally { isolatedServer.clearRules(); }
+  });
+  await closeContext(ctx);
+}
+
 // Privacy: nothing but the model files and the module's own files (and the test pages) was requested.
 await check("every request went to 127.0.0.1 and only for the module, the model files, the demo or the test pages", async () => {
   const strays = allRequests.filter((r) => {
     if (r.url.startsWith("data:") || r.url.startsWith("blob:")) return false;
     const u = new URL(r.url);
-    return u.origin !== ORIGIN || !ALLOWED.some((re) => re.test(u.pathname));
+    return (u.origin !== ORIGIN && u.origin !== ISOLATED_ORIGIN) || !ALLOWED.some((re) => re.test(u.pathname));
   });
   assert(allRequests.length > 0, "no requests recorded");
   eq(strays.map((r) => `${r.mode} ${r.url}`), [], "unexpected requests");
@@ -1113,6 +1209,7 @@ await check("every request went to 127.0.0.1 and only for the module, the model 
 });
 
 await server.close();
+await isolatedServer.close();
 for (const c of [...contexts]) await closeContext(c.ctx);
 console.log(`\n${passed} passed, ${failed} failed, ${notRun} not run`);
 if (failed) console.log(`failed: ${failures.join("; ")}`);

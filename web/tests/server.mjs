@@ -4,6 +4,7 @@
 // - logs every request and lets a test block, fail or cut responses by path, so caching,
 //   offline reloads and resumed downloads can be checked for real.
 // Usage as a program: node server.mjs --port 8000 --mount /demo/=../../demo --mount /models/X/resolve/main/=DIR
+// [--isolated] (COOP/COEP headers: the CPU engine's threads in a worker)
 
 import http from "node:http";
 import fs from "node:fs";
@@ -17,10 +18,12 @@ const MIME = {
 };
 
 /**
- * @param {{mounts: [string, string][], port?: number, extraRoutes?: (req, res) => boolean}} opts
+ * @param {{mounts: [string, string][], port?: number, extraRoutes?: (req, res) => boolean, isolated?: boolean}} opts
  *   mounts: [urlPrefix ending in "/", directory] pairs; the longest matching prefix wins.
+ *   isolated: send COOP/COEP on every response, which makes the pages cross-origin isolated
+ *   (SharedArrayBuffer, hence the CPU engine's threads).
  */
-export function startServer({ mounts = [], models = [], port = 0 } = {}) {
+export function startServer({ mounts = [], models = [], port = 0, isolated = false } = {}) {
   // Each model {id, dir} is served at /models/ID/resolve/main/ (the Hugging Face layout WebLLM
   // expects), and /models/index.json lists them (the demo's picker reads it, so it works offline).
   mounts = [...mounts, ...models.map((m) => [`/models/${m.id}/resolve/main/`, m.dir])];
@@ -64,6 +67,10 @@ export function startServer({ mounts = [], models = [], port = 0 } = {}) {
     const u = new URL(req.url, "http://127.0.0.1");
     const entry = { method: req.method, path: u.pathname, range: req.headers.range, status: 0, bytes: 0 };
     state.log.push(entry);
+    if (isolated) {
+      res.setHeader("Cross-Origin-Opener-Policy", "same-origin");
+      res.setHeader("Cross-Origin-Embedder-Policy", "require-corp");
+    }
     const finish = (status, headers, body) => {
       entry.status = status;
       res.writeHead(status, { "Cache-Control": "no-store", ...headers });
@@ -149,11 +156,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   let port = 8000;
   const mounts = [];
   const models = [];
+  let isolated = false;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--port") port = Number(args[++i]);
     else if (args[i] === "--mount") { const [p, d] = args[++i].split("="); mounts.push([p, d]); }
     else if (args[i] === "--model") { const [id, d] = args[++i].split("="); models.push({ id, dir: d }); }
+    else if (args[i] === "--isolated") isolated = true;
   }
-  const s = await startServer({ mounts, models, port });
+  const s = await startServer({ mounts, models, port, isolated });
   console.log(`serving on ${s.url}`);
 }
