@@ -10,6 +10,10 @@ CPU only, with the same chat prompt, lengths and greedy settings, at `--threads`
 both engines' figures and their ratio. wllama's threads need a cross-origin isolated page, so its
 page is served with the COOP/COEP headers; the mlc-wgpu page is served as a site serves it, without.
 
+With `--device cpu --threads N[,M...]` the mlc-wgpu CPU engine runs at those thread counts too, in
+turn: in a Web Worker of a page served with COOP/COEP (`engineConfig.cpuThreads`; more than one
+thread loads the threaded module, web/pkg-threads), each count beside wllama at the same count.
+
 Python's standard library only, so it also runs where there is no Node (the lent GPU machine).
 """
 
@@ -153,16 +157,16 @@ def install_wllama():
     return folder
 
 
-def run_wllama(args, ours):
-    """wllama on the GGUF at `--threads`, with the prompt length the mlc-wgpu run had."""
+def run_wllama(args, ours, threads):
+    """wllama on the GGUF at `threads`, with the prompt length the mlc-wgpu run had."""
     gguf = os.path.realpath(args.wllama)
     if not os.path.isfile(gguf):
         sys.exit(f"error: no GGUF file at {args.wllama}")
     mounts = [("/wllama/", install_wllama()), ("/bench/", os.path.join(ROOT, "web/bench")),
               ("/gguf/", os.path.dirname(gguf))]
-    query = {"gguf_url": f"/gguf/{os.path.basename(gguf)}", "threads": args.threads,
+    query = {"gguf_url": f"/gguf/{os.path.basename(gguf)}", "threads": threads,
              "prompt_tokens": ours["prompt_tokens"], "gen_tokens": args.gen_tokens}
-    print(f"bench-web: wllama at {args.threads} thread(s), GGUF {gguf}", file=sys.stderr)
+    print(f"bench-web: wllama at {threads} thread(s), GGUF {gguf}", file=sys.stderr)
     report = run_page(args, mounts, "/bench/wllama.html", query, isolated=True)
     if "error" not in report and report["prompt_tokens"] != ours["prompt_tokens"]:
         print(f"bench-web: note: wllama's prompt is {report['prompt_tokens']} tokens, "
@@ -200,30 +204,48 @@ def main():
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--wllama", metavar="GGUF", help="also run wllama (llama.cpp in wasm) on this GGUF and print the ratio")
-    parser.add_argument("--threads", type=int, default=1, help="wllama's threads (the mlc-wgpu page runs one)")
+    parser.add_argument("--threads", help="thread counts, comma-separated (e.g. 1,2): wllama's, and with "
+                        "--device cpu also the mlc-wgpu CPU engine's (in a worker of an isolated page); "
+                        "default: wllama 1, mlc-wgpu in the page as a site runs it")
+    parser.add_argument("--pkg-threads", default=os.path.join(ROOT, "web/pkg-threads"),
+                        help="the threaded wasm module (scripts/build-web.sh --threads)")
     args = parser.parse_args()
+    counts = [int(n) for n in args.threads.split(",")] if args.threads else [None]
+    in_worker = args.device == "cpu" and args.threads is not None
 
     mounts = [("/web/js/", os.path.join(ROOT, "web/js")), ("/web/pkg/", args.pkg),
-              ("/bench/", os.path.join(ROOT, "web/bench")),
+              ("/web/pkg-threads/", args.pkg_threads), ("/bench/", os.path.join(ROOT, "web/bench")),
               (f"/models/{args.model_id}/resolve/main/", args.model)]
     if not os.path.isfile(os.path.join(args.pkg, "mlc_wgpu_web_bg.wasm")):
         sys.exit(f"error: no wasm module in {args.pkg}: run scripts/build-web.sh first")
-    query = {
-        "model_id": args.model_id, "model_url": f"/models/{args.model_id}/", "device": args.device,
-        "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens, "contexts": args.contexts,
-        "context_steps": args.context_steps,
-    }
-    print(f"bench-web: {args.device} in {os.path.basename(args.chromium)}, model {args.model}", file=sys.stderr)
-    report = run_page(args, mounts, "/bench/index.html", query, isolated=False)
-    if args.wllama and "error" not in report:
-        report["wllama"] = run_wllama(args, report)
+    if in_worker and max(counts) > 1 and not os.path.isfile(os.path.join(args.pkg_threads, "mlc_wgpu_web_bg.wasm")):
+        sys.exit(f"error: no threaded wasm module in {args.pkg_threads}: run scripts/build-web.sh --threads first")
+    reports = []
+    for threads in counts:
+        query = {
+            "model_id": args.model_id, "model_url": f"/models/{args.model_id}/", "device": args.device,
+            "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens, "contexts": args.contexts,
+            "context_steps": args.context_steps,
+        }
+        if in_worker:
+            query["cpu_threads"] = threads
+        print(f"bench-web: {args.device} in {os.path.basename(args.chromium)}, model {args.model}"
+              + (f", {threads} CPU thread(s) in a worker" if in_worker else ""), file=sys.stderr)
+        report = run_page(args, mounts, "/bench/index.html", query, isolated=in_worker)
+        if in_worker and "error" not in report and report.get("cpu_threads") != threads:
+            report["error"] = f"asked for {threads} CPU thread(s), the engine reports {report.get('backend')!r}"
+        if args.wllama and "error" not in report:
+            report["wllama"] = run_wllama(args, report, threads or 1)
+        reports.append(report)
+        if not args.json:
+            if len(counts) > 1:
+                print(f"== {threads} thread(s)")
+            print_text(report)
+            if "wllama" in report:
+                print_wllama(report, report["wllama"])
     if args.json:
-        print(json.dumps(report))
-    else:
-        print_text(report)
-        if "wllama" in report:
-            print_wllama(report, report["wllama"])
-    sys.exit(1 if "error" in report or "error" in report.get("wllama", {}) else 0)
+        print(json.dumps(reports[0] if len(reports) == 1 else reports))
+    sys.exit(1 if any("error" in r or "error" in r.get("wllama", {}) for r in reports) else 0)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ const options = {
   genTokens: number("gen_tokens", 256),
   contexts: (params.get("contexts") ?? "128,1024,4096").split(",").filter(Boolean).map(Number),
   contextSteps: number("context_steps", 64),
+  // When set, the engine runs in a Web Worker (worker.js) with this many CPU threads: the page is
+  // then served cross-origin isolated (scripts/bench-web.py --threads), so more than one thread
+  // gets the threaded module.
+  cpuThreads: params.get("cpu_threads") ? number("cpu_threads", 1) : undefined,
 };
 
 const post = (path, body) => fetch(path, { method: "POST", body: JSON.stringify(body) });
@@ -122,13 +126,19 @@ async function bench() {
   // Each load's progress reports, with the milliseconds since the load began: where its time goes.
   let progress = [];
   let started = performance.now();
-  const engine = await webllm.CreateMLCEngine(options.modelId, {
+  const engineConfig = {
     appConfig, device: options.device,
     initProgressCallback: (p) => progress.push([Math.round(performance.now() - started), p.text]),
-  });
+  };
+  const engine = options.cpuThreads === undefined
+    ? await webllm.CreateMLCEngine(options.modelId, engineConfig)
+    : await webllm.CreateWebWorkerMLCEngine(
+      new Worker(`worker.js?device=${options.device}&threads=${options.cpuThreads}`, { type: "module" }), options.modelId, engineConfig);
   report.load_first_s = seconds(started);
   report.load_first_reports = progress;
   report.backend = progress.map(([, text]) => text).findLast((text) => /WebGPU|CPU/i.test(text)) ?? null;
+  // The threads the CPU engine runs on, as its final report says ("Finish loading on CPU, 2 threads").
+  report.cpu_threads = Number(/CPU, (\d+) threads?/.exec(report.backend ?? "")?.[1] ?? NaN) || null;
   await log(`loaded in ${report.load_first_s.toFixed(2)} s`);
 
   await engine.unload();
