@@ -68,10 +68,7 @@ pub enum Workgroups {
     Grid(u32, u32),
 }
 
-/// The part of a kernel that depends on the step (see the module docs).
-/// `WasmNotSendSync`, not `Send + Sync`: schedules hold wgpu handles, which are
-/// neither in the threaded browser module (wgpu's objects live on one thread
-/// there; `scripts/build-web.sh --threads`).
+/// The part of a kernel that depends on the step (module docs); not `Send` in threaded wasm (wgpu).
 pub(crate) trait Schedule: wgpu::WasmNotSendSync {
     /// Whether the step's position matters (else steps that differ only in
     /// `start` are one step, and a new position writes nothing).

@@ -370,7 +370,7 @@ export class MLCEngine {
       modelType: record.model_type ?? ModelType.LLM, toolFormat: isEmbedding ? undefined : engine.toolFormat(),
     });
     const done = finishReport(used, used === "webgpu" ? await adapterName(engine) : cpuReason, secs(), totalBytes,
-      used === "cpu" ? wasm.cpuThreads() : undefined);
+      used === "cpu" ? (wasm.cpuThreads?.() ?? 1) : undefined); // only the threaded module has cpuThreads
     if (used === "webgpu") done.gpuKernels = engine.gpuKernels();
     this.report(done);
   }

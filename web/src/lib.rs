@@ -51,19 +51,6 @@ pub fn init() {
     }));
 }
 
-/// Starts the CPU engine's thread pool: `initThreadPool(n)` spawns `n` Web Workers on this
-/// module's shared memory and makes them rayon's global pool (wasm-bindgen-rayon). The threaded
-/// module only (`scripts/build-web.sh --threads`); call it once, in a worker (the calling thread
-/// blocks on the pool, which a page's main thread may not), before loading a model.
-#[cfg(feature = "threads")]
-pub use wasm_bindgen_rayon::init_thread_pool;
-
-/// The threads the CPU engine's products run on: the pool's size in the threaded module, else 1.
-#[wasm_bindgen(js_name = cpuThreads)]
-pub fn cpu_threads() -> usize {
-    mlc_kernels::cpu_fast::threads()
-}
-
 /// Whether WebGPU gives this page an adapter.
 #[wasm_bindgen(js_name = webgpuAvailable)]
 pub async fn webgpu_available() -> bool {
@@ -683,4 +670,20 @@ fn error(name: &str, message: &str) -> JsValue {
     let e = js_sys::Error::new(message);
     e.set_name(name);
     e.into()
+}
+
+/// Starts the CPU engine's thread pool: `initThreadPool(n)` spawns `n` Web Workers on this
+/// module's shared memory and makes them rayon's global pool (wasm-bindgen-rayon). The threaded
+/// module only (`scripts/build-web.sh --threads`); call it once, in a worker (the calling thread
+/// blocks on the pool, which a page's main thread may not), before loading a model.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// The threads the CPU engine's products run on: the size of the pool `initThreadPool` started.
+/// The threaded module only: the single-thread one stays as it was built before threads (its
+/// CPU engine runs on one thread, which the JS layer knows).
+#[cfg(feature = "threads")]
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    mlc_kernels::cpu_fast::threads()
 }
