@@ -67,7 +67,7 @@ const THREADED_GLUE = "../pkg-threads/mlc_wgpu_web.js";
 const POOL_START_SECS = 60;
 
 /** Whether this context can run the threaded module: cross-origin isolated, in a dedicated worker. */
-export function threadsSupported() {
+function threadsSupported() {
   return globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === "function" &&
     typeof DedicatedWorkerGlobalScope === "function" && globalThis instanceof DedicatedWorkerGlobalScope;
 }
