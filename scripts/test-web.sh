@@ -27,9 +27,9 @@ fi
 
 only="${WEB_TEST_ONLY:-}"
 bash scripts/build-web.sh
-# The threaded module, for the threads checks of the suite (WEB_TEST_ONLY unset or "threads"):
+# The threaded module, for the threads checks of the suite and the benchmark's threads mode:
 # 2 min 5 s from scratch on 2 cores (its own target folder and std), the checks ~15 s.
-case "$only" in "" | threads) bash scripts/build-web.sh --threads ;; esac
+case "$only" in "" | threads | bench) bash scripts/build-web.sh --threads ;; esac
 
 # The native CLI answers the same requests; its outputs are the expectations.
 cargo build -p mlc-wgpu --bin mlc-wgpu --locked
@@ -59,7 +59,9 @@ fi
 [ "$only" = package ] || [ "$only" = bench ] || node web/tests/run.mjs
 
 # The browser benchmark as a smoke test (it must run and report; no speed is asserted): the tiny
-# Qwen2 fixture with Qwen2.5's tokenizer, on the CPU engine and on Chromium's WebGPU (SwiftShader).
+# Qwen2 fixture with Qwen2.5's tokenizer, on the CPU engine and on Chromium's WebGPU (SwiftShader),
+# and the CPU engine in a worker of an isolated page at 1 and 2 threads (it fails unless the engine
+# reports the thread count asked for).
 if [ -z "$only" ] || [ "$only" = bench ]; then
   bench_model=$(mktemp -d)
   cp conformance/fixtures/tiny-qwen2/mlc/* "$bench_model"/
@@ -68,5 +70,7 @@ if [ -z "$only" ] || [ "$only" = bench ]; then
     python3 scripts/bench-web.py --model "$bench_model" --device "$device" \
       --prompt-tokens 16 --gen-tokens 2 --contexts "" --timeout 600
   done
+  python3 scripts/bench-web.py --model "$bench_model" --device cpu --threads 1,2 \
+    --prompt-tokens 16 --gen-tokens 2 --contexts "" --timeout 600
   rm -rf "$bench_model"
 fi
