@@ -14,8 +14,9 @@
 # and -Z build-std on stable through RUSTC_BOOTSTRAP=1. The linker is told to make the memory
 # shared and imported (wasm-bindgen's glue creates it; every worker instantiates the module on it),
 # capped at wasm32's 4 GiB (a shared memory must declare a maximum), and to export the TLS symbols
-# wasm-bindgen's thread support uses to give each worker its own thread-locals (wasm-bindgen's
-# guide, "Parallel Raytracing"). Its own target folder: other RUSTFLAGS and another std.
+# wasm-bindgen's thread support uses to give each worker its own thread-locals. Without these link
+# arguments rustc 1.95 linked a private, unshared memory and the pool could not start ("#<Memory>
+# could not be cloned"). Its own target folder: other RUSTFLAGS and another std.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
