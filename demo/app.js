@@ -1,6 +1,8 @@
 // The chat demo. It uses only the local module (the same API as WebLLM) and the server it came
 // from: locally served models are listed by /models/index.json (scripts/demo.sh serves the offline
 // default SmolLM2 there); Qwen2.5-0.5B-Instruct is offered from its official Hugging Face URL.
+// The engine runs in a dedicated Web Worker (worker.js), where the CPU engine gets threads when
+// the page is cross-origin isolated (scripts/demo.sh serves it so).
 
 import * as webllm from "../web/js/index.js";
 import { renderMarkdown } from "./markdown.js";
@@ -14,6 +16,7 @@ const ui = {
 };
 
 let engine;
+let worker; // the dedicated worker the engine runs in, one per load
 let history = [];
 let chatModel = ""; // the model whose conversation is shown (and saved)
 let loadedModel = ""; // the model the engine holds
@@ -151,8 +154,13 @@ async function load(appConfig) {
   localStorage.setItem(SETTINGS_KEY + "model", ui.model.value);
   localStorage.setItem(SETTINGS_KEY + "device", ui.device.value);
   try {
-    if (engine) await engine.unload();
-    engine = new webllm.MLCEngine({ appConfig, initProgressCallback: onProgress, device: ui.device.value });
+    // A fresh worker per load: the engine choice travels in its URL (WebLLM's worker protocol has
+    // no field for it), and ending the old worker frees the old model with it.
+    worker?.terminate();
+    worker = new Worker(new URL(`worker.js?device=${encodeURIComponent(ui.device.value)}`, import.meta.url), { type: "module" });
+    // A worker whose script fails to load or throws would leave the load waiting forever.
+    worker.onerror = (ev) => setStatus("error", `The engine's worker failed: ${ev.message || "its script could not be loaded"}`);
+    engine = new webllm.WebWorkerMLCEngine(worker, { appConfig, initProgressCallback: onProgress });
     const cached = await webllm.hasModelInCache(ui.model.value, appConfig).catch(() => false);
     ui.phase.textContent = cached ? "Loading from the browser cache" : "Downloading";
     await engine.reload(ui.model.value);
@@ -161,9 +169,12 @@ async function load(appConfig) {
     showChat(loadedModel);
     setStatus("ready", `Loaded ${ui.model.value} on ${engineName}.`);
   } catch (e) {
-    setStatus("error", `Could not load the model: ${e?.name ?? "Error"}: ${e?.message ?? e}`);
+    setStatus("error", `Could not load the model: ${errorText(e)}`);
   }
 }
+
+// The worker's engine rejects with WebLLM's "<name>: <message>" string, not an Error object.
+const errorText = (e) => (typeof e === "string" ? e : `${e?.name ?? "Error"}: ${e?.message ?? e}`);
 
 // User text is shown as typed; assistant text as Markdown (demo/markdown.js escapes raw HTML).
 function renderBody(body, role, text) {
@@ -229,7 +240,7 @@ async function send(text) {
   } catch (e) {
     history.pop();
     saveChat();
-    setStatus("ready", `Error: ${e?.name ?? "Error"}: ${e?.message ?? e}`);
+    setStatus("ready", `Error: ${errorText(e)}`);
   }
 }
 
