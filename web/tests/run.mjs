@@ -69,6 +69,15 @@ prepareTinyQwen2(repo, neoxDir);
   fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")), model_type: "gpt_neox" }));
 }
 
+// tiny-qwen2 under a config whose default sampling is greedy (temperature 0): the demo page sends no
+// temperature, so with this model its answer is the native CLI's greedy text.
+const greedyDir = path.join(here, "served/tiny-qwen2-greedy");
+prepareTinyQwen2(repo, greedyDir);
+{
+  const cfgPath = path.join(greedyDir, "mlc-chat-config.json");
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")), temperature: 0 }));
+}
+
 const smolDir = defaultModelDir();
 const haveSmol = fs.existsSync(path.join(smolDir, "mlc-chat-config.json"));
 
@@ -144,7 +153,8 @@ for (const k of Object.keys(expected).filter((k) => k !== "embed")) {
 }
 
 // ---------------------------------------------------------------- server + browser
-const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "neox-config", dir: neoxDir }, { id: "bert-tiny", dir: bertDir }];
+const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "neox-config", dir: neoxDir }, { id: "bert-tiny", dir: bertDir },
+  { id: "tiny-qwen2-greedy", dir: greedyDir }];
 if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
 const MOUNTS = [
   ["/web/js/", path.join(repo, "web/js")],
@@ -1191,6 +1201,64 @@ if (runThreads) {
       const warned = ctx.logs.slice(before).some((l) => /^\[warning\].*threaded CPU module could not be started/.test(l));
       assert(warned, `no warning logged: ${JSON.stringify(ctx.logs.slice(before))}`);
     } finally { isolatedServer.clearRules(); }
+  });
+
+  // The demo page (its engine in a worker, demo/worker.js) on the CPU engine: threads where the page
+  // is isolated (scripts/demo.sh serves it so), one thread where it is not; the greedy model's
+  // answer is the native CLI's either way. Returns the page, ready, for further steps.
+  const demoAnswer = async (c, s, origin) => {
+    const p = await c.newPage();
+    await p.goto(`${origin}/demo/`);
+    await p.waitForSelector("#model option", { state: "attached" });
+    await p.selectOption("#model", { value: "tiny-qwen2-greedy" });
+    await p.selectOption("#device", { value: "cpu" });
+    await p.fill("#max-tokens", String(REQ.chat.max_tokens));
+    s.clearLog();
+    await p.click("#load");
+    await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo load");
+    const loaded = await p.textContent("#status");
+    await p.fill("#prompt", REQ.chat.messages[0].content);
+    await p.click("#send");
+    await withTimeout(p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo answer");
+    return {
+      p, loaded, answer: await p.textContent(".msg.assistant:last-child .body"), replyStats: await p.textContent(".msg.assistant:last-child .reply-stats"),
+      isolated: await p.evaluate(() => crossOriginIsolated), cores: await p.evaluate(() => navigator.hardwareConcurrency),
+    };
+  };
+
+  await check("[threads] the demo page served without COOP/COEP runs its worker's CPU engine on one thread with the native CLI's greedy text", async () => {
+    const c = await newContext(mode);
+    try {
+      const r = await demoAnswer(c, server, ORIGIN);
+      eq(r.isolated, false, "crossOriginIsolated without the headers");
+      eq(r.loaded, 'Loaded tiny-qwen2-greedy on CPU, 1 thread (device: "cpu").', "status after load");
+      assert(!threadedFetched(server), "the threaded module was fetched by a page that cannot use it");
+      eq(r.answer.trim(), text(expected.chat).trim(), "demo answer vs native");
+    } finally { await closeContext(c); }
+  });
+
+  await check("[threads] the demo page served with COOP/COEP runs its worker's CPU engine on navigator.hardwareConcurrency threads with the native CLI's greedy text, and Stop interrupts it", async () => {
+    const c = await newContext(mode);
+    try {
+      const r = await demoAnswer(c, isolatedServer, ISOLATED_ORIGIN);
+      eq(r.isolated, true, "crossOriginIsolated with the headers");
+      assert(r.cores > 1, `navigator.hardwareConcurrency is ${r.cores}: this check needs a machine with 2 cores or more`);
+      eq(r.loaded, `Loaded tiny-qwen2-greedy on CPU, ${r.cores} threads (device: "cpu").`, "status after load");
+      assert(threadedFetched(isolatedServer), "the threaded module was not fetched");
+      eq(r.answer.trim(), text(expected.chat).trim(), "demo answer vs native");
+      assert(r.replyStats.endsWith(`· CPU, ${r.cores} threads (device: "cpu")`), `per-reply stats: ${r.replyStats}`);
+      await r.p.screenshot({ path: path.join(outDir, "demo-threads.png") });
+
+      // Stop, through the worker: a long answer is cut once it has started streaming.
+      await r.p.fill("#max-tokens", "2000");
+      await r.p.fill("#prompt", REQ.long.messages[0].content);
+      await r.p.click("#send");
+      await withTimeout(r.p.waitForFunction(() => document.querySelector(".msg.assistant:last-child .body").textContent.length > 0,
+        undefined, { timeout: 0 }), 590, "demo streaming");
+      await r.p.click("#stop");
+      await withTimeout(r.p.waitForSelector("#status[data-state=ready]", { timeout: 0 }), 590, "demo stop");
+      eq(await r.p.textContent("#status"), "Stopped.", "status after Stop");
+    } finally { await closeContext(c); }
   });
   await closeContext(ctx);
 }
