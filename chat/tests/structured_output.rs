@@ -10,7 +10,7 @@ use mlc_chat::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatEngine, FinishReason,
     RequestError,
 };
-use mlc_engine::load_cpu;
+use mlc_engine::{load_cpu, load_cpu_fast};
 use mlc_loader::{Artifact, OpenOptions};
 use pollster::FutureExt as _;
 use serde_json::{Value, json};
@@ -21,6 +21,8 @@ use mlc_conformance::{SMOLLM2, shared_path};
 
 /// Seeds per sampled check (each a full reply at temperature 1).
 const SEEDS: u64 = 10;
+/// Seeds of the GPU engine's schema test (see there).
+const GPU_SEEDS: u64 = 3;
 
 /// A schema whose every value is bounded, so a reply always fits `max_tokens`.
 fn person_schema() -> Value {
@@ -42,9 +44,11 @@ fn smollm2_artifact() -> Option<Artifact> {
     Some(Artifact::open(dir.to_str().unwrap(), OpenOptions::default()).unwrap())
 }
 
+/// The CPU engine users run (the fast one): the grammar and the sampler are the same over every
+/// engine, and the float32 oracle would make these seeds take minutes in CI.
 fn cpu_engine() -> Option<ChatEngine> {
     let artifact = smollm2_artifact()?;
-    Some(ChatEngine::new(Box::new(load_cpu(&artifact).unwrap()), &artifact).unwrap())
+    Some(ChatEngine::new(Box::new(load_cpu_fast(&artifact).unwrap()), &artifact).unwrap())
 }
 
 fn request(fields: Value) -> ChatCompletionRequest {
@@ -69,11 +73,11 @@ fn reply(response: &ChatCompletion) -> &str {
     response.choices[0].message.content.as_deref().unwrap()
 }
 
-/// Every seed's reply ends by itself and validates against `schema`.
-fn assert_schema_always_holds(engine: &mut ChatEngine, format: Value, schema: &Value) {
+/// Every one of `seeds` seeds' replies ends by itself and validates against `schema`.
+fn assert_schema_always_holds(engine: &mut ChatEngine, format: Value, schema: &Value, seeds: u64) {
     let validator = jsonschema::validator_for(schema).unwrap();
     let mut distinct = std::collections::BTreeSet::new();
-    for seed in 0..SEEDS {
+    for seed in 0..seeds {
         let response =
             run(engine, &request(json!({"response_format": format, "seed": seed}))).unwrap();
         let text = reply(&response);
@@ -99,10 +103,11 @@ fn webllm_and_openai_schema_forms_always_give_valid_json_on_the_cpu() {
         &mut engine,
         json!({"type": "json_object", "schema": schema.to_string()}),
         &schema,
+        SEEDS,
     );
     // OpenAI's form.
     let openai = json!({"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": true}});
-    assert_schema_always_holds(&mut engine, openai, &schema);
+    assert_schema_always_holds(&mut engine, openai, &schema, SEEDS);
 }
 
 #[test]
@@ -115,10 +120,13 @@ fn schema_constrained_sampling_on_the_gpu_engine_gives_valid_json() {
         mlc_engine::load_gpu(&artifact, ctx, mlc_engine::gpu::GpuOptions::default()).unwrap();
     let mut engine = ChatEngine::new(Box::new(model), &artifact).unwrap();
     let schema = person_schema();
+    // Three seeds: the GPU engine differs from the CPU one only in where the mask is applied, and
+    // each SmolLM2 reply takes ~40 s on the software Vulkan driver (lavapipe) that CI runs.
     assert_schema_always_holds(
         &mut engine,
         json!({"type": "json_object", "schema": schema.to_string()}),
         &schema,
+        GPU_SEEDS,
     );
 }
 
