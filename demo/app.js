@@ -271,9 +271,10 @@ ui.prompt.addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); ui.form.requestSubmit(); }
 });
 ui.stop.addEventListener("click", () => engine?.interruptGenerate());
+// The page forgets the chat at once; the engine, in its worker, drops its cached prefix after.
 ui.reset.addEventListener("click", async () => {
-  await engine?.resetChat();
   history = [];
   saveChat();
   showChat(chatModel);
+  await engine?.resetChat();
 });
