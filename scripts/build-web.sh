@@ -11,7 +11,11 @@
 # engine's products on a rayon pool of Web Workers sharing the module's memory (the web crate's
 # `threads` feature, wasm-bindgen-rayon). Threads need +atomics,+bulk-memory, which the prebuilt
 # wasm32 std lacks, so std is rebuilt with them: the rust-src component (installed when missing),
-# and -Z build-std on stable through RUSTC_BOOTSTRAP=1. The linker is told to make the memory
+# and -Z build-std on stable through RUSTC_BOOTSTRAP=1. The features go into a target spec, the
+# toolchain's own wasm32-unknown-unknown spec with `features` set and `singlethread` off, rather
+# than into -C target-feature: rustc warns once per crate that `atomics` is unstable when a flag
+# enables it, and says nothing when the target does. The spec keeps the target's name, so
+# dependencies declared for `wasm32-unknown-unknown` still apply. The linker is told to make the memory
 # shared and imported (wasm-bindgen's glue creates it; every worker instantiates the module on it),
 # capped at wasm32's 4 GiB (a shared memory must declare a maximum), and to export the TLS symbols
 # wasm-bindgen's thread support uses to give each worker its own thread-locals. Without these link
@@ -52,13 +56,21 @@ if [ "$threads" = 1 ]; then
   fi
   out=web/pkg-threads
   target_dir="$target_dir/threads"
-  # RUSTFLAGS replaces .cargo/config.toml's flags, so +simd128 is repeated here.
+  # RUSTFLAGS replaces .cargo/config.toml's flags, so +simd128 is in the spec's features too.
+  spec="$target_dir/spec/$target.json"
+  mkdir -p "$(dirname "$spec")"
+  RUSTC_BOOTSTRAP=1 rustc -Z unstable-options --print target-spec-json --target "$target" |
+    python3 -c 'import json, sys
+spec = json.load(sys.stdin)
+spec.pop("metadata", None)
+spec["features"] = "+atomics,+bulk-memory,+simd128"
+spec["singlethread"] = False
+json.dump(spec, sys.stdout, indent=2)' > "$spec"
   link=(--shared-memory --import-memory --max-memory=4294967296
     --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base)
-  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
-    RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+simd128${link[*]/#/ -C link-arg=}" \
-    cargo build -p mlc-wgpu-web --features threads --target "$target" --profile "$profile" --locked \
-    -Z build-std=std,panic_abort
+  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="${link[*]/#/-C link-arg=}" \
+    cargo build -p mlc-wgpu-web --features threads --target "$spec" --profile "$profile" --locked \
+    -Z build-std=std,panic_abort -Z json-target-spec
 else
   out=web/pkg
   cargo build -p mlc-wgpu-web --target "$target" --profile "$profile" --locked

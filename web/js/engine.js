@@ -217,16 +217,17 @@ export class MLCEngine {
     const modelStore = openStore(backend, SCOPE_MODEL);
     const files = new Map();
 
-    let wasm = await loadWasm(this.wasmUrl);
-    if (this.device === "webgpu" && !(await wasm.webgpuAvailable())) throw new WebGPUNotAvailableError();
+    // The device is chosen in JS first, so that exactly one module is fetched: a CPU engine in an
+    // isolated worker loads the threaded one and never the single-thread one.
     const choice = isEmbedding
       ? { device: this.device === "webgpu" ? "webgpu" : "cpu", cpuReason: EMBEDDING_ON_CPU }
       : await chooseDevice(this.device);
+    const wasm = choice.device === "cpu" ? await this.cpuModule() : await loadWasm(this.wasmUrl);
+    if (this.device === "webgpu" && !(await wasm.webgpuAvailable())) throw new WebGPUNotAvailableError();
     if (choice.notice) {
       console.warn(`[mlc-wgpu] ${choice.notice}`);
       this.report(noticeReport(choice.notice));
     }
-    if (choice.device === "cpu") wasm = await this.cpuModule(wasm);
 
     // 1. mlc-chat-config.json (scope webllm/config), merged: file <- record.overrides <- chatOpts.
     const cfgUrl = url("mlc-chat-config.json");
@@ -376,17 +377,18 @@ export class MLCEngine {
   }
 
   // The module the CPU engine runs in: the threaded one when this context supports it and more
-  // than one thread is wanted, else `single` (the single-thread module, already loaded). A threaded
-  // module that fails to load or start is logged and `single` runs: threads never break a page.
-  async cpuModule(single) {
+  // than one thread is wanted, else the single-thread one. A threaded module that fails to load or
+  // start is logged and the single-thread one runs: threads never break a page.
+  async cpuModule() {
     const want = this.cpuThreads ?? globalThis.navigator?.hardwareConcurrency ?? 1;
-    if (want <= 1 || !threadsSupported()) return single;
-    try {
-      return await loadThreadedWasm(want, this.threadsUrl);
-    } catch (e) {
-      log.warn(`the threaded CPU module could not be started (${e?.message ?? e}); the CPU engine runs on one thread`);
-      return single;
+    if (want > 1 && threadsSupported()) {
+      try {
+        return await loadThreadedWasm(want, this.threadsUrl);
+      } catch (e) {
+        log.warn(`the threaded CPU module could not be started (${e?.message ?? e}); the CPU engine runs on one thread`);
+      }
     }
+    return loadWasm(this.wasmUrl);
   }
 
   async unload() {

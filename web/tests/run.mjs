@@ -1142,6 +1142,7 @@ if (runThreads) {
     } finally { await p.close(); }
   };
   const threadedFetched = (s) => s.requests().some((r) => r.path === "/web/pkg-threads/mlc_wgpu_web_bg.wasm" && r.status === 200);
+  const singleFetched = (s) => s.requests().some((r) => r.path === "/web/pkg/mlc_wgpu_web_bg.wasm");
   let single;
 
   await check("[threads] a worker of a page without COOP/COEP runs one thread (the single-thread module) with the native CLI's greedy text", async () => {
@@ -1160,6 +1161,7 @@ if (runThreads) {
     eq(r.isolated, true, "crossOriginIsolated with the headers");
     eq(r.last, 'Finish loading on CPU, 2 threads (device: "cpu")', `final report (logs: ${JSON.stringify(ctx.logs.filter((l) => /mlc-wgpu|error/i.test(l)))})`);
     assert(threadedFetched(isolatedServer), "the threaded module was not fetched");
+    assert(!singleFetched(isolatedServer), "the single-thread module was fetched too (one module is enough)");
     eq(r.chat, text(expected.chat), "streamed chat vs native");
     eq(r.long, text(expected.long), "long request vs native");
     if (single) eq([r.chat, r.long], [single.chat, single.long], "threaded vs single-thread texts");
