@@ -301,59 +301,79 @@ mod avx2 {
         }
     }
 
-    /// Four weight rows (`w`, one after the other) against one activation
-    /// row: four accumulators, reduced together in [`super::reduce`]'s order.
+    /// `R` (a multiple of four) weight rows (`w`, one after the other)
+    /// against one activation row: `R` accumulators, reduced four at a time
+    /// by [`reduce4`].
     #[inline(always)]
-    unsafe fn row_tile(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+    unsafe fn row_tile<const R: usize>(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
         let blocks = a.len();
-        // SAFETY: the caller has AVX2; `w` holds four rows of `blocks`
-        // blocks and `out` four values. The prefetches stream the next four
-        // rows (80 bytes per block step, all of them over the row), which
-        // may lie past the matrix: a prefetch never faults, and
+        // SAFETY: the caller has AVX2; `w` holds `R` rows of `blocks`
+        // blocks and `out` `R` values. The prefetches stream the next `R`
+        // rows (`20 · R` bytes per block step, all of them over the row),
+        // which may lie past the matrix: a prefetch never faults, and
         // `wrapping_add` computes the address without claiming it in bounds.
         unsafe {
-            let next = w.as_ptr().wrapping_add(4 * blocks);
+            let next = w.as_ptr().wrapping_add(R * blocks);
             let seven = _mm256_set1_epi16(7);
-            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut acc = [_mm256_setzero_ps(); R];
             for (b, a) in a.iter().enumerate() {
-                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(4 * b).cast());
+                for line in 0..R / 4 {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(R * b + 4 * line).cast());
+                }
                 let first = _mm256_loadu_si256(a.values.as_ptr().cast());
                 let second = _mm256_loadu_si256(a.values.as_ptr().add(16).cast());
                 let sevens = _mm256_add_epi32(
                     _mm256_madd_epi16(seven, first),
                     _mm256_madd_epi16(seven, second),
                 );
+                // `w.scale · a.scale` in each lane: the scalar kernel's
+                // product, with the weight's scale broadcast from memory.
+                let a_scale = _mm256_set1_ps(a.scale);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let w = &w[r * blocks + b];
                     let lanes = raw_lanes(w, first, second, sevens);
-                    let scale = _mm256_set1_ps(w.scale * a.scale);
+                    let scale = _mm256_mul_ps(_mm256_broadcast_ss(&w.scale), a_scale);
                     *acc = _mm256_add_ps(*acc, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(lanes)));
                 }
             }
-            // Per row, `(s0 + s2) + (s1 + s3)` of `s = low half + high half`,
-            // as [`reduce`] adds: transposed, four rows at once.
+            for (out4, acc4) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)) {
+                _mm_storeu_ps(out4.as_mut_ptr(), reduce4([acc4[0], acc4[1], acc4[2], acc4[3]]));
+            }
+        }
+    }
+
+    /// [`reduce`] of four accumulators at once: per row `(s0 + s2) + (s1 +
+    /// s3)` of `s = low half + high half`, in a 4×4 transpose.
+    #[inline(always)]
+    unsafe fn reduce4(acc: [__m256; 4]) -> __m128 {
+        // SAFETY: the caller has AVX2.
+        unsafe {
             let s = acc.map(|v| _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
             let (t0, t1) = (_mm_unpacklo_ps(s[0], s[1]), _mm_unpacklo_ps(s[2], s[3]));
             let (t2, t3) = (_mm_unpackhi_ps(s[0], s[1]), _mm_unpackhi_ps(s[2], s[3]));
             let (c0, c1) = (_mm_movelh_ps(t0, t1), _mm_movehl_ps(t1, t0));
             let (c2, c3) = (_mm_movelh_ps(t2, t3), _mm_movehl_ps(t3, t2));
-            let sums = _mm_add_ps(_mm_add_ps(c0, c2), _mm_add_ps(c1, c3));
-            _mm_storeu_ps(out.as_mut_ptr(), sums);
+            _mm_add_ps(_mm_add_ps(c0, c2), _mm_add_ps(c1, c3))
         }
     }
 
-    /// [`super::dot_rows_q4_q16`]: four weight rows at a time, the rest one
-    /// at a time.
+    /// [`super::dot_rows_q4_q16`]: eight weight rows at a time, then four,
+    /// the rest one at a time.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn rows(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
         let blocks = a.len();
-        let mut tiles = out.chunks_exact_mut(4);
+        let mut tiles = out.chunks_exact_mut(8);
         let mut first = 0;
         // SAFETY: AVX2 is enabled for this function; each tile gets its
-        // weight rows and four (or one) results.
+        // weight rows and as many results.
         unsafe {
+            for out8 in &mut tiles {
+                row_tile::<8>(&w[first * blocks..(first + 8) * blocks], a, out8);
+                first += 8;
+            }
+            let mut tiles = tiles.into_remainder().chunks_exact_mut(4);
             for out4 in &mut tiles {
-                row_tile(&w[first * blocks..(first + 4) * blocks], a, out4);
+                row_tile::<4>(&w[first * blocks..(first + 4) * blocks], a, out4);
                 first += 4;
             }
             for y in tiles.into_remainder().chunks_mut(1) {
