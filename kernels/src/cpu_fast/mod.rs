@@ -8,7 +8,8 @@
 //! integers with one f32 scale ([`Q16Block`]: llama.cpp's Q8_0 scheme with 16
 //! bits, see there why); the products are integer dot products
 //! ([`dot_q4_q16`]: AVX2, AVX-512 VNNI or wasm `simd128` where available, a
-//! portable scalar loop otherwise), scaled once per block. Rows of a product are spread over
+//! portable scalar loop otherwise; [`dot_rows_q4_q16`] for a decode step's
+//! one token against many weight rows), scaled once per block. Rows of a product are spread over
 //! rayon's pool natively ([`matmul_q4_q16`]); the attention is one pass over
 //! the KV cache per head ([`attention`]).
 //!
