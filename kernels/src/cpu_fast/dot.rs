@@ -101,10 +101,10 @@ pub fn dot_q4_q16_with(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
 /// `a.len()` blocks, one after the other) against one activation row, with a
 /// chosen kernel: a decode step's product. Each result equals
 /// [`dot_q4_q16_with`]'s bit for bit; the AVX2 kernel (and AVX-512's, which
-/// is AVX2's for one token) runs four weight rows at a time, so that four
-/// independent accumulators hide the latency of the additions, the
-/// activations' share of the work is done once for the four, and a row costs
-/// no call of its own.
+/// is AVX2's for one token) runs eight (then four) weight rows at a time, so
+/// that independent accumulators hide the latency of the additions, the
+/// activations' share of the work is done once for all of them, and a row
+/// costs no call of its own.
 ///
 /// # Panics
 /// When the sizes disagree, or `kernel` needs an instruction set this CPU
@@ -115,7 +115,7 @@ pub fn dot_rows_q4_q16(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
         w.len(),
         "dot_rows_q4_q16: weight and activation blocks differ"
     );
-    let blocks = a.len().max(1);
+    let blocks = a.len();
     match kernel {
         #[cfg(target_arch = "x86_64")]
         DotKernel::Avx2 | DotKernel::Avx512 => {
@@ -124,7 +124,8 @@ pub fn dot_rows_q4_q16(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
             unsafe { avx2::rows(w, a, out) }
         }
         _ => {
-            for (y, w) in out.iter_mut().zip(w.chunks(blocks)) {
+            for (n, y) in out.iter_mut().enumerate() {
+                let w = &w[n * blocks..(n + 1) * blocks];
                 dot_q4_q16_with(kernel, w, a, std::slice::from_mut(y));
             }
         }
@@ -711,7 +712,7 @@ mod tests {
         }
     }
 
-    /// `rows` weight rows against one activation row with `kernel`, bits.
+    /// `count` weight rows against one activation row with `kernel`, bits.
     fn row_products(kernel: DotKernel, len: usize, count: usize, seed: u32) -> Vec<u32> {
         let w: Vec<Q4Block> = (0..count).flat_map(|r| rows(len, seed + 1 + r as u32).0).collect();
         let (_, a) = rows(len, seed);
@@ -720,8 +721,8 @@ mod tests {
         out.iter().map(|v| v.to_bits()).collect()
     }
 
-    /// The decode product over 1 to 13 weight rows (the four-row tiles and
-    /// every remainder) equals one scalar product per row, bit for bit, on
+    /// The decode product over 1 to 13 weight rows (the eight- and four-row
+    /// tiles and every remainder) equals one scalar product per row, bit for bit, on
     /// every kernel this CPU runs.
     #[test]
     fn row_products_equal_the_scalar_kernel_bit_for_bit() {
