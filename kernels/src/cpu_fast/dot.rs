@@ -97,6 +97,41 @@ pub fn dot_q4_q16_with(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
     }
 }
 
+/// `out[n] = w[n] · a` for the `out.len()` weight rows of `w` (each
+/// `a.len()` blocks, one after the other) against one activation row, with a
+/// chosen kernel: a decode step's product. Each result equals
+/// [`dot_q4_q16_with`]'s bit for bit; the AVX2 kernel (and AVX-512's, which
+/// is AVX2's for one token) runs eight (then four) weight rows at a time, so
+/// that independent accumulators hide the latency of the additions, the
+/// activations' share of the work is done once for all of them, and a row
+/// costs no call of its own.
+///
+/// # Panics
+/// When the sizes disagree, or `kernel` needs an instruction set this CPU
+/// lacks.
+pub fn dot_rows_q4_q16(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+    assert_eq!(
+        out.len() * a.len(),
+        w.len(),
+        "dot_rows_q4_q16: weight and activation blocks differ"
+    );
+    let blocks = a.len();
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        DotKernel::Avx2 | DotKernel::Avx512 => {
+            assert!(is_x86_feature_detected!("avx2"), "dot_rows_q4_q16: this CPU lacks AVX2");
+            // SAFETY: AVX2 is present (checked above); the sizes were checked.
+            unsafe { avx2::rows(w, a, out) }
+        }
+        _ => {
+            for (n, y) in out.iter_mut().enumerate() {
+                let w = &w[n * blocks..(n + 1) * blocks];
+                dot_q4_q16_with(kernel, w, a, std::slice::from_mut(y));
+            }
+        }
+    }
+}
+
 /// One block of two activation rows, laid out for [`DotKernel::Avx512`]: a
 /// 512-bit load gives both rows' values 0..16 (or 16..32), another both
 /// scales, each broadcast over the eight lanes of its row.
@@ -245,6 +280,106 @@ mod avx2 {
             }
             for (y, acc) in out.iter_mut().zip(acc) {
                 *y = reduce(acc);
+            }
+        }
+    }
+
+    /// The lanes of `vpmaddwd` for codes that are not shifted by 7,
+    /// corrected by `sevens`: `Σ c·a − 7·Σ a` is `Σ (c − 7)·a` exactly (the
+    /// sums stay far inside i32), so the lanes are [`accumulate`]'s.
+    #[inline(always)]
+    unsafe fn raw_lanes(w: &Q4Block, first: __m256i, second: __m256i, sevens: __m256i) -> __m256i {
+        // SAFETY (whole body): the caller has AVX2; the load reads the
+        // block's 16 code bytes, unaligned.
+        unsafe {
+            let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
+            let mask = _mm_set1_epi8(0x0F);
+            let low = _mm256_cvtepu8_epi16(_mm_and_si128(packed, mask));
+            let high = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), mask));
+            let lanes =
+                _mm256_add_epi32(_mm256_madd_epi16(low, first), _mm256_madd_epi16(high, second));
+            _mm256_sub_epi32(lanes, sevens)
+        }
+    }
+
+    /// `R` (a multiple of four) weight rows (`w`, one after the other)
+    /// against one activation row: `R` accumulators, reduced four at a time
+    /// by [`reduce4`].
+    #[inline(always)]
+    unsafe fn row_tile<const R: usize>(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+        let blocks = a.len();
+        // SAFETY: the caller has AVX2; `w` holds `R` rows of `blocks`
+        // blocks and `out` `R` values. The prefetches stream the next `R`
+        // rows (`20 · R` bytes per block step, all of them over the row),
+        // which may lie past the matrix: a prefetch never faults, and
+        // `wrapping_add` computes the address without claiming it in bounds.
+        unsafe {
+            let next = w.as_ptr().wrapping_add(R * blocks);
+            let seven = _mm256_set1_epi16(7);
+            let mut acc = [_mm256_setzero_ps(); R];
+            for (b, a) in a.iter().enumerate() {
+                for line in 0..R / 4 {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(R * b + 4 * line).cast());
+                }
+                let first = _mm256_loadu_si256(a.values.as_ptr().cast());
+                let second = _mm256_loadu_si256(a.values.as_ptr().add(16).cast());
+                let sevens = _mm256_add_epi32(
+                    _mm256_madd_epi16(seven, first),
+                    _mm256_madd_epi16(seven, second),
+                );
+                // `w.scale · a.scale` in each lane: the scalar kernel's
+                // product, with the weight's scale broadcast from memory.
+                let a_scale = _mm256_set1_ps(a.scale);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let w = &w[r * blocks + b];
+                    let lanes = raw_lanes(w, first, second, sevens);
+                    let scale = _mm256_mul_ps(_mm256_broadcast_ss(&w.scale), a_scale);
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(lanes)));
+                }
+            }
+            for (out4, acc4) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)) {
+                _mm_storeu_ps(out4.as_mut_ptr(), reduce4([acc4[0], acc4[1], acc4[2], acc4[3]]));
+            }
+        }
+    }
+
+    /// [`reduce`] of four accumulators at once: per row `(s0 + s2) + (s1 +
+    /// s3)` of `s = low half + high half`, in a 4×4 transpose.
+    #[inline(always)]
+    unsafe fn reduce4(acc: [__m256; 4]) -> __m128 {
+        // SAFETY: the caller has AVX2.
+        unsafe {
+            let s = acc.map(|v| _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
+            let (t0, t1) = (_mm_unpacklo_ps(s[0], s[1]), _mm_unpacklo_ps(s[2], s[3]));
+            let (t2, t3) = (_mm_unpackhi_ps(s[0], s[1]), _mm_unpackhi_ps(s[2], s[3]));
+            let (c0, c1) = (_mm_movelh_ps(t0, t1), _mm_movehl_ps(t1, t0));
+            let (c2, c3) = (_mm_movelh_ps(t2, t3), _mm_movehl_ps(t3, t2));
+            _mm_add_ps(_mm_add_ps(c0, c2), _mm_add_ps(c1, c3))
+        }
+    }
+
+    /// [`super::dot_rows_q4_q16`]: eight weight rows at a time, then four,
+    /// the rest one at a time.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn rows(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+        let blocks = a.len();
+        let mut tiles = out.chunks_exact_mut(8);
+        let mut first = 0;
+        // SAFETY: AVX2 is enabled for this function; each tile gets its
+        // weight rows and as many results.
+        unsafe {
+            for out8 in &mut tiles {
+                row_tile::<8>(&w[first * blocks..(first + 8) * blocks], a, out8);
+                first += 8;
+            }
+            let mut tiles = tiles.into_remainder().chunks_exact_mut(4);
+            for out4 in &mut tiles {
+                row_tile::<4>(&w[first * blocks..(first + 4) * blocks], a, out4);
+                first += 4;
+            }
+            for y in tiles.into_remainder().chunks_mut(1) {
+                tile::<1>(&w[first * blocks..(first + 1) * blocks], a, y);
+                first += 1;
             }
         }
     }
@@ -573,6 +708,45 @@ mod tests {
                     products(DotKernel::Scalar, len, tokens, seed),
                     "{len} blocks, {tokens} rows"
                 );
+            }
+        }
+    }
+
+    /// `count` weight rows against one activation row with `kernel`, bits.
+    fn row_products(kernel: DotKernel, len: usize, count: usize, seed: u32) -> Vec<u32> {
+        let w: Vec<Q4Block> = (0..count).flat_map(|r| rows(len, seed + 1 + r as u32).0).collect();
+        let (_, a) = rows(len, seed);
+        let mut out = vec![0.0f32; count];
+        dot_rows_q4_q16(kernel, &w, &a, &mut out);
+        out.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// The decode product over 1 to 13 weight rows (the eight- and four-row
+    /// tiles and every remainder) equals one scalar product per row, bit for bit, on
+    /// every kernel this CPU runs.
+    #[test]
+    fn row_products_equal_the_scalar_kernel_bit_for_bit() {
+        for len in [1, 2, 3, 5, 18, 35, 48, 144] {
+            for count in 1..=13 {
+                let seed = count as u32 * 977 + len as u32;
+                let want: Vec<u32> = (0..count)
+                    .map(|r| {
+                        let (w, _) = rows(len, seed + 1 + r as u32);
+                        let (_, a) = rows(len, seed);
+                        let mut y = [0.0];
+                        dot_q4_q16_with(DotKernel::Scalar, &w, &a, &mut y);
+                        y[0].to_bits()
+                    })
+                    .collect();
+                assert_eq!(row_products(DotKernel::Scalar, len, count, seed), want);
+                assert_eq!(
+                    row_products(DotKernel::best(), len, count, seed),
+                    want,
+                    "{:?}: {len} blocks, {count} rows",
+                    DotKernel::best()
+                );
+                #[cfg(target_arch = "x86_64")]
+                assert_eq!(row_products(DotKernel::Avx2, len, count, seed), want, "AVX2");
             }
         }
     }

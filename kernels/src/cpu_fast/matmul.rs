@@ -1,7 +1,7 @@
 //! `y = x · Wᵀ` for a repacked q4 weight and quantized activations.
 
 use super::blocks::{Q4Packed, Q16Block};
-use super::dot::{DotKernel, dot_q4_q16_with};
+use super::dot::{DotKernel, dot_q4_q16_with, dot_rows_q4_q16};
 #[cfg(target_arch = "x86_64")]
 use super::dot::{Q16Pair, dot_q4_q16_pairs, pair_rows};
 use super::for_each_chunk;
@@ -42,9 +42,8 @@ pub fn matmul_q4_q16(
     let kernel = DotKernel::best();
     if m == 1 {
         for_each_chunk(out, ROWS_PER_TASK, |c, chunk| {
-            for (i, y) in chunk.chunks_mut(1).enumerate() {
-                dot_q4_q16_with(kernel, w.row(c * ROWS_PER_TASK + i), x, y);
-            }
+            let first = c * ROWS_PER_TASK * blocks;
+            dot_rows_q4_q16(kernel, &w.blocks[first..first + chunk.len() * blocks], x, chunk);
         });
         return;
     }

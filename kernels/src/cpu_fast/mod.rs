@@ -8,7 +8,8 @@
 //! integers with one f32 scale ([`Q16Block`]: llama.cpp's Q8_0 scheme with 16
 //! bits, see there why); the products are integer dot products
 //! ([`dot_q4_q16`]: AVX2, AVX-512 VNNI or wasm `simd128` where available, a
-//! portable scalar loop otherwise), scaled once per block. Rows of a product are spread over
+//! portable scalar loop otherwise; [`dot_rows_q4_q16`] for a decode step's
+//! one token against many weight rows), scaled once per block. Rows of a product are spread over
 //! rayon's pool natively ([`matmul_q4_q16`]); the attention is one pass over
 //! the KV cache per head ([`attention`]).
 //!
@@ -23,7 +24,7 @@ mod matmul;
 
 pub use attention::attention;
 pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
-pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with};
+pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with, dot_rows_q4_q16};
 #[cfg(target_arch = "x86_64")]
 pub use dot::{Q16Pair, dot_q4_q16_pairs, pair_rows};
 pub use matmul::{MatmulScratch, matmul_q4_q16};
