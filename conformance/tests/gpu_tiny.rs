@@ -347,28 +347,3 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
         cpu.sample_next(prompt, &step).block_on().unwrap().token
     );
 }
-
-#[test]
-fn a_decode_step_folds_rope_into_the_qkv_product() {
-    // One dispatch per layer for the norm, the q/k/v product, RoPE and the KV append
-    // (docs/kernels.md, "qkv_rope"), where rope_append used to be a dispatch of its own.
-    for (path, ctx) in contexts() {
-        let mut engine = load("tiny-qwen2", &ctx);
-        let layers = engine.spec().num_layers as u64;
-        let prompt = &golden("tiny-qwen2").prompts[1];
-        let first = engine.greedy_next(&prompt.token_ids).block_on().unwrap();
-        engine.backend_mut().start_profiling().unwrap();
-        engine.greedy_next(&[first]).block_on().unwrap();
-        let decode = engine.backend_mut().stop_profiling().unwrap();
-        assert!(!decode.kernels.contains_key("rope_append"), "{path}: {:?}", decode.kernels);
-        let fused: u64 = decode
-            .kernels
-            .iter()
-            .filter(|(name, _)| name.starts_with("rms_norm+matmul+rope"))
-            .map(|(_, (_, calls))| calls)
-            .sum();
-        assert_eq!(fused, layers, "{path}: {:?}", decode.kernels);
-        let dispatches: u64 = decode.kernels.values().map(|(_, calls)| calls).sum();
-        eprintln!("{path}: {dispatches} profiled dispatches per decode step, {layers} layers");
-    }
-}

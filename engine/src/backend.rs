@@ -203,25 +203,6 @@ pub trait Backend {
         let activated = self.gated(gate_up, activation)?;
         self.linear_add(&activated, weight, residual)
     }
-    /// The attention branch of layer `index` up to the attended values: the
-    /// q/k/v product of the residual stream `x` (normalised first where the
-    /// layer has `attn_norm`), then [`Backend::attention`]. A backend may fuse
-    /// them (the GPU engine folds the rotation and the KV append into a decode
-    /// step's product).
-    fn qkv_attention(
-        &mut self,
-        spec: &ModelSpec,
-        index: usize,
-        layer: &LayerWeights<Self>,
-        x: &Self::Tensor,
-        start: usize,
-    ) -> Result<Self::Tensor, EngineError> {
-        let qkv = match &layer.attn_norm {
-            Some(norm) => self.norm_linear(x, norm, spec.rms_norm_eps, &layer.qkv)?,
-            None => self.linear(x, &layer.qkv)?,
-        };
-        self.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)
-    }
     /// Attention of layer `layer` for tokens at positions `start..`: splits the
     /// fused QKV rows, applies the optional q/k norm and RoPE, appends keys and
     /// values to the KV cache, and attends causally over the cache.

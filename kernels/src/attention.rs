@@ -18,6 +18,12 @@ use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/attention.wgsl");
+const COOP_SHADER: &str = include_str!("shaders/attention_coop.wgsl");
+/// Tokens per workgroup of the tensor-core prefill kernel (`CQ` in attention_coop.wgsl).
+const COOP_TOKENS: usize = 64;
+/// The head dimension the tensor-core prefill kernel is written for (its
+/// tiles fill 45 KiB of workgroup memory at 64).
+const COOP_HEAD_DIM: usize = 64;
 
 const MAX_HEAD_DIM: usize = 256;
 /// Invocations per workgroup of the attention kernel.
@@ -172,6 +178,9 @@ struct Params {
 pub struct Attention {
     layout: KernelLayout,
     prefill: wgpu::ComputePipeline,
+    /// The prefill kernel on cooperative matrices (`attention_coop.wgsl`),
+    /// where the device has them and the head dimension is 64.
+    prefill_coop: Option<wgpu::ComputePipeline>,
     decode: wgpu::ComputePipeline,
     combine: wgpu::ComputePipeline,
     head_dim: usize,
@@ -214,7 +223,30 @@ impl Attention {
         )?;
         let combine = decode.pop().expect("two pipelines");
         let decode = decode.pop().expect("two pipelines");
-        Ok(Attention { layout, prefill, decode, combine, head_dim, tiles })
+        let prefill_coop = match ctx.caps.cooperative_matrix && head_dim == COOP_HEAD_DIM {
+            true => {
+                let source = format!(
+                    "enable f16;\nenable wgpu_cooperative_matrix;\n{}\n{COOP_SHADER}",
+                    source(tiles.block_q)
+                );
+                Some(
+                    ctx.compile_entries(
+                        "attention prefill (coop)",
+                        &source,
+                        &["attend_coop"],
+                        &layout,
+                    )?
+                    .remove(0),
+                )
+            }
+            false => None,
+        };
+        Ok(Attention { layout, prefill, prefill_coop, decode, combine, head_dim, tiles })
+    }
+
+    /// Whether prefill steps run on cooperative matrices (tensor cores).
+    pub fn uses_cooperative_matrix(&self) -> bool {
+        self.prefill_coop.is_some()
     }
 
     /// The tile sizes chosen for this head dimension.
@@ -319,6 +351,7 @@ impl Kernel for Attention {
         );
         let schedule = AttentionSchedule {
             prefill: self.prefill.clone(),
+            prefill_coop: self.prefill_coop.clone(),
             decode: self.decode.clone(),
             combine: self.combine.clone(),
             params,
@@ -339,6 +372,7 @@ impl Kernel for Attention {
 /// combination. The step rewrites the whole parameter block.
 struct AttentionSchedule {
     prefill: wgpu::ComputePipeline,
+    prefill_coop: Option<wgpu::ComputePipeline>,
     decode: wgpu::ComputePipeline,
     combine: wgpu::ComputePipeline,
     /// The parameters that do not depend on the step.
@@ -422,6 +456,8 @@ impl Schedule for AttentionSchedule {
             if p.num_chunks > 1 {
                 dispatch(&self.combine, Workgroups::Grid(p.heads, 1));
             }
+        } else if let Some(coop) = &self.prefill_coop {
+            dispatch(coop, Workgroups::Grid(p.tokens.div_ceil(COOP_TOKENS as u32), p.heads));
         } else {
             dispatch(
                 &self.prefill,

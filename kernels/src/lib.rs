@@ -15,7 +15,6 @@ pub mod embed;
 pub mod health;
 pub mod kernel;
 pub mod matmul;
-pub mod matmul_rope;
 pub mod norm;
 pub mod readback;
 pub mod rope;
@@ -33,7 +32,6 @@ pub use kernel::{Bound, Kernel, Step, Workgroups};
 pub use matmul::{
     GpuWeight, Matmul, MatmulBuffers, MatmulInput, MatmulShape, Residual, WeightFormat,
 };
-pub use matmul_rope::{QkvRope, QkvRopeBuffers};
 pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
 pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
 pub use sampling::{

@@ -16,9 +16,6 @@ use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/rope_append.wgsl");
-/// The WGSL both RoPE kernels share (a q/k norm weight, the rotation of a
-/// head), appended to each one's source.
-pub(crate) const ROPE_MATH_WGSL: &str = include_str!("shaders/rope_math.wgsl");
 const MAX_HEAD_DIM: usize = 256;
 const MAX_WORKGROUPS: usize = 65_535;
 
@@ -145,14 +142,8 @@ impl RopeAppend {
             "rope_append",
             &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite],
         );
-        let pipeline = ctx
-            .compile_entries(
-                "rope_append",
-                &format!("{SHADER}\n{ROPE_MATH_WGSL}"),
-                &["rope_append"],
-                &layout,
-            )?
-            .remove(0);
+        let pipeline =
+            ctx.compile_entries("rope_append", SHADER, &["rope_append"], &layout)?.remove(0);
         Ok(RopeAppend { layout, pipeline })
     }
 }

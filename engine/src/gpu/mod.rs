@@ -32,15 +32,14 @@ use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionScratch, AttentionShape, Elementwise, ElementwiseBuffers,
     ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext,
-    GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, QkvRope,
-    QkvRopeBuffers, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers,
-    RopeShape, RopeTable, RowLayout, SampledResult, Sampler, SamplerBuffers, SamplerShape,
-    WeightFormat, result_bytes,
+    GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Residual, RmsNorm,
+    RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, RowLayout,
+    SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, LayerWeights, LinearSource, MatrixSource, StepInput};
+use crate::backend::{Backend, LinearSource, MatrixSource, StepInput};
 use crate::models::{Activation, ModelSpec, QkNormWidth};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
@@ -144,9 +143,6 @@ struct Kernels {
     norm: RmsNorm,
     elementwise: Elementwise,
     rope: RopeAppend,
-    /// The decode qkv product with the rope epilogue, where the device binds
-    /// its buffers.
-    qkv_rope: Option<QkvRope>,
     attention: Attention,
     sampler: Sampler,
 }
@@ -346,7 +342,6 @@ impl Backend for GpuBackend {
             norm: RmsNorm::new(ctx, dtype)?,
             elementwise: Elementwise::new(ctx)?,
             rope: RopeAppend::new(ctx)?,
-            qkv_rope: QkvRope::available(ctx).then(|| QkvRope::new(ctx, format)).transpose()?,
             attention: Attention::new(ctx, spec.head_dim)?,
             sampler: Sampler::new(ctx)?,
         };
@@ -651,36 +646,6 @@ impl Backend for GpuBackend {
         self.record(slot, gate_up.rows, 0)
     }
 
-    fn qkv_attention(
-        &mut self,
-        spec: &ModelSpec,
-        index: usize,
-        layer: &LayerWeights<Self>,
-        x: &GpuTensor,
-        start: usize,
-    ) -> Result<GpuTensor, EngineError> {
-        // The fused form needs the norm before the product and a per-head q/k
-        // norm at most (OLMo 2 has neither: it keeps the separate kernels).
-        let shape = self.rope_shape(spec);
-        let fusable = self.prepared().kernels.qkv_rope.as_ref().is_some_and(|kernel| {
-            kernel.supports(&layer.qkv.weight(), &shape)
-                && !matches!(spec.qk_norm, Some(QkNormWidth::AllHeads))
-        });
-        match &layer.attn_norm {
-            Some(norm) if fusable => {
-                let q = self.norm_qkv_rope(spec, index, x, norm, layer, start)?;
-                self.attend(spec, index, &q, start)
-            }
-            _ => {
-                let qkv = match &layer.attn_norm {
-                    Some(norm) => self.norm_linear(x, norm, spec.rms_norm_eps, &layer.qkv)?,
-                    None => self.linear(x, &layer.qkv)?,
-                };
-                self.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)
-            }
-        }
-    }
-
     fn attention(
         &mut self,
         spec: &ModelSpec,
@@ -855,87 +820,6 @@ impl GpuBackend {
             (Some((q, k)), FloatFormat::F16) => QkNorm::F16 { q, k, eps },
             (Some((q, k)), FloatFormat::F32) => QkNorm::F32 { q, k, eps },
         }
-    }
-
-    /// `rms_norm(x) · Wqkvᵀ (+ bias)`, the per-head q/k norm, the rotation and
-    /// the KV append of layer `index` as one slot: a decode step runs them as
-    /// one [`QkvRope`] dispatch, a step of several tokens as the norm, the
-    /// product and `rope_append`. Returns the rotated queries.
-    fn norm_qkv_rope(
-        &mut self,
-        spec: &ModelSpec,
-        index: usize,
-        x: &GpuTensor,
-        norm: &wgpu::Buffer,
-        layer: &LayerWeights<Self>,
-        start: usize,
-    ) -> Result<GpuTensor, EngineError> {
-        self.check_positions(start, x.rows)?;
-        let linear = &layer.qkv;
-        let qkv = self.tensor(x.rows, linear.rows);
-        let q = self.tensor(x.rows, spec.num_heads * spec.head_dim);
-        let max_rows = x.capacity.min(qkv.capacity) as u32;
-        let scratch =
-            self.scratch(|p| &mut p.norm_scratch, "normed activations", max_rows as usize * x.cols);
-        let (k_cache, v_cache) = self.prepared().kv[index].clone();
-        let eps = spec.rms_norm_eps;
-        let qk_norm = layer.qk_norm.as_ref();
-        let mut key = vec![
-            x.buffer.clone(),
-            norm.clone(),
-            linear.data.clone(),
-            qkv.buffer.clone(),
-            q.buffer.clone(),
-            k_cache.clone(),
-        ];
-        key.extend(linear.bias.clone());
-        key.extend(qk_norm.iter().flat_map(|(a, b)| [a.clone(), b.clone()]));
-        let shape = self.rope_shape(spec);
-        let name = || format!("rms_norm+matmul+rope {}x{}", linear.cols, linear.rows);
-        let slot = self.slot(name, key, |b| {
-            let prepared = b.prepared();
-            let kernels = &prepared.kernels;
-            let fused = kernels.qkv_rope.as_ref().expect("checked by qkv_attention");
-            let buffers = QkvRopeBuffers {
-                x: &x.buffer,
-                norm_weight: norm,
-                norm_eps: eps,
-                weight: linear.weight(),
-                bias: linear.bias.as_ref(),
-                q_out: &q.buffer,
-                k_cache: &k_cache,
-                v_cache: &v_cache,
-                table: &prepared.rope_table,
-                qk_norm: b.qk_norm(spec, qk_norm),
-            };
-            let decode = fused.bind(&b.ctx, &buffers, &shape)?;
-            let norm = kernels.norm.bind(
-                &b.ctx,
-                &RmsNormBuffers { x: &x.buffer, weight: norm, y: Some(&scratch) },
-                &RmsNormShape::rows(max_rows, x.cols as u32, eps),
-            )?;
-            let product = MatmulBuffers {
-                x: &scratch,
-                input: MatmulInput::Direct,
-                weight: linear.weight(),
-                bias: linear.bias.as_ref(),
-                residual: Residual::None,
-                y: &qkv.buffer,
-            };
-            let product = kernels.matmul.bind(&b.ctx, &product, &MatmulShape { max_rows })?;
-            let rope = RopeBuffers {
-                qkv: &qkv.buffer,
-                q_out: &q.buffer,
-                k_cache: &k_cache,
-                v_cache: &v_cache,
-                table: &prepared.rope_table,
-                norm: buffers.qk_norm,
-            };
-            let rope = kernels.rope.bind(&b.ctx, &rope, &shape)?;
-            Ok(BoundOp::Fused { decode, separate: vec![norm, product, rope] })
-        })?;
-        self.record(slot, x.rows, start)?;
-        Ok(q)
     }
 
     /// Attention of layer `layer` over its cache for the rotated queries `q`

@@ -55,7 +55,8 @@ pub fn forward<B: Backend>(
     let mut h = backend.embed(&weights.embed, input, spec.embed_scale)?;
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {
-        let attended = backend.qkv_attention(spec, index, layer, &h, start)?;
+        let qkv = pre_normed_linear(backend, &h, layer.attn_norm.as_ref(), eps, &layer.qkv)?;
+        let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
         let post = layer.post_norms.as_ref();
         residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, &mut h)?;
 

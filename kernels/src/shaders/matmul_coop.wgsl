@@ -8,6 +8,7 @@
 //   A = x[m0 .. m0 + 128, k0 .. k0 + 32] rounded to f16, row-major in a_half;
 //   B = W[n0 .. n0 + 128, k0 .. k0 + 32]ᵀ dequantized in f32, then rounded to
 //       f16, stored n-major in b_half (B column-major);
+// (both tiles with rows of TILE_STRIDE values)
 //   C += A · B in f32.
 // Rounding x and W to f16 is what MLC's own q4f16_1 kernels compute with; the
 // sums stay f32. Values of x beyond f16's range (±65504) would become infinite.
@@ -22,13 +23,18 @@
 
 const COOP_K: u32 = 32u;         // K per step: one q4 group
 const COOP_QUADS: u32 = 8u;      // vec4s of x in one row of a step
+// Row stride of the tiles, in f16: 32 values plus 8 of padding, so that the
+// 16-byte rows a cooperative load reads from 8 consecutive tile rows fall in
+// distinct banks (a stride of 64 bytes would put every other row in the same).
+const TILE_STRIDE: u32 = 40u;
 
-var<workgroup> a_half: array<f16, 4096>;   // x block: [m][k], 128 × 32
-var<workgroup> b_half: array<f16, 4096>;   // W block: [n][k], 128 × 32
+var<workgroup> a_half: array<f16, 5120>;   // x block: [m][k], 128 rows of TILE_STRIDE
+var<workgroup> b_half: array<f16, 5120>;   // W block: [n][k], 128 rows of TILE_STRIDE
 var<workgroup> c_stage: array<f32, 2048>;  // one 16 × 16 accumulator per subgroup
 
 // What one invocation carries from memory to the tiles per step: four vec4s of
-// x (rows lid / 8 + 32j, quad lid % 8) and 16 weights (row lid / 2, half lid % 2).
+// x (rows lid / 8 + 32j, quad lid % 8) and 8 weights of each of rows lid / 4
+// and lid / 4 + 64 (chunk lid % 4 of the step's 32).
 struct CoopStaged {
     x0: vec4<f32>,
     x1: vec4<f32>,
@@ -47,34 +53,41 @@ fn coop_x(m0: u32, k0: u32, r: u32, q: u32) -> vec4<f32> {
     return x[(m * params.k + k0) / 4u + q];
 }
 
+// W[n, 8 · chunk ..], zero past the last row.
+fn coop_w(n: u32, chunk: u32) -> Eight {
+    if n >= params.n {
+        return Eight(vec4<f32>(0.0), vec4<f32>(0.0));
+    }
+    return weights8(n, chunk, params.k);
+}
+
 fn coop_stage(m0: u32, n0: u32, k0: u32, lid: u32) -> CoopStaged {
     let r = lid / COOP_QUADS;
     let q = lid % COOP_QUADS;
-    let n = n0 + lid / 2u;
-    let chunk = k0 / 8u + 2u * (lid % 2u);
-    var w0 = Eight(vec4<f32>(0.0), vec4<f32>(0.0));
-    var w1 = w0;
-    if n < params.n {
-        w0 = weights8(n, chunk, params.k);
-        w1 = weights8(n, chunk + 1u, params.k);
-    }
+    let n = n0 + lid / 4u;
+    let chunk = k0 / 8u + lid % 4u;
     return CoopStaged(coop_x(m0, k0, r, q), coop_x(m0, k0, r + 32u, q),
-                      coop_x(m0, k0, r + 64u, q), coop_x(m0, k0, r + 96u, q), w0, w1);
+                      coop_x(m0, k0, r + 64u, q), coop_x(m0, k0, r + 96u, q),
+                      coop_w(n, chunk), coop_w(n + 64u, chunk));
 }
 
 fn store_a(r: u32, q: u32, v: vec4<f32>) {
-    let at = r * COOP_K + 4u * q;
+    let at = r * TILE_STRIDE + 4u * q;
     a_half[at] = f16(v.x);
     a_half[at + 1u] = f16(v.y);
     a_half[at + 2u] = f16(v.z);
     a_half[at + 3u] = f16(v.w);
 }
 
-fn store_b(at: u32, v: vec4<f32>) {
-    b_half[at] = f16(v.x);
-    b_half[at + 1u] = f16(v.y);
-    b_half[at + 2u] = f16(v.z);
-    b_half[at + 3u] = f16(v.w);
+fn store_b(at: u32, w: Eight) {
+    b_half[at] = f16(w.lo.x);
+    b_half[at + 1u] = f16(w.lo.y);
+    b_half[at + 2u] = f16(w.lo.z);
+    b_half[at + 3u] = f16(w.lo.w);
+    b_half[at + 4u] = f16(w.hi.x);
+    b_half[at + 5u] = f16(w.hi.y);
+    b_half[at + 6u] = f16(w.hi.z);
+    b_half[at + 7u] = f16(w.hi.w);
 }
 
 fn store_coop_tiles(staged: CoopStaged, lid: u32) {
@@ -84,11 +97,9 @@ fn store_coop_tiles(staged: CoopStaged, lid: u32) {
     store_a(r + 32u, q, staged.x1);
     store_a(r + 64u, q, staged.x2);
     store_a(r + 96u, q, staged.x3);
-    let at = (lid / 2u) * COOP_K + 16u * (lid % 2u);
-    store_b(at, staged.w0.lo);
-    store_b(at + 4u, staged.w0.hi);
-    store_b(at + 8u, staged.w1.lo);
-    store_b(at + 12u, staged.w1.hi);
+    let at = (lid / 4u) * TILE_STRIDE + 8u * (lid % 4u);
+    store_b(at, staged.w0);
+    store_b(at + 64u * TILE_STRIDE, staged.w1);
 }
 
 // Finishes the 16 × 16 outputs from (m, n) of subgroup `s` held in `acc`.
@@ -130,8 +141,8 @@ fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>,
     let k_begin = select(params.k, min(split * steps * COOP_K, params.k), live);
     let k_end = min(k_begin + steps * COOP_K, params.k);
     // This subgroup's rows and columns within the block, as tile offsets.
-    let a_row = 64u * (s / 4u) * COOP_K;
-    let b_col = 32u * (s % 4u) * COOP_K;
+    let a_row = 64u * (s / 4u) * TILE_STRIDE;
+    let b_col = 32u * (s % 4u) * TILE_STRIDE;
 
     var c00 = coop_mat16x16<f32, C>();
     var c01 = coop_mat16x16<f32, C>();
@@ -150,18 +161,18 @@ fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>,
             staged = coop_stage(m0, n0, k0 + COOP_K, lid);
         }
         for (var kk = 0u; kk < COOP_K; kk += 16u) {
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + kk], COOP_K);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + 16u * COOP_K + kk], COOP_K);
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + kk], COOP_K);
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + kk], TILE_STRIDE);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + 16u * TILE_STRIDE + kk], TILE_STRIDE);
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + kk], TILE_STRIDE);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 16u * COOP_K + kk], COOP_K);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 16u * TILE_STRIDE + kk], TILE_STRIDE);
             c10 = coopMultiplyAdd(a1, b0, c10);
             c11 = coopMultiplyAdd(a1, b1, c11);
-            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 32u * COOP_K + kk], COOP_K);
+            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 32u * TILE_STRIDE + kk], TILE_STRIDE);
             c20 = coopMultiplyAdd(a2, b0, c20);
             c21 = coopMultiplyAdd(a2, b1, c21);
-            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 48u * COOP_K + kk], COOP_K);
+            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 48u * TILE_STRIDE + kk], TILE_STRIDE);
             c30 = coopMultiplyAdd(a3, b0, c30);
             c31 = coopMultiplyAdd(a3, b1, c31);
         }
