@@ -287,8 +287,8 @@ fn bench_profile_charges_every_kernel_of_a_step_to_its_name() {
         // head; every RMSNorm runs with the product after it, SiLU·up with down_proj.
         let expected = [
             ("embed", 1.0),
-            // q/k/v with RoPE and the KV append: one slot (one dispatch in a decode step).
-            ("rms_norm+matmul+rope 64x128", 2.0),
+            ("rms_norm+matmul 64x128", 2.0),
+            ("rope_append", 2.0),
             ("attention", 2.0),
             ("matmul 64x64 +residual", 2.0),
             ("rms_norm+matmul 64x512", 2.0),
