@@ -284,12 +284,12 @@ fn bench_profile_charges_every_kernel_of_a_step_to_its_name() {
             kernels.iter().find(|k| k["name"] == name).and_then(|k| k["calls_per_step"].as_f64())
         };
         // tiny-qwen2: 2 layers (q/k/v 64 → 128, gate/up 64 → 512, down 256 → 64), tied 151936 × 64
-        // head; every RMSNorm runs with the product after it, SiLU·up with down_proj.
+        // head; every RMSNorm runs with the product after it, SiLU·up with down_proj, and
+        // RoPE + the KV append with the attention (one slot; its own dispatch only in prefill).
         let expected = [
             ("embed", 1.0),
             ("rms_norm+matmul 64x128", 2.0),
-            ("rope_append", 2.0),
-            ("attention", 2.0),
+            ("rope_append+attention", 2.0),
             ("matmul 64x64 +residual", 2.0),
             ("rms_norm+matmul 64x512", 2.0),
             ("Silu gate+matmul 256x64 +residual", 2.0),

@@ -9,12 +9,18 @@
 //! tokens is split by token blocks (prefill); a single token is split over the
 //! context in chunks ("flash-decoding") that a second pass combines, so a model
 //! with few KV heads still fills the GPU.
+//!
+//! A decode step may also take its query, key and value straight from the q/k/v
+//! product's row ([`Queries::Projected`]): the kernel then rotates them and
+//! appends the key and value to the cache itself, so a decode step needs no
+//! [`crate::RopeAppend`] dispatch.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::check_distinct;
 use crate::context::{Binding, KernelLayout, require_size};
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
+use crate::rope::{ROTATION, RopeTable};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/attention.wgsl");
@@ -139,13 +145,33 @@ fn max_chunks(head_dim: usize, capacity: usize) -> usize {
     capacity.div_ceil(block_k).clamp(1, MAX_DECODE_CHUNKS)
 }
 
+/// Where the queries (and, for a decode step, the new key and value) come from.
+#[derive(Clone, Copy)]
+pub enum Queries<'a> {
+    /// Rotated queries, `[tokens, heads·head_dim]` f32, whose keys and values
+    /// are already in the cache (what [`crate::RopeAppend`] writes); any step.
+    Rotated(&'a wgpu::Buffer),
+    /// One token's unrotated q/k/v product row, `[(heads + 2·kv_heads)·head_dim]`
+    /// f32 (`[q | k | v]`): the kernel rotates q and k with `table` for the
+    /// step's position and appends k and v to the cache before it attends.
+    /// Decode steps only (one token), for models without a per-head q/k norm
+    /// whose GQA group fits one workgroup ([`Attention::appends_for`]).
+    Projected {
+        /// The q/k/v product's output row.
+        qkv: &'a wgpu::Buffer,
+        /// The shared cos/sin table.
+        table: &'a RopeTable,
+    },
+}
+
 /// The buffers one bound kernel reads and writes.
 pub struct AttentionBuffers<'a> {
-    /// Rotated queries, `[tokens, heads·head_dim]` f32.
-    pub q: &'a wgpu::Buffer,
-    /// This layer's keys, `[kv_heads, capacity, head_dim]` f32.
+    /// The queries.
+    pub q: Queries<'a>,
+    /// This layer's keys, `[kv_heads, capacity, head_dim]` f32 (written
+    /// only for [`Queries::Projected`]).
     pub k_cache: &'a wgpu::Buffer,
-    /// This layer's values, `[kv_heads, capacity, head_dim]` f32.
+    /// This layer's values, `[kv_heads, capacity, head_dim]` f32 (likewise).
     pub v_cache: &'a wgpu::Buffer,
     /// Output, `[tokens, heads·head_dim]` f32.
     pub out: &'a wgpu::Buffer,
@@ -171,8 +197,13 @@ struct Params {
     head_blocks: u32,
     split: u32,
     window: u32,
-    _pad: u32,
+    append: u32,
+    rotary_dim: u32,
+    _pad: [u32; 3],
 }
+
+/// Words of [`Params`].
+const PARAM_WORDS: usize = size_of::<Params>() / 4;
 
 /// The compiled attention pipelines for one head dimension; build once per model.
 pub struct Attention {
@@ -201,14 +232,14 @@ impl Attention {
         use Binding::*;
         let layout = ctx.kernel_layout(
             "attention",
-            &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite],
+            &[Uniform, ReadOnly, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadOnly],
         );
         let tiles = Tiles::for_head_dim(head_dim);
         let source = |block_q: usize| {
             let acc_vec4 = (block_q * head_dim / 4).div_ceil(WORKGROUP_SIZE);
             format!(
                 "const HEAD_DIM: u32 = {head_dim}u;\nconst BLOCK_Q: u32 = {block_q}u;\nconst BLOCK_K: u32 = {}u;\n\
-                 const ACC_VEC4: u32 = {acc_vec4}u;\n{SHADER}",
+                 const ACC_VEC4: u32 = {acc_vec4}u;\n{ROTATION}\n{SHADER}",
                 tiles.block_k
             )
         };
@@ -242,6 +273,13 @@ impl Attention {
             false => None,
         };
         Ok(Attention { layout, prefill, prefill_coop, decode, combine, head_dim, tiles })
+    }
+
+    /// Whether a decode step can take [`Queries::Projected`] for this GQA
+    /// shape: one workgroup must hold all query heads of a KV head, so that
+    /// one workgroup appends each new key.
+    pub fn appends_for(&self, heads: usize, kv_heads: usize) -> bool {
+        kv_heads > 0 && heads.is_multiple_of(kv_heads) && heads / kv_heads <= self.tiles.decode_q
     }
 
     /// Whether prefill steps run on cooperative matrices (tensor cores).
@@ -306,13 +344,49 @@ impl Kernel for Attention {
         let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
         require_size("attention k_cache", buffers.k_cache, cache_bytes)?;
         require_size("attention v_cache", buffers.v_cache, cache_bytes)?;
+        let row = (heads * head_dim * 4) as u64;
+        // The queries' buffer, the cos/sin table (a placeholder when the
+        // queries come rotated) and the most tokens one step may have.
+        let placeholder;
+        let (q, cos_sin, rotary_dim, max_q_tokens) = match buffers.q {
+            Queries::Rotated(q) => {
+                placeholder = ctx.empty_storage_buffer("attention no rope table", 8);
+                (q, &placeholder, 0, q.size() / row)
+            }
+            Queries::Projected { qkv, table } => {
+                if !self.appends_for(heads, kv_heads) {
+                    return bad(format!(
+                        "the decode append needs at most {} query heads per kv head, not {group}",
+                        self.tiles.decode_q
+                    ));
+                }
+                if table.capacity < capacity || table.rotary_dim > head_dim {
+                    return bad(format!(
+                        "a rope table of {} positions × {} dims for a cache of {capacity} × {head_dim}",
+                        table.capacity, table.rotary_dim
+                    ));
+                }
+                require_size(
+                    "attention qkv row",
+                    qkv,
+                    ((heads + 2 * kv_heads) * head_dim * 4) as u64,
+                )?;
+                (qkv, &table.buffer, table.rotary_dim, 1)
+            }
+        };
+        let inputs = [Some(q), Some(cos_sin)];
         check_distinct(
             "attention out",
             buffers.out,
-            &[Some(buffers.q), Some(buffers.k_cache), Some(buffers.v_cache)],
+            &[&inputs[..], &[Some(buffers.k_cache), Some(buffers.v_cache)]].concat(),
         )?;
-        let row = (heads * head_dim * 4) as u64;
-        let max_tokens = (buffers.q.size() / row).min(buffers.out.size() / row) as usize;
+        check_distinct(
+            "attention k_cache",
+            buffers.k_cache,
+            &[&inputs[..], &[Some(buffers.v_cache)]].concat(),
+        )?;
+        check_distinct("attention v_cache", buffers.v_cache, &inputs)?;
+        let max_tokens = max_q_tokens.min(buffers.out.size() / row) as usize;
         if max_tokens == 0 {
             return bad("q or out cannot hold one token".into());
         }
@@ -333,7 +407,9 @@ impl Kernel for Attention {
             head_blocks: 0,
             split: 0,
             window: window.map_or(0, |w| w.min(capacity)) as u32,
-            _pad: 0,
+            append: matches!(buffers.q, Queries::Projected { .. }) as u32,
+            rotary_dim: rotary_dim as u32,
+            _pad: [0; 3],
         };
         let params_buffer = ctx.uniform_buffer("attention params", &params);
         let bind_group = ctx.bind_buffers(
@@ -341,12 +417,13 @@ impl Kernel for Attention {
             &self.layout,
             &[
                 &params_buffer,
-                buffers.q,
+                q,
                 buffers.k_cache,
                 buffers.v_cache,
                 buffers.out,
                 &scratch.acc,
                 &scratch.max_sum,
+                cos_sin,
             ],
         );
         let schedule = AttentionSchedule {
@@ -424,7 +501,8 @@ impl Schedule for AttentionSchedule {
         true
     }
 
-    /// Queries whose keys and values are already in the cache.
+    /// Queries whose keys and values are in the cache, or a decode step that
+    /// appends its own ([`Queries::Projected`]: one token).
     fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
         let (tokens, kv_len) = (step.tokens as usize, step.start as usize + step.tokens as usize);
         if tokens == 0 || tokens > self.max_tokens {
@@ -439,7 +517,9 @@ impl Schedule for AttentionSchedule {
                 self.params.capacity
             )));
         }
-        words.extend_from_slice(&bytemuck::cast::<Params, [u32; 16]>(self.step_params(step)));
+        words.extend_from_slice(&bytemuck::cast::<Params, [u32; PARAM_WORDS]>(
+            self.step_params(step),
+        ));
         Ok(())
     }
 

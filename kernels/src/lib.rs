@@ -20,7 +20,7 @@ pub mod readback;
 pub mod rope;
 pub mod sampling;
 
-pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape};
+pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape, Queries};
 pub use buffers::FloatFormat;
 pub use context::{Capabilities, ContextOptions, GpuContext};
 pub use elementwise::{

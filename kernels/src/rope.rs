@@ -16,6 +16,8 @@ use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
 
 const SHADER: &str = include_str!("shaders/rope_append.wgsl");
+/// RoPE's rotate-half formula, shared with the attention kernel's decode append.
+pub(crate) const ROTATION: &str = include_str!("shaders/rope_rotation.wgsl");
 const MAX_HEAD_DIM: usize = 256;
 const MAX_WORKGROUPS: usize = 65_535;
 
@@ -142,8 +144,14 @@ impl RopeAppend {
             "rope_append",
             &[Uniform, ReadOnly, ReadOnly, ReadOnly, ReadOnly, ReadWrite, ReadWrite, ReadWrite],
         );
-        let pipeline =
-            ctx.compile_entries("rope_append", SHADER, &["rope_append"], &layout)?.remove(0);
+        let pipeline = ctx
+            .compile_entries(
+                "rope_append",
+                &format!("{ROTATION}\n{SHADER}"),
+                &["rope_append"],
+                &layout,
+            )?
+            .remove(0);
         Ok(RopeAppend { layout, pipeline })
     }
 }

@@ -4,10 +4,10 @@ mod common;
 
 use common::{assert_close, contexts, random_vec, rng, shout, upload};
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
-use mlc_kernels::cpu::{KvLayout, causal_attention};
+use mlc_kernels::cpu::{KvLayout, Rope, causal_attention};
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, Kernel, KernelError,
-    Step,
+    Queries, RopeTable, Step,
 };
 use rand::Rng;
 
@@ -109,7 +109,7 @@ fn check(
     let out = ctx.empty_storage_buffer("out", (q.len() * 4) as u64);
     let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity);
     let buffers = AttentionBuffers {
-        q: &q_buffer,
+        q: Queries::Rotated(&q_buffer),
         k_cache: &k_cache,
         v_cache: &v_cache,
         out: &out,
@@ -262,10 +262,16 @@ fn a_sliding_window_matches_the_cpu_reference() {
     let (_, ctx) = &contexts()[0];
     let kernel = Attention::new(ctx, 16).unwrap();
     let buffer = |bytes| ctx.empty_storage_buffer("b", bytes);
-    let (q, out, cache) = (buffer(4 * 16), buffer(4 * 16), buffer(4 * 16 * 8));
+    let (q, out, keys, values) =
+        (buffer(4 * 16), buffer(4 * 16), buffer(4 * 16 * 8), buffer(4 * 16 * 8));
     let scratch = AttentionScratch::new(ctx, 1, 16, 8);
-    let buffers =
-        AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
+    let buffers = AttentionBuffers {
+        q: Queries::Rotated(&q),
+        k_cache: &keys,
+        v_cache: &values,
+        out: &out,
+        scratch: &scratch,
+    };
     let empty = AttentionShape {
         heads: 1,
         kv_heads: 1,
@@ -275,6 +281,123 @@ fn a_sliding_window_matches_the_cpu_reference() {
         min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
     };
     assert!(invalid(kernel.bind(ctx, &buffers, &empty)), "a window of no key");
+}
+
+/// A decode step from the unrotated q/k/v row ([`Queries::Projected`]) against
+/// the CPU's rotation, append and attention: the output, the new key and value
+/// in the cache, and every other cache position untouched.
+#[allow(clippy::too_many_arguments)]
+fn check_projected(
+    ctx: &GpuContext,
+    path: &str,
+    kernel: &Attention,
+    (head_dim, heads, kv_heads, rotary_dim): (usize, usize, usize, usize),
+    start: usize,
+    window: Option<usize>,
+    seed: u64,
+) {
+    let what = format!(
+        "{path} projected decode: head_dim {head_dim} (rotary {rotary_dim}), {heads}/{kv_heads} heads at {start}, window {window:?}"
+    );
+    let mut rng = rng(seed);
+    let capacity = start + 4;
+    let layout = KvLayout { kv_heads, capacity, head_dim };
+    let qkv = random_vec(&mut rng, (heads + 2 * kv_heads) * head_dim, 3.0);
+    let k_before = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
+    let v_before = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
+    let rope = Rope::new(1_000_000.0, rotary_dim, None);
+    let scale = (head_dim as f32).powf(-0.5);
+
+    let (mut q, mut k) =
+        (qkv[..heads * head_dim].to_vec(), qkv[heads * head_dim..][..kv_heads * head_dim].to_vec());
+    rope.apply(&mut q, head_dim, start);
+    rope.apply(&mut k, head_dim, start);
+    let (mut k_want, mut v_want) = (k_before.clone(), v_before.clone());
+    for g in 0..kv_heads {
+        let at = layout.offset(g, start);
+        k_want[at..][..head_dim].copy_from_slice(&k[g * head_dim..][..head_dim]);
+        v_want[at..][..head_dim]
+            .copy_from_slice(&qkv[(heads + kv_heads + g) * head_dim..][..head_dim]);
+    }
+    let mut want = vec![0.0; heads * head_dim];
+    causal_attention(&q, &k_want, &v_want, layout, heads, start, window, scale, &mut want);
+
+    let qkv_buffer = upload(ctx, &qkv);
+    let k_cache = upload(ctx, &k_before);
+    let v_cache = upload(ctx, &v_before);
+    let out = ctx.empty_storage_buffer("out", (want.len() * 4) as u64);
+    let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity);
+    let table = RopeTable::new(ctx, &rope, capacity).unwrap();
+    let buffers = AttentionBuffers {
+        q: Queries::Projected { qkv: &qkv_buffer, table: &table },
+        k_cache: &k_cache,
+        v_cache: &v_cache,
+        out: &out,
+        scratch: &scratch,
+    };
+    let shape = AttentionShape {
+        heads,
+        kv_heads,
+        capacity,
+        window,
+        scale,
+        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+    };
+    let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
+    assert!(invalid(bound.set_step(&ctx.queue, Step::at(2, start))), "{what}: two tokens");
+    bound.run(ctx, Step::at(1, start)).unwrap();
+    let got = ctx.read_f32(&out, want.len()).unwrap();
+    assert_close(&what, &got, &want, 1e-4, 1e-5);
+    let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
+    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
+    assert_eq!(ctx.read_f32(&v_cache, v_want.len()).unwrap(), v_want, "{what}: v cache");
+}
+
+#[test]
+fn decode_from_the_projection_rotates_appends_and_attends() {
+    for (path, ctx) in contexts() {
+        // Qwen2.5-0.5B's shape, across chunk boundaries (32-key chunks).
+        let kernel = Attention::new(ctx, 64).unwrap();
+        for (i, start) in [0, 1, 31, 32, 33, 100, 1500].into_iter().enumerate() {
+            check_projected(ctx, path, &kernel, (64, 14, 2, 64), start, None, 800 + i as u64);
+        }
+        // A partial rotation (Phi's rotary dims), a group of one, a window.
+        let kernel = Attention::new(ctx, 128).unwrap();
+        check_projected(ctx, path, &kernel, (128, 16, 8, 64), 70, None, 810);
+        check_projected(ctx, path, &kernel, (128, 4, 4, 128), 5, None, 811);
+        let kernel = Attention::new(ctx, 32).unwrap();
+        check_projected(ctx, path, &kernel, (32, 8, 2, 32), 300, Some(37), 812);
+        check_projected(ctx, path, &kernel, (32, 8, 2, 16), 20, Some(8), 813);
+    }
+    // A group larger than one workgroup's rows cannot append in one place.
+    let (_, ctx) = &contexts()[0];
+    let kernel = Attention::new(ctx, 16).unwrap();
+    assert!(kernel.appends_for(14, 2) && !kernel.appends_for(16, 1));
+    let buffer = |bytes| ctx.empty_storage_buffer("b", bytes);
+    let (qkv, out, cache) = (buffer(4 * 16 * 18), buffer(4 * 16 * 16), buffer(4 * 16 * 8));
+    let table = RopeTable::new(ctx, &Rope::new(10_000.0, 16, None), 8).unwrap();
+    let scratch = AttentionScratch::new(ctx, 16, 16, 8);
+    let buffers = AttentionBuffers {
+        q: Queries::Projected { qkv: &qkv, table: &table },
+        k_cache: &cache,
+        v_cache: &buffer(4 * 16 * 8),
+        out: &out,
+        scratch: &scratch,
+    };
+    let shape = AttentionShape {
+        heads: 16,
+        kv_heads: 1,
+        capacity: 8,
+        window: None,
+        scale: 1.0,
+        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+    };
+    assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "16 heads on one kv head");
+    let short = RopeTable::new(ctx, &Rope::new(10_000.0, 16, None), 4).unwrap();
+    let buffers =
+        AttentionBuffers { q: Queries::Projected { qkv: &qkv, table: &short }, ..buffers };
+    let shape = AttentionShape { heads: 2, kv_heads: 1, ..shape };
+    assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "a table shorter than the cache");
 }
 
 #[test]
@@ -298,9 +421,15 @@ fn attention_rejects_wrong_shapes() {
     let q = ctx.empty_storage_buffer("q", 4 * 4 * 16 * 3);
     let out = ctx.empty_storage_buffer("out", 4 * 4 * 16 * 3);
     let cache = ctx.empty_storage_buffer("cache", 4 * 2 * 16 * 32);
+    let values = ctx.empty_storage_buffer("values", 4 * 2 * 16 * 32);
     let scratch = AttentionScratch::new(ctx, 4, 16, 32);
-    let aliased =
-        AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &q, scratch: &scratch };
+    let aliased = AttentionBuffers {
+        q: Queries::Rotated(&q),
+        k_cache: &cache,
+        v_cache: &values,
+        out: &q,
+        scratch: &scratch,
+    };
     let shape = AttentionShape {
         heads: 4,
         kv_heads: 2,
@@ -310,8 +439,9 @@ fn attention_rejects_wrong_shapes() {
         min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
     };
     assert!(invalid(kernel.bind(ctx, &aliased, &shape)), "out aliases q");
-    let buffers =
-        AttentionBuffers { q: &q, k_cache: &cache, v_cache: &cache, out: &out, scratch: &scratch };
+    let shared_cache = AttentionBuffers { out: &out, v_cache: &cache, ..aliased };
+    assert!(invalid(kernel.bind(ctx, &shared_cache, &shape)), "keys and values in one buffer");
+    let buffers = AttentionBuffers { v_cache: &values, ..shared_cache };
     assert!(
         invalid(kernel.bind(ctx, &buffers, &AttentionShape { capacity: 33, ..shape })),
         "cache too small"
@@ -345,7 +475,7 @@ fn bench_attention() {
         let out = ctx.empty_storage_buffer("out", (1024 * heads * d * 4) as u64);
         let scratch = AttentionScratch::new(ctx, heads, d, capacity);
         let buffers = AttentionBuffers {
-            q: &q,
+            q: Queries::Rotated(&q),
             k_cache: &k_cache,
             v_cache: &v_cache,
             out: &out,

@@ -30,11 +30,12 @@ use web_time::Instant;
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Elementwise, ElementwiseBuffers,
-    ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext,
-    GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Residual, RmsNorm,
-    RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, RowLayout,
-    SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, Elementwise,
+    ElementwiseBuffers, ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers, EmbedShape,
+    FloatFormat, GpuContext, GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape,
+    QkNorm, Queries, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers,
+    RopeShape, RopeTable, RowLayout, SampledResult, Sampler, SamplerBuffers, SamplerShape,
+    WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
@@ -669,27 +670,61 @@ impl Backend for GpuBackend {
             (qk_norm, _) => qk_norm,
         };
 
+        let shape = self.rope_shape(spec);
+        let bind_rope = |b: &Self| -> Result<Bound, EngineError> {
+            let prepared = b.prepared();
+            let buffers = RopeBuffers {
+                qkv: &qkv.buffer,
+                q_out: &q.buffer,
+                k_cache: &k_cache,
+                v_cache: &v_cache,
+                table: &prepared.rope_table,
+                norm: b.qk_norm(spec, qk_norm),
+            };
+            Ok(prepared.kernels.rope.bind(&b.ctx, &buffers, &shape)?)
+        };
+        // Without a per-head norm a decode step's attention rotates and
+        // appends by itself: one dispatch and one parameter write fewer per layer.
+        if qk_norm.is_none() && self.prepared().kernels.attention.appends_for(heads, kv_heads) {
+            let out = self.tensor(qkv.rows, heads * d);
+            let key =
+                vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
+            let slot = self.slot(
+                || "rope_append+attention".into(),
+                key,
+                |b| {
+                    let projected =
+                        Queries::Projected { qkv: &qkv.buffer, table: &b.prepared().rope_table };
+                    let decode = b.bind_attention(spec, layer, projected, &out)?;
+                    let attention =
+                        b.bind_attention(spec, layer, Queries::Rotated(&q.buffer), &out)?;
+                    Ok(BoundOp::Fused { decode, separate: vec![bind_rope(b)?, attention] })
+                },
+            )?;
+            self.record(slot, qkv.rows, start)?;
+            return Ok(out);
+        }
         let mut key = vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone()];
         key.extend(qk_norm.iter().flat_map(|(a, b)| [a.clone(), b.clone()]));
-        let shape = self.rope_shape(spec);
-        let rope_slot = self.slot(
-            || "rope_append".into(),
+        let rope_slot =
+            self.slot(|| "rope_append".into(), key, |b| Ok(BoundOp::Plain(bind_rope(b)?)))?;
+        self.record(rope_slot, qkv.rows, start)?;
+        let out = self.tensor(q.rows, q.cols);
+        let key = vec![q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
+        let attention_slot = self.slot(
+            || "attention".into(),
             key,
             |b| {
-                let prepared = b.prepared();
-                let buffers = RopeBuffers {
-                    qkv: &qkv.buffer,
-                    q_out: &q.buffer,
-                    k_cache: &k_cache,
-                    v_cache: &v_cache,
-                    table: &prepared.rope_table,
-                    norm: b.qk_norm(spec, qk_norm),
-                };
-                Ok(BoundOp::Plain(prepared.kernels.rope.bind(&b.ctx, &buffers, &shape)?))
+                Ok(BoundOp::Plain(b.bind_attention(
+                    spec,
+                    layer,
+                    Queries::Rotated(&q.buffer),
+                    &out,
+                )?))
             },
         )?;
-        self.record(rope_slot, qkv.rows, start)?;
-        self.attend(spec, layer, &q, start)
+        self.record(attention_slot, q.rows, start)?;
+        Ok(out)
     }
 
     fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor, EngineError> {
@@ -822,45 +857,32 @@ impl GpuBackend {
         }
     }
 
-    /// Attention of layer `layer` over its cache for the rotated queries `q`
-    /// at positions `start..`.
-    fn attend(
-        &mut self,
+    /// The attention kernel of layer `layer` bound to its cache, `queries` and `out`.
+    fn bind_attention(
+        &self,
         spec: &ModelSpec,
         layer: usize,
-        q: &GpuTensor,
-        start: usize,
-    ) -> Result<GpuTensor, EngineError> {
-        let out = self.tensor(q.rows, q.cols);
-        let (k_cache, v_cache) = self.prepared().kv[layer].clone();
-        let (heads, kv_heads, capacity) =
-            (spec.num_heads, spec.num_kv_heads, self.prepared().capacity);
-        let key = vec![q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
-        let attention_slot = self.slot(
-            || "attention".into(),
-            key,
-            |b| {
-                let prepared = b.prepared();
-                let buffers = AttentionBuffers {
-                    q: &q.buffer,
-                    k_cache: &k_cache,
-                    v_cache: &v_cache,
-                    out: &out.buffer,
-                    scratch: &prepared.scratch,
-                };
-                let shape = AttentionShape {
-                    heads,
-                    kv_heads,
-                    capacity,
-                    window: spec.attention_window(layer),
-                    scale: spec.attention_scale(),
-                    min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-                };
-                Ok(BoundOp::Plain(prepared.kernels.attention.bind(&b.ctx, &buffers, &shape)?))
-            },
-        )?;
-        self.record(attention_slot, q.rows, start)?;
-        Ok(out)
+        queries: Queries<'_>,
+        out: &GpuTensor,
+    ) -> Result<Bound, EngineError> {
+        let prepared = self.prepared();
+        let (k_cache, v_cache) = &prepared.kv[layer];
+        let buffers = AttentionBuffers {
+            q: queries,
+            k_cache,
+            v_cache,
+            out: &out.buffer,
+            scratch: &prepared.scratch,
+        };
+        let shape = AttentionShape {
+            heads: spec.num_heads,
+            kv_heads: spec.num_kv_heads,
+            capacity: prepared.capacity,
+            window: spec.attention_window(layer),
+            scale: spec.attention_scale(),
+            min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+        };
+        Ok(prepared.kernels.attention.bind(&self.ctx, &buffers, &shape)?)
     }
 
     /// `y = x · Wᵀ (+ bias)`, or `y += …` for [`Residual::InPlace`]; `y` is a

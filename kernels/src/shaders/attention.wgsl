@@ -27,6 +27,15 @@
 // loads overlap the previous tile's arithmetic), then copied into workgroup
 // memory: first the keys, then, once the scores are taken, the values.
 //
+// Decode with the append (`append` = 1): `q` holds the step's one projection row
+// [q | k | v] as the q/k/v product wrote it, unrotated. Each workgroup rotates
+// its query heads for position `start` as it loads them, and the workgroup
+// whose chunk ends at the new position rotates that position's key, writes it
+// and the value into the cache and then reads them like the older keys: the
+// rope_append kernel and its dispatch are folded in (docs/kernels.md). Other
+// chunks never read the new position, and a KV head has one such workgroup
+// (the wrapper allows it only with one head block per KV head).
+//
 // The wrapper prepends HEAD_DIM, BLOCK_Q, BLOCK_K (a multiple of 4) and ACC_VEC4
 // (= ceil(BLOCK_Q·D/4 / WG), the output vec4s each thread accumulates), chosen so
 // that the workgroup memory — BLOCK_Q·D (queries) + BLOCK_K·(D+4) (keys, then
@@ -49,16 +58,21 @@ struct Params {
     head_blocks: u32,      // ceil(group / heads_per_block)
     split: u32,            // 1: decode with key chunks
     window: u32,           // sliding window in keys, 0: every earlier key
-    _pad: u32,
+    append: u32,           // 1: decode from the unrotated projection row, appending its k and v
+    rotary_dim: u32,       // append: dimensions rotated at the start of each head
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;                   // [tokens, heads, D/4]
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;             // [kv_heads, capacity, D/4]
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;             // [kv_heads, capacity, D/4]
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;                   // [tokens, heads, D/4] (append: [heads + 2·kv_heads, D/4])
+@group(0) @binding(2) var<storage, read_write> k_cache: array<vec4<f32>>;       // [kv_heads, capacity, D/4]
+@group(0) @binding(3) var<storage, read_write> v_cache: array<vec4<f32>>;       // [kv_heads, capacity, D/4]
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;           // [tokens, heads, D/4]
 @group(0) @binding(5) var<storage, read_write> partial_acc: array<vec4<f32>>;   // [heads, max_chunks, D/4]
 @group(0) @binding(6) var<storage, read_write> partial_ml: array<vec2<f32>>;    // [heads, max_chunks] (m, l)
+@group(0) @binding(7) var<storage, read> cos_sin: array<vec2<f32>>;             // append: [capacity, rotary_dim/2]
 
 const WG: u32 = 128u;
 const D4: u32 = HEAD_DIM / 4u;
@@ -130,6 +144,37 @@ fn store_tile(staged: Staged, lid: u32) {
     }
 }
 
+// Element i of the projected head whose values start at q[head_vec4], rotated
+// to position `pos` (rope_rotation.wgsl).
+fn projected(head_vec4: u32, i: u32, pos: u32) -> f32 {
+    let x = q[head_vec4 + i / 4u][i % 4u];
+    let rotary_dim = params.rotary_dim;
+    if i >= rotary_dim {
+        return x;
+    }
+    let half = rotary_dim / 2u;
+    let first_half = i < half;
+    let partner = select(i - half, i + half, first_half);
+    return rotate_half(x, q[head_vec4 + partner / 4u][partner % 4u], cos_sin[pos * half + i % half], first_half);
+}
+
+fn projected4(head_vec4: u32, c4: u32, pos: u32) -> vec4<f32> {
+    let i = 4u * c4;
+    return vec4<f32>(projected(head_vec4, i, pos), projected(head_vec4, i + 1u, pos),
+                     projected(head_vec4, i + 2u, pos), projected(head_vec4, i + 3u, pos));
+}
+
+// Writes KV head g's rotated key and its value at position `pos` into the cache.
+fn append_new_position(g: u32, pos: u32, lid: u32) {
+    let k_head = (params.heads + g) * D4;
+    let v_head = (params.heads + params.kv_heads + g) * D4;
+    let at = (g * params.capacity + pos) * D4;
+    for (var c4 = lid; c4 < D4; c4 += WG) {
+        k_cache[at + c4] = projected4(k_head, c4, pos);
+        v_cache[at + c4] = q[v_head + c4];
+    }
+}
+
 @compute @workgroup_size(WG)
 fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let split = params.split != 0u;
@@ -147,13 +192,25 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     }
 
     // Queries of the block, pre-multiplied by the scale (padding rows are 0).
+    let append = params.append != 0u;
     for (var e = lid; e < BLOCK_Q * D4; e += WG) {
         let row = row_of(e / D4, t0, h0, h_end);
         var v = vec4<f32>(0.0);
         if row.valid {
-            v = q[(row.token * params.heads + row.head) * D4 + e % D4] * params.scale;
+            let head_vec4 = (row.token * params.heads + row.head) * D4;
+            if append {
+                v = projected4(head_vec4, e % D4, params.start);
+            } else {
+                v = q[head_vec4 + e % D4];
+            }
         }
-        q_tile[e] = v;
+        q_tile[e] = v * params.scale;
+    }
+    // The chunk that ends at the new position puts its key and value in the
+    // cache before it reads its keys.
+    if append && k_end == params.start + 1u {
+        append_new_position(g, params.start, lid);
+        storageBarrier();
     }
     if lid < BLOCK_Q {
         row_max[lid] = NEG;

@@ -101,21 +101,16 @@ fn qk_norm_weight(mode: u32, is_query: bool, i: u32) -> f32 {
     return unpack2x16float(word)[i % 2u];
 }
 
-// Element i of `head` rotated to position `pos`: for i < R/2
-// (R = rotary_dim, θ_i = pos · inv_freq_i)
-//   y[i]       = x[i] · cos θ_i − x[i + R/2] · sin θ_i
-//   y[i + R/2] = x[i + R/2] · cos θ_i + x[i] · sin θ_i
-// and dims ≥ R unchanged.
+// Element i of `head` rotated to position `pos` (rope_rotation.wgsl); dims ≥ R
+// unchanged.
 fn rotated(i: u32, pos: u32, rotary_dim: u32) -> f32 {
     let half = rotary_dim / 2u;
     if i >= rotary_dim {
         return head[i];
     }
-    let cs = cos_sin[pos * half + i % half];
-    if i < half {
-        return head[i] * cs.x - head[i + half] * cs.y;
-    }
-    return head[i] * cs.x + head[i - half] * cs.y;
+    let first_half = i < half;
+    let partner = select(i - half, i + half, first_half);
+    return rotate_half(head[i], head[partner], cos_sin[pos * half + i % half], first_half);
 }
 
 // Qwen3's per-head RMSNorm of `head[0 .. d]` in place:
