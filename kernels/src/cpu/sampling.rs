@@ -268,7 +268,7 @@ pub fn sample_top_p(probs: &[f32], top_p: f32, uniform: f32) -> u32 {
         band.clear();
         band.extend((0..probs.len() as u32).filter(|&i| {
             let p = probs[i as usize];
-            !(p >= upper) && (last_band || p >= lower)
+            (p < upper || p.is_nan()) && (last_band || p >= lower)
         }));
         band.sort_unstable_by(by);
         for &id in &band {

@@ -91,7 +91,7 @@ pub fn attention_with(
     out: &mut [f32],
 ) {
     let (d, kv_heads) = (layout.head_dim, layout.kv_heads);
-    assert!(heads % kv_heads == 0, "attention: {heads} heads over {kv_heads} KV heads");
+    assert!(heads.is_multiple_of(kv_heads), "attention: {heads} heads over {kv_heads} KV heads");
     let group = heads / kv_heads;
     let tokens = q.len() / (heads * d).max(1);
     assert_eq!(q.len(), tokens * heads * d, "attention: query size");
@@ -320,14 +320,8 @@ fn exp_in_place(row: &mut [f32], max: f32) -> f32 {
     // exact (Cephes).
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        5.000_000_1e-1,
-    ];
+    const P: [f32; 6] =
+        [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
     for x in row.iter_mut() {
         let x0 = (*x - max).max(-87.3);
         let shifted = x0 * LOG2E + ROUND;
