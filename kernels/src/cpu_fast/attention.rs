@@ -164,8 +164,9 @@ impl Group<'_> {
     }
 
     /// `out[j] = softmax(queries[j] · keysᵀ · scale) · values` for each head
-    /// `j` of the group, with the dot product `dot` (equal to [`dot`] bit for
-    /// bit); `scores` holds `group × n` floats.
+    /// `j` of the group, with the given dot product (each equals the
+    /// portable eight-lane `dot` bit for bit); `scores` holds `group × n`
+    /// floats.
     #[inline(always)]
     fn run(&self, scores: &mut [f32], out: &mut [f32], dot: impl Fn(&[f32], &[f32]) -> f32) {
         let d = self.d;
@@ -220,7 +221,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// [`dot`] with AVX2: one 256-bit multiply and add per eight elements, the
+/// `dot` with AVX2: one 256-bit multiply and add per eight elements, the
 /// tree as two 128-bit halves added, then their halves, then two lanes.
 ///
 /// # Safety
@@ -251,7 +252,7 @@ unsafe fn avx2_dot(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// [`dot`] as the baseline build runs it: in `simd128` where the build
+/// `dot` as the baseline build runs it: in `simd128` where the build
 /// enables it (the browser's), as two four-lane accumulators reduced in the
 /// same tree.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -275,7 +276,7 @@ fn baseline_dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// [`dot`] as the baseline build runs it: the portable loop.
+/// `dot` as the baseline build runs it: the portable loop.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn baseline_dot(a: &[f32], b: &[f32]) -> f32 {
     dot(a, b)
