@@ -25,5 +25,5 @@ pub use rope::{Llama3Scaling, Rope};
 pub use sampling::{
     Draw, GREEDY_TEMPERATURE, MAX_TOP_LOGPROBS, Minstd, Nucleus, SamplingParams,
     TokenProbabilities, apply_logit_bias, apply_penalties, apply_token_mask, argmax, sample,
-    sample_from, softmax_with_temperature, token_probabilities, top_p_filter,
+    sample_from, sample_top_p, softmax_with_temperature, token_probabilities, top_p_filter,
 };

@@ -11,7 +11,9 @@
 //!    `0..=K` with `K` the first index where `cum[K] ≥ max(top_p, 1e-5)`;
 //! 5. [`sample_from`]: the first sorted token `j` with `u < cum[j] / cum[K]`.
 //!
-//! [`sample`] runs the whole chain; [`argmax`] is plain greedy decoding;
+//! [`sample`] runs the whole chain, steps 4 and 5 as [`sample_top_p`], which
+//! draws the same token as [`top_p_filter`] and [`sample_from`] without
+//! sorting the whole vocabulary; [`argmax`] is plain greedy decoding;
 //! [`token_probabilities`] reports the probabilities of step 3 that log
 //! probabilities are made of (docs/sampling.md, "The chain", step 7). Equal
 //! probabilities are sorted by ascending token id (WebLLM leaves that order to
@@ -233,6 +235,65 @@ pub fn sample_from(nucleus: &Nucleus, uniform: f32) -> u32 {
         .unwrap_or(0)
 }
 
+/// Steps 4 and 5 without sorting the vocabulary: the token
+/// `sample_from(&top_p_filter(probs, top_p), uniform)` draws, bit for bit.
+///
+/// The sorted order is built band by band from the top: the ids with
+/// `p ≥ max p / 1024`, then those in the next factor of 1024 below, and so on,
+/// each band sorted alone (descending, ties by ascending id: consecutive
+/// bands are consecutive pieces of the full order) and summed in that order,
+/// so every prefix sum is the one the full sort gives. It stops at the band
+/// where the sum reaches `top_p`, or where every remaining probability is
+/// below half an ulp of the sum: adding those cannot change an f32 sum, so the
+/// nucleus's remaining prefix sums all equal the sum so far and a draw with
+/// `uniform < 1` lands on a token already sorted. A draw that lands nowhere
+/// (`uniform ≥ 1`) takes the last token of the full order, found by a scan.
+/// A typical step sorts a few dozen ids instead of the vocabulary.
+pub fn sample_top_p(probs: &[f32], top_p: f32, uniform: f32) -> u32 {
+    let top_p = top_p.max(1e-5);
+    let by = |a: &u32, b: &u32| {
+        probs[*b as usize]
+            .partial_cmp(&probs[*a as usize])
+            .unwrap_or(Ordering::Equal)
+            .then(a.cmp(b))
+    };
+    let max = probs.iter().copied().fold(0.0f32, f32::max);
+    let (mut band, mut cumulative) = (Vec::new(), Vec::new());
+    let mut total = 0.0f32;
+    // Bands are `[lower, upper)`; the last one takes every id not yet taken.
+    let mut upper = f32::INFINITY;
+    let mut lower = max / 1024.0;
+    'bands: loop {
+        let last_band = lower < f32::MIN_POSITIVE;
+        band.clear();
+        band.extend((0..probs.len() as u32).filter(|&i| {
+            let p = probs[i as usize];
+            (p < upper || p.is_nan()) && (last_band || p >= lower)
+        }));
+        band.sort_unstable_by(by);
+        for &id in &band {
+            total += probs[id as usize];
+            cumulative.push((id, total));
+            if total >= top_p {
+                break 'bands;
+            }
+        }
+        let half_ulp = (f32::from_bits(total.to_bits() + 1) - total) / 2.0;
+        if last_band || lower <= half_ulp {
+            break;
+        }
+        upper = lower;
+        lower /= 1024.0;
+    }
+    let renorm = cumulative.last().map_or(0.0, |&(_, c)| c);
+    cumulative
+        .iter()
+        .find(|&&(_, c)| uniform < c / renorm)
+        .map(|&(id, _)| id)
+        .or_else(|| (0..probs.len() as u32).max_by(by))
+        .unwrap_or(0)
+}
+
 /// Most `top_logprobs` a step can report (OpenAI's limit; WebLLM allows 5).
 pub const MAX_TOP_LOGPROBS: usize = 20;
 
@@ -310,7 +371,7 @@ pub fn sample(logits: &[f32], draw: &Draw<'_>) -> (u32, Option<TokenProbabilitie
     apply_logit_bias(&mut logits, draw.bias);
     apply_penalties(&mut logits, draw.appeared, draw.params);
     let probs = softmax_with_temperature(&logits, draw.params.temperature, draw.active_vocab);
-    let token = sample_from(&top_p_filter(&probs, draw.params.top_p), draw.uniform);
+    let token = sample_top_p(&probs, draw.params.top_p, draw.uniform);
     let probabilities =
         (draw.top_logprobs > 0).then(|| token_probabilities(&probs, token, draw.top_logprobs));
     (token, probabilities)
@@ -401,6 +462,44 @@ mod tests {
         assert_eq!(reported.top, vec![(1, 0.4), (3, 0.4), (0, 0.1), (2, 0.1)]);
         assert_eq!(token_probabilities(&probs, 1, 9).top.len(), 5, "at most the vocabulary");
         assert!(token_probabilities(&probs, 1, 0).top.is_empty());
+    }
+
+    #[test]
+    fn sample_top_p_draws_what_the_full_sort_draws() {
+        let mut rng = Minstd::new(7);
+        let mut compared = 0;
+        for case in 0..600 {
+            let vocab = [1, 2, 5, 33, 700, 5000][case % 6];
+            // Logits from flat to peaked, some rounded to make ties, some ids
+            // outside the active vocabulary (probability 0).
+            let spread = [0.5, 3.0, 12.0, 40.0][case / 6 % 4];
+            let mut logits: Vec<f32> =
+                (0..vocab).map(|_| (rng.next_f32() - 0.5) * spread).collect();
+            if case % 5 == 1 {
+                logits.iter_mut().for_each(|l| *l = (*l * 2.0).round());
+            }
+            let temperature = [1.0, 0.7, 0.2, 1.5, 0.0][case / 24 % 5];
+            let active = (case % 7 == 3 && vocab > 2).then(|| vocab - vocab / 3);
+            let probs = softmax_with_temperature(&logits, temperature, active);
+            for top_p in [1e-9, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0] {
+                let nucleus = top_p_filter(&probs, top_p);
+                // Random draws, the edges, and draws on every boundary of
+                // the first prefix sums.
+                let mut uniforms: Vec<f32> = (0..8).map(|_| rng.next_f32()).collect();
+                uniforms.extend([0.0, 1.0, 0.999_999_94]);
+                uniforms.extend(nucleus.cumulative.iter().take(8).map(|c| c / nucleus.renorm));
+                for u in uniforms {
+                    let want = sample_from(&nucleus, u);
+                    assert_eq!(
+                        sample_top_p(&probs, top_p, u),
+                        want,
+                        "case {case}: vocab {vocab}, T {temperature}, top_p {top_p}, u {u}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 40_000);
     }
 
     #[test]

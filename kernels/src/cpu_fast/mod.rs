@@ -10,8 +10,9 @@
 //! ([`dot_q4_q16`]: AVX2, AVX-512 VNNI or wasm `simd128` where available, a
 //! portable scalar loop otherwise; [`dot_rows_q4_q16`] for a decode step's
 //! one token against many weight rows), scaled once per block. Rows of a product are spread over
-//! rayon's pool natively ([`matmul_q4_q16`]); the attention is one pass over
-//! the KV cache per head ([`attention`]).
+//! rayon's pool natively ([`matmul_q4_q16`]); the attention computes each
+//! GQA group's scores into a per-thread buffer, then the softmax and the
+//! weighted sum of values, in vectorized loops ([`attention`]).
 //!
 //! Quantizing the activations costs a little accuracy, which the conformance
 //! suite bounds (`conformance/tests/cpu_fast.rs`; worst errors in
@@ -22,7 +23,7 @@ mod blocks;
 mod dot;
 mod matmul;
 
-pub use attention::attention;
+pub use attention::{AttentionKernel, attention, attention_with};
 pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
 pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with, dot_rows_q4_q16};
 #[cfg(target_arch = "x86_64")]
