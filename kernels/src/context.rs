@@ -66,9 +66,14 @@ impl ContextOptions {
     }
 }
 
+/// Workgroup memory the tensor-core kernels use at most (`attention_coop.wgsl`'s
+/// tiles take 45 KiB); an adapter offering less keeps the SIMT kernels.
+const COOP_WORKGROUP_BYTES: u32 = 45 * 1024;
+
 /// Whether `adapter` offers what the tensor-core prefill kernel needs: the
 /// experimental cooperative-matrix feature with a 16 × 16 × 16 configuration of
-/// f16 inputs and an f32 accumulator, f16 shaders, and subgroups of exactly 32
+/// f16 inputs and an f32 accumulator, f16 shaders, [`COOP_WORKGROUP_BYTES`] of
+/// workgroup memory, and subgroups of exactly 32
 /// invocations (the kernel gives each of a workgroup's 8 subgroups its own
 /// sub-block). The configurations the H200 lists are in docs/kernels.md.
 fn offers_cooperative_matrix(adapter: &wgpu::Adapter) -> bool {
@@ -80,6 +85,7 @@ fn offers_cooperative_matrix(adapter: &wgpu::Adapter) -> bool {
     features.contains(needed)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
+        && adapter.limits().max_compute_workgroup_storage_size >= COOP_WORKGROUP_BYTES
         && adapter.cooperative_matrix_properties().iter().any(|p| {
             (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
                 && p.ab_type == wgpu::CooperativeScalarType::F16
