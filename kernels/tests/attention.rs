@@ -59,6 +59,24 @@ fn f16_attention(
     out
 }
 
+/// The shape of a test with the default decode chunks.
+fn shape(
+    heads: usize,
+    kv_heads: usize,
+    capacity: usize,
+    window: Option<usize>,
+    scale: f32,
+) -> AttentionShape {
+    AttentionShape {
+        heads,
+        kv_heads,
+        capacity,
+        window,
+        scale,
+        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
+    }
+}
+
 /// Runs `tokens` queries at `start..start + tokens` over a random cache and
 /// compares with the CPU reference (for a prefill on tensor cores, with the
 /// same computation on f16-rounded inputs, [`f16_attention`]).
@@ -272,14 +290,7 @@ fn a_sliding_window_matches_the_cpu_reference() {
         out: &out,
         scratch: &scratch,
     };
-    let empty = AttentionShape {
-        heads: 1,
-        kv_heads: 1,
-        capacity: 8,
-        window: Some(0),
-        scale: 1.0,
-        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-    };
+    let empty = shape(1, 1, 8, Some(0), 1.0);
     assert!(invalid(kernel.bind(ctx, &buffers, &empty)), "a window of no key");
 }
 
@@ -335,14 +346,7 @@ fn check_projected(
         out: &out,
         scratch: &scratch,
     };
-    let shape = AttentionShape {
-        heads,
-        kv_heads,
-        capacity,
-        window,
-        scale,
-        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-    };
+    let shape = shape(heads, kv_heads, capacity, window, scale);
     let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
     assert!(invalid(bound.set_step(&ctx.queue, Step::at(2, start))), "{what}: two tokens");
     bound.run(ctx, Step::at(1, start)).unwrap();
@@ -384,14 +388,7 @@ fn decode_from_the_projection_rotates_appends_and_attends() {
         out: &out,
         scratch: &scratch,
     };
-    let shape = AttentionShape {
-        heads: 16,
-        kv_heads: 1,
-        capacity: 8,
-        window: None,
-        scale: 1.0,
-        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-    };
+    let shape = shape(16, 1, 8, None, 1.0);
     assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "16 heads on one kv head");
     let short = RopeTable::new(ctx, &Rope::new(10_000.0, 16, None), 4).unwrap();
     let buffers =
@@ -430,14 +427,7 @@ fn attention_rejects_wrong_shapes() {
         out: &q,
         scratch: &scratch,
     };
-    let shape = AttentionShape {
-        heads: 4,
-        kv_heads: 2,
-        capacity: 32,
-        window: None,
-        scale: 0.25,
-        min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-    };
+    let shape = shape(4, 2, 32, None, 0.25);
     assert!(invalid(kernel.bind(ctx, &aliased, &shape)), "out aliases q");
     let shared_cache = AttentionBuffers { out: &out, v_cache: &cache, ..aliased };
     assert!(invalid(kernel.bind(ctx, &shared_cache, &shape)), "keys and values in one buffer");
@@ -481,14 +471,7 @@ fn bench_attention() {
             out: &out,
             scratch: &scratch,
         };
-        let shape = AttentionShape {
-            heads,
-            kv_heads,
-            capacity,
-            window: None,
-            scale: 0.125,
-            min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-        };
+        let shape = shape(heads, kv_heads, capacity, None, 0.125);
         let steps = [
             (1, 127, 200, 32),
             (1, 127, 200, 128),
