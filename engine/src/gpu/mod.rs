@@ -482,7 +482,8 @@ impl Backend for GpuBackend {
             || "rms_norm".into(),
             key,
             |b| {
-                let buffers = RmsNormBuffers { x: &x.buffer, weight, y: Some(&out.buffer) };
+                let buffers =
+                    RmsNormBuffers { x: &x.buffer, weight, bias: None, y: Some(&out.buffer) };
                 Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
@@ -591,7 +592,7 @@ impl Backend for GpuBackend {
             let shape = RmsNormShape::rows(max_rows, x.cols as u32, eps);
             let norm = kernels.norm.bind(
                 &b.ctx,
-                &RmsNormBuffers { x: &x.buffer, weight: norm, y: Some(&scratch) },
+                &RmsNormBuffers { x: &x.buffer, weight: norm, bias: None, y: Some(&scratch) },
                 &shape,
             )?;
             let separate = MatmulBuffers { x: &scratch, input: MatmulInput::Direct, ..product };
@@ -938,7 +939,7 @@ impl GpuBackend {
             || format!("rms_norm of columns {offset}..{}", offset + width),
             key,
             |b| {
-                let buffers = RmsNormBuffers { x: &x.buffer, weight, y: None };
+                let buffers = RmsNormBuffers { x: &x.buffer, weight, bias: None, y: None };
                 Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
