@@ -491,6 +491,29 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    fn layer_norm(
+        &mut self,
+        x: &GpuTensor,
+        weight: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        eps: f32,
+    ) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, x.cols);
+        let shape = RmsNormShape::rows(x.capacity.min(out.capacity) as u32, x.cols as u32, eps);
+        let key = vec![x.buffer.clone(), weight.clone(), bias.clone(), out.buffer.clone()];
+        let slot = self.slot(
+            || "layer_norm".into(),
+            key,
+            |b| {
+                let buffers =
+                    RmsNormBuffers { x: &x.buffer, weight, bias: Some(bias), y: Some(&out.buffer) };
+                Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
+            },
+        )?;
+        self.record(slot, x.rows, 0)?;
+        Ok(out)
+    }
+
     fn linear(&mut self, x: &GpuTensor, linear: &GpuLinear) -> Result<GpuTensor, EngineError> {
         let out = self.tensor(x.rows, linear.rows);
         self.matmul(x, linear, (&out.buffer, out.capacity), Residual::None)?;
