@@ -1,4 +1,4 @@
-//! The mistral, phi3, gemma, gemma2, gemma3 and olmo2 fixtures: each Hugging Face checkpoint is
+//! The mistral, phi3, gemma, gemma2, gemma3, olmo2 and stablelm fixtures: each Hugging Face checkpoint is
 //! converted by `mlc-wgpu convert` and run on the CPU engine and on the GPU
 //! engine (both kernel paths), against transformers' float32 reference outputs
 //! (`conformance/tools/make_families.py`, which also records how far each
@@ -114,6 +114,8 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("gemma3", "gemma3-1b-it-q4f16_1-MLC"),
         ("olmo2", "OLMo-2-0425-1B-Instruct-q4f16_1-MLC"),
         ("olmo2", "OLMo-2-1124-7B-Instruct-q4f32_1-MLC"),
+        ("stablelm", "stablelm-2-zephyr-1_6b-q4f16_1-MLC"),
+        ("stablelm", "stablelm-2-zephyr-1_6b-q4f32_1-MLC-1k"),
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));
