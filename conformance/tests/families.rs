@@ -143,3 +143,24 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         assert_eq!(spec.family, family);
     }
 }
+
+#[test]
+fn stablelm_spec_has_layer_norms_a_quarter_rotation_and_no_tying() {
+    use mlc_engine::EngineError;
+    use mlc_engine::models::spec_for;
+    let (_temp, artifact) = converted_family("families/stablelm-tiny");
+    let spec = spec_for(&artifact.config).unwrap();
+    assert!(spec.layer_norm && spec.qkv_bias && !spec.tie_word_embeddings, "{spec:?}");
+    assert_eq!((spec.rms_norm_eps, spec.head_dim, spec.rotary_dim), (1e-5, 16, 4));
+    let mut config = artifact.config.clone();
+    // MLC's StableLmConfig has no tie flag: a stray one changes nothing.
+    config.model_config.insert("tie_word_embeddings".into(), serde_json::json!(true));
+    assert!(!spec_for(&config).unwrap().tie_word_embeddings);
+    // 16 × 0.1 → 1 rotated dimension: not a whole number of pairs.
+    config.model_config.insert("partial_rotary_factor".into(), serde_json::json!(0.1));
+    let error = spec_for(&config).unwrap_err();
+    assert!(matches!(error, EngineError::Config(_)), "{error}");
+    config.model_config.remove("layer_norm_eps");
+    let error = spec_for(&config).unwrap_err();
+    assert!(error.to_string().contains("layer_norm_eps"), "{error}");
+}
