@@ -50,6 +50,7 @@ const FAMILY_OF_LIB = [
   [/^gemma-2-/, "gemma2"],
   [/^gemma3-/, "gemma3"],
   [/^OLMo-2-/, "olmo2"],
+  [/^stablelm-2-zephyr-/, "stablelm"],
   [/^snowflake-arctic-embed-/, "bert"],
 ];
 const LOADED_QUANTIZATIONS = /-(q4f16_1|q4f32_1|q0f16|q0f32)[_-]/;

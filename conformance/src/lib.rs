@@ -32,6 +32,7 @@ pub const FAMILY_MODELS: &[&str] = &[
     "families/gemma2-tiny",
     "families/gemma3-tiny",
     "families/olmo2-tiny",
+    "families/stablelm-tiny",
 ];
 
 /// A family fixture's `hf_source/` converted to q4f16_1 by `mlc_convert` (what

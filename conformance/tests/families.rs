@@ -1,4 +1,4 @@
-//! The mistral, phi3, gemma, gemma2, gemma3 and olmo2 fixtures: each Hugging Face checkpoint is
+//! The mistral, phi3, gemma, gemma2, gemma3, olmo2 and stablelm fixtures: each Hugging Face checkpoint is
 //! converted by `mlc-wgpu convert` and run on the CPU engine and on the GPU
 //! engine (both kernel paths), against transformers' float32 reference outputs
 //! (`conformance/tools/make_families.py`, which also records how far each
@@ -114,6 +114,8 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("gemma3", "gemma3-1b-it-q4f16_1-MLC"),
         ("olmo2", "OLMo-2-0425-1B-Instruct-q4f16_1-MLC"),
         ("olmo2", "OLMo-2-1124-7B-Instruct-q4f32_1-MLC"),
+        ("stablelm", "stablelm-2-zephyr-1_6b-q4f16_1-MLC"),
+        ("stablelm", "stablelm-2-zephyr-1_6b-q4f32_1-MLC-1k"),
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));
@@ -140,4 +142,25 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         );
         assert_eq!(spec.family, family);
     }
+}
+
+#[test]
+fn stablelm_spec_has_layer_norms_a_quarter_rotation_and_no_tying() {
+    use mlc_engine::EngineError;
+    use mlc_engine::models::spec_for;
+    let (_temp, artifact) = converted_family("families/stablelm-tiny");
+    let spec = spec_for(&artifact.config).unwrap();
+    assert!(spec.layer_norm && spec.qkv_bias && !spec.tie_word_embeddings, "{spec:?}");
+    assert_eq!((spec.rms_norm_eps, spec.head_dim, spec.rotary_dim), (1e-5, 16, 4));
+    let mut config = artifact.config.clone();
+    // MLC's StableLmConfig has no tie flag: a stray one changes nothing.
+    config.model_config.insert("tie_word_embeddings".into(), serde_json::json!(true));
+    assert!(!spec_for(&config).unwrap().tie_word_embeddings);
+    // 16 × 0.1 → 1 rotated dimension: not a whole number of pairs.
+    config.model_config.insert("partial_rotary_factor".into(), serde_json::json!(0.1));
+    let error = spec_for(&config).unwrap_err();
+    assert!(matches!(error, EngineError::Config(_)), "{error}");
+    config.model_config.remove("layer_norm_eps");
+    let error = spec_for(&config).unwrap_err();
+    assert!(error.to_string().contains("layer_norm_eps"), "{error}");
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3 and olmo2 families, with reference
+"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2 and stablelm families, with reference
 outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
@@ -14,9 +14,9 @@ Quantizing a fused matrix gives the same rows as quantizing its parts (groups ru
 dimension), so the reference quantizes each Hugging Face matrix as it is and never fuses anything.
 
 The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
-GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Olmo2ForCausalLM) in float64 with eager
+GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Olmo2ForCausalLM, StableLmForCausalLM) in float64 with eager
 attention, set up to compute what MLC computes (docs/families.md, "mistral", "phi3", "gemma",
-"gemma2", "gemma3", "olmo2"):
+"gemma2", "gemma3", "olmo2", "stablelm"):
   * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
   * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
     (64), where both transformers and MLC use `short_factor` (docs/families.md, "phi3", says when MLC
@@ -35,6 +35,8 @@ attention, set up to compute what MLC computes (docs/families.md, "mistral", "ph
     pattern, asserted equal to transformers' `layer_types`). The embedding scale √64 = 8 is exact in
     f16 and bf16 alike.
   * olmo2: computes what MLC computes as it is (norms after each branch, q/k norms across all heads).
+  * stablelm: computes what MLC computes as it is (LayerNorms with biases, partial rotary 0.25, q/k/v
+    biases, `qk_layernorm` and `use_parallel_residual` off as in stablelm-2-1_6b, an untied lm_head).
 Each case also records ablations: how far the logits move when the family's feature under test is
 switched off (asserted to exceed the conformance tolerance many times over).
 
@@ -238,6 +240,32 @@ CASES = {
             "torch_dtype": "bfloat16",
         },
     ),
+    "stablelm-tiny": dict(
+        seed=807,
+        config={
+            "architectures": ["StableLmForCausalLM"],
+            "model_type": "stablelm",
+            "hidden_size": 64,
+            "intermediate_size": 176,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "layer_norm_eps": 1e-05,
+            "partial_rotary_factor": 0.25,
+            "rope_theta": 10000,
+            "rope_scaling": None,
+            "use_qkv_bias": True,
+            "qk_layernorm": False,
+            "use_parallel_residual": False,
+            "hidden_act": "silu",
+            "max_position_embeddings": 4096,
+            "vocab_size": 600,
+            "tie_word_embeddings": False,
+            "bos_token_id": None,
+            "eos_token_id": 1,
+            "torch_dtype": "bfloat16",
+        },
+    ),
 }
 
 
@@ -274,23 +302,32 @@ def draw_weights(case, cfg):
         # Gemma stores w with the norm computing (1 + w); the others store the factor itself.
         return (rs.standard_normal(size=(n,)) * 0.2 + (0.0 if gemma else 1.0)).astype(np.float32)
 
+    def layer_norm(w, name, n):
+        # StableLM's LayerNorms have a bias next to the weight.
+        w[name + ".weight"] = norm_w(n)
+        if family == "stablelm":
+            w[name + ".bias"] = normal((n,), 0.2)
+
     w = {"model.embed_tokens.weight": normal((V, H), CASES[case].get("embed_std", 0.5))}
     for L in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{L}."
         if family != "olmo2":
-            w[p + "input_layernorm.weight"] = norm_w(H)
+            layer_norm(w, p + "input_layernorm", H)
         q, k, v = normal((nh * d, H), H ** -0.5), normal((nkv * d, H), H ** -0.5), normal((nkv * d, H), H ** -0.5)
         if family == "phi3":
             w[p + "self_attn.qkv_proj.weight"] = np.concatenate([q, k, v])
         else:
             w[p + "self_attn.q_proj.weight"], w[p + "self_attn.k_proj.weight"], w[p + "self_attn.v_proj.weight"] = q, k, v
+        if cfg.get("use_qkv_bias"):
+            for proj, rows in (("q_proj", nh * d), ("k_proj", nkv * d), ("v_proj", nkv * d)):
+                w[p + f"self_attn.{proj}.bias"] = normal((rows,), 0.2)
         if family == "gemma3_text":
             w[p + "self_attn.q_norm.weight"], w[p + "self_attn.k_norm.weight"] = norm_w(d), norm_w(d)
         if family == "olmo2":
             # One weight per value across all heads.
             w[p + "self_attn.q_norm.weight"], w[p + "self_attn.k_norm.weight"] = norm_w(nh * d), norm_w(nkv * d)
         w[p + "self_attn.o_proj.weight"] = normal((H, nh * d), 4.0 * (nh * d) ** -0.5)
-        w[p + "post_attention_layernorm.weight"] = norm_w(H)
+        layer_norm(w, p + "post_attention_layernorm", H)
         if family in ("gemma2", "gemma3_text"):
             w[p + "pre_feedforward_layernorm.weight"] = norm_w(H)
         if family in ("gemma2", "gemma3_text", "olmo2"):
@@ -301,7 +338,7 @@ def draw_weights(case, cfg):
         else:
             w[p + "mlp.gate_proj.weight"], w[p + "mlp.up_proj.weight"] = gate, up
         w[p + "mlp.down_proj.weight"] = normal((H, I), 4.0 * I ** -0.5)
-    w["model.norm.weight"] = norm_w(H)
+    layer_norm(w, "model.norm", H)
     if not cfg["tie_word_embeddings"]:
         w["lm_head.weight"] = normal((V, H), 4.0 * H ** -0.5)
     return {name: bf16_round(a) for name, a in w.items()}
@@ -355,6 +392,9 @@ def hf_model(cfg, weights, **mlc_semantics):
     mlc_semantics = dict(mlc_semantics)
     embed_scale = mlc_semantics.pop("_embed_scale", None)
     per_head_qk_norm = mlc_semantics.pop("_per_head_qk_norm", False)
+    if mlc_semantics.pop("_drop_norm_bias", False):
+        weights = {n: (np.zeros_like(a) if n.endswith("layernorm.bias") or n == "model.norm.bias" else a)
+                   for n, a in weights.items()}
     config = transformers.AutoConfig.for_model(**json.loads(json.dumps({**cfg, **mlc_semantics})))
     config._attn_implementation = "eager"
     model = transformers.AutoModelForCausalLM.from_config(config).double().eval()
@@ -458,6 +498,9 @@ def ablations(cfg, weights, prompt, reference):
         variants["full rotary instead of 0.75 (both plain RoPE)"] = (plain, {**plain, "partial_rotary_factor": 1.0})
     if cfg["model_type"] == "gemma":
         variants["no √hidden embedding scale"] = ({}, {"_embed_scale": 1.0})
+    if cfg["model_type"] == "stablelm":
+        variants["full rotary instead of 0.25"] = ({}, {"partial_rotary_factor": 1.0})
+        variants["LayerNorm without its bias"] = ({}, {"_drop_norm_bias": True})
     if cfg["model_type"] == "olmo2":
         variants["q/k norms per head instead of across all heads"] = ({}, {"_per_head_qk_norm": True})
     if cfg["model_type"] == "gemma2":

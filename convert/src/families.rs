@@ -19,6 +19,7 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "gemma2",
     "gemma3_text",
     "olmo2",
+    "stablelm",
     "bert",
 ];
 
@@ -50,6 +51,9 @@ pub enum Family {
     /// `olmo2` (OLMo-2): Llama's layout with norms after each branch and q/k
     /// norms across all heads.
     Olmo2,
+    /// `stablelm` (StableLM 2): LayerNorms with biases, partial rotary, an
+    /// optional QKV bias, always an `lm_head`.
+    StableLm,
     /// `bert` (BertModel, e.g. snowflake-arctic-embed): an encoder for
     /// embeddings, with q, k and v fused into one biased `qkv` projection.
     Bert,
@@ -70,6 +74,7 @@ impl Family {
             Some("gemma2") => Ok(Family::Gemma2),
             Some("gemma3_text") => Ok(Family::Gemma3),
             Some("olmo2") => Ok(Family::Olmo2),
+            Some("stablelm") => Ok(Family::StableLm),
             Some("bert") => Ok(Family::Bert),
             Some("gemma3") => Err(ConvertError::Unsupported {
                 what: "model_type \"gemma3\" (Gemma3ForConditionalGeneration, with a vision tower)".into(),
@@ -98,6 +103,7 @@ impl Family {
             Family::Gemma2 => "gemma2",
             Family::Gemma3 => "gemma3_text",
             Family::Olmo2 => "olmo2",
+            Family::StableLm => "stablelm",
             Family::Bert => "bert",
         }
     }
@@ -111,7 +117,8 @@ impl Family {
             | Family::Gemma
             | Family::Gemma2
             | Family::Gemma3
-            | Family::Olmo2 => "qkv_proj",
+            | Family::Olmo2
+            | Family::StableLm => "qkv_proj",
             Family::Qwen2 | Family::Qwen3 => "c_attn",
             Family::Bert => "qkv",
         }
@@ -129,6 +136,8 @@ impl Family {
             Family::Gemma | Family::Gemma2 => "gemma_instruction",
             Family::Gemma3 => "gemma3_instruction",
             Family::Olmo2 => "olmo2",
+            // WebLLM's stablelm-2-zephyr records name this template.
+            Family::StableLm => "stablelm-2",
             // An encoder has no conversation: the plain template.
             Family::Bert => "LM",
             // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
@@ -207,6 +216,24 @@ impl Family {
                 opt("prefill_chunk_size", json!(0)),
                 opt("tensor_parallel_shards", json!(1)),
                 opt("pipeline_parallel_stages", json!(1)),
+                opt("max_batch_size", json!(1)),
+            ],
+            // StableLmConfig's fields.
+            Family::StableLm => vec![
+                req("vocab_size"),
+                req("hidden_size"),
+                req("num_hidden_layers"),
+                req("num_attention_heads"),
+                req("num_key_value_heads"),
+                req("layer_norm_eps"),
+                req("partial_rotary_factor"),
+                req("rope_theta"),
+                req("intermediate_size"),
+                opt("use_qkv_bias", json!(false)),
+                opt("head_dim", json!(0)),
+                opt("context_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
                 opt("max_batch_size", json!(1)),
             ],
             Family::Mistral => vec![
@@ -394,6 +421,7 @@ impl Family {
             Family::Gemma2 => return gemma2_post_init(config, kwargs),
             Family::Gemma3 => return gemma3_text_post_init(config, kwargs),
             Family::Olmo2 => return olmo2_post_init(config, kwargs),
+            Family::StableLm => return stablelm_post_init(config, kwargs),
             Family::Bert => return bert_post_init(config, kwargs),
             Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
         }
@@ -600,6 +628,34 @@ fn olmo2_post_init(
     default_heads(config)?;
     take_rope_theta(config, kwargs);
     context_from_kwargs(config, kwargs)?;
+    cap_prefill(config)
+}
+
+/// `StableLmConfig.__post_init__`: the context from Hugging Face's keys,
+/// `head_dim` hidden / heads (which must divide exactly), Phi-3's prefill rule.
+/// MLC's model has neither per-head q/k LayerNorms nor parallel residuals
+/// (StableLM 2 12B's `qk_layernorm`, `use_parallel_residual`): a checkpoint
+/// that turns either on is refused rather than converted into a different model.
+fn stablelm_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
+    for key in ["qk_layernorm", "use_parallel_residual"] {
+        if kwargs.get(key) == Some(&json!(true)) {
+            return Err(ConvertError::Unsupported {
+                what: format!("stablelm with `{key}`"),
+                message: "MLC's StableLM model has no such layers (StableLM 2 1.6B's layout only)"
+                    .into(),
+            });
+        }
+    }
+    context_from_kwargs(config, kwargs)?;
+    let (hidden, heads, head_dim) = default_heads(config)?;
+    if head_dim * heads != hidden {
+        return Err(config_error(format!(
+            "stablelm needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
+        )));
+    }
     cap_prefill(config)
 }
 
@@ -915,6 +971,8 @@ pub struct Dims {
     pub tie_word_embeddings: bool,
     /// Qwen3's `attention_bias`: biases on the fused QKV and on `o_proj`.
     pub attention_bias: bool,
+    /// StableLM's `use_qkv_bias`: a bias on the fused QKV only.
+    pub qkv_bias: bool,
     /// Rows of BERT's position table (`context_window_size`; 0 for a decoder).
     pub positions: usize,
     /// Rows of BERT's token-type table (`type_vocab_size`; 0 for a decoder).
@@ -960,6 +1018,7 @@ impl Dims {
             vocab: size("vocab_size")?,
             tie_word_embeddings: flag("tie_word_embeddings")?,
             attention_bias: flag("attention_bias")?,
+            qkv_bias: flag("use_qkv_bias")?,
             positions: encoder_size("context_window_size")?,
             type_vocab: encoder_size("type_vocab_size")?,
         })
@@ -1029,6 +1088,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         if family != Family::Olmo2 {
             out.push(one(format!("{p}.input_layernorm.weight"), vec![h], norm));
         }
+        if family == Family::StableLm {
+            out.push(one(format!("{p}.input_layernorm.bias"), vec![h], Kind::Vector));
+        }
         out.push(Param {
             name: format!("{qkv}.weight"),
             sources: vec![
@@ -1038,8 +1100,11 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
             ],
             kind: Kind::Matrix,
         });
-        // Qwen2 always has a QKV bias, Qwen3 when `attention_bias` says so.
-        let qkv_bias = family == Family::Qwen2 || (family == Family::Qwen3 && d.attention_bias);
+        // Qwen2 always has a QKV bias, Qwen3 when `attention_bias` says so,
+        // StableLM when `use_qkv_bias` does.
+        let qkv_bias = family == Family::Qwen2
+            || (family == Family::Qwen3 && d.attention_bias)
+            || (family == Family::StableLm && d.qkv_bias);
         if qkv_bias {
             out.push(Param {
                 name: format!("{qkv}.bias"),
@@ -1064,6 +1129,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
             out.push(one(format!("{attn}.o_proj.bias"), vec![h], Kind::Vector));
         }
         out.push(one(format!("{p}.post_attention_layernorm.weight"), vec![h], norm));
+        if family == Family::StableLm {
+            out.push(one(format!("{p}.post_attention_layernorm.bias"), vec![h], Kind::Vector));
+        }
         if family == Family::Gemma2 {
             out.push(one(format!("{p}.pre_feedforward_layernorm.weight"), vec![h], norm));
         }
@@ -1081,11 +1149,14 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
         out.push(one(format!("{mlp}.down_proj.weight"), vec![h, d.intermediate], Kind::Matrix));
     }
     out.push(one("model.norm.weight".into(), vec![h], norm));
-    // Gemma always reuses the embedding; Mistral's config has no tie flag and
-    // always builds an `lm_head`.
+    if family == Family::StableLm {
+        out.push(one("model.norm.bias".into(), vec![h], Kind::Vector));
+    }
+    // Gemma always reuses the embedding; Mistral's and StableLM's configs have
+    // no tie flag and always build an `lm_head`.
     let tied = match family {
         Family::Gemma | Family::Gemma2 => true,
-        Family::Mistral => false,
+        Family::Mistral | Family::StableLm => false,
         _ => d.tie_word_embeddings,
     };
     if !tied {
@@ -1551,6 +1622,7 @@ mod tests {
             vocab: 300,
             tie_word_embeddings: false,
             attention_bias: false,
+            qkv_bias: false,
             positions: 0,
             type_vocab: 0,
         };
@@ -1585,6 +1657,25 @@ mod tests {
     }
 
     #[test]
+    fn stablelm_refuses_the_layers_mlc_does_not_build() {
+        let hf = json!({"model_type": "stablelm", "vocab_size": 100, "hidden_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
+            "layer_norm_eps": 1e-5, "partial_rotary_factor": 0.25, "rope_theta": 10000,
+            "intermediate_size": 128, "max_position_embeddings": 512});
+        let config = Family::StableLm.model_config(&hf, &overrides()).unwrap();
+        assert_eq!(
+            (config["head_dim"].clone(), config["prefill_chunk_size"].clone()),
+            (json!(16), json!(512))
+        );
+        for key in ["qk_layernorm", "use_parallel_residual"] {
+            let mut with = hf.clone();
+            with[key] = json!(true);
+            let error = Family::StableLm.model_config(&with, &overrides()).unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
+        }
+    }
+
+    #[test]
     fn the_default_template_follows_the_tokenizer() {
         assert_eq!(Family::Qwen2.default_conv_template(None), "qwen2");
         assert_eq!(Family::Qwen3.default_conv_template(Some("{}")), "qwen3");
@@ -1612,6 +1703,7 @@ mod tests {
             vocab: 10,
             tie_word_embeddings: true,
             attention_bias: false,
+            qkv_bias: false,
             positions: 0,
             type_vocab: 0,
         };

@@ -1,4 +1,4 @@
-//! Converting the mistral, phi3, gemma, gemma2, gemma3 and olmo2 fixture checkpoints
+//! Converting the mistral, phi3, gemma, gemma2, gemma3, olmo2 and stablelm fixture checkpoints
 //! (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
 //! norms, tying, and each family's `model_config` as MLC's `gen_config` writes
 //! it. (The converted models' outputs are checked in
@@ -143,6 +143,56 @@ fn olmo2_has_no_pre_norms_and_q_k_norms_as_wide_as_all_heads() {
     assert_eq!(shape("model.layers.0.self_attn.k_norm.weight"), [2 * 16]);
     assert_eq!(shape("model.layers.1.post_feedforward_layernorm.weight"), [64]);
     assert_eq!(shape("model.layers.1.post_attention_layernorm.weight"), [64]);
+}
+
+#[test]
+fn stablelm_keeps_its_layer_norm_biases_fuses_the_qkv_bias_and_never_ties() {
+    let (_temp, artifact, config) = converted("stablelm-tiny");
+    let mc = &config["model_config"];
+    assert_eq!(config["model_type"], "stablelm");
+    assert_eq!(
+        keys(mc),
+        [
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "layer_norm_eps",
+            "partial_rotary_factor",
+            "rope_theta",
+            "intermediate_size",
+            "use_qkv_bias",
+            "head_dim",
+            "context_window_size",
+            "prefill_chunk_size",
+            "tensor_parallel_shards",
+            "max_batch_size",
+        ]
+    );
+    assert_eq!(
+        (
+            mc["head_dim"].clone(),
+            mc["context_window_size"].clone(),
+            mc["prefill_chunk_size"].clone()
+        ),
+        (json!(16), json!(4096), json!(4096))
+    );
+    assert_eq!(config["conv_template"]["name"], "stablelm-2");
+    assert_eq!(config["conv_template"]["stop_token_ids"], json!([100257]));
+    let names = names(&artifact);
+    assert!(names.contains(&"lm_head.q_weight".to_string()), "untied: {names:?}");
+    let shape = |name: &str| artifact.tensor(name).unwrap().shape.to_vec();
+    for norm in
+        ["model.layers.1.input_layernorm", "model.layers.1.post_attention_layernorm", "model.norm"]
+    {
+        assert_eq!(shape(&format!("{norm}.weight")), [64], "{norm}");
+        assert_eq!(shape(&format!("{norm}.bias")), [64], "{norm}");
+    }
+    // [q (4·16) ; k (2·16) ; v (2·16)] rows and their biases in the same order.
+    assert_eq!(shape("model.layers.0.self_attn.qkv_proj.q_weight"), [128, 8]);
+    assert_eq!(shape("model.layers.0.self_attn.qkv_proj.bias"), [128]);
+    assert!(!names.iter().any(|n| n.contains("o_proj.bias")), "{names:?}");
 }
 
 #[test]

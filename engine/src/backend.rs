@@ -57,6 +57,9 @@ pub struct LayerWeights<B: Backend + ?Sized> {
     pub gate_up: B::Linear,
     /// MLP output projection.
     pub down: B::Linear,
+    /// Biases of `attn_norm` and `mlp_norm` when the family's norms are
+    /// LayerNorms (StableLM, [`crate::models::ModelSpec::layer_norm`]).
+    pub norm_biases: Option<(B::Vector, B::Vector)>,
 }
 
 /// All weights of a decoder, in a backend's own representation.
@@ -65,8 +68,10 @@ pub struct DecoderWeights<B: Backend + ?Sized> {
     pub embed: B::Linear,
     /// The layers, in order.
     pub layers: Vec<LayerWeights<B>>,
-    /// Final RMSNorm.
+    /// Final RMSNorm (or LayerNorm's weight).
     pub final_norm: B::Vector,
+    /// The final LayerNorm's bias (StableLM).
+    pub final_norm_bias: Option<B::Vector>,
     /// Output projection when the embedding is not tied.
     pub lm_head: Option<B::Linear>,
 }
@@ -154,6 +159,15 @@ pub trait Backend {
         &mut self,
         x: &Self::Tensor,
         weight: &Self::Vector,
+        eps: f32,
+    ) -> Result<Self::Tensor, EngineError>;
+    /// Row-wise LayerNorm, `(x − μ) · rsqrt(σ² + eps) · weight + bias`
+    /// (StableLM's norms).
+    fn layer_norm(
+        &mut self,
+        x: &Self::Tensor,
+        weight: &Self::Vector,
+        bias: &Self::Vector,
         eps: f32,
     ) -> Result<Self::Tensor, EngineError>;
     /// `x · Wᵀ (+ bias)`.

@@ -153,6 +153,18 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
+    fn layer_norm(
+        &mut self,
+        x: &CpuTensor,
+        weight: &Vec<f32>,
+        bias: &Vec<f32>,
+        eps: f32,
+    ) -> Result<CpuTensor, EngineError> {
+        let mut out = CpuTensor::zeros(x.rows, x.cols);
+        ops::layer_norm(&x.data, weight, bias, eps, &mut out.data);
+        Ok(out)
+    }
+
     fn linear(&mut self, x: &CpuTensor, linear: &CpuLinear) -> Result<CpuTensor, EngineError> {
         let weight = linear.weight();
         let mut out = CpuTensor::zeros(x.rows, weight.rows());

@@ -249,6 +249,18 @@ impl Backend for FastCpuBackend {
         Ok(out)
     }
 
+    fn layer_norm(
+        &mut self,
+        x: &FastTensor,
+        weight: &Vec<f32>,
+        bias: &Vec<f32>,
+        eps: f32,
+    ) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(x.rows, x.cols);
+        ops::layer_norm(&x.data, weight, bias, eps, &mut out.data);
+        Ok(out)
+    }
+
     fn linear(&mut self, x: &FastTensor, linear: &FastLinear) -> Result<FastTensor, EngineError> {
         let mut out = self.tensor(x.rows, linear.rows());
         match &linear.matrix {

@@ -58,8 +58,9 @@ pub fn load<B: Backend>(
             linear(backend, names.layer(l, &names.down), h, padded_i, Bias::None)?,
         ));
     }
-    let mut vector = |name: String, len: usize| -> Result<B::Vector, EngineError> {
-        let tensor = tensor_with_shape(artifact, &format!("{name}.weight"), &[len])?;
+    // `suffix` is `weight`, or `bias` for a LayerNorm's bias (StableLM).
+    let mut vector = |name: String, suffix: &str, len: usize| -> Result<B::Vector, EngineError> {
+        let tensor = tensor_with_shape(artifact, &format!("{name}.{suffix}"), &[len])?;
         backend.load_vector(&tensor)
     };
     let mut layers = Vec::with_capacity(spec.num_layers);
@@ -71,23 +72,30 @@ pub fn load<B: Backend>(
                     QkNormWidth::AllHeads => [spec.num_heads * d, spec.num_kv_heads * d],
                 };
                 Some((
-                    vector(names.layer(l, &names.q_norm), q)?,
-                    vector(names.layer(l, &names.k_norm), k)?,
+                    vector(names.layer(l, &names.q_norm), "weight", q)?,
+                    vector(names.layer(l, &names.k_norm), "weight", k)?,
                 ))
             }
             None => None,
         };
         let post_norms = match spec.norms.after() {
             true => Some((
-                vector(names.layer(l, &names.post_attn_norm), h)?,
-                vector(names.layer(l, &names.post_mlp_norm), h)?,
+                vector(names.layer(l, &names.post_attn_norm), "weight", h)?,
+                vector(names.layer(l, &names.post_mlp_norm), "weight", h)?,
+            )),
+            false => None,
+        };
+        let norm_biases = match spec.layer_norm {
+            true => Some((
+                vector(names.layer(l, &names.attn_norm), "bias", h)?,
+                vector(names.layer(l, &names.mlp_norm), "bias", h)?,
             )),
             false => None,
         };
         let (attn_norm, mlp_norm) = match spec.norms.before() {
             true => (
-                Some(vector(names.layer(l, &names.attn_norm), h)?),
-                Some(vector(names.layer(l, &names.mlp_norm), h)?),
+                Some(vector(names.layer(l, &names.attn_norm), "weight", h)?),
+                Some(vector(names.layer(l, &names.mlp_norm), "weight", h)?),
             ),
             false => (None, None),
         };
@@ -100,10 +108,15 @@ pub fn load<B: Backend>(
             post_norms,
             gate_up,
             down,
+            norm_biases,
         });
     }
-    let final_norm = vector(names.final_norm.clone(), h)?;
-    Ok(DecoderWeights { embed, layers, final_norm, lm_head })
+    let final_norm = vector(names.final_norm.clone(), "weight", h)?;
+    let final_norm_bias = match spec.layer_norm {
+        true => Some(vector(names.final_norm.clone(), "bias", h)?),
+        false => None,
+    };
+    Ok(DecoderWeights { embed, layers, final_norm, final_norm_bias, lm_head })
 }
 
 /// A projection ready to load: as stored, or with its rows rearranged.

@@ -1,6 +1,9 @@
 //! RMS normalisation (`shaders/rms_norm*.wgsl`):
 //! `y = x · inverseSqrt(mean(x²) + eps) · w` over rows of `width` values, either
-//! whole hidden states or each head of q/k (Qwen3, Gemma3), in place or not.
+//! whole hidden states or each head of q/k (Qwen3, Gemma3), in place or not;
+//! and, given a bias, LayerNorm (StableLM):
+//! `y = (x − μ) · inverseSqrt(mean((x − μ)²) + eps) · w + b` — the same kernel,
+//! with the mean reduced first.
 
 use crate::buffers::{
     self, FloatFormat, bind_group, check_buffer, check_dimension, check_distinct, params_buffer,
@@ -74,6 +77,8 @@ pub struct RmsNormBuffers<'a> {
     pub x: &'a wgpu::Buffer,
     /// The norm weight `[width]`, f16 bits or f32 as the kernel was built for.
     pub weight: &'a wgpu::Buffer,
+    /// LayerNorm's bias `[width]` (stored as the weight is); `None` for RMSNorm.
+    pub bias: Option<&'a wgpu::Buffer>,
     /// Output activations (f32), or `None` to normalise `x` in place.
     pub y: Option<&'a wgpu::Buffer>,
 }
@@ -92,8 +97,9 @@ impl RmsNorm {
     /// Compiles the norm for weights stored as `weight_dtype`.
     pub fn new(ctx: &GpuContext, weight_dtype: FloatFormat) -> Result<RmsNorm, KernelError> {
         use Binding::{ReadOnly, ReadWrite, Uniform};
-        // params, x, weight, y (the order of rms_norm.wgsl).
-        let layout = ctx.kernel_layout("rms_norm", &[Uniform, ReadOnly, ReadOnly, ReadWrite]);
+        // params, x, weight, y, bias (the order of rms_norm.wgsl).
+        let layout =
+            ctx.kernel_layout("rms_norm", &[Uniform, ReadOnly, ReadOnly, ReadWrite, ReadOnly]);
         let subgroups = ctx.caps.subgroups;
         let (source, entry) = if subgroups {
             (
@@ -154,13 +160,20 @@ impl Kernel for RmsNorm {
             self.weight_dtype.bytes(width),
             self.max_binding,
         )?;
+        if let Some(bias) = buffers.bias {
+            check_buffer("rms_norm: bias", bias, self.weight_dtype.bytes(width), self.max_binding)?;
+        }
         let input_bytes = shape.extent(shape.input) * 4;
         let output_bytes = shape.extent(shape.output) * 4;
         let (x, y, in_place) = match buffers.y {
             Some(y) => {
                 check_buffer("rms_norm: x", buffers.x, input_bytes, self.max_binding)?;
                 check_buffer("rms_norm: y", y, output_bytes, self.max_binding)?;
-                check_distinct("rms_norm", y, &[Some(buffers.x), Some(buffers.weight)])?;
+                check_distinct(
+                    "rms_norm",
+                    y,
+                    &[Some(buffers.x), Some(buffers.weight), buffers.bias],
+                )?;
                 (buffers.x, y, 0)
             }
             None => {
@@ -170,7 +183,7 @@ impl Kernel for RmsNorm {
                     ));
                 }
                 check_buffer("rms_norm: x", buffers.x, input_bytes, self.max_binding)?;
-                check_distinct("rms_norm", buffers.x, &[Some(buffers.weight)])?;
+                check_distinct("rms_norm", buffers.x, &[Some(buffers.weight), buffers.bias])?;
                 // The shader reads from y; x is not used.
                 (&self.placeholder, buffers.x, 1)
             }
@@ -188,6 +201,7 @@ impl Kernel for RmsNorm {
                 shape.output.token_stride,
                 shape.eps.to_bits(),
                 in_place,
+                buffers.bias.is_some() as u32,
             ],
         );
         let group = bind_group(
@@ -199,6 +213,7 @@ impl Kernel for RmsNorm {
                 x.as_entire_binding(),
                 buffers.weight.as_entire_binding(),
                 y.as_entire_binding(),
+                buffers.bias.unwrap_or(&self.placeholder).as_entire_binding(),
             ],
         );
         let schedule = PerRow {

@@ -1,5 +1,6 @@
 //! `RmsNorm` against `cpu::rms_norm` on both paths: whole rows, per-head rows
-//! inside a fused qkv buffer (in place and not), the 2-D grid, errors.
+//! inside a fused qkv buffer (in place and not), the 2-D grid, errors; and its
+//! LayerNorm mode (a bias given) against `cpu::layer_norm`.
 
 mod common;
 
@@ -54,7 +55,7 @@ fn check(
     let (want, got) = if y_len == 0 {
         let mut want = x.clone();
         reference(&x, &mut want, &weight, &shape, tokens);
-        let buffers = RmsNormBuffers { x: &x_buffer, weight: &weight_buffer, y: None };
+        let buffers = RmsNormBuffers { x: &x_buffer, weight: &weight_buffer, bias: None, y: None };
         kernel
             .bind(ctx, &buffers, &shape)
             .unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -66,7 +67,8 @@ fn check(
         let mut want = init.clone();
         reference(&x, &mut want, &weight, &shape, tokens);
         let y = upload(ctx, &init);
-        let buffers = RmsNormBuffers { x: &x_buffer, weight: &weight_buffer, y: Some(&y) };
+        let buffers =
+            RmsNormBuffers { x: &x_buffer, weight: &weight_buffer, bias: None, y: Some(&y) };
         kernel
             .bind(ctx, &buffers, &shape)
             .unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -90,6 +92,44 @@ fn whole_rows_match_the_cpu_norm() {
                 let shape = RmsNormShape::rows(max as u32, width as u32, EPS);
                 check(path, ctx, &kernel, dtype, &mut rng, shape, tokens, max * width, max * width);
                 check(path, ctx, &kernel, dtype, &mut rng, shape, tokens, max * width, 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_rows_match_the_cpu_layer_norm() {
+    for dtype in [FloatFormat::F16, FloatFormat::F32] {
+        for (path, ctx) in contexts() {
+            let kernel = RmsNorm::new(ctx, dtype).unwrap();
+            let mut rng = rng(25);
+            // StableLM-2-1.6B's hidden size, a tiny one, one past a workgroup.
+            for (tokens, width) in [(1, 2048), (7, 64), (3, 257), (16, 2048)] {
+                let what = format!("{path} {dtype:?} layer_norm tokens {tokens} width {width}");
+                // Rows far from zero mean: an RMSNorm would differ by far more than the bound.
+                let x: Vec<f32> =
+                    random_vec(&mut rng, tokens * width, 2.0).iter().map(|v| v + 3.0).collect();
+                let (weight_bytes, weight) = weights(&mut rng, width, dtype);
+                let (bias_bytes, bias) = encode(&random_vec(&mut rng, width, 0.5), dtype);
+                let mut want = vec![0.0; x.len()];
+                cpu::layer_norm(&x, &weight, &bias, 1e-5, &mut want);
+                let (x_buffer, y) = (upload(ctx, &x), upload(ctx, &vec![-7.0; x.len()]));
+                let weight_buffer = ctx.storage_buffer("norm weight", &weight_bytes);
+                let bias_buffer = ctx.storage_buffer("norm bias", &bias_bytes);
+                let buffers = RmsNormBuffers {
+                    x: &x_buffer,
+                    weight: &weight_buffer,
+                    bias: Some(&bias_buffer),
+                    y: Some(&y),
+                };
+                let shape = RmsNormShape::rows(tokens as u32, width as u32, 1e-5);
+                kernel
+                    .bind(ctx, &buffers, &shape)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"))
+                    .run(ctx, Step::rows(tokens))
+                    .unwrap();
+                let got = ctx.read_f32(&y, x.len()).unwrap();
+                assert_close(&what, &got, &want, REL, ABS);
             }
         }
     }
@@ -192,27 +232,47 @@ fn bad_arguments_are_errors_not_panics() {
     let short_weight = ctx.storage_buffer("w", &[0u8; 64]);
     let rows = RmsNormShape::rows(4, 64, EPS);
     assert!(
-        kernel.bind(ctx, &RmsNormBuffers { x: &x, weight: &weight, y: Some(&y) }, &rows).is_ok()
+        kernel
+            .bind(ctx, &RmsNormBuffers { x: &x, weight: &weight, bias: None, y: Some(&y) }, &rows)
+            .is_ok()
     );
     let shifted = RmsNormShape { output: RowLayout { offset: 1, token_stride: 64 }, ..rows };
     let overlapping = RmsNormShape { output: RowLayout { offset: 0, token_stride: 32 }, ..rows };
     let cases = [
         (
             "too many tokens for x",
-            RmsNormBuffers { x: &x, weight: &weight, y: Some(&y) },
+            RmsNormBuffers { x: &x, weight: &weight, bias: None, y: Some(&y) },
             RmsNormShape::rows(5, 64, EPS),
         ),
-        ("weight too short", RmsNormBuffers { x: &x, weight: &short_weight, y: Some(&y) }, rows),
-        ("y aliases x", RmsNormBuffers { x: &x, weight: &weight, y: Some(&x) }, rows),
-        ("in place with two layouts", RmsNormBuffers { x: &x, weight: &weight, y: None }, shifted),
+        (
+            "weight too short",
+            RmsNormBuffers { x: &x, weight: &short_weight, bias: None, y: Some(&y) },
+            rows,
+        ),
+        (
+            "bias too short",
+            RmsNormBuffers { x: &x, weight: &weight, bias: Some(&short_weight), y: Some(&y) },
+            rows,
+        ),
+        (
+            "y aliases the bias",
+            RmsNormBuffers { x: &x, weight: &weight, bias: Some(&y), y: Some(&y) },
+            rows,
+        ),
+        ("y aliases x", RmsNormBuffers { x: &x, weight: &weight, bias: None, y: Some(&x) }, rows),
+        (
+            "in place with two layouts",
+            RmsNormBuffers { x: &x, weight: &weight, bias: None, y: None },
+            shifted,
+        ),
         (
             "overlapping output rows",
-            RmsNormBuffers { x: &x, weight: &weight, y: Some(&y) },
+            RmsNormBuffers { x: &x, weight: &weight, bias: None, y: Some(&y) },
             overlapping,
         ),
         (
             "negative eps",
-            RmsNormBuffers { x: &x, weight: &weight, y: Some(&y) },
+            RmsNormBuffers { x: &x, weight: &weight, bias: None, y: Some(&y) },
             RmsNormShape { eps: -1.0, ..rows },
         ),
     ];

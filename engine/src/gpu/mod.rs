@@ -482,7 +482,31 @@ impl Backend for GpuBackend {
             || "rms_norm".into(),
             key,
             |b| {
-                let buffers = RmsNormBuffers { x: &x.buffer, weight, y: Some(&out.buffer) };
+                let buffers =
+                    RmsNormBuffers { x: &x.buffer, weight, bias: None, y: Some(&out.buffer) };
+                Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
+            },
+        )?;
+        self.record(slot, x.rows, 0)?;
+        Ok(out)
+    }
+
+    fn layer_norm(
+        &mut self,
+        x: &GpuTensor,
+        weight: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        eps: f32,
+    ) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, x.cols);
+        let shape = RmsNormShape::rows(x.capacity.min(out.capacity) as u32, x.cols as u32, eps);
+        let key = vec![x.buffer.clone(), weight.clone(), bias.clone(), out.buffer.clone()];
+        let slot = self.slot(
+            || "layer_norm".into(),
+            key,
+            |b| {
+                let buffers =
+                    RmsNormBuffers { x: &x.buffer, weight, bias: Some(bias), y: Some(&out.buffer) };
                 Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;
@@ -591,7 +615,7 @@ impl Backend for GpuBackend {
             let shape = RmsNormShape::rows(max_rows, x.cols as u32, eps);
             let norm = kernels.norm.bind(
                 &b.ctx,
-                &RmsNormBuffers { x: &x.buffer, weight: norm, y: Some(&scratch) },
+                &RmsNormBuffers { x: &x.buffer, weight: norm, bias: None, y: Some(&scratch) },
                 &shape,
             )?;
             let separate = MatmulBuffers { x: &scratch, input: MatmulInput::Direct, ..product };
@@ -938,7 +962,7 @@ impl GpuBackend {
             || format!("rms_norm of columns {offset}..{}", offset + width),
             key,
             |b| {
-                let buffers = RmsNormBuffers { x: &x.buffer, weight, y: None };
+                let buffers = RmsNormBuffers { x: &x.buffer, weight, bias: None, y: None };
                 Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
             },
         )?;

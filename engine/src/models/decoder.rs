@@ -5,14 +5,16 @@
 //! for each layer:
 //!     h = h + post_norm?(o_proj(attention(rope(qk_norm?(qkv(pre_norm?(h)))))))
 //!     h = h + post_norm?(down(act(gate) · up)(pre_norm?(h)))
-//! logits = lm_head(rms_norm(h))
+//! logits = lm_head(final_norm(h))
 //! logits = tanh(logits / cap) · cap                     (Gemma-2's soft-capping)
 //! ```
 //!
 //! Where the norms sit is the family's [`super::NormPlacement`]: before each
 //! branch (most families), around it (Gemma 2 and 3's sandwich) or after it
 //! (OLMo-2). Without a norm after it, the branch is added straight into the
-//! residual stream.
+//! residual stream. The norms are RMSNorms, or LayerNorms with a bias for
+//! StableLM ([`ModelSpec::layer_norm`]); a LayerNorm runs on its own before
+//! a plain product, an RMSNorm may be fused into it.
 
 use super::ModelSpec;
 use crate::EngineError;
@@ -55,12 +57,15 @@ pub fn forward<B: Backend>(
     let mut h = backend.embed(&weights.embed, input, spec.embed_scale)?;
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {
-        let qkv = pre_normed_linear(backend, &h, layer.attn_norm.as_ref(), eps, &layer.qkv)?;
+        let biases = layer.norm_biases.as_ref();
+        let attn_norm = layer.attn_norm.as_ref().map(|w| (w, biases.map(|b| &b.0)));
+        let qkv = pre_normed_linear(backend, &h, attn_norm, eps, &layer.qkv)?;
         let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
         let post = layer.post_norms.as_ref();
         residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, &mut h)?;
 
-        let gate_up = pre_normed_linear(backend, &h, layer.mlp_norm.as_ref(), eps, &layer.gate_up)?;
+        let mlp_norm = layer.mlp_norm.as_ref().map(|w| (w, biases.map(|b| &b.1)));
+        let gate_up = pre_normed_linear(backend, &h, mlp_norm, eps, &layer.gate_up)?;
         match post.map(|p| &p.1) {
             None => backend.gated_linear_add(&gate_up, spec.activation, &layer.down, &mut h)?,
             Some(norm) => {
@@ -79,13 +84,19 @@ pub fn forward<B: Backend>(
         Logits::All => h,
     };
     let head = weights.lm_head.as_ref().unwrap_or(&weights.embed);
-    let logits = if tracing {
-        // A trace records the normalised stream, so the norm runs on its own.
-        let h = backend.rms_norm(&h, &weights.final_norm, eps)?;
-        observe(backend, "final_norm", &h)?;
-        backend.linear(&h, head)?
-    } else {
-        backend.norm_linear(&h, &weights.final_norm, eps, head)?
+    let logits = match &weights.final_norm_bias {
+        Some(bias) => {
+            let h = backend.layer_norm(&h, &weights.final_norm, bias, eps)?;
+            observe(backend, "final_norm", &h)?;
+            backend.linear(&h, head)?
+        }
+        None if tracing => {
+            // A trace records the normalised stream, so the norm runs on its own.
+            let h = backend.rms_norm(&h, &weights.final_norm, eps)?;
+            observe(backend, "final_norm", &h)?;
+            backend.linear(&h, head)?
+        }
+        None => backend.norm_linear(&h, &weights.final_norm, eps, head)?,
     };
     match spec.final_logit_softcap {
         Some(cap) => backend.softcap(&logits, cap),
@@ -93,16 +104,21 @@ pub fn forward<B: Backend>(
     }
 }
 
-/// `norm(x) · Wᵀ` (fused) where the branch input is normalised, else `x · Wᵀ`.
+/// `norm(x) · Wᵀ` where the branch input is normalised (an RMSNorm fused into
+/// the product, or a LayerNorm given its bias), else `x · Wᵀ`.
 fn pre_normed_linear<B: Backend>(
     backend: &mut B,
     x: &B::Tensor,
-    norm: Option<&B::Vector>,
+    norm: Option<(&B::Vector, Option<&B::Vector>)>,
     eps: f32,
     weight: &B::Linear,
 ) -> Result<B::Tensor, EngineError> {
     match norm {
-        Some(norm) => backend.norm_linear(x, norm, eps, weight),
+        Some((norm, None)) => backend.norm_linear(x, norm, eps, weight),
+        Some((norm, Some(bias))) => {
+            let normed = backend.layer_norm(x, norm, bias, eps)?;
+            backend.linear(&normed, weight)
+        }
         None => backend.linear(x, weight),
     }
 }

@@ -13,6 +13,7 @@ mod phi3;
 mod qwen2;
 mod qwen3;
 mod spec;
+mod stablelm;
 
 pub use spec::{
     Activation, LongRope, ModelSpec, NormPlacement, ParamNames, QkNormWidth, SlidingWindow,
@@ -37,6 +38,7 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "gemma3",
     "gemma3_text",
     "olmo2",
+    "stablelm",
 ];
 
 /// The decoder description of an artifact, or a clear error when its family is
@@ -53,6 +55,7 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "gemma2" => gemma2::spec(&fields),
         "gemma3" | "gemma3_text" => gemma3::spec(&fields),
         "olmo2" => olmo2::spec(&fields),
+        "stablelm" => stablelm::spec(&fields),
         other if crate::kind::EMBEDDING_FAMILIES.contains(&other) => {
             Err(EngineError::NotAChatModel { model_type: other.to_string() })
         }
@@ -102,6 +105,8 @@ impl ConfigFields<'_> {
             None if num_heads > 0 => hidden_size / num_heads,
             None => 0,
         };
+        // StableLM's norms are LayerNorms with their own epsilon key.
+        let eps_key = if family == "stablelm" { "layer_norm_eps" } else { "rms_norm_eps" };
         let spec = ModelSpec {
             family,
             hidden_size,
@@ -111,7 +116,8 @@ impl ConfigFields<'_> {
             num_kv_heads,
             head_dim,
             vocab_size: self.chat().vocab_size,
-            rms_norm_eps: self.required("rms_norm_eps")?,
+            rms_norm_eps: self.required(eps_key)?,
+            layer_norm: family == "stablelm",
             rope_theta,
             rope_scaling: None,
             longrope: None,

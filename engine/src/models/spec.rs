@@ -134,8 +134,10 @@ pub struct ModelSpec {
     pub head_dim: usize,
     /// Rows of the embedding and width of the logits.
     pub vocab_size: usize,
-    /// RMSNorm epsilon.
+    /// The norms' epsilon (`rms_norm_eps`, or StableLM's `layer_norm_eps`).
     pub rms_norm_eps: f32,
+    /// The layer and final norms are LayerNorms with a bias (StableLM), not RMSNorms.
+    pub layer_norm: bool,
     /// RoPE base.
     pub rope_theta: f32,
     /// Llama-3 RoPE frequency scaling.
