@@ -41,8 +41,14 @@ impl Elementwise {
         use Binding::{ReadOnly, ReadWrite, Uniform};
         // params, out, input (the order of elementwise.wgsl).
         let layout = ctx.kernel_layout("elementwise", &[Uniform, ReadWrite, ReadOnly]);
-        let entries =
-            ["add_in_place", "silu_mul", "gelu_tanh_mul", "silu_plain", "gelu_tanh_plain", "softcap"];
+        let entries = [
+            "add_in_place",
+            "silu_mul",
+            "gelu_tanh_mul",
+            "silu_plain",
+            "gelu_tanh_plain",
+            "softcap",
+        ];
         let mut pipelines = ctx
             .compile_specialized(
                 "elementwise",

@@ -110,8 +110,7 @@ fn check_plain(
     }
     let (input_buffer, out) = (upload(ctx, &input), upload(ctx, &init));
     let op = ElementwiseOp::Plain(act);
-    let mut bound =
-        bind(kernel, ctx, op, &input_buffer, &out, max as u32, width as u32).unwrap();
+    let mut bound = bind(kernel, ctx, op, &input_buffer, &out, max as u32, width as u32).unwrap();
     bound.run(ctx, Step::rows(rows)).unwrap();
     let got = ctx.read_f32(&out, max * width).unwrap();
     assert_close(&format!("{path} plain {act:?} {rows}×{width}"), &got, &want, REL, ABS);
