@@ -7,9 +7,8 @@
 //! Hugging Face's names) and `phi-msft` (`PhiConfig`, GPT-2's names and an
 //! explicit `rotary_dim`); both name the parameters alike (docs/families.md, "phi").
 
-use super::{CommonKeys, ConfigFields, ModelSpec, NormPlacement, ParamNames};
+use super::{Activation, CommonKeys, ConfigFields, ModelSpec, NormPlacement, ParamNames};
 use crate::EngineError;
-use crate::models::Activation;
 
 /// MLC's Phi module paths (`PhiForCausalLM`).
 fn names() -> ParamNames {
