@@ -183,6 +183,11 @@ fn phi_spec_is_a_parallel_block_with_biases_and_a_partial_rotation() {
     config.model_config.insert("partial_rotary_factor".into(), serde_json::json!(0.1));
     let error = spec_for(&config).unwrap_err();
     assert!(matches!(error, EngineError::Config(_)), "{error}");
+    // A non-gated MLP cannot be zero-padded to whole groups as a gated one is.
+    let (_temp, mut odd) = converted_family("families/phi-tiny");
+    odd.config.model_config.insert("intermediate_size".into(), serde_json::json!(250));
+    let error = load_cpu(&odd).err().expect("an odd intermediate size is refused");
+    assert!(error.to_string().contains("multiple of 32"), "{error}");
 }
 
 /// The artifact's `model_config` as MLC's `PhiConfig` (`phi-msft`, GPT-2's key
