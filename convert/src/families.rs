@@ -1325,16 +1325,26 @@ fn bert_params(d: &Dims) -> Vec<Param> {
     out
 }
 
+/// MLC parameter `mlc`, Hugging Face tensor `hf` renamed (Phi and Phi-3).
+fn renamed(mlc: String, hf: String, shape: Vec<usize>, kind: Kind) -> Param {
+    Param { name: mlc, sources: vec![(hf, shape)], kind }
+}
+
+/// Phi's and Phi-3's embedding, under MLC's `transformer.embd`.
+fn phi_embedding(d: &Dims) -> Param {
+    renamed(
+        "transformer.embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        vec![d.vocab, d.hidden],
+        Kind::Matrix,
+    )
+}
+
 /// Phi's parameters (`phi_loader.py`'s `phi1_huggingface`): transformers'
 /// `PhiForCausalLM` names renamed to MLC's modules, `q_proj`, `k_proj` and
 /// `v_proj` fused into `mixer.Wqkv` (weight and bias), a bias on every
 /// Linear and LayerNorm, never tied.
 fn phi_params(d: &Dims) -> Vec<Param> {
-    let renamed = |mlc: String, hf: String, shape: Vec<usize>, kind| Param {
-        name: mlc,
-        sources: vec![(hf, shape)],
-        kind,
-    };
     let (h, i, q, kv) = (d.hidden, d.intermediate, d.heads * d.head_dim, d.kv_heads * d.head_dim);
     // A Linear (or LayerNorm, `cols` 0) and its bias.
     let with_bias = |mlc: String, hf: String, rows: usize, cols: usize| {
@@ -1347,12 +1357,7 @@ fn phi_params(d: &Dims) -> Vec<Param> {
             renamed(format!("{mlc}.bias"), format!("{hf}.bias"), vec![rows], Kind::Vector),
         ]
     };
-    let mut out = vec![renamed(
-        "transformer.embd.weight".into(),
-        "model.embed_tokens.weight".into(),
-        vec![d.vocab, h],
-        Kind::Matrix,
-    )];
+    let mut out = vec![phi_embedding(d)];
     for layer in 0..d.layers {
         let (mlc, hf) = (format!("transformer.h.{layer}"), format!("model.layers.{layer}"));
         out.extend(with_bias(format!("{mlc}.ln"), format!("{hf}.input_layernorm"), h, 0));
@@ -1385,18 +1390,8 @@ fn phi_params(d: &Dims) -> Vec<Param> {
 /// Phi-3's parameters: the checkpoint already fuses `qkv_proj` and
 /// `gate_up_proj`; MLC renames the modules (`phi3_loader.py`).
 fn phi3_params(d: &Dims) -> Vec<Param> {
-    let renamed = |mlc: String, hf: String, shape: Vec<usize>, kind| Param {
-        name: mlc,
-        sources: vec![(hf, shape)],
-        kind,
-    };
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
-    let mut out = vec![renamed(
-        "transformer.embd.weight".into(),
-        "model.embed_tokens.weight".into(),
-        vec![d.vocab, h],
-        Kind::Matrix,
-    )];
+    let mut out = vec![phi_embedding(d)];
     for layer in 0..d.layers {
         let (mlc, hf) = (format!("transformer.h.{layer}"), format!("model.layers.{layer}"));
         out.extend([
