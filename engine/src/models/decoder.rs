@@ -117,7 +117,7 @@ fn sequential_block<B: Backend>(
     match post.map(|p| &p.1) {
         None => mlp_add(backend, spec, &gate_up, &layer.down, h),
         Some(norm) => {
-            let activated = backend.gated(&gate_up, spec.activation)?;
+            let activated = activate(backend, spec, &gate_up)?;
             residual_branch(backend, &activated, &layer.down, Some(norm), eps, h)
         }
     }
@@ -147,6 +147,7 @@ fn parallel_block<B: Backend>(
     mlp_add(backend, spec, &up, &layer.down, h)
 }
 
+/// The error of a parallel block loaded without its norm.
 fn missing_norm(layer: usize) -> EngineError {
     EngineError::Config(format!("layer {layer}: a parallel block needs its norm"))
 }
@@ -162,9 +163,21 @@ fn mlp_add<B: Backend>(
     match spec.gated_mlp {
         true => backend.gated_linear_add(up, spec.activation, down, h),
         false => {
-            let activated = backend.activation(up, spec.activation)?;
+            let activated = activate(backend, spec, up)?;
             backend.linear_add(&activated, down, h)
         }
+    }
+}
+
+/// The MLP's activation: `act(gate) · up` for a gated MLP, else `act(up)`.
+fn activate<B: Backend>(
+    backend: &mut B,
+    spec: &ModelSpec,
+    up: &B::Tensor,
+) -> Result<B::Tensor, EngineError> {
+    match spec.gated_mlp {
+        true => backend.gated(up, spec.activation),
+        false => backend.activation(up, spec.activation),
     }
 }
 
