@@ -51,6 +51,7 @@ const FAMILY_OF_LIB = [
   [/^gemma3-/, "gemma3"],
   [/^OLMo-2-/, "olmo2"],
   [/^stablelm-2-zephyr-/, "stablelm"],
+  [/^phi-(2|1_5)-/, "phi"],
   [/^snowflake-arctic-embed-/, "bert"],
 ];
 const LOADED_QUANTIZATIONS = /-(q4f16_1|q4f32_1|q0f16|q0f32)[_-]/;

@@ -33,6 +33,7 @@ pub const FAMILY_MODELS: &[&str] = &[
     "families/gemma3-tiny",
     "families/olmo2-tiny",
     "families/stablelm-tiny",
+    "families/phi-tiny",
 ];
 
 /// A family fixture's `hf_source/` converted to q4f16_1 by `mlc_convert` (what

@@ -1,4 +1,4 @@
-//! The mistral, phi3, gemma, gemma2, gemma3, olmo2 and stablelm fixtures: each Hugging Face checkpoint is
+//! The mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm and phi fixtures: each Hugging Face checkpoint is
 //! converted by `mlc-wgpu convert` and run on the CPU engine and on the GPU
 //! engine (both kernel paths), against transformers' float32 reference outputs
 //! (`conformance/tools/make_families.py`, which also records how far each
@@ -116,6 +116,8 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("olmo2", "OLMo-2-1124-7B-Instruct-q4f32_1-MLC"),
         ("stablelm", "stablelm-2-zephyr-1_6b-q4f16_1-MLC"),
         ("stablelm", "stablelm-2-zephyr-1_6b-q4f32_1-MLC-1k"),
+        ("phi", "phi-2-q4f16_1-MLC"),
+        ("phi", "phi-1_5-q4f32_1-MLC-1k"),
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));
@@ -163,4 +165,81 @@ fn stablelm_spec_has_layer_norms_a_quarter_rotation_and_no_tying() {
     config.model_config.remove("layer_norm_eps");
     let error = spec_for(&config).unwrap_err();
     assert!(error.to_string().contains("layer_norm_eps"), "{error}");
+}
+
+#[test]
+fn phi_spec_is_a_parallel_block_with_biases_and_a_partial_rotation() {
+    use mlc_engine::EngineError;
+    use mlc_engine::models::{NormPlacement, spec_for};
+    let (_temp, artifact) = converted_family("families/phi-tiny");
+    let spec = spec_for(&artifact.config).unwrap();
+    assert_eq!(spec.norms, NormPlacement::Parallel);
+    assert!(spec.layer_norm && spec.qkv_bias && spec.dense_bias && !spec.gated_mlp, "{spec:?}");
+    assert!(!spec.tie_word_embeddings);
+    // int(16 · 0.4) = 6.
+    assert_eq!((spec.rms_norm_eps, spec.head_dim, spec.rotary_dim), (1e-5, 16, 6));
+    let mut config = artifact.config.clone();
+    // 16 × 0.1 → 1 rotated dimension: not a whole number of pairs.
+    config.model_config.insert("partial_rotary_factor".into(), serde_json::json!(0.1));
+    let error = spec_for(&config).unwrap_err();
+    assert!(matches!(error, EngineError::Config(_)), "{error}");
+    // A non-gated MLP cannot be zero-padded to whole groups as a gated one is.
+    let (_temp, mut odd) = converted_family("families/phi-tiny");
+    odd.config.model_config.insert("intermediate_size".into(), serde_json::json!(250));
+    let error = load_cpu(&odd).err().expect("an odd intermediate size is refused");
+    assert!(error.to_string().contains("multiple of 32"), "{error}");
+}
+
+/// The artifact's `model_config` as MLC's `PhiConfig` (`phi-msft`, GPT-2's key
+/// names and an explicit `rotary_dim`) writes the same model.
+fn as_phi_msft(config: &mut mlc_loader::ChatConfig) {
+    let mc = &config.model_config;
+    let renamed = serde_json::json!({
+        "model_type": "phi-msft",
+        "vocab_size": mc["vocab_size"],
+        "n_positions": mc["context_window_size"],
+        "n_embd": mc["hidden_size"],
+        "n_layer": mc["num_hidden_layers"],
+        "n_inner": mc["intermediate_size"],
+        "n_head": mc["num_attention_heads"],
+        "rotary_dim": 6,
+        "position_embedding_base": mc["position_embedding_base"],
+        "layer_norm_epsilon": mc["layer_norm_eps"],
+        "context_window_size": mc["context_window_size"],
+        "prefill_chunk_size": mc["prefill_chunk_size"],
+        "n_head_kv": mc["num_key_value_heads"],
+        "head_dim": mc["head_dim"],
+        "tensor_parallel_shards": 1,
+    });
+    config.model_type = "phi-msft".into();
+    config.model_config = renamed.as_object().unwrap().clone();
+}
+
+#[test]
+fn a_phi_msft_artifact_reads_as_the_same_model() {
+    use mlc_engine::models::spec_for;
+    let model = "families/phi-tiny";
+    let (_temp, mut artifact) = converted_family(model);
+    let phi = spec_for(&artifact.config).unwrap();
+    as_phi_msft(&mut artifact.config);
+    let msft = spec_for(&artifact.config).unwrap();
+    assert_eq!(msft.family, "phi-msft");
+    assert_eq!(
+        (msft.hidden_size, msft.intermediate_size, msft.num_layers, msft.num_heads),
+        (phi.hidden_size, phi.intermediate_size, phi.num_layers, phi.num_heads)
+    );
+    assert_eq!(
+        (msft.num_kv_heads, msft.rotary_dim, msft.rms_norm_eps, msft.norms),
+        (phi.num_kv_heads, phi.rotary_dim, phi.rms_norm_eps, phi.norms)
+    );
+    // Same parameter names: the engine runs it to the same logits.
+    let mut engine = load_cpu(&artifact).unwrap();
+    let prompt = golden(model).prompts.into_iter().max_by_key(|p| p.token_ids.len()).unwrap();
+    let logits = engine.prefill(&prompt.token_ids).block_on().unwrap();
+    let want = golden_file(model, &prompt.last_logits_file);
+    assert_close("phi-msft last logits", &logits, &want, CPU_TOLERANCE);
+    // A phi-msft config without its own key names is an error naming one.
+    artifact.config.model_config.remove("n_embd");
+    let error = spec_for(&artifact.config).unwrap_err();
+    assert!(error.to_string().contains("n_embd"), "{error}");
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2 and stablelm families, with reference
+"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm and phi families, with reference
 outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
@@ -14,9 +14,9 @@ Quantizing a fused matrix gives the same rows as quantizing its parts (groups ru
 dimension), so the reference quantizes each Hugging Face matrix as it is and never fuses anything.
 
 The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
-GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Olmo2ForCausalLM, StableLmForCausalLM) in float64 with eager
-attention, set up to compute what MLC computes (docs/families.md, "mistral", "phi3", "gemma",
-"gemma2", "gemma3", "olmo2", "stablelm"):
+GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Olmo2ForCausalLM, StableLmForCausalLM,
+PhiForCausalLM) in float64 with eager attention, set up to compute what MLC computes (docs/families.md,
+"mistral", "phi3", "gemma", "gemma2", "gemma3", "olmo2", "stablelm", "phi"):
   * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
   * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
     (64), where both transformers and MLC use `short_factor` (docs/families.md, "phi3", says when MLC
@@ -37,6 +37,8 @@ attention, set up to compute what MLC computes (docs/families.md, "mistral", "ph
   * olmo2: computes what MLC computes as it is (norms after each branch, q/k norms across all heads).
   * stablelm: computes what MLC computes as it is (LayerNorms with biases, partial rotary 0.25, q/k/v
     biases, `qk_layernorm` and `use_parallel_residual` off as in stablelm-2-1_6b, an untied lm_head).
+  * phi: computes what MLC computes as it is (one LayerNorm feeding attention and the MLP in parallel,
+    partial rotary 0.4 as in phi-2, q/k/v/dense/fc1/fc2/lm_head biases, `gelu_new`, `qk_layernorm` off).
 Each case also records ablations: how far the logits move when the family's feature under test is
 switched off (asserted to exceed the conformance tolerance many times over).
 
@@ -55,6 +57,7 @@ import os
 import shutil
 import struct
 import sys
+import types
 
 import numpy as np
 import torch
@@ -266,6 +269,34 @@ CASES = {
             "torch_dtype": "bfloat16",
         },
     ),
+    "phi-tiny": dict(
+        seed=808,
+        config={
+            "architectures": ["PhiForCausalLM"],
+            "model_type": "phi",
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "layer_norm_eps": 1e-05,
+            # int(16 · 0.4) = 6 rotated dimensions per head (phi-2: 0.4 of 80 = 32).
+            "partial_rotary_factor": 0.4,
+            "rope_theta": 10000.0,
+            "rope_scaling": None,
+            "hidden_act": "gelu_new",
+            "qk_layernorm": False,
+            "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "attention_dropout": 0.0,
+            "max_position_embeddings": 2048,
+            "vocab_size": 600,
+            "tie_word_embeddings": False,
+            "bos_token_id": None,
+            "eos_token_id": 1,
+            "torch_dtype": "bfloat16",
+        },
+    ),
 }
 
 
@@ -286,10 +317,43 @@ def draw_config(case):
     return cfg
 
 
+def draw_phi_weights(rs, cfg):
+    """PhiForCausalLM's weights: a bias on every Linear and LayerNorm, a non-gated MLP."""
+    H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    d = H // nh
+
+    def normal(shape, std):
+        return (rs.standard_normal(size=shape) * std).astype(np.float32)
+
+    def linear(w, name, rows, cols, std):
+        w[name + ".weight"] = normal((rows, cols), std)
+        w[name + ".bias"] = normal((rows,), 0.2)
+
+    def layer_norm(w, name):
+        w[name + ".weight"] = (rs.standard_normal(size=(H,)) * 0.2 + 1.0).astype(np.float32)
+        w[name + ".bias"] = normal((H,), 0.2)
+
+    w = {"model.embed_tokens.weight": normal((V, H), 0.5)}
+    for L in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{L}."
+        layer_norm(w, p + "input_layernorm")
+        for proj, rows in (("q_proj", nh * d), ("k_proj", nkv * d), ("v_proj", nkv * d)):
+            linear(w, p + f"self_attn.{proj}", rows, H, H ** -0.5)
+        linear(w, p + "self_attn.dense", H, nh * d, 4.0 * (nh * d) ** -0.5)
+        linear(w, p + "mlp.fc1", I, H, H ** -0.5)
+        linear(w, p + "mlp.fc2", H, I, 4.0 * I ** -0.5)
+    layer_norm(w, "model.final_layernorm")
+    linear(w, "lm_head", V, H, 4.0 * H ** -0.5)
+    return {name: bf16_round(a) for name, a in w.items()}
+
+
 def draw_weights(case, cfg):
     """{hf_name: float32 array}, already rounded to bf16 (what the checkpoint stores)."""
     rs = np.random.RandomState(CASES[case]["seed"])
     family = cfg["model_type"]
+    if family == "phi":
+        return draw_phi_weights(rs, cfg)
     H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg.get("head_dim") or H // nh
@@ -392,6 +456,9 @@ def hf_model(cfg, weights, **mlc_semantics):
     mlc_semantics = dict(mlc_semantics)
     embed_scale = mlc_semantics.pop("_embed_scale", None)
     per_head_qk_norm = mlc_semantics.pop("_per_head_qk_norm", False)
+    sequential = mlc_semantics.pop("_sequential", False)
+    zeroed = mlc_semantics.pop("_zero", ())
+    weights = {n: (np.zeros_like(a) if n in zeroed else a) for n, a in weights.items()}
     if mlc_semantics.pop("_drop_norm_bias", False):
         weights = {n: (np.zeros_like(a) if n.endswith("layernorm.bias") or n == "model.norm.bias" else a)
                    for n, a in weights.items()}
@@ -408,6 +475,10 @@ def hf_model(cfg, weights, **mlc_semantics):
         scale = gemma_embed_scale(cfg) if embed_scale is None else embed_scale
         with torch.no_grad():
             model.model.embed_tokens.embed_scale.fill_(scale)
+    if sequential:
+        # Phi's layer as Llama's order would run it (an ablation): the MLP reads the norm of h + attention.
+        for layer in model.model.layers:
+            layer.forward = types.MethodType(sequential_phi_layer, layer)
     if per_head_qk_norm:
         for layer in model.model.layers:
             attn = layer.self_attn
@@ -420,6 +491,12 @@ def hf_model(cfg, weights, **mlc_semantics):
     if cfg["model_type"] == "phi3" and mlc_semantics.get("rope_scaling", cfg["rope_scaling"]) is not None:
         check_longrope(cfg, model, mlc_semantics.get("partial_rotary_factor", cfg["partial_rotary_factor"]))
     return model
+
+
+def sequential_phi_layer(self, hidden_states, **kwargs):
+    attended, _ = self.self_attn(hidden_states=self.input_layernorm(hidden_states), **kwargs)
+    h = hidden_states + attended
+    return h + self.mlp(self.input_layernorm(h))
 
 
 class PerHeadRmsNorm(torch.nn.Module):
@@ -501,6 +578,12 @@ def ablations(cfg, weights, prompt, reference):
     if cfg["model_type"] == "stablelm":
         variants["full rotary instead of 0.25"] = ({}, {"partial_rotary_factor": 1.0})
         variants["LayerNorm without its bias"] = ({}, {"_drop_norm_bias": True})
+    if cfg["model_type"] == "phi":
+        variants["full rotary instead of 0.4"] = ({}, {"partial_rotary_factor": 1.0})
+        variants["sequential residual instead of the parallel block"] = ({}, {"_sequential": True})
+        variants["lm_head without its bias"] = ({}, {"_zero": ("lm_head.bias",)})
+        fc2 = [f"model.layers.{L}.mlp.fc2.bias" for L in range(cfg["num_hidden_layers"])]
+        variants["fc2 without its bias"] = ({}, {"_zero": tuple(fc2)})
     if cfg["model_type"] == "olmo2":
         variants["q/k norms per head instead of across all heads"] = ({}, {"_per_head_qk_norm": True})
     if cfg["model_type"] == "gemma2":

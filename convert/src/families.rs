@@ -20,6 +20,7 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "gemma3_text",
     "olmo2",
     "stablelm",
+    "phi",
     "bert",
 ];
 
@@ -54,6 +55,10 @@ pub enum Family {
     /// `stablelm` (StableLM 2): LayerNorms with biases, partial rotary, an
     /// optional QKV bias, always an `lm_head`.
     StableLm,
+    /// `phi` (Phi-1.5, Phi-2 as transformers' `PhiForCausalLM`): a parallel
+    /// block under one LayerNorm, partial rotary, a non-gated GELU MLP and a
+    /// bias on every projection.
+    Phi,
     /// `bert` (BertModel, e.g. snowflake-arctic-embed): an encoder for
     /// embeddings, with q, k and v fused into one biased `qkv` projection.
     Bert,
@@ -75,7 +80,14 @@ impl Family {
             Some("gemma3_text") => Ok(Family::Gemma3),
             Some("olmo2") => Ok(Family::Olmo2),
             Some("stablelm") => Ok(Family::StableLm),
+            Some("phi") => Ok(Family::Phi),
             Some("bert") => Ok(Family::Bert),
+            Some(old @ ("phi-msft" | "mixformer-sequential")) => Err(ConvertError::Unsupported {
+                what: format!("model_type {old:?} (Microsoft's remote-code Phi checkpoints)"),
+                message: "convert the transformers-format checkpoint (model_type \"phi\", \
+                          e.g. microsoft/phi-2 and microsoft/phi-1_5 as published today)"
+                    .into(),
+            }),
             Some("gemma3") => Err(ConvertError::Unsupported {
                 what: "model_type \"gemma3\" (Gemma3ForConditionalGeneration, with a vision tower)".into(),
                 message: "the converter takes the text-only Gemma3ForCausalLM checkpoints (model_type \"gemma3_text\")"
@@ -104,6 +116,7 @@ impl Family {
             Family::Gemma3 => "gemma3_text",
             Family::Olmo2 => "olmo2",
             Family::StableLm => "stablelm",
+            Family::Phi => "phi",
             Family::Bert => "bert",
         }
     }
@@ -119,6 +132,7 @@ impl Family {
             | Family::Gemma3
             | Family::Olmo2
             | Family::StableLm => "qkv_proj",
+            Family::Phi => "Wqkv",
             Family::Qwen2 | Family::Qwen3 => "c_attn",
             Family::Bert => "qkv",
         }
@@ -138,6 +152,8 @@ impl Family {
             Family::Olmo2 => "olmo2",
             // WebLLM's stablelm-2-zephyr records name this template.
             Family::StableLm => "stablelm-2",
+            // WebLLM's phi-2 and phi-1_5 records (MLC's `conversation_template/phi.py`).
+            Family::Phi => "phi-2",
             // An encoder has no conversation: the plain template.
             Family::Bert => "LM",
             // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
@@ -233,6 +249,23 @@ impl Family {
                 opt("head_dim", json!(0)),
                 opt("context_window_size", json!(0)),
                 opt("prefill_chunk_size", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("max_batch_size", json!(1)),
+            ],
+            // Phi1Config's fields (MLC's config class for `phi`).
+            Family::Phi => vec![
+                opt("vocab_size", json!(51200)),
+                opt("hidden_size", json!(2048)),
+                opt("intermediate_size", json!(8192)),
+                opt("num_hidden_layers", json!(24)),
+                opt("num_attention_heads", json!(32)),
+                opt("layer_norm_eps", json!(1e-5)),
+                opt("position_embedding_base", json!(0)),
+                opt("partial_rotary_factor", json!(0.5)),
+                opt("num_key_value_heads", json!(0)),
+                opt("context_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("head_dim", json!(0)),
                 opt("tensor_parallel_shards", json!(1)),
                 opt("max_batch_size", json!(1)),
             ],
@@ -422,6 +455,7 @@ impl Family {
             Family::Gemma3 => return gemma3_text_post_init(config, kwargs),
             Family::Olmo2 => return olmo2_post_init(config, kwargs),
             Family::StableLm => return stablelm_post_init(config, kwargs),
+            Family::Phi => return phi_post_init(config, kwargs),
             Family::Bert => return bert_post_init(config, kwargs),
             Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
         }
@@ -657,6 +691,39 @@ fn stablelm_post_init(
         )));
     }
     cap_prefill(config)
+}
+
+/// `Phi1Config.__post_init__`: the RoPE base from `rope_theta` (10000 by
+/// default), the context from Hugging Face's keys, the prefill chunk
+/// `min(context, 8192)`, `num_key_value_heads` and `intermediate_size`
+/// (4 × hidden) when 0 or null, `head_dim` hidden / heads, which must divide
+/// exactly. MLC's Phi has no per-head q/k LayerNorm: a checkpoint with
+/// transformers' `qk_layernorm` is refused rather than converted into a
+/// different model.
+fn phi_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
+    if kwargs.get("qk_layernorm") == Some(&json!(true)) {
+        return Err(ConvertError::Unsupported {
+            what: "phi with `qk_layernorm`".into(),
+            message: "MLC's Phi model has no q/k LayerNorms".into(),
+        });
+    }
+    take_rope_theta(config, kwargs);
+    context_from_kwargs(config, kwargs)?;
+    cap_prefill(config)?;
+    let hidden = int(config, "hidden_size")?;
+    if config["intermediate_size"].is_null() || int(config, "intermediate_size")? == 0 {
+        config.insert("intermediate_size".into(), json!(4 * hidden));
+    }
+    let (hidden, heads, head_dim) = default_heads(config)?;
+    if head_dim * heads != hidden {
+        return Err(config_error(format!(
+            "phi needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
+        )));
+    }
+    Ok(())
 }
 
 /// `MistralConfig.__post_init__`: the HF `sliding_window` (null → -1) becomes
@@ -1063,6 +1130,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
     if family == Family::Phi3 {
         return phi3_params(d);
     }
+    if family == Family::Phi {
+        return phi_params(d);
+    }
     let one = |name: String, shape: Vec<usize>, kind| Param {
         name: name.clone(),
         sources: vec![(name, shape)],
@@ -1255,21 +1325,73 @@ fn bert_params(d: &Dims) -> Vec<Param> {
     out
 }
 
+/// MLC parameter `mlc`, Hugging Face tensor `hf` renamed (Phi and Phi-3).
+fn renamed(mlc: String, hf: String, shape: Vec<usize>, kind: Kind) -> Param {
+    Param { name: mlc, sources: vec![(hf, shape)], kind }
+}
+
+/// Phi's and Phi-3's embedding, under MLC's `transformer.embd`.
+fn phi_embedding(d: &Dims) -> Param {
+    renamed(
+        "transformer.embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        vec![d.vocab, d.hidden],
+        Kind::Matrix,
+    )
+}
+
+/// Phi's parameters (`phi_loader.py`'s `phi1_huggingface`): transformers'
+/// `PhiForCausalLM` names renamed to MLC's modules, `q_proj`, `k_proj` and
+/// `v_proj` fused into `mixer.Wqkv` (weight and bias), a bias on every
+/// Linear and LayerNorm, never tied.
+fn phi_params(d: &Dims) -> Vec<Param> {
+    let (h, i, q, kv) = (d.hidden, d.intermediate, d.heads * d.head_dim, d.kv_heads * d.head_dim);
+    // A Linear (or LayerNorm, `cols` 0) and its bias.
+    let with_bias = |mlc: String, hf: String, rows: usize, cols: usize| {
+        let (shape, kind) = match cols {
+            0 => (vec![rows], Kind::Vector),
+            _ => (vec![rows, cols], Kind::Matrix),
+        };
+        [
+            renamed(format!("{mlc}.weight"), format!("{hf}.weight"), shape, kind),
+            renamed(format!("{mlc}.bias"), format!("{hf}.bias"), vec![rows], Kind::Vector),
+        ]
+    };
+    let mut out = vec![phi_embedding(d)];
+    for layer in 0..d.layers {
+        let (mlc, hf) = (format!("transformer.h.{layer}"), format!("model.layers.{layer}"));
+        out.extend(with_bias(format!("{mlc}.ln"), format!("{hf}.input_layernorm"), h, 0));
+        let fused = |suffix: &str, cols: Option<usize>, kind| Param {
+            name: format!("{mlc}.mixer.Wqkv.{suffix}"),
+            sources: [("q_proj", q), ("k_proj", kv), ("v_proj", kv)]
+                .map(|(part, rows)| {
+                    let shape = cols.map_or(vec![rows], |cols| vec![rows, cols]);
+                    (format!("{hf}.self_attn.{part}.{suffix}"), shape)
+                })
+                .to_vec(),
+            kind,
+        };
+        out.push(fused("weight", Some(h), Kind::Matrix));
+        out.push(fused("bias", None, Kind::Vector));
+        out.extend(with_bias(
+            format!("{mlc}.mixer.out_proj"),
+            format!("{hf}.self_attn.dense"),
+            h,
+            q,
+        ));
+        out.extend(with_bias(format!("{mlc}.mlp.fc1"), format!("{hf}.mlp.fc1"), i, h));
+        out.extend(with_bias(format!("{mlc}.mlp.fc2"), format!("{hf}.mlp.fc2"), h, i));
+    }
+    out.extend(with_bias("lm_head.ln".into(), "model.final_layernorm".into(), h, 0));
+    out.extend(with_bias("lm_head.linear".into(), "lm_head".into(), d.vocab, h));
+    out
+}
+
 /// Phi-3's parameters: the checkpoint already fuses `qkv_proj` and
 /// `gate_up_proj`; MLC renames the modules (`phi3_loader.py`).
 fn phi3_params(d: &Dims) -> Vec<Param> {
-    let renamed = |mlc: String, hf: String, shape: Vec<usize>, kind| Param {
-        name: mlc,
-        sources: vec![(hf, shape)],
-        kind,
-    };
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
-    let mut out = vec![renamed(
-        "transformer.embd.weight".into(),
-        "model.embed_tokens.weight".into(),
-        vec![d.vocab, h],
-        Kind::Matrix,
-    )];
+    let mut out = vec![phi_embedding(d)];
     for layer in 0..d.layers {
         let (mlc, hf) = (format!("transformer.h.{layer}"), format!("model.layers.{layer}"));
         out.extend([
@@ -1673,6 +1795,27 @@ mod tests {
             let error = Family::StableLm.model_config(&with, &overrides()).unwrap_err();
             assert!(error.to_string().contains(key), "{error}");
         }
+    }
+
+    #[test]
+    fn phi_refuses_the_remote_code_format_and_q_k_layer_norms() {
+        for old in ["phi-msft", "mixformer-sequential"] {
+            let error = Family::from_hf_config(&json!({"model_type": old})).unwrap_err();
+            assert!(error.to_string().contains(old), "{error}");
+            assert!(error.to_string().contains("\"phi\""), "{error}");
+        }
+        let hf = json!({"model_type": "phi", "vocab_size": 100, "hidden_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": null,
+            "max_position_embeddings": 512, "qk_layernorm": false});
+        let config = Family::Phi.model_config(&hf, &overrides()).unwrap();
+        assert_eq!(
+            (config["intermediate_size"].clone(), config["num_key_value_heads"].clone()),
+            (json!(256), json!(4))
+        );
+        let mut with = hf.clone();
+        with["qk_layernorm"] = json!(true);
+        let error = Family::Phi.model_config(&with, &overrides()).unwrap_err();
+        assert!(error.to_string().contains("qk_layernorm"), "{error}");
     }
 
     #[test]

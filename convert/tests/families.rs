@@ -1,4 +1,4 @@
-//! Converting the mistral, phi3, gemma, gemma2, gemma3, olmo2 and stablelm fixture checkpoints
+//! Converting the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm and phi fixture checkpoints
 //! (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
 //! norms, tying, and each family's `model_config` as MLC's `gen_config` writes
 //! it. (The converted models' outputs are checked in
@@ -193,6 +193,61 @@ fn stablelm_keeps_its_layer_norm_biases_fuses_the_qkv_bias_and_never_ties() {
     assert_eq!(shape("model.layers.0.self_attn.qkv_proj.q_weight"), [128, 8]);
     assert_eq!(shape("model.layers.0.self_attn.qkv_proj.bias"), [128]);
     assert!(!names.iter().any(|n| n.contains("o_proj.bias")), "{names:?}");
+}
+
+#[test]
+fn phi_fuses_q_k_v_with_their_biases_renames_to_mlc_modules_and_never_ties() {
+    let (_temp, artifact, config) = converted("phi-tiny");
+    let mc = &config["model_config"];
+    assert_eq!(config["model_type"], "phi");
+    assert_eq!(
+        keys(mc),
+        [
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "layer_norm_eps",
+            "position_embedding_base",
+            "partial_rotary_factor",
+            "num_key_value_heads",
+            "context_window_size",
+            "prefill_chunk_size",
+            "head_dim",
+            "tensor_parallel_shards",
+            "max_batch_size",
+        ]
+    );
+    assert_eq!(
+        (
+            mc["position_embedding_base"].clone(),
+            mc["head_dim"].clone(),
+            mc["context_window_size"].clone(),
+            mc["prefill_chunk_size"].clone()
+        ),
+        (json!(10000.0), json!(16), json!(2048), json!(2048))
+    );
+    assert_eq!(config["conv_template"]["name"], "phi-2");
+    assert_eq!(config["conv_template"]["stop_token_ids"], json!([50256]));
+    let shape = |name: &str| artifact.tensor(name).unwrap().shape.to_vec();
+    for norm in ["transformer.h.1.ln", "lm_head.ln"] {
+        assert_eq!(shape(&format!("{norm}.weight")), [64], "{norm}");
+        assert_eq!(shape(&format!("{norm}.bias")), [64], "{norm}");
+    }
+    // [q (4·16) ; k (2·16) ; v (2·16)] rows and their biases in the same order.
+    assert_eq!(shape("transformer.h.0.mixer.Wqkv.q_weight"), [128, 8]);
+    assert_eq!(shape("transformer.h.0.mixer.Wqkv.bias"), [128]);
+    assert_eq!(shape("transformer.h.0.mixer.out_proj.bias"), [64]);
+    assert_eq!(shape("transformer.h.0.mlp.fc1.q_weight"), [256, 8]);
+    assert_eq!(shape("transformer.h.0.mlp.fc1.bias"), [256]);
+    assert_eq!(shape("transformer.h.0.mlp.fc2.q_weight"), [64, 32]);
+    assert_eq!(shape("transformer.h.0.mlp.fc2.bias"), [64]);
+    assert_eq!(shape("transformer.embd.q_weight"), [600, 8]);
+    assert_eq!(shape("lm_head.linear.q_weight"), [600, 8]);
+    assert_eq!(shape("lm_head.linear.bias"), [600]);
+    let names = names(&artifact);
+    assert!(!names.iter().any(|n| n.starts_with("model.")), "{names:?}");
 }
 
 #[test]

@@ -48,18 +48,22 @@ pub struct LayerWeights<B: Backend + ?Sized> {
     pub qk_norm: Option<(B::Vector, B::Vector)>,
     /// Attention output projection.
     pub o_proj: B::Linear,
-    /// RMSNorm before the MLP.
+    /// RMSNorm before the MLP (none where the MLP reads the attention's
+    /// normalised input: [`crate::models::NormPlacement::Parallel`]).
     pub mlp_norm: Option<B::Vector>,
     /// Norms of the attention and MLP outputs
     /// ([`crate::models::NormPlacement::after`]).
     pub post_norms: Option<(B::Vector, B::Vector)>,
-    /// Fused `[gate; up]` projection.
+    /// Fused `[gate; up]` projection, or the up projection of a non-gated
+    /// MLP (Phi's `fc1`, [`crate::models::ModelSpec::gated_mlp`]).
     pub gate_up: B::Linear,
     /// MLP output projection.
     pub down: B::Linear,
-    /// Biases of `attn_norm` and `mlp_norm` when the family's norms are
-    /// LayerNorms (StableLM, [`crate::models::ModelSpec::layer_norm`]).
-    pub norm_biases: Option<(B::Vector, B::Vector)>,
+    /// Bias of `attn_norm` when the family's norms are LayerNorms (StableLM,
+    /// Phi: [`crate::models::ModelSpec::layer_norm`]).
+    pub attn_norm_bias: Option<B::Vector>,
+    /// Bias of `mlp_norm`, likewise.
+    pub mlp_norm_bias: Option<B::Vector>,
 }
 
 /// All weights of a decoder, in a backend's own representation.
@@ -70,7 +74,7 @@ pub struct DecoderWeights<B: Backend + ?Sized> {
     pub layers: Vec<LayerWeights<B>>,
     /// Final RMSNorm (or LayerNorm's weight).
     pub final_norm: B::Vector,
-    /// The final LayerNorm's bias (StableLM).
+    /// The final LayerNorm's bias (StableLM, Phi).
     pub final_norm_bias: Option<B::Vector>,
     /// Output projection when the embedding is not tied.
     pub lm_head: Option<B::Linear>,
@@ -162,7 +166,7 @@ pub trait Backend {
         eps: f32,
     ) -> Result<Self::Tensor, EngineError>;
     /// Row-wise LayerNorm, `(x − μ) · rsqrt(σ² + eps) · weight + bias`
-    /// (StableLM's norms).
+    /// (StableLM's and Phi's norms).
     fn layer_norm(
         &mut self,
         x: &Self::Tensor,
@@ -191,6 +195,13 @@ pub trait Backend {
     fn gated(
         &mut self,
         gate_up: &Self::Tensor,
+        activation: Activation,
+    ) -> Result<Self::Tensor, EngineError>;
+    /// `act(x)`, elementwise: the activation of a non-gated MLP (Phi's
+    /// `fc1 → gelu_new → fc2`).
+    fn activation(
+        &mut self,
+        x: &Self::Tensor,
         activation: Activation,
     ) -> Result<Self::Tensor, EngineError>;
     /// `rms_norm(x) · Wᵀ (+ bias)`: the norm before a projection, which a

@@ -213,6 +213,20 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
+    fn activation(
+        &mut self,
+        x: &CpuTensor,
+        activation: Activation,
+    ) -> Result<CpuTensor, EngineError> {
+        let mut out = CpuTensor::zeros(x.rows, x.cols);
+        out.data.copy_from_slice(&x.data);
+        match activation {
+            Activation::Silu => ops::silu(&mut out.data),
+            Activation::GeluTanh => ops::gelu_tanh(&mut out.data),
+        }
+        Ok(out)
+    }
+
     fn attention(
         &mut self,
         spec: &ModelSpec,

@@ -327,6 +327,20 @@ impl Backend for FastCpuBackend {
         Ok(out)
     }
 
+    fn activation(
+        &mut self,
+        x: &FastTensor,
+        activation: Activation,
+    ) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(x.rows, x.cols);
+        out.data.copy_from_slice(&x.data);
+        match activation {
+            Activation::Silu => ops::silu(&mut out.data),
+            Activation::GeluTanh => ops::gelu_tanh(&mut out.data),
+        }
+        Ok(out)
+    }
+
     fn attention(
         &mut self,
         spec: &ModelSpec,

@@ -5,7 +5,7 @@ use mlc_loader::{Artifact, DType, Tensor};
 
 use crate::EngineError;
 use crate::backend::{Backend, DecoderWeights, LayerWeights, LinearSource, MatrixSource};
-use crate::models::{ModelSpec, QkNormWidth};
+use crate::models::{ModelSpec, NormPlacement, QkNormWidth};
 
 /// Loads every parameter the spec names, checking shapes and dtypes.
 pub fn load<B: Backend>(
@@ -23,17 +23,42 @@ pub fn load<B: Backend>(
      -> Result<B::Linear, EngineError> {
         backend.load_linear(&linear_source(artifact, name, rows, cols, bias)?)
     };
+    // Phi puts a bias on every projection; elsewhere o_proj's is optional
+    // (Qwen3's `attention_bias`) and the rest have none.
+    let (o_bias, dense_bias) = match spec.dense_bias {
+        true => (Bias::Required, Bias::Required),
+        false => (Bias::IfPresent, Bias::None),
+    };
     let embed = linear(backend, names.embed.clone(), spec.vocab_size, h, Bias::None)?;
     let lm_head = match spec.tie_word_embeddings {
         true => None,
-        false => Some(linear(backend, names.lm_head.clone(), spec.vocab_size, h, Bias::None)?),
+        false => Some(linear(backend, names.lm_head.clone(), spec.vocab_size, h, dense_bias)?),
     };
+    if !spec.gated_mlp && !i.is_multiple_of(32) {
+        // The gated MLP's zero-padding (`pad_intermediate`) has no bias to pad.
+        return Err(EngineError::Config(format!(
+            "a non-gated MLP needs intermediate_size a multiple of 32, got {i}"
+        )));
+    }
     let mut layers_linear = Vec::with_capacity(spec.num_layers);
     for l in 0..spec.num_layers {
         let qkv_bias = if spec.qkv_bias { Bias::Required } else { Bias::IfPresent };
-        let gate_up =
-            linear_source(artifact, names.layer(l, &names.gate_up), 2 * i, h, Bias::None)?;
-        let (gate_up, padded_i) = pad_intermediate(gate_up, i);
+        let (gate_up, padded_i) = match spec.gated_mlp {
+            true => pad_intermediate(
+                linear_source(artifact, names.layer(l, &names.gate_up), 2 * i, h, Bias::None)?,
+                i,
+            ),
+            false => (
+                Prepared::Stored(linear_source(
+                    artifact,
+                    names.layer(l, &names.gate_up),
+                    i,
+                    h,
+                    dense_bias,
+                )?),
+                i,
+            ),
+        };
         let qkv = match &names.separate_qkv {
             None => linear(backend, names.layer(l, &names.qkv), spec.qkv_width(), h, qkv_bias)?,
             Some(parts) => {
@@ -53,9 +78,9 @@ pub fn load<B: Backend>(
         };
         layers_linear.push((
             qkv,
-            linear(backend, names.layer(l, &names.o_proj), h, spec.num_heads * d, Bias::IfPresent)?,
+            linear(backend, names.layer(l, &names.o_proj), h, spec.num_heads * d, o_bias)?,
             gate_up.load(backend)?,
-            linear(backend, names.layer(l, &names.down), h, padded_i, Bias::None)?,
+            linear(backend, names.layer(l, &names.down), h, padded_i, dense_bias)?,
         ));
     }
     // `suffix` is `weight`, or `bias` for a LayerNorm's bias (StableLM).
@@ -85,20 +110,17 @@ pub fn load<B: Backend>(
             )),
             false => None,
         };
-        let norm_biases = match spec.layer_norm {
-            true => Some((
-                vector(names.layer(l, &names.attn_norm), "bias", h)?,
-                vector(names.layer(l, &names.mlp_norm), "bias", h)?,
-            )),
-            false => None,
+        // A parallel block has one norm, before attention; its MLP reads it.
+        let mlp_normed = spec.norms.before() && spec.norms != NormPlacement::Parallel;
+        let mut norm = |name: &String, present: bool, suffix: &str| match present {
+            true => vector(names.layer(l, name), suffix, h).map(Some),
+            false => Ok(None),
         };
-        let (attn_norm, mlp_norm) = match spec.norms.before() {
-            true => (
-                Some(vector(names.layer(l, &names.attn_norm), "weight", h)?),
-                Some(vector(names.layer(l, &names.mlp_norm), "weight", h)?),
-            ),
-            false => (None, None),
-        };
+        let attn_norm = norm(&names.attn_norm, spec.norms.before(), "weight")?;
+        let mlp_norm = norm(&names.mlp_norm, mlp_normed, "weight")?;
+        let attn_norm_bias =
+            norm(&names.attn_norm, spec.norms.before() && spec.layer_norm, "bias")?;
+        let mlp_norm_bias = norm(&names.mlp_norm, mlp_normed && spec.layer_norm, "bias")?;
         layers.push(LayerWeights {
             attn_norm,
             qkv,
@@ -108,7 +130,8 @@ pub fn load<B: Backend>(
             post_norms,
             gate_up,
             down,
-            norm_biases,
+            attn_norm_bias,
+            mlp_norm_bias,
         });
     }
     let final_norm = vector(names.final_norm.clone(), "weight", h)?;

@@ -1,6 +1,7 @@
 //! Elementwise ops on f32 activations (`shaders/elementwise.wgsl`): the residual
 //! add `a += b`, the gated activations of the MLP, `act(gate) · up` over
-//! MLC's fused `[gate | up]` rows, and Gemma-2's logit soft-capping.
+//! MLC's fused `[gate | up]` rows, the plain ones `act(x)` of a non-gated MLP
+//! (Phi), and Gemma-2's logit soft-capping.
 
 use crate::buffers::{
     self, WORKGROUP_SIZE, bind_group, check_buffer, check_dimension, check_distinct, params_buffer,
@@ -12,7 +13,7 @@ use crate::{GpuContext, KernelError};
 const ELEMENTWISE_WGSL: &str = include_str!("shaders/elementwise.wgsl");
 pub(crate) const ACTIVATION_WGSL: &str = include_str!("shaders/activation.wgsl");
 
-/// The activation of a gated MLP.
+/// The activation of an MLP (gated, or plain for Phi).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Activation {
     /// SwiGLU: `silu(gate) · up` (Llama, Qwen, Mistral, Phi-3).
@@ -27,18 +28,27 @@ pub struct Elementwise {
     add: wgpu::ComputePipeline,
     silu_mul: wgpu::ComputePipeline,
     gelu_tanh_mul: wgpu::ComputePipeline,
+    silu_plain: wgpu::ComputePipeline,
+    gelu_tanh_plain: wgpu::ComputePipeline,
     softcap: wgpu::ComputePipeline,
     max_binding: u64,
 }
 
 impl Elementwise {
-    /// Compiles the four ops. They need no optional feature: each is a pure
+    /// Compiles the six ops. They need no optional feature: each is a pure
     /// stream of loads and stores, so there is no fast path to choose.
     pub fn new(ctx: &GpuContext) -> Result<Elementwise, KernelError> {
         use Binding::{ReadOnly, ReadWrite, Uniform};
         // params, out, input (the order of elementwise.wgsl).
         let layout = ctx.kernel_layout("elementwise", &[Uniform, ReadWrite, ReadOnly]);
-        let entries = ["add_in_place", "silu_mul", "gelu_tanh_mul", "softcap"];
+        let entries = [
+            "add_in_place",
+            "silu_mul",
+            "gelu_tanh_mul",
+            "silu_plain",
+            "gelu_tanh_plain",
+            "softcap",
+        ];
         let mut pipelines = ctx
             .compile_specialized(
                 "elementwise",
@@ -53,6 +63,8 @@ impl Elementwise {
             add: next(),
             silu_mul: next(),
             gelu_tanh_mul: next(),
+            silu_plain: next(),
+            gelu_tanh_plain: next(),
             softcap: next(),
             layout,
             max_binding: buffers::max_binding(ctx),
@@ -71,6 +83,9 @@ pub enum ElementwiseOp {
     /// `out[t, j] = act(input[t, j]) · input[t, width + j]`: input rows
     /// `[gate | up]` of `2 · width`, output rows of `width`.
     Gated(Activation),
+    /// `out = act(input)` over `[rows, width]` values: the activation of a
+    /// non-gated MLP (Phi's `fc1 → gelu_new → fc2`).
+    Plain(Activation),
 }
 
 /// What stays fixed for one elementwise binding.
@@ -121,6 +136,10 @@ impl Kernel for Elementwise {
             ElementwiseOp::Gated(Activation::Silu) => ("gated activation", &self.silu_mul, 2, 0.0),
             ElementwiseOp::Gated(Activation::GeluTanh) => {
                 ("gated activation", &self.gelu_tanh_mul, 2, 0.0)
+            }
+            ElementwiseOp::Plain(Activation::Silu) => ("activation", &self.silu_plain, 1, 0.0),
+            ElementwiseOp::Plain(Activation::GeluTanh) => {
+                ("activation", &self.gelu_tanh_plain, 1, 0.0)
             }
         };
         let rows = check_dimension(&format!("{what}: max_rows"), max_rows as u64)? as u64;

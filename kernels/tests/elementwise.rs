@@ -1,4 +1,4 @@
-//! `Elementwise` against `cpu::{add_in_place, silu_mul, gelu_tanh_mul, softcap}`
+//! `Elementwise` against `cpu::{add_in_place, silu_mul, gelu_tanh_mul, silu, gelu_tanh, softcap}`
 //! on both paths, including large gate values, the 2-D grid and errors.
 
 mod common;
@@ -85,6 +85,37 @@ fn check_gated(
     assert_close(&format!("{path} {act:?} {rows}×{width}"), &got, &want, REL, ABS);
 }
 
+fn check_plain(
+    path: &str,
+    ctx: &GpuContext,
+    kernel: &Elementwise,
+    rng: &mut StdRng,
+    act: Activation,
+    rows: usize,
+    width: usize,
+) {
+    let max = rows + 1;
+    let mut input = random_vec(rng, max * width, 4.0);
+    // Large inputs: exp overflows in silu, tanh saturates in gelu.
+    input[0] = 95.0;
+    input[1] = -95.0;
+    input[2] = 1e4;
+    input[3] = -1e4;
+    let init = vec![-7.0; max * width];
+    let mut want = init.clone();
+    want[..rows * width].copy_from_slice(&input[..rows * width]);
+    match act {
+        Activation::Silu => cpu::silu(&mut want[..rows * width]),
+        Activation::GeluTanh => cpu::gelu_tanh(&mut want[..rows * width]),
+    }
+    let (input_buffer, out) = (upload(ctx, &input), upload(ctx, &init));
+    let op = ElementwiseOp::Plain(act);
+    let mut bound = bind(kernel, ctx, op, &input_buffer, &out, max as u32, width as u32).unwrap();
+    bound.run(ctx, Step::rows(rows)).unwrap();
+    let got = ctx.read_f32(&out, max * width).unwrap();
+    assert_close(&format!("{path} plain {act:?} {rows}×{width}"), &got, &want, REL, ABS);
+}
+
 fn check_softcap(
     path: &str,
     ctx: &GpuContext,
@@ -145,7 +176,7 @@ fn softcap_matches_the_cpu() {
 }
 
 #[test]
-fn residual_add_and_gated_activations_match_the_cpu() {
+fn residual_add_gated_and_plain_activations_match_the_cpu() {
     for (path, ctx) in contexts() {
         let kernel = Elementwise::new(ctx).unwrap();
         let mut rng = rng(31);
@@ -153,6 +184,10 @@ fn residual_add_and_gated_activations_match_the_cpu() {
             check_add(path, ctx, &kernel, &mut rng, rows, width);
             check_gated(path, ctx, &kernel, &mut rng, Activation::Silu, rows, width);
             check_gated(path, ctx, &kernel, &mut rng, Activation::GeluTanh, rows, width);
+            if width >= 4 {
+                check_plain(path, ctx, &kernel, &mut rng, Activation::Silu, rows, width);
+                check_plain(path, ctx, &kernel, &mut rng, Activation::GeluTanh, rows, width);
+            }
         }
     }
 }
@@ -190,6 +225,11 @@ fn bad_arguments_are_errors_not_panics() {
         bind(&kernel, ctx, ElementwiseOp::Gated(Activation::GeluTanh), &a, &b, 1, 0).is_err(),
         "zero width"
     );
+    assert!(
+        bind(&kernel, ctx, ElementwiseOp::Plain(Activation::GeluTanh), &b, &a, 2, 32).is_err(),
+        "input too small"
+    );
+    assert!(bind(&kernel, ctx, ElementwiseOp::Plain(Activation::GeluTanh), &b, &a, 1, 32).is_ok());
     let mut bound = bind(&kernel, ctx, ElementwiseOp::Add, &b, &a, 1, 32).unwrap();
     assert!(bound.set_step(&ctx.queue, Step::rows(2)).is_err(), "more rows than bound");
 }
@@ -201,10 +241,12 @@ fn random_shapes_match_the_cpu_reference() {
     for i in 0..cases {
         let rows = if draw.random_bool(0.3) { 1 } else { draw.random_range(2..=40) };
         let width = draw.random_range(1..=5000);
-        let op = match draw.random_range(0..4) {
+        let op = match draw.random_range(0..6) {
             0 => ElementwiseOp::Add,
             1 => ElementwiseOp::Gated(Activation::Silu),
             2 => ElementwiseOp::Gated(Activation::GeluTanh),
+            3 => ElementwiseOp::Plain(Activation::Silu),
+            4 => ElementwiseOp::Plain(Activation::GeluTanh),
             _ => ElementwiseOp::Softcap(draw.random_range(0.5..50.0)),
         };
         shout(&format!("case {i}: {op:?}, {rows} rows of {width}"));
@@ -215,6 +257,9 @@ fn random_shapes_match_the_cpu_reference() {
                 ElementwiseOp::Add => check_add(path, ctx, &kernel, &mut rng, rows, width),
                 ElementwiseOp::Gated(act) => {
                     check_gated(path, ctx, &kernel, &mut rng, act, rows, width.max(4))
+                }
+                ElementwiseOp::Plain(act) => {
+                    check_plain(path, ctx, &kernel, &mut rng, act, rows, width.max(4))
                 }
                 ElementwiseOp::Softcap(cap) => {
                     check_softcap(path, ctx, &kernel, &mut rng, rows, width.max(3), cap)

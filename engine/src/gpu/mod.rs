@@ -564,6 +564,28 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    fn activation(
+        &mut self,
+        x: &GpuTensor,
+        activation: Activation,
+    ) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, x.cols);
+        let max_rows = x.capacity.min(out.capacity) as u32;
+        let key = vec![x.buffer.clone(), out.buffer.clone()];
+        let slot = self.slot(
+            || format!("{activation:?}"),
+            key,
+            |b| {
+                let buffers = ElementwiseBuffers { input: &x.buffer, out: &out.buffer };
+                let op = ElementwiseOp::Plain(activation);
+                let shape = ElementwiseShape { op, max_rows, width: x.cols as u32 };
+                Ok(BoundOp::Plain(b.prepared().kernels.elementwise.bind(&b.ctx, &buffers, &shape)?))
+            },
+        )?;
+        self.record(slot, x.rows, 0)?;
+        Ok(out)
+    }
+
     fn gated(
         &mut self,
         gate_up: &GpuTensor,

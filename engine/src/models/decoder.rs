@@ -5,6 +5,8 @@
 //! for each layer:
 //!     h = h + post_norm?(o_proj(attention(rope(qk_norm?(qkv(pre_norm?(h)))))))
 //!     h = h + post_norm?(down(act(gate) · up)(pre_norm?(h)))
+//! or, for a parallel block (Phi), with n = norm(h):
+//!     h = h + o_proj(attention(rope(qkv(n)))) + down(act(up(n)))
 //! logits = lm_head(final_norm(h))
 //! logits = tanh(logits / cap) · cap                     (Gemma-2's soft-capping)
 //! ```
@@ -13,12 +15,14 @@
 //! branch (most families), around it (Gemma 2 and 3's sandwich) or after it
 //! (OLMo-2). Without a norm after it, the branch is added straight into the
 //! residual stream. The norms are RMSNorms, or LayerNorms with a bias for
-//! StableLM ([`ModelSpec::layer_norm`]); a LayerNorm runs on its own before
-//! a plain product, an RMSNorm may be fused into it.
+//! StableLM and Phi ([`ModelSpec::layer_norm`]); a LayerNorm runs on its own
+//! before a plain product, an RMSNorm may be fused into it. The MLP is gated
+//! (`act(gate) · up` of one fused projection) or, for Phi, plain
+//! (`act(up)`, [`ModelSpec::gated_mlp`]).
 
-use super::ModelSpec;
+use super::{ModelSpec, NormPlacement};
 use crate::EngineError;
-use crate::backend::{Backend, DecoderWeights, StepInput};
+use crate::backend::{Backend, DecoderWeights, LayerWeights, StepInput};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,21 +61,9 @@ pub fn forward<B: Backend>(
     let mut h = backend.embed(&weights.embed, input, spec.embed_scale)?;
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {
-        let biases = layer.norm_biases.as_ref();
-        let attn_norm = layer.attn_norm.as_ref().map(|w| (w, biases.map(|b| &b.0)));
-        let qkv = pre_normed_linear(backend, &h, attn_norm, eps, &layer.qkv)?;
-        let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
-        let post = layer.post_norms.as_ref();
-        residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, &mut h)?;
-
-        let mlp_norm = layer.mlp_norm.as_ref().map(|w| (w, biases.map(|b| &b.1)));
-        let gate_up = pre_normed_linear(backend, &h, mlp_norm, eps, &layer.gate_up)?;
-        match post.map(|p| &p.1) {
-            None => backend.gated_linear_add(&gate_up, spec.activation, &layer.down, &mut h)?,
-            Some(norm) => {
-                let activated = backend.gated(&gate_up, spec.activation)?;
-                residual_branch(backend, &activated, &layer.down, Some(norm), eps, &mut h)?;
-            }
+        match spec.norms {
+            NormPlacement::Parallel => parallel_block(backend, spec, layer, index, start, &mut h)?,
+            _ => sequential_block(backend, spec, layer, index, start, &mut h)?,
         }
         if tracing {
             // Named only when traced: a decode step allocates nothing.
@@ -101,6 +93,91 @@ pub fn forward<B: Backend>(
     match spec.final_logit_softcap {
         Some(cap) => backend.softcap(&logits, cap),
         None => Ok(logits),
+    }
+}
+
+/// Attention, then the MLP, each added to `h` (every family but Phi).
+fn sequential_block<B: Backend>(
+    backend: &mut B,
+    spec: &ModelSpec,
+    layer: &LayerWeights<B>,
+    index: usize,
+    start: usize,
+    h: &mut B::Tensor,
+) -> Result<(), EngineError> {
+    let eps = spec.rms_norm_eps;
+    let attn_norm = layer.attn_norm.as_ref().map(|w| (w, layer.attn_norm_bias.as_ref()));
+    let qkv = pre_normed_linear(backend, h, attn_norm, eps, &layer.qkv)?;
+    let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+    let post = layer.post_norms.as_ref();
+    residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, h)?;
+
+    let mlp_norm = layer.mlp_norm.as_ref().map(|w| (w, layer.mlp_norm_bias.as_ref()));
+    let gate_up = pre_normed_linear(backend, h, mlp_norm, eps, &layer.gate_up)?;
+    match post.map(|p| &p.1) {
+        None => mlp_add(backend, spec, &gate_up, &layer.down, h),
+        Some(norm) => {
+            let activated = activate(backend, spec, &gate_up)?;
+            residual_branch(backend, &activated, &layer.down, Some(norm), eps, h)
+        }
+    }
+}
+
+/// Phi's parallel block: one norm of `h` feeds attention and the MLP, and
+/// both branches are added to `h` (MLC's `attn + mlp + residual`, summed here
+/// as `(h + attn) + mlp` in f32).
+fn parallel_block<B: Backend>(
+    backend: &mut B,
+    spec: &ModelSpec,
+    layer: &LayerWeights<B>,
+    index: usize,
+    start: usize,
+    h: &mut B::Tensor,
+) -> Result<(), EngineError> {
+    let eps = spec.rms_norm_eps;
+    let weight = layer.attn_norm.as_ref().ok_or_else(|| missing_norm(index))?;
+    let normed = match &layer.attn_norm_bias {
+        Some(bias) => backend.layer_norm(h, weight, bias, eps)?,
+        None => backend.rms_norm(h, weight, eps)?,
+    };
+    let qkv = backend.linear(&normed, &layer.qkv)?;
+    let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+    let up = backend.linear(&normed, &layer.gate_up)?;
+    backend.linear_add(&attended, &layer.o_proj, h)?;
+    mlp_add(backend, spec, &up, &layer.down, h)
+}
+
+/// The error of a parallel block loaded without its norm.
+fn missing_norm(layer: usize) -> EngineError {
+    EngineError::Config(format!("layer {layer}: a parallel block needs its norm"))
+}
+
+/// `h += down(act(gate) · up)` for a gated MLP (fusable), else `h += down(act(up))`.
+fn mlp_add<B: Backend>(
+    backend: &mut B,
+    spec: &ModelSpec,
+    up: &B::Tensor,
+    down: &B::Linear,
+    h: &mut B::Tensor,
+) -> Result<(), EngineError> {
+    match spec.gated_mlp {
+        true => backend.gated_linear_add(up, spec.activation, down, h),
+        false => {
+            let activated = activate(backend, spec, up)?;
+            backend.linear_add(&activated, down, h)
+        }
+    }
+}
+
+/// The MLP's activation: `act(gate) · up` for a gated MLP, else `act(up)`.
+fn activate<B: Backend>(
+    backend: &mut B,
+    spec: &ModelSpec,
+    up: &B::Tensor,
+) -> Result<B::Tensor, EngineError> {
+    match spec.gated_mlp {
+        true => backend.gated(up, spec.activation),
+        false => backend.activation(up, spec.activation),
     }
 }
 

@@ -9,6 +9,7 @@ mod gemma3;
 mod llama;
 mod mistral;
 mod olmo2;
+mod phi;
 mod phi3;
 mod qwen2;
 mod qwen3;
@@ -39,6 +40,8 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "gemma3_text",
     "olmo2",
     "stablelm",
+    "phi",
+    "phi-msft",
 ];
 
 /// The decoder description of an artifact, or a clear error when its family is
@@ -56,6 +59,8 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "gemma3" | "gemma3_text" => gemma3::spec(&fields),
         "olmo2" => olmo2::spec(&fields),
         "stablelm" => stablelm::spec(&fields),
+        "phi" => phi::spec(&fields, false),
+        "phi-msft" => phi::spec(&fields, true),
         other if crate::kind::EMBEDDING_FAMILIES.contains(&other) => {
             Err(EngineError::NotAChatModel { model_type: other.to_string() })
         }
@@ -64,6 +69,39 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
             supported: SUPPORTED_FAMILIES.join(", "),
         }),
     }
+}
+
+/// The `model_config` keys of the fields every family shares.
+pub(crate) struct CommonKeys {
+    hidden: &'static str,
+    intermediate: &'static str,
+    layers: &'static str,
+    heads: &'static str,
+    kv_heads: &'static str,
+    /// The norms' epsilon; any key but `rms_norm_eps` names LayerNorms.
+    eps: &'static str,
+}
+
+impl CommonKeys {
+    /// Hugging Face's names, as most MLC configs keep them.
+    const HF: CommonKeys = CommonKeys {
+        hidden: "hidden_size",
+        intermediate: "intermediate_size",
+        layers: "num_hidden_layers",
+        heads: "num_attention_heads",
+        kv_heads: "num_key_value_heads",
+        eps: "rms_norm_eps",
+    };
+
+    /// MLC's `PhiConfig` (`phi-msft`): GPT-2's names.
+    const PHI_MSFT: CommonKeys = CommonKeys {
+        hidden: "n_embd",
+        intermediate: "n_inner",
+        layers: "n_layer",
+        heads: "n_head",
+        kv_heads: "n_head_kv",
+        eps: "layer_norm_epsilon",
+    };
 }
 
 /// Typed reads of `model_config`, with errors that name the missing or
@@ -97,27 +135,42 @@ impl ConfigFields<'_> {
         rope_theta: f32,
         names: ParamNames,
     ) -> Result<ModelSpec, EngineError> {
-        let hidden_size: usize = self.required("hidden_size")?;
-        let num_heads: usize = self.required("num_attention_heads")?;
-        let num_kv_heads: usize = self.optional("num_key_value_heads")?.unwrap_or(num_heads);
+        // StableLM's and Phi's norms are LayerNorms with their own epsilon key.
+        let keys = match family {
+            "stablelm" | "phi" => CommonKeys { eps: "layer_norm_eps", ..CommonKeys::HF },
+            _ => CommonKeys::HF,
+        };
+        self.common_keys(family, rope_theta, names, &keys)
+    }
+
+    /// [`ConfigFields::common`] reading the shared fields under `keys` (Phi-2's
+    /// `phi-msft` config names them after GPT-2).
+    pub fn common_keys(
+        &self,
+        family: &'static str,
+        rope_theta: f32,
+        names: ParamNames,
+        keys: &CommonKeys,
+    ) -> Result<ModelSpec, EngineError> {
+        let hidden_size: usize = self.required(keys.hidden)?;
+        let num_heads: usize = self.required(keys.heads)?;
+        let num_kv_heads: usize = self.optional(keys.kv_heads)?.unwrap_or(num_heads);
         let head_dim = match self.optional::<usize>("head_dim")? {
             Some(d) => d,
             None if num_heads > 0 => hidden_size / num_heads,
             None => 0,
         };
-        // StableLM's norms are LayerNorms with their own epsilon key.
-        let eps_key = if family == "stablelm" { "layer_norm_eps" } else { "rms_norm_eps" };
         let spec = ModelSpec {
             family,
             hidden_size,
-            intermediate_size: self.required("intermediate_size")?,
-            num_layers: self.required("num_hidden_layers")?,
+            intermediate_size: self.required(keys.intermediate)?,
+            num_layers: self.required(keys.layers)?,
             num_heads,
             num_kv_heads,
             head_dim,
             vocab_size: self.chat().vocab_size,
-            rms_norm_eps: self.required(eps_key)?,
-            layer_norm: family == "stablelm",
+            rms_norm_eps: self.required(keys.eps)?,
+            layer_norm: keys.eps != "rms_norm_eps",
             rope_theta,
             rope_scaling: None,
             longrope: None,
@@ -126,6 +179,8 @@ impl ConfigFields<'_> {
             norms: NormPlacement::Pre,
             final_logit_softcap: None,
             activation: Activation::Silu,
+            gated_mlp: true,
+            dense_bias: false,
             tie_word_embeddings: self.optional("tie_word_embeddings")?.unwrap_or(false),
             qkv_bias: false,
             qk_norm: None,

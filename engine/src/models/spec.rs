@@ -136,7 +136,7 @@ pub struct ModelSpec {
     pub vocab_size: usize,
     /// The norms' epsilon (`rms_norm_eps`, or StableLM's `layer_norm_eps`).
     pub rms_norm_eps: f32,
-    /// The layer and final norms are LayerNorms with a bias (StableLM), not RMSNorms.
+    /// The layer and final norms are LayerNorms with a bias (StableLM, Phi), not RMSNorms.
     pub layer_norm: bool,
     /// RoPE base.
     pub rope_theta: f32,
@@ -153,8 +153,15 @@ pub struct ModelSpec {
     pub norms: NormPlacement,
     /// Gemma-2's final logit soft-capping, `tanh(logits / c) · c`.
     pub final_logit_softcap: Option<f32>,
-    /// Gated MLP activation.
+    /// The MLP's activation.
     pub activation: Activation,
+    /// The MLP is gated, `down(act(gate) · up)` over a fused `[gate; up]`
+    /// projection (every family but Phi), rather than `down(act(up))`
+    /// (Phi's `fc2(gelu_new(fc1))`).
+    pub gated_mlp: bool,
+    /// Every projection has a bias: attention output, both MLP projections
+    /// and `lm_head` (Phi; the QKV bias is [`ModelSpec::qkv_bias`]).
+    pub dense_bias: bool,
     /// Logits use the embedding table instead of `lm_head`.
     pub tie_word_embeddings: bool,
     /// The fused QKV projection has a bias (Qwen2).
@@ -175,7 +182,7 @@ pub struct ModelSpec {
     pub names: ParamNames,
 }
 
-/// Where a layer's RMSNorms sit: `x` is the residual stream, `f` attention or the MLP.
+/// Where a layer's norms sit: `x` is the residual stream, `f` attention or the MLP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormPlacement {
     /// `x + f(norm(x))`: Llama and most families.
@@ -184,12 +191,15 @@ pub enum NormPlacement {
     Sandwich,
     /// `x + norm(f(x))`: OLMo-2.
     Post,
+    /// `x + attention(norm(x)) + mlp(norm(x))`, one norm feeding both
+    /// branches (Phi's parallel block).
+    Parallel,
 }
 
 impl NormPlacement {
     /// Whether the branch input is normalised.
     pub fn before(self) -> bool {
-        matches!(self, NormPlacement::Pre | NormPlacement::Sandwich)
+        matches!(self, NormPlacement::Pre | NormPlacement::Sandwich | NormPlacement::Parallel)
     }
 
     /// Whether the branch output is normalised before the residual add.

@@ -3,6 +3,8 @@
 //   add_in_place:   out[i] += input[i]                       (the residual add)
 //   silu_mul:       out[t, j] = silu(gate) · up               (SwiGLU)
 //   gelu_tanh_mul:  out[t, j] = gelu_tanh(gate) · up          (GeGLU, Gemma)
+//   silu_plain:     out[i] = silu(input[i])                   (a non-gated MLP)
+//   gelu_tanh_plain: out[i] = gelu_tanh(input[i])             (Phi's fc1 → gelu_new → fc2)
 //   softcap:        out[i] = tanh(input[i] / cap) · cap       (Gemma-2's final logits)
 // where gate = input[t, j] and up = input[t, width + j]: MLC's fused gate_up
 // projection puts the two halves side by side in each row of `input`.
@@ -56,6 +58,26 @@ fn gelu_tanh_mul(@builtin(workgroup_id) wid: vec3<u32>,
     if i < params.rows * params.width {
         let pair = gate_and_up(i);
         out[i] = gelu_tanh(pair.x) * pair.y;
+    }
+}
+
+@compute @workgroup_size(256)
+fn silu_plain(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, groups, lid);
+    if i < params.rows * params.width {
+        out[i] = silu(input[i]);
+    }
+}
+
+@compute @workgroup_size(256)
+fn gelu_tanh_plain(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) groups: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, groups, lid);
+    if i < params.rows * params.width {
+        out[i] = gelu_tanh(input[i]);
     }
 }
 
