@@ -25,7 +25,8 @@ const PARALLEL_WORK: usize = 1 << 16;
 
 thread_local! {
     /// The scores of one (token, KV head) pair, `group × keys`; kept per
-    /// thread so that a decode step reuses the buffer of the previous one.
+    /// thread, with room for the whole cache, so that a decode step reuses
+    /// the buffer of the previous one and allocates nothing.
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -124,6 +125,12 @@ pub fn attention_with(
                     d,
                     scale,
                 };
+                // Room for every position of the cache at the first call, so
+                // that a later step, which sees one key more, never grows it.
+                let most = group * layout.capacity.max(n);
+                if scores.capacity() < most {
+                    scores.reserve_exact(most - scores.len());
+                }
                 scores.resize(group * n, 0.0);
                 match kernel {
                     AttentionKernel::Baseline => heads.run(scores, o, baseline_dot),
