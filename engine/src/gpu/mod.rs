@@ -475,20 +475,7 @@ impl Backend for GpuBackend {
         weight: &wgpu::Buffer,
         eps: f32,
     ) -> Result<GpuTensor, EngineError> {
-        let out = self.tensor(x.rows, x.cols);
-        let shape = RmsNormShape::rows(x.capacity.min(out.capacity) as u32, x.cols as u32, eps);
-        let key = vec![x.buffer.clone(), weight.clone(), out.buffer.clone()];
-        let slot = self.slot(
-            || "rms_norm".into(),
-            key,
-            |b| {
-                let buffers =
-                    RmsNormBuffers { x: &x.buffer, weight, bias: None, y: Some(&out.buffer) };
-                Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
-            },
-        )?;
-        self.record(slot, x.rows, 0)?;
-        Ok(out)
+        self.norm(x, weight, None, eps)
     }
 
     fn layer_norm(
@@ -498,20 +485,7 @@ impl Backend for GpuBackend {
         bias: &wgpu::Buffer,
         eps: f32,
     ) -> Result<GpuTensor, EngineError> {
-        let out = self.tensor(x.rows, x.cols);
-        let shape = RmsNormShape::rows(x.capacity.min(out.capacity) as u32, x.cols as u32, eps);
-        let key = vec![x.buffer.clone(), weight.clone(), bias.clone(), out.buffer.clone()];
-        let slot = self.slot(
-            || "layer_norm".into(),
-            key,
-            |b| {
-                let buffers =
-                    RmsNormBuffers { x: &x.buffer, weight, bias: Some(bias), y: Some(&out.buffer) };
-                Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
-            },
-        )?;
-        self.record(slot, x.rows, 0)?;
-        Ok(out)
+        self.norm(x, weight, Some(bias), eps)
     }
 
     fn linear(&mut self, x: &GpuTensor, linear: &GpuLinear) -> Result<GpuTensor, EngineError> {
@@ -867,6 +841,31 @@ impl Backend for GpuBackend {
 }
 
 impl GpuBackend {
+    /// The norm kernel over `x`: an RMSNorm, or with `bias` a LayerNorm.
+    fn norm(
+        &mut self,
+        x: &GpuTensor,
+        weight: &wgpu::Buffer,
+        bias: Option<&wgpu::Buffer>,
+        eps: f32,
+    ) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, x.cols);
+        let shape = RmsNormShape::rows(x.capacity.min(out.capacity) as u32, x.cols as u32, eps);
+        let mut key = vec![x.buffer.clone(), weight.clone(), out.buffer.clone()];
+        key.extend(bias.cloned());
+        let name = if bias.is_some() { "layer_norm" } else { "rms_norm" };
+        let slot = self.slot(
+            || name.into(),
+            key,
+            |b| {
+                let buffers = RmsNormBuffers { x: &x.buffer, weight, bias, y: Some(&out.buffer) };
+                Ok(BoundOp::Plain(b.prepared().kernels.norm.bind(&b.ctx, &buffers, &shape)?))
+            },
+        )?;
+        self.record(slot, x.rows, 0)?;
+        Ok(out)
+    }
+
     /// The rope kernels' shape for `spec` and this cache.
     fn rope_shape(&self, spec: &ModelSpec) -> RopeShape {
         RopeShape {
