@@ -1,13 +1,17 @@
 //! `Σ_k w[k] · a[k]` of a q4 weight row and int16 activation rows.
 //!
-//! Every implementation computes the same numbers bit for bit. Each block
-//! gives eight exact integer lanes, lane `m` summing `(c − 7)·a` over weights
-//! `2m, 2m + 1, 16 + 2m, 17 + 2m` (what AVX2's `vpmaddwd` on the low and high
-//! nibbles yields); each lane accumulates `acc[m] += (w.scale · a.scale) ·
-//! lane` with separate multiply and add (no FMA), and the result is
-//! `((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))`. A SIMD
-//! kernel is so tested against the scalar one for exact equality, and a
-//! token's result does not depend on how many tokens share the call.
+//! Every implementation computes the same numbers bit for bit, in one of two
+//! orders. A prefill's products ([`dot_q4_q16_with`]: several tokens against
+//! one weight row) keep eight exact integer lanes per block, lane `m` summing
+//! `(c − 7)·a` over weights `2m, 2m + 1, 16 + 2m, 17 + 2m` (what AVX2's
+//! `vpmaddwd` on the low and high nibbles yields); each lane accumulates
+//! `acc[m] += (w.scale · a.scale) · lane` with separate multiply and add (no
+//! FMA), and the result is `((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5)
+//! + (acc3 + acc7))`; a token's result does not depend on how many tokens
+//! share the call. A decode step's product ([`dot_rows_q4_q16`]: one token
+//! against many weight rows) adds each block's whole exact sum, scaled, to
+//! one accumulator. A SIMD kernel is tested against the scalar one of its
+//! order for exact equality.
 
 use std::sync::OnceLock;
 
@@ -99,12 +103,14 @@ pub fn dot_q4_q16_with(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
 
 /// `out[n] = w[n] · a` for the `out.len()` weight rows of `w` (each
 /// `a.len()` blocks, one after the other) against one activation row, with a
-/// chosen kernel: a decode step's product. Each result equals
-/// [`dot_q4_q16_with`]'s bit for bit; the AVX2 kernel (and AVX-512's, which
-/// is AVX2's for one token) runs eight (then four) weight rows at a time, so
-/// that independent accumulators hide the latency of the additions, the
-/// activations' share of the work is done once for all of them, and a row
-/// costs no call of its own.
+/// chosen kernel: a decode step's product.
+///
+/// Its order differs from [`dot_q4_q16_with`]'s: per block the exact integer
+/// `Σ (c − 7)·a` is converted once and added, scaled, to one accumulator per
+/// row, so that the kernels can sum whole blocks across rows instead of
+/// keeping eight float lanes per row (a quarter faster on AVX2). Every
+/// kernel computes this order bit for bit; the two orders differ by
+/// rounding only (and this one rounds less).
 ///
 /// # Panics
 /// When the sizes disagree, or `kernel` needs an instruction set this CPU
@@ -115,20 +121,16 @@ pub fn dot_rows_q4_q16(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
         w.len(),
         "dot_rows_q4_q16: weight and activation blocks differ"
     );
-    let blocks = a.len();
     match kernel {
+        DotKernel::Scalar => scalar_rows(w, a, out),
         #[cfg(target_arch = "x86_64")]
         DotKernel::Avx2 | DotKernel::Avx512 => {
             assert!(is_x86_feature_detected!("avx2"), "dot_rows_q4_q16: this CPU lacks AVX2");
             // SAFETY: AVX2 is present (checked above); the sizes were checked.
             unsafe { avx2::rows(w, a, out) }
         }
-        _ => {
-            for (n, y) in out.iter_mut().enumerate() {
-                let w = &w[n * blocks..(n + 1) * blocks];
-                dot_q4_q16_with(kernel, w, a, std::slice::from_mut(y));
-            }
-        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        DotKernel::Simd128 => simd128::rows(w, a, out),
     }
 }
 
@@ -200,6 +202,19 @@ fn scalar(w: &[Q4Block], a: &[Q16Block]) -> f32 {
         }
     }
     reduce(acc)
+}
+
+/// One weight row against one activation row in the decode order: per
+/// block the exact integer `Σ (c − 7)·a`, converted once and scaled, added to
+/// a single accumulator (`acc += (w.scale · a.scale) · sum`).
+fn scalar_rows(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+    for (n, y) in out.iter_mut().enumerate() {
+        let row = &w[n * a.len()..(n + 1) * a.len()];
+        *y = row.iter().zip(a).fold(0.0f32, |acc, (w, a)| {
+            let sum: i32 = (0..32).map(|j| (w.code(j) as i32 - 7) * a.values[j] as i32).sum();
+            acc + (w.scale * a.scale) * sum as f32
+        });
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -284,82 +299,172 @@ mod avx2 {
         }
     }
 
-    /// The lanes of `vpmaddwd` for codes that are not shifted by 7,
-    /// corrected by `sevens`: `Σ c·a − 7·Σ a` is `Σ (c − 7)·a` exactly (the
-    /// sums stay far inside i32), so the lanes are [`accumulate`]'s.
+    /// The sum of a vector's eight lanes, in every lane of the low half.
     #[inline(always)]
-    unsafe fn raw_lanes(w: &Q4Block, first: __m256i, second: __m256i, sevens: __m256i) -> __m256i {
-        // SAFETY (whole body): the caller has AVX2; the load reads the
-        // block's 16 code bytes, unaligned.
-        unsafe {
-            let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
-            let mask = _mm_set1_epi8(0x0F);
-            let low = _mm256_cvtepu8_epi16(_mm_and_si128(packed, mask));
-            let high = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), mask));
-            let lanes =
-                _mm256_add_epi32(_mm256_madd_epi16(low, first), _mm256_madd_epi16(high, second));
-            _mm256_sub_epi32(lanes, sevens)
-        }
-    }
-
-    /// `R` (a multiple of four) weight rows (`w`, one after the other)
-    /// against one activation row: `R` accumulators, reduced four at a time
-    /// by [`reduce4`].
-    #[inline(always)]
-    unsafe fn row_tile<const R: usize>(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
-        let blocks = a.len();
-        // SAFETY: the caller has AVX2; `w` holds `R` rows of `blocks`
-        // blocks and `out` `R` values. The prefetches stream the next `R`
-        // rows (`20 · R` bytes per block step, all of them over the row),
-        // which may lie past the matrix: a prefetch never faults, and
-        // `wrapping_add` computes the address without claiming it in bounds.
-        unsafe {
-            let next = w.as_ptr().wrapping_add(R * blocks);
-            let seven = _mm256_set1_epi16(7);
-            let mut acc = [_mm256_setzero_ps(); R];
-            for (b, a) in a.iter().enumerate() {
-                for line in 0..R / 4 {
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(R * b + 4 * line).cast());
-                }
-                let first = _mm256_loadu_si256(a.values.as_ptr().cast());
-                let second = _mm256_loadu_si256(a.values.as_ptr().add(16).cast());
-                let sevens = _mm256_add_epi32(
-                    _mm256_madd_epi16(seven, first),
-                    _mm256_madd_epi16(seven, second),
-                );
-                // `w.scale · a.scale` in each lane: the scalar kernel's
-                // product, with the weight's scale broadcast from memory.
-                let a_scale = _mm256_set1_ps(a.scale);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let w = &w[r * blocks + b];
-                    let lanes = raw_lanes(w, first, second, sevens);
-                    let scale = _mm256_mul_ps(_mm256_broadcast_ss(&w.scale), a_scale);
-                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(lanes)));
-                }
-            }
-            for (out4, acc4) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)) {
-                _mm_storeu_ps(out4.as_mut_ptr(), reduce4([acc4[0], acc4[1], acc4[2], acc4[3]]));
-            }
-        }
-    }
-
-    /// [`reduce`] of four accumulators at once: per row `(s0 + s2) + (s1 +
-    /// s3)` of `s = low half + high half`, in a 4×4 transpose.
-    #[inline(always)]
-    unsafe fn reduce4(acc: [__m256; 4]) -> __m128 {
+    unsafe fn lane_sum(v: __m256i) -> __m128i {
         // SAFETY: the caller has AVX2.
         unsafe {
-            let s = acc.map(|v| _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
-            let (t0, t1) = (_mm_unpacklo_ps(s[0], s[1]), _mm_unpacklo_ps(s[2], s[3]));
-            let (t2, t3) = (_mm_unpackhi_ps(s[0], s[1]), _mm_unpackhi_ps(s[2], s[3]));
-            let (c0, c1) = (_mm_movelh_ps(t0, t1), _mm_movehl_ps(t1, t0));
-            let (c2, c3) = (_mm_movelh_ps(t2, t3), _mm_movehl_ps(t3, t2));
-            _mm_add_ps(_mm_add_ps(c0, c2), _mm_add_ps(c1, c3))
+            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+            _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1))
         }
     }
 
-    /// [`super::dot_rows_q4_q16`]: eight weight rows at a time, then four,
-    /// the rest one at a time.
+    /// `7 · Σ a` over the block, in every lane of the low half: what
+    /// `Σ c·a` of the unshifted codes exceeds `Σ (c − 7)·a` by.
+    #[inline(always)]
+    unsafe fn sevens(first: __m256i, second: __m256i) -> __m128i {
+        // SAFETY: the caller has AVX2.
+        unsafe {
+            let seven = _mm256_set1_epi16(7);
+            lane_sum(_mm256_add_epi32(
+                _mm256_madd_epi16(seven, first),
+                _mm256_madd_epi16(seven, second),
+            ))
+        }
+    }
+
+    /// The even 16-bit values of each 128-bit half, then the odd, as 64-bit
+    /// quarters 0, 1 (evens of both halves) and 2, 3 (odds).
+    #[inline(always)]
+    unsafe fn evens_then_odds(v: __m256i, gather: __m256i) -> __m256i {
+        // SAFETY: the caller has AVX2.
+        unsafe { _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, gather), 0b11_01_10_00) }
+    }
+
+    /// Four lanes of `Σ c·a` (unshifted codes) for each of two rows' blocks:
+    /// `even` in the low half, `odd` in the high half.
+    #[inline(always)]
+    unsafe fn pair_lanes(
+        even: &Q4Block,
+        odd: &Q4Block,
+        act: &[__m256i; 4],
+        nibble: __m256i,
+    ) -> __m256i {
+        // SAFETY (whole body): the caller has AVX2; the loads read each
+        // block's 16 code bytes, unaligned.
+        unsafe {
+            let codes = _mm256_loadu2_m128i(odd.codes.as_ptr().cast(), even.codes.as_ptr().cast());
+            let nibbles = [
+                _mm256_and_si256(codes, nibble),
+                _mm256_and_si256(_mm256_srli_epi16(codes, 4), nibble),
+                _mm256_and_si256(_mm256_srli_epi16(codes, 8), nibble),
+                _mm256_srli_epi16(codes, 12),
+            ];
+            _mm256_add_epi32(
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(nibbles[0], act[0]),
+                    _mm256_madd_epi16(nibbles[1], act[1]),
+                ),
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(nibbles[2], act[2]),
+                    _mm256_madd_epi16(nibbles[3], act[3]),
+                ),
+            )
+        }
+    }
+
+    /// Eight weight rows (`w`, one after the other) against one activation
+    /// row, in [`super::scalar_rows`]' order.
+    ///
+    /// Two rows' blocks share a register (row `2p` in the low half, `2p + 1`
+    /// in the high half); four shifts and masks of its 16-bit lanes give
+    /// each nibble position of the 32 code bytes as 16-bit codes, with no
+    /// lane-crossing unpack, and the activations are gathered once per block
+    /// into the matching order (`act_low[k] = a[2k]`, `act_high[k] = a[2k + 16]`,
+    /// ... for k < 8, in both halves). Per block the eight rows' exact sums
+    /// land in one vector (rows 0, 2, 4, 6, 1, 3, 5, 7), which is scaled and
+    /// added to one accumulator.
+    #[inline(always)]
+    unsafe fn row_tile8(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+        let blocks = a.len();
+        // SAFETY: the caller has AVX2; `w` holds 8 rows of `blocks` blocks
+        // and `out` 8 values. The prefetches stream the next 8 rows (160
+        // bytes per block step, all of them over the row), which may lie
+        // past the matrix: a prefetch never faults, and `wrapping_add`
+        // computes the address without claiming it in bounds.
+        unsafe {
+            let next = w.as_ptr().wrapping_add(8 * blocks);
+            let nibble = _mm256_set1_epi16(0x000F);
+            // Within each 128-bit half: the even 16-bit values, then the odd.
+            let gather = _mm256_setr_epi8(
+                0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2,
+                3, 6, 7, 10, 11, 14, 15,
+            );
+            let mut acc = _mm256_setzero_ps();
+            for (b, a) in a.iter().enumerate() {
+                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(8 * b).cast());
+                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(8 * b + 4).cast());
+                let first = _mm256_loadu_si256(a.values.as_ptr().cast());
+                let second = _mm256_loadu_si256(a.values.as_ptr().add(16).cast());
+                // [evens of 0..16, odds of 0..16] (then of 16..32) as 64-bit
+                // quarters 0, 1 | 2, 3, each half broadcast below.
+                let (low, high) = (evens_then_odds(first, gather), evens_then_odds(second, gather));
+                // Code byte 2k holds weights 2k (low nibble) and 2k + 16 (high
+                // nibble), byte 2k + 1 weights 2k + 1 and 2k + 17.
+                let act = [
+                    _mm256_permute2x128_si256(low, low, 0x00),
+                    _mm256_permute2x128_si256(high, high, 0x00),
+                    _mm256_permute2x128_si256(low, low, 0x11),
+                    _mm256_permute2x128_si256(high, high, 0x11),
+                ];
+                let row: [&Q4Block; 8] = std::array::from_fn(|r| &w[r * blocks + b]);
+                let pairs = [
+                    pair_lanes(row[0], row[1], &act, nibble),
+                    pair_lanes(row[2], row[3], &act, nibble),
+                    pair_lanes(row[4], row[5], &act, nibble),
+                    pair_lanes(row[6], row[7], &act, nibble),
+                ];
+                let sums = _mm256_hadd_epi32(
+                    _mm256_hadd_epi32(pairs[0], pairs[1]),
+                    _mm256_hadd_epi32(pairs[2], pairs[3]),
+                );
+                let sums =
+                    _mm256_sub_epi32(sums, _mm256_broadcastsi128_si256(sevens(first, second)));
+                let w_scales = _mm256_setr_ps(
+                    row[0].scale,
+                    row[2].scale,
+                    row[4].scale,
+                    row[6].scale,
+                    row[1].scale,
+                    row[3].scale,
+                    row[5].scale,
+                    row[7].scale,
+                );
+                let scales = _mm256_mul_ps(w_scales, _mm256_set1_ps(a.scale));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(scales, _mm256_cvtepi32_ps(sums)));
+            }
+            let in_order = _mm256_permutevar8x32_ps(acc, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_ps(out.as_mut_ptr(), in_order);
+        }
+    }
+
+    /// One weight row, in [`super::scalar_rows`]' order.
+    #[inline(always)]
+    unsafe fn row1(w: &[Q4Block], a: &[Q16Block]) -> f32 {
+        // SAFETY: the caller has AVX2; `w` and `a` have as many blocks.
+        unsafe {
+            let mut acc = 0.0f32;
+            for (w, a) in w.iter().zip(a) {
+                let first = _mm256_loadu_si256(a.values.as_ptr().cast());
+                let second = _mm256_loadu_si256(a.values.as_ptr().add(16).cast());
+                let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
+                let mask = _mm_set1_epi8(0x0F);
+                let low = _mm256_cvtepu8_epi16(_mm_and_si128(packed, mask));
+                let high = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), mask));
+                let lanes = _mm256_add_epi32(
+                    _mm256_madd_epi16(low, first),
+                    _mm256_madd_epi16(high, second),
+                );
+                let sum = _mm_sub_epi32(lane_sum(lanes), sevens(first, second));
+                acc += (w.scale * a.scale) * _mm_cvtsi128_si32(sum) as f32;
+            }
+            acc
+        }
+    }
+
+    /// [`super::dot_rows_q4_q16`]: eight weight rows at a time, the rest
+    /// one at a time.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn rows(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
         let blocks = a.len();
@@ -369,16 +474,11 @@ mod avx2 {
         // weight rows and as many results.
         unsafe {
             for out8 in &mut tiles {
-                row_tile::<8>(&w[first * blocks..(first + 8) * blocks], a, out8);
+                row_tile8(&w[first * blocks..(first + 8) * blocks], a, out8);
                 first += 8;
             }
-            let mut tiles = tiles.into_remainder().chunks_exact_mut(4);
-            for out4 in &mut tiles {
-                row_tile::<4>(&w[first * blocks..(first + 4) * blocks], a, out4);
-                first += 4;
-            }
-            for y in tiles.into_remainder().chunks_mut(1) {
-                tile::<1>(&w[first * blocks..(first + 1) * blocks], a, y);
+            for y in tiles.into_remainder() {
+                *y = row1(&w[first * blocks..(first + 1) * blocks], a);
                 first += 1;
             }
         }
@@ -575,6 +675,73 @@ mod simd128 {
         }
     }
 
+    /// The block's four lanes of `i32x4.dot_i16x8_s`, summing to the exact
+    /// `Σ (c − 7)·a`.
+    #[inline(always)]
+    fn block_lanes(w: &Q4Block, values: &[v128; 4]) -> v128 {
+        let codes = unpack(w);
+        let dot = |i: usize| i32x4_dot_i16x8(codes[i], values[i]);
+        i32x4_add(i32x4_add(dot(0), dot(1)), i32x4_add(dot(2), dot(3)))
+    }
+
+    /// The block's 32 activations as four i16x8.
+    #[inline(always)]
+    fn values(a: &Q16Block) -> [v128; 4] {
+        // SAFETY: v128 loads of the block's 64 value bytes in four pieces;
+        // `v128_load` takes unaligned addresses.
+        std::array::from_fn(|i| unsafe { v128_load(a.values.as_ptr().add(8 * i).cast()) })
+    }
+
+    /// [`super::dot_rows_q4_q16`] in [`super::scalar_rows`]' order: four
+    /// weight rows at a time (their block sums gathered into one vector,
+    /// scaled and added to one accumulator), the rest one at a time.
+    pub(super) fn rows(w: &[Q4Block], a: &[Q16Block], out: &mut [f32]) {
+        let blocks = a.len();
+        let mut tiles = out.chunks_exact_mut(4);
+        let mut first = 0;
+        for out4 in &mut tiles {
+            let w = &w[first * blocks..(first + 4) * blocks];
+            let mut acc = f32x4_splat(0.0);
+            for (b, a) in a.iter().enumerate() {
+                let values = values(a);
+                let row = |r: usize| &w[r * blocks + b];
+                let l: [v128; 4] = std::array::from_fn(|r| block_lanes(row(r), &values));
+                // Lanes (0, 2) and (1, 3) of rows 0 and 1 (2 and 3), then
+                // the two halves: the four rows' sums in order.
+                let pairs = |x: v128, y: v128| {
+                    i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(x, y), i32x4_shuffle::<2, 6, 3, 7>(x, y))
+                };
+                let (t0, t1) = (pairs(l[0], l[1]), pairs(l[2], l[3]));
+                let sums = i32x4_add(
+                    i32x4_shuffle::<0, 1, 4, 5>(t0, t1),
+                    i32x4_shuffle::<2, 3, 6, 7>(t0, t1),
+                );
+                let w_scales = f32x4(row(0).scale, row(1).scale, row(2).scale, row(3).scale);
+                let scales = f32x4_mul(w_scales, f32x4_splat(a.scale));
+                acc = f32x4_add(acc, f32x4_mul(scales, f32x4_convert_i32x4(sums)));
+            }
+            out4.copy_from_slice(&[
+                f32x4_extract_lane::<0>(acc),
+                f32x4_extract_lane::<1>(acc),
+                f32x4_extract_lane::<2>(acc),
+                f32x4_extract_lane::<3>(acc),
+            ]);
+            first += 4;
+        }
+        for y in tiles.into_remainder() {
+            let w = &w[first * blocks..(first + 1) * blocks];
+            *y = w.iter().zip(a).fold(0.0f32, |acc, (w, a)| {
+                let l = block_lanes(w, &values(a));
+                let sum = i32x4_extract_lane::<0>(l)
+                    + i32x4_extract_lane::<1>(l)
+                    + i32x4_extract_lane::<2>(l)
+                    + i32x4_extract_lane::<3>(l);
+                acc + (w.scale * a.scale) * sum as f32
+            });
+            first += 1;
+        }
+    }
+
     /// One row (a decode step): the same operations as `tile::<1>`, which
     /// Chromium 156 ran ~15% slower in decode (12.1–13.8 against
     /// 15.0–16.0 tok/s on SmolLM2, docs/performance.md).
@@ -652,15 +819,15 @@ mod tests {
         (w, a)
     }
 
+    /// One block's product in f64 from the decoded integers.
+    fn exact_block(w: &Q4Block, a: &Q16Block) -> f64 {
+        let isum: i64 = (0..32).map(|j| (w.code(j) as i64 - 7) * a.values[j] as i64).sum();
+        w.scale as f64 * a.scale as f64 * isum as f64
+    }
+
     /// The same product in f64 from the decoded integers.
     fn exact(w: &[Q4Block], a: &[Q16Block]) -> f64 {
-        w.iter()
-            .zip(a)
-            .map(|(w, a)| {
-                let isum: i64 = (0..32).map(|j| (w.code(j) as i64 - 7) * a.values[j] as i64).sum();
-                w.scale as f64 * a.scale as f64 * isum as f64
-            })
-            .sum()
+        w.iter().zip(a).map(|(w, a)| exact_block(w, a)).sum()
     }
 
     #[test]
@@ -721,24 +888,29 @@ mod tests {
         out.iter().map(|v| v.to_bits()).collect()
     }
 
-    /// The decode product over 1 to 13 weight rows (the eight- and four-row
-    /// tiles and every remainder) equals one scalar product per row, bit for bit, on
-    /// every kernel this CPU runs.
+    /// The decode product over 1 to 19 weight rows (two eight-row tiles,
+    /// four-row tiles and every remainder) equals the decode order's scalar
+    /// kernel bit for bit on every kernel this CPU runs, and the exact
+    /// product within rounding.
     #[test]
     fn row_products_equal_the_scalar_kernel_bit_for_bit() {
         for len in [1, 2, 3, 5, 18, 35, 48, 144] {
-            for count in 1..=13 {
+            for count in 1..=19 {
                 let seed = count as u32 * 977 + len as u32;
-                let want: Vec<u32> = (0..count)
-                    .map(|r| {
-                        let (w, _) = rows(len, seed + 1 + r as u32);
-                        let (_, a) = rows(len, seed);
-                        let mut y = [0.0];
-                        dot_q4_q16_with(DotKernel::Scalar, &w, &a, &mut y);
-                        y[0].to_bits()
-                    })
-                    .collect();
-                assert_eq!(row_products(DotKernel::Scalar, len, count, seed), want);
+                let want = row_products(DotKernel::Scalar, len, count, seed);
+                for (r, bits) in want.iter().enumerate() {
+                    let (w, _) = rows(len, seed + 1 + r as u32);
+                    let (_, a) = rows(len, seed);
+                    let (got, exact) = (f32::from_bits(*bits) as f64, exact(&w, &a));
+                    // One rounding per block term and per addition.
+                    let magnitude: f64 =
+                        w.iter().zip(&a).map(|(w, a)| exact_block(w, a).abs()).sum();
+                    let bound = 4.0 * f32::EPSILON as f64 * (len as f64 + 1.0) * magnitude;
+                    assert!(
+                        (got - exact).abs() <= bound,
+                        "{len} blocks, row {r}: {got} vs {exact}"
+                    );
+                }
                 assert_eq!(
                     row_products(DotKernel::best(), len, count, seed),
                     want,

@@ -92,7 +92,7 @@ mod tests {
     use crate::cpu_fast::quantize_row;
 
     #[test]
-    fn product_is_close_to_the_reference_and_prefill_equals_decode() {
+    fn product_is_close_to_the_reference_and_decode_to_prefill() {
         let (rows, cols, m) = (70, 96, 3);
         let words: Vec<u32> =
             (0..rows * 12).map(|i| (i as u32).wrapping_mul(0x9E37_79B9) ^ 0x1234_5678).collect();
@@ -113,10 +113,14 @@ mod tests {
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-4 * spread, "{g} vs {w}");
         }
+        // A decode step's product (one row) sums in another order
+        // (`dot_rows_q4_q16`): the same values within rounding.
         for t in 0..m {
             let mut one = vec![0.0; rows];
             matmul_q4_q16(&q[t * 3..(t + 1) * 3], 1, &packed, &mut one, &mut scratch);
-            assert_eq!(one, got[t * rows..(t + 1) * rows], "row {t}");
+            for (d, p) in one.iter().zip(&got[t * rows..(t + 1) * rows]) {
+                assert!((d - p).abs() <= 1e-6 * spread, "row {t}: {d} vs {p}");
+            }
         }
     }
 }
