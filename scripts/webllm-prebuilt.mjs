@@ -52,6 +52,7 @@ const FAMILY_OF_LIB = [
   [/^OLMo-2-/, "olmo2"],
   [/^stablelm-2-zephyr-/, "stablelm"],
   [/^phi-(2|1_5)-/, "phi"],
+  [/^RedPajama-INCITE-/, "gpt_neox"],
   [/^snowflake-arctic-embed-/, "bert"],
 ];
 const LOADED_QUANTIZATIONS = /-(q4f16_1|q4f32_1|q0f16|q0f32)[_-]/;

@@ -34,6 +34,8 @@ pub const FAMILY_MODELS: &[&str] = &[
     "families/olmo2-tiny",
     "families/stablelm-tiny",
     "families/phi-tiny",
+    "families/gpt_neox-tiny",
+    "families/gpt_neox-parallel-tiny",
 ];
 
 /// A family fixture's `hf_source/` converted to q4f16_1 by `mlc_convert` (what

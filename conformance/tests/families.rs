@@ -1,4 +1,4 @@
-//! The mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm and phi fixtures: each Hugging Face checkpoint is
+//! The mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi and gpt_neox fixtures: each Hugging Face checkpoint is
 //! converted by `mlc-wgpu convert` and run on the CPU engine and on the GPU
 //! engine (both kernel paths), against transformers' float32 reference outputs
 //! (`conformance/tools/make_families.py`, which also records how far each
@@ -118,6 +118,8 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("stablelm", "stablelm-2-zephyr-1_6b-q4f32_1-MLC-1k"),
         ("phi", "phi-2-q4f16_1-MLC"),
         ("phi", "phi-1_5-q4f32_1-MLC-1k"),
+        ("gpt_neox", "RedPajama-INCITE-Chat-3B-v1-q4f16_1-MLC"),
+        ("gpt_neox", "RedPajama-INCITE-Chat-3B-v1-q4f32_1-MLC-1k"),
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));
@@ -188,6 +190,33 @@ fn phi_spec_is_a_parallel_block_with_biases_and_a_partial_rotation() {
     odd.config.model_config.insert("intermediate_size".into(), serde_json::json!(250));
     let error = load_cpu(&odd).err().expect("an odd intermediate size is refused");
     assert!(error.to_string().contains("multiple of 32"), "{error}");
+}
+
+#[test]
+fn gpt_neox_specs_are_sequential_or_parallel_with_two_layer_norms_and_exact_gelu() {
+    use mlc_engine::models::{Activation, NormPlacement, spec_for};
+    for (model, norms, rotary_dim) in [
+        ("families/gpt_neox-tiny", NormPlacement::Pre, 8),
+        ("families/gpt_neox-parallel-tiny", NormPlacement::Parallel, 4),
+    ] {
+        let (_temp, artifact) = converted_family(model);
+        let spec = spec_for(&artifact.config).unwrap();
+        assert_eq!(
+            (spec.norms, spec.rotary_dim, spec.head_dim),
+            (norms, rotary_dim, 16),
+            "{model}"
+        );
+        assert!(
+            spec.layer_norm && spec.qkv_bias && spec.dense_bias && !spec.lm_head_bias,
+            "{spec:?}"
+        );
+        assert!(!spec.gated_mlp && !spec.tie_word_embeddings, "{spec:?}");
+        assert_eq!(spec.activation, Activation::Gelu);
+        let mut broken = artifact.config.clone();
+        broken.model_config.insert("use_parallel_residual".into(), serde_json::json!(null));
+        let error = spec_for(&broken).unwrap_err();
+        assert!(error.to_string().contains("use_parallel_residual"), "{error}");
+    }
 }
 
 /// The artifact's `model_config` as MLC's `PhiConfig` (`phi-msft`, GPT-2's key

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm and phi families, with reference
+"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi and gpt_neox families, with reference
 outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
@@ -15,8 +15,8 @@ dimension), so the reference quantizes each Hugging Face matrix as it is and nev
 
 The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
 GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Olmo2ForCausalLM, StableLmForCausalLM,
-PhiForCausalLM) in float64 with eager attention, set up to compute what MLC computes (docs/families.md,
-"mistral", "phi3", "gemma", "gemma2", "gemma3", "olmo2", "stablelm", "phi"):
+PhiForCausalLM, GPTNeoXForCausalLM) in float64 with eager attention, set up to compute what MLC computes
+(docs/families.md, "mistral", "phi3", "gemma", "gemma2", "gemma3", "olmo2", "stablelm", "phi", "gpt_neox"):
   * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
   * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
     (64), where both transformers and MLC use `short_factor` (docs/families.md, "phi3", says when MLC
@@ -39,6 +39,11 @@ PhiForCausalLM) in float64 with eager attention, set up to compute what MLC comp
     biases, `qk_layernorm` and `use_parallel_residual` off as in stablelm-2-1_6b, an untied lm_head).
   * phi: computes what MLC computes as it is (one LayerNorm feeding attention and the MLP in parallel,
     partial rotary 0.4 as in phi-2, q/k/v/dense/fc1/fc2/lm_head biases, `gelu_new`, `qk_layernorm` off).
+  * gpt_neox: computes what MLC computes as it is (two LayerNorms with biases, the per-head interleaved
+    query_key_value with its bias, partial rotary, the exact GELU, MLP biases, an untied embed_out without a
+    bias); `gpt_neox-tiny` runs the layers sequentially (`use_parallel_residual` false, as RedPajama-INCITE),
+    `gpt_neox-parallel-tiny` in parallel (as Pythia). The MLP biases keep their bf16 values in the
+    reference: MLC stores them as float32 (`ffn_out_dtype`).
 Each case also records ablations: how far the logits move when the family's feature under test is
 switched off (asserted to exceed the conformance tolerance many times over).
 
@@ -305,6 +310,43 @@ CASES = {
 # ----------------------------------------------------------------------------------------------
 
 
+def neox_case(seed, parallel, rotary_pct):
+    return dict(
+        seed=seed,
+        config={
+            "architectures": ["GPTNeoXForCausalLM"],
+            "model_type": "gpt_neox",
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "layer_norm_eps": 1e-05,
+            # RedPajama-INCITE's key names (transformers 4.28): MLC reads `rotary_pct`, and takes its base
+            # from `rope_theta` or 10000, never from `rotary_emb_base` (docs/families.md, "gpt_neox").
+            "rotary_pct": rotary_pct,
+            "rotary_emb_base": 10000,
+            "use_parallel_residual": parallel,
+            "hidden_act": "gelu",
+            "attention_dropout": 0.0,
+            "hidden_dropout": 0.0,
+            "max_position_embeddings": 2048,
+            "vocab_size": 600,
+            "tie_word_embeddings": False,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "torch_dtype": "float16",
+        },
+    )
+
+
+# RedPajama's sequential layers with half the head rotated; Pythia's parallel layers with a quarter.
+CASES["gpt_neox-tiny"] = neox_case(909, False, 0.5)
+CASES["gpt_neox-parallel-tiny"] = neox_case(910, True, 0.25)
+
+# The MLP biases MLC stores as float32 (GPT-NeoX's `ffn_out_dtype`): not rounded to f16.
+NEOX_F32_BIASES = (".mlp.dense_h_to_4h.bias", ".mlp.dense_4h_to_h.bias")
+
+
 def draw_config(case):
     cfg = json.loads(json.dumps(CASES[case]["config"]))
     if cfg["model_type"] == "phi3":
@@ -348,12 +390,43 @@ def draw_phi_weights(rs, cfg):
     return {name: bf16_round(a) for name, a in w.items()}
 
 
+def draw_neox_weights(rs, cfg):
+    """GPTNeoXForCausalLM's weights: transformers' names, query_key_value's rows per head [q_h; k_h; v_h]."""
+    H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+
+    def normal(shape, std):
+        return (rs.standard_normal(size=shape) * std).astype(np.float32)
+
+    def linear(w, name, rows, cols, std):
+        w[name + ".weight"] = normal((rows, cols), std)
+        w[name + ".bias"] = normal((rows,), 0.2)
+
+    def layer_norm(w, name):
+        w[name + ".weight"] = (rs.standard_normal(size=(H,)) * 0.2 + 1.0).astype(np.float32)
+        w[name + ".bias"] = normal((H,), 0.2)
+
+    w = {"gpt_neox.embed_in.weight": normal((V, H), 0.5)}
+    for L in range(cfg["num_hidden_layers"]):
+        p = f"gpt_neox.layers.{L}."
+        layer_norm(w, p + "input_layernorm")
+        layer_norm(w, p + "post_attention_layernorm")
+        linear(w, p + "attention.query_key_value", 3 * H, H, H ** -0.5)
+        linear(w, p + "attention.dense", H, H, 4.0 * H ** -0.5)
+        linear(w, p + "mlp.dense_h_to_4h", I, H, H ** -0.5)
+        linear(w, p + "mlp.dense_4h_to_h", H, I, 4.0 * I ** -0.5)
+    layer_norm(w, "gpt_neox.final_layer_norm")
+    w["embed_out.weight"] = normal((V, H), 4.0 * H ** -0.5)
+    return {name: bf16_round(a) for name, a in w.items()}
+
+
 def draw_weights(case, cfg):
     """{hf_name: float32 array}, already rounded to bf16 (what the checkpoint stores)."""
     rs = np.random.RandomState(CASES[case]["seed"])
     family = cfg["model_type"]
     if family == "phi":
         return draw_phi_weights(rs, cfg)
+    if family == "gpt_neox":
+        return draw_neox_weights(rs, cfg)
     H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg.get("head_dim") or H // nh
@@ -441,6 +514,8 @@ def artifact_weights(cfg, hf):
         if a.ndim == 2:
             q_weight, q_scale = ms.quantize_q4f16_1(a)
             out[name] = ms.dequantize_q4f16_1(q_weight, q_scale, a.shape[1]).astype(np.float64)
+        elif cfg["model_type"] == "gpt_neox" and name.endswith(NEOX_F32_BIASES):
+            out[name] = a.astype(np.float64)
         elif cfg["model_type"] in ("gemma", "gemma2", "gemma3_text"):
             # Stored as f16(1 + w); transformers computes 1 + w again.
             out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
@@ -458,6 +533,12 @@ def hf_model(cfg, weights, **mlc_semantics):
     per_head_qk_norm = mlc_semantics.pop("_per_head_qk_norm", False)
     sequential = mlc_semantics.pop("_sequential", False)
     zeroed = mlc_semantics.pop("_zero", ())
+    if mlc_semantics.pop("_qkv_unordered", False):
+        # The model a runtime would run if the converter kept transformers' per-head interleaved rows and
+        # read them as [q; k; v]: transformers given rows [q; k; v] → [q_h, k_h, v_h] (an ablation).
+        heads = cfg["num_attention_heads"]
+        weights = {n: (a.reshape(3, heads, -1, *a.shape[1:]).swapaxes(0, 1).reshape(a.shape)
+                       if ".query_key_value." in n else a) for n, a in weights.items()}
     weights = {n: (np.zeros_like(a) if n in zeroed else a) for n, a in weights.items()}
     if mlc_semantics.pop("_drop_norm_bias", False):
         weights = {n: (np.zeros_like(a) if n.endswith("layernorm.bias") or n == "model.norm.bias" else a)
@@ -465,7 +546,9 @@ def hf_model(cfg, weights, **mlc_semantics):
     config = transformers.AutoConfig.for_model(**json.loads(json.dumps({**cfg, **mlc_semantics})))
     config._attn_implementation = "eager"
     model = transformers.AutoModelForCausalLM.from_config(config).double().eval()
-    state = {name: torch.tensor(a) for name, a in weights.items()}
+    # transformers 5 names GPT-NeoX's `embed_out` `lm_head` (checkpoints, and MLC's loader, keep `embed_out`).
+    renamed = {"embed_out.weight": "lm_head.weight"} if cfg["model_type"] == "gpt_neox" else {}
+    state = {renamed.get(name, name): torch.tensor(a) for name, a in weights.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
     assert all(m == "lm_head.weight" and cfg["tie_word_embeddings"] for m in missing), missing
@@ -584,6 +667,16 @@ def ablations(cfg, weights, prompt, reference):
         variants["lm_head without its bias"] = ({}, {"_zero": ("lm_head.bias",)})
         fc2 = [f"model.layers.{L}.mlp.fc2.bias" for L in range(cfg["num_hidden_layers"])]
         variants["fc2 without its bias"] = ({}, {"_zero": tuple(fc2)})
+    if cfg["model_type"] == "gpt_neox":
+        parallel = cfg["use_parallel_residual"]
+        variants[f"use_parallel_residual {not parallel} instead of {parallel}"] = (
+            {}, {"use_parallel_residual": not parallel})
+        variants[f"full rotary instead of {cfg['rotary_pct']}"] = ({}, {"rotary_pct": 1.0})
+        variants["query_key_value's rows taken as [q; k; v] without MLC's reordering"] = ({}, {"_qkv_unordered": True})
+        # Not an ablation: the tanh GELU moves these logits 0.4× the CPU bound only (3e-3), too little
+        # for the comparison to tell apart; the exact form is checked by the kernel and spec tests.
+        h4h = [f"gpt_neox.layers.{L}.mlp.dense_4h_to_h.bias" for L in range(cfg["num_hidden_layers"])]
+        variants["dense_4h_to_h without its bias"] = ({}, {"_zero": tuple(h4h)})
     if cfg["model_type"] == "olmo2":
         variants["q/k norms per head instead of across all heads"] = ({}, {"_per_head_qk_norm": True})
     if cfg["model_type"] == "gemma2":

@@ -21,12 +21,18 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "olmo2",
     "stablelm",
     "phi",
+    "gpt_neox",
     "bert",
 ];
 
 /// Hugging Face tensors MLC's loaders declare unused (not converted, not
 /// counted as parameters): `{layer}.self_attn.rotary_emb.inv_freq`.
 const UNUSED_SUFFIX: &str = ".self_attn.rotary_emb.inv_freq";
+
+/// The buffers `gpt_neox_loader.py` declares unused in each
+/// `gpt_neox.layers.{L}.attention` (older checkpoints save them).
+const NEOX_UNUSED_SUFFIXES: [&str; 3] =
+    [".attention.rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias"];
 
 /// A supported model family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +65,11 @@ pub enum Family {
     /// block under one LayerNorm, partial rotary, a non-gated GELU MLP and a
     /// bias on every projection.
     Phi,
+    /// `gpt_neox` (GPTNeoXForCausalLM, RedPajama-INCITE): LayerNorms with
+    /// biases, a per-head interleaved `query_key_value` reordered to
+    /// `[q; k; v]`, partial rotary, a non-gated GELU MLP with f32 biases,
+    /// parallel or sequential residuals, an untied `embed_out`.
+    GptNeox,
     /// `bert` (BertModel, e.g. snowflake-arctic-embed): an encoder for
     /// embeddings, with q, k and v fused into one biased `qkv` projection.
     Bert,
@@ -81,6 +92,7 @@ impl Family {
             Some("olmo2") => Ok(Family::Olmo2),
             Some("stablelm") => Ok(Family::StableLm),
             Some("phi") => Ok(Family::Phi),
+            Some("gpt_neox") => Ok(Family::GptNeox),
             Some("bert") => Ok(Family::Bert),
             Some(old @ ("phi-msft" | "mixformer-sequential")) => Err(ConvertError::Unsupported {
                 what: format!("model_type {old:?} (Microsoft's remote-code Phi checkpoints)"),
@@ -117,6 +129,7 @@ impl Family {
             Family::Olmo2 => "olmo2",
             Family::StableLm => "stablelm",
             Family::Phi => "phi",
+            Family::GptNeox => "gpt_neox",
             Family::Bert => "bert",
         }
     }
@@ -133,6 +146,7 @@ impl Family {
             | Family::Olmo2
             | Family::StableLm => "qkv_proj",
             Family::Phi => "Wqkv",
+            Family::GptNeox => "query_key_value",
             Family::Qwen2 | Family::Qwen3 => "c_attn",
             Family::Bert => "qkv",
         }
@@ -154,6 +168,8 @@ impl Family {
             Family::StableLm => "stablelm-2",
             // WebLLM's phi-2 and phi-1_5 records (MLC's `conversation_template/phi.py`).
             Family::Phi => "phi-2",
+            // WebLLM's RedPajama-INCITE-Chat records (MLC's `conversation_template/redpajama.py`).
+            Family::GptNeox => "redpajama_chat",
             // An encoder has no conversation: the plain template.
             Family::Bert => "LM",
             // SmolLM2 and other ChatML-tuned Llamas vs. Llama-3 vs. Llama-2.
@@ -250,6 +266,24 @@ impl Family {
                 opt("context_window_size", json!(0)),
                 opt("prefill_chunk_size", json!(0)),
                 opt("tensor_parallel_shards", json!(1)),
+                opt("max_batch_size", json!(1)),
+            ],
+            // GPTNeoXConfig's fields.
+            Family::GptNeox => vec![
+                req("use_parallel_residual"),
+                req("hidden_size"),
+                req("intermediate_size"),
+                req("num_attention_heads"),
+                req("num_hidden_layers"),
+                req("layer_norm_eps"),
+                req("vocab_size"),
+                req("rotary_pct"),
+                opt("position_embedding_base", json!(0)),
+                opt("context_window_size", json!(0)),
+                opt("head_dim", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("ffn_out_dtype", json!("float32")),
                 opt("max_batch_size", json!(1)),
             ],
             // Phi1Config's fields (MLC's config class for `phi`).
@@ -456,6 +490,7 @@ impl Family {
             Family::Olmo2 => return olmo2_post_init(config, kwargs),
             Family::StableLm => return stablelm_post_init(config, kwargs),
             Family::Phi => return phi_post_init(config, kwargs),
+            Family::GptNeox => return gpt_neox_post_init(config, kwargs),
             Family::Bert => return bert_post_init(config, kwargs),
             Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
         }
@@ -724,6 +759,48 @@ fn phi_post_init(
         )));
     }
     Ok(())
+}
+
+/// `GPTNeoXConfig.__post_init__`: the context from Hugging Face's keys, the
+/// RoPE base from `rope_theta` (10000 by default: MLC does not read the older
+/// `rotary_emb_base`), `head_dim` hidden / heads (which must divide exactly),
+/// the prefill chunk `min(context, 8192)`. MLC's model always has the
+/// attention biases and computes the MLP in f32: a checkpoint without the
+/// biases (`attention_bias: false`) or another `ffn_out_dtype` is refused
+/// rather than converted into something MLC's loader would not load.
+fn gpt_neox_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
+    if kwargs.get("attention_bias") == Some(&json!(false)) {
+        return Err(ConvertError::Unsupported {
+            what: "gpt_neox with `attention_bias: false`".into(),
+            message: "MLC's GPT-NeoX model always has the query_key_value and dense biases".into(),
+        });
+    }
+    if config["ffn_out_dtype"] != json!("float32") {
+        return Err(ConvertError::Unsupported {
+            what: format!("gpt_neox with ffn_out_dtype {}", config["ffn_out_dtype"]),
+            message: "the converter writes the MLP biases as float32 (MLC's default)".into(),
+        });
+    }
+    context_from_kwargs(config, kwargs)?;
+    take_rope_theta(config, kwargs);
+    let hidden = int(config, "hidden_size")?;
+    let heads = int(config, "num_attention_heads")?;
+    if heads <= 0 {
+        return Err(config_error(format!("num_attention_heads must be positive, got {heads}")));
+    }
+    if int(config, "head_dim")? == 0 {
+        config.insert("head_dim".into(), json!(hidden.div_euclid(heads)));
+    }
+    let head_dim = int(config, "head_dim")?;
+    if head_dim * heads != hidden {
+        return Err(config_error(format!(
+            "gpt_neox needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
+        )));
+    }
+    cap_prefill(config)
 }
 
 /// `MistralConfig.__post_init__`: the HF `sliding_window` (null → -1) becomes
@@ -1074,13 +1151,18 @@ impl Dims {
         let is_encoder = config.contains_key("type_vocab_size");
         let encoder_size = |key: &str| if is_encoder { size(key) } else { Ok(0) };
         let heads = size("num_attention_heads")?;
+        // An encoder's attention is multi-head, and so is GPT-NeoX's, whose
+        // config has no `num_key_value_heads`: as many key/value heads as queries.
+        let kv_heads = match is_encoder || !config.contains_key("num_key_value_heads") {
+            true => heads,
+            false => size("num_key_value_heads")?,
+        };
         Ok(Dims {
             hidden: size("hidden_size")?,
             intermediate: size("intermediate_size")?,
             layers: size("num_hidden_layers")?,
             heads,
-            // An encoder's attention is multi-head: as many key/value heads as queries.
-            kv_heads: if is_encoder { heads } else { size("num_key_value_heads")? },
+            kv_heads,
             head_dim: size("head_dim")?,
             vocab: size("vocab_size")?,
             tie_word_embeddings: flag("tie_word_embeddings")?,
@@ -1102,6 +1184,19 @@ pub enum Kind {
     /// A Gemma RMSNorm weight: stored as `1 + w` (MLC's loader folds the `+1`
     /// of Gemma's norm into the weight), then cast like a vector.
     GemmaNorm,
+    /// A bias stored as float32 whatever the model dtype (GPT-NeoX's MLP
+    /// biases: its Linears compute in `ffn_out_dtype`, float32).
+    F32Vector,
+    /// GPT-NeoX's `query_key_value` weight (`Matrix`) or bias (`Vector`),
+    /// whose rows Hugging Face interleaves per head (`[heads, 3, head_dim]`):
+    /// reordered to `[q; k; v]` (`[3, heads, head_dim]`), as
+    /// `gpt_neox_loader.py`'s `transform_qkv_layout` does, before it is stored.
+    InterleavedQkv {
+        /// `num_attention_heads`.
+        heads: usize,
+        /// A weight matrix (quantized like `Matrix`) rather than a bias.
+        matrix: bool,
+    },
 }
 
 /// One MLC parameter and the Hugging Face tensors it is made of, concatenated
@@ -1132,6 +1227,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
     }
     if family == Family::Phi {
         return phi_params(d);
+    }
+    if family == Family::GptNeox {
+        return gpt_neox_params(d);
     }
     let one = |name: String, shape: Vec<usize>, kind| Param {
         name: name.clone(),
@@ -1387,6 +1485,66 @@ fn phi_params(d: &Dims) -> Vec<Param> {
     out
 }
 
+/// GPT-NeoX's parameters (`gpt_neox_loader.py`): Hugging Face's names kept,
+/// `query_key_value`'s rows reordered from per-head `[q_h, k_h, v_h]` to
+/// `[q; k; v]`, the MLP biases stored as float32, a bias on every Linear
+/// but `embed_out` and on every LayerNorm, never tied.
+fn gpt_neox_params(d: &Dims) -> Vec<Param> {
+    let (h, i, heads) = (d.hidden, d.intermediate, d.heads);
+    let one = |name: String, shape: Vec<usize>, kind| renamed(name.clone(), name, shape, kind);
+    let layer_norm = |name: &str| {
+        [
+            one(format!("{name}.weight"), vec![h], Kind::Vector),
+            one(format!("{name}.bias"), vec![h], Kind::Vector),
+        ]
+    };
+    let linear = |name: String, rows: usize, cols: usize, bias: Kind| {
+        [
+            one(format!("{name}.weight"), vec![rows, cols], Kind::Matrix),
+            one(format!("{name}.bias"), vec![rows], bias),
+        ]
+    };
+    let mut out = vec![one("gpt_neox.embed_in.weight".into(), vec![d.vocab, h], Kind::Matrix)];
+    for layer in 0..d.layers {
+        let p = format!("gpt_neox.layers.{layer}");
+        out.extend(layer_norm(&format!("{p}.input_layernorm")));
+        out.extend(layer_norm(&format!("{p}.post_attention_layernorm")));
+        let qkv = format!("{p}.attention.query_key_value");
+        out.push(one(
+            format!("{qkv}.weight"),
+            vec![3 * h, h],
+            Kind::InterleavedQkv { heads, matrix: true },
+        ));
+        out.push(one(
+            format!("{qkv}.bias"),
+            vec![3 * h],
+            Kind::InterleavedQkv { heads, matrix: false },
+        ));
+        out.extend(linear(format!("{p}.attention.dense"), h, h, Kind::Vector));
+        out.extend(linear(format!("{p}.mlp.dense_h_to_4h"), i, h, Kind::F32Vector));
+        out.extend(linear(format!("{p}.mlp.dense_4h_to_h"), h, i, Kind::F32Vector));
+    }
+    out.extend(layer_norm("gpt_neox.final_layer_norm"));
+    out.push(one("embed_out.weight".into(), vec![d.vocab, h], Kind::Matrix));
+    out
+}
+
+/// `[heads, 3, head_dim]` rows (of any width) as `[3, heads, head_dim]`:
+/// Hugging Face's per-head `[q_h, k_h, v_h]` as MLC's `[q; k; v]`.
+pub fn deinterleave_qkv(values: &[f32], heads: usize) -> Vec<f32> {
+    // One head's q (or k, or v) rows: `head_dim` rows of the matrix, or
+    // `head_dim` values of the bias.
+    let block = values.len() / (3 * heads);
+    let mut out = Vec::with_capacity(values.len());
+    for part in 0..3 {
+        for head in 0..heads {
+            let start = (3 * head + part) * block;
+            out.extend_from_slice(&values[start..start + block]);
+        }
+    }
+    out
+}
+
 /// Phi-3's parameters: the checkpoint already fuses `qkv_proj` and
 /// `gate_up_proj`; MLC renames the modules (`phi3_loader.py`).
 fn phi3_params(d: &Dims) -> Vec<Param> {
@@ -1453,7 +1611,9 @@ fn phi3_params(d: &Dims) -> Vec<Param> {
 /// Whether MLC's loaders declare source tensor `name` unused (it is then
 /// neither converted nor counted in `BitsPerParam`).
 pub fn is_declared_unused(name: &str) -> bool {
-    name.starts_with("model.layers.") && name.ends_with(UNUSED_SUFFIX)
+    (name.starts_with("model.layers.") && name.ends_with(UNUSED_SUFFIX))
+        || (name.starts_with("gpt_neox.layers.")
+            && NEOX_UNUSED_SUFFIXES.iter().any(|suffix| name.ends_with(suffix)))
 }
 
 /// The order the official converter emits `params` in (`_loading_order` of
@@ -1816,6 +1976,39 @@ mod tests {
         with["qk_layernorm"] = json!(true);
         let error = Family::Phi.model_config(&with, &overrides()).unwrap_err();
         assert!(error.to_string().contains("qk_layernorm"), "{error}");
+    }
+
+    #[test]
+    fn gpt_neox_follows_its_config_class_and_refuses_what_mlc_cannot_load() {
+        // RedPajama-INCITE-Chat-3B-v1's config.json (MLC's `redpajama_3b_v1` preset).
+        let hf = json!({"model_type": "gpt_neox", "hidden_size": 2560, "intermediate_size": 10240,
+            "num_attention_heads": 32, "num_hidden_layers": 32, "layer_norm_eps": 1e-5,
+            "vocab_size": 50432, "rotary_pct": 1.0, "rotary_emb_base": 10000,
+            "max_position_embeddings": 2048, "use_parallel_residual": false,
+            "tie_word_embeddings": false, "hidden_act": "gelu"});
+        let config = Family::GptNeox.model_config(&hf, &overrides()).unwrap();
+        assert_eq!(
+            (
+                &config["head_dim"],
+                &config["position_embedding_base"],
+                &config["prefill_chunk_size"]
+            ),
+            (&json!(80), &json!(10000), &json!(2048))
+        );
+        let dims = Dims::from_model_config(&config).unwrap();
+        assert_eq!((dims.kv_heads, dims.tie_word_embeddings), (32, false));
+        let mut without = hf.clone();
+        without.as_object_mut().unwrap().remove("rotary_pct");
+        let error = Family::GptNeox.model_config(&without, &overrides()).unwrap_err();
+        assert!(error.to_string().contains("rotary_pct"), "{error}");
+        let mut unbiased = hf.clone();
+        unbiased["attention_bias"] = json!(false);
+        let error = Family::GptNeox.model_config(&unbiased, &overrides()).unwrap_err();
+        assert!(error.to_string().contains("attention_bias"), "{error}");
+        // Two heads of two values: [q0 k0 v0 q1 k1 v1] → [q0 q1 k0 k1 v0 v1].
+        let interleaved = [0., 1., 10., 11., 20., 21., 2., 3., 12., 13., 22., 23.];
+        let ordered = deinterleave_qkv(&interleaved, 2);
+        assert_eq!(ordered, [0., 1., 2., 3., 10., 11., 12., 13., 20., 21., 22., 23.]);
     }
 
     #[test]

@@ -260,11 +260,14 @@ fn write_param(
         }
         values.extend_from_slice(&data);
     }
-    if param.kind == Kind::GemmaNorm {
-        values.iter_mut().for_each(|v| *v += 1.0);
+    match param.kind {
+        Kind::GemmaNorm => values.iter_mut().for_each(|v| *v += 1.0),
+        Kind::InterleavedQkv { heads, .. } => values = families::deinterleave_qkv(&values, heads),
+        Kind::Matrix | Kind::Vector | Kind::F32Vector => {}
     }
     let base = param.name.strip_suffix(".weight").unwrap_or(&param.name);
-    let quantized = param.kind == Kind::Matrix && quantization.group_size().is_some();
+    let matrix = matches!(param.kind, Kind::Matrix | Kind::InterleavedQkv { matrix: true, .. });
+    let quantized = matrix && quantization.group_size().is_some();
     if quantized {
         let (rows, k) = (shape[0], shape[1]);
         let (weights, scales, scale_dtype, words, groups) = match quantization.model_dtype() {
@@ -293,7 +296,7 @@ fn write_param(
         writer.add_tensor(&format!("{base}.q_scale"), &[rows, groups], scale_dtype, &scales)?;
     } else {
         match quantization.model_dtype() {
-            DType::F16 => {
+            DType::F16 if param.kind != Kind::F32Vector => {
                 let half: Vec<f16> = quantize::to_f16(&values);
                 writer.add_tensor(&param.name, &shape, DType::F16, &quantize::f16_bytes(&half))?;
             }

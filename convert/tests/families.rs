@@ -1,13 +1,13 @@
-//! Converting the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm and phi fixture checkpoints
-//! (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
-//! norms, tying, and each family's `model_config` as MLC's `gen_config` writes
+//! Converting the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi and gpt_neox fixture
+//! checkpoints (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
+//! norms, GPT-NeoX's reordered `query_key_value` and float32 MLP biases, tying, and each family's `model_config` as MLC's `gen_config` writes
 //! it. (The converted models' outputs are checked in
 //! `conformance/tests/families.rs`.)
 
 use std::path::{Path, PathBuf};
 
 use mlc_convert::{Checkpoint, ConvertOptions, HfFolder, convert};
-use mlc_loader::{Artifact, OpenOptions};
+use mlc_loader::{Artifact, DType, OpenOptions};
 use serde_json::{Value, json};
 
 fn source(model: &str) -> PathBuf {
@@ -248,6 +248,78 @@ fn phi_fuses_q_k_v_with_their_biases_renames_to_mlc_modules_and_never_ties() {
     assert_eq!(shape("lm_head.linear.bias"), [600]);
     let names = names(&artifact);
     assert!(!names.iter().any(|n| n.starts_with("model.")), "{names:?}");
+}
+
+#[test]
+fn gpt_neox_reorders_query_key_value_keeps_f32_mlp_biases_and_never_ties() {
+    for (model, parallel) in [("gpt_neox-tiny", false), ("gpt_neox-parallel-tiny", true)] {
+        let (_temp, artifact, config) = converted(model);
+        let mc = &config["model_config"];
+        assert_eq!(config["model_type"], "gpt_neox");
+        assert_eq!(
+            keys(mc),
+            [
+                "use_parallel_residual",
+                "hidden_size",
+                "intermediate_size",
+                "num_attention_heads",
+                "num_hidden_layers",
+                "layer_norm_eps",
+                "vocab_size",
+                "rotary_pct",
+                "position_embedding_base",
+                "context_window_size",
+                "head_dim",
+                "prefill_chunk_size",
+                "tensor_parallel_shards",
+                "ffn_out_dtype",
+                "max_batch_size",
+            ]
+        );
+        assert_eq!(mc["use_parallel_residual"], json!(parallel), "{model}");
+        // MLC takes the base from `rope_theta` or 10000, not from `rotary_emb_base`.
+        assert_eq!(
+            (
+                mc["position_embedding_base"].clone(),
+                mc["head_dim"].clone(),
+                mc["context_window_size"].clone(),
+                mc["prefill_chunk_size"].clone(),
+                mc["ffn_out_dtype"].clone()
+            ),
+            (json!(10000), json!(16), json!(2048), json!(2048), json!("float32"))
+        );
+        assert_eq!(config["conv_template"]["name"], "redpajama_chat");
+        assert_eq!(config["conv_template"]["stop_token_ids"], json!([0]));
+        assert_eq!(config["conv_template"]["stop_str"], json!(["<human>"]));
+        let tensor = |name: &str| artifact.tensor(name).unwrap();
+        let layer = "gpt_neox.layers.1";
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            assert_eq!(tensor(&format!("{layer}.{norm}.bias")).shape, [64], "{norm}");
+        }
+        assert_eq!(tensor("gpt_neox.final_layer_norm.bias").shape, [64]);
+        assert_eq!(tensor(&format!("{layer}.attention.query_key_value.q_weight")).shape, [192, 8]);
+        assert_eq!(tensor(&format!("{layer}.attention.dense.bias")).dtype, DType::F16);
+        // The MLP computes in `ffn_out_dtype` (float32), and its biases are stored so.
+        for (mlp, rows) in [("dense_h_to_4h", 256), ("dense_4h_to_h", 64)] {
+            let bias = tensor(&format!("{layer}.mlp.{mlp}.bias"));
+            assert_eq!((bias.dtype, bias.shape.to_vec()), (DType::F32, vec![rows]), "{mlp}");
+        }
+        assert_eq!(tensor("embed_out.q_weight").shape, [600, 8]);
+        let names = names(&artifact);
+        assert!(!names.iter().any(|n| n.starts_with("embed_out.bias")), "{names:?}");
+        // Transformers' per-head [q_h; k_h; v_h] rows, reordered to [q; k; v].
+        let mut checkpoint = HfFolder::open(&source(model)).unwrap();
+        let hf = checkpoint.read_f32(&format!("{layer}.attention.query_key_value.bias")).unwrap();
+        let stored =
+            tensor(&format!("{layer}.attention.query_key_value.bias")).to_f32_vec().unwrap();
+        for (part, head) in (0..3).flat_map(|part| (0..4).map(move |head| (part, head))) {
+            let want = &hf[(3 * head + part) * 16..][..16];
+            let got = &stored[(4 * part + head) * 16..][..16];
+            for (g, w) in got.iter().zip(want) {
+                assert_eq!(*g, half::f16::from_f32(*w).to_f32(), "{model} part {part} head {head}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -49,7 +49,7 @@ pub struct LayerWeights<B: Backend + ?Sized> {
     /// Attention output projection.
     pub o_proj: B::Linear,
     /// RMSNorm before the MLP (none where the MLP reads the attention's
-    /// normalised input: [`crate::models::NormPlacement::Parallel`]).
+    /// normalised input: Phi's [`crate::models::NormPlacement::Parallel`]).
     pub mlp_norm: Option<B::Vector>,
     /// Norms of the attention and MLP outputs
     /// ([`crate::models::NormPlacement::after`]).

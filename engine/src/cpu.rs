@@ -209,6 +209,7 @@ impl Backend for CpuBackend {
         match activation {
             Activation::Silu => ops::silu_mul(&gate_up.data, intermediate, &mut out.data),
             Activation::GeluTanh => ops::gelu_tanh_mul(&gate_up.data, intermediate, &mut out.data),
+            Activation::Gelu => ops::gelu_erf_mul(&gate_up.data, intermediate, &mut out.data),
         }
         Ok(out)
     }
@@ -223,6 +224,7 @@ impl Backend for CpuBackend {
         match activation {
             Activation::Silu => ops::silu(&mut out.data),
             Activation::GeluTanh => ops::gelu_tanh(&mut out.data),
+            Activation::Gelu => ops::gelu_erf(&mut out.data),
         }
         Ok(out)
     }

@@ -323,6 +323,7 @@ impl Backend for FastCpuBackend {
         match activation {
             Activation::Silu => ops::silu_mul(&gate_up.data, intermediate, &mut out.data),
             Activation::GeluTanh => ops::gelu_tanh_mul(&gate_up.data, intermediate, &mut out.data),
+            Activation::Gelu => ops::gelu_erf_mul(&gate_up.data, intermediate, &mut out.data),
         }
         Ok(out)
     }
@@ -337,6 +338,7 @@ impl Backend for FastCpuBackend {
         match activation {
             Activation::Silu => ops::silu(&mut out.data),
             Activation::GeluTanh => ops::gelu_tanh(&mut out.data),
+            Activation::Gelu => ops::gelu_erf(&mut out.data),
         }
         Ok(out)
     }

@@ -23,16 +23,17 @@ pub fn load<B: Backend>(
      -> Result<B::Linear, EngineError> {
         backend.load_linear(&linear_source(artifact, name, rows, cols, bias)?)
     };
-    // Phi puts a bias on every projection; elsewhere o_proj's is optional
-    // (Qwen3's `attention_bias`) and the rest have none.
+    // Phi and GPT-NeoX put a bias on every layer projection; elsewhere
+    // o_proj's is optional (Qwen3's `attention_bias`) and the rest have none.
     let (o_bias, dense_bias) = match spec.dense_bias {
         true => (Bias::Required, Bias::Required),
         false => (Bias::IfPresent, Bias::None),
     };
+    let head_bias = if spec.lm_head_bias { Bias::Required } else { Bias::None };
     let embed = linear(backend, names.embed.clone(), spec.vocab_size, h, Bias::None)?;
     let lm_head = match spec.tie_word_embeddings {
         true => None,
-        false => Some(linear(backend, names.lm_head.clone(), spec.vocab_size, h, dense_bias)?),
+        false => Some(linear(backend, names.lm_head.clone(), spec.vocab_size, h, head_bias)?),
     };
     if !spec.gated_mlp && !i.is_multiple_of(32) {
         // The gated MLP's zero-padding (`pad_intermediate`) has no bias to pad.
@@ -110,8 +111,10 @@ pub fn load<B: Backend>(
             )),
             false => None,
         };
-        // A parallel block has one norm, before attention; its MLP reads it.
-        let mlp_normed = spec.norms.before() && spec.norms != NormPlacement::Parallel;
+        // Phi's parallel block has one norm, before attention, and its MLP
+        // reads it; GPT-NeoX's names a second one for the MLP.
+        let mlp_normed = spec.norms.before()
+            && (spec.norms != NormPlacement::Parallel || !names.mlp_norm.is_empty());
         let mut norm = |name: &String, present: bool, suffix: &str| match present {
             true => vector(names.layer(l, name), suffix, h).map(Some),
             false => Ok(None),

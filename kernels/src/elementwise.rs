@@ -1,7 +1,7 @@
 //! Elementwise ops on f32 activations (`shaders/elementwise.wgsl`): the residual
 //! add `a += b`, the gated activations of the MLP, `act(gate) · up` over
 //! MLC's fused `[gate | up]` rows, the plain ones `act(x)` of a non-gated MLP
-//! (Phi), and Gemma-2's logit soft-capping.
+//! (Phi, GPT-NeoX), and Gemma-2's logit soft-capping.
 
 use crate::buffers::{
     self, WORKGROUP_SIZE, bind_group, check_buffer, check_dimension, check_distinct, params_buffer,
@@ -20,6 +20,8 @@ pub enum Activation {
     Silu,
     /// GeGLU with the tanh approximation of GELU (Gemma, `gelu_pytorch_tanh`).
     GeluTanh,
+    /// The exact, erf-based GELU (GPT-NeoX's plain MLP: MLC's `op.gelu`).
+    Gelu,
 }
 
 /// The elementwise kernels (one shader, one pipeline per op).
@@ -30,12 +32,14 @@ pub struct Elementwise {
     gelu_tanh_mul: wgpu::ComputePipeline,
     silu_plain: wgpu::ComputePipeline,
     gelu_tanh_plain: wgpu::ComputePipeline,
+    gelu_mul: wgpu::ComputePipeline,
+    gelu_plain: wgpu::ComputePipeline,
     softcap: wgpu::ComputePipeline,
     max_binding: u64,
 }
 
 impl Elementwise {
-    /// Compiles the six ops. They need no optional feature: each is a pure
+    /// Compiles the eight ops. They need no optional feature: each is a pure
     /// stream of loads and stores, so there is no fast path to choose.
     pub fn new(ctx: &GpuContext) -> Result<Elementwise, KernelError> {
         use Binding::{ReadOnly, ReadWrite, Uniform};
@@ -47,6 +51,8 @@ impl Elementwise {
             "gelu_tanh_mul",
             "silu_plain",
             "gelu_tanh_plain",
+            "gelu_mul",
+            "gelu_plain",
             "softcap",
         ];
         let mut pipelines = ctx
@@ -65,6 +71,8 @@ impl Elementwise {
             gelu_tanh_mul: next(),
             silu_plain: next(),
             gelu_tanh_plain: next(),
+            gelu_mul: next(),
+            gelu_plain: next(),
             softcap: next(),
             layout,
             max_binding: buffers::max_binding(ctx),
@@ -84,7 +92,7 @@ pub enum ElementwiseOp {
     /// `[gate | up]` of `2 · width`, output rows of `width`.
     Gated(Activation),
     /// `out = act(input)` over `[rows, width]` values: the activation of a
-    /// non-gated MLP (Phi's `fc1 → gelu_new → fc2`).
+    /// non-gated MLP (Phi's `fc1 → gelu_new → fc2`, GPT-NeoX's `gelu`).
     Plain(Activation),
 }
 
@@ -141,6 +149,8 @@ impl Kernel for Elementwise {
             ElementwiseOp::Plain(Activation::GeluTanh) => {
                 ("activation", &self.gelu_tanh_plain, 1, 0.0)
             }
+            ElementwiseOp::Gated(Activation::Gelu) => ("gated activation", &self.gelu_mul, 2, 0.0),
+            ElementwiseOp::Plain(Activation::Gelu) => ("activation", &self.gelu_plain, 1, 0.0),
         };
         let rows = check_dimension(&format!("{what}: max_rows"), max_rows as u64)? as u64;
         let width = check_dimension(&format!("{what}: width"), width as u64)?;

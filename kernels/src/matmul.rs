@@ -347,6 +347,7 @@ impl MatmulInput<'_> {
             MatmulInput::Normed { .. } => NORMED_INPUT,
             MatmulInput::Gated(Activation::Silu) => 2,
             MatmulInput::Gated(Activation::GeluTanh) => 3,
+            MatmulInput::Gated(Activation::Gelu) => 4,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `Elementwise` against `cpu::{add_in_place, silu_mul, gelu_tanh_mul, silu, gelu_tanh, softcap}`
+//! `Elementwise` against `cpu::{add_in_place, silu_mul, gelu_tanh_mul, gelu_erf_mul, silu, gelu_tanh,
+//! gelu_erf, softcap}`
 //! on both paths, including large gate values, the 2-D grid and errors.
 
 mod common;
@@ -75,6 +76,9 @@ fn check_gated(
         Activation::GeluTanh => {
             cpu::gelu_tanh_mul(&gate_up[..rows * 2 * width], width, &mut want[..rows * width])
         }
+        Activation::Gelu => {
+            cpu::gelu_erf_mul(&gate_up[..rows * 2 * width], width, &mut want[..rows * width])
+        }
     }
     let (input, out) = (upload(ctx, &gate_up), upload(ctx, &init));
     let mut bound =
@@ -107,6 +111,7 @@ fn check_plain(
     match act {
         Activation::Silu => cpu::silu(&mut want[..rows * width]),
         Activation::GeluTanh => cpu::gelu_tanh(&mut want[..rows * width]),
+        Activation::Gelu => cpu::gelu_erf(&mut want[..rows * width]),
     }
     let (input_buffer, out) = (upload(ctx, &input), upload(ctx, &init));
     let op = ElementwiseOp::Plain(act);
@@ -182,11 +187,11 @@ fn residual_add_gated_and_plain_activations_match_the_cpu() {
         let mut rng = rng(31);
         for (rows, width) in [(1, 896), (7, 4864), (33, 100), (2, 3)] {
             check_add(path, ctx, &kernel, &mut rng, rows, width);
-            check_gated(path, ctx, &kernel, &mut rng, Activation::Silu, rows, width);
-            check_gated(path, ctx, &kernel, &mut rng, Activation::GeluTanh, rows, width);
-            if width >= 4 {
-                check_plain(path, ctx, &kernel, &mut rng, Activation::Silu, rows, width);
-                check_plain(path, ctx, &kernel, &mut rng, Activation::GeluTanh, rows, width);
+            for act in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+                check_gated(path, ctx, &kernel, &mut rng, act, rows, width);
+                if width >= 4 {
+                    check_plain(path, ctx, &kernel, &mut rng, act, rows, width);
+                }
             }
         }
     }
@@ -241,12 +246,14 @@ fn random_shapes_match_the_cpu_reference() {
     for i in 0..cases {
         let rows = if draw.random_bool(0.3) { 1 } else { draw.random_range(2..=40) };
         let width = draw.random_range(1..=5000);
-        let op = match draw.random_range(0..6) {
+        let op = match draw.random_range(0..8) {
             0 => ElementwiseOp::Add,
             1 => ElementwiseOp::Gated(Activation::Silu),
             2 => ElementwiseOp::Gated(Activation::GeluTanh),
             3 => ElementwiseOp::Plain(Activation::Silu),
             4 => ElementwiseOp::Plain(Activation::GeluTanh),
+            5 => ElementwiseOp::Gated(Activation::Gelu),
+            6 => ElementwiseOp::Plain(Activation::Gelu),
             _ => ElementwiseOp::Softcap(draw.random_range(0.5..50.0)),
         };
         shout(&format!("case {i}: {op:?}, {rows} rows of {width}"));

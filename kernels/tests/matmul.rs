@@ -502,6 +502,7 @@ fn check_gated(
     match activation {
         Activation::Silu => cpu::silu_mul(&gate_up, k, &mut activated),
         Activation::GeluTanh => cpu::gelu_tanh_mul(&gate_up, k, &mut activated),
+        Activation::Gelu => cpu::gelu_erf_mul(&gate_up, k, &mut activated),
     }
     let (bias_bytes, bias) = encode(&random_vec(rng, n, 0.5), format.dtype());
     let residual = random_vec(rng, n, 1.0);
@@ -536,7 +537,7 @@ fn fused_decode_inputs_match_the_separate_ops() {
             for (n, k) in [(1152, 896), (9728, 128)] {
                 check_normed(path, ctx, &kernel, &mut rng, n, k);
             }
-            for activation in [Activation::Silu, Activation::GeluTanh] {
+            for activation in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
                 check_gated(path, ctx, &kernel, &mut rng, activation, 896, 4864);
             }
         }
@@ -558,7 +559,8 @@ fn random_fused_decode_inputs_match_the_separate_ops() {
         };
         let k = 32 * draw.random_range(1..=40);
         let input =
-            [None, Some(Activation::Silu), Some(Activation::GeluTanh)][draw.random_range(0..3)];
+            [None, Some(Activation::Silu), Some(Activation::GeluTanh), Some(Activation::Gelu)]
+                [draw.random_range(0..4)];
         shout(&format!(
             "case {i}: {format:?} {n}x{k}, input {}",
             input.map_or("normed".into(), |a| format!("{a:?} gated"))

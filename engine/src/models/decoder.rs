@@ -5,8 +5,9 @@
 //! for each layer:
 //!     h = h + post_norm?(o_proj(attention(rope(qk_norm?(qkv(pre_norm?(h)))))))
 //!     h = h + post_norm?(down(act(gate) · up)(pre_norm?(h)))
-//! or, for a parallel block (Phi), with n = norm(h):
-//!     h = h + o_proj(attention(rope(qkv(n)))) + down(act(up(n)))
+//! or, for a parallel block (Phi, GPT-NeoX), with n = norm(h) and
+//! m = mlp_norm(h) (GPT-NeoX) or n (Phi):
+//!     h = h + o_proj(attention(rope(qkv(n)))) + down(act(up(m)))
 //! logits = lm_head(final_norm(h))
 //! logits = tanh(logits / cap) · cap                     (Gemma-2's soft-capping)
 //! ```
@@ -15,10 +16,10 @@
 //! branch (most families), around it (Gemma 2 and 3's sandwich) or after it
 //! (OLMo-2). Without a norm after it, the branch is added straight into the
 //! residual stream. The norms are RMSNorms, or LayerNorms with a bias for
-//! StableLM and Phi ([`ModelSpec::layer_norm`]); a LayerNorm runs on its own
-//! before a plain product, an RMSNorm may be fused into it. The MLP is gated
-//! (`act(gate) · up` of one fused projection) or, for Phi, plain
-//! (`act(up)`, [`ModelSpec::gated_mlp`]).
+//! StableLM, Phi and GPT-NeoX ([`ModelSpec::layer_norm`]); a LayerNorm runs on
+//! its own before a plain product, an RMSNorm may be fused into it. The MLP is
+//! gated (`act(gate) · up` of one fused projection) or, for Phi and GPT-NeoX,
+//! plain (`act(up)`, [`ModelSpec::gated_mlp`]).
 
 use super::{ModelSpec, NormPlacement};
 use crate::EngineError;
@@ -96,7 +97,8 @@ pub fn forward<B: Backend>(
     }
 }
 
-/// Attention, then the MLP, each added to `h` (every family but Phi).
+/// Attention, then the MLP, each added to `h` (every family but Phi and
+/// GPT-NeoX with `use_parallel_residual`).
 fn sequential_block<B: Backend>(
     backend: &mut B,
     spec: &ModelSpec,
@@ -123,9 +125,9 @@ fn sequential_block<B: Backend>(
     }
 }
 
-/// Phi's parallel block: one norm of `h` feeds attention and the MLP, and
-/// both branches are added to `h` (MLC's `attn + mlp + residual`, summed here
-/// as `(h + attn) + mlp` in f32).
+/// A parallel block: attention and the MLP both read `h` (through one norm
+/// for Phi, through a norm each for GPT-NeoX), and both branches are added to
+/// `h` (MLC's `attn + mlp + residual`, summed here as `(h + attn) + mlp` in f32).
 fn parallel_block<B: Backend>(
     backend: &mut B,
     spec: &ModelSpec,
@@ -142,7 +144,14 @@ fn parallel_block<B: Backend>(
     };
     let qkv = backend.linear(&normed, &layer.qkv)?;
     let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
-    let up = backend.linear(&normed, &layer.gate_up)?;
+    // The MLP's input is taken before the attention is added to `h`.
+    let up = match &layer.mlp_norm {
+        Some(weight) => {
+            let bias = layer.mlp_norm_bias.as_ref();
+            pre_normed_linear(backend, h, Some((weight, bias)), eps, &layer.gate_up)?
+        }
+        None => backend.linear(&normed, &layer.gate_up)?,
+    };
     backend.linear_add(&attended, &layer.o_proj, h)?;
     mlp_add(backend, spec, &up, &layer.down, h)
 }

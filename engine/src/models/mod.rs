@@ -6,6 +6,7 @@ pub mod decoder;
 mod gemma;
 mod gemma2;
 mod gemma3;
+mod gpt_neox;
 mod llama;
 mod mistral;
 mod olmo2;
@@ -42,6 +43,7 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "stablelm",
     "phi",
     "phi-msft",
+    "gpt_neox",
 ];
 
 /// The decoder description of an artifact, or a clear error when its family is
@@ -61,6 +63,7 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "stablelm" => stablelm::spec(&fields),
         "phi" => phi::spec(&fields, false),
         "phi-msft" => phi::spec(&fields, true),
+        "gpt_neox" => gpt_neox::spec(&fields),
         other if crate::kind::EMBEDDING_FAMILIES.contains(&other) => {
             Err(EngineError::NotAChatModel { model_type: other.to_string() })
         }
@@ -135,9 +138,11 @@ impl ConfigFields<'_> {
         rope_theta: f32,
         names: ParamNames,
     ) -> Result<ModelSpec, EngineError> {
-        // StableLM's and Phi's norms are LayerNorms with their own epsilon key.
+        // StableLM's, Phi's and GPT-NeoX's norms are LayerNorms with their own epsilon key.
         let keys = match family {
-            "stablelm" | "phi" => CommonKeys { eps: "layer_norm_eps", ..CommonKeys::HF },
+            "stablelm" | "phi" | "gpt_neox" => {
+                CommonKeys { eps: "layer_norm_eps", ..CommonKeys::HF }
+            }
             _ => CommonKeys::HF,
         };
         self.common_keys(family, rope_theta, names, &keys)
@@ -181,6 +186,7 @@ impl ConfigFields<'_> {
             activation: Activation::Silu,
             gated_mlp: true,
             dense_bias: false,
+            lm_head_bias: false,
             tie_word_embeddings: self.optional("tie_word_embeddings")?.unwrap_or(false),
             qkv_bias: false,
             qk_norm: None,

@@ -56,6 +56,7 @@ pub(super) fn spec(fields: &ConfigFields<'_>, msft: bool) -> Result<ModelSpec, E
     spec.gated_mlp = false;
     spec.qkv_bias = true;
     spec.dense_bias = true;
+    spec.lm_head_bias = true;
     spec.tie_word_embeddings = false;
     Ok(spec)
 }

@@ -136,7 +136,8 @@ pub struct ModelSpec {
     pub vocab_size: usize,
     /// The norms' epsilon (`rms_norm_eps`, or StableLM's `layer_norm_eps`).
     pub rms_norm_eps: f32,
-    /// The layer and final norms are LayerNorms with a bias (StableLM, Phi), not RMSNorms.
+    /// The layer and final norms are LayerNorms with a bias (StableLM, Phi,
+    /// GPT-NeoX), not RMSNorms.
     pub layer_norm: bool,
     /// RoPE base.
     pub rope_theta: f32,
@@ -156,12 +157,15 @@ pub struct ModelSpec {
     /// The MLP's activation.
     pub activation: Activation,
     /// The MLP is gated, `down(act(gate) · up)` over a fused `[gate; up]`
-    /// projection (every family but Phi), rather than `down(act(up))`
-    /// (Phi's `fc2(gelu_new(fc1))`).
+    /// projection (every family but Phi and GPT-NeoX), rather than
+    /// `down(act(up))` (Phi's `fc2(gelu_new(fc1))`).
     pub gated_mlp: bool,
-    /// Every projection has a bias: attention output, both MLP projections
-    /// and `lm_head` (Phi; the QKV bias is [`ModelSpec::qkv_bias`]).
+    /// The attention output and both MLP projections have a bias (Phi,
+    /// GPT-NeoX; the QKV bias is [`ModelSpec::qkv_bias`], `lm_head`'s
+    /// [`ModelSpec::lm_head_bias`]).
     pub dense_bias: bool,
+    /// `lm_head` has a bias (Phi; GPT-NeoX's `embed_out` has none).
+    pub lm_head_bias: bool,
     /// Logits use the embedding table instead of `lm_head`.
     pub tie_word_embeddings: bool,
     /// The fused QKV projection has a bias (Qwen2).
@@ -191,8 +195,10 @@ pub enum NormPlacement {
     Sandwich,
     /// `x + norm(f(x))`: OLMo-2.
     Post,
-    /// `x + attention(norm(x)) + mlp(norm(x))`, one norm feeding both
-    /// branches (Phi's parallel block).
+    /// `x + attention(norm(x)) + mlp(norm'(x))`, both branches reading the
+    /// same `x`: one norm feeding both (Phi's parallel block), or a norm of
+    /// its own for the MLP when the family names `mlp_norm` (GPT-NeoX's
+    /// `use_parallel_residual`).
     Parallel,
 }
 

@@ -13,6 +13,12 @@ pub fn gelu_tanh_mul(gate_up: &[f32], intermediate: usize, out: &mut [f32]) {
     gated(gate_up, intermediate, out, gelu_tanh_of);
 }
 
+/// GeGLU with the exact, erf-based GELU: `gelu(gate) · up` (no family
+/// gates with it yet; the GPU kernels take every activation in both modes).
+pub fn gelu_erf_mul(gate_up: &[f32], intermediate: usize, out: &mut [f32]) {
+    gated(gate_up, intermediate, out, gelu_erf_of);
+}
+
 fn gated(gate_up: &[f32], intermediate: usize, out: &mut [f32], act: impl Fn(f32) -> f32) {
     assert_eq!(gate_up.len(), 2 * out.len(), "gated activation: input must be twice the output");
     for (pair, o) in gate_up.chunks(2 * intermediate).zip(out.chunks_mut(intermediate)) {
@@ -24,11 +30,10 @@ fn gated(gate_up: &[f32], intermediate: usize, out: &mut [f32], act: impl Fn(f32
 }
 
 /// GELU in its exact form, `x · Φ(x) = 0.5 · x · (1 + erf(x / √2))`, in place
-/// (BERT's `gelu`, which MLC computes without the tanh approximation).
+/// (BERT's `gelu` and GPT-NeoX's `op.gelu`, which MLC computes without the
+/// tanh approximation).
 pub fn gelu_erf(x: &mut [f32]) {
-    for v in x {
-        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
-    }
+    x.iter_mut().for_each(|v| *v = gelu_erf_of(*v));
 }
 
 /// The tanh approximation of GELU, in place (`gelu_new`).
@@ -61,6 +66,10 @@ pub fn erf(x: f32) -> f32 {
 
 fn silu_of(g: f32) -> f32 {
     g / (1.0 + (-g).exp())
+}
+
+fn gelu_erf_of(g: f32) -> f32 {
+    0.5 * g * (1.0 + erf(g * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 fn gelu_tanh_of(g: f32) -> f32 {

@@ -15,7 +15,8 @@ mod rope;
 mod sampling;
 
 pub use activation::{
-    add_in_place, erf, gelu_erf, gelu_tanh, gelu_tanh_mul, relu, silu, silu_mul, softcap,
+    add_in_place, erf, gelu_erf, gelu_erf_mul, gelu_tanh, gelu_tanh_mul, relu, silu, silu_mul,
+    softcap,
 };
 pub use attention::{KvLayout, bidirectional_attention, causal_attention};
 pub use embed::embed;

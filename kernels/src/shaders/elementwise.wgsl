@@ -82,6 +82,27 @@ fn gelu_tanh_plain(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 @compute @workgroup_size(256)
+fn gelu_mul(@builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) groups: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, groups, lid);
+    if i < params.rows * params.width {
+        let pair = gate_and_up(i);
+        out[i] = gelu_erf(pair.x) * pair.y;
+    }
+}
+
+@compute @workgroup_size(256)
+fn gelu_plain(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, groups, lid);
+    if i < params.rows * params.width {
+        out[i] = gelu_erf(input[i]);
+    }
+}
+
+@compute @workgroup_size(256)
 fn softcap(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(num_workgroups) groups: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {

@@ -34,6 +34,7 @@ const PLAIN: u32 = 0u;       // x[0, :] as stored
 const NORMED: u32 = 1u;      // rms_norm(x[0, :]) · norm_weight
 const SILU_GATED: u32 = 2u;  // silu(gate) · up, x[0, :] being a fused [gate; up] row of 2K values
 const GELU_GATED: u32 = 3u;  // gelu_tanh(gate) · up, likewise
+const GELU_ERF_GATED: u32 = 4u;  // gelu_erf(gate) · up, likewise
 override INPUT: u32 = PLAIN;
 
 fn workgroup_index(id: vec3<u32>, count: vec3<u32>) -> u32 {
@@ -120,11 +121,14 @@ fn input4(j: u32) -> vec4<f32> {
     if INPUT == NORMED {
         return x[j] * inverse_rms * norm_weight4(j);
     }
-    if INPUT == SILU_GATED || INPUT == GELU_GATED {
+    if INPUT == SILU_GATED || INPUT == GELU_GATED || INPUT == GELU_ERF_GATED {
         let gate = x[j];
         let up = x[params.k / 4u + j];
         if INPUT == SILU_GATED {
             return vec4<f32>(silu(gate.x), silu(gate.y), silu(gate.z), silu(gate.w)) * up;
+        }
+        if INPUT == GELU_ERF_GATED {
+            return vec4<f32>(gelu_erf(gate.x), gelu_erf(gate.y), gelu_erf(gate.z), gelu_erf(gate.w)) * up;
         }
         return vec4<f32>(gelu_tanh(gate.x), gelu_tanh(gate.y), gelu_tanh(gate.z), gelu_tanh(gate.w)) * up;
     }
