@@ -5,7 +5,9 @@
 //   node scripts/bench-llama-cpp.mjs GGUF THREADS [PROMPT_TOKENS=64] [GEN_TOKENS=64]
 //
 // Prints one JSON line: time to first token after a random prompt (prompt evaluation and the first
-// greedy token), and decode tok/s over the tokens after the first, as `bench` measures them.
+// greedy token), and decode tok/s over the tokens after the first, as `bench` measures them; also
+// the prompt and the greedy tokens, so that `mlc-wgpu generate --greedy --tokens PROMPT` can show
+// that both engines run the same model (scripts/mlc-to-gguf.py).
 import { getLlama } from "node-llama-cpp";
 
 const [gguf, threadsArg, promptArg = "64", genArg = "64"] = process.argv.slice(2);
@@ -31,11 +33,11 @@ const prompt = Array.from({ length: promptTokens }, () => {
 
 const started = performance.now();
 let first = null;
-let generated = 0;
-for await (const _token of sequence.evaluate(prompt, { temperature: 0 })) {
+const tokens = [];
+for await (const token of sequence.evaluate(prompt, { temperature: 0 })) {
   if (first === null) first = performance.now();
-  generated += 1;
-  if (generated >= genTokens) break;
+  tokens.push(token);
+  if (tokens.length >= genTokens) break;
 }
 const ended = performance.now();
 console.log(
@@ -45,8 +47,10 @@ console.log(
     threads,
     prompt_tokens: promptTokens,
     ttft_s: (first - started) / 1000,
-    gen_tokens: generated,
-    decode_tok_s: (generated - 1) / ((ended - first) / 1000),
+    gen_tokens: tokens.length,
+    decode_tok_s: (tokens.length - 1) / ((ended - first) / 1000),
+    prompt,
+    tokens,
   }),
 );
 await context.dispose();
