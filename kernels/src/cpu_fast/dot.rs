@@ -6,9 +6,9 @@
 //! `(c − 7)·a` over weights `2m, 2m + 1, 16 + 2m, 17 + 2m` (what AVX2's
 //! `vpmaddwd` on the low and high nibbles yields); each lane accumulates
 //! `acc[m] += (w.scale · a.scale) · lane` with separate multiply and add (no
-//! FMA), and the result is `((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5)
-//! + (acc3 + acc7))`; a token's result does not depend on how many tokens
-//! share the call. A decode step's product ([`dot_rows_q4_q16`]: one token
+//! FMA), and the result is
+//! `((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))`; a
+//! token's result does not depend on how many tokens share the call. A decode step's product ([`dot_rows_q4_q16`]: one token
 //! against many weight rows) adds each block's whole exact sum, scaled, to
 //! one accumulator. A SIMD kernel is tested against the scalar one of its
 //! order for exact equality.
