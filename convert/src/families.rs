@@ -621,6 +621,34 @@ fn context_from_kwargs(
     }
 }
 
+/// `hidden_size`, `num_attention_heads` (which must be positive) and
+/// `head_dim`, defaulted to hidden / heads where it is missing or 0.
+fn heads_and_head_dim(config: &mut Map<String, Value>) -> Result<(i64, i64, i64), ConvertError> {
+    let hidden = int(config, "hidden_size")?;
+    let heads = int(config, "num_attention_heads")?;
+    if heads <= 0 {
+        return Err(config_error(format!("num_attention_heads must be positive, got {heads}")));
+    }
+    if int(config, "head_dim")? == 0 {
+        config.insert("head_dim".into(), json!(hidden.div_euclid(heads)));
+    }
+    Ok((hidden, heads, int(config, "head_dim")?))
+}
+
+/// The `assert head_dim * num_attention_heads == hidden_size` of MLC's
+/// configs that split the hidden state evenly over the heads.
+fn heads_divide_hidden(
+    family: &str,
+    (hidden, heads, head_dim): (i64, i64, i64),
+) -> Result<(), ConvertError> {
+    match head_dim * heads == hidden {
+        true => Ok(()),
+        false => Err(config_error(format!(
+            "{family} needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
+        ))),
+    }
+}
+
 /// `num_key_value_heads` (0 → heads) and `head_dim` (0 → hidden / heads)
 /// defaults, and the GQA divisibility MLC asserts. Returns `(hidden, heads, head_dim)`.
 fn default_heads(config: &mut Map<String, Value>) -> Result<(i64, i64, i64), ConvertError> {
@@ -657,19 +685,7 @@ fn bert_post_init(
         config.insert("intermediate_size".into(), json!(4 * hidden));
     }
     context_from_kwargs(config, kwargs)?;
-    let heads = int(config, "num_attention_heads")?;
-    if heads <= 0 {
-        return Err(config_error(format!("num_attention_heads must be positive, got {heads}")));
-    }
-    if int(config, "head_dim")? == 0 {
-        config.insert("head_dim".into(), json!(hidden.div_euclid(heads)));
-    }
-    let head_dim = int(config, "head_dim")?;
-    if head_dim * heads != hidden {
-        return Err(config_error(format!(
-            "bert needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
-        )));
-    }
+    heads_divide_hidden("bert", heads_and_head_dim(config)?)?;
     let context = config["context_window_size"].clone();
     let prefill = int(config, "prefill_chunk_size")?;
     if prefill == 0 || prefill > int(config, "context_window_size")? {
@@ -719,12 +735,7 @@ fn stablelm_post_init(
         }
     }
     context_from_kwargs(config, kwargs)?;
-    let (hidden, heads, head_dim) = default_heads(config)?;
-    if head_dim * heads != hidden {
-        return Err(config_error(format!(
-            "stablelm needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
-        )));
-    }
+    heads_divide_hidden("stablelm", default_heads(config)?)?;
     cap_prefill(config)
 }
 
@@ -752,12 +763,7 @@ fn phi_post_init(
     if config["intermediate_size"].is_null() || int(config, "intermediate_size")? == 0 {
         config.insert("intermediate_size".into(), json!(4 * hidden));
     }
-    let (hidden, heads, head_dim) = default_heads(config)?;
-    if head_dim * heads != hidden {
-        return Err(config_error(format!(
-            "phi needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
-        )));
-    }
+    heads_divide_hidden("phi", default_heads(config)?)?;
     Ok(())
 }
 
@@ -786,20 +792,7 @@ fn gpt_neox_post_init(
     }
     context_from_kwargs(config, kwargs)?;
     take_rope_theta(config, kwargs);
-    let hidden = int(config, "hidden_size")?;
-    let heads = int(config, "num_attention_heads")?;
-    if heads <= 0 {
-        return Err(config_error(format!("num_attention_heads must be positive, got {heads}")));
-    }
-    if int(config, "head_dim")? == 0 {
-        config.insert("head_dim".into(), json!(hidden.div_euclid(heads)));
-    }
-    let head_dim = int(config, "head_dim")?;
-    if head_dim * heads != hidden {
-        return Err(config_error(format!(
-            "gpt_neox needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
-        )));
-    }
+    heads_divide_hidden("gpt_neox", heads_and_head_dim(config)?)?;
     cap_prefill(config)
 }
 
@@ -880,12 +873,7 @@ fn phi3_post_init(
         config.insert("context_window_size".into(), config["max_position_embeddings"].clone());
     }
     cap_prefill(config)?;
-    let (hidden, heads, head_dim) = default_heads(config)?;
-    if head_dim * heads != hidden {
-        return Err(config_error(format!(
-            "phi3 needs head_dim × num_attention_heads = hidden_size, got {head_dim} × {heads} ≠ {hidden}"
-        )));
-    }
+    heads_divide_hidden("phi3", default_heads(config)?)?;
     Ok(())
 }
 
