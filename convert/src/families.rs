@@ -1993,6 +1993,13 @@ mod tests {
         unbiased["attention_bias"] = json!(false);
         let error = Family::GptNeox.model_config(&unbiased, &overrides()).unwrap_err();
         assert!(error.to_string().contains("attention_bias"), "{error}");
+        for (family, model_type) in [(Family::GptNeox, "gpt_neox"), (Family::Bert, "bert")] {
+            let mut uneven = hf.clone();
+            uneven["model_type"] = json!(model_type);
+            uneven["head_dim"] = json!(64);
+            let error = family.model_config(&uneven, &overrides()).unwrap_err();
+            assert!(error.to_string().contains("64 × 32 ≠ 2560"), "{model_type}: {error}");
+        }
         // Two heads of two values: [q0 k0 v0 q1 k1 v1] → [q0 q1 k0 k1 v0 v1].
         let interleaved = [0., 1., 10., 11., 20., 21., 2., 3., 12., 13., 22., 23.];
         let ordered = deinterleave_qkv(&interleaved, 2);
