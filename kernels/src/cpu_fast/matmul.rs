@@ -28,12 +28,11 @@ const MIN_PREFILL_TOKENS: usize = 4;
 
 /// `out[t, n] = Σ_k x[t, k] · W[n, k]` for the `m` quantized rows of `x`
 /// (`m · w.blocks_per_row()` blocks). Tasks own disjoint weight rows; for
-/// `m` of at least [`MIN_PREFILL_TOKENS`] they write a transposed `[n, m]`
-/// result into `scratch`, which is
-/// then transposed into `out` (on AVX2 the rows of `x` are first laid out
-/// once for the kernel, [`Q16Tokens`], in `scratch` too). Every `m` computes
-/// the same order ([`super::dot_rows_q4_q16`]'s): a token's results do not
-/// depend on the tokens beside it.
+/// `m` of at least four they write a transposed `[n, m]` result into
+/// `scratch`, which is then transposed into `out` (on AVX2 the rows of `x`
+/// are first laid out once for the kernel, [`Q16Tokens`], in `scratch` too).
+/// Every `m` computes the same order ([`super::dot_rows_q4_q16`]'s): a
+/// token's results do not depend on the tokens beside it.
 pub fn matmul_q4_q16(
     x: &[Q16Block],
     m: usize,
