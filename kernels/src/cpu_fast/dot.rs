@@ -73,8 +73,11 @@ pub fn dot_q4_q16_with(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
         }
         #[cfg(target_arch = "x86_64")]
         DotKernel::Avx2 => {
+            if out.is_empty() {
+                return;
+            }
             let mut tokens = Q16Tokens::default();
-            tokens.gather(a, w.len());
+            tokens.gather(a, out.len());
             dot_q4_q16_tokens(w, &tokens, out);
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -157,9 +160,9 @@ pub struct Q16Tokens {
 
 #[cfg(target_arch = "x86_64")]
 impl Q16Tokens {
-    /// Lays out the rows of `a` (each `blocks` blocks).
-    pub fn gather(&mut self, a: &[Q16Block], blocks: usize) {
-        let tokens = a.len() / blocks.max(1);
+    /// Lays out the `tokens` rows of `a` (each `a.len() / tokens` blocks).
+    pub fn gather(&mut self, a: &[Q16Block], tokens: usize) {
+        let blocks = a.len() / tokens.max(1);
         self.tokens = tokens;
         self.blocks = blocks;
         self.groups.clear();
@@ -485,6 +488,10 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
         let (m, blocks) = (tokens.tokens, tokens.blocks);
+        // Rows of no blocks: no pass would write the (empty) sums.
+        if blocks == 0 {
+            return out.fill(0.0);
+        }
         // SAFETY: AVX2 is enabled for this function; each call gets a row's
         // blocks and the group's, as many; `lanes` holds eight floats.
         unsafe {
@@ -796,15 +803,15 @@ mod tests {
         }
     }
 
-    /// The AVX2 product of 1 to 5 weight rows and 1 to 19 tokens gathered
-    /// once (groups of eight and their padding; 35 blocks make two of the
-    /// kernel's 32-block passes, the second resumed from the results of the
-    /// first): bit-equal to the
-    /// scalar kernel, results stored per weight row.
+    /// The AVX2 product of 1 to 5 weight rows (of 0 to 35 blocks) and 1 to
+    /// 19 tokens gathered once (groups of eight and their padding; 35 blocks
+    /// make two of the kernel's 32-block passes, the second resumed from the
+    /// results of the first): bit-equal to the scalar kernel, results stored
+    /// per weight row, every one written.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn gathered_tokens_against_weight_rows_equal_the_scalar_kernel() {
-        for len in [1, 3, 35] {
+        for len in [0, 1, 3, 35] {
             for count in 1..=5 {
                 for m in 1..=19 {
                     let seed = (count * 19 + m) as u32 * 7 + len as u32;
@@ -813,9 +820,9 @@ mod tests {
                     let a: Vec<Q16Block> =
                         (0..m).flat_map(|t| rows(len, seed + 100 + t as u32).1).collect();
                     let mut tokens = Q16Tokens::default();
-                    tokens.gather(&a, len);
+                    tokens.gather(&a, m);
                     assert_eq!(tokens.len(), m);
-                    let mut got = vec![0.0f32; count * m];
+                    let mut got = vec![f32::NAN; count * m];
                     dot_q4_q16_tokens(&w, &tokens, &mut got);
                     for (i, y) in got.iter().enumerate() {
                         let (n, t) = (i / m, i % m);

@@ -63,7 +63,7 @@ pub fn matmul_q4_q16(
     transposed.resize(n * m, 0.0);
     #[cfg(target_arch = "x86_64")]
     if kernel == DotKernel::Avx2 {
-        scratch.tokens.gather(x, blocks);
+        scratch.tokens.gather(x, m);
         let tokens = &scratch.tokens;
         for_each_chunk(transposed, ROWS_PER_TASK * m, |c, chunk| {
             let first = c * ROWS_PER_TASK * blocks;
