@@ -6,11 +6,13 @@
 //! [`Q4Block`]s (32 codes and their scale side by side, in the order the SIMD
 //! kernel reads them); each activation row is quantized per 32 values to
 //! integers with one f32 scale ([`Q16Block`]: llama.cpp's Q8_0 scheme with 16
-//! bits, see there why); the products are integer dot products
-//! ([`dot_q4_q16`]: AVX2, AVX-512 VNNI or wasm `simd128` where available, a
-//! portable scalar loop otherwise; [`dot_rows_q4_q16`] for a decode step's
-//! one token against many weight rows), scaled once per block. Rows of a product are spread over
-//! rayon's pool natively ([`matmul_q4_q16`]); the attention computes each
+//! bits, see there why); the products are integer dot products summed per
+//! whole block, scaled once per block, in one order for a prefill's tokens
+//! ([`dot_q4_q16_with`]; [`dot_q4_q16_tokens`] on tokens laid out once) and a
+//! decode step's one token against many weight rows ([`dot_rows_q4_q16`]):
+//! AVX2 or wasm `simd128` where available, a portable scalar loop otherwise.
+//! Rows of a product are spread over rayon's pool natively
+//! ([`matmul_q4_q16`]); the attention computes each
 //! GQA group's scores into a per-thread buffer, then the softmax and the
 //! weighted sum of values, in vectorized loops ([`attention`]).
 //!
@@ -27,7 +29,7 @@ pub use attention::{AttentionKernel, attention, attention_with};
 pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
 pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with, dot_rows_q4_q16};
 #[cfg(target_arch = "x86_64")]
-pub use dot::{Q16Pair, dot_q4_q16_pairs, pair_rows};
+pub use dot::{Q16Tokens, dot_q4_q16_tokens};
 pub use matmul::{MatmulScratch, matmul_q4_q16};
 
 /// Threads the products run on: rayon's pool (`RAYON_NUM_THREADS`, else one
