@@ -11,11 +11,13 @@
 //! multiplies W with the RMSNorm of x or the gated activation of a `[gate; up]`
 //! row, computed inside the kernel: a decode step is bound by its dispatch
 //! count, and this removes the norm and activation dispatches (see
-//! docs/performance.md).
+//! docs/performance.md). [`MatmulInput::AttentionChunks`] likewise takes the
+//! decode attention's per-chunk results and combines them itself.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::attention::{AttentionScratch, DecodeChunks};
 use crate::buffers::{
     self, BINDING_ALIGNMENT, FloatFormat, bind_group, check_buffer, check_dimension,
     check_distinct, params_buffer, placeholder, range, split_rows,
@@ -49,6 +51,9 @@ const WIDE_FROM_ROWS: u32 = 8192;
 /// 896 row pairs of down_proj (K = 4864) 56 workgroups that each walk all of
 /// K (23.7 µs; one team per workgroup: 16.6 µs).
 const LONG_K: u32 = 2048;
+/// Most inputs (K) of a [`MatmulInput::AttentionChunks`] product: the combined
+/// row is staged in workgroup memory (`STAGED_VEC4` vec4s in matmul.wgsl).
+pub const MAX_ATTENTION_CHUNKS_INPUTS: u32 = 2048;
 /// Threads per row set of the portable `matvec` (`TEAM` in matmul.wgsl).
 pub(crate) const TEAM: u32 = 32;
 /// Output rows and columns of a `matmul_tiled` block.
@@ -174,11 +179,22 @@ struct MatmulSchedule {
     k: u32,
     matvec_rows: [u32; 2],
     max_rows: u32,
+    /// The attention whose chunks an [`MatmulInput::AttentionChunks`] product combines.
+    attention_chunks: Option<DecodeChunks>,
 }
 
 impl Schedule for MatmulSchedule {
+    /// Only a product that combines the attention's chunks depends on the
+    /// position (their count grows with the context).
+    fn uses_position(&self) -> bool {
+        self.attention_chunks.is_some()
+    }
+
     fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
         words.push(check_rows("matmul", step, self.max_rows)?);
+        if let Some(chunks) = &self.attention_chunks {
+            words.push(chunks.left_at(step.start));
+        }
         Ok(())
     }
 
@@ -211,6 +227,43 @@ impl Schedule for MatmulSchedule {
             }
         }
     }
+}
+
+/// Checks that a product of `k` inputs can combine the chunks of `chunks` from `scratch`.
+fn check_attention_chunks(
+    k: u64,
+    scratch: &AttentionScratch,
+    chunks: &DecodeChunks,
+) -> Result<(), KernelError> {
+    let bad = |why: String| Err(KernelError::InvalidArguments(format!("matmul: {why}")));
+    if k != chunks.heads as u64 * chunks.head_dim as u64 {
+        return bad(format!(
+            "{k} inputs cannot be {} attention heads of {}",
+            chunks.heads, chunks.head_dim
+        ));
+    }
+    if k > MAX_ATTENTION_CHUNKS_INPUTS as u64 {
+        return bad(format!(
+            "{k} inputs; a product combining the attention's chunks takes at most {MAX_ATTENTION_CHUNKS_INPUTS}"
+        ));
+    }
+    if chunks.max_chunks as usize != scratch.max_chunks() {
+        return bad(format!(
+            "chunks laid out for {} slots per head, the scratch has {}",
+            chunks.max_chunks,
+            scratch.max_chunks()
+        ));
+    }
+    crate::context::require_size(
+        "matmul: attention chunk outputs",
+        scratch.chunk_outputs(),
+        k * chunks.max_chunks as u64 * 4,
+    )?;
+    crate::context::require_size(
+        "matmul: attention chunk statistics",
+        scratch.chunk_statistics(),
+        chunks.heads as u64 * chunks.max_chunks as u64 * 8,
+    )
 }
 
 /// Whether the partial sums of `rows` × `n` outputs split over K fit the shared
@@ -337,6 +390,16 @@ pub enum MatmulInput<'a> {
     /// `act(gate) · up` of x, a `[gate; up]` row of `2K` values (as
     /// [`crate::ElementwiseOp::Gated`]). Decode only (one row).
     Gated(Activation),
+    /// The output of the decode attention that ran just before with
+    /// [`crate::DecodeOutput::Chunks`]: each workgroup combines the chunks'
+    /// results from `scratch` (x is not read). K = heads · head_dim, at most
+    /// [`MAX_ATTENTION_CHUNKS_INPUTS`]. Decode only (one row).
+    AttentionChunks {
+        /// The attention's scratch.
+        scratch: &'a AttentionScratch,
+        /// How that attention splits its context ([`crate::Attention::decode_chunks`]).
+        chunks: DecodeChunks,
+    },
 }
 
 impl MatmulInput<'_> {
@@ -348,6 +411,7 @@ impl MatmulInput<'_> {
             MatmulInput::Gated(Activation::Silu) => 2,
             MatmulInput::Gated(Activation::GeluTanh) => 3,
             MatmulInput::Gated(Activation::Gelu) => 4,
+            MatmulInput::AttentionChunks { .. } => 5,
         }
     }
 }
@@ -355,7 +419,8 @@ impl MatmulInput<'_> {
 /// The buffers of one product.
 #[derive(Debug, Clone, Copy)]
 pub struct MatmulBuffers<'a> {
-    /// Input activations, f32 `[rows, K]` (`[1, 2K]` for a gated input).
+    /// Input activations, f32 `[rows, K]` (`[1, 2K]` for a gated input; not
+    /// read for [`MatmulInput::AttentionChunks`]).
     pub x: &'a wgpu::Buffer,
     /// How the product's input is made from x.
     pub input: MatmulInput<'a>,
@@ -618,8 +683,9 @@ impl Kernel for Matmul {
             MatmulInput::Gated(_) => 2 * k,
             _ => k,
         };
-        check_buffer("matmul: x", buffers.x, m * x_width * 4, self.max_binding)?;
-        let (norm_weight, eps) = match input {
+        // The input row (the chunks' outputs for AttentionChunks), the norm
+        // weight's binding (the chunks' statistics), eps and the chunk layout.
+        let (x, norm_weight, eps, attention_chunks) = match input {
             MatmulInput::Normed { weight, eps } => {
                 check_buffer(
                     "matmul: norm weight",
@@ -627,10 +693,17 @@ impl Kernel for Matmul {
                     self.format.dtype().bytes(k),
                     self.max_binding,
                 )?;
-                (Some(weight), eps)
+                (buffers.x, Some(weight), eps, None)
             }
-            _ => (None, 0.0),
+            MatmulInput::AttentionChunks { scratch, chunks } => {
+                check_attention_chunks(k, scratch, &chunks)?;
+                (scratch.chunk_outputs(), Some(scratch.chunk_statistics()), 0.0, Some(chunks))
+            }
+            _ => (buffers.x, None, 0.0, None),
         };
+        if attention_chunks.is_none() {
+            check_buffer("matmul: x", x, m * x_width * 4, self.max_binding)?;
+        }
         check_buffer("matmul: y", buffers.y, m * n * 4, self.max_binding)?;
         if let Some(bias) = buffers.bias {
             check_buffer("matmul: bias", bias, self.format.dtype().bytes(n), self.max_binding)?;
@@ -645,14 +718,7 @@ impl Kernel for Matmul {
         check_distinct(
             what,
             buffers.y,
-            &[
-                Some(buffers.x),
-                Some(weight.data),
-                weight.scales,
-                buffers.bias,
-                residual,
-                norm_weight,
-            ],
+            &[Some(x), Some(weight.data), weight.scales, buffers.bias, residual, norm_weight],
         )?;
         // Products of several rows may be split over K (see `split_fits`).
         let partials = match max_rows > 1 {
@@ -671,12 +737,15 @@ impl Kernel for Matmul {
                     "matmul params",
                     &[
                         max_rows,
+                        0,
                         count as u32,
                         k as u32,
                         first as u32,
                         n as u32,
                         epilogue,
                         eps.to_bits(),
+                        attention_chunks.map_or(0, |c| c.head_dim),
+                        attention_chunks.map_or(0, |c| c.max_chunks),
                     ],
                 );
                 let [data, scales] = weight.resources(first, count, &self.placeholder);
@@ -688,7 +757,7 @@ impl Kernel for Matmul {
                         params.as_entire_binding(),
                         data,
                         scales,
-                        buffers.x.as_entire_binding(),
+                        x.as_entire_binding(),
                         buffers.bias.unwrap_or(&self.placeholder).as_entire_binding(),
                         residual.unwrap_or(&self.placeholder).as_entire_binding(),
                         buffers.y.as_entire_binding(),
@@ -708,6 +777,7 @@ impl Kernel for Matmul {
                 self.program.matvec_rows(WIDE_ROWS_PER_THREAD),
             ],
             max_rows,
+            attention_chunks,
         };
         Ok(Bound::new(ctx, "matmul", bound_parts, schedule))
     }

@@ -110,9 +110,17 @@ fn sequential_block<B: Backend>(
     let eps = spec.rms_norm_eps;
     let attn_norm = layer.attn_norm.as_ref().map(|w| (w, layer.attn_norm_bias.as_ref()));
     let qkv = pre_normed_linear(backend, h, attn_norm, eps, &layer.qkv)?;
-    let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+    let qk_norm = layer.qk_norm.as_ref();
     let post = layer.post_norms.as_ref();
-    residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, h)?;
+    match post.map(|p| &p.0) {
+        None => {
+            backend.attention_linear_add(spec, index, &qkv, qk_norm, start, &layer.o_proj, h)?
+        }
+        Some(norm) => {
+            let attended = backend.attention(spec, index, &qkv, qk_norm, start)?;
+            residual_branch(backend, &attended, &layer.o_proj, Some(norm), eps, h)?;
+        }
+    }
 
     let mlp_norm = layer.mlp_norm.as_ref().map(|w| (w, layer.mlp_norm_bias.as_ref()));
     let gate_up = pre_normed_linear(backend, h, mlp_norm, eps, &layer.gate_up)?;
@@ -143,7 +151,6 @@ fn parallel_block<B: Backend>(
         None => backend.rms_norm(h, weight, eps)?,
     };
     let qkv = backend.linear(&normed, &layer.qkv)?;
-    let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
     // The MLP's input is taken before the attention is added to `h`.
     let up = match &layer.mlp_norm {
         Some(weight) => {
@@ -152,7 +159,8 @@ fn parallel_block<B: Backend>(
         }
         None => backend.linear(&normed, &layer.gate_up)?,
     };
-    backend.linear_add(&attended, &layer.o_proj, h)?;
+    let qk_norm = layer.qk_norm.as_ref();
+    backend.attention_linear_add(spec, index, &qkv, qk_norm, start, &layer.o_proj, h)?;
     mlp_add(backend, spec, &up, &layer.down, h)
 }
 

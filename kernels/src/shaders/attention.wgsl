@@ -22,6 +22,10 @@
 // start. With several chunks each writes (m, l, acc) per query head and
 // `combine_chunks` (one workgroup per head) merges them:
 //  M = max_c m_c,  L = Σ_c exp(m_c − M)·l_c,  out = Σ_c exp(m_c − M)·acc_c / L.
+// With `chunks_out` every chunk writes (m, l, acc), even a lone one, and the
+// product after the attention merges them (matmul.wgsl, ATTENTION_CHUNKS);
+// when the wrapper still runs `combine_chunks` (too many chunks for that), it
+// writes its result as chunk 0, (0, 1, out), which the product takes as is.
 //
 // Each tile's keys and values are loaded into registers one tile ahead (the
 // loads overlap the previous tile's arithmetic), then copied into workgroup
@@ -60,7 +64,7 @@ struct Params {
     window: u32,           // sliding window in keys, 0: every earlier key
     append: u32,           // 1: decode from the unrotated projection row, appending its k and v
     rotary_dim: u32,       // append: dimensions rotated at the start of each head
-    _pad0: u32,
+    chunks_out: u32,       // 1: decode leaves (m, l, acc) per chunk for the next product to combine
     _pad1: u32,
     _pad2: u32,
 }
@@ -320,7 +324,7 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     workgroupBarrier();
 
     // out = acc / l, or this chunk's (m, l, acc) when decode has several chunks.
-    let partial = split && params.num_chunks > 1u;
+    let partial = split && (params.num_chunks > 1u || params.chunks_out != 0u);
     for (var a = 0u; a < ACC_VEC4; a++) {
         let e = lid + a * WG;
         if e < BLOCK_Q * D4 {
@@ -415,6 +419,14 @@ fn combine_chunks(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoca
         for (var g = 0u; g < GROUPS; g++) {
             total += combine_parts[g * D4 + lid];
         }
-        out[h * D4 + lid] = total / l_all;
+        // Every read of the chunks came before the barrier above.
+        if params.chunks_out != 0u {
+            partial_acc[base * D4 + lid] = total / l_all;
+            if lid == 0u {
+                partial_ml[base] = vec2<f32>(0.0, 1.0);
+            }
+        } else {
+            out[h * D4 + lid] = total / l_all;
+        }
     }
 }
