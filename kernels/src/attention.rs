@@ -81,22 +81,15 @@ pub enum DecodeOutput {
     Combined,
     /// Left in the scratch as per-chunk partial results, at most
     /// [`FOLDED_CHUNKS`] per head (a longer context's are combined into one),
-    /// for the product that follows to combine
+    /// with their count, for the product that follows to combine
     /// ([`crate::MatmulInput::AttentionChunks`]); `out` is not written.
     Chunks,
 }
 
-/// How a decode step splits one layer's context into chunks, and how many
-/// chunks per head a [`DecodeOutput::Chunks`] step leaves in the scratch: what
-/// a product combining them needs to know ([`Attention::decode_chunks`]).
+/// How a decode step splits one layer's context into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeChunks {
-    /// Query heads.
-    pub heads: u32,
-    /// Values per head.
-    pub head_dim: u32,
-    /// Chunk slots per head in the scratch.
-    pub max_chunks: u32,
+struct DecodeChunks {
+    max_chunks: u32,
     block_k: u32,
     min_chunk_len: u32,
     window: u32,
@@ -114,15 +107,6 @@ impl DecodeChunks {
             tiles.div_ceil(self.max_chunks).max(self.min_chunk_len.div_ceil(self.block_k));
         let chunk_len = tiles_per_chunk * self.block_k;
         (chunk_len, seen.div_ceil(chunk_len))
-    }
-
-    /// Chunks per head that a [`DecodeOutput::Chunks`] step at `start` leaves
-    /// in the scratch.
-    pub fn left_at(&self, start: u32) -> u32 {
-        match self.split(start).1 {
-            chunks if chunks <= FOLDED_CHUNKS => chunks,
-            _ => 1,
-        }
     }
 }
 
@@ -171,6 +155,7 @@ pub struct AttentionScratch {
     acc: wgpu::Buffer,
     max_sum: wgpu::Buffer,
     heads: usize,
+    head_dim: usize,
     max_chunks: usize,
 }
 
@@ -188,16 +173,19 @@ impl AttentionScratch {
                 "attention partial acc",
                 (heads * max_chunks * head_dim * 4) as u64,
             ),
-            max_sum: ctx
-                .empty_storage_buffer("attention partial max/sum", (heads * max_chunks * 8) as u64),
+            max_sum: ctx.empty_storage_buffer(
+                "attention partial max/sum",
+                ((heads * max_chunks + 1) * 8) as u64,
+            ),
             heads,
+            head_dim,
             max_chunks,
         }
     }
 
     /// Bytes [`AttentionScratch::new`] allocates for these sizes (a memory plan's figure).
     pub fn bytes(heads: usize, head_dim: usize, capacity: usize) -> u64 {
-        (heads * max_chunks(head_dim, capacity) * (head_dim * 4 + 8)) as u64
+        (heads * max_chunks(head_dim, capacity) * (head_dim * 4 + 8) + 8) as u64
     }
 }
 
@@ -248,9 +236,20 @@ impl AttentionScratch {
     }
 
     /// The chunks' running maximum and denominator `(m, l)`, f32 pairs
-    /// `[heads, max_chunks]`.
+    /// `[heads, max_chunks]`, then one more pair whose first value is the
+    /// count of chunks per head a [`DecodeOutput::Chunks`] step left.
     pub fn chunk_statistics(&self) -> &wgpu::Buffer {
         &self.max_sum
+    }
+
+    /// Query heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Values per head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
     }
 
     /// Chunk slots per head.
@@ -373,16 +372,9 @@ impl Attention {
         self.tiles
     }
 
-    /// How decode steps of a layer of `shape` split its context, with the
-    /// scratch's chunk slots.
-    pub fn decode_chunks(
-        &self,
-        shape: &AttentionShape,
-        scratch: &AttentionScratch,
-    ) -> DecodeChunks {
+    /// How decode steps of a layer of `shape` split its context.
+    fn decode_chunks(&self, shape: &AttentionShape, scratch: &AttentionScratch) -> DecodeChunks {
         DecodeChunks {
-            heads: shape.heads as u32,
-            head_dim: self.head_dim as u32,
             max_chunks: scratch.max_chunks as u32,
             block_k: self.tiles.block_k as u32,
             min_chunk_len: shape.min_chunk_len.max(1) as u32,
@@ -428,6 +420,12 @@ impl Kernel for Attention {
         }
         let scratch = buffers.scratch;
         let needed_chunks = max_chunks(head_dim, capacity);
+        if scratch.head_dim != head_dim {
+            return bad(format!(
+                "a scratch for heads of {}, the kernel's have {head_dim}",
+                scratch.head_dim
+            ));
+        }
         if scratch.heads < heads || scratch.max_chunks < needed_chunks {
             return bad(format!(
                 "scratch for {} heads × {} chunks, the shape needs {heads} × {needed_chunks}",
@@ -507,7 +505,10 @@ impl Kernel for Attention {
             window: window.map_or(0, |w| w.min(capacity)) as u32,
             append: matches!(buffers.q, Queries::Projected { .. }) as u32,
             rotary_dim: rotary_dim as u32,
-            chunks_out: (decode_output == DecodeOutput::Chunks) as u32,
+            chunks_out: match decode_output {
+                DecodeOutput::Combined => 0,
+                DecodeOutput::Chunks => FOLDED_CHUNKS,
+            },
             _pad: [0; 2],
         };
         let params_buffer = ctx.uniform_buffer("attention params", &params);
@@ -622,11 +623,8 @@ impl Schedule for AttentionSchedule {
         let blocks_y = p.kv_heads * p.head_blocks;
         if p.split == 1 {
             dispatch(&self.decode, Workgroups::Grid(p.num_chunks, blocks_y));
-            let left = match p.chunks_out {
-                0 => 1,
-                _ => self.chunks.left_at(p.start),
-            };
-            if p.num_chunks > left {
+            // Combined unless a product takes the chunks (a few of them).
+            if p.num_chunks > 1 && (p.chunks_out == 0 || p.num_chunks > p.chunks_out) {
                 dispatch(&self.combine, Workgroups::Grid(p.heads, 1));
             }
         } else if let Some(coop) = &self.prefill_coop {

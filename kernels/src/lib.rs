@@ -21,8 +21,8 @@ pub mod rope;
 pub mod sampling;
 
 pub use attention::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, DecodeChunks, DecodeOutput,
-    FOLDED_CHUNKS, Queries,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, DecodeOutput, FOLDED_CHUNKS,
+    Queries,
 };
 pub use buffers::FloatFormat;
 pub use context::{Capabilities, ContextOptions, GpuContext};

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::attention::{AttentionScratch, DecodeChunks};
+use crate::attention::AttentionScratch;
 use crate::buffers::{
     self, BINDING_ALIGNMENT, FloatFormat, bind_group, check_buffer, check_dimension,
     check_distinct, params_buffer, placeholder, range, split_rows,
@@ -179,22 +179,11 @@ struct MatmulSchedule {
     k: u32,
     matvec_rows: [u32; 2],
     max_rows: u32,
-    /// The attention whose chunks an [`MatmulInput::AttentionChunks`] product combines.
-    attention_chunks: Option<DecodeChunks>,
 }
 
 impl Schedule for MatmulSchedule {
-    /// Only a product that combines the attention's chunks depends on the
-    /// position (their count grows with the context).
-    fn uses_position(&self) -> bool {
-        self.attention_chunks.is_some()
-    }
-
     fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
         words.push(check_rows("matmul", step, self.max_rows)?);
-        if let Some(chunks) = &self.attention_chunks {
-            words.push(chunks.left_at(step.start));
-        }
         Ok(())
     }
 
@@ -229,17 +218,14 @@ impl Schedule for MatmulSchedule {
     }
 }
 
-/// Checks that a product of `k` inputs can combine the chunks of `chunks` from `scratch`.
-fn check_attention_chunks(
-    k: u64,
-    scratch: &AttentionScratch,
-    chunks: &DecodeChunks,
-) -> Result<(), KernelError> {
+/// Checks that a product of `k` inputs can combine the attention chunks in `scratch`.
+fn check_attention_chunks(k: u64, scratch: &AttentionScratch) -> Result<(), KernelError> {
     let bad = |why: String| Err(KernelError::InvalidArguments(format!("matmul: {why}")));
-    if k != chunks.heads as u64 * chunks.head_dim as u64 {
+    let head_dim = scratch.head_dim() as u64;
+    if !k.is_multiple_of(head_dim) || k / head_dim > scratch.heads() as u64 {
         return bad(format!(
-            "{k} inputs cannot be {} attention heads of {}",
-            chunks.heads, chunks.head_dim
+            "{k} inputs are not whole attention heads of {head_dim} (the scratch holds {})",
+            scratch.heads()
         ));
     }
     if k > MAX_ATTENTION_CHUNKS_INPUTS as u64 {
@@ -247,23 +233,7 @@ fn check_attention_chunks(
             "{k} inputs; a product combining the attention's chunks takes at most {MAX_ATTENTION_CHUNKS_INPUTS}"
         ));
     }
-    if chunks.max_chunks as usize != scratch.max_chunks() {
-        return bad(format!(
-            "chunks laid out for {} slots per head, the scratch has {}",
-            chunks.max_chunks,
-            scratch.max_chunks()
-        ));
-    }
-    crate::context::require_size(
-        "matmul: attention chunk outputs",
-        scratch.chunk_outputs(),
-        k * chunks.max_chunks as u64 * 4,
-    )?;
-    crate::context::require_size(
-        "matmul: attention chunk statistics",
-        scratch.chunk_statistics(),
-        chunks.heads as u64 * chunks.max_chunks as u64 * 8,
-    )
+    Ok(())
 }
 
 /// Whether the partial sums of `rows` × `n` outputs split over K fit the shared
@@ -391,15 +361,10 @@ pub enum MatmulInput<'a> {
     /// [`crate::ElementwiseOp::Gated`]). Decode only (one row).
     Gated(Activation),
     /// The output of the decode attention that ran just before with
-    /// [`crate::DecodeOutput::Chunks`]: each workgroup combines the chunks'
-    /// results from `scratch` (x is not read). K = heads · head_dim, at most
-    /// [`MAX_ATTENTION_CHUNKS_INPUTS`]. Decode only (one row).
-    AttentionChunks {
-        /// The attention's scratch.
-        scratch: &'a AttentionScratch,
-        /// How that attention splits its context ([`crate::Attention::decode_chunks`]).
-        chunks: DecodeChunks,
-    },
+    /// [`crate::DecodeOutput::Chunks`] into this scratch: each workgroup
+    /// combines the chunks' results (x is not read). K = heads · head_dim, at
+    /// most [`MAX_ATTENTION_CHUNKS_INPUTS`]. Decode only (one row).
+    AttentionChunks(&'a AttentionScratch),
 }
 
 impl MatmulInput<'_> {
@@ -411,7 +376,7 @@ impl MatmulInput<'_> {
             MatmulInput::Gated(Activation::Silu) => 2,
             MatmulInput::Gated(Activation::GeluTanh) => 3,
             MatmulInput::Gated(Activation::Gelu) => 4,
-            MatmulInput::AttentionChunks { .. } => 5,
+            MatmulInput::AttentionChunks(_) => 5,
         }
     }
 }
@@ -695,9 +660,9 @@ impl Kernel for Matmul {
                 )?;
                 (buffers.x, Some(weight), eps, None)
             }
-            MatmulInput::AttentionChunks { scratch, chunks } => {
-                check_attention_chunks(k, scratch, &chunks)?;
-                (scratch.chunk_outputs(), Some(scratch.chunk_statistics()), 0.0, Some(chunks))
+            MatmulInput::AttentionChunks(scratch) => {
+                check_attention_chunks(k, scratch)?;
+                (scratch.chunk_outputs(), Some(scratch.chunk_statistics()), 0.0, Some(scratch))
             }
             _ => (buffers.x, None, 0.0, None),
         };
@@ -737,15 +702,14 @@ impl Kernel for Matmul {
                     "matmul params",
                     &[
                         max_rows,
-                        0,
                         count as u32,
                         k as u32,
                         first as u32,
                         n as u32,
                         epilogue,
                         eps.to_bits(),
-                        attention_chunks.map_or(0, |c| c.head_dim),
-                        attention_chunks.map_or(0, |c| c.max_chunks),
+                        attention_chunks.map_or(0, |c| c.head_dim() as u32),
+                        attention_chunks.map_or(0, |c| c.max_chunks() as u32),
                     ],
                 );
                 let [data, scales] = weight.resources(first, count, &self.placeholder);
@@ -777,7 +741,6 @@ impl Kernel for Matmul {
                 self.program.matvec_rows(WIDE_ROWS_PER_THREAD),
             ],
             max_rows,
-            attention_chunks,
         };
         Ok(Bound::new(ctx, "matmul", bound_parts, schedule))
     }

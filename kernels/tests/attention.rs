@@ -380,10 +380,9 @@ fn check_projected(
     let shape = AttentionShape { decode_output: DecodeOutput::Chunks, ..shape };
     let mut attention = kernel.bind(ctx, &buffers, &shape).unwrap();
     let (gpu_weight, y) = (weight.upload(ctx), upload(ctx, &residual));
-    let chunks = kernel.decode_chunks(&shape, &scratch);
     let product = MatmulBuffers {
         x: &out,
-        input: MatmulInput::AttentionChunks { scratch: &scratch, chunks },
+        input: MatmulInput::AttentionChunks(&scratch),
         weight: gpu_weight.weight(),
         bias: None,
         residual: Residual::InPlace,
@@ -444,6 +443,26 @@ fn decode_from_the_projection_rotates_appends_and_attends() {
         AttentionBuffers { q: Queries::Projected { qkv: &qkv, table: &short }, ..buffers };
     let shape = AttentionShape { heads: 2, kv_heads: 1, ..shape };
     assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "a table shorter than the cache");
+    let other = AttentionScratch::new(ctx, 16, 32, 8);
+    let buffers = AttentionBuffers { scratch: &other, ..buffers };
+    assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "a scratch for another head size");
+
+    // A product combining the chunks takes whole heads, at most 2048 inputs.
+    let o_proj = Matmul::new(ctx, WeightFormat::Q4(FloatFormat::F16)).unwrap();
+    let mut rng = rng(814);
+    let wide = AttentionScratch::new(ctx, 64, 64, 8);
+    for (scratch, cols, why) in [(&wide, 96, "1.5 heads"), (&wide, 4096, "64 heads of 64")] {
+        let weight = TestWeight::random(&mut rng, o_proj.format(), 8, cols).upload(ctx);
+        let product = MatmulBuffers {
+            x: &out,
+            input: MatmulInput::AttentionChunks(scratch),
+            weight: weight.weight(),
+            bias: None,
+            residual: Residual::InPlace,
+            y: &buffer(32),
+        };
+        assert!(invalid(o_proj.bind(ctx, &product, &MatmulShape { max_rows: 1 })), "{why}");
+    }
 }
 
 #[test]

@@ -759,11 +759,9 @@ impl Backend for GpuBackend {
         let slot = self.slot(name, key, |b| {
             let prepared = b.prepared();
             let kernels = &prepared.kernels;
-            let shape = b.attention_shape(spec, layer, DecodeOutput::Chunks);
-            let chunks = kernels.attention.decode_chunks(&shape, &prepared.scratch);
             let product = MatmulBuffers {
                 x: &attended.buffer,
-                input: MatmulInput::AttentionChunks { scratch: &prepared.scratch, chunks },
+                input: MatmulInput::AttentionChunks(&prepared.scratch),
                 weight: o_proj.weight(),
                 bias: o_proj.bias.as_ref(),
                 residual: Residual::InPlace,

@@ -8,7 +8,6 @@
 
 struct Params {
     rows: u32,      // m: rows of x and y in use (updated per step by the wrapper)
-    chunks: u32,    // chunks per head of an ATTENTION_CHUNKS input (updated per step too)
     n: u32,         // weight rows in the bound part of W
     k: u32,         // input features, a multiple of 32
     n_base: u32,    // output feature of the part's row 0: its column of y and index into bias
@@ -30,7 +29,8 @@ const ACCUMULATE: u32 = 4u;    // + y[m, n]: the residual add in place, `h = h +
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 // RMSNorm weight [K] of a NORMED input, in the model dtype (HALF) like the scales;
 // for an ATTENTION_CHUNKS input, each chunk's (m, l) as f32 pairs [heads, max_chunks]
-// (x then holds the chunks' unnormalised outputs [heads, max_chunks, head_dim]).
+// and then the count of chunks per head to merge (as an f32); x then holds the
+// chunks' unnormalised outputs [heads, max_chunks, head_dim].
 @group(0) @binding(7) var<storage, read> norm_weight: array<u32>;
 
 // What the decode kernels multiply W with (the INPUT override), so that the op
@@ -128,24 +128,36 @@ fn begin_input(lid: u32) {
 // Input value vec4 j = out[h, c4] (h = j / (head_dim / 4)) of the decode
 // attention: its chunks' results merged by online softmax,
 //   M = max_c m_c,  L = Σ_c exp(m_c − M)·l_c,  out = Σ_c exp(m_c − M)·acc_c / L,
-// as attention.wgsl's `combine_chunks` does, one pass over the chunks.
+// as attention.wgsl's `combine_chunks` does, four chunks at a time so that
+// their loads are in flight together.
 fn combine_attention_chunks(lid: u32) {
     let d4 = params.head_dim / 4u;
+    let count = u32(bitcast<f32>(norm_weight[2u * (params.k / params.head_dim) * params.max_chunks]));
     for (var j = lid; j < params.k / 4u; j += WORKGROUP) {
         let first = (j / d4) * params.max_chunks;
         var m = -1.0e30;
         var l = 0.0;
         var out = vec4<f32>(0.0);
-        for (var c = 0u; c < params.chunks; c++) {
-            let slot = first + c;
-            let chunk_max = bitcast<f32>(norm_weight[2u * slot]);
-            let chunk_sum = bitcast<f32>(norm_weight[2u * slot + 1u]);
-            let acc = x[slot * d4 + j % d4];
-            let m_new = max(m, chunk_max);
+        for (var c = 0u; c < count; c += 4u) {
+            // Slots past the count read the last one and weigh nothing.
+            let slots = vec4<u32>(first) + min(vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(count - 1u));
+            let live = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(count);
+            let chunk_max = select(vec4<f32>(-1.0e30), bitcast<vec4<f32>>(vec4<u32>(
+                norm_weight[2u * slots.x], norm_weight[2u * slots.y],
+                norm_weight[2u * slots.z], norm_weight[2u * slots.w])), live);
+            let chunk_sum = bitcast<vec4<f32>>(vec4<u32>(
+                norm_weight[2u * slots.x + 1u], norm_weight[2u * slots.y + 1u],
+                norm_weight[2u * slots.z + 1u], norm_weight[2u * slots.w + 1u]));
+            let c4 = j % d4;
+            let acc0 = x[slots.x * d4 + c4];
+            let acc1 = x[slots.y * d4 + c4];
+            let acc2 = x[slots.z * d4 + c4];
+            let acc3 = x[slots.w * d4 + c4];
+            let m_new = max(m, max(max(chunk_max.x, chunk_max.y), max(chunk_max.z, chunk_max.w)));
             let old_weight = exp(m - m_new);
-            let weight = exp(chunk_max - m_new);
-            l = l * old_weight + weight * chunk_sum;
-            out = out * old_weight + weight * acc;
+            let weights = exp(chunk_max - m_new);
+            l = l * old_weight + dot(weights, chunk_sum);
+            out = out * old_weight + weights.x * acc0 + weights.y * acc1 + weights.z * acc2 + weights.w * acc3;
             m = m_new;
         }
         staged[j] = out / l;
