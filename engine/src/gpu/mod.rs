@@ -335,6 +335,16 @@ impl Backend for GpuBackend {
     type Pending = GpuPending;
 
     fn prepare(&mut self, spec: &ModelSpec, quantization: Quantization) -> Result<(), EngineError> {
+        if spec.recurrent() {
+            // No WGSL kernels for the convolution, the delta rule and the
+            // gated norm yet (docs/families.md, "qwen3_5"): refused before any
+            // weight is uploaded, and the CPU engines run it.
+            return Err(EngineError::Unsupported(format!(
+                "`{}` (Gated DeltaNet layers) runs on the CPU engine only: the GPU engine has \
+                 no kernels for its recurrent layers yet",
+                spec.family
+            )));
+        }
         let ctx = &self.ctx;
         let (format, dtype) = weight_format(quantization);
         let kernels = Kernels {

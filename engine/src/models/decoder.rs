@@ -8,6 +8,9 @@
 //! or, for a parallel block (Phi, GPT-NeoX), with n = norm(h) and
 //! m = mlp_norm(h) (GPT-NeoX) or n (Phi):
 //!     h = h + o_proj(attention(rope(qkv(n)))) + down(act(up(m)))
+//! where Qwen3.5's Gated DeltaNet layers replace attention with
+//!     out_proj(gated_norm(delta_rule(conv(in_proj_qkv(n)), a(n), b(n)), z(n)))   n = norm(h)
+//! and its attention layers multiply the attention by sigmoid(gate) before o_proj;
 //! logits = lm_head(final_norm(h))
 //! logits = tanh(logits / cap) · cap                     (Gemma-2's soft-capping)
 //! ```
@@ -108,9 +111,31 @@ fn sequential_block<B: Backend>(
     h: &mut B::Tensor,
 ) -> Result<(), EngineError> {
     let eps = spec.rms_norm_eps;
-    let attn_norm = layer.attn_norm.as_ref().map(|w| (w, layer.attn_norm_bias.as_ref()));
-    let qkv = pre_normed_linear(backend, h, attn_norm, eps, &layer.qkv)?;
-    let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+    let attended = match (spec.linear_layer(index), &layer.delta_net) {
+        (Some(shape), Some(delta)) => {
+            let norm = layer.attn_norm.as_ref().ok_or_else(|| missing_norm(index))?;
+            let normed = backend.rms_norm(h, norm, eps)?;
+            let qkv = backend.linear(&normed, &layer.qkv)?;
+            let z = backend.linear(&normed, &delta.z)?;
+            let a = backend.linear(&normed, &delta.a)?;
+            let b = backend.linear(&normed, &delta.b)?;
+            let heads = backend.delta_net(shape, index, &qkv, &a, &b, delta)?;
+            backend.gated_rms_norm(&heads, &delta.norm, &z, eps)?
+        }
+        _ => {
+            let attn_norm = layer.attn_norm.as_ref().map(|w| (w, layer.attn_norm_bias.as_ref()));
+            let qkv = pre_normed_linear(backend, h, attn_norm, eps, &layer.qkv)?;
+            match spec.attention_output_gate {
+                true => {
+                    let (qkv, gate) = backend.split_query_gate(spec, &qkv)?;
+                    let attended =
+                        backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+                    backend.sigmoid_gate(&attended, &gate)?
+                }
+                false => backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?,
+            }
+        }
+    };
     let post = layer.post_norms.as_ref();
     residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, h)?;
 
@@ -156,9 +181,9 @@ fn parallel_block<B: Backend>(
     mlp_add(backend, spec, &up, &layer.down, h)
 }
 
-/// The error of a parallel block loaded without its norm.
+/// The error of a parallel block or a Gated DeltaNet layer loaded without its norm.
 fn missing_norm(layer: usize) -> EngineError {
-    EngineError::Config(format!("layer {layer}: a parallel block needs its norm"))
+    EngineError::Config(format!("layer {layer}: a parallel block or linear layer needs its norm"))
 }
 
 /// `h += down(act(gate) · up)` for a gated MLP (fusable), else `h += down(act(up))`.
