@@ -1,6 +1,7 @@
 //! A chat on a model with recurrent state (Qwen3.5's Gated DeltaNet layers,
 //! which cannot be rewound): a second round reuses the state the first one
-//! left and answers what a fresh model fed the whole conversation answers.
+//! left and answers what a fresh model fed the whole conversation answers, on
+//! the CPU engines and the GPU engine (lavapipe in CI).
 //! On the converted `families/qwen3_5-tiny` checkpoint (random weights,
 //! vocabulary 600) with `bert-tiny`'s 136-token WordPiece tokenizer, whose ids
 //! all lie in the model's vocabulary.
@@ -10,7 +11,9 @@ use mlc_chat::{
     Tokenizer,
 };
 use mlc_conformance::{converted_family, fixtures_dir};
-use mlc_engine::{LanguageModel, load_cpu, load_cpu_fast};
+use mlc_engine::gpu::GpuOptions;
+use mlc_engine::{LanguageModel, load_cpu, load_cpu_fast, load_gpu};
+use mlc_kernels::{ContextOptions, GpuContext};
 use pollster::FutureExt as _;
 
 fn tokenizer() -> Tokenizer {
@@ -55,10 +58,16 @@ fn a_second_round_reuses_the_recurrent_state_as_a_fresh_model_sees_it() {
     let mut config = artifact.config.clone();
     config.conv_template.as_mut().unwrap().stop_token_ids = vec![free[end]];
 
-    for fast in [false, true] {
-        let model: Box<dyn LanguageModel> = match fast {
-            false => Box::new(load_cpu(&artifact).unwrap()),
-            true => Box::new(load_cpu_fast(&artifact).unwrap()),
+    for engine_name in ["cpu", "cpu fast", "gpu"] {
+        let model: Box<dyn LanguageModel> = match engine_name {
+            "cpu" => Box::new(load_cpu(&artifact).unwrap()),
+            "cpu fast" => Box::new(load_cpu_fast(&artifact).unwrap()),
+            _ => {
+                let ctx = GpuContext::new_blocking(&ContextOptions::default())
+                    .expect("a GPU adapter (lavapipe in CI)");
+                let options = GpuOptions { max_rows: 16, context_length: Some(256) };
+                Box::new(load_gpu(&artifact, ctx, options).unwrap())
+            }
         };
         let mut engine =
             ChatEngine::from_parts(model, tokenizer.clone(), config.clone(), "qwen3_5-tiny".into())
@@ -66,7 +75,7 @@ fn a_second_round_reuses_the_recurrent_state_as_a_fresh_model_sees_it() {
         let first = engine.chat_completion(&chat(&messages), |_| panic!()).block_on().unwrap();
         assert_eq!(first.choices[0].finish_reason, FinishReason::Stop);
         let reply = first.choices[0].message.content.clone().unwrap();
-        assert_eq!(reply, tokenizer.decode(&free[..end]).unwrap(), "fast {fast}");
+        assert_eq!(reply, tokenizer.decode(&free[..end]).unwrap(), "{engine_name}");
 
         let mut round = messages.clone();
         round.push(ChatMessage::new("assistant", &reply));
@@ -83,7 +92,7 @@ fn a_second_round_reuses_the_recurrent_state_as_a_fresh_model_sees_it() {
         assert_eq!(
             second.choices[0].message.content.as_deref(),
             Some(tokenizer.decode(&want[..shown]).unwrap().as_str()),
-            "fast {fast}: the second round's reply"
+            "{engine_name}: the second round's reply"
         );
     }
 }

@@ -36,12 +36,8 @@ pub const FAMILY_MODELS: &[&str] = &[
     "families/phi-tiny",
     "families/gpt_neox-tiny",
     "families/gpt_neox-parallel-tiny",
+    "families/qwen3_5-tiny",
 ];
-
-/// Family checkpoints (made the same way) that only the CPU engines run: the
-/// GPU engine refuses them with `EngineError::Unsupported` (Qwen3.5's Gated
-/// DeltaNet layers have no WGSL kernels yet; docs/families.md, "qwen3_5").
-pub const CPU_ONLY_FAMILY_MODELS: &[&str] = &["families/qwen3_5-tiny"];
 
 /// A family fixture's `hf_source/` converted to q4f16_1 by `mlc_convert` (what
 /// `mlc-wgpu convert` runs) in a temporary folder, which lives as long as the

@@ -62,7 +62,7 @@ fn fast_engine_follows_the_oracle_on_the_tiny_fixtures() {
 
 #[test]
 fn fast_engine_follows_the_oracle_on_every_family() {
-    for model in FAMILY_MODELS.iter().chain(CPU_ONLY_FAMILY_MODELS) {
+    for model in FAMILY_MODELS {
         let (_temp, artifact) = converted_family(model);
         check_against_oracle(model, model, &artifact);
     }

@@ -298,10 +298,11 @@ pub trait Backend {
     ) -> Result<Self::Tensor, EngineError> {
         Err(not_on_this_backend("Gated DeltaNet layers (Qwen3.5)"))
     }
-    /// `rms_norm(x) · weight · silu(z)` per group of `weight`'s length (one
-    /// value head), the norm of a Gated DeltaNet layer's output.
+    /// `rms_norm(x) · weight · silu(z)` per value head (`shape.value_dim`
+    /// values, `weight`'s length), the norm of a Gated DeltaNet layer's output.
     fn gated_rms_norm(
         &mut self,
+        _shape: &DeltaNetShape,
         _x: &Self::Tensor,
         _weight: &Self::Vector,
         _z: &Self::Tensor,

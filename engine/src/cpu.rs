@@ -335,6 +335,7 @@ impl Backend for CpuBackend {
 
     fn gated_rms_norm(
         &mut self,
+        _shape: &DeltaNetShape,
         x: &CpuTensor,
         weight: &Vec<f32>,
         z: &CpuTensor,

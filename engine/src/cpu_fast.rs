@@ -473,6 +473,7 @@ impl Backend for FastCpuBackend {
 
     fn gated_rms_norm(
         &mut self,
+        _shape: &DeltaNetShape,
         x: &FastTensor,
         weight: &Vec<f32>,
         z: &FastTensor,

@@ -10,6 +10,7 @@ pub mod buffers;
 pub mod context;
 pub mod cpu;
 pub mod cpu_fast;
+pub mod delta_net;
 pub mod elementwise;
 pub mod embed;
 pub mod health;
@@ -23,6 +24,7 @@ pub mod sampling;
 pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape, Queries};
 pub use buffers::FloatFormat;
 pub use context::{Capabilities, ContextOptions, GpuContext};
+pub use delta_net::{DeltaNet, DeltaNetBinding, DeltaNetBuffers, DeltaNetOp};
 pub use elementwise::{
     Activation, Elementwise, ElementwiseBuffers, ElementwiseOp, ElementwiseShape,
 };

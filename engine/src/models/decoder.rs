@@ -120,7 +120,7 @@ fn sequential_block<B: Backend>(
             let a = backend.linear(&normed, &delta.a)?;
             let b = backend.linear(&normed, &delta.b)?;
             let heads = backend.delta_net(shape, index, &qkv, &a, &b, delta)?;
-            backend.gated_rms_norm(&heads, &delta.norm, &z, eps)?
+            backend.gated_rms_norm(shape, &heads, &delta.norm, &z, eps)?
         }
         _ => {
             let attn_norm = layer.attn_norm.as_ref().map(|w| (w, layer.attn_norm_bias.as_ref()));
