@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result};
 use mlc_engine::gpu::GpuOptions;
-use mlc_engine::models::spec_for;
 use mlc_engine::prebuilt::apply_overrides;
 use mlc_engine::{CpuEncoder, EmbeddingModel, LanguageModel, load_cpu, load_cpu_fast, load_gpu};
 use mlc_kernels::{ContextOptions, GpuContext};
@@ -58,18 +57,8 @@ fn default_model(source: &SourceArgs) -> Result<String> {
     )
 }
 
-/// Loads `artifact` on `device` (`Auto`: a hardware GPU when there is one, else the CPU;
-/// the CPU for a family the GPU engine refuses).
+/// Loads `artifact` on `device` (`Auto`: a hardware GPU when there is one, else the CPU).
 pub fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn LanguageModel>> {
-    // Qwen3.5's Gated DeltaNet layers have no GPU kernels yet (docs/families.md,
-    // "qwen3_5"): `Auto` runs it on the CPU engine, `Gpu` gets the engine's refusal.
-    if device == Device::Auto && spec_for(&artifact.config).is_ok_and(|spec| spec.recurrent()) {
-        eprintln!(
-            "notice: {} (Gated DeltaNet layers) runs on the CPU engine only; using the CPU engine",
-            artifact.config.model_type
-        );
-        return load_cpu_engine(artifact, device);
-    }
     match pick_gpu(device)? {
         Some(ctx) => {
             let info = &ctx.adapter_info;

@@ -1,7 +1,7 @@
 //! `mlc-wgpu convert` end to end: the converted tiny Qwen2 generates exactly
 //! what the official artifact generates, and the converted mistral, phi3,
 //! gemma2, gemma3 and qwen3_5 fixtures generate their transformers reference
-//! tokens (qwen3_5 on the CPU engine that `--device auto` picks for it).
+//! tokens.
 
 #[path = "common/artifacts.rs"]
 mod artifacts;
@@ -156,6 +156,7 @@ fn family_checkpoints_convert_and_generate_their_reference_tokens() {
         ("phi3", "phi3", "phi-3"),
         ("gemma2", "gemma2", "gemma_instruction"),
         ("gemma3", "gemma3_text", "gemma3_instruction"),
+        ("qwen3_5", "qwen3_5_text", "qwen3_5"),
     ] {
         let case = format!("families/{family}-tiny");
         let out = temp.path().join(family);
@@ -192,50 +193,4 @@ fn family_checkpoints_convert_and_generate_their_reference_tokens() {
             serde_json::from_str(line.lines().last().unwrap()).unwrap();
         assert_eq!(printed["tokens"], prompt["greedy_16"], "{family}: {line}");
     }
-}
-
-#[test]
-fn qwen3_5_converts_and_generates_its_reference_tokens_on_the_cpu_under_device_auto() {
-    let temp = temp_dir();
-    let case = "families/qwen3_5-tiny";
-    let out = temp.path().join("qwen3_5");
-    let from = fixture(&format!("{case}/hf_source"));
-    let summary =
-        succeed(&["convert", "--from", from.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(
-        summary.contains("model_type:      qwen3_5_text")
-            && summary.contains("conv_template:   qwen3_5"),
-        "{summary}"
-    );
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(fixture(&format!("{case}/golden/index.json"))).unwrap(),
-    )
-    .unwrap();
-    let prompt = index["prompts"].as_array().unwrap().last().unwrap();
-    let ids: Vec<String> =
-        prompt["token_ids"].as_array().unwrap().iter().map(|t| t.to_string()).collect();
-    let args = |device| {
-        [
-            "generate",
-            "--model",
-            out.to_str().unwrap(),
-            "--tokens",
-            &ids.join(","),
-            "--greedy",
-            "--max-tokens",
-            "16",
-            "--device",
-            device,
-            "--json",
-        ]
-        .map(String::from)
-    };
-    // `auto` takes the CPU engine for a family the GPU engine refuses, and says so.
-    let auto = args("auto");
-    let output = mlc_wgpu(&auto.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("runs on the CPU engine only"), "{}", stderr(&output));
-    let line = String::from_utf8(output.stdout).unwrap();
-    let printed: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
-    assert_eq!(printed["tokens"], prompt["greedy_16"], "{line}");
 }
