@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi and gpt_neox families, with reference
+"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 families, with reference
 outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
@@ -44,6 +44,10 @@ PhiForCausalLM, GPTNeoXForCausalLM) in float64 with eager attention, set up to c
     bias); `gpt_neox-tiny` runs the layers sequentially (`use_parallel_residual` false, as RedPajama-INCITE),
     `gpt_neox-parallel-tiny` in parallel (as Pythia). The MLP biases keep their bf16 values in the
     reference: MLC stores them as float32 (`ffn_out_dtype`).
+  * qwen3_5: computes what MLC computes as it is (Qwen3_5ForCausalLM: Gated DeltaNet layers between
+    every third, gated-attention layer, as MLC's `full_attention_interval`; norms computing 1 + w, stored
+    by MLC as f16(1 + w); A_log and dt_bias kept as MLC's float32). transformers runs the delta rule
+    (chunked) and the norms in float32 inside the float64 model.
 Each case also records ablations: how far the logits move when the family's feature under test is
 switched off (asserted to exceed the conformance tolerance many times over).
 
