@@ -44,6 +44,7 @@ const FAMILY_OF_LIB = [
   [/^(Llama-2|Llama-3|Llama-3_1|Llama-3\.2|TinyLlama|SmolLM2)-/, "llama"],
   [/^Qwen2(\.5)?-/, "qwen2"],
   [/^Qwen3-/, "qwen3"],
+  [/^Qwen3\.5-/, "qwen3_5"],
   [/^Mistral-/, "mistral"],
   [/^(Phi-3-mini|Phi-3\.5-mini|Phi-4-mini)-/, "phi3"],
   [/^gemma-2b-/, "gemma"],

@@ -1,6 +1,7 @@
 //! `mlc-wgpu convert` end to end: the converted tiny Qwen2 generates exactly
-//! what the official artifact generates, and the converted mistral, phi3 and
-//! gemma2 fixtures generate their transformers reference tokens.
+//! what the official artifact generates, and the converted mistral, phi3,
+//! gemma2, gemma3 and qwen3_5 fixtures generate their transformers reference
+//! tokens.
 
 #[path = "common/artifacts.rs"]
 mod artifacts;
@@ -155,6 +156,7 @@ fn family_checkpoints_convert_and_generate_their_reference_tokens() {
         ("phi3", "phi3", "phi-3"),
         ("gemma2", "gemma2", "gemma_instruction"),
         ("gemma3", "gemma3_text", "gemma3_instruction"),
+        ("qwen3_5", "qwen3_5_text", "qwen3_5"),
     ] {
         let case = format!("families/{family}-tiny");
         let out = temp.path().join(family);

@@ -1,4 +1,4 @@
-//! The mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi and gpt_neox fixtures: each Hugging Face checkpoint is
+//! The mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 fixtures: each Hugging Face checkpoint is
 //! converted by `mlc-wgpu convert` and run on the CPU engine and on the GPU
 //! engine (both kernel paths), against transformers' float32 reference outputs
 //! (`conformance/tools/make_families.py`, which also records how far each
@@ -89,8 +89,48 @@ fn gpu_engine_matches_transformers_on_both_paths() {
                 load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: 16, context_length })
                     .unwrap();
             check_model(&format!("gpu {path}"), model, &mut engine, GPU_TOLERANCE);
+            if engine.spec().recurrent() {
+                // Steps queued ahead on the device, and one dropped: the
+                // state is cleared and the sequence prefilled again.
+                let prompt = golden(model).prompts.remove(1);
+                check_queued_greedy(&format!("gpu {path} {model}"), &mut engine, &prompt);
+            }
         }
     }
+}
+
+#[test]
+fn qwen3_5_spec_alternates_gated_delta_net_and_gated_attention_layers() {
+    use mlc_engine::memory::MemoryPlan;
+    use mlc_engine::models::spec_for;
+    let (_temp, artifact) = converted_family("families/qwen3_5-tiny");
+    let spec = spec_for(&artifact.config).unwrap();
+    assert_eq!(spec.family, "qwen3_5");
+    let kinds: Vec<bool> = (0..spec.num_layers).map(|l| spec.linear_layer(l).is_some()).collect();
+    assert_eq!(kinds, [true, true, false, true, true, false]);
+    let shape = spec.linear_layer(0).unwrap();
+    assert_eq!(
+        (shape.key_heads, shape.value_heads, shape.key_dim, shape.conv_kernel),
+        (2, 4, 16, 4)
+    );
+    assert!(spec.recurrent() && spec.attention_output_gate && spec.tie_word_embeddings);
+    // int(32 · 0.25) = 8 rotated dimensions; [q | gate] per head, then k and v.
+    assert_eq!((spec.rotary_dim, spec.qkv_width()), (8, (2 * 4 + 2 * 2) * 32));
+    // The KV cache covers the two attention layers; the four linear layers
+    // keep a 3-row convolution window and 4 states of 16 × 16, in f32.
+    let plan = MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 64, 1, 1 << 27);
+    assert_eq!(plan.layers, 2);
+    assert_eq!(plan.recurrent, 4 * (3 * 128 + 4 * 16 * 16) * 4);
+    assert!(plan.total() >= plan.weight_bytes() + plan.kv_bytes() + plan.recurrent);
+
+    // `qwen3_5` (the vision-language checkpoint's type) reads its text_config.
+    let mut config = artifact.config.clone();
+    let text = std::mem::take(&mut config.model_config);
+    config.model_type = "qwen3_5".into();
+    config.model_config.insert("text_config".into(), serde_json::Value::Object(text));
+    let nested = spec_for(&config).unwrap();
+    assert_eq!((nested.num_layers, nested.rotary_dim), (6, 8));
+    assert_eq!(nested.linear_layer(1), spec.linear_layer(1));
 }
 
 #[test]
@@ -120,6 +160,8 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("phi", "phi-1_5-q4f32_1-MLC-1k"),
         ("gpt_neox", "RedPajama-INCITE-Chat-3B-v1-q4f16_1-MLC"),
         ("gpt_neox", "RedPajama-INCITE-Chat-3B-v1-q4f32_1-MLC-1k"),
+        ("qwen3_5", "Qwen3.5-0.8B-q4f16_1-MLC"),
+        ("qwen3_5", "Qwen3.5-2B-q4f32_1-MLC"),
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi and gpt_neox families, with reference
+"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 families, with reference
 outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
@@ -44,6 +44,10 @@ PhiForCausalLM, GPTNeoXForCausalLM) in float64 with eager attention, set up to c
     bias); `gpt_neox-tiny` runs the layers sequentially (`use_parallel_residual` false, as RedPajama-INCITE),
     `gpt_neox-parallel-tiny` in parallel (as Pythia). The MLP biases keep their bf16 values in the
     reference: MLC stores them as float32 (`ffn_out_dtype`).
+  * qwen3_5: computes what MLC computes as it is (Qwen3_5ForCausalLM: Gated DeltaNet layers between
+    every third, gated-attention layer, as MLC's `full_attention_interval`; norms computing 1 + w, stored
+    by MLC as f16(1 + w); A_log and dt_bias kept as MLC's float32). transformers runs the delta rule
+    (chunked) and the norms in float32 inside the float64 model.
 Each case also records ablations: how far the logits move when the family's feature under test is
 switched off (asserted to exceed the conformance tolerance many times over).
 
@@ -302,6 +306,40 @@ CASES = {
             "torch_dtype": "bfloat16",
         },
     ),
+    "qwen3_5-tiny": dict(
+        seed=811,
+        # 6 layers, every third full attention (MLC's `(L + 1) % full_attention_interval == 0`):
+        # layers 2 and 5 attend, layers 0, 1, 3 and 4 are Gated DeltaNet layers with two value heads
+        # per key head. The 30-token prompt runs the recurrence across 30 positions.
+        config={
+            "architectures": ["Qwen3_5ForCausalLM"],
+            "model_type": "qwen3_5_text",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 32,
+            "rms_norm_eps": 1e-06,
+            # int(32 · 0.25) = 8 rotated dimensions per head, as Qwen3.5's 64 of 256.
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25},
+            "attention_bias": False,
+            "hidden_act": "silu",
+            "linear_conv_kernel_dim": 4,
+            "linear_key_head_dim": 16,
+            "linear_value_head_dim": 16,
+            "linear_num_key_heads": 2,
+            "linear_num_value_heads": 4,
+            "full_attention_interval": 3,
+            "layer_types": ["linear_attention", "linear_attention", "full_attention"] * 2,
+            "max_position_embeddings": 4096,
+            "vocab_size": 600,
+            "tie_word_embeddings": True,
+            "bos_token_id": None,
+            "eos_token_id": 1,
+            "torch_dtype": "bfloat16",
+        },
+    ),
 }
 
 
@@ -419,6 +457,60 @@ def draw_neox_weights(rs, cfg):
     return {name: bf16_round(a) for name, a in w.items()}
 
 
+def draw_qwen35_weights(rs, cfg, embed_std):
+    """Qwen3_5ForCausalLM's weights: transformers' names (the text model under `model.`), norms stored as
+    w with the norm computing (1 + w) except the gated `linear_attn.norm`, each query head's rows
+    [q; gate], A_log and dt_bias per value head."""
+    H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    nh, nkv, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    kh, vh = cfg["linear_num_key_heads"], cfg["linear_num_value_heads"]
+    kd, vd, K = cfg["linear_key_head_dim"], cfg["linear_value_head_dim"], cfg["linear_conv_kernel_dim"]
+    channels = 2 * kh * kd + vh * vd
+
+    def normal(shape, std):
+        return (rs.standard_normal(size=shape) * std).astype(np.float32)
+
+    w = {"model.embed_tokens.weight": normal((V, H), embed_std)}
+    for L in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{L}."
+        w[p + "input_layernorm.weight"] = normal((H,), 0.2)
+        if cfg["layer_types"][L] == "full_attention":
+            w[p + "self_attn.q_proj.weight"] = normal((2 * nh * d, H), H ** -0.5)
+            w[p + "self_attn.k_proj.weight"] = normal((nkv * d, H), H ** -0.5)
+            w[p + "self_attn.v_proj.weight"] = normal((nkv * d, H), H ** -0.5)
+            w[p + "self_attn.q_norm.weight"] = normal((d,), 0.2)
+            w[p + "self_attn.k_norm.weight"] = normal((d,), 0.2)
+            w[p + "self_attn.o_proj.weight"] = normal((H, nh * d), 4.0 * (nh * d) ** -0.5)
+        else:
+            a = p + "linear_attn."
+            w[a + "in_proj_qkv.weight"] = normal((channels, H), H ** -0.5)
+            w[a + "in_proj_z.weight"] = normal((vh * vd, H), H ** -0.5)
+            w[a + "in_proj_b.weight"] = normal((vh, H), H ** -0.5)
+            w[a + "in_proj_a.weight"] = normal((vh, H), H ** -0.5)
+            w[a + "conv1d.weight"] = normal((channels, 1, K), 0.5)
+            # Decays exp(-A · softplus(a + dt_bias)) mostly between 0.4 and 0.95, so that the state
+            # carries several tokens.
+            w[a + "dt_bias"] = normal((vh,), 0.5)
+            w[a + "A_log"] = np.log(rs.uniform(0.05, 1.0, size=(vh,))).astype(np.float32)
+            w[a + "norm.weight"] = (1.0 + normal((vd,), 0.2)).astype(np.float32)
+            w[a + "out_proj.weight"] = normal((H, vh * vd), 4.0 * (vh * vd) ** -0.5)
+        w[p + "post_attention_layernorm.weight"] = normal((H,), 0.2)
+        w[p + "mlp.gate_proj.weight"] = normal((I, H), H ** -0.5)
+        w[p + "mlp.up_proj.weight"] = normal((I, H), H ** -0.5)
+        w[p + "mlp.down_proj.weight"] = normal((H, I), 4.0 * I ** -0.5)
+    w["model.norm.weight"] = normal((H,), 0.2)
+    if not cfg["tie_word_embeddings"]:
+        w["lm_head.weight"] = normal((V, H), 4.0 * H ** -0.5)
+    return {name: bf16_round(a) for name, a in w.items()}
+
+
+# Qwen3.5's norms that compute (1 + w), stored by MLC as f16(1 + w) (`qwen35_loader.py`).
+QWEN35_ONE_PLUS_NORMS = ("input_layernorm.weight", "post_attention_layernorm.weight", "q_norm.weight",
+                         "k_norm.weight", "model.norm.weight")
+# Qwen3.5's per-head decay parameters, stored by MLC as float32.
+QWEN35_F32 = (".A_log", ".dt_bias")
+
+
 def draw_weights(case, cfg):
     """{hf_name: float32 array}, already rounded to bf16 (what the checkpoint stores)."""
     rs = np.random.RandomState(CASES[case]["seed"])
@@ -427,6 +519,8 @@ def draw_weights(case, cfg):
         return draw_phi_weights(rs, cfg)
     if family == "gpt_neox":
         return draw_neox_weights(rs, cfg)
+    if family == "qwen3_5_text":
+        return draw_qwen35_weights(rs, cfg, CASES[case].get("embed_std", 0.5))
     H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg.get("head_dim") or H // nh
@@ -516,6 +610,10 @@ def artifact_weights(cfg, hf):
             out[name] = ms.dequantize_q4f16_1(q_weight, q_scale, a.shape[1]).astype(np.float64)
         elif cfg["model_type"] == "gpt_neox" and name.endswith(NEOX_F32_BIASES):
             out[name] = a.astype(np.float64)
+        elif cfg["model_type"] == "qwen3_5_text" and name.endswith(QWEN35_F32):
+            out[name] = a.astype(np.float64)
+        elif cfg["model_type"] == "qwen3_5_text" and name.endswith(QWEN35_ONE_PLUS_NORMS):
+            out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
         elif cfg["model_type"] in ("gemma", "gemma2", "gemma3_text"):
             # Stored as f16(1 + w); transformers computes 1 + w again.
             out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
@@ -540,6 +638,13 @@ def hf_model(cfg, weights, **mlc_semantics):
         weights = {n: (a.reshape(3, heads, -1, *a.shape[1:]).swapaxes(0, 1).reshape(a.shape)
                        if ".query_key_value." in n else a) for n, a in weights.items()}
     weights = {n: (np.zeros_like(a) if n in zeroed else a) for n, a in weights.items()}
+    if mlc_semantics.pop("_conv_last_tap_only", False):
+        # Each channel sees only its own token (a runtime that dropped the convolution window).
+        def last_tap(a):
+            out = np.zeros_like(a)
+            out[..., -1] = a[..., -1]
+            return out
+        weights = {n: (last_tap(a) if n.endswith("conv1d.weight") else a) for n, a in weights.items()}
     if mlc_semantics.pop("_drop_norm_bias", False):
         weights = {n: (np.zeros_like(a) if n.endswith("layernorm.bias") or n == "model.norm.bias" else a)
                    for n, a in weights.items()}
@@ -569,6 +674,11 @@ def hf_model(cfg, weights, **mlc_semantics):
             attn.k_norm = PerHeadRmsNorm(attn.k_norm, attn.head_dim)
     if cfg["model_type"] == "gemma3_text":
         mlc_layers = ["full_attention" if (i + 1) % GEMMA3_GLOBAL_EVERY == 0 else "sliding_attention"
+                      for i in range(cfg["num_hidden_layers"])]
+        assert model.config.layer_types == mlc_layers, model.config.layer_types
+    if cfg["model_type"] == "qwen3_5_text":
+        interval = cfg["full_attention_interval"]
+        mlc_layers = ["full_attention" if (i + 1) % interval == 0 else "linear_attention"
                       for i in range(cfg["num_hidden_layers"])]
         assert model.config.layer_types == mlc_layers, model.config.layer_types
     if cfg["model_type"] == "phi3" and mlc_semantics.get("rope_scaling", cfg["rope_scaling"]) is not None:
@@ -677,6 +787,13 @@ def ablations(cfg, weights, prompt, reference):
         # for the comparison to tell apart; the exact form is checked by the kernel and spec tests.
         h4h = [f"gpt_neox.layers.{L}.mlp.dense_4h_to_h.bias" for L in range(cfg["num_hidden_layers"])]
         variants["dense_4h_to_h without its bias"] = ({}, {"_zero": tuple(h4h)})
+    if cfg["model_type"] == "qwen3_5_text":
+        rope = cfg["rope_parameters"]
+        variants["full rotary instead of 0.25"] = ({}, {"rope_parameters": {**rope, "partial_rotary_factor": 1.0}})
+        linear = [L for L, kind in enumerate(cfg["layer_types"]) if kind == "linear_attention"]
+        variants["dt_bias zeroed"] = ({}, {"_zero": tuple(f"model.layers.{L}.linear_attn.dt_bias" for L in linear)})
+        variants["the linear layers' conv1d zeroed but its last tap (no window of past inputs)"] = (
+            {}, {"_conv_last_tap_only": True})
     if cfg["model_type"] == "olmo2":
         variants["q/k norms per head instead of across all heads"] = ({}, {"_per_head_qk_norm": True})
     if cfg["model_type"] == "gemma2":

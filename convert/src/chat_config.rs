@@ -57,6 +57,25 @@ fn template_fields(name: &str) -> Option<Value> {
             "stop_token_ids": [151643, 151645],
             "strip_reasoning_in_history": name == "qwen3",
         }),
+        // MLC's `conversation_template/qwen3_5.py`: the assistant's turn opens
+        // a thinking block, or (`_nothink`) an empty, closed one.
+        "qwen3_5" | "qwen3_5_nothink" => json!({
+            "name": name,
+            "system_template": "<|im_start|>system\n{system_message}<|im_end|>\n",
+            "system_message": "You are a helpful assistant.",
+            "roles": {
+                "user": "<|im_start|>user",
+                "assistant": match name {
+                    "qwen3_5" => "<|im_start|>assistant\n<think>",
+                    _ => "<|im_start|>assistant\n<think>\n\n</think>\n",
+                },
+            },
+            "seps": ["<|im_end|>\n"],
+            "role_content_sep": "\n",
+            "role_empty_sep": "\n",
+            "stop_str": ["<|endoftext|>", "<|im_end|>"],
+            "stop_token_ids": [248046, 248044],
+        }),
         "chatml" | "chatml_nosystem" => {
             let mut template = json!({
                 "name": name,
@@ -252,6 +271,8 @@ fn template_fields(name: &str) -> Option<Value> {
 pub const CONV_TEMPLATES: &[&str] = &[
     "qwen2",
     "qwen3",
+    "qwen3_5",
+    "qwen3_5_nothink",
     "chatml",
     "chatml_nosystem",
     "llama-3",

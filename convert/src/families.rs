@@ -13,6 +13,8 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "llama",
     "qwen2",
     "qwen3",
+    "qwen3_5",
+    "qwen3_5_text",
     "mistral",
     "phi3",
     "gemma",
@@ -43,6 +45,13 @@ pub enum Family {
     Qwen2,
     /// `qwen3` (Qwen3 dense).
     Qwen3,
+    /// `qwen3_5` (Qwen3.5's vision-language checkpoint, whose text backbone
+    /// is converted) and `qwen3_5_text` (`Qwen3_5ForCausalLM`): Gated
+    /// DeltaNet layers between gated attention layers, norms stored as `1 + w`.
+    Qwen35 {
+        /// `qwen3_5_text`, the text-only checkpoint's `model_type`.
+        text: bool,
+    },
     /// `mistral` (Mistral-7B and derivatives): Llama's layout, never tied.
     Mistral,
     /// `phi3` (Phi-3/3.5-mini, Phi-4-mini): fused HF weights under `transformer.*` names.
@@ -84,6 +93,8 @@ impl Family {
             Some("llama") => Ok(Family::Llama),
             Some("qwen2") => Ok(Family::Qwen2),
             Some("qwen3") => Ok(Family::Qwen3),
+            Some("qwen3_5") => Ok(Family::Qwen35 { text: false }),
+            Some("qwen3_5_text") => Ok(Family::Qwen35 { text: true }),
             Some("mistral") => Ok(Family::Mistral),
             Some("phi3") => Ok(Family::Phi3),
             Some("gemma") => Ok(Family::Gemma),
@@ -121,6 +132,8 @@ impl Family {
             Family::Llama => "llama",
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
+            Family::Qwen35 { text: false } => "qwen3_5",
+            Family::Qwen35 { text: true } => "qwen3_5_text",
             Family::Mistral => "mistral",
             Family::Phi3 => "phi3",
             Family::Gemma => "gemma",
@@ -147,7 +160,7 @@ impl Family {
             | Family::StableLm => "qkv_proj",
             Family::Phi => "Wqkv",
             Family::GptNeox => "query_key_value",
-            Family::Qwen2 | Family::Qwen3 => "c_attn",
+            Family::Qwen2 | Family::Qwen3 | Family::Qwen35 { .. } => "c_attn",
             Family::Bert => "qkv",
         }
     }
@@ -159,6 +172,8 @@ impl Family {
         match self {
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
+            // MLC's `conversation_template/qwen3_5.py` (thinking on).
+            Family::Qwen35 { .. } => "qwen3_5",
             Family::Mistral => "mistral_default",
             Family::Phi3 => "phi-3",
             Family::Gemma | Family::Gemma2 => "gemma_instruction",
@@ -230,6 +245,33 @@ impl Family {
                 }
                 fields
             }
+            // Qwen35Config's fields: every one has a default.
+            Family::Qwen35 { .. } => vec![
+                opt("hidden_size", json!(0)),
+                opt("intermediate_size", json!(0)),
+                opt("num_attention_heads", json!(0)),
+                opt("num_hidden_layers", json!(0)),
+                opt("num_key_value_heads", json!(0)),
+                opt("rms_norm_eps", json!(1e-6)),
+                opt("vocab_size", json!(0)),
+                opt("rope_theta", json!(10_000_000)),
+                opt("head_dim", json!(256)),
+                opt("hidden_act", json!("silu")),
+                opt("attention_bias", json!(false)),
+                opt("tie_word_embeddings", json!(false)),
+                opt("linear_key_head_dim", json!(128)),
+                opt("linear_value_head_dim", json!(128)),
+                opt("linear_num_key_heads", json!(16)),
+                opt("linear_num_value_heads", json!(16)),
+                opt("linear_conv_kernel_dim", json!(4)),
+                opt("full_attention_interval", json!(4)),
+                opt("partial_rotary_factor", json!(0.25)),
+                opt("context_window_size", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("dtype", json!("float32")),
+                opt("max_batch_size", json!(1)),
+            ],
             // OLMo2Config's fields (its `= None` defaults are keys the checkpoint gives).
             Family::Olmo2 => vec![
                 opt("vocab_size", Value::Null),
@@ -492,6 +534,7 @@ impl Family {
             Family::Phi => return phi_post_init(config, kwargs),
             Family::GptNeox => return gpt_neox_post_init(config, kwargs),
             Family::Bert => return bert_post_init(config, kwargs),
+            Family::Qwen35 { .. } => return qwen35_post_init(config, kwargs, &self.fields()),
             Family::Llama | Family::Qwen2 | Family::Qwen3 => {}
         }
         if self == Family::Llama {
@@ -585,6 +628,62 @@ impl Family {
         }
         Ok(())
     }
+}
+
+/// `Qwen35Config.__post_init__`: `text_config`'s declared keys set over the
+/// top level's (its other keys go to kwargs), `rope_theta` and
+/// `partial_rotary_factor` from `rope_parameters` (`text_config`'s, else the
+/// top level's), the context from `max_position_embeddings`, and the prefill
+/// chunk `min(context, 2048)` when it is 0 or larger than the context.
+fn qwen35_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+    declared: &[(&'static str, Option<Value>)],
+) -> Result<(), ConvertError> {
+    let apply_rope = |config: &mut Map<String, Value>, rope: &Value| {
+        for key in ["rope_theta", "partial_rotary_factor"] {
+            if let Some(value) = rope.get(key) {
+                config.insert(key.into(), value.clone());
+            }
+        }
+    };
+    if let Some(Value::Object(text)) = kwargs.shift_remove("text_config") {
+        for (key, value) in &text {
+            match declared.iter().any(|(name, _)| name == key) {
+                true => config.insert(key.clone(), value.clone()),
+                false => kwargs.insert(key.clone(), value.clone()),
+            };
+        }
+        if let Some(rope) = text.get("rope_parameters").filter(|r| r.is_object()) {
+            apply_rope(config, rope);
+        }
+    }
+    // The text config's `rope_parameters`, if any, replaced the top level's in kwargs.
+    if let Some(rope) = kwargs.shift_remove("rope_parameters").filter(|r| r.is_object()) {
+        apply_rope(config, &rope);
+    }
+    context_from_kwargs(config, kwargs)?;
+    let context = int(config, "context_window_size")?;
+    let prefill = int(config, "prefill_chunk_size")?;
+    if prefill == 0 || prefill > context {
+        config.insert("prefill_chunk_size".into(), json!(context.min(2048)));
+    }
+    let (heads, kv_heads) =
+        (int(config, "num_attention_heads")?, int(config, "num_key_value_heads")?);
+    let (key_heads, value_heads) =
+        (int(config, "linear_num_key_heads")?, int(config, "linear_num_value_heads")?);
+    if heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0 {
+        return Err(config_error(format!(
+            "num_attention_heads ({heads}) must be a positive multiple of num_key_value_heads ({kv_heads})"
+        )));
+    }
+    if key_heads <= 0 || value_heads <= 0 || value_heads % key_heads != 0 {
+        return Err(config_error(format!(
+            "linear_num_value_heads ({value_heads}) must be a positive multiple of \
+             linear_num_key_heads ({key_heads})"
+        )));
+    }
+    Ok(())
 }
 
 /// `position_embedding_base = kwargs.pop("rope_theta", 10000)` when it is 0
@@ -1109,6 +1208,25 @@ pub struct Dims {
     pub positions: usize,
     /// Rows of BERT's token-type table (`type_vocab_size`; 0 for a decoder).
     pub type_vocab: usize,
+    /// Qwen3.5's Gated DeltaNet layers (`None` for other families).
+    pub linear: Option<LinearDims>,
+}
+
+/// The sizes of Qwen3.5's Gated DeltaNet layers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinearDims {
+    /// `linear_num_key_heads`.
+    pub key_heads: usize,
+    /// `linear_num_value_heads`.
+    pub value_heads: usize,
+    /// `linear_key_head_dim`.
+    pub key_dim: usize,
+    /// `linear_value_head_dim`.
+    pub value_dim: usize,
+    /// `linear_conv_kernel_dim`.
+    pub conv_kernel: usize,
+    /// `full_attention_interval`: layer `L` is full attention when `(L + 1) % it == 0`.
+    pub full_attention_interval: usize,
 }
 
 impl Dims {
@@ -1145,6 +1263,17 @@ impl Dims {
             true => heads,
             false => size("num_key_value_heads")?,
         };
+        let linear = match config.contains_key("full_attention_interval") {
+            true => Some(LinearDims {
+                key_heads: size("linear_num_key_heads")?,
+                value_heads: size("linear_num_value_heads")?,
+                key_dim: size("linear_key_head_dim")?,
+                value_dim: size("linear_value_head_dim")?,
+                conv_kernel: size("linear_conv_kernel_dim")?,
+                full_attention_interval: size("full_attention_interval")?,
+            }),
+            false => None,
+        };
         Ok(Dims {
             hidden: size("hidden_size")?,
             intermediate: size("intermediate_size")?,
@@ -1158,6 +1287,7 @@ impl Dims {
             qkv_bias: flag("use_qkv_bias")?,
             positions: encoder_size("context_window_size")?,
             type_vocab: encoder_size("type_vocab_size")?,
+            linear,
         })
     }
 }
@@ -1169,8 +1299,9 @@ pub enum Kind {
     Matrix,
     /// A norm weight or a bias: always cast to the model dtype.
     Vector,
-    /// A Gemma RMSNorm weight: stored as `1 + w` (MLC's loader folds the `+1`
-    /// of Gemma's norm into the weight), then cast like a vector.
+    /// A Gemma or Qwen3.5 RMSNorm weight: stored as `1 + w` (MLC's loaders
+    /// fold the `+1` of these families' norms into the weight), then cast
+    /// like a vector.
     GemmaNorm,
     /// A bias stored as float32 whatever the model dtype (GPT-NeoX's MLP
     /// biases: its Linears compute in `ffn_out_dtype`, float32).
@@ -1229,6 +1360,9 @@ pub fn params(family: Family, d: &Dims) -> Vec<Param> {
     }
     if family == Family::Bert {
         return bert_params(d);
+    }
+    if let (Family::Qwen35 { .. }, Some(linear)) = (family, &d.linear) {
+        return qwen35_params(d, linear);
     }
     let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
     let norm = match family {
@@ -1359,6 +1493,117 @@ fn gemma3_params(d: &Dims) -> Vec<Param> {
     }
     out.push(one("model.norm.weight".into(), vec![h], Kind::GemmaNorm));
     out
+}
+
+/// Qwen3.5's parameters (`qwen35_loader.py`): MLC's names under `model.`
+/// made of Hugging Face tensors under `model.language_model.` (the
+/// vision-language checkpoint; [`qwen35_text_layout`] reads a text-only
+/// one); q, k (each query head `[q | gate]`) and v fused into `c_attn`,
+/// gate and up into `gate_up_proj`, the linear layers' tensors renamed only
+/// (`conv1d.weight` → `conv1d_weight`), `A_log` and `dt_bias` kept in f32,
+/// every norm but the gated `linear_attn.norm` stored as `1 + w`.
+fn qwen35_params(d: &Dims, linear: &LinearDims) -> Vec<Param> {
+    const HF: &str = "model.language_model";
+    let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
+    let one = |mlc: &str, shape: Vec<usize>, kind| Param {
+        name: format!("model.{mlc}"),
+        sources: vec![(format!("{HF}.{mlc}"), shape)],
+        kind,
+    };
+    let channels = 2 * linear.key_heads * linear.key_dim + linear.value_heads * linear.value_dim;
+    let value_width = linear.value_heads * linear.value_dim;
+    let mut out = vec![one("embed_tokens.weight", vec![d.vocab, h], Kind::Matrix)];
+    for layer in 0..d.layers {
+        let p = format!("layers.{layer}");
+        out.push(one(&format!("{p}.input_layernorm.weight"), vec![h], Kind::GemmaNorm));
+        if (layer + 1) % linear.full_attention_interval == 0 {
+            let attn = format!("{p}.self_attn");
+            out.push(Param {
+                name: format!("model.{attn}.c_attn.weight"),
+                sources: vec![
+                    (format!("{HF}.{attn}.q_proj.weight"), vec![2 * q, h]),
+                    (format!("{HF}.{attn}.k_proj.weight"), vec![kv, h]),
+                    (format!("{HF}.{attn}.v_proj.weight"), vec![kv, h]),
+                ],
+                kind: Kind::Matrix,
+            });
+            if d.attention_bias {
+                out.push(Param {
+                    name: format!("model.{attn}.c_attn.bias"),
+                    sources: vec![
+                        (format!("{HF}.{attn}.q_proj.bias"), vec![2 * q]),
+                        (format!("{HF}.{attn}.k_proj.bias"), vec![kv]),
+                        (format!("{HF}.{attn}.v_proj.bias"), vec![kv]),
+                    ],
+                    kind: Kind::Vector,
+                });
+            }
+            out.push(one(&format!("{attn}.o_proj.weight"), vec![h, q], Kind::Matrix));
+            if d.attention_bias {
+                out.push(one(&format!("{attn}.o_proj.bias"), vec![h], Kind::Vector));
+            }
+            out.push(one(&format!("{attn}.q_norm.weight"), vec![d.head_dim], Kind::GemmaNorm));
+            out.push(one(&format!("{attn}.k_norm.weight"), vec![d.head_dim], Kind::GemmaNorm));
+        } else {
+            let lin = format!("{p}.linear_attn");
+            out.extend([
+                one(&format!("{lin}.in_proj_qkv.weight"), vec![channels, h], Kind::Matrix),
+                one(&format!("{lin}.in_proj_z.weight"), vec![value_width, h], Kind::Matrix),
+                one(&format!("{lin}.in_proj_a.weight"), vec![linear.value_heads, h], Kind::Matrix),
+                one(&format!("{lin}.in_proj_b.weight"), vec![linear.value_heads, h], Kind::Matrix),
+                one(&format!("{lin}.out_proj.weight"), vec![h, value_width], Kind::Matrix),
+                Param {
+                    name: format!("model.{lin}.conv1d_weight"),
+                    sources: vec![(
+                        format!("{HF}.{lin}.conv1d.weight"),
+                        vec![channels, 1, linear.conv_kernel],
+                    )],
+                    kind: Kind::Vector,
+                },
+                one(&format!("{lin}.A_log"), vec![linear.value_heads], Kind::F32Vector),
+                one(&format!("{lin}.dt_bias"), vec![linear.value_heads], Kind::F32Vector),
+                one(&format!("{lin}.norm.weight"), vec![linear.value_dim], Kind::Vector),
+            ]);
+        }
+        out.push(one(&format!("{p}.post_attention_layernorm.weight"), vec![h], Kind::GemmaNorm));
+        let mlp = format!("{p}.mlp");
+        out.push(Param {
+            name: format!("model.{mlp}.gate_up_proj.weight"),
+            sources: vec![
+                (format!("{HF}.{mlp}.gate_proj.weight"), vec![d.intermediate, h]),
+                (format!("{HF}.{mlp}.up_proj.weight"), vec![d.intermediate, h]),
+            ],
+            kind: Kind::Matrix,
+        });
+        out.push(one(&format!("{mlp}.down_proj.weight"), vec![h, d.intermediate], Kind::Matrix));
+    }
+    out.push(one("norm.weight", vec![h], Kind::GemmaNorm));
+    if !d.tie_word_embeddings {
+        // `lm_head` sits outside `model.` in both checkpoints.
+        out.push(Param {
+            name: "lm_head.weight".into(),
+            sources: vec![("lm_head.weight".into(), vec![d.vocab, h])],
+            kind: Kind::Matrix,
+        });
+    }
+    out
+}
+
+/// Reads Qwen3.5's parameters from a text-only checkpoint
+/// (`Qwen3_5ForCausalLM` saves the backbone under `model.`, not
+/// `model.language_model.`) when `source_names` has no tensor under
+/// `model.language_model.`. MLC's loader reads only the vision-language
+/// layout; the tensors are the same.
+pub fn qwen35_text_layout(params: &mut [Param], source_names: &[String]) {
+    const HF: &str = "model.language_model.";
+    if source_names.iter().any(|name| name.starts_with(HF)) {
+        return;
+    }
+    for (source, _) in params.iter_mut().flat_map(|param| &mut param.sources) {
+        if let Some(rest) = source.strip_prefix(HF) {
+            *source = format!("model.{rest}");
+        }
+    }
 }
 
 /// BERT's parameters (`bert_loader.py`, Hugging Face names without a prefix):
@@ -1791,6 +2036,50 @@ mod tests {
     }
 
     #[test]
+    fn qwen3_5_reads_its_text_config_and_rope_parameters_as_qwen35config_does() {
+        // The vision-language checkpoint's layout (Qwen3.5-0.8B): the text model's keys
+        // under `text_config`, the rotation under its `rope_parameters`.
+        let hf = json!({"architectures": ["Qwen3_5ForConditionalGeneration"], "model_type": "qwen3_5",
+            "tie_word_embeddings": true, "vision_config": {"depth": 12},
+            "text_config": {"model_type": "qwen3_5_text", "hidden_size": 1024, "intermediate_size": 3584,
+                "num_hidden_layers": 24, "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 256,
+                "linear_num_value_heads": 16, "max_position_embeddings": 262144, "vocab_size": 248320,
+                "layer_types": ["linear_attention"],
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25,
+                    "mrope_section": [11, 11, 10]}}});
+        let family = Family::from_hf_config(&hf).unwrap();
+        assert_eq!(family, Family::Qwen35 { text: false });
+        let config = family.model_config(&hf, &overrides()).unwrap();
+        assert_eq!(config["hidden_size"], json!(1024));
+        assert_eq!(config["tie_word_embeddings"], json!(true));
+        assert_eq!(config["rope_theta"], json!(10000000));
+        assert_eq!(config["context_window_size"], json!(262144));
+        assert_eq!(config["prefill_chunk_size"], json!(2048));
+        assert!(!config.contains_key("text_config") && !config.contains_key("layer_types"));
+        let d = Dims::from_model_config(&config).unwrap();
+        let linear = d.linear.clone().unwrap();
+        assert_eq!(
+            (linear.key_heads, linear.value_heads, linear.full_attention_interval),
+            (16, 16, 4)
+        );
+        let mut params = params(family, &d);
+        let c_attn =
+            params.iter().find(|p| p.name == "model.layers.3.self_attn.c_attn.weight").unwrap();
+        assert_eq!(c_attn.shape(), [(2 * 8 + 2 + 2) * 256, 1024]);
+        assert_eq!(c_attn.sources[0].0, "model.language_model.layers.3.self_attn.q_proj.weight");
+        // A text-only checkpoint (`Qwen3_5ForCausalLM`) keeps the backbone under `model.`.
+        qwen35_text_layout(&mut params, &["model.embed_tokens.weight".to_string()]);
+        let conv =
+            params.iter().find(|p| p.name == "model.layers.0.linear_attn.conv1d_weight").unwrap();
+        assert_eq!(conv.sources[0].0, "model.layers.0.linear_attn.conv1d.weight");
+        assert_eq!(conv.shape(), [2 * 16 * 128 + 16 * 128, 1, 4]);
+        let uneven = json!({"model_type": "qwen3_5_text", "linear_num_key_heads": 3,
+            "num_attention_heads": 8, "num_key_value_heads": 2, "max_position_embeddings": 64});
+        let error = Family::Qwen35 { text: true }.model_config(&uneven, &overrides()).unwrap_err();
+        assert!(error.to_string().contains("linear_num_key_heads"), "{error}");
+    }
+
+    #[test]
     fn gemma3_nests_its_text_config_and_sizes_the_context_from_the_window() {
         let hf = json!({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64,
             "intermediate_size": 96, "num_hidden_layers": 7, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -1895,6 +2184,7 @@ mod tests {
             qkv_bias: false,
             positions: 0,
             type_vocab: 0,
+            linear: None,
         };
         let params = params(Family::Gemma3, &d);
         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
@@ -2037,6 +2327,7 @@ mod tests {
             qkv_bias: false,
             positions: 0,
             type_vocab: 0,
+            linear: None,
         };
         let params = params(Family::Llama, &d);
         let names: Vec<String> = params

@@ -149,10 +149,13 @@ pub fn convert_with_progress(
     };
     let model_config = family.model_config(&hf_config, &overrides)?;
     let dims = Dims::from_model_config(&model_config)?;
-    let params = families::params(family, &dims);
+    let mut params = families::params(family, &dims);
 
     // Shapes and presence, before writing anything.
     let names = checkpoint.tensor_names();
+    if let Family::Qwen35 { .. } = family {
+        families::qwen35_text_layout(&mut params, &names);
+    }
     let (order, ignored_tensors) = families::emission_order(&params, &names)?;
     for param in &params {
         for (source, expected) in &param.sources {

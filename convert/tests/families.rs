@@ -1,6 +1,6 @@
-//! Converting the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi and gpt_neox fixture
+//! Converting the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 fixture
 //! checkpoints (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
-//! norms, GPT-NeoX's reordered `query_key_value` and float32 MLP biases, tying, and each family's `model_config` as MLC's `gen_config` writes
+//! and Qwen3.5 norms, Qwen3.5's Gated DeltaNet tensors, GPT-NeoX's reordered `query_key_value` and float32 MLP biases, tying, and each family's `model_config` as MLC's `gen_config` writes
 //! it. (The converted models' outputs are checked in
 //! `conformance/tests/families.rs`.)
 
@@ -425,7 +425,7 @@ fn gemma3_nests_its_config_prefixes_its_names_and_stores_one_plus_every_norm() {
 }
 
 /// Each of the checkpoint's `norms` is stored, under `prefix`, as `f16(1 + w)`
-/// (Gemma's norms, as MLC's loader stores them).
+/// (Gemma's and Qwen3.5's norms, as MLC's loaders store them).
 fn assert_norms_stored_as_one_plus_w(
     artifact: &Artifact,
     model: &str,
@@ -443,4 +443,92 @@ fn assert_norms_stored_as_one_plus_w(
             .collect();
         assert_eq!(stored, want, "{norm} must be stored as f16(1 + w)");
     }
+}
+
+#[test]
+fn qwen3_5_fuses_the_gated_query_keeps_the_linear_layers_and_stores_one_plus_its_norms() {
+    let (_temp, artifact, config) = converted("qwen3_5-tiny");
+    assert_eq!(config["model_type"], "qwen3_5_text");
+    let mc = &config["model_config"];
+    // Qwen35Config's fields in declaration order; rope_parameters' values read
+    // into rope_theta and partial_rotary_factor, the window from max_position_embeddings.
+    assert_eq!(
+        keys(mc),
+        [
+            "hidden_size",
+            "intermediate_size",
+            "num_attention_heads",
+            "num_hidden_layers",
+            "num_key_value_heads",
+            "rms_norm_eps",
+            "vocab_size",
+            "rope_theta",
+            "head_dim",
+            "hidden_act",
+            "attention_bias",
+            "tie_word_embeddings",
+            "linear_key_head_dim",
+            "linear_value_head_dim",
+            "linear_num_key_heads",
+            "linear_num_value_heads",
+            "linear_conv_kernel_dim",
+            "full_attention_interval",
+            "partial_rotary_factor",
+            "context_window_size",
+            "prefill_chunk_size",
+            "tensor_parallel_shards",
+            "dtype",
+            "max_batch_size",
+        ]
+    );
+    assert_eq!(mc["rope_theta"], json!(10000000.0));
+    assert_eq!(mc["partial_rotary_factor"], json!(0.25));
+    assert_eq!(mc["full_attention_interval"], json!(3));
+    assert_eq!(
+        (&mc["context_window_size"], &mc["prefill_chunk_size"]),
+        (&json!(4096), &json!(2048))
+    );
+    assert_eq!(config["conv_template"]["name"], "qwen3_5");
+    assert_eq!(config["conv_template"]["roles"]["assistant"], "<|im_start|>assistant\n<think>");
+    assert_eq!(config["conv_template"]["stop_token_ids"], json!([248046, 248044]));
+
+    let names = names(&artifact);
+    // Layers 2 and 5 attend; the others are Gated DeltaNet layers. Tied: no lm_head.
+    let c_attn = artifact.tensor("model.layers.2.self_attn.c_attn.q_weight").unwrap();
+    // [q | gate] of 4 heads of 32, then 2 key and 2 value heads of 32.
+    assert_eq!(c_attn.shape, [(2 * 4 + 2 + 2) * 32, 64 / 8]);
+    assert!(!names.iter().any(|n| n.starts_with("model.layers.2.linear_attn")), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("model.layers.1.self_attn")), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("lm_head")), "{names:?}");
+    for proj in ["in_proj_qkv", "in_proj_z", "in_proj_a", "in_proj_b", "out_proj"] {
+        let name = format!("model.layers.4.linear_attn.{proj}.q_weight");
+        assert!(names.contains(&name), "{name} is quantized: {names:?}");
+    }
+    let conv = artifact.tensor("model.layers.0.linear_attn.conv1d_weight").unwrap();
+    // Channels: q and k (2 heads of 16 each) and v (4 heads of 16).
+    assert_eq!((conv.shape, conv.dtype), (&[128, 1, 4][..], DType::F16));
+    let mut hf = HfFolder::open(&source("qwen3_5-tiny")).unwrap();
+    for param in ["A_log", "dt_bias"] {
+        let name = format!("model.layers.3.linear_attn.{param}");
+        let tensor = artifact.tensor(&name).unwrap();
+        assert_eq!((tensor.shape, tensor.dtype), (&[4][..], DType::F32), "{name}");
+        assert_eq!(tensor.to_f32_vec().unwrap(), hf.read_f32(&name).unwrap(), "{name} as is");
+    }
+    // The gated norm is stored as it is, not as 1 + w.
+    let gated = "model.layers.0.linear_attn.norm.weight";
+    let want: Vec<f32> =
+        hf.read_f32(gated).unwrap().iter().map(|&w| half::f16::from_f32(w).to_f32()).collect();
+    assert_eq!(artifact.tensor(gated).unwrap().to_f32_vec().unwrap(), want);
+    assert_norms_stored_as_one_plus_w(
+        &artifact,
+        "qwen3_5-tiny",
+        "",
+        &[
+            "model.layers.0.input_layernorm.weight",
+            "model.layers.1.post_attention_layernorm.weight",
+            "model.layers.2.self_attn.q_norm.weight",
+            "model.layers.5.self_attn.k_norm.weight",
+            "model.norm.weight",
+        ],
+    );
 }

@@ -4,6 +4,7 @@
 //! against this trait; the CPU engine implements it with eager f32 math, the
 //! GPU engine by recording WGSL dispatches.
 
+use mlc_kernels::cpu::DeltaNetShape;
 use mlc_loader::{Quantization, Tensor};
 
 use crate::EngineError;
@@ -64,6 +65,29 @@ pub struct LayerWeights<B: Backend + ?Sized> {
     pub attn_norm_bias: Option<B::Vector>,
     /// Bias of `mlp_norm`, likewise.
     pub mlp_norm_bias: Option<B::Vector>,
+    /// A Gated DeltaNet layer's own parameters (Qwen3.5's linear layers,
+    /// [`crate::models::ModelSpec::linear_layer`]); such a layer keeps its
+    /// `in_proj_qkv` in `qkv` and its `out_proj` in `o_proj`, and has no q/k norm.
+    pub delta_net: Option<DeltaNetWeights<B>>,
+}
+
+/// The parameters of a Gated DeltaNet layer beside its `in_proj_qkv` and
+/// `out_proj` (MLC's `linear_attn.*`; docs/families.md, "qwen3_5").
+pub struct DeltaNetWeights<B: Backend + ?Sized> {
+    /// `in_proj_z`: the output gate, `[value_heads · value_dim, hidden]`.
+    pub z: B::Linear,
+    /// `in_proj_a`: the decay's input, `[value_heads, hidden]`.
+    pub a: B::Linear,
+    /// `in_proj_b`: the update rate's input, `[value_heads, hidden]`.
+    pub b: B::Linear,
+    /// `conv1d_weight`, `[channels, 1, kernel]` flattened.
+    pub conv: B::Vector,
+    /// `A_log`, `[value_heads]` (f32 in the artifact).
+    pub a_log: B::Vector,
+    /// `dt_bias`, `[value_heads]` (f32 in the artifact).
+    pub dt_bias: B::Vector,
+    /// The gated RMSNorm's weight, `[value_dim]` (stored as is, no `1 + w`).
+    pub norm: B::Vector,
 }
 
 /// All weights of a decoder, in a backend's own representation.
@@ -256,6 +280,53 @@ pub trait Backend {
         let attended = self.attention(spec, layer, qkv, qk_norm, start)?;
         self.linear_add(&attended, o_proj, residual)
     }
+    /// Splits rows of Qwen3.5's fused projection, `[q | gate]` per query head
+    /// then keys and values, into `[q; k; v]` rows (what
+    /// [`Backend::attention`] reads) and the gates `[tokens, heads · head_dim]`.
+    fn split_query_gate(
+        &mut self,
+        _spec: &ModelSpec,
+        _qkv: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor), EngineError> {
+        Err(not_on_this_backend("the gated attention output (Qwen3.5)"))
+    }
+    /// `x · sigmoid(gate)`, elementwise (Qwen3.5's gated attention output).
+    fn sigmoid_gate(
+        &mut self,
+        _x: &Self::Tensor,
+        _gate: &Self::Tensor,
+    ) -> Result<Self::Tensor, EngineError> {
+        Err(not_on_this_backend("the gated attention output (Qwen3.5)"))
+    }
+    /// The recurrence of Gated DeltaNet layer `layer` over the rows of
+    /// `qkv = in_proj_qkv(x)`, `a = in_proj_a(x)` and `b = in_proj_b(x)`:
+    /// the causal convolution with SiLU, the gates, and the delta rule,
+    /// reading and advancing the layer's recurrent state (kept with the KV
+    /// cache, emptied by [`Backend::reset_cache`]). Returns the heads'
+    /// outputs `[tokens, value_heads · value_dim]`, before the gated norm.
+    fn delta_net(
+        &mut self,
+        _shape: &DeltaNetShape,
+        _layer: usize,
+        _qkv: &Self::Tensor,
+        _a: &Self::Tensor,
+        _b: &Self::Tensor,
+        _weights: &DeltaNetWeights<Self>,
+    ) -> Result<Self::Tensor, EngineError> {
+        Err(not_on_this_backend("Gated DeltaNet layers (Qwen3.5)"))
+    }
+    /// `rms_norm(x) · weight · silu(z)` per value head (`shape.value_dim`
+    /// values, `weight`'s length), the norm of a Gated DeltaNet layer's output.
+    fn gated_rms_norm(
+        &mut self,
+        _shape: &DeltaNetShape,
+        _x: &Self::Tensor,
+        _weight: &Self::Vector,
+        _z: &Self::Tensor,
+        _eps: f32,
+    ) -> Result<Self::Tensor, EngineError> {
+        Err(not_on_this_backend("Gated DeltaNet layers (Qwen3.5)"))
+    }
     /// The last row of `x` (the only one whose logits a prefill needs).
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor, EngineError>;
     /// Copies a tensor to the host, blocking until it is there: the trace
@@ -291,4 +362,10 @@ pub trait Backend {
     async fn take_token(&mut self, pending: Self::Pending) -> Result<Option<Drawn>, EngineError>;
     /// Forgets the KV cache.
     fn reset_cache(&mut self);
+}
+
+/// The error of an op a backend does not implement (the GPU engine's
+/// Qwen3.5 ops, which it refuses in [`Backend::prepare`] before they are reached).
+fn not_on_this_backend(what: &str) -> EngineError {
+    EngineError::Unsupported(format!("{what}: not implemented on this backend"))
 }

@@ -2,11 +2,13 @@
 //! the fallback where WebGPU is missing. Weights stay quantized in memory and
 //! are decoded inside the products (see [`mlc_kernels::cpu`]).
 
-use mlc_kernels::cpu::{self as ops, KvLayout, Q4Matrix, Rope, Weight};
+use mlc_kernels::cpu::{
+    self as ops, DeltaNetShape, DeltaNetState, KvLayout, Q4Matrix, Rope, Weight,
+};
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, LinearSource, MatrixSource, StepInput};
+use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, StepInput};
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::{Drawn, HostSampler, SamplingStep};
 
@@ -67,6 +69,8 @@ pub(crate) struct LayerCache {
 pub struct CpuBackend {
     rope: Option<Rope>,
     cache: Vec<LayerCache>,
+    /// Each Gated DeltaNet layer's recurrent state, by layer (Qwen3.5).
+    recurrent: RecurrentStates,
     /// Token choice: the penalties' counts and the last token chosen.
     sampler: HostSampler,
 }
@@ -74,7 +78,12 @@ pub struct CpuBackend {
 impl CpuBackend {
     /// A backend with an empty KV cache.
     pub fn new() -> CpuBackend {
-        CpuBackend { rope: None, cache: Vec::new(), sampler: HostSampler::default() }
+        CpuBackend {
+            rope: None,
+            cache: Vec::new(),
+            recurrent: RecurrentStates::default(),
+            sampler: HostSampler::default(),
+        }
     }
 }
 
@@ -292,6 +301,51 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
+    fn split_query_gate(
+        &mut self,
+        spec: &ModelSpec,
+        qkv: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor), EngineError> {
+        let mut plain = CpuTensor::zeros(qkv.rows, qkv.cols - spec.num_heads * spec.head_dim);
+        let mut gate = CpuTensor::zeros(qkv.rows, spec.num_heads * spec.head_dim);
+        split_query_gate(spec, &qkv.data, &mut plain.data, &mut gate.data);
+        Ok((plain, gate))
+    }
+
+    fn sigmoid_gate(&mut self, x: &CpuTensor, gate: &CpuTensor) -> Result<CpuTensor, EngineError> {
+        let mut out = CpuTensor::zeros(x.rows, x.cols);
+        sigmoid_gate(&x.data, &gate.data, &mut out.data);
+        Ok(out)
+    }
+
+    fn delta_net(
+        &mut self,
+        shape: &DeltaNetShape,
+        layer: usize,
+        qkv: &CpuTensor,
+        a: &CpuTensor,
+        b: &CpuTensor,
+        weights: &DeltaNetWeights<Self>,
+    ) -> Result<CpuTensor, EngineError> {
+        let mut out = CpuTensor::zeros(qkv.rows, shape.value_width());
+        let state = self.recurrent.layer(layer, shape);
+        delta_net(shape, state, &qkv.data, &a.data, &b.data, weights, &mut out.data);
+        Ok(out)
+    }
+
+    fn gated_rms_norm(
+        &mut self,
+        _shape: &DeltaNetShape,
+        x: &CpuTensor,
+        weight: &Vec<f32>,
+        z: &CpuTensor,
+        eps: f32,
+    ) -> Result<CpuTensor, EngineError> {
+        let mut out = CpuTensor::zeros(x.rows, x.cols);
+        ops::gated_rms_norm(&x.data, weight, &z.data, eps, &mut out.data);
+        Ok(out)
+    }
+
     fn last_row(&mut self, x: &CpuTensor) -> Result<CpuTensor, EngineError> {
         let start = (x.rows.saturating_sub(1)) * x.cols;
         Ok(CpuTensor { rows: 1, cols: x.cols, data: x.data[start..].to_vec() })
@@ -319,7 +373,75 @@ impl Backend for CpuBackend {
 
     fn reset_cache(&mut self) {
         self.cache.clear();
+        self.recurrent.clear();
     }
+}
+
+/// The Gated DeltaNet layers' recurrent states of the two CPU backends, by
+/// layer index, each made (zero) by its layer's first call.
+#[derive(Debug, Default)]
+pub(crate) struct RecurrentStates(Vec<Option<DeltaNetState>>);
+
+impl RecurrentStates {
+    /// Layer `layer`'s state, zero if the layer has not run since the last reset.
+    pub(crate) fn layer(&mut self, layer: usize, shape: &DeltaNetShape) -> &mut DeltaNetState {
+        if self.0.len() <= layer {
+            self.0.resize_with(layer + 1, || None);
+        }
+        self.0[layer].get_or_insert_with(|| DeltaNetState::zeros(shape))
+    }
+
+    /// Forgets every state (the sequence starts over).
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Rows of Qwen3.5's `[q | gate per head, k, v]` projection split into
+/// `plain` (`[q, k, v]`) and `gate` (`[heads · head_dim]` per row), as MLC's
+/// `Qwen35Attention` reshapes the query part to `(heads, 2 · head_dim)`.
+pub(crate) fn split_query_gate(spec: &ModelSpec, qkv: &[f32], plain: &mut [f32], gate: &mut [f32]) {
+    let (heads, d) = (spec.num_heads, spec.head_dim);
+    let width = heads * d;
+    let rows = gate.len() / width;
+    let cols = plain.len() / rows.max(1);
+    let fused = cols + width;
+    for ((row, plain_row), gate_row) in
+        qkv.chunks(fused).zip(plain.chunks_mut(cols)).zip(gate.chunks_mut(width))
+    {
+        for head in 0..heads {
+            let pair = &row[head * 2 * d..(head + 1) * 2 * d];
+            plain_row[head * d..(head + 1) * d].copy_from_slice(&pair[..d]);
+            gate_row[head * d..(head + 1) * d].copy_from_slice(&pair[d..]);
+        }
+        plain_row[width..].copy_from_slice(&row[2 * width..]);
+    }
+}
+
+/// `x · sigmoid(gate)`, elementwise.
+pub(crate) fn sigmoid_gate(x: &[f32], gate: &[f32], out: &mut [f32]) {
+    for ((o, &x), &g) in out.iter_mut().zip(x).zip(gate) {
+        *o = x / (1.0 + (-g).exp());
+    }
+}
+
+/// One Gated DeltaNet layer's recurrence on the host (both CPU backends):
+/// the causal convolution with SiLU over `qkv`, the gates from `a` and `b`,
+/// and the delta rule, advancing `state`; `out` is `[tokens, value_width]`.
+pub(crate) fn delta_net(
+    shape: &DeltaNetShape,
+    state: &mut DeltaNetState,
+    qkv: &[f32],
+    a: &[f32],
+    b: &[f32],
+    weights: &DeltaNetWeights<impl Backend<Vector = Vec<f32>>>,
+    out: &mut [f32],
+) {
+    let mut convolved = vec![0.0; qkv.len()];
+    ops::causal_conv1d_silu(qkv, &weights.conv, shape.conv_kernel, &mut state.conv, &mut convolved);
+    let (mut g, mut beta) = (a.to_vec(), b.to_vec());
+    ops::delta_net_gates(&mut g, &mut beta, &weights.a_log, &weights.dt_bias);
+    ops::gated_delta_rule(shape, &convolved, &g, &beta, &mut state.recurrent, out);
 }
 
 impl LayerCache {

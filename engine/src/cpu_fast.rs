@@ -16,13 +16,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mlc_kernels::cpu::{self as ops, KvLayout, Q4Matrix, Rope, Weight};
+use mlc_kernels::cpu::{self as ops, DeltaNetShape, KvLayout, Q4Matrix, Rope, Weight};
 use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q16Block};
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, LinearSource, MatrixSource, StepInput};
-use crate::cpu::LayerCache;
+use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, StepInput};
+use crate::cpu::{self, LayerCache, RecurrentStates};
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::{Drawn, HostSampler, SamplingStep};
 
@@ -80,6 +80,8 @@ pub struct FastCpuBackend {
     pool: Pool,
     rope: Option<Rope>,
     cache: Vec<LayerCache>,
+    /// Each Gated DeltaNet layer's recurrent state, by layer (Qwen3.5).
+    recurrent: RecurrentStates,
     /// Token choice: the penalties' counts and the last token chosen.
     sampler: HostSampler,
     /// Quantized activation rows of the current product.
@@ -102,6 +104,7 @@ impl FastCpuBackend {
             pool: Pool::default(),
             rope: None,
             cache: Vec::new(),
+            recurrent: RecurrentStates::default(),
             sampler: HostSampler::default(),
             quantized: Vec::new(),
             product_scratch: fast::MatmulScratch::default(),
@@ -431,7 +434,58 @@ impl Backend for FastCpuBackend {
         Ok(pending)
     }
 
+    fn split_query_gate(
+        &mut self,
+        spec: &ModelSpec,
+        qkv: &FastTensor,
+    ) -> Result<(FastTensor, FastTensor), EngineError> {
+        let width = spec.num_heads * spec.head_dim;
+        let mut plain = self.tensor(qkv.rows, qkv.cols - width);
+        let mut gate = self.tensor(qkv.rows, width);
+        cpu::split_query_gate(spec, &qkv.data, &mut plain.data, &mut gate.data);
+        Ok((plain, gate))
+    }
+
+    fn sigmoid_gate(
+        &mut self,
+        x: &FastTensor,
+        gate: &FastTensor,
+    ) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(x.rows, x.cols);
+        cpu::sigmoid_gate(&x.data, &gate.data, &mut out.data);
+        Ok(out)
+    }
+
+    fn delta_net(
+        &mut self,
+        shape: &DeltaNetShape,
+        layer: usize,
+        qkv: &FastTensor,
+        a: &FastTensor,
+        b: &FastTensor,
+        weights: &DeltaNetWeights<Self>,
+    ) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(qkv.rows, shape.value_width());
+        let state = self.recurrent.layer(layer, shape);
+        cpu::delta_net(shape, state, &qkv.data, &a.data, &b.data, weights, &mut out.data);
+        Ok(out)
+    }
+
+    fn gated_rms_norm(
+        &mut self,
+        _shape: &DeltaNetShape,
+        x: &FastTensor,
+        weight: &Vec<f32>,
+        z: &FastTensor,
+        eps: f32,
+    ) -> Result<FastTensor, EngineError> {
+        let mut out = self.tensor(x.rows, x.cols);
+        ops::gated_rms_norm(&x.data, weight, &z.data, eps, &mut out.data);
+        Ok(out)
+    }
+
     fn reset_cache(&mut self) {
         self.cache.clear();
+        self.recurrent.clear();
     }
 }

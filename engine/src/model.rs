@@ -56,7 +56,9 @@ pub trait LanguageModel {
     /// probabilities its step was asked to report.
     fn next_queued(&mut self) -> ModelFuture<'_, Drawn>;
     /// Forgets the queued steps whose tokens were not taken (a generation
-    /// that stopped early): the context is as if they had not run.
+    /// that stopped early): the context is as if they had not run, or, for a
+    /// model with recurrent state ([`ModelSpec::recurrent`]), which cannot
+    /// be rewound, empty ([`LanguageModel::position`] 0).
     fn drop_queued(&mut self);
     /// Appends `input` and starts drawing the next token as `step` says: the
     /// sampled counterpart of [`LanguageModel::queue_greedy`], its token read
@@ -270,6 +272,13 @@ impl<B: Backend> LanguageModel for Model<B> {
         if !self.queued.is_empty() {
             // The device's token is a dropped step's.
             self.token_on_device = false;
+            if self.spec.recurrent() {
+                // The dropped steps have advanced the Gated DeltaNet state,
+                // which cannot be rewound: the context starts over, and a
+                // caller that kept its tokens prefills them again.
+                self.reset();
+                return;
+            }
         }
         self.position -= self.queued.drain(..).map(|(_, positions)| positions).sum::<usize>();
     }

@@ -4,7 +4,9 @@
 use mlc_loader::{Artifact, DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, DecoderWeights, LayerWeights, LinearSource, MatrixSource};
+use crate::backend::{
+    Backend, DecoderWeights, DeltaNetWeights, LayerWeights, LinearSource, MatrixSource,
+};
 use crate::models::{ModelSpec, NormPlacement, QkNormWidth};
 
 /// Loads every parameter the spec names, checking shapes and dtypes.
@@ -60,6 +62,19 @@ pub fn load<B: Backend>(
                 i,
             ),
         };
+        if let Some(shape) = spec.linear_layer(l) {
+            // A Gated DeltaNet layer: `in_proj_qkv` and `out_proj` take the
+            // places of the attention's projections (`LayerWeights::delta_net`).
+            let name = |param: &str| names.layer(l, &format!("{}.{param}", names.linear_attn));
+            let (channels, width) = (shape.conv_channels(), shape.value_width());
+            layers_linear.push((
+                linear(backend, name("in_proj_qkv"), channels, h, Bias::None)?,
+                linear(backend, name("out_proj"), h, width, Bias::None)?,
+                gate_up.load(backend)?,
+                linear(backend, names.layer(l, &names.down), h, padded_i, dense_bias)?,
+            ));
+            continue;
+        }
         let qkv = match &names.separate_qkv {
             None => linear(backend, names.layer(l, &names.qkv), spec.qkv_width(), h, qkv_bias)?,
             Some(parts) => {
@@ -84,14 +99,41 @@ pub fn load<B: Backend>(
             linear(backend, names.layer(l, &names.down), h, padded_i, dense_bias)?,
         ));
     }
+    // The Gated DeltaNet layers' other parameters.
+    let mut delta_nets = Vec::with_capacity(spec.num_layers);
+    for l in 0..spec.num_layers {
+        let Some(shape) = spec.linear_layer(l) else {
+            delta_nets.push(None);
+            continue;
+        };
+        let prefix = names.layer(l, &names.linear_attn);
+        let (width, heads) = (shape.value_width(), shape.value_heads);
+        let z = linear(backend, format!("{prefix}.in_proj_z"), width, h, Bias::None)?;
+        let a = linear(backend, format!("{prefix}.in_proj_a"), heads, h, Bias::None)?;
+        let b = linear(backend, format!("{prefix}.in_proj_b"), heads, h, Bias::None)?;
+        let mut read = |param: &str, shape: &[usize]| -> Result<B::Vector, EngineError> {
+            backend.load_vector(&tensor_with_shape(artifact, &format!("{prefix}.{param}"), shape)?)
+        };
+        delta_nets.push(Some(DeltaNetWeights {
+            z,
+            a,
+            b,
+            conv: read("conv1d_weight", &[shape.conv_channels(), 1, shape.conv_kernel])?,
+            a_log: read("A_log", &[heads])?,
+            dt_bias: read("dt_bias", &[heads])?,
+            norm: read("norm.weight", &[shape.value_dim])?,
+        }));
+    }
     // `suffix` is `weight`, or `bias` for a LayerNorm's bias (StableLM).
     let mut vector = |name: String, suffix: &str, len: usize| -> Result<B::Vector, EngineError> {
         let tensor = tensor_with_shape(artifact, &format!("{name}.{suffix}"), &[len])?;
         backend.load_vector(&tensor)
     };
     let mut layers = Vec::with_capacity(spec.num_layers);
-    for (l, (qkv, o_proj, gate_up, down)) in layers_linear.into_iter().enumerate() {
+    let pieces = layers_linear.into_iter().zip(delta_nets);
+    for (l, ((qkv, o_proj, gate_up, down), delta_net)) in pieces.enumerate() {
         let qk_norm = match spec.qk_norm {
+            Some(_) if delta_net.is_some() => None,
             Some(width) => {
                 let [q, k] = match width {
                     QkNormWidth::Head => [d, d],
@@ -135,6 +177,7 @@ pub fn load<B: Backend>(
             down,
             attn_norm_bias,
             mlp_norm_bias,
+            delta_net,
         });
     }
     let final_norm = vector(names.final_norm.clone(), "weight", h)?;

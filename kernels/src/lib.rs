@@ -10,6 +10,7 @@ pub mod buffers;
 pub mod context;
 pub mod cpu;
 pub mod cpu_fast;
+pub mod delta_net;
 pub mod elementwise;
 pub mod embed;
 pub mod health;
@@ -26,6 +27,7 @@ pub use attention::{
 };
 pub use buffers::FloatFormat;
 pub use context::{Capabilities, ContextOptions, GpuContext};
+pub use delta_net::{DeltaNet, DeltaNetBinding, DeltaNetBuffers, DeltaNetOp};
 pub use elementwise::{
     Activation, Elementwise, ElementwiseBuffers, ElementwiseOp, ElementwiseShape,
 };

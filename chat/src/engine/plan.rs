@@ -143,8 +143,11 @@ impl ChatEngine {
         resumed: &[u32],
     ) -> Result<Prepared, RequestError> {
         let history = Conversation::from_request(&self.template, messages)?;
-        let reuse =
-            resumed.is_empty() && can_reuse_kv_cache(&kept.conversation, kept.finish, &history);
+        // A context the model emptied (a recurrent model's dropped steps) has
+        // nothing to reuse.
+        let reuse = resumed.is_empty()
+            && self.model.position() > 0
+            && can_reuse_kv_cache(&kept.conversation, kept.finish, &history);
         let mut conversation = match reuse {
             true => kept.conversation,
             false => {

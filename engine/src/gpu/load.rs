@@ -109,6 +109,7 @@ fn empty_plan() -> MemoryPlan {
     MemoryPlan {
         weights: Vec::new(),
         layers: 0,
+        recurrent: 0,
         kv_positions: 0,
         kv_buffer: 0,
         scratch: 0,

@@ -28,19 +28,20 @@ use std::time::Duration;
 use web_time::Instant;
 
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
+use mlc_kernels::cpu::DeltaNetShape;
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, DecodeOutput,
-    Elementwise, ElementwiseBuffers, ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers,
-    EmbedShape, FloatFormat, GpuContext, GpuWeight, Kernel, MAX_ATTENTION_CHUNKS_INPUTS, Matmul,
-    MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Queries, Residual, RmsNorm, RmsNormBuffers,
-    RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, RowLayout, SampledResult, Sampler,
-    SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, DecodeOutput, DeltaNet,
+    DeltaNetBinding, DeltaNetBuffers, DeltaNetOp, Elementwise, ElementwiseBuffers, ElementwiseOp,
+    ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext, GpuWeight, Kernel,
+    MAX_ATTENTION_CHUNKS_INPUTS, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Queries,
+    Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable,
+    RowLayout, SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, LinearSource, MatrixSource, StepInput};
+use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, StepInput};
 use crate::models::{Activation, ModelSpec, QkNormWidth};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
@@ -146,6 +147,9 @@ struct Kernels {
     rope: RopeAppend,
     attention: Attention,
     sampler: Sampler,
+    /// Qwen3.5's ops (the gated attention output, the Gated DeltaNet layers),
+    /// compiled only for a model that has them.
+    delta_net: Option<DeltaNet>,
 }
 
 /// Per-model GPU state created by [`Backend::prepare`].
@@ -156,6 +160,9 @@ struct Prepared {
     rope_table: RopeTable,
     scratch: AttentionScratch,
     kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Each Gated DeltaNet layer's convolution window and state (f32, zero at
+    /// the start of a sequence), by layer.
+    recurrent: Vec<Option<(wgpu::Buffer, wgpu::Buffer)>>,
     /// Where the unfused forms of `norm_linear` and `gated_linear_add` put the
     /// norm or activation before the product (consumed at once, so shared by
     /// every slot; replaced by a larger one when a slot needs more).
@@ -345,15 +352,34 @@ impl Backend for GpuBackend {
             rope: RopeAppend::new(ctx)?,
             attention: Attention::new(ctx, spec.head_dim)?,
             sampler: Sampler::new(ctx)?,
+            delta_net: match spec.recurrent() || spec.attention_output_gate {
+                true => Some(DeltaNet::new(ctx, dtype)?),
+                false => None,
+            },
         };
         let capacity = self.options.kv_positions(spec);
         let cache_bytes = (spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
+        // A Gated DeltaNet layer has no KV cache (a word stands in for it) but
+        // a convolution window and a state.
         let kv = (0..spec.num_layers)
-            .map(|_| {
+            .map(|l| {
+                let bytes = if spec.linear_layer(l).is_some() { 4 } else { cache_bytes };
                 (
-                    ctx.empty_storage_buffer("k cache", cache_bytes),
-                    ctx.empty_storage_buffer("v cache", cache_bytes),
+                    ctx.empty_storage_buffer("k cache", bytes),
+                    ctx.empty_storage_buffer("v cache", bytes),
                 )
+            })
+            .collect();
+        let recurrent = (0..spec.num_layers)
+            .map(|l| {
+                spec.linear_layer(l).map(|shape| {
+                    let window = (shape.conv_kernel - 1).max(1) * shape.conv_channels() * 4;
+                    let state = shape.value_heads * shape.key_dim * shape.value_dim * 4;
+                    (
+                        ctx.empty_storage_buffer("conv window", window as u64),
+                        ctx.empty_storage_buffer("delta state", state as u64),
+                    )
+                })
             })
             .collect();
         let max_rows = self.max_rows();
@@ -364,6 +390,7 @@ impl Backend for GpuBackend {
             rope_table: RopeTable::new(ctx, &spec.rope(), capacity)?,
             scratch: AttentionScratch::new(ctx, spec.num_heads, spec.head_dim, capacity),
             kv,
+            recurrent,
             norm_scratch: None,
             gated_scratch: None,
             tokens: ctx.empty_storage_buffer("tokens", (max_rows * 4) as u64),
@@ -862,13 +889,172 @@ impl Backend for GpuBackend {
         Ok(self.submit_token(vocab, top))
     }
 
+    fn split_query_gate(
+        &mut self,
+        spec: &ModelSpec,
+        qkv: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor), EngineError> {
+        let width = spec.num_heads * spec.head_dim;
+        let plain = self.tensor(qkv.rows, qkv.cols - width);
+        let gate = self.tensor(qkv.rows, width);
+        let op = DeltaNetOp::SplitQueryGate {
+            heads: spec.num_heads as u32,
+            head_dim: spec.head_dim as u32,
+            rest: (qkv.cols - 2 * width) as u32,
+        };
+        let max_rows = qkv.capacity.min(plain.capacity).min(gate.capacity);
+        let outputs = (&plain.buffer, Some(&gate.buffer));
+        self.delta_net_op(
+            "split_query_gate",
+            op,
+            max_rows,
+            outputs,
+            [Some(qkv), None, None],
+            [None, None],
+            qkv.rows,
+        )?;
+        Ok((plain, gate))
+    }
+
+    fn sigmoid_gate(&mut self, x: &GpuTensor, gate: &GpuTensor) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, x.cols);
+        let op = DeltaNetOp::SigmoidGate { width: x.cols as u32 };
+        let max_rows = x.capacity.min(gate.capacity).min(out.capacity);
+        let inputs = [Some(x), Some(gate), None];
+        self.delta_net_op(
+            "sigmoid_gate",
+            op,
+            max_rows,
+            (&out.buffer, None),
+            inputs,
+            [None, None],
+            x.rows,
+        )?;
+        Ok(out)
+    }
+
+    fn delta_net(
+        &mut self,
+        shape: &DeltaNetShape,
+        layer: usize,
+        qkv: &GpuTensor,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        weights: &DeltaNetWeights<Self>,
+    ) -> Result<GpuTensor, EngineError> {
+        let (window, state) = self.prepared().recurrent[layer].clone().ok_or_else(|| {
+            EngineError::Config(format!("layer {layer} is not a Gated DeltaNet layer"))
+        })?;
+        let convolved = self.tensor(qkv.rows, qkv.cols);
+        let max_rows = qkv.capacity.min(convolved.capacity);
+        self.delta_net_op(
+            "conv_silu",
+            DeltaNetOp::ConvSilu(*shape),
+            max_rows,
+            (&convolved.buffer, Some(&window)),
+            [Some(qkv), None, None],
+            [Some(&weights.conv), None],
+            qkv.rows,
+        )?;
+        let out = self.tensor(qkv.rows, shape.value_width());
+        let max_rows = max_rows.min(a.capacity).min(b.capacity).min(out.capacity);
+        self.delta_net_op(
+            "delta_rule",
+            DeltaNetOp::Rule(*shape),
+            max_rows,
+            (&out.buffer, Some(&state)),
+            [Some(&convolved), Some(a), Some(b)],
+            [Some(&weights.a_log), Some(&weights.dt_bias)],
+            qkv.rows,
+        )?;
+        Ok(out)
+    }
+
+    fn gated_rms_norm(
+        &mut self,
+        shape: &DeltaNetShape,
+        x: &GpuTensor,
+        weight: &wgpu::Buffer,
+        z: &GpuTensor,
+        eps: f32,
+    ) -> Result<GpuTensor, EngineError> {
+        let out = self.tensor(x.rows, x.cols);
+        let op = DeltaNetOp::GatedNorm { width: x.cols as u32, group: shape.value_dim as u32, eps };
+        let max_rows = x.capacity.min(z.capacity).min(out.capacity);
+        let inputs = [Some(x), Some(z), None];
+        self.delta_net_op(
+            "gated_norm",
+            op,
+            max_rows,
+            (&out.buffer, None),
+            inputs,
+            [Some(weight), None],
+            x.rows,
+        )?;
+        Ok(out)
+    }
+
     fn reset_cache(&mut self) {
-        // Positions are written before they are read, so stale entries past the
-        // new position are never attended to: nothing to clear.
+        // KV positions are written before they are read, so stale entries past
+        // the new position are never attended to: nothing to clear there. The
+        // Gated DeltaNet layers' windows and states start over from zero,
+        // cleared in the command stream before the next step's work.
+        let buffers: Vec<wgpu::Buffer> = match &self.prepared {
+            Some(prepared) => prepared
+                .recurrent
+                .iter()
+                .flatten()
+                .flat_map(|(w, s)| [w.clone(), s.clone()])
+                .collect(),
+            None => Vec::new(),
+        };
+        if buffers.is_empty() {
+            return;
+        }
+        self.pass = None;
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+        for buffer in &buffers {
+            encoder.clear_buffer(buffer, 0, None);
+        }
     }
 }
 
 impl GpuBackend {
+    /// Binds (once per slot) and records one of Qwen3.5's ops over `rows` rows.
+    #[allow(clippy::too_many_arguments)]
+    fn delta_net_op(
+        &mut self,
+        name: &'static str,
+        op: DeltaNetOp,
+        max_rows: usize,
+        outputs: (&wgpu::Buffer, Option<&wgpu::Buffer>),
+        inputs: [Option<&GpuTensor>; 3],
+        weights: [Option<&wgpu::Buffer>; 2],
+        rows: usize,
+    ) -> Result<(), EngineError> {
+        let (out, out2) = outputs;
+        let inputs = inputs.map(|t| t.map(|t| &t.buffer));
+        let mut key: Vec<wgpu::Buffer> = vec![out.clone()];
+        key.extend(out2.cloned());
+        key.extend(inputs.iter().flatten().map(|b| (*b).clone()));
+        key.extend(weights.iter().flatten().map(|b| (*b).clone()));
+        let slot = self.slot(
+            || name.into(),
+            key,
+            |b| {
+                let kernel = b.prepared().kernels.delta_net.as_ref().ok_or_else(|| {
+                    EngineError::Config(format!("{name}: the model has no Qwen3.5 layers"))
+                })?;
+                let buffers = DeltaNetBuffers { out, out2, inputs, weights };
+                let shape = DeltaNetBinding { op, max_rows: max_rows as u32 };
+                Ok(BoundOp::Plain(kernel.bind(&b.ctx, &buffers, &shape)?))
+            },
+        )?;
+        self.record(slot, rows, 0)
+    }
+
     /// The norm kernel over `x`: an RMSNorm, or with `bias` a LayerNorm.
     fn norm(
         &mut self,

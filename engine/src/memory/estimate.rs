@@ -82,9 +82,13 @@ impl MemoryPlan {
                 largest = (what.to_string(), bytes);
             }
         }
+        let linear_layers: Vec<_> =
+            (0..spec.num_layers).filter_map(|l| spec.linear_layer(l)).collect();
+        let recurrent = linear_layers.iter().map(|shape| shape.state_len() as u64 * 4).sum();
         MemoryPlan {
             weights,
-            layers: spec.num_layers,
+            layers: spec.num_layers - linear_layers.len(),
+            recurrent,
             kv_positions,
             kv_buffer,
             scratch,

@@ -15,8 +15,12 @@ pub struct MemoryPlan {
     /// `mlp`, `norms` (q4 codes as stored, floats in the model's dtype), and
     /// `other` for tensors the plan does not recognise (counted, to err high).
     pub weights: Vec<(&'static str, u64)>,
-    /// Decoder layers (each has a K and a V cache buffer).
+    /// Attention layers (each has a K and a V cache buffer; Qwen3.5's Gated
+    /// DeltaNet layers have none).
     pub layers: usize,
+    /// The Gated DeltaNet layers' recurrent state (each layer's convolution
+    /// window and per-head `S`, f32), kept with the KV cache; 0 for other families.
+    pub recurrent: u64,
     /// Positions the KV cache holds.
     pub kv_positions: usize,
     /// Bytes of one layer's K (or V) cache buffer, bound whole by the kernels.
@@ -65,7 +69,7 @@ impl MemoryPlan {
 
     /// Everything.
     pub fn total(&self) -> u64 {
-        self.weight_bytes() + self.kv_bytes() + self.scratch + self.activations
+        self.weight_bytes() + self.kv_bytes() + self.recurrent + self.scratch + self.activations
     }
 
     /// Why the device cannot hold this plan, if a limit says so: a buffer
@@ -114,6 +118,13 @@ impl fmt::Display for MemoryPlan {
             self.layers,
             mib(self.kv_buffer)
         )?;
+        if self.recurrent > 0 {
+            writeln!(
+                f,
+                "  recurrent    {} (Gated DeltaNet convolution windows and states)",
+                mib(self.recurrent)
+            )?;
+        }
         writeln!(
             f,
             "  scratch      {} (attention and split-product partials, RoPE table, tokens, sampler, parameters)",

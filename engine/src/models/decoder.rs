@@ -8,6 +8,9 @@
 //! or, for a parallel block (Phi, GPT-NeoX), with n = norm(h) and
 //! m = mlp_norm(h) (GPT-NeoX) or n (Phi):
 //!     h = h + o_proj(attention(rope(qkv(n)))) + down(act(up(m)))
+//! where Qwen3.5's Gated DeltaNet layers replace attention with
+//!     out_proj(gated_norm(delta_rule(conv(in_proj_qkv(n)), a(n), b(n)), z(n)))   n = norm(h)
+//! and its attention layers multiply the attention by sigmoid(gate) before o_proj;
 //! logits = lm_head(final_norm(h))
 //! logits = tanh(logits / cap) · cap                     (Gemma-2's soft-capping)
 //! ```
@@ -23,7 +26,8 @@
 
 use super::{ModelSpec, NormPlacement};
 use crate::EngineError;
-use crate::backend::{Backend, DecoderWeights, LayerWeights, StepInput};
+use crate::backend::{Backend, DecoderWeights, DeltaNetWeights, LayerWeights, StepInput};
+use mlc_kernels::cpu::DeltaNetShape;
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,17 +112,38 @@ fn sequential_block<B: Backend>(
     h: &mut B::Tensor,
 ) -> Result<(), EngineError> {
     let eps = spec.rms_norm_eps;
-    let attn_norm = layer.attn_norm.as_ref().map(|w| (w, layer.attn_norm_bias.as_ref()));
-    let qkv = pre_normed_linear(backend, h, attn_norm, eps, &layer.qkv)?;
-    let qk_norm = layer.qk_norm.as_ref();
     let post = layer.post_norms.as_ref();
-    match post.map(|p| &p.0) {
-        None => {
-            backend.attention_linear_add(spec, index, &qkv, qk_norm, start, &layer.o_proj, h)?
+    let post_norm = post.map(|p| &p.0);
+    match (spec.linear_layer(index), &layer.delta_net) {
+        (Some(shape), Some(delta)) => {
+            let mixed = delta_net_mixer(backend, shape, layer, delta, index, h, eps)?;
+            residual_branch(backend, &mixed, &layer.o_proj, post_norm, eps, h)?;
         }
-        Some(norm) => {
-            let attended = backend.attention(spec, index, &qkv, qk_norm, start)?;
-            residual_branch(backend, &attended, &layer.o_proj, Some(norm), eps, h)?;
+        _ => {
+            let attn_norm = layer.attn_norm.as_ref().map(|w| (w, layer.attn_norm_bias.as_ref()));
+            let qkv = pre_normed_linear(backend, h, attn_norm, eps, &layer.qkv)?;
+            let qk_norm = layer.qk_norm.as_ref();
+            match (spec.attention_output_gate, post_norm) {
+                (false, None) => backend.attention_linear_add(
+                    spec,
+                    index,
+                    &qkv,
+                    qk_norm,
+                    start,
+                    &layer.o_proj,
+                    h,
+                )?,
+                (true, post_norm) => {
+                    let (qkv, gate) = backend.split_query_gate(spec, &qkv)?;
+                    let attended = backend.attention(spec, index, &qkv, qk_norm, start)?;
+                    let gated = backend.sigmoid_gate(&attended, &gate)?;
+                    residual_branch(backend, &gated, &layer.o_proj, post_norm, eps, h)?;
+                }
+                (false, post_norm) => {
+                    let attended = backend.attention(spec, index, &qkv, qk_norm, start)?;
+                    residual_branch(backend, &attended, &layer.o_proj, post_norm, eps, h)?;
+                }
+            }
         }
     }
 
@@ -131,6 +156,28 @@ fn sequential_block<B: Backend>(
             residual_branch(backend, &activated, &layer.down, Some(norm), eps, h)
         }
     }
+}
+
+/// A Gated DeltaNet layer's mixer (Qwen3.5's linear attention): the norm, the
+/// four input projections, the delta rule over the recurrent state and the
+/// gated norm, before `out_proj` (`layer.o_proj`).
+fn delta_net_mixer<B: Backend>(
+    backend: &mut B,
+    shape: &DeltaNetShape,
+    layer: &LayerWeights<B>,
+    delta: &DeltaNetWeights<B>,
+    index: usize,
+    h: &B::Tensor,
+    eps: f32,
+) -> Result<B::Tensor, EngineError> {
+    let norm = layer.attn_norm.as_ref().ok_or_else(|| missing_norm(index))?;
+    let normed = backend.rms_norm(h, norm, eps)?;
+    let qkv = backend.linear(&normed, &layer.qkv)?;
+    let z = backend.linear(&normed, &delta.z)?;
+    let a = backend.linear(&normed, &delta.a)?;
+    let b = backend.linear(&normed, &delta.b)?;
+    let heads = backend.delta_net(shape, index, &qkv, &a, &b, delta)?;
+    backend.gated_rms_norm(shape, &heads, &delta.norm, &z, eps)
 }
 
 /// A parallel block: attention and the MLP both read `h` (through one norm
@@ -164,9 +211,9 @@ fn parallel_block<B: Backend>(
     mlp_add(backend, spec, &up, &layer.down, h)
 }
 
-/// The error of a parallel block loaded without its norm.
+/// The error of a parallel block or a Gated DeltaNet layer loaded without its norm.
 fn missing_norm(layer: usize) -> EngineError {
-    EngineError::Config(format!("layer {layer}: a parallel block needs its norm"))
+    EngineError::Config(format!("layer {layer}: a parallel block or linear layer needs its norm"))
 }
 
 /// `h += down(act(gate) · up)` for a gated MLP (fusable), else `h += down(act(up))`.

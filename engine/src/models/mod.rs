@@ -14,11 +14,13 @@ mod phi;
 mod phi3;
 mod qwen2;
 mod qwen3;
+mod qwen3_5;
 mod spec;
 mod stablelm;
 
 pub use spec::{
-    Activation, LongRope, ModelSpec, NormPlacement, ParamNames, QkNormWidth, SlidingWindow,
+    Activation, LinearAttention, LongRope, ModelSpec, NormPlacement, ParamNames, QkNormWidth,
+    SlidingWindow,
 };
 
 use mlc_kernels::cpu::Llama3Scaling;
@@ -33,6 +35,8 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "llama",
     "qwen2",
     "qwen3",
+    "qwen3_5",
+    "qwen3_5_text",
     "mistral",
     "phi3",
     "gemma",
@@ -54,6 +58,7 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "llama" => llama::spec(&fields),
         "qwen2" => qwen2::spec(&fields),
         "qwen3" => qwen3::spec(&fields),
+        "qwen3_5" | "qwen3_5_text" => qwen3_5::spec(&fields),
         "mistral" => mistral::spec(&fields),
         "phi3" => phi3::spec(&fields),
         "gemma" => gemma::spec(&fields),
@@ -192,6 +197,8 @@ impl ConfigFields<'_> {
             qk_norm: None,
             query_pre_attn_scalar: None,
             sliding_window: None,
+            linear_attention: None,
+            attention_output_gate: false,
             context_window_size: self.window("context_window_size")?,
             prefill_chunk_size: self.window("prefill_chunk_size")?,
             names,

@@ -1,7 +1,7 @@
 //! What a model family tells the shared decoder: its shape, its numerics and
 //! the names of its parameters in the artifact.
 
-use mlc_kernels::cpu::{Llama3Scaling, Rope};
+use mlc_kernels::cpu::{DeltaNetShape, Llama3Scaling, Rope};
 
 /// Phi-3's LongRoPE frequencies, as MLC applies them (docs/families.md, "phi3").
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +50,9 @@ pub struct ParamNames {
     pub final_norm: String,
     /// Output projection when the embedding is not tied.
     pub lm_head: String,
+    /// Prefix of a Gated DeltaNet layer's parameters within the layer
+    /// (Qwen3.5's `linear_attn`; [`ModelSpec::linear_attention`]).
+    pub linear_attn: String,
 }
 
 impl ParamNames {
@@ -71,6 +74,7 @@ impl ParamNames {
             down: "mlp.down_proj".into(),
             final_norm: "model.norm".into(),
             lm_head: "lm_head".into(),
+            linear_attn: "linear_attn".into(),
         }
     }
 
@@ -113,6 +117,17 @@ pub struct SlidingWindow {
     pub size: usize,
     /// Layer `L` is global when `(L + 1) % pattern == 0`.
     pub pattern: usize,
+}
+
+/// Qwen3.5's Gated DeltaNet layers: every layer but each
+/// `full_attention_interval`-th (1-based) replaces attention with the
+/// recurrence of [`mlc_kernels::cpu::gated_delta_rule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinearAttention {
+    /// Layer `L` is full attention when `(L + 1) % full_attention_interval == 0`.
+    pub full_attention_interval: usize,
+    /// Heads, head widths and convolution taps of every linear layer.
+    pub shape: DeltaNetShape,
 }
 
 /// A pre-norm decoder-only transformer, as one family configures it.
@@ -178,6 +193,11 @@ pub struct ModelSpec {
     pub query_pre_attn_scalar: Option<f32>,
     /// Local (sliding-window) and global layers (Gemma 3).
     pub sliding_window: Option<SlidingWindow>,
+    /// Gated DeltaNet layers between the attention layers (Qwen3.5).
+    pub linear_attention: Option<LinearAttention>,
+    /// The query projection gives each head `[q | gate]` and the attention
+    /// output is multiplied by `sigmoid(gate)` before `o_proj` (Qwen3.5).
+    pub attention_output_gate: bool,
     /// Most tokens the KV cache holds (prompt and generated).
     pub context_window_size: usize,
     /// Most tokens forwarded in one prefill call.
@@ -224,9 +244,24 @@ pub enum QkNormWidth {
 }
 
 impl ModelSpec {
-    /// Width of the fused QKV projection output.
+    /// Width of the fused QKV projection output (with each query head's
+    /// gate when [`ModelSpec::attention_output_gate`]).
     pub fn qkv_width(&self) -> usize {
-        (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+        let query_heads = if self.attention_output_gate { 2 } else { 1 } * self.num_heads;
+        (query_heads + 2 * self.num_kv_heads) * self.head_dim
+    }
+
+    /// The Gated DeltaNet shape of layer `layer`, `None` for an attention layer.
+    pub fn linear_layer(&self, layer: usize) -> Option<&DeltaNetShape> {
+        let linear = self.linear_attention.as_ref()?;
+        (!(layer + 1).is_multiple_of(linear.full_attention_interval)).then_some(&linear.shape)
+    }
+
+    /// Whether a forward pass leaves state that cannot be rewound to an
+    /// earlier position (Gated DeltaNet layers): the KV cache of the other
+    /// families can be cut back, a recurrent state cannot.
+    pub fn recurrent(&self) -> bool {
+        self.linear_attention.is_some()
     }
 
     /// The rotation shared by all layers.

@@ -8,6 +8,7 @@
 
 mod activation;
 mod attention;
+mod delta_net;
 mod embed;
 mod matmul;
 mod norm;
@@ -19,6 +20,10 @@ pub use activation::{
     softcap,
 };
 pub use attention::{KvLayout, bidirectional_attention, causal_attention};
+pub use delta_net::{
+    DeltaNetShape, DeltaNetState, causal_conv1d_silu, delta_net_gates, gated_delta_rule,
+    gated_rms_norm, l2_normalize,
+};
 pub use embed::embed;
 pub use matmul::{Q4Matrix, Weight, dot, matmul};
 pub use norm::{layer_norm, rms_norm};
