@@ -263,23 +263,6 @@ pub trait Backend {
         qk_norm: Option<&(Self::Vector, Self::Vector)>,
         start: usize,
     ) -> Result<Self::Tensor, EngineError>;
-    /// `residual += attention(…) · o_projᵀ (+ bias)`: a layer's attention
-    /// ([`Backend::attention`]) and its output projection with the residual
-    /// add, which a backend may fuse.
-    #[allow(clippy::too_many_arguments)]
-    fn attention_linear_add(
-        &mut self,
-        spec: &ModelSpec,
-        layer: usize,
-        qkv: &Self::Tensor,
-        qk_norm: Option<&(Self::Vector, Self::Vector)>,
-        start: usize,
-        o_proj: &Self::Linear,
-        residual: &mut Self::Tensor,
-    ) -> Result<(), EngineError> {
-        let attended = self.attention(spec, layer, qkv, qk_norm, start)?;
-        self.linear_add(&attended, o_proj, residual)
-    }
     /// Splits rows of Qwen3.5's fused projection, `[q | gate]` per query head
     /// then keys and values, into `[q; k; v]` rows (what
     /// [`Backend::attention`] reads) and the gates `[tokens, heads · head_dim]`.

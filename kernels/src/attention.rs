@@ -13,10 +13,7 @@
 //! A decode step may also take its query, key and value straight from the q/k/v
 //! product's row ([`Queries::Projected`]): the kernel then rotates them and
 //! appends the key and value to the cache itself, so a decode step needs no
-//! [`crate::RopeAppend`] dispatch. And it may leave its chunks' results in the
-//! scratch ([`DecodeOutput::Chunks`]) for the output projection to combine
-//! ([`crate::MatmulInput::AttentionChunks`]), so that the combination needs no
-//! dispatch of its own either.
+//! [`crate::RopeAppend`] dispatch.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -45,10 +42,6 @@ const DECODE_ROWS: usize = 8;
 const MAX_DECODE_CHUNKS: usize = 512;
 /// The usual [`AttentionShape::min_chunk_len`].
 pub const DEFAULT_MIN_CHUNK_LEN: usize = 32;
-/// Most chunks per head that [`DecodeOutput::Chunks`] leaves to the product:
-/// each of its workgroups walks every chunk, so a longer context is first
-/// combined into one chunk by the combination pass.
-pub const FOLDED_CHUNKS: u32 = 16;
 const MAX_WORKGROUPS: usize = 65_535;
 
 /// The static shape of one layer's attention.
@@ -70,44 +63,6 @@ pub struct AttentionShape {
     /// [`DEFAULT_MIN_CHUNK_LEN`]); fewer, longer chunks mean fewer workgroups
     /// and a cheaper combination, more chunks more parallelism.
     pub min_chunk_len: usize,
-    /// Where a decode step's result goes.
-    pub decode_output: DecodeOutput,
-}
-
-/// Where a decode step (one token) puts its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeOutput {
-    /// Into `out`, the chunks of a split context combined by a second pass.
-    Combined,
-    /// Left in the scratch as per-chunk partial results, at most
-    /// [`FOLDED_CHUNKS`] per head (a longer context's are combined into one),
-    /// with their count, for the product that follows to combine
-    /// ([`crate::MatmulInput::AttentionChunks`]); `out` is not written.
-    Chunks,
-}
-
-/// How a decode step splits one layer's context into chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DecodeChunks {
-    max_chunks: u32,
-    block_k: u32,
-    min_chunk_len: u32,
-    window: u32,
-}
-
-impl DecodeChunks {
-    /// `(chunk_len, num_chunks)` of a decode step whose key is at `start`:
-    /// chunks of whole key tiles over the keys the query sees, at least
-    /// `min_chunk_len` keys, few enough for the scratch.
-    fn split(&self, start: u32) -> (u32, u32) {
-        let kv_len = start + 1;
-        let seen = if self.window == 0 { kv_len } else { kv_len.min(self.window) };
-        let tiles = seen.div_ceil(self.block_k);
-        let tiles_per_chunk =
-            tiles.div_ceil(self.max_chunks).max(self.min_chunk_len.div_ceil(self.block_k));
-        let chunk_len = tiles_per_chunk * self.block_k;
-        (chunk_len, seen.div_ceil(chunk_len))
-    }
 }
 
 /// Tile sizes of the attention kernel for one head dimension.
@@ -150,12 +105,10 @@ impl Tiles {
 
 /// Decode's per-chunk partial results; one serves every layer of a model
 /// (layers run one after another).
-#[derive(Debug)]
 pub struct AttentionScratch {
     acc: wgpu::Buffer,
     max_sum: wgpu::Buffer,
     heads: usize,
-    head_dim: usize,
     max_chunks: usize,
 }
 
@@ -173,19 +126,16 @@ impl AttentionScratch {
                 "attention partial acc",
                 (heads * max_chunks * head_dim * 4) as u64,
             ),
-            max_sum: ctx.empty_storage_buffer(
-                "attention partial max/sum",
-                ((heads * max_chunks + 1) * 8) as u64,
-            ),
+            max_sum: ctx
+                .empty_storage_buffer("attention partial max/sum", (heads * max_chunks * 8) as u64),
             heads,
-            head_dim,
             max_chunks,
         }
     }
 
     /// Bytes [`AttentionScratch::new`] allocates for these sizes (a memory plan's figure).
     pub fn bytes(heads: usize, head_dim: usize, capacity: usize) -> u64 {
-        (heads * max_chunks(head_dim, capacity) * (head_dim * 4 + 8) + 8) as u64
+        (heads * max_chunks(head_dim, capacity) * (head_dim * 4 + 8)) as u64
     }
 }
 
@@ -229,35 +179,6 @@ pub struct AttentionBuffers<'a> {
     pub scratch: &'a AttentionScratch,
 }
 
-impl AttentionScratch {
-    /// The chunks' unnormalised outputs, f32 `[heads, max_chunks, head_dim]`.
-    pub fn chunk_outputs(&self) -> &wgpu::Buffer {
-        &self.acc
-    }
-
-    /// The chunks' running maximum and denominator `(m, l)`, f32 pairs
-    /// `[heads, max_chunks]`, then one more pair whose first value is the
-    /// count of chunks per head a [`DecodeOutput::Chunks`] step left.
-    pub fn chunk_statistics(&self) -> &wgpu::Buffer {
-        &self.max_sum
-    }
-
-    /// Query heads.
-    pub fn heads(&self) -> usize {
-        self.heads
-    }
-
-    /// Values per head.
-    pub fn head_dim(&self) -> usize {
-        self.head_dim
-    }
-
-    /// Chunk slots per head.
-    pub fn max_chunks(&self) -> usize {
-        self.max_chunks
-    }
-}
-
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -278,8 +199,7 @@ struct Params {
     window: u32,
     append: u32,
     rotary_dim: u32,
-    chunks_out: u32,
-    _pad: [u32; 2],
+    _pad: [u32; 3],
 }
 
 /// Words of [`Params`].
@@ -371,16 +291,6 @@ impl Attention {
     pub fn tiles(&self) -> Tiles {
         self.tiles
     }
-
-    /// How decode steps of a layer of `shape` split its context.
-    fn decode_chunks(&self, shape: &AttentionShape, scratch: &AttentionScratch) -> DecodeChunks {
-        DecodeChunks {
-            max_chunks: scratch.max_chunks as u32,
-            block_k: self.tiles.block_k as u32,
-            min_chunk_len: shape.min_chunk_len.max(1) as u32,
-            window: shape.window.map_or(0, |w| w.min(shape.capacity)) as u32,
-        }
-    }
 }
 
 impl Kernel for Attention {
@@ -397,7 +307,7 @@ impl Kernel for Attention {
         buffers: &AttentionBuffers<'_>,
         shape: &AttentionShape,
     ) -> Result<Bound, KernelError> {
-        let AttentionShape { heads, kv_heads, capacity, window, scale, decode_output, .. } = *shape;
+        let AttentionShape { heads, kv_heads, capacity, window, scale, min_chunk_len } = *shape;
         let head_dim = self.head_dim;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("attention: {why}")));
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
@@ -420,12 +330,6 @@ impl Kernel for Attention {
         }
         let scratch = buffers.scratch;
         let needed_chunks = max_chunks(head_dim, capacity);
-        if scratch.head_dim != head_dim {
-            return bad(format!(
-                "a scratch for heads of {}, the kernel's have {head_dim}",
-                scratch.head_dim
-            ));
-        }
         if scratch.heads < heads || scratch.max_chunks < needed_chunks {
             return bad(format!(
                 "scratch for {} heads × {} chunks, the shape needs {heads} × {needed_chunks}",
@@ -505,11 +409,7 @@ impl Kernel for Attention {
             window: window.map_or(0, |w| w.min(capacity)) as u32,
             append: matches!(buffers.q, Queries::Projected { .. }) as u32,
             rotary_dim: rotary_dim as u32,
-            chunks_out: match decode_output {
-                DecodeOutput::Combined => 0,
-                DecodeOutput::Chunks => FOLDED_CHUNKS,
-            },
-            _pad: [0; 2],
+            _pad: [0; 3],
         };
         let params_buffer = ctx.uniform_buffer("attention params", &params);
         let bind_group = ctx.bind_buffers(
@@ -532,11 +432,12 @@ impl Kernel for Attention {
             decode: self.decode.clone(),
             combine: self.combine.clone(),
             params,
-            chunks: self.decode_chunks(shape, scratch),
+            block_k: self.tiles.block_k,
             prefill_heads,
             tokens_per_block,
             decode_heads,
             max_tokens: max_tokens.min(MAX_WORKGROUPS * tokens_per_block),
+            min_chunk_len: min_chunk_len.max(1),
         };
         let part = Part { bind_group, params: params_buffer, extent: 0 };
         Ok(Bound::new(ctx, "attention", vec![part], schedule))
@@ -544,9 +445,8 @@ impl Kernel for Attention {
 }
 
 /// A step of [`Attention`]: the prefill kernel for several tokens; for one,
-/// the decode kernel over chunks of the context and (if more than one, and
-/// unless a product combines them) their combination. The step rewrites the
-/// whole parameter block.
+/// the decode kernel over chunks of the context and (if more than one) their
+/// combination. The step rewrites the whole parameter block.
 struct AttentionSchedule {
     prefill: wgpu::ComputePipeline,
     prefill_coop: Option<wgpu::ComputePipeline>,
@@ -554,11 +454,12 @@ struct AttentionSchedule {
     combine: wgpu::ComputePipeline,
     /// The parameters that do not depend on the step.
     params: Params,
-    chunks: DecodeChunks,
+    block_k: usize,
     prefill_heads: usize,
     tokens_per_block: usize,
     decode_heads: usize,
     max_tokens: usize,
+    min_chunk_len: usize,
 }
 
 impl AttentionSchedule {
@@ -570,10 +471,19 @@ impl AttentionSchedule {
         p.start = start as u32;
         let group = p.group as usize;
         if tokens == 1 {
-            let (chunk_len, num_chunks) = self.chunks.split(start as u32);
+            // Chunks of whole key tiles over the keys the query sees: at least
+            // `min_chunk_len` keys, few enough for the scratch.
+            let window = p.window as usize;
+            let kv_len = start + tokens;
+            let seen = if window == 0 { kv_len } else { kv_len.min(window) };
+            let tiles = seen.div_ceil(self.block_k);
+            let tiles_per_chunk = tiles
+                .div_ceil(p.max_chunks as usize)
+                .max(self.min_chunk_len.div_ceil(self.block_k));
+            let chunk_len = tiles_per_chunk * self.block_k;
             p.split = 1;
-            p.chunk_len = chunk_len;
-            p.num_chunks = num_chunks;
+            p.chunk_len = chunk_len as u32;
+            p.num_chunks = seen.div_ceil(chunk_len) as u32;
             p.heads_per_block = self.decode_heads as u32;
             p.tokens_per_block = 1;
             p.head_blocks = group.div_ceil(self.decode_heads) as u32;
@@ -623,8 +533,7 @@ impl Schedule for AttentionSchedule {
         let blocks_y = p.kv_heads * p.head_blocks;
         if p.split == 1 {
             dispatch(&self.decode, Workgroups::Grid(p.num_chunks, blocks_y));
-            // Combined unless a product takes the chunks (a few of them).
-            if p.num_chunks > 1 && (p.chunks_out == 0 || p.num_chunks > p.chunks_out) {
+            if p.num_chunks > 1 {
                 dispatch(&self.combine, Workgroups::Grid(p.heads, 1));
             }
         } else if let Some(coop) = &self.prefill_coop {

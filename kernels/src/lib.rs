@@ -21,10 +21,7 @@ pub mod readback;
 pub mod rope;
 pub mod sampling;
 
-pub use attention::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, DecodeOutput, FOLDED_CHUNKS,
-    Queries,
-};
+pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape, Queries};
 pub use buffers::FloatFormat;
 pub use context::{Capabilities, ContextOptions, GpuContext};
 pub use delta_net::{DeltaNet, DeltaNetBinding, DeltaNetBuffers, DeltaNetOp};
@@ -35,8 +32,7 @@ pub use embed::{Embed, EmbedBuffers, EmbedShape};
 pub use health::DeviceHealth;
 pub use kernel::{Bound, Kernel, Step, Workgroups};
 pub use matmul::{
-    GpuWeight, MAX_ATTENTION_CHUNKS_INPUTS, Matmul, MatmulBuffers, MatmulInput, MatmulShape,
-    Residual, WeightFormat,
+    GpuWeight, Matmul, MatmulBuffers, MatmulInput, MatmulShape, Residual, WeightFormat,
 };
 pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
 pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};

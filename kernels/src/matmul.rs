@@ -11,13 +11,11 @@
 //! multiplies W with the RMSNorm of x or the gated activation of a `[gate; up]`
 //! row, computed inside the kernel: a decode step is bound by its dispatch
 //! count, and this removes the norm and activation dispatches (see
-//! docs/performance.md). [`MatmulInput::AttentionChunks`] likewise takes the
-//! decode attention's per-chunk results and combines them itself.
+//! docs/performance.md).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::attention::AttentionScratch;
 use crate::buffers::{
     self, BINDING_ALIGNMENT, FloatFormat, bind_group, check_buffer, check_dimension,
     check_distinct, params_buffer, placeholder, range, split_rows,
@@ -51,9 +49,6 @@ const WIDE_FROM_ROWS: u32 = 8192;
 /// 896 row pairs of down_proj (K = 4864) 56 workgroups that each walk all of
 /// K (23.7 µs; one team per workgroup: 16.6 µs).
 const LONG_K: u32 = 2048;
-/// Most inputs (K) of a [`MatmulInput::AttentionChunks`] product: the combined
-/// row is staged in workgroup memory (`STAGED_VEC4` vec4s in matmul.wgsl).
-pub const MAX_ATTENTION_CHUNKS_INPUTS: u32 = 2048;
 /// Threads per row set of the portable `matvec` (`TEAM` in matmul.wgsl).
 pub(crate) const TEAM: u32 = 32;
 /// Output rows and columns of a `matmul_tiled` block.
@@ -218,24 +213,6 @@ impl Schedule for MatmulSchedule {
     }
 }
 
-/// Checks that a product of `k` inputs can combine the attention chunks in `scratch`.
-fn check_attention_chunks(k: u64, scratch: &AttentionScratch) -> Result<(), KernelError> {
-    let bad = |why: String| Err(KernelError::InvalidArguments(format!("matmul: {why}")));
-    let head_dim = scratch.head_dim() as u64;
-    if !k.is_multiple_of(head_dim) || k / head_dim > scratch.heads() as u64 {
-        return bad(format!(
-            "{k} inputs are not whole attention heads of {head_dim} (the scratch holds {})",
-            scratch.heads()
-        ));
-    }
-    if k > MAX_ATTENTION_CHUNKS_INPUTS as u64 {
-        return bad(format!(
-            "{k} inputs; a product combining the attention's chunks takes at most {MAX_ATTENTION_CHUNKS_INPUTS}"
-        ));
-    }
-    Ok(())
-}
-
 /// Whether the partial sums of `rows` × `n` outputs split over K fit the shared
 /// buffer.
 fn split_fits(rows: u32, n: u32) -> bool {
@@ -360,11 +337,6 @@ pub enum MatmulInput<'a> {
     /// `act(gate) · up` of x, a `[gate; up]` row of `2K` values (as
     /// [`crate::ElementwiseOp::Gated`]). Decode only (one row).
     Gated(Activation),
-    /// The output of the decode attention that ran just before with
-    /// [`crate::DecodeOutput::Chunks`] into this scratch: each workgroup
-    /// combines the chunks' results (x is not read). K = heads · head_dim, at
-    /// most [`MAX_ATTENTION_CHUNKS_INPUTS`]. Decode only (one row).
-    AttentionChunks(&'a AttentionScratch),
 }
 
 impl MatmulInput<'_> {
@@ -376,7 +348,6 @@ impl MatmulInput<'_> {
             MatmulInput::Gated(Activation::Silu) => 2,
             MatmulInput::Gated(Activation::GeluTanh) => 3,
             MatmulInput::Gated(Activation::Gelu) => 4,
-            MatmulInput::AttentionChunks(_) => 5,
         }
     }
 }
@@ -384,8 +355,7 @@ impl MatmulInput<'_> {
 /// The buffers of one product.
 #[derive(Debug, Clone, Copy)]
 pub struct MatmulBuffers<'a> {
-    /// Input activations, f32 `[rows, K]` (`[1, 2K]` for a gated input; not
-    /// read for [`MatmulInput::AttentionChunks`]).
+    /// Input activations, f32 `[rows, K]` (`[1, 2K]` for a gated input).
     pub x: &'a wgpu::Buffer,
     /// How the product's input is made from x.
     pub input: MatmulInput<'a>,
@@ -648,9 +618,8 @@ impl Kernel for Matmul {
             MatmulInput::Gated(_) => 2 * k,
             _ => k,
         };
-        // The input row (the chunks' outputs for AttentionChunks), the norm
-        // weight's binding (the chunks' statistics), eps and the chunk layout.
-        let (x, norm_weight, eps, attention_chunks) = match input {
+        check_buffer("matmul: x", buffers.x, m * x_width * 4, self.max_binding)?;
+        let (norm_weight, eps) = match input {
             MatmulInput::Normed { weight, eps } => {
                 check_buffer(
                     "matmul: norm weight",
@@ -658,17 +627,10 @@ impl Kernel for Matmul {
                     self.format.dtype().bytes(k),
                     self.max_binding,
                 )?;
-                (buffers.x, Some(weight), eps, None)
+                (Some(weight), eps)
             }
-            MatmulInput::AttentionChunks(scratch) => {
-                check_attention_chunks(k, scratch)?;
-                (scratch.chunk_outputs(), Some(scratch.chunk_statistics()), 0.0, Some(scratch))
-            }
-            _ => (buffers.x, None, 0.0, None),
+            _ => (None, 0.0),
         };
-        if attention_chunks.is_none() {
-            check_buffer("matmul: x", x, m * x_width * 4, self.max_binding)?;
-        }
         check_buffer("matmul: y", buffers.y, m * n * 4, self.max_binding)?;
         if let Some(bias) = buffers.bias {
             check_buffer("matmul: bias", bias, self.format.dtype().bytes(n), self.max_binding)?;
@@ -683,7 +645,14 @@ impl Kernel for Matmul {
         check_distinct(
             what,
             buffers.y,
-            &[Some(x), Some(weight.data), weight.scales, buffers.bias, residual, norm_weight],
+            &[
+                Some(buffers.x),
+                Some(weight.data),
+                weight.scales,
+                buffers.bias,
+                residual,
+                norm_weight,
+            ],
         )?;
         // Products of several rows may be split over K (see `split_fits`).
         let partials = match max_rows > 1 {
@@ -708,8 +677,6 @@ impl Kernel for Matmul {
                         n as u32,
                         epilogue,
                         eps.to_bits(),
-                        attention_chunks.map_or(0, |c| c.head_dim() as u32),
-                        attention_chunks.map_or(0, |c| c.max_chunks() as u32),
                     ],
                 );
                 let [data, scales] = weight.resources(first, count, &self.placeholder);
@@ -721,7 +688,7 @@ impl Kernel for Matmul {
                         params.as_entire_binding(),
                         data,
                         scales,
-                        x.as_entire_binding(),
+                        buffers.x.as_entire_binding(),
                         buffers.bias.unwrap_or(&self.placeholder).as_entire_binding(),
                         residual.unwrap_or(&self.placeholder).as_entire_binding(),
                         buffers.y.as_entire_binding(),

@@ -2,13 +2,12 @@
 
 mod common;
 
-use common::{TestWeight, assert_close, contexts, random_vec, rng, shout, upload};
+use common::{assert_close, contexts, random_vec, rng, shout, upload};
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
-use mlc_kernels::cpu::{self, KvLayout, Rope, causal_attention};
+use mlc_kernels::cpu::{KvLayout, Rope, causal_attention};
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, DecodeOutput, FloatFormat,
-    GpuContext, Kernel, KernelError, Matmul, MatmulBuffers, MatmulInput, MatmulShape, Queries,
-    Residual, RopeTable, Step, WeightFormat,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, Kernel, KernelError,
+    Queries, RopeTable, Step,
 };
 use rand::Rng;
 
@@ -75,7 +74,6 @@ fn shape(
         window,
         scale,
         min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-        decode_output: DecodeOutput::Combined,
     }
 }
 
@@ -135,15 +133,7 @@ fn check(
         out: &out,
         scratch: &scratch,
     };
-    let shape = AttentionShape {
-        heads,
-        kv_heads,
-        capacity,
-        window,
-        scale,
-        min_chunk_len,
-        decode_output: DecodeOutput::Combined,
-    };
+    let shape = AttentionShape { heads, kv_heads, capacity, window, scale, min_chunk_len };
     let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
     bound.run(ctx, Step::at(tokens, start)).unwrap();
     let got = ctx.read_f32(&out, want.len()).unwrap();
@@ -306,14 +296,12 @@ fn a_sliding_window_matches_the_cpu_reference() {
 
 /// A decode step from the unrotated q/k/v row ([`Queries::Projected`]) against
 /// the CPU's rotation, append and attention: the output, the new key and value
-/// in the cache, and every other cache position untouched. Then the same step
-/// leaving its chunks to the output projection ([`DecodeOutput::Chunks`]),
-/// against the CPU's attention times `o_proj` plus the residual.
+/// in the cache, and every other cache position untouched.
 #[allow(clippy::too_many_arguments)]
 fn check_projected(
     ctx: &GpuContext,
     path: &str,
-    (kernel, o_proj): (&Attention, &Matmul),
+    kernel: &Attention,
     (head_dim, heads, kv_heads, rotary_dim): (usize, usize, usize, usize),
     start: usize,
     window: Option<usize>,
@@ -367,59 +355,23 @@ fn check_projected(
     let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
     assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
     assert_eq!(ctx.read_f32(&v_cache, v_want.len()).unwrap(), v_want, "{what}: v cache");
-
-    // The chunks combined by o_proj, with the residual added in place.
-    let rows = 40;
-    let weight = TestWeight::random(&mut rng, o_proj.format(), rows, heads * head_dim);
-    let residual = random_vec(&mut rng, rows, 1.0);
-    let mut y_want = vec![0.0; rows];
-    cpu::matmul(&want, 1, &weight.cpu(), &mut y_want);
-    y_want.iter_mut().zip(&residual).for_each(|(y, r)| *y += r);
-    let (k_cache, v_cache) = (upload(ctx, &k_before), upload(ctx, &v_before));
-    let buffers = AttentionBuffers { k_cache: &k_cache, v_cache: &v_cache, ..buffers };
-    let shape = AttentionShape { decode_output: DecodeOutput::Chunks, ..shape };
-    let mut attention = kernel.bind(ctx, &buffers, &shape).unwrap();
-    let (gpu_weight, y) = (weight.upload(ctx), upload(ctx, &residual));
-    let product = MatmulBuffers {
-        x: &out,
-        input: MatmulInput::AttentionChunks(&scratch),
-        weight: gpu_weight.weight(),
-        bias: None,
-        residual: Residual::InPlace,
-        y: &y,
-    };
-    let mut product = o_proj.bind(ctx, &product, &MatmulShape { max_rows: 1 }).unwrap();
-    attention.set_step(&ctx.queue, Step::at(1, start)).unwrap();
-    product.set_step(&ctx.queue, Step::at(1, start)).unwrap();
-    ctx.submit_pass("attention chunks + o_proj", |pass| {
-        attention.dispatch(pass);
-        product.dispatch(pass);
-    });
-    let got = ctx.read_f32(&y, rows).unwrap();
-    assert_close(&format!("{what}: chunks combined by o_proj"), &got, &y_want, 1e-4, 1e-5);
-    assert_eq!(ctx.read_f32(&v_cache, v_want.len()).unwrap(), v_want, "{what}: v cache (chunks)");
 }
 
 #[test]
 fn decode_from_the_projection_rotates_appends_and_attends() {
     for (path, ctx) in contexts() {
-        let o_proj = Matmul::new(ctx, WeightFormat::Q4(FloatFormat::F16)).unwrap();
-        // Qwen2.5-0.5B's shape, across chunk boundaries (32-key chunks), up to
-        // more chunks than o_proj combines itself (1500: 47 chunks).
+        // Qwen2.5-0.5B's shape, across chunk boundaries (32-key chunks).
         let kernel = Attention::new(ctx, 64).unwrap();
-        for (i, start) in [0, 1, 31, 32, 33, 100, 511, 512, 1500].into_iter().enumerate() {
-            let kernels = (&kernel, &o_proj);
-            check_projected(ctx, path, kernels, (64, 14, 2, 64), start, None, 800 + i as u64);
+        for (i, start) in [0, 1, 31, 32, 33, 100, 1500].into_iter().enumerate() {
+            check_projected(ctx, path, &kernel, (64, 14, 2, 64), start, None, 800 + i as u64);
         }
         // A partial rotation (Phi's rotary dims), a group of one, a window.
         let kernel = Attention::new(ctx, 128).unwrap();
-        let kernels = (&kernel, &o_proj);
-        check_projected(ctx, path, kernels, (128, 16, 8, 64), 70, None, 810);
-        check_projected(ctx, path, kernels, (128, 4, 4, 128), 5, None, 811);
+        check_projected(ctx, path, &kernel, (128, 16, 8, 64), 70, None, 810);
+        check_projected(ctx, path, &kernel, (128, 4, 4, 128), 5, None, 811);
         let kernel = Attention::new(ctx, 32).unwrap();
-        let kernels = (&kernel, &o_proj);
-        check_projected(ctx, path, kernels, (32, 8, 2, 32), 300, Some(37), 812);
-        check_projected(ctx, path, kernels, (32, 8, 2, 16), 20, Some(8), 813);
+        check_projected(ctx, path, &kernel, (32, 8, 2, 32), 300, Some(37), 812);
+        check_projected(ctx, path, &kernel, (32, 8, 2, 16), 20, Some(8), 813);
     }
     // A group larger than one workgroup's rows cannot append in one place.
     let (_, ctx) = &contexts()[0];
@@ -443,26 +395,6 @@ fn decode_from_the_projection_rotates_appends_and_attends() {
         AttentionBuffers { q: Queries::Projected { qkv: &qkv, table: &short }, ..buffers };
     let shape = AttentionShape { heads: 2, kv_heads: 1, ..shape };
     assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "a table shorter than the cache");
-    let other = AttentionScratch::new(ctx, 16, 32, 8);
-    let buffers = AttentionBuffers { scratch: &other, ..buffers };
-    assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "a scratch for another head size");
-
-    // A product combining the chunks takes whole heads, at most 2048 inputs.
-    let o_proj = Matmul::new(ctx, WeightFormat::Q4(FloatFormat::F16)).unwrap();
-    let mut rng = rng(814);
-    let wide = AttentionScratch::new(ctx, 64, 64, 8);
-    for (scratch, cols, why) in [(&wide, 96, "1.5 heads"), (&wide, 4096, "64 heads of 64")] {
-        let weight = TestWeight::random(&mut rng, o_proj.format(), 8, cols).upload(ctx);
-        let product = MatmulBuffers {
-            x: &out,
-            input: MatmulInput::AttentionChunks(scratch),
-            weight: weight.weight(),
-            bias: None,
-            residual: Residual::InPlace,
-            y: &buffer(32),
-        };
-        assert!(invalid(o_proj.bind(ctx, &product, &MatmulShape { max_rows: 1 })), "{why}");
-    }
 }
 
 #[test]

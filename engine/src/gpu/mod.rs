@@ -31,12 +31,12 @@ use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::DeltaNetShape;
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, DecodeOutput, DeltaNet,
+    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, DeltaNet,
     DeltaNetBinding, DeltaNetBuffers, DeltaNetOp, Elementwise, ElementwiseBuffers, ElementwiseOp,
     ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext, GpuWeight, Kernel,
-    MAX_ATTENTION_CHUNKS_INPUTS, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Queries,
-    Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable,
-    RowLayout, SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
+    Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Queries, Residual, RmsNorm,
+    RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, RowLayout,
+    SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
@@ -704,6 +704,8 @@ impl Backend for GpuBackend {
     ) -> Result<GpuTensor, EngineError> {
         let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
         self.check_positions(start, qkv.rows)?;
+        let q = self.tensor(qkv.rows, heads * d);
+        let (k_cache, v_cache) = self.prepared().kv[layer].clone();
         // A norm across all heads runs before the rotation, in place on the
         // q and k spans of the qkv rows; the rope kernel norms only per head.
         let qk_norm = match (qk_norm, spec.qk_norm) {
@@ -714,14 +716,7 @@ impl Backend for GpuBackend {
             }
             (qk_norm, _) => qk_norm,
         };
-        // Without a per-head norm a decode step's attention rotates and
-        // appends by itself: one dispatch and one parameter write fewer per layer.
-        if qk_norm.is_none() && self.prepared().kernels.attention.appends_for(heads, kv_heads) {
-            return self.appending_attention(spec, layer, qkv, start, DecodeOutput::Combined);
-        }
 
-        let q = self.tensor(qkv.rows, heads * d);
-        let (k_cache, v_cache) = self.prepared().kv[layer].clone();
         let shape = self.rope_shape(spec);
         let bind_rope = |b: &Self| -> Result<Bound, EngineError> {
             let prepared = b.prepared();
@@ -735,6 +730,27 @@ impl Backend for GpuBackend {
             };
             Ok(prepared.kernels.rope.bind(&b.ctx, &buffers, &shape)?)
         };
+        // Without a per-head norm a decode step's attention rotates and
+        // appends by itself: one dispatch and one parameter write fewer per layer.
+        if qk_norm.is_none() && self.prepared().kernels.attention.appends_for(heads, kv_heads) {
+            let out = self.tensor(qkv.rows, heads * d);
+            let key =
+                vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
+            let slot = self.slot(
+                || "rope_append+attention".into(),
+                key,
+                |b| {
+                    let projected =
+                        Queries::Projected { qkv: &qkv.buffer, table: &b.prepared().rope_table };
+                    let decode = b.bind_attention(spec, layer, projected, &out)?;
+                    let attention =
+                        b.bind_attention(spec, layer, Queries::Rotated(&q.buffer), &out)?;
+                    Ok(BoundOp::Fused { decode, separate: vec![bind_rope(b)?, attention] })
+                },
+            )?;
+            self.record(slot, qkv.rows, start)?;
+            return Ok(out);
+        }
         let mut key = vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone()];
         key.extend(qk_norm.iter().flat_map(|(a, b)| [a.clone(), b.clone()]));
         let rope_slot =
@@ -751,55 +767,11 @@ impl Backend for GpuBackend {
                     layer,
                     Queries::Rotated(&q.buffer),
                     &out,
-                    DecodeOutput::Combined,
                 )?))
             },
         )?;
         self.record(attention_slot, q.rows, start)?;
         Ok(out)
-    }
-
-    /// A decode step's o_proj combines the attention's chunks itself where
-    /// `folds_attention_combine` allows: one dispatch fewer per
-    /// layer; several tokens run the attention, then the product.
-    fn attention_linear_add(
-        &mut self,
-        spec: &ModelSpec,
-        layer: usize,
-        qkv: &GpuTensor,
-        qk_norm: Option<&(wgpu::Buffer, wgpu::Buffer)>,
-        start: usize,
-        o_proj: &GpuLinear,
-        residual: &mut GpuTensor,
-    ) -> Result<(), EngineError> {
-        if !self.folds_attention_combine(spec, qk_norm.is_some(), o_proj) {
-            let attended = self.attention(spec, layer, qkv, qk_norm, start)?;
-            return self.linear_add(&attended, o_proj, residual);
-        }
-        self.check_positions(start, qkv.rows)?;
-        let attended = self.appending_attention(spec, layer, qkv, start, DecodeOutput::Chunks)?;
-        let y = residual.buffer.clone();
-        let max_rows = attended.capacity.min(residual.capacity) as u32;
-        let mut key = vec![attended.buffer.clone(), o_proj.data.clone(), y.clone()];
-        key.extend(o_proj.bias.clone());
-        let name = || format!("attention chunks+matmul {}x{} +residual", o_proj.cols, o_proj.rows);
-        let slot = self.slot(name, key, |b| {
-            let prepared = b.prepared();
-            let kernels = &prepared.kernels;
-            let product = MatmulBuffers {
-                x: &attended.buffer,
-                input: MatmulInput::AttentionChunks(&prepared.scratch),
-                weight: o_proj.weight(),
-                bias: o_proj.bias.as_ref(),
-                residual: Residual::InPlace,
-                y: &y,
-            };
-            let decode = kernels.matmul.bind(&b.ctx, &product, &MatmulShape { max_rows: 1 })?;
-            let separate = MatmulBuffers { input: MatmulInput::Direct, ..product };
-            let separate = kernels.matmul.bind(&b.ctx, &separate, &MatmulShape { max_rows })?;
-            Ok(BoundOp::Fused { decode, separate: vec![separate] })
-        })?;
-        self.record(slot, attended.rows, start)
     }
 
     fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor, EngineError> {
@@ -1116,71 +1088,6 @@ impl GpuBackend {
         }
     }
 
-    /// The attention of a step whose decode kernel rotates and appends the
-    /// new key and value itself ([`Queries::Projected`]); several tokens run
-    /// `rope_append`, then the attention. A decode step's result goes where
-    /// `output` says.
-    fn appending_attention(
-        &mut self,
-        spec: &ModelSpec,
-        layer: usize,
-        qkv: &GpuTensor,
-        start: usize,
-        output: DecodeOutput,
-    ) -> Result<GpuTensor, EngineError> {
-        let d = spec.head_dim;
-        let q = self.tensor(qkv.rows, spec.num_heads * d);
-        let out = self.tensor(qkv.rows, spec.num_heads * d);
-        let (k_cache, v_cache) = self.prepared().kv[layer].clone();
-        let shape = self.rope_shape(spec);
-        let key = vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
-        let name = match output {
-            DecodeOutput::Combined => "rope_append+attention",
-            DecodeOutput::Chunks => "rope_append+attention (chunks to o_proj)",
-        };
-        let slot = self.slot(
-            || name.into(),
-            key,
-            |b| {
-                let prepared = b.prepared();
-                let projected =
-                    Queries::Projected { qkv: &qkv.buffer, table: &prepared.rope_table };
-                let decode = b.bind_attention(spec, layer, projected, &out, output)?;
-                let rope = RopeBuffers {
-                    qkv: &qkv.buffer,
-                    q_out: &q.buffer,
-                    k_cache: &k_cache,
-                    v_cache: &v_cache,
-                    table: &prepared.rope_table,
-                    norm: QkNorm::None,
-                };
-                let rope = prepared.kernels.rope.bind(&b.ctx, &rope, &shape)?;
-                let rotated = Queries::Rotated(&q.buffer);
-                let attention =
-                    b.bind_attention(spec, layer, rotated, &out, DecodeOutput::Combined)?;
-                Ok(BoundOp::Fused { decode, separate: vec![rope, attention] })
-            },
-        )?;
-        self.record(slot, qkv.rows, start)?;
-        Ok(out)
-    }
-
-    /// Whether a decode step's o_proj can combine the attention's chunks
-    /// itself ([`MatmulInput::AttentionChunks`]): the attention must append
-    /// by itself and the projection's input fit the kernel's staging.
-    fn folds_attention_combine(
-        &self,
-        spec: &ModelSpec,
-        has_qk_norm: bool,
-        o_proj: &GpuLinear,
-    ) -> bool {
-        let (heads, kv_heads) = (spec.num_heads, spec.num_kv_heads);
-        !has_qk_norm
-            && self.prepared().kernels.attention.appends_for(heads, kv_heads)
-            && o_proj.cols == heads * spec.head_dim
-            && o_proj.cols <= MAX_ATTENTION_CHUNKS_INPUTS as usize
-    }
-
     /// The attention kernel of layer `layer` bound to its cache, `queries` and `out`.
     fn bind_attention(
         &self,
@@ -1188,7 +1095,6 @@ impl GpuBackend {
         layer: usize,
         queries: Queries<'_>,
         out: &GpuTensor,
-        decode_output: DecodeOutput,
     ) -> Result<Bound, EngineError> {
         let prepared = self.prepared();
         let (k_cache, v_cache) = &prepared.kv[layer];
@@ -1199,26 +1105,15 @@ impl GpuBackend {
             out: &out.buffer,
             scratch: &prepared.scratch,
         };
-        let shape = self.attention_shape(spec, layer, decode_output);
-        Ok(prepared.kernels.attention.bind(&self.ctx, &buffers, &shape)?)
-    }
-
-    /// The attention shape of layer `layer`.
-    fn attention_shape(
-        &self,
-        spec: &ModelSpec,
-        layer: usize,
-        decode_output: DecodeOutput,
-    ) -> AttentionShape {
-        AttentionShape {
+        let shape = AttentionShape {
             heads: spec.num_heads,
             kv_heads: spec.num_kv_heads,
-            capacity: self.prepared().capacity,
+            capacity: prepared.capacity,
             window: spec.attention_window(layer),
             scale: spec.attention_scale(),
             min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
-            decode_output,
-        }
+        };
+        Ok(prepared.kernels.attention.bind(&self.ctx, &buffers, &shape)?)
     }
 
     /// `y = x · Wᵀ (+ bias)`, or `y += …` for [`Residual::InPlace`]; `y` is a

@@ -26,8 +26,7 @@
 
 use super::{ModelSpec, NormPlacement};
 use crate::EngineError;
-use crate::backend::{Backend, DecoderWeights, DeltaNetWeights, LayerWeights, StepInput};
-use mlc_kernels::cpu::DeltaNetShape;
+use crate::backend::{Backend, DecoderWeights, LayerWeights, StepInput};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,40 +111,33 @@ fn sequential_block<B: Backend>(
     h: &mut B::Tensor,
 ) -> Result<(), EngineError> {
     let eps = spec.rms_norm_eps;
-    let post = layer.post_norms.as_ref();
-    let post_norm = post.map(|p| &p.0);
-    match (spec.linear_layer(index), &layer.delta_net) {
+    let attended = match (spec.linear_layer(index), &layer.delta_net) {
         (Some(shape), Some(delta)) => {
-            let mixed = delta_net_mixer(backend, shape, layer, delta, index, h, eps)?;
-            residual_branch(backend, &mixed, &layer.o_proj, post_norm, eps, h)?;
+            let norm = layer.attn_norm.as_ref().ok_or_else(|| missing_norm(index))?;
+            let normed = backend.rms_norm(h, norm, eps)?;
+            let qkv = backend.linear(&normed, &layer.qkv)?;
+            let z = backend.linear(&normed, &delta.z)?;
+            let a = backend.linear(&normed, &delta.a)?;
+            let b = backend.linear(&normed, &delta.b)?;
+            let heads = backend.delta_net(shape, index, &qkv, &a, &b, delta)?;
+            backend.gated_rms_norm(shape, &heads, &delta.norm, &z, eps)?
         }
         _ => {
             let attn_norm = layer.attn_norm.as_ref().map(|w| (w, layer.attn_norm_bias.as_ref()));
             let qkv = pre_normed_linear(backend, h, attn_norm, eps, &layer.qkv)?;
-            let qk_norm = layer.qk_norm.as_ref();
-            match (spec.attention_output_gate, post_norm) {
-                (false, None) => backend.attention_linear_add(
-                    spec,
-                    index,
-                    &qkv,
-                    qk_norm,
-                    start,
-                    &layer.o_proj,
-                    h,
-                )?,
-                (true, post_norm) => {
+            match spec.attention_output_gate {
+                true => {
                     let (qkv, gate) = backend.split_query_gate(spec, &qkv)?;
-                    let attended = backend.attention(spec, index, &qkv, qk_norm, start)?;
-                    let gated = backend.sigmoid_gate(&attended, &gate)?;
-                    residual_branch(backend, &gated, &layer.o_proj, post_norm, eps, h)?;
+                    let attended =
+                        backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+                    backend.sigmoid_gate(&attended, &gate)?
                 }
-                (false, post_norm) => {
-                    let attended = backend.attention(spec, index, &qkv, qk_norm, start)?;
-                    residual_branch(backend, &attended, &layer.o_proj, post_norm, eps, h)?;
-                }
+                false => backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?,
             }
         }
-    }
+    };
+    let post = layer.post_norms.as_ref();
+    residual_branch(backend, &attended, &layer.o_proj, post.map(|p| &p.0), eps, h)?;
 
     let mlp_norm = layer.mlp_norm.as_ref().map(|w| (w, layer.mlp_norm_bias.as_ref()));
     let gate_up = pre_normed_linear(backend, h, mlp_norm, eps, &layer.gate_up)?;
@@ -156,28 +148,6 @@ fn sequential_block<B: Backend>(
             residual_branch(backend, &activated, &layer.down, Some(norm), eps, h)
         }
     }
-}
-
-/// A Gated DeltaNet layer's mixer (Qwen3.5's linear attention): the norm, the
-/// four input projections, the delta rule over the recurrent state and the
-/// gated norm, before `out_proj` (`layer.o_proj`).
-fn delta_net_mixer<B: Backend>(
-    backend: &mut B,
-    shape: &DeltaNetShape,
-    layer: &LayerWeights<B>,
-    delta: &DeltaNetWeights<B>,
-    index: usize,
-    h: &B::Tensor,
-    eps: f32,
-) -> Result<B::Tensor, EngineError> {
-    let norm = layer.attn_norm.as_ref().ok_or_else(|| missing_norm(index))?;
-    let normed = backend.rms_norm(h, norm, eps)?;
-    let qkv = backend.linear(&normed, &layer.qkv)?;
-    let z = backend.linear(&normed, &delta.z)?;
-    let a = backend.linear(&normed, &delta.a)?;
-    let b = backend.linear(&normed, &delta.b)?;
-    let heads = backend.delta_net(shape, index, &qkv, &a, &b, delta)?;
-    backend.gated_rms_norm(shape, &heads, &delta.norm, &z, eps)
 }
 
 /// A parallel block: attention and the MLP both read `h` (through one norm
@@ -198,6 +168,7 @@ fn parallel_block<B: Backend>(
         None => backend.rms_norm(h, weight, eps)?,
     };
     let qkv = backend.linear(&normed, &layer.qkv)?;
+    let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
     // The MLP's input is taken before the attention is added to `h`.
     let up = match &layer.mlp_norm {
         Some(weight) => {
@@ -206,8 +177,7 @@ fn parallel_block<B: Backend>(
         }
         None => backend.linear(&normed, &layer.gate_up)?,
     };
-    let qk_norm = layer.qk_norm.as_ref();
-    backend.attention_linear_add(spec, index, &qkv, qk_norm, start, &layer.o_proj, h)?;
+    backend.linear_add(&attended, &layer.o_proj, h)?;
     mlp_add(backend, spec, &up, &layer.down, h)
 }
 

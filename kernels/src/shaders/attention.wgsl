@@ -22,13 +22,6 @@
 // start. With several chunks each writes (m, l, acc) per query head and
 // `combine_chunks` (one workgroup per head) merges them:
 //  M = max_c m_c,  L = Σ_c exp(m_c − M)·l_c,  out = Σ_c exp(m_c − M)·acc_c / L.
-// With `chunks_out` every chunk writes (m, l, acc), even a lone one, and the
-// product after the attention merges them (matmul.wgsl, ATTENTION_CHUNKS);
-// beyond `chunks_out` chunks the wrapper still runs `combine_chunks`, which
-// writes its result as chunk 0, (0, 1, out), and the product takes it as is.
-// The first workgroup records how many chunks per head the product merges
-// after the heads' (m, l) pairs, so that the product's parameters do not
-// change from step to step.
 //
 // Each tile's keys and values are loaded into registers one tile ahead (the
 // loads overlap the previous tile's arithmetic), then copied into workgroup
@@ -67,7 +60,7 @@ struct Params {
     window: u32,           // sliding window in keys, 0: every earlier key
     append: u32,           // 1: decode from the unrotated projection row, appending its k and v
     rotary_dim: u32,       // append: dimensions rotated at the start of each head
-    chunks_out: u32,       // > 0: decode leaves (m, l, acc) of up to this many chunks for the next product
+    _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -213,10 +206,6 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
         }
         q_tile[e] = v * params.scale;
     }
-    if split && params.chunks_out != 0u && group.x == 0u && group.y == 0u && lid == 0u {
-        let left = select(1u, params.num_chunks, params.num_chunks <= params.chunks_out);
-        partial_ml[params.heads * params.max_chunks] = vec2<f32>(f32(left), 0.0);
-    }
     // The chunk that ends at the new position puts its key and value in the
     // cache before it reads its keys.
     if append && k_end == params.start + 1u {
@@ -331,7 +320,7 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     workgroupBarrier();
 
     // out = acc / l, or this chunk's (m, l, acc) when decode has several chunks.
-    let partial = split && (params.num_chunks > 1u || params.chunks_out != 0u);
+    let partial = split && params.num_chunks > 1u;
     for (var a = 0u; a < ACC_VEC4; a++) {
         let e = lid + a * WG;
         if e < BLOCK_Q * D4 {
@@ -426,14 +415,6 @@ fn combine_chunks(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoca
         for (var g = 0u; g < GROUPS; g++) {
             total += combine_parts[g * D4 + lid];
         }
-        // Every read of the chunks came before the barrier above.
-        if params.chunks_out != 0u {
-            partial_acc[base * D4 + lid] = total / l_all;
-            if lid == 0u {
-                partial_ml[base] = vec2<f32>(0.0, 1.0);
-            }
-        } else {
-            out[h * D4 + lid] = total / l_all;
-        }
+        out[h * D4 + lid] = total / l_all;
     }
 }

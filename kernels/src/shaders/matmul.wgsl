@@ -14,8 +14,6 @@ struct Params {
     y_stride: u32,  // output features of the whole W: row stride of y and residual
     epilogue: u32,  // which of the ADD_* terms to add
     eps: f32,       // RMSNorm epsilon of a NORMED input
-    head_dim: u32,  // values per head of an ATTENTION_CHUNKS input
-    max_chunks: u32,  // chunk slots per head in its scratch
 }
 
 const ADD_BIAS: u32 = 1u;      // + bias[n]
@@ -27,10 +25,7 @@ const ACCUMULATE: u32 = 4u;    // + y[m, n]: the residual add in place, `h = h +
 @group(0) @binding(4) var<storage, read> bias: array<u32>;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
-// RMSNorm weight [K] of a NORMED input, in the model dtype (HALF) like the scales;
-// for an ATTENTION_CHUNKS input, each chunk's (m, l) as f32 pairs [heads, max_chunks]
-// and then the count of chunks per head to merge (as an f32); x then holds the
-// chunks' unnormalised outputs [heads, max_chunks, head_dim].
+// RMSNorm weight [K] of a NORMED input, in the model dtype (HALF) like the scales.
 @group(0) @binding(7) var<storage, read> norm_weight: array<u32>;
 
 // What the decode kernels multiply W with (the INPUT override), so that the op
@@ -40,9 +35,6 @@ const NORMED: u32 = 1u;      // rms_norm(x[0, :]) · norm_weight
 const SILU_GATED: u32 = 2u;  // silu(gate) · up, x[0, :] being a fused [gate; up] row of 2K values
 const GELU_GATED: u32 = 3u;  // gelu_tanh(gate) · up, likewise
 const GELU_ERF_GATED: u32 = 4u;  // gelu_erf(gate) · up, likewise
-// The decode attention's output, combined from its key chunks (attention.wgsl's
-// partial results) by every workgroup: the combination's own dispatch is folded in.
-const ATTENTION_CHUNKS: u32 = 5u;
 override INPUT: u32 = PLAIN;
 
 fn workgroup_index(id: vec3<u32>, count: vec3<u32>) -> u32 {
@@ -93,20 +85,11 @@ struct Slice32 {
 // 1 / rms(x[0, :]) for a NORMED input (set by `begin_input`).
 var<private> inverse_rms: f32 = 1.0;
 var<workgroup> square_sums: array<f32, WORKGROUP>;
-// The combined input of an ATTENTION_CHUNKS product (K ≤ 4 · STAGED_VEC4), and
-// afterwards the team sums of `matvec`: one array, so that the kernel's
-// workgroup memory stays 9 KiB.
-const STAGED_VEC4: u32 = 512u;
-var<workgroup> staged: array<vec4<f32>, STAGED_VEC4>;
 
 // Called by every invocation before the products: a NORMED input needs the
 // norm of x, which the whole workgroup sums (each workgroup redoes it: K values
 // read from cache cost far less than the dispatch a separate norm would).
 fn begin_input(lid: u32) {
-    if INPUT == ATTENTION_CHUNKS {
-        combine_attention_chunks(lid);
-        return;
-    }
     if INPUT != NORMED {
         return;
     }
@@ -125,46 +108,6 @@ fn begin_input(lid: u32) {
     inverse_rms = inverseSqrt(square_sums[0] / f32(params.k) + params.eps);
 }
 
-// Input value vec4 j = out[h, c4] (h = j / (head_dim / 4)) of the decode
-// attention: its chunks' results merged by online softmax,
-//   M = max_c m_c,  L = Σ_c exp(m_c − M)·l_c,  out = Σ_c exp(m_c − M)·acc_c / L,
-// as attention.wgsl's `combine_chunks` does, four chunks at a time so that
-// their loads are in flight together.
-fn combine_attention_chunks(lid: u32) {
-    let d4 = params.head_dim / 4u;
-    let count = u32(bitcast<f32>(norm_weight[2u * (params.k / params.head_dim) * params.max_chunks]));
-    for (var j = lid; j < params.k / 4u; j += WORKGROUP) {
-        let first = (j / d4) * params.max_chunks;
-        var m = -1.0e30;
-        var l = 0.0;
-        var out = vec4<f32>(0.0);
-        for (var c = 0u; c < count; c += 4u) {
-            // Slots past the count read the last one and weigh nothing.
-            let slots = vec4<u32>(first) + min(vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(count - 1u));
-            let live = vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(count);
-            let chunk_max = select(vec4<f32>(-1.0e30), bitcast<vec4<f32>>(vec4<u32>(
-                norm_weight[2u * slots.x], norm_weight[2u * slots.y],
-                norm_weight[2u * slots.z], norm_weight[2u * slots.w])), live);
-            let chunk_sum = bitcast<vec4<f32>>(vec4<u32>(
-                norm_weight[2u * slots.x + 1u], norm_weight[2u * slots.y + 1u],
-                norm_weight[2u * slots.z + 1u], norm_weight[2u * slots.w + 1u]));
-            let c4 = j % d4;
-            let acc0 = x[slots.x * d4 + c4];
-            let acc1 = x[slots.y * d4 + c4];
-            let acc2 = x[slots.z * d4 + c4];
-            let acc3 = x[slots.w * d4 + c4];
-            let m_new = max(m, max(max(chunk_max.x, chunk_max.y), max(chunk_max.z, chunk_max.w)));
-            let old_weight = exp(m - m_new);
-            let weights = exp(chunk_max - m_new);
-            l = l * old_weight + dot(weights, chunk_sum);
-            out = out * old_weight + weights.x * acc0 + weights.y * acc1 + weights.z * acc2 + weights.w * acc3;
-            m = m_new;
-        }
-        staged[j] = out / l;
-    }
-    workgroupBarrier();
-}
-
 // norm_weight[4j .. 4j + 4].
 fn norm_weight4(j: u32) -> vec4<f32> {
     if HALF {
@@ -175,9 +118,6 @@ fn norm_weight4(j: u32) -> vec4<f32> {
 
 // Input values 4j .. 4j + 4 of the product, as INPUT says.
 fn input4(j: u32) -> vec4<f32> {
-    if INPUT == ATTENTION_CHUNKS {
-        return staged[j];
-    }
     if INPUT == NORMED {
         return x[j] * inverse_rms * norm_weight4(j);
     }
@@ -255,6 +195,8 @@ fn store_rows(first: u32, sums: vec4<f32>) {
 // GPU idles.
 override TEAM: u32 = 32u;
 
+var<workgroup> partial_sums: array<vec4<f32>, WORKGROUP>;
+
 @compute @workgroup_size(256)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>,
@@ -268,21 +210,17 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
             sums += group_dots(first, g);
         }
     }
-    // Tree reduction of the team's partial sums in workgroup memory (after a
-    // barrier where `staged` still holds a combined input others may read).
-    if INPUT == ATTENTION_CHUNKS {
-        workgroupBarrier();
-    }
-    staged[lid] = sums;
+    // Tree reduction of the team's partial sums in workgroup memory.
+    partial_sums[lid] = sums;
     workgroupBarrier();
     for (var width = TEAM / 2u; width > 0u; width /= 2u) {
         if lane < width {
-            staged[lid] += staged[lid + width];
+            partial_sums[lid] += partial_sums[lid + width];
         }
         workgroupBarrier();
     }
     if lane == 0u {
-        store_rows(first, staged[lid]);
+        store_rows(first, partial_sums[lid]);
     }
 }
 
