@@ -93,11 +93,7 @@ fn begin_input(lid: u32) {
     if INPUT != NORMED {
         return;
     }
-    var sum = 0.0;
-    for (var j = lid; j < params.k / 4u; j += WORKGROUP) {
-        sum += dot(x[j], x[j]);
-    }
-    square_sums[lid] = sum;
+    square_sums[lid] = square_sum_share(lid);
     workgroupBarrier();
     for (var width = WORKGROUP / 2u; width > 0u; width /= 2u) {
         if lid < width {
@@ -105,7 +101,20 @@ fn begin_input(lid: u32) {
         }
         workgroupBarrier();
     }
-    inverse_rms = inverseSqrt(square_sums[0] / f32(params.k) + params.eps);
+    set_inverse_rms(square_sums[0]);
+}
+
+// This invocation's share of Σ x[0, k]² for a NORMED input.
+fn square_sum_share(lid: u32) -> f32 {
+    var sum = 0.0;
+    for (var j = lid; j < params.k / 4u; j += WORKGROUP) {
+        sum += dot(x[j], x[j]);
+    }
+    return sum;
+}
+
+fn set_inverse_rms(square_sum: f32) {
+    inverse_rms = inverseSqrt(square_sum / f32(params.k) + params.eps);
 }
 
 // norm_weight[4j .. 4j + 4].
