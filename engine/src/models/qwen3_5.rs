@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ConfigFields, LinearAttention, ModelSpec, ParamNames, QkNormWidth};
+use super::{ConfigFields, LinearAttention, ModelSpec};
 use crate::EngineError;
 use mlc_kernels::cpu::DeltaNetShape;
 
@@ -31,14 +31,7 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
     let mut flat = fields.chat().clone();
     flat.model_config = flatten(&flat.model_config);
     let fields = ConfigFields { config: &flat };
-    let mut spec = fields.common(
-        "qwen3_5",
-        fields.required("rope_theta")?,
-        ParamNames::llama_style("c_attn"),
-    )?;
-    spec.qkv_bias = fields.optional("attention_bias")?.unwrap_or(false);
-    spec.qk_norm = Some(QkNormWidth::Head);
-    spec.activation = fields.activation()?;
+    let mut spec = super::qwen3::spec_of("qwen3_5", &fields)?;
     spec.attention_output_gate = true;
     let factor: f32 = fields.required("partial_rotary_factor")?;
     // Python's `int(head_dim * partial_rotary_factor)` (MLC's `rotary_dim`).
