@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mlc_conformance::tiny_artifact;
+use mlc_conformance::{converted_family, tiny_artifact};
 use mlc_engine::backend::{Backend, StepInput};
 use mlc_engine::cpu_fast::FastCpuBackend;
 use mlc_engine::models::decoder::{Logits, forward};
@@ -43,9 +43,14 @@ fn a_decode_step_allocates_nothing() {
     // One thread: rayon's workers allocate on their own schedule.
     // SAFETY: the only test of this binary sets it before any thread starts.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
-    for model in ["tiny-qwen2", "synthetic/qwen3-tiny"] {
-        let artifact =
-            Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).unwrap();
+    let official = ["tiny-qwen2", "synthetic/qwen3-tiny"].map(|model| {
+        let path = tiny_artifact(model);
+        (model, None, Artifact::open(path.to_str().unwrap(), OpenOptions::default()).unwrap())
+    });
+    // Qwen3.5's Gated DeltaNet layers keep a recurrent state beside the KV cache.
+    let (converted, artifact) = converted_family("families/qwen3_5-tiny");
+    let families = [("families/qwen3_5-tiny", Some(converted), artifact)];
+    for (model, _converted, artifact) in official.into_iter().chain(families) {
         let spec = spec_for(&artifact.config).unwrap();
         let mut backend = FastCpuBackend::new();
         let weights = weights::load(&spec, &artifact, &mut backend).unwrap();

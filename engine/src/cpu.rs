@@ -328,8 +328,18 @@ impl Backend for CpuBackend {
         weights: &DeltaNetWeights<Self>,
     ) -> Result<CpuTensor, EngineError> {
         let mut out = CpuTensor::zeros(qkv.rows, shape.value_width());
+        let mut convolved = vec![0.0; qkv.data.len()];
+        let (mut g, mut beta) = (a.data.clone(), b.data.clone());
         let state = self.recurrent.layer(layer, shape);
-        delta_net(shape, state, &qkv.data, &a.data, &b.data, weights, &mut out.data);
+        delta_net(
+            shape,
+            state,
+            &qkv.data,
+            &mut convolved,
+            (&mut g, &mut beta),
+            weights,
+            &mut out.data,
+        );
         Ok(out)
     }
 
@@ -426,22 +436,22 @@ pub(crate) fn sigmoid_gate(x: &[f32], gate: &[f32], out: &mut [f32]) {
 }
 
 /// One Gated DeltaNet layer's recurrence on the host (both CPU backends):
-/// the causal convolution with SiLU over `qkv`, the gates from `a` and `b`,
-/// and the delta rule, advancing `state`; `out` is `[tokens, value_width]`.
+/// the causal convolution with SiLU over `qkv` into `convolved` (same size),
+/// the gates computed over `a` and `b` in place, and the delta rule,
+/// advancing `state`; `out` is `[tokens, value_width]`. The caller owns every
+/// buffer, so a decode step of the fast engine allocates nothing here.
 pub(crate) fn delta_net(
     shape: &DeltaNetShape,
     state: &mut DeltaNetState,
     qkv: &[f32],
-    a: &[f32],
-    b: &[f32],
+    convolved: &mut [f32],
+    (a, b): (&mut [f32], &mut [f32]),
     weights: &DeltaNetWeights<impl Backend<Vector = Vec<f32>>>,
     out: &mut [f32],
 ) {
-    let mut convolved = vec![0.0; qkv.len()];
-    ops::causal_conv1d_silu(qkv, &weights.conv, shape.conv_kernel, &mut state.conv, &mut convolved);
-    let (mut g, mut beta) = (a.to_vec(), b.to_vec());
-    ops::delta_net_gates(&mut g, &mut beta, &weights.a_log, &weights.dt_bias);
-    ops::gated_delta_rule(shape, &convolved, &g, &beta, &mut state.recurrent, out);
+    ops::causal_conv1d_silu(qkv, &weights.conv, shape.conv_kernel, &mut state.conv, convolved);
+    ops::delta_net_gates(a, b, &weights.a_log, &weights.dt_bias);
+    ops::gated_delta_rule(shape, convolved, a, b, &mut state.recurrent, out);
 }
 
 impl LayerCache {

@@ -466,8 +466,13 @@ impl Backend for FastCpuBackend {
         weights: &DeltaNetWeights<Self>,
     ) -> Result<FastTensor, EngineError> {
         let mut out = self.tensor(qkv.rows, shape.value_width());
+        let mut convolved = self.tensor(qkv.rows, qkv.cols);
+        let (mut g, mut beta) = (self.tensor(a.rows, a.cols), self.tensor(b.rows, b.cols));
+        g.data.copy_from_slice(&a.data);
+        beta.data.copy_from_slice(&b.data);
         let state = self.recurrent.layer(layer, shape);
-        cpu::delta_net(shape, state, &qkv.data, &a.data, &b.data, weights, &mut out.data);
+        let gates = (&mut g.data[..], &mut beta.data[..]);
+        cpu::delta_net(shape, state, &qkv.data, &mut convolved.data, gates, weights, &mut out.data);
         Ok(out)
     }
 

@@ -91,14 +91,12 @@ pub fn causal_conv1d_silu(
             out[t * channels + c] = sum / (1.0 + (-sum).exp());
         }
     }
-    // The new window is the last `history` rows of the extended sequence.
-    let mut next = vec![0.0; window.len()];
-    for (r, row) in next.chunks_mut(channels).enumerate() {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = input(window, tokens + r, c);
-        }
-    }
-    window.copy_from_slice(&next);
+    // The new window is the last `history` rows of the extended sequence:
+    // the old window's newest rows shifted to the front, then `x`'s last.
+    let kept = history.saturating_sub(tokens);
+    window.copy_within((history - kept) * channels.., 0);
+    let taken = (history - kept) * channels;
+    window[kept * channels..].copy_from_slice(&x[x.len() - taken..]);
 }
 
 /// Each value head's decay and update rate from `a = in_proj_a(x)` and
@@ -118,13 +116,10 @@ pub fn delta_net_gates(a: &mut [f32], b: &mut [f32], a_log: &[f32], dt_bias: &[f
     }
 }
 
-/// `x / sqrt(Σ x² + eps)` for each row of `width` values (MLC's
-/// `_l2_normalize`, eps 1e-6).
-pub fn l2_normalize(x: &mut [f32], width: usize, eps: f32) {
-    for row in x.chunks_mut(width) {
-        let inv = 1.0 / (row.iter().map(|v| v * v).sum::<f32>() + eps).sqrt();
-        row.iter_mut().for_each(|v| *v *= inv);
-    }
+/// `1 / sqrt(Σ x² + eps)`: the factor that L2-normalises `x` (MLC's
+/// `_l2_normalize` of q and k, eps 1e-6).
+pub fn inverse_l2_norm(x: &[f32], eps: f32) -> f32 {
+    1.0 / (x.iter().map(|v| v * v).sum::<f32>() + eps).sqrt()
 }
 
 /// The gated delta rule over `tokens` rows, one token after the other.
@@ -154,34 +149,37 @@ pub fn gated_delta_rule(
     assert_eq!(out.len(), tokens * value_heads * vd, "gated_delta_rule: output size");
     let group = value_heads / key_heads;
     let scale = 1.0 / (kd as f32).sqrt();
-    let mut q = vec![0.0; key_heads * kd];
-    let mut k = vec![0.0; key_heads * kd];
-    let mut d = vec![0.0; vd];
     for t in 0..tokens {
         let row = &qkv[t * channels..(t + 1) * channels];
-        q.copy_from_slice(&row[..key_heads * kd]);
-        k.copy_from_slice(&row[key_heads * kd..2 * key_heads * kd]);
-        let v = &row[2 * key_heads * kd..];
-        l2_normalize(&mut q, kd, 1e-6);
-        l2_normalize(&mut k, kd, 1e-6);
+        let (q, k, v) = (
+            &row[..key_heads * kd],
+            &row[key_heads * kd..2 * key_heads * kd],
+            &row[2 * key_heads * kd..],
+        );
         for h in 0..value_heads {
             let s = &mut state[h * kd * vd..(h + 1) * kd * vd];
             let (qh, kh) = (&q[h / group * kd..][..kd], &k[h / group * kd..][..kd]);
+            // q and k are L2-normalised as they are read.
+            let (q_inv, k_inv) = (inverse_l2_norm(qh, 1e-6), inverse_l2_norm(kh, 1e-6));
             let vh = &v[h * vd..(h + 1) * vd];
             let (gate, rate) = (g[t * value_heads + h], beta[t * value_heads + h]);
+            // `o` holds `d = Sᵀk` until S is updated, then the head's output.
+            let o = &mut out[(t * value_heads + h) * vd..][..vd];
             s.iter_mut().for_each(|x| *x *= gate);
-            d.iter_mut().for_each(|x| *x = 0.0);
+            o.iter_mut().for_each(|x| *x = 0.0);
             for (s_row, &kr) in s.chunks(vd).zip(kh) {
-                d.iter_mut().zip(s_row).for_each(|(x, &s)| *x += s * kr);
+                let kr = kr * k_inv;
+                o.iter_mut().zip(s_row).for_each(|(x, &s)| *x += s * kr);
             }
             for (s_row, &kr) in s.chunks_mut(vd).zip(kh) {
-                for ((x, &vc), &dc) in s_row.iter_mut().zip(vh).zip(&d) {
+                let kr = kr * k_inv;
+                for ((x, &vc), &dc) in s_row.iter_mut().zip(vh).zip(o.iter()) {
                     *x += kr * rate * (vc - dc);
                 }
             }
-            let o = &mut out[(t * value_heads + h) * vd..][..vd];
             o.iter_mut().for_each(|x| *x = 0.0);
             for (s_row, &qr) in s.chunks(vd).zip(qh) {
+                let qr = qr * q_inv;
                 o.iter_mut().zip(s_row).for_each(|(x, &s)| *x += s * qr);
             }
             o.iter_mut().for_each(|x| *x *= scale);

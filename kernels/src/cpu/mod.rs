@@ -22,7 +22,7 @@ pub use activation::{
 pub use attention::{KvLayout, bidirectional_attention, causal_attention};
 pub use delta_net::{
     DeltaNetShape, DeltaNetState, causal_conv1d_silu, delta_net_gates, gated_delta_rule,
-    gated_rms_norm, l2_normalize,
+    gated_rms_norm, inverse_l2_norm,
 };
 pub use embed::embed;
 pub use matmul::{Q4Matrix, Weight, dot, matmul};
