@@ -20,9 +20,14 @@ use super::blocks::{Q4Block, Q16Block};
 pub enum DotKernel {
     /// Portable Rust.
     Scalar,
-    /// x86_64 AVX2 (detected at run time; AVX-512 CPUs run it too).
+    /// x86_64 AVX2 (detected at run time).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// x86_64 AVX-512 F/BW with VNNI (detected at run time): a prefill's
+    /// products sixteen tokens wide; a decode step runs the AVX2 kernel,
+    /// which the weights' memory bandwidth bounds anyway.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     /// WebAssembly SIMD (the browser build enables `simd128`).
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     Simd128,
@@ -34,6 +39,10 @@ impl DotKernel {
         static BEST: OnceLock<DotKernel> = OnceLock::new();
         *BEST.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
+            if has_avx512() {
+                return DotKernel::Avx512;
+            }
+            #[cfg(target_arch = "x86_64")]
             if is_x86_feature_detected!("avx2") {
                 return DotKernel::Avx2;
             }
@@ -43,6 +52,15 @@ impl DotKernel {
             DotKernel::Scalar
         })
     }
+}
+
+/// Whether this CPU runs [`DotKernel::Avx512`] (which uses AVX2 too).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vnni")
 }
 
 /// The dot product of a weight row and an activation row of as many blocks,
@@ -56,9 +74,9 @@ pub fn dot_q4_q16(w: &[Q4Block], a: &[Q16Block]) -> f32 {
 /// `out[t] = w · a[t]` for the `out.len()` activation rows of `a` (each
 /// `w.len()` blocks) with a chosen kernel.
 ///
-/// [`DotKernel::Avx2`] lays the rows out ([`Q16Tokens::gather`]) here, on
-/// every call: a product over many weight rows gathers them once and calls
-/// [`dot_q4_q16_tokens`].
+/// [`DotKernel::Avx2`] and [`DotKernel::Avx512`] lay the rows out
+/// ([`Q16Tokens::gather`]) here, on every call: a product over many weight
+/// rows gathers them once and calls [`dot_q4_q16_tokens`].
 ///
 /// # Panics
 /// When the sizes disagree, or `kernel` needs an instruction set this CPU
@@ -72,12 +90,12 @@ pub fn dot_q4_q16_with(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
             }
         }
         #[cfg(target_arch = "x86_64")]
-        DotKernel::Avx2 => {
+        DotKernel::Avx2 | DotKernel::Avx512 => {
             if out.is_empty() {
                 return;
             }
             let mut tokens = Q16Tokens::default();
-            tokens.gather(a, out.len());
+            tokens.gather(kernel, a, out.len());
             dot_q4_q16_tokens(w, &tokens, out);
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -105,7 +123,7 @@ pub fn dot_rows_q4_q16(kernel: DotKernel, w: &[Q4Block], a: &[Q16Block], out: &m
             }
         }
         #[cfg(target_arch = "x86_64")]
-        DotKernel::Avx2 => {
+        DotKernel::Avx2 | DotKernel::Avx512 => {
             assert!(is_x86_feature_detected!("avx2"), "dot_rows_q4_q16: this CPU lacks AVX2");
             // SAFETY: AVX2 is present (checked above); the sizes were checked.
             unsafe { avx2::rows(w, a, out) }
@@ -130,23 +148,110 @@ struct TokenGroup {
     values: [[[i16; 16]; 4]; 4],
     /// Per token `7 · Σ a` (what `Σ c·a` of the unshifted codes exceeds
     /// `Σ (c − 7)·a` by), in the kernel's lane order (tokens 0, 2, 4, 6, 1,
-    /// 3, 5, 7).
+    /// 3, 5, 7: three `vphaddd` of the four pairs' vectors leave the even
+    /// tokens in the low half, the odd in the high half).
     sevens: [i32; 8],
     /// Per token the block's scale, in the same order.
     scales: [f32; 8],
 }
 
-/// The token of each lane of the prefill kernel's sums: three `vphaddd` of
-/// the four pairs' vectors leave the even tokens in the low half, the odd in
-/// the high half.
+/// One block of sixteen tokens for the AVX-512 prefill kernel: as
+/// [`TokenGroup`], with four tokens per 512-bit vector (token `4q + j` in
+/// 128-bit lane `j` of vector `q`).
 #[cfg(target_arch = "x86_64")]
-const LANE_TOKENS: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+struct WideTokenGroup {
+    /// Per quad of tokens `4q..4q + 4` and nibble position, each token's
+    /// eight values in [`TokenGroup::values`]' order.
+    values: [[[i16; 32]; 4]; 4],
+    /// Per token `7 · Σ a`, in the kernel's lane order: lane `4j + q` holds
+    /// token `4q + j` (the transposed sum of the four quads' vectors).
+    sevens: [i32; 16],
+    /// Per token the block's scale, in the same order.
+    scales: [f32; 16],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Default for WideTokenGroup {
+    fn default() -> Self {
+        WideTokenGroup { values: [[[0; 32]; 4]; 4], sevens: [0; 16], scales: [0.0; 16] }
+    }
+}
+
+/// How a kernel's group of tokens holds one block of each token.
+#[cfg(target_arch = "x86_64")]
+trait Group: Clone + Default {
+    /// Tokens per group.
+    const TOKENS: usize;
+    /// The eight values of nibble position `position` of token `t` (of the
+    /// group).
+    fn slots(&mut self, t: usize, position: usize) -> &mut [i16];
+    /// The lane of token `t` in `sevens` and `scales`.
+    fn lane(t: usize) -> usize;
+    /// `sevens` and `scales`.
+    fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]);
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Group for TokenGroup {
+    const TOKENS: usize = 8;
+    fn slots(&mut self, t: usize, position: usize) -> &mut [i16] {
+        &mut self.values[t / 2][position][8 * (t % 2)..][..8]
+    }
+    fn lane(t: usize) -> usize {
+        4 * (t % 2) + t / 2
+    }
+    fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]) {
+        (&mut self.sevens, &mut self.scales)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Group for WideTokenGroup {
+    const TOKENS: usize = 16;
+    fn slots(&mut self, t: usize, position: usize) -> &mut [i16] {
+        &mut self.values[t / 4][position][8 * (t % 4)..][..8]
+    }
+    fn lane(t: usize) -> usize {
+        4 * (t % 4) + t / 4
+    }
+    fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]) {
+        (&mut self.sevens, &mut self.scales)
+    }
+}
+
+/// Lays out the `tokens` rows of `a` (`blocks` each) in groups of
+/// `G::TOKENS` (the last padded with zero rows): group `g`'s block `b` at
+/// `g · blocks + b`.
+#[cfg(target_arch = "x86_64")]
+fn gather_groups<G: Group>(groups: &mut Vec<G>, a: &[Q16Block], tokens: usize, blocks: usize) {
+    groups.clear();
+    groups.resize(tokens.div_ceil(G::TOKENS) * blocks, G::default());
+    for (t, row) in a.chunks(blocks.max(1)).enumerate() {
+        let (g, t) = (t / G::TOKENS, t % G::TOKENS);
+        for (group, block) in groups[g * blocks..(g + 1) * blocks].iter_mut().zip(row) {
+            let v = &block.values;
+            // Code byte 2k holds weights 2k and 2k + 16, byte 2k + 1 weights
+            // 2k + 1 and 2k + 17: the nibble positions' values.
+            for (position, first) in [0, 16, 1, 17].into_iter().enumerate() {
+                for (k, slot) in group.slots(t, position).iter_mut().enumerate() {
+                    *slot = v[2 * k + first];
+                }
+            }
+            let lane = G::lane(t);
+            let (sevens, scales) = group.sums_and_scales();
+            sevens[lane] = 7 * v.iter().map(|&x| x as i32).sum::<i32>();
+            scales[lane] = block.scale;
+        }
+    }
+}
 
 /// Activation rows laid out once for a prefill's products
-/// ([`dot_q4_q16_tokens`]), in groups of eight tokens (the last group padded
-/// with zero rows). A product keeps one between calls
-/// ([`super::MatmulScratch`]), so that a step allocates nothing after its
-/// first.
+/// ([`dot_q4_q16_tokens`]) by the kernel that will read them: in groups of
+/// eight tokens for AVX2, sixteen for AVX-512. A product keeps one between
+/// calls ([`super::MatmulScratch`]), so that a step allocates nothing after
+/// its first.
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Default)]
 pub struct Q16Tokens {
@@ -154,34 +259,26 @@ pub struct Q16Tokens {
     tokens: usize,
     /// Blocks per row.
     blocks: usize,
-    /// Group `g`'s block `b` at `g · blocks + b`.
+    /// Whether the last [`Q16Tokens::gather`] laid them out for AVX-512.
+    wide: bool,
+    /// The AVX2 layout.
     groups: Vec<TokenGroup>,
+    /// The AVX-512 layout.
+    wide_groups: Vec<WideTokenGroup>,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Q16Tokens {
-    /// Lays out the `tokens` rows of `a` (each `a.len() / tokens` blocks).
-    pub fn gather(&mut self, a: &[Q16Block], tokens: usize) {
+    /// Lays out the `tokens` rows of `a` (each `a.len() / tokens` blocks)
+    /// for `kernel` ([`DotKernel::Avx512`]; any other gets the AVX2 layout).
+    pub fn gather(&mut self, kernel: DotKernel, a: &[Q16Block], tokens: usize) {
         let blocks = a.len() / tokens.max(1);
         self.tokens = tokens;
         self.blocks = blocks;
-        self.groups.clear();
-        self.groups.resize(tokens.div_ceil(8) * blocks, TokenGroup::default());
-        for (t, row) in a.chunks(blocks.max(1)).enumerate() {
-            let group = &mut self.groups[t / 8 * blocks..(t / 8 + 1) * blocks];
-            let (pair, half) = (t % 8 / 2, 8 * (t % 2));
-            let lane = LANE_TOKENS.iter().position(|&l| l == t % 8).unwrap_or_default();
-            for (group, block) in group.iter_mut().zip(row) {
-                let (v, values) = (&block.values, &mut group.values[pair]);
-                for k in 0..8 {
-                    values[0][half + k] = v[2 * k];
-                    values[1][half + k] = v[2 * k + 16];
-                    values[2][half + k] = v[2 * k + 1];
-                    values[3][half + k] = v[2 * k + 17];
-                }
-                group.sevens[lane] = 7 * v.iter().map(|&x| x as i32).sum::<i32>();
-                group.scales[lane] = block.scale;
-            }
+        self.wide = kernel == DotKernel::Avx512;
+        match self.wide {
+            true => gather_groups(&mut self.wide_groups, a, tokens, blocks),
+            false => gather_groups(&mut self.groups, a, tokens, blocks),
         }
     }
 
@@ -198,11 +295,11 @@ impl Q16Tokens {
 
 /// `out[n · m + t] = w[n] · row t` for the `out.len() / m` weight rows of `w`
 /// (one after the other) and the `m` activation rows [`Q16Tokens::gather`]
-/// laid out in `tokens`, with [`DotKernel::Avx2`]; bit-equal to
+/// laid out in `tokens`, with the kernel they were laid out for; bit-equal to
 /// [`dot_q4_q16_with`] and [`dot_rows_q4_q16`] with any kernel.
 ///
 /// # Panics
-/// When the sizes disagree, or this CPU lacks AVX2.
+/// When the sizes disagree, or this CPU lacks that kernel's instructions.
 #[cfg(target_arch = "x86_64")]
 pub fn dot_q4_q16_tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
     let (m, blocks) = (tokens.tokens, tokens.blocks);
@@ -212,9 +309,15 @@ pub fn dot_q4_q16_tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
         w.len(),
         out.len()
     );
+    if tokens.wide {
+        assert!(has_avx512(), "dot_q4_q16_tokens: this CPU lacks AVX-512 VNNI");
+        // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the sizes
+        // were checked.
+        return unsafe { avx512::tokens(w, &tokens.wide_groups, m, blocks, out) };
+    }
     assert!(is_x86_feature_detected!("avx2"), "dot_q4_q16_tokens: this CPU lacks AVX2");
     // SAFETY: AVX2 is present (checked above); the sizes were checked.
-    unsafe { avx2::tokens(w, tokens, out) }
+    unsafe { avx2::tokens(w, &tokens.groups, m, blocks, out) }
 }
 
 /// One weight row against one activation row: per block the exact integer
@@ -231,7 +334,7 @@ fn scalar_dot(w: &[Q4Block], a: &[Q16Block]) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Q4Block, Q16Block, Q16Tokens, TokenGroup};
+    use super::{Q4Block, Q16Block, TokenGroup};
 
     /// The sum of a vector's eight lanes, in every lane of the low half.
     #[inline(always)]
@@ -427,7 +530,7 @@ mod avx2 {
     const CHUNK_BLOCKS: usize = 32;
 
     /// One weight row's blocks against a group of eight tokens' (as many),
-    /// continuing `acc` (lanes in [`super::LANE_TOKENS`] order), in
+    /// continuing `acc` (lanes in [`super::TokenGroup::sevens`]' order), in
     /// [`super::scalar_dot`]'s order: per block the codes are unpacked
     /// once into their four nibble positions (both halves the same row), four
     /// `vpmaddwd` and three adds give each pair of tokens' partial sums, and
@@ -486,8 +589,13 @@ mod avx2 {
     /// permutation undoes: the float values, hence the order of additions,
     /// are unchanged).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
-        let (m, blocks) = (tokens.tokens, tokens.blocks);
+    pub(super) unsafe fn tokens(
+        w: &[Q4Block],
+        groups: &[TokenGroup],
+        m: usize,
+        blocks: usize,
+        out: &mut [f32],
+    ) {
         // Rows of no blocks: no pass would write the (empty) sums.
         if blocks == 0 {
             return out.fill(0.0);
@@ -500,7 +608,7 @@ mod avx2 {
             let mut lanes = [0.0f32; 8];
             for g in 0..m.div_ceil(8) {
                 let (first, count) = (8 * g, (m - 8 * g).min(8));
-                let group = &tokens.groups[g * blocks..(g + 1) * blocks];
+                let group = &groups[g * blocks..(g + 1) * blocks];
                 for start in (0..blocks).step_by(CHUNK_BLOCKS) {
                     let end = (start + CHUNK_BLOCKS).min(blocks);
                     for (n, out) in out.chunks_exact_mut(m).enumerate() {
@@ -518,6 +626,139 @@ mod avx2 {
                             lanes.as_mut_ptr(),
                             _mm256_permutevar8x32_ps(acc, to_tokens),
                         );
+                        out.copy_from_slice(&lanes[..count]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Q4Block, WideTokenGroup};
+
+    /// Blocks per pass over a task's weight rows: a group's 32 blocks (36
+    /// KB) stay in a 48 KB L1 cache while every row meets them.
+    const CHUNK_BLOCKS: usize = 32;
+
+    /// The sums of each 128-bit lane's four 32-bit values of `s[0..4]`,
+    /// transposed: lane `4j + q` holds the sum of lane `j` of `s[q]`.
+    #[inline(always)]
+    unsafe fn transposed_sums(s: [__m512i; 4]) -> __m512i {
+        // SAFETY: the caller has AVX-512 F. (No closures: they would be
+        // compiled without the caller's target features.)
+        unsafe {
+            let low = _mm512_add_epi32(
+                _mm512_unpacklo_epi32(s[0], s[1]),
+                _mm512_unpackhi_epi32(s[0], s[1]),
+            );
+            let high = _mm512_add_epi32(
+                _mm512_unpacklo_epi32(s[2], s[3]),
+                _mm512_unpackhi_epi32(s[2], s[3]),
+            );
+            _mm512_add_epi32(_mm512_unpacklo_epi64(low, high), _mm512_unpackhi_epi64(low, high))
+        }
+    }
+
+    /// Four lanes of `Σ c·a` (unshifted codes) for each of four tokens (one
+    /// per 128-bit lane) against the four nibble positions `n` of a block.
+    #[inline(always)]
+    unsafe fn quad_sums(n: &[__m512i; 4], values: &[[i16; 32]; 4]) -> __m512i {
+        // SAFETY (whole body): the caller has AVX-512 F/VNNI; the loads read
+        // 64-byte aligned vectors of a `WideTokenGroup`.
+        unsafe {
+            let v = |i: usize| values[i].as_ptr().cast::<__m512i>();
+            let s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), n[0], _mm512_load_si512(v(0)));
+            let s = _mm512_dpwssd_epi32(s, n[1], _mm512_load_si512(v(1)));
+            let s = _mm512_dpwssd_epi32(s, n[2], _mm512_load_si512(v(2)));
+            _mm512_dpwssd_epi32(s, n[3], _mm512_load_si512(v(3)))
+        }
+    }
+
+    /// One weight row's blocks against a group of sixteen tokens' (as
+    /// many), continuing `acc` (lanes in [`WideTokenGroup::sevens`]' order),
+    /// in [`super::scalar_dot`]'s order: per block the codes are unpacked
+    /// once into their four nibble positions (all four 128-bit lanes the same
+    /// row), four `vpdpwssd` per quad of tokens sum its exact products, and a
+    /// transposed sum gives the sixteen tokens' block sums, which are offset
+    /// by their `7 · Σ a`, converted, scaled and added to the accumulator.
+    #[inline(always)]
+    unsafe fn row_group(w: &[Q4Block], group: &[WideTokenGroup], mut acc: __m512) -> __m512 {
+        // SAFETY (whole body): the caller has AVX-512 F/BW/VNNI; `w` and
+        // `group` hold as many blocks; the loads read each block's 16 code
+        // bytes (unaligned) and the group's 64-byte aligned vectors.
+        unsafe {
+            let nibble = _mm512_set1_epi16(0x000F);
+            for (w, group) in w.iter().zip(group) {
+                let codes = _mm512_broadcast_i32x4(_mm_loadu_si128(w.codes.as_ptr().cast()));
+                let n = [
+                    _mm512_and_si512(codes, nibble),
+                    _mm512_and_si512(_mm512_srli_epi16(codes, 4), nibble),
+                    _mm512_and_si512(_mm512_srli_epi16(codes, 8), nibble),
+                    _mm512_srli_epi16(codes, 12),
+                ];
+                let v = &group.values;
+                let quads = [
+                    quad_sums(&n, &v[0]),
+                    quad_sums(&n, &v[1]),
+                    quad_sums(&n, &v[2]),
+                    quad_sums(&n, &v[3]),
+                ];
+                let sums = transposed_sums(quads);
+                let sevens = _mm512_load_si512(group.sevens.as_ptr().cast());
+                let sums = _mm512_sub_epi32(sums, sevens);
+                let scales =
+                    _mm512_mul_ps(_mm512_set1_ps(w.scale), _mm512_load_ps(group.scales.as_ptr()));
+                acc = _mm512_add_ps(acc, _mm512_mul_ps(scales, _mm512_cvtepi32_ps(sums)));
+            }
+            acc
+        }
+    }
+
+    /// [`super::dot_q4_q16_tokens`] for the sixteen-token layout: per group,
+    /// passes of [`CHUNK_BLOCKS`] blocks over every weight row, each row's
+    /// accumulator kept in `out` between passes (stored in token order,
+    /// which a permutation undoes: the float values, hence the order of
+    /// additions, are unchanged).
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn tokens(
+        w: &[Q4Block],
+        groups: &[WideTokenGroup],
+        m: usize,
+        blocks: usize,
+        out: &mut [f32],
+    ) {
+        // Rows of no blocks: no pass would write the (empty) sums.
+        if blocks == 0 {
+            return out.fill(0.0);
+        }
+        // SAFETY: the features are enabled for this function; each call gets
+        // a row's blocks and the group's, as many; `lanes` holds 16 floats.
+        unsafe {
+            // Lane 4j + q holds token 4q + j: a 4 × 4 transposition, its own
+            // inverse.
+            let transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+            let mut lanes = [0.0f32; 16];
+            for g in 0..m.div_ceil(16) {
+                let (first, count) = (16 * g, (m - 16 * g).min(16));
+                let group = &groups[g * blocks..(g + 1) * blocks];
+                for start in (0..blocks).step_by(CHUNK_BLOCKS) {
+                    let end = (start + CHUNK_BLOCKS).min(blocks);
+                    for (n, out) in out.chunks_exact_mut(m).enumerate() {
+                        let out = &mut out[first..first + count];
+                        let acc = match start {
+                            0 => _mm512_setzero_ps(),
+                            _ => {
+                                lanes[..count].copy_from_slice(out);
+                                _mm512_permutexvar_ps(transpose, _mm512_loadu_ps(lanes.as_ptr()))
+                            }
+                        };
+                        let row = &w[n * blocks + start..n * blocks + end];
+                        let acc = row_group(row, &group[start..end], acc);
+                        _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_permutexvar_ps(transpose, acc));
                         out.copy_from_slice(&lanes[..count]);
                     }
                 }
@@ -707,6 +948,11 @@ mod tests {
         {
             assert!(is_x86_feature_detected!("avx2"), "this test needs an AVX2 CPU");
             kernels.push(DotKernel::Avx2);
+            // Not every runner has AVX-512; say so where it is not tested.
+            match has_avx512() {
+                true => kernels.push(DotKernel::Avx512),
+                false => eprintln!("this CPU lacks AVX-512 VNNI: its kernel is not tested here"),
+            }
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         kernels.push(DotKernel::Simd128);
@@ -803,24 +1049,25 @@ mod tests {
         }
     }
 
-    /// The AVX2 product of 1 to 5 weight rows (of 0 to 35 blocks) and 1 to
-    /// 19 tokens gathered once (groups of eight and their padding; 35 blocks
-    /// make two of the kernel's 32-block passes, the second resumed from the
-    /// results of the first): bit-equal to the scalar kernel, results stored
-    /// per weight row, every one written.
+    /// The AVX2 and AVX-512 products of 1 to 5 weight rows (of 0 to 35
+    /// blocks) and 1 to 37 tokens gathered once (groups of eight or sixteen
+    /// and their padding; 35 blocks make two of the kernels' 32-block passes,
+    /// the second resumed from the results of the first): bit-equal to the
+    /// scalar kernel, results stored per weight row, every one written.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn gathered_tokens_against_weight_rows_equal_the_scalar_kernel() {
-        for len in [0, 1, 3, 35] {
+        let wide = kernels().into_iter().filter(|&k| k != DotKernel::Scalar);
+        for (kernel, len) in wide.flat_map(|k| [0, 1, 3, 35].map(|len| (k, len))) {
             for count in 1..=5 {
-                for m in 1..=19 {
+                for m in 1..=37 {
                     let seed = (count * 19 + m) as u32 * 7 + len as u32;
                     let w: Vec<Q4Block> =
                         (0..count).flat_map(|r| rows(len, seed + r as u32).0).collect();
                     let a: Vec<Q16Block> =
                         (0..m).flat_map(|t| rows(len, seed + 100 + t as u32).1).collect();
                     let mut tokens = Q16Tokens::default();
-                    tokens.gather(&a, m);
+                    tokens.gather(kernel, &a, m);
                     assert_eq!(tokens.len(), m);
                     let mut got = vec![f32::NAN; count * m];
                     dot_q4_q16_tokens(&w, &tokens, &mut got);
@@ -828,7 +1075,8 @@ mod tests {
                         let (n, t) = (i / m, i % m);
                         let want =
                             scalar_dot(&w[n * len..(n + 1) * len], &a[t * len..(t + 1) * len]);
-                        assert_eq!(y.to_bits(), want.to_bits(), "{len} blocks, row {n}, token {t}");
+                        let at = format!("{kernel:?}: {len} blocks, row {n}, token {t}");
+                        assert_eq!(y.to_bits(), want.to_bits(), "{at}");
                     }
                 }
             }

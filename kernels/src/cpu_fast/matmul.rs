@@ -30,7 +30,8 @@ const MIN_PREFILL_TOKENS: usize = 4;
 /// (`m · w.blocks_per_row()` blocks). Tasks own disjoint weight rows; for
 /// `m` of at least four they write a transposed `[n, m]` result into
 /// `scratch`, which is then transposed into `out` (on AVX2 the rows of `x`
-/// are first laid out once for the kernel, [`Q16Tokens`], in `scratch` too).
+/// are first laid out once for the kernel, [`Q16Tokens`], in `scratch` too;
+/// likewise on AVX-512).
 /// Every `m` computes the same order ([`super::dot_rows_q4_q16`]'s): a
 /// token's results do not depend on the tokens beside it.
 pub fn matmul_q4_q16(
@@ -62,8 +63,8 @@ pub fn matmul_q4_q16(
     transposed.clear();
     transposed.resize(n * m, 0.0);
     #[cfg(target_arch = "x86_64")]
-    if kernel == DotKernel::Avx2 {
-        scratch.tokens.gather(x, m);
+    if matches!(kernel, DotKernel::Avx2 | DotKernel::Avx512) {
+        scratch.tokens.gather(kernel, x, m);
         let tokens = &scratch.tokens;
         for_each_chunk(transposed, ROWS_PER_TASK * m, |c, chunk| {
             let first = c * ROWS_PER_TASK * blocks;
