@@ -10,7 +10,8 @@
 //! whole block, scaled once per block, in one order for a prefill's tokens
 //! ([`dot_q4_q16_with`]; [`dot_q4_q16_tokens`] on tokens laid out once) and a
 //! decode step's one token against many weight rows ([`dot_rows_q4_q16`]):
-//! AVX2 or wasm `simd128` where available, a portable scalar loop otherwise.
+//! AVX2 (a prefill on AVX-512 VNNI) or wasm `simd128` where available, a
+//! portable scalar loop otherwise.
 //! Rows of a product are spread over rayon's pool natively
 //! ([`matmul_q4_q16`]); the attention computes each
 //! GQA group's scores into a per-thread buffer, then the softmax and the
