@@ -1051,13 +1051,22 @@ fn ministral3_post_init(
 
 /// Reads Ministral 3's parameters under `language_model.` when `config.json`
 /// is the vision-language one (`vision_config` at its top level), as
-/// `ministral3_loader.py` does; the vision tower is not converted.
-pub fn ministral3_vlm_layout(params: &mut [Param], hf_config: &Value) {
+/// `ministral3_loader.py` does; the vision tower is not converted. A
+/// checkpoint saved in transformers 5's layout instead (the backbone under
+/// `model.language_model.`, `lm_head` at the top; `source_names` has no
+/// `language_model.` tensor) is read from there: the same tensors.
+pub fn ministral3_vlm_layout(params: &mut [Param], hf_config: &Value, source_names: &[String]) {
     if hf_config.get("vision_config").is_none() {
         return;
     }
+    let transformers5 = !source_names.iter().any(|name| name.starts_with("language_model."))
+        && source_names.iter().any(|name| name.starts_with("model.language_model."));
     for (source, _) in params.iter_mut().flat_map(|param| &mut param.sources) {
-        *source = format!("language_model.{source}");
+        *source = match source.strip_prefix("model.") {
+            Some(rest) if transformers5 => format!("model.language_model.{rest}"),
+            _ if transformers5 => source.clone(),
+            _ => format!("language_model.{source}"),
+        };
     }
 }
 
@@ -2136,17 +2145,25 @@ mod tests {
         let d = Dims::from_model_config(&config).unwrap();
         assert_eq!((d.heads, d.kv_heads, d.head_dim, d.layers), (32, 8, 128, 26));
         let mut params = params(family, &d);
-        ministral3_vlm_layout(&mut params, &hf);
+        let mut transformers5 = params.clone();
+        ministral3_vlm_layout(&mut params, &hf, &["language_model.model.norm.weight".into()]);
         let qkv =
             params.iter().find(|p| p.name == "model.layers.0.self_attn.qkv_proj.weight").unwrap();
         assert_eq!(qkv.sources[0].0, "language_model.model.layers.0.self_attn.q_proj.weight");
         assert_eq!(params[0].sources[0].0, "language_model.model.embed_tokens.weight");
         assert!(!params.iter().any(|p| p.name == "lm_head.weight"), "tied");
+        // transformers 5 saves the backbone under `model.language_model.`.
+        ministral3_vlm_layout(
+            &mut transformers5,
+            &hf,
+            &["model.language_model.norm.weight".into()],
+        );
+        assert_eq!(transformers5[0].sources[0].0, "model.language_model.embed_tokens.weight");
 
         // The text-only checkpoint keeps the plain names; FP8 weights are refused for the BF16 release.
         let text = hf["text_config"].clone();
         let mut plain = params_of(Family::from_hf_config(&text).unwrap(), &text);
-        ministral3_vlm_layout(&mut plain, &text);
+        ministral3_vlm_layout(&mut plain, &text, &[]);
         assert_eq!(plain[0].sources[0].0, "model.embed_tokens.weight");
         assert!(plain.iter().any(|p| p.name == "lm_head.weight"), "untied");
         let mut fp8 = hf.clone();

@@ -157,7 +157,7 @@ pub fn convert_with_progress(
         families::qwen35_text_layout(&mut params, &names);
     }
     if family == Family::Ministral3 {
-        families::ministral3_vlm_layout(&mut params, &hf_config);
+        families::ministral3_vlm_layout(&mut params, &hf_config, &names);
     }
     let (order, ignored_tensors) = families::emission_order(&params, &names)?;
     for param in &params {
