@@ -75,7 +75,7 @@ impl Rope {
     /// `low = max(R·ln(orig / (2π·beta_fast)) / (2 ln theta), 0)` and
     /// `high = min(R·ln(orig / (2π·beta_slow)) / (2 ln theta), R - 1)`:
     /// `f·(1 - ramp) + f/factor·ramp`. The ramp reads `d` itself, not the pair
-    /// index, so a pair's second element can turn faster than its first (as
+    /// index, so a pair's second element can turn slower than its first (as
     /// MLC's kernel does; docs/families.md, "ministral3"). No factor on cos/sin.
     pub fn yarn(theta: f32, rotary_dim: usize, s: YarnScaling) -> Rope {
         let range = rotary_dim as f64;
