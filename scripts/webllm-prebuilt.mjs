@@ -46,6 +46,7 @@ const FAMILY_OF_LIB = [
   [/^Qwen3-/, "qwen3"],
   [/^Qwen3\.5-/, "qwen3_5"],
   [/^Mistral-/, "mistral"],
+  [/^Ministral-3-/, "ministral3"],
   [/^(Phi-3-mini|Phi-3\.5-mini|Phi-4-mini)-/, "phi3"],
   [/^gemma-2b-/, "gemma"],
   [/^gemma-2-/, "gemma2"],

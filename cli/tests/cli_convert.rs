@@ -153,6 +153,7 @@ fn family_checkpoints_convert_and_generate_their_reference_tokens() {
     let temp = temp_dir();
     for (family, model_type, template) in [
         ("mistral", "mistral", "mistral_default"),
+        ("ministral3", "ministral3", "ministral3"),
         ("phi3", "phi3", "phi-3"),
         ("gemma2", "gemma2", "gemma_instruction"),
         ("gemma3", "gemma3_text", "gemma3_instruction"),

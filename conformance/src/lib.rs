@@ -27,6 +27,7 @@ pub const TINY_MODELS: &[&str] = &[
 /// `mlc-wgpu convert` to q4f16_1 and run it.
 pub const FAMILY_MODELS: &[&str] = &[
     "families/mistral-tiny",
+    "families/ministral3-tiny",
     "families/phi3-tiny",
     "families/gemma-tiny",
     "families/gemma2-tiny",

@@ -1,4 +1,4 @@
-//! The mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 fixtures: each Hugging Face checkpoint is
+//! The mistral, ministral3, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 fixtures: each Hugging Face checkpoint is
 //! converted by `mlc-wgpu convert` and run on the CPU engine and on the GPU
 //! engine (both kernel paths), against transformers' float32 reference outputs
 //! (`conformance/tools/make_families.py`, which also records how far each
@@ -162,6 +162,9 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         ("gpt_neox", "RedPajama-INCITE-Chat-3B-v1-q4f32_1-MLC-1k"),
         ("qwen3_5", "Qwen3.5-0.8B-q4f16_1-MLC"),
         ("qwen3_5", "Qwen3.5-2B-q4f32_1-MLC"),
+        ("ministral3", "Ministral-3-3B-Instruct-2512-BF16-q4f16_1-MLC"),
+        ("ministral3", "Ministral-3-3B-Reasoning-2512-q4f32_1-MLC"),
+        ("ministral3", "Ministral-3-3B-Base-2512-q4f16_1-MLC"),
     ];
     for (family, id) in ids {
         let record = find_prebuilt(id).unwrap_or_else(|| panic!("{id} is a prebuilt record"));
@@ -188,6 +191,53 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         );
         assert_eq!(spec.family, family);
     }
+}
+
+#[test]
+fn ministral3_spec_has_tvm_yarn_and_the_yarn_softmax_scale() {
+    use mlc_engine::EngineError;
+    use mlc_engine::models::spec_for;
+    use mlc_kernels::cpu::{Rope, YarnScaling};
+    let (_temp, artifact) = converted_family("families/ministral3-tiny");
+    let spec = spec_for(&artifact.config).unwrap();
+    assert_eq!(spec.family, "ministral3");
+    // 4 heads of 32 over a hidden size of 64, GQA with 2 KV heads, tied.
+    assert_eq!((spec.num_heads, spec.num_kv_heads, spec.head_dim), (4, 2, 32));
+    assert!(spec.tie_word_embeddings && spec.rope_scaling.is_none() && spec.longrope.is_none());
+    let yarn = YarnScaling {
+        factor: 4.0,
+        original_max_position_embeddings: 256.0,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+    };
+    assert_eq!(spec.yarn, Some(yarn));
+    assert_eq!(spec.rope_theta, 10_000.0);
+    // sm = 0.1 · ln 4 + 1, squared onto 32^-0.5.
+    let sm = 0.1 * 4f32.ln() + 1.0;
+    assert!((spec.attention_scale() - sm * sm / 32f32.sqrt()).abs() < 1e-6);
+    // TVM's ramp: dimensions 0..=6 blend (low 0.42, high 6.44), the rest,
+    // every second element of a pair included, interpolate (÷ 4).
+    let (rope, plain) = (spec.rope(), Rope::new(10_000.0, 32, None));
+    assert_eq!(rope.inv_freq.len(), 32);
+    assert_eq!(rope.inv_freq[0], plain.inv_freq[0]);
+    for d in 7..32 {
+        let want = plain.inv_freq[d] / 4.0;
+        assert!((rope.inv_freq[d] - want).abs() <= 1e-6 * want, "dimension {d}");
+    }
+    assert!(rope.inv_freq[16] < rope.inv_freq[0] / 3.9);
+
+    // A rope_parameters without rope_type rotates plainly (TVM's default) and
+    // keeps the softmax factor; another kind is refused with its name.
+    let mut config = artifact.config.clone();
+    let rope_parameters = config.model_config.get_mut("rope_parameters").unwrap();
+    rope_parameters.as_object_mut().unwrap().shift_remove("rope_type");
+    let untyped = spec_for(&config).unwrap();
+    assert_eq!(untyped.yarn, None);
+    assert_eq!(untyped.attention_scale(), spec.attention_scale());
+    let mut config = artifact.config.clone();
+    config.model_config["rope_parameters"]["rope_type"] = "dynamic".into();
+    let error = spec_for(&config).unwrap_err();
+    assert!(matches!(error, EngineError::Config(_)) && error.to_string().contains("dynamic"));
 }
 
 #[test]

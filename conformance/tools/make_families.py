@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face checkpoints of the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 families, with reference
+"""Tiny Hugging Face checkpoints of the mistral, ministral3, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 families, with reference
 outputs computed by Hugging Face transformers.
 
 For each case it writes `conformance/fixtures/families/<case>/`:
@@ -15,9 +15,13 @@ dimension), so the reference quantizes each Hugging Face matrix as it is and nev
 
 The forward pass is transformers' own model class (MistralForCausalLM, Phi3ForCausalLM,
 GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Olmo2ForCausalLM, StableLmForCausalLM,
-PhiForCausalLM, GPTNeoXForCausalLM) in float64 with eager attention, set up to compute what MLC computes
+PhiForCausalLM, GPTNeoXForCausalLM, Ministral3ForCausalLM) in float64 with eager attention, set up to compute what MLC computes
 (docs/families.md, "mistral", "phi3", "gemma", "gemma2", "gemma3", "olmo2", "stablelm", "phi", "gpt_neox"):
   * mistral: `sliding_window` null (MLC's sliding window is a KV-cache feature, off in WebLLM's records).
+  * ministral3: transformers' rotary embedding replaced by TVM's per-element YaRN frequencies (the ramp
+    reads the element index, so a pair's two elements may turn at different rates) and the softmax
+    scale multiplied by YaRN's sm² (MLC's attention); transformers' cos/sin factor is asserted to be 1,
+    and `llama_4_scaling_beta` is 0 (identity: MLC does not apply it).
   * phi3: LongRoPE with partial rotary 0.75; every sequence stays under `original_max_position_embeddings`
     (64), where both transformers and MLC use `short_factor` (docs/families.md, "phi3", says when MLC
     picks `long_factor`).
@@ -378,6 +382,44 @@ def neox_case(seed, parallel, rotary_pct):
 
 
 # RedPajama's sequential layers with half the head rotated; Pythia's parallel layers with a quarter.
+CASES["ministral3-tiny"] = dict(
+    seed=1101,
+    config={
+        "architectures": ["Ministral3ForCausalLM"],
+        "model_type": "ministral3",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        # 4 heads of 32 for a hidden size of 64 (the 3B: 32 heads of 128 for 3072).
+        "head_dim": 32,
+        "rms_norm_eps": 1e-05,
+        # YaRN as Ministral-3's checkpoints set it, with a short original length so that the blend
+        # covers a few dimensions of this head size; llama_4_scaling_beta 0 because MLC does not
+        # apply that query scaling (transformers would from position 256 on).
+        "rope_parameters": {
+            "rope_type": "yarn",
+            "type": "yarn",
+            "rope_theta": 10000.0,
+            "factor": 4.0,
+            "original_max_position_embeddings": 256,
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
+            "mscale": 1.0,
+            "mscale_all_dim": 1.0,
+            "llama_4_scaling_beta": 0.0,
+        },
+        "sliding_window": None,
+        "max_position_embeddings": 1024,
+        "vocab_size": 1000,
+        "tie_word_embeddings": True,
+        "hidden_act": "silu",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": "bfloat16",
+    },
+)
 CASES["gpt_neox-tiny"] = neox_case(909, False, 0.5)
 CASES["gpt_neox-parallel-tiny"] = neox_case(910, True, 0.25)
 
@@ -648,6 +690,8 @@ def hf_model(cfg, weights, **mlc_semantics):
     if mlc_semantics.pop("_drop_norm_bias", False):
         weights = {n: (np.zeros_like(a) if n.endswith("layernorm.bias") or n == "model.norm.bias" else a)
                    for n, a in weights.items()}
+    yarn = mlc_semantics.pop("_yarn", None)
+    softmax_scale = mlc_semantics.pop("_softmax_scale", None)
     config = transformers.AutoConfig.for_model(**json.loads(json.dumps({**cfg, **mlc_semantics})))
     config._attn_implementation = "eager"
     model = transformers.AutoModelForCausalLM.from_config(config).double().eval()
@@ -681,6 +725,8 @@ def hf_model(cfg, weights, **mlc_semantics):
         mlc_layers = ["full_attention" if (i + 1) % interval == 0 else "linear_attention"
                       for i in range(cfg["num_hidden_layers"])]
         assert model.config.layer_types == mlc_layers, model.config.layer_types
+    if cfg["model_type"] == "ministral3":
+        mlc_ministral3(cfg, model, yarn, softmax_scale)
     if cfg["model_type"] == "phi3" and mlc_semantics.get("rope_scaling", cfg["rope_scaling"]) is not None:
         check_longrope(cfg, model, mlc_semantics.get("partial_rotary_factor", cfg["partial_rotary_factor"]))
     return model
@@ -724,6 +770,56 @@ def check_longrope(cfg, model, partial):
     assert abs(rotary.attention_scaling - mscale) < 1e-9, (rotary.attention_scaling, mscale)
 
 
+def mlc_yarn_inv_freq(cfg):
+    """The inverse frequency of each of the R rotated dimensions as TVM's `rope_freq_yarn` computes it for
+    MLC (docs/families.md, "ministral3"): the blend's ramp reads the dimension index d itself, so the
+    second element of a pair (d >= R/2) gets its own frequency."""
+    rope = cfg["rope_parameters"]
+    R, theta, factor = cfg["head_dim"], rope["rope_theta"], rope["factor"]
+    orig = rope["original_max_position_embeddings"]
+
+    def correction(rotations):
+        return R * np.log(orig / (rotations * 2 * np.pi)) / (2 * np.log(theta))
+
+    low, high = max(correction(rope["beta_fast"]), 0.0), min(correction(rope["beta_slow"]), R - 1.0)
+    if low == high:
+        high += 0.001
+    d = np.arange(R, dtype=np.float64)
+    power = theta ** ((2 * d % R) / R)
+    extra, inter = 1.0 / power, 1.0 / (factor * power)
+    mask = 1.0 - np.clip((d - low) / (high - low), 0.0, 1.0)
+    return inter * (1.0 - mask) + extra * mask
+
+
+def mlc_sm_scale(cfg):
+    """MLC's factor on the softmax scale: (0.1·mscale_all_dim·ln(factor) + 1)² when mscale_all_dim is set."""
+    rope = cfg["rope_parameters"]
+    m, factor = rope.get("mscale_all_dim", 0), rope["factor"]
+    sm = 0.1 * m * np.log(factor) + 1.0 if m and factor > 1 else 1.0
+    return sm * sm
+
+
+def mlc_ministral3(cfg, model, yarn, softmax_scale):
+    """Makes transformers' Ministral3 rotate and scale as MLC does: `yarn` "mlc" (TVM's per-dimension
+    frequencies), "plain" (no YaRN) or None (transformers' own); `softmax_scale` "mlc" (× sm²) or None."""
+    rotary = model.model.rotary_emb
+    # transformers' own YaRN multiplies cos/sin by mscale / mscale_all_dim: 1 here, as in the checkpoints.
+    assert abs(rotary.attention_scaling - 1.0) < 1e-12, rotary.attention_scaling
+    if yarn is not None:
+        R, theta = cfg["head_dim"], cfg["rope_parameters"]["rope_theta"]
+        plain = 1.0 / theta ** ((2 * np.arange(R) % R) / R)
+        inv_freq = torch.tensor(mlc_yarn_inv_freq(cfg) if yarn == "mlc" else plain)
+
+        def forward(self, x, position_ids):
+            angles = position_ids[..., None].double() * inv_freq
+            return angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+
+        rotary.forward = types.MethodType(forward, rotary)
+    if softmax_scale == "mlc":
+        for layer in model.model.layers:
+            layer.self_attn.scaling = cfg["head_dim"] ** -0.5 * mlc_sm_scale(cfg)
+
+
 def mlc_semantics(cfg):
     """Config changes that make transformers compute what MLC computes (see the module doc)."""
     if cfg["model_type"] == "gemma2":
@@ -731,6 +827,8 @@ def mlc_semantics(cfg):
         return {"attn_logit_softcapping": None}
     if cfg["model_type"] == "gemma3_text":
         return {"rope_local_base_freq": cfg["rope_theta"], "sliding_window": GEMMA3_LOCAL_WINDOW}
+    if cfg["model_type"] == "ministral3":
+        return {"_yarn": "mlc", "_softmax_scale": "mlc"}
     return {}
 
 
@@ -794,6 +892,11 @@ def ablations(cfg, weights, prompt, reference):
         variants["dt_bias zeroed"] = ({}, {"_zero": tuple(f"model.layers.{L}.linear_attn.dt_bias" for L in linear)})
         variants["the linear layers' conv1d zeroed but its last tap (no window of past inputs)"] = (
             {}, {"_conv_last_tap_only": True})
+    if cfg["model_type"] == "ministral3":
+        variants["plain RoPE instead of YaRN"] = ({}, {"_yarn": "plain"})
+        variants["transformers' YaRN (one frequency per pair, truncated range) instead of TVM's"] = (
+            {}, {"_yarn": None})
+        variants["softmax scale head_dim^-0.5 without YaRN's sm^2"] = ({}, {"_softmax_scale": None})
     if cfg["model_type"] == "olmo2":
         variants["q/k norms per head instead of across all heads"] = ({}, {"_per_head_qk_norm": True})
     if cfg["model_type"] == "gemma2":

@@ -261,11 +261,68 @@ fn template_fields(name: &str) -> Option<Value> {
             "stop_str": ["<human>"],
             "stop_token_ids": [0],
         }),
+        // MLC's `conversation_template/ministral3.py` and `ministral3_reasoning.py`
+        // (WebLLM's Ministral-3 records name them); 1 is `<s>`, 2 is `</s>`.
+        "ministral3" | "ministral3_reasoning" => json!({
+            "name": name,
+            "system_template": "[SYSTEM_PROMPT]{system_message}[/SYSTEM_PROMPT]{function_string}",
+            "system_message": match name {
+                "ministral3" => MINISTRAL3_SYSTEM,
+                _ => MINISTRAL3_REASONING_SYSTEM,
+            },
+            "role_templates": {
+                "user": "[INST]{user_message}[/INST]",
+                "assistant": "{assistant_message}</s>",
+                "tool": "[TOOL_RESULTS]{tool_message}[/TOOL_RESULTS]",
+            },
+            "roles": {"user": "", "assistant": "", "tool": ""},
+            "seps": [""],
+            "role_content_sep": "",
+            "role_empty_sep": "",
+            "stop_str": ["</s>"],
+            "stop_token_ids": [2],
+            "system_prefix_token_ids": [1],
+        }),
         "deepseek_r1_qwen" => deepseek_r1(151643, DEEPSEEK),
         "deepseek_r1_llama" => deepseek_r1(128001, DEEPSEEK),
         _ => return None,
     })
 }
+
+/// The default system message of MLC's `ministral3` template (Ministral-3-3B-Instruct-2512's).
+const MINISTRAL3_SYSTEM: &str = "You are Ministral-3-3B-Instruct-2512, a Large Language Model (LLM) created by \
+Mistral AI, a French startup headquartered in Paris.\nYou power an AI assistant called Le Chat.\n\
+Your knowledge base was last updated on 2023-10-01.\nThe current date is {today}.\n\n\
+When you're not sure about some information or when the user's request requires up-to-date or specific \
+data, you must use the available tools to fetch the information. Do not hesitate to use tools whenever \
+they can provide a more accurate or complete response. If no relevant tools are available, then clearly \
+state that you don't have the information and avoid making up anything.\nIf the user's question is not \
+clear, ambiguous, or does not provide enough context for you to accurately answer the question, you do \
+not try to answer it right away and you rather ask the user to clarify their request (e.g. \"What are \
+some good restaurants around me?\" => \"Where are you?\" or \"When is the next flight to Tokyo\" => \
+\"Where do you travel from?\").\nYou are always very attentive to dates, in particular you try to resolve \
+dates (e.g. \"yesterday\" is {yesterday}) and when asked about information at specific dates, you discard \
+information that is at another date.\nYou follow these instructions in all languages, and always respond \
+to the user in the language they use or request.\nNext sections describe the capabilities that you \
+have.\n\n# WEB BROWSING INSTRUCTIONS\n\nYou cannot perform any web search or access internet to open \
+URLs, links etc. If it seems like the user is expecting you to do so, you clarify the situation and ask \
+the user to copy paste the text directly in the chat.\n\n# MULTI-MODAL INSTRUCTIONS\n\nYou have the \
+ability to read images, but you cannot generate images. You also cannot transcribe audio files or \
+videos.\nYou cannot read nor transcribe audio files or videos.\n\n# TOOL CALLING INSTRUCTIONS\n\nYou \
+may have access to tools that you can use to fetch information or perform actions. You must use these \
+tools in the following situations:\n\n1. When the request requires up-to-date information.\n2. When the \
+request requires specific data that you do not have in your knowledge base.\n3. When the request involves \
+actions that you cannot perform without tools.\n\nAlways prioritize using tools to provide the most \
+accurate and helpful response. If tools are not available, inform the user that you cannot perform the \
+requested action at the moment.";
+
+/// The default system message of MLC's `ministral3_reasoning` template.
+const MINISTRAL3_REASONING_SYSTEM: &str = "# HOW YOU SHOULD THINK AND ANSWER\n\nFirst draft your thinking \
+process (inner monologue) until you arrive at a response. Format your response using Markdown, and use \
+LaTeX for any mathematical equations. Write both your thoughts and the response in the same language as \
+the input.\n\nYour thinking process must follow the template below:[THINK]Your thoughts or/and draft, \
+like working through an exercise on scratch paper. Be as casual and as long as you want until you are \
+confident to generate the response to the user.[/THINK]Here, provide a self-contained response.";
 
 /// The names `--conv-template` accepts.
 pub const CONV_TEMPLATES: &[&str] = &[
@@ -287,6 +344,8 @@ pub const CONV_TEMPLATES: &[&str] = &[
     "stablelm-2",
     "phi-2",
     "redpajama_chat",
+    "ministral3",
+    "ministral3_reasoning",
     "deepseek_r1_qwen",
     "deepseek_r1_llama",
     "LM",
@@ -301,7 +360,7 @@ pub fn conv_template(name: &str) -> Result<Value, ConvertError> {
         message: format!("known templates: {}", CONV_TEMPLATES.join(", ")),
     })?;
     let get = |key: &str, default: Value| given.get(key).cloned().unwrap_or(default);
-    // `role_templates` defaults are updated by the template's own (none of ours set any).
+    // `role_templates` defaults are updated by the template's own (Ministral 3's).
     let mut role_templates = json!({"user": "{user_message}", "assistant": "{assistant_message}", "tool": "{tool_message}"});
     if let (Some(own), Some(all)) =
         (given.get("role_templates").and_then(Value::as_object), role_templates.as_object_mut())

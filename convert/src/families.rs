@@ -16,6 +16,7 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "qwen3_5",
     "qwen3_5_text",
     "mistral",
+    "ministral3",
     "phi3",
     "gemma",
     "gemma2",
@@ -54,6 +55,10 @@ pub enum Family {
     },
     /// `mistral` (Mistral-7B and derivatives): Llama's layout, never tied.
     Mistral,
+    /// `ministral3` (Ministral 3: `Ministral3ForCausalLM`, or the text backbone
+    /// of `Mistral3ForConditionalGeneration` under `language_model.`): Llama's
+    /// layout with `rope_parameters` (YaRN) and `text_config` merged in.
+    Ministral3,
     /// `phi3` (Phi-3/3.5-mini, Phi-4-mini): fused HF weights under `transformer.*` names.
     Phi3,
     /// `gemma` (Gemma 1): Llama's layout with norms stored as `1 + w`, always tied.
@@ -96,6 +101,15 @@ impl Family {
             Some("qwen3_5") => Ok(Family::Qwen35 { text: false }),
             Some("qwen3_5_text") => Ok(Family::Qwen35 { text: true }),
             Some("mistral") => Ok(Family::Mistral),
+            Some("ministral3") => Ok(Family::Ministral3),
+            // The vision-language checkpoint: MLC converts it as `ministral3`
+            // when its text backbone is one.
+            Some("mistral3")
+                if config.pointer("/text_config/model_type").and_then(Value::as_str)
+                    == Some("ministral3") =>
+            {
+                Ok(Family::Ministral3)
+            }
             Some("phi3") => Ok(Family::Phi3),
             Some("gemma") => Ok(Family::Gemma),
             Some("gemma2") => Ok(Family::Gemma2),
@@ -135,6 +149,7 @@ impl Family {
             Family::Qwen35 { text: false } => "qwen3_5",
             Family::Qwen35 { text: true } => "qwen3_5_text",
             Family::Mistral => "mistral",
+            Family::Ministral3 => "ministral3",
             Family::Phi3 => "phi3",
             Family::Gemma => "gemma",
             Family::Gemma2 => "gemma2",
@@ -152,6 +167,7 @@ impl Family {
         match self {
             Family::Llama
             | Family::Mistral
+            | Family::Ministral3
             | Family::Phi3
             | Family::Gemma
             | Family::Gemma2
@@ -175,6 +191,8 @@ impl Family {
             // MLC's `conversation_template/qwen3_5.py` (thinking on).
             Family::Qwen35 { .. } => "qwen3_5",
             Family::Mistral => "mistral_default",
+            // MLC's `conversation_template/ministral3.py` (the Instruct model's).
+            Family::Ministral3 => "ministral3",
             Family::Phi3 => "phi-3",
             Family::Gemma | Family::Gemma2 => "gemma_instruction",
             Family::Gemma3 => "gemma3_instruction",
@@ -362,6 +380,30 @@ impl Family {
                 opt("tensor_parallel_shards", json!(1)),
                 opt("max_batch_size", json!(1)),
             ],
+            // Ministral3Config's fields.
+            Family::Ministral3 => vec![
+                req("hidden_size"),
+                req("intermediate_size"),
+                req("num_attention_heads"),
+                req("num_hidden_layers"),
+                req("rms_norm_eps"),
+                req("vocab_size"),
+                opt("attention_sink_size", json!(0)),
+                opt("context_window_size", json!(0)),
+                opt("dtype", json!("float32")),
+                opt("head_dim", json!(0)),
+                opt("hidden_act", json!("silu")),
+                opt("max_batch_size", json!(1)),
+                opt("num_key_value_heads", json!(0)),
+                opt("position_embedding_base", json!(0)),
+                opt("prefill_chunk_size", json!(0)),
+                opt("rope_parameters", Value::Null),
+                opt("sliding_window_size", json!(0)),
+                opt("tensor_parallel_shards", json!(1)),
+                opt("tie_word_embeddings", json!(false)),
+                opt("weight_block_size", Value::Null),
+                opt("modules_to_not_convert", json!([])),
+            ],
             Family::Phi3 => vec![
                 req("model_type"),
                 req("hidden_size"),
@@ -466,6 +508,14 @@ impl Family {
         if self == Family::Gemma3 {
             return gemma3_model_config(source, overrides);
         }
+        let merged;
+        let source = match self {
+            Family::Ministral3 => {
+                merged = ministral3_merge_text_config(source);
+                &merged
+            }
+            _ => source,
+        };
         let mut fields = Map::new();
         let mut kwargs = Map::new();
         let declared = self.fields();
@@ -525,6 +575,7 @@ impl Family {
     ) -> Result<(), ConvertError> {
         match self {
             Family::Mistral => return mistral_post_init(config, kwargs),
+            Family::Ministral3 => return ministral3_post_init(config, kwargs),
             Family::Phi3 => return phi3_post_init(config, kwargs),
             Family::Gemma => return gemma_post_init(config, kwargs, "gemma"),
             Family::Gemma2 => return gemma2_post_init(config, kwargs),
@@ -928,6 +979,95 @@ fn mistral_post_init(
         config.insert("prefill_chunk_size".into(), json!(candidates.fold(8192, i64::min)));
     }
     Ok(())
+}
+
+/// `Ministral3Config.from_dict`: a `text_config` object is merged over the
+/// top level, whose `tie_word_embeddings` and `dtype` still win.
+fn ministral3_merge_text_config(source: &Map<String, Value>) -> Map<String, Value> {
+    let Some(Value::Object(text)) = source.get("text_config") else {
+        return source.clone();
+    };
+    let mut merged = source.clone();
+    merged.shift_remove("text_config");
+    merged.extend(text.clone());
+    for key in ["tie_word_embeddings", "dtype"] {
+        if let Some(value) = source.get(key) {
+            merged.insert(key.into(), value.clone());
+        }
+    }
+    merged
+}
+
+/// `Ministral3Config.__post_init__`: a `quantization_config` (the FP8
+/// checkpoints) is refused, the RoPE base is `rope_parameters.rope_theta`
+/// (taken out of it), else `rope_theta`, else 10000; then Mistral's window
+/// rules: `sliding_window` (null → -1), the context from
+/// `max_position_embeddings` without a window (-1 with one), the prefill chunk
+/// at most the window, the context and 8192.
+fn ministral3_post_init(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
+    if kwargs.contains_key("quantization_config") {
+        return Err(ConvertError::Unsupported {
+            what: "a pre-quantized Ministral 3 checkpoint (`quantization_config`, FP8 weights)"
+                .into(),
+            message: "convert the BF16 release instead (e.g. Ministral-3-3B-Instruct-2512-BF16, \
+                      the checkpoint WebLLM's -BF16 records come from)"
+                .into(),
+        });
+    }
+    if is_zero(&config["position_embedding_base"]) {
+        let from_rope = config
+            .get_mut("rope_parameters")
+            .and_then(Value::as_object_mut)
+            .and_then(|rope| rope.shift_remove("rope_theta"));
+        let base = from_rope.or_else(|| kwargs.remove("rope_theta")).unwrap_or(json!(10000));
+        config.insert("position_embedding_base".into(), base);
+    }
+    if is_zero(&config["sliding_window_size"]) {
+        let window = kwargs.remove("sliding_window").unwrap_or(json!(-1));
+        config.insert("sliding_window_size".into(), window);
+    }
+    if config["sliding_window_size"].is_null() {
+        config.insert("sliding_window_size".into(), json!(-1));
+    }
+    let sliding = int(config, "sliding_window_size")?;
+    if is_zero(&config["context_window_size"]) {
+        if sliding == -1 {
+            context_from_kwargs(config, kwargs)?;
+        } else {
+            config.insert("context_window_size".into(), json!(-1));
+        }
+    }
+    default_heads(config)?;
+    if is_zero(&config["prefill_chunk_size"]) {
+        let context = int(config, "context_window_size")?;
+        let candidates = [sliding, context].into_iter().filter(|&v| v != -1);
+        config.insert("prefill_chunk_size".into(), json!(candidates.fold(8192, i64::min)));
+    }
+    Ok(())
+}
+
+/// Reads Ministral 3's parameters under `language_model.` when `config.json`
+/// is the vision-language one (`vision_config` at its top level), as
+/// `ministral3_loader.py` does; the vision tower is not converted. A
+/// checkpoint saved in transformers 5's layout instead (the backbone under
+/// `model.language_model.`, `lm_head` at the top; `source_names` has no
+/// `language_model.` tensor) is read from there: the same tensors.
+pub fn ministral3_vlm_layout(params: &mut [Param], hf_config: &Value, source_names: &[String]) {
+    if hf_config.get("vision_config").is_none() {
+        return;
+    }
+    let transformers5 = !source_names.iter().any(|name| name.starts_with("language_model."))
+        && source_names.iter().any(|name| name.starts_with("model.language_model."));
+    for (source, _) in params.iter_mut().flat_map(|param| &mut param.sources) {
+        *source = match source.strip_prefix("model.") {
+            Some(rest) if transformers5 => format!("model.language_model.{rest}"),
+            _ if transformers5 => source.clone(),
+            _ => format!("language_model.{source}"),
+        };
+    }
 }
 
 /// `Phi3Config.__post_init__`: `rope_scaling` without `type` is dropped, `su`
@@ -1973,6 +2113,70 @@ mod tests {
             [config["context_window_size"].clone(), config["sliding_window_size"].clone()],
             [json!(32768), json!(-1)]
         );
+    }
+
+    #[test]
+    fn ministral3_merges_its_text_config_moves_rope_theta_and_reads_the_vlm_names() {
+        // Mistral3ForConditionalGeneration's config.json, the text model under `text_config`.
+        let rope = json!({"rope_type": "yarn", "type": "yarn", "rope_theta": 1000000.0, "factor": 16.0,
+            "original_max_position_embeddings": 16384, "beta_fast": 32.0, "beta_slow": 1.0,
+            "mscale": 1.0, "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.1});
+        let hf = json!({"architectures": ["Mistral3ForConditionalGeneration"], "model_type": "mistral3",
+            "tie_word_embeddings": true, "dtype": "bfloat16", "vision_config": {"model_type": "pixtral"},
+            "text_config": {"model_type": "ministral3", "hidden_size": 3072, "intermediate_size": 9216,
+                "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "num_hidden_layers": 26,
+                "rms_norm_eps": 1e-5, "vocab_size": 131072, "max_position_embeddings": 262144,
+                "sliding_window": null, "tie_word_embeddings": false, "rope_parameters": rope}});
+        let family = Family::from_hf_config(&hf).unwrap();
+        assert_eq!((family, family.name()), (Family::Ministral3, "ministral3"));
+        assert_eq!(family.default_conv_template(None), "ministral3");
+        let config = family.model_config(&hf, &overrides()).unwrap();
+        assert_eq!(config["position_embedding_base"], json!(1000000.0));
+        let kept = config["rope_parameters"].as_object().unwrap();
+        assert!(!kept.contains_key("rope_theta") && kept["rope_type"] == "yarn");
+        // The top level's tie flag and dtype win over text_config's.
+        assert_eq!(
+            (config["tie_word_embeddings"].clone(), config["dtype"].clone()),
+            (json!(true), json!("bfloat16"))
+        );
+        let windows = ["context_window_size", "sliding_window_size", "prefill_chunk_size"]
+            .map(|k| config[k].clone());
+        assert_eq!(windows, [json!(262144), json!(-1), json!(8192)]);
+        let d = Dims::from_model_config(&config).unwrap();
+        assert_eq!((d.heads, d.kv_heads, d.head_dim, d.layers), (32, 8, 128, 26));
+        let mut params = params(family, &d);
+        let mut transformers5 = params.clone();
+        ministral3_vlm_layout(&mut params, &hf, &["language_model.model.norm.weight".into()]);
+        let qkv =
+            params.iter().find(|p| p.name == "model.layers.0.self_attn.qkv_proj.weight").unwrap();
+        assert_eq!(qkv.sources[0].0, "language_model.model.layers.0.self_attn.q_proj.weight");
+        assert_eq!(params[0].sources[0].0, "language_model.model.embed_tokens.weight");
+        assert!(!params.iter().any(|p| p.name == "lm_head.weight"), "tied");
+        // transformers 5 saves the backbone under `model.language_model.`.
+        ministral3_vlm_layout(
+            &mut transformers5,
+            &hf,
+            &["model.language_model.norm.weight".into()],
+        );
+        assert_eq!(transformers5[0].sources[0].0, "model.language_model.embed_tokens.weight");
+
+        // The text-only checkpoint keeps the plain names; FP8 weights are refused for the BF16 release.
+        let text = hf["text_config"].clone();
+        let mut plain = params_of(Family::from_hf_config(&text).unwrap(), &text);
+        ministral3_vlm_layout(&mut plain, &text, &[]);
+        assert_eq!(plain[0].sources[0].0, "model.embed_tokens.weight");
+        assert!(plain.iter().any(|p| p.name == "lm_head.weight"), "untied");
+        let mut fp8 = hf.clone();
+        fp8["quantization_config"] = json!({"quant_method": "fp8", "activation_scheme": "static"});
+        let error = Family::Ministral3.model_config(&fp8, &overrides()).unwrap_err();
+        assert!(error.to_string().contains("-BF16"), "{error}");
+        let other = json!({"model_type": "mistral3", "text_config": {"model_type": "mistral"}});
+        assert!(Family::from_hf_config(&other).is_err());
+    }
+
+    fn params_of(family: Family, hf: &Value) -> Vec<Param> {
+        let config = family.model_config(hf, &overrides()).unwrap();
+        params(family, &Dims::from_model_config(&config).unwrap())
     }
 
     #[test]

@@ -156,6 +156,9 @@ pub fn convert_with_progress(
     if let Family::Qwen35 { .. } = family {
         families::qwen35_text_layout(&mut params, &names);
     }
+    if family == Family::Ministral3 {
+        families::ministral3_vlm_layout(&mut params, &hf_config, &names);
+    }
     let (order, ignored_tensors) = families::emission_order(&params, &names)?;
     for param in &params {
         for (source, expected) in &param.sources {

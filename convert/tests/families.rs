@@ -1,4 +1,4 @@
-//! Converting the mistral, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 fixture
+//! Converting the mistral, ministral3, phi3, gemma, gemma2, gemma3, olmo2, stablelm, phi, gpt_neox and qwen3_5 fixture
 //! checkpoints (`conformance/fixtures/families/`): MLC's parameter names, the `1 + w` Gemma
 //! and Qwen3.5 norms, Qwen3.5's Gated DeltaNet tensors, GPT-NeoX's reordered `query_key_value` and float32 MLP biases, tying, and each family's `model_config` as MLC's `gen_config` writes
 //! it. (The converted models' outputs are checked in
@@ -79,6 +79,58 @@ fn mistral_keeps_llamas_names_never_ties_and_has_no_sliding_window_when_the_chec
     assert!(names.contains(&"model.layers.1.self_attn.qkv_proj.q_weight".to_string()));
     // The checkpoint says tie_word_embeddings false, but Mistral needs no flag: it always has lm_head.
     assert!(names.contains(&"lm_head.q_weight".to_string()), "{names:?}");
+}
+
+#[test]
+fn ministral3_keeps_llamas_names_ties_and_moves_rope_theta_out_of_rope_parameters() {
+    let (_temp, artifact, config) = converted("ministral3-tiny");
+    assert_eq!(config["model_type"], "ministral3");
+    let mc = &config["model_config"];
+    assert_eq!(
+        keys(mc),
+        [
+            "hidden_size",
+            "intermediate_size",
+            "num_attention_heads",
+            "num_hidden_layers",
+            "rms_norm_eps",
+            "vocab_size",
+            "attention_sink_size",
+            "context_window_size",
+            "dtype",
+            "head_dim",
+            "hidden_act",
+            "max_batch_size",
+            "num_key_value_heads",
+            "position_embedding_base",
+            "prefill_chunk_size",
+            "rope_parameters",
+            "sliding_window_size",
+            "tensor_parallel_shards",
+            "tie_word_embeddings",
+            "weight_block_size",
+            "modules_to_not_convert",
+        ]
+    );
+    assert_eq!(mc["position_embedding_base"], json!(10000.0));
+    assert_eq!(
+        mc["rope_parameters"],
+        json!({"rope_type": "yarn", "type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256,
+            "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.0})
+    );
+    let windows = ["context_window_size", "sliding_window_size", "prefill_chunk_size"];
+    assert_eq!(windows.map(|k| mc[k].clone()), [json!(1024), json!(-1), json!(1024)]);
+    assert_eq!(
+        (mc["head_dim"].clone(), mc["tie_word_embeddings"].clone()),
+        (json!(32), json!(true))
+    );
+    assert_eq!(config["conv_template"]["name"], "ministral3");
+    assert_eq!(config["conv_template"]["system_prefix_token_ids"], json!([1]));
+    assert_eq!(config["conv_template"]["role_templates"]["user"], "[INST]{user_message}[/INST]");
+    let names = names(&artifact);
+    assert!(names.contains(&"model.layers.1.self_attn.qkv_proj.q_weight".to_string()));
+    assert!(names.contains(&"model.layers.0.mlp.gate_up_proj.q_weight".to_string()));
+    assert!(!names.iter().any(|n| n.starts_with("lm_head")), "tied: {names:?}");
 }
 
 #[test]

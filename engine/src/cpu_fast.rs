@@ -16,7 +16,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mlc_kernels::cpu::{self as ops, DeltaNetShape, KvLayout, Q4Matrix, Rope, Weight};
+use mlc_kernels::cpu::{
+    self as ops, DeltaNetShape, KvLayout, Q4Matrix, Rope, Weight, rotate_heads,
+};
 use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q16Block};
 use mlc_loader::{DType, Tensor};
 
@@ -88,7 +90,7 @@ pub struct FastCpuBackend {
     quantized: Vec<Q16Block>,
     /// A multi-row product's transposed result and laid-out activations.
     product_scratch: fast::MatmulScratch,
-    /// `(cos, sin)` of every rotated pair at each position of the pass
+    /// `(cos, sin)` of every rotated element at each position of the pass
     /// (`rope_positions`): every layer rotates at the same positions.
     rope_table: Vec<(f32, f32)>,
     rope_positions: (usize, usize),
@@ -150,19 +152,6 @@ impl FastCpuBackend {
 impl Default for FastCpuBackend {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Rotates every head of one token's `x` by the `(cos, sin)` pairs of its
-/// position: [`Rope::apply`] with the table computed once per pass.
-fn rotate(x: &mut [f32], head_dim: usize, table: &[(f32, f32)]) {
-    let half = table.len();
-    for head in x.chunks_mut(head_dim) {
-        for (i, &(cos, sin)) in table.iter().enumerate() {
-            let (a, b) = (head[i], head[i + half]);
-            head[i] = a * cos - b * sin;
-            head[i + half] = b * cos + a * sin;
-        }
     }
 }
 
@@ -372,7 +361,8 @@ impl Backend for FastCpuBackend {
         let cache = &mut self.cache[layer];
         cache.reserve(end, kv_heads, d, spec.context_window_size);
         let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
-        let pairs = self.rope_table.len() / tokens.max(1);
+        // [`Rope::apply`] with the table computed once per pass.
+        let dims = self.rope_table.len() / tokens.max(1);
         for t in 0..tokens {
             let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
             let (q_part, kv_part) = row.split_at(heads * d);
@@ -385,9 +375,9 @@ impl Backend for FastCpuBackend {
                 rms_norm_in_place(q_row, q_norm, spec.rms_norm_eps, &mut self.unnormed);
                 rms_norm_in_place(&mut self.key, k_norm, spec.rms_norm_eps, &mut self.unnormed);
             }
-            let table = &self.rope_table[t * pairs..(t + 1) * pairs];
-            rotate(q_row, d, table);
-            rotate(&mut self.key, d, table);
+            let table = &self.rope_table[t * dims..(t + 1) * dims];
+            rotate_heads(q_row, d, table);
+            rotate_heads(&mut self.key, d, table);
             for g in 0..kv_heads {
                 let at = layout.offset(g, start + t);
                 cache.keys[at..at + d].copy_from_slice(&self.key[g * d..(g + 1) * d]);

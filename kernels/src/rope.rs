@@ -21,11 +21,12 @@ pub(crate) const ROTATION: &str = include_str!("shaders/rope_rotation.wgsl");
 const MAX_HEAD_DIM: usize = 256;
 const MAX_WORKGROUPS: usize = 65_535;
 
-/// The `(cos, sin)` of every rotated pair at every cache position,
-/// `[capacity, rotary_dim / 2]`, computed on the CPU by [`Rope::cos_sin`] so the
+/// The `(cos, sin)` of every rotated dimension at every cache position,
+/// `[capacity, rotary_dim]` (the two elements of a pair have their own angle for
+/// MLC's YaRN, [`Rope::yarn`]), computed on the CPU by [`Rope::cos_sin`] so the
 /// GPU rotates by exactly the angles of the reference. One table serves all layers.
 pub struct RopeTable {
-    /// The table, `vec2<f32>` per (position, pair).
+    /// The table, `vec2<f32>` per (position, rotated dimension).
     pub buffer: wgpu::Buffer,
     /// Dimensions rotated at the start of each head.
     pub rotary_dim: usize,
@@ -38,7 +39,7 @@ impl RopeTable {
     pub fn new(ctx: &GpuContext, rope: &Rope, capacity: usize) -> Result<RopeTable, KernelError> {
         if rope.rotary_dim == 0
             || !rope.rotary_dim.is_multiple_of(2)
-            || rope.inv_freq.len() != rope.rotary_dim / 2
+            || rope.inv_freq.len() != rope.rotary_dim
         {
             return Err(KernelError::InvalidArguments(format!(
                 "rope table: rotary_dim {} must be even and match {} frequencies",
@@ -46,7 +47,7 @@ impl RopeTable {
                 rope.inv_freq.len()
             )));
         }
-        let mut table = Vec::with_capacity(capacity * rope.rotary_dim);
+        let mut table = Vec::with_capacity(capacity * rope.rotary_dim * 2);
         for position in 0..capacity {
             for (cos, sin) in rope.cos_sin(position) {
                 table.extend([cos, sin]);

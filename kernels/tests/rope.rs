@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, contexts, random_vec, rng, shout, upload};
 use half::f16;
-use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, rms_norm};
+use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, YarnScaling, rms_norm};
 use mlc_kernels::{
     GpuContext, Kernel, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable, Step,
 };
@@ -25,6 +25,9 @@ enum Scaling {
     Llama3,
     /// Phi-3.5's LongRoPE short factors with its attention scaling.
     LongRope,
+    /// Ministral 3's YaRN as TVM computes it: the two elements of a pair turn
+    /// at different rates.
+    Yarn,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +77,15 @@ fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u6
         Scaling::LongRope => {
             let factors: Vec<f32> = (0..rotary_dim / 2).map(|i| 1.0 + 0.37 * i as f32).collect();
             Rope::longrope(10_000.0, rotary_dim, &factors, 1.19)
+        }
+        Scaling::Yarn => {
+            let yarn = YarnScaling {
+                factor: 16.0,
+                original_max_position_embeddings: 16_384.0,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+            };
+            Rope::yarn(1_000_000.0, rotary_dim, yarn)
         }
     };
 
@@ -232,6 +244,18 @@ fn rope_append_matches_the_cpu_reference() {
             scaling: Scaling::None,
             tokens: 2,
             start: 1,
+        },
+        // Ministral-3-3B: 128-wide heads, GQA, YaRN at positions where the
+        // angles of a pair's two elements have drifted far apart.
+        Case {
+            heads: 4,
+            kv_heads: 1,
+            head_dim: 128,
+            rotary_dim: 128,
+            norm: Norm::None,
+            scaling: Scaling::Yarn,
+            tokens: 3,
+            start: 900,
         },
     ];
     for (path, ctx) in contexts() {

@@ -61,12 +61,12 @@ if (!fs.existsSync(pkgJs) || !fs.existsSync(path.join(pkgDir, "mlc_wgpu_web_bg.w
 const tinyDir = path.join(here, "served/tiny-qwen2");
 const tinyIndex = prepareTinyQwen2(repo, tinyDir);
 
-// A family the runtime lacks: tiny-qwen2's files under a config that says ministral3 (Ministral-3, a WebLLM record).
-const ministralDir = path.join(here, "served/ministral3-config");
-prepareTinyQwen2(repo, ministralDir);
+// A family the runtime lacks: tiny-qwen2's files under a config that says phi3_v (Phi-3.5-vision, a WebLLM record).
+const unsupportedDir = path.join(here, "served/phi3_v-config");
+prepareTinyQwen2(repo, unsupportedDir);
 {
-  const cfgPath = path.join(ministralDir, "mlc-chat-config.json");
-  fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")), model_type: "ministral3" }));
+  const cfgPath = path.join(unsupportedDir, "mlc-chat-config.json");
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")), model_type: "phi3_v" }));
 }
 
 // tiny-qwen2 under a config whose default sampling is greedy (temperature 0): the demo page sends no
@@ -153,7 +153,7 @@ for (const k of Object.keys(expected).filter((k) => k !== "embed")) {
 }
 
 // ---------------------------------------------------------------- server + browser
-const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "ministral3-config", dir: ministralDir }, { id: "bert-tiny", dir: bertDir },
+const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "phi3_v-config", dir: unsupportedDir }, { id: "bert-tiny", dir: bertDir },
   { id: "tiny-qwen2-greedy", dir: greedyDir }];
 if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
 const MOUNTS = [
@@ -302,18 +302,18 @@ for (const mode of MODES) {
     server.clearLog();
     const r = await run(page, `
       const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return e.name + ": " + e.message; } };
-      const family = await attempt(() => T.load(webllm, { id: "ministral3-config", device: arg.D }));
+      const family = await attempt(() => T.load(webllm, { id: "phi3_v-config", device: arg.D }));
       const packageRecord = await attempt(() => webllm.CreateMLCEngine("gemma-4-E2B-it-q4f16_1-MLC", { device: arg.D }));
       const embeddings = await attempt(() => window.engine.embeddings.create({ input: "hello" }));
       // The config it fetched stays cached, as WebLLM keeps it; later checks count the cache's keys.
-      await webllm.deleteChatConfigInCache("ministral3-config", T.cfg("cache", "ministral3-config"));
+      await webllm.deleteChatConfigInCache("phi3_v-config", T.cfg("cache", "phi3_v-config"));
       return { family, packageRecord, embeddings };
     `, { D });
-    assert(/^ModelFamilyNotSupportedError: ministral3-config cannot be loaded by mlc-wgpu: unsupported model_type `ministral3`; supported: .*llama/.test(r.family), r.family);
+    assert(/^ModelFamilyNotSupportedError: phi3_v-config cannot be loaded by mlc-wgpu: unsupported model_type `phi3_v`; supported: .*llama/.test(r.family), r.family);
     assert(/^ModelFamilyNotSupportedError: gemma-4-E2B-it-q4f16_1-MLC cannot be loaded by mlc-wgpu: its artifact is a model package \(mlc-model-manifest.json\), the format of Gemma 4/.test(r.packageRecord), r.packageRecord);
     eq(r.embeddings, "IncorrectPipelineLoadedError: EmbeddingCreateParams expects model to be loaded with EmbeddingPipeline. However, tiny-qwen2 is not loaded with this pipeline.", "embeddings.create on a chat model");
-    const fetched = server.requests().map((x) => x.path).filter((x) => x.startsWith("/models/ministral3-config/"));
-    eq(fetched, ["/models/ministral3-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
+    const fetched = server.requests().map((x) => x.path).filter((x) => x.startsWith("/models/phi3_v-config/"));
+    eq(fetched, ["/models/phi3_v-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
   });
 
   await full(`[${mode.name}] embeddings.create on an embedding model: WebLLM's response, equal to the native CLI's; WebLLM's errors; chat on it is refused`, async () => {

@@ -44,7 +44,7 @@ impl MemoryPlan {
         let (h, d) = (spec.hidden_size, spec.head_dim);
         let padded_i = spec.intermediate_size.next_multiple_of(32);
         let kv_buffer = (spec.num_kv_heads * kv_positions * d * 4) as u64;
-        let rope_table = (kv_positions * spec.rope().rotary_dim * 4) as u64;
+        let rope_table = (kv_positions * spec.rope().rotary_dim * 8) as u64;
         let vocab_row = spec.vocab_size as u64 * 4;
         // tokens, sampled token (with its log probabilities) and a readback
         // buffer for each step in flight, penalty counts, readback staging

@@ -8,6 +8,7 @@ mod gemma2;
 mod gemma3;
 mod gpt_neox;
 mod llama;
+mod ministral3;
 mod mistral;
 mod olmo2;
 mod phi;
@@ -38,6 +39,7 @@ pub const SUPPORTED_FAMILIES: &[&str] = &[
     "qwen3_5",
     "qwen3_5_text",
     "mistral",
+    "ministral3",
     "phi3",
     "gemma",
     "gemma2",
@@ -60,6 +62,7 @@ pub fn spec_for(config: &ChatConfig) -> Result<ModelSpec, EngineError> {
         "qwen3" => qwen3::spec(&fields),
         "qwen3_5" | "qwen3_5_text" => qwen3_5::spec(&fields),
         "mistral" => mistral::spec(&fields),
+        "ministral3" => ministral3::spec(&fields),
         "phi3" => phi3::spec(&fields),
         "gemma" => gemma::spec(&fields),
         "gemma2" => gemma2::spec(&fields),
@@ -184,6 +187,7 @@ impl ConfigFields<'_> {
             rope_theta,
             rope_scaling: None,
             longrope: None,
+            yarn: None,
             rotary_dim: head_dim,
             embed_scale: 1.0,
             norms: NormPlacement::Pre,
@@ -196,6 +200,7 @@ impl ConfigFields<'_> {
             qkv_bias: false,
             qk_norm: None,
             query_pre_attn_scalar: None,
+            attention_scale_factor: 1.0,
             sliding_window: None,
             linear_attention: None,
             attention_output_gate: false,

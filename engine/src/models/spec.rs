@@ -1,7 +1,7 @@
 //! What a model family tells the shared decoder: its shape, its numerics and
 //! the names of its parameters in the artifact.
 
-use mlc_kernels::cpu::{DeltaNetShape, Llama3Scaling, Rope};
+use mlc_kernels::cpu::{DeltaNetShape, Llama3Scaling, Rope, YarnScaling};
 
 /// Phi-3's LongRoPE frequencies, as MLC applies them (docs/families.md, "phi3").
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +160,8 @@ pub struct ModelSpec {
     pub rope_scaling: Option<Llama3Scaling>,
     /// Phi-3 LongRoPE frequency factors.
     pub longrope: Option<LongRope>,
+    /// YaRN as TVM applies it for MLC (Ministral 3), one frequency per dimension.
+    pub yarn: Option<YarnScaling>,
     /// Dimensions rotated at the start of each head (`head_dim` unless Phi's
     /// `partial_rotary_factor` < 1); the rest pass through.
     pub rotary_dim: usize,
@@ -191,6 +193,8 @@ pub struct ModelSpec {
     /// The softmax scale is `query_pre_attn_scalar^-0.5` instead of
     /// `head_dim^-0.5` (Gemma 3).
     pub query_pre_attn_scalar: Option<f32>,
+    /// Factor on the softmax scale (Ministral 3's YaRN `sm²`; 1 otherwise).
+    pub attention_scale_factor: f32,
     /// Local (sliding-window) and global layers (Gemma 3).
     pub sliding_window: Option<SlidingWindow>,
     /// Gated DeltaNet layers between the attention layers (Qwen3.5).
@@ -266,18 +270,20 @@ impl ModelSpec {
 
     /// The rotation shared by all layers.
     pub fn rope(&self) -> Rope {
-        match &self.longrope {
-            Some(long) => {
+        match (&self.longrope, self.yarn) {
+            (Some(long), _) => {
                 Rope::longrope(self.rope_theta, self.rotary_dim, &long.factors, long.mscale)
             }
-            None => Rope::new(self.rope_theta, self.rotary_dim, self.rope_scaling),
+            (None, Some(yarn)) => Rope::yarn(self.rope_theta, self.rotary_dim, yarn),
+            (None, None) => Rope::new(self.rope_theta, self.rotary_dim, self.rope_scaling),
         }
     }
 
     /// Attention softmax scale, `head_dim^-0.5` unless the family sets
-    /// `query_pre_attn_scalar`.
+    /// `query_pre_attn_scalar`, times [`ModelSpec::attention_scale_factor`].
     pub fn attention_scale(&self) -> f32 {
-        1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim as f32).sqrt()
+        self.attention_scale_factor
+            / self.query_pre_attn_scalar.unwrap_or(self.head_dim as f32).sqrt()
     }
 
     /// The sliding window of layer `layer`, `None` for a global layer.

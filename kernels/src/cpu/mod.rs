@@ -27,7 +27,7 @@ pub use delta_net::{
 pub use embed::embed;
 pub use matmul::{Q4Matrix, Weight, dot, matmul};
 pub use norm::{layer_norm, rms_norm};
-pub use rope::{Llama3Scaling, Rope};
+pub use rope::{Llama3Scaling, Rope, YarnScaling, rotate_heads};
 pub use sampling::{
     Draw, GREEDY_TEMPERATURE, MAX_TOP_LOGPROBS, Minstd, Nucleus, SamplingParams,
     TokenProbabilities, apply_logit_bias, apply_penalties, apply_token_mask, argmax, sample,

@@ -72,7 +72,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;           // [tokens, heads, D/4]
 @group(0) @binding(5) var<storage, read_write> partial_acc: array<vec4<f32>>;   // [heads, max_chunks, D/4]
 @group(0) @binding(6) var<storage, read_write> partial_ml: array<vec2<f32>>;    // [heads, max_chunks] (m, l)
-@group(0) @binding(7) var<storage, read> cos_sin: array<vec2<f32>>;             // append: [capacity, rotary_dim/2]
+@group(0) @binding(7) var<storage, read> cos_sin: array<vec2<f32>>;             // append: [capacity, rotary_dim]
 
 const WG: u32 = 128u;
 const D4: u32 = HEAD_DIM / 4u;
@@ -155,7 +155,7 @@ fn projected(head_vec4: u32, i: u32, pos: u32) -> f32 {
     let half = rotary_dim / 2u;
     let first_half = i < half;
     let partner = select(i - half, i + half, first_half);
-    return rotate_half(x, q[head_vec4 + partner / 4u][partner % 4u], cos_sin[pos * half + i % half], first_half);
+    return rotate_half(x, q[head_vec4 + partner / 4u][partner % 4u], cos_sin[pos * rotary_dim + i], first_half);
 }
 
 fn projected4(head_vec4: u32, c4: u32, pos: u32) -> vec4<f32> {

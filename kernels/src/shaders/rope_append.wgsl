@@ -3,14 +3,15 @@
 // For each of `tokens` tokens at absolute positions start..start+tokens, from the
 // fused projection row `qkv[t] = [q (heads·D) | k (kv_heads·D) | v (kv_heads·D)]`:
 //   (Qwen3 only) every q and k head:  x ← x · rsqrt(mean(x²) + eps) · w_norm
-//   every q and k head:  for i < R/2 (R = rotary_dim, angle θ_i = pos · inv_freq_i):
+//   every q and k head:  for i < R/2 (R = rotary_dim, angle θ_d = pos · inv_freq_d):
 //       y[i]       = x[i] · cos θ_i − x[i + R/2] · sin θ_i
-//       y[i + R/2] = x[i + R/2] · cos θ_i + x[i] · sin θ_i
+//       y[i + R/2] = x[i + R/2] · cos θ_{i+R/2} + x[i] · sin θ_{i+R/2}
+//   (θ_{i+R/2} = θ_i except under MLC's YaRN)
 //   dims ≥ R pass through;
 //   q_out[t, h]             = y_q          ([tokens, heads·D])
 //   k_cache[g, pos]         = y_k          ([kv_heads, capacity, D])
 //   v_cache[g, pos]         = v            (unrotated)
-// cos θ and sin θ come from a table computed on the CPU ([capacity, R/2] of
+// cos θ and sin θ come from a table computed on the CPU ([capacity, R] of
 // (cos, sin)), because WGSL's cos/sin are not accurate for large angles.
 //
 // One workgroup per (head slot, token): slots 0..heads are query heads, slots
@@ -110,7 +111,7 @@ fn rotated(i: u32, pos: u32, rotary_dim: u32) -> f32 {
     }
     let first_half = i < half;
     let partner = select(i - half, i + half, first_half);
-    return rotate_half(head[i], head[partner], cos_sin[pos * half + i % half], first_half);
+    return rotate_half(head[i], head[partner], cos_sin[pos * rotary_dim + i], first_half);
 }
 
 // Qwen3's per-head RMSNorm of `head[0 .. d]` in place:
