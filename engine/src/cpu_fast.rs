@@ -259,9 +259,7 @@ impl Backend for FastCpuBackend {
             Matrix::Q4(packed) => {
                 let blocks = packed.blocks_per_row();
                 self.quantized.resize(x.rows * blocks, Q16Block::default());
-                for (row, q) in x.data.chunks(x.cols).zip(self.quantized.chunks_mut(blocks)) {
-                    fast::quantize_row(row, q);
-                }
+                fast::quantize_rows(&x.data, x.cols, &mut self.quantized);
                 fast::matmul_q4_q16(
                     &self.quantized,
                     x.rows,

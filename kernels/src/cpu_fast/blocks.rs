@@ -122,6 +122,16 @@ pub fn quantize_row(x: &[f32], out: &mut [Q16Block]) {
     }
 }
 
+/// [`quantize_row`] for each of the rows of `x` (`cols` values each) into
+/// `out` (`cols.div_ceil(BLOCK)` blocks a row), rows on rayon's pool.
+pub fn quantize_rows(x: &[f32], cols: usize, out: &mut [Q16Block]) {
+    let blocks = cols.div_ceil(BLOCK);
+    assert_eq!(out.len() * cols, x.len() * blocks, "quantize_rows: block count");
+    super::for_each_chunk(out, blocks.max(1), |row, q| {
+        quantize_row(&x[row * cols..(row + 1) * cols], q);
+    });
+}
+
 /// `x.round() as i16` (halves away from zero, saturating, NaN to 0) without
 /// the library call `f32::round` is on x86_64's baseline: in f64, `x ± 0.5`
 /// is exact for every `x` that fits an i16, and the cast truncates.

@@ -223,28 +223,36 @@ impl Group for WideTokenGroup {
 
 /// Lays out the `tokens` rows of `a` (`blocks` each) in groups of
 /// `G::TOKENS` (the last padded with zero rows): group `g`'s block `b` at
-/// `g · blocks + b`.
+/// `g · blocks + b`. Groups are laid out on rayon's pool.
 #[cfg(target_arch = "x86_64")]
-fn gather_groups<G: Group>(groups: &mut Vec<G>, a: &[Q16Block], tokens: usize, blocks: usize) {
+fn gather_groups<G: Group + Send>(
+    groups: &mut Vec<G>,
+    a: &[Q16Block],
+    tokens: usize,
+    blocks: usize,
+) {
     groups.clear();
     groups.resize(tokens.div_ceil(G::TOKENS) * blocks, G::default());
-    for (t, row) in a.chunks(blocks.max(1)).enumerate() {
-        let (g, t) = (t / G::TOKENS, t % G::TOKENS);
-        for (group, block) in groups[g * blocks..(g + 1) * blocks].iter_mut().zip(row) {
-            let v = &block.values;
-            // Code byte 2k holds weights 2k and 2k + 16, byte 2k + 1 weights
-            // 2k + 1 and 2k + 17: the nibble positions' values.
-            for (position, first) in [0, 16, 1, 17].into_iter().enumerate() {
-                for (k, slot) in group.slots(t, position).iter_mut().enumerate() {
-                    *slot = v[2 * k + first];
+    super::for_each_chunk(groups, blocks.max(1), |g, group| {
+        let first = g * G::TOKENS;
+        for t in 0..G::TOKENS.min(tokens - first) {
+            let row = &a[(first + t) * blocks..(first + t + 1) * blocks];
+            for (group, block) in group.iter_mut().zip(row) {
+                let v = &block.values;
+                // Code byte 2k holds weights 2k and 2k + 16, byte 2k + 1
+                // weights 2k + 1 and 2k + 17: the nibble positions' values.
+                for (position, first) in [0, 16, 1, 17].into_iter().enumerate() {
+                    for (k, slot) in group.slots(t, position).iter_mut().enumerate() {
+                        *slot = v[2 * k + first];
+                    }
                 }
+                let lane = G::lane(t);
+                let (sevens, scales) = group.sums_and_scales();
+                sevens[lane] = 7 * v.iter().map(|&x| x as i32).sum::<i32>();
+                scales[lane] = block.scale;
             }
-            let lane = G::lane(t);
-            let (sevens, scales) = group.sums_and_scales();
-            sevens[lane] = 7 * v.iter().map(|&x| x as i32).sum::<i32>();
-            scales[lane] = block.scale;
         }
-    }
+    });
 }
 
 /// Activation rows laid out once for a prefill's products

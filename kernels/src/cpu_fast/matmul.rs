@@ -80,18 +80,26 @@ pub fn matmul_q4_q16(
     untranspose(transposed, m, out);
 }
 
-/// `out[t, j] = transposed[j, t]`, `out` holding `m` rows: sixteen weight
-/// rows at a time, so that each write of a token's results fills a cache line.
+/// Token rows per task of [`untranspose`].
+const TOKENS_PER_TASK: usize = 8;
+
+/// `out[t, j] = transposed[j, t]`, `out` holding `m` rows: tasks of
+/// [`TOKENS_PER_TASK`] token rows on rayon's pool, each going through the
+/// weight rows sixteen at a time, so that each write of a token's results
+/// fills a cache line.
 fn untranspose(transposed: &[f32], m: usize, out: &mut [f32]) {
     let n = transposed.len() / m;
-    for (c, columns) in transposed.chunks(16 * m).enumerate() {
-        for t in 0..m {
-            let row = &mut out[t * n + 16 * c..][..columns.len() / m];
-            for (j, y) in row.iter_mut().enumerate() {
-                *y = columns[j * m + t];
+    for_each_chunk(out, TOKENS_PER_TASK * n, |task, rows| {
+        for (c, columns) in transposed.chunks(16 * m).enumerate() {
+            for (i, row) in rows.chunks_mut(n).enumerate() {
+                let t = task * TOKENS_PER_TASK + i;
+                let row = &mut row[16 * c..][..columns.len() / m];
+                for (j, y) in row.iter_mut().enumerate() {
+                    *y = columns[j * m + t];
+                }
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ mod dot;
 mod matmul;
 
 pub use attention::{AttentionKernel, attention, attention_with};
-pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row};
+pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row, quantize_rows};
 pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with, dot_rows_q4_q16};
 #[cfg(target_arch = "x86_64")]
 pub use dot::{Q16Tokens, dot_q4_q16_tokens};
