@@ -954,6 +954,22 @@ fn mistral_post_init(
     kwargs: &mut Map<String, Value>,
 ) -> Result<(), ConvertError> {
     take_rope_theta(config, kwargs);
+    window_context_and_chunk(config, kwargs)?;
+    if int(config, "attention_sink_size")? < 0 {
+        return Err(config_error("attention_sink_size must not be negative".into()));
+    }
+    Ok(())
+}
+
+/// The window rules Mistral's and Ministral 3's configs share:
+/// `sliding_window` (null → -1) becomes `sliding_window_size`; the context is
+/// `max_position_embeddings` without a window and unbounded (-1) with one; the
+/// head defaults; the prefill chunk is at most the window, the context and
+/// 8192.
+fn window_context_and_chunk(
+    config: &mut Map<String, Value>,
+    kwargs: &mut Map<String, Value>,
+) -> Result<(), ConvertError> {
     if is_zero(&config["sliding_window_size"]) {
         let window = kwargs.remove("sliding_window").unwrap_or(json!(-1));
         config.insert("sliding_window_size".into(), window);
@@ -970,9 +986,6 @@ fn mistral_post_init(
         }
     }
     default_heads(config)?;
-    if int(config, "attention_sink_size")? < 0 {
-        return Err(config_error("attention_sink_size must not be negative".into()));
-    }
     if is_zero(&config["prefill_chunk_size"]) {
         let context = int(config, "context_window_size")?;
         let candidates = [sliding, context].into_iter().filter(|&v| v != -1);
@@ -1001,9 +1014,7 @@ fn ministral3_merge_text_config(source: &Map<String, Value>) -> Map<String, Valu
 /// `Ministral3Config.__post_init__`: a `quantization_config` (the FP8
 /// checkpoints) is refused, the RoPE base is `rope_parameters.rope_theta`
 /// (taken out of it), else `rope_theta`, else 10000; then Mistral's window
-/// rules: `sliding_window` (null → -1), the context from
-/// `max_position_embeddings` without a window (-1 with one), the prefill chunk
-/// at most the window, the context and 8192.
+/// rules ([`window_context_and_chunk`]).
 fn ministral3_post_init(
     config: &mut Map<String, Value>,
     kwargs: &mut Map<String, Value>,
@@ -1025,28 +1036,7 @@ fn ministral3_post_init(
         let base = from_rope.or_else(|| kwargs.remove("rope_theta")).unwrap_or(json!(10000));
         config.insert("position_embedding_base".into(), base);
     }
-    if is_zero(&config["sliding_window_size"]) {
-        let window = kwargs.remove("sliding_window").unwrap_or(json!(-1));
-        config.insert("sliding_window_size".into(), window);
-    }
-    if config["sliding_window_size"].is_null() {
-        config.insert("sliding_window_size".into(), json!(-1));
-    }
-    let sliding = int(config, "sliding_window_size")?;
-    if is_zero(&config["context_window_size"]) {
-        if sliding == -1 {
-            context_from_kwargs(config, kwargs)?;
-        } else {
-            config.insert("context_window_size".into(), json!(-1));
-        }
-    }
-    default_heads(config)?;
-    if is_zero(&config["prefill_chunk_size"]) {
-        let context = int(config, "context_window_size")?;
-        let candidates = [sliding, context].into_iter().filter(|&v| v != -1);
-        config.insert("prefill_chunk_size".into(), json!(candidates.fold(8192, i64::min)));
-    }
-    Ok(())
+    window_context_and_chunk(config, kwargs)
 }
 
 /// Reads Ministral 3's parameters under `language_model.` when `config.json`
