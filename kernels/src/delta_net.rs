@@ -16,8 +16,17 @@ use crate::{GpuContext, KernelError};
 
 const DELTA_NET_WGSL: &str = include_str!("shaders/delta_net.wgsl");
 
-/// Invocations per workgroup of every entry point.
+/// Invocations per workgroup of the entry points with one invocation per value
+/// or channel (`delta_rule` and `gated_norm` have workgroups of their own).
 const WORKGROUP: u32 = 64;
+
+/// Value columns per `delta_rule` workgroup (`RULE_COLUMNS` in the shader).
+const RULE_COLUMNS: u32 = 32;
+
+/// The largest key_dim `delta_rule` takes: its invocations keep at most
+/// `RULE_SLICES · RULE_ROWS` = 8 · 16 rows of a column in registers
+/// (Qwen3.5's heads have 128).
+const RULE_MAX_KEY_DIM: usize = 128;
 
 /// The five pipelines, compiled for one float format of the vector weights.
 pub struct DeltaNet {
@@ -197,8 +206,14 @@ impl Kernel for DeltaNet {
                             "delta_rule: {value_heads} value heads over {key_heads} key heads"
                         )));
                     }
+                    if key_dim > RULE_MAX_KEY_DIM {
+                        return Err(KernelError::InvalidArguments(format!(
+                            "delta_rule: key_dim {key_dim} above the kernel's {RULE_MAX_KEY_DIM}"
+                        )));
+                    }
                     let heads = value_heads as u64;
                     let channels = delta.conv_channels() as u64;
+                    let tiles = (value_dim as u32).div_ceil(RULE_COLUMNS);
                     (
                         "delta_rule",
                         &self.rule,
@@ -217,7 +232,7 @@ impl Kernel for DeltaNet {
                             vector(heads),
                             vector(heads),
                         ],
-                        Box::new(move |_| value_heads as u32),
+                        Box::new(move |_| value_heads as u32 * tiles),
                     )
                 }
                 DeltaNetOp::GatedNorm { width, group, eps } => {
@@ -232,7 +247,7 @@ impl Kernel for DeltaNet {
                         &self.norm,
                         vec![width, group, eps.to_bits()],
                         [size, 0, size, size, 0, vector(group as u64), 0],
-                        Box::new(move |rows| (rows * (width / group)).div_ceil(WORKGROUP)),
+                        Box::new(move |rows| rows * (width / group)),
                     )
                 }
             };

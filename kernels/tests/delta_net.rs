@@ -36,8 +36,52 @@ fn weights(ctx: &GpuContext, values: &[f32], dtype: FloatFormat) -> (wgpu::Buffe
 
 #[test]
 fn the_recurrence_carries_its_window_and_state_across_calls() {
+    // Two value heads per key head, columns not a multiple of the kernel's tiles; then
+    // Qwen3.5's own layer (every row slot of the kernel's invocations in use).
+    check_recurrence(DeltaNetShape {
+        key_heads: 2,
+        value_heads: 4,
+        key_dim: 16,
+        value_dim: 24,
+        conv_kernel: 4,
+    });
+    check_recurrence(DeltaNetShape {
+        key_heads: 16,
+        value_heads: 16,
+        key_dim: 128,
+        value_dim: 128,
+        conv_kernel: 4,
+    });
+}
+
+#[test]
+fn a_key_dim_above_the_kernels_is_refused() {
     let shape =
-        DeltaNetShape { key_heads: 2, value_heads: 4, key_dim: 16, value_dim: 24, conv_kernel: 4 };
+        DeltaNetShape { key_heads: 1, value_heads: 1, key_dim: 136, value_dim: 8, conv_kernel: 4 };
+    for (_path, ctx) in contexts() {
+        let kernel = DeltaNet::new(ctx, FloatFormat::F32).unwrap();
+        let size = |n: usize| upload(ctx, &vec![0.0; n]);
+        let (out, state, x, a, b) =
+            (size(8), size(136 * 8), size(shape.conv_channels()), size(1), size(1));
+        let (w0, w1) = (size(1), size(1));
+        let refused = bind(
+            &kernel,
+            ctx,
+            DeltaNetOp::Rule(shape),
+            1,
+            DeltaNetBuffers {
+                out: &out,
+                out2: Some(&state),
+                inputs: [Some(&x), Some(&a), Some(&b)],
+                weights: [Some(&w0), Some(&w1)],
+            },
+        );
+        let message = refused.err().expect("key_dim 136 is refused").to_string();
+        assert!(message.contains("key_dim 136"), "{message}");
+    }
+}
+
+fn check_recurrence(shape: DeltaNetShape) {
     let (channels, heads, width) = (shape.conv_channels(), shape.value_heads, shape.value_width());
     for (path, ctx) in contexts() {
         for dtype in [FloatFormat::F16, FloatFormat::F32] {

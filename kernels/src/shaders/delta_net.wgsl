@@ -129,41 +129,58 @@ fn conv_silu(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// One workgroup per value head h; each invocation owns columns lid, lid + 64, … of the head's
-// state S (`out2`, [value_heads, key_dim, value_dim]). in0: the convolution's output rows
-// [q (p1 key heads · p3) | k | v (p2 value heads · p4)], in1 / in2: in_proj_a / in_proj_b rows
+// The gated delta rule. One workgroup per value head h and tile of RULE_COLUMNS columns of its
+// state S (`out2`, [value_heads, key_dim, value_dim]); invocation (slice, j) owns column
+// c = tile · RULE_COLUMNS + j and rows slice, slice + RULE_SLICES, … of it, which it keeps in
+// registers over the call's tokens (read once, written back once). in0: the convolution's output
+// rows [q (p1 key heads · p3) | k | v (p2 value heads · p4)], in1 / in2: in_proj_a / in_proj_b rows
 // [p2], w0: A_log, w1: dt_bias. Per token: g = exp(−exp(A_log) · softplus(a + dt_bias)),
 // β = sigmoid(b), q and k L2-normalised; S ← g·S; d = Sᵀk; S ← S + β·k·(v − d)ᵀ;
-// out = Sᵀq · key_dim^-0.5.
-@compute @workgroup_size(64)
+// out = Sᵀq · key_dim^-0.5. Each sum over rows (Sᵀk with Σk² and Σq², then Sᵀq) is one partial per
+// slice, added across the slices in workgroup memory: two barriers per token.
+const RULE_COLUMNS: u32 = 32u;
+const RULE_SLICES: u32 = 8u;
+// Rows of S per invocation: key_dim ≤ RULE_SLICES · RULE_ROWS (the wrapper checks).
+const RULE_ROWS: u32 = 16u;
+
+// Per invocation (Σ S·k, Σ k², Σ q²) over its rows, then Σ S·q.
+var<workgroup> rule_partials: array<vec3<f32>, 256>;
+var<workgroup> rule_outputs: array<f32, 256>;
+
+@compute @workgroup_size(256)
 fn delta_rule(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) groups: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let h = wid.x + wid.y * groups.x;
     let key_heads = params.p1;
     let value_heads = params.p2;
     let kd = params.p3;
     let vd = params.p4;
+    let tiles = (vd + RULE_COLUMNS - 1u) / RULE_COLUMNS;
+    let workgroup = wid.x + wid.y * groups.x;
+    let h = workgroup / tiles;
     if h >= value_heads {
         return;
     }
+    let j = lid % RULE_COLUMNS;
+    let slice = lid / RULE_COLUMNS;
+    let c = (workgroup % tiles) * RULE_COLUMNS + j;
+    let in_use = c < vd;
     let channels = 2u * key_heads * kd + value_heads * vd;
     let kh = h / (value_heads / key_heads);
     let scale = 1.0 / sqrt(f32(kd));
     let base = h * kd * vd;
+    var s: array<f32, RULE_ROWS>;
+    for (var i = 0u; i < RULE_ROWS; i++) {
+        let r = slice + RULE_SLICES * i;
+        s[i] = 0.0;
+        if in_use && r < kd {
+            s[i] = out2[base + r * vd + c];
+        }
+    }
     for (var t = 0u; t < params.rows; t++) {
         let row = t * channels;
         let q0 = row + kh * kd;
         let k0 = row + key_heads * kd + kh * kd;
-        let v0 = row + 2u * key_heads * kd + h * vd;
-        var qq = 0.0;
-        var kk = 0.0;
-        for (var r = 0u; r < kd; r++) {
-            qq += in0[q0 + r] * in0[q0 + r];
-            kk += in0[k0 + r] * in0[k0 + r];
-        }
-        let q_scale = inverseSqrt(qq + 1e-6);
-        let k_scale = inverseSqrt(kk + 1e-6);
         let x = in1[t * value_heads + h] + w1_at(h);
         var softplus = x;
         if x <= 20.0 {
@@ -171,42 +188,80 @@ fn delta_rule(@builtin(workgroup_id) wid: vec3<u32>,
         }
         let g = exp(-exp(w0_at(h)) * softplus);
         let beta = sigmoid(in2[t * value_heads + h]);
-        for (var c = lid; c < vd; c += 64u) {
-            var d = 0.0;
-            for (var r = 0u; r < kd; r++) {
-                let s = out2[base + r * vd + c] * g;
-                out2[base + r * vd + c] = s;
-                d += s * in0[k0 + r] * k_scale;
+        var partial = vec3<f32>(0.0);
+        for (var i = 0u; i < RULE_ROWS; i++) {
+            let r = slice + RULE_SLICES * i;
+            if r < kd {
+                let k = in0[k0 + r];
+                let q = in0[q0 + r];
+                s[i] *= g;
+                partial += vec3<f32>(s[i] * k, k * k, q * q);
             }
-            let delta = beta * (in0[v0 + c] - d);
-            var o = 0.0;
-            for (var r = 0u; r < kd; r++) {
-                let s = out2[base + r * vd + c] + in0[k0 + r] * k_scale * delta;
-                out2[base + r * vd + c] = s;
-                o += s * in0[q0 + r] * q_scale;
+        }
+        rule_partials[lid] = partial;
+        workgroupBarrier();
+        var sums = vec3<f32>(0.0);
+        for (var p = 0u; p < RULE_SLICES; p++) {
+            sums += rule_partials[p * RULE_COLUMNS + j];
+        }
+        let k_scale = inverseSqrt(sums.y + 1e-6);
+        let q_scale = inverseSqrt(sums.z + 1e-6);
+        let v = in0[row + 2u * key_heads * kd + h * vd + min(c, vd - 1u)];
+        let delta = beta * (v - sums.x * k_scale);
+        var o = 0.0;
+        for (var i = 0u; i < RULE_ROWS; i++) {
+            let r = slice + RULE_SLICES * i;
+            if r < kd {
+                s[i] += in0[k0 + r] * k_scale * delta;
+                o += s[i] * in0[q0 + r];
             }
-            out[(t * value_heads + h) * vd + c] = o * scale;
+        }
+        rule_outputs[lid] = o;
+        workgroupBarrier();
+        if slice == 0u && in_use {
+            var total = 0.0;
+            for (var p = 0u; p < RULE_SLICES; p++) {
+                total += rule_outputs[p * RULE_COLUMNS + j];
+            }
+            out[(t * value_heads + h) * vd + c] = total * q_scale * scale;
+        }
+    }
+    for (var i = 0u; i < RULE_ROWS; i++) {
+        let r = slice + RULE_SLICES * i;
+        if in_use && r < kd {
+            out2[base + r * vd + c] = s[i];
         }
     }
 }
 
-// One invocation per group of p2 values (p1 values per row, eps = bitcast(p3)).
+// One workgroup per group of p2 values (p1 values per row, eps = bitcast(p3)): its sum of squares
+// over the 64 invocations, then each writes its values.
+var<workgroup> norm_partials: array<f32, 64>;
+
 @compute @workgroup_size(64)
 fn gated_norm(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) groups: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let g = flat_index(wid, groups, lid);
+    let g = wid.x + wid.y * groups.x;
     let size = params.p2;
     if g >= params.rows * (params.p1 / size) {
         return;
     }
     let start = g * size;
     var sum = 0.0;
-    for (var j = 0u; j < size; j++) {
+    for (var j = lid; j < size; j += 64u) {
         sum += in0[start + j] * in0[start + j];
     }
-    let inv = 1.0 / sqrt(sum / f32(size) + bitcast<f32>(params.p3));
-    for (var j = 0u; j < size; j++) {
+    norm_partials[lid] = sum;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            norm_partials[lid] += norm_partials[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let inv = 1.0 / sqrt(norm_partials[0] / f32(size) + bitcast<f32>(params.p3));
+    for (var j = lid; j < size; j += 64u) {
         let z = in1[start + j];
         out[start + j] = in0[start + j] * inv * w0_at(j) * (z / (1.0 + exp(-z)));
     }
