@@ -196,21 +196,21 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
 #[test]
 fn ministral3_spec_has_tvm_yarn_and_the_yarn_softmax_scale() {
     use mlc_engine::EngineError;
-    use mlc_engine::models::spec_for;
+    use mlc_engine::models::{RopeScaling, spec_for};
     use mlc_kernels::cpu::{Rope, YarnScaling};
     let (_temp, artifact) = converted_family("families/ministral3-tiny");
     let spec = spec_for(&artifact.config).unwrap();
     assert_eq!(spec.family, "ministral3");
     // 4 heads of 32 over a hidden size of 64, GQA with 2 KV heads, tied.
     assert_eq!((spec.num_heads, spec.num_kv_heads, spec.head_dim), (4, 2, 32));
-    assert!(spec.tie_word_embeddings && spec.rope_scaling.is_none() && spec.longrope.is_none());
+    assert!(spec.tie_word_embeddings);
     let yarn = YarnScaling {
         factor: 4.0,
         original_max_position_embeddings: 256.0,
         beta_fast: 32.0,
         beta_slow: 1.0,
     };
-    assert_eq!(spec.yarn, Some(yarn));
+    assert_eq!(spec.rope_scaling, RopeScaling::Yarn(yarn));
     assert_eq!(spec.rope_theta, 10_000.0);
     // sm = 0.1 · ln 4 + 1, squared onto 32^-0.5.
     let sm = 0.1 * 4f32.ln() + 1.0;
@@ -232,7 +232,7 @@ fn ministral3_spec_has_tvm_yarn_and_the_yarn_softmax_scale() {
     let rope_parameters = config.model_config.get_mut("rope_parameters").unwrap();
     rope_parameters.as_object_mut().unwrap().shift_remove("rope_type");
     let untyped = spec_for(&config).unwrap();
-    assert_eq!(untyped.yarn, None);
+    assert_eq!(untyped.rope_scaling, RopeScaling::None);
     assert_eq!(untyped.attention_scale(), spec.attention_scale());
     let mut config = artifact.config.clone();
     config.model_config["rope_parameters"]["rope_type"] = "dynamic".into();

@@ -5,7 +5,7 @@
 use mlc_kernels::cpu::YarnScaling;
 use serde::Deserialize;
 
-use super::{ConfigFields, ModelSpec, ParamNames};
+use super::{ConfigFields, ModelSpec, ParamNames, RopeScaling};
 use crate::EngineError;
 
 /// `rope_parameters` as MLC's Ministral3Config leaves it (`rope_theta` moved
@@ -66,7 +66,7 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
                     ))
                 })
             };
-            spec.yarn = Some(YarnScaling {
+            spec.rope_scaling = RopeScaling::Yarn(YarnScaling {
                 factor: rope.factor,
                 original_max_position_embeddings: need(
                     rope.original_max_position_embeddings,

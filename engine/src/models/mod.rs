@@ -21,7 +21,7 @@ mod stablelm;
 
 pub use spec::{
     Activation, LinearAttention, LongRope, ModelSpec, NormPlacement, ParamNames, QkNormWidth,
-    SlidingWindow,
+    RopeScaling, SlidingWindow,
 };
 
 use mlc_kernels::cpu::Llama3Scaling;
@@ -185,9 +185,7 @@ impl ConfigFields<'_> {
             rms_norm_eps: self.required(keys.eps)?,
             layer_norm: keys.eps != "rms_norm_eps",
             rope_theta,
-            rope_scaling: None,
-            longrope: None,
-            yarn: None,
+            rope_scaling: RopeScaling::None,
             rotary_dim: head_dim,
             embed_scale: 1.0,
             norms: NormPlacement::Pre,
@@ -227,15 +225,15 @@ impl ConfigFields<'_> {
     }
 
     /// `rope_scaling` as MLC's Llama-style models read it: kept only when it
-    /// has a `rope_type`, and only `llama3` exists.
-    pub fn llama3_rope_scaling(&self) -> Result<Option<Llama3Scaling>, EngineError> {
+    /// has a `rope_type`, and only `llama3` exists ([`RopeScaling::None`] when dropped).
+    pub fn llama3_rope_scaling(&self) -> Result<RopeScaling, EngineError> {
         let Some(value) = self.optional::<serde_json::Value>("rope_scaling")? else {
-            return Ok(None);
+            return Ok(RopeScaling::None);
         };
         if value.get("rope_type").is_none() {
-            return Ok(None);
+            return Ok(RopeScaling::None);
         }
-        let s: RopeScaling = serde_json::from_value(value)
+        let s: Llama3Keys = serde_json::from_value(value)
             .map_err(|e| EngineError::Config(format!("model_config.rope_scaling: {e}")))?;
         if s.rope_type != "llama3" {
             return Err(EngineError::Config(format!(
@@ -243,7 +241,7 @@ impl ConfigFields<'_> {
                 s.rope_type
             )));
         }
-        Ok(Some(Llama3Scaling {
+        Ok(RopeScaling::Llama3(Llama3Scaling {
             factor: s.factor,
             low_freq_factor: s.low_freq_factor,
             high_freq_factor: s.high_freq_factor,
@@ -275,7 +273,7 @@ impl ConfigFields<'_> {
 
 /// The `rope_scaling` keys of a `llama3` scaling.
 #[derive(Deserialize)]
-struct RopeScaling {
+struct Llama3Keys {
     rope_type: String,
     factor: f32,
     low_freq_factor: f32,

@@ -2,7 +2,7 @@
 //! before it (`h + norm(attention(h))`, `h + norm(mlp(h))`), and queries and
 //! keys RMS-normalised across all heads before RoPE (docs/families.md, "olmo2").
 
-use super::{ConfigFields, ModelSpec, NormPlacement, ParamNames, QkNormWidth};
+use super::{ConfigFields, ModelSpec, NormPlacement, ParamNames, QkNormWidth, RopeScaling};
 use crate::EngineError;
 
 pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> {
@@ -19,7 +19,7 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
     spec.rope_scaling = fields.llama3_rope_scaling()?;
     // MLC hands any `rope_scaling` to its KV cache; only Llama-3's is implemented here.
     let scaling = fields.optional::<serde_json::Value>("rope_scaling")?;
-    if spec.rope_scaling.is_none() && scaling.is_some_and(|v| !v.is_null()) {
+    if spec.rope_scaling == RopeScaling::None && scaling.is_some_and(|v| !v.is_null()) {
         return Err(EngineError::Unsupported(
             "olmo2 with a rope_scaling other than llama3's is not implemented".into(),
         ));

@@ -4,13 +4,13 @@
 
 use serde::Deserialize;
 
-use super::{ConfigFields, LongRope, ModelSpec, ParamNames};
+use super::{ConfigFields, LongRope, ModelSpec, ParamNames, RopeScaling};
 use crate::EngineError;
 
 /// `rope_scaling` as MLC's Phi3Config leaves it: `type` (`su` renamed to
 /// `longrope`) plus the two lengths it copies in.
 #[derive(Deserialize)]
-struct RopeScaling {
+struct LongRopeKeys {
     #[serde(rename = "type")]
     kind: String,
     short_factor: Vec<f32>,
@@ -48,7 +48,7 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
         Some(value) if value.get("type").is_some() => value,
         _ => return Ok(spec),
     };
-    let s: RopeScaling = serde_json::from_value(scaling)
+    let s: LongRopeKeys = serde_json::from_value(scaling)
         .map_err(|e| EngineError::Config(format!("model_config.rope_scaling: {e}")))?;
     if s.kind != "longrope" {
         return Err(EngineError::Config(format!(
@@ -76,6 +76,6 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
     // `original_max_position_embeddings` tokens. Capping the prefill chunk there
     // means no call ever is, so `short_factor` is exactly what MLC would use.
     spec.prefill_chunk_size = spec.prefill_chunk_size.min(original as usize);
-    spec.longrope = Some(LongRope { factors: s.short_factor, mscale });
+    spec.rope_scaling = RopeScaling::LongRope(LongRope { factors: s.short_factor, mscale });
     Ok(spec)
 }

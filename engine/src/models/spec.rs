@@ -12,6 +12,20 @@ pub struct LongRope {
     pub mscale: f32,
 }
 
+/// RoPE frequency scaling: at most one kind per model, so one enum rather
+/// than an option per kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Plain RoPE, `inv_freq(i) = theta^(-2i / rotary_dim)`.
+    None,
+    /// Llama-3 frequency scaling (Llama, OLMo-2).
+    Llama3(Llama3Scaling),
+    /// Phi-3 LongRoPE frequency factors.
+    LongRope(LongRope),
+    /// YaRN as TVM applies it for MLC (Ministral 3), one frequency per dimension.
+    Yarn(YarnScaling),
+}
+
 /// The activation of the gated MLP: the kernels' own type, one for every engine.
 pub use mlc_kernels::Activation;
 
@@ -156,12 +170,8 @@ pub struct ModelSpec {
     pub layer_norm: bool,
     /// RoPE base.
     pub rope_theta: f32,
-    /// Llama-3 RoPE frequency scaling.
-    pub rope_scaling: Option<Llama3Scaling>,
-    /// Phi-3 LongRoPE frequency factors.
-    pub longrope: Option<LongRope>,
-    /// YaRN as TVM applies it for MLC (Ministral 3), one frequency per dimension.
-    pub yarn: Option<YarnScaling>,
+    /// How the RoPE frequencies are scaled, if at all.
+    pub rope_scaling: RopeScaling,
     /// Dimensions rotated at the start of each head (`head_dim` unless Phi's
     /// `partial_rotary_factor` < 1); the rest pass through.
     pub rotary_dim: usize,
@@ -270,12 +280,14 @@ impl ModelSpec {
 
     /// The rotation shared by all layers.
     pub fn rope(&self) -> Rope {
-        match (&self.longrope, self.yarn) {
-            (Some(long), _) => {
-                Rope::longrope(self.rope_theta, self.rotary_dim, &long.factors, long.mscale)
+        let (theta, rotary_dim) = (self.rope_theta, self.rotary_dim);
+        match &self.rope_scaling {
+            RopeScaling::None => Rope::new(theta, rotary_dim, None),
+            RopeScaling::Llama3(s) => Rope::new(theta, rotary_dim, Some(*s)),
+            RopeScaling::LongRope(long) => {
+                Rope::longrope(theta, rotary_dim, &long.factors, long.mscale)
             }
-            (None, Some(yarn)) => Rope::yarn(self.rope_theta, self.rotary_dim, yarn),
-            (None, None) => Rope::new(self.rope_theta, self.rotary_dim, self.rope_scaling),
+            RopeScaling::Yarn(s) => Rope::yarn(theta, rotary_dim, *s),
         }
     }
 
