@@ -267,12 +267,26 @@ pub struct Q16Tokens {
     tokens: usize,
     /// Blocks per row.
     blocks: usize,
-    /// Whether the last [`Q16Tokens::gather`] laid them out for AVX-512.
-    wide: bool,
-    /// The AVX2 layout.
-    groups: Vec<TokenGroup>,
-    /// The AVX-512 layout.
-    wide_groups: Vec<WideTokenGroup>,
+    /// The rows as the last [`Q16Tokens::gather`] laid them out.
+    layout: TokenLayout,
+}
+
+/// The groups of one kernel's layout: the one kept is the one the last
+/// [`Q16Tokens::gather`] was for.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug)]
+enum TokenLayout {
+    /// Eight tokens a group, for AVX2.
+    Avx2(Vec<TokenGroup>),
+    /// Sixteen tokens a group, for AVX-512.
+    Avx512(Vec<WideTokenGroup>),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Default for TokenLayout {
+    fn default() -> Self {
+        TokenLayout::Avx2(Vec::new())
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -283,10 +297,18 @@ impl Q16Tokens {
         let blocks = a.len() / tokens.max(1);
         self.tokens = tokens;
         self.blocks = blocks;
-        self.wide = kernel == DotKernel::Avx512;
-        match self.wide {
-            true => gather_groups(&mut self.wide_groups, a, tokens, blocks),
-            false => gather_groups(&mut self.groups, a, tokens, blocks),
+        // The groups are reused across calls; only a change of kernel (which
+        // `DotKernel::best` never makes within a process) starts a new vector.
+        let wide = kernel == DotKernel::Avx512;
+        if wide != matches!(self.layout, TokenLayout::Avx512(_)) {
+            self.layout = match wide {
+                true => TokenLayout::Avx512(Vec::new()),
+                false => TokenLayout::Avx2(Vec::new()),
+            };
+        }
+        match &mut self.layout {
+            TokenLayout::Avx2(groups) => gather_groups(groups, a, tokens, blocks),
+            TokenLayout::Avx512(groups) => gather_groups(groups, a, tokens, blocks),
         }
     }
 
@@ -317,15 +339,19 @@ pub fn dot_q4_q16_tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
         w.len(),
         out.len()
     );
-    if tokens.wide {
-        assert!(has_avx512(), "dot_q4_q16_tokens: this CPU lacks AVX-512 VNNI");
-        // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the sizes
-        // were checked.
-        return unsafe { avx512::tokens(w, &tokens.wide_groups, m, blocks, out) };
+    match &tokens.layout {
+        TokenLayout::Avx512(groups) => {
+            assert!(has_avx512(), "dot_q4_q16_tokens: this CPU lacks AVX-512 VNNI");
+            // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the sizes
+            // were checked.
+            unsafe { avx512::tokens(w, groups, m, blocks, out) }
+        }
+        TokenLayout::Avx2(groups) => {
+            assert!(is_x86_feature_detected!("avx2"), "dot_q4_q16_tokens: this CPU lacks AVX2");
+            // SAFETY: AVX2 is present (checked above); the sizes were checked.
+            unsafe { avx2::tokens(w, groups, m, blocks, out) }
+        }
     }
-    assert!(is_x86_feature_detected!("avx2"), "dot_q4_q16_tokens: this CPU lacks AVX2");
-    // SAFETY: AVX2 is present (checked above); the sizes were checked.
-    unsafe { avx2::tokens(w, &tokens.groups, m, blocks, out) }
 }
 
 /// One weight row against one activation row: per block the exact integer
@@ -1061,11 +1087,14 @@ mod tests {
     /// blocks) and 1 to 37 tokens gathered once (groups of eight or sixteen
     /// and their padding; 35 blocks make two of the kernels' 32-block passes,
     /// the second resumed from the results of the first): bit-equal to the
-    /// scalar kernel, results stored per weight row, every one written.
+    /// scalar kernel, results stored per weight row, every one written. One
+    /// [`Q16Tokens`] is gathered into again and again across sizes and
+    /// kernels, as `MatmulScratch` keeps one.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn gathered_tokens_against_weight_rows_equal_the_scalar_kernel() {
         let wide = kernels().into_iter().filter(|&k| k != DotKernel::Scalar);
+        let mut tokens = Q16Tokens::default();
         for (kernel, len) in wide.flat_map(|k| [0, 1, 3, 35].map(|len| (k, len))) {
             for count in 1..=5 {
                 for m in 1..=37 {
@@ -1074,7 +1103,6 @@ mod tests {
                         (0..count).flat_map(|r| rows(len, seed + r as u32).0).collect();
                     let a: Vec<Q16Block> =
                         (0..m).flat_map(|t| rows(len, seed + 100 + t as u32).1).collect();
-                    let mut tokens = Q16Tokens::default();
                     tokens.gather(kernel, &a, m);
                     assert_eq!(tokens.len(), m);
                     let mut got = vec![f32::NAN; count * m];
