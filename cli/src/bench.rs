@@ -7,7 +7,9 @@
 //! ends with its token id read back (4 bytes on the GPU), and kernel batches
 //! end with `device.poll(wait)`. Decode is timed as generation runs it (each
 //! step queued before the previous token is read) and, as the baseline in the
-//! same run, one step at a time. docs/performance.md describes the method.
+//! same run, one step at a time. With `--batch`, several sequences also step
+//! together (one pass, one token each), against one sequence stepping alone
+//! in the same run. docs/performance.md describes the method.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,9 @@ use mlc_engine::gpu::{GpuBackend, GpuOptions, GpuStats};
 use mlc_engine::model::Model;
 use mlc_engine::profile::Profile;
 use mlc_engine::sampling::{SamplingStep, TokenCounts};
-use mlc_engine::{GreedyOptions, LanguageModel, STEPS_AHEAD, generate_greedy, load_gpu};
+use mlc_engine::{
+    BatchRow, BatchedModel, GreedyOptions, LanguageModel, STEPS_AHEAD, generate_greedy, load_gpu,
+};
 use mlc_kernels::cpu::SamplingParams;
 use mlc_kernels::{
     FloatFormat, GpuContext, GpuWeight, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape,
@@ -37,6 +41,8 @@ use crate::synth::{Fill, SplitMix64};
 const WARM_STEPS: usize = 2;
 /// Tokens of the warm-up prefill that precedes the measurements.
 const WARM_PROMPT: usize = 32;
+/// Tokens of each sequence's prompt before `--batch`'s steps.
+const BATCH_PROMPT: usize = 64;
 /// A kernel measurement doubles its batch until one batch lasts this long, so
 /// that submission and polling overheads vanish next to the GPU time.
 const MIN_BATCH: Duration = Duration::from_millis(200);
@@ -59,6 +65,11 @@ pub struct BenchArgs {
     /// where the KV cache is too small).
     #[arg(long, value_delimiter = ',', default_value = "128,1024,4096")]
     contexts: Vec<usize>,
+    /// Numbers of sequences that also decode together, one token each per
+    /// pass (`--context-steps` passes after a 64-token prompt each; skipped
+    /// where the engine holds fewer sequences).
+    #[arg(long, value_delimiter = ',')]
+    batch: Vec<usize>,
     /// Decode steps timed at each of `--contexts`.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     context_steps: u32,
@@ -115,6 +126,11 @@ struct Report {
     decode_sampled_stepwise_tok_s: f64,
     decode_at_context: Vec<ContextDecode>,
     skipped_contexts: Vec<usize>,
+    /// One sequence's steps one at a time after a 64-token prompt: the
+    /// baseline of `decode_batched` (present with `--batch`).
+    decode_one_sequence_tok_s: Option<f64>,
+    decode_batched: Vec<BatchDecode>,
+    skipped_batches: Vec<usize>,
     kernels: Option<KernelReport>,
     profile: Option<ProfileReport>,
 }
@@ -163,6 +179,17 @@ struct ContextDecode {
     stepwise_tok_s: f64,
 }
 
+/// Decode speed of several sequences stepping together.
+#[derive(Serialize)]
+struct BatchDecode {
+    sequences: usize,
+    steps: usize,
+    /// Tokens of all sequences together per second.
+    tok_s: f64,
+    /// `tok_s` over one sequence's rate alone in the same run.
+    vs_one_sequence: f64,
+}
+
 /// Bandwidth of single kernels, next to that of two kinds of copy.
 #[derive(Serialize)]
 struct KernelReport {
@@ -208,7 +235,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         None => (None, Some(load::load_cpu_engine(&artifact, args.device)?)),
     };
-    let model: &mut dyn LanguageModel = match (&mut gpu_model, &mut cpu_model) {
+    let model: &mut dyn BatchedModel = match (&mut gpu_model, &mut cpu_model) {
         (Some(gpu), _) => gpu,
         (None, Some(cpu)) => cpu.as_mut(),
         (None, None) => unreachable!("one engine was loaded above"),
@@ -286,6 +313,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         });
     }
 
+    let (decode_one_sequence_tok_s, decode_batched, skipped_batches) = match args.batch.is_empty() {
+        true => (None, Vec::new(), Vec::new()),
+        false => {
+            let one = {
+                model.reset();
+                let token = decode(&mut *model, &random_ids(BATCH_PROMPT), WARM_STEPS)?;
+                let started = Instant::now();
+                steps_from(&mut *model, token, steps)?;
+                rate(steps, started.elapsed())
+            };
+            let (mut batched, mut skipped) = (Vec::new(), Vec::new());
+            for &sequences in &args.batch {
+                if sequences == 0
+                    || sequences > model.max_sequences()
+                    || BATCH_PROMPT + WARM_STEPS + steps > capacity
+                {
+                    skipped.push(sequences);
+                    continue;
+                }
+                let prompts: Vec<_> = (0..sequences).map(|_| random_ids(BATCH_PROMPT)).collect();
+                let time = batched_steps(&mut *model, &prompts, steps)?;
+                let tok_s = rate(sequences * steps, time);
+                batched.push(BatchDecode { sequences, steps, tok_s, vs_one_sequence: tok_s / one });
+            }
+            (Some(one), batched, skipped)
+        }
+    };
+
     let spec = model.spec().clone();
     let profile = match (args.profile, gpu_model.as_mut()) {
         (false, _) => None,
@@ -345,6 +400,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         decode_sampled_stepwise_tok_s: rate(gen_tokens - 1, sampled_stepwise_time),
         decode_at_context,
         skipped_contexts,
+        decode_one_sequence_tok_s,
+        decode_batched,
+        skipped_batches,
         kernels,
         profile,
     };
@@ -359,6 +417,44 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 fn decode(model: &mut dyn LanguageModel, tokens: &[u32], steps: usize) -> Result<u32> {
     let first = model.greedy_next(tokens).block_on()?;
     steps_from(model, first, steps)
+}
+
+/// Prefills each prompt in a sequence of its own, then times `steps` passes
+/// that each feed every sequence its last greedy token
+/// ([`LanguageModel::decode_batch`]), after [`WARM_STEPS`] untimed ones.
+/// Leaves sequence 0 selected and every sequence empty.
+fn batched_steps(
+    model: &mut dyn BatchedModel,
+    prompts: &[Vec<u32>],
+    steps: usize,
+) -> Result<Duration> {
+    let mut last = Vec::with_capacity(prompts.len());
+    for (sequence, prompt) in prompts.iter().enumerate() {
+        model.select_sequence(sequence)?;
+        model.reset();
+        last.push(model.greedy_next(prompt).block_on()?);
+    }
+    let mut started = Instant::now();
+    for step in 0..WARM_STEPS + steps {
+        if step == WARM_STEPS {
+            started = Instant::now();
+        }
+        let rows: Vec<BatchRow> = last
+            .iter()
+            .enumerate()
+            .map(|(sequence, &token)| BatchRow { sequence, token, step: None })
+            .collect();
+        let drawn = model.decode_batch(&rows).block_on()?;
+        for (token, drawn) in last.iter_mut().zip(drawn) {
+            *token = drawn.context("non-finite logits in a batched step")?.token;
+        }
+    }
+    let time = started.elapsed();
+    for sequence in (0..prompts.len()).rev() {
+        model.select_sequence(sequence)?;
+        model.reset();
+    }
+    Ok(time)
 }
 
 /// Feeds `token` back `steps` times, greedily, as generation does: each step
@@ -785,6 +881,23 @@ fn print_report(report: &Report) {
     }
     if !report.skipped_contexts.is_empty() {
         println!("skipped:     contexts {:?} (beyond the KV cache)", report.skipped_contexts);
+    }
+    if let Some(one) = report.decode_one_sequence_tok_s {
+        println!(
+            "one sequence: {one:.1} tok/s, one step at a time after a {BATCH_PROMPT}-token prompt"
+        );
+    }
+    for b in &report.decode_batched {
+        println!(
+            "batch of {:<3} {:.1} tok/s in all ({} passes of one token each): {:.2}× one sequence",
+            b.sequences, b.tok_s, b.steps, b.vs_one_sequence
+        );
+    }
+    if !report.skipped_batches.is_empty() {
+        println!(
+            "skipped:     batches of {:?} sequences (beyond what this engine holds at once)",
+            report.skipped_batches
+        );
     }
     if let Some(profile) = &report.profile {
         for (phase, p) in [("decode", &profile.decode), ("prefill", &profile.prefill)] {

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use mlc_engine::gpu::GpuOptions;
 use mlc_engine::prebuilt::apply_overrides;
-use mlc_engine::{CpuEncoder, EmbeddingModel, LanguageModel, load_cpu, load_cpu_fast, load_gpu};
+use mlc_engine::{BatchedModel, CpuEncoder, EmbeddingModel, load_cpu, load_cpu_fast, load_gpu};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
 
@@ -58,7 +58,7 @@ fn default_model(source: &SourceArgs) -> Result<String> {
 }
 
 /// Loads `artifact` on `device` (`Auto`: a hardware GPU when there is one, else the CPU).
-pub fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn LanguageModel>> {
+pub fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn BatchedModel>> {
     match pick_gpu(device)? {
         Some(ctx) => {
             let info = &ctx.adapter_info;
@@ -74,7 +74,7 @@ pub fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn LanguageModel
 
 /// Loads `artifact` on the CPU engine `device` names: the float32 oracle for
 /// `CpuReference`, else the fast engine.
-pub fn load_cpu_engine(artifact: &Artifact, device: Device) -> Result<Box<dyn LanguageModel>> {
+pub fn load_cpu_engine(artifact: &Artifact, device: Device) -> Result<Box<dyn BatchedModel>> {
     Ok(match device {
         Device::CpuReference => Box::new(load_cpu(artifact)?),
         _ => Box::new(load_cpu_fast(artifact)?),

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mlc_conformance::{converted_family, tiny_artifact};
-use mlc_engine::backend::{Backend, StepInput};
+use mlc_engine::backend::{Backend, Placement, StepInput};
 use mlc_engine::cpu_fast::FastCpuBackend;
 use mlc_engine::models::decoder::{Logits, forward};
 use mlc_engine::models::spec_for;
@@ -60,7 +60,7 @@ fn a_decode_step_allocates_nothing() {
             &weights,
             &mut backend,
             StepInput::Tokens(&prompt),
-            0,
+            Placement::Run { start: 0 },
             Logits::Last,
             None,
         )
@@ -75,7 +75,7 @@ fn a_decode_step_allocates_nothing() {
                 &weights,
                 &mut backend,
                 StepInput::Queued,
-                position,
+                Placement::Run { start: position },
                 Logits::Last,
                 None,
             )

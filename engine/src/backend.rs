@@ -130,6 +130,51 @@ impl StepInput<'_> {
     }
 }
 
+/// Where the rows of a forward pass sit: in which sequence's KV cache, at
+/// which position. A backend keeps each sequence's cache, recurrent state and
+/// sampler apart ([`Backend::select_sequence`]); a pass either continues the
+/// selected sequence or takes one token of each of several sequences at once
+/// (a batched decode step, whose products read each weight once for all rows).
+#[derive(Debug, Clone, Copy)]
+pub enum Placement<'a> {
+    /// The rows are consecutive tokens of the selected sequence, the first at
+    /// position `start`.
+    Run {
+        /// Position of the first row.
+        start: usize,
+    },
+    /// Row `i` is one token of sequence `rows[i].sequence` at `rows[i].position`.
+    Rows(&'a [RowPlace]),
+}
+
+/// One row of a batched pass ([`Placement::Rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowPlace {
+    /// The sequence the token belongs to.
+    pub sequence: usize,
+    /// Its position in that sequence.
+    pub position: usize,
+}
+
+impl Placement<'_> {
+    /// The position of row `row` in its sequence.
+    pub fn position(&self, row: usize) -> usize {
+        match self {
+            Placement::Run { start } => start + row,
+            Placement::Rows(rows) => rows[row].position,
+        }
+    }
+
+    /// The position after the last row of each sequence the pass writes,
+    /// the largest one: what the KV cache must hold.
+    pub fn end(&self, rows: usize) -> usize {
+        match self {
+            Placement::Run { start } => start + rows,
+            Placement::Rows(rows) => rows.iter().map(|row| row.position + 1).max().unwrap_or(0),
+        }
+    }
+}
+
 /// Hardware that can run a decoder's ops. Activations are `[tokens, width]`.
 ///
 /// The ops only record work; the readbacks (`read`, `take_token`) are
@@ -166,6 +211,19 @@ pub trait Backend {
     /// Positions the KV cache can hold.
     fn context_capacity(&self, spec: &ModelSpec) -> usize {
         spec.context_window_size
+    }
+    /// Most sequences the backend keeps at once, each with its own KV cache,
+    /// recurrent state and sampler (1: the backend runs one sequence).
+    fn max_sequences(&self) -> usize {
+        1
+    }
+    /// Makes `sequence` (below [`Backend::max_sequences`]) the one that
+    /// [`Placement::Run`] passes, draws and [`Backend::reset_cache`] act on.
+    fn select_sequence(&mut self, sequence: usize) -> Result<(), EngineError> {
+        match sequence {
+            0 => Ok(()),
+            _ => Err(not_on_this_backend("more than one sequence")),
+        }
     }
     /// Starts a forward pass over `input`.
     fn begin(&mut self, _input: StepInput<'_>) -> Result<(), EngineError> {
@@ -252,16 +310,16 @@ pub trait Backend {
         let activated = self.gated(gate_up, activation)?;
         self.linear_add(&activated, weight, residual)
     }
-    /// Attention of layer `layer` for tokens at positions `start..`: splits the
-    /// fused QKV rows, applies the optional q/k norm and RoPE, appends keys and
-    /// values to the KV cache, and attends causally over the cache.
+    /// Attention of layer `layer` for tokens placed as `place` says: splits
+    /// the fused QKV rows, applies the optional q/k norm and RoPE, appends keys
+    /// and values to each row's KV cache, and attends causally over it.
     fn attention(
         &mut self,
         spec: &ModelSpec,
         layer: usize,
         qkv: &Self::Tensor,
         qk_norm: Option<&(Self::Vector, Self::Vector)>,
-        start: usize,
+        place: Placement<'_>,
     ) -> Result<Self::Tensor, EngineError>;
     /// Splits rows of Qwen3.5's fused projection, `[q | gate]` per query head
     /// then keys and values, into `[q; k; v]` rows (what
@@ -310,8 +368,9 @@ pub trait Backend {
     ) -> Result<Self::Tensor, EngineError> {
         Err(not_on_this_backend("Gated DeltaNet layers (Qwen3.5)"))
     }
-    /// The last row of `x` (the only one whose logits a prefill needs).
-    fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor, EngineError>;
+    /// Row `index` of `x` (the last one is the only one whose logits a
+    /// prefill needs; a batched step draws from each row in turn).
+    fn row(&mut self, x: &Self::Tensor, index: usize) -> Result<Self::Tensor, EngineError>;
     /// Copies a tensor to the host, blocking until it is there: the trace
     /// points of a forward pass call it in the middle of recording. A backend
     /// that cannot block (the GPU engine in a browser) returns an error; the
@@ -343,7 +402,7 @@ pub trait Backend {
     /// A queued token (with its probabilities, when the step asked for
     /// them), or `None` when its logits were not all finite.
     async fn take_token(&mut self, pending: Self::Pending) -> Result<Option<Drawn>, EngineError>;
-    /// Forgets the KV cache.
+    /// Forgets the selected sequence's KV cache and recurrent state.
     fn reset_cache(&mut self);
 }
 

@@ -8,7 +8,7 @@ use mlc_kernels::cpu::{
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, StepInput};
+use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, StepInput};
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::{Drawn, HostSampler, SamplingStep};
 
@@ -65,25 +65,110 @@ pub(crate) struct LayerCache {
     pub(crate) values: Vec<f32>,
 }
 
+/// Most sequences a CPU backend keeps at once. Each one's memory grows with
+/// the tokens it holds, so host memory is the real bound; this one only
+/// catches a runaway caller.
+pub(crate) const MAX_SEQUENCES: usize = 1024;
+
+/// What a CPU backend keeps for one sequence.
+#[derive(Debug, Default)]
+pub(crate) struct SequenceState {
+    /// Each layer's keys and values.
+    pub(crate) cache: Vec<LayerCache>,
+    /// Each Gated DeltaNet layer's recurrent state, by layer (Qwen3.5).
+    pub(crate) recurrent: RecurrentStates,
+    /// Token choice: the penalties' counts and the last token chosen.
+    pub(crate) sampler: HostSampler,
+}
+
+/// The sequences of a CPU backend and the selected one
+/// ([`Backend::select_sequence`]); a sequence's state is made on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Sequences {
+    states: Vec<SequenceState>,
+    selected: usize,
+}
+
+impl Sequences {
+    /// Selects `sequence`.
+    pub(crate) fn select(&mut self, sequence: usize) -> Result<(), EngineError> {
+        if sequence >= MAX_SEQUENCES {
+            return Err(EngineError::Unsupported(format!(
+                "sequence {sequence}: a CPU backend keeps at most {MAX_SEQUENCES}"
+            )));
+        }
+        self.selected = sequence;
+        Ok(())
+    }
+
+    /// The selected sequence's state.
+    pub(crate) fn selected(&mut self) -> &mut SequenceState {
+        self.get(self.selected)
+    }
+
+    /// The state of `sequence`.
+    pub(crate) fn get(&mut self, sequence: usize) -> &mut SequenceState {
+        if self.states.len() <= sequence {
+            self.states.resize_with(sequence + 1, SequenceState::default);
+        }
+        &mut self.states[sequence]
+    }
+
+    /// The runs of a pass's `rows` that each continue one sequence: the
+    /// selected one from `start` ([`Placement::Run`]), or one row per
+    /// sequence ([`Placement::Rows`]). Allocates nothing (a decode step of
+    /// the fast engine allocates nothing).
+    pub(crate) fn spans<'a>(
+        &self,
+        place: Placement<'a>,
+        rows: usize,
+    ) -> impl Iterator<Item = Span> + use<'a> {
+        let (run, placed) = match place {
+            Placement::Run { start } => {
+                (Some(Span { sequence: self.selected, start, rows: 0..rows }), &[][..])
+            }
+            Placement::Rows(placed) => (None, placed),
+        };
+        run.into_iter().chain(placed.iter().enumerate().map(|(row, at)| Span {
+            sequence: at.sequence,
+            start: at.position,
+            rows: row..row + 1,
+        }))
+    }
+}
+
+/// Consecutive rows of a pass that continue one sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// The sequence.
+    pub(crate) sequence: usize,
+    /// The position of the first row.
+    pub(crate) start: usize,
+    /// The rows of the pass.
+    pub(crate) rows: std::ops::Range<usize>,
+}
+
+impl Span {
+    /// The position after the span, checked against the context window.
+    pub(crate) fn end(&self, window: usize) -> Result<usize, EngineError> {
+        let end = self.start + self.rows.len();
+        match end > window {
+            true => Err(EngineError::ContextWindowExceeded { needed: end, window }),
+            false => Ok(end),
+        }
+    }
+}
+
 /// The CPU backend: eager f32 math over host memory.
 pub struct CpuBackend {
     rope: Option<Rope>,
-    cache: Vec<LayerCache>,
-    /// Each Gated DeltaNet layer's recurrent state, by layer (Qwen3.5).
-    recurrent: RecurrentStates,
-    /// Token choice: the penalties' counts and the last token chosen.
-    sampler: HostSampler,
+    sequences: Sequences,
 }
 
 impl CpuBackend {
     /// A backend with an empty KV cache.
     pub fn new() -> CpuBackend {
-        CpuBackend {
-            rope: None,
-            cache: Vec::new(),
-            recurrent: RecurrentStates::default(),
-            sampler: HostSampler::default(),
-        }
+        CpuBackend { rope: None, sequences: Sequences::default() }
     }
 }
 
@@ -98,6 +183,14 @@ impl Backend for CpuBackend {
     type Linear = CpuLinear;
     type Vector = Vec<f32>;
     type Pending = Option<Drawn>;
+
+    fn max_sequences(&self) -> usize {
+        MAX_SEQUENCES
+    }
+
+    fn select_sequence(&mut self, sequence: usize) -> Result<(), EngineError> {
+        self.sequences.select(sequence)
+    }
 
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<CpuLinear, EngineError> {
         let (rows, cols) = (source.rows, source.cols);
@@ -129,7 +222,7 @@ impl Backend for CpuBackend {
     ) -> Result<CpuTensor, EngineError> {
         let weight = table.weight();
         let queued;
-        let tokens = match (input, self.sampler.queued()) {
+        let tokens = match (input, self.sequences.selected().sampler.queued()) {
             (StepInput::Tokens(tokens), _) => tokens,
             (StepInput::Queued, Some(token)) => {
                 queued = [token];
@@ -244,60 +337,57 @@ impl Backend for CpuBackend {
         layer: usize,
         qkv: &CpuTensor,
         qk_norm: Option<&(Vec<f32>, Vec<f32>)>,
-        start: usize,
+        place: Placement<'_>,
     ) -> Result<CpuTensor, EngineError> {
         let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
-        let tokens = qkv.rows;
-        let end = start + tokens;
-        if end > spec.context_window_size {
-            return Err(EngineError::ContextWindowExceeded {
-                needed: end,
-                window: spec.context_window_size,
-            });
-        }
+        let width = heads * d;
         let rope = self.rope.get_or_insert_with(|| spec.rope());
-        if self.cache.len() < spec.num_layers {
-            self.cache.resize_with(spec.num_layers, LayerCache::default);
-        }
-        let cache = &mut self.cache[layer];
-        cache.reserve(end, kv_heads, d, spec.context_window_size);
-        let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
-
-        let mut q = CpuTensor::zeros(tokens, heads * d);
+        let mut q = CpuTensor::zeros(qkv.rows, width);
+        let mut out = CpuTensor::zeros(qkv.rows, width);
         let mut k = vec![0.0; kv_heads * d];
-        for t in 0..tokens {
-            let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
-            let (q_part, kv_part) = row.split_at(heads * d);
-            let (k_part, v_part) = kv_part.split_at(kv_heads * d);
-            let q_row = &mut q.data[t * heads * d..(t + 1) * heads * d];
-            q_row.copy_from_slice(q_part);
-            k.copy_from_slice(k_part);
-            if let Some((q_norm, k_norm)) = qk_norm {
-                let normed_q = q_row.to_vec();
-                ops::rms_norm(&normed_q, q_norm, spec.rms_norm_eps, q_row);
-                let normed_k = k.clone();
-                ops::rms_norm(&normed_k, k_norm, spec.rms_norm_eps, &mut k);
+        for span in self.sequences.spans(place, qkv.rows) {
+            let end = span.end(spec.context_window_size)?;
+            let caches = &mut self.sequences.get(span.sequence).cache;
+            if caches.len() < spec.num_layers {
+                caches.resize_with(spec.num_layers, LayerCache::default);
             }
-            rope.apply(q_row, d, start + t);
-            rope.apply(&mut k, d, start + t);
-            for g in 0..kv_heads {
-                let at = layout.offset(g, start + t);
-                cache.keys[at..at + d].copy_from_slice(&k[g * d..(g + 1) * d]);
-                cache.values[at..at + d].copy_from_slice(&v_part[g * d..(g + 1) * d]);
+            let cache = &mut caches[layer];
+            cache.reserve(end, kv_heads, d, spec.context_window_size);
+            let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
+            for (t, position) in span.rows.clone().zip(span.start..) {
+                let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
+                let (q_part, kv_part) = row.split_at(width);
+                let (k_part, v_part) = kv_part.split_at(kv_heads * d);
+                let q_row = &mut q.data[t * width..(t + 1) * width];
+                q_row.copy_from_slice(q_part);
+                k.copy_from_slice(k_part);
+                if let Some((q_norm, k_norm)) = qk_norm {
+                    let normed_q = q_row.to_vec();
+                    ops::rms_norm(&normed_q, q_norm, spec.rms_norm_eps, q_row);
+                    let normed_k = k.clone();
+                    ops::rms_norm(&normed_k, k_norm, spec.rms_norm_eps, &mut k);
+                }
+                rope.apply(q_row, d, position);
+                rope.apply(&mut k, d, position);
+                for g in 0..kv_heads {
+                    let at = layout.offset(g, position);
+                    cache.keys[at..at + d].copy_from_slice(&k[g * d..(g + 1) * d]);
+                    cache.values[at..at + d].copy_from_slice(&v_part[g * d..(g + 1) * d]);
+                }
             }
+            let rows = span.rows.start * width..span.rows.end * width;
+            ops::causal_attention(
+                &q.data[rows.clone()],
+                &cache.keys,
+                &cache.values,
+                layout,
+                heads,
+                span.start,
+                spec.attention_window(layer),
+                spec.attention_scale(),
+                &mut out.data[rows],
+            );
         }
-        let mut out = CpuTensor::zeros(tokens, heads * d);
-        ops::causal_attention(
-            &q.data,
-            &cache.keys,
-            &cache.values,
-            layout,
-            heads,
-            start,
-            spec.attention_window(layer),
-            spec.attention_scale(),
-            &mut out.data,
-        );
         Ok(out)
     }
 
@@ -330,7 +420,7 @@ impl Backend for CpuBackend {
         let mut out = CpuTensor::zeros(qkv.rows, shape.value_width());
         let mut convolved = vec![0.0; qkv.data.len()];
         let (mut g, mut beta) = (a.data.clone(), b.data.clone());
-        let state = self.recurrent.layer(layer, shape);
+        let state = self.sequences.selected().recurrent.layer(layer, shape);
         delta_net(
             shape,
             state,
@@ -356,9 +446,9 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
-    fn last_row(&mut self, x: &CpuTensor) -> Result<CpuTensor, EngineError> {
-        let start = (x.rows.saturating_sub(1)) * x.cols;
-        Ok(CpuTensor { rows: 1, cols: x.cols, data: x.data[start..].to_vec() })
+    fn row(&mut self, x: &CpuTensor, index: usize) -> Result<CpuTensor, EngineError> {
+        let data = x.data[index * x.cols..(index + 1) * x.cols].to_vec();
+        Ok(CpuTensor { rows: 1, cols: x.cols, data })
     }
 
     fn to_host(&mut self, x: &CpuTensor) -> Result<Vec<f32>, EngineError> {
@@ -366,7 +456,7 @@ impl Backend for CpuBackend {
     }
 
     fn queue_argmax(&mut self, logits: &CpuTensor) -> Result<Option<Drawn>, EngineError> {
-        Ok(self.sampler.argmax(&logits.data))
+        Ok(self.sequences.selected().sampler.argmax(&logits.data))
     }
 
     fn queue_sample(
@@ -374,7 +464,7 @@ impl Backend for CpuBackend {
         logits: &CpuTensor,
         step: &SamplingStep<'_>,
     ) -> Result<Option<Drawn>, EngineError> {
-        Ok(self.sampler.sample(&logits.data, step))
+        Ok(self.sequences.selected().sampler.sample(&logits.data, step))
     }
 
     async fn take_token(&mut self, pending: Option<Drawn>) -> Result<Option<Drawn>, EngineError> {
@@ -382,8 +472,7 @@ impl Backend for CpuBackend {
     }
 
     fn reset_cache(&mut self) {
-        self.cache.clear();
-        self.recurrent.clear();
+        self.sequences.selected().reset();
     }
 }
 
@@ -452,6 +541,15 @@ pub(crate) fn delta_net(
     ops::causal_conv1d_silu(qkv, &weights.conv, shape.conv_kernel, &mut state.conv, convolved);
     ops::delta_net_gates(a, b, &weights.a_log, &weights.dt_bias);
     ops::gated_delta_rule(shape, convolved, a, b, &mut state.recurrent, out);
+}
+
+impl SequenceState {
+    /// Forgets the sequence's cache and recurrent state (its sampler's counts
+    /// restart with the next round anyway).
+    pub(crate) fn reset(&mut self) {
+        self.cache.clear();
+        self.recurrent.clear();
+    }
 }
 
 impl LayerCache {

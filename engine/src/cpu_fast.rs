@@ -23,10 +23,10 @@ use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q16Block};
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, StepInput};
-use crate::cpu::{self, LayerCache, RecurrentStates};
+use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, StepInput};
+use crate::cpu::{self, LayerCache, MAX_SEQUENCES, Sequences};
 use crate::models::{Activation, ModelSpec};
-use crate::sampling::{Drawn, HostSampler, SamplingStep};
+use crate::sampling::{Drawn, SamplingStep};
 
 /// Activation buffers that dropped tensors gave back.
 type Pool = Rc<RefCell<Vec<Vec<f32>>>>;
@@ -81,19 +81,16 @@ impl FastLinear {
 pub struct FastCpuBackend {
     pool: Pool,
     rope: Option<Rope>,
-    cache: Vec<LayerCache>,
-    /// Each Gated DeltaNet layer's recurrent state, by layer (Qwen3.5).
-    recurrent: RecurrentStates,
-    /// Token choice: the penalties' counts and the last token chosen.
-    sampler: HostSampler,
+    /// Each sequence's KV cache, recurrent state and sampler.
+    sequences: Sequences,
     /// Quantized activation rows of the current product.
     quantized: Vec<Q16Block>,
     /// A multi-row product's transposed result and laid-out activations.
     product_scratch: fast::MatmulScratch,
-    /// `(cos, sin)` of every rotated element at each position of the pass
-    /// (`rope_positions`): every layer rotates at the same positions.
+    /// `(cos, sin)` of every rotated element at the position of each row of
+    /// the pass (`rope_positions`): every layer rotates at the same positions.
     rope_table: Vec<(f32, f32)>,
-    rope_positions: (usize, usize),
+    rope_positions: Vec<usize>,
     /// One token's key row and a copy of a row being normalised.
     key: Vec<f32>,
     unnormed: Vec<f32>,
@@ -105,13 +102,11 @@ impl FastCpuBackend {
         FastCpuBackend {
             pool: Pool::default(),
             rope: None,
-            cache: Vec::new(),
-            recurrent: RecurrentStates::default(),
-            sampler: HostSampler::default(),
+            sequences: Sequences::default(),
             quantized: Vec::new(),
             product_scratch: fast::MatmulScratch::default(),
             rope_table: Vec::new(),
-            rope_positions: (0, 0),
+            rope_positions: Vec::new(),
             key: Vec::new(),
             unnormed: Vec::new(),
         }
@@ -134,18 +129,21 @@ impl FastCpuBackend {
         FastTensor { rows, cols, data, pool: self.pool.clone() }
     }
 
-    /// Fills the RoPE table for positions `start..start + tokens`, unless it
+    /// Fills the RoPE table for the positions of the pass's `rows`, unless it
     /// already holds them.
-    fn rope_table(&mut self, spec: &ModelSpec, start: usize, tokens: usize) {
+    fn rope_table(&mut self, spec: &ModelSpec, place: Placement<'_>, rows: usize) {
         let rope = self.rope.get_or_insert_with(|| spec.rope());
-        if self.rope_positions == (start, tokens) && !self.rope_table.is_empty() {
+        let positions = (0..rows).map(|row| place.position(row));
+        if !self.rope_table.is_empty() && self.rope_positions.iter().copied().eq(positions.clone())
+        {
             return;
         }
         self.rope_table.clear();
-        for position in start..start + tokens {
+        self.rope_positions.clear();
+        for position in positions {
             self.rope_table.extend(rope.cos_sin(position));
+            self.rope_positions.push(position);
         }
-        self.rope_positions = (start, tokens);
     }
 }
 
@@ -167,6 +165,14 @@ impl Backend for FastCpuBackend {
     type Linear = FastLinear;
     type Vector = Vec<f32>;
     type Pending = Option<Drawn>;
+
+    fn max_sequences(&self) -> usize {
+        MAX_SEQUENCES
+    }
+
+    fn select_sequence(&mut self, sequence: usize) -> Result<(), EngineError> {
+        self.sequences.select(sequence)
+    }
 
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<FastLinear, EngineError> {
         let (rows, cols) = (source.rows, source.cols);
@@ -200,7 +206,7 @@ impl Backend for FastCpuBackend {
         scale: f32,
     ) -> Result<FastTensor, EngineError> {
         let queued;
-        let tokens = match (input, self.sampler.queued()) {
+        let tokens = match (input, self.sequences.selected().sampler.queued()) {
             (StepInput::Tokens(tokens), _) => tokens,
             (StepInput::Queued, Some(token)) => {
                 queued = [token];
@@ -339,66 +345,64 @@ impl Backend for FastCpuBackend {
         layer: usize,
         qkv: &FastTensor,
         qk_norm: Option<&(Vec<f32>, Vec<f32>)>,
-        start: usize,
+        place: Placement<'_>,
     ) -> Result<FastTensor, EngineError> {
         let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
-        let tokens = qkv.rows;
-        let end = start + tokens;
-        if end > spec.context_window_size {
-            return Err(EngineError::ContextWindowExceeded {
-                needed: end,
-                window: spec.context_window_size,
-            });
-        }
-        self.rope_table(spec, start, tokens);
-        if self.cache.len() < spec.num_layers {
-            self.cache.resize_with(spec.num_layers, LayerCache::default);
-        }
-        let mut q = self.tensor(tokens, heads * d);
-        let mut out = self.tensor(tokens, heads * d);
-        let cache = &mut self.cache[layer];
-        cache.reserve(end, kv_heads, d, spec.context_window_size);
-        let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
+        let (tokens, width) = (qkv.rows, heads * d);
+        self.rope_table(spec, place, tokens);
+        let mut q = self.tensor(tokens, width);
+        let mut out = self.tensor(tokens, width);
         // [`Rope::apply`] with the table computed once per pass.
         let dims = self.rope_table.len() / tokens.max(1);
-        for t in 0..tokens {
-            let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
-            let (q_part, kv_part) = row.split_at(heads * d);
-            let (k_part, v_part) = kv_part.split_at(kv_heads * d);
-            let q_row = &mut q.data[t * heads * d..(t + 1) * heads * d];
-            q_row.copy_from_slice(q_part);
-            self.key.clear();
-            self.key.extend_from_slice(k_part);
-            if let Some((q_norm, k_norm)) = qk_norm {
-                rms_norm_in_place(q_row, q_norm, spec.rms_norm_eps, &mut self.unnormed);
-                rms_norm_in_place(&mut self.key, k_norm, spec.rms_norm_eps, &mut self.unnormed);
+        for span in self.sequences.spans(place, tokens) {
+            let end = span.end(spec.context_window_size)?;
+            let caches = &mut self.sequences.get(span.sequence).cache;
+            if caches.len() < spec.num_layers {
+                caches.resize_with(spec.num_layers, LayerCache::default);
             }
-            let table = &self.rope_table[t * dims..(t + 1) * dims];
-            rotate_heads(q_row, d, table);
-            rotate_heads(&mut self.key, d, table);
-            for g in 0..kv_heads {
-                let at = layout.offset(g, start + t);
-                cache.keys[at..at + d].copy_from_slice(&self.key[g * d..(g + 1) * d]);
-                cache.values[at..at + d].copy_from_slice(&v_part[g * d..(g + 1) * d]);
+            let cache = &mut caches[layer];
+            cache.reserve(end, kv_heads, d, spec.context_window_size);
+            let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
+            for (t, position) in span.rows.clone().zip(span.start..) {
+                let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
+                let (q_part, kv_part) = row.split_at(width);
+                let (k_part, v_part) = kv_part.split_at(kv_heads * d);
+                let q_row = &mut q.data[t * width..(t + 1) * width];
+                q_row.copy_from_slice(q_part);
+                self.key.clear();
+                self.key.extend_from_slice(k_part);
+                if let Some((q_norm, k_norm)) = qk_norm {
+                    rms_norm_in_place(q_row, q_norm, spec.rms_norm_eps, &mut self.unnormed);
+                    rms_norm_in_place(&mut self.key, k_norm, spec.rms_norm_eps, &mut self.unnormed);
+                }
+                let table = &self.rope_table[t * dims..(t + 1) * dims];
+                rotate_heads(q_row, d, table);
+                rotate_heads(&mut self.key, d, table);
+                for g in 0..kv_heads {
+                    let at = layout.offset(g, position);
+                    cache.keys[at..at + d].copy_from_slice(&self.key[g * d..(g + 1) * d]);
+                    cache.values[at..at + d].copy_from_slice(&v_part[g * d..(g + 1) * d]);
+                }
             }
+            let rows = span.rows.start * width..span.rows.end * width;
+            fast::attention(
+                &q.data[rows.clone()],
+                &cache.keys,
+                &cache.values,
+                layout,
+                heads,
+                span.start,
+                spec.attention_window(layer),
+                spec.attention_scale(),
+                &mut out.data[rows],
+            );
         }
-        fast::attention(
-            &q.data,
-            &cache.keys,
-            &cache.values,
-            layout,
-            heads,
-            start,
-            spec.attention_window(layer),
-            spec.attention_scale(),
-            &mut out.data,
-        );
         Ok(out)
     }
 
-    fn last_row(&mut self, x: &FastTensor) -> Result<FastTensor, EngineError> {
+    fn row(&mut self, x: &FastTensor, index: usize) -> Result<FastTensor, EngineError> {
         let mut out = self.tensor(1, x.cols);
-        out.data.copy_from_slice(&x.data[x.rows.saturating_sub(1) * x.cols..]);
+        out.data.copy_from_slice(&x.data[index * x.cols..(index + 1) * x.cols]);
         Ok(out)
     }
 
@@ -407,7 +411,7 @@ impl Backend for FastCpuBackend {
     }
 
     fn queue_argmax(&mut self, logits: &FastTensor) -> Result<Option<Drawn>, EngineError> {
-        Ok(self.sampler.argmax(&logits.data))
+        Ok(self.sequences.selected().sampler.argmax(&logits.data))
     }
 
     fn queue_sample(
@@ -415,7 +419,7 @@ impl Backend for FastCpuBackend {
         logits: &FastTensor,
         step: &SamplingStep<'_>,
     ) -> Result<Option<Drawn>, EngineError> {
-        Ok(self.sampler.sample(&logits.data, step))
+        Ok(self.sequences.selected().sampler.sample(&logits.data, step))
     }
 
     async fn take_token(&mut self, pending: Option<Drawn>) -> Result<Option<Drawn>, EngineError> {
@@ -458,7 +462,7 @@ impl Backend for FastCpuBackend {
         let (mut g, mut beta) = (self.tensor(a.rows, a.cols), self.tensor(b.rows, b.cols));
         g.data.copy_from_slice(&a.data);
         beta.data.copy_from_slice(&b.data);
-        let state = self.recurrent.layer(layer, shape);
+        let state = self.sequences.selected().recurrent.layer(layer, shape);
         let gates = (&mut g.data[..], &mut beta.data[..]);
         cpu::delta_net(shape, state, &qkv.data, &mut convolved.data, gates, weights, &mut out.data);
         Ok(out)
@@ -478,7 +482,6 @@ impl Backend for FastCpuBackend {
     }
 
     fn reset_cache(&mut self) {
-        self.cache.clear();
-        self.recurrent.clear();
+        self.sequences.selected().reset();
     }
 }

@@ -9,6 +9,7 @@
 //! command line (`mlc-wgpu`) are crates above this one.
 
 pub mod backend;
+pub mod batch;
 pub mod cpu;
 pub mod cpu_fast;
 pub mod encoder;
@@ -29,7 +30,7 @@ pub use error::EngineError;
 pub use generate::{GreedyOptions, generate_greedy};
 pub use gpu::load::{LoadCheck, load_gpu};
 pub use kind::ModelKind;
-pub use model::{LanguageModel, Model, ModelFuture, STEPS_AHEAD};
+pub use model::{BatchRow, BatchedModel, LanguageModel, Model, ModelFuture, STEPS_AHEAD};
 pub use sampling::argmax;
 
 use mlc_loader::Artifact;

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use mlc_kernels::cpu::MAX_TOP_LOGPROBS;
 use mlc_loader::Artifact;
 
-use crate::backend::{Backend, DecoderWeights, StepInput};
+use crate::backend::{Backend, DecoderWeights, Placement, RowPlace, StepInput};
 use crate::models::decoder::{self, Logits};
 use crate::models::{ModelSpec, spec_for};
 use crate::sampling::{Drawn, SamplingStep};
@@ -91,6 +91,44 @@ pub trait LanguageModel {
     fn reset(&mut self);
 }
 
+/// A [`LanguageModel`] that holds several sequences, each with its own
+/// context (KV cache, recurrent state, penalties' counts), and steps them
+/// together: what continuous batching runs on ([`crate::batch`]).
+pub trait BatchedModel: LanguageModel {
+    /// Most sequences the model holds at once, each with its own context
+    /// (KV cache, recurrent state, penalties' counts); 1 where the backend
+    /// runs one sequence.
+    fn max_sequences(&self) -> usize;
+    /// Makes `sequence` (below [`BatchedModel::max_sequences`]) the one
+    /// every other call acts on; each sequence's context stays as it was left.
+    fn select_sequence(&mut self, sequence: usize) -> Result<(), EngineError>;
+    /// The selected sequence.
+    fn selected_sequence(&self) -> usize;
+    /// One decode step of several sequences at once: row `i` appends
+    /// `rows[i].token` to its sequence and draws that sequence's next token
+    /// as its step says (the most likely one without a step), the products
+    /// reading each weight once for all rows. Each row's draw is the one the
+    /// sequence would get alone (`None` where its logits were not finite, which
+    /// leaves the sequence one token longer, as a failed step alone does). The
+    /// sequences must be distinct and have no step queued; a model with
+    /// recurrent state ([`ModelSpec::recurrent`]) takes one row at a time.
+    fn decode_batch<'a>(
+        &'a mut self,
+        rows: &'a [BatchRow<'a>],
+    ) -> ModelFuture<'a, Vec<Option<Drawn>>>;
+}
+
+/// One sequence's token in [`BatchedModel::decode_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRow<'a> {
+    /// The sequence.
+    pub sequence: usize,
+    /// The token appended to it.
+    pub token: u32,
+    /// How its next token is drawn (`None`: the most likely one).
+    pub step: Option<&'a SamplingStep<'a>>,
+}
+
 /// How a queued step picks its token.
 enum Choice<'a> {
     /// The most likely one ([`Backend::queue_argmax`]).
@@ -104,13 +142,27 @@ pub struct Model<B: Backend> {
     spec: ModelSpec,
     weights: DecoderWeights<B>,
     backend: B,
+    /// Each sequence's context, made on first selection.
+    sequences: Vec<Sequence<B::Pending>>,
+    /// The sequence the [`LanguageModel`] calls act on.
+    selected: usize,
+}
+
+/// What the model keeps of one sequence's context.
+struct Sequence<P> {
     position: usize,
     /// Tokens queued on the device and not taken yet, oldest first, with
     /// the number of positions the step that chose each one appended.
-    queued: VecDeque<(B::Pending, usize)>,
+    queued: VecDeque<(P, usize)>,
     /// Whether the device holds the token of the newest step, the input that
     /// [`StepInput::Queued`] continues from.
     token_on_device: bool,
+}
+
+impl<P> Default for Sequence<P> {
+    fn default() -> Self {
+        Sequence { position: 0, queued: VecDeque::new(), token_on_device: false }
+    }
 }
 
 impl<B: Backend> Model<B> {
@@ -119,14 +171,12 @@ impl<B: Backend> Model<B> {
         let spec = spec_for(&artifact.config)?;
         backend.prepare(&spec, artifact.quantization())?;
         let weights = weights::load(&spec, artifact, &mut backend)?;
-        Ok(Model {
-            spec,
-            weights,
-            backend,
-            position: 0,
-            queued: VecDeque::new(),
-            token_on_device: false,
-        })
+        Ok(Model { spec, weights, backend, sequences: vec![Sequence::default()], selected: 0 })
+    }
+
+    /// The selected sequence's context.
+    fn sequence(&mut self) -> &mut Sequence<B::Pending> {
+        &mut self.sequences[self.selected]
     }
 
     /// The backend (for its counters).
@@ -146,41 +196,38 @@ impl<B: Backend> Model<B> {
         logits: Logits,
         trace: Option<&mut decoder::Trace>,
     ) -> Result<B::Tensor, EngineError> {
-        let needed = self.position + input.len();
+        let start = self.sequence().position;
+        let needed = start + input.len();
         let window = self.context_capacity();
         if needed > window {
             return Err(EngineError::ContextWindowExceeded { needed, window });
         }
         // The device's token, if any, now belongs to an older step.
-        self.token_on_device = false;
+        self.sequence().token_on_device = false;
+        let place = Placement::Run { start };
         let out = decoder::forward(
             &self.spec,
             &self.weights,
             &mut self.backend,
             input,
-            self.position,
+            place,
             logits,
             trace,
         )?;
-        self.position = needed;
+        self.sequence().position = needed;
         Ok(out)
     }
 
     /// Appends `input` and starts choosing the next token as `choice` says,
     /// leaving it on the device for a following [`StepInput::Queued`].
     fn queue(&mut self, input: StepInput<'_>, choice: Choice<'_>) -> Result<(), EngineError> {
-        if matches!(input, StepInput::Queued) && !self.token_on_device {
+        if matches!(input, StepInput::Queued) && !self.sequence().token_on_device {
             return Err(EngineError::NoQueuedToken);
         }
-        if let Choice::Sample(step) = choice
-            && step.top_logprobs > MAX_TOP_LOGPROBS
-        {
-            return Err(EngineError::Unsupported(format!(
-                "top_logprobs {} exceeds {MAX_TOP_LOGPROBS}",
-                step.top_logprobs
-            )));
+        if let Choice::Sample(step) = choice {
+            check_top_logprobs(step)?;
         }
-        let before = self.position;
+        let before = self.sequence().position;
         let logits = match input {
             StepInput::Tokens(tokens) => self.forward_chunked(tokens)?,
             StepInput::Queued => self.forward(input, Logits::Last, None)?,
@@ -189,8 +236,9 @@ impl<B: Backend> Model<B> {
             Choice::Argmax => self.backend.queue_argmax(&logits)?,
             Choice::Sample(step) => self.backend.queue_sample(&logits, step)?,
         };
-        self.queued.push_back((pending, self.position - before));
-        self.token_on_device = true;
+        let sequence = self.sequence();
+        sequence.queued.push_back((pending, sequence.position - before));
+        sequence.token_on_device = true;
         Ok(())
     }
 
@@ -218,7 +266,7 @@ impl<B: Backend> LanguageModel for Model<B> {
     }
 
     fn position(&self) -> usize {
-        self.position
+        self.sequences[self.selected].position
     }
 
     fn context_capacity(&self) -> usize {
@@ -253,10 +301,11 @@ impl<B: Backend> LanguageModel for Model<B> {
 
     fn next_queued(&mut self) -> ModelFuture<'_, Drawn> {
         Box::pin(async move {
-            let (pending, _) = self.queued.pop_front().ok_or(EngineError::NoQueuedToken)?;
+            let sequence = self.sequence();
+            let (pending, _) = sequence.queued.pop_front().ok_or(EngineError::NoQueuedToken)?;
             // The position at which this token's logits were computed.
-            let step =
-                self.position - self.queued.iter().map(|(_, positions)| positions).sum::<usize>();
+            let step = sequence.position
+                - sequence.queued.iter().map(|(_, positions)| positions).sum::<usize>();
             match self.backend.take_token(pending).await? {
                 Some(drawn) => Ok(drawn),
                 None => {
@@ -269,10 +318,12 @@ impl<B: Backend> LanguageModel for Model<B> {
     }
 
     fn drop_queued(&mut self) {
-        if !self.queued.is_empty() {
+        let recurrent = self.spec.recurrent();
+        let sequence = self.sequence();
+        if !sequence.queued.is_empty() {
             // The device's token is a dropped step's.
-            self.token_on_device = false;
-            if self.spec.recurrent() {
+            sequence.token_on_device = false;
+            if recurrent {
                 // The dropped steps have advanced the Gated DeltaNet state,
                 // which cannot be rewound: the context starts over, and a
                 // caller that kept its tokens prefills them again.
@@ -280,7 +331,8 @@ impl<B: Backend> LanguageModel for Model<B> {
                 return;
             }
         }
-        self.position -= self.queued.drain(..).map(|(_, positions)| positions).sum::<usize>();
+        sequence.position -=
+            sequence.queued.drain(..).map(|(_, positions)| positions).sum::<usize>();
     }
 
     fn sample_next<'a>(
@@ -326,9 +378,133 @@ impl<B: Backend> LanguageModel for Model<B> {
     }
 
     fn reset(&mut self) {
-        self.queued.clear();
-        self.token_on_device = false;
+        *self.sequence() = Sequence::default();
         self.backend.reset_cache();
-        self.position = 0;
+    }
+}
+
+impl<B: Backend> BatchedModel for Model<B> {
+    fn max_sequences(&self) -> usize {
+        self.backend.max_sequences()
+    }
+
+    fn select_sequence(&mut self, sequence: usize) -> Result<(), EngineError> {
+        let most = self.max_sequences();
+        if sequence >= most {
+            return Err(EngineError::Unsupported(format!(
+                "sequence {sequence}: this backend holds {most} at once"
+            )));
+        }
+        self.backend.select_sequence(sequence)?;
+        if self.sequences.len() <= sequence {
+            self.sequences.resize_with(sequence + 1, Sequence::default);
+        }
+        self.selected = sequence;
+        Ok(())
+    }
+
+    fn selected_sequence(&self) -> usize {
+        self.selected
+    }
+
+    fn decode_batch<'a>(
+        &'a mut self,
+        rows: &'a [BatchRow<'a>],
+    ) -> ModelFuture<'a, Vec<Option<Drawn>>> {
+        Box::pin(async move {
+            let selected = self.selected;
+            let drawn = self.run_batch(rows).await;
+            // Whatever happened, the calls act on the selected sequence again.
+            self.select_sequence(selected)?;
+            drawn
+        })
+    }
+}
+
+impl<B: Backend> Model<B> {
+    /// Checks a batch and places its rows: each sequence selectable, distinct,
+    /// with nothing queued and room for one more token (selecting each in turn).
+    fn place_batch(&mut self, rows: &[BatchRow<'_>]) -> Result<Vec<RowPlace>, EngineError> {
+        if rows.is_empty() {
+            return Err(EngineError::EmptyInput);
+        }
+        if self.spec.recurrent() && rows.len() > 1 {
+            return Err(EngineError::Unsupported(
+                "a batched step over several sequences of a model with recurrent state".into(),
+            ));
+        }
+        let window = self.context_capacity();
+        let mut places = Vec::with_capacity(rows.len());
+        for row in rows {
+            if places.iter().any(|place: &RowPlace| place.sequence == row.sequence) {
+                return Err(EngineError::Unsupported(format!(
+                    "sequence {} appears twice in one batched step",
+                    row.sequence
+                )));
+            }
+            if let Some(step) = row.step {
+                check_top_logprobs(step)?;
+            }
+            self.select_sequence(row.sequence)?;
+            let sequence = self.sequence();
+            if !sequence.queued.is_empty() {
+                return Err(EngineError::Unsupported(format!(
+                    "sequence {} has steps queued; take or drop them before a batched step",
+                    row.sequence
+                )));
+            }
+            if sequence.position + 1 > window {
+                return Err(EngineError::ContextWindowExceeded {
+                    needed: sequence.position + 1,
+                    window,
+                });
+            }
+            places.push(RowPlace { sequence: row.sequence, position: sequence.position });
+        }
+        Ok(places)
+    }
+
+    /// A batched step ([`LanguageModel::decode_batch`]); leaves the last
+    /// row's sequence selected.
+    async fn run_batch(
+        &mut self,
+        rows: &[BatchRow<'_>],
+    ) -> Result<Vec<Option<Drawn>>, EngineError> {
+        let places = self.place_batch(rows)?;
+        let tokens: Vec<u32> = rows.iter().map(|row| row.token).collect();
+        let logits = decoder::forward(
+            &self.spec,
+            &self.weights,
+            &mut self.backend,
+            StepInput::Tokens(&tokens),
+            Placement::Rows(&places),
+            Logits::All,
+            None,
+        )?;
+        let mut drawn = Vec::with_capacity(rows.len());
+        for (index, row) in rows.iter().enumerate() {
+            self.select_sequence(row.sequence)?;
+            let sequence = self.sequence();
+            sequence.position += 1;
+            sequence.token_on_device = true;
+            let row_logits = self.backend.row(&logits, index)?;
+            let pending = match row.step {
+                None => self.backend.queue_argmax(&row_logits)?,
+                Some(step) => self.backend.queue_sample(&row_logits, step)?,
+            };
+            drawn.push(self.backend.take_token(pending).await?);
+        }
+        Ok(drawn)
+    }
+}
+
+/// Refuses more alternatives per token than the samplers report.
+fn check_top_logprobs(step: &SamplingStep<'_>) -> Result<(), EngineError> {
+    match step.top_logprobs > MAX_TOP_LOGPROBS {
+        true => Err(EngineError::Unsupported(format!(
+            "top_logprobs {} exceeds {MAX_TOP_LOGPROBS}",
+            step.top_logprobs
+        ))),
+        false => Ok(()),
     }
 }

@@ -41,7 +41,7 @@ use mlc_kernels::{
 use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, StepInput};
+use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, StepInput};
 use crate::models::{Activation, ModelSpec, QkNormWidth};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
@@ -700,8 +700,14 @@ impl Backend for GpuBackend {
         layer: usize,
         qkv: &GpuTensor,
         qk_norm: Option<&(wgpu::Buffer, wgpu::Buffer)>,
-        start: usize,
+        place: Placement<'_>,
     ) -> Result<GpuTensor, EngineError> {
+        // One sequence (`max_sequences` is 1): a batched pass never comes here.
+        let Placement::Run { start } = place else {
+            return Err(EngineError::Unsupported(
+                "a batched step over several sequences on the GPU engine".into(),
+            ));
+        };
         let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
         self.check_positions(start, qkv.rows)?;
         let q = self.tensor(qkv.rows, heads * d);
@@ -774,9 +780,9 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
-    fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor, EngineError> {
+    fn row(&mut self, x: &GpuTensor, index: usize) -> Result<GpuTensor, EngineError> {
         let out = self.tensor(1, x.cols);
-        self.copy_row(x, &out, x.rows.saturating_sub(1));
+        self.copy_row(x, &out, index);
         Ok(out)
     }
 

@@ -26,7 +26,7 @@
 
 use super::{ModelSpec, NormPlacement};
 use crate::EngineError;
-use crate::backend::{Backend, DecoderWeights, LayerWeights, StepInput};
+use crate::backend::{Backend, DecoderWeights, LayerWeights, Placement, StepInput};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,14 +41,14 @@ pub enum Logits {
 /// `layer{L}_out`, `final_norm`), for conformance traces.
 pub type Trace = Vec<(String, Vec<f32>)>;
 
-/// Runs `input` (at positions `start..`) through the decoder, appending them
-/// to the KV cache, and returns the requested logits `[rows, vocab]`.
+/// Runs `input` (placed as `place` says) through the decoder, appending it
+/// to the KV caches, and returns the requested logits `[rows, vocab]`.
 pub fn forward<B: Backend>(
     spec: &ModelSpec,
     weights: &DecoderWeights<B>,
     backend: &mut B,
     input: StepInput<'_>,
-    start: usize,
+    place: Placement<'_>,
     logits: Logits,
     mut trace: Option<&mut Trace>,
 ) -> Result<B::Tensor, EngineError> {
@@ -66,8 +66,8 @@ pub fn forward<B: Backend>(
     observe(backend, "embed", &h)?;
     for (index, layer) in weights.layers.iter().enumerate() {
         match spec.norms {
-            NormPlacement::Parallel => parallel_block(backend, spec, layer, index, start, &mut h)?,
-            _ => sequential_block(backend, spec, layer, index, start, &mut h)?,
+            NormPlacement::Parallel => parallel_block(backend, spec, layer, index, place, &mut h)?,
+            _ => sequential_block(backend, spec, layer, index, place, &mut h)?,
         }
         if tracing {
             // Named only when traced: a decode step allocates nothing.
@@ -76,7 +76,7 @@ pub fn forward<B: Backend>(
     }
 
     let h = match logits {
-        Logits::Last => backend.last_row(&h)?,
+        Logits::Last => backend.row(&h, input.len() - 1)?,
         Logits::All => h,
     };
     let head = weights.lm_head.as_ref().unwrap_or(&weights.embed);
@@ -107,7 +107,7 @@ fn sequential_block<B: Backend>(
     spec: &ModelSpec,
     layer: &LayerWeights<B>,
     index: usize,
-    start: usize,
+    place: Placement<'_>,
     h: &mut B::Tensor,
 ) -> Result<(), EngineError> {
     let eps = spec.rms_norm_eps;
@@ -129,10 +129,10 @@ fn sequential_block<B: Backend>(
                 true => {
                     let (qkv, gate) = backend.split_query_gate(spec, &qkv)?;
                     let attended =
-                        backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+                        backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), place)?;
                     backend.sigmoid_gate(&attended, &gate)?
                 }
-                false => backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?,
+                false => backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), place)?,
             }
         }
     };
@@ -158,7 +158,7 @@ fn parallel_block<B: Backend>(
     spec: &ModelSpec,
     layer: &LayerWeights<B>,
     index: usize,
-    start: usize,
+    place: Placement<'_>,
     h: &mut B::Tensor,
 ) -> Result<(), EngineError> {
     let eps = spec.rms_norm_eps;
@@ -168,7 +168,7 @@ fn parallel_block<B: Backend>(
         None => backend.rms_norm(h, weight, eps)?,
     };
     let qkv = backend.linear(&normed, &layer.qkv)?;
-    let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), start)?;
+    let attended = backend.attention(spec, index, &qkv, layer.qk_norm.as_ref(), place)?;
     // The MLP's input is taken before the attention is added to `h`.
     let up = match &layer.mlp_norm {
         Some(weight) => {

@@ -1,0 +1,278 @@
+//! A batched decode step (`LanguageModel::decode_batch`: one token of each of
+//! several sequences in one pass, the products reading each weight once for
+//! all rows) gives every sequence exactly what it gets alone, on both CPU
+//! engines: the same tokens and the same reported probabilities, greedy and
+//! sampled (seeded draws, a repetition penalty whose counts are each
+//! sequence's own, `top_logprobs`), for sequences at different positions,
+//! with grouped-query attention, q/k norms, sliding windows, parallel blocks
+//! and YaRN. And it refuses what it cannot do with an error, leaving the
+//! sequences as they were. Generations that share a model through a
+//! `Batcher` (steps queued ahead, dropped at the end, a second round on the
+//! kept contexts) draw what each draws alone.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use mlc_conformance::{converted_family, tiny_artifact};
+use mlc_engine::backend::StepInput;
+use mlc_engine::batch::Batcher;
+use mlc_engine::sampling::{Drawn, SamplingStep, TokenCounts};
+use mlc_engine::{
+    BatchRow, BatchedModel, EngineError, LanguageModel, STEPS_AHEAD, load_cpu, load_cpu_fast,
+};
+use mlc_kernels::cpu::SamplingParams;
+use mlc_loader::{Artifact, OpenOptions};
+use pollster::FutureExt as _;
+
+/// Decode steps after each prompt.
+const STEPS: usize = 6;
+
+/// Prompts of different lengths, so the sequences sit at different positions.
+fn prompts(vocab: usize) -> Vec<Vec<u32>> {
+    [3usize, 9, 1, 14]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| (0..len).map(|t| ((i * 31 + t * 7 + 5) % vocab) as u32).collect())
+        .collect()
+}
+
+/// The uniform number of sequence `sequence`'s step `step` (any fixed spread).
+fn uniform(sequence: usize, step: usize) -> f32 {
+    ((sequence * 7919 + step * 104_729) % 1000) as f32 / 1000.0
+}
+
+/// Temperature 0.8, top-p 0.95 and a repetition penalty: every part of the
+/// sampler that keeps or reads per-sequence state.
+const PARAMS: SamplingParams = SamplingParams {
+    temperature: 0.8,
+    top_p: 0.95,
+    repetition_penalty: 1.3,
+    presence_penalty: 0.0,
+    frequency_penalty: 0.0,
+};
+
+/// The step of sequence `sequence` at `step` (the first one starts the counts).
+fn sampling_step(sequence: usize, step: usize) -> SamplingStep<'static> {
+    SamplingStep {
+        params: &PARAMS,
+        logit_bias: &[],
+        counts: if step == 0 { TokenCounts::Start(&[]) } else { TokenCounts::Kept },
+        active_vocab: None,
+        uniform: uniform(sequence, step),
+        token_mask: None,
+        top_logprobs: 3,
+    }
+}
+
+/// Sequence `sequence` decoded on its own: its prompt, then one token at a time.
+fn alone(
+    model: &mut dyn LanguageModel,
+    sequence: usize,
+    prompt: &[u32],
+    sampled: bool,
+) -> Vec<Drawn> {
+    model.reset();
+    let mut drawn = Vec::new();
+    let mut input = prompt.to_vec();
+    for step in 0..STEPS {
+        let next = match sampled {
+            true => model.sample_next(&input, &sampling_step(sequence, step)).block_on(),
+            false => model.greedy_next(&input).block_on().map(Drawn::token),
+        };
+        let next = next.unwrap();
+        input = vec![next.token];
+        drawn.push(next);
+    }
+    drawn
+}
+
+/// Every sequence's prompt alone (each in its own sequence), then the decode
+/// steps of all of them batched.
+fn batched(model: &mut dyn BatchedModel, prompts: &[Vec<u32>], sampled: bool) -> Vec<Vec<Drawn>> {
+    let mut drawn: Vec<Vec<Drawn>> = Vec::new();
+    for (sequence, prompt) in prompts.iter().enumerate() {
+        model.select_sequence(sequence).unwrap();
+        model.reset();
+        let first = match sampled {
+            true => model.sample_next(prompt, &sampling_step(sequence, 0)).block_on(),
+            false => model.greedy_next(prompt).block_on().map(Drawn::token),
+        };
+        drawn.push(vec![first.unwrap()]);
+    }
+    model.select_sequence(0).unwrap();
+    for step in 1..STEPS {
+        let steps: Vec<_> = (0..prompts.len()).map(|s| sampling_step(s, step)).collect();
+        // Rows in a different order than the sequences: a row's place is its own.
+        let rows: Vec<BatchRow> = (0..prompts.len())
+            .rev()
+            .map(|sequence| BatchRow {
+                sequence,
+                token: drawn[sequence].last().unwrap().token,
+                step: sampled.then_some(&steps[sequence]),
+            })
+            .collect();
+        let out = model.decode_batch(&rows).block_on().unwrap();
+        for (row, next) in rows.iter().zip(out) {
+            drawn[row.sequence].push(next.expect("finite logits"));
+        }
+        assert_eq!(model.selected_sequence(), 0, "the selected sequence is kept");
+    }
+    drawn
+}
+
+/// Checks the batched steps of `model` against each sequence alone.
+fn check(what: &str, model: &mut dyn BatchedModel) {
+    let prompts = prompts(model.spec().vocab_size);
+    for sampled in [false, true] {
+        let together = batched(model, &prompts, sampled);
+        for (sequence, prompt) in prompts.iter().enumerate() {
+            model.select_sequence(sequence).unwrap();
+            let want = alone(model, sequence, prompt, sampled);
+            assert_eq!(together[sequence], want, "{what} sequence {sequence} (sampled: {sampled})");
+        }
+        model.select_sequence(0).unwrap();
+    }
+}
+
+fn open(model: &str) -> Artifact {
+    Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).unwrap()
+}
+
+#[test]
+fn batched_steps_equal_each_sequence_alone() {
+    let official = ["tiny-qwen2", "synthetic/qwen3-tiny", "synthetic/qwen2-gqa7"]
+        .map(|model| (model.to_string(), None, open(model)));
+    let families =
+        ["families/gemma3-tiny", "families/phi-tiny", "families/ministral3-tiny"].map(|model| {
+            let (folder, artifact) = converted_family(model);
+            (model.to_string(), Some(folder), artifact)
+        });
+    for (name, _folder, artifact) in official.into_iter().chain(families) {
+        check(&format!("{name} on the CPU oracle"), &mut load_cpu(&artifact).unwrap());
+        check(&format!("{name} on the fast CPU engine"), &mut load_cpu_fast(&artifact).unwrap());
+    }
+}
+
+#[test]
+fn a_batch_refuses_what_it_cannot_do() {
+    let artifact = open("tiny-qwen2");
+    let mut model = load_cpu_fast(&artifact).unwrap();
+    for sequence in 0..2 {
+        model.select_sequence(sequence).unwrap();
+        model.greedy_next(&[1, 2, 3]).block_on().unwrap();
+    }
+    let row = |sequence| BatchRow { sequence, token: 4, step: None };
+
+    let twice = model.decode_batch(&[row(0), row(0)]).block_on();
+    assert!(matches!(twice, Err(EngineError::Unsupported(_))), "{twice:?}");
+    assert!(matches!(model.decode_batch(&[]).block_on(), Err(EngineError::EmptyInput)));
+
+    // A sequence with a step queued must take or drop it first.
+    model.select_sequence(1).unwrap();
+    model.queue_greedy(StepInput::Queued).unwrap();
+    let queued = model.decode_batch(&[row(0), row(1)]).block_on();
+    assert!(matches!(queued, Err(EngineError::Unsupported(_))), "{queued:?}");
+    assert_eq!(model.selected_sequence(), 1, "a refused batch keeps the selection");
+    model.drop_queued();
+    // Nothing moved: both sequences still hold their 3 prompt tokens.
+    for sequence in 0..2 {
+        model.select_sequence(sequence).unwrap();
+        assert_eq!(model.position(), 3, "sequence {sequence}");
+    }
+    assert!(model.select_sequence(model.max_sequences()).is_err());
+
+    // A Gated DeltaNet layer keeps one recurrent state per sequence but runs
+    // one sequence per pass.
+    let (_folder, artifact) = converted_family("families/qwen3_5-tiny");
+    let mut model = load_cpu_fast(&artifact).unwrap();
+    for sequence in 0..2 {
+        model.select_sequence(sequence).unwrap();
+        model.greedy_next(&[1, 2, 3]).block_on().unwrap();
+    }
+    let recurrent = model.decode_batch(&[row(0), row(1)]).block_on();
+    assert!(matches!(recurrent, Err(EngineError::Unsupported(_))), "{recurrent:?}");
+    assert_eq!(model.decode_batch(&[row(1)]).block_on().unwrap().len(), 1);
+}
+
+/// Generates up to `max_tokens` after `prompt` as the chat engine does: the
+/// prompt's step, then steps queued [`STEPS_AHEAD`] ahead of the token read,
+/// the queued ones dropped at the end. Returns the draws and the position.
+async fn generate(
+    model: &mut dyn LanguageModel,
+    sequence: usize,
+    prompt: &[u32],
+    max_tokens: usize,
+) -> (Vec<Drawn>, usize) {
+    model.queue_sample(StepInput::Tokens(prompt), &sampling_step(sequence, 0)).unwrap();
+    let (mut drawn, mut queued) = (Vec::new(), 1);
+    loop {
+        while queued <= STEPS_AHEAD && drawn.len() + queued < max_tokens {
+            let step = sampling_step(sequence, drawn.len() + queued);
+            model.queue_sample(StepInput::Queued, &step).unwrap();
+            queued += 1;
+        }
+        queued -= 1;
+        drawn.push(model.next_queued().await.unwrap());
+        if drawn.len() >= max_tokens {
+            model.drop_queued();
+            return (drawn, model.position());
+        }
+    }
+}
+
+/// Polls every future in turn, running a batched step whenever all that
+/// are left wait for a token, as `serve` drives its requests.
+fn drive<T>(batcher: &Batcher, mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    let mut context = Context::from_waker(Waker::noop());
+    let mut steps = 0;
+    while done.iter().any(Option::is_none) {
+        for (future, done) in futures.iter_mut().zip(&mut done) {
+            if done.is_none()
+                && let Poll::Ready(value) = future.as_mut().poll(&mut context)
+            {
+                *done = Some(value);
+            }
+        }
+        if done.iter().any(Option::is_none) {
+            assert!(batcher.step().block_on().unwrap() > 0, "a waiting generation got no step");
+            steps += 1;
+        }
+    }
+    assert!(steps > 0);
+    done.into_iter().map(Option::unwrap).collect()
+}
+
+#[test]
+fn generations_through_a_batcher_equal_each_alone() {
+    let artifact = open("synthetic/qwen3-tiny");
+    let prompts = prompts(load_cpu_fast(&artifact).unwrap().spec().vocab_size);
+    let lengths = [5, 9, 2, 7];
+    let batcher = Batcher::new(Box::new(load_cpu_fast(&artifact).unwrap()), 4).unwrap();
+    let mut handles: Vec<_> = (0..4).map(|s| batcher.handle(s).unwrap()).collect();
+    // Two rounds: the second continues each context the first left (and the
+    // third sequence's starts while the others are still decoding).
+    for round in 0..2 {
+        let futures = handles
+            .iter_mut()
+            .enumerate()
+            .map(|(s, handle)| {
+                let prompt = &prompts[(s + round) % 4];
+                Box::pin(generate(handle, s, prompt, lengths[s] + round))
+                    as Pin<Box<dyn Future<Output = _>>>
+            })
+            .collect();
+        let together = drive(&batcher, futures);
+        for (s, (drawn, position)) in together.iter().enumerate() {
+            let mut alone = load_cpu_fast(&artifact).unwrap();
+            let mut want = (Vec::new(), 0);
+            for r in 0..=round {
+                want = generate(&mut alone, s, &prompts[(s + r) % 4], lengths[s] + r).block_on();
+            }
+            assert_eq!((drawn, *position), (&want.0, want.1), "round {round}, sequence {s}");
+        }
+    }
+    assert!(Batcher::new(Box::new(load_cpu_fast(&artifact).unwrap()), 0).is_err());
+    assert!(batcher.handle(4).is_err());
+}

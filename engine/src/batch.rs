@@ -1,0 +1,465 @@
+//! Continuous batching: several generations share one model, each through a
+//! [`SequenceHandle`] of its own (a [`LanguageModel`] for one sequence), and
+//! their decode steps run together.
+//!
+//! A handle only records the steps its generation queues. Whoever drives the
+//! generations (a server's loop over its requests' futures) polls each one
+//! until it waits for a token ([`LanguageModel::next_queued`] is pending),
+//! then calls [`Batcher::step`]: every waiting sequence's oldest step runs,
+//! the one-token steps together in one pass ([`BatchedModel::decode_batch`],
+//! whose products read each weight once for all rows) and a longer input (a
+//! prompt) on its own, and the generations are polled again. So a new
+//! request's prefill runs between the decode steps of those already running.
+//!
+//! A step runs only once its generation waits for it: a step queued ahead
+//! and dropped at a stop never ran. Each sequence's context therefore holds
+//! exactly what the same generation alone leaves, and each draws the tokens
+//! it would draw alone (greedy, and sampled with the same random numbers).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use mlc_kernels::cpu::SamplingParams;
+
+use crate::EngineError;
+use crate::backend::StepInput;
+use crate::model::{BatchRow, BatchedModel, LanguageModel, ModelFuture};
+use crate::models::{ModelSpec, decoder};
+use crate::sampling::{Drawn, SamplingStep, TokenCounts};
+
+/// One model shared by the generations of several sequences.
+pub struct Batcher {
+    shared: Rc<RefCell<Shared>>,
+    spec: ModelSpec,
+    capacity: usize,
+}
+
+/// What the batcher and its handles share.
+struct Shared {
+    /// The model; `None` while [`Batcher::step`] or a handle's direct call
+    /// (`prefill`, `score`, `trace`) runs it.
+    model: Option<Box<dyn BatchedModel>>,
+    sequences: Vec<Slot>,
+}
+
+/// One sequence's steps and results.
+#[derive(Default)]
+struct Slot {
+    /// Steps queued and not run yet, oldest first.
+    queued: VecDeque<QueuedStep>,
+    /// The result of the step that ran, until its generation takes it.
+    ready: Option<Result<Drawn, EngineError>>,
+    /// The last token drawn: the input of a step that continues from it.
+    last: Option<u32>,
+    /// Tokens in the sequence's context.
+    position: usize,
+    /// The generation waiting for `ready`.
+    waiting: Option<Waker>,
+    /// Reset while the model was running a step: its context is emptied
+    /// before the sequence runs again.
+    stale: bool,
+}
+
+/// A step as a handle's caller queued it.
+struct QueuedStep {
+    input: QueuedInput,
+    /// How the token is drawn (`None`: the most likely one).
+    step: Option<OwnedStep>,
+}
+
+/// The tokens a queued step appends.
+enum QueuedInput {
+    Tokens(Vec<u32>),
+    /// The token the sequence's previous step drew ([`StepInput::Queued`]).
+    Last,
+}
+
+/// A [`SamplingStep`] that owns its parts, so that it can wait for its turn.
+struct OwnedStep {
+    params: SamplingParams,
+    logit_bias: Vec<(u32, f32)>,
+    /// `Some`: the counts restart from these pairs ([`TokenCounts::Start`]).
+    start_counts: Option<Vec<(u32, u32)>>,
+    active_vocab: Option<usize>,
+    uniform: f32,
+    token_mask: Option<Vec<u32>>,
+    top_logprobs: usize,
+}
+
+impl OwnedStep {
+    fn new(step: &SamplingStep<'_>) -> OwnedStep {
+        OwnedStep {
+            params: *step.params,
+            logit_bias: step.logit_bias.to_vec(),
+            start_counts: match step.counts {
+                TokenCounts::Start(pairs) => Some(pairs.to_vec()),
+                TokenCounts::Kept => None,
+            },
+            active_vocab: step.active_vocab,
+            uniform: step.uniform,
+            token_mask: step.token_mask.map(<[u32]>::to_vec),
+            top_logprobs: step.top_logprobs,
+        }
+    }
+
+    fn borrowed(&self) -> SamplingStep<'_> {
+        SamplingStep {
+            params: &self.params,
+            logit_bias: &self.logit_bias,
+            counts: match &self.start_counts {
+                Some(pairs) => TokenCounts::Start(pairs),
+                None => TokenCounts::Kept,
+            },
+            active_vocab: self.active_vocab,
+            uniform: self.uniform,
+            token_mask: self.token_mask.as_deref(),
+            top_logprobs: self.top_logprobs,
+        }
+    }
+}
+
+/// A step taken out of its slot to run, with its input resolved.
+struct Work {
+    sequence: usize,
+    tokens: Vec<u32>,
+    step: Option<OwnedStep>,
+}
+
+impl Batcher {
+    /// Shares `model` between `sequences` sequences (at most what the model
+    /// holds at once, [`BatchedModel::max_sequences`]).
+    pub fn new(model: Box<dyn BatchedModel>, sequences: usize) -> Result<Batcher, EngineError> {
+        let most = model.max_sequences();
+        if sequences == 0 || sequences > most {
+            return Err(EngineError::Unsupported(format!(
+                "{sequences} sequences: this model holds 1 to {most} at once"
+            )));
+        }
+        let (spec, capacity) = (model.spec().clone(), model.context_capacity());
+        let slots = (0..sequences).map(|_| Slot::default()).collect();
+        let shared = Shared { model: Some(model), sequences: slots };
+        Ok(Batcher { shared: Rc::new(RefCell::new(shared)), spec, capacity })
+    }
+
+    /// Sequences the batcher shares the model between.
+    pub fn sequences(&self) -> usize {
+        self.shared.borrow().sequences.len()
+    }
+
+    /// The handle of sequence `sequence` (below [`Batcher::sequences`]).
+    /// Two handles of one sequence would share its context: hand out one.
+    pub fn handle(&self, sequence: usize) -> Result<SequenceHandle, EngineError> {
+        match sequence < self.sequences() {
+            true => Ok(SequenceHandle {
+                shared: Rc::clone(&self.shared),
+                sequence,
+                spec: self.spec.clone(),
+                capacity: self.capacity,
+            }),
+            false => Err(EngineError::Unsupported(format!(
+                "sequence {sequence}: the batcher has {}",
+                self.sequences()
+            ))),
+        }
+    }
+
+    /// Runs the oldest queued step of every sequence whose generation waits
+    /// for it: the prompts one after the other, then the one-token steps in
+    /// one pass. Returns how many steps ran (0: no generation was waiting).
+    pub async fn step(&self) -> Result<usize, EngineError> {
+        let (mut model, work) = {
+            let mut shared = self.shared.borrow_mut();
+            let mut work = Vec::new();
+            for (sequence, slot) in shared.sequences.iter_mut().enumerate() {
+                if slot.waiting.is_none() || slot.ready.is_some() {
+                    continue;
+                }
+                let Some(queued) = slot.queued.pop_front() else { continue };
+                let tokens = match (queued.input, slot.last) {
+                    (QueuedInput::Tokens(tokens), _) => tokens,
+                    (QueuedInput::Last, Some(last)) => vec![last],
+                    (QueuedInput::Last, None) => {
+                        slot.ready = Some(Err(EngineError::NoQueuedToken));
+                        continue;
+                    }
+                };
+                work.push(Work { sequence, tokens, step: queued.step });
+            }
+            if work.is_empty() {
+                // Nothing ran: wake nobody, whose result is still to come.
+                return Ok(shared.wake_ready());
+            }
+            let mut model = shared.model.take().ok_or_else(busy)?;
+            shared.refresh_stale(model.as_mut());
+            (model, work)
+        };
+        let ran = work.len();
+        let results = run(model.as_mut(), work).await;
+        let mut shared = self.shared.borrow_mut();
+        for (sequence, result) in results {
+            let slot = &mut shared.sequences[sequence];
+            if model.select_sequence(sequence).is_ok() {
+                slot.position = model.position();
+            }
+            slot.last = result.as_ref().ok().map(|drawn| drawn.token);
+            slot.ready = Some(result);
+        }
+        shared.model = Some(model);
+        shared.wake_ready();
+        Ok(ran)
+    }
+}
+
+impl Shared {
+    /// Empties the context of every sequence reset while `model` was out.
+    fn refresh_stale(&mut self, model: &mut dyn BatchedModel) {
+        for (sequence, slot) in self.sequences.iter_mut().enumerate() {
+            if slot.stale && model.select_sequence(sequence).is_ok() {
+                model.reset();
+                slot.stale = false;
+            }
+        }
+    }
+
+    /// Wakes every generation whose result is ready; returns 0.
+    fn wake_ready(&mut self) -> usize {
+        for slot in &mut self.sequences {
+            if slot.ready.is_some()
+                && let Some(waker) = slot.waiting.take()
+            {
+                waker.wake();
+            }
+        }
+        0
+    }
+}
+
+/// Runs the steps of one [`Batcher::step`]: each result by sequence.
+async fn run(
+    model: &mut dyn BatchedModel,
+    work: Vec<Work>,
+) -> Vec<(usize, Result<Drawn, EngineError>)> {
+    let mut results = Vec::with_capacity(work.len());
+    let (single, prompts): (Vec<Work>, Vec<Work>) =
+        work.into_iter().partition(|work| work.tokens.len() == 1);
+    for work in prompts {
+        results.push((work.sequence, alone(model, &work).await));
+    }
+    if single.is_empty() {
+        return results;
+    }
+    let steps: Vec<Option<SamplingStep>> =
+        single.iter().map(|work| work.step.as_ref().map(OwnedStep::borrowed)).collect();
+    let rows: Vec<BatchRow> = single
+        .iter()
+        .zip(&steps)
+        .map(|(work, step)| BatchRow {
+            sequence: work.sequence,
+            token: work.tokens[0],
+            step: step.as_ref(),
+        })
+        .collect();
+    match model.decode_batch(&rows).await {
+        Ok(drawn) => {
+            for (work, drawn) in single.iter().zip(drawn) {
+                results.push((work.sequence, finite(model, work.sequence, drawn)));
+            }
+        }
+        // One row's failure (a full context) must not fail the others: each
+        // runs again on its own and gets its own result.
+        Err(_) => {
+            for work in &single {
+                results.push((work.sequence, alone(model, work).await));
+            }
+        }
+    }
+    results
+}
+
+/// Runs one step on its own.
+async fn alone(model: &mut dyn BatchedModel, work: &Work) -> Result<Drawn, EngineError> {
+    model.select_sequence(work.sequence)?;
+    match &work.step {
+        Some(step) => model.sample_next(&work.tokens, &step.borrowed()).await,
+        None => model.greedy_next(&work.tokens).await.map(Drawn::token),
+    }
+}
+
+/// A batched row's draw, or the error of its non-finite logits.
+fn finite(
+    model: &mut dyn BatchedModel,
+    sequence: usize,
+    drawn: Option<Drawn>,
+) -> Result<Drawn, EngineError> {
+    drawn.ok_or_else(|| {
+        let step =
+            model.select_sequence(sequence).map_or(0, |()| model.position().saturating_sub(1));
+        EngineError::NonFiniteLogits { step }
+    })
+}
+
+/// The error of a call made while the shared model runs a step.
+fn busy() -> EngineError {
+    EngineError::Unsupported("the shared model is running a step for another sequence".into())
+}
+
+/// One sequence of a [`Batcher`]: a [`LanguageModel`] whose queued steps run
+/// when [`Batcher::step`] finds its generation waiting for them.
+pub struct SequenceHandle {
+    shared: Rc<RefCell<Shared>>,
+    sequence: usize,
+    spec: ModelSpec,
+    capacity: usize,
+}
+
+impl SequenceHandle {
+    /// Queues a step.
+    fn queue(&mut self, input: StepInput<'_>, step: Option<OwnedStep>) -> Result<(), EngineError> {
+        let mut shared = self.shared.borrow_mut();
+        let slot = &mut shared.sequences[self.sequence];
+        let input = match input {
+            StepInput::Tokens([]) => return Err(EngineError::EmptyInput),
+            StepInput::Tokens(tokens) => QueuedInput::Tokens(tokens.to_vec()),
+            StepInput::Queued
+                if slot.queued.is_empty() && slot.ready.is_none() && slot.last.is_none() =>
+            {
+                return Err(EngineError::NoQueuedToken);
+            }
+            StepInput::Queued => QueuedInput::Last,
+        };
+        slot.queued.push_back(QueuedStep { input, step });
+        Ok(())
+    }
+
+    /// Runs `call` on the model with this sequence selected, at once (not
+    /// batched); refused while steps of this sequence wait to run.
+    fn direct<'a, T: 'a>(
+        &'a mut self,
+        call: impl AsyncFnOnce(&mut dyn BatchedModel) -> Result<T, EngineError> + 'a,
+    ) -> ModelFuture<'a, T> {
+        Box::pin(async move {
+            let mut model = {
+                let mut shared = self.shared.borrow_mut();
+                let slot = &shared.sequences[self.sequence];
+                if !slot.queued.is_empty() || slot.ready.is_some() {
+                    return Err(EngineError::Unsupported(
+                        "a direct call while this sequence has steps queued".into(),
+                    ));
+                }
+                let mut model = shared.model.take().ok_or_else(busy)?;
+                shared.refresh_stale(model.as_mut());
+                model
+            };
+            let result = match model.select_sequence(self.sequence) {
+                Ok(()) => call(model.as_mut()).await,
+                Err(error) => Err(error),
+            };
+            let mut shared = self.shared.borrow_mut();
+            shared.sequences[self.sequence].position = model.position();
+            shared.model = Some(model);
+            result
+        })
+    }
+}
+
+impl LanguageModel for SequenceHandle {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    fn position(&self) -> usize {
+        self.shared.borrow().sequences[self.sequence].position
+    }
+
+    fn context_capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>> {
+        self.direct(async move |model| model.prefill(tokens).await)
+    }
+
+    fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32> {
+        Box::pin(async move {
+            self.queue(StepInput::Tokens(tokens), None)?;
+            Ok(self.next_queued().await?.token)
+        })
+    }
+
+    fn queue_greedy(&mut self, input: StepInput<'_>) -> Result<(), EngineError> {
+        self.queue(input, None)
+    }
+
+    fn next_queued(&mut self) -> ModelFuture<'_, Drawn> {
+        let (shared, sequence) = (Rc::clone(&self.shared), self.sequence);
+        Box::pin(poll_fn(move |context| {
+            let mut shared = shared.borrow_mut();
+            let slot = &mut shared.sequences[sequence];
+            if let Some(result) = slot.ready.take() {
+                slot.waiting = None;
+                return Poll::Ready(result);
+            }
+            if slot.queued.is_empty() {
+                return Poll::Ready(Err(EngineError::NoQueuedToken));
+            }
+            slot.waiting = Some(context.waker().clone());
+            Poll::Pending
+        }))
+    }
+
+    fn drop_queued(&mut self) {
+        let mut shared = self.shared.borrow_mut();
+        let slot = &mut shared.sequences[self.sequence];
+        slot.queued.clear();
+        slot.waiting = None;
+        if slot.ready.take().is_some() {
+            // A step ran whose token nobody takes: the context cannot be
+            // cut back here, so it starts over (as a recurrent model's does)
+            // and the caller prefills what it keeps again.
+            drop(shared);
+            self.reset();
+        }
+    }
+
+    fn queue_sample(
+        &mut self,
+        input: StepInput<'_>,
+        step: &SamplingStep<'_>,
+    ) -> Result<(), EngineError> {
+        self.queue(input, Some(OwnedStep::new(step)))
+    }
+
+    fn sample_next<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        step: &'a SamplingStep<'a>,
+    ) -> ModelFuture<'a, Drawn> {
+        Box::pin(async move {
+            self.queue(StepInput::Tokens(tokens), Some(OwnedStep::new(step)))?;
+            self.next_queued().await
+        })
+    }
+
+    fn score<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>> {
+        self.direct(async move |model| model.score(tokens).await)
+    }
+
+    fn trace(&mut self, _tokens: &[u32]) -> Result<(Vec<f32>, decoder::Trace), EngineError> {
+        Err(EngineError::Unsupported(
+            "a trace of a batched sequence (trace the model itself)".into(),
+        ))
+    }
+
+    fn reset(&mut self) {
+        let mut shared = self.shared.borrow_mut();
+        let stale = match shared.model.as_mut() {
+            Some(model) => model.select_sequence(self.sequence).map(|()| model.reset()).is_err(),
+            // A step runs: its context is emptied before the sequence runs again.
+            None => true,
+        };
+        shared.sequences[self.sequence] = Slot { stale, ..Slot::default() };
+    }
+}
