@@ -24,26 +24,34 @@
 //! dropped, and the next request loads the model again on a new device
 //! before it is answered; the server never needs a restart.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, Read, Write};
+use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::task::{Context as PollContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use mlc_chat::{
     ChatCompletionRequest, ChatEngine, ChatError, CompletionRequest, Embedder, EmbeddingConvention,
-    EmbeddingRequest, ErrorObject, ErrorResponse, RequestError, ToolFormat,
+    EmbeddingRequest, ErrorObject, ErrorResponse, RequestError, Tokenizer, ToolFormat,
     check_embedding_request, validate_chat_request, validate_completion_request,
 };
-use mlc_engine::ModelKind;
+use mlc_engine::batch::Batcher;
+use mlc_engine::{LanguageModel, ModelKind};
+use mlc_loader::{Artifact, ChatConfig};
 use pollster::FutureExt as _;
 use serde::Serialize;
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::chat::{EngineArgs, load_engine, load_engine_from};
+use crate::args::Device;
+use crate::chat::EngineArgs;
 use crate::client_watch::ClientWatch;
 
 /// Largest request body accepted.
@@ -72,7 +80,15 @@ pub struct ServeArgs {
     /// `finish_reason: "abort"` and what it generated so far.
     #[arg(long, value_parser = parse_seconds)]
     max_time: Option<Duration>,
+    /// Requests answered at once, their decode steps run together (llama-server's
+    /// `--parallel`); more wait in line, first come first served. Default: 4 where
+    /// the engine holds several sequences (the CPU engines), else 1 (the GPU engine).
+    #[arg(long, short = 'n')]
+    parallel: Option<NonZeroUsize>,
 }
+
+/// Requests answered at once without `--parallel`, where the engine can.
+const DEFAULT_PARALLEL: usize = 4;
 
 /// A positive number of seconds.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -163,7 +179,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let server = tiny_http::Server::http((args.host.as_str(), args.port))
         .map_err(|error| anyhow!("cannot listen on {}:{}: {error}", args.host, args.port))?;
     let address = server.server_addr().to_ip().context("the server has no IP address")?;
-    let (jobs, model) = start_worker(args.engine, args.model_id, args.max_time)?;
+    let (jobs, model) = start_worker(args.engine, args.model_id, args.max_time, args.parallel)?;
     // Scripts and tests read this line to find the port.
     println!("listening on http://{address} (model {})", model.id);
     io::stdout().flush()?;
@@ -193,6 +209,7 @@ fn start_worker(
     engine_args: EngineArgs,
     model_id: Option<String>,
     max_time: Option<Duration>,
+    parallel: Option<NonZeroUsize>,
 ) -> Result<(Sender<Job>, ServedModel)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ServedModel>>();
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
@@ -224,76 +241,287 @@ fn start_worker(
             }
             return;
         }
-        let mut engine = match load_engine_from(&artifact, engine_args.device) {
-            Ok(engine) => engine,
+        let set = match load_engines(&artifact, engine_args.device, parallel, model_id.clone()) {
+            Ok(set) => set,
             Err(error) => {
                 let _ = ready_tx.send(Err(error));
                 return;
             }
         };
-        if let Some(model_id) = model_id {
-            engine.set_model_id(model_id);
-        }
+        let engine = &set.engines[0];
         let served = ServedModel { id: engine.model_id().to_string(), tools: engine.tool_format() };
+        eprintln!("answering up to {} request(s) at once", set.engines.len());
         drop(artifact);
         if ready_tx.send(Ok(served)).is_err() {
             return;
         }
-        let model_id = engine.model_id().to_string();
         let reload = move || {
-            let mut engine = load_engine(&engine_args)?;
-            engine.set_model_id(model_id.clone());
-            Ok(engine)
+            let artifact = crate::load::open(&engine_args.source)?;
+            load_engines(&artifact, engine_args.device, parallel, model_id.clone())
         };
-        let mut slot = EngineSlot::new(engine, reload, max_time);
-        for job in jobs_rx {
-            slot.run(job);
-        }
+        Workers::new(set, reload, max_time).serve(jobs_rx);
     })?;
     let model = ready_rx.recv().context("the engine thread stopped while loading")??;
     Ok((jobs_tx, model))
 }
 
-/// The worker's engine, loaded again after its GPU device was lost.
-struct EngineSlot<L> {
-    /// `None` after a device loss, until the next job loads it again.
-    engine: Option<ChatEngine>,
-    /// Loads the engine again (as at startup, with the same model id).
+/// The chat engines of the engine thread, one per request answered at once.
+struct EngineSet {
+    engines: Vec<ChatEngine>,
+    /// The model the engines share, one sequence each (`None`: one engine
+    /// with a model of its own).
+    batcher: Option<Batcher>,
+}
+
+/// Loads `artifact` for `parallel` requests at once (`None`: the default):
+/// one engine, or one engine per sequence of a model that holds several (the
+/// CPU engines; the GPU engine holds one and answers one request at a time).
+fn load_engines(
+    artifact: &Artifact,
+    device: Device,
+    parallel: Option<NonZeroUsize>,
+    model_id: Option<String>,
+) -> Result<EngineSet> {
+    eprintln!("loading {} ...", artifact.source());
+    let started = Instant::now();
+    let model = crate::load::load(artifact, device)?;
+    let most = model.max_sequences();
+    let parallel = match parallel {
+        None => DEFAULT_PARALLEL.min(most),
+        Some(asked) if asked.get() > most => {
+            eprintln!(
+                "notice: --parallel {asked}: this engine holds {most} sequence(s) at once; requests beyond wait in line"
+            );
+            most
+        }
+        Some(asked) => asked.get(),
+    };
+    let named = |mut engine: ChatEngine| {
+        if let Some(id) = &model_id {
+            engine.set_model_id(id.clone());
+        }
+        engine
+    };
+    let set = match parallel {
+        1 => {
+            let model: Box<dyn LanguageModel> = model;
+            let engine = ChatEngine::new(model, artifact).context("setting up the chat engine")?;
+            EngineSet { engines: vec![named(engine)], batcher: None }
+        }
+        _ => {
+            let batcher = Batcher::new(model, parallel)?;
+            let engines = (0..parallel)
+                .map(|sequence| {
+                    let handle = Box::new(batcher.handle(sequence)?);
+                    Ok(named(
+                        ChatEngine::new(handle, artifact).context("setting up the chat engine")?,
+                    ))
+                })
+                .collect::<Result<_>>()?;
+            EngineSet { engines, batcher: Some(batcher) }
+        }
+    };
+    eprintln!("loaded {} in {:.1} s", set.engines[0].model_id(), started.elapsed().as_secs_f64());
+    Ok(set)
+}
+
+/// Answers the jobs of the engine thread: each waits in arrival order for a
+/// free engine, and the running ones are polled in turn; when they all wait
+/// for a token, one batched step runs for all of them. After a GPU device
+/// loss the engines are loaded again for the next job.
+struct Workers<L> {
+    /// The engines by sequence, `None` while a job holds one; the whole
+    /// vector is empty after a device loss, until the next job reloads it.
+    engines: Vec<Option<ChatEngine>>,
+    batcher: Option<Batcher>,
+    /// What an engine on the shared model is made of besides its sequence
+    /// (tokenizer, config, model id), to make one again after a panic.
+    parts: Option<(Tokenizer, ChatConfig, String)>,
+    /// Loads the engines again (as at startup, with the same model id).
     reload: L,
     /// `--max-time`.
     max_time: Option<Duration>,
 }
 
-impl<L: FnMut() -> Result<ChatEngine>> EngineSlot<L> {
-    fn new(engine: ChatEngine, reload: L, max_time: Option<Duration>) -> EngineSlot<L> {
-        EngineSlot { engine: Some(engine), reload, max_time }
+/// A job that holds an engine.
+struct Running {
+    /// Which engine (its sequence of the shared model).
+    index: usize,
+    /// The job's generation; it hands the engine back when it ends.
+    future: Pin<Box<dyn Future<Output = (ChatEngine, Outcome)>>>,
+    /// Where the job's outcome goes, to report a panic.
+    events: Sender<Event>,
+    /// Stops the job's watcher.
+    finished: Arc<AtomicBool>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.finished.store(true, Ordering::SeqCst);
+    }
+}
+
+impl<L: FnMut() -> Result<EngineSet>> Workers<L> {
+    fn new(set: EngineSet, reload: L, max_time: Option<Duration>) -> Workers<L> {
+        let mut workers =
+            Workers { engines: Vec::new(), batcher: None, parts: None, reload, max_time };
+        workers.install(set);
+        workers
     }
 
-    /// Runs `job`, loading the engine first if the device was lost; a job
-    /// that finds the device lost drops the engine. A job whose client has
-    /// left is dropped unrun.
-    fn run(&mut self, job: Job) {
-        if job.cancelled.load(Ordering::SeqCst) {
-            return;
-        }
-        if self.engine.is_none() {
-            match (self.reload)() {
-                Ok(engine) => self.engine = Some(engine),
-                Err(error) => {
-                    let message = format!(
-                        "the GPU device was lost, and loading the model again failed: {error:#}; the next request tries again"
-                    );
-                    eprintln!("{message}");
-                    let _ =
-                        job.events.send(Event::Done(Err(ApiError::new(503, DEVICE_LOST, message))));
-                    return;
+    /// Takes freshly loaded engines.
+    fn install(&mut self, set: EngineSet) {
+        self.parts = set.batcher.is_some().then(|| {
+            let engine = &set.engines[0];
+            let id = engine.model_id().to_string();
+            (engine.tokenizer().clone(), engine.config().clone(), id)
+        });
+        self.engines = set.engines.into_iter().map(Some).collect();
+        self.batcher = set.batcher;
+    }
+
+    /// Answers jobs until the channel closes and every job is done.
+    fn serve(&mut self, jobs: Receiver<Job>) {
+        let (mut waiting, mut running) = (VecDeque::<Job>::new(), Vec::<Running>::new());
+        let mut context = PollContext::from_waker(Waker::noop());
+        loop {
+            if running.is_empty() && waiting.is_empty() {
+                match jobs.recv() {
+                    Ok(job) => waiting.push_back(job),
+                    Err(_) => return,
                 }
             }
+            waiting.extend(jobs.try_iter());
+            self.start_waiting(&mut waiting, &mut running);
+            let before = running.len();
+            running.retain_mut(|job| !self.poll(job, &mut context));
+            let Some(batcher) = self.batcher.as_ref().filter(|_| !running.is_empty()) else {
+                continue;
+            };
+            match batcher.step().block_on() {
+                // Every running job waits, for nothing: never expected, but
+                // no reason to spin either.
+                Ok(0) if running.len() == before => std::thread::sleep(WATCH_INTERVAL),
+                Ok(_) => {}
+                Err(error) => eprintln!("a batched step failed: {error}"),
+            }
         }
-        let engine = self.engine.as_mut().expect("loaded above");
-        if run_watched(engine, job, self.max_time) == Outcome::DeviceLost {
-            eprintln!("the GPU device was lost; the model is loaded again for the next request");
-            self.engine = None;
+    }
+
+    /// Starts waiting jobs, oldest first, while an engine is free; a job
+    /// whose client has left is dropped unrun.
+    fn start_waiting(&mut self, waiting: &mut VecDeque<Job>, running: &mut Vec<Running>) {
+        while let Some(job) = waiting.front() {
+            if job.cancelled.load(Ordering::SeqCst) {
+                waiting.pop_front();
+                continue;
+            }
+            if self.engines.is_empty() {
+                match (self.reload)() {
+                    Ok(set) => self.install(set),
+                    Err(error) => {
+                        let message = format!(
+                            "the GPU device was lost, and loading the model again failed: {error:#}; the next request tries again"
+                        );
+                        eprintln!("{message}");
+                        let job = waiting.pop_front().expect("looked at above");
+                        let _ = job.events.send(Event::Done(Err(ApiError::new(
+                            503,
+                            DEVICE_LOST,
+                            message,
+                        ))));
+                        continue;
+                    }
+                }
+            }
+            let Some(index) = self.engines.iter().position(Option::is_some) else { return };
+            let engine = self.engines[index].take().expect("found above");
+            let job = waiting.pop_front().expect("looked at above");
+            running.push(self.start(index, engine, job));
+        }
+    }
+
+    /// Starts `job` on `engine`, with a watcher thread that interrupts its
+    /// generation once its client has left or `--max-time` has passed (at
+    /// each look, as the engine clears the flag when a request starts).
+    fn start(&self, index: usize, mut engine: ChatEngine, job: Job) -> Running {
+        let finished = Arc::new(AtomicBool::new(false));
+        let (interrupt, cancelled) = (engine.interrupt_handle(), Arc::clone(&job.cancelled));
+        let (watching, max_time, started) = (Arc::clone(&finished), self.max_time, Instant::now());
+        std::thread::spawn(move || {
+            while !watching.load(Ordering::SeqCst) {
+                let late = max_time.is_some_and(|limit| started.elapsed() >= limit);
+                if late || cancelled.load(Ordering::SeqCst) {
+                    interrupt.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(WATCH_INTERVAL);
+            }
+        });
+        let events = job.events.clone();
+        let future = Box::pin(async move {
+            let outcome = run_job(&mut engine, job).await;
+            (engine, outcome)
+        });
+        Running { index, future, events, finished }
+    }
+
+    /// Polls a running job once; returns whether it has ended. A panic fails
+    /// only its own job: its engine is made again (or, without a shared
+    /// model, loaded again for the next job).
+    fn poll(&mut self, job: &mut Running, context: &mut PollContext<'_>) -> bool {
+        match catch_unwind(AssertUnwindSafe(|| job.future.as_mut().poll(context))) {
+            Ok(Poll::Pending) => false,
+            Ok(Poll::Ready((engine, Outcome::Usable))) => {
+                self.give_back(job.index, engine);
+                true
+            }
+            Ok(Poll::Ready((_, Outcome::DeviceLost))) => {
+                eprintln!(
+                    "the GPU device was lost; the model is loaded again for the next request"
+                );
+                self.engines.clear();
+                self.batcher = None;
+                true
+            }
+            Err(_) => {
+                let _ = job.events.send(Event::Done(Err(ApiError::new(
+                    500,
+                    "InternalError",
+                    "the engine failed on this request (see the server log)".to_string(),
+                ))));
+                self.replace_lost(job.index);
+                true
+            }
+        }
+    }
+
+    /// Puts an engine back where it belongs (unless the engines were dropped since).
+    fn give_back(&mut self, index: usize, engine: ChatEngine) {
+        if let Some(place) = self.engines.get_mut(index) {
+            *place = Some(engine);
+        }
+    }
+
+    /// Makes engine `index` again after its job panicked with it: a new
+    /// engine on the same sequence of the shared model, starting afresh;
+    /// without a shared model, everything is loaded again for the next job.
+    fn replace_lost(&mut self, index: usize) {
+        let rebuilt = match (&self.batcher, &self.parts) {
+            (Some(batcher), Some((tokenizer, config, id))) => {
+                batcher.handle(index).ok().and_then(|mut handle| {
+                    handle.reset();
+                    let (tokenizer, config) = (tokenizer.clone(), config.clone());
+                    ChatEngine::from_parts(Box::new(handle), tokenizer, config, id.clone()).ok()
+                })
+            }
+            _ => None,
+        };
+        match rebuilt {
+            Some(engine) => self.give_back(index, engine),
+            None => {
+                self.engines.clear();
+                self.batcher = None;
+            }
         }
     }
 }
@@ -310,33 +538,9 @@ enum Outcome {
     DeviceLost,
 }
 
-/// Runs `job` while a watcher thread interrupts its generation once its
-/// client has left or `max_time` has passed. The watcher sets the engine's
-/// flag again at each look, as the engine clears it when a request starts.
-fn run_watched(engine: &mut ChatEngine, job: Job, max_time: Option<Duration>) -> Outcome {
-    let interrupt = engine.interrupt_handle();
-    let cancelled = Arc::clone(&job.cancelled);
-    let finished = AtomicBool::new(false);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !finished.load(Ordering::SeqCst) {
-                let late = max_time.is_some_and(|limit| started.elapsed() >= limit);
-                if late || cancelled.load(Ordering::SeqCst) {
-                    interrupt.store(true, Ordering::SeqCst);
-                }
-                std::thread::sleep(WATCH_INTERVAL);
-            }
-        });
-        let outcome = run_job(engine, job);
-        finished.store(true, Ordering::SeqCst);
-        outcome
-    })
-}
-
 /// Runs one job on the engine. A client that stops reading a stream
-/// interrupts its generation; a panic fails only its own job.
-fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
+/// interrupts its generation.
+async fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
     let interrupt = engine.interrupt_handle();
     let events = job.events;
     let send_chunk = |chunk: String| {
@@ -344,34 +548,25 @@ fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
             interrupt.store(true, Ordering::SeqCst);
         }
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| match &job.request {
+    let result = match &job.request {
         ApiRequest::Chat(request) => engine
             .chat_completion(request, |chunk| send_chunk(to_json(&chunk)))
-            .block_on()
+            .await
             .map(|done| to_json(&done)),
         ApiRequest::Completion(request) => engine
             .completion(request, |chunk| send_chunk(to_json(&chunk)))
-            .block_on()
+            .await
             .map(|done| to_json(&done)),
         ApiRequest::Embedding(_) => Err(job.request.wrong_model(engine.model_id()).into()),
-    }));
+    };
     let mut after = Outcome::Usable;
-    let result = match outcome {
-        Ok(Err(RequestError::Engine(error))) if error.is_device_lost() => {
+    let result = match result {
+        Err(RequestError::Engine(error)) if error.is_device_lost() => {
             after = Outcome::DeviceLost;
             let message = format!("{error}; the model is loaded again for the next request");
             Err(ApiError::new(503, DEVICE_LOST, message))
         }
-        Ok(result) => result.map_err(|error| ApiError::from_request_error(&error)),
-        Err(_) => {
-            // The engine's state is unknown after a panic; start the next job afresh.
-            engine.reset();
-            Err(ApiError::new(
-                500,
-                "InternalError",
-                "the engine failed on this request (see the server log)".to_string(),
-            ))
-        }
+        result => result.map_err(|error| ApiError::from_request_error(&error)),
     };
     let _ = events.send(Event::Done(result));
     after
@@ -711,8 +906,13 @@ mod tests {
         )?)
     }
 
-    /// Sends a greedy chat request through `slot`; the reply's text, or the error.
-    fn ask<L: FnMut() -> Result<ChatEngine>>(slot: &mut EngineSlot<L>) -> Result<String, ApiError> {
+    /// One engine on tiny-qwen2 on the GPU.
+    fn tiny_set(devices: &RefCell<Vec<GpuContext>>) -> Result<EngineSet> {
+        Ok(EngineSet { engines: vec![load_tiny_on_gpu(devices)?], batcher: None })
+    }
+
+    /// Sends a greedy chat request through `workers`; the reply's text, or the error.
+    fn ask<L: FnMut() -> Result<EngineSet>>(workers: &mut Workers<L>) -> Result<String, ApiError> {
         let request = ChatCompletionRequest {
             messages: vec![ChatMessage::new("user", "Hello! Tell me about the sea.")],
             generation: mlc_chat::GenerationConfig {
@@ -724,7 +924,10 @@ mod tests {
         };
         let (events, results) = mpsc::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
-        slot.run(Job { request: ApiRequest::Chat(Box::new(request)), events, cancelled });
+        let (jobs, queue) = mpsc::channel();
+        jobs.send(Job { request: ApiRequest::Chat(Box::new(request)), events, cancelled }).unwrap();
+        drop(jobs);
+        workers.serve(queue);
         match results.recv().expect("the job reports") {
             Event::Done(Ok(json)) => {
                 let response: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -738,11 +941,11 @@ mod tests {
     #[test]
     fn after_the_gpu_device_is_lost_the_next_request_loads_the_model_again() {
         let devices = Rc::new(RefCell::new(Vec::new()));
-        let first = load_tiny_on_gpu(&devices).expect("a GPU adapter (lavapipe in CI)");
+        let first = tiny_set(&devices).expect("a GPU adapter (lavapipe in CI)");
         let reload_devices = Rc::clone(&devices);
-        let mut slot = EngineSlot::new(first, move || load_tiny_on_gpu(&reload_devices), None);
+        let mut slot = Workers::new(first, move || tiny_set(&reload_devices), None);
 
-        let answer = |slot: &mut EngineSlot<_>| {
+        let answer = |slot: &mut Workers<_>| {
             ask(slot).unwrap_or_else(|error| panic!("{}", error.body.error.message))
         };
         let fresh = answer(&mut slot);
@@ -758,7 +961,7 @@ mod tests {
             "{}",
             lost.body.error.message
         );
-        assert!(slot.engine.is_none(), "the engine on the lost device is dropped");
+        assert!(slot.engines.is_empty(), "the engine on the lost device is dropped");
         assert_eq!(devices.borrow().len(), 1, "nothing is loaded until the next request");
 
         assert_eq!(answer(&mut slot), fresh, "the reloaded engine answers as a fresh one");

@@ -125,7 +125,8 @@ fn burst_request(i: usize) -> (&'static str, Value) {
 fn a_burst_of_100_concurrent_requests_is_served_in_arrival_order_each_as_if_alone() {
     let _alone = one_at_a_time();
     let model = tiny_qwen2_with_tokenizer();
-    let server = Server::start(model.path());
+    // One request at a time: the queue's order is what a client sees.
+    let server = Server::start_with(model.path(), &["--parallel", "1"]);
     let address = server.address.clone();
     const COUNT: usize = 100;
 
@@ -212,6 +213,70 @@ fn a_burst_of_100_concurrent_requests_is_served_in_arrival_order_each_as_if_alon
         waiting >= 10,
         "only {waiting} requests were in flight at once (a request takes {solo_time:?} alone, sent every {gap:?})"
     );
+}
+
+#[test]
+fn concurrent_requests_share_decode_steps_each_as_if_alone() {
+    let _alone = one_at_a_time();
+    let model = tiny_qwen2_with_tokenizer();
+    // The CPU engine answers 4 requests at once by default.
+    let server = Server::start(model.path());
+    let address = server.address.clone();
+    const COUNT: usize = 12;
+    let requests: Vec<(&str, Value)> = (0..COUNT).map(burst_request).collect();
+    let solo: Vec<Outcome> = requests
+        .iter()
+        .map(|(path, request)| outcome(path, request, &http(&address, "POST", path, Some(request))))
+        .collect();
+    let barrier = Arc::new(Barrier::new(COUNT));
+    let clients: Vec<_> = requests
+        .iter()
+        .cloned()
+        .map(|(path, request)| {
+            let (address, barrier) = (address.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                outcome(path, &request, &http(&address, "POST", path, Some(&request)))
+            })
+        })
+        .collect();
+    for (i, (client, solo)) in clients.into_iter().zip(&solo).enumerate() {
+        let together = client.join().unwrap();
+        assert_eq!(&together, solo, "request {i} ({}) differs from its solo run", requests[i].1);
+    }
+
+    // A short request sent while a long stream runs is answered before the
+    // stream ends: they share the steps instead of waiting in line.
+    let long = json!({
+        "messages": [{"role": "user", "content": "Count to a hundred."}],
+        "temperature": 0.7, "seed": 3, "ignore_eos": true, "max_tokens": 200, "stream": true,
+    });
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let stream_address = address.clone();
+    let stream = std::thread::spawn(move || {
+        let request = long.to_string();
+        let mut reader =
+            BufReader::new(send_request(&stream_address, "POST", CHAT, request.as_bytes()));
+        read_events(&mut reader, 3);
+        started_tx.send(()).unwrap();
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 {
+            line.clear();
+        }
+        Instant::now()
+    });
+    started.recv().unwrap();
+    let short = json!({"messages": [{"role": "user", "content": "Hi."}], "temperature": 0.0, "max_tokens": 4});
+    let reply = http(&address, "POST", CHAT, Some(&short));
+    let short_done = Instant::now();
+    let stream_done = stream.join().unwrap();
+    assert!(
+        stream_done > short_done,
+        "the short request was answered {:?} after the long stream ended: it waited in line",
+        short_done - stream_done
+    );
+    let alone = http(&address, "POST", CHAT, Some(&short));
+    assert_eq!(outcome(CHAT, &short, &reply), outcome(CHAT, &short, &alone));
 }
 
 /// Reads a server-sent event stream until `count` `data:` events have arrived.
