@@ -183,8 +183,12 @@ fn gpu_and_cpu_engines() -> ((ChatEngine, Rc<RefCell<Seen>>), ChatEngine) {
     let ctx =
         GpuContext::new_blocking(&ContextOptions { portable_only: true, ..Default::default() })
             .expect("a GPU adapter (lavapipe in CI)");
-    let gpu =
-        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let gpu = load_gpu(
+        &artifact,
+        ctx,
+        GpuOptions { max_rows: 64, context_length: Some(512), ..GpuOptions::default() },
+    )
+    .unwrap();
     (engine(gpu, |_| {}), engine(load_cpu(&artifact).unwrap(), |_| {}).0)
 }
 

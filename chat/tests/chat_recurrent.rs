@@ -65,7 +65,8 @@ fn a_second_round_reuses_the_recurrent_state_as_a_fresh_model_sees_it() {
             _ => {
                 let ctx = GpuContext::new_blocking(&ContextOptions::default())
                     .expect("a GPU adapter (lavapipe in CI)");
-                let options = GpuOptions { max_rows: 16, context_length: Some(256) };
+                let options =
+                    GpuOptions { max_rows: 16, context_length: Some(256), ..GpuOptions::default() };
                 Box::new(load_gpu(&artifact, ctx, options).unwrap())
             }
         };

@@ -31,7 +31,8 @@ fn engine(gpu: bool) -> (ChatEngine, artifacts::TempDir) {
                 ..Default::default()
             })
             .expect("a GPU adapter (lavapipe in CI)");
-            let options = GpuOptions { max_rows: 64, context_length: Some(512) };
+            let options =
+                GpuOptions { max_rows: 64, context_length: Some(512), ..GpuOptions::default() };
             ChatEngine::new(Box::new(load_gpu(&artifact, ctx, options).unwrap()), &artifact)
         }
     };

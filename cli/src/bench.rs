@@ -227,8 +227,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let ctx = load::pick_gpu(args.device)?;
     let (mut gpu_model, mut cpu_model) = match &ctx {
         Some(ctx) => {
-            let options =
-                GpuOptions { context_length: Some(capacity_wanted), ..GpuOptions::default() };
+            let sequences = args.batch.iter().copied().max().unwrap_or(1).max(1);
+            let options = GpuOptions {
+                context_length: Some(capacity_wanted),
+                sequences,
+                ..GpuOptions::default()
+            };
             let model = load_gpu(&artifact, ctx.clone(), options)?;
             ctx.wait()?;
             (Some(model), None)

@@ -59,6 +59,16 @@ fn default_model(source: &SourceArgs) -> Result<String> {
 
 /// Loads `artifact` on `device` (`Auto`: a hardware GPU when there is one, else the CPU).
 pub fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn BatchedModel>> {
+    load_for(artifact, device, 1)
+}
+
+/// [`load`] with room for `sequences` sequences on the GPU engine (the CPU
+/// engines hold many anyway).
+pub fn load_for(
+    artifact: &Artifact,
+    device: Device,
+    sequences: usize,
+) -> Result<Box<dyn BatchedModel>> {
     match pick_gpu(device)? {
         Some(ctx) => {
             let info = &ctx.adapter_info;
@@ -66,7 +76,8 @@ pub fn load(artifact: &Artifact, device: Device) -> Result<Box<dyn BatchedModel>
                 "notice: running on {} ({:?}, {}; shader-f16 {}, subgroups {})",
                 info.name, info.backend, info.driver_info, ctx.caps.shader_f16, ctx.caps.subgroups
             );
-            Ok(Box::new(load_gpu(artifact, ctx, GpuOptions::default())?))
+            let options = GpuOptions { sequences, ..GpuOptions::default() };
+            Ok(Box::new(load_gpu(artifact, ctx, options)?))
         }
         None => load_cpu_engine(artifact, device),
     }

@@ -81,8 +81,9 @@ pub struct ServeArgs {
     #[arg(long, value_parser = parse_seconds)]
     max_time: Option<Duration>,
     /// Requests answered at once, their decode steps run together (llama-server's
-    /// `--parallel`); more wait in line, first come first served. Default: 4 where
-    /// the engine holds several sequences (the CPU engines), else 1 (the GPU engine).
+    /// `--parallel`); more wait in line, first come first served. Default: 4 on
+    /// the CPU engines, 1 on the GPU engine (whose one request's steps are then
+    /// queued ahead on the device).
     #[arg(long, short = 'n')]
     parallel: Option<NonZeroUsize>,
 }
@@ -284,7 +285,9 @@ fn load_engines(
 ) -> Result<EngineSet> {
     eprintln!("loading {} ...", artifact.source());
     let started = Instant::now();
-    let model = crate::load::load(artifact, device)?;
+    // The GPU engine holds the sequences it is asked for; without
+    // `--parallel` it keeps one, whose rounds stay pipelined on the device.
+    let model = crate::load::load_for(artifact, device, parallel.map_or(1, NonZeroUsize::get))?;
     let most = model.max_sequences();
     let parallel = match parallel {
         None => DEFAULT_PARALLEL.min(most),
@@ -896,7 +899,7 @@ mod tests {
         let model = mlc_engine::load_gpu(
             &artifact,
             ctx,
-            GpuOptions { max_rows: 64, context_length: Some(512) },
+            GpuOptions { max_rows: 64, context_length: Some(512), ..GpuOptions::default() },
         )?;
         Ok(ChatEngine::from_parts(
             Box::new(model),

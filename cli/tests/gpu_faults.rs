@@ -83,7 +83,7 @@ fn a_kv_cache_beyond_the_device_limits_fails_the_load_with_the_memory_plan() {
     ctx.health().check().unwrap();
 
     // The same model with a KV cache that fits loads on the same device.
-    let fits = GpuOptions { max_rows: 64, context_length: Some(512) };
+    let fits = GpuOptions { max_rows: 64, context_length: Some(512), ..GpuOptions::default() };
     let mut model = load_gpu(&artifact, ctx, fits).unwrap();
     assert_eq!(greedy(&mut model).unwrap().len(), 8);
 }
@@ -142,7 +142,8 @@ fn within<T: Send + 'static>(limit: Duration, scenario: impl FnOnce() -> T + Sen
 fn a_lost_device_fails_the_next_request_and_a_reload_answers_as_a_fresh_run() {
     let (fresh, lost, reloaded) = within(Duration::from_secs(300), || {
         let artifact = tiny_qwen2();
-        let options = GpuOptions { max_rows: 64, context_length: Some(512) };
+        let options =
+            GpuOptions { max_rows: 64, context_length: Some(512), ..GpuOptions::default() };
         let mut model = load_gpu(&artifact, gpu(), options.clone()).unwrap();
         let fresh = greedy(&mut model).unwrap();
 

@@ -85,9 +85,12 @@ fn gpu_engine_matches_transformers_on_both_paths() {
             // calls (gemma3's 1100-token one spans 69, most of them past its local window).
             let longest = golden(model).prompts.iter().map(|p| p.token_ids.len()).max().unwrap();
             let context_length = Some((longest + 16).max(256));
-            let mut engine =
-                load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: 16, context_length })
-                    .unwrap();
+            let mut engine = load_gpu(
+                &artifact,
+                ctx.clone(),
+                GpuOptions { max_rows: 16, context_length, ..GpuOptions::default() },
+            )
+            .unwrap();
             check_model(&format!("gpu {path}"), model, &mut engine, GPU_TOLERANCE);
             if engine.spec().recurrent() {
                 // Steps queued ahead on the device, and one dropped: the

@@ -32,8 +32,12 @@ fn contexts() -> Vec<(&'static str, GpuContext)> {
 fn load(model: &str, ctx: &GpuContext) -> Model<GpuBackend> {
     let artifact =
         Artifact::open(tiny_artifact(model).to_str().unwrap(), OpenOptions::default()).unwrap();
-    load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: 64, context_length: Some(512) })
-        .unwrap()
+    load_gpu(
+        &artifact,
+        ctx.clone(),
+        GpuOptions { max_rows: 64, context_length: Some(512), ..GpuOptions::default() },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -213,8 +217,12 @@ fn gpu_sampling_draws_the_cpu_engines_tokens() {
     let artifact =
         Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default())
             .unwrap();
-    let mut gpu =
-        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let mut gpu = load_gpu(
+        &artifact,
+        ctx,
+        GpuOptions { max_rows: 64, context_length: Some(512), ..GpuOptions::default() },
+    )
+    .unwrap();
     let mut cpu = mlc_engine::load_cpu(&artifact).unwrap();
     let prompt = &golden("tiny-llama").prompts[2].token_ids;
     let params = SamplingParams {
@@ -255,8 +263,12 @@ fn gpu_sampling_draws_only_masked_in_tokens_as_the_cpu_engine_does() {
     let artifact =
         Artifact::open(tiny_artifact("tiny-llama").to_str().unwrap(), OpenOptions::default())
             .unwrap();
-    let mut gpu =
-        load_gpu(&artifact, ctx, GpuOptions { max_rows: 64, context_length: Some(512) }).unwrap();
+    let mut gpu = load_gpu(
+        &artifact,
+        ctx,
+        GpuOptions { max_rows: 64, context_length: Some(512), ..GpuOptions::default() },
+    )
+    .unwrap();
     let mut cpu = mlc_engine::load_cpu(&artifact).unwrap();
     let prompt = &golden("tiny-llama").prompts[2].token_ids;
     let vocab = artifact.config.vocab_size;

@@ -481,17 +481,21 @@ impl<B: Backend> Model<B> {
             Logits::All,
             None,
         )?;
-        let mut drawn = Vec::with_capacity(rows.len());
+        // Every row's draw is submitted before the first is awaited.
+        let mut pending = Vec::with_capacity(rows.len());
         for (index, row) in rows.iter().enumerate() {
             self.select_sequence(row.sequence)?;
             let sequence = self.sequence();
             sequence.position += 1;
             sequence.token_on_device = true;
             let row_logits = self.backend.row(&logits, index)?;
-            let pending = match row.step {
+            pending.push(match row.step {
                 None => self.backend.queue_argmax(&row_logits)?,
                 Some(step) => self.backend.queue_sample(&row_logits, step)?,
-            };
+            });
+        }
+        let mut drawn = Vec::with_capacity(rows.len());
+        for pending in pending {
             drawn.push(self.backend.take_token(pending).await?);
         }
         Ok(drawn)

@@ -27,9 +27,12 @@ fn the_memory_plan_bounds_what_a_load_and_a_chat_round_allocate() {
     )
     .unwrap();
     let rows = 64;
-    let mut model =
-        load_gpu(&artifact, ctx.clone(), GpuOptions { max_rows: rows, context_length: Some(512) })
-            .unwrap();
+    let mut model = load_gpu(
+        &artifact,
+        ctx.clone(),
+        GpuOptions { max_rows: rows, context_length: Some(512), ..GpuOptions::default() },
+    )
+    .unwrap();
     let plan = model.backend().memory_plan(model.spec(), &artifact);
     let loaded = ctx.created_bytes();
     assert!(

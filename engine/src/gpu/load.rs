@@ -111,6 +111,7 @@ fn empty_plan() -> MemoryPlan {
         layers: 0,
         recurrent: 0,
         kv_positions: 0,
+        sequences: 1,
         kv_buffer: 0,
         scratch: 0,
         activations: 0,

@@ -41,7 +41,9 @@ use mlc_kernels::{
 use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, StepInput};
+use crate::backend::{
+    Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, RowPlace, StepInput,
+};
 use crate::models::{Activation, ModelSpec, QkNormWidth};
 use crate::profile::{Profile, Profiler};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
@@ -56,6 +58,9 @@ pub struct GpuOptions {
     pub max_rows: usize,
     /// KV cache positions; `None` takes `min(context_window_size, 4096)`.
     pub context_length: Option<usize>,
+    /// Sequences held at once, each with its own KV cache, recurrent state
+    /// and sampler (continuous batching; docs/ARCHITECTURE.md).
+    pub sequences: usize,
 }
 
 impl Default for GpuOptions {
@@ -64,7 +69,7 @@ impl Default for GpuOptions {
     /// 256 → 512 rows took gate_up from 14 to 17 TFLOP/s and down_proj from 7
     /// to 15), and the activations of a 0.5B model stay near 42 MB.
     fn default() -> Self {
-        GpuOptions { max_rows: 512, context_length: None }
+        GpuOptions { max_rows: 512, context_length: None, sequences: 1 }
     }
 }
 
@@ -159,18 +164,65 @@ struct Prepared {
     capacity: usize,
     rope_table: RopeTable,
     scratch: AttentionScratch,
-    kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
-    /// Each Gated DeltaNet layer's convolution window and state (f32, zero at
-    /// the start of a sequence), by layer.
-    recurrent: Vec<Option<(wgpu::Buffer, wgpu::Buffer)>>,
+    /// Each sequence's caches, states and sampler buffers.
+    sequences: Vec<SequenceBuffers>,
+    /// The sequence passes and draws act on ([`Backend::select_sequence`]).
+    selected: usize,
     /// Where the unfused forms of `norm_linear` and `gated_linear_add` put the
     /// norm or activation before the product (consumed at once, so shared by
     /// every slot; replaced by a larger one when a slot needs more).
     norm_scratch: Option<wgpu::Buffer>,
     gated_scratch: Option<wgpu::Buffer>,
     tokens: wgpu::Buffer,
+}
+
+/// What the GPU engine keeps for one sequence.
+struct SequenceBuffers {
+    /// Each layer's K and V cache.
+    kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Each Gated DeltaNet layer's convolution window and state (f32, zero at
+    /// the start of a sequence), by layer.
+    recurrent: Vec<Option<(wgpu::Buffer, wgpu::Buffer)>>,
+    /// The last token drawn (with its log probabilities), which a
+    /// [`StepInput::Queued`] pass reads.
     token_out: wgpu::Buffer,
+    /// The penalties' counts.
     counts: wgpu::Buffer,
+}
+
+impl SequenceBuffers {
+    fn new(ctx: &GpuContext, spec: &ModelSpec, capacity: usize) -> SequenceBuffers {
+        let cache_bytes = (spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
+        // A Gated DeltaNet layer has no KV cache (a word stands in for it) but
+        // a convolution window and a state.
+        let kv = (0..spec.num_layers)
+            .map(|l| {
+                let bytes = if spec.linear_layer(l).is_some() { 4 } else { cache_bytes };
+                (
+                    ctx.empty_storage_buffer("k cache", bytes),
+                    ctx.empty_storage_buffer("v cache", bytes),
+                )
+            })
+            .collect();
+        let recurrent = (0..spec.num_layers)
+            .map(|l| {
+                spec.linear_layer(l).map(|shape| {
+                    let window = (shape.conv_kernel - 1).max(1) * shape.conv_channels() * 4;
+                    let state = shape.value_heads * shape.key_dim * shape.value_dim * 4;
+                    (
+                        ctx.empty_storage_buffer("conv window", window as u64),
+                        ctx.empty_storage_buffer("delta state", state as u64),
+                    )
+                })
+            })
+            .collect();
+        SequenceBuffers {
+            kv,
+            recurrent,
+            token_out: ctx.empty_storage_buffer("sampled token", (TOKEN_WORDS * 4) as u64),
+            counts: ctx.empty_storage_buffer("token counts", (spec.vocab_size * 4) as u64),
+        }
+    }
 }
 
 /// The GPU backend.
@@ -236,6 +288,7 @@ impl GpuBackend {
             self.max_rows(),
             self.max_binding(),
         )
+        .with_sequences(self.options.sequences.max(1))
     }
 
     /// Keeps the load's error-scope results for [`GpuBackend::settle`].
@@ -278,6 +331,12 @@ impl GpuBackend {
     /// Stops profiling and returns what was measured since it started.
     pub fn stop_profiling(&mut self) -> Option<Profile> {
         self.profiler.take().map(|mut profiler| profiler.take())
+    }
+
+    /// The selected sequence's buffers.
+    fn sequence(&self) -> &SequenceBuffers {
+        let prepared = self.prepared();
+        &prepared.sequences[prepared.selected]
     }
 
     fn prepared(&self) -> &Prepared {
@@ -358,29 +417,8 @@ impl Backend for GpuBackend {
             },
         };
         let capacity = self.options.kv_positions(spec);
-        let cache_bytes = (spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
-        // A Gated DeltaNet layer has no KV cache (a word stands in for it) but
-        // a convolution window and a state.
-        let kv = (0..spec.num_layers)
-            .map(|l| {
-                let bytes = if spec.linear_layer(l).is_some() { 4 } else { cache_bytes };
-                (
-                    ctx.empty_storage_buffer("k cache", bytes),
-                    ctx.empty_storage_buffer("v cache", bytes),
-                )
-            })
-            .collect();
-        let recurrent = (0..spec.num_layers)
-            .map(|l| {
-                spec.linear_layer(l).map(|shape| {
-                    let window = (shape.conv_kernel - 1).max(1) * shape.conv_channels() * 4;
-                    let state = shape.value_heads * shape.key_dim * shape.value_dim * 4;
-                    (
-                        ctx.empty_storage_buffer("conv window", window as u64),
-                        ctx.empty_storage_buffer("delta state", state as u64),
-                    )
-                })
-            })
+        let sequences = (0..self.options.sequences.max(1))
+            .map(|_| SequenceBuffers::new(ctx, spec, capacity))
             .collect();
         let max_rows = self.max_rows();
         self.prepared = Some(Prepared {
@@ -389,14 +427,30 @@ impl Backend for GpuBackend {
             capacity,
             rope_table: RopeTable::new(ctx, &spec.rope(), capacity)?,
             scratch: AttentionScratch::new(ctx, spec.num_heads, spec.head_dim, capacity),
-            kv,
-            recurrent,
+            sequences,
+            selected: 0,
             norm_scratch: None,
             gated_scratch: None,
             tokens: ctx.empty_storage_buffer("tokens", (max_rows * 4) as u64),
-            token_out: ctx.empty_storage_buffer("sampled token", (TOKEN_WORDS * 4) as u64),
-            counts: ctx.empty_storage_buffer("token counts", (spec.vocab_size * 4) as u64),
         });
+        Ok(())
+    }
+
+    fn max_sequences(&self) -> usize {
+        self.options.sequences.max(1)
+    }
+
+    fn select_sequence(&mut self, sequence: usize) -> Result<(), EngineError> {
+        let prepared = self.prepared.as_mut().ok_or_else(|| {
+            EngineError::Config("the GPU engine selects a sequence after prepare".into())
+        })?;
+        if sequence >= prepared.sequences.len() {
+            return Err(EngineError::Unsupported(format!(
+                "sequence {sequence}: this GPU engine holds {} (GpuOptions::sequences)",
+                prepared.sequences.len()
+            )));
+        }
+        prepared.selected = sequence;
         Ok(())
     }
 
@@ -449,7 +503,7 @@ impl Backend for GpuBackend {
         self.begin_step();
         self.encode_started.get_or_insert_with(Instant::now);
         let (tokens, token_out) =
-            (self.prepared().tokens.clone(), self.prepared().token_out.clone());
+            (self.prepared().tokens.clone(), self.sequence().token_out.clone());
         match input {
             StepInput::Tokens(ids) => {
                 self.ctx.queue.write_buffer(&tokens, 0, bytemuck::cast_slice(ids))
@@ -702,16 +756,14 @@ impl Backend for GpuBackend {
         qk_norm: Option<&(wgpu::Buffer, wgpu::Buffer)>,
         place: Placement<'_>,
     ) -> Result<GpuTensor, EngineError> {
-        // One sequence (`max_sequences` is 1): a batched pass never comes here.
-        let Placement::Run { start } = place else {
-            return Err(EngineError::Unsupported(
-                "a batched step over several sequences on the GPU engine".into(),
-            ));
+        let start = match place {
+            Placement::Run { start } => start,
+            Placement::Rows(rows) => return self.attention_by_row(spec, layer, qkv, qk_norm, rows),
         };
         let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
         self.check_positions(start, qkv.rows)?;
         let q = self.tensor(qkv.rows, heads * d);
-        let (k_cache, v_cache) = self.prepared().kv[layer].clone();
+        let (k_cache, v_cache) = self.sequence().kv[layer].clone();
         // A norm across all heads runs before the rotation, in place on the
         // q and k spans of the qkv rows; the rope kernel norms only per head.
         let qk_norm = match (qk_norm, spec.qk_norm) {
@@ -782,7 +834,7 @@ impl Backend for GpuBackend {
 
     fn row(&mut self, x: &GpuTensor, index: usize) -> Result<GpuTensor, EngineError> {
         let out = self.tensor(1, x.cols);
-        self.copy_row(x, &out, index);
+        self.copy_row(x, index, &out, 0);
         Ok(out)
     }
 
@@ -844,7 +896,7 @@ impl Backend for GpuBackend {
                     *c = count;
                 }
             }
-            queue.write_buffer(&self.prepared().counts, 0, bytemuck::cast_slice(&dense));
+            queue.write_buffer(&self.sequence().counts, 0, bytemuck::cast_slice(&dense));
         }
         self.begin_pass();
         let pass = self.pass.as_mut().expect("pass begun above");
@@ -920,7 +972,7 @@ impl Backend for GpuBackend {
         b: &GpuTensor,
         weights: &DeltaNetWeights<Self>,
     ) -> Result<GpuTensor, EngineError> {
-        let (window, state) = self.prepared().recurrent[layer].clone().ok_or_else(|| {
+        let (window, state) = self.sequence().recurrent[layer].clone().ok_or_else(|| {
             EngineError::Config(format!("layer {layer} is not a Gated DeltaNet layer"))
         })?;
         let convolved = self.tensor(qkv.rows, qkv.cols);
@@ -978,7 +1030,7 @@ impl Backend for GpuBackend {
         // Gated DeltaNet layers' windows and states start over from zero,
         // cleared in the command stream before the next step's work.
         let buffers: Vec<wgpu::Buffer> = match &self.prepared {
-            Some(prepared) => prepared
+            Some(prepared) => prepared.sequences[prepared.selected]
                 .recurrent
                 .iter()
                 .flatten()
@@ -1000,6 +1052,31 @@ impl Backend for GpuBackend {
 }
 
 impl GpuBackend {
+    /// A batched pass's attention: each row on its own, over its sequence's
+    /// cache (the rows' products ran together; attention reads a different
+    /// cache per row). Leaves the selected sequence as it was.
+    fn attention_by_row(
+        &mut self,
+        spec: &ModelSpec,
+        layer: usize,
+        qkv: &GpuTensor,
+        qk_norm: Option<&(wgpu::Buffer, wgpu::Buffer)>,
+        rows: &[RowPlace],
+    ) -> Result<GpuTensor, EngineError> {
+        let selected = self.prepared().selected;
+        let out = self.tensor(qkv.rows, spec.num_heads * spec.head_dim);
+        for (index, row) in rows.iter().enumerate() {
+            self.select_sequence(row.sequence)?;
+            let one = self.tensor(1, qkv.cols);
+            self.copy_row(qkv, index, &one, 0);
+            let place = Placement::Run { start: row.position };
+            let attended = self.attention(spec, layer, &one, qk_norm, place)?;
+            self.copy_row(&attended, 0, &out, index);
+        }
+        self.select_sequence(selected)?;
+        Ok(out)
+    }
+
     /// Binds (once per slot) and records one of Qwen3.5's ops over `rows` rows.
     #[allow(clippy::too_many_arguments)]
     fn delta_net_op(
@@ -1103,7 +1180,7 @@ impl GpuBackend {
         out: &GpuTensor,
     ) -> Result<Bound, EngineError> {
         let prepared = self.prepared();
-        let (k_cache, v_cache) = &prepared.kv[layer];
+        let (k_cache, v_cache) = &prepared.sequences[prepared.selected].kv[layer];
         let buffers = AttentionBuffers {
             q: queries,
             k_cache,
@@ -1202,7 +1279,7 @@ impl GpuBackend {
     fn sampler_slot(&mut self, logits: &GpuTensor) -> Result<usize, EngineError> {
         let vocab = logits.cols;
         let (counts, token_out) =
-            (self.prepared().counts.clone(), self.prepared().token_out.clone());
+            (self.sequence().counts.clone(), self.sequence().token_out.clone());
         let key = vec![logits.buffer.clone(), token_out.clone()];
         self.slot(
             || "sampler".into(),

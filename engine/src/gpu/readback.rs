@@ -98,7 +98,7 @@ impl GpuBackend {
             .token_staging
             .pop()
             .unwrap_or_else(|| readback_buffer(&self.ctx, (TOKEN_WORDS * 4) as u64));
-        let token_out = self.prepared().token_out.clone();
+        let token_out = self.sequence().token_out.clone();
         let submitted = self.submit_copy(&token_out, &staging, result_bytes(top));
         GpuPending { staging, submitted, vocab, top }
     }

@@ -131,8 +131,8 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// Copies row `row` of `x` into the first row of `out`.
-    pub(super) fn copy_row(&mut self, x: &GpuTensor, out: &GpuTensor, row: usize) {
+    /// Copies row `from` of `x` into row `to` of `out`.
+    pub(super) fn copy_row(&mut self, x: &GpuTensor, from: usize, out: &GpuTensor, to: usize) {
         // A buffer copy cannot happen inside a compute pass: end it, copy, and
         // let the next op begin a new pass in the same command encoder.
         self.pass = None;
@@ -140,7 +140,13 @@ impl GpuBackend {
             .encoder
             .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
         let bytes = (x.cols * 4) as u64;
-        encoder.copy_buffer_to_buffer(&x.buffer, row as u64 * bytes, &out.buffer, 0, bytes);
+        encoder.copy_buffer_to_buffer(
+            &x.buffer,
+            from as u64 * bytes,
+            &out.buffer,
+            to as u64 * bytes,
+            bytes,
+        );
     }
 
     /// Submits recorded work that nobody has waited for yet.

@@ -90,6 +90,7 @@ impl MemoryPlan {
             layers: spec.num_layers - linear_layers.len(),
             recurrent,
             kv_positions,
+            sequences: 1,
             kv_buffer,
             scratch,
             activations,

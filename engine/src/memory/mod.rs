@@ -23,6 +23,9 @@ pub struct MemoryPlan {
     pub recurrent: u64,
     /// Positions the KV cache holds.
     pub kv_positions: usize,
+    /// Sequences with a KV cache (and recurrent state) each
+    /// ([`crate::gpu::GpuOptions::sequences`]).
+    pub sequences: usize,
     /// Bytes of one layer's K (or V) cache buffer, bound whole by the kernels.
     pub kv_buffer: u64,
     /// Attention partials, the RoPE table, token, sampler and readback buffers,
@@ -62,9 +65,16 @@ impl MemoryPlan {
         self.weights.iter().map(|(_, bytes)| bytes).sum()
     }
 
-    /// Both caches of every layer.
+    /// Both caches of every layer, for every sequence.
     pub fn kv_bytes(&self) -> u64 {
-        2 * self.layers as u64 * self.kv_buffer
+        2 * self.layers as u64 * self.kv_buffer * self.sequences as u64
+    }
+
+    /// The plan with a KV cache and recurrent state for each of `sequences`.
+    pub fn with_sequences(mut self, sequences: usize) -> MemoryPlan {
+        self.recurrent = self.recurrent / self.sequences.max(1) as u64 * sequences as u64;
+        self.sequences = sequences;
+        self
     }
 
     /// Everything.
