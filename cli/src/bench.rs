@@ -425,7 +425,7 @@ fn decode(model: &mut dyn LanguageModel, tokens: &[u32], steps: usize) -> Result
 
 /// Prefills each prompt in a sequence of its own, then times `steps` passes
 /// that each feed every sequence its last greedy token
-/// ([`LanguageModel::decode_batch`]), after [`WARM_STEPS`] untimed ones.
+/// ([`BatchedModel::decode_batch`]), after [`WARM_STEPS`] untimed ones.
 /// Leaves sequence 0 selected and every sequence empty.
 fn batched_steps(
     model: &mut dyn BatchedModel,

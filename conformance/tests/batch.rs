@@ -1,4 +1,4 @@
-//! A batched decode step (`LanguageModel::decode_batch`: one token of each of
+//! A batched decode step (`BatchedModel::decode_batch`: one token of each of
 //! several sequences in one pass, the products reading each weight once for
 //! all rows) gives every sequence exactly what it gets alone, on both CPU
 //! engines: the same tokens and the same reported probabilities, greedy and

@@ -248,7 +248,12 @@ async fn run(
     for work in prompts {
         results.push((work.sequence, alone(model, &work).await));
     }
-    if single.is_empty() {
+    if single.len() <= 1 {
+        // One sequence waiting: its step alone takes the model's own decode
+        // path (on the GPU the fused single-row kernels), not a batch of one.
+        for work in &single {
+            results.push((work.sequence, alone(model, work).await));
+        }
         return results;
     }
     let steps: Vec<Option<SamplingStep>> =

@@ -464,7 +464,7 @@ impl<B: Backend> Model<B> {
         Ok(places)
     }
 
-    /// A batched step ([`LanguageModel::decode_batch`]); leaves the last
+    /// A batched step ([`BatchedModel::decode_batch`]); leaves the last
     /// row's sequence selected.
     async fn run_batch(
         &mut self,

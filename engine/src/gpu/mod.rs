@@ -1054,7 +1054,10 @@ impl Backend for GpuBackend {
 impl GpuBackend {
     /// A batched pass's attention: each row on its own, over its sequence's
     /// cache (the rows' products ran together; attention reads a different
-    /// cache per row). Leaves the selected sequence as it was.
+    /// cache per row). The rows are copied out together, attended in one
+    /// compute pass and copied back together: a copy ends the pass, so
+    /// interleaving them would end and begin one per row. Leaves the selected
+    /// sequence as it was.
     fn attention_by_row(
         &mut self,
         spec: &ModelSpec,
@@ -1064,16 +1067,24 @@ impl GpuBackend {
         rows: &[RowPlace],
     ) -> Result<GpuTensor, EngineError> {
         let selected = self.prepared().selected;
-        let out = self.tensor(qkv.rows, spec.num_heads * spec.head_dim);
-        for (index, row) in rows.iter().enumerate() {
+        let singles: Vec<GpuTensor> = (0..rows.len())
+            .map(|index| {
+                let one = self.tensor(1, qkv.cols);
+                self.copy_row(qkv, index, &one, 0);
+                one
+            })
+            .collect();
+        let mut attended = Vec::with_capacity(rows.len());
+        for (row, one) in rows.iter().zip(&singles) {
             self.select_sequence(row.sequence)?;
-            let one = self.tensor(1, qkv.cols);
-            self.copy_row(qkv, index, &one, 0);
             let place = Placement::Run { start: row.position };
-            let attended = self.attention(spec, layer, &one, qk_norm, place)?;
-            self.copy_row(&attended, 0, &out, index);
+            attended.push(self.attention(spec, layer, one, qk_norm, place)?);
         }
         self.select_sequence(selected)?;
+        let out = self.tensor(qkv.rows, spec.num_heads * spec.head_dim);
+        for (index, row) in attended.iter().enumerate() {
+            self.copy_row(row, 0, &out, index);
+        }
         Ok(out)
     }
 

@@ -32,6 +32,7 @@ const MIN_PREFILL_TOKENS: usize = 4;
 /// 2-core AVX-512 Xeon, one thread: 0.52 against 0.46 billion token × weight
 /// blocks a second at four tokens, 1.01 against 0.90 at eight; at twelve the
 /// wide kernel wins, 1.35 against 0.77).
+#[cfg(target_arch = "x86_64")]
 const AVX2_GROUP_TOKENS: usize = 8;
 
 /// `out[t, n] = Σ_k x[t, k] · W[n, k]` for the `m` quantized rows of `x`
