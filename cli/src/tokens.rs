@@ -89,6 +89,7 @@ fn print_artifact(artifact: &Artifact) -> Result<()> {
                 &artifact.index,
                 artifact.quantization(),
                 options.kv_positions(&spec),
+                options.sequences,
                 options.step_rows(),
                 max_binding,
             );

@@ -121,7 +121,7 @@ fn qwen3_5_spec_alternates_gated_delta_net_and_gated_attention_layers() {
     assert_eq!((spec.rotary_dim, spec.qkv_width()), (8, (2 * 4 + 2 * 2) * 32));
     // The KV cache covers the two attention layers; the four linear layers
     // keep a 3-row convolution window and 4 states of 16 × 16, in f32.
-    let plan = MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 64, 1, 1 << 27);
+    let plan = MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 64, 1, 1, 1 << 27);
     assert_eq!(plan.layers, 2);
     assert_eq!(plan.recurrent, 4 * (3 * 128 + 4 * 16 * 16) * 4);
     assert!(plan.total() >= plan.weight_bytes() + plan.kv_bytes() + plan.recurrent);

@@ -285,10 +285,10 @@ impl GpuBackend {
             &artifact.index,
             artifact.quantization(),
             positions,
+            self.options.sequences,
             self.max_rows(),
             self.max_binding(),
         )
-        .with_sequences(self.options.sequences.max(1))
     }
 
     /// Keeps the load's error-scope results for [`GpuBackend::settle`].

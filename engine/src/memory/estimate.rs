@@ -13,17 +13,20 @@ use crate::models::ModelSpec;
 const PARAMETER_BYTES_PER_LAYER: u64 = 1024;
 
 impl MemoryPlan {
-    /// The plan for `spec` with the weights `index` lists, a KV cache of
-    /// `kv_positions` and steps of at most `max_rows` tokens; `max_binding` is
-    /// the largest storage binding the kernels use (logits of a step are one).
+    /// The plan for `spec` with the weights `index` lists, `sequences` KV
+    /// caches of `kv_positions` and steps of at most `max_rows` tokens;
+    /// `max_binding` is the largest storage binding the kernels use (logits
+    /// of a step are one).
     pub fn new(
         spec: &ModelSpec,
         index: &TensorIndex,
         quantization: Quantization,
         kv_positions: usize,
+        sequences: usize,
         max_rows: usize,
         max_binding: u64,
     ) -> MemoryPlan {
+        let sequences = sequences.max(1);
         let model_dtype = quantization.model_dtype();
         let mut weights: Vec<(&'static str, u64)> =
             ["embedding", "lm_head", "attention", "mlp", "norms", "other"]
@@ -46,17 +49,23 @@ impl MemoryPlan {
         let kv_buffer = (spec.num_kv_heads * kv_positions * d * 4) as u64;
         let rope_table = (kv_positions * spec.rope().rotary_dim * 8) as u64;
         let vocab_row = spec.vocab_size as u64 * 4;
-        // tokens, sampled token (with its log probabilities) and a readback
-        // buffer for each step in flight, penalty counts, readback staging
+        // tokens, a readback buffer for the sampled token (with its log
+        // probabilities) of each step in flight or row of a batched step,
+        // each sequence's sampled token and penalty counts, readback staging
         // (one row of logits), the sampler's own buffers.
         let sampled = (mlc_kernels::sampling::TOKEN_WORDS * 4) as u64;
+        // With several sequences, a sampler is bound for each sequence's own
+        // steps (a slot's sampler is bound to its sequence's counts) and for
+        // each row of a batched step, and likewise a pass's kernels.
+        let samplers = if sequences > 1 { 2 * sequences + 1 } else { 1 };
         let io = (max_rows * 4) as u64
-            + (crate::STEPS_AHEAD as u64 + 2) * sampled
-            + 2 * vocab_row
-            + mlc_kernels::Sampler::private_bytes(spec.vocab_size);
+            + (crate::STEPS_AHEAD.max(sequences) as u64 + 1) * sampled
+            + sequences as u64 * (sampled + vocab_row)
+            + vocab_row
+            + samplers as u64 * mlc_kernels::Sampler::private_bytes(spec.vocab_size);
         // Every bound kernel's parameter block and placeholder bindings:
         // about 0.5 KiB a layer, counted generously.
-        let parameters = (spec.num_layers as u64 + 1) * PARAMETER_BYTES_PER_LAYER;
+        let parameters = samplers as u64 * (spec.num_layers as u64 + 1) * PARAMETER_BYTES_PER_LAYER;
         // Products of several rows split over K share one partial-sum buffer.
         let split_sums = if max_rows > 1 { mlc_kernels::matmul::SPLIT_SCRATCH_BYTES } else { 0 };
         let scratch = AttentionScratch::bytes(spec.num_heads, d, kv_positions)
@@ -72,7 +81,18 @@ impl MemoryPlan {
             true => max_rows as u64 * vocab_row,
             false => vocab_row,
         };
-        let activations = max_rows as u64 * row + logits;
+        // A batched step of several sequences attends row by row: each row's
+        // copy of its q/k/v, and its attention's rotated queries and output
+        // (buffers of a whole step's rows, like every activation); and it
+        // draws from a copy of each row's logits beside the logits of all rows.
+        let rows_apart = match sequences {
+            1 => 0,
+            _ => {
+                let apart = spec.qkv_width() + 2 * spec.num_heads * d;
+                (sequences * max_rows * apart) as u64 * 4 + logits
+            }
+        };
+        let activations = max_rows as u64 * row + logits + rows_apart;
         for (what, bytes) in [
             ("one layer's K cache", kv_buffer),
             ("the RoPE table", rope_table),
@@ -84,13 +104,14 @@ impl MemoryPlan {
         }
         let linear_layers: Vec<_> =
             (0..spec.num_layers).filter_map(|l| spec.linear_layer(l)).collect();
-        let recurrent = linear_layers.iter().map(|shape| shape.state_len() as u64 * 4).sum();
+        let recurrent = sequences as u64
+            * linear_layers.iter().map(|shape| shape.state_len() as u64 * 4).sum::<u64>();
         MemoryPlan {
             weights,
             layers: spec.num_layers - linear_layers.len(),
             recurrent,
             kv_positions,
-            sequences: 1,
+            sequences,
             kv_buffer,
             scratch,
             activations,
@@ -192,6 +213,7 @@ mod tests {
                 &artifact.index,
                 artifact.quantization(),
                 512,
+                1,
                 64,
                 128 << 20,
             );
@@ -251,6 +273,7 @@ mod tests {
                 &artifact.index,
                 artifact.quantization(),
                 positions,
+                1,
                 rows,
                 128 << 20,
             )

@@ -70,13 +70,6 @@ impl MemoryPlan {
         2 * self.layers as u64 * self.kv_buffer * self.sequences as u64
     }
 
-    /// The plan with a KV cache and recurrent state for each of `sequences`.
-    pub fn with_sequences(mut self, sequences: usize) -> MemoryPlan {
-        self.recurrent = self.recurrent / self.sequences.max(1) as u64 * sequences as u64;
-        self.sequences = sequences;
-        self
-    }
-
     /// Everything.
     pub fn total(&self) -> u64 {
         self.weight_bytes() + self.kv_bytes() + self.recurrent + self.scratch + self.activations
