@@ -137,6 +137,28 @@ impl Sequences {
     }
 }
 
+impl Sequences {
+    /// Layer `layer`'s cache of the span's sequence, with room for the
+    /// span's positions, and its layout.
+    pub(crate) fn cache_for(
+        &mut self,
+        span: &Span,
+        spec: &ModelSpec,
+        layer: usize,
+    ) -> Result<(&mut LayerCache, KvLayout), EngineError> {
+        let end = span.end(spec.context_window_size)?;
+        let (kv_heads, head_dim) = (spec.num_kv_heads, spec.head_dim);
+        let caches = &mut self.get(span.sequence).cache;
+        if caches.len() < spec.num_layers {
+            caches.resize_with(spec.num_layers, LayerCache::default);
+        }
+        let cache = &mut caches[layer];
+        cache.reserve(end, kv_heads, head_dim, spec.context_window_size);
+        let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim };
+        Ok((cache, layout))
+    }
+}
+
 /// Consecutive rows of a pass that continue one sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Span {
@@ -346,14 +368,7 @@ impl Backend for CpuBackend {
         let mut out = CpuTensor::zeros(qkv.rows, width);
         let mut k = vec![0.0; kv_heads * d];
         for span in self.sequences.spans(place, qkv.rows) {
-            let end = span.end(spec.context_window_size)?;
-            let caches = &mut self.sequences.get(span.sequence).cache;
-            if caches.len() < spec.num_layers {
-                caches.resize_with(spec.num_layers, LayerCache::default);
-            }
-            let cache = &mut caches[layer];
-            cache.reserve(end, kv_heads, d, spec.context_window_size);
-            let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
+            let (cache, layout) = self.sequences.cache_for(&span, spec, layer)?;
             for (t, position) in span.rows.clone().zip(span.start..) {
                 let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
                 let (q_part, kv_part) = row.split_at(width);
@@ -369,11 +384,7 @@ impl Backend for CpuBackend {
                 }
                 rope.apply(q_row, d, position);
                 rope.apply(&mut k, d, position);
-                for g in 0..kv_heads {
-                    let at = layout.offset(g, position);
-                    cache.keys[at..at + d].copy_from_slice(&k[g * d..(g + 1) * d]);
-                    cache.values[at..at + d].copy_from_slice(&v_part[g * d..(g + 1) * d]);
-                }
+                cache.append(layout, position, &k, v_part);
             }
             let rows = span.rows.start * width..span.rows.end * width;
             ops::causal_attention(
@@ -553,6 +564,23 @@ impl SequenceState {
 }
 
 impl LayerCache {
+    /// Writes every KV head's key and value (`keys`, `values`: `[kv_heads,
+    /// head_dim]`) at `position`.
+    pub(crate) fn append(
+        &mut self,
+        layout: KvLayout,
+        position: usize,
+        keys: &[f32],
+        values: &[f32],
+    ) {
+        let d = layout.head_dim;
+        for g in 0..layout.kv_heads {
+            let at = layout.offset(g, position);
+            self.keys[at..at + d].copy_from_slice(&keys[g * d..(g + 1) * d]);
+            self.values[at..at + d].copy_from_slice(&values[g * d..(g + 1) * d]);
+        }
+    }
+
     /// Makes room for positions `..needed`, doubling the capacity (bounded by
     /// the context window) and moving each head's history to its new place.
     pub(crate) fn reserve(

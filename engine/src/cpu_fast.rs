@@ -16,15 +16,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mlc_kernels::cpu::{
-    self as ops, DeltaNetShape, KvLayout, Q4Matrix, Rope, Weight, rotate_heads,
-};
+use mlc_kernels::cpu::{self as ops, DeltaNetShape, Q4Matrix, Rope, Weight, rotate_heads};
 use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q16Block};
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
 use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, StepInput};
-use crate::cpu::{self, LayerCache, MAX_SEQUENCES, Sequences};
+use crate::cpu::{self, MAX_SEQUENCES, Sequences};
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::{Drawn, SamplingStep};
 
@@ -355,14 +353,7 @@ impl Backend for FastCpuBackend {
         // [`Rope::apply`] with the table computed once per pass.
         let dims = self.rope_table.len() / tokens.max(1);
         for span in self.sequences.spans(place, tokens) {
-            let end = span.end(spec.context_window_size)?;
-            let caches = &mut self.sequences.get(span.sequence).cache;
-            if caches.len() < spec.num_layers {
-                caches.resize_with(spec.num_layers, LayerCache::default);
-            }
-            let cache = &mut caches[layer];
-            cache.reserve(end, kv_heads, d, spec.context_window_size);
-            let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim: d };
+            let (cache, layout) = self.sequences.cache_for(&span, spec, layer)?;
             for (t, position) in span.rows.clone().zip(span.start..) {
                 let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
                 let (q_part, kv_part) = row.split_at(width);
@@ -378,11 +369,7 @@ impl Backend for FastCpuBackend {
                 let table = &self.rope_table[t * dims..(t + 1) * dims];
                 rotate_heads(q_row, d, table);
                 rotate_heads(&mut self.key, d, table);
-                for g in 0..kv_heads {
-                    let at = layout.offset(g, position);
-                    cache.keys[at..at + d].copy_from_slice(&self.key[g * d..(g + 1) * d]);
-                    cache.values[at..at + d].copy_from_slice(&v_part[g * d..(g + 1) * d]);
-                }
+                cache.append(layout, position, &self.key, v_part);
             }
             let rows = span.rows.start * width..span.rows.end * width;
             fast::attention(
