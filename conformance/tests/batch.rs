@@ -175,8 +175,10 @@ fn batched_steps_equal_each_sequence_alone() {
 
 /// The GPU engine's batched step (the rows' products together, attention
 /// row by row over each sequence's cache) draws what each sequence draws
-/// alone; its probabilities may differ in the last bits, as the products
-/// of several rows sum in another order than a decode step's.
+/// alone. Its probabilities differ a little: the products of several rows
+/// sum in another order than a decode step's, and where the adapter has
+/// tensor cores they round the activations to f16 (on an H200, 3e-4 on a
+/// probability of 0.12; within 1e-4 on lavapipe).
 #[test]
 fn batched_gpu_steps_equal_each_sequence_alone() {
     let ctx = GpuContext::new_blocking(&ContextOptions::from_env())
@@ -184,7 +186,7 @@ fn batched_gpu_steps_equal_each_sequence_alone() {
     let options = GpuOptions { max_rows: 64, context_length: Some(256), sequences: 4 };
     for model in ["tiny-qwen2", "synthetic/qwen3-tiny"] {
         let mut gpu = load_gpu(&open(model), ctx.clone(), options.clone()).unwrap();
-        check(&format!("{model} on the GPU engine"), &mut gpu, 1e-4);
+        check(&format!("{model} on the GPU engine"), &mut gpu, 2e-3);
     }
     let mut one = load_gpu(&open("tiny-qwen2"), ctx, GpuOptions::default()).unwrap();
     assert_eq!(one.max_sequences(), 1);
