@@ -164,15 +164,6 @@ impl Placement<'_> {
             Placement::Rows(rows) => rows[row].position,
         }
     }
-
-    /// The position after the last row of each sequence the pass writes,
-    /// the largest one: what the KV cache must hold.
-    pub fn end(&self, rows: usize) -> usize {
-        match self {
-            Placement::Run { start } => start + rows,
-            Placement::Rows(rows) => rows.iter().map(|row| row.position + 1).max().unwrap_or(0),
-        }
-    }
 }
 
 /// Hardware that can run a decoder's ops. Activations are `[tokens, width]`.

@@ -189,8 +189,9 @@ impl Batcher {
                 work.push(Work { sequence, tokens, step: queued.step });
             }
             if work.is_empty() {
-                // Nothing ran: wake nobody, whose result is still to come.
-                return Ok(shared.wake_ready());
+                // Nothing ran; a step refused above still wakes its generation.
+                shared.wake_ready();
+                return Ok(0);
             }
             let mut model = shared.model.take().ok_or_else(busy)?;
             shared.refresh_stale(model.as_mut());
@@ -224,8 +225,8 @@ impl Shared {
         }
     }
 
-    /// Wakes every generation whose result is ready; returns 0.
-    fn wake_ready(&mut self) -> usize {
+    /// Wakes every generation whose result is ready.
+    fn wake_ready(&mut self) {
         for slot in &mut self.sequences {
             if slot.ready.is_some()
                 && let Some(waker) = slot.waiting.take()
@@ -233,7 +234,6 @@ impl Shared {
                 waker.wake();
             }
         }
-        0
     }
 }
 
