@@ -2,8 +2,9 @@
 //!
 //! `out[t, h] = softmax(q[t, h] · K[g, ..=start+t]ᵀ · scale) · V[g, ..=start+t]` with
 //! `g = h / (heads / kv_heads)`, queries `[tokens, heads·head_dim]`, cache
-//! `[kv_heads, capacity, head_dim]` (see [`crate::cpu::KvLayout`]), output like
-//! the queries. One flash-attention kernel serves both steps: its workgroups hold
+//! `[sequences, kv_heads, capacity, head_dim]` (each sequence's block as in
+//! [`crate::cpu::KvLayout`]; the step names the sequence), output like the
+//! queries. One flash-attention kernel serves both steps: its workgroups hold
 //! query rows of one KV head (several tokens × several heads of the GQA group),
 //! so each key/value tile is loaded once for the group. A step of several
 //! tokens is split by token blocks (prefill); a single token is split over the
@@ -14,6 +15,10 @@
 //! product's row ([`Queries::Projected`]): the kernel then rotates them and
 //! appends the key and value to the cache itself, so a decode step needs no
 //! [`crate::RopeAppend`] dispatch.
+//!
+//! Bound with [`AttentionRows`], the kernel runs batched decode steps: one
+//! token for each of several sequences, each at its own position (continuous
+//! batching), in the same two dispatches as one sequence's step.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -43,6 +48,9 @@ const MAX_DECODE_CHUNKS: usize = 512;
 /// The usual [`AttentionShape::min_chunk_len`].
 pub const DEFAULT_MIN_CHUNK_LEN: usize = 32;
 const MAX_WORKGROUPS: usize = 65_535;
+/// Most rows of a batched decode step (`MAX_BATCH_ROWS` in the shader: the
+/// row table is a 4 KiB uniform).
+pub const MAX_BATCH_ROWS: usize = 256;
 
 /// The static shape of one layer's attention.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,8 +59,10 @@ pub struct AttentionShape {
     pub heads: usize,
     /// Key/value heads (divides `heads`).
     pub kv_heads: usize,
-    /// Positions the KV cache holds.
+    /// Positions the KV cache holds per sequence.
     pub capacity: usize,
+    /// Sequences the KV cache holds.
+    pub sequences: usize,
     /// Sliding window: each query sees only the last `window` positions, its
     /// own included (Gemma 3's local layers); `None` sees every earlier one.
     pub window: Option<usize>,
@@ -110,32 +120,92 @@ pub struct AttentionScratch {
     max_sum: wgpu::Buffer,
     heads: usize,
     max_chunks: usize,
+    /// Rows of a batched step the partials hold.
+    rows: usize,
 }
 
 impl AttentionScratch {
-    /// Partial buffers for `heads` heads of `head_dim` over a cache of `capacity` positions.
+    /// Partial buffers for `heads` heads of `head_dim` over a cache of
+    /// `capacity` positions, for batched steps of up to `rows` rows (1 for a
+    /// single sequence).
     pub fn new(
         ctx: &GpuContext,
         heads: usize,
         head_dim: usize,
         capacity: usize,
+        rows: usize,
     ) -> AttentionScratch {
-        let max_chunks = max_chunks(head_dim, capacity);
+        let (max_chunks, rows) = (max_chunks(head_dim, capacity), rows.max(1));
         AttentionScratch {
             acc: ctx.empty_storage_buffer(
                 "attention partial acc",
-                (heads * max_chunks * head_dim * 4) as u64,
+                (rows * heads * max_chunks * head_dim * 4) as u64,
             ),
-            max_sum: ctx
-                .empty_storage_buffer("attention partial max/sum", (heads * max_chunks * 8) as u64),
+            max_sum: ctx.empty_storage_buffer(
+                "attention partial max/sum",
+                (rows * heads * max_chunks * 8) as u64,
+            ),
             heads,
             max_chunks,
+            rows,
         }
     }
 
     /// Bytes [`AttentionScratch::new`] allocates for these sizes (a memory plan's figure).
-    pub fn bytes(heads: usize, head_dim: usize, capacity: usize) -> u64 {
-        (heads * max_chunks(head_dim, capacity) * (head_dim * 4 + 8)) as u64
+    pub fn bytes(heads: usize, head_dim: usize, capacity: usize, rows: usize) -> u64 {
+        (rows.max(1) * heads * max_chunks(head_dim, capacity) * (head_dim * 4 + 8)) as u64
+    }
+}
+
+/// The row table of batched decode steps: each row's sequence and position.
+/// One serves every layer of a model; [`AttentionRows::set`] writes it once
+/// per step, before the step's passes are submitted.
+pub struct AttentionRows {
+    buffer: wgpu::Buffer,
+    sequences: usize,
+    capacity: usize,
+    /// What the buffer holds (a step that repeats it writes nothing).
+    written: Vec<[u32; 4]>,
+}
+
+impl AttentionRows {
+    /// A table for caches of `sequences` sequences × `capacity` positions.
+    pub fn new(ctx: &GpuContext, sequences: usize, capacity: usize) -> AttentionRows {
+        AttentionRows {
+            buffer: ctx.uniform_buffer("attention rows", &[[0u32; 4]; MAX_BATCH_ROWS]),
+            sequences,
+            capacity,
+            written: Vec::new(),
+        }
+    }
+
+    /// Sets the rows of the next batched step: `(sequence, position)` each,
+    /// the sequences distinct (each row appends its key and value to its
+    /// sequence's cache). Takes effect at the next `queue.submit`, so one
+    /// submission holds one batched step.
+    pub fn set(&mut self, queue: &wgpu::Queue, rows: &[(usize, usize)]) -> Result<(), KernelError> {
+        if rows.is_empty() || rows.len() > MAX_BATCH_ROWS {
+            return Err(KernelError::InvalidArguments(format!(
+                "attention rows: {} rows, a batched step takes 1..={MAX_BATCH_ROWS}",
+                rows.len()
+            )));
+        }
+        let mut table = Vec::with_capacity(rows.len());
+        for &(sequence, position) in rows {
+            if sequence >= self.sequences || position >= self.capacity {
+                return Err(KernelError::InvalidArguments(format!(
+                    "attention rows: sequence {sequence} position {position}, the cache holds \
+                     {} sequences × {} positions",
+                    self.sequences, self.capacity
+                )));
+            }
+            table.push([sequence as u32, position as u32, 0, 0]);
+        }
+        if table != self.written {
+            queue.write_buffer(&self.buffer, 0, bytemuck::cast_slice(&table));
+            self.written = table;
+        }
+        Ok(())
     }
 }
 
@@ -154,8 +224,9 @@ pub enum Queries<'a> {
     /// One token's unrotated q/k/v product row, `[(heads + 2·kv_heads)·head_dim]`
     /// f32 (`[q | k | v]`): the kernel rotates q and k with `table` for the
     /// step's position and appends k and v to the cache before it attends.
-    /// Decode steps only (one token), for models without a per-head q/k norm
-    /// whose GQA group fits one workgroup ([`Attention::appends_for`]).
+    /// Decode steps only (one token, or one per row of a batched step: rows
+    /// of `[q | k | v]` then), for models without a per-head q/k norm whose
+    /// GQA group fits one workgroup ([`Attention::appends_for`]).
     Projected {
         /// The q/k/v product's output row.
         qkv: &'a wgpu::Buffer,
@@ -177,6 +248,10 @@ pub struct AttentionBuffers<'a> {
     pub out: &'a wgpu::Buffer,
     /// Decode's partial results (shared by the layers).
     pub scratch: &'a AttentionScratch,
+    /// `Some`: the binding runs batched decode steps over these rows (with
+    /// [`Queries::Projected`] rows, one per table row; a step's `tokens` is
+    /// the row count and its `start` the largest position).
+    pub rows: Option<&'a AttentionRows>,
 }
 
 #[repr(C)]
@@ -199,7 +274,9 @@ struct Params {
     window: u32,
     append: u32,
     rotary_dim: u32,
-    _pad: [u32; 3],
+    sequence: u32,
+    batched: u32,
+    _pad: u32,
 }
 
 /// Words of [`Params`].
@@ -216,6 +293,8 @@ pub struct Attention {
     combine: wgpu::ComputePipeline,
     head_dim: usize,
     tiles: Tiles,
+    /// The row table bound where a binding runs no batched step.
+    no_rows: wgpu::Buffer,
 }
 
 impl Attention {
@@ -232,14 +311,18 @@ impl Attention {
         use Binding::*;
         let layout = ctx.kernel_layout(
             "attention",
-            &[Uniform, ReadOnly, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadOnly],
+            &[
+                Uniform, ReadOnly, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadWrite, ReadOnly,
+                Uniform,
+            ],
         );
         let tiles = Tiles::for_head_dim(head_dim);
         let source = |block_q: usize| {
             let acc_vec4 = (block_q * head_dim / 4).div_ceil(WORKGROUP_SIZE);
             format!(
                 "const HEAD_DIM: u32 = {head_dim}u;\nconst BLOCK_Q: u32 = {block_q}u;\nconst BLOCK_K: u32 = {}u;\n\
-                 const ACC_VEC4: u32 = {acc_vec4}u;\n{ROTATION}\n{SHADER}",
+                 const ACC_VEC4: u32 = {acc_vec4}u;\nconst MAX_BATCH_ROWS: u32 = {MAX_BATCH_ROWS}u;\n\
+                 {ROTATION}\n{SHADER}",
                 tiles.block_k
             )
         };
@@ -272,7 +355,8 @@ impl Attention {
             }
             false => None,
         };
-        Ok(Attention { layout, prefill, prefill_coop, decode, combine, head_dim, tiles })
+        let no_rows = ctx.uniform_buffer("attention no rows", &[[0u32; 4]; MAX_BATCH_ROWS]);
+        Ok(Attention { layout, prefill, prefill_coop, decode, combine, head_dim, tiles, no_rows })
     }
 
     /// Whether a decode step can take [`Queries::Projected`] for this GQA
@@ -307,14 +391,15 @@ impl Kernel for Attention {
         buffers: &AttentionBuffers<'_>,
         shape: &AttentionShape,
     ) -> Result<Bound, KernelError> {
-        let AttentionShape { heads, kv_heads, capacity, window, scale, min_chunk_len } = *shape;
+        let AttentionShape { heads, kv_heads, capacity, sequences, window, scale, min_chunk_len } =
+            *shape;
         let head_dim = self.head_dim;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("attention: {why}")));
         if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
             return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
         }
-        if capacity == 0 {
-            return bad("the cache holds no position".into());
+        if capacity == 0 || sequences == 0 {
+            return bad(format!("a cache of {sequences} sequences × {capacity} positions"));
         }
         if window == Some(0) {
             return bad("a sliding window of 0 keys".into());
@@ -339,9 +424,17 @@ impl Kernel for Attention {
         require_size(
             "attention scratch acc",
             &scratch.acc,
-            (heads * scratch.max_chunks * head_dim * 4) as u64,
+            (scratch.rows * heads * scratch.max_chunks * head_dim * 4) as u64,
         )?;
-        let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
+        if let Some(rows) = buffers.rows
+            && (rows.sequences > sequences || rows.capacity > capacity)
+        {
+            return bad(format!(
+                "a row table for {} sequences × {} positions, the cache holds {sequences} × {capacity}",
+                rows.sequences, rows.capacity
+            ));
+        }
+        let cache_bytes = (sequences * kv_heads * capacity * head_dim * 4) as u64;
         require_size("attention k_cache", buffers.k_cache, cache_bytes)?;
         require_size("attention v_cache", buffers.v_cache, cache_bytes)?;
         let row = (heads * head_dim * 4) as u64;
@@ -366,14 +459,18 @@ impl Kernel for Attention {
                         table.capacity, table.rotary_dim
                     ));
                 }
-                require_size(
-                    "attention qkv row",
-                    qkv,
-                    ((heads + 2 * kv_heads) * head_dim * 4) as u64,
-                )?;
-                (qkv, &table.buffer, table.rotary_dim, 1)
+                let qkv_row = ((heads + 2 * kv_heads) * head_dim * 4) as u64;
+                require_size("attention qkv row", qkv, qkv_row)?;
+                let rows = match buffers.rows {
+                    Some(_) => (qkv.size() / qkv_row).min(scratch.rows as u64),
+                    None => 1,
+                };
+                (qkv, &table.buffer, table.rotary_dim, rows)
             }
         };
+        if buffers.rows.is_some() && !matches!(buffers.q, Queries::Projected { .. }) {
+            return bad("a batched step takes its rows from the q/k/v product (Projected)".into());
+        }
         let inputs = [Some(q), Some(cos_sin)];
         check_distinct(
             "attention out",
@@ -391,6 +488,7 @@ impl Kernel for Attention {
             return bad("q or out cannot hold one token".into());
         }
         let tokens_per_block = self.tiles.block_q / prefill_heads;
+        let batched = buffers.rows.is_some();
         let params = Params {
             tokens: 0,
             start: 0,
@@ -409,7 +507,9 @@ impl Kernel for Attention {
             window: window.map_or(0, |w| w.min(capacity)) as u32,
             append: matches!(buffers.q, Queries::Projected { .. }) as u32,
             rotary_dim: rotary_dim as u32,
-            _pad: [0; 3],
+            sequence: 0,
+            batched: batched as u32,
+            _pad: 0,
         };
         let params_buffer = ctx.uniform_buffer("attention params", &params);
         let bind_group = ctx.bind_buffers(
@@ -424,6 +524,7 @@ impl Kernel for Attention {
                 &scratch.acc,
                 &scratch.max_sum,
                 cos_sin,
+                buffers.rows.map_or(&self.no_rows, |rows| &rows.buffer),
             ],
         );
         let schedule = AttentionSchedule {
@@ -436,8 +537,15 @@ impl Kernel for Attention {
             prefill_heads,
             tokens_per_block,
             decode_heads,
-            max_tokens: max_tokens.min(MAX_WORKGROUPS * tokens_per_block),
+            max_tokens: match batched {
+                true => max_tokens
+                    .min(MAX_BATCH_ROWS)
+                    .min(MAX_WORKGROUPS / (kv_heads * group.div_ceil(decode_heads))),
+                false => max_tokens.min(MAX_WORKGROUPS * tokens_per_block),
+            },
             min_chunk_len: min_chunk_len.max(1),
+            batched,
+            sequences,
         };
         let part = Part { bind_group, params: params_buffer, extent: 0 };
         Ok(Bound::new(ctx, "attention", vec![part], schedule))
@@ -445,8 +553,9 @@ impl Kernel for Attention {
 }
 
 /// A step of [`Attention`]: the prefill kernel for several tokens; for one,
-/// the decode kernel over chunks of the context and (if more than one) their
-/// combination. The step rewrites the whole parameter block.
+/// or for a batched step's rows, the decode kernel over chunks of the context
+/// and (if more than one) their combination. The step rewrites the whole
+/// parameter block.
 struct AttentionSchedule {
     prefill: wgpu::ComputePipeline,
     prefill_coop: Option<wgpu::ComputePipeline>,
@@ -460,19 +569,26 @@ struct AttentionSchedule {
     decode_heads: usize,
     max_tokens: usize,
     min_chunk_len: usize,
+    /// Whether the steps are batched (one token per row of the row table).
+    batched: bool,
+    sequences: usize,
 }
 
 impl AttentionSchedule {
-    /// The parameter block of `tokens` queries at positions `start..start + tokens`.
-    fn step_params(&self, Step { tokens, start }: Step) -> Params {
+    /// The parameter block of `tokens` queries at positions `start..start +
+    /// tokens` of `sequence`, or of a batched step of `tokens` rows whose
+    /// latest position is `start`.
+    fn step_params(&self, Step { tokens, start, sequence }: Step) -> Params {
         let (tokens, start) = (tokens as usize, start as usize);
         let mut p = self.params;
         p.tokens = tokens as u32;
         p.start = start as u32;
+        p.sequence = sequence;
         let group = p.group as usize;
-        if tokens == 1 {
-            // Chunks of whole key tiles over the keys the query sees: at least
-            // `min_chunk_len` keys, few enough for the scratch.
+        if tokens == 1 || self.batched {
+            // Chunks of whole key tiles over the keys the query sees (a
+            // batched step's longest row): at least `min_chunk_len` keys,
+            // few enough for the scratch.
             let window = p.window as usize;
             let kv_len = start + tokens;
             let seen = if window == 0 { kv_len } else { kv_len.min(window) };
@@ -504,7 +620,8 @@ impl Schedule for AttentionSchedule {
     /// Queries whose keys and values are in the cache, or a decode step that
     /// appends its own ([`Queries::Projected`]: one token).
     fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
-        let (tokens, kv_len) = (step.tokens as usize, step.start as usize + step.tokens as usize);
+        let tokens = step.tokens as usize;
+        let kv_len = step.start as usize + if self.batched { 1 } else { tokens };
         if tokens == 0 || tokens > self.max_tokens {
             return Err(KernelError::InvalidArguments(format!(
                 "attention: {tokens} tokens, the buffers hold 1..={}",
@@ -515,6 +632,12 @@ impl Schedule for AttentionSchedule {
             return Err(KernelError::InvalidArguments(format!(
                 "attention: positions ..{kv_len} exceed the cache capacity {}",
                 self.params.capacity
+            )));
+        }
+        if step.sequence as usize >= self.sequences {
+            return Err(KernelError::InvalidArguments(format!(
+                "attention: sequence {}, the cache holds {}",
+                step.sequence, self.sequences
             )));
         }
         words.extend_from_slice(&bytemuck::cast::<Params, [u32; PARAM_WORDS]>(
@@ -532,9 +655,11 @@ impl Schedule for AttentionSchedule {
         let p = self.step_params(step);
         let blocks_y = p.kv_heads * p.head_blocks;
         if p.split == 1 {
-            dispatch(&self.decode, Workgroups::Grid(p.num_chunks, blocks_y));
+            // A batched step's rows are folded into y.
+            let rows = if self.batched { p.tokens } else { 1 };
+            dispatch(&self.decode, Workgroups::Grid(p.num_chunks, rows * blocks_y));
             if p.num_chunks > 1 {
-                dispatch(&self.combine, Workgroups::Grid(p.heads, 1));
+                dispatch(&self.combine, Workgroups::Grid(p.heads, rows));
             }
         } else if let Some(coop) = &self.prefill_coop {
             dispatch(coop, Workgroups::Grid(p.tokens.div_ceil(COOP_TOKENS as u32), p.heads));

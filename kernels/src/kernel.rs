@@ -16,25 +16,33 @@ use crate::buffers::grid;
 use crate::{GpuContext, KernelError};
 
 /// What one call of a bound kernel processes: `tokens` rows (tokens) at the
-/// absolute positions `start..start + tokens` (only kernels that read or write
-/// the KV cache look at `start`).
+/// absolute positions `start..start + tokens` of sequence `sequence` (only
+/// kernels that read or write the KV cache look at `start` and `sequence`:
+/// a cache holds every sequence's positions side by side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Step {
     /// Rows (tokens) of the step.
     pub tokens: u32,
     /// Position of the first token in the sequence.
     pub start: u32,
+    /// The sequence whose cache the step reads and writes.
+    pub sequence: u32,
 }
 
 impl Step {
     /// `tokens` rows with no position (kernels that do not touch the cache).
     pub fn rows(tokens: usize) -> Step {
-        Step { tokens: tokens as u32, start: 0 }
+        Step { tokens: tokens as u32, ..Step::default() }
     }
 
-    /// `tokens` tokens at positions `start..start + tokens`.
+    /// `tokens` tokens at positions `start..start + tokens` of sequence 0.
     pub fn at(tokens: usize, start: usize) -> Step {
-        Step { tokens: tokens as u32, start: start as u32 }
+        Step { tokens: tokens as u32, start: start as u32, sequence: 0 }
+    }
+
+    /// The same step in sequence `sequence`.
+    pub fn in_sequence(self, sequence: usize) -> Step {
+        Step { sequence: sequence as u32, ..self }
     }
 }
 
@@ -70,8 +78,9 @@ pub enum Workgroups {
 
 /// The part of a kernel that depends on the step (module docs); not `Send` in threaded wasm (wgpu).
 pub(crate) trait Schedule: wgpu::WasmNotSendSync {
-    /// Whether the step's position matters (else steps that differ only in
-    /// `start` are one step, and a new position writes nothing).
+    /// Whether the step's position and sequence matter (else steps that
+    /// differ only in `start` or `sequence` are one step, and a new position
+    /// writes nothing).
     fn uses_position(&self) -> bool {
         false
     }
@@ -137,7 +146,7 @@ impl Bound {
     pub fn set_step(&mut self, queue: &wgpu::Queue, step: Step) -> Result<(), KernelError> {
         let step = match self.schedule.uses_position() {
             true => step,
-            false => Step { start: 0, ..step },
+            false => Step { start: 0, sequence: 0, ..step },
         };
         if self.step == Some(step) {
             return Ok(());

@@ -21,7 +21,10 @@ pub mod readback;
 pub mod rope;
 pub mod sampling;
 
-pub use attention::{Attention, AttentionBuffers, AttentionScratch, AttentionShape, Queries};
+pub use attention::{
+    Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, MAX_BATCH_ROWS,
+    Queries,
+};
 pub use buffers::FloatFormat;
 pub use context::{Capabilities, ContextOptions, GpuContext};
 pub use delta_net::{DeltaNet, DeltaNetBinding, DeltaNetBuffers, DeltaNetOp};

@@ -5,7 +5,9 @@
 //! (Qwen3's `q_norm`/`k_norm`), rotates q and k (rotate-half / NeoX) for their
 //! absolute positions, writes the rotated queries to `[tokens, heads·head_dim]`
 //! and the rotated keys and raw values into the layer's KV cache
-//! (`[kv_heads, capacity, head_dim]` each, see [`crate::cpu::KvLayout`]).
+//! (`[sequences, kv_heads, capacity, head_dim]` each: every sequence's
+//! `[kv_heads, capacity, head_dim]` block of [`crate::cpu::KvLayout`] side by
+//! side; the step names the sequence).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -95,8 +97,10 @@ pub struct RopeShape {
     pub kv_heads: usize,
     /// Dimension of one head (≤ 256).
     pub head_dim: usize,
-    /// Positions the KV cache holds.
+    /// Positions the KV cache holds per sequence.
     pub capacity: usize,
+    /// Sequences the KV cache holds.
+    pub sequences: usize,
 }
 
 /// The buffers one bound kernel reads and writes.
@@ -105,9 +109,9 @@ pub struct RopeBuffers<'a> {
     pub qkv: &'a wgpu::Buffer,
     /// Rotated queries, `[tokens, heads·head_dim]` f32.
     pub q_out: &'a wgpu::Buffer,
-    /// This layer's keys, `[kv_heads, capacity, head_dim]` f32.
+    /// This layer's keys, `[sequences, kv_heads, capacity, head_dim]` f32.
     pub k_cache: &'a wgpu::Buffer,
-    /// This layer's values, `[kv_heads, capacity, head_dim]` f32.
+    /// This layer's values, `[sequences, kv_heads, capacity, head_dim]` f32.
     pub v_cache: &'a wgpu::Buffer,
     /// The shared cos/sin table.
     pub table: &'a RopeTable,
@@ -120,6 +124,7 @@ pub struct RopeBuffers<'a> {
 struct Params {
     tokens: u32,
     start: u32,
+    sequence: u32,
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
@@ -127,7 +132,7 @@ struct Params {
     capacity: u32,
     norm: u32,
     eps: f32,
-    _pad: [u32; 3],
+    _pad: [u32; 2],
 }
 
 /// The compiled RoPE + KV-append pipeline; build once per device.
@@ -171,7 +176,7 @@ impl Kernel for RopeAppend {
         buffers: &RopeBuffers<'_>,
         shape: &RopeShape,
     ) -> Result<Bound, KernelError> {
-        let RopeShape { heads, kv_heads, head_dim, capacity } = *shape;
+        let RopeShape { heads, kv_heads, head_dim, capacity, sequences } = *shape;
         let bad = |why: String| Err(KernelError::InvalidArguments(format!("rope_append: {why}")));
         let placeholder = ctx.empty_storage_buffer("rope_append no norm", 4);
         let (norm, eps, q_norm, k_norm) = check_rope_operands(
@@ -209,6 +214,7 @@ impl Kernel for RopeAppend {
         let params = Params {
             tokens: 0,
             start: 0,
+            sequence: 0,
             heads: heads as u32,
             kv_heads: kv_heads as u32,
             head_dim: head_dim as u32,
@@ -216,7 +222,7 @@ impl Kernel for RopeAppend {
             capacity: capacity as u32,
             norm,
             eps,
-            _pad: [0; 3],
+            _pad: [0; 2],
         };
         let params_buffer = ctx.uniform_buffer("rope_append params", &params);
         let bind_group = ctx.bind_buffers(
@@ -237,6 +243,7 @@ impl Kernel for RopeAppend {
             pipeline: self.pipeline.clone(),
             head_slots: (heads + kv_heads) as u32,
             capacity: capacity as u32,
+            sequences: sequences as u32,
             max_tokens: max_tokens.min(MAX_WORKGROUPS) as u32,
         };
         let part = Part { bind_group, params: params_buffer, extent: 0 };
@@ -257,8 +264,11 @@ pub(crate) fn check_rope_operands<'a>(
     norm: QkNorm<'a>,
     placeholder: &'a wgpu::Buffer,
 ) -> Result<(u32, f32, &'a wgpu::Buffer, &'a wgpu::Buffer), KernelError> {
-    let RopeShape { heads, kv_heads, head_dim, capacity } = *shape;
+    let RopeShape { heads, kv_heads, head_dim, capacity, sequences } = *shape;
     let bad = |why: String| Err(KernelError::InvalidArguments(format!("{what}: {why}")));
+    if sequences == 0 {
+        return bad("the cache holds no sequence".into());
+    }
     if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
         return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
     }
@@ -274,7 +284,7 @@ pub(crate) fn check_rope_operands<'a>(
             table.capacity
         ));
     }
-    let cache_bytes = (kv_heads * capacity * head_dim * 4) as u64;
+    let cache_bytes = (sequences * kv_heads * capacity * head_dim * 4) as u64;
     require_size(&format!("{what} k_cache"), k_cache, cache_bytes)?;
     require_size(&format!("{what} v_cache"), v_cache, cache_bytes)?;
     let (mode, eps, q, k) = match norm {
@@ -289,11 +299,13 @@ pub(crate) fn check_rope_operands<'a>(
 }
 
 /// A step of [`RopeAppend`]: one workgroup per head slot (q heads, then k
-/// heads) and token; the step sets the token count and the first position.
+/// heads) and token; the step sets the token count, the first position and
+/// the sequence.
 struct RopeSchedule {
     pipeline: wgpu::ComputePipeline,
     head_slots: u32,
     capacity: u32,
+    sequences: u32,
     max_tokens: u32,
 }
 
@@ -303,7 +315,7 @@ impl Schedule for RopeSchedule {
     }
 
     fn params(&self, step: Step, words: &mut Vec<u32>) -> Result<(), KernelError> {
-        let Step { tokens, start } = step;
+        let Step { tokens, start, sequence } = step;
         if tokens == 0 || tokens > self.max_tokens {
             return Err(KernelError::InvalidArguments(format!(
                 "rope_append: {tokens} tokens, the buffers hold 1..={}",
@@ -317,7 +329,13 @@ impl Schedule for RopeSchedule {
                 self.capacity
             )));
         }
-        words.extend([tokens, start]);
+        if sequence >= self.sequences {
+            return Err(KernelError::InvalidArguments(format!(
+                "rope_append: sequence {sequence}, the cache holds {}",
+                self.sequences
+            )));
+        }
+        words.extend([tokens, start, sequence]);
         Ok(())
     }
 

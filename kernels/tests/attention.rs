@@ -6,8 +6,8 @@ use common::{assert_close, contexts, random_vec, rng, shout, upload};
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::{KvLayout, Rope, causal_attention};
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, GpuContext, Kernel, KernelError,
-    Queries, RopeTable, Step,
+    Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, GpuContext,
+    Kernel, KernelError, Queries, RopeTable, Step,
 };
 use rand::Rng;
 
@@ -71,6 +71,7 @@ fn shape(
         heads,
         kv_heads,
         capacity,
+        sequences: 1,
         window,
         scale,
         min_chunk_len: DEFAULT_MIN_CHUNK_LEN,
@@ -125,15 +126,17 @@ fn check(
     let k_cache = upload(ctx, &keys);
     let v_cache = upload(ctx, &values);
     let out = ctx.empty_storage_buffer("out", (q.len() * 4) as u64);
-    let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity);
+    let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity, 1);
     let buffers = AttentionBuffers {
         q: Queries::Rotated(&q_buffer),
         k_cache: &k_cache,
         v_cache: &v_cache,
         out: &out,
         scratch: &scratch,
+        rows: None,
     };
-    let shape = AttentionShape { heads, kv_heads, capacity, window, scale, min_chunk_len };
+    let shape =
+        AttentionShape { heads, kv_heads, capacity, sequences: 1, window, scale, min_chunk_len };
     let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
     bound.run(ctx, Step::at(tokens, start)).unwrap();
     let got = ctx.read_f32(&out, want.len()).unwrap();
@@ -282,13 +285,14 @@ fn a_sliding_window_matches_the_cpu_reference() {
     let buffer = |bytes| ctx.empty_storage_buffer("b", bytes);
     let (q, out, keys, values) =
         (buffer(4 * 16), buffer(4 * 16), buffer(4 * 16 * 8), buffer(4 * 16 * 8));
-    let scratch = AttentionScratch::new(ctx, 1, 16, 8);
+    let scratch = AttentionScratch::new(ctx, 1, 16, 8, 1);
     let buffers = AttentionBuffers {
         q: Queries::Rotated(&q),
         k_cache: &keys,
         v_cache: &values,
         out: &out,
         scratch: &scratch,
+        rows: None,
     };
     let empty = shape(1, 1, 8, Some(0), 1.0);
     assert!(invalid(kernel.bind(ctx, &buffers, &empty)), "a window of no key");
@@ -337,7 +341,7 @@ fn check_projected(
     let k_cache = upload(ctx, &k_before);
     let v_cache = upload(ctx, &v_before);
     let out = ctx.empty_storage_buffer("out", (want.len() * 4) as u64);
-    let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity);
+    let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity, 1);
     let table = RopeTable::new(ctx, &rope, capacity).unwrap();
     let buffers = AttentionBuffers {
         q: Queries::Projected { qkv: &qkv_buffer, table: &table },
@@ -345,6 +349,7 @@ fn check_projected(
         v_cache: &v_cache,
         out: &out,
         scratch: &scratch,
+        rows: None,
     };
     let shape = shape(heads, kv_heads, capacity, window, scale);
     let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
@@ -380,13 +385,14 @@ fn decode_from_the_projection_rotates_appends_and_attends() {
     let buffer = |bytes| ctx.empty_storage_buffer("b", bytes);
     let (qkv, out, cache) = (buffer(4 * 16 * 18), buffer(4 * 16 * 16), buffer(4 * 16 * 8));
     let table = RopeTable::new(ctx, &Rope::new(10_000.0, 16, None), 8).unwrap();
-    let scratch = AttentionScratch::new(ctx, 16, 16, 8);
+    let scratch = AttentionScratch::new(ctx, 16, 16, 8, 1);
     let buffers = AttentionBuffers {
         q: Queries::Projected { qkv: &qkv, table: &table },
         k_cache: &cache,
         v_cache: &buffer(4 * 16 * 8),
         out: &out,
         scratch: &scratch,
+        rows: None,
     };
     let shape = shape(16, 1, 8, None, 1.0);
     assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "16 heads on one kv head");
@@ -395,6 +401,129 @@ fn decode_from_the_projection_rotates_appends_and_attends() {
         AttentionBuffers { q: Queries::Projected { qkv: &qkv, table: &short }, ..buffers };
     let shape = AttentionShape { heads: 2, kv_heads: 1, ..shape };
     assert!(invalid(kernel.bind(ctx, &buffers, &shape)), "a table shorter than the cache");
+}
+
+/// A batched decode step ([`AttentionRows`]: one token for each of several
+/// sequences, each at its own position) against each row's CPU rotation,
+/// append and attention over its own sequence's block of the cache; blocks of
+/// sequences without a row stay untouched. Then a plain decode step in the
+/// last row's sequence reads that sequence's block.
+fn check_batched(
+    ctx: &GpuContext,
+    path: &str,
+    kernel: &Attention,
+    (head_dim, heads, kv_heads, rotary_dim): (usize, usize, usize, usize),
+    (sequences, rows): (usize, &[(usize, usize)]),
+    window: Option<usize>,
+    seed: u64,
+) {
+    let what = format!(
+        "{path} batched decode: head_dim {head_dim} (rotary {rotary_dim}), {heads}/{kv_heads} heads, rows {rows:?} of {sequences} sequences, window {window:?}"
+    );
+    let mut rng = rng(seed);
+    let latest = rows.iter().map(|&(_, position)| position).max().unwrap();
+    let capacity = latest + 4;
+    let layout = KvLayout { kv_heads, capacity, head_dim };
+    let block = kv_heads * capacity * head_dim;
+    let width = (heads + 2 * kv_heads) * head_dim;
+    let qkv = random_vec(&mut rng, rows.len() * width, 3.0);
+    let k_before = random_vec(&mut rng, sequences * block, 1.0);
+    let v_before = random_vec(&mut rng, sequences * block, 1.0);
+    let rope = Rope::new(1_000_000.0, rotary_dim, None);
+    let scale = (head_dim as f32).powf(-0.5);
+
+    let (mut k_want, mut v_want) = (k_before.clone(), v_before.clone());
+    let mut want = vec![0.0; rows.len() * heads * head_dim];
+    for (r, &(sequence, position)) in rows.iter().enumerate() {
+        let row = &qkv[r * width..][..width];
+        let (mut q, mut k) = (
+            row[..heads * head_dim].to_vec(),
+            row[heads * head_dim..][..kv_heads * head_dim].to_vec(),
+        );
+        rope.apply(&mut q, head_dim, position);
+        rope.apply(&mut k, head_dim, position);
+        let (keys, values) =
+            (&mut k_want[sequence * block..][..block], &mut v_want[sequence * block..][..block]);
+        for g in 0..kv_heads {
+            let at = layout.offset(g, position);
+            keys[at..][..head_dim].copy_from_slice(&k[g * head_dim..][..head_dim]);
+            values[at..][..head_dim]
+                .copy_from_slice(&row[(heads + kv_heads + g) * head_dim..][..head_dim]);
+        }
+        let out = &mut want[r * heads * head_dim..][..heads * head_dim];
+        causal_attention(&q, keys, values, layout, heads, position, window, scale, out);
+    }
+
+    let qkv_buffer = upload(ctx, &qkv);
+    let k_cache = upload(ctx, &k_before);
+    let v_cache = upload(ctx, &v_before);
+    let out = ctx.empty_storage_buffer("out", (want.len() * 4) as u64);
+    let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity, rows.len());
+    let table = RopeTable::new(ctx, &rope, capacity).unwrap();
+    let mut row_table = AttentionRows::new(ctx, sequences, capacity);
+    row_table.set(&ctx.queue, rows).unwrap();
+    let buffers = AttentionBuffers {
+        q: Queries::Projected { qkv: &qkv_buffer, table: &table },
+        k_cache: &k_cache,
+        v_cache: &v_cache,
+        out: &out,
+        scratch: &scratch,
+        rows: Some(&row_table),
+    };
+    let shape = AttentionShape { sequences, ..shape(heads, kv_heads, capacity, window, scale) };
+    let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
+    let too_many = Step::at(rows.len() + 1, latest);
+    assert!(invalid(bound.set_step(&ctx.queue, too_many)), "{what}: more rows than the scratch");
+    bound.run(ctx, Step::at(rows.len(), latest)).unwrap();
+    let got = ctx.read_f32(&out, want.len()).unwrap();
+    assert_close(&what, &got, &want, 1e-4, 1e-5);
+    let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
+    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
+    assert_eq!(ctx.read_f32(&v_cache, v_want.len()).unwrap(), v_want, "{what}: v cache");
+
+    // A plain step of one sequence reads only that sequence's block.
+    let (sequence, position) = rows[rows.len() - 1];
+    let q = random_vec(&mut rng, heads * head_dim, 3.0);
+    let mut want = vec![0.0; q.len()];
+    let (keys, values) =
+        (&k_want[sequence * block..][..block], &v_want[sequence * block..][..block]);
+    causal_attention(&q, keys, values, layout, heads, position, window, scale, &mut want);
+    let q_buffer = upload(ctx, &q);
+    let single = AttentionScratch::new(ctx, heads, head_dim, capacity, 1);
+    let buffers = AttentionBuffers {
+        q: Queries::Rotated(&q_buffer),
+        scratch: &single,
+        rows: None,
+        ..buffers
+    };
+    let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
+    let past = Step::at(1, position).in_sequence(sequences);
+    assert!(invalid(bound.set_step(&ctx.queue, past)), "{what}: a sequence past the cache");
+    bound.run(ctx, Step::at(1, position).in_sequence(sequence)).unwrap();
+    let got = ctx.read_f32(&out, want.len()).unwrap();
+    assert_close(&format!("{what}: then sequence {sequence} alone"), &got, &want, 1e-4, 1e-5);
+}
+
+#[test]
+fn batched_decode_matches_each_row_alone() {
+    for (path, ctx) in contexts() {
+        // Qwen2.5-0.5B's shape: rows of one to 47 chunks, in sequences out of order.
+        let kernel = Attention::new(ctx, 64).unwrap();
+        let rows = [(3, 0), (0, 31), (4, 32), (1, 100), (2, 1500)];
+        check_batched(ctx, path, &kernel, (64, 14, 2, 64), (6, &rows), None, 850);
+        // A group of one with full rotation; a window and a partial rotation.
+        let kernel = Attention::new(ctx, 128).unwrap();
+        check_batched(ctx, path, &kernel, (128, 4, 4, 128), (2, &[(1, 70), (0, 3)]), None, 851);
+        let kernel = Attention::new(ctx, 32).unwrap();
+        let rows = [(1, 300), (0, 5), (2, 37)];
+        check_batched(ctx, path, &kernel, (32, 8, 2, 16), (3, &rows), Some(37), 852);
+    }
+    // The row table refuses rows outside the cache, and no rows at all.
+    let (_, ctx) = &contexts()[0];
+    let mut table = AttentionRows::new(ctx, 2, 8);
+    assert!(invalid(table.set(&ctx.queue, &[(2, 0)])), "a sequence past the cache");
+    assert!(invalid(table.set(&ctx.queue, &[(0, 8)])), "a position past the cache");
+    assert!(invalid(table.set(&ctx.queue, &[])), "no rows");
 }
 
 #[test]
@@ -419,13 +548,14 @@ fn attention_rejects_wrong_shapes() {
     let out = ctx.empty_storage_buffer("out", 4 * 4 * 16 * 3);
     let cache = ctx.empty_storage_buffer("cache", 4 * 2 * 16 * 32);
     let values = ctx.empty_storage_buffer("values", 4 * 2 * 16 * 32);
-    let scratch = AttentionScratch::new(ctx, 4, 16, 32);
+    let scratch = AttentionScratch::new(ctx, 4, 16, 32, 1);
     let aliased = AttentionBuffers {
         q: Queries::Rotated(&q),
         k_cache: &cache,
         v_cache: &values,
         out: &q,
         scratch: &scratch,
+        rows: None,
     };
     let shape = shape(4, 2, 32, None, 0.25);
     assert!(invalid(kernel.bind(ctx, &aliased, &shape)), "out aliases q");
@@ -463,13 +593,14 @@ fn bench_attention() {
         let k_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
         let v_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
         let out = ctx.empty_storage_buffer("out", (1024 * heads * d * 4) as u64);
-        let scratch = AttentionScratch::new(ctx, heads, d, capacity);
+        let scratch = AttentionScratch::new(ctx, heads, d, capacity, 1);
         let buffers = AttentionBuffers {
             q: Queries::Rotated(&q),
             k_cache: &k_cache,
             v_cache: &v_cache,
             out: &out,
             scratch: &scratch,
+            rows: None,
         };
         let shape = shape(heads, kv_heads, capacity, None, 0.125);
         let steps = [

@@ -137,8 +137,9 @@ fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u6
         table: &table,
         norm,
     };
-    let mut bound =
-        kernel.bind(ctx, &buffers, &RopeShape { heads, kv_heads, head_dim: d, capacity }).unwrap();
+    let mut bound = kernel
+        .bind(ctx, &buffers, &RopeShape { heads, kv_heads, head_dim: d, capacity, sequences: 1 })
+        .unwrap();
     bound.run(ctx, Step::at(tokens, start)).unwrap();
 
     let q_got = ctx.read_f32(&q_out, q_want.len()).unwrap();
@@ -314,7 +315,7 @@ fn rope_append_rejects_wrong_shapes() {
         table: &table,
         norm: QkNorm::None,
     };
-    let shape = RopeShape { heads: 2, kv_heads: 1, head_dim: 16, capacity: 8 };
+    let shape = RopeShape { heads: 2, kv_heads: 1, head_dim: 16, capacity: 8, sequences: 1 };
     assert!(invalid(kernel.bind(ctx, &buffers(&small), &shape)), "cache too small");
     assert!(
         invalid(kernel.bind(ctx, &buffers(&cache), &RopeShape { kv_heads: 3, ..shape })),

@@ -31,12 +31,12 @@ use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::DeltaNetShape;
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionScratch, AttentionShape, Bound, DeltaNet,
+    Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, Bound, DeltaNet,
     DeltaNetBinding, DeltaNetBuffers, DeltaNetOp, Elementwise, ElementwiseBuffers, ElementwiseOp,
     ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext, GpuWeight, Kernel,
-    Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Queries, Residual, RmsNorm,
-    RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, RowLayout,
-    SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
+    MAX_BATCH_ROWS, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Queries, Residual,
+    RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable,
+    RowLayout, SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
@@ -164,7 +164,13 @@ struct Prepared {
     capacity: usize,
     rope_table: RopeTable,
     scratch: AttentionScratch,
-    /// Each sequence's caches, states and sampler buffers.
+    /// Each attention layer's K and V cache: every sequence's positions side
+    /// by side (`[sequences, kv_heads, capacity, head_dim]`), so that one
+    /// dispatch attends rows of several sequences.
+    kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// The rows of a batched step, for the attention kernel.
+    batch_rows: AttentionRows,
+    /// Each sequence's recurrent states and sampler buffers.
     sequences: Vec<SequenceBuffers>,
     /// The sequence passes and draws act on ([`Backend::select_sequence`]).
     selected: usize,
@@ -176,10 +182,8 @@ struct Prepared {
     tokens: wgpu::Buffer,
 }
 
-/// What the GPU engine keeps for one sequence.
+/// What the GPU engine keeps for one sequence besides its KV cache.
 struct SequenceBuffers {
-    /// Each layer's K and V cache.
-    kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     /// Each Gated DeltaNet layer's convolution window and state (f32, zero at
     /// the start of a sequence), by layer.
     recurrent: Vec<Option<(wgpu::Buffer, wgpu::Buffer)>>,
@@ -191,19 +195,8 @@ struct SequenceBuffers {
 }
 
 impl SequenceBuffers {
-    fn new(ctx: &GpuContext, spec: &ModelSpec, capacity: usize) -> SequenceBuffers {
-        let cache_bytes = (spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
-        // A Gated DeltaNet layer has no KV cache (a word stands in for it) but
-        // a convolution window and a state.
-        let kv = (0..spec.num_layers)
-            .map(|l| {
-                let bytes = if spec.linear_layer(l).is_some() { 4 } else { cache_bytes };
-                (
-                    ctx.empty_storage_buffer("k cache", bytes),
-                    ctx.empty_storage_buffer("v cache", bytes),
-                )
-            })
-            .collect();
+    fn new(ctx: &GpuContext, spec: &ModelSpec) -> SequenceBuffers {
+        // A Gated DeltaNet layer has a convolution window and a state.
         let recurrent = (0..spec.num_layers)
             .map(|l| {
                 spec.linear_layer(l).map(|shape| {
@@ -217,7 +210,6 @@ impl SequenceBuffers {
             })
             .collect();
         SequenceBuffers {
-            kv,
             recurrent,
             token_out: ctx.empty_storage_buffer("sampled token", (TOKEN_WORDS * 4) as u64),
             counts: ctx.empty_storage_buffer("token counts", (spec.vocab_size * 4) as u64),
@@ -417,17 +409,35 @@ impl Backend for GpuBackend {
             },
         };
         let capacity = self.options.kv_positions(spec);
-        let sequences = (0..self.options.sequences.max(1))
-            .map(|_| SequenceBuffers::new(ctx, spec, capacity))
+        let sequences = self.options.sequences.max(1);
+        let cache_bytes = (sequences * spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
+        // A Gated DeltaNet layer has no KV cache (a word stands in for it).
+        let kv = (0..spec.num_layers)
+            .map(|l| {
+                let bytes = if spec.linear_layer(l).is_some() { 4 } else { cache_bytes };
+                (
+                    ctx.empty_storage_buffer("k cache", bytes),
+                    ctx.empty_storage_buffer("v cache", bytes),
+                )
+            })
             .collect();
+        let batch_rows = sequences.min(MAX_BATCH_ROWS);
         let max_rows = self.max_rows();
         self.prepared = Some(Prepared {
             kernels,
             dtype,
             capacity,
             rope_table: RopeTable::new(ctx, &spec.rope(), capacity)?,
-            scratch: AttentionScratch::new(ctx, spec.num_heads, spec.head_dim, capacity),
-            sequences,
+            scratch: AttentionScratch::new(
+                ctx,
+                spec.num_heads,
+                spec.head_dim,
+                capacity,
+                batch_rows,
+            ),
+            kv,
+            batch_rows: AttentionRows::new(ctx, sequences, capacity),
+            sequences: (0..sequences).map(|_| SequenceBuffers::new(ctx, spec)).collect(),
             selected: 0,
             norm_scratch: None,
             gated_scratch: None,
@@ -756,24 +766,35 @@ impl Backend for GpuBackend {
         qk_norm: Option<&(wgpu::Buffer, wgpu::Buffer)>,
         place: Placement<'_>,
     ) -> Result<GpuTensor, EngineError> {
-        let start = match place {
-            Placement::Run { start } => start,
-            Placement::Rows(rows) => return self.attention_by_row(spec, layer, qkv, qk_norm, rows),
-        };
         let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
-        self.check_positions(start, qkv.rows)?;
-        let q = self.tensor(qkv.rows, heads * d);
-        let (k_cache, v_cache) = self.sequence().kv[layer].clone();
+        // Without a per-head norm a decode step's attention rotates and
+        // appends by itself: one dispatch and one parameter write fewer per
+        // layer, and a batched step's rows take the same dispatch.
+        let all_heads_norm = spec.qk_norm == Some(QkNormWidth::AllHeads);
+        let appends = (qk_norm.is_none() || all_heads_norm)
+            && self.prepared().kernels.attention.appends_for(heads, kv_heads);
+        if let Placement::Rows(rows) = place
+            && !(appends && rows.len() <= MAX_BATCH_ROWS)
+        {
+            return self.attention_by_row(spec, layer, qkv, qk_norm, rows);
+        }
         // A norm across all heads runs before the rotation, in place on the
         // q and k spans of the qkv rows; the rope kernel norms only per head.
-        let qk_norm = match (qk_norm, spec.qk_norm) {
-            (Some((q_norm, k_norm)), Some(QkNormWidth::AllHeads)) => {
+        let qk_norm = match (qk_norm, all_heads_norm) {
+            (Some((q_norm, k_norm)), true) => {
                 self.norm_span(qkv, 0, heads * d, q_norm, spec.rms_norm_eps)?;
                 self.norm_span(qkv, heads * d, kv_heads * d, k_norm, spec.rms_norm_eps)?;
                 None
             }
             (qk_norm, _) => qk_norm,
         };
+        let start = match place {
+            Placement::Run { start } => start,
+            Placement::Rows(rows) => return self.attention_rows(spec, layer, qkv, rows),
+        };
+        self.check_positions(start, qkv.rows)?;
+        let q = self.tensor(qkv.rows, heads * d);
+        let (k_cache, v_cache) = self.prepared().kv[layer].clone();
 
         let shape = self.rope_shape(spec);
         let bind_rope = |b: &Self| -> Result<Bound, EngineError> {
@@ -788,9 +809,7 @@ impl Backend for GpuBackend {
             };
             Ok(prepared.kernels.rope.bind(&b.ctx, &buffers, &shape)?)
         };
-        // Without a per-head norm a decode step's attention rotates and
-        // appends by itself: one dispatch and one parameter write fewer per layer.
-        if qk_norm.is_none() && self.prepared().kernels.attention.appends_for(heads, kv_heads) {
+        if appends {
             let out = self.tensor(qkv.rows, heads * d);
             let key =
                 vec![qkv.buffer.clone(), q.buffer.clone(), k_cache.clone(), out.buffer.clone()];
@@ -800,9 +819,9 @@ impl Backend for GpuBackend {
                 |b| {
                     let projected =
                         Queries::Projected { qkv: &qkv.buffer, table: &b.prepared().rope_table };
-                    let decode = b.bind_attention(spec, layer, projected, &out)?;
+                    let decode = b.bind_attention(spec, layer, projected, &out, false)?;
                     let attention =
-                        b.bind_attention(spec, layer, Queries::Rotated(&q.buffer), &out)?;
+                        b.bind_attention(spec, layer, Queries::Rotated(&q.buffer), &out, false)?;
                     Ok(BoundOp::Fused { decode, separate: vec![bind_rope(b)?, attention] })
                 },
             )?;
@@ -825,6 +844,7 @@ impl Backend for GpuBackend {
                     layer,
                     Queries::Rotated(&q.buffer),
                     &out,
+                    false,
                 )?))
             },
         )?;
@@ -1052,10 +1072,45 @@ impl Backend for GpuBackend {
 }
 
 impl GpuBackend {
-    /// A batched pass's attention: each row on its own, over its sequence's
-    /// cache (the rows' products ran together; attention reads a different
-    /// cache per row). The rows are copied out together, attended in one
-    /// compute pass and copied back together: a copy ends the pass, so
+    /// A batched pass's attention in one dispatch (and a combination of
+    /// chunks): each row's query and key rotated for its position, its key and
+    /// value appended to its own sequence's cache, and its query attended
+    /// there ([`AttentionRows`]).
+    fn attention_rows(
+        &mut self,
+        spec: &ModelSpec,
+        layer: usize,
+        qkv: &GpuTensor,
+        rows: &[RowPlace],
+    ) -> Result<GpuTensor, EngineError> {
+        for row in rows {
+            self.check_positions(row.position, 1)?;
+        }
+        let places: Vec<(usize, usize)> = rows.iter().map(|r| (r.sequence, r.position)).collect();
+        let queue = self.ctx.queue.clone();
+        let prepared = self.prepared.as_mut().expect("Backend::prepare runs before any op");
+        prepared.batch_rows.set(&queue, &places)?;
+        let out = self.tensor(qkv.rows, spec.num_heads * spec.head_dim);
+        let (k_cache, _) = self.prepared().kv[layer].clone();
+        let key = vec![qkv.buffer.clone(), k_cache, out.buffer.clone()];
+        let slot = self.slot(
+            || "attention (batched rows)".into(),
+            key,
+            |b| {
+                let projected =
+                    Queries::Projected { qkv: &qkv.buffer, table: &b.prepared().rope_table };
+                Ok(BoundOp::Plain(b.bind_attention(spec, layer, projected, &out, true)?))
+            },
+        )?;
+        let latest = rows.iter().map(|row| row.position).max().unwrap_or(0);
+        self.record(slot, rows.len(), latest)?;
+        Ok(out)
+    }
+
+    /// A batched pass's attention where the rows cannot share a dispatch (a
+    /// per-head q/k norm, which the rope kernel applies): each row on its own,
+    /// over its sequence's cache. The rows are copied out together, attended
+    /// in one compute pass and copied back together: a copy ends the pass, so
     /// interleaving them would end and begin one per row. Leaves the selected
     /// sequence as it was.
     fn attention_by_row(
@@ -1153,6 +1208,7 @@ impl GpuBackend {
             kv_heads: spec.num_kv_heads,
             head_dim: spec.head_dim,
             capacity: self.prepared().capacity,
+            sequences: self.prepared().sequences.len(),
         }
     }
 
@@ -1182,27 +1238,31 @@ impl GpuBackend {
         }
     }
 
-    /// The attention kernel of layer `layer` bound to its cache, `queries` and `out`.
+    /// The attention kernel of layer `layer` bound to its cache, `queries` and
+    /// `out`; `batched` binds the rows of batched steps.
     fn bind_attention(
         &self,
         spec: &ModelSpec,
         layer: usize,
         queries: Queries<'_>,
         out: &GpuTensor,
+        batched: bool,
     ) -> Result<Bound, EngineError> {
         let prepared = self.prepared();
-        let (k_cache, v_cache) = &prepared.sequences[prepared.selected].kv[layer];
+        let (k_cache, v_cache) = &prepared.kv[layer];
         let buffers = AttentionBuffers {
             q: queries,
             k_cache,
             v_cache,
             out: &out.buffer,
             scratch: &prepared.scratch,
+            rows: batched.then_some(&prepared.batch_rows),
         };
         let shape = AttentionShape {
             heads: spec.num_heads,
             kv_heads: spec.num_kv_heads,
             capacity: prepared.capacity,
+            sequences: prepared.sequences.len(),
             window: spec.attention_window(layer),
             scale: spec.attention_scale(),
             min_chunk_len: DEFAULT_MIN_CHUNK_LEN,

@@ -105,7 +105,8 @@ impl GpuBackend {
         if let Some(profiler) = self.profiler.as_mut() {
             profiler.before_dispatch(pass);
         }
-        let step = Step::at(rows, start);
+        let sequence = self.prepared.as_ref().map_or(0, |prepared| prepared.selected);
+        let step = Step::at(rows, start).in_sequence(sequence);
         let bounds = match &mut slot.op {
             BoundOp::Plain(bound) => std::slice::from_mut(bound),
             BoundOp::Fused { decode, .. } if rows == 1 => std::slice::from_mut(decode),

@@ -46,7 +46,7 @@ impl MemoryPlan {
         }
         let (h, d) = (spec.hidden_size, spec.head_dim);
         let padded_i = spec.intermediate_size.next_multiple_of(32);
-        let kv_buffer = (spec.num_kv_heads * kv_positions * d * 4) as u64;
+        let kv_buffer = (sequences * spec.num_kv_heads * kv_positions * d * 4) as u64;
         let rope_table = (kv_positions * spec.rope().rotary_dim * 8) as u64;
         let vocab_row = spec.vocab_size as u64 * 4;
         // tokens, a readback buffer for the sampled token (with its log
@@ -68,7 +68,8 @@ impl MemoryPlan {
         let parameters = samplers as u64 * (spec.num_layers as u64 + 1) * PARAMETER_BYTES_PER_LAYER;
         // Products of several rows split over K share one partial-sum buffer.
         let split_sums = if max_rows > 1 { mlc_kernels::matmul::SPLIT_SCRATCH_BYTES } else { 0 };
-        let scratch = AttentionScratch::bytes(spec.num_heads, d, kv_positions)
+        let batch_rows = sequences.min(mlc_kernels::MAX_BATCH_ROWS);
+        let scratch = AttentionScratch::bytes(spec.num_heads, d, kv_positions, batch_rows)
             + rope_table
             + io
             + split_sums
@@ -81,10 +82,12 @@ impl MemoryPlan {
             true => max_rows as u64 * vocab_row,
             false => vocab_row,
         };
-        // A batched step of several sequences attends row by row: each row's
-        // copy of its q/k/v, and its attention's rotated queries and output
-        // (buffers of a whole step's rows, like every activation); and it
-        // draws from a copy of each row's logits beside the logits of all rows.
+        // A batched step of several sequences whose attention cannot take
+        // its rows together (a per-head q/k norm) attends row by row: each
+        // row's copy of its q/k/v, and its attention's rotated queries and
+        // output (buffers of a whole step's rows, like every activation); and
+        // every batched step draws from a copy of each row's logits beside the
+        // logits of all rows.
         let rows_apart = match sequences {
             1 => 0,
             _ => {
@@ -284,6 +287,20 @@ mod tests {
         assert!(
             problem.contains("exceeds max_storage_buffer_binding_size")
                 && problem.contains("at most 1024 positions fit, 1025 were asked for"),
+            "{problem}"
+        );
+        // Three sequences' positions share each layer's buffer.
+        let three =
+            MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 341, 3, 64, 128 << 20);
+        assert_eq!(three.kv_buffer, 3 * 341 * 128);
+        assert_eq!(three.on_device(device(u64::MAX, 128 << 10)).problem(), None);
+        let problem =
+            MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 342, 3, 64, 128 << 20)
+                .on_device(device(u64::MAX, 128 << 10))
+                .problem()
+                .unwrap();
+        assert!(
+            problem.contains("at most 341 positions fit, 342 were asked for, for each of 3"),
             "{problem}"
         );
         // With one token per step (one row of logits) the largest buffer of

@@ -26,7 +26,8 @@ pub struct MemoryPlan {
     /// Sequences with a KV cache (and recurrent state) each
     /// ([`crate::gpu::GpuOptions::sequences`]).
     pub sequences: usize,
-    /// Bytes of one layer's K (or V) cache buffer, bound whole by the kernels.
+    /// Bytes of one layer's K (or V) cache buffer, every sequence's
+    /// positions side by side, bound whole by the kernels.
     pub kv_buffer: u64,
     /// Attention partials, the RoPE table, token, sampler and readback buffers,
     /// the partial sums of products split over K, and the kernels' parameter blocks.
@@ -67,7 +68,7 @@ impl MemoryPlan {
 
     /// Both caches of every layer, for every sequence.
     pub fn kv_bytes(&self) -> u64 {
-        2 * self.layers as u64 * self.kv_buffer * self.sequences as u64
+        2 * self.layers as u64 * self.kv_buffer
     }
 
     /// Everything.
@@ -80,15 +81,17 @@ impl MemoryPlan {
     /// larger than `maxStorageBufferBindingSize`.
     pub fn problem(&self) -> Option<String> {
         let device = self.device.as_ref()?;
+        // A position of every sequence.
         let per_position = self.kv_buffer / self.kv_positions.max(1) as u64;
         let positions_that_fit = |limit: u64| limit / per_position.max(1);
         if self.kv_buffer > device.max_storage_buffer_binding_size {
             return Some(format!(
-                "one layer's K cache ({}) exceeds max_storage_buffer_binding_size ({}); at most {} positions fit, {} were asked for (lower context_window_size or the engine's context length)",
+                "one layer's K cache ({}) exceeds max_storage_buffer_binding_size ({}); at most {} positions fit, {} were asked for, for each of {} sequence(s) (lower context_window_size, the engine's context length or its sequences)",
                 mib(self.kv_buffer),
                 mib(device.max_storage_buffer_binding_size),
                 positions_that_fit(device.max_storage_buffer_binding_size),
-                self.kv_positions
+                self.kv_positions,
+                self.sequences
             ));
         }
         let (what, bytes) = &self.largest;

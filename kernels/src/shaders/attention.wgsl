@@ -27,6 +27,14 @@
 // loads overlap the previous tile's arithmetic), then copied into workgroup
 // memory: first the keys, then, once the scores are taken, the values.
 //
+// A cache holds every sequence: [sequences, kv_heads, capacity, D], and a step
+// reads sequence `sequence`'s block. A batched decode step (`batched` = 1) is
+// one token for each of `tokens` rows, each of its own sequence at its own
+// position (`batch_rows[r]` = (sequence, position)): rows are folded into
+// workgroup y (decode) or y (combine), each with its own query, output and
+// partials, and the chunk length is the longest row's (a shorter row has fewer
+// chunks; the workgroups past them return at once).
+//
 // Decode with the append (`append` = 1): `q` holds the step's one projection row
 // [q | k | v] as the q/k/v product wrote it, unrotated. Each workgroup rotates
 // its query heads for position `start` as it loads them, and the workgroup
@@ -60,19 +68,20 @@ struct Params {
     window: u32,           // sliding window in keys, 0: every earlier key
     append: u32,           // 1: decode from the unrotated projection row, appending its k and v
     rotary_dim: u32,       // append: dimensions rotated at the start of each head
+    sequence: u32,         // the sequence whose cache the step reads (not batched)
+    batched: u32,          // 1: one token per row of batch_rows (decode with append)
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;                   // [tokens, heads, D/4] (append: [heads + 2·kv_heads, D/4])
-@group(0) @binding(2) var<storage, read_write> k_cache: array<vec4<f32>>;       // [kv_heads, capacity, D/4]
-@group(0) @binding(3) var<storage, read_write> v_cache: array<vec4<f32>>;       // [kv_heads, capacity, D/4]
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;                   // [tokens, heads, D/4] (append: [tokens, heads + 2·kv_heads, D/4])
+@group(0) @binding(2) var<storage, read_write> k_cache: array<vec4<f32>>;       // [sequences, kv_heads, capacity, D/4]
+@group(0) @binding(3) var<storage, read_write> v_cache: array<vec4<f32>>;       // [sequences, kv_heads, capacity, D/4]
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;           // [tokens, heads, D/4]
-@group(0) @binding(5) var<storage, read_write> partial_acc: array<vec4<f32>>;   // [heads, max_chunks, D/4]
-@group(0) @binding(6) var<storage, read_write> partial_ml: array<vec2<f32>>;    // [heads, max_chunks] (m, l)
+@group(0) @binding(5) var<storage, read_write> partial_acc: array<vec4<f32>>;   // [rows, heads, max_chunks, D/4]
+@group(0) @binding(6) var<storage, read_write> partial_ml: array<vec2<f32>>;    // [rows, heads, max_chunks] (m, l)
 @group(0) @binding(7) var<storage, read> cos_sin: array<vec2<f32>>;             // append: [capacity, rotary_dim]
+@group(0) @binding(8) var<uniform> batch_rows: array<vec4<u32>, MAX_BATCH_ROWS>; // batched: (sequence, position, -, -) per row
 
 const WG: u32 = 128u;
 const D4: u32 = HEAD_DIM / 4u;
@@ -98,6 +107,26 @@ fn window_start(position: u32) -> u32 {
     return select(0u, position + 1u - params.window, params.window != 0u && position + 1u > params.window);
 }
 
+/// The queries one workgroup serves: `tokens` tokens from position `start` of
+/// `sequence`, whose query and output rows begin at row `row`.
+struct Job {
+    sequence: u32,
+    start: u32,
+    tokens: u32,
+    row: u32,
+    chunks: u32,  // split: chunks of the job's keys
+}
+
+fn job_of(row: u32) -> Job {
+    var job = Job(params.sequence, params.start, params.tokens, 0u, params.num_chunks);
+    if params.batched != 0u {
+        let entry = batch_rows[row];
+        let seen = entry.y + 1u - window_start(entry.y);
+        job = Job(entry.x, entry.y, 1u, row, (seen + params.chunk_len - 1u) / params.chunk_len);
+    }
+    return job;
+}
+
 /// Which query a row of a workgroup holds.
 struct Row {
     token: u32,
@@ -105,10 +134,10 @@ struct Row {
     valid: bool,  // false for padding rows (past the step or the group)
 }
 
-fn row_of(r: u32, t0: u32, h0: u32, h_end: u32) -> Row {
+fn row_of(r: u32, t0: u32, h0: u32, h_end: u32, tokens: u32) -> Row {
     let token = t0 + r / params.heads_per_block;
     let head = h0 + r % params.heads_per_block;
-    let valid = r < params.heads_per_block * params.tokens_per_block && token < params.tokens && head < h_end;
+    let valid = r < params.heads_per_block * params.tokens_per_block && token < tokens && head < h_end;
     return Row(token, head, valid);
 }
 
@@ -164,11 +193,13 @@ fn projected4(head_vec4: u32, c4: u32, pos: u32) -> vec4<f32> {
                      projected(head_vec4, i + 2u, pos), projected(head_vec4, i + 3u, pos));
 }
 
-// Writes KV head g's rotated key and its value at position `pos` into the cache.
-fn append_new_position(g: u32, pos: u32, lid: u32) {
-    let k_head = (params.heads + g) * D4;
-    let v_head = (params.heads + params.kv_heads + g) * D4;
-    let at = (g * params.capacity + pos) * D4;
+// Writes KV head g's rotated key and its value at position `pos` into the
+// cache block that starts at `kv_base` positions, from the projection row that
+// starts at vec4 `qkv_row`.
+fn append_new_position(qkv_row: u32, g: u32, kv_base: u32, pos: u32, lid: u32) {
+    let k_head = qkv_row + (params.heads + g) * D4;
+    let v_head = qkv_row + (params.heads + params.kv_heads + g) * D4;
+    let at = (kv_base + pos) * D4;
     for (var c4 = lid; c4 < D4; c4 += WG) {
         k_cache[at + c4] = projected4(k_head, c4, pos);
         v_cache[at + c4] = q[v_head + c4];
@@ -178,38 +209,44 @@ fn append_new_position(g: u32, pos: u32, lid: u32) {
 @compute @workgroup_size(WG)
 fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let split = params.split != 0u;
-    let g = group.y / params.head_blocks;
-    let h0 = g * params.group + (group.y % params.head_blocks) * params.heads_per_block;
+    let blocks = params.kv_heads * params.head_blocks;
+    let job = job_of(group.y / blocks);
+    if group.x >= job.chunks && split {
+        return;  // a batched row with fewer chunks than the longest
+    }
+    let by = group.y % blocks;
+    let g = by / params.head_blocks;
+    let h0 = g * params.group + (by % params.head_blocks) * params.heads_per_block;
     let h_end = (g + 1u) * params.group;
-    let kv_base = g * params.capacity;
+    let kv_base = (job.sequence * params.kv_heads + g) * params.capacity;
     let t0 = select(group.x * params.tokens_per_block, 0u, split);
     // Keys of this workgroup: k_begin .. k_end (its chunk, or from the first
     // query's window start up to its last query).
-    let k_begin = window_start(params.start + t0) + select(0u, group.x * params.chunk_len, split);
-    var k_end = params.start + min(t0 + params.tokens_per_block, params.tokens);
+    let k_begin = window_start(job.start + t0) + select(0u, group.x * params.chunk_len, split);
+    var k_end = job.start + min(t0 + params.tokens_per_block, job.tokens);
     if split {
         k_end = min(k_end, k_begin + params.chunk_len);
     }
 
     // Queries of the block, pre-multiplied by the scale (padding rows are 0).
     let append = params.append != 0u;
+    let qkv_row = job.row * (params.heads + 2u * params.kv_heads) * D4;
     for (var e = lid; e < BLOCK_Q * D4; e += WG) {
-        let row = row_of(e / D4, t0, h0, h_end);
+        let row = row_of(e / D4, t0, h0, h_end, job.tokens);
         var v = vec4<f32>(0.0);
         if row.valid {
-            let head_vec4 = (row.token * params.heads + row.head) * D4;
             if append {
-                v = projected4(head_vec4, e % D4, params.start);
+                v = projected4(qkv_row + row.head * D4, e % D4, job.start);
             } else {
-                v = q[head_vec4 + e % D4];
+                v = q[(row.token * params.heads + row.head) * D4 + e % D4];
             }
         }
         q_tile[e] = v * params.scale;
     }
     // The chunk that ends at the new position puts its key and value in the
     // cache before it reads its keys.
-    if append && k_end == params.start + 1u {
-        append_new_position(g, params.start, lid);
+    if append && k_end == job.start + 1u {
+        append_new_position(qkv_row, g, kv_base, job.start, lid);
         storageBarrier();
     }
     if lid < BLOCK_Q {
@@ -226,7 +263,7 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     let row_thread = lid < BLOCK_Q * ROW_THREADS;
     let r = min(lid / ROW_THREADS, BLOCK_Q - 1u);
     let c = lid % ROW_THREADS;
-    let last_visible = params.start + row_of(r, t0, h0, h_end).token;
+    let last_visible = job.start + row_of(r, t0, h0, h_end, job.tokens).token;
     let first_visible = window_start(last_visible);
 
     // The next tile's keys and values are loaded into registers while the
@@ -320,20 +357,21 @@ fn attend(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     workgroupBarrier();
 
     // out = acc / l, or this chunk's (m, l, acc) when decode has several chunks.
-    let partial = split && params.num_chunks > 1u;
+    let partial = split && job.chunks > 1u;
     for (var a = 0u; a < ACC_VEC4; a++) {
         let e = lid + a * WG;
         if e < BLOCK_Q * D4 {
-            let row = row_of(e / D4, t0, h0, h_end);
+            let row = row_of(e / D4, t0, h0, h_end, job.tokens);
             if row.valid {
                 if partial {
-                    let slot = row.head * params.max_chunks + group.x;
+                    let slot = (job.row * params.heads + row.head) * params.max_chunks + group.x;
                     partial_acc[slot * D4 + e % D4] = acc[a];
                     if e % D4 == 0u {
                         partial_ml[slot] = vec2<f32>(row_max[e / D4], row_sum[e / D4]);
                     }
                 } else {
-                    out[(row.token * params.heads + row.head) * D4 + e % D4] = acc[a] / row_sum[e / D4];
+                    let out_row = job.row + row.token;
+                    out[(out_row * params.heads + row.head) * D4 + e % D4] = acc[a] / row_sum[e / D4];
                 }
             }
         }
@@ -371,8 +409,12 @@ fn workgroup_sum(x: f32, lid: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn combine_chunks(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = group.x;
-    let base = h * params.max_chunks;
-    let n = params.num_chunks;
+    let job = job_of(group.y);
+    let n = job.chunks;
+    if n <= 1u {
+        return;  // a batched row of one chunk wrote its output itself
+    }
+    let base = (job.row * params.heads + h) * params.max_chunks;
     // M = max_c m_c;  w_c = exp(m_c − M);  L = Σ_c w_c·l_c   (threads split the chunks)
     var m = NEG;
     for (var c = lid; c < n; c += WG) {
@@ -415,6 +457,6 @@ fn combine_chunks(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invoca
         for (var g = 0u; g < GROUPS; g++) {
             total += combine_parts[g * D4 + lid];
         }
-        out[h * D4 + lid] = total / l_all;
+        out[(job.row * params.heads + h) * D4 + lid] = total / l_all;
     }
 }

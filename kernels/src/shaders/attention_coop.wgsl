@@ -87,7 +87,7 @@ fn attend_coop(@builtin(workgroup_id) group: vec3<u32>,
                @builtin(local_invocation_index) lid: u32,
                @builtin(subgroup_id) s: u32) {
     let h = group.y;
-    let kv_base = (h / params.group) * params.capacity;
+    let kv_base = (params.sequence * params.kv_heads + h / params.group) * params.capacity;
     let t0 = group.x * CQ;
     let k_begin = window_start(params.start + t0);
     let k_end = params.start + min(t0 + CQ, params.tokens);

@@ -9,8 +9,8 @@
 //   (θ_{i+R/2} = θ_i except under MLC's YaRN)
 //   dims ≥ R pass through;
 //   q_out[t, h]             = y_q          ([tokens, heads·D])
-//   k_cache[g, pos]         = y_k          ([kv_heads, capacity, D])
-//   v_cache[g, pos]         = v            (unrotated)
+//   k_cache[s, g, pos]      = y_k          ([sequences, kv_heads, capacity, D], s = sequence)
+//   v_cache[s, g, pos]      = v            (unrotated)
 // cos θ and sin θ come from a table computed on the CPU ([capacity, R] of
 // (cos, sin)), because WGSL's cos/sin are not accurate for large angles.
 //
@@ -20,6 +20,7 @@
 struct Params {
     tokens: u32,      // tokens in this step
     start: u32,       // absolute position of the first one
+    sequence: u32,    // the sequence whose cache block is written
     heads: u32,
     kv_heads: u32,
     head_dim: u32,    // D ≤ 256
@@ -29,7 +30,6 @@ struct Params {
     eps: f32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -69,7 +69,8 @@ fn rope_append(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocatio
     if is_query {
         dst = (t * params.heads + slot) * d;
     } else {
-        dst = ((slot - params.heads) * params.capacity + pos) * d;
+        let g = params.sequence * params.kv_heads + slot - params.heads;
+        dst = (g * params.capacity + pos) * d;
     }
     for (var i = lid; i < d; i += WG) {
         let y = rotated(i, pos, params.rotary_dim);
