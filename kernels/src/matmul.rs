@@ -2,8 +2,11 @@
 //! (`shaders/matmul*.wgsl`).
 //!
 //! One row of x (a decode step) runs a matrix × vector kernel in which a team of
-//! threads (or one subgroup) reads each weight row; several rows (prefill) run a
-//! kernel tiled over m and n through workgroup memory. Weights stay in the form
+//! threads (or one subgroup) reads each weight row; so do a few rows (a batched
+//! decode step: up to [`MATVEC_MAX_ROWS`], one workgroup per row and weight row
+//! set, the rows of a set adjacent so that the weights come from cache after
+//! the first); more rows (prefill) run a kernel tiled over m and n through
+//! workgroup memory. Weights stay in the form
 //! the shard stores and are decoded inside the products. A weight larger than
 //! one storage binding (a big lm_head) is bound as several row parts.
 //!
@@ -51,6 +54,10 @@ const WIDE_FROM_ROWS: u32 = 8192;
 const LONG_K: u32 = 2048;
 /// Threads per row set of the portable `matvec` (`TEAM` in matmul.wgsl).
 pub(crate) const TEAM: u32 = 32;
+/// Most rows of x that run the matrix × vector kernel (each row its own
+/// workgroups) rather than the tiled one, whose 128-row blocks a few rows
+/// leave mostly empty.
+pub const MATVEC_MAX_ROWS: u32 = 32;
 /// Output rows and columns of a `matmul_tiled` block.
 const BLOCK: u32 = 128;
 /// Blocks from which a product fills a large GPU without splitting K.
@@ -165,8 +172,9 @@ struct PrefillPipelines {
     sum_splits: wgpu::ComputePipeline,
 }
 
-/// How a product's step runs: the decode kernel for one row, the tiled one
-/// (split over K when too few blocks fill the GPU) for several.
+/// How a product's step runs: the decode kernel for one row or a few (up to
+/// [`MATVEC_MAX_ROWS`]), the tiled one (split over K when too few blocks fill
+/// the GPU) for more.
 struct MatmulSchedule {
     decode: DecodePipelines,
     /// `None` for a decode-only binding.
@@ -191,10 +199,10 @@ impl Schedule for MatmulSchedule {
         let rows = step.tokens;
         match (rows, &self.prefill) {
             (0, _) => {}
-            (1, _) | (_, None) => {
+            (_, None) | (1..=MATVEC_MAX_ROWS, _) => {
                 let (pipeline, workgroups) =
                     self.decode.choose(self.k, part_rows, self.matvec_rows);
-                dispatch(pipeline, Workgroups::Linear(workgroups));
+                dispatch(pipeline, Workgroups::Linear(workgroups * rows));
             }
             (_, Some(prefill)) => {
                 let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(BLOCK);

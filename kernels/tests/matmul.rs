@@ -6,6 +6,7 @@
 mod common;
 
 use common::{TestWeight, assert_close, contexts, encode, random_vec, rng, shout, upload};
+use mlc_kernels::matmul::MATVEC_MAX_ROWS;
 use mlc_kernels::{
     Activation, FloatFormat, GpuContext, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape,
     Residual, Step, WeightFormat, cpu,
@@ -54,7 +55,8 @@ fn product_reference(kernel: &Matmul, x: &[f32], m: usize, weight: &cpu::Weight<
     let (n, k) = (weight.rows(), weight.cols());
     let mut exact = vec![0.0; m * n];
     cpu::matmul(x, m, weight, &mut exact);
-    if m == 1 || !kernel.uses_cooperative_matrix() {
+    // A few rows run the matrix × vector kernel, in f32 like the reference.
+    if m <= MATVEC_MAX_ROWS as usize || !kernel.uses_cooperative_matrix() {
         return exact;
     }
     let half = |v: f32| half::f16::from_f32(v).to_f64();
@@ -199,13 +201,19 @@ fn every_format_and_epilogue() {
         case(2, 61, 64, true, Extra::None),
         case(7, 130, 96, false, Extra::Buffer),
         case(33, 65, 128, true, Extra::InPlace),
-        // Enough rows for the decode kernel's 4-rows-per-thread variant.
+        // Enough rows for the decode kernel's 4-rows-per-thread variant, for
+        // one row of x and for a few.
         case(1, 8197, 32, true, Extra::InPlace),
+        case(6, 8197, 64, true, Extra::Buffer),
         // K long enough to be split, in uneven runs (130 steps of 16 over 4
-        // splits), with the bias and residual added by the sum of the splits;
-        // and to take the long-K decode kernel.
-        case(5, 70, 2080, true, Extra::Buffer),
+        // splits), with the bias and residual added by the sum of the splits
+        // (more rows than the matrix × vector kernel takes); and to take the
+        // long-K decode kernel, for one row and for a few.
+        case(37, 70, 2080, true, Extra::Buffer),
         case(1, 71, 2080, true, Extra::InPlace),
+        case(5, 70, 2080, true, Extra::Buffer),
+        // The most rows the matrix × vector kernel takes.
+        case(32, 130, 96, false, Extra::InPlace),
     ];
     for format in FORMATS {
         for (path, ctx, kernel) in kernels(format) {

@@ -3,7 +3,8 @@
 // The wrapper prepends activation.wgsl, matmul_decode.wgsl and matmul_weights.wgsl
 // (W and its formats, bindings 1 and 2) and, on the subgroup path, appends
 // matmul_subgroup.wgsl. Entry points: `matvec` (or `matvec_subgroup`) for one
-// row of x (decode), `matmul_tiled` and `sum_splits` for several (prefill). Workgroups are numbered linearly over a
+// row of x (decode) or a few (a batched decode step), `matmul_tiled` and
+// `sum_splits` for many (prefill). Workgroups are numbered linearly over a
 // 2-D grid so that more than 65535 of them can be launched.
 
 struct Params {
@@ -30,9 +31,9 @@ const ACCUMULATE: u32 = 4u;    // + y[m, n]: the residual add in place, `h = h +
 
 // What the decode kernels multiply W with (the INPUT override), so that the op
 // before a projection runs inside it instead of in a dispatch of its own:
-const PLAIN: u32 = 0u;       // x[0, :] as stored
-const NORMED: u32 = 1u;      // rms_norm(x[0, :]) · norm_weight
-const SILU_GATED: u32 = 2u;  // silu(gate) · up, x[0, :] being a fused [gate; up] row of 2K values
+const PLAIN: u32 = 0u;       // x[m, :] as stored
+const NORMED: u32 = 1u;      // rms_norm(x[m, :]) · norm_weight
+const SILU_GATED: u32 = 2u;  // silu(gate) · up, x[m, :] being a fused [gate; up] row of 2K values
 const GELU_GATED: u32 = 3u;  // gelu_tanh(gate) · up, likewise
 const GELU_ERF_GATED: u32 = 4u;  // gelu_erf(gate) · up, likewise
 override INPUT: u32 = PLAIN;
@@ -66,7 +67,13 @@ fn store(m: u32, n: u32, product: f32) {
     y[i] = value;
 }
 
-// ---- decode: y[0, :] = W · x[0, :] ------------------------------------------------
+// ---- decode: y[m, :] = W · x[m, :] for each of a few rows m ----------------------
+//
+// Each workgroup multiplies one row of x with its set of weight rows. The
+// workgroups of one weight row set and the different rows of x are adjacent
+// in the numbering (row m = index % rows), so they run at about the same time
+// and all but the first read the weights from cache: a step of a few rows
+// reads the weights from memory about once.
 
 const WORKGROUP: u32 = 256u;
 // Consecutive weight rows one thread multiplies with the same slice of x
@@ -82,8 +89,18 @@ struct Slice32 {
     v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>,
 }
 
-// 1 / rms(x[0, :]) for a NORMED input (set by `begin_input`).
+// 1 / rms(x[m, :]) for a NORMED input (set by `begin_input`).
 var<private> inverse_rms: f32 = 1.0;
+// Where this workgroup's row of x starts (vec4 index; set by `begin_row`).
+var<private> x_base: u32 = 0u;
+
+// This workgroup's row of x and its set of weight rows, from its linear index.
+fn begin_row(index: u32) -> vec2<u32> {
+    let m = index % params.rows;
+    let row_vec4s = select(params.k / 4u, params.k / 2u, INPUT >= SILU_GATED);
+    x_base = m * row_vec4s;
+    return vec2<u32>(m, index / params.rows);
+}
 var<workgroup> square_sums: array<f32, WORKGROUP>;
 
 // Called by every invocation before the products: a NORMED input needs the
@@ -104,11 +121,12 @@ fn begin_input(lid: u32) {
     set_inverse_rms(square_sums[0]);
 }
 
-// This invocation's share of Σ x[0, k]² for a NORMED input.
+// This invocation's share of Σ x[m, k]² for a NORMED input.
 fn square_sum_share(lid: u32) -> f32 {
     var sum = 0.0;
     for (var j = lid; j < params.k / 4u; j += WORKGROUP) {
-        sum += dot(x[j], x[j]);
+        let v = x[x_base + j];
+        sum += dot(v, v);
     }
     return sum;
 }
@@ -128,11 +146,11 @@ fn norm_weight4(j: u32) -> vec4<f32> {
 // Input values 4j .. 4j + 4 of the product, as INPUT says.
 fn input4(j: u32) -> vec4<f32> {
     if INPUT == NORMED {
-        return x[j] * inverse_rms * norm_weight4(j);
+        return x[x_base + j] * inverse_rms * norm_weight4(j);
     }
     if INPUT == SILU_GATED || INPUT == GELU_GATED || INPUT == GELU_ERF_GATED {
-        let gate = x[j];
-        let up = x[params.k / 4u + j];
+        let gate = x[x_base + j];
+        let up = x[x_base + params.k / 4u + j];
         if INPUT == SILU_GATED {
             return vec4<f32>(silu(gate.x), silu(gate.y), silu(gate.z), silu(gate.w)) * up;
         }
@@ -141,7 +159,7 @@ fn input4(j: u32) -> vec4<f32> {
         }
         return vec4<f32>(gelu_tanh(gate.x), gelu_tanh(gate.y), gelu_tanh(gate.z), gelu_tanh(gate.w)) * up;
     }
-    return x[j];
+    return x[x_base + j];
 }
 
 // Input values 32g .. 32g + 32.
@@ -187,11 +205,11 @@ fn group_dots(first: u32, g: u32) -> vec4<f32> {
     return sums;
 }
 
-// Writes the finished sums of rows first .. first + ROWS_PER_THREAD.
-fn store_rows(first: u32, sums: vec4<f32>) {
+// Writes the finished sums of rows first .. first + ROWS_PER_THREAD of y's row m.
+fn store_rows(m: u32, first: u32, sums: vec4<f32>) {
     for (var r = 0u; r < ROWS_PER_THREAD; r++) {
         if first + r < params.n {
-            store(0u, first + r, sums[r]);
+            store(m, first + r, sums[r]);
         }
     }
 }
@@ -210,8 +228,9 @@ var<workgroup> partial_sums: array<vec4<f32>, WORKGROUP>;
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
+    let row = begin_row(workgroup_index(wid, groups));
     begin_input(lid);
-    let first = (workgroup_index(wid, groups) * (WORKGROUP / TEAM) + lid / TEAM) * ROWS_PER_THREAD;
+    let first = (row.y * (WORKGROUP / TEAM) + lid / TEAM) * ROWS_PER_THREAD;
     let lane = lid % TEAM;
     var sums = vec4<f32>(0.0);
     if first < params.n {
@@ -229,7 +248,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
     if lane == 0u {
-        store_rows(first, partial_sums[lid]);
+        store_rows(row.x, first, partial_sums[lid]);
     }
 }
 

@@ -35,8 +35,9 @@ fn matvec_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32,
                    @builtin(subgroup_size) width: u32,
                    @builtin(local_invocation_index) lid: u32) {
+    let row = begin_row(workgroup_index(wid, groups));
     begin_input_subgroup(lid, subgroup, subgroups, lane);
-    let base = workgroup_index(wid, groups) * SUBGROUP_ROWS;
+    let base = row.y * SUBGROUP_ROWS;
     for (var r = subgroup * ROWS_PER_THREAD; r < SUBGROUP_ROWS; r += subgroups * ROWS_PER_THREAD) {
         let first = base + r;
         var sums = vec4<f32>(0.0);
@@ -47,7 +48,7 @@ fn matvec_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         }
         let totals = subgroupAdd(sums);
         if lane == 0u {
-            store_rows(first, totals);
+            store_rows(row.x, first, totals);
         }
     }
 }
