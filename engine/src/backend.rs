@@ -390,6 +390,28 @@ pub trait Backend {
         logits: &Self::Tensor,
         step: &SamplingStep<'_>,
     ) -> Result<Self::Pending, EngineError>;
+    /// Starts the draw of every row of `logits`, a batched step's: row i for
+    /// sequence `draws[i].0`, as its step says or (`None`) the most likely
+    /// token, each exactly as [`Backend::queue_sample`] or
+    /// [`Backend::queue_argmax`] would on that row alone with that sequence
+    /// selected. Leaves the last row's sequence selected. A backend may hand
+    /// all of them to the device at once (the GPU engine: one submission).
+    fn queue_draws(
+        &mut self,
+        logits: &Self::Tensor,
+        draws: &[(usize, Option<&SamplingStep<'_>>)],
+    ) -> Result<Vec<Self::Pending>, EngineError> {
+        let mut pending = Vec::with_capacity(draws.len());
+        for (index, &(sequence, step)) in draws.iter().enumerate() {
+            self.select_sequence(sequence)?;
+            let row = self.row(logits, index)?;
+            pending.push(match step {
+                None => self.queue_argmax(&row)?,
+                Some(step) => self.queue_sample(&row, step)?,
+            });
+        }
+        Ok(pending)
+    }
     /// A queued token (with its probabilities, when the step asked for
     /// them), or `None` when its logits were not all finite.
     async fn take_token(&mut self, pending: Self::Pending) -> Result<Option<Drawn>, EngineError>;

@@ -477,18 +477,14 @@ impl<B: Backend> Model<B> {
             None,
         )?;
         // Every row's draw is submitted before the first is awaited.
-        let mut pending = Vec::with_capacity(rows.len());
-        for (index, row) in rows.iter().enumerate() {
-            self.select_sequence(row.sequence)?;
-            let sequence = self.sequence();
+        let draws: Vec<_> = rows.iter().map(|row| (row.sequence, row.step)).collect();
+        let pending = self.backend.queue_draws(&logits, &draws)?;
+        for row in rows {
+            let sequence = &mut self.sequences[row.sequence];
             sequence.position += 1;
             sequence.token_on_device = true;
-            let row_logits = self.backend.row(&logits, index)?;
-            pending.push(match row.step {
-                None => self.backend.queue_argmax(&row_logits)?,
-                Some(step) => self.backend.queue_sample(&row_logits, step)?,
-            });
         }
+        self.selected = rows[rows.len() - 1].sequence;
         let mut drawn = Vec::with_capacity(rows.len());
         for pending in pending {
             drawn.push(self.backend.take_token(pending).await?);

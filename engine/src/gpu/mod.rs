@@ -878,13 +878,7 @@ impl Backend for GpuBackend {
     fn queue_argmax(&mut self, logits: &GpuTensor) -> Result<GpuPending, EngineError> {
         // Nothing is submitted to a lost device or after an unreported failure.
         self.ctx.health().check()?;
-        let slot = self.sampler_slot(logits)?;
-        let queue = self.ctx.queue.clone();
-        // The sampler keeps the last sampled step's bias, penalties and mask; greedy decoding wants none.
-        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
-            sampler.set_plain_argmax(&queue);
-        }
-        self.record(slot, 1, 0)?;
+        self.record_argmax(logits)?;
         Ok(self.submit_token(logits.cols, 0))
     }
 
@@ -904,39 +898,39 @@ impl Backend for GpuBackend {
     ) -> Result<GpuPending, EngineError> {
         // Nothing is submitted to a lost device or after an unreported failure.
         self.ctx.health().check()?;
-        let slot = self.sampler_slot(logits)?;
-        let vocab = logits.cols;
-        let queue = self.ctx.queue.clone();
-        // A round's counts start here; after that the sampler adds each draw
-        // on the GPU (this write lands before the step, after earlier steps).
-        if let TokenCounts::Start(pairs) = step.counts {
-            let mut dense = vec![0u32; vocab];
-            for &(token, count) in pairs {
-                if let Some(c) = dense.get_mut(token as usize) {
-                    *c = count;
+        let top = self.record_sample(logits, step)?;
+        Ok(self.submit_token(logits.cols, top))
+    }
+
+    /// Every row's sampler recorded into one pass (after the copies of the
+    /// rows, which end a pass: all of them first), and one submission that
+    /// brings every row's token back.
+    fn queue_draws(
+        &mut self,
+        logits: &GpuTensor,
+        draws: &[(usize, Option<&SamplingStep<'_>>)],
+    ) -> Result<Vec<GpuPending>, EngineError> {
+        self.ctx.health().check()?;
+        let rows: Vec<GpuTensor> = (0..draws.len())
+            .map(|index| {
+                let row = self.tensor(1, logits.cols);
+                self.copy_row(logits, index, &row, 0);
+                row
+            })
+            .collect();
+        let mut results = Vec::with_capacity(draws.len());
+        for (&(sequence, step), row) in draws.iter().zip(&rows) {
+            self.select_sequence(sequence)?;
+            let top = match step {
+                None => {
+                    self.record_argmax(row)?;
+                    0
                 }
-            }
-            queue.write_buffer(&self.sequence().counts, 0, bytemuck::cast_slice(&dense));
+                Some(step) => self.record_sample(row, step)?,
+            };
+            results.push((self.sequence().token_out.clone(), top));
         }
-        self.begin_pass();
-        let pass = self.pass.as_mut().expect("pass begun above");
-        let mut top = 0;
-        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
-            sampler.set_params(&queue, step.params, step.active_vocab)?;
-            sampler.set_logit_bias(&queue, step.logit_bias);
-            sampler.set_token_mask(&queue, step.token_mask)?;
-            sampler.set_uniform(&queue, step.uniform)?;
-            sampler.set_top_logprobs(&queue, step.top_logprobs)?;
-            top = sampler.top_logprobs();
-            if let Some(profiler) = self.profiler.as_mut() {
-                profiler.before_dispatch(pass);
-            }
-            sampler.dispatch_sample(pass);
-            if let Some(profiler) = self.profiler.as_mut() {
-                profiler.after_dispatch(pass, "sampler");
-            }
-        }
-        Ok(self.submit_token(vocab, top))
+        Ok(self.submit_tokens(logits.cols, &results))
     }
 
     fn split_query_gate(
@@ -1344,6 +1338,60 @@ impl GpuBackend {
             Some(buffer) if buffer.size() >= bytes => buffer.clone(),
             _ => slot.insert(ctx.empty_storage_buffer(label, bytes)).clone(),
         }
+    }
+
+    /// Records the choice of the most likely token of one-row `logits` for
+    /// the selected sequence.
+    fn record_argmax(&mut self, logits: &GpuTensor) -> Result<(), EngineError> {
+        let slot = self.sampler_slot(logits)?;
+        let queue = self.ctx.queue.clone();
+        // The sampler keeps the last sampled step's bias, penalties and mask; greedy decoding wants none.
+        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
+            sampler.set_plain_argmax(&queue);
+        }
+        self.record(slot, 1, 0)
+    }
+
+    /// Records the draw of one-row `logits` for the selected sequence as
+    /// `step` says; returns how many log probabilities it reports.
+    fn record_sample(
+        &mut self,
+        logits: &GpuTensor,
+        step: &SamplingStep<'_>,
+    ) -> Result<usize, EngineError> {
+        let slot = self.sampler_slot(logits)?;
+        let vocab = logits.cols;
+        let queue = self.ctx.queue.clone();
+        // A round's counts start here; after that the sampler adds each draw
+        // on the GPU (this write lands before the step, after earlier steps).
+        if let TokenCounts::Start(pairs) = step.counts {
+            let mut dense = vec![0u32; vocab];
+            for &(token, count) in pairs {
+                if let Some(c) = dense.get_mut(token as usize) {
+                    *c = count;
+                }
+            }
+            queue.write_buffer(&self.sequence().counts, 0, bytemuck::cast_slice(&dense));
+        }
+        self.begin_pass();
+        let pass = self.pass.as_mut().expect("pass begun above");
+        let mut top = 0;
+        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
+            sampler.set_params(&queue, step.params, step.active_vocab)?;
+            sampler.set_logit_bias(&queue, step.logit_bias);
+            sampler.set_token_mask(&queue, step.token_mask)?;
+            sampler.set_uniform(&queue, step.uniform)?;
+            sampler.set_top_logprobs(&queue, step.top_logprobs)?;
+            top = sampler.top_logprobs();
+            if let Some(profiler) = self.profiler.as_mut() {
+                profiler.before_dispatch(pass);
+            }
+            sampler.dispatch_sample(pass);
+            if let Some(profiler) = self.profiler.as_mut() {
+                profiler.after_dispatch(pass, "sampler");
+            }
+        }
+        Ok(top)
     }
 
     /// The slot of the sampler bound to `logits` (one row).

@@ -94,12 +94,53 @@ impl GpuBackend {
     /// Submits the recorded step with a copy of its sampled result to the
     /// host: the token id, and with `top` log probabilities their data.
     pub(super) fn submit_token(&mut self, vocab: usize, top: usize) -> GpuPending {
-        let staging = self
-            .token_staging
-            .pop()
-            .unwrap_or_else(|| readback_buffer(&self.ctx, (TOKEN_WORDS * 4) as u64));
+        let staging = self.token_staging_buffer();
         let token_out = self.sequence().token_out.clone();
         let submitted = self.submit_copy(&token_out, &staging, result_bytes(top));
         GpuPending { staging, submitted, vocab, top }
+    }
+
+    /// Submits the recorded step with copies of several sampled results (a
+    /// batched step's rows: each sequence's token buffer and how many log
+    /// probabilities it holds) to the host, in one submission.
+    pub(super) fn submit_tokens(
+        &mut self,
+        vocab: usize,
+        results: &[(wgpu::Buffer, usize)],
+    ) -> Vec<GpuPending> {
+        self.pass = None;
+        let mut encoder = self
+            .encoder
+            .take()
+            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
+        let staging: Vec<wgpu::Buffer> =
+            results.iter().map(|_| self.token_staging_buffer()).collect();
+        for ((token_out, top), staging) in results.iter().zip(&staging) {
+            encoder.copy_buffer_to_buffer(token_out, 0, staging, 0, result_bytes(*top));
+        }
+        if let Some(profiler) = &self.profiler {
+            profiler.resolve(&mut encoder);
+        }
+        let index = self.ctx.queue.submit([encoder.finish()]);
+        self.count_submission();
+        let at = Instant::now();
+        results
+            .iter()
+            .zip(staging)
+            .map(|(&(_, top), staging)| {
+                let size = result_bytes(top);
+                self.stats.readback_bytes += size;
+                let mapped = MapRead::new(&staging.slice(..size));
+                let submitted = Submitted { index: index.clone(), at, mapped };
+                GpuPending { staging, submitted, vocab, top }
+            })
+            .collect()
+    }
+
+    /// A free staging buffer for a sampled result.
+    fn token_staging_buffer(&mut self) -> wgpu::Buffer {
+        self.token_staging
+            .pop()
+            .unwrap_or_else(|| readback_buffer(&self.ctx, (TOKEN_WORDS * 4) as u64))
     }
 }
