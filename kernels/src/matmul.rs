@@ -56,8 +56,11 @@ const LONG_K: u32 = 2048;
 pub(crate) const TEAM: u32 = 32;
 /// Most rows of x that run the matrix × vector kernel (each row its own
 /// workgroups) rather than the tiled one, whose 128-row blocks a few rows
-/// leave mostly empty.
-pub const MATVEC_MAX_ROWS: u32 = 32;
+/// leave mostly empty. Measured on an H100 (Qwen2.5-0.5B, batched decode
+/// passes): 2 to 8 rows 1.6–2.7× faster on the matrix × vector kernel, 16
+/// about even, 32 rows 1.4× and 64 rows 2.4× slower (its cost grows with
+/// the rows; docs/performance.md).
+pub const MATVEC_MAX_ROWS: u32 = 16;
 /// Output rows and columns of a `matmul_tiled` block.
 const BLOCK: u32 = 128;
 /// Blocks from which a product fills a large GPU without splitting K.

@@ -192,6 +192,9 @@ struct SequenceBuffers {
     token_out: wgpu::Buffer,
     /// The penalties' counts.
     counts: wgpu::Buffer,
+    /// This sequence's row of a batched step's logits, copied out for its
+    /// sampler (which reads one row).
+    logits: wgpu::Buffer,
 }
 
 impl SequenceBuffers {
@@ -213,6 +216,7 @@ impl SequenceBuffers {
             recurrent,
             token_out: ctx.empty_storage_buffer("sampled token", (TOKEN_WORDS * 4) as u64),
             counts: ctx.empty_storage_buffer("token counts", (spec.vocab_size * 4) as u64),
+            logits: ctx.empty_storage_buffer("row logits", (spec.vocab_size * 4) as u64),
         }
     }
 }
@@ -878,7 +882,7 @@ impl Backend for GpuBackend {
     fn queue_argmax(&mut self, logits: &GpuTensor) -> Result<GpuPending, EngineError> {
         // Nothing is submitted to a lost device or after an unreported failure.
         self.ctx.health().check()?;
-        self.record_argmax(logits)?;
+        self.record_argmax(&logits.buffer, logits.cols)?;
         Ok(self.submit_token(logits.cols, 0))
     }
 
@@ -898,39 +902,41 @@ impl Backend for GpuBackend {
     ) -> Result<GpuPending, EngineError> {
         // Nothing is submitted to a lost device or after an unreported failure.
         self.ctx.health().check()?;
-        let top = self.record_sample(logits, step)?;
+        let top = self.record_sample(&logits.buffer, logits.cols, step)?;
         Ok(self.submit_token(logits.cols, top))
     }
 
-    /// Every row's sampler recorded into one pass (after the copies of the
-    /// rows, which end a pass: all of them first), and one submission that
-    /// brings every row's token back.
+    /// Every row copied into its sequence's row buffer (copies end a pass:
+    /// all of them first), every row's sampler recorded into one pass, and
+    /// one submission that brings every row's token back.
     fn queue_draws(
         &mut self,
         logits: &GpuTensor,
         draws: &[(usize, Option<&SamplingStep<'_>>)],
     ) -> Result<Vec<GpuPending>, EngineError> {
         self.ctx.health().check()?;
-        let rows: Vec<GpuTensor> = (0..draws.len())
-            .map(|index| {
-                let row = self.tensor(1, logits.cols);
-                self.copy_row(logits, index, &row, 0);
-                row
-            })
-            .collect();
+        let vocab = logits.cols;
+        let mut rows = Vec::with_capacity(draws.len());
+        for (index, &(sequence, _)) in draws.iter().enumerate() {
+            self.select_sequence(sequence)?;
+            let row = self.sequence().logits.clone();
+            let bytes = (vocab * 4) as u64;
+            self.copy_bytes(&logits.buffer, index as u64 * bytes, &row, 0, bytes);
+            rows.push(row);
+        }
         let mut results = Vec::with_capacity(draws.len());
         for (&(sequence, step), row) in draws.iter().zip(&rows) {
             self.select_sequence(sequence)?;
             let top = match step {
                 None => {
-                    self.record_argmax(row)?;
+                    self.record_argmax(row, vocab)?;
                     0
                 }
-                Some(step) => self.record_sample(row, step)?,
+                Some(step) => self.record_sample(row, vocab, step)?,
             };
             results.push((self.sequence().token_out.clone(), top));
         }
-        Ok(self.submit_tokens(logits.cols, &results))
+        Ok(self.submit_tokens(vocab, &results))
     }
 
     fn split_query_gate(
@@ -1340,10 +1346,10 @@ impl GpuBackend {
         }
     }
 
-    /// Records the choice of the most likely token of one-row `logits` for
-    /// the selected sequence.
-    fn record_argmax(&mut self, logits: &GpuTensor) -> Result<(), EngineError> {
-        let slot = self.sampler_slot(logits)?;
+    /// Records the choice of the most likely token of one row of `vocab`
+    /// logits for the selected sequence.
+    fn record_argmax(&mut self, logits: &wgpu::Buffer, vocab: usize) -> Result<(), EngineError> {
+        let slot = self.sampler_slot(logits, vocab)?;
         let queue = self.ctx.queue.clone();
         // The sampler keeps the last sampled step's bias, penalties and mask; greedy decoding wants none.
         if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
@@ -1352,15 +1358,15 @@ impl GpuBackend {
         self.record(slot, 1, 0)
     }
 
-    /// Records the draw of one-row `logits` for the selected sequence as
-    /// `step` says; returns how many log probabilities it reports.
+    /// Records the draw of one row of `vocab` logits for the selected
+    /// sequence as `step` says; returns how many log probabilities it reports.
     fn record_sample(
         &mut self,
-        logits: &GpuTensor,
+        logits: &wgpu::Buffer,
+        vocab: usize,
         step: &SamplingStep<'_>,
     ) -> Result<usize, EngineError> {
-        let slot = self.sampler_slot(logits)?;
-        let vocab = logits.cols;
+        let slot = self.sampler_slot(logits, vocab)?;
         let queue = self.ctx.queue.clone();
         // A round's counts start here; after that the sampler adds each draw
         // on the GPU (this write lands before the step, after earlier steps).
@@ -1394,18 +1400,16 @@ impl GpuBackend {
         Ok(top)
     }
 
-    /// The slot of the sampler bound to `logits` (one row).
-    fn sampler_slot(&mut self, logits: &GpuTensor) -> Result<usize, EngineError> {
-        let vocab = logits.cols;
+    /// The slot of the selected sequence's sampler bound to `logits` (one row of `vocab`).
+    fn sampler_slot(&mut self, logits: &wgpu::Buffer, vocab: usize) -> Result<usize, EngineError> {
         let (counts, token_out) =
             (self.sequence().counts.clone(), self.sequence().token_out.clone());
-        let key = vec![logits.buffer.clone(), token_out.clone()];
+        let key = vec![logits.clone(), token_out.clone()];
         self.slot(
             || "sampler".into(),
             key,
             |b| {
-                let buffers =
-                    SamplerBuffers { logits: &logits.buffer, counts: &counts, token: &token_out };
+                let buffers = SamplerBuffers { logits, counts: &counts, token: &token_out };
                 let shape = SamplerShape { vocab };
                 let sampler = b.prepared().kernels.sampler.bind(&b.ctx, &buffers, &shape)?;
                 Ok(BoundOp::Sampler(Box::new(sampler)))

@@ -134,20 +134,26 @@ impl GpuBackend {
 
     /// Copies row `from` of `x` into row `to` of `out`.
     pub(super) fn copy_row(&mut self, x: &GpuTensor, from: usize, out: &GpuTensor, to: usize) {
+        let bytes = (x.cols * 4) as u64;
+        self.copy_bytes(&x.buffer, from as u64 * bytes, &out.buffer, to as u64 * bytes, bytes);
+    }
+
+    /// Copies `bytes` from `source` at `from` into `target` at `to`.
+    pub(super) fn copy_bytes(
+        &mut self,
+        source: &wgpu::Buffer,
+        from: u64,
+        target: &wgpu::Buffer,
+        to: u64,
+        bytes: u64,
+    ) {
         // A buffer copy cannot happen inside a compute pass: end it, copy, and
         // let the next op begin a new pass in the same command encoder.
         self.pass = None;
         let encoder = self
             .encoder
             .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
-        let bytes = (x.cols * 4) as u64;
-        encoder.copy_buffer_to_buffer(
-            &x.buffer,
-            from as u64 * bytes,
-            &out.buffer,
-            to as u64 * bytes,
-            bytes,
-        );
+        encoder.copy_buffer_to_buffer(source, from, target, to, bytes);
     }
 
     /// Submits recorded work that nobody has waited for yet.

@@ -51,8 +51,9 @@ impl MemoryPlan {
         let vocab_row = spec.vocab_size as u64 * 4;
         // tokens, a readback buffer for the sampled token (with its log
         // probabilities) of each step in flight or row of a batched step,
-        // each sequence's sampled token and penalty counts, readback staging
-        // (one row of logits), the sampler's own buffers.
+        // each sequence's sampled token, penalty counts and row of a batched
+        // step's logits, readback staging (one row of logits), the sampler's
+        // own buffers.
         let sampled = (mlc_kernels::sampling::TOKEN_WORDS * 4) as u64;
         // With several sequences, a sampler is bound for each sequence's own
         // steps (a slot's sampler is bound to its sequence's counts) and for
@@ -60,7 +61,7 @@ impl MemoryPlan {
         let samplers = if sequences > 1 { 2 * sequences + 1 } else { 1 };
         let io = (max_rows * 4) as u64
             + (crate::STEPS_AHEAD.max(sequences) as u64 + 1) * sampled
-            + sequences as u64 * (sampled + vocab_row)
+            + sequences as u64 * (sampled + 2 * vocab_row)
             + vocab_row
             + samplers as u64 * mlc_kernels::Sampler::private_bytes(spec.vocab_size);
         // Every bound kernel's parameter block and placeholder bindings:
@@ -85,14 +86,12 @@ impl MemoryPlan {
         // A batched step of several sequences whose attention cannot take
         // its rows together (a per-head q/k norm) attends row by row: each
         // row's copy of its q/k/v, and its attention's rotated queries and
-        // output (buffers of a whole step's rows, like every activation); and
-        // every batched step draws from a copy of each row's logits beside the
-        // logits of all rows.
+        // output (buffers of a whole step's rows, like every activation).
         let rows_apart = match sequences {
             1 => 0,
             _ => {
                 let apart = spec.qkv_width() + 2 * spec.num_heads * d;
-                (sequences * max_rows * apart) as u64 * 4 + logits
+                (sequences * max_rows * apart) as u64 * 4
             }
         };
         let activations = max_rows as u64 * row + logits + rows_apart;
