@@ -294,6 +294,7 @@ var<workgroup> keys: array<u32, CAP>;    // bits of e (ordered like e, as e ≥ 
 var<workgroup> ids: array<u32, CAP>;
 var<workgroup> cum: array<f32, CAP>;
 var<workgroup> choice: u32;
+var<workgroup> sort_width: u32;
 var<workgroup> tail_block: u32;
 var<workgroup> tail_target: f32;
 var<workgroup> tail_first: atomic<u32>;
@@ -319,11 +320,18 @@ fn sample(inv: Invocation) {
         }
     }
 
-    // Bitonic sort of the CAP slots into `goes_before` order.
-    for (var size = 2u; size <= CAP; size <<= 1u) {
+    // Bitonic sort into `goes_before` order of the first `width` slots, the
+    // candidates rounded up to a power of two: the padding slots sort last, so
+    // the candidates' order is that of sorting all CAP slots, in log2(width)
+    // rounds instead of log2(CAP) (a greedy step has one candidate or a few).
+    if lid == 0u {
+        sort_width = max(2u, 1u << firstLeadingBit(max(n, 1u) * 2u - 1u));
+    }
+    let width = workgroupUniformLoad(&sort_width);
+    for (var size = 2u; size <= width; size <<= 1u) {
         for (var stride = size >> 1u; stride > 0u; stride >>= 1u) {
             workgroupBarrier();
-            for (var j = lid; j < CAP; j += WG) {
+            for (var j = lid; j < width; j += WG) {
                 let partner = j ^ stride;
                 if partner > j && goes_before(j, partner) != ((j & size) == 0u) {
                     let key = keys[j];
