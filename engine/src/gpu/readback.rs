@@ -59,19 +59,34 @@ impl GpuBackend {
         staging: &wgpu::Buffer,
         size: u64,
     ) -> Submitted {
+        self.submit_copies(&[(source, staging, size)]).pop().expect("one copy, one submission")
+    }
+
+    /// [`GpuBackend::submit_copy`] of several `(source, staging, size)`
+    /// copies in one submission, each staging buffer with its own map.
+    fn submit_copies(&mut self, copies: &[(&wgpu::Buffer, &wgpu::Buffer, u64)]) -> Vec<Submitted> {
         self.pass = None;
         let mut encoder = self
             .encoder
             .take()
             .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
-        encoder.copy_buffer_to_buffer(source, 0, staging, 0, size);
+        for &(source, staging, size) in copies {
+            encoder.copy_buffer_to_buffer(source, 0, staging, 0, size);
+        }
         if let Some(profiler) = &self.profiler {
             profiler.resolve(&mut encoder);
         }
         let index = self.ctx.queue.submit([encoder.finish()]);
         self.count_submission();
-        self.stats.readback_bytes += size;
-        Submitted { index, at: Instant::now(), mapped: MapRead::new(&staging.slice(..size)) }
+        let at = Instant::now();
+        copies
+            .iter()
+            .map(|&(_, staging, size)| {
+                self.stats.readback_bytes += size;
+                let mapped = MapRead::new(&staging.slice(..size));
+                Submitted { index: index.clone(), at, mapped }
+            })
+            .collect()
     }
 
     /// Waits for a submission made by [`GpuBackend::submit_copy`] and returns
@@ -108,32 +123,19 @@ impl GpuBackend {
         vocab: usize,
         results: &[(wgpu::Buffer, usize)],
     ) -> Vec<GpuPending> {
-        self.pass = None;
-        let mut encoder = self
-            .encoder
-            .take()
-            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
         let staging: Vec<wgpu::Buffer> =
             results.iter().map(|_| self.token_staging_buffer()).collect();
-        for ((token_out, top), staging) in results.iter().zip(&staging) {
-            encoder.copy_buffer_to_buffer(token_out, 0, staging, 0, result_bytes(*top));
-        }
-        if let Some(profiler) = &self.profiler {
-            profiler.resolve(&mut encoder);
-        }
-        let index = self.ctx.queue.submit([encoder.finish()]);
-        self.count_submission();
-        let at = Instant::now();
-        results
+        let copies: Vec<_> = results
             .iter()
-            .zip(staging)
-            .map(|(&(_, top), staging)| {
-                let size = result_bytes(top);
-                self.stats.readback_bytes += size;
-                let mapped = MapRead::new(&staging.slice(..size));
-                let submitted = Submitted { index: index.clone(), at, mapped };
-                GpuPending { staging, submitted, vocab, top }
-            })
+            .zip(&staging)
+            .map(|((token_out, top), staging)| (token_out, staging, result_bytes(*top)))
+            .collect();
+        let submitted = self.submit_copies(&copies);
+        staging
+            .into_iter()
+            .zip(submitted)
+            .zip(results)
+            .map(|((staging, submitted), &(_, top))| GpuPending { staging, submitted, vocab, top })
             .collect()
     }
 
