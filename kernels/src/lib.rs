@@ -40,7 +40,8 @@ pub use matmul::{
 pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
 pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
 pub use sampling::{
-    BoundSampler, SampledResult, Sampler, SamplerBuffers, SamplerShape, result_bytes,
+    BoundSampler, Draw, RowDraw, SampleSettings, SampledResult, Sampler, SamplerBuffers,
+    SamplerShape, SamplerWorkspace, result_bytes,
 };
 
 /// Why a kernel could not be built or run.

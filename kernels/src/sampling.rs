@@ -5,17 +5,21 @@
 //! (structured output: the ids a grammar allows) is uploaded as a bitmask of
 //! `ceil(vocab / 32)` words, so the logits never leave the GPU.
 //!
-//! The penalties' counts live on the GPU: every sampling dispatch adds its
-//! token to them, so a step recorded before the host has read the previous
-//! token still penalises it. Log probabilities come back with the token: the
+//! One dispatch draws for every row of a batched step (one row per
+//! sequence, each with its own settings): the per-sequence state — penalty
+//! counts, logit bias, token mask, result slot — lives side by side in a
+//! [`SamplerWorkspace`], like the KV cache's sequences, and each row names its
+//! sequence. A single sequence's step is the same dispatch with one row.
+//!
+//! The penalties' counts live on the GPU: every sampled row adds its token to
+//! its sequence's counts, so a step recorded before the host has read the
+//! previous token still penalises it. Log probabilities come back with the token: the
 //! drawn token's probability and the `top_logprobs` most probable ids follow
 //! it in the token buffer ([`result_bytes`], [`SampledResult::from_words`]).
 //!
 //! The CPU reference is [`crate::cpu::sample`] / [`crate::cpu::argmax`] /
 //! [`crate::cpu::token_probabilities`]; the shader's header explains the
 //! passes and the top-p method.
-
-use std::mem::offset_of;
 
 use bytemuck::{Pod, Zeroable};
 
@@ -67,7 +71,8 @@ const ENTRY_POINTS: [&str; 8] = [
 ];
 
 /// A fixed sequence of passes over the vocabulary: each pipeline with its
-/// workgroups. The step sets nothing (the sampler's settings do).
+/// workgroups per row, the step's `tokens` rows in grid y. The step sets no
+/// parameter word (the workspace's rows do).
 struct Sequence(Vec<(wgpu::ComputePipeline, u32)>);
 
 impl Schedule for Sequence {
@@ -77,12 +82,12 @@ impl Schedule for Sequence {
 
     fn dispatches(
         &self,
-        _: Step,
+        step: Step,
         _: u32,
         dispatch: &mut dyn FnMut(&wgpu::ComputePipeline, Workgroups),
     ) {
         for (pipeline, workgroups) in &self.0 {
-            dispatch(pipeline, Workgroups::Linear(*workgroups));
+            dispatch(pipeline, Workgroups::Grid(*workgroups, step.tokens));
         }
     }
 }
@@ -151,27 +156,344 @@ struct Params {
     blocks: u32,
     masked: u32,
     top_logprobs: u32,
-    _pad: [u32; 3],
+    sequence: u32,
+    biased: u32,
+    argmax_only: u32,
 }
 
-/// The buffers the caller owns.
+/// How one row is drawn with the sampler's whole chain (docs/sampling.md).
+#[derive(Debug, Clone, Copy)]
+pub struct SampleSettings<'a> {
+    /// The request's parameters (validated as WebLLM does).
+    pub params: &'a SamplingParams,
+    /// Ids at or above it are never drawn (`None`: the whole vocabulary).
+    pub active_vocab: Option<usize>,
+    /// The request's logit bias, `(token id, bias)` pairs (a JSON map, so
+    /// unique ids; ids outside the vocabulary are ignored, as by the reference).
+    pub logit_bias: &'a [(u32, f32)],
+    /// `ceil(vocab / 32)` words with bit `i % 32` of word `i / 32` set for each
+    /// id that may be drawn (the others get p = 0); `None`: no mask.
+    pub token_mask: Option<&'a [u32]>,
+    /// The step's uniform random number `u ∈ [0, 1]`.
+    pub uniform: f32,
+    /// How many of the most probable ids come back with the token's
+    /// probability (at most [`MAX_TOP_LOGPROBS`]; 0: none).
+    pub top_logprobs: usize,
+}
+
+/// How one row's token is chosen.
+#[derive(Debug, Clone, Copy)]
+pub enum Draw<'a> {
+    /// The most likely id of the raw logits (ties: lowest id): no bias,
+    /// penalties or mask, and the counts stay as they are.
+    Argmax,
+    /// The full chain, counting the drawn token.
+    Sample(SampleSettings<'a>),
+}
+
+/// Row `i` of a [`SamplerWorkspace::set_draws`] call: the `i`-th row of
+/// logits, drawn for `sequence` (its counts, bias, mask and token slot).
+#[derive(Debug, Clone, Copy)]
+pub struct RowDraw<'a> {
+    /// The sequence the row belongs to.
+    pub sequence: usize,
+    /// How its token is chosen.
+    pub draw: Draw<'a>,
+}
+
+/// Which passes a dispatch runs: the longest chain any of its rows needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Chain {
+    Argmax,
+    Sample,
+    SampleWithLogprobs,
+}
+
+/// The sampler's state for every sequence of an engine, shared by every
+/// binding of [`Sampler`]: each sequence's penalty counts, logit bias, token
+/// mask and result slot, each row's working buffers, and the rows' settings
+/// of the next dispatch.
+pub struct SamplerWorkspace {
+    vocab: usize,
+    sequences: usize,
+    /// The settings of every row; the first `row_count` are the next dispatch's.
+    rows: Vec<Params>,
+    row_count: usize,
+    chain: Chain,
+    params: wgpu::Buffer,
+    bias_and_mask: wgpu::Buffer,
+    counts: wgpu::Buffer,
+    token: wgpu::Buffer,
+    work: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    hist: wgpu::Buffer,
+    candidates: wgpu::Buffer,
+    /// Each sequence's bias as the table holds it, so that a request's every
+    /// step does not rewrite it.
+    bias_pairs: Vec<Vec<(u32, f32)>>,
+}
+
+/// Most rows one dispatch draws (and most sequences of a workspace).
+pub const MAX_ROWS: usize = 256;
+/// `(e, id)` pairs per row: the top-p candidates, then each block's most
+/// probable ids for `top_logprobs`.
+const PAIRS: usize = TOP_P_CANDIDATES + MAX_VOCAB.div_ceil(BLOCK) * MAX_TOP_LOGPROBS;
+
+impl SamplerWorkspace {
+    /// The buffers for `sequences` sequences (and as many rows per dispatch)
+    /// over a vocabulary of `vocab` ids: counts zero, no bias, no mask.
+    pub fn new(
+        ctx: &GpuContext,
+        vocab: usize,
+        sequences: usize,
+    ) -> Result<SamplerWorkspace, KernelError> {
+        if vocab == 0 || vocab > MAX_VOCAB {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: vocab {vocab} must be in 1..={MAX_VOCAB}"
+            )));
+        }
+        if sequences == 0 || sequences > MAX_ROWS {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: {sequences} sequences, must be in 1..={MAX_ROWS}"
+            )));
+        }
+        let buffer = |label: &str, bytes: usize| ctx.empty_storage_buffer(label, bytes as u64);
+        let rows = vec![Params::zeroed(); MAX_ROWS];
+        Ok(SamplerWorkspace {
+            vocab,
+            sequences,
+            params: ctx.create_buffer_init(
+                "sampling rows",
+                bytemuck::cast_slice(&rows),
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            ),
+            rows,
+            row_count: 0,
+            chain: Chain::Argmax,
+            bias_and_mask: buffer(
+                "sampling bias and mask",
+                sequences * (vocab + mask_words(vocab)) * 4,
+            ),
+            counts: buffer("token counts", sequences * vocab * 4),
+            token: buffer("sampled tokens", sequences * TOKEN_WORDS * 4),
+            work: buffer("sampling work", sequences * vocab * 4),
+            scratch: buffer("sampling scratch", sequences * SCRATCH_BYTES as usize),
+            hist: buffer("sampling histogram", sequences * (BINS + 1) * 4),
+            candidates: buffer("sampling candidates", sequences * PAIRS * 8),
+            bias_pairs: vec![Vec::new(); sequences],
+        })
+    }
+
+    /// Bytes [`SamplerWorkspace::new`] allocates (a memory plan's figure).
+    pub fn bytes(vocab: usize, sequences: usize) -> u64 {
+        let per_sequence = (vocab + mask_words(vocab)) * 4
+            + vocab * 4
+            + TOKEN_WORDS * 4
+            + vocab * 4
+            + SCRATCH_BYTES as usize
+            + (BINS + 1) * 4
+            + PAIRS * 8;
+        (MAX_ROWS * std::mem::size_of::<Params>() + sequences * per_sequence) as u64
+    }
+
+    /// Ids of the vocabulary.
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// The buffer of every sequence's result: [`TOKEN_WORDS`] u32 from
+    /// [`SamplerWorkspace::token_offset`] (the token id first, then the log
+    /// probabilities' data, [`SampledResult::from_words`]).
+    pub fn token_buffer(&self) -> &wgpu::Buffer {
+        &self.token
+    }
+
+    /// Byte offset of `sequence`'s result in [`SamplerWorkspace::token_buffer`].
+    pub fn token_offset(&self, sequence: usize) -> u64 {
+        (sequence * TOKEN_WORDS * 4) as u64
+    }
+
+    /// The buffer of every sequence's penalty counts, `vocab` u32 each.
+    pub fn counts_buffer(&self) -> &wgpu::Buffer {
+        &self.counts
+    }
+
+    /// Starts `sequence`'s counts for a new round: `(token id, count)` pairs,
+    /// every other id zero (ids outside the vocabulary are ignored). Each
+    /// sampled draw adds its token on the device after that.
+    pub fn set_counts(
+        &self,
+        queue: &wgpu::Queue,
+        sequence: usize,
+        pairs: &[(u32, u32)],
+    ) -> Result<(), KernelError> {
+        self.check_sequence(sequence)?;
+        let mut dense = vec![0u32; self.vocab];
+        for &(id, count) in pairs {
+            if let Some(slot) = dense.get_mut(id as usize) {
+                *slot = count;
+            }
+        }
+        let offset = (sequence * self.vocab * 4) as u64;
+        queue.write_buffer(&self.counts, offset, bytemuck::cast_slice(&dense));
+        Ok(())
+    }
+
+    fn check_sequence(&self, sequence: usize) -> Result<(), KernelError> {
+        if sequence >= self.sequences {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: sequence {sequence} of {}",
+                self.sequences
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets the rows of the next dispatch (row `i` reads the `i`-th row of
+    /// logits; each sequence at most once) and writes their settings, a
+    /// changed bias and the token masks. The writes take effect at the next
+    /// submission, so one submission holds one dispatch per workspace.
+    pub fn set_draws(
+        &mut self,
+        queue: &wgpu::Queue,
+        draws: &[RowDraw<'_>],
+    ) -> Result<(), KernelError> {
+        if draws.is_empty() || draws.len() > self.sequences {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: {} rows, must be in 1..={}",
+                draws.len(),
+                self.sequences
+            )));
+        }
+        let mut seen = vec![false; self.sequences];
+        for draw in draws {
+            self.check_sequence(draw.sequence)?;
+            if std::mem::replace(&mut seen[draw.sequence], true) {
+                return Err(KernelError::InvalidArguments(format!(
+                    "sampling: sequence {} drawn twice in one dispatch",
+                    draw.sequence
+                )));
+            }
+        }
+        let mut chain = Chain::Argmax;
+        for (row, draw) in draws.iter().enumerate() {
+            let params = self.row_params(queue, draw)?;
+            chain = chain.max(match draw.draw {
+                Draw::Argmax => Chain::Argmax,
+                Draw::Sample(_) if params.top_logprobs > 0 => Chain::SampleWithLogprobs,
+                Draw::Sample(_) => Chain::Sample,
+            });
+            self.rows[row] = params;
+        }
+        self.chain = chain;
+        self.row_count = draws.len();
+        let used = &self.rows[..draws.len()];
+        queue.write_buffer(&self.params, 0, bytemuck::cast_slice(used));
+        Ok(())
+    }
+
+    /// One row's parameter block; writes its sequence's bias and mask when needed.
+    fn row_params(
+        &mut self,
+        queue: &wgpu::Queue,
+        draw: &RowDraw<'_>,
+    ) -> Result<Params, KernelError> {
+        let vocab = self.vocab;
+        let mut p = Params {
+            vocab: vocab as u32,
+            active_vocab: vocab as u32,
+            temperature: 1.0,
+            top_p: 1.0,
+            repetition: 1.0,
+            blocks: vocab.div_ceil(BLOCK) as u32,
+            sequence: draw.sequence as u32,
+            ..Params::zeroed()
+        };
+        let settings = match draw.draw {
+            Draw::Argmax => {
+                p.argmax_only = 1;
+                return Ok(p);
+            }
+            Draw::Sample(settings) => settings,
+        };
+        let params = settings.params;
+        params.validate().map_err(|e| KernelError::InvalidArguments(format!("sampling: {e}")))?;
+        let active = settings.active_vocab.unwrap_or(vocab);
+        if active == 0 || active > vocab {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: active vocabulary {active} must be in 1..={vocab}"
+            )));
+        }
+        if !(0.0..=1.0).contains(&settings.uniform) {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: uniform {} outside [0, 1]",
+                settings.uniform
+            )));
+        }
+        if settings.top_logprobs > MAX_TOP_LOGPROBS {
+            return Err(KernelError::InvalidArguments(format!(
+                "sampling: top_logprobs {} exceeds {MAX_TOP_LOGPROBS}",
+                settings.top_logprobs
+            )));
+        }
+        let sequence_bytes = ((vocab + mask_words(vocab)) * 4 * draw.sequence) as u64;
+        if let Some(words) = settings.token_mask {
+            if words.len() != mask_words(vocab) {
+                return Err(KernelError::InvalidArguments(format!(
+                    "sampling: token mask has {} words, vocabulary {vocab} needs {}",
+                    words.len(),
+                    mask_words(vocab)
+                )));
+            }
+            let offset = sequence_bytes + (vocab * 4) as u64;
+            queue.write_buffer(&self.bias_and_mask, offset, bytemuck::cast_slice(words));
+        }
+        if settings.logit_bias != self.bias_pairs[draw.sequence].as_slice() {
+            let mut dense = vec![0.0f32; vocab];
+            for &(id, b) in settings.logit_bias {
+                if let Some(slot) = dense.get_mut(id as usize) {
+                    *slot += b;
+                }
+            }
+            queue.write_buffer(&self.bias_and_mask, sequence_bytes, bytemuck::cast_slice(&dense));
+            self.bias_pairs[draw.sequence] = settings.logit_bias.to_vec();
+        }
+        p.active_vocab = active as u32;
+        p.penalize = params.penalties_active() as u32;
+        p.greedy = (params.effective_temperature() <= GREEDY_TEMPERATURE) as u32;
+        p.temperature = params.effective_temperature();
+        p.top_p = params.effective_top_p();
+        p.uniform = settings.uniform;
+        p.repetition = params.repetition_penalty;
+        p.presence = params.presence_penalty;
+        p.frequency = params.frequency_penalty;
+        p.masked = settings.token_mask.is_some() as u32;
+        p.top_logprobs = settings.top_logprobs.min(vocab) as u32;
+        p.biased = !settings.logit_bias.is_empty() as u32;
+        Ok(p)
+    }
+
+    /// How many log probabilities row `row` of the last
+    /// [`SamplerWorkspace::set_draws`] reports (see [`result_bytes`]).
+    pub fn top_logprobs(&self, row: usize) -> usize {
+        self.rows[row].top_logprobs as usize
+    }
+}
+
+/// The buffers one binding reads and writes.
 pub struct SamplerBuffers<'a> {
-    /// The logits of the position to sample, `vocab` f32 (the first `vocab` values of the buffer).
+    /// The logits to draw from, `vocab` f32 per row: row `i` of a dispatch is
+    /// the `i`-th.
     pub logits: &'a wgpu::Buffer,
-    /// How often each id was generated in this round, `vocab` u32 (the
-    /// penalties' counts): the caller sets it at each new round, and each
-    /// [`BoundSampler::dispatch_sample`] adds 1 for the token it draws.
-    pub counts: &'a wgpu::Buffer,
-    /// Receives the token id (u32 at offset 0), then the log probabilities'
-    /// data ([`TOKEN_WORDS`] u32 in all).
-    pub token: &'a wgpu::Buffer,
+    /// Everything else, shared by every binding.
+    pub workspace: &'a SamplerWorkspace,
 }
 
 /// What stays fixed for one sampler binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SamplerShape {
-    /// Ids of the vocabulary (the logits' length).
-    pub vocab: usize,
+    /// Rows of logits the buffer holds (the most rows a dispatch may draw).
+    pub rows: usize,
 }
 
 /// The compiled sampling pipelines; build once per device.
@@ -207,18 +529,6 @@ impl Sampler {
         };
         Ok(Sampler { layout, passes })
     }
-
-    /// Bytes of the private buffers [`Sampler::bind`] creates for a
-    /// vocabulary of `vocab` ids (a memory plan's figure).
-    pub fn private_bytes(vocab: usize) -> u64 {
-        let candidate_pairs = TOP_P_CANDIDATES + MAX_VOCAB.div_ceil(BLOCK) * MAX_TOP_LOGPROBS;
-        ((vocab + mask_words(vocab)) * 4
-            + vocab * 4
-            + SCRATCH_BYTES as usize
-            + (BINS + 1) * 4
-            + candidate_pairs * 8
-            + std::mem::size_of::<Params>()) as u64
-    }
 }
 
 impl Kernel for Sampler {
@@ -226,84 +536,46 @@ impl Kernel for Sampler {
     type Shape = SamplerShape;
     type Bound = BoundSampler;
 
-    /// Binds the sampler for a vocabulary of `vocab` ids, creating its private
-    /// buffers (working copy of the logits, bias table, histogram, candidates).
-    /// Starts with [`SamplingParams::default`], no bias, `u = 0.5`.
+    /// Binds the sampler to a buffer of `shape.rows` rows of logits and the
+    /// workspace's buffers.
     fn bind(
         &self,
         ctx: &GpuContext,
         buffers: &SamplerBuffers<'_>,
         shape: &SamplerShape,
     ) -> Result<BoundSampler, KernelError> {
-        let vocab = shape.vocab;
-        if vocab == 0 || vocab > MAX_VOCAB {
-            return Err(KernelError::InvalidArguments(format!(
-                "sampling: vocab {vocab} must be in 1..={MAX_VOCAB}"
-            )));
+        let ws = buffers.workspace;
+        if shape.rows == 0 {
+            return Err(KernelError::InvalidArguments("sampling: no rows of logits".into()));
         }
-        require_size("sampling logits", buffers.logits, (vocab * 4) as u64)?;
-        require_size("sampling counts", buffers.counts, (vocab * 4) as u64)?;
-        require_size("sampling token", buffers.token, (TOKEN_WORDS * 4) as u64)?;
+        require_size("sampling logits", buffers.logits, (shape.rows * ws.vocab * 4) as u64)?;
         check_distinct(
-            "sampling counts",
-            buffers.counts,
-            &[Some(buffers.logits), Some(buffers.token)],
+            "sampling logits",
+            buffers.logits,
+            &[Some(&ws.counts), Some(&ws.token), Some(&ws.work)],
         )?;
-        check_distinct("sampling token", buffers.token, &[Some(buffers.logits)])?;
-        // The bias table and, after it, the token mask (see the shader's binding 2).
-        let bias = ctx.empty_storage_buffer(
-            "sampling bias and mask",
-            ((vocab + mask_words(vocab)) * 4) as u64,
-        );
-        let work = ctx.empty_storage_buffer("sampling work", (vocab * 4) as u64);
-        let scratch = ctx.empty_storage_buffer("sampling scratch", SCRATCH_BYTES);
-        let hist = ctx.empty_storage_buffer("sampling histogram", ((BINS + 1) * 4) as u64);
-        // The top-p candidates, then each block's most probable ids for top_logprobs.
-        let candidate_pairs = TOP_P_CANDIDATES + MAX_VOCAB.div_ceil(BLOCK) * MAX_TOP_LOGPROBS;
-        let candidates =
-            ctx.empty_storage_buffer("sampling candidates", (candidate_pairs * 8) as u64);
-        let params = Params {
-            vocab: vocab as u32,
-            active_vocab: vocab as u32,
-            penalize: 0,
-            greedy: 0,
-            temperature: 1.0,
-            top_p: 1.0,
-            uniform: 0.5,
-            repetition: 1.0,
-            presence: 0.0,
-            frequency: 0.0,
-            blocks: vocab.div_ceil(BLOCK) as u32,
-            masked: 0,
-            top_logprobs: 0,
-            _pad: [0; 3],
-        };
-        let params_buffer = ctx.uniform_buffer("sampling params", &params);
         let bind_group = ctx.bind_buffers(
             "sampling",
             &self.layout,
             &[
-                &params_buffer,
+                &ws.params,
                 buffers.logits,
-                &bias,
-                buffers.counts,
-                &work,
-                &scratch,
-                &hist,
-                &candidates,
-                buffers.token,
+                &ws.bias_and_mask,
+                &ws.counts,
+                &ws.work,
+                &ws.scratch,
+                &ws.hist,
+                &ws.candidates,
+                &ws.token,
             ],
         );
-        // One bind group and uniform, three pass sequences.
-        let blocks = vocab.div_ceil(BLOCK) as u32;
+        let blocks = ws.vocab.div_ceil(BLOCK) as u32;
         let p = &self.passes;
-        let bound = |passes: &[(&wgpu::ComputePipeline, u32)]| -> Result<Bound, KernelError> {
+        let bound = |passes: &[(&wgpu::ComputePipeline, u32)]| {
             let part =
-                Part { bind_group: bind_group.clone(), params: params_buffer.clone(), extent: 0 };
+                Part { bind_group: bind_group.clone(), params: ws.params.clone(), extent: 0 };
             let sequence = Sequence(passes.iter().map(|&(p, n)| (p.clone(), n)).collect());
-            let mut bound = Bound::new(ctx, "sampling", vec![part], sequence);
-            bound.set_step(&ctx.queue, Step::default())?;
-            Ok(bound)
+            Bound::new(ctx, "sampling", vec![part], sequence)
         };
         let chain = [
             (&p.process, blocks),
@@ -313,229 +585,81 @@ impl Kernel for Sampler {
             (&p.collect, blocks),
             (&p.sample, 1),
         ];
-        let argmax = bound(&chain[..2])?;
-        let sample = bound(&chain)?;
-        let sample_with_logprobs =
-            bound(&[&chain[..], &[(&p.select_top, blocks), (&p.merge_top, 1)]].concat())?;
         Ok(BoundSampler {
-            argmax,
-            sample,
-            sample_with_logprobs,
-            params_buffer,
-            params,
-            bias,
-            bias_pairs: Vec::new(),
-            _private: [work, scratch, hist, candidates],
+            argmax: bound(&chain[..2]),
+            sample: bound(&chain),
+            sample_with_logprobs: bound(
+                &[&chain[..], &[(&p.select_top, blocks), (&p.merge_top, 1)]].concat(),
+            ),
+            rows: shape.rows,
         })
     }
 }
 
-/// [`Sampler`] bound to one logits buffer.
+/// [`Sampler`] bound to one buffer of logits.
 pub struct BoundSampler {
-    /// Greedy decoding: the passes up to the argmax.
+    /// Every row an argmax: the passes up to it.
     argmax: Bound,
     /// The full chain of docs/sampling.md.
     sample: Bound,
     /// The full chain, then the most probable ids.
     sample_with_logprobs: Bound,
-    params_buffer: wgpu::Buffer,
-    params: Params,
-    bias: wgpu::Buffer,
-    /// The bias the table holds, so that a request's every step does not rewrite it.
-    bias_pairs: Vec<(u32, f32)>,
-    _private: [wgpu::Buffer; 4],
+    /// Rows of logits the buffer holds.
+    rows: usize,
 }
 
 impl BoundSampler {
-    /// Sets a request's parameters (validated as WebLLM does) and the active
-    /// vocabulary (ids at or above it are never sampled; `None`: all).
-    pub fn set_params(
+    /// Records the draw of the rows the workspace's last
+    /// [`SamplerWorkspace::set_draws`] set, all in one chain of passes (each
+    /// row's workgroups in grid y): the argmax passes alone when every row is
+    /// an argmax, else the whole chain, plus the two passes of the most
+    /// probable ids when a row reports them. A sampled row adds its token to
+    /// its sequence's counts.
+    pub fn dispatch(
         &mut self,
         queue: &wgpu::Queue,
-        params: &SamplingParams,
-        active_vocab: Option<usize>,
+        pass: &mut wgpu::ComputePass<'_>,
+        workspace: &SamplerWorkspace,
     ) -> Result<(), KernelError> {
-        params.validate().map_err(|e| KernelError::InvalidArguments(format!("sampling: {e}")))?;
-        let vocab = self.params.vocab as usize;
-        let active = active_vocab.unwrap_or(vocab);
-        if active == 0 || active > vocab {
+        let rows = workspace.row_count;
+        if rows == 0 || rows > self.rows {
             return Err(KernelError::InvalidArguments(format!(
-                "sampling: active vocabulary {active} must be in 1..={vocab}"
+                "sampling: {rows} rows to draw, the logits hold {}",
+                self.rows
             )));
         }
-        let p = &mut self.params;
-        p.active_vocab = active as u32;
-        p.penalize = params.penalties_active() as u32;
-        p.greedy = (params.effective_temperature() <= GREEDY_TEMPERATURE) as u32;
-        p.temperature = params.effective_temperature();
-        p.top_p = params.effective_top_p();
-        p.repetition = params.repetition_penalty;
-        p.presence = params.presence_penalty;
-        p.frequency = params.frequency_penalty;
-        queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.params));
+        let bound = match workspace.chain {
+            Chain::Argmax => &mut self.argmax,
+            Chain::Sample => &mut self.sample,
+            Chain::SampleWithLogprobs => &mut self.sample_with_logprobs,
+        };
+        bound.set_step(queue, Step::rows(rows))?;
+        bound.dispatch(pass);
         Ok(())
     }
 
-    /// Back to a plain argmax over the raw logits — no bias, no penalties, no
-    /// token mask, the whole vocabulary — so that settings left by an earlier
-    /// [`dispatch_sample`](Self::dispatch_sample) step (another request's) do not
-    /// apply to [`dispatch_argmax`](Self::dispatch_argmax). Writes nothing when
-    /// they are already off.
-    pub fn set_plain_argmax(&mut self, queue: &wgpu::Queue) {
-        self.set_logit_bias(queue, &[]);
-        let p = &mut self.params;
-        if p.penalize != 0 || p.masked != 0 || p.active_vocab != p.vocab {
-            p.penalize = 0;
-            p.masked = 0;
-            p.active_vocab = p.vocab;
-            queue.write_buffer(&self.params_buffer, 0, bytemuck::bytes_of(&self.params));
-        }
-    }
-
-    /// Sets the step's uniform random number `u ∈ [0, 1)` (writes 4 bytes).
-    pub fn set_uniform(&mut self, queue: &wgpu::Queue, uniform: f32) -> Result<(), KernelError> {
-        if !(0.0..=1.0).contains(&uniform) {
-            return Err(KernelError::InvalidArguments(format!(
-                "sampling: uniform {uniform} outside [0, 1]"
-            )));
-        }
-        self.params.uniform = uniform;
-        queue.write_buffer(
-            &self.params_buffer,
-            offset_of!(Params, uniform) as u64,
-            bytemuck::bytes_of(&uniform),
-        );
-        Ok(())
-    }
-
-    /// Sets the request's logit bias, `(token id, bias)` pairs (a JSON map, so
-    /// unique ids; ids outside the vocabulary are ignored, as by the reference).
-    /// Rewrites the dense bias table only when the pairs change.
-    pub fn set_logit_bias(&mut self, queue: &wgpu::Queue, bias: &[(u32, f32)]) {
-        if bias == self.bias_pairs.as_slice() {
-            return;
-        }
-        let mut dense = vec![0.0f32; self.params.vocab as usize];
-        for &(id, b) in bias {
-            if let Some(slot) = dense.get_mut(id as usize) {
-                *slot += b;
-            }
-        }
-        queue.write_buffer(&self.bias, 0, bytemuck::cast_slice(&dense));
-        self.bias_pairs = bias.to_vec();
-    }
-
-    /// Sets the token mask: `Some(words)`, `ceil(vocab / 32)` words with bit
-    /// `i % 32` of word `i / 32` set for each id that may be drawn (the others
-    /// get p = 0, like ids past the active vocabulary); `None`: no mask.
-    /// Writes the words and 4 bytes of parameters.
-    pub fn set_token_mask(
-        &mut self,
-        queue: &wgpu::Queue,
-        mask: Option<&[u32]>,
-    ) -> Result<(), KernelError> {
-        let vocab = self.params.vocab as usize;
-        if let Some(words) = mask {
-            if words.len() != mask_words(vocab) {
-                return Err(KernelError::InvalidArguments(format!(
-                    "sampling: token mask has {} words, vocabulary {vocab} needs {}",
-                    words.len(),
-                    mask_words(vocab)
-                )));
-            }
-            queue.write_buffer(&self.bias, (vocab * 4) as u64, bytemuck::cast_slice(words));
-        }
-        let masked = mask.is_some() as u32;
-        if masked != self.params.masked {
-            self.params.masked = masked;
-            queue.write_buffer(
-                &self.params_buffer,
-                offset_of!(Params, masked) as u64,
-                bytemuck::bytes_of(&masked),
-            );
-        }
-        Ok(())
-    }
-
-    /// How many of the most probable ids [`dispatch_sample`](Self::dispatch_sample)
-    /// reports with the token's probability (at most [`MAX_TOP_LOGPROBS`]; 0:
-    /// none, and two passes fewer). Writes 4 bytes when it changes.
-    pub fn set_top_logprobs(&mut self, queue: &wgpu::Queue, top: usize) -> Result<(), KernelError> {
-        if top > MAX_TOP_LOGPROBS {
-            return Err(KernelError::InvalidArguments(format!(
-                "sampling: top_logprobs {top} exceeds {MAX_TOP_LOGPROBS}"
-            )));
-        }
-        let top = top.min(self.params.vocab as usize) as u32;
-        if top != self.params.top_logprobs {
-            self.params.top_logprobs = top;
-            queue.write_buffer(
-                &self.params_buffer,
-                offset_of!(Params, top_logprobs) as u64,
-                bytemuck::bytes_of(&top),
-            );
-        }
-        Ok(())
-    }
-
-    /// Log probabilities the next [`dispatch_sample`](Self::dispatch_sample)
-    /// reports (see [`result_bytes`]).
-    pub fn top_logprobs(&self) -> usize {
-        self.params.top_logprobs as usize
-    }
-
-    /// Records greedy decoding: the argmax of the biased and penalised logits
-    /// (ties: lowest id), two passes.
-    pub fn dispatch_argmax(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.argmax.dispatch(pass);
-    }
-
-    /// Records the full sampling chain of docs/sampling.md (a temperature ≤ 1e-5 draws
-    /// among the tied maxima with `u`) and adds the token to the counts: six
-    /// passes, two more with [`set_top_logprobs`](Self::set_top_logprobs).
-    pub fn dispatch_sample(&self, pass: &mut wgpu::ComputePass<'_>) {
-        match self.params.top_logprobs {
-            0 => self.sample.dispatch(pass),
-            _ => self.sample_with_logprobs.dispatch(pass),
-        }
-    }
-
-    /// Blocking convenience: greedy argmax, reading the token back.
+    /// Blocking convenience: sets the draws, runs them and reads every row's
+    /// result back.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn argmax_blocking(
-        &self,
-        ctx: &GpuContext,
-        token: &wgpu::Buffer,
-    ) -> Result<u32, KernelError> {
-        ctx.submit_pass("argmax", |pass| self.dispatch_argmax(pass));
-        Ok(ctx.read_u32(token, 1)?[0])
-    }
-
-    /// Blocking convenience: sets `u`, samples, reads the token back.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn sample_blocking(
+    pub fn draw_blocking(
         &mut self,
         ctx: &GpuContext,
-        token: &wgpu::Buffer,
-        uniform: f32,
-    ) -> Result<u32, KernelError> {
-        self.set_uniform(&ctx.queue, uniform)?;
-        ctx.submit_pass("sample", |pass| self.dispatch_sample(pass));
-        Ok(ctx.read_u32(token, 1)?[0])
-    }
-
-    /// Blocking convenience: sets `u`, samples, reads the whole result back.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn sample_result_blocking(
-        &mut self,
-        ctx: &GpuContext,
-        token: &wgpu::Buffer,
-        uniform: f32,
-    ) -> Result<SampledResult, KernelError> {
-        self.set_uniform(&ctx.queue, uniform)?;
-        ctx.submit_pass("sample", |pass| self.dispatch_sample(pass));
-        let top = self.top_logprobs();
-        let words = ctx.read_u32(token, result_bytes(top) as usize / 4)?;
-        Ok(SampledResult::from_words(&words, top, self.params.vocab as usize))
+        workspace: &mut SamplerWorkspace,
+        draws: &[RowDraw<'_>],
+    ) -> Result<Vec<SampledResult>, KernelError> {
+        workspace.set_draws(&ctx.queue, draws)?;
+        let mut result = Ok(());
+        ctx.submit_pass("sample", |pass| result = self.dispatch(&ctx.queue, pass, workspace));
+        result?;
+        let words = ctx.read_u32(&workspace.token, workspace.sequences * TOKEN_WORDS)?;
+        Ok(draws
+            .iter()
+            .enumerate()
+            .map(|(row, draw)| {
+                let start = draw.sequence * TOKEN_WORDS;
+                let slot = &words[start..start + TOKEN_WORDS];
+                SampledResult::from_words(slot, workspace.top_logprobs(row), workspace.vocab)
+            })
+            .collect())
     }
 }

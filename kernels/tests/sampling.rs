@@ -2,39 +2,47 @@
 
 mod common;
 
-use common::{contexts, rng, shout, upload, upload_u32};
+use common::{contexts, rng, shout, upload};
 use mlc_kernels::cpu::{self, SamplingParams};
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
-    BoundSampler, GpuContext, Kernel, KernelError, Sampler, SamplerBuffers, SamplerShape,
+    BoundSampler, Draw, GpuContext, Kernel, KernelError, RowDraw, SampleSettings, SampledResult,
+    Sampler, SamplerBuffers, SamplerShape, SamplerWorkspace,
 };
 use rand::Rng;
 use rand::rngs::StdRng;
 
-/// A sampler bound to fresh logits / counts / token buffers of `vocab` entries.
+/// A sampler of one sequence bound to a fresh row of `vocab` logits, with the
+/// settings of the next draw.
 struct Rig {
     logits: wgpu::Buffer,
-    counts: wgpu::Buffer,
-    token: wgpu::Buffer,
+    workspace: SamplerWorkspace,
     bound: BoundSampler,
+    counts: Vec<(u32, u32)>,
+    bias: Vec<(u32, f32)>,
+    params: SamplingParams,
+    active: Option<usize>,
 }
 
 impl Rig {
     fn new(ctx: &GpuContext, sampler: &Sampler, vocab: usize) -> Rig {
         let logits = upload(ctx, &vec![0.0; vocab]);
-        let counts = upload_u32(ctx, &vec![0; vocab]);
-        let token = upload_u32(ctx, &[u32::MAX; TOKEN_WORDS]);
-        let bound = sampler
-            .bind(
-                ctx,
-                &SamplerBuffers { logits: &logits, counts: &counts, token: &token },
-                &SamplerShape { vocab },
-            )
-            .unwrap();
-        Rig { logits, counts, token, bound }
+        let workspace = SamplerWorkspace::new(ctx, vocab, 1).unwrap();
+        let buffers = SamplerBuffers { logits: &logits, workspace: &workspace };
+        let bound = sampler.bind(ctx, &buffers, &SamplerShape { rows: 1 }).unwrap();
+        Rig {
+            logits,
+            workspace,
+            bound,
+            counts: Vec::new(),
+            bias: Vec::new(),
+            params: SamplingParams::default(),
+            active: None,
+        }
     }
 
-    /// Uploads one step's logits, counts (dense), bias and parameters.
+    /// Uploads one step's logits and counts (dense); keeps the bias and
+    /// parameters for the next draws.
     fn load(
         &mut self,
         ctx: &GpuContext,
@@ -45,17 +53,58 @@ impl Rig {
         active: Option<usize>,
     ) {
         ctx.queue.write_buffer(&self.logits, 0, bytemuck::cast_slice(logits));
-        ctx.queue.write_buffer(&self.counts, 0, bytemuck::cast_slice(counts));
-        self.bound.set_logit_bias(&ctx.queue, bias);
-        self.bound.set_params(&ctx.queue, params, active).unwrap();
+        self.counts = appeared(counts);
+        self.workspace.set_counts(&ctx.queue, 0, &self.counts).unwrap();
+        self.bias = bias.to_vec();
+        self.params = *params;
+        self.active = active;
     }
 
-    fn argmax(&self, ctx: &GpuContext) -> u32 {
-        self.bound.argmax_blocking(ctx, &self.token).unwrap()
+    /// Draws with the loaded settings, but `params`, `uniform` and `top`.
+    fn draw(
+        &mut self,
+        ctx: &GpuContext,
+        params: &SamplingParams,
+        uniform: f32,
+        top: usize,
+    ) -> SampledResult {
+        let settings = SampleSettings {
+            params,
+            active_vocab: self.active,
+            logit_bias: &self.bias,
+            token_mask: None,
+            uniform,
+            top_logprobs: top,
+        };
+        let draws = [RowDraw { sequence: 0, draw: Draw::Sample(settings) }];
+        self.bound.draw_blocking(ctx, &mut self.workspace, &draws).unwrap().remove(0)
+    }
+
+    /// The most likely token of the biased and penalised logits: a greedy
+    /// draw at `u = 0` (ties: lowest id), after which the counts are put back
+    /// as loaded.
+    fn argmax(&mut self, ctx: &GpuContext) -> u32 {
+        let greedy = SamplingParams { temperature: 0.0, ..self.params };
+        let token = self.draw(ctx, &greedy, 0.0, 0).token.unwrap_or(u32::MAX);
+        self.workspace.set_counts(&ctx.queue, 0, &self.counts).unwrap();
+        token
+    }
+
+    /// The plain argmax of the raw logits ([`Draw::Argmax`]).
+    fn plain_argmax(&mut self, ctx: &GpuContext) -> u32 {
+        let draws = [RowDraw { sequence: 0, draw: Draw::Argmax }];
+        let result = self.bound.draw_blocking(ctx, &mut self.workspace, &draws).unwrap();
+        result[0].token.unwrap_or(u32::MAX)
     }
 
     fn sample(&mut self, ctx: &GpuContext, uniform: f32) -> u32 {
-        self.bound.sample_blocking(ctx, &self.token, uniform).unwrap()
+        let params = self.params;
+        self.draw(ctx, &params, uniform, 0).token.unwrap_or(u32::MAX)
+    }
+
+    /// The sequence's counts as the device holds them.
+    fn device_counts(&self, ctx: &GpuContext) -> Vec<u32> {
+        ctx.read_u32(self.workspace.counts_buffer(), self.workspace.vocab()).unwrap()
     }
 }
 
@@ -136,6 +185,9 @@ fn check_argmax(
     cpu::apply_penalties(&mut processed, &appeared(&counts), &params);
     let want = cpu::argmax(&processed, active);
     assert_eq!(rig.argmax(ctx), want, "{path}: vocab {vocab}, case {case}");
+    // The plain argmax ignores the bias, the penalties and the active vocabulary.
+    let plain = cpu::argmax(&logits, None);
+    assert_eq!(rig.plain_argmax(ctx), plain, "{path}: vocab {vocab}, case {case}, plain");
 }
 
 #[test]
@@ -457,12 +509,111 @@ fn the_sampler_counts_the_tokens_it_draws() {
     // Each pick of a token lowers its logit by 0.6: 5, 4.4, 3.8 (< 4, so 7), ...
     let picks: Vec<u32> = (0..4).map(|_| rig.sample(ctx, 0.5)).collect();
     assert_eq!(picks, vec![3, 3, 7, 3]);
-    let counts = ctx.read_u32(&rig.counts, vocab).unwrap();
+    let counts = rig.device_counts(ctx);
     assert_eq!((counts[3], counts[7], counts[9]), (3, 1, 0));
     // A plain argmax draws nothing: the counts stay.
-    rig.bound.set_plain_argmax(&ctx.queue);
-    assert_eq!(rig.argmax(ctx), 3);
-    assert_eq!(ctx.read_u32(&rig.counts, vocab).unwrap(), counts);
+    assert_eq!(rig.plain_argmax(ctx), 3);
+    assert_eq!(rig.device_counts(ctx), counts);
+}
+
+/// One dispatch of several rows (each its own sequence, settings, counts,
+/// bias and mask) gives every row what it gives drawn alone, and touches
+/// only its rows' sequences.
+#[test]
+fn rows_of_one_dispatch_match_each_row_drawn_alone() {
+    for (path, ctx) in contexts() {
+        let sampler = Sampler::new(ctx).unwrap();
+        let mut rng = rng(950);
+        let vocab = 5000;
+        let sequences = 5;
+        let rows: [usize; 4] = [3, 0, 4, 1];
+        let logits: Vec<Vec<f32>> = rows.iter().map(|_| lm_logits(&mut rng, vocab, 2.0)).collect();
+        let counts: Vec<Vec<(u32, u32)>> = (0..sequences)
+            .map(|_| {
+                (0..30)
+                    .map(|_| (rng.random_range(0..vocab as u32), 1 + rng.random_range(0..3)))
+                    .collect()
+            })
+            .collect();
+        let penalised = SamplingParams {
+            temperature: 0.8,
+            top_p: 0.9,
+            repetition_penalty: 1.3,
+            presence_penalty: 0.5,
+            ..Default::default()
+        };
+        let greedy =
+            SamplingParams { temperature: 0.0, frequency_penalty: 0.7, ..Default::default() };
+        let plain = SamplingParams { temperature: 1.2, ..Default::default() };
+        let bias: Vec<(u32, f32)> = (0..5).map(|k| (k * 977, 6.0)).collect();
+        let mask: Vec<u32> = (0..vocab.div_ceil(32)).map(|_| rng.random::<u32>()).collect();
+        let settings = |params, logit_bias, token_mask, uniform, top_logprobs| SampleSettings {
+            params,
+            active_vocab: None,
+            logit_bias,
+            token_mask,
+            uniform,
+            top_logprobs,
+        };
+        let draws = [
+            RowDraw { sequence: rows[0], draw: Draw::Argmax },
+            RowDraw {
+                sequence: rows[1],
+                draw: Draw::Sample(settings(&penalised, &bias, None, 0.41, 0)),
+            },
+            RowDraw {
+                sequence: rows[2],
+                draw: Draw::Sample(settings(&greedy, &[], Some(&mask), 0.3, 0)),
+            },
+            RowDraw { sequence: rows[3], draw: Draw::Sample(settings(&plain, &[], None, 0.77, 5)) },
+        ];
+        let mut workspace = SamplerWorkspace::new(ctx, vocab, sequences).unwrap();
+        let reset = |workspace: &SamplerWorkspace| {
+            for (sequence, pairs) in counts.iter().enumerate() {
+                workspace.set_counts(&ctx.queue, sequence, pairs).unwrap();
+            }
+        };
+        let read = |workspace: &SamplerWorkspace| {
+            let words = ctx.read_u32(workspace.token_buffer(), sequences * TOKEN_WORDS).unwrap();
+            let counts = ctx.read_u32(workspace.counts_buffer(), sequences * vocab).unwrap();
+            (words, counts)
+        };
+        // Every row alone, from a one-row buffer.
+        let single = upload(ctx, &vec![0.0; vocab]);
+        let buffers = SamplerBuffers { logits: &single, workspace: &workspace };
+        let mut alone = sampler.bind(ctx, &buffers, &SamplerShape { rows: 1 }).unwrap();
+        let mut want = Vec::new();
+        for (row, draw) in draws.iter().enumerate() {
+            reset(&workspace);
+            ctx.queue.write_buffer(&single, 0, bytemuck::cast_slice(&logits[row]));
+            let result = alone.draw_blocking(ctx, &mut workspace, &[*draw]).unwrap().remove(0);
+            let (_, after) = read(&workspace);
+            let start = draw.sequence * vocab;
+            want.push((result, after[start..start + vocab].to_vec()));
+        }
+        // All rows in one dispatch; sequence 2 is not drawn and keeps its counts.
+        let all = upload(ctx, &logits.concat());
+        let buffers = SamplerBuffers { logits: &all, workspace: &workspace };
+        let mut together = sampler.bind(ctx, &buffers, &SamplerShape { rows: rows.len() }).unwrap();
+        reset(&workspace);
+        let (before, counts_before) = read(&workspace);
+        let got = together.draw_blocking(ctx, &mut workspace, &draws).unwrap();
+        let (after, counts_after) = read(&workspace);
+        for (row, (result, (want_result, want_counts))) in got.iter().zip(&want).enumerate() {
+            assert!(result.token.is_some(), "{path}: row {row} drew nothing");
+            assert_eq!(result, want_result, "{path}: row {row}, sequence {}", rows[row]);
+            let start = rows[row] * vocab;
+            let got_counts = appeared(&counts_after[start..start + vocab]);
+            assert_eq!(got_counts, appeared(want_counts), "{path}: row {row}'s counts");
+        }
+        let untouched = |words: &[u32], counts: &[u32]| {
+            (
+                words[2 * TOKEN_WORDS..3 * TOKEN_WORDS].to_vec(),
+                counts[2 * vocab..3 * vocab].to_vec(),
+            )
+        };
+        assert_eq!(untouched(&after, &counts_after), untouched(&before, &counts_before), "{path}");
+    }
 }
 
 /// Step 3's probabilities computed in f64 from the same `x = l / T` (f32).
@@ -515,8 +666,7 @@ fn top_logprobs_come_back_with_the_token_as_the_cpu_reference_computes_them() {
                 let active = (case == 5 && vocab > 10).then(|| vocab - vocab / 10);
                 let top = [1, 5, 20][case % 3];
                 rig.load(ctx, &logits, &counts, &bias, &params, active);
-                rig.bound.set_top_logprobs(&ctx.queue, top).unwrap();
-                let got = rig.bound.sample_result_blocking(ctx, &rig.token, 0.37).unwrap();
+                let got = rig.draw(ctx, &params, 0.37, top);
 
                 let mut processed = logits.clone();
                 cpu::apply_logit_bias(&mut processed, &bias);
@@ -588,68 +738,66 @@ fn invalid<T>(result: Result<T, KernelError>) -> bool {
 fn sampling_rejects_bad_arguments() {
     let (_, ctx) = &contexts()[0];
     let sampler = Sampler::new(ctx).unwrap();
+    assert!(invalid(SamplerWorkspace::new(ctx, 0, 1)));
+    assert!(invalid(SamplerWorkspace::new(ctx, 10, 0)));
+    assert!(invalid(SamplerWorkspace::new(ctx, 10, mlc_kernels::sampling::MAX_ROWS + 1)));
+    let mut workspace = SamplerWorkspace::new(ctx, 10, 2).unwrap();
     let small = upload(ctx, &[0.0; 10]);
-    let token = upload_u32(ctx, &[0; TOKEN_WORDS]);
-    let short_token = upload_u32(ctx, &[0]);
-    let counts = upload_u32(ctx, &[0; 10]);
-    assert!(
-        invalid(sampler.bind(
-            ctx,
-            &SamplerBuffers { logits: &small, counts: &counts, token: &short_token },
-            &SamplerShape { vocab: 10 }
-        )),
-        "a token buffer without room for the log probabilities"
-    );
-    assert!(invalid(sampler.bind(
-        ctx,
-        &SamplerBuffers { logits: &small, counts: &small, token: &token },
-        &SamplerShape { vocab: 11 }
-    )));
-    assert!(invalid(sampler.bind(
-        ctx,
-        &SamplerBuffers { logits: &small, counts: &small, token: &token },
-        &SamplerShape { vocab: 0 }
-    )));
-    assert!(
-        invalid(sampler.bind(
-            ctx,
-            &SamplerBuffers { logits: &small, counts: &small, token: &token },
-            &SamplerShape { vocab: 10 }
-        )),
-        "aliasing"
-    );
-    let mut bound = sampler
-        .bind(
-            ctx,
-            &SamplerBuffers { logits: &small, counts: &counts, token: &token },
-            &SamplerShape { vocab: 10 },
-        )
-        .unwrap();
+    let bind = |logits: &wgpu::Buffer, workspace: &SamplerWorkspace, rows: usize| {
+        sampler.bind(ctx, &SamplerBuffers { logits, workspace }, &SamplerShape { rows })
+    };
+    assert!(invalid(bind(&small, &workspace, 2)), "logits for one row, bound for two");
+    assert!(invalid(bind(&small, &workspace, 0)));
+    assert!(invalid(bind(workspace.counts_buffer(), &workspace, 1)), "aliasing");
+    let mut bound = bind(&small, &workspace, 1).unwrap();
     let q = &ctx.queue;
-    assert!(invalid(bound.set_params(
-        q,
-        &SamplingParams { top_p: 0.0, ..Default::default() },
-        None
-    )));
-    assert!(invalid(bound.set_params(
-        q,
-        &SamplingParams { temperature: -1.0, ..Default::default() },
-        None
-    )));
-    assert!(invalid(bound.set_params(
-        q,
-        &SamplingParams { repetition_penalty: 0.0, ..Default::default() },
-        None
-    )));
-    assert!(invalid(bound.set_params(
-        q,
-        &SamplingParams { presence_penalty: 2.5, ..Default::default() },
-        None
-    )));
-    assert!(invalid(bound.set_params(q, &SamplingParams::default(), Some(11))));
-    assert!(invalid(bound.set_uniform(q, 1.5)));
-    assert!(invalid(bound.set_top_logprobs(q, 21)));
-    bound.set_params(q, &SamplingParams::default(), Some(10)).unwrap();
+    let default = SamplingParams::default();
+    fn sample<'a>(
+        params: &'a SamplingParams,
+        active_vocab: Option<usize>,
+        uniform: f32,
+        top_logprobs: usize,
+        token_mask: Option<&'a [u32]>,
+    ) -> Draw<'a> {
+        let logit_bias = &[];
+        Draw::Sample(SampleSettings {
+            params,
+            active_vocab,
+            logit_bias,
+            token_mask,
+            uniform,
+            top_logprobs,
+        })
+    }
+    fn one(sequence: usize, draw: Draw<'_>) -> [RowDraw<'_>; 1] {
+        [RowDraw { sequence, draw }]
+    }
+    for bad in [
+        SamplingParams { top_p: 0.0, ..Default::default() },
+        SamplingParams { temperature: -1.0, ..Default::default() },
+        SamplingParams { repetition_penalty: 0.0, ..Default::default() },
+        SamplingParams { presence_penalty: 2.5, ..Default::default() },
+    ] {
+        assert!(invalid(workspace.set_draws(q, &one(0, sample(&bad, None, 0.5, 0, None)))));
+    }
+    assert!(invalid(workspace.set_draws(q, &one(0, sample(&default, Some(11), 0.5, 0, None)))));
+    assert!(invalid(workspace.set_draws(q, &one(0, sample(&default, None, 1.5, 0, None)))));
+    assert!(invalid(workspace.set_draws(q, &one(0, sample(&default, None, 0.5, 21, None)))));
+    let short_mask = [0u32; 2];
+    let masked = sample(&default, None, 0.5, 0, Some(&short_mask));
+    assert!(invalid(workspace.set_draws(q, &one(0, masked))), "a mask of the wrong length");
+    assert!(invalid(workspace.set_draws(q, &one(2, Draw::Argmax))), "no such sequence");
+    assert!(invalid(workspace.set_draws(q, &[])));
+    let twice = [RowDraw { sequence: 1, draw: Draw::Argmax }; 2];
+    assert!(invalid(workspace.set_draws(q, &twice)), "one sequence twice in a dispatch");
+    assert!(invalid(workspace.set_counts(q, 2, &[])));
+    // Two rows are valid for the workspace but not for logits that hold one.
+    let two = [0, 1].map(|sequence| RowDraw { sequence, draw: Draw::Argmax });
+    workspace.set_draws(q, &two).unwrap();
+    let mut recorded = Ok(());
+    ctx.submit_pass("too many rows", |pass| recorded = bound.dispatch(q, pass, &workspace));
+    assert!(invalid(recorded), "more rows than the logits hold");
+    workspace.set_draws(q, &one(1, sample(&default, Some(10), 1.0, 20, None))).unwrap();
 }
 
 /// Rough timings (run with `--ignored --nocapture` on a real GPU; meaningless on lavapipe).
@@ -670,14 +818,23 @@ fn bench_sampling() {
         };
         rig.load(ctx, &logits, &vec![0; vocab], &[], &params, None);
         for (name, sample) in [("argmax", false), ("sample", true)] {
-            let record = |pass: &mut wgpu::ComputePass<'_>| {
-                if sample {
-                    rig.bound.dispatch_sample(pass)
-                } else {
-                    rig.bound.dispatch_argmax(pass)
-                }
+            let draw = match sample {
+                true => Draw::Sample(SampleSettings {
+                    params: &params,
+                    active_vocab: None,
+                    logit_bias: &[],
+                    token_mask: None,
+                    uniform: 0.5,
+                    top_logprobs: 0,
+                }),
+                false => Draw::Argmax,
             };
-            ctx.submit_pass("warm", record);
+            rig.workspace.set_draws(&ctx.queue, &[RowDraw { sequence: 0, draw }]).unwrap();
+            let (bound, workspace) = (&mut rig.bound, &rig.workspace);
+            let mut record = |pass: &mut wgpu::ComputePass<'_>| {
+                bound.dispatch(&ctx.queue, pass, workspace).unwrap()
+            };
+            ctx.submit_pass("warm", &mut record);
             ctx.wait().unwrap();
             let reps = 100;
             let t = std::time::Instant::now();

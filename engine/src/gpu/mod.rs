@@ -29,14 +29,14 @@ use web_time::Instant;
 
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::DeltaNetShape;
-use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, Bound, DeltaNet,
-    DeltaNetBinding, DeltaNetBuffers, DeltaNetOp, Elementwise, ElementwiseBuffers, ElementwiseOp,
-    ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext, GpuWeight, Kernel,
-    MAX_BATCH_ROWS, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm, Queries, Residual,
-    RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape, RopeTable,
-    RowLayout, SampledResult, Sampler, SamplerBuffers, SamplerShape, WeightFormat, result_bytes,
+    DeltaNetBinding, DeltaNetBuffers, DeltaNetOp, Draw, Elementwise, ElementwiseBuffers,
+    ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext,
+    GpuWeight, Kernel, MAX_BATCH_ROWS, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm,
+    Queries, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape,
+    RopeTable, RowDraw, RowLayout, SampleSettings, SampledResult, Sampler, SamplerBuffers,
+    SamplerShape, SamplerWorkspace, WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
@@ -170,8 +170,11 @@ struct Prepared {
     kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     /// The rows of a batched step, for the attention kernel.
     batch_rows: AttentionRows,
-    /// Each sequence's recurrent states and sampler buffers.
+    /// Each sequence's recurrent states.
     sequences: Vec<SequenceBuffers>,
+    /// Every sequence's sampler state (penalty counts, bias, mask, drawn
+    /// token) and the rows of the next draw.
+    sampling: SamplerWorkspace,
     /// The sequence passes and draws act on ([`Backend::select_sequence`]).
     selected: usize,
     /// Where the unfused forms of `norm_linear` and `gated_linear_add` put the
@@ -187,14 +190,6 @@ struct SequenceBuffers {
     /// Each Gated DeltaNet layer's convolution window and state (f32, zero at
     /// the start of a sequence), by layer.
     recurrent: Vec<Option<(wgpu::Buffer, wgpu::Buffer)>>,
-    /// The last token drawn (with its log probabilities), which a
-    /// [`StepInput::Queued`] pass reads.
-    token_out: wgpu::Buffer,
-    /// The penalties' counts.
-    counts: wgpu::Buffer,
-    /// This sequence's row of a batched step's logits, copied out for its
-    /// sampler (which reads one row).
-    logits: wgpu::Buffer,
 }
 
 impl SequenceBuffers {
@@ -212,12 +207,7 @@ impl SequenceBuffers {
                 })
             })
             .collect();
-        SequenceBuffers {
-            recurrent,
-            token_out: ctx.empty_storage_buffer("sampled token", (TOKEN_WORDS * 4) as u64),
-            counts: ctx.empty_storage_buffer("token counts", (spec.vocab_size * 4) as u64),
-            logits: ctx.empty_storage_buffer("row logits", (spec.vocab_size * 4) as u64),
-        }
+        SequenceBuffers { recurrent }
     }
 }
 
@@ -442,6 +432,7 @@ impl Backend for GpuBackend {
             kv,
             batch_rows: AttentionRows::new(ctx, sequences, capacity),
             sequences: (0..sequences).map(|_| SequenceBuffers::new(ctx, spec)).collect(),
+            sampling: SamplerWorkspace::new(ctx, spec.vocab_size, sequences)?,
             selected: 0,
             norm_scratch: None,
             gated_scratch: None,
@@ -516,8 +507,10 @@ impl Backend for GpuBackend {
         self.flush();
         self.begin_step();
         self.encode_started.get_or_insert_with(Instant::now);
-        let (tokens, token_out) =
-            (self.prepared().tokens.clone(), self.sequence().token_out.clone());
+        let prepared = self.prepared();
+        let tokens = prepared.tokens.clone();
+        let token_out = prepared.sampling.token_buffer().clone();
+        let token_offset = prepared.sampling.token_offset(prepared.selected);
         match input {
             StepInput::Tokens(ids) => {
                 self.ctx.queue.write_buffer(&tokens, 0, bytemuck::cast_slice(ids))
@@ -527,7 +520,7 @@ impl Backend for GpuBackend {
                 let encoder = self.encoder.get_or_insert_with(|| {
                     self.ctx.device.create_command_encoder(&Default::default())
                 });
-                encoder.copy_buffer_to_buffer(&token_out, 0, &tokens, 0, 4);
+                encoder.copy_buffer_to_buffer(&token_out, token_offset, &tokens, 0, 4);
             }
         }
         Ok(())
@@ -880,10 +873,9 @@ impl Backend for GpuBackend {
     }
 
     fn queue_argmax(&mut self, logits: &GpuTensor) -> Result<GpuPending, EngineError> {
-        // Nothing is submitted to a lost device or after an unreported failure.
-        self.ctx.health().check()?;
-        self.record_argmax(&logits.buffer, logits.cols)?;
-        Ok(self.submit_token(logits.cols, 0))
+        let sequence = self.prepared().selected;
+        let mut pending = self.queue_rows(logits, &[(sequence, None)])?;
+        Ok(pending.pop().expect("one row, one token"))
     }
 
     async fn take_token(&mut self, pending: GpuPending) -> Result<Option<Drawn>, EngineError> {
@@ -900,43 +892,24 @@ impl Backend for GpuBackend {
         logits: &GpuTensor,
         step: &SamplingStep<'_>,
     ) -> Result<GpuPending, EngineError> {
-        // Nothing is submitted to a lost device or after an unreported failure.
-        self.ctx.health().check()?;
-        let top = self.record_sample(&logits.buffer, logits.cols, step)?;
-        Ok(self.submit_token(logits.cols, top))
+        let sequence = self.prepared().selected;
+        let mut pending = self.queue_rows(logits, &[(sequence, Some(step))])?;
+        Ok(pending.pop().expect("one row, one token"))
     }
 
-    /// Every row copied into its sequence's row buffer (copies end a pass:
-    /// all of them first), every row's sampler recorded into one pass, and
-    /// one submission that brings every row's token back.
+    /// Every row drawn by one sampler dispatch (rows in its grid, each with
+    /// its sequence's counts, bias and mask) and one submission that brings
+    /// every row's token back.
     fn queue_draws(
         &mut self,
         logits: &GpuTensor,
         draws: &[(usize, Option<&SamplingStep<'_>>)],
     ) -> Result<Vec<GpuPending>, EngineError> {
-        self.ctx.health().check()?;
-        let vocab = logits.cols;
-        let mut rows = Vec::with_capacity(draws.len());
-        for (index, &(sequence, _)) in draws.iter().enumerate() {
-            self.select_sequence(sequence)?;
-            let row = self.sequence().logits.clone();
-            let bytes = (vocab * 4) as u64;
-            self.copy_bytes(&logits.buffer, index as u64 * bytes, &row, 0, bytes);
-            rows.push(row);
+        let pending = self.queue_rows(logits, draws)?;
+        if let Some(&(last, _)) = draws.last() {
+            self.select_sequence(last)?;
         }
-        let mut results = Vec::with_capacity(draws.len());
-        for (&(sequence, step), row) in draws.iter().zip(&rows) {
-            self.select_sequence(sequence)?;
-            let top = match step {
-                None => {
-                    self.record_argmax(row, vocab)?;
-                    0
-                }
-                Some(step) => self.record_sample(row, vocab, step)?,
-            };
-            results.push((self.sequence().token_out.clone(), top));
-        }
-        Ok(self.submit_tokens(vocab, &results))
+        Ok(pending)
     }
 
     fn split_query_gate(
@@ -1346,71 +1319,73 @@ impl GpuBackend {
         }
     }
 
-    /// Records the choice of the most likely token of one row of `vocab`
-    /// logits for the selected sequence.
-    fn record_argmax(&mut self, logits: &wgpu::Buffer, vocab: usize) -> Result<(), EngineError> {
-        let slot = self.sampler_slot(logits, vocab)?;
-        let queue = self.ctx.queue.clone();
-        // The sampler keeps the last sampled step's bias, penalties and mask; greedy decoding wants none.
-        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
-            sampler.set_plain_argmax(&queue);
-        }
-        self.record(slot, 1, 0)
-    }
-
-    /// Records the draw of one row of `vocab` logits for the selected
-    /// sequence as `step` says; returns how many log probabilities it reports.
-    fn record_sample(
+    /// Records the draw of row `i` of `logits` for sequence `draws[i].0`
+    /// (`None`: its most likely token; else as the step says) in one sampler
+    /// dispatch, and submits the step with a copy of each row's result.
+    fn queue_rows(
         &mut self,
-        logits: &wgpu::Buffer,
-        vocab: usize,
-        step: &SamplingStep<'_>,
-    ) -> Result<usize, EngineError> {
-        let slot = self.sampler_slot(logits, vocab)?;
+        logits: &GpuTensor,
+        draws: &[(usize, Option<&SamplingStep<'_>>)],
+    ) -> Result<Vec<GpuPending>, EngineError> {
+        // Nothing is submitted to a lost device or after an unreported failure.
+        self.ctx.health().check()?;
+        if draws.len() > logits.rows {
+            return Err(EngineError::Config(format!(
+                "{} draws from {} rows of logits",
+                draws.len(),
+                logits.rows
+            )));
+        }
+        let vocab = logits.cols;
+        let slot = self.sampler_slot(&logits.buffer, vocab)?;
         let queue = self.ctx.queue.clone();
+        let sampling = &mut self.prepared.as_mut().expect("a sampler slot is bound").sampling;
         // A round's counts start here; after that the sampler adds each draw
         // on the GPU (this write lands before the step, after earlier steps).
-        if let TokenCounts::Start(pairs) = step.counts {
-            let mut dense = vec![0u32; vocab];
-            for &(token, count) in pairs {
-                if let Some(c) = dense.get_mut(token as usize) {
-                    *c = count;
-                }
-            }
-            queue.write_buffer(&self.sequence().counts, 0, bytemuck::cast_slice(&dense));
-        }
-        self.begin_pass();
-        let pass = self.pass.as_mut().expect("pass begun above");
-        let mut top = 0;
-        if let Some(Slot { op: BoundOp::Sampler(sampler), .. }) = self.slots[slot].as_mut() {
-            sampler.set_params(&queue, step.params, step.active_vocab)?;
-            sampler.set_logit_bias(&queue, step.logit_bias);
-            sampler.set_token_mask(&queue, step.token_mask)?;
-            sampler.set_uniform(&queue, step.uniform)?;
-            sampler.set_top_logprobs(&queue, step.top_logprobs)?;
-            top = sampler.top_logprobs();
-            if let Some(profiler) = self.profiler.as_mut() {
-                profiler.before_dispatch(pass);
-            }
-            sampler.dispatch_sample(pass);
-            if let Some(profiler) = self.profiler.as_mut() {
-                profiler.after_dispatch(pass, "sampler");
+        for &(sequence, step) in draws {
+            if let Some(SamplingStep { counts: TokenCounts::Start(pairs), .. }) = step {
+                sampling.set_counts(&queue, sequence, pairs)?;
             }
         }
-        Ok(top)
+        let rows: Vec<RowDraw<'_>> = draws
+            .iter()
+            .map(|&(sequence, step)| RowDraw {
+                sequence,
+                draw: match step {
+                    None => Draw::Argmax,
+                    Some(step) => Draw::Sample(SampleSettings {
+                        params: step.params,
+                        active_vocab: step.active_vocab,
+                        logit_bias: step.logit_bias,
+                        token_mask: step.token_mask,
+                        uniform: step.uniform,
+                        top_logprobs: step.top_logprobs,
+                    }),
+                },
+            })
+            .collect();
+        sampling.set_draws(&queue, &rows)?;
+        let results: Vec<(u64, usize)> = draws
+            .iter()
+            .enumerate()
+            .map(|(row, &(sequence, _))| {
+                (sampling.token_offset(sequence), sampling.top_logprobs(row))
+            })
+            .collect();
+        // One dispatch whatever the rows (they come from the workspace).
+        self.record(slot, 1, 0)?;
+        Ok(self.submit_tokens(vocab, &results))
     }
 
-    /// The slot of the selected sequence's sampler bound to `logits` (one row of `vocab`).
+    /// The slot of the sampler bound to `logits` (rows of `vocab`).
     fn sampler_slot(&mut self, logits: &wgpu::Buffer, vocab: usize) -> Result<usize, EngineError> {
-        let (counts, token_out) =
-            (self.sequence().counts.clone(), self.sequence().token_out.clone());
-        let key = vec![logits.clone(), token_out.clone()];
+        let rows = (logits.size() / (vocab as u64 * 4)) as usize;
         self.slot(
             || "sampler".into(),
-            key,
+            vec![logits.clone()],
             |b| {
-                let buffers = SamplerBuffers { logits, counts: &counts, token: &token_out };
-                let shape = SamplerShape { vocab };
+                let buffers = SamplerBuffers { logits, workspace: &b.prepared().sampling };
+                let shape = SamplerShape { rows };
                 let sampler = b.prepared().kernels.sampler.bind(&b.ctx, &buffers, &shape)?;
                 Ok(BoundOp::Sampler(Box::new(sampler)))
             },

@@ -59,19 +59,23 @@ impl GpuBackend {
         staging: &wgpu::Buffer,
         size: u64,
     ) -> Submitted {
-        self.submit_copies(&[(source, staging, size)]).pop().expect("one copy, one submission")
+        self.submit_copies(&[(source, 0, staging, size)]).pop().expect("one copy, one submission")
     }
 
-    /// [`GpuBackend::submit_copy`] of several `(source, staging, size)`
-    /// copies in one submission, each staging buffer with its own map.
-    fn submit_copies(&mut self, copies: &[(&wgpu::Buffer, &wgpu::Buffer, u64)]) -> Vec<Submitted> {
+    /// [`GpuBackend::submit_copy`] of several `(source, offset, staging,
+    /// size)` copies (from `offset` in `source`) in one submission, each
+    /// staging buffer with its own map.
+    fn submit_copies(
+        &mut self,
+        copies: &[(&wgpu::Buffer, u64, &wgpu::Buffer, u64)],
+    ) -> Vec<Submitted> {
         self.pass = None;
         let mut encoder = self
             .encoder
             .take()
             .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
-        for &(source, staging, size) in copies {
-            encoder.copy_buffer_to_buffer(source, 0, staging, 0, size);
+        for &(source, offset, staging, size) in copies {
+            encoder.copy_buffer_to_buffer(source, offset, staging, 0, size);
         }
         if let Some(profiler) = &self.profiler {
             profiler.resolve(&mut encoder);
@@ -81,7 +85,7 @@ impl GpuBackend {
         let at = Instant::now();
         copies
             .iter()
-            .map(|&(_, staging, size)| {
+            .map(|&(_, _, staging, size)| {
                 self.stats.readback_bytes += size;
                 let mapped = MapRead::new(&staging.slice(..size));
                 Submitted { index: index.clone(), at, mapped }
@@ -106,29 +110,22 @@ impl GpuBackend {
         Ok(bytes)
     }
 
-    /// Submits the recorded step with a copy of its sampled result to the
-    /// host: the token id, and with `top` log probabilities their data.
-    pub(super) fn submit_token(&mut self, vocab: usize, top: usize) -> GpuPending {
-        let staging = self.token_staging_buffer();
-        let token_out = self.sequence().token_out.clone();
-        let submitted = self.submit_copy(&token_out, &staging, result_bytes(top));
-        GpuPending { staging, submitted, vocab, top }
-    }
-
-    /// Submits the recorded step with copies of several sampled results (a
-    /// batched step's rows: each sequence's token buffer and how many log
-    /// probabilities it holds) to the host, in one submission.
+    /// Submits the recorded step with copies of sampled results to the
+    /// host, in one submission: for each `(offset, top)`, the result at that
+    /// byte offset of the sampler's token buffer, with `top` log
+    /// probabilities (the token id alone when `top` is 0).
     pub(super) fn submit_tokens(
         &mut self,
         vocab: usize,
-        results: &[(wgpu::Buffer, usize)],
+        results: &[(u64, usize)],
     ) -> Vec<GpuPending> {
+        let token_out = self.prepared().sampling.token_buffer().clone();
         let staging: Vec<wgpu::Buffer> =
             results.iter().map(|_| self.token_staging_buffer()).collect();
         let copies: Vec<_> = results
             .iter()
             .zip(&staging)
-            .map(|((token_out, top), staging)| (token_out, staging, result_bytes(*top)))
+            .map(|(&(offset, top), staging)| (&token_out, offset, staging, result_bytes(top)))
             .collect();
         let submitted = self.submit_copies(&copies);
         staging

@@ -54,7 +54,8 @@ pub(super) enum BoundOp {
     /// An op fused into a product for a decode step (one row), and the same
     /// work as separate kernels for several rows.
     Fused { decode: Bound, separate: Vec<Bound> },
-    /// The sampler (boxed: its settings make it several times a kernel's size).
+    /// The sampler, whose rows and settings the engine's workspace holds
+    /// (boxed: its three chains of passes make it several times a kernel's size).
     Sampler(Box<BoundSampler>),
 }
 
@@ -112,7 +113,9 @@ impl GpuBackend {
             BoundOp::Fused { decode, .. } if rows == 1 => std::slice::from_mut(decode),
             BoundOp::Fused { separate, .. } => separate.as_mut_slice(),
             BoundOp::Sampler(sampler) => {
-                sampler.dispatch_argmax(pass);
+                if let Some(prepared) = self.prepared.as_ref() {
+                    sampler.dispatch(&queue, pass, &prepared.sampling)?;
+                }
                 &mut []
             }
         };

@@ -51,22 +51,20 @@ impl MemoryPlan {
         let vocab_row = spec.vocab_size as u64 * 4;
         // tokens, a readback buffer for the sampled token (with its log
         // probabilities) of each step in flight or row of a batched step,
-        // each sequence's sampled token, penalty counts and row of a batched
-        // step's logits, readback staging (one row of logits), the sampler's
-        // own buffers.
+        // readback staging (one row of logits), the sampler's workspace
+        // (every sequence's counts, bias, mask and result, every row's
+        // working values).
         let sampled = (mlc_kernels::sampling::TOKEN_WORDS * 4) as u64;
-        // With several sequences, a sampler is bound for each sequence's own
-        // steps (a slot's sampler is bound to its sequence's counts) and for
-        // each row of a batched step, and likewise a pass's kernels.
-        let samplers = if sequences > 1 { 2 * sequences + 1 } else { 1 };
         let io = (max_rows * 4) as u64
             + (crate::STEPS_AHEAD.max(sequences) as u64 + 1) * sampled
-            + sequences as u64 * (sampled + 2 * vocab_row)
             + vocab_row
-            + samplers as u64 * mlc_kernels::Sampler::private_bytes(spec.vocab_size);
+            + mlc_kernels::SamplerWorkspace::bytes(spec.vocab_size, sequences);
         // Every bound kernel's parameter block and placeholder bindings:
-        // about 0.5 KiB a layer, counted generously.
-        let parameters = samplers as u64 * (spec.num_layers as u64 + 1) * PARAMETER_BYTES_PER_LAYER;
+        // about 0.5 KiB a layer, counted generously: with several sequences,
+        // as if each sequence's steps and each batch size bound a pass's
+        // kernels anew.
+        let bindings = if sequences > 1 { 2 * sequences + 1 } else { 1 };
+        let parameters = bindings as u64 * (spec.num_layers as u64 + 1) * PARAMETER_BYTES_PER_LAYER;
         // Products of several rows split over K share one partial-sum buffer.
         let split_sums = if max_rows > 1 { mlc_kernels::matmul::SPLIT_SCRATCH_BYTES } else { 0 };
         let batch_rows = sequences.min(mlc_kernels::MAX_BATCH_ROWS);

@@ -8,6 +8,13 @@
 //   nucleus 0..=K, K = first index with cum[K] ≥ top_p;
 //   token = sorted[j], j = first index with u < cum[j] / cum[K].
 //
+// Rows: one dispatch draws for several rows of logits at once (a batched step's, one row
+// per sequence), the row in workgroup_id.y. Each row has its own settings (`Params`, a
+// uniform array) and names the sequence whose penalty counts, logit bias, token mask and
+// token slot it uses; its working values (work, scratch, histogram, candidates) are its
+// own. An argmax row (`argmax_only`) ends after `reduce`, adds nothing to the counts and
+// ignores the sequence's bias and mask.
+//
 // Passes (the vocabulary is cut into blocks of BLOCK = 1024 logits, one workgroup each):
 //   process        (blocks)  work = x; per block: argmax of l (ties → lowest id), max of x
 //   reduce         (1)       token = argmax (greedy decoding ends here); max of x;
@@ -50,9 +57,9 @@ struct Params {
     blocks: u32,         // ceil(vocab / BLOCK) ≤ MAX_BLOCKS
     masked: u32,         // 1: only ids whose bit is set in the token mask may be drawn
     top_logprobs: u32,   // K ≤ MAX_TOP: how many of the most probable ids to report
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    sequence: u32,       // whose counts, bias, mask and token slot the row uses
+    biased: u32,         // 1: add the sequence's logit bias
+    argmax_only: u32,    // 1: the plain argmax of the raw logits, then stop
 }
 
 const WG: u32 = 256u;
@@ -63,6 +70,11 @@ const BINS: u32 = 2048u;
 const BINS_PER_THREAD: u32 = BINS / WG;
 const CAP: u32 = 1024u;
 const MAX_TOP: u32 = 20u;
+const MAX_ROWS: u32 = 256u;
+// Per row: CAP top-p candidates, then MAX_TOP per block for top_logprobs.
+const PAIRS: u32 = CAP + MAX_BLOCKS * MAX_TOP;
+// Per sequence: the token, its probability, MAX_TOP (id, probability) pairs.
+const TOKEN_WORDS: u32 = 2u + 2u * MAX_TOP;
 
 struct Scratch {
     block_best_value: array<f32, MAX_BLOCKS>,
@@ -76,20 +88,51 @@ struct Scratch {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> rows: array<Params, MAX_ROWS>;
+// `vocab` logits per row.
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
-// The logit bias (vocab f32, as bits) followed by the token mask (ceil(vocab / 32) words,
-// bit i % 32 of word i / 32 set = id i allowed). One buffer, so the shader stays within
-// 8 storage buffers, WebGPU's default per-stage limit.
+// Per sequence: the logit bias (vocab f32, as bits) followed by the token mask
+// (ceil(vocab / 32) words, bit i % 32 of word i / 32 set = id i allowed). One buffer, so
+// the shader stays within 8 storage buffers, WebGPU's default per-stage limit.
 @group(0) @binding(2) var<storage, read> bias_and_mask: array<u32>;
-@group(0) @binding(3) var<storage, read_write> counts: array<u32>;
-@group(0) @binding(4) var<storage, read_write> work: array<f32>;
-@group(0) @binding(5) var<storage, read_write> scratch: Scratch;
-@group(0) @binding(6) var<storage, read_write> hist: array<atomic<u32>>;   // BINS bins, then the candidate count
-// CAP top-p candidates (bits of e, id), then MAX_TOP per block for top_logprobs (bits of p, id).
+@group(0) @binding(3) var<storage, read_write> counts: array<u32>;         // vocab per sequence
+@group(0) @binding(4) var<storage, read_write> work: array<f32>;           // vocab per row
+@group(0) @binding(5) var<storage, read_write> scratch: array<Scratch>;     // one per row
+// Per row: BINS bins, then the candidate count.
+@group(0) @binding(6) var<storage, read_write> hist: array<atomic<u32>>;
+// PAIRS per row: the top-p candidates (bits of e, id), then each block's most probable
+// ids for top_logprobs (bits of p, id).
 @group(0) @binding(7) var<storage, read_write> candidates: array<vec2<u32>>;
-// The token, then its probability and the top_logprobs pairs (see the header).
+// TOKEN_WORDS per sequence: the token, then its probability and the top_logprobs pairs.
 @group(0) @binding(8) var<storage, read_write> token: array<u32>;
+
+/// One row's settings and where its values start in each buffer.
+struct Row {
+    p: Params,
+    index: u32,
+    values: u32,      // logits and work
+    counts: u32,
+    bias: u32,        // bias, then the mask at bias + vocab
+    hist: u32,
+    candidates: u32,
+    token: u32,
+}
+
+fn row_of(inv: Invocation) -> Row {
+    let r = inv.group.y;
+    let p = rows[r];
+    let mask_words = (p.vocab + 31u) / 32u;
+    return Row(
+        p,
+        r,
+        r * p.vocab,
+        p.sequence * p.vocab,
+        p.sequence * (p.vocab + mask_words),
+        r * (BINS + 1u),
+        r * PAIRS,
+        p.sequence * TOKEN_WORDS,
+    );
+}
 
 fn bin_of(e: f32) -> u32 {
     return bitcast<u32>(e) >> 19u;
@@ -104,23 +147,26 @@ fn is_finite(x: f32) -> bool {
 }
 
 /// Whether id `i` may be drawn: below the active vocabulary and, with a token mask, allowed by it.
-fn drawable(i: u32) -> bool {
-    if i >= params.active_vocab {
+fn drawable(row: Row, i: u32) -> bool {
+    if i >= row.p.active_vocab {
         return false;
     }
-    if params.masked == 0u {
+    if row.p.masked == 0u {
         return true;
     }
-    return (bias_and_mask[params.vocab + (i >> 5u)] & (1u << (i & 31u))) != 0u;
+    return (bias_and_mask[row.bias + row.p.vocab + (i >> 5u)] & (1u << (i & 31u))) != 0u;
 }
 
-fn processed_logit(i: u32) -> f32 {
-    var l = logits[i] + bitcast<f32>(bias_and_mask[i]);
-    if params.penalize != 0u {
-        let c = counts[i];
+fn processed_logit(row: Row, i: u32) -> f32 {
+    var l = logits[row.values + i];
+    if row.p.biased != 0u {
+        l += bitcast<f32>(bias_and_mask[row.bias + i]);
+    }
+    if row.p.penalize != 0u {
+        let c = counts[row.counts + i];
         if c > 0u {
-            l = l - (params.presence + f32(c) * params.frequency);
-            l = select(l / params.repetition, l * params.repetition, l < 0.0);
+            l = l - (row.p.presence + f32(c) * row.p.frequency);
+            l = select(l / row.p.repetition, l * row.p.repetition, l < 0.0);
         }
     }
     return l;
@@ -128,24 +174,25 @@ fn processed_logit(i: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn process(inv: Invocation) {
+    let row = row_of(inv);
     let b = inv.group.x;
     var best = Best(LOWEST, NO_INDEX);
     var m = LOWEST;
     var bad = 0.0;
     for (var k = 0u; k < PER_THREAD; k++) {
         let i = b * BLOCK + k * WG + inv.index;
-        if i < params.vocab {
-            let l = processed_logit(i);
+        if i < row.p.vocab {
+            let l = processed_logit(row, i);
             var x = l;
-            if params.greedy == 0u {
-                x = l / params.temperature;
+            if row.p.greedy == 0u {
+                x = l / row.p.temperature;
             }
-            work[i] = x;
-            if drawable(i) {
+            work[row.values + i] = x;
+            if drawable(row, i) {
                 best = better(best, Best(l, i));
                 m = max(m, x);
             }
-            if !is_finite(logits[i]) {
+            if !is_finite(logits[row.values + i]) {
                 bad = 1.0;
             }
         }
@@ -156,20 +203,24 @@ fn process(inv: Invocation) {
         best = Best(POISONED, NO_INDEX);
     }
     if inv.index == 0u {
-        scratch.block_best_value[b] = best.value;
-        scratch.block_best_index[b] = best.index;
-        scratch.block_max[b] = m;
+        scratch[row.index].block_best_value[b] = best.value;
+        scratch[row.index].block_best_index[b] = best.index;
+        scratch[row.index].block_max[b] = m;
     }
 }
 
 @compute @workgroup_size(WG)
 fn reduce(inv: Invocation) {
+    let row = row_of(inv);
     var best = Best(LOWEST, NO_INDEX);
     var m = LOWEST;
     var bad = 0.0;
-    if inv.index < params.blocks {
-        best = Best(scratch.block_best_value[inv.index], scratch.block_best_index[inv.index]);
-        m = scratch.block_max[inv.index];
+    if inv.index < row.p.blocks {
+        best = Best(
+            scratch[row.index].block_best_value[inv.index],
+            scratch[row.index].block_best_index[inv.index],
+        );
+        m = scratch[row.index].block_max[inv.index];
         bad = select(0.0, 1.0, best.index == NO_INDEX && best.value == POISONED);
     }
     best = block_best(best, inv);
@@ -178,11 +229,11 @@ fn reduce(inv: Invocation) {
     if inv.index == 0u {
         // A NaN or infinite logit anywhere makes the result "no token": the
         // engine reports an error instead of sampling from garbage.
-        token[0] = select(best.index, NO_INDEX, poisoned);
-        scratch.max = m;
+        token[row.token] = select(best.index, NO_INDEX, poisoned);
+        scratch[row.index].max = m;
     }
     for (var j = inv.index; j <= BINS; j += WG) {
-        atomicStore(&hist[j], 0u);
+        atomicStore(&hist[row.hist + j], 0u);
     }
 }
 
@@ -190,37 +241,41 @@ var<workgroup> block_hist: array<atomic<u32>, BINS>;
 
 @compute @workgroup_size(WG)
 fn exponentiate(inv: Invocation) {
+    let row = row_of(inv);
+    if row.p.argmax_only != 0u {
+        return;
+    }
     let b = inv.group.x;
     for (var j = inv.index; j < BINS; j += WG) {
         atomicStore(&block_hist[j], 0u);
     }
     workgroupBarrier();
-    let m = scratch.max;
+    let m = scratch[row.index].max;
     var sum = 0.0;
     for (var k = 0u; k < PER_THREAD; k++) {
         let i = b * BLOCK + k * WG + inv.index;
-        if i < params.vocab {
+        if i < row.p.vocab {
             var e = 0.0;
-            if drawable(i) {
-                if params.greedy != 0u {
-                    e = select(0.0, 1.0, work[i] == m);
+            if drawable(row, i) {
+                if row.p.greedy != 0u {
+                    e = select(0.0, 1.0, work[row.values + i] == m);
                 } else {
-                    e = exp(work[i] - m);
+                    e = exp(work[row.values + i] - m);
                 }
             }
-            work[i] = e;
+            work[row.values + i] = e;
             sum += e;
             atomicAdd(&block_hist[bin_of(e)], 1u);
         }
     }
     sum = block_sum(sum, inv);  // its barrier also completes `block_hist`
     if inv.index == 0u {
-        scratch.block_sum[b] = sum;
+        scratch[row.index].block_sum[b] = sum;
     }
     for (var j = inv.index; j < BINS; j += WG) {
         let n = atomicLoad(&block_hist[j]);
         if n > 0u {
-            atomicAdd(&hist[j], n);
+            atomicAdd(&hist[row.hist + j], n);
         }
     }
 }
@@ -229,19 +284,23 @@ var<workgroup> bin_group_count: array<u32, WG>;
 
 @compute @workgroup_size(WG)
 fn choose_cutoff(inv: Invocation) {
+    let row = row_of(inv);
+    if row.p.argmax_only != 0u {
+        return;
+    }
     var sum = 0.0;
-    if inv.index < params.blocks {
-        sum = scratch.block_sum[inv.index];
+    if inv.index < row.p.blocks {
+        sum = scratch[row.index].block_sum[inv.index];
     }
     sum = block_sum(sum, inv);
     var n = 0u;
     for (var j = 0u; j < BINS_PER_THREAD; j++) {
-        n += atomicLoad(&hist[inv.index * BINS_PER_THREAD + j]);
+        n += atomicLoad(&hist[row.hist + inv.index * BINS_PER_THREAD + j]);
     }
     bin_group_count[inv.index] = n;
     workgroupBarrier();
     if inv.index == 0u {
-        scratch.sum = sum;
+        scratch[row.index].sum = sum;
         // Take whole groups of bins from the top while they fit, then single bins.
         var taken = 0u;
         var cutoff = 0u;
@@ -252,7 +311,7 @@ fn choose_cutoff(inv: Invocation) {
             }
             cutoff = g * BINS_PER_THREAD;
             for (var bin = g * BINS_PER_THREAD; bin > (g - 1u) * BINS_PER_THREAD; bin--) {
-                let c = atomicLoad(&hist[bin - 1u]);
+                let c = atomicLoad(&hist[row.hist + bin - 1u]);
                 if taken + c > CAP {
                     break;
                 }
@@ -261,23 +320,27 @@ fn choose_cutoff(inv: Invocation) {
             }
             break;
         }
-        scratch.cutoff = cutoff;
+        scratch[row.index].cutoff = cutoff;
     }
 }
 
 @compute @workgroup_size(WG)
 fn collect(inv: Invocation) {
+    let row = row_of(inv);
+    if row.p.argmax_only != 0u {
+        return;
+    }
     let b = inv.group.x;
-    let cutoff = scratch.cutoff;
+    let cutoff = scratch[row.index].cutoff;
     var tail = 0.0;
     for (var k = 0u; k < PER_THREAD; k++) {
         let i = b * BLOCK + k * WG + inv.index;
-        if i < params.vocab {
-            let e = work[i];
+        if i < row.p.vocab {
+            let e = work[row.values + i];
             if bin_of(e) >= cutoff {
-                let slot = atomicAdd(&hist[BINS], 1u);
+                let slot = atomicAdd(&hist[row.hist + BINS], 1u);
                 if slot < CAP {
-                    candidates[slot] = vec2<u32>(bitcast<u32>(e), i);
+                    candidates[row.candidates + slot] = vec2<u32>(bitcast<u32>(e), i);
                 }
             } else {
                 tail += e;
@@ -286,7 +349,7 @@ fn collect(inv: Invocation) {
     }
     tail = block_sum(tail, inv);
     if inv.index == 0u {
-        scratch.block_tail[b] = tail;
+        scratch[row.index].block_tail[b] = tail;
     }
 }
 
@@ -307,11 +370,15 @@ fn goes_before(a: u32, b: u32) -> bool {
 
 @compute @workgroup_size(WG)
 fn sample(inv: Invocation) {
+    let row = row_of(inv);
+    if row.p.argmax_only != 0u {
+        return;
+    }
     let lid = inv.index;
-    let n = min(atomicLoad(&hist[BINS]), CAP);
+    let n = min(atomicLoad(&hist[row.hist + BINS]), CAP);
     for (var j = lid; j < CAP; j += WG) {
         if j < n {
-            let c = candidates[j];
+            let c = candidates[row.candidates + j];
             keys[j] = c.x;
             ids[j] = c.y;
         } else {
@@ -348,13 +415,13 @@ fn sample(inv: Invocation) {
 
     // WebLLM's scan over the sorted candidates, serially (same f32 sums as the reference).
     if lid == 0u {
-        let s = scratch.sum;
+        let s = scratch[row.index].sum;
         var total = 0.0;
         var last = NO_INDEX;  // K when it is among the candidates
         for (var j = 0u; j < n; j++) {
             total += bitcast<f32>(keys[j]) / s;
             cum[j] = total;
-            if total >= params.top_p {
+            if total >= row.p.top_p {
                 last = j;
                 break;
             }
@@ -366,14 +433,14 @@ fn sample(inv: Invocation) {
             scanned = last + 1u;
         } else {
             var tail = 0.0;
-            for (var b = 0u; b < params.blocks; b++) {
-                tail += scratch.block_tail[b];
+            for (var b = 0u; b < row.p.blocks; b++) {
+                tail += scratch[row.index].block_tail[b];
             }
-            renorm = min(params.top_p, total + tail / s);
+            renorm = min(row.p.top_p, total + tail / s);
         }
         var chosen = NO_INDEX;
         for (var j = 0u; j < scanned; j++) {
-            if params.uniform < cum[j] / renorm {
+            if row.p.uniform < cum[j] / renorm {
                 chosen = ids[j];
                 break;
             }
@@ -383,13 +450,13 @@ fn sample(inv: Invocation) {
         }
         if chosen == NO_INDEX {
             // The draw lies in the tail: find its block by the tail masses in id order.
-            var goal = (params.uniform * renorm - total) * s;
+            var goal = (row.p.uniform * renorm - total) * s;
             var b = 0u;
-            for (; b + 1u < params.blocks; b++) {
-                if goal < scratch.block_tail[b] {
+            for (; b + 1u < row.p.blocks; b++) {
+                if goal < scratch[row.index].block_tail[b] {
                     break;
                 }
-                goal -= scratch.block_tail[b];
+                goal -= scratch[row.index].block_tail[b];
             }
             tail_block = b;
             tail_target = goal;
@@ -405,15 +472,15 @@ fn sample(inv: Invocation) {
         // consecutive ids; the thread totals get an inclusive scan in `cum`.
         let b = tail_block;
         let goal = tail_target;
-        let cutoff = scratch.cutoff;
+        let cutoff = scratch[row.index].cutoff;
         var running: array<f32, PER_THREAD>;
         var mass: array<f32, PER_THREAD>;
         var own = 0.0;
         for (var k = 0u; k < PER_THREAD; k++) {
             let i = b * BLOCK + lid * PER_THREAD + k;
             var e = 0.0;
-            if i < params.vocab && bin_of(work[i]) < cutoff {
-                e = work[i];
+            if i < row.p.vocab && bin_of(work[row.values + i]) < cutoff {
+                e = work[row.values + i];
             }
             own += e;
             mass[k] = e;
@@ -448,40 +515,41 @@ fn sample(inv: Invocation) {
                 pick = last_positive - 1u;  // rounding left the goal past the block's mass
             }
             if pick == NO_INDEX {
-                pick = token[0];  // no tail mass at all: the argmax
+                pick = token[row.token];  // no tail mass at all: the argmax
             }
             choice = pick;
         }
         chosen = workgroupUniformLoad(&choice);
     }
-    if lid == 0u && token[0] != NO_INDEX {
-        token[0] = chosen;  // NO_INDEX (non-finite logits, set by `reduce`) stays
+    if lid == 0u && token[row.token] != NO_INDEX {
+        token[row.token] = chosen;  // NO_INDEX (non-finite logits, set by `reduce`) stays
         // The next step's penalties count it, whether or not the host has read it yet.
-        if chosen < params.vocab {
-            counts[chosen] += 1u;
+        if chosen < row.p.vocab {
+            counts[row.counts + chosen] += 1u;
         }
     }
 }
 
 /// p = e / Σ e of id `i` (after `exponentiate`; 0 when nothing is drawable).
-fn probability(i: u32) -> f32 {
-    let s = scratch.sum;
+fn probability(row: Row, i: u32) -> f32 {
+    let s = scratch[row.index].sum;
     if s > 0.0 {
-        return work[i] / s;
+        return work[row.values + i] / s;
     }
     return 0.0;
 }
 
 @compute @workgroup_size(WG)
 fn select_top(inv: Invocation) {
+    let row = row_of(inv);
     let b = inv.group.x;
     var taken = 0u;  // bit k: this thread's k-th id is already listed
-    for (var r = 0u; r < params.top_logprobs; r++) {
+    for (var r = 0u; r < row.p.top_logprobs; r++) {
         var best = Best(LOWEST, NO_INDEX);
         for (var k = 0u; k < PER_THREAD; k++) {
             let i = b * BLOCK + k * WG + inv.index;
-            if i < params.vocab && (taken & (1u << k)) == 0u {
-                best = better(best, Best(probability(i), i));
+            if i < row.p.vocab && (taken & (1u << k)) == 0u {
+                best = better(best, Best(probability(row, i), i));
             }
         }
         let winner = block_best(best, inv);
@@ -489,7 +557,8 @@ fn select_top(inv: Invocation) {
             taken |= 1u << ((winner.index - b * BLOCK) / WG);
         }
         if inv.index == 0u {
-            candidates[CAP + b * MAX_TOP + r] = vec2<u32>(bitcast<u32>(winner.value), winner.index);
+            candidates[row.candidates + CAP + b * MAX_TOP + r] =
+                vec2<u32>(bitcast<u32>(winner.value), winner.index);
         }
     }
 }
@@ -499,30 +568,35 @@ const MERGE_PER_THREAD: u32 = (MAX_BLOCKS * MAX_TOP + WG - 1u) / WG;
 
 @compute @workgroup_size(WG)
 fn merge_top(inv: Invocation) {
-    let listed = params.blocks * MAX_TOP;
+    let row = row_of(inv);
+    if row.p.top_logprobs == 0u {
+        return;
+    }
+    let listed = row.p.blocks * MAX_TOP;
+    let lists = row.candidates + CAP;
     var taken = 0u;  // bit t: entry inv.index + t·WG is already reported
-    for (var r = 0u; r < params.top_logprobs; r++) {
+    for (var r = 0u; r < row.p.top_logprobs; r++) {
         var best = Best(LOWEST, NO_INDEX);
         for (var t = 0u; t < MERGE_PER_THREAD; t++) {
             let j = inv.index + t * WG;
-            if j < listed && (j % MAX_TOP) < params.top_logprobs && (taken & (1u << t)) == 0u {
-                let entry = candidates[CAP + j];
+            if j < listed && (j % MAX_TOP) < row.p.top_logprobs && (taken & (1u << t)) == 0u {
+                let entry = candidates[lists + j];
                 best = better(best, Best(bitcast<f32>(entry.x), entry.y));
             }
         }
         let winner = block_best(best, inv);
         for (var t = 0u; t < MERGE_PER_THREAD; t++) {
             let j = inv.index + t * WG;
-            if j < listed && winner.index != NO_INDEX && candidates[CAP + j].y == winner.index {
+            if j < listed && winner.index != NO_INDEX && candidates[lists + j].y == winner.index {
                 taken |= 1u << t;
             }
         }
         if inv.index == 0u {
-            token[2u + 2u * r] = winner.index;
-            token[3u + 2u * r] = bitcast<u32>(winner.value);
+            token[row.token + 2u + 2u * r] = winner.index;
+            token[row.token + 3u + 2u * r] = bitcast<u32>(winner.value);
         }
     }
-    if inv.index == 0u && token[0] < params.vocab {
-        token[1] = bitcast<u32>(probability(token[0]));
+    if inv.index == 0u && token[row.token] < row.p.vocab {
+        token[row.token + 1u] = bitcast<u32>(probability(row, token[row.token]));
     }
 }
