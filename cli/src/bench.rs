@@ -184,10 +184,15 @@ struct ContextDecode {
 struct BatchDecode {
     sequences: usize,
     steps: usize,
-    /// Tokens of all sequences together per second.
+    /// Tokens of all sequences together per second, each row its most
+    /// likely token.
     tok_s: f64,
     /// `tok_s` over one sequence's rate alone in the same run.
     vs_one_sequence: f64,
+    /// The same with every row drawn with the model's sampling settings
+    /// (each sequence its own penalty counts and random numbers), as `serve`
+    /// draws a chat request's tokens.
+    sampled_tok_s: f64,
 }
 
 /// Bandwidth of single kernels, next to that of two kinds of copy.
@@ -337,9 +342,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     continue;
                 }
                 let prompts: Vec<_> = (0..sequences).map(|_| random_ids(BATCH_PROMPT)).collect();
-                let time = batched_steps(&mut *model, &prompts, steps)?;
+                let time = batched_steps(&mut *model, &prompts, steps, None)?;
                 let tok_s = rate(sequences * steps, time);
-                batched.push(BatchDecode { sequences, steps, tok_s, vs_one_sequence: tok_s / one });
+                let sampled = Some((&sampling, args.seed));
+                let sampled_time = batched_steps(&mut *model, &prompts, steps, sampled)?;
+                batched.push(BatchDecode {
+                    sequences,
+                    steps,
+                    tok_s,
+                    vs_one_sequence: tok_s / one,
+                    sampled_tok_s: rate(sequences * steps, sampled_time),
+                });
             }
             (Some(one), batched, skipped)
         }
@@ -424,14 +437,20 @@ fn decode(model: &mut dyn LanguageModel, tokens: &[u32], steps: usize) -> Result
 }
 
 /// Prefills each prompt in a sequence of its own, then times `steps` passes
-/// that each feed every sequence its last greedy token
-/// ([`BatchedModel::decode_batch`]), after [`WARM_STEPS`] untimed ones.
+/// that each feed every sequence its last token ([`BatchedModel::decode_batch`]),
+/// after [`WARM_STEPS`] untimed ones: the most likely token, or with
+/// `sampled = Some((params, seed))` a draw with `params` (each sequence its
+/// own counts, restarted at its first step, and its own random numbers).
 /// Leaves sequence 0 selected and every sequence empty.
 fn batched_steps(
     model: &mut dyn BatchedModel,
     prompts: &[Vec<u32>],
     steps: usize,
+    sampled: Option<(&SamplingParams, u64)>,
 ) -> Result<Duration> {
+    let mut rngs: Vec<SplitMix64> = (0..prompts.len())
+        .map(|sequence| SplitMix64::new(sampled.map_or(0, |(_, seed)| seed) + sequence as u64))
+        .collect();
     let mut last = Vec::with_capacity(prompts.len());
     for (sequence, prompt) in prompts.iter().enumerate() {
         model.select_sequence(sequence)?;
@@ -443,10 +462,25 @@ fn batched_steps(
         if step == WARM_STEPS {
             started = Instant::now();
         }
+        let draws: Vec<Option<SamplingStep>> = rngs
+            .iter_mut()
+            .map(|rng| {
+                sampled.map(|(params, _)| SamplingStep {
+                    params,
+                    logit_bias: &[],
+                    counts: if step == 0 { TokenCounts::Start(&[]) } else { TokenCounts::Kept },
+                    active_vocab: None,
+                    uniform: rng.unit(),
+                    token_mask: None,
+                    top_logprobs: 0,
+                })
+            })
+            .collect();
         let rows: Vec<BatchRow> = last
             .iter()
+            .zip(&draws)
             .enumerate()
-            .map(|(sequence, &token)| BatchRow { sequence, token, step: None })
+            .map(|(sequence, (&token, step))| BatchRow { sequence, token, step: step.as_ref() })
             .collect();
         let drawn = model.decode_batch(&rows).block_on()?;
         for (token, drawn) in last.iter_mut().zip(drawn) {
@@ -893,8 +927,9 @@ fn print_report(report: &Report) {
     }
     for b in &report.decode_batched {
         println!(
-            "batch of {:<3} {:.1} tok/s in all ({} passes of one token each): {:.2}× one sequence",
-            b.sequences, b.tok_s, b.steps, b.vs_one_sequence
+            "batch of {:<3} {:.1} tok/s in all ({} passes of one token each): {:.2}× one sequence; \
+             {:.1} tok/s with the model's sampling",
+            b.sequences, b.tok_s, b.steps, b.vs_one_sequence, b.sampled_tok_s
         );
     }
     if !report.skipped_batches.is_empty() {
