@@ -140,6 +140,9 @@ struct Report {
 struct ProfileReport {
     decode: StepProfile,
     prefill: StepProfile,
+    /// With `--batch`: passes over the largest batch, each row drawn with the
+    /// model's sampling settings.
+    batch: Option<StepProfile>,
 }
 
 /// One profiled phase: wall and GPU-busy time per submission, and the kernels.
@@ -342,10 +345,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     continue;
                 }
                 let prompts: Vec<_> = (0..sequences).map(|_| random_ids(BATCH_PROMPT)).collect();
-                let time = batched_steps(&mut *model, &prompts, steps, None)?;
+                let time = batched_steps(&mut *model, &prompts, steps, None, |_| Ok(()))?;
                 let tok_s = rate(sequences * steps, time);
                 let sampled = Some((&sampling, args.seed));
-                let sampled_time = batched_steps(&mut *model, &prompts, steps, sampled)?;
+                let sampled_time =
+                    batched_steps(&mut *model, &prompts, steps, sampled, |_| Ok(()))?;
                 batched.push(BatchDecode {
                     sequences,
                     steps,
@@ -368,7 +372,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .copied()
                 .find(|&c| c > 0 && c + WARM_STEPS + steps <= capacity)
                 .unwrap_or(WARM_PROMPT);
-            Some(profile_steps(gpu, &random_ids(context), steps, &random_ids(prompt_tokens))?)
+            let mut profile =
+                profile_steps(gpu, &random_ids(context), steps, &random_ids(prompt_tokens))?;
+            let largest = decode_batched.iter().map(|b| b.sequences).max();
+            if let Some(sequences) = largest {
+                let prompts: Vec<_> = (0..sequences).map(|_| random_ids(BATCH_PROMPT)).collect();
+                profile.batch = Some(profile_batch(gpu, &prompts, steps, (&sampling, args.seed))?);
+            }
+            Some(profile)
         }
         (true, None) => {
             bail!("--profile times GPU kernels; it needs --device gpu (or auto with a GPU)")
@@ -442,11 +453,13 @@ fn decode(model: &mut dyn LanguageModel, tokens: &[u32], steps: usize) -> Result
 /// `sampled = Some((params, seed))` a draw with `params` (each sequence its
 /// own counts, restarted at its first step, and its own random numbers).
 /// Leaves sequence 0 selected and every sequence empty.
-fn batched_steps(
-    model: &mut dyn BatchedModel,
+/// `timed` runs just before the timed passes.
+fn batched_steps<M: BatchedModel + ?Sized>(
+    model: &mut M,
     prompts: &[Vec<u32>],
     steps: usize,
     sampled: Option<(&SamplingParams, u64)>,
+    mut timed: impl FnMut(&mut M) -> Result<()>,
 ) -> Result<Duration> {
     let mut rngs: Vec<SplitMix64> = (0..prompts.len())
         .map(|sequence| SplitMix64::new(sampled.map_or(0, |(_, seed)| seed) + sequence as u64))
@@ -460,6 +473,7 @@ fn batched_steps(
     let mut started = Instant::now();
     for step in 0..WARM_STEPS + steps {
         if step == WARM_STEPS {
+            timed(model)?;
             started = Instant::now();
         }
         let draws: Vec<Option<SamplingStep>> = rngs
@@ -568,8 +582,11 @@ fn profile_steps(
     let token = decode(model, context, WARM_STEPS)?;
     // Host and wait times without timestamps, which cost time of their own.
     let before = model.backend().stats();
-    let token = steps_from(model, token, steps)?;
+    steps_from(model, token, steps)?;
     let split = HostSplit::since(before, model.backend().stats());
+    // The profiled steps from the same position (and within the cache).
+    model.reset();
+    let token = decode(model, context, WARM_STEPS)?;
     model.backend_mut().start_profiling()?;
     let started = Instant::now();
     steps_from(model, token, steps)?;
@@ -598,7 +615,30 @@ fn profile_steps(
         prefill_wall,
         split,
     );
-    Ok(ProfileReport { decode, prefill })
+    Ok(ProfileReport { decode, prefill, batch: None })
+}
+
+/// Profiles `steps` batched passes over one sequence per prompt, each row
+/// drawn with `sampled` ([`batched_steps`]).
+fn profile_batch(
+    model: &mut Model<GpuBackend>,
+    prompts: &[Vec<u32>],
+    steps: usize,
+    sampled: (&SamplingParams, u64),
+) -> Result<StepProfile> {
+    // Host and wait times without timestamps, from the timed passes on.
+    let mut before = None;
+    batched_steps(model, prompts, steps, Some(sampled), |model| {
+        before = Some(model.backend().stats());
+        Ok(())
+    })?;
+    let before = before.context("batched passes ran")?;
+    let split = HostSplit::since(before, model.backend().stats());
+    let wall = batched_steps(model, prompts, steps, Some(sampled), |model| {
+        Ok(model.backend_mut().start_profiling()?)
+    })?;
+    let profile = model.backend_mut().stop_profiling().unwrap_or_default();
+    Ok(step_profile(profile, steps, prompts.len(), wall, split))
 }
 
 /// Host recording and waiting time between two readings of the counters.
@@ -939,7 +979,9 @@ fn print_report(report: &Report) {
         );
     }
     if let Some(profile) = &report.profile {
-        for (phase, p) in [("decode", &profile.decode), ("prefill", &profile.prefill)] {
+        let phases = [("decode", Some(&profile.decode)), ("prefill", Some(&profile.prefill))];
+        let batch = [("batch", profile.batch.as_ref())];
+        for (phase, p) in phases.into_iter().chain(batch).filter_map(|(n, p)| Some((n, p?))) {
             println!(
                 "profile {phase}: {} step(s) of {} token(s): {:.1} µs wall, {:.1} µs GPU busy per step ({:.0} % of wall)",
                 p.steps,
