@@ -82,8 +82,9 @@ pub struct ServeArgs {
     max_time: Option<Duration>,
     /// Requests answered at once, their decode steps run together (llama-server's
     /// `--parallel`); more wait in line, first come first served. Default: 4 on
-    /// the CPU engines, 1 on the GPU engine (whose one request's steps are then
-    /// queued ahead on the device).
+    /// the CPU engines, 1 on the GPU engine (each sequence holds a KV cache of
+    /// the whole context window on the device). A request running alone has
+    /// its steps queued ahead on the device either way.
     #[arg(long, short = 'n')]
     parallel: Option<NonZeroUsize>,
 }

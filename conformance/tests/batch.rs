@@ -10,18 +10,22 @@
 //! `Batcher` (steps queued ahead, dropped at the end, a second round on the
 //! kept contexts) draw what each draws alone.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use mlc_conformance::{converted_family, tiny_artifact};
 use mlc_engine::backend::StepInput;
 use mlc_engine::batch::Batcher;
 use mlc_engine::gpu::GpuOptions;
+use mlc_engine::models::ModelSpec;
+use mlc_engine::models::decoder::Trace;
 use mlc_engine::sampling::{Drawn, SamplingStep, TokenCounts};
 use mlc_engine::{
-    BatchRow, BatchedModel, EngineError, LanguageModel, STEPS_AHEAD, load_cpu, load_cpu_fast,
-    load_gpu,
+    BatchRow, BatchedModel, EngineError, LanguageModel, ModelFuture, STEPS_AHEAD, load_cpu,
+    load_cpu_fast, load_gpu,
 };
 use mlc_kernels::cpu::SamplingParams;
 use mlc_kernels::{ContextOptions, GpuContext};
@@ -134,22 +138,28 @@ fn check(what: &str, model: &mut dyn BatchedModel, tolerance: f32) {
             model.select_sequence(sequence).unwrap();
             let want = alone(model, sequence, prompt, sampled);
             let what = format!("{what} sequence {sequence} (sampled: {sampled})");
-            if tolerance == 0.0 {
-                assert_eq!(together[sequence], want, "{what}");
-                continue;
-            }
-            let tokens = |drawn: &[Drawn]| drawn.iter().map(|d| d.token).collect::<Vec<_>>();
-            assert_eq!(tokens(&together[sequence]), tokens(&want), "{what}");
-            for (got, want) in together[sequence].iter().zip(&want) {
-                let (got, want) = (got.probabilities.as_ref(), want.probabilities.as_ref());
-                let (Some(got), Some(want)) = (got, want) else {
-                    assert_eq!(got.is_some(), want.is_some(), "{what}");
-                    continue;
-                };
-                assert!((got.token - want.token).abs() <= tolerance, "{what}: {got:?} vs {want:?}");
-            }
+            same_draws(&what, &together[sequence], &want, tolerance);
         }
         model.select_sequence(0).unwrap();
+    }
+}
+
+/// The same tokens, and each reported probability within `tolerance` (0:
+/// the same draws exactly).
+fn same_draws(what: &str, got: &[Drawn], want: &[Drawn], tolerance: f32) {
+    if tolerance == 0.0 {
+        assert_eq!(got, want, "{what}");
+        return;
+    }
+    let tokens = |drawn: &[Drawn]| drawn.iter().map(|d| d.token).collect::<Vec<_>>();
+    assert_eq!(tokens(got), tokens(want), "{what}");
+    for (got, want) in got.iter().zip(want) {
+        let (got, want) = (got.probabilities.as_ref(), want.probabilities.as_ref());
+        let (Some(got), Some(want)) = (got, want) else {
+            assert_eq!(got.is_some(), want.is_some(), "{what}");
+            continue;
+        };
+        assert!((got.token - want.token).abs() <= tolerance, "{what}: {got:?} vs {want:?}");
     }
 }
 
@@ -314,4 +324,167 @@ fn generations_through_a_batcher_equal_each_alone() {
     }
     assert!(Batcher::new(Box::new(load_cpu_fast(&artifact).unwrap()), 0).is_err());
     assert!(batcher.handle(4).is_err());
+}
+
+/// What a [`Watched`] model saw.
+#[derive(Default)]
+struct Seen {
+    /// Steps queued from the device's token ([`StepInput::Queued`]).
+    queued_ahead: usize,
+    /// Batched passes.
+    batches: usize,
+}
+
+/// A model that counts how it is driven and otherwise passes every call on.
+struct Watched {
+    inner: Box<dyn BatchedModel>,
+    seen: Rc<RefCell<Seen>>,
+}
+
+impl LanguageModel for Watched {
+    fn spec(&self) -> &ModelSpec {
+        self.inner.spec()
+    }
+    fn position(&self) -> usize {
+        self.inner.position()
+    }
+    fn context_capacity(&self) -> usize {
+        self.inner.context_capacity()
+    }
+    fn prefill<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>> {
+        self.inner.prefill(tokens)
+    }
+    fn greedy_next<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, u32> {
+        self.inner.greedy_next(tokens)
+    }
+    fn queue_greedy(&mut self, input: StepInput<'_>) -> Result<(), EngineError> {
+        self.seen.borrow_mut().queued_ahead += matches!(input, StepInput::Queued) as usize;
+        self.inner.queue_greedy(input)
+    }
+    fn next_queued(&mut self) -> ModelFuture<'_, Drawn> {
+        self.inner.next_queued()
+    }
+    fn drop_queued(&mut self) {
+        self.inner.drop_queued()
+    }
+    fn queue_sample(
+        &mut self,
+        input: StepInput<'_>,
+        step: &SamplingStep<'_>,
+    ) -> Result<(), EngineError> {
+        self.seen.borrow_mut().queued_ahead += matches!(input, StepInput::Queued) as usize;
+        self.inner.queue_sample(input, step)
+    }
+    fn sample_next<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        step: &'a SamplingStep<'a>,
+    ) -> ModelFuture<'a, Drawn> {
+        self.inner.sample_next(tokens, step)
+    }
+    fn score<'a>(&'a mut self, tokens: &'a [u32]) -> ModelFuture<'a, Vec<f32>> {
+        self.inner.score(tokens)
+    }
+    fn trace(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, Trace), EngineError> {
+        self.inner.trace(tokens)
+    }
+    fn reset(&mut self) {
+        self.inner.reset()
+    }
+}
+
+impl BatchedModel for Watched {
+    fn max_sequences(&self) -> usize {
+        self.inner.max_sequences()
+    }
+    fn select_sequence(&mut self, sequence: usize) -> Result<(), EngineError> {
+        self.inner.select_sequence(sequence)
+    }
+    fn selected_sequence(&self) -> usize {
+        self.inner.selected_sequence()
+    }
+    fn decode_batch<'a>(
+        &'a mut self,
+        rows: &'a [BatchRow<'a>],
+    ) -> ModelFuture<'a, Vec<Option<Drawn>>> {
+        self.seen.borrow_mut().batches += 1;
+        self.inner.decode_batch(rows)
+    }
+}
+
+/// Pending for the first `polls` polls, then done: a request that arrives later.
+struct Later {
+    polls: usize,
+}
+
+impl Future for Later {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        match self.polls {
+            0 => Poll::Ready(()),
+            _ => {
+                self.polls -= 1;
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A generation alone hands its steps to the model queued ahead, as it does
+/// without a batcher; generations that start while it runs wait for no
+/// step of it, it joins their batched passes, and every one draws what it
+/// draws alone (on the CPU engine and on the GPU engine).
+#[test]
+fn a_lone_generation_is_pipelined_and_later_ones_join_it() {
+    let artifact = open("tiny-qwen2");
+    let ctx = GpuContext::new_blocking(&ContextOptions::from_env())
+        .expect("a GPU adapter (lavapipe in CI)");
+    let options = GpuOptions { max_rows: 64, context_length: Some(256), sequences: 3 };
+    // The GPU's batched products sum in another order than its decode
+    // steps: the same tokens, probabilities within 2e-3 (see
+    // `batched_gpu_steps_equal_each_sequence_alone`).
+    type Load<'a> = Box<dyn Fn() -> Box<dyn BatchedModel> + 'a>;
+    let engines: [(&str, Load, f32); 2] = [
+        ("fast CPU", Box::new(|| Box::new(load_cpu_fast(&artifact).unwrap())), 0.0),
+        (
+            "GPU",
+            Box::new(|| Box::new(load_gpu(&artifact, ctx.clone(), options.clone()).unwrap())),
+            2e-3,
+        ),
+    ];
+    for (engine, load, tolerance) in engines {
+        let prompts = prompts(load().spec().vocab_size);
+        // Sequence 0 runs alone for its first steps; 1 and 2 start later, 2
+        // while the others decode; 1 stops first and 0 runs alone again.
+        let (starts, lengths) = ([0, 4, 7], [16, 5, 8]);
+        let seen = Rc::new(RefCell::new(Seen::default()));
+        let watched = Watched { inner: load(), seen: Rc::clone(&seen) };
+        let batcher = Batcher::new(Box::new(watched), 3).unwrap();
+        let mut handles: Vec<_> = (0..3).map(|s| batcher.handle(s).unwrap()).collect();
+        let futures = handles
+            .iter_mut()
+            .enumerate()
+            .map(|(s, handle)| {
+                let prompt = &prompts[s];
+                Box::pin(async move {
+                    Later { polls: starts[s] }.await;
+                    generate(handle, s, prompt, lengths[s]).await
+                }) as Pin<Box<dyn Future<Output = (Vec<Drawn>, usize)>>>
+            })
+            .collect();
+        let together = drive(&batcher, futures);
+        for (s, (drawn, position)) in together.iter().enumerate() {
+            let want = generate(&mut *load(), s, &prompts[s], lengths[s]).block_on();
+            let what = format!("{engine}: sequence {s}");
+            same_draws(&what, drawn, &want.0, tolerance);
+            assert_eq!(*position, want.1, "{what}");
+        }
+        let seen = seen.borrow();
+        assert!(
+            seen.queued_ahead > 0,
+            "{engine}: the lone generation's steps were not queued ahead"
+        );
+        assert!(seen.batches > 0, "{engine}: the generations never shared a pass");
+    }
 }

@@ -15,6 +15,14 @@
 //! and dropped at a stop never ran. Each sequence's context therefore holds
 //! exactly what the same generation alone leaves, and each draws the tokens
 //! it would draw alone (greedy, and sampled with the same random numbers).
+//!
+//! Except when a generation runs alone: then its steps go to the model as it
+//! queued them, up to [`STEPS_AHEAD`] ahead of the token it waits for, so
+//! that a lone stream is pipelined as it is without a batcher (on the GPU
+//! the next steps run while the host reads a token). The model itself drops
+//! such steps at a stop. Once another generation waits, the lone one takes
+//! the steps already in the model one per [`Batcher::step`] and then joins
+//! the batched passes.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -26,7 +34,7 @@ use mlc_kernels::cpu::SamplingParams;
 
 use crate::EngineError;
 use crate::backend::StepInput;
-use crate::model::{BatchRow, BatchedModel, LanguageModel, ModelFuture};
+use crate::model::{BatchRow, BatchedModel, LanguageModel, ModelFuture, STEPS_AHEAD};
 use crate::models::{ModelSpec, decoder};
 use crate::sampling::{Drawn, SamplingStep, TokenCounts};
 
@@ -61,6 +69,12 @@ struct Slot {
     /// Reset while the model was running a step: its context is emptied
     /// before the sequence runs again.
     stale: bool,
+    /// Steps of a lone generation queued in the model itself, whose results
+    /// it has not taken yet (they come before any step in `queued`).
+    in_model: usize,
+    /// Dropped while the model was running a step: its steps in the model
+    /// are dropped before the sequence runs again.
+    drop_in_model: bool,
 }
 
 /// A step as a handle's caller queued it.
@@ -168,13 +182,19 @@ impl Batcher {
 
     /// Runs the oldest queued step of every sequence whose generation waits
     /// for it: the prompts one after the other, then the one-token steps in
-    /// one pass. Returns how many steps ran (0: no generation was waiting).
+    /// one pass; a generation running alone gets its steps queued in the
+    /// model ahead (see the module docs). Returns how many steps' results
+    /// were delivered (0: no generation was waiting).
     pub async fn step(&self) -> Result<usize, EngineError> {
-        let (mut model, work) = {
+        let (mut model, piped, work) = {
             let mut shared = self.shared.borrow_mut();
-            let mut work = Vec::new();
+            let (mut piped, mut work) = (Vec::new(), Vec::new());
             for (sequence, slot) in shared.sequences.iter_mut().enumerate() {
                 if slot.waiting.is_none() || slot.ready.is_some() {
+                    continue;
+                }
+                if slot.in_model > 0 {
+                    piped.push(sequence);
                     continue;
                 }
                 let Some(queued) = slot.queued.pop_front() else { continue };
@@ -188,18 +208,39 @@ impl Batcher {
                 };
                 work.push(Work { sequence, tokens, step: queued.step });
             }
-            if work.is_empty() {
+            if piped.is_empty() && work.is_empty() {
                 // Nothing ran; a step refused above still wakes its generation.
                 shared.wake_ready();
                 return Ok(0);
             }
             let mut model = shared.model.take().ok_or_else(busy)?;
             shared.refresh_stale(model.as_mut());
-            (model, work)
+            let alone = piped.len() + work.len() == 1
+                && shared.sequences.iter().filter(|slot| slot.active()).count() == 1;
+            if alone {
+                // Sync calls: the model records the steps, nothing awaits.
+                if let Some(work) = work.pop() {
+                    piped.push(work.sequence);
+                    shared.start_in_model(model.as_mut(), work);
+                }
+                shared.queue_ahead(model.as_mut(), piped[0]);
+            }
+            (model, piped, work)
         };
-        let ran = work.len();
+        let mut taken = Vec::with_capacity(piped.len());
+        for &sequence in &piped {
+            let result = match model.select_sequence(sequence) {
+                Ok(()) => model.next_queued().await,
+                Err(error) => Err(error),
+            };
+            taken.push((sequence, result));
+        }
+        let ran = taken.len() + work.len();
         let results = run(model.as_mut(), work).await;
         let mut shared = self.shared.borrow_mut();
+        for (sequence, result) in taken {
+            shared.take_from_model(model.as_mut(), sequence, result);
+        }
         for (sequence, result) in results {
             let slot = &mut shared.sequences[sequence];
             if model.select_sequence(sequence).is_ok() {
@@ -208,21 +249,107 @@ impl Batcher {
             slot.last = result.as_ref().ok().map(|drawn| drawn.token);
             slot.ready = Some(result);
         }
+        shared.refresh_stale(model.as_mut());
         shared.model = Some(model);
         shared.wake_ready();
         Ok(ran)
     }
 }
 
+impl Slot {
+    /// Whether the sequence has steps to run or results to come.
+    fn active(&self) -> bool {
+        !self.queued.is_empty() || self.in_model > 0 || self.waiting.is_some()
+    }
+}
+
 impl Shared {
-    /// Empties the context of every sequence reset while `model` was out.
+    /// Empties the context of every sequence reset while `model` was out,
+    /// and drops the steps in the model of every sequence dropped meanwhile.
     fn refresh_stale(&mut self, model: &mut dyn BatchedModel) {
         for (sequence, slot) in self.sequences.iter_mut().enumerate() {
-            if slot.stale && model.select_sequence(sequence).is_ok() {
-                model.reset();
-                slot.stale = false;
+            if (slot.stale || slot.drop_in_model) && model.select_sequence(sequence).is_ok() {
+                match slot.stale {
+                    true => model.reset(),
+                    false => model.drop_queued(),
+                }
+                slot.position = model.position();
+                (slot.stale, slot.drop_in_model) = (false, false);
             }
         }
+    }
+
+    /// Queues a lone generation's waiting step in the model itself.
+    fn start_in_model(&mut self, model: &mut dyn BatchedModel, work: Work) {
+        let slot = &mut self.sequences[work.sequence];
+        let queued = model.select_sequence(work.sequence).and_then(|()| {
+            let input = StepInput::Tokens(&work.tokens);
+            match &work.step {
+                Some(step) => model.queue_sample(input, &step.borrowed()),
+                None => model.queue_greedy(input),
+            }
+        });
+        match queued {
+            Ok(()) => slot.in_model = 1,
+            Err(error) => slot.ready = Some(Err(error)),
+        }
+    }
+
+    /// Moves `sequence`'s continuing steps (each from the token before it)
+    /// into the model, up to [`STEPS_AHEAD`] beyond the one it waits for.
+    fn queue_ahead(&mut self, model: &mut dyn BatchedModel, sequence: usize) {
+        let slot = &mut self.sequences[sequence];
+        if slot.in_model == 0 || model.select_sequence(sequence).is_err() {
+            return;
+        }
+        while slot.in_model <= STEPS_AHEAD
+            && matches!(slot.queued.front(), Some(QueuedStep { input: QueuedInput::Last, .. }))
+        {
+            let step = slot.queued.pop_front().expect("a front step").step;
+            let queued = match &step {
+                Some(step) => model.queue_sample(StepInput::Queued, &step.borrowed()),
+                None => model.queue_greedy(StepInput::Queued),
+            };
+            if queued.is_err() {
+                // It runs again on its own when the steps before it are taken
+                // (a full context gives its error there).
+                slot.queued.push_front(QueuedStep { input: QueuedInput::Last, step });
+                break;
+            }
+            slot.in_model += 1;
+        }
+    }
+
+    /// Hands the result of `sequence`'s oldest step in the model to its
+    /// generation. A result nobody waits for any more (the generation
+    /// dropped its steps meanwhile) ran in vain: the context starts over,
+    /// as when a step ran whose token nobody takes (`drop_queued`).
+    fn take_from_model(
+        &mut self,
+        model: &mut dyn BatchedModel,
+        sequence: usize,
+        result: Result<Drawn, EngineError>,
+    ) {
+        let slot = &mut self.sequences[sequence];
+        if model.select_sequence(sequence).is_err() {
+            return;
+        }
+        if slot.in_model == 0 {
+            if !slot.stale {
+                model.reset();
+                *slot = Slot::default();
+            }
+            return;
+        }
+        slot.in_model -= 1;
+        if result.is_err() {
+            // The steps behind a failed one cannot continue from it.
+            model.drop_queued();
+            slot.in_model = 0;
+        }
+        slot.position = model.position() - slot.in_model;
+        slot.last = result.as_ref().ok().map(|drawn| drawn.token);
+        slot.ready = Some(result);
     }
 
     /// Wakes every generation whose result is ready.
@@ -329,7 +456,10 @@ impl SequenceHandle {
             StepInput::Tokens([]) => return Err(EngineError::EmptyInput),
             StepInput::Tokens(tokens) => QueuedInput::Tokens(tokens.to_vec()),
             StepInput::Queued
-                if slot.queued.is_empty() && slot.ready.is_none() && slot.last.is_none() =>
+                if slot.queued.is_empty()
+                    && slot.in_model == 0
+                    && slot.ready.is_none()
+                    && slot.last.is_none() =>
             {
                 return Err(EngineError::NoQueuedToken);
             }
@@ -349,7 +479,7 @@ impl SequenceHandle {
             let mut model = {
                 let mut shared = self.shared.borrow_mut();
                 let slot = &shared.sequences[self.sequence];
-                if !slot.queued.is_empty() || slot.ready.is_some() {
+                if !slot.queued.is_empty() || slot.in_model > 0 || slot.ready.is_some() {
                     return Err(EngineError::Unsupported(
                         "a direct call while this sequence has steps queued".into(),
                     ));
@@ -407,7 +537,7 @@ impl LanguageModel for SequenceHandle {
                 slot.waiting = None;
                 return Poll::Ready(result);
             }
-            if slot.queued.is_empty() {
+            if slot.queued.is_empty() && slot.in_model == 0 {
                 return Poll::Ready(Err(EngineError::NoQueuedToken));
             }
             slot.waiting = Some(context.waker().clone());
@@ -417,9 +547,23 @@ impl LanguageModel for SequenceHandle {
 
     fn drop_queued(&mut self) {
         let mut shared = self.shared.borrow_mut();
-        let slot = &mut shared.sequences[self.sequence];
+        let Shared { model, sequences } = &mut *shared;
+        let slot = &mut sequences[self.sequence];
         slot.queued.clear();
         slot.waiting = None;
+        if std::mem::take(&mut slot.in_model) > 0 {
+            // The model drops the steps it holds (and rewinds the context),
+            // now or, while it runs a step, before the sequence runs again.
+            let mut selected =
+                model.as_mut().map(|model| (model.select_sequence(self.sequence), model));
+            match &mut selected {
+                Some((Ok(()), model)) => {
+                    model.drop_queued();
+                    slot.position = model.position();
+                }
+                _ => slot.drop_in_model = true,
+            }
+        }
         if slot.ready.take().is_some() {
             // A step ran whose token nobody takes: the context cannot be
             // cut back here, so it starts over (as a recurrent model's does)
