@@ -118,8 +118,12 @@ struct Row {
     token: u32,
 }
 
-fn row_of(inv: Invocation) -> Row {
-    let r = inv.group.y;
+// `group` is the entry point's own workgroup_id parameter, not a member of
+// `Invocation`: uniformity analysis (Tint's) takes a struct parameter as a
+// whole, and `Invocation` holds per-invocation values, so a row read through
+// it could not steer the barriers' control flow.
+fn row_of(group: vec3<u32>) -> Row {
+    let r = group.y;
     let p = rows[r];
     let mask_words = (p.vocab + 31u) / 32u;
     return Row(
@@ -173,9 +177,9 @@ fn processed_logit(row: Row, i: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn process(inv: Invocation) {
-    let row = row_of(inv);
-    let b = inv.group.x;
+fn process(inv: Invocation, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
+    let b = group.x;
     var best = Best(LOWEST, NO_INDEX);
     var m = LOWEST;
     var bad = 0.0;
@@ -210,8 +214,8 @@ fn process(inv: Invocation) {
 }
 
 @compute @workgroup_size(WG)
-fn reduce(inv: Invocation) {
-    let row = row_of(inv);
+fn reduce(inv: Invocation, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
     var best = Best(LOWEST, NO_INDEX);
     var m = LOWEST;
     var bad = 0.0;
@@ -240,12 +244,12 @@ fn reduce(inv: Invocation) {
 var<workgroup> block_hist: array<atomic<u32>, BINS>;
 
 @compute @workgroup_size(WG)
-fn exponentiate(inv: Invocation) {
-    let row = row_of(inv);
+fn exponentiate(inv: Invocation, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
     if row.p.argmax_only != 0u {
         return;
     }
-    let b = inv.group.x;
+    let b = group.x;
     for (var j = inv.index; j < BINS; j += WG) {
         atomicStore(&block_hist[j], 0u);
     }
@@ -283,8 +287,8 @@ fn exponentiate(inv: Invocation) {
 var<workgroup> bin_group_count: array<u32, WG>;
 
 @compute @workgroup_size(WG)
-fn choose_cutoff(inv: Invocation) {
-    let row = row_of(inv);
+fn choose_cutoff(inv: Invocation, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
     if row.p.argmax_only != 0u {
         return;
     }
@@ -325,12 +329,12 @@ fn choose_cutoff(inv: Invocation) {
 }
 
 @compute @workgroup_size(WG)
-fn collect(inv: Invocation) {
-    let row = row_of(inv);
+fn collect(inv: Invocation, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
     if row.p.argmax_only != 0u {
         return;
     }
-    let b = inv.group.x;
+    let b = group.x;
     let cutoff = scratch[row.index].cutoff;
     var tail = 0.0;
     for (var k = 0u; k < PER_THREAD; k++) {
@@ -369,8 +373,8 @@ fn goes_before(a: u32, b: u32) -> bool {
 }
 
 @compute @workgroup_size(WG)
-fn sample(inv: Invocation) {
-    let row = row_of(inv);
+fn sample(inv: Invocation, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
     if row.p.argmax_only != 0u {
         return;
     }
@@ -540,9 +544,9 @@ fn probability(row: Row, i: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn select_top(inv: Invocation) {
-    let row = row_of(inv);
-    let b = inv.group.x;
+fn select_top(inv: Invocation, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
+    let b = group.x;
     var taken = 0u;  // bit k: this thread's k-th id is already listed
     for (var r = 0u; r < row.p.top_logprobs; r++) {
         var best = Best(LOWEST, NO_INDEX);
@@ -567,8 +571,8 @@ fn select_top(inv: Invocation) {
 const MERGE_PER_THREAD: u32 = (MAX_BLOCKS * MAX_TOP + WG - 1u) / WG;
 
 @compute @workgroup_size(WG)
-fn merge_top(inv: Invocation) {
-    let row = row_of(inv);
+fn merge_top(inv: Invocation, @builtin(workgroup_id) group: vec3<u32>) {
+    let row = row_of(group);
     if row.p.top_logprobs == 0u {
         return;
     }

@@ -8,7 +8,6 @@
 
 struct Invocation {
     @builtin(local_invocation_index) index: u32,
-    @builtin(workgroup_id) group: vec3<u32>,
 }
 
 fn block_sum(x: f32, inv: Invocation) -> f32 {

@@ -6,7 +6,6 @@
 
 struct Invocation {
     @builtin(local_invocation_index) index: u32,
-    @builtin(workgroup_id) group: vec3<u32>,
     @builtin(subgroup_invocation_id) sg_lane: u32,
     @builtin(subgroup_id) sg_id: u32,
     @builtin(num_subgroups) sg_count: u32,
