@@ -488,3 +488,25 @@ fn a_lone_generation_is_pipelined_and_later_ones_join_it() {
         assert!(seen.batches > 0, "{engine}: the generations never shared a pass");
     }
 }
+
+/// A lone generation whose step the model refuses (a prompt longer than the
+/// context) gets the error as its result, and its sequence then generates
+/// as it does alone.
+#[test]
+fn a_refused_lone_step_is_its_generations_error() {
+    let artifact = open("tiny-qwen2");
+    let batcher = Batcher::new(Box::new(load_cpu_fast(&artifact).unwrap()), 2).unwrap();
+    let mut handle = batcher.handle(0).unwrap();
+    let too_long = vec![1u32; handle.context_capacity() + 1];
+    let refused = drive(&batcher, vec![Box::pin(handle.greedy_next(&too_long))]);
+    assert!(
+        matches!(refused[0], Err(EngineError::ContextWindowExceeded { .. })),
+        "{:?}",
+        refused[0]
+    );
+    assert_eq!(handle.position(), 0);
+    let prompts = prompts(handle.spec().vocab_size);
+    let got = drive(&batcher, vec![Box::pin(generate(&mut handle, 0, &prompts[0], 4))]);
+    let want = generate(&mut load_cpu_fast(&artifact).unwrap(), 0, &prompts[0], 4).block_on();
+    assert_eq!(got[0], want);
+}

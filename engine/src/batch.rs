@@ -183,12 +183,12 @@ impl Batcher {
     /// Runs the oldest queued step of every sequence whose generation waits
     /// for it: the prompts one after the other, then the one-token steps in
     /// one pass; a generation running alone gets its steps queued in the
-    /// model ahead (see the module docs). Returns how many steps' results
-    /// were delivered (0: no generation was waiting).
+    /// model ahead (see the module docs). Returns how many waiting
+    /// generations got a result, a refusal's error included (0: none waited).
     pub async fn step(&self) -> Result<usize, EngineError> {
-        let (mut model, piped, work) = {
+        let (mut model, piped, work, refused) = {
             let mut shared = self.shared.borrow_mut();
-            let (mut piped, mut work) = (Vec::new(), Vec::new());
+            let (mut piped, mut work, mut refused) = (Vec::new(), Vec::new(), 0);
             for (sequence, slot) in shared.sequences.iter_mut().enumerate() {
                 if slot.waiting.is_none() || slot.ready.is_some() {
                     continue;
@@ -203,6 +203,7 @@ impl Batcher {
                     (QueuedInput::Last, Some(last)) => vec![last],
                     (QueuedInput::Last, None) => {
                         slot.ready = Some(Err(EngineError::NoQueuedToken));
+                        refused += 1;
                         continue;
                     }
                 };
@@ -211,7 +212,7 @@ impl Batcher {
             if piped.is_empty() && work.is_empty() {
                 // Nothing ran; a step refused above still wakes its generation.
                 shared.wake_ready();
-                return Ok(0);
+                return Ok(refused);
             }
             let mut model = shared.model.take().ok_or_else(busy)?;
             shared.refresh_stale(model.as_mut());
@@ -220,12 +221,17 @@ impl Batcher {
             if alone {
                 // Sync calls: the model records the steps, nothing awaits.
                 if let Some(work) = work.pop() {
-                    piped.push(work.sequence);
-                    shared.start_in_model(model.as_mut(), work);
+                    let sequence = work.sequence;
+                    match shared.start_in_model(model.as_mut(), work) {
+                        true => piped.push(sequence),
+                        false => refused += 1,
+                    }
                 }
-                shared.queue_ahead(model.as_mut(), piped[0]);
+                if let Some(&sequence) = piped.first() {
+                    shared.queue_ahead(model.as_mut(), sequence);
+                }
             }
-            (model, piped, work)
+            (model, piped, work, refused)
         };
         let mut taken = Vec::with_capacity(piped.len());
         for &sequence in &piped {
@@ -235,7 +241,7 @@ impl Batcher {
             };
             taken.push((sequence, result));
         }
-        let ran = taken.len() + work.len();
+        let ran = refused + taken.len() + work.len();
         let results = run(model.as_mut(), work).await;
         let mut shared = self.shared.borrow_mut();
         for (sequence, result) in taken {
@@ -279,8 +285,9 @@ impl Shared {
         }
     }
 
-    /// Queues a lone generation's waiting step in the model itself.
-    fn start_in_model(&mut self, model: &mut dyn BatchedModel, work: Work) {
+    /// Queues a lone generation's waiting step in the model itself; else
+    /// (`false`) its error is the step's result.
+    fn start_in_model(&mut self, model: &mut dyn BatchedModel, work: Work) -> bool {
         let slot = &mut self.sequences[work.sequence];
         let queued = model.select_sequence(work.sequence).and_then(|()| {
             let input = StepInput::Tokens(&work.tokens);
@@ -293,6 +300,7 @@ impl Shared {
             Ok(()) => slot.in_model = 1,
             Err(error) => slot.ready = Some(Err(error)),
         }
+        slot.in_model == 1
     }
 
     /// Moves `sequence`'s continuing steps (each from the token before it)

@@ -242,8 +242,14 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
-    /// Runs `tokens` in calls the backend accepts and returns the last call's logits.
+    /// Runs `tokens` in calls the backend accepts and returns the last call's
+    /// logits; refuses tokens that overflow the context before any call, so a
+    /// refused prompt leaves the context as it was.
     fn forward_chunked(&mut self, tokens: &[u32]) -> Result<B::Tensor, EngineError> {
+        let (needed, window) = (self.sequence().position + tokens.len(), self.context_capacity());
+        if needed > window {
+            return Err(EngineError::ContextWindowExceeded { needed, window });
+        }
         let chunk = self
             .spec
             .prefill_chunk_size
