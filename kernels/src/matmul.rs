@@ -65,8 +65,11 @@ pub const MATVEC_MAX_ROWS: u32 = 16;
 const BLOCK: u32 = 128;
 /// Blocks from which a product fills a large GPU without splitting K.
 const WIDE_BLOCKS: u32 = 128;
-/// Workgroups per block of a product split over K (`SPLITS` in matmul.wgsl).
-const SPLITS: u32 = 4;
+/// Workgroups per block of a product split over K (`SPLITS` in matmul.wgsl):
+/// the fewest that give [`WIDE_BLOCKS`] workgroups, or the most whose partial
+/// sums fit. Sixteen serve the few blocks of a batched decode step's
+/// narrow products (32 rows of down_proj at n = 896: 7 blocks).
+const SPLITS: [u32; 2] = [4, 16];
 /// Bytes of the partial sums that products split over K share (one buffer per
 /// [`Matmul`]); a product whose splits would need more runs unsplit. 10 MiB
 /// covers the q/k/v, o and down products of a 0.5B model at 512 rows.
@@ -169,10 +172,9 @@ struct PrefillPipelines {
     /// Tiled over m and n through workgroup memory: on cooperative matrices
     /// (`matmul_coop`) where the device has them, else SIMT (`matmul_tiled`).
     tiled: wgpu::ComputePipeline,
-    /// The same, each block split over K into [`SPLITS`] partial sums.
-    split: wgpu::ComputePipeline,
-    /// The sum of the partial sums, with the epilogue.
-    sum_splits: wgpu::ComputePipeline,
+    /// For each count of [`SPLITS`]: the same, each block split over K into
+    /// that many partial sums, and the sum of the partial sums with the epilogue.
+    split: [(wgpu::ComputePipeline, wgpu::ComputePipeline); SPLITS.len()],
 }
 
 /// How a product's step runs: the decode kernel for one row or a few (up to
@@ -209,25 +211,48 @@ impl Schedule for MatmulSchedule {
             }
             (_, Some(prefill)) => {
                 let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(BLOCK);
-                if blocks < WIDE_BLOCKS && split_fits(rows, part_rows) {
-                    let outputs = rows * part_rows;
-                    dispatch(&prefill.split, Workgroups::Linear(blocks * SPLITS));
-                    dispatch(
-                        &prefill.sum_splits,
-                        Workgroups::Linear(outputs.div_ceil(buffers::WORKGROUP_SIZE)),
-                    );
-                } else {
-                    dispatch(&prefill.tiled, Workgroups::Linear(blocks));
+                match split_choice(blocks, rows, part_rows) {
+                    Some(i) => {
+                        let (split, sum_splits) = &prefill.split[i];
+                        let outputs = rows * part_rows;
+                        dispatch(split, Workgroups::Linear(blocks * SPLITS[i]));
+                        dispatch(
+                            sum_splits,
+                            Workgroups::Linear(outputs.div_ceil(buffers::WORKGROUP_SIZE)),
+                        );
+                    }
+                    None => dispatch(&prefill.tiled, Workgroups::Linear(blocks)),
                 }
             }
         }
     }
 }
 
-/// Whether the partial sums of `rows` × `n` outputs split over K fit the shared
-/// buffer.
-fn split_fits(rows: u32, n: u32) -> bool {
-    (SPLITS as u64) * rows as u64 * n as u64 * 4 <= SPLIT_SCRATCH_BYTES
+/// Which count of [`SPLITS`] (its index) a product of `blocks` blocks and
+/// `rows` × `n` outputs runs with, or `None` to run unsplit: unsplit when the
+/// blocks fill the GPU alone, else the fewest splits that give
+/// [`WIDE_BLOCKS`] workgroups, or the most whose partial sums fit.
+fn split_choice(blocks: u32, rows: u32, n: u32) -> Option<usize> {
+    if blocks >= WIDE_BLOCKS {
+        return None;
+    }
+    let mut chosen = None;
+    for (i, &splits) in SPLITS.iter().enumerate() {
+        if !split_fits(splits, rows, n) {
+            break;
+        }
+        chosen = Some(i);
+        if blocks * splits >= WIDE_BLOCKS {
+            break;
+        }
+    }
+    chosen
+}
+
+/// Whether the partial sums of `rows` × `n` outputs split over K `splits`
+/// ways fit the shared buffer.
+fn split_fits(splits: u32, rows: u32, n: u32) -> bool {
+    splits as u64 * rows as u64 * n as u64 * 4 <= SPLIT_SCRATCH_BYTES
 }
 
 /// A weight matrix `[rows, cols]` in GPU buffers, exactly as the shard stores
@@ -496,9 +521,13 @@ impl Program {
             ctx.compile_specialized("matmul", source, entries, &self.layout, &constants)
         };
         let tiled = compile(1, &[entry])?.remove(0);
-        let mut split = compile(SPLITS, &[entry, "sum_splits"])?.into_iter();
-        let mut next = || split.next().expect("one pipeline per entry point");
-        Ok(PrefillPipelines { tiled, split: next(), sum_splits: next() })
+        let pair = |splits: u32| -> Result<_, KernelError> {
+            let mut pipelines = compile(splits, &[entry, "sum_splits"])?.into_iter();
+            let mut next = || pipelines.next().expect("one pipeline per entry point");
+            Ok((next(), next()))
+        };
+        let split = [pair(SPLITS[0])?, pair(SPLITS[1])?];
+        Ok(PrefillPipelines { tiled, split })
     }
 }
 
@@ -721,5 +750,33 @@ impl Kernel for Matmul {
             max_rows,
         };
         Ok(Bound::new(ctx, "matmul", bound_parts, schedule))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The products of a 0.5B model (Qwen2.5's shapes) at the row counts of
+    /// a batched decode step and of a prefill.
+    #[test]
+    fn products_split_over_k_as_far_as_their_blocks_need() {
+        let blocks = |rows: u32, n: u32| n.div_ceil(BLOCK) * rows.div_ceil(BLOCK);
+        let choice = |rows: u32, n: u32| split_choice(blocks(rows, n), rows, n).map(|i| SPLITS[i]);
+        // 32 rows: down_proj and o_proj (n = 896, 7 blocks) and q/k/v (1152,
+        // 9 blocks) take sixteen splits, gate_up (9728, 76 blocks) four, and
+        // lm_head (151936) fills the GPU unsplit.
+        assert_eq!(choice(32, 896), Some(16));
+        assert_eq!(choice(32, 1152), Some(16));
+        assert_eq!(choice(32, 9728), Some(4));
+        assert_eq!(choice(32, 151_936), None);
+        // 512 rows of down_proj: sixteen splits' partial sums would not fit.
+        assert!(!split_fits(16, 512, 896));
+        assert_eq!(choice(512, 896), Some(4));
+        // 1,024 rows: 56 blocks, but not even four splits fit; 4,096 rows:
+        // enough blocks.
+        assert!(!split_fits(4, 1024, 896));
+        assert_eq!(choice(1024, 896), None);
+        assert_eq!(choice(4096, 896), None);
     }
 }

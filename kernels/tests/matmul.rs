@@ -175,8 +175,12 @@ fn q4f16_prefill_shapes() {
     let cases = [
         case(2, 61, 64, false, Extra::None),
         case(7, 130, 896, true, Extra::InPlace),
+        // Few blocks: K split sixteen ways (a batched decode step's q/k/v
+        // and down_proj).
         case(33, 1152, 896, true, Extra::Buffer),
         case(33, 96, 4864, false, Extra::InPlace),
+        // 33 blocks: four ways.
+        case(20, 4200, 96, false, Extra::None),
         // Enough output blocks not to split K, with a partial last block in
         // both m and n.
         case(129, 8200, 64, true, Extra::Buffer),
