@@ -633,7 +633,10 @@ fn profile_batch(
         Ok(())
     })?;
     let before = before.context("batched passes ran")?;
-    let split = HostSplit::since(before, model.backend().stats());
+    let mut split = HostSplit::since(before, model.backend().stats());
+    // Every row's result counts its wait from the pass's one submission:
+    // their mean is the pass's.
+    split.wait /= prompts.len().max(1) as u32;
     let wall = batched_steps(model, prompts, steps, Some(sampled), |model| {
         Ok(model.backend_mut().start_profiling()?)
     })?;
