@@ -562,14 +562,14 @@ impl LanguageModel for SequenceHandle {
         if std::mem::take(&mut slot.in_model) > 0 {
             // The model drops the steps it holds (and rewinds the context),
             // now or, while it runs a step, before the sequence runs again.
-            let mut selected =
-                model.as_mut().map(|model| (model.select_sequence(self.sequence), model));
-            match &mut selected {
-                Some((Ok(()), model)) => {
-                    model.drop_queued();
-                    slot.position = model.position();
+            match model.as_mut() {
+                Some(model) => {
+                    if model.select_sequence(self.sequence).is_ok() {
+                        model.drop_queued();
+                        slot.position = model.position();
+                    }
                 }
-                _ => slot.drop_in_model = true,
+                None => slot.drop_in_model = true,
             }
         }
         if slot.ready.take().is_some() {
