@@ -494,7 +494,11 @@ fn batched_steps<M: BatchedModel + ?Sized>(
             .iter()
             .zip(&draws)
             .enumerate()
-            .map(|(sequence, (&token, step))| BatchRow { sequence, token, step: step.as_ref() })
+            .map(|(sequence, (&token, step))| BatchRow {
+                sequence,
+                token: Some(token),
+                step: step.as_ref(),
+            })
             .collect();
         let drawn = model.decode_batch(&rows).block_on()?;
         for (token, drawn) in last.iter_mut().zip(drawn) {

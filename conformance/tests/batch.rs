@@ -115,7 +115,7 @@ fn batched(model: &mut dyn BatchedModel, prompts: &[Vec<u32>], sampled: bool) ->
             .rev()
             .map(|sequence| BatchRow {
                 sequence,
-                token: drawn[sequence].last().unwrap().token,
+                token: Some(drawn[sequence].last().unwrap().token),
                 step: sampled.then_some(&steps[sequence]),
             })
             .collect();
@@ -211,11 +211,15 @@ fn a_batch_refuses_what_it_cannot_do() {
         model.select_sequence(sequence).unwrap();
         model.greedy_next(&[1, 2, 3]).block_on().unwrap();
     }
-    let row = |sequence| BatchRow { sequence, token: 4, step: None };
+    let row = |sequence| BatchRow { sequence, token: Some(4), step: None };
 
     let twice = model.decode_batch(&[row(0), row(0)]).block_on();
     assert!(matches!(twice, Err(EngineError::Unsupported(_))), "{twice:?}");
     assert!(matches!(model.decode_batch(&[]).block_on(), Err(EngineError::EmptyInput)));
+    // A row continuing from the device's token needs a step that left one.
+    let untouched = BatchRow { sequence: 2, token: None, step: None };
+    let no_token = model.decode_batch(&[row(0), untouched]).block_on();
+    assert!(matches!(no_token, Err(EngineError::NoQueuedToken)), "{no_token:?}");
 
     // A sequence with a step queued must take or drop it first.
     model.select_sequence(1).unwrap();
@@ -333,6 +337,8 @@ struct Seen {
     queued_ahead: usize,
     /// Batched passes.
     batches: usize,
+    /// Rows of batched passes queued from the device's token.
+    batch_rows_ahead: usize,
 }
 
 /// A model that counts how it is driven and otherwise passes every call on.
@@ -403,6 +409,12 @@ impl BatchedModel for Watched {
     fn selected_sequence(&self) -> usize {
         self.inner.selected_sequence()
     }
+    fn queue_batch(&mut self, rows: &[BatchRow<'_>]) -> Result<(), EngineError> {
+        let mut seen = self.seen.borrow_mut();
+        seen.batches += 1;
+        seen.batch_rows_ahead += rows.iter().filter(|row| row.token.is_none()).count();
+        self.inner.queue_batch(rows)
+    }
     fn decode_batch<'a>(
         &'a mut self,
         rows: &'a [BatchRow<'a>],
@@ -433,8 +445,9 @@ impl Future for Later {
 
 /// A generation alone hands its steps to the model queued ahead, as it does
 /// without a batcher; generations that start while it runs wait for no
-/// step of it, it joins their batched passes, and every one draws what it
-/// draws alone (on the CPU engine and on the GPU engine).
+/// step of it, it joins their batched passes, which are queued ahead of
+/// their tokens' readback too, and every one draws what it draws alone (on
+/// the CPU engine and on the GPU engine).
 #[test]
 fn a_lone_generation_is_pipelined_and_later_ones_join_it() {
     let artifact = open("tiny-qwen2");
@@ -486,6 +499,10 @@ fn a_lone_generation_is_pipelined_and_later_ones_join_it() {
             "{engine}: the lone generation's steps were not queued ahead"
         );
         assert!(seen.batches > 0, "{engine}: the generations never shared a pass");
+        assert!(
+            seen.batch_rows_ahead > 0,
+            "{engine}: no batched pass was queued ahead of its tokens' readback"
+        );
     }
 }
 

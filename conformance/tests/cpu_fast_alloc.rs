@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mlc_conformance::{converted_family, tiny_artifact};
-use mlc_engine::backend::{Backend, Placement, StepInput};
+use mlc_engine::backend::{Backend, PassInput, Placement};
 use mlc_engine::cpu_fast::FastCpuBackend;
 use mlc_engine::models::decoder::{Logits, forward};
 use mlc_engine::models::spec_for;
@@ -59,7 +59,7 @@ fn a_decode_step_allocates_nothing() {
             &spec,
             &weights,
             &mut backend,
-            StepInput::Tokens(&prompt),
+            PassInput::Tokens(&prompt),
             Placement::Run { start: 0 },
             Logits::Last,
             None,
@@ -74,7 +74,7 @@ fn a_decode_step_allocates_nothing() {
                 &spec,
                 &weights,
                 &mut backend,
-                StepInput::Queued,
+                PassInput::Queued,
                 Placement::Run { start: position },
                 Logits::Last,
                 None,

@@ -104,7 +104,7 @@ pub struct DecoderWeights<B: Backend + ?Sized> {
     pub lm_head: Option<B::Linear>,
 }
 
-/// The tokens a forward pass starts from.
+/// The tokens a step of one sequence starts from.
 #[derive(Debug, Clone, Copy)]
 pub enum StepInput<'a> {
     /// Token ids from the host.
@@ -116,11 +116,39 @@ pub enum StepInput<'a> {
 }
 
 impl StepInput<'_> {
+    /// Tokens in the step.
+    pub fn len(&self) -> usize {
+        PassInput::from(*self).len()
+    }
+
+    /// Whether the step has no token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The tokens a forward pass starts from: a step of the selected sequence
+/// ([`Placement::Run`]), or one token per sequence of a batched pass
+/// ([`Placement::Rows`]).
+#[derive(Debug, Clone, Copy)]
+pub enum PassInput<'a> {
+    /// Token ids from the host.
+    Tokens(&'a [u32]),
+    /// The token the selected sequence's last draw left on the device
+    /// ([`StepInput::Queued`]).
+    Queued,
+    /// Row `i`'s token, from the host or left on the device by its
+    /// sequence's last draw.
+    Rows(&'a [RowToken]),
+}
+
+impl PassInput<'_> {
     /// Tokens in the pass.
     pub fn len(&self) -> usize {
         match self {
-            StepInput::Tokens(tokens) => tokens.len(),
-            StepInput::Queued => 1,
+            PassInput::Tokens(tokens) => tokens.len(),
+            PassInput::Queued => 1,
+            PassInput::Rows(rows) => rows.len(),
         }
     }
 
@@ -128,6 +156,25 @@ impl StepInput<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+impl<'a> From<StepInput<'a>> for PassInput<'a> {
+    fn from(input: StepInput<'a>) -> PassInput<'a> {
+        match input {
+            StepInput::Tokens(tokens) => PassInput::Tokens(tokens),
+            StepInput::Queued => PassInput::Queued,
+        }
+    }
+}
+
+/// The token of one row of a batched pass ([`PassInput::Rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowToken {
+    /// The sequence the row continues.
+    pub sequence: usize,
+    /// The token from the host, or `None` for the one the sequence's last
+    /// draw left on the device (as [`StepInput::Queued`] reads it).
+    pub token: Option<u32>,
 }
 
 /// Where the rows of a forward pass sit: in which sequence's KV cache, at
@@ -217,7 +264,7 @@ pub trait Backend {
         }
     }
     /// Starts a forward pass over `input`.
-    fn begin(&mut self, _input: StepInput<'_>) -> Result<(), EngineError> {
+    fn begin(&mut self, _input: PassInput<'_>) -> Result<(), EngineError> {
         Ok(())
     }
     /// Takes a linear layer's (or embedding table's) stored weights.
@@ -228,7 +275,7 @@ pub trait Backend {
     fn embed(
         &mut self,
         table: &Self::Linear,
-        input: StepInput<'_>,
+        input: PassInput<'_>,
         scale: f32,
     ) -> Result<Self::Tensor, EngineError>;
     /// Row-wise RMSNorm.
@@ -374,7 +421,7 @@ pub trait Backend {
     }
     /// Starts choosing the most likely token of a one-row logits tensor
     /// (lowest id among ties) without waiting for it: the device keeps it
-    /// as the input of a following [`StepInput::Queued`] pass, and
+    /// as the input of a following [`PassInput::Queued`] pass, and
     /// [`Backend::take_token`] brings it to the host. The host can so record
     /// the next step while the device still computes this one.
     fn queue_argmax(&mut self, logits: &Self::Tensor) -> Result<Self::Pending, EngineError>;

@@ -5,24 +5,24 @@
 //! A handle only records the steps its generation queues. Whoever drives the
 //! generations (a server's loop over its requests' futures) polls each one
 //! until it waits for a token ([`LanguageModel::next_queued`] is pending),
-//! then calls [`Batcher::step`]: every waiting sequence's oldest step runs,
-//! the one-token steps together in one pass ([`BatchedModel::decode_batch`],
-//! whose products read each weight once for all rows) and a longer input (a
-//! prompt) on its own, and the generations are polled again. So a new
-//! request's prefill runs between the decode steps of those already running.
+//! then calls [`Batcher::step`]: every waiting sequence's oldest step goes to
+//! the model, the one-token steps together in one pass
+//! ([`BatchedModel::queue_batch`], whose products read each weight once for
+//! all rows) and a longer input (a prompt) on its own, and the generations
+//! are polled again. So a new request's prefill runs between the decode
+//! steps of those already running.
 //!
-//! A step runs only once its generation waits for it: a step queued ahead
-//! and dropped at a stop never ran. Each sequence's context therefore holds
-//! exactly what the same generation alone leaves, and each draws the tokens
-//! it would draw alone (greedy, and sampled with the same random numbers).
-//!
-//! Except when a generation runs alone: then its steps go to the model as it
-//! queued them, up to [`STEPS_AHEAD`] ahead of the token it waits for, so
-//! that a lone stream is pipelined as it is without a batcher (on the GPU
-//! the next steps run while the host reads a token). The model itself drops
-//! such steps at a stop. Once another generation waits, the lone one takes
-//! the steps already in the model one per [`Batcher::step`] and then joins
-//! the batched passes.
+//! The steps that continue a sequence from its previous token go to the
+//! model as the generation queued them, up to [`STEPS_AHEAD`] passes ahead
+//! of the one whose tokens the host awaits: the next pass reads each row's
+//! token where the previous one drew it, on the device, so the GPU runs it
+//! while the host reads, detokenizes and streams the tokens before it. A
+//! lone generation's passes are one-row steps through the model's own
+//! decode path (on the GPU the fused single-row kernels), as without a
+//! batcher. A generation that stops drops its steps in the model (the model
+//! rewinds its context), so each sequence's context holds exactly what the
+//! same generation alone leaves, and each draws the tokens it would draw
+//! alone (greedy, and sampled with the same random numbers).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -180,21 +180,24 @@ impl Batcher {
         }
     }
 
-    /// Runs the oldest queued step of every sequence whose generation waits
-    /// for it: the prompts one after the other, then the one-token steps in
-    /// one pass; a generation running alone gets its steps queued in the
-    /// model ahead (see the module docs). Returns how many waiting
-    /// generations got a result, a refusal's error included (0: none waited).
+    /// Hands the model the oldest queued step of every sequence whose
+    /// generation waits for it (a prompt runs on its own, the one-token
+    /// steps together in one pass), then queues each running sequence's
+    /// continuing steps ahead, up to [`STEPS_AHEAD`] passes beyond the one
+    /// awaited (see the module docs), and takes one result for every waiting
+    /// generation. Returns how many waiting generations got a result, a
+    /// refusal's error included (0: none waited).
     pub async fn step(&self) -> Result<usize, EngineError> {
-        let (mut model, piped, work, refused) = {
+        let (mut model, prompts, taking, refused) = {
             let mut shared = self.shared.borrow_mut();
-            let (mut piped, mut work, mut refused) = (Vec::new(), Vec::new(), 0);
+            let (mut prompts, mut fresh, mut taking, mut refused) =
+                (Vec::new(), Vec::new(), Vec::new(), 0);
             for (sequence, slot) in shared.sequences.iter_mut().enumerate() {
                 if slot.waiting.is_none() || slot.ready.is_some() {
                     continue;
                 }
                 if slot.in_model > 0 {
-                    piped.push(sequence);
+                    taking.push(sequence);
                     continue;
                 }
                 let Some(queued) = slot.queued.pop_front() else { continue };
@@ -207,42 +210,37 @@ impl Batcher {
                         continue;
                     }
                 };
-                work.push(Work { sequence, tokens, step: queued.step });
+                let work = Work { sequence, tokens, step: queued.step };
+                match work.tokens.len() {
+                    1 => fresh.push(work),
+                    _ => prompts.push(work),
+                }
             }
-            if piped.is_empty() && work.is_empty() {
+            if taking.is_empty() && fresh.is_empty() && prompts.is_empty() {
                 // Nothing ran; a step refused above still wakes its generation.
                 shared.wake_ready();
                 return Ok(refused);
             }
             let mut model = shared.model.take().ok_or_else(busy)?;
             shared.refresh_stale(model.as_mut());
-            let alone = piped.len() + work.len() == 1
-                && shared.sequences.iter().filter(|slot| slot.active()).count() == 1;
-            if alone {
-                // Sync calls: the model records the steps, nothing awaits.
-                if let Some(work) = work.pop() {
-                    let sequence = work.sequence;
-                    match shared.start_in_model(model.as_mut(), work) {
-                        true => piped.push(sequence),
-                        false => refused += 1,
-                    }
-                }
-                if let Some(&sequence) = piped.first() {
-                    shared.queue_ahead(model.as_mut(), sequence);
-                }
-            }
-            (model, piped, work, refused)
+            // Sync calls: the model records the passes, nothing awaits.
+            refused += shared.start_in_model(model.as_mut(), fresh, &mut taking);
+            shared.queue_ahead(model.as_mut());
+            (model, prompts, taking, refused)
         };
-        let mut taken = Vec::with_capacity(piped.len());
-        for &sequence in &piped {
+        let mut results = Vec::with_capacity(prompts.len());
+        for work in &prompts {
+            results.push((work.sequence, alone(model.as_mut(), work).await));
+        }
+        let mut taken = Vec::with_capacity(taking.len());
+        for &sequence in &taking {
             let result = match model.select_sequence(sequence) {
                 Ok(()) => model.next_queued().await,
                 Err(error) => Err(error),
             };
             taken.push((sequence, result));
         }
-        let ran = refused + taken.len() + work.len();
-        let results = run(model.as_mut(), work).await;
+        let ran = refused + results.len() + taken.len();
         let mut shared = self.shared.borrow_mut();
         for (sequence, result) in taken {
             shared.take_from_model(model.as_mut(), sequence, result);
@@ -262,13 +260,6 @@ impl Batcher {
     }
 }
 
-impl Slot {
-    /// Whether the sequence has steps to run or results to come.
-    fn active(&self) -> bool {
-        !self.queued.is_empty() || self.in_model > 0 || self.waiting.is_some()
-    }
-}
-
 impl Shared {
     /// Empties the context of every sequence reset while `model` was out,
     /// and drops the steps in the model of every sequence dropped meanwhile.
@@ -285,46 +276,87 @@ impl Shared {
         }
     }
 
-    /// Queues a lone generation's waiting step in the model itself; else
-    /// (`false`) its error is the step's result.
-    fn start_in_model(&mut self, model: &mut dyn BatchedModel, work: Work) -> bool {
-        let slot = &mut self.sequences[work.sequence];
-        let queued = model.select_sequence(work.sequence).and_then(|()| {
-            let input = StepInput::Tokens(&work.tokens);
-            match &work.step {
-                Some(step) => model.queue_sample(input, &step.borrowed()),
-                None => model.queue_greedy(input),
+    /// Queues the waiting one-token steps `fresh` in the model, in one pass;
+    /// each sequence whose step is queued joins `taking`, the others get
+    /// their error as the step's result (returns how many).
+    fn start_in_model(
+        &mut self,
+        model: &mut dyn BatchedModel,
+        fresh: Vec<Work>,
+        taking: &mut Vec<usize>,
+    ) -> usize {
+        let rows: Vec<PassRow> = fresh
+            .iter()
+            .map(|work| PassRow {
+                sequence: work.sequence,
+                token: Some(work.tokens[0]),
+                step: work.step.as_ref(),
+            })
+            .collect();
+        let mut refused = 0;
+        for (sequence, queued) in queue_pass(model, &rows) {
+            let slot = &mut self.sequences[sequence];
+            match queued {
+                Ok(()) => {
+                    slot.in_model = 1;
+                    taking.push(sequence);
+                }
+                Err(error) => {
+                    slot.ready = Some(Err(error));
+                    refused += 1;
+                }
             }
-        });
-        match queued {
-            Ok(()) => slot.in_model = 1,
-            Err(error) => slot.ready = Some(Err(error)),
         }
-        slot.in_model == 1
+        refused
     }
 
-    /// Moves `sequence`'s continuing steps (each from the token before it)
-    /// into the model, up to [`STEPS_AHEAD`] beyond the one it waits for.
-    fn queue_ahead(&mut self, model: &mut dyn BatchedModel, sequence: usize) {
-        let slot = &mut self.sequences[sequence];
-        if slot.in_model == 0 || model.select_sequence(sequence).is_err() {
-            return;
-        }
-        while slot.in_model <= STEPS_AHEAD
-            && matches!(slot.queued.front(), Some(QueuedStep { input: QueuedInput::Last, .. }))
-        {
-            let step = slot.queued.pop_front().expect("a front step").step;
-            let queued = match &step {
-                Some(step) => model.queue_sample(StepInput::Queued, &step.borrowed()),
-                None => model.queue_greedy(StepInput::Queued),
-            };
-            if queued.is_err() {
-                // It runs again on its own when the steps before it are taken
-                // (a full context gives its error there).
-                slot.queued.push_front(QueuedStep { input: QueuedInput::Last, step });
-                break;
+    /// Queues the continuing steps (each from the token before it, read on
+    /// the device) of every sequence with steps in the model, a pass at a
+    /// time, until each has [`STEPS_AHEAD`] beyond the one it waits for.
+    fn queue_ahead(&mut self, model: &mut dyn BatchedModel) {
+        // A sequence whose step the model refused stops here: that step runs
+        // again on its own when the steps before it are taken (a full
+        // context gives its error there).
+        let mut refused = vec![false; self.sequences.len()];
+        loop {
+            let next: Vec<(usize, Option<OwnedStep>)> = self
+                .sequences
+                .iter_mut()
+                .enumerate()
+                .filter(|(sequence, slot)| {
+                    !refused[*sequence]
+                        && (1..=STEPS_AHEAD).contains(&slot.in_model)
+                        && matches!(
+                            slot.queued.front(),
+                            Some(QueuedStep { input: QueuedInput::Last, .. })
+                        )
+                })
+                .map(|(sequence, slot)| {
+                    (sequence, slot.queued.pop_front().expect("a front step").step)
+                })
+                .collect();
+            if next.is_empty() {
+                return;
             }
-            slot.in_model += 1;
+            let rows: Vec<PassRow> = next
+                .iter()
+                .map(|(sequence, step)| PassRow {
+                    sequence: *sequence,
+                    token: None,
+                    step: step.as_ref(),
+                })
+                .collect();
+            let outcome = queue_pass(model, &rows);
+            for ((sequence, queued), (_, step)) in outcome.into_iter().zip(next) {
+                let slot = &mut self.sequences[sequence];
+                match queued {
+                    Ok(()) => slot.in_model += 1,
+                    Err(_) => {
+                        slot.queued.push_front(QueuedStep { input: QueuedInput::Last, step });
+                        refused[sequence] = true;
+                    }
+                }
+            }
         }
     }
 
@@ -372,51 +404,57 @@ impl Shared {
     }
 }
 
-/// Runs the steps of one [`Batcher::step`]: each result by sequence.
-async fn run(
+/// One row of a pass the batcher queues.
+struct PassRow<'a> {
+    sequence: usize,
+    /// The host's token, or `None` for the one the sequence's newest step
+    /// draws on the device.
+    token: Option<u32>,
+    /// How the next token is drawn (`None`: the most likely one).
+    step: Option<&'a OwnedStep>,
+}
+
+/// Queues one pass of `rows` in the model: a lone row (or each row of a model with
+/// recurrent state) through the model's own decode path, several through
+/// [`BatchedModel::queue_batch`]. A refused batch is queued row by row, so
+/// that one row's refusal (a full context) is that row's alone. Returns each
+/// row's outcome, in order.
+fn queue_pass(
     model: &mut dyn BatchedModel,
-    work: Vec<Work>,
-) -> Vec<(usize, Result<Drawn, EngineError>)> {
-    let mut results = Vec::with_capacity(work.len());
-    let (single, prompts): (Vec<Work>, Vec<Work>) =
-        work.into_iter().partition(|work| work.tokens.len() == 1);
-    for work in prompts {
-        results.push((work.sequence, alone(model, &work).await));
-    }
-    if single.len() <= 1 {
-        // One sequence waiting: its step alone takes the model's own decode
-        // path (on the GPU the fused single-row kernels), not a batch of one.
-        for work in &single {
-            results.push((work.sequence, alone(model, work).await));
+    rows: &[PassRow<'_>],
+) -> Vec<(usize, Result<(), EngineError>)> {
+    if rows.len() > 1 && !model.spec().recurrent() {
+        let steps: Vec<Option<SamplingStep>> =
+            rows.iter().map(|row| row.step.map(OwnedStep::borrowed)).collect();
+        let batch: Vec<BatchRow> = rows
+            .iter()
+            .zip(&steps)
+            .map(|(row, step)| BatchRow {
+                sequence: row.sequence,
+                token: row.token,
+                step: step.as_ref(),
+            })
+            .collect();
+        if model.queue_batch(&batch).is_ok() {
+            return rows.iter().map(|row| (row.sequence, Ok(()))).collect();
         }
-        return results;
     }
-    let steps: Vec<Option<SamplingStep>> =
-        single.iter().map(|work| work.step.as_ref().map(OwnedStep::borrowed)).collect();
-    let rows: Vec<BatchRow> = single
-        .iter()
-        .zip(&steps)
-        .map(|(work, step)| BatchRow {
-            sequence: work.sequence,
-            token: work.tokens[0],
-            step: step.as_ref(),
+    rows.iter()
+        .map(|&PassRow { sequence, token, step }| {
+            let queued = model.select_sequence(sequence).and_then(|()| {
+                let token = token.map(|token| [token]);
+                let input = match &token {
+                    Some(token) => StepInput::Tokens(token),
+                    None => StepInput::Queued,
+                };
+                match step {
+                    Some(step) => model.queue_sample(input, &step.borrowed()),
+                    None => model.queue_greedy(input),
+                }
+            });
+            (sequence, queued)
         })
-        .collect();
-    match model.decode_batch(&rows).await {
-        Ok(drawn) => {
-            for (work, drawn) in single.iter().zip(drawn) {
-                results.push((work.sequence, finite(model, work.sequence, drawn)));
-            }
-        }
-        // One row's failure (a full context) must not fail the others: each
-        // runs again on its own and gets its own result.
-        Err(_) => {
-            for work in &single {
-                results.push((work.sequence, alone(model, work).await));
-            }
-        }
-    }
-    results
+        .collect()
 }
 
 /// Runs one step on its own.
@@ -426,19 +464,6 @@ async fn alone(model: &mut dyn BatchedModel, work: &Work) -> Result<Drawn, Engin
         Some(step) => model.sample_next(&work.tokens, &step.borrowed()).await,
         None => model.greedy_next(&work.tokens).await.map(Drawn::token),
     }
-}
-
-/// A batched row's draw, or the error of its non-finite logits.
-fn finite(
-    model: &mut dyn BatchedModel,
-    sequence: usize,
-    drawn: Option<Drawn>,
-) -> Result<Drawn, EngineError> {
-    drawn.ok_or_else(|| {
-        let step =
-            model.select_sequence(sequence).map_or(0, |()| model.position().saturating_sub(1));
-        EngineError::NonFiniteLogits { step }
-    })
 }
 
 /// The error of a call made while the shared model runs a step.

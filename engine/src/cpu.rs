@@ -8,7 +8,9 @@ use mlc_kernels::cpu::{
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, StepInput};
+use crate::backend::{
+    Backend, DeltaNetWeights, LinearSource, MatrixSource, PassInput, Placement, RowToken,
+};
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::{Drawn, HostSampler, SamplingStep};
 
@@ -112,6 +114,22 @@ impl Sequences {
             self.states.resize_with(sequence + 1, SequenceState::default);
         }
         &mut self.states[sequence]
+    }
+
+    /// The token of row `row` of `input`: the host's, or the one that the
+    /// row's sequence's last draw chose. `None` where that draw chose none
+    /// (its logits were not finite): the step that drew reports them, and
+    /// this pass's work for the row is discarded with it (as on the GPU
+    /// engine), so any input will do there.
+    pub(crate) fn token(&mut self, input: PassInput<'_>, row: usize) -> Option<u32> {
+        match input {
+            PassInput::Tokens(tokens) => Some(tokens[row]),
+            PassInput::Queued => self.selected().sampler.queued(),
+            PassInput::Rows(rows) => {
+                let RowToken { sequence, token } = rows[row];
+                token.or_else(|| self.get(sequence).sampler.queued())
+            }
+        }
     }
 
     /// The runs of a pass's `rows` that each continue one sequence: the
@@ -239,27 +257,19 @@ impl Backend for CpuBackend {
     fn embed(
         &mut self,
         table: &CpuLinear,
-        input: StepInput<'_>,
+        input: PassInput<'_>,
         scale: f32,
     ) -> Result<CpuTensor, EngineError> {
         let weight = table.weight();
-        let queued;
-        let tokens = match (input, self.sequences.selected().sampler.queued()) {
-            (StepInput::Tokens(tokens), _) => tokens,
-            (StepInput::Queued, Some(token)) => {
-                queued = [token];
-                &queued[..]
+        let hidden = weight.cols();
+        let mut out = CpuTensor::zeros(input.len(), hidden);
+        for (row, values) in out.data.chunks_mut(hidden).enumerate() {
+            let Some(token) = self.sequences.token(input, row) else { continue };
+            if token as usize >= weight.rows() {
+                return Err(EngineError::TokenOutOfRange { token, vocab_size: weight.rows() });
             }
-            // Non-finite logits chose no token: `take_token` reports them for
-            // the step that chose it, and this step's work is discarded with
-            // it (as on the GPU engine), so a zero row will do.
-            (StepInput::Queued, None) => return Ok(CpuTensor::zeros(1, weight.cols())),
-        };
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= weight.rows()) {
-            return Err(EngineError::TokenOutOfRange { token, vocab_size: weight.rows() });
+            ops::embed(&weight, &[token], values);
         }
-        let mut out = CpuTensor::zeros(tokens.len(), weight.cols());
-        ops::embed(&weight, tokens, &mut out.data);
         if scale != 1.0 {
             out.data.iter_mut().for_each(|v| *v *= scale);
         }

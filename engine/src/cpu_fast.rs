@@ -21,7 +21,7 @@ use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q16Block};
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
-use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, StepInput};
+use crate::backend::{Backend, DeltaNetWeights, LinearSource, MatrixSource, PassInput, Placement};
 use crate::cpu::{self, MAX_SEQUENCES, Sequences};
 use crate::models::{Activation, ModelSpec};
 use crate::sampling::{Drawn, SamplingStep};
@@ -200,35 +200,29 @@ impl Backend for FastCpuBackend {
     fn embed(
         &mut self,
         table: &FastLinear,
-        input: StepInput<'_>,
+        input: PassInput<'_>,
         scale: f32,
     ) -> Result<FastTensor, EngineError> {
-        let queued;
-        let tokens = match (input, self.sequences.selected().sampler.queued()) {
-            (StepInput::Tokens(tokens), _) => tokens,
-            (StepInput::Queued, Some(token)) => {
-                queued = [token];
-                &queued[..]
-            }
-            // As on the oracle: the step whose logits were not finite reports
-            // them, and this step's work is discarded with it.
-            (StepInput::Queued, None) => return Ok(self.tensor(1, table.cols())),
-        };
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= table.rows()) {
-            return Err(EngineError::TokenOutOfRange { token, vocab_size: table.rows() });
-        }
         let hidden = table.cols();
-        let mut out = self.tensor(tokens.len(), hidden);
-        for (&token, row) in tokens.iter().zip(out.data.chunks_mut(hidden)) {
+        let mut out = self.tensor(input.len(), hidden);
+        for (row, values) in out.data.chunks_mut(hidden).enumerate() {
+            // A row without a token stays zero (`Sequences::token`).
+            let Some(token) = self.sequences.token(input, row) else { continue };
             let token = token as usize;
+            if token >= table.rows() {
+                return Err(EngineError::TokenOutOfRange {
+                    token: token as u32,
+                    vocab_size: table.rows(),
+                });
+            }
             match &table.matrix {
-                Matrix::Q4(packed) => packed.dequantize_row(token, row),
-                Matrix::Dense { values, .. } => {
-                    row.copy_from_slice(&values[token * hidden..(token + 1) * hidden])
+                Matrix::Q4(packed) => packed.dequantize_row(token, values),
+                Matrix::Dense { values: table, .. } => {
+                    values.copy_from_slice(&table[token * hidden..(token + 1) * hidden])
                 }
             }
             if scale != 1.0 {
-                row.iter_mut().for_each(|v| *v *= scale);
+                values.iter_mut().for_each(|v| *v *= scale);
             }
         }
         Ok(out)

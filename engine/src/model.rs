@@ -14,7 +14,9 @@ use std::pin::Pin;
 use mlc_kernels::cpu::MAX_TOP_LOGPROBS;
 use mlc_loader::Artifact;
 
-use crate::backend::{Backend, DecoderWeights, Placement, RowPlace, StepInput};
+use crate::backend::{
+    Backend, DecoderWeights, PassInput, Placement, RowPlace, RowToken, StepInput,
+};
 use crate::models::decoder::{self, Logits};
 use crate::models::{ModelSpec, spec_for};
 use crate::sampling::{Drawn, SamplingStep};
@@ -104,27 +106,38 @@ pub trait BatchedModel: LanguageModel {
     fn select_sequence(&mut self, sequence: usize) -> Result<(), EngineError>;
     /// The selected sequence.
     fn selected_sequence(&self) -> usize;
-    /// One decode step of several sequences at once: row `i` appends
-    /// `rows[i].token` to its sequence and draws that sequence's next token
-    /// as its step says (the most likely one without a step), the products
-    /// reading each weight once for all rows. Each row's draw is the one the
-    /// sequence would get alone (`None` where its logits were not finite, which
-    /// leaves the sequence one token longer, as a failed step alone does). The
-    /// sequences must be distinct and have no step queued; a model with
-    /// recurrent state ([`ModelSpec::recurrent`]) takes one row at a time.
+    /// Queues one decode step of several sequences at once without waiting
+    /// for it: row `i` appends its token to sequence `rows[i].sequence` and
+    /// draws that sequence's next token as its step says (the most likely one
+    /// without a step), the products reading each weight once for all rows.
+    /// Each row's step joins its sequence's queue, its token taken with
+    /// [`LanguageModel::next_queued`] (that sequence selected) and dropped
+    /// with [`LanguageModel::drop_queued`], like a step queued alone; a row
+    /// whose token is the device's ([`BatchRow::token`] `None`) continues its
+    /// sequence's newest step, so passes can be queued ahead of their
+    /// tokens' readback. Each row's draw is the one the sequence would get
+    /// alone. The sequences must be distinct; a model with recurrent state
+    /// ([`ModelSpec::recurrent`]) takes one row at a time. Leaves the last
+    /// row's sequence selected.
+    fn queue_batch(&mut self, rows: &[BatchRow<'_>]) -> Result<(), EngineError>;
+    /// One decode step of several sequences at once ([`BatchedModel::queue_batch`]),
+    /// awaited: each row's draw (`None` where its logits were not finite,
+    /// which leaves the sequence one token longer, as a failed step alone
+    /// does). The sequences must have no step queued.
     fn decode_batch<'a>(
         &'a mut self,
         rows: &'a [BatchRow<'a>],
     ) -> ModelFuture<'a, Vec<Option<Drawn>>>;
 }
 
-/// One sequence's token in [`BatchedModel::decode_batch`].
+/// One sequence's token in a batched step ([`BatchedModel::queue_batch`]).
 #[derive(Debug, Clone, Copy)]
 pub struct BatchRow<'a> {
     /// The sequence.
     pub sequence: usize,
-    /// The token appended to it.
-    pub token: u32,
+    /// The token appended to it, or `None` for the one its newest queued
+    /// step draws on the device ([`StepInput::Queued`]).
+    pub token: Option<u32>,
     /// How its next token is drawn (`None`: the most likely one).
     pub step: Option<&'a SamplingStep<'a>>,
 }
@@ -209,7 +222,7 @@ impl<B: Backend> Model<B> {
             &self.spec,
             &self.weights,
             &mut self.backend,
-            input,
+            input.into(),
             place,
             logits,
             trace,
@@ -408,6 +421,32 @@ impl<B: Backend> BatchedModel for Model<B> {
         self.selected
     }
 
+    fn queue_batch(&mut self, rows: &[BatchRow<'_>]) -> Result<(), EngineError> {
+        let places = self.place_batch(rows)?;
+        let tokens: Vec<RowToken> =
+            rows.iter().map(|row| RowToken { sequence: row.sequence, token: row.token }).collect();
+        let logits = decoder::forward(
+            &self.spec,
+            &self.weights,
+            &mut self.backend,
+            PassInput::Rows(&tokens),
+            Placement::Rows(&places),
+            Logits::All,
+            None,
+        )?;
+        // Every row's draw is submitted at once.
+        let draws: Vec<_> = rows.iter().map(|row| (row.sequence, row.step)).collect();
+        let pending = self.backend.queue_draws(&logits, &draws)?;
+        for (row, pending) in rows.iter().zip(pending) {
+            let sequence = &mut self.sequences[row.sequence];
+            sequence.position += 1;
+            sequence.queued.push_back((pending, 1));
+            sequence.token_on_device = true;
+        }
+        self.selected = rows[rows.len() - 1].sequence;
+        Ok(())
+    }
+
     fn decode_batch<'a>(
         &'a mut self,
         rows: &'a [BatchRow<'a>],
@@ -424,7 +463,8 @@ impl<B: Backend> BatchedModel for Model<B> {
 
 impl<B: Backend> Model<B> {
     /// Checks a batch and places its rows: each sequence selectable, distinct,
-    /// with nothing queued and room for one more token (selecting each in turn).
+    /// with room for one more token and, for a row continuing from the
+    /// device's token, a step that left one (selecting each in turn).
     fn place_batch(&mut self, rows: &[BatchRow<'_>]) -> Result<Vec<RowPlace>, EngineError> {
         if rows.is_empty() {
             return Err(EngineError::EmptyInput);
@@ -448,11 +488,8 @@ impl<B: Backend> Model<B> {
             }
             self.select_sequence(row.sequence)?;
             let sequence = self.sequence();
-            if !sequence.queued.is_empty() {
-                return Err(EngineError::Unsupported(format!(
-                    "sequence {} has steps queued; take or drop them before a batched step",
-                    row.sequence
-                )));
+            if row.token.is_none() && !sequence.token_on_device {
+                return Err(EngineError::NoQueuedToken);
             }
             if sequence.position + 1 > window {
                 return Err(EngineError::ContextWindowExceeded {
@@ -465,34 +502,25 @@ impl<B: Backend> Model<B> {
         Ok(places)
     }
 
-    /// A batched step ([`BatchedModel::decode_batch`]); leaves the last
-    /// row's sequence selected.
+    /// A batched step awaited ([`BatchedModel::decode_batch`]); leaves the
+    /// last row's sequence selected.
     async fn run_batch(
         &mut self,
         rows: &[BatchRow<'_>],
     ) -> Result<Vec<Option<Drawn>>, EngineError> {
-        let places = self.place_batch(rows)?;
-        let tokens: Vec<u32> = rows.iter().map(|row| row.token).collect();
-        let logits = decoder::forward(
-            &self.spec,
-            &self.weights,
-            &mut self.backend,
-            StepInput::Tokens(&tokens),
-            Placement::Rows(&places),
-            Logits::All,
-            None,
-        )?;
-        // Every row's draw is submitted before the first is awaited.
-        let draws: Vec<_> = rows.iter().map(|row| (row.sequence, row.step)).collect();
-        let pending = self.backend.queue_draws(&logits, &draws)?;
+        for row in rows {
+            if self.sequences.get(row.sequence).is_some_and(|s| !s.queued.is_empty()) {
+                return Err(EngineError::Unsupported(format!(
+                    "sequence {} has steps queued; take or drop them before a batched step",
+                    row.sequence
+                )));
+            }
+        }
+        self.queue_batch(rows)?;
+        let mut drawn = Vec::with_capacity(rows.len());
         for row in rows {
             let sequence = &mut self.sequences[row.sequence];
-            sequence.position += 1;
-            sequence.token_on_device = true;
-        }
-        self.selected = rows[rows.len() - 1].sequence;
-        let mut drawn = Vec::with_capacity(rows.len());
-        for pending in pending {
+            let (pending, _) = sequence.queued.pop_front().expect("queued by queue_batch");
             drawn.push(self.backend.take_token(pending).await?);
         }
         Ok(drawn)

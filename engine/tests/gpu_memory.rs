@@ -79,7 +79,11 @@ fn check_plan(sequences: usize) {
         let kept = step(TokenCounts::Kept, 0.5);
         for _ in 0..3 {
             let rows: Vec<BatchRow> = (0..sequences)
-                .map(|sequence| BatchRow { sequence, token: last[sequence], step: Some(&kept) })
+                .map(|sequence| BatchRow {
+                    sequence,
+                    token: Some(last[sequence]),
+                    step: Some(&kept),
+                })
                 .collect();
             let drawn = model.decode_batch(&rows).block_on().unwrap();
             last = drawn.into_iter().map(|d| d.unwrap().token).collect();

@@ -42,7 +42,7 @@ use mlc_loader::{DType, Quantization, Tensor};
 
 use crate::EngineError;
 use crate::backend::{
-    Backend, DeltaNetWeights, LinearSource, MatrixSource, Placement, RowPlace, StepInput,
+    Backend, DeltaNetWeights, LinearSource, MatrixSource, PassInput, Placement, RowPlace,
 };
 use crate::models::{Activation, ModelSpec, QkNormWidth};
 use crate::profile::{Profile, Profiler};
@@ -501,7 +501,7 @@ impl Backend for GpuBackend {
         Ok(self.ctx.storage_buffer(source.name, &bytes))
     }
 
-    fn begin(&mut self, input: StepInput<'_>) -> Result<(), EngineError> {
+    fn begin(&mut self, input: PassInput<'_>) -> Result<(), EngineError> {
         // Parameter and token writes apply at the next submission, so work
         // recorded by an earlier call (a prefill chunk) must be submitted first.
         self.flush();
@@ -512,15 +512,37 @@ impl Backend for GpuBackend {
         let token_out = prepared.sampling.token_buffer().clone();
         let token_offset = prepared.sampling.token_offset(prepared.selected);
         match input {
-            StepInput::Tokens(ids) => {
+            PassInput::Tokens(ids) => {
                 self.ctx.queue.write_buffer(&tokens, 0, bytemuck::cast_slice(ids))
             }
             // Copied in the command stream, after the queued step that samples it.
-            StepInput::Queued => {
+            PassInput::Queued => {
                 let encoder = self.encoder.get_or_insert_with(|| {
                     self.ctx.device.create_command_encoder(&Default::default())
                 });
                 encoder.copy_buffer_to_buffer(&token_out, token_offset, &tokens, 0, 4);
+            }
+            // The host's tokens land first (a queue write precedes the
+            // submission's commands), then each device token is copied over
+            // its row's placeholder.
+            PassInput::Rows(rows) => {
+                let ids: Vec<u32> = rows.iter().map(|row| row.token.unwrap_or(0)).collect();
+                self.ctx.queue.write_buffer(&tokens, 0, bytemuck::cast_slice(&ids));
+                let sampling = &self.prepared().sampling;
+                let copies: Vec<(u64, u64)> = rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, row)| row.token.is_none())
+                    .map(|(i, row)| (sampling.token_offset(row.sequence), 4 * i as u64))
+                    .collect();
+                if !copies.is_empty() {
+                    let encoder = self.encoder.get_or_insert_with(|| {
+                        self.ctx.device.create_command_encoder(&Default::default())
+                    });
+                    for (from, to) in copies {
+                        encoder.copy_buffer_to_buffer(&token_out, from, &tokens, to, 4);
+                    }
+                }
             }
         }
         Ok(())
@@ -529,14 +551,18 @@ impl Backend for GpuBackend {
     fn embed(
         &mut self,
         table: &GpuLinear,
-        input: StepInput<'_>,
+        input: PassInput<'_>,
         scale: f32,
     ) -> Result<GpuTensor, EngineError> {
         // A queued token is not checked here: an invalid one (non-finite
         // logits) is reported by `take_token`, and its successor discarded.
-        if let StepInput::Tokens(tokens) = input
-            && let Some(&token) = tokens.iter().find(|&&t| t as usize >= table.rows)
-        {
+        let outside = |token: &u32| *token as usize >= table.rows;
+        let host_token_outside = match input {
+            PassInput::Tokens(tokens) => tokens.iter().copied().find(outside),
+            PassInput::Queued => None,
+            PassInput::Rows(rows) => rows.iter().filter_map(|row| row.token).find(outside),
+        };
+        if let Some(token) = host_token_outside {
             return Err(EngineError::TokenOutOfRange { token, vocab_size: table.rows });
         }
         let out = self.tensor(input.len(), table.cols);

@@ -26,7 +26,7 @@
 
 use super::{ModelSpec, NormPlacement};
 use crate::EngineError;
-use crate::backend::{Backend, DecoderWeights, LayerWeights, Placement, StepInput};
+use crate::backend::{Backend, DecoderWeights, LayerWeights, PassInput, Placement};
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub fn forward<B: Backend>(
     spec: &ModelSpec,
     weights: &DecoderWeights<B>,
     backend: &mut B,
-    input: StepInput<'_>,
+    input: PassInput<'_>,
     place: Placement<'_>,
     logits: Logits,
     mut trace: Option<&mut Trace>,
