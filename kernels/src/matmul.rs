@@ -63,6 +63,9 @@ pub(crate) const TEAM: u32 = 32;
 pub const MATVEC_MAX_ROWS: u32 = 16;
 /// Output rows and columns of a `matmul_tiled` block.
 const BLOCK: u32 = 128;
+/// Rows of a thin block (`THIN_ROWS` in matmul_coop.wgsl): the
+/// cooperative-matrix products of batched decode steps up to this many rows.
+const THIN_ROWS: u32 = 32;
 /// Blocks from which a product fills a large GPU without splitting K.
 const WIDE_BLOCKS: u32 = 128;
 /// Workgroups per block of a product split over K (`SPLITS` in matmul.wgsl):
@@ -166,15 +169,37 @@ impl DecodePipelines {
     }
 }
 
+/// One tiled kernel's pipelines: whole, and split over K.
+#[derive(Clone)]
+struct Tiling {
+    /// Rows of y in one workgroup's block.
+    block_rows: u32,
+    /// Each workgroup computes its block.
+    whole: wgpu::ComputePipeline,
+    /// For each count of [`SPLITS`]: the same, each block split over K into
+    /// that many partial sums, and the sum of the partial sums with the epilogue.
+    split: [(wgpu::ComputePipeline, wgpu::ComputePipeline); SPLITS.len()],
+}
+
 /// The prefill (several-row) pipelines.
 #[derive(Clone)]
 struct PrefillPipelines {
     /// Tiled over m and n through workgroup memory: on cooperative matrices
     /// (`matmul_coop`) where the device has them, else SIMT (`matmul_tiled`).
-    tiled: wgpu::ComputePipeline,
-    /// For each count of [`SPLITS`]: the same, each block split over K into
-    /// that many partial sums, and the sum of the partial sums with the epilogue.
-    split: [(wgpu::ComputePipeline, wgpu::ComputePipeline); SPLITS.len()],
+    tiled: Tiling,
+    /// On cooperative matrices, blocks of [`THIN_ROWS`] rows
+    /// (`matmul_coop_thin`) for the products of batched decode steps.
+    thin: Option<Tiling>,
+}
+
+impl PrefillPipelines {
+    /// The tiling of a product of `rows` rows.
+    fn for_rows(&self, rows: u32) -> &Tiling {
+        match &self.thin {
+            Some(thin) if rows <= thin.block_rows => thin,
+            _ => &self.tiled,
+        }
+    }
 }
 
 /// How a product's step runs: the decode kernel for one row or a few (up to
@@ -210,10 +235,11 @@ impl Schedule for MatmulSchedule {
                 dispatch(pipeline, Workgroups::Linear(workgroups * rows));
             }
             (_, Some(prefill)) => {
-                let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(BLOCK);
+                let tiling = prefill.for_rows(rows);
+                let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(tiling.block_rows);
                 match split_choice(blocks, rows, part_rows) {
                     Some(i) => {
-                        let (split, sum_splits) = &prefill.split[i];
+                        let (split, sum_splits) = &tiling.split[i];
                         let outputs = rows * part_rows;
                         dispatch(split, Workgroups::Linear(blocks * SPLITS[i]));
                         dispatch(
@@ -221,7 +247,7 @@ impl Schedule for MatmulSchedule {
                             Workgroups::Linear(outputs.div_ceil(buffers::WORKGROUP_SIZE)),
                         );
                     }
-                    None => dispatch(&prefill.tiled, Workgroups::Linear(blocks)),
+                    None => dispatch(&tiling.whole, Workgroups::Linear(blocks)),
                 }
             }
         }
@@ -412,6 +438,12 @@ pub struct MatmulShape {
     pub max_rows: u32,
 }
 
+/// The tensor-core kernels' whole source, for the weights whose reading
+/// [`WeightFormat::shader_prefix`] gives.
+fn coop_source(weights: &str) -> String {
+    format!("{ENABLE_COOP}{ACTIVATION_WGSL}\n{weights}{MATMUL_WGSL}\n{COOP_WGSL}")
+}
+
 /// The shader of one weight format as this device compiles it.
 struct Program {
     layout: KernelLayout,
@@ -454,9 +486,7 @@ impl Program {
         } else {
             (format!("{prefix}{MATMUL_WGSL}"), "matvec", TEAM)
         };
-        let coop_source = caps
-            .cooperative_matrix
-            .then(|| format!("{ENABLE_COOP}{prefix}{MATMUL_WGSL}\n{COOP_WGSL}"));
+        let coop_source = caps.cooperative_matrix.then(|| coop_source(&weights));
         Program {
             layout,
             source,
@@ -509,25 +539,42 @@ impl Program {
     }
 
     /// The tiled pipelines, whole and split over K: on cooperative matrices
-    /// where the device has them.
+    /// where the device has them (then also in thin blocks).
     fn compile_prefill(&self, ctx: &GpuContext) -> Result<PrefillPipelines, KernelError> {
-        let (source, entry) = match &self.coop_source {
-            Some(source) => (source, "matmul_coop"),
-            None => (&self.source, "matmul_tiled"),
-        };
+        Ok(match &self.coop_source {
+            Some(source) => PrefillPipelines {
+                tiled: self.compile_tiling(ctx, source, "matmul_coop", BLOCK)?,
+                thin: Some(self.compile_tiling(ctx, source, "matmul_coop_thin", THIN_ROWS)?),
+            },
+            None => PrefillPipelines {
+                tiled: self.compile_tiling(ctx, &self.source, "matmul_tiled", BLOCK)?,
+                thin: None,
+            },
+        })
+    }
+
+    /// The pipelines of tiled kernel `entry` of `source`, whose blocks have
+    /// `block_rows` rows.
+    fn compile_tiling(
+        &self,
+        ctx: &GpuContext,
+        source: &str,
+        entry: &str,
+        block_rows: u32,
+    ) -> Result<Tiling, KernelError> {
         let compile = |splits: u32, entries: &[&str]| {
             let mut constants = self.format_constants.to_vec();
             constants.push(("SPLITS", splits as f64));
             ctx.compile_specialized("matmul", source, entries, &self.layout, &constants)
         };
-        let tiled = compile(1, &[entry])?.remove(0);
+        let whole = compile(1, &[entry])?.remove(0);
         let pair = |splits: u32| -> Result<_, KernelError> {
             let mut pipelines = compile(splits, &[entry, "sum_splits"])?.into_iter();
             let mut next = || pipelines.next().expect("one pipeline per entry point");
             Ok((next(), next()))
         };
         let split = [pair(SPLITS[0])?, pair(SPLITS[1])?];
-        Ok(PrefillPipelines { tiled, split })
+        Ok(Tiling { block_rows, whole, split })
     }
 }
 
@@ -778,5 +825,24 @@ mod tests {
         assert!(!split_fits(4, 1024, 896));
         assert_eq!(choice(1024, 896), None);
         assert_eq!(choice(4096, 896), None);
+    }
+
+    /// The tensor-core kernels' source is valid WGSL for naga, also where
+    /// the adapter has no cooperative matrices to compile it for (lavapipe,
+    /// CI): a device run is then the first to build it, not the first to
+    /// find a typo.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn the_cooperative_matrix_source_validates() {
+        use wgpu::naga::valid::{Capabilities, ValidationFlags, Validator};
+        for format in [FloatFormat::F16, FloatFormat::F32] {
+            let (weights, _) = WeightFormat::Q4(format).shader_prefix();
+            let source = coop_source(&weights);
+            let module = wgpu::naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|error| panic!("{}", error.emit_to_string(&source)));
+            Validator::new(ValidationFlags::all(), Capabilities::all())
+                .validate(&module)
+                .unwrap_or_else(|error| panic!("{}", error.emit_to_string(&source)));
+        }
     }
 }

@@ -181,6 +181,10 @@ fn q4f16_prefill_shapes() {
         case(33, 96, 4864, false, Extra::InPlace),
         // 33 blocks: four ways.
         case(20, 4200, 96, false, Extra::None),
+        // The tensor-core kernel's thin blocks (a batched decode step of 17
+        // to 32 rows): q/k/v and down_proj split sixteen ways, a full block.
+        case(32, 1152, 896, true, Extra::Buffer),
+        case(32, 896, 4864, false, Extra::InPlace),
         // Enough output blocks not to split K, with a partial last block in
         // both m and n.
         case(129, 8200, 64, true, Extra::Buffer),

@@ -190,3 +190,65 @@ fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>,
     finish_fragment(split, s, lane, m + 48u, n, c30);
     finish_fragment(split, s, lane, m + 48u, n + 16u, c31);
 }
+
+// Batched decode passes (THIN_ROWS rows at most): a workgroup computes a
+// THIN_ROWS × 128 block of y, so that no tensor-core work or tile store is
+// spent on the 96 rows a 128-row block would leave empty. Subgroup s owns the
+// block's columns 16·s .. + 16, as 2 accumulators of 16 × 16 (rows 0 .. 16
+// and 16 .. 32); the weight tile, its staging and the steps are
+// `matmul_coop`'s, the x tile holds THIN_ROWS rows (one vec4 per invocation
+// and step: row lid / 8, quad lid % 8).
+const THIN_ROWS: u32 = 32u;
+
+@compute @workgroup_size(256)
+fn matmul_coop_thin(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) groups: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32,
+                    @builtin(subgroup_id) s: u32,
+                    @builtin(subgroup_invocation_id) lane: u32) {
+    let blocks = (params.n + BLOCK - 1u) / BLOCK;
+    let index = workgroup_index(wid, groups);
+    // As in `matmul_coop`: a workgroup past the last block runs no step.
+    let live = index < blocks * SPLITS;
+    let split = index / blocks;
+    let m0 = select(params.rows, 0u, live);
+    let n0 = (index % blocks) * BLOCK;
+    let steps = (params.k / COOP_K + SPLITS - 1u) / SPLITS;
+    let k_begin = select(params.k, min(split * steps * COOP_K, params.k), live);
+    let k_end = min(k_begin + steps * COOP_K, params.k);
+    let b_col = 16u * s * TILE_STRIDE;
+    let r = lid / COOP_QUADS;
+    let q = lid % COOP_QUADS;
+    let n = n0 + lid / 4u;
+    let w_at = (lid / 4u) * TILE_STRIDE + 8u * (lid % 4u);
+
+    var c0 = coop_mat16x16<f32, C>();
+    var c1 = coop_mat16x16<f32, C>();
+
+    var x_staged = coop_x(m0, k_begin, r, q);
+    var w_staged0 = coop_w(n, k_begin / 8u + lid % 4u);
+    var w_staged1 = coop_w(n + 64u, k_begin / 8u + lid % 4u);
+    for (var k0 = k_begin; k0 < k_end; k0 += COOP_K) {
+        store_a(r, q, x_staged);
+        store_b(w_at, w_staged0);
+        store_b(w_at + 64u * TILE_STRIDE, w_staged1);
+        workgroupBarrier();
+        if k0 + COOP_K < k_end {
+            let chunk = (k0 + COOP_K) / 8u + lid % 4u;
+            x_staged = coop_x(m0, k0 + COOP_K, r, q);
+            w_staged0 = coop_w(n, chunk);
+            w_staged1 = coop_w(n + 64u, chunk);
+        }
+        for (var kk = 0u; kk < COOP_K; kk += 16u) {
+            let b = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + kk], TILE_STRIDE);
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[kk], TILE_STRIDE);
+            c0 = coopMultiplyAdd(a0, b, c0);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[16u * TILE_STRIDE + kk], TILE_STRIDE);
+            c1 = coopMultiplyAdd(a1, b, c1);
+        }
+        workgroupBarrier();
+    }
+
+    finish_fragment(split, s, lane, m0, n0 + 16u * s, c0);
+    finish_fragment(split, s, lane, m0 + 16u, n0 + 16u * s, c1);
+}
