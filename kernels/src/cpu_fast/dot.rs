@@ -13,7 +13,7 @@
 
 use std::sync::OnceLock;
 
-use super::blocks::{Q4Block, Q16Block};
+use super::blocks::{ActivationBlock, Q4Block, Q8Block, Q16Block};
 
 /// The implementations of the products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,25 +179,65 @@ impl Default for WideTokenGroup {
     }
 }
 
+/// One block of sixteen tokens' int8 activations for the AVX-512 VNNI
+/// kernel ([`Q8Block`]): values `4i..4i + 4` of token `t` in 32-bit lane `t`
+/// of vector `i`, so that one `vpdpbusd` against codes `4i..4i + 4`
+/// broadcast to every lane adds four products to each token's sum, and eight
+/// leave the sixteen tokens' block sums in token order.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+struct ByteTokenGroup {
+    /// Per quad `i` of values, each token's four in its lane.
+    values: [[i8; 64]; 8],
+    /// Per token `7 · Σ a`, in token order.
+    sevens: [i32; 16],
+    /// Per token the block's scale, in token order.
+    scales: [f32; 16],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Default for ByteTokenGroup {
+    fn default() -> Self {
+        ByteTokenGroup { values: [[0; 64]; 8], sevens: [0; 16], scales: [0.0; 16] }
+    }
+}
+
 /// How a kernel's group of tokens holds one block of each token.
 #[cfg(target_arch = "x86_64")]
 trait Group: Clone + Default {
+    /// The activation blocks it holds.
+    type Block: ActivationBlock;
     /// Tokens per group.
     const TOKENS: usize;
-    /// The eight values of nibble position `position` of token `t` (of the
-    /// group).
-    fn slots(&mut self, t: usize, position: usize) -> &mut [i16];
+    /// Stores token `t`'s (of the group) values in the kernel's order.
+    fn put(&mut self, t: usize, block: &Self::Block);
     /// The lane of token `t` in `sevens` and `scales`.
     fn lane(t: usize) -> usize;
     /// `sevens` and `scales`.
     fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]);
 }
 
+/// A block's values by nibble position, eight each, for the int16 kernels'
+/// layouts: code byte `2k` holds weights `2k` and `2k + 16`, byte `2k + 1`
+/// weights `2k + 1` and `2k + 17`.
+#[cfg(target_arch = "x86_64")]
+fn nibble_slots(block: &Q16Block) -> impl Iterator<Item = (usize, [i16; 8])> + '_ {
+    let values = &block.values;
+    [0, 16, 1, 17]
+        .into_iter()
+        .enumerate()
+        .map(|(position, first)| (position, std::array::from_fn(|k| values[2 * k + first])))
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Group for TokenGroup {
+    type Block = Q16Block;
     const TOKENS: usize = 8;
-    fn slots(&mut self, t: usize, position: usize) -> &mut [i16] {
-        &mut self.values[t / 2][position][8 * (t % 2)..][..8]
+    fn put(&mut self, t: usize, block: &Q16Block) {
+        for (position, slots) in nibble_slots(block) {
+            self.values[t / 2][position][8 * (t % 2)..][..8].copy_from_slice(&slots);
+        }
     }
     fn lane(t: usize) -> usize {
         4 * (t % 2) + t / 2
@@ -209,12 +249,32 @@ impl Group for TokenGroup {
 
 #[cfg(target_arch = "x86_64")]
 impl Group for WideTokenGroup {
+    type Block = Q16Block;
     const TOKENS: usize = 16;
-    fn slots(&mut self, t: usize, position: usize) -> &mut [i16] {
-        &mut self.values[t / 4][position][8 * (t % 4)..][..8]
+    fn put(&mut self, t: usize, block: &Q16Block) {
+        for (position, slots) in nibble_slots(block) {
+            self.values[t / 4][position][8 * (t % 4)..][..8].copy_from_slice(&slots);
+        }
     }
     fn lane(t: usize) -> usize {
         4 * (t % 4) + t / 4
+    }
+    fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]) {
+        (&mut self.sevens, &mut self.scales)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Group for ByteTokenGroup {
+    type Block = Q8Block;
+    const TOKENS: usize = 16;
+    fn put(&mut self, t: usize, block: &Q8Block) {
+        for (quad, values) in self.values.iter_mut().zip(block.values.chunks_exact(4)) {
+            quad[4 * t..4 * t + 4].copy_from_slice(values);
+        }
+    }
+    fn lane(t: usize) -> usize {
+        t
     }
     fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]) {
         (&mut self.sevens, &mut self.scales)
@@ -227,7 +287,7 @@ impl Group for WideTokenGroup {
 #[cfg(target_arch = "x86_64")]
 fn gather_groups<G: Group + Send>(
     groups: &mut Vec<G>,
-    a: &[Q16Block],
+    a: &[G::Block],
     tokens: usize,
     blocks: usize,
 ) {
@@ -238,18 +298,11 @@ fn gather_groups<G: Group + Send>(
         for t in 0..G::TOKENS.min(tokens - first) {
             let row = &a[(first + t) * blocks..(first + t + 1) * blocks];
             for (group, block) in group.iter_mut().zip(row) {
-                let v = &block.values;
-                // Code byte 2k holds weights 2k and 2k + 16, byte 2k + 1
-                // weights 2k + 1 and 2k + 17: the nibble positions' values.
-                for (position, first) in [0, 16, 1, 17].into_iter().enumerate() {
-                    for (k, slot) in group.slots(t, position).iter_mut().enumerate() {
-                        *slot = v[2 * k + first];
-                    }
-                }
+                group.put(t, block);
                 let lane = G::lane(t);
                 let (sevens, scales) = group.sums_and_scales();
-                sevens[lane] = 7 * v.iter().map(|&x| x as i32).sum::<i32>();
-                scales[lane] = block.scale;
+                sevens[lane] = 7 * (0..32).map(|j| block.value(j)).sum::<i32>();
+                scales[lane] = block.scale();
             }
         }
     });
@@ -354,13 +407,82 @@ pub fn dot_q4_q16_tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
     }
 }
 
+/// `out[t] = w · a[t]` for the `out.len()` int8 activation rows of `a`
+/// (each `w.len()` blocks) with a chosen kernel, in [`scalar_dot`]'s order:
+/// [`DotKernel::Avx512`] lays the rows out ([`Q8Tokens::gather`]) and runs
+/// `vpdpbusd`; every other kernel the scalar loop (the reference).
+///
+/// # Panics
+/// When the sizes disagree, or `kernel` needs an instruction set this CPU
+/// lacks.
+pub fn dot_q4_q8_with(kernel: DotKernel, w: &[Q4Block], a: &[Q8Block], out: &mut [f32]) {
+    assert_eq!(w.len() * out.len(), a.len(), "dot_q4_q8: weight and activation blocks differ");
+    #[cfg(target_arch = "x86_64")]
+    if kernel == DotKernel::Avx512 && !out.is_empty() {
+        let mut tokens = Q8Tokens::default();
+        tokens.gather(a, out.len());
+        return dot_q4_q8_tokens(w, &tokens, out);
+    }
+    let _ = kernel;
+    let len = w.len();
+    for (t, y) in out.iter_mut().enumerate() {
+        *y = scalar_dot(w, &a[t * len..(t + 1) * len]);
+    }
+}
+
+/// int8 activation rows laid out once for [`dot_q4_q8_tokens`], in groups of
+/// sixteen tokens. A product keeps one between calls
+/// ([`super::MatmulScratch`]).
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Default)]
+pub struct Q8Tokens {
+    /// Activation rows gathered.
+    tokens: usize,
+    /// Blocks per row.
+    blocks: usize,
+    /// The groups, group `g`'s block `b` at `g · blocks + b`.
+    groups: Vec<ByteTokenGroup>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Q8Tokens {
+    /// Lays out the `tokens` rows of `a` (each `a.len() / tokens` blocks).
+    pub fn gather(&mut self, a: &[Q8Block], tokens: usize) {
+        self.tokens = tokens;
+        self.blocks = a.len() / tokens.max(1);
+        gather_groups(&mut self.groups, a, tokens, self.blocks);
+    }
+}
+
+/// `out[n · m + t] = w[n] · row t` for the `out.len() / m` weight rows of `w`
+/// (one after the other) and the `m` int8 activation rows laid out in
+/// `tokens`, with `vpdpbusd`: bit-equal to [`dot_q4_q8_with`]'s scalar
+/// kernel.
+///
+/// # Panics
+/// When the sizes disagree, or this CPU lacks AVX-512 VNNI.
+#[cfg(target_arch = "x86_64")]
+pub fn dot_q4_q8_tokens(w: &[Q4Block], tokens: &Q8Tokens, out: &mut [f32]) {
+    let (m, blocks) = (tokens.tokens, tokens.blocks);
+    assert!(
+        m > 0 && out.len().is_multiple_of(m) && out.len() / m * blocks == w.len(),
+        "dot_q4_q8_tokens: {} weight blocks, {} results, {m} rows of {blocks} blocks",
+        w.len(),
+        out.len()
+    );
+    assert!(has_avx512(), "dot_q4_q8_tokens: this CPU lacks AVX-512 VNNI");
+    // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the sizes were
+    // checked.
+    unsafe { avx512::bytes(w, &tokens.groups, m, blocks, out) }
+}
+
 /// One weight row against one activation row: per block the exact integer
 /// `Σ (c − 7)·a`, converted once and scaled, added to a single accumulator
 /// (`acc + (w.scale · a.scale) · sum`). The reference of every kernel.
-fn scalar_dot(w: &[Q4Block], a: &[Q16Block]) -> f32 {
+fn scalar_dot<A: ActivationBlock>(w: &[Q4Block], a: &[A]) -> f32 {
     w.iter().zip(a).fold(0.0f32, |acc, (w, a)| {
-        let sum: i32 = (0..32).map(|j| (w.code(j) as i32 - 7) * a.values[j] as i32).sum();
-        acc + (w.scale * a.scale) * sum as f32
+        let sum: i32 = (0..32).map(|j| (w.code(j) as i32 - 7) * a.value(j)).sum();
+        acc + (w.scale * a.scale()) * sum as f32
     })
 }
 
@@ -672,7 +794,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Q4Block, WideTokenGroup};
+    use super::{ByteTokenGroup, Q4Block, WideTokenGroup};
 
     /// Blocks per pass over a task's weight rows: a group's 32 blocks (36
     /// KB) stay in a 48 KB L1 cache while every row meets them.
@@ -794,6 +916,95 @@ mod avx512 {
                         let acc = row_group(row, &group[start..end], acc);
                         _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_permutexvar_ps(transpose, acc));
                         out.copy_from_slice(&lanes[..count]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One weight row's blocks against a group of sixteen tokens' int8
+    /// blocks (as many), continuing `acc` (lanes in token order), in
+    /// [`super::scalar_dot`]'s order: per block the 32 codes are unpacked to
+    /// bytes once, and eight `vpdpbusd` (codes `4i..4i + 4` broadcast as the
+    /// unsigned operand, the tokens' values `4i..4i + 4` as the signed one)
+    /// give each token's `Σ c·a` in its lane; minus `7 · Σ a`, converted,
+    /// scaled and added to the accumulator.
+    #[inline(always)]
+    unsafe fn row_bytes(w: &[Q4Block], group: &[ByteTokenGroup], mut acc: __m512) -> __m512 {
+        // SAFETY (whole body): the caller has AVX-512 F/BW/VNNI; `w` and
+        // `group` hold as many blocks; the loads read each block's 16 code
+        // bytes (unaligned), `codes` and the group's 64-byte aligned vectors.
+        unsafe {
+            let nibble = _mm_set1_epi8(0x0F);
+            let mut codes = [0i32; 8];
+            for (w, group) in w.iter().zip(group) {
+                let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
+                // Low nibbles: codes 0..16; high nibbles: codes 16..32.
+                _mm_storeu_si128(codes.as_mut_ptr().cast(), _mm_and_si128(packed, nibble));
+                let high = _mm_and_si128(_mm_srli_epi16(packed, 4), nibble);
+                _mm_storeu_si128(codes.as_mut_ptr().add(4).cast(), high);
+                // A macro, not a closure: a closure would be compiled without
+                // the caller's target features.
+                macro_rules! quad {
+                    ($sum:expr, $i:literal) => {
+                        _mm512_dpbusd_epi32(
+                            $sum,
+                            _mm512_set1_epi32(codes[$i]),
+                            _mm512_load_si512(group.values[$i].as_ptr().cast()),
+                        )
+                    };
+                }
+                // Two chains of four, so that the additions overlap.
+                let even = quad!(_mm512_setzero_si512(), 0);
+                let odd = quad!(_mm512_setzero_si512(), 1);
+                let (even, odd) = (quad!(even, 2), quad!(odd, 3));
+                let (even, odd) = (quad!(even, 4), quad!(odd, 5));
+                let (even, odd) = (quad!(even, 6), quad!(odd, 7));
+                let sevens = _mm512_load_si512(group.sevens.as_ptr().cast());
+                let sums = _mm512_sub_epi32(_mm512_add_epi32(even, odd), sevens);
+                let scales =
+                    _mm512_mul_ps(_mm512_set1_ps(w.scale), _mm512_load_ps(group.scales.as_ptr()));
+                acc = _mm512_add_ps(acc, _mm512_mul_ps(scales, _mm512_cvtepi32_ps(sums)));
+            }
+            acc
+        }
+    }
+
+    /// [`super::dot_q4_q8_tokens`]: per group of sixteen tokens, passes of
+    /// [`CHUNK_BLOCKS`] blocks (20 KB of a group) over every weight row, each
+    /// row's accumulator kept in `out` between passes (lanes in token
+    /// order, loaded and stored under a mask for a last group of fewer).
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn bytes(
+        w: &[Q4Block],
+        groups: &[ByteTokenGroup],
+        m: usize,
+        blocks: usize,
+        out: &mut [f32],
+    ) {
+        // Rows of no blocks: no pass would write the (empty) sums.
+        if blocks == 0 {
+            return out.fill(0.0);
+        }
+        // SAFETY: the features are enabled for this function; each call gets
+        // a row's blocks and the group's, as many; the masked loads and
+        // stores touch only the group's `count` results of the row.
+        unsafe {
+            for g in 0..m.div_ceil(16) {
+                let (first, count) = (16 * g, (m - 16 * g).min(16));
+                let mask: __mmask16 = ((1u32 << count) - 1) as u16;
+                let group = &groups[g * blocks..(g + 1) * blocks];
+                for start in (0..blocks).step_by(CHUNK_BLOCKS) {
+                    let end = (start + CHUNK_BLOCKS).min(blocks);
+                    for (n, out) in out.chunks_exact_mut(m).enumerate() {
+                        let out = out[first..].as_mut_ptr();
+                        let acc = match start {
+                            0 => _mm512_setzero_ps(),
+                            _ => _mm512_maskz_loadu_ps(mask, out),
+                        };
+                        let row = &w[n * blocks + start..n * blocks + end];
+                        let acc = row_bytes(row, &group[start..end], acc);
+                        _mm512_mask_storeu_ps(out, mask, acc);
                     }
                 }
             }
@@ -962,14 +1173,34 @@ mod tests {
         (w, a)
     }
 
+    /// Deterministic pseudo-random int8 activation blocks covering the
+    /// extremes (±127).
+    fn byte_rows(len: usize, seed: u32) -> Vec<Q8Block> {
+        let mut state = seed ^ 0x5bd1_e995;
+        let mut next = move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            state >> 8
+        };
+        (0..len)
+            .map(|b| {
+                let values: [i8; 32] = std::array::from_fn(|j| match (b + j) % 7 {
+                    0 => 127,
+                    1 => -127,
+                    _ => ((next() % 255) as i32 - 127) as i8,
+                });
+                Q8Block { scale: (next() % 1000) as f32 * 1e-4 + 1e-4, values }
+            })
+            .collect()
+    }
+
     /// One block's product in f64 from the decoded integers.
-    fn exact_block(w: &Q4Block, a: &Q16Block) -> f64 {
-        let isum: i64 = (0..32).map(|j| (w.code(j) as i64 - 7) * a.values[j] as i64).sum();
-        w.scale as f64 * a.scale as f64 * isum as f64
+    fn exact_block<A: ActivationBlock>(w: &Q4Block, a: &A) -> f64 {
+        let isum: i64 = (0..32).map(|j| (w.code(j) as i64 - 7) * a.value(j) as i64).sum();
+        w.scale as f64 * a.scale() as f64 * isum as f64
     }
 
     /// The same product in f64 from the decoded integers.
-    fn exact(w: &[Q4Block], a: &[Q16Block]) -> f64 {
+    fn exact<A: ActivationBlock>(w: &[Q4Block], a: &[A]) -> f64 {
         w.iter().zip(a).map(|(w, a)| exact_block(w, a)).sum()
     }
 
@@ -1023,6 +1254,96 @@ mod tests {
                 let magnitude: f64 = w.iter().zip(&a).map(|(w, a)| exact_block(w, a).abs()).sum();
                 let bound = 4.0 * f32::EPSILON as f64 * (len as f64 + 1.0) * magnitude;
                 assert!((got - exact).abs() <= bound, "{len} blocks: {got} vs {exact}");
+            }
+        }
+    }
+
+    /// The int8 products: the scalar kernel within rounding of the exact
+    /// product, and every kernel (`vpdpbusd` on AVX-512 VNNI, through
+    /// [`dot_q4_q8_with`] and through one [`Q8Tokens`] gathered into again
+    /// and again with 1 to 5 weight rows) bit-equal to the scalar one on
+    /// edge lengths (0 blocks; 35 make two of the kernel's 32-block passes,
+    /// the second resumed from the results of the first) and 1 to 37 tokens
+    /// (groups of sixteen and their masked remainder).
+    #[test]
+    fn int8_products_equal_the_scalar_kernel_bit_for_bit() {
+        #[cfg(target_arch = "x86_64")]
+        let mut gathered = Q8Tokens::default();
+        for len in [0, 1, 2, 3, 5, 18, 35, 144] {
+            for m in 1..=37 {
+                let seed = m as u32 * 613 + len as u32;
+                let w: Vec<Q4Block> = (0..5).flat_map(|r| rows(len, seed + r).0).collect();
+                let a: Vec<Q8Block> =
+                    (0..m).flat_map(|t| byte_rows(len, seed + 50 + t as u32)).collect();
+                let want: Vec<Vec<f32>> = (0..5)
+                    .map(|n| {
+                        let w = &w[n * len..(n + 1) * len];
+                        (0..m).map(|t| scalar_dot(w, &a[t * len..(t + 1) * len])).collect()
+                    })
+                    .collect();
+                for (n, want) in want.iter().enumerate() {
+                    let w = &w[n * len..(n + 1) * len];
+                    for (t, y) in want.iter().enumerate() {
+                        let a = &a[t * len..(t + 1) * len];
+                        let (exact, got) = (exact(w, a), *y as f64);
+                        let magnitude: f64 =
+                            w.iter().zip(a).map(|(w, a)| exact_block(w, a).abs()).sum();
+                        let bound = 4.0 * f32::EPSILON as f64 * (len as f64 + 1.0) * magnitude;
+                        assert!((got - exact).abs() <= bound, "{len} blocks: {got} vs {exact}");
+                    }
+                    for kernel in kernels() {
+                        let mut got = vec![f32::NAN; m];
+                        dot_q4_q8_with(kernel, w, &a, &mut got);
+                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(want), "{kernel:?}: {len} blocks, {m} tokens");
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                if has_avx512() {
+                    for count in 1..=5 {
+                        gathered.gather(&a, m);
+                        let mut got = vec![f32::NAN; count * m];
+                        dot_q4_q8_tokens(&w[..count * len], &gathered, &mut got);
+                        for (i, y) in got.iter().enumerate() {
+                            let (n, t) = (i / m, i % m);
+                            let at = format!("{len} blocks, {count} rows: row {n}, token {t}");
+                            assert_eq!(y.to_bits(), want[n][t].to_bits(), "{at}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The codes' offset of 7 comes back through the activations' sum: codes
+    /// all 7 make every product exactly zero however large `Σ a`, codes all
+    /// 0 make it `−7 · Σ a` per block (scaled), and codes all 15 `8 · Σ a`,
+    /// with every kernel and token count.
+    #[test]
+    fn the_zero_point_is_corrected_through_the_activations_sum() {
+        for m in [1, 4, 16, 17, 37] {
+            let a: Vec<Q8Block> = (0..m)
+                .flat_map(|t| {
+                    (0..3).map(move |b| Q8Block {
+                        scale: 0.5,
+                        values: [((t + b) % 20) as i8 * 5 + 20; 32],
+                    })
+                })
+                .collect();
+            for (code, factor) in [(7u8, 0), (0, -7), (15, 8)] {
+                let w = vec![Q4Block { scale: 0.25, codes: [code | (code << 4); 16] }; 3];
+                let want: Vec<f32> = (0..m)
+                    .map(|t| {
+                        let sum: i32 =
+                            a[t * 3..(t + 1) * 3].iter().map(|b| 32 * b.values[0] as i32).sum();
+                        (factor * sum) as f32 * 0.125
+                    })
+                    .collect();
+                for kernel in kernels() {
+                    let mut got = vec![f32::NAN; m];
+                    dot_q4_q8_with(kernel, &w, &a, &mut got);
+                    assert_eq!(got, want, "{kernel:?}: code {code}, {m} tokens");
+                }
             }
         }
     }

@@ -27,11 +27,13 @@ mod dot;
 mod matmul;
 
 pub use attention::{AttentionKernel, attention, attention_with};
-pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row, quantize_rows};
-pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with, dot_rows_q4_q16};
+pub use blocks::{
+    ActivationBlock, BLOCK, Q4Block, Q4Packed, Q8Block, Q16Block, quantize_row, quantize_rows,
+};
+pub use dot::{DotKernel, dot_q4_q8_with, dot_q4_q16, dot_q4_q16_with, dot_rows_q4_q16};
 #[cfg(target_arch = "x86_64")]
-pub use dot::{Q16Tokens, dot_q4_q16_tokens};
-pub use matmul::{MatmulScratch, matmul_q4_q16};
+pub use dot::{Q8Tokens, Q16Tokens, dot_q4_q8_tokens, dot_q4_q16_tokens};
+pub use matmul::{MatmulScratch, matmul_q4_q8, matmul_q4_q16};
 
 /// Threads the products run on: rayon's pool (`RAYON_NUM_THREADS`, else one
 /// per core), or 1 without the `parallel` feature (the wasm build).
