@@ -1,4 +1,5 @@
-//! `Σ_k w[k] · a[k]` of q4 weight rows and int16 activation rows.
+//! `Σ_k w[k] · a[k]` of q4 weight rows and int16 (or, for a prefill on
+//! request, int8) activation rows.
 //!
 //! Every implementation computes the same numbers bit for bit, in one order:
 //! per block the exact integer `Σ (c − 7)·a` is converted once and added,
@@ -9,7 +10,9 @@
 //! [`dot_q4_q16_tokens`]: several tokens against weight rows) compute that
 //! same order, so a token's result depends neither on how many tokens share
 //! the call nor on the product that computed it. A SIMD kernel is tested
-//! against the scalar one for exact equality.
+//! against the scalar one for exact equality. The int8 products
+//! ([`dot_q4_q8_with`], `dot_q4_q8_tokens`) keep the same order, their
+//! reference the same generic scalar loop.
 
 use std::sync::OnceLock;
 
@@ -408,9 +411,10 @@ pub fn dot_q4_q16_tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
 }
 
 /// `out[t] = w · a[t]` for the `out.len()` int8 activation rows of `a`
-/// (each `w.len()` blocks) with a chosen kernel, in [`scalar_dot`]'s order:
-/// [`DotKernel::Avx512`] lays the rows out ([`Q8Tokens::gather`]) and runs
-/// `vpdpbusd`; every other kernel the scalar loop (the reference).
+/// (each `w.len()` blocks) with a chosen kernel, in the one order of every
+/// product (the module's docs): [`DotKernel::Avx512`] lays the rows out
+/// ([`Q8Tokens::gather`]) and runs `vpdpbusd`; every other kernel the scalar
+/// loop (the reference).
 ///
 /// # Panics
 /// When the sizes disagree, or `kernel` needs an instruction set this CPU

@@ -11,7 +11,10 @@
 //! ([`dot_q4_q16_with`]; [`dot_q4_q16_tokens`] on tokens laid out once) and a
 //! decode step's one token against many weight rows ([`dot_rows_q4_q16`]):
 //! AVX2 (a prefill on AVX-512 VNNI) or wasm `simd128` where available, a
-//! portable scalar loop otherwise.
+//! portable scalar loop otherwise. A prefill may instead quantize to int8
+//! ([`Q8Block`], llama.cpp's own width) and multiply with `vpdpbusd`
+//! ([`matmul_q4_q8`]): faster, but outside the accuracy bound, so the engine
+//! takes it only when asked.
 //! Rows of a product are spread over rayon's pool natively
 //! ([`matmul_q4_q16`]); the attention computes each
 //! GQA group's scores into a per-thread buffer, then the softmax and the
