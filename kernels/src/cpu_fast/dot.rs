@@ -182,27 +182,28 @@ impl Default for WideTokenGroup {
     }
 }
 
-/// One block of sixteen tokens' int8 activations for the AVX-512 VNNI
-/// kernel ([`Q8Block`]): values `4i..4i + 4` of token `t` in 32-bit lane `t`
-/// of vector `i`, so that one `vpdpbusd` against codes `4i..4i + 4`
-/// broadcast to every lane adds four products to each token's sum, and eight
-/// leave the sixteen tokens' block sums in token order.
+/// One block of `T` tokens' int8 activations ([`Q8Block`]) for the int8
+/// kernels, sixteen for AVX-512 VNNI and eight for AVX2: values `4i..4i + 4`
+/// of token `t` in 32-bit lane `t` of vector `i`, so that one `vpdpbusd`
+/// (or `vpmaddubsw`) against codes `4i..4i + 4` broadcast to every lane adds
+/// four products (two pairs) to each token's sum, and eight leave the tokens'
+/// block sums in token order.
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C, align(64))]
-struct ByteTokenGroup {
+struct ByteGroup<const T: usize> {
     /// Per quad `i` of values, each token's four in its lane.
-    values: [[i8; 64]; 8],
+    values: [[[i8; 4]; T]; 8],
     /// Per token `7 · Σ a`, in token order.
-    sevens: [i32; 16],
+    sevens: [i32; T],
     /// Per token the block's scale, in token order.
-    scales: [f32; 16],
+    scales: [f32; T],
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Default for ByteTokenGroup {
+impl<const T: usize> Default for ByteGroup<T> {
     fn default() -> Self {
-        ByteTokenGroup { values: [[0; 64]; 8], sevens: [0; 16], scales: [0.0; 16] }
+        ByteGroup { values: [[[0; 4]; T]; 8], sevens: [0; T], scales: [0.0; T] }
     }
 }
 
@@ -268,12 +269,12 @@ impl Group for WideTokenGroup {
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Group for ByteTokenGroup {
+impl<const T: usize> Group for ByteGroup<T> {
     type Block = Q8Block;
-    const TOKENS: usize = 16;
+    const TOKENS: usize = T;
     fn put(&mut self, t: usize, block: &Q8Block) {
         for (quad, values) in self.values.iter_mut().zip(block.values.chunks_exact(4)) {
-            quad[4 * t..4 * t + 4].copy_from_slice(values);
+            quad[t].copy_from_slice(values);
         }
     }
     fn lane(t: usize) -> usize {
@@ -412,9 +413,10 @@ pub fn dot_q4_q16_tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
 
 /// `out[t] = w · a[t]` for the `out.len()` int8 activation rows of `a`
 /// (each `w.len()` blocks) with a chosen kernel, in the one order of every
-/// product (the module's docs): [`DotKernel::Avx512`] lays the rows out
-/// ([`Q8Tokens::gather`]) and runs `vpdpbusd`; every other kernel the scalar
-/// loop (the reference).
+/// product (the module's docs): [`DotKernel::Avx512`] and
+/// [`DotKernel::Avx2`] lay the rows out ([`Q8Tokens::gather`]) and run
+/// `vpdpbusd` or `vpmaddubsw`; every other kernel the scalar loop (the
+/// reference).
 ///
 /// # Panics
 /// When the sizes disagree, or `kernel` needs an instruction set this CPU
@@ -422,9 +424,9 @@ pub fn dot_q4_q16_tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
 pub fn dot_q4_q8_with(kernel: DotKernel, w: &[Q4Block], a: &[Q8Block], out: &mut [f32]) {
     assert_eq!(w.len() * out.len(), a.len(), "dot_q4_q8: weight and activation blocks differ");
     #[cfg(target_arch = "x86_64")]
-    if kernel == DotKernel::Avx512 && !out.is_empty() {
+    if matches!(kernel, DotKernel::Avx2 | DotKernel::Avx512) && !out.is_empty() {
         let mut tokens = Q8Tokens::default();
-        tokens.gather(a, out.len());
+        tokens.gather(kernel, a, out.len());
         return dot_q4_q8_tokens(w, &tokens, out);
     }
     let _ = kernel;
@@ -434,8 +436,9 @@ pub fn dot_q4_q8_with(kernel: DotKernel, w: &[Q4Block], a: &[Q8Block], out: &mut
     }
 }
 
-/// int8 activation rows laid out once for [`dot_q4_q8_tokens`], in groups of
-/// sixteen tokens. A product keeps one between calls
+/// int8 activation rows laid out once for [`dot_q4_q8_tokens`] by the
+/// kernel that will read them: in groups of sixteen tokens for AVX-512 VNNI,
+/// eight for AVX2. A product keeps one between calls
 /// ([`super::MatmulScratch`]).
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Default)]
@@ -444,27 +447,56 @@ pub struct Q8Tokens {
     tokens: usize,
     /// Blocks per row.
     blocks: usize,
-    /// The groups, group `g`'s block `b` at `g · blocks + b`.
-    groups: Vec<ByteTokenGroup>,
+    /// The groups, group `g`'s block `b` at `g · blocks + b`, of the last
+    /// [`Q8Tokens::gather`]'s kernel.
+    layout: ByteLayout,
+}
+
+/// The groups of one int8 kernel's layout.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug)]
+enum ByteLayout {
+    /// Eight tokens a group, for AVX2.
+    Avx2(Vec<ByteGroup<8>>),
+    /// Sixteen tokens a group, for AVX-512 VNNI.
+    Avx512(Vec<ByteGroup<16>>),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Default for ByteLayout {
+    fn default() -> Self {
+        ByteLayout::Avx512(Vec::new())
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Q8Tokens {
-    /// Lays out the `tokens` rows of `a` (each `a.len() / tokens` blocks).
-    pub fn gather(&mut self, a: &[Q8Block], tokens: usize) {
+    /// Lays out the `tokens` rows of `a` (each `a.len() / tokens` blocks)
+    /// for `kernel` ([`DotKernel::Avx512`]; any other gets the AVX2 layout).
+    pub fn gather(&mut self, kernel: DotKernel, a: &[Q8Block], tokens: usize) {
         self.tokens = tokens;
         self.blocks = a.len() / tokens.max(1);
-        gather_groups(&mut self.groups, a, tokens, self.blocks);
+        let wide = kernel == DotKernel::Avx512;
+        if wide != matches!(self.layout, ByteLayout::Avx512(_)) {
+            self.layout = match wide {
+                true => ByteLayout::Avx512(Vec::new()),
+                false => ByteLayout::Avx2(Vec::new()),
+            };
+        }
+        match &mut self.layout {
+            ByteLayout::Avx2(groups) => gather_groups(groups, a, tokens, self.blocks),
+            ByteLayout::Avx512(groups) => gather_groups(groups, a, tokens, self.blocks),
+        }
     }
 }
 
 /// `out[n · m + t] = w[n] · row t` for the `out.len() / m` weight rows of `w`
 /// (one after the other) and the `m` int8 activation rows laid out in
-/// `tokens`, with `vpdpbusd`: bit-equal to [`dot_q4_q8_with`]'s scalar
-/// kernel.
+/// `tokens`, with the kernel they were laid out for (`vpdpbusd` or
+/// `vpmaddubsw`): bit-equal to [`dot_q4_q8_with`]'s scalar kernel.
 ///
 /// # Panics
-/// When the sizes disagree, or this CPU lacks AVX-512 VNNI.
+/// When the sizes disagree, or this CPU lacks that kernel's instructions.
 #[cfg(target_arch = "x86_64")]
 pub fn dot_q4_q8_tokens(w: &[Q4Block], tokens: &Q8Tokens, out: &mut [f32]) {
     let (m, blocks) = (tokens.tokens, tokens.blocks);
@@ -474,10 +506,19 @@ pub fn dot_q4_q8_tokens(w: &[Q4Block], tokens: &Q8Tokens, out: &mut [f32]) {
         w.len(),
         out.len()
     );
-    assert!(has_avx512(), "dot_q4_q8_tokens: this CPU lacks AVX-512 VNNI");
-    // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the sizes were
-    // checked.
-    unsafe { avx512::bytes(w, &tokens.groups, m, blocks, out) }
+    match &tokens.layout {
+        ByteLayout::Avx512(groups) => {
+            assert!(has_avx512(), "dot_q4_q8_tokens: this CPU lacks AVX-512 VNNI");
+            // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the
+            // sizes were checked.
+            unsafe { avx512::bytes(w, groups, m, blocks, out) }
+        }
+        ByteLayout::Avx2(groups) => {
+            assert!(is_x86_feature_detected!("avx2"), "dot_q4_q8_tokens: this CPU lacks AVX2");
+            // SAFETY: AVX2 is present (checked above); the sizes were checked.
+            unsafe { avx2::bytes(w, groups, m, blocks, out) }
+        }
+    }
 }
 
 /// One weight row against one activation row: per block the exact integer
@@ -494,7 +535,7 @@ fn scalar_dot<A: ActivationBlock>(w: &[Q4Block], a: &[A]) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Q4Block, Q16Block, TokenGroup};
+    use super::{ByteGroup, Q4Block, Q16Block, TokenGroup};
 
     /// The sum of a vector's eight lanes, in every lane of the low half.
     #[inline(always)]
@@ -792,13 +833,108 @@ mod avx2 {
             }
         }
     }
+
+    /// One weight row's blocks against a group of eight tokens' int8 blocks
+    /// (as many), continuing `acc` (lanes in token order), in
+    /// [`super::scalar_dot`]'s order: per block the 32 codes are unpacked to
+    /// bytes once; eight `vpmaddubsw` (codes `4i..4i + 4` broadcast as the
+    /// unsigned operand) give each token's pairs of products in 16 bits,
+    /// whose sums stay exact there (at most 8 · 2 · 15 · 127 = 30,480), and
+    /// one `vpmaddwd` by ones each token's `Σ c·a` in its lane; minus
+    /// `7 · Σ a`, converted, scaled and added to the accumulator.
+    #[inline(always)]
+    unsafe fn row_bytes(w: &[Q4Block], group: &[ByteGroup<8>], mut acc: __m256) -> __m256 {
+        // SAFETY (whole body): the caller has AVX2; `w` and `group` hold as
+        // many blocks; the loads read each block's 16 code bytes (unaligned),
+        // `codes` and the group's 32-byte aligned vectors.
+        unsafe {
+            let nibble = _mm_set1_epi8(0x0F);
+            let ones = _mm256_set1_epi16(1);
+            let mut codes = [0i32; 8];
+            for (w, group) in w.iter().zip(group) {
+                let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
+                // Low nibbles: codes 0..16; high nibbles: codes 16..32.
+                _mm_storeu_si128(codes.as_mut_ptr().cast(), _mm_and_si128(packed, nibble));
+                let high = _mm_and_si128(_mm_srli_epi16(packed, 4), nibble);
+                _mm_storeu_si128(codes.as_mut_ptr().add(4).cast(), high);
+                // A macro, not a closure: a closure would be compiled without
+                // the caller's target features.
+                macro_rules! quad {
+                    ($i:literal) => {
+                        _mm256_maddubs_epi16(
+                            _mm256_set1_epi32(codes[$i]),
+                            _mm256_load_si256(group.values[$i].as_ptr().cast()),
+                        )
+                    };
+                }
+                let low = _mm256_add_epi16(
+                    _mm256_add_epi16(quad!(0), quad!(1)),
+                    _mm256_add_epi16(quad!(2), quad!(3)),
+                );
+                let high = _mm256_add_epi16(
+                    _mm256_add_epi16(quad!(4), quad!(5)),
+                    _mm256_add_epi16(quad!(6), quad!(7)),
+                );
+                let sums = _mm256_madd_epi16(_mm256_add_epi16(low, high), ones);
+                let sevens = _mm256_load_si256(group.sevens.as_ptr().cast());
+                let sums = _mm256_sub_epi32(sums, sevens);
+                let scales =
+                    _mm256_mul_ps(_mm256_set1_ps(w.scale), _mm256_load_ps(group.scales.as_ptr()));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(scales, _mm256_cvtepi32_ps(sums)));
+            }
+            acc
+        }
+    }
+
+    /// [`super::dot_q4_q8_tokens`] for the eight-token layout: per group,
+    /// passes of [`CHUNK_BLOCKS`] blocks over every weight row, each row's
+    /// accumulator kept in `out` between passes (lanes in token order).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn bytes(
+        w: &[Q4Block],
+        groups: &[ByteGroup<8>],
+        m: usize,
+        blocks: usize,
+        out: &mut [f32],
+    ) {
+        // Rows of no blocks: no pass would write the (empty) sums.
+        if blocks == 0 {
+            return out.fill(0.0);
+        }
+        // SAFETY: AVX2 is enabled for this function; each call gets a row's
+        // blocks and the group's, as many; `lanes` holds eight floats.
+        unsafe {
+            let mut lanes = [0.0f32; 8];
+            for g in 0..m.div_ceil(8) {
+                let (first, count) = (8 * g, (m - 8 * g).min(8));
+                let group = &groups[g * blocks..(g + 1) * blocks];
+                for start in (0..blocks).step_by(CHUNK_BLOCKS) {
+                    let end = (start + CHUNK_BLOCKS).min(blocks);
+                    for (n, out) in out.chunks_exact_mut(m).enumerate() {
+                        let out = &mut out[first..first + count];
+                        let acc = match start {
+                            0 => _mm256_setzero_ps(),
+                            _ => {
+                                lanes[..count].copy_from_slice(out);
+                                _mm256_loadu_ps(lanes.as_ptr())
+                            }
+                        };
+                        let row = &w[n * blocks + start..n * blocks + end];
+                        let acc = row_bytes(row, &group[start..end], acc);
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+                        out.copy_from_slice(&lanes[..count]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{ByteTokenGroup, Q4Block, WideTokenGroup};
+    use super::{ByteGroup, Q4Block, WideTokenGroup};
 
     /// Blocks per pass over a task's weight rows: a group's 32 blocks (36
     /// KB) stay in a 48 KB L1 cache while every row meets them.
@@ -934,7 +1070,7 @@ mod avx512 {
     /// give each token's `Σ c·a` in its lane; minus `7 · Σ a`, converted,
     /// scaled and added to the accumulator.
     #[inline(always)]
-    unsafe fn row_bytes(w: &[Q4Block], group: &[ByteTokenGroup], mut acc: __m512) -> __m512 {
+    unsafe fn row_bytes(w: &[Q4Block], group: &[ByteGroup<16>], mut acc: __m512) -> __m512 {
         // SAFETY (whole body): the caller has AVX-512 F/BW/VNNI; `w` and
         // `group` hold as many blocks; the loads read each block's 16 code
         // bytes (unaligned), `codes` and the group's 64-byte aligned vectors.
@@ -981,7 +1117,7 @@ mod avx512 {
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn bytes(
         w: &[Q4Block],
-        groups: &[ByteTokenGroup],
+        groups: &[ByteGroup<16>],
         m: usize,
         blocks: usize,
         out: &mut [f32],
@@ -1263,12 +1399,13 @@ mod tests {
     }
 
     /// The int8 products: the scalar kernel within rounding of the exact
-    /// product, and every kernel (`vpdpbusd` on AVX-512 VNNI, through
-    /// [`dot_q4_q8_with`] and through one [`Q8Tokens`] gathered into again
-    /// and again with 1 to 5 weight rows) bit-equal to the scalar one on
-    /// edge lengths (0 blocks; 35 make two of the kernel's 32-block passes,
-    /// the second resumed from the results of the first) and 1 to 37 tokens
-    /// (groups of sixteen and their masked remainder).
+    /// product, and every kernel (`vpmaddubsw` on AVX2, `vpdpbusd` on
+    /// AVX-512 VNNI, through [`dot_q4_q8_with`] and through one [`Q8Tokens`]
+    /// gathered into again and again, across kernels, with 1 to 5 weight
+    /// rows) bit-equal to the scalar one on edge lengths (0 blocks; 35 make
+    /// two of the kernels' 32-block passes, the second resumed from the
+    /// results of the first) and 1 to 37 tokens (groups of eight or sixteen
+    /// and their remainders).
     #[test]
     fn int8_products_equal_the_scalar_kernel_bit_for_bit() {
         #[cfg(target_arch = "x86_64")]
@@ -1303,14 +1440,14 @@ mod tests {
                     }
                 }
                 #[cfg(target_arch = "x86_64")]
-                if has_avx512() {
+                for kernel in kernels().into_iter().filter(|&k| k != DotKernel::Scalar) {
                     for count in 1..=5 {
-                        gathered.gather(&a, m);
+                        gathered.gather(kernel, &a, m);
                         let mut got = vec![f32::NAN; count * m];
                         dot_q4_q8_tokens(&w[..count * len], &gathered, &mut got);
                         for (i, y) in got.iter().enumerate() {
                             let (n, t) = (i / m, i % m);
-                            let at = format!("{len} blocks, {count} rows: row {n}, token {t}");
+                            let at = format!("{kernel:?}: {len} blocks, {count} rows: {n}, {t}");
                             assert_eq!(y.to_bits(), want[n][t].to_bits(), "{at}");
                         }
                     }

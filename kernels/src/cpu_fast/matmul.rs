@@ -91,11 +91,12 @@ pub fn matmul_q4_q16(
 }
 
 /// [`matmul_q4_q16`] for int8 activation rows ([`Q8Block`]), `m` of them:
-/// on AVX-512 VNNI the rows are laid out once ([`Q8Tokens`]) and `vpdpbusd`
-/// multiplies them ([`dot_q4_q8_tokens`]), elsewhere the scalar kernel
-/// ([`dot_q4_q8_with`]) does; every token's results equal the scalar
-/// kernel's bit for bit, whatever `m`. A prefill's products, where the
-/// engine is asked for them (docs/performance.md, "int8 prefill").
+/// on AVX-512 VNNI (sixteen tokens a group, `vpdpbusd`) and AVX2 (eight,
+/// `vpmaddubsw`) the rows are laid out once ([`Q8Tokens`]) and multiplied
+/// by [`dot_q4_q8_tokens`], elsewhere by the scalar kernel
+/// ([`dot_q4_q8_with`]); every token's results equal the scalar kernel's
+/// bit for bit, whatever `m`. A prefill's products, where the engine is
+/// asked for them (docs/performance.md, "int8 prefill").
 pub fn matmul_q4_q8(
     x: &[Q8Block],
     m: usize,
@@ -113,8 +114,8 @@ pub fn matmul_q4_q8(
     assert_eq!(out.len(), m * w.rows, "matmul_q4_q8: out has {} values", out.len());
     let kernel = DotKernel::best();
     #[cfg(target_arch = "x86_64")]
-    if kernel == DotKernel::Avx512 && m > 0 {
-        scratch.bytes.gather(x, m);
+    if matches!(kernel, DotKernel::Avx2 | DotKernel::Avx512) && m > 0 {
+        scratch.bytes.gather(kernel, x, m);
         let tokens = &scratch.bytes;
         return by_weight_rows(w, m, out, &mut scratch.transposed, |rows, chunk| {
             dot_q4_q8_tokens(rows, tokens, chunk)
