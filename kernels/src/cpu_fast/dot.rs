@@ -429,6 +429,7 @@ pub fn dot_q4_q8_with(kernel: DotKernel, w: &[Q4Block], a: &[Q8Block], out: &mut
         tokens.gather(kernel, a, out.len());
         return dot_q4_q8_tokens(w, &tokens, out);
     }
+    // Every other kernel (and any kernel off x86_64) runs the reference.
     let _ = kernel;
     let len = w.len();
     for (t, y) in out.iter_mut().enumerate() {
