@@ -22,9 +22,11 @@ pub struct Q4Block {
 /// Why 16 bits and not llama.cpp's 8: with int8 the fast engine's logits
 /// were 18.7% of their spread away from the oracle's on SmolLM2 (whose
 /// residual stream has outlier channels that coarsen their whole block), 6%
-/// on the tiny fixtures — over the 5% bound. int16 costs the same
-/// instructions (`vpmaddwd` on AVX2, `i32x4.dot_i16x8_s` in wasm) and 2 KB more
-/// cache per activation row.
+/// on the tiny fixtures — over the 5% bound. int16 costs about the same
+/// instructions (`vpmaddwd` on AVX2, `i32x4.dot_i16x8_s` in wasm) and 2 KB
+/// more cache per activation row; on AVX-512 VNNI it costs twice the
+/// instructions of `vpdpbusd`, which is why a prefill can take [`Q8Block`]s
+/// on request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 pub struct Q16Block {
