@@ -7,7 +7,7 @@
 `mlc-wgpu bench --device cpu` on the MLC artifact and llama.cpp (node-llama-cpp's prebuilt CPU
 build, `scripts/bench-llama-cpp.mjs`) on the GGUF run one after the other at each thread count, in
 `--rounds` rounds, so that both see the same machine (with `--baseline`, a second mlc-wgpu build
-too, e.g. main's, and the ratio of the two). Each run prints one JSON line; the end is a
+too, e.g. main's, and the ratio of the two). Each run prints one JSON line (with the 1-minute load average after its round); the end is a
 table of medians (range in brackets) and the ratios mlc-wgpu / llama.cpp. For the same weights,
 write the GGUF from the artifact with `scripts/mlc-to-gguf.py` (docs/performance.md, "The CPU
 engines"). node-llama-cpp is installed with npm into `<cache>/tools/node-llama-cpp` on first use
@@ -77,6 +77,7 @@ def main():
         builds["baseline"] = args.baseline
     engines = (*builds, "llama.cpp")
     runs = {(engine, t): [] for engine in engines for t in thread_counts}
+    loads = []
     for round_index in range(args.rounds):
         for threads in thread_counts:
             measured = []
@@ -91,12 +92,17 @@ def main():
                 ["node", str(folder / "bench-llama-cpp.mjs"), args.gguf, str(threads),
                  str(args.prompt_tokens), str(args.gen_tokens)],
             )))
+            # The 1-minute load average after the runs (the machine may be shared).
+            load = round(os.getloadavg()[0], 2)
+            loads.append(load)
             for engine, figures in measured:
                 runs[(engine, threads)].append(figures)
                 line = {k: figures.get(k) for k in ("ttft_s", "decode_tok_s", "decode_sampled_tok_s", "gen_tokens")}
-                print(json.dumps({"round": round_index, "engine": engine, "threads": threads, **line}), flush=True)
+                print(json.dumps({"round": round_index, "engine": engine, "threads": threads, **line,
+                                  "load_1min": load}), flush=True)
 
-    print(f"\nmedian (range) of {args.rounds} rounds; {args.prompt_tokens}-token prompt, {args.gen_tokens} tokens")
+    print(f"\nmedian (range) of {args.rounds} rounds; {args.prompt_tokens}-token prompt, {args.gen_tokens} tokens; "
+          f"1-minute load average {min(loads)}–{max(loads)}")
     print("| threads | engine | time to first token (ms) | decode, greedy (tok/s) | decode, model's sampling (tok/s) |")
     print("|---|---|---|---|---|")
     for threads in thread_counts:

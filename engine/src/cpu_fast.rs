@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use mlc_kernels::cpu::{self as ops, DeltaNetShape, Q4Matrix, Rope, Weight, rotate_heads};
-use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q16Block};
+use mlc_kernels::cpu_fast::{self as fast, Q4Packed, Q8Block, Q16Block};
 use mlc_loader::{DType, Tensor};
 
 use crate::EngineError;
@@ -75,6 +75,12 @@ impl FastLinear {
     }
 }
 
+/// Rows a product needs to take int8 activations when asked for them: a
+/// prefill's, never a decode step's (one row). A batched step of as many
+/// rows takes them too, and its rows then differ from each sequence's own
+/// decode step by rounding.
+const INT8_MIN_TOKENS: usize = 4;
+
 /// The fast CPU backend.
 pub struct FastCpuBackend {
     pool: Pool,
@@ -83,6 +89,13 @@ pub struct FastCpuBackend {
     sequences: Sequences,
     /// Quantized activation rows of the current product.
     quantized: Vec<Q16Block>,
+    /// The same in int8, for a prefill's products where `int8_prefill`.
+    quantized8: Vec<Q8Block>,
+    /// Whether products of at least [`INT8_MIN_TOKENS`] rows quantize to
+    /// int8 (`MLC_WGPU_CPU_INT8=1`): faster on AVX-512 VNNI, but outside the
+    /// accuracy bound on the conformance fixtures (docs/performance.md,
+    /// "int8 prefill"), so off unless asked for.
+    int8_prefill: bool,
     /// A multi-row product's transposed result and laid-out activations.
     product_scratch: fast::MatmulScratch,
     /// `(cos, sin)` of every rotated element at the position of each row of
@@ -102,6 +115,9 @@ impl FastCpuBackend {
             rope: None,
             sequences: Sequences::default(),
             quantized: Vec::new(),
+            quantized8: Vec::new(),
+            int8_prefill: std::env::var("MLC_WGPU_CPU_INT8")
+                .is_ok_and(|v| v != "0" && !v.is_empty()),
             product_scratch: fast::MatmulScratch::default(),
             rope_table: Vec::new(),
             rope_positions: Vec::new(),
@@ -254,6 +270,19 @@ impl Backend for FastCpuBackend {
     fn linear(&mut self, x: &FastTensor, linear: &FastLinear) -> Result<FastTensor, EngineError> {
         let mut out = self.tensor(x.rows, linear.rows());
         match &linear.matrix {
+            Matrix::Q4(packed) if self.int8_prefill && x.rows >= INT8_MIN_TOKENS => {
+                let blocks = packed.blocks_per_row();
+                self.quantized8.resize(x.rows * blocks, Q8Block::default());
+                fast::quantize_rows(&x.data, x.cols, &mut self.quantized8);
+                let out = &mut out.data;
+                fast::matmul_q4_q8(
+                    &self.quantized8,
+                    x.rows,
+                    packed,
+                    out,
+                    &mut self.product_scratch,
+                );
+            }
             Matrix::Q4(packed) => {
                 let blocks = packed.blocks_per_row();
                 self.quantized.resize(x.rows * blocks, Q16Block::default());

@@ -22,9 +22,11 @@ pub struct Q4Block {
 /// Why 16 bits and not llama.cpp's 8: with int8 the fast engine's logits
 /// were 18.7% of their spread away from the oracle's on SmolLM2 (whose
 /// residual stream has outlier channels that coarsen their whole block), 6%
-/// on the tiny fixtures — over the 5% bound. int16 costs the same
-/// instructions (`vpmaddwd` on AVX2, `i32x4.dot_i16x8_s` in wasm) and 2 KB more
-/// cache per activation row.
+/// on the tiny fixtures — over the 5% bound. int16 costs about the same
+/// instructions (`vpmaddwd` on AVX2, `i32x4.dot_i16x8_s` in wasm) and 2 KB
+/// more cache per activation row; on AVX-512 VNNI it costs twice the
+/// instructions of `vpdpbusd`, which is why a prefill can take [`Q8Block`]s
+/// on request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 pub struct Q16Block {
@@ -37,6 +39,65 @@ pub struct Q16Block {
 impl Default for Q16Block {
     fn default() -> Self {
         Q16Block { scale: 0.0, values: [0; 32] }
+    }
+}
+
+/// 32 activations quantized to int8 (llama.cpp's Q8_0): `value ≈ values[j] ·
+/// scale`.
+///
+/// Half the bits of [`Q16Block`] and twice the products per instruction
+/// (`vpdpbusd`), but 258 times the rounding error: the products that take it
+/// ([`super::matmul_q4_q8`]) are a prefill's, and only where the engine is
+/// asked for them (docs/performance.md, "int8 prefill", has why not by
+/// default).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[repr(C)]
+pub struct Q8Block {
+    /// `max |x| / 127` over the block.
+    pub scale: f32,
+    /// Quantized values, each in −127..=127.
+    pub values: [i8; 32],
+}
+
+/// A block of 32 quantized activations and their scale, of either width:
+/// what [`quantize_row`] writes and the scalar kernel reads.
+pub trait ActivationBlock: Copy + Default + Send + Sync {
+    /// The largest magnitude of a value: the scale is `max |x| / MAX`.
+    const MAX: f32;
+    /// The block's scale.
+    fn scale(&self) -> f32;
+    /// Value `j` (0..32), widened.
+    fn value(&self, j: usize) -> i32;
+    /// Sets the scale and the 32 values, each within `±MAX`.
+    fn set(&mut self, scale: f32, values: &[i16; 32]);
+}
+
+impl ActivationBlock for Q16Block {
+    const MAX: f32 = 32767.0;
+    fn scale(&self) -> f32 {
+        self.scale
+    }
+    fn value(&self, j: usize) -> i32 {
+        self.values[j] as i32
+    }
+    fn set(&mut self, scale: f32, values: &[i16; 32]) {
+        self.scale = scale;
+        self.values = *values;
+    }
+}
+
+impl ActivationBlock for Q8Block {
+    const MAX: f32 = 127.0;
+    fn scale(&self) -> f32 {
+        self.scale
+    }
+    fn value(&self, j: usize) -> i32 {
+        self.values[j] as i32
+    }
+    fn set(&mut self, scale: f32, values: &[i16; 32]) {
+        self.scale = scale;
+        // Within ±127 by construction (`|x| / scale ≤ 127`, rounded).
+        self.values = values.map(|v| v as i8);
     }
 }
 
@@ -102,29 +163,29 @@ impl Q4Packed {
     }
 }
 
-/// Quantizes `x` to int16 per block of 32 (the last block zero-padded) into
-/// `out`, which must hold `x.len().div_ceil(32)` blocks: `round(x / scale)`
-/// with `scale = max |x| / 32767` (llama.cpp's Q8_0 rounding, wider).
-pub fn quantize_row(x: &[f32], out: &mut [Q16Block]) {
+/// Quantizes `x` per block of 32 (the last block zero-padded) into `out`,
+/// which must hold `x.len().div_ceil(32)` blocks: `round(x / scale)` with
+/// `scale = max |x| / B::MAX` (llama.cpp's Q8_0 rounding; 32767 for int16).
+pub fn quantize_row<B: ActivationBlock>(x: &[f32], out: &mut [B]) {
     assert_eq!(out.len(), x.len().div_ceil(BLOCK), "quantize_row: block count");
     for (values, block) in x.chunks(BLOCK).zip(out.iter_mut()) {
         // `f32::max` would drop a NaN: keep it (and an infinity) in the scale, so that a
         // non-finite activation makes the product non-finite, as the oracle's does.
         let max =
             values.iter().fold(0.0f32, |m, v| if v.abs() > m || v.is_nan() { v.abs() } else { m });
-        let scale = max / 32767.0;
+        let scale = max / B::MAX;
         let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        block.scale = scale;
-        block.values = [0; 32];
-        for (q, &v) in block.values.iter_mut().zip(values) {
+        let mut rounded = [0; 32];
+        for (q, &v) in rounded.iter_mut().zip(values) {
             *q = round_to_i16(v * inverse);
         }
+        block.set(scale, &rounded);
     }
 }
 
 /// [`quantize_row`] for each of the rows of `x` (`cols` values each) into
 /// `out` (`cols.div_ceil(BLOCK)` blocks a row), rows on rayon's pool.
-pub fn quantize_rows(x: &[f32], cols: usize, out: &mut [Q16Block]) {
+pub fn quantize_rows<B: ActivationBlock>(x: &[f32], cols: usize, out: &mut [B]) {
     let blocks = cols.div_ceil(BLOCK);
     assert_eq!(out.len() * cols, x.len() * blocks, "quantize_rows: block count");
     super::for_each_chunk(out, blocks.max(1), |row, q| {
@@ -161,18 +222,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn quantized_activations_are_within_half_a_step_and_span_the_range() {
+    /// Each value comes back within half a step, the padding is zero and
+    /// every block reaches `±B::MAX`.
+    fn check_quantization<B: ActivationBlock>() {
         let x: Vec<f32> = (0..40).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.3).collect();
-        let mut blocks = vec![Q16Block::default(); 2];
+        let mut blocks = vec![B::default(); 2];
         quantize_row(&x, &mut blocks);
         for (k, &v) in x.iter().enumerate() {
             let block = &blocks[k / 32];
-            let back = block.values[k % 32] as f32 * block.scale;
-            assert!((back - v).abs() <= block.scale * 0.5 + 1e-6, "{k}: {back} vs {v}");
+            let back = block.value(k % 32) as f32 * block.scale();
+            assert!((back - v).abs() <= block.scale() * 0.5 + 1e-6, "{k}: {back} vs {v}");
         }
-        assert!(blocks[1].values[8..].iter().all(|&q| q == 0), "the padding is zero");
-        assert!(blocks.iter().all(|b| b.values.iter().any(|&q| q.abs() == 32767)));
+        assert!((8..32).all(|j| blocks[1].value(j) == 0), "the padding is zero");
+        assert!(blocks.iter().all(|b| (0..32).any(|j| b.value(j).abs() as f32 == B::MAX)));
+    }
+
+    #[test]
+    fn quantized_activations_are_within_half_a_step_and_span_the_range() {
+        check_quantization::<Q16Block>();
+        check_quantization::<Q8Block>();
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `Σ_k w[k] · a[k]` of q4 weight rows and int16 activation rows.
+//! `Σ_k w[k] · a[k]` of q4 weight rows and int16 (or, for a prefill on
+//! request, int8) activation rows.
 //!
 //! Every implementation computes the same numbers bit for bit, in one order:
 //! per block the exact integer `Σ (c − 7)·a` is converted once and added,
@@ -9,11 +10,13 @@
 //! [`dot_q4_q16_tokens`]: several tokens against weight rows) compute that
 //! same order, so a token's result depends neither on how many tokens share
 //! the call nor on the product that computed it. A SIMD kernel is tested
-//! against the scalar one for exact equality.
+//! against the scalar one for exact equality. The int8 products
+//! ([`dot_q4_q8_with`], `dot_q4_q8_tokens`) keep the same order, their
+//! reference the same generic scalar loop.
 
 use std::sync::OnceLock;
 
-use super::blocks::{Q4Block, Q16Block};
+use super::blocks::{ActivationBlock, Q4Block, Q8Block, Q16Block};
 
 /// The implementations of the products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,25 +182,66 @@ impl Default for WideTokenGroup {
     }
 }
 
+/// One block of `T` tokens' int8 activations ([`Q8Block`]) for the int8
+/// kernels, sixteen for AVX-512 VNNI and eight for AVX2: values `4i..4i + 4`
+/// of token `t` in 32-bit lane `t` of vector `i`, so that one `vpdpbusd`
+/// (or `vpmaddubsw`) against codes `4i..4i + 4` broadcast to every lane adds
+/// four products (two pairs) to each token's sum, and eight leave the tokens'
+/// block sums in token order.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+struct ByteGroup<const T: usize> {
+    /// Per quad `i` of values, each token's four in its lane.
+    values: [[[i8; 4]; T]; 8],
+    /// Per token `7 · Σ a`, in token order.
+    sevens: [i32; T],
+    /// Per token the block's scale, in token order.
+    scales: [f32; T],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const T: usize> Default for ByteGroup<T> {
+    fn default() -> Self {
+        ByteGroup { values: [[[0; 4]; T]; 8], sevens: [0; T], scales: [0.0; T] }
+    }
+}
+
 /// How a kernel's group of tokens holds one block of each token.
 #[cfg(target_arch = "x86_64")]
 trait Group: Clone + Default {
+    /// The activation blocks it holds.
+    type Block: ActivationBlock;
     /// Tokens per group.
     const TOKENS: usize;
-    /// The eight values of nibble position `position` of token `t` (of the
-    /// group).
-    fn slots(&mut self, t: usize, position: usize) -> &mut [i16];
+    /// Stores token `t`'s (of the group) values in the kernel's order.
+    fn put(&mut self, t: usize, block: &Self::Block);
     /// The lane of token `t` in `sevens` and `scales`.
     fn lane(t: usize) -> usize;
     /// `sevens` and `scales`.
     fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]);
 }
 
+/// A block's values by nibble position, eight each, for the int16 kernels'
+/// layouts: code byte `2k` holds weights `2k` and `2k + 16`, byte `2k + 1`
+/// weights `2k + 1` and `2k + 17`.
+#[cfg(target_arch = "x86_64")]
+fn nibble_slots(block: &Q16Block) -> impl Iterator<Item = (usize, [i16; 8])> + '_ {
+    let values = &block.values;
+    [0, 16, 1, 17]
+        .into_iter()
+        .enumerate()
+        .map(|(position, first)| (position, std::array::from_fn(|k| values[2 * k + first])))
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Group for TokenGroup {
+    type Block = Q16Block;
     const TOKENS: usize = 8;
-    fn slots(&mut self, t: usize, position: usize) -> &mut [i16] {
-        &mut self.values[t / 2][position][8 * (t % 2)..][..8]
+    fn put(&mut self, t: usize, block: &Q16Block) {
+        for (position, slots) in nibble_slots(block) {
+            self.values[t / 2][position][8 * (t % 2)..][..8].copy_from_slice(&slots);
+        }
     }
     fn lane(t: usize) -> usize {
         4 * (t % 2) + t / 2
@@ -209,12 +253,32 @@ impl Group for TokenGroup {
 
 #[cfg(target_arch = "x86_64")]
 impl Group for WideTokenGroup {
+    type Block = Q16Block;
     const TOKENS: usize = 16;
-    fn slots(&mut self, t: usize, position: usize) -> &mut [i16] {
-        &mut self.values[t / 4][position][8 * (t % 4)..][..8]
+    fn put(&mut self, t: usize, block: &Q16Block) {
+        for (position, slots) in nibble_slots(block) {
+            self.values[t / 4][position][8 * (t % 4)..][..8].copy_from_slice(&slots);
+        }
     }
     fn lane(t: usize) -> usize {
         4 * (t % 4) + t / 4
+    }
+    fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]) {
+        (&mut self.sevens, &mut self.scales)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const T: usize> Group for ByteGroup<T> {
+    type Block = Q8Block;
+    const TOKENS: usize = T;
+    fn put(&mut self, t: usize, block: &Q8Block) {
+        for (quad, values) in self.values.iter_mut().zip(block.values.chunks_exact(4)) {
+            quad[t].copy_from_slice(values);
+        }
+    }
+    fn lane(t: usize) -> usize {
+        t
     }
     fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]) {
         (&mut self.sevens, &mut self.scales)
@@ -227,7 +291,7 @@ impl Group for WideTokenGroup {
 #[cfg(target_arch = "x86_64")]
 fn gather_groups<G: Group + Send>(
     groups: &mut Vec<G>,
-    a: &[Q16Block],
+    a: &[G::Block],
     tokens: usize,
     blocks: usize,
 ) {
@@ -238,18 +302,11 @@ fn gather_groups<G: Group + Send>(
         for t in 0..G::TOKENS.min(tokens - first) {
             let row = &a[(first + t) * blocks..(first + t + 1) * blocks];
             for (group, block) in group.iter_mut().zip(row) {
-                let v = &block.values;
-                // Code byte 2k holds weights 2k and 2k + 16, byte 2k + 1
-                // weights 2k + 1 and 2k + 17: the nibble positions' values.
-                for (position, first) in [0, 16, 1, 17].into_iter().enumerate() {
-                    for (k, slot) in group.slots(t, position).iter_mut().enumerate() {
-                        *slot = v[2 * k + first];
-                    }
-                }
+                group.put(t, block);
                 let lane = G::lane(t);
                 let (sevens, scales) = group.sums_and_scales();
-                sevens[lane] = 7 * v.iter().map(|&x| x as i32).sum::<i32>();
-                scales[lane] = block.scale;
+                sevens[lane] = 7 * (0..32).map(|j| block.value(j)).sum::<i32>();
+                scales[lane] = block.scale();
             }
         }
     });
@@ -354,13 +411,124 @@ pub fn dot_q4_q16_tokens(w: &[Q4Block], tokens: &Q16Tokens, out: &mut [f32]) {
     }
 }
 
+/// `out[t] = w · a[t]` for the `out.len()` int8 activation rows of `a`
+/// (each `w.len()` blocks) with a chosen kernel, in the one order of every
+/// product (the module's docs): [`DotKernel::Avx512`] and
+/// [`DotKernel::Avx2`] lay the rows out ([`Q8Tokens::gather`]) and run
+/// `vpdpbusd` or `vpmaddubsw`; every other kernel the scalar loop (the
+/// reference).
+///
+/// # Panics
+/// When the sizes disagree, or `kernel` needs an instruction set this CPU
+/// lacks.
+pub fn dot_q4_q8_with(kernel: DotKernel, w: &[Q4Block], a: &[Q8Block], out: &mut [f32]) {
+    assert_eq!(w.len() * out.len(), a.len(), "dot_q4_q8: weight and activation blocks differ");
+    #[cfg(target_arch = "x86_64")]
+    if matches!(kernel, DotKernel::Avx2 | DotKernel::Avx512) && !out.is_empty() {
+        let mut tokens = Q8Tokens::default();
+        tokens.gather(kernel, a, out.len());
+        return dot_q4_q8_tokens(w, &tokens, out);
+    }
+    // Every other kernel (and any kernel off x86_64) runs the reference.
+    let _ = kernel;
+    let len = w.len();
+    for (t, y) in out.iter_mut().enumerate() {
+        *y = scalar_dot(w, &a[t * len..(t + 1) * len]);
+    }
+}
+
+/// int8 activation rows laid out once for [`dot_q4_q8_tokens`] by the
+/// kernel that will read them: in groups of sixteen tokens for AVX-512 VNNI,
+/// eight for AVX2. A product keeps one between calls
+/// ([`super::MatmulScratch`]).
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Default)]
+pub struct Q8Tokens {
+    /// Activation rows gathered.
+    tokens: usize,
+    /// Blocks per row.
+    blocks: usize,
+    /// The groups, group `g`'s block `b` at `g · blocks + b`, of the last
+    /// [`Q8Tokens::gather`]'s kernel.
+    layout: ByteLayout,
+}
+
+/// The groups of one int8 kernel's layout.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug)]
+enum ByteLayout {
+    /// Eight tokens a group, for AVX2.
+    Avx2(Vec<ByteGroup<8>>),
+    /// Sixteen tokens a group, for AVX-512 VNNI.
+    Avx512(Vec<ByteGroup<16>>),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Default for ByteLayout {
+    fn default() -> Self {
+        ByteLayout::Avx512(Vec::new())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Q8Tokens {
+    /// Lays out the `tokens` rows of `a` (each `a.len() / tokens` blocks)
+    /// for `kernel` ([`DotKernel::Avx512`]; any other gets the AVX2 layout).
+    pub fn gather(&mut self, kernel: DotKernel, a: &[Q8Block], tokens: usize) {
+        self.tokens = tokens;
+        self.blocks = a.len() / tokens.max(1);
+        let wide = kernel == DotKernel::Avx512;
+        if wide != matches!(self.layout, ByteLayout::Avx512(_)) {
+            self.layout = match wide {
+                true => ByteLayout::Avx512(Vec::new()),
+                false => ByteLayout::Avx2(Vec::new()),
+            };
+        }
+        match &mut self.layout {
+            ByteLayout::Avx2(groups) => gather_groups(groups, a, tokens, self.blocks),
+            ByteLayout::Avx512(groups) => gather_groups(groups, a, tokens, self.blocks),
+        }
+    }
+}
+
+/// `out[n · m + t] = w[n] · row t` for the `out.len() / m` weight rows of `w`
+/// (one after the other) and the `m` int8 activation rows laid out in
+/// `tokens`, with the kernel they were laid out for (`vpdpbusd` or
+/// `vpmaddubsw`): bit-equal to [`dot_q4_q8_with`]'s scalar kernel.
+///
+/// # Panics
+/// When the sizes disagree, or this CPU lacks that kernel's instructions.
+#[cfg(target_arch = "x86_64")]
+pub fn dot_q4_q8_tokens(w: &[Q4Block], tokens: &Q8Tokens, out: &mut [f32]) {
+    let (m, blocks) = (tokens.tokens, tokens.blocks);
+    assert!(
+        m > 0 && out.len().is_multiple_of(m) && out.len() / m * blocks == w.len(),
+        "dot_q4_q8_tokens: {} weight blocks, {} results, {m} rows of {blocks} blocks",
+        w.len(),
+        out.len()
+    );
+    match &tokens.layout {
+        ByteLayout::Avx512(groups) => {
+            assert!(has_avx512(), "dot_q4_q8_tokens: this CPU lacks AVX-512 VNNI");
+            // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the
+            // sizes were checked.
+            unsafe { avx512::bytes(w, groups, m, blocks, out) }
+        }
+        ByteLayout::Avx2(groups) => {
+            assert!(is_x86_feature_detected!("avx2"), "dot_q4_q8_tokens: this CPU lacks AVX2");
+            // SAFETY: AVX2 is present (checked above); the sizes were checked.
+            unsafe { avx2::bytes(w, groups, m, blocks, out) }
+        }
+    }
+}
+
 /// One weight row against one activation row: per block the exact integer
 /// `Σ (c − 7)·a`, converted once and scaled, added to a single accumulator
 /// (`acc + (w.scale · a.scale) · sum`). The reference of every kernel.
-fn scalar_dot(w: &[Q4Block], a: &[Q16Block]) -> f32 {
+fn scalar_dot<A: ActivationBlock>(w: &[Q4Block], a: &[A]) -> f32 {
     w.iter().zip(a).fold(0.0f32, |acc, (w, a)| {
-        let sum: i32 = (0..32).map(|j| (w.code(j) as i32 - 7) * a.values[j] as i32).sum();
-        acc + (w.scale * a.scale) * sum as f32
+        let sum: i32 = (0..32).map(|j| (w.code(j) as i32 - 7) * a.value(j)).sum();
+        acc + (w.scale * a.scale()) * sum as f32
     })
 }
 
@@ -368,7 +536,7 @@ fn scalar_dot(w: &[Q4Block], a: &[Q16Block]) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Q4Block, Q16Block, TokenGroup};
+    use super::{ByteGroup, Q4Block, Q16Block, TokenGroup};
 
     /// The sum of a vector's eight lanes, in every lane of the low half.
     #[inline(always)]
@@ -666,13 +834,108 @@ mod avx2 {
             }
         }
     }
+
+    /// One weight row's blocks against a group of eight tokens' int8 blocks
+    /// (as many), continuing `acc` (lanes in token order), in
+    /// [`super::scalar_dot`]'s order: per block the 32 codes are unpacked to
+    /// bytes once; eight `vpmaddubsw` (codes `4i..4i + 4` broadcast as the
+    /// unsigned operand) give each token's pairs of products in 16 bits,
+    /// whose sums stay exact there (at most 8 · 2 · 15 · 127 = 30,480), and
+    /// one `vpmaddwd` by ones each token's `Σ c·a` in its lane; minus
+    /// `7 · Σ a`, converted, scaled and added to the accumulator.
+    #[inline(always)]
+    unsafe fn row_bytes(w: &[Q4Block], group: &[ByteGroup<8>], mut acc: __m256) -> __m256 {
+        // SAFETY (whole body): the caller has AVX2; `w` and `group` hold as
+        // many blocks; the loads read each block's 16 code bytes (unaligned),
+        // `codes` and the group's 32-byte aligned vectors.
+        unsafe {
+            let nibble = _mm_set1_epi8(0x0F);
+            let ones = _mm256_set1_epi16(1);
+            let mut codes = [0i32; 8];
+            for (w, group) in w.iter().zip(group) {
+                let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
+                // Low nibbles: codes 0..16; high nibbles: codes 16..32.
+                _mm_storeu_si128(codes.as_mut_ptr().cast(), _mm_and_si128(packed, nibble));
+                let high = _mm_and_si128(_mm_srli_epi16(packed, 4), nibble);
+                _mm_storeu_si128(codes.as_mut_ptr().add(4).cast(), high);
+                // A macro, not a closure: a closure would be compiled without
+                // the caller's target features.
+                macro_rules! quad {
+                    ($i:literal) => {
+                        _mm256_maddubs_epi16(
+                            _mm256_set1_epi32(codes[$i]),
+                            _mm256_load_si256(group.values[$i].as_ptr().cast()),
+                        )
+                    };
+                }
+                let low = _mm256_add_epi16(
+                    _mm256_add_epi16(quad!(0), quad!(1)),
+                    _mm256_add_epi16(quad!(2), quad!(3)),
+                );
+                let high = _mm256_add_epi16(
+                    _mm256_add_epi16(quad!(4), quad!(5)),
+                    _mm256_add_epi16(quad!(6), quad!(7)),
+                );
+                let sums = _mm256_madd_epi16(_mm256_add_epi16(low, high), ones);
+                let sevens = _mm256_load_si256(group.sevens.as_ptr().cast());
+                let sums = _mm256_sub_epi32(sums, sevens);
+                let scales =
+                    _mm256_mul_ps(_mm256_set1_ps(w.scale), _mm256_load_ps(group.scales.as_ptr()));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(scales, _mm256_cvtepi32_ps(sums)));
+            }
+            acc
+        }
+    }
+
+    /// [`super::dot_q4_q8_tokens`] for the eight-token layout: per group,
+    /// passes of [`CHUNK_BLOCKS`] blocks over every weight row, each row's
+    /// accumulator kept in `out` between passes (lanes in token order).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn bytes(
+        w: &[Q4Block],
+        groups: &[ByteGroup<8>],
+        m: usize,
+        blocks: usize,
+        out: &mut [f32],
+    ) {
+        // Rows of no blocks: no pass would write the (empty) sums.
+        if blocks == 0 {
+            return out.fill(0.0);
+        }
+        // SAFETY: AVX2 is enabled for this function; each call gets a row's
+        // blocks and the group's, as many; `lanes` holds eight floats.
+        unsafe {
+            let mut lanes = [0.0f32; 8];
+            for g in 0..m.div_ceil(8) {
+                let (first, count) = (8 * g, (m - 8 * g).min(8));
+                let group = &groups[g * blocks..(g + 1) * blocks];
+                for start in (0..blocks).step_by(CHUNK_BLOCKS) {
+                    let end = (start + CHUNK_BLOCKS).min(blocks);
+                    for (n, out) in out.chunks_exact_mut(m).enumerate() {
+                        let out = &mut out[first..first + count];
+                        let acc = match start {
+                            0 => _mm256_setzero_ps(),
+                            _ => {
+                                lanes[..count].copy_from_slice(out);
+                                _mm256_loadu_ps(lanes.as_ptr())
+                            }
+                        };
+                        let row = &w[n * blocks + start..n * blocks + end];
+                        let acc = row_bytes(row, &group[start..end], acc);
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+                        out.copy_from_slice(&lanes[..count]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Q4Block, WideTokenGroup};
+    use super::{ByteGroup, Q4Block, WideTokenGroup};
 
     /// Blocks per pass over a task's weight rows: a group's 32 blocks (36
     /// KB) stay in a 48 KB L1 cache while every row meets them.
@@ -794,6 +1057,95 @@ mod avx512 {
                         let acc = row_group(row, &group[start..end], acc);
                         _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_permutexvar_ps(transpose, acc));
                         out.copy_from_slice(&lanes[..count]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One weight row's blocks against a group of sixteen tokens' int8
+    /// blocks (as many), continuing `acc` (lanes in token order), in
+    /// [`super::scalar_dot`]'s order: per block the 32 codes are unpacked to
+    /// bytes once, and eight `vpdpbusd` (codes `4i..4i + 4` broadcast as the
+    /// unsigned operand, the tokens' values `4i..4i + 4` as the signed one)
+    /// give each token's `Σ c·a` in its lane; minus `7 · Σ a`, converted,
+    /// scaled and added to the accumulator.
+    #[inline(always)]
+    unsafe fn row_bytes(w: &[Q4Block], group: &[ByteGroup<16>], mut acc: __m512) -> __m512 {
+        // SAFETY (whole body): the caller has AVX-512 F/BW/VNNI; `w` and
+        // `group` hold as many blocks; the loads read each block's 16 code
+        // bytes (unaligned), `codes` and the group's 64-byte aligned vectors.
+        unsafe {
+            let nibble = _mm_set1_epi8(0x0F);
+            let mut codes = [0i32; 8];
+            for (w, group) in w.iter().zip(group) {
+                let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
+                // Low nibbles: codes 0..16; high nibbles: codes 16..32.
+                _mm_storeu_si128(codes.as_mut_ptr().cast(), _mm_and_si128(packed, nibble));
+                let high = _mm_and_si128(_mm_srli_epi16(packed, 4), nibble);
+                _mm_storeu_si128(codes.as_mut_ptr().add(4).cast(), high);
+                // A macro, not a closure: a closure would be compiled without
+                // the caller's target features.
+                macro_rules! quad {
+                    ($sum:expr, $i:literal) => {
+                        _mm512_dpbusd_epi32(
+                            $sum,
+                            _mm512_set1_epi32(codes[$i]),
+                            _mm512_load_si512(group.values[$i].as_ptr().cast()),
+                        )
+                    };
+                }
+                // Two chains of four, so that the additions overlap.
+                let even = quad!(_mm512_setzero_si512(), 0);
+                let odd = quad!(_mm512_setzero_si512(), 1);
+                let (even, odd) = (quad!(even, 2), quad!(odd, 3));
+                let (even, odd) = (quad!(even, 4), quad!(odd, 5));
+                let (even, odd) = (quad!(even, 6), quad!(odd, 7));
+                let sevens = _mm512_load_si512(group.sevens.as_ptr().cast());
+                let sums = _mm512_sub_epi32(_mm512_add_epi32(even, odd), sevens);
+                let scales =
+                    _mm512_mul_ps(_mm512_set1_ps(w.scale), _mm512_load_ps(group.scales.as_ptr()));
+                acc = _mm512_add_ps(acc, _mm512_mul_ps(scales, _mm512_cvtepi32_ps(sums)));
+            }
+            acc
+        }
+    }
+
+    /// [`super::dot_q4_q8_tokens`]: per group of sixteen tokens, passes of
+    /// [`CHUNK_BLOCKS`] blocks (20 KB of a group) over every weight row, each
+    /// row's accumulator kept in `out` between passes (lanes in token
+    /// order, loaded and stored under a mask for a last group of fewer).
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn bytes(
+        w: &[Q4Block],
+        groups: &[ByteGroup<16>],
+        m: usize,
+        blocks: usize,
+        out: &mut [f32],
+    ) {
+        // Rows of no blocks: no pass would write the (empty) sums.
+        if blocks == 0 {
+            return out.fill(0.0);
+        }
+        // SAFETY: the features are enabled for this function; each call gets
+        // a row's blocks and the group's, as many; the masked loads and
+        // stores touch only the group's `count` results of the row.
+        unsafe {
+            for g in 0..m.div_ceil(16) {
+                let (first, count) = (16 * g, (m - 16 * g).min(16));
+                let mask: __mmask16 = ((1u32 << count) - 1) as u16;
+                let group = &groups[g * blocks..(g + 1) * blocks];
+                for start in (0..blocks).step_by(CHUNK_BLOCKS) {
+                    let end = (start + CHUNK_BLOCKS).min(blocks);
+                    for (n, out) in out.chunks_exact_mut(m).enumerate() {
+                        let out = out[first..].as_mut_ptr();
+                        let acc = match start {
+                            0 => _mm512_setzero_ps(),
+                            _ => _mm512_maskz_loadu_ps(mask, out),
+                        };
+                        let row = &w[n * blocks + start..n * blocks + end];
+                        let acc = row_bytes(row, &group[start..end], acc);
+                        _mm512_mask_storeu_ps(out, mask, acc);
                     }
                 }
             }
@@ -962,14 +1314,34 @@ mod tests {
         (w, a)
     }
 
+    /// Deterministic pseudo-random int8 activation blocks covering the
+    /// extremes (±127).
+    fn byte_rows(len: usize, seed: u32) -> Vec<Q8Block> {
+        let mut state = seed ^ 0x5bd1_e995;
+        let mut next = move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            state >> 8
+        };
+        (0..len)
+            .map(|b| {
+                let values: [i8; 32] = std::array::from_fn(|j| match (b + j) % 7 {
+                    0 => 127,
+                    1 => -127,
+                    _ => ((next() % 255) as i32 - 127) as i8,
+                });
+                Q8Block { scale: (next() % 1000) as f32 * 1e-4 + 1e-4, values }
+            })
+            .collect()
+    }
+
     /// One block's product in f64 from the decoded integers.
-    fn exact_block(w: &Q4Block, a: &Q16Block) -> f64 {
-        let isum: i64 = (0..32).map(|j| (w.code(j) as i64 - 7) * a.values[j] as i64).sum();
-        w.scale as f64 * a.scale as f64 * isum as f64
+    fn exact_block<A: ActivationBlock>(w: &Q4Block, a: &A) -> f64 {
+        let isum: i64 = (0..32).map(|j| (w.code(j) as i64 - 7) * a.value(j) as i64).sum();
+        w.scale as f64 * a.scale() as f64 * isum as f64
     }
 
     /// The same product in f64 from the decoded integers.
-    fn exact(w: &[Q4Block], a: &[Q16Block]) -> f64 {
+    fn exact<A: ActivationBlock>(w: &[Q4Block], a: &[A]) -> f64 {
         w.iter().zip(a).map(|(w, a)| exact_block(w, a)).sum()
     }
 
@@ -1023,6 +1395,97 @@ mod tests {
                 let magnitude: f64 = w.iter().zip(&a).map(|(w, a)| exact_block(w, a).abs()).sum();
                 let bound = 4.0 * f32::EPSILON as f64 * (len as f64 + 1.0) * magnitude;
                 assert!((got - exact).abs() <= bound, "{len} blocks: {got} vs {exact}");
+            }
+        }
+    }
+
+    /// The int8 products: the scalar kernel within rounding of the exact
+    /// product, and every kernel (`vpmaddubsw` on AVX2, `vpdpbusd` on
+    /// AVX-512 VNNI, through [`dot_q4_q8_with`] and through one [`Q8Tokens`]
+    /// gathered into again and again, across kernels, with 1 to 5 weight
+    /// rows) bit-equal to the scalar one on edge lengths (0 blocks; 35 make
+    /// two of the kernels' 32-block passes, the second resumed from the
+    /// results of the first) and 1 to 37 tokens (groups of eight or sixteen
+    /// and their remainders).
+    #[test]
+    fn int8_products_equal_the_scalar_kernel_bit_for_bit() {
+        #[cfg(target_arch = "x86_64")]
+        let mut gathered = Q8Tokens::default();
+        for len in [0, 1, 2, 3, 5, 18, 35, 144] {
+            for m in 1..=37 {
+                let seed = m as u32 * 613 + len as u32;
+                let w: Vec<Q4Block> = (0..5).flat_map(|r| rows(len, seed + r).0).collect();
+                let a: Vec<Q8Block> =
+                    (0..m).flat_map(|t| byte_rows(len, seed + 50 + t as u32)).collect();
+                let want: Vec<Vec<f32>> = (0..5)
+                    .map(|n| {
+                        let w = &w[n * len..(n + 1) * len];
+                        (0..m).map(|t| scalar_dot(w, &a[t * len..(t + 1) * len])).collect()
+                    })
+                    .collect();
+                for (n, want) in want.iter().enumerate() {
+                    let w = &w[n * len..(n + 1) * len];
+                    for (t, y) in want.iter().enumerate() {
+                        let a = &a[t * len..(t + 1) * len];
+                        let (exact, got) = (exact(w, a), *y as f64);
+                        let magnitude: f64 =
+                            w.iter().zip(a).map(|(w, a)| exact_block(w, a).abs()).sum();
+                        let bound = 4.0 * f32::EPSILON as f64 * (len as f64 + 1.0) * magnitude;
+                        assert!((got - exact).abs() <= bound, "{len} blocks: {got} vs {exact}");
+                    }
+                    for kernel in kernels() {
+                        let mut got = vec![f32::NAN; m];
+                        dot_q4_q8_with(kernel, w, &a, &mut got);
+                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(want), "{kernel:?}: {len} blocks, {m} tokens");
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                for kernel in kernels().into_iter().filter(|&k| k != DotKernel::Scalar) {
+                    for count in 1..=5 {
+                        gathered.gather(kernel, &a, m);
+                        let mut got = vec![f32::NAN; count * m];
+                        dot_q4_q8_tokens(&w[..count * len], &gathered, &mut got);
+                        for (i, y) in got.iter().enumerate() {
+                            let (n, t) = (i / m, i % m);
+                            let at = format!("{kernel:?}: {len} blocks, {count} rows: {n}, {t}");
+                            assert_eq!(y.to_bits(), want[n][t].to_bits(), "{at}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The codes' offset of 7 comes back through the activations' sum: codes
+    /// all 7 make every product exactly zero however large `Σ a`, codes all
+    /// 0 make it `−7 · Σ a` per block (scaled), and codes all 15 `8 · Σ a`,
+    /// with every kernel and token count.
+    #[test]
+    fn the_zero_point_is_corrected_through_the_activations_sum() {
+        for m in [1, 4, 16, 17, 37] {
+            let a: Vec<Q8Block> = (0..m)
+                .flat_map(|t| {
+                    (0..3).map(move |b| Q8Block {
+                        scale: 0.5,
+                        values: [((t + b) % 20) as i8 * 5 + 20; 32],
+                    })
+                })
+                .collect();
+            for (code, factor) in [(7u8, 0), (0, -7), (15, 8)] {
+                let w = vec![Q4Block { scale: 0.25, codes: [code | (code << 4); 16] }; 3];
+                let want: Vec<f32> = (0..m)
+                    .map(|t| {
+                        let sum: i32 =
+                            a[t * 3..(t + 1) * 3].iter().map(|b| 32 * b.values[0] as i32).sum();
+                        (factor * sum) as f32 * 0.125
+                    })
+                    .collect();
+                for kernel in kernels() {
+                    let mut got = vec![f32::NAN; m];
+                    dot_q4_q8_with(kernel, &w, &a, &mut got);
+                    assert_eq!(got, want, "{kernel:?}: code {code}, {m} tokens");
+                }
             }
         }
     }

@@ -1,9 +1,9 @@
 //! `y = x · Wᵀ` for a repacked q4 weight and quantized activations.
 
-use super::blocks::{Q4Packed, Q16Block};
-use super::dot::{DotKernel, dot_q4_q16_with, dot_rows_q4_q16};
+use super::blocks::{Q4Block, Q4Packed, Q8Block, Q16Block};
+use super::dot::{DotKernel, dot_q4_q8_with, dot_q4_q16_with, dot_rows_q4_q16};
 #[cfg(target_arch = "x86_64")]
-use super::dot::{Q16Tokens, dot_q4_q16_tokens};
+use super::dot::{Q8Tokens, Q16Tokens, dot_q4_q8_tokens, dot_q4_q16_tokens};
 use super::for_each_chunk;
 
 /// What a multi-row product keeps between calls, so that a step allocates
@@ -14,6 +14,8 @@ pub struct MatmulScratch {
     transposed: Vec<f32>,
     #[cfg(target_arch = "x86_64")]
     tokens: Q16Tokens,
+    #[cfg(target_arch = "x86_64")]
+    bytes: Q8Tokens,
 }
 
 /// Weight rows per task: small enough to give every thread several tasks on
@@ -68,9 +70,6 @@ pub fn matmul_q4_q16(
         }
         return;
     }
-    let transposed = &mut scratch.transposed;
-    transposed.clear();
-    transposed.resize(n * m, 0.0);
     #[cfg(target_arch = "x86_64")]
     if matches!(kernel, DotKernel::Avx2 | DotKernel::Avx512) {
         // One AVX2 group of eight holds a few tokens better than a wide one.
@@ -80,16 +79,75 @@ pub fn matmul_q4_q16(
         };
         scratch.tokens.gather(kernel, x, m);
         let tokens = &scratch.tokens;
-        for_each_chunk(transposed, ROWS_PER_TASK * m, |c, chunk| {
-            let first = c * ROWS_PER_TASK * blocks;
-            dot_q4_q16_tokens(&w.blocks[first..first + chunk.len() / m * blocks], tokens, chunk);
+        return by_weight_rows(w, m, out, &mut scratch.transposed, |rows, chunk| {
+            dot_q4_q16_tokens(rows, tokens, chunk)
         });
-        return untranspose(transposed, m, out);
+    }
+    by_weight_rows(w, m, out, &mut scratch.transposed, |rows, chunk| {
+        for (row, column) in rows.chunks(blocks.max(1)).zip(chunk.chunks_mut(m)) {
+            dot_q4_q16_with(kernel, row, x, column);
+        }
+    });
+}
+
+/// [`matmul_q4_q16`] for int8 activation rows ([`Q8Block`]), `m` of them:
+/// on AVX-512 VNNI (sixteen tokens a group, `vpdpbusd`) and AVX2 (eight,
+/// `vpmaddubsw`) the rows are laid out once ([`Q8Tokens`]) and multiplied
+/// by [`dot_q4_q8_tokens`], elsewhere by the scalar kernel
+/// ([`dot_q4_q8_with`]); every token's results equal the scalar kernel's
+/// bit for bit, whatever `m`. A prefill's products, where the engine is
+/// asked for them (docs/performance.md, "int8 prefill").
+pub fn matmul_q4_q8(
+    x: &[Q8Block],
+    m: usize,
+    w: &Q4Packed,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
+    let blocks = w.blocks_per_row();
+    assert_eq!(
+        x.len(),
+        m * blocks,
+        "matmul_q4_q8: x has {} blocks, expected {m}×{blocks}",
+        x.len()
+    );
+    assert_eq!(out.len(), m * w.rows, "matmul_q4_q8: out has {} values", out.len());
+    let kernel = DotKernel::best();
+    #[cfg(target_arch = "x86_64")]
+    if matches!(kernel, DotKernel::Avx2 | DotKernel::Avx512) && m > 0 {
+        scratch.bytes.gather(kernel, x, m);
+        let tokens = &scratch.bytes;
+        return by_weight_rows(w, m, out, &mut scratch.transposed, |rows, chunk| {
+            dot_q4_q8_tokens(rows, tokens, chunk)
+        });
+    }
+    by_weight_rows(w, m, out, &mut scratch.transposed, |rows, chunk| {
+        for (row, column) in rows.chunks(blocks.max(1)).zip(chunk.chunks_mut(m)) {
+            dot_q4_q8_with(kernel, row, x, column);
+        }
+    });
+}
+
+/// Runs `task(rows, results)` on tasks of [`ROWS_PER_TASK`] weight rows of
+/// `w` (their blocks, one row after the other), each writing its rows'
+/// results for the `m` tokens (`[rows, m]`) into `transposed`, which is
+/// then transposed into `out` (`[m, w.rows]`).
+fn by_weight_rows(
+    w: &Q4Packed,
+    m: usize,
+    out: &mut [f32],
+    transposed: &mut Vec<f32>,
+    task: impl Fn(&[Q4Block], &mut [f32]) + Send + Sync,
+) {
+    let blocks = w.blocks_per_row();
+    transposed.clear();
+    transposed.resize(w.rows * m, 0.0);
+    if m == 0 {
+        return;
     }
     for_each_chunk(transposed, ROWS_PER_TASK * m, |c, chunk| {
-        for (i, column) in chunk.chunks_mut(m).enumerate() {
-            dot_q4_q16_with(kernel, w.row(c * ROWS_PER_TASK + i), x, column);
-        }
+        let first = c * ROWS_PER_TASK * blocks;
+        task(&w.blocks[first..first + chunk.len() / m * blocks], chunk);
     });
     untranspose(transposed, m, out);
 }
@@ -120,10 +178,11 @@ fn untranspose(transposed: &[f32], m: usize, out: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::cpu::{Q4Matrix, Weight, matmul};
-    use crate::cpu_fast::quantize_row;
+    use crate::cpu_fast::{quantize_row, quantize_rows};
 
     /// The product is close to the float32 reference, and each token's
-    /// results equal a decode step's product of that token bit for bit, for
+    /// results equal a decode step's product of that token bit for bit (the
+    /// int8 product's the scalar int8 kernel's), for
     /// token counts around the kernels' tiles and an odd number of weight
     /// rows (three tasks, the last one's rows paired with itself).
     #[test]
@@ -149,6 +208,26 @@ mod tests {
             let spread = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-4 * spread, "{m} tokens: {g} vs {w}");
+            }
+            // int8: within its coarser rounding of the reference, and each
+            // token's results the scalar int8 kernel's bit for bit.
+            let mut q8 = vec![Q8Block::default(); m * 3];
+            quantize_rows(&x, cols, &mut q8);
+            let mut got8 = vec![0.0; m * rows];
+            matmul_q4_q8(&q8, m, &packed, &mut got8, &mut scratch);
+            for (g, w) in got8.iter().zip(&want) {
+                assert!((g - w).abs() < 2e-2 * spread, "int8, {m} tokens: {g} vs {w}");
+            }
+            for (t, row) in got8.chunks(rows).enumerate() {
+                let mut one = vec![0.0; 1];
+                for (n, y) in row.iter().enumerate() {
+                    dot_q4_q8_with(DotKernel::Scalar, packed.row(n), &q8[t * 3..][..3], &mut one);
+                    assert_eq!(
+                        y.to_bits(),
+                        one[0].to_bits(),
+                        "int8, {m} tokens, token {t}, row {n}"
+                    );
+                }
             }
             for t in 0..m {
                 let mut one = vec![0.0; rows];

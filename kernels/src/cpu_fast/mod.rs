@@ -11,7 +11,10 @@
 //! ([`dot_q4_q16_with`]; [`dot_q4_q16_tokens`] on tokens laid out once) and a
 //! decode step's one token against many weight rows ([`dot_rows_q4_q16`]):
 //! AVX2 (a prefill on AVX-512 VNNI) or wasm `simd128` where available, a
-//! portable scalar loop otherwise.
+//! portable scalar loop otherwise. A prefill may instead quantize to int8
+//! ([`Q8Block`], llama.cpp's own width) and multiply with `vpdpbusd`
+//! ([`matmul_q4_q8`]): faster, but outside the accuracy bound, so the engine
+//! takes it only when asked.
 //! Rows of a product are spread over rayon's pool natively
 //! ([`matmul_q4_q16`]); the attention computes each
 //! GQA group's scores into a per-thread buffer, then the softmax and the
@@ -27,11 +30,13 @@ mod dot;
 mod matmul;
 
 pub use attention::{AttentionKernel, attention, attention_with};
-pub use blocks::{BLOCK, Q4Block, Q4Packed, Q16Block, quantize_row, quantize_rows};
-pub use dot::{DotKernel, dot_q4_q16, dot_q4_q16_with, dot_rows_q4_q16};
+pub use blocks::{
+    ActivationBlock, BLOCK, Q4Block, Q4Packed, Q8Block, Q16Block, quantize_row, quantize_rows,
+};
+pub use dot::{DotKernel, dot_q4_q8_with, dot_q4_q16, dot_q4_q16_with, dot_rows_q4_q16};
 #[cfg(target_arch = "x86_64")]
-pub use dot::{Q16Tokens, dot_q4_q16_tokens};
-pub use matmul::{MatmulScratch, matmul_q4_q16};
+pub use dot::{Q8Tokens, Q16Tokens, dot_q4_q8_tokens, dot_q4_q16_tokens};
+pub use matmul::{MatmulScratch, matmul_q4_q8, matmul_q4_q16};
 
 /// Threads the products run on: rayon's pool (`RAYON_NUM_THREADS`, else one
 /// per core), or 1 without the `parallel` feature (the wasm build).
