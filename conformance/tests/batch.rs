@@ -302,7 +302,10 @@ fn generations_through_a_batcher_equal_each_alone() {
     let artifact = open("synthetic/qwen3-tiny");
     let prompts = prompts(load_cpu_fast(&artifact).unwrap().spec().vocab_size);
     let lengths = [5, 9, 2, 7];
-    let batcher = Batcher::new(Box::new(load_cpu_fast(&artifact).unwrap()), 4).unwrap();
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    let watched =
+        Watched { inner: Box::new(load_cpu_fast(&artifact).unwrap()), seen: Rc::clone(&seen) };
+    let batcher = Batcher::new(Box::new(watched), 4).unwrap();
     let mut handles: Vec<_> = (0..4).map(|s| batcher.handle(s).unwrap()).collect();
     // Two rounds: the second continues each context the first left (and the
     // third sequence's starts while the others are still decoding).
@@ -326,6 +329,10 @@ fn generations_through_a_batcher_equal_each_alone() {
             assert_eq!((drawn, *position), (&want.0, want.1), "round {round}, sequence {s}");
         }
     }
+    // The three prompts of several tokens that waited together (the fourth
+    // is one token, for the batched pass) went to the model before any
+    // token was awaited.
+    assert_eq!(seen.borrow().most_prompts_queued, 3);
     assert!(Batcher::new(Box::new(load_cpu_fast(&artifact).unwrap()), 0).is_err());
     assert!(batcher.handle(4).is_err());
 }
@@ -339,6 +346,20 @@ struct Seen {
     batches: usize,
     /// Rows of batched passes queued from the device's token.
     batch_rows_ahead: usize,
+    /// Prompts queued since a token was last awaited, and the most seen.
+    prompts_queued: usize,
+    most_prompts_queued: usize,
+}
+
+impl Seen {
+    /// Counts a step queued with `input`.
+    fn queued(&mut self, input: StepInput<'_>) {
+        self.queued_ahead += matches!(input, StepInput::Queued) as usize;
+        if input.len() > 1 {
+            self.prompts_queued += 1;
+            self.most_prompts_queued = self.most_prompts_queued.max(self.prompts_queued);
+        }
+    }
 }
 
 /// A model that counts how it is driven and otherwise passes every call on.
@@ -364,10 +385,11 @@ impl LanguageModel for Watched {
         self.inner.greedy_next(tokens)
     }
     fn queue_greedy(&mut self, input: StepInput<'_>) -> Result<(), EngineError> {
-        self.seen.borrow_mut().queued_ahead += matches!(input, StepInput::Queued) as usize;
+        self.seen.borrow_mut().queued(input);
         self.inner.queue_greedy(input)
     }
     fn next_queued(&mut self) -> ModelFuture<'_, Drawn> {
+        self.seen.borrow_mut().prompts_queued = 0;
         self.inner.next_queued()
     }
     fn drop_queued(&mut self) {
@@ -378,7 +400,7 @@ impl LanguageModel for Watched {
         input: StepInput<'_>,
         step: &SamplingStep<'_>,
     ) -> Result<(), EngineError> {
-        self.seen.borrow_mut().queued_ahead += matches!(input, StepInput::Queued) as usize;
+        self.seen.borrow_mut().queued(input);
         self.inner.queue_sample(input, step)
     }
     fn sample_next<'a>(

@@ -181,17 +181,16 @@ impl Batcher {
     }
 
     /// Hands the model the oldest queued step of every sequence whose
-    /// generation waits for it (a prompt runs on its own, the one-token
-    /// steps together in one pass), then queues each running sequence's
+    /// generation waits for it (each prompt on its own, the one-token steps
+    /// together in one pass), then queues each running sequence's
     /// continuing steps ahead, up to [`STEPS_AHEAD`] passes beyond the one
     /// awaited (see the module docs), and takes one result for every waiting
     /// generation. Returns how many waiting generations got a result, a
     /// refusal's error included (0: none waited).
     pub async fn step(&self) -> Result<usize, EngineError> {
-        let (mut model, prompts, taking, refused) = {
+        let (mut model, taking, refused) = {
             let mut shared = self.shared.borrow_mut();
-            let (mut prompts, mut fresh, mut taking, mut refused) =
-                (Vec::new(), Vec::new(), Vec::new(), 0);
+            let (mut work, mut taking, mut refused) = (Vec::new(), Vec::new(), 0);
             for (sequence, slot) in shared.sequences.iter_mut().enumerate() {
                 if slot.waiting.is_none() || slot.ready.is_some() {
                     continue;
@@ -210,13 +209,9 @@ impl Batcher {
                         continue;
                     }
                 };
-                let work = Work { sequence, tokens, step: queued.step };
-                match work.tokens.len() {
-                    1 => fresh.push(work),
-                    _ => prompts.push(work),
-                }
+                work.push(Work { sequence, tokens, step: queued.step });
             }
-            if taking.is_empty() && fresh.is_empty() && prompts.is_empty() {
+            if taking.is_empty() && work.is_empty() {
                 // Nothing ran; a step refused above still wakes its generation.
                 shared.wake_ready();
                 return Ok(refused);
@@ -224,14 +219,10 @@ impl Batcher {
             let mut model = shared.model.take().ok_or_else(busy)?;
             shared.refresh_stale(model.as_mut());
             // Sync calls: the model records the passes, nothing awaits.
-            refused += shared.start_in_model(model.as_mut(), fresh, &mut taking);
+            refused += shared.start_in_model(model.as_mut(), work, &mut taking);
             shared.queue_ahead(model.as_mut());
-            (model, prompts, taking, refused)
+            (model, taking, refused)
         };
-        let mut results = Vec::with_capacity(prompts.len());
-        for work in &prompts {
-            results.push((work.sequence, alone(model.as_mut(), work).await));
-        }
         let mut taken = Vec::with_capacity(taking.len());
         for &sequence in &taking {
             let result = match model.select_sequence(sequence) {
@@ -240,18 +231,10 @@ impl Batcher {
             };
             taken.push((sequence, result));
         }
-        let ran = refused + results.len() + taken.len();
+        let ran = refused + taken.len();
         let mut shared = self.shared.borrow_mut();
         for (sequence, result) in taken {
             shared.take_from_model(model.as_mut(), sequence, result);
-        }
-        for (sequence, result) in results {
-            let slot = &mut shared.sequences[sequence];
-            if model.select_sequence(sequence).is_ok() {
-                slot.position = model.position();
-            }
-            slot.last = result.as_ref().ok().map(|drawn| drawn.token);
-            slot.ready = Some(result);
         }
         shared.refresh_stale(model.as_mut());
         shared.model = Some(model);
@@ -276,16 +259,27 @@ impl Shared {
         }
     }
 
-    /// Queues the waiting one-token steps `fresh` in the model, in one pass;
-    /// each sequence whose step is queued joins `taking`, the others get
-    /// their error as the step's result (returns how many).
+    /// Queues the waiting steps `work` in the model: each prompt in a pass of
+    /// its own (one after the other on the device, none awaited), then the
+    /// one-token steps in one pass. Each sequence whose step is queued joins
+    /// `taking`, the others get their error as the step's result (returns
+    /// how many).
     fn start_in_model(
         &mut self,
         model: &mut dyn BatchedModel,
-        fresh: Vec<Work>,
+        work: Vec<Work>,
         taking: &mut Vec<usize>,
     ) -> usize {
-        let rows: Vec<PassRow> = fresh
+        let (single, prompts): (Vec<Work>, Vec<Work>) =
+            work.into_iter().partition(|work| work.tokens.len() == 1);
+        let mut outcomes: Vec<(usize, Result<(), EngineError>)> = prompts
+            .iter()
+            .map(|work| {
+                let input = StepInput::Tokens(&work.tokens);
+                (work.sequence, queue_alone(model, work.sequence, input, work.step.as_ref()))
+            })
+            .collect();
+        let rows: Vec<PassRow> = single
             .iter()
             .map(|work| PassRow {
                 sequence: work.sequence,
@@ -293,8 +287,9 @@ impl Shared {
                 step: work.step.as_ref(),
             })
             .collect();
+        outcomes.extend(queue_pass(model, &rows));
         let mut refused = 0;
-        for (sequence, queued) in queue_pass(model, &rows) {
+        for (sequence, queued) in outcomes {
             let slot = &mut self.sequences[sequence];
             match queued {
                 Ok(()) => {
@@ -441,28 +436,28 @@ fn queue_pass(
     }
     rows.iter()
         .map(|&PassRow { sequence, token, step }| {
-            let queued = model.select_sequence(sequence).and_then(|()| {
-                let token = token.map(|token| [token]);
-                let input = match &token {
-                    Some(token) => StepInput::Tokens(token),
-                    None => StepInput::Queued,
-                };
-                match step {
-                    Some(step) => model.queue_sample(input, &step.borrowed()),
-                    None => model.queue_greedy(input),
-                }
-            });
-            (sequence, queued)
+            let token = token.map(|token| [token]);
+            let input = match &token {
+                Some(token) => StepInput::Tokens(token),
+                None => StepInput::Queued,
+            };
+            (sequence, queue_alone(model, sequence, input, step))
         })
         .collect()
 }
 
-/// Runs one step on its own.
-async fn alone(model: &mut dyn BatchedModel, work: &Work) -> Result<Drawn, EngineError> {
-    model.select_sequence(work.sequence)?;
-    match &work.step {
-        Some(step) => model.sample_next(&work.tokens, &step.borrowed()).await,
-        None => model.greedy_next(&work.tokens).await.map(Drawn::token),
+/// Queues one step of `sequence` through the model's own path for one
+/// sequence (a prompt, or a lone row's decode step).
+fn queue_alone(
+    model: &mut dyn BatchedModel,
+    sequence: usize,
+    input: StepInput<'_>,
+    step: Option<&OwnedStep>,
+) -> Result<(), EngineError> {
+    model.select_sequence(sequence)?;
+    match step {
+        Some(step) => model.queue_sample(input, &step.borrowed()),
+        None => model.queue_greedy(input),
     }
 }
 
