@@ -119,27 +119,39 @@ fn finish_fragment(split: u32, s: u32, lane: u32, m: u32, n: u32, acc: coop_mat1
     workgroupBarrier();
 }
 
+// What workgroup `index` computes: the block of y at (m0, n0), `block_rows`
+// × BLOCK, over this split's run of K, k_begin .. k_end in whole steps.
+struct CoopBlock {
+    m0: u32,
+    n0: u32,
+    split: u32,
+    k_begin: u32,
+    k_end: u32,
+}
+
+fn coop_block(index: u32, block_rows: u32) -> CoopBlock {
+    let tiles_n = (params.n + BLOCK - 1u) / BLOCK;
+    let blocks = tiles_n * ((params.rows + block_rows - 1u) / block_rows);
+    // A workgroup past the last block (the grid is rounded up) runs no step
+    // and writes nothing (m0 = rows): cooperative operations need uniform
+    // control flow, which an early return would end.
+    let live = index < blocks * SPLITS;
+    let split = index / blocks;
+    let tile = index % blocks;
+    let steps = (params.k / COOP_K + SPLITS - 1u) / SPLITS;
+    let k_begin = select(params.k, min(split * steps * COOP_K, params.k), live);
+    return CoopBlock(select(params.rows, (tile / tiles_n) * block_rows, live),
+                     (tile % tiles_n) * BLOCK, split, k_begin,
+                     min(k_begin + steps * COOP_K, params.k));
+}
+
 @compute @workgroup_size(256)
 fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) lid: u32,
                @builtin(subgroup_id) s: u32,
                @builtin(subgroup_invocation_id) lane: u32) {
-    let tiles_n = (params.n + BLOCK - 1u) / BLOCK;
-    let blocks = tiles_n * ((params.rows + BLOCK - 1u) / BLOCK);
-    let index = workgroup_index(wid, groups);
-    // A workgroup past the last block (the grid is rounded up) runs no step
-    // and writes nothing: cooperative operations need uniform control flow,
-    // which an early return would end.
-    let live = index < blocks * SPLITS;
-    let split = index / blocks;
-    let tile = index % blocks;
-    let m0 = select(params.rows, (tile / tiles_n) * BLOCK, live);
-    let n0 = (tile % tiles_n) * BLOCK;
-    // This split's run of K, in whole steps.
-    let steps = (params.k / COOP_K + SPLITS - 1u) / SPLITS;
-    let k_begin = select(params.k, min(split * steps * COOP_K, params.k), live);
-    let k_end = min(k_begin + steps * COOP_K, params.k);
+    let block = coop_block(workgroup_index(wid, groups), BLOCK);
     // This subgroup's rows and columns within the block, as tile offsets.
     let a_row = 64u * (s / 4u) * TILE_STRIDE;
     let b_col = 32u * (s % 4u) * TILE_STRIDE;
@@ -153,12 +165,12 @@ fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>,
     var c30 = coop_mat16x16<f32, C>();
     var c31 = coop_mat16x16<f32, C>();
 
-    var staged = coop_stage(m0, n0, k_begin, lid);
-    for (var k0 = k_begin; k0 < k_end; k0 += COOP_K) {
+    var staged = coop_stage(block.m0, block.n0, block.k_begin, lid);
+    for (var k0 = block.k_begin; k0 < block.k_end; k0 += COOP_K) {
         store_coop_tiles(staged, lid);
         workgroupBarrier();
-        if k0 + COOP_K < k_end {
-            staged = coop_stage(m0, n0, k0 + COOP_K, lid);
+        if k0 + COOP_K < block.k_end {
+            staged = coop_stage(block.m0, block.n0, k0 + COOP_K, lid);
         }
         for (var kk = 0u; kk < COOP_K; kk += 16u) {
             let b0 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + kk], TILE_STRIDE);
@@ -179,16 +191,16 @@ fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
 
-    let m = m0 + 64u * (s / 4u);
-    let n = n0 + 32u * (s % 4u);
-    finish_fragment(split, s, lane, m, n, c00);
-    finish_fragment(split, s, lane, m, n + 16u, c01);
-    finish_fragment(split, s, lane, m + 16u, n, c10);
-    finish_fragment(split, s, lane, m + 16u, n + 16u, c11);
-    finish_fragment(split, s, lane, m + 32u, n, c20);
-    finish_fragment(split, s, lane, m + 32u, n + 16u, c21);
-    finish_fragment(split, s, lane, m + 48u, n, c30);
-    finish_fragment(split, s, lane, m + 48u, n + 16u, c31);
+    let m = block.m0 + 64u * (s / 4u);
+    let n = block.n0 + 32u * (s % 4u);
+    finish_fragment(block.split, s, lane, m, n, c00);
+    finish_fragment(block.split, s, lane, m, n + 16u, c01);
+    finish_fragment(block.split, s, lane, m + 16u, n, c10);
+    finish_fragment(block.split, s, lane, m + 16u, n + 16u, c11);
+    finish_fragment(block.split, s, lane, m + 32u, n, c20);
+    finish_fragment(block.split, s, lane, m + 32u, n + 16u, c21);
+    finish_fragment(block.split, s, lane, m + 48u, n, c30);
+    finish_fragment(block.split, s, lane, m + 48u, n + 16u, c31);
 }
 
 // Batched decode passes (THIN_ROWS rows at most): a workgroup computes a
@@ -206,36 +218,27 @@ fn matmul_coop_thin(@builtin(workgroup_id) wid: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32,
                     @builtin(subgroup_id) s: u32,
                     @builtin(subgroup_invocation_id) lane: u32) {
-    let blocks = (params.n + BLOCK - 1u) / BLOCK;
-    let index = workgroup_index(wid, groups);
-    // As in `matmul_coop`: a workgroup past the last block runs no step.
-    let live = index < blocks * SPLITS;
-    let split = index / blocks;
-    let m0 = select(params.rows, 0u, live);
-    let n0 = (index % blocks) * BLOCK;
-    let steps = (params.k / COOP_K + SPLITS - 1u) / SPLITS;
-    let k_begin = select(params.k, min(split * steps * COOP_K, params.k), live);
-    let k_end = min(k_begin + steps * COOP_K, params.k);
+    let block = coop_block(workgroup_index(wid, groups), THIN_ROWS);
     let b_col = 16u * s * TILE_STRIDE;
     let r = lid / COOP_QUADS;
     let q = lid % COOP_QUADS;
-    let n = n0 + lid / 4u;
+    let n = block.n0 + lid / 4u;
     let w_at = (lid / 4u) * TILE_STRIDE + 8u * (lid % 4u);
 
     var c0 = coop_mat16x16<f32, C>();
     var c1 = coop_mat16x16<f32, C>();
 
-    var x_staged = coop_x(m0, k_begin, r, q);
-    var w_staged0 = coop_w(n, k_begin / 8u + lid % 4u);
-    var w_staged1 = coop_w(n + 64u, k_begin / 8u + lid % 4u);
-    for (var k0 = k_begin; k0 < k_end; k0 += COOP_K) {
+    var x_staged = coop_x(block.m0, block.k_begin, r, q);
+    var w_staged0 = coop_w(n, block.k_begin / 8u + lid % 4u);
+    var w_staged1 = coop_w(n + 64u, block.k_begin / 8u + lid % 4u);
+    for (var k0 = block.k_begin; k0 < block.k_end; k0 += COOP_K) {
         store_a(r, q, x_staged);
         store_b(w_at, w_staged0);
         store_b(w_at + 64u * TILE_STRIDE, w_staged1);
         workgroupBarrier();
-        if k0 + COOP_K < k_end {
+        if k0 + COOP_K < block.k_end {
             let chunk = (k0 + COOP_K) / 8u + lid % 4u;
-            x_staged = coop_x(m0, k0 + COOP_K, r, q);
+            x_staged = coop_x(block.m0, k0 + COOP_K, r, q);
             w_staged0 = coop_w(n, chunk);
             w_staged1 = coop_w(n + 64u, chunk);
         }
@@ -249,6 +252,6 @@ fn matmul_coop_thin(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
 
-    finish_fragment(split, s, lane, m0, n0 + 16u * s, c0);
-    finish_fragment(split, s, lane, m0 + 16u, n0 + 16u * s, c1);
+    finish_fragment(block.split, s, lane, block.m0, block.n0 + 16u * s, c0);
+    finish_fragment(block.split, s, lane, block.m0 + 16u, block.n0 + 16u * s, c1);
 }
