@@ -50,13 +50,14 @@ impl MemoryPlan {
         let rope_table = (kv_positions * spec.rope().rotary_dim * 8) as u64;
         let vocab_row = spec.vocab_size as u64 * 4;
         // tokens, a readback buffer for the sampled token (with its log
-        // probabilities) of each step in flight or row of a batched step,
-        // readback staging (one row of logits), the sampler's workspace
+        // probabilities) of each step in flight (a sequence's own and, in
+        // batched passes queued ahead, each of its rows: `STEPS_AHEAD` + 1
+        // per sequence), readback staging (one row of logits), the sampler's workspace
         // (every sequence's counts, bias, mask and result, every row's
         // working values).
         let sampled = (mlc_kernels::sampling::TOKEN_WORDS * 4) as u64;
         let io = (max_rows * 4) as u64
-            + (crate::STEPS_AHEAD.max(sequences) as u64 + 1) * sampled
+            + ((crate::STEPS_AHEAD + 1) * sequences.max(1)) as u64 * sampled
             + vocab_row
             + mlc_kernels::SamplerWorkspace::bytes(spec.vocab_size, sequences);
         // Every bound kernel's parameter block and placeholder bindings:
