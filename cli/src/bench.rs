@@ -74,7 +74,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     context_steps: u32,
     /// Also time single matrix products of the model's lm_head and gate_up
-    /// shapes against buffer copies, by the driver and by a shader (GPU only).
+    /// shapes against buffer copies, by the driver and by a shader, and a
+    /// chain of dependent dispatches that do nothing (GPU only).
     #[arg(long)]
     kernels: bool,
     /// MiB of weights each kernel timing cycles through; keep it well above the
@@ -207,6 +208,19 @@ struct KernelReport {
     /// only streams memory), read plus written.
     shader_copy_gb_s: f64,
     matmuls: Vec<MatmulReport>,
+    /// What a dispatch costs when it must wait for the one before, as every
+    /// kernel of a decode step does: the floor under a step's time.
+    dispatch_chain: Vec<ChainReport>,
+}
+
+/// Microseconds per dispatch of a chain of dependent dispatches, each adding
+/// one to every word of the buffer the last one wrote (nothing to compute, so
+/// the time is the launch, the barrier and the drain).
+#[derive(Serialize)]
+struct ChainReport {
+    /// Workgroups of 256 invocations per dispatch.
+    workgroups: u32,
+    us_per_dispatch: f64,
 }
 
 /// One decode-shaped product `y[1, N] = x[1, K] · Wᵀ`.
@@ -728,7 +742,48 @@ fn time_kernels(
             of_shader_copy,
         });
     }
-    Ok(KernelReport { copy_gb_s, shader_copy_gb_s, matmuls })
+    // One workgroup, and as many as the gate_up product of the decode step
+    // launches (32 rows each).
+    let dispatch_chain = [1, (2 * spec.intermediate_size).div_ceil(32) as u32]
+        .into_iter()
+        .map(|workgroups| {
+            let us_per_dispatch = time_dispatch_chain(ctx, workgroups)? * 1e6;
+            Ok(ChainReport { workgroups, us_per_dispatch })
+        })
+        .collect::<Result<_>>()?;
+    Ok(KernelReport { copy_gb_s, shader_copy_gb_s, matmuls, dispatch_chain })
+}
+
+/// Each invocation adds one to its word of the buffer: a dispatch that reads
+/// what the one before wrote, and does nothing else.
+const CHAIN_WGSL: &str = "
+@group(0) @binding(0) var<storage, read_write> state: array<u32>;
+
+@compute @workgroup_size(256)
+fn step(@builtin(global_invocation_id) id: vec3<u32>) {
+    state[id.x] += 1u;
+}
+";
+
+/// Seconds per dispatch of [`CHAIN_WGSL`] on `workgroups` workgroups, the
+/// dispatches recorded back to back in one pass on one buffer (so each waits
+/// for the one before, as the kernels of a decode step do).
+fn time_dispatch_chain(ctx: &GpuContext, workgroups: u32) -> Result<f64> {
+    let state = ctx.empty_storage_buffer("bench chain", u64::from(workgroups) * 256 * 4);
+    let pipeline = ctx.compile("bench chain", CHAIN_WGSL, "step")?;
+    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("bench chain"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry { binding: 0, resource: state.as_entire_binding() }],
+    });
+    time_batches(ctx, 64, |encoder, count| {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        for _ in 0..count {
+            pass.dispatch_workgroups(workgroups, 1, 1);
+        }
+    })
 }
 
 /// A grid-stride copy of 16-byte words: the simplest kernel that only moves memory.
@@ -1027,6 +1082,12 @@ fn print_report(report: &Report) {
                 m.rows,
                 m.cols,
                 m.weight_bytes as f64 / 1e6
+            );
+        }
+        for chain in &kernels.dispatch_chain {
+            println!(
+                "dispatch:    {:.2} µs per dependent dispatch of {} workgroup(s)",
+                chain.us_per_dispatch, chain.workgroups
             );
         }
     }

@@ -263,6 +263,13 @@ fn bench_reports_every_figure_on_the_gpu_with_kernel_bandwidth() {
     for matmul in matmuls {
         assert_positive(matmul, &["gb_s", "of_copy", "of_shader_copy", "weight_bytes"]);
     }
+    // One workgroup, and gate_up's decode grid: 2 · 256 rows / 32 a workgroup.
+    let chains = kernels["dispatch_chain"].as_array().unwrap();
+    let grids: Vec<u64> = chains.iter().map(|c| c["workgroups"].as_u64().unwrap()).collect();
+    assert_eq!(grids, [1, 16]);
+    for chain in chains {
+        assert_positive(chain, &["us_per_dispatch"]);
+    }
 }
 
 #[test]
