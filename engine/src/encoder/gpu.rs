@@ -164,16 +164,24 @@ impl GpuEncoder {
         &self.ctx
     }
 
-    /// Runs the forward pass of `tokens` (checked) and reads back the first
-    /// `rows` rows of the last hidden state.
-    async fn forward(&mut self, tokens: &[u32], rows: usize) -> Result<Vec<f32>, EngineError> {
-        super::check_input(&self.spec, tokens)?;
+    /// Waits for what the device has not said yet — in a browser the load's
+    /// error scopes (out of memory with the plan) and the shader compilations
+    /// resolve only through the event loop — and fails on a lost device or
+    /// an error it reported. Natively the load already waited for both.
+    pub async fn settle(&mut self) -> Result<(), EngineError> {
         #[cfg(target_arch = "wasm32")]
         if let Some(check) = self.load_check.take() {
             check.result().await?;
         }
+        Ok(self.ctx.health().settle().await?)
+    }
+
+    /// Runs the forward pass of `tokens` (checked) and reads back the first
+    /// `rows` rows of the last hidden state.
+    async fn forward(&mut self, tokens: &[u32], rows: usize) -> Result<Vec<f32>, EngineError> {
+        super::check_input(&self.spec, tokens)?;
         // A lost device fails here rather than after recording a pass it will not run.
-        self.ctx.health().check()?;
+        self.settle().await?;
         let queue = &self.ctx.queue;
         queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(tokens));
         let step = Step::rows(tokens.len());
