@@ -5,7 +5,9 @@
 use anyhow::{Context, Result};
 use mlc_engine::gpu::GpuOptions;
 use mlc_engine::prebuilt::apply_overrides;
-use mlc_engine::{BatchedModel, CpuEncoder, EmbeddingModel, load_cpu, load_cpu_fast, load_gpu};
+use mlc_engine::{
+    BatchedModel, CpuEncoder, EmbeddingModel, GpuEncoder, load_cpu, load_cpu_fast, load_gpu,
+};
 use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::{Artifact, OpenOptions};
 
@@ -92,18 +94,20 @@ pub fn load_cpu_engine(artifact: &Artifact, device: Device) -> Result<Box<dyn Ba
     })
 }
 
-/// Loads the encoder of an embedding model. It runs on the CPU only: `Gpu`
-/// is refused with the reason, `Auto` takes the CPU.
+/// Loads the encoder of an embedding model on `device`, as [`load`] picks:
+/// the GPU encoder on a GPU (`Auto`: a hardware adapter), else the CPU one.
 pub fn load_encoder(artifact: &Artifact, device: Device) -> Result<Box<dyn EmbeddingModel>> {
-    if device == Device::Gpu {
-        anyhow::bail!(
-            "the embedding model's encoder (model_type {}) runs on the CPU engine only: its GPU \
-             kernels (LayerNorm, exact GELU, bidirectional attention) are not written yet; use \
-             --device cpu",
-            artifact.config.model_type
-        );
+    match pick_gpu(device)? {
+        Some(ctx) => {
+            let info = &ctx.adapter_info;
+            eprintln!(
+                "notice: running the encoder on {} ({:?}, {})",
+                info.name, info.backend, info.driver_info
+            );
+            Ok(Box::new(GpuEncoder::load(artifact, ctx)?))
+        }
+        None => Ok(Box::new(CpuEncoder::load(artifact)?)),
     }
-    Ok(Box::new(CpuEncoder::load(artifact)?))
 }
 
 /// The GPU `device` asks for: `None` for the CPU engine. `Auto` takes a

@@ -20,8 +20,9 @@
 //! request's generation the same way (`finish_reason: "abort"`).
 //!
 //! When the GPU device is lost (driver reset, another process taking the
-//! GPU), the request that found out gets 503 `DeviceLostError`, the engine is
-//! dropped, and the next request loads the model again on a new device
+//! GPU), the request that found out gets 503 `DeviceLostError`, the engine (or
+//! an embedding model's encoder) is dropped, and the next request loads the
+//! model again on a new device
 //! before it is answered; the server never needs a restart.
 
 use std::collections::VecDeque;
@@ -44,7 +45,7 @@ use mlc_chat::{
     check_embedding_request, validate_chat_request, validate_completion_request,
 };
 use mlc_engine::batch::Batcher;
-use mlc_engine::{LanguageModel, ModelKind};
+use mlc_engine::{EngineError, LanguageModel, ModelKind};
 use mlc_loader::{Artifact, ChatConfig};
 use pollster::FutureExt as _;
 use serde::Serialize;
@@ -231,15 +232,21 @@ fn start_worker(
                     return;
                 }
             };
-            if let Some(model_id) = model_id {
-                embedder.set_model_id(model_id);
+            if let Some(model_id) = &model_id {
+                embedder.set_model_id(model_id.clone());
             }
             let served = ServedModel { id: embedder.model_id().to_string(), tools: None };
             drop(artifact);
             if ready_tx.send(Ok(served)).is_ok() {
-                for job in jobs_rx {
-                    run_embedding_job(&mut embedder, job);
-                }
+                let reload = move || {
+                    let artifact = crate::load::open(&engine_args.source)?;
+                    let mut embedder = crate::embed::load_embedder(&artifact, engine_args.device)?;
+                    if let Some(model_id) = &model_id {
+                        embedder.set_model_id(model_id.clone());
+                    }
+                    Ok(embedder)
+                };
+                serve_embeddings(embedder, reload, jobs_rx);
             }
             return;
         }
@@ -424,16 +431,8 @@ impl<L: FnMut() -> Result<EngineSet>> Workers<L> {
                 match (self.reload)() {
                     Ok(set) => self.install(set),
                     Err(error) => {
-                        let message = format!(
-                            "the GPU device was lost, and loading the model again failed: {error:#}; the next request tries again"
-                        );
-                        eprintln!("{message}");
                         let job = waiting.pop_front().expect("looked at above");
-                        let _ = job.events.send(Event::Done(Err(ApiError::new(
-                            503,
-                            DEVICE_LOST,
-                            message,
-                        ))));
+                        let _ = job.events.send(Event::Done(Err(reload_failed(&error))));
                         continue;
                     }
                 }
@@ -533,6 +532,22 @@ impl<L: FnMut() -> Result<EngineSet>> Workers<L> {
 /// WebLLM's name for a lost device, the `type` of the 503 error.
 const DEVICE_LOST: &str = "DeviceLostError";
 
+/// The 503 answer (also logged) to a request that found the model on a lost
+/// device and could not load it again.
+fn reload_failed(error: &anyhow::Error) -> ApiError {
+    let message = format!(
+        "the GPU device was lost, and loading the model again failed: {error:#}; the next request tries again"
+    );
+    eprintln!("{message}");
+    ApiError::new(503, DEVICE_LOST, message)
+}
+
+/// The 503 answer to the request that found the device lost.
+fn device_lost(error: &EngineError) -> ApiError {
+    let message = format!("{error}; the model is loaded again for the next request");
+    ApiError::new(503, DEVICE_LOST, message)
+}
+
 /// How a job ended, as far as the engine's future is concerned.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -567,8 +582,7 @@ async fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
     let result = match result {
         Err(RequestError::Engine(error)) if error.is_device_lost() => {
             after = Outcome::DeviceLost;
-            let message = format!("{error}; the model is loaded again for the next request");
-            Err(ApiError::new(503, DEVICE_LOST, message))
+            Err(device_lost(&error))
         }
         result => result.map_err(|error| ApiError::from_request_error(&error)),
     };
@@ -576,17 +590,48 @@ async fn run_job(engine: &mut ChatEngine, job: Job) -> Outcome {
     after
 }
 
+/// Answers embedding jobs in order. A job that finds the GPU device lost gets
+/// 503 and the encoder is dropped; the next job loads it again with `reload`
+/// before it runs, as [`Workers`] does for chat engines.
+fn serve_embeddings(
+    first: Embedder,
+    mut reload: impl FnMut() -> Result<Embedder>,
+    jobs: impl IntoIterator<Item = Job>,
+) {
+    let mut embedder = Some(first);
+    for job in jobs {
+        if job.cancelled.load(Ordering::SeqCst) {
+            continue;
+        }
+        let model = match &mut embedder {
+            Some(model) => model,
+            None => match reload() {
+                Ok(loaded) => embedder.insert(loaded),
+                Err(error) => {
+                    let _ = job.events.send(Event::Done(Err(reload_failed(&error))));
+                    continue;
+                }
+            },
+        };
+        if run_embedding_job(model, job) == Outcome::DeviceLost {
+            embedder = None;
+        }
+    }
+}
+
 /// Runs one job on the embedding model: embeddings, or WebLLM's error for a
 /// chat or completion request. A panic fails only its own job.
-fn run_embedding_job(embedder: &mut Embedder, job: Job) {
-    if job.cancelled.load(Ordering::SeqCst) {
-        return;
-    }
+fn run_embedding_job(embedder: &mut Embedder, job: Job) -> Outcome {
+    let mut after = Outcome::Usable;
     let result = match &job.request {
         ApiRequest::Embedding(request) => {
             match catch_unwind(AssertUnwindSafe(|| {
                 embedder.create(request, EmbeddingConvention::Server).block_on()
             })) {
+                Ok(Err(RequestError::Engine(error))) if error.is_device_lost() => {
+                    after = Outcome::DeviceLost;
+                    Err(device_lost(&error))
+                }
                 Ok(result) => result
                     .map(|response| to_json(&response))
                     .map_err(|error| ApiError::from_request_error(&error)),
@@ -600,6 +645,7 @@ fn run_embedding_job(embedder: &mut Embedder, job: Job) {
         other => Err(ApiError::invalid(&other.wrong_model(embedder.model_id()))),
     };
     let _ = job.events.send(Event::Done(result));
+    after
 }
 
 /// Answers one HTTP request. Write errors mean the client left; nothing to do.
@@ -970,5 +1016,72 @@ mod tests {
 
         assert_eq!(answer(&mut slot), fresh, "the reloaded engine answers as a fresh one");
         assert_eq!(devices.borrow().len(), 2, "on a new device");
+    }
+
+    /// An embeddings request through `serve_embeddings` on `embedder` (then
+    /// `reload`); the response JSON, or the error.
+    fn embed_once(
+        embedder: Option<Embedder>,
+        reload: impl FnMut() -> Result<Embedder>,
+    ) -> Vec<Result<String, ApiError>> {
+        let request: mlc_chat::EmbeddingRequest =
+            serde_json::from_value(serde_json::json!({ "input": [2, 57, 63, 3] })).unwrap();
+        let mut results = Vec::new();
+        let mut jobs = Vec::new();
+        for _ in 0..2 {
+            let (events, done) = mpsc::channel();
+            let cancelled = Arc::new(AtomicBool::new(false));
+            jobs.push(Job {
+                request: ApiRequest::Embedding(Box::new(request.clone())),
+                events,
+                cancelled,
+            });
+            results.push(done);
+        }
+        let first = embedder.expect("a first embedder");
+        serve_embeddings(first, reload, jobs);
+        results
+            .into_iter()
+            .map(|done| match done.recv().expect("the job reports") {
+                Event::Done(result) => result,
+                Event::Chunk(_) => panic!("an embeddings request got a chunk"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn after_the_gpu_device_is_lost_the_next_embeddings_request_loads_the_encoder_again() {
+        let (_temp, artifact) = mlc_conformance::converted_family_as(
+            "families/bert-tiny",
+            mlc_loader::Quantization::Q0F32,
+        );
+        let devices = RefCell::new(Vec::new());
+        let load = || -> Result<Embedder> {
+            let ctx = GpuContext::new_blocking(&ContextOptions::from_env())?;
+            devices.borrow_mut().push(ctx.clone());
+            let encoder = mlc_engine::GpuEncoder::load(&artifact, ctx)?;
+            Ok(Embedder::new(Box::new(encoder), &artifact)?)
+        };
+        let fresh = embed_once(Some(load().expect("a GPU adapter (lavapipe in CI)")), || {
+            panic!("nothing is lost")
+        });
+        let Ok(fresh) = &fresh[0] else { panic!("embeddings on the first device") };
+
+        let lost = load().unwrap();
+        devices.borrow()[1].device.destroy();
+        let results = embed_once(Some(lost), load);
+        let Err(error) = &results[0] else { panic!("a request on the destroyed device succeeded") };
+        assert_eq!((error.status, error.body.error.kind.as_str()), (503, DEVICE_LOST));
+        assert!(
+            error.body.error.message.starts_with("GPU device lost: "),
+            "{}",
+            error.body.error.message
+        );
+        let Ok(again) = &results[1] else { panic!("the reloaded encoder did not answer") };
+        assert_eq!(devices.borrow().len(), 3, "loaded again on a new device");
+        let vector = |json: &str| -> serde_json::Value {
+            serde_json::from_str::<serde_json::Value>(json).unwrap()["data"][0]["embedding"].clone()
+        };
+        assert_eq!(vector(again), vector(fresh), "the reloaded encoder answers as a fresh one");
     }
 }

@@ -1,11 +1,12 @@
 //! The BERT encoder (`families/bert-tiny`, made by `conformance/tools/make_bert.py`):
 //! the Hugging Face checkpoint converted to q0f32 by `mlc-wgpu convert` and
-//! run on the CPU encoder, against transformers' BertModel on the same weights.
+//! run on the CPU and GPU encoders, against transformers' BertModel on the same weights.
 
 use mlc_conformance::{
-    assert_close, converted_family, converted_family_as, fixtures_dir, read_f32,
+    GPU_TOLERANCE, assert_close, converted_family, converted_family_as, fixtures_dir, read_f32,
 };
-use mlc_engine::{CpuEncoder, EmbeddingModel, EngineError};
+use mlc_engine::{CpuEncoder, EmbeddingModel, EngineError, GpuEncoder};
+use mlc_kernels::{ContextOptions, GpuContext};
 use mlc_loader::Quantization;
 use serde::Deserialize;
 
@@ -55,6 +56,76 @@ fn cpu_encoder_matches_transformers() {
             assert_close("every row", &states, &golden_file(all), golden.cpu_tolerance);
         }
     }
+}
+
+/// The portable context and the adapter's own (subgroups; tensor cores where
+/// it has them).
+fn gpu_contexts() -> [(&'static str, GpuContext); 2] {
+    let portable =
+        GpuContext::new_blocking(&ContextOptions { portable_only: true, ..Default::default() })
+            .expect("a GPU adapter (lavapipe in CI)");
+    let fast = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter");
+    [("portable", portable), ("fast", fast)]
+}
+
+#[test]
+fn gpu_encoder_matches_transformers_on_both_paths() {
+    let golden = golden();
+    let (_temp, artifact) = converted_family_as(MODEL, Quantization::Q0F32);
+    let inputs: Vec<Vec<u32>> = golden.inputs.iter().map(|i| i.ids.clone()).collect();
+    let mut cpu = CpuEncoder::load(&artifact).expect("load the CPU encoder");
+    for (path, ctx) in gpu_contexts() {
+        // Without tensor cores every product sums f32 values, so the GPU also
+        // stays within the CPU's bound of the CPU encoder's rows (which tells a
+        // tanh GELU or a missing bias apart; the GPU bound would not).
+        let f32_only = !ctx.caps.cooperative_matrix;
+        let mut gpu = GpuEncoder::load(&artifact, ctx).expect("load the GPU encoder");
+        let embeddings = pollster::block_on(gpu.embed(&inputs)).expect("embed");
+        assert_eq!(embeddings.len(), inputs.len());
+        for (input, embedding) in golden.inputs.iter().zip(&embeddings) {
+            let what = format!("gpu {path}: first row of {} tokens", input.ids.len());
+            assert_close(&what, embedding, &golden_file(&input.first_row), GPU_TOLERANCE);
+            let states = pollster::block_on(gpu.encode(&input.ids)).expect("encode");
+            assert_eq!(
+                &states[..embedding.len()],
+                &embedding[..],
+                "{what}: embed is encode's first row"
+            );
+            if let Some(all) = &input.all_rows {
+                let what = format!("gpu {path}: every row");
+                assert_close(&what, &states, &golden_file(all), GPU_TOLERANCE);
+            }
+            if f32_only {
+                let want = pollster::block_on(cpu.encode(&input.ids)).expect("CPU encode");
+                let what = format!(
+                    "gpu {path}: every row of {} tokens against the CPU encoder",
+                    input.ids.len()
+                );
+                assert_close(&what, &states, &want, golden.cpu_tolerance);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_gpu_encoder_refuses_what_the_cpu_one_refuses_and_a_lost_device() {
+    let (_temp, artifact) = converted_family_as(MODEL, Quantization::Q0F32);
+    let ctx = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter");
+    let mut encoder = GpuEncoder::load(&artifact, ctx).expect("load the GPU encoder");
+    let window = encoder.spec().context_window_size;
+    let too_long = vec![5u32; window + 1];
+    let err = pollster::block_on(encoder.encode(&too_long)).unwrap_err();
+    assert!(matches!(err, EngineError::ContextWindowExceeded { needed: 65, window: 64 }), "{err}");
+    // The longest input still runs, and a short one after it sees none of its rows.
+    assert!(pollster::block_on(encoder.encode(&too_long[1..])).is_ok());
+    let err = pollster::block_on(encoder.encode(&[])).unwrap_err();
+    assert!(matches!(err, EngineError::EmptyInput), "{err}");
+    let vocab = encoder.spec().vocab_size as u32;
+    let err = pollster::block_on(encoder.embed(&[vec![2], vec![2, vocab]])).unwrap_err();
+    assert!(matches!(err, EngineError::TokenOutOfRange { .. }), "{err}");
+    encoder.context().health().record_lost("test: the device went away".into());
+    let err = pollster::block_on(encoder.embed(&[vec![2, 3]])).unwrap_err();
+    assert!(err.is_device_lost(), "{err}");
 }
 
 #[test]

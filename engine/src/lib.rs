@@ -25,7 +25,7 @@ pub mod profile;
 pub mod sampling;
 pub mod weights;
 
-pub use encoder::{CpuEncoder, EmbeddingModel};
+pub use encoder::{CpuEncoder, EmbeddingModel, GpuEncoder};
 pub use error::EngineError;
 pub use generate::{GreedyOptions, generate_greedy};
 pub use gpu::load::{LoadCheck, load_gpu};

@@ -6,6 +6,7 @@
 //! dispatch), and a CPU reference ([`cpu`]) that the tests compare against.
 
 pub mod attention;
+pub mod bidirectional_attention;
 pub mod buffers;
 pub mod context;
 pub mod cpu;
@@ -24,6 +25,9 @@ pub mod sampling;
 pub use attention::{
     Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, MAX_BATCH_ROWS,
     Queries,
+};
+pub use bidirectional_attention::{
+    BidirectionalAttention, BidirectionalAttentionBuffers, BidirectionalAttentionShape,
 };
 pub use buffers::FloatFormat;
 pub use context::{Capabilities, ContextOptions, GpuContext};

@@ -14,7 +14,7 @@ import {
   DeviceLostError,
 } from "./errors.js";
 import { downloadFile, fetchWithCache, openStore, putVerified, SCOPE_CONFIG, SCOPE_MODEL } from "./cache.js";
-import { CPU_FALLBACK_NOTICE, EMBEDDING_ON_CPU, fetchReport, finishReport, loadReport, noticeReport, startReport } from "./progress.js";
+import { CPU_FALLBACK_NOTICE, fetchReport, finishReport, loadReport, noticeReport, startReport } from "./progress.js";
 import { chooseDevice } from "./device.js";
 import { postInitAndCheckFieldsChatCompletion, postInitAndCheckFieldsCompletion, rejectCompletionResumable } from "./validate.js";
 import { verifyIntegrity } from "./integrity.js";
@@ -205,7 +205,7 @@ export class MLCEngine {
     const t0 = performance.now();
     const secs = () => (performance.now() - t0) / 1000;
     const record = findModelRecord(modelId, this.appConfig);
-    // An embedding model (BERT) loads as an encoder (WasmEmbedder), which runs on the CPU engine.
+    // An embedding model (BERT) loads as an encoder (WasmEmbedder), on the device a chat model would get.
     const isEmbedding = (record.model_type ?? ModelType.LLM) === ModelType.embedding;
     if (record.model_manifest) {
       throw new ModelFamilyNotSupportedError(modelId, `its artifact is a model package (${record.model_manifest}), the format of Gemma 4, whose architecture MLC has not published: mlc-wgpu cannot run it (docs/families.md).`);
@@ -219,9 +219,7 @@ export class MLCEngine {
 
     // The device is chosen in JS first, so that exactly one module is fetched: a CPU engine in an
     // isolated worker loads the threaded one and never the single-thread one.
-    const choice = isEmbedding
-      ? { device: this.device === "webgpu" ? "webgpu" : "cpu", cpuReason: EMBEDDING_ON_CPU }
-      : await chooseDevice(this.device);
+    const choice = await chooseDevice(this.device);
     const wasm = choice.device === "cpu" ? await this.cpuModule() : await loadWasm(this.wasmUrl);
     if (this.device === "webgpu" && !(await wasm.webgpuAvailable())) throw new WebGPUNotAvailableError();
     if (choice.notice) {

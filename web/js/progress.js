@@ -48,9 +48,6 @@ export function finishReport(backend, detail, secs, totalBytes, threads = 1) {
 export const CPU_FALLBACK_NOTICE =
   "WebGPU is not available in this browser: running on the CPU engine instead (same API and outputs, much slower).";
 
-/** Why an embedding model runs on the CPU engine (its encoder has no WebGPU kernels yet). */
-export const EMBEDDING_ON_CPU = "the embedding encoder runs on the CPU engine (no WebGPU kernels yet)";
-
 export function noticeReport(text) {
   return { progress: 0, timeElapsed: 0, text, phase: "notice", loadedBytes: 0, totalBytes: 0 };
 }

@@ -1,21 +1,22 @@
 //! `WasmEmbedder`: an embedding model (BERT, WebLLM's snowflake-arctic-embed
-//! records) behind `engine.embeddings.create`. Its encoder runs on the CPU
-//! engine: the WebGPU kernels it needs (LayerNorm, exact GELU, bidirectional
-//! attention) are not written yet.
+//! records) behind `engine.embeddings.create`. Its encoder runs on WebGPU
+//! (`GpuEncoder`) where the device option gives a device, as the chat engine
+//! does, and on the CPU (`CpuEncoder`) otherwise.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::Promise;
 use mlc_chat::{Embedder, EmbeddingConvention, EmbeddingRequest};
-use mlc_engine::CpuEncoder;
+use mlc_engine::{CpuEncoder, EmbeddingModel, GpuEncoder};
+use mlc_kernels::GpuContext;
 use mlc_loader::{Artifact, OpenOptions};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::{
-    CreateOptions, busy, engine_error, error, files_of, override_config, parse_request,
-    request_error,
+    CreateOptions, busy, device_context, engine_error, error, failure_check, files_of, kernels_of,
+    override_config, parse_request, request_error,
 };
 
 /// A loaded embedding model answering `embeddings.create` requests.
@@ -23,21 +24,17 @@ use super::{
 pub struct WasmEmbedder {
     /// Borrowed for the whole of a request: the JavaScript layer queues them.
     embedder: Rc<RefCell<Embedder>>,
+    /// The WebGPU device the encoder runs on; `None` on the CPU.
+    gpu: Option<GpuContext>,
 }
 
 #[wasm_bindgen]
 impl WasmEmbedder {
     /// Loads the embedding artifact in `files` with `WasmEngine.create`'s
-    /// options; `device: "webgpu"` is refused with the reason.
+    /// options: on WebGPU for `device: "webgpu"` (WebLLM's error without it)
+    /// and for `"auto"` where a device can be made, else on the CPU.
     pub async fn create(files: js_sys::Map, options: JsValue) -> Result<WasmEmbedder, JsValue> {
         let options = CreateOptions::read(&options)?;
-        if options.device == "webgpu" {
-            return Err(error(
-                "Error",
-                "the embedding model's encoder runs on the CPU engine only (its WebGPU kernels are \
-                 not written yet): load it with device \"cpu\" or \"auto\"",
-            ));
-        }
         let mut files = files_of(&files)?;
         override_config(&mut files, &options)?;
         let artifact = Artifact::from_files(
@@ -45,15 +42,26 @@ impl WasmEmbedder {
             OpenOptions { verify_md5: options.verify_md5, ..OpenOptions::default() },
         )
         .map_err(|e| error("Error", &e.to_string()))?;
-        let model = CpuEncoder::load(&artifact).map_err(|e| engine_error(&e))?;
-        let mut embedder = Embedder::new(Box::new(model), &artifact)
-            .map_err(|e| error("Error", &e.to_string()))?;
+        let gpu = device_context(&options.device).await?;
+        let model: Box<dyn EmbeddingModel> = match gpu.clone() {
+            Some(ctx) => {
+                let mut model = GpuEncoder::load(&artifact, ctx).map_err(|e| engine_error(&e))?;
+                // The load's error scopes and shader compilations resolve only
+                // now, through the event loop.
+                model.settle().await.map_err(|e| engine_error(&e))?;
+                Box::new(model)
+            }
+            None => Box::new(CpuEncoder::load(&artifact).map_err(|e| engine_error(&e))?),
+        };
+        let mut embedder =
+            Embedder::new(model, &artifact).map_err(|e| error("Error", &e.to_string()))?;
         embedder.set_model_id(options.model_id);
         if let Some(callback) = &options.on_load_progress {
             let _ =
                 callback.call2(&JsValue::NULL, &JsValue::from_f64(1.0), &JsValue::from_f64(1.0));
         }
-        Ok(WasmEmbedder { embedder: Rc::new(RefCell::new(embedder)) })
+        failure_check(gpu.as_ref())?;
+        Ok(WasmEmbedder { embedder: Rc::new(RefCell::new(embedder)), gpu })
     }
 
     /// `embeddings.create` with `request_json` (an EmbeddingCreateParams), as
@@ -63,9 +71,21 @@ impl WasmEmbedder {
         future_to_promise(embed(Rc::clone(&self.embedder), request_json))
     }
 
-    /// The engine that computes: always `"cpu"`.
+    /// The engine that computes: `"webgpu"` or `"cpu"`.
     pub fn backend(&self) -> String {
-        "cpu".to_string()
+        if self.gpu.is_some() { "webgpu" } else { "cpu" }.to_string()
+    }
+
+    /// Which kernels the encoder runs (`WasmEngine.gpuKernels`); `""` on the CPU.
+    #[wasm_bindgen(js_name = gpuKernels)]
+    pub fn gpu_kernels(&self) -> String {
+        kernels_of(self.gpu.as_ref()).to_string()
+    }
+
+    /// The WebGPU adapter's description; `""` on the CPU.
+    #[wasm_bindgen(js_name = gpuVendor)]
+    pub fn gpu_vendor(&self) -> String {
+        self.gpu.as_ref().map(|ctx| ctx.adapter_info.name.clone()).unwrap_or_default()
     }
 
     /// The longest input, in tokens.

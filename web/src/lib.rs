@@ -153,11 +153,7 @@ impl WasmEngine {
         .map_err(|e| error("Error", &e.to_string()))?;
         next_task().await;
 
-        let ctx = match options.device.as_str() {
-            "cpu" => None,
-            "webgpu" => Some(gpu_context().await?),
-            _ => gpu_context().await.ok(),
-        };
+        let ctx = device_context(&options.device).await?;
         let gpu = ctx.clone();
         let (model, backend, gpu_vendor, max_binding): (Box<dyn LanguageModel>, _, _, _) = match ctx
         {
@@ -354,12 +350,7 @@ impl WasmEngine {
     /// `"portable"`; `""` on the CPU engine.
     #[wasm_bindgen(js_name = gpuKernels)]
     pub fn gpu_kernels(&self) -> String {
-        match &self.gpu {
-            Some(ctx) if ctx.caps.subgroups => "subgroups",
-            Some(_) => "portable",
-            None => "",
-        }
-        .to_string()
+        kernels_of(self.gpu.as_ref()).to_string()
     }
 
     /// The WebGPU adapter's description; `""` on the CPU engine.
@@ -585,6 +576,28 @@ fn override_config(
     }
     *file = serde_json::to_vec(&config).map_err(|e| error("Error", &e.to_string()))?;
     Ok(())
+}
+
+/// The device the engine option `device` asks for: `None` for `"cpu"`, a
+/// WebGPU device or WebLLM's error for `"webgpu"`, and for `"auto"` a WebGPU
+/// device when one can be made (web/js/device.js already chose against a
+/// software adapter), else `None`.
+async fn device_context(device: &str) -> Result<Option<GpuContext>, JsValue> {
+    Ok(match device {
+        "cpu" => None,
+        "webgpu" => Some(gpu_context().await?),
+        _ => gpu_context().await.ok(),
+    })
+}
+
+/// Which kernels a WebGPU engine runs: `"subgroups"` where the device has
+/// subgroup operations, else `"portable"`; `""` on the CPU engine.
+fn kernels_of(gpu: Option<&GpuContext>) -> &'static str {
+    match gpu {
+        Some(ctx) if ctx.caps.subgroups => "subgroups",
+        Some(_) => "portable",
+        None => "",
+    }
 }
 
 /// A WebGPU device, or WebLLM's error for its absence.

@@ -316,12 +316,14 @@ for (const mode of MODES) {
     eq(fetched, ["/models/phi3_v-config/resolve/main/mlc-chat-config.json"], "files fetched for the unsupported family");
   });
 
-  await full(`[${mode.name}] embeddings.create on an embedding model: WebLLM's response, equal to the native CLI's; WebLLM's errors; chat on it is refused`, async () => {
+  await check(`[${mode.name}] embeddings.create on an embedding model, on the ${mode.backend} encoder: WebLLM's response, equal to the native CLI's; WebLLM's errors; chat on it is refused`, async () => {
     const r = await run(page, `
       const attempt = async (f) => { try { await f(); return "resolved"; } catch (e) { return e.name + ": " + e.message; } };
       const appConfig = { cacheBackend: "cache", model_list: [{ model: location.origin + "/models/bert-tiny", model_id: "bert-tiny",
         model_lib: "unused-by-mlc-wgpu.wasm", model_type: webllm.ModelType.embedding }] };
-      const engine = await webllm.CreateMLCEngine("bert-tiny", { appConfig, device: arg.D });
+      const reports = [];
+      const engine = await webllm.CreateMLCEngine("bert-tiny", { appConfig, device: arg.D, initProgressCallback: (r) => reports.push(r) });
+      const loaded = reports.at(-1).text;
       const response = await engine.embeddings.create({ input: ["what is a snowflake", "Where can I get the best snow?"] });
       const tokens = await engine.embeddings.create({ input: [[2, 5, 3], [7]] });
       const errors = {
@@ -335,8 +337,9 @@ for (const mode of MODES) {
       // Later checks count the cache's keys: leave it as it was (WebLLM's delete keeps the index).
       await webllm.deleteModelAllInfoInCache("bert-tiny", appConfig);
       await (await caches.open("webllm/model")).delete(location.origin + "/models/bert-tiny/resolve/main/tensor-cache.json");
-      return { response, tokens, errors };
+      return { response, tokens, errors, loaded };
     `, { D });
+    assert(mode.backend === "webgpu" ? /^Finish loading on WebGPU - .+/.test(r.loaded) : /^Finish loading on CPU/.test(r.loaded), `final report: ${r.loaded}`);
     const want = expected.embed;
     eq(r.response.object, "list", "object");
     eq(r.response.model, "bert-tiny", "model");

@@ -9,10 +9,12 @@
 //! (docs/ARCHITECTURE.md, "Encoders").
 
 mod cpu;
+mod gpu;
 mod spec;
 mod weights;
 
 pub use cpu::CpuEncoder;
+pub use gpu::GpuEncoder;
 pub use spec::{EncoderActivation, EncoderSpec};
 
 use mlc_loader::ChatConfig;

@@ -23,17 +23,9 @@ pub fn load_gpu(
     options: GpuOptions,
 ) -> Result<Model<GpuBackend>, EngineError> {
     let spec = spec_for(&artifact.config)?;
-    let limits = DeviceLimits {
-        adapter: ctx.adapter_info.name.clone(),
-        max_buffer_size: ctx.limits.max_buffer_size,
-        max_storage_buffer_binding_size: ctx.limits.max_storage_buffer_binding_size,
-    };
     let backend = GpuBackend::new(ctx, options);
-    let plan = backend.memory_plan(&spec, artifact).on_device(limits);
-    if let Some(cause) = plan.problem() {
-        return Err(EngineError::GpuOutOfMemory { plan: Box::new(plan), cause });
-    }
-    let scope = LoadScope::begin(&backend.context().device, plan);
+    let plan = backend.memory_plan(&spec, artifact);
+    let scope = LoadScope::checked(backend.context(), plan)?;
     // On an error here `scope` is dropped, which pops its scopes in order.
     #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))]
     let mut model = Model::load(artifact, backend)?;
@@ -48,13 +40,28 @@ pub fn load_gpu(
 }
 
 /// The error scopes around a load: out of memory outside, validation inside.
-struct LoadScope {
+pub(crate) struct LoadScope {
     validation: Option<wgpu::ErrorScopeGuard>,
     memory: Option<wgpu::ErrorScopeGuard>,
     plan: MemoryPlan,
 }
 
 impl LoadScope {
+    /// Checks `plan` against the limits of `ctx`'s adapter (a refusal is
+    /// [`EngineError::GpuOutOfMemory`] before anything is allocated), then
+    /// opens the scopes on its device.
+    pub(crate) fn checked(ctx: &GpuContext, plan: MemoryPlan) -> Result<LoadScope, EngineError> {
+        let plan = plan.on_device(DeviceLimits {
+            adapter: ctx.adapter_info.name.clone(),
+            max_buffer_size: ctx.limits.max_buffer_size,
+            max_storage_buffer_binding_size: ctx.limits.max_storage_buffer_binding_size,
+        });
+        if let Some(cause) = plan.problem() {
+            return Err(EngineError::GpuOutOfMemory { plan: Box::new(plan), cause });
+        }
+        Ok(LoadScope::begin(&ctx.device, plan))
+    }
+
     fn begin(device: &wgpu::Device, plan: MemoryPlan) -> LoadScope {
         let memory = Some(device.push_error_scope(wgpu::ErrorFilter::OutOfMemory));
         let validation = Some(device.push_error_scope(wgpu::ErrorFilter::Validation));
@@ -62,7 +69,7 @@ impl LoadScope {
     }
 
     /// Pops both scopes (innermost first, as wgpu requires).
-    fn end(mut self) -> LoadCheck {
+    pub(crate) fn end(mut self) -> LoadCheck {
         let validation = self.validation.take().map(|scope| Box::pin(scope.pop()) as ScopeResult);
         let memory = self.memory.take().map(|scope| Box::pin(scope.pop()) as ScopeResult);
         LoadCheck {
