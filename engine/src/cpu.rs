@@ -3,7 +3,8 @@
 //! are decoded inside the products (see [`mlc_kernels::cpu`]).
 
 use mlc_kernels::cpu::{
-    self as ops, DeltaNetShape, DeltaNetState, KvLayout, Q4Matrix, Rope, Weight,
+    self as ops, DeltaNetShape, DeltaNetState, KvLayout, Q4Matrix, RollingWindow, Rope, Weight,
+    rotate_heads,
 };
 use mlc_loader::{DType, Tensor};
 
@@ -89,6 +90,20 @@ pub(crate) struct SequenceState {
 pub(crate) struct Sequences {
     states: Vec<SequenceState>,
     selected: usize,
+    /// What a pass over a rolling KV cache attends over (kept between passes
+    /// so that a decode step allocates nothing).
+    rolling: RollingScratch,
+}
+
+/// A rolling cache's span of a pass attends over the tokens the layer holds,
+/// gathered in the order MLC sees them and rotated at their place there
+/// (`view`), followed by the span's own rows; `table` holds `(cos, sin)` of
+/// positions `0..` once (they never change, and stay below the window plus
+/// a prefill chunk).
+#[derive(Debug, Default)]
+struct RollingScratch {
+    view: LayerCache,
+    table: Vec<(f32, f32)>,
 }
 
 impl Sequences {
@@ -110,10 +125,7 @@ impl Sequences {
 
     /// The state of `sequence`.
     pub(crate) fn get(&mut self, sequence: usize) -> &mut SequenceState {
-        if self.states.len() <= sequence {
-            self.states.resize_with(sequence + 1, SequenceState::default);
-        }
-        &mut self.states[sequence]
+        state(&mut self.states, sequence)
     }
 
     /// The token of row `row` of `input`: the host's, or the one that the
@@ -156,24 +168,104 @@ impl Sequences {
 }
 
 impl Sequences {
-    /// Layer `layer`'s cache of the span's sequence, with room for the
-    /// span's positions, and its layout.
+    /// What the span's rows of layer `layer` attend over and write to: the
+    /// layer's cache of the span's sequence, with room for the span's
+    /// positions; or, for a rolling cache, the tokens it holds gathered and
+    /// rotated by `rope` (the rows are then appended after them, and keep
+    /// their unrotated keys in the ring with [`SpanCache::keep`]).
     pub(crate) fn cache_for(
         &mut self,
         span: &Span,
         spec: &ModelSpec,
         layer: usize,
-    ) -> Result<(&mut LayerCache, KvLayout), EngineError> {
+        rope: &Rope,
+    ) -> Result<SpanCache<'_>, EngineError> {
         let end = span.end(spec.context_window_size)?;
         let (kv_heads, head_dim) = (spec.num_kv_heads, spec.head_dim);
-        let caches = &mut self.get(span.sequence).cache;
+        let caches = &mut state(&mut self.states, span.sequence).cache;
         if caches.len() < spec.num_layers {
             caches.resize_with(spec.num_layers, LayerCache::default);
         }
         let cache = &mut caches[layer];
-        cache.reserve(end, kv_heads, head_dim, spec.context_window_size);
-        let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim };
-        Ok((cache, layout))
+        let Some(window) = spec.rolling_window else {
+            cache.reserve(end, kv_heads, head_dim, spec.context_window_size);
+            let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim };
+            return Ok(SpanCache { cache, layout, start: span.start, ring: None });
+        };
+        // The ring: `size` slots, made once.
+        cache.reserve(window.size, kv_heads, head_dim, window.size);
+        let ring_layout = KvLayout { kv_heads, capacity: window.size, head_dim };
+        let held = window.held(span.start);
+        let scratch = &mut self.rolling;
+        let layout = KvLayout { kv_heads, capacity: held + span.rows.len(), head_dim };
+        let view = &mut scratch.view;
+        view.capacity = layout.capacity;
+        view.keys.resize(kv_heads * layout.capacity * head_dim, 0.0);
+        view.values.resize(kv_heads * layout.capacity * head_dim, 0.0);
+        let dims = rope.cos_sin(0).count();
+        for position in scratch.table.len() / dims.max(1)..held {
+            scratch.table.extend(rope.cos_sin(position));
+        }
+        for (i, position) in window.held_positions(span.start).enumerate() {
+            let table = &scratch.table[i * dims..(i + 1) * dims];
+            for g in 0..kv_heads {
+                let (from, to) =
+                    (ring_layout.offset(g, window.slot(position)), layout.offset(g, i));
+                let key = &mut view.keys[to..to + head_dim];
+                key.copy_from_slice(&cache.keys[from..from + head_dim]);
+                rotate_heads(key, head_dim, table);
+                view.values[to..to + head_dim]
+                    .copy_from_slice(&cache.values[from..from + head_dim]);
+            }
+        }
+        let ring = Some(Ring { cache, layout: ring_layout, window, start: span.start });
+        Ok(SpanCache { cache: view, layout, start: held, ring })
+    }
+}
+
+/// The state of `sequence` among `states`, made on first use.
+fn state(states: &mut Vec<SequenceState>, sequence: usize) -> &mut SequenceState {
+    if states.len() <= sequence {
+        states.resize_with(sequence + 1, SequenceState::default);
+    }
+    &mut states[sequence]
+}
+
+/// What one span of a pass attends over in one layer ([`Sequences::cache_for`]).
+pub(crate) struct SpanCache<'a> {
+    /// The keys (rotated) and values attended over; row `i` of the span is
+    /// appended at `start + i`.
+    pub(crate) cache: &'a mut LayerCache,
+    /// Its layout.
+    pub(crate) layout: KvLayout,
+    /// The place of the span's first row in `cache`, which is also the
+    /// position it is rotated at: its position in the sequence, or for a
+    /// rolling cache the tokens held before it ([`RollingWindow::held`]).
+    pub(crate) start: usize,
+    /// A rolling cache's ring, which keeps the rows' unrotated keys.
+    ring: Option<Ring<'a>>,
+}
+
+/// A layer's rolling cache: unrotated keys and values in
+/// [`RollingWindow::slot`] order.
+struct Ring<'a> {
+    cache: &'a mut LayerCache,
+    layout: KvLayout,
+    window: RollingWindow,
+    /// The span's first position in the sequence.
+    start: usize,
+}
+
+impl SpanCache<'_> {
+    /// Keeps row `i`'s key, not yet rotated, and value in a rolling cache's
+    /// ring, over the token it evicts (after the gather, so the span still
+    /// sees that token). A full cache keeps the rotated key appended to
+    /// `cache` instead, so nothing happens there.
+    pub(crate) fn keep(&mut self, i: usize, key: &[f32], value: &[f32]) {
+        if let Some(ring) = &mut self.ring {
+            let slot = ring.window.slot(ring.start + i);
+            ring.cache.append(ring.layout, slot, key, value);
+        }
     }
 }
 
@@ -378,8 +470,8 @@ impl Backend for CpuBackend {
         let mut out = CpuTensor::zeros(qkv.rows, width);
         let mut k = vec![0.0; kv_heads * d];
         for span in self.sequences.spans(place, qkv.rows) {
-            let (cache, layout) = self.sequences.cache_for(&span, spec, layer)?;
-            for (t, position) in span.rows.clone().zip(span.start..) {
+            let mut target = self.sequences.cache_for(&span, spec, layer, rope)?;
+            for (i, t) in span.rows.clone().enumerate() {
                 let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
                 let (q_part, kv_part) = row.split_at(width);
                 let (k_part, v_part) = kv_part.split_at(kv_heads * d);
@@ -392,18 +484,20 @@ impl Backend for CpuBackend {
                     let normed_k = k.clone();
                     ops::rms_norm(&normed_k, k_norm, spec.rms_norm_eps, &mut k);
                 }
+                target.keep(i, &k, v_part);
+                let position = target.start + i;
                 rope.apply(q_row, d, position);
                 rope.apply(&mut k, d, position);
-                cache.append(layout, position, &k, v_part);
+                target.cache.append(target.layout, position, &k, v_part);
             }
             let rows = span.rows.start * width..span.rows.end * width;
             ops::causal_attention(
                 &q.data[rows.clone()],
-                &cache.keys,
-                &cache.values,
-                layout,
+                &target.cache.keys,
+                &target.cache.values,
+                target.layout,
                 heads,
-                span.start,
+                target.start,
                 spec.attention_window(layer),
                 spec.attention_scale(),
                 &mut out.data[rows],

@@ -23,6 +23,16 @@ pub fn load_gpu(
     options: GpuOptions,
 ) -> Result<Model<GpuBackend>, EngineError> {
     let spec = spec_for(&artifact.config)?;
+    if let Some(window) = spec.rolling_window {
+        // The WGSL attention rotates keys once, on append, at their position;
+        // a rolling cache rotates the held keys at their place in the window
+        // at every pass (docs/families.md, "mistral").
+        return Err(EngineError::Unsupported(format!(
+            "{} with sliding_window_size {} on the GPU engine: its rolling KV cache runs on the CPU engines \
+             only (use --device cpu, or set sliding_window_size to -1 and a positive context_window_size)",
+            spec.family, window.size
+        )));
+    }
     let limits = DeviceLimits {
         adapter: ctx.adapter_info.name.clone(),
         max_buffer_size: ctx.limits.max_buffer_size,

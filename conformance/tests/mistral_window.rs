@@ -1,0 +1,121 @@
+//! Mistral with a sliding window (`families/mistral-window-tiny`: window 16,
+//! 4 attention sinks, prefill chunks of 16): MLC's rolling KV cache on the two
+//! CPU engines against the float64 reference of
+//! `conformance/tools/make_mistral_window.py`, with prompts and generations
+//! longer than the window (docs/families.md, "mistral").
+
+use mlc_conformance::*;
+use mlc_engine::backend::StepInput;
+use mlc_engine::models::spec_for;
+use mlc_engine::{
+    EngineError, GreedyOptions, LanguageModel, generate_greedy, load_cpu, load_cpu_fast, load_gpu,
+};
+use mlc_kernels::cpu::RollingWindow;
+use mlc_kernels::{ContextOptions, GpuContext};
+use pollster::FutureExt as _;
+
+const MODEL: &str = "families/mistral-window-tiny";
+
+/// Every prompt's last logits, prompt 1's logits at every position, the 16
+/// greedy tokens of every prompt and prompt 0's 48 (three windows of decode
+/// steps), within `tolerance` × the reference's logit std.
+fn check_engine(what: &str, engine: &mut dyn LanguageModel, tolerance: f32) {
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join(MODEL).join("golden/index.json")).unwrap(),
+    )
+    .unwrap();
+    let vocab = engine.spec().vocab_size;
+    for (k, prompt) in golden(MODEL).prompts.into_iter().enumerate() {
+        engine.reset();
+        let logits = engine.prefill(&prompt.token_ids).block_on().unwrap();
+        let want = golden_file(MODEL, &prompt.last_logits_file);
+        assert_close(&format!("{what} {} last logits", prompt.name), &logits, &want, tolerance);
+        if let Some(file) = &prompt.all_logits_file {
+            engine.reset();
+            let all = engine.score(&prompt.token_ids).block_on().unwrap();
+            let want = golden_file(MODEL, file);
+            assert_eq!(all.len(), prompt.token_ids.len() * vocab);
+            for (position, (got, want)) in all.chunks(vocab).zip(want.chunks(vocab)).enumerate() {
+                let label = format!("{what} {} position {position}", prompt.name);
+                assert_close(&label, got, want, tolerance);
+            }
+        }
+        let want: Vec<u32> = match index["prompts"][k].get("greedy_long") {
+            Some(long) => serde_json::from_value(long.clone()).unwrap(),
+            None => prompt.greedy_16.clone(),
+        };
+        engine.reset();
+        let options = GreedyOptions { max_tokens: want.len(), stop_token_ids: Vec::new() };
+        let tokens = generate_greedy(engine, &prompt.token_ids, &options).block_on().unwrap();
+        assert_eq!(tokens, want, "{what} {} greedy tokens", prompt.name);
+        assert!(engine.position() > 16 + 4, "{what}: generation ran past the window");
+    }
+}
+
+#[test]
+fn the_converted_artifact_has_a_rolling_window_and_no_context_limit() {
+    let (_temp, artifact) = converted_family(MODEL);
+    let config = &artifact.config;
+    assert_eq!(
+        (config.sliding_window_size, config.attention_sink_size, config.context_window_size),
+        (16, 4, -1)
+    );
+    let spec = spec_for(config).unwrap();
+    assert_eq!(spec.rolling_window, Some(RollingWindow { size: 16, sink: 4 }));
+    assert_eq!(spec.sliding_window, None, "not Gemma 3's masked local layers");
+    assert_eq!((spec.prefill_chunk_size, spec.context_window_size), (16, usize::MAX));
+    assert!(!spec.rewindable());
+
+    // WebLLM's checks: both windows set, or a negative sink size, are refused;
+    // TVM's: a sink size below the window.
+    for (context, sink) in [(4096, 4), (-1, -1), (-1, 16)] {
+        let mut config = config.clone();
+        (config.context_window_size, config.attention_sink_size) = (context, sink);
+        let error = spec_for(&config).unwrap_err();
+        assert!(matches!(error, EngineError::Config(_)), "{error}");
+    }
+}
+
+#[test]
+fn cpu_engine_matches_the_rolling_cache_reference() {
+    let (_temp, artifact) = converted_family(MODEL);
+    check_engine("cpu", &mut load_cpu(&artifact).unwrap(), CPU_TOLERANCE);
+}
+
+#[test]
+fn fast_cpu_engine_matches_the_rolling_cache_reference() {
+    let (_temp, artifact) = converted_family(MODEL);
+    check_engine("cpu_fast", &mut load_cpu_fast(&artifact).unwrap(), GPU_TOLERANCE);
+}
+
+#[test]
+fn a_chat_round_continues_the_rolled_cache_and_dropped_steps_empty_it() {
+    let (_temp, artifact) = converted_family(MODEL);
+    let prompt = &golden(MODEL).prompts[0];
+    let mut engine = load_cpu(&artifact).unwrap();
+    // A second round appends to the context the first left, as WebLLM's
+    // multi-round chat does: generating in two calls is generating once.
+    let options = GreedyOptions { max_tokens: 24, stop_token_ids: Vec::new() };
+    let first = generate_greedy(&mut engine, &prompt.token_ids, &options).block_on().unwrap();
+    let rest = generate_greedy(&mut engine, &first[23..], &options).block_on().unwrap();
+    engine.reset();
+    let both = GreedyOptions { max_tokens: 48, stop_token_ids: Vec::new() };
+    let once = generate_greedy(&mut engine, &prompt.token_ids, &both).block_on().unwrap();
+    assert_eq!([&first[..], &rest].concat(), once);
+
+    // A queued step rolled the window: dropping it cannot rewind the cache,
+    // so the context starts over.
+    assert!(engine.position() > 0);
+    engine.queue_greedy(StepInput::Tokens(&once[47..])).unwrap();
+    engine.drop_queued();
+    assert_eq!(engine.position(), 0);
+}
+
+#[test]
+fn the_gpu_engine_refuses_a_rolling_cache_with_the_reason() {
+    let (_temp, artifact) = converted_family(MODEL);
+    let ctx = GpuContext::new_blocking(&ContextOptions::default()).expect("a GPU adapter");
+    let error = load_gpu(&artifact, ctx, Default::default()).err().expect("refused");
+    assert!(matches!(error, EngineError::Unsupported(_)), "{error}");
+    assert!(error.to_string().contains("sliding_window_size 16"), "{error}");
+}
