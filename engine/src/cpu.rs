@@ -710,3 +710,55 @@ impl LayerCache {
         *self = LayerCache { capacity, keys, values };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::spec_for;
+
+    /// A one-layer Mistral with a window of 6 tokens, 2 of them sinks.
+    fn rolling_spec() -> ModelSpec {
+        let config = mlc_loader::ChatConfig::from_json(
+            r#"{"model_type": "mistral", "quantization": "q0f32", "vocab_size": 8,
+                "context_window_size": -1, "sliding_window_size": 6, "attention_sink_size": 2,
+                "prefill_chunk_size": 4,
+                "model_config": {"hidden_size": 4, "intermediate_size": 8, "num_attention_heads": 1,
+                                 "num_hidden_layers": 1, "rms_norm_eps": 1e-5}}"#,
+        )
+        .unwrap();
+        spec_for(&config).unwrap()
+    }
+
+    #[test]
+    fn a_rolling_cache_keeps_its_window_and_gathers_the_sinks_and_the_newest_tokens() {
+        let spec = rolling_spec();
+        let rope = spec.rope();
+        let mut sequences = Sequences::default();
+        // Token p's key and value are p + 1 in every element, so the gathered
+        // rows tell which tokens they are.
+        let row = |p: usize| [p as f32 + 1.0; 4];
+        for p in 0..20 {
+            let span = Span { sequence: 0, start: p, rows: 0..1 };
+            let mut target = sequences.cache_for(&span, &spec, 0, &rope).unwrap();
+            let held: Vec<usize> = match p <= 6 {
+                true => (0..p).collect(),
+                false => [0, 1].into_iter().chain(p - 4..p).collect(),
+            };
+            assert_eq!(target.start, held.len(), "position {p}: tokens held");
+            assert_eq!(target.cache.capacity, held.len() + 1);
+            for (i, &token) in held.iter().enumerate() {
+                let mut key = row(token);
+                rope.apply(&mut key, 4, i);
+                let at = target.layout.offset(0, i);
+                assert_eq!(&target.cache.keys[at..at + 4], &key, "position {p}: key {i}");
+                assert_eq!(
+                    &target.cache.values[at..at + 4],
+                    &row(token),
+                    "position {p}: value {i}"
+                );
+            }
+            target.keep(0, &row(p), &row(p));
+            assert_eq!(sequences.get(0).cache[0].capacity, 6, "the ring never grows");
+        }
+    }
+}

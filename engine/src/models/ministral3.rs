@@ -27,8 +27,9 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
     let sliding = fields.chat().sliding_window_size;
     if sliding > 0 {
         return Err(EngineError::Unsupported(format!(
-            "ministral3 with sliding_window_size {sliding}: the sliding-window KV cache is not implemented \
-             (Ministral 3's checkpoints have none; set sliding_window_size to -1)"
+            "ministral3 with sliding_window_size {sliding}: the rolling KV cache runs for mistral only; with \
+             Ministral 3's YaRN rotation it is untested (no checkpoint has a window; set sliding_window_size \
+             to -1)"
         )));
     }
     match fields.optional::<String>("hidden_act")?.as_deref() {
