@@ -98,8 +98,7 @@ pub(crate) struct Sequences {
 /// A rolling cache's span of a pass attends over the tokens the layer holds,
 /// gathered in the order MLC sees them and rotated at their place there
 /// (`view`), followed by the span's own rows; `table` holds `(cos, sin)` of
-/// positions `0..` once (they never change, and stay below the window plus
-/// a prefill chunk).
+/// the places `0..size` a held token can take, computed once.
 #[derive(Debug, Default)]
 struct RollingScratch {
     view: LayerCache,
@@ -198,13 +197,20 @@ impl Sequences {
         let held = window.held(span.start);
         let scratch = &mut self.rolling;
         let layout = KvLayout { kv_heads, capacity: held + span.rows.len(), head_dim };
+        // Sized once for a full window and a prefill chunk, and the table
+        // made once for every place in the window: the steps that fill the
+        // window allocate nothing either.
+        let most =
+            kv_heads * (window.size + spec.prefill_chunk_size.max(span.rows.len())) * head_dim;
         let view = &mut scratch.view;
         view.capacity = layout.capacity;
-        view.keys.resize(kv_heads * layout.capacity * head_dim, 0.0);
-        view.values.resize(kv_heads * layout.capacity * head_dim, 0.0);
+        for buffer in [&mut view.keys, &mut view.values] {
+            buffer.reserve(most.saturating_sub(buffer.len()));
+            buffer.resize(kv_heads * layout.capacity * head_dim, 0.0);
+        }
         let dims = rope.cos_sin(0).count();
-        for position in scratch.table.len() / dims.max(1)..held {
-            scratch.table.extend(rope.cos_sin(position));
+        if scratch.table.len() != window.size * dims {
+            scratch.table = (0..window.size).flat_map(|position| rope.cos_sin(position)).collect();
         }
         for (i, position) in window.held_positions(span.start).enumerate() {
             let table = &scratch.table[i * dims..(i + 1) * dims];
