@@ -4,7 +4,6 @@
 
 use mlc_kernels::cpu::{
     self as ops, DeltaNetShape, DeltaNetState, KvLayout, Q4Matrix, RollingWindow, Rope, Weight,
-    rotate_heads,
 };
 use mlc_loader::{DType, Tensor};
 
@@ -208,22 +207,19 @@ impl Sequences {
             buffer.reserve(most.saturating_sub(buffer.len()));
             buffer.resize(kv_heads * layout.capacity * head_dim, 0.0);
         }
-        let dims = rope.cos_sin(0).count();
-        if scratch.table.len() != window.size * dims {
+        if scratch.table.len() != window.size * rope.cos_sin(0).count() {
             scratch.table = (0..window.size).flat_map(|position| rope.cos_sin(position)).collect();
         }
-        for (i, position) in window.held_positions(span.start).enumerate() {
-            let table = &scratch.table[i * dims..(i + 1) * dims];
-            for g in 0..kv_heads {
-                let (from, to) =
-                    (ring_layout.offset(g, window.slot(position)), layout.offset(g, i));
-                let key = &mut view.keys[to..to + head_dim];
-                key.copy_from_slice(&cache.keys[from..from + head_dim]);
-                rotate_heads(key, head_dim, table);
-                view.values[to..to + head_dim]
-                    .copy_from_slice(&cache.values[from..from + head_dim]);
-            }
-        }
+        ops::gather_rolling(
+            window,
+            span.start,
+            (&cache.keys, &cache.values),
+            ring_layout,
+            &scratch.table,
+            &mut view.keys,
+            &mut view.values,
+            layout,
+        );
         let ring = Some(Ring { cache, layout: ring_layout, window, start: span.start });
         Ok(SpanCache { cache: view, layout, start: held, ring })
     }

@@ -23,15 +23,18 @@ pub fn load_gpu(
     options: GpuOptions,
 ) -> Result<Model<GpuBackend>, EngineError> {
     let spec = spec_for(&artifact.config)?;
-    if let Some(window) = spec.rolling_window {
-        // The WGSL attention rotates keys once, on append, at their position;
-        // a rolling cache rotates the held keys at their place in the window
-        // at every pass (docs/families.md, "mistral").
-        return Err(EngineError::Unsupported(format!(
-            "{} with sliding_window_size {} on the GPU engine: its rolling KV cache runs on the CPU engines \
-             only (use --device cpu, or set sliding_window_size to -1 and a positive context_window_size)",
-            spec.family, window.size
-        )));
+    let mut options = options;
+    if spec.rolling_window.is_some() {
+        if spec.qk_norm.is_some() {
+            // The ring keeps the projection's keys as they come, before any norm.
+            return Err(EngineError::Unsupported(format!(
+                "{} with a sliding window and a q/k norm on the GPU engine",
+                spec.family
+            )));
+        }
+        // What a rolling cache's rows see depends on where each pass starts:
+        // a prefill runs in MLC's chunks, so a step takes that many rows.
+        options.max_rows = options.max_rows.max(spec.prefill_chunk_size);
     }
     let limits = DeviceLimits {
         adapter: ctx.adapter_info.name.clone(),
@@ -123,6 +126,7 @@ fn empty_plan() -> MemoryPlan {
         kv_positions: 0,
         sequences: 1,
         kv_buffer: 0,
+        ring_buffer: 0,
         scratch: 0,
         activations: 0,
         max_rows: 0,

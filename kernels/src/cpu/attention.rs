@@ -67,6 +67,38 @@ impl RollingWindow {
     }
 }
 
+/// Puts the tokens a rolling cache holds before a pass that starts at
+/// `start` ([`RollingWindow::held_positions`]) at places `0..held` of
+/// `keys`/`values` (laid out by `layout`), each key rotated at its place by
+/// `table` (`rotary_dim` `(cos, sin)` per place, from place 0; see
+/// [`crate::cpu::Rope::cos_sin`]). `ring_keys`/`ring_values` hold the
+/// unrotated keys and values in [`RollingWindow::slot`] order, laid out by
+/// `ring` (capacity `window.size`).
+#[allow(clippy::too_many_arguments)] // two caches of two halves, each with its layout
+pub fn gather_rolling(
+    window: RollingWindow,
+    start: usize,
+    (ring_keys, ring_values): (&[f32], &[f32]),
+    ring: KvLayout,
+    table: &[(f32, f32)],
+    keys: &mut [f32],
+    values: &mut [f32],
+    layout: KvLayout,
+) {
+    let d = layout.head_dim;
+    let dims = table.len() / window.size.max(1);
+    for (i, position) in window.held_positions(start).enumerate() {
+        let angles = &table[i * dims..(i + 1) * dims];
+        for g in 0..layout.kv_heads {
+            let (from, to) = (ring.offset(g, window.slot(position)), layout.offset(g, i));
+            let key = &mut keys[to..to + d];
+            key.copy_from_slice(&ring_keys[from..from + d]);
+            crate::cpu::rotate_heads(key, d, angles);
+            values[to..to + d].copy_from_slice(&ring_values[from..from + d]);
+        }
+    }
+}
+
 /// `out[t, h] = softmax(q[t, h] · K[g(h), lo..=p]ᵀ · scale) · V[g(h), lo..=p]` for
 /// each of the `tokens` queries, where token `t` sits at position `p = start + t`
 /// and query head `h` reads KV head `g(h) = h / (heads / kv_heads)`. Without a
