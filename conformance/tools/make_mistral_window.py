@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mistral with a sliding window: MLC's rolling KV cache with attention sinks, and reference outputs.
+"""Mistral and Ministral 3 with a sliding window: MLC's rolling KV cache with attention sinks, and reference outputs.
 
     python3 -m venv /tmp/venv-ring && /tmp/venv-ring/bin/pip install numpy
     /tmp/venv-ring/bin/python conformance/tools/make_mistral_window.py
@@ -7,7 +7,9 @@
 It writes `conformance/fixtures/families/mistral-window-tiny/`: `hf_source/` is the `mistral-tiny` checkpoint
 (`make_families.py`) with `"sliding_window": 16`, which `mlc-wgpu convert` turns into `sliding_window_size` 16,
 `context_window_size` -1, `prefill_chunk_size` 16 and `attention_sink_size` 4 (MLC's `MistralConfig`);
-`golden/` holds reference outputs in the families' format (docs/families.md, "mistral").
+`golden/` holds reference outputs in the families' format (docs/families.md, "mistral"). And
+`ministral3-window-tiny/`: `ministral3-tiny` with `"sliding_window": 16`, whose `attention_sink_size` is
+`Ministral3Config`'s default, 0 (TVM's YaRN rotation and the `sm²` softmax scale as in `make_families.py`).
 
 transformers' Mistral has no attention sinks and rotates keys at their absolute positions, so it cannot be the
 reference. This tool's float64 numpy forward follows what TVM's paged KV cache computes for MLC's Mistral (written
@@ -41,18 +43,20 @@ import make_synthetic as ms  # noqa: E402  (the q4f16_1 quantizer, safetensors r
 
 TOOL = "conformance/tools/make_mistral_window.py"
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "families")
-SOURCE = "mistral-tiny"
-CASE = "mistral-window-tiny"
 WINDOW = 16
-SINK = 4  # MistralConfig.attention_sink_size's default, which the converter writes
-CHUNK = 16  # MistralConfig's prefill_chunk_size default: min(window, 8192)
+CHUNK = 16  # MistralConfig's and Ministral3Config's prefill_chunk_size default: min(window, 8192)
+# Each case: its source checkpoint and the attention_sink_size default of its MLC config, which the
+# converter writes.
+CASES = {
+    "mistral-window-tiny": dict(source="mistral-tiny", sink=4, seed=1801),
+    "ministral3-window-tiny": dict(source="ministral3-tiny", sink=0, seed=1802),
+}
 PROMPT_LENGTHS = [6, 40, 70]
 ALL_LOGITS_PROMPT = 1
 GREEDY_STEPS = 16
 LONG_GREEDY_STEPS = 48  # prompt0's long continuation: three windows of decode steps
 MIN_MARGIN = 0.02
 CPU_TOLERANCE = 2e-3
-SEED = 1801
 
 
 def artifact_weights(cfg, hf):
@@ -68,14 +72,21 @@ def artifact_weights(cfg, hf):
 
 
 class Model:
-    """MLC's Mistral over a rolling KV cache. `window` None: a full cache; `absolute`: keys and queries rotated at
-    their positions in the sequence instead of their places in the cache (an ablation)."""
+    """MLC's Mistral or Ministral 3 over a rolling KV cache. `window` None: a full cache; `absolute`: keys and
+    queries rotated at their positions in the sequence instead of their places in the cache (an ablation)."""
 
-    def __init__(self, cfg, w, window=WINDOW, sink=SINK, chunk=CHUNK, absolute=False):
+    def __init__(self, cfg, w, sink, window=WINDOW, chunk=CHUNK, absolute=False):
         self.cfg, self.w = cfg, w
         self.window, self.sink, self.chunk, self.absolute = window, sink, chunk, absolute
         d = cfg["head_dim"]
-        self.inv_freq = cfg["rope_theta"] ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+        if cfg["model_type"] == "ministral3":
+            # TVM's YaRN: one frequency per rotated element; the softmax scale times sm².
+            self.inv_freq = ms.mlc_yarn_inv_freq(cfg)
+            self.scale = d ** -0.5 * ms.mlc_sm_scale(cfg)
+        else:
+            half = cfg["rope_theta"] ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+            self.inv_freq = np.concatenate([half, half])
+            self.scale = d ** -0.5
         self.reset()
 
     def reset(self):
@@ -84,12 +95,12 @@ class Model:
         self.position = 0
 
     def rope(self, x, positions):
-        """Rotate-half RoPE of x [n, heads, d] at `positions` [n]."""
+        """Rotate-half RoPE of x [n, heads, d] at `positions` [n], each element at its own frequency."""
         angle = positions[:, None].astype(np.float64) * self.inv_freq[None, :]
         cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]
         half = x.shape[-1] // 2
         a, b = x[..., :half], x[..., half:]
-        return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+        return np.concatenate([a * cos[..., :half] - b * sin[..., :half], b * cos[..., half:] + a * sin[..., half:]], axis=-1)
 
     def rms(self, x, weight):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.cfg["rms_norm_eps"]) * weight
@@ -122,7 +133,7 @@ class Model:
                 visible = count + j + 1  # the held tokens and the pass's rows up to j
                 for head in range(nh):
                     g = head // group
-                    scores = kr[:visible, g, :] @ qr[j, head, :] / np.sqrt(d)
+                    scores = kr[:visible, g, :] @ qr[j, head, :] * self.scale
                     e = np.exp(scores - scores.max())
                     out[j, head] = (e / e.sum()) @ values[:visible, g, :]
             x = x + out.reshape(n, nh * d) @ w[p + "self_attn.o_proj.weight"].T
@@ -135,7 +146,8 @@ class Model:
                 keep = np.concatenate([keep[: self.sink], keep[len(keep) - (self.window - self.sink):]])
             held["k"], held["v"], held["pos"] = keys[keep], values[keep], positions[keep]
         self.position += n
-        return self.rms(x, w["model.norm.weight"]) @ w["lm_head.weight"].T
+        head = w.get("lm_head.weight", w["model.embed_tokens.weight"])  # Ministral 3 ties them
+        return self.rms(x, w["model.norm.weight"]) @ head.T
 
     def prefill(self, ids):
         """Every position's logits, the prompt cut into chunks from its start as WebLLM and the runtime do."""
@@ -153,13 +165,13 @@ class Model:
         return tokens, margins
 
 
-def check_against_transformers(cfg, weights):
-    """Without a window this forward is plain causal attention: it must give `mistral-tiny`'s transformers
+def check_against_transformers(source, cfg, weights):
+    """Without a window this forward is plain causal attention: it must give the source fixture's transformers
     reference logits (float64) for each of its prompts."""
-    golden = os.path.join(ROOT, SOURCE, "golden")
+    golden = os.path.join(ROOT, source, "golden")
     with open(os.path.join(golden, "index.json")) as f:
         index = json.load(f)
-    full = Model(cfg, weights, window=None)
+    full = Model(cfg, weights, sink=0, window=None)
     for prompt in index["prompts"]:
         want = np.fromfile(os.path.join(golden, prompt["last_logits_file"]), dtype="<f4")
         full.reset()
@@ -168,9 +180,9 @@ def check_against_transformers(cfg, weights):
         assert diff < 1e-4 * float(np.std(want)), f"{prompt['name']}: {diff} from transformers"
 
 
-def main():
-    src = os.path.join(ROOT, SOURCE, "hf_source")
-    root = os.path.join(ROOT, CASE)
+def generate(case, source, sink, seed):
+    src = os.path.join(ROOT, source, "hf_source")
+    root = os.path.join(ROOT, case)
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "hf_source"))
     os.makedirs(os.path.join(root, "golden"))
@@ -183,9 +195,9 @@ def main():
     shutil.copyfile(os.path.join(src, "model.safetensors"), os.path.join(root, "hf_source", "model.safetensors"))
 
     weights = artifact_weights(cfg, ms.read_safetensors(os.path.join(src, "model.safetensors")))
-    check_against_transformers(cfg, weights)
-    model = Model(cfg, weights)
-    rs = np.random.RandomState(SEED)
+    check_against_transformers(source, cfg, weights)
+    model = Model(cfg, weights, sink)
+    rs = np.random.RandomState(seed)
     prompts, files = [], {}
     for k, length in enumerate(PROMPT_LENGTHS):
         steps = LONG_GREEDY_STEPS if k == 0 else GREEDY_STEPS
@@ -220,20 +232,21 @@ def main():
     reference = model.prefill(longest)[-1]
     bound = CPU_TOLERANCE * float(np.std(reference))
     ablations = {}
-    for what, variant in [
-        ("no window (full cache)", Model(cfg, weights, window=None)),
-        ("no sinks", Model(cfg, weights, sink=0)),
-        ("keys rotated at absolute positions", Model(cfg, weights, absolute=True)),
-        ("one pass for the whole prompt", Model(cfg, weights, chunk=len(longest))),
-    ]:
+    variants = [
+        ("no window (full cache)", Model(cfg, weights, sink, window=None)),
+        ("keys rotated at absolute positions", Model(cfg, weights, sink, absolute=True)),
+        ("one pass for the whole prompt", Model(cfg, weights, sink, chunk=len(longest))),
+    ]
+    variants.append(("no sinks", Model(cfg, weights, 0)) if sink else ("4 sinks", Model(cfg, weights, 4)))
+    for what, variant in variants:
         moved = float(np.max(np.abs(variant.prefill(longest)[-1] - reference)))
         assert moved > 20 * bound, f"{what}: moves the logits by only {moved} (bound {bound})"
         ablations[what] = round(moved / bound, 1)
     index = {
-        "model": CASE,
+        "model": case,
         "generator": TOOL,
         "reference": f"numpy {np.__version__} float64 forward with MLC's rolling KV cache",
-        "mlc_semantics": {"sliding_window_size": WINDOW, "attention_sink_size": SINK, "prefill_chunk_size": CHUNK},
+        "mlc_semantics": {"sliding_window_size": WINDOW, "attention_sink_size": sink, "prefill_chunk_size": CHUNK},
         "dtype": "float32, little-endian, row-major",
         "vocab_size": cfg["vocab_size"],
         "files": {name: {"shape": shape, "dtype": "f32le"} for name, shape in files.items()},
@@ -243,7 +256,12 @@ def main():
     with open(os.path.join(root, "golden", "index.json"), "w") as f:
         json.dump(index, f, indent=1)
         f.write("\n")
-    print(f"{CASE}: {len(prompts)} prompts, ablations (in CPU bounds) {ablations}")
+    print(f"{case}: {len(prompts)} prompts, ablations (in CPU bounds) {ablations}")
+
+
+def main():
+    for case, c in CASES.items():
+        generate(case, c["source"], c["sink"], c["seed"])
 
 
 if __name__ == "__main__":
