@@ -1255,6 +1255,11 @@ impl GpuBackend {
         window: RollingWindow,
         start: usize,
     ) -> Result<(), EngineError> {
+        // The kernels' step carries positions as u32 words.
+        let needed = start + qkv.rows;
+        if u32::try_from(needed).is_err() {
+            return Err(EngineError::ContextWindowExceeded { needed, window: u32::MAX as usize });
+        }
         let (k_cache, v_cache) = self.prepared().kv[layer].clone();
         let (ring_k, ring_v) = self.prepared().rings[layer].clone();
         let key = vec![qkv.buffer.clone(), ring_k.clone()];
