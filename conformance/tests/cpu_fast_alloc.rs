@@ -47,9 +47,14 @@ fn a_decode_step_allocates_nothing() {
         let path = tiny_artifact(model);
         (model, None, Artifact::open(path.to_str().unwrap(), OpenOptions::default()).unwrap())
     });
-    // Qwen3.5's Gated DeltaNet layers keep a recurrent state beside the KV cache.
-    let (converted, artifact) = converted_family("families/qwen3_5-tiny");
-    let families = [("families/qwen3_5-tiny", Some(converted), artifact)];
+    // Qwen3.5's Gated DeltaNet layers keep a recurrent state beside the KV
+    // cache; Mistral's rolling cache (window 16) gathers what it holds at
+    // every step, and the steps here (positions 5 to 18) fill the window and
+    // then roll it.
+    let families = ["families/qwen3_5-tiny", "families/mistral-window-tiny"].map(|model| {
+        let (converted, artifact) = converted_family(model);
+        (model, Some(converted), artifact)
+    });
     for (model, _converted, artifact) in official.into_iter().chain(families) {
         let spec = spec_for(&artifact.config).unwrap();
         let mut backend = FastCpuBackend::new();
@@ -67,7 +72,9 @@ fn a_decode_step_allocates_nothing() {
         .unwrap();
         backend.queue_argmax(&logits).unwrap();
         drop(logits);
-        for step in 0..6 {
+        // The rolling cache's steps run past its window.
+        let steps = if spec.rolling_window.is_some() { 14 } else { 6 };
+        for step in 0..steps {
             let before = ALLOCATIONS.load(Ordering::Relaxed);
             let position = prompt.len() + step;
             let logits = forward(

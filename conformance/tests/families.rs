@@ -138,7 +138,6 @@ fn qwen3_5_spec_alternates_gated_delta_net_and_gated_attention_layers() {
 
 #[test]
 fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() {
-    use mlc_engine::EngineError;
     use mlc_engine::models::spec_for;
     use mlc_engine::prebuilt::{apply_overrides, find_prebuilt};
     let ids = [
@@ -176,15 +175,15 @@ fn webllm_prebuilt_records_of_these_families_resolve_and_their_overrides_load() 
         let mut config = artifact.config.clone();
         if family == "mistral" {
             // What a Mistral-7B-v0.1-style artifact says (HF sliding_window 4096):
-            // the ring-buffer KV cache it would need is not implemented ...
+            // a rolling KV cache with MLC's 4 attention sinks ...
             config.sliding_window_size = 4096;
             config.context_window_size = -1;
-            let error = spec_for(&config).unwrap_err();
-            assert!(matches!(error, EngineError::Unsupported(_)), "{error}");
-            assert!(error.to_string().contains("sliding_window_size 4096"), "{error}");
+            let spec = spec_for(&config).unwrap();
+            let window = mlc_kernels::cpu::RollingWindow { size: 4096, sink: 4 };
+            assert_eq!(spec.rolling_window, Some(window));
             assert_eq!(record.overrides["sliding_window_size"], -1);
         }
-        // ... and WebLLM's record turns it off with a 4096 (or 1024) context.
+        // ... which WebLLM's record turns off with a 4096 (or 1024) context.
         apply_overrides(&mut config, &record.overrides);
         let spec = spec_for(&config).unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_eq!(

@@ -770,35 +770,6 @@ def check_longrope(cfg, model, partial):
     assert abs(rotary.attention_scaling - mscale) < 1e-9, (rotary.attention_scaling, mscale)
 
 
-def mlc_yarn_inv_freq(cfg):
-    """The inverse frequency of each of the R rotated dimensions as TVM's `rope_freq_yarn` computes it for
-    MLC (docs/families.md, "ministral3"): the blend's ramp reads the dimension index d itself, so the
-    second element of a pair (d >= R/2) gets its own frequency."""
-    rope = cfg["rope_parameters"]
-    R, theta, factor = cfg["head_dim"], rope["rope_theta"], rope["factor"]
-    orig = rope["original_max_position_embeddings"]
-
-    def correction(rotations):
-        return R * np.log(orig / (rotations * 2 * np.pi)) / (2 * np.log(theta))
-
-    low, high = max(correction(rope["beta_fast"]), 0.0), min(correction(rope["beta_slow"]), R - 1.0)
-    if low == high:
-        high += 0.001
-    d = np.arange(R, dtype=np.float64)
-    power = theta ** ((2 * d % R) / R)
-    extra, inter = 1.0 / power, 1.0 / (factor * power)
-    mask = 1.0 - np.clip((d - low) / (high - low), 0.0, 1.0)
-    return inter * (1.0 - mask) + extra * mask
-
-
-def mlc_sm_scale(cfg):
-    """MLC's factor on the softmax scale: (0.1·mscale_all_dim·ln(factor) + 1)² when mscale_all_dim is set."""
-    rope = cfg["rope_parameters"]
-    m, factor = rope.get("mscale_all_dim", 0), rope["factor"]
-    sm = 0.1 * m * np.log(factor) + 1.0 if m and factor > 1 else 1.0
-    return sm * sm
-
-
 def mlc_ministral3(cfg, model, yarn, softmax_scale):
     """Makes transformers' Ministral3 rotate and scale as MLC does: `yarn` "mlc" (TVM's per-dimension
     frequencies), "plain" (no YaRN) or None (transformers' own); `softmax_scale` "mlc" (× sm²) or None."""
@@ -808,7 +779,7 @@ def mlc_ministral3(cfg, model, yarn, softmax_scale):
     if yarn is not None:
         R, theta = cfg["head_dim"], cfg["rope_parameters"]["rope_theta"]
         plain = 1.0 / theta ** ((2 * np.arange(R) % R) / R)
-        inv_freq = torch.tensor(mlc_yarn_inv_freq(cfg) if yarn == "mlc" else plain)
+        inv_freq = torch.tensor(ms.mlc_yarn_inv_freq(cfg) if yarn == "mlc" else plain)
 
         def forward(self, x, position_ids):
             angles = position_ids[..., None].double() * inv_freq
@@ -817,7 +788,7 @@ def mlc_ministral3(cfg, model, yarn, softmax_scale):
         rotary.forward = types.MethodType(forward, rotary)
     if softmax_scale == "mlc":
         for layer in model.model.layers:
-            layer.self_attn.scaling = cfg["head_dim"] ** -0.5 * mlc_sm_scale(cfg)
+            layer.self_attn.scaling = cfg["head_dim"] ** -0.5 * ms.mlc_sm_scale(cfg)
 
 
 def mlc_semantics(cfg):

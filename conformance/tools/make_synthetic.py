@@ -664,6 +664,39 @@ def forward(cfg, W, ids, dt=np.float64, rope_scaling=True, qk_norm=True):
     return logits, trace
 
 
+# Ministral 3 as MLC runs it (docs/families.md, "ministral3"; shared with make_families.py and
+# make_mistral_window.py).
+
+
+def mlc_yarn_inv_freq(cfg):
+    """The inverse frequency of each of the R rotated dimensions as TVM's `rope_freq_yarn` computes it for
+    MLC (docs/families.md, "ministral3"): the blend's ramp reads the dimension index d itself, so the
+    second element of a pair (d >= R/2) gets its own frequency."""
+    rope = cfg["rope_parameters"]
+    R, theta, factor = cfg["head_dim"], rope["rope_theta"], rope["factor"]
+    orig = rope["original_max_position_embeddings"]
+
+    def correction(rotations):
+        return R * np.log(orig / (rotations * 2 * np.pi)) / (2 * np.log(theta))
+
+    low, high = max(correction(rope["beta_fast"]), 0.0), min(correction(rope["beta_slow"]), R - 1.0)
+    if low == high:
+        high += 0.001
+    d = np.arange(R, dtype=np.float64)
+    power = theta ** ((2 * d % R) / R)
+    extra, inter = 1.0 / power, 1.0 / (factor * power)
+    mask = 1.0 - np.clip((d - low) / (high - low), 0.0, 1.0)
+    return inter * (1.0 - mask) + extra * mask
+
+
+def mlc_sm_scale(cfg):
+    """MLC's factor on the softmax scale: (0.1·mscale_all_dim·ln(factor) + 1)² when mscale_all_dim is set."""
+    rope = cfg["rope_parameters"]
+    m, factor = rope.get("mscale_all_dim", 0), rope["factor"]
+    sm = 0.1 * m * np.log(factor) + 1.0 if m and factor > 1 else 1.0
+    return sm * sm
+
+
 def top2_margin(row):
     t = np.sort(row)[-2:]
     return float(t[1] - t[0])

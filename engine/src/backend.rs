@@ -4,7 +4,7 @@
 //! against this trait; the CPU engine implements it with eager f32 math, the
 //! GPU engine by recording WGSL dispatches.
 
-use mlc_kernels::cpu::DeltaNetShape;
+use mlc_kernels::cpu::{DeltaNetShape, RollingWindow};
 use mlc_loader::{Quantization, Tensor};
 
 use crate::EngineError;
@@ -210,6 +210,18 @@ impl Placement<'_> {
             Placement::Run { start } => start + row,
             Placement::Rows(rows) => rows[row].position,
         }
+    }
+
+    /// The position row `row` is rotated at: its position, or under a
+    /// rolling KV cache its place among what its pass sees, the tokens
+    /// evicted before the pass's first row not counted
+    /// ([`RollingWindow::evicted`]).
+    pub fn rotation(&self, row: usize, rolling: Option<RollingWindow>) -> usize {
+        let first = match self {
+            Placement::Run { start } => *start,
+            Placement::Rows(rows) => rows[row].position,
+        };
+        self.position(row) - rolling.map_or(0, |window| window.evicted(first))
     }
 }
 

@@ -3,7 +3,7 @@
 //! are decoded inside the products (see [`mlc_kernels::cpu`]).
 
 use mlc_kernels::cpu::{
-    self as ops, DeltaNetShape, DeltaNetState, KvLayout, Q4Matrix, Rope, Weight,
+    self as ops, DeltaNetShape, DeltaNetState, KvLayout, Q4Matrix, RollingWindow, Rope, Weight,
 };
 use mlc_loader::{DType, Tensor};
 
@@ -89,6 +89,19 @@ pub(crate) struct SequenceState {
 pub(crate) struct Sequences {
     states: Vec<SequenceState>,
     selected: usize,
+    /// What a pass over a rolling KV cache attends over (kept between passes
+    /// so that a decode step allocates nothing).
+    rolling: RollingScratch,
+}
+
+/// A rolling cache's span of a pass attends over the tokens the layer holds,
+/// gathered in the order MLC sees them and rotated at their place there
+/// (`view`), followed by the span's own rows; `table` holds `(cos, sin)` of
+/// the places `0..size` a held token can take, computed once.
+#[derive(Debug, Default)]
+struct RollingScratch {
+    view: LayerCache,
+    table: Vec<(f32, f32)>,
 }
 
 impl Sequences {
@@ -110,10 +123,7 @@ impl Sequences {
 
     /// The state of `sequence`.
     pub(crate) fn get(&mut self, sequence: usize) -> &mut SequenceState {
-        if self.states.len() <= sequence {
-            self.states.resize_with(sequence + 1, SequenceState::default);
-        }
-        &mut self.states[sequence]
+        state(&mut self.states, sequence)
     }
 
     /// The token of row `row` of `input`: the host's, or the one that the
@@ -156,24 +166,108 @@ impl Sequences {
 }
 
 impl Sequences {
-    /// Layer `layer`'s cache of the span's sequence, with room for the
-    /// span's positions, and its layout.
+    /// What the span's rows of layer `layer` attend over and write to: the
+    /// layer's cache of the span's sequence, with room for the span's
+    /// positions; or, for a rolling cache, the tokens it holds gathered and
+    /// rotated by `rope` (the rows are then appended after them, and keep
+    /// their unrotated keys in the ring with [`SpanCache::keep`]).
     pub(crate) fn cache_for(
         &mut self,
         span: &Span,
         spec: &ModelSpec,
         layer: usize,
-    ) -> Result<(&mut LayerCache, KvLayout), EngineError> {
+        rope: &Rope,
+    ) -> Result<SpanCache<'_>, EngineError> {
         let end = span.end(spec.context_window_size)?;
         let (kv_heads, head_dim) = (spec.num_kv_heads, spec.head_dim);
-        let caches = &mut self.get(span.sequence).cache;
+        let caches = &mut state(&mut self.states, span.sequence).cache;
         if caches.len() < spec.num_layers {
             caches.resize_with(spec.num_layers, LayerCache::default);
         }
         let cache = &mut caches[layer];
-        cache.reserve(end, kv_heads, head_dim, spec.context_window_size);
-        let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim };
-        Ok((cache, layout))
+        let Some(window) = spec.rolling_window else {
+            cache.reserve(end, kv_heads, head_dim, spec.context_window_size);
+            let layout = KvLayout { kv_heads, capacity: cache.capacity, head_dim };
+            return Ok(SpanCache { cache, layout, start: span.start, ring: None });
+        };
+        // The ring: `size` slots, made once.
+        cache.reserve(window.size, kv_heads, head_dim, window.size);
+        let ring_layout = KvLayout { kv_heads, capacity: window.size, head_dim };
+        let held = window.held(span.start);
+        let scratch = &mut self.rolling;
+        let layout = KvLayout { kv_heads, capacity: held + span.rows.len(), head_dim };
+        // Sized once for a full window and a prefill chunk, and the table
+        // made once for every place in the window: the steps that fill the
+        // window allocate nothing either.
+        let most =
+            kv_heads * (window.size + spec.prefill_chunk_size.max(span.rows.len())) * head_dim;
+        let view = &mut scratch.view;
+        view.capacity = layout.capacity;
+        for buffer in [&mut view.keys, &mut view.values] {
+            buffer.reserve(most.saturating_sub(buffer.len()));
+            buffer.resize(kv_heads * layout.capacity * head_dim, 0.0);
+        }
+        if scratch.table.len() != window.size * rope.cos_sin(0).count() {
+            scratch.table = (0..window.size).flat_map(|position| rope.cos_sin(position)).collect();
+        }
+        ops::gather_rolling(
+            window,
+            span.start,
+            (&cache.keys, &cache.values),
+            ring_layout,
+            &scratch.table,
+            &mut view.keys,
+            &mut view.values,
+            layout,
+        );
+        let ring = Some(Ring { cache, layout: ring_layout, window, start: span.start });
+        Ok(SpanCache { cache: view, layout, start: held, ring })
+    }
+}
+
+/// The state of `sequence` among `states`, made on first use.
+fn state(states: &mut Vec<SequenceState>, sequence: usize) -> &mut SequenceState {
+    if states.len() <= sequence {
+        states.resize_with(sequence + 1, SequenceState::default);
+    }
+    &mut states[sequence]
+}
+
+/// What one span of a pass attends over in one layer ([`Sequences::cache_for`]).
+pub(crate) struct SpanCache<'a> {
+    /// The keys (rotated) and values attended over; row `i` of the span is
+    /// appended at `start + i`.
+    pub(crate) cache: &'a mut LayerCache,
+    /// Its layout.
+    pub(crate) layout: KvLayout,
+    /// The place of the span's first row in `cache`, which is also the
+    /// position it is rotated at: its position in the sequence, or for a
+    /// rolling cache the tokens held before it ([`RollingWindow::held`]).
+    pub(crate) start: usize,
+    /// A rolling cache's ring, which keeps the rows' unrotated keys.
+    ring: Option<Ring<'a>>,
+}
+
+/// A layer's rolling cache: unrotated keys and values in
+/// [`RollingWindow::slot`] order.
+struct Ring<'a> {
+    cache: &'a mut LayerCache,
+    layout: KvLayout,
+    window: RollingWindow,
+    /// The span's first position in the sequence.
+    start: usize,
+}
+
+impl SpanCache<'_> {
+    /// Keeps row `i`'s key, not yet rotated, and value in a rolling cache's
+    /// ring, over the token it evicts (after the gather, so the span still
+    /// sees that token). A full cache keeps the rotated key appended to
+    /// `cache` instead, so nothing happens there.
+    pub(crate) fn keep(&mut self, i: usize, key: &[f32], value: &[f32]) {
+        if let Some(ring) = &mut self.ring {
+            let slot = ring.window.slot(ring.start + i);
+            ring.cache.append(ring.layout, slot, key, value);
+        }
     }
 }
 
@@ -378,8 +472,8 @@ impl Backend for CpuBackend {
         let mut out = CpuTensor::zeros(qkv.rows, width);
         let mut k = vec![0.0; kv_heads * d];
         for span in self.sequences.spans(place, qkv.rows) {
-            let (cache, layout) = self.sequences.cache_for(&span, spec, layer)?;
-            for (t, position) in span.rows.clone().zip(span.start..) {
+            let mut target = self.sequences.cache_for(&span, spec, layer, rope)?;
+            for (i, t) in span.rows.clone().enumerate() {
                 let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
                 let (q_part, kv_part) = row.split_at(width);
                 let (k_part, v_part) = kv_part.split_at(kv_heads * d);
@@ -392,18 +486,20 @@ impl Backend for CpuBackend {
                     let normed_k = k.clone();
                     ops::rms_norm(&normed_k, k_norm, spec.rms_norm_eps, &mut k);
                 }
+                target.keep(i, &k, v_part);
+                let position = target.start + i;
                 rope.apply(q_row, d, position);
                 rope.apply(&mut k, d, position);
-                cache.append(layout, position, &k, v_part);
+                target.cache.append(target.layout, position, &k, v_part);
             }
             let rows = span.rows.start * width..span.rows.end * width;
             ops::causal_attention(
                 &q.data[rows.clone()],
-                &cache.keys,
-                &cache.values,
-                layout,
+                &target.cache.keys,
+                &target.cache.values,
+                target.layout,
                 heads,
-                span.start,
+                target.start,
                 spec.attention_window(layer),
                 spec.attention_scale(),
                 &mut out.data[rows],
@@ -614,5 +710,57 @@ impl LayerCache {
                 .copy_from_slice(&self.values[g * old..(g + 1) * old]);
         }
         *self = LayerCache { capacity, keys, values };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::spec_for;
+
+    /// A one-layer Mistral with a window of 6 tokens, 2 of them sinks.
+    fn rolling_spec() -> ModelSpec {
+        let config = mlc_loader::ChatConfig::from_json(
+            r#"{"model_type": "mistral", "quantization": "q0f32", "vocab_size": 8,
+                "context_window_size": -1, "sliding_window_size": 6, "attention_sink_size": 2,
+                "prefill_chunk_size": 4,
+                "model_config": {"hidden_size": 4, "intermediate_size": 8, "num_attention_heads": 1,
+                                 "num_hidden_layers": 1, "rms_norm_eps": 1e-5}}"#,
+        )
+        .unwrap();
+        spec_for(&config).unwrap()
+    }
+
+    #[test]
+    fn a_rolling_cache_keeps_its_window_and_gathers_the_sinks_and_the_newest_tokens() {
+        let spec = rolling_spec();
+        let rope = spec.rope();
+        let mut sequences = Sequences::default();
+        // Token p's key and value are p + 1 in every element, so the gathered
+        // rows tell which tokens they are.
+        let row = |p: usize| [p as f32 + 1.0; 4];
+        for p in 0..20 {
+            let span = Span { sequence: 0, start: p, rows: 0..1 };
+            let mut target = sequences.cache_for(&span, &spec, 0, &rope).unwrap();
+            let held: Vec<usize> = match p <= 6 {
+                true => (0..p).collect(),
+                false => [0, 1].into_iter().chain(p - 4..p).collect(),
+            };
+            assert_eq!(target.start, held.len(), "position {p}: tokens held");
+            assert_eq!(target.cache.capacity, held.len() + 1);
+            for (i, &token) in held.iter().enumerate() {
+                let mut key = row(token);
+                rope.apply(&mut key, 4, i);
+                let at = target.layout.offset(0, i);
+                assert_eq!(&target.cache.keys[at..at + 4], &key, "position {p}: key {i}");
+                assert_eq!(
+                    &target.cache.values[at..at + 4],
+                    &row(token),
+                    "position {p}: value {i}"
+                );
+            }
+            target.keep(0, &row(p), &row(p));
+            assert_eq!(sequences.get(0).cache[0].capacity, 6, "the ring never grows");
+        }
     }
 }

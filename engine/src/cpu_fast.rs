@@ -147,7 +147,7 @@ impl FastCpuBackend {
     /// already holds them.
     fn rope_table(&mut self, spec: &ModelSpec, place: Placement<'_>, rows: usize) {
         let rope = self.rope.get_or_insert_with(|| spec.rope());
-        let positions = (0..rows).map(|row| place.position(row));
+        let positions = (0..rows).map(|row| place.rotation(row, spec.rolling_window));
         if !self.rope_table.is_empty() && self.rope_positions.iter().copied().eq(positions.clone())
         {
             return;
@@ -375,9 +375,10 @@ impl Backend for FastCpuBackend {
         let mut out = self.tensor(tokens, width);
         // [`Rope::apply`] with the table computed once per pass.
         let dims = self.rope_table.len() / tokens.max(1);
+        let rope = self.rope.as_ref().expect("made by rope_table");
         for span in self.sequences.spans(place, tokens) {
-            let (cache, layout) = self.sequences.cache_for(&span, spec, layer)?;
-            for (t, position) in span.rows.clone().zip(span.start..) {
+            let mut target = self.sequences.cache_for(&span, spec, layer, rope)?;
+            for (i, t) in span.rows.clone().enumerate() {
                 let row = &qkv.data[t * qkv.cols..(t + 1) * qkv.cols];
                 let (q_part, kv_part) = row.split_at(width);
                 let (k_part, v_part) = kv_part.split_at(kv_heads * d);
@@ -389,19 +390,20 @@ impl Backend for FastCpuBackend {
                     rms_norm_in_place(q_row, q_norm, spec.rms_norm_eps, &mut self.unnormed);
                     rms_norm_in_place(&mut self.key, k_norm, spec.rms_norm_eps, &mut self.unnormed);
                 }
+                target.keep(i, &self.key, v_part);
                 let table = &self.rope_table[t * dims..(t + 1) * dims];
                 rotate_heads(q_row, d, table);
                 rotate_heads(&mut self.key, d, table);
-                cache.append(layout, position, &self.key, v_part);
+                target.cache.append(target.layout, target.start + i, &self.key, v_part);
             }
             let rows = span.rows.start * width..span.rows.end * width;
             fast::attention(
                 &q.data[rows.clone()],
-                &cache.keys,
-                &cache.values,
-                layout,
+                &target.cache.keys,
+                &target.cache.values,
+                target.layout,
                 heads,
-                span.start,
+                target.start,
                 spec.attention_window(layer),
                 spec.attention_scale(),
                 &mut out.data[rows],

@@ -59,8 +59,8 @@ pub trait LanguageModel {
     fn next_queued(&mut self) -> ModelFuture<'_, Drawn>;
     /// Forgets the queued steps whose tokens were not taken (a generation
     /// that stopped early): the context is as if they had not run, or, for a
-    /// model with recurrent state ([`ModelSpec::recurrent`]), which cannot
-    /// be rewound, empty ([`LanguageModel::position`] 0).
+    /// model whose context cannot be rewound (recurrent state or a rolling
+    /// KV cache, [`ModelSpec::rewindable`]), empty ([`LanguageModel::position`] 0).
     fn drop_queued(&mut self);
     /// Appends `input` and starts drawing the next token as `step` says: the
     /// sampled counterpart of [`LanguageModel::queue_greedy`], its token read
@@ -337,14 +337,15 @@ impl<B: Backend> LanguageModel for Model<B> {
     }
 
     fn drop_queued(&mut self) {
-        let recurrent = self.spec.recurrent();
+        let rewindable = self.spec.rewindable();
         let sequence = self.sequence();
         if !sequence.queued.is_empty() {
             // The device's token is a dropped step's.
             sequence.token_on_device = false;
-            if recurrent {
-                // The dropped steps have advanced the Gated DeltaNet state,
-                // which cannot be rewound: the context starts over, and a
+            if !rewindable {
+                // The dropped steps have advanced the Gated DeltaNet state
+                // or rolled the KV cache over evicted tokens, neither of
+                // which can be rewound: the context starts over, and a
                 // caller that kept its tokens prefills them again.
                 self.reset();
                 return;
@@ -370,7 +371,12 @@ impl<B: Backend> LanguageModel for Model<B> {
             if tokens.is_empty() {
                 return Err(EngineError::EmptyInput);
             }
-            let chunk = self.backend.max_tokens_per_call(&self.spec, true).max(1);
+            let mut chunk = self.backend.max_tokens_per_call(&self.spec, true).max(1);
+            if self.spec.rolling_window.is_some() {
+                // What a rolling cache's rows see depends on where each pass
+                // starts: score in the chunks a prefill runs (MLC's).
+                chunk = chunk.min(self.spec.prefill_chunk_size);
+            }
             let mut all = Vec::with_capacity(tokens.len() * self.spec.vocab_size);
             for piece in tokens.chunks(chunk) {
                 let logits = self.forward(StepInput::Tokens(piece), Logits::All, None)?;

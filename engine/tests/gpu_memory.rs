@@ -18,30 +18,33 @@ use pollster::FutureExt as _;
 
 #[test]
 fn the_memory_plan_bounds_what_a_load_and_a_chat_round_allocate() {
-    for sequences in [1, 3] {
-        check_plan(sequences);
-    }
-}
-
-/// Loads tiny-qwen2 for `sequences` sequences, runs a sampled round in each
-/// and (with several) batched steps over all of them, and checks the plan.
-fn check_plan(sequences: usize) {
-    // A context of its own: its count holds this model's buffers only.
-    let ctx = GpuContext::new_blocking(&ContextOptions::from_env())
-        .expect("a GPU adapter (lavapipe in CI)");
     let artifact = Artifact::open(
         &fixture("tiny-qwen2").join("mlc").to_string_lossy(),
         OpenOptions::default(),
     )
     .unwrap();
+    for sequences in [1, 3] {
+        check_plan(&artifact, sequences);
+    }
+    // Mistral's rolling cache: its rings beside the caches its passes attend over.
+    let (_folder, artifact) = mlc_conformance::converted_family("families/mistral-window-tiny");
+    check_plan(&artifact, 2);
+}
+
+/// Loads `artifact` for `sequences` sequences, runs a sampled round in each
+/// and (with several) batched steps over all of them, and checks the plan.
+fn check_plan(artifact: &Artifact, sequences: usize) {
+    // A context of its own: its count holds this model's buffers only.
+    let ctx = GpuContext::new_blocking(&ContextOptions::from_env())
+        .expect("a GPU adapter (lavapipe in CI)");
     let rows = 64;
     let mut model = load_gpu(
-        &artifact,
+        artifact,
         ctx.clone(),
         GpuOptions { max_rows: rows, context_length: Some(512), sequences },
     )
     .unwrap();
-    let plan = model.backend().memory_plan(model.spec(), &artifact);
+    let plan = model.backend().memory_plan(model.spec(), artifact);
     let loaded = ctx.created_bytes();
     assert!(
         loaded >= plan.weight_bytes() + plan.kv_bytes(),

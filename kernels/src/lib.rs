@@ -19,6 +19,7 @@ pub mod kernel;
 pub mod matmul;
 pub mod norm;
 pub mod readback;
+pub mod rolling;
 pub mod rope;
 pub mod sampling;
 
@@ -42,6 +43,7 @@ pub use matmul::{
     GpuWeight, Matmul, MatmulBuffers, MatmulInput, MatmulShape, Residual, WeightFormat,
 };
 pub use norm::{RmsNorm, RmsNormBuffers, RmsNormShape, RowLayout};
+pub use rolling::{RollingBuffers, RollingCache, RollingShape};
 pub use rope::{QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable};
 pub use sampling::{
     BoundSampler, Draw, RowDraw, SampleSettings, SampledResult, Sampler, SamplerBuffers,

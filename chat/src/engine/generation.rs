@@ -275,7 +275,7 @@ impl ChatEngine {
         Ok(Generated { output, stats, logprobs, grammar_time_s })
     }
 
-    /// Tops the queue up to [`STEPS_AHEAD`] steps (none for a recurrent
+    /// Tops the queue up to [`STEPS_AHEAD`] steps (none for a non-rewindable
     /// model) past the one whose token is taken next, each fed by the token of the newest queued step, unless
     /// the round surely ends before it (`max_tokens` is reached by the steps
     /// already queued, or the context has no room to feed one more); records
@@ -286,9 +286,10 @@ impl ChatEngine {
         sampler: &Sampler,
         untaken: &mut VecDeque<Minstd>,
     ) -> Result<(), EngineError> {
-        // A recurrent model cannot drop a step it ran (`drop_queued` empties
-        // its context), so it runs no step before its input token is taken.
-        let ahead = if self.model.spec().recurrent() { 0 } else { STEPS_AHEAD };
+        // A model whose context cannot be rewound (recurrent state, a rolling
+        // KV cache) cannot drop a step it ran (`drop_queued` empties its
+        // context), so it runs no step before its input token is taken.
+        let ahead = if self.model.spec().rewindable() { STEPS_AHEAD } else { 0 };
         while untaken.len() <= ahead
             && !output.ends_within(untaken.len())
             && self.model.position() < self.capacity

@@ -386,6 +386,7 @@ fn memory_plan(spec: &EncoderSpec) -> MemoryPlan {
         kv_positions: 0,
         sequences: 1,
         kv_buffer: 0,
+        ring_buffer: 0,
         scratch: mlc_kernels::matmul::SPLIT_SCRATCH_BYTES + bytes(2 * n),
         activations,
         max_rows: n,

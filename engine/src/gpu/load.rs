@@ -23,6 +23,19 @@ pub fn load_gpu(
     options: GpuOptions,
 ) -> Result<Model<GpuBackend>, EngineError> {
     let spec = spec_for(&artifact.config)?;
+    let mut options = options;
+    if spec.rolling_window.is_some() {
+        if spec.qk_norm.is_some() {
+            // The ring keeps the projection's keys as they come, before any norm.
+            return Err(EngineError::Unsupported(format!(
+                "{} with a sliding window and a q/k norm on the GPU engine",
+                spec.family
+            )));
+        }
+        // What a rolling cache's rows see depends on where each pass starts:
+        // a prefill runs in MLC's chunks, so a step takes that many rows.
+        options.max_rows = options.max_rows.max(spec.prefill_chunk_size);
+    }
     let backend = GpuBackend::new(ctx, options);
     let plan = backend.memory_plan(&spec, artifact);
     let scope = LoadScope::checked(backend.context(), plan)?;
@@ -120,6 +133,7 @@ fn empty_plan() -> MemoryPlan {
         kv_positions: 0,
         sequences: 1,
         kv_buffer: 0,
+        ring_buffer: 0,
         scratch: 0,
         activations: 0,
         max_rows: 0,

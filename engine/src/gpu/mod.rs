@@ -28,15 +28,16 @@ use std::time::Duration;
 use web_time::Instant;
 
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
-use mlc_kernels::cpu::DeltaNetShape;
+use mlc_kernels::cpu::{DeltaNetShape, RollingWindow};
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, Bound, DeltaNet,
     DeltaNetBinding, DeltaNetBuffers, DeltaNetOp, Draw, Elementwise, ElementwiseBuffers,
     ElementwiseOp, ElementwiseShape, Embed, EmbedBuffers, EmbedShape, FloatFormat, GpuContext,
     GpuWeight, Kernel, MAX_BATCH_ROWS, Matmul, MatmulBuffers, MatmulInput, MatmulShape, QkNorm,
-    Queries, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RopeAppend, RopeBuffers, RopeShape,
-    RopeTable, RowDraw, RowLayout, SampleSettings, SampledResult, Sampler, SamplerBuffers,
-    SamplerShape, SamplerWorkspace, WeightFormat, result_bytes,
+    Queries, Residual, RmsNorm, RmsNormBuffers, RmsNormShape, RollingBuffers, RollingCache,
+    RollingShape, RopeAppend, RopeBuffers, RopeShape, RopeTable, RowDraw, RowLayout,
+    SampleSettings, SampledResult, Sampler, SamplerBuffers, SamplerShape, SamplerWorkspace,
+    WeightFormat, result_bytes,
 };
 use mlc_loader::{DType, Quantization, Tensor};
 
@@ -75,9 +76,13 @@ impl Default for GpuOptions {
 
 impl GpuOptions {
     /// KV cache positions for `spec`: `context_length`, default 4096, at
-    /// most the model's context window.
+    /// most the model's context window; with a rolling cache the places a
+    /// pass attends over, the window and a step's rows.
     pub fn kv_positions(&self, spec: &ModelSpec) -> usize {
-        self.context_length.unwrap_or(4096).min(spec.context_window_size).max(1)
+        match spec.rolling_window {
+            Some(window) => window.size + self.step_rows(),
+            None => self.context_length.unwrap_or(4096).min(spec.context_window_size).max(1),
+        }
     }
 
     /// Most tokens of one step (at least 1).
@@ -155,6 +160,8 @@ struct Kernels {
     /// Qwen3.5's ops (the gated attention output, the Gated DeltaNet layers),
     /// compiled only for a model that has them.
     delta_net: Option<DeltaNet>,
+    /// A rolling KV cache's gather and keep, for a model that has one.
+    rolling: Option<RollingCache>,
 }
 
 /// Per-model GPU state created by [`Backend::prepare`].
@@ -166,8 +173,14 @@ struct Prepared {
     scratch: AttentionScratch,
     /// Each attention layer's K and V cache: every sequence's positions side
     /// by side (`[sequences, kv_heads, capacity, head_dim]`), so that one
-    /// dispatch attends rows of several sequences.
+    /// dispatch attends rows of several sequences. With a rolling cache, what
+    /// a pass attends over: the held tokens gathered from `rings`, then the
+    /// pass's rows.
     kv: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// A rolling cache's rings, each layer's unrotated keys and values of the
+    /// tokens it holds (`[sequences, kv_heads, window, head_dim]`); none
+    /// without one.
+    rings: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     /// The rows of a batched step, for the attention kernel.
     batch_rows: AttentionRows,
     /// Each sequence's recurrent states.
@@ -401,6 +414,10 @@ impl Backend for GpuBackend {
                 true => Some(DeltaNet::new(ctx, dtype)?),
                 false => None,
             },
+            rolling: match spec.rolling_window {
+                Some(_) => Some(RollingCache::new(ctx)?),
+                None => None,
+            },
         };
         let capacity = self.options.kv_positions(spec);
         let sequences = self.options.sequences.max(1);
@@ -415,6 +432,15 @@ impl Backend for GpuBackend {
                 )
             })
             .collect();
+        let rings = match spec.rolling_window {
+            Some(window) => {
+                let bytes =
+                    (sequences * spec.num_kv_heads * window.size * spec.head_dim * 4) as u64;
+                let ring = |label| ctx.empty_storage_buffer(label, bytes);
+                (0..spec.num_layers).map(|_| (ring("k ring"), ring("v ring"))).collect()
+            }
+            None => Vec::new(),
+        };
         let batch_rows = sequences.min(MAX_BATCH_ROWS);
         let max_rows = self.max_rows();
         self.prepared = Some(Prepared {
@@ -430,6 +456,7 @@ impl Backend for GpuBackend {
                 batch_rows,
             ),
             kv,
+            rings,
             batch_rows: AttentionRows::new(ctx, sequences, capacity),
             sequences: (0..sequences).map(|_| SequenceBuffers::new(ctx, spec)).collect(),
             sampling: SamplerWorkspace::new(ctx, spec.vocab_size, sequences)?,
@@ -470,7 +497,11 @@ impl Backend for GpuBackend {
     }
 
     fn context_capacity(&self, spec: &ModelSpec) -> usize {
-        self.prepared.as_ref().map_or(spec.context_window_size, |p| p.capacity)
+        match spec.rolling_window {
+            // The rings bound memory, not the sequence.
+            Some(_) => spec.context_window_size,
+            None => self.prepared.as_ref().map_or(spec.context_window_size, |p| p.capacity),
+        }
     }
 
     fn load_linear(&mut self, source: &LinearSource<'_>) -> Result<GpuLinear, EngineError> {
@@ -790,6 +821,19 @@ impl Backend for GpuBackend {
         place: Placement<'_>,
     ) -> Result<GpuTensor, EngineError> {
         let (heads, kv_heads, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
+        // A rolling cache gathers what the sequence holds before the pass's
+        // rows are rotated and appended after it: a batched step's rows each
+        // over their own sequence, and the pass at its place in the window.
+        let place = match (spec.rolling_window, place) {
+            (Some(_), Placement::Rows(rows)) => {
+                return self.attention_by_row(spec, layer, qkv, qk_norm, rows);
+            }
+            (Some(window), Placement::Run { start }) => {
+                self.roll(spec, layer, qkv, window, start)?;
+                Placement::Run { start: window.held(start) }
+            }
+            (None, place) => place,
+        };
         // Without a per-head norm a decode step's attention rotates and
         // appends by itself: one dispatch and one parameter write fewer per
         // layer, and a batched step's rows take the same dispatch.
@@ -1198,6 +1242,54 @@ impl GpuBackend {
         )?;
         self.record(slot, x.rows, 0)?;
         Ok(out)
+    }
+
+    /// A rolling cache's gather of the tokens the selected sequence holds
+    /// into layer `layer`'s attention cache, and the keep of the pass's rows
+    /// (at `start`, in the sequence) into its ring.
+    fn roll(
+        &mut self,
+        spec: &ModelSpec,
+        layer: usize,
+        qkv: &GpuTensor,
+        window: RollingWindow,
+        start: usize,
+    ) -> Result<(), EngineError> {
+        // The kernels' step carries positions as u32 words.
+        let needed = start + qkv.rows;
+        if u32::try_from(needed).is_err() {
+            return Err(EngineError::ContextWindowExceeded { needed, window: u32::MAX as usize });
+        }
+        let (k_cache, v_cache) = self.prepared().kv[layer].clone();
+        let (ring_k, ring_v) = self.prepared().rings[layer].clone();
+        let key = vec![qkv.buffer.clone(), ring_k.clone()];
+        let slot = self.slot(
+            || "rolling".into(),
+            key,
+            |b| {
+                let prepared = b.prepared();
+                let buffers = RollingBuffers {
+                    qkv: &qkv.buffer,
+                    table: &prepared.rope_table,
+                    ring_k: &ring_k,
+                    ring_v: &ring_v,
+                    k_cache: &k_cache,
+                    v_cache: &v_cache,
+                };
+                let shape = RollingShape {
+                    heads: spec.num_heads,
+                    kv_heads: spec.num_kv_heads,
+                    head_dim: spec.head_dim,
+                    window,
+                    capacity: prepared.capacity,
+                    sequences: prepared.sequences.len(),
+                };
+                let kernel =
+                    prepared.kernels.rolling.as_ref().expect("compiled for a rolling cache");
+                Ok(BoundOp::Plain(kernel.bind(&b.ctx, &buffers, &shape)?))
+            },
+        )?;
+        self.record(slot, qkv.rows, start)
     }
 
     /// The rope kernels' shape for `spec` and this cache.

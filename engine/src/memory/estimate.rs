@@ -47,6 +47,9 @@ impl MemoryPlan {
         let (h, d) = (spec.hidden_size, spec.head_dim);
         let padded_i = spec.intermediate_size.next_multiple_of(32);
         let kv_buffer = (sequences * spec.num_kv_heads * kv_positions * d * 4) as u64;
+        let ring_buffer = spec
+            .rolling_window
+            .map_or(0, |window| (sequences * spec.num_kv_heads * window.size * d * 4) as u64);
         let rope_table = (kv_positions * spec.rope().rotary_dim * 8) as u64;
         let vocab_row = spec.vocab_size as u64 * 4;
         // tokens, a readback buffer for the sampled token (with its log
@@ -114,6 +117,7 @@ impl MemoryPlan {
             kv_positions,
             sequences,
             kv_buffer,
+            ring_buffer,
             scratch,
             activations,
             max_rows,

@@ -29,6 +29,9 @@ pub struct MemoryPlan {
     /// Bytes of one layer's K (or V) cache buffer, every sequence's
     /// positions side by side, bound whole by the kernels.
     pub kv_buffer: u64,
+    /// Bytes of one layer's K (or V) ring of a rolling cache (every
+    /// sequence's window of unrotated keys or values); 0 without one.
+    pub ring_buffer: u64,
     /// Attention partials, the RoPE table, token, sampler and readback buffers,
     /// the partial sums of products split over K, and the kernels' parameter blocks.
     pub scratch: u64,
@@ -68,7 +71,7 @@ impl MemoryPlan {
 
     /// Both caches of every layer, for every sequence.
     pub fn kv_bytes(&self) -> u64 {
-        2 * self.layers as u64 * self.kv_buffer
+        2 * self.layers as u64 * (self.kv_buffer + self.ring_buffer)
     }
 
     /// Everything.
@@ -124,6 +127,13 @@ impl fmt::Display for MemoryPlan {
             self.layers,
             mib(self.kv_buffer)
         )?;
+        if self.ring_buffer > 0 {
+            writeln!(
+                f,
+                "               (with a rolling cache's rings, {} per buffer)",
+                mib(self.ring_buffer)
+            )?;
+        }
         if self.recurrent > 0 {
             writeln!(
                 f,

@@ -23,14 +23,6 @@ struct RopeParameters {
 }
 
 pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> {
-    // WebLLM reads the top-level window sizes (after a model record's overrides).
-    let sliding = fields.chat().sliding_window_size;
-    if sliding > 0 {
-        return Err(EngineError::Unsupported(format!(
-            "ministral3 with sliding_window_size {sliding}: the sliding-window KV cache is not implemented \
-             (Ministral 3's checkpoints have none; set sliding_window_size to -1)"
-        )));
-    }
     match fields.optional::<String>("hidden_act")?.as_deref() {
         None | Some("silu") | Some("swish") => {}
         Some(other) => {
@@ -43,7 +35,10 @@ pub(super) fn spec(fields: &ConfigFields<'_>) -> Result<ModelSpec, EngineError> 
         Some(base) if base > 0.0 => base,
         _ => 10_000.0,
     };
-    let mut spec = fields.common("ministral3", theta, ParamNames::llama_style("qkv_proj"))?;
+    // WebLLM reads the top-level window sizes (after a model record's
+    // overrides): with `sliding_window_size` > 0 the KV cache rolls, as Mistral's.
+    let mut spec =
+        fields.common_rolling("ministral3", theta, ParamNames::llama_style("qkv_proj"))?;
     let Some(value) = fields.optional::<serde_json::Value>("rope_parameters")? else {
         return Ok(spec);
     };

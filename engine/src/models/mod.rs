@@ -24,7 +24,7 @@ pub use spec::{
     RopeScaling, SlidingWindow,
 };
 
-use mlc_kernels::cpu::Llama3Scaling;
+use mlc_kernels::cpu::{Llama3Scaling, RollingWindow};
 use mlc_loader::ChatConfig;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -165,6 +165,65 @@ impl ConfigFields<'_> {
         names: ParamNames,
         keys: &CommonKeys,
     ) -> Result<ModelSpec, EngineError> {
+        self.spec_with(family, rope_theta, names, keys, None)
+    }
+
+    /// [`ConfigFields::common`] for a family whose KV cache rolls when the
+    /// config sets a sliding window ([`ConfigFields::rolling_window`]): the
+    /// spec then has that window and no context limit, as MLC's Mistral has
+    /// (`context_window_size` -1).
+    pub fn common_rolling(
+        &self,
+        family: &'static str,
+        rope_theta: f32,
+        names: ParamNames,
+    ) -> Result<ModelSpec, EngineError> {
+        let rolling = self.rolling_window()?;
+        self.spec_with(family, rope_theta, names, &CommonKeys::HF, rolling)
+    }
+
+    /// MLC's rolling KV cache as WebLLM sets it up (`llm_chat.ts`): the
+    /// top-level `sliding_window_size` (none when not positive) with
+    /// `attention_sink_size` sinks. Like WebLLM, refuses a config that also
+    /// sets `context_window_size` or leaves the sink size negative; like TVM's
+    /// `EnableSlidingWindowForSeq`, a sink size not below the window.
+    pub fn rolling_window(&self) -> Result<Option<RollingWindow>, EngineError> {
+        let chat = self.chat();
+        let Ok(size) = usize::try_from(chat.sliding_window_size) else { return Ok(None) };
+        if size == 0 {
+            return Ok(None);
+        }
+        if chat.context_window_size != -1 {
+            return Err(EngineError::Config(format!(
+                "context_window_size ({}) and sliding_window_size ({size}) are both set; set one of them \
+                 to -1 (WebLLM's WindowSizeConfigurationError)",
+                chat.context_window_size
+            )));
+        }
+        let sink = usize::try_from(chat.attention_sink_size).map_err(|_| {
+            EngineError::Config(format!(
+                "attention_sink_size must not be negative with a sliding window, got {} \
+                 (WebLLM's AttentionSinkSizeError)",
+                chat.attention_sink_size
+            ))
+        })?;
+        if sink >= size {
+            return Err(EngineError::Config(format!(
+                "attention_sink_size ({sink}) must be below sliding_window_size ({size})"
+            )));
+        }
+        Ok(Some(RollingWindow { size, sink }))
+    }
+
+    /// The shared fields under `keys`, with a rolling KV cache or a context window.
+    fn spec_with(
+        &self,
+        family: &'static str,
+        rope_theta: f32,
+        names: ParamNames,
+        keys: &CommonKeys,
+        rolling: Option<RollingWindow>,
+    ) -> Result<ModelSpec, EngineError> {
         let hidden_size: usize = self.required(keys.hidden)?;
         let num_heads: usize = self.required(keys.heads)?;
         let num_kv_heads: usize = self.optional(keys.kv_heads)?.unwrap_or(num_heads);
@@ -202,7 +261,12 @@ impl ConfigFields<'_> {
             sliding_window: None,
             linear_attention: None,
             attention_output_gate: false,
-            context_window_size: self.window("context_window_size")?,
+            // A rolling cache bounds memory, not the sequence (MLC sets -1).
+            context_window_size: match rolling {
+                Some(_) => usize::MAX,
+                None => self.window("context_window_size")?,
+            },
+            rolling_window: rolling,
             prefill_chunk_size: self.window("prefill_chunk_size")?,
             names,
         };

@@ -1,7 +1,7 @@
 //! What a model family tells the shared decoder: its shape, its numerics and
 //! the names of its parameters in the artifact.
 
-use mlc_kernels::cpu::{DeltaNetShape, Llama3Scaling, Rope, YarnScaling};
+use mlc_kernels::cpu::{DeltaNetShape, Llama3Scaling, RollingWindow, Rope, YarnScaling};
 
 /// Phi-3's LongRoPE frequencies, as MLC applies them (docs/families.md, "phi3").
 #[derive(Debug, Clone, PartialEq)]
@@ -212,7 +212,13 @@ pub struct ModelSpec {
     /// The query projection gives each head `[q | gate]` and the attention
     /// output is multiplied by `sigmoid(gate)` before `o_proj` (Qwen3.5).
     pub attention_output_gate: bool,
-    /// Most tokens the KV cache holds (prompt and generated).
+    /// MLC's rolling KV cache (Mistral's `sliding_window_size` with attention
+    /// sinks): every layer holds the sinks and the newest tokens only, and the
+    /// sequence is unbounded. Not Gemma 3's [`ModelSpec::sliding_window`],
+    /// which masks a full cache.
+    pub rolling_window: Option<RollingWindow>,
+    /// Most tokens the KV cache holds (prompt and generated); `usize::MAX`
+    /// with a [`ModelSpec::rolling_window`].
     pub context_window_size: usize,
     /// Most tokens forwarded in one prefill call.
     pub prefill_chunk_size: usize,
@@ -276,6 +282,13 @@ impl ModelSpec {
     /// families can be cut back, a recurrent state cannot.
     pub fn recurrent(&self) -> bool {
         self.linear_attention.is_some()
+    }
+
+    /// Whether the context can be cut back to an earlier position. Neither
+    /// a recurrent state nor a rolling KV cache can: a pass that evicted a
+    /// token from the window cannot bring it back.
+    pub fn rewindable(&self) -> bool {
+        !self.recurrent() && self.rolling_window.is_none()
     }
 
     /// The rotation shared by all layers.

@@ -20,6 +20,85 @@ impl KvLayout {
     }
 }
 
+/// MLC's rolling KV cache (`sliding_window_size` with `attention_sink_size`, as
+/// TVM's paged KV cache runs it; docs/families.md, "mistral"): a layer holds
+/// `size` tokens, the first `sink` of the sequence (the attention sinks) and
+/// the newest `size − sink`. A pass (a prefill chunk or a decode step) starting
+/// at position `start` sees those it holds then and every token of its own up
+/// to the query, and all of them are rotated at their place in that list:
+/// the held ones at `0..held(start)`, the pass's own at `held(start) + j`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollingWindow {
+    /// Tokens a layer holds, sinks included (`sliding_window_size`).
+    pub size: usize,
+    /// The first tokens of the sequence that are never evicted
+    /// (`attention_sink_size`, below `size`).
+    pub sink: usize,
+}
+
+impl RollingWindow {
+    /// The slot of the token at `position` in a layer's `size` slots: a sink
+    /// keeps its own, the others take turns in the remaining `size − sink`.
+    pub fn slot(&self, position: usize) -> usize {
+        match position < self.sink {
+            true => position,
+            false => self.sink + (position - self.sink) % (self.size - self.sink),
+        }
+    }
+
+    /// Tokens held before a pass that starts at `start` (TVM's sequence
+    /// length, which each pass's slide caps at `size`).
+    pub fn held(&self, start: usize) -> usize {
+        start.min(self.size)
+    }
+
+    /// Tokens evicted before a pass that starts at `start`: its rows are
+    /// rotated this many positions before their own.
+    pub fn evicted(&self, start: usize) -> usize {
+        start - self.held(start)
+    }
+
+    /// The positions of the tokens held before a pass that starts at
+    /// `start`, in the order they are seen: every earlier token until the
+    /// window is full, then the sinks and the newest `size − sink`.
+    pub fn held_positions(&self, start: usize) -> impl Iterator<Item = usize> + use<> {
+        let (sink, evicted) = (self.sink, self.evicted(start));
+        (0..self.held(start)).map(move |i| if i < sink { i } else { i + evicted })
+    }
+}
+
+/// Puts the tokens a rolling cache holds before a pass that starts at
+/// `start` ([`RollingWindow::held_positions`]) at places `0..held` of
+/// `keys`/`values` (laid out by `layout`), each key rotated at its place by
+/// `table` (`rotary_dim` `(cos, sin)` per place, from place 0; see
+/// [`crate::cpu::Rope::cos_sin`]). `ring_keys`/`ring_values` hold the
+/// unrotated keys and values in [`RollingWindow::slot`] order, laid out by
+/// `ring` (capacity `window.size`).
+#[allow(clippy::too_many_arguments)] // two caches of two halves, each with its layout
+pub fn gather_rolling(
+    window: RollingWindow,
+    start: usize,
+    (ring_keys, ring_values): (&[f32], &[f32]),
+    ring: KvLayout,
+    table: &[(f32, f32)],
+    keys: &mut [f32],
+    values: &mut [f32],
+    layout: KvLayout,
+) {
+    let d = layout.head_dim;
+    let dims = table.len() / window.size.max(1);
+    for (i, position) in window.held_positions(start).enumerate() {
+        let angles = &table[i * dims..(i + 1) * dims];
+        for g in 0..layout.kv_heads {
+            let (from, to) = (ring.offset(g, window.slot(position)), layout.offset(g, i));
+            let key = &mut keys[to..to + d];
+            key.copy_from_slice(&ring_keys[from..from + d]);
+            crate::cpu::rotate_heads(key, d, angles);
+            values[to..to + d].copy_from_slice(&ring_values[from..from + d]);
+        }
+    }
+}
+
 /// `out[t, h] = softmax(q[t, h] · K[g(h), lo..=p]ᵀ · scale) · V[g(h), lo..=p]` for
 /// each of the `tokens` queries, where token `t` sits at position `p = start + t`
 /// and query head `h` reads KV head `g(h) = h / (heads / kv_heads)`. Without a
@@ -121,6 +200,28 @@ pub fn bidirectional_attention(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rolling_window_keeps_the_sinks_and_the_newest_tokens_in_its_slots() {
+        let ring = RollingWindow { size: 6, sink: 2 };
+        // Sinks keep their slot; the rest wrap around the other four.
+        let slots: Vec<usize> = (0..12).map(|p| ring.slot(p)).collect();
+        assert_eq!(slots, [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 2, 3]);
+        // Until the window is full a pass sees every earlier token.
+        assert_eq!(ring.held_positions(4).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!((ring.held(4), ring.evicted(4)), (4, 0));
+        // Then the sinks and the newest size − sink, each in its own slot.
+        let held: Vec<usize> = ring.held_positions(9).collect();
+        assert_eq!(held, [0, 1, 5, 6, 7, 8]);
+        assert_eq!((ring.held(9), ring.evicted(9)), (6, 3));
+        let mut slots: Vec<usize> = held.iter().map(|&p| ring.slot(p)).collect();
+        slots.sort();
+        assert_eq!(slots, [0, 1, 2, 3, 4, 5], "the held tokens fill the slots, none twice");
+        // Without sinks the newest `size` tokens.
+        let plain = RollingWindow { size: 4, sink: 0 };
+        assert_eq!(plain.held_positions(10).collect::<Vec<_>>(), [6, 7, 8, 9]);
+        assert_eq!(plain.slot(9), 1);
+    }
 
     #[test]
     fn bidirectional_attention_sees_later_positions_and_ignores_order() {

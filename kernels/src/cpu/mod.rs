@@ -19,7 +19,9 @@ pub use activation::{
     add_in_place, erf, gelu_erf, gelu_erf_mul, gelu_tanh, gelu_tanh_mul, relu, silu, silu_mul,
     softcap,
 };
-pub use attention::{KvLayout, bidirectional_attention, causal_attention};
+pub use attention::{
+    KvLayout, RollingWindow, bidirectional_attention, causal_attention, gather_rolling,
+};
 pub use delta_net::{
     DeltaNetShape, DeltaNetState, causal_conv1d_silu, delta_net_gates, gated_delta_rule,
     gated_rms_norm, inverse_l2_norm,

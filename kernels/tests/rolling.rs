@@ -1,0 +1,97 @@
+//! The rolling KV cache's `gather` and `keep` against `cpu::gather_rolling`
+//! and `RollingWindow::slot`: the held tokens rotated at their places in the
+//! attention cache, the pass's rows kept unrotated in their ring slots (the
+//! last row of a slot when a pass wraps the ring), other sequences untouched.
+
+mod common;
+
+use common::{assert_close, contexts, random_vec, rng, shout, upload};
+use mlc_kernels::cpu::{KvLayout, RollingWindow, Rope, gather_rolling};
+use mlc_kernels::{Kernel, RollingBuffers, RollingCache, RollingShape, RopeTable, Step};
+
+#[test]
+fn gather_and_keep_match_the_cpu_reference() {
+    let (heads, kv_heads, d, rotary_dim) = (4, 2, 16, 12);
+    let window = RollingWindow { size: 10, sink: 3 };
+    let (sequences, sequence, capacity) = (2, 1, 16);
+    let rope = Rope::new(10_000.0, rotary_dim, None);
+    let width = (heads + 2 * kv_heads) * d;
+    let ring = KvLayout { kv_heads, capacity: window.size, head_dim: d };
+    let layout = KvLayout { kv_heads, capacity, head_dim: d };
+    let table: Vec<(f32, f32)> = (0..capacity).flat_map(|p| rope.cos_sin(p)).collect();
+    // Starts before the window fills, at it, past it; passes of one row, a few,
+    // and more than the ring's non-sink slots (a wrap within the pass).
+    let cases = [(4, 3), (10, 1), (23, 1), (31, 6), (40, 9), (2, 9)];
+    for (ctx_name, ctx) in contexts() {
+        shout(&format!("rolling on {ctx_name}"));
+        let kernel = RollingCache::new(ctx).unwrap();
+        for (case, &(start, tokens)) in cases.iter().enumerate() {
+            let what = format!("{ctx_name} start {start}, {tokens} rows");
+            let mut rng = rng(case as u64);
+            let qkv = random_vec(&mut rng, tokens * width, 2.0);
+            let block = kv_heads * d;
+            let ring_k = random_vec(&mut rng, sequences * block * window.size, 1.0);
+            let ring_v = random_vec(&mut rng, sequences * block * window.size, 1.0);
+            let k_before = random_vec(&mut rng, sequences * block * capacity, 1.0);
+            let v_before = random_vec(&mut rng, sequences * block * capacity, 1.0);
+
+            // CPU: gather from sequence 1's ring block, then keep its rows in order.
+            let ring_block =
+                |all: &[f32]| all[sequence * block * window.size..][..block * window.size].to_vec();
+            let (mut k_want, mut v_want) = (k_before.clone(), v_before.clone());
+            let cache_block = sequence * block * capacity..(sequence + 1) * block * capacity;
+            gather_rolling(
+                window,
+                start,
+                (&ring_block(&ring_k), &ring_block(&ring_v)),
+                ring,
+                &table[..window.size * rotary_dim],
+                &mut k_want[cache_block.clone()],
+                &mut v_want[cache_block],
+                layout,
+            );
+            let (mut ring_k_want, mut ring_v_want) = (ring_k.clone(), ring_v.clone());
+            for t in 0..tokens {
+                let slot = window.slot(start + t);
+                for g in 0..kv_heads {
+                    let at = sequence * block * window.size + ring.offset(g, slot);
+                    let row = &qkv[t * width..][..width];
+                    ring_k_want[at..at + d].copy_from_slice(&row[(heads + g) * d..][..d]);
+                    ring_v_want[at..at + d]
+                        .copy_from_slice(&row[(heads + kv_heads + g) * d..][..d]);
+                }
+            }
+
+            let table_buffer = RopeTable::new(ctx, &rope, capacity).unwrap();
+            let (qkv_buffer, ring_k_buffer, ring_v_buffer) =
+                (upload(ctx, &qkv), upload(ctx, &ring_k), upload(ctx, &ring_v));
+            let (k_cache, v_cache) = (upload(ctx, &k_before), upload(ctx, &v_before));
+            let buffers = RollingBuffers {
+                qkv: &qkv_buffer,
+                table: &table_buffer,
+                ring_k: &ring_k_buffer,
+                ring_v: &ring_v_buffer,
+                k_cache: &k_cache,
+                v_cache: &v_cache,
+            };
+            let shape = RollingShape { heads, kv_heads, head_dim: d, window, capacity, sequences };
+            let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
+            bound.run(ctx, Step::at(tokens, start).in_sequence(sequence)).unwrap();
+
+            let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
+            assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
+            let v_got = ctx.read_f32(&v_cache, v_want.len()).unwrap();
+            assert_eq!(v_got, v_want, "{what}: v cache");
+            assert_eq!(
+                ctx.read_f32(&ring_k_buffer, ring_k.len()).unwrap(),
+                ring_k_want,
+                "{what}: ring k"
+            );
+            assert_eq!(
+                ctx.read_f32(&ring_v_buffer, ring_v.len()).unwrap(),
+                ring_v_want,
+                "{what}: ring v"
+            );
+        }
+    }
+}
