@@ -423,9 +423,6 @@ CASES["ministral3-tiny"] = dict(
 CASES["gpt_neox-tiny"] = neox_case(909, False, 0.5)
 CASES["gpt_neox-parallel-tiny"] = neox_case(910, True, 0.25)
 
-# The MLP biases MLC stores as float32 (GPT-NeoX's `ffn_out_dtype`): not rounded to f16.
-NEOX_F32_BIASES = (".mlp.dense_h_to_4h.bias", ".mlp.dense_4h_to_h.bias")
-
 
 def draw_config(case):
     cfg = json.loads(json.dumps(CASES[case]["config"]))
@@ -546,12 +543,6 @@ def draw_qwen35_weights(rs, cfg, embed_std):
     return {name: bf16_round(a) for name, a in w.items()}
 
 
-# Qwen3.5's norms that compute (1 + w), stored by MLC as f16(1 + w) (`qwen35_loader.py`).
-QWEN35_ONE_PLUS_NORMS = ("input_layernorm.weight", "post_attention_layernorm.weight", "q_norm.weight",
-                         "k_norm.weight", "model.norm.weight")
-# Qwen3.5's per-head decay parameters, stored by MLC as float32.
-QWEN35_F32 = (".A_log", ".dt_bias")
-
 
 def draw_weights(case, cfg):
     """{hf_name: float32 array}, already rounded to bf16 (what the checkpoint stores)."""
@@ -636,32 +627,6 @@ def write_safetensors(path, weights):
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-# ----------------------------------------------------------------------------------------------
-# What a q4f16_1 artifact holds, as Hugging Face weights
-# ----------------------------------------------------------------------------------------------
-
-
-def artifact_weights(cfg, hf):
-    """The weights a q4f16_1 artifact of `hf` holds, in HF names and HF conventions (float64)."""
-    out = {}
-    for name, a in hf.items():
-        if a.ndim == 2:
-            q_weight, q_scale = ms.quantize_q4f16_1(a)
-            out[name] = ms.dequantize_q4f16_1(q_weight, q_scale, a.shape[1]).astype(np.float64)
-        elif cfg["model_type"] == "gpt_neox" and name.endswith(NEOX_F32_BIASES):
-            out[name] = a.astype(np.float64)
-        elif cfg["model_type"] == "qwen3_5_text" and name.endswith(QWEN35_F32):
-            out[name] = a.astype(np.float64)
-        elif cfg["model_type"] == "qwen3_5_text" and name.endswith(QWEN35_ONE_PLUS_NORMS):
-            out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
-        elif cfg["model_type"] in ("gemma", "gemma2", "gemma3_text"):
-            # Stored as f16(1 + w); transformers computes 1 + w again.
-            out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
-        else:
-            out[name] = a.astype(np.float16).astype(np.float64)
-    return out
 
 
 def hf_model(cfg, weights, **mlc_semantics):
@@ -903,7 +868,7 @@ def generate(case, out_root):
         f.write("\n")
     write_safetensors(os.path.join(root, "hf_source", "model.safetensors"), hf)
 
-    weights = artifact_weights(cfg, hf)
+    weights = ms.artifact_weights(cfg, hf)
     model = hf_model(cfg, weights, **mlc_semantics(cfg))
     rs = np.random.RandomState(CASES[case]["seed"] + 2000)
     prompts, files = [], {}

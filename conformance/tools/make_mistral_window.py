@@ -59,18 +59,6 @@ MIN_MARGIN = 0.02
 CPU_TOLERANCE = 2e-3
 
 
-def artifact_weights(cfg, hf):
-    """What a q4f16_1 artifact of `hf` holds, in HF names (float64)."""
-    out = {}
-    for name, a in hf.items():
-        if a.ndim == 2:
-            q_weight, q_scale = ms.quantize_q4f16_1(a)
-            out[name] = ms.dequantize_q4f16_1(q_weight, q_scale, a.shape[1]).astype(np.float64)
-        else:
-            out[name] = a.astype(np.float64).astype(np.float16).astype(np.float64)
-    return out
-
-
 class Model:
     """MLC's Mistral or Ministral 3 over a rolling KV cache. `window` None: a full cache; `absolute`: keys and
     queries rotated at their positions in the sequence instead of their places in the cache (an ablation)."""
@@ -194,7 +182,7 @@ def generate(case, source, sink, seed):
         f.write("\n")
     shutil.copyfile(os.path.join(src, "model.safetensors"), os.path.join(root, "hf_source", "model.safetensors"))
 
-    weights = artifact_weights(cfg, ms.read_safetensors(os.path.join(src, "model.safetensors")))
+    weights = ms.artifact_weights(cfg, ms.read_safetensors(os.path.join(src, "model.safetensors")))
     check_against_transformers(source, cfg, weights)
     model = Model(cfg, weights, sink)
     rs = np.random.RandomState(seed)

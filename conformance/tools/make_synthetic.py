@@ -387,6 +387,41 @@ def dequantize_q4f16_1(q_weight, q_scale, K):
 
 
 # ----------------------------------------------------------------------------------------------
+# What a q4f16_1 artifact holds, as Hugging Face weights (the reference tools of the families)
+# ----------------------------------------------------------------------------------------------
+
+# The MLP biases MLC stores as float32 (GPT-NeoX's `ffn_out_dtype`): not rounded to f16.
+NEOX_F32_BIASES = (".mlp.dense_h_to_4h.bias", ".mlp.dense_4h_to_h.bias")
+
+# Qwen3.5's norms that compute (1 + w), stored by MLC as f16(1 + w) (`qwen35_loader.py`).
+QWEN35_ONE_PLUS_NORMS = ("input_layernorm.weight", "post_attention_layernorm.weight", "q_norm.weight",
+                         "k_norm.weight", "model.norm.weight")
+# Qwen3.5's per-head decay parameters, stored by MLC as float32.
+QWEN35_F32 = (".A_log", ".dt_bias")
+
+
+def artifact_weights(cfg, hf):
+    """The weights a q4f16_1 artifact of `hf` holds, in HF names and HF conventions (float64)."""
+    out = {}
+    for name, a in hf.items():
+        if a.ndim == 2:
+            q_weight, q_scale = quantize_q4f16_1(a)
+            out[name] = dequantize_q4f16_1(q_weight, q_scale, a.shape[1]).astype(np.float64)
+        elif cfg["model_type"] == "gpt_neox" and name.endswith(NEOX_F32_BIASES):
+            out[name] = a.astype(np.float64)
+        elif cfg["model_type"] == "qwen3_5_text" and name.endswith(QWEN35_F32):
+            out[name] = a.astype(np.float64)
+        elif cfg["model_type"] == "qwen3_5_text" and name.endswith(QWEN35_ONE_PLUS_NORMS):
+            out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
+        elif cfg["model_type"] in ("gemma", "gemma2", "gemma3_text"):
+            # Stored as f16(1 + w); transformers computes 1 + w again.
+            out[name] = (1.0 + a).astype(np.float16).astype(np.float64) - 1.0
+        else:
+            out[name] = a.astype(np.float16).astype(np.float64)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # Records, sharding (TVM TensorCacheShardingManager, B.4) and the index
 # ----------------------------------------------------------------------------------------------
 
