@@ -92,6 +92,38 @@ fs.rmSync(bertDir, { recursive: true, force: true });
 execFileSync(nativeBin, ["convert", "--quantization", "q0f32",
   "--from", path.join(repo, "conformance/fixtures/families/bert-tiny/hf_source"), "--out", bertDir], { stdio: "ignore" });
 
+// Every decoder family of the conformance fixtures (families/*, but the BERT encoder), converted to
+// q4f16_1 by the native CLI as a user would convert a checkpoint. The fixtures are random checkpoints
+// without a tokenizer: each gets one of a word per id (the check feeds token ids, so the words never
+// matter) and a greedy, penalty-free config, so the browser's forwardTokensAndSample walk must give
+// the very tokens of native `generate --greedy` on the CPU engine. The walk is longer than the
+// Mistral fixtures' 16-position sliding window, so their rolling cache wraps.
+const FAMILY_PROMPT = [5, 17, 42, 3, 99, 250, 7, 11, 64, 128, 31, 2];
+const FAMILY_STEPS = 12;
+// SwiftShader takes seconds per family; the WebGPU browser walks those whose kernels no other family
+// shares: Gemma 3 (local and global layers, q/k norms), GPT-NeoX's parallel residual with partial
+// rotary, Mistral's rolling cache, Qwen3.5's Gated DeltaNet.
+const FAMILIES_ON_SWIFTSHADER = ["gemma3-tiny", "gpt_neox-parallel-tiny", "mistral-window-tiny", "qwen3_5-tiny"];
+const families = fs.readdirSync(path.join(repo, "conformance/fixtures/families")).filter((f) => f !== "bert-tiny").sort();
+for (const name of families) {
+  const source = path.join(here, `served/source-${name}`);
+  const dir = path.join(here, `served/family-${name}`);
+  fs.rmSync(source, { recursive: true, force: true });
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.cpSync(path.join(repo, `conformance/fixtures/families/${name}/hf_source`), source, { recursive: true });
+  const config = JSON.parse(fs.readFileSync(path.join(source, "config.json"), "utf8"));
+  const vocabSize = (config.text_config ?? config).vocab_size;
+  const vocab = Object.fromEntries(Array.from({ length: vocabSize }, (_, id) => [`w${id}`, id]));
+  fs.writeFileSync(path.join(source, "tokenizer.json"), JSON.stringify({ version: "1.0", truncation: null, padding: null,
+    added_tokens: [], normalizer: null, pre_tokenizer: { type: "WhitespaceSplit" }, post_processor: null, decoder: null,
+    model: { type: "WordLevel", vocab, unk_token: "w0" } }));
+  execFileSync(nativeBin, ["convert", "--quantization", "q4f16_1", "--from", source, "--out", dir], { stdio: "ignore" });
+  fs.rmSync(source, { recursive: true, force: true });
+  const cfgPath = path.join(dir, "mlc-chat-config.json");
+  fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, "utf8")),
+    temperature: 0, top_p: 1, repetition_penalty: 1, presence_penalty: 0, frequency_penalty: 0 }));
+}
+
 // The requests every engine answers; the expected answers are computed by the native engine.
 const REQ = {
   chat: { messages: [{ role: "user", content: "Hello! Tell me about the sea." }], temperature: 0, max_tokens: 16 },
@@ -124,6 +156,7 @@ const SMOL_REQ_SHORT = { ...SMOL_REQ, max_tokens: 2 };
 
 console.log(`native expectations from ${path.relative(repo, nativeBin)} serve --device cpu`);
 const expected = {};
+let familyTokens; // family name → native generate's greedy tokens
 {
   const n = await nativeServe(nativeBin, tinyDir);
   try {
@@ -135,6 +168,9 @@ const expected = {};
     expected.sampled = await n.post("/v1/chat/completions", REQ.sampled);
     expected.sampledLong = await n.post("/v1/chat/completions", REQ.sampledLong);
   } finally { n.close(); }
+  familyTokens = Object.fromEntries(families.map((name) => [name, JSON.parse(execFileSync(nativeBin, ["generate", "--device", "cpu",
+    "--model", path.join(here, `served/family-${name}`), "--tokens", FAMILY_PROMPT.join(","), "--max-tokens", String(FAMILY_STEPS),
+    "--greedy", "--ignore-eos", "--json"], { stdio: ["ignore", "pipe", "ignore"] }).toString()).tokens]));
   // WebLLM's embeddings (no [CLS]/[SEP] added, unnormalised) as the native CLI computes them.
   expected.embed = JSON.parse(execFileSync(nativeBin, ["embed", "--webllm", "--device", "cpu", "--model", bertDir,
     "what is a snowflake", "Where can I get the best snow?"], { stdio: ["ignore", "pipe", "ignore"] }).toString());
@@ -154,7 +190,7 @@ for (const k of Object.keys(expected).filter((k) => k !== "embed")) {
 
 // ---------------------------------------------------------------- server + browser
 const models = [{ id: "tiny-qwen2", dir: tinyDir }, { id: "phi3_v-config", dir: unsupportedDir }, { id: "bert-tiny", dir: bertDir },
-  { id: "tiny-qwen2-greedy", dir: greedyDir }];
+  { id: "tiny-qwen2-greedy", dir: greedyDir }, ...families.map((name) => ({ id: `family-${name}`, dir: path.join(here, `served/family-${name}`) }))];
 if (haveSmol) models.push({ id: SMOL_ID, dir: smolDir });
 const MOUNTS = [
   ["/web/js/", path.join(repo, "web/js")],
@@ -382,6 +418,25 @@ for (const mode of MODES) {
     eq(r.second, r.first, "the same ids after resetChat()");
     assert(/inputIds must not be empty/.test(r.bad), r.bad);
     eq(text(r.chat), text(expected.chat), "chat after forwardTokensAndSample vs native");
+  });
+
+  const walked = mode.backend === "webgpu" ? families.filter((f) => FAMILIES_ON_SWIFTSHADER.includes(f)) : families;
+  await check(`[${mode.name}] every decoder family (${walked.join(", ")}), converted by the native CLI: forwardTokensAndSample's greedy walk gives native generate's tokens`, async () => {
+    assert(families.length > 0 && FAMILIES_ON_SWIFTSHADER.every((f) => families.includes(f)), `families found: ${families}`);
+    const r = await run(page, `
+      const walks = {};
+      for (const name of arg.walked) {
+        const id = "family-" + name;
+        const engine = await webllm.CreateMLCEngine(id, { appConfig: T.cfg("cache", id), device: arg.D });
+        const ids = [await engine.forwardTokensAndSample(arg.prompt, true)];
+        while (ids.length < arg.steps) ids.push(await engine.forwardTokensAndSample([ids.at(-1)], false));
+        walks[name] = ids;
+        await engine.unload();
+        await webllm.deleteModelAllInfoInCache(id, T.cfg("cache", id));
+      }
+      return walks;
+    `, { D, walked, prompt: FAMILY_PROMPT, steps: FAMILY_STEPS }, 600);
+    for (const name of walked) eq(r[name], familyTokens[name], `${name}: browser walk vs native generate --greedy`);
   });
 
   await full(`[${mode.name}] WebLLM's start-up probes answer for the CPU engine under "auto" and throw WebLLM's error under "webgpu"`, async () => {
