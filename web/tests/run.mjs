@@ -94,7 +94,7 @@ execFileSync(nativeBin, ["convert", "--quantization", "q0f32",
 
 // Every decoder family of the conformance fixtures (families/*, but the BERT encoder), converted to
 // q4f16_1 by the native CLI as a user would convert a checkpoint. The fixtures are random checkpoints
-// without a tokenizer: each gets one of a word per id (the check feeds token ids, so the words never
+// without a tokenizer: each gets a tokenizer of one word per id (the check feeds token ids, so the words never
 // matter) and a greedy, penalty-free config, so the browser's forwardTokensAndSample walk must give
 // the very tokens of native `generate --greedy` on the CPU engine. The walk is longer than the
 // Mistral fixtures' 16-position sliding window, so their rolling cache wraps.
