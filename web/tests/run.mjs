@@ -94,10 +94,10 @@ execFileSync(nativeBin, ["convert", "--quantization", "q0f32",
 
 // Every decoder family of the conformance fixtures (families/*, but the BERT encoder), converted to
 // q4f16_1 by the native CLI as a user would convert a checkpoint. The fixtures are random checkpoints
-// without a tokenizer: each gets a tokenizer of one word per id (the check feeds token ids, so the words never
-// matter) and a greedy, penalty-free config, so the browser's forwardTokensAndSample walk must give
-// the very tokens of native `generate --greedy` on the CPU engine. The walk is longer than the
-// Mistral fixtures' 16-position sliding window, so their rolling cache wraps.
+// without a tokenizer: each gets a tokenizer of one word per id (the check feeds token ids, so the
+// words never matter) and a greedy, penalty-free config, so the browser's forwardTokensAndSample walk
+// must give the very tokens of native `generate --greedy` on the CPU engine. The walk is longer than
+// the Mistral fixtures' 16-position sliding window, so their rolling cache wraps.
 const FAMILY_PROMPT = [5, 17, 42, 3, 99, 250, 7, 11, 64, 128, 31, 2];
 const FAMILY_STEPS = 12;
 // SwiftShader takes seconds per family; the WebGPU browser walks those whose kernels no other family
