@@ -66,9 +66,10 @@ impl ContextOptions {
     }
 }
 
-/// Workgroup memory the tensor-core kernels use at most (`attention_coop.wgsl`'s
-/// tiles take 45 KiB); an adapter offering less keeps the SIMT kernels.
-const COOP_WORKGROUP_BYTES: u32 = 45 * 1024;
+/// Workgroup memory the tensor-core kernels use at most (`matmul_coop.wgsl`'s
+/// two pairs of tiles and its staging area take 48 KiB, `attention_coop.wgsl`'s
+/// tiles 45 KiB); an adapter offering less keeps the SIMT kernels.
+const COOP_WORKGROUP_BYTES: u32 = 48 * 1024;
 
 /// Whether `adapter` offers what the tensor-core prefill kernel needs: the
 /// experimental cooperative-matrix feature with a 16 × 16 × 16 configuration of

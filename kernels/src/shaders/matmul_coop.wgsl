@@ -15,11 +15,16 @@
 //
 // The 256 invocations form 8 subgroups of 32 (the wrapper uses this kernel only
 // where every subgroup has 32): subgroup s owns rows 64·(s / 4) .. + 64 and
-// columns 32·(s % 4) .. + 32 of the block, 4 × 2 accumulators of 16 × 16. Each
-// step the next tiles are loaded from memory into registers while the current
-// ones are multiplied. At the end each accumulator passes through a 16 × 16
-// staging area in workgroup memory, from which the subgroup's invocations write
-// y (or the split's partial sums) through `finish`, with the epilogue.
+// columns 32·(s % 4) .. + 32 of the block, 4 × 2 accumulators of 16 × 16. The
+// tiles are double-buffered (TILE_VALUES apart): each step loads the next
+// step's x and W from memory into registers, multiplies the current tiles, and
+// stores the registers into the other pair, so one barrier per step separates
+// them (a single pair needed two: one before the store, one before the
+// multiplies). With the staging area below that is 48 KiB of workgroup memory,
+// which the wrapper requires of the adapter. At the end each accumulator
+// passes through a 16 × 16 staging area in workgroup memory, from which the
+// subgroup's invocations write y (or the split's partial sums) through
+// `finish`, with the epilogue.
 
 const COOP_K: u32 = 32u;         // K per step: one q4 group
 const COOP_QUADS: u32 = 8u;      // vec4s of x in one row of a step
@@ -28,8 +33,12 @@ const COOP_QUADS: u32 = 8u;      // vec4s of x in one row of a step
 // distinct banks (a stride of 64 bytes would put every other row in the same).
 const TILE_STRIDE: u32 = 40u;
 
-var<workgroup> a_half: array<f16, 5120>;   // x block: [m][k], 128 rows of TILE_STRIDE
-var<workgroup> b_half: array<f16, 5120>;   // W block: [n][k], 128 rows of TILE_STRIDE
+// Values in one x or W tile (128 rows of TILE_STRIDE): where the second tile
+// of each pair starts.
+const TILE_VALUES: u32 = 5120u;
+
+var<workgroup> a_half: array<f16, 10240>;   // two x tiles: [m][k], 128 rows of TILE_STRIDE
+var<workgroup> b_half: array<f16, 10240>;   // two W tiles: [n][k], 128 rows of TILE_STRIDE
 var<workgroup> c_stage: array<f32, 2048>;  // one 16 × 16 accumulator per subgroup
 
 // What one invocation carries from memory to the tiles per step: four vec4s of
@@ -71,8 +80,14 @@ fn coop_stage(m0: u32, n0: u32, k0: u32, lid: u32) -> CoopStaged {
                       coop_w(n, chunk), coop_w(n + 64u, chunk));
 }
 
+// x[r, 4q .. 4q + 4] of a step into the first x tile (thin blocks) or into the
+// one that starts at `buffer`.
 fn store_a(r: u32, q: u32, v: vec4<f32>) {
-    let at = r * TILE_STRIDE + 4u * q;
+    store_a_at(0u, r, q, v);
+}
+
+fn store_a_at(buffer: u32, r: u32, q: u32, v: vec4<f32>) {
+    let at = buffer + r * TILE_STRIDE + 4u * q;
     a_half[at] = f16(v.x);
     a_half[at + 1u] = f16(v.y);
     a_half[at + 2u] = f16(v.z);
@@ -90,14 +105,14 @@ fn store_b(at: u32, w: Eight) {
     b_half[at + 7u] = f16(w.hi.w);
 }
 
-fn store_coop_tiles(staged: CoopStaged, lid: u32) {
+fn store_coop_tiles(buffer: u32, staged: CoopStaged, lid: u32) {
     let r = lid / COOP_QUADS;
     let q = lid % COOP_QUADS;
-    store_a(r, q, staged.x0);
-    store_a(r + 32u, q, staged.x1);
-    store_a(r + 64u, q, staged.x2);
-    store_a(r + 96u, q, staged.x3);
-    let at = (lid / 4u) * TILE_STRIDE + 8u * (lid % 4u);
+    store_a_at(buffer, r, q, staged.x0);
+    store_a_at(buffer, r + 32u, q, staged.x1);
+    store_a_at(buffer, r + 64u, q, staged.x2);
+    store_a_at(buffer, r + 96u, q, staged.x3);
+    let at = buffer + (lid / 4u) * TILE_STRIDE + 8u * (lid % 4u);
     store_b(at, staged.w0);
     store_b(at + 64u * TILE_STRIDE, staged.w1);
 }
@@ -166,27 +181,33 @@ fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>,
     var c31 = coop_mat16x16<f32, C>();
 
     var staged = coop_stage(block.m0, block.n0, block.k_begin, lid);
+    store_coop_tiles(0u, staged, lid);
+    workgroupBarrier();
+    var buffer = 0u;
     for (var k0 = block.k_begin; k0 < block.k_end; k0 += COOP_K) {
-        store_coop_tiles(staged, lid);
-        workgroupBarrier();
-        if k0 + COOP_K < block.k_end {
+        let more = k0 + COOP_K < block.k_end;
+        if more {
             staged = coop_stage(block.m0, block.n0, k0 + COOP_K, lid);
         }
         for (var kk = 0u; kk < COOP_K; kk += 16u) {
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + kk], TILE_STRIDE);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&b_half[b_col + 16u * TILE_STRIDE + kk], TILE_STRIDE);
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + kk], TILE_STRIDE);
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&b_half[buffer + b_col + kk], TILE_STRIDE);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&b_half[buffer + b_col + 16u * TILE_STRIDE + kk], TILE_STRIDE);
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[buffer + a_row + kk], TILE_STRIDE);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 16u * TILE_STRIDE + kk], TILE_STRIDE);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[buffer + a_row + 16u * TILE_STRIDE + kk], TILE_STRIDE);
             c10 = coopMultiplyAdd(a1, b0, c10);
             c11 = coopMultiplyAdd(a1, b1, c11);
-            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 32u * TILE_STRIDE + kk], TILE_STRIDE);
+            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[buffer + a_row + 32u * TILE_STRIDE + kk], TILE_STRIDE);
             c20 = coopMultiplyAdd(a2, b0, c20);
             c21 = coopMultiplyAdd(a2, b1, c21);
-            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[a_row + 48u * TILE_STRIDE + kk], TILE_STRIDE);
+            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&a_half[buffer + a_row + 48u * TILE_STRIDE + kk], TILE_STRIDE);
             c30 = coopMultiplyAdd(a3, b0, c30);
             c31 = coopMultiplyAdd(a3, b1, c31);
+        }
+        buffer = TILE_VALUES - buffer;
+        if more {
+            store_coop_tiles(buffer, staged, lid);
         }
         workgroupBarrier();
     }
