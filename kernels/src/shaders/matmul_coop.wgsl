@@ -80,12 +80,7 @@ fn coop_stage(m0: u32, n0: u32, k0: u32, lid: u32) -> CoopStaged {
                       coop_w(n, chunk), coop_w(n + 64u, chunk));
 }
 
-// x[r, 4q .. 4q + 4] of a step into the first x tile (thin blocks) or into the
-// one that starts at `buffer`.
-fn store_a(r: u32, q: u32, v: vec4<f32>) {
-    store_a_at(0u, r, q, v);
-}
-
+// x[r, 4q .. 4q + 4] of a step into the x tile that starts at `buffer`.
 fn store_a_at(buffer: u32, r: u32, q: u32, v: vec4<f32>) {
     let at = buffer + r * TILE_STRIDE + 4u * q;
     a_half[at] = f16(v.x);
@@ -253,7 +248,7 @@ fn matmul_coop_thin(@builtin(workgroup_id) wid: vec3<u32>,
     var w_staged0 = coop_w(n, block.k_begin / 8u + lid % 4u);
     var w_staged1 = coop_w(n + 64u, block.k_begin / 8u + lid % 4u);
     for (var k0 = block.k_begin; k0 < block.k_end; k0 += COOP_K) {
-        store_a(r, q, x_staged);
+        store_a_at(0u, r, q, x_staged);
         store_b(w_at, w_staged0);
         store_b(w_at + 64u * TILE_STRIDE, w_staged1);
         workgroupBarrier();
