@@ -129,6 +129,16 @@ impl FastCpuBackend {
     /// A zeroed `[rows, cols]` tensor, its buffer taken from the pool when
     /// one is large enough (the smallest such).
     fn tensor(&self, rows: usize, cols: usize) -> FastTensor {
+        let mut out = self.tensor_to_overwrite(rows, cols);
+        out.data.fill(0.0);
+        out
+    }
+
+    /// [`Self::tensor`] for an operation that writes every value: the buffer
+    /// keeps whatever it held. Zeroing a prefill's outputs first (some 5 MB
+    /// a layer on the Qwen2.5-0.5B shape) ran on the calling thread while
+    /// the pool waited (docs/performance.md, "Row-wise work on the pool").
+    fn tensor_to_overwrite(&self, rows: usize, cols: usize) -> FastTensor {
         let len = rows * cols;
         let mut pool = self.pool.borrow_mut();
         let fit = (0..pool.len())
@@ -138,7 +148,7 @@ impl FastCpuBackend {
             Some(i) => pool.swap_remove(i),
             None => Vec::with_capacity(len),
         };
-        data.clear();
+        data.truncate(len);
         data.resize(len, 0.0);
         FastTensor { rows, cols, data, pool: self.pool.clone() }
     }
@@ -165,6 +175,14 @@ impl Default for FastCpuBackend {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `residual += y` (`y` as many values), groups of rows on rayon's pool.
+fn add_rows(residual: &mut FastTensor, y: &[f32]) {
+    let width = residual.cols;
+    fast::for_each_row_group(&mut residual.data, width, |first, rows| {
+        ops::add_in_place(rows, &y[first * width..][..rows.len()]);
+    });
 }
 
 /// RMSNorm of each `weight.len()`-wide piece of `x` in place, through `copy`.
@@ -250,8 +268,11 @@ impl Backend for FastCpuBackend {
         weight: &Vec<f32>,
         eps: f32,
     ) -> Result<FastTensor, EngineError> {
-        let mut out = self.tensor(x.rows, x.cols);
-        ops::rms_norm(&x.data, weight, eps, &mut out.data);
+        let mut out = self.tensor_to_overwrite(x.rows, x.cols);
+        let (input, width) = (&x.data[..], weight.len());
+        fast::for_each_row_group(&mut out.data, width, |first, rows| {
+            ops::rms_norm(&input[first * width..][..rows.len()], weight, eps, rows);
+        });
         Ok(out)
     }
 
@@ -268,7 +289,7 @@ impl Backend for FastCpuBackend {
     }
 
     fn linear(&mut self, x: &FastTensor, linear: &FastLinear) -> Result<FastTensor, EngineError> {
-        let mut out = self.tensor(x.rows, linear.rows());
+        let mut out = self.tensor_to_overwrite(x.rows, linear.rows());
         match &linear.matrix {
             Matrix::Q4(packed) if self.int8_prefill && x.rows >= INT8_MIN_TOKENS => {
                 let blocks = packed.blocks_per_row();
@@ -301,9 +322,9 @@ impl Backend for FastCpuBackend {
             }
         }
         if let Some(bias) = &linear.bias {
-            for row in out.data.chunks_mut(bias.len()) {
-                ops::add_in_place(row, bias);
-            }
+            fast::for_each_row_group(&mut out.data, bias.len(), |_, rows| {
+                rows.chunks_mut(bias.len()).for_each(|row| ops::add_in_place(row, bias));
+            });
         }
         Ok(out)
     }
@@ -315,12 +336,12 @@ impl Backend for FastCpuBackend {
         residual: &mut FastTensor,
     ) -> Result<(), EngineError> {
         let y = self.linear(x, linear)?;
-        ops::add_in_place(&mut residual.data, &y.data);
+        add_rows(residual, &y.data);
         Ok(())
     }
 
     fn add(&mut self, residual: &mut FastTensor, x: &FastTensor) -> Result<(), EngineError> {
-        ops::add_in_place(&mut residual.data, &x.data);
+        add_rows(residual, &x.data);
         Ok(())
     }
 
@@ -336,12 +357,16 @@ impl Backend for FastCpuBackend {
         activation: Activation,
     ) -> Result<FastTensor, EngineError> {
         let intermediate = gate_up.cols / 2;
-        let mut out = self.tensor(gate_up.rows, intermediate);
-        match activation {
-            Activation::Silu => ops::silu_mul(&gate_up.data, intermediate, &mut out.data),
-            Activation::GeluTanh => ops::gelu_tanh_mul(&gate_up.data, intermediate, &mut out.data),
-            Activation::Gelu => ops::gelu_erf_mul(&gate_up.data, intermediate, &mut out.data),
-        }
+        let mut out = self.tensor_to_overwrite(gate_up.rows, intermediate);
+        let input = &gate_up.data[..];
+        fast::for_each_row_group(&mut out.data, intermediate, |first, rows| {
+            let input = &input[2 * first * intermediate..][..2 * rows.len()];
+            match activation {
+                Activation::Silu => ops::silu_mul(input, intermediate, rows),
+                Activation::GeluTanh => ops::gelu_tanh_mul(input, intermediate, rows),
+                Activation::Gelu => ops::gelu_erf_mul(input, intermediate, rows),
+            }
+        });
         Ok(out)
     }
 

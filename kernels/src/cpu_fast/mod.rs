@@ -47,6 +47,28 @@ pub fn threads() -> usize {
     1
 }
 
+/// Values below which [`for_each_row_group`] gives a piece of rows to one
+/// task: a prefill's norm of 64 rows of 896 makes four tasks, a decode
+/// step's single row runs inline.
+const VALUES_PER_ROW_GROUP: usize = 1 << 14;
+
+/// Runs `task(first_row, rows)` over groups of whole rows of `out` (each
+/// `width` values wide, the last group maybe shorter) on rayon's pool,
+/// inline for one group or one thread: the row-wise work between a
+/// prefill's products (norms, the gated activation, residual and bias adds),
+/// which would otherwise leave every thread but the caller's idle. Each row
+/// is computed as it would be alone, so the results do not depend on the
+/// grouping.
+pub fn for_each_row_group<T: Send>(
+    out: &mut [T],
+    width: usize,
+    task: impl Fn(usize, &mut [T]) + Send + Sync,
+) {
+    let width = width.max(1);
+    let rows = VALUES_PER_ROW_GROUP.div_ceil(width);
+    for_each_chunk(out, rows * width, |group, values| task(group * rows, values));
+}
+
 /// Runs `task(index, chunk)` over `chunk`-sized pieces of `out`, on rayon's
 /// pool when there is more than one thread and more than one piece, else
 /// inline (the wasm build, `RAYON_NUM_THREADS=1`): a one-thread run pays no
