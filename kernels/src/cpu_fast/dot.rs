@@ -785,6 +785,41 @@ mod avx2 {
         }
     }
 
+    /// The (at most eight) floats of `out` in the low lanes, zeros above: a
+    /// full group's straight from `out`, a last, partial one's through a
+    /// copy. A copy of a length known only at run time is a `memcpy` call,
+    /// which for every row and pass of a prefill's products took ~2 % of its
+    /// samples (docs/performance.md, "Row-wise work on the pool").
+    #[inline(always)]
+    unsafe fn load_up_to_8(out: &[f32]) -> __m256 {
+        // SAFETY (whole body): the caller has AVX2; the load reads eight
+        // floats of `out` or of `lanes`.
+        unsafe {
+            if out.len() == 8 {
+                return _mm256_loadu_ps(out.as_ptr());
+            }
+            let mut lanes = [0.0f32; 8];
+            lanes[..out.len()].copy_from_slice(out);
+            _mm256_loadu_ps(lanes.as_ptr())
+        }
+    }
+
+    /// Stores the low `out.len()` (at most eight) lanes of `v` into `out`, as
+    /// [`load_up_to_8`] loads them.
+    #[inline(always)]
+    unsafe fn store_up_to_8(out: &mut [f32], v: __m256) {
+        // SAFETY (whole body): the caller has AVX2; the store writes eight
+        // floats of `out` or of `lanes`.
+        unsafe {
+            if out.len() == 8 {
+                return _mm256_storeu_ps(out.as_mut_ptr(), v);
+            }
+            let mut lanes = [0.0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+            out.copy_from_slice(&lanes[..out.len()]);
+        }
+    }
+
     /// [`super::dot_q4_q16_tokens`]: per group of eight tokens, passes of
     /// [`CHUNK_BLOCKS`] blocks over every weight row, each row's accumulator
     /// kept in `out` between passes (stored in token order, which a
@@ -803,11 +838,10 @@ mod avx2 {
             return out.fill(0.0);
         }
         // SAFETY: AVX2 is enabled for this function; each call gets a row's
-        // blocks and the group's, as many; `lanes` holds eight floats.
+        // blocks and the group's, as many; `out` holds at most eight floats.
         unsafe {
             let to_tokens = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
             let to_lanes = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-            let mut lanes = [0.0f32; 8];
             for g in 0..m.div_ceil(8) {
                 let (first, count) = (8 * g, (m - 8 * g).min(8));
                 let group = &groups[g * blocks..(g + 1) * blocks];
@@ -817,18 +851,11 @@ mod avx2 {
                         let out = &mut out[first..first + count];
                         let acc = match start {
                             0 => _mm256_setzero_ps(),
-                            _ => {
-                                lanes[..count].copy_from_slice(out);
-                                _mm256_permutevar8x32_ps(_mm256_loadu_ps(lanes.as_ptr()), to_lanes)
-                            }
+                            _ => _mm256_permutevar8x32_ps(load_up_to_8(out), to_lanes),
                         };
                         let row = &w[n * blocks + start..n * blocks + end];
                         let acc = row_group(row, &group[start..end], acc);
-                        _mm256_storeu_ps(
-                            lanes.as_mut_ptr(),
-                            _mm256_permutevar8x32_ps(acc, to_tokens),
-                        );
-                        out.copy_from_slice(&lanes[..count]);
+                        store_up_to_8(out, _mm256_permutevar8x32_ps(acc, to_tokens));
                     }
                 }
             }
@@ -903,9 +930,8 @@ mod avx2 {
             return out.fill(0.0);
         }
         // SAFETY: AVX2 is enabled for this function; each call gets a row's
-        // blocks and the group's, as many; `lanes` holds eight floats.
+        // blocks and the group's, as many; `out` holds at most eight floats.
         unsafe {
-            let mut lanes = [0.0f32; 8];
             for g in 0..m.div_ceil(8) {
                 let (first, count) = (8 * g, (m - 8 * g).min(8));
                 let group = &groups[g * blocks..(g + 1) * blocks];
@@ -915,15 +941,10 @@ mod avx2 {
                         let out = &mut out[first..first + count];
                         let acc = match start {
                             0 => _mm256_setzero_ps(),
-                            _ => {
-                                lanes[..count].copy_from_slice(out);
-                                _mm256_loadu_ps(lanes.as_ptr())
-                            }
+                            _ => load_up_to_8(out),
                         };
                         let row = &w[n * blocks + start..n * blocks + end];
-                        let acc = row_bytes(row, &group[start..end], acc);
-                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-                        out.copy_from_slice(&lanes[..count]);
+                        store_up_to_8(out, row_bytes(row, &group[start..end], acc));
                     }
                 }
             }
