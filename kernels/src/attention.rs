@@ -279,6 +279,26 @@ struct Params {
     _pad: u32,
 }
 
+/// The attention kernels' source for `head_dim`, with `block_q` query rows
+/// and `block_k` keys per tile of `attend`.
+fn shader_source(head_dim: usize, block_q: usize, block_k: usize) -> String {
+    let acc_vec4 = (block_q * head_dim / 4).div_ceil(WORKGROUP_SIZE);
+    format!(
+        "const HEAD_DIM: u32 = {head_dim}u;\nconst BLOCK_Q: u32 = {block_q}u;\nconst BLOCK_K: u32 = {block_k}u;\n\
+         const ACC_VEC4: u32 = {acc_vec4}u;\nconst MAX_BATCH_ROWS: u32 = {MAX_BATCH_ROWS}u;\n\
+         {ROTATION}\n{SHADER}"
+    )
+}
+
+/// The tensor-core prefill kernel's source (`attention_coop.wgsl` after the
+/// portable kernels, whose bindings and helpers it shares).
+fn coop_source(head_dim: usize, tiles: Tiles) -> String {
+    format!(
+        "enable f16;\nenable wgpu_cooperative_matrix;\n{}\n{COOP_SHADER}",
+        shader_source(head_dim, tiles.block_q, tiles.block_k)
+    )
+}
+
 /// Words of [`Params`].
 const PARAM_WORDS: usize = size_of::<Params>() / 4;
 
@@ -317,15 +337,7 @@ impl Attention {
             ],
         );
         let tiles = Tiles::for_head_dim(head_dim);
-        let source = |block_q: usize| {
-            let acc_vec4 = (block_q * head_dim / 4).div_ceil(WORKGROUP_SIZE);
-            format!(
-                "const HEAD_DIM: u32 = {head_dim}u;\nconst BLOCK_Q: u32 = {block_q}u;\nconst BLOCK_K: u32 = {}u;\n\
-                 const ACC_VEC4: u32 = {acc_vec4}u;\nconst MAX_BATCH_ROWS: u32 = {MAX_BATCH_ROWS}u;\n\
-                 {ROTATION}\n{SHADER}",
-                tiles.block_k
-            )
-        };
+        let source = |block_q| shader_source(head_dim, block_q, tiles.block_k);
         let prefill = ctx
             .compile_entries("attention prefill", &source(tiles.block_q), &["attend"], &layout)?
             .remove(0);
@@ -339,10 +351,7 @@ impl Attention {
         let decode = decode.pop().expect("two pipelines");
         let prefill_coop = match ctx.caps.cooperative_matrix && head_dim == COOP_HEAD_DIM {
             true => {
-                let source = format!(
-                    "enable f16;\nenable wgpu_cooperative_matrix;\n{}\n{COOP_SHADER}",
-                    source(tiles.block_q)
-                );
+                let source = coop_source(head_dim, tiles);
                 Some(
                     ctx.compile_entries(
                         "attention prefill (coop)",
@@ -694,5 +703,16 @@ mod tests {
         }
         assert_eq!(Tiles::for_head_dim(64), Tiles { block_q: 16, block_k: 32, decode_q: 8 });
         assert_eq!(Tiles::for_head_dim(128), Tiles { block_q: 8, block_k: 16, decode_q: 8 });
+    }
+
+    /// The tensor-core kernel's source is valid WGSL for naga, also where the
+    /// adapter has no cooperative matrices to compile it for (lavapipe, CI).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn the_cooperative_matrix_source_validates() {
+        crate::context::assert_valid_wgsl(&coop_source(
+            COOP_HEAD_DIM,
+            Tiles::for_head_dim(COOP_HEAD_DIM),
+        ));
     }
 }

@@ -546,3 +546,17 @@ mod tests {
         ctx.health().check().unwrap();
     }
 }
+
+/// Panics with naga's report unless `source` is valid WGSL with every
+/// capability: for the tensor-core kernels, which an adapter without
+/// cooperative matrices (lavapipe, CI) never compiles, so that a typo is
+/// found by the tests rather than by the first device run.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) fn assert_valid_wgsl(source: &str) {
+    use wgpu::naga::valid::{Capabilities, ValidationFlags, Validator};
+    let module = wgpu::naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|error| panic!("{}", error.emit_to_string(source)));
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|error| panic!("{}", error.emit_to_string(source)));
+}

@@ -834,15 +834,9 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn the_cooperative_matrix_source_validates() {
-        use wgpu::naga::valid::{Capabilities, ValidationFlags, Validator};
         for format in [FloatFormat::F16, FloatFormat::F32] {
             let (weights, _) = WeightFormat::Q4(format).shader_prefix();
-            let source = coop_source(&weights);
-            let module = wgpu::naga::front::wgsl::parse_str(&source)
-                .unwrap_or_else(|error| panic!("{}", error.emit_to_string(&source)));
-            Validator::new(ValidationFlags::all(), Capabilities::all())
-                .validate(&module)
-                .unwrap_or_else(|error| panic!("{}", error.emit_to_string(&source)));
+            crate::context::assert_valid_wgsl(&coop_source(&weights));
         }
     }
 }

@@ -160,6 +160,11 @@ fn prefill_matches_the_cpu_reference() {
         // Groups larger than a workgroup's rows, and rows not a multiple of the group.
         (64, 16, 1, 20, 5),
         (32, 12, 4, 25, 7),
+        // Head dim 64 (the tensor-core kernel where the device has it): several
+        // blocks of tokens over many key tiles, a group of one, a group of 80.
+        (64, 14, 2, 300, 70),
+        (64, 4, 4, 130, 0),
+        (64, 80, 1, 5, 2),
     ];
     for (path, ctx) in contexts() {
         let mut kernels = std::collections::HashMap::new();
@@ -624,6 +629,8 @@ fn bench_attention() {
             (512, 0, 20, 1),
             (128, 2048, 20, 1),
             (1024, 3072, 5, 1),
+            (2048, 0, 3, 1),
+            (2048, 2048, 3, 1),
         ];
         for (tokens, start, reps, chunk_len) in steps {
             let shape = AttentionShape { min_chunk_len: chunk_len, ..shape };
