@@ -82,8 +82,8 @@ fn print_artifact(artifact: &Artifact) -> Result<()> {
             );
             // What `--device gpu` would allocate with the default options
             // (the device's limits are checked when it loads).
-            let options = GpuOptions::default();
             let max_binding = mlc_kernels::buffers::DEFAULT_MAX_BINDING;
+            let options = GpuOptions::default().for_model(&spec, max_binding);
             let plan = MemoryPlan::new(
                 &spec,
                 &artifact.index,

@@ -24,7 +24,7 @@ pub const BINDING_ALIGNMENT: u64 = 256;
 
 /// The largest storage binding the kernels use on `ctx`: the device's limit,
 /// capped at [`DEFAULT_MAX_BINDING`].
-pub(crate) fn max_binding(ctx: &GpuContext) -> u64 {
+pub fn max_binding(ctx: &GpuContext) -> u64 {
     ctx.limits.max_storage_buffer_binding_size.min(DEFAULT_MAX_BINDING)
 }
 

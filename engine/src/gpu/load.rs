@@ -23,19 +23,14 @@ pub fn load_gpu(
     options: GpuOptions,
 ) -> Result<Model<GpuBackend>, EngineError> {
     let spec = spec_for(&artifact.config)?;
-    let mut options = options;
-    if spec.rolling_window.is_some() {
-        if spec.qk_norm.is_some() {
-            // The ring keeps the projection's keys as they come, before any norm.
-            return Err(EngineError::Unsupported(format!(
-                "{} with a sliding window and a q/k norm on the GPU engine",
-                spec.family
-            )));
-        }
-        // What a rolling cache's rows see depends on where each pass starts:
-        // a prefill runs in MLC's chunks, so a step takes that many rows.
-        options.max_rows = options.max_rows.max(spec.prefill_chunk_size);
+    if spec.rolling_window.is_some() && spec.qk_norm.is_some() {
+        // The ring keeps the projection's keys as they come, before any norm.
+        return Err(EngineError::Unsupported(format!(
+            "{} with a sliding window and a q/k norm on the GPU engine",
+            spec.family
+        )));
     }
+    let options = options.for_model(&spec, mlc_kernels::buffers::max_binding(&ctx));
     let backend = GpuBackend::new(ctx, options);
     let plan = backend.memory_plan(&spec, artifact);
     let scope = LoadScope::checked(backend.context(), plan)?;
@@ -145,6 +140,32 @@ fn empty_plan() -> MemoryPlan {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    /// A load's steps: the default's 2,048 rows for Qwen2.5-0.5B (its gate|up
+    /// activation, 9,728 columns, fits a 128 MiB binding up to 3,449 rows),
+    /// never more than the model's prefill chunk, and no more than keep the
+    /// widest activation in one binding (a 16,384-wide gated MLP: 1,024).
+    #[test]
+    fn a_step_takes_the_prefill_chunk_within_one_binding() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../conformance/fixtures/tokenizers/qwen2.5-0.5b-instruct.mlc-chat-config.json");
+        let config = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let mut spec = crate::models::spec_for(&config).unwrap();
+        let binding = mlc_kernels::buffers::DEFAULT_MAX_BINDING;
+        let rows = |spec: &crate::models::ModelSpec, max_rows| {
+            GpuOptions { max_rows, ..GpuOptions::default() }.for_model(spec, binding).max_rows
+        };
+        assert_eq!(spec.widest_activation(), 2 * 4864);
+        assert_eq!(GpuOptions::default().for_model(&spec, binding).max_rows, 2048);
+        assert_eq!(rows(&spec, 64), 64);
+        spec.prefill_chunk_size = 512;
+        assert_eq!(rows(&spec, 2048), 512);
+        spec.prefill_chunk_size = 4096;
+        spec.intermediate_size = 16384;
+        assert_eq!(rows(&spec, 4096), 1024);
+        assert_eq!(rows(&spec, 4096) * 2 * 16384 * 4, binding as usize);
+        assert_eq!(GpuOptions::default().for_model(&spec, 1024).max_rows, 1);
+    }
 
     /// The scopes turn what the device refuses into the typed error with the
     /// plan: here a buffer beyond `max_buffer_size`, which the plan's own

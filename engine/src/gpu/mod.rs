@@ -65,16 +65,35 @@ pub struct GpuOptions {
 }
 
 impl Default for GpuOptions {
-    /// Steps of up to 512 tokens: the prefill products need that many rows to
-    /// give every compute unit of a large GPU a block of work (on an H100,
-    /// 256 → 512 rows took gate_up from 14 to 17 TFLOP/s and down_proj from 7
-    /// to 15), and the activations of a 0.5B model stay near 42 MB.
+    /// Steps of up to 2,048 tokens, MLC's usual `prefill_chunk_size`
+    /// ([`GpuOptions::for_model`] lowers it to the model's): a long prompt's
+    /// passes then give the attention and the products enough blocks to fill
+    /// a large GPU (on an H100 a 4,096-token prompt ran 31.6k tok/s in steps
+    /// of 512 and of 1,024 rows, 38.0k in steps of 2,048; docs/performance.md).
+    /// The activations of a 0.5B model take ~166 MB instead of ~41 MB.
     fn default() -> Self {
-        GpuOptions { max_rows: 512, context_length: None, sequences: 1 }
+        GpuOptions { max_rows: 2048, context_length: None, sequences: 1 }
     }
 }
 
 impl GpuOptions {
+    /// These options as a load of `spec` uses them, on a device whose
+    /// largest storage binding the kernels use is `max_binding` bytes: a
+    /// step takes at most the model's prefill chunk of rows (a rolling
+    /// cache's, exactly that many: what its rows see depends on where each
+    /// pass starts), and no more rows than keep the widest activation
+    /// within one binding (each is bound whole).
+    pub fn for_model(mut self, spec: &ModelSpec, max_binding: u64) -> GpuOptions {
+        let chunk = spec.prefill_chunk_size.max(1);
+        self.max_rows = match spec.rolling_window {
+            Some(_) => self.max_rows.max(chunk),
+            None => self.max_rows.min(chunk),
+        };
+        let rows_that_fit = max_binding / (4 * spec.widest_activation() as u64);
+        self.max_rows = self.max_rows.min(rows_that_fit.max(1) as usize);
+        self
+    }
+
     /// KV cache positions for `spec`: `context_length`, default 4096, at
     /// most the model's context window; with a rolling cache the places a
     /// pass attends over, the window and a step's rows.
@@ -359,10 +378,7 @@ impl GpuBackend {
 
     /// The largest storage binding the kernels use.
     fn max_binding(&self) -> u64 {
-        self.ctx
-            .limits
-            .max_storage_buffer_binding_size
-            .min(mlc_kernels::buffers::DEFAULT_MAX_BINDING)
+        mlc_kernels::buffers::max_binding(&self.ctx)
     }
 }
 

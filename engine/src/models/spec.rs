@@ -271,6 +271,20 @@ impl ModelSpec {
         (query_heads + 2 * self.num_kv_heads) * self.head_dim
     }
 
+    /// Columns of the widest activation a step computes, the logits aside:
+    /// the gate|up product's output (the intermediate size padded to 32,
+    /// twice when gated), the fused q/k/v projection's, the hidden state, a
+    /// Gated DeltaNet layer's convolution input and its `z` gate.
+    pub fn widest_activation(&self) -> usize {
+        let padded_i = self.intermediate_size.next_multiple_of(32);
+        let mlp = if self.gated_mlp { 2 * padded_i } else { padded_i };
+        let linear = self
+            .linear_attention
+            .as_ref()
+            .map_or(0, |linear| linear.shape.conv_channels().max(linear.shape.value_width()));
+        [self.hidden_size, self.qkv_width(), mlp, linear].into_iter().max().unwrap_or(1)
+    }
+
     /// The Gated DeltaNet shape of layer `layer`, `None` for an attention layer.
     pub fn linear_layer(&self, layer: usize) -> Option<&DeltaNetShape> {
         let linear = self.linear_attention.as_ref()?;
