@@ -3,7 +3,7 @@
 //!
 //! One row of x (a decode step) runs a matrix × vector kernel in which a team of
 //! threads (or one subgroup) reads each weight row; so do a few rows (a batched
-//! decode step: up to [`MATVEC_MAX_ROWS`], one workgroup per row and weight row
+//! decode step: up to [`MATVEC_MAX_ROWS`] or [`COOP_MATVEC_MAX_ROWS`], one workgroup per row and weight row
 //! set, the rows of a set adjacent so that the weights come from cache after
 //! the first); more rows (prefill) run a kernel tiled over m and n through
 //! workgroup memory. Weights stay in the form
@@ -61,6 +61,12 @@ pub(crate) const TEAM: u32 = 32;
 /// about even, 32 rows 1.4× and 64 rows 2.4× slower (its cost grows with
 /// the rows; docs/performance.md).
 pub const MATVEC_MAX_ROWS: u32 = 16;
+/// [`MATVEC_MAX_ROWS`] where the thin tensor-core blocks exist: from 8 rows
+/// `matmul_coop_thin` is faster. Measured on an H100 (Qwen2.5-0.5B, batched
+/// decode passes, docs/performance.md): 6 rows 1.05× faster on the matrix ×
+/// vector kernel, 8 rows 1.10×, 12 rows 1.37× and 16 rows 1.65× faster on
+/// the thin blocks.
+pub const COOP_MATVEC_MAX_ROWS: u32 = 7;
 /// Output rows and columns of a `matmul_tiled` block.
 const BLOCK: u32 = 128;
 /// Rows of a thin block (`THIN_ROWS` in matmul_coop.wgsl): the
@@ -193,6 +199,14 @@ struct PrefillPipelines {
 }
 
 impl PrefillPipelines {
+    /// Most rows that run the matrix × vector kernel instead.
+    fn matvec_max_rows(&self) -> u32 {
+        match self.thin {
+            Some(_) => COOP_MATVEC_MAX_ROWS,
+            None => MATVEC_MAX_ROWS,
+        }
+    }
+
     /// The tiling of a product of `rows` rows.
     fn for_rows(&self, rows: u32) -> &Tiling {
         match &self.thin {
@@ -227,14 +241,11 @@ impl Schedule for MatmulSchedule {
         dispatch: &mut dyn FnMut(&wgpu::ComputePipeline, Workgroups),
     ) {
         let rows = step.tokens;
-        match (rows, &self.prefill) {
-            (0, _) => {}
-            (_, None) | (1..=MATVEC_MAX_ROWS, _) => {
-                let (pipeline, workgroups) =
-                    self.decode.choose(self.k, part_rows, self.matvec_rows);
-                dispatch(pipeline, Workgroups::Linear(workgroups * rows));
-            }
-            (_, Some(prefill)) => {
+        if rows == 0 {
+            return;
+        }
+        match &self.prefill {
+            Some(prefill) if rows > prefill.matvec_max_rows() => {
                 let tiling = prefill.for_rows(rows);
                 let blocks = part_rows.div_ceil(BLOCK) * rows.div_ceil(tiling.block_rows);
                 match split_choice(blocks, rows, part_rows) {
@@ -249,6 +260,12 @@ impl Schedule for MatmulSchedule {
                     }
                     None => dispatch(&tiling.whole, Workgroups::Linear(blocks)),
                 }
+            }
+            // One row, a decode-only binding, or a few rows.
+            _ => {
+                let (pipeline, workgroups) =
+                    self.decode.choose(self.k, part_rows, self.matvec_rows);
+                dispatch(pipeline, Workgroups::Linear(workgroups * rows));
             }
         }
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{TestWeight, assert_close, contexts, encode, random_vec, rng, shout, upload};
-use mlc_kernels::matmul::MATVEC_MAX_ROWS;
+use mlc_kernels::matmul::COOP_MATVEC_MAX_ROWS;
 use mlc_kernels::{
     Activation, FloatFormat, GpuContext, Kernel, Matmul, MatmulBuffers, MatmulInput, MatmulShape,
     Residual, Step, WeightFormat, cpu,
@@ -56,7 +56,7 @@ fn product_reference(kernel: &Matmul, x: &[f32], m: usize, weight: &cpu::Weight<
     let mut exact = vec![0.0; m * n];
     cpu::matmul(x, m, weight, &mut exact);
     // A few rows run the matrix × vector kernel, in f32 like the reference.
-    if m <= MATVEC_MAX_ROWS as usize || !kernel.uses_cooperative_matrix() {
+    if !kernel.uses_cooperative_matrix() || m <= COOP_MATVEC_MAX_ROWS as usize {
         return exact;
     }
     let half = |v: f32| half::f16::from_f32(v).to_f64();
@@ -181,9 +181,11 @@ fn q4f16_prefill_shapes() {
         case(33, 96, 4864, false, Extra::InPlace),
         // 33 blocks: four ways.
         case(20, 4200, 96, false, Extra::None),
-        // The tensor-core kernel's thin blocks (a batched decode step of 17
-        // to 32 rows): q/k/v and down_proj split sixteen ways, a full block.
+        // The tensor-core kernel's thin blocks (a batched decode step of 8
+        // to 32 rows): q/k/v and down_proj split sixteen ways, a full block
+        // and its fewest rows.
         case(32, 1152, 896, true, Extra::Buffer),
+        case(8, 1152, 896, true, Extra::Buffer),
         case(32, 896, 4864, false, Extra::InPlace),
         // Enough output blocks not to split K, with a partial last block in
         // both m and n.
@@ -220,7 +222,10 @@ fn every_format_and_epilogue() {
         case(37, 70, 2080, true, Extra::Buffer),
         case(1, 71, 2080, true, Extra::InPlace),
         case(5, 70, 2080, true, Extra::Buffer),
-        // The most rows the matrix × vector kernel takes, and one more.
+        // The most rows the matrix × vector kernel takes, and one more:
+        // beside cooperative matrices, and without them.
+        case(7, 130, 96, false, Extra::InPlace),
+        case(8, 130, 96, false, Extra::None),
         case(16, 130, 96, false, Extra::InPlace),
         case(17, 130, 96, false, Extra::None),
     ];
