@@ -1054,27 +1054,30 @@ mod avx512 {
             return out.fill(0.0);
         }
         // SAFETY: the features are enabled for this function; each call gets
-        // a row's blocks and the group's, as many; the masked loads and
-        // stores touch only the group's `count` results of the row.
+        // a row's blocks and the group's, as many; `lanes` holds 16 floats.
         unsafe {
             // Lane 4j + q holds token 4q + j: a 4 × 4 transposition, its own
             // inverse.
             let transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+            let mut lanes = [0.0f32; 16];
             for g in 0..m.div_ceil(16) {
                 let (first, count) = (16 * g, (m - 16 * g).min(16));
-                let mask: __mmask16 = ((1u32 << count) - 1) as u16;
                 let group = &groups[g * blocks..(g + 1) * blocks];
                 for start in (0..blocks).step_by(CHUNK_BLOCKS) {
                     let end = (start + CHUNK_BLOCKS).min(blocks);
                     for (n, out) in out.chunks_exact_mut(m).enumerate() {
-                        let out = out[first..].as_mut_ptr();
+                        let out = &mut out[first..first + count];
                         let acc = match start {
                             0 => _mm512_setzero_ps(),
-                            _ => _mm512_permutexvar_ps(transpose, _mm512_maskz_loadu_ps(mask, out)),
+                            _ => {
+                                lanes[..count].copy_from_slice(out);
+                                _mm512_permutexvar_ps(transpose, _mm512_loadu_ps(lanes.as_ptr()))
+                            }
                         };
                         let row = &w[n * blocks + start..n * blocks + end];
                         let acc = row_group(row, &group[start..end], acc);
-                        _mm512_mask_storeu_ps(out, mask, _mm512_permutexvar_ps(transpose, acc));
+                        _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_permutexvar_ps(transpose, acc));
+                        out.copy_from_slice(&lanes[..count]);
                     }
                 }
             }
