@@ -3,10 +3,11 @@
 //!
 //! One row of x (a decode step) runs a matrix × vector kernel in which a team of
 //! threads (or one subgroup) reads each weight row; so do a few rows (a batched
-//! decode step: up to [`MATVEC_MAX_ROWS`] or [`COOP_MATVEC_MAX_ROWS`], one workgroup per row and weight row
-//! set, the rows of a set adjacent so that the weights come from cache after
-//! the first); more rows (prefill) run a kernel tiled over m and n through
-//! workgroup memory. Weights stay in the form
+//! decode step: up to [`MATVEC_MAX_ROWS`], or [`COOP_MATVEC_MAX_ROWS`] beside
+//! cooperative matrices; one workgroup per row and weight row set, the rows of
+//! a set adjacent so that the weights come from cache after the first); more
+//! rows (prefill) run a kernel tiled over m and n through workgroup memory.
+//! Weights stay in the form
 //! the shard stores and are decoded inside the products. A weight larger than
 //! one storage binding (a big lm_head) is bound as several row parts.
 //!
