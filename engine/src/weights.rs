@@ -49,7 +49,7 @@ pub fn load<B: Backend>(
         let (gate_up, padded_i) = match spec.gated_mlp {
             true => pad_intermediate(
                 linear_source(artifact, names.layer(l, &names.gate_up), 2 * i, h, Bias::None)?,
-                i,
+                spec,
             ),
             false => (
                 Prepared::Stored(linear_source(
@@ -300,8 +300,8 @@ fn stack_rows<'a>(name: String, sources: &[LinearSource<'a>]) -> Result<Prepared
 /// `gate_up` makes the activation exactly 0 there (`silu(0) · 0`), so the padded
 /// tail of `down_proj` multiplies zeros: the result is exactly the unpadded one
 /// on every backend. Returns the projection and the (padded) intermediate size.
-fn pad_intermediate(source: LinearSource<'_>, intermediate: usize) -> (Prepared<'_>, usize) {
-    let padded = intermediate.next_multiple_of(32);
+fn pad_intermediate<'a>(source: LinearSource<'a>, spec: &ModelSpec) -> (Prepared<'a>, usize) {
+    let (intermediate, padded) = (spec.intermediate_size, spec.padded_intermediate());
     let MatrixSource::Q4 { q_weight, q_scale } = &source.matrix else {
         return (Prepared::Stored(source), intermediate);
     };

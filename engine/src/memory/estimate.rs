@@ -45,7 +45,7 @@ impl MemoryPlan {
             }
         }
         let (h, d) = (spec.hidden_size, spec.head_dim);
-        let padded_i = spec.intermediate_size.next_multiple_of(32);
+        let padded_i = spec.padded_intermediate();
         let kv_buffer = (sequences * spec.num_kv_heads * kv_positions * d * 4) as u64;
         let ring_buffer = spec
             .rolling_window
@@ -182,12 +182,12 @@ fn gpu_bytes(spec: &ModelSpec, record: &TensorRecord, model_dtype: DType) -> u64
         _ => elements * model_dtype.size_in_bytes() as u64,
     };
     let quantized = record.name.ends_with(".q_weight") || record.name.ends_with(".q_scale");
-    let intermediate = spec.intermediate_size as u64;
+    let (intermediate, padded) = (spec.intermediate_size as u64, spec.padded_intermediate() as u64);
     if quantized
         && record.name.contains(&format!(".{}.", spec.names.gate_up))
-        && !intermediate.is_multiple_of(32)
+        && padded != intermediate
     {
-        bytes = bytes / intermediate * intermediate.next_multiple_of(32);
+        bytes = bytes / intermediate * padded;
     }
     bytes.div_ceil(4) * 4
 }

@@ -132,4 +132,36 @@ mod tests {
         assert_eq!(flat["rope_theta"], 7.0);
         assert_eq!(flat["partial_rotary_factor"], 0.25);
     }
+
+    /// A step's widest activation counts a Gated DeltaNet layer's
+    /// convolution input (`[q | k | v]`) where it is wider than the MLP and
+    /// the attention's q/k/v, and the MLP padded to whole groups otherwise.
+    #[test]
+    fn the_widest_activation_counts_the_delta_net_input() {
+        let spec_with = |value_dim: usize| {
+            let config = serde_json::from_value(json!({
+                "model_type": "qwen3_5",
+                "quantization": "q4f16_1",
+                "vocab_size": 600,
+                "context_window_size": 4096,
+                "prefill_chunk_size": 2048,
+                "model_config": {
+                    "hidden_size": 64, "intermediate_size": 100, "num_hidden_layers": 4,
+                    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                    "vocab_size": 600, "tie_word_embeddings": true,
+                    "linear_num_key_heads": 4, "linear_num_value_heads": 8,
+                    "linear_key_head_dim": 16, "linear_value_head_dim": value_dim,
+                },
+            }))
+            .unwrap();
+            crate::models::spec_for(&config).unwrap()
+        };
+        let wide = spec_with(32);
+        // Gated q/k/v: (2·4 + 2·2) · 16 = 192; gate|up: 2 · 128 (100 padded to 128).
+        assert_eq!((wide.qkv_width(), wide.padded_intermediate()), (192, 128));
+        // q and k: 2 · 4 · 16 = 128, v: 8 · 32 = 256.
+        assert_eq!(wide.widest_activation(), 384);
+        // v: 8 · 8 = 64, so the convolution input is 192 and the MLP's 256 is widest.
+        assert_eq!(spec_with(8).widest_activation(), 256);
+    }
 }

@@ -271,12 +271,19 @@ impl ModelSpec {
         (query_heads + 2 * self.num_kv_heads) * self.head_dim
     }
 
+    /// The MLP's intermediate size padded to whole groups of 32, as MLC
+    /// stores `down_proj` and as the loader widens `gate_up` to match
+    /// (`weights.rs`, `pad_intermediate`).
+    pub fn padded_intermediate(&self) -> usize {
+        self.intermediate_size.next_multiple_of(32)
+    }
+
     /// Columns of the widest activation a step computes, the logits aside:
     /// the gate|up product's output (the intermediate size padded to 32,
     /// twice when gated), the fused q/k/v projection's, the hidden state, a
     /// Gated DeltaNet layer's convolution input and its `z` gate.
     pub fn widest_activation(&self) -> usize {
-        let padded_i = self.intermediate_size.next_multiple_of(32);
+        let padded_i = self.padded_intermediate();
         let mlp = if self.gated_mlp { 2 * padded_i } else { padded_i };
         let linear = self
             .linear_attention
