@@ -594,10 +594,10 @@ fn bench_attention() {
         let capacity = 16384;
         let mut rng = rng(900);
         let kernel = Attention::new(ctx, d).unwrap();
-        let q = upload(ctx, &random_vec(&mut rng, 1024 * heads * d, 1.0));
+        let q = upload(ctx, &random_vec(&mut rng, 2048 * heads * d, 1.0));
         let k_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
         let v_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
-        let out = ctx.empty_storage_buffer("out", (1024 * heads * d * 4) as u64);
+        let out = ctx.empty_storage_buffer("out", (2048 * heads * d * 4) as u64);
         let scratch = AttentionScratch::new(ctx, heads, d, capacity, 1);
         let buffers = AttentionBuffers {
             q: Queries::Rotated(&q),

@@ -76,6 +76,15 @@ fn tile_scores(s: u32) {
     coopStoreT(s1, &s_tile[row * S_STRIDE + column + 16u], S_STRIDE);
 }
 
+// Whether every row of the block sees every key of the tile from k0: no
+// tail, no key after the first row's position, none before the last row's
+// window start. (Rows past the step hold zero queries and are never
+// written, so they may see anything.) Such a tile skips the per-score mask.
+fn tile_interior(t0: u32, k0: u32, k_end: u32) -> bool {
+    let last = params.start + min(t0 + CQ, params.tokens) - 1u;
+    return k0 + CK <= k_end && k0 + CK <= params.start + t0 + 1u && k0 >= window_start(last);
+}
+
 // Whether row r (token t0 + r) sees key `key` (< k_end).
 fn visible(t0: u32, r: u32, key: u32, k_end: u32) -> bool {
     let position = params.start + t0 + r;
@@ -84,11 +93,15 @@ fn visible(t0: u32, r: u32, key: u32, k_end: u32) -> bool {
 
 @compute @workgroup_size(256)
 fn attend_coop(@builtin(workgroup_id) group: vec3<u32>,
+               @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) lid: u32,
                @builtin(subgroup_id) s: u32) {
     let h = group.y;
     let kv_base = (params.sequence * params.kv_heads + h / params.group) * params.capacity;
-    let t0 = group.x * CQ;
+    // The last blocks see the most keys: numbered first, they start first,
+    // and the cheap early blocks fill the GPU at the end instead of leaving
+    // it to a few long ones.
+    let t0 = (groups.x - 1u - group.x) * CQ;
     let k_begin = window_start(params.start + t0);
     let k_end = params.start + min(t0 + CQ, params.tokens);
 
@@ -117,9 +130,10 @@ fn attend_coop(@builtin(workgroup_id) group: vec3<u32>,
         workgroupBarrier();
         tile_scores(s);
         workgroupBarrier();
+        let interior = tile_interior(t0, k0, k_end);
         var m = NEG;
         for (var j = j0; j < j0 + 16u; j++) {
-            if visible(t0, r, k0 + j, k_end) {
+            if interior || visible(t0, r, k0 + j, k_end) {
                 m = max(m, s_tile[r * S_STRIDE + j]);
             }
         }
@@ -144,11 +158,12 @@ fn attend_coop(@builtin(workgroup_id) group: vec3<u32>,
         workgroupBarrier();
         tile_scores(s);
         workgroupBarrier();  // S is complete and the keys are no longer read
+        let interior = tile_interior(t0, k0, k_end);
         let m = row_m[r];
         var l = 0.0;
         for (var j = j0; j < j0 + 16u; j++) {
             var p = 0.0;
-            if visible(t0, r, k0 + j, k_end) {
+            if interior || visible(t0, r, k0 + j, k_end) {
                 p = exp(s_tile[r * S_STRIDE + j] - m);
             }
             l += p;
