@@ -48,6 +48,16 @@ pub(crate) const NARROW_ROWS_PER_THREAD: u32 = 2;
 const WIDE_ROWS_PER_THREAD: u32 = 4;
 /// Weight rows from which the decode kernel takes 4 rows per thread.
 const WIDE_FROM_ROWS: u32 = 8192;
+/// Rows per thread of the subgroup decode kernel for the tallest matrices (a
+/// vocabulary-sized lm_head), from [`TALL_FROM_ROWS`] rows: twice the bytes
+/// in flight per thread and half the x loads per weight. Measured on an H100
+/// (q4f16_1, K = 896): the 151936-row lm_head 1.06–1.08 → 1.18–1.19 TB/s,
+/// while the 9728-row gate|up fell from ~0.41 to 0.33 TB/s with 8 (half the
+/// workgroups, on 132 SMs).
+const TALL_ROWS_PER_THREAD: u32 = 8;
+/// Weight rows from which the subgroup decode kernel takes
+/// [`TALL_ROWS_PER_THREAD`] rows per thread.
+const TALL_FROM_ROWS: u32 = 32768;
 /// Inputs from which a decode product with fewer than [`WIDE_FROM_ROWS`]
 /// rows makes the whole workgroup one team: on an H100, teams of 32 gave the
 /// 896 row pairs of down_proj (K = 4864) 56 workgroups that each walk all of
@@ -158,14 +168,25 @@ struct DecodePipelines {
     wide: wgpu::ComputePipeline,
     /// The portable kernel with the whole workgroup as one team, for a long K.
     long_k: wgpu::ComputePipeline,
+    /// [`TALL_ROWS_PER_THREAD`] rows per thread, for the tallest matrices;
+    /// only on subgroups (the portable kernel sums at most 4 rows a thread).
+    tall: Option<wgpu::ComputePipeline>,
 }
 
 impl DecodePipelines {
     /// The decode kernel of a `[n, k]` weight part: for a long K and few rows,
-    /// the whole workgroup as one team, else 2 rows per thread, or 4 for a
-    /// tall matrix; `rows` are the output rows per workgroup of the narrow and
-    /// the wide kernel.
-    fn choose(&self, k: u32, n: u32, [narrow, wide]: [u32; 2]) -> (&wgpu::ComputePipeline, u32) {
+    /// the whole workgroup as one team, else 2 rows per thread, 4 for a tall
+    /// matrix, 8 for the tallest (on subgroups); `rows` are the output rows
+    /// per workgroup of the narrow, the wide and the tall kernel.
+    fn choose(
+        &self,
+        k: u32,
+        n: u32,
+        [narrow, wide, tall_rows]: [u32; 3],
+    ) -> (&wgpu::ComputePipeline, u32) {
+        if let Some(tall) = self.tall.as_ref().filter(|_| n >= TALL_FROM_ROWS) {
+            return (tall, n.div_ceil(tall_rows));
+        }
         if n >= WIDE_FROM_ROWS {
             (&self.wide, n.div_ceil(wide))
         } else if k >= LONG_K {
@@ -225,7 +246,7 @@ struct MatmulSchedule {
     /// `None` for a decode-only binding.
     prefill: Option<PrefillPipelines>,
     k: u32,
-    matvec_rows: [u32; 2],
+    matvec_rows: [u32; 3],
     max_rows: u32,
 }
 
@@ -553,6 +574,10 @@ impl Program {
                 NARROW_ROWS_PER_THREAD,
                 input,
             )?,
+            tall: match self.subgroups {
+                true => Some(self.compile_matvec(ctx, entry, TALL_ROWS_PER_THREAD, input)?),
+                false => None,
+            },
         })
     }
 
@@ -811,6 +836,7 @@ impl Kernel for Matmul {
             matvec_rows: [
                 self.program.matvec_rows(NARROW_ROWS_PER_THREAD),
                 self.program.matvec_rows(WIDE_ROWS_PER_THREAD),
+                self.program.matvec_rows(TALL_ROWS_PER_THREAD),
             ],
             max_rows,
         };

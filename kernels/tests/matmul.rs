@@ -156,11 +156,16 @@ fn kernels(format: WeightFormat) -> Vec<(&'static str, &'static GpuContext, Matm
 
 #[test]
 fn q4f16_real_decode_shapes() {
-    // Qwen2.5-0.5B: qkv (with its bias), gate_up, down (+ the residual in place).
+    // Qwen2.5-0.5B: qkv (with its bias), gate_up, down (+ the residual in place);
+    // then a vocabulary-sized row count over a short K, which the subgroup
+    // kernel takes 8 rows a thread (the last set partial), for one row and
+    // for a few.
     let cases = [
         case(1, 1152, 896, true, Extra::None),
         case(1, 9728, 896, false, Extra::None),
         case(1, 896, 4864, false, Extra::InPlace),
+        case(1, 32768 + 37, 96, false, Extra::None),
+        case(3, 32768 + 5, 64, true, Extra::None),
     ];
     for (path, ctx, kernel) in kernels(WeightFormat::Q4(FloatFormat::F16)) {
         let mut rng = rng(1);

@@ -77,9 +77,11 @@ fn store(m: u32, n: u32, product: f32) {
 
 const WORKGROUP: u32 = 256u;
 // Consecutive weight rows one thread multiplies with the same slice of x
-// (1, 2 or 4; the wrapper builds 2 and, for tall matrices, 4). The slice is loaded once for all of them: without this sharing,
-// the x loads (128 bytes per 32-value group, from cache) outweigh the q4 codes
-// (16 bytes) eight times over and the cache, not memory, limits the kernel.
+// (1, 2, 4 or 8; the wrapper builds 2, 4 for tall matrices and, in the
+// subgroup kernel only, 8 for the tallest). The slice is loaded once for all
+// of them: without this sharing, the x loads (128 bytes per 32-value group,
+// from cache) outweigh the q4 codes (16 bytes) eight times over and the
+// cache, not memory, limits the kernel.
 override ROWS_PER_THREAD: u32 = 4u;
 
 // 32 consecutive values of x, as named vectors so that they stay in registers
@@ -191,25 +193,42 @@ fn row_dot(xs: Slice32, row: u32, g: u32) -> f32 {
          + dot8(xs.v4, xs.v5, weights8(row, c + 2u, params.k)) + dot8(xs.v6, xs.v7, weights8(row, c + 3u, params.k));
 }
 
-// The products of x's group g with group g of rows first .. first + ROWS_PER_THREAD.
-fn group_dots(first: u32, g: u32) -> vec4<f32> {
-    let xs = x_slice(g);
+// The sums of a thread's rows: first .. first + 4 in `lo`, the next 4 (when
+// ROWS_PER_THREAD is 8) in `hi`.
+struct RowSums {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// The products of the slice xs (x's group g) with group g of the `count` (at
+// most 4) rows from `first`.
+fn rows_dots(xs: Slice32, first: u32, g: u32, count: u32) -> vec4<f32> {
     var sums = vec4<f32>(row_dot(xs, first, g), 0.0, 0.0, 0.0);
-    if ROWS_PER_THREAD > 1u {
+    if count > 1u {
         sums.y = row_dot(xs, first + 1u, g);
     }
-    if ROWS_PER_THREAD > 2u {
+    if count > 2u {
         sums.z = row_dot(xs, first + 2u, g);
         sums.w = row_dot(xs, first + 3u, g);
     }
     return sums;
 }
 
+// The products of x's group g with group g of rows first .. first + ROWS_PER_THREAD.
+fn group_dots(first: u32, g: u32) -> RowSums {
+    let xs = x_slice(g);
+    var sums = RowSums(rows_dots(xs, first, g, min(ROWS_PER_THREAD, 4u)), vec4<f32>(0.0));
+    if ROWS_PER_THREAD > 4u {
+        sums.hi = rows_dots(xs, first + 4u, g, ROWS_PER_THREAD - 4u);
+    }
+    return sums;
+}
+
 // Writes the finished sums of rows first .. first + ROWS_PER_THREAD of y's row m.
-fn store_rows(m: u32, first: u32, sums: vec4<f32>) {
+fn store_rows(m: u32, first: u32, sums: RowSums) {
     for (var r = 0u; r < ROWS_PER_THREAD; r++) {
         if first + r < params.n {
-            store(m, first + r, sums[r]);
+            store(m, first + r, select(sums.hi[r % 4u], sums.lo[r % 4u], r < 4u));
         }
     }
 }
@@ -235,10 +254,11 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
     var sums = vec4<f32>(0.0);
     if first < params.n {
         for (var g = lane; g < params.k / 32u; g += TEAM) {
-            sums += group_dots(first, g);
+            sums += group_dots(first, g).lo;
         }
     }
-    // Tree reduction of the team's partial sums in workgroup memory.
+    // Tree reduction of the team's partial sums in workgroup memory (of at
+    // most 4 rows a thread: `sums` holds the `lo` half only).
     partial_sums[lid] = sums;
     workgroupBarrier();
     for (var width = TEAM / 2u; width > 0u; width /= 2u) {
@@ -248,7 +268,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
     if lane == 0u {
-        store_rows(row.x, first, partial_sums[lid]);
+        store_rows(row.x, first, RowSums(partial_sums[lid], vec4<f32>(0.0)));
     }
 }
 

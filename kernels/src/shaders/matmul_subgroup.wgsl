@@ -40,13 +40,18 @@ fn matvec_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let base = row.y * SUBGROUP_ROWS;
     for (var r = subgroup * ROWS_PER_THREAD; r < SUBGROUP_ROWS; r += subgroups * ROWS_PER_THREAD) {
         let first = base + r;
-        var sums = vec4<f32>(0.0);
+        var sums = RowSums(vec4<f32>(0.0), vec4<f32>(0.0));
         if first < params.n {
             for (var g = lane; g < params.k / 32u; g += width) {
-                sums += group_dots(first, g);
+                let dots = group_dots(first, g);
+                sums.lo += dots.lo;
+                sums.hi += dots.hi;
             }
         }
-        let totals = subgroupAdd(sums);
+        var totals = RowSums(subgroupAdd(sums.lo), vec4<f32>(0.0));
+        if ROWS_PER_THREAD > 4u {
+            totals.hi = subgroupAdd(sums.hi);
+        }
         if lane == 0u {
             store_rows(row.x, first, totals);
         }
