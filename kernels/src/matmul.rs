@@ -18,6 +18,7 @@
 //! docs/performance.md).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 
 use crate::buffers::{
@@ -169,7 +170,8 @@ struct DecodePipelines {
     /// The portable kernel with the whole workgroup as one team, for a long K.
     long_k: wgpu::ComputePipeline,
     /// [`TALL_ROWS_PER_THREAD`] rows per thread, for the tallest matrices;
-    /// only on subgroups (the portable kernel sums at most 4 rows a thread).
+    /// only on subgroups (the portable kernel sums at most 4 rows a thread),
+    /// compiled when a binding first has a part of [`TALL_FROM_ROWS`] rows.
     tall: Option<wgpu::ComputePipeline>,
 }
 
@@ -562,7 +564,8 @@ impl Program {
             .remove(0))
     }
 
-    /// The decode pipelines for the `INPUT` constant `input`.
+    /// The decode pipelines for the `INPUT` constant `input`, without the
+    /// tall kernel (see [`Program::compile_tall`]).
     fn compile_decode(&self, ctx: &GpuContext, input: u32) -> Result<DecodePipelines, KernelError> {
         let entry = (self.matvec_entry, TEAM);
         Ok(DecodePipelines {
@@ -574,11 +577,25 @@ impl Program {
                 NARROW_ROWS_PER_THREAD,
                 input,
             )?,
-            tall: match self.subgroups {
-                true => Some(self.compile_matvec(ctx, entry, TALL_ROWS_PER_THREAD, input)?),
-                false => None,
-            },
+            tall: None,
         })
+    }
+
+    /// Adds the tall kernel to `pipelines` (of the `INPUT` constant `input`)
+    /// where the device has subgroups and a part of `tallest` rows needs it;
+    /// only a vocabulary-sized product does, so other forms never compile it.
+    fn compile_tall(
+        &self,
+        ctx: &GpuContext,
+        pipelines: &mut DecodePipelines,
+        input: u32,
+        tallest: u32,
+    ) -> Result<(), KernelError> {
+        if pipelines.tall.is_none() && self.subgroups && tallest >= TALL_FROM_ROWS {
+            let entry = (self.matvec_entry, TEAM);
+            pipelines.tall = Some(self.compile_matvec(ctx, entry, TALL_ROWS_PER_THREAD, input)?);
+        }
+        Ok(())
     }
 
     /// The tiled pipelines, whole and split over K: on cooperative matrices
@@ -627,11 +644,10 @@ impl Program {
 pub struct Matmul {
     format: WeightFormat,
     program: Program,
-    /// The decode pipelines of x itself.
-    decode: DecodePipelines,
     prefill: PrefillPipelines,
-    /// The decode pipelines of each fused input, compiled when first bound.
-    fused: Mutex<HashMap<u32, DecodePipelines>>,
+    /// The decode pipelines of each input form by its `INPUT` constant: x
+    /// itself from the start, the fused forms when first bound.
+    decode: Mutex<HashMap<u32, DecodePipelines>>,
     placeholder: wgpu::Buffer,
     /// The partial sums of split products, made at the first prefill binding.
     partials: Mutex<Option<wgpu::Buffer>>,
@@ -646,12 +662,12 @@ impl Matmul {
     /// Compiles the decode and prefill pipelines for `format`.
     pub fn new(ctx: &GpuContext, format: WeightFormat) -> Result<Matmul, KernelError> {
         let program = Program::new(ctx, format);
+        let direct = MatmulInput::Direct.constant();
         Ok(Matmul {
             format,
-            decode: program.compile_decode(ctx, MatmulInput::Direct.constant())?,
+            decode: Mutex::new(HashMap::from([(direct, program.compile_decode(ctx, direct)?)])),
             prefill: program.compile_prefill(ctx)?,
             program,
-            fused: Mutex::default(),
             placeholder: placeholder(ctx, "matmul placeholder"),
             partials: Mutex::default(),
             no_partials: placeholder(ctx, "matmul partials placeholder"),
@@ -660,22 +676,23 @@ impl Matmul {
         })
     }
 
-    /// The decode pipelines of `input` (a fused input's compiled at its first binding).
+    /// The decode pipelines of `input` for parts of at most `tallest` rows (a
+    /// fused input's compiled at its first binding, the tall kernel at the
+    /// first binding that needs it).
     fn decode_pipelines(
         &self,
         ctx: &GpuContext,
         input: &MatmulInput<'_>,
+        tallest: u32,
     ) -> Result<DecodePipelines, KernelError> {
-        if let MatmulInput::Direct = input {
-            return Ok(self.decode.clone());
-        }
-        let mut fused = self.fused.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(pipelines) = fused.get(&input.constant()) {
-            return Ok(pipelines.clone());
-        }
-        let pipelines = self.program.compile_decode(ctx, input.constant())?;
-        fused.insert(input.constant(), pipelines.clone());
-        Ok(pipelines)
+        let constant = input.constant();
+        let mut compiled = self.decode.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pipelines = match compiled.entry(constant) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(self.program.compile_decode(ctx, constant)?),
+        };
+        self.program.compile_tall(ctx, pipelines, constant, tallest)?;
+        Ok(pipelines.clone())
     }
 
     /// The weight format this kernel reads.
@@ -793,6 +810,7 @@ impl Kernel for Matmul {
             | (residual.is_some() as u32) << 1
             | (matches!(buffers.residual, Residual::InPlace) as u32) << 2;
 
+        let tallest = parts.iter().map(|&(_, count)| count as u32).max().unwrap_or(0);
         let bound_parts = parts
             .into_iter()
             .map(|(first, count)| {
@@ -830,7 +848,7 @@ impl Kernel for Matmul {
             })
             .collect();
         let schedule = MatmulSchedule {
-            decode: self.decode_pipelines(ctx, &input)?,
+            decode: self.decode_pipelines(ctx, &input, tallest)?,
             prefill: matches!(input, MatmulInput::Direct).then(|| self.prefill.clone()),
             k: k as u32,
             matvec_rows: [
@@ -869,6 +887,24 @@ mod tests {
         assert!(!split_fits(4, 1024, 896));
         assert_eq!(choice(1024, 896), None);
         assert_eq!(choice(4096, 896), None);
+    }
+
+    /// The 8-rows-a-thread kernel is compiled only for a part of a
+    /// vocabulary's rows, and only where subgroups can reduce it: a
+    /// model's other products and fused forms do not pay for it at load.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn the_tall_kernel_is_compiled_only_for_a_vocabulary_sized_part() {
+        let ctx = GpuContext::new_blocking(&crate::ContextOptions::default())
+            .expect("a GPU adapter (lavapipe in CI)");
+        let program = Program::new(&ctx, WeightFormat::Q4(FloatFormat::F16));
+        let input = MatmulInput::Direct.constant();
+        let mut pipelines = program.compile_decode(&ctx, input).unwrap();
+        assert!(pipelines.tall.is_none());
+        program.compile_tall(&ctx, &mut pipelines, input, 9728).unwrap();
+        assert!(pipelines.tall.is_none(), "gate_up's 9,728 rows take the wide kernel");
+        program.compile_tall(&ctx, &mut pipelines, input, TALL_FROM_ROWS).unwrap();
+        assert_eq!(pipelines.tall.is_some(), program.subgroups);
     }
 
     /// The tensor-core kernels' source is valid WGSL for naga, also where
