@@ -22,7 +22,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::buffers::check_distinct;
+use crate::buffers::{FloatFormat, check_distinct};
 use crate::context::{Binding, KernelLayout, require_size};
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::rope::{ROTATION, RopeTable};
@@ -239,10 +239,10 @@ pub enum Queries<'a> {
 pub struct AttentionBuffers<'a> {
     /// The queries.
     pub q: Queries<'a>,
-    /// This layer's keys, `[kv_heads, capacity, head_dim]` f32 (written
+    /// This layer's keys, `[kv_heads, capacity, head_dim]` in the kernel's format (written
     /// only for [`Queries::Projected`]).
     pub k_cache: &'a wgpu::Buffer,
-    /// This layer's values, `[kv_heads, capacity, head_dim]` f32 (likewise).
+    /// This layer's values, `[kv_heads, capacity, head_dim]` (likewise).
     pub v_cache: &'a wgpu::Buffer,
     /// Output, `[tokens, heads·head_dim]` f32.
     pub out: &'a wgpu::Buffer,
@@ -280,22 +280,24 @@ struct Params {
 }
 
 /// The attention kernels' source for `head_dim`, with `block_q` query rows
-/// and `block_k` keys per tile of `attend`.
-fn shader_source(head_dim: usize, block_q: usize, block_k: usize) -> String {
+/// and `block_k` keys per tile of `attend`, over a cache declared by
+/// `kv_cache` ([`FloatFormat::kv_cache_wgsl`]).
+fn shader_source(head_dim: usize, block_q: usize, block_k: usize, kv_cache: &str) -> String {
     let acc_vec4 = (block_q * head_dim / 4).div_ceil(WORKGROUP_SIZE);
     format!(
         "const HEAD_DIM: u32 = {head_dim}u;\nconst BLOCK_Q: u32 = {block_q}u;\nconst BLOCK_K: u32 = {block_k}u;\n\
          const ACC_VEC4: u32 = {acc_vec4}u;\nconst MAX_BATCH_ROWS: u32 = {MAX_BATCH_ROWS}u;\n\
-         {ROTATION}\n{SHADER}"
+         {kv_cache}{ROTATION}\n{SHADER}"
     )
 }
 
 /// The tensor-core prefill kernel's source (`attention_coop.wgsl` after the
-/// portable kernels, whose bindings and helpers it shares).
-fn coop_source(head_dim: usize, tiles: Tiles) -> String {
+/// portable kernels, whose bindings and helpers it shares); it reads an f16
+/// cache as f16.
+fn coop_source(head_dim: usize, tiles: Tiles, kv: FloatFormat) -> String {
     format!(
         "enable f16;\nenable wgpu_cooperative_matrix;\n{}\n{COOP_SHADER}",
-        shader_source(head_dim, tiles.block_q, tiles.block_k)
+        shader_source(head_dim, tiles.block_q, tiles.block_k, kv.kv_cache_wgsl(true))
     )
 }
 
@@ -313,6 +315,8 @@ pub struct Attention {
     combine: wgpu::ComputePipeline,
     head_dim: usize,
     tiles: Tiles,
+    /// How the cache stores keys and values.
+    kv: FloatFormat,
     /// The row table bound where a binding runs no batched step.
     no_rows: wgpu::Buffer,
 }
@@ -320,9 +324,15 @@ pub struct Attention {
 impl Attention {
     /// Compiles the kernel for `head_dim` (a multiple of 16, ≤ 256): a prefill
     /// variant ([`Tiles::for_head_dim`] query rows per workgroup) and a decode
-    /// variant (up to 8 rows: the heads of a KV group). One portable f32 path: the
-    /// reductions are over a few threads per row in workgroup memory.
-    pub fn new(ctx: &GpuContext, head_dim: usize) -> Result<Attention, KernelError> {
+    /// variant (up to 8 rows: the heads of a KV group), over a cache that
+    /// stores keys and values as `kv` (f16 for a model whose activations are
+    /// f16, like MLC's own cache). One portable f32 path: the reductions are
+    /// over a few threads per row in workgroup memory.
+    pub fn new(
+        ctx: &GpuContext,
+        head_dim: usize,
+        kv: FloatFormat,
+    ) -> Result<Attention, KernelError> {
         if head_dim == 0 || !head_dim.is_multiple_of(16) || head_dim > MAX_HEAD_DIM {
             return Err(KernelError::InvalidArguments(format!(
                 "attention: head_dim {head_dim} must be a multiple of 16 in 16..={MAX_HEAD_DIM}"
@@ -337,7 +347,8 @@ impl Attention {
             ],
         );
         let tiles = Tiles::for_head_dim(head_dim);
-        let source = |block_q| shader_source(head_dim, block_q, tiles.block_k);
+        let source =
+            |block_q| shader_source(head_dim, block_q, tiles.block_k, kv.kv_cache_wgsl(false));
         let prefill = ctx
             .compile_entries("attention prefill", &source(tiles.block_q), &["attend"], &layout)?
             .remove(0);
@@ -351,7 +362,7 @@ impl Attention {
         let decode = decode.pop().expect("two pipelines");
         let prefill_coop = match ctx.caps.cooperative_matrix && head_dim == COOP_HEAD_DIM {
             true => {
-                let source = coop_source(head_dim, tiles);
+                let source = coop_source(head_dim, tiles, kv);
                 Some(
                     ctx.compile_entries(
                         "attention prefill (coop)",
@@ -365,7 +376,17 @@ impl Attention {
             false => None,
         };
         let no_rows = ctx.uniform_buffer("attention no rows", &[[0u32; 4]; MAX_BATCH_ROWS]);
-        Ok(Attention { layout, prefill, prefill_coop, decode, combine, head_dim, tiles, no_rows })
+        Ok(Attention {
+            layout,
+            prefill,
+            prefill_coop,
+            decode,
+            combine,
+            head_dim,
+            tiles,
+            kv,
+            no_rows,
+        })
     }
 
     /// Whether a decode step can take [`Queries::Projected`] for this GQA
@@ -383,6 +404,11 @@ impl Attention {
     /// The tile sizes chosen for this head dimension.
     pub fn tiles(&self) -> Tiles {
         self.tiles
+    }
+
+    /// How the caches it binds store keys and values.
+    pub fn kv_format(&self) -> FloatFormat {
+        self.kv
     }
 }
 
@@ -443,7 +469,7 @@ impl Kernel for Attention {
                 rows.sequences, rows.capacity
             ));
         }
-        let cache_bytes = (sequences * kv_heads * capacity * head_dim * 4) as u64;
+        let cache_bytes = self.kv.bytes((sequences * kv_heads * capacity * head_dim) as u64);
         require_size("attention k_cache", buffers.k_cache, cache_bytes)?;
         require_size("attention v_cache", buffers.v_cache, cache_bytes)?;
         let row = (heads * head_dim * 4) as u64;
@@ -710,9 +736,12 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn the_cooperative_matrix_source_validates() {
-        crate::context::assert_valid_wgsl(&coop_source(
-            COOP_HEAD_DIM,
-            Tiles::for_head_dim(COOP_HEAD_DIM),
-        ));
+        for kv in [FloatFormat::F32, FloatFormat::F16] {
+            crate::context::assert_valid_wgsl(&coop_source(
+                COOP_HEAD_DIM,
+                Tiles::for_head_dim(COOP_HEAD_DIM),
+                kv,
+            ));
+        }
     }
 }

@@ -53,6 +53,39 @@ impl FloatFormat {
         (count * self.size()).div_ceil(4) * 4
     }
 
+    /// WGSL that declares how a KV cache of this format is stored: the type
+    /// `KvVec4` of four consecutive values of a head, `kv_load` (to f32) and
+    /// `kv_store` (from f32). An f16 cache is two u32 words per four values,
+    /// read and written with `unpack2x16float`/`pack2x16float`, so it needs no
+    /// `shader-f16`; `native_f16` (a shader that enables f16) declares the same
+    /// bytes as `vec4<f16>` and adds `kv_load_half`, four values as f16.
+    pub(crate) fn kv_cache_wgsl(self, native_f16: bool) -> &'static str {
+        match (self, native_f16) {
+            (FloatFormat::F32, false) => {
+                "alias KvVec4 = vec4<f32>;\n\
+                 fn kv_load(v: KvVec4) -> vec4<f32> { return v; }\n\
+                 fn kv_store(v: vec4<f32>) -> KvVec4 { return v; }\n"
+            }
+            (FloatFormat::F32, true) => {
+                "alias KvVec4 = vec4<f32>;\n\
+                 fn kv_load(v: KvVec4) -> vec4<f32> { return v; }\n\
+                 fn kv_store(v: vec4<f32>) -> KvVec4 { return v; }\n\
+                 fn kv_load_half(v: KvVec4) -> vec4<f16> { return vec4<f16>(v); }\n"
+            }
+            (FloatFormat::F16, false) => {
+                "alias KvVec4 = vec2<u32>;\n\
+                 fn kv_load(v: KvVec4) -> vec4<f32> { return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)); }\n\
+                 fn kv_store(v: vec4<f32>) -> KvVec4 { return vec2<u32>(pack2x16float(v.xy), pack2x16float(v.zw)); }\n"
+            }
+            (FloatFormat::F16, true) => {
+                "alias KvVec4 = vec4<f16>;\n\
+                 fn kv_load(v: KvVec4) -> vec4<f32> { return vec4<f32>(v); }\n\
+                 fn kv_store(v: vec4<f32>) -> KvVec4 { return vec4<f16>(v); }\n\
+                 fn kv_load_half(v: KvVec4) -> vec4<f16> { return v; }\n"
+            }
+        }
+    }
+
     /// The value of the shaders' `HALF` override constant.
     pub(crate) fn half_constant(self) -> f64 {
         match self {

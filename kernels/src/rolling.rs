@@ -7,7 +7,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::buffers::check_distinct;
+use crate::buffers::{FloatFormat, check_distinct};
 use crate::context::{Binding, KernelLayout, require_size};
 use crate::cpu::RollingWindow;
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
@@ -40,11 +40,13 @@ pub struct RollingBuffers<'a> {
     pub qkv: &'a wgpu::Buffer,
     /// The shared cos/sin table (places `0..window.size` at least).
     pub table: &'a RopeTable,
-    /// The ring's unrotated keys, `[sequences, kv_heads, window.size, head_dim]` f32.
+    /// The ring's unrotated keys, `[sequences, kv_heads, window.size, head_dim]`
+    /// f32 (whatever the attention cache stores: the ring is small).
     pub ring_k: &'a wgpu::Buffer,
     /// The ring's values, the same layout.
     pub ring_v: &'a wgpu::Buffer,
-    /// The attention cache's keys, `[sequences, kv_heads, capacity, head_dim]` f32.
+    /// The attention cache's keys, `[sequences, kv_heads, capacity, head_dim]`
+    /// in the kernel's cache format.
     pub k_cache: &'a wgpu::Buffer,
     /// The attention cache's values, the same layout.
     pub v_cache: &'a wgpu::Buffer,
@@ -71,11 +73,14 @@ pub struct RollingCache {
     layout: KernelLayout,
     gather: wgpu::ComputePipeline,
     keep: wgpu::ComputePipeline,
+    /// How the attention cache stores keys and values.
+    kv: FloatFormat,
 }
 
 impl RollingCache {
-    /// Compiles the kernel (copies and one rotation per element: portable f32).
-    pub fn new(ctx: &GpuContext) -> Result<RollingCache, KernelError> {
+    /// Compiles the kernel for an attention cache that stores `kv` (copies and
+    /// one rotation per element: portable f32).
+    pub fn new(ctx: &GpuContext, kv: FloatFormat) -> Result<RollingCache, KernelError> {
         use Binding::*;
         let layout = ctx.kernel_layout(
             "rolling",
@@ -83,13 +88,13 @@ impl RollingCache {
         );
         let mut pipelines = ctx.compile_entries(
             "rolling",
-            &format!("{ROTATION}\n{SHADER}"),
+            &format!("{}{ROTATION}\n{SHADER}", kv.kv_cache_wgsl(false)),
             &["gather", "keep"],
             &layout,
         )?;
         let keep = pipelines.remove(1);
         let gather = pipelines.remove(0);
-        Ok(RollingCache { layout, gather, keep })
+        Ok(RollingCache { layout, gather, keep, kv })
     }
 }
 
@@ -115,7 +120,13 @@ impl Kernel for RollingCache {
                 window.size, window.sink
             ));
         }
-        if kv_heads == 0 || heads % kv_heads != 0 || head_dim == 0 || sequences == 0 {
+        // The attention cache is written four values at a time.
+        if kv_heads == 0
+            || heads % kv_heads != 0
+            || head_dim == 0
+            || !head_dim.is_multiple_of(4)
+            || sequences == 0
+        {
             return bad(format!("{heads} heads, {kv_heads} kv heads of {head_dim}"));
         }
         let rotary_dim = buffers.table.rotary_dim;
@@ -128,8 +139,9 @@ impl Kernel for RollingCache {
         let block = (sequences * kv_heads * head_dim * 4) as u64;
         require_size("rolling ring_k", buffers.ring_k, block * window.size as u64)?;
         require_size("rolling ring_v", buffers.ring_v, block * window.size as u64)?;
-        require_size("rolling k_cache", buffers.k_cache, block * capacity as u64)?;
-        require_size("rolling v_cache", buffers.v_cache, block * capacity as u64)?;
+        let cache = self.kv.bytes((sequences * kv_heads * head_dim * capacity) as u64);
+        require_size("rolling k_cache", buffers.k_cache, cache)?;
+        require_size("rolling v_cache", buffers.v_cache, cache)?;
         let qkv_row = ((heads + 2 * kv_heads) * head_dim * 4) as u64;
         let max_tokens = ((buffers.qkv.size() / qkv_row) as usize).min(MAX_WORKGROUPS);
         if max_tokens == 0 {

@@ -11,7 +11,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::buffers::check_distinct;
+use crate::buffers::{FloatFormat, check_distinct};
 use crate::context::{Binding, KernelLayout, require_size};
 use crate::cpu::Rope;
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
@@ -109,9 +109,10 @@ pub struct RopeBuffers<'a> {
     pub qkv: &'a wgpu::Buffer,
     /// Rotated queries, `[tokens, heads·head_dim]` f32.
     pub q_out: &'a wgpu::Buffer,
-    /// This layer's keys, `[sequences, kv_heads, capacity, head_dim]` f32.
+    /// This layer's keys, `[sequences, kv_heads, capacity, head_dim]` in the
+    /// kernel's cache format.
     pub k_cache: &'a wgpu::Buffer,
-    /// This layer's values, `[sequences, kv_heads, capacity, head_dim]` f32.
+    /// This layer's values, `[sequences, kv_heads, capacity, head_dim]` (likewise).
     pub v_cache: &'a wgpu::Buffer,
     /// The shared cos/sin table.
     pub table: &'a RopeTable,
@@ -139,12 +140,14 @@ struct Params {
 pub struct RopeAppend {
     layout: KernelLayout,
     pipeline: wgpu::ComputePipeline,
+    /// How the cache stores keys and values.
+    kv: FloatFormat,
 }
 
 impl RopeAppend {
-    /// Compiles the kernel (one portable f32 path: the op is memory-bound and
-    /// its only reduction is over one head).
-    pub fn new(ctx: &GpuContext) -> Result<RopeAppend, KernelError> {
+    /// Compiles the kernel for a cache that stores `kv` (one portable f32
+    /// path: the op is memory-bound and its only reduction is over one head).
+    pub fn new(ctx: &GpuContext, kv: FloatFormat) -> Result<RopeAppend, KernelError> {
         use Binding::*;
         let layout = ctx.kernel_layout(
             "rope_append",
@@ -153,12 +156,12 @@ impl RopeAppend {
         let pipeline = ctx
             .compile_entries(
                 "rope_append",
-                &format!("{ROTATION}\n{SHADER}"),
+                &format!("{}{ROTATION}\n{SHADER}", kv.kv_cache_wgsl(false)),
                 &["rope_append"],
                 &layout,
             )?
             .remove(0);
-        Ok(RopeAppend { layout, pipeline })
+        Ok(RopeAppend { layout, pipeline, kv })
     }
 }
 
@@ -183,7 +186,7 @@ impl Kernel for RopeAppend {
             "rope_append",
             shape,
             buffers.table,
-            [buffers.k_cache, buffers.v_cache],
+            ([buffers.k_cache, buffers.v_cache], self.kv),
             buffers.norm,
             &placeholder,
         )?;
@@ -251,16 +254,16 @@ impl Kernel for RopeAppend {
     }
 }
 
-/// The checks both RoPE kernels make of one layer's operands: the head counts
-/// and size, the table against the shape, the caches' and the q/k norm
-/// weights' sizes. Returns the norm's mode for the shaders (0 none, 1 f32, 2
+/// The checks of one layer's operands: the head counts and size (a multiple
+/// of 4), the table against the shape, the caches' sizes (in format `kv`) and
+/// the q/k norm weights'. Returns the norm's mode for the shaders (0 none, 1 f32, 2
 /// f16), its epsilon and its q and k weights (`placeholder` where there are
 /// none).
 pub(crate) fn check_rope_operands<'a>(
     what: &str,
     shape: &RopeShape,
     table: &RopeTable,
-    [k_cache, v_cache]: [&wgpu::Buffer; 2],
+    ([k_cache, v_cache], kv): ([&wgpu::Buffer; 2], FloatFormat),
     norm: QkNorm<'a>,
     placeholder: &'a wgpu::Buffer,
 ) -> Result<(u32, f32, &'a wgpu::Buffer, &'a wgpu::Buffer), KernelError> {
@@ -272,8 +275,9 @@ pub(crate) fn check_rope_operands<'a>(
     if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
         return bad(format!("{heads} heads cannot share {kv_heads} kv heads"));
     }
-    if head_dim == 0 || head_dim > MAX_HEAD_DIM {
-        return bad(format!("head_dim {head_dim} must be in 1..={MAX_HEAD_DIM}"));
+    // The cache is written four values at a time (an f16 cache packs them in two words).
+    if head_dim == 0 || head_dim > MAX_HEAD_DIM || !head_dim.is_multiple_of(4) {
+        return bad(format!("head_dim {head_dim} must be a multiple of 4 in 4..={MAX_HEAD_DIM}"));
     }
     if table.rotary_dim > head_dim {
         return bad(format!("rotary_dim {} exceeds head_dim {head_dim}", table.rotary_dim));
@@ -284,7 +288,7 @@ pub(crate) fn check_rope_operands<'a>(
             table.capacity
         ));
     }
-    let cache_bytes = (sequences * kv_heads * capacity * head_dim * 4) as u64;
+    let cache_bytes = kv.bytes((sequences * kv_heads * capacity * head_dim) as u64);
     require_size(&format!("{what} k_cache"), k_cache, cache_bytes)?;
     require_size(&format!("{what} v_cache"), v_cache, cache_bytes)?;
     let (mode, eps, q, k) = match norm {

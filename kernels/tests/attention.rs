@@ -2,13 +2,18 @@
 
 mod common;
 
-use common::{assert_close, contexts, random_vec, rng, shout, upload};
+use common::{
+    assert_close, contexts, encode, random_vec, read_cache, rng, shout, upload, upload_cache,
+};
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::{KvLayout, Rope, causal_attention};
 use mlc_kernels::{
-    Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, GpuContext,
-    Kernel, KernelError, Queries, RopeTable, Step,
+    Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, FloatFormat,
+    GpuContext, Kernel, KernelError, Queries, RopeTable, Step,
 };
+
+/// Both cache formats: f32 (a q4f32 model's) and f16 (a q4f16 model's).
+const FORMATS: [FloatFormat; 2] = [FloatFormat::F32, FloatFormat::F16];
 use rand::Rng;
 
 /// What the tensor-core prefill kernel computes: the attention of q · scale, K
@@ -78,9 +83,10 @@ fn shape(
     }
 }
 
-/// Runs `tokens` queries at `start..start + tokens` over a random cache and
-/// compares with the CPU reference (for a prefill on tensor cores, with the
-/// same computation on f16-rounded inputs, [`f16_attention`]).
+/// Runs `tokens` queries at `start..start + tokens` over a random cache (in
+/// the kernel's format) and compares with the CPU reference on the values the
+/// cache holds (for a prefill on tensor cores, with the same computation on
+/// f16-rounded inputs, [`f16_attention`]).
 #[allow(clippy::too_many_arguments)]
 fn check(
     ctx: &GpuContext,
@@ -95,16 +101,19 @@ fn check(
     window: Option<usize>,
     seed: u64,
 ) {
+    let kv = kernel.kv_format();
     let what = format!(
-        "{path} head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start} (chunks ≥ {min_chunk_len} keys, window {window:?})"
+        "{path} {kv:?} cache, head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start} (chunks ≥ {min_chunk_len} keys, window {window:?})"
     );
     let mut rng = rng(seed);
     let capacity = start + tokens + 5;
     let layout = KvLayout { kv_heads, capacity, head_dim };
     // Large enough values that the softmax is far from uniform.
     let q = random_vec(&mut rng, tokens * heads * head_dim, 3.0);
-    let keys = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
-    let values = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
+    let (k_cache, keys) =
+        upload_cache(ctx, &random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0), kv);
+    let (v_cache, values) =
+        upload_cache(ctx, &random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0), kv);
     let scale = (head_dim as f32).powf(-0.5);
     let mut want = vec![0.0; q.len()];
     causal_attention(&q, &keys, &values, layout, heads, start, window, scale, &mut want);
@@ -123,8 +132,6 @@ fn check(
     }
 
     let q_buffer = upload(ctx, &q);
-    let k_cache = upload(ctx, &keys);
-    let v_cache = upload(ctx, &values);
     let out = ctx.empty_storage_buffer("out", (q.len() * 4) as u64);
     let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity, 1);
     let buffers = AttentionBuffers {
@@ -169,7 +176,10 @@ fn prefill_matches_the_cpu_reference() {
     for (path, ctx) in contexts() {
         let mut kernels = std::collections::HashMap::new();
         for (i, &(d, heads, kv_heads, tokens, start)) in cases.iter().enumerate() {
-            let kernel = kernels.entry(d).or_insert_with(|| Attention::new(ctx, d).unwrap());
+            // The cache formats take turns (both meet every head dim 64 path).
+            let kv = FORMATS[i % 2];
+            let kernel =
+                kernels.entry((d, kv)).or_insert_with(|| Attention::new(ctx, d, kv).unwrap());
             check(ctx, path, kernel, d, heads, kv_heads, tokens, start, 1, None, 200 + i as u64);
         }
     }
@@ -178,15 +188,19 @@ fn prefill_matches_the_cpu_reference() {
 #[test]
 fn decode_matches_the_cpu_reference_across_chunk_boundaries() {
     for (path, ctx) in contexts() {
-        // Qwen2.5-0.5B's shape: 14 query heads on 2 kv heads of 64.
-        let kernel = Attention::new(ctx, 64).unwrap();
-        // Longer chunks (several tiles each) once; the default on every path.
-        let chunk_lens: &[usize] = if *path == "portable" {
-            &[mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN, 128]
+        // Qwen2.5-0.5B's shape: 14 query heads on 2 kv heads of 64, its f16
+        // cache on every path, an f32 one on the portable path.
+        let chunk_lens: &[(usize, FloatFormat)] = if *path == "portable" {
+            &[
+                (DEFAULT_MIN_CHUNK_LEN, FloatFormat::F16),
+                (128, FloatFormat::F16),
+                (DEFAULT_MIN_CHUNK_LEN, FloatFormat::F32),
+            ]
         } else {
-            &[mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN]
+            &[(DEFAULT_MIN_CHUNK_LEN, FloatFormat::F16)]
         };
-        for &min_chunk_len in chunk_lens {
+        for &(min_chunk_len, kv) in chunk_lens {
+            let kernel = Attention::new(ctx, 64, kv).unwrap();
             for (i, kv_len) in
                 [1, 2, 31, 32, 33, 63, 64, 65, 128, 129, 257, 1500].into_iter().enumerate()
             {
@@ -216,7 +230,7 @@ fn decode_matches_the_cpu_reference_across_chunk_boundaries() {
         .into_iter()
         .enumerate()
         {
-            let kernel = Attention::new(ctx, d).unwrap();
+            let kernel = Attention::new(ctx, d, FORMATS[i % 2]).unwrap();
             check(ctx, path, &kernel, d, heads, kv_heads, 1, kv_len - 1, 1, None, 400 + i as u64);
         }
     }
@@ -234,11 +248,12 @@ fn random_shapes_match_the_cpu_reference() {
         let tokens = if draw.random_bool(0.5) { 1 } else { draw.random_range(2..=40) };
         let start = draw.random_range(0..=300);
         let min_chunk_len = [1, 32, 64][draw.random_range(0..3)];
+        let kv = FORMATS[draw.random_range(0..2)];
         shout(&format!(
-            "case {i}: head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start}, chunks ≥ {min_chunk_len}"
+            "case {i}: head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start}, chunks ≥ {min_chunk_len}, {kv:?} cache"
         ));
         for (path, ctx) in contexts() {
-            let kernel = Attention::new(ctx, head_dim).unwrap();
+            let kernel = Attention::new(ctx, head_dim, kv).unwrap();
             check(
                 ctx,
                 path,
@@ -259,7 +274,7 @@ fn random_shapes_match_the_cpu_reference() {
 #[test]
 fn a_sliding_window_matches_the_cpu_reference() {
     for (path, ctx) in contexts() {
-        let kernel = Attention::new(ctx, 32).unwrap();
+        let kernel = Attention::new(ctx, 32, FloatFormat::F32).unwrap();
         // (tokens, start, window): prefill blocks whose rows start past the
         // first tile of the block's keys, a prefill longer than the window,
         // decode steps inside, at and past the window, across chunks.
@@ -278,7 +293,7 @@ fn a_sliding_window_matches_the_cpu_reference() {
             check(ctx, path, &kernel, 32, 8, 2, tokens, start, 32, Some(window), 600 + i as u64);
         }
         // head_dim 64 takes the tensor-core prefill where the device has it.
-        let kernel = Attention::new(ctx, 64).unwrap();
+        let kernel = Attention::new(ctx, 64, FloatFormat::F16).unwrap();
         for (i, (tokens, start, window)) in
             [(40, 0, 5), (70, 13, 33), (130, 0, 64), (9, 100, 64)].into_iter().enumerate()
         {
@@ -286,7 +301,7 @@ fn a_sliding_window_matches_the_cpu_reference() {
         }
     }
     let (_, ctx) = &contexts()[0];
-    let kernel = Attention::new(ctx, 16).unwrap();
+    let kernel = Attention::new(ctx, 16, FloatFormat::F32).unwrap();
     let buffer = |bytes| ctx.empty_storage_buffer("b", bytes);
     let (q, out, keys, values) =
         (buffer(4 * 16), buffer(4 * 16), buffer(4 * 16 * 8), buffer(4 * 16 * 8));
@@ -316,15 +331,18 @@ fn check_projected(
     window: Option<usize>,
     seed: u64,
 ) {
+    let kv = kernel.kv_format();
     let what = format!(
-        "{path} projected decode: head_dim {head_dim} (rotary {rotary_dim}), {heads}/{kv_heads} heads at {start}, window {window:?}"
+        "{path} projected decode, {kv:?} cache: head_dim {head_dim} (rotary {rotary_dim}), {heads}/{kv_heads} heads at {start}, window {window:?}"
     );
     let mut rng = rng(seed);
     let capacity = start + 4;
     let layout = KvLayout { kv_heads, capacity, head_dim };
     let qkv = random_vec(&mut rng, (heads + 2 * kv_heads) * head_dim, 3.0);
-    let k_before = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
-    let v_before = random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0);
+    let (k_cache, k_before) =
+        upload_cache(ctx, &random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0), kv);
+    let (v_cache, v_before) =
+        upload_cache(ctx, &random_vec(&mut rng, kv_heads * capacity * head_dim, 1.0), kv);
     let rope = Rope::new(1_000_000.0, rotary_dim, None);
     let scale = (head_dim as f32).powf(-0.5);
 
@@ -339,12 +357,11 @@ fn check_projected(
         v_want[at..][..head_dim]
             .copy_from_slice(&qkv[(heads + kv_heads + g) * head_dim..][..head_dim]);
     }
+    let (k_want, v_want) = (encode(&k_want, kv).1, encode(&v_want, kv).1);
     let mut want = vec![0.0; heads * head_dim];
     causal_attention(&q, &k_want, &v_want, layout, heads, start, window, scale, &mut want);
 
     let qkv_buffer = upload(ctx, &qkv);
-    let k_cache = upload(ctx, &k_before);
-    let v_cache = upload(ctx, &v_before);
     let out = ctx.empty_storage_buffer("out", (want.len() * 4) as u64);
     let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity, 1);
     let table = RopeTable::new(ctx, &rope, capacity).unwrap();
@@ -360,32 +377,55 @@ fn check_projected(
     let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
     assert!(invalid(bound.set_step(&ctx.queue, Step::at(2, start))), "{what}: two tokens");
     bound.run(ctx, Step::at(1, start)).unwrap();
-    let got = ctx.read_f32(&out, want.len()).unwrap();
-    assert_close(&what, &got, &want, 1e-4, 1e-5);
-    let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
-    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
-    assert_eq!(ctx.read_f32(&v_cache, v_want.len()).unwrap(), v_want, "{what}: v cache");
+    check_appended(ctx, &what, (&out, &want), (&k_cache, &k_want), (&v_cache, &v_want), kv);
+}
+
+/// Compares an appending step's output and both caches with the CPU's. An f16
+/// cache may round the new key and value the other way than the CPU (WGSL
+/// leaves the rounding of a conversion to f16 to the device): one f16 step,
+/// which moves the output by up to about 2^-11 of a value.
+fn check_appended(
+    ctx: &GpuContext,
+    what: &str,
+    (out, want): (&wgpu::Buffer, &[f32]),
+    (k_cache, k_want): (&wgpu::Buffer, &[f32]),
+    (v_cache, v_want): (&wgpu::Buffer, &[f32]),
+    kv: FloatFormat,
+) {
+    let (rel, cache_rel) = match kv {
+        FloatFormat::F32 => (1e-4, 2e-6),
+        FloatFormat::F16 => (1e-3, 1e-3),
+    };
+    let got = ctx.read_f32(out, want.len()).unwrap();
+    assert_close(what, &got, want, rel, 1e-5);
+    let k_got = read_cache(ctx, k_cache, k_want.len(), kv);
+    assert_close(&format!("{what}: k cache"), &k_got, k_want, cache_rel, 1e-6);
+    let v_got = read_cache(ctx, v_cache, v_want.len(), kv);
+    match kv {
+        FloatFormat::F32 => assert_eq!(v_got, v_want, "{what}: v cache"),
+        FloatFormat::F16 => assert_close(&format!("{what}: v cache"), &v_got, v_want, 1e-3, 1e-6),
+    }
 }
 
 #[test]
 fn decode_from_the_projection_rotates_appends_and_attends() {
     for (path, ctx) in contexts() {
-        // Qwen2.5-0.5B's shape, across chunk boundaries (32-key chunks).
-        let kernel = Attention::new(ctx, 64).unwrap();
+        // Qwen2.5-0.5B's shape and f16 cache, across chunk boundaries (32-key chunks).
+        let kernel = Attention::new(ctx, 64, FloatFormat::F16).unwrap();
         for (i, start) in [0, 1, 31, 32, 33, 100, 1500].into_iter().enumerate() {
             check_projected(ctx, path, &kernel, (64, 14, 2, 64), start, None, 800 + i as u64);
         }
-        // A partial rotation (Phi's rotary dims), a group of one, a window.
-        let kernel = Attention::new(ctx, 128).unwrap();
+        // A partial rotation (Phi's rotary dims), a group of one, a window; f32 caches.
+        let kernel = Attention::new(ctx, 128, FloatFormat::F32).unwrap();
         check_projected(ctx, path, &kernel, (128, 16, 8, 64), 70, None, 810);
         check_projected(ctx, path, &kernel, (128, 4, 4, 128), 5, None, 811);
-        let kernel = Attention::new(ctx, 32).unwrap();
+        let kernel = Attention::new(ctx, 32, FloatFormat::F32).unwrap();
         check_projected(ctx, path, &kernel, (32, 8, 2, 32), 300, Some(37), 812);
         check_projected(ctx, path, &kernel, (32, 8, 2, 16), 20, Some(8), 813);
     }
     // A group larger than one workgroup's rows cannot append in one place.
     let (_, ctx) = &contexts()[0];
-    let kernel = Attention::new(ctx, 16).unwrap();
+    let kernel = Attention::new(ctx, 16, FloatFormat::F32).unwrap();
     assert!(kernel.appends_for(14, 2) && !kernel.appends_for(16, 1));
     let buffer = |bytes| ctx.empty_storage_buffer("b", bytes);
     let (qkv, out, cache) = (buffer(4 * 16 * 18), buffer(4 * 16 * 16), buffer(4 * 16 * 8));
@@ -422,8 +462,9 @@ fn check_batched(
     window: Option<usize>,
     seed: u64,
 ) {
+    let kv = kernel.kv_format();
     let what = format!(
-        "{path} batched decode: head_dim {head_dim} (rotary {rotary_dim}), {heads}/{kv_heads} heads, rows {rows:?} of {sequences} sequences, window {window:?}"
+        "{path} batched decode, {kv:?} cache: head_dim {head_dim} (rotary {rotary_dim}), {heads}/{kv_heads} heads, rows {rows:?} of {sequences} sequences, window {window:?}"
     );
     let mut rng = rng(seed);
     let latest = rows.iter().map(|&(_, position)| position).max().unwrap();
@@ -432,8 +473,8 @@ fn check_batched(
     let block = kv_heads * capacity * head_dim;
     let width = (heads + 2 * kv_heads) * head_dim;
     let qkv = random_vec(&mut rng, rows.len() * width, 3.0);
-    let k_before = random_vec(&mut rng, sequences * block, 1.0);
-    let v_before = random_vec(&mut rng, sequences * block, 1.0);
+    let (k_cache, k_before) = upload_cache(ctx, &random_vec(&mut rng, sequences * block, 1.0), kv);
+    let (v_cache, v_before) = upload_cache(ctx, &random_vec(&mut rng, sequences * block, 1.0), kv);
     let rope = Rope::new(1_000_000.0, rotary_dim, None);
     let scale = (head_dim as f32).powf(-0.5);
 
@@ -451,17 +492,16 @@ fn check_batched(
             (&mut k_want[sequence * block..][..block], &mut v_want[sequence * block..][..block]);
         for g in 0..kv_heads {
             let at = layout.offset(g, position);
-            keys[at..][..head_dim].copy_from_slice(&k[g * head_dim..][..head_dim]);
-            values[at..][..head_dim]
-                .copy_from_slice(&row[(heads + kv_heads + g) * head_dim..][..head_dim]);
+            keys[at..][..head_dim].copy_from_slice(&encode(&k[g * head_dim..][..head_dim], kv).1);
+            values[at..][..head_dim].copy_from_slice(
+                &encode(&row[(heads + kv_heads + g) * head_dim..][..head_dim], kv).1,
+            );
         }
         let out = &mut want[r * heads * head_dim..][..heads * head_dim];
         causal_attention(&q, keys, values, layout, heads, position, window, scale, out);
     }
 
     let qkv_buffer = upload(ctx, &qkv);
-    let k_cache = upload(ctx, &k_before);
-    let v_cache = upload(ctx, &v_before);
     let out = ctx.empty_storage_buffer("out", (want.len() * 4) as u64);
     let scratch = AttentionScratch::new(ctx, heads, head_dim, capacity, rows.len());
     let table = RopeTable::new(ctx, &rope, capacity).unwrap();
@@ -480,11 +520,7 @@ fn check_batched(
     let too_many = Step::at(rows.len() + 1, latest);
     assert!(invalid(bound.set_step(&ctx.queue, too_many)), "{what}: more rows than the scratch");
     bound.run(ctx, Step::at(rows.len(), latest)).unwrap();
-    let got = ctx.read_f32(&out, want.len()).unwrap();
-    assert_close(&what, &got, &want, 1e-4, 1e-5);
-    let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
-    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
-    assert_eq!(ctx.read_f32(&v_cache, v_want.len()).unwrap(), v_want, "{what}: v cache");
+    check_appended(ctx, &what, (&out, &want), (&k_cache, &k_want), (&v_cache, &v_want), kv);
 
     // A plain step of one sequence reads only that sequence's block.
     let (sequence, position) = rows[rows.len() - 1];
@@ -506,20 +542,23 @@ fn check_batched(
     assert!(invalid(bound.set_step(&ctx.queue, past)), "{what}: a sequence past the cache");
     bound.run(ctx, Step::at(1, position).in_sequence(sequence)).unwrap();
     let got = ctx.read_f32(&out, want.len()).unwrap();
-    assert_close(&format!("{what}: then sequence {sequence} alone"), &got, &want, 1e-4, 1e-5);
+    // (The CPU's rounding of the appended keys and values: check_appended.)
+    let rel = if kv == FloatFormat::F16 { 1e-3 } else { 1e-4 };
+    assert_close(&format!("{what}: then sequence {sequence} alone"), &got, &want, rel, 1e-5);
 }
 
 #[test]
 fn batched_decode_matches_each_row_alone() {
     for (path, ctx) in contexts() {
-        // Qwen2.5-0.5B's shape: rows of one to 47 chunks, in sequences out of order.
-        let kernel = Attention::new(ctx, 64).unwrap();
+        // Qwen2.5-0.5B's shape and f16 cache: rows of one to 47 chunks, in
+        // sequences out of order.
+        let kernel = Attention::new(ctx, 64, FloatFormat::F16).unwrap();
         let rows = [(3, 0), (0, 31), (4, 32), (1, 100), (2, 1500)];
         check_batched(ctx, path, &kernel, (64, 14, 2, 64), (6, &rows), None, 850);
         // A group of one with full rotation; a window and a partial rotation.
-        let kernel = Attention::new(ctx, 128).unwrap();
+        let kernel = Attention::new(ctx, 128, FloatFormat::F32).unwrap();
         check_batched(ctx, path, &kernel, (128, 4, 4, 128), (2, &[(1, 70), (0, 3)]), None, 851);
-        let kernel = Attention::new(ctx, 32).unwrap();
+        let kernel = Attention::new(ctx, 32, FloatFormat::F16).unwrap();
         let rows = [(1, 300), (0, 5), (2, 37)];
         check_batched(ctx, path, &kernel, (32, 8, 2, 16), (3, &rows), Some(37), 852);
     }
@@ -535,7 +574,7 @@ fn batched_decode_matches_each_row_alone() {
 fn decode_with_more_positions_than_chunks() {
     // 256 chunks at most: a 20000-position context uses chunks of several tiles.
     let (path, ctx) = &contexts()[1];
-    let kernel = Attention::new(ctx, 16).unwrap();
+    let kernel = Attention::new(ctx, 16, FloatFormat::F16).unwrap();
     check(ctx, path, &kernel, 16, 2, 1, 1, 19_999, 1, None, 500);
 }
 
@@ -546,9 +585,9 @@ fn invalid<T>(result: Result<T, KernelError>) -> bool {
 #[test]
 fn attention_rejects_wrong_shapes() {
     let (_, ctx) = &contexts()[0];
-    assert!(invalid(Attention::new(ctx, 20)), "head_dim not a multiple of 16");
-    assert!(invalid(Attention::new(ctx, 512)), "head_dim too large");
-    let kernel = Attention::new(ctx, 16).unwrap();
+    assert!(invalid(Attention::new(ctx, 20, FloatFormat::F32)), "head_dim not a multiple of 16");
+    assert!(invalid(Attention::new(ctx, 512, FloatFormat::F32)), "head_dim too large");
+    let kernel = Attention::new(ctx, 16, FloatFormat::F32).unwrap();
     let q = ctx.empty_storage_buffer("q", 4 * 4 * 16 * 3);
     let out = ctx.empty_storage_buffer("out", 4 * 4 * 16 * 3);
     let cache = ctx.empty_storage_buffer("cache", 4 * 2 * 16 * 32);
@@ -583,6 +622,16 @@ fn attention_rejects_wrong_shapes() {
     assert!(invalid(bound.set_step(&ctx.queue, Step::at(4, 0))), "more tokens than q holds");
     assert!(invalid(bound.set_step(&ctx.queue, Step::at(1, 32))), "past the capacity");
     bound.set_step(&ctx.queue, Step::at(3, 29)).unwrap();
+    // An f16 cache takes half the bytes: the f32 cache of 32 positions holds
+    // 64 in f16, but not 65.
+    let half = Attention::new(ctx, 16, FloatFormat::F16).unwrap();
+    let scratch = AttentionScratch::new(ctx, 4, 16, 65, 1);
+    let buffers = AttentionBuffers { scratch: &scratch, ..buffers };
+    half.bind(ctx, &buffers, &AttentionShape { capacity: 64, ..shape }).unwrap();
+    assert!(
+        invalid(half.bind(ctx, &buffers, &AttentionShape { capacity: 65, ..shape })),
+        "f16 cache too small"
+    );
 }
 
 /// Rough timings (run with `--ignored --nocapture` on a real GPU; meaningless on lavapipe).
@@ -590,13 +639,19 @@ fn attention_rejects_wrong_shapes() {
 #[ignore]
 fn bench_attention() {
     let (path, ctx) = &contexts()[1];
-    for (d, heads, kv_heads) in [(64, 14, 2), (128, 16, 8)] {
+    for (d, heads, kv_heads, kv) in [
+        (64, 14, 2, FloatFormat::F16),
+        (64, 14, 2, FloatFormat::F32),
+        (128, 16, 8, FloatFormat::F16),
+    ] {
         let capacity = 16384;
         let mut rng = rng(900);
-        let kernel = Attention::new(ctx, d).unwrap();
+        let kernel = Attention::new(ctx, d, kv).unwrap();
         let q = upload(ctx, &random_vec(&mut rng, 2048 * heads * d, 1.0));
-        let k_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
-        let v_cache = upload(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0));
+        let (k_cache, _) =
+            upload_cache(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0), kv);
+        let (v_cache, _) =
+            upload_cache(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0), kv);
         let out = ctx.empty_storage_buffer("out", (2048 * heads * d * 4) as u64);
         let scratch = AttentionScratch::new(ctx, heads, d, capacity, 1);
         let buffers = AttentionBuffers {
@@ -643,7 +698,7 @@ fn bench_attention() {
             ctx.wait().unwrap();
             let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
             eprintln!(
-                "{path} attention d {d} {heads}/{kv_heads} heads: {tokens} tokens at {start} (chunks ≥ {chunk_len} keys): {us:.1} µs"
+                "{path} attention d {d} {heads}/{kv_heads} heads, {kv:?} cache: {tokens} tokens at {start} (chunks ≥ {chunk_len} keys): {us:.1} µs"
             );
         }
     }

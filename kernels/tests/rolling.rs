@@ -5,9 +5,13 @@
 
 mod common;
 
-use common::{assert_close, contexts, random_vec, rng, shout, upload};
+use common::{
+    assert_close, contexts, encode, random_vec, read_cache, rng, shout, upload, upload_cache,
+};
 use mlc_kernels::cpu::{KvLayout, RollingWindow, Rope, gather_rolling};
-use mlc_kernels::{Kernel, RollingBuffers, RollingCache, RollingShape, RopeTable, Step};
+use mlc_kernels::{
+    FloatFormat, Kernel, RollingBuffers, RollingCache, RollingShape, RopeTable, Step,
+};
 
 #[test]
 fn gather_and_keep_match_the_cpu_reference() {
@@ -22,18 +26,22 @@ fn gather_and_keep_match_the_cpu_reference() {
     // Starts before the window fills, at it, past it; passes of one row, a few,
     // and more than the ring's non-sink slots (a wrap within the pass).
     let cases = [(4, 3), (10, 1), (23, 1), (31, 6), (40, 9), (2, 9)];
-    for (ctx_name, ctx) in contexts() {
-        shout(&format!("rolling on {ctx_name}"));
-        let kernel = RollingCache::new(ctx).unwrap();
+    for ((ctx_name, ctx), kv) in
+        contexts().iter().flat_map(|c| [(c, FloatFormat::F32), (c, FloatFormat::F16)])
+    {
+        shout(&format!("rolling on {ctx_name}, {kv:?} attention cache"));
+        let kernel = RollingCache::new(ctx, kv).unwrap();
         for (case, &(start, tokens)) in cases.iter().enumerate() {
-            let what = format!("{ctx_name} start {start}, {tokens} rows");
+            let what = format!("{ctx_name} {kv:?} cache, start {start}, {tokens} rows");
             let mut rng = rng(case as u64);
             let qkv = random_vec(&mut rng, tokens * width, 2.0);
             let block = kv_heads * d;
             let ring_k = random_vec(&mut rng, sequences * block * window.size, 1.0);
             let ring_v = random_vec(&mut rng, sequences * block * window.size, 1.0);
-            let k_before = random_vec(&mut rng, sequences * block * capacity, 1.0);
-            let v_before = random_vec(&mut rng, sequences * block * capacity, 1.0);
+            let (k_cache, k_before) =
+                upload_cache(ctx, &random_vec(&mut rng, sequences * block * capacity, 1.0), kv);
+            let (v_cache, v_before) =
+                upload_cache(ctx, &random_vec(&mut rng, sequences * block * capacity, 1.0), kv);
 
             // CPU: gather from sequence 1's ring block, then keep its rows in order.
             let ring_block =
@@ -50,6 +58,7 @@ fn gather_and_keep_match_the_cpu_reference() {
                 &mut v_want[cache_block],
                 layout,
             );
+            let (k_want, v_want) = (encode(&k_want, kv).1, encode(&v_want, kv).1);
             let (mut ring_k_want, mut ring_v_want) = (ring_k.clone(), ring_v.clone());
             for t in 0..tokens {
                 let slot = window.slot(start + t);
@@ -65,7 +74,6 @@ fn gather_and_keep_match_the_cpu_reference() {
             let table_buffer = RopeTable::new(ctx, &rope, capacity).unwrap();
             let (qkv_buffer, ring_k_buffer, ring_v_buffer) =
                 (upload(ctx, &qkv), upload(ctx, &ring_k), upload(ctx, &ring_v));
-            let (k_cache, v_cache) = (upload(ctx, &k_before), upload(ctx, &v_before));
             let buffers = RollingBuffers {
                 qkv: &qkv_buffer,
                 table: &table_buffer,
@@ -78,10 +86,19 @@ fn gather_and_keep_match_the_cpu_reference() {
             let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
             bound.run(ctx, Step::at(tokens, start).in_sequence(sequence)).unwrap();
 
-            let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
-            assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
-            let v_got = ctx.read_f32(&v_cache, v_want.len()).unwrap();
-            assert_eq!(v_got, v_want, "{what}: v cache");
+            let k_got = read_cache(ctx, &k_cache, k_want.len(), kv);
+            let v_got = read_cache(ctx, &v_cache, v_want.len(), kv);
+            match kv {
+                FloatFormat::F32 => {
+                    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
+                    assert_eq!(v_got, v_want, "{what}: v cache");
+                }
+                // WGSL leaves the rounding of a conversion to f16 to the device: one f16 step.
+                FloatFormat::F16 => {
+                    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 1e-3, 1e-6);
+                    assert_close(&format!("{what}: v cache"), &v_got, &v_want, 1e-3, 1e-6);
+                }
+            }
             assert_eq!(
                 ctx.read_f32(&ring_k_buffer, ring_k.len()).unwrap(),
                 ring_k_want,

@@ -3,11 +3,14 @@
 
 mod common;
 
-use common::{assert_close, contexts, random_vec, rng, shout, upload};
+use common::{
+    assert_close, contexts, encode, random_vec, read_cache, rng, shout, upload, upload_cache,
+};
 use half::f16;
 use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, YarnScaling, rms_norm};
 use mlc_kernels::{
-    GpuContext, Kernel, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable, Step,
+    FloatFormat, GpuContext, Kernel, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape,
+    RopeTable, Step,
 };
 use rand::Rng;
 
@@ -42,17 +45,26 @@ struct Case {
     start: usize,
 }
 
-fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u64) {
+/// Checks `case` on `kernel`, whose cache stores `kv`.
+fn check(
+    ctx: &GpuContext,
+    path: &str,
+    (kernel, kv): (&RopeAppend, FloatFormat),
+    case: Case,
+    seed: u64,
+) {
     let Case { heads, kv_heads, head_dim: d, rotary_dim, norm, scaling, tokens, start } = case;
-    let what = format!("{path} {case:?}");
+    let what = format!("{path} {kv:?} cache {case:?}");
     let mut rng = rng(seed);
     let capacity = start + tokens + 3;
     let layout = KvLayout { kv_heads, capacity, head_dim: d };
     let width = (heads + 2 * kv_heads) * d;
     let qkv = random_vec(&mut rng, tokens * width, 2.0);
     // Earlier positions (and the spare ones) hold data the kernel must not touch.
-    let k_before = random_vec(&mut rng, kv_heads * capacity * d, 1.0);
-    let v_before = random_vec(&mut rng, kv_heads * capacity * d, 1.0);
+    let (k_cache, k_before) =
+        upload_cache(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0), kv);
+    let (v_cache, v_before) =
+        upload_cache(ctx, &random_vec(&mut rng, kv_heads * capacity * d, 1.0), kv);
     let q_weight = random_vec(&mut rng, d, 1.5);
     let k_weight = random_vec(&mut rng, d, 1.5);
     // The reference sees the weights the GPU sees (f16-rounded for the f16 case).
@@ -106,16 +118,15 @@ fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u6
         q_want[t * heads * d..][..heads * d].copy_from_slice(&q);
         for g in 0..kv_heads {
             let at = layout.offset(g, start + t);
-            k_want[at..at + d].copy_from_slice(&k[g * d..][..d]);
-            v_want[at..at + d].copy_from_slice(&row[(heads + kv_heads + g) * d..][..d]);
+            k_want[at..at + d].copy_from_slice(&encode(&k[g * d..][..d], kv).1);
+            v_want[at..at + d]
+                .copy_from_slice(&encode(&row[(heads + kv_heads + g) * d..][..d], kv).1);
         }
     }
 
     // GPU.
     let qkv_buffer = upload(ctx, &qkv);
     let q_out = ctx.empty_storage_buffer("q", (tokens * heads * d * 4) as u64);
-    let k_cache = upload(ctx, &k_before);
-    let v_cache = upload(ctx, &v_before);
     let table = RopeTable::new(ctx, &rope, capacity).unwrap();
     let (q_norm, k_norm) = match norm {
         Norm::F16 => (
@@ -143,12 +154,24 @@ fn check(ctx: &GpuContext, path: &str, kernel: &RopeAppend, case: Case, seed: u6
     bound.run(ctx, Step::at(tokens, start)).unwrap();
 
     let q_got = ctx.read_f32(&q_out, q_want.len()).unwrap();
-    let k_got = ctx.read_f32(&k_cache, k_want.len()).unwrap();
-    let v_got = ctx.read_f32(&v_cache, v_want.len()).unwrap();
+    let k_got = read_cache(ctx, &k_cache, k_want.len(), kv);
+    let v_got = read_cache(ctx, &v_cache, v_want.len(), kv);
     assert_close(&format!("{what} q"), &q_got, &q_want, 2e-6, 1e-6);
-    assert_close(&format!("{what} k cache"), &k_got, &k_want, 2e-6, 1e-6);
-    assert_eq!(v_got, v_want, "{what}: v cache must be an exact copy");
+    match kv {
+        FloatFormat::F32 => {
+            assert_close(&format!("{what} k cache"), &k_got, &k_want, 2e-6, 1e-6);
+            assert_eq!(v_got, v_want, "{what}: v cache must be an exact copy");
+        }
+        // WGSL leaves the rounding of a conversion to f16 to the device: one f16 step.
+        FloatFormat::F16 => {
+            assert_close(&format!("{what} k cache"), &k_got, &k_want, 1e-3, 1e-6);
+            assert_close(&format!("{what} v cache"), &v_got, &v_want, 1e-3, 1e-6);
+        }
+    }
 }
+
+/// Both cache formats: f32 (a q4f32 model's) and f16 (a q4f16 model's).
+const FORMATS: [FloatFormat; 2] = [FloatFormat::F32, FloatFormat::F16];
 
 #[test]
 fn rope_append_matches_the_cpu_reference() {
@@ -260,9 +283,10 @@ fn rope_append_matches_the_cpu_reference() {
         },
     ];
     for (path, ctx) in contexts() {
-        let kernel = RopeAppend::new(ctx).unwrap();
+        let kernels = FORMATS.map(|kv| RopeAppend::new(ctx, kv).unwrap());
+        // The cache formats take turns.
         for (i, case) in cases.iter().enumerate() {
-            check(ctx, path, &kernel, *case, 100 + i as u64);
+            check(ctx, path, (&kernels[i % 2], FORMATS[i % 2]), *case, 100 + i as u64);
         }
     }
 }
@@ -273,8 +297,8 @@ fn random_shapes_match_the_cpu_reference() {
     let mut draw = rng(seed);
     for i in 0..cases {
         let kv_heads = draw.random_range(1..=4);
-        // Any head size the kernel takes (odd ones too), a rotary part of any even width in it.
-        let head_dim = draw.random_range(2..=256);
+        // Any head size the kernel takes (a multiple of 4), a rotary part of any even width in it.
+        let head_dim = 4 * draw.random_range(1..=64);
         let case = Case {
             heads: kv_heads * draw.random_range(1..=8),
             kv_heads,
@@ -285,10 +309,11 @@ fn random_shapes_match_the_cpu_reference() {
             tokens: if draw.random_bool(0.3) { 1 } else { draw.random_range(2..=40) },
             start: draw.random_range(0..=5000),
         };
-        shout(&format!("case {i}: {case:?}"));
+        let kv = FORMATS[draw.random_range(0..2)];
+        shout(&format!("case {i}: {case:?}, {kv:?} cache"));
         for (path, ctx) in contexts() {
-            let kernel = RopeAppend::new(ctx).unwrap();
-            check(ctx, path, &kernel, case, seed + i as u64);
+            let kernel = RopeAppend::new(ctx, kv).unwrap();
+            check(ctx, path, (&kernel, kv), case, seed + i as u64);
         }
     }
 }
@@ -300,7 +325,7 @@ fn invalid<T>(result: Result<T, KernelError>) -> bool {
 #[test]
 fn rope_append_rejects_wrong_shapes() {
     let (_, ctx) = &contexts()[0];
-    let kernel = RopeAppend::new(ctx).unwrap();
+    let kernel = RopeAppend::new(ctx, FloatFormat::F32).unwrap();
     let table = RopeTable::new(ctx, &Rope::new(10_000.0, 16, None), 8).unwrap();
     let qkv = ctx.empty_storage_buffer("qkv", 4 * 16 * 4 * 2);
     let q_out = ctx.empty_storage_buffer("q", 4 * 16 * 2 * 2);
@@ -330,6 +355,13 @@ fn rope_append_rejects_wrong_shapes() {
         "rotary > head_dim"
     );
     assert!(invalid(kernel.bind(ctx, &buffers(&qkv), &shape)), "k_cache aliases qkv");
+    let odd = RopeShape { heads: 1, head_dim: 18, capacity: 4, ..shape };
+    assert!(invalid(kernel.bind(ctx, &buffers(&cache), &odd)), "head_dim not a multiple of 4");
+    // An f16 cache takes half the bytes: `small` holds 8 positions in f16.
+    let half = RopeAppend::new(ctx, FloatFormat::F16).unwrap();
+    half.bind(ctx, &buffers(&small), &shape).unwrap();
+    let two_kv_heads = RopeShape { kv_heads: 2, ..shape };
+    assert!(invalid(half.bind(ctx, &buffers(&small), &two_kv_heads)), "f16 cache too small");
     let mut bound = kernel.bind(ctx, &buffers(&cache), &shape).unwrap();
     assert!(invalid(bound.set_step(&ctx.queue, Step::at(2, 7))), "past the capacity");
     assert!(

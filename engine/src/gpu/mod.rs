@@ -190,7 +190,7 @@ struct Prepared {
     capacity: usize,
     rope_table: RopeTable,
     scratch: AttentionScratch,
-    /// Each attention layer's K and V cache: every sequence's positions side
+    /// Each attention layer's K and V cache in `dtype`: every sequence's positions side
     /// by side (`[sequences, kv_heads, capacity, head_dim]`), so that one
     /// dispatch attends rows of several sequences. With a rolling cache, what
     /// a pass attends over: the held tokens gathered from `rings`, then the
@@ -423,21 +423,23 @@ impl Backend for GpuBackend {
             embed: Embed::new(ctx, format)?,
             norm: RmsNorm::new(ctx, dtype)?,
             elementwise: Elementwise::new(ctx)?,
-            rope: RopeAppend::new(ctx)?,
-            attention: Attention::new(ctx, spec.head_dim)?,
+            // The KV cache stores the model's activation type, as MLC's does.
+            rope: RopeAppend::new(ctx, dtype)?,
+            attention: Attention::new(ctx, spec.head_dim, dtype)?,
             sampler: Sampler::new(ctx)?,
             delta_net: match spec.recurrent() || spec.attention_output_gate {
                 true => Some(DeltaNet::new(ctx, dtype)?),
                 false => None,
             },
             rolling: match spec.rolling_window {
-                Some(_) => Some(RollingCache::new(ctx)?),
+                Some(_) => Some(RollingCache::new(ctx, dtype)?),
                 None => None,
             },
         };
         let capacity = self.options.kv_positions(spec);
         let sequences = self.options.sequences.max(1);
-        let cache_bytes = (sequences * spec.num_kv_heads * capacity * spec.head_dim * 4) as u64;
+        let cache_bytes =
+            dtype.bytes((sequences * spec.num_kv_heads * capacity * spec.head_dim) as u64);
         // A Gated DeltaNet layer has no KV cache (a word stands in for it).
         let kv = (0..spec.num_layers)
             .map(|l| {

@@ -46,7 +46,9 @@ impl MemoryPlan {
         }
         let (h, d) = (spec.hidden_size, spec.head_dim);
         let padded_i = spec.padded_intermediate();
-        let kv_buffer = (sequences * spec.num_kv_heads * kv_positions * d * 4) as u64;
+        // The KV cache stores the model's activation type (the ring stays f32).
+        let kv_value = model_dtype.size_in_bytes();
+        let kv_buffer = (sequences * spec.num_kv_heads * kv_positions * d * kv_value) as u64;
         let ring_buffer = spec
             .rolling_window
             .map_or(0, |window| (sequences * spec.num_kv_heads * window.size * d * 4) as u64);
@@ -233,7 +235,8 @@ mod tests {
                 plan.weights
             );
             assert_eq!(kind("lm_head") > 0, lm_head, "{model}: {:?}", plan.weights);
-            let per_position = (spec.num_kv_heads * spec.head_dim * 4) as u64;
+            // q4f16_1: an f16 cache.
+            let per_position = (spec.num_kv_heads * spec.head_dim * 2) as u64;
             assert_eq!(
                 (plan.kv_buffer, plan.kv_bytes()),
                 (512 * per_position, 2 * spec.num_layers as u64 * 512 * per_position)

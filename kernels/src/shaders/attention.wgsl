@@ -28,7 +28,9 @@
 // memory: first the keys, then, once the scores are taken, the values.
 //
 // A cache holds every sequence: [sequences, kv_heads, capacity, D], and a step
-// reads sequence `sequence`'s block. A batched decode step (`batched` = 1) is
+// reads sequence `sequence`'s block. It stores f32 or f16 (the model's
+// activation type, as MLC's cache): the source's prefix declares KvVec4 and
+// converts with kv_load / kv_store (FloatFormat::kv_cache_wgsl). A batched decode step (`batched` = 1) is
 // one token for each of `tokens` rows, each of its own sequence at its own
 // position (`batch_rows[r]` = (sequence, position)): rows are folded into
 // workgroup y (decode) or y (combine), each with its own query, output and
@@ -75,8 +77,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;                   // [tokens, heads, D/4] (append: [tokens, heads + 2·kv_heads, D/4])
-@group(0) @binding(2) var<storage, read_write> k_cache: array<vec4<f32>>;       // [sequences, kv_heads, capacity, D/4]
-@group(0) @binding(3) var<storage, read_write> v_cache: array<vec4<f32>>;       // [sequences, kv_heads, capacity, D/4]
+@group(0) @binding(2) var<storage, read_write> k_cache: array<KvVec4>;          // [sequences, kv_heads, capacity, D/4] (f32 or f16)
+@group(0) @binding(3) var<storage, read_write> v_cache: array<KvVec4>;          // [sequences, kv_heads, capacity, D/4]
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;           // [tokens, heads, D/4]
 @group(0) @binding(5) var<storage, read_write> partial_acc: array<vec4<f32>>;   // [rows, heads, max_chunks, D/4]
 @group(0) @binding(6) var<storage, read_write> partial_ml: array<vec2<f32>>;    // [rows, heads, max_chunks] (m, l)
@@ -156,9 +158,9 @@ fn fetch_tile(keys: bool, kv_base: u32, k0: u32, k_end: u32, lid: u32) -> Staged
         let e = min(lid + i * WG, TILE_VEC4 - 1u);
         let at = (kv_base + min(k0 + e / D4, k_end - 1u)) * D4 + e % D4;
         if keys {
-            staged.v[i] = k_cache[at];
+            staged.v[i] = kv_load(k_cache[at]);
         } else {
-            staged.v[i] = v_cache[at];
+            staged.v[i] = kv_load(v_cache[at]);
         }
     }
     return staged;
@@ -201,8 +203,8 @@ fn append_new_position(qkv_row: u32, g: u32, kv_base: u32, pos: u32, lid: u32) {
     let v_head = qkv_row + (params.heads + params.kv_heads + g) * D4;
     let at = (kv_base + pos) * D4;
     for (var c4 = lid; c4 < D4; c4 += WG) {
-        k_cache[at + c4] = projected4(k_head, c4, pos);
-        v_cache[at + c4] = q[v_head + c4];
+        k_cache[at + c4] = kv_store(projected4(k_head, c4, pos));
+        v_cache[at + c4] = kv_store(q[v_head + c4]);
     }
 }
 

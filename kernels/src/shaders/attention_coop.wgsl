@@ -16,8 +16,9 @@
 // accumulator fragment can be scaled only as a whole, not row by row, and
 // S costs as much as P V, so the second S is cheaper than moving O through
 // workgroup memory after every tile.
-// q, K and V are rounded to f16 in workgroup memory, P to f16 before P V; S,
-// the softmax and O are f32.
+// q is rounded to f16 in workgroup memory, K and V too where the cache stores
+// f32 (an f16 cache is copied as it is), P to f16 before P V; S, the softmax
+// and O are f32.
 //
 // The 8 subgroups (of 32, as the wrapper requires) share the fragments of a
 // tile: subgroup s takes rows 16·(s / 2) .. + 16 of S and of O and, of the
@@ -42,18 +43,18 @@ fn load_kv_tile(keys: bool, kv_base: u32, k0: u32, k_end: u32, lid: u32) {
     for (var e = lid; e < CK * D4; e += 256u) {
         let j = e / D4;
         let c = e % D4;
-        var v = vec4<f32>(0.0);
+        var v = vec4<f16>(0.0);
         let at = (kv_base + k0 + j) * D4 + c;
         if k0 + j < k_end && keys {
-            v = k_cache[at];
+            v = kv_load_half(k_cache[at]);
         } else if k0 + j < k_end {
-            v = v_cache[at];
+            v = kv_load_half(v_cache[at]);
         }
         let to = j * HALF_STRIDE + 4u * c;
         if keys {
-            k_half[to] = f16(v.x); k_half[to + 1u] = f16(v.y); k_half[to + 2u] = f16(v.z); k_half[to + 3u] = f16(v.w);
+            k_half[to] = v.x; k_half[to + 1u] = v.y; k_half[to + 2u] = v.z; k_half[to + 3u] = v.w;
         } else {
-            v_half[to] = f16(v.x); v_half[to + 1u] = f16(v.y); v_half[to + 2u] = f16(v.z); v_half[to + 3u] = f16(v.w);
+            v_half[to] = v.x; v_half[to + 1u] = v.y; v_half[to + 2u] = v.z; v_half[to + 3u] = v.w;
         }
     }
 }

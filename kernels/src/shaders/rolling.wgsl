@@ -12,7 +12,9 @@
 //           projection row `qkv[t] = [q | k | v]`, go to the slot of position
 //           start + t (of several rows of the pass with one slot, the last).
 // The pass's rows are rotated and appended at places held + t by rope_append
-// (or the decode attention), which attends over the attention cache.
+// (or the decode attention), which attends over the attention cache. The ring
+// is f32; the attention cache f32 or f16, written four values at a time
+// (KvVec4 and kv_store come from the source's prefix: FloatFormat::kv_cache_wgsl).
 
 struct Params {
     tokens: u32,
@@ -34,8 +36,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> cos_sin: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> ring_k: array<f32>;
 @group(0) @binding(4) var<storage, read_write> ring_v: array<f32>;
-@group(0) @binding(5) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(5) var<storage, read_write> k_cache: array<KvVec4>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<KvVec4>;
 
 const WG: u32 = 64u;
 
@@ -60,19 +62,27 @@ fn gather(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
     let d = params.head_dim;
     let block = params.sequence * params.kv_heads + g;
     let src = (block * params.size + slot_of(position)) * d;
-    let dst = (block * params.capacity + i) * d;
-    let r = params.rotary_dim;
-    let half = r / 2u;
-    for (var e = lid; e < d; e += WG) {
-        var y = ring_k[src + e];
-        if e < r {
-            let first_half = e < half;
-            let partner = ring_k[src + select(e - half, e + half, first_half)];
-            y = rotate_half(y, partner, cos_sin[i * r + e], first_half);
-        }
-        k_cache[dst + e] = y;
-        v_cache[dst + e] = ring_v[src + e];
+    let dst4 = (block * params.capacity + i) * (d / 4u);
+    for (var c = lid; c < d / 4u; c += WG) {
+        let e = src + 4u * c;
+        k_cache[dst4 + c] = kv_store(vec4<f32>(ring_key_at(src, 4u * c, i), ring_key_at(src, 4u * c + 1u, i),
+                                               ring_key_at(src, 4u * c + 2u, i), ring_key_at(src, 4u * c + 3u, i)));
+        v_cache[dst4 + c] = kv_store(vec4<f32>(ring_v[e], ring_v[e + 1u], ring_v[e + 2u], ring_v[e + 3u]));
     }
+}
+
+// Element e of the ring key that starts at `src`, rotated to place `place`
+// (rope_rotation.wgsl); dims ≥ rotary_dim unchanged.
+fn ring_key_at(src: u32, e: u32, place: u32) -> f32 {
+    let r = params.rotary_dim;
+    let x = ring_k[src + e];
+    if e >= r {
+        return x;
+    }
+    let half = r / 2u;
+    let first_half = e < half;
+    let partner = ring_k[src + select(e - half, e + half, first_half)];
+    return rotate_half(x, partner, cos_sin[place * r + e], first_half);
 }
 
 // One workgroup per (row t, kv head g).

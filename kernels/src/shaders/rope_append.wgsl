@@ -11,6 +11,8 @@
 //   q_out[t, h]             = y_q          ([tokens, heads·D])
 //   k_cache[s, g, pos]      = y_k          ([sequences, kv_heads, capacity, D], s = sequence)
 //   v_cache[s, g, pos]      = v            (unrotated)
+// The cache stores f32 or f16, four values at a time (KvVec4 and kv_store come
+// from the source's prefix: FloatFormat::kv_cache_wgsl); D is a multiple of 4.
 // cos θ and sin θ come from a table computed on the CPU ([capacity, R] of
 // (cos, sin)), because WGSL's cos/sin are not accurate for large angles.
 //
@@ -38,8 +40,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> q_norm: array<u32>;
 @group(0) @binding(4) var<storage, read> k_norm: array<u32>;
 @group(0) @binding(5) var<storage, read_write> q_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(6) var<storage, read_write> k_cache: array<KvVec4>;
+@group(0) @binding(7) var<storage, read_write> v_cache: array<KvVec4>;
 
 const WG: u32 = 64u;
 const ROPE_THREADS: u32 = WG;
@@ -65,27 +67,23 @@ fn rope_append(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocatio
         normalize_head(lid, d, params.norm, is_query, params.eps);
     }
 
-    var dst: u32;
     if is_query {
-        dst = (t * params.heads + slot) * d;
-    } else {
-        let g = params.sequence * params.kv_heads + slot - params.heads;
-        dst = (g * params.capacity + pos) * d;
-    }
-    for (var i = lid; i < d; i += WG) {
-        let y = rotated(i, pos, params.rotary_dim);
-        if is_query {
-            q_out[dst + i] = y;
-        } else {
-            k_cache[dst + i] = y;
-        }
-    }
-
-    if !is_query {
-        let v_src = row + (params.heads + params.kv_heads + slot - params.heads) * d;
+        let dst = (t * params.heads + slot) * d;
         for (var i = lid; i < d; i += WG) {
-            v_cache[dst + i] = qkv[v_src + i];
+            q_out[dst + i] = rotated(i, pos, params.rotary_dim);
         }
+        return;
+    }
+    let g = params.sequence * params.kv_heads + slot - params.heads;
+    let dst4 = (g * params.capacity + pos) * (d / 4u);
+    let v_src = row + (params.heads + params.kv_heads + slot - params.heads) * d;
+    for (var c = lid; c < d / 4u; c += WG) {
+        let i = 4u * c;
+        let r = params.rotary_dim;
+        k_cache[dst4 + c] = kv_store(vec4<f32>(rotated(i, pos, r), rotated(i + 1u, pos, r),
+                                               rotated(i + 2u, pos, r), rotated(i + 3u, pos, r)));
+        v_cache[dst4 + c] = kv_store(vec4<f32>(qkv[v_src + i], qkv[v_src + i + 1u],
+                                               qkv[v_src + i + 2u], qkv[v_src + i + 3u]));
     }
 }
 

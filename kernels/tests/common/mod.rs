@@ -101,6 +101,37 @@ pub fn encode(values: &[f32], dtype: FloatFormat) -> (Vec<u8>, Vec<f32>) {
     }
 }
 
+/// A KV cache holding `values` as `format` stores them, and the values the
+/// GPU reads (rounded to f16 where the cache stores f16).
+pub fn upload_cache(
+    ctx: &GpuContext,
+    values: &[f32],
+    format: FloatFormat,
+) -> (wgpu::Buffer, Vec<f32>) {
+    let (bytes, stored) = encode(values, format);
+    (ctx.storage_buffer("test cache", &bytes), stored)
+}
+
+/// The first `count` values of a KV cache stored as `format`.
+pub fn read_cache(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    count: usize,
+    format: FloatFormat,
+) -> Vec<f32> {
+    match format {
+        FloatFormat::F32 => ctx.read_f32(buffer, count).unwrap(),
+        FloatFormat::F16 => ctx
+            .read_u32(buffer, count.div_ceil(2))
+            .unwrap()
+            .into_iter()
+            .flat_map(|word| [word as u16, (word >> 16) as u16])
+            .map(|bits| f16::from_bits(bits).to_f32())
+            .take(count)
+            .collect(),
+    }
+}
+
 /// A storage buffer holding f32 `values`.
 pub fn upload(ctx: &GpuContext, values: &[f32]) -> wgpu::Buffer {
     ctx.storage_buffer("test f32", bytemuck::cast_slice(values))
