@@ -34,10 +34,10 @@ fn greedy(model: &mut dyn LanguageModel) -> Result<Vec<u32>, EngineError> {
         .block_on()
 }
 
-/// tiny-qwen2's KV cache is 2 heads x 16 dims x 4 bytes = 128 bytes per
-/// position and layer: two million positions need 256 MiB per buffer, twice
-/// lavapipe's (and WebGPU's default) 128 MiB storage binding.
-const TOO_MANY_POSITIONS: usize = 2_000_000;
+/// tiny-qwen2's KV cache is 2 heads x 16 dims x 2 bytes (f16) = 64 bytes per
+/// position and layer: four million positions need 256 MB per buffer, about
+/// twice lavapipe's (and WebGPU's default) 128 MiB storage binding.
+const TOO_MANY_POSITIONS: usize = 4_000_000;
 
 fn with_a_long_context_window() -> artifacts::TempDir {
     edited_copy("tiny-qwen2", |config| {
@@ -58,12 +58,12 @@ fn a_kv_cache_beyond_the_device_limits_fails_the_load_with_the_memory_plan() {
     let EngineError::GpuOutOfMemory { plan, cause } = &error else { panic!("{error:?}") };
     assert_eq!(
         (plan.kv_positions, plan.layers, plan.kv_buffer),
-        (TOO_MANY_POSITIONS, 2, 128 * TOO_MANY_POSITIONS as u64)
+        (TOO_MANY_POSITIONS, 2, 64 * TOO_MANY_POSITIONS as u64)
     );
     assert_eq!(plan.device.as_ref().map(|d| d.max_storage_buffer_binding_size), Some(binding));
     assert!(
         cause.contains("exceeds max_storage_buffer_binding_size")
-            && cause.contains(&format!("at most {} positions fit", binding / 128)),
+            && cause.contains(&format!("at most {} positions fit", binding / 64)),
         "{cause}"
     );
     let message = error.to_string();
@@ -72,7 +72,7 @@ fn a_kv_cache_beyond_the_device_limits_fails_the_load_with_the_memory_plan() {
         "GPU memory plan:",
         "weights",
         "KV cache",
-        "2000000 positions x 2 layers",
+        "4000000 positions x 2 layers",
         "activations",
         "total",
         "max_buffer_size",
@@ -80,6 +80,20 @@ fn a_kv_cache_beyond_the_device_limits_fails_the_load_with_the_memory_plan() {
         assert!(message.contains(part), "{part:?} missing from:\n{message}");
     }
     // The refusal came before any allocation: the device has nothing to report.
+    ctx.health().check().unwrap();
+
+    // 1.5 million positions: each K cache fits (96 MB), the RoPE table (128
+    // bytes a position, bound whole too) does not.
+    let options = GpuOptions { context_length: Some(1_500_000), ..GpuOptions::default() };
+    let Err(EngineError::GpuOutOfMemory { cause, .. }) = load_gpu(&artifact, ctx.clone(), options)
+    else {
+        panic!("the load with a RoPE table beyond a binding did not fail with the plan")
+    };
+    assert!(
+        cause.contains("the RoPE table")
+            && cause.contains(&format!("at most {} positions fit", binding / 128)),
+        "{cause}"
+    );
     ctx.health().check().unwrap();
 
     // The same model with a KV cache that fits loads on the same device.
@@ -118,10 +132,10 @@ fn the_cli_prints_the_plan_when_the_model_does_not_fit_and_inspect_prints_it_alw
     let output = mlc_wgpu(&["inspect", "--model", model]);
     let out = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", artifacts::stderr(&output));
-    // Default options: 4096 positions of 128 bytes, 2 layers, K and V.
+    // Default options: 4096 positions of 64 bytes, 2 layers, K and V.
     assert!(
         out.contains("GPU memory plan:")
-            && out.contains("KV cache     2.0 MiB (2097152 bytes) (4096 positions x 2 layers"),
+            && out.contains("KV cache     1.0 MiB (1048576 bytes) (4096 positions x 2 layers"),
         "{out}"
     );
 }

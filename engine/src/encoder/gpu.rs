@@ -387,6 +387,7 @@ fn memory_plan(spec: &EncoderSpec) -> MemoryPlan {
         sequences: 1,
         kv_buffer: 0,
         ring_buffer: 0,
+        rope_table: 0,
         scratch: mlc_kernels::matmul::SPLIT_SCRATCH_BYTES + bytes(2 * n),
         activations,
         max_rows: n,

@@ -129,6 +129,7 @@ fn empty_plan() -> MemoryPlan {
         sequences: 1,
         kv_buffer: 0,
         ring_buffer: 0,
+        rope_table: 0,
         scratch: 0,
         activations: 0,
         max_rows: 0,

@@ -120,6 +120,7 @@ impl MemoryPlan {
             sequences,
             kv_buffer,
             ring_buffer,
+            rope_table,
             scratch,
             activations,
             max_rows,
@@ -268,7 +269,8 @@ mod tests {
     }
 
     #[test]
-    fn limits_rule_out_a_kv_buffer_beyond_a_binding_and_any_buffer_beyond_the_largest() {
+    fn limits_rule_out_a_kv_buffer_or_rope_table_beyond_a_binding_and_any_buffer_beyond_the_largest()
+     {
         let (spec, artifact) = tiny("tiny-qwen2");
         let device = |max_buffer_size, max_storage_buffer_binding_size| DeviceLimits {
             adapter: "test".into(),
@@ -286,26 +288,31 @@ mod tests {
                 128 << 20,
             )
         };
-        // 128 bytes per position: 1024 positions fill a 128 KiB binding exactly.
+        // An f16 cache of 64 bytes a position, and a RoPE table of 128 (16
+        // rotary dims of f32 cos/sin): 1024 positions fill a 128 KiB binding
+        // with the table exactly.
+        assert_eq!(plan(1024, 64).rope_table, 128 << 10);
         assert_eq!(plan(1024, 64).on_device(device(u64::MAX, 128 << 10)).problem(), None);
         let problem = plan(1025, 64).on_device(device(u64::MAX, 128 << 10)).problem().unwrap();
         assert!(
-            problem.contains("exceeds max_storage_buffer_binding_size")
+            problem.contains("the RoPE table")
+                && problem.contains("exceeds max_storage_buffer_binding_size")
                 && problem.contains("at most 1024 positions fit, 1025 were asked for"),
             "{problem}"
         );
-        // Three sequences' positions share each layer's buffer.
+        // Three sequences' positions share each layer's K buffer: 682 fill it.
         let three =
-            MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 341, 3, 64, 128 << 20);
-        assert_eq!(three.kv_buffer, 3 * 341 * 128);
+            MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 682, 3, 64, 128 << 20);
+        assert_eq!(three.kv_buffer, 3 * 682 * 64);
         assert_eq!(three.on_device(device(u64::MAX, 128 << 10)).problem(), None);
         let problem =
-            MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 342, 3, 64, 128 << 20)
+            MemoryPlan::new(&spec, &artifact.index, artifact.quantization(), 683, 3, 64, 128 << 20)
                 .on_device(device(u64::MAX, 128 << 10))
                 .problem()
                 .unwrap();
         assert!(
-            problem.contains("at most 341 positions fit, 342 were asked for, for each of 3"),
+            problem.contains("one layer's K cache")
+                && problem.contains("at most 682 positions fit, 683 were asked for, for each of 3"),
             "{problem}"
         );
         // With one token per step (one row of logits) the largest buffer of

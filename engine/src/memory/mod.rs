@@ -32,6 +32,9 @@ pub struct MemoryPlan {
     /// Bytes of one layer's K (or V) ring of a rolling cache (every
     /// sequence's window of unrotated keys or values); 0 without one.
     pub ring_buffer: u64,
+    /// Bytes of the RoPE table (a cos/sin pair per position and rotary
+    /// dimension, bound whole by the attention kernels); counted in `scratch`.
+    pub rope_table: u64,
     /// Attention partials, the RoPE table, token, sampler and readback buffers,
     /// the partial sums of products split over K, and the kernels' parameter blocks.
     pub scratch: u64,
@@ -80,8 +83,8 @@ impl MemoryPlan {
     }
 
     /// Why the device cannot hold this plan, if a limit says so: a buffer
-    /// larger than `maxBufferSize`, or a KV cache buffer (bound whole)
-    /// larger than `maxStorageBufferBindingSize`.
+    /// larger than `maxBufferSize`, or a KV cache buffer or the RoPE table
+    /// (each bound whole) larger than `maxStorageBufferBindingSize`.
     pub fn problem(&self) -> Option<String> {
         let device = self.device.as_ref()?;
         // A position of every sequence.
@@ -95,6 +98,16 @@ impl MemoryPlan {
                 positions_that_fit(device.max_storage_buffer_binding_size),
                 self.kv_positions,
                 self.sequences
+            ));
+        }
+        if self.rope_table > device.max_storage_buffer_binding_size {
+            let per_position = self.rope_table / self.kv_positions.max(1) as u64;
+            return Some(format!(
+                "the RoPE table ({}) exceeds max_storage_buffer_binding_size ({}); at most {} positions fit, {} were asked for (lower context_window_size or the engine's context length)",
+                mib(self.rope_table),
+                mib(device.max_storage_buffer_binding_size),
+                device.max_storage_buffer_binding_size / per_position.max(1),
+                self.kv_positions
             ));
         }
         let (what, bytes) = &self.largest;
