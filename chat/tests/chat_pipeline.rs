@@ -647,8 +647,10 @@ fn gpu_rounds_with_penalties_bias_and_logprobs_are_pipelined_and_match_the_cpu_e
         let (want, got) = (logprobs_of(&want), logprobs_of(&got));
         assert_eq!(got.len(), want.len(), "{what}");
         // The GPU sums the softmax in a tree, the CPU in id order over 151936
-        // ids: their probabilities differ by ~1e-4 relative.
-        let close = |a: f64, b: f64| a == b || (a - b).abs() <= 1e-3;
+        // ids (their probabilities differ by ~1e-4 relative), and keeps keys and
+        // values in f16 (a q4f16 model's cache, as MLC's), the CPU in f32: the
+        // log-probabilities differ by up to 2.6e-3 here.
+        let close = |a: f64, b: f64| a == b || (a - b).abs() <= 5e-3;
         for (i, (got, want)) in got.iter().zip(&want).enumerate() {
             assert_eq!(got.token, want.token, "{what}: token {i}");
             assert!(
