@@ -297,7 +297,7 @@ fn shader_source(head_dim: usize, block_q: usize, block_k: usize, kv_cache: &str
 fn coop_source(head_dim: usize, tiles: Tiles, kv: FloatFormat) -> String {
     format!(
         "enable f16;\nenable wgpu_cooperative_matrix;\n{}\n{COOP_SHADER}",
-        shader_source(head_dim, tiles.block_q, tiles.block_k, kv.kv_cache_wgsl(true))
+        shader_source(head_dim, tiles.block_q, tiles.block_k, &kv.kv_cache_wgsl(true))
     )
 }
 
@@ -348,7 +348,7 @@ impl Attention {
         );
         let tiles = Tiles::for_head_dim(head_dim);
         let source =
-            |block_q| shader_source(head_dim, block_q, tiles.block_k, kv.kv_cache_wgsl(false));
+            |block_q| shader_source(head_dim, block_q, tiles.block_k, &kv.kv_cache_wgsl(false));
         let prefill = ctx
             .compile_entries("attention prefill", &source(tiles.block_q), &["attend"], &layout)?
             .remove(0);

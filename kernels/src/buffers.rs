@@ -59,18 +59,12 @@ impl FloatFormat {
     /// read and written with `unpack2x16float`/`pack2x16float`, so it needs no
     /// `shader-f16`; `native_f16` (a shader that enables f16) declares the same
     /// bytes as `vec4<f16>` and adds `kv_load_half`, four values as f16.
-    pub(crate) fn kv_cache_wgsl(self, native_f16: bool) -> &'static str {
-        match (self, native_f16) {
-            (FloatFormat::F32, false) => {
+    pub(crate) fn kv_cache_wgsl(self, native_f16: bool) -> String {
+        let storage = match (self, native_f16) {
+            (FloatFormat::F32, _) => {
                 "alias KvVec4 = vec4<f32>;\n\
                  fn kv_load(v: KvVec4) -> vec4<f32> { return v; }\n\
                  fn kv_store(v: vec4<f32>) -> KvVec4 { return v; }\n"
-            }
-            (FloatFormat::F32, true) => {
-                "alias KvVec4 = vec4<f32>;\n\
-                 fn kv_load(v: KvVec4) -> vec4<f32> { return v; }\n\
-                 fn kv_store(v: vec4<f32>) -> KvVec4 { return v; }\n\
-                 fn kv_load_half(v: KvVec4) -> vec4<f16> { return vec4<f16>(v); }\n"
             }
             (FloatFormat::F16, false) => {
                 "alias KvVec4 = vec2<u32>;\n\
@@ -80,9 +74,14 @@ impl FloatFormat {
             (FloatFormat::F16, true) => {
                 "alias KvVec4 = vec4<f16>;\n\
                  fn kv_load(v: KvVec4) -> vec4<f32> { return vec4<f32>(v); }\n\
-                 fn kv_store(v: vec4<f32>) -> KvVec4 { return vec4<f16>(v); }\n\
-                 fn kv_load_half(v: KvVec4) -> vec4<f16> { return v; }\n"
+                 fn kv_store(v: vec4<f32>) -> KvVec4 { return vec4<f16>(v); }\n"
             }
+        };
+        match native_f16 {
+            true => format!(
+                "{storage}fn kv_load_half(v: KvVec4) -> vec4<f16> {{ return vec4<f16>(v); }}\n"
+            ),
+            false => storage.to_string(),
         }
     }
 

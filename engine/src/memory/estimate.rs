@@ -269,8 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_rule_out_a_kv_buffer_or_rope_table_beyond_a_binding_and_any_buffer_beyond_the_largest()
-     {
+    fn limits_rule_out_a_whole_bound_buffer_beyond_a_binding_and_any_beyond_the_largest() {
         let (spec, artifact) = tiny("tiny-qwen2");
         let device = |max_buffer_size, max_storage_buffer_binding_size| DeviceLimits {
             adapter: "test".into(),
