@@ -30,10 +30,11 @@
 // A cache holds every sequence: [sequences, kv_heads, capacity, D], and a step
 // reads sequence `sequence`'s block. It stores f32 or f16 (the model's
 // activation type, as MLC's cache): the source's prefix declares KvVec4 and
-// converts with kv_load / kv_store (FloatFormat::kv_cache_wgsl). A batched decode step (`batched` = 1) is
-// one token for each of `tokens` rows, each of its own sequence at its own
-// position (`batch_rows[r]` = (sequence, position)): rows are folded into
-// workgroup y (decode) or y (combine), each with its own query, output and
+// converts with kv_load / kv_store (FloatFormat::kv_cache_wgsl).
+// A batched decode step (`batched` = 1) is one token for each of `tokens`
+// rows, each of its own sequence at its own position (`batch_rows[r]` =
+// (sequence, position)): rows are folded into workgroup y (decode) or y
+// (combine), each with its own query, output and
 // partials, and the chunk length is the longest row's (a shorter row has fewer
 // chunks; the workgroups past them return at once).
 //
