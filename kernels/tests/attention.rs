@@ -3,7 +3,7 @@
 mod common;
 
 use common::{
-    assert_close, contexts, encode, random_vec, read_cache, rng, shout, upload, upload_cache,
+    assert_caches, assert_close, contexts, encode, random_vec, rng, shout, upload, upload_cache,
 };
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::{KvLayout, Rope, causal_attention};
@@ -381,9 +381,9 @@ fn check_projected(
 }
 
 /// Compares an appending step's output and both caches with the CPU's. An f16
-/// cache may round the new key and value the other way than the CPU (WGSL
-/// leaves the rounding of a conversion to f16 to the device): one f16 step,
-/// which moves the output by up to about 2^-11 of a value.
+/// cache may round the new key and value the other way than the CPU
+/// ([`assert_caches`]): one f16 step, which moves the output by up to about
+/// 2^-11 of a value.
 fn check_appended(
     ctx: &GpuContext,
     what: &str,
@@ -392,19 +392,10 @@ fn check_appended(
     (v_cache, v_want): (&wgpu::Buffer, &[f32]),
     kv: FloatFormat,
 ) {
-    let (rel, cache_rel) = match kv {
-        FloatFormat::F32 => (1e-4, 2e-6),
-        FloatFormat::F16 => (1e-3, 1e-3),
-    };
+    let rel = if kv == FloatFormat::F16 { 1e-3 } else { 1e-4 };
     let got = ctx.read_f32(out, want.len()).unwrap();
     assert_close(what, &got, want, rel, 1e-5);
-    let k_got = read_cache(ctx, k_cache, k_want.len(), kv);
-    assert_close(&format!("{what}: k cache"), &k_got, k_want, cache_rel, 1e-6);
-    let v_got = read_cache(ctx, v_cache, v_want.len(), kv);
-    match kv {
-        FloatFormat::F32 => assert_eq!(v_got, v_want, "{what}: v cache"),
-        FloatFormat::F16 => assert_close(&format!("{what}: v cache"), &v_got, v_want, 1e-3, 1e-6),
-    }
+    assert_caches(ctx, what, (k_cache, k_want), (v_cache, v_want), kv);
 }
 
 #[test]

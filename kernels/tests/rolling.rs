@@ -5,9 +5,7 @@
 
 mod common;
 
-use common::{
-    assert_close, contexts, encode, random_vec, read_cache, rng, shout, upload, upload_cache,
-};
+use common::{assert_caches, contexts, encode, random_vec, rng, shout, upload, upload_cache};
 use mlc_kernels::cpu::{KvLayout, RollingWindow, Rope, gather_rolling};
 use mlc_kernels::{
     FloatFormat, Kernel, RollingBuffers, RollingCache, RollingShape, RopeTable, Step,
@@ -86,19 +84,7 @@ fn gather_and_keep_match_the_cpu_reference() {
             let mut bound = kernel.bind(ctx, &buffers, &shape).unwrap();
             bound.run(ctx, Step::at(tokens, start).in_sequence(sequence)).unwrap();
 
-            let k_got = read_cache(ctx, &k_cache, k_want.len(), kv);
-            let v_got = read_cache(ctx, &v_cache, v_want.len(), kv);
-            match kv {
-                FloatFormat::F32 => {
-                    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 2e-6, 1e-6);
-                    assert_eq!(v_got, v_want, "{what}: v cache");
-                }
-                // WGSL leaves the rounding of a conversion to f16 to the device: one f16 step.
-                FloatFormat::F16 => {
-                    assert_close(&format!("{what}: k cache"), &k_got, &k_want, 1e-3, 1e-6);
-                    assert_close(&format!("{what}: v cache"), &v_got, &v_want, 1e-3, 1e-6);
-                }
-            }
+            assert_caches(ctx, &what, (&k_cache, &k_want), (&v_cache, &v_want), kv);
             assert_eq!(
                 ctx.read_f32(&ring_k_buffer, ring_k.len()).unwrap(),
                 ring_k_want,

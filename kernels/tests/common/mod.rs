@@ -132,6 +132,31 @@ pub fn read_cache(
     }
 }
 
+/// Compares the caches a kernel wrote (keys rotated on the GPU, values
+/// copied) with the CPU's, as stored in `format`: f32 keys within the
+/// rotation's rounding and values exact; f16 ones within one f16 step (WGSL
+/// leaves the rounding of a conversion to f16 to the device).
+pub fn assert_caches(
+    ctx: &GpuContext,
+    what: &str,
+    (k_cache, k_want): (&wgpu::Buffer, &[f32]),
+    (v_cache, v_want): (&wgpu::Buffer, &[f32]),
+    format: FloatFormat,
+) {
+    let k_got = read_cache(ctx, k_cache, k_want.len(), format);
+    let v_got = read_cache(ctx, v_cache, v_want.len(), format);
+    match format {
+        FloatFormat::F32 => {
+            assert_close(&format!("{what}: k cache"), &k_got, k_want, 2e-6, 1e-6);
+            assert_eq!(v_got, v_want, "{what}: v cache must be an exact copy");
+        }
+        FloatFormat::F16 => {
+            assert_close(&format!("{what}: k cache"), &k_got, k_want, 1e-3, 1e-6);
+            assert_close(&format!("{what}: v cache"), &v_got, v_want, 1e-3, 1e-6);
+        }
+    }
+}
+
 /// A storage buffer holding f32 `values`.
 pub fn upload(ctx: &GpuContext, values: &[f32]) -> wgpu::Buffer {
     ctx.storage_buffer("test f32", bytemuck::cast_slice(values))
