@@ -3,13 +3,14 @@
 mod common;
 
 use common::{
-    assert_caches, assert_close, contexts, encode, random_vec, rng, shout, upload, upload_cache,
+    assert_caches, assert_close, contexts, encode, invalid, random_vec, rng, shout, upload,
+    upload_cache,
 };
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::{KvLayout, Rope, causal_attention};
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, FloatFormat,
-    GpuContext, Kernel, KernelError, Queries, RopeTable, Step,
+    GpuContext, Kernel, Queries, RopeTable, Step,
 };
 
 /// Both cache formats: f32 (a q4f32 model's) and f16 (a q4f16 model's).
@@ -567,10 +568,6 @@ fn decode_with_more_positions_than_chunks() {
     let (path, ctx) = &contexts()[1];
     let kernel = Attention::new(ctx, 16, FloatFormat::F16).unwrap();
     check(ctx, path, &kernel, 16, 2, 1, 1, 19_999, 1, None, 500);
-}
-
-fn invalid<T>(result: Result<T, KernelError>) -> bool {
-    matches!(result, Err(KernelError::InvalidArguments(_)))
 }
 
 #[test]

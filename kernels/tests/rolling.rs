@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{assert_caches, contexts, encode, random_vec, rng, shout, upload, upload_cache};
+use common::{
+    assert_caches, contexts, encode, invalid, random_vec, rng, shout, upload, upload_cache,
+};
 use mlc_kernels::cpu::{KvLayout, RollingWindow, Rope, gather_rolling};
 use mlc_kernels::{
     FloatFormat, Kernel, RollingBuffers, RollingCache, RollingShape, RopeTable, Step,
@@ -97,4 +99,56 @@ fn gather_and_keep_match_the_cpu_reference() {
             );
         }
     }
+}
+
+#[test]
+fn rolling_rejects_wrong_shapes() {
+    let (_, ctx) = &contexts()[0];
+    let kernel = RollingCache::new(ctx, FloatFormat::F32).unwrap();
+    let (kv_heads, d, capacity) = (1, 16, 8);
+    let window = RollingWindow { size: 4, sink: 1 };
+    let table = RopeTable::new(ctx, &Rope::new(10_000.0, d, None), capacity).unwrap();
+    let qkv = ctx.empty_storage_buffer("qkv", 4 * 4 * d as u64 * 2);
+    let ring_k = ctx.empty_storage_buffer("ring k", 4 * 4 * 16 * 4);
+    let ring_v = ctx.empty_storage_buffer("ring v", 4 * 4 * 16 * 4);
+    // Room for a head of 24 values, so only the rule refuses a head of 18.
+    let cache = ctx.empty_storage_buffer("cache", 4 * 24 * 8);
+    let v_cache = ctx.empty_storage_buffer("v cache", 4 * 24 * 8);
+    let small = ctx.empty_storage_buffer("small", 4 * 16 * 4);
+    let buffers = |k_cache| RollingBuffers {
+        qkv: &qkv,
+        table: &table,
+        ring_k: &ring_k,
+        ring_v: &ring_v,
+        k_cache,
+        v_cache: &v_cache,
+    };
+    let shape = RollingShape { heads: 2, kv_heads, head_dim: d, window, capacity, sequences: 1 };
+    kernel.bind(ctx, &buffers(&cache), &shape).unwrap();
+    assert!(invalid(kernel.bind(ctx, &buffers(&small), &shape)), "cache too small");
+    assert!(
+        invalid(kernel.bind(ctx, &buffers(&cache), &RollingShape { kv_heads: 3, ..shape })),
+        "heads % kv_heads"
+    );
+    let sinks_fill_the_window = RollingWindow { size: 4, sink: 4 };
+    assert!(
+        invalid(kernel.bind(
+            ctx,
+            &buffers(&cache),
+            &RollingShape { window: sinks_fill_the_window, ..shape }
+        )),
+        "no rolling slot"
+    );
+    assert!(
+        invalid(kernel.bind(ctx, &buffers(&cache), &RollingShape { capacity: 3, ..shape })),
+        "window beyond the capacity"
+    );
+    let odd = RollingShape { heads: 1, head_dim: 18, ..shape };
+    assert!(invalid(kernel.bind(ctx, &buffers(&cache), &odd)), "head_dim not a multiple of 4");
+    assert!(invalid(kernel.bind(ctx, &buffers(&ring_k), &shape)), "k_cache aliases ring_k");
+    // An f16 cache takes half the bytes: `small` holds 8 positions in f16.
+    let half = RollingCache::new(ctx, FloatFormat::F16).unwrap();
+    half.bind(ctx, &buffers(&small), &shape).unwrap();
+    let two_kv_heads = RollingShape { heads: 2, kv_heads: 2, ..shape };
+    assert!(invalid(half.bind(ctx, &buffers(&small), &two_kv_heads)), "f16 cache too small");
 }

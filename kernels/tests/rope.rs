@@ -4,13 +4,13 @@
 mod common;
 
 use common::{
-    assert_caches, assert_close, contexts, encode, random_vec, rng, shout, upload, upload_cache,
+    assert_caches, assert_close, contexts, encode, invalid, random_vec, rng, shout, upload,
+    upload_cache,
 };
 use half::f16;
 use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, YarnScaling, rms_norm};
 use mlc_kernels::{
-    FloatFormat, GpuContext, Kernel, KernelError, QkNorm, RopeAppend, RopeBuffers, RopeShape,
-    RopeTable, Step,
+    FloatFormat, GpuContext, Kernel, QkNorm, RopeAppend, RopeBuffers, RopeShape, RopeTable, Step,
 };
 use rand::Rng;
 
@@ -304,10 +304,6 @@ fn random_shapes_match_the_cpu_reference() {
             check(ctx, path, (&kernel, kv), case, seed + i as u64);
         }
     }
-}
-
-fn invalid<T>(result: Result<T, KernelError>) -> bool {
-    matches!(result, Err(KernelError::InvalidArguments(_)))
 }
 
 #[test]

@@ -2,12 +2,12 @@
 
 mod common;
 
-use common::{contexts, rng, shout, upload};
+use common::{contexts, invalid, rng, shout, upload};
 use mlc_kernels::cpu::{self, SamplingParams};
 use mlc_kernels::sampling::TOKEN_WORDS;
 use mlc_kernels::{
-    BoundSampler, Draw, GpuContext, Kernel, KernelError, RowDraw, SampleSettings, SampledResult,
-    Sampler, SamplerBuffers, SamplerShape, SamplerWorkspace,
+    BoundSampler, Draw, GpuContext, Kernel, RowDraw, SampleSettings, SampledResult, Sampler,
+    SamplerBuffers, SamplerShape, SamplerWorkspace,
 };
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -728,10 +728,6 @@ fn non_finite_logits_give_no_token_instead_of_garbage() {
         );
         assert!(rig.argmax(ctx) < vocab as u32, "{path}: finite logits");
     }
-}
-
-fn invalid<T>(result: Result<T, KernelError>) -> bool {
-    matches!(result, Err(KernelError::InvalidArguments(_)))
 }
 
 #[test]

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use half::f16;
-use mlc_kernels::{Capabilities, ContextOptions, FloatFormat, GpuContext, GpuWeight, WeightFormat};
+use mlc_kernels::{
+    Capabilities, ContextOptions, FloatFormat, GpuContext, GpuWeight, KernelError, WeightFormat,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -272,6 +274,11 @@ impl GpuWeightBuffers {
             scales: self.scales.as_ref(),
         }
     }
+}
+
+/// Whether a kernel refused its arguments (rather than failing otherwise).
+pub fn invalid<T>(result: Result<T, KernelError>) -> bool {
+    matches!(result, Err(KernelError::InvalidArguments(_)))
 }
 
 /// The largest |value|.
