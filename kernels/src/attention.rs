@@ -24,6 +24,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::{FloatFormat, check_distinct};
 use crate::context::{Binding, KernelLayout, require_size};
+use crate::cpu::KvLayout;
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::rope::{ROTATION, RopeTable};
 use crate::{GpuContext, KernelError};
@@ -469,7 +470,8 @@ impl Kernel for Attention {
                 rows.sequences, rows.capacity
             ));
         }
-        let cache_bytes = self.kv.bytes((sequences * kv_heads * capacity * head_dim) as u64);
+        let cache_bytes =
+            self.kv.kv_cache_bytes(sequences, KvLayout { kv_heads, capacity, head_dim });
         require_size("attention k_cache", buffers.k_cache, cache_bytes)?;
         require_size("attention v_cache", buffers.v_cache, cache_bytes)?;
         let row = (heads * head_dim * 4) as u64;

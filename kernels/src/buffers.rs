@@ -8,6 +8,7 @@
 //! workgroups are spread over a 2-D grid (`id.x + id.y * count.x`).
 
 use crate::context::KernelLayout;
+use crate::cpu::KvLayout;
 use crate::{GpuContext, KernelError};
 
 /// Invocations per workgroup of every kernel here: the WebGPU default limit, so
@@ -51,6 +52,13 @@ impl FloatFormat {
     /// (the shaders read f16 data as words).
     pub fn bytes(self, count: u64) -> u64 {
         (count * self.size()).div_ceil(4) * 4
+    }
+
+    /// Bytes one of a layer's caches (keys or values) takes in this format:
+    /// `sequences` blocks of `layout`.
+    pub fn kv_cache_bytes(self, sequences: usize, layout: KvLayout) -> u64 {
+        let KvLayout { kv_heads, capacity, head_dim } = layout;
+        self.bytes((sequences * kv_heads * capacity * head_dim) as u64)
     }
 
     /// WGSL that declares how a KV cache of this format is stored: the type

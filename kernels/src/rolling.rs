@@ -9,7 +9,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::{FloatFormat, check_distinct};
 use crate::context::{Binding, KernelLayout, require_size};
-use crate::cpu::RollingWindow;
+use crate::cpu::{KvLayout, RollingWindow};
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::rope::{ROTATION, RopeTable};
 use crate::{GpuContext, KernelError};
@@ -139,7 +139,7 @@ impl Kernel for RollingCache {
         let block = (sequences * kv_heads * head_dim * 4) as u64;
         require_size("rolling ring_k", buffers.ring_k, block * window.size as u64)?;
         require_size("rolling ring_v", buffers.ring_v, block * window.size as u64)?;
-        let cache = self.kv.bytes((sequences * kv_heads * head_dim * capacity) as u64);
+        let cache = self.kv.kv_cache_bytes(sequences, KvLayout { kv_heads, capacity, head_dim });
         require_size("rolling k_cache", buffers.k_cache, cache)?;
         require_size("rolling v_cache", buffers.v_cache, cache)?;
         let qkv_row = ((heads + 2 * kv_heads) * head_dim * 4) as u64;

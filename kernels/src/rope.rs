@@ -13,7 +13,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::buffers::{FloatFormat, check_distinct};
 use crate::context::{Binding, KernelLayout, require_size};
-use crate::cpu::Rope;
+use crate::cpu::{KvLayout, Rope};
 use crate::kernel::{Bound, Kernel, Part, Schedule, Step, Workgroups};
 use crate::{GpuContext, KernelError};
 
@@ -288,7 +288,7 @@ pub(crate) fn check_rope_operands<'a>(
             table.capacity
         ));
     }
-    let cache_bytes = kv.bytes((sequences * kv_heads * capacity * head_dim) as u64);
+    let cache_bytes = kv.kv_cache_bytes(sequences, KvLayout { kv_heads, capacity, head_dim });
     require_size(&format!("{what} k_cache"), k_cache, cache_bytes)?;
     require_size(&format!("{what} v_cache"), v_cache, cache_bytes)?;
     let (mode, eps, q, k) = match norm {

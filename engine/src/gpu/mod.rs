@@ -28,7 +28,7 @@ use std::time::Duration;
 use web_time::Instant;
 
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
-use mlc_kernels::cpu::{DeltaNetShape, RollingWindow};
+use mlc_kernels::cpu::{DeltaNetShape, KvLayout, RollingWindow};
 use mlc_kernels::{
     Attention, AttentionBuffers, AttentionRows, AttentionScratch, AttentionShape, Bound, DeltaNet,
     DeltaNetBinding, DeltaNetBuffers, DeltaNetOp, Draw, Elementwise, ElementwiseBuffers,
@@ -438,8 +438,8 @@ impl Backend for GpuBackend {
         };
         let capacity = self.options.kv_positions(spec);
         let sequences = self.options.sequences.max(1);
-        let cache_bytes =
-            dtype.bytes((sequences * spec.num_kv_heads * capacity * spec.head_dim) as u64);
+        let layout = KvLayout { kv_heads: spec.num_kv_heads, capacity, head_dim: spec.head_dim };
+        let cache_bytes = dtype.kv_cache_bytes(sequences, layout);
         // A Gated DeltaNet layer has no KV cache (a word stands in for it).
         let kv = (0..spec.num_layers)
             .map(|l| {
