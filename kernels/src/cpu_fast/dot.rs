@@ -28,7 +28,9 @@ pub enum DotKernel {
     Avx2,
     /// x86_64 AVX-512 F/BW with VNNI (detected at run time): a prefill's
     /// products sixteen tokens wide; a decode step runs the AVX2 kernel,
-    /// which the weights' memory bandwidth bounds anyway.
+    /// which the weights' memory bandwidth bounds anyway (a sixteen-row
+    /// AVX-512 one was no faster in a whole step: docs/performance.md, "A
+    /// Xeon with AMX").
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// WebAssembly SIMD (the browser build enables `simd128`).
