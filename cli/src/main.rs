@@ -98,6 +98,10 @@ enum Command {
 
 /// Runs one parsed command.
 fn run(command: Command) -> anyhow::Result<()> {
+    // `serve` runs its engine on a thread of its own, which joins there.
+    if !matches!(command, Command::Serve(_)) {
+        run_the_cpu_engine_on_this_thread();
+    }
     match command {
         Command::Inspect { source } => tokens::inspect(&source),
         Command::Logits { source, run, out } => tokens::logits(&source, &run, &out),
@@ -117,6 +121,13 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Pull(args) => models::pull(&args),
         Command::Rm(args) => models::rm(&args),
     }
+}
+
+/// Makes the calling thread, the one that will run the engine, a thread of
+/// the CPU engine's pool (`mlc_kernels::cpu_fast::share_this_thread_with_the_pool`).
+fn run_the_cpu_engine_on_this_thread() {
+    #[cfg(feature = "parallel")]
+    mlc_kernels::cpu_fast::share_this_thread_with_the_pool();
 }
 
 /// Parses the arguments, runs the command, and maps errors to exit codes.

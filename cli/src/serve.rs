@@ -217,6 +217,7 @@ fn start_worker(
     let (ready_tx, ready_rx) = mpsc::channel::<Result<ServedModel>>();
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     std::thread::Builder::new().name("engine".to_string()).spawn(move || {
+        crate::run_the_cpu_engine_on_this_thread();
         let artifact = match crate::load::open(&engine_args.source) {
             Ok(artifact) => artifact,
             Err(error) => {

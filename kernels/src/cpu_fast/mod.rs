@@ -47,6 +47,21 @@ pub fn threads() -> usize {
     1
 }
 
+/// Makes the calling thread one of the threads of rayon's global pool, the
+/// pool the products run on, unless that pool exists already (then nothing
+/// changes); returns whether it did. Call it on the thread that will run the
+/// engine, before anything uses rayon. That thread then works on the
+/// products it starts, and a pool of one thread per core has no extra
+/// thread: otherwise the caller sleeps while the pool works on a product,
+/// and runs the work between products (norms, attention, sampling) while the
+/// pool's idle threads look for work, which rayon does for a while before
+/// they sleep: on two cores, three busy threads (docs/performance.md, "The
+/// engine's thread in the pool").
+#[cfg(feature = "parallel")]
+pub fn share_this_thread_with_the_pool() -> bool {
+    rayon::ThreadPoolBuilder::new().use_current_thread().build_global().is_ok()
+}
+
 /// Values below which [`for_each_row_group`] gives a piece of rows to one
 /// task: a prefill's norm of 64 rows of 896 makes four tasks, a decode
 /// step's single row runs inline.
