@@ -109,11 +109,11 @@ fn rolling_rejects_wrong_shapes() {
     let window = RollingWindow { size: 4, sink: 1 };
     let table = RopeTable::new(ctx, &Rope::new(10_000.0, d, None), capacity).unwrap();
     let qkv = ctx.empty_storage_buffer("qkv", 4 * 4 * d as u64 * 2);
-    let ring_k = ctx.empty_storage_buffer("ring k", 4 * 4 * 16 * 4);
-    let ring_v = ctx.empty_storage_buffer("ring v", 4 * 4 * 16 * 4);
+    let [ring_k, ring_v] =
+        ["ring k", "ring v"].map(|name| ctx.empty_storage_buffer(name, 4 * 4 * 16 * 4));
     // Room for a head of 24 values, so only the rule refuses a head of 18.
-    let cache = ctx.empty_storage_buffer("cache", 4 * 24 * 8);
-    let v_cache = ctx.empty_storage_buffer("v cache", 4 * 24 * 8);
+    let [cache, v_cache] =
+        ["cache", "v cache"].map(|name| ctx.empty_storage_buffer(name, 4 * 24 * 8));
     let small = ctx.empty_storage_buffer("small", 4 * 16 * 4);
     let buffers = |k_cache| RollingBuffers {
         qkv: &qkv,
