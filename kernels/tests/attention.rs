@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    assert_caches, assert_close, contexts, encode, invalid, random_vec, rng, shout, upload,
-    upload_cache,
+    CACHE_FORMATS, assert_caches, assert_close, contexts, encode, invalid, random_vec, rng, shout,
+    upload, upload_cache,
 };
 use mlc_kernels::attention::DEFAULT_MIN_CHUNK_LEN;
 use mlc_kernels::cpu::{KvLayout, Rope, causal_attention};
@@ -13,8 +13,6 @@ use mlc_kernels::{
     GpuContext, Kernel, Queries, RopeTable, Step,
 };
 
-/// Both cache formats: f32 (a q4f32 model's) and f16 (a q4f16 model's).
-const FORMATS: [FloatFormat; 2] = [FloatFormat::F32, FloatFormat::F16];
 use rand::Rng;
 
 /// What the tensor-core prefill kernel computes: the attention of q · scale, K
@@ -178,7 +176,7 @@ fn prefill_matches_the_cpu_reference() {
         let mut kernels = std::collections::HashMap::new();
         for (i, &(d, heads, kv_heads, tokens, start)) in cases.iter().enumerate() {
             // The cache formats take turns (both meet every head dim 64 path).
-            let kv = FORMATS[i % 2];
+            let kv = CACHE_FORMATS[i % 2];
             let kernel =
                 kernels.entry((d, kv)).or_insert_with(|| Attention::new(ctx, d, kv).unwrap());
             check(ctx, path, kernel, d, heads, kv_heads, tokens, start, 1, None, 200 + i as u64);
@@ -231,7 +229,7 @@ fn decode_matches_the_cpu_reference_across_chunk_boundaries() {
         .into_iter()
         .enumerate()
         {
-            let kernel = Attention::new(ctx, d, FORMATS[i % 2]).unwrap();
+            let kernel = Attention::new(ctx, d, CACHE_FORMATS[i % 2]).unwrap();
             check(ctx, path, &kernel, d, heads, kv_heads, 1, kv_len - 1, 1, None, 400 + i as u64);
         }
     }
@@ -249,7 +247,7 @@ fn random_shapes_match_the_cpu_reference() {
         let tokens = if draw.random_bool(0.5) { 1 } else { draw.random_range(2..=40) };
         let start = draw.random_range(0..=300);
         let min_chunk_len = [1, 32, 64][draw.random_range(0..3)];
-        let kv = FORMATS[draw.random_range(0..2)];
+        let kv = CACHE_FORMATS[draw.random_range(0..2)];
         shout(&format!(
             "case {i}: head_dim {head_dim}, {heads}/{kv_heads} heads, {tokens} tokens at {start}, chunks ≥ {min_chunk_len}, {kv:?} cache"
         ));

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    assert_caches, contexts, encode, invalid, random_vec, rng, shout, upload, upload_cache,
+    CACHE_FORMATS, assert_caches, contexts, encode, invalid, random_vec, rng, shout, upload,
+    upload_cache,
 };
 use mlc_kernels::cpu::{KvLayout, RollingWindow, Rope, gather_rolling};
 use mlc_kernels::{
@@ -26,9 +27,7 @@ fn gather_and_keep_match_the_cpu_reference() {
     // Starts before the window fills, at it, past it; passes of one row, a few,
     // and more than the ring's non-sink slots (a wrap within the pass).
     let cases = [(4, 3), (10, 1), (23, 1), (31, 6), (40, 9), (2, 9)];
-    for ((ctx_name, ctx), kv) in
-        contexts().iter().flat_map(|c| [(c, FloatFormat::F32), (c, FloatFormat::F16)])
-    {
+    for ((ctx_name, ctx), kv) in contexts().iter().flat_map(|c| CACHE_FORMATS.map(|kv| (c, kv))) {
         shout(&format!("rolling on {ctx_name}, {kv:?} attention cache"));
         let kernel = RollingCache::new(ctx, kv).unwrap();
         for (case, &(start, tokens)) in cases.iter().enumerate() {

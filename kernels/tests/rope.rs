@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    assert_caches, assert_close, contexts, encode, invalid, random_vec, rng, shout, upload,
-    upload_cache,
+    CACHE_FORMATS, assert_caches, assert_close, contexts, encode, invalid, random_vec, rng, shout,
+    upload, upload_cache,
 };
 use half::f16;
 use mlc_kernels::cpu::{KvLayout, Llama3Scaling, Rope, YarnScaling, rms_norm};
@@ -158,9 +158,6 @@ fn check(
     assert_caches(ctx, &what, (&k_cache, &k_want), (&v_cache, &v_want), kv);
 }
 
-/// Both cache formats: f32 (a q4f32 model's) and f16 (a q4f16 model's).
-const FORMATS: [FloatFormat; 2] = [FloatFormat::F32, FloatFormat::F16];
-
 #[test]
 fn rope_append_matches_the_cpu_reference() {
     let cases = [
@@ -271,10 +268,10 @@ fn rope_append_matches_the_cpu_reference() {
         },
     ];
     for (path, ctx) in contexts() {
-        let kernels = FORMATS.map(|kv| RopeAppend::new(ctx, kv).unwrap());
+        let kernels = CACHE_FORMATS.map(|kv| RopeAppend::new(ctx, kv).unwrap());
         // The cache formats take turns.
         for (i, case) in cases.iter().enumerate() {
-            check(ctx, path, (&kernels[i % 2], FORMATS[i % 2]), *case, 100 + i as u64);
+            check(ctx, path, (&kernels[i % 2], CACHE_FORMATS[i % 2]), *case, 100 + i as u64);
         }
     }
 }
@@ -297,7 +294,7 @@ fn random_shapes_match_the_cpu_reference() {
             tokens: if draw.random_bool(0.3) { 1 } else { draw.random_range(2..=40) },
             start: draw.random_range(0..=5000),
         };
-        let kv = FORMATS[draw.random_range(0..2)];
+        let kv = CACHE_FORMATS[draw.random_range(0..2)];
         shout(&format!("case {i}: {case:?}, {kv:?} cache"));
         for (path, ctx) in contexts() {
             let kernel = RopeAppend::new(ctx, kv).unwrap();

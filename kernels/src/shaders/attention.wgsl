@@ -34,9 +34,9 @@
 // A batched decode step (`batched` = 1) is one token for each of `tokens`
 // rows, each of its own sequence at its own position (`batch_rows[r]` =
 // (sequence, position)): rows are folded into workgroup y (decode) or y
-// (combine), each with its own query, output and
-// partials, and the chunk length is the longest row's (a shorter row has fewer
-// chunks; the workgroups past them return at once).
+// (combine), each with its own query, output and partials, and the chunk
+// length is the longest row's (a shorter row has fewer chunks; the
+// workgroups past them return at once).
 //
 // Decode with the append (`append` = 1): `q` holds the step's one projection row
 // [q | k | v] as the q/k/v product wrote it, unrotated. Each workgroup rotates

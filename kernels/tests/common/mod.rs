@@ -134,6 +134,9 @@ pub fn read_cache(
     }
 }
 
+/// Both KV cache formats: f32 (a q4f32 model's) and f16 (a q4f16 model's).
+pub const CACHE_FORMATS: [FloatFormat; 2] = [FloatFormat::F32, FloatFormat::F16];
+
 /// Compares the caches a kernel wrote (keys rotated on the GPU, values
 /// copied) with the CPU's, as stored in `format`: f32 keys within the
 /// rotation's rounding and values exact; f16 ones within one f16 step (WGSL
