@@ -983,18 +983,40 @@ mod avx512 {
         }
     }
 
+    /// `sum + Σ` of the pairwise products of `a` and the 64 bytes at
+    /// `b` (`vpdpwssd`), written as assembly: given the intrinsic, LLVM
+    /// emits most of a kernel's `vpdpwssd` as `vpmaddwd` + `vpaddd`, two
+    /// instructions for one, and the prefill kernel runs 1.2× slower
+    /// (docs/performance.md, "vpdpwssd as written").
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn dpwssd(mut sum: __m512i, a: __m512i, b: *const __m512i) -> __m512i {
+        // SAFETY: the caller passes 64 readable bytes at `b`.
+        unsafe {
+            std::arch::asm!(
+                "vpdpwssd {sum}, {a}, zmmword ptr [{b}]",
+                sum = inout(zmm_reg) sum,
+                a = in(zmm_reg) a,
+                b = in(reg) b,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        sum
+    }
+
     /// Four lanes of `Σ c·a` (unshifted codes) for each of four tokens (one
     /// per 128-bit lane) against the four nibble positions `n` of a block.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vnni")]
     unsafe fn quad_sums(n: &[__m512i; 4], values: &[[i16; 32]; 4]) -> __m512i {
         // SAFETY (whole body): the caller has AVX-512 F/VNNI; the loads read
         // 64-byte aligned vectors of a `WideTokenGroup`.
         unsafe {
             let v = |i: usize| values[i].as_ptr().cast::<__m512i>();
-            let s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), n[0], _mm512_load_si512(v(0)));
-            let s = _mm512_dpwssd_epi32(s, n[1], _mm512_load_si512(v(1)));
-            let s = _mm512_dpwssd_epi32(s, n[2], _mm512_load_si512(v(2)));
-            _mm512_dpwssd_epi32(s, n[3], _mm512_load_si512(v(3)))
+            let s = dpwssd(_mm512_setzero_si512(), n[0], v(0));
+            let s = dpwssd(s, n[1], v(1));
+            let s = dpwssd(s, n[2], v(2));
+            dpwssd(s, n[3], v(3))
         }
     }
 
