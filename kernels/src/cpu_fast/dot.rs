@@ -160,27 +160,27 @@ struct TokenGroup {
     scales: [f32; 8],
 }
 
-/// One block of sixteen tokens for the AVX-512 prefill kernel: as
-/// [`TokenGroup`], with four tokens per 512-bit vector (token `4q + j` in
-/// 128-bit lane `j` of vector `q`).
+/// One block of sixteen tokens for the AVX-512 prefill kernel: values
+/// `2i`, `2i + 1` of token `t` in 32-bit lane `t` of vector `i`, so that one
+/// `vpdpwssd` against codes `2i`, `2i + 1` broadcast to every lane adds two
+/// products to each token's sum, and sixteen leave the tokens' block sums in
+/// token order.
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C, align(64))]
 struct WideTokenGroup {
-    /// Per quad of tokens `4q..4q + 4` and nibble position, each token's
-    /// eight values in [`TokenGroup::values`]' order.
-    values: [[[i16; 32]; 4]; 4],
-    /// Per token `7 · Σ a`, in the kernel's lane order: lane `4j + q` holds
-    /// token `4q + j` (the transposed sum of the four quads' vectors).
+    /// Per pair `i` of values, each token's two in its lane.
+    pairs: [[[i16; 2]; 16]; 16],
+    /// Per token `7 · Σ a`, in token order.
     sevens: [i32; 16],
-    /// Per token the block's scale, in the same order.
+    /// Per token the block's scale, in token order.
     scales: [f32; 16],
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Default for WideTokenGroup {
     fn default() -> Self {
-        WideTokenGroup { values: [[[0; 32]; 4]; 4], sevens: [0; 16], scales: [0.0; 16] }
+        WideTokenGroup { pairs: [[[0; 2]; 16]; 16], sevens: [0; 16], scales: [0.0; 16] }
     }
 }
 
@@ -258,12 +258,12 @@ impl Group for WideTokenGroup {
     type Block = Q16Block;
     const TOKENS: usize = 16;
     fn put(&mut self, t: usize, block: &Q16Block) {
-        for (position, slots) in nibble_slots(block) {
-            self.values[t / 4][position][8 * (t % 4)..][..8].copy_from_slice(&slots);
+        for (pair, values) in self.pairs.iter_mut().zip(block.values.chunks_exact(2)) {
+            pair[t].copy_from_slice(values);
         }
     }
     fn lane(t: usize) -> usize {
-        4 * (t % 4) + t / 4
+        t
     }
     fn sums_and_scales(&mut self) -> (&mut [i32], &mut [f32]) {
         (&mut self.sevens, &mut self.scales)
@@ -964,107 +964,141 @@ mod avx512 {
     /// KB) stay in a 48 KB L1 cache while every row meets them.
     const CHUNK_BLOCKS: usize = 32;
 
-    /// The sums of each 128-bit lane's four 32-bit values of `s[0..4]`,
-    /// transposed: lane `4j + q` holds the sum of lane `j` of `s[q]`.
-    #[inline(always)]
-    unsafe fn transposed_sums(s: [__m512i; 4]) -> __m512i {
-        // SAFETY: the caller has AVX-512 F. (No closures: they would be
-        // compiled without the caller's target features.)
+    /// Weight rows that [`rows_group`] multiplies at once: each vector of
+    /// the tokens' values, loaded once, meets four rows' codes.
+    const ROWS: usize = 4;
+
+    /// One block's 32 codes as 16-bit values in weight order, aligned so
+    /// that each pair is one 32-bit word of one cache line.
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct Codes([i16; 32]);
+
+    /// The codes of `w` (byte `j` holds weights `j` and `j + 16`), widened.
+    #[inline]
+    #[target_feature(enable = "avx2,avx512f")]
+    unsafe fn unpack(w: &Q4Block, codes: &mut Codes) {
+        // SAFETY: a 16-byte unaligned load of the block's codes and a
+        // 64-byte aligned store of `codes`.
         unsafe {
-            let low = _mm512_add_epi32(
-                _mm512_unpacklo_epi32(s[0], s[1]),
-                _mm512_unpackhi_epi32(s[0], s[1]),
-            );
-            let high = _mm512_add_epi32(
-                _mm512_unpacklo_epi32(s[2], s[3]),
-                _mm512_unpackhi_epi32(s[2], s[3]),
-            );
-            _mm512_add_epi32(_mm512_unpacklo_epi64(low, high), _mm512_unpackhi_epi64(low, high))
+            let packed = _mm_loadu_si128(w.codes.as_ptr().cast());
+            let nibble = _mm_set1_epi8(0x0F);
+            let low = _mm256_cvtepu8_epi16(_mm_and_si128(packed, nibble));
+            let high = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), nibble));
+            let both = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+            _mm512_store_si512(codes.0.as_mut_ptr().cast(), both);
         }
     }
 
-    /// `sum + Σ` of the pairwise products of `a` and the 64 bytes at
-    /// `b` (`vpdpwssd`), written as assembly: given the intrinsic, LLVM
-    /// emits most of a kernel's `vpdpwssd` as `vpmaddwd` + `vpaddd`, two
-    /// instructions for one, and the prefill kernel runs 1.2× slower
-    /// (docs/performance.md, "vpdpwssd as written").
+    /// `sum` plus, in each 32-bit lane, the two products of that lane's
+    /// 16-bit pair of `values` with the pair at `pair`, broadcast
+    /// (`vpdpwssd` with a broadcast memory operand). Written as assembly:
+    /// from the intrinsic LLVM emits most of a kernel's `vpdpwssd` as
+    /// `vpmaddwd` + `vpaddd`, two instructions for one, and the kernel runs
+    /// 1.2× slower (docs/performance.md, "vpdpwssd as written").
     #[inline]
     #[target_feature(enable = "avx512f,avx512vnni")]
-    unsafe fn dpwssd(mut sum: __m512i, a: __m512i, b: *const __m512i) -> __m512i {
-        // SAFETY: the caller passes 64 readable bytes at `b`.
+    unsafe fn dpwssd(mut sum: __m512i, values: __m512i, pair: *const i16) -> __m512i {
+        // SAFETY: the caller passes 4 readable bytes at `pair`.
         unsafe {
             std::arch::asm!(
-                "vpdpwssd {sum}, {a}, zmmword ptr [{b}]",
+                "vpdpwssd {sum}, {values}, dword ptr [{pair}]{{1to16}}",
                 sum = inout(zmm_reg) sum,
-                a = in(zmm_reg) a,
-                b = in(reg) b,
+                values = in(zmm_reg) values,
+                pair = in(reg) pair,
                 options(pure, readonly, nostack, preserves_flags),
             );
         }
         sum
     }
 
-    /// Four lanes of `Σ c·a` (unshifted codes) for each of four tokens (one
-    /// per 128-bit lane) against the four nibble positions `n` of a block.
+    /// `R` weight rows' blocks (as many each) against a group of sixteen
+    /// tokens' (as many), continuing `acc` (one vector per row, lanes in
+    /// token order), in [`super::scalar_dot`]'s order: per block each row's
+    /// codes are unpacked once, sixteen `vpdpwssd` per row (each vector of
+    /// the tokens' values loaded once for the `R` rows, the row's code pair
+    /// broadcast) give every token's exact `Σ c·a` in its lane, which is
+    /// offset by `7 · Σ a`, converted, scaled and added to the row's
+    /// accumulator.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512vnni")]
-    unsafe fn quad_sums(n: &[__m512i; 4], values: &[[i16; 32]; 4]) -> __m512i {
-        // SAFETY (whole body): the caller has AVX-512 F/VNNI; the loads read
-        // 64-byte aligned vectors of a `WideTokenGroup`.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    unsafe fn rows_group<const R: usize>(
+        rows: [&[Q4Block]; R],
+        group: &[WideTokenGroup],
+        acc: &mut [__m512; R],
+    ) {
+        // SAFETY (whole body): the features are enabled; every row holds as
+        // many blocks as `group`; the loads read the group's 64-byte aligned
+        // vectors and the pairs of `codes`.
         unsafe {
-            let v = |i: usize| values[i].as_ptr().cast::<__m512i>();
-            let s = dpwssd(_mm512_setzero_si512(), n[0], v(0));
-            let s = dpwssd(s, n[1], v(1));
-            let s = dpwssd(s, n[2], v(2));
-            dpwssd(s, n[3], v(3))
+            let mut codes = [Codes([0; 32]); R];
+            for (b, group) in group.iter().enumerate() {
+                for r in 0..R {
+                    unpack(&rows[r][b], &mut codes[r]);
+                }
+                // Four chains a row, so that the additions overlap. Unrolled
+                // by hand: as a loop, the sums went to the stack.
+                let mut sums = [[_mm512_setzero_si512(); 4]; R];
+                macro_rules! pair {
+                    ($($i:literal)*) => {$(
+                        let values = _mm512_load_si512(group.pairs[$i].as_ptr().cast());
+                        for r in 0..R {
+                            let pair = codes[r].0.as_ptr().add(2 * $i);
+                            sums[r][$i % 4] = dpwssd(sums[r][$i % 4], values, pair);
+                        }
+                    )*};
+                }
+                pair!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+                let sevens = _mm512_load_si512(group.sevens.as_ptr().cast());
+                let scales = _mm512_load_ps(group.scales.as_ptr());
+                for r in 0..R {
+                    let [s0, s1, s2, s3] = sums[r];
+                    let sum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+                    let scale = _mm512_mul_ps(_mm512_set1_ps(rows[r][b].scale), scales);
+                    let term =
+                        _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, sevens)));
+                    acc[r] = _mm512_add_ps(acc[r], term);
+                }
+            }
         }
     }
 
-    /// One weight row's blocks against a group of sixteen tokens' (as
-    /// many), continuing `acc` (lanes in [`WideTokenGroup::sevens`]' order),
-    /// in [`super::scalar_dot`]'s order: per block the codes are unpacked
-    /// once into their four nibble positions (all four 128-bit lanes the same
-    /// row), four `vpdpwssd` per quad of tokens sum its exact products, and a
-    /// transposed sum gives the sixteen tokens' block sums, which are offset
-    /// by their `7 · Σ a`, converted, scaled and added to the accumulator.
-    #[inline(always)]
-    unsafe fn row_group(w: &[Q4Block], group: &[WideTokenGroup], mut acc: __m512) -> __m512 {
-        // SAFETY (whole body): the caller has AVX-512 F/BW/VNNI; `w` and
-        // `group` hold as many blocks; the loads read each block's 16 code
-        // bytes (unaligned) and the group's 64-byte aligned vectors.
+    /// One pass of [`tokens`] over the `R` weight rows from `n`: blocks
+    /// `start..end` of a group whose `count` tokens from `first` (given
+    /// by `mask`) are the lanes of each row's accumulator in `out`.
+    #[inline]
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pass<const R: usize>(
+        w: &[Q4Block],
+        group: &[WideTokenGroup],
+        (n, blocks, start): (usize, usize, usize),
+        out: &mut [f32],
+        (m, first, mask): (usize, usize, __mmask16),
+    ) {
+        let end = start + group.len();
+        let rows: [&[Q4Block]; R] =
+            std::array::from_fn(|r| &w[(n + r) * blocks + start..(n + r) * blocks + end]);
+        let out: [*mut f32; R] = std::array::from_fn(|r| out[(n + r) * m + first..].as_mut_ptr());
+        // SAFETY: the features are enabled; the masked loads and stores
+        // touch only the group's tokens of each row's results.
         unsafe {
-            let nibble = _mm512_set1_epi16(0x000F);
-            for (w, group) in w.iter().zip(group) {
-                let codes = _mm512_broadcast_i32x4(_mm_loadu_si128(w.codes.as_ptr().cast()));
-                let n = [
-                    _mm512_and_si512(codes, nibble),
-                    _mm512_and_si512(_mm512_srli_epi16(codes, 4), nibble),
-                    _mm512_and_si512(_mm512_srli_epi16(codes, 8), nibble),
-                    _mm512_srli_epi16(codes, 12),
-                ];
-                let v = &group.values;
-                let quads = [
-                    quad_sums(&n, &v[0]),
-                    quad_sums(&n, &v[1]),
-                    quad_sums(&n, &v[2]),
-                    quad_sums(&n, &v[3]),
-                ];
-                let sums = transposed_sums(quads);
-                let sevens = _mm512_load_si512(group.sevens.as_ptr().cast());
-                let sums = _mm512_sub_epi32(sums, sevens);
-                let scales =
-                    _mm512_mul_ps(_mm512_set1_ps(w.scale), _mm512_load_ps(group.scales.as_ptr()));
-                acc = _mm512_add_ps(acc, _mm512_mul_ps(scales, _mm512_cvtepi32_ps(sums)));
+            let mut acc: [__m512; R] = std::array::from_fn(|r| match start {
+                0 => _mm512_setzero_ps(),
+                _ => _mm512_maskz_loadu_ps(mask, out[r]),
+            });
+            rows_group(rows, group, &mut acc);
+            for r in 0..R {
+                _mm512_mask_storeu_ps(out[r], mask, acc[r]);
             }
-            acc
         }
     }
 
     /// [`super::dot_q4_q16_tokens`] for the sixteen-token layout: per group,
-    /// passes of [`CHUNK_BLOCKS`] blocks over every weight row, each row's
-    /// accumulator kept in `out` between passes (stored in token order,
-    /// which a permutation undoes: the float values, hence the order of
-    /// additions, are unchanged).
+    /// passes of [`CHUNK_BLOCKS`] blocks over every weight row, [`ROWS`] at a
+    /// time, each row's accumulator kept in `out` between passes (lanes in
+    /// token order, loaded and stored under a mask for a last group of
+    /// fewer).
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn tokens(
         w: &[Q4Block],
@@ -1077,31 +1111,25 @@ mod avx512 {
         if blocks == 0 {
             return out.fill(0.0);
         }
-        // SAFETY: the features are enabled for this function; each call gets
-        // a row's blocks and the group's, as many; `lanes` holds 16 floats.
-        unsafe {
-            // Lane 4j + q holds token 4q + j: a 4 × 4 transposition, its own
-            // inverse.
-            let transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-            let mut lanes = [0.0f32; 16];
-            for g in 0..m.div_ceil(16) {
-                let (first, count) = (16 * g, (m - 16 * g).min(16));
-                let group = &groups[g * blocks..(g + 1) * blocks];
-                for start in (0..blocks).step_by(CHUNK_BLOCKS) {
-                    let end = (start + CHUNK_BLOCKS).min(blocks);
-                    for (n, out) in out.chunks_exact_mut(m).enumerate() {
-                        let out = &mut out[first..first + count];
-                        let acc = match start {
-                            0 => _mm512_setzero_ps(),
-                            _ => {
-                                lanes[..count].copy_from_slice(out);
-                                _mm512_permutexvar_ps(transpose, _mm512_loadu_ps(lanes.as_ptr()))
-                            }
-                        };
-                        let row = &w[n * blocks + start..n * blocks + end];
-                        let acc = row_group(row, &group[start..end], acc);
-                        _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_permutexvar_ps(transpose, acc));
-                        out.copy_from_slice(&lanes[..count]);
+        let n_rows = out.len() / m;
+        for g in 0..m.div_ceil(16) {
+            let (first, count) = (16 * g, (m - 16 * g).min(16));
+            let mask: __mmask16 = ((1u32 << count) - 1) as u16;
+            let group = &groups[g * blocks..(g + 1) * blocks];
+            for start in (0..blocks).step_by(CHUNK_BLOCKS) {
+                let end = (start + CHUNK_BLOCKS).min(blocks);
+                let group = &group[start..end];
+                let tokens = (m, first, mask);
+                // SAFETY: the features are enabled for this function; every
+                // row passed exists.
+                unsafe {
+                    let mut n = 0;
+                    while n + ROWS <= n_rows {
+                        pass::<ROWS>(w, group, (n, blocks, start), out, tokens);
+                        n += ROWS;
+                    }
+                    for n in n..n_rows {
+                        pass::<1>(w, group, (n, blocks, start), out, tokens);
                     }
                 }
             }
@@ -1591,8 +1619,9 @@ mod tests {
         }
     }
 
-    /// The AVX2 and AVX-512 products of 1 to 5 weight rows (of 0 to 35
-    /// blocks) and 1 to 37 tokens gathered once (groups of eight or sixteen
+    /// The AVX2 and AVX-512 products of 1 to 5 weight rows (AVX-512's
+    /// four-row passes and the rows left over; of 0 to 35 blocks) and 1 to
+    /// 37 tokens gathered once (groups of eight or sixteen
     /// and their padding; 35 blocks make two of the kernels' 32-block passes,
     /// the second resumed from the results of the first): bit-equal to the
     /// scalar kernel, results stored per weight row, every one written. One
