@@ -957,12 +957,29 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
     use super::{ByteGroup, Q4Block, WideTokenGroup};
 
     /// Blocks per pass over a task's weight rows: a group's 32 blocks (36
     /// KB) stay in a 48 KB L1 cache while every row meets them.
     const CHUNK_BLOCKS: usize = 32;
+
+    /// The passes of a sixteen-token kernel over `m` tokens of `blocks`
+    /// blocks: per group `g` of sixteen tokens (its first token, and the
+    /// mask of the lanes it fills), each run of [`CHUNK_BLOCKS`] blocks.
+    fn passes(
+        m: usize,
+        blocks: usize,
+    ) -> impl Iterator<Item = (usize, usize, __mmask16, Range<usize>)> {
+        (0..m.div_ceil(16)).flat_map(move |g| {
+            let (first, count) = (16 * g, (m - 16 * g).min(16));
+            let mask = ((1u32 << count) - 1) as __mmask16;
+            (0..blocks)
+                .step_by(CHUNK_BLOCKS)
+                .map(move |start| (g, first, mask, start..(start + CHUNK_BLOCKS).min(blocks)))
+        })
+    }
 
     /// Weight rows that [`rows_group`] multiplies at once: each vector of
     /// the tokens' values, loaded once, meets four rows' codes.
@@ -1068,7 +1085,6 @@ mod avx512 {
     /// by `mask`) are the lanes of each row's accumulator in `out`.
     #[inline]
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn pass<const R: usize>(
         w: &[Q4Block],
         group: &[WideTokenGroup],
@@ -1083,10 +1099,12 @@ mod avx512 {
         // SAFETY: the features are enabled; the masked loads and stores
         // touch only the group's tokens of each row's results.
         unsafe {
-            let mut acc: [__m512; R] = std::array::from_fn(|r| match start {
-                0 => _mm512_setzero_ps(),
-                _ => _mm512_maskz_loadu_ps(mask, out[r]),
-            });
+            let mut acc = [_mm512_setzero_ps(); R];
+            if start > 0 {
+                for r in 0..R {
+                    acc[r] = _mm512_maskz_loadu_ps(mask, out[r]);
+                }
+            }
             rows_group(rows, group, &mut acc);
             for r in 0..R {
                 _mm512_mask_storeu_ps(out[r], mask, acc[r]);
@@ -1112,25 +1130,19 @@ mod avx512 {
             return out.fill(0.0);
         }
         let n_rows = out.len() / m;
-        for g in 0..m.div_ceil(16) {
-            let (first, count) = (16 * g, (m - 16 * g).min(16));
-            let mask: __mmask16 = ((1u32 << count) - 1) as u16;
-            let group = &groups[g * blocks..(g + 1) * blocks];
-            for start in (0..blocks).step_by(CHUNK_BLOCKS) {
-                let end = (start + CHUNK_BLOCKS).min(blocks);
-                let group = &group[start..end];
-                let tokens = (m, first, mask);
-                // SAFETY: the features are enabled for this function; every
-                // row passed exists.
-                unsafe {
-                    let mut n = 0;
-                    while n + ROWS <= n_rows {
-                        pass::<ROWS>(w, group, (n, blocks, start), out, tokens);
-                        n += ROWS;
-                    }
-                    for n in n..n_rows {
-                        pass::<1>(w, group, (n, blocks, start), out, tokens);
-                    }
+        for (g, first, mask, chunk) in passes(m, blocks) {
+            let group = &groups[g * blocks..][chunk.clone()];
+            let tokens = (m, first, mask);
+            // SAFETY: the features are enabled for this function; every row
+            // passed exists.
+            unsafe {
+                let mut n = 0;
+                while n + ROWS <= n_rows {
+                    pass::<ROWS>(w, group, (n, blocks, chunk.start), out, tokens);
+                    n += ROWS;
+                }
+                for n in n..n_rows {
+                    pass::<1>(w, group, (n, blocks, chunk.start), out, tokens);
                 }
             }
         }
@@ -1202,24 +1214,18 @@ mod avx512 {
         }
         // SAFETY: the features are enabled for this function; each call gets
         // a row's blocks and the group's, as many; the masked loads and
-        // stores touch only the group's `count` results of the row.
+        // stores touch only the group's results of the row.
         unsafe {
-            for g in 0..m.div_ceil(16) {
-                let (first, count) = (16 * g, (m - 16 * g).min(16));
-                let mask: __mmask16 = ((1u32 << count) - 1) as u16;
-                let group = &groups[g * blocks..(g + 1) * blocks];
-                for start in (0..blocks).step_by(CHUNK_BLOCKS) {
-                    let end = (start + CHUNK_BLOCKS).min(blocks);
-                    for (n, out) in out.chunks_exact_mut(m).enumerate() {
-                        let out = out[first..].as_mut_ptr();
-                        let acc = match start {
-                            0 => _mm512_setzero_ps(),
-                            _ => _mm512_maskz_loadu_ps(mask, out),
-                        };
-                        let row = &w[n * blocks + start..n * blocks + end];
-                        let acc = row_bytes(row, &group[start..end], acc);
-                        _mm512_mask_storeu_ps(out, mask, acc);
-                    }
+            for (g, first, mask, chunk) in passes(m, blocks) {
+                let group = &groups[g * blocks..][chunk.clone()];
+                for (n, out) in out.chunks_exact_mut(m).enumerate() {
+                    let out = out[first..].as_mut_ptr();
+                    let acc = match chunk.start {
+                        0 => _mm512_setzero_ps(),
+                        _ => _mm512_maskz_loadu_ps(mask, out),
+                    };
+                    let acc = row_bytes(&w[n * blocks..][chunk.clone()], group, acc);
+                    _mm512_mask_storeu_ps(out, mask, acc);
                 }
             }
         }
