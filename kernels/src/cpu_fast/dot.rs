@@ -1029,8 +1029,9 @@ mod avx512 {
         sum
     }
 
-    /// `R` weight rows' blocks (as many each) against a group of sixteen
-    /// tokens' (as many), continuing `acc` (one vector per row, lanes in
+    /// `R` weight rows' blocks against a group of sixteen tokens' (as many):
+    /// the rows' first blocks at `w[first]`, `w[first + stride]`, …,
+    /// continuing `acc` (one vector per row, lanes in
     /// token order), in [`super::scalar_dot`]'s order: per block each row's
     /// codes are unpacked once, sixteen `vpdpwssd` per row (each vector of
     /// the tokens' values loaded once for the `R` rows, the row's code pair
@@ -1040,7 +1041,7 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
     unsafe fn rows_group<const R: usize>(
-        rows: [&[Q4Block]; R],
+        (w, first, stride): (&[Q4Block], usize, usize),
         group: &[WideTokenGroup],
         acc: &mut [__m512; R],
     ) {
@@ -1050,8 +1051,9 @@ mod avx512 {
         unsafe {
             let mut codes = [Codes([0; 32]); R];
             for (b, group) in group.iter().enumerate() {
-                for r in 0..R {
-                    unpack(&rows[r][b], &mut codes[r]);
+                let block = |r: usize| &w[first + r * stride + b];
+                for (r, codes) in codes.iter_mut().enumerate() {
+                    unpack(block(r), codes);
                 }
                 // Four chains a row, so that the additions overlap. Unrolled
                 // by hand: as a loop, the sums went to the stack.
@@ -1071,7 +1073,7 @@ mod avx512 {
                 for r in 0..R {
                     let [s0, s1, s2, s3] = sums[r];
                     let sum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
-                    let scale = _mm512_mul_ps(_mm512_set1_ps(rows[r][b].scale), scales);
+                    let scale = _mm512_mul_ps(_mm512_set1_ps(block(r).scale), scales);
                     let term =
                         _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(sum, sevens)));
                     acc[r] = _mm512_add_ps(acc[r], term);
@@ -1080,9 +1082,10 @@ mod avx512 {
         }
     }
 
-    /// One pass of [`tokens`] over the `R` weight rows from `n`: blocks
-    /// `start..end` of a group whose `count` tokens from `first` (given
-    /// by `mask`) are the lanes of each row's accumulator in `out`.
+    /// One pass of [`tokens`] over the `R` weight rows from `n` (of `blocks`
+    /// blocks each): their blocks from `start`, as many as `group` holds,
+    /// against a group whose tokens from `first` (the lanes of `mask`) are
+    /// the lanes of each row's accumulator in `out` (rows of `m` results).
     #[inline]
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
     unsafe fn pass<const R: usize>(
@@ -1092,22 +1095,22 @@ mod avx512 {
         out: &mut [f32],
         (m, first, mask): (usize, usize, __mmask16),
     ) {
-        let end = start + group.len();
-        let rows: [&[Q4Block]; R] =
-            std::array::from_fn(|r| &w[(n + r) * blocks + start..(n + r) * blocks + end]);
-        let out: [*mut f32; R] = std::array::from_fn(|r| out[(n + r) * m + first..].as_mut_ptr());
-        // SAFETY: the features are enabled; the masked loads and stores
-        // touch only the group's tokens of each row's results.
+        assert!((n + R) * m <= out.len(), "pass: rows {n}.. past the results");
+        let results = out.as_mut_ptr();
+        // SAFETY: the features are enabled; row `n + r`'s results are
+        // `out[(n + r) · m..][..m]` (in `out`: checked above), and the masked
+        // loads and stores touch only the group's tokens of it, `first..m`.
         unsafe {
+            let results = |r: usize| results.add((n + r) * m + first);
             let mut acc = [_mm512_setzero_ps(); R];
             if start > 0 {
-                for r in 0..R {
-                    acc[r] = _mm512_maskz_loadu_ps(mask, out[r]);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_maskz_loadu_ps(mask, results(r));
                 }
             }
-            rows_group(rows, group, &mut acc);
-            for r in 0..R {
-                _mm512_mask_storeu_ps(out[r], mask, acc[r]);
+            rows_group((w, n * blocks + start, blocks), group, &mut acc);
+            for (r, acc) in acc.into_iter().enumerate() {
+                _mm512_mask_storeu_ps(results(r), mask, acc);
             }
         }
     }
